@@ -1,0 +1,55 @@
+//! Strict base64url without padding (RFC 7515 §2, RFC 4648 §5).
+//!
+//! Strict means: only the 64 URL-safe characters, no `=` padding, no whitespace, and
+//! no non-canonical final character (unused low bits must be zero), so every byte string
+//! has exactly one accepted encoding. `base64ct` does the work in constant time.
+
+use base64ct::{Base64UrlUnpadded, Encoding};
+
+/// A base64url segment that is not strictly canonical.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid base64url (padding, a character outside the URL-safe alphabet, or non-canonical bits)"
+)]
+pub struct Base64Error;
+
+/// Encodes `bytes` as unpadded base64url.
+pub fn encode(bytes: &[u8]) -> String {
+    Base64UrlUnpadded::encode_string(bytes)
+}
+
+/// Decodes strict unpadded base64url.
+pub fn decode(text: &str) -> Result<Vec<u8>, Base64Error> {
+    Base64UrlUnpadded::decode_vec(text).map_err(|_| Base64Error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips() {
+        for len in 0..40 {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 37 % 256) as u8).collect();
+            assert_eq!(decode(&encode(&bytes)).unwrap(), bytes);
+        }
+    }
+
+    #[test]
+    fn rejects_padding_whitespace_and_standard_alphabet() {
+        assert_eq!(decode("YQ=="), Err(Base64Error));
+        assert_eq!(decode("YQ="), Err(Base64Error));
+        assert_eq!(decode("Y Q"), Err(Base64Error));
+        assert_eq!(decode("+/8"), Err(Base64Error));
+        assert_eq!(decode("YQ\n"), Err(Base64Error));
+    }
+
+    #[test]
+    fn rejects_non_canonical_trailing_bits() {
+        // "YQ" is the canonical encoding of "a"; "YR" carries a set unused bit.
+        assert_eq!(decode("YQ").unwrap(), b"a");
+        assert_eq!(decode("YR"), Err(Base64Error));
+        // A single leftover character can never be valid.
+        assert_eq!(decode("YWJjZ"), Err(Base64Error));
+    }
+}

@@ -1,0 +1,188 @@
+//! JWS Compact Serialization (RFC 7515 §7.1), hardened per RFC 8725.
+//!
+//! This is deliberately small: one signature, one key chosen by `kid`, three
+//! algorithms. It is not a general JOSE library: no JSON serialization, no
+//! unencoded payloads (`b64`), no `crit` extensions, no keys taken from the header.
+
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+
+use crate::b64;
+use crate::json::{self, JsonLimits};
+use crate::keys::{Algorithm, KeyError, SigningKey};
+use crate::token::{Segment, TokenError};
+
+/// Header parameters that name or carry a key (RFC 7515 §4.1.2–4.1.6). Bonafide never
+/// takes a key from a token, so a token that offers one is refused outright.
+pub const FORBIDDEN_HEADERS: [&str; 5] = ["jwk", "jku", "x5u", "x5c", "x5t"];
+
+/// The parts of a compact JWS, borrowed from the token text.
+#[derive(Debug, Clone, Copy)]
+pub struct Compact<'a> {
+    /// Base64url header.
+    pub header_b64: &'a str,
+    /// Base64url payload.
+    pub payload_b64: &'a str,
+    /// Base64url signature.
+    pub signature_b64: &'a str,
+    /// `header_b64 '.' payload_b64`: the bytes that were signed.
+    pub signing_input: &'a str,
+}
+
+impl<'a> Compact<'a> {
+    /// Splits a token into exactly three non-empty-header segments, after the size cap.
+    pub fn split(token: &'a str, max_bytes: usize) -> Result<Self, TokenError> {
+        if token.len() > max_bytes {
+            return Err(TokenError::TooLarge {
+                size: token.len(),
+                max: max_bytes,
+            });
+        }
+        let mut parts = token.splitn(4, '.');
+        let (Some(h), Some(p), Some(s), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(TokenError::Shape);
+        };
+        if h.is_empty() || p.is_empty() {
+            return Err(TokenError::Shape);
+        }
+        let signing_input = token
+            .get(..h.len() + 1 + p.len())
+            .ok_or(TokenError::Shape)?;
+        Ok(Compact {
+            header_b64: h,
+            payload_b64: p,
+            signature_b64: s,
+            signing_input,
+        })
+    }
+}
+
+/// A JOSE header as read from an untrusted token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// Signature algorithm.
+    pub alg: Algorithm,
+    /// Key id: always present.
+    pub kid: String,
+    /// Media type of the whole token.
+    pub typ: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawHeader {
+    alg: Option<String>,
+    kid: Option<String>,
+    typ: Option<String>,
+    crit: Option<IgnoredAny>,
+    jwk: Option<IgnoredAny>,
+    jku: Option<IgnoredAny>,
+    x5u: Option<IgnoredAny>,
+    x5c: Option<IgnoredAny>,
+    x5t: Option<IgnoredAny>,
+    #[serde(rename = "x5t#S256")]
+    x5t256: Option<IgnoredAny>,
+    b64: Option<IgnoredAny>,
+}
+
+/// Longest `kid` accepted. Bonafide kids are 43-character thumbprints.
+pub const MAX_KID_LEN: usize = 128;
+
+/// Decodes and checks the protected header (pipeline step 2).
+pub fn decode_header(header_b64: &str, limits: JsonLimits) -> Result<Header, TokenError> {
+    let bytes = b64::decode(header_b64).map_err(|_| TokenError::Base64(Segment::Header))?;
+    json::check(&bytes, limits).map_err(|e| TokenError::Json(Segment::Header, e))?;
+    let raw: RawHeader = serde_json::from_slice(&bytes).map_err(|_| TokenError::HeaderNotObject)?;
+    if raw.crit.is_some() {
+        return Err(TokenError::CriticalHeader);
+    }
+    let forbidden = [
+        ("jwk", raw.jwk.is_some()),
+        ("jku", raw.jku.is_some()),
+        ("x5u", raw.x5u.is_some()),
+        ("x5c", raw.x5c.is_some()),
+        ("x5t", raw.x5t.is_some()),
+        ("x5t#S256", raw.x5t256.is_some()),
+        ("b64", raw.b64.is_some()),
+    ];
+    if let Some((name, _)) = forbidden.iter().find(|(_, present)| *present) {
+        return Err(TokenError::ForbiddenHeader(name));
+    }
+    let alg_text = raw.alg.ok_or(TokenError::MissingHeader("alg"))?;
+    let alg = Algorithm::parse(&alg_text)
+        .ok_or_else(|| TokenError::AlgorithmNotAllowed(alg_text.chars().take(32).collect()))?;
+    let kid = raw.kid.ok_or(TokenError::MissingHeader("kid"))?;
+    if kid.is_empty() || kid.len() > MAX_KID_LEN {
+        return Err(TokenError::UnknownKey);
+    }
+    Ok(Header {
+        alg,
+        kid,
+        typ: raw.typ,
+    })
+}
+
+/// True if `typ` names `expected`, compared as RFC 7515 §4.1.9 says: case-insensitive,
+/// with the `application/` prefix optional.
+pub fn typ_matches(typ: Option<&str>, expected: &str) -> bool {
+    let Some(typ) = typ else { return false };
+    let bare = match typ.get(..12) {
+        Some(p) if p.eq_ignore_ascii_case("application/") => typ.get(12..).unwrap_or_default(),
+        _ => typ,
+    };
+    bare.eq_ignore_ascii_case(expected)
+}
+
+/// Signs `payload` (already-serialised JSON claims) as a compact JWS with header
+/// `{"alg","typ","kid"}`.
+pub fn sign_compact(key: &SigningKey, typ: &str, payload: &[u8]) -> Result<String, KeyError> {
+    #[derive(serde::Serialize)]
+    struct Out<'a> {
+        alg: &'a str,
+        typ: &'a str,
+        kid: &'a str,
+    }
+    let header = serde_json::to_vec(&Out {
+        alg: key.alg().as_str(),
+        typ,
+        kid: key.kid(),
+    })
+    .map_err(|_| KeyError::Sign)?;
+    let mut out = b64::encode(&header);
+    out.push('.');
+    out.push_str(&b64::encode(payload));
+    let sig = key.sign(out.as_bytes())?;
+    out.push('.');
+    out.push_str(&b64::encode(&sig));
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_requires_three_segments() {
+        assert!(Compact::split("a.b.c", 100).is_ok());
+        assert_eq!(Compact::split("a.b", 100).unwrap_err(), TokenError::Shape);
+        assert_eq!(
+            Compact::split("a.b.c.d", 100).unwrap_err(),
+            TokenError::Shape
+        );
+        assert_eq!(Compact::split(".b.c", 100).unwrap_err(), TokenError::Shape);
+        assert_eq!(
+            Compact::split("a.b.c", 4).unwrap_err(),
+            TokenError::TooLarge { size: 5, max: 4 }
+        );
+    }
+
+    #[test]
+    fn typ_comparison() {
+        assert!(typ_matches(Some("agent+jwt"), "agent+jwt"));
+        assert!(typ_matches(Some("Agent+JWT"), "agent+jwt"));
+        assert!(typ_matches(Some("application/agent+jwt"), "agent+jwt"));
+        assert!(!typ_matches(Some("JWT"), "agent+jwt"));
+        assert!(!typ_matches(None, "agent+jwt"));
+    }
+}

@@ -1,0 +1,47 @@
+//! Bonafide core: the pure part of verifying AI agents.
+//!
+//! Keys and JWKS ([`keys`]), the hardened compact JWS ([`jws`]), agent tokens and their
+//! verification pipeline ([`token`]), identifiers ([`ids`]), API keys ([`apikey`]) and
+//! scopes ([`scopes`]).
+//!
+//! Architecture invariant: this crate does no I/O, spawns nothing, is not async and
+//! never reads the clock: `now` is an argument. Random bytes for identifiers and API
+//! keys are passed in. The one exception is AWS-LC's internal DRBG for key generation
+//! and ECDSA nonces, which cannot be injected.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod apikey;
+pub mod b64;
+pub mod ids;
+pub mod json;
+pub mod jws;
+pub mod keys;
+pub mod scopes;
+pub mod token;
+
+use aws_lc_rs::digest;
+
+/// SHA-256 of `data`.
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    let d = digest::digest(&digest::SHA256, data);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+/// Lowercase hex of `data`.
+pub fn hex(data: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(data.len() * 2);
+    for &b in data {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 15)]));
+    }
+    out
+}
+
+/// Constant-time equality of two byte strings (AWS-LC's `CRYPTO_memcmp`).
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    aws_lc_rs::constant_time::verify_slices_are_equal(a, b).is_ok()
+}

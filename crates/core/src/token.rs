@@ -1,0 +1,495 @@
+//! Agent tokens: `typ agent+jwt` JWTs (RFC 7519) with the claims of DESIGN.md, and
+//! the verification pipeline (steps 1–4; revocation is the caller's step 5).
+//!
+//! An [`UnverifiedToken`] cannot be read; only [`verify`] turns token text into a
+//! [`VerifiedToken`]. Errors are [`TokenError`] values whose [`TokenError::code`] is the
+//! stable wire code (`TOKEN_INVALID`, `TOKEN_EXPIRED`, …).
+
+use std::collections::HashMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::b64;
+use crate::ids::{AgentId, TokenId};
+use crate::json::{self, JsonError, JsonLimits};
+use crate::jws::{self, Compact, Header};
+use crate::keys::{Jwks, KeyError, SigningKey, VerifyingKey};
+
+/// `typ` of agent tokens.
+pub const AGENT_TOKEN_TYP: &str = "agent+jwt";
+/// Default cap on token length in bytes.
+pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
+/// Default clock-skew leeway in seconds.
+pub const DEFAULT_LEEWAY_SECS: i64 = 60;
+
+/// Which part of a token an error is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Segment {
+    /// The protected header.
+    Header,
+    /// The claims.
+    Payload,
+    /// The signature.
+    Signature,
+}
+
+impl fmt::Display for Segment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Segment::Header => "header",
+            Segment::Payload => "payload",
+            Segment::Signature => "signature",
+        })
+    }
+}
+
+/// The stable, machine-readable outcome of a failed verification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// Malformed, badly signed, or otherwise not a genuine token.
+    TokenInvalid,
+    /// Past `exp` (plus leeway).
+    TokenExpired,
+    /// Before `nbf` or `iat` (minus leeway).
+    TokenNotYetValid,
+    /// The token, its agent or its key has been revoked.
+    TokenRevoked,
+    /// The receiver named an audience the token is not for.
+    AudienceMismatch,
+    /// `iss` is not an issuer this verifier knows.
+    IssuerUnknown,
+}
+
+impl ErrorCode {
+    /// The wire form, e.g. `TOKEN_INVALID`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::TokenInvalid => "TOKEN_INVALID",
+            ErrorCode::TokenExpired => "TOKEN_EXPIRED",
+            ErrorCode::TokenNotYetValid => "TOKEN_NOT_YET_VALID",
+            ErrorCode::TokenRevoked => "TOKEN_REVOKED",
+            ErrorCode::AudienceMismatch => "AUDIENCE_MISMATCH",
+            ErrorCode::IssuerUnknown => "ISSUER_UNKNOWN",
+        }
+    }
+}
+
+/// What is revoked, when a token fails for revocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revoked {
+    /// This token (`jti`).
+    Token,
+    /// The agent the token names.
+    Agent,
+}
+
+/// Why a token was refused. Ordered as the pipeline: the first failure decides.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenError {
+    /// Longer than the configured cap.
+    #[error("token is {size} bytes, more than the {max} allowed")]
+    TooLarge {
+        /// Token length.
+        size: usize,
+        /// Cap.
+        max: usize,
+    },
+    /// Not three dot-separated segments.
+    #[error("token is not a compact JWS (three base64url segments separated by dots)")]
+    Shape,
+    /// A segment is not strict base64url.
+    #[error("token {0} is not strict base64url")]
+    Base64(Segment),
+    /// A segment's JSON is malformed, has duplicate members or nests too deep.
+    #[error("token {0} JSON is invalid: {1}")]
+    Json(Segment, JsonError),
+    /// The header is not a JSON object of strings where strings belong.
+    #[error("token header is not a valid JOSE header")]
+    HeaderNotObject,
+    /// A required header parameter is missing.
+    #[error("token header has no `{0}`")]
+    MissingHeader(&'static str),
+    /// `alg` is not RS256, ES256 or EdDSA.
+    #[error("algorithm `{0}` is not allowed")]
+    AlgorithmNotAllowed(String),
+    /// A `crit` header is present (RFC 7515 §4.1.11: we understand no extensions).
+    #[error("`crit` header parameter is not supported")]
+    CriticalHeader,
+    /// The header offers a key or key URL, which is never trusted.
+    #[error("header parameter `{0}` is not accepted: keys come only from the registry")]
+    ForbiddenHeader(&'static str),
+    /// `typ` is not the expected media type.
+    #[error("token type `{found}` is not `{expected}`")]
+    WrongType {
+        /// What the header said (empty if absent).
+        found: String,
+        /// What was expected.
+        expected: &'static str,
+    },
+    /// No key with this `kid`.
+    #[error("no key with this `kid`")]
+    UnknownKey,
+    /// `alg` is not the algorithm of the key named by `kid`.
+    #[error("algorithm does not match the key's algorithm")]
+    AlgorithmKeyMismatch,
+    /// The signature does not verify.
+    #[error("signature does not verify")]
+    BadSignature,
+    /// Claims are missing, of the wrong type, or inconsistent.
+    #[error("token claims are invalid: {0}")]
+    Claims(String),
+    /// Past `exp`.
+    #[error("token expired at {exp}")]
+    Expired {
+        /// The `exp` claim.
+        exp: i64,
+    },
+    /// Before `nbf`, or issued in the future.
+    #[error("token is not valid before {not_before}")]
+    NotYetValid {
+        /// `nbf`, or `iat` if that is what failed.
+        not_before: i64,
+    },
+    /// The receiver's audience is not in `aud`.
+    #[error("token is not intended for audience `{0}`")]
+    AudienceMismatch(String),
+    /// `iss` is not a known issuer.
+    #[error("issuer `{0}` is not known")]
+    IssuerUnknown(String),
+    /// Revoked (decided by the caller's status check).
+    #[error("token has been revoked")]
+    Revoked(Revoked),
+}
+
+impl TokenError {
+    /// The wire code for this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            TokenError::Expired { .. } => ErrorCode::TokenExpired,
+            TokenError::NotYetValid { .. } => ErrorCode::TokenNotYetValid,
+            TokenError::AudienceMismatch(_) => ErrorCode::AudienceMismatch,
+            TokenError::IssuerUnknown(_) => ErrorCode::IssuerUnknown,
+            TokenError::Revoked(_) => ErrorCode::TokenRevoked,
+            _ => ErrorCode::TokenInvalid,
+        }
+    }
+}
+
+/// `aud`: one string or an array (RFC 7519 §4.1.3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Audience {
+    /// A single audience.
+    One(String),
+    /// Several audiences.
+    Many(Vec<String>),
+}
+
+impl Audience {
+    /// True if `name` is among the audiences.
+    pub fn contains(&self, name: &str) -> bool {
+        match self {
+            Audience::One(a) => a == name,
+            Audience::Many(list) => list.iter().any(|a| a == name),
+        }
+    }
+
+    /// The audiences as a list.
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            Audience::One(a) => vec![a.clone()],
+            Audience::Many(list) => list.clone(),
+        }
+    }
+}
+
+/// The `agent` claim (ImaRobot shape).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentInfo {
+    /// Display name.
+    pub name: String,
+    /// The issuer's name (e.g. `apexwealth.com`).
+    pub issuer: String,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+    /// What the agent does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// Claims of an agent token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentClaims {
+    /// Registry URL, or the issuer's identifier for self-signed tokens.
+    pub iss: String,
+    /// The agent.
+    pub sub: AgentId,
+    /// Receivers the token is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<Audience>,
+    /// Issued at (Unix seconds).
+    pub iat: i64,
+    /// Not before (Unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
+    /// Expires (Unix seconds).
+    pub exp: i64,
+    /// Token id.
+    pub jti: TokenId,
+    /// Agent description (ImaRobot shape).
+    pub agent: AgentInfo,
+    /// Space-separated scopes (RFC 9068), equal to `agent.scopes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
+impl AgentClaims {
+    fn check_consistent(&self) -> Result<(), TokenError> {
+        if let Some(scope) = &self.scope {
+            let mut a: Vec<&str> = scope.split(' ').filter(|s| !s.is_empty()).collect();
+            let mut b: Vec<&str> = self.agent.scopes.iter().map(String::as_str).collect();
+            a.sort_unstable();
+            b.sort_unstable();
+            if a != b {
+                return Err(TokenError::Claims(
+                    "`scope` does not match `agent.scopes`".into(),
+                ));
+            }
+        }
+        if self.exp <= self.iat {
+            return Err(TokenError::Claims("`exp` is not after `iat`".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Whether to check `exp`, `nbf` and `iat` against `now`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeCheck {
+    /// Check them (the default).
+    Enforce,
+    /// Skip them: only to identify a genuine token, e.g. to revoke an expired one.
+    Skip,
+}
+
+/// Verification settings. Every field has a safe default.
+#[derive(Debug, Clone)]
+pub struct VerifyOptions {
+    /// Longest token accepted, in bytes. Default 8 KiB.
+    pub max_token_bytes: usize,
+    /// Clock-skew leeway for `exp`, `nbf` and `iat`, in seconds. Default 60.
+    pub leeway_secs: i64,
+    /// JSON bounds for header and claims. Default depth 16.
+    pub json: JsonLimits,
+    /// The receiver's own identifier; if set, a token with `aud` must name it.
+    /// A token without `aud` is for any receiver. Default none.
+    pub audience: Option<String>,
+    /// Issuers accepted in `iss`. Empty means none: every token is `ISSUER_UNKNOWN`.
+    pub issuers: Vec<String>,
+    /// Whether times are checked. Default [`TimeCheck::Enforce`].
+    pub time: TimeCheck,
+}
+
+impl VerifyOptions {
+    /// Defaults, accepting tokens from `issuer`.
+    pub fn for_issuer(issuer: impl Into<String>) -> Self {
+        VerifyOptions {
+            max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
+            leeway_secs: DEFAULT_LEEWAY_SECS,
+            json: JsonLimits::default(),
+            audience: None,
+            issuers: vec![issuer.into()],
+            time: TimeCheck::Enforce,
+        }
+    }
+}
+
+/// Keys by `kid`.
+pub trait KeyResolver {
+    /// The key with this `kid`, if known.
+    fn key(&self, kid: &str) -> Option<&VerifyingKey>;
+}
+
+/// A set of verifying keys indexed by `kid`.
+#[derive(Debug, Default)]
+pub struct KeySet {
+    keys: HashMap<String, VerifyingKey>,
+}
+
+impl KeySet {
+    /// An empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a key under its thumbprint.
+    pub fn insert(&mut self, key: VerifyingKey) {
+        self.keys.insert(key.kid().to_owned(), key);
+    }
+
+    /// Builds a set from a JWKS, refusing it whole if any key is unusable.
+    pub fn from_jwks(jwks: &Jwks) -> Result<Self, KeyError> {
+        let mut set = KeySet::new();
+        for jwk in &jwks.keys {
+            set.insert(VerifyingKey::from_jwk(jwk)?);
+        }
+        Ok(set)
+    }
+
+    /// The keys as a JWKS, sorted by kid for stable output.
+    pub fn to_jwks(&self) -> Jwks {
+        let mut keys: Vec<_> = self.keys.values().map(|k| k.jwk().clone()).collect();
+        keys.sort_by(|a, b| a.kid.cmp(&b.kid));
+        Jwks { keys }
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// True if there are no keys.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+impl KeyResolver for KeySet {
+    fn key(&self, kid: &str) -> Option<&VerifyingKey> {
+        self.keys.get(kid)
+    }
+}
+
+/// Token text not yet verified. It offers no access to its claims.
+#[derive(Clone, Copy)]
+pub struct UnverifiedToken<'a>(&'a str);
+
+impl fmt::Debug for UnverifiedToken<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "UnverifiedToken(sha256:{})",
+            crate::hex(&crate::sha256(self.0.as_bytes())[..6])
+        )
+    }
+}
+
+impl<'a> UnverifiedToken<'a> {
+    /// Wraps token text.
+    pub fn new(text: &'a str) -> Self {
+        UnverifiedToken(text)
+    }
+
+    /// Runs the pipeline: size, shape, header, signature, claims.
+    pub fn verify(
+        self,
+        keys: &impl KeyResolver,
+        opts: &VerifyOptions,
+        now: i64,
+    ) -> Result<VerifiedToken, TokenError> {
+        verify(self.0, keys, opts, now)
+    }
+}
+
+/// A token whose signature, header and claims have been checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedToken {
+    /// The checked header.
+    pub header: Header,
+    /// The checked claims.
+    pub claims: AgentClaims,
+}
+
+/// Verifies an agent token (pipeline steps 1–4 of DESIGN.md).
+pub fn verify(
+    token: &str,
+    keys: &impl KeyResolver,
+    opts: &VerifyOptions,
+    now: i64,
+) -> Result<VerifiedToken, TokenError> {
+    // 1. size and shape
+    let compact = Compact::split(token, opts.max_token_bytes)?;
+    // 2. header
+    let header = jws::decode_header(compact.header_b64, opts.json)?;
+    if !jws::typ_matches(header.typ.as_deref(), AGENT_TOKEN_TYP) {
+        return Err(TokenError::WrongType {
+            found: header
+                .typ
+                .clone()
+                .unwrap_or_default()
+                .chars()
+                .take(64)
+                .collect(),
+            expected: AGENT_TOKEN_TYP,
+        });
+    }
+    let key = keys.key(&header.kid).ok_or(TokenError::UnknownKey)?;
+    if key.alg() != header.alg {
+        return Err(TokenError::AlgorithmKeyMismatch);
+    }
+    // 3. signature, before anything in the payload is looked at
+    let sig =
+        b64::decode(compact.signature_b64).map_err(|_| TokenError::Base64(Segment::Signature))?;
+    if !key.verify(compact.signing_input.as_bytes(), &sig) {
+        return Err(TokenError::BadSignature);
+    }
+    // 4. claims
+    let payload =
+        b64::decode(compact.payload_b64).map_err(|_| TokenError::Base64(Segment::Payload))?;
+    json::check(&payload, opts.json).map_err(|e| TokenError::Json(Segment::Payload, e))?;
+    let claims: AgentClaims =
+        serde_json::from_slice(&payload).map_err(|e| TokenError::Claims(claims_error(&e)))?;
+    claims.check_consistent()?;
+    if opts.time == TimeCheck::Enforce {
+        check_times(&claims, opts.leeway_secs, now)?;
+    }
+    if let (Some(want), Some(aud)) = (&opts.audience, &claims.aud) {
+        if !aud.contains(want) {
+            return Err(TokenError::AudienceMismatch(
+                want.chars().take(128).collect(),
+            ));
+        }
+    }
+    if !opts.issuers.iter().any(|i| *i == claims.iss) {
+        return Err(TokenError::IssuerUnknown(
+            claims.iss.chars().take(128).collect(),
+        ));
+    }
+    Ok(VerifiedToken { header, claims })
+}
+
+fn claims_error(e: &serde_json::Error) -> String {
+    // serde's message names the claim and the problem; drop the position suffix.
+    let msg = e.to_string();
+    match msg.rsplit_once(" at line ") {
+        Some((m, _)) => m.to_owned(),
+        None => msg,
+    }
+}
+
+fn check_times(claims: &AgentClaims, leeway: i64, now: i64) -> Result<(), TokenError> {
+    if now.saturating_sub(leeway) >= claims.exp {
+        return Err(TokenError::Expired { exp: claims.exp });
+    }
+    if let Some(nbf) = claims.nbf {
+        if now.saturating_add(leeway) < nbf {
+            return Err(TokenError::NotYetValid { not_before: nbf });
+        }
+    }
+    if now.saturating_add(leeway) < claims.iat {
+        return Err(TokenError::NotYetValid {
+            not_before: claims.iat,
+        });
+    }
+    Ok(())
+}
+
+/// Signs agent claims as a `typ agent+jwt` token.
+pub fn sign(key: &SigningKey, claims: &AgentClaims) -> Result<String, KeyError> {
+    let payload = serde_json::to_vec(claims).map_err(|_| KeyError::Sign)?;
+    jws::sign_compact(key, AGENT_TOKEN_TYP, &payload)
+}
