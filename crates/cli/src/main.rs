@@ -1,1 +1,540 @@
-fn main() {}
+//! `bonafide`: run the registry, and talk to it.
+//!
+//! Exit codes: 0 success (for `verify`: valid and allowed), 1 the token is not valid or
+//! not allowed, 2 any other error (bad usage, unreachable registry, refused request).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, anyhow, bail};
+use bonafide_client::{Client, ClientError, OfflineVerifier, load_jwks};
+use bonafide_core::apikey::{ApiKey, KeyKind};
+use bonafide_core::keys::Algorithm;
+use bonafide_server::{Config, Server};
+use bonafide_store::{SqliteStore, Store};
+use clap::{Args, Parser, Subcommand};
+use serde_json::{Value, json};
+
+mod duration;
+mod output;
+
+use output::Out;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "bonafide",
+    version,
+    about = "Identity and delegated authority for AI agents"
+)]
+struct Cli {
+    /// Registry URL for client commands.
+    #[arg(
+        long,
+        global = true,
+        env = "BONAFIDE_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    url: String,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the registry (embedded SQLite under --data-dir).
+    Serve(ServeArgs),
+    /// Manage issuers (admin key in BONAFIDE_API_KEY).
+    #[command(subcommand)]
+    Issuer(IssuerCmd),
+    /// Manage agents (issuer key in BONAFIDE_API_KEY).
+    #[command(subcommand)]
+    Agent(AgentCmd),
+    /// Revoke an agent (and all its tokens) or one token.
+    Revoke(RevokeArgs),
+    /// Verify a token online, or offline with a JWKS.
+    Verify(VerifyArgs),
+    /// Registry keys.
+    #[command(subcommand)]
+    Keys(KeysCmd),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Where the SQLite database lives (created if missing).
+    #[arg(long, env = "BONAFIDE_DATA_DIR", default_value = "./bonafide-data")]
+    data_dir: PathBuf,
+    /// Public base URL (token `iss`); default http://<listen address>.
+    #[arg(long, env = "BONAFIDE_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Algorithm for a newly created signing key: RS256, ES256 or EdDSA.
+    #[arg(long, default_value = "RS256")]
+    signing_alg: Algorithm,
+    /// Log format: json or text.
+    #[arg(long, default_value = "json")]
+    log_format: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum IssuerCmd {
+    /// Create an issuer; prints its API key once.
+    Create {
+        /// Unique name, usually the organisation's domain.
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AgentCmd {
+    /// Register an agent and print its first token.
+    Register {
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// Scope to grant (repeat, or separate with commas).
+        #[arg(long = "scope", required = true, value_delimiter = ',')]
+        scopes: Vec<String>,
+        /// Token lifetime: 3600, 90s, 30m, 24h, 7d.
+        #[arg(long)]
+        ttl: Option<String>,
+        /// What the agent does.
+        #[arg(long)]
+        description: Option<String>,
+        /// Receiver the tokens are for (repeatable).
+        #[arg(long = "aud")]
+        audience: Vec<String>,
+    },
+    /// List your agents.
+    List {
+        /// Page size.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Follow cursors and print every page.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+struct RevokeTarget {
+    /// Agent id (`agt_…`): revokes the agent and all its tokens.
+    #[arg(long)]
+    agent: Option<String>,
+    /// Token id (`tok_…`).
+    #[arg(long)]
+    token: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct RevokeArgs {
+    #[command(flatten)]
+    target: RevokeTarget,
+    /// Why (recorded with an agent revocation).
+    #[arg(long)]
+    reason: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct VerifyArgs {
+    /// The token (or `-` to read it from stdin).
+    token: String,
+    /// Scope the request needs (repeatable).
+    #[arg(long = "scope", value_delimiter = ',')]
+    scopes: Vec<String>,
+    /// Your receiver identifier (checked against `aud`).
+    #[arg(long)]
+    audience: Option<String>,
+    /// Verify locally with --jwks; no registry call.
+    #[arg(long, requires = "jwks")]
+    offline: bool,
+    /// JWKS file or URL for --offline.
+    #[arg(long)]
+    jwks: Option<String>,
+    /// Expected `iss` for --offline (default: the JWKS URL's origin).
+    #[arg(long)]
+    issuer: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCmd {
+    /// Rotate the registry signing key in a data dir (a running server picks it up
+    /// within seconds). Old tokens keep verifying until they expire.
+    Rotate {
+        /// The server's data dir.
+        #[arg(long, default_value = "./bonafide-data")]
+        data_dir: PathBuf,
+        /// Algorithm of the new key (default: the current key's).
+        #[arg(long)]
+        alg: Option<Algorithm>,
+    },
+    /// Print a fresh admin API key, e.g. for BONAFIDE_ADMIN_KEY.
+    NewAdminKey,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let out = Out { json: cli.json };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(cli, out)) {
+        Ok(code) => code,
+        Err(e) => {
+            out.error(&e);
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli, out: Out) -> Result<ExitCode> {
+    match cli.command {
+        Command::Serve(args) => serve(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Issuer(IssuerCmd::Create { name }) => {
+            let client = client(&cli.url, KeyKind::Admin)?;
+            let v: Value = client
+                .post("/v1/issuers", &json!({ "name": name }))
+                .await
+                .map_err(explain)?;
+            out.issuer_created(&v);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Agent(AgentCmd::Register {
+            name,
+            scopes,
+            ttl,
+            description,
+            audience,
+        }) => {
+            let client = client(&cli.url, KeyKind::Issuer)?;
+            let mut body = json!({ "name": name, "scopes": scopes });
+            if let Some(ttl) = ttl {
+                body["expiry_seconds"] = json!(duration::parse(&ttl)?);
+            }
+            if let Some(d) = description {
+                body["description"] = json!(d);
+            }
+            if !audience.is_empty() {
+                body["audience"] = json!(audience);
+            }
+            let v: Value = client
+                .post("/v1/agents/register", &body)
+                .await
+                .map_err(explain)?;
+            out.agent_registered(&v);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Agent(AgentCmd::List { limit, all }) => {
+            let client = client(&cli.url, KeyKind::Issuer)?;
+            let mut agents = Vec::new();
+            let mut cursor: Option<String> = None;
+            loop {
+                let path = match &cursor {
+                    Some(c) => format!("/v1/agents?limit={limit}&cursor={c}"),
+                    None => format!("/v1/agents?limit={limit}"),
+                };
+                let page: Value = client.get(&path).await.map_err(explain)?;
+                agents.extend(page["agents"].as_array().cloned().unwrap_or_default());
+                cursor = page["next_cursor"].as_str().map(str::to_owned);
+                if !all || cursor.is_none() {
+                    break;
+                }
+            }
+            out.agent_list(&agents, cursor.as_deref());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Revoke(args) => {
+            let client = client(&cli.url, KeyKind::Issuer)?;
+            let v: Value = match (args.target.agent, args.target.token) {
+                (Some(agent), _) => {
+                    let body = match &args.reason {
+                        Some(r) => json!({ "reason": r }),
+                        None => json!({}),
+                    };
+                    client
+                        .post(
+                            &format!("/v1/agents/{}/revoke", path_segment(&agent)?),
+                            &body,
+                        )
+                        .await
+                        .map_err(explain)?
+                }
+                (None, Some(jti)) => client
+                    .post("/v1/tokens/revoke", &json!({ "jti": jti }))
+                    .await
+                    .map_err(explain)?,
+                (None, None) => bail!("give --agent ID or --token JTI"),
+            };
+            out.revoked(&v);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify(args) => verify(&cli.url, args, out).await,
+        Command::Keys(KeysCmd::Rotate { data_dir, alg }) => {
+            let store = SqliteStore::open(&data_dir)
+                .await
+                .with_context(|| format!("cannot open the data dir `{}`", data_dir.display()))?;
+            let keys = store.signing_keys().await?;
+            let current = keys
+                .iter()
+                .find(|k| k.state == bonafide_store::KeyState::Active)
+                .map(|k| k.alg);
+            let alg = alg.or(current).unwrap_or(Algorithm::RS256);
+            let record = bonafide_server::state::new_key_record(alg)?;
+            store
+                .rotate_signing_key(&record, bonafide_server::time::now_ms() / 1000)
+                .await?;
+            out.rotated(&record.kid, alg);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keys(KeysCmd::NewAdminKey) => {
+            let key = ApiKey::from_random(KeyKind::Admin, random20()?);
+            println!("{}", key.expose_secret());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn random20() -> Result<[u8; 20]> {
+    let mut b = [0u8; 20];
+    aws_lc_rs::rand::fill(&mut b).map_err(|_| anyhow!("the system random source failed"))?;
+    Ok(b)
+}
+
+/// Agent ids go into a URL path: refuse anything that is not an id.
+fn path_segment(id: &str) -> Result<&str> {
+    bonafide_core::ids::AgentId::try_from(id).map_err(|e| anyhow!("{e}"))?;
+    Ok(id)
+}
+
+fn client(url: &str, kind: KeyKind) -> Result<Client> {
+    let key = std::env::var("BONAFIDE_API_KEY").map_err(|_| {
+        anyhow!(
+            "set BONAFIDE_API_KEY to your {} API key (bfk_{}_…)",
+            kind.as_str(),
+            match kind {
+                KeyKind::Admin => "adm",
+                KeyKind::Issuer => "iss",
+                KeyKind::Receiver => "rcv",
+            }
+        )
+    })?;
+    let parsed = ApiKey::parse(key.trim()).map_err(|e| anyhow!("BONAFIDE_API_KEY: {e}"))?;
+    if parsed.kind() != kind {
+        bail!(
+            "BONAFIDE_API_KEY is an {} key; this command needs an {} key",
+            parsed.kind().as_str(),
+            kind.as_str()
+        );
+    }
+    Ok(Client::new(url, Some(key.trim().to_owned())))
+}
+
+fn explain(e: ClientError) -> anyhow::Error {
+    match &e {
+        ClientError::Unreachable { url, .. } => {
+            anyhow!("{e}\nhint: is `bonafide serve` running, and is --url right? (tried {url})")
+        }
+        ClientError::Api { status: 401, .. } => anyhow!("{e}\nhint: check BONAFIDE_API_KEY"),
+        _ => anyhow!("{e}"),
+    }
+}
+
+fn read_token(arg: &str) -> Result<String> {
+    if arg == "-" {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+            .context("cannot read the token from stdin")?;
+        Ok(s.trim().to_owned())
+    } else {
+        Ok(arg.trim().to_owned())
+    }
+}
+
+async fn verify(url: &str, args: VerifyArgs, out: Out) -> Result<ExitCode> {
+    let token = read_token(&args.token)?;
+    if args.offline {
+        let source = args
+            .jwks
+            .as_deref()
+            .ok_or_else(|| anyhow!("--offline needs --jwks FILE_OR_URL"))?;
+        let jwks = load_jwks(source).await.map_err(|e| anyhow!("{e}"))?;
+        let issuer = match (&args.issuer, origin(source)) {
+            (Some(i), _) => i.clone(),
+            (None, Some(o)) => o,
+            (None, None) => {
+                bail!("--offline with a JWKS file needs --issuer URL (the registry's `iss`)")
+            }
+        };
+        let mut verifier = OfflineVerifier::new(&jwks, &issuer).map_err(|e| anyhow!("{e}"))?;
+        verifier.options_mut().audience = args.audience.clone();
+        let now = bonafide_server::time::now_ms() / 1000;
+        let result = verifier.verify(&token, now);
+        let answer = match result {
+            Ok(verdict) => {
+                let c = &verdict.token.claims;
+                let missing: Vec<&String> = args
+                    .scopes
+                    .iter()
+                    .filter(|s| !c.agent.scopes.contains(s))
+                    .collect();
+                json!({
+                    "valid": true,
+                    "allowed": missing.is_empty(),
+                    "reasons": if missing.is_empty() { json!([]) } else { json!(["SCOPE_NOT_GRANTED"]) },
+                    "agent": { "id": c.sub, "name": c.agent.name, "issuer": c.agent.issuer, "scopes": c.agent.scopes },
+                    "expires_at": bonafide_server::time::rfc3339_s(c.exp),
+                    "offline": true,
+                    "revocation_checked": verdict.revocation_checked,
+                })
+            }
+            Err(e) => json!({
+                "valid": false, "allowed": false, "error": e.code().as_str(), "reason": e.to_string(),
+                "offline": true, "revocation_checked": false,
+            }),
+        };
+        out.verified(&answer);
+        return Ok(exit_for(&answer));
+    }
+    let client = Client::new(url, None);
+    let answer = client
+        .verify(&token, &args.scopes, args.audience.as_deref())
+        .await
+        .map_err(explain)?;
+    out.verified(&answer);
+    Ok(exit_for(&answer))
+}
+
+fn exit_for(answer: &Value) -> ExitCode {
+    if answer["valid"] == json!(true) && answer["allowed"] == json!(true) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// `scheme://host[:port]` of a URL, if it is one.
+fn origin(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let host = rest.split('/').next()?;
+    Some(format!("{scheme}://{host}"))
+}
+
+async fn serve(args: ServeArgs) -> Result<()> {
+    init_logging(&args.log_format)?;
+    let store = SqliteStore::open(&args.data_dir)
+        .await
+        .with_context(|| format!("cannot open the data dir `{}`", args.data_dir.display()))?;
+    bootstrap_admin(&store, &args.data_dir).await?;
+    let config = Config {
+        public_url: args.public_url.unwrap_or_default(),
+        signing_alg: args.signing_alg,
+        ..Config::default()
+    };
+    let store: Arc<dyn Store> = Arc::new(store);
+    let server = Server::bind(args.listen, config, store).await?;
+    let addr = server.local_addr()?;
+    tracing::info!(%addr, data_dir = %args.data_dir.display(), "bonafide listening");
+    eprintln!("bonafide listening on http://{addr}");
+    server.run(shutdown_signal()).await?;
+    tracing::info!("bonafide stopped");
+    Ok(())
+}
+
+/// First start: create an admin key, print it once to stderr and keep it in
+/// `<data-dir>/admin.key` (0600). `BONAFIDE_ADMIN_KEY` supplies it instead.
+async fn bootstrap_admin(store: &SqliteStore, data_dir: &Path) -> Result<()> {
+    if let Ok(text) = std::env::var("BONAFIDE_ADMIN_KEY") {
+        let key = ApiKey::parse(text.trim()).map_err(|e| {
+            anyhow!("BONAFIDE_ADMIN_KEY: {e}; make one with `bonafide keys new-admin-key`")
+        })?;
+        if key.kind() != KeyKind::Admin {
+            bail!(
+                "BONAFIDE_ADMIN_KEY must be an admin key (bfk_adm_…); make one with `bonafide keys new-admin-key`"
+            );
+        }
+        store
+            .add_admin_key(&key.hash(), bonafide_server::time::now_ms())
+            .await?;
+        return Ok(());
+    }
+    if store.has_admin_key().await? {
+        return Ok(());
+    }
+    let key = ApiKey::from_random(KeyKind::Admin, random20()?);
+    let path = data_dir.join("admin.key");
+    write_private(&path, &format!("{}\n", key.expose_secret()))?;
+    store
+        .add_admin_key(&key.hash(), bonafide_server::time::now_ms())
+        .await?;
+    eprintln!(
+        "created the admin API key (shown once; also saved to {}):\n  {}",
+        path.display(),
+        key.expose_secret()
+    );
+    Ok(())
+}
+
+fn write_private(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("cannot write `{}`", path.display()))?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    Ok(())
+}
+
+fn init_logging(format: &str) -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        "json" => builder.json().init(),
+        "text" => builder.init(),
+        other => bail!("--log-format `{other}`: use json or text"),
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,1 +1,253 @@
-//! placeholder
+//! Bonafide Rust SDK for receivers and operators.
+//!
+//! - [`OfflineVerifier`]: verify agent tokens locally with a cached JWKS, no registry
+//!   call (pipeline steps 1–4; revocation needs the online check or, later, a status
+//!   list — [`OfflineVerdict::revocation_checked`] says so explicitly).
+//! - [`Client`]: the HTTP API (verify online, register agents, revoke, …).
+
+use std::fmt;
+
+use bonafide_core::keys::{Jwks, KeyError};
+use bonafide_core::token::{KeySet, TokenError, VerifiedToken, VerifyOptions};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+/// What went wrong talking to the registry or reading keys.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The registry could not be reached.
+    #[error("cannot reach the registry at {url}: {reason}")]
+    Unreachable {
+        /// The URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The registry answered with an error.
+    #[error("{message} ({code}, HTTP {status}, request {request_id})")]
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// Stable error code.
+        code: String,
+        /// Message.
+        message: String,
+        /// Request id for the server log.
+        request_id: String,
+    },
+    /// The answer was not what the API promises.
+    #[error("unexpected answer from {url}: {reason}")]
+    Decode {
+        /// The URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// A key in the JWKS is unusable.
+    #[error("unusable key in JWKS: {0}")]
+    Key(#[from] KeyError),
+    /// A local file could not be read.
+    #[error("cannot read {path}: {reason}")]
+    File {
+        /// The path.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// An HTTP client for one registry.
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    api_key: Option<String>,
+    http: reqwest::Client,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("base", &self.base)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl Client {
+    /// A client for the registry at `base` (e.g. `http://127.0.0.1:8080`).
+    pub fn new(base: &str, api_key: Option<String>) -> Self {
+        Client {
+            base: base.trim_end_matches('/').to_owned(),
+            api_key,
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(30))
+                .build()
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The registry's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// `GET path`, decoded as `T`.
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let req = self.authorize(self.http.get(&url));
+        self.send(req, url).await
+    }
+
+    /// `POST path` with a JSON body, decoded as `T`.
+    pub async fn post<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let req = self.authorize(self.http.post(&url).json(body));
+        self.send(req, url).await
+    }
+
+    /// Online verification: `POST /v1/verify`.
+    pub async fn verify(
+        &self,
+        token: &str,
+        scopes: &[String],
+        audience: Option<&str>,
+    ) -> Result<Value, ClientError> {
+        let mut body = serde_json::json!({ "token": token });
+        if !scopes.is_empty() {
+            body["scopes_requested"] = serde_json::json!(scopes);
+        }
+        if let Some(a) = audience {
+            body["audience"] = serde_json::json!(a);
+        }
+        self.post("/v1/verify", &body).await
+    }
+
+    /// The registry's JWKS.
+    pub async fn jwks(&self) -> Result<Jwks, ClientError> {
+        self.get("/.well-known/jwks.json").await
+    }
+
+    fn authorize(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.api_key {
+            Some(k) => req.bearer_auth(k),
+            None => req,
+        }
+    }
+
+    async fn send<T: DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+        url: String,
+    ) -> Result<T, ClientError> {
+        let resp = req.send().await.map_err(|e| ClientError::Unreachable {
+            url: url.clone(),
+            reason: e.to_string(),
+        })?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| ClientError::Unreachable {
+            url: url.clone(),
+            reason: e.to_string(),
+        })?;
+        if !status.is_success() {
+            let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let e = &v["error"];
+            return Err(ClientError::Api {
+                status: status.as_u16(),
+                code: e["code"].as_str().unwrap_or("UNKNOWN").to_owned(),
+                message: e["message"].as_str().map_or_else(
+                    || String::from_utf8_lossy(&bytes).chars().take(200).collect(),
+                    str::to_owned,
+                ),
+                request_id: e["request_id"].as_str().unwrap_or("-").to_owned(),
+            });
+        }
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
+            url,
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// Loads a JWKS from an `http(s)://` URL or a file path.
+pub async fn load_jwks(source: &str) -> Result<Jwks, ClientError> {
+    if source.starts_with("http://") || source.starts_with("https://") {
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .unwrap_or_default();
+        let resp = http
+            .get(source)
+            .send()
+            .await
+            .map_err(|e| ClientError::Unreachable {
+                url: source.to_owned(),
+                reason: e.to_string(),
+            })?;
+        if !resp.status().is_success() {
+            return Err(ClientError::Decode {
+                url: source.to_owned(),
+                reason: format!("HTTP {}", resp.status()),
+            });
+        }
+        resp.json().await.map_err(|e| ClientError::Decode {
+            url: source.to_owned(),
+            reason: e.to_string(),
+        })
+    } else {
+        let text = std::fs::read_to_string(source).map_err(|e| ClientError::File {
+            path: source.to_owned(),
+            reason: e.to_string(),
+        })?;
+        serde_json::from_str(&text).map_err(|e| ClientError::Decode {
+            url: source.to_owned(),
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// The outcome of an offline verification.
+#[derive(Debug)]
+pub struct OfflineVerdict {
+    /// The verified token.
+    pub token: VerifiedToken,
+    /// Always false for now: offline verification cannot see revocations made after
+    /// the token was issued. Use the online check where that matters.
+    pub revocation_checked: bool,
+}
+
+/// Verifies tokens locally with cached keys.
+#[derive(Debug)]
+pub struct OfflineVerifier {
+    keys: KeySet,
+    opts: VerifyOptions,
+}
+
+impl OfflineVerifier {
+    /// A verifier trusting `jwks` for tokens whose `iss` is `issuer`.
+    pub fn new(jwks: &Jwks, issuer: &str) -> Result<Self, ClientError> {
+        Ok(OfflineVerifier {
+            keys: KeySet::from_jwks(jwks)?,
+            opts: VerifyOptions::for_issuer(issuer),
+        })
+    }
+
+    /// Settings (leeway, audience, size cap).
+    pub fn options_mut(&mut self) -> &mut VerifyOptions {
+        &mut self.opts
+    }
+
+    /// Verifies `token` at `now` (Unix seconds).
+    pub fn verify(&self, token: &str, now: i64) -> Result<OfflineVerdict, TokenError> {
+        let token = bonafide_core::token::verify(token, &self.keys, &self.opts, now)?;
+        Ok(OfflineVerdict {
+            token,
+            revocation_checked: false,
+        })
+    }
+}

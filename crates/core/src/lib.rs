@@ -32,11 +32,11 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
 
 /// Lowercase hex of `data`.
 pub fn hex(data: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
+    use std::fmt::Write;
     let mut out = String::with_capacity(data.len() * 2);
     for &b in data {
-        out.push(char::from(HEX[usize::from(b >> 4)]));
-        out.push(char::from(HEX[usize::from(b & 15)]));
+        // Writing to a String cannot fail.
+        let _ = write!(out, "{b:02x}");
     }
     out
 }

@@ -447,14 +447,14 @@ pub fn verify(
     if opts.time == TimeCheck::Enforce {
         check_times(&claims, opts.leeway_secs, now)?;
     }
-    if let (Some(want), Some(aud)) = (&opts.audience, &claims.aud) {
-        if !aud.contains(want) {
-            return Err(TokenError::AudienceMismatch(
-                want.chars().take(128).collect(),
-            ));
-        }
+    if let (Some(want), Some(aud)) = (&opts.audience, &claims.aud)
+        && !aud.contains(want)
+    {
+        return Err(TokenError::AudienceMismatch(
+            want.chars().take(128).collect(),
+        ));
     }
-    if !opts.issuers.iter().any(|i| *i == claims.iss) {
+    if !opts.issuers.contains(&claims.iss) {
         return Err(TokenError::IssuerUnknown(
             claims.iss.chars().take(128).collect(),
         ));
@@ -475,10 +475,10 @@ fn check_times(claims: &AgentClaims, leeway: i64, now: i64) -> Result<(), TokenE
     if now.saturating_sub(leeway) >= claims.exp {
         return Err(TokenError::Expired { exp: claims.exp });
     }
-    if let Some(nbf) = claims.nbf {
-        if now.saturating_add(leeway) < nbf {
-            return Err(TokenError::NotYetValid { not_before: nbf });
-        }
+    if let Some(nbf) = claims.nbf
+        && now.saturating_add(leeway) < nbf
+    {
+        return Err(TokenError::NotYetValid { not_before: nbf });
     }
     if now.saturating_add(leeway) < claims.iat {
         return Err(TokenError::NotYetValid {

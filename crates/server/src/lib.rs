@@ -1,1 +1,240 @@
-//! placeholder
+//! Bonafide's HTTP API (axum): the registry, verification and revocation.
+//!
+//! Architecture invariant: only this crate knows HTTP status codes. Domain errors
+//! from core and store are mapped once, in [`error`]. Tokens and API keys never
+//! reach a log line: the access log records the route template, not the path.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bonafide_core::keys::Algorithm;
+use bonafide_store::{Store, StoreError};
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+
+pub mod auth;
+pub mod error;
+pub mod openapi;
+pub mod request_id;
+pub mod routes;
+pub mod state;
+pub mod time;
+
+pub use state::AppState;
+
+use error::ApiError;
+
+/// Server settings. Every field has a default ([`Config::default`]).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Base URL receivers reach this registry at; the `iss` of its tokens and the
+    /// host of agents' `did:web`. Default: `http://` + the bound address.
+    pub public_url: String,
+    /// Algorithm of a newly created signing key. Default RS256 (ImaRobot's).
+    pub signing_alg: Algorithm,
+    /// Clock-skew leeway, seconds. Default 60.
+    pub leeway_secs: i64,
+    /// Longest token accepted, bytes. Default 8192.
+    pub max_token_bytes: usize,
+    /// Largest request body, bytes. Default 64 KiB.
+    pub max_body_bytes: usize,
+    /// Token lifetime when the issuer names none, seconds. Default 86400.
+    pub default_token_ttl_s: i64,
+    /// Longest token lifetime an issuer may ask for, seconds. Default 30 days.
+    pub max_token_ttl_s: i64,
+    /// How often signing keys are re-read from the store. Default 5 s.
+    pub key_refresh: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            public_url: String::new(),
+            signing_alg: Algorithm::RS256,
+            leeway_secs: bonafide_core::token::DEFAULT_LEEWAY_SECS,
+            max_token_bytes: bonafide_core::token::DEFAULT_MAX_TOKEN_BYTES,
+            max_body_bytes: 64 * 1024,
+            default_token_ttl_s: 86_400,
+            max_token_ttl_s: 30 * 86_400,
+            key_refresh: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {reason}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error, as text.
+        reason: String,
+    },
+    /// The store failed while loading state.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// Serving failed.
+    #[error("server: {0}")]
+    Serve(String),
+}
+
+/// A bound, loaded server, ready to run.
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    state: Arc<AppState>,
+}
+
+impl Server {
+    /// Binds `addr` and loads state from `store` (creating the first signing key).
+    pub async fn bind(
+        addr: SocketAddr,
+        mut config: Config,
+        store: Arc<dyn Store>,
+    ) -> Result<Self, ServerError> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| ServerError::Bind {
+                addr,
+                reason: e.to_string(),
+            })?;
+        let local = listener.local_addr().map_err(|e| ServerError::Bind {
+            addr,
+            reason: e.to_string(),
+        })?;
+        if config.public_url.is_empty() {
+            config.public_url = format!("http://{local}");
+        }
+        config.public_url = config.public_url.trim_end_matches('/').to_owned();
+        let state = Arc::new(AppState::load(store, config).await?);
+        Ok(Server { listener, state })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> Result<SocketAddr, ServerError> {
+        self.listener
+            .local_addr()
+            .map_err(|e| ServerError::Serve(e.to_string()))
+    }
+
+    /// The shared state.
+    pub fn state(&self) -> Arc<AppState> {
+        Arc::clone(&self.state)
+    }
+
+    /// Serves until `shutdown` resolves, then drains in-flight requests.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        let refresher = tokio::spawn(refresh_keys(Arc::clone(&self.state)));
+        let app = router(Arc::clone(&self.state));
+        let result = axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(|e| ServerError::Serve(e.to_string()));
+        refresher.abort();
+        result
+    }
+}
+
+async fn refresh_keys(state: Arc<AppState>) {
+    let mut tick = tokio::time::interval(state.config.key_refresh);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = state.refresh_keys().await {
+            tracing::warn!(error = %e, "could not refresh signing keys");
+        }
+    }
+}
+
+/// The full router over `state`.
+pub fn router(state: Arc<AppState>) -> Router {
+    let max_body = state.config.max_body_bytes;
+    Router::new()
+        .route("/v1/issuers", post(routes::admin::create_issuer))
+        .route("/v1/admin/keys/rotate", post(routes::admin::rotate_keys))
+        .route("/v1/agents/register", post(routes::agents::register))
+        .route("/v1/agents", get(routes::agents::list))
+        .route("/v1/agents/{id}", get(routes::agents::get))
+        .route(
+            "/v1/agents/{id}/issue-token",
+            post(routes::agents::issue_token),
+        )
+        .route("/v1/agents/{id}/revoke", post(routes::agents::revoke))
+        .route("/v1/tokens/revoke", post(routes::agents::revoke_token))
+        .route("/v1/verify", post(routes::verify::verify_post))
+        // A wildcard, so tokens with odd bytes (`/`) still get `valid:false`.
+        .route("/v1/verify/{*token}", get(routes::verify::verify_get))
+        .route("/v1/introspect", post(routes::verify::introspect))
+        .route("/.well-known/jwks.json", get(routes::meta::jwks))
+        .route(
+            "/.well-known/public-key.pem",
+            get(routes::meta::public_key_pem),
+        )
+        .route(
+            "/.well-known/bonafide-configuration",
+            get(routes::meta::configuration),
+        )
+        .route("/v1/scopes", get(routes::meta::scopes))
+        .route("/v1/health", get(routes::meta::health))
+        .route("/healthz", get(routes::meta::healthz))
+        .route("/openapi.json", get(routes::meta::openapi))
+        .route_layer(middleware::from_fn(access_log))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(CatchPanicLayer::custom(|_panic| {
+            ApiError::internal("handler panicked").into_response()
+        }))
+        .layer(middleware::from_fn(request_id::layer))
+        .with_state(state)
+}
+
+/// One log line per request: method, route template (never the raw path, which may
+/// hold a token), status, latency, request id.
+async fn access_log(req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "-".to_owned(), |p| p.as_str().to_owned());
+    let resp = next.run(req).await;
+    tracing::info!(
+        request_id = %request_id::current(),
+        %method,
+        route,
+        status = resp.status().as_u16(),
+        micros = started.elapsed().as_micros() as u64,
+        "request"
+    );
+    resp
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+        "no such endpoint; see /openapi.json for the API",
+    )
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "METHOD_NOT_ALLOWED",
+        "method not allowed on this endpoint; see /openapi.json",
+    )
+}

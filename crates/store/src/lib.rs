@@ -1,1 +1,258 @@
-//! placeholder
+//! Bonafide persistence: one domain-shaped trait, [`Store`], and its backends.
+//!
+//! The trait speaks the registry's language (create an issuer with its key, revoke an
+//! agent and its tokens, rotate the signing key), never SQL: each backend is free in
+//! how it stores things, and the same conformance suite ([`conformance`]) must pass on
+//! every backend. The backend is chosen once, at start-up.
+//!
+//! Architecture invariant: only this crate knows SQL. Times are Unix milliseconds
+//! (`_ms`) unless a field says seconds (`_s`, as in JWT claims).
+
+use std::fmt;
+
+use async_trait::async_trait;
+use bonafide_core::apikey::{ApiKeyHash, KeyKind};
+use bonafide_core::ids::{AgentId, IssuerId, TokenId};
+use bonafide_core::keys::Algorithm;
+
+pub mod conformance;
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+/// What went wrong in the store.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// No such object, or not the caller's (the store never tells the two apart).
+    #[error("not found")]
+    NotFound,
+    /// A uniqueness rule was broken (e.g. an issuer name taken).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The backend failed; the text is for logs, not for clients.
+    #[error("storage backend error: {0}")]
+    Backend(String),
+}
+
+/// A stored API key: only its SHA-256 hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyRecord {
+    /// SHA-256 of the key text.
+    pub hash: ApiKeyHash,
+    /// Admin, issuer or receiver.
+    pub kind: KeyKind,
+    /// The issuer or receiver id the key belongs to; `None` for admin keys.
+    pub owner: Option<String>,
+    /// Creation time.
+    pub created_at_ms: i64,
+}
+
+/// An organisation that owns agents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issuer {
+    /// `iss_…`.
+    pub id: IssuerId,
+    /// Unique display name, usually a domain (`apexwealth.com`).
+    pub name: String,
+    /// Creation time.
+    pub created_at_ms: i64,
+}
+
+/// Lifecycle state of an agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentStatus {
+    /// Tokens verify.
+    Active,
+    /// Permanently revoked: no token of this agent verifies again.
+    Revoked,
+}
+
+impl AgentStatus {
+    /// Wire and storage form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentStatus::Active => "active",
+            AgentStatus::Revoked => "revoked",
+        }
+    }
+}
+
+/// A registered agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Agent {
+    /// `agt_…`.
+    pub id: AgentId,
+    /// Owner.
+    pub issuer_id: IssuerId,
+    /// Display name.
+    pub name: String,
+    /// What it does.
+    pub description: Option<String>,
+    /// Granted scopes (validated, deduplicated).
+    pub scopes: Vec<String>,
+    /// Audiences its tokens are for; `None` for any receiver.
+    pub audience: Option<Vec<String>>,
+    /// Lifetime of tokens issued for it, in seconds.
+    pub token_ttl_s: i64,
+    /// Active or revoked.
+    pub status: AgentStatus,
+    /// Registration time.
+    pub created_at_ms: i64,
+    /// When revoked.
+    pub revoked_at_ms: Option<i64>,
+    /// Why revoked, as the issuer said.
+    pub revoke_reason: Option<String>,
+}
+
+/// One page of a listing. `next` is an opaque position to pass back for the next page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    /// The items, oldest first.
+    pub items: Vec<T>,
+    /// Position after the last item, if more may follow.
+    pub next: Option<i64>,
+}
+
+/// A token the registry issued (never the token text).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    /// `jti`.
+    pub jti: TokenId,
+    /// Its agent.
+    pub agent_id: AgentId,
+    /// The agent's issuer.
+    pub issuer_id: IssuerId,
+    /// The signing key's kid.
+    pub kid: String,
+    /// `iat`, Unix seconds.
+    pub issued_at_s: i64,
+    /// `exp`, Unix seconds.
+    pub expires_at_s: i64,
+    /// When revoked.
+    pub revoked_at_ms: Option<i64>,
+}
+
+/// Everything revoked, loaded at start-up into the in-memory hot path.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Revocations {
+    /// Revoked agents.
+    pub agents: Vec<AgentId>,
+    /// Revoked tokens (including tokens of revoked agents, if stored so).
+    pub tokens: Vec<TokenId>,
+}
+
+/// State of a registry signing key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyState {
+    /// Signs new tokens. Exactly one key is active once the registry has started.
+    Active,
+    /// Signs nothing; still published (and verifies) until `publish_until_s`.
+    Retired,
+}
+
+/// A registry signing key. `Debug` redacts the private key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SigningKeyRecord {
+    /// RFC 7638 thumbprint.
+    pub kid: String,
+    /// Its algorithm.
+    pub alg: Algorithm,
+    /// PKCS#8 PEM of the private key.
+    pub private_pem: String,
+    /// Active or retired.
+    pub state: KeyState,
+    /// Creation time.
+    pub created_at_ms: i64,
+    /// For retired keys: the latest `exp` of any token it signed; the key leaves the
+    /// JWKS after this (plus leeway).
+    pub publish_until_s: Option<i64>,
+}
+
+impl fmt::Debug for SigningKeyRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SigningKeyRecord")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .field("private_pem", &"<redacted>")
+            .field("state", &self.state)
+            .field("created_at_ms", &self.created_at_ms)
+            .field("publish_until_s", &self.publish_until_s)
+            .finish()
+    }
+}
+
+/// Everything Bonafide persists.
+#[async_trait]
+pub trait Store: Send + Sync + fmt::Debug + 'static {
+    // ---- API keys
+    /// Stores an admin key hash (bootstrap). Inserting the same hash twice is a no-op.
+    async fn add_admin_key(&self, hash: &ApiKeyHash, now_ms: i64) -> Result<(), StoreError>;
+    /// True if any admin key exists.
+    async fn has_admin_key(&self) -> Result<bool, StoreError>;
+    /// The key record with this hash. Backends look up by hash (an index), and the
+    /// caller already holds the full hash, so no timing leak about other keys.
+    async fn api_key(&self, hash: &ApiKeyHash) -> Result<Option<ApiKeyRecord>, StoreError>;
+
+    // ---- issuers
+    /// Creates an issuer and its first API key, atomically. `Conflict` if the name is
+    /// taken.
+    async fn create_issuer(&self, issuer: &Issuer, key: &ApiKeyHash) -> Result<(), StoreError>;
+    /// The issuer with this id.
+    async fn issuer(&self, id: &IssuerId) -> Result<Option<Issuer>, StoreError>;
+
+    // ---- agents
+    /// Registers an agent and the first token issued to it, atomically.
+    async fn create_agent(
+        &self,
+        agent: &Agent,
+        first_token: &TokenRecord,
+    ) -> Result<(), StoreError>;
+    /// The agent with this id, whoever owns it.
+    async fn agent(&self, id: &AgentId) -> Result<Option<Agent>, StoreError>;
+    /// The issuer's agents, oldest first, after position `after`, at most `limit`.
+    async fn list_agents(
+        &self,
+        issuer: &IssuerId,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Page<Agent>, StoreError>;
+    /// Revokes an agent of this issuer and every token it has. `NotFound` if the agent
+    /// does not exist or is another issuer's. Revoking twice returns the first
+    /// revocation unchanged.
+    async fn revoke_agent(
+        &self,
+        issuer: &IssuerId,
+        id: &AgentId,
+        reason: Option<&str>,
+        now_ms: i64,
+    ) -> Result<Agent, StoreError>;
+
+    // ---- tokens
+    /// Records a newly issued token. `NotFound` if its agent does not exist.
+    async fn record_token(&self, token: &TokenRecord) -> Result<(), StoreError>;
+    /// The token with this jti.
+    async fn token(&self, jti: &TokenId) -> Result<Option<TokenRecord>, StoreError>;
+    /// Revokes one token of this issuer. `NotFound` if unknown or another issuer's.
+    /// Revoking twice keeps the first time.
+    async fn revoke_token(
+        &self,
+        issuer: &IssuerId,
+        jti: &TokenId,
+        now_ms: i64,
+    ) -> Result<TokenRecord, StoreError>;
+    /// Every revoked agent and token.
+    async fn revocations(&self) -> Result<Revocations, StoreError>;
+
+    // ---- registry signing keys
+    /// Every signing key, active and retired.
+    async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError>;
+    /// Makes `new` the active key. In one transaction: the previously active key (if
+    /// any) becomes retired with `publish_until_s` = the latest `exp` of the tokens it
+    /// signed (or `now_s` if none), and `new` is stored as active.
+    async fn rotate_signing_key(
+        &self,
+        new: &SigningKeyRecord,
+        now_s: i64,
+    ) -> Result<(), StoreError>;
+}

@@ -1,0 +1,158 @@
+//! What the CLI prints: text for people by default, the API's JSON with `--json`.
+
+use bonafide_core::keys::Algorithm;
+use serde_json::{Value, json};
+
+/// Output mode.
+#[derive(Debug, Clone, Copy)]
+pub struct Out {
+    /// Print JSON.
+    pub json: bool,
+}
+
+fn s(v: &Value) -> &str {
+    v.as_str().unwrap_or("-")
+}
+
+fn list(v: &Value) -> String {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
+}
+
+impl Out {
+    fn json_out(&self, v: &Value) {
+        println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    }
+
+    pub fn error(&self, e: &anyhow::Error) {
+        if self.json {
+            eprintln!("{}", json!({ "error": format!("{e:#}") }));
+        } else {
+            eprintln!("error: {e:#}");
+        }
+    }
+
+    pub fn issuer_created(&self, v: &Value) {
+        if self.json {
+            return self.json_out(v);
+        }
+        println!("issuer   {} ({})", s(&v["name"]), s(&v["issuer_id"]));
+        println!("api key  {}", s(&v["api_key"]));
+        println!("\nThe API key is shown only once. Keep it secret; use it as BONAFIDE_API_KEY.");
+    }
+
+    pub fn agent_registered(&self, v: &Value) {
+        if self.json {
+            return self.json_out(v);
+        }
+        println!("agent    {} ({})", s(&v["name"]), s(&v["agent_id"]));
+        println!("issuer   {}", s(&v["issuer"]));
+        println!("scopes   {}", list(&v["scopes"]));
+        println!("expires  {}", s(&v["expires_at"]));
+        println!("verify   {}", s(&v["verify_url"]));
+        println!("token\n{}", s(&v["token"]));
+    }
+
+    pub fn agent_list(&self, agents: &[Value], next: Option<&str>) {
+        if self.json {
+            let mut v = json!({ "agents": agents });
+            if let Some(n) = next {
+                v["next_cursor"] = json!(n);
+            }
+            return self.json_out(&v);
+        }
+        if agents.is_empty() {
+            println!(
+                "no agents yet; register one with `bonafide agent register --name NAME --scope read:x`"
+            );
+            return;
+        }
+        println!("{:<32} {:<8} {:<24} scopes", "agent", "status", "name");
+        for a in agents {
+            println!(
+                "{:<32} {:<8} {:<24} {}",
+                s(&a["agent_id"]),
+                s(&a["status"]),
+                s(&a["name"]),
+                list(&a["scopes"])
+            );
+        }
+        if next.is_some() {
+            println!("(more agents: use --all)");
+        }
+    }
+
+    pub fn revoked(&self, v: &Value) {
+        if self.json {
+            return self.json_out(v);
+        }
+        if let Some(jti) = v["jti"].as_str() {
+            println!(
+                "revoked token {jti} of agent {} at {}",
+                s(&v["agent_id"]),
+                s(&v["revoked_at"])
+            );
+        } else {
+            println!(
+                "revoked agent {} and all its tokens at {}",
+                s(&v["agent_id"]),
+                s(&v["revoked_at"])
+            );
+            if let Some(r) = v["reason"].as_str() {
+                println!("reason: {r}");
+            }
+        }
+    }
+
+    pub fn verified(&self, v: &Value) {
+        if self.json {
+            return self.json_out(v);
+        }
+        if v["valid"] != json!(true) {
+            println!("INVALID  {}", s(&v["error"]));
+            if let Some(r) = v["reason"].as_str() {
+                println!("reason   {r}");
+            }
+            return;
+        }
+        let agent = &v["agent"];
+        let verdict = if v["allowed"] == json!(true) {
+            "VALID, ALLOWED"
+        } else {
+            "VALID, NOT ALLOWED"
+        };
+        println!("{verdict}");
+        println!("agent    {} ({})", s(&agent["name"]), s(&agent["id"]));
+        println!("issuer   {}", s(&agent["issuer"]));
+        let scopes = if agent["active_scopes"].is_array() {
+            &agent["active_scopes"]
+        } else {
+            &agent["scopes"]
+        };
+        println!("scopes   {}", list(scopes));
+        println!("expires  {}", s(&v["expires_at"]));
+        if let Some(r) = v["reason"].as_str() {
+            println!("reason   {r}");
+        }
+        if v["offline"] == json!(true) {
+            println!(
+                "note     verified offline: signature, times and issuer checked; revocation NOT checked"
+            );
+        }
+    }
+
+    pub fn rotated(&self, kid: &str, alg: Algorithm) {
+        if self.json {
+            return self.json_out(&json!({ "kid": kid, "alg": alg.as_str() }));
+        }
+        println!(
+            "new signing key {kid} ({alg}); the old key keeps verifying its tokens until they expire"
+        );
+    }
+}

@@ -1,0 +1,236 @@
+//! The one place domain errors become HTTP answers.
+//!
+//! Every error body is `{"error":{"code","message","request_id"}}`. `code` is stable
+//! and machine-readable; `message` is for the client and never contains a secret or a
+//! token; the internal detail of a 500 goes to the log only.
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bonafide_core::keys::KeyError;
+use bonafide_store::StoreError;
+use serde_json::json;
+
+use crate::request_id;
+
+/// An error answer: status, stable code, client message.
+#[derive(Debug)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Stable machine code, e.g. `NOT_FOUND`.
+    pub code: &'static str,
+    /// Human message for the client.
+    pub message: String,
+    /// Detail for the log only (500s).
+    pub internal: Option<String>,
+}
+
+impl ApiError {
+    /// An error with this status, code and message.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            internal: None,
+        }
+    }
+
+    /// 400 for malformed input.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", message)
+    }
+
+    /// 422 for well-formed but invalid input.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "INVALID_REQUEST", message)
+    }
+
+    /// 404; also for objects that belong to someone else.
+    pub fn not_found(what: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            format!("{what} not found"),
+        )
+    }
+
+    /// 401 for a missing or unknown key.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", message)
+    }
+
+    /// 403 for a key of the wrong kind.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "FORBIDDEN", message)
+    }
+
+    /// 500 with detail kept for the log.
+    pub fn internal(detail: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "INTERNAL",
+            message: "internal error; the request id identifies it in the server log".into(),
+            internal: Some(detail.into()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let id = request_id::current();
+        if let Some(detail) = &self.internal {
+            tracing::error!(request_id = %id, code = self.code, detail = %detail, "request failed");
+        } else {
+            tracing::debug!(request_id = %id, code = self.code, status = self.status.as_u16(), "request refused");
+        }
+        let body = json!({"error": {"code": self.code, "message": self.message, "request_id": id}});
+        let mut resp = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"bonafide\""),
+            );
+        }
+        resp
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => ApiError::not_found("object"),
+            StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "CONFLICT", m),
+            other => ApiError::internal(other.to_string()),
+        }
+    }
+}
+
+impl From<KeyError> for ApiError {
+    fn from(e: KeyError) -> Self {
+        ApiError::internal(format!("signing key: {e}"))
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        let status = r.status();
+        let (code, message) = match &r {
+            JsonRejection::JsonDataError(e) => ("INVALID_REQUEST", body_error_text(e)),
+            JsonRejection::JsonSyntaxError(_) => (
+                "MALFORMED_JSON",
+                "request body is not valid JSON".to_owned(),
+            ),
+            JsonRejection::MissingJsonContentType(_) => (
+                "UNSUPPORTED_MEDIA_TYPE",
+                "send the body as JSON with `Content-Type: application/json`".to_owned(),
+            ),
+            _ if status == StatusCode::PAYLOAD_TOO_LARGE => {
+                ("PAYLOAD_TOO_LARGE", "request body is too large".to_owned())
+            }
+            _ => ("BAD_REQUEST", "request body could not be read".to_owned()),
+        };
+        ApiError::new(status, code, message)
+    }
+}
+
+/// serde's message for a data error without axum's prefix, e.g. "missing field `name`".
+fn body_error_text(e: &impl std::error::Error) -> String {
+    let text = match e.source() {
+        Some(inner) => inner.to_string(),
+        None => e.to_string(),
+    };
+    let text = text
+        .rsplit_once(" at line ")
+        .map_or(text.as_str(), |(m, _)| m)
+        .to_owned();
+    format!("invalid request body: {text}")
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(r: PathRejection) -> Self {
+        ApiError::bad_request(format!("invalid path parameter: {}", r.body_text()))
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        let text = r.body_text();
+        let text = text
+            .strip_prefix("Failed to deserialize query string: ")
+            .unwrap_or(&text);
+        ApiError::bad_request(format!("invalid query string: {text}"))
+    }
+}
+
+/// `Json` whose rejections are [`ApiError`]s.
+#[derive(Debug, Clone, Copy, Default, axum::extract::FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct ApiJson<T>(pub T);
+
+impl<T: serde::Serialize> IntoResponse for ApiJson<T> {
+    fn into_response(self) -> Response {
+        Json(self.0).into_response()
+    }
+}
+
+/// `Path` whose rejections are [`ApiError`]s.
+#[derive(Debug, axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct ApiPath<T>(pub T);
+
+/// `Query` whose rejections are [`ApiError`]s.
+#[derive(Debug, axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct ApiQuery<T>(pub T);
+
+/// A JSON body that may also be absent (empty), in which case `T::default()`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JsonOrEmpty<T>(pub T);
+
+impl<S, T> axum::extract::FromRequest<S> for JsonOrEmpty<T>
+where
+    S: Send + Sync,
+    T: serde::de::DeserializeOwned + Default,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|r| {
+                if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "PAYLOAD_TOO_LARGE",
+                        "request body is too large",
+                    )
+                } else {
+                    ApiError::bad_request("request body could not be read")
+                }
+            })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(JsonOrEmpty(T::default()));
+        }
+        serde_json::from_slice(&bytes)
+            .map(JsonOrEmpty)
+            .map_err(|e| match e.classify() {
+                serde_json::error::Category::Data => {
+                    ApiError::invalid(format!("invalid request body: {}", strip_position(&e)))
+                }
+                _ => ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "MALFORMED_JSON",
+                    "request body is not valid JSON",
+                ),
+            })
+    }
+}
+
+fn strip_position(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    text.rsplit_once(" at line ")
+        .map_or(text.clone(), |(m, _)| m.to_owned())
+}

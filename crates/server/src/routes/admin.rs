@@ -1,0 +1,129 @@
+//! Admin endpoints: create issuers, rotate the registry signing key.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use bonafide_core::apikey::{ApiKey, KeyKind};
+use bonafide_core::ids::IssuerId;
+use bonafide_store::Issuer;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{check_text, random16, random20};
+use crate::auth::Admin;
+use crate::error::{ApiError, ApiJson};
+use crate::state::{AppState, new_key_record};
+use crate::time::{now_ms, rfc3339_ms, rfc3339_s};
+
+/// `POST /v1/issuers` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateIssuer {
+    /// Unique name, usually the organisation's domain (`apexwealth.com`).
+    pub name: String,
+}
+
+/// `POST /v1/issuers` answer. `api_key` is shown once and never again.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IssuerCreated {
+    /// `iss_…`.
+    pub issuer_id: String,
+    /// The name.
+    pub name: String,
+    /// The issuer's API key (`bfk_iss_…`). Store it now: it cannot be shown again.
+    pub api_key: String,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+/// Creates an issuer and its API key.
+#[utoipa::path(post, path = "/v1/issuers", tag = "admin", request_body = CreateIssuer,
+    security(("api_key" = [])),
+    responses((status = 201, body = IssuerCreated), (status = 401), (status = 403), (status = 409), (status = 422)))]
+pub async fn create_issuer(
+    State(state): State<Arc<AppState>>,
+    _admin: Admin,
+    ApiJson(body): ApiJson<CreateIssuer>,
+) -> Result<(StatusCode, ApiJson<IssuerCreated>), ApiError> {
+    let name = check_text("name", &body.name, 253)?;
+    let issuer = Issuer {
+        id: IssuerId::from_random(random16()?),
+        name,
+        created_at_ms: now_ms(),
+    };
+    let key = ApiKey::from_random(KeyKind::Issuer, random20()?);
+    state
+        .store
+        .create_issuer(&issuer, &key.hash())
+        .await
+        .map_err(|e| match e {
+            bonafide_store::StoreError::Conflict(_) => ApiError::new(
+                StatusCode::CONFLICT,
+                "CONFLICT",
+                format!("an issuer named `{}` already exists", issuer.name),
+            ),
+            other => other.into(),
+        })?;
+    tracing::info!(issuer_id = %issuer.id, "issuer created");
+    Ok((
+        StatusCode::CREATED,
+        ApiJson(IssuerCreated {
+            issuer_id: issuer.id.to_string(),
+            name: issuer.name,
+            api_key: key.expose_secret().to_owned(),
+            created_at: rfc3339_ms(issuer.created_at_ms),
+        }),
+    ))
+}
+
+/// A retired key still published.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RetiredKey {
+    /// Its kid.
+    pub kid: String,
+    /// When it leaves the JWKS (the last expiry of a token it signed).
+    pub published_until: String,
+}
+
+/// `POST /v1/admin/keys/rotate` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Rotated {
+    /// The new active key.
+    pub kid: String,
+    /// Its algorithm.
+    pub alg: String,
+    /// Keys that still verify until their tokens expire.
+    pub retired: Vec<RetiredKey>,
+}
+
+/// Rotates the registry signing key. Tokens signed by the old key keep verifying
+/// until they expire; the old key stays in the JWKS until then.
+#[utoipa::path(post, path = "/v1/admin/keys/rotate", tag = "admin", security(("api_key" = [])),
+    responses((status = 200, body = Rotated), (status = 401), (status = 403)))]
+pub async fn rotate_keys(
+    State(state): State<Arc<AppState>>,
+    _admin: Admin,
+) -> Result<ApiJson<Rotated>, ApiError> {
+    let alg = state.keys.load().active.alg();
+    let record = new_key_record(alg)?;
+    state
+        .store
+        .rotate_signing_key(&record, now_ms() / 1000)
+        .await?;
+    state.refresh_keys().await?;
+    let ring = state.keys.load();
+    tracing::info!(kid = %record.kid, "registry signing key rotated");
+    Ok(ApiJson(Rotated {
+        kid: ring.active.kid().to_owned(),
+        alg: ring.active.alg().to_string(),
+        retired: ring
+            .retired
+            .iter()
+            .map(|(kid, until)| RetiredKey {
+                kid: kid.clone(),
+                published_until: rfc3339_s(*until),
+            })
+            .collect(),
+    }))
+}

@@ -1,0 +1,538 @@
+//! Issuer endpoints: register agents, list and read them, issue and revoke tokens.
+//!
+//! Issuer isolation: every lookup is scoped to the caller's issuer, and another
+//! issuer's agent answers exactly as a missing one does (404).
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use bonafide_core::b64;
+use bonafide_core::ids::{AgentId, TokenId};
+use bonafide_core::scopes;
+use bonafide_core::token::{self, AgentClaims, AgentInfo, Audience, TimeCheck};
+use bonafide_store::{Agent, AgentStatus, Issuer, TokenRecord};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::{check_text, new_agent_id, new_token_id};
+use crate::auth::IssuerAuth;
+use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, JsonOrEmpty};
+use crate::state::AppState;
+use crate::time::{now_ms, rfc3339_ms, rfc3339_s};
+
+/// Most audiences one agent may name.
+const MAX_AUDIENCES: usize = 16;
+
+/// One audience or several.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum AudienceInput {
+    /// One receiver identifier.
+    One(String),
+    /// Several.
+    Many(Vec<String>),
+}
+
+fn check_audience(input: Option<AudienceInput>) -> Result<Option<Vec<String>>, ApiError> {
+    let list = match input {
+        None => return Ok(None),
+        Some(AudienceInput::One(a)) => vec![a],
+        Some(AudienceInput::Many(list)) => list,
+    };
+    if list.is_empty() || list.len() > MAX_AUDIENCES {
+        return Err(ApiError::invalid(format!(
+            "`audience` must name 1 to {MAX_AUDIENCES} receivers"
+        )));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(list.len());
+    for a in list {
+        let a = check_text("audience", &a, 256)?;
+        if !out.contains(&a) {
+            out.push(a);
+        }
+    }
+    Ok(Some(out))
+}
+
+fn check_ttl(state: &AppState, requested: Option<i64>, default: i64) -> Result<i64, ApiError> {
+    let ttl = requested.unwrap_or(default);
+    let max = state.config.max_token_ttl_s;
+    if !(60..=max).contains(&ttl) {
+        return Err(ApiError::invalid(format!(
+            "`expiry_seconds` must be between 60 and {max}"
+        )));
+    }
+    Ok(ttl)
+}
+
+/// `POST /v1/agents/register` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterAgent {
+    /// Display name.
+    pub name: String,
+    /// What the agent does.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Scopes to grant (`verb:resource`, see `GET /v1/scopes`).
+    pub scopes: Vec<String>,
+    /// Token lifetime in seconds (60 to the server's maximum; default 86400).
+    #[serde(default)]
+    pub expiry_seconds: Option<i64>,
+    /// Receivers the agent's tokens are for (`aud`).
+    #[serde(default)]
+    pub audience: Option<AudienceInput>,
+}
+
+/// `POST /v1/agents/register` answer (ImaRobot shape).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AgentRegistered {
+    /// `agt_…`.
+    pub agent_id: String,
+    /// Display name.
+    pub name: String,
+    /// The issuer's name.
+    pub issuer: String,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+    /// The signed agent token.
+    pub token: String,
+    /// When the token expires (RFC 3339).
+    pub expires_at: String,
+    /// Where receivers verify it.
+    pub verify_url: String,
+    /// The registry's public key (PEM) for offline verification.
+    pub public_key_url: String,
+}
+
+/// Signs a new token for `agent` and returns it with its record.
+fn mint(
+    state: &AppState,
+    issuer: &Issuer,
+    agent: &Agent,
+    ttl_s: i64,
+    audience: Option<&[String]>,
+) -> Result<(String, TokenRecord), ApiError> {
+    let now_s = now_ms() / 1000;
+    let jti = new_token_id()?;
+    let claims = AgentClaims {
+        iss: state.config.public_url.clone(),
+        sub: agent.id.clone(),
+        aud: audience.map(|a| match a {
+            [one] => Audience::One(one.clone()),
+            many => Audience::Many(many.to_vec()),
+        }),
+        iat: now_s,
+        nbf: Some(now_s),
+        exp: now_s + ttl_s,
+        jti: jti.clone(),
+        agent: AgentInfo {
+            name: agent.name.clone(),
+            issuer: issuer.name.clone(),
+            scopes: agent.scopes.clone(),
+            description: agent.description.clone(),
+        },
+        scope: Some(agent.scopes.join(" ")),
+    };
+    let ring = state.keys.load();
+    let text = token::sign(&ring.active, &claims)?;
+    let record = TokenRecord {
+        jti,
+        agent_id: agent.id.clone(),
+        issuer_id: issuer.id.clone(),
+        kid: ring.active.kid().to_owned(),
+        issued_at_s: claims.iat,
+        expires_at_s: claims.exp,
+        revoked_at_ms: None,
+    };
+    Ok((text, record))
+}
+
+/// Registers an agent and returns its first token.
+#[utoipa::path(post, path = "/v1/agents/register", tag = "issuer", request_body = RegisterAgent,
+    security(("api_key" = [])),
+    responses((status = 201, body = AgentRegistered), (status = 400), (status = 401), (status = 403), (status = 413), (status = 422)))]
+pub async fn register(
+    State(state): State<Arc<AppState>>,
+    IssuerAuth(issuer): IssuerAuth,
+    ApiJson(body): ApiJson<RegisterAgent>,
+) -> Result<(StatusCode, ApiJson<AgentRegistered>), ApiError> {
+    let name = check_text("name", &body.name, 128)?;
+    let description = body
+        .description
+        .as_deref()
+        .map(|d| check_text("description", d, 1024))
+        .transpose()?;
+    let scopes =
+        scopes::validate_all(&body.scopes).map_err(|e| ApiError::invalid(e.to_string()))?;
+    let ttl = check_ttl(
+        &state,
+        body.expiry_seconds,
+        state.config.default_token_ttl_s,
+    )?;
+    let audience = check_audience(body.audience)?;
+    let agent = Agent {
+        id: new_agent_id()?,
+        issuer_id: issuer.id.clone(),
+        name,
+        description,
+        scopes,
+        audience,
+        token_ttl_s: ttl,
+        status: AgentStatus::Active,
+        created_at_ms: now_ms(),
+        revoked_at_ms: None,
+        revoke_reason: None,
+    };
+    let (token, record) = mint(&state, &issuer, &agent, ttl, agent.audience.as_deref())?;
+    state.store.create_agent(&agent, &record).await?;
+    tracing::info!(issuer_id = %issuer.id, agent_id = %agent.id, jti = %record.jti, "agent registered");
+    let base = &state.config.public_url;
+    Ok((
+        StatusCode::CREATED,
+        ApiJson(AgentRegistered {
+            agent_id: agent.id.to_string(),
+            name: agent.name,
+            issuer: issuer.name,
+            scopes: agent.scopes,
+            token,
+            expires_at: rfc3339_s(record.expires_at_s),
+            verify_url: format!("{base}/v1/verify"),
+            public_key_url: format!("{base}/.well-known/public-key.pem"),
+        }),
+    ))
+}
+
+/// An agent as its issuer sees it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AgentView {
+    /// `agt_…`.
+    pub agent_id: String,
+    /// Display name.
+    pub name: String,
+    /// What it does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The issuer's name.
+    pub issuer: String,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+    /// Receivers its tokens are for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audience: Option<Vec<String>>,
+    /// `active` or `revoked`.
+    pub status: String,
+    /// Default token lifetime in seconds.
+    pub expiry_seconds: i64,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339, if revoked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<String>,
+    /// Why, if revoked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoke_reason: Option<String>,
+}
+
+fn view(issuer: &Issuer, a: Agent) -> AgentView {
+    AgentView {
+        agent_id: a.id.to_string(),
+        name: a.name,
+        description: a.description,
+        issuer: issuer.name.clone(),
+        scopes: a.scopes,
+        audience: a.audience,
+        status: a.status.as_str().to_owned(),
+        expiry_seconds: a.token_ttl_s,
+        created_at: rfc3339_ms(a.created_at_ms),
+        revoked_at: a.revoked_at_ms.map(rfc3339_ms),
+        revoke_reason: a.revoke_reason,
+    }
+}
+
+/// `GET /v1/agents` query.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Page size, 1 to 200 (default 50).
+    #[serde(default)]
+    pub limit: Option<u32>,
+    /// `next_cursor` from the previous page.
+    #[serde(default)]
+    pub cursor: Option<String>,
+}
+
+/// A page of agents.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AgentList {
+    /// Agents, oldest first.
+    pub agents: Vec<AgentView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+fn encode_cursor(pos: i64) -> String {
+    b64::encode(format!("a{pos}").as_bytes())
+}
+
+fn decode_cursor(text: &str) -> Result<i64, ApiError> {
+    let bad =
+        || ApiError::bad_request("invalid `cursor`: pass back `next_cursor` exactly as received");
+    let bytes = b64::decode(text).map_err(|_| bad())?;
+    let s = std::str::from_utf8(&bytes).map_err(|_| bad())?;
+    s.strip_prefix('a')
+        .and_then(|n| n.parse::<i64>().ok())
+        .filter(|n| *n >= 0)
+        .ok_or_else(bad)
+}
+
+/// Lists the caller's agents, oldest first, cursor-paginated.
+#[utoipa::path(get, path = "/v1/agents", tag = "issuer", params(ListQuery), security(("api_key" = [])),
+    responses((status = 200, body = AgentList), (status = 400), (status = 401), (status = 403)))]
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    IssuerAuth(issuer): IssuerAuth,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<ApiJson<AgentList>, ApiError> {
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(ApiError::bad_request("`limit` must be between 1 and 200"));
+    }
+    let after = q.cursor.as_deref().map(decode_cursor).transpose()?;
+    let page = state.store.list_agents(&issuer.id, after, limit).await?;
+    Ok(ApiJson(AgentList {
+        agents: page.items.into_iter().map(|a| view(&issuer, a)).collect(),
+        next_cursor: page.next.map(encode_cursor),
+    }))
+}
+
+/// Loads an agent of this issuer; anything else is 404.
+async fn own_agent(state: &AppState, issuer: &Issuer, id: &str) -> Result<Agent, ApiError> {
+    let id = AgentId::try_from(id).map_err(|_| ApiError::not_found("agent"))?;
+    match state.store.agent(&id).await? {
+        Some(a) if a.issuer_id == issuer.id => Ok(a),
+        _ => Err(ApiError::not_found("agent")),
+    }
+}
+
+/// Reads one of the caller's agents.
+#[utoipa::path(get, path = "/v1/agents/{id}", tag = "issuer", params(("id" = String, Path, description = "agent id")),
+    security(("api_key" = [])), responses((status = 200, body = AgentView), (status = 401), (status = 404)))]
+pub async fn get(
+    State(state): State<Arc<AppState>>,
+    IssuerAuth(issuer): IssuerAuth,
+    ApiPath(id): ApiPath<String>,
+) -> Result<ApiJson<AgentView>, ApiError> {
+    let agent = own_agent(&state, &issuer, &id).await?;
+    Ok(ApiJson(view(&issuer, agent)))
+}
+
+/// `POST /v1/agents/{id}/issue-token` body (may be empty `{}`).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IssueToken {
+    /// Lifetime in seconds; default the agent's.
+    #[serde(default)]
+    pub expiry_seconds: Option<i64>,
+    /// Audiences; default the agent's. Must be within the agent's if it has any.
+    #[serde(default)]
+    pub audience: Option<AudienceInput>,
+}
+
+/// A newly issued token.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenIssued {
+    /// `agt_…`.
+    pub agent_id: String,
+    /// `tok_…`.
+    pub jti: String,
+    /// The signed token.
+    pub token: String,
+    /// RFC 3339.
+    pub expires_at: String,
+}
+
+/// Issues another token for one of the caller's active agents.
+#[utoipa::path(post, path = "/v1/agents/{id}/issue-token", tag = "issuer", request_body = IssueToken,
+    params(("id" = String, Path, description = "agent id")), security(("api_key" = [])),
+    responses((status = 201, body = TokenIssued), (status = 401), (status = 404), (status = 409), (status = 422)))]
+pub async fn issue_token(
+    State(state): State<Arc<AppState>>,
+    IssuerAuth(issuer): IssuerAuth,
+    ApiPath(id): ApiPath<String>,
+    JsonOrEmpty(body): JsonOrEmpty<IssueToken>,
+) -> Result<(StatusCode, ApiJson<TokenIssued>), ApiError> {
+    let agent = own_agent(&state, &issuer, &id).await?;
+    if agent.status == AgentStatus::Revoked {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "AGENT_REVOKED",
+            "agent is revoked; register a new agent",
+        ));
+    }
+    let ttl = check_ttl(&state, body.expiry_seconds, agent.token_ttl_s)?;
+    let audience = match check_audience(body.audience)? {
+        Some(req) => {
+            if let Some(allowed) = &agent.audience
+                && let Some(extra) = req.iter().find(|a| !allowed.contains(a))
+            {
+                return Err(ApiError::invalid(format!(
+                    "audience `{extra}` is not among the agent's audiences"
+                )));
+            }
+            Some(req)
+        }
+        None => agent.audience.clone(),
+    };
+    let (token, record) = mint(&state, &issuer, &agent, ttl, audience.as_deref())?;
+    state.store.record_token(&record).await?;
+    tracing::info!(agent_id = %agent.id, jti = %record.jti, "token issued");
+    Ok((
+        StatusCode::CREATED,
+        ApiJson(TokenIssued {
+            agent_id: agent.id.to_string(),
+            jti: record.jti.to_string(),
+            token,
+            expires_at: rfc3339_s(record.expires_at_s),
+        }),
+    ))
+}
+
+/// `POST /v1/agents/{id}/revoke` body (may be empty).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeAgent {
+    /// Why, for the record.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// `POST /v1/agents/{id}/revoke` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AgentRevoked {
+    /// Always true.
+    pub revoked: bool,
+    /// `agt_…`.
+    pub agent_id: String,
+    /// RFC 3339; the first revocation's time if revoked before.
+    pub revoked_at: String,
+    /// The reason given.
+    pub reason: Option<String>,
+}
+
+/// Revokes an agent and every token it has, from the very next verify on.
+#[utoipa::path(post, path = "/v1/agents/{id}/revoke", tag = "issuer", request_body = RevokeAgent,
+    params(("id" = String, Path, description = "agent id")), security(("api_key" = [])),
+    responses((status = 200, body = AgentRevoked), (status = 401), (status = 404), (status = 422)))]
+pub async fn revoke(
+    State(state): State<Arc<AppState>>,
+    IssuerAuth(issuer): IssuerAuth,
+    ApiPath(id): ApiPath<String>,
+    JsonOrEmpty(body): JsonOrEmpty<RevokeAgent>,
+) -> Result<ApiJson<AgentRevoked>, ApiError> {
+    let reason = body
+        .reason
+        .as_deref()
+        .map(|r| check_text("reason", r, 512))
+        .transpose()?;
+    let id = AgentId::try_from(id.as_str()).map_err(|_| ApiError::not_found("agent"))?;
+    let agent = state
+        .store
+        .revoke_agent(&issuer.id, &id, reason.as_deref(), now_ms())
+        .await
+        .map_err(|e| match e {
+            bonafide_store::StoreError::NotFound => ApiError::not_found("agent"),
+            other => other.into(),
+        })?;
+    // INVARIANT: memory is updated only after the store committed, and before the
+    // answer, so the next verify anywhere in this process sees the revocation.
+    state
+        .revoked
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .agents
+        .insert(agent.id.clone());
+    tracing::info!(issuer_id = %issuer.id, agent_id = %agent.id, "agent revoked");
+    Ok(ApiJson(AgentRevoked {
+        revoked: true,
+        agent_id: agent.id.to_string(),
+        revoked_at: rfc3339_ms(agent.revoked_at_ms.unwrap_or_else(now_ms)),
+        reason: agent.revoke_reason,
+    }))
+}
+
+/// `POST /v1/tokens/revoke` body: exactly one of `jti` and `token`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeToken {
+    /// Token id `tok_…`.
+    #[serde(default)]
+    pub jti: Option<String>,
+    /// The token itself (its signature is checked; expiry is not).
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+/// `POST /v1/tokens/revoke` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenRevoked {
+    /// Always true.
+    pub revoked: bool,
+    /// `tok_…`.
+    pub jti: String,
+    /// Its agent.
+    pub agent_id: String,
+    /// RFC 3339.
+    pub revoked_at: String,
+}
+
+/// Revokes one token of one of the caller's agents.
+#[utoipa::path(post, path = "/v1/tokens/revoke", tag = "issuer", request_body = RevokeToken, security(("api_key" = [])),
+    responses((status = 200, body = TokenRevoked), (status = 401), (status = 404), (status = 422)))]
+pub async fn revoke_token(
+    State(state): State<Arc<AppState>>,
+    IssuerAuth(issuer): IssuerAuth,
+    ApiJson(body): ApiJson<RevokeToken>,
+) -> Result<ApiJson<TokenRevoked>, ApiError> {
+    let jti = match (body.jti, body.token) {
+        (Some(jti), None) => {
+            TokenId::try_from(jti.as_str()).map_err(|_| ApiError::not_found("token"))?
+        }
+        (None, Some(text)) => {
+            let mut opts = state.verify_options(None);
+            opts.time = TimeCheck::Skip;
+            let keys = state.keys.load();
+            let verified =
+                token::verify(&text, &keys.verifying, &opts, now_ms() / 1000).map_err(|e| {
+                    ApiError::invalid(format!(
+                        "`token` is not a genuine token of this registry: {e}"
+                    ))
+                })?;
+            verified.claims.jti
+        }
+        _ => return Err(ApiError::invalid("give exactly one of `jti` and `token`")),
+    };
+    let record = state
+        .store
+        .revoke_token(&issuer.id, &jti, now_ms())
+        .await
+        .map_err(|e| match e {
+            bonafide_store::StoreError::NotFound => ApiError::not_found("token"),
+            other => other.into(),
+        })?;
+    state
+        .revoked
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .tokens
+        .insert(record.jti.clone());
+    tracing::info!(issuer_id = %issuer.id, jti = %record.jti, "token revoked");
+    Ok(ApiJson(TokenRevoked {
+        revoked: true,
+        jti: record.jti.to_string(),
+        agent_id: record.agent_id.to_string(),
+        revoked_at: rfc3339_ms(record.revoked_at_ms.unwrap_or_else(now_ms)),
+    }))
+}

@@ -1,0 +1,190 @@
+//! Discovery and housekeeping: JWKS, public key, discovery document, scopes catalog,
+//! health, OpenAPI.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use bonafide_core::scopes::{self, CATALOG};
+use serde::Serialize;
+use serde_json::{Value, json};
+use utoipa::{OpenApi, ToSchema};
+
+use crate::error::{ApiError, ApiJson};
+use crate::state::AppState;
+
+/// How long receivers may cache the JWKS and public key, in seconds. Short enough that
+/// a rotation reaches them well before the old key's tokens expire.
+const KEY_CACHE_SECS: u32 = 300;
+
+/// The registry's public keys (RFC 7517 JWK Set): the active key and retired keys
+/// until every token they signed has expired.
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "discovery",
+    responses((status = 200, description = "JWK Set", content_type = "application/jwk-set+json")))]
+pub async fn jwks(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    let set = state.keys.load().verifying.to_jwks();
+    (
+        [
+            (header::CONTENT_TYPE, "application/jwk-set+json".to_owned()),
+            (
+                header::CACHE_CONTROL,
+                format!("public, max-age={KEY_CACHE_SECS}"),
+            ),
+        ],
+        ApiJson(set),
+    )
+}
+
+/// The active signing key as PEM (ImaRobot compatibility).
+#[utoipa::path(get, path = "/.well-known/public-key.pem", tag = "discovery",
+    responses((status = 200, description = "PEM SubjectPublicKeyInfo", content_type = "application/x-pem-file")))]
+pub async fn public_key_pem(
+    State(state): State<Arc<AppState>>,
+) -> Result<impl IntoResponse, ApiError> {
+    let pem = state.keys.load().active.verifying_key().public_pem()?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/x-pem-file".to_owned()),
+            (
+                header::CACHE_CONTROL,
+                format!("public, max-age={KEY_CACHE_SECS}"),
+            ),
+        ],
+        pem,
+    ))
+}
+
+/// Discovery document: every endpoint, algorithms, limits.
+#[utoipa::path(get, path = "/.well-known/bonafide-configuration", tag = "discovery",
+    responses((status = 200, description = "discovery document")))]
+pub async fn configuration(State(state): State<Arc<AppState>>) -> ApiJson<Value> {
+    let base = &state.config.public_url;
+    let ring = state.keys.load();
+    ApiJson(json!({
+        "issuer": base,
+        "jwks_uri": format!("{base}/.well-known/jwks.json"),
+        "public_key_uri": format!("{base}/.well-known/public-key.pem"),
+        "verify_endpoint": format!("{base}/v1/verify"),
+        "introspection_endpoint": format!("{base}/v1/introspect"),
+        "registration_endpoint": format!("{base}/v1/agents/register"),
+        "revocation_endpoint": format!("{base}/v1/tokens/revoke"),
+        "scopes_endpoint": format!("{base}/v1/scopes"),
+        "openapi_uri": format!("{base}/openapi.json"),
+        "token_types_supported": [bonafide_core::token::AGENT_TOKEN_TYP],
+        "token_signing_alg_values_supported": ["RS256", "ES256", "EdDSA"],
+        "signing_alg": ring.active.alg().as_str(),
+        "signing_kid": ring.active.kid(),
+        "leeway_seconds": state.config.leeway_secs,
+        "max_token_bytes": state.config.max_token_bytes,
+        "did_method": "did:web",
+    }))
+}
+
+/// The scopes catalog.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ScopeCatalog {
+    /// Built-in scopes with risk levels.
+    pub scopes: Vec<ScopeEntry>,
+    /// The grammar every scope, built-in or the issuer's own, must follow.
+    pub grammar: String,
+}
+
+/// One catalog entry.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ScopeEntry {
+    /// The scope.
+    pub scope: String,
+    /// `low`, `medium` or `high`.
+    pub risk: String,
+    /// What it allows.
+    pub description: String,
+}
+
+/// The scopes catalog, with risk levels and the grammar for custom scopes.
+#[utoipa::path(get, path = "/v1/scopes", tag = "discovery", responses((status = 200, body = ScopeCatalog)))]
+pub async fn scopes() -> ApiJson<ScopeCatalog> {
+    ApiJson(ScopeCatalog {
+        scopes: CATALOG
+            .iter()
+            .map(|s| ScopeEntry {
+                scope: s.scope.to_owned(),
+                risk: match s.risk {
+                    scopes::Risk::Low => "low",
+                    scopes::Risk::Medium => "medium",
+                    scopes::Risk::High => "high",
+                }
+                .to_owned(),
+                description: s.description.to_owned(),
+            })
+            .collect(),
+        grammar: format!(
+            "verb:resource[:qualifier…], each part [a-z0-9][a-z0-9_.-]*, 2 to 4 parts, at most {} characters; issuers may grant their own scopes that follow it",
+            scopes::MAX_SCOPE_LEN
+        ),
+    })
+}
+
+/// Version and feature flags.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok`.
+    pub status: String,
+    /// Server version.
+    pub version: String,
+    /// Which optional features this build has.
+    pub features: Features,
+}
+
+/// Feature flags.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Features {
+    /// Registry-signed tokens.
+    pub registry_signing: bool,
+    /// Issuer-signed (self-custody) tokens.
+    pub self_custody: bool,
+    /// Consent policies and budgets.
+    pub policies: bool,
+    /// Merkle audit log.
+    pub audit_log: bool,
+    /// Proof of possession (DPoP, HTTP message signatures).
+    pub proof_of_possession: bool,
+    /// Storage backend in use.
+    pub storage: String,
+}
+
+/// Version, feature flags and a store round trip.
+#[utoipa::path(get, path = "/v1/health", tag = "discovery", responses((status = 200, body = Health), (status = 503)))]
+pub async fn health(State(state): State<Arc<AppState>>) -> Result<ApiJson<Health>, ApiError> {
+    state.store.has_admin_key().await.map_err(|e| {
+        ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "STORE_UNAVAILABLE",
+            e.to_string(),
+        )
+    })?;
+    Ok(ApiJson(Health {
+        status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        features: Features {
+            registry_signing: true,
+            self_custody: false,
+            policies: false,
+            audit_log: false,
+            proof_of_possession: false,
+            storage: "sqlite".into(),
+        },
+    }))
+}
+
+/// Liveness: the process answers. Cheap, for load balancers.
+#[utoipa::path(get, path = "/healthz", tag = "discovery", responses((status = 200, description = "ok")))]
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// This API's OpenAPI 3.1 document, generated from the code.
+#[utoipa::path(get, path = "/openapi.json", tag = "discovery", responses((status = 200, description = "OpenAPI 3.1")))]
+pub async fn openapi() -> ApiJson<utoipa::openapi::OpenApi> {
+    ApiJson(crate::openapi::ApiDoc::openapi())
+}

@@ -1,0 +1,381 @@
+//! Receiver endpoints: verify a token (ImaRobot GET shape, KairosAI POST shape) and
+//! RFC 7662 introspection. No key is needed; nothing here touches the store: the
+//! keys and revocation sets are in memory.
+
+use std::sync::Arc;
+
+use axum::Form;
+use axum::extract::State;
+use bonafide_core::token::{self, TokenError, VerifiedToken};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::error::{ApiError, ApiJson, ApiPath};
+use crate::state::AppState;
+use crate::time::{now_ms, rfc3339_ms, rfc3339_s};
+
+/// Most scopes one verify may ask about.
+const MAX_SCOPES_REQUESTED: usize = 64;
+
+/// Runs pipeline steps 1–5 against the in-memory keys and revocations.
+pub fn check_token(
+    state: &AppState,
+    text: &str,
+    audience: Option<String>,
+    now_ms: i64,
+) -> Result<VerifiedToken, TokenError> {
+    let keys = state.keys.load();
+    let verified = token::verify(
+        text,
+        &keys.verifying,
+        &state.verify_options(audience),
+        now_ms / 1000,
+    )?;
+    if let Some(what) = state.is_revoked(&verified.claims.sub, &verified.claims.jti) {
+        return Err(TokenError::Revoked(what));
+    }
+    Ok(verified)
+}
+
+/// `did:web` of an agent (did:web spec §3.1: port colon percent-encoded, path `/` → `:`).
+pub fn agent_did(public_url: &str, agent_id: &str) -> String {
+    let host = public_url
+        .split_once("://")
+        .map_or(public_url, |(_, rest)| rest)
+        .trim_end_matches('/');
+    let host = host.replacen(':', "%3A", 1).replace('/', ":");
+    format!("did:web:{host}:agents:{agent_id}")
+}
+
+/// `GET /v1/verify/{token}` answer (ImaRobot shape).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SimpleVerify {
+    /// Whether the token is genuine, live and not revoked.
+    pub valid: bool,
+    /// `TOKEN_INVALID`, `TOKEN_EXPIRED`, `TOKEN_REVOKED`, … when not valid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// `agt_…`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<String>,
+    /// Agent name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The agent's issuer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// Granted scopes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<String>>,
+    /// What the agent does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// RFC 3339 with milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issued_at: Option<String>,
+    /// RFC 3339 with milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// RFC 3339 with milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verified_at: Option<String>,
+}
+
+/// Verifies a token given in the path. Always 200 with `valid` true or false.
+#[utoipa::path(get, path = "/v1/verify/{token}", tag = "receiver",
+    params(("token" = String, Path, description = "the agent token")),
+    responses((status = 200, body = SimpleVerify)))]
+pub async fn verify_get(
+    State(state): State<Arc<AppState>>,
+    ApiPath(text): ApiPath<String>,
+) -> ApiJson<SimpleVerify> {
+    let now = now_ms();
+    ApiJson(match check_token(&state, &text, None, now) {
+        Ok(v) => {
+            let c = v.claims;
+            SimpleVerify {
+                valid: true,
+                error: None,
+                agent_id: Some(c.sub.to_string()),
+                name: Some(c.agent.name),
+                issuer: Some(c.agent.issuer),
+                scopes: Some(c.agent.scopes),
+                description: c.agent.description,
+                issued_at: Some(rfc3339_s(c.iat)),
+                expires_at: Some(rfc3339_s(c.exp)),
+                verified_at: Some(rfc3339_ms(now)),
+            }
+        }
+        Err(e) => SimpleVerify {
+            valid: false,
+            error: Some(e.code().as_str().to_owned()),
+            agent_id: None,
+            name: None,
+            issuer: None,
+            scopes: None,
+            description: None,
+            issued_at: None,
+            expires_at: None,
+            verified_at: None,
+        },
+    })
+}
+
+/// `POST /v1/verify` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyRequest {
+    /// The agent token.
+    pub token: String,
+    /// The receiver's identifier; a token with `aud` must name it.
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// The receiver's service (KairosAI); used as the audience when `audience` is absent.
+    #[serde(default)]
+    pub target_resource: Option<String>,
+    /// Scopes this request needs; all must be granted for `allowed`.
+    #[serde(default)]
+    pub scopes_requested: Option<Vec<String>>,
+}
+
+/// The agent in a verify answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VerifiedAgent {
+    /// `agt_…`.
+    pub id: String,
+    /// `did:web:<registry>:agents:<id>`.
+    pub did: String,
+    /// Display name.
+    pub name: String,
+    /// The agent's issuer.
+    pub issuer: String,
+    /// The requested scopes if all are granted, else every granted scope.
+    pub active_scopes: Vec<String>,
+}
+
+/// `POST /v1/verify` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VerifyResponse {
+    /// Genuine, live, not revoked (steps 1–7).
+    pub valid: bool,
+    /// Valid, and this request is within the token's grant (steps 8–9).
+    pub allowed: bool,
+    /// The token error code when not valid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Why, in words, when not allowed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Machine-readable reasons when not allowed (`SCOPE_NOT_GRANTED`, or the error).
+    pub reasons: Vec<String>,
+    /// The agent, when valid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<VerifiedAgent>,
+    /// RFC 3339 with milliseconds, when valid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// RFC 3339 with milliseconds.
+    pub verified_at: String,
+}
+
+/// Verifies a token and checks the requested scopes.
+#[utoipa::path(post, path = "/v1/verify", tag = "receiver", request_body = VerifyRequest,
+    responses((status = 200, body = VerifyResponse), (status = 400), (status = 413), (status = 422)))]
+pub async fn verify_post(
+    State(state): State<Arc<AppState>>,
+    ApiJson(req): ApiJson<VerifyRequest>,
+) -> Result<ApiJson<VerifyResponse>, ApiError> {
+    let requested = req.scopes_requested.unwrap_or_default();
+    if requested.len() > MAX_SCOPES_REQUESTED {
+        return Err(ApiError::invalid(format!(
+            "at most {MAX_SCOPES_REQUESTED} `scopes_requested`"
+        )));
+    }
+    let now = now_ms();
+    let audience = req.audience.or(req.target_resource);
+    let verified = match check_token(&state, &req.token, audience, now) {
+        Ok(v) => v,
+        Err(e) => {
+            let code = e.code().as_str().to_owned();
+            return Ok(ApiJson(VerifyResponse {
+                valid: false,
+                allowed: false,
+                error: Some(code.clone()),
+                reason: Some(e.to_string()),
+                reasons: vec![code],
+                agent: None,
+                expires_at: None,
+                verified_at: rfc3339_ms(now),
+            }));
+        }
+    };
+    let c = verified.claims;
+    let missing: Vec<&String> = requested
+        .iter()
+        .filter(|s| !c.agent.scopes.contains(s))
+        .collect();
+    let (allowed, reason, reasons, active) = if missing.is_empty() {
+        let active = if requested.is_empty() {
+            c.agent.scopes.clone()
+        } else {
+            requested.clone()
+        };
+        (true, None, Vec::new(), active)
+    } else {
+        let names: Vec<String> = missing
+            .iter()
+            .map(|s| format!("`{}`", s.chars().take(64).collect::<String>()))
+            .collect();
+        (
+            false,
+            Some(format!(
+                "scope {} not granted to this agent",
+                names.join(", ")
+            )),
+            vec!["SCOPE_NOT_GRANTED".to_owned()],
+            c.agent.scopes.clone(),
+        )
+    };
+    Ok(ApiJson(VerifyResponse {
+        valid: true,
+        allowed,
+        error: None,
+        reason,
+        reasons,
+        agent: Some(VerifiedAgent {
+            id: c.sub.to_string(),
+            did: agent_did(&state.config.public_url, c.sub.as_str()),
+            name: c.agent.name,
+            issuer: c.agent.issuer,
+            active_scopes: active,
+        }),
+        expires_at: Some(rfc3339_s(c.exp)),
+        verified_at: rfc3339_ms(now),
+    }))
+}
+
+/// RFC 7662 §2.1 request (form-encoded).
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct IntrospectRequest {
+    /// The token.
+    pub token: String,
+    /// Ignored hint (RFC 7662 allows ignoring it).
+    #[serde(default)]
+    pub token_type_hint: Option<String>,
+}
+
+/// RFC 7662 §2.2 answer. An inactive token answers `{"active": false}` only.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IntrospectResponse {
+    /// Whether the token is currently active.
+    pub active: bool,
+    /// Space-separated scopes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// `agent+jwt`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_type: Option<String>,
+    /// Unix seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exp: Option<i64>,
+    /// Unix seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
+    /// Unix seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
+    /// The agent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    /// Audiences.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aud: Option<Vec<String>>,
+    /// The registry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    /// Token id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+    /// The agent's name (RFC 7662 `username`: a human-readable identifier).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+}
+
+/// RFC 7662 token introspection. Open like `/v1/verify`: it reveals nothing the
+/// token holder could not read from the token itself.
+#[utoipa::path(post, path = "/v1/introspect", tag = "receiver",
+    request_body(content = IntrospectRequest, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, body = IntrospectResponse), (status = 400)))]
+pub async fn introspect(
+    State(state): State<Arc<AppState>>,
+    form: Result<Form<IntrospectRequest>, axum::extract::rejection::FormRejection>,
+) -> Result<ApiJson<IntrospectResponse>, ApiError> {
+    let Form(req) = form.map_err(|r| match r.status() {
+        axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::new(r.status(), "PAYLOAD_TOO_LARGE", "request body is too large")
+        }
+        axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::new(
+            r.status(),
+            "UNSUPPORTED_MEDIA_TYPE",
+            "send `token=…` as application/x-www-form-urlencoded (RFC 7662 §2.1)",
+        ),
+        _ => ApiError::bad_request(
+            "send `token=…` as application/x-www-form-urlencoded (RFC 7662 §2.1)",
+        ),
+    })?;
+    let inactive = IntrospectResponse {
+        active: false,
+        scope: None,
+        token_type: None,
+        exp: None,
+        iat: None,
+        nbf: None,
+        sub: None,
+        aud: None,
+        iss: None,
+        jti: None,
+        username: None,
+    };
+    Ok(ApiJson(
+        match check_token(&state, &req.token, None, now_ms()) {
+            Ok(v) => {
+                let c = v.claims;
+                IntrospectResponse {
+                    active: true,
+                    scope: Some(c.agent.scopes.join(" ")),
+                    token_type: Some(token::AGENT_TOKEN_TYP.to_owned()),
+                    exp: Some(c.exp),
+                    iat: Some(c.iat),
+                    nbf: c.nbf,
+                    sub: Some(c.sub.to_string()),
+                    aud: c.aud.map(|a| a.to_vec()),
+                    iss: Some(c.iss),
+                    jti: Some(c.jti.to_string()),
+                    username: Some(c.agent.name),
+                }
+            }
+            Err(_) => inactive,
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::agent_did;
+
+    #[test]
+    fn did_web_encodes_port_and_path() {
+        assert_eq!(
+            agent_did("http://127.0.0.1:8080", "agt_x"),
+            "did:web:127.0.0.1%3A8080:agents:agt_x"
+        );
+        assert_eq!(
+            agent_did("https://reg.example/", "agt_x"),
+            "did:web:reg.example:agents:agt_x"
+        );
+        assert_eq!(
+            agent_did("https://reg.example/bf", "agt_x"),
+            "did:web:reg.example:bf:agents:agt_x"
+        );
+    }
+}

@@ -1,0 +1,194 @@
+//! Shared server state: the store (source of truth) and the in-memory hot path
+//! (signing keys and the revocation sets) that every verify reads without I/O.
+
+use std::collections::HashSet;
+use std::sync::{Arc, RwLock};
+
+use arc_swap::ArcSwap;
+use bonafide_core::ids::{AgentId, TokenId};
+use bonafide_core::keys::{Algorithm, SigningKey, VerifyingKey};
+use bonafide_core::token::{KeySet, VerifyOptions};
+use bonafide_store::{KeyState, SigningKeyRecord, Store, StoreError};
+
+use crate::Config;
+use crate::time::now_ms;
+
+/// The registry's keys: one that signs, and every key still published.
+#[derive(Debug)]
+pub struct KeyRing {
+    /// Signs new tokens.
+    pub active: SigningKey,
+    /// Verifies: the active key and retired keys until `publish_until`.
+    pub verifying: KeySet,
+    /// `(kid, publish_until_s)` of retired keys still in `verifying`.
+    pub retired: Vec<(String, i64)>,
+    /// Kids in the order loaded, to notice changes made by another process.
+    pub fingerprint: Vec<String>,
+}
+
+impl KeyRing {
+    /// Builds the ring from stored records, dropping retired keys whose tokens have
+    /// all expired (with leeway).
+    pub fn from_records(
+        records: &[SigningKeyRecord],
+        now_s: i64,
+        leeway_s: i64,
+    ) -> Result<Self, StoreError> {
+        let mut active = None;
+        let mut verifying = KeySet::new();
+        let mut retired = Vec::new();
+        let mut fingerprint = Vec::new();
+        for r in records {
+            fingerprint.push(format!("{}:{:?}", r.kid, r.state));
+            let key = load_key(r)?;
+            match r.state {
+                KeyState::Active => {
+                    verifying.insert(clone_verifying(&key)?);
+                    active = Some(key);
+                }
+                KeyState::Retired => {
+                    let until = r.publish_until_s.unwrap_or(0);
+                    if until.saturating_add(leeway_s) > now_s {
+                        verifying.insert(clone_verifying(&key)?);
+                        retired.push((r.kid.clone(), until));
+                    }
+                }
+            }
+        }
+        let active = active.ok_or_else(|| StoreError::Backend("no active signing key".into()))?;
+        Ok(KeyRing {
+            active,
+            verifying,
+            retired,
+            fingerprint,
+        })
+    }
+}
+
+fn clone_verifying(key: &SigningKey) -> Result<VerifyingKey, StoreError> {
+    VerifyingKey::from_jwk(key.verifying_key().jwk())
+        .map_err(|e| StoreError::Backend(e.to_string()))
+}
+
+fn load_key(r: &SigningKeyRecord) -> Result<SigningKey, StoreError> {
+    let key = SigningKey::from_pkcs8_pem(&r.private_pem)
+        .map_err(|e| StoreError::Backend(format!("signing key {}: {e}", r.kid)))?;
+    if key.alg() != r.alg || key.kid() != r.kid {
+        return Err(StoreError::Backend(format!(
+            "signing key {} does not match its record",
+            r.kid
+        )));
+    }
+    Ok(key)
+}
+
+/// Revoked agents and tokens, mirrored from the store.
+#[derive(Debug, Default)]
+pub struct RevokedSet {
+    /// Revoked agents.
+    pub agents: HashSet<AgentId>,
+    /// Revoked tokens.
+    pub tokens: HashSet<TokenId>,
+}
+
+/// State shared by every handler.
+#[derive(Debug)]
+pub struct AppState {
+    /// Source of truth.
+    pub store: Arc<dyn Store>,
+    /// Settings.
+    pub config: Config,
+    /// Signing and verifying keys; swapped whole on rotation.
+    pub keys: ArcSwap<KeyRing>,
+    /// Revocations; written after the store commits, read by every verify.
+    pub revoked: RwLock<RevokedSet>,
+}
+
+impl AppState {
+    /// Loads state from the store, creating the first signing key if there is none.
+    pub async fn load(store: Arc<dyn Store>, config: Config) -> Result<Self, StoreError> {
+        let mut records = store.signing_keys().await?;
+        if !records.iter().any(|r| r.state == KeyState::Active) {
+            let record = new_key_record(config.signing_alg)?;
+            store.rotate_signing_key(&record, now_ms() / 1000).await?;
+            records = store.signing_keys().await?;
+        }
+        let ring = KeyRing::from_records(&records, now_ms() / 1000, config.leeway_secs)?;
+        let revocations = store.revocations().await?;
+        let revoked = RevokedSet {
+            agents: revocations.agents.into_iter().collect(),
+            tokens: revocations.tokens.into_iter().collect(),
+        };
+        Ok(AppState {
+            store,
+            config,
+            keys: ArcSwap::from_pointee(ring),
+            revoked: RwLock::new(revoked),
+        })
+    }
+
+    /// Re-reads the signing keys if another process (`bonafide keys rotate`) changed
+    /// them, or if a retired key's publication window has ended.
+    pub async fn refresh_keys(&self) -> Result<(), StoreError> {
+        let records = self.store.signing_keys().await?;
+        let now_s = now_ms() / 1000;
+        let current = self.keys.load();
+        let fingerprint: Vec<String> = records
+            .iter()
+            .map(|r| format!("{}:{:?}", r.kid, r.state))
+            .collect();
+        let expired = current
+            .retired
+            .iter()
+            .any(|(_, until)| until.saturating_add(self.config.leeway_secs) <= now_s);
+        if fingerprint != current.fingerprint || expired {
+            let ring = KeyRing::from_records(&records, now_s, self.config.leeway_secs)?;
+            self.keys.store(Arc::new(ring));
+        }
+        Ok(())
+    }
+
+    /// Verification options for registry-signed tokens.
+    pub fn verify_options(&self, audience: Option<String>) -> VerifyOptions {
+        let mut opts = VerifyOptions::for_issuer(self.config.public_url.clone());
+        opts.leeway_secs = self.config.leeway_secs;
+        opts.max_token_bytes = self.config.max_token_bytes;
+        opts.audience = audience;
+        opts
+    }
+
+    /// True if the token or its agent is revoked.
+    pub fn is_revoked(
+        &self,
+        agent: &AgentId,
+        jti: &TokenId,
+    ) -> Option<bonafide_core::token::Revoked> {
+        let set = self
+            .revoked
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if set.agents.contains(agent) {
+            Some(bonafide_core::token::Revoked::Agent)
+        } else if set.tokens.contains(jti) {
+            Some(bonafide_core::token::Revoked::Token)
+        } else {
+            None
+        }
+    }
+}
+
+/// A fresh signing key as a store record.
+pub fn new_key_record(alg: Algorithm) -> Result<SigningKeyRecord, StoreError> {
+    let key = SigningKey::generate(alg).map_err(|e| StoreError::Backend(e.to_string()))?;
+    let pem = key
+        .to_pkcs8_pem()
+        .map_err(|e| StoreError::Backend(e.to_string()))?;
+    Ok(SigningKeyRecord {
+        kid: key.kid().to_owned(),
+        alg,
+        private_pem: pem.expose_secret().to_owned(),
+        state: KeyState::Active,
+        created_at_ms: now_ms(),
+        publish_until_s: None,
+    })
+}

@@ -1,0 +1,717 @@
+//! The store conformance suite: what every [`Store`] backend must do, written once.
+//!
+//! Each case is a `pub async fn` taking a fresh, empty store. [`conformance_tests!`]
+//! expands to one `#[tokio::test]` per case for a backend, so every case shows up by
+//! name in `cargo test`; the SQLite backend runs it in `tests/sqlite.rs`, and a
+//! PostgreSQL backend must pass the same cases unchanged.
+//!
+//! This is test support compiled into the library (so other crates' tests can run it):
+//! cases panic on failure, like tests do.
+//!
+//! [`conformance_tests!`]: crate::conformance_tests
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bonafide_core::apikey::{ApiKey, ApiKeyHash, KeyKind};
+use bonafide_core::ids::{AgentId, IssuerId, TokenId};
+use bonafide_core::keys::{Algorithm, SigningKey};
+use tokio::task::JoinSet;
+
+use crate::{
+    Agent, AgentStatus, ApiKeyRecord, Issuer, KeyState, Revocations, SigningKeyRecord, Store,
+    StoreError, TokenRecord,
+};
+
+/// Expands to one `#[tokio::test]` per conformance case.
+///
+/// `$fresh` is the path of an `async fn() -> (S, G)` returning a new, empty store `S`
+/// and a guard `G` kept alive for the test (a temporary directory, a database). The
+/// calling crate needs `tokio` with the `macros` and `rt-multi-thread` features.
+///
+/// ```no_run
+/// use bonafide_store::SqliteStore;
+///
+/// async fn fresh() -> (SqliteStore, tempfile::TempDir) {
+///     let dir = tempfile::tempdir().unwrap();
+///     let store = SqliteStore::open(dir.path()).await.unwrap();
+///     (store, dir)
+/// }
+///
+/// mod sqlite {
+///     bonafide_store::conformance_tests!(super::fresh);
+/// }
+/// # fn main() {}
+/// ```
+#[macro_export]
+macro_rules! conformance_tests {
+    ($fresh:path) => {
+        $crate::conformance_tests!(@cases $fresh;
+            admin_keys,
+            create_issuer_stores_issuer_and_key,
+            create_issuer_rejects_taken_name,
+            create_agent_round_trips,
+            create_agent_is_atomic,
+            create_agent_for_unknown_issuer_is_not_found,
+            list_agents_paginates_oldest_first,
+            list_agents_is_isolated_by_issuer,
+            revoke_agent_revokes_its_tokens,
+            revoke_agent_twice_keeps_first_revocation,
+            revoke_agent_of_another_issuer_is_not_found,
+            revoke_token_keeps_first_time,
+            revoke_token_unknown_or_foreign_is_not_found,
+            record_token_for_unknown_agent_is_not_found,
+            record_token_twice_conflicts,
+            revocations_list_revoked_agents_and_tokens,
+            signing_key_first_rotation,
+            signing_key_rotation_publishes_until_last_expiry,
+            concurrent_record_token,
+            concurrent_create_issuer,
+            concurrent_revoke_agent_agrees,
+        );
+    };
+    (@cases $fresh:path; $($case:ident),* $(,)?) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let (store, _guard) = $fresh().await;
+                $crate::conformance::$case(::std::sync::Arc::new(store)).await;
+            }
+        )*
+    };
+}
+
+// ---- fixtures
+
+/// Base time of every case: 2023-11-14T22:13:20Z.
+const T0_MS: i64 = 1_700_000_000_000;
+const T0_S: i64 = T0_MS / 1000;
+
+/// Bytes distinct per call and per process: a counter, the clock and the pid. Ids from
+/// them never collide, even in a database shared between test runs.
+fn unique<const N: usize>() -> [u8; N] {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let seed = count
+        .to_le_bytes()
+        .into_iter()
+        .chain(nanos.to_le_bytes())
+        .chain(std::process::id().to_le_bytes());
+    let mut out = [0u8; N];
+    for (byte, value) in out.iter_mut().zip(seed) {
+        *byte = value;
+    }
+    out
+}
+
+fn key_hash(kind: KeyKind) -> ApiKeyHash {
+    ApiKey::from_random(kind, unique()).hash()
+}
+
+fn new_issuer() -> Issuer {
+    let id = IssuerId::from_random(unique());
+    Issuer {
+        name: format!("{}.example.com", id.as_str()),
+        id,
+        created_at_ms: T0_MS,
+    }
+}
+
+/// Creates an issuer with its key.
+async fn issuer(store: &dyn Store) -> (Issuer, ApiKeyHash) {
+    let issuer = new_issuer();
+    let key = key_hash(KeyKind::Issuer);
+    store.create_issuer(&issuer, &key).await.unwrap();
+    (issuer, key)
+}
+
+fn new_agent(issuer: &IssuerId, created_at_ms: i64) -> Agent {
+    Agent {
+        id: AgentId::from_random(unique()),
+        issuer_id: issuer.clone(),
+        name: "payments bot".to_owned(),
+        description: Some("moves money, carefully".to_owned()),
+        scopes: vec!["payments:read".to_owned(), "payments:write".to_owned()],
+        audience: Some(vec!["https://api.bank.example".to_owned()]),
+        token_ttl_s: 900,
+        status: AgentStatus::Active,
+        created_at_ms,
+        revoked_at_ms: None,
+        revoke_reason: None,
+    }
+}
+
+fn new_token(agent: &Agent, kid: &str, issued_at_s: i64, expires_at_s: i64) -> TokenRecord {
+    TokenRecord {
+        jti: TokenId::from_random(unique()),
+        agent_id: agent.id.clone(),
+        issuer_id: agent.issuer_id.clone(),
+        kid: kid.to_owned(),
+        issued_at_s,
+        expires_at_s,
+        revoked_at_ms: None,
+    }
+}
+
+/// Creates an agent of `issuer` with its first token; returns both.
+async fn agent(store: &dyn Store, issuer: &IssuerId) -> (Agent, TokenRecord) {
+    let agent = new_agent(issuer, T0_MS);
+    let token = new_token(&agent, "kid-1", T0_S, T0_S + 900);
+    store.create_agent(&agent, &token).await.unwrap();
+    (agent, token)
+}
+
+/// A real signing key, so backends store genuine PEM text.
+fn signing_key(created_at_ms: i64) -> SigningKeyRecord {
+    let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    SigningKeyRecord {
+        kid: key.kid().to_owned(),
+        alg: key.alg(),
+        private_pem: key.to_pkcs8_pem().unwrap().expose_secret().to_owned(),
+        state: KeyState::Active,
+        created_at_ms,
+        publish_until_s: None,
+    }
+}
+
+fn active_kids(keys: &[SigningKeyRecord]) -> Vec<&str> {
+    keys.iter()
+        .filter(|k| k.state == KeyState::Active)
+        .map(|k| k.kid.as_str())
+        .collect()
+}
+
+fn find<'a>(keys: &'a [SigningKeyRecord], kid: &str) -> &'a SigningKeyRecord {
+    keys.iter()
+        .find(|k| k.kid == kid)
+        .unwrap_or_else(|| panic!("signing key `{kid}` missing"))
+}
+
+// ---- API keys
+
+/// Admin keys: none at first, added idempotently, found by hash with kind and no owner.
+pub async fn admin_keys(store: Arc<dyn Store>) {
+    assert!(!store.has_admin_key().await.unwrap());
+    let hash = key_hash(KeyKind::Admin);
+    assert_eq!(store.api_key(&hash).await.unwrap(), None);
+
+    store.add_admin_key(&hash, T0_MS).await.unwrap();
+    store.add_admin_key(&hash, T0_MS + 5).await.unwrap();
+    assert!(store.has_admin_key().await.unwrap());
+    assert_eq!(
+        store.api_key(&hash).await.unwrap(),
+        Some(ApiKeyRecord {
+            hash,
+            kind: KeyKind::Admin,
+            owner: None,
+            created_at_ms: T0_MS,
+        })
+    );
+    assert_eq!(
+        store.api_key(&key_hash(KeyKind::Admin)).await.unwrap(),
+        None
+    );
+}
+
+// ---- issuers
+
+/// The issuer reads back, and its key is found by hash as an issuer key it owns.
+pub async fn create_issuer_stores_issuer_and_key(store: Arc<dyn Store>) {
+    let (issuer, key) = issuer(&*store).await;
+    assert_eq!(
+        store.issuer(&issuer.id).await.unwrap(),
+        Some(issuer.clone())
+    );
+    assert_eq!(
+        store.api_key(&key).await.unwrap(),
+        Some(ApiKeyRecord {
+            hash: key,
+            kind: KeyKind::Issuer,
+            owner: Some(issuer.id.as_str().to_owned()),
+            created_at_ms: issuer.created_at_ms,
+        })
+    );
+    // An issuer key is not an admin key.
+    assert!(!store.has_admin_key().await.unwrap());
+    assert_eq!(
+        store
+            .issuer(&IssuerId::from_random(unique()))
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+/// A taken name is `Conflict`, and nothing of the second issuer is stored.
+pub async fn create_issuer_rejects_taken_name(store: Arc<dyn Store>) {
+    let (first, _) = issuer(&*store).await;
+    let second = Issuer {
+        id: IssuerId::from_random(unique()),
+        name: first.name.clone(),
+        created_at_ms: T0_MS + 1,
+    };
+    let key = key_hash(KeyKind::Issuer);
+    let err = store.create_issuer(&second, &key).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(store.issuer(&second.id).await.unwrap(), None);
+    assert_eq!(store.api_key(&key).await.unwrap(), None);
+    assert_eq!(store.issuer(&first.id).await.unwrap(), Some(first));
+}
+
+// ---- agents
+
+/// Agents and their first token read back field for field, with and without optional
+/// fields.
+pub async fn create_agent_round_trips(store: Arc<dyn Store>) {
+    let (issuer, _) = issuer(&*store).await;
+    let (full, full_token) = agent(&*store, &issuer.id).await;
+    assert_eq!(store.agent(&full.id).await.unwrap(), Some(full.clone()));
+    assert_eq!(
+        store.token(&full_token.jti).await.unwrap(),
+        Some(full_token)
+    );
+
+    let bare = Agent {
+        description: None,
+        audience: None,
+        scopes: Vec::new(),
+        name: "bare \"quoted\" ünïcode".to_owned(),
+        ..new_agent(&issuer.id, T0_MS + 1)
+    };
+    let bare_token = new_token(&bare, "kid-2", T0_S + 1, T0_S + 61);
+    store.create_agent(&bare, &bare_token).await.unwrap();
+    assert_eq!(store.agent(&bare.id).await.unwrap(), Some(bare));
+    assert_eq!(
+        store.token(&bare_token.jti).await.unwrap(),
+        Some(bare_token)
+    );
+
+    assert_eq!(
+        store.agent(&AgentId::from_random(unique())).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.token(&TokenId::from_random(unique())).await.unwrap(),
+        None
+    );
+}
+
+/// If the first token cannot be stored (its jti is taken), the agent is not stored
+/// either.
+pub async fn create_agent_is_atomic(store: Arc<dyn Store>) {
+    let (issuer, _) = issuer(&*store).await;
+    let (_, taken) = agent(&*store, &issuer.id).await;
+    let second = new_agent(&issuer.id, T0_MS + 1);
+    let clash = TokenRecord {
+        agent_id: second.id.clone(),
+        ..taken.clone()
+    };
+    let err = store.create_agent(&second, &clash).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(store.agent(&second.id).await.unwrap(), None);
+    assert_eq!(store.token(&taken.jti).await.unwrap(), Some(taken));
+}
+
+/// An agent of an issuer that does not exist is `NotFound`.
+pub async fn create_agent_for_unknown_issuer_is_not_found(store: Arc<dyn Store>) {
+    let ghost = IssuerId::from_random(unique());
+    let agent = new_agent(&ghost, T0_MS);
+    let token = new_token(&agent, "kid-1", T0_S, T0_S + 900);
+    assert_eq!(
+        store.create_agent(&agent, &token).await,
+        Err(StoreError::NotFound)
+    );
+    assert_eq!(store.agent(&agent.id).await.unwrap(), None);
+    assert_eq!(store.token(&token.jti).await.unwrap(), None);
+}
+
+/// 25 agents in pages of 10: 10, 10, 5, oldest first, no duplicates, `next` only while
+/// more may follow. A page that ends exactly at the last agent has no `next`.
+pub async fn list_agents_paginates_oldest_first(store: Arc<dyn Store>) {
+    let (issuer, _) = issuer(&*store).await;
+    let mut created = Vec::new();
+    for i in 0..25 {
+        let agent = new_agent(&issuer.id, T0_MS + i);
+        let token = new_token(&agent, "kid-1", T0_S, T0_S + 900);
+        store.create_agent(&agent, &token).await.unwrap();
+        created.push(agent);
+    }
+
+    let mut seen = Vec::new();
+    let mut sizes = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.list_agents(&issuer.id, after, 10).await.unwrap();
+        sizes.push(page.items.len());
+        seen.extend(page.items);
+        match page.next {
+            Some(next) => {
+                assert!(Some(next) > after, "position must advance");
+                after = Some(next);
+            }
+            None => break,
+        }
+        assert!(sizes.len() <= 3, "more pages than agents: {sizes:?}");
+    }
+    assert_eq!(sizes, [10, 10, 5]);
+    assert_eq!(seen, created, "oldest first, each once");
+    let distinct: HashSet<_> = seen.iter().map(|a| a.id.clone()).collect();
+    assert_eq!(distinct.len(), 25);
+
+    let all = store.list_agents(&issuer.id, None, 25).await.unwrap();
+    assert_eq!(all.items.len(), 25);
+    assert_eq!(all.next, None, "an exact fit has no next page");
+    let one = store.list_agents(&issuer.id, None, 1).await.unwrap();
+    assert_eq!(one.items, created[..1]);
+    assert!(one.next.is_some());
+}
+
+/// An issuer lists only its own agents.
+pub async fn list_agents_is_isolated_by_issuer(store: Arc<dyn Store>) {
+    let (a, _) = issuer(&*store).await;
+    let (b, _) = issuer(&*store).await;
+    let (c, _) = issuer(&*store).await;
+    let (a1, _) = agent(&*store, &a.id).await;
+    let (b1, _) = agent(&*store, &b.id).await;
+    let (a2, _) = agent(&*store, &a.id).await;
+
+    let page = store.list_agents(&a.id, None, 100).await.unwrap();
+    assert_eq!(page.items, [a1, a2]);
+    assert_eq!(page.next, None);
+    let page = store.list_agents(&b.id, None, 100).await.unwrap();
+    assert_eq!(page.items, [b1]);
+    let page = store.list_agents(&c.id, None, 100).await.unwrap();
+    assert!(page.items.is_empty());
+    assert_eq!(page.next, None);
+    let ghost = IssuerId::from_random(unique());
+    let page = store.list_agents(&ghost, None, 100).await.unwrap();
+    assert!(page.items.is_empty());
+}
+
+/// Revoking an agent revokes every token it has at the same time; a token revoked
+/// before keeps its own time; tokens of other agents are untouched.
+pub async fn revoke_agent_revokes_its_tokens(store: Arc<dyn Store>) {
+    let (issuer, _) = issuer(&*store).await;
+    let (agent, first) = agent(&*store, &issuer.id).await;
+    let (bystander, bystander_token) = self::agent(&*store, &issuer.id).await;
+    let second = new_token(&agent, "kid-1", T0_S + 10, T0_S + 910);
+    let early = new_token(&agent, "kid-1", T0_S + 20, T0_S + 920);
+    store.record_token(&second).await.unwrap();
+    store.record_token(&early).await.unwrap();
+    store
+        .revoke_token(&issuer.id, &early.jti, T0_MS + 100)
+        .await
+        .unwrap();
+
+    let at = T0_MS + 5_000;
+    let revoked = store
+        .revoke_agent(&issuer.id, &agent.id, Some("key leaked"), at)
+        .await
+        .unwrap();
+    let expected = Agent {
+        status: AgentStatus::Revoked,
+        revoked_at_ms: Some(at),
+        revoke_reason: Some("key leaked".to_owned()),
+        ..agent.clone()
+    };
+    assert_eq!(revoked, expected);
+    assert_eq!(store.agent(&agent.id).await.unwrap(), Some(expected));
+
+    for (token, when) in [(&first, at), (&second, at), (&early, T0_MS + 100)] {
+        let stored = store.token(&token.jti).await.unwrap().unwrap();
+        assert_eq!(stored.revoked_at_ms, Some(when), "{:?}", token.jti);
+    }
+    let untouched = store.token(&bystander_token.jti).await.unwrap().unwrap();
+    assert_eq!(untouched.revoked_at_ms, None);
+    assert_eq!(
+        store.agent(&bystander.id).await.unwrap().unwrap().status,
+        AgentStatus::Active
+    );
+
+    let revocations = store.revocations().await.unwrap();
+    assert_eq!(revocations.agents, std::slice::from_ref(&agent.id));
+    let tokens: HashSet<_> = revocations.tokens.into_iter().collect();
+    assert_eq!(tokens, HashSet::from([first.jti, second.jti, early.jti]));
+}
+
+/// A second revocation changes nothing and returns the first one.
+pub async fn revoke_agent_twice_keeps_first_revocation(store: Arc<dyn Store>) {
+    let (issuer, _) = issuer(&*store).await;
+    let (agent, token) = agent(&*store, &issuer.id).await;
+    let first = store
+        .revoke_agent(&issuer.id, &agent.id, Some("first"), T0_MS + 1)
+        .await
+        .unwrap();
+    let again = store
+        .revoke_agent(&issuer.id, &agent.id, Some("second"), T0_MS + 2)
+        .await
+        .unwrap();
+    assert_eq!(again, first);
+    assert_eq!(again.revoked_at_ms, Some(T0_MS + 1));
+    assert_eq!(again.revoke_reason.as_deref(), Some("first"));
+    let again = store
+        .revoke_agent(&issuer.id, &agent.id, None, T0_MS + 3)
+        .await
+        .unwrap();
+    assert_eq!(again, first);
+    let token = store.token(&token.jti).await.unwrap().unwrap();
+    assert_eq!(token.revoked_at_ms, Some(T0_MS + 1));
+
+    // Without a reason, the reason stays empty.
+    let (quiet, _) = self::agent(&*store, &issuer.id).await;
+    let revoked = store
+        .revoke_agent(&issuer.id, &quiet.id, None, T0_MS + 4)
+        .await
+        .unwrap();
+    assert_eq!(revoked.revoke_reason, None);
+    assert_eq!(revoked.status, AgentStatus::Revoked);
+}
+
+/// Another issuer's agent, or no agent at all, is `NotFound`, and nothing changes.
+pub async fn revoke_agent_of_another_issuer_is_not_found(store: Arc<dyn Store>) {
+    let (owner, _) = issuer(&*store).await;
+    let (other, _) = issuer(&*store).await;
+    let (agent, token) = agent(&*store, &owner.id).await;
+    assert_eq!(
+        store
+            .revoke_agent(&other.id, &agent.id, Some("hostile"), T0_MS)
+            .await,
+        Err(StoreError::NotFound)
+    );
+    assert_eq!(
+        store
+            .revoke_agent(&owner.id, &AgentId::from_random(unique()), None, T0_MS)
+            .await,
+        Err(StoreError::NotFound)
+    );
+    assert_eq!(store.agent(&agent.id).await.unwrap(), Some(agent));
+    let token = store.token(&token.jti).await.unwrap().unwrap();
+    assert_eq!(token.revoked_at_ms, None);
+    assert_eq!(store.revocations().await.unwrap(), Revocations::default());
+}
+
+// ---- tokens
+
+/// Revoking a token sets its time once; a second call keeps the first time.
+pub async fn revoke_token_keeps_first_time(store: Arc<dyn Store>) {
+    let (issuer, _) = issuer(&*store).await;
+    let (agent, token) = agent(&*store, &issuer.id).await;
+    let revoked = store
+        .revoke_token(&issuer.id, &token.jti, T0_MS + 7)
+        .await
+        .unwrap();
+    let expected = TokenRecord {
+        revoked_at_ms: Some(T0_MS + 7),
+        ..token.clone()
+    };
+    assert_eq!(revoked, expected);
+    let again = store
+        .revoke_token(&issuer.id, &token.jti, T0_MS + 9)
+        .await
+        .unwrap();
+    assert_eq!(again, expected);
+    assert_eq!(store.token(&token.jti).await.unwrap(), Some(expected));
+    // Revoking a token does not revoke its agent.
+    assert_eq!(
+        store.agent(&agent.id).await.unwrap().unwrap().status,
+        AgentStatus::Active
+    );
+}
+
+/// An unknown token, or another issuer's, is `NotFound`, and nothing changes.
+pub async fn revoke_token_unknown_or_foreign_is_not_found(store: Arc<dyn Store>) {
+    let (owner, _) = issuer(&*store).await;
+    let (other, _) = issuer(&*store).await;
+    let (_, token) = agent(&*store, &owner.id).await;
+    assert_eq!(
+        store
+            .revoke_token(&owner.id, &TokenId::from_random(unique()), T0_MS)
+            .await,
+        Err(StoreError::NotFound)
+    );
+    assert_eq!(
+        store.revoke_token(&other.id, &token.jti, T0_MS).await,
+        Err(StoreError::NotFound)
+    );
+    assert_eq!(store.token(&token.jti).await.unwrap(), Some(token));
+    assert_eq!(store.revocations().await.unwrap(), Revocations::default());
+}
+
+/// A token for an agent that does not exist is `NotFound`.
+pub async fn record_token_for_unknown_agent_is_not_found(store: Arc<dyn Store>) {
+    let (issuer, _) = issuer(&*store).await;
+    let ghost = new_agent(&issuer.id, T0_MS);
+    let token = new_token(&ghost, "kid-1", T0_S, T0_S + 900);
+    assert_eq!(store.record_token(&token).await, Err(StoreError::NotFound));
+    assert_eq!(store.token(&token.jti).await.unwrap(), None);
+}
+
+/// A jti is recorded once: the same jti again is `Conflict`, the first record stays.
+pub async fn record_token_twice_conflicts(store: Arc<dyn Store>) {
+    let (issuer, _) = issuer(&*store).await;
+    let (agent, _) = agent(&*store, &issuer.id).await;
+    let token = new_token(&agent, "kid-1", T0_S, T0_S + 900);
+    store.record_token(&token).await.unwrap();
+    let clash = TokenRecord {
+        expires_at_s: T0_S + 99_999,
+        ..token.clone()
+    };
+    let err = store.record_token(&clash).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(store.token(&token.jti).await.unwrap(), Some(token));
+}
+
+/// `revocations` is empty on a fresh store and lists exactly what was revoked.
+pub async fn revocations_list_revoked_agents_and_tokens(store: Arc<dyn Store>) {
+    assert_eq!(store.revocations().await.unwrap(), Revocations::default());
+    let (issuer, _) = issuer(&*store).await;
+    let (gone, gone_token) = agent(&*store, &issuer.id).await;
+    let (kept, kept_token) = agent(&*store, &issuer.id).await;
+    let (_, live_token) = agent(&*store, &issuer.id).await;
+    store
+        .revoke_agent(&issuer.id, &gone.id, None, T0_MS + 1)
+        .await
+        .unwrap();
+    store
+        .revoke_token(&issuer.id, &kept_token.jti, T0_MS + 2)
+        .await
+        .unwrap();
+
+    let revocations = store.revocations().await.unwrap();
+    assert_eq!(revocations.agents, [gone.id]);
+    assert!(!revocations.agents.contains(&kept.id));
+    let tokens: HashSet<_> = revocations.tokens.into_iter().collect();
+    assert_eq!(tokens, HashSet::from([gone_token.jti, kept_token.jti]));
+    assert!(!tokens.contains(&live_token.jti));
+}
+
+// ---- signing keys
+
+/// No keys at first; the first rotation stores the key active, field for field.
+pub async fn signing_key_first_rotation(store: Arc<dyn Store>) {
+    assert_eq!(store.signing_keys().await.unwrap(), []);
+    let mut key = signing_key(T0_MS);
+    // The stored state is active whatever the record says.
+    key.state = KeyState::Retired;
+    store.rotate_signing_key(&key, T0_S).await.unwrap();
+    let expected = SigningKeyRecord {
+        state: KeyState::Active,
+        ..key
+    };
+    assert_eq!(store.signing_keys().await.unwrap(), [expected]);
+}
+
+/// Each rotation retires the active key, published until the latest `exp` of the
+/// tokens it signed (or `now_s` if it signed none), and leaves exactly one active key.
+pub async fn signing_key_rotation_publishes_until_last_expiry(store: Arc<dyn Store>) {
+    let (issuer, _) = issuer(&*store).await;
+    let first = signing_key(T0_MS);
+    store.rotate_signing_key(&first, T0_S).await.unwrap();
+
+    // Tokens signed by the first key, latest expiry not last recorded; and one by an
+    // unrelated kid with a later expiry, which must not count.
+    let agent = new_agent(&issuer.id, T0_MS);
+    let token = new_token(&agent, &first.kid, T0_S, T0_S + 100);
+    store.create_agent(&agent, &token).await.unwrap();
+    for exp in [T0_S + 300, T0_S + 200] {
+        let token = new_token(&agent, &first.kid, T0_S, exp);
+        store.record_token(&token).await.unwrap();
+    }
+    let stray = new_token(&agent, "some-other-kid", T0_S, T0_S + 9_999);
+    store.record_token(&stray).await.unwrap();
+
+    let second = signing_key(T0_MS + 1);
+    store.rotate_signing_key(&second, T0_S + 50).await.unwrap();
+    let keys = store.signing_keys().await.unwrap();
+    assert_eq!(keys.len(), 2);
+    assert_eq!(active_kids(&keys), [second.kid.as_str()]);
+    let retired = find(&keys, &first.kid);
+    assert_eq!(retired.state, KeyState::Retired);
+    assert_eq!(retired.publish_until_s, Some(T0_S + 300));
+    assert_eq!(retired.private_pem, first.private_pem);
+    assert_eq!(find(&keys, &second.kid).publish_until_s, None);
+
+    // The second key signed nothing: published until the rotation time.
+    let third = signing_key(T0_MS + 2);
+    store.rotate_signing_key(&third, T0_S + 777).await.unwrap();
+    let keys = store.signing_keys().await.unwrap();
+    assert_eq!(keys.len(), 3);
+    assert_eq!(active_kids(&keys), [third.kid.as_str()]);
+    assert_eq!(find(&keys, &second.kid).state, KeyState::Retired);
+    assert_eq!(find(&keys, &second.kid).publish_until_s, Some(T0_S + 777));
+    assert_eq!(
+        find(&keys, &first.kid).publish_until_s,
+        Some(T0_S + 300),
+        "an already retired key is left alone"
+    );
+}
+
+// ---- concurrency
+
+/// 50 tokens recorded at once all succeed.
+pub async fn concurrent_record_token(store: Arc<dyn Store>) {
+    let (issuer, _) = issuer(&*store).await;
+    let (agent, _) = agent(&*store, &issuer.id).await;
+    let mut tasks = JoinSet::new();
+    for i in 0..50 {
+        let token = new_token(&agent, "kid-1", T0_S + i, T0_S + 900 + i);
+        let store = Arc::clone(&store);
+        tasks.spawn(async move { store.record_token(&token).await.map(|()| token) });
+    }
+    let mut count = 0;
+    while let Some(joined) = tasks.join_next().await {
+        let token = joined.unwrap().unwrap();
+        assert_eq!(store.token(&token.jti).await.unwrap(), Some(token));
+        count += 1;
+    }
+    assert_eq!(count, 50);
+}
+
+/// 20 issuers with distinct names created at once all succeed.
+pub async fn concurrent_create_issuer(store: Arc<dyn Store>) {
+    let mut tasks = JoinSet::new();
+    for _ in 0..20 {
+        let store = Arc::clone(&store);
+        tasks.spawn(async move {
+            let issuer = new_issuer();
+            let key = key_hash(KeyKind::Issuer);
+            store.create_issuer(&issuer, &key).await.map(|()| issuer)
+        });
+    }
+    let mut count = 0;
+    while let Some(joined) = tasks.join_next().await {
+        let issuer = joined.unwrap().unwrap();
+        assert_eq!(store.issuer(&issuer.id).await.unwrap(), Some(issuer));
+        count += 1;
+    }
+    assert_eq!(count, 20);
+}
+
+/// Ten revocations of one agent at once: one wins, and all ten report that one.
+pub async fn concurrent_revoke_agent_agrees(store: Arc<dyn Store>) {
+    let (issuer, _) = issuer(&*store).await;
+    let (agent, _) = agent(&*store, &issuer.id).await;
+    let mut tasks = JoinSet::new();
+    for i in 0..10 {
+        let store = Arc::clone(&store);
+        let (issuer, id) = (issuer.id.clone(), agent.id.clone());
+        tasks.spawn(async move {
+            let reason = format!("reason {i}");
+            store
+                .revoke_agent(&issuer, &id, Some(&reason), T0_MS + i)
+                .await
+        });
+    }
+    let mut results = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        results.push(joined.unwrap().unwrap());
+    }
+    let stored = store.agent(&agent.id).await.unwrap().unwrap();
+    assert_eq!(stored.status, AgentStatus::Revoked);
+    assert!(results.iter().all(|r| *r == stored), "{results:#?}");
+}

@@ -1,0 +1,748 @@
+//! The embedded backend: one SQLite file, `<data_dir>/bonafide.db`, in WAL mode.
+//!
+//! SQLite allows one writer at a time. Writes therefore go through a pool of exactly
+//! one connection, and every multi-statement write is a `BEGIN IMMEDIATE` transaction:
+//! concurrent callers queue on the pool instead of failing with `SQLITE_BUSY`, and no
+//! transaction ever upgrades from a read lock to a write lock (the one case SQLite's
+//! busy handler cannot wait out). Reads use a separate small pool; WAL lets them run
+//! beside the writer. Another process writing the same file (say, the CLI while a
+//! server runs) waits up to [`BUSY_TIMEOUT`].
+//!
+//! The file holds the registry's private signing keys: the data directory is created
+//! mode 0700 and the database files are kept mode 0600 (Unix).
+//!
+//! Architecture invariant: SQL stays in this file and in `migrations/sqlite/`.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bonafide_core::apikey::{ApiKeyHash, KeyKind};
+use bonafide_core::ids::{AgentId, IssuerId, TokenId};
+use bonafide_core::keys::Algorithm;
+use sqlx::error::DatabaseError;
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqlitePool, Transaction};
+
+use crate::{
+    Agent, AgentStatus, ApiKeyRecord, Issuer, KeyState, Page, Revocations, SigningKeyRecord, Store,
+    StoreError, TokenRecord,
+};
+
+/// Name of the database file inside the data directory.
+const DB_FILE: &str = "bonafide.db";
+/// How long a statement waits for another process's write lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Read connections. Reads are short (point lookups, one page), so a few suffice.
+const READERS: u32 = 4;
+/// Largest page `list_agents` returns, whatever the caller asks.
+const MAX_PAGE: u32 = 1000;
+
+/// Columns of [`AgentRow`], as a literal for `concat!`.
+macro_rules! agent_columns {
+    () => {
+        "seq, id, issuer_id, name, description, scopes, audience, token_ttl_s, status, \
+         created_at_ms, revoked_at_ms, revoke_reason"
+    };
+}
+
+/// Columns of [`TokenRow`], as a literal for `concat!`.
+macro_rules! token_columns {
+    () => {
+        "jti, agent_id, issuer_id, kid, issued_at_s, expires_at_s, revoked_at_ms"
+    };
+}
+
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// The SQLite [`Store`]. Cheap to share behind an `Arc`; `Debug` shows only the path.
+pub struct SqliteStore {
+    path: PathBuf,
+    /// Exactly one connection: the only writer (see the module docs).
+    writer: SqlitePool,
+    /// Read-only use by convention: nothing but `SELECT` runs on it.
+    reader: SqlitePool,
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) `<data_dir>/bonafide.db` and brings its schema up to
+    /// date.
+    ///
+    /// A missing `data_dir` is created with mode 0700; an existing one is left as it is.
+    /// The database file and its `-wal`/`-shm` companions are set to mode 0600.
+    pub async fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        create_private_dir(data_dir).await?;
+        let path = data_dir.join(DB_FILE);
+        create_private_file(&path).await?;
+
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .foreign_keys(true)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(BUSY_TIMEOUT);
+        // Switching to WAL needs an exclusive lock the busy handler cannot wait for, so
+        // only the writer asks; the mode is persistent, readers inherit it from the file.
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            // SQLite connections do not drop like network ones; skip the ping.
+            .test_before_acquire(false)
+            .connect_with(options.clone().journal_mode(SqliteJournalMode::Wal))
+            .await
+            .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
+        MIGRATOR
+            .run(&writer)
+            .await
+            .map_err(|e| StoreError::Backend(format!("migration failed: {e}")))?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(READERS)
+            .test_before_acquire(false)
+            .connect_with(options)
+            .await
+            .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
+
+        // WAL mode now exists on disk, so the companions exist too.
+        for file in [
+            path.clone(),
+            companion(&path, "-wal"),
+            companion(&path, "-shm"),
+        ] {
+            restrict_file(&file).await?;
+        }
+        tracing::debug!(path = %path.display(), "sqlite store open");
+        Ok(SqliteStore {
+            path,
+            writer,
+            reader,
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Closes every connection, waiting for those in use. The writer closes last, so
+    /// SQLite checkpoints the WAL into the main file.
+    pub async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+
+    /// Starts a write transaction holding SQLite's write lock from its first statement.
+    async fn write_tx(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        self.writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db_err)
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn add_admin_key(&self, hash: &ApiKeyHash, now_ms: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT OR IGNORE INTO api_keys (hash, kind, owner, created_at_ms) \
+             VALUES (?, ?, NULL, ?)",
+        )
+        .bind(hash.0.as_slice())
+        .bind(KeyKind::Admin.as_str())
+        .bind(now_ms)
+        .execute(&self.writer)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn has_admin_key(&self) -> Result<bool, StoreError> {
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM api_keys WHERE kind = ?)")
+            .bind(KeyKind::Admin.as_str())
+            .fetch_one(&self.reader)
+            .await
+            .map_err(db_err)
+    }
+
+    async fn api_key(&self, hash: &ApiKeyHash) -> Result<Option<ApiKeyRecord>, StoreError> {
+        sqlx::query_as::<_, ApiKeyRow>(
+            "SELECT hash, kind, owner, created_at_ms FROM api_keys WHERE hash = ?",
+        )
+        .bind(hash.0.as_slice())
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db_err)?
+        .map(ApiKeyRow::into_record)
+        .transpose()
+    }
+
+    async fn create_issuer(&self, issuer: &Issuer, key: &ApiKeyHash) -> Result<(), StoreError> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query("INSERT INTO issuers (id, name, created_at_ms) VALUES (?, ?, ?)")
+            .bind(issuer.id.as_str())
+            .bind(&issuer.name)
+            .bind(issuer.created_at_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        sqlx::query("INSERT INTO api_keys (hash, kind, owner, created_at_ms) VALUES (?, ?, ?, ?)")
+            .bind(key.0.as_slice())
+            .bind(KeyKind::Issuer.as_str())
+            .bind(issuer.id.as_str())
+            .bind(issuer.created_at_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn issuer(&self, id: &IssuerId) -> Result<Option<Issuer>, StoreError> {
+        sqlx::query_as::<_, IssuerRow>("SELECT id, name, created_at_ms FROM issuers WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db_err)?
+            .map(IssuerRow::into_issuer)
+            .transpose()
+    }
+
+    async fn create_agent(
+        &self,
+        agent: &Agent,
+        first_token: &TokenRecord,
+    ) -> Result<(), StoreError> {
+        let scopes = to_json(&agent.scopes)?;
+        let audience = agent.audience.as_deref().map(to_json).transpose()?;
+        let mut tx = self.write_tx().await?;
+        sqlx::query(
+            "INSERT INTO agents (id, issuer_id, name, description, scopes, audience, \
+             token_ttl_s, status, created_at_ms, revoked_at_ms, revoke_reason) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(agent.id.as_str())
+        .bind(agent.issuer_id.as_str())
+        .bind(&agent.name)
+        .bind(agent.description.as_deref())
+        .bind(scopes)
+        .bind(audience)
+        .bind(agent.token_ttl_s)
+        .bind(agent.status.as_str())
+        .bind(agent.created_at_ms)
+        .bind(agent.revoked_at_ms)
+        .bind(agent.revoke_reason.as_deref())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        insert_token(&mut tx, first_token).await?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn agent(&self, id: &AgentId) -> Result<Option<Agent>, StoreError> {
+        sqlx::query_as::<_, AgentRow>(concat!(
+            "SELECT ",
+            agent_columns!(),
+            " FROM agents WHERE id = ?"
+        ))
+        .bind(id.as_str())
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db_err)?
+        .map(AgentRow::into_agent)
+        .transpose()
+    }
+
+    async fn list_agents(
+        &self,
+        issuer: &IssuerId,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Page<Agent>, StoreError> {
+        let limit = limit.clamp(1, MAX_PAGE);
+        // One row more than asked tells whether another page follows.
+        let mut rows = sqlx::query_as::<_, AgentRow>(concat!(
+            "SELECT ",
+            agent_columns!(),
+            " FROM agents WHERE issuer_id = ? AND seq > ? ORDER BY seq LIMIT ?"
+        ))
+        .bind(issuer.as_str())
+        .bind(after.unwrap_or(0))
+        .bind(i64::from(limit) + 1)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?;
+        let more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        let next = if more {
+            rows.last().map(|row| row.seq)
+        } else {
+            None
+        };
+        let items = rows
+            .into_iter()
+            .map(AgentRow::into_agent)
+            .collect::<Result<_, _>>()?;
+        Ok(Page { items, next })
+    }
+
+    async fn revoke_agent(
+        &self,
+        issuer: &IssuerId,
+        id: &AgentId,
+        reason: Option<&str>,
+        now_ms: i64,
+    ) -> Result<Agent, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let Some(mut row) = sqlx::query_as::<_, AgentRow>(concat!(
+            "SELECT ",
+            agent_columns!(),
+            " FROM agents WHERE id = ? AND issuer_id = ?"
+        ))
+        .bind(id.as_str())
+        .bind(issuer.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?
+        else {
+            return Err(StoreError::NotFound);
+        };
+        if row.status == AgentStatus::Active.as_str() {
+            sqlx::query(
+                "UPDATE agents SET status = ?, revoked_at_ms = ?, revoke_reason = ? WHERE seq = ?",
+            )
+            .bind(AgentStatus::Revoked.as_str())
+            .bind(now_ms)
+            .bind(reason)
+            .bind(row.seq)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            row.status = AgentStatus::Revoked.as_str().to_owned();
+            row.revoked_at_ms = Some(now_ms);
+            row.revoke_reason = reason.map(str::to_owned);
+        }
+        // Also on a repeated call: a token recorded after the first revocation must not
+        // stay valid. Tokens already revoked keep their time.
+        sqlx::query(
+            "UPDATE tokens SET revoked_at_ms = ? WHERE agent_id = ? AND revoked_at_ms IS NULL",
+        )
+        .bind(now_ms)
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        row.into_agent()
+    }
+
+    async fn record_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
+        let mut conn = self.writer.acquire().await.map_err(db_err)?;
+        insert_token(&mut conn, token).await
+    }
+
+    async fn token(&self, jti: &TokenId) -> Result<Option<TokenRecord>, StoreError> {
+        sqlx::query_as::<_, TokenRow>(concat!(
+            "SELECT ",
+            token_columns!(),
+            " FROM tokens WHERE jti = ?"
+        ))
+        .bind(jti.as_str())
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db_err)?
+        .map(TokenRow::into_record)
+        .transpose()
+    }
+
+    async fn revoke_token(
+        &self,
+        issuer: &IssuerId,
+        jti: &TokenId,
+        now_ms: i64,
+    ) -> Result<TokenRecord, StoreError> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query(
+            "UPDATE tokens SET revoked_at_ms = ? \
+             WHERE jti = ? AND issuer_id = ? AND revoked_at_ms IS NULL",
+        )
+        .bind(now_ms)
+        .bind(jti.as_str())
+        .bind(issuer.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let row = sqlx::query_as::<_, TokenRow>(concat!(
+            "SELECT ",
+            token_columns!(),
+            " FROM tokens WHERE jti = ? AND issuer_id = ?"
+        ))
+        .bind(jti.as_str())
+        .bind(issuer.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .ok_or(StoreError::NotFound)?;
+        tx.commit().await.map_err(db_err)?;
+        row.into_record()
+    }
+
+    async fn revocations(&self) -> Result<Revocations, StoreError> {
+        // One read transaction: both lists come from the same snapshot.
+        let mut tx = self.reader.begin().await.map_err(db_err)?;
+        let agents: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM agents WHERE status = ? ORDER BY seq")
+                .bind(AgentStatus::Revoked.as_str())
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        let tokens: Vec<String> =
+            sqlx::query_scalar("SELECT jti FROM tokens WHERE revoked_at_ms IS NOT NULL")
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(Revocations {
+            agents: agents
+                .iter()
+                .map(|id| parse_id(id, "agent id"))
+                .collect::<Result<_, _>>()?,
+            tokens: tokens
+                .iter()
+                .map(|jti| parse_id(jti, "token id"))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {
+        sqlx::query_as::<_, SigningKeyRow>(
+            "SELECT kid, alg, private_pem, state, created_at_ms, publish_until_s \
+             FROM signing_keys ORDER BY rowid",
+        )
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?
+        .into_iter()
+        .map(SigningKeyRow::into_record)
+        .collect()
+    }
+
+    async fn rotate_signing_key(
+        &self,
+        new: &SigningKeyRecord,
+        now_s: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query(
+            "UPDATE signing_keys SET state = ?, publish_until_s = COALESCE( \
+                 (SELECT MAX(expires_at_s) FROM tokens WHERE tokens.kid = signing_keys.kid), ?) \
+             WHERE state = ?",
+        )
+        .bind(key_state_str(KeyState::Retired))
+        .bind(now_s)
+        .bind(key_state_str(KeyState::Active))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, alg, private_pem, state, created_at_ms, publish_until_s) \
+             VALUES (?, ?, ?, ?, ?, NULL)",
+        )
+        .bind(&new.kid)
+        .bind(new.alg.as_str())
+        .bind(&new.private_pem)
+        .bind(key_state_str(KeyState::Active))
+        .bind(new.created_at_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)
+    }
+}
+
+async fn insert_token(
+    conn: &mut sqlx::SqliteConnection,
+    token: &TokenRecord,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO tokens (jti, agent_id, issuer_id, kid, issued_at_s, expires_at_s, revoked_at_ms) \
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(token.jti.as_str())
+    .bind(token.agent_id.as_str())
+    .bind(token.issuer_id.as_str())
+    .bind(&token.kid)
+    .bind(token.issued_at_s)
+    .bind(token.expires_at_s)
+    .bind(token.revoked_at_ms)
+    .execute(conn)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
+
+// ---- rows: what SQLite hands back, parsed into domain types. A row that does not parse
+// is `Backend` (the file was edited or corrupted), never a panic.
+
+#[derive(sqlx::FromRow)]
+struct ApiKeyRow {
+    hash: Vec<u8>,
+    kind: String,
+    owner: Option<String>,
+    created_at_ms: i64,
+}
+
+impl ApiKeyRow {
+    fn into_record(self) -> Result<ApiKeyRecord, StoreError> {
+        let hash =
+            <[u8; 32]>::try_from(self.hash.as_slice()).map_err(|_| corrupt("api key hash"))?;
+        Ok(ApiKeyRecord {
+            hash: ApiKeyHash(hash),
+            kind: parse_key_kind(&self.kind)?,
+            owner: self.owner,
+            created_at_ms: self.created_at_ms,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct IssuerRow {
+    id: String,
+    name: String,
+    created_at_ms: i64,
+}
+
+impl IssuerRow {
+    fn into_issuer(self) -> Result<Issuer, StoreError> {
+        Ok(Issuer {
+            id: parse_id(&self.id, "issuer id")?,
+            name: self.name,
+            created_at_ms: self.created_at_ms,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct AgentRow {
+    seq: i64,
+    id: String,
+    issuer_id: String,
+    name: String,
+    description: Option<String>,
+    scopes: String,
+    audience: Option<String>,
+    token_ttl_s: i64,
+    status: String,
+    created_at_ms: i64,
+    revoked_at_ms: Option<i64>,
+    revoke_reason: Option<String>,
+}
+
+impl AgentRow {
+    fn into_agent(self) -> Result<Agent, StoreError> {
+        let status = match self.status.as_str() {
+            "active" => AgentStatus::Active,
+            "revoked" => AgentStatus::Revoked,
+            _ => return Err(corrupt("agent status")),
+        };
+        Ok(Agent {
+            id: parse_id(&self.id, "agent id")?,
+            issuer_id: parse_id(&self.issuer_id, "issuer id")?,
+            name: self.name,
+            description: self.description,
+            scopes: from_json(&self.scopes, "agent scopes")?,
+            audience: self
+                .audience
+                .map(|text| from_json(&text, "agent audience"))
+                .transpose()?,
+            token_ttl_s: self.token_ttl_s,
+            status,
+            created_at_ms: self.created_at_ms,
+            revoked_at_ms: self.revoked_at_ms,
+            revoke_reason: self.revoke_reason,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct TokenRow {
+    jti: String,
+    agent_id: String,
+    issuer_id: String,
+    kid: String,
+    issued_at_s: i64,
+    expires_at_s: i64,
+    revoked_at_ms: Option<i64>,
+}
+
+impl TokenRow {
+    fn into_record(self) -> Result<TokenRecord, StoreError> {
+        Ok(TokenRecord {
+            jti: parse_id(&self.jti, "token id")?,
+            agent_id: parse_id(&self.agent_id, "agent id")?,
+            issuer_id: parse_id(&self.issuer_id, "issuer id")?,
+            kid: self.kid,
+            issued_at_s: self.issued_at_s,
+            expires_at_s: self.expires_at_s,
+            revoked_at_ms: self.revoked_at_ms,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct SigningKeyRow {
+    kid: String,
+    alg: String,
+    private_pem: String,
+    state: String,
+    created_at_ms: i64,
+    publish_until_s: Option<i64>,
+}
+
+impl SigningKeyRow {
+    fn into_record(self) -> Result<SigningKeyRecord, StoreError> {
+        let state = match self.state.as_str() {
+            "active" => KeyState::Active,
+            "retired" => KeyState::Retired,
+            _ => return Err(corrupt("signing key state")),
+        };
+        Ok(SigningKeyRecord {
+            alg: Algorithm::parse(&self.alg).ok_or_else(|| corrupt("signing key alg"))?,
+            kid: self.kid,
+            private_pem: self.private_pem,
+            state,
+            created_at_ms: self.created_at_ms,
+            publish_until_s: self.publish_until_s,
+        })
+    }
+}
+
+fn key_state_str(state: KeyState) -> &'static str {
+    match state {
+        KeyState::Active => "active",
+        KeyState::Retired => "retired",
+    }
+}
+
+/// Inverse of [`KeyKind::as_str`].
+fn parse_key_kind(text: &str) -> Result<KeyKind, StoreError> {
+    [KeyKind::Admin, KeyKind::Issuer, KeyKind::Receiver]
+        .into_iter()
+        .find(|kind| kind.as_str() == text)
+        .ok_or_else(|| corrupt("api key kind"))
+}
+
+fn parse_id<T: for<'a> TryFrom<&'a str>>(text: &str, what: &str) -> Result<T, StoreError> {
+    T::try_from(text).map_err(|_| corrupt(what))
+}
+
+fn to_json(list: &[String]) -> Result<String, StoreError> {
+    serde_json::to_string(list).map_err(|e| StoreError::Backend(format!("cannot encode list: {e}")))
+}
+
+fn from_json(text: &str, what: &str) -> Result<Vec<String>, StoreError> {
+    serde_json::from_str(text).map_err(|_| corrupt(what))
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Backend(format!("stored {what} does not parse"))
+}
+
+// ---- errors
+
+/// Maps a sqlx error: unique violations are `Conflict`, foreign-key violations
+/// `NotFound` (the row referred to does not exist), anything else `Backend`. Messages
+/// name the constraint, never a bound value.
+fn db_err(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            StoreError::Conflict(conflict_message(db.as_ref()).to_owned())
+        }
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound,
+        _ => StoreError::Backend(e.to_string()),
+    }
+}
+
+/// SQLite says `UNIQUE constraint failed: <table>.<column>`; say it in domain words.
+fn conflict_message(db: &dyn DatabaseError) -> &'static str {
+    const MESSAGES: [(&str, &str); 7] = [
+        ("issuers.name", "issuer name is taken"),
+        ("issuers.id", "issuer id already exists"),
+        ("api_keys.hash", "api key already exists"),
+        ("agents.id", "agent id already exists"),
+        ("tokens.jti", "token id already exists"),
+        ("signing_keys.kid", "signing key already exists"),
+        ("signing_keys.state", "another signing key is active"),
+    ];
+    let message = db.message();
+    MESSAGES
+        .iter()
+        .find(|(column, _)| message.contains(column))
+        .map_or("already exists", |(_, text)| text)
+}
+
+// ---- files
+
+/// `-wal` and `-shm` sit next to the database, named by appending to its name.
+fn companion(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+fn io_err(action: &str, path: &Path, e: io::Error) -> StoreError {
+    StoreError::Backend(format!("cannot {action} {}: {e}", path.display()))
+}
+
+async fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
+    let mut builder = tokio::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    builder.mode(0o700);
+    builder
+        .create(dir)
+        .await
+        .map_err(|e| io_err("create directory", dir, e))
+}
+
+/// Creates the database file empty with mode 0600 if it does not exist, so it is never
+/// readable by others, not even for a moment. An existing file is not opened here:
+/// closing a descriptor drops every POSIX lock this process holds on the file, which
+/// would break SQLite's locking if another connection in the process had it open.
+async fn create_private_file(path: &Path) -> Result<(), StoreError> {
+    let mut options = tokio::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    match options.open(path).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(io_err("create", path, e)),
+    }
+}
+
+/// Sets mode 0600 on `path` if it exists.
+async fn restrict_file(path: &Path) -> Result<(), StoreError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        match tokio::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err("restrict permissions of", path, e)),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        Ok(())
+    }
+}

@@ -1,0 +1,199 @@
+//! The SQLite backend: the shared conformance suite, plus what only a file-backed store
+//! has (permissions, reopening, a corrupted row).
+
+use std::path::Path;
+
+use bonafide_core::apikey::{ApiKey, KeyKind};
+use bonafide_core::ids::{AgentId, IssuerId, TokenId};
+use bonafide_store::{
+    Agent, AgentStatus, Issuer, KeyState, SigningKeyRecord, SqliteStore, Store, StoreError,
+    TokenRecord,
+};
+use tempfile::TempDir;
+
+/// A new store in a directory that does not exist yet, inside a fresh temp dir.
+async fn fresh() -> (SqliteStore, TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("data")).await.unwrap();
+    (store, dir)
+}
+
+mod conformance {
+    bonafide_store::conformance_tests!(super::fresh);
+}
+
+const T0_MS: i64 = 1_700_000_000_000;
+
+fn issuer(n: u8) -> Issuer {
+    Issuer {
+        id: IssuerId::from_random([n; 16]),
+        name: format!("issuer-{n}.example"),
+        created_at_ms: T0_MS,
+    }
+}
+
+fn agent(issuer: &Issuer, n: u8) -> (Agent, TokenRecord) {
+    let agent = Agent {
+        id: AgentId::from_random([n; 16]),
+        issuer_id: issuer.id.clone(),
+        name: format!("agent {n}"),
+        description: None,
+        scopes: vec!["read".to_owned()],
+        audience: None,
+        token_ttl_s: 60,
+        status: AgentStatus::Active,
+        created_at_ms: T0_MS,
+        revoked_at_ms: None,
+        revoke_reason: None,
+    };
+    let token = TokenRecord {
+        jti: TokenId::from_random([n; 16]),
+        agent_id: agent.id.clone(),
+        issuer_id: issuer.id.clone(),
+        kid: "kid".to_owned(),
+        issued_at_s: T0_MS / 1000,
+        expires_at_s: T0_MS / 1000 + 60,
+        revoked_at_ms: None,
+    };
+    (agent, token)
+}
+
+#[cfg(unix)]
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn files_are_private() {
+    let (store, dir) = fresh().await;
+    let data = dir.path().join("data");
+    assert_eq!(mode(&data), 0o700, "data directory");
+    let db = data.join("bonafide.db");
+    assert_eq!(store.path(), db);
+    // Make sure the WAL has content, then check every file SQLite made.
+    store
+        .add_admin_key(&ApiKey::from_random(KeyKind::Admin, [1; 20]).hash(), T0_MS)
+        .await
+        .unwrap();
+    for name in ["bonafide.db", "bonafide.db-wal", "bonafide.db-shm"] {
+        let path = data.join(name);
+        assert!(path.exists(), "{name} missing");
+        assert_eq!(mode(&path), 0o600, "{name}");
+    }
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn reopening_tightens_a_loose_database_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let (store, dir) = fresh().await;
+    store.close().await;
+    let db = dir.path().join("data").join("bonafide.db");
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let _store = SqliteStore::open(&dir.path().join("data")).await.unwrap();
+    assert_eq!(mode(&db), 0o600);
+}
+
+#[tokio::test]
+async fn existing_directory_is_used_as_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).await.unwrap();
+    assert!(dir.path().join("bonafide.db").exists());
+    assert!(!store.has_admin_key().await.unwrap());
+}
+
+#[tokio::test]
+async fn data_survives_close_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("nested").join("data");
+    let admin = ApiKey::from_random(KeyKind::Admin, [2; 20]).hash();
+    let iss = issuer(1);
+    let iss_key = ApiKey::from_random(KeyKind::Issuer, [3; 20]).hash();
+    let (agent, token) = agent(&iss, 4);
+    let (gone, gone_token) = self::agent(&iss, 5);
+    let key = {
+        let key = bonafide_core::keys::SigningKey::generate(bonafide_core::keys::Algorithm::ES256)
+            .unwrap();
+        SigningKeyRecord {
+            kid: key.kid().to_owned(),
+            alg: key.alg(),
+            private_pem: key.to_pkcs8_pem().unwrap().expose_secret().to_owned(),
+            state: KeyState::Active,
+            created_at_ms: T0_MS,
+            publish_until_s: None,
+        }
+    };
+
+    let store = SqliteStore::open(&data).await.unwrap();
+    store.add_admin_key(&admin, T0_MS).await.unwrap();
+    store.create_issuer(&iss, &iss_key).await.unwrap();
+    store.create_agent(&agent, &token).await.unwrap();
+    store.create_agent(&gone, &gone_token).await.unwrap();
+    let revoked = store
+        .revoke_agent(&iss.id, &gone.id, Some("test"), T0_MS + 1)
+        .await
+        .unwrap();
+    store.rotate_signing_key(&key, T0_MS / 1000).await.unwrap();
+    store.close().await;
+    drop(store);
+
+    // Opening again runs the migrations again: they must be a no-op.
+    let store = SqliteStore::open(&data).await.unwrap();
+    assert!(store.has_admin_key().await.unwrap());
+    assert!(store.api_key(&iss_key).await.unwrap().is_some());
+    assert_eq!(store.issuer(&iss.id).await.unwrap(), Some(iss.clone()));
+    assert_eq!(store.agent(&agent.id).await.unwrap(), Some(agent.clone()));
+    assert_eq!(store.agent(&gone.id).await.unwrap(), Some(revoked));
+    assert_eq!(store.token(&token.jti).await.unwrap(), Some(token));
+    assert_eq!(store.signing_keys().await.unwrap(), [key]);
+    let revocations = store.revocations().await.unwrap();
+    assert_eq!(revocations.agents, [gone.id]);
+    assert_eq!(revocations.tokens, [gone_token.jti]);
+    // Pagination positions continue after the reopened rows.
+    let page = store.list_agents(&iss.id, None, 10).await.unwrap();
+    assert_eq!(page.items.len(), 2);
+    assert_eq!(page.next, None);
+}
+
+#[tokio::test]
+async fn a_corrupt_row_is_a_backend_error() {
+    let (store, _dir) = fresh().await;
+    let iss = issuer(1);
+    store
+        .create_issuer(&iss, &ApiKey::from_random(KeyKind::Issuer, [1; 20]).hash())
+        .await
+        .unwrap();
+    let (agent, token) = agent(&iss, 2);
+    store.create_agent(&agent, &token).await.unwrap();
+
+    // Edit the file behind the store's back, as a damaged or hand-edited file would be.
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
+        "sqlite://{}",
+        store.path().display()
+    ))
+    .await
+    .unwrap();
+    sqlx::query("UPDATE agents SET scopes = 'not json' WHERE id = ?")
+        .bind(agent.id.as_str())
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.agent(&agent.id).await,
+        Err(StoreError::Backend(_))
+    ));
+    assert!(matches!(
+        store.list_agents(&iss.id, None, 10).await,
+        Err(StoreError::Backend(_))
+    ));
+}
+
+#[tokio::test]
+async fn debug_shows_the_path_and_no_secrets() {
+    let (store, _dir) = fresh().await;
+    let shown = format!("{store:?}");
+    assert!(shown.starts_with("SqliteStore"), "{shown}");
+    assert!(shown.contains("bonafide.db"), "{shown}");
+}
