@@ -1,0 +1,143 @@
+//! Test support shared by the integration tests: the real server on 127.0.0.1:0 with
+//! a temp SQLite data dir, and an HTTP client for it.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use bonafide_core::apikey::{ApiKey, KeyKind};
+use bonafide_core::jws;
+use bonafide_core::keys::Algorithm;
+use bonafide_server::{AppState, Config, Server};
+use bonafide_store::{SqliteStore, Store};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+pub struct Harness {
+    pub base: String,
+    pub state: Arc<AppState>,
+    pub http: reqwest::Client,
+    pub admin: String,
+    _dir: tempfile::TempDir,
+    _stop: oneshot::Sender<()>,
+}
+
+pub fn now_s() -> i64 {
+    bonafide_server::time::now_ms() / 1000
+}
+
+pub async fn start_with(alg: Algorithm) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).await.unwrap();
+    let admin = ApiKey::from_random(KeyKind::Admin, rand20());
+    store.add_admin_key(&admin.hash(), 0).await.unwrap();
+    let config = Config {
+        signing_alg: alg,
+        ..Config::default()
+    };
+    let store: Arc<dyn Store> = Arc::new(store);
+    let server = Server::bind("127.0.0.1:0".parse().unwrap(), config, store)
+        .await
+        .unwrap();
+    let base = format!("http://{}", server.local_addr().unwrap());
+    let state = server.state();
+    let (tx, rx) = oneshot::channel::<()>();
+    tokio::spawn(server.run(async {
+        let _ = rx.await;
+    }));
+    Harness {
+        base,
+        state,
+        http: reqwest::Client::new(),
+        admin: admin.expose_secret().to_owned(),
+        _dir: dir,
+        _stop: tx,
+    }
+}
+
+pub async fn start() -> Harness {
+    start_with(Algorithm::EdDSA).await
+}
+
+pub fn rand20() -> [u8; 20] {
+    let mut b = [0u8; 20];
+    aws_lc_rs::rand::fill(&mut b).unwrap();
+    b
+}
+
+impl Harness {
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let url = format!("{}{path}", self.base);
+        let mut req = match method {
+            "GET" => self.http.get(&url),
+            "POST" => self.http.post(&url),
+            "PUT" => self.http.put(&url),
+            "DELETE" => self.http.delete(&url),
+            _ => unreachable!(),
+        };
+        if let Some(k) = key {
+            req = req.bearer_auth(k);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, v)
+    }
+
+    pub async fn issuer(&self, name: &str) -> String {
+        let (st, v) = self
+            .call(
+                "POST",
+                "/v1/issuers",
+                Some(&self.admin),
+                Some(json!({"name": name})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{v}");
+        v["api_key"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn register(&self, key: &str, body: Value) -> Value {
+        let (st, v) = self
+            .call("POST", "/v1/agents/register", Some(key), Some(body))
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{v}");
+        v
+    }
+
+    pub async fn verify(&self, body: Value) -> Value {
+        let (st, v) = self.call("POST", "/v1/verify", None, Some(body)).await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        v
+    }
+
+    pub async fn verify_token(&self, token: &str) -> Value {
+        self.verify(json!({"token": token})).await
+    }
+
+    /// Signs arbitrary claims with the registry's real active key.
+    pub fn sign_raw(&self, payload: &str) -> String {
+        let ring = self.state.keys.load();
+        jws::sign_compact(&ring.active, "agent+jwt", payload.as_bytes()).unwrap()
+    }
+
+    pub fn claims(&self, agent_id: &str) -> Value {
+        let now = now_s();
+        json!({
+            "iss": self.base, "sub": agent_id, "iat": now, "nbf": now, "exp": now + 600,
+            "jti": "tok_aaaaaaaaaaaaaaaaaaaaaaaaaa",
+            "agent": {"name": "X", "issuer": "x.example", "scopes": ["read:x"]},
+            "scope": "read:x"
+        })
+    }
+}
