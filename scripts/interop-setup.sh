@@ -55,6 +55,8 @@ apt_install() {
 
 # ---------------------------------------------------------------- Python
 setup_python() {
+  # A machine with only the Rust toolchain may lack Python: Debian's is enough.
+  command -v "$PYTHON" >/dev/null 2>&1 || apt_install python3 python3-venv
   command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found"
   local pyver want have stamp="$VENV/.bonafide-requirements.sha256"
   pyver="$("$PYTHON" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])')"
@@ -89,6 +91,9 @@ setup_python() {
 
 # ---------------------------------------------------------------- Node
 setup_node() {
+  # jose 6 needs node >= 20 (Debian 12's nodejs is 18: then use the machine's own).
+  command -v node >/dev/null 2>&1 || apt_install nodejs npm
+  command -v npm >/dev/null 2>&1 || apt_install npm
   command -v node >/dev/null 2>&1 || die "node not found"
   command -v npm >/dev/null 2>&1 || die "npm not found"
   local want have stamp="$NODE_DIR/node_modules/.bonafide-lock.sha256"
