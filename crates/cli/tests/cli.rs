@@ -14,6 +14,13 @@ struct Served {
     child: Child,
     url: String,
     admin_printed: Option<String>,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Served {
+    fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
 }
 
 impl Drop for Served {
@@ -52,21 +59,29 @@ fn serve(data_dir: &Path, extra_env: &[(&str, &str)]) -> Served {
         }
     });
     let mut admin = None;
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let line = rx
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
             .expect("server did not announce its address");
+        log.lock().unwrap().push(line.clone());
         if let Some(k) = line.trim().strip_prefix("bfk_adm_") {
             admin = Some(format!("bfk_adm_{k}"));
         }
         if let Some(url) = line.strip_prefix("bonafide listening on ") {
             // Keep draining stderr so the server never blocks on a full pipe.
-            std::thread::spawn(move || while rx.recv().is_ok() {});
+            let sink = std::sync::Arc::clone(&log);
+            std::thread::spawn(move || {
+                while let Ok(line) = rx.recv() {
+                    sink.lock().unwrap().push(line);
+                }
+            });
             return Served {
                 child,
                 url: url.trim().to_owned(),
                 admin_printed: admin,
+                log,
             };
         }
     }
@@ -323,6 +338,29 @@ fn issuer_agent_verify_revoke_flow() {
     assert_eq!(json_of(&out)["jti"], jti);
     let out = run(&s.url, None, &["verify", token2]);
     assert_eq!(out.status.code(), Some(1));
+
+    // Secrets never reach the log (at debug level too): no token, no issuer key; the
+    // admin key only in the one bootstrap line that shows it.
+    let answer = reqwest_get(&format!("{}/v1/verify/{token}", s.url));
+    assert!(answer.contains("TOKEN_REVOKED"), "{answer}");
+    std::thread::sleep(Duration::from_millis(200));
+    let log = s.log_text();
+    assert!(
+        log.contains("\"route\":\"/v1/verify/{*token}\""),
+        "access log missing: {log}"
+    );
+    for secret in [token.as_str(), token2, issuer_key.as_str()] {
+        assert!(!log.contains(secret), "secret in log");
+        assert!(
+            !log.contains(secret.split('.').next_back().unwrap()),
+            "signature in log"
+        );
+    }
+    assert_eq!(
+        log.matches(admin.as_str()).count(),
+        1,
+        "admin key shown once only"
+    );
 }
 
 fn reqwest_get(url: &str) -> String {

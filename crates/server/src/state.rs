@@ -192,3 +192,39 @@ pub fn new_key_record(alg: Algorithm) -> Result<SigningKeyRecord, StoreError> {
         publish_until_s: None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(state: KeyState, publish_until_s: Option<i64>) -> SigningKeyRecord {
+        let mut r = new_key_record(Algorithm::EdDSA).unwrap();
+        r.state = state;
+        r.publish_until_s = publish_until_s;
+        r
+    }
+
+    #[test]
+    fn retired_keys_are_published_until_their_last_token_expires_plus_leeway() {
+        let active = record(KeyState::Active, None);
+        let live = record(KeyState::Retired, Some(1_000));
+        let gone = record(KeyState::Retired, Some(900));
+        let ring = KeyRing::from_records(&[active.clone(), live.clone(), gone.clone()], 1_000, 60)
+            .unwrap();
+        assert_eq!(ring.active.kid(), active.kid);
+        assert_eq!(ring.verifying.len(), 2);
+        assert_eq!(ring.retired, vec![(live.kid.clone(), 1_000)]);
+        // At the edge: until + leeway == now is no longer published.
+        let ring = KeyRing::from_records(&[active, live], 1_060, 60).unwrap();
+        assert_eq!(ring.verifying.len(), 1);
+    }
+
+    #[test]
+    fn a_ring_needs_an_active_key_and_matching_records() {
+        let retired = record(KeyState::Retired, Some(i64::MAX));
+        assert!(KeyRing::from_records(&[retired], 0, 60).is_err());
+        let mut wrong = record(KeyState::Active, None);
+        wrong.kid = "not-the-thumbprint".into();
+        assert!(KeyRing::from_records(&[wrong], 0, 60).is_err());
+    }
+}

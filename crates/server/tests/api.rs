@@ -10,7 +10,7 @@ use bonafide_core::b64;
 use bonafide_core::keys::{Algorithm, SigningKey};
 use bonafide_server::{Config, Server};
 use bonafide_store::{SqliteStore, Store};
-use common::{now_s, rand20, start, start_with};
+use common::{now_s, rand20, start, start_with, start_with_config};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
@@ -1122,4 +1122,30 @@ async fn revocations_survive_restart() {
     )
     .unwrap_err();
     assert_eq!(err.code().as_str(), "TOKEN_REVOKED");
+}
+
+#[tokio::test]
+async fn a_retired_key_leaves_the_jwks_once_its_tokens_have_expired() {
+    // No leeway, so "expired" is exact and the test need not wait.
+    let h = start_with_config(Config {
+        signing_alg: Algorithm::EdDSA,
+        leeway_secs: 0,
+        ..Config::default()
+    })
+    .await;
+    let first = h.state.keys.load().active.kid().to_owned();
+    let (st, v) = h
+        .call("POST", "/v1/admin/keys/rotate", Some(&h.admin), None)
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    // The first key signed no token: nothing keeps it published.
+    let (_, jwks) = h.call("GET", "/.well-known/jwks.json", None, None).await;
+    let kids: Vec<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap())
+        .collect();
+    assert_eq!(kids, vec![v["kid"].as_str().unwrap()], "{jwks}");
+    assert!(!kids.contains(&first.as_str()));
 }

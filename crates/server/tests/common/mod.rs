@@ -27,14 +27,18 @@ pub fn now_s() -> i64 {
 }
 
 pub async fn start_with(alg: Algorithm) -> Harness {
+    start_with_config(Config {
+        signing_alg: alg,
+        ..Config::default()
+    })
+    .await
+}
+
+pub async fn start_with_config(config: Config) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path()).await.unwrap();
     let admin = ApiKey::from_random(KeyKind::Admin, rand20());
     store.add_admin_key(&admin.hash(), 0).await.unwrap();
-    let config = Config {
-        signing_alg: alg,
-        ..Config::default()
-    };
     let store: Arc<dyn Store> = Arc::new(store);
     let server = Server::bind("127.0.0.1:0".parse().unwrap(), config, store)
         .await
