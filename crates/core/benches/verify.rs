@@ -1,1 +1,191 @@
-fn main() {}
+//! Token verification cost per algorithm, against its floor and against `jsonwebtoken`.
+//!
+//! For each of EdDSA, ES256 and RS256 (2048-bit), one typical agent token (claims as in
+//! DESIGN.md "Token") is verified three ways in the same run:
+//!
+//! - `verify/<alg>/raw`: AWS-LC's signature check of the token's signing input with a
+//!   pre-parsed key; nothing else. The floor (DESIGN.md "Performance model").
+//! - `verify/<alg>/bonafide`: `bonafide_core::token::verify` with a `KeySet` holding
+//!   the key: size, shape, strict base64url, header, signature, duplicate-key and depth
+//!   checks, typed claims, times (leeway 60 s), audience and issuer.
+//! - `verify/<alg>/jsonwebtoken`: `jsonwebtoken` 11 (AWS-LC backend) `decode` into the
+//!   same claims type with a `DecodingKey` built once and the same checks (alg, exp and
+//!   nbf with leeway 60, aud, iss, required exp/nbf/aud/iss/sub).
+//!
+//! Run: `cargo bench -p bonafide-core --bench verify -- --warm-up-time 1 --measurement-time 3`
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::hint::black_box;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use aws_lc_rs::rsa::PublicKeyComponents;
+use aws_lc_rs::signature::{self, ParsedPublicKey};
+use bonafide_core::b64;
+use bonafide_core::ids::{AgentId, TokenId};
+use bonafide_core::jws::Compact;
+use bonafide_core::keys::{Algorithm, SigningKey, VerifyingKey};
+use bonafide_core::token::{self, AgentClaims, AgentInfo, Audience, KeySet, VerifyOptions};
+use criterion::{Criterion, criterion_group, criterion_main};
+
+const ISS: &str = "https://registry.example";
+const AUD: &str = "https://api.receiver.example";
+
+fn claims(now: i64) -> AgentClaims {
+    AgentClaims {
+        iss: ISS.to_owned(),
+        sub: AgentId::from_random([0x5a; 16]),
+        aud: Some(Audience::One(AUD.to_owned())),
+        iat: now - 10,
+        nbf: Some(now - 10),
+        // Long enough that the token stays valid for the whole run: jsonwebtoken reads
+        // the clock itself.
+        exp: now + 24 * 3600,
+        jti: TokenId::from_random([0xa5; 16]),
+        agent: AgentInfo {
+            name: "Portfolio assistant".to_owned(),
+            issuer: "apexwealth.com".to_owned(),
+            scopes: vec!["read:portfolio".to_owned(), "read:transactions".to_owned()],
+            description: Some("Summarises the user's portfolio and transactions".to_owned()),
+        },
+        scope: Some("read:portfolio read:transactions".to_owned()),
+    }
+}
+
+fn member(key: &VerifyingKey, name: &str) -> Vec<u8> {
+    let jwk = key.jwk();
+    let v = match name {
+        "x" => &jwk.x,
+        "y" => &jwk.y,
+        "n" => &jwk.n,
+        "e" => &jwk.e,
+        _ => unreachable!(),
+    };
+    b64::decode(v.as_deref().unwrap()).unwrap()
+}
+
+fn jwk_text(key: &VerifyingKey, name: &str) -> String {
+    let jwk = key.jwk();
+    match name {
+        "x" => jwk.x.clone(),
+        "y" => jwk.y.clone(),
+        "n" => jwk.n.clone(),
+        "e" => jwk.e.clone(),
+        _ => unreachable!(),
+    }
+    .unwrap()
+}
+
+/// The floor: AWS-LC's own public key, parsed once.
+fn raw_key(key: &VerifyingKey) -> ParsedPublicKey {
+    match key.alg() {
+        Algorithm::EdDSA => ParsedPublicKey::new(&signature::ED25519, member(key, "x")).unwrap(),
+        Algorithm::ES256 => {
+            let mut point = vec![0x04];
+            point.extend(member(key, "x"));
+            point.extend(member(key, "y"));
+            ParsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point).unwrap()
+        }
+        Algorithm::RS256 => {
+            let (n, e) = (member(key, "n"), member(key, "e"));
+            PublicKeyComponents {
+                n: n.as_slice(),
+                e: e.as_slice(),
+            }
+            .to_parsed_public_key(&signature::RSA_PKCS1_2048_8192_SHA256)
+            .unwrap()
+        }
+    }
+}
+
+fn jwt_key(key: &VerifyingKey) -> jsonwebtoken::DecodingKey {
+    match key.alg() {
+        Algorithm::EdDSA => jsonwebtoken::DecodingKey::from_ed_components(&jwk_text(key, "x")),
+        Algorithm::ES256 => {
+            jsonwebtoken::DecodingKey::from_ec_components(&jwk_text(key, "x"), &jwk_text(key, "y"))
+        }
+        Algorithm::RS256 => {
+            jsonwebtoken::DecodingKey::from_rsa_components(&jwk_text(key, "n"), &jwk_text(key, "e"))
+        }
+    }
+    .unwrap()
+}
+
+fn jwt_validation(alg: Algorithm) -> jsonwebtoken::Validation {
+    let mut v = jsonwebtoken::Validation::new(match alg {
+        Algorithm::EdDSA => jsonwebtoken::Algorithm::EdDSA,
+        Algorithm::ES256 => jsonwebtoken::Algorithm::ES256,
+        Algorithm::RS256 => jsonwebtoken::Algorithm::RS256,
+    });
+    v.leeway = 60;
+    v.validate_exp = true;
+    v.validate_nbf = true;
+    v.set_audience(&[AUD]);
+    v.set_issuer(&[ISS]);
+    v.set_required_spec_claims(&["exp", "nbf", "aud", "iss", "sub"]);
+    v
+}
+
+fn bench_verify(c: &mut Criterion) {
+    let now = i64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+    .unwrap();
+    for alg in [Algorithm::EdDSA, Algorithm::ES256, Algorithm::RS256] {
+        let signer = SigningKey::generate(alg).unwrap();
+        let key = signer.verifying_key();
+        let expected = claims(now);
+        let token = token::sign(&signer, &expected).unwrap();
+
+        let compact = Compact::split(&token, usize::MAX).unwrap();
+        let input = compact.signing_input.as_bytes().to_vec();
+        let sig = b64::decode(compact.signature_b64).unwrap();
+        let raw = raw_key(key);
+
+        let mut keys = KeySet::new();
+        keys.insert(VerifyingKey::from_jwk(key.jwk()).unwrap());
+        let mut opts = VerifyOptions::for_issuer(ISS);
+        opts.audience = Some(AUD.to_owned());
+
+        let decoding_key = jwt_key(key);
+        let validation = jwt_validation(alg);
+
+        // Every path must accept the token, or the numbers mean nothing.
+        raw.verify_sig(&input, &sig).unwrap();
+        assert_eq!(
+            token::verify(&token, &keys, &opts, now).unwrap().claims,
+            expected
+        );
+        assert_eq!(
+            jsonwebtoken::decode::<AgentClaims>(&token, &decoding_key, &validation)
+                .unwrap()
+                .claims,
+            expected
+        );
+
+        let mut group = c.benchmark_group(format!("verify/{}", alg.as_str()));
+        group.bench_function("raw", |b| {
+            b.iter(|| raw.verify_sig(black_box(&input), black_box(&sig)).unwrap());
+        });
+        group.bench_function("bonafide", |b| {
+            b.iter(|| token::verify(black_box(&token), &keys, &opts, black_box(now)).unwrap());
+        });
+        group.bench_function("jsonwebtoken", |b| {
+            b.iter(|| {
+                jsonwebtoken::decode::<AgentClaims>(black_box(&token), &decoding_key, &validation)
+                    .unwrap()
+            });
+        });
+        group.finish();
+    }
+}
+
+criterion_group!(benches, bench_verify);
+criterion_main!(benches);

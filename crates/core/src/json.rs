@@ -45,6 +45,13 @@ pub enum JsonError {
 const DUP: &str = "\u{0}dup:";
 const DEEP: &str = "\u{0}deep";
 
+/// True if the first non-whitespace byte opens an object. Call after [`check`]: serde's
+/// derived structs would otherwise also accept an array in field order (RFC 7515 §4
+/// and RFC 7519 §7.2 require an object).
+pub fn is_object(bytes: &[u8]) -> bool {
+    bytes.trim_ascii_start().first() == Some(&b'{')
+}
+
 /// Checks `bytes` is one JSON value with no duplicate member names and bounded depth.
 pub fn check(bytes: &[u8], limits: JsonLimits) -> Result<(), JsonError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
@@ -243,6 +250,13 @@ mod tests {
         assert!(matches!(ok(&deep), Err(JsonError::TooDeep(_))));
         let fine = "[".repeat(16) + &"]".repeat(16);
         ok(&fine).unwrap();
+    }
+
+    #[test]
+    fn objects_are_told_from_arrays() {
+        assert!(is_object(br#" {"a":1}"#));
+        assert!(!is_object(b"[1]"));
+        assert!(!is_object(b""));
     }
 
     #[test]

@@ -70,20 +70,33 @@ pub struct Header {
     pub typ: Option<String>,
 }
 
+// Presence flags are `bool` via `present`, not `Option<IgnoredAny>`: serde reads
+// `"crit": null` as `None`, and a member that is present with any value must count.
 #[derive(Deserialize)]
 struct RawHeader {
     alg: Option<String>,
     kid: Option<String>,
     typ: Option<String>,
-    crit: Option<IgnoredAny>,
-    jwk: Option<IgnoredAny>,
-    jku: Option<IgnoredAny>,
-    x5u: Option<IgnoredAny>,
-    x5c: Option<IgnoredAny>,
-    x5t: Option<IgnoredAny>,
-    #[serde(rename = "x5t#S256")]
-    x5t256: Option<IgnoredAny>,
-    b64: Option<IgnoredAny>,
+    #[serde(default, deserialize_with = "present")]
+    crit: bool,
+    #[serde(default, deserialize_with = "present")]
+    jwk: bool,
+    #[serde(default, deserialize_with = "present")]
+    jku: bool,
+    #[serde(default, deserialize_with = "present")]
+    x5u: bool,
+    #[serde(default, deserialize_with = "present")]
+    x5c: bool,
+    #[serde(default, deserialize_with = "present")]
+    x5t: bool,
+    #[serde(default, rename = "x5t#S256", deserialize_with = "present")]
+    x5t256: bool,
+    #[serde(default, deserialize_with = "present")]
+    b64: bool,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    IgnoredAny::deserialize(d).map(|_| true)
 }
 
 /// Longest `kid` accepted. Bonafide kids are 43-character thumbprints.
@@ -93,18 +106,21 @@ pub const MAX_KID_LEN: usize = 128;
 pub fn decode_header(header_b64: &str, limits: JsonLimits) -> Result<Header, TokenError> {
     let bytes = b64::decode(header_b64).map_err(|_| TokenError::Base64(Segment::Header))?;
     json::check(&bytes, limits).map_err(|e| TokenError::Json(Segment::Header, e))?;
+    if !json::is_object(&bytes) {
+        return Err(TokenError::HeaderNotObject);
+    }
     let raw: RawHeader = serde_json::from_slice(&bytes).map_err(|_| TokenError::HeaderNotObject)?;
-    if raw.crit.is_some() {
+    if raw.crit {
         return Err(TokenError::CriticalHeader);
     }
     let forbidden = [
-        ("jwk", raw.jwk.is_some()),
-        ("jku", raw.jku.is_some()),
-        ("x5u", raw.x5u.is_some()),
-        ("x5c", raw.x5c.is_some()),
-        ("x5t", raw.x5t.is_some()),
-        ("x5t#S256", raw.x5t256.is_some()),
-        ("b64", raw.b64.is_some()),
+        ("jwk", raw.jwk),
+        ("jku", raw.jku),
+        ("x5u", raw.x5u),
+        ("x5c", raw.x5c),
+        ("x5t", raw.x5t),
+        ("x5t#S256", raw.x5t256),
+        ("b64", raw.b64),
     ];
     if let Some((name, _)) = forbidden.iter().find(|(_, present)| *present) {
         return Err(TokenError::ForbiddenHeader(name));

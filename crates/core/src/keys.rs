@@ -32,6 +32,49 @@ const P256_SPKI_PREFIX: [u8; 26] = [
     0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
 ];
 
+/// y-coordinates (little-endian, sign bit of x cleared) of Ed25519 points of small
+/// order, and non-canonical spellings of them: libsodium's `ge25519_has_small_order`
+/// blocklist. With such a public key a forged signature (R = identity, S = 0) verifies
+/// for any message, so anyone could mint tokens under it.
+const ED25519_SMALL_ORDER_Y: [[u8; 32]; 7] = [
+    [0; 32],
+    [
+        1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0,
+    ],
+    [
+        0x26, 0xe8, 0x95, 0x8f, 0xc2, 0xb2, 0x27, 0xb0, 0x45, 0xc3, 0xf4, 0x89, 0xf2, 0xef, 0x98,
+        0xf0, 0xd5, 0xdf, 0xac, 0x05, 0xd3, 0xc6, 0x33, 0x39, 0xb1, 0x38, 0x02, 0x88, 0x6d, 0x53,
+        0xfc, 0x05,
+    ],
+    [
+        0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b, 0x76, 0x0d, 0x10, 0x67,
+        0x0f, 0x2a, 0x20, 0x53, 0xfa, 0x2c, 0x39, 0xcc, 0xc6, 0x4e, 0xc7, 0xfd, 0x77, 0x92, 0xac,
+        0x03, 0x7a,
+    ],
+    ed25519_y_near_p(0xec),
+    ed25519_y_near_p(0xed),
+    ed25519_y_near_p(0xee),
+];
+
+/// `p - 1`, `p`, `p + 1` for p = 2^255 - 19, by their lowest byte.
+const fn ed25519_y_near_p(low: u8) -> [u8; 32] {
+    let mut y = [0xff; 32];
+    y[0] = low;
+    y[31] = 0x7f;
+    y
+}
+
+fn ed25519_small_order(x: &[u8]) -> bool {
+    let mut y = [0u8; 32];
+    if x.len() != 32 {
+        return false;
+    }
+    y.copy_from_slice(x);
+    y[31] &= 0x7f;
+    ED25519_SMALL_ORDER_Y.contains(&y)
+}
+
 /// A JWS algorithm Bonafide signs or verifies with. Nothing else is accepted: not
 /// `none`, not HMAC, not RSA-PSS or other curves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -341,6 +384,11 @@ impl VerifyingKey {
                 let x = decode_member(&jwk.x, "x")?;
                 if x.len() != 32 {
                     return Err(KeyError::BadMember("x"));
+                }
+                if ed25519_small_order(&x) {
+                    return Err(KeyError::Rejected(
+                        "Ed25519 public key of small order".into(),
+                    ));
                 }
                 let parsed = ParsedPublicKey::new(&signature::ED25519, x).map_err(rejected)?;
                 (alg, parsed)

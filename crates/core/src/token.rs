@@ -441,6 +441,9 @@ pub fn verify(
     let payload =
         b64::decode(compact.payload_b64).map_err(|_| TokenError::Base64(Segment::Payload))?;
     json::check(&payload, opts.json).map_err(|e| TokenError::Json(Segment::Payload, e))?;
+    if !json::is_object(&payload) {
+        return Err(TokenError::Claims("claims are not a JSON object".into()));
+    }
     let claims: AgentClaims =
         serde_json::from_slice(&payload).map_err(|e| TokenError::Claims(claims_error(&e)))?;
     claims.check_consistent()?;
