@@ -187,5 +187,26 @@ fn bench_verify(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench_verify);
+/// Why core decodes base64url with the `base64` crate rather than `base64ct`: the same
+/// typical payload segment, both strict (no padding, canonical trailing bits).
+fn bench_base64(c: &mut Criterion) {
+    use base64ct::Encoding;
+    let signer = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    let token = token::sign(&signer, &claims(1_700_000_000)).unwrap();
+    let payload = token.split('.').nth(1).unwrap().to_owned();
+    assert_eq!(
+        base64ct::Base64UrlUnpadded::decode_vec(&payload).unwrap(),
+        b64::decode(&payload).unwrap()
+    );
+    let mut group = c.benchmark_group("b64_decode_payload");
+    group.bench_function("base64ct", |b| {
+        b.iter(|| base64ct::Base64UrlUnpadded::decode_vec(black_box(&payload)).unwrap());
+    });
+    group.bench_function("base64", |b| {
+        b.iter(|| b64::decode(black_box(&payload)).unwrap());
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_verify, bench_base64);
 criterion_main!(benches);

@@ -2,9 +2,12 @@
 //!
 //! Strict means: only the 64 URL-safe characters, no `=` padding, no whitespace, and
 //! no non-canonical final character (unused low bits must be zero), so every byte string
-//! has exactly one accepted encoding. `base64ct` does the work in constant time.
+//! has exactly one accepted encoding. Token segments are public, so the decoder need
+//! not be constant-time; the `base64` crate's URL-safe, no-padding engine is strict in
+//! exactly these ways by default.
 
-use base64ct::{Base64UrlUnpadded, Encoding};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 /// A base64url segment that is not strictly canonical.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -15,12 +18,12 @@ pub struct Base64Error;
 
 /// Encodes `bytes` as unpadded base64url.
 pub fn encode(bytes: &[u8]) -> String {
-    Base64UrlUnpadded::encode_string(bytes)
+    URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// Decodes strict unpadded base64url.
 pub fn decode(text: &str) -> Result<Vec<u8>, Base64Error> {
-    Base64UrlUnpadded::decode_vec(text).map_err(|_| Base64Error)
+    URL_SAFE_NO_PAD.decode(text).map_err(|_| Base64Error)
 }
 
 #[cfg(test)]

@@ -150,9 +150,8 @@ pub fn typ_matches(typ: Option<&str>, expected: &str) -> bool {
     bare.eq_ignore_ascii_case(expected)
 }
 
-/// Signs `payload` (already-serialised JSON claims) as a compact JWS with header
-/// `{"alg","typ","kid"}`.
-pub fn sign_compact(key: &SigningKey, typ: &str, payload: &[u8]) -> Result<String, KeyError> {
+/// The base64url header segment Bonafide writes: `{"alg","typ","kid"}` in that order.
+pub fn header_b64(alg: Algorithm, typ: &str, kid: &str) -> Result<String, KeyError> {
     #[derive(serde::Serialize)]
     struct Out<'a> {
         alg: &'a str,
@@ -160,12 +159,18 @@ pub fn sign_compact(key: &SigningKey, typ: &str, payload: &[u8]) -> Result<Strin
         kid: &'a str,
     }
     let header = serde_json::to_vec(&Out {
-        alg: key.alg().as_str(),
+        alg: alg.as_str(),
         typ,
-        kid: key.kid(),
+        kid,
     })
     .map_err(|_| KeyError::Sign)?;
-    let mut out = b64::encode(&header);
+    Ok(b64::encode(&header))
+}
+
+/// Signs `payload` (already-serialised JSON claims) as a compact JWS with header
+/// `{"alg","typ","kid"}`.
+pub fn sign_compact(key: &SigningKey, typ: &str, payload: &[u8]) -> Result<String, KeyError> {
+    let mut out = header_b64(key.alg(), typ, key.kid())?;
     out.push('.');
     out.push_str(&b64::encode(payload));
     let sig = key.sign(out.as_bytes())?;

@@ -312,12 +312,22 @@ impl VerifyOptions {
 pub trait KeyResolver {
     /// The key with this `kid`, if known.
     fn key(&self, kid: &str) -> Option<&VerifyingKey>;
+
+    /// Fast path: the header and key for a base64url header segment that is exactly
+    /// one this resolver already knows to be valid (the header Bonafide itself writes
+    /// for one of its keys). `None` means "decode and check it the normal way".
+    fn known_header(&self, _header_b64: &str) -> Option<(&Header, &VerifyingKey)> {
+        None
+    }
 }
 
 /// A set of verifying keys indexed by `kid`.
 #[derive(Debug, Default)]
 pub struct KeySet {
     keys: HashMap<String, VerifyingKey>,
+    /// The exact header segment [`sign`] writes for each key, already checked: a token
+    /// whose header is byte-for-byte one of these skips header decoding.
+    headers: HashMap<String, (Header, String)>,
 }
 
 impl KeySet {
@@ -328,6 +338,14 @@ impl KeySet {
 
     /// Adds a key under its thumbprint.
     pub fn insert(&mut self, key: VerifyingKey) {
+        let header = Header {
+            alg: key.alg(),
+            kid: key.kid().to_owned(),
+            typ: Some(AGENT_TOKEN_TYP.to_owned()),
+        };
+        if let Ok(b64) = jws::header_b64(key.alg(), AGENT_TOKEN_TYP, key.kid()) {
+            self.headers.insert(b64, (header, key.kid().to_owned()));
+        }
         self.keys.insert(key.kid().to_owned(), key);
     }
 
@@ -361,6 +379,11 @@ impl KeySet {
 impl KeyResolver for KeySet {
     fn key(&self, kid: &str) -> Option<&VerifyingKey> {
         self.keys.get(kid)
+    }
+
+    fn known_header(&self, header_b64: &str) -> Option<(&Header, &VerifyingKey)> {
+        let (header, kid) = self.headers.get(header_b64)?;
+        Some((header, self.keys.get(kid)?))
     }
 }
 
@@ -413,24 +436,30 @@ pub fn verify(
 ) -> Result<VerifiedToken, TokenError> {
     // 1. size and shape
     let compact = Compact::split(token, opts.max_token_bytes)?;
-    // 2. header
-    let header = jws::decode_header(compact.header_b64, opts.json)?;
-    if !jws::typ_matches(header.typ.as_deref(), AGENT_TOKEN_TYP) {
-        return Err(TokenError::WrongType {
-            found: header
-                .typ
-                .clone()
-                .unwrap_or_default()
-                .chars()
-                .take(64)
-                .collect(),
-            expected: AGENT_TOKEN_TYP,
-        });
-    }
-    let key = keys.key(&header.kid).ok_or(TokenError::UnknownKey)?;
-    if key.alg() != header.alg {
-        return Err(TokenError::AlgorithmKeyMismatch);
-    }
+    // 2. header (a header this key set wrote itself is already known good)
+    let (header, key) = match keys.known_header(compact.header_b64) {
+        Some((header, key)) => (header.clone(), key),
+        None => {
+            let header = jws::decode_header(compact.header_b64, opts.json)?;
+            if !jws::typ_matches(header.typ.as_deref(), AGENT_TOKEN_TYP) {
+                return Err(TokenError::WrongType {
+                    found: header
+                        .typ
+                        .clone()
+                        .unwrap_or_default()
+                        .chars()
+                        .take(64)
+                        .collect(),
+                    expected: AGENT_TOKEN_TYP,
+                });
+            }
+            let key = keys.key(&header.kid).ok_or(TokenError::UnknownKey)?;
+            if key.alg() != header.alg {
+                return Err(TokenError::AlgorithmKeyMismatch);
+            }
+            (header, key)
+        }
+    };
     // 3. signature, before anything in the payload is looked at
     let sig =
         b64::decode(compact.signature_b64).map_err(|_| TokenError::Base64(Segment::Signature))?;
