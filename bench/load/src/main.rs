@@ -1,1 +1,1336 @@
-fn main() {}
+//! `bonafide-load`: HTTP load harness for `POST /v1/verify` (DESIGN.md "Performance
+//! model"), measured against its floor in the same run.
+//!
+//! One process, one command:
+//!
+//! 1. starts the real Bonafide server on 127.0.0.1:0 (temp SQLite data dir, EdDSA
+//!    signing key), creates an issuer and registers an agent over HTTP to get a token;
+//! 2. starts the baseline: a minimal axum endpoint `POST /verify` that splits the
+//!    compact JWS, base64url-decodes the signature and does one Ed25519 verify with a
+//!    pre-parsed key (the registry's key, read from its JWKS), answering `{"valid":…}`;
+//! 3. drives both with the same closed-loop load generator: C HTTP/1.1 keep-alive
+//!    connections per target (hyper client, one task per connection), a warm-up,
+//!    then a measured window; every response must be 200 and valid (and allowed).
+//!    By default the targets run one after the other (baseline, then Bonafide) and
+//!    the round is repeated (`--rounds`, default 2), keeping the best run of each.
+//!    `--interleave` instead keeps both connection sets open and alternates which
+//!    target sends every `--slice-ms`, so both see the same machine: a robust ratio
+//!    on a shared machine. `--breakdown` adds two diagnostic endpoints on the same
+//!    registry state (`check`: the verification pipeline behind a bare route;
+//!    `handler`: the real handler without the middleware) to split the cost;
+//! 4. prints, per run, throughput, latency p50/p90/p99/max, the CPU used by the load
+//!    generator, by the process and by the rest of the machine, and server CPU per
+//!    request; then the ratio Bonafide / baseline (goal ≥ 0.8). `--json FILE` also
+//!    writes everything as JSON.
+//!
+//! All servers share one multi-thread tokio runtime (default worker count = CPUs);
+//! the load generator runs on its own single-threaded runtime on the main thread, as
+//! an external `wrk -t1` would. No tracing subscriber is installed, so the server's
+//! per-request access log is off. All traffic stays on 127.0.0.1; everything stops by
+//! itself.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail, ensure};
+use aws_lc_rs::signature::{self, ParsedPublicKey};
+use axum::extract::State;
+use axum::routing::post;
+use axum::{Json, Router};
+use bonafide_core::apikey::{ApiKey, KeyKind};
+use bonafide_core::b64;
+use bonafide_core::keys::Algorithm;
+use bonafide_server::{Config, Server};
+use bonafide_store::{SqliteStore, Store};
+use bytes::Bytes;
+use clap::Parser;
+use http_body_util::{BodyExt, Full};
+use hyper::header::{CONTENT_TYPE, HOST, HeaderValue};
+use hyper_util::rt::TokioIo;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// Scopes granted to the benchmark agent.
+const GRANTED: [&str; 2] = ["read:portfolio", "read:transactions"];
+/// Scope asked about on every Bonafide verify.
+const REQUESTED: &str = "read:portfolio";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "bonafide-load",
+    about = "POST /v1/verify (EdDSA token, scope check) vs a minimal one-Ed25519-verify \
+             axum endpoint: same machine, same run, same connections."
+)]
+struct Args {
+    /// Concurrent HTTP/1.1 keep-alive connections per target.
+    #[arg(long, default_value_t = 16)]
+    connections: usize,
+    /// Measured seconds per run.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Warm-up seconds before each measured run (same connections, not recorded).
+    #[arg(long, default_value_t = 2)]
+    warmup: u64,
+    /// Rounds of (baseline, then Bonafide); the best run of each target is reported.
+    #[arg(long, default_value_t = 2)]
+    rounds: usize,
+    /// Instead of one target after the other, open every target's connections at
+    /// once and let one target send at a time, switching every `--slice-ms`; each
+    /// target's throughput is over its share of the window. Both then see the same
+    /// machine, which makes the ratio robust to other load on a shared machine.
+    #[arg(long)]
+    interleave: bool,
+    /// Slice length for `--interleave`, milliseconds.
+    #[arg(long, default_value_t = 200, value_name = "MS")]
+    slice_ms: u64,
+    /// Also load two diagnostic endpoints on the same registry state, to split
+    /// Bonafide's cost: `check` (bonafide_server's `check_token` plus the scope check
+    /// behind a bare axum route) and `handler` (the real `verify_post` handler on a
+    /// bare router: no request-id, access-log, catch-panic or body-limit layers).
+    #[arg(long)]
+    breakdown: bool,
+    /// Also write the results as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bonafide-load: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
+    let args = Args::parse();
+    ensure!(
+        (1..=4096).contains(&args.connections),
+        "--connections must be 1..=4096"
+    );
+    ensure!(args.seconds >= 1, "--seconds must be at least 1");
+    ensure!(args.rounds >= 1, "--rounds must be at least 1");
+    ensure!(args.slice_ms >= 10, "--slice-ms must be at least 10");
+    let command = command_line();
+    let date = bonafide_server::time::rfc3339_s(bonafide_server::time::now_ms() / 1000);
+    let machine = Machine::read();
+
+    // Servers: one multi-thread runtime, default worker count (= CPUs).
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("server")
+        .build()
+        .context("building the server runtime")?;
+    let server_workers = server_rt.metrics().num_workers();
+    let servers = server_rt.block_on(start_servers(args.breakdown))?;
+
+    // Load generator: a single-threaded runtime on this thread.
+    let client_rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("building the client runtime")?;
+    let warmup = Duration::from_secs(args.warmup);
+    let window = Duration::from_secs(args.seconds);
+    let targets = servers.targets.clone();
+    let mut runs = Vec::new();
+    let slice = Duration::from_millis(args.slice_ms);
+    let load: Result<()> = client_rt.block_on(async {
+        for round in 1..=args.rounds {
+            let groups: Vec<&[Target]> = if args.interleave {
+                vec![&targets[..]]
+            } else {
+                targets.chunks(1).collect()
+            };
+            for group in groups {
+                let names: Vec<&str> = group.iter().map(|t| t.name).collect();
+                eprintln!(
+                    "round {round}/{}: {} ({} connections each, {}s warm-up + {}s{})…",
+                    args.rounds,
+                    names.join(" + "),
+                    args.connections,
+                    args.warmup,
+                    args.seconds,
+                    if group.len() > 1 {
+                        format!(", interleaved in {} ms slices", args.slice_ms)
+                    } else {
+                        String::new()
+                    }
+                );
+                let group_runs =
+                    run_group(group, round, args.connections, warmup, window, slice).await?;
+                for r in group_runs {
+                    eprintln!(
+                        "  {}: {:.0} req/s, p50 {} µs, p99 {} µs, errors {}",
+                        r.target, r.throughput_rps, r.latency_us.p50, r.latency_us.p99, r.errors
+                    );
+                    runs.push(r);
+                }
+            }
+        }
+        Ok(())
+    });
+    drop(client_rt);
+    // Stop the servers whatever happened to the load.
+    let stopped = server_rt.block_on(servers.stop());
+    load?;
+    stopped?;
+
+    let report = Report::new(
+        date,
+        command,
+        machine,
+        Settings {
+            connections: args.connections,
+            warmup_s: args.warmup,
+            seconds: args.seconds,
+            rounds: args.rounds,
+            schedule: {
+                let names: Vec<&str> = targets.iter().map(|t| t.name).collect();
+                if args.interleave {
+                    format!(
+                        "interleaved: each round opens every target's connections at once and \
+                         lets one target send at a time ({}), switching every {} ms through \
+                         warm-up and window; throughput is over each target's share of the \
+                         window",
+                        names.join(", "),
+                        args.slice_ms
+                    )
+                } else {
+                    format!(
+                        "sequential: each round loads {} one after the other, each alone with \
+                         fresh connections and its own warm-up",
+                        names.join(", then ")
+                    )
+                }
+            },
+            server_runtime: format!("tokio multi-thread, {server_workers} workers"),
+            client_runtime: "tokio current-thread (1 thread), hyper 1 HTTP/1.1 client \
+                             connection per task, closed loop"
+                .to_owned(),
+            selection: "best throughput of each target over the rounds".to_owned(),
+            logging: "off: no tracing subscriber installed, so the server's access-log \
+                      `tracing::info!` callsites are disabled"
+                .to_owned(),
+        },
+        runs,
+    )?;
+    report.print();
+    if let Some(path) = &args.json {
+        write_json(path, &report)?;
+        println!("\nJSON written to {}", path.display());
+    }
+    let errors: u64 = report.runs.iter().map(|r| r.errors).sum();
+    if errors > 0 {
+        let first = report
+            .runs
+            .iter()
+            .find_map(|r| r.first_error.clone())
+            .unwrap_or_default();
+        bail!("{errors} failed requests (first: {first}); the figures above are not valid");
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------
+// Servers
+
+/// One endpoint to load.
+#[derive(Debug, Clone)]
+struct Target {
+    name: &'static str,
+    addr: SocketAddr,
+    path: &'static str,
+    body: Bytes,
+    /// Whether the answer must also say `"allowed": true`.
+    expect_allowed: bool,
+}
+
+/// A spawned server and how to stop it.
+#[derive(Debug)]
+struct Running {
+    name: &'static str,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Result<(), String>>,
+}
+
+#[derive(Debug)]
+struct Servers {
+    /// In the order they are loaded each round.
+    targets: Vec<Target>,
+    running: Vec<Running>,
+    _dir: tempfile::TempDir,
+}
+
+impl Servers {
+    async fn stop(self) -> Result<()> {
+        for Running { name, stop, task } in self.running {
+            // The receiver is gone only if the server already stopped.
+            let _ = stop.send(());
+            match tokio::time::timeout(Duration::from_secs(10), task).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => bail!("{name} server failed: {e}"),
+                Ok(Err(e)) => bail!("{name} server task: {e}"),
+                Err(_) => bail!("{name} server did not stop within 10 s"),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Serves `app` on 127.0.0.1:0 until stopped.
+async fn spawn_axum(name: &'static str, app: Router) -> Result<(SocketAddr, Running)> {
+    let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .with_context(|| format!("binding the {name} server"))?;
+    let addr = listener
+        .local_addr()
+        .with_context(|| format!("{name} server address"))?;
+    let (stop, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            })
+            .await
+            .map_err(|e| e.to_string())
+    });
+    Ok((addr, Running { name, stop, task }))
+}
+
+async fn start_servers(breakdown: bool) -> Result<Servers> {
+    let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
+
+    // The real server: temp data dir, EdDSA signing key, one admin key.
+    let dir = tempfile::tempdir().context("creating a temp data dir")?;
+    let store = SqliteStore::open(dir.path())
+        .await
+        .context("opening the SQLite store")?;
+    let mut random = [0u8; 20];
+    aws_lc_rs::rand::fill(&mut random).map_err(|_| anyhow!("no randomness for the admin key"))?;
+    let admin = ApiKey::from_random(KeyKind::Admin, random);
+    store
+        .add_admin_key(&admin.hash(), 0)
+        .await
+        .context("adding the admin key")?;
+    let store: Arc<dyn Store> = Arc::new(store);
+    let config = Config {
+        signing_alg: Algorithm::EdDSA,
+        ..Config::default()
+    };
+    let server = Server::bind(loopback, config, store)
+        .await
+        .context("binding the Bonafide server")?;
+    let bonafide_addr = server.local_addr().context("Bonafide server address")?;
+    let state = server.state();
+    let (bonafide_tx, bonafide_rx) = oneshot::channel::<()>();
+    let bonafide_task = tokio::spawn(async move {
+        server
+            .run(async {
+                let _ = bonafide_rx.await;
+            })
+            .await
+            .map_err(|e| e.to_string())
+    });
+
+    // Issuer, agent, token, public key — over HTTP, as a deployment would.
+    let base = format!("http://{bonafide_addr}");
+    let (token, public_key) = {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .context("building the setup HTTP client")?;
+        let issuer = call(
+            &http,
+            &format!("{base}/v1/issuers"),
+            Some(admin.expose_secret()),
+            Some(json!({"name": "apexwealth.com"})),
+            201,
+        )
+        .await?;
+        let issuer_key = str_member(&issuer, "api_key")?;
+        let agent = call(
+            &http,
+            &format!("{base}/v1/agents/register"),
+            Some(&issuer_key),
+            Some(json!({
+                "name": "PortfolioBot",
+                "description": "Reads portfolio data",
+                "scopes": GRANTED,
+            })),
+            201,
+        )
+        .await?;
+        let token = str_member(&agent, "token")?;
+        let jwks = call(
+            &http,
+            &format!("{base}/.well-known/jwks.json"),
+            None,
+            None,
+            200,
+        )
+        .await?;
+        let public_key = ed25519_key_from_jwks(&jwks)?;
+        // One checked verify through the real endpoint before loading it.
+        let check = call(
+            &http,
+            &format!("{base}/v1/verify"),
+            None,
+            Some(json!({"token": token, "scopes_requested": [REQUESTED]})),
+            200,
+        )
+        .await?;
+        ensure!(
+            check["valid"] == true && check["allowed"] == true,
+            "Bonafide did not accept its own token: {check}"
+        );
+        (token, public_key)
+    };
+    ensure!(
+        baseline_valid(&public_key, &token),
+        "the JWKS key does not verify the registry's token"
+    );
+
+    let bonafide_body = Bytes::from(
+        serde_json::to_vec(&json!({
+            "token": token,
+            "scopes_requested": [REQUESTED],
+        }))
+        .context("encoding the Bonafide request")?,
+    );
+    let baseline_body = Bytes::from(
+        serde_json::to_vec(&json!({ "token": token })).context("encoding the baseline request")?,
+    );
+    let mut targets = Vec::new();
+    let mut running = Vec::new();
+
+    // The baseline: one route, one Ed25519 verify.
+    let app = Router::new()
+        .route("/verify", post(baseline_verify))
+        .with_state(Arc::new(public_key));
+    let (addr, handle) = spawn_axum("baseline", app).await?;
+    running.push(handle);
+    targets.push(Target {
+        name: "baseline",
+        addr,
+        path: "/verify",
+        body: baseline_body,
+        expect_allowed: false,
+    });
+
+    if breakdown {
+        let app = Router::new()
+            .route("/v1/verify", post(check_verify))
+            .with_state(Arc::clone(&state));
+        let (addr, handle) = spawn_axum("check", app).await?;
+        running.push(handle);
+        targets.push(Target {
+            name: "check",
+            addr,
+            path: "/v1/verify",
+            body: bonafide_body.clone(),
+            expect_allowed: true,
+        });
+        let app = Router::new()
+            .route(
+                "/v1/verify",
+                post(bonafide_server::routes::verify::verify_post),
+            )
+            .with_state(Arc::clone(&state));
+        let (addr, handle) = spawn_axum("handler", app).await?;
+        running.push(handle);
+        targets.push(Target {
+            name: "handler",
+            addr,
+            path: "/v1/verify",
+            body: bonafide_body.clone(),
+            expect_allowed: true,
+        });
+    }
+
+    targets.push(Target {
+        name: "bonafide",
+        addr: bonafide_addr,
+        path: "/v1/verify",
+        body: bonafide_body,
+        expect_allowed: true,
+    });
+    running.push(Running {
+        name: "bonafide",
+        stop: bonafide_tx,
+        task: bonafide_task,
+    });
+    Ok(Servers {
+        targets,
+        running,
+        _dir: dir,
+    })
+}
+
+/// One setup call; fails unless the status is `want`.
+async fn call(
+    http: &reqwest::Client,
+    url: &str,
+    bearer: Option<&str>,
+    body: Option<Value>,
+    want: u16,
+) -> Result<Value> {
+    let mut req = match &body {
+        Some(b) => http.post(url).json(b),
+        None => http.get(url),
+    };
+    if let Some(key) = bearer {
+        req = req.bearer_auth(key);
+    }
+    let resp = req.send().await.with_context(|| format!("calling {url}"))?;
+    let status = resp.status().as_u16();
+    let text = resp
+        .text()
+        .await
+        .with_context(|| format!("reading the answer of {url}"))?;
+    ensure!(
+        status == want,
+        "{url}: status {status}, want {want}: {text}"
+    );
+    serde_json::from_str(&text).with_context(|| format!("{url}: answer is not JSON: {text}"))
+}
+
+fn str_member(v: &Value, name: &str) -> Result<String> {
+    v[name]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow!("answer has no string `{name}`: {v}"))
+}
+
+/// The registry's Ed25519 key from its JWK Set: `x` of the OKP key, raw 32 bytes.
+fn ed25519_key_from_jwks(jwks: &Value) -> Result<ParsedPublicKey> {
+    let keys = jwks["keys"]
+        .as_array()
+        .ok_or_else(|| anyhow!("JWKS has no `keys` array: {jwks}"))?;
+    let jwk = keys
+        .iter()
+        .find(|k| k["kty"] == "OKP" && k["crv"] == "Ed25519")
+        .ok_or_else(|| anyhow!("JWKS has no OKP/Ed25519 key: {jwks}"))?;
+    let x = jwk["x"]
+        .as_str()
+        .ok_or_else(|| anyhow!("Ed25519 JWK has no `x`"))?;
+    let raw = b64::decode(x).context("Ed25519 JWK `x` is not base64url")?;
+    ensure!(raw.len() == 32, "Ed25519 JWK `x` is {} bytes", raw.len());
+    ParsedPublicKey::new(&signature::ED25519, raw)
+        .map_err(|_| anyhow!("AWS-LC refused the Ed25519 public key"))
+}
+
+#[derive(Debug, Deserialize)]
+struct BaselineRequest {
+    token: String,
+}
+
+#[derive(Debug, Serialize)]
+struct BaselineAnswer {
+    valid: bool,
+}
+
+/// The floor: split, base64url-decode the signature, one Ed25519 verify. No claims.
+fn baseline_valid(key: &ParsedPublicKey, token: &str) -> bool {
+    let Some((signing_input, sig_b64)) = token.rsplit_once('.') else {
+        return false;
+    };
+    let Ok(sig) = b64::decode(sig_b64) else {
+        return false;
+    };
+    key.verify_sig(signing_input.as_bytes(), &sig).is_ok()
+}
+
+#[derive(Debug, Deserialize)]
+struct CheckRequest {
+    token: String,
+    #[serde(default)]
+    scopes_requested: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct CheckAnswer {
+    valid: bool,
+    allowed: bool,
+}
+
+/// Diagnostic (`--breakdown`): Bonafide's verification pipeline (token checks and the
+/// in-memory revocation check) and the scope check, behind a bare route, with a
+/// minimal answer.
+async fn check_verify(
+    State(state): State<Arc<bonafide_server::AppState>>,
+    Json(req): Json<CheckRequest>,
+) -> Json<CheckAnswer> {
+    let now = bonafide_server::time::now_ms();
+    match bonafide_server::routes::verify::check_token(&state, &req.token, None, now) {
+        Ok(v) => Json(CheckAnswer {
+            valid: true,
+            allowed: req
+                .scopes_requested
+                .iter()
+                .all(|s| v.claims.agent.scopes.contains(s)),
+        }),
+        Err(_) => Json(CheckAnswer {
+            valid: false,
+            allowed: false,
+        }),
+    }
+}
+
+async fn baseline_verify(
+    State(key): State<Arc<ParsedPublicKey>>,
+    Json(req): Json<BaselineRequest>,
+) -> Json<BaselineAnswer> {
+    Json(BaselineAnswer {
+        valid: baseline_valid(&key, &req.token),
+    })
+}
+
+// ---------------------------------------------------------------------------------
+// Load generator
+
+/// What every answer must say.
+#[derive(Debug, Deserialize)]
+struct Answer {
+    valid: bool,
+    #[serde(default)]
+    allowed: Option<bool>,
+}
+
+#[derive(Debug, Default)]
+struct TaskOutcome {
+    /// Latency of each successful response completed in the window, µs.
+    latencies: Vec<u32>,
+    /// Failed requests, at any time (warm-up included).
+    errors: u64,
+    first_error: Option<String>,
+}
+
+impl TaskOutcome {
+    fn error(&mut self, what: String) {
+        self.errors += 1;
+        if self.first_error.is_none() {
+            self.first_error = Some(what);
+        }
+    }
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+async fn connect(addr: SocketAddr) -> Result<Sender> {
+    let stream = TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("connecting to {addr}"))?;
+    stream.set_nodelay(true).context("TCP_NODELAY")?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .with_context(|| format!("HTTP/1.1 handshake with {addr}"))?;
+    tokio::spawn(async move {
+        // Ends when the sender is dropped or the server closes; errors surface there.
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
+/// One request; `Err` describes what was wrong with the answer.
+async fn one_request(
+    sender: &mut Sender,
+    target: &Target,
+    host: &HeaderValue,
+) -> Result<(), String> {
+    let mut req = hyper::Request::new(Full::new(target.body.clone()));
+    *req.method_mut() = hyper::Method::POST;
+    *req.uri_mut() = hyper::Uri::from_static(target.path);
+    req.headers_mut().insert(HOST, host.clone());
+    req.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    sender
+        .ready()
+        .await
+        .map_err(|e| format!("connection: {e}"))?;
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(|e| format!("request: {e}"))?;
+    let status = resp.status();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| format!("reading body: {e}"))?
+        .to_bytes();
+    if status != hyper::StatusCode::OK {
+        return Err(format!(
+            "status {status}: {}",
+            String::from_utf8_lossy(&body)
+        ));
+    }
+    let answer: Answer = serde_json::from_slice(&body).map_err(|e| {
+        format!(
+            "answer is not the expected JSON ({e}): {}",
+            String::from_utf8_lossy(&body)
+        )
+    })?;
+    if !answer.valid || (target.expect_allowed && answer.allowed != Some(true)) {
+        return Err(format!(
+            "not valid/allowed: {}",
+            String::from_utf8_lossy(&body)
+        ));
+    }
+    Ok(())
+}
+
+/// Which target may send now, in interleaved runs; [`STOP`] ends every task.
+type Gate = watch::Receiver<usize>;
+const STOP: usize = usize::MAX;
+
+/// Closed loop on one connection until `end` (or until the gate says [`STOP`]),
+/// sending only while the gate names `index`; records responses completed in
+/// `[start, end)`.
+async fn drive(
+    mut sender: Sender,
+    target: Target,
+    index: usize,
+    mut gate: Gate,
+    start: Instant,
+    end: Instant,
+    capacity: usize,
+) -> TaskOutcome {
+    let mut out = TaskOutcome {
+        latencies: Vec::with_capacity(capacity),
+        ..TaskOutcome::default()
+    };
+    let host = match HeaderValue::from_str(&target.addr.to_string()) {
+        Ok(h) => h,
+        Err(e) => {
+            out.error(format!("host header: {e}"));
+            return out;
+        }
+    };
+    loop {
+        let active = *gate.borrow_and_update();
+        if active == STOP {
+            break;
+        }
+        if active != index {
+            if gate.changed().await.is_err() {
+                break;
+            }
+            continue;
+        }
+        let t0 = Instant::now();
+        if t0 >= end {
+            break;
+        }
+        let result = one_request(&mut sender, &target, &host).await;
+        let t1 = Instant::now();
+        match result {
+            Ok(()) => {
+                if t1 >= start && t1 < end {
+                    let us = u32::try_from(t1.duration_since(t0).as_micros()).unwrap_or(u32::MAX);
+                    out.latencies.push(us);
+                }
+            }
+            Err(e) => {
+                let dead = e.starts_with("connection:") || e.starts_with("request:");
+                out.error(e);
+                if dead {
+                    // The connection is unusable; the run is already failed.
+                    break;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// CPU time (ns) of this thread, and of the whole process, from `schedstat`.
+fn cpu_ns() -> (Option<u64>, Option<u64>) {
+    fn first_field(path: &Path) -> Option<u64> {
+        std::fs::read_to_string(path)
+            .ok()?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    }
+    let thread = first_field(Path::new("/proc/thread-self/schedstat"));
+    let process = std::fs::read_dir("/proc/self/task").ok().map(|dir| {
+        dir.filter_map(|e| e.ok())
+            .filter_map(|e| first_field(&e.path().join("schedstat")))
+            .sum()
+    });
+    (thread, process)
+}
+
+/// Busy CPU time of the whole machine (ns), from the `cpu` line of `/proc/stat`:
+/// user, nice, system, irq, softirq and steal, in USER_HZ (100 on Linux) ticks.
+fn machine_busy_ns() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let busy = [0, 1, 2, 5, 6, 7]
+        .iter()
+        .map(|&i| f.get(i).copied().unwrap_or(0))
+        .sum::<u64>();
+    Some(busy.saturating_mul(10_000_000))
+}
+
+fn pct_of_core(used_ns: Option<u64>, window: Duration) -> Option<f64> {
+    Some(used_ns? as f64 / window.as_nanos() as f64 * 100.0)
+}
+
+/// Server CPU per request, µs: process CPU minus the load generator's.
+fn server_us_per_request(
+    client_ns: Option<u64>,
+    process_ns: Option<u64>,
+    requests: u64,
+) -> Option<f64> {
+    let server = process_ns?.checked_sub(client_ns?)?;
+    (requests > 0).then(|| server as f64 / 1000.0 / requests as f64)
+}
+
+/// CPU counters at one instant.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    client: Option<u64>,
+    process: Option<u64>,
+    machine: Option<u64>,
+}
+
+impl Sample {
+    /// Must run on the load-generator thread (`client` is this thread's CPU).
+    fn now() -> Self {
+        let (client, process) = cpu_ns();
+        Sample {
+            client,
+            process,
+            machine: machine_busy_ns(),
+        }
+    }
+}
+
+/// CPU used between samples, summed over the intervals a target was active.
+#[derive(Debug, Default, Clone, Copy)]
+struct CpuUse {
+    intervals: u32,
+    active: Duration,
+    client: Option<u64>,
+    process: Option<u64>,
+    machine: Option<u64>,
+}
+
+impl CpuUse {
+    fn add(&mut self, from: Sample, to: Sample, active: Duration) {
+        fn acc(sum: &mut Option<u64>, a: Option<u64>, b: Option<u64>, first: bool) {
+            let d = b.zip(a).and_then(|(b, a)| b.checked_sub(a));
+            *sum = match (first, *sum, d) {
+                (true, _, d) => d,
+                (false, Some(s), Some(d)) => Some(s + d),
+                _ => None,
+            };
+        }
+        let first = self.intervals == 0;
+        self.intervals += 1;
+        acc(&mut self.client, from.client, to.client, first);
+        acc(&mut self.process, from.process, to.process, first);
+        acc(&mut self.machine, from.machine, to.machine, first);
+        self.active += active;
+    }
+}
+
+/// Loads `targets` with `connections` connections each for a warm-up, then a measured
+/// `window`. With one target it is loaded alone. With several and a `slice`, all
+/// connections are open at once but only one target's connections send at a time,
+/// switching every `slice` (both in warm-up and window), so every target sees the same
+/// machine; each target's throughput is over the time it was active.
+async fn run_group(
+    targets: &[Target],
+    round: usize,
+    connections: usize,
+    warmup: Duration,
+    window: Duration,
+    slice: Duration,
+) -> Result<Vec<Run>> {
+    let mut senders = Vec::with_capacity(targets.len());
+    for target in targets {
+        let mut conns = Vec::with_capacity(connections);
+        for _ in 0..connections {
+            conns.push(connect(target.addr).await?);
+        }
+        senders.push(conns);
+    }
+    let begin = Instant::now();
+    let start = begin + warmup;
+    let end = start + window;
+    // Room for ~50k req/s in total without reallocating; capped per connection.
+    let capacity = usize::try_from(window.as_secs().saturating_mul(50_000) / connections as u64)
+        .unwrap_or(1 << 20)
+        .min(1 << 20);
+    let (gate_tx, gate) = watch::channel(0usize);
+    let mut tasks: Vec<(usize, JoinHandle<TaskOutcome>)> = Vec::new();
+    for (index, (target, conns)) in targets.iter().zip(senders).enumerate() {
+        for s in conns {
+            let task = drive(s, target.clone(), index, gate.clone(), start, end, capacity);
+            tasks.push((index, tokio::spawn(task)));
+        }
+    }
+
+    // This task runs on the client thread: switch targets, sample CPU at each switch
+    // inside the window and charge it to the target that was active.
+    let mut cpu = vec![CpuUse::default(); targets.len()];
+    let interleaved = targets.len() > 1;
+    let mut active = 0usize;
+    let mut next_switch = begin + slice;
+    let mut last: Option<(Instant, Sample)> = None;
+    loop {
+        let now = Instant::now();
+        if last.is_none() && now >= start {
+            last = Some((now, Sample::now()));
+        }
+        let at_end = now >= end;
+        let switching = interleaved && now >= next_switch && !at_end;
+        if (at_end || switching)
+            && let Some((at, sample)) = last
+        {
+            let current = Sample::now();
+            if let Some(c) = cpu.get_mut(active) {
+                c.add(sample, current, now.min(end).duration_since(at));
+            }
+            last = Some((now, current));
+        }
+        if at_end {
+            break;
+        }
+        if switching {
+            active = (active + 1) % targets.len();
+            next_switch = now + slice;
+            // Receivers live as long as the tasks; none gone means nothing to do.
+            let _ = gate_tx.send(active);
+        }
+        let mut wake = end;
+        if interleaved {
+            wake = wake.min(next_switch);
+        }
+        if last.is_none() {
+            wake = wake.min(start);
+        }
+        tokio::time::sleep_until(wake).await;
+    }
+    let _ = gate_tx.send(STOP);
+
+    let mut per_target: Vec<TaskOutcome> = targets.iter().map(|_| TaskOutcome::default()).collect();
+    for (index, task) in tasks {
+        let out = task.await.context("load task panicked")?;
+        if let Some(t) = per_target.get_mut(index) {
+            t.latencies.extend_from_slice(&out.latencies);
+            t.errors += out.errors;
+            if t.first_error.is_none() {
+                t.first_error = out.first_error;
+            }
+        }
+    }
+    let mut runs = Vec::with_capacity(targets.len());
+    for ((target, mut out), use_) in targets.iter().zip(per_target).zip(cpu) {
+        out.latencies.sort_unstable();
+        let requests = out.latencies.len() as u64;
+        let active = if use_.intervals == 0 || use_.active.is_zero() {
+            window
+        } else {
+            use_.active
+        };
+        // Everything else busy on the machine (other processes, hypervisor steal).
+        let others = use_
+            .machine
+            .zip(use_.process)
+            .map(|(m, p)| m.saturating_sub(p));
+        runs.push(Run {
+            target: target.name,
+            round,
+            measured_s: active.as_secs_f64(),
+            requests,
+            errors: out.errors,
+            first_error: out.first_error,
+            throughput_rps: requests as f64 / active.as_secs_f64(),
+            latency_us: Latency::from_sorted(&out.latencies),
+            client_cpu_pct_of_core: pct_of_core(use_.client, active),
+            process_cpu_pct_of_core: pct_of_core(use_.process, active),
+            others_cpu_pct_of_core: pct_of_core(others, active),
+            server_cpu_us_per_request: server_us_per_request(use_.client, use_.process, requests),
+        });
+    }
+    Ok(runs)
+}
+
+// ---------------------------------------------------------------------------------
+// Results
+
+#[derive(Debug, Clone, Serialize)]
+struct Latency {
+    p50: u32,
+    p90: u32,
+    p99: u32,
+    max: u32,
+    mean: f64,
+}
+
+impl Latency {
+    /// Nearest-rank percentiles of sorted samples.
+    fn from_sorted(sorted: &[u32]) -> Self {
+        let rank = |p: f64| -> u32 {
+            if sorted.is_empty() {
+                return 0;
+            }
+            let idx = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+            sorted
+                .get(idx.saturating_sub(1).min(sorted.len() - 1))
+                .copied()
+                .unwrap_or(0)
+        };
+        let mean = if sorted.is_empty() {
+            0.0
+        } else {
+            sorted.iter().map(|&v| f64::from(v)).sum::<f64>() / sorted.len() as f64
+        };
+        Latency {
+            p50: rank(50.0),
+            p90: rank(90.0),
+            p99: rank(99.0),
+            max: sorted.last().copied().unwrap_or(0),
+            mean,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct Run {
+    target: &'static str,
+    round: usize,
+    /// Seconds this target was loaded in the measured window (all of it when run
+    /// alone; its share of the slices when interleaved).
+    measured_s: f64,
+    /// Successful responses completed in the measured window.
+    requests: u64,
+    /// Failed requests (warm-up included). Any makes the run invalid.
+    errors: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    first_error: Option<String>,
+    throughput_rps: f64,
+    latency_us: Latency,
+    /// CPU used by the load generator thread during the window, % of one core.
+    client_cpu_pct_of_core: Option<f64>,
+    /// CPU used by the whole process (servers + load generator), % of one core.
+    process_cpu_pct_of_core: Option<f64>,
+    /// CPU used by everything else on the machine during the window (other processes,
+    /// hypervisor steal), % of one core. High values mean the run was disturbed.
+    others_cpu_pct_of_core: Option<f64>,
+    /// Server CPU time per request, µs (process minus load generator, over the window).
+    server_cpu_us_per_request: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+struct Machine {
+    cpus: usize,
+    cpu_model: String,
+    kernel: String,
+}
+
+impl Machine {
+    fn read() -> Self {
+        let cpus = std::thread::available_parallelism().map_or(0, usize::from);
+        let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .and_then(|l| l.split_once(':'))
+                    .map(|(_, v)| v.trim().to_owned())
+            })
+            .unwrap_or_else(|| "unknown".to_owned());
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|s| format!("Linux {}", s.trim()))
+            .unwrap_or_else(|_| std::env::consts::OS.to_owned());
+        Machine {
+            cpus,
+            cpu_model,
+            kernel,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Settings {
+    connections: usize,
+    warmup_s: u64,
+    seconds: u64,
+    rounds: usize,
+    schedule: String,
+    server_runtime: String,
+    client_runtime: String,
+    selection: String,
+    logging: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    date: String,
+    command: String,
+    machine: Machine,
+    settings: Settings,
+    runs: Vec<Run>,
+    best_baseline: Run,
+    best_bonafide: Run,
+    /// Bonafide / baseline throughput, best runs.
+    ratio: f64,
+    /// Bonafide / baseline throughput within each round (paired in time).
+    round_ratios: Vec<f64>,
+    /// Median of `round_ratios`.
+    median_round_ratio: f64,
+    /// Baseline / Bonafide server CPU per request, best runs: the throughput ratio if
+    /// server CPU were the only limit. Less sensitive to other load on the machine.
+    cpu_per_request_ratio: Option<f64>,
+    goal: f64,
+    goal_met: bool,
+}
+
+const GOAL: f64 = 0.8;
+/// CPU used by the rest of the machine above which a run is flagged as disturbed.
+const DISTURBED_PCT: f64 = 20.0;
+
+impl Report {
+    fn new(
+        date: String,
+        command: String,
+        machine: Machine,
+        settings: Settings,
+        runs: Vec<Run>,
+    ) -> Result<Self> {
+        let best = |name: &str| -> Result<Run> {
+            runs.iter()
+                .filter(|r| r.target == name)
+                .max_by(|a, b| a.throughput_rps.total_cmp(&b.throughput_rps))
+                .cloned()
+                .ok_or_else(|| anyhow!("no {name} run"))
+        };
+        let best_baseline = best("baseline")?;
+        let best_bonafide = best("bonafide")?;
+        ensure!(
+            best_baseline.throughput_rps > 0.0,
+            "the baseline completed no requests"
+        );
+        let ratio = best_bonafide.throughput_rps / best_baseline.throughput_rps;
+        let mut round_ratios = Vec::new();
+        for round in 1..=settings.rounds {
+            let get = |name: &str| {
+                runs.iter()
+                    .find(|r| r.round == round && r.target == name)
+                    .map(|r| r.throughput_rps)
+            };
+            if let (Some(b), Some(f)) = (get("baseline"), get("bonafide"))
+                && b > 0.0
+            {
+                round_ratios.push(f / b);
+            }
+        }
+        let mut sorted = round_ratios.clone();
+        sorted.sort_by(f64::total_cmp);
+        let median_round_ratio = match sorted.len() {
+            0 => ratio,
+            n if n % 2 == 1 => sorted.get(n / 2).copied().unwrap_or(ratio),
+            n => {
+                let lo = sorted.get(n / 2 - 1).copied().unwrap_or(ratio);
+                let hi = sorted.get(n / 2).copied().unwrap_or(ratio);
+                (lo + hi) / 2.0
+            }
+        };
+        let cpu_per_request_ratio = best_baseline
+            .server_cpu_us_per_request
+            .zip(best_bonafide.server_cpu_us_per_request)
+            .map(|(b, f)| b / f);
+        Ok(Report {
+            date,
+            command,
+            machine,
+            settings,
+            runs,
+            best_baseline,
+            best_bonafide,
+            ratio,
+            round_ratios,
+            median_round_ratio,
+            cpu_per_request_ratio,
+            goal: GOAL,
+            goal_met: ratio >= GOAL,
+        })
+    }
+
+    fn print(&self) {
+        let s = &self.settings;
+        println!();
+        println!("Bonafide load harness: POST /v1/verify vs a one-Ed25519-verify axum endpoint");
+        println!("date:     {}", self.date);
+        println!("command:  {}", self.command);
+        println!(
+            "machine:  {} CPUs, {}, {}",
+            self.machine.cpus, self.machine.cpu_model, self.machine.kernel
+        );
+        println!("servers:  {} (all servers, same process)", s.server_runtime);
+        println!("client:   {}", s.client_runtime);
+        println!(
+            "load:     {} connections per target, {} s warm-up + {} s measured, {} round(s); {}",
+            s.connections, s.warmup_s, s.seconds, s.rounds, s.selection
+        );
+        println!("schedule: {}", s.schedule);
+        println!("logging:  {}", s.logging);
+        println!(
+            "requests: bonafide POST /v1/verify {{token, scopes_requested:[\"{REQUESTED}\"]}} \
+             (must be valid and allowed); baseline POST /verify {{token}} (must be valid)"
+        );
+        println!();
+        println!(
+            "{:>5}  {:<8}  {:>9}  {:>10}  {:>7}  {:>7}  {:>7}  {:>7}  {:>8}  {:>6}  {:>6}  {:>6}  {:>10}",
+            "round",
+            "target",
+            "requests",
+            "req/s",
+            "p50 µs",
+            "p90 µs",
+            "p99 µs",
+            "max µs",
+            "mean µs",
+            "client",
+            "total",
+            "others",
+            "srv µs/req"
+        );
+        for r in &self.runs {
+            println!(
+                "{:>5}  {:<8}  {:>9}  {:>10.0}  {:>7}  {:>7}  {:>7}  {:>7}  {:>8.1}  {:>6}  {:>6}  {:>6}  {:>10}{}",
+                r.round,
+                r.target,
+                r.requests,
+                r.throughput_rps,
+                r.latency_us.p50,
+                r.latency_us.p90,
+                r.latency_us.p99,
+                r.latency_us.max,
+                r.latency_us.mean,
+                pct(r.client_cpu_pct_of_core),
+                pct(r.process_cpu_pct_of_core),
+                pct(r.others_cpu_pct_of_core),
+                r.server_cpu_us_per_request
+                    .map_or_else(|| "-".to_owned(), |v| format!("{v:.1}")),
+                if r.errors > 0 {
+                    format!("  ERRORS: {}", r.errors)
+                } else {
+                    String::new()
+                }
+            );
+        }
+        println!(
+            "(client / total / others: CPU of the load-generator thread / this whole process / \
+             everything else on the machine, % of one core;\n srv µs/req: server CPU per \
+             request = (total - client) / requests)"
+        );
+        let disturbed: Vec<String> = self
+            .runs
+            .iter()
+            .filter(|r| r.others_cpu_pct_of_core.is_some_and(|p| p > DISTURBED_PCT))
+            .map(|r| format!("{} round {}", r.target, r.round))
+            .collect();
+        if !disturbed.is_empty() {
+            println!(
+                "WARNING: other load on the machine (> {DISTURBED_PCT:.0}% of a core) during: {}; \
+                 their throughput is understated. Re-run on a quiet machine, or compare srv µs/req.",
+                disturbed.join(", ")
+            );
+        }
+        println!();
+        let mut names: Vec<&str> = Vec::new();
+        for r in &self.runs {
+            if !names.contains(&r.target) {
+                names.push(r.target);
+            }
+        }
+        for name in names {
+            let best = self
+                .runs
+                .iter()
+                .filter(|r| r.target == name)
+                .max_by(|a, b| a.throughput_rps.total_cmp(&b.throughput_rps));
+            if let Some(r) = best {
+                println!(
+                    "{name:<8} (best, round {}): {:>6.0} req/s, p50 {} µs, p99 {} µs, \
+                     server CPU {} µs/request",
+                    r.round,
+                    r.throughput_rps,
+                    r.latency_us.p50,
+                    r.latency_us.p99,
+                    r.server_cpu_us_per_request
+                        .map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"))
+                );
+            }
+        }
+        println!(
+            "ratio bonafide/baseline throughput: {:.3}×  (goal ≥ {:.1}×: {})",
+            self.ratio,
+            self.goal,
+            if self.goal_met { "met" } else { "NOT met" }
+        );
+        let rounds: Vec<String> = self
+            .round_ratios
+            .iter()
+            .map(|r| format!("{r:.3}"))
+            .collect();
+        println!(
+            "ratio within each round: {}  (median {:.3}×)",
+            rounds.join(", "),
+            self.median_round_ratio
+        );
+        if let Some(r) = self.cpu_per_request_ratio {
+            println!(
+                "server CPU per request, baseline/bonafide: {r:.3}×  (the throughput ratio if \
+                 server CPU were the only limit)"
+            );
+        }
+    }
+}
+
+fn pct(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_owned(), |p| format!("{p:.0}%"))
+}
+
+fn write_json(path: &Path, report: &Report) -> Result<()> {
+    let mut text = serde_json::to_string_pretty(report).context("encoding the JSON report")?;
+    text.push('\n');
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+/// The command line as run, shell-quoted where needed.
+fn command_line() -> String {
+    std::env::args()
+        .map(|a| {
+            if !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@+".contains(c))
+            {
+                a
+            } else {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}

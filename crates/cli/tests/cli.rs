@@ -62,9 +62,11 @@ fn serve(data_dir: &Path, extra_env: &[(&str, &str)]) -> Served {
     let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("server did not announce its address");
+        let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("server did not announce its address");
+        };
         log.lock().unwrap().push(line.clone());
         if let Some(k) = line.trim().strip_prefix("bfk_adm_") {
             admin = Some(format!("bfk_adm_{k}"));

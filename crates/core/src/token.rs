@@ -249,12 +249,13 @@ pub struct AgentClaims {
 
 impl AgentClaims {
     fn check_consistent(&self) -> Result<(), TokenError> {
+        // `scope` and `agent.scopes` must name the same set: each contains the other
+        // (quadratic, without allocating; both are at most a few dozen entries).
         if let Some(scope) = &self.scope {
-            let mut a: Vec<&str> = scope.split(' ').filter(|s| !s.is_empty()).collect();
-            let mut b: Vec<&str> = self.agent.scopes.iter().map(String::as_str).collect();
-            a.sort_unstable();
-            b.sort_unstable();
-            if a != b {
+            let listed = || scope.split(' ').filter(|s| !s.is_empty());
+            let same = listed().all(|s| self.agent.scopes.iter().any(|g| g == s))
+                && self.agent.scopes.iter().all(|g| listed().any(|s| s == g));
+            if !same {
                 return Err(TokenError::Claims(
                     "`scope` does not match `agent.scopes`".into(),
                 ));

@@ -1,6 +1,9 @@
 //! A request id for every request: in the `X-Request-Id` response header, in every
 //! error body, and in the log lines of that request.
 
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use axum::extract::Request;
 use axum::http::HeaderValue;
 use axum::middleware::Next;
@@ -17,11 +20,19 @@ pub fn current() -> String {
         .unwrap_or_else(|_| "-".to_owned())
 }
 
+/// A random per-process prefix and a counter: unique across restarts and replicas
+/// without drawing randomness per request (ids are for correlation, not security).
 fn fresh() -> String {
-    let mut bytes = [0u8; 12];
-    // A failed fill leaves zeros: ids are for correlation, not security.
-    let _ = aws_lc_rs::rand::fill(&mut bytes);
-    format!("req_{}", bonafide_core::hex(&bytes))
+    static PREFIX: OnceLock<String> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = PREFIX.get_or_init(|| {
+        let mut bytes = [0u8; 8];
+        // A failed fill leaves zeros; still unique within the process.
+        let _ = aws_lc_rs::rand::fill(&mut bytes);
+        bonafide_core::hex(&bytes)
+    });
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("req_{prefix}{n:08x}")
 }
 
 /// Middleware: assigns the id and runs the rest of the stack inside its scope.

@@ -102,6 +102,10 @@ pub struct AppState {
     pub keys: ArcSwap<KeyRing>,
     /// Revocations; written after the store commits, read by every verify.
     pub revoked: RwLock<RevokedSet>,
+    /// Verification settings without an audience, built once (hot path).
+    base_options: VerifyOptions,
+    /// `did:web:<host>:agents:`, built once (hot path).
+    did_prefix: String,
 }
 
 impl AppState {
@@ -119,11 +123,17 @@ impl AppState {
             agents: revocations.agents.into_iter().collect(),
             tokens: revocations.tokens.into_iter().collect(),
         };
+        let mut base_options = VerifyOptions::for_issuer(config.public_url.clone());
+        base_options.leeway_secs = config.leeway_secs;
+        base_options.max_token_bytes = config.max_token_bytes;
+        let did_prefix = did_prefix(&config.public_url);
         Ok(AppState {
             store,
             config,
             keys: ArcSwap::from_pointee(ring),
             revoked: RwLock::new(revoked),
+            base_options,
+            did_prefix,
         })
     }
 
@@ -148,13 +158,25 @@ impl AppState {
         Ok(())
     }
 
-    /// Verification options for registry-signed tokens.
-    pub fn verify_options(&self, audience: Option<String>) -> VerifyOptions {
-        let mut opts = VerifyOptions::for_issuer(self.config.public_url.clone());
-        opts.leeway_secs = self.config.leeway_secs;
-        opts.max_token_bytes = self.config.max_token_bytes;
-        opts.audience = audience;
-        opts
+    /// Verification options for registry-signed tokens; borrowed when the receiver
+    /// names no audience, which is the common case.
+    pub fn verify_options(&self, audience: Option<String>) -> std::borrow::Cow<'_, VerifyOptions> {
+        match audience {
+            None => std::borrow::Cow::Borrowed(&self.base_options),
+            Some(a) => {
+                let mut opts = self.base_options.clone();
+                opts.audience = Some(a);
+                std::borrow::Cow::Owned(opts)
+            }
+        }
+    }
+
+    /// The `did:web` of an agent of this registry.
+    pub fn agent_did(&self, agent_id: &str) -> String {
+        let mut did = String::with_capacity(self.did_prefix.len() + agent_id.len());
+        did.push_str(&self.did_prefix);
+        did.push_str(agent_id);
+        did
     }
 
     /// True if the token or its agent is revoked.
@@ -175,6 +197,17 @@ impl AppState {
             None
         }
     }
+}
+
+/// `did:web:<host>:agents:` for a registry URL (did:web §3.1: the port's colon is
+/// percent-encoded, path `/` becomes `:`).
+pub fn did_prefix(public_url: &str) -> String {
+    let host = public_url
+        .split_once("://")
+        .map_or(public_url, |(_, rest)| rest)
+        .trim_end_matches('/');
+    let host = host.replacen(':', "%3A", 1).replace('/', ":");
+    format!("did:web:{host}:agents:")
 }
 
 /// A fresh signing key as a store record.
@@ -217,6 +250,22 @@ mod tests {
         // At the edge: until + leeway == now is no longer published.
         let ring = KeyRing::from_records(&[active, live], 1_060, 60).unwrap();
         assert_eq!(ring.verifying.len(), 1);
+    }
+
+    #[test]
+    fn did_web_encodes_port_and_path() {
+        assert_eq!(
+            did_prefix("http://127.0.0.1:8080"),
+            "did:web:127.0.0.1%3A8080:agents:"
+        );
+        assert_eq!(
+            did_prefix("https://reg.example/"),
+            "did:web:reg.example:agents:"
+        );
+        assert_eq!(
+            did_prefix("https://reg.example/bf"),
+            "did:web:reg.example:bf:agents:"
+        );
     }
 
     #[test]

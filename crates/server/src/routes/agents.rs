@@ -501,7 +501,7 @@ pub async fn revoke_token(
             TokenId::try_from(jti.as_str()).map_err(|_| ApiError::not_found("token"))?
         }
         (None, Some(text)) => {
-            let mut opts = state.verify_options(None);
+            let mut opts = state.verify_options(None).into_owned();
             opts.time = TimeCheck::Skip;
             let keys = state.keys.load();
             let verified =

@@ -37,16 +37,6 @@ pub fn check_token(
     Ok(verified)
 }
 
-/// `did:web` of an agent (did:web spec §3.1: port colon percent-encoded, path `/` → `:`).
-pub fn agent_did(public_url: &str, agent_id: &str) -> String {
-    let host = public_url
-        .split_once("://")
-        .map_or(public_url, |(_, rest)| rest)
-        .trim_end_matches('/');
-    let host = host.replacen(':', "%3A", 1).replace('/', ":");
-    format!("did:web:{host}:agents:{agent_id}")
-}
-
 /// `GET /v1/verify/{token}` answer (ImaRobot shape).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SimpleVerify {
@@ -244,7 +234,7 @@ pub async fn verify_post(
         reasons,
         agent: Some(VerifiedAgent {
             id: c.sub.to_string(),
-            did: agent_did(&state.config.public_url, c.sub.as_str()),
+            did: state.agent_did(c.sub.as_str()),
             name: c.agent.name,
             issuer: c.agent.issuer,
             active_scopes: active,
@@ -357,25 +347,4 @@ pub async fn introspect(
             Err(_) => inactive,
         },
     ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::agent_did;
-
-    #[test]
-    fn did_web_encodes_port_and_path() {
-        assert_eq!(
-            agent_did("http://127.0.0.1:8080", "agt_x"),
-            "did:web:127.0.0.1%3A8080:agents:agt_x"
-        );
-        assert_eq!(
-            agent_did("https://reg.example/", "agt_x"),
-            "did:web:reg.example:agents:agt_x"
-        );
-        assert_eq!(
-            agent_did("https://reg.example/bf", "agt_x"),
-            "did:web:reg.example:bf:agents:agt_x"
-        );
-    }
 }

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Load harness: POST /v1/verify (EdDSA token, scope check) vs a minimal axum endpoint
+# doing one Ed25519 verify, same machine, same run, same connections.
+#
+#   bash bench/run-load.sh                       # defaults: 16 connections, 2 s + 10 s, 2 rounds
+#   bash bench/run-load.sh --connections 32 --json bench/load-results.json
+#
+# Builds in release, then runs bonafide-load with the given arguments (see --help).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release -p bonafide-load
+target_dir="$(cargo metadata --format-version 1 --no-deps \
+    | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')"
+exec "${target_dir:-target}/release/bonafide-load" "$@"
