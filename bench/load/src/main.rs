@@ -101,6 +101,10 @@ struct Args {
     json: Option<PathBuf>,
 }
 
+// The same allocator as the `bonafide` binary, for both targets in this process.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,

@@ -180,6 +180,11 @@ enum KeysCmd {
     NewAdminKey,
 }
 
+// mimalloc: allocation-heavy request handling costs markedly less than with glibc
+// malloc under concurrent load (bench/RESULTS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let out = Out { json: cli.json };

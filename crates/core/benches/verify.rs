@@ -13,6 +13,7 @@
 //!   nbf with leeway 60, aud, iss, required exp/nbf/aud/iss/sub).
 //!
 //! Run: `cargo bench -p bonafide-core --bench verify -- --warm-up-time 1 --measurement-time 3`
+//! Drift-resistant ratios: `BONAFIDE_INTERLEAVED=1 cargo bench -p bonafide-core --bench verify`
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -30,7 +31,7 @@ use bonafide_core::ids::{AgentId, TokenId};
 use bonafide_core::jws::Compact;
 use bonafide_core::keys::{Algorithm, SigningKey, VerifyingKey};
 use bonafide_core::token::{self, AgentClaims, AgentInfo, Audience, KeySet, VerifyOptions};
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
 
 const ISS: &str = "https://registry.example";
 const AUD: &str = "https://api.receiver.example";
@@ -130,60 +131,139 @@ fn jwt_validation(alg: Algorithm) -> jsonwebtoken::Validation {
     v
 }
 
-fn bench_verify(c: &mut Criterion) {
-    let now = i64::try_from(
+/// One algorithm's token and the three ways of verifying it, each checked to accept.
+struct Case {
+    alg: Algorithm,
+    now: i64,
+    token: String,
+    input: Vec<u8>,
+    sig: Vec<u8>,
+    raw: ParsedPublicKey,
+    keys: KeySet,
+    opts: VerifyOptions,
+    decoding_key: jsonwebtoken::DecodingKey,
+    validation: jsonwebtoken::Validation,
+}
+
+impl Case {
+    fn new(alg: Algorithm, now: i64) -> Case {
+        let signer = SigningKey::generate(alg).unwrap();
+        let key = signer.verifying_key();
+        let expected = claims(now);
+        let token = token::sign(&signer, &expected).unwrap();
+        let compact = Compact::split(&token, usize::MAX).unwrap();
+        let input = compact.signing_input.as_bytes().to_vec();
+        let sig = b64::decode(compact.signature_b64).unwrap();
+        let mut keys = KeySet::new();
+        keys.insert(VerifyingKey::from_jwk(key.jwk()).unwrap());
+        let mut opts = VerifyOptions::for_issuer(ISS);
+        opts.audience = Some(AUD.to_owned());
+        let case = Case {
+            alg,
+            now,
+            raw: raw_key(key),
+            decoding_key: jwt_key(key),
+            validation: jwt_validation(alg),
+            token,
+            input,
+            sig,
+            keys,
+            opts,
+        };
+        // Every path must accept the token, or the numbers mean nothing.
+        case.raw();
+        assert_eq!(case.bonafide().claims, expected);
+        assert_eq!(case.jsonwebtoken().claims, expected);
+        case
+    }
+
+    fn raw(&self) {
+        self.raw
+            .verify_sig(black_box(&self.input), black_box(&self.sig))
+            .unwrap();
+    }
+
+    fn bonafide(&self) -> token::VerifiedToken {
+        token::verify(
+            black_box(&self.token),
+            &self.keys,
+            &self.opts,
+            black_box(self.now),
+        )
+        .unwrap()
+    }
+
+    fn jsonwebtoken(&self) -> jsonwebtoken::TokenData<AgentClaims> {
+        jsonwebtoken::decode::<AgentClaims>(
+            black_box(&self.token),
+            &self.decoding_key,
+            &self.validation,
+        )
+        .unwrap()
+    }
+}
+
+fn now() -> i64 {
+    i64::try_from(
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap()
             .as_secs(),
     )
-    .unwrap();
-    for alg in [Algorithm::EdDSA, Algorithm::ES256, Algorithm::RS256] {
-        let signer = SigningKey::generate(alg).unwrap();
-        let key = signer.verifying_key();
-        let expected = claims(now);
-        let token = token::sign(&signer, &expected).unwrap();
+    .unwrap()
+}
 
-        let compact = Compact::split(&token, usize::MAX).unwrap();
-        let input = compact.signing_input.as_bytes().to_vec();
-        let sig = b64::decode(compact.signature_b64).unwrap();
-        let raw = raw_key(key);
+const ALGS: [Algorithm; 3] = [Algorithm::EdDSA, Algorithm::ES256, Algorithm::RS256];
 
-        let mut keys = KeySet::new();
-        keys.insert(VerifyingKey::from_jwk(key.jwk()).unwrap());
-        let mut opts = VerifyOptions::for_issuer(ISS);
-        opts.audience = Some(AUD.to_owned());
-
-        let decoding_key = jwt_key(key);
-        let validation = jwt_validation(alg);
-
-        // Every path must accept the token, or the numbers mean nothing.
-        raw.verify_sig(&input, &sig).unwrap();
-        assert_eq!(
-            token::verify(&token, &keys, &opts, now).unwrap().claims,
-            expected
-        );
-        assert_eq!(
-            jsonwebtoken::decode::<AgentClaims>(&token, &decoding_key, &validation)
-                .unwrap()
-                .claims,
-            expected
-        );
-
+fn bench_verify(c: &mut Criterion) {
+    for alg in ALGS {
+        let case = Case::new(alg, now());
         let mut group = c.benchmark_group(format!("verify/{}", alg.as_str()));
-        group.bench_function("raw", |b| {
-            b.iter(|| raw.verify_sig(black_box(&input), black_box(&sig)).unwrap());
-        });
-        group.bench_function("bonafide", |b| {
-            b.iter(|| token::verify(black_box(&token), &keys, &opts, black_box(now)).unwrap());
-        });
-        group.bench_function("jsonwebtoken", |b| {
-            b.iter(|| {
-                jsonwebtoken::decode::<AgentClaims>(black_box(&token), &decoding_key, &validation)
-                    .unwrap()
-            });
-        });
+        group.bench_function("raw", |b| b.iter(|| case.raw()));
+        group.bench_function("bonafide", |b| b.iter(|| case.bonafide()));
+        group.bench_function("jsonwebtoken", |b| b.iter(|| case.jsonwebtoken()));
         group.finish();
+    }
+}
+
+/// `BONAFIDE_INTERLEAVED=1 cargo bench -p bonafide-core --bench verify`: the same three
+/// paths in alternating short rounds (order rotated each round), so clock-speed drift
+/// on a shared or virtual machine hits all three alike; prints per-round median ratios.
+fn interleaved() {
+    const ROUNDS: usize = 300;
+    const PER_ROUND: u32 = 40;
+    println!("interleaved: {ROUNDS} rounds x {PER_ROUND} verifies per path; medians over rounds");
+    for alg in ALGS {
+        let case = Case::new(alg, now());
+        let mut t = [Vec::new(), Vec::new(), Vec::new()];
+        for round in 0..ROUNDS {
+            for k in 0..3 {
+                let path = (round + k) % 3;
+                let started = std::time::Instant::now();
+                for _ in 0..PER_ROUND {
+                    match path {
+                        0 => case.raw(),
+                        1 => drop(case.bonafide()),
+                        _ => drop(case.jsonwebtoken()),
+                    }
+                }
+                t[path].push(started.elapsed().as_secs_f64() * 1e6 / f64::from(PER_ROUND));
+            }
+        }
+        let median = |mut v: Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let ratio = |a: &[f64], b: &[f64]| median(a.iter().zip(b).map(|(x, y)| x / y).collect());
+        println!(
+            "{:<6} raw {:>7.2} us  bonafide {:>7.2} us  jsonwebtoken {:>7.2} us  bonafide/raw {:.3}  bonafide/jsonwebtoken {:.3}",
+            case.alg.as_str(),
+            median(t[0].clone()),
+            median(t[1].clone()),
+            median(t[2].clone()),
+            ratio(&t[1], &t[0]),
+            ratio(&t[1], &t[2]),
+        );
     }
 }
 
@@ -209,4 +289,12 @@ fn bench_base64(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench_verify, bench_base64);
-criterion_main!(benches);
+
+fn main() {
+    if std::env::var_os("BONAFIDE_INTERLEAVED").is_some() {
+        interleaved();
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
