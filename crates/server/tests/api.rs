@@ -1149,3 +1149,52 @@ async fn a_retired_key_leaves_the_jwks_once_its_tokens_have_expired() {
     assert_eq!(kids, vec![v["kid"].as_str().unwrap()], "{jwks}");
     assert!(!kids.contains(&first.as_str()));
 }
+
+/// ECDSA-specific attacks over HTTP, against an ES256 registry.
+#[tokio::test]
+async fn ecdsa_signature_attacks_are_refused_over_http() {
+    let h = start_with(Algorithm::ES256).await;
+    let key = h.issuer("ecdsa.example").await;
+    let reg = h
+        .register(&key, json!({"name": "E", "scopes": ["read:x"]}))
+        .await;
+    let good = reg["token"].as_str().unwrap();
+    let agent_id = reg["agent_id"].as_str().unwrap();
+    let (head, rest) = good.split_once('.').unwrap();
+    let (payload, sig_b64) = rest.split_once('.').unwrap();
+    let sig = b64::decode(sig_b64).unwrap();
+    assert_eq!(sig.len(), 64);
+
+    // CVE-2022-21449 ("psychic signatures"): r = s = 0.
+    let zeros = format!("{head}.{payload}.{}", b64::encode(&[0u8; 64]));
+    // The same valid signature, DER-encoded instead of R‖S.
+    let der_int = |x: &[u8]| {
+        let x: Vec<u8> = x.iter().copied().skip_while(|b| *b == 0).collect();
+        let mut v = if x[0] & 0x80 != 0 { vec![0u8] } else { vec![] };
+        v.extend(x);
+        let mut out = vec![0x02, v.len() as u8];
+        out.extend(v);
+        out
+    };
+    let (r, s) = (der_int(&sig[..32]), der_int(&sig[32..]));
+    let mut der = vec![0x30, (r.len() + s.len()) as u8];
+    der.extend(r);
+    der.extend(s);
+    let der_token = format!("{head}.{payload}.{}", b64::encode(&der));
+    let now = now_s();
+    let dup_sub = format!(
+        r#"{{"iss":"{}","sub":"{agent_id}","sub":"agt_bbbbbbbbbbbbbbbbbbbbbbbbbb","iat":{now},"exp":{},"jti":"tok_aaaaaaaaaaaaaaaaaaaaaaaaaa","agent":{{"name":"X","issuer":"x","scopes":["read:x"]}}}}"#,
+        h.base,
+        now + 600
+    );
+    for (name, token) in [
+        ("r = s = 0", zeros),
+        ("DER signature", der_token),
+        ("duplicate sub", h.sign_raw(&dup_sub)),
+    ] {
+        let v = h.verify_token(&token).await;
+        assert_eq!(v["valid"], false, "{name}: {v}");
+        assert_eq!(v["error"], "TOKEN_INVALID", "{name}: {v}");
+    }
+    assert_eq!(h.verify_token(good).await["valid"], true);
+}
