@@ -91,6 +91,15 @@ pub struct RevokedSet {
     pub tokens: HashSet<TokenId>,
 }
 
+/// Something just revoked in the store.
+#[derive(Debug)]
+pub enum Revoked {
+    /// An agent (and so all its tokens).
+    Agent(AgentId),
+    /// One token.
+    Token(TokenId),
+}
+
 /// State shared by every handler.
 #[derive(Debug)]
 pub struct AppState {
@@ -177,6 +186,21 @@ impl AppState {
         did.push_str(&self.did_prefix);
         did.push_str(agent_id);
         did
+    }
+
+    /// Mirrors a revocation the store has committed.
+    ///
+    /// INVARIANT: call only after the store committed, and before answering, so the
+    /// next verify anywhere in this process sees the revocation.
+    pub fn mark_revoked(&self, what: Revoked) {
+        let mut set = self
+            .revoked
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match what {
+            Revoked::Agent(id) => set.agents.insert(id),
+            Revoked::Token(jti) => set.tokens.insert(jti),
+        };
     }
 
     /// True if the token or its agent is revoked.

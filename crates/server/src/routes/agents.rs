@@ -18,7 +18,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::{check_text, new_agent_id, new_token_id};
 use crate::auth::IssuerAuth;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, JsonOrEmpty};
-use crate::state::AppState;
+use crate::state::{AppState, Revoked};
 use crate::time::{now_ms, rfc3339_ms, rfc3339_s};
 
 /// Most audiences one agent may name.
@@ -308,6 +308,14 @@ pub async fn list(
     }))
 }
 
+/// Maps the store's `NotFound` to a 404 that names `what`.
+fn not_found_as(what: &'static str) -> impl Fn(bonafide_store::StoreError) -> ApiError {
+    move |e| match e {
+        bonafide_store::StoreError::NotFound => ApiError::not_found(what),
+        other => other.into(),
+    }
+}
+
 /// Loads an agent of this issuer; anything else is 404.
 async fn own_agent(state: &AppState, issuer: &Issuer, id: &str) -> Result<Agent, ApiError> {
     let id = AgentId::try_from(id).map_err(|_| ApiError::not_found("agent"))?;
@@ -442,18 +450,8 @@ pub async fn revoke(
         .store
         .revoke_agent(&issuer.id, &id, reason.as_deref(), now_ms())
         .await
-        .map_err(|e| match e {
-            bonafide_store::StoreError::NotFound => ApiError::not_found("agent"),
-            other => other.into(),
-        })?;
-    // INVARIANT: memory is updated only after the store committed, and before the
-    // answer, so the next verify anywhere in this process sees the revocation.
-    state
-        .revoked
-        .write()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .agents
-        .insert(agent.id.clone());
+        .map_err(not_found_as("agent"))?;
+    state.mark_revoked(Revoked::Agent(agent.id.clone()));
     tracing::info!(issuer_id = %issuer.id, agent_id = %agent.id, "agent revoked");
     Ok(ApiJson(AgentRevoked {
         revoked: true,
@@ -518,16 +516,8 @@ pub async fn revoke_token(
         .store
         .revoke_token(&issuer.id, &jti, now_ms())
         .await
-        .map_err(|e| match e {
-            bonafide_store::StoreError::NotFound => ApiError::not_found("token"),
-            other => other.into(),
-        })?;
-    state
-        .revoked
-        .write()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .tokens
-        .insert(record.jti.clone());
+        .map_err(not_found_as("token"))?;
+    state.mark_revoked(Revoked::Token(record.jti.clone()));
     tracing::info!(issuer_id = %issuer.id, jti = %record.jti, "token revoked");
     Ok(ApiJson(TokenRevoked {
         revoked: true,
