@@ -290,6 +290,14 @@ async fn run(cli: Cli, out: Out) -> Result<ExitCode> {
         }
         Command::Verify(args) => verify(&cli.url, args, out).await,
         Command::Keys(KeysCmd::Rotate { data_dir, alg }) => {
+            // Never create a fresh registry by mistake: after a key compromise, rotating
+            // the wrong directory would leave the real server signing with the old key.
+            if !data_dir.join("bonafide.db").is_file() {
+                bail!(
+                    "no Bonafide database in `{}`: pass the server's --data-dir",
+                    data_dir.display()
+                );
+            }
             let store = SqliteStore::open(&data_dir)
                 .await
                 .with_context(|| format!("cannot open the data dir `{}`", data_dir.display()))?;

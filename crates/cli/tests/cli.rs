@@ -568,6 +568,23 @@ fn keys_rotate_on_a_data_dir_keeps_old_tokens_valid() {
         &["keys", "rotate", "--data-dir", "/proc/nonexistent/x"],
     );
     assert_eq!(out.status.code(), Some(2));
+    let empty = tempfile::tempdir().unwrap();
+    let out = run(
+        "http://127.0.0.1:1",
+        None,
+        &[
+            "keys",
+            "rotate",
+            "--data-dir",
+            empty.path().to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("--data-dir"), "{}", text(&out));
+    assert!(
+        !empty.path().join("bonafide.db").exists(),
+        "no registry created by mistake"
+    );
 }
 
 #[cfg(unix)]

@@ -49,7 +49,7 @@ pub struct Config {
     pub default_token_ttl_s: i64,
     /// Longest token lifetime an issuer may ask for, seconds. Default 30 days.
     pub max_token_ttl_s: i64,
-    /// How often signing keys are re-read from the store. Default 5 s.
+    /// How often signing keys and revocations are re-read from the store. Default 5 s.
     pub key_refresh: Duration,
 }
 
@@ -155,6 +155,9 @@ async fn refresh_keys(state: Arc<AppState>) {
         tick.tick().await;
         if let Err(e) = state.refresh_keys().await {
             tracing::warn!(error = %e, "could not refresh signing keys");
+        }
+        if let Err(e) = state.refresh_revocations().await {
+            tracing::warn!(error = %e, "could not refresh revocations");
         }
     }
 }

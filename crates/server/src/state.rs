@@ -39,7 +39,7 @@ impl KeyRing {
         let mut retired = Vec::new();
         let mut fingerprint = Vec::new();
         for r in records {
-            fingerprint.push(format!("{}:{:?}", r.kid, r.state));
+            fingerprint.push(key_fingerprint(r));
             let key = load_key(r)?;
             match r.state {
                 KeyState::Active => {
@@ -68,6 +68,11 @@ impl KeyRing {
 fn clone_verifying(key: &SigningKey) -> Result<VerifyingKey, StoreError> {
     VerifyingKey::from_jwk(key.verifying_key().jwk())
         .map_err(|e| StoreError::Backend(e.to_string()))
+}
+
+/// What identifies a key record's published state: kid, state and publication end.
+fn key_fingerprint(r: &SigningKeyRecord) -> String {
+    format!("{}:{:?}:{:?}", r.kid, r.state, r.publish_until_s)
 }
 
 fn load_key(r: &SigningKeyRecord) -> Result<SigningKey, StoreError> {
@@ -115,6 +120,9 @@ pub struct AppState {
     base_options: VerifyOptions,
     /// `did:web:<host>:agents:`, built once (hot path).
     did_prefix: String,
+    /// Serialises key refreshes: a slow refresh that read the store before a rotation
+    /// must not overwrite the ring a later refresh built after it.
+    refresh_lock: tokio::sync::Mutex<()>,
 }
 
 impl AppState {
@@ -143,19 +151,18 @@ impl AppState {
             revoked: RwLock::new(revoked),
             base_options,
             did_prefix,
+            refresh_lock: tokio::sync::Mutex::new(()),
         })
     }
 
     /// Re-reads the signing keys if another process (`bonafide keys rotate`) changed
     /// them, or if a retired key's publication window has ended.
     pub async fn refresh_keys(&self) -> Result<(), StoreError> {
+        let _serial = self.refresh_lock.lock().await;
         let records = self.store.signing_keys().await?;
         let now_s = now_ms() / 1000;
         let current = self.keys.load();
-        let fingerprint: Vec<String> = records
-            .iter()
-            .map(|r| format!("{}:{:?}", r.kid, r.state))
-            .collect();
+        let fingerprint: Vec<String> = records.iter().map(key_fingerprint).collect();
         let expired = current
             .retired
             .iter()
@@ -201,6 +208,20 @@ impl AppState {
             Revoked::Agent(id) => set.agents.insert(id),
             Revoked::Token(jti) => set.tokens.insert(jti),
         };
+    }
+
+    /// Merges every revocation in the store into memory: revocations another process
+    /// committed (`bonafide` replicas, or a commit whose request was cut off) arrive
+    /// within one refresh period. Revocation is permanent, so this only ever adds.
+    pub async fn refresh_revocations(&self) -> Result<(), StoreError> {
+        let all = self.store.revocations().await?;
+        let mut set = self
+            .revoked
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        set.agents.extend(all.agents);
+        set.tokens.extend(all.tokens);
+        Ok(())
     }
 
     /// True if the token or its agent is revoked.

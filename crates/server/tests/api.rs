@@ -338,9 +338,12 @@ async fn listing_is_cursor_paginated() {
     }
     assert_eq!(seen, ids);
     assert_eq!(pages, 3);
+    for bad in ["/v1/agents?limit=0", "/v1/agents?limit=201"] {
+        let (st, v) = h.call("GET", bad, Some(&key), None).await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {v}");
+        assert_error(&v, "INVALID_REQUEST");
+    }
     for bad in [
-        "/v1/agents?limit=0",
-        "/v1/agents?limit=201",
         "/v1/agents?limit=x",
         "/v1/agents?cursor=%%%",
         "/v1/agents?cursor=Zm9v",
@@ -1197,4 +1200,31 @@ async fn ecdsa_signature_attacks_are_refused_over_http() {
         assert_eq!(v["error"], "TOKEN_INVALID", "{name}: {v}");
     }
     assert_eq!(h.verify_token(good).await["valid"], true);
+}
+
+#[tokio::test]
+async fn registration_refuses_a_token_that_would_be_too_large_to_verify() {
+    let h = start().await;
+    let key = h.issuer("big.example").await;
+    let scopes: Vec<String> = (0..64)
+        .map(|i| format!("read:{}{i:02}", "s".repeat(57)))
+        .collect();
+    let (st, v) = h
+        .call(
+            "POST",
+            "/v1/agents/register",
+            Some(&key),
+            Some(json!({"name": "Big", "scopes": scopes})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("byte limit"),
+        "{v}"
+    );
+    let (_, list) = h.call("GET", "/v1/agents", Some(&key), None).await;
+    assert_eq!(list["agents"], json!([]), "nothing half-registered");
 }

@@ -67,6 +67,7 @@ macro_rules! conformance_tests {
             revocations_list_revoked_agents_and_tokens,
             signing_key_first_rotation,
             signing_key_rotation_publishes_until_last_expiry,
+            late_token_of_a_retired_key_extends_its_publication,
             concurrent_record_token,
             concurrent_create_issuer,
             concurrent_revoke_agent_agrees,
@@ -648,6 +649,46 @@ pub async fn signing_key_rotation_publishes_until_last_expiry(store: Arc<dyn Sto
         find(&keys, &first.kid).publish_until_s,
         Some(T0_S + 300),
         "an already retired key is left alone"
+    );
+}
+
+/// A token signed just before a rotation and recorded just after it keeps its (now
+/// retired) key published until the token expires; earlier or later expiries never
+/// shorten the window, and active keys are untouched.
+pub async fn late_token_of_a_retired_key_extends_its_publication(store: Arc<dyn Store>) {
+    let (issuer, _) = issuer(&*store).await;
+    let first = signing_key(T0_MS);
+    store.rotate_signing_key(&first, T0_S).await.unwrap();
+    let agent = new_agent(&issuer.id, T0_MS);
+    store
+        .create_agent(&agent, &new_token(&agent, &first.kid, T0_S, T0_S + 100))
+        .await
+        .unwrap();
+    let second = signing_key(T0_MS + 1);
+    store.rotate_signing_key(&second, T0_S + 10).await.unwrap();
+    assert_eq!(
+        find(&store.signing_keys().await.unwrap(), &first.kid).publish_until_s,
+        Some(T0_S + 100)
+    );
+    // Recorded after the rotation, signed before it by the first key.
+    store
+        .record_token(&new_token(&agent, &first.kid, T0_S + 9, T0_S + 86_400))
+        .await
+        .unwrap();
+    store
+        .record_token(&new_token(&agent, &first.kid, T0_S + 9, T0_S + 50))
+        .await
+        .unwrap();
+    store
+        .record_token(&new_token(&agent, &second.kid, T0_S + 11, T0_S + 99_999))
+        .await
+        .unwrap();
+    let keys = store.signing_keys().await.unwrap();
+    assert_eq!(find(&keys, &first.kid).publish_until_s, Some(T0_S + 86_400));
+    assert_eq!(
+        find(&keys, &second.kid).publish_until_s,
+        None,
+        "active key untouched"
     );
 }
 

@@ -229,7 +229,9 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     ) -> Result<Agent, StoreError>;
 
     // ---- tokens
-    /// Records a newly issued token. `NotFound` if its agent does not exist.
+    /// Records a newly issued token. `NotFound` if its agent does not exist. If the
+    /// token's key was retired meanwhile (signed just before a rotation), the key's
+    /// `publish_until_s` is raised to the token's expiry in the same transaction.
     async fn record_token(&self, token: &TokenRecord) -> Result<(), StoreError>;
     /// The token with this jti.
     async fn token(&self, jti: &TokenId) -> Result<Option<TokenRecord>, StoreError>;

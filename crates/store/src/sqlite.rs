@@ -345,8 +345,9 @@ impl Store for SqliteStore {
     }
 
     async fn record_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
-        let mut conn = self.writer.acquire().await.map_err(db_err)?;
-        insert_token(&mut conn, token).await
+        let mut tx = self.write_tx().await?;
+        insert_token(&mut tx, token).await?;
+        tx.commit().await.map_err(db_err)
     }
 
     async fn token(&self, jti: &TokenId) -> Result<Option<TokenRecord>, StoreError> {
@@ -483,7 +484,18 @@ async fn insert_token(
     .bind(token.issued_at_s)
     .bind(token.expires_at_s)
     .bind(token.revoked_at_ms)
-    .execute(conn)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    // A token signed just before a rotation may be recorded just after it: its key must
+    // then stay published until this token expires too.
+    sqlx::query(
+        "UPDATE signing_keys SET publish_until_s = MAX(COALESCE(publish_until_s, 0), ?) \
+         WHERE kid = ? AND state = 'retired'",
+    )
+    .bind(token.expires_at_s)
+    .bind(&token.kid)
+    .execute(&mut *conn)
     .await
     .map_err(db_err)?;
     Ok(())

@@ -137,6 +137,14 @@ fn mint(
     };
     let ring = state.keys.load();
     let text = token::sign(&ring.active, &claims)?;
+    // Never hand out a token that verification would refuse for its size.
+    let max = state.config.max_token_bytes;
+    if text.len() > max {
+        return Err(ApiError::invalid(format!(
+            "the token would be {} bytes, over the {max}-byte limit: grant fewer or shorter scopes, audiences or a shorter description",
+            text.len()
+        )));
+    }
     let record = TokenRecord {
         jti,
         agent_id: agent.id.clone(),
@@ -298,7 +306,7 @@ pub async fn list(
 ) -> Result<ApiJson<AgentList>, ApiError> {
     let limit = q.limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
-        return Err(ApiError::bad_request("`limit` must be between 1 and 200"));
+        return Err(ApiError::invalid("`limit` must be between 1 and 200"));
     }
     let after = q.cursor.as_deref().map(decode_cursor).transpose()?;
     let page = state.store.list_agents(&issuer.id, after, limit).await?;
@@ -446,12 +454,21 @@ pub async fn revoke(
         .map(|r| check_text("reason", r, 512))
         .transpose()?;
     let id = AgentId::try_from(id.as_str()).map_err(|_| ApiError::not_found("agent"))?;
-    let agent = state
-        .store
-        .revoke_agent(&issuer.id, &id, reason.as_deref(), now_ms())
-        .await
-        .map_err(not_found_as("agent"))?;
-    state.mark_revoked(Revoked::Agent(agent.id.clone()));
+    // Spawned: if the client goes away mid-request, the commit and the in-memory
+    // mirror still happen together.
+    let task_state = Arc::clone(&state);
+    let issuer_id = issuer.id.clone();
+    let agent = tokio::spawn(async move {
+        let agent = task_state
+            .store
+            .revoke_agent(&issuer_id, &id, reason.as_deref(), now_ms())
+            .await
+            .map_err(not_found_as("agent"))?;
+        task_state.mark_revoked(Revoked::Agent(agent.id.clone()));
+        Ok::<_, ApiError>(agent)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("revoke task: {e}")))??;
     tracing::info!(issuer_id = %issuer.id, agent_id = %agent.id, "agent revoked");
     Ok(ApiJson(AgentRevoked {
         revoked: true,
@@ -512,12 +529,19 @@ pub async fn revoke_token(
         }
         _ => return Err(ApiError::invalid("give exactly one of `jti` and `token`")),
     };
-    let record = state
-        .store
-        .revoke_token(&issuer.id, &jti, now_ms())
-        .await
-        .map_err(not_found_as("token"))?;
-    state.mark_revoked(Revoked::Token(record.jti.clone()));
+    let task_state = Arc::clone(&state);
+    let issuer_id = issuer.id.clone();
+    let record = tokio::spawn(async move {
+        let record = task_state
+            .store
+            .revoke_token(&issuer_id, &jti, now_ms())
+            .await
+            .map_err(not_found_as("token"))?;
+        task_state.mark_revoked(Revoked::Token(record.jti.clone()));
+        Ok::<_, ApiError>(record)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("revoke task: {e}")))??;
     tracing::info!(issuer_id = %issuer.id, jti = %record.jti, "token revoked");
     Ok(ApiJson(TokenRevoked {
         revoked: true,
