@@ -157,10 +157,12 @@ pub struct Features {
 #[utoipa::path(get, path = "/v1/health", tag = "discovery", responses((status = 200, body = Health), (status = 503)))]
 pub async fn health(State(state): State<Arc<AppState>>) -> Result<ApiJson<Health>, ApiError> {
     state.store.has_admin_key().await.map_err(|e| {
+        // The detail is for the operator's log, not for anonymous callers.
+        tracing::error!(error = %e, "health check: store unavailable");
         ApiError::new(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             "STORE_UNAVAILABLE",
-            e.to_string(),
+            "the store is not answering",
         )
     })?;
     Ok(ApiJson(Health {
