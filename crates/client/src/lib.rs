@@ -174,14 +174,46 @@ impl Client {
     }
 }
 
-/// Loads a JWKS from an `http(s)://` URL or a file path.
+/// Largest JWKS accepted, in bytes.
+pub const MAX_JWKS_BYTES: usize = 1024 * 1024;
+
+/// True for `http://` URLs whose host is loopback (`localhost`, `127.x`, `[::1]`).
+fn is_loopback_http(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Loads a JWKS from an `https://` URL (or `http://` on loopback) or a file path.
+///
+/// The keys decide which tokens are trusted, so the fetch is strict: plain http only
+/// to this machine, no redirects, at most [`MAX_JWKS_BYTES`], 30 s.
 pub async fn load_jwks(source: &str) -> Result<Jwks, ClientError> {
+    let decode = |reason: String| ClientError::Decode {
+        url: source.to_owned(),
+        reason,
+    };
+    if source.starts_with("http://") && !is_loopback_http(source) {
+        return Err(decode(
+            "refusing a JWKS over plain http from another host: use https (or a file)".into(),
+        ));
+    }
     if source.starts_with("http://") || source.starts_with("https://") {
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(30))
+            .redirect(reqwest::redirect::Policy::none())
             .build()
-            .unwrap_or_default();
-        let resp = http
+            .map_err(|e| decode(e.to_string()))?;
+        let mut resp = http
             .get(source)
             .send()
             .await
@@ -190,24 +222,25 @@ pub async fn load_jwks(source: &str) -> Result<Jwks, ClientError> {
                 reason: e.to_string(),
             })?;
         if !resp.status().is_success() {
-            return Err(ClientError::Decode {
-                url: source.to_owned(),
-                reason: format!("HTTP {}", resp.status()),
-            });
+            return Err(decode(format!(
+                "HTTP {} (redirects are not followed)",
+                resp.status()
+            )));
         }
-        resp.json().await.map_err(|e| ClientError::Decode {
-            url: source.to_owned(),
-            reason: e.to_string(),
-        })
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| decode(e.to_string()))? {
+            if body.len() + chunk.len() > MAX_JWKS_BYTES {
+                return Err(decode(format!("JWKS larger than {MAX_JWKS_BYTES} bytes")));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        serde_json::from_slice(&body).map_err(|e| decode(e.to_string()))
     } else {
         let text = std::fs::read_to_string(source).map_err(|e| ClientError::File {
             path: source.to_owned(),
             reason: e.to_string(),
         })?;
-        serde_json::from_str(&text).map_err(|e| ClientError::Decode {
-            url: source.to_owned(),
-            reason: e.to_string(),
-        })
+        serde_json::from_str(&text).map_err(|e| decode(e.to_string()))
     }
 }
 
@@ -249,5 +282,39 @@ impl OfflineVerifier {
             token,
             revocation_checked: false,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_only_to_loopback() {
+        for ok in [
+            "http://127.0.0.1:8080/.well-known/jwks.json",
+            "http://localhost/x",
+            "http://[::1]:9/x",
+            "http://127.1.2.3",
+        ] {
+            assert!(is_loopback_http(ok), "{ok}");
+        }
+        for bad in [
+            "http://example.com/x",
+            "http://127.0.0.1.evil.example/x",
+            "http://10.0.0.1/",
+            "https://127.0.0.1/",
+            "http://user@example.com/",
+        ] {
+            assert!(!is_loopback_http(bad), "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn refuses_remote_plain_http_without_connecting() {
+        let err = load_jwks("http://example.invalid/jwks.json")
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("plain http"), "{err}");
     }
 }
