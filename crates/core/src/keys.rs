@@ -65,7 +65,7 @@ const fn ed25519_y_near_p(low: u8) -> [u8; 32] {
     y
 }
 
-fn ed25519_small_order(x: &[u8]) -> bool {
+pub(crate) fn ed25519_small_order(x: &[u8]) -> bool {
     let mut y = [0u8; 32];
     if x.len() != 32 {
         return false;

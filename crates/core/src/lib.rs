@@ -2,7 +2,8 @@
 //!
 //! Keys and JWKS ([`keys`]), the hardened compact JWS ([`jws`]), agent tokens and their
 //! verification pipeline ([`token`]), identifiers ([`ids`]), API keys ([`apikey`]) and
-//! scopes ([`scopes`]).
+//! scopes ([`scopes`]), the RFC 6962 Merkle tree of the audit log ([`merkle`]) and its
+//! C2SP signed checkpoints ([`note`]).
 //!
 //! Architecture invariant: this crate does no I/O, spawns nothing, is not async and
 //! never reads the clock: `now` is an argument. Random bytes for identifiers and API
@@ -17,6 +18,8 @@ pub mod ids;
 pub mod json;
 pub mod jws;
 pub mod keys;
+pub mod merkle;
+pub mod note;
 pub mod scopes;
 pub mod token;
 
