@@ -73,26 +73,38 @@ fn mutation() -> impl Strategy<Value = Mutation> {
 }
 
 fn apply(token: &str, m: &Mutation) -> String {
+    // Total over any input: an earlier mutation may have emptied the token or made it
+    // non-ASCII, so positions are taken modulo the length and moved to char boundaries.
     let bytes = token.as_bytes();
+    let boundary = |i: usize| {
+        let mut i = i.min(token.len());
+        while !token.is_char_boundary(i) {
+            i -= 1;
+        }
+        i
+    };
     match *m {
+        Mutation::Flip(_, _) | Mutation::Truncate(_) | Mutation::Remove(_) if bytes.is_empty() => {
+            String::new()
+        }
         Mutation::Flip(i, mask) => {
             let mut b = bytes.to_vec();
             let i = i % b.len();
             b[i] ^= mask;
             String::from_utf8_lossy(&b).into_owned()
         }
-        Mutation::Truncate(i) => {
-            // Tokens are ASCII, so every byte index is a char boundary.
-            token[..i % bytes.len()].to_owned()
-        }
+        Mutation::Truncate(i) => token[..boundary(i % bytes.len())].to_owned(),
         Mutation::Insert(i, c) => {
             let mut s = token.to_owned();
-            s.insert(i % (bytes.len() + 1), c);
+            s.insert(boundary(i % (bytes.len() + 1)), c);
             s
         }
         Mutation::Remove(i) => {
             let mut s = token.to_owned();
-            s.remove(i % bytes.len());
+            let at = boundary(i % bytes.len());
+            if at < s.len() {
+                s.remove(at);
+            }
             s
         }
     }
@@ -320,4 +332,19 @@ fn jwk_value() -> impl Strategy<Value = serde_json::Value> {
             }
             serde_json::Value::Object(m)
         })
+}
+
+/// Found by CI: a truncation to nothing followed by a flip used to divide by zero in
+/// the test's own mutation code.
+#[test]
+fn mutations_of_an_emptied_token_are_total() {
+    for alg in 0..3 {
+        let original = &genuine()[alg];
+        let emptied = apply(original, &Mutation::Truncate(0));
+        assert_eq!(emptied, "");
+        assert_eq!(apply(&emptied, &Mutation::Flip(0, 1)), "");
+        assert_eq!(apply(&emptied, &Mutation::Remove(3)), "");
+        assert_eq!(apply("é", &Mutation::Truncate(1)), "");
+        assert!(check(&apply(&emptied, &Mutation::Insert(5, 'x'))).is_err());
+    }
 }
