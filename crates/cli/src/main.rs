@@ -354,7 +354,7 @@ fn client(url: &str, kind: KeyKind) -> Result<Client> {
             kind.as_str()
         );
     }
-    Ok(Client::new(url, Some(key.trim().to_owned())))
+    Client::new(url, Some(key.trim().to_owned())).map_err(explain)
 }
 
 fn explain(e: ClientError) -> anyhow::Error {
@@ -423,7 +423,7 @@ async fn verify(url: &str, args: VerifyArgs, out: Out) -> Result<ExitCode> {
         out.verified(&answer);
         return Ok(exit_for(&answer));
     }
-    let client = Client::new(url, None);
+    let client = Client::new(url, None).map_err(explain)?;
     let answer = client
         .verify(&token, &args.scopes, args.audience.as_deref())
         .await

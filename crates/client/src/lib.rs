@@ -76,16 +76,21 @@ impl fmt::Debug for Client {
 }
 
 impl Client {
-    /// A client for the registry at `base` (e.g. `http://127.0.0.1:8080`).
-    pub fn new(base: &str, api_key: Option<String>) -> Self {
-        Client {
+    /// A client for the registry at `base` (e.g. `http://127.0.0.1:8080`), with a 30 s
+    /// timeout per request. Fails only if the TLS backend cannot be set up.
+    pub fn new(base: &str, api_key: Option<String>) -> Result<Self, ClientError> {
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .map_err(|e| ClientError::Unreachable {
+                url: base.to_owned(),
+                reason: format!("cannot set up the HTTP client: {e}"),
+            })?;
+        Ok(Client {
             base: base.trim_end_matches('/').to_owned(),
             api_key,
-            http: reqwest::Client::builder()
-                .timeout(std::time::Duration::from_secs(30))
-                .build()
-                .unwrap_or_default(),
-        }
+            http,
+        })
     }
 
     /// The registry's base URL.
