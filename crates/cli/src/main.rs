@@ -460,10 +460,11 @@ async fn serve(args: ServeArgs) -> Result<()> {
     };
     let store: Arc<dyn Store> = Arc::new(store);
     let server = Server::bind(args.listen, config, store).await?;
+    let shutdown = shutdown_signal()?;
     let addr = server.local_addr()?;
     tracing::info!(%addr, data_dir = %args.data_dir.display(), "bonafide listening");
     eprintln!("bonafide listening on http://{addr}");
-    server.run(shutdown_signal()).await?;
+    server.run(shutdown).await?;
     tracing::info!("bonafide stopped");
     Ok(())
 }
@@ -530,24 +531,27 @@ fn init_logging(format: &str) -> Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// Installs the SIGINT/SIGTERM handlers now (before the address is announced, so a
+/// signal that arrives right after start-up is never met by the default action) and
+/// returns the future that resolves when one arrives.
+#[cfg(unix)]
+fn shutdown_signal() -> Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
-    tracing::info!("shutting down");
+        tracing::info!("shutting down");
+    })
+}
+
+#[cfg(not(unix))]
+fn shutdown_signal() -> Result<impl Future<Output = ()>> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+    })
 }
