@@ -26,6 +26,7 @@ use aws_lc_rs::signature::{self, Ed25519KeyPair, KeyPair, ParsedPublicKey};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
+use crate::merkle::Hash;
 use crate::sha256;
 
 /// Largest signed note [`open_note`] reads and [`sign_note`] writes, in bytes (1 MiB).
@@ -782,7 +783,7 @@ pub struct Checkpoint {
     /// Number of leaves in the tree.
     pub size: u64,
     /// RFC 6962 Merkle tree hash of the first `size` leaves.
-    pub root: [u8; 32],
+    pub root: Hash,
     /// Opaque extension lines, each non-empty and without newline. Not recommended
     /// by the spec (monitors cannot audit them); Bonafide writes none.
     pub extensions: Vec<String>,
@@ -815,7 +816,7 @@ impl Checkpoint {
         let root = STANDARD
             .decode(next(3)?)
             .ok()
-            .and_then(|r| <[u8; 32]>::try_from(r).ok())
+            .and_then(|r| Hash::try_from(r.as_slice()).ok())
             .ok_or(bad(CheckpointProblem::RootHash))?;
         let mut extensions = Vec::new();
         for (i, line) in lines.enumerate() {
@@ -840,7 +841,7 @@ impl Checkpoint {
         push_line(&mut out, &self.origin, 1)?;
         out.push_str(&self.size.to_string());
         out.push('\n');
-        out.push_str(&STANDARD.encode(self.root));
+        out.push_str(&STANDARD.encode(self.root.as_bytes()));
         out.push('\n');
         for (i, line) in self.extensions.iter().enumerate() {
             push_line(&mut out, line, i + 4)?;
@@ -1091,7 +1092,7 @@ mod tests {
         let mut cp = Checkpoint {
             origin: "example.com/log".into(),
             size: 3,
-            root: [7; 32],
+            root: Hash([7; 32]),
             extensions: vec![],
         };
         assert!(cp.to_text().is_ok());

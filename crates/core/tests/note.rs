@@ -16,6 +16,7 @@ use base64::engine::general_purpose::STANDARD;
 use bonafide_core::note::{
     self, Checkpoint, CheckpointProblem, LineProblem, NoteError, NoteSigner, NoteVerifier,
 };
+use bonafide_core::merkle::Hash;
 use proptest::prelude::*;
 use serde::Deserialize;
 
@@ -57,7 +58,7 @@ impl CaseCheckpoint {
         Checkpoint {
             origin: self.origin.clone(),
             size: self.size,
-            root: STANDARD.decode(&self.root).unwrap().try_into().unwrap(),
+            root: Hash(STANDARD.decode(&self.root).unwrap().try_into().unwrap()),
             extensions: self.extensions.clone(),
         }
     }
@@ -405,7 +406,7 @@ fn checkpoint_round_trip_and_origin() {
     let cp = Checkpoint {
         origin: "example.com/log".into(),
         size: 0,
-        root: bonafide_core::sha256(b""),
+        root: Hash(bonafide_core::sha256(b"")),
         extensions: vec!["ext one".into()],
     };
     let msg = note::sign_checkpoint(&cp, &[&signer]).unwrap();
@@ -606,7 +607,7 @@ proptest! {
         extensions in prop::collection::vec("[^\\x00-\\x1f]{1,20}", 0..3),
     ) {
         let signer = NoteSigner::from_seed("log.example", &[1; 32]).unwrap();
-        let cp = Checkpoint { origin: origin.clone(), size, root, extensions };
+        let cp = Checkpoint { origin: origin.clone(), size, root: Hash(root), extensions };
         let msg = note::sign_checkpoint(&cp, &[&signer]).unwrap();
         let opened = note::open_checkpoint(&msg, &origin, &[signer.verifier().clone()]).unwrap();
         prop_assert_eq!(opened.checkpoint(), &cp);
