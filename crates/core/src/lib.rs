@@ -3,7 +3,8 @@
 //! Keys and JWKS ([`keys`]), the hardened compact JWS ([`jws`]), agent tokens and their
 //! verification pipeline ([`token`]), identifiers ([`ids`]), API keys ([`apikey`]) and
 //! scopes ([`scopes`]), the RFC 6962 Merkle tree of the audit log ([`merkle`]) and its
-//! C2SP signed checkpoints ([`note`]).
+//! C2SP signed checkpoints ([`note`]),
+//! and the canonical entries it holds ([`audit`]).
 //!
 //! Architecture invariant: this crate does no I/O, spawns nothing, is not async and
 //! never reads the clock: `now` is an argument. Random bytes for identifiers and API
@@ -13,6 +14,7 @@
 #![warn(missing_docs)]
 
 pub mod apikey;
+pub mod audit;
 pub mod b64;
 pub mod ids;
 pub mod json;

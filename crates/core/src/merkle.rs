@@ -294,6 +294,60 @@ impl HashReader for Vec<Hash> {
     }
 }
 
+impl HashReader for std::collections::HashMap<u64, Hash> {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, LogError> {
+        indexes
+            .iter()
+            .map(|i| self.get(i).copied().ok_or(LogError::MissingHash(*i)))
+            .collect()
+    }
+}
+
+/// Stored hashes fetched ahead of a computation: position `i` of `hashes` is the hash
+/// at stored index `indexes[i]`.
+///
+/// Lets an async store answer a proof in one round trip: ask
+/// [`inclusion_proof_indexes`] (or [`consistency_proof_indexes`],
+/// [`tree_hash_indexes`]) what is needed, fetch those, then compute from this.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Prefetched {
+    indexes: Vec<u64>,
+    hashes: Vec<Hash>,
+}
+
+impl Prefetched {
+    /// Pairs up `indexes` and `hashes`; `ShortRead` if their lengths differ.
+    pub fn new(indexes: Vec<u64>, hashes: Vec<Hash>) -> Result<Self, LogError> {
+        if indexes.len() != hashes.len() {
+            return Err(LogError::ShortRead {
+                wanted: indexes.len(),
+                got: hashes.len(),
+            });
+        }
+        Ok(Prefetched { indexes, hashes })
+    }
+}
+
+impl HashReader for Prefetched {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, LogError> {
+        // The fast path: asked for exactly what was fetched (the usual case).
+        if indexes == self.indexes.as_slice() {
+            return Ok(self.hashes.clone());
+        }
+        indexes
+            .iter()
+            .map(|i| {
+                self.indexes
+                    .iter()
+                    .position(|x| x == i)
+                    .and_then(|at| self.hashes.get(at))
+                    .copied()
+                    .ok_or(LogError::MissingHash(*i))
+            })
+            .collect()
+    }
+}
+
 /// Reads `indexes` and checks the reader kept its side of the contract.
 fn read_all<R: HashReader + ?Sized>(reader: &R, indexes: &[u64]) -> Result<Vec<Hash>, LogError> {
     if indexes.is_empty() {
@@ -354,6 +408,95 @@ pub fn stored_hashes_for_leaf<R: HashReader + ?Sized>(
         hashes.push(h);
     }
     Ok(hashes)
+}
+
+/// The right edge of a tree: the roots of the perfect subtrees that make up its
+/// records, largest (leftmost) first. Enough to append records and to compute the
+/// root without reading anything else, because every left sibling an append needs
+/// is one of them (or was appended since).
+///
+/// An appender loads it once per batch (its [`Frontier::indexes`] from the store),
+/// then [`Frontier::append`] yields exactly what [`stored_hashes`] would.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frontier {
+    size: u64,
+    /// One hash per set bit of `size`, highest bit first.
+    nodes: Vec<Hash>,
+}
+
+impl Frontier {
+    /// The frontier of the empty tree.
+    pub fn empty() -> Self {
+        Frontier {
+            size: 0,
+            nodes: Vec::new(),
+        }
+    }
+
+    /// The stored hash indexes of the frontier of a tree of `size` records, largest
+    /// subtree first: what [`Frontier::from_hashes`] wants.
+    pub fn indexes(size: u64) -> Vec<u64> {
+        tree_hash_indexes(size)
+    }
+
+    /// The frontier of a tree of `size` records from the hashes at
+    /// [`Frontier::indexes`]`(size)`, in that order.
+    pub fn from_hashes(size: u64, hashes: Vec<Hash>) -> Result<Self, LogError> {
+        check_size(size)?;
+        let wanted = size.count_ones() as usize;
+        if hashes.len() != wanted {
+            return Err(LogError::ShortRead {
+                wanted,
+                got: hashes.len(),
+            });
+        }
+        Ok(Frontier {
+            size,
+            nodes: hashes,
+        })
+    }
+
+    /// The frontier of a tree of `size` records, read from `reader`.
+    pub fn read<R: HashReader + ?Sized>(size: u64, reader: &R) -> Result<Self, LogError> {
+        let hashes = read_all(reader, &Self::indexes(size))?;
+        Self::from_hashes(size, hashes)
+    }
+
+    /// Number of records.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Appends a record with leaf hash `leaf`; returns the hashes to store for it,
+    /// starting at `stored_hash_index(0, old size)` (the leaf hash, then every
+    /// interior node it completes).
+    pub fn append(&mut self, leaf: Hash) -> Result<Vec<Hash>, LogError> {
+        check_size(self.size.saturating_add(1))?;
+        let merges = self.size.trailing_ones();
+        let mut out = Vec::with_capacity(merges as usize + 1);
+        let mut h = leaf;
+        out.push(h);
+        for _ in 0..merges {
+            // INVARIANT: each trailing 1 bit of size has its subtree on the frontier.
+            let left = self.nodes.pop().ok_or(LogError::MissingHash(self.size))?;
+            h = node_hash(&left, &h);
+            out.push(h);
+        }
+        self.nodes.push(h);
+        self.size += 1;
+        Ok(out)
+    }
+
+    /// The Merkle tree hash of the records so far (RFC 6962 §2.1).
+    pub fn root(&self) -> Hash {
+        match self.nodes.split_last() {
+            None => empty_tree_hash(),
+            Some((last, others)) => others
+                .iter()
+                .rev()
+                .fold(*last, |right, left| node_hash(left, &right)),
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------
@@ -427,6 +570,37 @@ pub fn tree_hash<R: HashReader + ?Sized>(size: u64, reader: &R) -> Result<Hash, 
     let (root, rest) = subtree_hash(0, size, &hashes)?;
     ensure_consumed(rest)?;
     Ok(root)
+}
+
+/// The stored hash indexes [`tree_hash`] reads for a tree of `size` records, in the
+/// order it reads them. Empty for an empty or too large tree.
+pub fn tree_hash_indexes(size: u64) -> Vec<u64> {
+    let mut need = Vec::new();
+    if size > 0 && size <= MAX_TREE_SIZE {
+        subtree_indexes(0, size, &mut need);
+    }
+    need
+}
+
+/// The stored hash indexes [`prove_record`] reads for record `index` in a tree of
+/// `tree_size` records. Empty when the arguments are out of range (the proof itself
+/// then reports the error).
+pub fn inclusion_proof_indexes(tree_size: u64, index: u64) -> Vec<u64> {
+    let mut need = Vec::new();
+    if index < tree_size && tree_size <= MAX_TREE_SIZE {
+        record_proof_indexes(0, tree_size, index, &mut need);
+    }
+    need
+}
+
+/// The stored hash indexes [`prove_tree`] reads for a proof from `old_size` to
+/// `new_size`. Empty when no hashes are needed or the arguments are out of range.
+pub fn consistency_proof_indexes(new_size: u64, old_size: u64) -> Vec<u64> {
+    let mut need = Vec::new();
+    if old_size > 0 && old_size < new_size && new_size <= MAX_TREE_SIZE {
+        tree_proof_indexes(0, new_size, old_size, &mut need);
+    }
+    need
 }
 
 /// Stored indexes needed for the audit path of record `n` in records `[lo, hi)`.

@@ -1202,3 +1202,83 @@ fn tile_hashes_are_the_stored_hashes_of_their_level() {
     );
     assert_eq!(Tile::new(8, 0, 1).unwrap().stored_hash_indexes(), None);
 }
+
+// ---------------------------------------------------------------------------------
+// Frontier and prefetched reads (what the store's appender and proof server use)
+
+#[test]
+fn frontier_appends_match_stored_hashes_and_roots_for_every_size_to_1100() {
+    let entries = entries(1100);
+    let store = build(&entries);
+    let mut frontier = merkle::Frontier::empty();
+    assert_eq!(frontier.root(), empty_tree_hash());
+    for (n, entry) in entries.iter().enumerate() {
+        let n = n as u64;
+        // Reloading the frontier from the store at any size gives the same state.
+        let reloaded = merkle::Frontier::read(n, &store).unwrap();
+        assert_eq!(reloaded, frontier, "frontier at size {n}");
+        let got = frontier.append(leaf_hash(entry)).unwrap();
+        let start = stored_hash_index(0, n) as usize;
+        let end = stored_hash_count(n + 1) as usize;
+        assert_eq!(got, store[start..end], "stored hashes of record {n}");
+        assert_eq!(frontier.size(), n + 1);
+        assert_eq!(
+            frontier.root(),
+            tree_hash(n + 1, &store).unwrap(),
+            "root at {}",
+            n + 1
+        );
+    }
+}
+
+#[test]
+fn frontier_refuses_wrong_number_of_hashes() {
+    let store = build(&entries(6));
+    let mut hashes = store.read_hashes(&merkle::Frontier::indexes(6)).unwrap();
+    assert_eq!(hashes.len(), 2);
+    hashes.pop();
+    assert!(matches!(
+        merkle::Frontier::from_hashes(6, hashes),
+        Err(LogError::ShortRead { wanted: 2, got: 1 })
+    ));
+}
+
+#[test]
+fn prefetched_indexes_answer_proofs_exactly() {
+    let store = build(&entries(300));
+    for size in [1u64, 2, 3, 7, 8, 9, 100, 255, 256, 257, 300] {
+        let idx = merkle::tree_hash_indexes(size);
+        let pre = merkle::Prefetched::new(idx.clone(), store.read_hashes(&idx).unwrap()).unwrap();
+        assert_eq!(
+            tree_hash(size, &pre).unwrap(),
+            tree_hash(size, &store).unwrap()
+        );
+        for index in [0, size / 2, size - 1] {
+            let idx = merkle::inclusion_proof_indexes(size, index);
+            let pre =
+                merkle::Prefetched::new(idx.clone(), store.read_hashes(&idx).unwrap()).unwrap();
+            assert_eq!(
+                prove_record(size, index, &pre).unwrap(),
+                prove_record(size, index, &store).unwrap()
+            );
+        }
+        for old in [1, size / 3, size - 1] {
+            let idx = merkle::consistency_proof_indexes(size, old);
+            let pre =
+                merkle::Prefetched::new(idx.clone(), store.read_hashes(&idx).unwrap()).unwrap();
+            assert_eq!(
+                prove_tree(size, old, &pre).unwrap(),
+                prove_tree(size, old, &store).unwrap()
+            );
+        }
+    }
+    // Missing hashes are an error, never a wrong answer.
+    let pre = merkle::Prefetched::new(vec![0], vec![store[0]]).unwrap();
+    assert!(matches!(
+        prove_record(300, 5, &pre),
+        Err(LogError::MissingHash(_)) | Err(LogError::ShortRead { .. })
+    ));
+    assert!(merkle::Prefetched::new(vec![0, 1], vec![store[0]]).is_err());
+    assert!(merkle::inclusion_proof_indexes(5, 5).is_empty());
+    assert!(merkle::consistency_proof_indexes(5, 6).is_empty());
+}

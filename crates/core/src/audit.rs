@@ -1,0 +1,323 @@
+//! Audit log entries: what the registry writes down for every state change and every
+//! verify decision, as RFC 8785 (JCS) canonical JSON.
+//!
+//! Canonical JSON makes an entry's bytes a function of its content alone, so anyone
+//! holding the content can recompute the leaf hash (`SHA-256(0x00 ‖ entry)`, see
+//! [`crate::merkle::leaf_hash`]) and check it against the log. Entries hold no token
+//! and no secret: tokens appear as their SHA-256 ([`token_sha256`]).
+//!
+//! Entries are at most [`MAX_ENTRY_BYTES`], so that each fits a C2SP tlog-tiles entry
+//! bundle (a 16-bit length prefix per entry); [`AuditEntry::to_canonical`] refuses
+//! larger ones rather than cut them.
+
+use serde::{Deserialize, Serialize};
+
+use crate::merkle::{Hash, leaf_hash};
+
+/// Largest canonical entry, in bytes (tlog-tiles entry bundles use `uint16` lengths).
+pub const MAX_ENTRY_BYTES: usize = 65_535;
+
+/// Version of the entry format, the `v` member.
+pub const ENTRY_VERSION: u8 = 1;
+
+/// What went wrong building or reading an entry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuditError {
+    /// The canonical entry would exceed [`MAX_ENTRY_BYTES`].
+    #[error("audit entry is {0} bytes; the most is 65535")]
+    TooLarge(usize),
+    /// The entry could not be encoded (never expected for well-formed entries).
+    #[error("audit entry cannot be encoded: {0}")]
+    Encode(String),
+    /// The bytes are not an audit entry of this version.
+    #[error("not an audit entry: {0}")]
+    Malformed(String),
+    /// The bytes are an entry but not in RFC 8785 canonical form, so their hash is not
+    /// the hash a third party would compute from the content.
+    #[error("audit entry is not in RFC 8785 canonical form")]
+    NotCanonical,
+}
+
+/// The kind of event an entry records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum EventType {
+    /// An issuer was created (admin).
+    #[serde(rename = "issuer.created")]
+    IssuerCreated,
+    /// An agent was registered, with its first token.
+    #[serde(rename = "agent.registered")]
+    AgentRegistered,
+    /// A further token was issued for an agent.
+    #[serde(rename = "token.issued")]
+    TokenIssued,
+    /// An agent and all its tokens were revoked.
+    #[serde(rename = "agent.revoked")]
+    AgentRevoked,
+    /// One token was revoked.
+    #[serde(rename = "token.revoked")]
+    TokenRevoked,
+    /// A key was added (an admin API key, or the registry's first signing key).
+    #[serde(rename = "key.added")]
+    KeyAdded,
+    /// The registry signing key was rotated.
+    #[serde(rename = "key.rotated")]
+    KeyRotated,
+    /// A key was revoked.
+    #[serde(rename = "key.revoked")]
+    KeyRevoked,
+    /// A receiver asked whether a token is valid and allowed; `decision` says.
+    #[serde(rename = "verify")]
+    Verify,
+}
+
+impl EventType {
+    /// The wire name (`agent.registered`, `verify`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::IssuerCreated => "issuer.created",
+            EventType::AgentRegistered => "agent.registered",
+            EventType::TokenIssued => "token.issued",
+            EventType::AgentRevoked => "agent.revoked",
+            EventType::TokenRevoked => "token.revoked",
+            EventType::KeyAdded => "key.added",
+            EventType::KeyRotated => "key.rotated",
+            EventType::KeyRevoked => "key.revoked",
+            EventType::Verify => "verify",
+        }
+    }
+}
+
+/// Who caused the event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+#[non_exhaustive]
+pub enum Actor {
+    /// Someone holding an admin key.
+    Admin,
+    /// An issuer, by id (`iss_…`).
+    Issuer {
+        /// The issuer id.
+        id: String,
+    },
+    /// A receiver, by id (`rcv_…`).
+    Receiver {
+        /// The receiver id.
+        id: String,
+    },
+    /// The registry itself (start-up, key generation).
+    Registry,
+    /// A caller that presented no key.
+    Anonymous,
+}
+
+/// A verify decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    /// Valid and within the grant.
+    Allow,
+    /// Anything else.
+    Deny,
+}
+
+/// One audit log entry. Optional members are left out when absent, and lists when
+/// empty, so the canonical form holds only what is known.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditEntry {
+    /// Format version, [`ENTRY_VERSION`].
+    pub v: u8,
+    /// What happened.
+    #[serde(rename = "type")]
+    pub event: EventType,
+    /// When, Unix milliseconds.
+    pub time_ms: i64,
+    /// Who did it.
+    pub actor: Actor,
+    /// The agent concerned (`agt_…`); for verify decisions only when the token's
+    /// signature checked out, so a forged token cannot write into an agent's history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// The issuer concerned (`iss_…`), where the event is about one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// Lowercase hex SHA-256 of the token text; never the token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_sha256: Option<String>,
+    /// The token's `jti`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+    /// A key id (registry signing key `kid`, or the SHA-256 prefix of an API key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kid: Option<String>,
+    /// Allow or deny, for verify decisions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<Decision>,
+    /// Machine-readable reasons (error codes) for a deny.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
+    /// Scopes: requested (verify) or granted (registration).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+    /// The audience or target resource the request named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// Free text the actor gave (a revocation reason).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// The request id of the HTTP request that caused it, to match server logs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+impl AuditEntry {
+    /// A new entry with only the mandatory members set.
+    pub fn new(event: EventType, time_ms: i64, actor: Actor) -> Self {
+        AuditEntry {
+            v: ENTRY_VERSION,
+            event,
+            time_ms,
+            actor,
+            agent: None,
+            issuer: None,
+            token_sha256: None,
+            jti: None,
+            kid: None,
+            decision: None,
+            reasons: Vec::new(),
+            scopes: Vec::new(),
+            target: None,
+            note: None,
+            request_id: None,
+        }
+    }
+
+    /// The RFC 8785 canonical JSON bytes: what is stored and hashed.
+    pub fn to_canonical(&self) -> Result<Vec<u8>, AuditError> {
+        let bytes = serde_json_canonicalizer::to_vec(self)
+            .map_err(|e| AuditError::Encode(e.to_string()))?;
+        if bytes.len() > MAX_ENTRY_BYTES {
+            return Err(AuditError::TooLarge(bytes.len()));
+        }
+        Ok(bytes)
+    }
+
+    /// Parses stored entry bytes and checks they are canonical (so that
+    /// `leaf_hash(bytes)` is the hash of this content).
+    pub fn from_canonical(bytes: &[u8]) -> Result<Self, AuditError> {
+        if bytes.len() > MAX_ENTRY_BYTES {
+            return Err(AuditError::TooLarge(bytes.len()));
+        }
+        crate::json::check(bytes, crate::json::JsonLimits::default())
+            .map_err(|e| AuditError::Malformed(e.to_string()))?;
+        let entry: AuditEntry =
+            serde_json::from_slice(bytes).map_err(|e| AuditError::Malformed(e.to_string()))?;
+        if entry.v != ENTRY_VERSION {
+            return Err(AuditError::Malformed(format!(
+                "version {} (this is version {ENTRY_VERSION})",
+                entry.v
+            )));
+        }
+        if entry.to_canonical()? != bytes {
+            return Err(AuditError::NotCanonical);
+        }
+        Ok(entry)
+    }
+}
+
+/// The leaf hash of canonical entry bytes (re-exported here for the reader's sake).
+pub fn entry_leaf_hash(canonical: &[u8]) -> Hash {
+    leaf_hash(canonical)
+}
+
+/// Lowercase hex SHA-256 of a token, as entries and logs carry it.
+pub fn token_sha256(token: &str) -> String {
+    crate::hex(&crate::sha256(token.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> AuditEntry {
+        let mut e = AuditEntry::new(
+            EventType::Verify,
+            1_764_052_418_123,
+            Actor::Receiver { id: "rcv_x".into() },
+        );
+        e.agent = Some("agt_a".into());
+        e.token_sha256 = Some(token_sha256("abc"));
+        e.decision = Some(Decision::Deny);
+        e.reasons = vec!["SCOPE_NOT_GRANTED".into()];
+        e.scopes = vec!["read:data".into(), "write:ä".into()];
+        e.target = Some("https://api.example".into());
+        e
+    }
+
+    #[test]
+    fn canonical_form_is_sorted_compact_and_round_trips() {
+        let bytes = sample().to_canonical().unwrap();
+        let text = std::str::from_utf8(&bytes).unwrap();
+        assert_eq!(
+            text,
+            r#"{"actor":{"id":"rcv_x","kind":"receiver"},"agent":"agt_a","decision":"deny","reasons":["SCOPE_NOT_GRANTED"],"scopes":["read:data","write:ä"],"target":"https://api.example","time_ms":1764052418123,"token_sha256":"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad","type":"verify","v":1}"#
+        );
+        assert_eq!(AuditEntry::from_canonical(&bytes).unwrap(), sample());
+    }
+
+    #[test]
+    fn non_canonical_or_foreign_bytes_are_refused() {
+        let bytes = sample().to_canonical().unwrap();
+        let pretty = serde_json::to_vec_pretty(&sample()).unwrap();
+        assert_eq!(
+            AuditEntry::from_canonical(&pretty),
+            Err(AuditError::NotCanonical)
+        );
+        let mut v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        v["extra"] = 1.into();
+        let extra = serde_json_canonicalizer::to_vec(&v).unwrap();
+        assert!(matches!(
+            AuditEntry::from_canonical(&extra),
+            Err(AuditError::Malformed(_))
+        ));
+        v = serde_json::from_slice(&bytes).unwrap();
+        v["v"] = 2.into();
+        let v2 = serde_json_canonicalizer::to_vec(&v).unwrap();
+        assert!(matches!(
+            AuditEntry::from_canonical(&v2),
+            Err(AuditError::Malformed(_))
+        ));
+        let dup = br#"{"v":1,"v":1}"#;
+        assert!(matches!(
+            AuditEntry::from_canonical(dup),
+            Err(AuditError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn oversized_entries_are_refused_not_cut() {
+        let mut e = sample();
+        e.note = Some("x".repeat(MAX_ENTRY_BYTES));
+        assert!(matches!(e.to_canonical(), Err(AuditError::TooLarge(_))));
+    }
+
+    #[test]
+    fn actors_serialise_with_their_kind() {
+        for (actor, want) in [
+            (Actor::Admin, r#"{"kind":"admin"}"#),
+            (Actor::Anonymous, r#"{"kind":"anonymous"}"#),
+            (Actor::Registry, r#"{"kind":"registry"}"#),
+            (
+                Actor::Issuer { id: "iss_1".into() },
+                r#"{"id":"iss_1","kind":"issuer"}"#,
+            ),
+        ] {
+            assert_eq!(
+                String::from_utf8(serde_json_canonicalizer::to_vec(&actor).unwrap()).unwrap(),
+                want
+            );
+        }
+    }
+}
