@@ -13,10 +13,10 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use bonafide_core::merkle::Hash;
 use bonafide_core::note::{
     self, Checkpoint, CheckpointProblem, LineProblem, NoteError, NoteSigner, NoteVerifier,
 };
-use bonafide_core::merkle::Hash;
 use proptest::prelude::*;
 use serde::Deserialize;
 
