@@ -23,6 +23,7 @@ pub mod keys;
 pub mod merkle;
 pub mod note;
 pub mod scopes;
+pub mod tlog_proof;
 pub mod token;
 
 use aws_lc_rs::digest;

@@ -1,0 +1,75 @@
+//! Writes the seed inputs under `fuzz/seeds/<target>/` that need a signature from a
+//! fuzz fixture key (the other seeds are copied from published vectors; see
+//! README.md). Deterministic: running it again writes the same bytes.
+//!
+//! `cargo run --manifest-path fuzz/Cargo.toml --example make_seeds`
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use bonafide_core::{note, tlog_proof, token};
+
+fn dir(target: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("seeds")
+        .join(target);
+    fs::create_dir_all(&dir).expect("create seeds dir");
+    dir
+}
+
+fn write(target: &str, name: &str, bytes: &[u8]) {
+    fs::write(dir(target).join(name), bytes).expect("write seed");
+}
+
+fn main() {
+    let log = bonafide_fuzz::log();
+    // Each signed seed is checked to pass the target's verification before it is written.
+    note::open_checkpoint(
+        &log.signed,
+        bonafide_fuzz::ORIGIN,
+        bonafide_fuzz::note_verifiers(),
+    )
+    .expect("checkpoint opens");
+    write("note_open", "fuzz_log_checkpoint", log.signed.as_bytes());
+    write(
+        "checkpoint_parse",
+        "fuzz_log_checkpoint_text",
+        log.checkpoint.to_text().expect("text").as_bytes(),
+    );
+    for (index, extra) in [(0, None), (7, Some(b"context".to_vec())), (20, None)] {
+        let proof = bonafide_fuzz::proof(index, extra);
+        tlog_proof::verify_tlog_proof(
+            &proof,
+            &log.entries[index as usize],
+            bonafide_fuzz::ORIGIN,
+            std::slice::from_ref(log.signer.verifier()),
+        )
+        .expect("proof verifies");
+        write(
+            "tlog_proof_parse",
+            &format!("fuzz_log_index_{index}.tlog-proof"),
+            proof.to_text().as_bytes(),
+        );
+    }
+    // Mode byte 0: verify as is; 1: sign the rest as a payload, then verify.
+    let token = token::sign(bonafide_fuzz::token_key(), &bonafide_fuzz::claims()).expect("sign");
+    token::verify(
+        &token,
+        bonafide_fuzz::key_set(),
+        &bonafide_fuzz::verify_options(),
+        bonafide_fuzz::NOW,
+    )
+    .expect("token verifies");
+    write(
+        "jws_verify",
+        "genuine_token",
+        &[b"\x00", token.as_bytes()].concat(),
+    );
+    let claims = serde_json::to_vec(&bonafide_fuzz::claims()).expect("json");
+    write(
+        "jws_verify",
+        "genuine_claims",
+        &[b"\x01", claims.as_slice()].concat(),
+    );
+    println!("seeds written under {}", dir("").display());
+}
