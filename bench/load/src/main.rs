@@ -322,7 +322,19 @@ async fn start_servers(breakdown: bool) -> Result<Servers> {
     aws_lc_rs::rand::fill(&mut random).map_err(|_| anyhow!("no randomness for the admin key"))?;
     let admin = ApiKey::from_random(KeyKind::Admin, random);
     store
-        .add_admin_key(&admin.hash(), 0)
+        .add_admin_key(
+            &admin.hash(),
+            0,
+            &bonafide_server::audit::record(
+                &bonafide_core::audit::AuditEntry::new(
+                    bonafide_core::audit::EventType::KeyAdded,
+                    0,
+                    bonafide_core::audit::Actor::Registry,
+                ),
+                None,
+                None,
+            )?,
+        )
         .await
         .context("adding the admin key")?;
     let store: Arc<dyn Store> = Arc::new(store);

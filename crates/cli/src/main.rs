@@ -11,9 +11,10 @@ use std::sync::Arc;
 use anyhow::{Context, Result, anyhow, bail};
 use bonafide_client::{Client, ClientError, OfflineVerifier, load_jwks};
 use bonafide_core::apikey::{ApiKey, KeyKind};
+use bonafide_core::audit::{Actor, AuditEntry, EventType};
 use bonafide_core::keys::Algorithm;
 use bonafide_server::{Config, Server};
-use bonafide_store::{SqliteStore, Store};
+use bonafide_store::{AuditRecord, SqliteStore, Store};
 use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
 
@@ -80,6 +81,14 @@ struct ServeArgs {
     /// Log format: json or text.
     #[arg(long, default_value = "json")]
     log_format: String,
+    /// Do not write verify decisions to the audit log. Only for measuring what the
+    /// log costs: receivers then get no `audit_index`. State changes are logged anyway.
+    #[arg(long)]
+    no_audit_verify: bool,
+    /// Origin (name) of the audit log, used when the log is first created; default
+    /// the public URL's host and path + `/audit`.
+    #[arg(long)]
+    audit_origin: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -308,8 +317,11 @@ async fn run(cli: Cli, out: Out) -> Result<ExitCode> {
                 .map(|k| k.alg);
             let alg = alg.or(current).unwrap_or(Algorithm::RS256);
             let record = bonafide_server::state::new_key_record(alg)?;
+            let now = bonafide_server::time::now_ms();
+            // The CLI acts with the data dir's file access, the registry's own power.
+            let audit = audit_record(EventType::KeyRotated, now, Some(record.kid.clone()))?;
             store
-                .rotate_signing_key(&record, bonafide_server::time::now_ms() / 1000)
+                .rotate_signing_key(&record, now / 1000, &audit)
                 .await?;
             out.rotated(&record.kid, alg);
             Ok(ExitCode::SUCCESS)
@@ -456,6 +468,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let config = Config {
         public_url: args.public_url.unwrap_or_default(),
         signing_alg: args.signing_alg,
+        audit_verify: !args.no_audit_verify,
+        audit_origin: args.audit_origin,
         ..Config::default()
     };
     let store: Arc<dyn Store> = Arc::new(store);
@@ -481,9 +495,7 @@ async fn bootstrap_admin(store: &SqliteStore, data_dir: &Path) -> Result<()> {
                 "BONAFIDE_ADMIN_KEY must be an admin key (bfk_adm_…); make one with `bonafide keys new-admin-key`"
             );
         }
-        store
-            .add_admin_key(&key.hash(), bonafide_server::time::now_ms())
-            .await?;
+        add_admin_key(store, &key).await?;
         return Ok(());
     }
     if store.has_admin_key().await? {
@@ -492,15 +504,31 @@ async fn bootstrap_admin(store: &SqliteStore, data_dir: &Path) -> Result<()> {
     let key = ApiKey::from_random(KeyKind::Admin, random20()?);
     let path = data_dir.join("admin.key");
     write_private(&path, &format!("{}\n", key.expose_secret()))?;
-    store
-        .add_admin_key(&key.hash(), bonafide_server::time::now_ms())
-        .await?;
+    add_admin_key(store, &key).await?;
     eprintln!(
         "created the admin API key (shown once; also saved to {}):\n  {}",
         path.display(),
         key.expose_secret()
     );
     Ok(())
+}
+
+/// Stores an admin key with its audit entry (the key's SHA-256 prefix as its id,
+/// never the key).
+async fn add_admin_key(store: &SqliteStore, key: &ApiKey) -> Result<()> {
+    let now = bonafide_server::time::now_ms();
+    let hash = key.hash();
+    let kid = format!("sha256:{}", bonafide_core::hex(&hash.0[..8]));
+    let audit = audit_record(EventType::KeyAdded, now, Some(kid))?;
+    store.add_admin_key(&hash, now, &audit).await?;
+    Ok(())
+}
+
+/// The audit record of a change the CLI makes directly in the data dir.
+fn audit_record(event: EventType, now_ms: i64, kid: Option<String>) -> Result<AuditRecord> {
+    let mut entry = AuditEntry::new(event, now_ms, Actor::Registry);
+    entry.kid = kid;
+    Ok(bonafide_server::audit::record(&entry, None, None)?)
 }
 
 fn write_private(path: &Path, text: &str) -> Result<()> {

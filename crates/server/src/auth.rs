@@ -105,3 +105,64 @@ impl FromRequestParts<Arc<AppState>> for IssuerAuth {
         Ok(IssuerAuth(issuer))
     }
 }
+
+/// Whoever called, if they presented a key: for endpoints open to everyone where a key
+/// adds attribution (verify) or visibility (audit entries). A key that is presented
+/// but wrong is still a 401: a typo must not silently downgrade the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// No key.
+    Anonymous,
+    /// An admin key.
+    Admin,
+    /// An issuer key, and its issuer id.
+    Issuer(IssuerId),
+    /// A receiver key, and its receiver id.
+    Receiver(String),
+}
+
+impl Caller {
+    /// The audit log's actor for this caller.
+    pub fn actor(&self) -> bonafide_core::audit::Actor {
+        use bonafide_core::audit::Actor;
+        match self {
+            Caller::Anonymous => Actor::Anonymous,
+            Caller::Admin => Actor::Admin,
+            Caller::Issuer(id) => Actor::Issuer { id: id.to_string() },
+            Caller::Receiver(id) => Actor::Receiver { id: id.clone() },
+        }
+    }
+}
+
+impl FromRequestParts<Arc<AppState>> for Caller {
+    type Rejection = ApiError;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, ApiError> {
+        let Some(key) = presented_key(parts)? else {
+            return Ok(Caller::Anonymous);
+        };
+        let hash = key.hash();
+        let record = state
+            .store
+            .api_key(&hash)
+            .await?
+            .filter(|r| bonafide_core::ct_eq(&r.hash.0, &hash.0))
+            .ok_or_else(|| ApiError::unauthorized("unknown API key"))?;
+        let owner = || {
+            record
+                .owner
+                .clone()
+                .ok_or_else(|| ApiError::internal("API key without owner"))
+        };
+        Ok(match record.kind {
+            KeyKind::Admin => Caller::Admin,
+            KeyKind::Issuer => Caller::Issuer(
+                IssuerId::try_from(owner()?.as_str())
+                    .map_err(|e| ApiError::internal(e.to_string()))?,
+            ),
+            KeyKind::Receiver => Caller::Receiver(owner()?),
+        })
+    }
+}

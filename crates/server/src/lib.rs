@@ -19,6 +19,7 @@ use bonafide_store::{Store, StoreError};
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 
+pub mod audit;
 pub mod auth;
 pub mod error;
 pub mod openapi;
@@ -51,6 +52,15 @@ pub struct Config {
     pub max_token_ttl_s: i64,
     /// How often signing keys and revocations are re-read from the store. Default 5 s.
     pub key_refresh: Duration,
+    /// Write every verify decision to the audit log (and answer only once it is
+    /// durable). Default on; off exists to measure what the log costs. State changes
+    /// are logged either way.
+    pub audit_verify: bool,
+    /// Origin of the audit log's checkpoints, used when the log is created. Default:
+    /// the public URL's host and path + `/audit`.
+    pub audit_origin: Option<String>,
+    /// How often a checkpoint is signed while the log grows. Default 500 ms.
+    pub checkpoint_interval: Duration,
 }
 
 impl Default for Config {
@@ -64,6 +74,9 @@ impl Default for Config {
             default_token_ttl_s: 86_400,
             max_token_ttl_s: 30 * 86_400,
             key_refresh: Duration::from_secs(5),
+            audit_verify: true,
+            audit_origin: None,
+            checkpoint_interval: Duration::from_millis(500),
         }
     }
 }
@@ -83,6 +96,9 @@ pub enum ServerError {
     /// The store failed while loading state.
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    /// The audit log could not be opened.
+    #[error("audit log: {0}")]
+    Audit(#[from] audit::AuditLogError),
     /// Serving failed.
     #[error("server: {0}")]
     Serve(String),
@@ -138,12 +154,17 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
         let refresher = tokio::spawn(refresh_keys(Arc::clone(&self.state)));
+        let checkpoints = self
+            .state
+            .audit
+            .run_checkpoints(self.state.config.checkpoint_interval);
         let app = router(Arc::clone(&self.state));
         let result = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await
             .map_err(|e| ServerError::Serve(e.to_string()));
         refresher.abort();
+        checkpoints.abort();
         result
     }
 }
@@ -190,6 +211,15 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/.well-known/bonafide-configuration",
             get(routes::meta::configuration),
         )
+        .route("/v1/audit/checkpoint", get(routes::audit::checkpoint))
+        .route("/v1/audit/entries", get(routes::audit::entries))
+        .route("/v1/audit/proof/inclusion", get(routes::audit::inclusion))
+        .route(
+            "/v1/audit/proof/consistency",
+            get(routes::audit::consistency),
+        )
+        .route("/v1/audit/proof/bundle", get(routes::audit::bundle))
+        .route("/v1/audit/tile/{*path}", get(routes::audit::tile))
         .route("/v1/scopes", get(routes::meta::scopes))
         .route("/v1/health", get(routes::meta::health))
         .route("/healthz", get(routes::meta::healthz))

@@ -4,16 +4,17 @@
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{admin, agents, meta, verify};
+use crate::routes::{admin, agents, audit, meta, verify};
 
 /// The API document.
 #[derive(Debug, OpenApi)]
 #[openapi(
-    info(title = "Bonafide", description = "Identity and delegated authority for AI agents: register agents, issue, verify and revoke their tokens."),
+    info(title = "Bonafide", description = "Identity and delegated authority for AI agents: register agents, issue, verify and revoke their tokens, and check the audit log of everything that happened."),
     paths(
         admin::create_issuer, admin::rotate_keys,
         agents::register, agents::list, agents::get, agents::issue_token, agents::revoke, agents::revoke_token,
         verify::verify_get, verify::verify_post, verify::introspect,
+        audit::checkpoint, audit::entries, audit::inclusion, audit::consistency, audit::bundle, audit::tile,
         meta::jwks, meta::public_key_pem, meta::configuration, meta::scopes, meta::health, meta::healthz, meta::openapi,
     ),
     modifiers(&Security),
@@ -21,6 +22,7 @@ use crate::routes::{admin, agents, meta, verify};
         (name = "receiver", description = "Verify agents (no key needed)"),
         (name = "issuer", description = "Register and manage agents (issuer key)"),
         (name = "admin", description = "Operate the registry (admin key)"),
+        (name = "audit", description = "The tamper-evident audit log: checkpoints, proofs, tiles"),
         (name = "discovery", description = "Keys, catalog, health"),
     )
 )]

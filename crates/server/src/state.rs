@@ -5,12 +5,14 @@ use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
 
 use arc_swap::ArcSwap;
+use bonafide_core::audit::{Actor, AuditEntry, EventType};
 use bonafide_core::ids::{AgentId, TokenId};
 use bonafide_core::keys::{Algorithm, SigningKey, VerifyingKey};
 use bonafide_core::token::{KeySet, VerifyOptions};
 use bonafide_store::{KeyState, SigningKeyRecord, Store, StoreError};
 
 use crate::Config;
+use crate::audit::{AuditLog, AuditLogError};
 use crate::time::now_ms;
 
 /// The registry's keys: one that signs, and every key still published.
@@ -110,6 +112,8 @@ pub enum Revoked {
 pub struct AppState {
     /// Source of truth.
     pub store: Arc<dyn Store>,
+    /// The audit log: group-committed appends and signed checkpoints.
+    pub audit: Arc<AuditLog>,
     /// Settings.
     pub config: Config,
     /// Signing and verifying keys; swapped whole on rotation.
@@ -127,11 +131,22 @@ pub struct AppState {
 
 impl AppState {
     /// Loads state from the store, creating the first signing key if there is none.
-    pub async fn load(store: Arc<dyn Store>, config: Config) -> Result<Self, StoreError> {
+    pub async fn load(store: Arc<dyn Store>, config: Config) -> Result<Self, AuditLogError> {
+        let origin = config
+            .audit_origin
+            .clone()
+            .unwrap_or_else(|| crate::audit::default_origin(&config.public_url));
+        let audit = AuditLog::open(Arc::clone(&store), &origin).await?;
         let mut records = store.signing_keys().await?;
         if !records.iter().any(|r| r.state == KeyState::Active) {
             let record = new_key_record(config.signing_alg)?;
-            store.rotate_signing_key(&record, now_ms() / 1000).await?;
+            let now = now_ms();
+            let mut entry = AuditEntry::new(EventType::KeyAdded, now, Actor::Registry);
+            entry.kid = Some(record.kid.clone());
+            let audit_record = crate::audit::record(&entry, None, None)?;
+            store
+                .rotate_signing_key(&record, now / 1000, &audit_record)
+                .await?;
             records = store.signing_keys().await?;
         }
         let ring = KeyRing::from_records(&records, now_ms() / 1000, config.leeway_secs)?;
@@ -146,6 +161,7 @@ impl AppState {
         let did_prefix = did_prefix(&config.public_url);
         Ok(AppState {
             store,
+            audit,
             config,
             keys: ArcSwap::from_pointee(ring),
             revoked: RwLock::new(revoked),

@@ -10,7 +10,7 @@ use bonafide_core::b64;
 use bonafide_core::keys::{Algorithm, SigningKey};
 use bonafide_server::{Config, Server};
 use bonafide_store::{SqliteStore, Store};
-use common::{now_s, rand20, start, start_with, start_with_config};
+use common::{admin_key_audit, now_s, rand20, start, start_with, start_with_config};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
@@ -1070,7 +1070,10 @@ async fn revocations_survive_restart() {
     };
     let (token, state2) = {
         let store = SqliteStore::open(dir.path()).await.unwrap();
-        store.add_admin_key(&admin.hash(), 0).await.unwrap();
+        store
+            .add_admin_key(&admin.hash(), 0, &admin_key_audit())
+            .await
+            .unwrap();
         let server = Server::bind("127.0.0.1:0".parse().unwrap(), base_cfg(), Arc::new(store))
             .await
             .unwrap();
@@ -1124,7 +1127,7 @@ async fn revocations_survive_restart() {
         bonafide_server::time::now_ms(),
     )
     .unwrap_err();
-    assert_eq!(err.code().as_str(), "TOKEN_REVOKED");
+    assert_eq!(err.error.code().as_str(), "TOKEN_REVOKED");
 }
 
 #[tokio::test]

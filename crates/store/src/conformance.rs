@@ -20,9 +20,11 @@ use bonafide_core::ids::{AgentId, IssuerId, TokenId};
 use bonafide_core::keys::{Algorithm, SigningKey};
 use tokio::task::JoinSet;
 
+use bonafide_core::merkle::{self, Hash};
+
 use crate::{
-    Agent, AgentStatus, ApiKeyRecord, Issuer, KeyState, Revocations, SigningKeyRecord, Store,
-    StoreError, TokenRecord,
+    Agent, AgentStatus, ApiKeyRecord, AuditRecord, CheckpointRecord, Issuer, KeyState,
+    LogKeyRecord, Revocations, SigningKeyRecord, Store, StoreError, TokenRecord,
 };
 
 /// Expands to one `#[tokio::test]` per conformance case.
@@ -71,6 +73,14 @@ macro_rules! conformance_tests {
             concurrent_record_token,
             concurrent_create_issuer,
             concurrent_revoke_agent_agrees,
+            audit_append_stores_every_hash,
+            audit_state_changes_append_one_entry_each,
+            audit_entries_name_their_owner,
+            audit_find_by_leaf_hash,
+            audit_missing_hashes_are_not_found,
+            audit_checkpoints_keep_latest_and_refuse_another_root,
+            audit_log_key_is_created_once,
+            concurrent_audit_appends_form_one_sequence,
         );
     };
     (@cases $fresh:path; $($case:ident),* $(,)?) => {
@@ -110,6 +120,46 @@ fn unique<const N: usize>() -> [u8; N] {
     out
 }
 
+/// A distinct audit record that concerns no one (for cases about something else).
+pub fn audit_note() -> AuditRecord {
+    audit_record(None, None)
+}
+
+fn audit_record(agent: Option<&AgentId>, issuer: Option<&IssuerId>) -> AuditRecord {
+    let tag: [u8; 16] = unique();
+    AuditRecord {
+        entry: format!("{{\"test\":\"{}\"}}", bonafide_core::hex(&tag)).into_bytes(),
+        agent_id: agent.cloned(),
+        issuer_id: issuer.cloned(),
+        created_at_ms: T0_MS,
+    }
+}
+
+/// Every stored hash of the log, read back, equals what core computes from its
+/// entries; and the tree hash of every prefix matches.
+async fn assert_log_matches(store: &dyn Store, entries: &[Vec<u8>]) {
+    let size = entries.len() as u64;
+    assert_eq!(store.audit_size().await.unwrap(), size);
+    let mut expected: Vec<Hash> = Vec::new();
+    for (n, entry) in entries.iter().enumerate() {
+        expected.extend(merkle::stored_hashes(n as u64, entry, &expected).unwrap());
+    }
+    let all: Vec<u64> = (0..expected.len() as u64).collect();
+    assert_eq!(store.audit_hashes(&all).await.unwrap(), expected);
+    for probe in [1, size / 2, size] {
+        if probe == 0 {
+            continue;
+        }
+        let idx = merkle::tree_hash_indexes(probe);
+        let got =
+            merkle::Prefetched::new(idx.clone(), store.audit_hashes(&idx).await.unwrap()).unwrap();
+        assert_eq!(
+            merkle::tree_hash(probe, &got).unwrap(),
+            merkle::tree_hash(probe, &expected).unwrap()
+        );
+    }
+}
+
 fn key_hash(kind: KeyKind) -> ApiKeyHash {
     ApiKey::from_random(kind, unique()).hash()
 }
@@ -127,7 +177,10 @@ fn new_issuer() -> Issuer {
 async fn issuer(store: &dyn Store) -> (Issuer, ApiKeyHash) {
     let issuer = new_issuer();
     let key = key_hash(KeyKind::Issuer);
-    store.create_issuer(&issuer, &key).await.unwrap();
+    store
+        .create_issuer(&issuer, &key, &audit_note())
+        .await
+        .unwrap();
     (issuer, key)
 }
 
@@ -163,7 +216,10 @@ fn new_token(agent: &Agent, kid: &str, issued_at_s: i64, expires_at_s: i64) -> T
 async fn agent(store: &dyn Store, issuer: &IssuerId) -> (Agent, TokenRecord) {
     let agent = new_agent(issuer, T0_MS);
     let token = new_token(&agent, "kid-1", T0_S, T0_S + 900);
-    store.create_agent(&agent, &token).await.unwrap();
+    store
+        .create_agent(&agent, &token, &audit_note())
+        .await
+        .unwrap();
     (agent, token)
 }
 
@@ -201,8 +257,14 @@ pub async fn admin_keys(store: Arc<dyn Store>) {
     let hash = key_hash(KeyKind::Admin);
     assert_eq!(store.api_key(&hash).await.unwrap(), None);
 
-    store.add_admin_key(&hash, T0_MS).await.unwrap();
-    store.add_admin_key(&hash, T0_MS + 5).await.unwrap();
+    store
+        .add_admin_key(&hash, T0_MS, &audit_note())
+        .await
+        .unwrap();
+    store
+        .add_admin_key(&hash, T0_MS + 5, &audit_note())
+        .await
+        .unwrap();
     assert!(store.has_admin_key().await.unwrap());
     assert_eq!(
         store.api_key(&hash).await.unwrap(),
@@ -257,7 +319,10 @@ pub async fn create_issuer_rejects_taken_name(store: Arc<dyn Store>) {
         created_at_ms: T0_MS + 1,
     };
     let key = key_hash(KeyKind::Issuer);
-    let err = store.create_issuer(&second, &key).await.unwrap_err();
+    let err = store
+        .create_issuer(&second, &key, &audit_note())
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
     assert_eq!(store.issuer(&second.id).await.unwrap(), None);
     assert_eq!(store.api_key(&key).await.unwrap(), None);
@@ -285,7 +350,10 @@ pub async fn create_agent_round_trips(store: Arc<dyn Store>) {
         ..new_agent(&issuer.id, T0_MS + 1)
     };
     let bare_token = new_token(&bare, "kid-2", T0_S + 1, T0_S + 61);
-    store.create_agent(&bare, &bare_token).await.unwrap();
+    store
+        .create_agent(&bare, &bare_token, &audit_note())
+        .await
+        .unwrap();
     assert_eq!(store.agent(&bare.id).await.unwrap(), Some(bare));
     assert_eq!(
         store.token(&bare_token.jti).await.unwrap(),
@@ -312,7 +380,10 @@ pub async fn create_agent_is_atomic(store: Arc<dyn Store>) {
         agent_id: second.id.clone(),
         ..taken.clone()
     };
-    let err = store.create_agent(&second, &clash).await.unwrap_err();
+    let err = store
+        .create_agent(&second, &clash, &audit_note())
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
     assert_eq!(store.agent(&second.id).await.unwrap(), None);
     assert_eq!(store.token(&taken.jti).await.unwrap(), Some(taken));
@@ -324,7 +395,7 @@ pub async fn create_agent_for_unknown_issuer_is_not_found(store: Arc<dyn Store>)
     let agent = new_agent(&ghost, T0_MS);
     let token = new_token(&agent, "kid-1", T0_S, T0_S + 900);
     assert_eq!(
-        store.create_agent(&agent, &token).await,
+        store.create_agent(&agent, &token, &audit_note()).await,
         Err(StoreError::NotFound)
     );
     assert_eq!(store.agent(&agent.id).await.unwrap(), None);
@@ -339,7 +410,10 @@ pub async fn list_agents_paginates_oldest_first(store: Arc<dyn Store>) {
     for i in 0..25 {
         let agent = new_agent(&issuer.id, T0_MS + i);
         let token = new_token(&agent, "kid-1", T0_S, T0_S + 900);
-        store.create_agent(&agent, &token).await.unwrap();
+        store
+            .create_agent(&agent, &token, &audit_note())
+            .await
+            .unwrap();
         created.push(agent);
     }
 
@@ -402,16 +476,16 @@ pub async fn revoke_agent_revokes_its_tokens(store: Arc<dyn Store>) {
     let (bystander, bystander_token) = self::agent(&*store, &issuer.id).await;
     let second = new_token(&agent, "kid-1", T0_S + 10, T0_S + 910);
     let early = new_token(&agent, "kid-1", T0_S + 20, T0_S + 920);
-    store.record_token(&second).await.unwrap();
-    store.record_token(&early).await.unwrap();
+    store.record_token(&second, &audit_note()).await.unwrap();
+    store.record_token(&early, &audit_note()).await.unwrap();
     store
-        .revoke_token(&issuer.id, &early.jti, T0_MS + 100)
+        .revoke_token(&issuer.id, &early.jti, T0_MS + 100, &audit_note())
         .await
         .unwrap();
 
     let at = T0_MS + 5_000;
     let revoked = store
-        .revoke_agent(&issuer.id, &agent.id, Some("key leaked"), at)
+        .revoke_agent(&issuer.id, &agent.id, Some("key leaked"), at, &audit_note())
         .await
         .unwrap();
     let expected = Agent {
@@ -445,18 +519,30 @@ pub async fn revoke_agent_twice_keeps_first_revocation(store: Arc<dyn Store>) {
     let (issuer, _) = issuer(&*store).await;
     let (agent, token) = agent(&*store, &issuer.id).await;
     let first = store
-        .revoke_agent(&issuer.id, &agent.id, Some("first"), T0_MS + 1)
+        .revoke_agent(
+            &issuer.id,
+            &agent.id,
+            Some("first"),
+            T0_MS + 1,
+            &audit_note(),
+        )
         .await
         .unwrap();
     let again = store
-        .revoke_agent(&issuer.id, &agent.id, Some("second"), T0_MS + 2)
+        .revoke_agent(
+            &issuer.id,
+            &agent.id,
+            Some("second"),
+            T0_MS + 2,
+            &audit_note(),
+        )
         .await
         .unwrap();
     assert_eq!(again, first);
     assert_eq!(again.revoked_at_ms, Some(T0_MS + 1));
     assert_eq!(again.revoke_reason.as_deref(), Some("first"));
     let again = store
-        .revoke_agent(&issuer.id, &agent.id, None, T0_MS + 3)
+        .revoke_agent(&issuer.id, &agent.id, None, T0_MS + 3, &audit_note())
         .await
         .unwrap();
     assert_eq!(again, first);
@@ -466,7 +552,7 @@ pub async fn revoke_agent_twice_keeps_first_revocation(store: Arc<dyn Store>) {
     // Without a reason, the reason stays empty.
     let (quiet, _) = self::agent(&*store, &issuer.id).await;
     let revoked = store
-        .revoke_agent(&issuer.id, &quiet.id, None, T0_MS + 4)
+        .revoke_agent(&issuer.id, &quiet.id, None, T0_MS + 4, &audit_note())
         .await
         .unwrap();
     assert_eq!(revoked.revoke_reason, None);
@@ -480,13 +566,19 @@ pub async fn revoke_agent_of_another_issuer_is_not_found(store: Arc<dyn Store>) 
     let (agent, token) = agent(&*store, &owner.id).await;
     assert_eq!(
         store
-            .revoke_agent(&other.id, &agent.id, Some("hostile"), T0_MS)
+            .revoke_agent(&other.id, &agent.id, Some("hostile"), T0_MS, &audit_note())
             .await,
         Err(StoreError::NotFound)
     );
     assert_eq!(
         store
-            .revoke_agent(&owner.id, &AgentId::from_random(unique()), None, T0_MS)
+            .revoke_agent(
+                &owner.id,
+                &AgentId::from_random(unique()),
+                None,
+                T0_MS,
+                &audit_note()
+            )
             .await,
         Err(StoreError::NotFound)
     );
@@ -503,7 +595,7 @@ pub async fn revoke_token_keeps_first_time(store: Arc<dyn Store>) {
     let (issuer, _) = issuer(&*store).await;
     let (agent, token) = agent(&*store, &issuer.id).await;
     let revoked = store
-        .revoke_token(&issuer.id, &token.jti, T0_MS + 7)
+        .revoke_token(&issuer.id, &token.jti, T0_MS + 7, &audit_note())
         .await
         .unwrap();
     let expected = TokenRecord {
@@ -512,7 +604,7 @@ pub async fn revoke_token_keeps_first_time(store: Arc<dyn Store>) {
     };
     assert_eq!(revoked, expected);
     let again = store
-        .revoke_token(&issuer.id, &token.jti, T0_MS + 9)
+        .revoke_token(&issuer.id, &token.jti, T0_MS + 9, &audit_note())
         .await
         .unwrap();
     assert_eq!(again, expected);
@@ -531,12 +623,19 @@ pub async fn revoke_token_unknown_or_foreign_is_not_found(store: Arc<dyn Store>)
     let (_, token) = agent(&*store, &owner.id).await;
     assert_eq!(
         store
-            .revoke_token(&owner.id, &TokenId::from_random(unique()), T0_MS)
+            .revoke_token(
+                &owner.id,
+                &TokenId::from_random(unique()),
+                T0_MS,
+                &audit_note()
+            )
             .await,
         Err(StoreError::NotFound)
     );
     assert_eq!(
-        store.revoke_token(&other.id, &token.jti, T0_MS).await,
+        store
+            .revoke_token(&other.id, &token.jti, T0_MS, &audit_note())
+            .await,
         Err(StoreError::NotFound)
     );
     assert_eq!(store.token(&token.jti).await.unwrap(), Some(token));
@@ -548,7 +647,10 @@ pub async fn record_token_for_unknown_agent_is_not_found(store: Arc<dyn Store>) 
     let (issuer, _) = issuer(&*store).await;
     let ghost = new_agent(&issuer.id, T0_MS);
     let token = new_token(&ghost, "kid-1", T0_S, T0_S + 900);
-    assert_eq!(store.record_token(&token).await, Err(StoreError::NotFound));
+    assert_eq!(
+        store.record_token(&token, &audit_note()).await,
+        Err(StoreError::NotFound)
+    );
     assert_eq!(store.token(&token.jti).await.unwrap(), None);
 }
 
@@ -557,12 +659,12 @@ pub async fn record_token_twice_conflicts(store: Arc<dyn Store>) {
     let (issuer, _) = issuer(&*store).await;
     let (agent, _) = agent(&*store, &issuer.id).await;
     let token = new_token(&agent, "kid-1", T0_S, T0_S + 900);
-    store.record_token(&token).await.unwrap();
+    store.record_token(&token, &audit_note()).await.unwrap();
     let clash = TokenRecord {
         expires_at_s: T0_S + 99_999,
         ..token.clone()
     };
-    let err = store.record_token(&clash).await.unwrap_err();
+    let err = store.record_token(&clash, &audit_note()).await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
     assert_eq!(store.token(&token.jti).await.unwrap(), Some(token));
 }
@@ -575,11 +677,11 @@ pub async fn revocations_list_revoked_agents_and_tokens(store: Arc<dyn Store>) {
     let (kept, kept_token) = agent(&*store, &issuer.id).await;
     let (_, live_token) = agent(&*store, &issuer.id).await;
     store
-        .revoke_agent(&issuer.id, &gone.id, None, T0_MS + 1)
+        .revoke_agent(&issuer.id, &gone.id, None, T0_MS + 1, &audit_note())
         .await
         .unwrap();
     store
-        .revoke_token(&issuer.id, &kept_token.jti, T0_MS + 2)
+        .revoke_token(&issuer.id, &kept_token.jti, T0_MS + 2, &audit_note())
         .await
         .unwrap();
 
@@ -599,7 +701,10 @@ pub async fn signing_key_first_rotation(store: Arc<dyn Store>) {
     let mut key = signing_key(T0_MS);
     // The stored state is active whatever the record says.
     key.state = KeyState::Retired;
-    store.rotate_signing_key(&key, T0_S).await.unwrap();
+    store
+        .rotate_signing_key(&key, T0_S, &audit_note())
+        .await
+        .unwrap();
     let expected = SigningKeyRecord {
         state: KeyState::Active,
         ..key
@@ -612,22 +717,31 @@ pub async fn signing_key_first_rotation(store: Arc<dyn Store>) {
 pub async fn signing_key_rotation_publishes_until_last_expiry(store: Arc<dyn Store>) {
     let (issuer, _) = issuer(&*store).await;
     let first = signing_key(T0_MS);
-    store.rotate_signing_key(&first, T0_S).await.unwrap();
+    store
+        .rotate_signing_key(&first, T0_S, &audit_note())
+        .await
+        .unwrap();
 
     // Tokens signed by the first key, latest expiry not last recorded; and one by an
     // unrelated kid with a later expiry, which must not count.
     let agent = new_agent(&issuer.id, T0_MS);
     let token = new_token(&agent, &first.kid, T0_S, T0_S + 100);
-    store.create_agent(&agent, &token).await.unwrap();
+    store
+        .create_agent(&agent, &token, &audit_note())
+        .await
+        .unwrap();
     for exp in [T0_S + 300, T0_S + 200] {
         let token = new_token(&agent, &first.kid, T0_S, exp);
-        store.record_token(&token).await.unwrap();
+        store.record_token(&token, &audit_note()).await.unwrap();
     }
     let stray = new_token(&agent, "some-other-kid", T0_S, T0_S + 9_999);
-    store.record_token(&stray).await.unwrap();
+    store.record_token(&stray, &audit_note()).await.unwrap();
 
     let second = signing_key(T0_MS + 1);
-    store.rotate_signing_key(&second, T0_S + 50).await.unwrap();
+    store
+        .rotate_signing_key(&second, T0_S + 50, &audit_note())
+        .await
+        .unwrap();
     let keys = store.signing_keys().await.unwrap();
     assert_eq!(keys.len(), 2);
     assert_eq!(active_kids(&keys), [second.kid.as_str()]);
@@ -639,7 +753,10 @@ pub async fn signing_key_rotation_publishes_until_last_expiry(store: Arc<dyn Sto
 
     // The second key signed nothing: published until the rotation time.
     let third = signing_key(T0_MS + 2);
-    store.rotate_signing_key(&third, T0_S + 777).await.unwrap();
+    store
+        .rotate_signing_key(&third, T0_S + 777, &audit_note())
+        .await
+        .unwrap();
     let keys = store.signing_keys().await.unwrap();
     assert_eq!(keys.len(), 3);
     assert_eq!(active_kids(&keys), [third.kid.as_str()]);
@@ -658,29 +775,48 @@ pub async fn signing_key_rotation_publishes_until_last_expiry(store: Arc<dyn Sto
 pub async fn late_token_of_a_retired_key_extends_its_publication(store: Arc<dyn Store>) {
     let (issuer, _) = issuer(&*store).await;
     let first = signing_key(T0_MS);
-    store.rotate_signing_key(&first, T0_S).await.unwrap();
+    store
+        .rotate_signing_key(&first, T0_S, &audit_note())
+        .await
+        .unwrap();
     let agent = new_agent(&issuer.id, T0_MS);
     store
-        .create_agent(&agent, &new_token(&agent, &first.kid, T0_S, T0_S + 100))
+        .create_agent(
+            &agent,
+            &new_token(&agent, &first.kid, T0_S, T0_S + 100),
+            &audit_note(),
+        )
         .await
         .unwrap();
     let second = signing_key(T0_MS + 1);
-    store.rotate_signing_key(&second, T0_S + 10).await.unwrap();
+    store
+        .rotate_signing_key(&second, T0_S + 10, &audit_note())
+        .await
+        .unwrap();
     assert_eq!(
         find(&store.signing_keys().await.unwrap(), &first.kid).publish_until_s,
         Some(T0_S + 100)
     );
     // Recorded after the rotation, signed before it by the first key.
     store
-        .record_token(&new_token(&agent, &first.kid, T0_S + 9, T0_S + 86_400))
+        .record_token(
+            &new_token(&agent, &first.kid, T0_S + 9, T0_S + 86_400),
+            &audit_note(),
+        )
         .await
         .unwrap();
     store
-        .record_token(&new_token(&agent, &first.kid, T0_S + 9, T0_S + 50))
+        .record_token(
+            &new_token(&agent, &first.kid, T0_S + 9, T0_S + 50),
+            &audit_note(),
+        )
         .await
         .unwrap();
     store
-        .record_token(&new_token(&agent, &second.kid, T0_S + 11, T0_S + 99_999))
+        .record_token(
+            &new_token(&agent, &second.kid, T0_S + 11, T0_S + 99_999),
+            &audit_note(),
+        )
         .await
         .unwrap();
     let keys = store.signing_keys().await.unwrap();
@@ -702,7 +838,12 @@ pub async fn concurrent_record_token(store: Arc<dyn Store>) {
     for i in 0..50 {
         let token = new_token(&agent, "kid-1", T0_S + i, T0_S + 900 + i);
         let store = Arc::clone(&store);
-        tasks.spawn(async move { store.record_token(&token).await.map(|()| token) });
+        tasks.spawn(async move {
+            store
+                .record_token(&token, &audit_note())
+                .await
+                .map(|()| token)
+        });
     }
     let mut count = 0;
     while let Some(joined) = tasks.join_next().await {
@@ -721,7 +862,10 @@ pub async fn concurrent_create_issuer(store: Arc<dyn Store>) {
         tasks.spawn(async move {
             let issuer = new_issuer();
             let key = key_hash(KeyKind::Issuer);
-            store.create_issuer(&issuer, &key).await.map(|()| issuer)
+            store
+                .create_issuer(&issuer, &key, &audit_note())
+                .await
+                .map(|()| issuer)
         });
     }
     let mut count = 0;
@@ -744,7 +888,7 @@ pub async fn concurrent_revoke_agent_agrees(store: Arc<dyn Store>) {
         tasks.spawn(async move {
             let reason = format!("reason {i}");
             store
-                .revoke_agent(&issuer, &id, Some(&reason), T0_MS + i)
+                .revoke_agent(&issuer, &id, Some(&reason), T0_MS + i, &audit_note())
                 .await
         });
     }
@@ -755,4 +899,254 @@ pub async fn concurrent_revoke_agent_agrees(store: Arc<dyn Store>) {
     let stored = store.agent(&agent.id).await.unwrap().unwrap();
     assert_eq!(stored.status, AgentStatus::Revoked);
     assert!(results.iter().all(|r| *r == stored), "{results:#?}");
+}
+
+// ---- audit log
+
+/// Appends of one record and of large batches get consecutive indexes and store
+/// exactly the hashes core computes.
+pub async fn audit_append_stores_every_hash(store: Arc<dyn Store>) {
+    assert_eq!(store.audit_size().await.unwrap(), 0);
+    assert_eq!(store.audit_append(&[]).await.unwrap(), 0);
+    let mut entries = Vec::new();
+    let mut next = 0u64;
+    for batch in [1usize, 300, 5, 1, 700] {
+        let records: Vec<AuditRecord> = (0..batch).map(|_| audit_note()).collect();
+        assert_eq!(store.audit_append(&records).await.unwrap(), next);
+        next += batch as u64;
+        entries.extend(records.into_iter().map(|r| r.entry));
+    }
+    assert_log_matches(&*store, &entries).await;
+    let rows = store.audit_entries(300, 310).await.unwrap();
+    assert_eq!(rows.len(), 10);
+    for (i, row) in rows.iter().enumerate() {
+        assert_eq!(row.index, 300 + i as u64);
+        assert_eq!(row.entry, entries[300 + i]);
+        assert_eq!(row.leaf_hash, merkle::leaf_hash(&entries[300 + i]));
+        assert_eq!(row.owner, None);
+    }
+    // Ranges past the end return what exists; empty and reversed ranges nothing.
+    assert_eq!(store.audit_entries(1000, 2000).await.unwrap().len(), 7);
+    assert!(store.audit_entries(5, 5).await.unwrap().is_empty());
+    assert!(store.audit_entries(9, 3).await.unwrap().is_empty());
+    assert!(
+        store
+            .audit_entries(u64::MAX - 1, u64::MAX)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// Each state change appends its entry in the same transaction; calls that change
+/// nothing, and calls that fail, append nothing.
+pub async fn audit_state_changes_append_one_entry_each(store: Arc<dyn Store>) {
+    let size = || async { store.audit_size().await.unwrap() };
+    let admin = key_hash(KeyKind::Admin);
+    store
+        .add_admin_key(&admin, T0_MS, &audit_note())
+        .await
+        .unwrap();
+    assert_eq!(size().await, 1);
+    store
+        .add_admin_key(&admin, T0_MS, &audit_note())
+        .await
+        .unwrap();
+    assert_eq!(
+        size().await,
+        1,
+        "adding the same admin key again changes nothing"
+    );
+
+    let (first, _) = issuer(&*store).await;
+    assert_eq!(size().await, 2);
+    let mut clash = new_issuer();
+    clash.name.clone_from(&first.name);
+    let err = store
+        .create_issuer(&clash, &key_hash(KeyKind::Issuer), &audit_note())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)));
+    assert_eq!(size().await, 2, "a failed change appends nothing");
+
+    let (agent, token) = agent(&*store, &first.id).await;
+    assert_eq!(size().await, 3);
+    let second = new_token(&agent, "kid-1", T0_S, T0_S + 900);
+    store.record_token(&second, &audit_note()).await.unwrap();
+    assert_eq!(size().await, 4);
+    store
+        .revoke_token(&first.id, &token.jti, T0_MS, &audit_note())
+        .await
+        .unwrap();
+    assert_eq!(size().await, 5);
+    store
+        .revoke_token(&first.id, &token.jti, T0_MS + 1, &audit_note())
+        .await
+        .unwrap();
+    assert_eq!(size().await, 5, "revoking a token twice changes nothing");
+    store
+        .revoke_agent(&first.id, &agent.id, None, T0_MS, &audit_note())
+        .await
+        .unwrap();
+    assert_eq!(size().await, 6);
+    store
+        .revoke_agent(&first.id, &agent.id, None, T0_MS + 1, &audit_note())
+        .await
+        .unwrap();
+    assert_eq!(size().await, 6, "revoking an agent twice changes nothing");
+    let (other, _) = issuer(&*store).await;
+    assert_eq!(size().await, 7);
+    let err = store
+        .revoke_agent(&other.id, &agent.id, None, T0_MS, &audit_note())
+        .await
+        .unwrap_err();
+    assert_eq!(err, StoreError::NotFound);
+    assert_eq!(size().await, 7);
+    store
+        .rotate_signing_key(&signing_key(T0_MS + 7), T0_S, &audit_note())
+        .await
+        .unwrap();
+    assert_eq!(size().await, 8);
+}
+
+/// An entry's owner is its issuer, or else its agent's issuer.
+pub async fn audit_entries_name_their_owner(store: Arc<dyn Store>) {
+    let (issuer, _) = issuer(&*store).await;
+    let (agent, _) = agent(&*store, &issuer.id).await;
+    let start = store.audit_size().await.unwrap();
+    let unknown = AgentId::from_random(unique());
+    store
+        .audit_append(&[
+            audit_record(Some(&agent.id), None),
+            audit_record(None, Some(&issuer.id)),
+            audit_record(None, None),
+            audit_record(Some(&unknown), None),
+        ])
+        .await
+        .unwrap();
+    let owners: Vec<_> = store
+        .audit_entries(start, start + 4)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.owner)
+        .collect();
+    assert_eq!(
+        owners,
+        vec![Some(issuer.id.clone()), Some(issuer.id.clone()), None, None]
+    );
+}
+
+/// Records are found by leaf hash (the first, if an entry repeats).
+pub async fn audit_find_by_leaf_hash(store: Arc<dyn Store>) {
+    let records: Vec<AuditRecord> = (0..20).map(|_| audit_note()).collect();
+    store.audit_append(&records).await.unwrap();
+    store.audit_append(&records[7..8]).await.unwrap();
+    for (i, r) in records.iter().enumerate() {
+        assert_eq!(
+            store
+                .audit_find(&merkle::leaf_hash(&r.entry))
+                .await
+                .unwrap(),
+            Some(i as u64)
+        );
+    }
+    assert_eq!(store.audit_find(&Hash([0; 32])).await.unwrap(), None);
+}
+
+/// Hashes beyond the log, or at absurd indexes, are `NotFound`, never a panic.
+pub async fn audit_missing_hashes_are_not_found(store: Arc<dyn Store>) {
+    assert_eq!(store.audit_hashes(&[]).await.unwrap(), Vec::<Hash>::new());
+    assert_eq!(store.audit_hashes(&[0]).await, Err(StoreError::NotFound));
+    store
+        .audit_append(&[audit_note(), audit_note()])
+        .await
+        .unwrap();
+    assert_eq!(store.audit_hashes(&[0, 1, 2]).await.unwrap().len(), 3);
+    for bad in [3, 1000, u64::MAX / 2, u64::MAX] {
+        assert_eq!(
+            store.audit_hashes(&[0, bad]).await,
+            Err(StoreError::NotFound),
+            "{bad}"
+        );
+    }
+}
+
+/// The latest checkpoint is the largest; storing one again is a no-op; another root
+/// at a stored size is refused.
+pub async fn audit_checkpoints_keep_latest_and_refuse_another_root(store: Arc<dyn Store>) {
+    assert_eq!(store.audit_latest_checkpoint().await.unwrap(), None);
+    let cp = |size: u64, root: u8| CheckpointRecord {
+        size,
+        root: Hash([root; 32]),
+        note: format!("note {size} {root}\n"),
+        created_at_ms: T0_MS,
+    };
+    store.audit_add_checkpoint(&cp(5, 1)).await.unwrap();
+    store.audit_add_checkpoint(&cp(9, 2)).await.unwrap();
+    store.audit_add_checkpoint(&cp(7, 3)).await.unwrap();
+    assert_eq!(
+        store.audit_latest_checkpoint().await.unwrap(),
+        Some(cp(9, 2))
+    );
+    store.audit_add_checkpoint(&cp(9, 2)).await.unwrap();
+    let err = store.audit_add_checkpoint(&cp(9, 4)).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(
+        store.audit_latest_checkpoint().await.unwrap(),
+        Some(cp(9, 2))
+    );
+}
+
+/// The first log key offered is kept for good.
+pub async fn audit_log_key_is_created_once(store: Arc<dyn Store>) {
+    let first = LogKeyRecord {
+        origin: "first.example/log".into(),
+        signer_key: "PRIVATE+KEY+first".into(),
+        created_at_ms: T0_MS,
+    };
+    let second = LogKeyRecord {
+        origin: "second.example/log".into(),
+        signer_key: "PRIVATE+KEY+second".into(),
+        created_at_ms: T0_MS + 1,
+    };
+    assert_eq!(store.audit_log_key(&first).await.unwrap(), first);
+    assert_eq!(store.audit_log_key(&second).await.unwrap(), first);
+    assert!(!format!("{first:?}").contains("PRIVATE"));
+}
+
+/// Batches appended at once, with state changes between them, form one sequence with
+/// no gap or repeat, and its hashes are those of that sequence.
+pub async fn concurrent_audit_appends_form_one_sequence(store: Arc<dyn Store>) {
+    let mut tasks = JoinSet::new();
+    for t in 0..16u64 {
+        let store = Arc::clone(&store);
+        tasks.spawn(async move {
+            if t % 4 == 0 {
+                let issuer = new_issuer();
+                store
+                    .create_issuer(&issuer, &key_hash(KeyKind::Issuer), &audit_note())
+                    .await
+                    .unwrap();
+            }
+            let records: Vec<AuditRecord> = (0..=t).map(|_| audit_note()).collect();
+            let first = store.audit_append(&records).await.unwrap();
+            (first, records)
+        });
+    }
+    let mut batches = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        batches.push(joined.unwrap());
+    }
+    let size = store.audit_size().await.unwrap();
+    assert_eq!(size, (1..=16).sum::<u64>() + 4);
+    let rows = store.audit_entries(0, size).await.unwrap();
+    assert_eq!(rows.len() as u64, size);
+    for (first, records) in &batches {
+        for (i, r) in records.iter().enumerate() {
+            assert_eq!(rows[*first as usize + i].entry, r.entry);
+        }
+    }
+    let entries: Vec<Vec<u8>> = rows.into_iter().map(|r| r.entry).collect();
+    assert_log_matches(&*store, &entries).await;
 }

@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use bonafide_core::apikey::{ApiKeyHash, KeyKind};
 use bonafide_core::ids::{AgentId, IssuerId, TokenId};
 use bonafide_core::keys::Algorithm;
+use bonafide_core::merkle::Hash;
 
 pub mod conformance;
 mod sqlite;
@@ -182,12 +183,83 @@ impl fmt::Debug for SigningKeyRecord {
     }
 }
 
+/// An audit entry to append: canonical JSON bytes (`bonafide_core::audit`) and who may
+/// read them in full.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    /// RFC 8785 canonical JSON of the entry; hashed as the Merkle leaf.
+    pub entry: Vec<u8>,
+    /// The agent the entry concerns; its issuer may read the entry.
+    pub agent_id: Option<AgentId>,
+    /// The issuer the entry concerns; it may read the entry.
+    pub issuer_id: Option<IssuerId>,
+    /// When it was appended.
+    pub created_at_ms: i64,
+}
+
+/// A stored audit record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRow {
+    /// Position in the log, from 0.
+    pub index: u64,
+    /// `SHA-256(0x00 ‖ entry)`.
+    pub leaf_hash: Hash,
+    /// The canonical entry bytes.
+    pub entry: Vec<u8>,
+    /// The issuer that may read it in full: the entry's issuer, else its agent's
+    /// issuer; `None` if only admins may.
+    pub owner: Option<IssuerId>,
+}
+
+/// A checkpoint the registry signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointRecord {
+    /// Tree size.
+    pub size: u64,
+    /// Root hash of the first `size` records.
+    pub root: Hash,
+    /// The C2SP signed note, verbatim.
+    pub note: String,
+    /// When it was signed.
+    pub created_at_ms: i64,
+}
+
+/// The audit log's identity: origin and Ed25519 checkpoint key. `Debug` redacts the key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct LogKeyRecord {
+    /// The checkpoint origin line (also the key name).
+    pub origin: String,
+    /// C2SP signer key string (`PRIVATE+KEY+…`): a secret.
+    pub signer_key: String,
+    /// When it was made.
+    pub created_at_ms: i64,
+}
+
+impl fmt::Debug for LogKeyRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LogKeyRecord")
+            .field("origin", &self.origin)
+            .field("signer_key", &"<redacted>")
+            .field("created_at_ms", &self.created_at_ms)
+            .finish()
+    }
+}
+
 /// Everything Bonafide persists.
+///
+/// Every state change takes the [`AuditRecord`] describing it and appends it in the
+/// same transaction, so no change is ever made without its entry (nor the reverse).
+/// A call that changes nothing (revoking twice) appends nothing.
 #[async_trait]
 pub trait Store: Send + Sync + fmt::Debug + 'static {
     // ---- API keys
     /// Stores an admin key hash (bootstrap). Inserting the same hash twice is a no-op.
-    async fn add_admin_key(&self, hash: &ApiKeyHash, now_ms: i64) -> Result<(), StoreError>;
+    async fn add_admin_key(
+        &self,
+        hash: &ApiKeyHash,
+        now_ms: i64,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError>;
     /// True if any admin key exists.
     async fn has_admin_key(&self) -> Result<bool, StoreError>;
     /// The key record with this hash. Backends look up by hash (an index), and the
@@ -197,7 +269,12 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     // ---- issuers
     /// Creates an issuer and its first API key, atomically. `Conflict` if the name is
     /// taken.
-    async fn create_issuer(&self, issuer: &Issuer, key: &ApiKeyHash) -> Result<(), StoreError>;
+    async fn create_issuer(
+        &self,
+        issuer: &Issuer,
+        key: &ApiKeyHash,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError>;
     /// The issuer with this id.
     async fn issuer(&self, id: &IssuerId) -> Result<Option<Issuer>, StoreError>;
 
@@ -207,6 +284,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         &self,
         agent: &Agent,
         first_token: &TokenRecord,
+        audit: &AuditRecord,
     ) -> Result<(), StoreError>;
     /// The agent with this id, whoever owns it.
     async fn agent(&self, id: &AgentId) -> Result<Option<Agent>, StoreError>;
@@ -226,13 +304,18 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         id: &AgentId,
         reason: Option<&str>,
         now_ms: i64,
+        audit: &AuditRecord,
     ) -> Result<Agent, StoreError>;
 
     // ---- tokens
     /// Records a newly issued token. `NotFound` if its agent does not exist. If the
     /// token's key was retired meanwhile (signed just before a rotation), the key's
     /// `publish_until_s` is raised to the token's expiry in the same transaction.
-    async fn record_token(&self, token: &TokenRecord) -> Result<(), StoreError>;
+    async fn record_token(
+        &self,
+        token: &TokenRecord,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError>;
     /// The token with this jti.
     async fn token(&self, jti: &TokenId) -> Result<Option<TokenRecord>, StoreError>;
     /// Revokes one token of this issuer. `NotFound` if unknown or another issuer's.
@@ -242,6 +325,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         issuer: &IssuerId,
         jti: &TokenId,
         now_ms: i64,
+        audit: &AuditRecord,
     ) -> Result<TokenRecord, StoreError>;
     /// Every revoked agent and token.
     async fn revocations(&self) -> Result<Revocations, StoreError>;
@@ -256,5 +340,28 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         &self,
         new: &SigningKeyRecord,
         now_s: i64,
+        audit: &AuditRecord,
     ) -> Result<(), StoreError>;
+
+    // ---- audit log
+    /// Appends `records` in order, in one durable transaction, with their stored
+    /// hashes; returns the index of the first (the tree size before, if `records` is
+    /// empty). Appends never interleave: the log is one linear sequence.
+    async fn audit_append(&self, records: &[AuditRecord]) -> Result<u64, StoreError>;
+    /// Number of records in the log.
+    async fn audit_size(&self) -> Result<u64, StoreError>;
+    /// The stored hashes at these stored-hash indexes (`core::merkle`), in the same
+    /// order. `NotFound` if any is not stored.
+    async fn audit_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, StoreError>;
+    /// Records `[start, end)` that exist, in order.
+    async fn audit_entries(&self, start: u64, end: u64) -> Result<Vec<AuditRow>, StoreError>;
+    /// The index of the first record with this leaf hash.
+    async fn audit_find(&self, leaf_hash: &Hash) -> Result<Option<u64>, StoreError>;
+    /// Stores a signed checkpoint. Storing the same one again is a no-op; another
+    /// checkpoint of the same size is a `Conflict`.
+    async fn audit_add_checkpoint(&self, checkpoint: &CheckpointRecord) -> Result<(), StoreError>;
+    /// The largest checkpoint stored.
+    async fn audit_latest_checkpoint(&self) -> Result<Option<CheckpointRecord>, StoreError>;
+    /// The log key: the stored one, or `candidate` stored now if there is none.
+    async fn audit_log_key(&self, candidate: &LogKeyRecord) -> Result<LogKeyRecord, StoreError>;
 }

@@ -22,14 +22,15 @@ use async_trait::async_trait;
 use bonafide_core::apikey::{ApiKeyHash, KeyKind};
 use bonafide_core::ids::{AgentId, IssuerId, TokenId};
 use bonafide_core::keys::Algorithm;
+use bonafide_core::merkle::{self, Frontier, Hash};
 use sqlx::error::DatabaseError;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Sqlite, SqlitePool, Transaction};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool, Transaction};
 
 use crate::{
-    Agent, AgentStatus, ApiKeyRecord, Issuer, KeyState, Page, Revocations, SigningKeyRecord, Store,
-    StoreError, TokenRecord,
+    Agent, AgentStatus, ApiKeyRecord, AuditRecord, AuditRow, CheckpointRecord, Issuer, KeyState,
+    LogKeyRecord, Page, Revocations, SigningKeyRecord, Store, StoreError, TokenRecord,
 };
 
 /// Name of the database file inside the data directory.
@@ -40,6 +41,12 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const READERS: u32 = 4;
 /// Largest page `list_agents` returns, whatever the caller asks.
 const MAX_PAGE: u32 = 1000;
+/// Audit rows per multi-row `INSERT` (7 bound values each, well under SQLite's limit).
+const AUDIT_ROWS_PER_INSERT: usize = 256;
+/// Bound values per `IN (…)` list when reading stored hashes or ranges.
+const MAX_IN_LIST: usize = 512;
+/// Largest range `audit_entries` reads at once, whatever the caller asks.
+const MAX_AUDIT_RANGE: u64 = 10_000;
 
 /// Columns of [`AgentRow`], as a literal for `concat!`.
 macro_rules! agent_columns {
@@ -152,18 +159,28 @@ impl SqliteStore {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn add_admin_key(&self, hash: &ApiKeyHash, now_ms: i64) -> Result<(), StoreError> {
-        sqlx::query(
+    async fn add_admin_key(
+        &self,
+        hash: &ApiKeyHash,
+        now_ms: i64,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write_tx().await?;
+        let added = sqlx::query(
             "INSERT OR IGNORE INTO api_keys (hash, kind, owner, created_at_ms) \
              VALUES (?, ?, NULL, ?)",
         )
         .bind(hash.0.as_slice())
         .bind(KeyKind::Admin.as_str())
         .bind(now_ms)
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await
-        .map_err(db_err)?;
-        Ok(())
+        .map_err(db_err)?
+        .rows_affected();
+        if added > 0 {
+            append_audit(&mut tx, std::slice::from_ref(audit)).await?;
+        }
+        tx.commit().await.map_err(db_err)
     }
 
     async fn has_admin_key(&self) -> Result<bool, StoreError> {
@@ -186,7 +203,12 @@ impl Store for SqliteStore {
         .transpose()
     }
 
-    async fn create_issuer(&self, issuer: &Issuer, key: &ApiKeyHash) -> Result<(), StoreError> {
+    async fn create_issuer(
+        &self,
+        issuer: &Issuer,
+        key: &ApiKeyHash,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError> {
         let mut tx = self.write_tx().await?;
         sqlx::query("INSERT INTO issuers (id, name, created_at_ms) VALUES (?, ?, ?)")
             .bind(issuer.id.as_str())
@@ -203,6 +225,7 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
+        append_audit(&mut tx, std::slice::from_ref(audit)).await?;
         tx.commit().await.map_err(db_err)
     }
 
@@ -220,6 +243,7 @@ impl Store for SqliteStore {
         &self,
         agent: &Agent,
         first_token: &TokenRecord,
+        audit: &AuditRecord,
     ) -> Result<(), StoreError> {
         let scopes = to_json(&agent.scopes)?;
         let audience = agent.audience.as_deref().map(to_json).transpose()?;
@@ -244,6 +268,7 @@ impl Store for SqliteStore {
         .await
         .map_err(db_err)?;
         insert_token(&mut tx, first_token).await?;
+        append_audit(&mut tx, std::slice::from_ref(audit)).await?;
         tx.commit().await.map_err(db_err)
     }
 
@@ -300,6 +325,7 @@ impl Store for SqliteStore {
         id: &AgentId,
         reason: Option<&str>,
         now_ms: i64,
+        audit: &AuditRecord,
     ) -> Result<Agent, StoreError> {
         let mut tx = self.write_tx().await?;
         let Some(mut row) = sqlx::query_as::<_, AgentRow>(concat!(
@@ -315,7 +341,8 @@ impl Store for SqliteStore {
         else {
             return Err(StoreError::NotFound);
         };
-        if row.status == AgentStatus::Active.as_str() {
+        let was_active = row.status == AgentStatus::Active.as_str();
+        if was_active {
             sqlx::query(
                 "UPDATE agents SET status = ?, revoked_at_ms = ?, revoke_reason = ? WHERE seq = ?",
             )
@@ -332,21 +359,30 @@ impl Store for SqliteStore {
         }
         // Also on a repeated call: a token recorded after the first revocation must not
         // stay valid. Tokens already revoked keep their time.
-        sqlx::query(
+        let tokens = sqlx::query(
             "UPDATE tokens SET revoked_at_ms = ? WHERE agent_id = ? AND revoked_at_ms IS NULL",
         )
         .bind(now_ms)
         .bind(id.as_str())
         .execute(&mut *tx)
         .await
-        .map_err(db_err)?;
+        .map_err(db_err)?
+        .rows_affected();
+        if was_active || tokens > 0 {
+            append_audit(&mut tx, std::slice::from_ref(audit)).await?;
+        }
         tx.commit().await.map_err(db_err)?;
         row.into_agent()
     }
 
-    async fn record_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
+    async fn record_token(
+        &self,
+        token: &TokenRecord,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError> {
         let mut tx = self.write_tx().await?;
         insert_token(&mut tx, token).await?;
+        append_audit(&mut tx, std::slice::from_ref(audit)).await?;
         tx.commit().await.map_err(db_err)
     }
 
@@ -369,9 +405,10 @@ impl Store for SqliteStore {
         issuer: &IssuerId,
         jti: &TokenId,
         now_ms: i64,
+        audit: &AuditRecord,
     ) -> Result<TokenRecord, StoreError> {
         let mut tx = self.write_tx().await?;
-        sqlx::query(
+        let changed = sqlx::query(
             "UPDATE tokens SET revoked_at_ms = ? \
              WHERE jti = ? AND issuer_id = ? AND revoked_at_ms IS NULL",
         )
@@ -380,7 +417,8 @@ impl Store for SqliteStore {
         .bind(issuer.as_str())
         .execute(&mut *tx)
         .await
-        .map_err(db_err)?;
+        .map_err(db_err)?
+        .rows_affected();
         let row = sqlx::query_as::<_, TokenRow>(concat!(
             "SELECT ",
             token_columns!(),
@@ -392,6 +430,9 @@ impl Store for SqliteStore {
         .await
         .map_err(db_err)?
         .ok_or(StoreError::NotFound)?;
+        if changed > 0 {
+            append_audit(&mut tx, std::slice::from_ref(audit)).await?;
+        }
         tx.commit().await.map_err(db_err)?;
         row.into_record()
     }
@@ -440,6 +481,7 @@ impl Store for SqliteStore {
         &self,
         new: &SigningKeyRecord,
         now_s: i64,
+        audit: &AuditRecord,
     ) -> Result<(), StoreError> {
         let mut tx = self.write_tx().await?;
         sqlx::query(
@@ -465,7 +507,301 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
+        append_audit(&mut tx, std::slice::from_ref(audit)).await?;
         tx.commit().await.map_err(db_err)
+    }
+
+    async fn audit_append(&self, records: &[AuditRecord]) -> Result<u64, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let first = append_audit(&mut tx, records).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(first)
+    }
+
+    async fn audit_size(&self) -> Result<u64, StoreError> {
+        let mut conn = self.reader.acquire().await.map_err(db_err)?;
+        audit_size(&mut conn).await
+    }
+
+    async fn audit_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, StoreError> {
+        let mut conn = self.reader.acquire().await.map_err(db_err)?;
+        read_hashes(&mut conn, indexes).await
+    }
+
+    async fn audit_entries(&self, start: u64, end: u64) -> Result<Vec<AuditRow>, StoreError> {
+        let end = end.min(start.saturating_add(MAX_AUDIT_RANGE));
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        sqlx::query_as::<_, AuditEntryRow>(
+            "SELECT a.idx, a.leaf_hash, a.entry, COALESCE(a.issuer_id, g.issuer_id) AS owner \
+             FROM audit_log a LEFT JOIN agents g ON g.id = a.agent_id \
+             WHERE a.idx >= ? AND a.idx < ? ORDER BY a.idx",
+        )
+        // Indexes past i64::MAX cannot exist: clamp rather than fail.
+        .bind(i64::try_from(start).unwrap_or(i64::MAX))
+        .bind(i64::try_from(end).unwrap_or(i64::MAX))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?
+        .into_iter()
+        .map(AuditEntryRow::into_row)
+        .collect()
+    }
+
+    async fn audit_find(&self, leaf_hash: &Hash) -> Result<Option<u64>, StoreError> {
+        let idx: Option<i64> =
+            sqlx::query_scalar("SELECT MIN(idx) FROM audit_log WHERE leaf_hash = ?")
+                .bind(leaf_hash.as_bytes().as_slice())
+                .fetch_one(&self.reader)
+                .await
+                .map_err(db_err)?;
+        idx.map(|i| u64::try_from(i).map_err(|_| corrupt("audit index")))
+            .transpose()
+    }
+
+    async fn audit_add_checkpoint(&self, checkpoint: &CheckpointRecord) -> Result<(), StoreError> {
+        let mut tx = self.write_tx().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO audit_checkpoints (size, root, note, created_at_ms) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (size) DO NOTHING",
+        )
+        .bind(to_i64(checkpoint.size)?)
+        .bind(checkpoint.root.as_bytes().as_slice())
+        .bind(&checkpoint.note)
+        .bind(checkpoint.created_at_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        if inserted == 0 {
+            let root: Vec<u8> =
+                sqlx::query_scalar("SELECT root FROM audit_checkpoints WHERE size = ?")
+                    .bind(to_i64(checkpoint.size)?)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+            if root.as_slice() != checkpoint.root.as_bytes().as_slice() {
+                return Err(StoreError::Conflict(format!(
+                    "a checkpoint of size {} with another root hash exists",
+                    checkpoint.size
+                )));
+            }
+        }
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn audit_latest_checkpoint(&self) -> Result<Option<CheckpointRecord>, StoreError> {
+        sqlx::query_as::<_, CheckpointRow>(
+            "SELECT size, root, note, created_at_ms FROM audit_checkpoints \
+             ORDER BY size DESC LIMIT 1",
+        )
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db_err)?
+        .map(CheckpointRow::into_record)
+        .transpose()
+    }
+
+    async fn audit_log_key(&self, candidate: &LogKeyRecord) -> Result<LogKeyRecord, StoreError> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query(
+            "INSERT INTO audit_log_key (id, origin, signer_key, created_at_ms) VALUES (1, ?, ?, ?) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&candidate.origin)
+        .bind(&candidate.signer_key)
+        .bind(candidate.created_at_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let (origin, signer_key, created_at_ms): (String, String, i64) = sqlx::query_as(
+            "SELECT origin, signer_key, created_at_ms FROM audit_log_key WHERE id = 1",
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(LogKeyRecord {
+            origin,
+            signer_key,
+            created_at_ms,
+        })
+    }
+}
+
+// ---- audit log internals
+
+fn to_i64(n: u64) -> Result<i64, StoreError> {
+    i64::try_from(n).map_err(|_| StoreError::Backend(format!("{n} is out of range")))
+}
+
+fn log_err(e: merkle::LogError) -> StoreError {
+    StoreError::Backend(format!("audit log: {e}"))
+}
+
+async fn audit_size(conn: &mut SqliteConnection) -> Result<u64, StoreError> {
+    // `idx` is the rowid: MAX is one B-tree descent.
+    let size: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_log")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    u64::try_from(size).map_err(|_| corrupt("audit log size"))
+}
+
+/// Appends `records` inside the caller's write transaction; returns the first index.
+///
+/// Only the frontier of the current tree is read (one query, at most 62 hashes): every
+/// left sibling the new records need is on it (see `core::merkle::Frontier`).
+async fn append_audit(
+    conn: &mut SqliteConnection,
+    records: &[AuditRecord],
+) -> Result<u64, StoreError> {
+    let size = audit_size(conn).await?;
+    if records.is_empty() {
+        return Ok(size);
+    }
+    let hashes = read_hashes(conn, &Frontier::indexes(size)).await?;
+    let mut frontier = Frontier::from_hashes(size, hashes).map_err(log_err)?;
+    let mut rows = Vec::with_capacity(records.len());
+    for record in records {
+        let index = to_i64(frontier.size())?;
+        let stored = frontier
+            .append(merkle::leaf_hash(&record.entry))
+            .map_err(log_err)?;
+        let (leaf, nodes) = stored
+            .split_first()
+            .ok_or_else(|| StoreError::Backend("audit log: no leaf hash".into()))?;
+        let nodes: Vec<u8> = nodes.iter().flat_map(|h| h.0).collect();
+        rows.push((index, *leaf, nodes, record));
+    }
+    for chunk in rows.chunks(AUDIT_ROWS_PER_INSERT) {
+        let mut insert = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO audit_log (idx, leaf_hash, nodes, entry, agent_id, issuer_id, created_at_ms) ",
+        );
+        insert.push_values(chunk, |mut row, (index, leaf, nodes, record)| {
+            row.push_bind(*index)
+                .push_bind(leaf.0.to_vec())
+                .push_bind(nodes.clone())
+                .push_bind(record.entry.clone())
+                .push_bind(record.agent_id.as_ref().map(|a| a.as_str().to_owned()))
+                .push_bind(record.issuer_id.as_ref().map(|i| i.as_str().to_owned()))
+                .push_bind(record.created_at_ms);
+        });
+        insert.build().execute(&mut *conn).await.map_err(db_err)?;
+    }
+    Ok(size)
+}
+
+/// The record that stores hash `index`, and the hash's position in that record's run
+/// (0 = leaf hash, k = k-th interior node).
+fn locate_hash(index: u64) -> Option<(u64, usize)> {
+    // Beyond the largest supported tree the index math is meaningless (and slow).
+    if index >= merkle::stored_hash_count(merkle::MAX_TREE_SIZE) {
+        return None;
+    }
+    let (level, n) = merkle::split_stored_hash_index(index);
+    // The node (level, n) is completed by the last leaf under it.
+    let record = n
+        .checked_add(1)?
+        .checked_shl(u32::from(level))?
+        .checked_sub(1)?;
+    if record > merkle::MAX_TREE_SIZE {
+        return None;
+    }
+    Some((record, usize::from(level)))
+}
+
+/// Reads stored hashes by stored-hash index: one query for all the records they live in.
+async fn read_hashes(
+    conn: &mut SqliteConnection,
+    indexes: &[u64],
+) -> Result<Vec<Hash>, StoreError> {
+    if indexes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let located: Vec<(u64, usize)> = indexes
+        .iter()
+        .map(|&i| locate_hash(i).ok_or(StoreError::NotFound))
+        .collect::<Result<_, _>>()?;
+    let mut records: Vec<u64> = located.iter().map(|(r, _)| *r).collect();
+    records.sort_unstable();
+    records.dedup();
+    let mut runs: std::collections::HashMap<u64, (Vec<u8>, Vec<u8>)> =
+        std::collections::HashMap::with_capacity(records.len());
+    for chunk in records.chunks(MAX_IN_LIST) {
+        let mut select = QueryBuilder::<Sqlite>::new(
+            "SELECT idx, leaf_hash, nodes FROM audit_log WHERE idx IN (",
+        );
+        let mut list = select.separated(", ");
+        for r in chunk {
+            list.push_bind(to_i64(*r)?);
+        }
+        select.push(")");
+        let rows: Vec<(i64, Vec<u8>, Vec<u8>)> = select
+            .build_query_as()
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db_err)?;
+        for (idx, leaf, nodes) in rows {
+            let idx = u64::try_from(idx).map_err(|_| corrupt("audit index"))?;
+            runs.insert(idx, (leaf, nodes));
+        }
+    }
+    located
+        .iter()
+        .map(|(record, level)| {
+            let (leaf, nodes) = runs.get(record).ok_or(StoreError::NotFound)?;
+            let bytes = match level.checked_sub(1) {
+                None => leaf.as_slice(),
+                Some(k) => nodes
+                    .get(k * 32..k * 32 + 32)
+                    .ok_or_else(|| corrupt("audit hashes"))?,
+            };
+            Hash::try_from(bytes).map_err(|_| corrupt("audit hash"))
+        })
+        .collect()
+}
+
+#[derive(sqlx::FromRow)]
+struct AuditEntryRow {
+    idx: i64,
+    leaf_hash: Vec<u8>,
+    entry: Vec<u8>,
+    owner: Option<String>,
+}
+
+impl AuditEntryRow {
+    fn into_row(self) -> Result<AuditRow, StoreError> {
+        Ok(AuditRow {
+            index: u64::try_from(self.idx).map_err(|_| corrupt("audit index"))?,
+            leaf_hash: Hash::try_from(self.leaf_hash.as_slice())
+                .map_err(|_| corrupt("audit leaf hash"))?,
+            entry: self.entry,
+            owner: self
+                .owner
+                .map(|o| parse_id(&o, "audit owner"))
+                .transpose()?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct CheckpointRow {
+    size: i64,
+    root: Vec<u8>,
+    note: String,
+    created_at_ms: i64,
+}
+
+impl CheckpointRow {
+    fn into_record(self) -> Result<CheckpointRecord, StoreError> {
+        Ok(CheckpointRecord {
+            size: u64::try_from(self.size).map_err(|_| corrupt("checkpoint size"))?,
+            root: Hash::try_from(self.root.as_slice()).map_err(|_| corrupt("checkpoint root"))?,
+            note: self.note,
+            created_at_ms: self.created_at_ms,
+        })
     }
 }
 

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use bonafide_core::apikey::{ApiKey, KeyKind};
 use bonafide_core::ids::{AgentId, IssuerId, TokenId};
+use bonafide_store::conformance::audit_note;
 use bonafide_store::{
     Agent, AgentStatus, Issuer, KeyState, SigningKeyRecord, SqliteStore, Store, StoreError,
     TokenRecord,
@@ -74,7 +75,11 @@ async fn files_are_private() {
     assert_eq!(store.path(), db);
     // Make sure the WAL has content, then check every file SQLite made.
     store
-        .add_admin_key(&ApiKey::from_random(KeyKind::Admin, [1; 20]).hash(), T0_MS)
+        .add_admin_key(
+            &ApiKey::from_random(KeyKind::Admin, [1; 20]).hash(),
+            T0_MS,
+            &audit_note(),
+        )
         .await
         .unwrap();
     for name in ["bonafide.db", "bonafide.db-wal", "bonafide.db-shm"] {
@@ -127,15 +132,30 @@ async fn data_survives_close_and_reopen() {
     };
 
     let store = SqliteStore::open(&data).await.unwrap();
-    store.add_admin_key(&admin, T0_MS).await.unwrap();
-    store.create_issuer(&iss, &iss_key).await.unwrap();
-    store.create_agent(&agent, &token).await.unwrap();
-    store.create_agent(&gone, &gone_token).await.unwrap();
-    let revoked = store
-        .revoke_agent(&iss.id, &gone.id, Some("test"), T0_MS + 1)
+    store
+        .add_admin_key(&admin, T0_MS, &audit_note())
         .await
         .unwrap();
-    store.rotate_signing_key(&key, T0_MS / 1000).await.unwrap();
+    store
+        .create_issuer(&iss, &iss_key, &audit_note())
+        .await
+        .unwrap();
+    store
+        .create_agent(&agent, &token, &audit_note())
+        .await
+        .unwrap();
+    store
+        .create_agent(&gone, &gone_token, &audit_note())
+        .await
+        .unwrap();
+    let revoked = store
+        .revoke_agent(&iss.id, &gone.id, Some("test"), T0_MS + 1, &audit_note())
+        .await
+        .unwrap();
+    store
+        .rotate_signing_key(&key, T0_MS / 1000, &audit_note())
+        .await
+        .unwrap();
     store.close().await;
     drop(store);
 
@@ -162,11 +182,18 @@ async fn a_corrupt_row_is_a_backend_error() {
     let (store, _dir) = fresh().await;
     let iss = issuer(1);
     store
-        .create_issuer(&iss, &ApiKey::from_random(KeyKind::Issuer, [1; 20]).hash())
+        .create_issuer(
+            &iss,
+            &ApiKey::from_random(KeyKind::Issuer, [1; 20]).hash(),
+            &audit_note(),
+        )
         .await
         .unwrap();
     let (agent, token) = agent(&iss, 2);
-    store.create_agent(&agent, &token).await.unwrap();
+    store
+        .create_agent(&agent, &token, &audit_note())
+        .await
+        .unwrap();
 
     // Edit the file behind the store's back, as a damaged or hand-edited file would be.
     let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(

@@ -10,7 +10,9 @@ use bonafide_store::Issuer;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{check_text, random16, random20};
+use bonafide_core::audit::{Actor, EventType};
+
+use super::{audit_change, check_text, random16, random20};
 use crate::auth::Admin;
 use crate::error::{ApiError, ApiJson};
 use crate::state::{AppState, new_key_record};
@@ -53,9 +55,17 @@ pub async fn create_issuer(
         created_at_ms: now_ms(),
     };
     let key = ApiKey::from_random(KeyKind::Issuer, random20()?);
+    let audit = audit_change(
+        EventType::IssuerCreated,
+        issuer.created_at_ms,
+        Actor::Admin,
+        None,
+        Some(&issuer.id),
+        |e| e.note = Some(issuer.name.clone()),
+    )?;
     state
         .store
-        .create_issuer(&issuer, &key.hash())
+        .create_issuer(&issuer, &key.hash(), &audit)
         .await
         .map_err(|e| match e {
             bonafide_store::StoreError::Conflict(_) => ApiError::new(
@@ -107,9 +117,13 @@ pub async fn rotate_keys(
 ) -> Result<ApiJson<Rotated>, ApiError> {
     let alg = state.keys.load().active.alg();
     let record = new_key_record(alg)?;
+    let now = now_ms();
+    let audit = audit_change(EventType::KeyRotated, now, Actor::Admin, None, None, |e| {
+        e.kid = Some(record.kid.clone());
+    })?;
     state
         .store
-        .rotate_signing_key(&record, now_ms() / 1000)
+        .rotate_signing_key(&record, now / 1000, &audit)
         .await?;
     state.refresh_keys().await?;
     let ring = state.keys.load();

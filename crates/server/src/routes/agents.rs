@@ -15,7 +15,9 @@ use bonafide_store::{Agent, AgentStatus, Issuer, TokenRecord};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{check_text, new_agent_id, new_token_id};
+use bonafide_core::audit::{Actor, EventType, token_sha256};
+
+use super::{audit_change, check_text, new_agent_id, new_token_id};
 use crate::auth::IssuerAuth;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, JsonOrEmpty};
 use crate::state::{AppState, Revoked};
@@ -194,7 +196,20 @@ pub async fn register(
         revoke_reason: None,
     };
     let (token, record) = mint(&state, &issuer, &agent, ttl, agent.audience.as_deref())?;
-    state.store.create_agent(&agent, &record).await?;
+    let audit = audit_change(
+        EventType::AgentRegistered,
+        agent.created_at_ms,
+        issuer_actor(&issuer),
+        Some(&agent.id),
+        Some(&issuer.id),
+        |e| {
+            e.jti = Some(record.jti.to_string());
+            e.token_sha256 = Some(token_sha256(&token));
+            e.kid = Some(record.kid.clone());
+            e.scopes.clone_from(&agent.scopes);
+        },
+    )?;
+    state.store.create_agent(&agent, &record, &audit).await?;
     tracing::info!(issuer_id = %issuer.id, agent_id = %agent.id, jti = %record.jti, "agent registered");
     let base = &state.config.public_url;
     Ok((
@@ -403,7 +418,19 @@ pub async fn issue_token(
         None => agent.audience.clone(),
     };
     let (token, record) = mint(&state, &issuer, &agent, ttl, audience.as_deref())?;
-    state.store.record_token(&record).await?;
+    let audit = audit_change(
+        EventType::TokenIssued,
+        now_ms(),
+        issuer_actor(&issuer),
+        Some(&agent.id),
+        Some(&issuer.id),
+        |e| {
+            e.jti = Some(record.jti.to_string());
+            e.token_sha256 = Some(token_sha256(&token));
+            e.kid = Some(record.kid.clone());
+        },
+    )?;
+    state.store.record_token(&record, &audit).await?;
     tracing::info!(agent_id = %agent.id, jti = %record.jti, "token issued");
     Ok((
         StatusCode::CREATED,
@@ -456,12 +483,21 @@ pub async fn revoke(
     let id = AgentId::try_from(id.as_str()).map_err(|_| ApiError::not_found("agent"))?;
     // Spawned: if the client goes away mid-request, the commit and the in-memory
     // mirror still happen together.
+    let now = now_ms();
+    let audit = audit_change(
+        EventType::AgentRevoked,
+        now,
+        issuer_actor(&issuer),
+        Some(&id),
+        Some(&issuer.id),
+        |e| e.note.clone_from(&reason),
+    )?;
     let task_state = Arc::clone(&state);
     let issuer_id = issuer.id.clone();
     let agent = tokio::spawn(async move {
         let agent = task_state
             .store
-            .revoke_agent(&issuer_id, &id, reason.as_deref(), now_ms())
+            .revoke_agent(&issuer_id, &id, reason.as_deref(), now, &audit)
             .await
             .map_err(not_found_as("agent"))?;
         task_state.mark_revoked(Revoked::Agent(agent.id.clone()));
@@ -511,10 +547,11 @@ pub async fn revoke_token(
     IssuerAuth(issuer): IssuerAuth,
     ApiJson(body): ApiJson<RevokeToken>,
 ) -> Result<ApiJson<TokenRevoked>, ApiError> {
-    let jti = match (body.jti, body.token) {
-        (Some(jti), None) => {
-            TokenId::try_from(jti.as_str()).map_err(|_| ApiError::not_found("token"))?
-        }
+    let (jti, hash) = match (body.jti, body.token) {
+        (Some(jti), None) => (
+            TokenId::try_from(jti.as_str()).map_err(|_| ApiError::not_found("token"))?,
+            None,
+        ),
         (None, Some(text)) => {
             let mut opts = state.verify_options(None).into_owned();
             opts.time = TimeCheck::Skip;
@@ -525,16 +562,35 @@ pub async fn revoke_token(
                         "`token` is not a genuine token of this registry: {e}"
                     ))
                 })?;
-            verified.claims.jti
+            (verified.claims.jti, Some(token_sha256(&text)))
         }
         _ => return Err(ApiError::invalid("give exactly one of `jti` and `token`")),
     };
+    // The agent, for the audit entry; another issuer's token stays a 404 below.
+    let agent = state
+        .store
+        .token(&jti)
+        .await?
+        .filter(|t| t.issuer_id == issuer.id)
+        .map(|t| t.agent_id);
+    let now = now_ms();
+    let audit = audit_change(
+        EventType::TokenRevoked,
+        now,
+        issuer_actor(&issuer),
+        agent.as_ref(),
+        Some(&issuer.id),
+        |e| {
+            e.jti = Some(jti.to_string());
+            e.token_sha256 = hash;
+        },
+    )?;
     let task_state = Arc::clone(&state);
     let issuer_id = issuer.id.clone();
     let record = tokio::spawn(async move {
         let record = task_state
             .store
-            .revoke_token(&issuer_id, &jti, now_ms())
+            .revoke_token(&issuer_id, &jti, now, &audit)
             .await
             .map_err(not_found_as("token"))?;
         task_state.mark_revoked(Revoked::Token(record.jti.clone()));
@@ -549,4 +605,10 @@ pub async fn revoke_token(
         agent_id: record.agent_id.to_string(),
         revoked_at: rfc3339_ms(record.revoked_at_ms.unwrap_or_else(now_ms)),
     }))
+}
+
+fn issuer_actor(issuer: &Issuer) -> Actor {
+    Actor::Issuer {
+        id: issuer.id.to_string(),
+    }
 }

@@ -78,6 +78,17 @@ pub async fn configuration(State(state): State<Arc<AppState>>) -> ApiJson<Value>
         "leeway_seconds": state.config.leeway_secs,
         "max_token_bytes": state.config.max_token_bytes,
         "did_method": "did:web",
+        "audit_log": {
+            "origin": state.audit.origin(),
+            "log_key": state.audit.verifier_key(),
+            "checkpoint_uri": format!("{base}/v1/audit/checkpoint"),
+            "entries_uri": format!("{base}/v1/audit/entries"),
+            "inclusion_proof_uri": format!("{base}/v1/audit/proof/inclusion"),
+            "consistency_proof_uri": format!("{base}/v1/audit/proof/consistency"),
+            "proof_bundle_uri": format!("{base}/v1/audit/proof/bundle"),
+            "tiles_uri": format!("{base}/v1/audit/tile/"),
+            "verify_decisions_logged": state.config.audit_verify,
+        },
     }))
 }
 
@@ -172,7 +183,7 @@ pub async fn health(State(state): State<Arc<AppState>>) -> Result<ApiJson<Health
             registry_signing: true,
             self_custody: false,
             policies: false,
-            audit_log: false,
+            audit_log: true,
             proof_of_possession: false,
             storage: "sqlite".into(),
         },

@@ -2,10 +2,13 @@
 
 pub mod admin;
 pub mod agents;
+pub mod audit;
 pub mod meta;
 pub mod verify;
 
-use bonafide_core::ids::{AgentId, TokenId};
+use bonafide_core::audit::{Actor, AuditEntry, EventType};
+use bonafide_core::ids::{AgentId, IssuerId, TokenId};
+use bonafide_store::AuditRecord;
 
 /// 16 fresh random bytes for an id.
 pub(crate) fn random16() -> Result<[u8; 16], crate::error::ApiError> {
@@ -55,4 +58,24 @@ pub(crate) fn check_text(
         )));
     }
     Ok(v.to_owned())
+}
+
+/// The audit record of a state change, for the store to append in the change's own
+/// transaction. `agent` and `issuer` are written into the entry and decide who may
+/// read it; `fill` adds the rest (token hash, kid, note).
+pub(crate) fn audit_change(
+    event: EventType,
+    now_ms: i64,
+    actor: Actor,
+    agent: Option<&AgentId>,
+    issuer: Option<&IssuerId>,
+    fill: impl FnOnce(&mut AuditEntry),
+) -> Result<AuditRecord, crate::error::ApiError> {
+    let mut entry = AuditEntry::new(event, now_ms, actor);
+    entry.agent = agent.map(ToString::to_string);
+    entry.issuer = issuer.map(ToString::to_string);
+    entry.request_id = Some(crate::request_id::current().to_string());
+    fill(&mut entry);
+    crate::audit::record(&entry, agent, issuer)
+        .map_err(|e| crate::error::ApiError::invalid(format!("this change cannot be audited: {e}")))
 }

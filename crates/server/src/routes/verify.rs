@@ -1,15 +1,20 @@
 //! Receiver endpoints: verify a token (ImaRobot GET shape, KairosAI POST shape) and
-//! RFC 7662 introspection. No key is needed; nothing here touches the store: the
-//! keys and revocation sets are in memory.
+//! RFC 7662 introspection. No key is needed (a key adds attribution in the audit log).
+//! The decision itself reads only memory (keys and revocation sets); each verify
+//! decision is then written to the audit log, and the answer waits until it is
+//! durable (see [`crate::audit`]).
 
 use std::sync::Arc;
 
 use axum::Form;
 use axum::extract::State;
+use bonafide_core::audit::{AuditEntry, Decision, EventType, token_sha256};
+use bonafide_core::ids::{AgentId, TokenId};
 use bonafide_core::token::{self, TokenError, VerifiedToken};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::auth::Caller;
 use crate::error::{ApiError, ApiJson, ApiPath};
 use crate::state::AppState;
 use crate::time::{now_ms, rfc3339_ms, rfc3339_s};
@@ -17,24 +22,79 @@ use crate::time::{now_ms, rfc3339_ms, rfc3339_s};
 /// Most scopes one verify may ask about.
 const MAX_SCOPES_REQUESTED: usize = 64;
 
+/// A token that did not verify, with what is known about it.
+#[derive(Debug)]
+pub struct Denied {
+    /// Why.
+    pub error: TokenError,
+    /// Agent and token id, when the signature checked out (revoked tokens).
+    pub subject: Option<(AgentId, TokenId)>,
+}
+
 /// Runs pipeline steps 1–5 against the in-memory keys and revocations.
 pub fn check_token(
     state: &AppState,
     text: &str,
     audience: Option<String>,
     now_ms: i64,
-) -> Result<VerifiedToken, TokenError> {
+) -> Result<VerifiedToken, Denied> {
     let keys = state.keys.load();
     let verified = token::verify(
         text,
         &keys.verifying,
         &state.verify_options(audience),
         now_ms / 1000,
-    )?;
+    )
+    .map_err(|error| Denied {
+        error,
+        subject: None,
+    })?;
     if let Some(what) = state.is_revoked(&verified.claims.sub, &verified.claims.jti) {
-        return Err(TokenError::Revoked(what));
+        return Err(Denied {
+            error: TokenError::Revoked(what),
+            subject: Some((verified.claims.sub, verified.claims.jti)),
+        });
     }
     Ok(verified)
+}
+
+/// One verify decision, for the audit log.
+struct Decided<'a> {
+    token: &'a str,
+    subject: Option<(&'a AgentId, &'a TokenId)>,
+    allowed: bool,
+    reasons: &'a [String],
+    scopes: &'a [String],
+    target: Option<&'a str>,
+}
+
+/// Writes a verify decision to the audit log; its index once durable, or `None` when
+/// verify decisions are not audited ([`crate::Config::audit_verify`]).
+async fn audit_decision(
+    state: &AppState,
+    caller: &Caller,
+    now_ms: i64,
+    d: Decided<'_>,
+) -> Result<Option<u64>, ApiError> {
+    if !state.config.audit_verify {
+        return Ok(None);
+    }
+    let mut entry = AuditEntry::new(EventType::Verify, now_ms, caller.actor());
+    entry.agent = d.subject.map(|(agent, _)| agent.to_string());
+    entry.jti = d.subject.map(|(_, jti)| jti.to_string());
+    entry.token_sha256 = Some(token_sha256(d.token));
+    entry.decision = Some(if d.allowed {
+        Decision::Allow
+    } else {
+        Decision::Deny
+    });
+    entry.reasons = d.reasons.to_vec();
+    entry.scopes = d.scopes.to_vec();
+    entry.target = d.target.map(str::to_owned);
+    entry.request_id = Some(crate::request_id::current().to_string());
+    let record = crate::audit::record(&entry, d.subject.map(|(agent, _)| agent), None)
+        .map_err(|e| ApiError::invalid(format!("this request cannot be audited: {e}")))?;
+    Ok(Some(state.audit.append(record).await?))
 }
 
 /// `GET /v1/verify/{token}` answer (ImaRobot shape).
@@ -77,10 +137,34 @@ pub struct SimpleVerify {
     responses((status = 200, body = SimpleVerify)))]
 pub async fn verify_get(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     ApiPath(text): ApiPath<String>,
-) -> ApiJson<SimpleVerify> {
+) -> Result<ApiJson<SimpleVerify>, ApiError> {
     let now = now_ms();
-    ApiJson(match check_token(&state, &text, None, now) {
+    let checked = check_token(&state, &text, None, now);
+    let reasons: Vec<String> = match &checked {
+        Ok(_) => Vec::new(),
+        Err(d) => vec![d.error.code().as_str().to_owned()],
+    };
+    let subject = match &checked {
+        Ok(v) => Some((&v.claims.sub, &v.claims.jti)),
+        Err(d) => d.subject.as_ref().map(|(a, j)| (a, j)),
+    };
+    audit_decision(
+        &state,
+        &caller,
+        now,
+        Decided {
+            token: &text,
+            subject,
+            allowed: checked.is_ok(),
+            reasons: &reasons,
+            scopes: &[],
+            target: None,
+        },
+    )
+    .await?;
+    Ok(ApiJson(match checked {
         Ok(v) => {
             let c = v.claims;
             SimpleVerify {
@@ -96,9 +180,9 @@ pub async fn verify_get(
                 verified_at: Some(rfc3339_ms(now)),
             }
         }
-        Err(e) => SimpleVerify {
+        Err(d) => SimpleVerify {
             valid: false,
-            error: Some(e.code().as_str().to_owned()),
+            error: Some(d.error.code().as_str().to_owned()),
             agent_id: None,
             name: None,
             issuer: None,
@@ -108,7 +192,7 @@ pub async fn verify_get(
             expires_at: None,
             verified_at: None,
         },
-    })
+    }))
 }
 
 /// `POST /v1/verify` body.
@@ -166,13 +250,19 @@ pub struct VerifyResponse {
     pub expires_at: Option<String>,
     /// RFC 3339 with milliseconds.
     pub verified_at: String,
+    /// Index of this decision's entry in the audit log, durable before this answer
+    /// was sent (`/v1/audit/proof/inclusion?index=…` proves it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit_index: Option<u64>,
 }
 
 /// Verifies a token and checks the requested scopes.
 #[utoipa::path(post, path = "/v1/verify", tag = "receiver", request_body = VerifyRequest,
-    responses((status = 200, body = VerifyResponse), (status = 400), (status = 413), (status = 422)))]
+    responses((status = 200, body = VerifyResponse), (status = 400), (status = 401), (status = 413), (status = 422),
+              (status = 503, description = "the audit log cannot take the decision")))]
 pub async fn verify_post(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     ApiJson(req): ApiJson<VerifyRequest>,
 ) -> Result<ApiJson<VerifyResponse>, ApiError> {
     let requested = req.scopes_requested.unwrap_or_default();
@@ -183,19 +273,35 @@ pub async fn verify_post(
     }
     let now = now_ms();
     let audience = req.audience.or(req.target_resource);
-    let verified = match check_token(&state, &req.token, audience, now) {
+    let verified = match check_token(&state, &req.token, audience.clone(), now) {
         Ok(v) => v,
-        Err(e) => {
-            let code = e.code().as_str().to_owned();
+        Err(d) => {
+            let code = d.error.code().as_str().to_owned();
+            let reasons = vec![code.clone()];
+            let audit_index = audit_decision(
+                &state,
+                &caller,
+                now,
+                Decided {
+                    token: &req.token,
+                    subject: d.subject.as_ref().map(|(a, j)| (a, j)),
+                    allowed: false,
+                    reasons: &reasons,
+                    scopes: &requested,
+                    target: audience.as_deref(),
+                },
+            )
+            .await?;
             return Ok(ApiJson(VerifyResponse {
                 valid: false,
                 allowed: false,
-                error: Some(code.clone()),
-                reason: Some(e.to_string()),
-                reasons: vec![code],
+                error: Some(code),
+                reason: Some(d.error.to_string()),
+                reasons,
                 agent: None,
                 expires_at: None,
                 verified_at: rfc3339_ms(now),
+                audit_index,
             }));
         }
     };
@@ -226,6 +332,20 @@ pub async fn verify_post(
             c.agent.scopes.clone(),
         )
     };
+    let audit_index = audit_decision(
+        &state,
+        &caller,
+        now,
+        Decided {
+            token: &req.token,
+            subject: Some((&c.sub, &c.jti)),
+            allowed,
+            reasons: &reasons,
+            scopes: &requested,
+            target: audience.as_deref(),
+        },
+    )
+    .await?;
     Ok(ApiJson(VerifyResponse {
         valid: true,
         allowed,
@@ -241,6 +361,7 @@ pub async fn verify_post(
         }),
         expires_at: Some(rfc3339_s(c.exp)),
         verified_at: rfc3339_ms(now),
+        audit_index,
     }))
 }
 

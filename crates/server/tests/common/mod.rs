@@ -38,7 +38,10 @@ pub async fn start_with_config(config: Config) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path()).await.unwrap();
     let admin = ApiKey::from_random(KeyKind::Admin, rand20());
-    store.add_admin_key(&admin.hash(), 0).await.unwrap();
+    store
+        .add_admin_key(&admin.hash(), 0, &admin_key_audit())
+        .await
+        .unwrap();
     let store: Arc<dyn Store> = Arc::new(store);
     let server = Server::bind("127.0.0.1:0".parse().unwrap(), config, store)
         .await
@@ -61,6 +64,13 @@ pub async fn start_with_config(config: Config) -> Harness {
 
 pub async fn start() -> Harness {
     start_with(Algorithm::EdDSA).await
+}
+
+/// The audit record of adding the test's admin key.
+pub fn admin_key_audit() -> bonafide_store::AuditRecord {
+    use bonafide_core::audit::{Actor, AuditEntry, EventType};
+    let entry = AuditEntry::new(EventType::KeyAdded, 0, Actor::Registry);
+    bonafide_server::audit::record(&entry, None, None).unwrap()
 }
 
 pub fn rand20() -> [u8; 20] {

@@ -1,0 +1,340 @@
+//! The audit log at run time: group-committed appends and signed checkpoints.
+//!
+//! Appends. Verify decisions are queued to one committer task, which takes everything
+//! queued while the previous commit was in flight and appends it in one durable
+//! transaction (`synchronous=FULL`): one fsync per batch, not per entry. A caller gets
+//! its index only after that commit, so every `audit_index` a client ever saw is on
+//! disk. State changes append their entry inside their own transaction instead (the
+//! store does it), so a change never lands without its entry.
+//!
+//! Checkpoints. A background task signs a C2SP checkpoint whenever the log has grown,
+//! every [`crate::Config::checkpoint_interval`]. Before signing it checks that the new
+//! tree is consistent with the last checkpoint signed (a consistency proof over the
+//! stored hashes): if the store was edited or rolled back behind the server's back, it
+//! refuses to sign and says so in the log, so the registry never signs two
+//! inconsistent checkpoints.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use bonafide_core::audit::{AuditEntry, AuditError};
+use bonafide_core::ids::{AgentId, IssuerId};
+use bonafide_core::merkle::{self, Hash, Prefetched};
+use bonafide_core::note::{self, Checkpoint, NoteSigner, NoteVerifier};
+use bonafide_store::{AuditRecord, CheckpointRecord, LogKeyRecord, Store, StoreError};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::time::now_ms;
+
+/// Most entries in one group commit.
+const MAX_BATCH: usize = 4096;
+/// Appends waiting for the committer before callers wait to queue (backpressure).
+const QUEUE: usize = 16_384;
+
+/// Why the log could not do what was asked.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuditLogError {
+    /// The store failed.
+    #[error("audit store: {0}")]
+    Store(#[from] StoreError),
+    /// The committer is gone (the server is shutting down).
+    #[error("the audit log is shutting down")]
+    Closed,
+    /// The entry could not be encoded.
+    #[error("{0}")]
+    Entry(#[from] AuditError),
+    /// Merkle math on stored hashes failed: the store is inconsistent.
+    #[error("audit log hashes: {0}")]
+    Hashes(#[from] merkle::LogError),
+    /// The stored tree is not an extension of the last signed checkpoint.
+    #[error("audit log no longer extends checkpoint {size}: {reason}; refusing to sign")]
+    Inconsistent {
+        /// Size of the last signed checkpoint.
+        size: u64,
+        /// What was found.
+        reason: String,
+    },
+    /// Signing the checkpoint failed.
+    #[error("checkpoint signing: {0}")]
+    Note(#[from] note::NoteError),
+}
+
+/// A signed checkpoint as served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedCheckpoint {
+    /// Tree size.
+    pub size: u64,
+    /// Root hash.
+    pub root: Hash,
+    /// The signed note text.
+    pub note: String,
+}
+
+struct Pending {
+    record: AuditRecord,
+    done: oneshot::Sender<Result<u64, AuditLogError>>,
+}
+
+/// The running audit log. Cheap to share behind an `Arc`.
+pub struct AuditLog {
+    store: Arc<dyn Store>,
+    queue: mpsc::Sender<Pending>,
+    signer: NoteSigner,
+    origin: String,
+    latest: ArcSwap<SignedCheckpoint>,
+    /// One signer at a time: checkpoints are signed in increasing size.
+    sign_lock: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog")
+            .field("origin", &self.origin)
+            .field("latest_size", &self.latest.load().size)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds the store record of an entry. `agent` and `issuer` decide who may read it.
+pub fn record(
+    entry: &AuditEntry,
+    agent: Option<&AgentId>,
+    issuer: Option<&IssuerId>,
+) -> Result<AuditRecord, AuditError> {
+    Ok(AuditRecord {
+        entry: entry.to_canonical()?,
+        agent_id: agent.cloned(),
+        issuer_id: issuer.cloned(),
+        created_at_ms: entry.time_ms,
+    })
+}
+
+/// The default origin for a registry at `public_url`: its host and path, then `/audit`
+/// (C2SP origins are schemeless URLs).
+pub fn default_origin(public_url: &str) -> String {
+    let rest = public_url
+        .split_once("://")
+        .map_or(public_url, |(_, rest)| rest)
+        .trim_end_matches('/');
+    let origin = format!("{rest}/audit");
+    if note::is_valid_key_name(&origin) {
+        origin
+    } else {
+        "bonafide/audit".to_owned()
+    }
+}
+
+impl AuditLog {
+    /// Loads (or creates, on first start) the log key, loads the last checkpoint, and
+    /// starts the committer. Call [`AuditLog::run_checkpoints`] to start signing.
+    pub async fn open(store: Arc<dyn Store>, origin: &str) -> Result<Arc<Self>, AuditLogError> {
+        let fresh = NoteSigner::generate(origin)?;
+        let candidate = LogKeyRecord {
+            origin: origin.to_owned(),
+            signer_key: fresh.signer_key_string()?.expose_secret().to_owned(),
+            created_at_ms: now_ms(),
+        };
+        let stored = store.audit_log_key(&candidate).await?;
+        let signer = NoteSigner::from_signer_key_string(&stored.signer_key)?;
+        if stored.origin != origin {
+            tracing::info!(
+                stored = %stored.origin,
+                configured = %origin,
+                "the audit log keeps the origin it was created with"
+            );
+        }
+        let origin = stored.origin;
+        let latest = match store.audit_latest_checkpoint().await? {
+            Some(cp) => {
+                // Our own signature on our own stored checkpoint: a swapped row is
+                // caught here rather than served.
+                let opened =
+                    note::open_checkpoint(&cp.note, &origin, &[signer.verifier().clone()])?;
+                if opened.checkpoint().size != cp.size || opened.checkpoint().root != cp.root {
+                    return Err(AuditLogError::Inconsistent {
+                        size: cp.size,
+                        reason: "the stored checkpoint row does not match its signed note".into(),
+                    });
+                }
+                SignedCheckpoint {
+                    size: cp.size,
+                    root: cp.root,
+                    note: cp.note,
+                }
+            }
+            None => SignedCheckpoint {
+                size: 0,
+                root: merkle::empty_tree_hash(),
+                note: String::new(),
+            },
+        };
+        let (queue, rx) = mpsc::channel(QUEUE);
+        let log = Arc::new(AuditLog {
+            store: Arc::clone(&store),
+            queue,
+            signer,
+            origin,
+            latest: ArcSwap::from_pointee(latest),
+            sign_lock: tokio::sync::Mutex::new(()),
+        });
+        tokio::spawn(commit_loop(store, rx));
+        Ok(log)
+    }
+
+    /// The checkpoint origin (also the key name).
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// The verifier key string (`<name>+<hex id>+<base64>`) for the discovery document.
+    pub fn verifier_key(&self) -> String {
+        self.signer.verifier_key_string()
+    }
+
+    /// The verifier.
+    pub fn verifier(&self) -> &NoteVerifier {
+        self.signer.verifier()
+    }
+
+    /// Appends one entry through the group committer; the index once it is durable.
+    pub async fn append(&self, record: AuditRecord) -> Result<u64, AuditLogError> {
+        let (done, wait) = oneshot::channel();
+        self.queue
+            .send(Pending { record, done })
+            .await
+            .map_err(|_| AuditLogError::Closed)?;
+        wait.await.map_err(|_| AuditLogError::Closed)?
+    }
+
+    /// The latest signed checkpoint (size 0 with an empty note before the first).
+    pub fn latest(&self) -> Arc<SignedCheckpoint> {
+        self.latest.load_full()
+    }
+
+    /// A checkpoint covering at least `min_size` records, signing one now if needed.
+    pub async fn checkpoint_covering(
+        &self,
+        min_size: u64,
+    ) -> Result<Arc<SignedCheckpoint>, AuditLogError> {
+        let latest = self.latest();
+        if latest.size >= min_size && !latest.note.is_empty() {
+            return Ok(latest);
+        }
+        self.checkpoint_now().await
+    }
+
+    /// Signs a checkpoint of the whole stored log if it grew (or none exists yet), after
+    /// checking it extends the last one. Returns the latest checkpoint.
+    pub async fn checkpoint_now(&self) -> Result<Arc<SignedCheckpoint>, AuditLogError> {
+        let _one_signer = self.sign_lock.lock().await;
+        let last = self.latest();
+        let size = self.store.audit_size().await?;
+        if size == last.size && !last.note.is_empty() {
+            return Ok(last);
+        }
+        if size < last.size {
+            return Err(AuditLogError::Inconsistent {
+                size: last.size,
+                reason: format!("the store holds only {size} records (rolled back?)"),
+            });
+        }
+        let root = self.root(size).await?;
+        if last.size > 0 {
+            let idx = merkle::consistency_proof_indexes(size, last.size);
+            let hashes = self.store.audit_hashes(&idx).await?;
+            let proof = merkle::prove_tree(size, last.size, &Prefetched::new(idx, hashes)?)?;
+            merkle::check_tree(&proof, size, &root, last.size, &last.root).map_err(|e| {
+                AuditLogError::Inconsistent {
+                    size: last.size,
+                    reason: e.to_string(),
+                }
+            })?;
+        }
+        let checkpoint = Checkpoint {
+            origin: self.origin.clone(),
+            size,
+            root,
+            extensions: Vec::new(),
+        };
+        let signed = note::sign_checkpoint(&checkpoint, &[&self.signer])?;
+        // Stored before it is served: a checkpoint anyone saw survives a crash.
+        self.store
+            .audit_add_checkpoint(&CheckpointRecord {
+                size,
+                root,
+                note: signed.clone(),
+                created_at_ms: now_ms(),
+            })
+            .await?;
+        let next = Arc::new(SignedCheckpoint {
+            size,
+            root,
+            note: signed,
+        });
+        self.latest.store(Arc::clone(&next));
+        Ok(next)
+    }
+
+    /// The root hash of the first `size` stored records.
+    pub async fn root(&self, size: u64) -> Result<Hash, AuditLogError> {
+        let idx = merkle::tree_hash_indexes(size);
+        let hashes = self.store.audit_hashes(&idx).await?;
+        Ok(merkle::tree_hash(size, &Prefetched::new(idx, hashes)?)?)
+    }
+
+    /// Signs checkpoints while the log grows, every `interval`, until the log is dropped.
+    pub fn run_checkpoints(self: &Arc<Self>, interval: Duration) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut complained = false;
+            loop {
+                tick.tick().await;
+                let Some(log) = weak.upgrade() else { return };
+                match log.checkpoint_now().await {
+                    Ok(_) => complained = false,
+                    Err(e) if !complained => {
+                        tracing::error!(error = %e, "audit checkpoint not signed");
+                        complained = true;
+                    }
+                    Err(_) => {}
+                }
+            }
+        })
+    }
+}
+
+/// The group committer: one transaction for everything queued since the last one.
+async fn commit_loop(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Pending>) {
+    let mut records = Vec::with_capacity(MAX_BATCH);
+    let mut waiters = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.recv().await {
+        records.push(first.record);
+        waiters.push(first.done);
+        while records.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(p) => {
+                    records.push(p.record);
+                    waiters.push(p.done);
+                }
+                Err(_) => break,
+            }
+        }
+        let result = store.audit_append(&records).await;
+        if let Err(e) = &result {
+            tracing::error!(error = %e, entries = records.len(), "audit append failed");
+        }
+        for (i, done) in waiters.drain(..).enumerate() {
+            let answer = match &result {
+                Ok(first) => Ok(first + i as u64),
+                Err(e) => Err(AuditLogError::Store(e.clone())),
+            };
+            // The caller may have gone away; its entry is durable all the same.
+            let _ = done.send(answer);
+        }
+        records.clear();
+    }
+}
