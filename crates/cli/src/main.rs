@@ -18,6 +18,7 @@ use bonafide_store::{AuditRecord, SqliteStore, Store};
 use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
 
+mod audit;
 mod duration;
 mod output;
 
@@ -62,6 +63,18 @@ enum Command {
     /// Registry keys.
     #[command(subcommand)]
     Keys(KeysCmd),
+    /// Check the registry's audit log.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCmd {
+    /// Verify the latest signed checkpoint against a pinned log key and the checkpoint
+    /// seen last time (state file); with --index / --entry-file, that an entry is in
+    /// the log; with --proof-file, a tlog-proof offline. Exit 1 if the log fails a
+    /// check (rewritten, rolled back, altered entry), 2 on errors.
+    Verify(audit::VerifyArgs),
 }
 
 #[derive(Debug, Args)]
@@ -298,6 +311,7 @@ async fn run(cli: Cli, out: Out) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify(args) => verify(&cli.url, args, out).await,
+        Command::Audit(AuditCmd::Verify(args)) => audit::verify(&cli.url, args, out).await,
         Command::Keys(KeysCmd::Rotate { data_dir, alg }) => {
             // Never create a fresh registry by mistake: after a key compromise, rotating
             // the wrong directory would leave the real server signing with the old key.

@@ -145,11 +145,41 @@ impl Client {
         }
     }
 
+    /// `GET path` as text (signed notes, tlog proofs), at most 1 MiB.
+    pub async fn get_text(&self, path: &str) -> Result<String, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let req = self.authorize(self.http.get(&url));
+        let bytes = self.send_bytes(req, url.clone()).await?;
+        if bytes.len() > MAX_TEXT_BYTES {
+            return Err(ClientError::Decode {
+                url,
+                reason: format!("answer is over {MAX_TEXT_BYTES} bytes"),
+            });
+        }
+        String::from_utf8(bytes).map_err(|_| ClientError::Decode {
+            url,
+            reason: "answer is not UTF-8 text".into(),
+        })
+    }
+
     async fn send<T: DeserializeOwned>(
         &self,
         req: reqwest::RequestBuilder,
         url: String,
     ) -> Result<T, ClientError> {
+        let bytes = self.send_bytes(req, url.clone()).await?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
+            url,
+            reason: e.to_string(),
+        })
+    }
+
+    /// Sends `req`; the body of a 2xx answer, or the API error of any other.
+    async fn send_bytes(
+        &self,
+        req: reqwest::RequestBuilder,
+        url: String,
+    ) -> Result<Vec<u8>, ClientError> {
         let resp = req.send().await.map_err(|e| ClientError::Unreachable {
             url: url.clone(),
             reason: e.to_string(),
@@ -172,12 +202,12 @@ impl Client {
                 request_id: e["request_id"].as_str().unwrap_or("-").to_owned(),
             });
         }
-        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
-            url,
-            reason: e.to_string(),
-        })
+        Ok(bytes.to_vec())
     }
 }
+
+/// Largest text answer [`Client::get_text`] accepts (the signed-note limit).
+pub const MAX_TEXT_BYTES: usize = 1024 * 1024;
 
 /// Largest JWKS accepted, in bytes.
 pub const MAX_JWKS_BYTES: usize = 1024 * 1024;

@@ -324,11 +324,14 @@ pub struct BundleQuery {
 
 /// A C2SP `tlog-proof@v1` for one entry: index, inclusion proof and the signed
 /// checkpoint it leads to; checkable offline with the log key
-/// (`bonafide audit verify --proof-file`).
+/// (`bonafide audit verify --proof-file`). For callers who may read the entry, the
+/// proof's `extra` line carries the canonical entry itself, so the file alone shows
+/// what was logged; the proof authenticates it (its hash is the proven leaf).
 #[utoipa::path(get, path = "/v1/audit/proof/bundle", tag = "audit", params(BundleQuery),
-    responses((status = 200, description = "c2sp.org/tlog-proof@v1", content_type = "text/plain"), (status = 400)))]
+    responses((status = 200, description = "c2sp.org/tlog-proof@v1", content_type = "text/plain"), (status = 400), (status = 401)))]
 pub async fn bundle(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     ApiQuery(q): ApiQuery<BundleQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     let size = store_size(&state).await?;
@@ -337,8 +340,19 @@ pub async fn bundle(
     }
     let cp: Arc<SignedCheckpoint> = state.audit.checkpoint_covering(q.index + 1).await?;
     let (_, hashes) = prove_inclusion(&state, cp.size, q.index).await?;
+    let extra = if caller == Caller::Anonymous {
+        None
+    } else {
+        state
+            .store
+            .audit_entries(q.index, q.index + 1)
+            .await?
+            .into_iter()
+            .find(|row| may_read(&caller, row.owner.as_ref()))
+            .map(|row| row.entry)
+    };
     let proof = TlogProof {
-        extra: None,
+        extra,
         index: q.index,
         hashes,
         checkpoint: cp.note.clone(),

@@ -1,0 +1,542 @@
+//! `bonafide audit verify`: check a registry's audit log from the outside.
+//!
+//! Online: fetch the latest signed checkpoint, check its signature against a pinned
+//! log key, check it is consistent with the checkpoint seen last time (kept in a state
+//! file), and optionally that one entry is in it (`--index`, `--entry-file`). Offline:
+//! check a C2SP tlog-proof file (`--proof-file`) against the log key, no network.
+//!
+//! Trust: the log key is pinned. `--log-key` pins it explicitly; otherwise the key
+//! pinned in the state file is used; on first contact without either, the key the
+//! registry announces is pinned and the output says so (trust on first use). A state
+//! file is only updated after every check passed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, anyhow, bail};
+use bonafide_client::Client;
+use bonafide_core::audit::AuditEntry;
+use bonafide_core::merkle::{self, Hash};
+use bonafide_core::note::{self, NoteVerifier, OpenedCheckpoint};
+use bonafide_core::tlog_proof::{self, TlogProof};
+use clap::Args;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::output::Out;
+
+/// Largest entry or proof file read, bytes.
+const MAX_FILE_BYTES: u64 = 1 << 20;
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The registry's log key (`<origin>+<hex id>+<base64>`, from its discovery
+    /// document). Pins the key; without it the state file's pinned key is used.
+    #[arg(long)]
+    pub log_key: Option<String>,
+    /// Where the last checkpoint seen is kept (default:
+    /// $XDG_STATE_HOME/bonafide/audit-state.json or ~/.local/state/bonafide/…).
+    #[arg(long, env = "BONAFIDE_AUDIT_STATE")]
+    pub state: Option<PathBuf>,
+    /// Also check that the entry at this index is in the log.
+    #[arg(long)]
+    pub index: Option<u64>,
+    /// Also check that this entry (its canonical JSON bytes) is in the log.
+    #[arg(long)]
+    pub entry_file: Option<PathBuf>,
+    /// Check this C2SP tlog-proof file offline (needs --log-key; the entry comes from
+    /// the proof's `extra` line or --entry-file).
+    #[arg(long, conflicts_with = "index")]
+    pub proof_file: Option<PathBuf>,
+}
+
+/// A check failed: the log is not what it claims. Exit code 1, unlike errors (2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Failed(pub String);
+
+fn failed(message: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(Failed(message.into()))
+}
+
+/// What the state file remembers per log origin.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogState {
+    /// The pinned verifier key string.
+    log_key: String,
+    /// The last checkpoint that passed every check (signed note text).
+    checkpoint: Option<String>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StateFile {
+    /// By registry URL.
+    logs: BTreeMap<String, LogState>,
+}
+
+pub async fn verify(url: &str, args: VerifyArgs, out: Out) -> Result<ExitCode> {
+    let result = if let Some(proof_file) = &args.proof_file {
+        verify_proof_file(proof_file, &args, out)
+    } else {
+        verify_online(url, &args, out).await
+    };
+    match result {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => match e.downcast_ref::<Failed>() {
+            Some(f) => {
+                if out.json {
+                    println!("{}", json!({ "ok": false, "problem": f.0 }));
+                } else {
+                    eprintln!("AUDIT CHECK FAILED: {}", f.0);
+                }
+                Ok(ExitCode::from(1))
+            }
+            None => Err(e),
+        },
+    }
+}
+
+fn read_limited(path: &Path, what: &str) -> Result<Vec<u8>> {
+    let meta = std::fs::metadata(path)
+        .with_context(|| format!("cannot read {what} `{}`", path.display()))?;
+    if meta.len() > MAX_FILE_BYTES {
+        bail!("{what} `{}` is over {MAX_FILE_BYTES} bytes", path.display());
+    }
+    std::fs::read(path).with_context(|| format!("cannot read {what} `{}`", path.display()))
+}
+
+fn parse_log_key(text: &str) -> Result<NoteVerifier> {
+    NoteVerifier::from_key_string(text.trim())
+        .map_err(|e| anyhow!("--log-key is not a log key (`<origin>+<hex id>+<base64>`): {e}"))
+}
+
+/// Reads an entry file: canonical JSON bytes, a trailing newline tolerated.
+fn read_entry(path: &Path) -> Result<Vec<u8>> {
+    let mut bytes = read_limited(path, "entry file")?;
+    while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+        bytes.pop();
+    }
+    AuditEntry::from_canonical(&bytes).map_err(|e| {
+        anyhow!(
+            "`{}` is not a canonical audit entry ({e}); save the `entry` text from /v1/audit/entries as is",
+            path.display()
+        )
+    })?;
+    Ok(bytes)
+}
+
+fn verify_proof_file(path: &Path, args: &VerifyArgs, out: Out) -> Result<()> {
+    let key = args
+        .log_key
+        .as_deref()
+        .ok_or_else(|| anyhow!("--proof-file needs --log-key (offline: nothing else to trust)"))?;
+    let verifier = parse_log_key(key)?;
+    let text = String::from_utf8(read_limited(path, "proof file")?)
+        .map_err(|_| anyhow!("`{}` is not text", path.display()))?;
+    let proof = TlogProof::parse(&text).map_err(|e| {
+        failed(format!(
+            "`{}` is not a valid tlog-proof: {e}",
+            path.display()
+        ))
+    })?;
+    let entry = match (&args.entry_file, &proof.extra) {
+        (Some(file), extra) => {
+            let entry = read_entry(file)?;
+            if extra.as_ref().is_some_and(|x| *x != entry) {
+                return Err(failed(
+                    "the entry file differs from the entry carried in the proof",
+                ));
+            }
+            entry
+        }
+        (None, Some(extra)) => {
+            AuditEntry::from_canonical(extra).map_err(|e| {
+                failed(format!(
+                    "the entry carried in the proof is not a canonical entry: {e}"
+                ))
+            })?;
+            extra.clone()
+        }
+        (None, None) => bail!(
+            "this proof carries no entry (it was fetched without a key allowed to read it): give --entry-file"
+        ),
+    };
+    let verified = tlog_proof::verify_tlog_proof(
+        &proof,
+        &entry,
+        verifier.name(),
+        std::slice::from_ref(&verifier),
+    )
+    .map_err(|e| failed(format!("the proof does not hold: {e}")))?;
+    let cp = verified.checkpoint().checkpoint();
+    if out.json {
+        println!(
+            "{}",
+            json!({
+                "ok": true,
+                "origin": cp.origin,
+                "tree_size": cp.size,
+                "root": cp.root.to_base64(),
+                "index": verified.index(),
+                "entry": String::from_utf8_lossy(&entry),
+            })
+        );
+    } else {
+        println!(
+            "entry {} is in log {} (checkpoint of size {}, root {})",
+            verified.index(),
+            cp.origin,
+            cp.size,
+            cp.root.to_base64()
+        );
+        println!("entry: {}", String::from_utf8_lossy(&entry));
+    }
+    Ok(())
+}
+
+fn default_state_path() -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(dir).join("bonafide/audit-state.json"));
+    }
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| anyhow!("no HOME: pass --state FILE"))?;
+    Ok(PathBuf::from(home).join(".local/state/bonafide/audit-state.json"))
+}
+
+fn load_state(path: &Path) -> Result<StateFile> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| {
+            format!(
+                "the state file `{}` is not one bonafide wrote; move it away to start over",
+                path.display()
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(StateFile::default()),
+        Err(e) => Err(anyhow!(
+            "cannot read the state file `{}`: {e}",
+            path.display()
+        )),
+    }
+}
+
+/// Writes the state file atomically (temp file + rename), mode 0600.
+fn save_state(path: &Path, state: &StateFile) -> Result<()> {
+    use std::io::Write;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create `{}`", dir.display()))?;
+    }
+    let tmp = path.with_extension("json.tmp");
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts
+        .open(&tmp)
+        .with_context(|| format!("cannot write `{}`", tmp.display()))?;
+    f.write_all(&serde_json::to_vec_pretty(state)?)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write `{}`", path.display()))?;
+    Ok(())
+}
+
+fn open_cp(note_text: &str, verifier: &NoteVerifier) -> Result<OpenedCheckpoint, note::NoteError> {
+    note::open_checkpoint(note_text, verifier.name(), std::slice::from_ref(verifier))
+}
+
+fn hashes_of(v: &Value, field: &str) -> Result<Vec<Hash>> {
+    v[field]
+        .as_array()
+        .ok_or_else(|| anyhow!("the registry's answer has no `{field}` list"))?
+        .iter()
+        .map(|h| {
+            h.as_str()
+                .and_then(|t| Hash::from_base64(t).ok())
+                .ok_or_else(|| anyhow!("the registry's answer has a malformed hash"))
+        })
+        .collect()
+}
+
+fn api(e: bonafide_client::ClientError) -> anyhow::Error {
+    crate::explain(e)
+}
+
+async fn verify_online(url: &str, args: &VerifyArgs, out: Out) -> Result<()> {
+    let key = std::env::var("BONAFIDE_API_KEY")
+        .ok()
+        .map(|k| k.trim().to_owned())
+        .filter(|k| !k.is_empty());
+    let client = Client::new(url, key).map_err(api)?;
+    let state_path = match &args.state {
+        Some(p) => p.clone(),
+        None => default_state_path()?,
+    };
+    let mut state = load_state(&state_path)?;
+    let log_id = client.base().to_owned();
+    let previous = state.logs.get(&log_id).cloned();
+    let mut notes: Vec<String> = Vec::new();
+
+    // 1. The key: pinned by --log-key, else by the state file, else on first use.
+    let discovery: Value = client
+        .get("/.well-known/bonafide-configuration")
+        .await
+        .map_err(api)?;
+    let announced = discovery["audit_log"]["log_key"]
+        .as_str()
+        .map(str::to_owned);
+    let pinned = match (&args.log_key, &previous) {
+        (Some(k), _) => k.trim().to_owned(),
+        (None, Some(p)) => p.log_key.clone(),
+        (None, None) => {
+            let k = announced
+                .clone()
+                .ok_or_else(|| anyhow!("the registry announces no audit log key"))?;
+            notes.push(format!(
+                "pinned the log key the registry announced, on first use: {k} (pass --log-key to pin one you got elsewhere)"
+            ));
+            k
+        }
+    };
+    let verifier = parse_log_key(&pinned)?;
+    if let Some(p) = &previous
+        && p.log_key != pinned
+    {
+        return Err(failed(format!(
+            "the log key differs from the one pinned in {} ({}); if the registry really changed its key, remove that entry from the state file",
+            state_path.display(),
+            p.log_key
+        )));
+    }
+    if announced.as_deref().is_some_and(|a| a != pinned) {
+        return Err(failed(format!(
+            "the registry announces log key {} but {} is pinned",
+            announced.as_deref().unwrap_or_default(),
+            pinned
+        )));
+    }
+
+    // 2. The latest checkpoint, signed by that key.
+    let note_text = client.get_text("/v1/audit/checkpoint").await.map_err(api)?;
+    let opened = open_cp(&note_text, &verifier)
+        .map_err(|e| failed(format!("the latest checkpoint does not verify: {e}")))?;
+    let cp = opened.checkpoint().clone();
+
+    // 3. Consistent with what we saw before.
+    if let Some(old_text) = previous.as_ref().and_then(|p| p.checkpoint.as_deref()) {
+        let old = open_cp(old_text, &verifier)
+            .map_err(|e| anyhow!("the checkpoint in the state file does not verify: {e}"))?;
+        let old = old.checkpoint();
+        if cp.size < old.size {
+            return Err(failed(format!(
+                "the log shrank: its latest checkpoint has {} entries, but one with {} was seen before (rolled back or rewritten)",
+                cp.size, old.size
+            )));
+        }
+        if cp.size == old.size {
+            if cp.root != old.root {
+                return Err(failed(format!(
+                    "the log was rewritten: two different signed roots for size {} ({} before, {} now)",
+                    cp.size,
+                    old.root.to_base64(),
+                    cp.root.to_base64()
+                )));
+            }
+        } else {
+            let v: Value = client
+                .get(&format!(
+                    "/v1/audit/proof/consistency?first={}&second={}",
+                    old.size, cp.size
+                ))
+                .await
+                .map_err(api)?;
+            let proof = hashes_of(&v, "hashes")?;
+            merkle::check_tree(&proof, cp.size, &cp.root, old.size, &old.root).map_err(|e| {
+                failed(format!(
+                    "the log was rewritten: the checkpoint of size {} does not extend the one of size {} seen before ({e})",
+                    cp.size, old.size
+                ))
+            })?;
+        }
+        notes.push(format!(
+            "consistent with the checkpoint of size {} seen before",
+            old.size
+        ));
+    }
+
+    // 4. Entries asked about.
+    let mut checked = Vec::new();
+    if let Some(index) = args.index {
+        checked.push(check_index(&client, &cp, index).await?);
+    }
+    if let Some(file) = &args.entry_file {
+        let entry = read_entry(file)?;
+        checked.push(check_entry(&client, &cp, &entry).await?);
+    }
+
+    // 5. Everything held: remember this checkpoint.
+    state.logs.insert(
+        log_id,
+        LogState {
+            log_key: pinned,
+            checkpoint: Some(note_text),
+        },
+    );
+    save_state(&state_path, &state)?;
+
+    if out.json {
+        println!(
+            "{}",
+            json!({
+                "ok": true,
+                "origin": cp.origin,
+                "tree_size": cp.size,
+                "root": cp.root.to_base64(),
+                "notes": notes,
+                "entries": checked,
+            })
+        );
+    } else {
+        println!(
+            "checkpoint OK: log {} has {} entries, root {}",
+            cp.origin,
+            cp.size,
+            cp.root.to_base64()
+        );
+        for n in &notes {
+            println!("{n}");
+        }
+        for c in &checked {
+            println!(
+                "entry {} is in the log{}",
+                c["index"],
+                c["entry"]
+                    .as_str()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Checks entry `index` against the checkpoint: the entry text (when the caller may
+/// read it) hashes to its leaf, and the leaf is included under the signed root.
+async fn check_index(client: &Client, cp: &note::Checkpoint, index: u64) -> Result<Value> {
+    if index >= cp.size {
+        bail!(
+            "entry {index} is not in the latest checkpoint yet (it has {} entries); try again in a second",
+            cp.size
+        );
+    }
+    let page: Value = client
+        .get(&format!(
+            "/v1/audit/entries?start={index}&end={}",
+            index + 1
+        ))
+        .await
+        .map_err(api)?;
+    let row = page["entries"]
+        .as_array()
+        .and_then(|a| a.first())
+        .ok_or_else(|| anyhow!("the registry returned no entry {index}"))?;
+    let served_leaf = row["leaf_hash"]
+        .as_str()
+        .and_then(|t| Hash::from_base64(t).ok())
+        .ok_or_else(|| anyhow!("the registry's entry {index} has no valid leaf hash"))?;
+    let entry = row["entry"].as_str().map(str::to_owned);
+    let leaf = match &entry {
+        Some(text) => {
+            let leaf = merkle::leaf_hash(text.as_bytes());
+            if leaf != served_leaf {
+                return Err(failed(format!(
+                    "entry {index} was altered: its text hashes to {} but the log's leaf is {}",
+                    leaf.to_base64(),
+                    served_leaf.to_base64()
+                )));
+            }
+            AuditEntry::from_canonical(text.as_bytes()).map_err(|e| {
+                failed(format!("entry {index} is not a canonical audit entry: {e}"))
+            })?;
+            leaf
+        }
+        None => served_leaf,
+    };
+    prove(client, cp, index, &leaf).await?;
+    Ok(json!({ "index": index, "leaf_hash": leaf.to_base64(), "entry": entry }))
+}
+
+/// Checks that `entry` is in the log under the signed root.
+async fn check_entry(client: &Client, cp: &note::Checkpoint, entry: &[u8]) -> Result<Value> {
+    let leaf = merkle::leaf_hash(entry);
+    let encoded: String = leaf
+        .to_base64()
+        .chars()
+        .map(|c| match c {
+            '+' => "%2B".to_owned(),
+            '/' => "%2F".to_owned(),
+            '=' => "%3D".to_owned(),
+            c => c.to_string(),
+        })
+        .collect();
+    let v: Value = match client
+        .get(&format!(
+            "/v1/audit/proof/inclusion?leaf_hash={encoded}&tree_size={}",
+            cp.size
+        ))
+        .await
+    {
+        Ok(v) => v,
+        Err(bonafide_client::ClientError::Api { status: 404, .. }) => {
+            return Err(failed(format!(
+                "this entry is not in the log (no leaf {})",
+                leaf.to_base64()
+            )));
+        }
+        Err(bonafide_client::ClientError::Api {
+            status: 400,
+            message,
+            ..
+        }) => {
+            return Err(failed(format!(
+                "this entry is not in the checkpoint of size {}: {message}",
+                cp.size
+            )));
+        }
+        Err(e) => return Err(api(e)),
+    };
+    let index = v["index"]
+        .as_u64()
+        .ok_or_else(|| anyhow!("the registry's proof has no index"))?;
+    check_proof(&v, cp, index, &leaf)?;
+    Ok(
+        json!({ "index": index, "leaf_hash": leaf.to_base64(), "entry": String::from_utf8_lossy(entry) }),
+    )
+}
+
+async fn prove(client: &Client, cp: &note::Checkpoint, index: u64, leaf: &Hash) -> Result<()> {
+    let v: Value = client
+        .get(&format!(
+            "/v1/audit/proof/inclusion?index={index}&tree_size={}",
+            cp.size
+        ))
+        .await
+        .map_err(api)?;
+    check_proof(&v, cp, index, leaf)
+}
+
+fn check_proof(v: &Value, cp: &note::Checkpoint, index: u64, leaf: &Hash) -> Result<()> {
+    if v["tree_size"].as_u64() != Some(cp.size) {
+        bail!("the registry answered a proof for another tree size");
+    }
+    let proof = hashes_of(v, "hashes")?;
+    merkle::check_record(&proof, cp.size, &cp.root, index, leaf).map_err(|e| {
+        failed(format!(
+            "entry {index} is not in the signed log: its inclusion proof fails against the checkpoint of size {} ({e}); the stored log was altered",
+            cp.size
+        ))
+    })
+}
