@@ -18,6 +18,9 @@ pub struct Harness {
     pub state: Arc<AppState>,
     pub http: reqwest::Client,
     pub admin: String,
+    /// The SQLite database file under the temp data dir (for tests that look behind
+    /// the server's back).
+    pub db_path: std::path::PathBuf,
     _dir: tempfile::TempDir,
     _stop: oneshot::Sender<()>,
 }
@@ -37,6 +40,7 @@ pub async fn start_with(alg: Algorithm) -> Harness {
 pub async fn start_with_config(config: Config) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path()).await.unwrap();
+    let db_path = store.path().to_path_buf();
     let admin = ApiKey::from_random(KeyKind::Admin, rand20());
     store
         .add_admin_key(&admin.hash(), 0, &admin_key_audit())
@@ -57,6 +61,7 @@ pub async fn start_with_config(config: Config) -> Harness {
         state,
         http: reqwest::Client::new(),
         admin: admin.expose_secret().to_owned(),
+        db_path,
         _dir: dir,
         _stop: tx,
     }
