@@ -2615,3 +2615,51 @@ async fn decisions_near_the_entry_size_limit_are_logged_whole_or_refused() {
         );
     }
 }
+
+/// RFC 7662 introspection is a verification too: each answer is an audit entry, and a
+/// wrong key presented is a 401, not an anonymous call.
+#[tokio::test]
+async fn introspection_decisions_are_logged() {
+    let h = start().await;
+    let (_, key) = issuer_with_id(&h, "introspect.example").await;
+    let (agent_id, token) = agent(&h, &key, "bot", &["read:data"]).await;
+    for (body, active) in [(token.clone(), true), (format!("{token}x"), false)] {
+        let before = size(&h).await;
+        let resp = h
+            .http
+            .post(format!("{}/v1/introspect", h.base))
+            .form(&[("token", body.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["active"], active, "{v}");
+        assert_eq!(size(&h).await, before + 1);
+        let (entry, text) = entry_at(&h, before).await;
+        assert_eq!(entry.event, EventType::Verify);
+        assert_eq!(entry.token_sha256, Some(token_sha256(&body)));
+        let decision = if active {
+            Decision::Allow
+        } else {
+            Decision::Deny
+        };
+        assert_eq!(entry.decision, Some(decision));
+        assert_eq!(entry.agent.is_some(), active, "{text}");
+        if active {
+            assert_eq!(entry.agent.as_deref(), Some(agent_id.as_str()));
+        }
+        assert!(!text.contains(&body));
+    }
+    let before = size(&h).await;
+    let resp = h
+        .http
+        .post(format!("{}/v1/introspect", h.base))
+        .header("X-API-Key", "bfk_rcv_not-a-key")
+        .form(&[("token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(size(&h).await, before);
+}

@@ -68,6 +68,17 @@ struct Decided<'a> {
     target: Option<&'a str>,
 }
 
+/// The reasons and the (agent, token id) of a token check, for its audit entry.
+fn facts(checked: &Result<VerifiedToken, Denied>) -> (Vec<String>, Option<(&AgentId, &TokenId)>) {
+    match checked {
+        Ok(v) => (Vec::new(), Some((&v.claims.sub, &v.claims.jti))),
+        Err(d) => (
+            vec![d.error.code().as_str().to_owned()],
+            d.subject.as_ref().map(|(a, j)| (a, j)),
+        ),
+    }
+}
+
 /// Writes a verify decision to the audit log; its index once durable, or `None` when
 /// verify decisions are not audited ([`crate::Config::audit_verify`]).
 async fn audit_decision(
@@ -134,7 +145,8 @@ pub struct SimpleVerify {
 /// Verifies a token given in the path. Always 200 with `valid` true or false.
 #[utoipa::path(get, path = "/v1/verify/{token}", tag = "receiver",
     params(("token" = String, Path, description = "the agent token")),
-    responses((status = 200, body = SimpleVerify)))]
+    responses((status = 200, body = SimpleVerify), (status = 401),
+              (status = 503, description = "the audit log cannot take the decision")))]
 pub async fn verify_get(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -142,14 +154,7 @@ pub async fn verify_get(
 ) -> Result<ApiJson<SimpleVerify>, ApiError> {
     let now = now_ms();
     let checked = check_token(&state, &text, None, now);
-    let reasons: Vec<String> = match &checked {
-        Ok(_) => Vec::new(),
-        Err(d) => vec![d.error.code().as_str().to_owned()],
-    };
-    let subject = match &checked {
-        Ok(v) => Some((&v.claims.sub, &v.claims.jti)),
-        Err(d) => d.subject.as_ref().map(|(a, j)| (a, j)),
-    };
+    let (reasons, subject) = facts(&checked);
     audit_decision(
         &state,
         &caller,
@@ -416,9 +421,11 @@ pub struct IntrospectResponse {
 /// token holder could not read from the token itself.
 #[utoipa::path(post, path = "/v1/introspect", tag = "receiver",
     request_body(content = IntrospectRequest, content_type = "application/x-www-form-urlencoded"),
-    responses((status = 200, body = IntrospectResponse), (status = 400)))]
+    responses((status = 200, body = IntrospectResponse), (status = 400), (status = 401),
+              (status = 503, description = "the audit log cannot take the decision")))]
 pub async fn introspect(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     form: Result<Form<IntrospectRequest>, axum::extract::rejection::FormRejection>,
 ) -> Result<ApiJson<IntrospectResponse>, ApiError> {
     let Form(req) = form.map_err(|r| match r.status() {
@@ -447,25 +454,41 @@ pub async fn introspect(
         jti: None,
         username: None,
     };
-    Ok(ApiJson(
-        match check_token(&state, &req.token, None, now_ms()) {
-            Ok(v) => {
-                let c = v.claims;
-                IntrospectResponse {
-                    active: true,
-                    scope: Some(c.agent.scopes.join(" ")),
-                    token_type: Some(token::AGENT_TOKEN_TYP.to_owned()),
-                    exp: Some(c.exp),
-                    iat: Some(c.iat),
-                    nbf: c.nbf,
-                    sub: Some(c.sub.to_string()),
-                    aud: c.aud.map(|a| a.to_vec()),
-                    iss: Some(c.iss),
-                    jti: Some(c.jti.to_string()),
-                    username: Some(c.agent.name),
-                }
-            }
-            Err(_) => inactive,
+    let now = now_ms();
+    let checked = check_token(&state, &req.token, None, now);
+    let (reasons, subject) = facts(&checked);
+    // Introspection is a verification too: it is logged like one.
+    audit_decision(
+        &state,
+        &caller,
+        now,
+        Decided {
+            token: &req.token,
+            subject,
+            allowed: checked.is_ok(),
+            reasons: &reasons,
+            scopes: &[],
+            target: None,
         },
-    ))
+    )
+    .await?;
+    Ok(ApiJson(match checked {
+        Ok(v) => {
+            let c = v.claims;
+            IntrospectResponse {
+                active: true,
+                scope: Some(c.agent.scopes.join(" ")),
+                token_type: Some(token::AGENT_TOKEN_TYP.to_owned()),
+                exp: Some(c.exp),
+                iat: Some(c.iat),
+                nbf: c.nbf,
+                sub: Some(c.sub.to_string()),
+                aud: c.aud.map(|a| a.to_vec()),
+                iss: Some(c.iss),
+                jti: Some(c.jti.to_string()),
+                username: Some(c.agent.name),
+            }
+        }
+        Err(_) => inactive,
+    }))
 }
