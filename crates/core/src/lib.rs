@@ -4,7 +4,8 @@
 //! verification pipeline ([`token`]), identifiers ([`ids`]), API keys ([`apikey`]) and
 //! scopes ([`scopes`]), the RFC 6962 Merkle tree of the audit log ([`merkle`]) and its
 //! C2SP signed checkpoints ([`note`]),
-//! and the canonical entries it holds ([`audit`]).
+//! and the canonical entries it holds ([`audit`]), and consent policies with their
+//! pure evaluation ([`policy`]).
 //!
 //! Architecture invariant: this crate does no I/O, spawns nothing, is not async and
 //! never reads the clock: `now` is an argument. Random bytes for identifiers and API
@@ -22,6 +23,7 @@ pub mod jws;
 pub mod keys;
 pub mod merkle;
 pub mod note;
+pub mod policy;
 pub mod scopes;
 pub mod tlog_proof;
 pub mod token;
