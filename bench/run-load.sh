@@ -4,6 +4,7 @@
 #
 #   bash bench/run-load.sh                       # defaults: 16 connections, 2 s + 10 s, 2 rounds
 #   bash bench/run-load.sh --connections 32 --json bench/load-results.json
+#   bash bench/run-load.sh --compare-audit --interleave   # audit log on vs off, 32 connections
 #
 # Builds in release, then runs bonafide-load with the given arguments (see --help).
 set -euo pipefail

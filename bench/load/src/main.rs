@@ -23,6 +23,12 @@
 //!    request; then the ratio Bonafide / baseline (goal ≥ 0.8). `--json FILE` also
 //!    writes everything as JSON.
 //!
+//! `--compare-audit` measures the audit log instead: the baseline is the real server
+//! with verify decisions not audited (`Config { audit_verify: false }`, as
+//! `serve --no-audit-verify`), the target the same registry (same store, key, token and
+//! request) with them audited (the default), at 32 connections unless told; goals:
+//! audited ≥ 0.8× unaudited throughput and audited p99 ≤ 5 ms.
+//!
 //! All servers share one multi-thread tokio runtime (default worker count = CPUs);
 //! the load generator runs on its own single-threaded runtime on the main thread, as
 //! an external `wrk -t1` would. No tracing subscriber is installed, so the server's
@@ -62,6 +68,33 @@ const GRANTED: [&str; 2] = ["read:portfolio", "read:transactions"];
 /// Scope asked about on every Bonafide verify.
 const REQUESTED: &str = "read:portfolio";
 
+/// What is measured against what.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+enum Mode {
+    /// Bonafide's `POST /v1/verify` against the one-Ed25519-verify endpoint.
+    Baseline,
+    /// Bonafide with verify decisions audited against the same server without.
+    CompareAudit,
+}
+
+impl Mode {
+    fn default_connections(self) -> usize {
+        match self {
+            Mode::Baseline => 16,
+            Mode::CompareAudit => 32,
+        }
+    }
+
+    /// Names of the floor and of the target measured against it.
+    fn pair(self) -> (&'static str, &'static str) {
+        match self {
+            Mode::Baseline => ("baseline", "bonafide"),
+            Mode::CompareAudit => ("unaudited", "audited"),
+        }
+    }
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "bonafide-load",
@@ -69,9 +102,10 @@ const REQUESTED: &str = "read:portfolio";
              axum endpoint: same machine, same run, same connections."
 )]
 struct Args {
-    /// Concurrent HTTP/1.1 keep-alive connections per target.
-    #[arg(long, default_value_t = 16)]
-    connections: usize,
+    /// Concurrent HTTP/1.1 keep-alive connections per target. Default 16, or 32 with
+    /// `--compare-audit`.
+    #[arg(long)]
+    connections: Option<usize>,
     /// Measured seconds per run.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
@@ -96,6 +130,18 @@ struct Args {
     /// bare router: no request-id, access-log, catch-panic or body-limit layers).
     #[arg(long)]
     breakdown: bool,
+    /// Instead of the one-verify baseline, compare two real Bonafide servers on the
+    /// same store, same token, same request: `unaudited` (`audit_verify: false`, as
+    /// `serve --no-audit-verify`) as the baseline, and `audited` (the default: every
+    /// decision group-committed to the audit log and answered once durable). Goal:
+    /// audited ≥ 0.8× unaudited throughput and audited p99 ≤ 5 ms.
+    #[arg(long, conflicts_with = "breakdown")]
+    compare_audit: bool,
+    /// Directory in which the temporary data dir (SQLite store) is created. Default:
+    /// the system temp dir. With `--compare-audit` it must be on a real disk: on a
+    /// tmpfs fsync is free and the audit log looks cheaper than it is.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
     /// Also write the results as JSON to this file.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -117,8 +163,14 @@ fn main() -> ExitCode {
 
 fn run() -> Result<()> {
     let args = Args::parse();
+    let mode = if args.compare_audit {
+        Mode::CompareAudit
+    } else {
+        Mode::Baseline
+    };
+    let connections = args.connections.unwrap_or(mode.default_connections());
     ensure!(
-        (1..=4096).contains(&args.connections),
+        (1..=4096).contains(&connections),
         "--connections must be 1..=4096"
     );
     ensure!(args.seconds >= 1, "--seconds must be at least 1");
@@ -135,7 +187,12 @@ fn run() -> Result<()> {
         .build()
         .context("building the server runtime")?;
     let server_workers = server_rt.metrics().num_workers();
-    let servers = server_rt.block_on(start_servers(args.breakdown))?;
+    let servers = server_rt.block_on(start_servers(
+        mode,
+        args.breakdown,
+        args.data_dir.as_deref(),
+    ))?;
+    let data_dir = servers.data_dir();
 
     // Load generator: a single-threaded runtime on this thread.
     let client_rt = tokio::runtime::Builder::new_current_thread()
@@ -160,7 +217,7 @@ fn run() -> Result<()> {
                     "round {round}/{}: {} ({} connections each, {}s warm-up + {}s{})…",
                     args.rounds,
                     names.join(" + "),
-                    args.connections,
+                    connections,
                     args.warmup,
                     args.seconds,
                     if group.len() > 1 {
@@ -170,7 +227,7 @@ fn run() -> Result<()> {
                     }
                 );
                 let group_runs =
-                    run_group(group, round, args.connections, warmup, window, slice).await?;
+                    run_group(group, round, connections, warmup, window, slice).await?;
                 for r in group_runs {
                     eprintln!(
                         "  {}: {:.0} req/s, p50 {} µs, p99 {} µs, errors {}",
@@ -189,11 +246,12 @@ fn run() -> Result<()> {
     stopped?;
 
     let report = Report::new(
+        mode,
         date,
         command,
         machine,
         Settings {
-            connections: args.connections,
+            connections,
             warmup_s: args.warmup,
             seconds: args.seconds,
             rounds: args.rounds,
@@ -224,6 +282,7 @@ fn run() -> Result<()> {
             logging: "off: no tracing subscriber installed, so the server's access-log \
                       `tracing::info!` callsites are disabled"
                 .to_owned(),
+            data_dir,
         },
         runs,
     )?;
@@ -256,6 +315,9 @@ struct Target {
     body: Bytes,
     /// Whether the answer must also say `"allowed": true`.
     expect_allowed: bool,
+    /// Whether the answer must carry an `audit_index` (`Some(true)`), must not
+    /// (`Some(false)`), or either.
+    expect_audit_index: Option<bool>,
 }
 
 /// A spawned server and how to stop it.
@@ -271,10 +333,17 @@ struct Servers {
     /// In the order they are loaded each round.
     targets: Vec<Target>,
     running: Vec<Running>,
-    _dir: tempfile::TempDir,
+    /// The store's data dir, removed on drop.
+    dir: tempfile::TempDir,
 }
 
 impl Servers {
+    /// The data dir and the file system it is on.
+    fn data_dir(&self) -> String {
+        let path = self.dir.path();
+        format!("{} ({})", path.display(), file_system(path))
+    }
+
     async fn stop(self) -> Result<()> {
         for Running { name, stop, task } in self.running {
             // The receiver is gone only if the server already stopped.
@@ -310,11 +379,43 @@ async fn spawn_axum(name: &'static str, app: Router) -> Result<(SocketAddr, Runn
     Ok((addr, Running { name, stop, task }))
 }
 
-async fn start_servers(breakdown: bool) -> Result<Servers> {
-    let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
+/// Public URL of the registry in `--compare-audit`: both servers issue and accept
+/// tokens with this `iss` (by default it would be each one's own address).
+const PUBLIC_URL: &str = "https://registry.bench.example";
 
+/// Starts a real Bonafide server on 127.0.0.1:0.
+async fn spawn_bonafide(
+    name: &'static str,
+    config: Config,
+    store: Arc<dyn Store>,
+) -> Result<(SocketAddr, Running, Arc<bonafide_server::AppState>)> {
+    let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
+    let server = Server::bind(loopback, config, store)
+        .await
+        .with_context(|| format!("binding the {name} server"))?;
+    let addr = server
+        .local_addr()
+        .with_context(|| format!("{name} server address"))?;
+    let state = server.state();
+    let (stop, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        server
+            .run(async {
+                let _ = rx.await;
+            })
+            .await
+            .map_err(|e| e.to_string())
+    });
+    Ok((addr, Running { name, stop, task }, state))
+}
+
+async fn start_servers(mode: Mode, breakdown: bool, parent: Option<&Path>) -> Result<Servers> {
     // The real server: temp data dir, EdDSA signing key, one admin key.
-    let dir = tempfile::tempdir().context("creating a temp data dir")?;
+    let dir = match parent {
+        Some(p) => tempfile::tempdir_in(p),
+        None => tempfile::tempdir(),
+    }
+    .context("creating a temp data dir")?;
     let store = SqliteStore::open(dir.path())
         .await
         .context("opening the SQLite store")?;
@@ -340,30 +441,27 @@ async fn start_servers(breakdown: bool) -> Result<Servers> {
     let store: Arc<dyn Store> = Arc::new(store);
     let config = Config {
         signing_alg: Algorithm::EdDSA,
+        public_url: match mode {
+            Mode::Baseline => String::new(),
+            Mode::CompareAudit => PUBLIC_URL.to_owned(),
+        },
+        // Default: every verify decision is audited.
         ..Config::default()
     };
-    let server = Server::bind(loopback, config, store)
-        .await
-        .context("binding the Bonafide server")?;
-    let bonafide_addr = server.local_addr().context("Bonafide server address")?;
-    let state = server.state();
-    let (bonafide_tx, bonafide_rx) = oneshot::channel::<()>();
-    let bonafide_task = tokio::spawn(async move {
-        server
-            .run(async {
-                let _ = bonafide_rx.await;
-            })
-            .await
-            .map_err(|e| e.to_string())
-    });
+    let (subject_name, audited_subject) = match mode {
+        Mode::Baseline => ("bonafide", config.audit_verify),
+        Mode::CompareAudit => ("audited", true),
+    };
+    let (bonafide_addr, bonafide_running, state) =
+        spawn_bonafide(subject_name, config.clone(), Arc::clone(&store)).await?;
 
     // Issuer, agent, token, public key — over HTTP, as a deployment would.
     let base = format!("http://{bonafide_addr}");
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .context("building the setup HTTP client")?;
     let (token, public_key) = {
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .context("building the setup HTTP client")?;
         let issuer = call(
             &http,
             &format!("{base}/v1/issuers"),
@@ -395,21 +493,10 @@ async fn start_servers(breakdown: bool) -> Result<Servers> {
         )
         .await?;
         let public_key = ed25519_key_from_jwks(&jwks)?;
-        // One checked verify through the real endpoint before loading it.
-        let check = call(
-            &http,
-            &format!("{base}/v1/verify"),
-            None,
-            Some(json!({"token": token, "scopes_requested": [REQUESTED]})),
-            200,
-        )
-        .await?;
-        ensure!(
-            check["valid"] == true && check["allowed"] == true,
-            "Bonafide did not accept its own token: {check}"
-        );
         (token, public_key)
     };
+    // One checked verify through the real endpoint before loading it.
+    check_bonafide(&http, &base, &token, audited_subject).await?;
     ensure!(
         baseline_valid(&public_key, &token),
         "the JWKS key does not verify the registry's token"
@@ -428,19 +515,46 @@ async fn start_servers(breakdown: bool) -> Result<Servers> {
     let mut targets = Vec::new();
     let mut running = Vec::new();
 
-    // The baseline: one route, one Ed25519 verify.
-    let app = Router::new()
-        .route("/verify", post(baseline_verify))
-        .with_state(Arc::new(public_key));
-    let (addr, handle) = spawn_axum("baseline", app).await?;
-    running.push(handle);
-    targets.push(Target {
-        name: "baseline",
-        addr,
-        path: "/verify",
-        body: baseline_body,
-        expect_allowed: false,
-    });
+    match mode {
+        Mode::Baseline => {
+            // The baseline: one route, one Ed25519 verify.
+            let app = Router::new()
+                .route("/verify", post(baseline_verify))
+                .with_state(Arc::new(public_key));
+            let (addr, handle) = spawn_axum("baseline", app).await?;
+            running.push(handle);
+            targets.push(Target {
+                name: "baseline",
+                addr,
+                path: "/verify",
+                body: baseline_body,
+                expect_allowed: false,
+                expect_audit_index: None,
+            });
+        }
+        Mode::CompareAudit => {
+            // The same registry (same store, keys, token) with verify decisions not
+            // audited, as `serve --no-audit-verify`. Bound after the setup so it loads
+            // the signing key the first server made. Its checkpoint signer is idle: on
+            // its own, with audit_verify off, the log would not grow under this load.
+            let config = Config {
+                audit_verify: false,
+                checkpoint_interval: Duration::from_secs(3600),
+                ..config
+            };
+            let (addr, handle, _) = spawn_bonafide("unaudited", config, Arc::clone(&store)).await?;
+            running.push(handle);
+            check_bonafide(&http, &format!("http://{addr}"), &token, false).await?;
+            targets.push(Target {
+                name: "unaudited",
+                addr,
+                path: "/v1/verify",
+                body: bonafide_body.clone(),
+                expect_allowed: true,
+                expect_audit_index: Some(false),
+            });
+        }
+    }
 
     if breakdown {
         let app = Router::new()
@@ -454,6 +568,7 @@ async fn start_servers(breakdown: bool) -> Result<Servers> {
             path: "/v1/verify",
             body: bonafide_body.clone(),
             expect_allowed: true,
+            expect_audit_index: None,
         });
         let app = Router::new()
             .route(
@@ -469,26 +584,57 @@ async fn start_servers(breakdown: bool) -> Result<Servers> {
             path: "/v1/verify",
             body: bonafide_body.clone(),
             expect_allowed: true,
+            expect_audit_index: None,
         });
     }
 
     targets.push(Target {
-        name: "bonafide",
+        name: subject_name,
         addr: bonafide_addr,
         path: "/v1/verify",
         body: bonafide_body,
         expect_allowed: true,
+        expect_audit_index: (mode == Mode::CompareAudit).then_some(true),
     });
-    running.push(Running {
-        name: "bonafide",
-        stop: bonafide_tx,
-        task: bonafide_task,
-    });
+    running.push(bonafide_running);
     Ok(Servers {
         targets,
         running,
-        _dir: dir,
+        dir,
     })
+}
+
+/// One verify of `token` through `base`'s real endpoint; it must be valid and allowed,
+/// and carry an `audit_index` exactly when decisions are audited.
+async fn check_bonafide(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    audited: bool,
+) -> Result<()> {
+    let check = call(
+        http,
+        &format!("{base}/v1/verify"),
+        None,
+        Some(json!({"token": token, "scopes_requested": [REQUESTED]})),
+        200,
+    )
+    .await?;
+    ensure!(
+        check["valid"] == true && check["allowed"] == true,
+        "{base} did not accept the registry's token: {check}"
+    );
+    ensure!(
+        check["audit_index"].is_u64() == audited,
+        "{base}: `audit_index` {} but verify decisions are {}audited: {check}",
+        if check["audit_index"].is_u64() {
+            "present"
+        } else {
+            "absent"
+        },
+        if audited { "" } else { "not " }
+    );
+    Ok(())
 }
 
 /// One setup call; fails unless the status is `want`.
@@ -619,6 +765,8 @@ struct Answer {
     valid: bool,
     #[serde(default)]
     allowed: Option<bool>,
+    #[serde(default)]
+    audit_index: Option<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -698,6 +846,15 @@ async fn one_request(
     if !answer.valid || (target.expect_allowed && answer.allowed != Some(true)) {
         return Err(format!(
             "not valid/allowed: {}",
+            String::from_utf8_lossy(&body)
+        ));
+    }
+    if let Some(want) = target.expect_audit_index
+        && answer.audit_index.is_some() != want
+    {
+        return Err(format!(
+            "audit_index {}: {}",
+            if want { "missing" } else { "unexpected" },
             String::from_utf8_lossy(&body)
         ));
     }
@@ -1097,36 +1254,55 @@ struct Settings {
     client_runtime: String,
     selection: String,
     logging: String,
+    /// The store's temporary data dir and its file system.
+    data_dir: String,
 }
 
 #[derive(Debug, Serialize)]
 struct Report {
+    /// `baseline` (Bonafide vs the one-verify endpoint) or `compare-audit`.
+    mode: Mode,
+    /// The floor: `baseline`, or `unaudited`.
+    baseline: &'static str,
+    /// What is measured against it: `bonafide`, or `audited`.
+    subject: &'static str,
     date: String,
     command: String,
     machine: Machine,
     settings: Settings,
     runs: Vec<Run>,
     best_baseline: Run,
-    best_bonafide: Run,
-    /// Bonafide / baseline throughput, best runs.
+    best_subject: Run,
+    /// Subject / baseline throughput, best runs.
     ratio: f64,
-    /// Bonafide / baseline throughput within each round (paired in time).
+    /// Subject / baseline throughput within each round (paired in time).
     round_ratios: Vec<f64>,
     /// Median of `round_ratios`.
     median_round_ratio: f64,
-    /// Baseline / Bonafide server CPU per request, best runs: the throughput ratio if
+    /// Baseline / subject server CPU per request, best runs: the throughput ratio if
     /// server CPU were the only limit. Less sensitive to other load on the machine.
     cpu_per_request_ratio: Option<f64>,
+    /// Throughput goal: `ratio` at least this.
     goal: f64,
     goal_met: bool,
+    /// Latency goal (`compare-audit`): the subject's p99 at most this in every run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    p99_goal_us: Option<u32>,
+    /// The subject's highest p99 over its runs.
+    worst_subject_p99_us: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    p99_goal_met: Option<bool>,
 }
 
 const GOAL: f64 = 0.8;
+/// `--compare-audit`: the audited server's p99 at most this, µs.
+const AUDIT_P99_GOAL_US: u32 = 5_000;
 /// CPU used by the rest of the machine above which a run is flagged as disturbed.
 const DISTURBED_PCT: f64 = 20.0;
 
 impl Report {
     fn new(
+        mode: Mode,
         date: String,
         command: String,
         machine: Machine,
@@ -1140,13 +1316,14 @@ impl Report {
                 .cloned()
                 .ok_or_else(|| anyhow!("no {name} run"))
         };
-        let best_baseline = best("baseline")?;
-        let best_bonafide = best("bonafide")?;
+        let (baseline, subject) = mode.pair();
+        let best_baseline = best(baseline)?;
+        let best_subject = best(subject)?;
         ensure!(
             best_baseline.throughput_rps > 0.0,
-            "the baseline completed no requests"
+            "the {baseline} target completed no requests"
         );
-        let ratio = best_bonafide.throughput_rps / best_baseline.throughput_rps;
+        let ratio = best_subject.throughput_rps / best_baseline.throughput_rps;
         let mut round_ratios = Vec::new();
         for round in 1..=settings.rounds {
             let get = |name: &str| {
@@ -1154,7 +1331,7 @@ impl Report {
                     .find(|r| r.round == round && r.target == name)
                     .map(|r| r.throughput_rps)
             };
-            if let (Some(b), Some(f)) = (get("baseline"), get("bonafide"))
+            if let (Some(b), Some(f)) = (get(baseline), get(subject))
                 && b > 0.0
             {
                 round_ratios.push(f / b);
@@ -1173,29 +1350,52 @@ impl Report {
         };
         let cpu_per_request_ratio = best_baseline
             .server_cpu_us_per_request
-            .zip(best_bonafide.server_cpu_us_per_request)
+            .zip(best_subject.server_cpu_us_per_request)
             .map(|(b, f)| b / f);
+        let worst_subject_p99_us = runs
+            .iter()
+            .filter(|r| r.target == subject)
+            .map(|r| r.latency_us.p99)
+            .max()
+            .unwrap_or(0);
+        let p99_goal_us = (mode == Mode::CompareAudit).then_some(AUDIT_P99_GOAL_US);
         Ok(Report {
+            mode,
+            baseline,
+            subject,
             date,
             command,
             machine,
             settings,
             runs,
             best_baseline,
-            best_bonafide,
+            best_subject,
             ratio,
             round_ratios,
             median_round_ratio,
             cpu_per_request_ratio,
             goal: GOAL,
             goal_met: ratio >= GOAL,
+            p99_goal_us,
+            worst_subject_p99_us,
+            p99_goal_met: p99_goal_us.map(|g| worst_subject_p99_us <= g),
         })
     }
 
     fn print(&self) {
         let s = &self.settings;
+        let (baseline, subject) = (self.baseline, self.subject);
         println!();
-        println!("Bonafide load harness: POST /v1/verify vs a one-Ed25519-verify axum endpoint");
+        if self.mode == Mode::CompareAudit {
+            println!(
+                "Bonafide load harness: POST /v1/verify with verify decisions audited vs not \
+                 (same store, same token)"
+            );
+        } else {
+            println!(
+                "Bonafide load harness: POST /v1/verify vs a one-Ed25519-verify axum endpoint"
+            );
+        }
         println!("date:     {}", self.date);
         println!("command:  {}", self.command);
         println!(
@@ -1210,13 +1410,23 @@ impl Report {
         );
         println!("schedule: {}", s.schedule);
         println!("logging:  {}", s.logging);
-        println!(
-            "requests: bonafide POST /v1/verify {{token, scopes_requested:[\"{REQUESTED}\"]}} \
-             (must be valid and allowed); baseline POST /verify {{token}} (must be valid)"
-        );
+        println!("data dir: {}", s.data_dir);
+        if self.mode == Mode::CompareAudit {
+            println!(
+                "requests: both POST /v1/verify {{token, scopes_requested:[\"{REQUESTED}\"]}}, \
+                 must be valid and allowed; audited: Config {{ audit_verify: true }} (default; \
+                 answers carry the durable audit_index), unaudited: audit_verify: false \
+                 (serve --no-audit-verify; no audit_index)"
+            );
+        } else {
+            println!(
+                "requests: bonafide POST /v1/verify {{token, scopes_requested:[\"{REQUESTED}\"]}} \
+                 (must be valid and allowed); baseline POST /verify {{token}} (must be valid)"
+            );
+        }
         println!();
         println!(
-            "{:>5}  {:<8}  {:>9}  {:>10}  {:>7}  {:>7}  {:>7}  {:>7}  {:>8}  {:>6}  {:>6}  {:>6}  {:>10}",
+            "{:>5}  {:<9}  {:>9}  {:>10}  {:>7}  {:>7}  {:>7}  {:>7}  {:>8}  {:>6}  {:>6}  {:>6}  {:>10}",
             "round",
             "target",
             "requests",
@@ -1233,7 +1443,7 @@ impl Report {
         );
         for r in &self.runs {
             println!(
-                "{:>5}  {:<8}  {:>9}  {:>10.0}  {:>7}  {:>7}  {:>7}  {:>7}  {:>8.1}  {:>6}  {:>6}  {:>6}  {:>10}{}",
+                "{:>5}  {:<9}  {:>9}  {:>10.0}  {:>7}  {:>7}  {:>7}  {:>7}  {:>8.1}  {:>6}  {:>6}  {:>6}  {:>10}{}",
                 r.round,
                 r.target,
                 r.requests,
@@ -1288,7 +1498,7 @@ impl Report {
                 .max_by(|a, b| a.throughput_rps.total_cmp(&b.throughput_rps));
             if let Some(r) = best {
                 println!(
-                    "{name:<8} (best, round {}): {:>6.0} req/s, p50 {} µs, p99 {} µs, \
+                    "{name:<9} (best, round {}): {:>6.0} req/s, p50 {} µs, p99 {} µs, \
                      server CPU {} µs/request",
                     r.round,
                     r.throughput_rps,
@@ -1300,7 +1510,7 @@ impl Report {
             }
         }
         println!(
-            "ratio bonafide/baseline throughput: {:.3}×  (goal ≥ {:.1}×: {})",
+            "ratio {subject}/{baseline} throughput: {:.3}×  (goal ≥ {:.1}×: {})",
             self.ratio,
             self.goal,
             if self.goal_met { "met" } else { "NOT met" }
@@ -1317,8 +1527,24 @@ impl Report {
         );
         if let Some(r) = self.cpu_per_request_ratio {
             println!(
-                "server CPU per request, baseline/bonafide: {r:.3}×  (the throughput ratio if \
+                "server CPU per request, {baseline}/{subject}: {r:.3}×  (the throughput ratio if \
                  server CPU were the only limit)"
+            );
+        }
+        let (b, f) = (
+            &self.best_baseline.latency_us,
+            &self.best_subject.latency_us,
+        );
+        println!(
+            "latency {subject}/{baseline}, best runs: p50 {:.2}×, p99 {:.2}×",
+            f64::from(f.p50) / f64::from(b.p50.max(1)),
+            f64::from(f.p99) / f64::from(b.p99.max(1))
+        );
+        if let (Some(goal), Some(met)) = (self.p99_goal_us, self.p99_goal_met) {
+            println!(
+                "{subject} p99, worst run: {} µs  (goal ≤ {goal} µs in every run: {})",
+                self.worst_subject_p99_us,
+                if met { "met" } else { "NOT met" }
             );
         }
     }
@@ -1349,4 +1575,23 @@ fn command_line() -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// The file system `path` is on, from the longest matching mount point in
+/// `/proc/self/mounts`: `ext4 (/dev/vda on /)`.
+fn file_system(path: &Path) -> String {
+    let path = path.canonicalize().unwrap_or_else(|_| path.to_owned());
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    mounts
+        .lines()
+        .filter_map(|line| {
+            let mut f = line.split_whitespace();
+            Some((f.next()?, f.next()?, f.next()?))
+        })
+        .filter(|(_, mount, _)| path.starts_with(mount))
+        .max_by_key(|(_, mount, _)| mount.len())
+        .map_or_else(
+            || "file system unknown".to_owned(),
+            |(device, mount, fs)| format!("{fs}, {device} on {mount}"),
+        )
 }
