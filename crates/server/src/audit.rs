@@ -139,9 +139,9 @@ impl AuditLog {
         let stored = store.audit_log_key(&candidate).await?;
         let signer = NoteSigner::from_signer_key_string(&stored.signer_key)?;
         if stored.origin != origin {
-            tracing::info!(
+            tracing::debug!(
                 stored = %stored.origin,
-                configured = %origin,
+                asked = %origin,
                 "the audit log keeps the origin it was created with"
             );
         }

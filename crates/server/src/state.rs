@@ -137,6 +137,15 @@ impl AppState {
             .clone()
             .unwrap_or_else(|| crate::audit::default_origin(&config.public_url));
         let audit = AuditLog::open(Arc::clone(&store), &origin).await?;
+        // An origin asked for explicitly but not used must not pass unnoticed: the
+        // log's name is fixed when it is created (checkpoints already name it).
+        if config.audit_origin.is_some() && audit.origin() != origin {
+            tracing::warn!(
+                asked = %origin,
+                origin = %audit.origin(),
+                "--audit-origin is ignored: this data dir's audit log was created with another origin, which it keeps"
+            );
+        }
         let mut records = store.signing_keys().await?;
         if !records.iter().any(|r| r.state == KeyState::Active) {
             let record = new_key_record(config.signing_alg)?;

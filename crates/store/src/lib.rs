@@ -353,7 +353,8 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// The stored hashes at these stored-hash indexes (`core::merkle`), in the same
     /// order. `NotFound` if any is not stored.
     async fn audit_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, StoreError>;
-    /// Records `[start, end)` that exist, in order.
+    /// Records `[start, end)` that exist, in order; at most 10,000 (a longer range is
+    /// cut there: callers page).
     async fn audit_entries(&self, start: u64, end: u64) -> Result<Vec<AuditRow>, StoreError>;
     /// The index of the first record with this leaf hash.
     async fn audit_find(&self, leaf_hash: &Hash) -> Result<Option<u64>, StoreError>;
