@@ -149,13 +149,7 @@ impl Client {
     pub async fn get_text(&self, path: &str) -> Result<String, ClientError> {
         let url = format!("{}{path}", self.base);
         let req = self.authorize(self.http.get(&url));
-        let bytes = self.send_bytes(req, url.clone()).await?;
-        if bytes.len() > MAX_TEXT_BYTES {
-            return Err(ClientError::Decode {
-                url,
-                reason: format!("answer is over {MAX_TEXT_BYTES} bytes"),
-            });
-        }
+        let bytes = self.send_bytes(req, url.clone(), MAX_TEXT_BYTES).await?;
         String::from_utf8(bytes).map_err(|_| ClientError::Decode {
             url,
             reason: "answer is not UTF-8 text".into(),
@@ -167,7 +161,7 @@ impl Client {
         req: reqwest::RequestBuilder,
         url: String,
     ) -> Result<T, ClientError> {
-        let bytes = self.send_bytes(req, url.clone()).await?;
+        let bytes = self.send_bytes(req, url.clone(), MAX_JSON_BYTES).await?;
         serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
             url,
             reason: e.to_string(),
@@ -179,16 +173,32 @@ impl Client {
         &self,
         req: reqwest::RequestBuilder,
         url: String,
+        max: usize,
     ) -> Result<Vec<u8>, ClientError> {
-        let resp = req.send().await.map_err(|e| ClientError::Unreachable {
+        let mut resp = req.send().await.map_err(|e| ClientError::Unreachable {
             url: url.clone(),
             reason: e.to_string(),
         })?;
         let status = resp.status();
-        let bytes = resp.bytes().await.map_err(|e| ClientError::Unreachable {
+        // Read at most `max` bytes: a broken or hostile registry cannot make the client
+        // buffer without bound.
+        let too_large = || ClientError::Decode {
+            url: url.clone(),
+            reason: format!("answer is over {max} bytes"),
+        };
+        if resp.content_length().is_some_and(|n| n > max as u64) {
+            return Err(too_large());
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| ClientError::Unreachable {
             url: url.clone(),
             reason: e.to_string(),
-        })?;
+        })? {
+            if bytes.len() + chunk.len() > max {
+                return Err(too_large());
+            }
+            bytes.extend_from_slice(&chunk);
+        }
         if !status.is_success() {
             let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
             let e = &v["error"];
@@ -202,12 +212,16 @@ impl Client {
                 request_id: e["request_id"].as_str().unwrap_or("-").to_owned(),
             });
         }
-        Ok(bytes.to_vec())
+        Ok(bytes)
     }
 }
 
 /// Largest text answer [`Client::get_text`] accepts (the signed-note limit).
 pub const MAX_TEXT_BYTES: usize = 1024 * 1024;
+
+/// Largest JSON answer accepted: a full page of audit entries (1000 of at most 64 KiB)
+/// with room to spare.
+pub const MAX_JSON_BYTES: usize = 128 * 1024 * 1024;
 
 /// Largest JWKS accepted, in bytes.
 pub const MAX_JWKS_BYTES: usize = 1024 * 1024;
@@ -351,5 +365,52 @@ mod tests {
             .await
             .unwrap_err();
         assert!(err.to_string().contains("plain http"), "{err}");
+    }
+
+    /// A one-shot HTTP server on 127.0.0.1 answering `body`, chunked or not.
+    async fn answer_once(body: Vec<u8>, chunked: bool) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = sock.read(&mut buf).await;
+            let head = if chunked {
+                "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n".to_owned()
+            } else {
+                format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len())
+            };
+            let _ = sock.write_all(head.as_bytes()).await;
+            if chunked {
+                for part in body.chunks(64 * 1024) {
+                    let _ = sock
+                        .write_all(format!("{:x}\r\n", part.len()).as_bytes())
+                        .await;
+                    let _ = sock.write_all(part).await;
+                    let _ = sock.write_all(b"\r\n").await;
+                }
+                let _ = sock.write_all(b"0\r\n\r\n").await;
+            } else {
+                let _ = sock.write_all(&body).await;
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    #[tokio::test]
+    async fn oversized_answers_are_refused_not_buffered() {
+        for chunked in [false, true] {
+            let base = answer_once(vec![b'a'; MAX_TEXT_BYTES + 1], chunked).await;
+            let client = Client::new(&base, None).unwrap();
+            let err = client.get_text("/v1/audit/checkpoint").await.unwrap_err();
+            assert!(
+                matches!(&err, ClientError::Decode { reason, .. } if reason.contains("over")),
+                "chunked={chunked}: {err}"
+            );
+        }
+        let base = answer_once(b"checkpoint\n".to_vec(), true).await;
+        let client = Client::new(&base, None).unwrap();
+        assert_eq!(client.get_text("/x").await.unwrap(), "checkpoint\n");
     }
 }
