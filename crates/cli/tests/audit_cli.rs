@@ -95,6 +95,18 @@ fn audit_verify(url: &str, key: Option<&str>, state: &Path, extra: &[&str]) -> O
     run(url, key, &args)
 }
 
+/// `audit verify --proof-file` with no registry to reach (the URL is a closed port).
+fn offline_check(proof: &Path, entry: Option<&Path>, log_key: Option<&str>) -> Output {
+    let mut args = vec!["audit", "verify", "--proof-file", proof.to_str().unwrap()];
+    if let Some(e) = entry {
+        args.extend(["--entry-file", e.to_str().unwrap()]);
+    }
+    if let Some(k) = log_key {
+        args.extend(["--log-key", k]);
+    }
+    run("http://127.0.0.1:1", None, &args)
+}
+
 /// Waits until the signed checkpoint covers `index` (one is signed every 500 ms).
 fn wait_for_checkpoint(url: &str, index: u64) {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -237,20 +249,8 @@ fn audit_verify_pins_the_key_tracks_checkpoints_and_proves_entries() {
     assert_eq!(status, 200);
     assert!(!anonymous_proof.contains("extra "));
     drop(s);
-    let offline = "http://127.0.0.1:1";
     let proof_file = write(work.path(), "entry.tlog-proof", proof.as_bytes());
-    let out = run(
-        offline,
-        None,
-        &[
-            "audit",
-            "verify",
-            "--proof-file",
-            proof_file.to_str().unwrap(),
-            "--log-key",
-            &key,
-        ],
-    );
+    let out = offline_check(&proof_file, None, Some(&key));
     assert!(out.status.success(), "{}", text(&out));
     assert!(
         text(&out).contains(&format!("entry {index} is in log")),
@@ -259,50 +259,13 @@ fn audit_verify_pins_the_key_tracks_checkpoints_and_proves_entries() {
     );
     // Without the entry in the proof, the entry file supplies it.
     let bare = write(work.path(), "bare.tlog-proof", anonymous_proof.as_bytes());
-    let out = run(
-        offline,
-        None,
-        &[
-            "audit",
-            "verify",
-            "--proof-file",
-            bare.to_str().unwrap(),
-            "--log-key",
-            &key,
-        ],
-    );
+    let out = offline_check(&bare, None, Some(&key));
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("--entry-file"), "{}", text(&out));
-    let out = run(
-        offline,
-        None,
-        &[
-            "audit",
-            "verify",
-            "--proof-file",
-            bare.to_str().unwrap(),
-            "--entry-file",
-            entry_file.to_str().unwrap(),
-            "--log-key",
-            &key,
-        ],
-    );
+    let out = offline_check(&bare, Some(&entry_file), Some(&key));
     assert!(out.status.success(), "{}", text(&out));
     // A forged entry, a tampered proof and a wrong key all fail with exit 1.
-    let out = run(
-        offline,
-        None,
-        &[
-            "audit",
-            "verify",
-            "--proof-file",
-            bare.to_str().unwrap(),
-            "--entry-file",
-            forged_file.to_str().unwrap(),
-            "--log-key",
-            &key,
-        ],
-    );
+    let out = offline_check(&bare, Some(&forged_file), Some(&key));
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let mut lines: Vec<String> = anonymous_proof.lines().map(str::to_owned).collect();
     let hash_line = lines
@@ -315,60 +278,16 @@ fn audit_verify_pins_the_key_tracks_checkpoints_and_proves_entries() {
         "tampered.tlog-proof",
         format!("{}\n", lines.join("\n")).as_bytes(),
     );
-    let out = run(
-        offline,
-        None,
-        &[
-            "audit",
-            "verify",
-            "--proof-file",
-            tampered.to_str().unwrap(),
-            "--entry-file",
-            entry_file.to_str().unwrap(),
-            "--log-key",
-            &key,
-        ],
-    );
+    let out = offline_check(&tampered, Some(&entry_file), Some(&key));
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let out = run(
-        offline,
-        None,
-        &[
-            "audit",
-            "verify",
-            "--proof-file",
-            proof_file.to_str().unwrap(),
-            "--log-key",
-            other,
-        ],
-    );
+    let out = offline_check(&proof_file, None, Some(other));
     assert_ne!(out.status.code(), Some(0), "{}", text(&out));
     // Offline needs a key; a garbage file is a clear failure.
-    let out = run(
-        offline,
-        None,
-        &[
-            "audit",
-            "verify",
-            "--proof-file",
-            proof_file.to_str().unwrap(),
-        ],
-    );
+    let out = offline_check(&proof_file, None, None);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("--log-key"), "{}", text(&out));
     let junk = write(work.path(), "junk", b"not a proof\n");
-    let out = run(
-        offline,
-        None,
-        &[
-            "audit",
-            "verify",
-            "--proof-file",
-            junk.to_str().unwrap(),
-            "--log-key",
-            &key,
-        ],
-    );
+    let out = offline_check(&junk, None, Some(&key));
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let _ = admin;
 }
