@@ -79,6 +79,33 @@ fn facts(checked: &Result<VerifiedToken, Denied>) -> (Vec<String>, Option<(&Agen
     }
 }
 
+/// Steps 1–5 with no audience or scopes asked (GET verify, introspection), and the
+/// decision written to the audit log before anything is answered.
+async fn check_and_audit(
+    state: &AppState,
+    caller: &Caller,
+    text: &str,
+    now_ms: i64,
+) -> Result<Result<VerifiedToken, Denied>, ApiError> {
+    let checked = check_token(state, text, None, now_ms);
+    let (reasons, subject) = facts(&checked);
+    audit_decision(
+        state,
+        caller,
+        now_ms,
+        Decided {
+            token: text,
+            subject,
+            allowed: checked.is_ok(),
+            reasons: &reasons,
+            scopes: &[],
+            target: None,
+        },
+    )
+    .await?;
+    Ok(checked)
+}
+
 /// Writes a verify decision to the audit log; its index once durable, or `None` when
 /// verify decisions are not audited ([`crate::Config::audit_verify`]).
 async fn audit_decision(
@@ -153,22 +180,7 @@ pub async fn verify_get(
     ApiPath(text): ApiPath<String>,
 ) -> Result<ApiJson<SimpleVerify>, ApiError> {
     let now = now_ms();
-    let checked = check_token(&state, &text, None, now);
-    let (reasons, subject) = facts(&checked);
-    audit_decision(
-        &state,
-        &caller,
-        now,
-        Decided {
-            token: &text,
-            subject,
-            allowed: checked.is_ok(),
-            reasons: &reasons,
-            scopes: &[],
-            target: None,
-        },
-    )
-    .await?;
+    let checked = check_and_audit(&state, &caller, &text, now).await?;
     Ok(ApiJson(match checked {
         Ok(v) => {
             let c = v.claims;
@@ -455,23 +467,8 @@ pub async fn introspect(
         username: None,
     };
     let now = now_ms();
-    let checked = check_token(&state, &req.token, None, now);
-    let (reasons, subject) = facts(&checked);
     // Introspection is a verification too: it is logged like one.
-    audit_decision(
-        &state,
-        &caller,
-        now,
-        Decided {
-            token: &req.token,
-            subject,
-            allowed: checked.is_ok(),
-            reasons: &reasons,
-            scopes: &[],
-            target: None,
-        },
-    )
-    .await?;
+    let checked = check_and_audit(&state, &caller, &req.token, now).await?;
     Ok(ApiJson(match checked {
         Ok(v) => {
             let c = v.claims;
