@@ -77,5 +77,7 @@ pub(crate) fn audit_change(
     entry.request_id = Some(crate::request_id::current().to_string());
     fill(&mut entry);
     crate::audit::record(&entry, agent, issuer)
-        .map_err(|e| crate::error::ApiError::invalid(format!("this change cannot be audited: {e}")))
+        .map_err(|e| crate::error::ApiError::invalid(format!(
+            "this change cannot be audited: {e}; shorten the free-text fields (name, description, reason)"
+        )))
 }

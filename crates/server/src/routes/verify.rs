@@ -131,7 +131,11 @@ async fn audit_decision(
     entry.target = d.target.map(str::to_owned);
     entry.request_id = Some(crate::request_id::current().to_string());
     let record = crate::audit::record(&entry, d.subject.map(|(agent, _)| agent), None)
-        .map_err(|e| ApiError::invalid(format!("this request cannot be audited: {e}")))?;
+        .map_err(|e| {
+            ApiError::invalid(format!(
+                "this request cannot be audited: {e}; send fewer or shorter `scopes_requested`, or a shorter audience"
+            ))
+        })?;
     Ok(Some(state.audit.append(record).await?))
 }
 
