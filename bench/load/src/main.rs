@@ -29,12 +29,29 @@
 //! request) with them audited (the default), at 32 connections unless told; goals:
 //! audited ≥ 0.8× unaudited throughput and audited p99 ≤ 5 ms.
 //!
+//! `--compare-policy` measures consent policies and budgets (issue 5): ONE real
+//! server in the default configuration (every decision audited and given a signed
+//! receipt), an issuer, a receiver (`POST /v1/receivers`) and two agents registered
+//! over HTTP, one with scopes only and one with a `pol.v0.2` consent policy whose
+//! monthly budget ([`PER_PERIOD_CAP`]) cannot run out during a run. Both targets send
+//! the receiver's key in `X-API-Key`; the baseline `no-policy` asks
+//! `{token, scopes_requested}` of the plain token, the target `policy-spend` asks the
+//! policy token for a spend: `{token, scopes_requested, action: "payments.send",
+//! resource: {type: "merchant", id: "acct/42"}, amount: "0.01", currency: "USD"}`,
+//! which charges the budget atomically. Every answer must be 200, valid and allowed,
+//! and carry `audit_index` and `receipt_id` (and `remaining` for the spends); 32
+//! connections unless told. Goal: policy-spend ≥ 0.8× no-policy throughput; the p99 of
+//! both is recorded. Afterwards the budget must have spent exactly 0.01 USD for every
+//! allowed spend answer the harness received (the setup's check included), read back
+//! with `POST /v1/simulate` of the same request; a mismatch fails the run.
+//!
 //! All servers share one multi-thread tokio runtime (default worker count = CPUs);
 //! the load generator runs on its own single-threaded runtime on the main thread, as
 //! an external `wrk -t1` would. No tracing subscriber is installed, so the server's
 //! per-request access log is off. All traffic stays on 127.0.0.1; everything stops by
 //! itself.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -49,12 +66,13 @@ use axum::{Json, Router};
 use bonafide_core::apikey::{ApiKey, KeyKind};
 use bonafide_core::b64;
 use bonafide_core::keys::Algorithm;
+use bonafide_core::policy::Decimal;
 use bonafide_server::{Config, Server};
 use bonafide_store::{SqliteStore, Store};
 use bytes::Bytes;
 use clap::Parser;
 use http_body_util::{BodyExt, Full};
-use hyper::header::{CONTENT_TYPE, HOST, HeaderValue};
+use hyper::header::{CONTENT_TYPE, HOST, HeaderName, HeaderValue};
 use hyper_util::rt::TokioIo;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -68,6 +86,19 @@ const GRANTED: [&str; 2] = ["read:portfolio", "read:transactions"];
 /// Scope asked about on every Bonafide verify.
 const REQUESTED: &str = "read:portfolio";
 
+/// `--compare-policy`: the target that spends under a consent policy.
+const POLICY_SUBJECT: &str = "policy-spend";
+/// `--compare-policy`: the consent policy (`pol.v0.2`) and the spend asked of it.
+const POLICY_ID: &str = "pol_bench";
+const ACTION: &str = "payments.send";
+const RESOURCE_TYPE: &str = "merchant";
+const RESOURCE_ID: &str = "acct/42";
+const SPEND: &str = "0.01";
+const CURRENCY: &str = "USD";
+const PER_TXN: &str = "100.00";
+/// The policy's monthly budget: 10^10 spends of [`SPEND`], more than any run makes.
+const PER_PERIOD_CAP: &str = "100000000.00";
+
 /// What is measured against what.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -76,13 +107,16 @@ enum Mode {
     Baseline,
     /// Bonafide with verify decisions audited against the same server without.
     CompareAudit,
+    /// A verify with a consent policy and a spend against one without a policy, on
+    /// the same (default, audited) server.
+    ComparePolicy,
 }
 
 impl Mode {
     fn default_connections(self) -> usize {
         match self {
             Mode::Baseline => 16,
-            Mode::CompareAudit => 32,
+            Mode::CompareAudit | Mode::ComparePolicy => 32,
         }
     }
 
@@ -91,6 +125,7 @@ impl Mode {
         match self {
             Mode::Baseline => ("baseline", "bonafide"),
             Mode::CompareAudit => ("unaudited", "audited"),
+            Mode::ComparePolicy => ("no-policy", POLICY_SUBJECT),
         }
     }
 }
@@ -103,7 +138,7 @@ impl Mode {
 )]
 struct Args {
     /// Concurrent HTTP/1.1 keep-alive connections per target. Default 16, or 32 with
-    /// `--compare-audit`.
+    /// `--compare-audit` or `--compare-policy`.
     #[arg(long)]
     connections: Option<usize>,
     /// Measured seconds per run.
@@ -137,9 +172,18 @@ struct Args {
     /// audited ≥ 0.8× unaudited throughput and audited p99 ≤ 5 ms.
     #[arg(long, conflicts_with = "breakdown")]
     compare_audit: bool,
+    /// Instead of the one-verify baseline, compare on ONE real Bonafide server (the
+    /// default configuration: decisions audited, receipts signed) a verify with a
+    /// consent policy and a spend (`policy-spend`: action, resource, amount 0.01 USD,
+    /// charged to the policy's budget) against a verify of a token without a policy
+    /// (`no-policy`), both with a receiver key. Goal: policy-spend ≥ 0.8× no-policy
+    /// throughput, p99 of both recorded. Afterwards the budget spent must equal
+    /// 0.01 USD × the allowed spends answered (checked with `POST /v1/simulate`).
+    #[arg(long, conflicts_with_all = ["breakdown", "compare_audit"])]
+    compare_policy: bool,
     /// Directory in which the temporary data dir (SQLite store) is created. Default:
-    /// the system temp dir. With `--compare-audit` it must be on a real disk: on a
-    /// tmpfs fsync is free and the audit log looks cheaper than it is.
+    /// the system temp dir. With `--compare-audit` or `--compare-policy` it must be on
+    /// a real disk: on a tmpfs fsync is free and the audit log looks cheaper than it is.
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// Also write the results as JSON to this file.
@@ -165,6 +209,8 @@ fn run() -> Result<()> {
     let args = Args::parse();
     let mode = if args.compare_audit {
         Mode::CompareAudit
+    } else if args.compare_policy {
+        Mode::ComparePolicy
     } else {
         Mode::Baseline
     };
@@ -240,10 +286,17 @@ fn run() -> Result<()> {
         Ok(())
     });
     drop(client_rt);
+    // `--compare-policy`: read the budget back while the server still runs (only
+    // after a completed load: otherwise the count means nothing).
+    let budget = match (&load, &servers.policy) {
+        (Ok(()), Some(policy)) => Some(server_rt.block_on(policy.final_check(&runs))),
+        _ => None,
+    };
     // Stop the servers whatever happened to the load.
     let stopped = server_rt.block_on(servers.stop());
     load?;
     stopped?;
+    let budget = budget.transpose()?;
 
     let report = Report::new(
         mode,
@@ -285,6 +338,7 @@ fn run() -> Result<()> {
             data_dir,
         },
         runs,
+        budget,
     )?;
     report.print();
     if let Some(path) = &args.json {
@@ -299,6 +353,17 @@ fn run() -> Result<()> {
             .find_map(|r| r.first_error.clone())
             .unwrap_or_default();
         bail!("{errors} failed requests (first: {first}); the figures above are not valid");
+    }
+    if let Some(b) = &report.budget
+        && !b.consistent
+    {
+        bail!(
+            "the budget spent {} {CURRENCY}, but the harness counted {} allowed spends of \
+             {SPEND} {CURRENCY} = {} {CURRENCY}; the figures above are not valid",
+            b.spent,
+            b.spends_counted,
+            b.expected_spent
+        );
     }
     Ok(())
 }
@@ -318,6 +383,13 @@ struct Target {
     /// Whether the answer must carry an `audit_index` (`Some(true)`), must not
     /// (`Some(false)`), or either.
     expect_audit_index: Option<bool>,
+    /// Sent as `X-API-Key` (a receiver's key), when set.
+    api_key: Option<HeaderValue>,
+    /// Whether the answer must carry a `receipt_id`.
+    expect_receipt: bool,
+    /// Whether the answer must carry `remaining`: each allowed answer charged a
+    /// budget, and the run counts them ([`Run::spends`]).
+    expect_remaining: bool,
 }
 
 /// A spawned server and how to stop it.
@@ -335,6 +407,8 @@ struct Servers {
     running: Vec<Running>,
     /// The store's data dir, removed on drop.
     dir: tempfile::TempDir,
+    /// `--compare-policy`: the budget the `policy-spend` target charges.
+    policy: Option<PolicyBudget>,
 }
 
 impl Servers {
@@ -442,7 +516,7 @@ async fn start_servers(mode: Mode, breakdown: bool, parent: Option<&Path>) -> Re
     let config = Config {
         signing_alg: Algorithm::EdDSA,
         public_url: match mode {
-            Mode::Baseline => String::new(),
+            Mode::Baseline | Mode::ComparePolicy => String::new(),
             Mode::CompareAudit => PUBLIC_URL.to_owned(),
         },
         // Default: every verify decision is audited.
@@ -451,6 +525,7 @@ async fn start_servers(mode: Mode, breakdown: bool, parent: Option<&Path>) -> Re
     let (subject_name, audited_subject) = match mode {
         Mode::Baseline => ("bonafide", config.audit_verify),
         Mode::CompareAudit => ("audited", true),
+        Mode::ComparePolicy => (POLICY_SUBJECT, config.audit_verify),
     };
     let (bonafide_addr, bonafide_running, state) =
         spawn_bonafide(subject_name, config.clone(), Arc::clone(&store)).await?;
@@ -461,7 +536,7 @@ async fn start_servers(mode: Mode, breakdown: bool, parent: Option<&Path>) -> Re
         .no_proxy()
         .build()
         .context("building the setup HTTP client")?;
-    let (token, public_key) = {
+    let (token, public_key, issuer_key) = {
         let issuer = call(
             &http,
             &format!("{base}/v1/issuers"),
@@ -492,8 +567,8 @@ async fn start_servers(mode: Mode, breakdown: bool, parent: Option<&Path>) -> Re
             200,
         )
         .await?;
-        let public_key = ed25519_key_from_jwks(&jwks)?;
-        (token, public_key)
+        let public_key = ed25519_key_from_jwks(&jwks, &token)?;
+        (token, public_key, issuer_key)
     };
     // One checked verify through the real endpoint before loading it.
     check_bonafide(&http, &base, &token, audited_subject).await?;
@@ -514,6 +589,18 @@ async fn start_servers(mode: Mode, breakdown: bool, parent: Option<&Path>) -> Re
     );
     let mut targets = Vec::new();
     let mut running = Vec::new();
+    let mut subject = Target {
+        name: subject_name,
+        addr: bonafide_addr,
+        path: "/v1/verify",
+        body: bonafide_body.clone(),
+        expect_allowed: true,
+        expect_audit_index: (mode == Mode::CompareAudit).then_some(true),
+        api_key: None,
+        expect_receipt: false,
+        expect_remaining: false,
+    };
+    let mut policy = None;
 
     match mode {
         Mode::Baseline => {
@@ -530,6 +617,9 @@ async fn start_servers(mode: Mode, breakdown: bool, parent: Option<&Path>) -> Re
                 body: baseline_body,
                 expect_allowed: false,
                 expect_audit_index: None,
+                api_key: None,
+                expect_receipt: false,
+                expect_remaining: false,
             });
         }
         Mode::CompareAudit => {
@@ -552,7 +642,96 @@ async fn start_servers(mode: Mode, breakdown: bool, parent: Option<&Path>) -> Re
                 body: bonafide_body.clone(),
                 expect_allowed: true,
                 expect_audit_index: Some(false),
+                api_key: None,
+                expect_receipt: false,
+                expect_remaining: false,
             });
+        }
+        Mode::ComparePolicy => {
+            // A receiver (spends need its key) and an agent with a consent policy,
+            // on the same server; the plain agent above is the baseline's.
+            let receiver = call(
+                &http,
+                &format!("{base}/v1/receivers"),
+                Some(admin.expose_secret()),
+                Some(json!({"name": "shop.bench.example"})),
+                201,
+            )
+            .await?;
+            let receiver_key = str_member(&receiver, "api_key")?;
+            let agent = call(
+                &http,
+                &format!("{base}/v1/agents/register"),
+                Some(&issuer_key),
+                Some(json!({
+                    "name": "PaymentsBot",
+                    "description": "Pays merchants within its monthly budget",
+                    "scopes": GRANTED,
+                    "policy": bench_policy(),
+                })),
+                201,
+            )
+            .await?;
+            ensure!(
+                agent["policy_hash"].is_string(),
+                "the agent registered with a policy has no `policy_hash`: {agent}"
+            );
+            let policy_token = str_member(&agent, "token")?;
+            let plain = json!({"token": token, "scopes_requested": [REQUESTED]});
+            let spend = spend_request(&policy_token);
+            let header = HeaderValue::from_str(&receiver_key)
+                .context("the receiver key is not a header value")?;
+
+            // One checked request of each, with the receiver key, before loading.
+            check_decision(&http, &base, &receiver_key, &plain, false).await?;
+            let first = check_decision(&http, &base, &receiver_key, &spend, true).await?;
+            let budget = PolicyBudget {
+                base: base.clone(),
+                receiver_key,
+                request: spend.clone(),
+                cap: decimal(PER_PERIOD_CAP)?,
+                amount: decimal(SPEND)?,
+                setup_spends: 1,
+                period_ends: str_member(&first["remaining"], "period_ends")?,
+            };
+            // The first spend of a fresh budget leaves exactly cap − amount.
+            let left = decimal(&str_member(&first["remaining"], "amount")?)?;
+            ensure!(
+                left == budget.cap - budget.amount,
+                "the first spend of {SPEND} {CURRENCY} left `remaining` {left}, not {}: {first}",
+                budget.cap - budget.amount
+            );
+            let before = budget.simulate(&http).await?;
+            ensure!(
+                before.spent == budget.amount,
+                "after one spend of {SPEND} {CURRENCY}, POST /v1/simulate implies {} spent \
+                 (remaining {}, simulated spend {}allowed)",
+                before.spent,
+                before.remaining,
+                if before.allowed { "" } else { "not " }
+            );
+
+            targets.push(Target {
+                name: "no-policy",
+                addr: bonafide_addr,
+                path: "/v1/verify",
+                body: Bytes::from(
+                    serde_json::to_vec(&plain).context("encoding the no-policy request")?,
+                ),
+                expect_allowed: true,
+                expect_audit_index: Some(true),
+                api_key: Some(header.clone()),
+                expect_receipt: true,
+                expect_remaining: false,
+            });
+            subject.body = Bytes::from(
+                serde_json::to_vec(&spend).context("encoding the policy-spend request")?,
+            );
+            subject.expect_audit_index = Some(true);
+            subject.api_key = Some(header);
+            subject.expect_receipt = true;
+            subject.expect_remaining = true;
+            policy = Some(budget);
         }
     }
 
@@ -569,6 +748,9 @@ async fn start_servers(mode: Mode, breakdown: bool, parent: Option<&Path>) -> Re
             body: bonafide_body.clone(),
             expect_allowed: true,
             expect_audit_index: None,
+            api_key: None,
+            expect_receipt: false,
+            expect_remaining: false,
         });
         let app = Router::new()
             .route(
@@ -585,22 +767,19 @@ async fn start_servers(mode: Mode, breakdown: bool, parent: Option<&Path>) -> Re
             body: bonafide_body.clone(),
             expect_allowed: true,
             expect_audit_index: None,
+            api_key: None,
+            expect_receipt: false,
+            expect_remaining: false,
         });
     }
 
-    targets.push(Target {
-        name: subject_name,
-        addr: bonafide_addr,
-        path: "/v1/verify",
-        body: bonafide_body,
-        expect_allowed: true,
-        expect_audit_index: (mode == Mode::CompareAudit).then_some(true),
-    });
+    targets.push(subject);
     running.push(bonafide_running);
     Ok(Servers {
         targets,
         running,
         dir,
+        policy,
     })
 }
 
@@ -637,6 +816,177 @@ async fn check_bonafide(
     Ok(())
 }
 
+/// `--compare-policy`: the consent policy of the spending agent. No time window, so
+/// its zone (and the month of its budget) is UTC.
+fn bench_policy() -> Value {
+    json!({
+        "version": "pol.v0.2",
+        "id": POLICY_ID,
+        "actions": [ACTION],
+        "resources": [{"type": RESOURCE_TYPE, "match": {"prefixes": ["acct/"]}}],
+        "limits": {
+            "per_txn": {"amount": PER_TXN, "currency": CURRENCY},
+            "per_period": {"amount": PER_PERIOD_CAP, "currency": CURRENCY, "period": "month"},
+        },
+    })
+}
+
+/// `--compare-policy`: the `policy-spend` request (and the simulated one).
+fn spend_request(token: &str) -> Value {
+    json!({
+        "token": token,
+        "scopes_requested": [REQUESTED],
+        "action": ACTION,
+        "resource": {"type": RESOURCE_TYPE, "id": RESOURCE_ID},
+        "amount": SPEND,
+        "currency": CURRENCY,
+    })
+}
+
+fn decimal(text: &str) -> Result<Decimal> {
+    text.parse()
+        .with_context(|| format!("`{text}` is not a decimal amount"))
+}
+
+/// `--compare-policy`: one verify through the real endpoint with the receiver key;
+/// it must be valid and allowed, carry `audit_index` and `receipt_id`, and carry a
+/// `remaining` in `CURRENCY` per month exactly when it is a spend. Returns the answer.
+async fn check_decision(
+    http: &reqwest::Client,
+    base: &str,
+    receiver_key: &str,
+    body: &Value,
+    spend: bool,
+) -> Result<Value> {
+    let what = if spend { POLICY_SUBJECT } else { "no-policy" };
+    let url = format!("{base}/v1/verify");
+    let answer = call_as_receiver(http, &url, receiver_key, body, 200).await?;
+    ensure!(
+        answer["valid"] == true && answer["allowed"] == true,
+        "{what}: the check request was not valid and allowed: {answer}"
+    );
+    ensure!(
+        answer["audit_index"].is_u64(),
+        "{what}: the answer has no `audit_index`: {answer}"
+    );
+    ensure!(
+        answer["receipt_id"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("rcp_")),
+        "{what}: the answer has no `receipt_id`: {answer}"
+    );
+    let remaining = &answer["remaining"];
+    if spend {
+        ensure!(
+            remaining["currency"] == CURRENCY
+                && remaining["period"] == "month"
+                && remaining["amount"].is_string()
+                && remaining["period_ends"].is_string(),
+            "{what}: the answer has no monthly `remaining` in {CURRENCY}: {answer}"
+        );
+    } else {
+        ensure!(
+            remaining.is_null(),
+            "{what}: a request without a policy answered a `remaining`: {answer}"
+        );
+    }
+    Ok(answer)
+}
+
+/// `--compare-policy`: the budget the `policy-spend` target charges, and how to read
+/// it back.
+#[derive(Debug)]
+struct PolicyBudget {
+    /// The registry's base URL.
+    base: String,
+    /// The receiver's API key.
+    receiver_key: String,
+    /// The spend request, also the one simulated.
+    request: Value,
+    /// The policy's `per_period` amount.
+    cap: Decimal,
+    /// One spend.
+    amount: Decimal,
+    /// Spends made before the load (the setup's check).
+    setup_spends: u64,
+    /// `remaining.period_ends` of the setup's check: the budget's period.
+    period_ends: String,
+}
+
+/// What `POST /v1/simulate` says about the budget.
+#[derive(Debug)]
+struct Simulated {
+    /// Whether the simulated spend would be allowed.
+    allowed: bool,
+    /// `remaining.amount`: what would be left after the simulated spend if allowed.
+    remaining: Decimal,
+    /// `remaining.period_ends`.
+    period_ends: String,
+    /// Spent in the period so far: cap − remaining, less the simulated spend when it
+    /// would be allowed.
+    spent: Decimal,
+}
+
+impl PolicyBudget {
+    /// `POST /v1/simulate` of the spend request: the same evaluation, nothing spent.
+    async fn simulate(&self, http: &reqwest::Client) -> Result<Simulated> {
+        let url = format!("{}/v1/simulate", self.base);
+        let answer = call_as_receiver(http, &url, &self.receiver_key, &self.request, 200).await?;
+        ensure!(
+            answer["simulated"] == true,
+            "POST /v1/simulate answered without `simulated: true`: {answer}"
+        );
+        let r = &answer["remaining"];
+        ensure!(
+            r["currency"] == CURRENCY && r["period"] == "month",
+            "POST /v1/simulate: no monthly `remaining` in {CURRENCY}: {answer}"
+        );
+        let allowed = answer["allowed"] == true;
+        let remaining = decimal(&str_member(r, "amount")?)?;
+        let simulated_spend = if allowed { self.amount } else { Decimal::ZERO };
+        Ok(Simulated {
+            allowed,
+            remaining,
+            period_ends: str_member(r, "period_ends")?,
+            spent: self.cap - remaining - simulated_spend,
+        })
+    }
+
+    /// After the load: the budget spent must be `amount` × every allowed spend
+    /// answer (the load's, warm-up included, and the setup's check).
+    async fn final_check(&self, runs: &[Run]) -> Result<BudgetCheck> {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .context("building the HTTP client")?;
+        let in_load: u64 = runs.iter().filter_map(|r| r.spends).sum();
+        let counted = in_load + self.setup_spends;
+        let expected = self.amount * Decimal::from(counted);
+        let sim = self.simulate(&http).await?;
+        ensure!(
+            sim.period_ends == self.period_ends,
+            "the budget's month changed during the run (period ends {} at the start, {} now): \
+             its spending restarted, so it cannot be checked; run again",
+            self.period_ends,
+            sim.period_ends
+        );
+        Ok(BudgetCheck {
+            cap: self.cap.to_string(),
+            spend: self.amount.to_string(),
+            currency: CURRENCY,
+            spends_in_load: in_load,
+            setup_spends: self.setup_spends,
+            spends_counted: counted,
+            expected_spent: expected.to_string(),
+            simulated_remaining: sim.remaining.to_string(),
+            simulated_allowed: sim.allowed,
+            spent: sim.spent.to_string(),
+            period_ends: sim.period_ends,
+            consistent: sim.spent == expected,
+        })
+    }
+}
+
 /// One setup call; fails unless the status is `want`.
 async fn call(
     http: &reqwest::Client,
@@ -652,6 +1002,26 @@ async fn call(
     if let Some(key) = bearer {
         req = req.bearer_auth(key);
     }
+    finish(req, url, want).await
+}
+
+/// One `POST` with a receiver key in `X-API-Key`; fails unless the status is `want`.
+async fn call_as_receiver(
+    http: &reqwest::Client,
+    url: &str,
+    key: &str,
+    body: &Value,
+    want: u16,
+) -> Result<Value> {
+    finish(
+        http.post(url).header("x-api-key", key).json(body),
+        url,
+        want,
+    )
+    .await
+}
+
+async fn finish(req: reqwest::RequestBuilder, url: &str, want: u16) -> Result<Value> {
     let resp = req.send().await.with_context(|| format!("calling {url}"))?;
     let status = resp.status().as_u16();
     let text = resp
@@ -672,15 +1042,27 @@ fn str_member(v: &Value, name: &str) -> Result<String> {
         .ok_or_else(|| anyhow!("answer has no string `{name}`: {v}"))
 }
 
-/// The registry's Ed25519 key from its JWK Set: `x` of the OKP key, raw 32 bytes.
-fn ed25519_key_from_jwks(jwks: &Value) -> Result<ParsedPublicKey> {
+/// The Ed25519 key that signed `token` from the registry's JWK Set (the one with the
+/// token's `kid`; the set also holds the receipt key): `x`, raw 32 bytes.
+fn ed25519_key_from_jwks(jwks: &Value, token: &str) -> Result<ParsedPublicKey> {
     let keys = jwks["keys"]
         .as_array()
         .ok_or_else(|| anyhow!("JWKS has no `keys` array: {jwks}"))?;
+    let header = token
+        .split('.')
+        .next()
+        .and_then(|h| b64::decode(h).ok())
+        .and_then(|h| serde_json::from_slice::<Value>(&h).ok())
+        .ok_or_else(|| anyhow!("the registry's token has no readable header"))?;
     let jwk = keys
         .iter()
-        .find(|k| k["kty"] == "OKP" && k["crv"] == "Ed25519")
-        .ok_or_else(|| anyhow!("JWKS has no OKP/Ed25519 key: {jwks}"))?;
+        .find(|k| k["kty"] == "OKP" && k["crv"] == "Ed25519" && k["kid"] == header["kid"])
+        .ok_or_else(|| {
+            anyhow!(
+                "JWKS has no OKP/Ed25519 key with the token's kid {}: {jwks}",
+                header["kid"]
+            )
+        })?;
     let x = jwk["x"]
         .as_str()
         .ok_or_else(|| anyhow!("Ed25519 JWK has no `x`"))?;
@@ -761,12 +1143,25 @@ async fn baseline_verify(
 
 /// What every answer must say.
 #[derive(Debug, Deserialize)]
-struct Answer {
+struct Answer<'a> {
     valid: bool,
     #[serde(default)]
     allowed: Option<bool>,
     #[serde(default)]
     audit_index: Option<u64>,
+    #[serde(default, borrow)]
+    receipt_id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    remaining: Option<RemainingAnswer<'a>>,
+}
+
+/// `remaining` of a spend's answer (its shape; the amounts are checked at the end).
+#[derive(Debug, Deserialize)]
+struct RemainingAnswer<'a> {
+    #[serde(borrow)]
+    amount: Cow<'a, str>,
+    #[serde(borrow)]
+    currency: Cow<'a, str>,
 }
 
 #[derive(Debug, Default)]
@@ -776,6 +1171,9 @@ struct TaskOutcome {
     /// Failed requests, at any time (warm-up included).
     errors: u64,
     first_error: Option<String>,
+    /// Answers that said `"allowed": true`, at any time (warm-up included), whether
+    /// or not the rest of the answer was right.
+    allowed_answers: u64,
 }
 
 impl TaskOutcome {
@@ -804,18 +1202,34 @@ async fn connect(addr: SocketAddr) -> Result<Sender> {
     Ok(sender)
 }
 
-/// One request; `Err` describes what was wrong with the answer.
+/// One request: whether the answer was a 200 saying `"allowed": true` (for a spend:
+/// the budget was charged), and `Err` describing what was wrong with it.
 async fn one_request(
     sender: &mut Sender,
     target: &Target,
     host: &HeaderValue,
-) -> Result<(), String> {
+) -> (bool, Result<(), String>) {
+    match exchange(sender, target, host).await {
+        Ok((status, body)) => check_answer(target, status, &body),
+        Err(e) => (false, Err(e)),
+    }
+}
+
+/// Sends `target`'s request; the status and body of the answer.
+async fn exchange(
+    sender: &mut Sender,
+    target: &Target,
+    host: &HeaderValue,
+) -> Result<(hyper::StatusCode, Bytes), String> {
     let mut req = hyper::Request::new(Full::new(target.body.clone()));
     *req.method_mut() = hyper::Method::POST;
     *req.uri_mut() = hyper::Uri::from_static(target.path);
     req.headers_mut().insert(HOST, host.clone());
     req.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Some(key) = &target.api_key {
+        req.headers_mut().insert(X_API_KEY, key.clone());
+    }
     sender
         .ready()
         .await
@@ -831,22 +1245,47 @@ async fn one_request(
         .await
         .map_err(|e| format!("reading body: {e}"))?
         .to_bytes();
+    Ok((status, body))
+}
+
+/// Checks an answer against what `target` expects; see [`one_request`].
+fn check_answer(
+    target: &Target,
+    status: hyper::StatusCode,
+    body: &[u8],
+) -> (bool, Result<(), String>) {
     if status != hyper::StatusCode::OK {
-        return Err(format!(
-            "status {status}: {}",
-            String::from_utf8_lossy(&body)
-        ));
+        return (
+            false,
+            Err(format!(
+                "status {status}: {}",
+                String::from_utf8_lossy(body)
+            )),
+        );
     }
-    let answer: Answer = serde_json::from_slice(&body).map_err(|e| {
-        format!(
-            "answer is not the expected JSON ({e}): {}",
-            String::from_utf8_lossy(&body)
-        )
-    })?;
+    let answer: Answer = match serde_json::from_slice(body) {
+        Ok(a) => a,
+        Err(e) => {
+            return (
+                false,
+                Err(format!(
+                    "answer is not the expected JSON ({e}): {}",
+                    String::from_utf8_lossy(body)
+                )),
+            );
+        }
+    };
+    (
+        answer.allowed == Some(true),
+        answer_ok(target, &answer, body),
+    )
+}
+
+fn answer_ok(target: &Target, answer: &Answer<'_>, body: &[u8]) -> Result<(), String> {
     if !answer.valid || (target.expect_allowed && answer.allowed != Some(true)) {
         return Err(format!(
             "not valid/allowed: {}",
-            String::from_utf8_lossy(&body)
+            String::from_utf8_lossy(body)
         ));
     }
     if let Some(want) = target.expect_audit_index
@@ -855,11 +1294,30 @@ async fn one_request(
         return Err(format!(
             "audit_index {}: {}",
             if want { "missing" } else { "unexpected" },
-            String::from_utf8_lossy(&body)
+            String::from_utf8_lossy(body)
+        ));
+    }
+    if target.expect_receipt && answer.receipt_id.as_deref().is_none_or(str::is_empty) {
+        return Err(format!(
+            "receipt_id missing: {}",
+            String::from_utf8_lossy(body)
+        ));
+    }
+    if target.expect_remaining
+        && !answer
+            .remaining
+            .as_ref()
+            .is_some_and(|r| !r.amount.is_empty() && r.currency == CURRENCY)
+    {
+        return Err(format!(
+            "remaining missing: {}",
+            String::from_utf8_lossy(body)
         ));
     }
     Ok(())
 }
+
+const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 
 /// Which target may send now, in interleaved runs; [`STOP`] ends every task.
 type Gate = watch::Receiver<usize>;
@@ -903,8 +1361,11 @@ async fn drive(
         if t0 >= end {
             break;
         }
-        let result = one_request(&mut sender, &target, &host).await;
+        let (allowed, result) = one_request(&mut sender, &target, &host).await;
         let t1 = Instant::now();
+        if allowed {
+            out.allowed_answers += 1;
+        }
         match result {
             Ok(()) => {
                 if t1 >= start && t1 < end {
@@ -1110,6 +1571,7 @@ async fn run_group(
         if let Some(t) = per_target.get_mut(index) {
             t.latencies.extend_from_slice(&out.latencies);
             t.errors += out.errors;
+            t.allowed_answers += out.allowed_answers;
             if t.first_error.is_none() {
                 t.first_error = out.first_error;
             }
@@ -1136,6 +1598,7 @@ async fn run_group(
             requests,
             errors: out.errors,
             first_error: out.first_error,
+            spends: target.expect_remaining.then_some(out.allowed_answers),
             throughput_rps: requests as f64 / active.as_secs_f64(),
             latency_us: Latency::from_sorted(&out.latencies),
             client_cpu_pct_of_core: pct_of_core(use_.client, active),
@@ -1200,6 +1663,10 @@ struct Run {
     errors: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     first_error: Option<String>,
+    /// Targets that spend (`policy-spend`): answers that said allowed, each of which
+    /// charged the budget, at any time (warm-up included).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    spends: Option<u64>,
     throughput_rps: f64,
     latency_us: Latency,
     /// CPU used by the load generator thread during the window, % of one core.
@@ -1258,13 +1725,43 @@ struct Settings {
     data_dir: String,
 }
 
+/// `--compare-policy`: the budget after the run, read back with `POST /v1/simulate`.
+#[derive(Debug, Serialize)]
+struct BudgetCheck {
+    /// The policy's monthly `per_period` amount.
+    cap: String,
+    /// One spend.
+    spend: String,
+    currency: &'static str,
+    /// Allowed spend answers under load, warm-up included, every round.
+    spends_in_load: u64,
+    /// Allowed spends made by the setup's check request.
+    setup_spends: u64,
+    /// `spends_in_load + setup_spends`.
+    spends_counted: u64,
+    /// `spend × spends_counted`.
+    expected_spent: String,
+    /// `remaining.amount` of `POST /v1/simulate` with the spend request: what would be
+    /// left after one more spend, if it would be allowed.
+    simulated_remaining: String,
+    /// Whether that simulated spend would be allowed.
+    simulated_allowed: bool,
+    /// Spent this month: `cap − simulated_remaining − (spend if simulated_allowed)`.
+    spent: String,
+    /// When the budget's month ends.
+    period_ends: String,
+    /// `spent == expected_spent`. False fails the run.
+    consistent: bool,
+}
+
 #[derive(Debug, Serialize)]
 struct Report {
-    /// `baseline` (Bonafide vs the one-verify endpoint) or `compare-audit`.
+    /// `baseline` (Bonafide vs the one-verify endpoint), `compare-audit` or
+    /// `compare-policy`.
     mode: Mode,
-    /// The floor: `baseline`, or `unaudited`.
+    /// The floor: `baseline`, `unaudited` or `no-policy`.
     baseline: &'static str,
-    /// What is measured against it: `bonafide`, or `audited`.
+    /// What is measured against it: `bonafide`, `audited` or `policy-spend`.
     subject: &'static str,
     date: String,
     command: String,
@@ -1292,6 +1789,12 @@ struct Report {
     worst_subject_p99_us: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     p99_goal_met: Option<bool>,
+    /// The baseline's highest p99 over its runs (`compare-policy`, which records both).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    worst_baseline_p99_us: Option<u32>,
+    /// `compare-policy`: the budget spent, against the spends counted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    budget: Option<BudgetCheck>,
 }
 
 const GOAL: f64 = 0.8;
@@ -1308,6 +1811,7 @@ impl Report {
         machine: Machine,
         settings: Settings,
         runs: Vec<Run>,
+        budget: Option<BudgetCheck>,
     ) -> Result<Self> {
         let best = |name: &str| -> Result<Run> {
             runs.iter()
@@ -1358,6 +1862,13 @@ impl Report {
             .map(|r| r.latency_us.p99)
             .max()
             .unwrap_or(0);
+        let worst_baseline_p99_us = (mode == Mode::ComparePolicy).then(|| {
+            runs.iter()
+                .filter(|r| r.target == baseline)
+                .map(|r| r.latency_us.p99)
+                .max()
+                .unwrap_or(0)
+        });
         let p99_goal_us = (mode == Mode::CompareAudit).then_some(AUDIT_P99_GOAL_US);
         Ok(Report {
             mode,
@@ -1379,6 +1890,8 @@ impl Report {
             p99_goal_us,
             worst_subject_p99_us,
             p99_goal_met: p99_goal_us.map(|g| worst_subject_p99_us <= g),
+            worst_baseline_p99_us,
+            budget,
         })
     }
 
@@ -1390,6 +1903,11 @@ impl Report {
             println!(
                 "Bonafide load harness: POST /v1/verify with verify decisions audited vs not \
                  (same store, same token)"
+            );
+        } else if self.mode == Mode::ComparePolicy {
+            println!(
+                "Bonafide load harness: POST /v1/verify with a consent policy and a spend vs \
+                 without a policy (same server)"
             );
         } else {
             println!(
@@ -1418,15 +1936,35 @@ impl Report {
                  answers carry the durable audit_index), unaudited: audit_verify: false \
                  (serve --no-audit-verify; no audit_index)"
             );
+        } else if self.mode == Mode::ComparePolicy {
+            println!(
+                "requests: both POST /v1/verify with a receiver key (X-API-Key) to one server in \
+                 the default configuration (decisions audited, receipts signed); no-policy \
+                 {{token, scopes_requested:[\"{REQUESTED}\"]}} of a token without a policy; \
+                 policy-spend {{token, scopes_requested:[\"{REQUESTED}\"], action:\"{ACTION}\", \
+                 resource:{{type:\"{RESOURCE_TYPE}\", id:\"{RESOURCE_ID}\"}}, amount:\"{SPEND}\", \
+                 currency:\"{CURRENCY}\"}} of a token with policy {POLICY_ID} (per_txn {PER_TXN}, \
+                 per_period {PER_PERIOD_CAP} {CURRENCY}/month), each allowed one charging the \
+                 budget; all must be valid and allowed with audit_index and receipt_id, \
+                 spends also with remaining"
+            );
         } else {
             println!(
                 "requests: bonafide POST /v1/verify {{token, scopes_requested:[\"{REQUESTED}\"]}} \
                  (must be valid and allowed); baseline POST /verify {{token}} (must be valid)"
             );
         }
+        // Target column: 9 wide, or the longest name (`policy-spend`).
+        let w = self
+            .runs
+            .iter()
+            .map(|r| r.target.chars().count())
+            .max()
+            .unwrap_or(0)
+            .max(9);
         println!();
         println!(
-            "{:>5}  {:<9}  {:>9}  {:>10}  {:>7}  {:>7}  {:>7}  {:>7}  {:>8}  {:>6}  {:>6}  {:>6}  {:>10}",
+            "{:>5}  {:<w$}  {:>9}  {:>10}  {:>7}  {:>7}  {:>7}  {:>7}  {:>8}  {:>6}  {:>6}  {:>6}  {:>10}",
             "round",
             "target",
             "requests",
@@ -1443,7 +1981,7 @@ impl Report {
         );
         for r in &self.runs {
             println!(
-                "{:>5}  {:<9}  {:>9}  {:>10.0}  {:>7}  {:>7}  {:>7}  {:>7}  {:>8.1}  {:>6}  {:>6}  {:>6}  {:>10}{}",
+                "{:>5}  {:<w$}  {:>9}  {:>10.0}  {:>7}  {:>7}  {:>7}  {:>7}  {:>8.1}  {:>6}  {:>6}  {:>6}  {:>10}{}",
                 r.round,
                 r.target,
                 r.requests,
@@ -1498,7 +2036,7 @@ impl Report {
                 .max_by(|a, b| a.throughput_rps.total_cmp(&b.throughput_rps));
             if let Some(r) = best {
                 println!(
-                    "{name:<9} (best, round {}): {:>6.0} req/s, p50 {} µs, p99 {} µs, \
+                    "{name:<w$} (best, round {}): {:>6.0} req/s, p50 {} µs, p99 {} µs, \
                      server CPU {} µs/request",
                     r.round,
                     r.throughput_rps,
@@ -1545,6 +2083,40 @@ impl Report {
                 "{subject} p99, worst run: {} µs  (goal ≤ {goal} µs in every run: {})",
                 self.worst_subject_p99_us,
                 if met { "met" } else { "NOT met" }
+            );
+        }
+        if let Some(worst_baseline) = self.worst_baseline_p99_us {
+            println!(
+                "p99 (recorded, no goal): {baseline} {} µs best run, {worst_baseline} µs worst \
+                 run; {subject} {} µs best run, {} µs worst run",
+                b.p99, f.p99, self.worst_subject_p99_us
+            );
+        }
+        if let Some(c) = &self.budget {
+            println!(
+                "budget: {} allowed spends counted ({} under load, warm-up included, + {} setup \
+                 check) × {} {cur} = {} {cur} expected; POST /v1/simulate: remaining {} {cur} \
+                 after a further spend ({}), so {} {cur} spent of {} {cur} this month (ends {}): {}",
+                c.spends_counted,
+                c.spends_in_load,
+                c.setup_spends,
+                c.spend,
+                c.expected_spent,
+                c.simulated_remaining,
+                if c.simulated_allowed {
+                    "allowed"
+                } else {
+                    "NOT allowed: nothing subtracted"
+                },
+                c.spent,
+                c.cap,
+                c.period_ends,
+                if c.consistent {
+                    "consistent"
+                } else {
+                    "MISMATCH"
+                },
+                cur = c.currency,
             );
         }
     }
