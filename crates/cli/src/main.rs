@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 mod audit;
 mod duration;
 mod output;
+mod receipt;
 
 use output::Out;
 
@@ -66,6 +67,18 @@ enum Command {
     /// Check the registry's audit log.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Check verify receipts.
+    #[command(subcommand)]
+    Receipt(ReceiptCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum ReceiptCmd {
+    /// Verify a receipt offline: its signature against the registry's JWKS and, with
+    /// --request, that it was issued for that verify request. Prints the claims;
+    /// exit 1 if a check fails (forged, altered, not a receipt, unknown key, another
+    /// request), 2 on errors.
+    Verify(receipt::VerifyArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -312,6 +325,7 @@ async fn run(cli: Cli, out: Out) -> Result<ExitCode> {
         }
         Command::Verify(args) => verify(&cli.url, args, out).await,
         Command::Audit(AuditCmd::Verify(args)) => audit::verify(&cli.url, args, out).await,
+        Command::Receipt(ReceiptCmd::Verify(args)) => receipt::verify(args, out).await,
         Command::Keys(KeysCmd::Rotate { data_dir, alg }) => {
             // Never create a fresh registry by mistake: after a key compromise, rotating
             // the wrong directory would leave the real server signing with the old key.

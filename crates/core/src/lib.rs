@@ -24,6 +24,7 @@ pub mod keys;
 pub mod merkle;
 pub mod note;
 pub mod policy;
+pub mod receipt;
 pub mod scopes;
 pub mod tlog_proof;
 pub mod token;
