@@ -156,5 +156,8 @@ pub fn claims() -> AgentClaims {
             description: None,
         },
         scope: Some("read:portfolio".to_owned()),
+        user: None,
+        policy: None,
+        policy_hash: None,
     }
 }

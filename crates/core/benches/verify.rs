@@ -54,6 +54,9 @@ fn claims(now: i64) -> AgentClaims {
             description: Some("Summarises the user's portfolio and transactions".to_owned()),
         },
         scope: Some("read:portfolio read:transactions".to_owned()),
+        user: None,
+        policy: None,
+        policy_hash: None,
     }
 }
 

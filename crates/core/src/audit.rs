@@ -70,6 +70,9 @@ pub enum EventType {
     /// A receiver asked whether a token is valid and allowed; `decision` says.
     #[serde(rename = "verify")]
     Verify,
+    /// A receiver (an API that verifies with a key) was created (admin).
+    #[serde(rename = "receiver.created")]
+    ReceiverCreated,
 }
 
 impl EventType {
@@ -85,6 +88,7 @@ impl EventType {
             EventType::KeyRotated => "key.rotated",
             EventType::KeyRevoked => "key.revoked",
             EventType::Verify => "verify",
+            EventType::ReceiverCreated => "receiver.created",
         }
     }
 }
@@ -170,6 +174,20 @@ pub struct AuditEntry {
     /// The request id of the HTTP request that caused it, to match server logs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// The receipt of a verify decision (`rcp_…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<String>,
+    /// Lowercase hex SHA-256 of the verify request's canonical form
+    /// (`bonafide_core::receipt::RequestFacts`): what was asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_sha256: Option<String>,
+    /// The `policy_hash` of the token's consent policy, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_hash: Option<String>,
+    /// The amount a verify request asked to spend, `"12.50 USD"`; with `decision`
+    /// allow and a per-period limit, the amount charged to the budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount: Option<String>,
 }
 
 impl AuditEntry {
@@ -191,6 +209,10 @@ impl AuditEntry {
             target: None,
             note: None,
             request_id: None,
+            receipt: None,
+            request_sha256: None,
+            policy_hash: None,
+            amount: None,
         }
     }
 

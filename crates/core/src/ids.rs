@@ -146,6 +146,10 @@ id_type!(
     /// A receiver: `rcv_…`.
     ReceiverId, "rcv_", "receiver"
 );
+id_type!(
+    /// A verify receipt: `rcp_…`.
+    ReceiptId, "rcp_", "receipt"
+);
 
 #[cfg(test)]
 mod tests {

@@ -245,6 +245,15 @@ pub struct AgentClaims {
     /// Space-separated scopes (RFC 9068), equal to `agent.scopes`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// On whose behalf the agent acts (AgentOAuth): a DID, an email or an opaque id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Consent policy (`pol.v0.2`, [`crate::policy`]); checked by [`policy_of`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<serde_json::Value>,
+    /// `"sha256:<hex of RFC 8785 JCS of policy>"`; present exactly when `policy` is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_hash: Option<String>,
 }
 
 impl AgentClaims {
@@ -264,8 +273,38 @@ impl AgentClaims {
         if self.exp <= self.iat {
             return Err(TokenError::Claims("`exp` is not after `iat`".into()));
         }
+        match (&self.policy, &self.policy_hash) {
+            (Some(_), None) => {
+                return Err(TokenError::Claims("`policy` without `policy_hash`".into()));
+            }
+            (None, Some(_)) => {
+                return Err(TokenError::Claims("`policy_hash` without `policy`".into()));
+            }
+            _ => {}
+        }
         Ok(())
     }
+}
+
+/// Pipeline step 7 for the policy: parses the token's `policy` and checks that
+/// `policy_hash` is its hash. `Ok(None)` for a token without a policy. A policy that
+/// does not parse, or a hash that does not match, makes the token `TOKEN_INVALID`.
+///
+/// Parsing and hashing cost about as much as the signature check; a verifier that
+/// sees the same policy often caches the result by `policy_hash` (after comparing the
+/// cached policy's JSON with the token's, which is cheap).
+pub fn policy_of(claims: &AgentClaims) -> Result<Option<crate::policy::Policy>, TokenError> {
+    let (Some(value), Some(claimed)) = (&claims.policy, &claims.policy_hash) else {
+        return Ok(None);
+    };
+    let policy = crate::policy::Policy::from_value(value.clone())
+        .map_err(|e| TokenError::Claims(format!("`policy` is invalid: {e}")))?;
+    if !policy.hash_matches(claimed) {
+        return Err(TokenError::Claims(
+            "`policy_hash` does not match `policy`".into(),
+        ));
+    }
+    Ok(Some(policy))
 }
 
 /// Whether to check `exp`, `nbf` and `iat` against `now`.

@@ -80,6 +80,9 @@ pub fn claims() -> AgentClaims {
             description: Some("Summarises the user's portfolio and transactions".to_owned()),
         },
         scope: Some("read:portfolio read:transactions".to_owned()),
+        user: None,
+        policy: None,
+        policy_hash: None,
     }
 }
 
