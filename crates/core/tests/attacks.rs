@@ -1675,3 +1675,72 @@ fn symmetric_jwk_is_refused() {
     .unwrap();
     assert!(VerifyingKey::from_jwk(&jwk).is_err());
 }
+
+// ---- consent policy inside a token (pipeline step 7)
+
+fn policy_json() -> serde_json::Value {
+    serde_json::json!({
+        "version": "pol.v0.2",
+        "id": "pol_travel_001",
+        "actions": ["payments.send"],
+        "limits": {"per_txn": {"amount": "500", "currency": "USD"}}
+    })
+}
+
+fn signed_with_policy(policy: serde_json::Value, hash: Option<String>) -> String {
+    let mut c = common::claims();
+    c.policy = Some(policy);
+    c.policy_hash = hash;
+    token::sign(&common::fixture().ed, &c).unwrap()
+}
+
+#[test]
+fn control_a_policy_with_its_hash_verifies_and_parses() {
+    let p = bonafide_core::policy::Policy::from_value(policy_json()).unwrap();
+    let t = signed_with_policy(policy_json(), Some(p.hash().to_owned()));
+    let v = common::check(&t).unwrap();
+    let parsed = token::policy_of(&v.claims).unwrap().unwrap();
+    assert_eq!(parsed.id(), "pol_travel_001");
+    assert_eq!(parsed.hash(), p.hash());
+}
+
+#[test]
+fn a_policy_hash_of_another_policy_is_token_invalid() {
+    let mut other = policy_json();
+    other["limits"]["per_txn"]["amount"] = "5000".into();
+    let other_hash = bonafide_core::policy::Policy::from_value(other)
+        .unwrap()
+        .hash()
+        .to_owned();
+    // Genuinely signed, but the hash names a policy with ten times the limit.
+    let t = signed_with_policy(policy_json(), Some(other_hash));
+    let v = common::check(&t).unwrap();
+    let err = token::policy_of(&v.claims).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::TokenInvalid);
+    assert!(err.to_string().contains("does not match"), "{err}");
+}
+
+#[test]
+fn a_policy_without_its_hash_or_a_hash_without_a_policy_is_token_invalid() {
+    let t = signed_with_policy(policy_json(), None);
+    let err = common::check(&t).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::TokenInvalid);
+    let mut c = common::claims();
+    c.policy_hash = Some(format!("sha256:{}", "0".repeat(64)));
+    let t = token::sign(&common::fixture().ed, &c).unwrap();
+    assert_eq!(
+        common::check(&t).unwrap_err().code(),
+        ErrorCode::TokenInvalid
+    );
+}
+
+#[test]
+fn an_invalid_policy_in_a_signed_token_is_token_invalid() {
+    let mut bad = policy_json();
+    bad["limits"]["per_txn"]["amount"] = serde_json::json!(10.5);
+    let t = signed_with_policy(bad, Some(format!("sha256:{}", "0".repeat(64))));
+    let v = common::check(&t).unwrap();
+    let err = token::policy_of(&v.claims).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::TokenInvalid);
+    assert!(err.to_string().contains("policy"), "{err}");
+}

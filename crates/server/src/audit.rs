@@ -22,7 +22,10 @@ use bonafide_core::audit::{AuditEntry, AuditError};
 use bonafide_core::ids::{AgentId, IssuerId};
 use bonafide_core::merkle::{self, Hash, Prefetched};
 use bonafide_core::note::{self, Checkpoint, NoteSigner, NoteVerifier};
-use bonafide_store::{AuditRecord, CheckpointRecord, LogKeyRecord, Store, StoreError};
+use bonafide_store::{
+    AuditRecord, CheckpointRecord, Decided, DecisionItem, DecisionOutcome, LogKeyRecord, Store,
+    StoreError,
+};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::time::now_ms;
@@ -73,8 +76,8 @@ pub struct SignedCheckpoint {
 }
 
 struct Pending {
-    record: AuditRecord,
-    done: oneshot::Sender<Result<u64, AuditLogError>>,
+    item: DecisionItem,
+    done: oneshot::Sender<Result<DecisionOutcome, AuditLogError>>,
 }
 
 /// The running audit log. Cheap to share behind an `Arc`.
@@ -200,9 +203,35 @@ impl AuditLog {
 
     /// Appends one entry through the group committer; the index once it is durable.
     pub async fn append(&self, record: AuditRecord) -> Result<u64, AuditLogError> {
+        let item = DecisionItem {
+            budget: None,
+            idempotency: None,
+            decide: Box::new(move |_| {
+                Ok(Decided {
+                    audit: Some(record),
+                    receipt: None,
+                    charge: None,
+                    answer: Vec::new(),
+                })
+            }),
+        };
+        match self.decide(item).await? {
+            DecisionOutcome::Recorded {
+                audit_index: Some(index),
+                ..
+            } => Ok(index),
+            other => Err(AuditLogError::Store(StoreError::Backend(format!(
+                "an audit append was recorded as {other:?}"
+            )))),
+        }
+    }
+
+    /// Records one verify decision (budget charge, idempotency record, receipt and
+    /// audit entry together) through the group committer; the outcome once durable.
+    pub async fn decide(&self, item: DecisionItem) -> Result<DecisionOutcome, AuditLogError> {
         let (done, wait) = oneshot::channel();
         self.queue
-            .send(Pending { record, done })
+            .send(Pending { item, done })
             .await
             .map_err(|_| AuditLogError::Closed)?;
         wait.await.map_err(|_| AuditLogError::Closed)?
@@ -309,32 +338,48 @@ impl AuditLog {
 
 /// The group committer: one transaction for everything queued since the last one.
 async fn commit_loop(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Pending>) {
-    let mut records = Vec::with_capacity(MAX_BATCH);
+    let mut items = Vec::with_capacity(MAX_BATCH);
     let mut waiters = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.recv().await {
-        records.push(first.record);
+        items.push(first.item);
         waiters.push(first.done);
-        while records.len() < MAX_BATCH {
+        while items.len() < MAX_BATCH {
             match rx.try_recv() {
                 Ok(p) => {
-                    records.push(p.record);
+                    items.push(p.item);
                     waiters.push(p.done);
                 }
                 Err(_) => break,
             }
         }
-        let result = store.audit_append(&records).await;
-        if let Err(e) = &result {
-            tracing::error!(error = %e, entries = records.len(), "audit append failed");
+        let count = items.len();
+        let result = store.record_decisions(std::mem::take(&mut items)).await;
+        match result {
+            Ok(outcomes) if outcomes.len() == waiters.len() => {
+                for (outcome, done) in outcomes.into_iter().zip(waiters.drain(..)) {
+                    // The caller may have gone away; its decision is durable all the same.
+                    let _ = done.send(outcome.map_err(AuditLogError::Store));
+                }
+            }
+            Ok(outcomes) => {
+                tracing::error!(
+                    items = count,
+                    outcomes = outcomes.len(),
+                    "the store answered a decision batch with the wrong number of outcomes"
+                );
+                for done in waiters.drain(..) {
+                    let _ = done.send(Err(AuditLogError::Store(StoreError::Backend(
+                        "decision batch outcome count mismatch".into(),
+                    ))));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, items = count, "decision batch failed");
+                for done in waiters.drain(..) {
+                    let _ = done.send(Err(AuditLogError::Store(e.clone())));
+                }
+            }
         }
-        for (i, done) in waiters.drain(..).enumerate() {
-            let answer = match &result {
-                Ok(first) => Ok(first + i as u64),
-                Err(e) => Err(AuditLogError::Store(e.clone())),
-            };
-            // The caller may have gone away; its entry is durable all the same.
-            let _ = done.send(answer);
-        }
-        records.clear();
+        items = Vec::with_capacity(MAX_BATCH);
     }
 }

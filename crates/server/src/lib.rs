@@ -21,6 +21,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 pub mod audit;
 pub mod auth;
+pub mod decision;
 pub mod error;
 pub mod openapi;
 pub mod request_id;
@@ -61,6 +62,9 @@ pub struct Config {
     pub audit_origin: Option<String>,
     /// How often a checkpoint is signed while the log grows. Default 500 ms.
     pub checkpoint_interval: Duration,
+    /// How long an `idempotency_key` is remembered: a retry within this time gets the
+    /// first decision back. Default 24 hours (records are purged hourly after that).
+    pub idempotency_ttl: Duration,
 }
 
 impl Default for Config {
@@ -77,6 +81,7 @@ impl Default for Config {
             audit_verify: true,
             audit_origin: None,
             checkpoint_interval: Duration::from_millis(500),
+            idempotency_ttl: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -158,6 +163,7 @@ impl Server {
             .state
             .audit
             .run_checkpoints(self.state.config.checkpoint_interval);
+        let purger = tokio::spawn(purge_idempotency(Arc::clone(&self.state)));
         let app = router(Arc::clone(&self.state));
         let result = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
@@ -165,7 +171,25 @@ impl Server {
             .map_err(|e| ServerError::Serve(e.to_string()));
         refresher.abort();
         checkpoints.abort();
+        purger.abort();
         result
+    }
+}
+
+/// Forgets idempotency keys older than [`Config::idempotency_ttl`], hourly (and at
+/// start), so the table stays bounded by a day of spending traffic.
+async fn purge_idempotency(state: Arc<AppState>) {
+    let ttl_ms = i64::try_from(state.config.idempotency_ttl.as_millis()).unwrap_or(i64::MAX);
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let before = crate::time::now_ms().saturating_sub(ttl_ms);
+        match state.store.purge_idempotency(before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(purged = n, "expired idempotency keys forgotten"),
+            Err(e) => tracing::warn!(error = %e, "could not purge idempotency keys"),
+        }
     }
 }
 
@@ -188,6 +212,10 @@ pub fn router(state: Arc<AppState>) -> Router {
     let max_body = state.config.max_body_bytes;
     Router::new()
         .route("/v1/issuers", post(routes::admin::create_issuer))
+        .route("/v1/receivers", post(routes::admin::create_receiver))
+        .route("/v1/policies/lint", post(routes::policies::lint))
+        .route("/v1/simulate", post(routes::verify::simulate))
+        .route("/v1/receipts/{id}", get(routes::receipts::get))
         .route("/v1/admin/keys/rotate", post(routes::admin::rotate_keys))
         .route("/v1/agents/register", post(routes::agents::register))
         .route("/v1/agents", get(routes::agents::list))

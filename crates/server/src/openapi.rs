@@ -4,16 +4,17 @@
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{admin, agents, audit, meta, verify};
+use crate::routes::{admin, agents, audit, meta, policies, receipts, verify};
 
 /// The API document.
 #[derive(Debug, OpenApi)]
 #[openapi(
     info(title = "Bonafide", description = "Identity and delegated authority for AI agents: register agents, issue, verify and revoke their tokens, and check the audit log of everything that happened."),
     paths(
-        admin::create_issuer, admin::rotate_keys,
+        admin::create_issuer, admin::create_receiver, admin::rotate_keys,
+        policies::lint,
         agents::register, agents::list, agents::get, agents::issue_token, agents::revoke, agents::revoke_token,
-        verify::verify_get, verify::verify_post, verify::introspect,
+        verify::verify_get, verify::verify_post, verify::simulate, verify::introspect, receipts::get,
         audit::checkpoint, audit::entries, audit::inclusion, audit::consistency, audit::bundle, audit::tile,
         meta::jwks, meta::public_key_pem, meta::configuration, meta::scopes, meta::health, meta::healthz, meta::openapi,
     ),

@@ -1,15 +1,16 @@
 //! Shared server state: the store (source of truth) and the in-memory hot path
 //! (signing keys and the revocation sets) that every verify reads without I/O.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 use arc_swap::ArcSwap;
 use bonafide_core::audit::{Actor, AuditEntry, EventType};
-use bonafide_core::ids::{AgentId, TokenId};
+use bonafide_core::ids::{AgentId, IssuerId, TokenId};
 use bonafide_core::keys::{Algorithm, SigningKey, VerifyingKey};
-use bonafide_core::token::{KeySet, VerifyOptions};
-use bonafide_store::{KeyState, SigningKeyRecord, Store, StoreError};
+use bonafide_core::policy::Policy;
+use bonafide_core::token::{self, AgentClaims, KeySet, TokenError, VerifyOptions};
+use bonafide_store::{KeyState, ReceiptKeyRecord, SigningKeyRecord, Store, StoreError};
 
 use crate::Config;
 use crate::audit::{AuditLog, AuditLogError};
@@ -127,7 +128,20 @@ pub struct AppState {
     /// Serialises key refreshes: a slow refresh that read the store before a rotation
     /// must not overwrite the ring a later refresh built after it.
     refresh_lock: tokio::sync::Mutex<()>,
+    /// Signs verify receipts (Ed25519; published in the JWKS, never signs tokens).
+    pub receipt_key: SigningKey,
+    /// Parsed token policies by `policy_hash` (parsing costs as much as a signature).
+    policies: RwLock<HashMap<String, Arc<Policy>>>,
+    /// Each agent's issuer id (an agent never changes issuer): read by every verify
+    /// that makes a receipt or charges a budget.
+    agent_issuers: RwLock<HashMap<AgentId, IssuerId>>,
 }
+
+/// Most parsed policies kept; the cache is emptied when full (policies are few in
+/// practice, and a refill costs one parse each).
+const MAX_CACHED_POLICIES: usize = 4096;
+/// Most agent → issuer entries kept before the cache is emptied.
+const MAX_CACHED_AGENTS: usize = 1 << 20;
 
 impl AppState {
     /// Loads state from the store, creating the first signing key if there is none.
@@ -168,6 +182,7 @@ impl AppState {
         base_options.leeway_secs = config.leeway_secs;
         base_options.max_token_bytes = config.max_token_bytes;
         let did_prefix = did_prefix(&config.public_url);
+        let receipt_key = load_receipt_key(store.as_ref()).await?;
         Ok(AppState {
             store,
             audit,
@@ -177,7 +192,69 @@ impl AppState {
             base_options,
             did_prefix,
             refresh_lock: tokio::sync::Mutex::new(()),
+            receipt_key,
+            policies: RwLock::new(HashMap::new()),
+            agent_issuers: RwLock::new(HashMap::new()),
         })
+    }
+
+    /// Pipeline step 7 for a token's policy, through the cache: the parsed policy
+    /// whose JSON equals the token's and whose hash is the token's `policy_hash`.
+    pub fn policy_of(&self, claims: &AgentClaims) -> Result<Option<Arc<Policy>>, TokenError> {
+        let (Some(value), Some(hash)) = (&claims.policy, &claims.policy_hash) else {
+            return token::policy_of(claims).map(|p| p.map(Arc::new));
+        };
+        {
+            let cache = self
+                .policies
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            // Same hash text and same JSON: the cached parse is this token's policy.
+            if let Some(p) = cache.get(hash)
+                && p.as_value() == value
+            {
+                return Ok(Some(Arc::clone(p)));
+            }
+        }
+        let Some(parsed) = token::policy_of(claims)? else {
+            return Ok(None);
+        };
+        let parsed = Arc::new(parsed);
+        let mut cache = self
+            .policies
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if cache.len() >= MAX_CACHED_POLICIES {
+            cache.clear();
+        }
+        cache.insert(hash.clone(), Arc::clone(&parsed));
+        Ok(Some(parsed))
+    }
+
+    /// The issuer of an agent, from memory or else the store; `None` if the agent is
+    /// not registered here.
+    pub async fn issuer_of(&self, agent: &AgentId) -> Result<Option<IssuerId>, StoreError> {
+        {
+            let cache = self
+                .agent_issuers
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(id) = cache.get(agent) {
+                return Ok(Some(id.clone()));
+            }
+        }
+        let Some(record) = self.store.agent(agent).await? else {
+            return Ok(None);
+        };
+        let mut cache = self
+            .agent_issuers
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if cache.len() >= MAX_CACHED_AGENTS {
+            cache.clear();
+        }
+        cache.insert(agent.clone(), record.issuer_id.clone());
+        Ok(Some(record.issuer_id))
     }
 
     /// Re-reads the signing keys if another process (`bonafide keys rotate`) changed
@@ -278,6 +355,27 @@ pub fn did_prefix(public_url: &str) -> String {
         .trim_end_matches('/');
     let host = host.replacen(':', "%3A", 1).replace('/', ":");
     format!("did:web:{host}:agents:")
+}
+
+/// The receipt-signing key: the stored one, or a new Ed25519 key stored now.
+async fn load_receipt_key(store: &dyn Store) -> Result<SigningKey, StoreError> {
+    let fresh =
+        SigningKey::generate(Algorithm::EdDSA).map_err(|e| StoreError::Backend(e.to_string()))?;
+    let pem = fresh
+        .to_pkcs8_pem()
+        .map_err(|e| StoreError::Backend(e.to_string()))?;
+    let stored = store
+        .receipt_key(&ReceiptKeyRecord {
+            private_pem: pem.expose_secret().to_owned(),
+            created_at_ms: now_ms(),
+        })
+        .await?;
+    let key = SigningKey::from_pkcs8_pem(&stored.private_pem)
+        .map_err(|e| StoreError::Backend(format!("receipt key: {e}")))?;
+    if key.alg() != Algorithm::EdDSA {
+        return Err(StoreError::Backend("the receipt key is not Ed25519".into()));
+    }
+    Ok(key)
 }
 
 /// A fresh signing key as a store record.

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::StatusCode;
 use bonafide_core::apikey::{ApiKey, KeyKind};
-use bonafide_core::ids::IssuerId;
-use bonafide_store::Issuer;
+use bonafide_core::ids::{IssuerId, ReceiverId};
+use bonafide_store::{Issuer, Receiver};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -83,6 +83,79 @@ pub async fn create_issuer(
             name: issuer.name,
             api_key: key.expose_secret().to_owned(),
             created_at: rfc3339_ms(issuer.created_at_ms),
+        }),
+    ))
+}
+
+/// `POST /v1/receivers` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateReceiver {
+    /// Unique name, usually the receiving API's host (`api.shop.example`).
+    pub name: String,
+}
+
+/// `POST /v1/receivers` answer. `api_key` is shown once and never again.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReceiverCreated {
+    /// `rcv_…`.
+    pub receiver_id: String,
+    /// The name.
+    pub name: String,
+    /// The receiver's API key (`bfk_rcv_…`): it attributes verifies and is required to
+    /// spend budgets or send an `idempotency_key`. Store it now: it cannot be shown again.
+    pub api_key: String,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+/// Creates a receiver (an API that verifies agents) and its API key.
+#[utoipa::path(post, path = "/v1/receivers", tag = "admin", request_body = CreateReceiver,
+    security(("api_key" = [])),
+    responses((status = 201, body = ReceiverCreated), (status = 400), (status = 401), (status = 403), (status = 409), (status = 422)))]
+pub async fn create_receiver(
+    State(state): State<Arc<AppState>>,
+    _admin: Admin,
+    ApiJson(body): ApiJson<CreateReceiver>,
+) -> Result<(StatusCode, ApiJson<ReceiverCreated>), ApiError> {
+    let name = check_text("name", &body.name, 253)?;
+    let receiver = Receiver {
+        id: ReceiverId::from_random(random16()?),
+        name,
+        created_at_ms: now_ms(),
+    };
+    let key = ApiKey::from_random(KeyKind::Receiver, random20()?);
+    let audit = audit_change(
+        EventType::ReceiverCreated,
+        receiver.created_at_ms,
+        Actor::Admin,
+        None,
+        None,
+        |e| {
+            e.note = Some(receiver.name.clone());
+            e.target = Some(receiver.id.to_string());
+        },
+    )?;
+    state
+        .store
+        .create_receiver(&receiver, &key.hash(), &audit)
+        .await
+        .map_err(|e| match e {
+            bonafide_store::StoreError::Conflict(_) => ApiError::new(
+                StatusCode::CONFLICT,
+                "CONFLICT",
+                format!("a receiver named `{}` already exists", receiver.name),
+            ),
+            other => other.into(),
+        })?;
+    tracing::info!(receiver_id = %receiver.id, "receiver created");
+    Ok((
+        StatusCode::CREATED,
+        ApiJson(ReceiverCreated {
+            receiver_id: receiver.id.to_string(),
+            name: receiver.name,
+            api_key: key.expose_secret().to_owned(),
+            created_at: rfc3339_ms(receiver.created_at_ms),
         }),
     ))
 }

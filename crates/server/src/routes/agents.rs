@@ -85,6 +85,27 @@ pub struct RegisterAgent {
     /// Receivers the agent's tokens are for (`aud`).
     #[serde(default)]
     pub audience: Option<AudienceInput>,
+    /// Consent policy (AgentOAuth `pol.v0.2`) its tokens carry as `policy` with
+    /// `policy_hash`; `POST /v1/policies/lint` checks one.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub policy: Option<serde_json::Value>,
+    /// On whose behalf the agent acts (`user` claim): a DID, an email or an opaque id.
+    #[serde(default)]
+    pub user: Option<String>,
+}
+
+/// Checks a policy given at registration: the canonical text to store.
+fn check_policy(value: Option<serde_json::Value>) -> Result<Option<String>, ApiError> {
+    let Some(value) = value else { return Ok(None) };
+    let policy = bonafide_core::policy::Policy::from_value(value).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "POLICY_INVALID",
+            e.to_string(),
+        )
+    })?;
+    Ok(Some(policy.canonical().to_owned()))
 }
 
 /// `POST /v1/agents/register` answer (ImaRobot shape).
@@ -106,6 +127,22 @@ pub struct AgentRegistered {
     pub verify_url: String,
     /// The registry's public key (PEM) for offline verification.
     pub public_key_url: String,
+    /// `policy_hash` of the consent policy its tokens carry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_hash: Option<String>,
+    /// On whose behalf it acts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+}
+
+/// `policy_hash` of a stored canonical policy (the SHA-256 of the text itself).
+fn stored_policy_hash(canonical: Option<&str>) -> Option<String> {
+    canonical.map(|c| {
+        format!(
+            "sha256:{}",
+            bonafide_core::hex(&bonafide_core::sha256(c.as_bytes()))
+        )
+    })
 }
 
 /// Signs a new token for `agent` and returns it with its record.
@@ -118,6 +155,19 @@ fn mint(
 ) -> Result<(String, TokenRecord), ApiError> {
     let now_s = now_ms() / 1000;
     let jti = new_token_id()?;
+    // The stored canonical text parses back to the policy as registered, and hashes
+    // to the same `policy_hash` (JCS of JCS is itself).
+    let (policy, policy_hash) = match &agent.policy {
+        None => (None, None),
+        Some(text) => {
+            let parsed = bonafide_core::policy::Policy::parse(text.as_bytes())
+                .map_err(|e| ApiError::internal(format!("stored policy of {}: {e}", agent.id)))?;
+            (
+                Some(parsed.as_value().clone()),
+                Some(parsed.hash().to_owned()),
+            )
+        }
+    };
     let claims = AgentClaims {
         iss: state.config.public_url.clone(),
         sub: agent.id.clone(),
@@ -136,6 +186,9 @@ fn mint(
             description: agent.description.clone(),
         },
         scope: Some(agent.scopes.join(" ")),
+        user: agent.user.clone(),
+        policy,
+        policy_hash,
     };
     let ring = state.keys.load();
     let text = token::sign(&ring.active, &claims)?;
@@ -182,6 +235,12 @@ pub async fn register(
         state.config.default_token_ttl_s,
     )?;
     let audience = check_audience(body.audience)?;
+    let policy = check_policy(body.policy)?;
+    let user = body
+        .user
+        .as_deref()
+        .map(|u| check_text("user", u, 256))
+        .transpose()?;
     let agent = Agent {
         id: new_agent_id()?,
         issuer_id: issuer.id.clone(),
@@ -194,6 +253,8 @@ pub async fn register(
         created_at_ms: now_ms(),
         revoked_at_ms: None,
         revoke_reason: None,
+        policy,
+        user,
     };
     let (token, record) = mint(&state, &issuer, &agent, ttl, agent.audience.as_deref())?;
     let audit = audit_change(
@@ -223,6 +284,8 @@ pub async fn register(
             expires_at: rfc3339_s(record.expires_at_s),
             verify_url: format!("{base}/v1/verify"),
             public_key_url: format!("{base}/.well-known/public-key.pem"),
+            policy_hash: stored_policy_hash(agent.policy.as_deref()),
+            user: agent.user,
         }),
     ))
 }
@@ -256,6 +319,16 @@ pub struct AgentView {
     /// Why, if revoked.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub revoke_reason: Option<String>,
+    /// The consent policy its tokens carry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub policy: Option<serde_json::Value>,
+    /// Its `policy_hash`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_hash: Option<String>,
+    /// On whose behalf it acts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
 }
 
 fn view(issuer: &Issuer, a: Agent) -> AgentView {
@@ -271,6 +344,12 @@ fn view(issuer: &Issuer, a: Agent) -> AgentView {
         created_at: rfc3339_ms(a.created_at_ms),
         revoked_at: a.revoked_at_ms.map(rfc3339_ms),
         revoke_reason: a.revoke_reason,
+        policy_hash: stored_policy_hash(a.policy.as_deref()),
+        policy: a
+            .policy
+            .as_deref()
+            .and_then(|p| serde_json::from_str(p).ok()),
+        user: a.user,
     }
 }
 

@@ -18,12 +18,16 @@ use crate::state::AppState;
 /// a rotation reaches them well before the old key's tokens expire.
 const KEY_CACHE_SECS: u32 = 300;
 
-/// The registry's public keys (RFC 7517 JWK Set): the active key and retired keys
-/// until every token they signed has expired.
+/// The registry's public keys (RFC 7517 JWK Set): the active token-signing key,
+/// retired ones until every token they signed has expired, and the receipt key
+/// (Ed25519; it signs only `typ receipt+jwt`, never a token, and the registry's own
+/// token verification does not accept it).
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "discovery",
     responses((status = 200, description = "JWK Set", content_type = "application/jwk-set+json")))]
 pub async fn jwks(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    let set = state.keys.load().verifying.to_jwks();
+    let mut set = state.keys.load().verifying.to_jwks();
+    set.keys
+        .push(state.receipt_key.verifying_key().jwk().clone());
     (
         [
             (header::CONTENT_TYPE, "application/jwk-set+json".to_owned()),
@@ -89,6 +93,13 @@ pub async fn configuration(State(state): State<Arc<AppState>>) -> ApiJson<Value>
             "tiles_uri": format!("{base}/v1/audit/tile/"),
             "verify_decisions_logged": state.config.audit_verify,
         },
+        "simulate_endpoint": format!("{base}/v1/simulate"),
+        "receipts_endpoint": format!("{base}/v1/receipts/"),
+        "receipt_types_supported": [bonafide_core::receipt::RECEIPT_TYP],
+        "receipt_signing_alg": "EdDSA",
+        "receipt_signing_kid": state.receipt_key.kid(),
+        "policy_versions_supported": [bonafide_core::policy::POLICY_VERSION],
+        "policy_lint_endpoint": format!("{base}/v1/policies/lint"),
     }))
 }
 

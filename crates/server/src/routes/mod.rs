@@ -4,6 +4,8 @@ pub mod admin;
 pub mod agents;
 pub mod audit;
 pub mod meta;
+pub mod policies;
+pub mod receipts;
 pub mod verify;
 
 use bonafide_core::audit::{Actor, AuditEntry, EventType};

@@ -8,14 +8,23 @@ use std::sync::Arc;
 
 use axum::Form;
 use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use bonafide_core::audit::{AuditEntry, Decision, EventType, token_sha256};
-use bonafide_core::ids::{AgentId, TokenId};
+use bonafide_core::ids::{AgentId, ReceiptId, ReceiverId, TokenId};
+use bonafide_core::policy::money_from_json;
+use bonafide_core::receipt::RequestFacts;
 use bonafide_core::token::{self, TokenError, VerifiedToken};
+use bonafide_store::{DecisionItem, DecisionOutcome, IdempotencyClaim};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::auth::Caller;
+use crate::decision::{Asked, Checked, Deciding, ValidToken};
+pub use crate::decision::{VerifiedAgent, VerifyResponse};
 use crate::error::{ApiError, ApiJson, ApiPath};
+use crate::routes::{check_text, random16};
 use crate::state::AppState;
 use crate::time::{now_ms, rfc3339_ms, rfc3339_s};
 
@@ -216,7 +225,18 @@ pub async fn verify_get(
     }))
 }
 
-/// `POST /v1/verify` body.
+/// `resource` of a verify request.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceInput {
+    /// Resource type (`merchant`).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Resource id (`acct/12/sub`).
+    pub id: String,
+}
+
+/// `POST /v1/verify` and `POST /v1/simulate` body.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyRequest {
@@ -231,159 +251,337 @@ pub struct VerifyRequest {
     /// Scopes this request needs; all must be granted for `allowed`.
     #[serde(default)]
     pub scopes_requested: Option<Vec<String>>,
+    /// The action the agent asks to take (`payments.send`), checked against the
+    /// token's consent policy.
+    #[serde(default)]
+    pub action: Option<String>,
+    /// What it acts on.
+    #[serde(default)]
+    pub resource: Option<ResourceInput>,
+    /// Amount to spend: an exact decimal as a string (`"12.50"`) or an integer; never
+    /// a JSON float. Needs `currency`, `action` and a receiver key.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub amount: Option<Value>,
+    /// ISO 4217 code of `amount`.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub currency: Option<Value>,
+    /// Makes a retried request return the first decision without spending twice
+    /// (scoped to the receiver; needs a receiver key). 1 to 255 visible ASCII characters.
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
 }
 
-/// The agent in a verify answer.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct VerifiedAgent {
-    /// `agt_…`.
-    pub id: String,
-    /// `did:web:<registry>:agents:<id>`.
-    pub did: String,
-    /// Display name.
-    pub name: String,
-    /// The agent's issuer.
-    pub issuer: String,
-    /// The requested scopes if all are granted, else every granted scope.
-    pub active_scopes: Vec<String>,
+fn invalid_field(code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
 }
 
-/// `POST /v1/verify` answer.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct VerifyResponse {
-    /// Genuine, live, not revoked (steps 1–7).
-    pub valid: bool,
-    /// Valid, and this request is within the token's grant (steps 8–9).
-    pub allowed: bool,
-    /// The token error code when not valid.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// Why, in words, when not allowed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// Machine-readable reasons when not allowed (`SCOPE_NOT_GRANTED`, or the error).
-    pub reasons: Vec<String>,
-    /// The agent, when valid.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub agent: Option<VerifiedAgent>,
-    /// RFC 3339 with milliseconds, when valid.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub expires_at: Option<String>,
-    /// RFC 3339 with milliseconds.
-    pub verified_at: String,
-    /// Index of this decision's entry in the audit log, durable before this answer
-    /// was sent (`/v1/audit/proof/inclusion?index=…` proves it).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub audit_index: Option<u64>,
+/// Checks the request members (before the token): 422 for bad values, 401 when a
+/// spend or an idempotency key comes without a receiver key.
+fn check_request(req: &VerifyRequest, caller: &Caller) -> Result<Asked, ApiError> {
+    let scopes = req.scopes_requested.clone().unwrap_or_default();
+    if scopes.len() > MAX_SCOPES_REQUESTED {
+        return Err(ApiError::invalid(format!(
+            "at most {MAX_SCOPES_REQUESTED} `scopes_requested`"
+        )));
+    }
+    let action = match &req.action {
+        None => None,
+        Some(a) => {
+            let ok = !a.is_empty()
+                && a.len() <= 128
+                && a.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_:.-".contains(&b));
+            if !ok {
+                return Err(ApiError::invalid(
+                    "`action` must be 1 to 128 characters of [a-zA-Z0-9_:.-]",
+                ));
+            }
+            Some(a.clone())
+        }
+    };
+    let resource = match &req.resource {
+        None => None,
+        Some(r) => Some((
+            check_text("resource.type", &r.kind, 128)?,
+            check_text("resource.id", &r.id, 256)?,
+        )),
+    };
+    let money = match (&req.amount, &req.currency) {
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(invalid_field(
+                "AMOUNT_INVALID",
+                "`amount` needs a `currency` (ISO 4217, such as `USD`)",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(invalid_field(
+                "AMOUNT_INVALID",
+                "`currency` needs an `amount`",
+            ));
+        }
+        (Some(a), Some(c)) => Some(
+            money_from_json(a, c).map_err(|e| invalid_field("AMOUNT_INVALID", e.to_string()))?,
+        ),
+    };
+    if (money.is_some() || resource.is_some()) && action.is_none() {
+        return Err(ApiError::invalid(
+            "`amount` and `resource` describe an `action`: name the action too",
+        ));
+    }
+    let idempotency_key = match &req.idempotency_key {
+        None => None,
+        Some(k) => {
+            if k.is_empty() || k.len() > 255 || !k.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(ApiError::invalid(
+                    "`idempotency_key` must be 1 to 255 visible ASCII characters",
+                ));
+            }
+            Some(k.clone())
+        }
+    };
+    if !matches!(caller, Caller::Receiver(_)) {
+        if money.is_some() {
+            return Err(ApiError::unauthorized(
+                "a request with an `amount` spends a budget: send a receiver key (`bfk_rcv_…`) in `Authorization: Bearer …` or `X-API-Key`",
+            ));
+        }
+        if idempotency_key.is_some() {
+            return Err(ApiError::unauthorized(
+                "`idempotency_key` is scoped to a receiver: send a receiver key (`bfk_rcv_…`)",
+            ));
+        }
+    }
+    let audience = req.audience.clone().or_else(|| req.target_resource.clone());
+    let facts = RequestFacts {
+        action: action.clone(),
+        resource: resource.clone(),
+        money,
+        audience: audience.clone(),
+        scopes_requested: scopes.clone(),
+        idempotency_key: idempotency_key.clone(),
+    };
+    Ok(Asked {
+        audience,
+        scopes,
+        action,
+        resource,
+        money,
+        idempotency_key,
+        request_sha256: facts.sha256_hex(),
+    })
 }
 
-/// Verifies a token and checks the requested scopes.
+/// Steps 1–7 for a verify request, and the agent's issuer when known.
+async fn check_for_decision(
+    state: &AppState,
+    caller: &Caller,
+    req: &VerifyRequest,
+    asked: Asked,
+    now: i64,
+    receipt: bool,
+) -> Result<Deciding, ApiError> {
+    let checked = match check_token(state, &req.token, asked.audience.clone(), now) {
+        Err(d) => Checked::Invalid {
+            code: d.error.code().as_str(),
+            message: d.error.to_string(),
+            subject: d.subject,
+        },
+        Ok(v) => match state.policy_of(&v.claims) {
+            Err(e) => Checked::Invalid {
+                code: e.code().as_str(),
+                message: e.to_string(),
+                subject: Some((v.claims.sub, v.claims.jti)),
+            },
+            Ok(policy) => {
+                let c = v.claims;
+                Checked::Valid(Box::new(ValidToken {
+                    agent: c.sub,
+                    jti: c.jti,
+                    name: c.agent.name,
+                    issuer_name: c.agent.issuer,
+                    scopes: c.agent.scopes,
+                    user: c.user,
+                    exp: c.exp,
+                    policy,
+                }))
+            }
+        },
+    };
+    if let Checked::Valid(v) = &checked
+        && asked.money.is_some()
+        && v.policy.as_ref().and_then(|p| p.limits()).is_none()
+    {
+        return Err(invalid_field(
+            "AMOUNT_NOT_ALLOWED",
+            "this token's consent policy has no `limits`, so it grants no spending: send no `amount`",
+        ));
+    }
+    let subject = match &checked {
+        Checked::Valid(v) => Some(&v.agent),
+        Checked::Invalid { subject, .. } => subject.as_ref().map(|(a, _)| a),
+    };
+    let issuer_id = match subject {
+        Some(agent) => state.issuer_of(agent).await?,
+        None => None,
+    };
+    let receipt_id = if receipt {
+        Some(ReceiptId::from_random(random16()?))
+    } else {
+        None
+    };
+    let receiver = match caller {
+        Caller::Receiver(id) => ReceiverId::try_from(id.as_str()).ok(),
+        _ => None,
+    };
+    Ok(Deciding {
+        now_ms: now,
+        registry: state.config.public_url.clone(),
+        did: subject.map(|a| state.agent_did(a.as_str())),
+        actor: caller.actor(),
+        receiver,
+        request_id: crate::request_id::current().to_string(),
+        token_sha256: token_sha256(&req.token),
+        asked,
+        checked,
+        issuer_id,
+        receipt_id,
+    })
+}
+
+fn json_response(status: StatusCode, body: Vec<u8>, replayed: bool) -> Response {
+    let mut res = (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response();
+    if replayed {
+        res.headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    res
+}
+
+/// Verifies a token and decides one request: scopes, then the token's consent policy
+/// (action, resource, time window, amount), charging the policy's budget atomically
+/// when allowed. Every decision, allow or deny, is written to the audit log and gets
+/// a signed receipt before the answer is sent.
 #[utoipa::path(post, path = "/v1/verify", tag = "receiver", request_body = VerifyRequest,
-    responses((status = 200, body = VerifyResponse), (status = 400), (status = 401), (status = 413), (status = 422),
+    responses((status = 200, body = VerifyResponse), (status = 400), (status = 401, description = "an `amount` or `idempotency_key` without a receiver key, or a wrong key"),
+              (status = 409, description = "`idempotency_key` already used for another request"),
+              (status = 413), (status = 422),
               (status = 503, description = "the audit log cannot take the decision")))]
 pub async fn verify_post(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     ApiJson(req): ApiJson<VerifyRequest>,
-) -> Result<ApiJson<VerifyResponse>, ApiError> {
-    let requested = req.scopes_requested.unwrap_or_default();
-    if requested.len() > MAX_SCOPES_REQUESTED {
-        return Err(ApiError::invalid(format!(
-            "at most {MAX_SCOPES_REQUESTED} `scopes_requested`"
-        )));
-    }
+) -> Result<Response, ApiError> {
+    let asked = check_request(&req, &caller)?;
     let now = now_ms();
-    let audience = req.audience.or(req.target_resource);
-    let verified = match check_token(&state, &req.token, audience.clone(), now) {
-        Ok(v) => v,
-        Err(d) => {
-            let code = d.error.code().as_str().to_owned();
-            let reasons = vec![code.clone()];
-            let audit_index = audit_decision(
-                &state,
-                &caller,
-                now,
-                Decided {
-                    token: &req.token,
-                    subject: d.subject.as_ref().map(|(a, j)| (a, j)),
-                    allowed: false,
-                    reasons: &reasons,
-                    scopes: &requested,
-                    target: audience.as_deref(),
-                },
-            )
-            .await?;
-            return Ok(ApiJson(VerifyResponse {
-                valid: false,
-                allowed: false,
-                error: Some(code),
-                reason: Some(d.error.to_string()),
-                reasons,
-                agent: None,
-                expires_at: None,
-                verified_at: rfc3339_ms(now),
-                audit_index,
-            }));
-        }
-    };
-    let c = verified.claims;
-    let missing: Vec<&String> = requested
-        .iter()
-        .filter(|s| !c.agent.scopes.contains(s))
-        .collect();
-    let (allowed, reason, reasons, active) = if missing.is_empty() {
-        let active = if requested.is_empty() {
-            c.agent.scopes.clone()
-        } else {
-            requested.clone()
-        };
-        (true, None, Vec::new(), active)
-    } else {
-        let names: Vec<String> = missing
-            .iter()
-            .map(|s| format!("`{}`", s.chars().take(64).collect::<String>()))
-            .collect();
-        (
-            false,
-            Some(format!(
-                "scope {} not granted to this agent",
-                names.join(", ")
-            )),
-            vec!["SCOPE_NOT_GRANTED".to_owned()],
-            c.agent.scopes.clone(),
-        )
-    };
-    let audit_index = audit_decision(
-        &state,
-        &caller,
-        now,
-        Decided {
-            token: &req.token,
-            subject: Some((&c.sub, &c.jti)),
-            allowed,
-            reasons: &reasons,
-            scopes: &requested,
-            target: audience.as_deref(),
-        },
-    )
-    .await?;
-    Ok(ApiJson(VerifyResponse {
-        valid: true,
-        allowed,
-        error: None,
-        reason,
-        reasons,
-        agent: Some(VerifiedAgent {
-            id: c.sub.to_string(),
-            did: state.agent_did(c.sub.as_str()),
-            name: c.agent.name,
-            issuer: c.agent.issuer,
-            active_scopes: active,
+    let audited = state.config.audit_verify;
+    let deciding = check_for_decision(&state, &caller, &req, asked, now, audited).await?;
+    let budget = deciding.budget();
+    let idempotency = match (&deciding.receiver, &deciding.asked.idempotency_key) {
+        (Some(receiver), Some(key)) => Some(IdempotencyClaim {
+            receiver_id: receiver.clone(),
+            key: key.clone(),
+            // The same key must come with the same token and the same request.
+            request_sha256: bonafide_core::sha256(
+                format!(
+                    "{}\n{}",
+                    deciding.token_sha256, deciding.asked.request_sha256
+                )
+                .as_bytes(),
+            ),
         }),
-        expires_at: Some(rfc3339_s(c.exp)),
-        verified_at: rfc3339_ms(now),
-        audit_index,
-    }))
+        _ => None,
+    };
+    if !audited && budget.is_none() && idempotency.is_none() {
+        let o = deciding.outcome(None);
+        let body = serde_json::to_vec(&deciding.response(&o, None))
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        return Ok(json_response(StatusCode::OK, body, false));
+    }
+    if audited {
+        // Fail here, with a clear 422, rather than inside the store's transaction.
+        let probe = deciding.audit_entry(&deciding.outcome(None));
+        crate::audit::record(&probe, None, None).map_err(|e| {
+            ApiError::invalid(format!(
+                "this request cannot be audited: {e}; send fewer or shorter `scopes_requested`, or a shorter audience, resource or idempotency key"
+            ))
+        })?;
+    }
+    let deciding = Arc::new(deciding);
+    let inner = Arc::clone(&deciding);
+    let item = DecisionItem {
+        budget,
+        idempotency,
+        decide: Box::new(move |spent| inner.decided(spent, audited)),
+    };
+    match state.audit.decide(item).await? {
+        DecisionOutcome::Recorded {
+            audit_index,
+            spent_before,
+        } => {
+            let o = deciding.outcome(spent_before);
+            if let Some(amount) = o.charge {
+                tracing::info!(
+                    receipt_id = ?deciding.receipt_id.as_ref().map(ToString::to_string),
+                    %amount,
+                    "budget charged"
+                );
+            }
+            let body = serde_json::to_vec(&deciding.response(&o, audit_index))
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+            Ok(json_response(StatusCode::OK, body, false))
+        }
+        DecisionOutcome::Replay {
+            answer,
+            audit_index,
+        } => {
+            let mut first: Value = serde_json::from_slice(&answer)
+                .map_err(|e| ApiError::internal(format!("stored answer: {e}")))?;
+            if let (Some(obj), Some(i)) = (first.as_object_mut(), audit_index) {
+                obj.insert("audit_index".into(), Value::from(i));
+            }
+            let body = serde_json::to_vec(&first).map_err(|e| ApiError::internal(e.to_string()))?;
+            Ok(json_response(StatusCode::OK, body, true))
+        }
+        DecisionOutcome::IdempotencyConflict => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "IDEMPOTENCY_CONFLICT",
+            "this `idempotency_key` was already used for a different request (another token, action, resource, amount, currency, audience or scopes): use a new key",
+        )),
+    }
+}
+
+/// Decides a request exactly as `POST /v1/verify` would, against the budget as it
+/// stands, and changes nothing: no budget spent, no idempotency record, no receipt,
+/// no audit entry. The answer says `simulated: true`.
+#[utoipa::path(post, path = "/v1/simulate", tag = "receiver", request_body = VerifyRequest,
+    responses((status = 200, body = VerifyResponse), (status = 400), (status = 401), (status = 413), (status = 422)))]
+pub async fn simulate(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    ApiJson(req): ApiJson<VerifyRequest>,
+) -> Result<ApiJson<VerifyResponse>, ApiError> {
+    let asked = check_request(&req, &caller)?;
+    let now = now_ms();
+    let deciding = check_for_decision(&state, &caller, &req, asked, now, false).await?;
+    let spent = match deciding.budget() {
+        Some(b) => Some(state.store.budget_spent(&b.key).await?),
+        None => None,
+    };
+    let o = deciding.outcome(spent);
+    let mut answer = deciding.response(&o, None);
+    answer.simulated = true;
+    Ok(ApiJson(answer))
 }
 
 /// RFC 7662 §2.1 request (form-encoded).

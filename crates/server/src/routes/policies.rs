@@ -1,0 +1,70 @@
+//! Consent policies: check one before registering it.
+
+use axum::body::Bytes;
+use bonafide_core::policy::{Policy, PolicyError};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::error::ApiJson;
+
+/// One problem found in a policy.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LintError {
+    /// JSON path of the field (`limits.per_txn.amount`); absent when the problem is
+    /// the document itself (not JSON, too large).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// What is wrong, in words.
+    pub message: String,
+}
+
+/// `POST /v1/policies/lint` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LintResult {
+    /// Whether registration would accept the policy.
+    pub valid: bool,
+    /// What is wrong (empty when valid). Checking stops at the first problem.
+    pub errors: Vec<LintError>,
+    /// `sha256:<hex>` of the canonical form, as tokens carry it (when valid).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_hash: Option<String>,
+    /// The RFC 8785 (JCS) form that is hashed (when valid).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canonical: Option<String>,
+}
+
+fn lint_error(e: &PolicyError) -> LintError {
+    match e {
+        PolicyError::Field { path, problem } => LintError {
+            path: Some(path.clone()),
+            message: problem.to_string(),
+        },
+        other => LintError {
+            path: None,
+            message: other.to_string(),
+        },
+    }
+}
+
+/// Checks a consent policy (`pol.v0.2`, the request body) exactly as registration
+/// would, and gives its `policy_hash`. Always 200: an invalid policy is an answer,
+/// not an error. No key needed; nothing is stored.
+#[utoipa::path(post, path = "/v1/policies/lint", tag = "issuer",
+    request_body(content = Object, description = "the policy", content_type = "application/json"),
+    responses((status = 200, body = LintResult), (status = 413)))]
+pub async fn lint(body: Bytes) -> ApiJson<LintResult> {
+    ApiJson(match Policy::parse(&body) {
+        Ok(p) => LintResult {
+            valid: true,
+            errors: Vec::new(),
+            policy_hash: Some(p.hash().to_owned()),
+            canonical: Some(p.canonical().to_owned()),
+        },
+        Err(e) => LintResult {
+            valid: false,
+            errors: vec![lint_error(&e)],
+            policy_hash: None,
+            canonical: None,
+        },
+    })
+}

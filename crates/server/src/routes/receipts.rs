@@ -1,0 +1,67 @@
+//! Verify receipts: the signed record of what a decision approved or refused.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use bonafide_core::ids::ReceiptId;
+use bonafide_core::receipt::{self, ReceiptClaims};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiJson, ApiPath};
+use crate::state::AppState;
+
+/// `GET /v1/receipts/{id}` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReceiptView {
+    /// `rcp_…`.
+    pub receipt_id: String,
+    /// The receipt: a compact JWS (`typ receipt+jwt`, EdDSA) signed by the registry's
+    /// receipt key, which is in `/.well-known/jwks.json`.
+    pub jws: String,
+    /// Its claims, decoded (the same as inside `jws`).
+    #[schema(value_type = Object)]
+    pub receipt: ReceiptClaims,
+}
+
+/// A receipt, for the receiver that asked for the decision (with its key), the issuer
+/// of the agent concerned, or an admin. Anyone else gets 404, as for a missing one.
+#[utoipa::path(get, path = "/v1/receipts/{id}", tag = "receiver",
+    params(("id" = String, Path, description = "`rcp_…`")),
+    security(("api_key" = [])),
+    responses((status = 200, body = ReceiptView), (status = 400), (status = 401), (status = 404)))]
+pub async fn get(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<ApiJson<ReceiptView>, ApiError> {
+    let id = ReceiptId::try_from(id.as_str()).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let record = state
+        .store
+        .receipt(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("receipt"))?;
+    let readable = match &caller {
+        Caller::Admin => true,
+        Caller::Issuer(issuer) => record.issuer_id.as_ref() == Some(issuer),
+        Caller::Receiver(receiver) => record
+            .receiver_id
+            .as_ref()
+            .is_some_and(|r| r.as_str() == receiver),
+        Caller::Anonymous => false,
+    };
+    if !readable {
+        return Err(ApiError::not_found("receipt"));
+    }
+    let mut claims: ReceiptClaims = serde_json::from_slice(&record.claims)
+        .map_err(|e| ApiError::internal(format!("stored receipt {id}: {e}")))?;
+    claims.audit_index = record.audit_index;
+    // Ed25519 signatures are deterministic: every read gives the same JWS.
+    let jws = receipt::sign(&state.receipt_key, &claims)?;
+    Ok(ApiJson(ReceiptView {
+        receipt_id: id.to_string(),
+        jws,
+        receipt: claims,
+    }))
+}

@@ -1,0 +1,114 @@
+//! A token's consent policy over HTTP (pipeline step 7): the registry signs what it
+//! was given, and a token whose `policy_hash` is not its policy's is `TOKEN_INVALID`
+//! even when the registry's parsed-policy cache already holds the hash it claims.
+
+mod common;
+
+use common::start;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+fn policy(cap: &str) -> Value {
+    json!({
+        "version": "pol.v0.2",
+        "id": "pol_cache",
+        "actions": ["payments.send"],
+        "limits": {"per_txn": {"amount": cap, "currency": "USD"}}
+    })
+}
+
+fn payload(token: &str) -> Value {
+    let middle = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&bonafide_core::b64::decode(middle).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn a_cached_hash_with_another_policy_is_token_invalid() {
+    let h = start().await;
+    let key = h.issuer("cache.example").await;
+    let reg = h
+        .register(
+            &key,
+            json!({"name": "Payer", "scopes": ["read:x"], "policy": policy("10"), "user": "did:example:alice"}),
+        )
+        .await;
+    let token = reg["token"].as_str().unwrap();
+    let claims = payload(token);
+    assert_eq!(claims["policy"], policy("10"));
+    assert_eq!(claims["user"], "did:example:alice");
+    assert_eq!(claims["policy_hash"], reg["policy_hash"]);
+    let lint = h
+        .call("POST", "/v1/policies/lint", None, Some(policy("10")))
+        .await
+        .1;
+    assert_eq!(lint["policy_hash"], reg["policy_hash"], "{lint}");
+
+    // Warm the cache with the genuine policy.
+    let v = h
+        .verify(json!({"token": token, "action": "payments.send"}))
+        .await;
+    assert_eq!(v["valid"], true, "{v}");
+    assert_eq!(v["user"], "did:example:alice", "{v}");
+
+    // The same claims, signed by the registry's own key, with a policy 1000 times
+    // wider under the cached policy's hash.
+    let mut forged = claims.clone();
+    forged["policy"] = policy("10000");
+    forged["jti"] = json!("tok_bbbbbbbbbbbbbbbbbbbbbbbbbb");
+    let forged = h.sign_raw(&forged.to_string());
+    let v = h
+        .verify(json!({"token": forged, "action": "payments.send"}))
+        .await;
+    assert_eq!(v["valid"], false, "{v}");
+    assert_eq!(v["error"], "TOKEN_INVALID", "{v}");
+    assert!(v["reason"].as_str().unwrap().contains("policy_hash"), "{v}");
+
+    // And the genuine token still verifies afterwards (the cache was not replaced).
+    let v = h
+        .verify(json!({"token": token, "action": "payments.send"}))
+        .await;
+    assert_eq!(v["valid"], true, "{v}");
+}
+
+#[tokio::test]
+async fn registration_refuses_bad_policies_and_registers_nothing() {
+    let h = start().await;
+    let key = h.issuer("bad.example").await;
+    let cases = [
+        (
+            json!({"version": "pol.v0.1", "id": "p", "actions": ["a"]}),
+            "version",
+        ),
+        (
+            json!({"version": "pol.v0.2", "id": "p", "actions": ["a"], "extra": 1}),
+            "extra",
+        ),
+        (
+            json!({"version": "pol.v0.2", "id": "p", "actions": ["a"],
+                   "limits": {"per_txn": {"amount": 10.5, "currency": "USD"}}}),
+            "limits.per_txn.amount",
+        ),
+        (
+            json!({"version": "pol.v0.2", "id": "p", "actions": ["a"],
+                   "constraints": {"time": {"tz": "Mars/Olympus"}}}),
+            "constraints.time.tz",
+        ),
+        (json!("not an object"), "policy"),
+    ];
+    for (bad, needle) in cases {
+        let (st, v) = h
+            .call(
+                "POST",
+                "/v1/agents/register",
+                Some(&key),
+                Some(json!({"name": "X", "scopes": ["read:x"], "policy": bad})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+        assert_eq!(v["error"]["code"], "POLICY_INVALID", "{v}");
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(msg.contains(needle), "{needle}: {msg}");
+    }
+    let (_, list) = h.call("GET", "/v1/agents", Some(&key), None).await;
+    assert_eq!(list["agents"].as_array().unwrap().len(), 0, "{list}");
+}
