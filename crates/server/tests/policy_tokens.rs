@@ -112,3 +112,43 @@ async fn registration_refuses_bad_policies_and_registers_nothing() {
     let (_, list) = h.call("GET", "/v1/agents", Some(&key), None).await;
     assert_eq!(list["agents"].as_array().unwrap().len(), 0, "{list}");
 }
+
+#[tokio::test]
+async fn spending_with_an_issuer_or_admin_key_is_forbidden_not_unauthorized() {
+    let h = start().await;
+    let key = h.issuer("keys.example").await;
+    let reg = h
+        .register(
+            &key,
+            json!({"name": "Payer", "scopes": ["read:x"], "policy": policy("10")}),
+        )
+        .await;
+    let body = json!({"token": reg["token"], "action": "payments.send",
+                      "amount": "1", "currency": "USD"});
+    for (who, k) in [
+        ("issuer", Some(key.as_str())),
+        ("admin", Some(h.admin.as_str())),
+    ] {
+        for path in ["/v1/verify", "/v1/simulate"] {
+            let (st, v) = h.call("POST", path, k, Some(body.clone())).await;
+            assert_eq!(st, StatusCode::FORBIDDEN, "{who} {path}: {v}");
+            assert!(
+                v["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("receiver key"),
+                "{v}"
+            );
+        }
+    }
+    let (st, _) = h.call("POST", "/v1/verify", None, Some(body)).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    let mut with_key = json!({"token": reg["token"], "idempotency_key": "k1"});
+    let (st, _) = h
+        .call("POST", "/v1/verify", Some(&key), Some(with_key.clone()))
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    with_key["idempotency_key"] = json!("has space");
+    let (st, _) = h.call("POST", "/v1/verify", None, Some(with_key)).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
+}

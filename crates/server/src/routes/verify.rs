@@ -24,7 +24,7 @@ use crate::auth::Caller;
 use crate::decision::{Asked, Checked, Deciding, ValidToken};
 pub use crate::decision::{VerifiedAgent, VerifyResponse};
 use crate::error::{ApiError, ApiJson, ApiPath};
-use crate::routes::{check_text, random16};
+use crate::routes::random16;
 use crate::state::AppState;
 use crate::time::{now_ms, rfc3339_ms, rfc3339_s};
 
@@ -286,27 +286,37 @@ fn check_request(req: &VerifyRequest, caller: &Caller) -> Result<Asked, ApiError
             "at most {MAX_SCOPES_REQUESTED} `scopes_requested`"
         )));
     }
-    let action = match &req.action {
-        None => None,
-        Some(a) => {
-            let ok = !a.is_empty()
-                && a.len() <= 128
-                && a.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"_:.-".contains(&b));
-            if !ok {
-                return Err(ApiError::invalid(
-                    "`action` must be 1 to 128 characters of [a-zA-Z0-9_:.-]",
-                ));
-            }
-            Some(a.clone())
+    // Values are decided and bound into the receipt exactly as written (never
+    // trimmed), so a receipt always matches the request that was sent.
+    let name_like = |field: &str, v: &str| -> Result<String, ApiError> {
+        let ok = !v.is_empty()
+            && v.len() <= 128
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_:.-".contains(&b));
+        if !ok {
+            return Err(ApiError::invalid(format!(
+                "`{field}` must be 1 to 128 characters of [a-zA-Z0-9_:.-]"
+            )));
         }
+        Ok(v.to_owned())
     };
+    let action = req
+        .action
+        .as_deref()
+        .map(|a| name_like("action", a))
+        .transpose()?;
     let resource = match &req.resource {
         None => None,
-        Some(r) => Some((
-            check_text("resource.type", &r.kind, 128)?,
-            check_text("resource.id", &r.id, 256)?,
-        )),
+        Some(r) => {
+            let kind = name_like("resource.type", &r.kind)?;
+            let n = r.id.chars().count();
+            if n == 0 || n > 256 || r.id.chars().any(char::is_control) {
+                return Err(ApiError::invalid(
+                    "`resource.id` must be 1 to 256 characters without control characters",
+                ));
+            }
+            Some((kind, r.id.clone()))
+        }
     };
     let money = match (&req.amount, &req.currency) {
         (None, None) => None,
@@ -343,15 +353,24 @@ fn check_request(req: &VerifyRequest, caller: &Caller) -> Result<Asked, ApiError
         }
     };
     if !matches!(caller, Caller::Receiver(_)) {
-        if money.is_some() {
-            return Err(ApiError::unauthorized(
-                "a request with an `amount` spends a budget: send a receiver key (`bfk_rcv_…`) in `Authorization: Bearer …` or `X-API-Key`",
-            ));
-        }
-        if idempotency_key.is_some() {
-            return Err(ApiError::unauthorized(
-                "`idempotency_key` is scoped to a receiver: send a receiver key (`bfk_rcv_…`)",
-            ));
+        let what = if money.is_some() {
+            "a request with an `amount` spends a budget"
+        } else if idempotency_key.is_some() {
+            "`idempotency_key` is scoped to a receiver"
+        } else {
+            ""
+        };
+        if !what.is_empty() {
+            // No key at all is a 401; another kind of key is a 403 (not yours to do).
+            return Err(if *caller == Caller::Anonymous {
+                ApiError::unauthorized(format!(
+                    "{what}: send a receiver key (`bfk_rcv_…`) in `Authorization: Bearer …` or `X-API-Key`"
+                ))
+            } else {
+                ApiError::forbidden(format!(
+                    "{what}: it needs a receiver key (`bfk_rcv_…`), not an admin or issuer key"
+                ))
+            });
         }
     }
     let audience = req.audience.clone().or_else(|| req.target_resource.clone());
@@ -473,7 +492,8 @@ fn json_response(status: StatusCode, body: Vec<u8>, replayed: bool) -> Response 
 /// when allowed. Every decision, allow or deny, is written to the audit log and gets
 /// a signed receipt before the answer is sent.
 #[utoipa::path(post, path = "/v1/verify", tag = "receiver", request_body = VerifyRequest,
-    responses((status = 200, body = VerifyResponse), (status = 400), (status = 401, description = "an `amount` or `idempotency_key` without a receiver key, or a wrong key"),
+    responses((status = 200, body = VerifyResponse), (status = 400), (status = 401, description = "an `amount` or `idempotency_key` without a key, or a wrong key"),
+              (status = 403, description = "an `amount` or `idempotency_key` with an admin or issuer key"),
               (status = 409, description = "`idempotency_key` already used for another request"),
               (status = 413), (status = 422),
               (status = 503, description = "the audit log cannot take the decision")))]
@@ -565,7 +585,7 @@ pub async fn verify_post(
 /// stands, and changes nothing: no budget spent, no idempotency record, no receipt,
 /// no audit entry. The answer says `simulated: true`.
 #[utoipa::path(post, path = "/v1/simulate", tag = "receiver", request_body = VerifyRequest,
-    responses((status = 200, body = VerifyResponse), (status = 400), (status = 401), (status = 413), (status = 422)))]
+    responses((status = 200, body = VerifyResponse), (status = 400), (status = 401), (status = 403), (status = 413), (status = 422)))]
 pub async fn simulate(
     State(state): State<Arc<AppState>>,
     caller: Caller,
