@@ -167,6 +167,8 @@ pub struct Features {
     pub self_custody: bool,
     /// Consent policies and budgets.
     pub policies: bool,
+    /// Signed verify receipts.
+    pub receipts: bool,
     /// Merkle audit log.
     pub audit_log: bool,
     /// Proof of possession (DPoP, HTTP message signatures).
@@ -193,7 +195,8 @@ pub async fn health(State(state): State<Arc<AppState>>) -> Result<ApiJson<Health
         features: Features {
             registry_signing: true,
             self_custody: false,
-            policies: false,
+            policies: true,
+            receipts: true,
             audit_log: true,
             proof_of_possession: false,
             storage: "sqlite".into(),
