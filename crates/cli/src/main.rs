@@ -1,7 +1,9 @@
 //! `bonafide`: run the registry, and talk to it.
 //!
 //! Exit codes: 0 success (for `verify`: valid and allowed), 1 the token is not valid or
-//! not allowed, 2 any other error (bad usage, unreachable registry, refused request).
+//! not allowed (for `audit verify` and `receipt verify`: a check failed; for
+//! `policy lint`: the policy is invalid), 2 any other error (bad usage, unreadable
+//! file, unreachable registry, refused request).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -21,6 +23,7 @@ use serde_json::{Value, json};
 mod audit;
 mod duration;
 mod output;
+mod policy;
 mod receipt;
 
 use output::Out;
@@ -54,9 +57,15 @@ enum Command {
     /// Manage issuers (admin key in BONAFIDE_API_KEY).
     #[command(subcommand)]
     Issuer(IssuerCmd),
+    /// Manage receivers, the APIs that verify agents (admin key in BONAFIDE_API_KEY).
+    #[command(subcommand)]
+    Receiver(ReceiverCmd),
     /// Manage agents (issuer key in BONAFIDE_API_KEY).
     #[command(subcommand)]
     Agent(AgentCmd),
+    /// Consent policies (`pol.v0.2`).
+    #[command(subcommand)]
+    Policy(PolicyCmd),
     /// Revoke an agent (and all its tokens) or one token.
     Revoke(RevokeArgs),
     /// Verify a token online, or offline with a JWKS.
@@ -70,6 +79,14 @@ enum Command {
     /// Check verify receipts.
     #[command(subcommand)]
     Receipt(ReceiptCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCmd {
+    /// Check a policy as registration would (no key needed, nothing stored): prints
+    /// its policy_hash and canonical form, or each problem with its JSON path. Exit 1
+    /// if it is invalid, 2 on errors.
+    Lint(policy::LintArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -128,6 +145,16 @@ enum IssuerCmd {
 }
 
 #[derive(Debug, Subcommand)]
+enum ReceiverCmd {
+    /// Create a receiver; prints its API key once.
+    Create {
+        /// Unique name, usually the receiving API's host (`api.shop.example`).
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum AgentCmd {
     /// Register an agent and print its first token.
     Register {
@@ -146,6 +173,13 @@ enum AgentCmd {
         /// Receiver the tokens are for (repeatable).
         #[arg(long = "aud")]
         audience: Vec<String>,
+        /// Consent policy file (`pol.v0.2` JSON; `-` reads stdin) the tokens carry;
+        /// check one first with `bonafide policy lint FILE`.
+        #[arg(long)]
+        policy: Option<String>,
+        /// On whose behalf the agent acts (`user` claim): a DID, an email or an id.
+        #[arg(long)]
+        user: Option<String>,
     },
     /// List your agents.
     List {
@@ -254,12 +288,24 @@ async fn run(cli: Cli, out: Out) -> Result<ExitCode> {
             out.issuer_created(&v);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Receiver(ReceiverCmd::Create { name }) => {
+            let client = client(&cli.url, KeyKind::Admin)?;
+            let v: Value = client
+                .post("/v1/receivers", &json!({ "name": name }))
+                .await
+                .map_err(explain)?;
+            out.receiver_created(&v);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Policy(PolicyCmd::Lint(args)) => policy::lint(&cli.url, args, out).await,
         Command::Agent(AgentCmd::Register {
             name,
             scopes,
             ttl,
             description,
             audience,
+            policy,
+            user,
         }) => {
             let client = client(&cli.url, KeyKind::Issuer)?;
             let mut body = json!({ "name": name, "scopes": scopes });
@@ -271,6 +317,13 @@ async fn run(cli: Cli, out: Out) -> Result<ExitCode> {
             }
             if !audience.is_empty() {
                 body["audience"] = json!(audience);
+            }
+            // Read before any request: a bad file is a local error (exit 2).
+            if let Some(file) = policy {
+                body["policy"] = policy::read_json(&file)?;
+            }
+            if let Some(u) = user {
+                body["user"] = json!(u);
             }
             let v: Value = client
                 .post("/v1/agents/register", &body)

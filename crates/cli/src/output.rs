@@ -47,6 +47,17 @@ impl Out {
         println!("\nThe API key is shown only once. Keep it secret; use it as BONAFIDE_API_KEY.");
     }
 
+    pub fn receiver_created(&self, v: &Value) {
+        if self.json {
+            return self.json_out(v);
+        }
+        println!("receiver {} ({})", s(&v["name"]), s(&v["receiver_id"]));
+        println!("api key  {}", s(&v["api_key"]));
+        println!(
+            "\nThe API key is shown only once. Keep it secret; the receiving API sends it as a Bearer token to POST /v1/verify (needed to spend budgets and for idempotency keys)."
+        );
+    }
+
     pub fn agent_registered(&self, v: &Value) {
         if self.json {
             return self.json_out(v);
@@ -55,6 +66,12 @@ impl Out {
         println!("issuer   {}", s(&v["issuer"]));
         println!("scopes   {}", list(&v["scopes"]));
         println!("expires  {}", s(&v["expires_at"]));
+        if let Some(user) = v["user"].as_str() {
+            println!("user     {user}");
+        }
+        if let Some(hash) = v["policy_hash"].as_str() {
+            println!("policy   {hash}");
+        }
         println!("verify   {}", s(&v["verify_url"]));
         println!("token\n{}", s(&v["token"]));
     }
@@ -144,6 +161,34 @@ impl Out {
             println!(
                 "note     verified offline: signature, times and issuer checked; revocation NOT checked"
             );
+        }
+    }
+
+    /// The answer of `POST /v1/policies/lint`: the hash and canonical form of a valid
+    /// policy, or each problem with its JSON path.
+    pub fn policy_linted(&self, v: &Value) {
+        if self.json {
+            return self.json_out(v);
+        }
+        if v["valid"] == json!(true) {
+            println!("VALID    pol.v0.2");
+            println!("hash     {}", s(&v["policy_hash"]));
+            println!("canonical\n{}", s(&v["canonical"]));
+            return;
+        }
+        println!("INVALID");
+        let errors = v["errors"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        for e in errors {
+            match e["path"].as_str() {
+                Some(path) => println!("error    {path}: {}", s(&e["message"])),
+                None => println!("error    {}", s(&e["message"])),
+            }
+        }
+        if errors.is_empty() {
+            println!("error    (the registry gave no reason)");
         }
     }
 

@@ -1,0 +1,183 @@
+//! Consent-policy files: `bonafide policy lint` and the `--policy FILE` of
+//! `agent register`.
+//!
+//! The registry is the judge of a policy (`pol.v0.2`, see `bonafide_core::policy`):
+//! this module only reads files. `policy lint` sends the file's bytes exactly as
+//! written to `POST /v1/policies/lint`, so duplicate members, size and syntax are
+//! judged there as well; `agent register --policy` must embed the policy in a JSON
+//! body, so it refuses locally (exit 2, before any request) a file that is not one
+//! JSON value, that repeats a member name (serde_json would keep the last one, and so
+//! does the registry's request parser: it would register a policy other than the one
+//! in the file, which lint refuses), or that nests deeper than a policy may.
+//!
+//! Exit codes of `policy lint`: 0 the registry would accept the policy, 1 it would
+//! not (the problems are printed with their JSON paths), 2 anything else (unreadable
+//! file, unreachable registry, an answer that is not a lint result).
+
+use std::io::Read;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use bonafide_client::ClientError;
+use bonafide_core::json::{self, JsonLimits};
+use bonafide_core::policy::{MAX_POLICY_BYTES, MAX_POLICY_DEPTH};
+use clap::Args;
+use serde_json::Value;
+
+use crate::explain;
+use crate::output::Out;
+
+/// Largest policy file read, bytes: four times what a policy may be
+/// ([`MAX_POLICY_BYTES`]), room for indentation, while a wrong file (a log, an
+/// image) is refused before it is read whole.
+const MAX_FILE_BYTES: u64 = 64 * 1024;
+
+/// Largest lint answer read, bytes (the canonical form is at most
+/// [`MAX_POLICY_BYTES`]).
+const MAX_ANSWER_BYTES: usize = 1024 * 1024;
+
+/// The nesting `POST /v1/policies/lint` and tokens accept ([`MAX_POLICY_DEPTH`]).
+/// Checked here because registration does not check it itself: a deeper policy
+/// (in `meta`) is accepted in the request, then refused when the token is minted,
+/// and the caller gets a bare HTTP 500.
+const LOCAL_JSON_LIMITS: JsonLimits = JsonLimits {
+    max_depth: MAX_POLICY_DEPTH,
+};
+
+#[derive(Debug, Args)]
+pub struct LintArgs {
+    /// The policy: a JSON file (`pol.v0.2`); `-` reads stdin.
+    pub file: String,
+}
+
+/// `bonafide policy lint FILE`.
+pub async fn lint(url: &str, args: LintArgs, out: Out) -> Result<ExitCode> {
+    let bytes = read(&args.file)?;
+    let answer = post_raw(url, "/v1/policies/lint", bytes)
+        .await
+        .map_err(explain)?;
+    let Some(valid) = answer["valid"].as_bool() else {
+        bail!("unexpected answer from {url}/v1/policies/lint: no `valid` boolean");
+    };
+    out.policy_linted(&answer);
+    Ok(if valid {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// The policy of `agent register --policy FILE`, as a JSON value to send.
+pub fn read_json(arg: &str) -> Result<Value> {
+    let bytes = read(arg)?;
+    let name = display(arg);
+    // serde_json first: its syntax errors say where (line and column).
+    let value: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| anyhow!("the policy file {name} is not valid JSON: {e}"))?;
+    json::check(&bytes, LOCAL_JSON_LIMITS)
+        .map_err(|e| anyhow!("the policy file {name} is not valid JSON: {e}"))?;
+    Ok(value)
+}
+
+/// `` `path` `` or `stdin`, for messages.
+fn display(arg: &str) -> String {
+    if arg == "-" {
+        "stdin".to_owned()
+    } else {
+        format!("`{arg}`")
+    }
+}
+
+/// The bytes of a policy file, or of stdin for `-`, at most [`MAX_FILE_BYTES`].
+fn read(arg: &str) -> Result<Vec<u8>> {
+    let name = display(arg);
+    let too_large = || {
+        anyhow!(
+            "the policy file {name} is over {MAX_FILE_BYTES} bytes (a policy is at most {MAX_POLICY_BYTES})"
+        )
+    };
+    let mut bytes = Vec::new();
+    if arg == "-" {
+        std::io::stdin()
+            .take(MAX_FILE_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .context("cannot read the policy from stdin")?;
+    } else {
+        let path = Path::new(arg);
+        let file = std::fs::File::open(path)
+            .with_context(|| format!("cannot read the policy file {name}"))?;
+        let meta = file
+            .metadata()
+            .with_context(|| format!("cannot read the policy file {name}"))?;
+        if meta.is_dir() {
+            bail!("the policy file {name} is a directory");
+        }
+        if meta.len() > MAX_FILE_BYTES {
+            return Err(too_large());
+        }
+        // Bounded again while reading: the file may grow, or be a pipe.
+        file.take(MAX_FILE_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .with_context(|| format!("cannot read the policy file {name}"))?;
+    }
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_large());
+    }
+    if bytes.trim_ascii().is_empty() {
+        bail!("the policy file {name} is empty");
+    }
+    Ok(bytes)
+}
+
+/// `POST path` with `body` as it is (the client library only sends serialized
+/// values): the JSON answer of a 2xx, the API error of any other, in the client
+/// library's error type so that [`explain`] adds its hints.
+async fn post_raw(base: &str, path: &str, body: Vec<u8>) -> Result<Value, ClientError> {
+    let url = format!("{}{path}", base.trim_end_matches('/'));
+    let unreachable = |e: reqwest::Error| ClientError::Unreachable {
+        url: url.clone(),
+        reason: e.to_string(),
+    };
+    let decode = |reason: String| ClientError::Decode {
+        url: url.clone(),
+        reason,
+    };
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| ClientError::Unreachable {
+            url: url.clone(),
+            reason: format!("cannot set up the HTTP client: {e}"),
+        })?;
+    let mut resp = http
+        .post(&url)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .send()
+        .await
+        .map_err(unreachable)?;
+    let status = resp.status();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(unreachable)? {
+        if bytes.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(decode(format!("answer is over {MAX_ANSWER_BYTES} bytes")));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    if !status.is_success() {
+        let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let e = &v["error"];
+        return Err(ClientError::Api {
+            status: status.as_u16(),
+            code: e["code"].as_str().unwrap_or("UNKNOWN").to_owned(),
+            message: e["message"].as_str().map_or_else(
+                || String::from_utf8_lossy(&bytes).chars().take(200).collect(),
+                str::to_owned,
+            ),
+            request_id: e["request_id"].as_str().unwrap_or("-").to_owned(),
+        });
+    }
+    serde_json::from_slice(&bytes).map_err(|e| decode(e.to_string()))
+}
