@@ -152,3 +152,45 @@ async fn spending_with_an_issuer_or_admin_key_is_forbidden_not_unauthorized() {
     let (st, _) = h.call("POST", "/v1/verify", None, Some(with_key)).await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
 }
+
+#[tokio::test]
+async fn registration_judges_the_policy_bytes_as_sent_like_lint() {
+    let h = start().await;
+    let key = h.issuer("bytes.example").await;
+    let deep = format!("{}1{}", "{\"a\":".repeat(14), "}".repeat(14));
+    let cases = [
+        // A repeated member would otherwise be merged (last one wins) into `id: b`.
+        r#"{"version":"pol.v0.2","id":"a","id":"b","actions":["x"]}"#.to_owned(),
+        // Deeper than the policy depth bound (was a 500 when the token was minted).
+        format!(r#"{{"version":"pol.v0.2","id":"a","actions":["x"],"meta":{deep}}}"#),
+    ];
+    for policy in cases {
+        let lint = h
+            .http
+            .post(format!("{}/v1/policies/lint", h.base))
+            .header("content-type", "application/json")
+            .body(policy.clone())
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap();
+        assert_eq!(lint["valid"], false, "{lint}");
+        let body = format!(r#"{{"name":"X","scopes":["read:x"],"policy":{policy}}}"#);
+        let resp = h
+            .http
+            .post(format!("{}/v1/agents/register", h.base))
+            .bearer_auth(&key)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "POLICY_INVALID", "{v}");
+    }
+    let (_, list) = h.call("GET", "/v1/agents", Some(&key), None).await;
+    assert_eq!(list["agents"].as_array().unwrap().len(), 0, "{list}");
+}

@@ -89,16 +89,18 @@ pub struct RegisterAgent {
     /// `policy_hash`; `POST /v1/policies/lint` checks one.
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
-    pub policy: Option<serde_json::Value>,
+    pub policy: Option<Box<serde_json::value::RawValue>>,
     /// On whose behalf the agent acts (`user` claim): a DID, an email or an opaque id.
     #[serde(default)]
     pub user: Option<String>,
 }
 
-/// Checks a policy given at registration: the canonical text to store.
-fn check_policy(value: Option<serde_json::Value>) -> Result<Option<String>, ApiError> {
-    let Some(value) = value else { return Ok(None) };
-    let policy = bonafide_core::policy::Policy::from_value(value).map_err(|e| {
+/// Checks a policy given at registration, from its bytes as sent (so repeated
+/// members, depth and size are judged exactly as `POST /v1/policies/lint` judges
+/// them): the canonical text to store.
+fn check_policy(raw: Option<&serde_json::value::RawValue>) -> Result<Option<String>, ApiError> {
+    let Some(raw) = raw else { return Ok(None) };
+    let policy = bonafide_core::policy::Policy::parse(raw.get().as_bytes()).map_err(|e| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "POLICY_INVALID",
@@ -235,7 +237,7 @@ pub async fn register(
         state.config.default_token_ttl_s,
     )?;
     let audience = check_audience(body.audience)?;
-    let policy = check_policy(body.policy)?;
+    let policy = check_policy(body.policy.as_deref())?;
     let user = body
         .user
         .as_deref()
