@@ -61,11 +61,13 @@ use std::time::{Duration, Instant};
 
 use bonafide_core::apikey::ApiKeyHash;
 use bonafide_core::audit::{Actor, AuditEntry, Decision, EventType, token_sha256};
-use bonafide_core::ids::{AgentId, IssuerId, TokenId};
+use bonafide_core::ids::{AgentId, IssuerId, ReceiptId, ReceiverId, TokenId};
 use bonafide_core::merkle::{self, Hash, HashReader, Prefetched};
+use bonafide_core::policy::Decimal;
 use bonafide_server::audit::AuditLog;
 use bonafide_store::{
-    Agent, ApiKeyRecord, AuditRecord, AuditRow, CheckpointRecord, Issuer, LogKeyRecord, Page,
+    Agent, ApiKeyRecord, AuditRecord, AuditRow, BudgetKey, CheckpointRecord, DecisionItem,
+    DecisionOutcome, Issuer, LogKeyRecord, Page, ReceiptKeyRecord, ReceiptRecord, Receiver,
     Revocations, SigningKeyRecord, SqliteStore, Store, StoreError, TokenRecord,
 };
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
@@ -529,6 +531,35 @@ impl Store for CountingStore {
     }
     async fn audit_log_key(&self, c: &LogKeyRecord) -> StoreResult<LogKeyRecord> {
         self.inner.audit_log_key(c).await
+    }
+    async fn create_receiver(
+        &self,
+        r: &Receiver,
+        k: &ApiKeyHash,
+        a: &AuditRecord,
+    ) -> StoreResult<()> {
+        self.inner.create_receiver(r, k, a).await
+    }
+    async fn receiver(&self, id: &ReceiverId) -> StoreResult<Option<Receiver>> {
+        self.inner.receiver(id).await
+    }
+    async fn record_decisions(
+        &self,
+        items: Vec<DecisionItem>,
+    ) -> StoreResult<Vec<StoreResult<DecisionOutcome>>> {
+        self.inner.record_decisions(items).await
+    }
+    async fn budget_spent(&self, key: &BudgetKey) -> StoreResult<Decimal> {
+        self.inner.budget_spent(key).await
+    }
+    async fn receipt(&self, id: &ReceiptId) -> StoreResult<Option<ReceiptRecord>> {
+        self.inner.receipt(id).await
+    }
+    async fn receipt_key(&self, c: &ReceiptKeyRecord) -> StoreResult<ReceiptKeyRecord> {
+        self.inner.receipt_key(c).await
+    }
+    async fn purge_idempotency(&self, before_ms: i64) -> StoreResult<u64> {
+        self.inner.purge_idempotency(before_ms).await
     }
 }
 

@@ -11,20 +11,22 @@
 //! [`conformance_tests!`]: crate::conformance_tests
 
 use std::collections::HashSet;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bonafide_core::apikey::{ApiKey, ApiKeyHash, KeyKind};
-use bonafide_core::ids::{AgentId, IssuerId, TokenId};
+use bonafide_core::ids::{AgentId, IssuerId, ReceiptId, ReceiverId, TokenId};
 use bonafide_core::keys::{Algorithm, SigningKey};
+use bonafide_core::merkle::{self, Hash};
+use bonafide_core::policy::Decimal;
 use tokio::task::JoinSet;
 
-use bonafide_core::merkle::{self, Hash};
-
 use crate::{
-    Agent, AgentStatus, ApiKeyRecord, AuditRecord, CheckpointRecord, Issuer, KeyState,
-    LogKeyRecord, Revocations, SigningKeyRecord, Store, StoreError, TokenRecord,
+    Agent, AgentStatus, ApiKeyRecord, AuditRecord, BudgetCharge, BudgetKey, CheckpointRecord,
+    Decided, DecisionItem, DecisionOutcome, IdempotencyClaim, Issuer, KeyState, LogKeyRecord,
+    ReceiptKeyRecord, ReceiptRecord, Receiver, Revocations, SigningKeyRecord, Store, StoreError,
+    TokenRecord,
 };
 
 /// Expands to one `#[tokio::test]` per conformance case.
@@ -81,6 +83,24 @@ macro_rules! conformance_tests {
             audit_checkpoints_keep_latest_and_refuse_another_root,
             audit_log_key_is_created_once,
             concurrent_audit_appends_form_one_sequence,
+            create_receiver_stores_receiver_and_key,
+            create_receiver_rejects_taken_name,
+            agent_policy_and_user_round_trip,
+            budget_charges_add_up_exactly,
+            charge_over_the_cap_writes_nothing,
+            decide_error_fails_only_its_item,
+            charge_without_a_budget_writes_nothing,
+            budgets_are_separate_per_currency_and_issuer,
+            idempotency_replay_returns_the_first_answer,
+            idempotency_key_with_another_request_conflicts,
+            idempotency_key_twice_in_one_batch,
+            idempotency_keys_are_per_receiver,
+            receipts_carry_their_audit_index,
+            receipt_without_audit_has_no_index,
+            failed_batch_writes_nothing,
+            purge_idempotency_deletes_only_older_records,
+            receipt_key_is_created_once,
+            concurrent_decisions_never_exceed_the_cap,
         );
     };
     (@cases $fresh:path; $($case:ident),* $(,)?) => {
@@ -197,6 +217,11 @@ fn new_agent(issuer: &IssuerId, created_at_ms: i64) -> Agent {
         created_at_ms,
         revoked_at_ms: None,
         revoke_reason: None,
+        policy: Some(
+            r#"{"id":"pol_groceries","limits":{"currency":"EUR","per_txn":"50.00"},"v":"pol.v0.2"}"#
+                .to_owned(),
+        ),
+        user: Some("did:example:alice".to_owned()),
     }
 }
 
@@ -247,6 +272,127 @@ fn find<'a>(keys: &'a [SigningKeyRecord], kid: &str) -> &'a SigningKeyRecord {
     keys.iter()
         .find(|k| k.kid == kid)
         .unwrap_or_else(|| panic!("signing key `{kid}` missing"))
+}
+
+fn new_receiver() -> Receiver {
+    let id = ReceiverId::from_random(unique());
+    Receiver {
+        name: format!("{}.api.example", id.as_str()),
+        id,
+        created_at_ms: T0_MS,
+    }
+}
+
+/// Creates a receiver with its key.
+async fn receiver(store: &dyn Store) -> Receiver {
+    let receiver = new_receiver();
+    store
+        .create_receiver(&receiver, &key_hash(KeyKind::Receiver), &audit_note())
+        .await
+        .unwrap();
+    receiver
+}
+
+fn dec(text: &str) -> Decimal {
+    text.parse().unwrap()
+}
+
+/// A budget of `issuer`'s policy `pol_daily` on 2023-11-14.
+fn budget_key(issuer: &IssuerId, currency: &str) -> BudgetKey {
+    BudgetKey {
+        issuer_id: issuer.clone(),
+        policy_id: "pol_daily".to_owned(),
+        period_key: "2023-11-14".to_owned(),
+        currency: currency.to_owned(),
+    }
+}
+
+fn budget(key: &BudgetKey, cap: &str) -> Option<BudgetCharge> {
+    Some(BudgetCharge {
+        key: key.clone(),
+        cap: dec(cap),
+    })
+}
+
+fn claim(receiver: &ReceiverId, key: &str, request: u8) -> Option<IdempotencyClaim> {
+    Some(IdempotencyClaim {
+        receiver_id: receiver.clone(),
+        key: key.to_owned(),
+        request_sha256: [request; 32],
+    })
+}
+
+/// A logged decision with a receipt, charging `charge`, answering `answer`.
+fn logged(charge: Option<&str>, answer: &str) -> Decided {
+    let audit = audit_note();
+    Decided {
+        receipt: Some(new_receipt(None, None, audit.created_at_ms)),
+        audit: Some(audit),
+        charge: charge.map(dec),
+        answer: answer.as_bytes().to_vec(),
+    }
+}
+
+fn new_receipt(
+    receiver: Option<&ReceiverId>,
+    issuer: Option<&IssuerId>,
+    created_at_ms: i64,
+) -> ReceiptRecord {
+    let id = ReceiptId::from_random(unique());
+    ReceiptRecord {
+        claims: format!("{{\"rcp\":\"{}\"}}", id.as_str()).into_bytes(),
+        id,
+        receiver_id: receiver.cloned(),
+        issuer_id: issuer.cloned(),
+        audit_index: None,
+        created_at_ms,
+    }
+}
+
+/// An item whose `decide` returns `decided` whatever the budget has spent.
+fn item(
+    budget: Option<BudgetCharge>,
+    idempotency: Option<IdempotencyClaim>,
+    decided: Decided,
+) -> DecisionItem {
+    DecisionItem {
+        budget,
+        idempotency,
+        decide: Box::new(move |_| Ok(decided)),
+    }
+}
+
+/// An item whose `decide` must not run (a replay or a conflict).
+fn item_not_decided(
+    budget: Option<BudgetCharge>,
+    idempotency: Option<IdempotencyClaim>,
+    decided: Decided,
+) -> (DecisionItem, Arc<AtomicBool>) {
+    let ran = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&ran);
+    let item = DecisionItem {
+        budget,
+        idempotency,
+        decide: Box::new(move |_| {
+            flag.store(true, Ordering::SeqCst);
+            Ok(decided)
+        }),
+    };
+    (item, ran)
+}
+
+fn recorded(audit_index: Option<u64>, spent_before: Option<&str>) -> DecisionOutcome {
+    DecisionOutcome::Recorded {
+        audit_index,
+        spent_before: spent_before.map(dec),
+    }
+}
+
+/// The entry stored at `index`.
+async fn entry_at(store: &dyn Store, index: u64) -> Vec<u8> {
+    let rows = store.audit_entries(index, index + 1).await.unwrap();
+    assert_eq!(rows.len(), 1, "no audit entry at {index}");
+    rows.into_iter().next().unwrap().entry
 }
 
 // ---- API keys
@@ -346,6 +492,8 @@ pub async fn create_agent_round_trips(store: Arc<dyn Store>) {
         description: None,
         audience: None,
         scopes: Vec::new(),
+        policy: None,
+        user: None,
         name: "bare \"quoted\" ünïcode".to_owned(),
         ..new_agent(&issuer.id, T0_MS + 1)
     };
@@ -1149,4 +1297,823 @@ pub async fn concurrent_audit_appends_form_one_sequence(store: Arc<dyn Store>) {
     }
     let entries: Vec<Vec<u8>> = rows.into_iter().map(|r| r.entry).collect();
     assert_log_matches(&*store, &entries).await;
+}
+
+// ---- receivers
+
+/// The receiver reads back, its key is found as a receiver key it owns, and its
+/// creation is audited.
+pub async fn create_receiver_stores_receiver_and_key(store: Arc<dyn Store>) {
+    let before = store.audit_size().await.unwrap();
+    let receiver = new_receiver();
+    let key = key_hash(KeyKind::Receiver);
+    let audit = audit_note();
+    store
+        .create_receiver(&receiver, &key, &audit)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.receiver(&receiver.id).await.unwrap(),
+        Some(receiver.clone())
+    );
+    assert_eq!(
+        store.api_key(&key).await.unwrap(),
+        Some(ApiKeyRecord {
+            hash: key,
+            kind: KeyKind::Receiver,
+            owner: Some(receiver.id.as_str().to_owned()),
+            created_at_ms: receiver.created_at_ms,
+        })
+    );
+    assert_eq!(store.audit_size().await.unwrap(), before + 1);
+    assert_eq!(entry_at(&*store, before).await, audit.entry);
+    assert!(!store.has_admin_key().await.unwrap());
+    assert_eq!(
+        store
+            .receiver(&ReceiverId::from_random(unique()))
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+/// A taken name is `Conflict`: nothing of the second receiver is stored or audited.
+pub async fn create_receiver_rejects_taken_name(store: Arc<dyn Store>) {
+    let first = receiver(&*store).await;
+    let size = store.audit_size().await.unwrap();
+    let second = Receiver {
+        id: ReceiverId::from_random(unique()),
+        name: first.name.clone(),
+        created_at_ms: T0_MS + 1,
+    };
+    let key = key_hash(KeyKind::Receiver);
+    let err = store
+        .create_receiver(&second, &key, &audit_note())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(store.receiver(&second.id).await.unwrap(), None);
+    assert_eq!(store.api_key(&key).await.unwrap(), None);
+    assert_eq!(store.audit_size().await.unwrap(), size);
+    assert_eq!(store.receiver(&first.id).await.unwrap(), Some(first));
+}
+
+// ---- agents: policy and user
+
+/// An agent's policy and user read back from every read, and survive revocation.
+pub async fn agent_policy_and_user_round_trip(store: Arc<dyn Store>) {
+    let (issuer, _) = issuer(&*store).await;
+    let with = Agent {
+        policy: Some(r#"{"id":"pol_ünï","v":"pol.v0.2"}"#.to_owned()),
+        user: Some("alice@example.com".to_owned()),
+        ..new_agent(&issuer.id, T0_MS)
+    };
+    let only_user = Agent {
+        policy: None,
+        user: Some("opaque-42".to_owned()),
+        ..new_agent(&issuer.id, T0_MS + 1)
+    };
+    for agent in [&with, &only_user] {
+        store
+            .create_agent(
+                agent,
+                &new_token(agent, "kid-1", T0_S, T0_S + 60),
+                &audit_note(),
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.agent(&with.id).await.unwrap(), Some(with.clone()));
+    assert_eq!(
+        store.agent(&only_user.id).await.unwrap(),
+        Some(only_user.clone())
+    );
+    let page = store.list_agents(&issuer.id, None, 10).await.unwrap();
+    assert_eq!(page.items, [with.clone(), only_user]);
+    let revoked = store
+        .revoke_agent(&issuer.id, &with.id, None, T0_MS + 5, &audit_note())
+        .await
+        .unwrap();
+    assert_eq!(revoked.policy, with.policy);
+    assert_eq!(revoked.user, with.user);
+}
+
+// ---- decisions: budgets
+
+/// Charges of 0.10 add up to exactly 0.30, within a batch and across calls; `decide`
+/// sees the spending so far, as the outcome reports it.
+pub async fn budget_charges_add_up_exactly(store: Arc<dyn Store>) {
+    let (issuer, _) = issuer(&*store).await;
+    let key = budget_key(&issuer.id, "EUR");
+    assert_eq!(store.budget_spent(&key).await.unwrap(), Decimal::ZERO);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let charging = |seen: &Arc<Mutex<Vec<Option<Decimal>>>>| {
+        let seen = Arc::clone(seen);
+        DecisionItem {
+            budget: budget(&key, "1.00"),
+            idempotency: None,
+            decide: Box::new(move |spent| {
+                seen.lock().unwrap().push(spent);
+                Ok(logged(Some("0.10"), ""))
+            }),
+        }
+    };
+
+    let start = store.audit_size().await.unwrap();
+    let first = store.record_decisions(vec![charging(&seen)]).await.unwrap();
+    assert_eq!(first, [Ok(recorded(Some(start), Some("0")))]);
+    let rest = store
+        .record_decisions(vec![charging(&seen), charging(&seen)])
+        .await
+        .unwrap();
+    assert_eq!(
+        rest,
+        [
+            Ok(recorded(Some(start + 1), Some("0.10"))),
+            Ok(recorded(Some(start + 2), Some("0.20"))),
+        ]
+    );
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [Some(dec("0")), Some(dec("0.10")), Some(dec("0.20"))]
+    );
+    let spent = store.budget_spent(&key).await.unwrap();
+    assert_eq!(spent, dec("0.30"));
+    assert_eq!(spent.to_string(), "0.30", "exact decimal, no float");
+    assert_eq!(store.audit_size().await.unwrap(), start + 3);
+
+    // Another period is another budget.
+    let tomorrow = BudgetKey {
+        period_key: "2023-11-15".to_owned(),
+        ..key.clone()
+    };
+    assert_eq!(store.budget_spent(&tomorrow).await.unwrap(), Decimal::ZERO);
+    // A decision with a budget that charges nothing leaves it as it is.
+    let out = store
+        .record_decisions(vec![item(budget(&key, "1.00"), None, logged(None, ""))])
+        .await
+        .unwrap();
+    assert_eq!(out, [Ok(recorded(Some(start + 3), Some("0.30")))]);
+    assert_eq!(store.budget_spent(&key).await.unwrap(), dec("0.30"));
+}
+
+/// A charge that would take the budget over its cap is `Conflict` for that item:
+/// no audit entry, receipt, idempotency record or spending of it is stored. A charge
+/// up to exactly the cap is fine.
+pub async fn charge_over_the_cap_writes_nothing(store: Arc<dyn Store>) {
+    let (issuer, _) = issuer(&*store).await;
+    let rcv = receiver(&*store).await;
+    let key = budget_key(&issuer.id, "USD");
+    store
+        .record_decisions(vec![item(
+            budget(&key, "1.00"),
+            None,
+            logged(Some("0.90"), ""),
+        )])
+        .await
+        .unwrap();
+    let size = store.audit_size().await.unwrap();
+
+    let over = logged(Some("0.11"), "over");
+    let over_receipt = over.receipt.clone().unwrap();
+    let fits = logged(Some("0.10"), "fits");
+    let out = store
+        .record_decisions(vec![
+            item(budget(&key, "1.00"), claim(&rcv.id, "over", 1), over),
+            item(budget(&key, "1.00"), None, fits.clone()),
+        ])
+        .await
+        .unwrap();
+    assert!(
+        matches!(&out[0], Err(StoreError::Conflict(_))),
+        "{:?}",
+        out[0]
+    );
+    assert_eq!(out[1], Ok(recorded(Some(size), Some("0.90"))));
+    assert_eq!(store.audit_size().await.unwrap(), size + 1);
+    assert_eq!(entry_at(&*store, size).await, fits.audit.unwrap().entry);
+    assert_eq!(store.budget_spent(&key).await.unwrap(), dec("1.00"));
+    assert_eq!(store.receipt(&over_receipt.id).await.unwrap(), None);
+
+    // The refused item's idempotency key was not stored: it records afresh.
+    let out = store
+        .record_decisions(vec![item(
+            None,
+            claim(&rcv.id, "over", 2),
+            logged(None, ""),
+        )])
+        .await
+        .unwrap();
+    assert_eq!(out, [Ok(recorded(Some(size + 1), None))]);
+    // Full: even the smallest charge is refused; a charge of nothing is not.
+    let out = store
+        .record_decisions(vec![
+            item(budget(&key, "1.00"), None, logged(Some("0.01"), "")),
+            item(budget(&key, "1.00"), None, logged(Some("0"), "")),
+        ])
+        .await
+        .unwrap();
+    assert!(matches!(out[0], Err(StoreError::Conflict(_))), "{out:?}");
+    assert_eq!(out[1], Ok(recorded(Some(size + 2), Some("1.00"))));
+    // A negative charge would give spending back: refused.
+    let out = store
+        .record_decisions(vec![item(
+            budget(&key, "1.00"),
+            None,
+            logged(Some("-0.50"), ""),
+        )])
+        .await
+        .unwrap();
+    assert!(matches!(out[0], Err(StoreError::Conflict(_))), "{out:?}");
+    assert_eq!(store.budget_spent(&key).await.unwrap(), dec("1.00"));
+    assert_eq!(store.audit_size().await.unwrap(), size + 3);
+}
+
+/// An error from `decide` is that item's result; the items around it are recorded,
+/// with consecutive audit indexes, and nothing of the failed one is stored.
+pub async fn decide_error_fails_only_its_item(store: Arc<dyn Store>) {
+    let (issuer, _) = issuer(&*store).await;
+    let rcv = receiver(&*store).await;
+    let key = budget_key(&issuer.id, "EUR");
+    let size = store.audit_size().await.unwrap();
+    let before = logged(Some("1"), "before");
+    let after = logged(Some("2"), "after");
+    let failed = DecisionItem {
+        budget: budget(&key, "100"),
+        idempotency: claim(&rcv.id, "failed", 1),
+        decide: Box::new(|_| Err(StoreError::NotFound)),
+    };
+    let out = store
+        .record_decisions(vec![
+            item(
+                budget(&key, "100"),
+                claim(&rcv.id, "before", 1),
+                before.clone(),
+            ),
+            failed,
+            item(
+                budget(&key, "100"),
+                claim(&rcv.id, "after", 1),
+                after.clone(),
+            ),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        [
+            Ok(recorded(Some(size), Some("0"))),
+            Err(StoreError::NotFound),
+            Ok(recorded(Some(size + 1), Some("1"))),
+        ]
+    );
+    assert_eq!(store.audit_size().await.unwrap(), size + 2);
+    assert_eq!(entry_at(&*store, size).await, before.audit.unwrap().entry);
+    assert_eq!(
+        entry_at(&*store, size + 1).await,
+        after.audit.unwrap().entry
+    );
+    assert_eq!(store.budget_spent(&key).await.unwrap(), dec("3"));
+    let out = store
+        .record_decisions(vec![item(
+            None,
+            claim(&rcv.id, "failed", 2),
+            logged(None, ""),
+        )])
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        [Ok(recorded(Some(size + 2), None))],
+        "the failed item's key was not stored"
+    );
+}
+
+/// A decision without a budget that asks to charge is refused; nothing is written.
+pub async fn charge_without_a_budget_writes_nothing(store: Arc<dyn Store>) {
+    let size = store.audit_size().await.unwrap();
+    let stray = logged(Some("1"), "");
+    let receipt = stray.receipt.clone().unwrap();
+    let out = store
+        .record_decisions(vec![item(None, None, stray)])
+        .await
+        .unwrap();
+    assert!(matches!(out[0], Err(StoreError::Conflict(_))), "{out:?}");
+    assert_eq!(store.audit_size().await.unwrap(), size);
+    assert_eq!(store.receipt(&receipt.id).await.unwrap(), None);
+}
+
+/// A budget is per issuer, policy, period and currency: a charge in another currency,
+/// or of another issuer's policy with the same id, starts from zero and leaves the
+/// others alone.
+pub async fn budgets_are_separate_per_currency_and_issuer(store: Arc<dyn Store>) {
+    let (a, _) = issuer(&*store).await;
+    let (b, _) = issuer(&*store).await;
+    let usd = budget_key(&a.id, "USD");
+    let eur = budget_key(&a.id, "EUR");
+    let other = budget_key(&b.id, "USD");
+    let size = store.audit_size().await.unwrap();
+    let out = store
+        .record_decisions(vec![
+            item(budget(&usd, "10"), None, logged(Some("9"), "")),
+            item(budget(&eur, "10"), None, logged(Some("7"), "")),
+            item(budget(&other, "10"), None, logged(Some("10"), "")),
+            item(budget(&usd, "10"), None, logged(Some("1"), "")),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        [
+            Ok(recorded(Some(size), Some("0"))),
+            Ok(recorded(Some(size + 1), Some("0"))),
+            Ok(recorded(Some(size + 2), Some("0"))),
+            Ok(recorded(Some(size + 3), Some("9"))),
+        ]
+    );
+    assert_eq!(store.budget_spent(&usd).await.unwrap(), dec("10"));
+    assert_eq!(store.budget_spent(&eur).await.unwrap(), dec("7"));
+    assert_eq!(store.budget_spent(&other).await.unwrap(), dec("10"));
+}
+
+// ---- decisions: idempotency
+
+/// A retry with the same key and request replays the first answer and audit index,
+/// without running `decide` or writing anything, even if it would charge.
+pub async fn idempotency_replay_returns_the_first_answer(store: Arc<dyn Store>) {
+    let (issuer, _) = issuer(&*store).await;
+    let rcv = receiver(&*store).await;
+    let key = budget_key(&issuer.id, "EUR");
+    let size = store.audit_size().await.unwrap();
+    let out = store
+        .record_decisions(vec![
+            item(
+                budget(&key, "10"),
+                claim(&rcv.id, "k1", 1),
+                logged(Some("4"), "first"),
+            ),
+            // Not logged: its replay has no audit index.
+            item(
+                None,
+                claim(&rcv.id, "k2", 1),
+                Decided {
+                    audit: None,
+                    receipt: None,
+                    charge: None,
+                    answer: b"unlogged".to_vec(),
+                },
+            ),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        [
+            Ok(recorded(Some(size), Some("0"))),
+            Ok(recorded(None, None))
+        ]
+    );
+
+    let retry = logged(Some("4"), "second");
+    let retry_receipt = retry.receipt.clone().unwrap();
+    let (retry, ran) = item_not_decided(budget(&key, "10"), claim(&rcv.id, "k1", 1), retry);
+    let (retry_unlogged, ran_unlogged) =
+        item_not_decided(None, claim(&rcv.id, "k2", 1), logged(None, "again"));
+    let out = store
+        .record_decisions(vec![retry, retry_unlogged])
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        [
+            Ok(DecisionOutcome::Replay {
+                answer: b"first".to_vec(),
+                audit_index: Some(size),
+            }),
+            Ok(DecisionOutcome::Replay {
+                answer: b"unlogged".to_vec(),
+                audit_index: None,
+            }),
+        ]
+    );
+    assert!(!ran.load(Ordering::SeqCst) && !ran_unlogged.load(Ordering::SeqCst));
+    assert_eq!(store.audit_size().await.unwrap(), size + 1);
+    assert_eq!(store.budget_spent(&key).await.unwrap(), dec("4"));
+    assert_eq!(store.receipt(&retry_receipt.id).await.unwrap(), None);
+}
+
+/// The same key with another request is `IdempotencyConflict`; nothing is written and
+/// the first record stays.
+pub async fn idempotency_key_with_another_request_conflicts(store: Arc<dyn Store>) {
+    let (issuer, _) = issuer(&*store).await;
+    let rcv = receiver(&*store).await;
+    let key = budget_key(&issuer.id, "EUR");
+    let size = store.audit_size().await.unwrap();
+    store
+        .record_decisions(vec![item(
+            budget(&key, "10"),
+            claim(&rcv.id, "k", 1),
+            logged(Some("1"), "first"),
+        )])
+        .await
+        .unwrap();
+    let (other, ran) = item_not_decided(
+        budget(&key, "10"),
+        claim(&rcv.id, "k", 2),
+        logged(Some("1"), "x"),
+    );
+    let out = store.record_decisions(vec![other]).await.unwrap();
+    assert_eq!(out, [Ok(DecisionOutcome::IdempotencyConflict)]);
+    assert!(!ran.load(Ordering::SeqCst));
+    assert_eq!(store.audit_size().await.unwrap(), size + 1);
+    assert_eq!(store.budget_spent(&key).await.unwrap(), dec("1"));
+    let out = store
+        .record_decisions(vec![item(None, claim(&rcv.id, "k", 1), logged(None, ""))])
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        [Ok(DecisionOutcome::Replay {
+            answer: b"first".to_vec(),
+            audit_index: Some(size),
+        })]
+    );
+}
+
+/// Inside one batch, a later item with the same key sees the earlier one's record.
+pub async fn idempotency_key_twice_in_one_batch(store: Arc<dyn Store>) {
+    let (issuer, _) = issuer(&*store).await;
+    let rcv = receiver(&*store).await;
+    let key = budget_key(&issuer.id, "EUR");
+    let size = store.audit_size().await.unwrap();
+    let (again, ran_again) = item_not_decided(
+        budget(&key, "10"),
+        claim(&rcv.id, "k", 1),
+        logged(Some("1"), "b"),
+    );
+    let (other, ran_other) = item_not_decided(
+        budget(&key, "10"),
+        claim(&rcv.id, "k", 2),
+        logged(Some("1"), "c"),
+    );
+    let out = store
+        .record_decisions(vec![
+            item(
+                budget(&key, "10"),
+                claim(&rcv.id, "k", 1),
+                logged(Some("1"), "a"),
+            ),
+            again,
+            other,
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        [
+            Ok(recorded(Some(size), Some("0"))),
+            Ok(DecisionOutcome::Replay {
+                answer: b"a".to_vec(),
+                audit_index: Some(size),
+            }),
+            Ok(DecisionOutcome::IdempotencyConflict),
+        ]
+    );
+    assert!(!ran_again.load(Ordering::SeqCst) && !ran_other.load(Ordering::SeqCst));
+    assert_eq!(store.audit_size().await.unwrap(), size + 1);
+    assert_eq!(store.budget_spent(&key).await.unwrap(), dec("1"));
+}
+
+/// Keys are scoped to their receiver: the same key for two receivers is two records.
+pub async fn idempotency_keys_are_per_receiver(store: Arc<dyn Store>) {
+    let one = receiver(&*store).await;
+    let two = receiver(&*store).await;
+    let size = store.audit_size().await.unwrap();
+    let out = store
+        .record_decisions(vec![
+            item(None, claim(&one.id, "k", 1), logged(None, "one")),
+            item(None, claim(&two.id, "k", 2), logged(None, "two")),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        [
+            Ok(recorded(Some(size), None)),
+            Ok(recorded(Some(size + 1), None))
+        ]
+    );
+    let out = store
+        .record_decisions(vec![
+            item(None, claim(&two.id, "k", 2), logged(None, "")),
+            item(None, claim(&one.id, "k", 1), logged(None, "")),
+            item(None, claim(&one.id, "k", 2), logged(None, "")),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        [
+            Ok(DecisionOutcome::Replay {
+                answer: b"two".to_vec(),
+                audit_index: Some(size + 1),
+            }),
+            Ok(DecisionOutcome::Replay {
+                answer: b"one".to_vec(),
+                audit_index: Some(size),
+            }),
+            Ok(DecisionOutcome::IdempotencyConflict),
+        ]
+    );
+}
+
+/// Each receipt is stored with its own decision's audit index (whatever `decide` put
+/// there), and that index holds exactly the decision's audit entry.
+pub async fn receipts_carry_their_audit_index(store: Arc<dyn Store>) {
+    let (issuer, _) = issuer(&*store).await;
+    let rcv = receiver(&*store).await;
+    store
+        .audit_append(&[audit_note(), audit_note()])
+        .await
+        .unwrap();
+    let size = store.audit_size().await.unwrap();
+    let mut items = Vec::new();
+    let mut made = Vec::new();
+    for n in 0..5i64 {
+        let audit = audit_record(None, Some(&issuer.id));
+        let mut receipt = new_receipt(Some(&rcv.id), Some(&issuer.id), T0_MS + n);
+        receipt.audit_index = Some(999);
+        made.push((receipt.clone(), audit.entry.clone()));
+        items.push(item(
+            None,
+            None,
+            Decided {
+                audit: Some(audit),
+                receipt: Some(receipt),
+                charge: None,
+                answer: Vec::new(),
+            },
+        ));
+        // An unlogged decision between them takes no index.
+        items.push(item(
+            None,
+            None,
+            Decided {
+                audit: None,
+                receipt: None,
+                charge: None,
+                answer: Vec::new(),
+            },
+        ));
+    }
+    let out = store.record_decisions(items).await.unwrap();
+    assert_eq!(out.len(), 10);
+    for (n, (receipt, entry)) in made.iter().enumerate() {
+        let index = size + n as u64;
+        assert_eq!(out[2 * n], Ok(recorded(Some(index), None)));
+        assert_eq!(out[2 * n + 1], Ok(recorded(None, None)));
+        let stored = store.receipt(&receipt.id).await.unwrap().unwrap();
+        assert_eq!(
+            stored,
+            ReceiptRecord {
+                audit_index: Some(index),
+                ..receipt.clone()
+            }
+        );
+        assert_eq!(&entry_at(&*store, index).await, entry);
+    }
+    assert_eq!(store.audit_size().await.unwrap(), size + 5);
+    assert_eq!(
+        store
+            .receipt(&ReceiptId::from_random(unique()))
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+/// A receipt of a decision that was not logged is stored without an audit index.
+pub async fn receipt_without_audit_has_no_index(store: Arc<dyn Store>) {
+    let size = store.audit_size().await.unwrap();
+    let mut receipt = new_receipt(None, None, T0_MS);
+    receipt.audit_index = Some(3);
+    let out = store
+        .record_decisions(vec![item(
+            None,
+            None,
+            Decided {
+                audit: None,
+                receipt: Some(receipt.clone()),
+                charge: None,
+                answer: Vec::new(),
+            },
+        )])
+        .await
+        .unwrap();
+    assert_eq!(out, [Ok(recorded(None, None))]);
+    assert_eq!(
+        store.receipt(&receipt.id).await.unwrap(),
+        Some(ReceiptRecord {
+            audit_index: None,
+            ..receipt
+        })
+    );
+    assert_eq!(store.audit_size().await.unwrap(), size);
+}
+
+/// A batch the backend cannot write (a receipt id already stored) writes nothing of
+/// its items: either the whole call fails, or only that item does.
+pub async fn failed_batch_writes_nothing(store: Arc<dyn Store>) {
+    let (issuer, _) = issuer(&*store).await;
+    let rcv = receiver(&*store).await;
+    let key = budget_key(&issuer.id, "EUR");
+    let taken = logged(None, "");
+    let taken_receipt = taken.receipt.clone().unwrap();
+    store
+        .record_decisions(vec![item(None, None, taken)])
+        .await
+        .unwrap();
+    let size = store.audit_size().await.unwrap();
+
+    let good = logged(Some("5"), "good");
+    let good_receipt = good.receipt.clone().unwrap();
+    let mut clash = logged(None, "clash");
+    clash.receipt = Some(new_receipt(Some(&rcv.id), None, T0_MS + 9));
+    if let Some(r) = clash.receipt.as_mut() {
+        r.id = taken_receipt.id.clone();
+    }
+    let result = store
+        .record_decisions(vec![
+            item(budget(&key, "10"), claim(&rcv.id, "good", 1), good),
+            item(None, claim(&rcv.id, "clash", 1), clash),
+        ])
+        .await;
+    match result {
+        Err(_) => {
+            assert_eq!(store.audit_size().await.unwrap(), size);
+            assert_eq!(store.budget_spent(&key).await.unwrap(), Decimal::ZERO);
+            assert_eq!(store.receipt(&good_receipt.id).await.unwrap(), None);
+            let out = store
+                .record_decisions(vec![item(
+                    None,
+                    claim(&rcv.id, "good", 2),
+                    logged(None, ""),
+                )])
+                .await
+                .unwrap();
+            assert_eq!(out, [Ok(recorded(Some(size), None))], "key was not stored");
+        }
+        Ok(out) => {
+            assert_eq!(out[0], Ok(recorded(Some(size), Some("0"))));
+            assert!(out[1].is_err(), "{out:?}");
+            assert_eq!(store.audit_size().await.unwrap(), size + 1);
+            assert_eq!(store.budget_spent(&key).await.unwrap(), dec("5"));
+        }
+    }
+    assert_eq!(
+        store.receipt(&taken_receipt.id).await.unwrap(),
+        Some(ReceiptRecord {
+            audit_index: Some(size - 1),
+            ..taken_receipt
+        }),
+        "the stored receipt is untouched"
+    );
+}
+
+/// Records of decisions made before the cut-off are deleted; a later one stays. A
+/// deleted key records afresh.
+pub async fn purge_idempotency_deletes_only_older_records(store: Arc<dyn Store>) {
+    let rcv = receiver(&*store).await;
+    let at = |ms: i64, answer: &str| {
+        let mut decided = logged(None, answer);
+        if let Some(a) = decided.audit.as_mut() {
+            a.created_at_ms = ms;
+        }
+        decided
+    };
+    store
+        .record_decisions(vec![
+            item(None, claim(&rcv.id, "old", 1), at(T0_MS, "old")),
+            item(None, claim(&rcv.id, "edge", 1), at(T0_MS + 10, "edge")),
+            item(None, claim(&rcv.id, "new", 1), at(T0_MS + 20, "new")),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(store.purge_idempotency(T0_MS).await.unwrap(), 0);
+    assert_eq!(store.purge_idempotency(T0_MS + 10).await.unwrap(), 1);
+    assert_eq!(store.purge_idempotency(T0_MS + 10).await.unwrap(), 0);
+    let size = store.audit_size().await.unwrap();
+    let out = store
+        .record_decisions(vec![
+            item(None, claim(&rcv.id, "old", 2), at(T0_MS + 30, "")),
+            item(None, claim(&rcv.id, "edge", 1), at(T0_MS + 30, "")),
+            item(None, claim(&rcv.id, "new", 1), at(T0_MS + 30, "")),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(out[0], Ok(recorded(Some(size), None)));
+    assert!(
+        matches!(&out[1], Ok(DecisionOutcome::Replay { answer, .. }) if answer == b"edge"),
+        "{out:?}"
+    );
+    assert!(
+        matches!(&out[2], Ok(DecisionOutcome::Replay { answer, .. }) if answer == b"new"),
+        "{out:?}"
+    );
+    assert_eq!(store.purge_idempotency(T0_MS + 31).await.unwrap(), 3);
+}
+
+/// The first receipt key offered is kept for good, and `Debug` hides it.
+pub async fn receipt_key_is_created_once(store: Arc<dyn Store>) {
+    let first = ReceiptKeyRecord {
+        private_pem: "-----BEGIN PRIVATE KEY-----\nfirst\n-----END PRIVATE KEY-----\n".into(),
+        created_at_ms: T0_MS,
+    };
+    let second = ReceiptKeyRecord {
+        private_pem: "-----BEGIN PRIVATE KEY-----\nsecond\n-----END PRIVATE KEY-----\n".into(),
+        created_at_ms: T0_MS + 1,
+    };
+    assert_eq!(store.receipt_key(&first).await.unwrap(), first);
+    assert_eq!(store.receipt_key(&second).await.unwrap(), first);
+    assert!(!format!("{first:?}").contains("PRIVATE"));
+}
+
+/// 32 tasks charge one budget at once, two batches each, every `decide` charging only
+/// what fits. The budget ends exactly at its cap (demand is far above it) and equals
+/// the sum of the charges granted; every logged decision got its own index.
+pub async fn concurrent_decisions_never_exceed_the_cap(store: Arc<dyn Store>) {
+    const CAP: i64 = 100;
+    let (issuer, _) = issuer(&*store).await;
+    let key = budget_key(&issuer.id, "EUR");
+    let size = store.audit_size().await.unwrap();
+    let mut tasks = JoinSet::new();
+    for t in 0..32usize {
+        let store = Arc::clone(&store);
+        let key = key.clone();
+        tasks.spawn(async move {
+            let mut results = Vec::new();
+            for round in 0..2usize {
+                // 7 down to 2 in a rotated order, then seven 1s: a batch either gets
+                // every charge or leaves the budget exactly full.
+                let mut amounts: Vec<i64> = (2..=7).rev().collect();
+                amounts.rotate_left((t + round) % 6);
+                amounts.extend([1; 7]);
+                let items = amounts
+                    .iter()
+                    .map(|&amount| DecisionItem {
+                        budget: Some(BudgetCharge {
+                            key: key.clone(),
+                            cap: Decimal::from(CAP),
+                        }),
+                        idempotency: None,
+                        decide: Box::new(move |spent| {
+                            let Some(spent) = spent else {
+                                return Err(StoreError::Backend("no spending given".into()));
+                            };
+                            let fits = spent + Decimal::from(amount) <= Decimal::from(CAP);
+                            let mut decided = logged(None, "");
+                            decided.charge = fits.then(|| Decimal::from(amount));
+                            Ok(decided)
+                        }),
+                    })
+                    .collect();
+                let out = store.record_decisions(items).await.unwrap();
+                results.extend(amounts.into_iter().zip(out));
+            }
+            results
+        });
+    }
+    let mut granted = Decimal::ZERO;
+    let mut indexes = HashSet::new();
+    let mut count = 0u64;
+    while let Some(joined) = tasks.join_next().await {
+        for (amount, outcome) in joined.unwrap() {
+            let Ok(DecisionOutcome::Recorded {
+                audit_index: Some(index),
+                spent_before: Some(before),
+            }) = outcome
+            else {
+                panic!("unexpected outcome {outcome:?}");
+            };
+            assert!(before <= Decimal::from(CAP), "spent {before} over the cap");
+            if before + Decimal::from(amount) <= Decimal::from(CAP) {
+                granted += Decimal::from(amount);
+            }
+            assert!(indexes.insert(index), "audit index {index} given twice");
+            count += 1;
+        }
+    }
+    assert_eq!(count, 32 * 2 * 13);
+    assert_eq!(store.audit_size().await.unwrap(), size + count);
+    assert_eq!(indexes, (size..size + count).collect::<HashSet<_>>());
+    let spent = store.budget_spent(&key).await.unwrap();
+    assert_eq!(
+        spent, granted,
+        "the budget is the sum of the charges granted"
+    );
+    assert_eq!(
+        spent,
+        Decimal::from(CAP),
+        "demand exceeds the cap: it fills"
+    );
 }

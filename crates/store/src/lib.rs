@@ -12,9 +12,10 @@ use std::fmt;
 
 use async_trait::async_trait;
 use bonafide_core::apikey::{ApiKeyHash, KeyKind};
-use bonafide_core::ids::{AgentId, IssuerId, TokenId};
+use bonafide_core::ids::{AgentId, IssuerId, ReceiptId, ReceiverId, TokenId};
 use bonafide_core::keys::Algorithm;
 use bonafide_core::merkle::Hash;
+use bonafide_core::policy::Decimal;
 
 pub mod conformance;
 mod sqlite;
@@ -104,6 +105,160 @@ pub struct Agent {
     pub revoked_at_ms: Option<i64>,
     /// Why revoked, as the issuer said.
     pub revoke_reason: Option<String>,
+    /// Consent policy (`pol.v0.2`) its tokens carry: RFC 8785 canonical JSON text.
+    pub policy: Option<String>,
+    /// On whose behalf it acts (`user` claim): a DID, an email or an opaque id.
+    pub user: Option<String>,
+}
+
+/// An API that verifies agents' tokens with a receiver key (`bfk_rcv_…`): the key
+/// attributes its verifies and lets it spend budgets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receiver {
+    /// `rcv_…`.
+    pub id: ReceiverId,
+    /// Display name (unique).
+    pub name: String,
+    /// Creation time.
+    pub created_at_ms: i64,
+}
+
+/// Which budget a charge goes to: one per issuer, policy id, calendar period and
+/// currency (policy ids are the issuer's own strings, so two issuers never share one).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BudgetKey {
+    /// The agent's issuer.
+    pub issuer_id: IssuerId,
+    /// The policy's `id`.
+    pub policy_id: String,
+    /// `core::policy::PeriodWindow::key` (`2026-11-25`, `2026-W48`, …).
+    pub period_key: String,
+    /// ISO 4217 code of the cap.
+    pub currency: String,
+}
+
+/// A decision that may charge a budget: its key and the period cap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BudgetCharge {
+    /// The budget.
+    pub key: BudgetKey,
+    /// The `per_period` amount: the store never lets `spent` exceed it.
+    pub cap: Decimal,
+}
+
+/// An `idempotency_key` a receiver sent with a decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyClaim {
+    /// The receiver (keys are scoped to it).
+    pub receiver_id: ReceiverId,
+    /// The key as sent.
+    pub key: String,
+    /// SHA-256 identifying the request (token and request facts): the same key with
+    /// another request is a conflict.
+    pub request_sha256: [u8; 32],
+}
+
+/// A verify receipt as stored: its claims without the audit index (the store fills
+/// that in, being the one that assigns it). The server signs the claims on read;
+/// Ed25519 signatures are deterministic, so every read yields the same JWS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiptRecord {
+    /// `rcp_…`.
+    pub id: ReceiptId,
+    /// The receiver that asked, if it presented its key: it may read the receipt.
+    pub receiver_id: Option<ReceiverId>,
+    /// The issuer of the agent concerned, if the token was genuine: it may read it.
+    pub issuer_id: Option<IssuerId>,
+    /// The receipt claims as JSON (`core::receipt::ReceiptClaims` without
+    /// `audit_index`).
+    pub claims: Vec<u8>,
+    /// The decision's audit log index, when it was logged.
+    pub audit_index: Option<u64>,
+    /// When it was made.
+    pub created_at_ms: i64,
+}
+
+/// What one decision writes. Built by [`DecisionItem::decide`] inside the store's
+/// transaction, after the store has read the budget.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decided {
+    /// The audit entry, if decisions are logged. The store assigns its index and puts
+    /// it in `receipt.audit_index` and the idempotency record.
+    pub audit: Option<AuditRecord>,
+    /// The receipt, if one is made (only with `audit`).
+    pub receipt: Option<ReceiptRecord>,
+    /// Amount to add to the budget (only with a [`BudgetCharge`]). The store refuses
+    /// the whole item with [`StoreError::Conflict`] if it would take `spent` above
+    /// the cap: `decide` must not ask for that.
+    pub charge: Option<Decimal>,
+    /// The answer to give again for a retry with the same idempotency key (only with
+    /// an [`IdempotencyClaim`]); opaque to the store.
+    pub answer: Vec<u8>,
+}
+
+/// Builds a decision from the budget's current spending (`None` without a
+/// [`BudgetCharge`]). Runs inside the write transaction: keep it short and pure.
+pub type Decide = Box<dyn FnOnce(Option<Decimal>) -> Result<Decided, StoreError> + Send>;
+
+/// One decision to record (see [`Store::record_decisions`]).
+pub struct DecisionItem {
+    /// The budget it may charge.
+    pub budget: Option<BudgetCharge>,
+    /// Its idempotency key.
+    pub idempotency: Option<IdempotencyClaim>,
+    /// Makes the decision once the budget is read.
+    pub decide: Decide,
+}
+
+impl fmt::Debug for DecisionItem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DecisionItem")
+            .field("budget", &self.budget)
+            .field("idempotency", &self.idempotency)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What became of one [`DecisionItem`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecisionOutcome {
+    /// Recorded: the audit index (if logged) and the budget's spending before this
+    /// decision (if it had a budget).
+    Recorded {
+        /// Index of its audit entry.
+        audit_index: Option<u64>,
+        /// `spent` the decision was made against.
+        spent_before: Option<Decimal>,
+    },
+    /// The idempotency key was used before for the same request: nothing was written;
+    /// the first decision's answer and audit index.
+    Replay {
+        /// [`Decided::answer`] of the first decision.
+        answer: Vec<u8>,
+        /// Its audit index.
+        audit_index: Option<u64>,
+    },
+    /// The idempotency key was used before for another request: nothing was written.
+    IdempotencyConflict,
+}
+
+/// An Ed25519 key that signs receipts (separate from the token-signing keys). `Debug`
+/// redacts the key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ReceiptKeyRecord {
+    /// PKCS#8 PEM of the private key.
+    pub private_pem: String,
+    /// When it was made.
+    pub created_at_ms: i64,
+}
+
+impl fmt::Debug for ReceiptKeyRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReceiptKeyRecord")
+            .field("private_pem", &"<redacted>")
+            .field("created_at_ms", &self.created_at_ms)
+            .finish()
+    }
 }
 
 /// One page of a listing. `next` is an opaque position to pass back for the next page.
@@ -278,6 +433,17 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// The issuer with this id.
     async fn issuer(&self, id: &IssuerId) -> Result<Option<Issuer>, StoreError>;
 
+    // ---- receivers
+    /// Creates a receiver and its API key, atomically. `Conflict` if the name is taken.
+    async fn create_receiver(
+        &self,
+        receiver: &Receiver,
+        key: &ApiKeyHash,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError>;
+    /// The receiver with this id.
+    async fn receiver(&self, id: &ReceiverId) -> Result<Option<Receiver>, StoreError>;
+
     // ---- agents
     /// Registers an agent and the first token issued to it, atomically.
     async fn create_agent(
@@ -365,4 +531,39 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     async fn audit_latest_checkpoint(&self) -> Result<Option<CheckpointRecord>, StoreError>;
     /// The log key: the stored one, or `candidate` stored now if there is none.
     async fn audit_log_key(&self, candidate: &LogKeyRecord) -> Result<LogKeyRecord, StoreError>;
+
+    // ---- decisions: budgets, idempotency, receipts
+    /// Records verify decisions in order, in one durable transaction. For each item:
+    /// 1. with an idempotency claim whose (receiver, key) is stored: the same
+    ///    `request_sha256` gives [`DecisionOutcome::Replay`], another gives
+    ///    [`DecisionOutcome::IdempotencyConflict`]; nothing is written for it;
+    /// 2. with a budget, its current `spent` is read (zero if none);
+    /// 3. `decide` runs with it; an error from `decide` is that item's error and
+    ///    nothing is written for it;
+    /// 4. the charge is added to the budget (`Conflict` for the item, nothing
+    ///    written, if it would exceed the cap, is negative or has no budget; a
+    ///    charge in another currency goes to another budget, see [`BudgetKey`]),
+    ///    the audit entry is appended, the receipt and the idempotency record
+    ///    (answer, audit index) stored.
+    ///
+    /// Budgets are read and charged inside the transaction, so under any concurrency
+    /// (and across processes sharing the database) the sum of charges in a period
+    /// never exceeds its cap. An `Err` for the whole call means nothing was written.
+    async fn record_decisions(
+        &self,
+        items: Vec<DecisionItem>,
+    ) -> Result<Vec<Result<DecisionOutcome, StoreError>>, StoreError>;
+    /// What a budget has spent (zero if it has no record).
+    async fn budget_spent(&self, key: &BudgetKey) -> Result<Decimal, StoreError>;
+    /// A stored receipt.
+    async fn receipt(&self, id: &ReceiptId) -> Result<Option<ReceiptRecord>, StoreError>;
+    /// The receipt-signing key: the stored one, or `candidate` stored now if none.
+    async fn receipt_key(
+        &self,
+        candidate: &ReceiptKeyRecord,
+    ) -> Result<ReceiptKeyRecord, StoreError>;
+    /// Deletes idempotency records created before `before_ms`; how many. A record's
+    /// time is its decision's: the audit entry's `created_at_ms`, else the receipt's,
+    /// else the store's clock when it was written.
+    async fn purge_idempotency(&self, before_ms: i64) -> Result<u64, StoreError>;
 }

@@ -13,24 +13,28 @@
 //!
 //! Architecture invariant: SQL stays in this file and in `migrations/sqlite/`.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use bonafide_core::apikey::{ApiKeyHash, KeyKind};
-use bonafide_core::ids::{AgentId, IssuerId, TokenId};
+use bonafide_core::ids::{AgentId, IssuerId, ReceiptId, ReceiverId, TokenId};
 use bonafide_core::keys::Algorithm;
 use bonafide_core::merkle::{self, Frontier, Hash};
+use bonafide_core::policy::Decimal;
 use sqlx::error::DatabaseError;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool, Transaction};
 
 use crate::{
-    Agent, AgentStatus, ApiKeyRecord, AuditRecord, AuditRow, CheckpointRecord, Issuer, KeyState,
-    LogKeyRecord, Page, Revocations, SigningKeyRecord, Store, StoreError, TokenRecord,
+    Agent, AgentStatus, ApiKeyRecord, AuditRecord, AuditRow, BudgetCharge, BudgetKey,
+    CheckpointRecord, Decide, DecisionItem, DecisionOutcome, IdempotencyClaim, Issuer, KeyState,
+    LogKeyRecord, Page, ReceiptKeyRecord, ReceiptRecord, Receiver, Revocations, SigningKeyRecord,
+    Store, StoreError, TokenRecord,
 };
 
 /// Name of the database file inside the data directory.
@@ -47,12 +51,14 @@ const AUDIT_ROWS_PER_INSERT: usize = 256;
 const MAX_IN_LIST: usize = 512;
 /// Largest range `audit_entries` reads at once, whatever the caller asks.
 const MAX_AUDIT_RANGE: u64 = 10_000;
+/// Receipt and idempotency rows per multi-row `INSERT` (6 bound values each).
+const DECISION_ROWS_PER_INSERT: usize = 256;
 
 /// Columns of [`AgentRow`], as a literal for `concat!`.
 macro_rules! agent_columns {
     () => {
         "seq, id, issuer_id, name, description, scopes, audience, token_ttl_s, status, \
-         created_at_ms, revoked_at_ms, revoke_reason"
+         created_at_ms, revoked_at_ms, revoke_reason, policy, user_ref"
     };
 }
 
@@ -239,6 +245,44 @@ impl Store for SqliteStore {
             .transpose()
     }
 
+    async fn create_receiver(
+        &self,
+        receiver: &Receiver,
+        key: &ApiKeyHash,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query("INSERT INTO receivers (id, name, created_at_ms) VALUES (?, ?, ?)")
+            .bind(receiver.id.as_str())
+            .bind(&receiver.name)
+            .bind(receiver.created_at_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        sqlx::query("INSERT INTO api_keys (hash, kind, owner, created_at_ms) VALUES (?, ?, ?, ?)")
+            .bind(key.0.as_slice())
+            .bind(KeyKind::Receiver.as_str())
+            .bind(receiver.id.as_str())
+            .bind(receiver.created_at_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        append_audit(&mut tx, std::slice::from_ref(audit)).await?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn receiver(&self, id: &ReceiverId) -> Result<Option<Receiver>, StoreError> {
+        sqlx::query_as::<_, ReceiverRow>(
+            "SELECT id, name, created_at_ms FROM receivers WHERE id = ?",
+        )
+        .bind(id.as_str())
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db_err)?
+        .map(ReceiverRow::into_receiver)
+        .transpose()
+    }
+
     async fn create_agent(
         &self,
         agent: &Agent,
@@ -250,8 +294,8 @@ impl Store for SqliteStore {
         let mut tx = self.write_tx().await?;
         sqlx::query(
             "INSERT INTO agents (id, issuer_id, name, description, scopes, audience, \
-             token_ttl_s, status, created_at_ms, revoked_at_ms, revoke_reason) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             token_ttl_s, status, created_at_ms, revoked_at_ms, revoke_reason, policy, user_ref) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(agent.id.as_str())
         .bind(agent.issuer_id.as_str())
@@ -264,6 +308,8 @@ impl Store for SqliteStore {
         .bind(agent.created_at_ms)
         .bind(agent.revoked_at_ms)
         .bind(agent.revoke_reason.as_deref())
+        .bind(agent.policy.as_deref())
+        .bind(agent.user.as_deref())
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
@@ -628,6 +674,441 @@ impl Store for SqliteStore {
             created_at_ms,
         })
     }
+
+    async fn record_decisions(
+        &self,
+        items: Vec<DecisionItem>,
+    ) -> Result<Vec<Result<DecisionOutcome, StoreError>>, StoreError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.write_tx().await?;
+        // Everything the batch reads is read under the write lock, so nothing changes
+        // between the reads, the decisions and the writes.
+        let claims: Vec<&IdempotencyClaim> = items
+            .iter()
+            .filter_map(|item| item.idempotency.as_ref())
+            .collect();
+        let stored_claims = read_claims(&mut tx, &claims).await?;
+        let mut batch = DecisionBatch::new(audit_size(&mut tx).await?, stored_claims, now_ms());
+        let mut outcomes = Vec::with_capacity(items.len());
+        for item in items {
+            let DecisionItem {
+                budget,
+                idempotency,
+                decide,
+            } = item;
+            // 1. A key seen before (stored, or earlier in this batch): nothing written.
+            if let Some(seen) = idempotency.as_ref().and_then(|c| batch.seen(c)) {
+                outcomes.push(Ok(seen));
+                continue;
+            }
+            // 2. The budget's spending, including this batch's charges so far.
+            let spent = match &budget {
+                Some(charge) => Some(batch.spent(&mut tx, &charge.key).await?),
+                None => None,
+            };
+            // 3 and 4, in memory; written below.
+            outcomes.push(batch.decide(budget, idempotency, spent, decide));
+        }
+        batch.write(&mut tx).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(outcomes)
+    }
+
+    async fn budget_spent(&self, key: &BudgetKey) -> Result<Decimal, StoreError> {
+        let mut conn = self.reader.acquire().await.map_err(db_err)?;
+        Ok(read_budget(&mut conn, key).await?.unwrap_or(Decimal::ZERO))
+    }
+
+    async fn receipt(&self, id: &ReceiptId) -> Result<Option<ReceiptRecord>, StoreError> {
+        sqlx::query_as::<_, ReceiptRow>(
+            "SELECT id, receiver_id, issuer_id, claims, audit_index, created_at_ms \
+             FROM receipts WHERE id = ?",
+        )
+        .bind(id.as_str())
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db_err)?
+        .map(ReceiptRow::into_record)
+        .transpose()
+    }
+
+    async fn receipt_key(
+        &self,
+        candidate: &ReceiptKeyRecord,
+    ) -> Result<ReceiptKeyRecord, StoreError> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query(
+            "INSERT INTO receipt_key (id, private_pem, created_at_ms) VALUES (1, ?, ?) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&candidate.private_pem)
+        .bind(candidate.created_at_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let (private_pem, created_at_ms): (String, i64) =
+            sqlx::query_as("SELECT private_pem, created_at_ms FROM receipt_key WHERE id = 1")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(ReceiptKeyRecord {
+            private_pem,
+            created_at_ms,
+        })
+    }
+
+    async fn purge_idempotency(&self, before_ms: i64) -> Result<u64, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let deleted = sqlx::query("DELETE FROM idempotency WHERE created_at_ms < ?")
+            .bind(before_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+        tx.commit().await.map_err(db_err)?;
+        Ok(deleted)
+    }
+}
+
+// ---- decisions internals
+
+/// The store's clock, for idempotency records of decisions that carry no time.
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// An idempotency record: stored, or made earlier in the same batch.
+struct Claimed {
+    request_sha256: [u8; 32],
+    answer: Vec<u8>,
+    audit_index: Option<u64>,
+    created_at_ms: i64,
+}
+
+/// A budget as the batch sees it.
+struct BudgetState {
+    /// Stored spending plus the batch's charges so far.
+    spent: Decimal,
+    /// Set once the batch charges it: the cap and time to store with `spent`.
+    charged: Option<(Decimal, i64)>,
+}
+
+/// One `record_decisions` call: the rows it reads, read once under the write lock, and
+/// what it writes, written once at the end. Per item, only `decide` and map look-ups
+/// run, so a batch of thousands costs a few statements per distinct budget and per 256
+/// rows, not several per item.
+struct DecisionBatch {
+    /// Index the batch's first audit entry gets (the log size when it started).
+    first_index: u64,
+    /// Stored idempotency records the batch's claims name, and the batch's own.
+    claims: HashMap<(ReceiverId, String), Claimed>,
+    /// Keys of the records the batch makes, in item order.
+    new_claims: Vec<(ReceiverId, String)>,
+    /// Budgets read so far.
+    budgets: HashMap<BudgetKey, BudgetState>,
+    /// Audit entries of the recorded items, in item order: entry `i` gets index
+    /// `first_index + i`.
+    audits: Vec<AuditRecord>,
+    /// Receipts, their `audit_index` filled in.
+    receipts: Vec<ReceiptRecord>,
+    /// Time for records of decisions with neither audit entry nor receipt.
+    now_ms: i64,
+}
+
+impl DecisionBatch {
+    fn new(first_index: u64, claims: HashMap<(ReceiverId, String), Claimed>, now_ms: i64) -> Self {
+        DecisionBatch {
+            first_index,
+            claims,
+            new_claims: Vec::new(),
+            budgets: HashMap::new(),
+            audits: Vec::new(),
+            receipts: Vec::new(),
+            now_ms,
+        }
+    }
+
+    /// The outcome for a claim whose key was used before, if it was.
+    fn seen(&self, claim: &IdempotencyClaim) -> Option<DecisionOutcome> {
+        // The map is keyed by owned pairs; a claim is looked up once, so one clone.
+        let seen = self
+            .claims
+            .get(&(claim.receiver_id.clone(), claim.key.clone()))?;
+        Some(if seen.request_sha256 == claim.request_sha256 {
+            DecisionOutcome::Replay {
+                answer: seen.answer.clone(),
+                audit_index: seen.audit_index,
+            }
+        } else {
+            DecisionOutcome::IdempotencyConflict
+        })
+    }
+
+    /// What `key` has spent: stored plus this batch's charges (zero if never charged).
+    async fn spent(
+        &mut self,
+        conn: &mut SqliteConnection,
+        key: &BudgetKey,
+    ) -> Result<Decimal, StoreError> {
+        if let Some(state) = self.budgets.get(key) {
+            return Ok(state.spent);
+        }
+        let spent = read_budget(conn, key).await?.unwrap_or(Decimal::ZERO);
+        self.budgets.insert(
+            key.clone(),
+            BudgetState {
+                spent,
+                charged: None,
+            },
+        );
+        Ok(spent)
+    }
+
+    /// Steps 3 and 4 of `Store::record_decisions` for one item whose budget (if any)
+    /// has spent `spent`: runs `decide`, checks its charge, and records it in memory.
+    /// An `Err` is the item's; nothing of it is kept.
+    fn decide(
+        &mut self,
+        budget: Option<BudgetCharge>,
+        idempotency: Option<IdempotencyClaim>,
+        spent: Option<Decimal>,
+        decide: Decide,
+    ) -> Result<DecisionOutcome, StoreError> {
+        let decided = decide(spent)?;
+        let charged = match (&budget, spent, decided.charge) {
+            (_, _, None) => None,
+            (Some(budget), Some(spent), Some(amount)) => Some(check_charge(budget, spent, amount)?),
+            (_, _, Some(_)) => {
+                return Err(StoreError::Conflict(
+                    "a decision without a budget cannot charge one".into(),
+                ));
+            }
+        };
+
+        // Checked: from here on the item is recorded.
+        let at_ms = decided
+            .audit
+            .as_ref()
+            .map(|a| a.created_at_ms)
+            .or(decided.receipt.as_ref().map(|r| r.created_at_ms))
+            .unwrap_or(self.now_ms);
+        if let (Some(budget), Some(new_spent)) = (budget, charged) {
+            self.budgets.insert(
+                budget.key,
+                BudgetState {
+                    spent: new_spent,
+                    charged: Some((budget.cap, at_ms)),
+                },
+            );
+        }
+        let audit_index = match decided.audit {
+            Some(record) => {
+                let offset = u64::try_from(self.audits.len())
+                    .map_err(|_| StoreError::Backend("too many audit entries".into()))?;
+                self.audits.push(record);
+                Some(self.first_index + offset)
+            }
+            None => None,
+        };
+        if let Some(mut receipt) = decided.receipt {
+            receipt.audit_index = audit_index;
+            self.receipts.push(receipt);
+        }
+        if let Some(claim) = idempotency {
+            let key = (claim.receiver_id, claim.key);
+            self.claims.insert(
+                key.clone(),
+                Claimed {
+                    request_sha256: claim.request_sha256,
+                    answer: decided.answer,
+                    audit_index,
+                    created_at_ms: at_ms,
+                },
+            );
+            self.new_claims.push(key);
+        }
+        Ok(DecisionOutcome::Recorded {
+            audit_index,
+            spent_before: spent,
+        })
+    }
+
+    /// Writes what the recorded items made, inside the caller's write transaction.
+    async fn write(self, conn: &mut SqliteConnection) -> Result<(), StoreError> {
+        for (key, state) in &self.budgets {
+            let Some((cap, at_ms)) = state.charged else {
+                continue;
+            };
+            sqlx::query(
+                "INSERT INTO budgets \
+                 (issuer_id, policy_id, period_key, currency, spent, cap, updated_at_ms) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (issuer_id, policy_id, period_key, currency) DO UPDATE SET \
+                 spent = excluded.spent, cap = excluded.cap, updated_at_ms = excluded.updated_at_ms",
+            )
+            .bind(key.issuer_id.as_str())
+            .bind(&key.policy_id)
+            .bind(&key.period_key)
+            .bind(&key.currency)
+            .bind(state.spent.to_string())
+            .bind(cap.to_string())
+            .bind(at_ms)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_err)?;
+        }
+
+        let first = append_audit(conn, &self.audits).await?;
+        // INVARIANT: the indexes handed out above are the ones the entries got. The write
+        // lock is held since the size was read, so this holds unless the code is wrong.
+        if first != self.first_index {
+            return Err(StoreError::Backend(format!(
+                "audit log: decisions were numbered from {} but appended at {first}",
+                self.first_index
+            )));
+        }
+
+        let receipts: Vec<(&ReceiptRecord, Option<i64>)> = self
+            .receipts
+            .iter()
+            .map(|r| Ok((r, r.audit_index.map(to_i64).transpose()?)))
+            .collect::<Result<_, StoreError>>()?;
+        for chunk in receipts.chunks(DECISION_ROWS_PER_INSERT) {
+            let mut insert = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO receipts \
+                 (id, receiver_id, issuer_id, claims, audit_index, created_at_ms) ",
+            );
+            insert.push_values(chunk, |mut row, (receipt, audit_index)| {
+                row.push_bind(receipt.id.as_str())
+                    .push_bind(receipt.receiver_id.as_ref().map(ReceiverId::as_str))
+                    .push_bind(receipt.issuer_id.as_ref().map(IssuerId::as_str))
+                    .push_bind(receipt.claims.as_slice())
+                    .push_bind(*audit_index)
+                    .push_bind(receipt.created_at_ms);
+            });
+            insert.build().execute(&mut *conn).await.map_err(db_err)?;
+        }
+
+        let claims: Vec<(&(ReceiverId, String), &Claimed, Option<i64>)> = self
+            .new_claims
+            .iter()
+            .map(|key| {
+                let claimed = self
+                    .claims
+                    .get(key)
+                    .ok_or_else(|| StoreError::Backend("idempotency record lost".into()))?;
+                Ok((key, claimed, claimed.audit_index.map(to_i64).transpose()?))
+            })
+            .collect::<Result<_, StoreError>>()?;
+        for chunk in claims.chunks(DECISION_ROWS_PER_INSERT) {
+            let mut insert = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO idempotency \
+                 (receiver_id, key, request_sha256, answer, audit_index, created_at_ms) ",
+            );
+            insert.push_values(chunk, |mut row, ((receiver, key), claimed, audit_index)| {
+                row.push_bind(receiver.as_str())
+                    .push_bind(key.as_str())
+                    .push_bind(claimed.request_sha256.as_slice())
+                    .push_bind(claimed.answer.as_slice())
+                    .push_bind(*audit_index)
+                    .push_bind(claimed.created_at_ms);
+            });
+            insert.build().execute(&mut *conn).await.map_err(db_err)?;
+        }
+        Ok(())
+    }
+}
+
+/// `spent + amount` if that stays within the charge's cap: a charge that would take
+/// the budget above it, or a negative one (which would give spending back), is a
+/// `Conflict` for the item.
+fn check_charge(
+    budget: &BudgetCharge,
+    spent: Decimal,
+    amount: Decimal,
+) -> Result<Decimal, StoreError> {
+    if amount.is_sign_negative() && !amount.is_zero() {
+        return Err(StoreError::Conflict(format!(
+            "budget charge `{amount}` is negative"
+        )));
+    }
+    spent
+        .checked_add(amount)
+        .filter(|after| *after <= budget.cap)
+        .ok_or_else(|| {
+            StoreError::Conflict(format!(
+                "charging `{amount}` {currency} to a budget that spent `{spent}` would exceed \
+                 its cap of `{cap}`",
+                currency = budget.key.currency,
+                cap = budget.cap,
+            ))
+        })
+}
+
+/// What `key` has spent, if it has a record.
+async fn read_budget(
+    conn: &mut SqliteConnection,
+    key: &BudgetKey,
+) -> Result<Option<Decimal>, StoreError> {
+    let spent: Option<String> = sqlx::query_scalar(
+        "SELECT spent FROM budgets \
+         WHERE issuer_id = ? AND policy_id = ? AND period_key = ? AND currency = ?",
+    )
+    .bind(key.issuer_id.as_str())
+    .bind(&key.policy_id)
+    .bind(&key.period_key)
+    .bind(&key.currency)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    spent
+        .map(|text| text.parse::<Decimal>().map_err(|_| corrupt("budget spent")))
+        .transpose()
+}
+
+/// The stored idempotency records these claims name: per receiver, `IN` lists on the
+/// primary key.
+async fn read_claims(
+    conn: &mut SqliteConnection,
+    claims: &[&IdempotencyClaim],
+) -> Result<HashMap<(ReceiverId, String), Claimed>, StoreError> {
+    let mut by_receiver: HashMap<&ReceiverId, Vec<&str>> = HashMap::new();
+    for claim in claims {
+        by_receiver
+            .entry(&claim.receiver_id)
+            .or_default()
+            .push(claim.key.as_str());
+    }
+    let mut found = HashMap::new();
+    for (receiver, keys) in by_receiver {
+        for chunk in keys.chunks(MAX_IN_LIST) {
+            let mut select = QueryBuilder::<Sqlite>::new(
+                "SELECT key, request_sha256, answer, audit_index, created_at_ms \
+                 FROM idempotency WHERE receiver_id = ",
+            );
+            select.push_bind(receiver.as_str()).push(" AND key IN (");
+            let mut list = select.separated(", ");
+            for key in chunk {
+                list.push_bind(*key);
+            }
+            select.push(")");
+            let rows: Vec<ClaimRow> = select
+                .build_query_as()
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(db_err)?;
+            for row in rows {
+                let (key, claimed) = row.into_claimed()?;
+                found.insert((receiver.clone(), key), claimed);
+            }
+        }
+    }
+    Ok(found)
 }
 
 // ---- audit log internals
@@ -879,6 +1360,81 @@ impl IssuerRow {
 }
 
 #[derive(sqlx::FromRow)]
+struct ReceiverRow {
+    id: String,
+    name: String,
+    created_at_ms: i64,
+}
+
+impl ReceiverRow {
+    fn into_receiver(self) -> Result<Receiver, StoreError> {
+        Ok(Receiver {
+            id: parse_id(&self.id, "receiver id")?,
+            name: self.name,
+            created_at_ms: self.created_at_ms,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct ClaimRow {
+    key: String,
+    request_sha256: Vec<u8>,
+    answer: Vec<u8>,
+    audit_index: Option<i64>,
+    created_at_ms: i64,
+}
+
+impl ClaimRow {
+    /// The key and its record.
+    fn into_claimed(self) -> Result<(String, Claimed), StoreError> {
+        let claimed = Claimed {
+            request_sha256: <[u8; 32]>::try_from(self.request_sha256.as_slice())
+                .map_err(|_| corrupt("idempotency request hash"))?,
+            answer: self.answer,
+            audit_index: self
+                .audit_index
+                .map(|i| u64::try_from(i).map_err(|_| corrupt("idempotency audit index")))
+                .transpose()?,
+            created_at_ms: self.created_at_ms,
+        };
+        Ok((self.key, claimed))
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct ReceiptRow {
+    id: String,
+    receiver_id: Option<String>,
+    issuer_id: Option<String>,
+    claims: Vec<u8>,
+    audit_index: Option<i64>,
+    created_at_ms: i64,
+}
+
+impl ReceiptRow {
+    fn into_record(self) -> Result<ReceiptRecord, StoreError> {
+        Ok(ReceiptRecord {
+            id: parse_id(&self.id, "receipt id")?,
+            receiver_id: self
+                .receiver_id
+                .map(|id| parse_id(&id, "receipt receiver id"))
+                .transpose()?,
+            issuer_id: self
+                .issuer_id
+                .map(|id| parse_id(&id, "receipt issuer id"))
+                .transpose()?,
+            claims: self.claims,
+            audit_index: self
+                .audit_index
+                .map(|i| u64::try_from(i).map_err(|_| corrupt("receipt audit index")))
+                .transpose()?,
+            created_at_ms: self.created_at_ms,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
 struct AgentRow {
     seq: i64,
     id: String,
@@ -892,6 +1448,8 @@ struct AgentRow {
     created_at_ms: i64,
     revoked_at_ms: Option<i64>,
     revoke_reason: Option<String>,
+    policy: Option<String>,
+    user_ref: Option<String>,
 }
 
 impl AgentRow {
@@ -916,6 +1474,8 @@ impl AgentRow {
             created_at_ms: self.created_at_ms,
             revoked_at_ms: self.revoked_at_ms,
             revoke_reason: self.revoke_reason,
+            policy: self.policy,
+            user: self.user_ref,
         })
     }
 }
@@ -1021,9 +1581,13 @@ fn db_err(e: sqlx::Error) -> StoreError {
 
 /// SQLite says `UNIQUE constraint failed: <table>.<column>`; say it in domain words.
 fn conflict_message(db: &dyn DatabaseError) -> &'static str {
-    const MESSAGES: [(&str, &str); 7] = [
+    const MESSAGES: [(&str, &str); 11] = [
         ("issuers.name", "issuer name is taken"),
         ("issuers.id", "issuer id already exists"),
+        ("receivers.name", "receiver name is taken"),
+        ("receivers.id", "receiver id already exists"),
+        ("receipts.id", "receipt id already exists"),
+        ("idempotency.receiver_id", "idempotency key already used"),
         ("api_keys.hash", "api key already exists"),
         ("agents.id", "agent id already exists"),
         ("tokens.jti", "token id already exists"),

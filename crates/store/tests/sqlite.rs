@@ -7,8 +7,8 @@ use bonafide_core::apikey::{ApiKey, KeyKind};
 use bonafide_core::ids::{AgentId, IssuerId, TokenId};
 use bonafide_store::conformance::audit_note;
 use bonafide_store::{
-    Agent, AgentStatus, Issuer, KeyState, SigningKeyRecord, SqliteStore, Store, StoreError,
-    TokenRecord,
+    Agent, AgentStatus, BudgetCharge, BudgetKey, Decided, DecisionItem, Issuer, KeyState,
+    SigningKeyRecord, SqliteStore, Store, StoreError, TokenRecord,
 };
 use tempfile::TempDir;
 
@@ -46,6 +46,8 @@ fn agent(issuer: &Issuer, n: u8) -> (Agent, TokenRecord) {
         created_at_ms: T0_MS,
         revoked_at_ms: None,
         revoke_reason: None,
+        policy: Some(r#"{"id":"pol_1","v":"pol.v0.2"}"#.to_owned()),
+        user: Some("did:example:bob".to_owned()),
     };
     let token = TokenRecord {
         jti: TokenId::from_random([n; 16]),
@@ -215,6 +217,59 @@ async fn a_corrupt_row_is_a_backend_error() {
         store.list_agents(&iss.id, None, 10).await,
         Err(StoreError::Backend(_))
     ));
+}
+
+#[tokio::test]
+async fn a_corrupt_budget_is_a_backend_error() {
+    let (store, _dir) = fresh().await;
+    let key = BudgetKey {
+        issuer_id: IssuerId::from_random([7; 16]),
+        policy_id: "pol_1".to_owned(),
+        period_key: "2023-11-14".to_owned(),
+        currency: "EUR".to_owned(),
+    };
+    let charge = |amount: &str| DecisionItem {
+        budget: Some(BudgetCharge {
+            key: key.clone(),
+            cap: "100".parse().unwrap(),
+        }),
+        idempotency: None,
+        decide: {
+            let amount = amount.parse().unwrap();
+            Box::new(move |_| {
+                Ok(Decided {
+                    audit: Some(audit_note()),
+                    receipt: None,
+                    charge: Some(amount),
+                    answer: Vec::new(),
+                })
+            })
+        },
+    };
+    store.record_decisions(vec![charge("1.50")]).await.unwrap();
+    assert_eq!(store.budget_spent(&key).await.unwrap().to_string(), "1.50");
+    let size = store.audit_size().await.unwrap();
+
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
+        "sqlite://{}",
+        store.path().display()
+    ))
+    .await
+    .unwrap();
+    sqlx::query("UPDATE budgets SET spent = '1.5 EUR'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.budget_spent(&key).await,
+        Err(StoreError::Backend(_))
+    ));
+    // The whole call fails and writes nothing: never a charge against a guess.
+    assert!(matches!(
+        store.record_decisions(vec![charge("1")]).await,
+        Err(StoreError::Backend(_))
+    ));
+    assert_eq!(store.audit_size().await.unwrap(), size);
 }
 
 #[tokio::test]
