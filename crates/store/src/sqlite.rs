@@ -49,6 +49,8 @@ const MAX_PAGE: u32 = 1000;
 const AUDIT_ROWS_PER_INSERT: usize = 256;
 /// Bound values per `IN (…)` list when reading stored hashes or ranges.
 const MAX_IN_LIST: usize = 512;
+/// Idempotency records deleted per purge transaction.
+const PURGE_CHUNK: i64 = 5_000;
 /// Largest range `audit_entries` reads at once, whatever the caller asks.
 const MAX_AUDIT_RANGE: u64 = 10_000;
 /// Receipt and idempotency rows per multi-row `INSERT` (6 bound values each).
@@ -761,15 +763,27 @@ impl Store for SqliteStore {
     }
 
     async fn purge_idempotency(&self, before_ms: i64) -> Result<u64, StoreError> {
-        let mut tx = self.write_tx().await?;
-        let deleted = sqlx::query("DELETE FROM idempotency WHERE created_at_ms < ?")
+        // In chunks, one short transaction each: the single writer is never held for
+        // long, so verifies keep committing while a day's records are purged.
+        let mut total = 0;
+        loop {
+            let mut tx = self.write_tx().await?;
+            let deleted = sqlx::query(
+                "DELETE FROM idempotency WHERE (receiver_id, key) IN \
+                 (SELECT receiver_id, key FROM idempotency WHERE created_at_ms < ? LIMIT ?)",
+            )
             .bind(before_ms)
+            .bind(PURGE_CHUNK)
             .execute(&mut *tx)
             .await
             .map_err(db_err)?
             .rows_affected();
-        tx.commit().await.map_err(db_err)?;
-        Ok(deleted)
+            tx.commit().await.map_err(db_err)?;
+            total += deleted;
+            if deleted < PURGE_CHUNK as u64 {
+                return Ok(total);
+            }
+        }
     }
 }
 

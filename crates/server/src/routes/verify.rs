@@ -542,7 +542,18 @@ pub async fn verify_post(
     let item = DecisionItem {
         budget,
         idempotency,
-        decide: Box::new(move |spent| inner.decided(spent, audited)),
+        // The store runs this inside the committer's transaction: a panic must not
+        // unwind through the committer (it would stop every later decision).
+        decide: Box::new(move |spent| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                inner.decided(spent, audited)
+            }))
+            .unwrap_or_else(|_| {
+                Err(bonafide_store::StoreError::Backend(
+                    "the decision panicked".into(),
+                ))
+            })
+        }),
     };
     match state.audit.decide(item).await? {
         DecisionOutcome::Recorded {
