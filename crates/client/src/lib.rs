@@ -327,6 +327,8 @@ impl OfflineVerifier {
     /// Verifies `token` at `now` (Unix seconds).
     pub fn verify(&self, token: &str, now: i64) -> Result<OfflineVerdict, TokenError> {
         let token = bonafide_core::token::verify(token, &self.keys, &self.opts, now)?;
+        // Pipeline step 7: a token whose `policy_hash` is not its policy's is invalid.
+        bonafide_core::token::policy_of(&token.claims)?;
         Ok(OfflineVerdict {
             token,
             revocation_checked: false,

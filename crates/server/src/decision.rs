@@ -221,7 +221,9 @@ impl Deciding {
         Some(BudgetCharge {
             key: BudgetKey {
                 issuer_id: self.issuer_id.clone()?,
-                policy_id: policy.id().to_owned(),
+                // One budget per policy: two policies that reuse an id (another cap,
+                // another zone) must not share, or charge against, one total.
+                policy_id: format!("{}#{}", policy.id(), policy.hash()),
                 period_key: window.key,
                 currency: limits.currency.code().to_owned(),
             },
@@ -268,6 +270,15 @@ impl Deciding {
         }
         let mut remaining = None;
         let mut charge = None;
+        if self.asked.action.is_none() && v.policy.is_some() {
+            // Deny by default: the policy grants named actions only, so a request that
+            // names none is within nothing it grants (its time window included).
+            reasons.push("POLICY_ACTION".to_owned());
+            messages.push(
+                "the token carries a consent policy, which grants named actions only: name the `action`"
+                    .to_owned(),
+            );
+        }
         if let Some(action) = &self.asked.action {
             match &v.policy {
                 None => {

@@ -194,3 +194,89 @@ async fn registration_judges_the_policy_bytes_as_sent_like_lint() {
     let (_, list) = h.call("GET", "/v1/agents", Some(&key), None).await;
     assert_eq!(list["agents"].as_array().unwrap().len(), 0, "{list}");
 }
+
+#[tokio::test]
+async fn a_policy_token_grants_nothing_without_a_named_action() {
+    // A strict policy whose window is 12 hours away: a request that names no action
+    // must not be `allowed` (it would otherwise skip the window and the action list).
+    let h = start().await;
+    let key = h.issuer("window.example").await;
+    let hour = (jiff::Timestamp::now().as_second().rem_euclid(86_400) / 3600 + 12) % 24;
+    let policy = json!({
+        "version": "pol.v0.2", "id": "pol_window", "actions": ["payments.send"],
+        "strict": true,
+        "constraints": {"time": {"tz": "UTC", "start": format!("{hour:02}:00"),
+                                 "end": format!("{:02}:00", (hour + 1) % 24)}}
+    });
+    let reg = h
+        .register(
+            &key,
+            json!({"name": "P", "scopes": ["read:x"], "policy": policy}),
+        )
+        .await;
+    let v = h
+        .verify(json!({"token": reg["token"], "scopes_requested": ["read:x"]}))
+        .await;
+    assert_eq!(v["valid"], true, "{v}");
+    assert_eq!(v["allowed"], false, "{v}");
+    assert_eq!(v["reasons"], json!(["POLICY_ACTION"]), "{v}");
+    let v = h
+        .verify(json!({"token": reg["token"], "action": "payments.send"}))
+        .await;
+    assert_eq!(v["reasons"], json!(["TIME_WINDOW"]), "{v}");
+}
+
+#[tokio::test]
+async fn two_policies_that_reuse_an_id_do_not_share_a_budget() {
+    let h = start().await;
+    let key = h.issuer("reuse.example").await;
+    let (_, rcv) = h
+        .call(
+            "POST",
+            "/v1/receivers",
+            Some(&h.admin),
+            Some(json!({"name": "shop"})),
+        )
+        .await;
+    let rcv = rcv["api_key"].as_str().unwrap().to_owned();
+    let with_cap = |cap: &str| {
+        json!({
+            "version": "pol.v0.2", "id": "pol_same", "actions": ["payments.send"],
+            "limits": {"per_period": {"amount": cap, "currency": "USD", "period": "month"}}
+        })
+    };
+    let small = h
+        .register(
+            &key,
+            json!({"name": "S", "scopes": ["read:x"], "policy": with_cap("10.00")}),
+        )
+        .await;
+    let big = h
+        .register(
+            &key,
+            json!({"name": "B", "scopes": ["read:x"], "policy": with_cap("1000.00")}),
+        )
+        .await;
+    let spend = |token: &Value, amount: &str| json!({"token": token, "action": "payments.send", "amount": amount, "currency": "USD"});
+    let (_, v) = h
+        .call(
+            "POST",
+            "/v1/verify",
+            Some(&rcv),
+            Some(spend(&big["token"], "500.00")),
+        )
+        .await;
+    assert_eq!(v["allowed"], true, "{v}");
+    assert_eq!(v["remaining"]["amount"], "500.00", "{v}");
+    // The small policy's budget is untouched by the big one's spending.
+    let (_, v) = h
+        .call(
+            "POST",
+            "/v1/verify",
+            Some(&rcv),
+            Some(spend(&small["token"], "4.00")),
+        )
+        .await;
+    assert_eq!(v["allowed"], true, "{v}");
+    assert_eq!(v["remaining"]["amount"], "6.00", "{v}");
+}

@@ -25,8 +25,8 @@ pub struct ReceiptView {
     pub receipt: ReceiptClaims,
 }
 
-/// A receipt, for the receiver that asked for the decision (with its key), the issuer
-/// of the agent concerned, or an admin. Anyone else gets 404, as for a missing one.
+/// A receipt, for the receiver that asked for the decision (with its key) or the issuer
+/// of the agent concerned. Anyone else gets 404, as for a missing one.
 #[utoipa::path(get, path = "/v1/receipts/{id}", tag = "receiver",
     params(("id" = String, Path, description = "`rcp_…`")),
     security(("api_key" = [])),
@@ -43,7 +43,9 @@ pub async fn get(
         .await?
         .ok_or_else(|| ApiError::not_found("receipt"))?;
     let readable = match &caller {
-        Caller::Admin => true,
+        // The rule: the receiver that asked and the agent's issuer, nobody
+        // else (an admin reads the decision in the audit log instead).
+        Caller::Admin => false,
         Caller::Issuer(issuer) => record.issuer_id.as_ref() == Some(issuer),
         Caller::Receiver(receiver) => record
             .receiver_id

@@ -28,6 +28,18 @@ use crate::routes::random16;
 use crate::state::AppState;
 use crate::time::{now_ms, rfc3339_ms, rfc3339_s};
 
+/// Every reason a single decision can give at once, for sizing its audit entry.
+const WORST_CASE_REASONS: [&str; 8] = [
+    "SCOPE_NOT_GRANTED",
+    "POLICY_ACTION",
+    "POLICY_RESOURCE",
+    "TIME_WINDOW",
+    "AMOUNT_REQUIRED",
+    "CURRENCY_MISMATCH",
+    "LIMIT_PER_TXN",
+    "LIMIT_PER_PERIOD",
+];
+
 /// Most scopes one verify may ask about.
 const MAX_SCOPES_REQUESTED: usize = 64;
 
@@ -435,7 +447,11 @@ async fn check_for_decision(
     {
         return Err(invalid_field(
             "AMOUNT_NOT_ALLOWED",
-            "this token's consent policy has no `limits`, so it grants no spending: send no `amount`",
+            if v.policy.is_none() {
+                "this token carries no consent policy, so it grants no spending: send no `amount`"
+            } else {
+                "this token's consent policy has no `limits`, so it grants no spending: send no `amount`"
+            },
         ));
     }
     let subject = match &checked {
@@ -530,7 +546,10 @@ pub async fn verify_post(
     }
     if audited {
         // Fail here, with a clear 422, rather than inside the store's transaction.
-        let probe = deciding.audit_entry(&deciding.outcome(None));
+        // Sized for the longest reasons list a decision can have (the real one is
+        // only known inside the transaction, once the budget is read).
+        let mut probe = deciding.audit_entry(&deciding.outcome(None));
+        probe.reasons = WORST_CASE_REASONS.iter().map(|r| (*r).to_owned()).collect();
         crate::audit::record(&probe, None, None).map_err(|e| {
             ApiError::invalid(format!(
                 "this request cannot be audited: {e}; send fewer or shorter `scopes_requested`, or a shorter audience, resource or idempotency key"
