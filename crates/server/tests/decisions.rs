@@ -1809,6 +1809,7 @@ async fn a_receipt_binds_the_request_as_sent() {
     let a = agent(&h, &key, "Shopper", Some(shop_policy("pol_sent"))).await;
     let keys = jwks(&api).await;
     let mut mismatches = Vec::new();
+    let (mut decided, mut refused) = (0, 0);
     for (kind, id) in [
         ("account", "acct/12"),
         ("account", "acct/12 "),
@@ -1822,9 +1823,15 @@ async fn a_receipt_binds_the_request_as_sent() {
             .send("POST", "/v1/verify", Some(&rcv), Some(bytes.clone()))
             .await;
         if r.status == StatusCode::UNPROCESSABLE_ENTITY {
+            // Only a type outside the name pattern is refused outright.
+            assert_eq!(kind, "account ", "{id:?}: {}", r.body);
+            refused += 1;
             continue;
         }
         let v = r.ok();
+        decided += 1;
+        // Decided as written: a padded id is not the granted `acct/12`.
+        assert_eq!(v["allowed"], id == "acct/12", "{id:?}: {v}");
         let claims = check_receipt(&api, &keys, &v, Some(&rcv)).await;
         let as_sent = RequestFacts::from_request_json(&bytes)
             .unwrap()
@@ -1836,6 +1843,7 @@ async fn a_receipt_binds_the_request_as_sent() {
             ));
         }
     }
+    assert_eq!((decided, refused), (3, 1));
     assert!(
         mismatches.is_empty(),
         "receipts that do not match the request as sent:\n{}",
