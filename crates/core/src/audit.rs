@@ -73,6 +73,12 @@ pub enum EventType {
     /// A receiver (an API that verifies with a key) was created (admin).
     #[serde(rename = "receiver.created")]
     ReceiverCreated,
+    /// An agent was suspended: its tokens stop verifying until it is reactivated.
+    #[serde(rename = "agent.suspended")]
+    AgentSuspended,
+    /// A suspended agent was reactivated: its tokens verify again.
+    #[serde(rename = "agent.reactivated")]
+    AgentReactivated,
 }
 
 impl EventType {
@@ -89,6 +95,8 @@ impl EventType {
             EventType::KeyRevoked => "key.revoked",
             EventType::Verify => "verify",
             EventType::ReceiverCreated => "receiver.created",
+            EventType::AgentSuspended => "agent.suspended",
+            EventType::AgentReactivated => "agent.reactivated",
         }
     }
 }
@@ -323,6 +331,22 @@ mod tests {
         let mut e = sample();
         e.note = Some("x".repeat(MAX_ENTRY_BYTES));
         assert!(matches!(e.to_canonical(), Err(AuditError::TooLarge(_))));
+    }
+
+    #[test]
+    fn event_names_match_their_serde_form() {
+        for event in [
+            EventType::AgentRevoked,
+            EventType::AgentSuspended,
+            EventType::AgentReactivated,
+        ] {
+            assert_eq!(
+                serde_json::to_value(event).unwrap(),
+                serde_json::Value::from(event.as_str())
+            );
+        }
+        assert_eq!(EventType::AgentSuspended.as_str(), "agent.suspended");
+        assert_eq!(EventType::AgentReactivated.as_str(), "agent.reactivated");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Agent tokens: `typ agent+jwt` JWTs (RFC 7519) with the claims of DESIGN.md, and
-//! the verification pipeline (steps 1–4; revocation is the caller's step 5).
+//! the verification pipeline (steps 1–4; revocation and suspension are the caller's
+//! step 5).
 //!
 //! An [`UnverifiedToken`] cannot be read; only [`verify`] turns token text into a
 //! [`VerifiedToken`]. Errors are [`TokenError`] values whose [`TokenError::code`] is the
@@ -61,6 +62,9 @@ pub enum ErrorCode {
     AudienceMismatch,
     /// `iss` is not an issuer this verifier knows.
     IssuerUnknown,
+    /// The agent is suspended by its issuer; its tokens verify again once it is
+    /// reactivated (unlike [`ErrorCode::TokenRevoked`], which is permanent).
+    AgentSuspended,
 }
 
 impl ErrorCode {
@@ -73,6 +77,7 @@ impl ErrorCode {
             ErrorCode::TokenRevoked => "TOKEN_REVOKED",
             ErrorCode::AudienceMismatch => "AUDIENCE_MISMATCH",
             ErrorCode::IssuerUnknown => "ISSUER_UNKNOWN",
+            ErrorCode::AgentSuspended => "AGENT_SUSPENDED",
         }
     }
 }
@@ -163,6 +168,10 @@ pub enum TokenError {
     /// Revoked (decided by the caller's status check).
     #[error("token has been revoked")]
     Revoked(Revoked),
+    /// The agent is suspended (decided by the caller's status check, after
+    /// revocation: a revoked agent's token is [`TokenError::Revoked`]).
+    #[error("agent is suspended by its issuer")]
+    Suspended,
 }
 
 impl TokenError {
@@ -174,6 +183,7 @@ impl TokenError {
             TokenError::AudienceMismatch(_) => ErrorCode::AudienceMismatch,
             TokenError::IssuerUnknown(_) => ErrorCode::IssuerUnknown,
             TokenError::Revoked(_) => ErrorCode::TokenRevoked,
+            TokenError::Suspended => ErrorCode::AgentSuspended,
             _ => ErrorCode::TokenInvalid,
         }
     }
@@ -564,4 +574,24 @@ fn check_times(claims: &AgentClaims, leeway: i64, now: i64) -> Result<(), TokenE
 pub fn sign(key: &SigningKey, claims: &AgentClaims) -> Result<String, KeyError> {
     let payload = serde_json::to_vec(claims).map_err(|_| KeyError::Sign)?;
     jws::sign_compact(key, AGENT_TOKEN_TYP, &payload)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_errors_have_their_own_wire_codes() {
+        assert_eq!(TokenError::Suspended.code(), ErrorCode::AgentSuspended);
+        assert_eq!(TokenError::Suspended.code().as_str(), "AGENT_SUSPENDED");
+        assert_eq!(
+            TokenError::Revoked(Revoked::Agent).code().as_str(),
+            "TOKEN_REVOKED"
+        );
+        // The serde form is the wire form.
+        assert_eq!(
+            serde_json::to_value(ErrorCode::AgentSuspended).unwrap(),
+            serde_json::Value::from("AGENT_SUSPENDED")
+        );
+    }
 }

@@ -51,7 +51,8 @@ pub struct Config {
     pub default_token_ttl_s: i64,
     /// Longest token lifetime an issuer may ask for, seconds. Default 30 days.
     pub max_token_ttl_s: i64,
-    /// How often signing keys and revocations are re-read from the store. Default 5 s.
+    /// How often signing keys, revocations and suspensions are re-read from the store.
+    /// Default 5 s.
     pub key_refresh: Duration,
     /// Write every verify decision to the audit log (and answer only once it is
     /// durable). Default on; off exists to measure what the log costs. State changes
@@ -204,6 +205,9 @@ async fn refresh_keys(state: Arc<AppState>) {
         if let Err(e) = state.refresh_revocations().await {
             tracing::warn!(error = %e, "could not refresh revocations");
         }
+        if let Err(e) = state.refresh_suspensions().await {
+            tracing::warn!(error = %e, "could not refresh suspensions");
+        }
     }
 }
 
@@ -225,6 +229,11 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(routes::agents::issue_token),
         )
         .route("/v1/agents/{id}/revoke", post(routes::agents::revoke))
+        .route("/v1/agents/{id}/suspend", post(routes::agents::suspend))
+        .route(
+            "/v1/agents/{id}/reactivate",
+            post(routes::agents::reactivate),
+        )
         .route("/v1/tokens/revoke", post(routes::agents::revoke_token))
         .route("/v1/verify", post(routes::verify::verify_post))
         // A wildcard, so tokens with odd bytes (`/`) still get `valid:false`.

@@ -13,7 +13,7 @@ use crate::routes::{admin, agents, audit, meta, policies, receipts, verify};
     paths(
         admin::create_issuer, admin::create_receiver, admin::rotate_keys,
         policies::lint,
-        agents::register, agents::list, agents::get, agents::issue_token, agents::revoke, agents::revoke_token,
+        agents::register, agents::list, agents::get, agents::issue_token, agents::revoke, agents::suspend, agents::reactivate, agents::revoke_token,
         verify::verify_get, verify::verify_post, verify::simulate, verify::introspect, receipts::get,
         audit::checkpoint, audit::entries, audit::inclusion, audit::consistency, audit::bundle, audit::tile,
         meta::jwks, meta::public_key_pem, meta::configuration, meta::scopes, meta::health, meta::healthz, meta::openapi,

@@ -1,5 +1,6 @@
 //! Shared server state: the store (source of truth) and the in-memory hot path
-//! (signing keys and the revocation sets) that every verify reads without I/O.
+//! (signing keys, the revocation sets and the suspended agents) that every verify
+//! reads without I/O.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
@@ -10,7 +11,9 @@ use bonafide_core::ids::{AgentId, IssuerId, TokenId};
 use bonafide_core::keys::{Algorithm, SigningKey, VerifyingKey};
 use bonafide_core::policy::Policy;
 use bonafide_core::token::{self, AgentClaims, KeySet, TokenError, VerifyOptions};
-use bonafide_store::{KeyState, ReceiptKeyRecord, SigningKeyRecord, Store, StoreError};
+use bonafide_store::{
+    Agent, AgentStatus, KeyState, ReceiptKeyRecord, SigningKeyRecord, Store, StoreError,
+};
 
 use crate::Config;
 use crate::audit::{AuditLog, AuditLogError};
@@ -108,6 +111,39 @@ pub enum Revoked {
     Token(TokenId),
 }
 
+/// Serialises every change of the in-memory suspended set: hold it across a store
+/// write that suspends or reactivates and the mirroring of its result
+/// ([`SuspensionWrite::mirror`]). A refresh holds it across its store read and the
+/// replace, so it can never overwrite a newer change with its older snapshot.
+#[derive(Debug)]
+pub struct SuspensionWrite<'a> {
+    state: &'a AppState,
+    _serial: tokio::sync::MutexGuard<'a, ()>,
+}
+
+impl SuspensionWrite<'_> {
+    /// Mirrors an agent's suspension as the store has just committed it: in the set
+    /// if `agent` is suspended, out of it otherwise.
+    ///
+    /// INVARIANT: call only after the store committed, and before answering, so the
+    /// next verify anywhere in this process sees the change.
+    pub fn mirror(&self, agent: &Agent) {
+        let current = self.state.suspended.load();
+        let suspended = agent.status == AgentStatus::Suspended;
+        if current.contains(&agent.id) == suspended {
+            return;
+        }
+        let mut next = HashSet::clone(&current);
+        if suspended {
+            next.insert(agent.id.clone());
+        } else {
+            next.remove(&agent.id);
+        }
+        // Writers hold the mutex, so nothing changed since the load.
+        self.state.suspended.store(Arc::new(next));
+    }
+}
+
 /// State shared by every handler.
 #[derive(Debug)]
 pub struct AppState {
@@ -121,6 +157,12 @@ pub struct AppState {
     pub keys: ArcSwap<KeyRing>,
     /// Revocations; written after the store commits, read by every verify.
     pub revoked: RwLock<RevokedSet>,
+    /// Agents suspended now; swapped whole (suspensions are rare, verifies read it
+    /// without a lock). Unlike `revoked` it also shrinks: reactivations remove agents
+    /// and every refresh replaces it from the store.
+    suspended: ArcSwap<HashSet<AgentId>>,
+    /// See [`SuspensionWrite`].
+    suspension_writes: tokio::sync::Mutex<()>,
     /// Verification settings without an audience, built once (hot path).
     base_options: VerifyOptions,
     /// `did:web:<host>:agents:`, built once (hot path).
@@ -178,6 +220,7 @@ impl AppState {
             agents: revocations.agents.into_iter().collect(),
             tokens: revocations.tokens.into_iter().collect(),
         };
+        let suspended: HashSet<AgentId> = store.suspended_agents().await?.into_iter().collect();
         let mut base_options = VerifyOptions::for_issuer(config.public_url.clone());
         base_options.leeway_secs = config.leeway_secs;
         base_options.max_token_bytes = config.max_token_bytes;
@@ -189,6 +232,8 @@ impl AppState {
             config,
             keys: ArcSwap::from_pointee(ring),
             revoked: RwLock::new(revoked),
+            suspended: ArcSwap::from_pointee(suspended),
+            suspension_writes: tokio::sync::Mutex::new(()),
             base_options,
             did_prefix,
             refresh_lock: tokio::sync::Mutex::new(()),
@@ -324,6 +369,34 @@ impl AppState {
         set.agents.extend(all.agents);
         set.tokens.extend(all.tokens);
         Ok(())
+    }
+
+    /// Starts a change of an agent's suspension (see [`SuspensionWrite`]); waits for
+    /// any other change or refresh of the suspended set to finish.
+    pub async fn suspensions(&self) -> SuspensionWrite<'_> {
+        SuspensionWrite {
+            state: self,
+            _serial: self.suspension_writes.lock().await,
+        }
+    }
+
+    /// Replaces the suspended set with the store's: suspensions and reactivations
+    /// another process committed arrive within one refresh period. Suspension is
+    /// reversible, so merging (as for revocations) would keep ended suspensions.
+    pub async fn refresh_suspensions(&self) -> Result<(), StoreError> {
+        let _serial = self.suspension_writes.lock().await;
+        let all: HashSet<AgentId> = self.store.suspended_agents().await?.into_iter().collect();
+        if **self.suspended.load() != all {
+            self.suspended.store(Arc::new(all));
+        }
+        Ok(())
+    }
+
+    /// True if the agent is suspended (checked after revocation: a revoked agent's
+    /// tokens are revoked, whatever else).
+    pub fn is_suspended(&self, agent: &AgentId) -> bool {
+        let set = self.suspended.load();
+        !set.is_empty() && set.contains(agent)
     }
 
     /// True if the token or its agent is revoked.

@@ -482,6 +482,27 @@ impl Store for CountingStore {
     ) -> StoreResult<Agent> {
         self.inner.revoke_agent(i, id, reason, t, a).await
     }
+    async fn suspend_agent(
+        &self,
+        i: &IssuerId,
+        id: &AgentId,
+        reason: Option<&str>,
+        t: i64,
+        a: &AuditRecord,
+    ) -> StoreResult<Agent> {
+        self.inner.suspend_agent(i, id, reason, t, a).await
+    }
+    async fn reactivate_agent(
+        &self,
+        i: &IssuerId,
+        id: &AgentId,
+        a: &AuditRecord,
+    ) -> StoreResult<Agent> {
+        self.inner.reactivate_agent(i, id, a).await
+    }
+    async fn suspended_agents(&self) -> StoreResult<Vec<AgentId>> {
+        self.inner.suspended_agents().await
+    }
     async fn record_token(&self, t: &TokenRecord, a: &AuditRecord) -> StoreResult<()> {
         self.inner.record_token(t, a).await
     }

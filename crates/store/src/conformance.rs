@@ -64,6 +64,14 @@ macro_rules! conformance_tests {
             revoke_agent_revokes_its_tokens,
             revoke_agent_twice_keeps_first_revocation,
             revoke_agent_of_another_issuer_is_not_found,
+            suspend_and_reactivate_agent,
+            suspend_agent_twice_keeps_first_suspension,
+            reactivate_agent_not_suspended_changes_nothing,
+            suspend_or_reactivate_revoked_agent_conflicts,
+            revoke_agent_ends_its_suspension,
+            suspend_agent_of_another_issuer_is_not_found,
+            suspended_agents_lists_exactly_the_suspended,
+            concurrent_suspend_agent_appends_once,
             revoke_token_keeps_first_time,
             revoke_token_unknown_or_foreign_is_not_found,
             record_token_for_unknown_agent_is_not_found,
@@ -222,6 +230,8 @@ fn new_agent(issuer: &IssuerId, created_at_ms: i64) -> Agent {
                 .to_owned(),
         ),
         user: Some("did:example:alice".to_owned()),
+        suspended_at_ms: None,
+        suspend_reason: None,
     }
 }
 
@@ -734,6 +744,301 @@ pub async fn revoke_agent_of_another_issuer_is_not_found(store: Arc<dyn Store>) 
     let token = store.token(&token.jti).await.unwrap().unwrap();
     assert_eq!(token.revoked_at_ms, None);
     assert_eq!(store.revocations().await.unwrap(), Revocations::default());
+}
+
+/// Suspending sets the status, time and reason (read back by `agent` and
+/// `list_agents`) and revokes nothing; reactivating clears them; an agent can be
+/// suspended again after that. Each change appends exactly one audit record.
+pub async fn suspend_and_reactivate_agent(store: Arc<dyn Store>) {
+    let (issuer, _) = issuer(&*store).await;
+    let (agent, token) = agent(&*store, &issuer.id).await;
+    let size = store.audit_size().await.unwrap();
+
+    let at = T0_MS + 5_000;
+    let suspended = store
+        .suspend_agent(&issuer.id, &agent.id, Some("odd trades"), at, &audit_note())
+        .await
+        .unwrap();
+    let expected = Agent {
+        status: AgentStatus::Suspended,
+        suspended_at_ms: Some(at),
+        suspend_reason: Some("odd trades".to_owned()),
+        ..agent.clone()
+    };
+    assert_eq!(suspended, expected);
+    assert_eq!(
+        store.agent(&agent.id).await.unwrap(),
+        Some(expected.clone())
+    );
+    let page = store.list_agents(&issuer.id, None, 10).await.unwrap();
+    assert_eq!(page.items, [expected]);
+    assert_eq!(store.audit_size().await.unwrap(), size + 1);
+    // Suspension is not revocation: no token is revoked, the agent is not listed.
+    assert_eq!(store.revocations().await.unwrap(), Revocations::default());
+    assert_eq!(store.token(&token.jti).await.unwrap(), Some(token.clone()));
+    assert_eq!(
+        store.suspended_agents().await.unwrap(),
+        std::slice::from_ref(&agent.id)
+    );
+
+    let reactivated = store
+        .reactivate_agent(&issuer.id, &agent.id, &audit_note())
+        .await
+        .unwrap();
+    assert_eq!(reactivated, agent);
+    assert_eq!(store.agent(&agent.id).await.unwrap(), Some(agent.clone()));
+    assert_eq!(store.audit_size().await.unwrap(), size + 2);
+    assert_eq!(store.suspended_agents().await.unwrap(), []);
+    assert_eq!(store.token(&token.jti).await.unwrap(), Some(token));
+
+    // Reversible as often as the issuer likes; a new suspension has its own time, and
+    // no reason when none is given.
+    let again = store
+        .suspend_agent(&issuer.id, &agent.id, None, at + 1, &audit_note())
+        .await
+        .unwrap();
+    assert_eq!(again.status, AgentStatus::Suspended);
+    assert_eq!(again.suspended_at_ms, Some(at + 1));
+    assert_eq!(again.suspend_reason, None);
+    assert_eq!(store.audit_size().await.unwrap(), size + 3);
+}
+
+/// A second suspension changes nothing, returns the first one and appends nothing.
+pub async fn suspend_agent_twice_keeps_first_suspension(store: Arc<dyn Store>) {
+    let (issuer, _) = issuer(&*store).await;
+    let (agent, _) = agent(&*store, &issuer.id).await;
+    let first = store
+        .suspend_agent(
+            &issuer.id,
+            &agent.id,
+            Some("first"),
+            T0_MS + 1,
+            &audit_note(),
+        )
+        .await
+        .unwrap();
+    let size = store.audit_size().await.unwrap();
+    for reason in [Some("second"), None] {
+        let again = store
+            .suspend_agent(&issuer.id, &agent.id, reason, T0_MS + 2, &audit_note())
+            .await
+            .unwrap();
+        assert_eq!(again, first);
+    }
+    assert_eq!(first.suspended_at_ms, Some(T0_MS + 1));
+    assert_eq!(first.suspend_reason.as_deref(), Some("first"));
+    assert_eq!(store.agent(&agent.id).await.unwrap(), Some(first));
+    assert_eq!(
+        store.audit_size().await.unwrap(),
+        size,
+        "suspending a suspended agent appends nothing"
+    );
+}
+
+/// Reactivating an agent that is not suspended returns it unchanged and appends
+/// nothing, also right after a reactivation.
+pub async fn reactivate_agent_not_suspended_changes_nothing(store: Arc<dyn Store>) {
+    let (issuer, _) = issuer(&*store).await;
+    let (agent, _) = agent(&*store, &issuer.id).await;
+    let size = store.audit_size().await.unwrap();
+    let same = store
+        .reactivate_agent(&issuer.id, &agent.id, &audit_note())
+        .await
+        .unwrap();
+    assert_eq!(same, agent);
+    assert_eq!(store.audit_size().await.unwrap(), size);
+
+    store
+        .suspend_agent(&issuer.id, &agent.id, None, T0_MS + 1, &audit_note())
+        .await
+        .unwrap();
+    store
+        .reactivate_agent(&issuer.id, &agent.id, &audit_note())
+        .await
+        .unwrap();
+    let size = store.audit_size().await.unwrap();
+    let same = store
+        .reactivate_agent(&issuer.id, &agent.id, &audit_note())
+        .await
+        .unwrap();
+    assert_eq!(same, agent);
+    assert_eq!(store.audit_size().await.unwrap(), size);
+}
+
+/// A revoked agent can be neither suspended nor reactivated (`Conflict`): revocation
+/// is permanent. Nothing changes and nothing is appended.
+pub async fn suspend_or_reactivate_revoked_agent_conflicts(store: Arc<dyn Store>) {
+    let (issuer, _) = issuer(&*store).await;
+    let (agent, _) = agent(&*store, &issuer.id).await;
+    let revoked = store
+        .revoke_agent(
+            &issuer.id,
+            &agent.id,
+            Some("gone"),
+            T0_MS + 1,
+            &audit_note(),
+        )
+        .await
+        .unwrap();
+    let size = store.audit_size().await.unwrap();
+    let err = store
+        .suspend_agent(&issuer.id, &agent.id, Some("x"), T0_MS + 2, &audit_note())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    let err = store
+        .reactivate_agent(&issuer.id, &agent.id, &audit_note())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(store.agent(&agent.id).await.unwrap(), Some(revoked));
+    assert_eq!(store.audit_size().await.unwrap(), size);
+    assert_eq!(store.suspended_agents().await.unwrap(), []);
+    assert_eq!(
+        store.revocations().await.unwrap().agents,
+        std::slice::from_ref(&agent.id)
+    );
+}
+
+/// Revoking a suspended agent revokes it (and its tokens) and ends the suspension.
+pub async fn revoke_agent_ends_its_suspension(store: Arc<dyn Store>) {
+    let (issuer, _) = issuer(&*store).await;
+    let (agent, token) = agent(&*store, &issuer.id).await;
+    store
+        .suspend_agent(
+            &issuer.id,
+            &agent.id,
+            Some("look"),
+            T0_MS + 1,
+            &audit_note(),
+        )
+        .await
+        .unwrap();
+    let size = store.audit_size().await.unwrap();
+    let revoked = store
+        .revoke_agent(&issuer.id, &agent.id, Some("bad"), T0_MS + 2, &audit_note())
+        .await
+        .unwrap();
+    let expected = Agent {
+        status: AgentStatus::Revoked,
+        revoked_at_ms: Some(T0_MS + 2),
+        revoke_reason: Some("bad".to_owned()),
+        ..agent.clone()
+    };
+    assert_eq!(revoked, expected);
+    assert_eq!(store.agent(&agent.id).await.unwrap(), Some(expected));
+    assert_eq!(store.audit_size().await.unwrap(), size + 1);
+    assert_eq!(store.suspended_agents().await.unwrap(), []);
+    let revocations = store.revocations().await.unwrap();
+    assert_eq!(revocations.agents, [agent.id]);
+    assert_eq!(revocations.tokens, [token.jti]);
+}
+
+/// Another issuer's agent, or no agent at all, is `NotFound` for both calls; nothing
+/// changes and nothing is appended.
+pub async fn suspend_agent_of_another_issuer_is_not_found(store: Arc<dyn Store>) {
+    let (owner, _) = issuer(&*store).await;
+    let (other, _) = issuer(&*store).await;
+    let (agent, _) = agent(&*store, &owner.id).await;
+    let (held, _) = self::agent(&*store, &owner.id).await;
+    let held = store
+        .suspend_agent(&owner.id, &held.id, None, T0_MS, &audit_note())
+        .await
+        .unwrap();
+    let size = store.audit_size().await.unwrap();
+    let ghost = AgentId::from_random(unique());
+    for (issuer, id) in [(&other.id, &agent.id), (&owner.id, &ghost)] {
+        assert_eq!(
+            store
+                .suspend_agent(issuer, id, Some("hostile"), T0_MS, &audit_note())
+                .await,
+            Err(StoreError::NotFound)
+        );
+        assert_eq!(
+            store.reactivate_agent(issuer, id, &audit_note()).await,
+            Err(StoreError::NotFound)
+        );
+    }
+    // Nor can another issuer end a suspension.
+    assert_eq!(
+        store
+            .reactivate_agent(&other.id, &held.id, &audit_note())
+            .await,
+        Err(StoreError::NotFound)
+    );
+    assert_eq!(store.agent(&agent.id).await.unwrap(), Some(agent));
+    assert_eq!(store.agent(&held.id).await.unwrap(), Some(held.clone()));
+    assert_eq!(store.audit_size().await.unwrap(), size);
+    assert_eq!(store.suspended_agents().await.unwrap(), [held.id]);
+}
+
+/// `suspended_agents` (what the server mirrors in memory) is empty on a fresh store
+/// and lists exactly the agents suspended now, whatever their issuer: not reactivated
+/// ones, not revoked ones, not active ones.
+pub async fn suspended_agents_lists_exactly_the_suspended(store: Arc<dyn Store>) {
+    assert_eq!(store.suspended_agents().await.unwrap(), []);
+    let (a, _) = issuer(&*store).await;
+    let (b, _) = issuer(&*store).await;
+    let (held_a, _) = agent(&*store, &a.id).await;
+    let (held_b, _) = agent(&*store, &b.id).await;
+    let (released, _) = agent(&*store, &a.id).await;
+    let (revoked, _) = agent(&*store, &a.id).await;
+    let (active, _) = agent(&*store, &b.id).await;
+    for (issuer, id) in [
+        (&a.id, &held_a.id),
+        (&b.id, &held_b.id),
+        (&a.id, &released.id),
+        (&a.id, &revoked.id),
+    ] {
+        store
+            .suspend_agent(issuer, id, None, T0_MS, &audit_note())
+            .await
+            .unwrap();
+    }
+    store
+        .reactivate_agent(&a.id, &released.id, &audit_note())
+        .await
+        .unwrap();
+    store
+        .revoke_agent(&a.id, &revoked.id, None, T0_MS + 1, &audit_note())
+        .await
+        .unwrap();
+
+    let listed: HashSet<_> = store
+        .suspended_agents()
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(listed, HashSet::from([held_a.id, held_b.id]));
+    assert!(!listed.contains(&active.id));
+    assert_eq!(store.revocations().await.unwrap().agents, [revoked.id]);
+}
+
+/// Ten suspensions of one agent at once: one wins, all ten report it, one record.
+pub async fn concurrent_suspend_agent_appends_once(store: Arc<dyn Store>) {
+    let (issuer, _) = issuer(&*store).await;
+    let (agent, _) = agent(&*store, &issuer.id).await;
+    let size = store.audit_size().await.unwrap();
+    let mut tasks = JoinSet::new();
+    for i in 0..10 {
+        let store = Arc::clone(&store);
+        let (issuer, id) = (issuer.id.clone(), agent.id.clone());
+        tasks.spawn(async move {
+            let reason = format!("reason {i}");
+            store
+                .suspend_agent(&issuer, &id, Some(&reason), T0_MS + i, &audit_note())
+                .await
+        });
+    }
+    let mut results = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        results.push(joined.unwrap().unwrap());
+    }
+    let stored = store.agent(&agent.id).await.unwrap().unwrap();
+    assert_eq!(stored.status, AgentStatus::Suspended);
+    assert!(results.iter().all(|r| *r == stored), "{results:#?}");
+    assert_eq!(store.audit_size().await.unwrap(), size + 1);
 }
 
 // ---- tokens

@@ -62,19 +62,25 @@ pub struct Issuer {
 }
 
 /// Lifecycle state of an agent.
+///
+/// Active ⇄ suspended, any time, as often as the issuer likes; either → revoked, once
+/// and for good (a revoked agent cannot be suspended or reactivated).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AgentStatus {
     /// Tokens verify.
     Active,
+    /// Suspended by its issuer: no token verifies until it is reactivated.
+    Suspended,
     /// Permanently revoked: no token of this agent verifies again.
     Revoked,
 }
 
 impl AgentStatus {
-    /// Wire and storage form.
+    /// Wire form (`active`, `suspended`, `revoked`).
     pub fn as_str(self) -> &'static str {
         match self {
             AgentStatus::Active => "active",
+            AgentStatus::Suspended => "suspended",
             AgentStatus::Revoked => "revoked",
         }
     }
@@ -97,7 +103,7 @@ pub struct Agent {
     pub audience: Option<Vec<String>>,
     /// Lifetime of tokens issued for it, in seconds.
     pub token_ttl_s: i64,
-    /// Active or revoked.
+    /// Active, suspended or revoked.
     pub status: AgentStatus,
     /// Registration time.
     pub created_at_ms: i64,
@@ -105,6 +111,10 @@ pub struct Agent {
     pub revoked_at_ms: Option<i64>,
     /// Why revoked, as the issuer said.
     pub revoke_reason: Option<String>,
+    /// When suspended; set exactly while `status` is [`AgentStatus::Suspended`].
+    pub suspended_at_ms: Option<i64>,
+    /// Why suspended, as the issuer said; only while suspended.
+    pub suspend_reason: Option<String>,
     /// Consent policy (`pol.v0.2`) its tokens carry: RFC 8785 canonical JSON text.
     pub policy: Option<String>,
     /// On whose behalf it acts (`user` claim): a DID, an email or an opaque id.
@@ -463,7 +473,8 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     ) -> Result<Page<Agent>, StoreError>;
     /// Revokes an agent of this issuer and every token it has. `NotFound` if the agent
     /// does not exist or is another issuer's. Revoking twice returns the first
-    /// revocation unchanged.
+    /// revocation unchanged. Revoking a suspended agent ends its suspension: it is
+    /// revoked, and no longer suspended.
     async fn revoke_agent(
         &self,
         issuer: &IssuerId,
@@ -472,6 +483,32 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         now_ms: i64,
         audit: &AuditRecord,
     ) -> Result<Agent, StoreError>;
+    /// Suspends an agent of this issuer: its tokens stop verifying until
+    /// [`Store::reactivate_agent`]. `NotFound` if the agent does not exist or is
+    /// another issuer's; `Conflict` if it is revoked (revocation is permanent).
+    /// Suspending a suspended agent returns it unchanged (first time and reason kept)
+    /// and appends nothing.
+    async fn suspend_agent(
+        &self,
+        issuer: &IssuerId,
+        id: &AgentId,
+        reason: Option<&str>,
+        now_ms: i64,
+        audit: &AuditRecord,
+    ) -> Result<Agent, StoreError>;
+    /// Ends the suspension of an agent of this issuer. `NotFound` as for
+    /// [`Store::suspend_agent`]; `Conflict` if it is revoked. Reactivating an agent
+    /// that is not suspended returns it unchanged and appends nothing.
+    async fn reactivate_agent(
+        &self,
+        issuer: &IssuerId,
+        id: &AgentId,
+        audit: &AuditRecord,
+    ) -> Result<Agent, StoreError>;
+    /// Every agent suspended now (never a revoked one). The server replaces its
+    /// in-memory set with this on every refresh: suspensions end, so merging would
+    /// keep ended ones.
+    async fn suspended_agents(&self) -> Result<Vec<AgentId>, StoreError>;
 
     // ---- tokens
     /// Records a newly issued token. `NotFound` if its agent does not exist. If the

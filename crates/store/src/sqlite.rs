@@ -60,7 +60,8 @@ const DECISION_ROWS_PER_INSERT: usize = 256;
 macro_rules! agent_columns {
     () => {
         "seq, id, issuer_id, name, description, scopes, audience, token_ttl_s, status, \
-         created_at_ms, revoked_at_ms, revoke_reason, policy, user_ref"
+         created_at_ms, revoked_at_ms, revoke_reason, policy, user_ref, suspended_at_ms, \
+         suspend_reason"
     };
 }
 
@@ -296,8 +297,9 @@ impl Store for SqliteStore {
         let mut tx = self.write_tx().await?;
         sqlx::query(
             "INSERT INTO agents (id, issuer_id, name, description, scopes, audience, \
-             token_ttl_s, status, created_at_ms, revoked_at_ms, revoke_reason, policy, user_ref) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             token_ttl_s, status, created_at_ms, revoked_at_ms, revoke_reason, policy, user_ref, \
+             suspended_at_ms, suspend_reason) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(agent.id.as_str())
         .bind(agent.issuer_id.as_str())
@@ -306,12 +308,14 @@ impl Store for SqliteStore {
         .bind(scopes)
         .bind(audience)
         .bind(agent.token_ttl_s)
-        .bind(agent.status.as_str())
+        .bind(stored_status(agent.status))
         .bind(agent.created_at_ms)
         .bind(agent.revoked_at_ms)
         .bind(agent.revoke_reason.as_deref())
         .bind(agent.policy.as_deref())
         .bind(agent.user.as_deref())
+        .bind(agent.suspended_at_ms)
+        .bind(agent.suspend_reason.as_deref())
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
@@ -376,23 +380,14 @@ impl Store for SqliteStore {
         audit: &AuditRecord,
     ) -> Result<Agent, StoreError> {
         let mut tx = self.write_tx().await?;
-        let Some(mut row) = sqlx::query_as::<_, AgentRow>(concat!(
-            "SELECT ",
-            agent_columns!(),
-            " FROM agents WHERE id = ? AND issuer_id = ?"
-        ))
-        .bind(id.as_str())
-        .bind(issuer.as_str())
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db_err)?
-        else {
-            return Err(StoreError::NotFound);
-        };
+        let mut row = own_agent_row(&mut tx, issuer, id).await?;
+        // Active or suspended (both `active` in the `status` column).
         let was_active = row.status == AgentStatus::Active.as_str();
         if was_active {
+            // Revocation ends a suspension: the agent is revoked, no longer suspended.
             sqlx::query(
-                "UPDATE agents SET status = ?, revoked_at_ms = ?, revoke_reason = ? WHERE seq = ?",
+                "UPDATE agents SET status = ?, revoked_at_ms = ?, revoke_reason = ?, \
+                 suspended_at_ms = NULL, suspend_reason = NULL WHERE seq = ?",
             )
             .bind(AgentStatus::Revoked.as_str())
             .bind(now_ms)
@@ -404,6 +399,8 @@ impl Store for SqliteStore {
             row.status = AgentStatus::Revoked.as_str().to_owned();
             row.revoked_at_ms = Some(now_ms);
             row.revoke_reason = reason.map(str::to_owned);
+            row.suspended_at_ms = None;
+            row.suspend_reason = None;
         }
         // Also on a repeated call: a token recorded after the first revocation must not
         // stay valid. Tokens already revoked keep their time.
@@ -421,6 +418,78 @@ impl Store for SqliteStore {
         }
         tx.commit().await.map_err(db_err)?;
         row.into_agent()
+    }
+
+    async fn suspend_agent(
+        &self,
+        issuer: &IssuerId,
+        id: &AgentId,
+        reason: Option<&str>,
+        now_ms: i64,
+        audit: &AuditRecord,
+    ) -> Result<Agent, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let mut row = own_agent_row(&mut tx, issuer, id).await?;
+        if row.status != AgentStatus::Active.as_str() {
+            return Err(StoreError::Conflict(
+                "agent is revoked; revocation is permanent".into(),
+            ));
+        }
+        // Suspending twice keeps the first suspension (time and reason).
+        if row.suspended_at_ms.is_none() {
+            sqlx::query("UPDATE agents SET suspended_at_ms = ?, suspend_reason = ? WHERE seq = ?")
+                .bind(now_ms)
+                .bind(reason)
+                .bind(row.seq)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            row.suspended_at_ms = Some(now_ms);
+            row.suspend_reason = reason.map(str::to_owned);
+            append_audit(&mut tx, std::slice::from_ref(audit)).await?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        row.into_agent()
+    }
+
+    async fn reactivate_agent(
+        &self,
+        issuer: &IssuerId,
+        id: &AgentId,
+        audit: &AuditRecord,
+    ) -> Result<Agent, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let mut row = own_agent_row(&mut tx, issuer, id).await?;
+        if row.status != AgentStatus::Active.as_str() {
+            return Err(StoreError::Conflict(
+                "agent is revoked; revocation is permanent".into(),
+            ));
+        }
+        if row.suspended_at_ms.is_some() {
+            sqlx::query(
+                "UPDATE agents SET suspended_at_ms = NULL, suspend_reason = NULL WHERE seq = ?",
+            )
+            .bind(row.seq)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            row.suspended_at_ms = None;
+            row.suspend_reason = None;
+            append_audit(&mut tx, std::slice::from_ref(audit)).await?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        row.into_agent()
+    }
+
+    async fn suspended_agents(&self) -> Result<Vec<AgentId>, StoreError> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM agents WHERE suspended_at_ms IS NOT NULL AND status = ? ORDER BY seq",
+        )
+        .bind(AgentStatus::Active.as_str())
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?;
+        ids.iter().map(|id| parse_id(id, "agent id")).collect()
     }
 
     async fn record_token(
@@ -1464,13 +1533,45 @@ struct AgentRow {
     revoke_reason: Option<String>,
     policy: Option<String>,
     user_ref: Option<String>,
+    suspended_at_ms: Option<i64>,
+    suspend_reason: Option<String>,
+}
+
+/// The `status` column's value for a status: a suspended agent is `active` there, and
+/// suspended by its `suspended_at_ms` (see `0004_suspend.sql`).
+fn stored_status(status: AgentStatus) -> &'static str {
+    match status {
+        AgentStatus::Active | AgentStatus::Suspended => AgentStatus::Active.as_str(),
+        AgentStatus::Revoked => AgentStatus::Revoked.as_str(),
+    }
+}
+
+/// The agent `id` of `issuer`, read inside a write transaction; `NotFound` if it does
+/// not exist or is another issuer's.
+async fn own_agent_row(
+    conn: &mut SqliteConnection,
+    issuer: &IssuerId,
+    id: &AgentId,
+) -> Result<AgentRow, StoreError> {
+    sqlx::query_as::<_, AgentRow>(concat!(
+        "SELECT ",
+        agent_columns!(),
+        " FROM agents WHERE id = ? AND issuer_id = ?"
+    ))
+    .bind(id.as_str())
+    .bind(issuer.as_str())
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db_err)?
+    .ok_or(StoreError::NotFound)
 }
 
 impl AgentRow {
     fn into_agent(self) -> Result<Agent, StoreError> {
-        let status = match self.status.as_str() {
-            "active" => AgentStatus::Active,
-            "revoked" => AgentStatus::Revoked,
+        let status = match (self.status.as_str(), self.suspended_at_ms) {
+            ("active", None) => AgentStatus::Active,
+            ("active", Some(_)) => AgentStatus::Suspended,
+            ("revoked", None) => AgentStatus::Revoked,
             _ => return Err(corrupt("agent status")),
         };
         Ok(Agent {
@@ -1490,6 +1591,8 @@ impl AgentRow {
             revoke_reason: self.revoke_reason,
             policy: self.policy,
             user: self.user_ref,
+            suspended_at_ms: self.suspended_at_ms,
+            suspend_reason: self.suspend_reason,
         })
     }
 }

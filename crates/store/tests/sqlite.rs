@@ -48,6 +48,8 @@ fn agent(issuer: &Issuer, n: u8) -> (Agent, TokenRecord) {
         revoke_reason: None,
         policy: Some(r#"{"id":"pol_1","v":"pol.v0.2"}"#.to_owned()),
         user: Some("did:example:bob".to_owned()),
+        suspended_at_ms: None,
+        suspend_reason: None,
     };
     let token = TokenRecord {
         jti: TokenId::from_random([n; 16]),
@@ -278,4 +280,72 @@ async fn debug_shows_the_path_and_no_secrets() {
     let shown = format!("{store:?}");
     assert!(shown.starts_with("SqliteStore"), "{shown}");
     assert!(shown.contains("bonafide.db"), "{shown}");
+}
+
+/// The schema keeps the suspension invariant itself (`0004_suspend.sql`): a revoked
+/// agent is never suspended, a reason needs a suspension. Suspensions survive a
+/// reopen.
+#[tokio::test]
+async fn the_schema_never_holds_a_suspended_revoked_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).await.unwrap();
+    let iss = issuer(1);
+    store
+        .create_issuer(
+            &iss,
+            &ApiKey::from_random(KeyKind::Issuer, [1; 20]).hash(),
+            &audit_note(),
+        )
+        .await
+        .unwrap();
+    let (held, held_token) = agent(&iss, 2);
+    let (gone, gone_token) = agent(&iss, 3);
+    for (a, t) in [(&held, &held_token), (&gone, &gone_token)] {
+        store.create_agent(a, t, &audit_note()).await.unwrap();
+    }
+    store
+        .suspend_agent(&iss.id, &held.id, Some("why"), T0_MS, &audit_note())
+        .await
+        .unwrap();
+    store
+        .revoke_agent(&iss.id, &gone.id, None, T0_MS, &audit_note())
+        .await
+        .unwrap();
+
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
+        "sqlite://{}",
+        store.path().display()
+    ))
+    .await
+    .unwrap();
+    for (sql, id) in [
+        (
+            "UPDATE agents SET suspended_at_ms = 1 WHERE id = ?",
+            &gone.id,
+        ),
+        (
+            "UPDATE agents SET status = 'revoked' WHERE id = ?",
+            &held.id,
+        ),
+        (
+            "UPDATE agents SET suspended_at_ms = NULL WHERE id = ?",
+            &held.id,
+        ),
+    ] {
+        let err = sqlx::query(sql)
+            .bind(id.as_str())
+            .execute(&mut conn)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("CHECK"), "{sql}: {err}");
+    }
+    drop(conn);
+
+    store.close().await;
+    let store = SqliteStore::open(dir.path()).await.unwrap();
+    let stored = store.agent(&held.id).await.unwrap().unwrap();
+    assert_eq!(stored.status, AgentStatus::Suspended);
+    assert_eq!(stored.suspended_at_ms, Some(T0_MS));
+    assert_eq!(stored.suspend_reason.as_deref(), Some("why"));
+    assert_eq!(store.suspended_agents().await.unwrap(), [held.id]);
 }

@@ -1,4 +1,5 @@
-//! Issuer endpoints: register agents, list and read them, issue and revoke tokens.
+//! Issuer endpoints: register agents, list and read them, issue and revoke tokens,
+//! suspend and reactivate agents.
 //!
 //! Issuer isolation: every lookup is scoped to the caller's issuer, and another
 //! issuer's agent answers exactly as a missing one does (404).
@@ -257,6 +258,8 @@ pub async fn register(
         revoke_reason: None,
         policy,
         user,
+        suspended_at_ms: None,
+        suspend_reason: None,
     };
     let (token, record) = mint(&state, &issuer, &agent, ttl, agent.audience.as_deref())?;
     let audit = audit_change(
@@ -309,7 +312,8 @@ pub struct AgentView {
     /// Receivers its tokens are for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub audience: Option<Vec<String>>,
-    /// `active` or `revoked`.
+    /// `active`, `suspended` (tokens refused with `AGENT_SUSPENDED` until reactivated)
+    /// or `revoked` (for good).
     pub status: String,
     /// Default token lifetime in seconds.
     pub expiry_seconds: i64,
@@ -321,6 +325,12 @@ pub struct AgentView {
     /// Why, if revoked.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub revoke_reason: Option<String>,
+    /// RFC 3339, while suspended: when the suspension began.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suspended_at: Option<String>,
+    /// Why, while suspended and if a reason was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suspend_reason: Option<String>,
     /// The consent policy its tokens carry.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
@@ -346,6 +356,8 @@ fn view(issuer: &Issuer, a: Agent) -> AgentView {
         created_at: rfc3339_ms(a.created_at_ms),
         revoked_at: a.revoked_at_ms.map(rfc3339_ms),
         revoke_reason: a.revoke_reason,
+        suspended_at: a.suspended_at_ms.map(rfc3339_ms),
+        suspend_reason: a.suspend_reason,
         policy_hash: stored_policy_hash(a.policy.as_deref()),
         policy: a
             .policy
@@ -466,7 +478,8 @@ pub struct TokenIssued {
     pub expires_at: String,
 }
 
-/// Issues another token for one of the caller's active agents.
+/// Issues another token for one of the caller's active agents (not a suspended or
+/// revoked one: 409).
 #[utoipa::path(post, path = "/v1/agents/{id}/issue-token", tag = "issuer", request_body = IssueToken,
     params(("id" = String, Path, description = "agent id")), security(("api_key" = [])),
     responses((status = 201, body = TokenIssued), (status = 401), (status = 404), (status = 409), (status = 422)))]
@@ -482,6 +495,13 @@ pub async fn issue_token(
             StatusCode::CONFLICT,
             "AGENT_REVOKED",
             "agent is revoked; register a new agent",
+        ));
+    }
+    if agent.status == AgentStatus::Suspended {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "AGENT_SUSPENDED",
+            "agent is suspended; reactivate it first (POST /v1/agents/{id}/reactivate)",
         ));
     }
     let ttl = check_ttl(&state, body.expiry_seconds, agent.token_ttl_s)?;
@@ -593,6 +613,121 @@ pub async fn revoke(
         revoked_at: rfc3339_ms(agent.revoked_at_ms.unwrap_or_else(now_ms)),
         reason: agent.revoke_reason,
     }))
+}
+
+/// `POST /v1/agents/{id}/suspend` body (may be empty).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SuspendAgent {
+    /// Why, for the record.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// `POST /v1/agents/{id}/reactivate` body: nothing, or `{}`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReactivateAgent {}
+
+/// The store's answers to a suspend or reactivate, as HTTP: another issuer's agent is
+/// a 404 like a missing one, a revoked agent a 409.
+fn suspension_error(e: bonafide_store::StoreError) -> ApiError {
+    match e {
+        bonafide_store::StoreError::Conflict(_) => ApiError::new(
+            StatusCode::CONFLICT,
+            "AGENT_REVOKED",
+            "agent is revoked; revocation is permanent, so it cannot be suspended or reactivated",
+        ),
+        other => not_found_as("agent")(other),
+    }
+}
+
+/// Suspends an agent: from the very next verify on, its tokens answer `valid:false`
+/// with `AGENT_SUSPENDED`, until it is reactivated. Suspending a suspended agent
+/// changes nothing (the first suspension's time and reason stay).
+#[utoipa::path(post, path = "/v1/agents/{id}/suspend", tag = "issuer", request_body = SuspendAgent,
+    params(("id" = String, Path, description = "agent id")), security(("api_key" = [])),
+    responses((status = 200, body = AgentView), (status = 401), (status = 403), (status = 404),
+              (status = 409, description = "the agent is revoked"), (status = 422)))]
+pub async fn suspend(
+    State(state): State<Arc<AppState>>,
+    IssuerAuth(issuer): IssuerAuth,
+    ApiPath(id): ApiPath<String>,
+    JsonOrEmpty(body): JsonOrEmpty<SuspendAgent>,
+) -> Result<ApiJson<AgentView>, ApiError> {
+    let reason = body
+        .reason
+        .as_deref()
+        .map(|r| check_text("reason", r, 512))
+        .transpose()?;
+    let id = AgentId::try_from(id.as_str()).map_err(|_| ApiError::not_found("agent"))?;
+    let now = now_ms();
+    let audit = audit_change(
+        EventType::AgentSuspended,
+        now,
+        issuer_actor(&issuer),
+        Some(&id),
+        Some(&issuer.id),
+        |e| e.note.clone_from(&reason),
+    )?;
+    // Spawned, like revoke: the commit and the in-memory mirror happen together even
+    // if the client goes away.
+    let task_state = Arc::clone(&state);
+    let issuer_id = issuer.id.clone();
+    let agent = tokio::spawn(async move {
+        let suspensions = task_state.suspensions().await;
+        let agent = task_state
+            .store
+            .suspend_agent(&issuer_id, &id, reason.as_deref(), now, &audit)
+            .await
+            .map_err(suspension_error)?;
+        suspensions.mirror(&agent);
+        Ok::<_, ApiError>(agent)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("suspend task: {e}")))??;
+    tracing::info!(issuer_id = %issuer.id, agent_id = %agent.id, "agent suspended");
+    Ok(ApiJson(view(&issuer, agent)))
+}
+
+/// Reactivates a suspended agent: its tokens verify again from the very next verify
+/// on (those not expired or revoked). Reactivating an agent that is not suspended
+/// changes nothing.
+#[utoipa::path(post, path = "/v1/agents/{id}/reactivate", tag = "issuer", request_body = ReactivateAgent,
+    params(("id" = String, Path, description = "agent id")), security(("api_key" = [])),
+    responses((status = 200, body = AgentView), (status = 401), (status = 403), (status = 404),
+              (status = 409, description = "the agent is revoked"), (status = 422)))]
+pub async fn reactivate(
+    State(state): State<Arc<AppState>>,
+    IssuerAuth(issuer): IssuerAuth,
+    ApiPath(id): ApiPath<String>,
+    JsonOrEmpty(ReactivateAgent {}): JsonOrEmpty<ReactivateAgent>,
+) -> Result<ApiJson<AgentView>, ApiError> {
+    let id = AgentId::try_from(id.as_str()).map_err(|_| ApiError::not_found("agent"))?;
+    let audit = audit_change(
+        EventType::AgentReactivated,
+        now_ms(),
+        issuer_actor(&issuer),
+        Some(&id),
+        Some(&issuer.id),
+        |_| {},
+    )?;
+    let task_state = Arc::clone(&state);
+    let issuer_id = issuer.id.clone();
+    let agent = tokio::spawn(async move {
+        let suspensions = task_state.suspensions().await;
+        let agent = task_state
+            .store
+            .reactivate_agent(&issuer_id, &id, &audit)
+            .await
+            .map_err(suspension_error)?;
+        suspensions.mirror(&agent);
+        Ok::<_, ApiError>(agent)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("reactivate task: {e}")))??;
+    tracing::info!(issuer_id = %issuer.id, agent_id = %agent.id, "agent reactivated");
+    Ok(ApiJson(view(&issuer, agent)))
 }
 
 /// `POST /v1/tokens/revoke` body: exactly one of `jti` and `token`.

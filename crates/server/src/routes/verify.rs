@@ -52,7 +52,7 @@ pub struct Denied {
     pub subject: Option<(AgentId, TokenId)>,
 }
 
-/// Runs pipeline steps 1–5 against the in-memory keys and revocations.
+/// Runs pipeline steps 1–5 against the in-memory keys, revocations and suspensions.
 pub fn check_token(
     state: &AppState,
     text: &str,
@@ -73,6 +73,13 @@ pub fn check_token(
     if let Some(what) = state.is_revoked(&verified.claims.sub, &verified.claims.jti) {
         return Err(Denied {
             error: TokenError::Revoked(what),
+            subject: Some((verified.claims.sub, verified.claims.jti)),
+        });
+    }
+    // After revocation: a revoked agent stays TOKEN_REVOKED, suspended or not.
+    if state.is_suspended(&verified.claims.sub) {
+        return Err(Denied {
+            error: TokenError::Suspended,
             subject: Some((verified.claims.sub, verified.claims.jti)),
         });
     }
