@@ -190,6 +190,21 @@ enum AgentCmd {
         #[arg(long)]
         all: bool,
     },
+    /// Suspend an agent: its tokens are refused (`AGENT_SUSPENDED`) until it is
+    /// reactivated. Unlike `revoke`, this can be undone.
+    Suspend {
+        /// Agent id (`agt_…`).
+        agent_id: String,
+        /// Why (recorded in the audit log).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Reactivate a suspended agent: its tokens verify again (a revoked agent stays
+    /// revoked).
+    Reactivate {
+        /// Agent id (`agt_…`).
+        agent_id: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -349,6 +364,24 @@ async fn run(cli: Cli, out: Out) -> Result<ExitCode> {
                 }
             }
             out.agent_list(&agents, cursor.as_deref());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Agent(AgentCmd::Suspend { agent_id, reason }) => {
+            let path = format!("/v1/agents/{}/suspend", path_segment(&agent_id)?);
+            let client = client(&cli.url, KeyKind::Issuer)?;
+            let body = match &reason {
+                Some(r) => json!({ "reason": r }),
+                None => json!({}),
+            };
+            let v: Value = client.post(&path, &body).await.map_err(explain)?;
+            out.suspended(&v);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Agent(AgentCmd::Reactivate { agent_id }) => {
+            let path = format!("/v1/agents/{}/reactivate", path_segment(&agent_id)?);
+            let client = client(&cli.url, KeyKind::Issuer)?;
+            let v: Value = client.post(&path, &json!({})).await.map_err(explain)?;
+            out.reactivated(&v);
             Ok(ExitCode::SUCCESS)
         }
         Command::Revoke(args) => {

@@ -127,6 +127,30 @@ impl Out {
         }
     }
 
+    pub fn suspended(&self, v: &Value) {
+        if self.json {
+            return self.json_out(v);
+        }
+        println!(
+            "suspended agent {} at {}; its tokens are refused (AGENT_SUSPENDED) until `bonafide agent reactivate`",
+            s(&v["agent_id"]),
+            s(&v["suspended_at"])
+        );
+        if let Some(r) = v["suspend_reason"].as_str() {
+            println!("reason: {r}");
+        }
+    }
+
+    pub fn reactivated(&self, v: &Value) {
+        if self.json {
+            return self.json_out(v);
+        }
+        println!(
+            "reactivated agent {}; its tokens verify again",
+            s(&v["agent_id"])
+        );
+    }
+
     pub fn verified(&self, v: &Value) {
         if self.json {
             return self.json_out(v);
