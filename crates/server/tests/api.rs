@@ -824,7 +824,12 @@ async fn attack_tokens_are_refused_over_http() {
                 "{}.{}.{}",
                 parts[0],
                 parts[1],
-                parts[2].replace('-', "+").replace('_', "/")
+                // Always a standard-alphabet character, even for a signature that
+                // happens to hold no `-` or `_` (the replacement alone would leave
+                // such a token unchanged and valid).
+                format!("+{}", &parts[2][1..])
+                    .replace('-', "+")
+                    .replace('_', "/")
             ),
             "TOKEN_INVALID",
         ),

@@ -280,3 +280,38 @@ async fn two_policies_that_reuse_an_id_do_not_share_a_budget() {
     assert_eq!(v["allowed"], true, "{v}");
     assert_eq!(v["remaining"]["amount"], "6.00", "{v}");
 }
+
+#[tokio::test]
+async fn a_mismatched_policy_hash_is_invalid_on_every_verify_path() {
+    let h = start().await;
+    let key = h.issuer("paths.example").await;
+    let reg = h
+        .register(
+            &key,
+            json!({"name": "P", "scopes": ["read:x"], "policy": policy("10")}),
+        )
+        .await;
+    let mut forged = payload(reg["token"].as_str().unwrap());
+    forged["policy"] = policy("10000");
+    let forged = h.sign_raw(&forged.to_string());
+    let (_, v) = h
+        .call("GET", &format!("/v1/verify/{forged}"), None, None)
+        .await;
+    assert_eq!(v["valid"], false, "{v}");
+    assert_eq!(v["error"], "TOKEN_INVALID", "{v}");
+    let resp = h
+        .http
+        .post(format!("{}/v1/introspect", h.base))
+        .form(&[("token", forged.as_str())])
+        .send()
+        .await
+        .unwrap();
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v, json!({"active": false}));
+    // The genuine token is fine on both.
+    let token = reg["token"].as_str().unwrap();
+    let (_, v) = h
+        .call("GET", &format!("/v1/verify/{token}"), None, None)
+        .await;
+    assert_eq!(v["valid"], true, "{v}");
+}

@@ -28,17 +28,8 @@ use crate::routes::random16;
 use crate::state::AppState;
 use crate::time::{now_ms, rfc3339_ms, rfc3339_s};
 
-/// Every reason a single decision can give at once, for sizing its audit entry.
-const WORST_CASE_REASONS: [&str; 8] = [
-    "SCOPE_NOT_GRANTED",
-    "POLICY_ACTION",
-    "POLICY_RESOURCE",
-    "TIME_WINDOW",
-    "AMOUNT_REQUIRED",
-    "CURRENCY_MISMATCH",
-    "LIMIT_PER_TXN",
-    "LIMIT_PER_PERIOD",
-];
+/// The one reason a decision can gain from the budget's real spending.
+const LIMIT_PER_PERIOD: &str = "LIMIT_PER_PERIOD";
 
 /// Most scopes one verify may ask about.
 const MAX_SCOPES_REQUESTED: usize = 64;
@@ -52,7 +43,8 @@ pub struct Denied {
     pub subject: Option<(AgentId, TokenId)>,
 }
 
-/// Runs pipeline steps 1–5 against the in-memory keys, revocations and suspensions.
+/// Runs pipeline steps 1–5 and the policy-hash check of step 7 against the in-memory
+/// keys, revocations, suspensions and parsed policies.
 pub fn check_token(
     state: &AppState,
     text: &str,
@@ -80,6 +72,14 @@ pub fn check_token(
     if state.is_suspended(&verified.claims.sub) {
         return Err(Denied {
             error: TokenError::Suspended,
+            subject: Some((verified.claims.sub, verified.claims.jti)),
+        });
+    }
+    // Step 7: a policy whose hash is not `policy_hash` makes the token invalid on every
+    // path (GET verify and introspection too), not only where the policy is used.
+    if let Err(error) = state.policy_of(&verified.claims) {
+        return Err(Denied {
+            error,
             subject: Some((verified.claims.sub, verified.claims.jti)),
         });
     }
@@ -553,10 +553,12 @@ pub async fn verify_post(
     }
     if audited {
         // Fail here, with a clear 422, rather than inside the store's transaction.
-        // Sized for the longest reasons list a decision can have (the real one is
-        // only known inside the transaction, once the budget is read).
+        // The entry as decided with nothing spent; the budget's real spending can
+        // only add `LIMIT_PER_PERIOD` (known inside the transaction), so size for it.
         let mut probe = deciding.audit_entry(&deciding.outcome(None));
-        probe.reasons = WORST_CASE_REASONS.iter().map(|r| (*r).to_owned()).collect();
+        if budget.is_some() && !probe.reasons.iter().any(|r| r == LIMIT_PER_PERIOD) {
+            probe.reasons.push(LIMIT_PER_PERIOD.to_owned());
+        }
         crate::audit::record(&probe, None, None).map_err(|e| {
             ApiError::invalid(format!(
                 "this request cannot be audited: {e}; send fewer or shorter `scopes_requested`, or a shorter audience, resource or idempotency key"
