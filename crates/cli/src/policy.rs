@@ -17,10 +17,9 @@
 use std::io::Read;
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use bonafide_client::ClientError;
+use bonafide_client::Client;
 use bonafide_core::json::{self, JsonLimits};
 use bonafide_core::policy::{MAX_POLICY_BYTES, MAX_POLICY_DEPTH};
 use clap::Args;
@@ -33,10 +32,6 @@ use crate::output::Out;
 /// ([`MAX_POLICY_BYTES`]), room for indentation, while a wrong file (a log, an
 /// image) is refused before it is read whole.
 const MAX_FILE_BYTES: u64 = 64 * 1024;
-
-/// Largest lint answer read, bytes (the canonical form is at most
-/// [`MAX_POLICY_BYTES`]).
-const MAX_ANSWER_BYTES: usize = 1024 * 1024;
 
 /// The nesting `POST /v1/policies/lint` and tokens accept ([`MAX_POLICY_DEPTH`]).
 /// Checked here because registration does not check it itself: a deeper policy
@@ -55,7 +50,9 @@ pub struct LintArgs {
 /// `bonafide policy lint FILE`.
 pub async fn lint(url: &str, args: LintArgs, out: Out) -> Result<ExitCode> {
     let bytes = read(&args.file)?;
-    let answer = post_raw(url, "/v1/policies/lint", bytes)
+    let client = Client::new(url, None).map_err(explain)?;
+    let answer: Value = client
+        .post_json_bytes("/v1/policies/lint", bytes)
         .await
         .map_err(explain)?;
     let Some(valid) = answer["valid"].as_bool() else {
@@ -129,55 +126,4 @@ fn read(arg: &str) -> Result<Vec<u8>> {
         bail!("the policy file {name} is empty");
     }
     Ok(bytes)
-}
-
-/// `POST path` with `body` as it is (the client library only sends serialized
-/// values): the JSON answer of a 2xx, the API error of any other, in the client
-/// library's error type so that [`explain`] adds its hints.
-async fn post_raw(base: &str, path: &str, body: Vec<u8>) -> Result<Value, ClientError> {
-    let url = format!("{}{path}", base.trim_end_matches('/'));
-    let unreachable = |e: reqwest::Error| ClientError::Unreachable {
-        url: url.clone(),
-        reason: e.to_string(),
-    };
-    let decode = |reason: String| ClientError::Decode {
-        url: url.clone(),
-        reason,
-    };
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .map_err(|e| ClientError::Unreachable {
-            url: url.clone(),
-            reason: format!("cannot set up the HTTP client: {e}"),
-        })?;
-    let mut resp = http
-        .post(&url)
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .body(body)
-        .send()
-        .await
-        .map_err(unreachable)?;
-    let status = resp.status();
-    let mut bytes = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(unreachable)? {
-        if bytes.len() + chunk.len() > MAX_ANSWER_BYTES {
-            return Err(decode(format!("answer is over {MAX_ANSWER_BYTES} bytes")));
-        }
-        bytes.extend_from_slice(&chunk);
-    }
-    if !status.is_success() {
-        let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        let e = &v["error"];
-        return Err(ClientError::Api {
-            status: status.as_u16(),
-            code: e["code"].as_str().unwrap_or("UNKNOWN").to_owned(),
-            message: e["message"].as_str().map_or_else(
-                || String::from_utf8_lossy(&bytes).chars().take(200).collect(),
-                str::to_owned,
-            ),
-            request_id: e["request_id"].as_str().unwrap_or("-").to_owned(),
-        });
-    }
-    serde_json::from_slice(&bytes).map_err(|e| decode(e.to_string()))
 }

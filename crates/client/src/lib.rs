@@ -116,6 +116,24 @@ impl Client {
         self.send(req, url).await
     }
 
+    /// `POST path` with a JSON body sent byte for byte as given (for documents the
+    /// registry must judge as written, such as a policy to lint: repeated members or
+    /// formatting survive), decoded as `T`.
+    pub async fn post_json_bytes<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<T, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let req = self.authorize(
+            self.http
+                .post(&url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body),
+        );
+        self.send(req, url).await
+    }
+
     /// Online verification: `POST /v1/verify`.
     pub async fn verify(
         &self,
