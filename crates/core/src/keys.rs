@@ -197,6 +197,17 @@ pub struct Jwk {
     p: Option<Present>,
     #[serde(default, skip_serializing)]
     q: Option<Present>,
+    #[serde(default, skip_serializing)]
+    dp: Option<Present>,
+    #[serde(default, skip_serializing)]
+    dq: Option<Present>,
+    #[serde(default, skip_serializing)]
+    qi: Option<Present>,
+    #[serde(default, skip_serializing)]
+    oth: Option<Present>,
+    /// Symmetric key value (`kty` `oct`): a secret, never registered.
+    #[serde(default, skip_serializing)]
+    k: Option<Present>,
 }
 
 impl Jwk {
@@ -214,21 +225,31 @@ impl Jwk {
             d: None,
             p: None,
             q: None,
+            dp: None,
+            dq: None,
+            qi: None,
+            oth: None,
+            k: None,
         }
     }
 
-    /// Refuses JWKs with private members (`d`, `p`, `q`).
+    /// Refuses JWKs with private or secret members: `d` (EC, OKP, RSA), `p`, `q`,
+    /// `dp`, `dq`, `qi`, `oth` (RSA, RFC 7518 §6.3.2) and `k` (symmetric, §6.4.1).
     pub fn check_public(&self) -> Result<(), KeyError> {
-        if self.d.is_some() {
-            return Err(KeyError::PrivateMaterial("d"));
+        let private = [
+            (self.d.is_some(), "d"),
+            (self.p.is_some(), "p"),
+            (self.q.is_some(), "q"),
+            (self.dp.is_some(), "dp"),
+            (self.dq.is_some(), "dq"),
+            (self.qi.is_some(), "qi"),
+            (self.oth.is_some(), "oth"),
+            (self.k.is_some(), "k"),
+        ];
+        match private.iter().find(|(present, _)| *present) {
+            Some((_, name)) => Err(KeyError::PrivateMaterial(name)),
+            None => Ok(()),
         }
-        if self.p.is_some() {
-            return Err(KeyError::PrivateMaterial("p"));
-        }
-        if self.q.is_some() {
-            return Err(KeyError::PrivateMaterial("q"));
-        }
-        Ok(())
     }
 
     /// RFC 7638 thumbprint: base64url(SHA-256(required members, sorted, no spaces)).

@@ -65,6 +65,9 @@ pub enum ErrorCode {
     /// The agent is suspended by its issuer; its tokens verify again once it is
     /// reactivated (unlike [`ErrorCode::TokenRevoked`], which is permanent).
     AgentSuspended,
+    /// An issuer-signed token names an agent that its issuer has not registered
+    /// (unknown, or another issuer's).
+    AgentUnknown,
 }
 
 impl ErrorCode {
@@ -78,6 +81,7 @@ impl ErrorCode {
             ErrorCode::AudienceMismatch => "AUDIENCE_MISMATCH",
             ErrorCode::IssuerUnknown => "ISSUER_UNKNOWN",
             ErrorCode::AgentSuspended => "AGENT_SUSPENDED",
+            ErrorCode::AgentUnknown => "AGENT_UNKNOWN",
         }
     }
 }
@@ -89,6 +93,8 @@ pub enum Revoked {
     Token,
     /// The agent the token names.
     Agent,
+    /// The issuer key that signed the token (self-custody): every token it signed.
+    Key,
 }
 
 /// Why a token was refused. Ordered as the pipeline: the first failure decides.
@@ -172,6 +178,10 @@ pub enum TokenError {
     /// revocation: a revoked agent's token is [`TokenError::Revoked`]).
     #[error("agent is suspended by its issuer")]
     Suspended,
+    /// An issuer-signed token names an agent its issuer has not registered (decided
+    /// by the caller, who holds the registrations).
+    #[error("the token's agent is not registered by the issuer whose key signed it")]
+    AgentUnknown,
 }
 
 impl TokenError {
@@ -184,6 +194,7 @@ impl TokenError {
             TokenError::IssuerUnknown(_) => ErrorCode::IssuerUnknown,
             TokenError::Revoked(_) => ErrorCode::TokenRevoked,
             TokenError::Suspended => ErrorCode::AgentSuspended,
+            TokenError::AgentUnknown => ErrorCode::AgentUnknown,
             _ => ErrorCode::TokenInvalid,
         }
     }
@@ -588,6 +599,11 @@ mod tests {
             TokenError::Revoked(Revoked::Agent).code().as_str(),
             "TOKEN_REVOKED"
         );
+        assert_eq!(
+            TokenError::Revoked(Revoked::Key).code().as_str(),
+            "TOKEN_REVOKED"
+        );
+        assert_eq!(TokenError::AgentUnknown.code().as_str(), "AGENT_UNKNOWN");
         // The serde form is the wire form.
         assert_eq!(
             serde_json::to_value(ErrorCode::AgentSuspended).unwrap(),

@@ -67,8 +67,8 @@ use bonafide_core::policy::Decimal;
 use bonafide_server::audit::AuditLog;
 use bonafide_store::{
     Agent, ApiKeyRecord, AuditRecord, AuditRow, BudgetKey, CheckpointRecord, DecisionItem,
-    DecisionOutcome, Issuer, LogKeyRecord, Page, ReceiptKeyRecord, ReceiptRecord, Receiver,
-    Revocations, SigningKeyRecord, SqliteStore, Store, StoreError, TokenRecord,
+    DecisionOutcome, Issuer, IssuerKey, LogKeyRecord, Page, ReceiptKeyRecord, ReceiptRecord,
+    Receiver, Revocations, SigningKeyRecord, SqliteStore, Store, StoreError, TokenRecord,
 };
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -520,6 +520,33 @@ impl Store for CountingStore {
     }
     async fn revocations(&self) -> StoreResult<Revocations> {
         self.inner.revocations().await
+    }
+    async fn revoke_issuer_signed_token(
+        &self,
+        i: &IssuerId,
+        token: &TokenRecord,
+        t: i64,
+        a: &AuditRecord,
+    ) -> StoreResult<TokenRecord> {
+        self.inner.revoke_issuer_signed_token(i, token, t, a).await
+    }
+    async fn add_issuer_key(&self, k: &IssuerKey, a: &AuditRecord) -> StoreResult<()> {
+        self.inner.add_issuer_key(k, a).await
+    }
+    async fn issuer_keys(&self, i: &IssuerId) -> StoreResult<Vec<IssuerKey>> {
+        self.inner.issuer_keys(i).await
+    }
+    async fn all_issuer_keys(&self) -> StoreResult<Vec<IssuerKey>> {
+        self.inner.all_issuer_keys().await
+    }
+    async fn revoke_issuer_key(
+        &self,
+        i: &IssuerId,
+        kid: &str,
+        t: i64,
+        a: &AuditRecord,
+    ) -> StoreResult<IssuerKey> {
+        self.inner.revoke_issuer_key(i, kid, t, a).await
     }
     async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>> {
         self.inner.signing_keys().await

@@ -24,9 +24,9 @@ use tokio::task::JoinSet;
 
 use crate::{
     Agent, AgentStatus, ApiKeyRecord, AuditRecord, BudgetCharge, BudgetKey, CheckpointRecord,
-    Decided, DecisionItem, DecisionOutcome, IdempotencyClaim, Issuer, KeyState, LogKeyRecord,
-    ReceiptKeyRecord, ReceiptRecord, Receiver, Revocations, SigningKeyRecord, Store, StoreError,
-    TokenRecord,
+    Decided, DecisionItem, DecisionOutcome, IdempotencyClaim, Issuer, IssuerKey, KeyState,
+    LogKeyRecord, ReceiptKeyRecord, ReceiptRecord, Receiver, Revocations, SigningKeyRecord, Store,
+    StoreError, TokenRecord,
 };
 
 /// Expands to one `#[tokio::test]` per conformance case.
@@ -109,6 +109,14 @@ macro_rules! conformance_tests {
             purge_idempotency_deletes_only_older_records,
             receipt_key_is_created_once,
             concurrent_decisions_never_exceed_the_cap,
+            issuer_keys_add_and_list,
+            issuer_key_kid_taken_conflicts,
+            issuer_key_for_unknown_issuer_is_not_found,
+            revoke_issuer_key_keeps_first_time,
+            revoke_issuer_key_of_another_issuer_is_not_found,
+            issuer_key_changes_are_audited,
+            revoke_issuer_signed_token_records_and_revokes,
+            revoke_issuer_signed_token_of_another_issuer_is_not_found,
         );
     };
     (@cases $fresh:path; $($case:ident),* $(,)?) => {
@@ -2421,4 +2429,230 @@ pub async fn concurrent_decisions_never_exceed_the_cap(store: Arc<dyn Store>) {
         Decimal::from(CAP),
         "demand exceeds the cap: it fills"
     );
+}
+
+// ---- issuer keys (self-custody)
+
+/// A real public key as an issuer would register it (thumbprint kid, public JWK).
+fn new_issuer_key(issuer: &IssuerId, created_at_ms: i64) -> IssuerKey {
+    let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    IssuerKey {
+        kid: key.kid().to_owned(),
+        issuer_id: issuer.clone(),
+        alg: key.alg(),
+        jwk: serde_json::to_string(key.verifying_key().jwk()).unwrap(),
+        created_at_ms,
+        revoked_at_ms: None,
+    }
+}
+
+/// Keys round-trip; each issuer lists only its own, `all_issuer_keys` lists all.
+pub async fn issuer_keys_add_and_list(store: Arc<dyn Store>) {
+    let (a, _) = issuer(&*store).await;
+    let (b, _) = issuer(&*store).await;
+    let a1 = new_issuer_key(&a.id, T0_MS);
+    let a2 = new_issuer_key(&a.id, T0_MS + 1);
+    let b1 = new_issuer_key(&b.id, T0_MS + 2);
+    for k in [&a1, &a2, &b1] {
+        store.add_issuer_key(k, &audit_note()).await.unwrap();
+    }
+    assert_eq!(
+        store.issuer_keys(&a.id).await.unwrap(),
+        vec![a1.clone(), a2.clone()]
+    );
+    assert_eq!(store.issuer_keys(&b.id).await.unwrap(), vec![b1.clone()]);
+    let all = store.all_issuer_keys().await.unwrap();
+    assert_eq!(all.len(), 3);
+    for k in [&a1, &a2, &b1] {
+        assert!(all.contains(k), "{} missing from all_issuer_keys", k.kid);
+    }
+}
+
+/// A kid registered already, by the same issuer or another, is a `Conflict`, and the
+/// first registration stays.
+pub async fn issuer_key_kid_taken_conflicts(store: Arc<dyn Store>) {
+    let (a, _) = issuer(&*store).await;
+    let (b, _) = issuer(&*store).await;
+    let key = new_issuer_key(&a.id, T0_MS);
+    store.add_issuer_key(&key, &audit_note()).await.unwrap();
+    let size = store.audit_size().await.unwrap();
+    let again = store.add_issuer_key(&key, &audit_note()).await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+    let theirs = IssuerKey {
+        issuer_id: b.id.clone(),
+        ..key.clone()
+    };
+    let other = store.add_issuer_key(&theirs, &audit_note()).await;
+    assert!(matches!(other, Err(StoreError::Conflict(_))), "{other:?}");
+    assert_eq!(store.issuer_keys(&a.id).await.unwrap(), vec![key]);
+    assert!(store.issuer_keys(&b.id).await.unwrap().is_empty());
+    assert_eq!(store.audit_size().await.unwrap(), size);
+}
+
+/// A key for an issuer that does not exist is `NotFound`.
+pub async fn issuer_key_for_unknown_issuer_is_not_found(store: Arc<dyn Store>) {
+    let ghost = IssuerId::from_random(unique());
+    assert_eq!(
+        store
+            .add_issuer_key(&new_issuer_key(&ghost, T0_MS), &audit_note())
+            .await,
+        Err(StoreError::NotFound)
+    );
+    assert!(store.all_issuer_keys().await.unwrap().is_empty());
+}
+
+/// Revocation is permanent and keeps its first time; the second call appends nothing.
+pub async fn revoke_issuer_key_keeps_first_time(store: Arc<dyn Store>) {
+    let (a, _) = issuer(&*store).await;
+    let key = new_issuer_key(&a.id, T0_MS);
+    store.add_issuer_key(&key, &audit_note()).await.unwrap();
+    let expected = IssuerKey {
+        revoked_at_ms: Some(T0_MS + 5),
+        ..key.clone()
+    };
+    let first = store
+        .revoke_issuer_key(&a.id, &key.kid, T0_MS + 5, &audit_note())
+        .await
+        .unwrap();
+    assert_eq!(first, expected);
+    let size = store.audit_size().await.unwrap();
+    let again = store
+        .revoke_issuer_key(&a.id, &key.kid, T0_MS + 9, &audit_note())
+        .await
+        .unwrap();
+    assert_eq!(again, expected);
+    assert_eq!(store.audit_size().await.unwrap(), size);
+    assert_eq!(
+        store.issuer_keys(&a.id).await.unwrap(),
+        vec![expected.clone()]
+    );
+    assert_eq!(store.all_issuer_keys().await.unwrap(), vec![expected]);
+}
+
+/// Another issuer's key, or an unknown kid, is `NotFound`, and nothing changes.
+pub async fn revoke_issuer_key_of_another_issuer_is_not_found(store: Arc<dyn Store>) {
+    let (a, _) = issuer(&*store).await;
+    let (b, _) = issuer(&*store).await;
+    let key = new_issuer_key(&a.id, T0_MS);
+    store.add_issuer_key(&key, &audit_note()).await.unwrap();
+    let size = store.audit_size().await.unwrap();
+    assert_eq!(
+        store
+            .revoke_issuer_key(&b.id, &key.kid, T0_MS, &audit_note())
+            .await,
+        Err(StoreError::NotFound)
+    );
+    assert_eq!(
+        store
+            .revoke_issuer_key(&a.id, "no-such-kid", T0_MS, &audit_note())
+            .await,
+        Err(StoreError::NotFound)
+    );
+    assert_eq!(store.issuer_keys(&a.id).await.unwrap(), vec![key]);
+    assert_eq!(store.audit_size().await.unwrap(), size);
+}
+
+/// Adding and revoking a key each append exactly the record given, in the same
+/// transaction, readable by the issuer.
+pub async fn issuer_key_changes_are_audited(store: Arc<dyn Store>) {
+    let (a, _) = issuer(&*store).await;
+    let key = new_issuer_key(&a.id, T0_MS);
+    let added = audit_record(None, Some(&a.id));
+    let start = store.audit_size().await.unwrap();
+    store.add_issuer_key(&key, &added).await.unwrap();
+    let revoked = audit_record(None, Some(&a.id));
+    store
+        .revoke_issuer_key(&a.id, &key.kid, T0_MS + 1, &revoked)
+        .await
+        .unwrap();
+    let rows = store.audit_entries(start, start + 10).await.unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0].entry, added.entry);
+    assert_eq!(rows[1].entry, revoked.entry);
+    assert_eq!(rows[0].owner, Some(a.id.clone()));
+    assert_eq!(rows[1].owner, Some(a.id.clone()));
+}
+
+/// A token the issuer signed itself (unknown to the store) is recorded and revoked in
+/// one call; its jti is then in the revocations; a second call keeps the first time.
+pub async fn revoke_issuer_signed_token_records_and_revokes(store: Arc<dyn Store>) {
+    let (a, _) = issuer(&*store).await;
+    let (agent, _) = agent(&*store, &a.id).await;
+    let key = new_issuer_key(&a.id, T0_MS);
+    store.add_issuer_key(&key, &audit_note()).await.unwrap();
+    let token = new_token(&agent, &key.kid, T0_S, T0_S + 600);
+    let start = store.audit_size().await.unwrap();
+    let revoked = store
+        .revoke_issuer_signed_token(&a.id, &token, T0_MS + 3, &audit_note())
+        .await
+        .unwrap();
+    let expected = TokenRecord {
+        revoked_at_ms: Some(T0_MS + 3),
+        ..token.clone()
+    };
+    assert_eq!(revoked, expected);
+    assert_eq!(
+        store.token(&token.jti).await.unwrap(),
+        Some(expected.clone())
+    );
+    assert!(
+        store
+            .revocations()
+            .await
+            .unwrap()
+            .tokens
+            .contains(&token.jti)
+    );
+    assert_eq!(store.audit_size().await.unwrap(), start + 1);
+    let again = store
+        .revoke_issuer_signed_token(&a.id, &token, T0_MS + 9, &audit_note())
+        .await
+        .unwrap();
+    assert_eq!(again, expected);
+    assert_eq!(store.audit_size().await.unwrap(), start + 1);
+}
+
+/// A jti stored for another issuer, or a token naming another issuer's agent, is
+/// `NotFound`, and nothing is written.
+pub async fn revoke_issuer_signed_token_of_another_issuer_is_not_found(store: Arc<dyn Store>) {
+    let (a, _) = issuer(&*store).await;
+    let (b, _) = issuer(&*store).await;
+    let (agent_a, token_a) = agent(&*store, &a.id).await;
+    let (agent_b, _) = agent(&*store, &b.id).await;
+    let start = store.audit_size().await.unwrap();
+    // B presents a token whose jti is A's stored token.
+    let stolen_jti = TokenRecord {
+        agent_id: agent_b.id.clone(),
+        issuer_id: b.id.clone(),
+        ..token_a.clone()
+    };
+    assert_eq!(
+        store
+            .revoke_issuer_signed_token(&b.id, &stolen_jti, T0_MS, &audit_note())
+            .await,
+        Err(StoreError::NotFound)
+    );
+    assert_eq!(store.token(&token_a.jti).await.unwrap(), Some(token_a));
+    // B presents a new token naming A's agent.
+    let foreign_agent = TokenRecord {
+        issuer_id: b.id.clone(),
+        ..new_token(&agent_a, "kid-b", T0_S, T0_S + 600)
+    };
+    assert_eq!(
+        store
+            .revoke_issuer_signed_token(&b.id, &foreign_agent, T0_MS, &audit_note())
+            .await,
+        Err(StoreError::NotFound)
+    );
+    assert_eq!(store.token(&foreign_agent.jti).await.unwrap(), None);
+    // A record that names another issuer than the caller is refused outright.
+    let mismatched = new_token(&agent_a, "kid-a", T0_S, T0_S + 600);
+    assert_eq!(
+        store
+            .revoke_issuer_signed_token(&b.id, &mismatched, T0_MS, &audit_note())
+            .await,
+        Err(StoreError::NotFound)
+    );
+    assert_eq!(store.revocations().await.unwrap(), Revocations::default());
+    assert_eq!(store.audit_size().await.unwrap(), start);
 }

@@ -299,6 +299,24 @@ pub struct TokenRecord {
     pub revoked_at_ms: Option<i64>,
 }
 
+/// An issuer's own public key (self-custody): the issuer signs its agents' tokens
+/// with the private half, which the registry never holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuerKey {
+    /// RFC 7638 thumbprint; unique across all issuers.
+    pub kid: String,
+    /// The issuer it belongs to.
+    pub issuer_id: IssuerId,
+    /// The one algorithm it verifies.
+    pub alg: Algorithm,
+    /// The public JWK as JSON text (`kid`, `alg`, `use` set; no private members).
+    pub jwk: String,
+    /// When it was registered.
+    pub created_at_ms: i64,
+    /// When it was revoked; permanent.
+    pub revoked_at_ms: Option<i64>,
+}
+
 /// Everything revoked, loaded at start-up into the in-memory hot path.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Revocations {
@@ -532,6 +550,38 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     ) -> Result<TokenRecord, StoreError>;
     /// Every revoked agent and token.
     async fn revocations(&self) -> Result<Revocations, StoreError>;
+
+    /// Records a genuine issuer-signed token of this issuer (one the registry never
+    /// issued, so it may not be stored yet) and revokes it, in one transaction. If the
+    /// jti is already stored for this issuer it is revoked as by
+    /// [`Store::revoke_token`] (first time kept); `NotFound` if the jti is another
+    /// issuer's, or if the token's agent is not this issuer's.
+    async fn revoke_issuer_signed_token(
+        &self,
+        issuer: &IssuerId,
+        token: &TokenRecord,
+        now_ms: i64,
+        audit: &AuditRecord,
+    ) -> Result<TokenRecord, StoreError>;
+
+    // ---- issuer keys (self-custody)
+    /// Registers an issuer's public key. `Conflict` if the kid is registered already
+    /// (by any issuer); `NotFound` if the issuer does not exist.
+    async fn add_issuer_key(&self, key: &IssuerKey, audit: &AuditRecord) -> Result<(), StoreError>;
+    /// The issuer's keys, revoked ones included, oldest first.
+    async fn issuer_keys(&self, issuer: &IssuerId) -> Result<Vec<IssuerKey>, StoreError>;
+    /// Every issuer's keys, revoked ones included (the server's in-memory resolver).
+    async fn all_issuer_keys(&self) -> Result<Vec<IssuerKey>, StoreError>;
+    /// Revokes one of the issuer's keys, for good. `NotFound` if the kid is unknown or
+    /// another issuer's. Revoking twice returns the first revocation unchanged and
+    /// appends nothing.
+    async fn revoke_issuer_key(
+        &self,
+        issuer: &IssuerId,
+        kid: &str,
+        now_ms: i64,
+        audit: &AuditRecord,
+    ) -> Result<IssuerKey, StoreError>;
 
     // ---- registry signing keys
     /// Every signing key, active and retired.

@@ -32,9 +32,9 @@ use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool, Transaction};
 
 use crate::{
     Agent, AgentStatus, ApiKeyRecord, AuditRecord, AuditRow, BudgetCharge, BudgetKey,
-    CheckpointRecord, Decide, DecisionItem, DecisionOutcome, IdempotencyClaim, Issuer, KeyState,
-    LogKeyRecord, Page, ReceiptKeyRecord, ReceiptRecord, Receiver, Revocations, SigningKeyRecord,
-    Store, StoreError, TokenRecord,
+    CheckpointRecord, Decide, DecisionItem, DecisionOutcome, IdempotencyClaim, Issuer, IssuerKey,
+    KeyState, LogKeyRecord, Page, ReceiptKeyRecord, ReceiptRecord, Receiver, Revocations,
+    SigningKeyRecord, Store, StoreError, TokenRecord,
 };
 
 /// Name of the database file inside the data directory.
@@ -69,6 +69,13 @@ macro_rules! agent_columns {
 macro_rules! token_columns {
     () => {
         "jti, agent_id, issuer_id, kid, issued_at_s, expires_at_s, revoked_at_ms"
+    };
+}
+
+/// Columns of [`IssuerKeyRow`], as a literal for `concat!`.
+macro_rules! issuer_key_columns {
+    () => {
+        "kid, issuer_id, alg, jwk, created_at_ms, revoked_at_ms"
     };
 }
 
@@ -579,6 +586,147 @@ impl Store for SqliteStore {
                 .map(|jti| parse_id(jti, "token id"))
                 .collect::<Result<_, _>>()?,
         })
+    }
+
+    async fn revoke_issuer_signed_token(
+        &self,
+        issuer: &IssuerId,
+        token: &TokenRecord,
+        now_ms: i64,
+        audit: &AuditRecord,
+    ) -> Result<TokenRecord, StoreError> {
+        if token.issuer_id != *issuer {
+            return Err(StoreError::NotFound);
+        }
+        let mut tx = self.write_tx().await?;
+        // Unknown until now (the issuer signed it offline): record it. A jti stored
+        // already (this issuer's or another's) is left as it is; the ownership check
+        // below decides. The (agent, issuer) foreign key refuses another's agent.
+        sqlx::query(
+            "INSERT INTO tokens (jti, agent_id, issuer_id, kid, issued_at_s, expires_at_s, revoked_at_ms) \
+             VALUES (?, ?, ?, ?, ?, ?, NULL) ON CONFLICT (jti) DO NOTHING",
+        )
+        .bind(token.jti.as_str())
+        .bind(token.agent_id.as_str())
+        .bind(token.issuer_id.as_str())
+        .bind(&token.kid)
+        .bind(token.issued_at_s)
+        .bind(token.expires_at_s)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let changed = sqlx::query(
+            "UPDATE tokens SET revoked_at_ms = ? \
+             WHERE jti = ? AND issuer_id = ? AND revoked_at_ms IS NULL",
+        )
+        .bind(now_ms)
+        .bind(token.jti.as_str())
+        .bind(issuer.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        let row = sqlx::query_as::<_, TokenRow>(concat!(
+            "SELECT ",
+            token_columns!(),
+            " FROM tokens WHERE jti = ? AND issuer_id = ?"
+        ))
+        .bind(token.jti.as_str())
+        .bind(issuer.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .ok_or(StoreError::NotFound)?;
+        if changed > 0 {
+            append_audit(&mut tx, std::slice::from_ref(audit)).await?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        row.into_record()
+    }
+
+    async fn add_issuer_key(&self, key: &IssuerKey, audit: &AuditRecord) -> Result<(), StoreError> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query(
+            "INSERT INTO issuer_keys (kid, issuer_id, alg, jwk, created_at_ms, revoked_at_ms) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&key.kid)
+        .bind(key.issuer_id.as_str())
+        .bind(key.alg.as_str())
+        .bind(&key.jwk)
+        .bind(key.created_at_ms)
+        .bind(key.revoked_at_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        append_audit(&mut tx, std::slice::from_ref(audit)).await?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn issuer_keys(&self, issuer: &IssuerId) -> Result<Vec<IssuerKey>, StoreError> {
+        sqlx::query_as::<_, IssuerKeyRow>(concat!(
+            "SELECT ",
+            issuer_key_columns!(),
+            " FROM issuer_keys WHERE issuer_id = ? ORDER BY created_at_ms, rowid"
+        ))
+        .bind(issuer.as_str())
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?
+        .into_iter()
+        .map(IssuerKeyRow::into_record)
+        .collect()
+    }
+
+    async fn all_issuer_keys(&self) -> Result<Vec<IssuerKey>, StoreError> {
+        sqlx::query_as::<_, IssuerKeyRow>(concat!(
+            "SELECT ",
+            issuer_key_columns!(),
+            " FROM issuer_keys ORDER BY rowid"
+        ))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?
+        .into_iter()
+        .map(IssuerKeyRow::into_record)
+        .collect()
+    }
+
+    async fn revoke_issuer_key(
+        &self,
+        issuer: &IssuerId,
+        kid: &str,
+        now_ms: i64,
+        audit: &AuditRecord,
+    ) -> Result<IssuerKey, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let changed = sqlx::query(
+            "UPDATE issuer_keys SET revoked_at_ms = ? \
+             WHERE kid = ? AND issuer_id = ? AND revoked_at_ms IS NULL",
+        )
+        .bind(now_ms)
+        .bind(kid)
+        .bind(issuer.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        let row = sqlx::query_as::<_, IssuerKeyRow>(concat!(
+            "SELECT ",
+            issuer_key_columns!(),
+            " FROM issuer_keys WHERE kid = ? AND issuer_id = ?"
+        ))
+        .bind(kid)
+        .bind(issuer.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .ok_or(StoreError::NotFound)?;
+        if changed > 0 {
+            append_audit(&mut tx, std::slice::from_ref(audit)).await?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        row.into_record()
     }
 
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {
@@ -1650,6 +1798,29 @@ impl SigningKeyRow {
     }
 }
 
+#[derive(sqlx::FromRow)]
+struct IssuerKeyRow {
+    kid: String,
+    issuer_id: String,
+    alg: String,
+    jwk: String,
+    created_at_ms: i64,
+    revoked_at_ms: Option<i64>,
+}
+
+impl IssuerKeyRow {
+    fn into_record(self) -> Result<IssuerKey, StoreError> {
+        Ok(IssuerKey {
+            alg: Algorithm::parse(&self.alg).ok_or_else(|| corrupt("issuer key alg"))?,
+            issuer_id: parse_id(&self.issuer_id, "issuer id")?,
+            kid: self.kid,
+            jwk: self.jwk,
+            created_at_ms: self.created_at_ms,
+            revoked_at_ms: self.revoked_at_ms,
+        })
+    }
+}
+
 fn key_state_str(state: KeyState) -> &'static str {
     match state {
         KeyState::Active => "active",
@@ -1698,7 +1869,7 @@ fn db_err(e: sqlx::Error) -> StoreError {
 
 /// SQLite says `UNIQUE constraint failed: <table>.<column>`; say it in domain words.
 fn conflict_message(db: &dyn DatabaseError) -> &'static str {
-    const MESSAGES: [(&str, &str); 11] = [
+    const MESSAGES: [(&str, &str); 12] = [
         ("issuers.name", "issuer name is taken"),
         ("issuers.id", "issuer id already exists"),
         ("receivers.name", "receiver name is taken"),
@@ -1710,6 +1881,7 @@ fn conflict_message(db: &dyn DatabaseError) -> &'static str {
         ("tokens.jti", "token id already exists"),
         ("signing_keys.kid", "signing key already exists"),
         ("signing_keys.state", "another signing key is active"),
+        ("issuer_keys.kid", "this key is already registered"),
     ];
     let message = db.message();
     MESSAGES
