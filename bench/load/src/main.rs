@@ -1114,15 +1114,15 @@ async fn check_verify(
     Json(req): Json<CheckRequest>,
 ) -> Json<CheckAnswer> {
     let now = bonafide_server::time::now_ms();
-    match bonafide_server::routes::verify::check_token(&state, &req.token, None, now) {
-        Ok(v) => Json(CheckAnswer {
+    match bonafide_server::routes::verify::check_token(&state, &req.token, None, now).await {
+        Ok(Ok(v)) => Json(CheckAnswer {
             valid: true,
             allowed: req
                 .scopes_requested
                 .iter()
                 .all(|s| v.claims.agent.scopes.contains(s)),
         }),
-        Err(_) => Json(CheckAnswer {
+        Ok(Err(_)) | Err(_) => Json(CheckAnswer {
             valid: false,
             allowed: false,
         }),

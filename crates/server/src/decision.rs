@@ -51,6 +51,9 @@ pub enum Checked {
     Invalid {
         /// `TOKEN_INVALID`, `TOKEN_REVOKED`, …
         code: &'static str,
+        /// A reason that follows `code` in `reasons`: `KEY_REVOKED` after
+        /// `TOKEN_REVOKED` when the issuer key that signed the token is revoked.
+        second_reason: Option<&'static str>,
         /// In words.
         message: String,
         /// Agent and token id, when known for sure.
@@ -238,10 +241,18 @@ impl Deciding {
     /// The decision, given what the budget has spent (zero when it has no budget).
     pub fn outcome(&self, spent: Option<Decimal>) -> Outcome {
         let v = match &self.checked {
-            Checked::Invalid { code, message, .. } => {
+            Checked::Invalid {
+                code,
+                second_reason,
+                message,
+                ..
+            } => {
                 return Outcome {
                     allowed: false,
-                    reasons: vec![(*code).to_owned()],
+                    reasons: std::iter::once(*code)
+                        .chain(*second_reason)
+                        .map(str::to_owned)
+                        .collect(),
                     reason: Some(message.clone()),
                     remaining: None,
                     charge: None,

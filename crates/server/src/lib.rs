@@ -51,8 +51,8 @@ pub struct Config {
     pub default_token_ttl_s: i64,
     /// Longest token lifetime an issuer may ask for, seconds. Default 30 days.
     pub max_token_ttl_s: i64,
-    /// How often signing keys, revocations and suspensions are re-read from the store.
-    /// Default 5 s.
+    /// How often signing keys, issuers' keys, revocations and suspensions are re-read
+    /// from the store. Default 5 s.
     pub key_refresh: Duration,
     /// Write every verify decision to the audit log (and answer only once it is
     /// durable). Default on; off exists to measure what the log costs. State changes
@@ -208,6 +208,9 @@ async fn refresh_keys(state: Arc<AppState>) {
         if let Err(e) = state.refresh_suspensions().await {
             tracing::warn!(error = %e, "could not refresh suspensions");
         }
+        if let Err(e) = state.refresh_issuer_keys().await {
+            tracing::warn!(error = %e, "could not refresh issuer keys");
+        }
     }
 }
 
@@ -235,6 +238,14 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(routes::agents::reactivate),
         )
         .route("/v1/tokens/revoke", post(routes::agents::revoke_token))
+        .route(
+            "/v1/issuer/keys",
+            post(routes::issuer_keys::add).get(routes::issuer_keys::list),
+        )
+        .route(
+            "/v1/issuer/keys/{kid}/revoke",
+            post(routes::issuer_keys::revoke),
+        )
         .route("/v1/verify", post(routes::verify::verify_post))
         // A wildcard, so tokens with odd bytes (`/`) still get `valid:false`.
         .route("/v1/verify/{*token}", get(routes::verify::verify_get))

@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{admin, agents, audit, meta, policies, receipts, verify};
+use crate::routes::{admin, agents, audit, issuer_keys, meta, policies, receipts, verify};
 
 /// The API document.
 #[derive(Debug, OpenApi)]
@@ -14,6 +14,7 @@ use crate::routes::{admin, agents, audit, meta, policies, receipts, verify};
         admin::create_issuer, admin::create_receiver, admin::rotate_keys,
         policies::lint,
         agents::register, agents::list, agents::get, agents::issue_token, agents::revoke, agents::suspend, agents::reactivate, agents::revoke_token,
+        issuer_keys::add, issuer_keys::list, issuer_keys::revoke,
         verify::verify_get, verify::verify_post, verify::simulate, verify::introspect, receipts::get,
         audit::checkpoint, audit::entries, audit::inclusion, audit::consistency, audit::bundle, audit::tile,
         meta::jwks, meta::public_key_pem, meta::configuration, meta::scopes, meta::health, meta::healthz, meta::openapi,

@@ -1,6 +1,6 @@
 //! Shared server state: the store (source of truth) and the in-memory hot path
-//! (signing keys, the revocation sets and the suspended agents) that every verify
-//! reads without I/O.
+//! (signing keys, issuers' own keys, the revocation sets and the suspended agents)
+//! that every verify reads without I/O.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
@@ -8,11 +8,11 @@ use std::sync::{Arc, RwLock};
 use arc_swap::ArcSwap;
 use bonafide_core::audit::{Actor, AuditEntry, EventType};
 use bonafide_core::ids::{AgentId, IssuerId, TokenId};
-use bonafide_core::keys::{Algorithm, SigningKey, VerifyingKey};
+use bonafide_core::keys::{Algorithm, Jwk, SigningKey, VerifyingKey};
 use bonafide_core::policy::Policy;
 use bonafide_core::token::{self, AgentClaims, KeySet, TokenError, VerifyOptions};
 use bonafide_store::{
-    Agent, AgentStatus, KeyState, ReceiptKeyRecord, SigningKeyRecord, Store, StoreError,
+    Agent, AgentStatus, IssuerKey, KeyState, ReceiptKeyRecord, SigningKeyRecord, Store, StoreError,
 };
 
 use crate::Config;
@@ -91,6 +91,65 @@ fn load_key(r: &SigningKeyRecord) -> Result<SigningKey, StoreError> {
         )));
     }
     Ok(key)
+}
+
+/// One issuer's own public key (self-custody), ready to verify.
+#[derive(Debug)]
+pub struct IssuerKeyEntry {
+    /// The key (its `kid` is the RFC 7638 thumbprint).
+    pub key: VerifyingKey,
+    /// The issuer it belongs to: the only `iss` its tokens may carry.
+    pub issuer_id: IssuerId,
+    /// The issuer's registered name, shown in verify answers (never the token's
+    /// `agent.issuer`, which the issuer wrote itself).
+    pub issuer_name: String,
+    /// When it was revoked: its tokens are `TOKEN_REVOKED` from then on.
+    pub revoked_at_ms: Option<i64>,
+}
+
+/// Every issuer's registered keys by kid, revoked ones included (a token signed by a
+/// revoked key must be recognised as genuine to answer `TOKEN_REVOKED`/`KEY_REVOKED`).
+#[derive(Debug, Default)]
+pub struct IssuerKeyRing {
+    keys: HashMap<String, IssuerKeyEntry>,
+    /// `kid:revoked_at` in store order, to notice changes cheaply.
+    fingerprint: Vec<String>,
+}
+
+impl IssuerKeyRing {
+    /// The key with this kid.
+    pub fn get(&self, kid: &str) -> Option<&IssuerKeyEntry> {
+        self.keys.get(kid)
+    }
+
+    /// True if no issuer has registered a key.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+fn issuer_key_fingerprint(k: &IssuerKey) -> String {
+    format!("{}:{:?}", k.kid, k.revoked_at_ms)
+}
+
+/// Parses a stored issuer key; one that no longer parses is skipped with a warning
+/// (its tokens then fail as signed by an unknown key) rather than stopping the
+/// registry.
+fn load_issuer_key(k: &IssuerKey) -> Option<VerifyingKey> {
+    let parsed = serde_json::from_str::<Jwk>(&k.jwk)
+        .map_err(|e| e.to_string())
+        .and_then(|jwk| VerifyingKey::from_jwk(&jwk).map_err(|e| e.to_string()));
+    match parsed {
+        Ok(key) if key.kid() == k.kid && key.alg() == k.alg => Some(key),
+        Ok(_) => {
+            tracing::warn!(kid = %k.kid, "stored issuer key does not match its record; ignored");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(kid = %k.kid, error = %e, "stored issuer key does not parse; ignored");
+            None
+        }
+    }
 }
 
 /// Revoked agents and tokens, mirrored from the store.
@@ -174,16 +233,24 @@ pub struct AppState {
     pub receipt_key: SigningKey,
     /// Parsed token policies by `policy_hash` (parsing costs as much as a signature).
     policies: RwLock<HashMap<String, Arc<Policy>>>,
-    /// Each agent's issuer id (an agent never changes issuer): read by every verify
-    /// that makes a receipt or charges a budget.
-    agent_issuers: RwLock<HashMap<AgentId, IssuerId>>,
+    /// Agent records by id, for what never changes after registration (issuer,
+    /// name, description, scopes): read by every verify that makes a receipt or
+    /// charges a budget, and by every verify of an issuer-signed token. Status
+    /// (revoked, suspended) is never read from here.
+    agents: RwLock<HashMap<AgentId, Arc<Agent>>>,
+    /// Issuers' own keys (self-custody); swapped whole on every change.
+    pub issuer_keys: ArcSwap<IssuerKeyRing>,
+    /// Serialises reloads of `issuer_keys`: a local add or revoke holds it across its
+    /// commit and the reload, a refresh across its read and swap, so an older snapshot
+    /// never replaces a newer one (a revoked key never verifies again).
+    issuer_key_writes: tokio::sync::Mutex<()>,
 }
 
 /// Most parsed policies kept; the cache is emptied when full (policies are few in
 /// practice, and a refill costs one parse each).
 const MAX_CACHED_POLICIES: usize = 4096;
-/// Most agent → issuer entries kept before the cache is emptied.
-const MAX_CACHED_AGENTS: usize = 1 << 20;
+/// Most agent records kept before the cache is emptied.
+const MAX_CACHED_AGENTS: usize = 1 << 18;
 
 impl AppState {
     /// Loads state from the store, creating the first signing key if there is none.
@@ -226,6 +293,7 @@ impl AppState {
         base_options.max_token_bytes = config.max_token_bytes;
         let did_prefix = did_prefix(&config.public_url);
         let receipt_key = load_receipt_key(store.as_ref()).await?;
+        let issuer_keys = build_issuer_keys(store.as_ref(), None).await?;
         Ok(AppState {
             store,
             audit,
@@ -239,7 +307,9 @@ impl AppState {
             refresh_lock: tokio::sync::Mutex::new(()),
             receipt_key,
             policies: RwLock::new(HashMap::new()),
-            agent_issuers: RwLock::new(HashMap::new()),
+            agents: RwLock::new(HashMap::new()),
+            issuer_keys: ArcSwap::from_pointee(issuer_keys),
+            issuer_key_writes: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -279,27 +349,66 @@ impl AppState {
     /// The issuer of an agent, from memory or else the store; `None` if the agent is
     /// not registered here.
     pub async fn issuer_of(&self, agent: &AgentId) -> Result<Option<IssuerId>, StoreError> {
+        Ok(self.agent_record(agent).await?.map(|a| a.issuer_id.clone()))
+    }
+
+    /// An agent's record as registered, from memory or else the store; `None` if the
+    /// agent is not registered here (not cached: it may be registered later). Only
+    /// what never changes may be read from it: not `status`, nor its times.
+    pub async fn agent_record(&self, agent: &AgentId) -> Result<Option<Arc<Agent>>, StoreError> {
         {
             let cache = self
-                .agent_issuers
+                .agents
                 .read()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some(id) = cache.get(agent) {
-                return Ok(Some(id.clone()));
+            if let Some(a) = cache.get(agent) {
+                return Ok(Some(Arc::clone(a)));
             }
         }
         let Some(record) = self.store.agent(agent).await? else {
             return Ok(None);
         };
+        let record = Arc::new(record);
         let mut cache = self
-            .agent_issuers
+            .agents
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if cache.len() >= MAX_CACHED_AGENTS {
             cache.clear();
         }
-        cache.insert(agent.clone(), record.issuer_id.clone());
-        Ok(Some(record.issuer_id))
+        cache.insert(agent.clone(), Arc::clone(&record));
+        Ok(Some(record))
+    }
+
+    /// Starts a change of the issuer keys: hold the guard across the store write and
+    /// [`AppState::reload_issuer_keys`] (see `issuer_key_writes`).
+    pub async fn issuer_key_write(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.issuer_key_writes.lock().await
+    }
+
+    /// Re-reads every issuer key from the store and swaps the in-memory ring if
+    /// anything changed. The caller holds [`AppState::issuer_key_write`].
+    ///
+    /// INVARIANT: after a local add or revoke, call this after the commit and before
+    /// answering, so the next verify in this process sees the change.
+    pub async fn reload_issuer_keys(
+        &self,
+        _serial: &tokio::sync::MutexGuard<'_, ()>,
+    ) -> Result<(), StoreError> {
+        let current = self.issuer_keys.load_full();
+        let records = self.store.all_issuer_keys().await?;
+        let fingerprint: Vec<String> = records.iter().map(issuer_key_fingerprint).collect();
+        if fingerprint != current.fingerprint {
+            let ring = ring_from_records(self.store.as_ref(), &records, Some(&current)).await?;
+            self.issuer_keys.store(Arc::new(ring));
+        }
+        Ok(())
+    }
+
+    /// Keys added or revoked by another process arrive within one refresh period.
+    pub async fn refresh_issuer_keys(&self) -> Result<(), StoreError> {
+        let serial = self.issuer_key_write().await;
+        self.reload_issuer_keys(&serial).await
     }
 
     /// Re-reads the signing keys if another process (`bonafide keys rotate`) changed
@@ -417,6 +526,57 @@ impl AppState {
             None
         }
     }
+}
+
+/// The issuer key ring from the store (at start-up, `previous` is `None`).
+async fn build_issuer_keys(
+    store: &dyn Store,
+    previous: Option<&IssuerKeyRing>,
+) -> Result<IssuerKeyRing, StoreError> {
+    let records = store.all_issuer_keys().await?;
+    ring_from_records(store, &records, previous).await
+}
+
+/// Builds the ring; issuer names come from `previous` when known (an issuer's name
+/// never changes), else from the store.
+async fn ring_from_records(
+    store: &dyn Store,
+    records: &[IssuerKey],
+    previous: Option<&IssuerKeyRing>,
+) -> Result<IssuerKeyRing, StoreError> {
+    let mut names: HashMap<IssuerId, String> = HashMap::new();
+    if let Some(prev) = previous {
+        for e in prev.keys.values() {
+            names.insert(e.issuer_id.clone(), e.issuer_name.clone());
+        }
+    }
+    let mut ring = IssuerKeyRing::default();
+    for r in records {
+        ring.fingerprint.push(issuer_key_fingerprint(r));
+        let Some(key) = load_issuer_key(r) else {
+            continue;
+        };
+        let issuer_name = match names.get(&r.issuer_id) {
+            Some(n) => n.clone(),
+            None => {
+                let Some(issuer) = store.issuer(&r.issuer_id).await? else {
+                    continue;
+                };
+                names.insert(r.issuer_id.clone(), issuer.name.clone());
+                issuer.name
+            }
+        };
+        ring.keys.insert(
+            r.kid.clone(),
+            IssuerKeyEntry {
+                key,
+                issuer_id: r.issuer_id.clone(),
+                issuer_name,
+                revoked_at_ms: r.revoked_at_ms,
+            },
+        );
+    }
+    Ok(ring)
 }
 
 /// `did:web:<host>:agents:` for a registry URL (did:web §3.1: the port's colon is

@@ -1131,6 +1131,8 @@ async fn revocations_survive_restart() {
         None,
         bonafide_server::time::now_ms(),
     )
+    .await
+    .unwrap()
     .unwrap_err();
     assert_eq!(err.error.code().as_str(), "TOKEN_REVOKED");
 }

@@ -737,7 +737,8 @@ pub struct RevokeToken {
     /// Token id `tok_…`.
     #[serde(default)]
     pub jti: Option<String>,
-    /// The token itself (its signature is checked; expiry is not).
+    /// The token itself (its signature is checked; expiry is not). A token the
+    /// caller signed with its own registered key is recorded and revoked.
     #[serde(default)]
     pub token: Option<String>,
 }
@@ -763,6 +764,9 @@ pub async fn revoke_token(
     IssuerAuth(issuer): IssuerAuth,
     ApiJson(body): ApiJson<RevokeToken>,
 ) -> Result<ApiJson<TokenRevoked>, ApiError> {
+    // An issuer-signed token (self-custody) the registry may never have seen: it is
+    // recorded and revoked in one store call.
+    let mut self_signed: Option<TokenRecord> = None;
     let (jti, hash) = match (body.jti, body.token) {
         (Some(jti), None) => (
             TokenId::try_from(jti.as_str()).map_err(|_| ApiError::not_found("token"))?,
@@ -771,24 +775,47 @@ pub async fn revoke_token(
         (None, Some(text)) => {
             let mut opts = state.verify_options(None).into_owned();
             opts.time = TimeCheck::Skip;
-            let keys = state.keys.load();
-            let verified =
-                token::verify(&text, &keys.verifying, &opts, now_ms() / 1000).map_err(|e| {
-                    ApiError::invalid(format!(
-                        "`token` is not a genuine token of this registry: {e}"
-                    ))
-                })?;
-            (verified.claims.jti, Some(token_sha256(&text)))
+            let (verified, signer) =
+                crate::routes::verify::verify_signed(&state, &text, &opts, now_ms() / 1000)
+                    .map_err(|e| {
+                        ApiError::invalid(format!(
+                            "`token` is not a genuine token of this registry or of a registered issuer key: {e}"
+                        ))
+                    })?;
+            let c = verified.claims;
+            if let Some(signer) = signer {
+                // Another issuer's key: not the caller's token, a 404 like any other.
+                if signer.issuer_id != issuer.id {
+                    return Err(ApiError::not_found("token"));
+                }
+                self_signed = Some(TokenRecord {
+                    jti: c.jti.clone(),
+                    agent_id: c.sub,
+                    issuer_id: signer.issuer_id,
+                    kid: signer.kid,
+                    issued_at_s: c.iat,
+                    expires_at_s: c.exp,
+                    revoked_at_ms: None,
+                });
+            }
+            (c.jti, Some(token_sha256(&text)))
         }
         _ => return Err(ApiError::invalid("give exactly one of `jti` and `token`")),
     };
     // The agent, for the audit entry; another issuer's token stays a 404 below.
-    let agent = state
-        .store
-        .token(&jti)
-        .await?
-        .filter(|t| t.issuer_id == issuer.id)
-        .map(|t| t.agent_id);
+    let agent = match &self_signed {
+        Some(t) => state
+            .agent_record(&t.agent_id)
+            .await?
+            .filter(|a| a.issuer_id == issuer.id)
+            .map(|a| a.id.clone()),
+        None => state
+            .store
+            .token(&jti)
+            .await?
+            .filter(|t| t.issuer_id == issuer.id)
+            .map(|t| t.agent_id),
+    };
     let now = now_ms();
     let audit = audit_change(
         EventType::TokenRevoked,
@@ -804,11 +831,21 @@ pub async fn revoke_token(
     let task_state = Arc::clone(&state);
     let issuer_id = issuer.id.clone();
     let record = tokio::spawn(async move {
-        let record = task_state
-            .store
-            .revoke_token(&issuer_id, &jti, now, &audit)
-            .await
-            .map_err(not_found_as("token"))?;
+        let record = match self_signed {
+            Some(token) => {
+                task_state
+                    .store
+                    .revoke_issuer_signed_token(&issuer_id, &token, now, &audit)
+                    .await
+            }
+            None => {
+                task_state
+                    .store
+                    .revoke_token(&issuer_id, &jti, now, &audit)
+                    .await
+            }
+        }
+        .map_err(not_found_as("token"))?;
         task_state.mark_revoked(Revoked::Token(record.jti.clone()));
         Ok::<_, ApiError>(record)
     })

@@ -73,6 +73,7 @@ pub async fn configuration(State(state): State<Arc<AppState>>) -> ApiJson<Value>
         "introspection_endpoint": format!("{base}/v1/introspect"),
         "registration_endpoint": format!("{base}/v1/agents/register"),
         "revocation_endpoint": format!("{base}/v1/tokens/revoke"),
+        "issuer_keys_endpoint": format!("{base}/v1/issuer/keys"),
         "scopes_endpoint": format!("{base}/v1/scopes"),
         "openapi_uri": format!("{base}/openapi.json"),
         "token_types_supported": [bonafide_core::token::AGENT_TOKEN_TYP],
@@ -163,7 +164,9 @@ pub struct Health {
 pub struct Features {
     /// Registry-signed tokens.
     pub registry_signing: bool,
-    /// Issuer-signed (self-custody) tokens.
+    /// Issuer-signed (self-custody) `agent+jwt` tokens: issuers register public keys
+    /// (`/v1/issuer/keys`) and sign tokens themselves. AgentOAuth `act.v0.x` consent
+    /// tokens are not covered by this flag (not yet verified).
     pub self_custody: bool,
     /// Consent policies and budgets.
     pub policies: bool,
@@ -194,7 +197,7 @@ pub async fn health(State(state): State<Arc<AppState>>) -> Result<ApiJson<Health
         version: env!("CARGO_PKG_VERSION").into(),
         features: Features {
             registry_signing: true,
-            self_custody: false,
+            self_custody: true,
             policies: true,
             receipts: true,
             audit_log: true,

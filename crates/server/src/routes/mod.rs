@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod agents;
 pub mod audit;
+pub mod issuer_keys;
 pub mod meta;
 pub mod policies;
 pub mod receipts;

@@ -11,10 +11,15 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bonafide_core::audit::{AuditEntry, Decision, EventType, token_sha256};
+use bonafide_core::ids::IssuerId;
 use bonafide_core::ids::{AgentId, ReceiptId, ReceiverId, TokenId};
+use bonafide_core::jws::{self, Compact};
+use bonafide_core::keys::VerifyingKey;
 use bonafide_core::policy::money_from_json;
 use bonafide_core::receipt::RequestFacts;
-use bonafide_core::token::{self, TokenError, VerifiedToken};
+use bonafide_core::token::{
+    self, KeyResolver, KeySet, Revoked, TokenError, VerifiedToken, VerifyOptions,
+};
 use bonafide_store::{DecisionItem, DecisionOutcome, IdempotencyClaim};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -25,7 +30,7 @@ use crate::decision::{Asked, Checked, Deciding, ValidToken};
 pub use crate::decision::{VerifiedAgent, VerifyResponse};
 use crate::error::{ApiError, ApiJson, ApiPath};
 use crate::routes::random16;
-use crate::state::AppState;
+use crate::state::{AppState, IssuerKeyEntry, IssuerKeyRing};
 use crate::time::{now_ms, rfc3339_ms, rfc3339_s};
 
 /// The one reason a decision can gain from the budget's real spending.
@@ -43,47 +48,179 @@ pub struct Denied {
     pub subject: Option<(AgentId, TokenId)>,
 }
 
+/// The issuer key that signed a token (self-custody), as it stood when checked.
+#[derive(Debug, Clone)]
+pub struct IssuerSigned {
+    /// The key's kid (its RFC 7638 thumbprint).
+    pub kid: String,
+    /// Its issuer.
+    pub issuer_id: IssuerId,
+    /// Its issuer's registered name.
+    pub issuer_name: String,
+    /// When the key was revoked.
+    pub revoked_at_ms: Option<i64>,
+}
+
+/// A resolver of exactly one key.
+struct OneKey<'a>(&'a VerifyingKey);
+
+impl KeyResolver for OneKey<'_> {
+    fn key(&self, kid: &str) -> Option<&VerifyingKey> {
+        (kid == self.0.kid()).then_some(self.0)
+    }
+}
+
+/// The registered issuer key a token's header `kid` names, if it names one and not a
+/// key of the registry's own (the registry's keys are looked up first). Anything
+/// malformed is left to [`token::verify`] to refuse with its precise error.
+fn issuer_key_for<'a>(
+    registry: &KeySet,
+    issuer_keys: &'a IssuerKeyRing,
+    text: &str,
+    opts: &VerifyOptions,
+) -> Option<&'a IssuerKeyEntry> {
+    if issuer_keys.is_empty() {
+        return None;
+    }
+    let compact = Compact::split(text, opts.max_token_bytes).ok()?;
+    // The exact header the registry writes: a registry token (the common case).
+    if registry.known_header(compact.header_b64).is_some() {
+        return None;
+    }
+    let header = jws::decode_header(compact.header_b64, opts.json).ok()?;
+    if registry.key(&header.kid).is_some() {
+        return None;
+    }
+    issuer_keys.get(&header.kid)
+}
+
+/// Pipeline steps 1–4 with the key the token's header `kid` picks: the registry's
+/// keys first, else a registered issuer key. An issuer-signed token must carry that
+/// key's issuer id in `iss` (any other `iss` is `ISSUER_UNKNOWN`, so one issuer's key
+/// never speaks for another issuer). Revocation of the issuer key is not checked here:
+/// the caller decides what a revoked key means (see [`check_token`]).
+pub fn verify_signed(
+    state: &AppState,
+    text: &str,
+    opts: &VerifyOptions,
+    now_s: i64,
+) -> Result<(VerifiedToken, Option<IssuerSigned>), TokenError> {
+    let keys = state.keys.load();
+    let issuer_keys = state.issuer_keys.load();
+    if let Some(entry) = issuer_key_for(&keys.verifying, &issuer_keys, text, opts) {
+        let mut opts = opts.clone();
+        opts.issuers = vec![entry.issuer_id.to_string()];
+        let verified = token::verify(text, &OneKey(&entry.key), &opts, now_s)?;
+        let signer = IssuerSigned {
+            kid: entry.key.kid().to_owned(),
+            issuer_id: entry.issuer_id.clone(),
+            issuer_name: entry.issuer_name.clone(),
+            revoked_at_ms: entry.revoked_at_ms,
+        };
+        return Ok((verified, Some(signer)));
+    }
+    token::verify(text, &keys.verifying, opts, now_s).map(|v| (v, None))
+}
+
 /// Runs pipeline steps 1–5 and the policy-hash check of step 7 against the in-memory
 /// keys, revocations, suspensions and parsed policies.
-pub fn check_token(
+///
+/// For an issuer-signed token, after the signature: `sub` must be an agent of the
+/// key's issuer (`AGENT_UNKNOWN` otherwise), its scopes must all have been granted to
+/// that agent at registration (`TOKEN_INVALID`), and a revoked key makes it
+/// `TOKEN_REVOKED` ([`Revoked::Key`]). Its `agent.name`, `agent.issuer` and
+/// `agent.description` are the issuer's own words: they are replaced by the
+/// registered agent's name and description and the issuer's registered name, so
+/// answers show what the registry knows. The agent record is read through
+/// [`AppState::agent_record`] (memory, else the store: the only store read of a
+/// verify, and only on a cache miss); a store failure there is the `Err`.
+pub async fn check_token(
     state: &AppState,
     text: &str,
     audience: Option<String>,
     now_ms: i64,
-) -> Result<VerifiedToken, Denied> {
-    let keys = state.keys.load();
-    let verified = token::verify(
-        text,
-        &keys.verifying,
-        &state.verify_options(audience),
-        now_ms / 1000,
-    )
-    .map_err(|error| Denied {
-        error,
-        subject: None,
-    })?;
+) -> Result<Result<VerifiedToken, Denied>, ApiError> {
+    let checked = verify_signed(state, text, &state.verify_options(audience), now_ms / 1000);
+    let (mut verified, signer) = match checked {
+        Ok(v) => v,
+        Err(error) => {
+            return Ok(Err(Denied {
+                error,
+                subject: None,
+            }));
+        }
+    };
+    if let Some(signer) = signer {
+        let agent = match state.agent_record(&verified.claims.sub).await? {
+            Some(a) if a.issuer_id == signer.issuer_id => a,
+            // Unknown, or another issuer's: nothing about that agent is recorded.
+            _ => {
+                return Ok(Err(Denied {
+                    error: TokenError::AgentUnknown,
+                    subject: None,
+                }));
+            }
+        };
+        if let Some(extra) = verified
+            .claims
+            .agent
+            .scopes
+            .iter()
+            .find(|s| !agent.scopes.contains(s))
+        {
+            let shown: String = extra.chars().take(64).collect();
+            return Ok(Err(Denied {
+                error: TokenError::Claims(format!(
+                    "scope `{shown}` was not granted to this agent at registration: an issuer-signed token may carry only its agent's registered scopes"
+                )),
+                subject: Some((verified.claims.sub, verified.claims.jti)),
+            }));
+        }
+        if signer.revoked_at_ms.is_some() {
+            return Ok(Err(Denied {
+                error: TokenError::Revoked(Revoked::Key),
+                subject: Some((verified.claims.sub, verified.claims.jti)),
+            }));
+        }
+        verified.claims.agent.name.clone_from(&agent.name);
+        verified.claims.agent.issuer = signer.issuer_name;
+        verified
+            .claims
+            .agent
+            .description
+            .clone_from(&agent.description);
+    }
     if let Some(what) = state.is_revoked(&verified.claims.sub, &verified.claims.jti) {
-        return Err(Denied {
+        return Ok(Err(Denied {
             error: TokenError::Revoked(what),
             subject: Some((verified.claims.sub, verified.claims.jti)),
-        });
+        }));
     }
     // After revocation: a revoked agent stays TOKEN_REVOKED, suspended or not.
     if state.is_suspended(&verified.claims.sub) {
-        return Err(Denied {
+        return Ok(Err(Denied {
             error: TokenError::Suspended,
             subject: Some((verified.claims.sub, verified.claims.jti)),
-        });
+        }));
     }
     // Step 7: a policy whose hash is not `policy_hash` makes the token invalid on every
     // path (GET verify and introspection too), not only where the policy is used.
     if let Err(error) = state.policy_of(&verified.claims) {
-        return Err(Denied {
+        return Ok(Err(Denied {
             error,
             subject: Some((verified.claims.sub, verified.claims.jti)),
-        });
+        }));
     }
-    Ok(verified)
+    Ok(Ok(verified))
+}
+
+/// The reason that follows `TOKEN_REVOKED` when it was the issuer key that was
+/// revoked: `KEY_REVOKED`.
+pub fn second_reason(error: &TokenError) -> Option<&'static str> {
+    match error {
+        TokenError::Revoked(Revoked::Key) => Some("KEY_REVOKED"),
+        _ => None,
+    }
 }
 
 /// One verify decision, for the audit log.
@@ -101,7 +238,10 @@ fn facts(checked: &Result<VerifiedToken, Denied>) -> (Vec<String>, Option<(&Agen
     match checked {
         Ok(v) => (Vec::new(), Some((&v.claims.sub, &v.claims.jti))),
         Err(d) => (
-            vec![d.error.code().as_str().to_owned()],
+            std::iter::once(d.error.code().as_str())
+                .chain(second_reason(&d.error))
+                .map(str::to_owned)
+                .collect(),
             d.subject.as_ref().map(|(a, j)| (a, j)),
         ),
     }
@@ -115,7 +255,7 @@ async fn check_and_audit(
     text: &str,
     now_ms: i64,
 ) -> Result<Result<VerifiedToken, Denied>, ApiError> {
-    let checked = check_token(state, text, None, now_ms);
+    let checked = check_token(state, text, None, now_ms).await?;
     let (reasons, subject) = facts(&checked);
     audit_decision(
         state,
@@ -421,15 +561,17 @@ async fn check_for_decision(
     now: i64,
     receipt: bool,
 ) -> Result<Deciding, ApiError> {
-    let checked = match check_token(state, &req.token, asked.audience.clone(), now) {
+    let checked = match check_token(state, &req.token, asked.audience.clone(), now).await? {
         Err(d) => Checked::Invalid {
             code: d.error.code().as_str(),
+            second_reason: second_reason(&d.error),
             message: d.error.to_string(),
             subject: d.subject,
         },
         Ok(v) => match state.policy_of(&v.claims) {
             Err(e) => Checked::Invalid {
                 code: e.code().as_str(),
+                second_reason: None,
                 message: e.to_string(),
                 subject: Some((v.claims.sub, v.claims.jti)),
             },

@@ -1,0 +1,285 @@
+//! Issuer keys (self-custody): an issuer registers the public half of a key it keeps,
+//! and signs its agents' tokens itself (`typ agent+jwt`, `iss` = its issuer id,
+//! `kid` = the key's RFC 7638 thumbprint). The registry never holds, generates or
+//! returns an issuer's private key: a JWK with private members is refused.
+//!
+//! A key is revoked for good; from the very next verify on, every token it signed
+//! answers `TOKEN_REVOKED` (with `KEY_REVOKED` among the reasons). Another issuer's
+//! key answers 404, exactly like a missing one.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use bonafide_core::audit::{Actor, EventType};
+use bonafide_core::keys::{Algorithm, Jwk, KeyError, VerifyingKey};
+use bonafide_core::token::KeyResolver;
+use bonafide_store::{Issuer, IssuerKey, StoreError};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::audit_change;
+use crate::auth::IssuerAuth;
+use crate::error::{ApiError, ApiJson, ApiPath, JsonOrEmpty};
+use crate::state::AppState;
+use crate::time::{now_ms, rfc3339_ms};
+
+/// `POST /v1/issuer/keys` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddIssuerKey {
+    /// The public JWK: OKP Ed25519 (EdDSA), EC P-256 (ES256) or RSA of 2048 to 8192
+    /// bits (RS256). Private members (`d`, `p`, `q`, `dp`, `dq`, `qi`, `oth`, `k`) are
+    /// refused with 400. A `kid` member, if present, must be the key's RFC 7638
+    /// thumbprint (the registry computes it; another value is a 422).
+    #[schema(value_type = Object)]
+    pub jwk: Jwk,
+    /// `EdDSA`, `ES256` or `RS256`; defaults from the key type, and must fit it.
+    #[serde(default)]
+    pub alg: Option<String>,
+}
+
+/// A registered issuer key.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IssuerKeyView {
+    /// RFC 7638 thumbprint: the `kid` its tokens carry.
+    pub kid: String,
+    /// The one algorithm it verifies.
+    pub alg: String,
+    /// The public JWK, with `kid`, `alg` and `use`.
+    #[schema(value_type = Object)]
+    pub jwk: serde_json::Value,
+    /// The issuer (`iss_…`): the `iss` its tokens must carry.
+    pub issuer_id: String,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339, when revoked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<String>,
+}
+
+/// `GET /v1/issuer/keys` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IssuerKeyList {
+    /// The caller's keys, revoked ones included, oldest first.
+    pub keys: Vec<IssuerKeyView>,
+}
+
+/// `POST /v1/issuer/keys/{kid}/revoke` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IssuerKeyRevoked {
+    /// The key.
+    pub kid: String,
+    /// RFC 3339; the first revocation's time if revoked before.
+    pub revoked_at: String,
+}
+
+/// `POST /v1/issuer/keys/{kid}/revoke` body: nothing, or `{}`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeIssuerKey {}
+
+fn view(k: &IssuerKey) -> Result<IssuerKeyView, ApiError> {
+    Ok(IssuerKeyView {
+        kid: k.kid.clone(),
+        alg: k.alg.as_str().to_owned(),
+        jwk: serde_json::from_str(&k.jwk)
+            .map_err(|e| ApiError::internal(format!("stored issuer key {}: {e}", k.kid)))?,
+        issuer_id: k.issuer_id.to_string(),
+        created_at: rfc3339_ms(k.created_at_ms),
+        revoked_at: k.revoked_at_ms.map(rfc3339_ms),
+    })
+}
+
+fn issuer_actor(issuer: &Issuer) -> Actor {
+    Actor::Issuer {
+        id: issuer.id.to_string(),
+    }
+}
+
+fn unusable(e: &KeyError) -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "KEY_INVALID",
+        format!("`jwk` is not a usable public key: {e}"),
+    )
+}
+
+/// Checks a submitted key: private material (400), then usability, algorithm and
+/// kid (422).
+fn check_key(body: &AddIssuerKey) -> Result<VerifyingKey, ApiError> {
+    if let Err(e) = body.jwk.check_public() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "PRIVATE_KEY_REFUSED",
+            format!(
+                "{e}: the registry never holds an issuer's private key; send the public JWK only, and keep the private key to sign tokens yourself"
+            ),
+        ));
+    }
+    let asked = body
+        .alg
+        .as_deref()
+        .map(|a| {
+            Algorithm::parse(a).ok_or_else(|| {
+                unusable(&KeyError::UnsupportedAlgorithm(
+                    a.chars().take(32).collect(),
+                ))
+            })
+        })
+        .transpose()?;
+    let key = VerifyingKey::from_jwk(&body.jwk).map_err(|e| unusable(&e))?;
+    if let Some(alg) = asked
+        && alg != key.alg()
+    {
+        return Err(unusable(&KeyError::AlgorithmMismatch {
+            alg: alg.to_string(),
+            kty: body.jwk.kty.chars().take(16).collect(),
+        }));
+    }
+    if let Some(kid) = &body.jwk.kid
+        && kid != key.kid()
+    {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "KEY_INVALID",
+            format!(
+                "`jwk.kid` is not this key's RFC 7638 thumbprint (`{}`): omit it, or send the thumbprint",
+                key.kid()
+            ),
+        ));
+    }
+    Ok(key)
+}
+
+/// Registers a public key the caller signs its agents' tokens with.
+#[utoipa::path(post, path = "/v1/issuer/keys", tag = "issuer", request_body = AddIssuerKey,
+    security(("api_key" = [])),
+    responses((status = 201, body = IssuerKeyView),
+              (status = 400, description = "the JWK holds private key material"),
+              (status = 401), (status = 403),
+              (status = 409, description = "this key is already registered"),
+              (status = 422, description = "not a usable public key, or `alg` does not fit it")))]
+pub async fn add(
+    State(state): State<Arc<AppState>>,
+    IssuerAuth(issuer): IssuerAuth,
+    ApiJson(body): ApiJson<AddIssuerKey>,
+) -> Result<(StatusCode, ApiJson<IssuerKeyView>), ApiError> {
+    let key = check_key(&body)?;
+    let taken = format!("key `{}` is already registered", key.kid());
+    let conflict = move || ApiError::new(StatusCode::CONFLICT, "CONFLICT", taken.clone());
+    // A registry key's kid would never reach the issuer key (the registry's keys are
+    // looked up first): refuse it rather than register a key that cannot verify.
+    if state.keys.load().verifying.key(key.kid()).is_some() {
+        return Err(conflict());
+    }
+    let now = now_ms();
+    let record = IssuerKey {
+        kid: key.kid().to_owned(),
+        issuer_id: issuer.id.clone(),
+        alg: key.alg(),
+        jwk: serde_json::to_string(key.jwk())
+            .map_err(|e| ApiError::internal(format!("jwk: {e}")))?,
+        created_at_ms: now,
+        revoked_at_ms: None,
+    };
+    let audit = audit_change(
+        EventType::KeyAdded,
+        now,
+        issuer_actor(&issuer),
+        None,
+        Some(&issuer.id),
+        |e| e.kid = Some(record.kid.clone()),
+    )?;
+    // Spawned: if the client goes away mid-request, the commit and the in-memory
+    // reload still happen together.
+    let task_state = Arc::clone(&state);
+    let stored = record.clone();
+    tokio::spawn(async move {
+        let serial = task_state.issuer_key_write().await;
+        task_state
+            .store
+            .add_issuer_key(&stored, &audit)
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict(_) => conflict(),
+                other => other.into(),
+            })?;
+        task_state.reload_issuer_keys(&serial).await?;
+        Ok::<_, ApiError>(())
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("add key task: {e}")))??;
+    tracing::info!(issuer_id = %issuer.id, kid = %record.kid, "issuer key added");
+    Ok((StatusCode::CREATED, ApiJson(view(&record)?)))
+}
+
+/// Lists the caller's keys, revoked ones included.
+#[utoipa::path(get, path = "/v1/issuer/keys", tag = "issuer", security(("api_key" = [])),
+    responses((status = 200, body = IssuerKeyList), (status = 401), (status = 403)))]
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    IssuerAuth(issuer): IssuerAuth,
+) -> Result<ApiJson<IssuerKeyList>, ApiError> {
+    let keys = state.store.issuer_keys(&issuer.id).await?;
+    Ok(ApiJson(IssuerKeyList {
+        keys: keys.iter().map(view).collect::<Result<_, _>>()?,
+    }))
+}
+
+/// Revokes one of the caller's keys, for good: from the very next verify on, every
+/// token it signed answers `TOKEN_REVOKED` (reasons `TOKEN_REVOKED`, `KEY_REVOKED`).
+/// Revoking twice keeps the first time.
+#[utoipa::path(post, path = "/v1/issuer/keys/{kid}/revoke", tag = "issuer",
+    request_body = RevokeIssuerKey,
+    params(("kid" = String, Path, description = "the key's RFC 7638 thumbprint")),
+    security(("api_key" = [])),
+    responses((status = 200, body = IssuerKeyRevoked), (status = 401), (status = 403),
+              (status = 404, description = "no such key of the caller's")))]
+pub async fn revoke(
+    State(state): State<Arc<AppState>>,
+    IssuerAuth(issuer): IssuerAuth,
+    ApiPath(kid): ApiPath<String>,
+    JsonOrEmpty(RevokeIssuerKey {}): JsonOrEmpty<RevokeIssuerKey>,
+) -> Result<ApiJson<IssuerKeyRevoked>, ApiError> {
+    // Thumbprints are 43 base64url characters; anything else cannot be a key.
+    if kid.is_empty()
+        || kid.len() > 128
+        || !kid
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(ApiError::not_found("issuer key"));
+    }
+    let now = now_ms();
+    let audit = audit_change(
+        EventType::KeyRevoked,
+        now,
+        issuer_actor(&issuer),
+        None,
+        Some(&issuer.id),
+        |e| e.kid = Some(kid.clone()),
+    )?;
+    let task_state = Arc::clone(&state);
+    let issuer_id = issuer.id.clone();
+    let record = tokio::spawn(async move {
+        let serial = task_state.issuer_key_write().await;
+        let record = task_state
+            .store
+            .revoke_issuer_key(&issuer_id, &kid, now, &audit)
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound => ApiError::not_found("issuer key"),
+                other => other.into(),
+            })?;
+        task_state.reload_issuer_keys(&serial).await?;
+        Ok::<_, ApiError>(record)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("revoke key task: {e}")))??;
+    tracing::info!(issuer_id = %issuer.id, kid = %record.kid, "issuer key revoked");
+    Ok(ApiJson(IssuerKeyRevoked {
+        kid: record.kid,
+        revoked_at: rfc3339_ms(record.revoked_at_ms.unwrap_or(now)),
+    }))
+}
