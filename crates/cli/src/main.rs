@@ -25,6 +25,7 @@ mod duration;
 mod output;
 mod policy;
 mod receipt;
+mod self_custody;
 
 use output::Out;
 
@@ -70,9 +71,15 @@ enum Command {
     Revoke(RevokeArgs),
     /// Verify a token online, or offline with a JWKS.
     Verify(VerifyArgs),
-    /// Registry keys.
+    /// Registry keys, and generating your own issuer signing key.
     #[command(subcommand)]
     Keys(KeysCmd),
+    /// Sign agent tokens offline with your own issuer key.
+    #[command(subcommand)]
+    Token(TokenCmd),
+    /// Register your issuer's public keys (issuer key in BONAFIDE_API_KEY).
+    #[command(subcommand)]
+    IssuerKey(IssuerKeyCmd),
     /// Check the registry's audit log.
     #[command(subcommand)]
     Audit(AuditCmd),
@@ -262,6 +269,32 @@ enum KeysCmd {
     },
     /// Print a fresh admin API key, e.g. for BONAFIDE_ADMIN_KEY.
     NewAdminKey,
+    /// Generate an issuer signing key on this machine: the private key to FILE
+    /// (PKCS#8 PEM, mode 0600, never printed or sent), the public JWK to
+    /// FILE.pub.jwk. Prints the kid and the public JWK.
+    Generate(self_custody::GenerateArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCmd {
+    /// Sign an agent token offline with your issuer key (no network): `iss` is your
+    /// issuer id. Prints only the token. Register the key first with
+    /// `bonafide issuer-key add`, or the registry will not know it.
+    Sign(self_custody::SignArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum IssuerKeyCmd {
+    /// Register a public JWK as one of your signing keys; prints its kid. A file with
+    /// private members is refused before any request.
+    Add(self_custody::AddArgs),
+    /// List your registered keys.
+    List,
+    /// Revoke a key: tokens it signed stop verifying (TOKEN_REVOKED).
+    Revoke {
+        /// The key's kid (RFC 7638 thumbprint).
+        kid: String,
+    },
 }
 
 // mimalloc: allocation-heavy request handling costs markedly less than with glibc
@@ -439,6 +472,13 @@ async fn run(cli: Cli, out: Out) -> Result<ExitCode> {
                 .await?;
             out.rotated(&record.kid, alg);
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Keys(KeysCmd::Generate(args)) => self_custody::generate(args, out),
+        Command::Token(TokenCmd::Sign(args)) => self_custody::sign(args, out),
+        Command::IssuerKey(IssuerKeyCmd::Add(args)) => self_custody::add(&cli.url, args, out).await,
+        Command::IssuerKey(IssuerKeyCmd::List) => self_custody::list(&cli.url, out).await,
+        Command::IssuerKey(IssuerKeyCmd::Revoke { kid }) => {
+            self_custody::revoke(&cli.url, &kid, out).await
         }
         Command::Keys(KeysCmd::NewAdminKey) => {
             let key = ApiKey::from_random(KeyKind::Admin, random20()?);

@@ -224,4 +224,79 @@ impl Out {
             "new signing key {kid} ({alg}); the old key keeps verifying its tokens until they expire"
         );
     }
+
+    /// `keys generate`: the kid and public JWK; the private key is never shown.
+    pub fn key_generated(&self, v: &Value) {
+        if self.json {
+            return self.json_out(v);
+        }
+        println!("kid      {}", s(&v["kid"]));
+        println!("alg      {}", s(&v["alg"]));
+        println!(
+            "private  {} (mode 0600: keep it on this machine, never send it anywhere)",
+            s(&v["private_key_file"])
+        );
+        println!(
+            "public   {} (register it: `bonafide issuer-key add {}`)",
+            s(&v["public_jwk_file"]),
+            s(&v["public_jwk_file"])
+        );
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&v["jwk"]).unwrap_or_default()
+        );
+    }
+
+    /// `token sign`: only the token, so that `$(bonafide token sign …)` captures it.
+    pub fn token_signed(&self, v: &Value) {
+        if self.json {
+            return self.json_out(v);
+        }
+        println!("{}", s(&v["token"]));
+    }
+
+    /// `issuer-key add`: only the kid, so that it can be captured.
+    pub fn issuer_key_added(&self, v: &Value) {
+        if self.json {
+            return self.json_out(v);
+        }
+        println!("{}", s(&v["kid"]));
+    }
+
+    pub fn issuer_keys(&self, v: &Value) {
+        if self.json {
+            return self.json_out(v);
+        }
+        let keys = v["keys"].as_array().map(Vec::as_slice).unwrap_or_default();
+        if keys.is_empty() {
+            println!(
+                "no issuer keys yet; register one with `bonafide issuer-key add FILE.pub.jwk`"
+            );
+            return;
+        }
+        println!("{:<44} {:<6} {:<25} status", "kid", "alg", "created");
+        for k in keys {
+            let status = match k["revoked_at"].as_str() {
+                Some(at) => format!("revoked {at}"),
+                None => "active".to_owned(),
+            };
+            println!(
+                "{:<44} {:<6} {:<25} {status}",
+                s(&k["kid"]),
+                s(&k["alg"]),
+                s(&k["created_at"])
+            );
+        }
+    }
+
+    pub fn issuer_key_revoked(&self, v: &Value) {
+        if self.json {
+            return self.json_out(v);
+        }
+        println!(
+            "revoked issuer key {} at {}; tokens it signed no longer verify (TOKEN_REVOKED)",
+            s(&v["kid"]),
+            s(&v["revoked_at"])
+        );
+    }
 }

@@ -1,0 +1,432 @@
+//! Self-custody: an issuer's own signing key. `keys generate` makes one locally,
+//! `token sign` signs agent tokens with it offline, `issuer-key add|list|revoke`
+//! registers its public half with the registry.
+//!
+//! The private key never leaves this machine: it is written once, to a new file of
+//! mode 0600, and read back only to sign. It is never printed, never sent (the
+//! registry only ever sees the public JWK), and `issuer-key add` refuses, before
+//! any request, a file that holds private members.
+//!
+//! What this is not: a key store. There is no passphrase encryption of the PEM (keep
+//! it on an encrypted disk or in a secrets manager), and no rotation schedule.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, anyhow, bail};
+use bonafide_core::ids::{AgentId, IssuerId, TokenId};
+use bonafide_core::json::{self, JsonLimits};
+use bonafide_core::keys::{Algorithm, SigningKey};
+use bonafide_core::policy::Policy;
+use bonafide_core::token::{self, AgentClaims, AgentInfo, Audience, DEFAULT_MAX_TOKEN_BYTES};
+use bonafide_core::{apikey::KeyKind, scopes};
+use clap::Args;
+use serde_json::{Value, json};
+
+use crate::output::Out;
+use crate::{client, duration, explain, policy};
+
+/// Shortest `token sign --ttl`, seconds: a shorter token may expire before it is used.
+pub const MIN_TTL_SECS: i64 = 60;
+/// Longest `token sign --ttl`, seconds (30 days): an offline-signed token cannot be
+/// re-issued by the registry, so its lifetime is what bounds a leak.
+pub const MAX_TTL_SECS: i64 = 30 * 86_400;
+
+/// Largest key file read, bytes: a PKCS#8 PEM of an 8192-bit RSA key is about 6.5 KB,
+/// a public JWK under 2 KB; anything far larger is the wrong file.
+const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
+
+/// JWK members that carry private key material (RFC 7518 §6.2.2, §6.3.2, §6.4.1;
+/// RFC 8037 §2). `oth` (multi-prime RSA) goes with `d`.
+const PRIVATE_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "k", "oth"];
+
+/// Suffix of the public JWK file written next to the private key.
+const PUB_SUFFIX: &str = ".pub.jwk";
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Algorithm: EdDSA (Ed25519), ES256 (P-256) or RS256 (RSA 2048).
+    #[arg(long)]
+    pub alg: Algorithm,
+    /// Where to write the private key (PKCS#8 PEM, mode 0600); the public JWK goes
+    /// to FILE.pub.jwk.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Replace FILE and FILE.pub.jwk if they exist.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    /// The private key file (PKCS#8 PEM, as `bonafide keys generate` writes it).
+    #[arg(long)]
+    pub key: PathBuf,
+    /// Your issuer id (`iss_…`): the token's `iss`.
+    #[arg(long)]
+    pub issuer: String,
+    /// The agent (`agt_…`), one your issuer registered: the token's `sub`.
+    #[arg(long)]
+    pub agent: String,
+    /// Scope to grant (repeat, or separate with commas).
+    #[arg(long = "scope", required = true, value_delimiter = ',')]
+    pub scopes: Vec<String>,
+    /// Token lifetime, 60s to 30d: 3600, 90s, 30m, 24h, 7d.
+    #[arg(long)]
+    pub ttl: String,
+    /// Receiver the token is for (repeatable).
+    #[arg(long = "aud")]
+    pub audience: Vec<String>,
+    /// Consent policy file (`pol.v0.2` JSON; `-` reads stdin) the token carries.
+    #[arg(long)]
+    pub policy: Option<String>,
+    /// On whose behalf the agent acts (`user` claim): a DID, an email or an id.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// The agent's display name in the token (default: the agent id).
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// The public JWK file (`FILE.pub.jwk` from `bonafide keys generate`).
+    pub file: PathBuf,
+    /// The algorithm the key is allowed to sign with (default: the JWK's `alg`, or
+    /// the only one its key type allows).
+    #[arg(long)]
+    pub alg: Option<Algorithm>,
+}
+
+/// `bonafide keys generate`.
+pub fn generate(args: GenerateArgs, out: Out) -> Result<ExitCode> {
+    let pub_path = pub_path(&args.out);
+    if !args.force {
+        // Both checked before anything is written; `create_new` below closes the race.
+        for p in [&args.out, &pub_path] {
+            if p.symlink_metadata().is_ok() {
+                bail!(
+                    "`{}` exists; pass --force to replace it (the old key is then lost)",
+                    p.display()
+                );
+            }
+        }
+    }
+    let key = SigningKey::generate(args.alg).context("cannot generate the key")?;
+    let pem = key
+        .to_pkcs8_pem()
+        .context("cannot encode the private key")?;
+    let jwk = serde_json::to_value(key.verifying_key().jwk())?;
+    let mut jwk_text = serde_json::to_string_pretty(&jwk)?;
+    jwk_text.push('\n');
+    write_file(&args.out, pem.expose_secret(), Mode::Private, args.force)?;
+    if let Err(e) = write_file(&pub_path, &jwk_text, Mode::Public, args.force) {
+        // No private key without its public half: the pair is written or neither is.
+        let _ = std::fs::remove_file(&args.out);
+        return Err(e);
+    }
+    out.key_generated(&json!({
+        "kid": key.kid(),
+        "alg": key.alg().as_str(),
+        "jwk": jwk,
+        "private_key_file": args.out.display().to_string(),
+        "public_jwk_file": pub_path.display().to_string(),
+    }));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `bonafide token sign`: builds and signs the claims; no network.
+pub fn sign(args: SignArgs, out: Out) -> Result<ExitCode> {
+    // Arguments first, the key file last: a typo costs no read of the secret.
+    let issuer = IssuerId::try_from(args.issuer.as_str()).map_err(|e| anyhow!("--issuer: {e}"))?;
+    let agent = AgentId::try_from(args.agent.as_str()).map_err(|e| anyhow!("--agent: {e}"))?;
+    let scopes = scopes::validate_all(&args.scopes).map_err(|e| anyhow!("--scope: {e}"))?;
+    let ttl = duration::parse(&args.ttl)?;
+    if !(MIN_TTL_SECS..=MAX_TTL_SECS).contains(&ttl) {
+        bail!(
+            "--ttl `{}` is outside 60s to 30d: a self-signed token cannot be re-issued, keep it short",
+            args.ttl
+        );
+    }
+    if let Some(a) = args.audience.iter().find(|a| a.trim().is_empty()) {
+        bail!("--aud `{a}` is empty");
+    }
+    if args.user.as_deref().is_some_and(|u| u.trim().is_empty()) {
+        bail!("--user is empty");
+    }
+    if args.name.as_deref().is_some_and(|n| n.trim().is_empty()) {
+        bail!("--name is empty");
+    }
+    let (policy, policy_hash) = match &args.policy {
+        Some(file) => {
+            // `read_json` refuses non-JSON, duplicate members and deep nesting;
+            // `from_value` is the registry's own check and hash.
+            let value = policy::read_json(file)?;
+            let parsed = Policy::from_value(value)
+                .map_err(|e| anyhow!("the policy file `{file}` is invalid: {e}"))?;
+            (
+                Some(parsed.as_value().clone()),
+                Some(parsed.hash().to_owned()),
+            )
+        }
+        None => (None, None),
+    };
+    let key = read_signing_key(&args.key)?;
+
+    let now = bonafide_server::time::now_ms() / 1000;
+    let aud = match args.audience.as_slice() {
+        [] => None,
+        [one] => Some(Audience::One(one.clone())),
+        many => Some(Audience::Many(many.to_vec())),
+    };
+    let scope = scopes.join(" ");
+    let claims = AgentClaims {
+        iss: issuer.as_str().to_owned(),
+        sub: agent.clone(),
+        aud,
+        iat: now,
+        nbf: Some(now),
+        exp: now + ttl,
+        jti: TokenId::from_random(random16()?),
+        agent: AgentInfo {
+            name: args.name.unwrap_or_else(|| agent.as_str().to_owned()),
+            issuer: issuer.as_str().to_owned(),
+            scopes,
+            description: None,
+        },
+        scope: Some(scope),
+        user: args.user,
+        policy,
+        policy_hash,
+    };
+    let token = token::sign(&key, &claims).context("cannot sign the token")?;
+    if token.len() > DEFAULT_MAX_TOKEN_BYTES {
+        bail!(
+            "the token is {} bytes, over the {DEFAULT_MAX_TOKEN_BYTES} verifiers accept: use a smaller policy or fewer scopes",
+            token.len()
+        );
+    }
+    out.token_signed(&json!({
+        "token": token,
+        "jti": claims.jti.as_str(),
+        "expires_at": bonafide_server::time::rfc3339_s(claims.exp),
+        "kid": key.kid(),
+    }));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `bonafide issuer-key add FILE`: registers a public JWK. The file is checked for
+/// private members before anything else, even before the API key is looked at.
+pub async fn add(url: &str, args: AddArgs, out: Out) -> Result<ExitCode> {
+    let jwk = read_public_jwk(&args.file)?;
+    let client = client(url, KeyKind::Issuer)?;
+    let mut body = json!({ "jwk": jwk });
+    if let Some(alg) = args.alg {
+        body["alg"] = json!(alg.as_str());
+    }
+    let v: Value = client
+        .post("/v1/issuer/keys", &body)
+        .await
+        .map_err(explain)?;
+    out.issuer_key_added(&v);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `bonafide issuer-key list`.
+pub async fn list(url: &str, out: Out) -> Result<ExitCode> {
+    let client = client(url, KeyKind::Issuer)?;
+    let v: Value = client.get("/v1/issuer/keys").await.map_err(explain)?;
+    out.issuer_keys(&v);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `bonafide issuer-key revoke KID`.
+pub async fn revoke(url: &str, kid: &str, out: Out) -> Result<ExitCode> {
+    // The kid goes into a URL path: only an RFC 7638 thumbprint's alphabet passes.
+    let well_formed = !kid.is_empty()
+        && kid.len() <= 128
+        && kid
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_');
+    if !well_formed {
+        bail!("`{kid}` is not a key id (base64url, as `bonafide issuer-key list` shows it)");
+    }
+    let client = client(url, KeyKind::Issuer)?;
+    let v: Value = client
+        .post(&format!("/v1/issuer/keys/{kid}/revoke"), &json!({}))
+        .await
+        .map_err(explain)?;
+    out.issuer_key_revoked(&v);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Who may read a file [`write_file`] creates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// 0600: the owner only.
+    Private,
+    /// 0644.
+    Public,
+}
+
+/// Writes a new file with its mode set at creation (`open(O_CREAT | O_EXCL, mode)`),
+/// so a private key is never readable by others, not even between create and chmod.
+/// With `replace`, the text goes to a new temporary file in the same directory that
+/// is then renamed over `path`: an existing file's looser mode is never inherited,
+/// and a crash leaves the old file or the new one, not half of either.
+fn write_file(path: &Path, text: &str, mode: Mode, replace: bool) -> Result<()> {
+    let target = if replace {
+        let name = path
+            .file_name()
+            .ok_or_else(|| anyhow!("`{}` is not a file name", path.display()))?;
+        let mut tmp = std::ffi::OsString::from(".");
+        tmp.push(name);
+        tmp.push(format!(".tmp-{}", bonafide_core::hex(&random16()?[..8])));
+        path.with_file_name(tmp)
+    } else {
+        path.to_path_buf()
+    };
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(
+        &mut opts,
+        match mode {
+            Mode::Private => 0o600,
+            Mode::Public => 0o644,
+        },
+    );
+    #[cfg(not(unix))]
+    let _ = mode;
+    let mut f = opts.open(&target).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            anyhow!(
+                "`{}` exists; pass --force to replace it (the old key is then lost)",
+                target.display()
+            )
+        } else {
+            anyhow!("cannot create `{}`: {e}", target.display())
+        }
+    })?;
+    let written = f
+        .write_all(text.as_bytes())
+        .and_then(|()| f.sync_all())
+        .and_then(|()| {
+            if replace {
+                std::fs::rename(&target, path)
+            } else {
+                Ok(())
+            }
+        });
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&target);
+        bail!("cannot write `{}`: {e}", path.display());
+    }
+    Ok(())
+}
+
+/// `FILE.pub.jwk` for `FILE`.
+fn pub_path(private: &Path) -> PathBuf {
+    let mut p = private.as_os_str().to_owned();
+    p.push(PUB_SUFFIX);
+    PathBuf::from(p)
+}
+
+/// A key file's text, at most [`MAX_KEY_FILE_BYTES`].
+fn read_key_file(path: &Path, what: &str) -> Result<String> {
+    let shown = path.display();
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot read the {what} `{shown}`"))?;
+    let meta = file
+        .metadata()
+        .with_context(|| format!("cannot read the {what} `{shown}`"))?;
+    if meta.is_dir() {
+        bail!("the {what} `{shown}` is a directory");
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_KEY_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read the {what} `{shown}`"))?;
+    if bytes.len() as u64 > MAX_KEY_FILE_BYTES {
+        bail!("the {what} `{shown}` is over {MAX_KEY_FILE_BYTES} bytes: not a key file");
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| anyhow!("the {what} `{shown}` is not text: not a key file"))
+}
+
+/// The signing key of `token sign --key FILE`, with a message for each wrong file.
+fn read_signing_key(path: &Path) -> Result<SigningKey> {
+    let text = read_key_file(path, "key file")?;
+    let shown = path.display();
+    #[cfg(unix)]
+    if let Ok(meta) = std::fs::metadata(path) {
+        let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777;
+        if mode & 0o077 != 0 {
+            eprintln!(
+                "warning: the private key `{shown}` is readable by others (mode {mode:o}); run `chmod 600 {shown}`"
+            );
+        }
+    }
+    let t = text.trim_start();
+    if t.starts_with('{') {
+        bail!(
+            "`{shown}` is a JWK: --key takes the private key file (PKCS#8 PEM) that `bonafide keys generate --out` wrote"
+        );
+    }
+    if t.contains("-----BEGIN PUBLIC KEY-----") {
+        bail!("`{shown}` is a public key: --key takes the private key (PKCS#8 PEM)");
+    }
+    if t.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") {
+        bail!(
+            "`{shown}` is an encrypted PKCS#8 key: decrypt it first (`openssl pkcs8 -in {shown} -out plain.pem`)"
+        );
+    }
+    if t.contains("-----BEGIN RSA PRIVATE KEY-----") || t.contains("-----BEGIN EC PRIVATE KEY-----")
+    {
+        bail!(
+            "`{shown}` is a PKCS#1/SEC1 key, not PKCS#8: convert it with `openssl pkcs8 -topk8 -nocrypt -in {shown}`"
+        );
+    }
+    SigningKey::from_pkcs8_pem(&text).map_err(|e| {
+        anyhow!("`{shown}` is not a PKCS#8 PEM private key (Ed25519, P-256 or RSA ≥ 2048): {e}")
+    })
+}
+
+/// The JWK of `issuer-key add FILE`, refused if it holds private material.
+fn read_public_jwk(path: &Path) -> Result<Value> {
+    let text = read_key_file(path, "JWK file")?;
+    let shown = path.display();
+    let keep_local = "the private key must stay local: register the public JWK (`FILE.pub.jwk` from `bonafide keys generate`)";
+    if text.contains("PRIVATE KEY-----") {
+        bail!("`{shown}` is a private key; {keep_local}");
+    }
+    json::check(text.as_bytes(), JsonLimits::default())
+        .map_err(|e| anyhow!("`{shown}` is not a JWK: {e}"))?;
+    let value: Value =
+        serde_json::from_str(&text).map_err(|e| anyhow!("`{shown}` is not a JWK: {e}"))?;
+    let Some(obj) = value.as_object() else {
+        bail!("`{shown}` is not a JWK: not a JSON object");
+    };
+    // A JWK Set's keys are checked too, so the message names the real problem.
+    let nested = obj
+        .get("keys")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    for jwk in std::iter::once(&value).chain(nested) {
+        if let Some(m) = PRIVATE_MEMBERS.iter().find(|m| jwk.get(**m).is_some()) {
+            bail!("`{shown}` contains the private member `{m}`; {keep_local}");
+        }
+    }
+    if obj.contains_key("keys") {
+        bail!("`{shown}` is a JWK Set: give one public JWK");
+    }
+    Ok(value)
+}
+
+fn random16() -> Result<[u8; 16]> {
+    let mut b = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut b).map_err(|_| anyhow!("the system random source failed"))?;
+    Ok(b)
+}
