@@ -45,6 +45,21 @@
 //! allowed spend answer the harness received (the setup's check included), read back
 //! with `POST /v1/simulate` of the same request; a mismatch fails the run.
 //!
+//! `--compare-issuer-signed` measures self-custody (issue 6): ONE real server in the
+//! default configuration (EdDSA registry key), an issuer and one agent registered over
+//! HTTP, and an issuer key registered with `POST /v1/issuer/keys` (the public JWK of an
+//! Ed25519 key this harness generates and keeps). The baseline `registry-signed` is the
+//! agent's token from its registration; the target `issuer-signed` is a token for the
+//! same agent that the harness signs with its own key (`iss` = the issuer id, same
+//! scopes, same expiry), so both signatures are Ed25519 and both go through the
+//! server's key lookup; the issuer-signed one also through the issuer-key ring and the
+//! agent check. Same body `{token, scopes_requested}`; both answers must be valid and
+//! allowed. Goal: cost ≤ 1.05×, where cost = registry-signed / issuer-signed
+//! throughput (and, recorded beside it, issuer-signed / registry-signed server CPU per
+//! request). `--unaudited` runs that server with `audit_verify: false` (measurement
+//! only: the audit log's group commit dominates latency and can hide a per-request
+//! difference).
+//!
 //! All servers share one multi-thread tokio runtime (default worker count = CPUs);
 //! the load generator runs on its own single-threaded runtime on the main thread, as
 //! an external `wrk -t1` would. No tracing subscriber is installed, so the server's
@@ -65,8 +80,10 @@ use axum::routing::post;
 use axum::{Json, Router};
 use bonafide_core::apikey::{ApiKey, KeyKind};
 use bonafide_core::b64;
-use bonafide_core::keys::Algorithm;
+use bonafide_core::ids::TokenId;
+use bonafide_core::keys::{Algorithm, SigningKey};
 use bonafide_core::policy::Decimal;
+use bonafide_core::token::{AgentClaims, AgentInfo};
 use bonafide_server::{Config, Server};
 use bonafide_store::{SqliteStore, Store};
 use bytes::Bytes;
@@ -99,6 +116,11 @@ const PER_TXN: &str = "100.00";
 /// The policy's monthly budget: 10^10 spends of [`SPEND`], more than any run makes.
 const PER_PERIOD_CAP: &str = "100000000.00";
 
+/// `--compare-issuer-signed`: the baseline (the registry's token) and the target (the
+/// issuer's own token for the same agent).
+const REGISTRY_SIGNED: &str = "registry-signed";
+const ISSUER_SIGNED: &str = "issuer-signed";
+
 /// What is measured against what.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -110,13 +132,16 @@ enum Mode {
     /// A verify with a consent policy and a spend against one without a policy, on
     /// the same (default, audited) server.
     ComparePolicy,
+    /// An issuer-signed token's verify against a registry-signed one's, same agent,
+    /// same server.
+    CompareIssuerSigned,
 }
 
 impl Mode {
     fn default_connections(self) -> usize {
         match self {
             Mode::Baseline => 16,
-            Mode::CompareAudit | Mode::ComparePolicy => 32,
+            Mode::CompareAudit | Mode::ComparePolicy | Mode::CompareIssuerSigned => 32,
         }
     }
 
@@ -126,7 +151,14 @@ impl Mode {
             Mode::Baseline => ("baseline", "bonafide"),
             Mode::CompareAudit => ("unaudited", "audited"),
             Mode::ComparePolicy => ("no-policy", POLICY_SUBJECT),
+            Mode::CompareIssuerSigned => (REGISTRY_SIGNED, ISSUER_SIGNED),
         }
+    }
+
+    /// Whether the goal is a ceiling on the cost ratio (baseline / subject
+    /// throughput) rather than a floor on the throughput ratio.
+    fn goal_on_cost(self) -> bool {
+        self == Mode::CompareIssuerSigned
     }
 }
 
@@ -138,7 +170,7 @@ impl Mode {
 )]
 struct Args {
     /// Concurrent HTTP/1.1 keep-alive connections per target. Default 16, or 32 with
-    /// `--compare-audit` or `--compare-policy`.
+    /// `--compare-audit`, `--compare-policy` or `--compare-issuer-signed`.
     #[arg(long)]
     connections: Option<usize>,
     /// Measured seconds per run.
@@ -181,9 +213,26 @@ struct Args {
     /// 0.01 USD × the allowed spends answered (checked with `POST /v1/simulate`).
     #[arg(long, conflicts_with_all = ["breakdown", "compare_audit"])]
     compare_policy: bool,
+    /// Instead of the one-verify baseline, compare on ONE real Bonafide server (the
+    /// default configuration, EdDSA registry key) the verify of a token the issuer
+    /// signed with its own registered key (`issuer-signed`: an Ed25519 key generated
+    /// here, its public JWK registered with `POST /v1/issuer/keys`) against the verify
+    /// of the same agent's registry-signed token (`registry-signed`), same request
+    /// shape. Goal: registry-signed / issuer-signed throughput ≤ 1.05×; the server CPU
+    /// per request ratio is reported beside it.
+    #[arg(long, conflicts_with_all = ["breakdown", "compare_audit", "compare_policy"])]
+    compare_issuer_signed: bool,
+    /// Measurement only, with `--compare-issuer-signed`: run the server with verify
+    /// decisions not audited (`Config { audit_verify: false }`, as `serve
+    /// --no-audit-verify`), so that the audit log's group commit, which dominates
+    /// latency, does not hide a per-request difference. Not a deployment setting to
+    /// judge the goal by alone.
+    #[arg(long, requires = "compare_issuer_signed")]
+    unaudited: bool,
     /// Directory in which the temporary data dir (SQLite store) is created. Default:
-    /// the system temp dir. With `--compare-audit` or `--compare-policy` it must be on
-    /// a real disk: on a tmpfs fsync is free and the audit log looks cheaper than it is.
+    /// the system temp dir. With `--compare-audit`, `--compare-policy` or
+    /// `--compare-issuer-signed` (audited) it must be on a real disk: on a tmpfs fsync
+    /// is free and the audit log looks cheaper than it is.
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// Also write the results as JSON to this file.
@@ -211,6 +260,8 @@ fn run() -> Result<()> {
         Mode::CompareAudit
     } else if args.compare_policy {
         Mode::ComparePolicy
+    } else if args.compare_issuer_signed {
+        Mode::CompareIssuerSigned
     } else {
         Mode::Baseline
     };
@@ -236,8 +287,10 @@ fn run() -> Result<()> {
     let servers = server_rt.block_on(start_servers(
         mode,
         args.breakdown,
+        args.unaudited,
         args.data_dir.as_deref(),
     ))?;
+    let tokens = servers.tokens.clone();
     let data_dir = servers.data_dir();
 
     // Load generator: a single-threaded runtime on this thread.
@@ -339,7 +392,8 @@ fn run() -> Result<()> {
         },
         runs,
         budget,
-    )?;
+    )?
+    .with_tokens(tokens);
     report.print();
     if let Some(path) = &args.json {
         write_json(path, &report)?;
@@ -409,6 +463,27 @@ struct Servers {
     dir: tempfile::TempDir,
     /// `--compare-policy`: the budget the `policy-spend` target charges.
     policy: Option<PolicyBudget>,
+    /// `--compare-issuer-signed`: the two tokens loaded.
+    tokens: Option<SignedPair>,
+}
+
+/// `--compare-issuer-signed`: what the two tokens are.
+#[derive(Debug, Clone, Serialize)]
+struct SignedPair {
+    /// Length of the registry-signed token, bytes.
+    registry_signed_bytes: usize,
+    /// Length of the issuer-signed token, bytes.
+    issuer_signed_bytes: usize,
+    /// `kid` of the registry's signing key (its token's header).
+    registry_kid: String,
+    /// `kid` of the issuer's registered key (RFC 7638 thumbprint).
+    issuer_kid: String,
+    /// The issuer id: the issuer-signed token's `iss`.
+    issuer_id: String,
+    /// The agent both tokens are for.
+    agent_id: String,
+    /// Whether the server audits verify decisions (false with `--unaudited`).
+    audit_verify: bool,
 }
 
 impl Servers {
@@ -483,7 +558,12 @@ async fn spawn_bonafide(
     Ok((addr, Running { name, stop, task }, state))
 }
 
-async fn start_servers(mode: Mode, breakdown: bool, parent: Option<&Path>) -> Result<Servers> {
+async fn start_servers(
+    mode: Mode,
+    breakdown: bool,
+    unaudited: bool,
+    parent: Option<&Path>,
+) -> Result<Servers> {
     // The real server: temp data dir, EdDSA signing key, one admin key.
     let dir = match parent {
         Some(p) => tempfile::tempdir_in(p),
@@ -516,16 +596,19 @@ async fn start_servers(mode: Mode, breakdown: bool, parent: Option<&Path>) -> Re
     let config = Config {
         signing_alg: Algorithm::EdDSA,
         public_url: match mode {
-            Mode::Baseline | Mode::ComparePolicy => String::new(),
+            Mode::Baseline | Mode::ComparePolicy | Mode::CompareIssuerSigned => String::new(),
             Mode::CompareAudit => PUBLIC_URL.to_owned(),
         },
-        // Default: every verify decision is audited.
+        // Default: every verify decision is audited. `--unaudited` (measurement only,
+        // `--compare-issuer-signed`) turns that off.
+        audit_verify: !unaudited,
         ..Config::default()
     };
     let (subject_name, audited_subject) = match mode {
         Mode::Baseline => ("bonafide", config.audit_verify),
         Mode::CompareAudit => ("audited", true),
         Mode::ComparePolicy => (POLICY_SUBJECT, config.audit_verify),
+        Mode::CompareIssuerSigned => (ISSUER_SIGNED, config.audit_verify),
     };
     let (bonafide_addr, bonafide_running, state) =
         spawn_bonafide(subject_name, config.clone(), Arc::clone(&store)).await?;
@@ -536,7 +619,7 @@ async fn start_servers(mode: Mode, breakdown: bool, parent: Option<&Path>) -> Re
         .no_proxy()
         .build()
         .context("building the setup HTTP client")?;
-    let (token, public_key, issuer_key) = {
+    let (token, public_key, issuer_key, issuer_id, agent_id) = {
         let issuer = call(
             &http,
             &format!("{base}/v1/issuers"),
@@ -546,6 +629,7 @@ async fn start_servers(mode: Mode, breakdown: bool, parent: Option<&Path>) -> Re
         )
         .await?;
         let issuer_key = str_member(&issuer, "api_key")?;
+        let issuer_id = str_member(&issuer, "issuer_id")?;
         let agent = call(
             &http,
             &format!("{base}/v1/agents/register"),
@@ -559,6 +643,7 @@ async fn start_servers(mode: Mode, breakdown: bool, parent: Option<&Path>) -> Re
         )
         .await?;
         let token = str_member(&agent, "token")?;
+        let agent_id = str_member(&agent, "agent_id")?;
         let jwks = call(
             &http,
             &format!("{base}/.well-known/jwks.json"),
@@ -568,7 +653,7 @@ async fn start_servers(mode: Mode, breakdown: bool, parent: Option<&Path>) -> Re
         )
         .await?;
         let public_key = ed25519_key_from_jwks(&jwks, &token)?;
-        (token, public_key, issuer_key)
+        (token, public_key, issuer_key, issuer_id, agent_id)
     };
     // One checked verify through the real endpoint before loading it.
     check_bonafide(&http, &base, &token, audited_subject).await?;
@@ -601,6 +686,7 @@ async fn start_servers(mode: Mode, breakdown: bool, parent: Option<&Path>) -> Re
         expect_remaining: false,
     };
     let mut policy = None;
+    let mut tokens = None;
 
     match mode {
         Mode::Baseline => {
@@ -733,6 +819,88 @@ async fn start_servers(mode: Mode, breakdown: bool, parent: Option<&Path>) -> Re
             subject.expect_remaining = true;
             policy = Some(budget);
         }
+        Mode::CompareIssuerSigned => {
+            // The issuer's own Ed25519 key: the private half stays in this process,
+            // the public JWK is registered over HTTP.
+            let signing = SigningKey::generate(Algorithm::EdDSA)
+                .map_err(|e| anyhow!("generating the issuer's Ed25519 key: {e}"))?;
+            let added = call(
+                &http,
+                &format!("{base}/v1/issuer/keys"),
+                Some(&issuer_key),
+                Some(json!({ "jwk": signing.verifying_key().jwk() })),
+                201,
+            )
+            .await?;
+            ensure!(
+                added["kid"] == signing.kid() && added["alg"] == "EdDSA",
+                "POST /v1/issuer/keys answered another kid or alg than the key's \
+                 ({}, EdDSA): {added}",
+                signing.kid()
+            );
+            let issuer_token = issuer_signed_token(&signing, &token, &issuer_id, &agent_id)?;
+            let issuer_name = "apexwealth.com";
+            // One checked request of each through the real endpoint before loading:
+            // both valid and allowed, for the same agent, shown with the issuer's
+            // registered name.
+            for (what, t) in [(REGISTRY_SIGNED, &token), (ISSUER_SIGNED, &issuer_token)] {
+                let answer = call(
+                    &http,
+                    &format!("{base}/v1/verify"),
+                    None,
+                    Some(json!({"token": t, "scopes_requested": [REQUESTED]})),
+                    200,
+                )
+                .await?;
+                ensure!(
+                    answer["valid"] == true && answer["allowed"] == true,
+                    "{what}: the check request was not valid and allowed: {answer}"
+                );
+                ensure!(
+                    answer["agent"]["id"] == agent_id.as_str()
+                        && answer["agent"]["issuer"] == issuer_name,
+                    "{what}: the answer is not about agent {agent_id} of {issuer_name}: {answer}"
+                );
+                ensure!(
+                    answer["audit_index"].is_u64() == audited_subject,
+                    "{what}: `audit_index` {} but verify decisions are {}audited: {answer}",
+                    if answer["audit_index"].is_u64() {
+                        "present"
+                    } else {
+                        "absent"
+                    },
+                    if audited_subject { "" } else { "not " }
+                );
+            }
+            tokens = Some(SignedPair {
+                registry_signed_bytes: token.len(),
+                issuer_signed_bytes: issuer_token.len(),
+                registry_kid: header_kid(&token)?,
+                issuer_kid: signing.kid().to_owned(),
+                issuer_id: issuer_id.clone(),
+                agent_id: agent_id.clone(),
+                audit_verify: audited_subject,
+            });
+            targets.push(Target {
+                name: REGISTRY_SIGNED,
+                addr: bonafide_addr,
+                path: "/v1/verify",
+                body: bonafide_body.clone(),
+                expect_allowed: true,
+                expect_audit_index: Some(audited_subject),
+                api_key: None,
+                expect_receipt: false,
+                expect_remaining: false,
+            });
+            subject.body = Bytes::from(
+                serde_json::to_vec(&json!({
+                    "token": issuer_token,
+                    "scopes_requested": [REQUESTED],
+                }))
+                .context("encoding the issuer-signed request")?,
+            );
+            subject.expect_audit_index = Some(audited_subject);
+        }
     }
 
     if breakdown {
@@ -780,7 +948,62 @@ async fn start_servers(mode: Mode, breakdown: bool, parent: Option<&Path>) -> Re
         running,
         dir,
         policy,
+        tokens,
     })
+}
+
+/// `--compare-issuer-signed`: a token for the agent of `registry_token`, signed with
+/// the issuer's own key: `iss` and `agent.issuer` the issuer id, a fresh `jti`,
+/// `iat`/`nbf` now, and the registry token's agent name, description, scopes and
+/// expiry (so both tokens carry the same grant for the same time; any other claim is
+/// the registry token's too).
+fn issuer_signed_token(
+    key: &SigningKey,
+    registry_token: &str,
+    issuer_id: &str,
+    agent_id: &str,
+) -> Result<String> {
+    let payload = registry_token
+        .split('.')
+        .nth(1)
+        .ok_or_else(|| anyhow!("the registry's token is not a compact JWS"))?;
+    let registry: AgentClaims = serde_json::from_slice(
+        &b64::decode(payload).context("the registry's token payload is not base64url")?,
+    )
+    .context("the registry's token payload is not agent claims")?;
+    ensure!(
+        registry.sub.as_str() == agent_id,
+        "the registry's token is for {}, not the registered agent {agent_id}",
+        registry.sub
+    );
+    let mut random = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut random).map_err(|_| anyhow!("no randomness for the jti"))?;
+    let now = bonafide_server::time::now_ms() / 1000;
+    let claims = AgentClaims {
+        iss: issuer_id.to_owned(),
+        iat: now,
+        nbf: Some(now),
+        jti: TokenId::from_random(random),
+        agent: AgentInfo {
+            issuer: issuer_id.to_owned(),
+            scopes: GRANTED.map(str::to_owned).to_vec(),
+            ..registry.agent
+        },
+        scope: Some(GRANTED.join(" ")),
+        ..registry
+    };
+    bonafide_core::token::sign(key, &claims).map_err(|e| anyhow!("signing the issuer's token: {e}"))
+}
+
+/// The `kid` of a compact JWS's header.
+fn header_kid(token: &str) -> Result<String> {
+    token
+        .split('.')
+        .next()
+        .and_then(|h| b64::decode(h).ok())
+        .and_then(|h| serde_json::from_slice::<Value>(&h).ok())
+        .and_then(|h| h["kid"].as_str().map(str::to_owned))
+        .ok_or_else(|| anyhow!("the token's header has no `kid`"))
 }
 
 /// One verify of `token` through `base`'s real endpoint; it must be valid and allowed,
@@ -1779,7 +2002,30 @@ struct Report {
     /// Baseline / subject server CPU per request, best runs: the throughput ratio if
     /// server CPU were the only limit. Less sensitive to other load on the machine.
     cpu_per_request_ratio: Option<f64>,
-    /// Throughput goal: `ratio` at least this.
+    /// `compare-issuer-signed`: the cost of the subject relative to the baseline,
+    /// baseline / subject throughput, best runs (1 / `ratio`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cost_ratio: Option<f64>,
+    /// `compare-issuer-signed`: baseline / subject throughput within each round.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    round_cost_ratios: Option<Vec<f64>>,
+    /// `compare-issuer-signed`: median of `round_cost_ratios`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    median_round_cost_ratio: Option<f64>,
+    /// `compare-issuer-signed`: subject / baseline server CPU per request, best runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cpu_cost_ratio: Option<f64>,
+    /// `compare-issuer-signed`: subject / baseline server CPU per request within each
+    /// round.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    round_cpu_cost_ratios: Option<Vec<f64>>,
+    /// `compare-issuer-signed`: median of `round_cpu_cost_ratios`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    median_round_cpu_cost_ratio: Option<f64>,
+    /// What `goal` bounds: `ratio` (at least `goal`) or, for `compare-issuer-signed`,
+    /// `cost_ratio` (at most `goal`).
+    goal_on: &'static str,
+    /// The goal: `ratio` ≥ this, or `cost_ratio` ≤ this (see `goal_on`).
     goal: f64,
     goal_met: bool,
     /// Latency goal (`compare-audit`): the subject's p99 at most this in every run.
@@ -1795,9 +2041,15 @@ struct Report {
     /// `compare-policy`: the budget spent, against the spends counted.
     #[serde(skip_serializing_if = "Option::is_none")]
     budget: Option<BudgetCheck>,
+    /// `compare-issuer-signed`: the two tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tokens: Option<SignedPair>,
 }
 
 const GOAL: f64 = 0.8;
+/// `--compare-issuer-signed`: issuer-signed cost (registry-signed / issuer-signed
+/// throughput) at most this.
+const ISSUER_SIGNED_COST_GOAL: f64 = 1.05;
 /// `--compare-audit`: the audited server's p99 at most this, µs.
 const AUDIT_P99_GOAL_US: u32 = 5_000;
 /// CPU used by the rest of the machine above which a run is flagged as disturbed.
@@ -1828,34 +2080,56 @@ impl Report {
             "the {baseline} target completed no requests"
         );
         let ratio = best_subject.throughput_rps / best_baseline.throughput_rps;
-        let mut round_ratios = Vec::new();
+        // Per round: (baseline, subject) throughput and server CPU per request.
+        let mut paired = Vec::new();
         for round in 1..=settings.rounds {
-            let get = |name: &str| {
-                runs.iter()
-                    .find(|r| r.round == round && r.target == name)
-                    .map(|r| r.throughput_rps)
-            };
-            if let (Some(b), Some(f)) = (get(baseline), get(subject))
-                && b > 0.0
-            {
-                round_ratios.push(f / b);
+            let get = |name: &str| runs.iter().find(|r| r.round == round && r.target == name);
+            if let (Some(b), Some(f)) = (get(baseline), get(subject)) {
+                paired.push((b, f));
             }
         }
-        let mut sorted = round_ratios.clone();
-        sorted.sort_by(f64::total_cmp);
-        let median_round_ratio = match sorted.len() {
-            0 => ratio,
-            n if n % 2 == 1 => sorted.get(n / 2).copied().unwrap_or(ratio),
-            n => {
-                let lo = sorted.get(n / 2 - 1).copied().unwrap_or(ratio);
-                let hi = sorted.get(n / 2).copied().unwrap_or(ratio);
-                (lo + hi) / 2.0
-            }
-        };
+        let round_ratios: Vec<f64> = paired
+            .iter()
+            .filter(|(b, _)| b.throughput_rps > 0.0)
+            .map(|(b, f)| f.throughput_rps / b.throughput_rps)
+            .collect();
+        let median_round_ratio = median(&round_ratios).unwrap_or(ratio);
         let cpu_per_request_ratio = best_baseline
             .server_cpu_us_per_request
             .zip(best_subject.server_cpu_us_per_request)
             .map(|(b, f)| b / f);
+        let on_cost = mode.goal_on_cost();
+        let cost_ratio =
+            on_cost.then(|| best_baseline.throughput_rps / best_subject.throughput_rps);
+        let round_cost_ratios: Option<Vec<f64>> = on_cost.then(|| {
+            paired
+                .iter()
+                .filter(|(_, f)| f.throughput_rps > 0.0)
+                .map(|(b, f)| b.throughput_rps / f.throughput_rps)
+                .collect()
+        });
+        let median_round_cost_ratio = round_cost_ratios.as_deref().and_then(median);
+        let cpu_cost_ratio = cpu_per_request_ratio.filter(|_| on_cost).map(|r| 1.0 / r);
+        let round_cpu_cost_ratios: Option<Vec<f64>> = on_cost.then(|| {
+            paired
+                .iter()
+                .filter_map(|(b, f)| {
+                    let (b, f) = b
+                        .server_cpu_us_per_request
+                        .zip(f.server_cpu_us_per_request)?;
+                    (b > 0.0).then(|| f / b)
+                })
+                .collect()
+        });
+        let median_round_cpu_cost_ratio = round_cpu_cost_ratios.as_deref().and_then(median);
+        let (goal_on, goal, goal_met) = match cost_ratio {
+            Some(c) => (
+                "cost_ratio",
+                ISSUER_SIGNED_COST_GOAL,
+                c <= ISSUER_SIGNED_COST_GOAL,
+            ),
+            None => ("ratio", GOAL, ratio >= GOAL),
+        };
         let worst_subject_p99_us = runs
             .iter()
             .filter(|r| r.target == subject)
@@ -1885,14 +2159,27 @@ impl Report {
             round_ratios,
             median_round_ratio,
             cpu_per_request_ratio,
-            goal: GOAL,
-            goal_met: ratio >= GOAL,
+            cost_ratio,
+            round_cost_ratios,
+            median_round_cost_ratio,
+            cpu_cost_ratio,
+            round_cpu_cost_ratios,
+            median_round_cpu_cost_ratio,
+            goal_on,
+            goal,
+            goal_met,
             p99_goal_us,
             worst_subject_p99_us,
             p99_goal_met: p99_goal_us.map(|g| worst_subject_p99_us <= g),
             worst_baseline_p99_us,
             budget,
+            tokens: None,
         })
+    }
+
+    /// `--compare-issuer-signed`: records the two tokens.
+    fn with_tokens(self, tokens: Option<SignedPair>) -> Self {
+        Report { tokens, ..self }
     }
 
     fn print(&self) {
@@ -1908,6 +2195,11 @@ impl Report {
             println!(
                 "Bonafide load harness: POST /v1/verify with a consent policy and a spend vs \
                  without a policy (same server)"
+            );
+        } else if self.mode == Mode::CompareIssuerSigned {
+            println!(
+                "Bonafide load harness: POST /v1/verify of an issuer-signed token vs a \
+                 registry-signed one (same agent, same server)"
             );
         } else {
             println!(
@@ -1948,6 +2240,31 @@ impl Report {
                  budget; all must be valid and allowed with audit_index and receipt_id, \
                  spends also with remaining"
             );
+        } else if self.mode == Mode::CompareIssuerSigned {
+            let audit = match &self.tokens {
+                Some(t) if !t.audit_verify => {
+                    "verify decisions NOT audited (--unaudited: Config { audit_verify: false }, \
+                     measurement only; no audit_index)"
+                }
+                _ => "verify decisions audited (default; answers carry the durable audit_index)",
+            };
+            println!(
+                "requests: both POST /v1/verify {{token, scopes_requested:[\"{REQUESTED}\"]}} to \
+                 one server, EdDSA registry key, {audit}; must be valid and allowed"
+            );
+            if let Some(t) = &self.tokens {
+                println!(
+                    "tokens:   agent {}; registry-signed {} bytes (kid {}); issuer-signed {} \
+                     bytes (iss {}, kid {}: an Ed25519 key generated by the harness, public JWK \
+                     registered with POST /v1/issuer/keys)",
+                    t.agent_id,
+                    t.registry_signed_bytes,
+                    t.registry_kid,
+                    t.issuer_signed_bytes,
+                    t.issuer_id,
+                    t.issuer_kid
+                );
+            }
         } else {
             println!(
                 "requests: bonafide POST /v1/verify {{token, scopes_requested:[\"{REQUESTED}\"]}} \
@@ -2047,27 +2364,58 @@ impl Report {
                 );
             }
         }
-        println!(
-            "ratio {subject}/{baseline} throughput: {:.3}×  (goal ≥ {:.1}×: {})",
-            self.ratio,
-            self.goal,
-            if self.goal_met { "met" } else { "NOT met" }
-        );
-        let rounds: Vec<String> = self
-            .round_ratios
-            .iter()
-            .map(|r| format!("{r:.3}"))
-            .collect();
-        println!(
-            "ratio within each round: {}  (median {:.3}×)",
-            rounds.join(", "),
-            self.median_round_ratio
-        );
-        if let Some(r) = self.cpu_per_request_ratio {
+        let verdict = if self.goal_met { "met" } else { "NOT met" };
+        if let Some(cost) = self.cost_ratio {
             println!(
-                "server CPU per request, {baseline}/{subject}: {r:.3}×  (the throughput ratio if \
-                 server CPU were the only limit)"
+                "ratio {subject}/{baseline} throughput: {:.3}×  (within each round: {}; median \
+                 {:.3}×)",
+                self.ratio,
+                ratios(&self.round_ratios),
+                self.median_round_ratio
             );
+            println!(
+                "cost of {subject} = {baseline}/{subject} throughput: {cost:.3}×  (goal ≤ {:.2}×: \
+                 {verdict})",
+                self.goal
+            );
+            if let (Some(rounds), Some(med)) =
+                (&self.round_cost_ratios, self.median_round_cost_ratio)
+            {
+                println!(
+                    "cost within each round: {}  (median {med:.3}×)",
+                    ratios(rounds)
+                );
+            }
+            if let Some(c) = self.cpu_cost_ratio {
+                let per_round = match (
+                    &self.round_cpu_cost_ratios,
+                    self.median_round_cpu_cost_ratio,
+                ) {
+                    (Some(r), Some(m)) => {
+                        format!("; within each round: {} (median {m:.3}×)", ratios(r))
+                    }
+                    _ => String::new(),
+                };
+                println!(
+                    "server CPU per request, {subject}/{baseline}: {c:.3}× best runs{per_round}"
+                );
+            }
+        } else {
+            println!(
+                "ratio {subject}/{baseline} throughput: {:.3}×  (goal ≥ {:.1}×: {verdict})",
+                self.ratio, self.goal,
+            );
+            println!(
+                "ratio within each round: {}  (median {:.3}×)",
+                ratios(&self.round_ratios),
+                self.median_round_ratio
+            );
+            if let Some(r) = self.cpu_per_request_ratio {
+                println!(
+                    "server CPU per request, {baseline}/{subject}: {r:.3}×  (the throughput ratio \
+                     if server CPU were the only limit)"
+                );
+            }
         }
         let (b, f) = (
             &self.best_baseline.latency_us,
@@ -2120,6 +2468,30 @@ impl Report {
             );
         }
     }
+}
+
+/// Median of `values` (mean of the middle two for an even count); `None` if empty.
+fn median(values: &[f64]) -> Option<f64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    if n == 0 {
+        return None;
+    }
+    let hi = sorted.get(n / 2).copied()?;
+    if n % 2 == 1 {
+        Some(hi)
+    } else {
+        Some((sorted.get(n / 2 - 1).copied()? + hi) / 2.0)
+    }
+}
+
+fn ratios(values: &[f64]) -> String {
+    values
+        .iter()
+        .map(|r| format!("{r:.3}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn pct(v: Option<f64>) -> String {
