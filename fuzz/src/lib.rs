@@ -159,5 +159,6 @@ pub fn claims() -> AgentClaims {
         user: None,
         policy: None,
         policy_hash: None,
+        cnf: None,
     }
 }

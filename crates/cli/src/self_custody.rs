@@ -199,6 +199,7 @@ pub fn sign(args: SignArgs, out: Out) -> Result<ExitCode> {
         user: args.user,
         policy,
         policy_hash,
+        cnf: None,
     };
     let token = token::sign(&key, &claims).context("cannot sign the token")?;
     if token.len() > DEFAULT_MAX_TOKEN_BYTES {

@@ -57,6 +57,7 @@ fn claims(now: i64) -> AgentClaims {
         user: None,
         policy: None,
         policy_hash: None,
+        cnf: None,
     }
 }
 

@@ -95,6 +95,9 @@ pub enum Revoked {
     Agent,
     /// The issuer key that signed the token (self-custody): every token it signed.
     Key,
+    /// The agent key the token is bound to (`cnf.jkt`) was rotated out and its grace
+    /// period is over.
+    AgentKeyRotated,
 }
 
 /// Why a token was refused. Ordered as the pipeline: the first failure decides.
@@ -182,13 +185,22 @@ pub enum TokenError {
     /// by the caller, who holds the registrations).
     #[error("the token's agent is not registered by the issuer whose key signed it")]
     AgentUnknown,
+    /// The agent key the token is bound to (`cnf.jkt`) is past its `key_expires_at`
+    /// (decided by the caller, who holds the agent's keys). Wire code `TOKEN_EXPIRED`.
+    #[error("the agent key this token is bound to expired at {expired_at_s}")]
+    AgentKeyExpired {
+        /// The key's expiry, Unix seconds.
+        expired_at_s: i64,
+    },
 }
 
 impl TokenError {
     /// The wire code for this error.
     pub fn code(&self) -> ErrorCode {
         match self {
-            TokenError::Expired { .. } => ErrorCode::TokenExpired,
+            TokenError::Expired { .. } | TokenError::AgentKeyExpired { .. } => {
+                ErrorCode::TokenExpired
+            }
             TokenError::NotYetValid { .. } => ErrorCode::TokenNotYetValid,
             TokenError::AudienceMismatch(_) => ErrorCode::AudienceMismatch,
             TokenError::IssuerUnknown(_) => ErrorCode::IssuerUnknown,
@@ -242,6 +254,13 @@ pub struct AgentInfo {
     pub description: Option<String>,
 }
 
+/// `cnf` (RFC 7800 §3.1): the key the token is bound to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confirmation {
+    /// RFC 7638 thumbprint of the agent's own public key (RFC 9449 §6.1 `jkt`).
+    pub jkt: String,
+}
+
 /// Claims of an agent token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentClaims {
@@ -275,6 +294,11 @@ pub struct AgentClaims {
     /// `"sha256:<hex of RFC 8785 JCS of policy>"`; present exactly when `policy` is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy_hash: Option<String>,
+    /// Binding to the agent's own key (`{"jkt": …}`), when the agent registered one.
+    /// Proof of possession is not checked here: a verifier that holds the agent's
+    /// keys decides what the binding means.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
 }
 
 impl AgentClaims {
@@ -604,6 +628,18 @@ mod tests {
             "TOKEN_REVOKED"
         );
         assert_eq!(TokenError::AgentUnknown.code().as_str(), "AGENT_UNKNOWN");
+        assert_eq!(
+            TokenError::Revoked(Revoked::AgentKeyRotated)
+                .code()
+                .as_str(),
+            "TOKEN_REVOKED"
+        );
+        assert_eq!(
+            TokenError::AgentKeyExpired { expired_at_s: 1 }
+                .code()
+                .as_str(),
+            "TOKEN_EXPIRED"
+        );
         // The serde form is the wire form.
         assert_eq!(
             serde_json::to_value(ErrorCode::AgentSuspended).unwrap(),

@@ -82,7 +82,12 @@ pub struct ValidToken {
     pub exp: i64,
     /// The parsed consent policy.
     pub policy: Option<Arc<Policy>>,
+    /// `key_expires_at` of the agent key the token is bound to (`cnf.jkt`).
+    pub key_expires_at_ms: Option<i64>,
 }
+
+/// A bound agent key expiring within this is warned about (`KEY_EXPIRES_SOON`).
+pub const KEY_EXPIRY_WARNING_MS: i64 = 14 * 86_400_000;
 
 /// What is left of a policy's period budget (`remaining` in answers and receipts).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
@@ -155,6 +160,11 @@ pub struct VerifyResponse {
     /// What is left of the policy's period budget after this decision.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub remaining: Option<RemainingView>,
+    /// Valid, but something needs attention soon: `KEY_EXPIRES_SOON` when the agent
+    /// key the token is bound to (`cnf.jkt`) expires within 14 days (rotate it with
+    /// `PUT /v1/agents/{id}/keys`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// The signed receipt of this decision (`GET /v1/receipts/{id}`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub receipt_id: Option<String>,
@@ -340,6 +350,15 @@ impl Deciding {
 
     /// The answer for an outcome.
     pub fn response(&self, o: &Outcome, audit_index: Option<u64>) -> VerifyResponse {
+        let warnings = match &self.checked {
+            Checked::Valid(v)
+                if v.key_expires_at_ms
+                    .is_some_and(|at| at - self.now_ms <= KEY_EXPIRY_WARNING_MS) =>
+            {
+                vec!["KEY_EXPIRES_SOON".to_owned()]
+            }
+            _ => Vec::new(),
+        };
         let (valid, error, agent, user, expires_at) = match &self.checked {
             Checked::Invalid { code, .. } => (false, Some((*code).to_owned()), None, None, None),
             Checked::Valid(v) => {
@@ -375,6 +394,7 @@ impl Deciding {
             expires_at,
             verified_at: rfc3339_ms(self.now_ms),
             remaining: o.remaining.clone(),
+            warnings,
             receipt_id: self.receipt_id.as_ref().map(ToString::to_string),
             audit_index,
             simulated: false,

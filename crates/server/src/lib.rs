@@ -13,7 +13,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use bonafide_core::keys::Algorithm;
 use bonafide_store::{Store, StoreError};
 use tokio::net::TcpListener;
@@ -236,6 +236,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/v1/agents/{id}/reactivate",
             post(routes::agents::reactivate),
+        )
+        .route("/v1/agents/{id}/keys", put(routes::agent_keys::rotate))
+        .route(
+            "/agents/{id}/did.json",
+            get(routes::agent_keys::did_document),
         )
         .route("/v1/tokens/revoke", post(routes::agents::revoke_token))
         .route(

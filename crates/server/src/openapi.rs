@@ -4,7 +4,9 @@
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{admin, agents, audit, issuer_keys, meta, policies, receipts, verify};
+use crate::routes::{
+    admin, agent_keys, agents, audit, issuer_keys, meta, policies, receipts, verify,
+};
 
 /// The API document.
 #[derive(Debug, OpenApi)]
@@ -14,6 +16,7 @@ use crate::routes::{admin, agents, audit, issuer_keys, meta, policies, receipts,
         admin::create_issuer, admin::create_receiver, admin::rotate_keys,
         policies::lint,
         agents::register, agents::list, agents::get, agents::issue_token, agents::revoke, agents::suspend, agents::reactivate, agents::revoke_token,
+        agent_keys::rotate, agent_keys::did_document,
         issuer_keys::add, issuer_keys::list, issuer_keys::revoke,
         verify::verify_get, verify::verify_post, verify::simulate, verify::introspect, receipts::get,
         audit::checkpoint, audit::entries, audit::inclusion, audit::consistency, audit::bundle, audit::tile,

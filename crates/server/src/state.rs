@@ -12,7 +12,8 @@ use bonafide_core::keys::{Algorithm, Jwk, SigningKey, VerifyingKey};
 use bonafide_core::policy::Policy;
 use bonafide_core::token::{self, AgentClaims, KeySet, TokenError, VerifyOptions};
 use bonafide_store::{
-    Agent, AgentStatus, IssuerKey, KeyState, ReceiptKeyRecord, SigningKeyRecord, Store, StoreError,
+    Agent, AgentKey, AgentStatus, IssuerKey, KeyState, ReceiptKeyRecord, SigningKeyRecord, Store,
+    StoreError,
 };
 
 use crate::Config;
@@ -244,6 +245,76 @@ pub struct AppState {
     /// commit and the reload, a refresh across its read and swap, so an older snapshot
     /// never replaces a newer one (a revoked key never verifies again).
     issuer_key_writes: tokio::sync::Mutex<()>,
+    /// Agents' own keys by agent, each entry read from the store at most
+    /// [`Config::key_refresh`] ago (rotations by another process arrive within that);
+    /// a local rotation drops its agent's entry after the commit.
+    agent_keys: RwLock<HashMap<AgentId, CachedAgentKeys>>,
+}
+
+/// An agent's keys as read from the store, and when.
+type CachedAgentKeys = (std::time::Instant, Arc<[AgentKeyEntry]>);
+
+/// One of an agent's own keys, ready to verify.
+#[derive(Debug)]
+pub struct AgentKeyEntry {
+    /// The stored record.
+    pub record: AgentKey,
+    /// The key itself.
+    pub key: VerifyingKey,
+}
+
+/// The agent key a token's `cnf.jkt` names, if it may still be used at `now_ms`:
+/// unknown to the agent is `TOKEN_INVALID`; retired by a rotation and past its grace
+/// period is `TOKEN_REVOKED` ([`Revoked::AgentKeyRotated`], reason `KEY_ROTATED`);
+/// past its `key_expires_at` is `TOKEN_EXPIRED` ([`TokenError::AgentKeyExpired`],
+/// reason `KEY_EXPIRED`).
+///
+/// [`Revoked::AgentKeyRotated`]: bonafide_core::token::Revoked::AgentKeyRotated
+pub fn bound_key<'a>(
+    keys: &'a [AgentKeyEntry],
+    jkt: &str,
+    now_ms: i64,
+) -> Result<&'a AgentKeyEntry, TokenError> {
+    let entry = keys.iter().find(|k| k.record.jkt == jkt).ok_or_else(|| {
+        TokenError::Claims("`cnf.jkt` names no registered key of this agent".into())
+    })?;
+    if let Some(until) = entry.record.grace_until_ms
+        && until <= now_ms
+    {
+        return Err(TokenError::Revoked(
+            bonafide_core::token::Revoked::AgentKeyRotated,
+        ));
+    }
+    if entry.record.expires_at_ms <= now_ms {
+        return Err(TokenError::AgentKeyExpired {
+            expired_at_s: entry.record.expires_at_ms.div_euclid(1000),
+        });
+    }
+    Ok(entry)
+}
+
+/// Parses stored agent keys; one that no longer parses is skipped with a warning (its
+/// tokens then fail as bound to an unknown key) rather than failing every verify.
+fn load_agent_keys(records: Vec<AgentKey>) -> Arc<[AgentKeyEntry]> {
+    records
+        .into_iter()
+        .filter_map(|record| {
+            let parsed = serde_json::from_str::<Jwk>(&record.jwk)
+                .map_err(|e| e.to_string())
+                .and_then(|jwk| VerifyingKey::from_jwk(&jwk).map_err(|e| e.to_string()));
+            match parsed {
+                Ok(key) if key.kid() == record.jkt => Some(AgentKeyEntry { record, key }),
+                Ok(_) => {
+                    tracing::warn!(agent_id = %record.agent_id, jkt = %record.jkt, "stored agent key does not match its record; ignored");
+                    None
+                }
+                Err(e) => {
+                    tracing::warn!(agent_id = %record.agent_id, jkt = %record.jkt, error = %e, "stored agent key does not parse; ignored");
+                    None
+                }
+            }
+        })
+        .collect()
 }
 
 /// Most parsed policies kept; the cache is emptied when full (policies are few in
@@ -310,6 +381,7 @@ impl AppState {
             agents: RwLock::new(HashMap::new()),
             issuer_keys: ArcSwap::from_pointee(issuer_keys),
             issuer_key_writes: tokio::sync::Mutex::new(()),
+            agent_keys: RwLock::new(HashMap::new()),
         })
     }
 
@@ -378,6 +450,46 @@ impl AppState {
         }
         cache.insert(agent.clone(), Arc::clone(&record));
         Ok(Some(record))
+    }
+
+    /// An agent's own keys (current and retired, oldest first), from memory if read
+    /// from the store less than [`Config::key_refresh`] ago, else from the store.
+    pub async fn agent_keys(&self, agent: &AgentId) -> Result<Arc<[AgentKeyEntry]>, StoreError> {
+        {
+            let cache = self
+                .agent_keys
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some((at, keys)) = cache.get(agent)
+                && at.elapsed() < self.config.key_refresh
+            {
+                return Ok(Arc::clone(keys));
+            }
+        }
+        let keys = load_agent_keys(self.store.agent_keys(agent).await?);
+        let mut cache = self
+            .agent_keys
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if cache.len() >= MAX_CACHED_AGENTS {
+            cache.clear();
+        }
+        cache.insert(
+            agent.clone(),
+            (std::time::Instant::now(), Arc::clone(&keys)),
+        );
+        Ok(keys)
+    }
+
+    /// Drops the cached keys of an agent.
+    ///
+    /// INVARIANT: call after a local rotation commits and before answering, so the
+    /// next verify in this process reads the new key set.
+    pub fn forget_agent_keys(&self, agent: &AgentId) {
+        self.agent_keys
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(agent);
     }
 
     /// Starts a change of the issuer keys: hold the guard across the store write and
@@ -667,6 +779,48 @@ mod tests {
             did_prefix("https://reg.example/bf"),
             "did:web:reg.example:bf:agents:"
         );
+    }
+
+    fn agent_key(grace_until_ms: Option<i64>, expires_at_ms: i64) -> AgentKeyEntry {
+        let sk = SigningKey::generate(Algorithm::EdDSA).unwrap();
+        let key = VerifyingKey::from_jwk(sk.verifying_key().jwk()).unwrap();
+        AgentKeyEntry {
+            record: AgentKey {
+                agent_id: AgentId::from_random([7; 16]),
+                jkt: key.kid().to_owned(),
+                jwk: serde_json::to_string(key.jwk()).unwrap(),
+                alg: key.alg(),
+                created_at_ms: 0,
+                expires_at_ms,
+                retired_at_ms: grace_until_ms.map(|_| 0),
+                grace_until_ms,
+            },
+            key,
+        }
+    }
+
+    #[test]
+    fn a_bound_key_is_usable_until_its_grace_and_its_expiry() {
+        use bonafide_core::token::Revoked;
+        let current = agent_key(None, 1_000);
+        let grace = agent_key(Some(500), 1_000);
+        let keys = [current, grace];
+        let (cur, old) = (keys[0].record.jkt.clone(), keys[1].record.jkt.clone());
+        assert!(bound_key(&keys, &cur, 999).is_ok());
+        assert_eq!(
+            bound_key(&keys, &cur, 1_000).unwrap_err(),
+            TokenError::AgentKeyExpired { expired_at_s: 1 }
+        );
+        assert!(bound_key(&keys, &old, 499).is_ok());
+        // At the edge: grace_until == now is over.
+        assert_eq!(
+            bound_key(&keys, &old, 500).unwrap_err(),
+            TokenError::Revoked(Revoked::AgentKeyRotated)
+        );
+        assert!(matches!(
+            bound_key(&keys, "no-such-key", 0),
+            Err(TokenError::Claims(_))
+        ));
     }
 
     #[test]

@@ -66,9 +66,10 @@ use bonafide_core::merkle::{self, Hash, HashReader, Prefetched};
 use bonafide_core::policy::Decimal;
 use bonafide_server::audit::AuditLog;
 use bonafide_store::{
-    Agent, ApiKeyRecord, AuditRecord, AuditRow, BudgetKey, CheckpointRecord, DecisionItem,
-    DecisionOutcome, Issuer, IssuerKey, LogKeyRecord, Page, ReceiptKeyRecord, ReceiptRecord,
-    Receiver, Revocations, SigningKeyRecord, SqliteStore, Store, StoreError, TokenRecord,
+    Agent, AgentKey, ApiKeyRecord, AuditRecord, AuditRow, BudgetKey, CheckpointRecord,
+    DecisionItem, DecisionOutcome, Issuer, IssuerKey, LogKeyRecord, Page, ReceiptKeyRecord,
+    ReceiptRecord, Receiver, Revocations, SigningKeyRecord, SqliteStore, Store, StoreError,
+    TokenRecord,
 };
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -458,8 +459,14 @@ impl Store for CountingStore {
     async fn issuer(&self, id: &IssuerId) -> StoreResult<Option<Issuer>> {
         self.inner.issuer(id).await
     }
-    async fn create_agent(&self, g: &Agent, t: &TokenRecord, a: &AuditRecord) -> StoreResult<()> {
-        self.inner.create_agent(g, t, a).await
+    async fn create_agent(
+        &self,
+        g: &Agent,
+        t: &TokenRecord,
+        k: Option<&AgentKey>,
+        a: &AuditRecord,
+    ) -> StoreResult<()> {
+        self.inner.create_agent(g, t, k, a).await
     }
     async fn agent(&self, id: &AgentId) -> StoreResult<Option<Agent>> {
         self.inner.agent(id).await
@@ -502,6 +509,20 @@ impl Store for CountingStore {
     }
     async fn suspended_agents(&self) -> StoreResult<Vec<AgentId>> {
         self.inner.suspended_agents().await
+    }
+    async fn rotate_agent_key(
+        &self,
+        i: &IssuerId,
+        g: &AgentId,
+        k: &AgentKey,
+        grace: i64,
+        t: i64,
+        a: &AuditRecord,
+    ) -> StoreResult<Vec<AgentKey>> {
+        self.inner.rotate_agent_key(i, g, k, grace, t, a).await
+    }
+    async fn agent_keys(&self, g: &AgentId) -> StoreResult<Vec<AgentKey>> {
+        self.inner.agent_keys(g).await
     }
     async fn record_token(&self, t: &TokenRecord, a: &AuditRecord) -> StoreResult<()> {
         self.inner.record_token(t, a).await

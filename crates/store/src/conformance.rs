@@ -23,10 +23,10 @@ use bonafide_core::policy::Decimal;
 use tokio::task::JoinSet;
 
 use crate::{
-    Agent, AgentStatus, ApiKeyRecord, AuditRecord, BudgetCharge, BudgetKey, CheckpointRecord,
-    Decided, DecisionItem, DecisionOutcome, IdempotencyClaim, Issuer, IssuerKey, KeyState,
-    LogKeyRecord, ReceiptKeyRecord, ReceiptRecord, Receiver, Revocations, SigningKeyRecord, Store,
-    StoreError, TokenRecord,
+    Agent, AgentKey, AgentStatus, ApiKeyRecord, AuditRecord, BudgetCharge, BudgetKey,
+    CheckpointRecord, Decided, DecisionItem, DecisionOutcome, IdempotencyClaim, Issuer, IssuerKey,
+    KeyState, LogKeyRecord, ReceiptKeyRecord, ReceiptRecord, Receiver, Revocations,
+    SigningKeyRecord, Store, StoreError, TokenRecord,
 };
 
 /// Expands to one `#[tokio::test]` per conformance case.
@@ -117,6 +117,9 @@ macro_rules! conformance_tests {
             issuer_key_changes_are_audited,
             revoke_issuer_signed_token_records_and_revokes,
             revoke_issuer_signed_token_of_another_issuer_is_not_found,
+            create_agent_with_key_round_trips,
+            rotate_agent_key_retires_the_current_key,
+            rotate_agent_key_refusals_write_nothing,
         );
     };
     (@cases $fresh:path; $($case:ident),* $(,)?) => {
@@ -260,7 +263,7 @@ async fn agent(store: &dyn Store, issuer: &IssuerId) -> (Agent, TokenRecord) {
     let agent = new_agent(issuer, T0_MS);
     let token = new_token(&agent, "kid-1", T0_S, T0_S + 900);
     store
-        .create_agent(&agent, &token, &audit_note())
+        .create_agent(&agent, &token, None, &audit_note())
         .await
         .unwrap();
     (agent, token)
@@ -517,7 +520,7 @@ pub async fn create_agent_round_trips(store: Arc<dyn Store>) {
     };
     let bare_token = new_token(&bare, "kid-2", T0_S + 1, T0_S + 61);
     store
-        .create_agent(&bare, &bare_token, &audit_note())
+        .create_agent(&bare, &bare_token, None, &audit_note())
         .await
         .unwrap();
     assert_eq!(store.agent(&bare.id).await.unwrap(), Some(bare));
@@ -547,7 +550,7 @@ pub async fn create_agent_is_atomic(store: Arc<dyn Store>) {
         ..taken.clone()
     };
     let err = store
-        .create_agent(&second, &clash, &audit_note())
+        .create_agent(&second, &clash, None, &audit_note())
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
@@ -561,7 +564,9 @@ pub async fn create_agent_for_unknown_issuer_is_not_found(store: Arc<dyn Store>)
     let agent = new_agent(&ghost, T0_MS);
     let token = new_token(&agent, "kid-1", T0_S, T0_S + 900);
     assert_eq!(
-        store.create_agent(&agent, &token, &audit_note()).await,
+        store
+            .create_agent(&agent, &token, None, &audit_note())
+            .await,
         Err(StoreError::NotFound)
     );
     assert_eq!(store.agent(&agent.id).await.unwrap(), None);
@@ -577,7 +582,7 @@ pub async fn list_agents_paginates_oldest_first(store: Arc<dyn Store>) {
         let agent = new_agent(&issuer.id, T0_MS + i);
         let token = new_token(&agent, "kid-1", T0_S, T0_S + 900);
         store
-            .create_agent(&agent, &token, &audit_note())
+            .create_agent(&agent, &token, None, &audit_note())
             .await
             .unwrap();
         created.push(agent);
@@ -1188,7 +1193,7 @@ pub async fn signing_key_rotation_publishes_until_last_expiry(store: Arc<dyn Sto
     let agent = new_agent(&issuer.id, T0_MS);
     let token = new_token(&agent, &first.kid, T0_S, T0_S + 100);
     store
-        .create_agent(&agent, &token, &audit_note())
+        .create_agent(&agent, &token, None, &audit_note())
         .await
         .unwrap();
     for exp in [T0_S + 300, T0_S + 200] {
@@ -1245,6 +1250,7 @@ pub async fn late_token_of_a_retired_key_extends_its_publication(store: Arc<dyn 
         .create_agent(
             &agent,
             &new_token(&agent, &first.kid, T0_S, T0_S + 100),
+            None,
             &audit_note(),
         )
         .await
@@ -1691,6 +1697,7 @@ pub async fn agent_policy_and_user_round_trip(store: Arc<dyn Store>) {
             .create_agent(
                 agent,
                 &new_token(agent, "kid-1", T0_S, T0_S + 60),
+                None,
                 &audit_note(),
             )
             .await
@@ -2655,4 +2662,190 @@ pub async fn revoke_issuer_signed_token_of_another_issuer_is_not_found(store: Ar
     );
     assert_eq!(store.revocations().await.unwrap(), Revocations::default());
     assert_eq!(store.audit_size().await.unwrap(), start);
+}
+
+// ---- agent keys
+
+fn new_agent_key(agent: &AgentId, created_at_ms: i64) -> AgentKey {
+    let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    AgentKey {
+        agent_id: agent.clone(),
+        jkt: key.kid().to_owned(),
+        jwk: serde_json::to_string(key.verifying_key().jwk()).unwrap(),
+        alg: key.alg(),
+        created_at_ms,
+        expires_at_ms: created_at_ms + 90 * 86_400_000,
+        retired_at_ms: None,
+        grace_until_ms: None,
+    }
+}
+
+/// The first key is stored with the agent, in the same transaction; an agent without
+/// one has none.
+pub async fn create_agent_with_key_round_trips(store: Arc<dyn Store>) {
+    let (iss, _) = issuer(&*store).await;
+    let agent = new_agent(&iss.id, T0_MS);
+    let key = new_agent_key(&agent.id, T0_MS);
+    let token = new_token(&agent, "kid-1", T0_S, T0_S + 900);
+    store
+        .create_agent(&agent, &token, Some(&key), &audit_note())
+        .await
+        .unwrap();
+    assert_eq!(store.agent_keys(&agent.id).await.unwrap(), vec![key]);
+    let (bare, _) = self::agent(&*store, &iss.id).await;
+    assert_eq!(store.agent_keys(&bare.id).await.unwrap(), vec![]);
+    let unknown = AgentId::from_random(unique());
+    assert_eq!(store.agent_keys(&unknown).await.unwrap(), vec![]);
+    // A key naming another agent is refused, and nothing is written.
+    let other = new_agent(&iss.id, T0_MS);
+    let wrong = new_agent_key(&agent.id, T0_MS);
+    let size = store.audit_size().await.unwrap();
+    let err = store
+        .create_agent(
+            &other,
+            &new_token(&other, "kid-1", T0_S, T0_S + 900),
+            Some(&wrong),
+            &audit_note(),
+        )
+        .await;
+    assert!(matches!(err, Err(StoreError::Conflict(_))), "{err:?}");
+    assert_eq!(store.agent(&other.id).await.unwrap(), None);
+    assert_eq!(store.audit_size().await.unwrap(), size);
+}
+
+/// Rotation retires the current key with its grace period, keeps the agent, appends
+/// one entry; a second rotation leaves the first retired key's grace as it was.
+pub async fn rotate_agent_key_retires_the_current_key(store: Arc<dyn Store>) {
+    let (iss, _) = issuer(&*store).await;
+    let agent = new_agent(&iss.id, T0_MS);
+    let first = new_agent_key(&agent.id, T0_MS);
+    store
+        .create_agent(
+            &agent,
+            &new_token(&agent, "kid-1", T0_S, T0_S + 900),
+            Some(&first),
+            &audit_note(),
+        )
+        .await
+        .unwrap();
+    let size = store.audit_size().await.unwrap();
+    let second = new_agent_key(&agent.id, T0_MS + 10);
+    let keys = store
+        .rotate_agent_key(
+            &iss.id,
+            &agent.id,
+            &second,
+            T0_MS + 1_000,
+            T0_MS + 10,
+            &audit_note(),
+        )
+        .await
+        .unwrap();
+    let mut retired = first.clone();
+    retired.retired_at_ms = Some(T0_MS + 10);
+    retired.grace_until_ms = Some(T0_MS + 1_000);
+    assert_eq!(keys, vec![retired.clone(), second.clone()]);
+    assert_eq!(store.agent_keys(&agent.id).await.unwrap(), keys);
+    assert_eq!(store.audit_size().await.unwrap(), size + 1);
+
+    let third = new_agent_key(&agent.id, T0_MS + 20);
+    let keys = store
+        .rotate_agent_key(
+            &iss.id,
+            &agent.id,
+            &third,
+            T0_MS + 2_000,
+            T0_MS + 20,
+            &audit_note(),
+        )
+        .await
+        .unwrap();
+    let mut second_retired = second.clone();
+    second_retired.retired_at_ms = Some(T0_MS + 20);
+    second_retired.grace_until_ms = Some(T0_MS + 2_000);
+    assert_eq!(keys, vec![retired, second_retired, third]);
+    assert_eq!(keys.iter().filter(|k| k.retired_at_ms.is_none()).count(), 1);
+    // An agent registered without a key gets its first one by rotation.
+    let (bare, _) = self::agent(&*store, &iss.id).await;
+    let only = new_agent_key(&bare.id, T0_MS + 30);
+    let keys = store
+        .rotate_agent_key(&iss.id, &bare.id, &only, T0_MS, T0_MS + 30, &audit_note())
+        .await
+        .unwrap();
+    assert_eq!(keys, vec![only]);
+}
+
+/// Another issuer's or an unknown agent is `NotFound`; a revoked agent and a key the
+/// agent has (current or retired) are `Conflict`; none of them writes anything.
+pub async fn rotate_agent_key_refusals_write_nothing(store: Arc<dyn Store>) {
+    let (iss, _) = issuer(&*store).await;
+    let (other, _) = issuer(&*store).await;
+    let agent = new_agent(&iss.id, T0_MS);
+    let first = new_agent_key(&agent.id, T0_MS);
+    store
+        .create_agent(
+            &agent,
+            &new_token(&agent, "kid-1", T0_S, T0_S + 900),
+            Some(&first),
+            &audit_note(),
+        )
+        .await
+        .unwrap();
+    let second = new_agent_key(&agent.id, T0_MS + 1);
+    store
+        .rotate_agent_key(
+            &iss.id,
+            &agent.id,
+            &second,
+            T0_MS + 5,
+            T0_MS + 1,
+            &audit_note(),
+        )
+        .await
+        .unwrap();
+    let before = store.agent_keys(&agent.id).await.unwrap();
+    let size = store.audit_size().await.unwrap();
+    let fresh = new_agent_key(&agent.id, T0_MS + 2);
+    assert_eq!(
+        store
+            .rotate_agent_key(
+                &other.id,
+                &agent.id,
+                &fresh,
+                T0_MS,
+                T0_MS + 2,
+                &audit_note()
+            )
+            .await,
+        Err(StoreError::NotFound)
+    );
+    let unknown = AgentId::from_random(unique());
+    let mut stray = fresh.clone();
+    stray.agent_id = unknown.clone();
+    assert_eq!(
+        store
+            .rotate_agent_key(&iss.id, &unknown, &stray, T0_MS, T0_MS + 2, &audit_note())
+            .await,
+        Err(StoreError::NotFound)
+    );
+    for again in [&first, &second] {
+        let mut again = again.clone();
+        again.retired_at_ms = None;
+        again.grace_until_ms = None;
+        let err = store
+            .rotate_agent_key(&iss.id, &agent.id, &again, T0_MS, T0_MS + 2, &audit_note())
+            .await;
+        assert!(matches!(err, Err(StoreError::Conflict(_))), "{err:?}");
+    }
+    store
+        .revoke_agent(&iss.id, &agent.id, None, T0_MS + 3, &audit_note())
+        .await
+        .unwrap();
+    let size = size + 1;
+    let err = store
+        .rotate_agent_key(&iss.id, &agent.id, &fresh, T0_MS, T0_MS + 4, &audit_note())
+        .await;
+    assert!(matches!(err, Err(StoreError::Conflict(_))), "{err:?}");
+    assert_eq!(store.agent_keys(&agent.id).await.unwrap(), before);
+    assert_eq!(store.audit_size().await.unwrap(), size);
 }

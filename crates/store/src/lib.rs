@@ -317,6 +317,28 @@ pub struct IssuerKey {
     pub revoked_at_ms: Option<i64>,
 }
 
+/// An agent's own public key: the agent signs with the private half, which the
+/// registry never holds; tokens are bound to it by `cnf.jkt`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentKey {
+    /// The agent.
+    pub agent_id: AgentId,
+    /// RFC 7638 thumbprint; unique per agent.
+    pub jkt: String,
+    /// The public JWK as JSON text (`kid`, `alg`, `use` set; no private members).
+    pub jwk: String,
+    /// `EdDSA` or `ES256`.
+    pub alg: Algorithm,
+    /// When it was registered.
+    pub created_at_ms: i64,
+    /// `key_expires_at`: tokens bound to it are refused from then on.
+    pub expires_at_ms: i64,
+    /// When a rotation replaced it; `None` while it is the agent's current key.
+    pub retired_at_ms: Option<i64>,
+    /// Set with `retired_at_ms`: tokens bound to it verify until then.
+    pub grace_until_ms: Option<i64>,
+}
+
 /// Everything revoked, loaded at start-up into the in-memory hot path.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Revocations {
@@ -473,11 +495,13 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     async fn receiver(&self, id: &ReceiverId) -> Result<Option<Receiver>, StoreError>;
 
     // ---- agents
-    /// Registers an agent and the first token issued to it, atomically.
+    /// Registers an agent, the first token issued to it and, if given, its own public
+    /// key (its `agent_id` must be the agent's), atomically.
     async fn create_agent(
         &self,
         agent: &Agent,
         first_token: &TokenRecord,
+        first_key: Option<&AgentKey>,
         audit: &AuditRecord,
     ) -> Result<(), StoreError>;
     /// The agent with this id, whoever owns it.
@@ -527,6 +551,26 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// in-memory set with this on every refresh: suspensions end, so merging would
     /// keep ended ones.
     async fn suspended_agents(&self) -> Result<Vec<AgentId>, StoreError>;
+
+    // ---- agent keys
+    /// Makes `new_key` the agent's current key, in one transaction: the current key
+    /// (if any) is retired at `now_ms` with `grace_until_ms`, keys retired before keep
+    /// their own grace, the audit record is appended. `NotFound` if the agent does not
+    /// exist or is another issuer's; `Conflict` if it is revoked, or if `new_key` is
+    /// one of its keys already (current or retired). Returns every key of the agent,
+    /// oldest first.
+    async fn rotate_agent_key(
+        &self,
+        issuer: &IssuerId,
+        agent: &AgentId,
+        new_key: &AgentKey,
+        grace_until_ms: i64,
+        now_ms: i64,
+        audit: &AuditRecord,
+    ) -> Result<Vec<AgentKey>, StoreError>;
+    /// Every key of the agent (current and retired), oldest first; empty for an
+    /// unknown agent.
+    async fn agent_keys(&self, agent: &AgentId) -> Result<Vec<AgentKey>, StoreError>;
 
     // ---- tokens
     /// Records a newly issued token. `NotFound` if its agent does not exist. If the

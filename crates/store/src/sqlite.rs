@@ -31,7 +31,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool, Transaction};
 
 use crate::{
-    Agent, AgentStatus, ApiKeyRecord, AuditRecord, AuditRow, BudgetCharge, BudgetKey,
+    Agent, AgentKey, AgentStatus, ApiKeyRecord, AuditRecord, AuditRow, BudgetCharge, BudgetKey,
     CheckpointRecord, Decide, DecisionItem, DecisionOutcome, IdempotencyClaim, Issuer, IssuerKey,
     KeyState, LogKeyRecord, Page, ReceiptKeyRecord, ReceiptRecord, Receiver, Revocations,
     SigningKeyRecord, Store, StoreError, TokenRecord,
@@ -297,8 +297,12 @@ impl Store for SqliteStore {
         &self,
         agent: &Agent,
         first_token: &TokenRecord,
+        first_key: Option<&AgentKey>,
         audit: &AuditRecord,
     ) -> Result<(), StoreError> {
+        if first_key.is_some_and(|k| k.agent_id != agent.id) {
+            return Err(StoreError::Conflict("the key is not this agent's".into()));
+        }
         let scopes = to_json(&agent.scopes)?;
         let audience = agent.audience.as_deref().map(to_json).transpose()?;
         let mut tx = self.write_tx().await?;
@@ -327,8 +331,64 @@ impl Store for SqliteStore {
         .await
         .map_err(db_err)?;
         insert_token(&mut tx, first_token).await?;
+        if let Some(key) = first_key {
+            insert_agent_key(&mut tx, key).await?;
+        }
         append_audit(&mut tx, std::slice::from_ref(audit)).await?;
         tx.commit().await.map_err(db_err)
+    }
+
+    async fn rotate_agent_key(
+        &self,
+        issuer: &IssuerId,
+        agent: &AgentId,
+        new_key: &AgentKey,
+        grace_until_ms: i64,
+        now_ms: i64,
+        audit: &AuditRecord,
+    ) -> Result<Vec<AgentKey>, StoreError> {
+        if new_key.agent_id != *agent {
+            return Err(StoreError::Conflict("the key is not this agent's".into()));
+        }
+        let mut tx = self.write_tx().await?;
+        let row = own_agent_row(&mut tx, issuer, agent).await?;
+        if row.status == AgentStatus::Revoked.as_str() {
+            return Err(StoreError::Conflict(
+                "agent is revoked; revocation is permanent".into(),
+            ));
+        }
+        let known: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM agent_keys WHERE agent_id = ? AND jkt = ?")
+                .bind(agent.as_str())
+                .bind(&new_key.jkt)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        if known.is_some() {
+            return Err(StoreError::Conflict(
+                "this key is already one of the agent's keys".into(),
+            ));
+        }
+        sqlx::query(
+            "UPDATE agent_keys SET retired_at_ms = ?, grace_until_ms = ? \
+             WHERE agent_id = ? AND retired_at_ms IS NULL",
+        )
+        .bind(now_ms)
+        .bind(grace_until_ms)
+        .bind(agent.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        insert_agent_key(&mut tx, new_key).await?;
+        append_audit(&mut tx, std::slice::from_ref(audit)).await?;
+        let keys = select_agent_keys(&mut tx, agent).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(keys)
+    }
+
+    async fn agent_keys(&self, agent: &AgentId) -> Result<Vec<AgentKey>, StoreError> {
+        let mut conn = self.reader.acquire().await.map_err(db_err)?;
+        select_agent_keys(&mut conn, agent).await
     }
 
     async fn agent(&self, id: &AgentId) -> Result<Option<Agent>, StoreError> {
@@ -1696,6 +1756,69 @@ fn stored_status(status: AgentStatus) -> &'static str {
 
 /// The agent `id` of `issuer`, read inside a write transaction; `NotFound` if it does
 /// not exist or is another issuer's.
+async fn insert_agent_key(conn: &mut SqliteConnection, key: &AgentKey) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO agent_keys (agent_id, jkt, jwk, alg, created_at_ms, expires_at_ms, \
+         retired_at_ms, grace_until_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(key.agent_id.as_str())
+    .bind(&key.jkt)
+    .bind(&key.jwk)
+    .bind(key.alg.as_str())
+    .bind(key.created_at_ms)
+    .bind(key.expires_at_ms)
+    .bind(key.retired_at_ms)
+    .bind(key.grace_until_ms)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
+
+async fn select_agent_keys(
+    conn: &mut SqliteConnection,
+    agent: &AgentId,
+) -> Result<Vec<AgentKey>, StoreError> {
+    sqlx::query_as::<_, AgentKeyRow>(
+        "SELECT agent_id, jkt, jwk, alg, created_at_ms, expires_at_ms, retired_at_ms, \
+         grace_until_ms FROM agent_keys WHERE agent_id = ? ORDER BY created_at_ms, rowid",
+    )
+    .bind(agent.as_str())
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db_err)?
+    .into_iter()
+    .map(AgentKeyRow::into_record)
+    .collect()
+}
+
+#[derive(sqlx::FromRow)]
+struct AgentKeyRow {
+    agent_id: String,
+    jkt: String,
+    jwk: String,
+    alg: String,
+    created_at_ms: i64,
+    expires_at_ms: i64,
+    retired_at_ms: Option<i64>,
+    grace_until_ms: Option<i64>,
+}
+
+impl AgentKeyRow {
+    fn into_record(self) -> Result<AgentKey, StoreError> {
+        Ok(AgentKey {
+            agent_id: parse_id(&self.agent_id, "agent id")?,
+            alg: Algorithm::parse(&self.alg).ok_or_else(|| corrupt("agent key alg"))?,
+            jkt: self.jkt,
+            jwk: self.jwk,
+            created_at_ms: self.created_at_ms,
+            expires_at_ms: self.expires_at_ms,
+            retired_at_ms: self.retired_at_ms,
+            grace_until_ms: self.grace_until_ms,
+        })
+    }
+}
+
 async fn own_agent_row(
     conn: &mut SqliteConnection,
     issuer: &IssuerId,

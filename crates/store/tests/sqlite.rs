@@ -145,11 +145,11 @@ async fn data_survives_close_and_reopen() {
         .await
         .unwrap();
     store
-        .create_agent(&agent, &token, &audit_note())
+        .create_agent(&agent, &token, None, &audit_note())
         .await
         .unwrap();
     store
-        .create_agent(&gone, &gone_token, &audit_note())
+        .create_agent(&gone, &gone_token, None, &audit_note())
         .await
         .unwrap();
     let revoked = store
@@ -195,7 +195,7 @@ async fn a_corrupt_row_is_a_backend_error() {
         .unwrap();
     let (agent, token) = agent(&iss, 2);
     store
-        .create_agent(&agent, &token, &audit_note())
+        .create_agent(&agent, &token, None, &audit_note())
         .await
         .unwrap();
 
@@ -301,7 +301,7 @@ async fn the_schema_never_holds_a_suspended_revoked_agent() {
     let (held, held_token) = agent(&iss, 2);
     let (gone, gone_token) = agent(&iss, 3);
     for (a, t) in [(&held, &held_token), (&gone, &gone_token)] {
-        store.create_agent(a, t, &audit_note()).await.unwrap();
+        store.create_agent(a, t, None, &audit_note()).await.unwrap();
     }
     store
         .suspend_agent(&iss.id, &held.id, Some("why"), T0_MS, &audit_note())

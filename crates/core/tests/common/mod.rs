@@ -83,6 +83,7 @@ pub fn claims() -> AgentClaims {
         user: None,
         policy: None,
         policy_hash: None,
+        cnf: None,
     }
 }
 

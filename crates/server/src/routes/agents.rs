@@ -10,14 +10,16 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use bonafide_core::b64;
 use bonafide_core::ids::{AgentId, TokenId};
+use bonafide_core::keys::Jwk;
 use bonafide_core::scopes;
-use bonafide_core::token::{self, AgentClaims, AgentInfo, Audience, TimeCheck};
+use bonafide_core::token::{self, AgentClaims, AgentInfo, Audience, Confirmation, TimeCheck};
 use bonafide_store::{Agent, AgentStatus, Issuer, TokenRecord};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use bonafide_core::audit::{Actor, EventType, token_sha256};
 
+use super::agent_keys::{self, AgentKeyView, KeyInput, parse_key};
 use super::{audit_change, check_text, new_agent_id, new_token_id};
 use crate::auth::IssuerAuth;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, JsonOrEmpty};
@@ -94,6 +96,24 @@ pub struct RegisterAgent {
     /// On whose behalf the agent acts (`user` claim): a DID, an email or an opaque id.
     #[serde(default)]
     pub user: Option<String>,
+    /// The agent's own public key as a JWK: OKP Ed25519 or EC P-256 (the agent signs
+    /// with the private half, which the registry never sees; a JWK with private
+    /// members is refused with 400, RSA with 422). Its tokens then carry
+    /// `cnf: {"jkt": <RFC 7638 thumbprint>}`.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub public_key: Option<Jwk>,
+    /// Or the agent's public key as PEM SubjectPublicKeyInfo (KairosAI), with
+    /// `key_algorithm`; sending both forms is a 422.
+    #[serde(default)]
+    pub signing_key_pub: Option<String>,
+    /// `Ed25519` (or `EdDSA`) or `ES256` (or `P-256`), with `signing_key_pub`.
+    #[serde(default)]
+    pub key_algorithm: Option<String>,
+    /// Lifetime of the agent key, seconds: 86400 (1 day) to 31536000 (365 days);
+    /// default 90 days. Tokens bound to it are refused after `key_expires_at`.
+    #[serde(default)]
+    pub key_expires_in: Option<i64>,
 }
 
 /// Checks a policy given at registration, from its bytes as sent (so repeated
@@ -136,6 +156,9 @@ pub struct AgentRegistered {
     /// On whose behalf it acts.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// The agent's own key, when one was sent: the token's `cnf.jkt` is its `jkt`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<AgentKeyView>,
 }
 
 /// `policy_hash` of a stored canonical policy (the SHA-256 of the text itself).
@@ -148,13 +171,15 @@ fn stored_policy_hash(canonical: Option<&str>) -> Option<String> {
     })
 }
 
-/// Signs a new token for `agent` and returns it with its record.
+/// Signs a new token for `agent`, bound to its key `jkt` if given, and returns it
+/// with its record.
 fn mint(
     state: &AppState,
     issuer: &Issuer,
     agent: &Agent,
     ttl_s: i64,
     audience: Option<&[String]>,
+    jkt: Option<&str>,
 ) -> Result<(String, TokenRecord), ApiError> {
     let now_s = now_ms() / 1000;
     let jti = new_token_id()?;
@@ -192,6 +217,7 @@ fn mint(
         user: agent.user.clone(),
         policy,
         policy_hash,
+        cnf: jkt.map(|j| Confirmation { jkt: j.to_owned() }),
     };
     let ring = state.keys.load();
     let text = token::sign(&ring.active, &claims)?;
@@ -244,6 +270,17 @@ pub async fn register(
         .as_deref()
         .map(|u| check_text("user", u, 256))
         .transpose()?;
+    let own_key = parse_key(&KeyInput {
+        jwk: body.public_key.as_ref(),
+        pem: body.signing_key_pub.as_deref(),
+        algorithm: body.key_algorithm.as_deref(),
+    })?;
+    let key_lifetime_s = agent_keys::key_lifetime(body.key_expires_in)?;
+    if own_key.is_none() && body.key_expires_in.is_some() {
+        return Err(ApiError::invalid(
+            "`key_expires_in` goes with the agent's key (`public_key` or `signing_key_pub`)",
+        ));
+    }
     let agent = Agent {
         id: new_agent_id()?,
         issuer_id: issuer.id.clone(),
@@ -261,7 +298,18 @@ pub async fn register(
         suspended_at_ms: None,
         suspend_reason: None,
     };
-    let (token, record) = mint(&state, &issuer, &agent, ttl, agent.audience.as_deref())?;
+    let key_record = own_key
+        .as_ref()
+        .map(|k| agent_keys::key_record(&agent.id, k, agent.created_at_ms, key_lifetime_s))
+        .transpose()?;
+    let (token, record) = mint(
+        &state,
+        &issuer,
+        &agent,
+        ttl,
+        agent.audience.as_deref(),
+        key_record.as_ref().map(|k| k.jkt.as_str()),
+    )?;
     let audit = audit_change(
         EventType::AgentRegistered,
         agent.created_at_ms,
@@ -275,7 +323,10 @@ pub async fn register(
             e.scopes.clone_from(&agent.scopes);
         },
     )?;
-    state.store.create_agent(&agent, &record, &audit).await?;
+    state
+        .store
+        .create_agent(&agent, &record, key_record.as_ref(), &audit)
+        .await?;
     tracing::info!(issuer_id = %issuer.id, agent_id = %agent.id, jti = %record.jti, "agent registered");
     let base = &state.config.public_url;
     Ok((
@@ -291,6 +342,10 @@ pub async fn register(
             public_key_url: format!("{base}/.well-known/public-key.pem"),
             policy_hash: stored_policy_hash(agent.policy.as_deref()),
             user: agent.user,
+            key: key_record
+                .as_ref()
+                .map(|k| agent_keys::key_view(k, agent.created_at_ms))
+                .transpose()?,
         }),
     ))
 }
@@ -433,7 +488,11 @@ fn not_found_as(what: &'static str) -> impl Fn(bonafide_store::StoreError) -> Ap
 }
 
 /// Loads an agent of this issuer; anything else is 404.
-async fn own_agent(state: &AppState, issuer: &Issuer, id: &str) -> Result<Agent, ApiError> {
+pub(crate) async fn own_agent(
+    state: &AppState,
+    issuer: &Issuer,
+    id: &str,
+) -> Result<Agent, ApiError> {
     let id = AgentId::try_from(id).map_err(|_| ApiError::not_found("agent"))?;
     match state.store.agent(&id).await? {
         Some(a) if a.issuer_id == issuer.id => Ok(a),
@@ -518,7 +577,15 @@ pub async fn issue_token(
         }
         None => agent.audience.clone(),
     };
-    let (token, record) = mint(&state, &issuer, &agent, ttl, audience.as_deref())?;
+    let jkt = current_key(&state, &agent).await?;
+    let (token, record) = mint(
+        &state,
+        &issuer,
+        &agent,
+        ttl,
+        audience.as_deref(),
+        jkt.as_deref(),
+    )?;
     let audit = audit_change(
         EventType::TokenIssued,
         now_ms(),
@@ -542,6 +609,55 @@ pub async fn issue_token(
             expires_at: rfc3339_s(record.expires_at_s),
         }),
     ))
+}
+
+/// The `jkt` of the agent's current key, if it has one (tokens are bound to it); a
+/// current key past its `key_expires_at` is a 409: its tokens would never verify.
+async fn current_key(state: &AppState, agent: &Agent) -> Result<Option<String>, ApiError> {
+    let now = now_ms();
+    let keys = state.store.agent_keys(&agent.id).await?;
+    match keys.into_iter().find(|k| k.retired_at_ms.is_none()) {
+        None => Ok(None),
+        Some(k) if k.expires_at_ms <= now => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "KEY_EXPIRED",
+            "the agent's key has expired; rotate it first (PUT /v1/agents/{id}/keys)",
+        )),
+        Some(k) => Ok(Some(k.jkt)),
+    }
+}
+
+/// Issues and records a token for an active agent bound to its key `jkt`, with the
+/// agent's default lifetime and audiences (after a key rotation).
+pub(crate) async fn issue_bound_token(
+    state: &AppState,
+    issuer: &Issuer,
+    agent: &Agent,
+    jkt: &str,
+) -> Result<(String, TokenRecord), ApiError> {
+    let (token, record) = mint(
+        state,
+        issuer,
+        agent,
+        agent.token_ttl_s,
+        agent.audience.as_deref(),
+        Some(jkt),
+    )?;
+    let audit = audit_change(
+        EventType::TokenIssued,
+        now_ms(),
+        issuer_actor(issuer),
+        Some(&agent.id),
+        Some(&issuer.id),
+        |e| {
+            e.jti = Some(record.jti.to_string());
+            e.token_sha256 = Some(token_sha256(&token));
+            e.kid = Some(record.kid.clone());
+        },
+    )?;
+    state.store.record_token(&record, &audit).await?;
+    tracing::info!(agent_id = %agent.id, jti = %record.jti, "token issued");
+    Ok((token, record))
 }
 
 /// `POST /v1/agents/{id}/revoke` body (may be empty).

@@ -1,6 +1,7 @@
 //! HTTP handlers, one module per area of the API contract (DESIGN.md "HTTP API").
 
 pub mod admin;
+pub mod agent_keys;
 pub mod agents;
 pub mod audit;
 pub mod issuer_keys;

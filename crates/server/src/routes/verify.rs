@@ -203,6 +203,18 @@ pub async fn check_token(
             subject: Some((verified.claims.sub, verified.claims.jti)),
         }));
     }
+    // A token bound to the agent's own key (`cnf.jkt`): the key must be registered,
+    // within its grace period if rotated out, and not past its `key_expires_at`.
+    // Proof of possession (DESIGN.md step 6) is not checked here.
+    if let Some(cnf) = &verified.claims.cnf {
+        let keys = state.agent_keys(&verified.claims.sub).await?;
+        if let Err(error) = crate::state::bound_key(&keys, &cnf.jkt, now_ms) {
+            return Ok(Err(Denied {
+                error,
+                subject: Some((verified.claims.sub, verified.claims.jti)),
+            }));
+        }
+    }
     // Step 7: a policy whose hash is not `policy_hash` makes the token invalid on every
     // path (GET verify and introspection too), not only where the policy is used.
     if let Err(error) = state.policy_of(&verified.claims) {
@@ -214,11 +226,16 @@ pub async fn check_token(
     Ok(Ok(verified))
 }
 
-/// The reason that follows `TOKEN_REVOKED` when it was the issuer key that was
-/// revoked: `KEY_REVOKED`.
+/// The reason that follows the error code when a key decided it: `KEY_REVOKED` after
+/// `TOKEN_REVOKED` when the issuer key that signed the token is revoked, `KEY_ROTATED`
+/// after `TOKEN_REVOKED` when the agent key it is bound to was rotated out and its
+/// grace period is over, `KEY_EXPIRED` after `TOKEN_EXPIRED` when that agent key is
+/// past its `key_expires_at`.
 pub fn second_reason(error: &TokenError) -> Option<&'static str> {
     match error {
         TokenError::Revoked(Revoked::Key) => Some("KEY_REVOKED"),
+        TokenError::Revoked(Revoked::AgentKeyRotated) => Some("KEY_ROTATED"),
+        TokenError::AgentKeyExpired { .. } => Some("KEY_EXPIRED"),
         _ => None,
     }
 }
@@ -577,7 +594,18 @@ async fn check_for_decision(
             },
             Ok(policy) => {
                 let c = v.claims;
+                // The bound key was just checked through the same cache.
+                let key_expires_at_ms = match &c.cnf {
+                    Some(cnf) => state
+                        .agent_keys(&c.sub)
+                        .await?
+                        .iter()
+                        .find(|k| k.record.jkt == cnf.jkt)
+                        .map(|k| k.record.expires_at_ms),
+                    None => None,
+                };
                 Checked::Valid(Box::new(ValidToken {
+                    key_expires_at_ms,
                     agent: c.sub,
                     jti: c.jti,
                     name: c.agent.name,

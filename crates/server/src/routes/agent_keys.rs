@@ -1,0 +1,500 @@
+//! Agents' own keys (self-custody for agents): an agent keeps its private key, its
+//! issuer registers the public half (a JWK, or KairosAI's PEM `signing_key_pub` with
+//! `key_algorithm`), and the agent's tokens are bound to it by `cnf.jkt` (RFC 7800,
+//! RFC 9449 §6.1). The registry never generates, holds or returns an agent's private
+//! key: a JWK with private members or a private PEM is refused with 400.
+//!
+//! Rotation (`PUT /v1/agents/{id}/keys`) keeps the agent id: the previous key stays
+//! valid for a grace period, then tokens bound to it answer `TOKEN_REVOKED` with
+//! `KEY_ROTATED`. A key past its `key_expires_at` makes its tokens `TOKEN_EXPIRED` with
+//! `KEY_EXPIRED`. `GET /agents/{id}/did.json` publishes the usable keys in the agent's
+//! `did:web` DID document.
+//!
+//! Proof of possession on each request (DPoP, HTTP message signatures) is not checked
+//! yet: a token with `cnf` verifies like any other, plus the key checks above.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bonafide_core::audit::{Actor, EventType};
+use bonafide_core::ids::AgentId;
+use bonafide_core::keys::{Algorithm, Jwk, VerifyingKey};
+use bonafide_store::{AgentKey, AgentStatus, StoreError};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+
+use super::audit_change;
+use crate::auth::IssuerAuth;
+use crate::error::{ApiError, ApiJson, ApiPath};
+use crate::state::AppState;
+use crate::time::{now_ms, rfc3339_ms, rfc3339_s};
+
+/// `key_expires_at` when none is asked: 90 days after registration or rotation.
+pub const DEFAULT_KEY_LIFETIME_S: i64 = 90 * 86_400;
+/// Shortest `key_expires_in`: one day.
+pub const MIN_KEY_LIFETIME_S: i64 = 86_400;
+/// Longest `key_expires_in`: 365 days.
+pub const MAX_KEY_LIFETIME_S: i64 = 365 * 86_400;
+/// Grace period of the previous key when none is asked: 24 hours.
+pub const DEFAULT_GRACE_S: i64 = 86_400;
+/// Longest grace period: 30 days.
+pub const MAX_GRACE_S: i64 = 30 * 86_400;
+
+/// The agent's public key as sent: a JWK, or a PEM with its algorithm (KairosAI).
+#[derive(Debug, Default)]
+pub struct KeyInput<'a> {
+    /// `public_key`.
+    pub jwk: Option<&'a Jwk>,
+    /// `signing_key_pub`.
+    pub pem: Option<&'a str>,
+    /// `key_algorithm`.
+    pub algorithm: Option<&'a str>,
+}
+
+fn key_invalid(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "KEY_INVALID", message)
+}
+
+fn private_refused(what: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "PRIVATE_KEY_REFUSED",
+        format!(
+            "{what}: the registry never holds an agent's private key; send the public key only, and keep the private key with the agent"
+        ),
+    )
+}
+
+/// Checks the key input: `None` when no key was sent; private material is 400,
+/// anything else unusable (RSA, both forms, an algorithm that does not fit) is 422.
+pub fn parse_key(input: &KeyInput<'_>) -> Result<Option<VerifyingKey>, ApiError> {
+    let key = match (input.jwk, input.pem, input.algorithm) {
+        (None, None, None) => return Ok(None),
+        (Some(_), Some(_), _) | (Some(_), None, Some(_)) => {
+            return Err(key_invalid(
+                "give the agent's key once: either `public_key` (a JWK) or `signing_key_pub` (PEM) with `key_algorithm`, not both",
+            ));
+        }
+        (None, Some(_), None) => {
+            return Err(key_invalid(
+                "`signing_key_pub` needs `key_algorithm` (`Ed25519` or `ES256`)",
+            ));
+        }
+        (None, None, Some(_)) => {
+            return Err(key_invalid(
+                "`key_algorithm` goes with `signing_key_pub` (a PEM public key)",
+            ));
+        }
+        (Some(jwk), None, None) => {
+            jwk.check_public().map_err(private_refused)?;
+            VerifyingKey::from_jwk(jwk)
+                .map_err(|e| key_invalid(format!("`public_key` is not a usable public key: {e}")))?
+        }
+        (None, Some(pem), Some(alg)) => {
+            if pem.contains("PRIVATE KEY") {
+                return Err(private_refused("`signing_key_pub` is a private key"));
+            }
+            let wanted = match alg {
+                "Ed25519" | "EdDSA" => Algorithm::EdDSA,
+                "ES256" | "P-256" => Algorithm::ES256,
+                other => {
+                    return Err(key_invalid(format!(
+                        "`key_algorithm` `{}` is not supported: use `Ed25519` (or `EdDSA`) or `ES256` (or `P-256`)",
+                        other.chars().take(32).collect::<String>()
+                    )));
+                }
+            };
+            let key = VerifyingKey::from_public_pem(pem).map_err(|e| {
+                key_invalid(format!(
+                    "`signing_key_pub` is not a usable PEM public key: {e}"
+                ))
+            })?;
+            if key.alg() != wanted && key.alg() != Algorithm::RS256 {
+                return Err(key_invalid(format!(
+                    "`key_algorithm` is `{alg}` but `signing_key_pub` is a {} key",
+                    key.alg()
+                )));
+            }
+            key
+        }
+    };
+    if key.alg() == Algorithm::RS256 {
+        return Err(key_invalid(
+            "agent keys must be Ed25519 (OKP) or P-256 (EC): RSA is not accepted for agents",
+        ));
+    }
+    Ok(Some(key))
+}
+
+/// `key_expires_in` checked: the key's lifetime in seconds.
+pub fn key_lifetime(requested: Option<i64>) -> Result<i64, ApiError> {
+    let s = requested.unwrap_or(DEFAULT_KEY_LIFETIME_S);
+    if !(MIN_KEY_LIFETIME_S..=MAX_KEY_LIFETIME_S).contains(&s) {
+        return Err(ApiError::invalid(format!(
+            "`key_expires_in` must be between {MIN_KEY_LIFETIME_S} (1 day) and {MAX_KEY_LIFETIME_S} (365 days) seconds"
+        )));
+    }
+    Ok(s)
+}
+
+/// The stored record of a new current key.
+pub fn key_record(
+    agent: &AgentId,
+    key: &VerifyingKey,
+    now_ms: i64,
+    lifetime_s: i64,
+) -> Result<AgentKey, ApiError> {
+    Ok(AgentKey {
+        agent_id: agent.clone(),
+        jkt: key.kid().to_owned(),
+        jwk: serde_json::to_string(key.jwk())
+            .map_err(|e| ApiError::internal(format!("agent key JSON: {e}")))?,
+        alg: key.alg(),
+        created_at_ms: now_ms,
+        expires_at_ms: now_ms.saturating_add(lifetime_s.saturating_mul(1000)),
+        retired_at_ms: None,
+        grace_until_ms: None,
+    })
+}
+
+/// One of an agent's keys.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AgentKeyView {
+    /// RFC 7638 thumbprint: the `cnf.jkt` of tokens bound to it.
+    pub jkt: String,
+    /// `EdDSA` or `ES256`.
+    pub alg: String,
+    /// The public JWK, with `kid`, `alg` and `use`.
+    #[schema(value_type = Object)]
+    pub jwk: Value,
+    /// `current`; `grace` (rotated out, its tokens verify until `grace_until`);
+    /// `retired` (rotated out, grace over); `expired` (past `key_expires_at`).
+    pub status: String,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339: tokens bound to it are refused from then on.
+    pub key_expires_at: String,
+    /// RFC 3339, once rotated out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retired_at: Option<String>,
+    /// RFC 3339, once rotated out: end of its grace period.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grace_until: Option<String>,
+}
+
+/// True if tokens bound to `k` may verify at `now_ms` (current or in grace, not
+/// expired).
+fn usable(k: &AgentKey, now_ms: i64) -> bool {
+    k.grace_until_ms.is_none_or(|g| g > now_ms) && k.expires_at_ms > now_ms
+}
+
+/// The view of a stored key at `now_ms`.
+pub fn key_view(k: &AgentKey, now_ms: i64) -> Result<AgentKeyView, ApiError> {
+    let status = if k.expires_at_ms <= now_ms {
+        "expired"
+    } else {
+        match k.grace_until_ms {
+            None => "current",
+            Some(g) if g > now_ms => "grace",
+            Some(_) => "retired",
+        }
+    };
+    Ok(AgentKeyView {
+        jkt: k.jkt.clone(),
+        alg: k.alg.as_str().to_owned(),
+        jwk: serde_json::from_str(&k.jwk)
+            .map_err(|e| ApiError::internal(format!("stored agent key {}: {e}", k.jkt)))?,
+        status: status.to_owned(),
+        created_at: rfc3339_ms(k.created_at_ms),
+        key_expires_at: rfc3339_ms(k.expires_at_ms),
+        retired_at: k.retired_at_ms.map(rfc3339_ms),
+        grace_until: k.grace_until_ms.map(rfc3339_ms),
+    })
+}
+
+/// `PUT /v1/agents/{id}/keys` body: the new key, as at registration.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateAgentKey {
+    /// The agent's new public JWK: OKP Ed25519 or EC P-256. Private members are
+    /// refused with 400.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub public_key: Option<Jwk>,
+    /// Or the new public key as PEM SubjectPublicKeyInfo (KairosAI), with
+    /// `key_algorithm`.
+    #[serde(default)]
+    pub signing_key_pub: Option<String>,
+    /// `Ed25519` (or `EdDSA`) or `ES256` (or `P-256`), with `signing_key_pub`.
+    #[serde(default)]
+    pub key_algorithm: Option<String>,
+    /// How long tokens bound to the previous key keep verifying, seconds: 0 to
+    /// 2592000 (30 days); default 86400.
+    #[serde(default)]
+    pub grace_seconds: Option<i64>,
+    /// Lifetime of the new key, seconds: 86400 (1 day) to 31536000 (365 days);
+    /// default 90 days.
+    #[serde(default)]
+    pub key_expires_in: Option<i64>,
+}
+
+/// `PUT /v1/agents/{id}/keys` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AgentKeysRotated {
+    /// `agt_…`, unchanged.
+    pub agent_id: String,
+    /// Every key of the agent, oldest first (the new one last, `current`).
+    pub keys: Vec<AgentKeyView>,
+    /// A fresh token bound to the new key (`cnf.jkt`); absent while the agent is
+    /// suspended (reactivate it, then `POST /v1/agents/{id}/issue-token`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// Its `jti`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+    /// When it expires (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+}
+
+/// Rotates an agent's own key, keeping its agent id: the new key becomes current,
+/// the previous one stays valid for `grace_seconds` (tokens bound to it verify until
+/// then, and answer `TOKEN_REVOKED` with `KEY_ROTATED` after). An agent registered
+/// without a key gets its first one. The answer has the agent's keys and a fresh
+/// token bound to the new key.
+#[utoipa::path(put, path = "/v1/agents/{id}/keys", tag = "issuer", request_body = RotateAgentKey,
+    params(("id" = String, Path, description = "agent id")), security(("api_key" = [])),
+    responses((status = 200, body = AgentKeysRotated),
+              (status = 400, description = "a private key was sent"), (status = 401), (status = 403), (status = 404),
+              (status = 409, description = "the agent is revoked, or the key is already one of its keys"),
+              (status = 422)))]
+pub async fn rotate(
+    State(state): State<Arc<AppState>>,
+    IssuerAuth(issuer): IssuerAuth,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<RotateAgentKey>,
+) -> Result<ApiJson<AgentKeysRotated>, ApiError> {
+    let agent = super::agents::own_agent(&state, &issuer, &id).await?;
+    if agent.status == AgentStatus::Revoked {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "AGENT_REVOKED",
+            "agent is revoked; register a new agent",
+        ));
+    }
+    let key = parse_key(&KeyInput {
+        jwk: body.public_key.as_ref(),
+        pem: body.signing_key_pub.as_deref(),
+        algorithm: body.key_algorithm.as_deref(),
+    })?
+    .ok_or_else(|| {
+        ApiError::invalid(
+            "send the agent's new public key: `public_key` (a JWK) or `signing_key_pub` (PEM) with `key_algorithm`",
+        )
+    })?;
+    let grace_s = body.grace_seconds.unwrap_or(DEFAULT_GRACE_S);
+    if !(0..=MAX_GRACE_S).contains(&grace_s) {
+        return Err(ApiError::invalid(format!(
+            "`grace_seconds` must be between 0 and {MAX_GRACE_S} (30 days)"
+        )));
+    }
+    let lifetime = key_lifetime(body.key_expires_in)?;
+    let now = now_ms();
+    let record = key_record(&agent.id, &key, now, lifetime)?;
+    if state
+        .store
+        .agent_keys(&agent.id)
+        .await?
+        .iter()
+        .any(|k| k.jkt == record.jkt)
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "KEY_ALREADY_REGISTERED",
+            "this key is already one of the agent's keys (current or rotated out): send a new key",
+        ));
+    }
+    let audit = audit_change(
+        EventType::KeyRotated,
+        now,
+        Actor::Issuer {
+            id: issuer.id.to_string(),
+        },
+        Some(&agent.id),
+        Some(&issuer.id),
+        |e| e.kid = Some(record.jkt.clone()),
+    )?;
+    // Spawned: the commit and dropping the cached key set happen together even if
+    // the client goes away.
+    let task_state = Arc::clone(&state);
+    let issuer_id = issuer.id.clone();
+    let agent_id = agent.id.clone();
+    let new_key = record.clone();
+    let grace_until = now.saturating_add(grace_s.saturating_mul(1000));
+    let keys = tokio::spawn(async move {
+        let keys = task_state
+            .store
+            .rotate_agent_key(&issuer_id, &agent_id, &new_key, grace_until, now, &audit)
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound => ApiError::not_found("agent"),
+                other => other.into(),
+            });
+        // Dropped whatever the outcome: the next verify reads the store.
+        task_state.forget_agent_keys(&agent_id);
+        keys
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("rotate task: {e}")))??;
+    tracing::info!(issuer_id = %issuer.id, agent_id = %agent.id, jkt = %record.jkt, "agent key rotated");
+    let (token, jti, expires_at) = if agent.status == AgentStatus::Active {
+        let (token, t) =
+            super::agents::issue_bound_token(&state, &issuer, &agent, &record.jkt).await?;
+        (
+            Some(token),
+            Some(t.jti.to_string()),
+            Some(rfc3339_s(t.expires_at_s)),
+        )
+    } else {
+        (None, None, None)
+    };
+    Ok(ApiJson(AgentKeysRotated {
+        agent_id: agent.id.to_string(),
+        keys: keys
+            .iter()
+            .map(|k| key_view(k, now))
+            .collect::<Result<_, _>>()?,
+        token,
+        jti,
+        expires_at,
+    }))
+}
+
+/// The `did:web` DID document of an agent (W3C DID Core): its usable keys (current
+/// and in grace, not expired) as `JsonWebKey2020` verification methods, listed under
+/// `authentication` and `assertionMethod`. 404 for an unknown agent or one without a
+/// usable key; 410 for a revoked agent. Open: no key needed.
+#[utoipa::path(get, path = "/agents/{id}/did.json", tag = "discovery",
+    params(("id" = String, Path, description = "agent id")),
+    responses((status = 200, description = "DID document (application/did+ld+json)", body = Object),
+              (status = 404), (status = 410, description = "the agent is revoked")))]
+pub async fn did_document(
+    State(state): State<Arc<AppState>>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    let id = AgentId::try_from(id.as_str()).map_err(|_| ApiError::not_found("agent"))?;
+    let agent = state
+        .store
+        .agent(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("agent"))?;
+    if agent.status == AgentStatus::Revoked {
+        return Err(ApiError::new(
+            StatusCode::GONE,
+            "AGENT_REVOKED",
+            "agent is revoked; its DID is deactivated",
+        ));
+    }
+    let now = now_ms();
+    let did = state.agent_did(agent.id.as_str());
+    let mut methods = Vec::new();
+    let mut refs = Vec::new();
+    for k in state.store.agent_keys(&agent.id).await? {
+        if !usable(&k, now) {
+            continue;
+        }
+        let jwk: Value = serde_json::from_str(&k.jwk)
+            .map_err(|e| ApiError::internal(format!("stored agent key {}: {e}", k.jkt)))?;
+        let method = format!("{did}#{}", k.jkt);
+        methods.push(json!({
+            "id": method,
+            "type": "JsonWebKey2020",
+            "controller": did,
+            "publicKeyJwk": jwk,
+        }));
+        refs.push(Value::from(method));
+    }
+    if methods.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "NO_AGENT_KEY",
+            "this agent has no current key: its issuer registers one with `PUT /v1/agents/{id}/keys`",
+        ));
+    }
+    let doc = json!({
+        "@context": [
+            "https://www.w3.org/ns/did/v1",
+            "https://w3id.org/security/suites/jws-2020/v1",
+        ],
+        "id": did,
+        "verificationMethod": methods,
+        "authentication": refs,
+        "assertionMethod": refs,
+    });
+    let body = serde_json::to_vec(&doc).map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/did+ld+json"),
+        )],
+        body,
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_input_forms() {
+        assert!(parse_key(&KeyInput::default()).unwrap().is_none());
+        let err = |i: KeyInput<'_>| parse_key(&i).unwrap_err().status;
+        let jwk: Jwk = serde_json::from_value(json!({
+            "kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"
+        }))
+        .unwrap();
+        assert!(
+            parse_key(&KeyInput {
+                jwk: Some(&jwk),
+                ..KeyInput::default()
+            })
+            .unwrap()
+            .is_some()
+        );
+        assert_eq!(
+            err(KeyInput {
+                jwk: Some(&jwk),
+                pem: Some("x"),
+                algorithm: Some("Ed25519")
+            }),
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+        assert_eq!(
+            err(KeyInput {
+                pem: Some("x"),
+                ..KeyInput::default()
+            }),
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+        assert_eq!(
+            err(KeyInput {
+                pem: Some("-----BEGIN PRIVATE KEY-----\n-----END PRIVATE KEY-----\n"),
+                algorithm: Some("Ed25519"),
+                ..KeyInput::default()
+            }),
+            StatusCode::BAD_REQUEST
+        );
+    }
+
+    #[test]
+    fn lifetimes_are_bounded() {
+        assert_eq!(key_lifetime(None).unwrap(), DEFAULT_KEY_LIFETIME_S);
+        assert!(key_lifetime(Some(MIN_KEY_LIFETIME_S - 1)).is_err());
+        assert!(key_lifetime(Some(MAX_KEY_LIFETIME_S + 1)).is_err());
+        assert_eq!(key_lifetime(Some(2 * 86_400)).unwrap(), 2 * 86_400);
+    }
+}
