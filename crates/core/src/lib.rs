@@ -1,9 +1,9 @@
 //! Bonafide core: the pure part of verifying AI agents.
 //!
 //! Keys and JWKS ([`keys`]), the hardened compact JWS ([`jws`]), agent tokens and their
-//! verification pipeline ([`token`]), identifiers ([`ids`]), API keys ([`apikey`]) and
-//! scopes ([`scopes`]), the RFC 6962 Merkle tree of the audit log ([`merkle`]) and its
-//! C2SP signed checkpoints ([`note`]),
+//! verification pipeline ([`token`]), AgentOAuth consent tokens ([`consent`]),
+//! identifiers ([`ids`]), API keys ([`apikey`]) and scopes ([`scopes`]), the RFC 6962
+//! Merkle tree of the audit log ([`merkle`]) and its C2SP signed checkpoints ([`note`]),
 //! and the canonical entries it holds ([`audit`]), and consent policies with their
 //! pure evaluation ([`policy`]).
 //!
@@ -17,6 +17,7 @@
 pub mod apikey;
 pub mod audit;
 pub mod b64;
+pub mod consent;
 pub mod ids;
 pub mod json;
 pub mod jws;

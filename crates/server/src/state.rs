@@ -127,6 +127,11 @@ impl IssuerKeyRing {
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
+
+    /// Every key, revoked ones included, in no particular order.
+    pub fn entries(&self) -> impl Iterator<Item = &IssuerKeyEntry> {
+        self.keys.values()
+    }
 }
 
 fn issuer_key_fingerprint(k: &IssuerKey) -> String {

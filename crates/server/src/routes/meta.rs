@@ -164,9 +164,9 @@ pub struct Health {
 pub struct Features {
     /// Registry-signed tokens.
     pub registry_signing: bool,
-    /// Issuer-signed (self-custody) `agent+jwt` tokens: issuers register public keys
-    /// (`/v1/issuer/keys`) and sign tokens themselves. AgentOAuth `act.v0.x` consent
-    /// tokens are not covered by this flag (not yet verified).
+    /// Issuer-signed (self-custody) tokens: issuers register public keys
+    /// (`/v1/issuer/keys`) and sign tokens themselves, as `agent+jwt` tokens or as
+    /// AgentOAuth `act.v0.2`/`act.v0.3` consent tokens (EdDSA).
     pub self_custody: bool,
     /// Consent policies and budgets.
     pub policies: bool,

@@ -11,14 +11,15 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bonafide_core::audit::{AuditEntry, Decision, EventType, token_sha256};
+use bonafide_core::consent::{self, ActVersion};
 use bonafide_core::ids::IssuerId;
 use bonafide_core::ids::{AgentId, ReceiptId, ReceiverId, TokenId};
 use bonafide_core::jws::{self, Compact};
-use bonafide_core::keys::VerifyingKey;
+use bonafide_core::keys::{Algorithm, VerifyingKey};
 use bonafide_core::policy::money_from_json;
 use bonafide_core::receipt::RequestFacts;
 use bonafide_core::token::{
-    self, KeyResolver, KeySet, Revoked, TokenError, VerifiedToken, VerifyOptions,
+    self, AgentInfo, KeyResolver, KeySet, Revoked, TokenError, VerifiedToken, VerifyOptions,
 };
 use bonafide_store::{DecisionItem, DecisionOutcome, IdempotencyClaim};
 use serde::{Deserialize, Serialize};
@@ -59,6 +60,111 @@ pub struct IssuerSigned {
     pub issuer_name: String,
     /// When the key was revoked.
     pub revoked_at_ms: Option<i64>,
+    /// `Some` for an AgentOAuth consent token: its scopes are then the agent's
+    /// registered ones (see [`verify_consent`]).
+    pub consent: Option<ActVersion>,
+}
+
+/// Most of one issuer's EdDSA keys tried for a consent token whose `kid` is not a
+/// thumbprint: it bounds the signature checks one token can cost. An issuer with more
+/// keys makes its consent tokens name the key by its thumbprint.
+pub const MAX_CONSENT_KEYS: usize = 8;
+
+/// True if a consent token's `iss` names this key's issuer: its id (`iss_…`), its
+/// registered name, or `https://` followed by the name.
+fn names_issuer(iss: &str, entry: &IssuerKeyEntry) -> bool {
+    iss == entry.issuer_id.as_str()
+        || iss == entry.issuer_name
+        || iss
+            .strip_prefix("https://")
+            .is_some_and(|host| host == entry.issuer_name)
+}
+
+/// An AgentOAuth consent token ([`consent`]), verified with a registered EdDSA issuer
+/// key, never one the token offers. The header `kid` is the issuer's own name for the
+/// key: if it is a registered thumbprint that key is used; otherwise the unverified
+/// `iss` only picks the issuer, and its EdDSA keys are tried (unrevoked first, at most
+/// [`MAX_CONSENT_KEYS`]); the token is accepted only if one verifies and its `iss`
+/// names that key's issuer. The `agent` must be an `agt_…` id or the agent's `did:web`
+/// (`AGENT_UNKNOWN` otherwise; [`check_token`] then checks it is that issuer's). The
+/// result is in the agent-token shape, so every later rule applies unchanged.
+fn verify_consent(
+    state: &AppState,
+    ring: &IssuerKeyRing,
+    text: &str,
+    candidate: &consent::dangerous::Candidate,
+    opts: &VerifyOptions,
+    now_s: i64,
+) -> Result<(VerifiedToken, Option<IssuerSigned>), TokenError> {
+    let named = ring
+        .get(&candidate.header.kid)
+        .filter(|e| e.key.alg() == Algorithm::EdDSA);
+    let entries: Vec<&IssuerKeyEntry> = match (named, &candidate.iss) {
+        (Some(entry), _) => vec![entry],
+        (None, None) => return Err(TokenError::Claims("`iss` is required".into())),
+        (None, Some(iss)) => {
+            let mut found: Vec<_> = ring
+                .entries()
+                .filter(|e| e.key.alg() == Algorithm::EdDSA && names_issuer(iss, e))
+                .collect();
+            if found.is_empty() {
+                return Err(TokenError::IssuerUnknown(iss.chars().take(128).collect()));
+            }
+            found.sort_by(|a, b| {
+                (
+                    a.revoked_at_ms.is_some(),
+                    std::cmp::Reverse(a.revoked_at_ms),
+                    a.key.kid(),
+                )
+                    .cmp(&(
+                        b.revoked_at_ms.is_some(),
+                        std::cmp::Reverse(b.revoked_at_ms),
+                        b.key.kid(),
+                    ))
+            });
+            found.truncate(MAX_CONSENT_KEYS);
+            found
+        }
+    };
+    let mut error = TokenError::UnknownKey;
+    for entry in entries {
+        let mut opts = opts.clone();
+        opts.issuers = vec![
+            entry.issuer_id.to_string(),
+            entry.issuer_name.clone(),
+            format!("https://{}", entry.issuer_name),
+        ];
+        let verified = match consent::verify(text, &entry.key, &opts, now_s) {
+            Ok(v) => v,
+            Err(TokenError::BadSignature) => {
+                error = TokenError::BadSignature;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let agent_id = verified
+            .agent_id(&state.agent_did(""))
+            .ok_or(TokenError::AgentUnknown)?;
+        let header = verified.header.clone();
+        let version = verified.claims.version;
+        // Name, description and scopes come from the registration in `check_token`.
+        let agent = AgentInfo {
+            name: String::new(),
+            issuer: entry.issuer_name.clone(),
+            scopes: Vec::new(),
+            description: None,
+        };
+        let claims = verified.into_agent_claims(&entry.issuer_id, agent_id, agent, now_s)?;
+        let signer = IssuerSigned {
+            kid: entry.key.kid().to_owned(),
+            issuer_id: entry.issuer_id.clone(),
+            issuer_name: entry.issuer_name.clone(),
+            revoked_at_ms: entry.revoked_at_ms,
+            consent: Some(version),
+        };
+        return Ok((VerifiedToken { header, claims }, Some(signer)));
+    }
+    Err(error)
 }
 
 /// A resolver of exactly one key.
@@ -107,6 +213,16 @@ pub fn verify_signed(
 ) -> Result<(VerifiedToken, Option<IssuerSigned>), TokenError> {
     let keys = state.keys.load();
     let issuer_keys = state.issuer_keys.load();
+    // The registry's own header (the common case) is never a consent token's: skip
+    // reading it as one.
+    let registry_header = Compact::split(text, opts.max_token_bytes)
+        .is_ok_and(|c| keys.verifying.known_header(c.header_b64).is_some());
+    if !registry_header
+        && !issuer_keys.is_empty()
+        && let Some(candidate) = consent::dangerous::candidate(text, opts)
+    {
+        return verify_consent(state, &issuer_keys, text, &candidate, opts, now_s);
+    }
     if let Some(entry) = issuer_key_for(&keys.verifying, &issuer_keys, text, opts) {
         let mut opts = opts.clone();
         opts.issuers = vec![entry.issuer_id.to_string()];
@@ -116,6 +232,7 @@ pub fn verify_signed(
             issuer_id: entry.issuer_id.clone(),
             issuer_name: entry.issuer_name.clone(),
             revoked_at_ms: entry.revoked_at_ms,
+            consent: None,
         };
         return Ok((verified, Some(signer)));
     }
@@ -183,6 +300,11 @@ pub async fn check_token(
             }));
         }
         verified.claims.agent.name.clone_from(&agent.name);
+        if signer.consent.is_some() {
+            // AgentOAuth's `scope` is informational (the policy's actions are what is
+            // enforced): a consent token carries its agent's registered scopes.
+            verified.claims.agent.scopes.clone_from(&agent.scopes);
+        }
         verified.claims.agent.issuer = signer.issuer_name;
         verified
             .claims

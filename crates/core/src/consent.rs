@@ -1,0 +1,668 @@
+//! AgentOAuth consent tokens (`ver` `act.v0.2` and `act.v0.3`), verified with a key
+//! the caller chose from its own registrations, and turned into [`AgentClaims`] so
+//! that a verifier applies every rule of agent tokens to them unchanged.
+//!
+//! What this is: a second reader for the claims AgentOAuth's SDK (`issueConsent`)
+//! writes — `ver`, `iss`, `user`, `agent`, `scope`, `policy` (`pol.v0.2`),
+//! `policy_hash`, `exp`, `jti`, and optionally `iat`, `nbf` and `aud` — in a compact
+//! JWS signed with EdDSA. Other members (`nonce`, the legacy `limit`, and the
+//! `act.v0.3` `intent` block, a WebAuthn approval) are ignored: `intent` is not
+//! checked here, so an `act.v0.3` token is worth exactly what an `act.v0.2` one is.
+//!
+//! What this is not: a way to trust a key named by the token. The header's `kid` is
+//! the issuer's own name for its key (e.g. `key-001`), not a thumbprint, so the caller
+//! picks candidate keys from what it registered (see [`dangerous::candidate`]) and
+//! passes each to [`verify`]; `jwk`, `jku`, `x5u`, `x5c` and `crit` are refused by
+//! [`crate::jws::decode_header`] exactly as for agent tokens.
+//!
+//! Typing: RFC 8725 §3.11 asks for explicit `typ`, but AgentOAuth writes `typ: JWT`
+//! (or nothing), so these tokens cannot be typed. They are told apart from agent
+//! tokens by the combination of `alg` EdDSA, `typ` absent or `JWT`, and `ver`; an
+//! `agent+jwt` token is never read as a consent token and a consent token is never
+//! read as an agent token (its `typ` is not `agent+jwt`).
+
+use std::fmt;
+
+use serde::Deserialize;
+
+use crate::b64;
+use crate::ids::{AgentId, IssuerId, TokenId};
+use crate::json;
+use crate::jws::{self, Compact, Header};
+use crate::keys::{Algorithm, VerifyingKey};
+use crate::policy::Policy;
+use crate::token::{
+    AgentClaims, AgentInfo, Audience, Segment, TimeCheck, TokenError, VerifyOptions,
+};
+
+/// The `typ` AgentOAuth writes, when it writes one.
+pub const CONSENT_TYP: &str = "JWT";
+/// Longest `jti` accepted, in characters.
+pub const MAX_JTI_CHARS: usize = 128;
+
+/// A consent token version this module reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActVersion {
+    /// `act.v0.2`: policy-bearing consent.
+    V0_2,
+    /// `act.v0.3`: `act.v0.2` plus an `intent` block, which is not checked.
+    V0_3,
+}
+
+impl ActVersion {
+    /// Parses `ver`.
+    pub fn parse(ver: &str) -> Option<Self> {
+        match ver {
+            "act.v0.2" => Some(ActVersion::V0_2),
+            "act.v0.3" => Some(ActVersion::V0_3),
+            _ => None,
+        }
+    }
+
+    /// The wire form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActVersion::V0_2 => "act.v0.2",
+            ActVersion::V0_3 => "act.v0.3",
+        }
+    }
+}
+
+impl fmt::Display for ActVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Unverified reading of a token, only to choose keys. Nothing read here is trusted:
+/// [`verify`] checks the signature with the chosen key before any claim is used.
+pub mod dangerous {
+    use super::*;
+
+    /// What an unverified consent token says about itself.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Candidate {
+        /// The checked header (`alg` EdDSA, `typ` absent or `JWT`).
+        pub header: Header,
+        /// The unverified `ver`.
+        pub version: ActVersion,
+        /// The unverified `iss`, if it is a string: only to pick a candidate issuer.
+        pub iss: Option<String>,
+    }
+
+    #[derive(Deserialize)]
+    struct Peek {
+        ver: Option<String>,
+        iss: Option<String>,
+    }
+
+    /// `Some` if `text` looks like a consent token: a compact JWS whose header passes
+    /// [`jws::decode_header`] with `alg` EdDSA and `typ` absent or `JWT`, and whose
+    /// (unverified) payload is an object with `ver` `act.v0.2` or `act.v0.3`. `None`
+    /// for anything else, which the caller verifies as an agent token instead (and
+    /// which is then refused with that pipeline's precise error).
+    pub fn candidate(text: &str, opts: &VerifyOptions) -> Option<Candidate> {
+        let compact = Compact::split(text, opts.max_token_bytes).ok()?;
+        let header = jws::decode_header(compact.header_b64, opts.json).ok()?;
+        if header.alg != Algorithm::EdDSA || !typ_allowed(header.typ.as_deref()) {
+            return None;
+        }
+        let payload = b64::decode(compact.payload_b64).ok()?;
+        json::check(&payload, opts.json).ok()?;
+        if !json::is_object(&payload) {
+            return None;
+        }
+        let peek: Peek = serde_json::from_slice(&payload).ok()?;
+        let version = ActVersion::parse(peek.ver.as_deref()?)?;
+        Some(Candidate {
+            header,
+            version,
+            iss: peek.iss,
+        })
+    }
+}
+
+fn typ_allowed(typ: Option<&str>) -> bool {
+    typ.is_none() || jws::typ_matches(typ, CONSENT_TYP)
+}
+
+/// The claims of a verified consent token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentClaims {
+    /// `ver`.
+    pub version: ActVersion,
+    /// `iss`: one of [`VerifyOptions::issuers`].
+    pub iss: String,
+    /// On whose behalf the agent acts (a DID, an email or an opaque id).
+    pub user: String,
+    /// The agent, as the issuer names it (see [`ConsentToken::agent_id`]).
+    pub agent: String,
+    /// Space- or comma-separated actions, informational: the policy's `actions` are
+    /// what a verifier enforces.
+    pub scope: Option<String>,
+    /// The consent policy (`pol.v0.2`), its hash already checked.
+    pub policy: serde_json::Value,
+    /// `sha256:<hex>` of the policy's RFC 8785 form.
+    pub policy_hash: String,
+    /// Issued at, if the issuer wrote it (the SDK often does not).
+    pub iat: Option<i64>,
+    /// Not before.
+    pub nbf: Option<i64>,
+    /// Expires.
+    pub exp: i64,
+    /// The issuer's token id, free text (see [`ConsentToken::token_id`]).
+    pub jti: String,
+    /// Receivers the token is for.
+    pub aud: Option<Audience>,
+}
+
+/// A consent token whose signature, header and claims have been checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentToken {
+    /// The checked header; `kid` is the issuer's own key name.
+    pub header: Header,
+    /// The checked claims.
+    pub claims: ConsentClaims,
+}
+
+impl ConsentToken {
+    /// The internal token id of this token for `issuer`: `tok_` + the first 16 bytes
+    /// of SHA-256(`"act\0"` ‖ issuer id ‖ `"\0"` ‖ `jti`). Deterministic, so the same
+    /// token maps to the same id for revocation, audit and receipts; scoped by issuer,
+    /// so two issuers' equal `jti`s never collide.
+    pub fn token_id(&self, issuer: &IssuerId) -> TokenId {
+        token_id(issuer, &self.claims.jti)
+    }
+
+    /// The agent id `agent` names: an `agt_…` id, or `did_prefix` followed by one
+    /// (the registry's `did:web:<host>:agents:` form). `None` for anything else,
+    /// such as AgentOAuth's `did:agent:…` names, which no registration matches.
+    pub fn agent_id(&self, did_prefix: &str) -> Option<AgentId> {
+        let agent = self.claims.agent.as_str();
+        let bare = match agent.strip_prefix(did_prefix) {
+            Some(rest) if !did_prefix.is_empty() => rest,
+            _ => agent,
+        };
+        AgentId::try_from(bare).ok()
+    }
+
+    /// The claims in the agent-token shape, so every downstream rule applies: `iss`
+    /// is the issuer's id, `sub` the agent, `agent` what the caller read from its
+    /// registrations, `iat` the token's or else `now`. `scope` is left out (it would
+    /// have to equal `agent.scopes`); the registered scopes are in `agent.scopes`.
+    ///
+    /// Built through serde so that members [`AgentClaims`] gains later take their
+    /// defaults rather than being forgotten here.
+    pub fn into_agent_claims(
+        self,
+        issuer: &IssuerId,
+        agent_id: AgentId,
+        agent: AgentInfo,
+        now: i64,
+    ) -> Result<AgentClaims, TokenError> {
+        let jti = self.token_id(issuer);
+        let c = self.claims;
+        let mut value = serde_json::json!({
+            "iss": issuer.as_str(),
+            "sub": agent_id,
+            "iat": c.iat.unwrap_or(now),
+            "exp": c.exp,
+            "jti": jti,
+            "agent": agent,
+            "user": c.user,
+            "policy": c.policy,
+            "policy_hash": c.policy_hash,
+        });
+        if let Some(obj) = value.as_object_mut() {
+            if let Some(nbf) = c.nbf {
+                obj.insert("nbf".into(), nbf.into());
+            }
+            if let Some(aud) = c.aud {
+                obj.insert("aud".into(), serde_json::to_value(aud).unwrap_or_default());
+            }
+        }
+        serde_json::from_value(value)
+            .map_err(|e| TokenError::Claims(format!("consent claims do not convert: {e}")))
+    }
+}
+
+/// See [`ConsentToken::token_id`].
+pub fn token_id(issuer: &IssuerId, jti: &str) -> TokenId {
+    let mut input = Vec::with_capacity(5 + issuer.as_str().len() + jti.len());
+    input.extend_from_slice(b"act\0");
+    input.extend_from_slice(issuer.as_str().as_bytes());
+    input.push(0);
+    input.extend_from_slice(jti.as_bytes());
+    let digest = crate::sha256(&input);
+    let mut first = [0u8; 16];
+    for (out, byte) in first.iter_mut().zip(digest) {
+        *out = byte;
+    }
+    TokenId::from_random(first)
+}
+
+#[derive(Deserialize)]
+struct RawClaims {
+    ver: String,
+    iss: String,
+    user: String,
+    agent: String,
+    #[serde(default)]
+    scope: Option<String>,
+    #[serde(default)]
+    policy: Option<serde_json::Value>,
+    #[serde(default)]
+    policy_hash: Option<String>,
+    #[serde(default)]
+    iat: Option<i64>,
+    #[serde(default)]
+    nbf: Option<i64>,
+    #[serde(default)]
+    exp: Option<i64>,
+    #[serde(default)]
+    jti: Option<String>,
+    #[serde(default)]
+    aud: Option<Audience>,
+}
+
+/// Verifies a consent token with `key`: size and shape, header (`alg` EdDSA and the
+/// key's algorithm, `typ` absent or `JWT`, no `crit` or key-carrying members), the
+/// signature, then the claims: strict JSON (no duplicate members, bounded depth),
+/// a supported `ver`, `exp` (required) and `nbf`/`iat` if present against `now` with
+/// the leeway, `aud` if the receiver names one, `iss` among [`VerifyOptions::issuers`],
+/// a `jti` of 1–128 visible characters, and a `policy` that parses and whose hash is
+/// `policy_hash` (both required: these are consent tokens). The header `kid` is not
+/// compared with the key: the caller chose the key.
+pub fn verify(
+    text: &str,
+    key: &VerifyingKey,
+    opts: &VerifyOptions,
+    now: i64,
+) -> Result<ConsentToken, TokenError> {
+    let compact = Compact::split(text, opts.max_token_bytes)?;
+    let header = jws::decode_header(compact.header_b64, opts.json)?;
+    if header.alg != Algorithm::EdDSA {
+        return Err(TokenError::AlgorithmNotAllowed(header.alg.as_str().into()));
+    }
+    if !typ_allowed(header.typ.as_deref()) {
+        return Err(TokenError::WrongType {
+            found: header
+                .typ
+                .clone()
+                .unwrap_or_default()
+                .chars()
+                .take(64)
+                .collect(),
+            expected: CONSENT_TYP,
+        });
+    }
+    if key.alg() != header.alg {
+        return Err(TokenError::AlgorithmKeyMismatch);
+    }
+    let sig =
+        b64::decode(compact.signature_b64).map_err(|_| TokenError::Base64(Segment::Signature))?;
+    if !key.verify(compact.signing_input.as_bytes(), &sig) {
+        return Err(TokenError::BadSignature);
+    }
+    let payload =
+        b64::decode(compact.payload_b64).map_err(|_| TokenError::Base64(Segment::Payload))?;
+    json::check(&payload, opts.json).map_err(|e| TokenError::Json(Segment::Payload, e))?;
+    if !json::is_object(&payload) {
+        return Err(TokenError::Claims("claims are not a JSON object".into()));
+    }
+    let raw: RawClaims =
+        serde_json::from_slice(&payload).map_err(|e| TokenError::Claims(claims_error(&e)))?;
+    let version = ActVersion::parse(&raw.ver).ok_or_else(|| {
+        TokenError::Claims(format!(
+            "`ver` `{}` is not `act.v0.2` or `act.v0.3`",
+            raw.ver.chars().take(32).collect::<String>()
+        ))
+    })?;
+    let exp = raw
+        .exp
+        .ok_or_else(|| TokenError::Claims("`exp` is required".into()))?;
+    if opts.time == TimeCheck::Enforce {
+        check_times(exp, raw.nbf, raw.iat, opts.leeway_secs, now)?;
+    }
+    if let (Some(want), Some(aud)) = (&opts.audience, &raw.aud)
+        && !aud.contains(want)
+    {
+        return Err(TokenError::AudienceMismatch(
+            want.chars().take(128).collect(),
+        ));
+    }
+    if !opts.issuers.contains(&raw.iss) {
+        return Err(TokenError::IssuerUnknown(
+            raw.iss.chars().take(128).collect(),
+        ));
+    }
+    let jti = raw
+        .jti
+        .ok_or_else(|| TokenError::Claims("`jti` is required".into()))?;
+    let jti_chars = jti.chars().count();
+    if jti_chars == 0
+        || jti_chars > MAX_JTI_CHARS
+        || jti.chars().any(|c| c.is_control() || c.is_whitespace())
+    {
+        return Err(TokenError::Claims(format!(
+            "`jti` must be 1 to {MAX_JTI_CHARS} visible characters"
+        )));
+    }
+    if raw.user.is_empty() || raw.agent.is_empty() {
+        return Err(TokenError::Claims(
+            "`user` and `agent` must not be empty".into(),
+        ));
+    }
+    let (Some(policy), Some(policy_hash)) = (raw.policy, raw.policy_hash) else {
+        return Err(TokenError::Claims(
+            "a consent token needs `policy` and `policy_hash`".into(),
+        ));
+    };
+    let parsed = Policy::from_value(policy.clone())
+        .map_err(|e| TokenError::Claims(format!("`policy` is invalid: {e}")))?;
+    if !parsed.hash_matches(&policy_hash) {
+        return Err(TokenError::Claims(
+            "`policy_hash` does not match `policy`".into(),
+        ));
+    }
+    Ok(ConsentToken {
+        header,
+        claims: ConsentClaims {
+            version,
+            iss: raw.iss,
+            user: raw.user,
+            agent: raw.agent,
+            scope: raw.scope,
+            policy,
+            policy_hash,
+            iat: raw.iat,
+            nbf: raw.nbf,
+            exp,
+            jti,
+            aud: raw.aud,
+        },
+    })
+}
+
+fn claims_error(e: &serde_json::Error) -> String {
+    let msg = e.to_string();
+    match msg.rsplit_once(" at line ") {
+        Some((m, _)) => m.to_owned(),
+        None => msg,
+    }
+}
+
+fn check_times(
+    exp: i64,
+    nbf: Option<i64>,
+    iat: Option<i64>,
+    leeway: i64,
+    now: i64,
+) -> Result<(), TokenError> {
+    if now.saturating_sub(leeway) >= exp {
+        return Err(TokenError::Expired { exp });
+    }
+    for not_before in [nbf, iat].into_iter().flatten() {
+        if now.saturating_add(leeway) < not_before {
+            return Err(TokenError::NotYetValid { not_before });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::keys::SigningKey;
+
+    const NOW: i64 = 1_800_000_000;
+    const ISS: &str = "https://travel.example";
+
+    fn policy() -> Value {
+        json!({
+            "version": "pol.v0.2",
+            "id": "pol_travel_001",
+            "actions": ["payments.send"],
+            "resources": [],
+            "limits": {"per_txn": {"amount": 500, "currency": "USD"}}
+        })
+    }
+
+    fn claims() -> Value {
+        let hash = Policy::from_value(policy()).unwrap().hash().to_owned();
+        json!({
+            "ver": "act.v0.2",
+            "iss": ISS,
+            "user": "did:user:alice",
+            "agent": "did:agent:travel-ai",
+            "scope": "payments.send",
+            "policy": policy(),
+            "policy_hash": hash,
+            "iat": NOW - 10,
+            "exp": NOW + 600,
+            "jti": "act_unique_id",
+        })
+    }
+
+    fn sign_with(sk: &SigningKey, header: &Value, payload: &[u8]) -> String {
+        let mut out = b64::encode(header.to_string().as_bytes());
+        out.push('.');
+        out.push_str(&b64::encode(payload));
+        let sig = sk.sign(out.as_bytes()).unwrap();
+        out.push('.');
+        out.push_str(&b64::encode(&sig));
+        out
+    }
+
+    fn sign(sk: &SigningKey, claims: &Value) -> String {
+        let header = json!({"alg": "EdDSA", "kid": "key-001", "typ": "JWT"});
+        sign_with(sk, &header, claims.to_string().as_bytes())
+    }
+
+    fn opts() -> VerifyOptions {
+        VerifyOptions::for_issuer(ISS)
+    }
+
+    fn key() -> SigningKey {
+        SigningKey::generate(Algorithm::EdDSA).unwrap()
+    }
+
+    #[test]
+    fn a_consent_token_verifies_and_converts() {
+        let sk = key();
+        let token = sign(&sk, &claims());
+        let c = dangerous::candidate(&token, &opts()).unwrap();
+        assert_eq!(c.header.kid, "key-001");
+        assert_eq!(c.version, ActVersion::V0_2);
+        assert_eq!(c.iss.as_deref(), Some(ISS));
+        let t = verify(&token, sk.verifying_key(), &opts(), NOW).unwrap();
+        assert_eq!(t.claims.user, "did:user:alice");
+        assert_eq!(t.claims.scope.as_deref(), Some("payments.send"));
+        assert_eq!(t.claims.jti, "act_unique_id");
+        // Not a registry agent: no agent id.
+        assert_eq!(t.agent_id("did:web:r.example:agents:"), None);
+
+        let issuer = IssuerId::from_random([1; 16]);
+        let agent = AgentId::from_random([2; 16]);
+        let mut named = claims();
+        named["agent"] = format!("did:web:r.example:agents:{agent}").into();
+        named["ver"] = "act.v0.3".into();
+        named["intent"] = json!({"type": "webauthn"});
+        let t = verify(&sign(&sk, &named), sk.verifying_key(), &opts(), NOW).unwrap();
+        assert_eq!(t.claims.version, ActVersion::V0_3);
+        assert_eq!(t.agent_id("did:web:r.example:agents:"), Some(agent.clone()));
+        assert_eq!(t.agent_id("did:web:other.example:agents:"), None);
+        let info = AgentInfo {
+            name: "Travel".into(),
+            issuer: "travel.example".into(),
+            scopes: vec!["payments.send".into()],
+            description: None,
+        };
+        let expected_id = token_id(&issuer, "act_unique_id");
+        let ac = t
+            .into_agent_claims(&issuer, agent.clone(), info, NOW)
+            .unwrap();
+        assert_eq!(ac.sub, agent);
+        assert_eq!(ac.iss, issuer.as_str());
+        assert_eq!(ac.jti, expected_id);
+        assert_eq!(ac.iat, NOW - 10);
+        assert_eq!(ac.user.as_deref(), Some("did:user:alice"));
+        assert!(crate::token::policy_of(&ac).unwrap().is_some());
+    }
+
+    #[test]
+    fn token_ids_are_deterministic_and_scoped_by_issuer() {
+        let a = IssuerId::from_random([1; 16]);
+        let b = IssuerId::from_random([3; 16]);
+        assert_eq!(token_id(&a, "x"), token_id(&a, "x"));
+        assert_ne!(token_id(&a, "x"), token_id(&b, "x"));
+        assert_ne!(token_id(&a, "x"), token_id(&a, "y"));
+        assert!(token_id(&a, "x").as_str().starts_with("tok_"));
+    }
+
+    #[test]
+    fn refusals() {
+        let sk = key();
+        let vk = sk.verifying_key();
+        let refused = |claims: &Value| verify(&sign(&sk, claims), vk, &opts(), NOW).unwrap_err();
+
+        let mut c = claims();
+        c["ver"] = "act.v0.1".into();
+        assert!(matches!(refused(&c), TokenError::Claims(m) if m.contains("ver")));
+        // And it is not even a candidate.
+        assert_eq!(dangerous::candidate(&sign(&sk, &c), &opts()), None);
+
+        let mut c = claims();
+        c.as_object_mut().unwrap().remove("exp");
+        assert_eq!(refused(&c), TokenError::Claims("`exp` is required".into()));
+
+        let mut c = claims();
+        c["exp"] = (NOW - 120).into();
+        assert_eq!(refused(&c), TokenError::Expired { exp: NOW - 120 });
+
+        let mut c = claims();
+        c.as_object_mut().unwrap().remove("policy");
+        assert!(matches!(refused(&c), TokenError::Claims(m) if m.contains("policy")));
+
+        let mut c = claims();
+        c["policy_hash"] = format!("sha256:{}", "0".repeat(64)).into();
+        assert_eq!(
+            refused(&c),
+            TokenError::Claims("`policy_hash` does not match `policy`".into())
+        );
+        assert_eq!(refused(&c).code().as_str(), "TOKEN_INVALID");
+
+        let mut c = claims();
+        c["iss"] = "https://other.example".into();
+        assert_eq!(
+            refused(&c),
+            TokenError::IssuerUnknown("https://other.example".into())
+        );
+
+        let mut c = claims();
+        c["jti"] = "has space".into();
+        assert!(matches!(refused(&c), TokenError::Claims(m) if m.contains("jti")));
+        c["jti"] = "x".repeat(129).into();
+        assert!(matches!(refused(&c), TokenError::Claims(m) if m.contains("jti")));
+
+        let mut c = claims();
+        c["aud"] = "merchant.example".into();
+        let mut o = opts();
+        o.audience = Some("other.example".into());
+        assert_eq!(
+            verify(&sign(&sk, &c), vk, &o, NOW).unwrap_err(),
+            TokenError::AudienceMismatch("other.example".into())
+        );
+        o.audience = Some("merchant.example".into());
+        assert!(verify(&sign(&sk, &c), vk, &o, NOW).is_ok());
+
+        // Another key's signature.
+        assert_eq!(
+            verify(&sign(&sk, &claims()), key().verifying_key(), &opts(), NOW).unwrap_err(),
+            TokenError::BadSignature
+        );
+    }
+
+    #[test]
+    fn headers_that_are_not_consent_headers() {
+        let sk = key();
+        let vk = sk.verifying_key();
+        let payload = claims().to_string();
+        // RS256 in the header: not a candidate, and refused outright.
+        let rs = sign_with(
+            &sk,
+            &json!({"alg": "RS256", "kid": "key-001", "typ": "JWT"}),
+            payload.as_bytes(),
+        );
+        assert_eq!(dangerous::candidate(&rs, &opts()), None);
+        assert_eq!(
+            verify(&rs, vk, &opts(), NOW).unwrap_err(),
+            TokenError::AlgorithmNotAllowed("RS256".into())
+        );
+        // An agent token type is never a consent token.
+        let agent = sign_with(
+            &sk,
+            &json!({"alg": "EdDSA", "kid": "key-001", "typ": "agent+jwt"}),
+            payload.as_bytes(),
+        );
+        assert_eq!(dangerous::candidate(&agent, &opts()), None);
+        assert!(matches!(
+            verify(&agent, vk, &opts(), NOW).unwrap_err(),
+            TokenError::WrongType { .. }
+        ));
+        // No `typ`, or `typ` in another case: a consent token.
+        let bare = sign_with(
+            &sk,
+            &json!({"alg": "EdDSA", "kid": "k"}),
+            payload.as_bytes(),
+        );
+        assert!(dangerous::candidate(&bare, &opts()).is_some());
+        assert!(verify(&bare, vk, &opts(), NOW).is_ok());
+        let lower = sign_with(
+            &sk,
+            &json!({"alg": "EdDSA", "kid": "k", "typ": "jwt"}),
+            payload.as_bytes(),
+        );
+        assert!(verify(&lower, vk, &opts(), NOW).is_ok());
+        // Keys offered by the header are refused as for agent tokens.
+        let jku = sign_with(
+            &sk,
+            &json!({"alg": "EdDSA", "kid": "k", "jku": "https://attacker.example/jwks"}),
+            payload.as_bytes(),
+        );
+        assert_eq!(dangerous::candidate(&jku, &opts()), None);
+        assert_eq!(
+            verify(&jku, vk, &opts(), NOW).unwrap_err(),
+            TokenError::ForbiddenHeader("jku")
+        );
+        let crit = sign_with(
+            &sk,
+            &json!({"alg": "EdDSA", "kid": "k", "crit": ["exp"]}),
+            payload.as_bytes(),
+        );
+        assert_eq!(
+            verify(&crit, vk, &opts(), NOW).unwrap_err(),
+            TokenError::CriticalHeader
+        );
+    }
+
+    #[test]
+    fn duplicate_members_are_refused() {
+        let sk = key();
+        let text = claims().to_string();
+        // A second `exp`, far in the future, after the first.
+        let dup = format!("{},\"exp\":{}}}", &text[..text.len() - 1], NOW + 999_999);
+        let token = sign_with(
+            &sk,
+            &json!({"alg": "EdDSA", "kid": "key-001", "typ": "JWT"}),
+            dup.as_bytes(),
+        );
+        assert_eq!(dangerous::candidate(&token, &opts()), None);
+        assert!(matches!(
+            verify(&token, sk.verifying_key(), &opts(), NOW).unwrap_err(),
+            TokenError::Json(Segment::Payload, json::JsonError::DuplicateKey(k)) if k == "exp"
+        ));
+    }
+}
