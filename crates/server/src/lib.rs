@@ -178,7 +178,8 @@ impl Server {
 }
 
 /// Forgets idempotency keys older than [`Config::idempotency_ttl`], hourly (and at
-/// start), so the table stays bounded by a day of spending traffic.
+/// start), so the table stays bounded by a day of spending traffic; and signed-action
+/// nonces past their window (`verify-action`'s replay cache).
 async fn purge_idempotency(state: Arc<AppState>) {
     let ttl_ms = i64::try_from(state.config.idempotency_ttl.as_millis()).unwrap_or(i64::MAX);
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
@@ -190,6 +191,11 @@ async fn purge_idempotency(state: Arc<AppState>) {
             Ok(0) => {}
             Ok(n) => tracing::info!(purged = n, "expired idempotency keys forgotten"),
             Err(e) => tracing::warn!(error = %e, "could not purge idempotency keys"),
+        }
+        match state.store.purge_action_nonces(crate::time::now_ms()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(purged = n, "expired action nonces forgotten"),
+            Err(e) => tracing::warn!(error = %e, "could not purge action nonces"),
         }
     }
 }
@@ -238,6 +244,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(routes::agents::reactivate),
         )
         .route("/v1/agents/{id}/keys", put(routes::agent_keys::rotate))
+        .route(
+            "/v1/agents/{id}/verify-action",
+            post(routes::verify_action::verify_action),
+        )
         .route(
             "/agents/{id}/did.json",
             get(routes::agent_keys::did_document),

@@ -120,6 +120,7 @@ macro_rules! conformance_tests {
             create_agent_with_key_round_trips,
             rotate_agent_key_retires_the_current_key,
             rotate_agent_key_refusals_write_nothing,
+            action_nonce_is_accepted_once_until_it_expires,
         );
     };
     (@cases $fresh:path; $($case:ident),* $(,)?) => {
@@ -2848,4 +2849,75 @@ pub async fn rotate_agent_key_refusals_write_nothing(store: Arc<dyn Store>) {
     assert!(matches!(err, Err(StoreError::Conflict(_))), "{err:?}");
     assert_eq!(store.agent_keys(&agent.id).await.unwrap(), before);
     assert_eq!(store.audit_size().await.unwrap(), size);
+}
+
+/// A nonce is accepted once per agent while live; another agent may use it; once
+/// expired it is accepted again and the purge deletes exactly the expired records.
+pub async fn action_nonce_is_accepted_once_until_it_expires(store: Arc<dyn Store>) {
+    let (iss, _) = issuer(&*store).await;
+    let (a, _) = self::agent(&*store, &iss.id).await;
+    let (b, _) = self::agent(&*store, &iss.id).await;
+    let exp = T0_MS + 300_000;
+    assert!(
+        store
+            .claim_action_nonce(&a.id, "n-1", exp, T0_MS)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .claim_action_nonce(&a.id, "n-1", exp, T0_MS + 1)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .claim_action_nonce(&a.id, "n-1", exp + 5, exp - 1)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .claim_action_nonce(&b.id, "n-1", exp, T0_MS)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .claim_action_nonce(&a.id, "n-2", exp + 10, T0_MS)
+            .await
+            .unwrap()
+    );
+    // Expired: accepted again (the timestamp window refuses the old request anyway).
+    assert!(
+        store
+            .claim_action_nonce(&a.id, "n-1", exp + 300_000, exp)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .claim_action_nonce(&a.id, "n-1", exp + 300_000, exp + 1)
+            .await
+            .unwrap()
+    );
+    // Purge at exp: b's n-1 (exp) goes; a's n-2 (exp + 10) and a's renewed n-1 stay.
+    assert_eq!(store.purge_action_nonces(exp).await.unwrap(), 1);
+    assert!(
+        !store
+            .claim_action_nonce(&a.id, "n-2", exp + 20, exp)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .claim_action_nonce(&b.id, "n-1", exp + 20, exp)
+            .await
+            .unwrap()
+    );
+    let unknown = AgentId::from_random(unique());
+    assert_eq!(
+        store.claim_action_nonce(&unknown, "n-1", exp, T0_MS).await,
+        Err(StoreError::NotFound)
+    );
 }

@@ -572,6 +572,21 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// unknown agent.
     async fn agent_keys(&self, agent: &AgentId) -> Result<Vec<AgentKey>, StoreError>;
 
+    // ---- signed actions: replay cache
+    /// Records that `nonce` was used by `agent` for a signed action, durably, unless a
+    /// record of it is still live (`expires_at_ms` after `now_ms`): true if recorded
+    /// now, false if it is a replay. An expired record is replaced. `NotFound` for an
+    /// unknown agent.
+    async fn claim_action_nonce(
+        &self,
+        agent: &AgentId,
+        nonce: &str,
+        expires_at_ms: i64,
+        now_ms: i64,
+    ) -> Result<bool, StoreError>;
+    /// Deletes nonce records that expired at or before `now_ms`; how many.
+    async fn purge_action_nonces(&self, now_ms: i64) -> Result<u64, StoreError>;
+
     // ---- tokens
     /// Records a newly issued token. `NotFound` if its agent does not exist. If the
     /// token's key was retired meanwhile (signed just before a rotation), the key's

@@ -391,6 +391,42 @@ impl Store for SqliteStore {
         select_agent_keys(&mut conn, agent).await
     }
 
+    async fn claim_action_nonce(
+        &self,
+        agent: &AgentId,
+        nonce: &str,
+        expires_at_ms: i64,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.write_tx().await?;
+        // Only an expired record gives way; a live one makes the insert do nothing.
+        let done = sqlx::query(
+            "INSERT INTO action_nonces (agent_id, nonce, expires_at_ms) VALUES (?, ?, ?) \
+             ON CONFLICT (agent_id, nonce) DO UPDATE SET expires_at_ms = excluded.expires_at_ms \
+             WHERE action_nonces.expires_at_ms <= ?",
+        )
+        .bind(agent.as_str())
+        .bind(nonce)
+        .bind(expires_at_ms)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn purge_action_nonces(&self, now_ms: i64) -> Result<u64, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let done = sqlx::query("DELETE FROM action_nonces WHERE expires_at_ms <= ?")
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(done.rows_affected())
+    }
+
     async fn agent(&self, id: &AgentId) -> Result<Option<Agent>, StoreError> {
         sqlx::query_as::<_, AgentRow>(concat!(
             "SELECT ",

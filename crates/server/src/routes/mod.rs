@@ -9,6 +9,7 @@ pub mod meta;
 pub mod policies;
 pub mod receipts;
 pub mod verify;
+pub mod verify_action;
 
 use bonafide_core::audit::{Actor, AuditEntry, EventType};
 use bonafide_core::ids::{AgentId, IssuerId, TokenId};
