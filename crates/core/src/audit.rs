@@ -79,6 +79,10 @@ pub enum EventType {
     /// A suspended agent was reactivated: its tokens verify again.
     #[serde(rename = "agent.reactivated")]
     AgentReactivated,
+    /// An issuer proved it controls a domain (its JWKS there holds a registered key);
+    /// `note` is the domain.
+    #[serde(rename = "issuer.domain_verified")]
+    IssuerDomainVerified,
 }
 
 impl EventType {
@@ -97,6 +101,7 @@ impl EventType {
             EventType::ReceiverCreated => "receiver.created",
             EventType::AgentSuspended => "agent.suspended",
             EventType::AgentReactivated => "agent.reactivated",
+            EventType::IssuerDomainVerified => "issuer.domain_verified",
         }
     }
 }
@@ -339,6 +344,7 @@ mod tests {
             EventType::AgentRevoked,
             EventType::AgentSuspended,
             EventType::AgentReactivated,
+            EventType::IssuerDomainVerified,
         ] {
             assert_eq!(
                 serde_json::to_value(event).unwrap(),

@@ -149,6 +149,11 @@ pub struct VerifyResponse {
     /// The agent, when valid.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agent: Option<VerifiedAgent>,
+    /// When valid, how far the registry vouches for the agent's issuer:
+    /// `domain_verified` (it proved control of a domain with
+    /// `POST /v1/issuer/verify-domain`) or `registered`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trust_level: Option<String>,
     /// On whose behalf the agent acts, when the token says.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
@@ -215,6 +220,8 @@ pub struct Deciding {
     pub checked: Checked,
     /// The agent's issuer (for the receipt's readers and the budget).
     pub issuer_id: Option<IssuerId>,
+    /// `domain_verified` or `registered`, when the token is valid.
+    pub trust_level: Option<&'static str>,
     /// The receipt to make, when decisions are logged.
     pub receipt_id: Option<ReceiptId>,
 }
@@ -389,6 +396,10 @@ impl Deciding {
             error,
             reason: o.reason.clone(),
             reasons: o.reasons.clone(),
+            trust_level: match &self.checked {
+                Checked::Valid(_) => self.trust_level.map(str::to_owned),
+                Checked::Invalid { .. } => None,
+            },
             agent,
             user,
             expires_at,

@@ -23,6 +23,7 @@ pub mod audit;
 pub mod auth;
 pub mod decision;
 pub mod error;
+pub mod fetch;
 pub mod openapi;
 pub mod request_id;
 pub mod routes;
@@ -66,6 +67,17 @@ pub struct Config {
     /// How long an `idempotency_key` is remembered: a retry within this time gets the
     /// first decision back. Default 24 hours (records are purged hourly after that).
     pub idempotency_ttl: Duration,
+    /// Longest fetch of an issuer's JWKS for domain verification (DNS, connect, TLS,
+    /// body). Default 5 s.
+    pub jwks_fetch_timeout: Duration,
+    /// Largest JWKS body fetched for domain verification, bytes. Default 256 KiB.
+    pub jwks_fetch_max_bytes: usize,
+    /// TEST ONLY. Lets domain verification fetch a `jwks_url` of plain
+    /// `http://127.0.0.1:<port>` or `http://localhost:<port>` (loopback hosts and
+    /// addresses only; private and link-local stay refused), so tests can serve a
+    /// JWKS without DNS or TLS. Default false. Never on in production: it lets an
+    /// issuer make the registry call its own loopback services. Not a CLI flag.
+    pub allow_insecure_loopback_fetch: bool,
 }
 
 impl Default for Config {
@@ -83,6 +95,9 @@ impl Default for Config {
             audit_origin: None,
             checkpoint_interval: Duration::from_millis(500),
             idempotency_ttl: Duration::from_secs(24 * 3600),
+            jwks_fetch_timeout: Duration::from_secs(5),
+            jwks_fetch_max_bytes: 256 * 1024,
+            allow_insecure_loopback_fetch: false,
         }
     }
 }
@@ -217,6 +232,9 @@ async fn refresh_keys(state: Arc<AppState>) {
         if let Err(e) = state.refresh_issuer_keys().await {
             tracing::warn!(error = %e, "could not refresh issuer keys");
         }
+        if let Err(e) = state.refresh_issuer_domains().await {
+            tracing::warn!(error = %e, "could not refresh issuer domains");
+        }
     }
 }
 
@@ -260,6 +278,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/v1/issuer/keys/{kid}/revoke",
             post(routes::issuer_keys::revoke),
+        )
+        .route(
+            "/v1/issuer/verify-domain",
+            post(routes::issuer_domain::verify_domain),
         )
         .route("/v1/verify", post(routes::verify::verify_post))
         // A wildcard, so tokens with odd bytes (`/`) still get `valid:false`.

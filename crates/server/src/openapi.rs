@@ -18,6 +18,7 @@ use crate::routes::{
         agents::register, agents::list, agents::get, agents::issue_token, agents::revoke, agents::suspend, agents::reactivate, agents::revoke_token,
         agent_keys::rotate, agent_keys::did_document, crate::routes::verify_action::verify_action,
         issuer_keys::add, issuer_keys::list, issuer_keys::revoke,
+        crate::routes::issuer_domain::verify_domain,
         verify::verify_get, verify::verify_post, verify::simulate, verify::introspect, receipts::get,
         audit::checkpoint, audit::entries, audit::inclusion, audit::consistency, audit::bundle, audit::tile,
         meta::jwks, meta::public_key_pem, meta::configuration, meta::scopes, meta::health, meta::healthz, meta::openapi,

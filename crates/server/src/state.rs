@@ -244,6 +244,11 @@ pub struct AppState {
     /// charges a budget, and by every verify of an issuer-signed token. Status
     /// (revoked, suspended) is never read from here.
     agents: RwLock<HashMap<AgentId, Arc<Agent>>>,
+    /// Issuers with a verified domain (issuer → domain): their agents' verify answers
+    /// say `trust_level: "domain_verified"`. Swapped whole on every change.
+    issuer_domains: ArcSwap<HashMap<IssuerId, String>>,
+    /// Serialises reloads of `issuer_domains`, like `issuer_key_writes`.
+    issuer_domain_writes: tokio::sync::Mutex<()>,
     /// Issuers' own keys (self-custody); swapped whole on every change.
     pub issuer_keys: ArcSwap<IssuerKeyRing>,
     /// Serialises reloads of `issuer_keys`: a local add or revoke holds it across its
@@ -370,6 +375,7 @@ impl AppState {
         let did_prefix = did_prefix(&config.public_url);
         let receipt_key = load_receipt_key(store.as_ref()).await?;
         let issuer_keys = build_issuer_keys(store.as_ref(), None).await?;
+        let issuer_domains = domains_by_issuer(store.as_ref()).await?;
         Ok(AppState {
             store,
             audit,
@@ -384,6 +390,8 @@ impl AppState {
             receipt_key,
             policies: RwLock::new(HashMap::new()),
             agents: RwLock::new(HashMap::new()),
+            issuer_domains: ArcSwap::from_pointee(issuer_domains),
+            issuer_domain_writes: tokio::sync::Mutex::new(()),
             issuer_keys: ArcSwap::from_pointee(issuer_keys),
             issuer_key_writes: tokio::sync::Mutex::new(()),
             agent_keys: RwLock::new(HashMap::new()),
@@ -528,6 +536,43 @@ impl AppState {
         self.reload_issuer_keys(&serial).await
     }
 
+    /// The domain an issuer has verified, if any (memory only: hot path).
+    pub fn verified_domain(&self, issuer: &IssuerId) -> Option<String> {
+        let domains = self.issuer_domains.load();
+        if domains.is_empty() {
+            return None;
+        }
+        domains.get(issuer).cloned()
+    }
+
+    /// Starts a change of an issuer's domain: hold the guard across the store write
+    /// and [`AppState::reload_issuer_domains`].
+    pub async fn issuer_domain_write(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.issuer_domain_writes.lock().await
+    }
+
+    /// Re-reads every verified domain from the store. The caller holds
+    /// [`AppState::issuer_domain_write`].
+    ///
+    /// INVARIANT: after a local verification, call this after the commit and before
+    /// answering, so the next verify in this process shows the new trust level.
+    pub async fn reload_issuer_domains(
+        &self,
+        _serial: &tokio::sync::MutexGuard<'_, ()>,
+    ) -> Result<(), StoreError> {
+        let all = domains_by_issuer(self.store.as_ref()).await?;
+        if **self.issuer_domains.load() != all {
+            self.issuer_domains.store(Arc::new(all));
+        }
+        Ok(())
+    }
+
+    /// Domains verified through another process arrive within one refresh period.
+    pub async fn refresh_issuer_domains(&self) -> Result<(), StoreError> {
+        let serial = self.issuer_domain_write().await;
+        self.reload_issuer_domains(&serial).await
+    }
+
     /// Re-reads the signing keys if another process (`bonafide keys rotate`) changed
     /// them, or if a retired key's publication window has ended.
     pub async fn refresh_keys(&self) -> Result<(), StoreError> {
@@ -643,6 +688,16 @@ impl AppState {
             None
         }
     }
+}
+
+/// Every verified domain, by issuer.
+async fn domains_by_issuer(store: &dyn Store) -> Result<HashMap<IssuerId, String>, StoreError> {
+    Ok(store
+        .issuer_domains()
+        .await?
+        .into_iter()
+        .map(|d| (d.issuer_id, d.domain))
+        .collect())
 }
 
 /// The issuer key ring from the store (at start-up, `previous` is `None`).

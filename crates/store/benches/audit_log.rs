@@ -581,6 +581,22 @@ impl Store for CountingStore {
     ) -> StoreResult<IssuerKey> {
         self.inner.revoke_issuer_key(i, kid, t, a).await
     }
+    async fn set_issuer_domain(
+        &self,
+        d: &bonafide_store::IssuerDomain,
+        a: &AuditRecord,
+    ) -> StoreResult<()> {
+        self.inner.set_issuer_domain(d, a).await
+    }
+    async fn issuer_domain(
+        &self,
+        i: &IssuerId,
+    ) -> StoreResult<Option<bonafide_store::IssuerDomain>> {
+        self.inner.issuer_domain(i).await
+    }
+    async fn issuer_domains(&self) -> StoreResult<Vec<bonafide_store::IssuerDomain>> {
+        self.inner.issuer_domains().await
+    }
     async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>> {
         self.inner.signing_keys().await
     }

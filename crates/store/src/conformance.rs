@@ -121,6 +121,9 @@ macro_rules! conformance_tests {
             rotate_agent_key_retires_the_current_key,
             rotate_agent_key_refusals_write_nothing,
             action_nonce_is_accepted_once_until_it_expires,
+            issuer_domain_set_replace_and_list,
+            issuer_domain_of_another_issuer_conflicts,
+            issuer_domain_needs_a_live_key_of_the_issuer,
         );
     };
     (@cases $fresh:path; $($case:ident),* $(,)?) => {
@@ -2920,4 +2923,115 @@ pub async fn action_nonce_is_accepted_once_until_it_expires(store: Arc<dyn Store
         store.claim_action_nonce(&unknown, "n-1", exp, T0_MS).await,
         Err(StoreError::NotFound)
     );
+}
+fn domain_of(issuer: &IssuerId, domain: &str, kid: &str, at: i64) -> crate::IssuerDomain {
+    crate::IssuerDomain {
+        issuer_id: issuer.clone(),
+        domain: domain.to_owned(),
+        kid: kid.to_owned(),
+        verified_at_ms: at,
+    }
+}
+
+/// A verified domain round-trips with its audit record; verifying again replaces it
+/// (one domain per issuer), and `issuer_domains` lists every issuer's.
+pub async fn issuer_domain_set_replace_and_list(store: Arc<dyn Store>) {
+    let (a, _) = issuer(&*store).await;
+    let (b, _) = issuer(&*store).await;
+    let ka = new_issuer_key(&a.id, T0_MS);
+    let kb = new_issuer_key(&b.id, T0_MS);
+    store.add_issuer_key(&ka, &audit_note()).await.unwrap();
+    store.add_issuer_key(&kb, &audit_note()).await.unwrap();
+    assert_eq!(store.issuer_domain(&a.id).await.unwrap(), None);
+    let size = store.audit_size().await.unwrap();
+    let first = domain_of(&a.id, "a.example", &ka.kid, T0_MS + 1);
+    store
+        .set_issuer_domain(&first, &audit_note())
+        .await
+        .unwrap();
+    assert_eq!(store.audit_size().await.unwrap(), size + 1);
+    assert_eq!(store.issuer_domain(&a.id).await.unwrap(), Some(first));
+    let moved = domain_of(&a.id, "new.a.example", &ka.kid, T0_MS + 2);
+    store
+        .set_issuer_domain(&moved, &audit_note())
+        .await
+        .unwrap();
+    let theirs = domain_of(&b.id, "b.example", &kb.kid, T0_MS + 3);
+    store
+        .set_issuer_domain(&theirs, &audit_note())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.issuer_domain(&a.id).await.unwrap(),
+        Some(moved.clone())
+    );
+    let all = store.issuer_domains().await.unwrap();
+    assert_eq!(all.len(), 2, "{all:?}");
+    assert!(all.contains(&moved) && all.contains(&theirs), "{all:?}");
+    // The domain `a` left is free again.
+    let (c, _) = issuer(&*store).await;
+    let kc = new_issuer_key(&c.id, T0_MS);
+    store.add_issuer_key(&kc, &audit_note()).await.unwrap();
+    store
+        .set_issuer_domain(
+            &domain_of(&c.id, "a.example", &kc.kid, T0_MS + 4),
+            &audit_note(),
+        )
+        .await
+        .unwrap();
+}
+
+/// A domain another issuer holds is a `Conflict`; nothing is written or appended.
+pub async fn issuer_domain_of_another_issuer_conflicts(store: Arc<dyn Store>) {
+    let (a, _) = issuer(&*store).await;
+    let (b, _) = issuer(&*store).await;
+    let ka = new_issuer_key(&a.id, T0_MS);
+    let kb = new_issuer_key(&b.id, T0_MS);
+    store.add_issuer_key(&ka, &audit_note()).await.unwrap();
+    store.add_issuer_key(&kb, &audit_note()).await.unwrap();
+    let held = domain_of(&a.id, "shared.example", &ka.kid, T0_MS);
+    store.set_issuer_domain(&held, &audit_note()).await.unwrap();
+    let size = store.audit_size().await.unwrap();
+    let taken = store
+        .set_issuer_domain(
+            &domain_of(&b.id, "shared.example", &kb.kid, T0_MS + 1),
+            &audit_note(),
+        )
+        .await;
+    assert!(matches!(taken, Err(StoreError::Conflict(_))), "{taken:?}");
+    assert_eq!(store.issuer_domain(&b.id).await.unwrap(), None);
+    assert_eq!(store.issuer_domain(&a.id).await.unwrap(), Some(held));
+    assert_eq!(store.audit_size().await.unwrap(), size);
+}
+
+/// The key found in the JWKS must be one of the issuer's, unrevoked, when the store
+/// commits: another issuer's key, a revoked key or an unknown kid is `NotFound`, and
+/// nothing is written or appended.
+pub async fn issuer_domain_needs_a_live_key_of_the_issuer(store: Arc<dyn Store>) {
+    let (a, _) = issuer(&*store).await;
+    let (b, _) = issuer(&*store).await;
+    let ka = new_issuer_key(&a.id, T0_MS);
+    let kb = new_issuer_key(&b.id, T0_MS);
+    store.add_issuer_key(&ka, &audit_note()).await.unwrap();
+    store.add_issuer_key(&kb, &audit_note()).await.unwrap();
+    store
+        .revoke_issuer_key(&a.id, &ka.kid, T0_MS + 1, &audit_note())
+        .await
+        .unwrap();
+    let size = store.audit_size().await.unwrap();
+    for kid in [ka.kid.as_str(), kb.kid.as_str(), "no-such-kid"] {
+        assert_eq!(
+            store
+                .set_issuer_domain(
+                    &domain_of(&a.id, "a.example", kid, T0_MS + 2),
+                    &audit_note()
+                )
+                .await,
+            Err(StoreError::NotFound),
+            "{kid}"
+        );
+    }
+    assert_eq!(store.issuer_domain(&a.id).await.unwrap(), None);
+    assert!(store.issuer_domains().await.unwrap().is_empty());
+    assert_eq!(store.audit_size().await.unwrap(), size);
 }

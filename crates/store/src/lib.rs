@@ -339,6 +339,20 @@ pub struct AgentKey {
     pub grace_until_ms: Option<i64>,
 }
 
+/// A domain an issuer proved it controls: its JWKS at
+/// `https://<domain>/.well-known/jwks.json` held one of its registered, unrevoked keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuerDomain {
+    /// The issuer.
+    pub issuer_id: IssuerId,
+    /// Lowercase ASCII DNS name; held by at most one issuer.
+    pub domain: String,
+    /// The issuer key (RFC 7638 thumbprint) found in the published JWKS.
+    pub kid: String,
+    /// When the verification succeeded.
+    pub verified_at_ms: i64,
+}
+
 /// Everything revoked, loaded at start-up into the in-memory hot path.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Revocations {
@@ -641,6 +655,20 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         now_ms: i64,
         audit: &AuditRecord,
     ) -> Result<IssuerKey, StoreError>;
+
+    /// Marks `domain.domain` verified for `domain.issuer_id`, replacing any domain
+    /// the issuer verified before (one domain per issuer), if `domain.kid` is one of
+    /// the issuer's unrevoked keys, checked in the same transaction (`NotFound`
+    /// otherwise). `Conflict` if another issuer holds the domain.
+    async fn set_issuer_domain(
+        &self,
+        domain: &IssuerDomain,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError>;
+    /// The issuer's verified domain, if any.
+    async fn issuer_domain(&self, issuer: &IssuerId) -> Result<Option<IssuerDomain>, StoreError>;
+    /// Every verified domain (the server's in-memory trust levels).
+    async fn issuer_domains(&self) -> Result<Vec<IssuerDomain>, StoreError>;
 
     // ---- registry signing keys
     /// Every signing key, active and retired.

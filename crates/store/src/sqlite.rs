@@ -825,6 +825,68 @@ impl Store for SqliteStore {
         row.into_record()
     }
 
+    async fn set_issuer_domain(
+        &self,
+        domain: &crate::IssuerDomain,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write_tx().await?;
+        // The key must still be the issuer's and unrevoked now, not only when the
+        // JWKS was fetched.
+        let live: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM issuer_keys WHERE kid = ? AND issuer_id = ? AND revoked_at_ms IS NULL",
+        )
+        .bind(&domain.kid)
+        .bind(domain.issuer_id.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if live.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        sqlx::query(
+            "INSERT INTO issuer_domains (issuer_id, domain, kid, verified_at_ms) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (issuer_id) DO UPDATE SET domain = excluded.domain, kid = excluded.kid, \
+             verified_at_ms = excluded.verified_at_ms",
+        )
+        .bind(domain.issuer_id.as_str())
+        .bind(&domain.domain)
+        .bind(&domain.kid)
+        .bind(domain.verified_at_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        append_audit(&mut tx, std::slice::from_ref(audit)).await?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn issuer_domain(
+        &self,
+        issuer: &IssuerId,
+    ) -> Result<Option<crate::IssuerDomain>, StoreError> {
+        sqlx::query_as::<_, IssuerDomainRow>(
+            "SELECT issuer_id, domain, kid, verified_at_ms FROM issuer_domains WHERE issuer_id = ?",
+        )
+        .bind(issuer.as_str())
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db_err)?
+        .map(IssuerDomainRow::into_record)
+        .transpose()
+    }
+
+    async fn issuer_domains(&self) -> Result<Vec<crate::IssuerDomain>, StoreError> {
+        sqlx::query_as::<_, IssuerDomainRow>(
+            "SELECT issuer_id, domain, kid, verified_at_ms FROM issuer_domains ORDER BY rowid",
+        )
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?
+        .into_iter()
+        .map(IssuerDomainRow::into_record)
+        .collect()
+    }
+
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {
         sqlx::query_as::<_, SigningKeyRow>(
             "SELECT kid, alg, private_pem, state, created_at_ms, publish_until_s \
@@ -1670,6 +1732,25 @@ impl ApiKeyRow {
 }
 
 #[derive(sqlx::FromRow)]
+struct IssuerDomainRow {
+    issuer_id: String,
+    domain: String,
+    kid: String,
+    verified_at_ms: i64,
+}
+
+impl IssuerDomainRow {
+    fn into_record(self) -> Result<crate::IssuerDomain, StoreError> {
+        Ok(crate::IssuerDomain {
+            issuer_id: parse_id(&self.issuer_id, "issuer id")?,
+            domain: self.domain,
+            kid: self.kid,
+            verified_at_ms: self.verified_at_ms,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
 struct IssuerRow {
     id: String,
     name: String,
@@ -2028,7 +2109,7 @@ fn db_err(e: sqlx::Error) -> StoreError {
 
 /// SQLite says `UNIQUE constraint failed: <table>.<column>`; say it in domain words.
 fn conflict_message(db: &dyn DatabaseError) -> &'static str {
-    const MESSAGES: [(&str, &str); 12] = [
+    const MESSAGES: [(&str, &str); 13] = [
         ("issuers.name", "issuer name is taken"),
         ("issuers.id", "issuer id already exists"),
         ("receivers.name", "receiver name is taken"),
@@ -2041,6 +2122,7 @@ fn conflict_message(db: &dyn DatabaseError) -> &'static str {
         ("signing_keys.kid", "signing key already exists"),
         ("signing_keys.state", "another signing key is active"),
         ("issuer_keys.kid", "this key is already registered"),
+        ("issuer_domains.domain", "domain held by another issuer"),
     ];
     let message = db.message();
     MESSAGES

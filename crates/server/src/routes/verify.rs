@@ -761,6 +761,14 @@ async fn check_for_decision(
         Some(agent) => state.issuer_of(agent).await?,
         None => None,
     };
+    let trust_level = match (&checked, &issuer_id) {
+        (Checked::Valid(_), Some(issuer)) => Some(if state.verified_domain(issuer).is_some() {
+            "domain_verified"
+        } else {
+            "registered"
+        }),
+        _ => None,
+    };
     let receipt_id = if receipt {
         Some(ReceiptId::from_random(random16()?))
     } else {
@@ -781,6 +789,7 @@ async fn check_for_decision(
         asked,
         checked,
         issuer_id,
+        trust_level,
         receipt_id,
     })
 }

@@ -1,0 +1,503 @@
+//! SSRF-safe fetch of an issuer's published JWKS (`POST /v1/issuer/verify-domain`).
+//!
+//! The registry fetches a URL an issuer named, so the URL is hostile input: it must
+//! not reach the registry's own network (cloud metadata at 169.254.169.254, admin
+//! ports on loopback, the private LAN). The rules, all enforced here:
+//!
+//! - `https` only; no user info in the URL.
+//! - The host is resolved by us (`tokio::net::lookup_host`) and **every** address it
+//!   resolves to is checked with [`classify`]: one refused address refuses the fetch
+//!   (a name that mixes public and private addresses is an attack, not a mistake).
+//! - The connection is pinned to the checked addresses (reqwest `resolve_to_addrs`),
+//!   and every other DNS lookup fails ([`NoDns`]), so a second lookup cannot rebind
+//!   the name to another address. No proxy is used.
+//! - Redirects are never followed: a 3xx is a failure that names its status.
+//! - Bounded: a connect timeout and a total timeout (DNS, connect, TLS, headers and
+//!   body), and a body cap checked against `Content-Length` and again while
+//!   streaming.
+//! - The body is checked by `bonafide_core::json::check` (no duplicate members,
+//!   bounded depth) before it is parsed.
+//!
+//! The one exception is [`FetchLimits::allow_insecure_loopback`], a test-only switch
+//! (off by default, `Config::allow_insecure_loopback_fetch`) that lets a test serve a
+//! JWKS from `http://127.0.0.1:<port>` or `http://localhost:<port>`: it allows plain
+//! `http` to a loopback host and loopback addresses, nothing else (private,
+//! link-local and other ranges stay refused).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bonafide_core::json::{self, JsonLimits};
+use reqwest::Url;
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+
+/// Bounds of one fetch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FetchLimits {
+    /// Whole fetch: DNS, connect, TLS, response and body. Default 5 s.
+    pub timeout: Duration,
+    /// TCP connect (and TLS handshake start). Default 2 s.
+    pub connect_timeout: Duration,
+    /// Largest body accepted, bytes. Default 256 KiB.
+    pub max_bytes: usize,
+    /// TEST ONLY: also allow `http` to a loopback host (`127.0.0.1`, `[::1]`,
+    /// `localhost`) and loopback addresses. Default false. Never turn it on in
+    /// production: it opens the registry's own loopback services to issuers.
+    pub allow_insecure_loopback: bool,
+}
+
+impl Default for FetchLimits {
+    fn default() -> Self {
+        FetchLimits {
+            timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(2),
+            max_bytes: 256 * 1024,
+            allow_insecure_loopback: false,
+        }
+    }
+}
+
+/// Why a fetch failed. Every message is safe to show the issuer who asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FetchError {
+    /// Not a URL, or one with user info or without a host.
+    #[error("`{0}` is not a usable URL")]
+    BadUrl(String),
+    /// Not `https` (nor the test-only loopback `http`).
+    #[error("only https URLs are fetched, not `{0}`")]
+    Scheme(String),
+    /// The host did not resolve.
+    #[error("`{host}` does not resolve: {reason}")]
+    Resolve {
+        /// The host.
+        host: String,
+        /// The resolver's words.
+        reason: String,
+    },
+    /// The host resolves to (or is) an address the registry never connects to.
+    #[error("`{host}` resolves to {addr}, a {class} address: refused")]
+    Forbidden {
+        /// The host.
+        host: String,
+        /// The refused address.
+        addr: IpAddr,
+        /// Which kind of address ([`classify`]).
+        class: &'static str,
+    },
+    /// The server answered with a redirect, which is never followed.
+    #[error("the server answered {0} (a redirect): redirects are not followed")]
+    Redirect(u16),
+    /// The server answered another non-200 status.
+    #[error("the server answered {0}")]
+    Status(u16),
+    /// The body is larger than [`FetchLimits::max_bytes`].
+    #[error("the body is larger than {0} bytes")]
+    TooLarge(usize),
+    /// The fetch took longer than [`FetchLimits::timeout`].
+    #[error("no complete answer within {0} ms")]
+    Timeout(u128),
+    /// Connection, TLS or HTTP failure.
+    #[error("the fetch failed: {0}")]
+    Transport(String),
+    /// The body is not one strict JSON object.
+    #[error("the body is not a JSON object: {0}")]
+    NotJson(String),
+}
+
+/// Why an address is refused, or `None` if the registry may connect to it.
+///
+/// Refused: unspecified, "this network" (0/8), loopback, private (RFC 1918), shared
+/// CGNAT (100.64/10, RFC 6598), link-local (169.254/16, fe80::/10), IETF protocol
+/// assignments (192.0.0/24), documentation (192.0.2/24, 198.51.100/24, 203.0.113/24,
+/// 2001:db8::/32, 3fff::/20), benchmarking (198.18/15, 2001:2::/48), 6to4 relay
+/// anycast (192.88.99/24), multicast, reserved (240/4) and broadcast; for IPv6 every
+/// address outside global unicast 2000::/3, unique-local fc00::/7, site-local, and
+/// the IPv4 forms (IPv4-mapped `::ffff:a.b.c.d`, IPv4-compatible `::a.b.c.d`, NAT64
+/// `64:ff9b::/96`, 6to4 `2002::/16`) judged by the IPv4 address they carry; Teredo
+/// (2001::/32), ORCHID (2001:10::/28, 2001:20::/28) and local NAT64 (64:ff9b:1::/48)
+/// always.
+pub fn classify(ip: IpAddr) -> Option<&'static str> {
+    match ip {
+        IpAddr::V4(v4) => classify_v4(v4),
+        IpAddr::V6(v6) => classify_v6(v6),
+    }
+}
+
+fn classify_v4(ip: Ipv4Addr) -> Option<&'static str> {
+    let [a, b, c, _] = ip.octets();
+    Some(match (a, b, c) {
+        _ if ip.is_unspecified() => "unspecified",
+        (0, _, _) => "this-network",
+        (127, _, _) => "loopback",
+        (10, _, _) => "private",
+        (172, 16..=31, _) => "private",
+        (192, 168, _) => "private",
+        (100, 64..=127, _) => "shared (CGNAT)",
+        (169, 254, _) => "link-local",
+        (192, 0, 0) => "IETF protocol assignment",
+        (192, 0, 2) | (198, 51, 100) | (203, 0, 113) => "documentation",
+        (198, 18..=19, _) => "benchmarking",
+        (192, 88, 99) => "6to4 relay",
+        (224..=239, _, _) => "multicast",
+        _ if ip.is_broadcast() => "broadcast",
+        (240..=255, _, _) => "reserved",
+        _ => return None,
+    })
+}
+
+fn classify_v6(ip: Ipv6Addr) -> Option<&'static str> {
+    let s = ip.segments();
+    if ip.is_unspecified() {
+        return Some("unspecified");
+    }
+    if ip.is_loopback() {
+        return Some("loopback");
+    }
+    // IPv4 carried in IPv6: judged by the IPv4 address.
+    let embedded = |hi: u16, lo: u16| {
+        let [a, b] = hi.to_be_bytes();
+        let [c, d] = lo.to_be_bytes();
+        Ipv4Addr::new(a, b, c, d)
+    };
+    match s {
+        // ::ffff:a.b.c.d (mapped).
+        [0, 0, 0, 0, 0, 0xffff, hi, lo] => return classify_v4(embedded(hi, lo)),
+        // ::a.b.c.d (IPv4-compatible, deprecated by RFC 4291 §2.5.5.1): never used.
+        [0, 0, 0, 0, 0, 0, hi, lo] => {
+            return Some(classify_v4(embedded(hi, lo)).unwrap_or("IPv4-compatible"));
+        }
+        // NAT64 well-known prefix 64:ff9b::/96.
+        [0x64, 0xff9b, 0, 0, 0, 0, hi, lo] => {
+            return classify_v4(embedded(hi, lo));
+        }
+        _ => {}
+    }
+    let first = s[0];
+    Some(match s {
+        _ if first & 0xff00 == 0xff00 => "multicast",
+        _ if first & 0xffc0 == 0xfe80 => "link-local",
+        _ if first & 0xffc0 == 0xfec0 => "site-local",
+        _ if first & 0xfe00 == 0xfc00 => "unique-local",
+        [0x64, 0xff9b, 1, ..] => "local NAT64",
+        [0x2001, 0x0db8, ..] => "documentation",
+        _ if first & 0xfff0 == 0x3ff0 => "documentation",
+        [0x2001, 0, ..] => "Teredo",
+        [0x2001, 2, 0, ..] => "benchmarking",
+        [0x2001, x, ..] if x & 0xfff0 == 0x10 || x & 0xfff0 == 0x20 => "ORCHID",
+        [0x2002, hi, lo, ..] => return classify_v4(embedded(hi, lo)),
+        _ if first & 0xe000 != 0x2000 => "non-global IPv6",
+        _ => return None,
+    })
+}
+
+/// A DNS resolver that resolves nothing: every name the client connects to is
+/// pinned with `resolve_to_addrs` to addresses already checked, so any other lookup
+/// (which would be a rebinding chance) fails.
+#[derive(Debug)]
+struct NoDns;
+
+impl Resolve for NoDns {
+    fn resolve(&self, name: Name) -> Resolving {
+        let host = name.as_str().to_owned();
+        Box::pin(
+            async move { Err::<Addrs, _>(format!("`{host}` was not checked: refused").into()) },
+        )
+    }
+}
+
+/// A URL's host: a name to resolve, or an IP literal.
+enum Host<'a> {
+    Name(&'a str),
+    Ip(IpAddr),
+}
+
+fn host_of(url: &Url) -> Option<Host<'_>> {
+    let h = url.host_str()?;
+    if let Some(v6) = h.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return v6.parse().ok().map(Host::Ip);
+    }
+    // The URL parser has already normalised IPv4 literals (`0x7f.1` → `127.0.0.1`).
+    Some(match h.parse::<Ipv4Addr>() {
+        Ok(ip) => Host::Ip(ip.into()),
+        Err(_) => Host::Name(h),
+    })
+}
+
+/// True for the hosts the test-only switch lets through with plain `http`.
+fn loopback_host(url: &Url) -> bool {
+    match host_of(url) {
+        Some(Host::Name(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(Host::Ip(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// Checks `url` and resolves its host to addresses that pass [`classify`] (or are
+/// loopback, with the test-only switch).
+async fn checked_addrs(url: &Url, limits: &FetchLimits) -> Result<Vec<SocketAddr>, FetchError> {
+    let shown: String = url.as_str().chars().take(256).collect();
+    match url.scheme() {
+        "https" => {}
+        "http" if limits.allow_insecure_loopback && loopback_host(url) => {}
+        other => return Err(FetchError::Scheme(other.chars().take(16).collect())),
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(FetchError::BadUrl(shown));
+    }
+    let port = url
+        .port_or_known_default()
+        .ok_or_else(|| FetchError::BadUrl(shown.clone()))?;
+    let (host, addrs): (String, Vec<SocketAddr>) = match host_of(url) {
+        Some(Host::Name(d)) => {
+            let resolved =
+                tokio::net::lookup_host((d, port))
+                    .await
+                    .map_err(|e| FetchError::Resolve {
+                        host: d.to_owned(),
+                        reason: e.to_string(),
+                    })?;
+            (d.to_owned(), resolved.collect())
+        }
+        Some(Host::Ip(ip)) => (ip.to_string(), vec![SocketAddr::new(ip, port)]),
+        None => return Err(FetchError::BadUrl(shown)),
+    };
+    if addrs.is_empty() {
+        return Err(FetchError::Resolve {
+            host,
+            reason: "no addresses".into(),
+        });
+    }
+    for a in &addrs {
+        let ip = a.ip();
+        if let Some(class) = classify(ip) {
+            let test_loopback = limits.allow_insecure_loopback && class == "loopback";
+            if !test_loopback {
+                return Err(FetchError::Forbidden {
+                    host,
+                    addr: ip,
+                    class,
+                });
+            }
+        }
+    }
+    Ok(addrs)
+}
+
+/// Fetches `url` under the rules of this module and returns the body, checked to be
+/// one strict JSON object.
+pub async fn fetch_json(url: &str, limits: &FetchLimits) -> Result<Vec<u8>, FetchError> {
+    let url = Url::parse(url).map_err(|_| FetchError::BadUrl(url.chars().take(256).collect()))?;
+    let ms = limits.timeout.as_millis();
+    tokio::time::timeout(limits.timeout, fetch_inner(url, limits))
+        .await
+        .map_err(|_| FetchError::Timeout(ms))?
+}
+
+async fn fetch_inner(url: Url, limits: &FetchLimits) -> Result<Vec<u8>, FetchError> {
+    let addrs = checked_addrs(&url, limits).await?;
+    let transport = |e: reqwest::Error| {
+        if e.is_timeout() {
+            FetchError::Timeout(limits.timeout.as_millis())
+        } else {
+            // Without the URL: the issuer knows it, and it makes messages long.
+            FetchError::Transport(e.without_url().to_string())
+        }
+    };
+    let mut builder = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .timeout(limits.timeout)
+        .connect_timeout(limits.connect_timeout)
+        .https_only(!limits.allow_insecure_loopback)
+        .dns_resolver(Arc::new(NoDns))
+        .user_agent(concat!(
+            "bonafide/",
+            env!("CARGO_PKG_VERSION"),
+            " (jwks fetch)"
+        ));
+    if let Some(Host::Name(d)) = host_of(&url) {
+        builder = builder.resolve_to_addrs(d, &addrs);
+    }
+    let client = builder
+        .build()
+        .map_err(|e| FetchError::Transport(e.to_string()))?;
+    let mut resp = client
+        .get(url)
+        .header(
+            reqwest::header::ACCEPT,
+            "application/jwk-set+json, application/json",
+        )
+        .send()
+        .await
+        .map_err(transport)?;
+    let status = resp.status();
+    if status.is_redirection() {
+        return Err(FetchError::Redirect(status.as_u16()));
+    }
+    if status != reqwest::StatusCode::OK {
+        return Err(FetchError::Status(status.as_u16()));
+    }
+    if resp
+        .content_length()
+        .is_some_and(|n| n > limits.max_bytes as u64)
+    {
+        return Err(FetchError::TooLarge(limits.max_bytes));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(transport)? {
+        if body.len() + chunk.len() > limits.max_bytes {
+            return Err(FetchError::TooLarge(limits.max_bytes));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    json::check(&body, JsonLimits::default()).map_err(|e| FetchError::NotJson(e.to_string()))?;
+    if !json::is_object(&body) {
+        return Err(FetchError::NotJson("not an object".into()));
+    }
+    Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_classified() {
+        let refused = [
+            ("0.0.0.0", "unspecified"),
+            ("0.1.2.3", "this-network"),
+            ("127.0.0.1", "loopback"),
+            ("127.255.255.254", "loopback"),
+            ("10.0.0.1", "private"),
+            ("10.255.255.255", "private"),
+            ("172.16.0.1", "private"),
+            ("172.31.255.255", "private"),
+            ("192.168.1.1", "private"),
+            ("100.64.0.1", "shared (CGNAT)"),
+            ("100.127.255.255", "shared (CGNAT)"),
+            ("169.254.169.254", "link-local"),
+            ("192.0.0.8", "IETF protocol assignment"),
+            ("192.0.2.1", "documentation"),
+            ("198.51.100.7", "documentation"),
+            ("203.0.113.9", "documentation"),
+            ("198.18.0.1", "benchmarking"),
+            ("198.19.255.255", "benchmarking"),
+            ("192.88.99.1", "6to4 relay"),
+            ("224.0.0.1", "multicast"),
+            ("239.255.255.250", "multicast"),
+            ("240.0.0.1", "reserved"),
+            ("255.255.255.255", "broadcast"),
+            ("::", "unspecified"),
+            ("::1", "loopback"),
+            ("::ffff:127.0.0.1", "loopback"),
+            ("::ffff:10.1.2.3", "private"),
+            ("::ffff:169.254.169.254", "link-local"),
+            ("::ffff:0.0.0.0", "unspecified"),
+            ("::127.0.0.1", "loopback"),
+            ("::10.0.0.1", "private"),
+            ("64:ff9b::7f00:1", "loopback"),
+            ("64:ff9b::a9fe:a9fe", "link-local"),
+            ("64:ff9b:1::1", "local NAT64"),
+            ("fe80::1", "link-local"),
+            ("febf::1", "link-local"),
+            ("fec0::1", "site-local"),
+            ("fc00::1", "unique-local"),
+            ("fd12:3456::1", "unique-local"),
+            ("ff02::1", "multicast"),
+            ("ff0e::1", "multicast"),
+            ("2001:db8::1", "documentation"),
+            ("3fff::1", "documentation"),
+            ("2001::1", "Teredo"),
+            ("2001:2::1", "benchmarking"),
+            ("2001:10::1", "ORCHID"),
+            ("2001:20::1", "ORCHID"),
+            ("2002:7f00:1::1", "loopback"),
+            ("2002:c0a8:101::1", "private"),
+            ("100::1", "non-global IPv6"),
+            ("::2", "this-network"),
+            ("::8.8.8.8", "IPv4-compatible"),
+            ("4000::1", "non-global IPv6"),
+        ];
+        for (text, want) in refused {
+            let ip: IpAddr = text.parse().unwrap();
+            assert_eq!(classify(ip), Some(want), "{text}");
+        }
+        let allowed = [
+            "1.1.1.1",
+            "8.8.8.8",
+            "93.184.216.34",
+            "100.63.255.255",
+            "100.128.0.0",
+            "172.15.255.255",
+            "172.32.0.0",
+            "169.253.255.255",
+            "192.0.1.1",
+            "192.169.0.1",
+            "198.17.255.255",
+            "198.20.0.0",
+            "223.255.255.255",
+            "2606:4700:4700::1111",
+            "2a00:1450:4001:80b::200e",
+            "2001:4860:4860::8888",
+            "::ffff:8.8.8.8",
+            "64:ff9b::808:808",
+            "2002:808:808::1",
+        ];
+        for text in allowed {
+            let ip: IpAddr = text.parse().unwrap();
+            assert_eq!(classify(ip), None, "{text}");
+        }
+    }
+
+    fn test_limits() -> FetchLimits {
+        FetchLimits {
+            timeout: Duration::from_secs(2),
+            ..FetchLimits::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn urls_are_refused_before_any_lookup_or_connection() {
+        let cases = [
+            ("http://example.com/jwks.json", "only https"),
+            ("ftp://example.com/jwks.json", "only https"),
+            ("https://user:pw@example.com/", "not a usable URL"),
+            ("not a url", "not a usable URL"),
+            ("https://127.0.0.1/", "loopback"),
+            ("https://[::1]/", "loopback"),
+            ("https://[::ffff:7f00:1]/", "loopback"),
+            ("https://169.254.169.254/latest/meta-data", "link-local"),
+            ("https://10.0.0.1/", "private"),
+            ("https://localhost/", "loopback"),
+            ("http://127.0.0.1:9/", "only https"),
+        ];
+        for (url, want) in cases {
+            let e = fetch_json(url, &test_limits()).await.unwrap_err();
+            assert!(e.to_string().contains(want), "{url}: {e}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_test_switch_allows_loopback_only() {
+        let limits = FetchLimits {
+            allow_insecure_loopback: true,
+            ..test_limits()
+        };
+        for (url, want) in [
+            ("http://10.0.0.1/", "only https"),
+            ("http://example.com/", "only https"),
+            ("https://10.0.0.1/", "private"),
+            ("https://169.254.169.254/", "link-local"),
+        ] {
+            let e = fetch_json(url, &limits).await.unwrap_err();
+            assert!(e.to_string().contains(want), "{url}: {e}");
+        }
+        // Loopback passes the checks; nothing listens on port 9, so it fails later.
+        let e = fetch_json("http://127.0.0.1:9/", &limits)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, FetchError::Transport(_)), "{e}");
+    }
+}
