@@ -60,6 +60,20 @@
 //! only: the audit log's group commit dominates latency and can hide a per-request
 //! difference).
 //!
+//! `--compare-verify-action` measures signed action verification (issue 6): ONE real
+//! server in the default configuration (decisions audited), an issuer and one agent
+//! registered over HTTP with its own `public_key` (the Ed25519 JWK of a key this
+//! harness generates and keeps). The baseline `verify` is `POST /v1/verify {token,
+//! scopes_requested}` of that agent's token; the target `verify-action` is `POST
+//! /v1/agents/{id}/verify-action {action, resource, timestamp, nonce, signature}` with
+//! a fresh nonce (random prefix + counter) and signature per request. The signed
+//! bodies are pre-computed before the runs (rounds × (warm-up + seconds) ×
+//! [`ACTION_BODIES_PER_S`], capped at [`ACTION_BODIES_MAX`]), so the load generator
+//! signs nothing in the window unless they run out (then it signs each request itself,
+//! and the count is reported). Every answer must be 200 and allowed with an
+//! `audit_index` (a `REPLAY` counts as an error). No goal: throughput, p50/p99 and the
+//! ratio verify-action / verify are recorded.
+//!
 //! All servers share one multi-thread tokio runtime (default worker count = CPUs);
 //! the load generator runs on its own single-threaded runtime on the main thread, as
 //! an external `wrk -t1` would. No tracing subscriber is installed, so the server's
@@ -71,6 +85,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
@@ -121,6 +136,19 @@ const PER_PERIOD_CAP: &str = "100000000.00";
 const REGISTRY_SIGNED: &str = "registry-signed";
 const ISSUER_SIGNED: &str = "issuer-signed";
 
+/// `--compare-verify-action`: the baseline (`POST /v1/verify` of the agent's token)
+/// and the target (`POST /v1/agents/{id}/verify-action`, signed by the agent's key).
+const VERIFY: &str = "verify";
+const VERIFY_ACTION: &str = "verify-action";
+/// `--compare-verify-action`: what the agent signs (the action is [`REQUESTED`], one
+/// of its scopes).
+const ACTION_RESOURCE: &str = "portfolio";
+/// `--compare-verify-action`: signed bodies pre-computed per second of load (warm-up
+/// included) and round, and the most pre-computed; past them the load generator
+/// signs each request itself (counted as `signed_live`).
+const ACTION_BODIES_PER_S: usize = 20_000;
+const ACTION_BODIES_MAX: usize = 2_000_000;
+
 /// What is measured against what.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -135,13 +163,19 @@ enum Mode {
     /// An issuer-signed token's verify against a registry-signed one's, same agent,
     /// same server.
     CompareIssuerSigned,
+    /// A signed action's `verify-action` against the same agent's token `verify`,
+    /// same (default, audited) server.
+    CompareVerifyAction,
 }
 
 impl Mode {
     fn default_connections(self) -> usize {
         match self {
             Mode::Baseline => 16,
-            Mode::CompareAudit | Mode::ComparePolicy | Mode::CompareIssuerSigned => 32,
+            Mode::CompareAudit
+            | Mode::ComparePolicy
+            | Mode::CompareIssuerSigned
+            | Mode::CompareVerifyAction => 32,
         }
     }
 
@@ -152,6 +186,7 @@ impl Mode {
             Mode::CompareAudit => ("unaudited", "audited"),
             Mode::ComparePolicy => ("no-policy", POLICY_SUBJECT),
             Mode::CompareIssuerSigned => (REGISTRY_SIGNED, ISSUER_SIGNED),
+            Mode::CompareVerifyAction => (VERIFY, VERIFY_ACTION),
         }
     }
 
@@ -229,6 +264,15 @@ struct Args {
     /// judge the goal by alone.
     #[arg(long, requires = "compare_issuer_signed")]
     unaudited: bool,
+    /// Instead of the one-verify baseline, compare on ONE real Bonafide server (the
+    /// default configuration: decisions audited) `POST /v1/agents/{id}/verify-action`
+    /// of an action signed by the agent's own Ed25519 key (registered as its
+    /// `public_key`; a fresh nonce and signature per request, pre-computed before the
+    /// runs) against `POST /v1/verify` of the same agent's token (`verify`). Every
+    /// answer must be 200 and allowed. No goal: throughput, p50/p99 and the ratio are
+    /// recorded.
+    #[arg(long, conflicts_with_all = ["breakdown", "compare_audit", "compare_policy", "compare_issuer_signed"])]
+    compare_verify_action: bool,
     /// Directory in which the temporary data dir (SQLite store) is created. Default:
     /// the system temp dir. With `--compare-audit`, `--compare-policy` or
     /// `--compare-issuer-signed` (audited) it must be on a real disk: on a tmpfs fsync
@@ -262,6 +306,8 @@ fn run() -> Result<()> {
         Mode::ComparePolicy
     } else if args.compare_issuer_signed {
         Mode::CompareIssuerSigned
+    } else if args.compare_verify_action {
+        Mode::CompareVerifyAction
     } else {
         Mode::Baseline
     };
@@ -284,13 +330,22 @@ fn run() -> Result<()> {
         .build()
         .context("building the server runtime")?;
     let server_workers = server_rt.metrics().num_workers();
+    // `--compare-verify-action`: signed bodies for every request of every round at
+    // up to ACTION_BODIES_PER_S (capped).
+    let action_bodies = usize::try_from(args.warmup + args.seconds)
+        .unwrap_or(usize::MAX)
+        .saturating_mul(args.rounds)
+        .saturating_mul(ACTION_BODIES_PER_S)
+        .min(ACTION_BODIES_MAX);
     let servers = server_rt.block_on(start_servers(
         mode,
         args.breakdown,
         args.unaudited,
         args.data_dir.as_deref(),
+        action_bodies,
     ))?;
     let tokens = servers.tokens.clone();
+    let actions = servers.actions.clone();
     let data_dir = servers.data_dir();
 
     // Load generator: a single-threaded runtime on this thread.
@@ -393,7 +448,8 @@ fn run() -> Result<()> {
         runs,
         budget,
     )?
-    .with_tokens(tokens);
+    .with_tokens(tokens)
+    .with_actions(actions.as_deref().map(ActionBodies::info));
     report.print();
     if let Some(path) = &args.json {
         write_json(path, &report)?;
@@ -444,6 +500,10 @@ struct Target {
     /// Whether the answer must carry `remaining`: each allowed answer charged a
     /// budget, and the run counts them ([`Run::spends`]).
     expect_remaining: bool,
+    /// `--compare-verify-action`: when set, each request's body is the next one of
+    /// these (a fresh nonce and signature each) instead of `body`, and the answer is a
+    /// verify-action answer (no `valid` member; `allowed` must be true).
+    bodies: Option<Arc<ActionBodies>>,
 }
 
 /// A spawned server and how to stop it.
@@ -465,6 +525,8 @@ struct Servers {
     policy: Option<PolicyBudget>,
     /// `--compare-issuer-signed`: the two tokens loaded.
     tokens: Option<SignedPair>,
+    /// `--compare-verify-action`: the signed bodies loaded.
+    actions: Option<Arc<ActionBodies>>,
 }
 
 /// `--compare-issuer-signed`: what the two tokens are.
@@ -563,6 +625,7 @@ async fn start_servers(
     breakdown: bool,
     unaudited: bool,
     parent: Option<&Path>,
+    action_bodies: usize,
 ) -> Result<Servers> {
     // The real server: temp data dir, EdDSA signing key, one admin key.
     let dir = match parent {
@@ -596,7 +659,10 @@ async fn start_servers(
     let config = Config {
         signing_alg: Algorithm::EdDSA,
         public_url: match mode {
-            Mode::Baseline | Mode::ComparePolicy | Mode::CompareIssuerSigned => String::new(),
+            Mode::Baseline
+            | Mode::ComparePolicy
+            | Mode::CompareIssuerSigned
+            | Mode::CompareVerifyAction => String::new(),
             Mode::CompareAudit => PUBLIC_URL.to_owned(),
         },
         // Default: every verify decision is audited. `--unaudited` (measurement only,
@@ -609,6 +675,7 @@ async fn start_servers(
         Mode::CompareAudit => ("audited", true),
         Mode::ComparePolicy => (POLICY_SUBJECT, config.audit_verify),
         Mode::CompareIssuerSigned => (ISSUER_SIGNED, config.audit_verify),
+        Mode::CompareVerifyAction => (VERIFY_ACTION, config.audit_verify),
     };
     let (bonafide_addr, bonafide_running, state) =
         spawn_bonafide(subject_name, config.clone(), Arc::clone(&store)).await?;
@@ -684,9 +751,11 @@ async fn start_servers(
         api_key: None,
         expect_receipt: false,
         expect_remaining: false,
+        bodies: None,
     };
     let mut policy = None;
     let mut tokens = None;
+    let mut actions = None;
 
     match mode {
         Mode::Baseline => {
@@ -706,6 +775,7 @@ async fn start_servers(
                 api_key: None,
                 expect_receipt: false,
                 expect_remaining: false,
+                bodies: None,
             });
         }
         Mode::CompareAudit => {
@@ -731,6 +801,7 @@ async fn start_servers(
                 api_key: None,
                 expect_receipt: false,
                 expect_remaining: false,
+                bodies: None,
             });
         }
         Mode::ComparePolicy => {
@@ -809,6 +880,7 @@ async fn start_servers(
                 api_key: Some(header.clone()),
                 expect_receipt: true,
                 expect_remaining: false,
+                bodies: None,
             });
             subject.body = Bytes::from(
                 serde_json::to_vec(&spend).context("encoding the policy-spend request")?,
@@ -891,6 +963,7 @@ async fn start_servers(
                 api_key: None,
                 expect_receipt: false,
                 expect_remaining: false,
+                bodies: None,
             });
             subject.body = Bytes::from(
                 serde_json::to_vec(&json!({
@@ -900,6 +973,98 @@ async fn start_servers(
                 .context("encoding the issuer-signed request")?,
             );
             subject.expect_audit_index = Some(audited_subject);
+        }
+        Mode::CompareVerifyAction => {
+            // An agent with its own Ed25519 key, the public JWK registered with it;
+            // the private half stays in this process.
+            let agent_key = SigningKey::generate(Algorithm::EdDSA)
+                .map_err(|e| anyhow!("generating the agent's Ed25519 key: {e}"))?;
+            let agent = call(
+                &http,
+                &format!("{base}/v1/agents/register"),
+                Some(&issuer_key),
+                Some(json!({
+                    "name": "SignerBot",
+                    "description": "Signs its actions with its own key",
+                    "scopes": GRANTED,
+                    "public_key": agent_key.verifying_key().jwk(),
+                })),
+                201,
+            )
+            .await?;
+            let signer_token = str_member(&agent, "token")?;
+            let signer_id = str_member(&agent, "agent_id")?;
+            let path: &'static str =
+                Box::leak(format!("/v1/agents/{signer_id}/verify-action").into_boxed_str());
+            let verify_body = json!({"token": signer_token, "scopes_requested": [REQUESTED]});
+            // One checked verify of the token and one signed action (then its replay,
+            // which must be refused) through the real endpoints before loading.
+            let answer = call(
+                &http,
+                &format!("{base}/v1/verify"),
+                None,
+                Some(verify_body.clone()),
+                200,
+            )
+            .await?;
+            ensure!(
+                answer["valid"] == true
+                    && answer["allowed"] == true
+                    && answer["audit_index"].is_u64() == audited_subject,
+                "verify: the check request was not valid and allowed (audited: \
+                 {audited_subject}): {answer}"
+            );
+            let mut prefix = [0u8; 9];
+            aws_lc_rs::rand::fill(&mut prefix).map_err(|_| anyhow!("no randomness"))?;
+            let signer = ActionSigner {
+                key: agent_key,
+                agent_id: signer_id.clone(),
+                nonce_prefix: b64::encode(&prefix),
+            };
+            let check: Value = serde_json::from_slice(&signer.body(u64::MAX, now_s())?)
+                .context("decoding the check action")?;
+            let answer = call(
+                &http,
+                &format!("{base}{path}"),
+                None,
+                Some(check.clone()),
+                200,
+            )
+            .await?;
+            ensure!(
+                answer["allowed"] == true && answer["audit_index"].is_u64() == audited_subject,
+                "verify-action: the signed check action was not allowed: {answer}"
+            );
+            let replay = call(&http, &format!("{base}{path}"), None, Some(check), 200).await?;
+            ensure!(
+                answer_refused(&replay, "REPLAY"),
+                "verify-action: the replayed check action was not refused as REPLAY: {replay}"
+            );
+            let bodies = Arc::new(ActionBodies::build(signer, action_bodies)?);
+            eprintln!(
+                "pre-computed {} signed verify-action bodies in {:.1} s",
+                bodies.pool.len(),
+                bodies.build_s
+            );
+            targets.push(Target {
+                name: VERIFY,
+                addr: bonafide_addr,
+                path: "/v1/verify",
+                body: Bytes::from(
+                    serde_json::to_vec(&verify_body).context("encoding the verify request")?,
+                ),
+                expect_allowed: true,
+                expect_audit_index: Some(audited_subject),
+                api_key: None,
+                expect_receipt: false,
+                expect_remaining: false,
+                bodies: None,
+            });
+            subject.path = path;
+            subject.body = Bytes::new();
+            subject.expect_audit_index = Some(audited_subject);
+            subject.bodies = Some(Arc::clone(&bodies));
+            actions = Some(bodies);
         }
     }
 
@@ -919,6 +1084,7 @@ async fn start_servers(
             api_key: None,
             expect_receipt: false,
             expect_remaining: false,
+            bodies: None,
         });
         let app = Router::new()
             .route(
@@ -938,6 +1104,7 @@ async fn start_servers(
             api_key: None,
             expect_receipt: false,
             expect_remaining: false,
+            bodies: None,
         });
     }
 
@@ -949,7 +1116,175 @@ async fn start_servers(
         dir,
         policy,
         tokens,
+        actions,
     })
+}
+
+/// Unix seconds now.
+fn now_s() -> i64 {
+    bonafide_server::time::now_ms() / 1000
+}
+
+/// Whether a verify-action answer refused with exactly `code`.
+fn answer_refused(answer: &Value, code: &str) -> bool {
+    answer["allowed"] == false && answer["reasons"] == json!([code])
+}
+
+/// `--compare-verify-action`: signs actions as the agent would.
+#[derive(Debug)]
+struct ActionSigner {
+    key: SigningKey,
+    agent_id: String,
+    /// Random, so that nonces differ from any earlier run's on the same store.
+    nonce_prefix: String,
+}
+
+impl ActionSigner {
+    /// The body of `POST /v1/agents/{id}/verify-action` for action [`REQUESTED`] on
+    /// [`ACTION_RESOURCE`] at `timestamp`, nonce `{prefix}-{n}`, signed over
+    /// `{agent_id}:{action}:{resource}:{timestamp}:{nonce}` (standard padded base64).
+    fn body(&self, n: u64, timestamp: i64) -> Result<Bytes> {
+        let nonce = format!("{}-{n}", self.nonce_prefix);
+        let message = format!(
+            "{}:{REQUESTED}:{ACTION_RESOURCE}:{timestamp}:{nonce}",
+            self.agent_id
+        );
+        let sig = self
+            .key
+            .sign(message.as_bytes())
+            .map_err(|e| anyhow!("signing an action: {e}"))?;
+        let body = json!({
+            "action": REQUESTED,
+            "resource": ACTION_RESOURCE,
+            "timestamp": timestamp,
+            "nonce": nonce,
+            "signature": standard_base64(&sig),
+        });
+        Ok(Bytes::from(
+            serde_json::to_vec(&body).context("encoding a verify-action body")?,
+        ))
+    }
+}
+
+/// Standard padded base64 (`+`, `/`, `=`) of `bytes`.
+fn standard_base64(bytes: &[u8]) -> String {
+    let mut s: String = b64::encode(bytes)
+        .chars()
+        .map(|c| match c {
+            '-' => '+',
+            '_' => '/',
+            other => other,
+        })
+        .collect();
+    while !s.len().is_multiple_of(4) {
+        s.push('=');
+    }
+    s
+}
+
+/// `--compare-verify-action`: the bodies the `verify-action` target sends, one per
+/// request, each with a fresh nonce: pre-computed before the runs (so the load
+/// generator does no signing in the window), then, if they run out, signed by the
+/// load generator per request (counted).
+#[derive(Debug)]
+struct ActionBodies {
+    signer: ActionSigner,
+    pool: Vec<Bytes>,
+    /// Seconds spent pre-computing `pool`.
+    build_s: f64,
+    /// Timestamp of the pre-computed bodies.
+    pool_timestamp: i64,
+    /// Bodies handed out so far (pool first).
+    next: AtomicU64,
+    /// Bodies signed during the load because the pool ran out.
+    signed_live: AtomicU64,
+}
+
+impl ActionBodies {
+    /// Pre-computes `n` signed bodies, timestamp now, on every CPU.
+    fn build(signer: ActionSigner, n: usize) -> Result<Self> {
+        let started = std::time::Instant::now();
+        let timestamp = now_s();
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        let chunk = n.div_ceil(threads).max(1);
+        let parts: Vec<Result<Vec<Bytes>>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..n)
+                .step_by(chunk)
+                .map(|from| {
+                    let signer = &signer;
+                    let to = (from + chunk).min(n);
+                    scope.spawn(move || {
+                        (from..to)
+                            .map(|i| signer.body(i as u64, timestamp))
+                            .collect::<Result<Vec<Bytes>>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(anyhow!("a signing thread panicked")))
+                })
+                .collect()
+        });
+        let mut pool = Vec::with_capacity(n);
+        for part in parts {
+            pool.extend(part?);
+        }
+        Ok(ActionBodies {
+            signer,
+            pool,
+            build_s: started.elapsed().as_secs_f64(),
+            pool_timestamp: timestamp,
+            next: AtomicU64::new(0),
+            signed_live: AtomicU64::new(0),
+        })
+    }
+
+    /// The next body: a pre-computed one while they last, else one signed now.
+    fn next_body(&self) -> Result<Bytes, String> {
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        if let Some(body) = usize::try_from(i).ok().and_then(|i| self.pool.get(i)) {
+            return Ok(body.clone());
+        }
+        self.signed_live.fetch_add(1, Ordering::Relaxed);
+        self.signer
+            .body(i, now_s())
+            .map_err(|e| format!("signing: {e}"))
+    }
+
+    fn info(&self) -> ActionInfo {
+        let used = self.next.load(Ordering::Relaxed);
+        ActionInfo {
+            agent_id: self.signer.agent_id.clone(),
+            action: REQUESTED,
+            resource: ACTION_RESOURCE,
+            pool_bodies: self.pool.len(),
+            pool_build_s: self.build_s,
+            pool_timestamp: self.pool_timestamp,
+            bodies_sent: used,
+            signed_live: self.signed_live.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// `--compare-verify-action`: what the `verify-action` target sent.
+#[derive(Debug, Clone, Serialize)]
+struct ActionInfo {
+    agent_id: String,
+    action: &'static str,
+    resource: &'static str,
+    /// Signed bodies pre-computed before the runs.
+    pool_bodies: usize,
+    /// Seconds that took (all CPUs, before any run).
+    pool_build_s: f64,
+    /// Their `timestamp` (Unix seconds).
+    pool_timestamp: i64,
+    /// Bodies sent (warm-up included; the setup's check excluded).
+    bodies_sent: u64,
+    /// Of those, signed by the load generator during the load (pool exhausted).
+    signed_live: u64,
 }
 
 /// `--compare-issuer-signed`: a token for the agent of `registry_token`, signed with
@@ -1367,7 +1702,9 @@ async fn baseline_verify(
 /// What every answer must say.
 #[derive(Debug, Deserialize)]
 struct Answer<'a> {
-    valid: bool,
+    /// Absent from verify-action answers.
+    #[serde(default)]
+    valid: Option<bool>,
     #[serde(default)]
     allowed: Option<bool>,
     #[serde(default)]
@@ -1444,7 +1781,11 @@ async fn exchange(
     target: &Target,
     host: &HeaderValue,
 ) -> Result<(hyper::StatusCode, Bytes), String> {
-    let mut req = hyper::Request::new(Full::new(target.body.clone()));
+    let body = match &target.bodies {
+        Some(bodies) => bodies.next_body()?,
+        None => target.body.clone(),
+    };
+    let mut req = hyper::Request::new(Full::new(body));
     *req.method_mut() = hyper::Method::POST;
     *req.uri_mut() = hyper::Uri::from_static(target.path);
     req.headers_mut().insert(HOST, host.clone());
@@ -1505,7 +1846,9 @@ fn check_answer(
 }
 
 fn answer_ok(target: &Target, answer: &Answer<'_>, body: &[u8]) -> Result<(), String> {
-    if !answer.valid || (target.expect_allowed && answer.allowed != Some(true)) {
+    // A verify-action answer has no `valid`; every other must say `"valid": true`.
+    let valid = target.bodies.is_some() || answer.valid == Some(true);
+    if !valid || (target.expect_allowed && answer.allowed != Some(true)) {
         return Err(format!(
             "not valid/allowed: {}",
             String::from_utf8_lossy(body)
@@ -2044,6 +2387,9 @@ struct Report {
     /// `compare-issuer-signed`: the two tokens.
     #[serde(skip_serializing_if = "Option::is_none")]
     tokens: Option<SignedPair>,
+    /// `compare-verify-action`: the signed bodies sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    actions: Option<ActionInfo>,
 }
 
 const GOAL: f64 = 0.8;
@@ -2128,6 +2474,7 @@ impl Report {
                 ISSUER_SIGNED_COST_GOAL,
                 c <= ISSUER_SIGNED_COST_GOAL,
             ),
+            None if mode == Mode::CompareVerifyAction => ("none", 0.0, true),
             None => ("ratio", GOAL, ratio >= GOAL),
         };
         let worst_subject_p99_us = runs
@@ -2136,13 +2483,14 @@ impl Report {
             .map(|r| r.latency_us.p99)
             .max()
             .unwrap_or(0);
-        let worst_baseline_p99_us = (mode == Mode::ComparePolicy).then(|| {
-            runs.iter()
-                .filter(|r| r.target == baseline)
-                .map(|r| r.latency_us.p99)
-                .max()
-                .unwrap_or(0)
-        });
+        let worst_baseline_p99_us = matches!(mode, Mode::ComparePolicy | Mode::CompareVerifyAction)
+            .then(|| {
+                runs.iter()
+                    .filter(|r| r.target == baseline)
+                    .map(|r| r.latency_us.p99)
+                    .max()
+                    .unwrap_or(0)
+            });
         let p99_goal_us = (mode == Mode::CompareAudit).then_some(AUDIT_P99_GOAL_US);
         Ok(Report {
             mode,
@@ -2174,7 +2522,13 @@ impl Report {
             worst_baseline_p99_us,
             budget,
             tokens: None,
+            actions: None,
         })
+    }
+
+    /// `--compare-verify-action`: records the signed bodies.
+    fn with_actions(self, actions: Option<ActionInfo>) -> Self {
+        Report { actions, ..self }
     }
 
     /// `--compare-issuer-signed`: records the two tokens.
@@ -2200,6 +2554,11 @@ impl Report {
             println!(
                 "Bonafide load harness: POST /v1/verify of an issuer-signed token vs a \
                  registry-signed one (same agent, same server)"
+            );
+        } else if self.mode == Mode::CompareVerifyAction {
+            println!(
+                "Bonafide load harness: POST /v1/agents/{{id}}/verify-action of a signed action vs \
+                 POST /v1/verify of the same agent's token (same server)"
             );
         } else {
             println!(
@@ -2263,6 +2622,28 @@ impl Report {
                     t.issuer_signed_bytes,
                     t.issuer_id,
                     t.issuer_kid
+                );
+            }
+        } else if self.mode == Mode::CompareVerifyAction {
+            println!(
+                "requests: one server in the default configuration (decisions audited); verify \
+                 POST /v1/verify {{token, scopes_requested:[\"{REQUESTED}\"]}} of the agent's \
+                 token; verify-action POST /v1/agents/{{id}}/verify-action {{action:\"{REQUESTED}\", \
+                 resource:\"{ACTION_RESOURCE}\", timestamp, nonce, signature}}, a fresh nonce and \
+                 Ed25519 signature (by the agent's registered public_key) per request; all must \
+                 be 200, allowed, with audit_index (a REPLAY or any refusal is an error)"
+            );
+            if let Some(a) = &self.actions {
+                println!(
+                    "actions:  agent {}; {} signed bodies pre-computed in {:.1} s before the runs \
+                     (timestamp {}); {} sent, {} of them signed by the load generator during \
+                     the load (pool exhausted)",
+                    a.agent_id,
+                    a.pool_bodies,
+                    a.pool_build_s,
+                    a.pool_timestamp,
+                    a.bodies_sent,
+                    a.signed_live
                 );
             }
         } else {
@@ -2398,6 +2779,22 @@ impl Report {
                 };
                 println!(
                     "server CPU per request, {subject}/{baseline}: {c:.3}× best runs{per_round}"
+                );
+            }
+        } else if self.goal_on == "none" {
+            println!(
+                "ratio {subject}/{baseline} throughput: {:.3}×  (best runs; no goal)",
+                self.ratio
+            );
+            println!(
+                "ratio within each round: {}  (median {:.3}×)",
+                ratios(&self.round_ratios),
+                self.median_round_ratio
+            );
+            if let Some(r) = self.cpu_per_request_ratio {
+                println!(
+                    "server CPU per request, {baseline}/{subject}: {r:.3}×  (the throughput ratio \
+                     if server CPU were the only limit)"
                 );
             }
         } else {
