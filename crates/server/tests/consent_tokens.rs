@@ -15,27 +15,10 @@ use common::{Harness, now_s, rand20, start};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-struct Iss {
-    key: String,
-    id: String,
-    name: String,
-}
+type Iss = common::CreatedIssuer;
 
 async fn issuer(h: &Harness, name: &str) -> Iss {
-    let (st, v) = h
-        .call(
-            "POST",
-            "/v1/issuers",
-            Some(&h.admin),
-            Some(json!({"name": name})),
-        )
-        .await;
-    assert_eq!(st, StatusCode::CREATED, "{v}");
-    Iss {
-        key: v["api_key"].as_str().unwrap().to_owned(),
-        id: v["issuer_id"].as_str().unwrap().to_owned(),
-        name: name.to_owned(),
-    }
+    h.issuer_full(name).await
 }
 
 fn node_dir() -> PathBuf {

@@ -20,27 +20,10 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 /// An issuer: its API key and id.
-struct Iss {
-    key: String,
-    id: String,
-    name: String,
-}
+type Iss = common::CreatedIssuer;
 
 async fn issuer(h: &Harness, name: &str) -> Iss {
-    let (st, v) = h
-        .call(
-            "POST",
-            "/v1/issuers",
-            Some(&h.admin),
-            Some(json!({"name": name})),
-        )
-        .await;
-    assert_eq!(st, StatusCode::CREATED, "{v}");
-    Iss {
-        key: v["api_key"].as_str().unwrap().to_owned(),
-        id: v["issuer_id"].as_str().unwrap().to_owned(),
-        name: name.to_owned(),
-    }
+    h.issuer_full(name).await
 }
 
 /// Registers an agent; its id.
@@ -210,16 +193,7 @@ async fn full_flow_for_each_algorithm() {
 }
 
 fn python() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let python = std::env::var_os("BONAFIDE_INTEROP_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join(".interop/venv/bin/python"));
-    assert!(
-        python.exists(),
-        "no interop virtualenv at {}: run `bash scripts/interop-setup.sh` first",
-        python.display()
-    );
-    python
+    common::interop_python()
 }
 
 fn signer(args: &[&str]) -> String {

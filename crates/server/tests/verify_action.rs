@@ -13,16 +13,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 fn python() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let python = std::env::var_os("BONAFIDE_INTEROP_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join(".interop/venv/bin/python"));
-    assert!(
-        python.exists(),
-        "no interop virtualenv at {}: run `bash scripts/interop-setup.sh` first",
-        python.display()
-    );
-    python
+    common::interop_python()
 }
 
 fn script() -> PathBuf {

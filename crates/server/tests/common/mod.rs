@@ -160,3 +160,45 @@ impl Harness {
         })
     }
 }
+
+/// An issuer created through the API: its key, id and name.
+pub struct CreatedIssuer {
+    pub key: String,
+    pub id: String,
+    pub name: String,
+}
+
+impl Harness {
+    /// Creates an issuer (admin key) and returns its key, id and name.
+    pub async fn issuer_full(&self, name: &str) -> CreatedIssuer {
+        let (st, v) = self
+            .call(
+                "POST",
+                "/v1/issuers",
+                Some(&self.admin),
+                Some(json!({"name": name})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{v}");
+        CreatedIssuer {
+            key: v["api_key"].as_str().unwrap().to_owned(),
+            id: v["issuer_id"].as_str().unwrap().to_owned(),
+            name: name.to_owned(),
+        }
+    }
+}
+
+/// The interop virtualenv's Python (`BONAFIDE_INTEROP_PYTHON` overrides), which the
+/// test command installs; a clear hint when it is missing.
+pub fn interop_python() -> std::path::PathBuf {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let python = std::env::var_os("BONAFIDE_INTEROP_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join(".interop/venv/bin/python"));
+    assert!(
+        python.exists(),
+        "no interop virtualenv at {}: run `bash scripts/interop-setup.sh` first",
+        python.display()
+    );
+    python
+}
