@@ -10,7 +10,10 @@ use bonafide_core::audit::{Actor, AuditEntry, EventType};
 use bonafide_core::ids::{AgentId, IssuerId, TokenId};
 use bonafide_core::keys::{Algorithm, Jwk, SigningKey, VerifyingKey};
 use bonafide_core::policy::Policy;
-use bonafide_core::token::{self, AgentClaims, KeySet, TokenError, VerifyOptions};
+use bonafide_core::jws::{self, Header};
+use bonafide_core::token::{
+    self, AGENT_TOKEN_TYP, AgentClaims, KeySet, TokenError, VerifyOptions,
+};
 use bonafide_store::{
     Agent, AgentKey, AgentStatus, IssuerKey, KeyState, ReceiptKeyRecord, SigningKeyRecord, Store,
     StoreError,
@@ -113,6 +116,10 @@ pub struct IssuerKeyEntry {
 #[derive(Debug, Default)]
 pub struct IssuerKeyRing {
     keys: HashMap<String, IssuerKeyEntry>,
+    /// The exact `agent+jwt` header segment `bonafide token sign` writes for each key
+    /// (by kid), already checked: an issuer-signed token with one of these headers
+    /// skips header decoding, as registry tokens do with [`bonafide_core::token::KeySet`].
+    headers: HashMap<String, (Header, String)>,
     /// `kid:revoked_at` in store order, to notice changes cheaply.
     fingerprint: Vec<String>,
 }
@@ -121,6 +128,13 @@ impl IssuerKeyRing {
     /// The key with this kid.
     pub fn get(&self, kid: &str) -> Option<&IssuerKeyEntry> {
         self.keys.get(kid)
+    }
+
+    /// The key and checked header for a header segment that is byte for byte the one
+    /// Bonafide writes for that key; `None` means "decode it the normal way".
+    pub fn known_header(&self, header_b64: &str) -> Option<(&Header, &IssuerKeyEntry)> {
+        let (header, kid) = self.headers.get(header_b64)?;
+        Some((header, self.keys.get(kid)?))
     }
 
     /// True if no issuer has registered a key.
@@ -738,6 +752,14 @@ async fn ring_from_records(
                 issuer.name
             }
         };
+        if let Ok(b64) = jws::header_b64(key.alg(), AGENT_TOKEN_TYP, key.kid()) {
+            let header = Header {
+                alg: key.alg(),
+                kid: key.kid().to_owned(),
+                typ: Some(AGENT_TOKEN_TYP.to_owned()),
+            };
+            ring.headers.insert(b64, (header, r.kid.clone()));
+        }
         ring.keys.insert(
             r.kid.clone(),
             IssuerKeyEntry {

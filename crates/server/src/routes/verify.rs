@@ -14,7 +14,7 @@ use bonafide_core::audit::{AuditEntry, Decision, EventType, token_sha256};
 use bonafide_core::consent::{self, ActVersion};
 use bonafide_core::ids::IssuerId;
 use bonafide_core::ids::{AgentId, ReceiptId, ReceiverId, TokenId};
-use bonafide_core::jws::{self, Compact};
+use bonafide_core::jws::{self, Compact, Header};
 use bonafide_core::keys::{Algorithm, VerifyingKey};
 use bonafide_core::policy::money_from_json;
 use bonafide_core::receipt::RequestFacts;
@@ -167,12 +167,21 @@ fn verify_consent(
     Err(error)
 }
 
-/// A resolver of exactly one key.
-struct OneKey<'a>(&'a VerifyingKey);
+/// A resolver of exactly one key, with the header segment already matched to it when
+/// the token's header is byte for byte the one Bonafide writes for that key.
+struct OneKey<'a> {
+    key: &'a VerifyingKey,
+    known: Option<(&'a str, &'a Header)>,
+}
 
 impl KeyResolver for OneKey<'_> {
     fn key(&self, kid: &str) -> Option<&VerifyingKey> {
-        (kid == self.0.kid()).then_some(self.0)
+        (kid == self.key.kid()).then_some(self.key)
+    }
+
+    fn known_header(&self, header_b64: &str) -> Option<(&Header, &VerifyingKey)> {
+        let (b64, header) = self.known?;
+        (b64 == header_b64).then_some((header, self.key))
     }
 }
 
@@ -182,18 +191,13 @@ impl KeyResolver for OneKey<'_> {
 fn issuer_key_for<'a>(
     registry: &KeySet,
     issuer_keys: &'a IssuerKeyRing,
-    text: &str,
+    compact: Option<&Compact<'_>>,
     opts: &VerifyOptions,
 ) -> Option<&'a IssuerKeyEntry> {
     if issuer_keys.is_empty() {
         return None;
     }
-    let compact = Compact::split(text, opts.max_token_bytes).ok()?;
-    // The exact header the registry writes: a registry token (the common case).
-    if registry.known_header(compact.header_b64).is_some() {
-        return None;
-    }
-    let header = jws::decode_header(compact.header_b64, opts.json).ok()?;
+    let header = jws::decode_header(compact?.header_b64, opts.json).ok()?;
     if registry.key(&header.kid).is_some() {
         return None;
     }
@@ -213,30 +217,57 @@ pub fn verify_signed(
 ) -> Result<(VerifiedToken, Option<IssuerSigned>), TokenError> {
     let keys = state.keys.load();
     let issuer_keys = state.issuer_keys.load();
-    // The registry's own header (the common case) is never a consent token's: skip
-    // reading it as one.
-    let registry_header = Compact::split(text, opts.max_token_bytes)
-        .is_ok_and(|c| keys.verifying.known_header(c.header_b64).is_some());
-    if !registry_header
-        && !issuer_keys.is_empty()
+    let compact = Compact::split(text, opts.max_token_bytes).ok();
+    // The header is read once: a header the registry writes (the common case) or one
+    // `bonafide token sign` writes for a registered key picks its key by map lookup.
+    let header_b64 = compact.as_ref().map(|c| c.header_b64);
+    if let Some(b64) = header_b64 {
+        if keys.verifying.known_header(b64).is_some() {
+            return token::verify(text, &keys.verifying, opts, now_s).map(|v| (v, None));
+        }
+        if let Some((header, entry)) = issuer_keys.known_header(b64) {
+            let resolver = OneKey {
+                key: &entry.key,
+                known: Some((b64, header)),
+            };
+            return verify_issuer_signed(text, entry, &resolver, opts, now_s);
+        }
+    }
+    if !issuer_keys.is_empty()
         && let Some(candidate) = consent::dangerous::candidate(text, opts)
     {
         return verify_consent(state, &issuer_keys, text, &candidate, opts, now_s);
     }
-    if let Some(entry) = issuer_key_for(&keys.verifying, &issuer_keys, text, opts) {
-        let mut opts = opts.clone();
-        opts.issuers = vec![entry.issuer_id.to_string()];
-        let verified = token::verify(text, &OneKey(&entry.key), &opts, now_s)?;
-        let signer = IssuerSigned {
-            kid: entry.key.kid().to_owned(),
-            issuer_id: entry.issuer_id.clone(),
-            issuer_name: entry.issuer_name.clone(),
-            revoked_at_ms: entry.revoked_at_ms,
-            consent: None,
+    if let Some(entry) = issuer_key_for(&keys.verifying, &issuer_keys, compact.as_ref(), opts) {
+        let resolver = OneKey {
+            key: &entry.key,
+            known: None,
         };
-        return Ok((verified, Some(signer)));
+        return verify_issuer_signed(text, entry, &resolver, opts, now_s);
     }
     token::verify(text, &keys.verifying, opts, now_s).map(|v| (v, None))
+}
+
+/// Steps 1–4 for a token signed by a registered issuer key: its `iss` must be that
+/// key's issuer id.
+fn verify_issuer_signed(
+    text: &str,
+    entry: &IssuerKeyEntry,
+    resolver: &OneKey<'_>,
+    opts: &VerifyOptions,
+    now_s: i64,
+) -> Result<(VerifiedToken, Option<IssuerSigned>), TokenError> {
+    let mut opts = opts.clone();
+    opts.issuers = vec![entry.issuer_id.to_string()];
+    let verified = token::verify(text, resolver, &opts, now_s)?;
+    let signer = IssuerSigned {
+        kid: entry.key.kid().to_owned(),
+        issuer_id: entry.issuer_id.clone(),
+        issuer_name: entry.issuer_name.clone(),
+        revoked_at_ms: entry.revoked_at_ms,
+        consent: None,
+    };
+    Ok((verified, Some(signer)))
 }
 
 /// Runs pipeline steps 1–5 and the policy-hash check of step 7 against the in-memory
