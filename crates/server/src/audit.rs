@@ -204,6 +204,7 @@ impl AuditLog {
     /// Appends one entry through the group committer; the index once it is durable.
     pub async fn append(&self, record: AuditRecord) -> Result<u64, AuditLogError> {
         let item = DecisionItem {
+            nonce: None,
             budget: None,
             idempotency: None,
             decide: Box::new(move |_| {

@@ -119,9 +119,14 @@ async fn a_signed_action_is_allowed_once_and_its_replay_refused() {
     let index = v["audit_index"].as_u64().unwrap();
 
     // The same signed request again: a replay, audited too.
-    let v = ask(&h, &agent, body).await;
+    let v = ask(&h, &agent, body.clone()).await;
     assert_denied(&v, "REPLAY");
     assert!(v["audit_index"].as_u64().unwrap() > index);
+
+    // The replay cache is durable: a restarted registry still refuses it.
+    let h = h.restart().await;
+    let v = ask(&h, &agent, body).await;
+    assert_denied(&v, "REPLAY");
 
     // base64url is accepted too; a fresh nonce is a new action.
     let mut url = signer.action(&agent, "read:portfolio", "acct-42", now_s(), "nonce-2");

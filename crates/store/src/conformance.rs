@@ -121,6 +121,7 @@ macro_rules! conformance_tests {
             rotate_agent_key_retires_the_current_key,
             rotate_agent_key_refusals_write_nothing,
             action_nonce_is_accepted_once_until_it_expires,
+            nonce_claim_is_part_of_the_decision,
             issuer_domain_set_replace_and_list,
             issuer_domain_of_another_issuer_conflicts,
             issuer_domain_needs_a_live_key_of_the_issuer,
@@ -381,6 +382,7 @@ fn item(
     decided: Decided,
 ) -> DecisionItem {
     DecisionItem {
+        nonce: None,
         budget,
         idempotency,
         decide: Box::new(move |_| Ok(decided)),
@@ -396,6 +398,7 @@ fn item_not_decided(
     let ran = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&ran);
     let item = DecisionItem {
+        nonce: None,
         budget,
         idempotency,
         decide: Box::new(move |_| {
@@ -1734,6 +1737,7 @@ pub async fn budget_charges_add_up_exactly(store: Arc<dyn Store>) {
     let charging = |seen: &Arc<Mutex<Vec<Option<Decimal>>>>| {
         let seen = Arc::clone(seen);
         DecisionItem {
+            nonce: None,
             budget: budget(&key, "1.00"),
             idempotency: None,
             decide: Box::new(move |spent| {
@@ -1863,6 +1867,7 @@ pub async fn decide_error_fails_only_its_item(store: Arc<dyn Store>) {
     let before = logged(Some("1"), "before");
     let after = logged(Some("2"), "after");
     let failed = DecisionItem {
+        nonce: None,
         budget: budget(&key, "100"),
         idempotency: claim(&rcv.id, "failed", 1),
         decide: Box::new(|_| Err(StoreError::NotFound)),
@@ -2385,6 +2390,7 @@ pub async fn concurrent_decisions_never_exceed_the_cap(store: Arc<dyn Store>) {
                 let items = amounts
                     .iter()
                     .map(|&amount| DecisionItem {
+                        nonce: None,
                         budget: Some(BudgetCharge {
                             key: key.clone(),
                             cap: Decimal::from(CAP),
@@ -2924,6 +2930,65 @@ pub async fn action_nonce_is_accepted_once_until_it_expires(store: Arc<dyn Store
         Err(StoreError::NotFound)
     );
 }
+/// A decision's nonce is claimed in its transaction: a used one (stored, or earlier in
+/// the same batch) writes nothing and does not run `decide`; an unknown agent fails
+/// only its own item; the standalone claim sees decisions' claims and vice versa.
+pub async fn nonce_claim_is_part_of_the_decision(store: Arc<dyn Store>) {
+    let (iss, _) = issuer(&*store).await;
+    let (a, _) = self::agent(&*store, &iss.id).await;
+    let exp = T0_MS + 300_000;
+    let with_nonce = |agent: &AgentId, nonce: &str, now_ms: i64| {
+        let (mut item, ran) = item_not_decided(None, None, logged(None, "ok"));
+        item.nonce = Some(crate::NonceClaim {
+            agent: agent.clone(),
+            nonce: nonce.to_owned(),
+            expires_at_ms: exp,
+            now_ms,
+        });
+        (item, ran)
+    };
+    let size = store.audit_size().await.unwrap();
+    let (first, ran) = with_nonce(&a.id, "dpop:j1", T0_MS);
+    let out = store.record_decisions(vec![first]).await.unwrap();
+    assert_eq!(out, vec![Ok(recorded(Some(size), None))]);
+    assert!(ran.load(Ordering::SeqCst));
+    // The same value again, later batch: nothing decided, nothing written.
+    let (again, ran) = with_nonce(&a.id, "dpop:j1", T0_MS + 1);
+    let out = store.record_decisions(vec![again]).await.unwrap();
+    assert_eq!(out, vec![Ok(DecisionOutcome::NonceReplayed)]);
+    assert!(!ran.load(Ordering::SeqCst));
+    assert_eq!(store.audit_size().await.unwrap(), size + 1);
+    // Twice in one batch, and an unknown agent between them: only the first is
+    // recorded; the unknown agent's item fails alone.
+    let unknown = AgentId::from_random(unique());
+    let (x1, ran1) = with_nonce(&a.id, "dpop:j2", T0_MS);
+    let (bad, ran_bad) = with_nonce(&unknown, "dpop:j2", T0_MS);
+    let (x2, ran2) = with_nonce(&a.id, "dpop:j2", T0_MS);
+    let out = store.record_decisions(vec![x1, bad, x2]).await.unwrap();
+    assert_eq!(
+        out,
+        vec![
+            Ok(recorded(Some(size + 1), None)),
+            Err(StoreError::NotFound),
+            Ok(DecisionOutcome::NonceReplayed),
+        ]
+    );
+    assert!(ran1.load(Ordering::SeqCst));
+    assert!(!ran_bad.load(Ordering::SeqCst) && !ran2.load(Ordering::SeqCst));
+    assert_eq!(store.audit_size().await.unwrap(), size + 2);
+    // One table: the standalone claim sees it, and an expired record gives way.
+    assert!(
+        !store
+            .claim_action_nonce(&a.id, "dpop:j2", exp, T0_MS + 2)
+            .await
+            .unwrap()
+    );
+    let (late, ran) = with_nonce(&a.id, "dpop:j1", exp);
+    let out = store.record_decisions(vec![late]).await.unwrap();
+    assert_eq!(out, vec![Ok(recorded(Some(size + 2), None))]);
+    assert!(ran.load(Ordering::SeqCst));
+}
+
 fn domain_of(issuer: &IssuerId, domain: &str, kid: &str, at: i64) -> crate::IssuerDomain {
     crate::IssuerDomain {
         issuer_id: issuer.clone(),

@@ -210,12 +210,31 @@ pub struct Decided {
 /// [`BudgetCharge`]). Runs inside the write transaction: keep it short and pure.
 pub type Decide = Box<dyn FnOnce(Option<Decimal>) -> Result<Decided, StoreError> + Send>;
 
+/// A single-use value (a signed action's nonce, a DPoP proof's `jti`, an HTTP message
+/// signature's `nonce`) that a decision claims in its own transaction: the claim and
+/// the decision it allowed are durable together, or neither is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NonceClaim {
+    /// The agent that used it.
+    pub agent: AgentId,
+    /// The value, namespaced by its kind so that kinds never collide.
+    pub nonce: String,
+    /// Until then (Unix ms) the same value is refused again.
+    pub expires_at_ms: i64,
+    /// The time of the decision: a record that expired by then gives way.
+    pub now_ms: i64,
+}
+
 /// One decision to record (see [`Store::record_decisions`]).
 pub struct DecisionItem {
     /// The budget it may charge.
     pub budget: Option<BudgetCharge>,
     /// Its idempotency key.
     pub idempotency: Option<IdempotencyClaim>,
+    /// A single-use value to claim first: if it is already used (stored and live, or
+    /// earlier in the same batch) nothing is decided or written and the outcome is
+    /// [`DecisionOutcome::NonceReplayed`].
+    pub nonce: Option<NonceClaim>,
     /// Makes the decision once the budget is read.
     pub decide: Decide,
 }
@@ -225,6 +244,7 @@ impl fmt::Debug for DecisionItem {
         f.debug_struct("DecisionItem")
             .field("budget", &self.budget)
             .field("idempotency", &self.idempotency)
+            .field("nonce", &self.nonce)
             .finish_non_exhaustive()
     }
 }
@@ -250,6 +270,8 @@ pub enum DecisionOutcome {
     },
     /// The idempotency key was used before for another request: nothing was written.
     IdempotencyConflict,
+    /// The [`NonceClaim`] was already used: nothing was written.
+    NonceReplayed,
 }
 
 /// An Ed25519 key that signs receipts (separate from the token-signing keys). `Debug`

@@ -399,21 +399,9 @@ impl Store for SqliteStore {
         now_ms: i64,
     ) -> Result<bool, StoreError> {
         let mut tx = self.write_tx().await?;
-        // Only an expired record gives way; a live one makes the insert do nothing.
-        let done = sqlx::query(
-            "INSERT INTO action_nonces (agent_id, nonce, expires_at_ms) VALUES (?, ?, ?) \
-             ON CONFLICT (agent_id, nonce) DO UPDATE SET expires_at_ms = excluded.expires_at_ms \
-             WHERE action_nonces.expires_at_ms <= ?",
-        )
-        .bind(agent.as_str())
-        .bind(nonce)
-        .bind(expires_at_ms)
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
+        let claimed = claim_nonce(&mut tx, agent, nonce, expires_at_ms, now_ms).await?;
         tx.commit().await.map_err(db_err)?;
-        Ok(done.rows_affected() == 1)
+        Ok(claimed)
     }
 
     async fn purge_action_nonces(&self, now_ms: i64) -> Result<u64, StoreError> {
@@ -1073,12 +1061,31 @@ impl Store for SqliteStore {
             let DecisionItem {
                 budget,
                 idempotency,
+                nonce,
                 decide,
             } = item;
             // 1. A key seen before (stored, or earlier in this batch): nothing written.
             if let Some(seen) = idempotency.as_ref().and_then(|c| batch.seen(c)) {
                 outcomes.push(Ok(seen));
                 continue;
+            }
+            // A single-use value, claimed in this transaction: an earlier item of the
+            // batch has already written its claim, so the same value is refused here.
+            if let Some(n) = &nonce {
+                match claim_nonce(&mut tx, &n.agent, &n.nonce, n.expires_at_ms, n.now_ms).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        outcomes.push(Ok(DecisionOutcome::NonceReplayed));
+                        continue;
+                    }
+                    // An unknown agent fails its item only (the failed statement is
+                    // undone by itself; the transaction goes on).
+                    Err(StoreError::NotFound) => {
+                        outcomes.push(Err(StoreError::NotFound));
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             // 2. The budget's spending, including this batch's charges so far.
             let spent = match &budget {
@@ -2187,4 +2194,29 @@ async fn restrict_file(path: &Path) -> Result<(), StoreError> {
         let _ = path;
         Ok(())
     }
+}
+
+/// Records a single-use value unless a live record of it exists: true if claimed now.
+/// Only an expired record gives way; a live one makes the upsert do nothing.
+/// `NotFound` for an unknown agent.
+async fn claim_nonce(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    agent: &AgentId,
+    nonce: &str,
+    expires_at_ms: i64,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "INSERT INTO action_nonces (agent_id, nonce, expires_at_ms) VALUES (?, ?, ?) \
+         ON CONFLICT (agent_id, nonce) DO UPDATE SET expires_at_ms = excluded.expires_at_ms \
+         WHERE action_nonces.expires_at_ms <= ?",
+    )
+    .bind(agent.as_str())
+    .bind(nonce)
+    .bind(expires_at_ms)
+    .bind(now_ms)
+    .execute(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    Ok(done.rows_affected() == 1)
 }

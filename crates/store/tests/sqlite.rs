@@ -231,6 +231,7 @@ async fn a_corrupt_budget_is_a_backend_error() {
         currency: "EUR".to_owned(),
     };
     let charge = |amount: &str| DecisionItem {
+        nonce: None,
         budget: Some(BudgetCharge {
             key: key.clone(),
             cap: "100".parse().unwrap(),

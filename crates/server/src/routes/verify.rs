@@ -900,6 +900,7 @@ pub async fn verify_post(
     let deciding = Arc::new(deciding);
     let inner = Arc::clone(&deciding);
     let item = DecisionItem {
+        nonce: None,
         budget,
         idempotency,
         // The store runs this inside the committer's transaction: a panic must not
@@ -948,6 +949,9 @@ pub async fn verify_post(
             StatusCode::CONFLICT,
             "IDEMPOTENCY_CONFLICT",
             "this `idempotency_key` was already used for a different request (another token, action, resource, amount, currency, audience or scopes): use a new key",
+        )),
+        DecisionOutcome::NonceReplayed => Err(ApiError::internal(
+            "a verify decision that claims no nonce was refused as a nonce replay",
         )),
     }
 }

@@ -21,6 +21,7 @@ use bonafide_core::audit::{AuditEntry, Decision, EventType};
 use bonafide_core::ids::AgentId;
 use bonafide_core::keys::Algorithm;
 use bonafide_core::policy::Policy;
+use bonafide_store::{Decided, DecisionItem, DecisionOutcome, NonceClaim};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -152,6 +153,8 @@ pub async fn verify_action(
         .await?
         .ok_or_else(|| ApiError::not_found("agent"))?;
     let now = now_ms();
+    // Set once the signature is genuine: only then is the nonce spent.
+    let mut nonce: Option<NonceClaim> = None;
     let (reason_code, message): (Option<&'static str>, String) = 'decide: {
         let revoked = state
             .revoked
@@ -204,20 +207,16 @@ pub async fn verify_action(
                 "the signature is not by any registered key of this agent".into(),
             );
         }
-        let expires = req
-            .timestamp
-            .saturating_add(ACTION_WINDOW_S)
-            .saturating_mul(1000);
-        if !state
-            .store
-            .claim_action_nonce(&id, &req.nonce, expires, now)
-            .await?
-        {
-            break 'decide (
-                Some("REPLAY"),
-                "this nonce was already used by this agent".into(),
-            );
-        }
+        // The nonce is claimed with the decision's audit entry, below.
+        nonce = Some(NonceClaim {
+            agent: id.clone(),
+            nonce: req.nonce.clone(),
+            expires_at_ms: req
+                .timestamp
+                .saturating_add(ACTION_WINDOW_S)
+                .saturating_mul(1000),
+            now_ms: now,
+        });
         let policy = agent
             .policy
             .as_deref()
@@ -237,8 +236,41 @@ pub async fn verify_action(
         }
         (None, String::new())
     };
+    let decided = record_action(&state, &caller, &id, &req, now, reason_code, nonce).await?;
+    let (reason_code, message, audit_index) = match decided {
+        Some(audit_index) => (reason_code, message, audit_index),
+        // Claimed by an earlier request (or a concurrent one that won): a replay,
+        // recorded as such.
+        None => {
+            let code = Some("REPLAY");
+            let index = record_action(&state, &caller, &id, &req, now, code, None).await?;
+            let message = "this nonce was already used by this agent".to_owned();
+            (code, message, index.flatten())
+        }
+    };
     let allowed = reason_code.is_none();
-    let reasons: Vec<String> = reason_code.map(str::to_owned).into_iter().collect();
+    Ok(ApiJson(VerifyActionResponse {
+        allowed,
+        reason: (!allowed).then_some(message),
+        reasons: reason_code.map(str::to_owned).into_iter().collect(),
+        audit_index,
+        receipt_id: None,
+    }))
+}
+
+/// Writes the decision's audit entry through the group committer, claiming `nonce`
+/// in the same transaction: `Ok(None)` if the nonce was already used (nothing was
+/// written), else the entry's index.
+async fn record_action(
+    state: &AppState,
+    caller: &Caller,
+    id: &AgentId,
+    req: &VerifyActionRequest,
+    now: i64,
+    reason_code: Option<&'static str>,
+    nonce: Option<NonceClaim>,
+) -> Result<Option<Option<u64>>, ApiError> {
+    let allowed = reason_code.is_none();
     let mut entry = AuditEntry::new(EventType::Verify, now, caller.actor());
     entry.agent = Some(id.to_string());
     entry.decision = Some(if allowed {
@@ -246,22 +278,34 @@ pub async fn verify_action(
     } else {
         Decision::Deny
     });
-    entry.reasons.clone_from(&reasons);
+    entry.reasons = reason_code.map(str::to_owned).into_iter().collect();
     entry.target = Some(req.action.clone());
     entry.request_id = Some(crate::request_id::current().to_string());
-    let record = crate::audit::record(&entry, Some(&id), None).map_err(|e| {
+    let record = crate::audit::record(&entry, Some(id), None).map_err(|e| {
         ApiError::invalid(format!(
             "this request cannot be audited: {e}; send a shorter `action`"
         ))
     })?;
-    let audit_index = Some(state.audit.append(record).await?);
-    Ok(ApiJson(VerifyActionResponse {
-        allowed,
-        reason: (!allowed).then_some(message),
-        reasons,
-        audit_index,
-        receipt_id: None,
-    }))
+    let item = DecisionItem {
+        nonce,
+        budget: None,
+        idempotency: None,
+        decide: Box::new(move |_| {
+            Ok(Decided {
+                audit: Some(record),
+                receipt: None,
+                charge: None,
+                answer: Vec::new(),
+            })
+        }),
+    };
+    match state.audit.decide(item).await? {
+        DecisionOutcome::Recorded { audit_index, .. } => Ok(Some(audit_index)),
+        DecisionOutcome::NonceReplayed => Ok(None),
+        other => Err(ApiError::internal(format!(
+            "a signed action was recorded as {other:?}"
+        ))),
+    }
 }
 
 #[cfg(test)]

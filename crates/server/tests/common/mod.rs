@@ -21,8 +21,10 @@ pub struct Harness {
     /// The SQLite database file under the temp data dir (for tests that look behind
     /// the server's back).
     pub db_path: std::path::PathBuf,
+    config: Config,
     _dir: tempfile::TempDir,
     _stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), bonafide_server::ServerError>>,
 }
 
 pub fn now_s() -> i64 {
@@ -40,30 +42,63 @@ pub async fn start_with(alg: Algorithm) -> Harness {
 pub async fn start_with_config(config: Config) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path()).await.unwrap();
-    let db_path = store.path().to_path_buf();
     let admin = ApiKey::from_random(KeyKind::Admin, rand20());
     store
         .add_admin_key(&admin.hash(), 0, &admin_key_audit())
         .await
         .unwrap();
+    boot(dir, store, config, admin.expose_secret().to_owned()).await
+}
+
+/// The real server on `store` (in `dir`), on 127.0.0.1:0.
+async fn boot(
+    dir: tempfile::TempDir,
+    store: SqliteStore,
+    config: Config,
+    admin: String,
+) -> Harness {
+    let db_path = store.path().to_path_buf();
     let store: Arc<dyn Store> = Arc::new(store);
-    let server = Server::bind("127.0.0.1:0".parse().unwrap(), config, store)
+    let server = Server::bind("127.0.0.1:0".parse().unwrap(), config.clone(), store)
         .await
         .unwrap();
     let base = format!("http://{}", server.local_addr().unwrap());
     let state = server.state();
     let (tx, rx) = oneshot::channel::<()>();
-    tokio::spawn(server.run(async {
+    let task = tokio::spawn(server.run(async {
         let _ = rx.await;
     }));
     Harness {
         base,
         state,
         http: reqwest::Client::new(),
-        admin: admin.expose_secret().to_owned(),
+        admin,
         db_path,
+        config,
         _dir: dir,
         _stop: tx,
+        task,
+    }
+}
+
+impl Harness {
+    /// Stops this server (waiting for it to finish) and starts a new one on the same
+    /// data dir and config: what a registry restart keeps, the new one has.
+    pub async fn restart(self) -> Harness {
+        let Harness {
+            admin,
+            config,
+            _dir: dir,
+            _stop: stop,
+            task,
+            state,
+            ..
+        } = self;
+        drop(state);
+        let _ = stop.send(());
+        task.await.unwrap().unwrap();
+        let store = SqliteStore::open(dir.path()).await.unwrap();
+        boot(dir, store, config, admin).await
     }
 }
 
