@@ -72,6 +72,9 @@ pub struct Config {
     pub jwks_fetch_timeout: Duration,
     /// Largest JWKS body fetched for domain verification, bytes. Default 256 KiB.
     pub jwks_fetch_max_bytes: usize,
+    /// How long a domain verification counts: after it, verify answers say
+    /// `registered` again until the issuer verifies the domain anew. Default 30 days.
+    pub domain_verification_ttl: Duration,
     /// TEST ONLY. Lets domain verification fetch a `jwks_url` of plain
     /// `http://127.0.0.1:<port>` or `http://localhost:<port>` (loopback hosts and
     /// addresses only; private and link-local stay refused), so tests can serve a
@@ -97,6 +100,7 @@ impl Default for Config {
             idempotency_ttl: Duration::from_secs(24 * 3600),
             jwks_fetch_timeout: Duration::from_secs(5),
             jwks_fetch_max_bytes: 256 * 1024,
+            domain_verification_ttl: Duration::from_secs(30 * 86_400),
             allow_insecure_loopback_fetch: false,
         }
     }

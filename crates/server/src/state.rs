@@ -8,15 +8,13 @@ use std::sync::{Arc, RwLock};
 use arc_swap::ArcSwap;
 use bonafide_core::audit::{Actor, AuditEntry, EventType};
 use bonafide_core::ids::{AgentId, IssuerId, TokenId};
+use bonafide_core::jws::{self, Header};
 use bonafide_core::keys::{Algorithm, Jwk, SigningKey, VerifyingKey};
 use bonafide_core::policy::Policy;
-use bonafide_core::jws::{self, Header};
-use bonafide_core::token::{
-    self, AGENT_TOKEN_TYP, AgentClaims, KeySet, TokenError, VerifyOptions,
-};
+use bonafide_core::token::{self, AGENT_TOKEN_TYP, AgentClaims, KeySet, TokenError, VerifyOptions};
 use bonafide_store::{
-    Agent, AgentKey, AgentStatus, IssuerKey, KeyState, ReceiptKeyRecord, SigningKeyRecord, Store,
-    StoreError,
+    Agent, AgentKey, AgentStatus, IssuerDomain, IssuerKey, KeyState, ReceiptKeyRecord,
+    SigningKeyRecord, Store, StoreError,
 };
 
 use crate::Config;
@@ -260,7 +258,7 @@ pub struct AppState {
     agents: RwLock<HashMap<AgentId, Arc<Agent>>>,
     /// Issuers with a verified domain (issuer → domain): their agents' verify answers
     /// say `trust_level: "domain_verified"`. Swapped whole on every change.
-    issuer_domains: ArcSwap<HashMap<IssuerId, String>>,
+    issuer_domains: ArcSwap<HashMap<IssuerId, IssuerDomain>>,
     /// Serialises reloads of `issuer_domains`, like `issuer_key_writes`.
     issuer_domain_writes: tokio::sync::Mutex<()>,
     /// Issuers' own keys (self-custody); swapped whole on every change.
@@ -550,13 +548,43 @@ impl AppState {
         self.reload_issuer_keys(&serial).await
     }
 
-    /// The domain an issuer has verified, if any (memory only: hot path).
-    pub fn verified_domain(&self, issuer: &IssuerId) -> Option<String> {
+    /// The domain an issuer has verified, if that verification is in force (memory
+    /// only: hot path): verified less than [`Config::domain_verification_ttl`] ago,
+    /// with a key that is still the issuer's and unrevoked.
+    pub fn verified_domain(&self, issuer: &IssuerId, now_ms: i64) -> Option<String> {
         let domains = self.issuer_domains.load();
         if domains.is_empty() {
             return None;
         }
-        domains.get(issuer).cloned()
+        let d = domains.get(issuer)?;
+        let ttl =
+            i64::try_from(self.config.domain_verification_ttl.as_millis()).unwrap_or(i64::MAX);
+        if now_ms.saturating_sub(d.verified_at_ms) >= ttl {
+            return None;
+        }
+        // The key that proved it must still be the issuer's and unrevoked.
+        let ring = self.issuer_keys.load();
+        let live = ring
+            .get(&d.kid)
+            .is_some_and(|k| k.issuer_id == *issuer && k.revoked_at_ms.is_none());
+        live.then(|| d.domain.clone())
+    }
+
+    /// `domain_verified` if the agent's issuer has a verified domain in force (see
+    /// [`AppState::verified_domain`]), else `registered`; `None` for an agent not
+    /// registered here.
+    pub async fn trust_level(
+        &self,
+        agent: &AgentId,
+        now_ms: i64,
+    ) -> Result<Option<&'static str>, StoreError> {
+        Ok(self.issuer_of(agent).await?.map(|issuer| {
+            if self.verified_domain(&issuer, now_ms).is_some() {
+                "domain_verified"
+            } else {
+                "registered"
+            }
+        }))
     }
 
     /// Starts a change of an issuer's domain: hold the guard across the store write
@@ -705,12 +733,14 @@ impl AppState {
 }
 
 /// Every verified domain, by issuer.
-async fn domains_by_issuer(store: &dyn Store) -> Result<HashMap<IssuerId, String>, StoreError> {
+async fn domains_by_issuer(
+    store: &dyn Store,
+) -> Result<HashMap<IssuerId, IssuerDomain>, StoreError> {
     Ok(store
         .issuer_domains()
         .await?
         .into_iter()
-        .map(|d| (d.issuer_id, d.domain))
+        .map(|d| (d.issuer_id.clone(), d))
         .collect())
 }
 

@@ -564,7 +564,7 @@ async fn a_domain_verified_by_another_process_arrives_within_key_refresh() {
         issuer_id: a.id.as_str().try_into().unwrap(),
         domain: "a.example".into(),
         kid: a.sk.kid().to_owned(),
-        verified_at_ms: 0,
+        verified_at_ms: bonafide_server::time::now_ms(),
     };
     h.state
         .store
@@ -580,4 +580,99 @@ async fn a_domain_verified_by_another_process_arrives_within_key_refresh() {
         assert!(std::time::Instant::now() < deadline, "never refreshed: {v}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The trust level on `GET /v1/verify/{token}` and in introspection.
+async fn trust_on_get_and_introspect(h: &Harness, token: &str) -> (Value, Value) {
+    let (st, get) = h
+        .call("GET", &format!("/v1/verify/{token}"), None, None)
+        .await;
+    assert_eq!(st, StatusCode::OK, "{get}");
+    let resp = h
+        .http
+        .post(format!("{}/v1/introspect", h.base))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let intro: Value = resp.json().await.unwrap();
+    (get["trust_level"].clone(), intro["trust_level"].clone())
+}
+
+#[tokio::test]
+async fn trust_shows_on_every_verify_path_and_lapses_with_its_key_or_its_age() {
+    let h = start_with_config(test_switch()).await;
+    let a = issuer_with_key(&h, "lapse.example").await;
+    let token = agent_token(&h, &a).await;
+    assert_eq!(
+        trust_on_get_and_introspect(&h, &token).await,
+        (json!("registered"), json!("registered"))
+    );
+    let server = JwksServer::start(Answer::Json(jwks(&[&a.sk]))).await;
+    let (st, v) = verify_domain(
+        &h,
+        Some(&a.key),
+        json!({"domain": "lapse.example", "jwks_url": server.url()}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(
+        trust_on_get_and_introspect(&h, &token).await,
+        (json!("domain_verified"), json!("domain_verified"))
+    );
+    // An inactive token says nothing about trust.
+    let (get, intro) = trust_on_get_and_introspect(&h, "e30.e30.e30").await;
+    assert!(get.is_null() && intro.is_null(), "{get} {intro}");
+
+    // Revoking the key that proved the domain ends the proof.
+    let (st, v) = h
+        .call(
+            "POST",
+            &format!("/v1/issuer/keys/{}/revoke", a.sk.kid()),
+            Some(&a.key),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(h.verify_token(&token).await["trust_level"], "registered");
+    assert_eq!(
+        trust_on_get_and_introspect(&h, &token).await,
+        (json!("registered"), json!("registered"))
+    );
+
+    // A proof older than `domain_verification_ttl` no longer counts.
+    let h = start_with_config(Config {
+        domain_verification_ttl: Duration::from_millis(300),
+        ..test_switch()
+    })
+    .await;
+    let b = issuer_with_key(&h, "old.example").await;
+    let token = agent_token(&h, &b).await;
+    let server = JwksServer::start(Answer::Json(jwks(&[&b.sk]))).await;
+    let (st, v) = verify_domain(
+        &h,
+        Some(&b.key),
+        json!({"domain": "old.example", "jwks_url": server.url()}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(
+        h.verify_token(&token).await["trust_level"],
+        "domain_verified"
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(h.verify_token(&token).await["trust_level"], "registered");
+    // Verifying again renews it.
+    let (st, _) = verify_domain(
+        &h,
+        Some(&b.key),
+        json!({"domain": "old.example", "jwks_url": server.url()}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(
+        h.verify_token(&token).await["trust_level"],
+        "domain_verified"
+    );
 }

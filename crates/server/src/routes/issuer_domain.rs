@@ -6,7 +6,10 @@
 //! `trust_level: "domain_verified"` (else `"registered"`).
 //!
 //! This is proof of control of the domain's web server at the time of the fetch, no
-//! more: it is not re-checked later, and it says nothing about who owns the domain.
+//! more, and it says nothing about who owns the domain. It counts for
+//! `Config::domain_verification_ttl` (30 days by default) and only while the key
+//! found is unrevoked; the issuer renews it by verifying again (the registry does not
+//! fetch on its own).
 //! One domain per issuer (verifying another replaces it), one issuer per domain.
 
 use std::sync::Arc;

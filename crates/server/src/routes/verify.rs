@@ -509,6 +509,10 @@ pub struct SimpleVerify {
     /// RFC 3339 with milliseconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verified_at: Option<String>,
+    /// `domain_verified` when the agent's issuer has proved a domain (and that proof
+    /// is in force), else `registered`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trust_level: Option<String>,
 }
 
 /// Verifies a token given in the path. Always 200 with `valid` true or false.
@@ -525,6 +529,7 @@ pub async fn verify_get(
     let checked = check_and_audit(&state, &caller, &text, now).await?;
     Ok(ApiJson(match checked {
         Ok(v) => {
+            let trust_level = state.trust_level(&v.claims.sub, now).await?;
             let c = v.claims;
             SimpleVerify {
                 valid: true,
@@ -537,6 +542,7 @@ pub async fn verify_get(
                 issued_at: Some(rfc3339_s(c.iat)),
                 expires_at: Some(rfc3339_s(c.exp)),
                 verified_at: Some(rfc3339_ms(now)),
+                trust_level: trust_level.map(str::to_owned),
             }
         }
         Err(d) => SimpleVerify {
@@ -550,6 +556,7 @@ pub async fn verify_get(
             issued_at: None,
             expires_at: None,
             verified_at: None,
+            trust_level: None,
         },
     }))
 }
@@ -793,11 +800,13 @@ async fn check_for_decision(
         None => None,
     };
     let trust_level = match (&checked, &issuer_id) {
-        (Checked::Valid(_), Some(issuer)) => Some(if state.verified_domain(issuer).is_some() {
-            "domain_verified"
-        } else {
-            "registered"
-        }),
+        (Checked::Valid(_), Some(issuer)) => {
+            Some(if state.verified_domain(issuer, now).is_some() {
+                "domain_verified"
+            } else {
+                "registered"
+            })
+        }
         _ => None,
     };
     let receipt_id = if receipt {
@@ -1024,6 +1033,10 @@ pub struct IntrospectResponse {
     /// The agent's name (RFC 7662 `username`: a human-readable identifier).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
+    /// Extension member (RFC 7662 §2.2): `domain_verified` or `registered`, as in
+    /// verify answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trust_level: Option<String>,
 }
 
 /// RFC 7662 token introspection. Open like `/v1/verify`: it reveals nothing the
@@ -1062,12 +1075,14 @@ pub async fn introspect(
         iss: None,
         jti: None,
         username: None,
+        trust_level: None,
     };
     let now = now_ms();
     // Introspection is a verification too: it is logged like one.
     let checked = check_and_audit(&state, &caller, &req.token, now).await?;
     Ok(ApiJson(match checked {
         Ok(v) => {
+            let trust_level = state.trust_level(&v.claims.sub, now).await?;
             let c = v.claims;
             IntrospectResponse {
                 active: true,
@@ -1081,6 +1096,7 @@ pub async fn introspect(
                 iss: Some(c.iss),
                 jti: Some(c.jti.to_string()),
                 username: Some(c.agent.name),
+                trust_level: trust_level.map(str::to_owned),
             }
         }
         Err(_) => inactive,
