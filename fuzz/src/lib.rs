@@ -160,5 +160,7 @@ pub fn claims() -> AgentClaims {
         policy: None,
         policy_hash: None,
         cnf: None,
+        act: None,
+        ancestor_jtis: None,
     }
 }

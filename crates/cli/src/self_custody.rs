@@ -200,6 +200,8 @@ pub fn sign(args: SignArgs, out: Out) -> Result<ExitCode> {
         policy,
         policy_hash,
         cnf: None,
+        act: None,
+        ancestor_jtis: None,
     };
     let token = token::sign(&key, &claims).context("cannot sign the token")?;
     if token.len() > DEFAULT_MAX_TOKEN_BYTES {

@@ -58,6 +58,8 @@ fn claims(now: i64) -> AgentClaims {
         policy: None,
         policy_hash: None,
         cnf: None,
+        act: None,
+        ancestor_jtis: None,
     }
 }
 

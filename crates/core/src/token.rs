@@ -299,10 +299,73 @@ pub struct AgentClaims {
     /// keys decides what the binding means.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cnf: Option<Confirmation>,
+    /// Delegation (RFC 8693 §4.1): the agent acting for `sub`, with prior actors
+    /// nested inside. Present only on tokens made by token exchange
+    /// ([`crate::delegation`]); absent on every token of an agent acting for itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<Actor>,
+    /// Bonafide private claim, present exactly when `act` is: the `jti` of every
+    /// ancestor token, root first, the last being the token this one was exchanged
+    /// from. One entry per `act` level. Carried in the token (rather than a parent
+    /// pointer the server would follow in its store) so a verifier checks every
+    /// ancestor's revocation in one lookup, without walking a chain. Not inside `act`:
+    /// RFC 8693 §4.1 reserves `act` members for claims that identify the actor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ancestor_jtis: Option<Vec<TokenId>>,
+}
+
+/// Deepest `act` nesting a token may carry at all (RFC 8693 sets no bound). The
+/// configured delegation cap (default 4, [`crate::delegation::DEFAULT_MAX_DEPTH`]) is
+/// enforced when a token is exchanged; this bound only keeps hostile or corrupt claims
+/// small.
+pub const MAX_ACT_DEPTH: usize = 8;
+
+/// `act` (RFC 8693 §4.1): the party acting for the token's subject.
+///
+/// Bonafide keeps the RFC's shape: the token's `sub` stays the subject (the root
+/// agent whose authority is delegated), the outermost `act.sub` is the current actor
+/// (the sub-agent that presents the token and whose key `cnf` binds, if any), and
+/// each nested `act` is a prior actor, the least recent most deeply nested:
+///
+/// ```json
+/// {"sub": "agt_root…", "act": {"sub": "agt_current…", "act": {"sub": "agt_prior…"}}}
+/// ```
+///
+/// Members are only `sub` (a registered agent) and `act`; anything else is refused,
+/// since RFC 8693 allows only identifying claims here and Bonafide needs no other.
+/// RFC 8693 §4.1 says access control considers only the top-level claims and the
+/// current actor; on top of that, a verifier refuses the token if any agent of the
+/// chain, or any token of `ancestor_jtis`, is revoked or suspended (its status check,
+/// pipeline step 5).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Actor {
+    /// The acting agent.
+    pub sub: AgentId,
+    /// The actor before this one, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<Box<Actor>>,
+}
+
+impl Actor {
+    /// An actor with no prior actor.
+    pub fn new(sub: AgentId) -> Self {
+        Actor { sub, act: None }
+    }
+
+    /// The actors, outermost (current) first. Iterative: never recurses.
+    pub fn iter(&self) -> impl Iterator<Item = &Actor> {
+        std::iter::successors(Some(self), |a| a.act.as_deref())
+    }
+
+    /// Levels of nesting: 1 for a single actor.
+    pub fn depth(&self) -> usize {
+        self.iter().count()
+    }
 }
 
 impl AgentClaims {
-    fn check_consistent(&self) -> Result<(), TokenError> {
+    pub(crate) fn check_consistent(&self) -> Result<(), TokenError> {
         // `scope` and `agent.scopes` must name the same set: each contains the other
         // (quadratic, without allocating; both are at most a few dozen entries).
         if let Some(scope) = &self.scope {
@@ -326,6 +389,40 @@ impl AgentClaims {
                 return Err(TokenError::Claims("`policy_hash` without `policy`".into()));
             }
             _ => {}
+        }
+        self.check_act()
+    }
+
+    /// `act` and `ancestor_jtis`: bounded, the same depth, no agent or token twice.
+    fn check_act(&self) -> Result<(), TokenError> {
+        let bad = |m: &str| Err(TokenError::Claims(m.into()));
+        let (act, jtis) = match (&self.act, &self.ancestor_jtis) {
+            (None, None) => return Ok(()),
+            (Some(act), Some(jtis)) => (act, jtis),
+            (Some(_), None) => return bad("`act` without `ancestor_jtis`"),
+            (None, Some(_)) => return bad("`ancestor_jtis` without `act`"),
+        };
+        let depth = act.depth();
+        if depth > MAX_ACT_DEPTH {
+            return bad("`act` is nested too deep");
+        }
+        if jtis.len() != depth {
+            return bad("`ancestor_jtis` does not have one entry per `act` level");
+        }
+        // Quadratic over at most 9 entries, without allocating.
+        let agents = || std::iter::once(&self.sub).chain(act.iter().map(|a| &a.sub));
+        if agents()
+            .enumerate()
+            .any(|(i, a)| agents().skip(i + 1).any(|b| b == a))
+        {
+            return bad("`act` names an agent twice in the delegation chain");
+        }
+        let tokens = || std::iter::once(&self.jti).chain(jtis.iter());
+        if tokens()
+            .enumerate()
+            .any(|(i, a)| tokens().skip(i + 1).any(|b| b == a))
+        {
+            return bad("`ancestor_jtis` names a token twice");
         }
         Ok(())
     }

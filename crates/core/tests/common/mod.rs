@@ -84,6 +84,8 @@ pub fn claims() -> AgentClaims {
         policy: None,
         policy_hash: None,
         cnf: None,
+        act: None,
+        ancestor_jtis: None,
     }
 }
 

@@ -218,6 +218,8 @@ fn mint(
         policy,
         policy_hash,
         cnf: jkt.map(|j| Confirmation { jkt: j.to_owned() }),
+        act: None,
+        ancestor_jtis: None,
     };
     let ring = state.keys.load();
     let text = token::sign(&ring.active, &claims)?;
