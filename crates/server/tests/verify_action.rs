@@ -272,14 +272,14 @@ async fn policy_actions_status_and_rotation_apply() {
     )
     .await;
     assert_denied(&v, "POLICY_ACTION");
-    // Its scope is granted too.
+    // With a policy, the policy decides alone: a granted scope does not bypass it.
     let v = ask(
         &h,
         &agent,
         signer.action(&agent, "read:portfolio", "merchant-1", now_s(), "p3"),
     )
     .await;
-    assert_eq!(v["allowed"], true, "{v}");
+    assert_denied(&v, "POLICY_ACTION");
 
     // After a rotation with no grace, only the new key signs for the agent.
     let next = Signer::new();
@@ -340,4 +340,81 @@ async fn policy_actions_status_and_rotation_apply() {
     )
     .await;
     assert_denied(&v, "AGENT_REVOKED");
+}
+
+#[tokio::test]
+async fn the_whole_policy_applies_to_a_signed_action() {
+    let h = start().await;
+    let iss = h.issuer("rules.example").await;
+    let signer = Signer::new();
+    // Only merchant m1 (resource `merchant/m1`), in a window that is never now.
+    let hour = (now_s() / 3600 + 12) % 24;
+    let policy = json!({
+        "version": "pol.v0.2", "id": "pol_rules", "actions": ["payments.send"],
+        "resources": [{"type": "merchant", "match": {"ids": ["m1"]}}],
+        "constraints": {"time": {"start": format!("{hour:02}:00"), "end": format!("{hour:02}:01"), "tz": "UTC"}}
+    });
+    let agent = agent_with_key(&h, &iss, &signer, json!({"policy": policy})).await;
+    let v = ask(
+        &h,
+        &agent,
+        signer.action(&agent, "payments.send", "merchant/m2", now_s(), "w1"),
+    )
+    .await;
+    assert_denied(&v, "POLICY_RESOURCE");
+    assert!(v["reason"].as_str().unwrap().contains("m2"), "{v}");
+    let v = ask(
+        &h,
+        &agent,
+        signer.action(&agent, "payments.send", "merchant/m1", now_s(), "w2"),
+    )
+    .await;
+    assert_denied(&v, "TIME_WINDOW");
+    // A resource without a type matches no typed rule.
+    let v = ask(
+        &h,
+        &agent,
+        signer.action(&agent, "payments.send", "m1", now_s(), "w3"),
+    )
+    .await;
+    assert_denied(&v, "POLICY_RESOURCE");
+
+    // A policy with spending limits refuses an action that carries no amount.
+    let limited = json!({
+        "version": "pol.v0.2", "id": "pol_lim", "actions": ["payments.send"],
+        "limits": {"per_txn": {"amount": "10.00", "currency": "USD"}}
+    });
+    let agent = agent_with_key(&h, &iss, &signer, json!({"policy": limited})).await;
+    let v = ask(
+        &h,
+        &agent,
+        signer.action(&agent, "payments.send", "merchant/m1", now_s(), "l1"),
+    )
+    .await;
+    assert_denied(&v, "AMOUNT_REQUIRED");
+}
+
+#[tokio::test]
+async fn the_window_edges_and_absurd_timestamps() {
+    let h = start().await;
+    let iss = h.issuer("edges.example").await;
+    let signer = Signer::new();
+    let agent = agent_with_key(&h, &iss, &signer, json!({})).await;
+    // 299 s old is inside the window (a margin for the test's own clock), and its
+    // replay stays refused until long after the window closes for it.
+    let body = signer.action(&agent, "read:portfolio", "r", now_s() - 299, "edge-1");
+    assert_eq!(ask(&h, &agent, body.clone()).await["allowed"], true);
+    assert_denied(&ask(&h, &agent, body).await, "REPLAY");
+    let body = signer.action(&agent, "read:portfolio", "r", now_s() + 299, "edge-2");
+    assert_eq!(ask(&h, &agent, body).await["allowed"], true);
+    for ts in [
+        now_s() - 302,
+        now_s() + 302,
+        i64::MIN,
+        i64::MAX,
+        i64::MIN + now_s(),
+    ] {
+        let body = signer.action(&agent, "read:portfolio", "r", ts, "edge-3");
+        assert_denied(&ask(&h, &agent, body).await, "TIMESTAMP_OUT_OF_WINDOW");
+    }
 }

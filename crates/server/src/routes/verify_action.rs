@@ -20,7 +20,7 @@ use axum::extract::State;
 use bonafide_core::audit::{AuditEntry, Decision, EventType};
 use bonafide_core::ids::AgentId;
 use bonafide_core::keys::Algorithm;
-use bonafide_core::policy::Policy;
+use bonafide_core::policy::{Decimal, Policy, PolicyRequest, ResourceRef};
 use bonafide_store::{Decided, DecisionItem, DecisionOutcome, NonceClaim};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -40,7 +40,8 @@ pub struct VerifyActionRequest {
     /// What the agent does: a scope (`verb:resource`) or an action of its policy;
     /// 1 to 128 characters.
     pub action: String,
-    /// What it acts on: 1 to 256 characters, no `:`.
+    /// What it acts on: 1 to 256 characters, no `:`. Read as `type/id` (split at the
+    /// first `/`) by the agent's policy's resource rules.
     pub resource: String,
     /// When the agent signed, Unix seconds; within ±300 s of the registry's clock.
     pub timestamp: i64,
@@ -65,10 +66,11 @@ pub struct VerifyActionResponse {
     /// Why not, in words.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    /// Why not, machine-readable: `AGENT_REVOKED`, `AGENT_SUSPENDED`,
-    /// `TIMESTAMP_OUT_OF_WINDOW`, `NO_AGENT_KEY`, `SIGNATURE_INVALID`, `REPLAY`,
-    /// `SCOPE_NOT_GRANTED` (no policy) or `POLICY_ACTION` (neither a scope nor a
-    /// policy action).
+    /// Why not, machine-readable: the first failing check of
+    /// `TIMESTAMP_OUT_OF_WINDOW`, `NO_AGENT_KEY`, `SIGNATURE_INVALID`,
+    /// `AGENT_REVOKED`, `AGENT_SUSPENDED`, `REPLAY`, then `SCOPE_NOT_GRANTED` (no
+    /// policy: the action is not a scope) or the policy's own codes (`POLICY_ACTION`,
+    /// `POLICY_RESOURCE`, `TIME_WINDOW`, `AMOUNT_REQUIRED`).
     pub reasons: Vec<String>,
     /// Index of this decision's audit entry, durable before the answer was sent.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -126,11 +128,38 @@ fn decode_signature(text: &str) -> Option<Vec<u8>> {
     bonafide_core::b64::decode(&url).ok()
 }
 
-/// True if `action` is granted: one of the agent's scopes, or an action its policy
-/// names.
-fn granted(scopes: &[String], policy: Option<&Policy>, action: &str) -> bool {
-    scopes.iter().any(|s| s == action)
-        || policy.is_some_and(|p| p.actions().iter().any(|a| a == action))
+/// Why `action` on `resource` is not granted, if it is not: without a policy the
+/// action must be one of the agent's scopes (`SCOPE_NOT_GRANTED`); with one, the
+/// policy decides alone (a matching scope never bypasses it): its action, resource
+/// and time window are evaluated at `now_ms`, and a policy with spending limits
+/// refuses the action (`AMOUNT_REQUIRED`: a signed action carries no amount).
+/// `resource` is read as `type/id` (split at the first `/`) for the policy's
+/// resource rules; one without `/` has no type and matches no rule.
+fn not_granted(
+    scopes: &[String],
+    policy: Option<&Policy>,
+    action: &str,
+    resource: &str,
+    now_ms: i64,
+) -> Option<(&'static str, String)> {
+    let Some(policy) = policy else {
+        return (!scopes.iter().any(|s| s == action)).then(|| {
+            (
+                "SCOPE_NOT_GRANTED",
+                "the action is not one of this agent's scopes".to_owned(),
+            )
+        });
+    };
+    let (kind, id) = resource.split_once('/').unwrap_or(("", resource));
+    let req = PolicyRequest {
+        action,
+        resource: Some(ResourceRef { kind, id }),
+        money: None,
+    };
+    let now = jiff::Timestamp::from_millisecond(now_ms).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    let decision = policy.evaluate(&req, now, Decimal::ZERO);
+    let code = decision.reasons.first()?.code.as_str();
+    Some((code, decision.message()))
 }
 
 /// Verifies an action signed by an agent's own registered Ed25519 key (AIM's
@@ -156,22 +185,7 @@ pub async fn verify_action(
     // Set once the signature is genuine: only then is the nonce spent.
     let mut nonce: Option<NonceClaim> = None;
     let (reason_code, message): (Option<&'static str>, String) = 'decide: {
-        let revoked = state
-            .revoked
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .agents
-            .contains(&id);
-        if revoked {
-            break 'decide (Some("AGENT_REVOKED"), "the agent is revoked".into());
-        }
-        if state.is_suspended(&id) {
-            break 'decide (
-                Some("AGENT_SUSPENDED"),
-                "the agent is suspended by its issuer".into(),
-            );
-        }
-        if (now.div_euclid(1000) - req.timestamp).abs() > ACTION_WINDOW_S {
+        if now.div_euclid(1000).abs_diff(req.timestamp) > ACTION_WINDOW_S.unsigned_abs() {
             break 'decide (
                 Some("TIMESTAMP_OUT_OF_WINDOW"),
                 format!("`timestamp` is more than {ACTION_WINDOW_S} s from the registry's clock"),
@@ -207,13 +221,31 @@ pub async fn verify_action(
                 "the signature is not by any registered key of this agent".into(),
             );
         }
+        // Status only after the signature: nobody else learns it.
+        let revoked = state
+            .revoked
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .agents
+            .contains(&id);
+        if revoked {
+            break 'decide (Some("AGENT_REVOKED"), "the agent is revoked".into());
+        }
+        if state.is_suspended(&id) {
+            break 'decide (
+                Some("AGENT_SUSPENDED"),
+                "the agent is suspended by its issuer".into(),
+            );
+        }
         // The nonce is claimed with the decision's audit entry, below.
         nonce = Some(NonceClaim {
             agent: id.clone(),
             nonce: req.nonce.clone(),
+            // The window admits `timestamp + 300` for that whole second: the record
+            // lives until the second after it ends.
             expires_at_ms: req
                 .timestamp
-                .saturating_add(ACTION_WINDOW_S)
+                .saturating_add(ACTION_WINDOW_S + 1)
                 .saturating_mul(1000),
             now_ms: now,
         });
@@ -223,16 +255,14 @@ pub async fn verify_action(
             .map(|p| Policy::parse(p.as_bytes()))
             .transpose()
             .map_err(|e| ApiError::internal(format!("stored policy of {id}: {e}")))?;
-        if !granted(&agent.scopes, policy.as_ref(), &req.action) {
-            let code = if policy.is_some() {
-                "POLICY_ACTION"
-            } else {
-                "SCOPE_NOT_GRANTED"
-            };
-            break 'decide (
-                Some(code),
-                "the action is neither a scope of this agent nor an action of its policy".into(),
-            );
+        if let Some((code, message)) = not_granted(
+            &agent.scopes,
+            policy.as_ref(),
+            &req.action,
+            &req.resource,
+            now,
+        ) {
+            break 'decide (Some(code), message);
         }
         (None, String::new())
     };
