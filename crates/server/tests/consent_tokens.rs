@@ -134,7 +134,7 @@ async fn an_agentoauth_consent_token_made_by_jose_verifies_with_its_policy() {
     let agent = h
         .register(
             &iss.key,
-            json!({"name": "Travel AI", "scopes": ["payments:write"]}),
+            json!({"name": "Travel AI", "scopes": ["payments:write", "payments:read"]}),
         )
         .await["agent_id"]
         .as_str()
@@ -186,7 +186,9 @@ async fn an_agentoauth_consent_token_made_by_jose_verifies_with_its_policy() {
         .await;
     assert_eq!(v["allowed"], false, "{v}");
 
-    // GET verify shows what the registry knows: name, issuer, registered scopes.
+    // GET verify shows what the registry knows: name and issuer; the scopes are the
+    // registered ones narrowed to the token's own `scope` (what the user consented
+    // to), never widened by the registration.
     let (_, v) = h
         .call("GET", &format!("/v1/verify/{token}"), None, None)
         .await;
@@ -194,7 +196,37 @@ async fn an_agentoauth_consent_token_made_by_jose_verifies_with_its_policy() {
     assert_eq!(v["agent_id"], agent, "{v}");
     assert_eq!(v["name"], "Travel AI", "{v}");
     assert_eq!(v["issuer"], iss.name, "{v}");
-    assert_eq!(v["scopes"], json!(["payments:write"]), "{v}");
+    // `payments.send` is a policy action, not a registered scope.
+    assert_eq!(v["scopes"], json!([]), "{v}");
+    let mut narrow = consent_claims(&https_iss, &did);
+    narrow["scope"] = json!("payments:read");
+    let narrow = act_token(&key, "key-001", &narrow);
+    let (_, v) = h
+        .call("GET", &format!("/v1/verify/{narrow}"), None, None)
+        .await;
+    assert_eq!(v["scopes"], json!(["payments:read"]), "{v}");
+    let v = h
+        .verify(json!({"token": narrow, "scopes_requested": ["payments:write"], "action": "payments.send"}))
+        .await;
+    assert_eq!(v["valid"], true, "{v}");
+    assert_eq!(v["allowed"], false, "{v}");
+    assert_eq!(v["reasons"][0], "SCOPE_NOT_GRANTED", "{v}");
+    // Without a `scope` of its own, a consent token carries the registered scopes.
+    let mut unscoped = consent_claims(&https_iss, &did);
+    unscoped.as_object_mut().unwrap().remove("scope");
+    let (_, v) = h
+        .call(
+            "GET",
+            &format!("/v1/verify/{}", act_token(&key, "key-001", &unscoped)),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(
+        v["scopes"],
+        json!(["payments:write", "payments:read"]),
+        "{v}"
+    );
 
     // The bare `agt_…` id, the issuer by id and by name, and the key by thumbprint.
     for (iss_claim, kid_header) in [(iss.id.as_str(), "key-001"), (&iss.name, kid.as_str())] {

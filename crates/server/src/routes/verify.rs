@@ -63,6 +63,9 @@ pub struct IssuerSigned {
     /// `Some` for an AgentOAuth consent token: its scopes are then the agent's
     /// registered ones (see [`verify_consent`]).
     pub consent: Option<ActVersion>,
+    /// A consent token's own `scope` (space-separated in the token), if it has one:
+    /// it can only narrow the registered scopes.
+    pub consent_scopes: Option<Vec<String>>,
 }
 
 /// Most of one issuer's EdDSA keys tried for a consent token whose `kid` is not a
@@ -147,6 +150,12 @@ fn verify_consent(
             .ok_or(TokenError::AgentUnknown)?;
         let header = verified.header.clone();
         let version = verified.claims.version;
+        let consent_scopes = verified.claims.scope.as_ref().map(|s| {
+            s.split(' ')
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        });
         // Name, description and scopes come from the registration in `check_token`.
         let agent = AgentInfo {
             name: String::new(),
@@ -161,6 +170,7 @@ fn verify_consent(
             issuer_name: entry.issuer_name.clone(),
             revoked_at_ms: entry.revoked_at_ms,
             consent: Some(version),
+            consent_scopes,
         };
         return Ok((VerifiedToken { header, claims }, Some(signer)));
     }
@@ -259,13 +269,16 @@ fn verify_issuer_signed(
 ) -> Result<(VerifiedToken, Option<IssuerSigned>), TokenError> {
     let mut opts = opts.clone();
     opts.issuers = vec![entry.issuer_id.to_string()];
-    let verified = token::verify(text, resolver, &opts, now_s)?;
+    let mut verified = token::verify(text, resolver, &opts, now_s)?;
+    // The issuer chose `jti`: from here on the token is known by (issuer, jti).
+    verified.claims.jti = token::issuer_signed_token_id(&entry.issuer_id, &verified.claims.jti);
     let signer = IssuerSigned {
         kid: entry.key.kid().to_owned(),
         issuer_id: entry.issuer_id.clone(),
         issuer_name: entry.issuer_name.clone(),
         revoked_at_ms: entry.revoked_at_ms,
         consent: None,
+        consent_scopes: None,
     };
     Ok((verified, Some(signer)))
 }
@@ -332,9 +345,18 @@ pub async fn check_token(
         }
         verified.claims.agent.name.clone_from(&agent.name);
         if signer.consent.is_some() {
-            // AgentOAuth's `scope` is informational (the policy's actions are what is
-            // enforced): a consent token carries its agent's registered scopes.
-            verified.claims.agent.scopes.clone_from(&agent.scopes);
+            // A consent token grants its agent's registered scopes, narrowed to its
+            // own `scope` when it has one: what the user consented to is never
+            // widened by what the agent was registered with.
+            verified.claims.agent.scopes = match &signer.consent_scopes {
+                Some(asked) => agent
+                    .scopes
+                    .iter()
+                    .filter(|s| asked.contains(s))
+                    .cloned()
+                    .collect(),
+                None => agent.scopes.clone(),
+            };
         }
         verified.claims.agent.issuer = signer.issuer_name;
         verified
