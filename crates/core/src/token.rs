@@ -12,7 +12,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::b64;
-use crate::ids::{AgentId, TokenId};
+use crate::ids::{AgentId, IssuerId, TokenId};
 use crate::json::{self, JsonError, JsonLimits};
 use crate::jws::{self, Compact, Header};
 use crate::keys::{Jwks, KeyError, SigningKey, VerifyingKey};
@@ -708,9 +708,45 @@ pub fn sign(key: &SigningKey, claims: &AgentClaims) -> Result<String, KeyError> 
     jws::sign_compact(key, AGENT_TOKEN_TYP, &payload)
 }
 
+/// The registry's id for a token an issuer signed itself (self-custody): `tok_` + the
+/// first 16 bytes of SHA-256(`"iss\0"` ‖ issuer id ‖ `"\0"` ‖ `jti`).
+///
+/// An issuer chooses its own tokens' `jti`, so a `jti` alone names nothing: another
+/// issuer can sign a token with the same one. Revocation, audit entries and receipts
+/// use this id instead, so two issuers' equal `jti`s never collide (nor collide with
+/// the registry's own random ids), and the same token always maps to the same id.
+/// Same construction as [`crate::consent::token_id`], with its own prefix.
+pub fn issuer_signed_token_id(issuer: &IssuerId, jti: &TokenId) -> TokenId {
+    let mut input = Vec::with_capacity(5 + issuer.as_str().len() + jti.as_str().len());
+    input.extend_from_slice(b"iss\0");
+    input.extend_from_slice(issuer.as_str().as_bytes());
+    input.push(0);
+    input.extend_from_slice(jti.as_str().as_bytes());
+    let digest = crate::sha256(&input);
+    let mut first = [0u8; 16];
+    for (out, byte) in first.iter_mut().zip(digest) {
+        *out = byte;
+    }
+    TokenId::from_random(first)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn issuer_signed_token_ids_are_scoped_by_issuer() {
+        let a = IssuerId::from_random([1; 16]);
+        let b = IssuerId::from_random([2; 16]);
+        let jti = TokenId::from_random([3; 16]);
+        let id = issuer_signed_token_id(&a, &jti);
+        assert_eq!(id, issuer_signed_token_id(&a, &jti));
+        assert_ne!(id, issuer_signed_token_id(&b, &jti));
+        assert_ne!(id, jti);
+        assert_ne!(id, issuer_signed_token_id(&a, &id));
+        // Not the consent tokens' id for the same text.
+        assert_ne!(id, crate::consent::token_id(&a, jti.as_str()));
+    }
 
     #[test]
     fn status_errors_have_their_own_wire_codes() {

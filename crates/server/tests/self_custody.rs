@@ -524,7 +524,12 @@ async fn agent_revocation_suspension_and_token_revocation_apply() {
         )
         .await;
     assert_eq!(st, StatusCode::OK, "{r}");
-    assert_eq!(r["jti"], jti);
+    // Known to the registry by (issuer, jti); the issuer's own `jti` still names it.
+    let scoped = bonafide_core::token::issuer_signed_token_id(
+        &IssuerId::try_from(iss.id.as_str()).unwrap(),
+        &TokenId::try_from(jti.as_str()).unwrap(),
+    );
+    assert_eq!(r["jti"], scoped.as_str());
     assert_eq!(r["agent_id"], agent);
     let v = verify(&h, &other).await;
     assert_refused(&v, "TOKEN_REVOKED");
@@ -532,13 +537,7 @@ async fn agent_revocation_suspension_and_token_revocation_apply() {
     // Only that token: the other one still verifies.
     assert_eq!(verify(&h, &token).await["valid"], true);
     // Recorded with the issuer key's kid; revoking again (by jti) keeps the time.
-    let stored = h
-        .state
-        .store
-        .token(&TokenId::try_from(jti.as_str()).unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = h.state.store.token(&scoped).await.unwrap().unwrap();
     assert_eq!(stored.kid, sk.kid());
     let (st, again) = h
         .call(
@@ -554,7 +553,7 @@ async fn agent_revocation_suspension_and_token_revocation_apply() {
     assert_eq!(
         texts
             .iter()
-            .filter(|t| t.contains("token.revoked") && t.contains(&jti))
+            .filter(|t| t.contains("token.revoked") && t.contains(scoped.as_str()))
             .count(),
         1
     );
@@ -580,6 +579,107 @@ async fn agent_revocation_suspension_and_token_revocation_apply() {
             .any(|t| t.contains("\"verify\"") && t.contains(&agent)),
         "no verify entry for the agent"
     );
+}
+
+/// The `jti` of a token (unverified: the test signed it).
+fn jti_of(token: &str) -> String {
+    let payload = token.split('.').nth(1).unwrap();
+    let c: Value = serde_json::from_slice(&bonafide_core::b64::decode(payload).unwrap()).unwrap();
+    c["jti"].as_str().unwrap().to_owned()
+}
+
+/// An issuer chooses its tokens' `jti`, so another issuer can reuse one: revoking its
+/// own token with that `jti` must not revoke the first issuer's, nor take the `jti`
+/// from it (revocation is per issuer and `jti`).
+#[tokio::test]
+async fn another_issuer_reusing_a_jti_revokes_only_its_own_token() {
+    let h = start().await;
+    let a = issuer(&h, "a.example").await;
+    let b = issuer(&h, "b.example").await;
+    let ka = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    let kb = SigningKey::generate(Algorithm::ES256).unwrap();
+    register_key(&h, &a, &ka).await;
+    register_key(&h, &b, &kb).await;
+    let agent_a = agent(&h, &a, "A bot", &["read:x"]).await;
+    let agent_b = agent(&h, &b, "B bot", &["read:x"]).await;
+    let token_a = sign(&ka, &claims(&a.id, &agent_a, &["read:x"]));
+    let jti = jti_of(&token_a);
+    let mut cb = claims(&b.id, &agent_b, &["read:x"]);
+    cb["jti"] = jti.clone().into();
+    let token_b = sign(&kb, &cb);
+    assert_eq!(verify(&h, &token_a).await["valid"], true);
+    assert_eq!(verify(&h, &token_b).await["valid"], true);
+
+    // B revokes its own token, by presenting it and then by the shared `jti`.
+    let (st, r) = h
+        .call(
+            "POST",
+            "/v1/tokens/revoke",
+            Some(&b.key),
+            Some(json!({"token": token_b})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{r}");
+    let (st, r) = h
+        .call(
+            "POST",
+            "/v1/tokens/revoke",
+            Some(&b.key),
+            Some(json!({"jti": jti})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{r}");
+    assert_eq!(r["agent_id"], agent_b);
+    assert_refused(&verify(&h, &token_b).await, "TOKEN_REVOKED");
+    // A's token is untouched.
+    let v = verify(&h, &token_a).await;
+    assert_eq!(v["valid"], true, "{v}");
+    assert_eq!(get_verify(&h, &token_a).await["valid"], true);
+
+    // A's own `jti` is A's to revoke: by token, then by `jti` (already revoked, 200).
+    let (st, r) = h
+        .call(
+            "POST",
+            "/v1/tokens/revoke",
+            Some(&a.key),
+            Some(json!({"token": token_a})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{r}");
+    assert_eq!(r["agent_id"], agent_a);
+    let (st, again) = h
+        .call(
+            "POST",
+            "/v1/tokens/revoke",
+            Some(&a.key),
+            Some(json!({"jti": jti})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{again}");
+    assert_eq!(again["jti"], r["jti"]);
+    assert_eq!(again["agent_id"], agent_a);
+    assert_refused(&verify(&h, &token_a).await, "TOKEN_REVOKED");
+
+    // Each issuer's revocation is its own row; neither sees the other's by `jti`.
+    let c = h
+        .call(
+            "POST",
+            "/v1/tokens/revoke",
+            Some(&a.key),
+            Some(json!({"jti": r["jti"].as_str().unwrap()})),
+        )
+        .await;
+    assert_eq!(c.0, StatusCode::OK, "{}", c.1);
+    let scoped_a = r["jti"].as_str().unwrap().to_owned();
+    let (st, _) = h
+        .call(
+            "POST",
+            "/v1/tokens/revoke",
+            Some(&b.key),
+            Some(json!({"jti": scoped_a})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]

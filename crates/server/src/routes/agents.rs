@@ -852,7 +852,9 @@ pub async fn reactivate(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RevokeToken {
-    /// Token id `tok_…`.
+    /// Token id `tok_…`: a registry-signed token's `jti`, or for a token the caller
+    /// signed itself and revoked by `token` before, its own `jti` or the registry's id
+    /// for it (per issuer and `jti`: the answer's `jti`).
     #[serde(default)]
     pub jti: Option<String>,
     /// The token itself (its signature is checked; expiry is not). A token the
@@ -866,7 +868,9 @@ pub struct RevokeToken {
 pub struct TokenRevoked {
     /// Always true.
     pub revoked: bool,
-    /// `tok_…`.
+    /// `tok_…`: the registry's id for the token, as in audit entries and receipts.
+    /// For an issuer-signed token it is derived from (issuer id, the token's own
+    /// `jti`), since one issuer's `jti` may be another's.
     pub jti: String,
     /// Its agent.
     pub agent_id: String,
@@ -885,7 +889,7 @@ pub async fn revoke_token(
     // An issuer-signed token (self-custody) the registry may never have seen: it is
     // recorded and revoked in one store call.
     let mut self_signed: Option<TokenRecord> = None;
-    let (jti, hash) = match (body.jti, body.token) {
+    let (mut jti, hash) = match (body.jti, body.token) {
         (Some(jti), None) => (
             TokenId::try_from(jti.as_str()).map_err(|_| ApiError::not_found("token"))?,
             None,
@@ -927,12 +931,29 @@ pub async fn revoke_token(
             .await?
             .filter(|a| a.issuer_id == issuer.id)
             .map(|a| a.id.clone()),
-        None => state
-            .store
-            .token(&jti)
-            .await?
-            .filter(|t| t.issuer_id == issuer.id)
-            .map(|t| t.agent_id),
+        None => {
+            // A `jti` names one of the caller's registry-signed tokens, or (its own
+            // `jti`) one of its issuer-signed tokens recorded by an earlier revoke:
+            // those are stored under the (issuer, jti) id, so another issuer's equal
+            // `jti` is never this caller's token.
+            let mut found = state
+                .store
+                .token(&jti)
+                .await?
+                .filter(|t| t.issuer_id == issuer.id);
+            if found.is_none() && hash.is_none() {
+                let scoped = bonafide_core::token::issuer_signed_token_id(&issuer.id, &jti);
+                found = state
+                    .store
+                    .token(&scoped)
+                    .await?
+                    .filter(|t| t.issuer_id == issuer.id);
+                if found.is_some() {
+                    jti = scoped;
+                }
+            }
+            found.map(|t| t.agent_id)
+        }
     };
     let now = now_ms();
     let audit = audit_change(
