@@ -321,6 +321,89 @@ async fn rotation_keeps_the_agent_and_the_old_key_verifies_only_during_grace() {
     assert_eq!(h.verify_token(&new_token).await["valid"], true);
 }
 
+/// `GET /v1/verify/{token}`: the token's own status (no request, so no proof).
+async fn get_verify(h: &Harness, token: &str) -> Value {
+    let (st, v) = h
+        .call("GET", &format!("/v1/verify/{token}"), None, None)
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    v
+}
+
+/// A bound token whose key is in force: valid, or refused only for want of a proof of
+/// possession (its key's status is checked before any proof is looked at).
+fn assert_live(v: &Value) {
+    assert!(
+        v["valid"] == true || v["error"] == "PROOF_REQUIRED",
+        "not live: {v}"
+    );
+}
+
+/// A key that leaked while in grace is killed by rotating again with no grace: every
+/// key in grace ends with the newest rotation's grace, never later.
+#[tokio::test]
+async fn a_rotation_without_grace_ends_the_grace_of_every_earlier_key() {
+    let h = start().await;
+    let iss = h.issuer("leak.example").await;
+    let k1 = outside_key("Ed25519");
+    let k2 = outside_key("Ed25519");
+    let k3 = outside_key("P-256");
+    let (st, v) = register(&h, &iss, json!({"public_key": k1.jwk})).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let agent_id = v["agent_id"].as_str().unwrap().to_owned();
+    let t1 = v["token"].as_str().unwrap().to_owned();
+    let path = format!("/v1/agents/{agent_id}/keys");
+
+    // K1 leaks: rotate to K2 with the default grace (a day); K1 still verifies.
+    let (st, rotated) = h
+        .call(
+            "PUT",
+            &path,
+            Some(&iss),
+            Some(json!({"public_key": k2.jwk})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{rotated}");
+    let t2 = rotated["token"].as_str().unwrap().to_owned();
+    assert_live(&get_verify(&h, &t1).await);
+
+    // Rotating again with no grace cuts K1 off at once, not a day later.
+    let (st, rotated) = h
+        .call(
+            "PUT",
+            &path,
+            Some(&iss),
+            Some(json!({"public_key": k3.jwk, "grace_seconds": 0})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{rotated}");
+    let statuses: Vec<&str> = rotated["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, vec!["retired", "retired", "current"], "{rotated}");
+    for old in [&t1, &t2] {
+        let verdict = h.verify_token(old).await;
+        assert_eq!(verdict["valid"], false, "{verdict}");
+        assert_eq!(verdict["error"], "TOKEN_REVOKED");
+        assert_eq!(verdict["reasons"], json!(["TOKEN_REVOKED", "KEY_ROTATED"]));
+        let simple = get_verify(&h, old).await;
+        assert_eq!(simple["valid"], false, "{simple}");
+        assert_eq!(simple["error"], "TOKEN_REVOKED");
+    }
+    let t3 = rotated["token"].as_str().unwrap();
+    assert_eq!(claims(t3)["cnf"]["jkt"], k3.jkt.as_str());
+    assert_live(&get_verify(&h, t3).await);
+    let agent_did = format!(
+        "did:web:{}:agents:{agent_id}",
+        h.base.trim_start_matches("http://").replace(':', "%3A")
+    );
+    let (_, doc) = did(&h, &agent_id).await;
+    assert_eq!(listed_keys(&doc, &agent_did), vec![k3.jkt.clone()]);
+}
+
 #[tokio::test]
 async fn a_key_expiring_within_two_weeks_is_warned_about() {
     let h = start().await;

@@ -120,6 +120,7 @@ macro_rules! conformance_tests {
             create_agent_with_key_round_trips,
             rotate_agent_key_retires_the_current_key,
             rotate_agent_key_refusals_write_nothing,
+            rotate_agent_key_cuts_every_grace_to_the_new_one,
             action_nonce_is_accepted_once_until_it_expires,
             nonce_claim_is_part_of_the_decision,
             issuer_domain_set_replace_and_list,
@@ -2783,6 +2784,78 @@ pub async fn rotate_agent_key_retires_the_current_key(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!(keys, vec![only]);
+}
+
+/// A rotation ends every grace no later than its own: a key that leaked while in
+/// grace is killed by rotating again with no grace. A later grace end never extends
+/// an earlier one.
+pub async fn rotate_agent_key_cuts_every_grace_to_the_new_one(store: Arc<dyn Store>) {
+    let (iss, _) = issuer(&*store).await;
+    let agent = new_agent(&iss.id, T0_MS);
+    let k1 = new_agent_key(&agent.id, T0_MS);
+    store
+        .create_agent(
+            &agent,
+            &new_token(&agent, "kid-1", T0_S, T0_S + 900),
+            Some(&k1),
+            &audit_note(),
+        )
+        .await
+        .unwrap();
+    let day = 86_400_000;
+    let k2 = new_agent_key(&agent.id, T0_MS + 10);
+    store
+        .rotate_agent_key(
+            &iss.id,
+            &agent.id,
+            &k2,
+            T0_MS + 10 + day,
+            T0_MS + 10,
+            &audit_note(),
+        )
+        .await
+        .unwrap();
+    // No grace: K1 (in grace for a day) and K2 both end now.
+    let k3 = new_agent_key(&agent.id, T0_MS + 20);
+    let keys = store
+        .rotate_agent_key(
+            &iss.id,
+            &agent.id,
+            &k3,
+            T0_MS + 20,
+            T0_MS + 20,
+            &audit_note(),
+        )
+        .await
+        .unwrap();
+    let mut k1_retired = k1.clone();
+    k1_retired.retired_at_ms = Some(T0_MS + 10);
+    k1_retired.grace_until_ms = Some(T0_MS + 20);
+    let mut k2_retired = k2.clone();
+    k2_retired.retired_at_ms = Some(T0_MS + 20);
+    k2_retired.grace_until_ms = Some(T0_MS + 20);
+    assert_eq!(
+        keys,
+        vec![k1_retired.clone(), k2_retired.clone(), k3.clone()]
+    );
+    assert_eq!(store.agent_keys(&agent.id).await.unwrap(), keys);
+    // A longer grace afterwards shortens nothing further and extends nothing.
+    let k4 = new_agent_key(&agent.id, T0_MS + 30);
+    let keys = store
+        .rotate_agent_key(
+            &iss.id,
+            &agent.id,
+            &k4,
+            T0_MS + 30 + day,
+            T0_MS + 30,
+            &audit_note(),
+        )
+        .await
+        .unwrap();
+    let mut k3_retired = k3.clone();
+    k3_retired.retired_at_ms = Some(T0_MS + 30);
+    k3_retired.grace_until_ms = Some(T0_MS + 30 + day);
+    assert_eq!(keys, vec![k1_retired, k2_retired, k3_retired, k4]);
 }
 
 /// Another issuer's or an unknown agent is `NotFound`; a revoked agent and a key the

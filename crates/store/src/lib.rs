@@ -591,7 +591,9 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     // ---- agent keys
     /// Makes `new_key` the agent's current key, in one transaction: the current key
     /// (if any) is retired at `now_ms` with `grace_until_ms`, keys retired before keep
-    /// their own grace, the audit record is appended. `NotFound` if the agent does not
+    /// their own grace but never beyond `grace_until_ms` (a rotation with no grace
+    /// ends every grace: it is how a key leaked while in grace is killed), the audit
+    /// record is appended. `NotFound` if the agent does not
     /// exist or is another issuer's; `Conflict` if it is revoked, or if `new_key` is
     /// one of its keys already (current or retired). Returns every key of the agent,
     /// oldest first.

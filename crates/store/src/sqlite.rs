@@ -369,6 +369,18 @@ impl Store for SqliteStore {
                 "this key is already one of the agent's keys".into(),
             ));
         }
+        // Keys already in grace end no later than the one retired now: otherwise a
+        // key that leaked while in grace could not be cut off by a rotation.
+        sqlx::query(
+            "UPDATE agent_keys SET grace_until_ms = ? \
+             WHERE agent_id = ? AND retired_at_ms IS NOT NULL AND grace_until_ms > ?",
+        )
+        .bind(grace_until_ms)
+        .bind(agent.as_str())
+        .bind(grace_until_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
         sqlx::query(
             "UPDATE agent_keys SET retired_at_ms = ?, grace_until_ms = ? \
              WHERE agent_id = ? AND retired_at_ms IS NULL",
