@@ -58,7 +58,10 @@ impl Default for FetchLimits {
     }
 }
 
-/// Why a fetch failed. Every message is safe to show the issuer who asked.
+/// Why a fetch failed. Every message is safe to show the issuer who asked: it never
+/// names an address the registry resolved or its resolver's words, which would let an
+/// issuer map the registry's internal DNS view (`fetch_json` logs those with
+/// `tracing::warn!` instead). The fields hold them for the log and for tests.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum FetchError {
@@ -69,21 +72,21 @@ pub enum FetchError {
     #[error("only https URLs are fetched, not `{0}`")]
     Scheme(String),
     /// The host did not resolve.
-    #[error("`{host}` does not resolve: {reason}")]
+    #[error("the host cannot be resolved")]
     Resolve {
         /// The host.
         host: String,
-        /// The resolver's words.
+        /// The resolver's words (logged, never shown).
         reason: String,
     },
     /// The host resolves to (or is) an address the registry never connects to.
-    #[error("`{host}` resolves to {addr}, a {class} address: refused")]
+    #[error("refused: the host does not resolve to a public address")]
     Forbidden {
         /// The host.
         host: String,
-        /// The refused address.
+        /// The refused address (logged, never shown).
         addr: IpAddr,
-        /// Which kind of address ([`classify`]).
+        /// Which kind of address ([`classify`]; logged, never shown).
         class: &'static str,
     },
     /// The server answered with a redirect, which is never followed.
@@ -251,19 +254,20 @@ async fn checked_addrs(url: &Url, limits: &FetchLimits) -> Result<Vec<SocketAddr
         .ok_or_else(|| FetchError::BadUrl(shown.clone()))?;
     let (host, addrs): (String, Vec<SocketAddr>) = match host_of(url) {
         Some(Host::Name(d)) => {
-            let resolved =
-                tokio::net::lookup_host((d, port))
-                    .await
-                    .map_err(|e| FetchError::Resolve {
-                        host: d.to_owned(),
-                        reason: e.to_string(),
-                    })?;
+            let resolved = tokio::net::lookup_host((d, port)).await.map_err(|e| {
+                tracing::warn!(host = %d, error = %e, "jwks fetch: the host does not resolve");
+                FetchError::Resolve {
+                    host: d.to_owned(),
+                    reason: e.to_string(),
+                }
+            })?;
             (d.to_owned(), resolved.collect())
         }
         Some(Host::Ip(ip)) => (ip.to_string(), vec![SocketAddr::new(ip, port)]),
         None => return Err(FetchError::BadUrl(shown)),
     };
     if addrs.is_empty() {
+        tracing::warn!(host = %host, "jwks fetch: the host resolves to no address");
         return Err(FetchError::Resolve {
             host,
             reason: "no addresses".into(),
@@ -274,6 +278,7 @@ async fn checked_addrs(url: &Url, limits: &FetchLimits) -> Result<Vec<SocketAddr
         if let Some(class) = classify(ip) {
             let test_loopback = limits.allow_insecure_loopback && class == "loopback";
             if !test_loopback {
+                tracing::warn!(host = %host, addr = %ip, class, "jwks fetch refused: not a public address");
                 return Err(FetchError::Forbidden {
                     host,
                     addr: ip,
@@ -475,8 +480,40 @@ mod tests {
         ];
         for (url, want) in cases {
             let e = fetch_json(url, &test_limits()).await.unwrap_err();
-            assert!(e.to_string().contains(want), "{url}: {e}");
+            assert!(refused_as(&e, want), "{url}: {e:?}");
         }
+    }
+
+    /// True if `e` is a refused address of class `want` (whose message names no
+    /// address), or a URL refusal whose message says `want`.
+    fn refused_as(e: &FetchError, want: &str) -> bool {
+        match e {
+            FetchError::Forbidden { addr, class, .. } => {
+                let shown = e.to_string();
+                *class == want
+                    && shown == "refused: the host does not resolve to a public address"
+                    && !shown.contains(&addr.to_string())
+            }
+            other => other.to_string().contains(want),
+        }
+    }
+
+    #[test]
+    fn messages_never_name_an_address_or_the_resolver() {
+        let forbidden = FetchError::Forbidden {
+            host: "internal.example".into(),
+            addr: "10.1.2.3".parse().unwrap(),
+            class: "private",
+        };
+        assert_eq!(
+            forbidden.to_string(),
+            "refused: the host does not resolve to a public address"
+        );
+        let unresolved = FetchError::Resolve {
+            host: "nowhere.example".into(),
+            reason: "failed to lookup address information: Name or service not known".into(),
+        };
+        assert_eq!(unresolved.to_string(), "the host cannot be resolved");
     }
 
     #[tokio::test]
@@ -492,7 +529,7 @@ mod tests {
             ("https://169.254.169.254/", "link-local"),
         ] {
             let e = fetch_json(url, &limits).await.unwrap_err();
-            assert!(e.to_string().contains(want), "{url}: {e}");
+            assert!(refused_as(&e, want), "{url}: {e:?}");
         }
         // Loopback passes the checks; nothing listens on port 9, so it fails later.
         let e = fetch_json("http://127.0.0.1:9/", &limits)

@@ -177,6 +177,22 @@ fn message(v: &Value) -> &str {
     v["error"]["message"].as_str().unwrap_or_default()
 }
 
+/// Asserts that `text` names no IP address (v4 or v6, in any word of it).
+fn assert_no_address(text: &str) {
+    for word in text.split(|c: char| !(c.is_ascii_hexdigit() || c == '.' || c == ':')) {
+        let word = word.trim_matches(|c| c == '.' || c == ':');
+        let bare = word.strip_prefix("::ffff:").unwrap_or(word);
+        assert!(
+            word.parse::<std::net::IpAddr>().is_err() && bare.parse::<std::net::IpAddr>().is_err(),
+            "`{word}` in {text:?}"
+        );
+    }
+    assert!(
+        !text.contains("::1") && !text.contains("127.0.0."),
+        "{text:?}"
+    );
+}
+
 /// A registry token for a new agent of `iss`.
 async fn agent_token(h: &Harness, iss: &Iss) -> String {
     let v = h
@@ -453,7 +469,13 @@ async fn without_the_switch_loopback_and_http_are_refused_before_connecting() {
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
     assert_eq!(code(&v), "DOMAIN_NOT_VERIFIED");
     assert!(message(&v).contains("fetch failed"), "{v}");
-    assert!(message(&v).contains("loopback address: refused"), "{v}");
+    assert!(
+        message(&v).contains("refused: the host does not resolve to a public address"),
+        "{v}"
+    );
+    // What the registry resolved stays in its log: an issuer cannot map its DNS view.
+    assert_no_address(message(&v));
+    assert!(!message(&v).contains("loopback"), "{v}");
     assert_eq!(server.connections(), 0);
 
     // The fetcher itself, pointed at the live server by name and by address: the
@@ -473,6 +495,7 @@ async fn without_the_switch_loopback_and_http_are_refused_before_connecting() {
             matches!(e, FetchError::Forbidden { .. } | FetchError::Scheme(_)),
             "{url}: {e}"
         );
+        assert_no_address(&e.to_string());
     }
     assert_eq!(server.connections(), 0);
     // The same fetch with the test switch reaches it: the refusals were the rules'.
