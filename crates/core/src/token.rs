@@ -68,6 +68,14 @@ pub enum ErrorCode {
     /// An issuer-signed token names an agent that its issuer has not registered
     /// (unknown, or another issuer's).
     AgentUnknown,
+    /// The token is bound to a key (`cnf.jkt`) and came without a proof of
+    /// possession (DPoP or an HTTP message signature).
+    ProofRequired,
+    /// The proof of possession does not hold (signature, key, method, URL, time,
+    /// access-token hash, covered components).
+    ProofInvalid,
+    /// The proof was already used (its DPoP `jti` or signature `nonce`).
+    Replay,
 }
 
 impl ErrorCode {
@@ -82,6 +90,9 @@ impl ErrorCode {
             ErrorCode::IssuerUnknown => "ISSUER_UNKNOWN",
             ErrorCode::AgentSuspended => "AGENT_SUSPENDED",
             ErrorCode::AgentUnknown => "AGENT_UNKNOWN",
+            ErrorCode::ProofRequired => "PROOF_REQUIRED",
+            ErrorCode::ProofInvalid => "PROOF_INVALID",
+            ErrorCode::Replay => "REPLAY",
         }
     }
 }
@@ -192,6 +203,18 @@ pub enum TokenError {
         /// The key's expiry, Unix seconds.
         expired_at_s: i64,
     },
+    /// Bound to a key (`cnf.jkt`) and presented without a proof of possession
+    /// (decided by the caller, who sees the request).
+    #[error(
+        "the token is bound to the agent's key (`cnf.jkt`): a proof of possession (DPoP or an HTTP message signature) is required"
+    )]
+    ProofRequired,
+    /// The proof of possession does not hold; the text says why.
+    #[error("proof of possession is invalid: {0}")]
+    ProofInvalid(String),
+    /// The proof was already used.
+    #[error("this proof was already used (its `{0}`): make a new one for each request")]
+    Replay(&'static str),
 }
 
 impl TokenError {
@@ -207,6 +230,9 @@ impl TokenError {
             TokenError::Revoked(_) => ErrorCode::TokenRevoked,
             TokenError::Suspended => ErrorCode::AgentSuspended,
             TokenError::AgentUnknown => ErrorCode::AgentUnknown,
+            TokenError::ProofRequired => ErrorCode::ProofRequired,
+            TokenError::ProofInvalid(_) => ErrorCode::ProofInvalid,
+            TokenError::Replay(_) => ErrorCode::Replay,
             _ => ErrorCode::TokenInvalid,
         }
     }

@@ -198,7 +198,7 @@ pub struct Outcome {
 }
 
 /// Everything one decision depends on, owned (see the module docs).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Deciding {
     /// When it is decided.
     pub now_ms: i64,

@@ -25,6 +25,7 @@ pub mod decision;
 pub mod error;
 pub mod fetch;
 pub mod openapi;
+pub mod proof;
 pub mod request_id;
 pub mod routes;
 pub mod state;
@@ -273,6 +274,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/agents/{id}/did.json",
             get(routes::agent_keys::did_document),
+        )
+        .route(
+            "/agents/{id}/.well-known/http-message-signatures-directory",
+            get(routes::agent_keys::signatures_directory),
         )
         .route("/v1/tokens/revoke", post(routes::agents::revoke_token))
         .route(

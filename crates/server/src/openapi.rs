@@ -16,7 +16,7 @@ use crate::routes::{
         admin::create_issuer, admin::create_receiver, admin::rotate_keys,
         policies::lint,
         agents::register, agents::list, agents::get, agents::issue_token, agents::revoke, agents::suspend, agents::reactivate, agents::revoke_token,
-        agent_keys::rotate, agent_keys::did_document, crate::routes::verify_action::verify_action,
+        agent_keys::rotate, agent_keys::did_document, agent_keys::signatures_directory, crate::routes::verify_action::verify_action,
         issuer_keys::add, issuer_keys::list, issuer_keys::revoke,
         crate::routes::issuer_domain::verify_domain,
         verify::verify_get, verify::verify_post, verify::simulate, verify::introspect, receipts::get,

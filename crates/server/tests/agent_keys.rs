@@ -27,6 +27,8 @@ struct OutsideKey {
     pem: String,
     private_jwk: Value,
     jkt: String,
+    /// The private key (PEM), for proofs of possession.
+    key_file: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -51,8 +53,33 @@ fn outside_key(alg: &str) -> OutsideKey {
         pem: v["pem"].as_str().unwrap().to_owned(),
         private_jwk: v["private_jwk"].clone(),
         jkt: v["jkt"].as_str().unwrap().to_owned(),
+        key_file,
         _dir: dir,
     }
+}
+
+/// `POST /v1/verify` of a token bound to `key`, with a DPoP proof made by Python
+/// `jwcrypto` with that key (a bound token needs one).
+async fn verify_bound(h: &Harness, key: &OutsideKey, token: &str) -> Value {
+    let htu = "https://receiver.example/orders";
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../interop/python/dpop_proof.py");
+    let out = Command::new(python())
+        .arg(script)
+        .arg("--key-file")
+        .arg(&key.key_file)
+        .args(["--htm", "POST", "--htu", htu, "--access-token", token])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "dpop_proof.py: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let jwt = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    h.verify(
+        json!({"token": token, "proof": {"type": "dpop", "jwt": jwt, "htm": "POST", "htu": htu}}),
+    )
+    .await
 }
 
 /// The token's claims, decoded without verification (the test reads what it holds).
@@ -122,7 +149,7 @@ async fn a_jwk_made_by_python_binds_the_token_to_its_thumbprint() {
             !v.to_string()
                 .contains(key.private_jwk["d"].as_str().unwrap())
         );
-        let verdict = h.verify_token(token).await;
+        let verdict = verify_bound(&h, &key, token).await;
         assert_eq!(verdict["valid"], true, "{verdict}");
         // 90 days by default: nothing to warn about.
         assert!(verdict.get("warnings").is_none(), "{verdict}");
@@ -252,8 +279,8 @@ async fn rotation_keeps_the_agent_and_the_old_key_verifies_only_during_grace() {
     assert_eq!(new_claims["cnf"]["jkt"], second.jkt.as_str());
 
     // Inside the grace period both tokens verify and the document lists both keys.
-    assert_eq!(h.verify_token(&old_token).await["valid"], true);
-    assert_eq!(h.verify_token(&new_token).await["valid"], true);
+    assert_eq!(verify_bound(&h, &first, &old_token).await["valid"], true);
+    assert_eq!(verify_bound(&h, &second, &new_token).await["valid"], true);
     let (_, doc) = did(&h, &agent_id).await;
     assert_eq!(
         listed_keys(&doc, &agent_did),
@@ -263,7 +290,7 @@ async fn rotation_keeps_the_agent_and_the_old_key_verifies_only_during_grace() {
     tokio::time::sleep(Duration::from_millis(2_100)).await;
 
     // After it, the old key's tokens are refused, and only the new key is listed.
-    let verdict = h.verify_token(&old_token).await;
+    let verdict = verify_bound(&h, &first, &old_token).await;
     assert_eq!(verdict["valid"], false, "{verdict}");
     assert_eq!(verdict["error"], "TOKEN_REVOKED");
     assert_eq!(verdict["reasons"], json!(["TOKEN_REVOKED", "KEY_ROTATED"]));
@@ -272,7 +299,7 @@ async fn rotation_keeps_the_agent_and_the_old_key_verifies_only_during_grace() {
         .await;
     assert_eq!(simple["valid"], false);
     assert_eq!(simple["error"], "TOKEN_REVOKED");
-    assert_eq!(h.verify_token(&new_token).await["valid"], true);
+    assert_eq!(verify_bound(&h, &second, &new_token).await["valid"], true);
     let (_, doc) = did(&h, &agent_id).await;
     assert_eq!(listed_keys(&doc, &agent_did), vec![second.jkt.clone()]);
 
@@ -318,7 +345,7 @@ async fn rotation_keeps_the_agent_and_the_old_key_verifies_only_during_grace() {
     let grace = v["keys"][1]["grace_until"].as_str().unwrap();
     assert_eq!(v["keys"][1]["status"], "grace");
     assert!(grace > v["keys"][1]["retired_at"].as_str().unwrap());
-    assert_eq!(h.verify_token(&new_token).await["valid"], true);
+    assert_eq!(verify_bound(&h, &second, &new_token).await["valid"], true);
 }
 
 /// `GET /v1/verify/{token}`: the token's own status (no request, so no proof).
@@ -416,7 +443,7 @@ async fn a_key_expiring_within_two_weeks_is_warned_about() {
     )
     .await;
     assert_eq!(st, StatusCode::CREATED, "{v}");
-    let verdict = h.verify_token(v["token"].as_str().unwrap()).await;
+    let verdict = verify_bound(&h, &key, v["token"].as_str().unwrap()).await;
     assert_eq!(verdict["valid"], true, "{verdict}");
     assert_eq!(verdict["allowed"], true);
     assert_eq!(verdict["warnings"], json!(["KEY_EXPIRES_SOON"]));
@@ -445,7 +472,7 @@ async fn a_key_past_its_expiry_makes_its_tokens_expired() {
     let (_, v) = register(&h, &iss, json!({"public_key": key.jwk})).await;
     let agent_id = v["agent_id"].as_str().unwrap().to_owned();
     let token = v["token"].as_str().unwrap().to_owned();
-    assert_eq!(h.verify_token(&token).await["valid"], true);
+    assert_eq!(verify_bound(&h, &key, &token).await["valid"], true);
 
     {
         use sqlx::Connection;
@@ -464,8 +491,9 @@ async fn a_key_past_its_expiry_makes_its_tokens_expired() {
     }
     let mut verdict = Value::Null;
     for _ in 0..50 {
+        // Its key's status is checked before any proof is asked for.
         verdict = h.verify_token(&token).await;
-        if verdict["valid"] == false {
+        if verdict["error"] != "PROOF_REQUIRED" {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -497,7 +525,7 @@ async fn a_key_past_its_expiry_makes_its_tokens_expired() {
         .await;
     assert_eq!(st, StatusCode::OK, "{v}");
     assert_eq!(
-        h.verify_token(v["token"].as_str().unwrap()).await["valid"],
+        verify_bound(&h, &fresh, v["token"].as_str().unwrap()).await["valid"],
         true
     );
 }

@@ -385,30 +385,12 @@ pub async fn did_document(
     State(state): State<Arc<AppState>>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    let id = AgentId::try_from(id.as_str()).map_err(|_| ApiError::not_found("agent"))?;
-    let agent = state
-        .store
-        .agent(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("agent"))?;
-    if agent.status == AgentStatus::Revoked {
-        return Err(ApiError::new(
-            StatusCode::GONE,
-            "AGENT_REVOKED",
-            "agent is revoked; its DID is deactivated",
-        ));
-    }
-    let now = now_ms();
-    let did = state.agent_did(agent.id.as_str());
+    let (id, keys) = usable_keys(&state, &id).await?;
+    let did = state.agent_did(id.as_str());
     let mut methods = Vec::new();
     let mut refs = Vec::new();
-    for k in state.store.agent_keys(&agent.id).await? {
-        if !usable(&k, now) {
-            continue;
-        }
-        let jwk: Value = serde_json::from_str(&k.jwk)
-            .map_err(|e| ApiError::internal(format!("stored agent key {}: {e}", k.jkt)))?;
-        let method = format!("{did}#{}", k.jkt);
+    for (jkt, jwk) in keys {
+        let method = format!("{did}#{jkt}");
         methods.push(json!({
             "id": method,
             "type": "JsonWebKey2020",
@@ -416,13 +398,6 @@ pub async fn did_document(
             "publicKeyJwk": jwk,
         }));
         refs.push(Value::from(method));
-    }
-    if methods.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "NO_AGENT_KEY",
-            "this agent has no current key: its issuer registers one with `PUT /v1/agents/{id}/keys`",
-        ));
     }
     let doc = json!({
         "@context": [
@@ -439,6 +414,70 @@ pub async fn did_document(
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/did+ld+json"),
+        )],
+        body,
+    )
+        .into_response())
+}
+
+/// An agent's usable keys (current and in grace, not expired) as (thumbprint, JWK),
+/// for the documents that publish them: 404 for an unknown agent or one without a
+/// usable key, 410 for a revoked agent.
+async fn usable_keys(state: &AppState, id: &str) -> Result<(AgentId, Vec<(String, Value)>), ApiError> {
+    let id = AgentId::try_from(id).map_err(|_| ApiError::not_found("agent"))?;
+    let agent = state
+        .store
+        .agent(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("agent"))?;
+    if agent.status == AgentStatus::Revoked {
+        return Err(ApiError::new(
+            StatusCode::GONE,
+            "AGENT_REVOKED",
+            "agent is revoked; its keys are no longer published",
+        ));
+    }
+    let now = now_ms();
+    let mut keys = Vec::new();
+    for k in state.store.agent_keys(&agent.id).await? {
+        if !usable(&k, now) {
+            continue;
+        }
+        let jwk: Value = serde_json::from_str(&k.jwk)
+            .map_err(|e| ApiError::internal(format!("stored agent key {}: {e}", k.jkt)))?;
+        keys.push((k.jkt, jwk));
+    }
+    if keys.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "NO_AGENT_KEY",
+            "this agent has no current key: its issuer registers one with `PUT /v1/agents/{id}/keys`",
+        ));
+    }
+    Ok((agent.id, keys))
+}
+
+/// The agent's keys as an HTTP Message Signatures key directory (Web Bot Auth:
+/// `application/http-message-signatures-directory+json`, `{"keys": [JWK, …]}`), so a
+/// receiver can check the message signatures an agent sends (`keyid` is a key's RFC
+/// 7638 thumbprint). The same usable keys as the DID document. The directory is not
+/// itself signed: that would take the agent's private key, which the registry never
+/// holds. 404 for an unknown agent or one without a usable key; 410 if revoked.
+#[utoipa::path(get, path = "/agents/{id}/.well-known/http-message-signatures-directory", tag = "discovery",
+    params(("id" = String, Path, description = "agent id")),
+    responses((status = 200, description = "key directory (application/http-message-signatures-directory+json)", body = Object),
+              (status = 404), (status = 410, description = "the agent is revoked")))]
+pub async fn signatures_directory(
+    State(state): State<Arc<AppState>>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    let (_, keys) = usable_keys(&state, &id).await?;
+    let doc = json!({"keys": keys.into_iter().map(|(_, jwk)| jwk).collect::<Vec<_>>()});
+    let body = serde_json::to_vec(&doc).map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(bonafide_core::httpsig::DIRECTORY_MEDIA_TYPE),
         )],
         body,
     )

@@ -21,7 +21,7 @@ use bonafide_core::receipt::RequestFacts;
 use bonafide_core::token::{
     self, AgentInfo, KeyResolver, KeySet, Revoked, TokenError, VerifiedToken, VerifyOptions,
 };
-use bonafide_store::{DecisionItem, DecisionOutcome, IdempotencyClaim};
+use bonafide_store::{DecisionItem, DecisionOutcome, IdempotencyClaim, NonceClaim};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -30,6 +30,7 @@ use crate::auth::Caller;
 use crate::decision::{Asked, Checked, Deciding, ValidToken};
 pub use crate::decision::{VerifiedAgent, VerifyResponse};
 use crate::error::{ApiError, ApiJson, ApiPath};
+use crate::proof::{self, ProofInput};
 use crate::routes::random16;
 use crate::state::{AppState, IssuerKeyEntry, IssuerKeyRing};
 use crate::time::{now_ms, rfc3339_ms, rfc3339_s};
@@ -441,13 +442,24 @@ fn facts(checked: &Result<VerifiedToken, Denied>) -> (Vec<String>, Option<(&Agen
 
 /// Steps 1–5 with no audience or scopes asked (GET verify, introspection), and the
 /// decision written to the audit log before anything is answered.
+///
+/// With `proof_required` (GET verify, which cannot carry a proof), a token bound to
+/// the agent's key is `PROOF_REQUIRED`: nothing shows its bearer holds the key.
+/// Introspection leaves that to its caller (RFC 9449 §6.2: it answers `cnf`).
 async fn check_and_audit(
     state: &AppState,
     caller: &Caller,
     text: &str,
     now_ms: i64,
+    proof_required: bool,
 ) -> Result<Result<VerifiedToken, Denied>, ApiError> {
-    let checked = check_token(state, text, None, now_ms).await?;
+    let checked = match check_token(state, text, None, now_ms).await? {
+        Ok(v) if proof_required && v.claims.cnf.is_some() => Err(Denied {
+            error: TokenError::ProofRequired,
+            subject: Some((v.claims.sub, v.claims.jti)),
+        }),
+        other => other,
+    };
     let (reasons, subject) = facts(&checked);
     audit_decision(
         state,
@@ -548,7 +560,7 @@ pub async fn verify_get(
     ApiPath(text): ApiPath<String>,
 ) -> Result<ApiJson<SimpleVerify>, ApiError> {
     let now = now_ms();
-    let checked = check_and_audit(&state, &caller, &text, now).await?;
+    let checked = check_and_audit(&state, &caller, &text, now, true).await?;
     Ok(ApiJson(match checked {
         Ok(v) => {
             let trust_level = state.trust_level(&v.claims.sub, now).await?;
@@ -629,6 +641,11 @@ pub struct VerifyRequest {
     /// (scoped to the receiver; needs a receiver key). 1 to 255 visible ASCII characters.
     #[serde(default)]
     pub idempotency_key: Option<String>,
+    /// Proof of possession the agent sent with its request, for a token bound to
+    /// its key (`cnf.jkt`): required for such a token (`PROOF_REQUIRED`), refused
+    /// for any other (422 `PROOF_NOT_APPLICABLE`). See [`crate::proof`].
+    #[serde(default)]
+    pub proof: Option<ProofInput>,
 }
 
 fn invalid_field(code: &'static str, message: impl Into<String>) -> ApiError {
@@ -638,6 +655,9 @@ fn invalid_field(code: &'static str, message: impl Into<String>) -> ApiError {
 /// Checks the request members (before the token): 422 for bad values, 401 when a
 /// spend or an idempotency key comes without a receiver key.
 fn check_request(req: &VerifyRequest, caller: &Caller) -> Result<Asked, ApiError> {
+    if let Some(proof) = &req.proof {
+        proof::check_shape(proof)?;
+    }
     let scopes = req.scopes_requested.clone().unwrap_or_default();
     if scopes.len() > MAX_SCOPES_REQUESTED {
         return Err(ApiError::invalid(format!(
@@ -751,7 +771,8 @@ fn check_request(req: &VerifyRequest, caller: &Caller) -> Result<Asked, ApiError
     })
 }
 
-/// Steps 1–7 for a verify request, and the agent's issuer when known.
+/// Steps 1–7 for a verify request, and the agent's issuer when known; with the
+/// proof's single-use value to claim with the decision, when a proof held.
 async fn check_for_decision(
     state: &AppState,
     caller: &Caller,
@@ -759,8 +780,23 @@ async fn check_for_decision(
     asked: Asked,
     now: i64,
     receipt: bool,
-) -> Result<Deciding, ApiError> {
-    let checked = match check_token(state, &req.token, asked.audience.clone(), now).await? {
+) -> Result<(Deciding, Option<NonceClaim>), ApiError> {
+    let mut nonce = None;
+    let token = match check_token(state, &req.token, asked.audience.clone(), now).await? {
+        // Step 6: proof of possession, for a token bound to the agent's key.
+        Ok(v) => match proof::check(state, &v.claims, &req.token, req.proof.as_ref(), now).await? {
+            Ok(claim) => {
+                nonce = claim;
+                Ok(v)
+            }
+            Err(error) => Err(Denied {
+                error,
+                subject: Some((v.claims.sub, v.claims.jti)),
+            }),
+        },
+        Err(d) => Err(d),
+    };
+    let checked = match token {
         Err(d) => Checked::Invalid {
             code: d.error.code().as_str(),
             second_reason: second_reason(&d.error),
@@ -840,7 +876,7 @@ async fn check_for_decision(
         Caller::Receiver(id) => ReceiverId::try_from(id.as_str()).ok(),
         _ => None,
     };
-    Ok(Deciding {
+    let deciding = Deciding {
         now_ms: now,
         registry: state.config.public_url.clone(),
         did: subject.map(|a| state.agent_did(a.as_str())),
@@ -853,7 +889,8 @@ async fn check_for_decision(
         issuer_id,
         trust_level,
         receipt_id,
-    })
+    };
+    Ok((deciding, nonce))
 }
 
 fn json_response(status: StatusCode, body: Vec<u8>, replayed: bool) -> Response {
@@ -891,7 +928,23 @@ pub async fn verify_post(
     let asked = check_request(&req, &caller)?;
     let now = now_ms();
     let audited = state.config.audit_verify;
-    let deciding = check_for_decision(&state, &caller, &req, asked, now, audited).await?;
+    let (deciding, nonce) = check_for_decision(&state, &caller, &req, asked, now, audited).await?;
+    let replayed_kind = match &req.proof {
+        Some(ProofInput::Dpop { .. }) => "jti",
+        _ => "nonce",
+    };
+    record_decision(&state, deciding, nonce, replayed_kind, audited).await
+}
+
+/// Records a decision (budget charge, idempotency record, receipt, audit entry and
+/// the proof's single-use value, together) and answers it.
+async fn record_decision(
+    state: &AppState,
+    deciding: Deciding,
+    nonce: Option<NonceClaim>,
+    replayed_kind: &'static str,
+    audited: bool,
+) -> Result<Response, ApiError> {
     let budget = deciding.budget();
     let idempotency = match (&deciding.receiver, &deciding.asked.idempotency_key) {
         (Some(receiver), Some(key)) => Some(IdempotencyClaim {
@@ -908,7 +961,7 @@ pub async fn verify_post(
         }),
         _ => None,
     };
-    if !audited && budget.is_none() && idempotency.is_none() {
+    if !audited && budget.is_none() && idempotency.is_none() && nonce.is_none() {
         let o = deciding.outcome(None);
         let body = serde_json::to_vec(&deciding.response(&o, None))
             .map_err(|e| ApiError::internal(e.to_string()))?;
@@ -931,7 +984,7 @@ pub async fn verify_post(
     let deciding = Arc::new(deciding);
     let inner = Arc::clone(&deciding);
     let item = DecisionItem {
-        nonce: None,
+        nonce,
         budget,
         idempotency,
         // The store runs this inside the committer's transaction: a panic must not
@@ -981,9 +1034,24 @@ pub async fn verify_post(
             "IDEMPOTENCY_CONFLICT",
             "this `idempotency_key` was already used for a different request (another token, action, resource, amount, currency, audience or scopes): use a new key",
         )),
-        DecisionOutcome::NonceReplayed => Err(ApiError::internal(
-            "a verify decision that claims no nonce was refused as a nonce replay",
-        )),
+        DecisionOutcome::NonceReplayed => {
+            // The proof was used before: the same request decided again as a replay
+            // (nothing was written for it), without a proof to claim.
+            let mut replay = Deciding::clone(&deciding);
+            let subject = match &replay.checked {
+                Checked::Valid(v) => Some((v.agent.clone(), v.jti.clone())),
+                Checked::Invalid { subject, .. } => subject.clone(),
+            };
+            let error = TokenError::Replay(replayed_kind);
+            replay.checked = Checked::Invalid {
+                code: error.code().as_str(),
+                second_reason: None,
+                message: error.to_string(),
+                subject,
+            };
+            replay.trust_level = None;
+            Box::pin(record_decision(state, replay, None, replayed_kind, audited)).await
+        }
     }
 }
 
@@ -999,7 +1067,8 @@ pub async fn simulate(
 ) -> Result<ApiJson<VerifyResponse>, ApiError> {
     let asked = check_request(&req, &caller)?;
     let now = now_ms();
-    let deciding = check_for_decision(&state, &caller, &req, asked, now, false).await?;
+    let (deciding, _proof_not_claimed) =
+        check_for_decision(&state, &caller, &req, asked, now, false).await?;
     let spent = match deciding.budget() {
         Some(b) => Some(state.store.budget_spent(&b.key).await?),
         None => None,
@@ -1055,6 +1124,11 @@ pub struct IntrospectResponse {
     /// The agent's name (RFC 7662 `username`: a human-readable identifier).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
+    /// The key the token is bound to (RFC 9449 §6.2): the caller must check the
+    /// request's proof of possession against it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub cnf: Option<token::Confirmation>,
     /// Extension member (RFC 7662 §2.2): `domain_verified` or `registered`, as in
     /// verify answers.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -1097,11 +1171,12 @@ pub async fn introspect(
         iss: None,
         jti: None,
         username: None,
+        cnf: None,
         trust_level: None,
     };
     let now = now_ms();
     // Introspection is a verification too: it is logged like one.
-    let checked = check_and_audit(&state, &caller, &req.token, now).await?;
+    let checked = check_and_audit(&state, &caller, &req.token, now, false).await?;
     Ok(ApiJson(match checked {
         Ok(v) => {
             let trust_level = state.trust_level(&v.claims.sub, now).await?;
@@ -1118,6 +1193,7 @@ pub async fn introspect(
                 iss: Some(c.iss),
                 jti: Some(c.jti.to_string()),
                 username: Some(c.agent.name),
+                cnf: c.cnf,
                 trust_level: trust_level.map(str::to_owned),
             }
         }

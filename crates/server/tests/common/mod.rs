@@ -87,7 +87,8 @@ impl Harness {
     pub async fn restart(self) -> Harness {
         let Harness {
             admin,
-            config,
+            mut config,
+            base,
             _dir: dir,
             _stop: stop,
             task,
@@ -95,6 +96,11 @@ impl Harness {
             ..
         } = self;
         drop(state);
+        // The registry keeps its identity (its tokens' `iss`) across the restart,
+        // though the test server comes back on another port.
+        if config.public_url.is_empty() {
+            config.public_url = base;
+        }
         let _ = stop.send(());
         task.await.unwrap().unwrap();
         let store = SqliteStore::open(dir.path()).await.unwrap();
