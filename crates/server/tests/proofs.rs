@@ -238,16 +238,19 @@ async fn web_bot_auth_signatures_verify_once() {
     let key = AgentKey::new(Algorithm::EdDSA);
     let (agent, token) = bound_agent(&h, &iss, &key).await;
 
-    // The key directory a receiver would fetch.
-    let resp = h
-        .http
-        .get(format!(
-            "{}/agents/{agent}/.well-known/http-message-signatures-directory",
-            h.base
-        ))
-        .send()
-        .await
-        .unwrap();
+    // The key directory a receiver would fetch, found through discovery.
+    let (_, conf) = h
+        .call("GET", "/.well-known/bonafide-configuration", None, None)
+        .await;
+    assert_eq!(
+        conf["proof_types_supported"],
+        json!(["dpop", "http-signature"])
+    );
+    let url = conf["http_signature_directory_uri_template"]
+        .as_str()
+        .unwrap()
+        .replace("{agent_id}", &agent);
+    let resp = h.http.get(url).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(
         resp.headers()["content-type"],

@@ -73,6 +73,9 @@ pub async fn configuration(State(state): State<Arc<AppState>>) -> ApiJson<Value>
         "introspection_endpoint": format!("{base}/v1/introspect"),
         "registration_endpoint": format!("{base}/v1/agents/register"),
         "revocation_endpoint": format!("{base}/v1/tokens/revoke"),
+        "token_endpoint": format!("{base}/v1/token"),
+        "grant_types_supported": [crate::routes::token_exchange::GRANT_TYPE],
+        "max_delegation_depth": state.config.max_delegation_depth,
         "issuer_keys_endpoint": format!("{base}/v1/issuer/keys"),
         "scopes_endpoint": format!("{base}/v1/scopes"),
         "openapi_uri": format!("{base}/openapi.json"),
@@ -101,6 +104,11 @@ pub async fn configuration(State(state): State<Arc<AppState>>) -> ApiJson<Value>
         "receipt_signing_kid": state.receipt_key.kid(),
         "policy_versions_supported": [bonafide_core::policy::POLICY_VERSION],
         "policy_lint_endpoint": format!("{base}/v1/policies/lint"),
+        "proof_types_supported": ["dpop", "http-signature"],
+        "dpop_signing_alg_values_supported": ["EdDSA", "ES256", "RS256"],
+        "http_signature_algorithms_supported": ["ed25519", "ecdsa-p256-sha256"],
+        "http_signature_directory_uri_template":
+            format!("{base}/agents/{{agent_id}}/.well-known/http-message-signatures-directory"),
     }))
 }
 
@@ -176,6 +184,8 @@ pub struct Features {
     pub audit_log: bool,
     /// Proof of possession (DPoP, HTTP message signatures).
     pub proof_of_possession: bool,
+    /// Delegation by RFC 8693 token exchange (`POST /v1/token`).
+    pub delegation: bool,
     /// Storage backend in use.
     pub storage: String,
 }
@@ -202,6 +212,7 @@ pub async fn health(State(state): State<Arc<AppState>>) -> Result<ApiJson<Health
             receipts: true,
             audit_log: true,
             proof_of_possession: false,
+            delegation: true,
             storage: "sqlite".into(),
         },
     }))
