@@ -83,6 +83,11 @@ pub enum EventType {
     /// `note` is the domain.
     #[serde(rename = "issuer.domain_verified")]
     IssuerDomainVerified,
+    /// A delegated token was made by token exchange (RFC 8693, `POST /v1/token`):
+    /// `agent` is its subject, `jti` the child token, `note` names the actor and the
+    /// token it was exchanged from.
+    #[serde(rename = "token.delegated")]
+    TokenDelegated,
 }
 
 impl EventType {
@@ -102,6 +107,7 @@ impl EventType {
             EventType::AgentSuspended => "agent.suspended",
             EventType::AgentReactivated => "agent.reactivated",
             EventType::IssuerDomainVerified => "issuer.domain_verified",
+            EventType::TokenDelegated => "token.delegated",
         }
     }
 }
@@ -345,6 +351,7 @@ mod tests {
             EventType::AgentSuspended,
             EventType::AgentReactivated,
             EventType::IssuerDomainVerified,
+            EventType::TokenDelegated,
         ] {
             assert_eq!(
                 serde_json::to_value(event).unwrap(),

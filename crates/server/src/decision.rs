@@ -248,6 +248,7 @@ impl Deciding {
                 currency: limits.currency.code().to_owned(),
             },
             cap,
+            ancestors: Vec::new(),
         })
     }
 

@@ -542,6 +542,20 @@ impl Store for CountingStore {
     async fn token(&self, jti: &TokenId) -> StoreResult<Option<TokenRecord>> {
         self.inner.token(jti).await
     }
+    async fn record_delegated_token(
+        &self,
+        t: &TokenRecord,
+        d: &bonafide_store::DelegationRecord,
+        a: &AuditRecord,
+    ) -> StoreResult<()> {
+        self.inner.record_delegated_token(t, d, a).await
+    }
+    async fn delegation(
+        &self,
+        jti: &TokenId,
+    ) -> StoreResult<Option<bonafide_store::DelegationRecord>> {
+        self.inner.delegation(jti).await
+    }
     async fn revoke_token(
         &self,
         i: &IssuerId,

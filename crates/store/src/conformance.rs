@@ -23,10 +23,10 @@ use bonafide_core::policy::Decimal;
 use tokio::task::JoinSet;
 
 use crate::{
-    Agent, AgentKey, AgentStatus, ApiKeyRecord, AuditRecord, BudgetCharge, BudgetKey,
-    CheckpointRecord, Decided, DecisionItem, DecisionOutcome, IdempotencyClaim, Issuer, IssuerKey,
-    KeyState, LogKeyRecord, ReceiptKeyRecord, ReceiptRecord, Receiver, Revocations,
-    SigningKeyRecord, Store, StoreError, TokenRecord,
+    Agent, AgentKey, AgentStatus, AncestorBudget, ApiKeyRecord, AuditRecord, BudgetCharge,
+    BudgetKey, CheckpointRecord, Decided, DecisionItem, DecisionOutcome, DelegationRecord,
+    IdempotencyClaim, Issuer, IssuerKey, KeyState, LogKeyRecord, ReceiptKeyRecord, ReceiptRecord,
+    Receiver, Revocations, SigningKeyRecord, Store, StoreError, TokenRecord,
 };
 
 /// Expands to one `#[tokio::test]` per conformance case.
@@ -99,6 +99,9 @@ macro_rules! conformance_tests {
             decide_error_fails_only_its_item,
             charge_without_a_budget_writes_nothing,
             budgets_are_separate_per_currency_and_issuer,
+            ancestor_budgets_are_charged_together,
+            delegated_token_round_trips_with_its_delegation,
+            delegated_token_is_atomic,
             idempotency_replay_returns_the_first_answer,
             idempotency_key_with_another_request_conflicts,
             idempotency_key_twice_in_one_batch,
@@ -338,6 +341,7 @@ fn budget(key: &BudgetKey, cap: &str) -> Option<BudgetCharge> {
     Some(BudgetCharge {
         key: key.clone(),
         cap: dec(cap),
+        ancestors: Vec::new(),
     })
 }
 
@@ -1966,6 +1970,151 @@ pub async fn budgets_are_separate_per_currency_and_issuer(store: Arc<dyn Store>)
     assert_eq!(store.budget_spent(&other).await.unwrap(), dec("10"));
 }
 
+/// A delegated token's charge goes to its own budget and each ancestor's (one shared
+/// with its own counted once); `decide` sees the tightest remaining as spent; a charge
+/// over any cap refuses the whole item and charges none of them.
+pub async fn ancestor_budgets_are_charged_together(store: Arc<dyn Store>) {
+    let (issuer, _) = issuer(&*store).await;
+    let key = |policy: &str| BudgetKey {
+        policy_id: policy.to_owned(),
+        ..budget_key(&issuer.id, "USD")
+    };
+    let (own, parent, root) = (key("pol_own"), key("pol_parent"), key("pol_root"));
+    let charge = |cap: &str| BudgetCharge {
+        key: own.clone(),
+        cap: dec(cap),
+        ancestors: vec![
+            AncestorBudget {
+                key: root.clone(),
+                cap: dec("10"),
+            },
+            AncestorBudget {
+                key: parent.clone(),
+                cap: dec("100"),
+            },
+            // The child kept an ancestor's policy: the same budget, charged once.
+            AncestorBudget {
+                key: own.clone(),
+                cap: dec("8"),
+            },
+        ],
+    };
+    let size = store.audit_size().await.unwrap();
+    // The root alone, spent 7 by a sibling: 3 left of 10.
+    let out = store
+        .record_decisions(vec![item(budget(&root, "10"), None, logged(Some("7"), ""))])
+        .await
+        .unwrap();
+    assert_eq!(out, [Ok(recorded(Some(size), Some("0")))]);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let seen_by = |amount: &'static str| {
+        let seen = Arc::clone(&seen);
+        DecisionItem {
+            nonce: None,
+            budget: Some(charge("8")),
+            idempotency: None,
+            decide: Box::new(move |spent| {
+                seen.lock().unwrap().push(spent);
+                Ok(logged(Some(amount), ""))
+            }),
+        }
+    };
+    let out = store
+        .record_decisions(vec![seen_by("2"), seen_by("2")])
+        .await
+        .unwrap();
+    // Own cap 8, root has 3 left: seen as 5 spent; after 2 more, root has 1 left.
+    assert_eq!(out[0], Ok(recorded(Some(size + 1), Some("5"))));
+    assert!(matches!(out[1], Err(StoreError::Conflict(_))), "{out:?}");
+    assert_eq!(*seen.lock().unwrap(), [Some(dec("5")), Some(dec("7"))]);
+    assert_eq!(store.budget_spent(&own).await.unwrap(), dec("2"));
+    assert_eq!(store.budget_spent(&parent).await.unwrap(), dec("2"));
+    assert_eq!(store.budget_spent(&root).await.unwrap(), dec("9"));
+    assert_eq!(store.audit_size().await.unwrap(), size + 2);
+    // `seen_spent` is the same rule.
+    let spent = |k: &BudgetKey| {
+        if *k == root { dec("9") } else { dec("2") }
+    };
+    assert_eq!(charge("8").seen_spent(spent), dec("7"));
+    assert_eq!(charge("0.5").seen_spent(spent), dec("2"));
+}
+
+fn new_delegation(token: &TokenRecord, parent: &TokenRecord, actor: &Agent) -> DelegationRecord {
+    DelegationRecord {
+        jti: token.jti.clone(),
+        parent_jti: parent.jti.clone(),
+        actor_id: actor.id.clone(),
+        ancestor_policies: vec![
+            r#"{"id":"pol_root","v":"pol.v0.2"}"#.to_owned(),
+            "{\"id\":\"é ✓\"}".to_owned(),
+        ],
+        created_at_ms: T0_MS + 5,
+    }
+}
+
+/// A delegated token is stored as a token, with its delegation and audit record;
+/// other tokens have no delegation.
+pub async fn delegated_token_round_trips_with_its_delegation(store: Arc<dyn Store>) {
+    let (issuer, _) = issuer(&*store).await;
+    let (root, root_token) = agent(&*store, &issuer.id).await;
+    let (actor, _) = agent(&*store, &issuer.id).await;
+    let child = new_token(&root, "kid-1", T0_S + 1, T0_S + 600);
+    let delegation = new_delegation(&child, &root_token, &actor);
+    let size = store.audit_size().await.unwrap();
+    store
+        .record_delegated_token(&child, &delegation, &audit_note())
+        .await
+        .unwrap();
+    assert_eq!(store.audit_size().await.unwrap(), size + 1);
+    assert_eq!(store.token(&child.jti).await.unwrap(), Some(child.clone()));
+    assert_eq!(
+        store.delegation(&child.jti).await.unwrap(),
+        Some(delegation.clone())
+    );
+    assert_eq!(store.delegation(&root_token.jti).await.unwrap(), None);
+    // Revoking the subject agent revokes its delegated tokens too.
+    store
+        .revoke_agent(&issuer.id, &root.id, None, T0_MS + 9, &audit_note())
+        .await
+        .unwrap();
+    assert!(
+        store
+            .revocations()
+            .await
+            .unwrap()
+            .tokens
+            .contains(&child.jti)
+    );
+}
+
+/// Nothing is written when any part fails: a taken jti, an unknown actor.
+pub async fn delegated_token_is_atomic(store: Arc<dyn Store>) {
+    let (issuer, _) = issuer(&*store).await;
+    let (root, root_token) = agent(&*store, &issuer.id).await;
+    let (actor, _) = agent(&*store, &issuer.id).await;
+    let size = store.audit_size().await.unwrap();
+    let taken = new_delegation(&root_token, &root_token, &actor);
+    let err = store
+        .record_delegated_token(&root_token, &taken, &audit_note())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    let child = new_token(&root, "kid-1", T0_S + 1, T0_S + 600);
+    let stranger = new_agent(&issuer.id, T0_MS);
+    let err = store
+        .record_delegated_token(
+            &child,
+            &new_delegation(&child, &root_token, &stranger),
+            &audit_note(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err, StoreError::NotFound);
+    assert_eq!(store.token(&child.jti).await.unwrap(), None);
+    assert_eq!(store.delegation(&child.jti).await.unwrap(), None);
+    assert_eq!(store.audit_size().await.unwrap(), size);
+}
+
 // ---- decisions: idempotency
 
 /// A retry with the same key and request replays the first answer and audit index,
@@ -2395,6 +2544,7 @@ pub async fn concurrent_decisions_never_exceed_the_cap(store: Arc<dyn Store>) {
                         budget: Some(BudgetCharge {
                             key: key.clone(),
                             cap: Decimal::from(CAP),
+                            ancestors: Vec::new(),
                         }),
                         idempotency: None,
                         decide: Box::new(move |spent| {

@@ -154,6 +154,58 @@ pub struct BudgetCharge {
     pub key: BudgetKey,
     /// The `per_period` amount: the store never lets `spent` exceed it.
     pub cap: Decimal,
+    /// A delegated token's ancestors' budgets (RFC 8693 token exchange), in the same
+    /// currency: a charge is added to each of them too, and refused if it would take
+    /// any above its cap. Empty for a token that was not delegated. An ancestor whose
+    /// key is `key` (a child that kept its parent's policy) is charged once.
+    pub ancestors: Vec<AncestorBudget>,
+}
+
+/// One ancestor's budget that a delegated token's spending also counts against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AncestorBudget {
+    /// The budget.
+    pub key: BudgetKey,
+    /// Its `per_period` amount.
+    pub cap: Decimal,
+}
+
+impl BudgetCharge {
+    /// What a decision sees as spent: the own budget's spending, or more when an
+    /// ancestor's budget has less left than the own one, so that `cap - seen` is the
+    /// tightest remaining of all. `spent_of` gives what each budget has spent.
+    pub fn seen_spent(&self, mut spent_of: impl FnMut(&BudgetKey) -> Decimal) -> Decimal {
+        let own = spent_of(&self.key);
+        self.ancestors
+            .iter()
+            .filter(|a| a.key != self.key)
+            .fold(own, |seen, a| {
+                let left = a
+                    .cap
+                    .checked_sub(spent_of(&a.key))
+                    .unwrap_or(Decimal::ZERO)
+                    .max(Decimal::ZERO);
+                seen.max(self.cap.checked_sub(left).unwrap_or(seen))
+            })
+    }
+}
+
+/// What the registry records about a token it made by token exchange: enough to
+/// charge the ancestors' budgets on every later spend of the child (the ancestors'
+/// policies are in the ancestor tokens, which a verify of the child never sees).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DelegationRecord {
+    /// The child token's `jti`.
+    pub jti: TokenId,
+    /// The token it was exchanged from (the last of its `ancestor_jtis`).
+    pub parent_jti: TokenId,
+    /// The sub-agent it was made for (its current actor).
+    pub actor_id: AgentId,
+    /// The policies (`pol.v0.2` JSON text) of every ancestor token that has a
+    /// `per_period` budget, root first.
+    pub ancestor_policies: Vec<String>,
+    /// When it was made.
+    pub created_at_ms: i64,
 }
 
 /// An `idempotency_key` a receiver sent with a decision.
@@ -636,6 +688,17 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     ) -> Result<(), StoreError>;
     /// The token with this jti.
     async fn token(&self, jti: &TokenId) -> Result<Option<TokenRecord>, StoreError>;
+    /// Records a token made by token exchange and its delegation, in one transaction
+    /// (as [`Store::record_token`], plus the delegation). `NotFound` if its agent or
+    /// the actor does not exist; `Conflict` if the jti is recorded already.
+    async fn record_delegated_token(
+        &self,
+        token: &TokenRecord,
+        delegation: &DelegationRecord,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError>;
+    /// The delegation of a token made by token exchange; `None` for any other token.
+    async fn delegation(&self, jti: &TokenId) -> Result<Option<DelegationRecord>, StoreError>;
     /// Revokes one token of this issuer. `NotFound` if unknown or another issuer's.
     /// Revoking twice keeps the first time.
     async fn revoke_token(

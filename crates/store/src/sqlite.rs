@@ -32,9 +32,9 @@ use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool, Transaction};
 
 use crate::{
     Agent, AgentKey, AgentStatus, ApiKeyRecord, AuditRecord, AuditRow, BudgetCharge, BudgetKey,
-    CheckpointRecord, Decide, DecisionItem, DecisionOutcome, IdempotencyClaim, Issuer, IssuerKey,
-    KeyState, LogKeyRecord, Page, ReceiptKeyRecord, ReceiptRecord, Receiver, Revocations,
-    SigningKeyRecord, Store, StoreError, TokenRecord,
+    CheckpointRecord, Decide, DecisionItem, DecisionOutcome, DelegationRecord, IdempotencyClaim,
+    Issuer, IssuerKey, KeyState, LogKeyRecord, Page, ReceiptKeyRecord, ReceiptRecord, Receiver,
+    Revocations, SigningKeyRecord, Store, StoreError, TokenRecord,
 };
 
 /// Name of the database file inside the data directory.
@@ -620,6 +620,53 @@ impl Store for SqliteStore {
         .transpose()
     }
 
+    async fn record_delegated_token(
+        &self,
+        token: &TokenRecord,
+        delegation: &DelegationRecord,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write_tx().await?;
+        insert_token(&mut tx, token).await?;
+        sqlx::query(
+            "INSERT INTO delegations \
+             (jti, parent_jti, actor_id, ancestor_policies, created_at_ms) \
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(delegation.jti.as_str())
+        .bind(delegation.parent_jti.as_str())
+        .bind(delegation.actor_id.as_str())
+        .bind(to_json(&delegation.ancestor_policies)?)
+        .bind(delegation.created_at_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        append_audit(&mut tx, std::slice::from_ref(audit)).await?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn delegation(&self, jti: &TokenId) -> Result<Option<DelegationRecord>, StoreError> {
+        let row: Option<(String, String, String, String, i64)> = sqlx::query_as(
+            "SELECT jti, parent_jti, actor_id, ancestor_policies, created_at_ms \
+             FROM delegations WHERE jti = ?",
+        )
+        .bind(jti.as_str())
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db_err)?;
+        row.map(|(jti, parent, actor, policies, at)| {
+            Ok(DelegationRecord {
+                jti: parse_id(&jti, "delegation jti")?,
+                parent_jti: parse_id(&parent, "delegation parent jti")?,
+                actor_id: parse_id(&actor, "delegation actor")?,
+                ancestor_policies: serde_json::from_str(&policies)
+                    .map_err(|_| corrupt("delegation ancestor policies"))?,
+                created_at_ms: at,
+            })
+        })
+        .transpose()
+    }
+
     async fn revoke_token(
         &self,
         issuer: &IssuerId,
@@ -1099,9 +1146,10 @@ impl Store for SqliteStore {
                     Err(e) => return Err(e),
                 }
             }
-            // 2. The budget's spending, including this batch's charges so far.
+            // 2. The budget's spending, including this batch's charges so far (the
+            // tightest of its own and its ancestors' budgets, for a delegated token).
             let spent = match &budget {
-                Some(charge) => Some(batch.spent(&mut tx, &charge.key).await?),
+                Some(charge) => Some(batch.seen_spent(&mut tx, charge).await?),
                 None => None,
             };
             // 3 and 4, in memory; written below.
@@ -1277,6 +1325,24 @@ impl DecisionBatch {
         Ok(spent)
     }
 
+    /// What a decision charging `charge` sees as spent ([`BudgetCharge::seen_spent`]),
+    /// every budget it names read (and kept) first.
+    async fn seen_spent(
+        &mut self,
+        conn: &mut SqliteConnection,
+        charge: &BudgetCharge,
+    ) -> Result<Decimal, StoreError> {
+        self.spent(conn, &charge.key).await?;
+        for a in &charge.ancestors {
+            self.spent(conn, &a.key).await?;
+        }
+        Ok(charge.seen_spent(|key| {
+            self.budgets
+                .get(key)
+                .map_or(Decimal::ZERO, |state| state.spent)
+        }))
+    }
+
     /// Steps 3 and 4 of `Store::record_decisions` for one item whose budget (if any)
     /// has spent `spent`: runs `decide`, checks its charge, and records it in memory.
     /// An `Err` is the item's; nothing of it is kept.
@@ -1288,15 +1354,32 @@ impl DecisionBatch {
         decide: Decide,
     ) -> Result<DecisionOutcome, StoreError> {
         let decided = decide(spent)?;
-        let charged = match (&budget, spent, decided.charge) {
-            (_, _, None) => None,
-            (Some(budget), Some(spent), Some(amount)) => Some(check_charge(budget, spent, amount)?),
-            (_, _, Some(_)) => {
+        // Every budget the charge goes to (its own, then its ancestors', each once),
+        // with its spending after the charge; any over its cap refuses the item.
+        let mut charged: Vec<(BudgetKey, Decimal, Decimal)> = Vec::new();
+        match (&budget, decided.charge) {
+            (_, None) => {}
+            (Some(budget), Some(amount)) => {
+                let targets = std::iter::once((&budget.key, budget.cap))
+                    .chain(budget.ancestors.iter().map(|a| (&a.key, a.cap)));
+                for (key, cap) in targets {
+                    if charged.iter().any(|(k, _, _)| k == key) {
+                        continue;
+                    }
+                    let before = self
+                        .budgets
+                        .get(key)
+                        .map_or(Decimal::ZERO, |state| state.spent);
+                    let after = check_charge(key, cap, before, amount)?;
+                    charged.push((key.clone(), cap, after));
+                }
+            }
+            (None, Some(_)) => {
                 return Err(StoreError::Conflict(
                     "a decision without a budget cannot charge one".into(),
                 ));
             }
-        };
+        }
 
         // Checked: from here on the item is recorded.
         let at_ms = decided
@@ -1305,12 +1388,12 @@ impl DecisionBatch {
             .map(|a| a.created_at_ms)
             .or(decided.receipt.as_ref().map(|r| r.created_at_ms))
             .unwrap_or(self.now_ms);
-        if let (Some(budget), Some(new_spent)) = (budget, charged) {
+        for (key, cap, new_spent) in charged {
             self.budgets.insert(
-                budget.key,
+                key,
                 BudgetState {
                     spent: new_spent,
-                    charged: Some((budget.cap, at_ms)),
+                    charged: Some((cap, at_ms)),
                 },
             );
         }
@@ -1436,7 +1519,8 @@ impl DecisionBatch {
 /// the budget above it, or a negative one (which would give spending back), is a
 /// `Conflict` for the item.
 fn check_charge(
-    budget: &BudgetCharge,
+    key: &BudgetKey,
+    cap: Decimal,
     spent: Decimal,
     amount: Decimal,
 ) -> Result<Decimal, StoreError> {
@@ -1447,13 +1531,12 @@ fn check_charge(
     }
     spent
         .checked_add(amount)
-        .filter(|after| *after <= budget.cap)
+        .filter(|after| *after <= cap)
         .ok_or_else(|| {
             StoreError::Conflict(format!(
                 "charging `{amount}` {currency} to a budget that spent `{spent}` would exceed \
                  its cap of `{cap}`",
-                currency = budget.key.currency,
-                cap = budget.cap,
+                currency = key.currency,
             ))
         })
 }

@@ -235,6 +235,7 @@ async fn a_corrupt_budget_is_a_backend_error() {
         budget: Some(BudgetCharge {
             key: key.clone(),
             cap: "100".parse().unwrap(),
+            ancestors: Vec::new(),
         }),
         idempotency: None,
         decide: {
