@@ -84,6 +84,9 @@ pub struct ValidToken {
     pub policy: Option<Arc<Policy>>,
     /// `key_expires_at` of the agent key the token is bound to (`cnf.jkt`).
     pub key_expires_at_ms: Option<i64>,
+    /// The delegation chain of a token made by token exchange (its ancestors'
+    /// budgets are charged too).
+    pub delegation: Option<Arc<crate::delegation::Chain>>,
 }
 
 /// A bound agent key expiring within this is warned about (`KEY_EXPIRES_SOON`).
@@ -146,9 +149,15 @@ pub struct VerifyResponse {
     /// `POLICY_ACTION`, `POLICY_RESOURCE`, `TIME_WINDOW`, `AMOUNT_REQUIRED`,
     /// `CURRENCY_MISMATCH`, `LIMIT_PER_TXN`, `LIMIT_PER_PERIOD`, or the token error).
     pub reasons: Vec<String>,
-    /// The agent, when valid.
+    /// The agent, when valid. For a delegated token, the subject: the root agent
+    /// whose authority was delegated (`delegation` names the agent presenting it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agent: Option<VerifiedAgent>,
+    /// For a valid token made by token exchange (`POST /v1/token`): the delegation
+    /// chain, root first, the last being the agent that presents the token. Absent
+    /// for a token that was not delegated.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub delegation: Vec<crate::delegation::Hop>,
     /// When valid, how far the registry vouches for the agent's issuer:
     /// `domain_verified` (it proved control of a domain with
     /// `POST /v1/issuer/verify-domain`) or `registered`.
@@ -248,7 +257,11 @@ impl Deciding {
                 currency: limits.currency.code().to_owned(),
             },
             cap,
-            ancestors: Vec::new(),
+            ancestors: crate::delegation::ancestor_budgets(
+                v.delegation.as_deref(),
+                self.issuer_id.as_ref()?,
+                self.now(),
+            ),
         })
     }
 
@@ -402,6 +415,14 @@ impl Deciding {
                 Checked::Invalid { .. } => None,
             },
             agent,
+            delegation: match &self.checked {
+                Checked::Valid(v) => v
+                    .delegation
+                    .as_ref()
+                    .map(|c| c.hops.clone())
+                    .unwrap_or_default(),
+                Checked::Invalid { .. } => Vec::new(),
+            },
             user,
             expires_at,
             verified_at: rfc3339_ms(self.now_ms),

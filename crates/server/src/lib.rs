@@ -22,6 +22,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 pub mod audit;
 pub mod auth;
 pub mod decision;
+pub mod delegation;
 pub mod error;
 pub mod fetch;
 pub mod openapi;
@@ -82,6 +83,9 @@ pub struct Config {
     /// JWKS without DNS or TLS. Default false. Never on in production: it lets an
     /// issuer make the registry call its own loopback services. Not a CLI flag.
     pub allow_insecure_loopback_fetch: bool,
+    /// Most hops a delegation chain may go from its root token (`POST /v1/token`):
+    /// a root token's child is 1 hop. Default 4; at most 8 (`MAX_ACT_DEPTH`).
+    pub max_delegation_depth: usize,
 }
 
 impl Default for Config {
@@ -103,6 +107,7 @@ impl Default for Config {
             jwks_fetch_max_bytes: 256 * 1024,
             domain_verification_ttl: Duration::from_secs(30 * 86_400),
             allow_insecure_loopback_fetch: false,
+            max_delegation_depth: bonafide_core::delegation::DEFAULT_MAX_DEPTH,
         }
     }
 }
@@ -280,6 +285,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(routes::agent_keys::signatures_directory),
         )
         .route("/v1/tokens/revoke", post(routes::agents::revoke_token))
+        .route("/v1/token", post(routes::token_exchange::exchange))
         .route(
             "/v1/issuer/keys",
             post(routes::issuer_keys::add).get(routes::issuer_keys::list),

@@ -19,6 +19,7 @@ use crate::routes::{
         agent_keys::rotate, agent_keys::did_document, agent_keys::signatures_directory, crate::routes::verify_action::verify_action,
         issuer_keys::add, issuer_keys::list, issuer_keys::revoke,
         crate::routes::issuer_domain::verify_domain,
+        crate::routes::token_exchange::exchange,
         verify::verify_get, verify::verify_post, verify::simulate, verify::introspect, receipts::get,
         audit::checkpoint, audit::entries, audit::inclusion, audit::consistency, audit::bundle, audit::tile,
         meta::jwks, meta::public_key_pem, meta::configuration, meta::scopes, meta::health, meta::healthz, meta::openapi,

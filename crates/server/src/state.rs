@@ -271,6 +271,8 @@ pub struct AppState {
     /// [`Config::key_refresh`] ago (rotations by another process arrive within that);
     /// a local rotation drops its agent's entry after the commit.
     agent_keys: RwLock<HashMap<AgentId, CachedAgentKeys>>,
+    /// Delegated tokens' chains by `jti` (see [`crate::delegation`]).
+    pub delegations: crate::delegation::Cache,
 }
 
 /// An agent's keys as read from the store, and when.
@@ -407,6 +409,7 @@ impl AppState {
             issuer_keys: ArcSwap::from_pointee(issuer_keys),
             issuer_key_writes: tokio::sync::Mutex::new(()),
             agent_keys: RwLock::new(HashMap::new()),
+            delegations: crate::delegation::Cache::default(),
         })
     }
 

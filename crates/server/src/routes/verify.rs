@@ -379,11 +379,20 @@ pub async fn check_token(
             subject: Some((verified.claims.sub, verified.claims.jti)),
         }));
     }
+    // A delegated token: every ancestor agent and token too (crate::delegation).
+    if let Err(error) = crate::delegation::check(state, &verified.claims).await? {
+        return Ok(Err(Denied {
+            error,
+            subject: Some((verified.claims.sub, verified.claims.jti)),
+        }));
+    }
     // A token bound to the agent's own key (`cnf.jkt`): the key must be registered,
     // within its grace period if rotated out, and not past its `key_expires_at`.
     // Proof of possession (DESIGN.md step 6) is not checked here.
     if let Some(cnf) = &verified.claims.cnf {
-        let keys = state.agent_keys(&verified.claims.sub).await?;
+        // The presenting agent's key: a delegated token is bound to its current actor.
+        let holder = bonafide_core::delegation::current_actor(&verified.claims);
+        let keys = state.agent_keys(holder).await?;
         if let Err(error) = crate::state::bound_key(&keys, &cnf.jkt, now_ms) {
             return Ok(Err(Denied {
                 error,
@@ -547,6 +556,10 @@ pub struct SimpleVerify {
     /// is in force), else `registered`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trust_level: Option<String>,
+    /// For a token made by token exchange: the delegation chain, root first (the
+    /// agent fields above are the root's). Absent otherwise.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub delegation: Vec<crate::delegation::Hop>,
 }
 
 /// Verifies a token given in the path. Always 200 with `valid` true or false.
@@ -564,8 +577,10 @@ pub async fn verify_get(
     Ok(ApiJson(match checked {
         Ok(v) => {
             let trust_level = state.trust_level(&v.claims.sub, now).await?;
+            let delegation = crate::delegation::hops(&state, &v.claims).await?;
             let c = v.claims;
             SimpleVerify {
+                delegation,
                 valid: true,
                 error: None,
                 agent_id: Some(c.sub.to_string()),
@@ -591,6 +606,7 @@ pub async fn verify_get(
             expires_at: None,
             verified_at: None,
             trust_level: None,
+            delegation: Vec::new(),
         },
     }))
 }
@@ -815,14 +831,16 @@ async fn check_for_decision(
                 // The bound key was just checked through the same cache.
                 let key_expires_at_ms = match &c.cnf {
                     Some(cnf) => state
-                        .agent_keys(&c.sub)
+                        .agent_keys(bonafide_core::delegation::current_actor(&c))
                         .await?
                         .iter()
                         .find(|k| k.record.jkt == cnf.jkt)
                         .map(|k| k.record.expires_at_ms),
                     None => None,
                 };
+                let delegation = crate::delegation::chain_of(state, &c).await?;
                 Checked::Valid(Box::new(ValidToken {
+                    delegation,
                     key_expires_at_ms,
                     agent: c.sub,
                     jti: c.jti,
@@ -1070,7 +1088,7 @@ pub async fn simulate(
     let (deciding, _proof_not_claimed) =
         check_for_decision(&state, &caller, &req, asked, now, false).await?;
     let spent = match deciding.budget() {
-        Some(b) => Some(state.store.budget_spent(&b.key).await?),
+        Some(b) => Some(crate::delegation::seen_spent(&state, &b).await?),
         None => None,
     };
     let o = deciding.outcome(spent);
