@@ -304,6 +304,9 @@ async fn a_three_hop_chain_narrows_and_verify_answers_show_it() {
     assert_eq!(delegated, 4);
 }
 
+/// Extra parameters, the expected OAuth `error`, the expected `widened`.
+type WideningCase = (Vec<(&'static str, String)>, &'static str, Vec<&'static str>);
+
 #[tokio::test]
 async fn every_widening_is_refused_and_named() {
     let h = start().await;
@@ -320,7 +323,7 @@ async fn every_widening_is_refused_and_named() {
             exchange(h, Some(&key), &delegate(&subject, &actor, &more)).await
         }
     };
-    let cases: Vec<(Vec<(&'static str, String)>, &str, Vec<&str>)> = vec![
+    let cases: Vec<WideningCase> = vec![
         (
             vec![("scope", "payments:write read:account".into())],
             "invalid_scope",
