@@ -2,7 +2,8 @@
 //! three-hop chain and what verify answers show of it, a widening attempt in each
 //! dimension (scope, audience, exp, policy limits, currency, depth) named in
 //! `widened`, cascade revocation and suspension, a descendant's spends exhausting its
-//! ancestors' budgets, and every bad input with its status and codes.
+//! ancestors' budgets, the child bound to the actor's key (a DPoP proof by the root's
+//! key is refused), and every bad input with its status and codes.
 //!
 //! The real server on 127.0.0.1:0 with a temp SQLite data dir (see `common`). Budgets
 //! here are monthly in UTC: a run that straddles the first instant of a month would
@@ -819,4 +820,58 @@ async fn bad_input_is_a_clear_4xx() {
     let forged = h.sign_raw(&forged.to_string());
     let v = h.verify_token(&forged).await;
     assert_eq!(v["error"], "TOKEN_INVALID", "{v}");
+}
+
+#[tokio::test]
+async fn the_child_is_bound_to_the_actors_key_not_the_roots() {
+    use bonafide_core::dpop;
+    use bonafide_core::keys::{Algorithm, SigningKey};
+
+    let h = start().await;
+    let key = h.issuer("apex.example").await;
+    let root_key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    let actor_key = SigningKey::generate(Algorithm::ES256).unwrap();
+    let root = agent(
+        &h,
+        &key,
+        "Root",
+        json!({"public_key": root_key.verifying_key().jwk()}),
+    )
+    .await;
+    let sub = agent(
+        &h,
+        &key,
+        "Sub",
+        json!({"public_key": actor_key.verifying_key().jwk()}),
+    )
+    .await;
+    let t1 = child(&h, &key, &root.token, &sub.token, &[]).await;
+    let claims = payload(&t1);
+    assert_eq!(
+        claims["cnf"]["jkt"],
+        actor_key.verifying_key().kid(),
+        "bound to the actor's key"
+    );
+    assert_ne!(claims["cnf"], payload(&root.token)["cnf"]);
+
+    let url = "https://bank.example/pay";
+    let proved = |signer: &SigningKey, n: u8| {
+        let jwt = dpop::sign(
+            signer,
+            "POST",
+            url,
+            &t1,
+            common::now_s(),
+            &format!("jti-{n}"),
+        )
+        .unwrap();
+        json!({"token": t1, "proof": {"type": "dpop", "jwt": jwt, "htm": "POST", "htu": url}})
+    };
+    let v = h.verify(proved(&actor_key, 1)).await;
+    assert_eq!(v["valid"], true, "{v}");
+    assert_eq!(v["delegation"][1]["agent_id"], sub.id.as_str(), "{v}");
+    // The root's key does not prove possession of its child.
+    let v = h.verify(proved(&root_key, 2)).await;
+    assert_eq!(v["valid"], false, "{v}");
+    assert_eq!(v["error"], "PROOF_INVALID", "{v}");
 }
