@@ -7,7 +7,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use bonafide_core::{note, tlog_proof, token};
+use bonafide_core::httpsig::{self, Message, SignParams};
+use bonafide_core::{dpop, note, tlog_proof, token};
 
 fn dir(target: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -71,5 +72,57 @@ fn main() {
         "genuine_claims",
         &[b"\x01", claims.as_slice()].concat(),
     );
+    // The request and token the dpop_verify target checks against.
+    let key = bonafide_fuzz::token_key();
+    let (htm, htu, tok) = (
+        "POST",
+        "https://shop.example/v1/orders",
+        "eyJhbGciOiJFZERTQSJ9.e30.c2ln",
+    );
+    let proof = dpop::sign(key, htm, htu, tok, bonafide_fuzz::NOW, "seed-jti").expect("sign");
+    dpop::verify(
+        &proof,
+        &dpop::ProofCheck::new(htm, htu, key.kid(), tok, bonafide_fuzz::NOW),
+    )
+    .expect("proof verifies");
+    write(
+        "dpop_verify",
+        "genuine_proof",
+        &[b"\x00", proof.as_bytes()].concat(),
+    );
+    let claims = serde_json::json!({"jti": "seed-jti", "htm": htm, "htu": htu,
+        "iat": bonafide_fuzz::NOW, "ath": dpop::access_token_hash(tok)});
+    write(
+        "dpop_verify",
+        "genuine_claims",
+        &[b"\x01", claims.to_string().as_bytes()].concat(),
+    );
+    // A request signed in the Web Bot Auth profile, as lines for httpsig_verify.
+    let headers = vec![("Host".to_owned(), "shop.example".to_owned())];
+    let request = Message::Request {
+        method: "GET",
+        url: htu,
+        headers: &headers,
+    };
+    let signed = httpsig::sign(
+        key,
+        &request,
+        &["@authority"],
+        &SignParams {
+            label: "sig1",
+            created: bonafide_fuzz::NOW,
+            expires: Some(bonafide_fuzz::NOW + 60),
+            keyid: None,
+            nonce: Some("seed-nonce"),
+            tag: Some(httpsig::WEB_BOT_AUTH_TAG),
+            include_alg: false,
+        },
+    )
+    .expect("sign request");
+    let text = format!(
+        "GET\n{htu}\nHost: shop.example\nSignature-Input: {}\nSignature: {}",
+        signed.signature_input, signed.signature
+    );
+    write("httpsig_verify", "genuine_request", text.as_bytes());
     println!("seeds written under {}", dir("").display());
 }
