@@ -55,7 +55,7 @@ struct Cli {
 enum Command {
     /// Run the registry (embedded SQLite under --data-dir).
     Serve(ServeArgs),
-    /// Manage issuers (admin key in BONAFIDE_API_KEY).
+    /// Manage issuers (admin key in BONAFIDE_API_KEY; `verify-domain`: issuer key).
     #[command(subcommand)]
     Issuer(IssuerCmd),
     /// Manage receivers, the APIs that verify agents (admin key in BONAFIDE_API_KEY).
@@ -149,6 +149,11 @@ enum IssuerCmd {
         #[arg(long)]
         name: String,
     },
+    /// Prove your issuer controls a domain (issuer key in BONAFIDE_API_KEY): publish
+    /// the public JWK of a registered key at https://DOMAIN/.well-known/jwks.json; this
+    /// signs a domain proof with its private key, locally, and asks the registry to
+    /// check both.
+    VerifyDomain(self_custody::VerifyDomainArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -335,6 +340,9 @@ async fn run(cli: Cli, out: Out) -> Result<ExitCode> {
                 .map_err(explain)?;
             out.issuer_created(&v);
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Issuer(IssuerCmd::VerifyDomain(args)) => {
+            self_custody::verify_domain(&cli.url, args, out).await
         }
         Command::Receiver(ReceiverCmd::Create { name }) => {
             let client = client(&cli.url, KeyKind::Admin)?;

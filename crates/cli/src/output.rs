@@ -255,6 +255,21 @@ impl Out {
         println!("{}", s(&v["token"]));
     }
 
+    /// `issuer verify-domain`.
+    pub fn domain_verified(&self, v: &Value) {
+        if self.json {
+            return self.json_out(v);
+        }
+        println!(
+            "{} verified for {} ({}) with key {}: trust_level {}",
+            s(&v["domain"]),
+            s(&v["name"]),
+            s(&v["issuer_id"]),
+            s(&v["kid"]),
+            s(&v["trust_level"])
+        );
+    }
+
     /// `issuer-key add`: only the kid, so that it can be captured.
     pub fn issuer_key_added(&self, v: &Value) {
         if self.json {

@@ -1,6 +1,7 @@
 //! Self-custody: an issuer's own signing key. `keys generate` makes one locally,
 //! `token sign` signs agent tokens with it offline, `issuer-key add|list|revoke`
-//! registers its public half with the registry.
+//! registers its public half with the registry, and `issuer verify-domain` signs the
+//! domain proof that shows the registry the issuer holds the key it publishes.
 //!
 //! The private key never leaves this machine: it is written once, to a new file of
 //! mode 0600, and read back only to sign. It is never printed, never sent (the
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
+use bonafide_core::domain_proof::{self, DomainProofClaims};
 use bonafide_core::ids::{AgentId, IssuerId, TokenId};
 use bonafide_core::json::{self, JsonLimits};
 use bonafide_core::keys::{Algorithm, SigningKey};
@@ -97,6 +99,22 @@ pub struct AddArgs {
     /// the only one its key type allows).
     #[arg(long)]
     pub alg: Option<Algorithm>,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyDomainArgs {
+    /// The domain (`apexwealth.com`): a DNS name, no scheme, port or path.
+    #[arg(long)]
+    pub domain: String,
+    /// Where the registry fetches the JWKS (default and, on a production registry,
+    /// the only one allowed: https://DOMAIN/.well-known/jwks.json).
+    #[arg(long)]
+    pub jwks_url: Option<String>,
+    /// The private key file (PKCS#8 PEM from `bonafide keys generate`) of the
+    /// registered key published in that JWKS: it signs the domain proof here and is
+    /// never sent.
+    #[arg(long)]
+    pub key: PathBuf,
 }
 
 /// `bonafide keys generate`.
@@ -261,6 +279,64 @@ pub async fn revoke(url: &str, kid: &str, out: Out) -> Result<ExitCode> {
         .await
         .map_err(explain)?;
     out.issuer_key_revoked(&v);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `bonafide issuer verify-domain`: signs a domain proof (`bonafide-domain-proof+jwt`)
+/// with `--key` for this issuer, the domain and the registry, and asks the registry
+/// to verify the domain. The issuer id comes from the registered key (which also
+/// checks `--key` is registered, before the proof is made), the audience from the
+/// registry's discovery document (its `issuer`, the URL it calls itself).
+pub async fn verify_domain(url: &str, args: VerifyDomainArgs, out: Out) -> Result<ExitCode> {
+    let key = read_signing_key(&args.key)?;
+    let client = client(url, KeyKind::Issuer)?;
+    let keys: Value = client.get("/v1/issuer/keys").await.map_err(explain)?;
+    let registered = keys["keys"]
+        .as_array()
+        .and_then(|ks| ks.iter().find(|k| k["kid"] == key.kid()))
+        .ok_or_else(|| {
+            anyhow!(
+                "the key in `{}` (kid {}) is not registered by this issuer: register its public half first (`bonafide issuer-key add FILE.pub.jwk`) and publish it in the domain's JWKS",
+                args.key.display(),
+                key.kid()
+            )
+        })?;
+    if registered["revoked_at"].is_string() {
+        bail!(
+            "the key in `{}` (kid {}) is revoked: it proves nothing; register a new one",
+            args.key.display(),
+            key.kid()
+        );
+    }
+    let issuer = registered["issuer_id"]
+        .as_str()
+        .ok_or_else(|| anyhow!("the registry's key list has no `issuer_id`"))?;
+    let config: Value = client
+        .get("/.well-known/bonafide-configuration")
+        .await
+        .map_err(explain)?;
+    let audience = config["issuer"].as_str().unwrap_or(url);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .context("the system clock is before 1970")?
+        .as_secs();
+    let claims = DomainProofClaims {
+        iss: issuer.to_owned(),
+        domain: args.domain.to_ascii_lowercase(),
+        aud: audience.to_owned(),
+        iat: i64::try_from(now).context("the system clock is out of range")?,
+        jti: Some(TokenId::from_random(random16()?).to_string()),
+    };
+    let proof = domain_proof::sign(&key, &claims).map_err(|e| anyhow!("cannot sign: {e}"))?;
+    let mut body = json!({ "domain": args.domain, "proof": proof });
+    if let Some(u) = args.jwks_url {
+        body["jwks_url"] = json!(u);
+    }
+    let v: Value = client
+        .post("/v1/issuer/verify-domain", &body)
+        .await
+        .map_err(explain)?;
+    out.domain_verified(&v);
     Ok(ExitCode::SUCCESS)
 }
 

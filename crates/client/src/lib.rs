@@ -4,8 +4,14 @@
 //!   call (pipeline steps 1–4; revocation needs the online check or, later, a status
 //!   list — [`OfflineVerdict::revocation_checked`] says so explicitly).
 //! - [`Client`]: the HTTP API (verify online, register agents, revoke, …).
+//! - [`receiver`] (feature `axum`, on by default): a tower/axum layer that
+//!   authenticates agents calling your API — token, DPoP or HTTP message signature,
+//!   its own replay cache — offline with a cached JWKS or online through the registry.
 
 use std::fmt;
+
+#[cfg(feature = "axum")]
+pub mod receiver;
 
 use bonafide_core::keys::{Jwks, KeyError};
 use bonafide_core::token::{KeySet, TokenError, VerifiedToken, VerifyOptions};

@@ -19,6 +19,7 @@ pub mod audit;
 pub mod b64;
 pub mod consent;
 pub mod delegation;
+pub mod domain_proof;
 pub mod dpop;
 pub mod httpsig;
 pub mod ids;

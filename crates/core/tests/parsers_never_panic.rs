@@ -1,6 +1,6 @@
 //! The parsers the fuzz targets in `fuzz/` exercise, run as property tests so that CI
 //! (which does not fuzz) checks them on every change: signed notes and checkpoints,
-//! tile and entry-bundle paths, tlog-proofs and compact JWS tokens.
+//! tile and entry-bundle paths, tlog-proofs, compact JWS tokens and domain proofs.
 //!
 //! For each parser: arbitrary text and mutations of valid inputs never panic, and
 //! whatever parses is written back byte for byte. For the signed formats, a mutated
@@ -16,6 +16,8 @@
 
 use std::sync::OnceLock;
 
+use bonafide_core::domain_proof::{self, DomainProofClaims, Expected};
+use bonafide_core::keys::{Algorithm, SigningKey, VerifyingKey};
 use bonafide_core::merkle::{EntryBundle, Hash, Tile, prove_record, stored_hashes, tree_hash};
 use bonafide_core::note::{self, Checkpoint, NoteSigner, NoteVerifier};
 use bonafide_core::tlog_proof::{self, TlogProof};
@@ -174,6 +176,34 @@ fn noteish() -> impl Strategy<Value = String> {
     proptest::string::string_regex("[a-z0-9./+=@ \n\u{2014}\r\tA-Z-]{0,300}").unwrap()
 }
 
+/// A valid domain proof and the key set that verifies it, built once.
+fn domain_fixture() -> &'static (String, KeySet) {
+    static FIXTURE: OnceLock<(String, KeySet)> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+        let claims = DomainProofClaims {
+            iss: "iss_a".into(),
+            domain: "a.example".into(),
+            aud: "https://registry.example".into(),
+            iat: 1_800_000_000,
+            jti: Some("j".into()),
+        };
+        let proof = domain_proof::sign(&key, &claims).unwrap();
+        let mut keys = KeySet::new();
+        keys.insert(VerifyingKey::from_jwk(key.verifying_key().jwk()).unwrap());
+        (proof, keys)
+    })
+}
+
+fn domain_expected() -> Expected<'static> {
+    Expected {
+        issuer: "iss_a",
+        domain: "a.example",
+        audience: "https://registry.example",
+        now: 1_800_000_000,
+    }
+}
+
 // ---------------------------------------------------------------------------------
 // Checks shared by arbitrary and mutated inputs
 
@@ -321,6 +351,23 @@ proptest! {
         for path in [tile.path(), bundle.path()] {
             let text = muts.iter().fold(path, |t, m| apply(&t, m));
             check_tile_paths(&text);
+        }
+    }
+
+    #[test]
+    fn arbitrary_domain_proofs_never_panic(text in "[A-Za-z0-9_.=+/ -]{0,300}") {
+        let (_, keys) = domain_fixture();
+        prop_assert!(domain_proof::verify(&text, keys, &domain_expected()).is_err());
+    }
+
+    #[test]
+    fn mutated_domain_proofs((original, text) in mutated(domain_fixture().0.clone())) {
+        let (_, keys) = domain_fixture();
+        let verified = domain_proof::verify(&text, keys, &domain_expected());
+        // A mutation that still verifies states exactly what the original stated.
+        if let Ok(v) = verified {
+            let first = domain_proof::verify(&original, keys, &domain_expected()).unwrap();
+            prop_assert_eq!(v, first);
         }
     }
 

@@ -9,10 +9,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use bonafide_core::domain_proof::{self, DomainProofClaims};
 use bonafide_core::keys::{Algorithm, SigningKey};
 use bonafide_server::Config;
 use bonafide_server::fetch::{self, FetchError, FetchLimits};
-use common::{Harness, start_with_config};
+use common::{Harness, now_s, start_with_config};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -159,6 +160,29 @@ async fn issuer_with_key(h: &Harness, name: &str) -> Iss {
     Iss { key, id, sk }
 }
 
+/// A domain proof signed by `sk` with these claims.
+fn proof_with(sk: &SigningKey, iss: &str, domain: &str, aud: &str, iat: i64) -> String {
+    let claims = DomainProofClaims {
+        iss: iss.into(),
+        domain: domain.into(),
+        aud: aud.into(),
+        iat,
+        jti: None,
+    };
+    domain_proof::sign(sk, &claims).unwrap()
+}
+
+/// `iss`'s proof for `domain` at this registry, now, signed by its registered key.
+fn proof(h: &Harness, iss: &Iss, domain: &str) -> String {
+    proof_with(
+        &iss.sk,
+        &iss.id,
+        domain,
+        &h.state.config.public_url,
+        now_s(),
+    )
+}
+
 /// A JWKS document holding these keys' public halves.
 fn jwks(keys: &[&SigningKey]) -> String {
     json!({"keys": keys.iter().map(|k| k.verifying_key().jwk()).collect::<Vec<_>>()}).to_string()
@@ -218,7 +242,7 @@ async fn a_published_registered_key_verifies_the_domain_and_shows_in_verify() {
     let (st, v) = verify_domain(
         &h,
         Some(&a.key),
-        json!({"domain": "A.Example", "jwks_url": server.url()}),
+        json!({"domain": "A.Example", "jwks_url": server.url(), "proof": proof(&h, &a, "A.Example")}),
     )
     .await;
     assert_eq!(st, StatusCode::OK, "{v}");
@@ -227,6 +251,7 @@ async fn a_published_registered_key_verifies_the_domain_and_shows_in_verify() {
     assert_eq!(v["domain_verified"], true);
     assert_eq!(v["kid"], a.sk.kid());
     assert_eq!(v["trust_level"], "domain_verified");
+    assert_eq!(v["issuer_domain"], "a.example");
     assert!(v["domain_verified_at"].is_string());
     assert_eq!(server.connections(), 1);
 
@@ -261,7 +286,7 @@ async fn a_published_registered_key_verifies_the_domain_and_shows_in_verify() {
     let (st, v) = verify_domain(
         &h,
         Some(&b.key),
-        json!({"domain": "a.example", "jwks_url": server.url()}),
+        json!({"domain": "a.example", "jwks_url": server.url(), "proof": proof(&h, &b, "a.example")}),
     )
     .await;
     assert_eq!(st, StatusCode::CONFLICT, "{v}");
@@ -271,7 +296,7 @@ async fn a_published_registered_key_verifies_the_domain_and_shows_in_verify() {
     let (st, v) = verify_domain(
         &h,
         Some(&a.key),
-        json!({"domain": "new.a.example", "jwks_url": server.url()}),
+        json!({"domain": "new.a.example", "jwks_url": server.url(), "proof": proof(&h, &a, "new.a.example")}),
     )
     .await;
     assert_eq!(st, StatusCode::OK, "{v}");
@@ -279,7 +304,7 @@ async fn a_published_registered_key_verifies_the_domain_and_shows_in_verify() {
     let (st, v) = verify_domain(
         &h,
         Some(&b.key),
-        json!({"domain": "a.example", "jwks_url": server_b.url()}),
+        json!({"domain": "a.example", "jwks_url": server_b.url(), "proof": proof(&h, &b, "a.example")}),
     )
     .await;
     assert_eq!(st, StatusCode::OK, "{v}");
@@ -297,7 +322,7 @@ async fn a_jwks_without_a_registered_live_key_is_refused() {
     let (st, v) = verify_domain(
         &h,
         Some(&a.key),
-        json!({"domain": "a.example", "jwks_url": server.url()}),
+        json!({"domain": "a.example", "jwks_url": server.url(), "proof": proof(&h, &a, "a.example")}),
     )
     .await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
@@ -327,13 +352,34 @@ async fn a_jwks_without_a_registered_live_key_is_refused() {
         .await;
     assert_eq!(st, StatusCode::OK, "{v}");
     let revoked = JwksServer::start(Answer::Json(jwks(&[&a.sk]))).await;
+    // Its proof no longer counts (refused before any fetch)...
     let (st, v) = verify_domain(
         &h,
         Some(&a.key),
-        json!({"domain": "a.example", "jwks_url": revoked.url()}),
+        json!({"domain": "a.example", "jwks_url": revoked.url(), "proof": proof(&h, &a, "a.example")}),
     )
     .await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(code(&v), "DOMAIN_PROOF_INVALID", "{v}");
+    assert!(
+        message(&v).contains("not a registered, unrevoked key"),
+        "{v}"
+    );
+    assert_eq!(revoked.connections(), 0);
+    // ...and a proof by the live key finds only the revoked one published.
+    let spare_iss = Iss {
+        key: a.key.clone(),
+        id: a.id.clone(),
+        sk: spare,
+    };
+    let (st, v) = verify_domain(
+        &h,
+        Some(&a.key),
+        json!({"domain": "a.example", "jwks_url": revoked.url(), "proof": proof(&h, &spare_iss, "a.example")}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(code(&v), "DOMAIN_NOT_VERIFIED", "{v}");
     assert!(message(&v).contains("no matching key"), "{v}");
     assert!(message(&v).contains("holds 1 usable public key"), "{v}");
     assert_eq!(revoked.connections(), 1);
@@ -343,7 +389,7 @@ async fn a_jwks_without_a_registered_live_key_is_refused() {
     let (st, v) = verify_domain(
         &h,
         Some(&a.key),
-        json!({"domain": "a.example", "jwks_url": junk.url()}),
+        json!({"domain": "a.example", "jwks_url": junk.url(), "proof": proof(&h, &spare_iss, "a.example")}),
     )
     .await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
@@ -353,7 +399,7 @@ async fn a_jwks_without_a_registered_live_key_is_refused() {
     let (st, v) = verify_domain(
         &h,
         Some(&a.key),
-        json!({"domain": "a.example", "jwks_url": dup.url()}),
+        json!({"domain": "a.example", "jwks_url": dup.url(), "proof": proof(&h, &spare_iss, "a.example")}),
     )
     .await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
@@ -377,7 +423,7 @@ async fn oversize_redirect_and_slow_answers_are_refused() {
     let (st, v) = verify_domain(
         &h,
         Some(&a.key),
-        json!({"domain": "a.example", "jwks_url": big.url()}),
+        json!({"domain": "a.example", "jwks_url": big.url(), "proof": proof(&h, &a, "a.example")}),
     )
     .await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
@@ -392,7 +438,7 @@ async fn oversize_redirect_and_slow_answers_are_refused() {
     let (st, v) = verify_domain(
         &h,
         Some(&a.key),
-        json!({"domain": "a.example", "jwks_url": declared.url()}),
+        json!({"domain": "a.example", "jwks_url": declared.url(), "proof": proof(&h, &a, "a.example")}),
     )
     .await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
@@ -404,7 +450,7 @@ async fn oversize_redirect_and_slow_answers_are_refused() {
     let (st, v) = verify_domain(
         &h,
         Some(&a.key),
-        json!({"domain": "a.example", "jwks_url": hop.url()}),
+        json!({"domain": "a.example", "jwks_url": hop.url(), "proof": proof(&h, &a, "a.example")}),
     )
     .await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
@@ -419,7 +465,7 @@ async fn oversize_redirect_and_slow_answers_are_refused() {
     let (st, v) = verify_domain(
         &h,
         Some(&a.key),
-        json!({"domain": "a.example", "jwks_url": slow.url()}),
+        json!({"domain": "a.example", "jwks_url": slow.url(), "proof": proof(&h, &a, "a.example")}),
     )
     .await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
@@ -434,7 +480,7 @@ async fn oversize_redirect_and_slow_answers_are_refused() {
     let (st, v) = verify_domain(
         &h,
         Some(&a.key),
-        json!({"domain": "a.example", "jwks_url": good.url()}),
+        json!({"domain": "a.example", "jwks_url": good.url(), "proof": proof(&h, &a, "a.example")}),
     )
     .await;
     assert_eq!(st, StatusCode::OK, "{v}");
@@ -457,7 +503,7 @@ async fn without_the_switch_loopback_and_http_are_refused_before_connecting() {
         let (st, v) = verify_domain(
             &h,
             Some(&a.key),
-            json!({"domain": "a.example", "jwks_url": url}),
+            json!({"domain": "a.example", "jwks_url": url, "proof": proof(&h, &a, "a.example")}),
         )
         .await;
         assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{url}: {v}");
@@ -465,7 +511,12 @@ async fn without_the_switch_loopback_and_http_are_refused_before_connecting() {
     }
     // A domain that resolves to loopback: refused after our own lookup, before any
     // connection.
-    let (st, v) = verify_domain(&h, Some(&a.key), json!({"domain": "localhost"})).await;
+    let (st, v) = verify_domain(
+        &h,
+        Some(&a.key),
+        json!({"domain": "localhost", "proof": proof(&h, &a, "localhost")}),
+    )
+    .await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
     assert_eq!(code(&v), "DOMAIN_NOT_VERIFIED");
     assert!(message(&v).contains("fetch failed"), "{v}");
@@ -533,7 +584,7 @@ async fn bad_domains_and_wrong_callers_are_refused() {
         assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{bad:?}: {v}");
         assert_eq!(code(&v), "DOMAIN_INVALID", "{bad:?}: {v}");
     }
-    let body = json!({"domain": "a.example", "jwks_url": server.url()});
+    let body = json!({"domain": "a.example", "jwks_url": server.url(), "proof": proof(&h, &a, "a.example")});
     let (st, v) = verify_domain(&h, None, body.clone()).await;
     assert_eq!(st, StatusCode::UNAUTHORIZED, "{v}");
     let admin = h.admin.clone();
@@ -543,7 +594,7 @@ async fn bad_domains_and_wrong_callers_are_refused() {
     let (st, v) = verify_domain(
         &h,
         Some(&a.key),
-        json!({"domain": "a.example", "jwks_url": server.url(), "force": true}),
+        json!({"domain": "a.example", "jwks_url": server.url(), "force": true, "proof": proof(&h, &a, "a.example")}),
     )
     .await;
     assert!(st.is_client_error(), "{st}: {v}");
@@ -636,7 +687,7 @@ async fn trust_shows_on_every_verify_path_and_lapses_with_its_key_or_its_age() {
     let (st, v) = verify_domain(
         &h,
         Some(&a.key),
-        json!({"domain": "lapse.example", "jwks_url": server.url()}),
+        json!({"domain": "lapse.example", "jwks_url": server.url(), "proof": proof(&h, &a, "lapse.example")}),
     )
     .await;
     assert_eq!(st, StatusCode::OK, "{v}");
@@ -676,7 +727,7 @@ async fn trust_shows_on_every_verify_path_and_lapses_with_its_key_or_its_age() {
     let (st, v) = verify_domain(
         &h,
         Some(&b.key),
-        json!({"domain": "old.example", "jwks_url": server.url()}),
+        json!({"domain": "old.example", "jwks_url": server.url(), "proof": proof(&h, &b, "old.example")}),
     )
     .await;
     assert_eq!(st, StatusCode::OK, "{v}");
@@ -690,7 +741,7 @@ async fn trust_shows_on_every_verify_path_and_lapses_with_its_key_or_its_age() {
     let (st, _) = verify_domain(
         &h,
         Some(&b.key),
-        json!({"domain": "old.example", "jwks_url": server.url()}),
+        json!({"domain": "old.example", "jwks_url": server.url(), "proof": proof(&h, &b, "old.example")}),
     )
     .await;
     assert_eq!(st, StatusCode::OK);
@@ -698,4 +749,192 @@ async fn trust_shows_on_every_verify_path_and_lapses_with_its_key_or_its_age() {
         h.verify_token(&token).await["trust_level"],
         "domain_verified"
     );
+}
+
+/// The squatting attack: a public key is public, so another party can register the
+/// key a victim publishes at its domain. Without the private half it cannot make the
+/// domain proof, so it never gets the victim's domain.
+#[tokio::test]
+async fn registering_someone_elses_published_key_does_not_verify_their_domain() {
+    let h = start_with_config(test_switch()).await;
+    // The victim publishes its key at victim.example (it never used this registry).
+    let victim = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    let site = JwksServer::start(Answer::Json(jwks(&[&victim]))).await;
+    // The squatter has its own key, and registers the victim's public key too.
+    let squatter = issuer_with_key(&h, "squatter.example").await;
+    let (st, v) = h
+        .call(
+            "POST",
+            "/v1/issuer/keys",
+            Some(&squatter.key),
+            Some(json!({"jwk": victim.verifying_key().jwk()})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let token = agent_token(&h, &squatter).await;
+    let aud = h.state.config.public_url.clone();
+    let ask = |proof: Option<String>| {
+        let mut body = json!({"domain": "victim.example", "jwks_url": site.url()});
+        if let Some(p) = proof {
+            body["proof"] = p.into();
+        }
+        verify_domain(&h, Some(&squatter.key), body)
+    };
+
+    // No proof at all.
+    let (st, v) = ask(None).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(code(&v), "DOMAIN_PROOF_INVALID", "{v}");
+    assert!(message(&v).contains("`proof` is required"), "{v}");
+    // A proof that names the victim's key but is signed by the squatter's own.
+    let payload =
+        json!({"iss": squatter.id, "domain": "victim.example", "aud": aud, "iat": now_s()});
+    let mut forged = bonafide_core::jws::header_b64(
+        Algorithm::EdDSA,
+        domain_proof::DOMAIN_PROOF_TYP,
+        victim.kid(),
+    )
+    .unwrap();
+    forged.push('.');
+    forged.push_str(&bonafide_core::b64::encode(payload.to_string().as_bytes()));
+    let sig = squatter.sk.sign(forged.as_bytes()).unwrap();
+    forged.push('.');
+    forged.push_str(&bonafide_core::b64::encode(&sig));
+    let (st, v) = ask(Some(forged)).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(code(&v), "DOMAIN_PROOF_INVALID", "{v}");
+    assert!(message(&v).contains("signature"), "{v}");
+    // A proof by a key it holds but never registered.
+    let unregistered = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    let (st, v) = ask(Some(proof_with(
+        &unregistered,
+        &squatter.id,
+        "victim.example",
+        &aud,
+        now_s(),
+    )))
+    .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(code(&v), "DOMAIN_PROOF_INVALID", "{v}");
+    assert!(
+        message(&v).contains("not a registered, unrevoked key"),
+        "{v}"
+    );
+    // None of these made the registry fetch anything.
+    assert_eq!(site.connections(), 0);
+    // A genuine proof by its own registered key: that key is not what the domain
+    // publishes.
+    let (st, v) = ask(Some(proof(&h, &squatter, "victim.example"))).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(code(&v), "DOMAIN_NOT_VERIFIED", "{v}");
+    assert!(message(&v).contains("no matching key"), "{v}");
+    assert_eq!(site.connections(), 1);
+
+    assert_eq!(h.verify_token(&token).await["trust_level"], "registered");
+    assert!(h.state.store.issuer_domains().await.unwrap().is_empty());
+}
+
+/// `who` asks for `a.example` with this proof.
+async fn ask_a_example(
+    h: &Harness,
+    who: &Iss,
+    site: &JwksServer,
+    proof: String,
+) -> (StatusCode, Value) {
+    verify_domain(
+        h,
+        Some(&who.key),
+        json!({"domain": "a.example", "jwks_url": site.url(), "proof": proof}),
+    )
+    .await
+}
+
+/// A proof states who claims which domain at which registry, and when: a proof for
+/// another issuer, another domain or another registry, or an old one, is refused
+/// before anything is fetched.
+#[tokio::test]
+async fn proofs_for_another_issuer_domain_or_registry_and_stale_proofs_are_refused() {
+    let h = start_with_config(test_switch()).await;
+    let a = issuer_with_key(&h, "a.example").await;
+    let b = issuer_with_key(&h, "b.example").await;
+    let site = JwksServer::start(Answer::Json(jwks(&[&a.sk, &b.sk]))).await;
+    let aud = h.state.config.public_url.clone();
+    let now = now_s();
+    let cases = [
+        // B's proof (signed by B's key) presented by A: not A's key.
+        (
+            proof_with(&b.sk, &b.id, "a.example", &aud, now),
+            "not a registered, unrevoked key",
+        ),
+        // A's key, but stating B as the issuer.
+        (
+            proof_with(&a.sk, &b.id, "a.example", &aud, now),
+            "the proof is for iss",
+        ),
+        // Another domain.
+        (
+            proof_with(&a.sk, &a.id, "b.example", &aud, now),
+            "the proof is for domain `b.example`",
+        ),
+        // Another registry.
+        (
+            proof_with(
+                &a.sk,
+                &a.id,
+                "a.example",
+                "https://other-registry.example",
+                now,
+            ),
+            "the proof is for aud",
+        ),
+        // Stale, and from the future.
+        (
+            proof_with(&a.sk, &a.id, "a.example", &aud, now - 301),
+            "at most 300 s",
+        ),
+        (
+            proof_with(&a.sk, &a.id, "a.example", &aud, now + 301),
+            "at most 300 s",
+        ),
+        // Not a domain proof: an agent token by the same key.
+        (
+            bonafide_core::jws::sign_compact(
+                &a.sk,
+                "agent+jwt",
+                json!({"iss": a.id, "domain": "a.example", "aud": aud, "iat": now})
+                    .to_string()
+                    .as_bytes(),
+            )
+            .unwrap(),
+            "not a domain proof",
+        ),
+        ("not.a.jws".to_owned(), "does not verify"),
+    ];
+    for (proof, want) in cases {
+        let (st, v) = ask_a_example(&h, &a, &site, proof).await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{want}: {v}");
+        assert_eq!(code(&v), "DOMAIN_PROOF_INVALID", "{want}: {v}");
+        assert!(message(&v).contains(want), "{want}: {v}");
+    }
+    // A proof B made for itself does not let B take A's domain by presenting it.
+    let (st, v) = ask_a_example(&h, &b, &site, proof(&h, &a, "a.example")).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(code(&v), "DOMAIN_PROOF_INVALID", "{v}");
+    assert_eq!(
+        site.connections(),
+        0,
+        "a refused proof made the registry fetch"
+    );
+
+    // Within 300 s either way it holds.
+    let (st, v) = ask_a_example(
+        &h,
+        &a,
+        &site,
+        proof_with(&a.sk, &a.id, "a.example", &aud, now - 250),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["issuer_domain"], "a.example");
+    assert_eq!(site.connections(), 1);
 }

@@ -1,9 +1,13 @@
 //! Domain-verified issuers: an issuer proves it controls a domain by publishing a
 //! JWKS at `https://<domain>/.well-known/jwks.json` that holds one of its registered,
 //! unrevoked keys (compared by RFC 7638 thumbprint, computed by the registry; the
-//! published `kid` members are not trusted). The fetch follows [`crate::fetch`]'s
-//! SSRF rules. Once verified, verify answers for the issuer's agents say
-//! `trust_level: "domain_verified"` (else `"registered"`).
+//! published `kid` members are not trusted), and proves it holds that key's private
+//! half with a domain proof ([`bonafide_core::domain_proof`]) signed by it: a public
+//! key is public, so without the proof anyone could register the key a victim
+//! publishes and verify the victim's domain. The proof is checked before anything is
+//! fetched. The fetch follows [`crate::fetch`]'s SSRF rules. Once verified, verify
+//! answers for the issuer's agents say `trust_level: "domain_verified"` (else
+//! `"registered"`).
 //!
 //! This is proof of control of the domain's web server at the time of the fetch, no
 //! more, and it says nothing about who owns the domain. It counts for
@@ -17,7 +21,9 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::StatusCode;
 use bonafide_core::audit::{Actor, EventType};
-use bonafide_core::keys::Jwk;
+use bonafide_core::domain_proof::{self, DomainProofError, Expected};
+use bonafide_core::keys::{Jwk, VerifyingKey};
+use bonafide_core::token::KeySet;
 use bonafide_store::{IssuerDomain, StoreError};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -46,6 +52,14 @@ pub struct VerifyDomain {
     /// `http://127.0.0.1:<port>/…` and `http://localhost:<port>/…`.
     #[serde(default)]
     pub jwks_url: Option<String>,
+    /// Required: a domain proof, a compact JWS with header `typ`
+    /// `bonafide-domain-proof+jwt` and `kid` the RFC 7638 thumbprint of the
+    /// registered key published in the JWKS, signed by that key's private half, over
+    /// exactly `{iss: <issuer id>, domain, aud: <registry public URL>, iat, jti?}`
+    /// with `iat` within 300 s of the registry's clock. `bonafide issuer
+    /// verify-domain --key FILE` makes one.
+    #[serde(default)]
+    pub proof: Option<String>,
 }
 
 /// `POST /v1/issuer/verify-domain` answer: the issuer as it now stands.
@@ -67,6 +81,16 @@ pub struct IssuerDomainView {
     pub jwks_url: String,
     /// `domain_verified`: what verify answers for this issuer's agents now say.
     pub trust_level: String,
+    /// The domain `trust_level` is about (the verified domain).
+    pub issuer_domain: String,
+}
+
+fn proof_invalid(message: String) -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "DOMAIN_PROOF_INVALID",
+        message,
+    )
 }
 
 fn not_verified(message: String) -> ApiError {
@@ -151,16 +175,16 @@ fn published_thumbprints(body: &[u8]) -> Result<Vec<String>, String> {
         .collect())
 }
 
-/// Proves the caller controls `domain`: fetches its JWKS (SSRF-safe, see
-/// [`crate::fetch`]) and looks for one of the caller's registered, unrevoked keys in
-/// it. On success the issuer is `domain_verified`, audited as
-/// `issuer.domain_verified` in the same transaction.
+/// Proves the caller controls `domain`: checks the domain proof with the caller's
+/// registered, unrevoked key it names, then fetches the domain's JWKS (SSRF-safe, see
+/// [`crate::fetch`]) and requires that key in it. On success the issuer is
+/// `domain_verified`, audited as `issuer.domain_verified` in the same transaction.
 #[utoipa::path(post, path = "/v1/issuer/verify-domain", tag = "issuer",
     request_body = VerifyDomain, security(("api_key" = [])),
     responses((status = 200, body = IssuerDomainView),
               (status = 401), (status = 403),
               (status = 409, description = "another issuer has verified this domain"),
-              (status = 422, description = "`domain` is not a DNS name (`DOMAIN_INVALID`), `jwks_url` is not allowed (`JWKS_URL_REFUSED`), or the fetch failed or found none of the caller's keys (`DOMAIN_NOT_VERIFIED`, with which)")))]
+              (status = 422, description = "`domain` is not a DNS name (`DOMAIN_INVALID`), `jwks_url` is not allowed (`JWKS_URL_REFUSED`), `proof` is missing or does not hold (`DOMAIN_PROOF_INVALID`, with why), or the fetch failed or the JWKS lacks the proof's key (`DOMAIN_NOT_VERIFIED`, with which)")))]
 pub async fn verify_domain(
     State(state): State<Arc<AppState>>,
     IssuerAuth(issuer): IssuerAuth,
@@ -186,19 +210,45 @@ pub async fn verify_domain(
     {
         return Err(taken());
     }
-    let live: Vec<String> = state
-        .store
-        .issuer_keys(&issuer.id)
-        .await?
-        .into_iter()
-        .filter(|k| k.revoked_at_ms.is_none())
-        .map(|k| k.kid)
-        .collect();
+    let mut live = KeySet::new();
+    for k in state.store.issuer_keys(&issuer.id).await? {
+        if k.revoked_at_ms.is_some() {
+            continue;
+        }
+        let key = serde_json::from_str::<Jwk>(&k.jwk)
+            .ok()
+            .and_then(|jwk| VerifyingKey::from_jwk(&jwk).ok())
+            .ok_or_else(|| {
+                ApiError::internal(format!("stored issuer key `{}` does not parse", k.kid))
+            })?;
+        live.insert(key);
+    }
     if live.is_empty() {
         return Err(not_verified(format!(
             "`{domain}` not verified: no matching key: this issuer has no registered, unrevoked key (register one with POST /v1/issuer/keys and publish it)"
         )));
     }
+    // Proof of possession, before anything is fetched.
+    let Some(proof) = body.proof.as_deref() else {
+        return Err(proof_invalid(format!(
+            "`{domain}` not verified: `proof` is required: a `bonafide-domain-proof+jwt` signed by the private key of the registered key you publish (`bonafide issuer verify-domain --key FILE` makes one)"
+        )));
+    };
+    let expected = Expected {
+        issuer: issuer.id.as_str(),
+        domain: &domain,
+        audience: &state.config.public_url,
+        now: now_ms() / 1000,
+    };
+    let proven = domain_proof::verify(proof, &live, &expected).map_err(|e| {
+        let hint = match e {
+            DomainProofError::Mismatch { .. } | DomainProofError::Stale { .. } => {
+                " (sign a new proof for this issuer, domain and registry)"
+            }
+            _ => "",
+        };
+        proof_invalid(format!("`{domain}` not verified: {e}{hint}"))
+    })?;
     let limits = FetchLimits {
         timeout: state.config.jwks_fetch_timeout,
         max_bytes: state.config.jwks_fetch_max_bytes,
@@ -213,12 +263,14 @@ pub async fn verify_domain(
             "`{domain}` not verified: fetch failed: the body is not a JWKS: {e}"
         ))
     })?;
-    let Some(kid) = published.iter().find(|t| live.contains(t)).cloned() else {
+    if !published.contains(&proven.kid) {
         return Err(not_verified(format!(
-            "`{domain}` not verified: no matching key: the JWKS holds {} usable public key(s), none of them a registered, unrevoked key of this issuer",
-            published.len()
+            "`{domain}` not verified: no matching key: the JWKS holds {} usable public key(s), not the key `{}` that signed the proof",
+            published.len(),
+            proven.kid
         )));
-    };
+    }
+    let kid = proven.kid;
     let now = now_ms();
     let record = IssuerDomain {
         issuer_id: issuer.id.clone(),
@@ -267,12 +319,13 @@ pub async fn verify_domain(
     Ok(ApiJson(IssuerDomainView {
         issuer_id: issuer.id.to_string(),
         name: issuer.name,
-        domain: record.domain,
+        domain: record.domain.clone(),
         domain_verified: true,
         domain_verified_at: rfc3339_ms(now),
         kid: record.kid,
         jwks_url: url,
         trust_level: "domain_verified".into(),
+        issuer_domain: record.domain,
     }))
 }
 
