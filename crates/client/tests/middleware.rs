@@ -1015,3 +1015,34 @@ async fn jwks_is_refreshed_in_the_background_when_old() {
     .await;
     assert_eq!(status, 200, "{body}");
 }
+
+#[tokio::test]
+async fn a_full_replay_cache_fails_closed_with_503() {
+    let f = Fixture::with(|mut c| {
+        c.replay_capacity = 1; // one live proof per shard
+        c
+    })
+    .await;
+    let token = f.bound_token();
+    let url = format!("{}/hello", f.base);
+    let mut full = None;
+    for _ in 0..40 {
+        let resp = f
+            .http
+            .get(&url)
+            .header("authorization", format!("DPoP {token}"))
+            .header("dpop", f.dpop("GET", &url, &token))
+            .send()
+            .await
+            .unwrap();
+        if resp.status() == 503 {
+            full = Some(resp);
+            break;
+        }
+        assert_eq!(resp.status(), 200);
+    }
+    let resp = full.expect("the cache fills up");
+    assert_eq!(resp.headers()["retry-after"], "1");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(code(&body), "REPLAY_CACHE_FULL");
+}
