@@ -844,6 +844,14 @@ async fn online_mode_sends_token_and_proof_and_trusts_the_answer() {
                                 "error": "TOKEN_REVOKED", "reason": "revoked",
                                 "reasons": ["TOKEN_REVOKED"], "verified_at": "t"})));
                         }
+                        if body["token"] == "receiver-key-refused" {
+                            return (StatusCode::UNAUTHORIZED, Json(json!({"error": {
+                                "code": "UNAUTHORIZED", "message": "bad key", "request_id": "r"}})));
+                        }
+                        if body["token"] == "huge" {
+                            return (StatusCode::PAYLOAD_TOO_LARGE, Json(json!({"error": {
+                                "code": "TOO_LARGE", "message": "too large", "request_id": "r"}})));
+                        }
                         if body["token"] == "unbound" && body.get("proof").is_some() {
                             return (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({"error": {
                                 "code": "PROOF_NOT_APPLICABLE", "message": "not bound",
@@ -907,6 +915,23 @@ async fn online_mode_sends_token_and_proof_and_trusts_the_answer() {
     let (status, body, _) =
         answer(http.get(&url).bearer_auth("revoked").send().await.unwrap()).await;
     assert_eq!((status, code(&body)), (401, "TOKEN_REVOKED"), "{body}");
+
+    // The registry refusing the receiver's own key is not the agent's fault: 503.
+    let (status, body, _) = answer(
+        http.get(&url)
+            .bearer_auth("receiver-key-refused")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, code(&body)),
+        (503, "REGISTRY_UNAVAILABLE"),
+        "{body}"
+    );
+    let (status, body, _) = answer(http.get(&url).bearer_auth("huge").send().await.unwrap()).await;
+    assert_eq!((status, code(&body)), (401, "TOO_LARGE"), "{body}");
 
     // A signed request with an unbound token: asked again without the proof.
     let (status, body, _) = answer(

@@ -53,8 +53,11 @@
 //!    unless [`ProofPolicy::require_binding`].
 //! 4. **Online mode** ([`Mode::Online`]): steps 2–3 are the registry's: the layer
 //!    sends the token and the proof to `POST {registry}/v1/verify` and trusts its
-//!    answer (revocation included). An unreachable registry is 503
-//!    `REGISTRY_UNAVAILABLE`: the layer fails closed.
+//!    answer (revocation included); a refusal carries the registry's code. An
+//!    unreachable registry, a 5xx, or a refusal of the receiver's own key (401, 403,
+//!    429) is 503 `REGISTRY_UNAVAILABLE`: the layer fails closed, and the agent is
+//!    not blamed for the receiver's problem. A message signature sent with an unbound
+//!    token is dropped and the token verified alone (as offline).
 //! 5. The [`VerifiedAgent`] goes into the request's extensions; handlers take it as an
 //!    extractor.
 //!
@@ -1239,15 +1242,24 @@ impl Receiver {
             answer = client.post("/v1/verify", &body).await;
         }
         let answer = answer.map_err(|e| match e {
+            // A DPoP proof with an unbound token: the same refusal as offline.
+            ClientError::Api { code, message, .. } if code == "PROOF_NOT_APPLICABLE" => {
+                Rejection::proof_invalid(scheme, message)
+            }
+            // What the agent sent is malformed or too large (400, 413, 422): the
+            // registry's code, as a 401 for the agent.
             ClientError::Api {
-                status,
+                status: 400 | 413 | 422,
                 code,
                 message,
                 ..
-            } if (400..500).contains(&status) && status != 429 => {
-                Rejection::unauthorized(scheme, "invalid_token", code, message)
-            }
-            e => Rejection::unavailable("REGISTRY_UNAVAILABLE", e.to_string()),
+            } => Rejection::unauthorized(scheme, "invalid_token", code, message),
+            // Anything else (our receiver key refused, quota, a 5xx, no answer) is
+            // this receiver's problem, not the agent's: fail closed with a 503.
+            e => Rejection::unavailable(
+                "REGISTRY_UNAVAILABLE",
+                format!("the registry cannot verify this request now: {e}"),
+            ),
         })?;
         online_agent(scheme, &answer, proof_kind)
     }
