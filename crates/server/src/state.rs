@@ -590,6 +590,21 @@ impl AppState {
         }))
     }
 
+    /// The domain the agent's issuer has verified and that is in force (see
+    /// [`AppState::verified_domain`]): what `trust_level: "domain_verified"` is about,
+    /// for answers to show beside it as `issuer_domain`. `None` otherwise, and for an
+    /// agent not registered here.
+    pub async fn issuer_domain(
+        &self,
+        agent: &AgentId,
+        now_ms: i64,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .issuer_of(agent)
+            .await?
+            .and_then(|issuer| self.verified_domain(&issuer, now_ms)))
+    }
+
     /// Starts a change of an issuer's domain: hold the guard across the store write
     /// and [`AppState::reload_issuer_domains`].
     pub async fn issuer_domain_write(&self) -> tokio::sync::MutexGuard<'_, ()> {

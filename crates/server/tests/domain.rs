@@ -257,6 +257,22 @@ async fn a_published_registered_key_verifies_the_domain_and_shows_in_verify() {
 
     let after = h.verify_token(&token_a).await;
     assert_eq!(after["trust_level"], "domain_verified", "{after}");
+    // The domain it is about, for answers to show beside `trust_level`.
+    let sub = |token: &str| {
+        let payload = token.split('.').nth(1).unwrap();
+        let c: Value =
+            serde_json::from_slice(&bonafide_core::b64::decode(payload).unwrap()).unwrap();
+        bonafide_core::ids::AgentId::try_from(c["sub"].as_str().unwrap()).unwrap()
+    };
+    let now = bonafide_server::time::now_ms();
+    assert_eq!(
+        h.state.issuer_domain(&sub(&token_a), now).await.unwrap(),
+        Some("a.example".to_owned())
+    );
+    assert_eq!(
+        h.state.issuer_domain(&sub(&token_b), now).await.unwrap(),
+        None
+    );
     // Another issuer's agents are unaffected.
     let theirs = h.verify_token(&token_b).await;
     assert_eq!(theirs["trust_level"], "registered", "{theirs}");
