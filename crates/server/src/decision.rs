@@ -163,6 +163,10 @@ pub struct VerifyResponse {
     /// `POST /v1/issuer/verify-domain`) or `registered`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trust_level: Option<String>,
+    /// With `domain_verified`: the domain the issuer proved, so the receiver sees
+    /// what is vouched for (not the issuer's own name).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer_domain: Option<String>,
     /// On whose behalf the agent acts, when the token says.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
@@ -231,6 +235,8 @@ pub struct Deciding {
     pub issuer_id: Option<IssuerId>,
     /// `domain_verified` or `registered`, when the token is valid.
     pub trust_level: Option<&'static str>,
+    /// The verified domain, with `domain_verified`.
+    pub issuer_domain: Option<String>,
     /// The receipt to make, when decisions are logged.
     pub receipt_id: Option<ReceiptId>,
 }
@@ -412,6 +418,10 @@ impl Deciding {
             reasons: o.reasons.clone(),
             trust_level: match &self.checked {
                 Checked::Valid(_) => self.trust_level.map(str::to_owned),
+                Checked::Invalid { .. } => None,
+            },
+            issuer_domain: match &self.checked {
+                Checked::Valid(_) => self.issuer_domain.clone(),
                 Checked::Invalid { .. } => None,
             },
             agent,

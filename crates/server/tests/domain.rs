@@ -273,9 +273,27 @@ async fn a_published_registered_key_verifies_the_domain_and_shows_in_verify() {
         h.state.issuer_domain(&sub(&token_b), now).await.unwrap(),
         None
     );
+    // Every verify answer shows the domain beside the trust level.
+    assert_eq!(after["issuer_domain"], "a.example", "{after}");
+    let (_, get) = h
+        .call("GET", &format!("/v1/verify/{token_a}"), None, None)
+        .await;
+    assert_eq!(get["issuer_domain"], "a.example", "{get}");
+    let intro: Value = h
+        .http
+        .post(format!("{}/v1/introspect", h.base))
+        .form(&[("token", token_a.as_str())])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(intro["issuer_domain"], "a.example", "{intro}");
     // Another issuer's agents are unaffected.
     let theirs = h.verify_token(&token_b).await;
     assert_eq!(theirs["trust_level"], "registered", "{theirs}");
+    assert!(theirs.get("issuer_domain").is_none(), "{theirs}");
     // An invalid token has no trust level.
     let bad = h.verify_token("e30.e30.e30").await;
     assert_eq!(bad["valid"], false);

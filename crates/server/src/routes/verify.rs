@@ -556,6 +556,9 @@ pub struct SimpleVerify {
     /// is in force), else `registered`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trust_level: Option<String>,
+    /// With `domain_verified`: the domain the issuer proved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer_domain: Option<String>,
     /// For a token made by token exchange: the delegation chain, root first (the
     /// agent fields above are the root's). Absent otherwise.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -577,6 +580,7 @@ pub async fn verify_get(
     Ok(ApiJson(match checked {
         Ok(v) => {
             let trust_level = state.trust_level(&v.claims.sub, now).await?;
+            let issuer_domain = state.issuer_domain(&v.claims.sub, now).await?;
             let delegation = crate::delegation::hops(&state, &v.claims).await?;
             let c = v.claims;
             SimpleVerify {
@@ -592,6 +596,7 @@ pub async fn verify_get(
                 expires_at: Some(rfc3339_s(c.exp)),
                 verified_at: Some(rfc3339_ms(now)),
                 trust_level: trust_level.map(str::to_owned),
+                issuer_domain,
             }
         }
         Err(d) => SimpleVerify {
@@ -606,6 +611,7 @@ pub async fn verify_get(
             expires_at: None,
             verified_at: None,
             trust_level: None,
+            issuer_domain: None,
             delegation: Vec::new(),
         },
     }))
@@ -875,14 +881,16 @@ async fn check_for_decision(
         Some(agent) => state.issuer_of(agent).await?,
         None => None,
     };
+    let issuer_domain = match (&checked, &issuer_id) {
+        (Checked::Valid(_), Some(issuer)) => state.verified_domain(issuer, now),
+        _ => None,
+    };
     let trust_level = match (&checked, &issuer_id) {
-        (Checked::Valid(_), Some(issuer)) => {
-            Some(if state.verified_domain(issuer, now).is_some() {
-                "domain_verified"
-            } else {
-                "registered"
-            })
-        }
+        (Checked::Valid(_), Some(_)) => Some(if issuer_domain.is_some() {
+            "domain_verified"
+        } else {
+            "registered"
+        }),
         _ => None,
     };
     let receipt_id = if receipt {
@@ -906,6 +914,7 @@ async fn check_for_decision(
         checked,
         issuer_id,
         trust_level,
+        issuer_domain,
         receipt_id,
     };
     Ok((deciding, nonce))
@@ -1068,6 +1077,7 @@ async fn record_decision(
                 subject,
             };
             replay.trust_level = None;
+            replay.issuer_domain = None;
             Box::pin(record_decision(state, replay, None, replayed_kind, audited)).await
         }
     }
@@ -1151,6 +1161,9 @@ pub struct IntrospectResponse {
     /// verify answers.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trust_level: Option<String>,
+    /// Extension member: with `domain_verified`, the domain the issuer proved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer_domain: Option<String>,
 }
 
 /// RFC 7662 token introspection. Open like `/v1/verify`: it reveals nothing the
@@ -1191,6 +1204,7 @@ pub async fn introspect(
         username: None,
         cnf: None,
         trust_level: None,
+        issuer_domain: None,
     };
     let now = now_ms();
     // Introspection is a verification too: it is logged like one.
@@ -1198,6 +1212,7 @@ pub async fn introspect(
     Ok(ApiJson(match checked {
         Ok(v) => {
             let trust_level = state.trust_level(&v.claims.sub, now).await?;
+            let issuer_domain = state.issuer_domain(&v.claims.sub, now).await?;
             let c = v.claims;
             IntrospectResponse {
                 active: true,
@@ -1213,6 +1228,7 @@ pub async fn introspect(
                 username: Some(c.agent.name),
                 cnf: c.cnf,
                 trust_level: trust_level.map(str::to_owned),
+                issuer_domain,
             }
         }
         Err(_) => inactive,
