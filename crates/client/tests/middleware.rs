@@ -1071,3 +1071,43 @@ async fn a_full_replay_cache_fails_closed_with_503() {
     let body: Value = resp.json().await.unwrap();
     assert_eq!(code(&body), "REPLAY_CACHE_FULL");
 }
+
+#[tokio::test]
+async fn under_a_nested_router_proofs_name_the_whole_path() {
+    let registry_key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    let agent_key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    let jwks = Jwks {
+        keys: vec![registry_key.verifying_key().jwk().clone()],
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let receiver = Receiver::new(
+        Config::offline(JwksSource::Static(jwks), ISSUER).public_base_url(base.clone()),
+    )
+    .await
+    .unwrap();
+    let api = Router::new()
+        .route("/hello", get(hello))
+        .layer(receiver.layer());
+    let app = Router::new().nest("/api", api);
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let jkt = agent_key.kid().to_owned();
+    let token = token_with(&registry_key, |c| c["cnf"] = json!({ "jkt": jkt }));
+    let url = format!("{base}/api/hello");
+    let http = reqwest::Client::new();
+    for (htu, want) in [(url.clone(), 200), (format!("{base}/hello"), 401)] {
+        let proof = bonafide_core::dpop::sign(&agent_key, "GET", &htu, &token, now(), &unique("p"))
+            .unwrap();
+        let (status, body, _) = answer(
+            http.get(&url)
+                .header("authorization", format!("DPoP {token}"))
+                .header("dpop", proof)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, want, "{htu}: {body}");
+    }
+}

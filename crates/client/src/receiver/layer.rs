@@ -4,7 +4,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, OriginalUri};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, Request, header};
 use axum::response::{IntoResponse, Response};
@@ -67,10 +67,18 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let receiver = self.receiver.clone();
         Box::pin(async move {
-            match receiver
-                .authenticate(req.method(), req.uri(), req.headers())
-                .await
-            {
+            // Under `Router::nest` the inner router sees the path without its prefix;
+            // proofs name the whole path, which axum keeps as `OriginalUri`.
+            let verdict = {
+                let uri = match req.extensions().get::<OriginalUri>() {
+                    Some(original) => &original.0,
+                    None => req.uri(),
+                };
+                receiver
+                    .authenticate(req.method(), uri, req.headers())
+                    .await
+            };
+            match verdict {
                 Ok(agent) => {
                     req.extensions_mut().insert(agent);
                     inner.call(req).await
