@@ -64,7 +64,8 @@
 //! server in the default configuration (decisions audited), an issuer and one agent
 //! registered over HTTP with its own `public_key` (the Ed25519 JWK of a key this
 //! harness generates and keeps). The baseline `verify` is `POST /v1/verify {token,
-//! scopes_requested}` of that agent's token; the target `verify-action` is `POST
+//! scopes_requested}` of a bearer token of a second agent with the same scopes and no
+//! key (a token bound to a key needs a proof of possession); the target `verify-action` is `POST
 //! /v1/agents/{id}/verify-action {action, resource, timestamp, nonce, signature}` with
 //! a fresh nonce (random prefix + counter) and signature per request. The signed
 //! bodies are pre-computed before the runs (rounds × (warm-up + seconds) ×
@@ -992,8 +993,23 @@ async fn start_servers(
                 201,
             )
             .await?;
-            let signer_token = str_member(&agent, "token")?;
             let signer_id = str_member(&agent, "agent_id")?;
+            // The baseline verifies a bearer token of an agent with the same scopes and
+            // no key: a token bound to a key needs a proof of possession per request
+            // (PROOF_REQUIRED), which would make the baseline something else.
+            let bearer = call(
+                &http,
+                &format!("{base}/v1/agents/register"),
+                Some(&issuer_key),
+                Some(json!({
+                    "name": "BearerBot",
+                    "description": "Presents a bearer token",
+                    "scopes": GRANTED,
+                })),
+                201,
+            )
+            .await?;
+            let signer_token = str_member(&bearer, "token")?;
             let path: &'static str =
                 Box::leak(format!("/v1/agents/{signer_id}/verify-action").into_boxed_str());
             let verify_body = json!({"token": signer_token, "scopes_requested": [REQUESTED]});

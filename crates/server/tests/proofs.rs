@@ -246,6 +246,8 @@ async fn web_bot_auth_signatures_verify_once() {
         conf["proof_types_supported"],
         json!(["dpop", "http-signature"])
     );
+    let (_, health) = h.call("GET", "/v1/health", None, None).await;
+    assert_eq!(health["features"]["proof_of_possession"], true, "{health}");
     let url = conf["http_signature_directory_uri_template"]
         .as_str()
         .unwrap()

@@ -211,7 +211,7 @@ pub async fn health(State(state): State<Arc<AppState>>) -> Result<ApiJson<Health
             policies: true,
             receipts: true,
             audit_log: true,
-            proof_of_possession: false,
+            proof_of_possession: true,
             delegation: true,
             storage: "sqlite".into(),
         },
