@@ -423,7 +423,10 @@ pub async fn did_document(
 /// An agent's usable keys (current and in grace, not expired) as (thumbprint, JWK),
 /// for the documents that publish them: 404 for an unknown agent or one without a
 /// usable key, 410 for a revoked agent.
-async fn usable_keys(state: &AppState, id: &str) -> Result<(AgentId, Vec<(String, Value)>), ApiError> {
+async fn usable_keys(
+    state: &AppState,
+    id: &str,
+) -> Result<(AgentId, Vec<(String, Value)>), ApiError> {
     let id = AgentId::try_from(id).map_err(|_| ApiError::not_found("agent"))?;
     let agent = state
         .store
