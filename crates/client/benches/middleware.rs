@@ -26,7 +26,7 @@ use axum::http::{Method, Request};
 use axum::routing::get;
 use bonafide_client::receiver::{Config, JwksSource, Receiver, VerifiedAgent};
 use bonafide_core::dpop::{self, ProofCheck};
-use bonafide_core::keys::{Algorithm, Jwks, SigningKey};
+use bonafide_core::keys::{Algorithm, Jwks, SigningKey, VerifyingKey};
 use bonafide_core::token::{AgentClaims, KeySet, VerifyOptions};
 use criterion::{BatchSize, Criterion, criterion_group};
 use serde_json::json;
@@ -63,6 +63,9 @@ struct Setup {
     keys: KeySet,
     opts: VerifyOptions,
     agent: SigningKey,
+    /// The agent's key as a receiver keeps it once seen (by thumbprint), as the
+    /// layer does: proofs are then checked with `dpop::verify_with_key`.
+    agent_public: VerifyingKey,
     bearer: String,
     bound: String,
     receiver: Receiver,
@@ -94,6 +97,7 @@ fn setup(alg: Algorithm) -> Setup {
         opts,
         bearer: token(&registry, None),
         bound: token(&registry, Some(agent.kid())),
+        agent_public: VerifyingKey::from_jwk(agent.verifying_key().jwk()).expect("key"),
         agent,
         receiver,
         rt,
@@ -146,7 +150,8 @@ fn core_verify(s: &Setup, req: &Request<Body>) -> AgentClaims {
             .unwrap_or_default();
         let jkt = verified.claims.cnf.as_ref().map_or("", |c| c.jkt.as_str());
         let htu = format!("{BASE}{}", req.uri().path());
-        dpop::verify(p, &ProofCheck::new("GET", &htu, jkt, tok, now())).expect("proof");
+        let check = ProofCheck::new("GET", &htu, jkt, tok, now());
+        dpop::verify_with_key(p, &check, &s.agent_public).expect("proof");
     }
     verified.claims
 }
@@ -160,7 +165,8 @@ fn core_bearer(s: &Setup) -> AgentClaims {
 fn core_dpop(s: &Setup, p: String) -> AgentClaims {
     let t = bonafide_core::token::verify(black_box(&s.bound), &s.keys, &s.opts, now()).expect("ok");
     let jkt = t.claims.cnf.as_ref().map_or("", |c| c.jkt.as_str());
-    dpop::verify(&p, &ProofCheck::new("GET", URL, jkt, &s.bound, now())).expect("proof");
+    let check = ProofCheck::new("GET", URL, jkt, &s.bound, now());
+    dpop::verify_with_key(&p, &check, &s.agent_public).expect("proof");
     t.claims
 }
 

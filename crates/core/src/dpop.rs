@@ -237,6 +237,49 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
 /// the key is used; the key itself and its algorithm; the signature; then the
 /// claims, before any of which nothing in the payload is read.
 pub fn verify(proof_jwt: &str, check: &ProofCheck<'_>) -> Result<VerifiedProof, DpopError> {
+    verify_inner(proof_jwt, check, None)
+}
+
+/// [`verify`] for a caller that already holds the bound key, parsed once (a receiver's
+/// cache of the keys it has seen, keyed by thumbprint, or the agent's registered key):
+/// the proof's `jwk` header must carry exactly that key's public members, so the
+/// thumbprint and the key are not computed again for every proof. `key`'s kid is its
+/// RFC 7638 thumbprint and must be [`ProofCheck::jkt`] (else `ThumbprintMismatch`);
+/// every other check is the same as [`verify`]'s.
+pub fn verify_with_key(
+    proof_jwt: &str,
+    check: &ProofCheck<'_>,
+    key: &VerifyingKey,
+) -> Result<VerifiedProof, DpopError> {
+    verify_inner(proof_jwt, check, Some(key))
+}
+
+/// The key a proof's `jwk` header carries, for a caller building the cache
+/// [`verify_with_key`] reads: call it only after [`verify`] accepted the proof (it
+/// checks nothing but the header's key).
+pub fn proof_key(proof_jwt: &str) -> Result<VerifyingKey, DpopError> {
+    let compact =
+        Compact::split(proof_jwt, DEFAULT_MAX_PROOF_BYTES).map_err(|_| DpopError::Shape)?;
+    let header_bytes =
+        b64::decode(compact.header_b64).map_err(|_| DpopError::Base64(Segment::Header))?;
+    let raw: RawHeader =
+        serde_json::from_slice(&header_bytes).map_err(|_| DpopError::HeaderNotObject)?;
+    let jwk: Jwk = serde_json::from_value(raw.jwk.ok_or(DpopError::MissingHeader("jwk"))?)
+        .map_err(|_| DpopError::MalformedJwk)?;
+    VerifyingKey::from_jwk(&jwk).map_err(DpopError::Jwk)
+}
+
+/// The public members that make a key (RFC 7638 §3.2's required members): equal
+/// members, equal thumbprint.
+fn same_public_key(a: &Jwk, b: &Jwk) -> bool {
+    a.kty == b.kty && a.crv == b.crv && a.x == b.x && a.y == b.y && a.n == b.n && a.e == b.e
+}
+
+fn verify_inner(
+    proof_jwt: &str,
+    check: &ProofCheck<'_>,
+    known: Option<&VerifyingKey>,
+) -> Result<VerifiedProof, DpopError> {
     let limits = JsonLimits::default();
     let compact = Compact::split(proof_jwt, check.max_bytes).map_err(|e| match e {
         TokenError::TooLarge { size, max } => DpopError::TooLarge { size, max },
@@ -281,11 +324,26 @@ pub fn verify(proof_jwt: &str, check: &ProofCheck<'_>) -> Result<VerifiedProof, 
     jwk.check_public().map_err(DpopError::Jwk)?;
 
     // The key must be the token's before anything is done with it.
-    let jkt = jwk.thumbprint().map_err(DpopError::Jwk)?;
-    if !crate::ct_eq(jkt.as_bytes(), check.jkt.as_bytes()) {
-        return Err(DpopError::ThumbprintMismatch);
-    }
-    let key = VerifyingKey::from_jwk(&jwk).map_err(DpopError::Jwk)?;
+    let parsed;
+    let (key, jkt) = match known {
+        // The bound key, already parsed: the header must carry exactly it.
+        Some(known) => {
+            if !crate::ct_eq(known.kid().as_bytes(), check.jkt.as_bytes())
+                || !same_public_key(&jwk, known.jwk())
+            {
+                return Err(DpopError::ThumbprintMismatch);
+            }
+            (known, known.kid().to_owned())
+        }
+        None => {
+            let jkt = jwk.thumbprint().map_err(DpopError::Jwk)?;
+            if !crate::ct_eq(jkt.as_bytes(), check.jkt.as_bytes()) {
+                return Err(DpopError::ThumbprintMismatch);
+            }
+            parsed = VerifyingKey::from_jwk(&jwk).map_err(DpopError::Jwk)?;
+            (&parsed, jkt)
+        }
+    };
     if key.alg() != alg {
         return Err(DpopError::AlgKeyMismatch {
             alg,
@@ -668,6 +726,48 @@ mod tests {
     fn without(mut v: serde_json::Value, name: &str) -> serde_json::Value {
         v.as_object_mut().unwrap().remove(name);
         v
+    }
+
+    #[test]
+    fn a_known_key_verifies_only_its_own_proofs_with_the_same_checks() {
+        for alg in [Algorithm::EdDSA, Algorithm::ES256, Algorithm::RS256] {
+            let k = key(alg);
+            let other = key(alg);
+            let proof = sign(&k, "POST", HTU, TOKEN, NOW, "jti-1").unwrap();
+            // The cache a receiver builds: the key taken from an accepted proof.
+            let cached = proof_key(&proof).unwrap();
+            assert_eq!(cached.kid(), k.kid());
+            let plain = verify(&proof, &check(k.kid())).unwrap();
+            assert_eq!(verify_with_key(&proof, &check(k.kid()), &cached), Ok(plain));
+            // Another key in the cache, or a cached key that is not the bound one.
+            let wrong = VerifyingKey::from_jwk(other.verifying_key().jwk()).unwrap();
+            assert_eq!(
+                verify_with_key(&proof, &check(k.kid()), &wrong),
+                Err(DpopError::ThumbprintMismatch)
+            );
+            assert_eq!(
+                verify_with_key(&proof, &check(other.kid()), &cached),
+                Err(DpopError::ThumbprintMismatch)
+            );
+            // Everything after the key is checked as before.
+            let mut late = check(k.kid());
+            late.now = NOW + 1000;
+            assert!(matches!(
+                verify_with_key(&proof, &late, &cached),
+                Err(DpopError::IatOutOfWindow { .. })
+            ));
+            let mut elsewhere = check(k.kid());
+            elsewhere.htm = "GET";
+            assert_eq!(
+                verify_with_key(&proof, &elsewhere, &cached),
+                Err(DpopError::HtmMismatch)
+            );
+            let forged = forge(&other, &good_header(&k), &good_claims());
+            assert_eq!(
+                verify_with_key(&forged, &check(k.kid()), &cached),
+                Err(DpopError::BadSignature)
+            );
+        }
     }
 
     #[test]

@@ -621,7 +621,14 @@ struct Inner {
     replay: ReplayCache,
     agent_keys: AgentKeys,
     online: Option<Client>,
+    /// Agent keys taken from DPoP proofs that verified, by thumbprint, so a later
+    /// proof with the same key skips the thumbprint and the key parse
+    /// ([`dpop::verify_with_key`]). Bounded: emptied when full.
+    proof_keys: RwLock<HashMap<String, Arc<VerifyingKey>>>,
 }
+
+/// Most DPoP keys kept parsed in [`Inner::proof_keys`].
+const MAX_PROOF_KEYS: usize = 10_000;
 
 /// The state of a JWKS URL source.
 #[derive(Debug)]
@@ -761,6 +768,7 @@ impl Receiver {
                 replay: ReplayCache::new(config.replay_capacity),
                 agent_keys,
                 online,
+                proof_keys: RwLock::new(HashMap::new()),
             }),
         })
     }
@@ -987,8 +995,31 @@ impl Receiver {
         let mut check = ProofCheck::new(method.as_str(), &htu, jkt, token, now);
         check.max_age = self.inner.proof_max_age;
         check.leeway = self.inner.opts.leeway_secs;
-        let verified = dpop::verify(proof, &check)
-            .map_err(|e| Rejection::proof_invalid(scheme, e.to_string()))?;
+        let cached = self
+            .inner
+            .proof_keys
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(jkt)
+            .cloned();
+        let verified = match &cached {
+            Some(key) => dpop::verify_with_key(proof, &check, key),
+            None => dpop::verify(proof, &check),
+        }
+        .map_err(|e| Rejection::proof_invalid(scheme, e.to_string()))?;
+        if cached.is_none()
+            && let Ok(key) = dpop::proof_key(proof)
+        {
+            let mut keys = self
+                .inner
+                .proof_keys
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if keys.len() >= MAX_PROOF_KEYS {
+                keys.clear();
+            }
+            keys.insert(jkt.to_owned(), Arc::new(key));
+        }
         // Acceptable while iat ≥ now − max_age, i.e. until iat + max_age.
         let last_valid = verified.iat.saturating_add(check.max_age);
         self.claim(
