@@ -297,7 +297,9 @@ enum IssuerKeyCmd {
     List,
     /// Revoke a key: tokens it signed stop verifying (TOKEN_REVOKED).
     Revoke {
-        /// The key's kid (RFC 7638 thumbprint).
+        /// The key's kid (RFC 7638 thumbprint). Base64url may start with `-`: such a
+        /// kid is still the argument, never an option.
+        #[arg(allow_hyphen_values = true)]
         kid: String,
     },
 }

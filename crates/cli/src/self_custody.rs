@@ -65,9 +65,10 @@ pub struct SignArgs {
     /// The private key file (PKCS#8 PEM, as `bonafide keys generate` writes it).
     #[arg(long)]
     pub key: PathBuf,
-    /// Your issuer id (`iss_…`): the token's `iss`.
+    /// Your issuer id (`iss_…`): the token's `iss`. Default: the one
+    /// `bonafide issuer-key add FILE.pub.jwk` recorded beside the key (`FILE.issuer`).
     #[arg(long)]
-    pub issuer: String,
+    pub issuer: Option<String>,
     /// The agent (`agt_…`), one your issuer registered: the token's `sub`.
     #[arg(long)]
     pub agent: String,
@@ -157,7 +158,11 @@ pub fn generate(args: GenerateArgs, out: Out) -> Result<ExitCode> {
 /// `bonafide token sign`: builds and signs the claims; no network.
 pub fn sign(args: SignArgs, out: Out) -> Result<ExitCode> {
     // Arguments first, the key file last: a typo costs no read of the secret.
-    let issuer = IssuerId::try_from(args.issuer.as_str()).map_err(|e| anyhow!("--issuer: {e}"))?;
+    let issuer_text = match &args.issuer {
+        Some(i) => i.clone(),
+        None => recorded_issuer(&args.key)?,
+    };
+    let issuer = IssuerId::try_from(issuer_text.as_str()).map_err(|e| anyhow!("--issuer: {e}"))?;
     let agent = AgentId::try_from(args.agent.as_str()).map_err(|e| anyhow!("--agent: {e}"))?;
     let scopes = scopes::validate_all(&args.scopes).map_err(|e| anyhow!("--scope: {e}"))?;
     let ttl = duration::parse(&args.ttl)?;
@@ -250,8 +255,50 @@ pub async fn add(url: &str, args: AddArgs, out: Out) -> Result<ExitCode> {
         .post("/v1/issuer/keys", &body)
         .await
         .map_err(explain)?;
+    // Beside the private key (FILE for FILE.pub.jwk): which issuer the key signs
+    // for, so `token sign --key FILE` needs no `--issuer`. Public, not a secret.
+    if let (Some(private), Some(issuer)) = (private_key_path(&args.file), v["issuer_id"].as_str()) {
+        let sidecar = issuer_sidecar(&private);
+        if let Err(e) = std::fs::write(&sidecar, format!("{issuer}\n")) {
+            eprintln!(
+                "note: could not record the issuer in `{}` ({e}): pass `--issuer {issuer}` to `bonafide token sign`",
+                sidecar.display()
+            );
+        }
+    }
     out.issuer_key_added(&v);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The private key file of a `FILE.pub.jwk` written by `bonafide keys generate`.
+fn private_key_path(public: &Path) -> Option<PathBuf> {
+    let name = public.file_name()?.to_str()?;
+    let stem = name.strip_suffix(PUB_SUFFIX)?;
+    (!stem.is_empty()).then(|| public.with_file_name(stem))
+}
+
+/// `FILE.issuer`: the issuer id recorded for the private key `FILE`.
+fn issuer_sidecar(private: &Path) -> PathBuf {
+    let mut name = private.as_os_str().to_owned();
+    name.push(".issuer");
+    PathBuf::from(name)
+}
+
+/// The issuer id `bonafide issuer-key add` recorded beside `key`.
+fn recorded_issuer(key: &Path) -> Result<String> {
+    let sidecar = issuer_sidecar(key);
+    let text = std::fs::read_to_string(&sidecar).map_err(|_| {
+        anyhow!(
+            "no --issuer, and no `{}`: pass your issuer id (`--issuer iss_…`), or register the key with `bonafide issuer-key add {}{PUB_SUFFIX}`, which records it",
+            sidecar.display(),
+            key.display()
+        )
+    })?;
+    let id = text.trim();
+    if id.is_empty() || id.len() > 128 {
+        bail!("`{}` does not hold an issuer id", sidecar.display());
+    }
+    Ok(id.to_owned())
 }
 
 /// `bonafide issuer-key list`.

@@ -600,6 +600,24 @@ fn issuer_key_add_refuses_private_material_before_any_request() {
     );
     assert_exit(&out, 2);
     assert!(text(&out).contains("is not a key id"), "{}", text(&out));
+
+    // A thumbprint may start with `-` (base64url): it is the kid, not an option (it
+    // gets as far as the closed registry).
+    let out = run(
+        CLOSED,
+        Some(api_key),
+        &[
+            "issuer-key",
+            "revoke",
+            "-cXYZ0123456789abcdefghijklmnopqrstuvwxyzAB",
+        ],
+    );
+    assert_exit(&out, 2);
+    assert!(
+        !text(&out).contains("unexpected argument"),
+        "{}",
+        text(&out)
+    );
 }
 
 /// The whole flow against the real registry: register the public keys, sign tokens
@@ -704,6 +722,52 @@ fn issuer_keys_registered_signed_verified_and_revoked() {
         assert_eq!(v["valid"], true, "{v}");
         assert_eq!(v["agent"]["id"], agent.as_str(), "{v}");
     }
+
+    // The contract's command line, without `--issuer`: `issuer-key add` recorded the
+    // issuer beside the key (FILE.issuer), so signing stays offline.
+    let recorded = std::fs::read_to_string(format!("{}.issuer", s(&keys[0].1))).unwrap();
+    assert_eq!(recorded.trim(), issuer);
+    let out = run(
+        CLOSED,
+        None,
+        &[
+            "token",
+            "sign",
+            "--key",
+            s(&keys[0].1),
+            "--agent",
+            &agent,
+            "--scope",
+            "read:x",
+            "--ttl",
+            "1h",
+        ],
+    );
+    assert_exit(&out, 0);
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert_eq!(payload(&token)["iss"], issuer.as_str());
+    assert_eq!(verify(&token, 0)["valid"], true);
+    // A key never added has no record: a clear error naming both ways out.
+    let (stray, _) = generate(dir.path(), "EdDSA", "stray.pem");
+    let out = run(
+        CLOSED,
+        None,
+        &[
+            "token",
+            "sign",
+            "--key",
+            s(&stray),
+            "--agent",
+            &agent,
+            "--scope",
+            "read:x",
+            "--ttl",
+            "1h",
+        ],
+    );
+    assert_exit(&out, 2);
+    assert!(text(&out).contains("--issuer"), "{}", text(&out));
+    assert!(text(&out).contains("issuer-key add"), "{}", text(&out));
 
     // A registered key signs only for the issuer's own agents.
     let out = run(
