@@ -72,16 +72,15 @@ use std::fmt;
 
 use crate::ids::{AgentId, TokenId};
 use crate::policy::money::minor_units;
-use crate::policy::{Currency, Decimal, Limits, Policy, ResourceRule, TimeWindow};
+use crate::policy::{
+    Currency, Decimal, Limits, Policy, ResourceRule, SEPARATORS, TimeWindow, prefix_matches,
+};
 use crate::scopes::{self, ScopeError};
 use crate::token::{Actor, AgentClaims, AgentInfo, Audience, MAX_ACT_DEPTH};
 
 /// Default cap on delegation depth: a root token's child is depth 1, and a chain may
 /// go four hops from the root.
 pub const DEFAULT_MAX_DEPTH: usize = 4;
-
-/// Separators of resource-id segments, as in [`crate::policy`] prefix matching.
-const SEPARATORS: [char; 2] = ['/', ':'];
 
 /// What a token exchange asks the child token to carry.
 #[derive(Debug, Clone)]
@@ -564,21 +563,6 @@ fn uncovered(parent: &[ResourceRule], rule: &ResourceRule) -> Option<ResourceWid
         ids,
         prefixes,
     })
-}
-
-/// Segment-boundary prefix match, the same rule as the policy evaluator's (a test
-/// checks the two agree): `acct/12` matches `acct/12` and `acct/12/x`, not `acct/123`
-/// nor `acct/12/../13`.
-fn prefix_matches(prefix: &str, id: &str) -> bool {
-    let Some(rest) = id.strip_prefix(prefix) else {
-        return false;
-    };
-    let on_boundary =
-        rest.is_empty() || prefix.ends_with(SEPARATORS) || rest.starts_with(SEPARATORS);
-    let clean = id
-        .split(SEPARATORS)
-        .all(|seg| !seg.is_empty() && seg != "." && seg != "..");
-    on_boundary && clean
 }
 
 /// True if every id that prefix `child` matches, prefix `parent` matches too: `child`

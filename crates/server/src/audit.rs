@@ -23,8 +23,8 @@ use bonafide_core::ids::{AgentId, IssuerId};
 use bonafide_core::merkle::{self, Hash, Prefetched};
 use bonafide_core::note::{self, Checkpoint, NoteSigner, NoteVerifier};
 use bonafide_store::{
-    AuditRecord, CheckpointRecord, Decided, DecisionItem, DecisionOutcome, LogKeyRecord, Store,
-    StoreError,
+    AuditRecord, CheckpointRecord, Decided, DecisionItem, DecisionOutcome, LogKeyRecord,
+    NonceClaim, Store, StoreError,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -203,8 +203,23 @@ impl AuditLog {
 
     /// Appends one entry through the group committer; the index once it is durable.
     pub async fn append(&self, record: AuditRecord) -> Result<u64, AuditLogError> {
+        self.append_claiming(record, None).await?.ok_or_else(|| {
+            AuditLogError::Store(StoreError::Backend(
+                "an audit append that claims no nonce was refused as a replay".into(),
+            ))
+        })
+    }
+
+    /// Appends one entry and claims `nonce` in the same transaction: `None` if the
+    /// nonce was already used (then nothing was written), else the entry's index once
+    /// durable.
+    pub async fn append_claiming(
+        &self,
+        record: AuditRecord,
+        nonce: Option<NonceClaim>,
+    ) -> Result<Option<u64>, AuditLogError> {
         let item = DecisionItem {
-            nonce: None,
+            nonce,
             budget: None,
             idempotency: None,
             decide: Box::new(move |_| {
@@ -220,7 +235,8 @@ impl AuditLog {
             DecisionOutcome::Recorded {
                 audit_index: Some(index),
                 ..
-            } => Ok(index),
+            } => Ok(Some(index)),
+            DecisionOutcome::NonceReplayed => Ok(None),
             other => Err(AuditLogError::Store(StoreError::Backend(format!(
                 "an audit append was recorded as {other:?}"
             )))),

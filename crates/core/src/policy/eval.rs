@@ -35,7 +35,7 @@ use super::money::{self, check_amount};
 use super::{BudgetPeriod, PeriodWindow, Policy, PolicyError, TimeWindow, period_of};
 
 /// Separators of resource-id segments for prefix matching.
-const SEPARATORS: [char; 2] = ['/', ':'];
+pub(crate) const SEPARATORS: [char; 2] = ['/', ':'];
 
 /// What a request asks to do, as evaluation sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

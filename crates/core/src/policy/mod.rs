@@ -70,6 +70,8 @@
 //! it, and AgentOAuth-style integer amounts (`500`) hash as they were written.
 
 mod eval;
+// For delegation's narrowing checks: one prefix rule for evaluation and narrowing.
+pub(crate) use self::eval::{SEPARATORS, prefix_matches};
 pub mod money;
 mod period;
 

@@ -21,7 +21,7 @@ use bonafide_core::audit::{AuditEntry, Decision, EventType};
 use bonafide_core::ids::AgentId;
 use bonafide_core::keys::Algorithm;
 use bonafide_core::policy::{Decimal, Policy, PolicyRequest, ResourceRef};
-use bonafide_store::{Decided, DecisionItem, DecisionOutcome, NonceClaim};
+use bonafide_store::NonceClaim;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -316,26 +316,7 @@ async fn record_action(
             "this request cannot be audited: {e}; send a shorter `action`"
         ))
     })?;
-    let item = DecisionItem {
-        nonce,
-        budget: None,
-        idempotency: None,
-        decide: Box::new(move |_| {
-            Ok(Decided {
-                audit: Some(record),
-                receipt: None,
-                charge: None,
-                answer: Vec::new(),
-            })
-        }),
-    };
-    match state.audit.decide(item).await? {
-        DecisionOutcome::Recorded { audit_index, .. } => Ok(Some(audit_index)),
-        DecisionOutcome::NonceReplayed => Ok(None),
-        other => Err(ApiError::internal(format!(
-            "a signed action was recorded as {other:?}"
-        ))),
-    }
+    Ok(state.audit.append_claiming(record, nonce).await?.map(Some))
 }
 
 #[cfg(test)]
