@@ -968,9 +968,23 @@ async fn online_mode_sends_token_and_proof_and_trusts_the_answer() {
                    "content-type": "text/plain"}})
     );
 
-    // An unreachable registry fails closed.
+    // A `DPoP` header that is not visible ASCII is a bad proof, as offline (the
+    // registry is never asked).
+    let bad = reqwest::header::HeaderValue::from_bytes(b"proof-\xff").unwrap();
     let (base, _) =
         receiver_app(|base| Config::online("http://127.0.0.1:9", None).public_base_url(base)).await;
+    let (status, body, _) = answer(
+        http.get(format!("{base}/hello"))
+            .header("authorization", "DPoP tok-b")
+            .header("dpop", bad)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, code(&body)), (401, "PROOF_INVALID"), "{body}");
+
+    // An unreachable registry fails closed.
     let (status, body, _) = answer(
         http.get(format!("{base}/hello"))
             .bearer_auth("tok")

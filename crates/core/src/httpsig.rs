@@ -868,6 +868,13 @@ fn is_tchar(b: u8) -> bool {
 
 /// Splits an absolute `http`/`https` URI (RFC 3986 §4.3) into the parts RFC 9421
 /// §2.2 derives: scheme and host lowercased, default port dropped, empty path `/`.
+/// Checks that `url` is a target URI this module can derive components from (an
+/// absolute `http`/`https` URI with a host, a valid port, no fragment, visible ASCII),
+/// so a caller can refuse a malformed one as a request error before verifying.
+pub fn check_url(url: &str) -> Result<(), HttpSigError> {
+    parse_target(url).map(|_| ())
+}
+
 fn parse_target(url: &str) -> Result<Target<'_>, HttpSigError> {
     if !url.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(HttpSigError::BadUrl(

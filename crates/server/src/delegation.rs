@@ -29,7 +29,7 @@ use bonafide_core::delegation;
 use bonafide_core::ids::{IssuerId, TokenId};
 use bonafide_core::policy::{self, Policy, Timestamp};
 use bonafide_core::token::{AgentClaims, Revoked, TokenError};
-use bonafide_store::{AncestorBudget, BudgetCharge, BudgetKey, StoreError};
+use bonafide_store::{AncestorBudget, AncestorKey, BudgetCharge, BudgetKey, StoreError};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -53,6 +53,9 @@ pub struct Hop {
 pub struct Chain {
     /// The chain, root first: the subject, then each actor to the current one.
     pub hops: Vec<Hop>,
+    /// The keys behind every ancestor token, root first (the issuer key that signed
+    /// an issuer-signed root, the agent keys ancestors were bound to).
+    pub ancestor_keys: Vec<AncestorKey>,
     /// The parsed policies of the ancestor tokens that have a `per_period` budget,
     /// root first.
     pub ancestor_policies: Vec<Arc<Policy>>,
@@ -63,15 +66,31 @@ pub struct Chain {
 pub struct Cache(RwLock<HashMap<TokenId, Arc<Chain>>>);
 
 /// The status of a delegated token's chain (a no-op for a token without `act`):
-/// `Err` with the token error when an ancestor agent or token is revoked or an
-/// ancestor agent suspended, or when the token is not one the registry made by
-/// exchange. The token's own `sub` and `jti` are checked before this.
+/// `Err` with the token error when the token is not one the registry made by
+/// exchange, when an ancestor agent or token is revoked or an ancestor agent
+/// suspended, when the issuer key that signed the root token is revoked
+/// (`KEY_REVOKED`), or when an agent key an ancestor was bound to was rotated out
+/// past its grace period or expired (`KEY_ROTATED`, `KEY_EXPIRED`): whatever ends a
+/// parent ends its descendants. The token's own `sub` and `jti` are checked before.
 pub async fn check(
     state: &AppState,
     claims: &AgentClaims,
+    now_ms: i64,
 ) -> Result<Result<(), TokenError>, ApiError> {
     let Some(act) = &claims.act else {
         return Ok(Ok(()));
+    };
+    // First whether the registry made it at all: a forged `act` learns nothing about
+    // the status of the agents it names.
+    if claims.iss != state.config.public_url {
+        return Ok(Err(TokenError::Claims(
+            "a delegated token (`act`) is made only by this registry's token exchange (`POST /v1/token`)".into(),
+        )));
+    }
+    let Some(chain) = chain_of(state, claims).await? else {
+        return Ok(Err(TokenError::Claims(
+            "this delegated token was not made by this registry's token exchange".into(),
+        )));
     };
     // `is_revoked` answers for an agent or a token; the other member of each pair
     // (the token's own jti, its own sub) was found unrevoked just before.
@@ -88,15 +107,19 @@ pub async fn check(
     if act.iter().any(|a| state.is_suspended(&a.sub)) {
         return Ok(Err(TokenError::Suspended));
     }
-    if claims.iss != state.config.public_url {
-        return Ok(Err(TokenError::Claims(
-            "a delegated token (`act`) is made only by this registry's token exchange (`POST /v1/token`)".into(),
-        )));
-    }
-    if chain_of(state, claims).await?.is_none() {
-        return Ok(Err(TokenError::Claims(
-            "this delegated token was not made by this registry's token exchange".into(),
-        )));
+    for key in &chain.ancestor_keys {
+        if let Some(kid) = &key.issuer_kid {
+            let ring = state.issuer_keys.load();
+            if ring.get(kid).is_none_or(|k| k.revoked_at_ms.is_some()) {
+                return Ok(Err(TokenError::Revoked(Revoked::Key)));
+            }
+        }
+        if let Some(jkt) = &key.jkt {
+            let keys = state.agent_keys(&key.agent).await?;
+            if let Err(error) = crate::state::bound_key(&keys, jkt, now_ms) {
+                return Ok(Err(error));
+            }
+        }
     }
     Ok(Ok(()))
 }
@@ -149,6 +172,7 @@ pub async fn chain_of(
         .collect::<Result<Vec<_>, _>>()?;
     let chain = Arc::new(Chain {
         hops,
+        ancestor_keys: record.ancestor_keys.clone(),
         ancestor_policies,
     });
     let mut cache = state

@@ -132,8 +132,7 @@ pub fn check_shape(proof: &ProofInput) -> Result<(), ApiError> {
                     "`proof.method` must be the request's HTTP method (`GET`, `POST`, …)",
                 ));
             }
-            let absolute = url.starts_with("https://") || url.starts_with("http://");
-            if url.len() > MAX_URL || !absolute {
+            if url.len() > MAX_URL || httpsig::check_url(url).is_err() {
                 return Err(ApiError::invalid(
                     "`proof.url` must be the request's absolute http(s) URL, as the receiver saw it",
                 ));

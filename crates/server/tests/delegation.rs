@@ -875,3 +875,115 @@ async fn the_child_is_bound_to_the_actors_key_not_the_roots() {
     assert_eq!(v["valid"], false, "{v}");
     assert_eq!(v["error"], "PROOF_INVALID", "{v}");
 }
+
+/// Whatever ends a parent ends its children: a bound parent cannot be exchanged for
+/// an unbound (bearer) child; rotating out the key the root was bound to, or revoking
+/// the issuer key that signed an issuer-signed root, fails every descendant.
+#[tokio::test]
+async fn the_keys_behind_the_ancestors_bind_the_children() {
+    use bonafide_core::dpop;
+    use bonafide_core::keys::{Algorithm, SigningKey};
+
+    let h = start().await;
+    let iss = h.issuer_full("keys.example").await;
+    let root_key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    let actor_key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    let root = agent(
+        &h,
+        &iss.key,
+        "Root",
+        json!({"public_key": root_key.verifying_key().jwk()}),
+    )
+    .await;
+    let keyless = agent(&h, &iss.key, "Keyless", json!({})).await;
+    let keyed = agent(
+        &h,
+        &iss.key,
+        "Keyed",
+        json!({"public_key": actor_key.verifying_key().jwk()}),
+    )
+    .await;
+
+    // 1. A bound parent, an actor without a key: the child would be a bearer token.
+    let got = exchange(
+        &h,
+        Some(&iss.key),
+        &delegate(&root.token, &keyless.token, &[]),
+    )
+    .await;
+    assert_oauth(
+        &got,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        "DELEGATION_WIDENS",
+    );
+    assert_eq!(got.1["widened"], json!(["cnf"]), "{}", got.1);
+
+    // 2. The root's bound key rotated out with no grace: the child fails too.
+    let t1 = child(&h, &iss.key, &root.token, &keyed.token, &[]).await;
+    let url = "https://bank.example/pay";
+    let proved = |n: u8| {
+        let jwt = dpop::sign(
+            &actor_key,
+            "POST",
+            url,
+            &t1,
+            common::now_s(),
+            &format!("k-{n}"),
+        )
+        .unwrap();
+        json!({"token": t1, "proof": {"type": "dpop", "jwt": jwt, "htm": "POST", "htu": url}})
+    };
+    assert_eq!(h.verify(proved(1)).await["valid"], true);
+    let fresh = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    let (st, v) = h
+        .call(
+            "PUT",
+            &format!("/v1/agents/{}/keys", root.id),
+            Some(&iss.key),
+            Some(json!({"public_key": fresh.verifying_key().jwk(), "grace_seconds": 0})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let v = h.verify(proved(2)).await;
+    assert_eq!(v["valid"], false, "{v}");
+    assert_eq!(v["reasons"], json!(["TOKEN_REVOKED", "KEY_ROTATED"]), "{v}");
+
+    // 3. An issuer-signed root: revoking the issuer key ends its child.
+    let signer = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    let (st, v) = h
+        .call(
+            "POST",
+            "/v1/issuer/keys",
+            Some(&iss.key),
+            Some(json!({"jwk": signer.verifying_key().jwk()})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let plain = agent(&h, &iss.key, "Plain root", json!({})).await;
+    let now = common::now_s();
+    let claims = json!({
+        "iss": iss.id, "sub": plain.id, "iat": now, "exp": now + 600,
+        "jti": "tok_aaaaaaaaaaaaaaaaaaaaaaaaab",
+        "agent": {"name": "Plain root", "issuer": "keys.example", "scopes": SCOPES},
+    });
+    let self_signed =
+        bonafide_core::jws::sign_compact(&signer, "agent+jwt", claims.to_string().as_bytes())
+            .unwrap();
+    assert_eq!(h.verify_token(&self_signed).await["valid"], true);
+    let other = agent(&h, &iss.key, "Other", json!({})).await;
+    let t2 = child(&h, &iss.key, &self_signed, &other.token, &[]).await;
+    assert_eq!(h.verify_token(&t2).await["valid"], true);
+    let (st, v) = h
+        .call(
+            "POST",
+            &format!("/v1/issuer/keys/{}/revoke", signer.kid()),
+            Some(&iss.key),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let v = h.verify_token(&t2).await;
+    assert_eq!(v["valid"], false, "{v}");
+    assert_eq!(v["reasons"], json!(["TOKEN_REVOKED", "KEY_REVOKED"]), "{v}");
+}

@@ -371,6 +371,21 @@ async fn malformed_proofs_and_unbound_tokens_are_request_errors() {
             422,
             Some("INVALID_REQUEST"),
         ),
+        (
+            json!({"type": "http-signature", "method": "GET", "url": "https://exa mple/x", "headers": {"Signature": "a", "Signature-Input": "b"}}),
+            422,
+            Some("INVALID_REQUEST"),
+        ),
+        (
+            json!({"type": "http-signature", "method": "GET", "url": "https://h:99999/x", "headers": {"Signature": "a", "Signature-Input": "b"}}),
+            422,
+            Some("INVALID_REQUEST"),
+        ),
+        (
+            json!({"type": "http-signature", "method": "GET", "url": "https://", "headers": {"Signature": "a", "Signature-Input": "b"}}),
+            422,
+            Some("INVALID_REQUEST"),
+        ),
     ] {
         let (st, v) = h
             .call(

@@ -2048,6 +2048,18 @@ fn new_delegation(token: &TokenRecord, parent: &TokenRecord, actor: &Agent) -> D
             r#"{"id":"pol_root","v":"pol.v0.2"}"#.to_owned(),
             "{\"id\":\"é ✓\"}".to_owned(),
         ],
+        ancestor_keys: vec![
+            crate::AncestorKey {
+                agent: parent.agent_id.clone(),
+                issuer_kid: Some("kid-of-the-root-signer".into()),
+                jkt: None,
+            },
+            crate::AncestorKey {
+                agent: actor.id.clone(),
+                issuer_kid: None,
+                jkt: Some("jkt-of-the-parent".into()),
+            },
+        ],
         created_at_ms: T0_MS + 5,
     }
 }

@@ -204,8 +204,24 @@ pub struct DelegationRecord {
     /// The policies (`pol.v0.2` JSON text) of every ancestor token that has a
     /// `per_period` budget, root first.
     pub ancestor_policies: Vec<String>,
+    /// The keys behind every ancestor token, root first: a descendant fails when one
+    /// of them is revoked or rotated out.
+    pub ancestor_keys: Vec<AncestorKey>,
     /// When it was made.
     pub created_at_ms: i64,
+}
+
+/// The keys behind one ancestor token of a delegated token.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AncestorKey {
+    /// The ancestor token's agent (the one its `cnf` binds).
+    pub agent: AgentId,
+    /// The issuer key that signed it, for an issuer-signed root token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer_kid: Option<String>,
+    /// The agent key it was bound to (`cnf.jkt`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jkt: Option<String>,
 }
 
 /// An `idempotency_key` a receiver sent with a decision.

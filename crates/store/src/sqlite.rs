@@ -630,13 +630,14 @@ impl Store for SqliteStore {
         insert_token(&mut tx, token).await?;
         sqlx::query(
             "INSERT INTO delegations \
-             (jti, parent_jti, actor_id, ancestor_policies, created_at_ms) \
-             VALUES (?, ?, ?, ?, ?)",
+             (jti, parent_jti, actor_id, ancestor_policies, ancestor_keys, created_at_ms) \
+             VALUES (?, ?, ?, ?, ?, ?)",
         )
         .bind(delegation.jti.as_str())
         .bind(delegation.parent_jti.as_str())
         .bind(delegation.actor_id.as_str())
         .bind(to_json(&delegation.ancestor_policies)?)
+        .bind(to_json(&delegation.ancestor_keys)?)
         .bind(delegation.created_at_ms)
         .execute(&mut *tx)
         .await
@@ -646,21 +647,23 @@ impl Store for SqliteStore {
     }
 
     async fn delegation(&self, jti: &TokenId) -> Result<Option<DelegationRecord>, StoreError> {
-        let row: Option<(String, String, String, String, i64)> = sqlx::query_as(
-            "SELECT jti, parent_jti, actor_id, ancestor_policies, created_at_ms \
+        let row: Option<(String, String, String, String, String, i64)> = sqlx::query_as(
+            "SELECT jti, parent_jti, actor_id, ancestor_policies, ancestor_keys, created_at_ms \
              FROM delegations WHERE jti = ?",
         )
         .bind(jti.as_str())
         .fetch_optional(&self.reader)
         .await
         .map_err(db_err)?;
-        row.map(|(jti, parent, actor, policies, at)| {
+        row.map(|(jti, parent, actor, policies, keys, at)| {
             Ok(DelegationRecord {
                 jti: parse_id(&jti, "delegation jti")?,
                 parent_jti: parse_id(&parent, "delegation parent jti")?,
                 actor_id: parse_id(&actor, "delegation actor")?,
                 ancestor_policies: serde_json::from_str(&policies)
                     .map_err(|_| corrupt("delegation ancestor policies"))?,
+                ancestor_keys: serde_json::from_str(&keys)
+                    .map_err(|_| corrupt("delegation ancestor keys"))?,
                 created_at_ms: at,
             })
         })
@@ -2182,7 +2185,7 @@ fn parse_id<T: for<'a> TryFrom<&'a str>>(text: &str, what: &str) -> Result<T, St
     T::try_from(text).map_err(|_| corrupt(what))
 }
 
-fn to_json(list: &[String]) -> Result<String, StoreError> {
+fn to_json<T: serde::Serialize>(list: &[T]) -> Result<String, StoreError> {
     serde_json::to_string(list).map_err(|e| StoreError::Backend(format!("cannot encode list: {e}")))
 }
 

@@ -1230,7 +1230,10 @@ impl Receiver {
         if scheme == Scheme::Dpop {
             let mut all = headers.get_all("dpop").iter();
             let jwt = match (all.next(), all.next()) {
-                (Some(v), None) => v.to_str().ok(),
+                // As offline: a header that is not visible ASCII is a bad proof.
+                (Some(v), None) => Some(v.to_str().map_err(|_| {
+                    Rejection::proof_invalid(scheme, "`DPoP` is not visible ASCII")
+                })?),
                 (None, _) => None,
                 (Some(_), Some(_)) => {
                     return Err(Rejection::proof_invalid(

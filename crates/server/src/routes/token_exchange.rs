@@ -59,7 +59,7 @@ use bonafide_core::delegation::{self, DelegationError, Issue, Widenings};
 use bonafide_core::ids::AgentId;
 use bonafide_core::policy::Policy;
 use bonafide_core::token::{self, AgentClaims, Confirmation};
-use bonafide_store::{DelegationRecord, TokenRecord};
+use bonafide_store::{AncestorKey, DelegationRecord, TokenRecord};
 use serde::Serialize;
 use serde_json::{Value, json};
 use utoipa::ToSchema;
@@ -423,8 +423,28 @@ async fn verified(
     text: &str,
     now: i64,
 ) -> Result<AgentClaims, OAuthError> {
+    verified_with_signer(state, which, text, now)
+        .await
+        .map(|(claims, _)| claims)
+}
+
+/// [`verified`], with the kid of the issuer key that signed the token when an issuer
+/// signed it itself (a registry token: `None`).
+async fn verified_with_signer(
+    state: &AppState,
+    which: &str,
+    text: &str,
+    now: i64,
+) -> Result<(AgentClaims, Option<String>), OAuthError> {
     match crate::routes::verify::check_token(state, text, None, now).await? {
-        Ok(v) => Ok(v.claims),
+        Ok(v) => {
+            let signer = state
+                .issuer_keys
+                .load()
+                .get(&v.header.kid)
+                .map(|e| e.key.kid().to_owned());
+            Ok((v.claims, signer))
+        }
         Err(d) => Err(OAuthError::new(
             "invalid_request",
             d.error.code().as_str(),
@@ -473,7 +493,8 @@ pub async fn exchange(
     let now = now_ms();
     let now_s = now / 1000;
 
-    let parent = verified(&state, "subject_token", &params.subject_token, now).await?;
+    let (parent, parent_signer) =
+        verified_with_signer(&state, "subject_token", &params.subject_token, now).await?;
     if state.issuer_of(&parent.sub).await.map_err(ApiError::from)? != Some(issuer_id.clone()) {
         return Err(OAuthError::new(
             "invalid_grant",
@@ -560,6 +581,20 @@ pub async fn exchange(
     child.cnf = current_jkt(&state, &actor, now)
         .await?
         .map(|jkt| Confirmation { jkt });
+    // A parent bound to a key needs a proof per request; a child without one would be
+    // a bearer token, wider than its parent.
+    if parent.cnf.is_some() && child.cnf.is_none() {
+        return Err(OAuthError {
+            widened: Some(vec!["cnf"]),
+            ..OAuthError::new(
+                "invalid_request",
+                "DELEGATION_WIDENS",
+                format!(
+                    "the subject token is bound to a key (`cnf`), and agent `{actor}` has no current key to bind the child to: a child without a binding would be a bearer token, wider than its parent; register the sub-agent's key first (`PUT /v1/agents/{actor}/keys`)"
+                ),
+            )
+        });
+    }
 
     let ring = state.keys.load();
     let text = token::sign(&ring.active, &child).map_err(ApiError::from)?;
@@ -584,6 +619,7 @@ pub async fn exchange(
         parent_jti: parent.jti.clone(),
         actor_id: actor.clone(),
         ancestor_policies: ancestor_policies(&state, &parent, parent_policy.as_deref()).await?,
+        ancestor_keys: ancestor_keys(&state, &parent, parent_signer).await?,
         created_at_ms: now,
     };
     let audit = audit_change(
@@ -664,6 +700,27 @@ async fn ancestor_policies(
         push_policy(&mut out, p)?;
     }
     Ok(out.into_iter().map(|(_, text)| text).collect())
+}
+
+/// The keys behind the child's ancestors: the parent's own ancestors' (from its
+/// recorded delegation), then the parent's: the issuer key that signed it (when an
+/// issuer did) and the agent key it is bound to. Revoking or rotating out any of them
+/// ends the child too ([`crate::delegation::check`]).
+async fn ancestor_keys(
+    state: &AppState,
+    parent: &AgentClaims,
+    signer: Option<String>,
+) -> Result<Vec<AncestorKey>, OAuthError> {
+    let mut keys = match crate::delegation::chain_of(state, parent).await? {
+        Some(chain) => chain.ancestor_keys.clone(),
+        None => Vec::new(),
+    };
+    keys.push(AncestorKey {
+        agent: bonafide_core::delegation::current_actor(parent).clone(),
+        issuer_kid: signer,
+        jkt: parent.cnf.as_ref().map(|c| c.jkt.clone()),
+    });
+    Ok(keys)
 }
 
 fn push_policy(out: &mut Vec<(String, String)>, p: &Policy) -> Result<(), OAuthError> {

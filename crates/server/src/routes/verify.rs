@@ -380,7 +380,7 @@ pub async fn check_token(
         }));
     }
     // A delegated token: every ancestor agent and token too (crate::delegation).
-    if let Err(error) = crate::delegation::check(state, &verified.claims).await? {
+    if let Err(error) = crate::delegation::check(state, &verified.claims, now_ms).await? {
         return Ok(Err(Denied {
             error,
             subject: Some((verified.claims.sub, verified.claims.jti)),
