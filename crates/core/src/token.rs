@@ -321,8 +321,8 @@ pub struct AgentClaims {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy_hash: Option<String>,
     /// Binding to the agent's own key (`{"jkt": …}`), when the agent registered one.
-    /// Proof of possession is not checked here: a verifier that holds the agent's
-    /// keys decides what the binding means.
+    /// Proof of possession is not checked by [`verify`]: the verifier checks the
+    /// request's proof against it ([`crate::dpop`], [`crate::httpsig`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cnf: Option<Confirmation>,
     /// Delegation (RFC 8693 §4.1): the agent acting for `sub`, with prior actors

@@ -524,15 +524,6 @@ impl Store for CountingStore {
     async fn agent_keys(&self, g: &AgentId) -> StoreResult<Vec<AgentKey>> {
         self.inner.agent_keys(g).await
     }
-    async fn claim_action_nonce(
-        &self,
-        g: &AgentId,
-        nonce: &str,
-        exp: i64,
-        now: i64,
-    ) -> StoreResult<bool> {
-        self.inner.claim_action_nonce(g, nonce, exp, now).await
-    }
     async fn purge_action_nonces(&self, now: i64) -> StoreResult<u64> {
         self.inner.purge_action_nonces(now).await
     }

@@ -679,17 +679,6 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     async fn agent_keys(&self, agent: &AgentId) -> Result<Vec<AgentKey>, StoreError>;
 
     // ---- signed actions: replay cache
-    /// Records that `nonce` was used by `agent` for a signed action, durably, unless a
-    /// record of it is still live (`expires_at_ms` after `now_ms`): true if recorded
-    /// now, false if it is a replay. An expired record is replaced. `NotFound` for an
-    /// unknown agent.
-    async fn claim_action_nonce(
-        &self,
-        agent: &AgentId,
-        nonce: &str,
-        expires_at_ms: i64,
-        now_ms: i64,
-    ) -> Result<bool, StoreError>;
     /// Deletes nonce records that expired at or before `now_ms`; how many.
     async fn purge_action_nonces(&self, now_ms: i64) -> Result<u64, StoreError>;
 

@@ -403,19 +403,6 @@ impl Store for SqliteStore {
         select_agent_keys(&mut conn, agent).await
     }
 
-    async fn claim_action_nonce(
-        &self,
-        agent: &AgentId,
-        nonce: &str,
-        expires_at_ms: i64,
-        now_ms: i64,
-    ) -> Result<bool, StoreError> {
-        let mut tx = self.write_tx().await?;
-        let claimed = claim_nonce(&mut tx, agent, nonce, expires_at_ms, now_ms).await?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(claimed)
-    }
-
     async fn purge_action_nonces(&self, now_ms: i64) -> Result<u64, StoreError> {
         let mut tx = self.write_tx().await?;
         let done = sqlx::query("DELETE FROM action_nonces WHERE expires_at_ms <= ?")
