@@ -1,0 +1,4 @@
+//! Rule: see the module list in main.rs.
+
+#[allow(unused_imports)]
+use crate::common;
