@@ -1688,7 +1688,14 @@ async fn check_verify(
     Json(req): Json<CheckRequest>,
 ) -> Json<CheckAnswer> {
     let now = bonafide_server::time::now_ms();
-    match bonafide_server::routes::verify::check_token(&state, &req.token, None, now).await {
+    match bonafide_server::routes::verify::check_token(
+        &state,
+        &req.token,
+        bonafide_core::token::AudienceRule::Unnamed,
+        now,
+    )
+    .await
+    {
         Ok(Ok(v)) => Json(CheckAnswer {
             valid: true,
             allowed: req

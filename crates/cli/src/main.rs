@@ -570,7 +570,7 @@ async fn verify(url: &str, args: VerifyArgs, out: Out) -> Result<ExitCode> {
             }
         };
         let mut verifier = OfflineVerifier::new(&jwks, &issuer).map_err(|e| anyhow!("{e}"))?;
-        verifier.options_mut().audience = args.audience.clone();
+        verifier.options_mut().audience = args.audience.clone().into();
         let now = bonafide_server::time::now_ms() / 1000;
         let result = verifier.verify(&token, now);
         let answer = match result {

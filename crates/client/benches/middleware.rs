@@ -79,7 +79,7 @@ fn setup(alg: Algorithm) -> Setup {
         keys: vec![registry.verifying_key().jwk().clone()],
     };
     let mut opts = VerifyOptions::for_issuer(ISSUER);
-    opts.audience = Some(BASE.into());
+    opts.audience = bonafide_core::token::AudienceRule::one(BASE);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

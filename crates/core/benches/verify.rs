@@ -163,7 +163,7 @@ impl Case {
         let mut keys = KeySet::new();
         keys.insert(VerifyingKey::from_jwk(key.jwk()).unwrap());
         let mut opts = VerifyOptions::for_issuer(ISS);
-        opts.audience = Some(AUD.to_owned());
+        opts.audience = bonafide_core::token::AudienceRule::one(AUD);
         let case = Case {
             alg,
             now,

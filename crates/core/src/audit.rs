@@ -73,6 +73,9 @@ pub enum EventType {
     /// A receiver (an API that verifies with a key) was created (admin).
     #[serde(rename = "receiver.created")]
     ReceiverCreated,
+    /// A receiver's audiences were changed (admin, or the receiver itself).
+    #[serde(rename = "receiver.updated")]
+    ReceiverUpdated,
     /// An agent was suspended: its tokens stop verifying until it is reactivated.
     #[serde(rename = "agent.suspended")]
     AgentSuspended,
@@ -104,6 +107,7 @@ impl EventType {
             EventType::KeyRevoked => "key.revoked",
             EventType::Verify => "verify",
             EventType::ReceiverCreated => "receiver.created",
+            EventType::ReceiverUpdated => "receiver.updated",
             EventType::AgentSuspended => "agent.suspended",
             EventType::AgentReactivated => "agent.reactivated",
             EventType::IssuerDomainVerified => "issuer.domain_verified",

@@ -31,6 +31,8 @@ use crate::json;
 use crate::jws::{self, Compact, Header};
 use crate::keys::{Algorithm, VerifyingKey};
 use crate::policy::Policy;
+#[cfg(test)]
+use crate::token::AudienceRule;
 use crate::token::{
     AgentClaims, AgentInfo, Audience, Segment, TimeCheck, TokenError, VerifyOptions,
 };
@@ -324,13 +326,8 @@ pub fn verify(
     if opts.time == TimeCheck::Enforce {
         check_times(exp, raw.nbf, raw.iat, opts.leeway_secs, now)?;
     }
-    if let (Some(want), Some(aud)) = (&opts.audience, &raw.aud)
-        && !aud.contains(want)
-    {
-        return Err(TokenError::AudienceMismatch(
-            want.chars().take(128).collect(),
-        ));
-    }
+    crate::token::check_lifetime(raw.iat, exp, opts.max_lifetime_secs, now)?;
+    opts.audience.check(raw.aud.as_ref())?;
     if !opts.issuers.contains(&raw.iss) {
         return Err(TokenError::IssuerUnknown(
             raw.iss.chars().take(128).collect(),
@@ -570,12 +567,20 @@ mod tests {
         let mut c = claims();
         c["aud"] = "merchant.example".into();
         let mut o = opts();
-        o.audience = Some("other.example".into());
+        o.audience = AudienceRule::one("other.example");
         assert_eq!(
             verify(&sign(&sk, &c), vk, &o, NOW).unwrap_err(),
             TokenError::AudienceMismatch("other.example".into())
         );
-        o.audience = Some("merchant.example".into());
+        o.audience = AudienceRule::one("merchant.example");
+        assert!(verify(&sign(&sk, &c), vk, &o, NOW).is_ok());
+        // RFC 7519 §4.1.3: a verifier that names no audience refuses a token with `aud`.
+        o.audience = AudienceRule::Unnamed;
+        assert_eq!(
+            verify(&sign(&sk, &c), vk, &o, NOW).unwrap_err(),
+            TokenError::AudienceUnnamed
+        );
+        o.audience = AudienceRule::Unchecked;
         assert!(verify(&sign(&sk, &c), vk, &o, NOW).is_ok());
 
         // Another key's signature.

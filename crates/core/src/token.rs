@@ -182,6 +182,23 @@ pub enum TokenError {
     /// The receiver's audience is not in `aud`.
     #[error("token is not intended for audience `{0}`")]
     AudienceMismatch(String),
+    /// `exp` is further from `iat` than the verifier accepts. Wire code
+    /// `TOKEN_INVALID`.
+    #[error(
+        "the token's lifetime (`exp` − `iat`) of {lifetime} s is over this verifier's maximum of {max} s (max_token_ttl)"
+    )]
+    LifetimeTooLong {
+        /// `exp` − `iat`, seconds.
+        lifetime: i64,
+        /// The verifier's maximum, seconds.
+        max: i64,
+    },
+    /// The token names its audiences (`aud`) and the verifier named none of them
+    /// (RFC 7519 §4.1.3). Wire code `AUDIENCE_MISMATCH`.
+    #[error(
+        "the token is for named audiences (`aud`): the verifier must name one of them (`audience`)"
+    )]
+    AudienceUnnamed,
     /// `iss` is not a known issuer.
     #[error("issuer `{0}` is not known")]
     IssuerUnknown(String),
@@ -225,7 +242,9 @@ impl TokenError {
                 ErrorCode::TokenExpired
             }
             TokenError::NotYetValid { .. } => ErrorCode::TokenNotYetValid,
-            TokenError::AudienceMismatch(_) => ErrorCode::AudienceMismatch,
+            TokenError::AudienceMismatch(_) | TokenError::AudienceUnnamed => {
+                ErrorCode::AudienceMismatch
+            }
             TokenError::IssuerUnknown(_) => ErrorCode::IssuerUnknown,
             TokenError::Revoked(_) => ErrorCode::TokenRevoked,
             TokenError::Suspended => ErrorCode::AgentSuspended,
@@ -263,6 +282,55 @@ impl Audience {
             Audience::One(a) => vec![a.clone()],
             Audience::Many(list) => list.clone(),
         }
+    }
+}
+
+/// Who the verifier is, for the `aud` check (RFC 7519 §4.1.3: a principal that does
+/// not identify itself with a value in a present `aud` must reject the token). A
+/// token without `aud` is for any verifier.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum AudienceRule {
+    /// The verifier names no audience: a token with `aud` is refused.
+    #[default]
+    Unnamed,
+    /// The verifier is each of these: a token with `aud` must contain one of them.
+    AnyOf(Vec<String>),
+    /// Not checked: the verifier is not the token's recipient (a registry asked to
+    /// exchange the token for a narrower child, which keeps or narrows `aud`).
+    Unchecked,
+}
+
+impl AudienceRule {
+    /// The verifier is `name`.
+    pub fn one(name: impl Into<String>) -> Self {
+        AudienceRule::AnyOf(vec![name.into()])
+    }
+
+    /// The first name the verifier goes by, if it names any.
+    pub fn first(&self) -> Option<&str> {
+        match self {
+            AudienceRule::AnyOf(names) => names.first().map(String::as_str),
+            _ => None,
+        }
+    }
+
+    /// Checks a token's `aud` against the rule.
+    pub fn check(&self, aud: Option<&Audience>) -> Result<(), TokenError> {
+        let Some(aud) = aud else { return Ok(()) };
+        match self {
+            AudienceRule::Unchecked => Ok(()),
+            AudienceRule::Unnamed => Err(TokenError::AudienceUnnamed),
+            AudienceRule::AnyOf(names) if names.iter().any(|n| aud.contains(n)) => Ok(()),
+            AudienceRule::AnyOf(names) => Err(TokenError::AudienceMismatch(
+                names.join(", ").chars().take(128).collect(),
+            )),
+        }
+    }
+}
+
+impl From<Option<String>> for AudienceRule {
+    fn from(name: Option<String>) -> Self {
+        name.map_or(AudienceRule::Unnamed, |n| AudienceRule::AnyOf(vec![n]))
     }
 }
 
@@ -493,13 +561,16 @@ pub struct VerifyOptions {
     pub leeway_secs: i64,
     /// JSON bounds for header and claims. Default depth 16.
     pub json: JsonLimits,
-    /// The receiver's own identifier; if set, a token with `aud` must name it.
-    /// A token without `aud` is for any receiver. Default none.
-    pub audience: Option<String>,
+    /// Who the verifier is, for `aud`. Default [`AudienceRule::Unnamed`]: a token
+    /// with `aud` is refused unless the verifier names one of its audiences.
+    pub audience: AudienceRule,
     /// Issuers accepted in `iss`. Empty means none: every token is `ISSUER_UNKNOWN`.
     pub issuers: Vec<String>,
     /// Whether times are checked. Default [`TimeCheck::Enforce`].
     pub time: TimeCheck,
+    /// Longest lifetime accepted, seconds from `iat` (or from now, for a token
+    /// without `iat`) to `exp`; a longer one is `TOKEN_INVALID`. Default none.
+    pub max_lifetime_secs: Option<i64>,
 }
 
 impl VerifyOptions {
@@ -509,9 +580,10 @@ impl VerifyOptions {
             max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
             leeway_secs: DEFAULT_LEEWAY_SECS,
             json: JsonLimits::default(),
-            audience: None,
+            audience: AudienceRule::Unnamed,
             issuers: vec![issuer.into()],
             time: TimeCheck::Enforce,
+            max_lifetime_secs: None,
         }
     }
 }
@@ -687,13 +759,8 @@ pub fn verify(
     if opts.time == TimeCheck::Enforce {
         check_times(&claims, opts.leeway_secs, now)?;
     }
-    if let (Some(want), Some(aud)) = (&opts.audience, &claims.aud)
-        && !aud.contains(want)
-    {
-        return Err(TokenError::AudienceMismatch(
-            want.chars().take(128).collect(),
-        ));
-    }
+    check_lifetime(Some(claims.iat), claims.exp, opts.max_lifetime_secs, now)?;
+    opts.audience.check(claims.aud.as_ref())?;
     if !opts.issuers.contains(&claims.iss) {
         return Err(TokenError::IssuerUnknown(
             claims.iss.chars().take(128).collect(),
@@ -724,6 +791,23 @@ fn check_times(claims: &AgentClaims, leeway: i64, now: i64) -> Result<(), TokenE
         return Err(TokenError::NotYetValid {
             not_before: claims.iat,
         });
+    }
+    Ok(())
+}
+
+/// A token lives at most `max` seconds from its `iat` (from `now` when it has none)
+/// to its `exp`: a verifier never accepts a token that outlives its own bound.
+pub fn check_lifetime(
+    iat: Option<i64>,
+    exp: i64,
+    max: Option<i64>,
+    now: i64,
+) -> Result<(), TokenError> {
+    let Some(max) = max else { return Ok(()) };
+    let from = iat.unwrap_or(now);
+    let lifetime = exp.saturating_sub(from);
+    if lifetime > max {
+        return Err(TokenError::LifetimeTooLong { lifetime, max });
     }
     Ok(())
 }

@@ -1247,8 +1247,22 @@ fn extreme_times_do_not_overflow() {
 
 fn opts_for_audience(aud: &str) -> VerifyOptions {
     let mut o = opts();
-    o.audience = Some(aud.into());
+    o.audience = token::AudienceRule::one(aud);
     o
+}
+
+#[test]
+fn a_token_with_aud_is_refused_by_a_verifier_that_names_no_audience() {
+    let t = good_token(Algorithm::EdDSA);
+    let mut o = opts();
+    o.audience = token::AudienceRule::Unnamed;
+    let e = token::verify(&t, &fixture().keys, &o, NOW).unwrap_err();
+    assert_eq!(e, TokenError::AudienceUnnamed);
+    assert_eq!(e.code().as_str(), "AUDIENCE_MISMATCH");
+    o.audience = token::AudienceRule::AnyOf(vec!["x".into(), AUD.into()]);
+    token::verify(&t, &fixture().keys, &o, NOW).unwrap();
+    o.audience = token::AudienceRule::Unchecked;
+    token::verify(&t, &fixture().keys, &o, NOW).unwrap();
 }
 
 #[test]
@@ -1743,4 +1757,26 @@ fn an_invalid_policy_in_a_signed_token_is_token_invalid() {
     let err = token::policy_of(&v.claims).unwrap_err();
     assert_eq!(err.code(), ErrorCode::TokenInvalid);
     assert!(err.to_string().contains("policy"), "{err}");
+}
+
+// ---------------------------------------------------------------------------------
+// Lifetime.
+
+#[test]
+fn a_token_outliving_the_verifiers_maximum_lifetime_is_invalid() {
+    let mut o = opts();
+    o.max_lifetime_secs = Some(3600);
+    let mut c = claims();
+    c.exp = c.iat + 3600;
+    let t = token::sign(&fixture().ed, &c).unwrap();
+    token::verify(&t, &fixture().keys, &o, NOW).unwrap();
+    for exp in [c.iat + 3601, i64::MAX, 1 << 53] {
+        c.exp = exp;
+        let t = token::sign(&fixture().ed, &c).unwrap();
+        let e = token::verify(&t, &fixture().keys, &o, NOW).unwrap_err();
+        assert_eq!(e.code().as_str(), "TOKEN_INVALID", "{e}");
+        assert!(e.to_string().contains("max_token_ttl"), "{e}");
+    }
+    // No maximum set: the library's default accepts it (the registry sets one).
+    token::verify(&t, &fixture().keys, &opts(), NOW).unwrap();
 }

@@ -242,6 +242,16 @@ pub struct Deciding {
 }
 
 impl Deciding {
+    /// True if the decision is about a known agent: the token's signature verified
+    /// (valid, or refused for its status). Only such decisions reach the audit log
+    /// and get receipts.
+    pub fn concerns_agent(&self) -> bool {
+        match &self.checked {
+            Checked::Valid(_) => true,
+            Checked::Invalid { subject, .. } => subject.is_some(),
+        }
+    }
+
     /// The budget a decision may charge: with a valid token whose policy has a
     /// per-period limit, when an action is asked.
     pub fn budget(&self) -> Option<BudgetCharge> {
@@ -272,7 +282,7 @@ impl Deciding {
     }
 
     fn now(&self) -> Timestamp {
-        Timestamp::from_millisecond(self.now_ms).unwrap_or(Timestamp::UNIX_EPOCH)
+        crate::time::timestamp_ms(self.now_ms)
     }
 
     /// The decision, given what the budget has spent (zero when it has no budget).

@@ -254,6 +254,10 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/issuers", post(routes::admin::create_issuer))
         .route("/v1/receivers", post(routes::admin::create_receiver))
+        .route(
+            "/v1/receivers/{id}/audiences",
+            put(routes::admin::set_audiences),
+        )
         .route("/v1/policies/lint", post(routes::policies::lint))
         .route("/v1/simulate", post(routes::verify::simulate))
         .route("/v1/receipts/{id}", get(routes::receipts::get))

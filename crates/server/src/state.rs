@@ -7,11 +7,13 @@ use std::sync::{Arc, RwLock};
 
 use arc_swap::ArcSwap;
 use bonafide_core::audit::{Actor, AuditEntry, EventType};
-use bonafide_core::ids::{AgentId, IssuerId, TokenId};
+use bonafide_core::ids::{AgentId, IssuerId, ReceiverId, TokenId};
 use bonafide_core::jws::{self, Header};
 use bonafide_core::keys::{Algorithm, Jwk, SigningKey, VerifyingKey};
 use bonafide_core::policy::Policy;
-use bonafide_core::token::{self, AGENT_TOKEN_TYP, AgentClaims, KeySet, TokenError, VerifyOptions};
+use bonafide_core::token::{
+    self, AGENT_TOKEN_TYP, AgentClaims, AudienceRule, KeySet, TokenError, VerifyOptions,
+};
 use bonafide_store::{
     Agent, AgentKey, AgentStatus, IssuerDomain, IssuerKey, KeyState, ReceiptKeyRecord,
     SigningKeyRecord, Store, StoreError,
@@ -273,7 +275,16 @@ pub struct AppState {
     agent_keys: RwLock<HashMap<AgentId, CachedAgentKeys>>,
     /// Delegated tokens' chains by `jti` (see [`crate::delegation`]).
     pub delegations: crate::delegation::Cache,
+    /// Receivers' audiences by receiver id, each read from the store at most
+    /// [`Config::key_refresh`] ago (changes by another process arrive within that);
+    /// a local change drops its receiver's entry after the commit.
+    receiver_audiences: RwLock<HashMap<ReceiverId, CachedAudiences>>,
+    /// Tokens refused because they did not verify (see [`AppState::count_unverifiable`]).
+    unverifiable_tokens: std::sync::atomic::AtomicU64,
 }
+
+/// A receiver's audiences as read from the store, and when.
+type CachedAudiences = (std::time::Instant, Arc<[String]>);
 
 /// An agent's keys as read from the store, and when.
 type CachedAgentKeys = (std::time::Instant, Arc<[AgentKeyEntry]>);
@@ -386,6 +397,9 @@ impl AppState {
         let mut base_options = VerifyOptions::for_issuer(config.public_url.clone());
         base_options.leeway_secs = config.leeway_secs;
         base_options.max_token_bytes = config.max_token_bytes;
+        // Every token the registry accepts lives at most `max_token_ttl` from its
+        // `iat`, whoever signed it (issue 13: no token lives for ever).
+        base_options.max_lifetime_secs = Some(config.max_token_ttl_s);
         let did_prefix = did_prefix(&config.public_url);
         let receipt_key = load_receipt_key(store.as_ref()).await?;
         let issuer_keys = build_issuer_keys(store.as_ref(), None).await?;
@@ -409,6 +423,8 @@ impl AppState {
             issuer_keys: ArcSwap::from_pointee(issuer_keys),
             issuer_key_writes: tokio::sync::Mutex::new(()),
             agent_keys: RwLock::new(HashMap::new()),
+            receiver_audiences: RwLock::new(HashMap::new()),
+            unverifiable_tokens: std::sync::atomic::AtomicU64::new(0),
             delegations: crate::delegation::Cache::default(),
         })
     }
@@ -507,6 +523,68 @@ impl AppState {
             (std::time::Instant::now(), Arc::clone(&keys)),
         );
         Ok(keys)
+    }
+
+    /// The audiences a receiver verifies as (`None`: no such receiver), through a
+    /// cache like [`AppState::agent_keys`]'s.
+    pub async fn receiver_audiences(
+        &self,
+        receiver: &ReceiverId,
+    ) -> Result<Option<Arc<[String]>>, StoreError> {
+        {
+            let cache = self
+                .receiver_audiences
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some((at, list)) = cache.get(receiver)
+                && at.elapsed() < self.config.key_refresh
+            {
+                return Ok(Some(Arc::clone(list)));
+            }
+        }
+        let Some(record) = self.store.receiver(receiver).await? else {
+            return Ok(None);
+        };
+        let list: Arc<[String]> = record.audiences.into();
+        let mut cache = self
+            .receiver_audiences
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if cache.len() >= MAX_CACHED_AGENTS {
+            cache.clear();
+        }
+        cache.insert(
+            receiver.clone(),
+            (std::time::Instant::now(), Arc::clone(&list)),
+        );
+        Ok(Some(list))
+    }
+
+    /// Counts a token that did not verify (it concerns no agent, so it is kept out of
+    /// the permanent log) and says so in the access log, without the token.
+    pub fn count_unverifiable(&self, code: &str) {
+        self.unverifiable_tokens
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(
+            code,
+            "token does not verify: counted, not written to the audit log"
+        );
+    }
+
+    /// How many tokens that did not verify were refused since start.
+    pub fn unverifiable_tokens(&self) -> u64 {
+        self.unverifiable_tokens
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Drops the cached audiences of a receiver.
+    ///
+    /// INVARIANT: call after a local change commits and before answering.
+    pub fn forget_receiver(&self, receiver: &ReceiverId) {
+        self.receiver_audiences
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(receiver);
     }
 
     /// Drops the cached keys of an agent.
@@ -654,15 +732,13 @@ impl AppState {
 
     /// Verification options for registry-signed tokens; borrowed when the receiver
     /// names no audience, which is the common case.
-    pub fn verify_options(&self, audience: Option<String>) -> std::borrow::Cow<'_, VerifyOptions> {
-        match audience {
-            None => std::borrow::Cow::Borrowed(&self.base_options),
-            Some(a) => {
-                let mut opts = self.base_options.clone();
-                opts.audience = Some(a);
-                std::borrow::Cow::Owned(opts)
-            }
+    pub fn verify_options(&self, audience: AudienceRule) -> std::borrow::Cow<'_, VerifyOptions> {
+        if audience == self.base_options.audience {
+            return std::borrow::Cow::Borrowed(&self.base_options);
         }
+        let mut opts = self.base_options.clone();
+        opts.audience = audience;
+        std::borrow::Cow::Owned(opts)
     }
 
     /// The `did:web` of an agent of this registry.

@@ -11,9 +11,17 @@ pub fn now_ms() -> i64 {
 
 /// RFC 3339 with milliseconds, e.g. `2026-03-27T18:00:00.000Z`.
 pub fn rfc3339_ms(ms: i64) -> String {
+    format!("{:.3}", timestamp_ms(ms))
+}
+
+/// Unix milliseconds as a timestamp, clamped to the range a timestamp can hold
+/// (years −9999 to 9999): a time out of range reads as the nearest end of it, never
+/// as 1970.
+pub fn timestamp_ms(ms: i64) -> jiff::Timestamp {
     match jiff::Timestamp::from_millisecond(ms) {
-        Ok(ts) => format!("{ts:.3}"),
-        Err(_) => "1970-01-01T00:00:00.000Z".to_owned(),
+        Ok(ts) => ts,
+        Err(_) if ms < 0 => jiff::Timestamp::MIN,
+        Err(_) => jiff::Timestamp::MAX,
     }
 }
 
@@ -31,5 +39,16 @@ mod tests {
         assert_eq!(rfc3339_ms(1_774_634_400_000), "2026-03-27T18:00:00.000Z");
         assert_eq!(rfc3339_ms(1_774_634_401_234), "2026-03-27T18:00:01.234Z");
         assert_eq!(rfc3339_s(0), "1970-01-01T00:00:00.000Z");
+        // Out of range: the nearest end, never 1970.
+        assert!(
+            rfc3339_s(i64::MAX).starts_with("9999-12-"),
+            "{}",
+            rfc3339_s(i64::MAX)
+        );
+        assert!(
+            rfc3339_s(i64::MIN).starts_with("-009999-"),
+            "{}",
+            rfc3339_s(i64::MIN)
+        );
     }
 }

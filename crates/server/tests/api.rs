@@ -1019,10 +1019,21 @@ async fn introspection_rfc7662() {
         .await;
     let token = reg["token"].as_str().unwrap();
     let url = format!("{}/v1/introspect", h.base);
+    // A token with `aud` is active only for a caller that names one of them.
     let resp = h
         .http
         .post(&url)
         .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v, json!({"active": false}));
+    let resp = h
+        .http
+        .post(&url)
+        .form(&[("token", token), ("audience", "r2")])
         .send()
         .await
         .unwrap();
@@ -1128,7 +1139,7 @@ async fn revocations_survive_restart() {
     let err = bonafide_server::routes::verify::check_token(
         &state2,
         &token,
-        None,
+        bonafide_core::token::AudienceRule::Unnamed,
         bonafide_server::time::now_ms(),
     )
     .await

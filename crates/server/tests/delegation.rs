@@ -258,12 +258,21 @@ async fn a_three_hop_chain_narrows_and_verify_answers_show_it() {
     assert_eq!(v["valid"], true, "{v}");
     assert_eq!(v["agent"]["id"], c.root.id.as_str(), "{v}");
     assert_eq!(v["delegation"], chain, "{v}");
-    let (st, g) = h.call("GET", &format!("/v1/verify/{t3}"), None, None).await;
+    let (st, g) = h
+        .call(
+            "GET",
+            &format!("/v1/verify/{t3}?audience=bank.example"),
+            None,
+            None,
+        )
+        .await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(g["valid"], true, "{g}");
     assert_eq!(g["delegation"], chain, "{g}");
     // A token that was not delegated shows no chain.
-    let v = h.verify_token(&c.root.token).await;
+    let v = h
+        .verify(json!({"token": c.root.token, "audience": "shop.example"}))
+        .await;
     assert_eq!(v["valid"], true, "{v}");
     assert!(v.get("delegation").is_none(), "{v}");
     let v = h
@@ -418,7 +427,14 @@ async fn revoking_or_suspending_an_ancestor_fails_every_descendant() {
                     assert_eq!(v["error"], code, "{v}");
                 }
             }
-            let (_, g) = h.call("GET", &format!("/v1/verify/{t3}"), None, None).await;
+            let (_, g) = h
+                .call(
+                    "GET",
+                    &format!("/v1/verify/{t3}?audience=bank.example"),
+                    None,
+                    None,
+                )
+                .await;
             assert_eq!(g["valid"], expected.is_none(), "{g}");
         }
     };

@@ -93,6 +93,7 @@ macro_rules! conformance_tests {
             concurrent_audit_appends_form_one_sequence,
             create_receiver_stores_receiver_and_key,
             create_receiver_rejects_taken_name,
+            set_receiver_audiences_replaces_them_with_the_audit_record,
             agent_policy_and_user_round_trip,
             budget_charges_add_up_exactly,
             charge_over_the_cap_writes_nothing,
@@ -306,8 +307,10 @@ fn find<'a>(keys: &'a [SigningKeyRecord], kid: &str) -> &'a SigningKeyRecord {
 
 fn new_receiver() -> Receiver {
     let id = ReceiverId::from_random(unique());
+    let name = format!("{}.api.example", id.as_str());
     Receiver {
-        name: format!("{}.api.example", id.as_str()),
+        audiences: vec![name.clone(), "https://api.example/ünï".to_owned()],
+        name,
         id,
         created_at_ms: T0_MS,
     }
@@ -1675,6 +1678,7 @@ pub async fn create_receiver_rejects_taken_name(store: Arc<dyn Store>) {
     let second = Receiver {
         id: ReceiverId::from_random(unique()),
         name: first.name.clone(),
+        audiences: vec![first.name.clone()],
         created_at_ms: T0_MS + 1,
     };
     let key = key_hash(KeyKind::Receiver);
@@ -1687,6 +1691,31 @@ pub async fn create_receiver_rejects_taken_name(store: Arc<dyn Store>) {
     assert_eq!(store.api_key(&key).await.unwrap(), None);
     assert_eq!(store.audit_size().await.unwrap(), size);
     assert_eq!(store.receiver(&first.id).await.unwrap(), Some(first));
+}
+
+/// Audiences are replaced with their audit record in one transaction; an unknown
+/// receiver is `NotFound` and nothing is audited.
+pub async fn set_receiver_audiences_replaces_them_with_the_audit_record(store: Arc<dyn Store>) {
+    let receiver = receiver(&*store).await;
+    let size = store.audit_size().await.unwrap();
+    let audit = audit_note();
+    let new = vec!["bank-eu".to_owned(), "https://api.bank.example".to_owned()];
+    store
+        .set_receiver_audiences(&receiver.id, &new, &audit)
+        .await
+        .unwrap();
+    let got = store.receiver(&receiver.id).await.unwrap().unwrap();
+    assert_eq!(got.audiences, new);
+    assert_eq!(got.name, receiver.name);
+    assert_eq!(store.audit_size().await.unwrap(), size + 1);
+    assert_eq!(entry_at(&*store, size).await, audit.entry);
+
+    let err = store
+        .set_receiver_audiences(&ReceiverId::from_random(unique()), &new, &audit_note())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound), "{err:?}");
+    assert_eq!(store.audit_size().await.unwrap(), size + 1);
 }
 
 // ---- agents: policy and user

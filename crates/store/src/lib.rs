@@ -129,6 +129,9 @@ pub struct Receiver {
     pub id: ReceiverId,
     /// Display name (unique).
     pub name: String,
+    /// The audiences (`aud` values) it verifies as: with its key, a token with `aud`
+    /// must name one of them. Its name unless it registered others.
+    pub audiences: Vec<String>,
     /// Creation time.
     pub created_at_ms: i64,
 }
@@ -597,6 +600,14 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     ) -> Result<(), StoreError>;
     /// The receiver with this id.
     async fn receiver(&self, id: &ReceiverId) -> Result<Option<Receiver>, StoreError>;
+    /// Replaces a receiver's audiences, with its audit record, atomically. `NotFound`
+    /// for an unknown receiver (nothing audited).
+    async fn set_receiver_audiences(
+        &self,
+        id: &ReceiverId,
+        audiences: &[String],
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError>;
 
     // ---- agents
     /// Registers an agent, the first token issued to it and, if given, its own public

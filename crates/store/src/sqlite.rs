@@ -262,13 +262,16 @@ impl Store for SqliteStore {
         audit: &AuditRecord,
     ) -> Result<(), StoreError> {
         let mut tx = self.write_tx().await?;
-        sqlx::query("INSERT INTO receivers (id, name, created_at_ms) VALUES (?, ?, ?)")
-            .bind(receiver.id.as_str())
-            .bind(&receiver.name)
-            .bind(receiver.created_at_ms)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
+        sqlx::query(
+            "INSERT INTO receivers (id, name, audiences, created_at_ms) VALUES (?, ?, ?, ?)",
+        )
+        .bind(receiver.id.as_str())
+        .bind(&receiver.name)
+        .bind(audiences_json(&receiver.audiences)?)
+        .bind(receiver.created_at_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
         sqlx::query("INSERT INTO api_keys (hash, kind, owner, created_at_ms) VALUES (?, ?, ?, ?)")
             .bind(key.0.as_slice())
             .bind(KeyKind::Receiver.as_str())
@@ -283,7 +286,7 @@ impl Store for SqliteStore {
 
     async fn receiver(&self, id: &ReceiverId) -> Result<Option<Receiver>, StoreError> {
         sqlx::query_as::<_, ReceiverRow>(
-            "SELECT id, name, created_at_ms FROM receivers WHERE id = ?",
+            "SELECT id, name, audiences, created_at_ms FROM receivers WHERE id = ?",
         )
         .bind(id.as_str())
         .fetch_optional(&self.reader)
@@ -291,6 +294,27 @@ impl Store for SqliteStore {
         .map_err(db_err)?
         .map(ReceiverRow::into_receiver)
         .transpose()
+    }
+
+    async fn set_receiver_audiences(
+        &self,
+        id: &ReceiverId,
+        audiences: &[String],
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write_tx().await?;
+        let changed = sqlx::query("UPDATE receivers SET audiences = ? WHERE id = ?")
+            .bind(audiences_json(audiences)?)
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+        if changed == 0 {
+            return Err(StoreError::NotFound);
+        }
+        append_audit(&mut tx, std::slice::from_ref(audit)).await?;
+        tx.commit().await.map_err(db_err)
     }
 
     async fn create_agent(
@@ -1863,6 +1887,7 @@ impl IssuerRow {
 struct ReceiverRow {
     id: String,
     name: String,
+    audiences: String,
     created_at_ms: i64,
 }
 
@@ -1870,10 +1895,18 @@ impl ReceiverRow {
     fn into_receiver(self) -> Result<Receiver, StoreError> {
         Ok(Receiver {
             id: parse_id(&self.id, "receiver id")?,
+            audiences: serde_json::from_str(&self.audiences)
+                .map_err(|_| corrupt("receiver audiences"))?,
             name: self.name,
             created_at_ms: self.created_at_ms,
         })
     }
+}
+
+/// A receiver's audiences as stored: a JSON array of strings.
+fn audiences_json(audiences: &[String]) -> Result<String, StoreError> {
+    serde_json::to_string(audiences)
+        .map_err(|e| StoreError::Backend(format!("receiver audiences: {e}")))
 }
 
 #[derive(sqlx::FromRow)]

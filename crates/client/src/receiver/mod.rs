@@ -255,8 +255,9 @@ pub struct Config {
     /// for self-custody tokens whose keys the JWKS holds. Offline mode refuses every
     /// other issuer (`ISSUER_UNKNOWN`).
     pub issuers: Vec<String>,
-    /// This receiver's identifier: a token with `aud` must name it. Default none (any
-    /// `aud` is accepted — set it when tokens carry audiences).
+    /// This receiver's identifier: a token with `aud` must name it. Default none: a
+    /// token that carries `aud` is then refused (RFC 7519 §4.1.3) — set it when
+    /// tokens carry audiences.
     pub audience: Option<String>,
     /// Clock skew allowed on token times and proof `iat`/`created`, seconds. Default 60.
     pub leeway_secs: i64,
@@ -712,7 +713,7 @@ impl Receiver {
         }
         let mut opts = VerifyOptions::for_issuer(String::new());
         opts.issuers = config.issuers.clone();
-        opts.audience = config.audience.clone();
+        opts.audience = config.audience.clone().into();
         opts.leeway_secs = config.leeway_secs;
         opts.max_token_bytes = config.max_token_bytes;
 
@@ -1217,7 +1218,7 @@ impl Receiver {
     ) -> Result<VerifiedAgent, Rejection> {
         let scheme = presented.scheme;
         let mut body = json!({ "token": presented.token });
-        if let Some(aud) = &self.inner.opts.audience {
+        if let Some(aud) = self.inner.opts.audience.first() {
             body["audience"] = json!(aud);
         }
         let no_base = || {

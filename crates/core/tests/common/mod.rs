@@ -91,7 +91,10 @@ pub fn claims() -> AgentClaims {
 
 /// Default options for [`ISS`].
 pub fn opts() -> VerifyOptions {
-    VerifyOptions::for_issuer(ISS)
+    // The fixture's tokens carry `aud`: the verifier is that receiver.
+    let mut o = VerifyOptions::for_issuer(ISS);
+    o.audience = bonafide_core::token::AudienceRule::one(AUD);
+    o
 }
 
 /// Verifies with the fixture's keys, default options, at [`NOW`].

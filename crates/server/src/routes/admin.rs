@@ -13,8 +13,8 @@ use utoipa::ToSchema;
 use bonafide_core::audit::{Actor, EventType};
 
 use super::{audit_change, check_text, random16, random20};
-use crate::auth::Admin;
-use crate::error::{ApiError, ApiJson};
+use crate::auth::{Admin, Caller};
+use crate::error::{ApiError, ApiJson, ApiPath};
 use crate::state::{AppState, new_key_record};
 use crate::time::{now_ms, rfc3339_ms, rfc3339_s};
 
@@ -93,6 +93,32 @@ pub async fn create_issuer(
 pub struct CreateReceiver {
     /// Unique name, usually the receiving API's host (`api.shop.example`).
     pub name: String,
+    /// The audiences (`aud` values: names or URLs) it verifies as, 1 to
+    /// [`MAX_RECEIVER_AUDIENCES`] of at most 256 characters; default its name. With
+    /// its key, a token with `aud` must name one of them.
+    #[serde(default)]
+    pub audiences: Option<Vec<String>>,
+}
+
+/// Most audiences one receiver may have.
+pub const MAX_RECEIVER_AUDIENCES: usize = 16;
+
+/// Checks a receiver's audiences: 1 to [`MAX_RECEIVER_AUDIENCES`], each a name as
+/// registration takes them (at most 256 characters), duplicates dropped.
+fn check_audiences(list: &[String]) -> Result<Vec<String>, ApiError> {
+    if list.is_empty() || list.len() > MAX_RECEIVER_AUDIENCES {
+        return Err(ApiError::invalid(format!(
+            "`audiences` must list 1 to {MAX_RECEIVER_AUDIENCES} audiences"
+        )));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(list.len());
+    for a in list {
+        let a = check_text("audiences[]", a, 256)?;
+        if !out.contains(&a) {
+            out.push(a);
+        }
+    }
+    Ok(out)
 }
 
 /// `POST /v1/receivers` answer. `api_key` is shown once and never again.
@@ -102,6 +128,8 @@ pub struct ReceiverCreated {
     pub receiver_id: String,
     /// The name.
     pub name: String,
+    /// The audiences it verifies as.
+    pub audiences: Vec<String>,
     /// The receiver's API key (`bfk_rcv_…`): it attributes verifies and is required to
     /// spend budgets or send an `idempotency_key`. Store it now: it cannot be shown again.
     pub api_key: String,
@@ -119,9 +147,14 @@ pub async fn create_receiver(
     ApiJson(body): ApiJson<CreateReceiver>,
 ) -> Result<(StatusCode, ApiJson<ReceiverCreated>), ApiError> {
     let name = check_text("name", &body.name, 253)?;
+    let audiences = match &body.audiences {
+        Some(list) => check_audiences(list)?,
+        None => vec![name.clone()],
+    };
     let receiver = Receiver {
         id: ReceiverId::from_random(random16()?),
         name,
+        audiences,
         created_at_ms: now_ms(),
     };
     let key = ApiKey::from_random(KeyKind::Receiver, random20()?);
@@ -154,10 +187,94 @@ pub async fn create_receiver(
         ApiJson(ReceiverCreated {
             receiver_id: receiver.id.to_string(),
             name: receiver.name,
+            audiences: receiver.audiences,
             api_key: key.expose_secret().to_owned(),
             created_at: rfc3339_ms(receiver.created_at_ms),
         }),
     ))
+}
+
+/// `PUT /v1/receivers/{id}/audiences` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetAudiences {
+    /// The receiver's new audiences (replacing the old), as at creation.
+    pub audiences: Vec<String>,
+}
+
+/// A receiver's audiences.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReceiverAudiences {
+    /// `rcv_…`.
+    pub receiver_id: String,
+    /// Its name.
+    pub name: String,
+    /// The audiences it verifies as.
+    pub audiences: Vec<String>,
+}
+
+/// Replaces a receiver's audiences: the registry admin, or the receiver itself with
+/// its own key. Verifies with its key take effect at once in this process (others
+/// within `key_refresh`).
+#[utoipa::path(put, path = "/v1/receivers/{id}/audiences", tag = "admin", request_body = SetAudiences,
+    params(("id" = String, Path, description = "`rcv_…`")),
+    security(("api_key" = [])),
+    responses((status = 200, body = ReceiverAudiences), (status = 400), (status = 401),
+              (status = 403, description = "another receiver's key, or an issuer key"),
+              (status = 404), (status = 422)))]
+pub async fn set_audiences(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<SetAudiences>,
+) -> Result<ApiJson<ReceiverAudiences>, ApiError> {
+    match &caller {
+        Caller::Admin => {}
+        Caller::Receiver(own) if *own == id => {}
+        Caller::Anonymous => {
+            return Err(ApiError::unauthorized(
+                "send the admin key, or this receiver's own key",
+            ));
+        }
+        _ => {
+            return Err(ApiError::forbidden(
+                "only the registry admin or the receiver itself may change its audiences",
+            ));
+        }
+    }
+    let id = ReceiverId::try_from(id.as_str()).map_err(|_| ApiError::not_found("receiver"))?;
+    let audiences = check_audiences(&body.audiences)?;
+    let audit = audit_change(
+        EventType::ReceiverUpdated,
+        now_ms(),
+        caller.actor(),
+        None,
+        None,
+        |e| {
+            e.target = Some(id.to_string());
+            e.note = Some(format!("audiences: {}", audiences.join(" ")));
+        },
+    )?;
+    state
+        .store
+        .set_receiver_audiences(&id, &audiences, &audit)
+        .await
+        .map_err(|e| match e {
+            bonafide_store::StoreError::NotFound => ApiError::not_found("receiver"),
+            other => other.into(),
+        })?;
+    state.forget_receiver(&id);
+    let receiver = state
+        .store
+        .receiver(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("receiver"))?;
+    tracing::info!(receiver_id = %id, "receiver audiences changed");
+    Ok(ApiJson(ReceiverAudiences {
+        receiver_id: receiver.id.to_string(),
+        name: receiver.name,
+        audiences: receiver.audiences,
+    }))
 }
 
 /// A retired key still published.

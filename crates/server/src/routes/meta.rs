@@ -165,6 +165,8 @@ pub struct Health {
     pub version: String,
     /// Which optional features this build has.
     pub features: Features,
+    /// Counts since this process started.
+    pub counters: Counters,
 }
 
 /// Feature flags.
@@ -188,6 +190,15 @@ pub struct Features {
     pub delegation: bool,
     /// Storage backend in use.
     pub storage: String,
+}
+
+/// Counts since this process started.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Counters {
+    /// Tokens refused because they did not verify (unparseable, bad signature,
+    /// unknown key, expired…): they concern no agent, so they are counted here and in
+    /// the access log, never written to the audit log.
+    pub unverifiable_tokens: u64,
 }
 
 /// Version, feature flags and a store round trip.
@@ -214,6 +225,9 @@ pub async fn health(State(state): State<Arc<AppState>>) -> Result<ApiJson<Health
             proof_of_possession: true,
             delegation: true,
             storage: "sqlite".into(),
+        },
+        counters: Counters {
+            unverifiable_tokens: state.unverifiable_tokens(),
         },
     }))
 }

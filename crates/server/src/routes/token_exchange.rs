@@ -58,7 +58,7 @@ use bonafide_core::audit::{Actor, EventType, token_sha256};
 use bonafide_core::delegation::{self, DelegationError, Issue, Widenings};
 use bonafide_core::ids::AgentId;
 use bonafide_core::policy::Policy;
-use bonafide_core::token::{self, AgentClaims, Confirmation};
+use bonafide_core::token::{self, AgentClaims, AudienceRule, Confirmation};
 use bonafide_store::{AncestorKey, DelegationRecord, TokenRecord};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -437,7 +437,11 @@ async fn verified_with_signer(
     now: i64,
 ) -> Result<(AgentClaims, Option<String>), OAuthError> {
     // The key that verified the token, not the one its header names.
-    match crate::routes::verify::check_token_signed(state, text, None, now).await? {
+    // The registry is not the tokens' receiver: their `aud` is what the child keeps
+    // or narrows, not something to check here.
+    match crate::routes::verify::check_token_signed(state, text, AudienceRule::Unchecked, now)
+        .await?
+    {
         Ok((v, signer)) => Ok((v.claims, signer)),
         Err(d) => Err(OAuthError::new(
             "invalid_request",
@@ -530,8 +534,17 @@ pub async fn exchange(
             .map(str::to_owned)
             .collect(),
     };
+    // Every token lives at most `max_token_ttl`: a child until min(parent's `exp`,
+    // now + max_token_ttl) unless it asks for less (asking past the parent's `exp` is
+    // a widening; past the maximum, a bad request).
+    let max_ttl = state.config.max_token_ttl_s;
     let exp = match params.expires_in {
-        None => parent.exp,
+        None => parent.exp.min(now_s.saturating_add(max_ttl)),
+        Some(n) if n > max_ttl => {
+            return Err(OAuthError::request(format!(
+                "`expires_in` is over this registry's maximum token lifetime of {max_ttl} s"
+            )));
+        }
         Some(n) => now_s.saturating_add(n),
     };
     let request = delegation::Request {

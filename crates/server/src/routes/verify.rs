@@ -7,7 +7,8 @@
 use std::sync::Arc;
 
 use axum::Form;
-use axum::extract::State;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bonafide_core::audit::{AuditEntry, Decision, EventType, token_sha256};
@@ -19,7 +20,8 @@ use bonafide_core::keys::{Algorithm, VerifyingKey};
 use bonafide_core::policy::money_from_json;
 use bonafide_core::receipt::RequestFacts;
 use bonafide_core::token::{
-    self, AgentInfo, KeyResolver, KeySet, Revoked, TokenError, VerifiedToken, VerifyOptions,
+    self, AgentInfo, AudienceRule, KeyResolver, KeySet, Revoked, TokenError, VerifiedToken,
+    VerifyOptions,
 };
 use bonafide_store::{DecisionItem, DecisionOutcome, IdempotencyClaim, NonceClaim};
 use serde::{Deserialize, Serialize};
@@ -40,6 +42,10 @@ const LIMIT_PER_PERIOD: &str = "LIMIT_PER_PERIOD";
 
 /// Most scopes one verify may ask about.
 const MAX_SCOPES_REQUESTED: usize = 64;
+
+/// Longest scope one verify may ask about, in characters (the scope grammar allows
+/// 64; a longer one is a malformed request, not a decision to log).
+const MAX_SCOPE_CHARS: usize = 128;
 
 /// A token that did not verify, with what is known about it.
 #[derive(Debug)]
@@ -299,7 +305,7 @@ fn verify_issuer_signed(
 pub async fn check_token(
     state: &AppState,
     text: &str,
-    audience: Option<String>,
+    audience: AudienceRule,
     now_ms: i64,
 ) -> Result<Result<VerifiedToken, Denied>, ApiError> {
     Ok(check_token_signed(state, text, audience, now_ms)
@@ -315,17 +321,15 @@ pub async fn check_token(
 pub async fn check_token_signed(
     state: &AppState,
     text: &str,
-    audience: Option<String>,
+    audience: AudienceRule,
     now_ms: i64,
 ) -> Result<Result<(VerifiedToken, Option<String>), Denied>, ApiError> {
     let checked = verify_signed(state, text, &state.verify_options(audience), now_ms / 1000);
     let (mut verified, signer) = match checked {
         Ok(v) => v,
         Err(error) => {
-            return Ok(Err(Denied {
-                error,
-                subject: None,
-            }));
+            let subject = genuine_subject(state, text, &error, now_ms).await?;
+            return Ok(Err(Denied { error, subject }));
         }
     };
     let signer_kid = signer.as_ref().map(|s| s.kid.clone());
@@ -429,6 +433,44 @@ pub async fn check_token_signed(
     Ok(Ok((verified, signer_kid)))
 }
 
+/// The agent and token of a genuine token refused for its claims only (expired, not
+/// yet valid, too long-lived, for another audience): its signature verifies with a
+/// key of this registry or of the agent's own issuer, so the decision concerns that
+/// agent and is logged for its issuer to see. `None` for anything else (a token that
+/// does not verify concerns no agent).
+async fn genuine_subject(
+    state: &AppState,
+    text: &str,
+    error: &TokenError,
+    now_ms: i64,
+) -> Result<Option<(AgentId, TokenId)>, ApiError> {
+    let claims_only = matches!(
+        error,
+        TokenError::Expired { .. }
+            | TokenError::NotYetValid { .. }
+            | TokenError::AudienceMismatch(_)
+            | TokenError::AudienceUnnamed
+            | TokenError::LifetimeTooLong { .. }
+    );
+    if !claims_only {
+        return Ok(None);
+    }
+    let mut opts = state.verify_options(AudienceRule::Unchecked).into_owned();
+    opts.time = token::TimeCheck::Skip;
+    opts.max_lifetime_secs = None;
+    let Ok((v, signer)) = verify_signed(state, text, &opts, now_ms / 1000) else {
+        return Ok(None);
+    };
+    if let Some(signer) = signer {
+        // Only an agent of the key's own issuer is named.
+        match state.agent_record(&v.claims.sub).await? {
+            Some(a) if a.issuer_id == signer.issuer_id => {}
+            _ => return Ok(None),
+        }
+    }
+    Ok(Some((v.claims.sub, v.claims.jti)))
+}
+
 /// The reason that follows the error code when a key decided it: `KEY_REVOKED` after
 /// `TOKEN_REVOKED` when the issuer key that signed the token is revoked, `KEY_ROTATED`
 /// after `TOKEN_REVOKED` when the agent key it is bound to was rotated out and its
@@ -477,10 +519,12 @@ async fn check_and_audit(
     state: &AppState,
     caller: &Caller,
     text: &str,
+    audience: Option<&str>,
     now_ms: i64,
     proof_required: bool,
 ) -> Result<Result<VerifiedToken, Denied>, ApiError> {
-    let checked = match check_token(state, text, None, now_ms).await? {
+    let rule = audience_rule(state, caller, audience).await?;
+    let checked = match check_token(state, text, rule, now_ms).await? {
         Ok(v) if proof_required && v.claims.cnf.is_some() => Err(Denied {
             error: TokenError::ProofRequired,
             subject: Some((v.claims.sub, v.claims.jti)),
@@ -488,6 +532,11 @@ async fn check_and_audit(
         other => other,
     };
     let (reasons, subject) = facts(&checked);
+    if subject.is_none() {
+        // Concerns no agent: counted, never written to the permanent log.
+        state.count_unverifiable(reasons.first().map_or("TOKEN_INVALID", String::as_str));
+        return Ok(checked);
+    }
     audit_decision(
         state,
         caller,
@@ -503,6 +552,59 @@ async fn check_and_audit(
     )
     .await?;
     Ok(checked)
+}
+
+/// The most characters of a caller's `audience` (as registrations take them): the
+/// value reaches the audit log and receipts.
+const MAX_AUDIENCE_CHARS: usize = 256;
+
+/// Checks an `audience` a caller named (body, `target_resource` or `?audience=`):
+/// 1 to 256 characters, no control characters; 422 otherwise.
+pub fn check_named_audience(field: &str, value: &str) -> Result<(), ApiError> {
+    let n = value.chars().count();
+    if n == 0 || n > MAX_AUDIENCE_CHARS || value.chars().any(char::is_control) {
+        return Err(ApiError::invalid(format!(
+            "`{field}` must be 1 to {MAX_AUDIENCE_CHARS} characters without control characters"
+        )));
+    }
+    Ok(())
+}
+
+/// Who the caller verifies as (issue 13, "a receiver verifies as itself"). With a
+/// receiver key: one of the receiver's registered audiences; a named `audience`
+/// must be one of them (403 `AUDIENCE_FORBIDDEN` otherwise), else any of them will
+/// do. Without one: the audience the request names, or none, in which case a token
+/// that carries `aud` is refused (RFC 7519 §4.1.3).
+pub async fn audience_rule(
+    state: &AppState,
+    caller: &Caller,
+    named: Option<&str>,
+) -> Result<AudienceRule, ApiError> {
+    if let Some(n) = named {
+        check_named_audience("audience", n)?;
+    }
+    let Caller::Receiver(id) = caller else {
+        return Ok(AudienceRule::from(named.map(str::to_owned)));
+    };
+    let own = match ReceiverId::try_from(id.as_str()) {
+        Ok(id) => state.receiver_audiences(&id).await?,
+        Err(_) => None,
+    };
+    let own =
+        own.ok_or_else(|| ApiError::unauthorized("this receiver key's receiver no longer exists"))?;
+    match named {
+        None => Ok(AudienceRule::AnyOf(own.to_vec())),
+        Some(n) if own.iter().any(|a| a == n) => Ok(AudienceRule::one(n)),
+        Some(n) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "AUDIENCE_FORBIDDEN",
+            format!(
+                "`{}` is not one of this receiver's audiences ({}): a receiver verifies as itself; register the audience with PUT /v1/receivers/{{id}}/audiences",
+                n.chars().take(64).collect::<String>(),
+                own.join(", ")
+            ),
+        )),
+    }
 }
 
 /// Writes a verify decision to the audit log; its index once durable, or `None` when
@@ -585,16 +687,19 @@ pub struct SimpleVerify {
 
 /// Verifies a token given in the path. Always 200 with `valid` true or false.
 #[utoipa::path(get, path = "/v1/verify/{token}", tag = "receiver",
-    params(("token" = String, Path, description = "the agent token")),
+    params(("token" = String, Path, description = "the agent token"), AudienceQuery),
     responses((status = 200, body = SimpleVerify), (status = 401),
               (status = 503, description = "the audit log cannot take the decision")))]
 pub async fn verify_get(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     ApiPath(text): ApiPath<String>,
+    query: Result<Query<AudienceQuery>, QueryRejection>,
 ) -> Result<ApiJson<SimpleVerify>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::invalid(format!("query: {}", e.body_text())))?;
     let now = now_ms();
-    let checked = check_and_audit(&state, &caller, &text, now, true).await?;
+    let checked =
+        check_and_audit(&state, &caller, &text, query.audience.as_deref(), now, true).await?;
     Ok(ApiJson(match checked {
         Ok(v) => {
             let trust_level = state.trust_level(&v.claims.sub, now).await?;
@@ -633,6 +738,16 @@ pub async fn verify_get(
             delegation: Vec::new(),
         },
     }))
+}
+
+/// `?audience=` of `GET /v1/verify/{token}` and `POST /v1/introspect`: who the
+/// caller verifies as (see [`audience_rule`]).
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct AudienceQuery {
+    /// One of the token's audiences (`aud`): required for a token that has them.
+    #[serde(default)]
+    pub audience: Option<String>,
 }
 
 /// `resource` of a verify request.
@@ -703,6 +818,22 @@ fn check_request(req: &VerifyRequest, caller: &Caller) -> Result<Asked, ApiError
         return Err(ApiError::invalid(format!(
             "at most {MAX_SCOPES_REQUESTED} `scopes_requested`"
         )));
+    }
+    // Everything a caller sends that reaches the audit log or a receipt is bounded
+    // as registration bounds it (issue 13: no kilobytes in the log for free).
+    if let Some(s) = scopes.iter().find(|s| {
+        s.is_empty() || s.chars().count() > MAX_SCOPE_CHARS || s.chars().any(char::is_control)
+    }) {
+        return Err(ApiError::invalid(format!(
+            "each of `scopes_requested` must be 1 to {MAX_SCOPE_CHARS} characters without control characters (got {} characters)",
+            s.chars().count()
+        )));
+    }
+    if let Some(a) = &req.audience {
+        check_named_audience("audience", a)?;
+    }
+    if let Some(t) = &req.target_resource {
+        check_named_audience("target_resource", t)?;
     }
     // Values are decided and bound into the receipt exactly as written (never
     // trimmed), so a receipt always matches the request that was sent.
@@ -822,7 +953,8 @@ async fn check_for_decision(
     receipt: bool,
 ) -> Result<(Deciding, Option<NonceClaim>), ApiError> {
     let mut nonce = None;
-    let token = match check_token(state, &req.token, asked.audience.clone(), now).await? {
+    let rule = audience_rule(state, caller, asked.audience.as_deref()).await?;
+    let token = match check_token(state, &req.token, rule, now).await? {
         // Step 6: proof of possession, for a token bound to the agent's key.
         Ok(v) => match proof::check(state, &v.claims, &req.token, req.proof.as_ref(), now).await? {
             Ok(claim) => {
@@ -911,7 +1043,8 @@ async fn check_for_decision(
         }),
         _ => None,
     };
-    let receipt_id = if receipt {
+    // A token that did not verify concerns no agent: no receipt (issue 13).
+    let receipt_id = if receipt && subject.is_some() {
         Some(ReceiptId::from_random(random16()?))
     } else {
         None
@@ -972,8 +1105,19 @@ pub async fn verify_post(
 ) -> Result<Response, ApiError> {
     let asked = check_request(&req, &caller)?;
     let now = now_ms();
-    let audited = state.config.audit_verify;
-    let (deciding, nonce) = check_for_decision(&state, &caller, &req, asked, now, audited).await?;
+    let (deciding, nonce) =
+        check_for_decision(&state, &caller, &req, asked, now, state.config.audit_verify).await?;
+    // A token that did not verify concerns no agent: it is counted and answered,
+    // never written to the permanent log (issue 13).
+    let audited = state.config.audit_verify && deciding.concerns_agent();
+    if let Checked::Invalid {
+        code,
+        subject: None,
+        ..
+    } = &deciding.checked
+    {
+        state.count_unverifiable(code);
+    }
     let replayed_kind = match &req.proof {
         Some(ProofInput::Dpop { .. }) => "jti",
         _ => "nonce",
@@ -1163,6 +1307,10 @@ pub struct IntrospectRequest {
     /// Ignored hint (RFC 7662 allows ignoring it).
     #[serde(default)]
     pub token_type_hint: Option<String>,
+    /// Who the caller verifies as (or `?audience=`): one of the token's audiences,
+    /// required for a token that has them (see [`audience_rule`]).
+    #[serde(default)]
+    pub audience: Option<String>,
 }
 
 /// RFC 7662 §2.2 answer. An inactive token answers `{"active": false}` only.
@@ -1216,15 +1364,17 @@ pub struct IntrospectResponse {
 
 /// RFC 7662 token introspection. Open like `/v1/verify`: it reveals nothing the
 /// token holder could not read from the token itself.
-#[utoipa::path(post, path = "/v1/introspect", tag = "receiver",
+#[utoipa::path(post, path = "/v1/introspect", tag = "receiver", params(AudienceQuery),
     request_body(content = IntrospectRequest, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, body = IntrospectResponse), (status = 400), (status = 401),
               (status = 503, description = "the audit log cannot take the decision")))]
 pub async fn introspect(
     State(state): State<Arc<AppState>>,
     caller: Caller,
+    query: Result<Query<AudienceQuery>, QueryRejection>,
     form: Result<Form<IntrospectRequest>, axum::extract::rejection::FormRejection>,
 ) -> Result<ApiJson<IntrospectResponse>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::invalid(format!("query: {}", e.body_text())))?;
     let Form(req) = form.map_err(|r| match r.status() {
         axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
             ApiError::new(r.status(), "PAYLOAD_TOO_LARGE", "request body is too large")
@@ -1256,7 +1406,15 @@ pub async fn introspect(
     };
     let now = now_ms();
     // Introspection is a verification too: it is logged like one.
-    let checked = check_and_audit(&state, &caller, &req.token, now, false).await?;
+    let audience = match (query.audience.as_deref(), req.audience.as_deref()) {
+        (Some(q), Some(f)) if q != f => {
+            return Err(ApiError::invalid(
+                "`audience` given twice (query and form) with different values",
+            ));
+        }
+        (q, f) => q.or(f),
+    };
+    let checked = check_and_audit(&state, &caller, &req.token, audience, now, false).await?;
     Ok(ApiJson(match checked {
         Ok(v) => {
             let trust_level = state.trust_level(&v.claims.sub, now).await?;

@@ -156,7 +156,7 @@ fn not_granted(
         resource: Some(ResourceRef { kind, id }),
         money: None,
     };
-    let now = jiff::Timestamp::from_millisecond(now_ms).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    let now = crate::time::timestamp_ms(now_ms);
     let decision = policy.evaluate(&req, now, Decimal::ZERO);
     let code = decision.reasons.first()?.code.as_str();
     Some((code, decision.message()))

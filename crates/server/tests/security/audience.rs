@@ -24,7 +24,8 @@ async fn receiver(h: &Harness, body: Value) -> (String, String, Value) {
 
 /// A token for `aud` (none: no `aud` claim).
 async fn token_for(h: &Harness, aud: Option<Value>) -> String {
-    let iss = h.issuer("aud.example").await;
+    let name = format!("aud-{}.example", bonafide_core::hex(&common::rand20()[..4]));
+    let iss = h.issuer(&name).await;
     let mut body = json!({"name": "Shopper", "scopes": ["read:account"]});
     if let Some(a) = aud {
         body["audience"] = a;
@@ -53,7 +54,12 @@ async fn a_receiver_cannot_verify_a_token_meant_for_another_receiver() {
     assert_eq!(v["valid"], false, "{v}");
     assert_eq!(v["reasons"][0], "AUDIENCE_MISMATCH", "{v}");
     // The bank's key naming the shop's audience: not the bank's to name.
-    let (st, v) = verify_as(&h, Some(&bank), json!({"token": for_shop, "audience": "shop"})).await;
+    let (st, v) = verify_as(
+        &h,
+        Some(&bank),
+        json!({"token": for_shop, "audience": "shop"}),
+    )
+    .await;
     assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
     assert_eq!(v["error"]["code"], "AUDIENCE_FORBIDDEN", "{v}");
     let (st, v) = verify_as(
@@ -66,7 +72,12 @@ async fn a_receiver_cannot_verify_a_token_meant_for_another_receiver() {
     // The shop itself, with or without naming itself.
     let (_, v) = verify_as(&h, Some(&shop), json!({"token": for_shop})).await;
     assert_eq!(v["valid"], true, "{v}");
-    let (_, v) = verify_as(&h, Some(&shop), json!({"token": for_shop, "audience": "shop"})).await;
+    let (_, v) = verify_as(
+        &h,
+        Some(&shop),
+        json!({"token": for_shop, "audience": "shop"}),
+    )
+    .await;
     assert_eq!(v["valid"], true, "{v}");
     // A token without `aud` is for any receiver.
     let anyone = token_for(&h, None).await;
@@ -81,7 +92,12 @@ async fn without_a_receiver_key_a_token_with_aud_needs_one_of_its_audiences_name
     let (_, v) = verify_as(&h, None, json!({"token": t})).await;
     assert_eq!(v["valid"], false, "{v}");
     assert_eq!(v["reasons"][0], "AUDIENCE_MISMATCH", "{v}");
-    let (_, v) = verify_as(&h, None, json!({"token": t, "audience": "https://api.shop.example"})).await;
+    let (_, v) = verify_as(
+        &h,
+        None,
+        json!({"token": t, "audience": "https://api.shop.example"}),
+    )
+    .await;
     assert_eq!(v["valid"], true, "{v}");
     let (_, v) = verify_as(&h, None, json!({"token": t, "audience": "bank"})).await;
     assert_eq!(v["valid"], false, "{v}");
@@ -130,25 +146,50 @@ async fn a_receivers_audiences_are_registered_and_can_be_changed() {
         json!(["https://api.bank.example", "bank-eu"])
     );
     let t = token_for(&h, Some(json!("bank-eu"))).await;
-    assert_eq!(verify_as(&h, Some(&key), json!({"token": t})).await.1["valid"], true);
+    assert_eq!(
+        verify_as(&h, Some(&key), json!({"token": t})).await.1["valid"],
+        true
+    );
     // Its name alone is no longer one of its audiences.
     let by_name = token_for(&h, Some(json!("bank"))).await;
-    assert_eq!(verify_as(&h, Some(&key), json!({"token": by_name})).await.1["valid"], false);
+    assert_eq!(
+        verify_as(&h, Some(&key), json!({"token": by_name})).await.1["valid"],
+        false
+    );
 
     let path = format!("/v1/receivers/{id}/audiences");
     let (st, v) = h
-        .call("PUT", &path, Some(&h.admin), Some(json!({"audiences": ["bank"]})))
+        .call(
+            "PUT",
+            &path,
+            Some(&h.admin),
+            Some(json!({"audiences": ["bank"]})),
+        )
         .await;
     assert_eq!(st, StatusCode::OK, "{v}");
     assert_eq!(v["audiences"], json!(["bank"]), "{v}");
-    assert_eq!(verify_as(&h, Some(&key), json!({"token": by_name})).await.1["valid"], true);
-    assert_eq!(verify_as(&h, Some(&key), json!({"token": t})).await.1["valid"], false);
+    assert_eq!(
+        verify_as(&h, Some(&key), json!({"token": by_name})).await.1["valid"],
+        true
+    );
+    assert_eq!(
+        verify_as(&h, Some(&key), json!({"token": t})).await.1["valid"],
+        false
+    );
     // The receiver may change its own.
     let (st, v) = h
-        .call("PUT", &path, Some(&key), Some(json!({"audiences": ["bank", "bank-eu"]})))
+        .call(
+            "PUT",
+            &path,
+            Some(&key),
+            Some(json!({"audiences": ["bank", "bank-eu"]})),
+        )
         .await;
     assert_eq!(st, StatusCode::OK, "{v}");
-    assert_eq!(verify_as(&h, Some(&key), json!({"token": t})).await.1["valid"], true);
+    assert_eq!(
+        verify_as(&h, Some(&key), json!({"token": t})).await.1["valid"],
+        true
+    );
 
     // Failure cases.
     let too_long = "a".repeat(257);
@@ -162,13 +203,20 @@ async fn a_receivers_audiences_are_registered_and_can_be_changed() {
         json!({"audiences": ["bank\u{202e}"]}),
         json!({}),
     ] {
-        let (st, v) = h.call("PUT", &path, Some(&h.admin), Some(bad.clone())).await;
+        let (st, v) = h
+            .call("PUT", &path, Some(&h.admin), Some(bad.clone()))
+            .await;
         assert!(
             st == StatusCode::UNPROCESSABLE_ENTITY || st == StatusCode::BAD_REQUEST,
             "{bad} → {st} {v}"
         );
         let (st, v) = h
-            .call("POST", "/v1/receivers", Some(&h.admin), Some(json!({"name": "x", "audiences": bad["audiences"]})))
+            .call(
+                "POST",
+                "/v1/receivers",
+                Some(&h.admin),
+                Some(json!({"name": "x", "audiences": bad["audiences"]})),
+            )
             .await;
         if !bad["audiences"].is_null() {
             assert!(st.is_client_error(), "{bad} → {st} {v}");
@@ -180,12 +228,22 @@ async fn a_receivers_audiences_are_registered_and_can_be_changed() {
     assert_eq!(st, StatusCode::UNAUTHORIZED);
     let (_, other, _) = receiver(&h, json!({"name": "other"})).await;
     let (st, _) = h
-        .call("PUT", &path, Some(&other), Some(json!({"audiences": ["x"]})))
+        .call(
+            "PUT",
+            &path,
+            Some(&other),
+            Some(json!({"audiences": ["x"]})),
+        )
         .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
     let issuer = h.issuer("nosy.example").await;
     let (st, _) = h
-        .call("PUT", &path, Some(&issuer), Some(json!({"audiences": ["x"]})))
+        .call(
+            "PUT",
+            &path,
+            Some(&issuer),
+            Some(json!({"audiences": ["x"]})),
+        )
         .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
     let (st, _) = h

@@ -41,7 +41,10 @@ pub fn sign_with_header(key: &SigningKey, header: &Value, claims: &Value) -> Str
 pub fn consent_token(key: &SigningKey, iss: &str, agent: &str, exp_in: i64) -> String {
     let now = common::now_s();
     let policy = json!({"version": "pol.v0.2", "id": "pol_read", "actions": ["payments.send"]});
-    let hash = Policy::from_value(policy.clone()).unwrap().hash().to_owned();
+    let hash = Policy::from_value(policy.clone())
+        .unwrap()
+        .hash()
+        .to_owned();
     let jti = format!("act_{}", bonafide_core::hex(&common::rand20()[..8]));
     let claims = json!({
         "ver": "act.v0.2", "iss": iss, "user": "did:user:alice", "agent": agent,
@@ -55,7 +58,12 @@ pub fn consent_token(key: &SigningKey, iss: &str, agent: &str, exp_in: i64) -> S
     )
 }
 
-pub async fn exchange(h: &Harness, issuer_key: &str, subject: &str, actor: &str) -> (StatusCode, Value) {
+pub async fn exchange(
+    h: &Harness,
+    issuer_key: &str,
+    subject: &str,
+    actor: &str,
+) -> (StatusCode, Value) {
     let res = h
         .http
         .post(format!("{}/v1/token", h.base))
@@ -81,10 +89,16 @@ async fn revoking_the_key_behind_a_consent_token_ends_its_delegated_children() {
     let signer = SigningKey::generate(Algorithm::EdDSA).unwrap();
     register_issuer_key(&h, &iss.key, &signer).await;
     let root = h
-        .register(&iss.key, json!({"name": "Root", "scopes": ["payments:write"]}))
+        .register(
+            &iss.key,
+            json!({"name": "Root", "scopes": ["payments:write"]}),
+        )
         .await;
     let actor = h
-        .register(&iss.key, json!({"name": "Actor", "scopes": ["payments:write"]}))
+        .register(
+            &iss.key,
+            json!({"name": "Actor", "scopes": ["payments:write"]}),
+        )
         .await;
     let consent = consent_token(&signer, &iss.id, root["agent_id"].as_str().unwrap(), 600);
     assert_eq!(h.verify_token(&consent).await["valid"], true);

@@ -42,7 +42,10 @@ async fn issuer_signed_and_consent_tokens_live_at_most_max_token_ttl() {
     let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
     register_issuer_key(&h, &iss.key, &key).await;
     let agent = h
-        .register(&iss.key, json!({"name": "Long", "scopes": ["payments:write"], "expiry_seconds": 1800}))
+        .register(
+            &iss.key,
+            json!({"name": "Long", "scopes": ["payments:write"], "expiry_seconds": 1800}),
+        )
         .await;
     let sub = agent["agent_id"].as_str().unwrap();
     let now = common::now_s();
@@ -54,10 +57,15 @@ async fn issuer_signed_and_consent_tokens_live_at_most_max_token_ttl() {
         let t = self_signed(&key, &iss.id, sub, now, exp);
         let v = h.verify_token(&t).await;
         refused_as_too_long(&v);
-        let (_, v) = h.call("POST", "/v1/verify", None, Some(json!({"token": t}))).await;
+        let (_, v) = h
+            .call("POST", "/v1/verify", None, Some(json!({"token": t})))
+            .await;
         assert_eq!(v["valid"], false, "{v}");
         assert!(
-            v["message"].as_str().unwrap_or_default().contains("lifetime")
+            v["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("lifetime")
                 || v.to_string().contains("max_token_ttl"),
             "the reason names the bound: {v}"
         );
@@ -75,10 +83,16 @@ async fn a_child_lives_no_longer_than_its_parent_nor_max_token_ttl() {
     let h = start().await;
     let iss = h.issuer_full("ttl-child.example").await;
     let parent = h
-        .register(&iss.key, json!({"name": "P", "scopes": ["payments:write"], "expiry_seconds": 600}))
+        .register(
+            &iss.key,
+            json!({"name": "P", "scopes": ["payments:write"], "expiry_seconds": 600}),
+        )
         .await;
     let actor = h
-        .register(&iss.key, json!({"name": "A", "scopes": ["payments:write"], "expiry_seconds": 1800}))
+        .register(
+            &iss.key,
+            json!({"name": "A", "scopes": ["payments:write"], "expiry_seconds": 1800}),
+        )
         .await;
     let (st, v) = exchange(
         &h,

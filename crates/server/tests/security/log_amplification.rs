@@ -32,7 +32,9 @@ async fn oversized_fields_are_refused_before_anything_is_logged() {
         for key in [None, Some(rcv.as_str())] {
             let (st, v) = h.call("POST", "/v1/verify", key, Some(body.clone())).await;
             assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
-            let (st, v) = h.call("POST", "/v1/simulate", key, Some(body.clone())).await;
+            let (st, v) = h
+                .call("POST", "/v1/simulate", key, Some(body.clone()))
+                .await;
             assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
         }
     }
@@ -68,7 +70,12 @@ async fn a_token_that_does_not_verify_is_counted_not_logged_and_gets_no_receipt(
     for token in ["a.b.c", "not a token", forged.as_str()] {
         for key in [None, Some(rcv.as_str())] {
             let (st, v) = h
-                .call("POST", "/v1/verify", key, Some(json!({"token": token, "audience": "shop"})))
+                .call(
+                    "POST",
+                    "/v1/verify",
+                    key,
+                    Some(json!({"token": token, "audience": "shop"})),
+                )
                 .await;
             assert_eq!(st, StatusCode::OK, "{v}");
             assert_eq!(v["valid"], false, "{v}");
@@ -76,11 +83,20 @@ async fn a_token_that_does_not_verify_is_counted_not_logged_and_gets_no_receipt(
             assert!(v.get("audit_index").is_none(), "{v}");
         }
         let (_, v) = h
-            .call("GET", &format!("/v1/verify/{}", token.replace(' ', "%20")), None, None)
+            .call(
+                "GET",
+                &format!("/v1/verify/{}", token.replace(' ', "%20")),
+                None,
+                None,
+            )
             .await;
         assert_eq!(v["valid"], false, "{v}");
     }
-    assert_eq!(audit_size(&h).await, before, "nothing reached the permanent log");
+    assert_eq!(
+        audit_size(&h).await,
+        before,
+        "nothing reached the permanent log"
+    );
     let (_, health) = h.call("GET", "/v1/health", None, None).await;
     assert!(
         health["counters"]["unverifiable_tokens"].as_u64().unwrap() >= 9,
@@ -89,7 +105,12 @@ async fn a_token_that_does_not_verify_is_counted_not_logged_and_gets_no_receipt(
 
     // A token that verifies (even to refuse it) concerns an agent: logged, with a receipt.
     let (_, v) = h
-        .call("POST", "/v1/verify", Some(&rcv), Some(json!({"token": good})))
+        .call(
+            "POST",
+            "/v1/verify",
+            Some(&rcv),
+            Some(json!({"token": good})),
+        )
         .await;
     assert_eq!(v["valid"], true, "{v}");
     assert!(v.get("receipt_id").is_some(), "{v}");

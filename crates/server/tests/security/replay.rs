@@ -35,7 +35,8 @@ pub fn spending_policy() -> Value {
 /// key, its id and its token.
 pub async fn spender(h: &Harness, extra: Value) -> (String, String, String) {
     let iss = h.issuer("replay.example").await;
-    let mut body = json!({"name": "Spender", "scopes": ["payments:write"], "policy": spending_policy()});
+    let mut body =
+        json!({"name": "Spender", "scopes": ["payments:write"], "policy": spending_policy()});
     if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
         b.extend(e.clone());
     }
@@ -109,7 +110,9 @@ async fn a_replay_with_another_proof_or_none_is_another_request() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(
-        res.headers().get("idempotent-replayed").map(|v| v.as_bytes()),
+        res.headers()
+            .get("idempotent-replayed")
+            .map(|v| v.as_bytes()),
         Some(&b"true"[..])
     );
     let v: Value = res.json().await.unwrap();
