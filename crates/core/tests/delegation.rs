@@ -394,7 +394,16 @@ use bonafide_core::policy::{Decimal, Money, PolicyRequest, ResourceRef, Timestam
 const ACTIONS: [&str; 4] = ["pay.send", "pay.refund", "acct.read", "acct.close"];
 const KINDS: [&str; 2] = ["merchant", "account"];
 const IDS: [&str; 10] = [
-    "x", "x/1", "x/12", "x/12/a", "x/12:b", "x/123", "x/", "y", "x/12/../13", "x/12/a/b",
+    "x",
+    "x/1",
+    "x/12",
+    "x/12/a",
+    "x/12:b",
+    "x/123",
+    "x/",
+    "y",
+    "x/12/../13",
+    "x/12/a/b",
 ];
 const CURRENCIES: [&str; 2] = ["USD", "EUR"];
 const AMOUNTS: [&str; 5] = ["0", "5", "10", "20", "40"];
@@ -507,7 +516,11 @@ enum Derive {
 }
 
 fn derive_how() -> impl Strategy<Value = Derive> {
-    prop_oneof![Just(Derive::Keep), Just(Derive::Random), Just(Derive::Absent)]
+    prop_oneof![
+        Just(Derive::Keep),
+        Just(Derive::Random),
+        Just(Derive::Absent)
+    ]
 }
 
 fn pick<T: Clone>(how: Derive, parent: &Option<T>, random: &Option<T>) -> Option<T> {
@@ -710,7 +723,13 @@ fn pair() -> impl Strategy<Value = Pair> {
     (
         proptest::option::weighted(0.9, policy_spec()),
         policy_spec(),
-        [derive_how(), derive_how(), derive_how(), derive_how(), derive_how()],
+        [
+            derive_how(),
+            derive_how(),
+            derive_how(),
+            derive_how(),
+            derive_how(),
+        ],
         proptest::collection::vec(ask(), 48),
     )
 }
@@ -763,6 +782,12 @@ fn the_narrowing_property_sees_accepted_children_allowing_requests() {
         }
     }
     assert!(accepted >= 30, "only {accepted} of 300 children accepted");
-    assert!(allowed >= 100, "accepted children allowed only {allowed} requests");
-    assert!(with_limits >= 5, "only {with_limits} spending children allowed a request");
+    assert!(
+        allowed >= 100,
+        "accepted children allowed only {allowed} requests"
+    );
+    assert!(
+        with_limits >= 5,
+        "only {with_limits} spending children allowed a request"
+    );
 }

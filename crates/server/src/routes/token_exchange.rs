@@ -209,9 +209,7 @@ pub fn widens_error(w: &Widenings, actor: &AgentId) -> OAuthError {
     };
     // What to do about the one widening that is not in the request itself.
     let hint = if dims.contains(&"cnf") {
-        format!(
-            " (register the sub-agent's key first: `PUT /v1/agents/{actor}/keys`)"
-        )
+        format!(" (register the sub-agent's key first: `PUT /v1/agents/{actor}/keys`)")
     } else {
         String::new()
     };

@@ -231,10 +231,7 @@ async fn a_child_that_leaves_out_a_constrained_dimension_widens() {
         v.as_object_mut().unwrap().remove(k);
     }
     let got = exchange(&h, &key, &root, &sub, &[("policy", &v.to_string())]).await;
-    assert_widens(
-        &got,
-        &["policy.resources", "policy.limits", "policy.time"],
-    );
+    assert_widens(&got, &["policy.resources", "policy.limits", "policy.time"]);
     // A strict parent's child may not drop `strict`.
     let mut strict = parent_policy();
     strict.as_object_mut().unwrap().remove("resources");
@@ -309,4 +306,58 @@ async fn a_narrowing_child_is_still_accepted() {
     // A child without a policy keeps its parent's.
     let (st, v) = exchange(&h, &key, &root, &sub, &[]).await;
     assert_eq!(st, StatusCode::OK, "{v}");
+}
+
+#[tokio::test]
+async fn a_bound_parent_has_no_bearer_child_and_every_widening_is_named() {
+    use bonafide_core::keys::{Algorithm, SigningKey};
+
+    let h = common::start().await;
+    let key = h.issuer("apex.example").await;
+    let root_key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    let (_, root) = agent(
+        &h,
+        &key,
+        "Bound root",
+        json!({"policy": parent_policy(), "public_key": root_key.verifying_key().jwk()}),
+    )
+    .await;
+    let (_, keyless) = agent(&h, &key, "Keyless", json!({})).await;
+    // The binding is a dimension like the others: left out (a bearer child), it is
+    // reported with the rest.
+    let got = exchange(
+        &h,
+        &key,
+        &root,
+        &keyless,
+        &[("policy", &without(&["limits"]))],
+    )
+    .await;
+    assert_widens(&got, &["cnf", "policy.limits"]);
+    let described = got.1["error_description"].as_str().unwrap();
+    assert!(described.contains("PUT /v1/agents/"), "{described}");
+    // An actor with a key gets a child bound to it.
+    let actor_key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    let (_, keyed) = agent(
+        &h,
+        &key,
+        "Keyed",
+        json!({"public_key": actor_key.verifying_key().jwk()}),
+    )
+    .await;
+    let (st, v) = exchange(&h, &key, &root, &keyed, &[]).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let middle = v["access_token"]
+        .as_str()
+        .unwrap()
+        .split('.')
+        .nth(1)
+        .unwrap();
+    let claims: Value =
+        serde_json::from_slice(&bonafide_core::b64::decode(middle).unwrap()).unwrap();
+    assert_eq!(
+        claims["cnf"]["jkt"],
+        actor_key.verifying_key().kid(),
+        "{claims}"
+    );
 }
