@@ -640,7 +640,9 @@ struct Seen {
 /// Builds the child of a root token with policy `parent` (none: a token without a
 /// policy, which grants no action) and checks: when the exchange accepts `child`,
 /// every request the built child token's policy allows, the parent's allows too,
-/// charging the same amount.
+/// charging the same amount. Both see the same spending so far: the budgets are
+/// separate, but the server charges every ancestor's own budget with each spend of a
+/// child, so the child's cap only has to be within the parent's.
 fn only_narrows(
     parent: Option<&PolicySpec>,
     child: &PolicySpec,
