@@ -32,7 +32,11 @@
 //! # What "narrower" means ([`check_narrower`])
 //!
 //! Every dimension is checked and every widening reported ([`Widenings`]), so the
-//! server can answer `DELEGATION_WIDENS` with all of them at once:
+//! server can answer `DELEGATION_WIDENS` with all of them at once. One rule runs
+//! through all of them: a child never gains a grant its parent lacks, and a dimension
+//! the parent constrains and the child leaves out is a widening (absence is the
+//! widest value), except where the request's absence means "keep the parent's"
+//! (audience, policy):
 //!
 //! - `scope`: each requested scope is one the parent holds. Scopes have no wildcards
 //!   or hierarchy ([`crate::scopes`]), so "covers" is equality.
@@ -42,10 +46,13 @@
 //! - `exp`: at most the parent's.
 //! - `depth`: the child's `act` nesting is at most the configured cap (default
 //!   [`DEFAULT_MAX_DEPTH`], never above [`MAX_ACT_DEPTH`]).
-//! - policy (`pol.v0.2`, [`crate::policy`]): a request without a policy inherits the
-//!   parent's (not a widening); a policy under a parent without one is narrower (the
-//!   parent was unrestricted). Otherwise, with the semantics of
-//!   [`Policy::evaluate`]:
+//! - `cnf`: a parent bound to a key needs a proof with every request, so its child is
+//!   bound too (to its actor's key, [`Request::cnf`]): a bearer child would be wider.
+//! - `policy`: a request without a policy inherits the parent's. A parent without a
+//!   policy grants no action and no spending (the verifier refuses any `action` and
+//!   any amount for it), and every policy grants at least one action, so a child of
+//!   such a parent may not carry one. Under a parent with a policy, with the
+//!   semantics of [`Policy::evaluate`]:
 //!   - `policy.actions`: a subset of the parent's (actions compare exactly).
 //!   - `policy.resources`: under a parent that lists resources, the child lists some
 //!     too (an empty list would allow requests naming none), and each child rule is
@@ -54,7 +61,9 @@
 //!     Under a strict parent that lists none (it grants no named resource) the child
 //!     lists none. Under a non-strict parent that lists none, anything goes.
 //!   - `policy.limits`: a parent policy without `limits` grants no spending, so a
-//!     child with `limits` widens.
+//!     child with `limits` widens; a parent with `limits` allows only requests that
+//!     state an amount within them, so a child without `limits` (which would allow
+//!     requests without an amount) widens too.
 //!   - `policy.currency`: the child's limits are in the parent's currency (amounts
 //!     in different currencies are not compared, there is no exchange rate).
 //!   - `policy.limits.per_txn`: when the parent has one, the child has one, no larger.
@@ -67,6 +76,15 @@
 //!     allows (checked minute by minute, so windows across midnight and `dow` are
 //!     exact; same zone, so daylight saving moves both alike).
 //!   - `policy.strict`: a strict parent has a strict child.
+//!
+//!   What a policy does not constrain is not compared: `id` and `meta` grant
+//!   nothing, and the zone of a child's budget periods may differ from its parent's
+//!   (the server charges every ancestor's budget in the ancestor's own periods).
+//!
+//! The child also keeps the parent's `user` and `agent`; a request cannot change them.
+//!
+//! `tests/delegation.rs` checks the rule as a property: for random parent and child
+//! policies, whatever an accepted child allows, its parent allows.
 
 use std::fmt;
 
@@ -76,7 +94,7 @@ use crate::policy::{
     Currency, Decimal, Limits, Policy, ResourceRule, SEPARATORS, TimeWindow, prefix_matches,
 };
 use crate::scopes::{self, ScopeError};
-use crate::token::{Actor, AgentClaims, AgentInfo, Audience, MAX_ACT_DEPTH};
+use crate::token::{Actor, AgentClaims, AgentInfo, Audience, Confirmation, MAX_ACT_DEPTH};
 
 /// Default cap on delegation depth: a root token's child is depth 1, and a chain may
 /// go four hops from the root.
@@ -93,6 +111,9 @@ pub struct Request {
     pub exp: i64,
     /// A narrower policy; `None` keeps the parent's.
     pub policy: Option<Policy>,
+    /// The key the child is bound to (the actor's current key), or `None` for a
+    /// bearer child, refused under a bound parent.
+    pub cnf: Option<Confirmation>,
 }
 
 /// One dimension in which a requested child would be wider than its parent.
@@ -127,6 +148,16 @@ pub enum Widening {
         /// The cap.
         max: usize,
     },
+    /// An unbound (bearer) child of a parent bound to a key.
+    #[error(
+        "cnf: the parent token is bound to a key and the child would not be (its actor has no current key): a bearer child is wider"
+    )]
+    Cnf,
+    /// A policy under a parent token without one, which grants no action.
+    #[error(
+        "policy: the parent token carries no consent policy, so it grants no action and no spending; its child cannot carry one"
+    )]
+    Policy,
     /// Actions the parent's policy does not grant.
     #[error("policy.actions: {} not granted by the parent's policy", list(.extra))]
     PolicyActions {
@@ -139,6 +170,12 @@ pub enum Widening {
     /// Limits under a parent policy that grants no spending.
     #[error("policy.limits: the parent's policy has no `limits`, so it grants no spending")]
     PolicySpending,
+    /// No limits under a parent policy with limits, which allows only requests that
+    /// state an amount within them.
+    #[error(
+        "policy.limits: the parent's policy has `limits` and the child's has none, so it would allow requests without an amount"
+    )]
+    PolicyLimitsDropped,
     /// Limits in another currency than the parent's.
     #[error("policy.currency: `{child}` differs from the parent's `{parent}`")]
     PolicyCurrency {
@@ -174,7 +211,7 @@ pub enum Widening {
 
 impl Widening {
     /// The dimension that widened, as reported on the wire (`scope`, `audience`, `exp`,
-    /// `depth`, `policy.actions`, `policy.resources`, `policy.limits`,
+    /// `depth`, `cnf`, `policy`, `policy.actions`, `policy.resources`, `policy.limits`,
     /// `policy.currency`, `policy.limits.per_txn`, `policy.limits.per_period`,
     /// `policy.time`, `policy.strict`).
     pub fn dimension(&self) -> &'static str {
@@ -183,9 +220,11 @@ impl Widening {
             Widening::Audience { .. } => "audience",
             Widening::Exp { .. } => "exp",
             Widening::Depth { .. } => "depth",
+            Widening::Cnf => "cnf",
+            Widening::Policy => "policy",
             Widening::PolicyActions { .. } => "policy.actions",
             Widening::PolicyResources(_) => "policy.resources",
-            Widening::PolicySpending => "policy.limits",
+            Widening::PolicySpending | Widening::PolicyLimitsDropped => "policy.limits",
             Widening::PolicyCurrency { .. } => "policy.currency",
             Widening::PolicyPerTxn { .. } => "policy.limits.per_txn",
             Widening::PolicyPerPeriod { .. } => "policy.limits.per_period",
@@ -246,7 +285,7 @@ pub enum TimeWidening {
 }
 
 /// Every way a requested child is wider than its parent, in the order of
-/// [`check_narrower`]'s checks (scope, audience, exp, depth, then the policy). Never
+/// [`check_narrower`]'s checks (scope, audience, exp, depth, cnf, then the policy). Never
 /// empty when returned as an error.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Widenings(pub Vec<Widening>);
@@ -405,8 +444,15 @@ pub fn check_narrower(
         });
     }
 
-    if let (Some(p), Some(c)) = (parent_policy, &req.policy) {
-        policy_widenings(p, c, &mut out);
+    if parent.cnf.is_some() && req.cnf.is_none() {
+        out.push(Widening::Cnf);
+    }
+
+    match (parent_policy, &req.policy) {
+        // Kept: the child carries the parent's policy.
+        (_, None) => {}
+        (None, Some(_)) => out.push(Widening::Policy),
+        (Some(p), Some(c)) => policy_widenings(p, c, &mut out),
     }
 
     if out.is_empty() {
@@ -420,8 +466,8 @@ pub fn check_narrower(
 /// validity), then builds them from `parent`. The child keeps the parent's `sub`,
 /// `agent` (with the new scopes) and `user`; takes the requested audience, expiry
 /// and policy, or the parent's when the request has none; and records `actor` in
-/// `act` and the parent's `jti` at the end of `ancestor_jtis`. `cnf` is left empty:
-/// the server binds the actor's key if it has one.
+/// `act` and the parent's `jti` at the end of `ancestor_jtis`. `cnf` is the
+/// request's (the server passes the actor's current key, if it has one).
 pub fn child_claims(
     parent: &AgentClaims,
     parent_policy: Option<&Policy>,
@@ -480,7 +526,7 @@ pub fn child_claims(
         user: parent.user.clone(),
         policy,
         policy_hash,
-        cnf: None,
+        cnf: req.cnf.clone(),
         act: Some(act),
         ancestor_jtis: Some(ancestors),
     })
@@ -502,7 +548,8 @@ fn policy_widenings(parent: &Policy, child: &Policy, out: &mut Vec<Widening>) {
     resource_widenings(parent, child, out);
 
     match (parent.limits(), child.limits()) {
-        (_, None) => {}
+        (None, None) => {}
+        (Some(_), None) => out.push(Widening::PolicyLimitsDropped),
         (None, Some(_)) => out.push(Widening::PolicySpending),
         (Some(p), Some(c)) => limit_widenings(p, c, out),
     }
@@ -738,6 +785,7 @@ mod tests {
             audience: None,
             exp: 4000,
             policy: None,
+            cnf: None,
         }
     }
 
@@ -838,6 +886,7 @@ mod tests {
             audience: Some(vec!["bank.example".into(), "evil.example".into()]),
             exp: 5001,
             policy: None,
+            cnf: None,
         };
         let w = check_narrower(&root(), None, &r, 4).unwrap_err();
         assert_eq!(w.dimensions(), vec!["scope", "audience", "exp"]);
@@ -957,13 +1006,31 @@ mod tests {
             crate::token::policy_of(&child).unwrap().unwrap().hash(),
             p.hash()
         );
-        // A policy under a parent without one is narrower.
-        let r = Request {
-            policy: Some(p.clone()),
-            ..req()
-        };
-        let child = child_claims(&root(), None, &agent(2), &r, issue(2, 1100), 4).unwrap();
-        assert_eq!(child.policy_hash.as_deref(), Some(p.hash()));
+        // A parent without a policy grants no action: a child with one widens it,
+        // however narrow the policy.
+        let narrowest = pol(json!({
+            "version": "pol.v0.2", "id": "p", "actions": ["read.one"],
+            "resources": [{"type": "t", "match": {"ids": ["1"]}}], "strict": true
+        }));
+        for policy in [p.clone(), narrowest] {
+            let r = Request {
+                policy: Some(policy),
+                ..req()
+            };
+            let w = check_narrower(&root(), None, &r, 4).unwrap_err();
+            assert_eq!(w.0, vec![Widening::Policy]);
+            assert_eq!(
+                w.to_string(),
+                "policy: the parent token carries no consent policy, so it grants no action and no spending; its child cannot carry one"
+            );
+            assert!(matches!(
+                child_claims(&root(), None, &agent(2), &r, issue(2, 1100), 4),
+                Err(DelegationError::Widens(_))
+            ));
+        }
+        // Without a policy in the request, the child has none either.
+        let child = child_claims(&root(), None, &agent(2), &req(), issue(2, 1100), 4).unwrap();
+        assert_eq!((child.policy, child.policy_hash), (None, None));
         // The same policy is not wider than itself.
         assert_eq!(
             policy_dims(base_policy(), base_policy()),
@@ -1090,7 +1157,27 @@ mod tests {
         assert!(
             policy_dims(b(), with(&["limits", "per_txn", "amount"], json!("499.99"))).is_empty()
         );
-        assert!(policy_dims(b(), with(&["limits"], Value::Null)).is_empty());
+        // A child without limits would allow requests without an amount, which the
+        // parent refuses (AMOUNT_REQUIRED).
+        assert_eq!(
+            policy_dims(b(), with(&["limits"], Value::Null)),
+            vec!["policy.limits"]
+        );
+        let c = pol(with(&["limits"], Value::Null));
+        let w = check_narrower(
+            &with_policy(root(), &pol(b())),
+            Some(&pol(b())),
+            &Request {
+                policy: Some(c),
+                ..req()
+            },
+            4,
+        )
+        .unwrap_err();
+        assert_eq!(
+            w.to_string(),
+            "policy.limits: the parent's policy has `limits` and the child's has none, so it would allow requests without an amount"
+        );
         assert_eq!(
             policy_dims(b(), with(&["limits", "per_txn", "amount"], json!("500.01"))),
             vec!["policy.limits.per_txn"]
@@ -1250,6 +1337,27 @@ mod tests {
         );
         assert!(policy_dims(base_policy(), strict.clone()).is_empty());
         assert!(policy_dims(strict.clone(), strict).is_empty());
+    }
+
+    #[test]
+    fn a_bound_parent_needs_a_bound_child() {
+        let bound = |jkt: &str| Confirmation { jkt: jkt.into() };
+        let mut parent = root();
+        parent.cnf = Some(bound("parent-key"));
+        let w = check_narrower(&parent, None, &req(), 4).unwrap_err();
+        assert_eq!(w.dimensions(), vec!["cnf"]);
+        // Bound to the actor's key: accepted, and the child carries that binding.
+        let r = Request {
+            cnf: Some(bound("actor-key")),
+            ..req()
+        };
+        let child = child_claims(&parent, None, &agent(2), &r, issue(2, 1100), 4).unwrap();
+        assert_eq!(child.cnf, Some(bound("actor-key")));
+        // An unbound parent: a bound child narrows it, an unbound one is as wide.
+        assert_eq!(check_narrower(&root(), None, &r, 4), Ok(()));
+        assert_eq!(check_narrower(&root(), None, &req(), 4), Ok(()));
+        let child = child_claims(&root(), None, &agent(2), &req(), issue(2, 1100), 4).unwrap();
+        assert_eq!(child.cnf, None);
     }
 
     #[test]

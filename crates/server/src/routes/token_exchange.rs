@@ -198,7 +198,7 @@ impl IntoResponse for OAuthError {
 /// The OAuth error for a widening: `invalid_scope` when the scopes widen (RFC 6749
 /// §5.2), `invalid_target` when only the audience does (RFC 8693 §2.2.2), else
 /// `invalid_request`; `code` is always `DELEGATION_WIDENS`, `widened` lists them all.
-pub fn widens_error(w: &Widenings) -> OAuthError {
+pub fn widens_error(w: &Widenings, actor: &AgentId) -> OAuthError {
     let dims = w.dimensions();
     let error = if dims.contains(&"scope") {
         "invalid_scope"
@@ -207,12 +207,18 @@ pub fn widens_error(w: &Widenings) -> OAuthError {
     } else {
         "invalid_request"
     };
+    // What to do about the one widening that is not in the request itself.
+    let hint = if dims.contains(&"cnf") {
+        format!(" (register the sub-agent's key first: `PUT /v1/agents/{actor}/keys`)")
+    } else {
+        String::new()
+    };
     OAuthError {
         widened: Some(dims),
         ..OAuthError::new(
             error,
             "DELEGATION_WIDENS",
-            format!("the child token would be wider than its parent: {w}"),
+            format!("the child token would be wider than its parent: {w}{hint}"),
         )
     }
 }
@@ -547,11 +553,17 @@ pub async fn exchange(
         }
         Some(n) => now_s.saturating_add(n),
     };
+    // The child is bound to the actor's current key, if it has one; core refuses a
+    // bearer child of a bound parent (`cnf`).
+    let cnf = current_jkt(&state, &actor, now)
+        .await?
+        .map(|jkt| Confirmation { jkt });
     let request = delegation::Request {
         scopes,
         audience: params.audience,
         exp,
         policy,
+        cnf,
     };
     let jti = new_token_id()?;
     let issue = Issue {
@@ -559,7 +571,7 @@ pub async fn exchange(
         jti: jti.clone(),
         iat: now_s,
     };
-    let mut child = delegation::child_claims(
+    let child = delegation::child_claims(
         &parent,
         parent_policy.as_deref(),
         &actor,
@@ -568,7 +580,7 @@ pub async fn exchange(
         state.config.max_delegation_depth,
     )
     .map_err(|e| match e {
-        DelegationError::Widens(w) => widens_error(&w),
+        DelegationError::Widens(w) => widens_error(&w, &actor),
         DelegationError::ActorInChain(a) => OAuthError::new(
             "invalid_request",
             "DELEGATION_LOOP",
@@ -585,23 +597,6 @@ pub async fn exchange(
         DelegationError::ExpiresBeforeIssued { .. } => OAuthError::request(e.to_string()),
         other => ApiError::internal(format!("delegation: {other}")).into(),
     })?;
-    child.cnf = current_jkt(&state, &actor, now)
-        .await?
-        .map(|jkt| Confirmation { jkt });
-    // A parent bound to a key needs a proof per request; a child without one would be
-    // a bearer token, wider than its parent.
-    if parent.cnf.is_some() && child.cnf.is_none() {
-        return Err(OAuthError {
-            widened: Some(vec!["cnf"]),
-            ..OAuthError::new(
-                "invalid_request",
-                "DELEGATION_WIDENS",
-                format!(
-                    "the subject token is bound to a key (`cnf`), and agent `{actor}` has no current key to bind the child to: a child without a binding would be a bearer token, wider than its parent; register the sub-agent's key first (`PUT /v1/agents/{actor}/keys`)"
-                ),
-            )
-        });
-    }
 
     let ring = state.keys.load();
     let text = token::sign(&ring.active, &child).map_err(ApiError::from)?;
