@@ -361,6 +361,33 @@ async fn a_verify_decision_handed_to_the_audit_log_is_recorded_though_its_reques
 }
 
 #[tokio::test]
+async fn a_client_that_stops_reading_its_answers_is_closed_within_the_request_timeout() {
+    let request = Duration::from_secs(1);
+    // One slot: while the reader that stopped holds it, nobody else is served.
+    let h = common::start_with_config(limits(LONG, LONG, request, 1)).await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let addr = h.base.trim_start_matches("http://").parse().unwrap();
+    let mut stopped_reading = socket.connect(addr).await.unwrap();
+    // Pipelined requests whose answers (the OpenAPI document, tens of KiB each) far
+    // exceed the socket buffers; none is ever read.
+    stopped_reading
+        .write_all(&get("/openapi.json").repeat(300))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut next = connect(&h).await;
+    next.write_all(&get("/healthz")).await.unwrap();
+    // The stall is noticed a request timeout after the buffers fill, which takes a
+    // moment of its own: a second margin for it.
+    let a = read_answer(&mut next, started + request + MARGIN + MARGIN)
+        .await
+        .expect("a client that stopped reading held the server past the request timeout");
+    assert_eq!(a.status, 200, "{a:?}");
+    closed_by(&mut stopped_reading, Instant::now() + MARGIN, "stalled reader").await;
+}
+
+#[tokio::test]
 async fn with_the_connection_cap_reached_a_new_connection_waits_until_one_closes() {
     let h = common::start_with_config(limits(LONG, LONG, LONG, 2)).await;
     let mut first = connect(&h).await;
