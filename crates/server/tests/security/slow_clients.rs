@@ -384,7 +384,12 @@ async fn a_client_that_stops_reading_its_answers_is_closed_within_the_request_ti
         .await
         .expect("a client that stopped reading held the server past the request timeout");
     assert_eq!(a.status, 200, "{a:?}");
-    closed_by(&mut stopped_reading, Instant::now() + MARGIN, "stalled reader").await;
+    closed_by(
+        &mut stopped_reading,
+        Instant::now() + MARGIN,
+        "stalled reader",
+    )
+    .await;
 }
 
 #[tokio::test]
