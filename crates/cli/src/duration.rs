@@ -27,9 +27,37 @@ pub fn parse(text: &str) -> Result<i64> {
         .ok_or_else(|| anyhow!("duration `{text}` is too long"))
 }
 
+/// Longest timeout a `serve` flag takes: beyond a day a bound no longer bounds.
+const MAX_TIMEOUT_S: i64 = 86_400;
+
+/// Parses a server timeout flag (clap `value_parser`): a duration from 1s to 24h.
+pub fn timeout(text: &str) -> Result<std::time::Duration, String> {
+    let secs = parse(text).map_err(|e| e.to_string())?;
+    if secs < 1 {
+        return Err(format!("timeout `{text}` is too short: at least 1s"));
+    }
+    if secs > MAX_TIMEOUT_S {
+        return Err(format!("timeout `{text}` is too long: at most 24h"));
+    }
+    u64::try_from(secs)
+        .map(std::time::Duration::from_secs)
+        .map_err(|_| format!("invalid timeout `{text}`"))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::parse;
+    use super::{parse, timeout};
+
+    #[test]
+    fn timeouts_are_bounded() {
+        assert_eq!(timeout("90s").unwrap().as_secs(), 90);
+        assert_eq!(timeout("1").unwrap().as_secs(), 1);
+        assert_eq!(timeout("24h").unwrap().as_secs(), 86_400);
+        assert!(timeout("0").unwrap_err().contains("at least 1s"));
+        assert!(timeout("25h").unwrap_err().contains("at most 24h"));
+        assert!(timeout("5w").unwrap_err().contains("use s, m, h or d"));
+        assert!(timeout("-1s").unwrap_err().contains("invalid duration"));
+    }
 
     #[test]
     fn parses_units() {

@@ -139,6 +139,22 @@ struct ServeArgs {
     /// the public URL's host and path + `/audit`.
     #[arg(long)]
     audit_origin: Option<String>,
+    /// Longest a client may take to send a request's headers, counted from its
+    /// connection's start (first request) or the request's first byte (later ones);
+    /// then the connection is closed. Default 10s.
+    #[arg(long, value_parser = duration::timeout)]
+    header_read_timeout: Option<std::time::Duration>,
+    /// Longest a keep-alive connection may wait for its next request. Default 75s.
+    #[arg(long, value_parser = duration::timeout)]
+    idle_timeout: Option<std::time::Duration>,
+    /// Longest from a request's headers to its answer: a body not received by then
+    /// is answered 408, an answer not ready 503. Default 30s.
+    #[arg(long, value_parser = duration::timeout)]
+    request_timeout: Option<std::time::Duration>,
+    /// Most connections served at once; more wait until one closes. Keep it below the
+    /// file-descriptor limit (ulimit -n). Default 512.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: Option<u32>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -629,12 +645,21 @@ async fn serve(args: ServeArgs) -> Result<()> {
         .await
         .with_context(|| format!("cannot open the data dir `{}`", args.data_dir.display()))?;
     bootstrap_admin(&store, &args.data_dir).await?;
+    let defaults = Config::default();
     let config = Config {
         public_url: args.public_url.unwrap_or_default(),
         signing_alg: args.signing_alg,
         audit_verify: !args.no_audit_verify,
         audit_origin: args.audit_origin,
-        ..Config::default()
+        header_read_timeout: args
+            .header_read_timeout
+            .unwrap_or(defaults.header_read_timeout),
+        idle_timeout: args.idle_timeout.unwrap_or(defaults.idle_timeout),
+        request_timeout: args.request_timeout.unwrap_or(defaults.request_timeout),
+        max_connections: args.max_connections.map_or(defaults.max_connections, |n| {
+            usize::try_from(n).unwrap_or(usize::MAX)
+        }),
+        ..defaults
     };
     let store: Arc<dyn Store> = Arc::new(store);
     let server = Server::bind(args.listen, config, store).await?;

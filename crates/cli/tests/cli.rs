@@ -8,7 +8,7 @@ use serde_json::Value;
 
 mod common;
 
-use common::{BIN, json_of, run, serve, text};
+use common::{BIN, json_of, run, serve, serve_with_args, text};
 
 #[test]
 fn serve_bootstraps_the_admin_key_once_and_stores_it_privately() {
@@ -494,4 +494,70 @@ fn serve_shuts_down_cleanly_on_sigterm() {
         assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+#[test]
+fn serve_connection_bound_flags_parse_and_bad_values_are_refused() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    for (flag, value, says) in [
+        ("--header-read-timeout", "5w", "use s, m, h or d"),
+        ("--header-read-timeout", "soon", "invalid duration"),
+        ("--idle-timeout", "0", "at least 1s"),
+        ("--request-timeout", "25h", "at most 24h"),
+        ("--max-connections", "0", "0 is not in 1.."),
+        ("--max-connections", "many", "invalid digit"),
+    ] {
+        let out = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .args([flag, value])
+            .env_remove("BONAFIDE_ADMIN_KEY")
+            .output()
+            .unwrap();
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}: {t}");
+        assert!(t.contains(flag) && t.contains(says), "{flag} {value}: {t}");
+    }
+    // Refused before anything started.
+    assert!(!dir.path().join("admin.key").exists());
+
+    // Good values are taken: with a 1 s idle timeout, a kept-alive connection is
+    // closed soon after its answer.
+    let s = serve_with_args(
+        dir.path(),
+        "127.0.0.1:0",
+        &[
+            "--header-read-timeout",
+            "5s",
+            "--idle-timeout",
+            "1s",
+            "--request-timeout",
+            "1m",
+            "--max-connections",
+            "8",
+        ],
+        &[],
+    );
+    let mut c = std::net::TcpStream::connect(s.url.trim_start_matches("http://")).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(b"GET /healthz HTTP/1.1\r\nHost: bonafide.test\r\n\r\n")
+        .unwrap();
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 1024];
+    let closed = loop {
+        match c.read(&mut chunk) {
+            Ok(0) => break true,
+            Ok(n) => got.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break true,
+            Err(e) => {
+                let _ = e;
+                break false;
+            }
+        }
+    };
+    let answer = String::from_utf8_lossy(&got);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("ok"), "{answer}");
+    assert!(closed, "the idle connection was still open 10 s later");
 }

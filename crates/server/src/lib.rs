@@ -29,6 +29,7 @@ pub mod openapi;
 pub mod proof;
 pub mod request_id;
 pub mod routes;
+mod serve;
 pub mod state;
 pub mod time;
 
@@ -86,6 +87,23 @@ pub struct Config {
     /// Most hops a delegation chain may go from its root token (`POST /v1/token`):
     /// a root token's child is 1 hop. Default 4; at most 8 (`MAX_ACT_DEPTH`).
     pub max_delegation_depth: usize,
+    /// Longest a client may take to send a request's headers: from the connection's
+    /// start for its first request, from the request's first byte for later ones.
+    /// Past it the connection is closed without an answer. Default 10 s.
+    pub header_read_timeout: Duration,
+    /// Longest a keep-alive connection may wait, between requests, for the next one
+    /// to begin; then it is closed. Default 75 s: longer than the 60 s idle timeout
+    /// of common load balancers, so a proxy never reuses a connection just closed.
+    pub idle_timeout: Duration,
+    /// Longest from a request's headers to its answer, the body's arrival included:
+    /// a body not received by then is answered 408 `REQUEST_TIMEOUT`, an answer not
+    /// ready 503 `TIMEOUT`, both closing the connection. Also the longest an answer
+    /// may wait for a client that stopped reading it. Default 30 s.
+    pub request_timeout: Duration,
+    /// Most connections served at once; further ones wait, unaccepted, until one
+    /// closes. Keep it below the process's file-descriptor limit, which the store and
+    /// outbound fetches share. Default 512.
+    pub max_connections: usize,
 }
 
 impl Default for Config {
@@ -108,6 +126,10 @@ impl Default for Config {
             domain_verification_ttl: Duration::from_secs(30 * 86_400),
             allow_insecure_loopback_fetch: false,
             max_delegation_depth: bonafide_core::delegation::DEFAULT_MAX_DEPTH,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(75),
+            request_timeout: Duration::from_secs(30),
+            max_connections: 512,
         }
     }
 }
@@ -179,7 +201,8 @@ impl Server {
         Arc::clone(&self.state)
     }
 
-    /// Serves until `shutdown` resolves, then drains in-flight requests.
+    /// Serves until `shutdown` resolves, then drains in-flight requests. Connections are
+    /// bounded as [`Config`]'s timeouts and `max_connections` say (see `serve.rs`).
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -191,14 +214,18 @@ impl Server {
             .run_checkpoints(self.state.config.checkpoint_interval);
         let purger = tokio::spawn(purge_idempotency(Arc::clone(&self.state)));
         let app = router(Arc::clone(&self.state));
-        let result = axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(|e| ServerError::Serve(e.to_string()));
+        let config = &self.state.config;
+        let limits = serve::Limits {
+            header_read: config.header_read_timeout,
+            idle: config.idle_timeout,
+            request: config.request_timeout,
+            max_connections: config.max_connections,
+        };
+        serve::serve(self.listener, app, limits, shutdown).await;
         refresher.abort();
         checkpoints.abort();
         purger.abort();
-        result
+        Ok(())
     }
 }
 
@@ -251,6 +278,7 @@ async fn refresh_keys(state: Arc<AppState>) {
 /// The full router over `state`.
 pub fn router(state: Arc<AppState>) -> Router {
     let max_body = state.config.max_body_bytes;
+    let request_timeout = state.config.request_timeout;
     Router::new()
         .route("/v1/issuers", post(routes::admin::create_issuer))
         .route("/v1/receivers", post(routes::admin::create_receiver))
@@ -335,6 +363,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(CatchPanicLayer::custom(|_panic| {
             ApiError::internal("handler panicked").into_response()
         }))
+        // Inside the request id's scope, so a timeout's answer carries the id.
+        .layer(middleware::from_fn_with_state(
+            request_timeout,
+            serve::request_timeout,
+        ))
         .layer(middleware::from_fn(request_id::layer))
         .with_state(state)
 }

@@ -37,6 +37,16 @@ pub fn serve(data_dir: &Path, extra_env: &[(&str, &str)]) -> Served {
 
 /// Like [`serve`], on a given address (to restart a server where clients know it).
 pub fn serve_at(data_dir: &Path, listen: &str, extra_env: &[(&str, &str)]) -> Served {
+    serve_with_args(data_dir, listen, &[], extra_env)
+}
+
+/// Like [`serve_at`], with more `serve` flags.
+pub fn serve_with_args(
+    data_dir: &Path,
+    listen: &str,
+    extra_args: &[&str],
+    extra_env: &[(&str, &str)],
+) -> Served {
     let mut cmd = Command::new(BIN);
     cmd.args([
         "serve",
@@ -47,6 +57,7 @@ pub fn serve_at(data_dir: &Path, listen: &str, extra_env: &[(&str, &str)]) -> Se
         "--data-dir",
     ])
     .arg(data_dir)
+    .args(extra_args)
     .env_remove("BONAFIDE_ADMIN_KEY")
     .env_remove("BONAFIDE_PUBLIC_URL")
     .stdout(Stdio::null())
