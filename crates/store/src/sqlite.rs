@@ -220,7 +220,7 @@ impl SqliteStore {
         let probe = dir.join(PROBE_FILE);
         let written = async {
             let mut file = tokio::fs::File::create(&probe).await?;
-            file.write_all(&[0u8; PROBE_BYTES]).await?;
+            file.write_all(&vec![0u8; PROBE_BYTES]).await?;
             file.sync_all().await
         }
         .await;
@@ -255,6 +255,7 @@ struct WriteTx<'a> {
 impl WriteTx<'_> {
     async fn commit(mut self) -> Result<(), sqlx::Error> {
         let Some(tx) = self.tx.take() else {
+            // Cannot happen: only `commit` (which takes `self`) and `drop` empty it.
             return Ok(());
         };
         match tx.commit().await {

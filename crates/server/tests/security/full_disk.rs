@@ -145,6 +145,16 @@ impl Acknowledged {
                 v["entries"][0]["index"] == i && entry.contains("\"verify\""),
                 "{when}: acknowledged audit entry {i}: {v}"
             );
+            // And provable: a checkpoint covering it is signed and stored.
+            let (st, v) = h
+                .call(
+                    "GET",
+                    &format!("/v1/audit/proof/bundle?index={i}"),
+                    Some(&h.admin),
+                    None,
+                )
+                .await;
+            assert_eq!(st, StatusCode::OK, "{when}: a proof of entry {i}: {v}");
         }
     }
 }
