@@ -103,6 +103,21 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound => ApiError::not_found("object"),
             StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "CONFLICT", m),
+            // The store's own trouble, not the client's, and nothing was written: 503
+            // so clients retry later. The store logs when it starts and stops failing.
+            StoreError::Full(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "STORAGE_FULL",
+                "the registry's storage is full; nothing was written; retry later",
+            ),
+            StoreError::Unavailable(detail) => ApiError {
+                internal: Some(detail),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "STORE_UNAVAILABLE",
+                    "the registry's store cannot take writes now; nothing was written; retry later",
+                )
+            },
             other => ApiError::internal(other.to_string()),
         }
     }

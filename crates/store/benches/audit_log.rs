@@ -450,6 +450,9 @@ impl Store for CountingStore {
     async fn has_admin_key(&self) -> StoreResult<bool> {
         self.inner.has_admin_key().await
     }
+    async fn writable(&self) -> StoreResult<()> {
+        self.inner.writable().await
+    }
     async fn api_key(&self, h: &ApiKeyHash) -> StoreResult<Option<ApiKeyRecord>> {
         self.inner.api_key(h).await
     }

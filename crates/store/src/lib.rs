@@ -35,6 +35,15 @@ pub enum StoreError {
     /// The backend failed; the text is for logs, not for clients.
     #[error("storage backend error: {0}")]
     Backend(String),
+    /// No space left for the write (a full disk): nothing of the operation was
+    /// written, and the same call succeeds once space is freed. The text is for logs.
+    #[error("storage full: {0}")]
+    Full(String),
+    /// The store cannot take the operation now for another reason of its own (an I/O
+    /// error, a read-only file, a lock held too long, a closed pool): nothing of it was
+    /// written; retrying later may succeed. The text is for logs.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// A stored API key: only its SHA-256 hash.
@@ -843,4 +852,13 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// time is its decision's: the audit entry's `created_at_ms`, else the receipt's,
     /// else the store's clock when it was written.
     async fn purge_idempotency(&self, before_ms: i64) -> Result<u64, StoreError>;
+
+    // ---- health
+
+    /// Whether writes can commit now, answered cheaply for health checks: `Ok` unless
+    /// the latest write failed for want of space or for I/O ([`StoreError::Full`],
+    /// [`StoreError::Unavailable`]) and nothing since has shown that writes work again
+    /// (a later commit, or the backend's own probe of its storage, run at most about
+    /// once a second while failing). Never adds a row.
+    async fn writable(&self) -> Result<(), StoreError>;
 }

@@ -11,13 +11,23 @@
 //! The file holds the registry's private signing keys: the data directory is created
 //! mode 0700 and the database files are kept mode 0600 (Unix).
 //!
+//! A full disk is survived. When a write finds no space (or an I/O error), SQLite may
+//! roll the whole transaction back by itself; sqlx's `ROLLBACK` then fails and its
+//! connection still counts itself inside a transaction, refusing every later `BEGIN`.
+//! So the writer is checked each time it is handed out, and one still inside a
+//! transaction is closed (closing rolls back whatever SQLite still had open) and a new
+//! one opened: writes resume by themselves once space is back. Such failures are
+//! [`StoreError::Full`] or [`StoreError::Unavailable`], and the latest one is kept for
+//! [`Store::writable`] until a commit succeeds or a probe of the data dir shows space.
+//!
 //! Architecture invariant: SQL stays in this file and in `migrations/sqlite/`.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use bonafide_core::apikey::{ApiKeyHash, KeyKind};
@@ -28,7 +38,7 @@ use bonafide_core::policy::Decimal;
 use sqlx::error::DatabaseError;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool, Transaction};
+use sqlx::{Connection, QueryBuilder, Sqlite, SqliteConnection, SqlitePool, Transaction};
 
 use crate::{
     Agent, AgentKey, AgentStatus, ApiKeyRecord, AuditRecord, AuditRow, BudgetCharge, BudgetKey,
@@ -55,6 +65,12 @@ const PURGE_CHUNK: i64 = 5_000;
 const MAX_AUDIT_RANGE: u64 = 10_000;
 /// Receipt and idempotency rows per multi-row `INSERT` (6 bound values each).
 const DECISION_ROWS_PER_INSERT: usize = 256;
+/// While writes fail, how often `writable` may probe the data dir for space.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+/// What the probe writes (and syncs, then deletes): room for a few transactions.
+const PROBE_BYTES: usize = 64 * 1024;
+/// The probe's file, next to the database.
+const PROBE_FILE: &str = ".write-probe";
 
 /// Columns of [`AgentRow`], as a literal for `concat!`.
 macro_rules! agent_columns {
@@ -88,6 +104,8 @@ pub struct SqliteStore {
     writer: SqlitePool,
     /// Read-only use by convention: nothing but `SELECT` runs on it.
     reader: SqlitePool,
+    /// The latest write's failure, while writes fail.
+    health: Arc<WriteHealth>,
 }
 
 impl fmt::Debug for SqliteStore {
@@ -122,6 +140,20 @@ impl SqliteStore {
             .min_connections(1)
             // SQLite connections do not drop like network ones; skip the ping.
             .test_before_acquire(false)
+            // A writer still inside a transaction when it is handed out is one whose
+            // COMMIT or ROLLBACK failed (see the module docs): it would refuse every
+            // BEGIN from now on. The pool closes it and opens another.
+            .before_acquire(|conn, _| {
+                Box::pin(async move {
+                    let stuck = conn.is_in_transaction();
+                    if stuck {
+                        tracing::warn!(
+                            "the database writer is stuck in a failed transaction; reopening it"
+                        );
+                    }
+                    Ok(!stuck)
+                })
+            })
             .connect_with(options.clone().journal_mode(SqliteJournalMode::Wal))
             .await
             .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
@@ -149,6 +181,7 @@ impl SqliteStore {
             path,
             writer,
             reader,
+            health: Arc::default(),
         })
     }
 
@@ -165,11 +198,169 @@ impl SqliteStore {
     }
 
     /// Starts a write transaction holding SQLite's write lock from its first statement.
-    async fn write_tx(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
-        self.writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(db_err)
+    async fn write_tx(&self) -> Result<WriteTx<'_>, StoreError> {
+        match self.writer.begin_with("BEGIN IMMEDIATE").await {
+            Ok(tx) => Ok(WriteTx {
+                tx: Some(tx),
+                health: &self.health,
+            }),
+            Err(e) => {
+                let e = db_err(e);
+                self.health.failed(&e);
+                Err(e)
+            }
+        }
+    }
+
+    /// Writes, syncs and deletes [`PROBE_BYTES`] in the data dir: whether the file
+    /// system takes writes again.
+    async fn probe(&self) -> Result<(), StoreError> {
+        use tokio::io::AsyncWriteExt;
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let probe = dir.join(PROBE_FILE);
+        let written = async {
+            let mut file = tokio::fs::File::create(&probe).await?;
+            file.write_all(&vec![0u8; PROBE_BYTES]).await?;
+            file.sync_all().await
+        }
+        .await;
+        let removed = tokio::fs::remove_file(&probe).await;
+        match written.and(removed) {
+            Ok(()) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+                ) =>
+            {
+                Err(StoreError::Full(format!("probe {}: {e}", probe.display())))
+            }
+            Err(e) => Err(StoreError::Unavailable(format!(
+                "probe {}: {e}",
+                probe.display()
+            ))),
+        }
+    }
+}
+
+/// A write transaction on the one writer. Statements run on it as on the connection;
+/// [`WriteTx::commit`] records the outcome for [`Store::writable`], and so does a
+/// drop without a commit when the statement that ended it failed for space or I/O.
+struct WriteTx<'a> {
+    /// `None` only inside `commit` and `drop`.
+    tx: Option<Transaction<'static, Sqlite>>,
+    health: &'a Arc<WriteHealth>,
+}
+
+impl WriteTx<'_> {
+    async fn commit(mut self) -> Result<(), sqlx::Error> {
+        let Some(tx) = self.tx.take() else {
+            // Cannot happen: only `commit` (which takes `self`) and `drop` empty it.
+            return Ok(());
+        };
+        match tx.commit().await {
+            Ok(()) => {
+                self.health.committed();
+                Ok(())
+            }
+            Err(e) => {
+                self.health.failed(&db_err_ref(&e));
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Drop for WriteTx<'_> {
+    /// Dropped without a commit: an error ended the transaction (or its caller went
+    /// away). The connection's last failed call says which; if it was for space or
+    /// I/O, the store cannot write. Asking takes a round trip to the connection's
+    /// thread, so a task does it, then drops the transaction (which rolls it back);
+    /// the writer is not handed out again before that.
+    fn drop(&mut self) {
+        let Some(mut tx) = self.tx.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let health = Arc::clone(self.health);
+        runtime.spawn(async move {
+            if let Ok(mut handle) = tx.lock_handle().await
+                && let Some(e) = handle.last_error()
+            {
+                health.failed(&db_err(sqlx::Error::Database(Box::new(e))));
+            }
+            drop(tx);
+        });
+    }
+}
+
+impl std::ops::Deref for WriteTx<'_> {
+    type Target = SqliteConnection;
+    fn deref(&self) -> &SqliteConnection {
+        match &self.tx {
+            Some(tx) => tx,
+            None => unreachable!("a WriteTx is used only before its commit or drop"),
+        }
+    }
+}
+
+impl std::ops::DerefMut for WriteTx<'_> {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        match &mut self.tx {
+            Some(tx) => tx,
+            None => unreachable!("a WriteTx is used only before its commit or drop"),
+        }
+    }
+}
+
+/// The latest write failure for want of space or I/O, until a commit succeeds or a
+/// probe shows the data dir takes writes again.
+#[derive(Debug, Default)]
+struct WriteHealth {
+    failing: std::sync::Mutex<Option<Failing>>,
+}
+
+#[derive(Debug)]
+struct Failing {
+    error: StoreError,
+    /// When it was recorded: a probe clears only the failure it was run for.
+    since: Instant,
+    /// No probe before this.
+    next_probe: Instant,
+}
+
+impl WriteHealth {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Failing>> {
+        // The guarded value is always whole: a panic elsewhere cannot leave it torn.
+        self.failing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn committed(&self) {
+        if let Some(f) = self.lock().take() {
+            tracing::info!(after = %f.error, "the store writes again");
+        }
+    }
+
+    /// Records `e` if it says the store cannot write (space, I/O); anything else
+    /// (a conflict, a missing row) says nothing about the store.
+    fn failed(&self, e: &StoreError) {
+        if !matches!(e, StoreError::Full(_) | StoreError::Unavailable(_)) {
+            return;
+        }
+        let now = Instant::now();
+        let mut failing = self.lock();
+        if failing.is_none() {
+            tracing::warn!(error = %e, "the store cannot write");
+        }
+        *failing = Some(Failing {
+            error: e.clone(),
+            since: now,
+            next_probe: now + PROBE_EVERY,
+        });
     }
 }
 
@@ -1218,6 +1409,35 @@ impl Store for SqliteStore {
         })
     }
 
+    async fn writable(&self) -> Result<(), StoreError> {
+        let since = {
+            let mut failing = self.health.lock();
+            let Some(f) = failing.as_mut() else {
+                return Ok(());
+            };
+            let now = Instant::now();
+            if now < f.next_probe {
+                return Err(f.error.clone());
+            }
+            f.next_probe = now + PROBE_EVERY;
+            f.since
+        };
+        let probed = self.probe().await;
+        let mut failing = self.health.lock();
+        match (probed, failing.as_mut()) {
+            // Cleared meanwhile by a commit.
+            (_, None) => Ok(()),
+            // A write failed again while the probe ran: that is the newer word.
+            (_, Some(f)) if f.since != since => Err(f.error.clone()),
+            (Ok(()), Some(f)) => {
+                tracing::info!(after = %f.error, "the store's data dir takes writes again");
+                *failing = None;
+                Ok(())
+            }
+            (Err(e), Some(_)) => Err(e),
+        }
+    }
+
     async fn purge_idempotency(&self, before_ms: i64) -> Result<u64, StoreError> {
         // In chunks, one short transaction each: the single writer is never held for
         // long, so verifies keep committing while a day's records are purged.
@@ -2220,14 +2440,52 @@ fn corrupt(what: &str) -> StoreError {
 // ---- errors
 
 /// Maps a sqlx error: unique violations are `Conflict`, foreign-key violations
-/// `NotFound` (the row referred to does not exist), anything else `Backend`. Messages
-/// name the constraint, never a bound value.
+/// `NotFound` (the row referred to does not exist), no space `Full`, the store unable
+/// to work now (I/O, locks, a closed pool) `Unavailable`, anything else `Backend`.
+/// Messages name the constraint, never a bound value.
 fn db_err(e: sqlx::Error) -> StoreError {
-    match &e {
+    db_err_ref(&e)
+}
+
+fn db_err_ref(e: &sqlx::Error) -> StoreError {
+    // SQLite's primary result codes (the low byte of an extended code).
+    const BUSY: i32 = 5;
+    const LOCKED: i32 = 6;
+    const NOMEM: i32 = 7;
+    const READONLY: i32 = 8;
+    const IOERR: i32 = 10;
+    const FULL: i32 = 13;
+    const CANTOPEN: i32 = 14;
+    match e {
         sqlx::Error::Database(db) if db.is_unique_violation() => {
             StoreError::Conflict(conflict_message(db.as_ref()).to_owned())
         }
         sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound,
+        sqlx::Error::Database(db) => {
+            let primary = db
+                .code()
+                .and_then(|c| c.parse::<i32>().ok())
+                .map(|c| c & 0xff);
+            match primary {
+                Some(FULL) => StoreError::Full(e.to_string()),
+                Some(BUSY | LOCKED | NOMEM | READONLY | IOERR | CANTOPEN) => {
+                    StoreError::Unavailable(e.to_string())
+                }
+                _ => StoreError::Backend(e.to_string()),
+            }
+        }
+        sqlx::Error::Io(io)
+            if matches!(
+                io.kind(),
+                io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+            ) =>
+        {
+            StoreError::Full(e.to_string())
+        }
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e.to_string()),
         _ => StoreError::Backend(e.to_string()),
     }
 }
@@ -2318,7 +2576,7 @@ async fn restrict_file(path: &Path) -> Result<(), StoreError> {
 /// Only an expired record gives way; a live one makes the upsert do nothing.
 /// `NotFound` for an unknown agent.
 async fn claim_nonce(
-    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    conn: &mut SqliteConnection,
     agent: &AgentId,
     nonce: &str,
     expires_at_ms: i64,
@@ -2333,8 +2591,141 @@ async fn claim_nonce(
     .bind(nonce)
     .bind(expires_at_ms)
     .bind(now_ms)
-    .execute(&mut **tx)
+    .execute(conn)
     .await
     .map_err(db_err)?;
     Ok(done.rows_affected() == 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conformance::audit_note;
+
+    fn issuer(n: u32) -> (Issuer, ApiKeyHash) {
+        let mut id = [0u8; 16];
+        id[..4].copy_from_slice(&n.to_le_bytes());
+        let mut key = [0u8; 32];
+        key[..4].copy_from_slice(&n.to_le_bytes());
+        let issuer = Issuer {
+            id: IssuerId::from_random(id),
+            // Long names fill pages quickly.
+            name: format!("{n}-{}", "x".repeat(400)),
+            created_at_ms: 0,
+        };
+        (issuer, ApiKeyHash(key))
+    }
+
+    /// SQLite rolls a transaction back by itself when a write finds no space (here: the
+    /// writer's `max_page_count`, as a full disk would); the writer must not stay wedged.
+    #[tokio::test]
+    async fn a_writer_whose_transaction_failed_for_space_is_reopened() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).await.unwrap();
+        let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
+            .fetch_one(&store.writer)
+            .await
+            .unwrap();
+        let _: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "PRAGMA max_page_count = {pages}"
+        )))
+        .fetch_one(&store.writer)
+        .await
+        .unwrap();
+
+        let mut stored = Vec::new();
+        let mut failure = None;
+        for n in 0..1000 {
+            let (issuer, key) = issuer(n);
+            match store.create_issuer(&issuer, &key, &audit_note()).await {
+                Ok(()) => stored.push(issuer),
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        let failure = failure.expect("a write past max_page_count failed");
+        assert!(matches!(failure, StoreError::Full(_)), "{failure:?}");
+        // The store says it cannot write (once the dropped transaction's task has
+        // looked, a moment later; the probe waits a second after a failure).
+        let deadline = Instant::now() + Duration::from_millis(500);
+        while store.writable().await.is_ok() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let said = store.writable().await;
+        assert!(matches!(said, Err(StoreError::Full(_))), "{said:?}");
+
+        // The next write goes through a new writer connection (the old one was the only
+        // one capped), and succeeds; so the store is writable again.
+        let (issuer, key) = issuer(5000);
+        store
+            .create_issuer(&issuer, &key, &audit_note())
+            .await
+            .unwrap();
+        stored.push(issuer);
+        assert_eq!(store.writable().await, Ok(()));
+        let cap: i64 = sqlx::query_scalar("PRAGMA max_page_count")
+            .fetch_one(&store.writer)
+            .await
+            .unwrap();
+        assert!(cap > pages, "still the capped writer: {cap}");
+        // Everything committed before the failure is there.
+        for issuer in &stored {
+            assert_eq!(
+                store.issuer(&issuer.id).await.unwrap().as_ref(),
+                Some(issuer)
+            );
+        }
+    }
+
+    /// A failure that says nothing about the store (a taken name) leaves it writable,
+    /// and the writer it rolled back is kept.
+    #[tokio::test]
+    async fn a_conflict_is_not_a_storage_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).await.unwrap();
+        let (first, key) = issuer(1);
+        store
+            .create_issuer(&first, &key, &audit_note())
+            .await
+            .unwrap();
+        let (mut twin, key) = issuer(2);
+        twin.name = first.name.clone();
+        let e = store.create_issuer(&twin, &key, &audit_note()).await;
+        assert!(matches!(e, Err(StoreError::Conflict(_))), "{e:?}");
+        assert_eq!(store.writable().await, Ok(()));
+        let (next, key) = issuer(3);
+        store
+            .create_issuer(&next, &key, &audit_note())
+            .await
+            .unwrap();
+    }
+
+    /// While writes fail, `writable` probes the data dir at most once per interval: a
+    /// data dir that cannot take a file keeps it failing, one that can clears it.
+    #[tokio::test]
+    async fn writable_probes_the_data_dir_while_failing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).await.unwrap();
+        let full = StoreError::Full("test".into());
+        store.health.failed(&full);
+        assert_eq!(store.writable().await, Err(full.clone()));
+        // The probe cannot create its file where a directory of its name stands.
+        let blocker = dir.path().join(PROBE_FILE);
+        std::fs::create_dir(&blocker).unwrap();
+        if let Some(f) = store.health.lock().as_mut() {
+            f.next_probe = Instant::now();
+        }
+        let e = store.writable().await;
+        assert!(matches!(e, Err(StoreError::Unavailable(_))), "{e:?}");
+        // Not probed again before the interval: the recorded failure answers.
+        assert_eq!(store.writable().await, Err(full));
+        std::fs::remove_dir(&blocker).unwrap();
+        if let Some(f) = store.health.lock().as_mut() {
+            f.next_probe = Instant::now();
+        }
+        assert_eq!(store.writable().await, Ok(()));
+        assert!(!blocker.exists(), "the probe leaves nothing behind");
+    }
 }

@@ -17,6 +17,8 @@ use bonafide_core::tlog_proof::TlogProof;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use bonafide_store::StoreError;
+
 use crate::audit::{AuditLogError, SignedCheckpoint};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
@@ -31,6 +33,10 @@ impl From<AuditLogError> for ApiError {
     fn from(e: AuditLogError) -> Self {
         match e {
             AuditLogError::Entry(e) => ApiError::invalid(e.to_string()),
+            // A full disk or an unavailable store answers as for any other write.
+            AuditLogError::Store(e @ (StoreError::Full(_) | StoreError::Unavailable(_))) => {
+                ApiError::from(e)
+            }
             // The log refuses to sign or to take entries: a state the operator must
             // look at, not the client's fault; 503 so clients retry elsewhere/later.
             other => {

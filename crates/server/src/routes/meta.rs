@@ -201,8 +201,11 @@ pub struct Counters {
     pub unverifiable_tokens: u64,
 }
 
-/// Version, feature flags and a store round trip.
-#[utoipa::path(get, path = "/v1/health", tag = "discovery", responses((status = 200, body = Health), (status = 503)))]
+/// Version, feature flags, a store round trip, and whether the store can write.
+///
+/// 503 `STORAGE_FULL` or `STORE_UNAVAILABLE` while it cannot (its latest write failed
+/// for want of space or for I/O, and nothing since showed otherwise).
+#[utoipa::path(get, path = "/v1/health", tag = "discovery", responses((status = 200, body = Health), (status = 503, description = "the store is not answering, or cannot write (`STORAGE_FULL`, `STORE_UNAVAILABLE`)")))]
 pub async fn health(State(state): State<Arc<AppState>>) -> Result<ApiJson<Health>, ApiError> {
     state.store.has_admin_key().await.map_err(|e| {
         // The detail is for the operator's log, not for anonymous callers.
@@ -213,6 +216,7 @@ pub async fn health(State(state): State<Arc<AppState>>) -> Result<ApiJson<Health
             "the store is not answering",
         )
     })?;
+    state.store.writable().await.map_err(cannot_write)?;
     Ok(ApiJson(Health {
         status: "ok".into(),
         version: env!("CARGO_PKG_VERSION").into(),
@@ -232,10 +236,27 @@ pub async fn health(State(state): State<Arc<AppState>>) -> Result<ApiJson<Health
     }))
 }
 
-/// Liveness: the process answers. Cheap, for load balancers.
-#[utoipa::path(get, path = "/healthz", tag = "discovery", responses((status = 200, description = "ok")))]
-pub async fn healthz() -> &'static str {
-    "ok"
+/// Liveness and writability: the process answers and its store can write.
+///
+/// Cheap, for load balancers: no store round trip unless the latest write failed.
+#[utoipa::path(get, path = "/healthz", tag = "discovery", responses((status = 200, description = "ok"), (status = 503, description = "the store cannot write (`STORAGE_FULL`, `STORE_UNAVAILABLE`)")))]
+pub async fn healthz(State(state): State<Arc<AppState>>) -> Result<&'static str, ApiError> {
+    state.store.writable().await.map_err(cannot_write)?;
+    Ok("ok")
+}
+
+/// The store cannot write: 503 with the reason's code; the detail goes to the log.
+fn cannot_write(e: bonafide_store::StoreError) -> ApiError {
+    let (code, message) = match &e {
+        bonafide_store::StoreError::Full(_) => (
+            "STORAGE_FULL",
+            "the store cannot write: its storage is full",
+        ),
+        _ => ("STORE_UNAVAILABLE", "the store cannot write"),
+    };
+    // The store logs when it starts and stops failing; this is every poll.
+    tracing::debug!(error = %e, "health check: the store cannot write");
+    ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, code, message)
 }
 
 /// This API's OpenAPI 3.1 document, generated from the code.

@@ -50,6 +50,19 @@ pub async fn start_with_config(config: Config) -> Harness {
     boot(dir, store, config, admin.expose_secret().to_owned()).await
 }
 
+/// Like [`start_with_config`], with the data dir a fresh directory inside `parent`
+/// (say, a size-limited file system the test mounted).
+pub async fn start_in(parent: &std::path::Path, config: Config) -> Harness {
+    let dir = tempfile::tempdir_in(parent).unwrap();
+    let store = SqliteStore::open(dir.path()).await.unwrap();
+    let admin = ApiKey::from_random(KeyKind::Admin, rand20());
+    store
+        .add_admin_key(&admin.hash(), 0, &admin_key_audit())
+        .await
+        .unwrap();
+    boot(dir, store, config, admin.expose_secret().to_owned()).await
+}
+
 /// The real server on `store` (in `dir`), on 127.0.0.1:0.
 async fn boot(
     dir: tempfile::TempDir,
