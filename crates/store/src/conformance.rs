@@ -648,7 +648,7 @@ pub async fn list_agents_is_isolated_by_issuer(store: Arc<dyn Store>) {
     assert_eq!(page.items, [a1.clone(), a2.clone()]);
     assert_eq!(page.next, None);
     let page = store.list_agents(&b.id, None, 100).await.unwrap();
-    assert_eq!(page.items, [b1.clone()]);
+    assert_eq!(page.items, std::slice::from_ref(&b1));
     let page = store.list_agents(&c.id, None, 100).await.unwrap();
     assert!(page.items.is_empty());
     assert_eq!(page.next, None);
@@ -1225,7 +1225,7 @@ pub async fn revocations_since_reads_only_what_changed(store: Arc<dyn Store>) {
         .revocations_since(start.next, T0_S + 100)
         .await
         .unwrap();
-    assert_eq!(first.agents, [gone.id.clone()]);
+    assert_eq!(first.agents, std::slice::from_ref(&gone.id));
     assert_eq!(
         first.tokens,
         [RevokedToken {
