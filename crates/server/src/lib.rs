@@ -21,6 +21,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 pub mod audit;
 pub mod auth;
+pub mod cache;
 pub mod decision;
 pub mod delegation;
 pub mod error;
@@ -357,6 +358,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(routes::meta::healthz))
         .route("/openapi.json", get(routes::meta::openapi))
         .route_layer(middleware::from_fn(access_log))
+        .route_layer(middleware::from_fn(cache::public_routes))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
@@ -368,6 +370,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             request_timeout,
             serve::request_timeout,
         ))
+        // Outside the timeout, so its answers are `no-store` too.
+        .layer(middleware::from_fn(cache::no_store_by_default))
         .layer(middleware::from_fn(request_id::layer))
         .with_state(state)
 }

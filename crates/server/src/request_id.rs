@@ -1,7 +1,6 @@
 //! A request id for every request: in the `X-Request-Id` response header, in every
 //! error body, and in the log lines of that request.
 
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::extract::Request;
@@ -20,19 +19,25 @@ pub fn current() -> String {
         .unwrap_or_else(|_| "-".to_owned())
 }
 
-/// A random per-process prefix and a counter: unique across restarts and replicas
-/// without drawing randomness per request (ids are for correlation, not security).
+/// 128 random bits: unique across restarts and replicas, and (unlike a counter) they
+/// tell a caller nothing about how many requests others made.
 fn fresh() -> String {
-    static PREFIX: OnceLock<String> = OnceLock::new();
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let prefix = PREFIX.get_or_init(|| {
-        let mut bytes = [0u8; 8];
-        // A failed fill leaves zeros; still unique within the process.
-        let _ = aws_lc_rs::rand::fill(&mut bytes);
-        bonafide_core::hex(&bytes)
-    });
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("req_{prefix}{n:08x}")
+    let mut bytes = [0u8; 16];
+    if aws_lc_rs::rand::fill(&mut bytes).is_err() {
+        // AWS-LC aborts rather than fail, so this is not expected; even then, no
+        // visible count: a hash of a counter, the process id and the clock.
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let clock = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let seed = format!("{n}:{}:{clock}", std::process::id());
+        let digest = bonafide_core::sha256(seed.as_bytes());
+        for (b, d) in bytes.iter_mut().zip(digest) {
+            *b = d;
+        }
+    }
+    format!("req_{}", bonafide_core::hex(&bytes))
 }
 
 /// Middleware: assigns the id and runs the rest of the stack inside its scope.
@@ -43,4 +48,17 @@ pub async fn layer(req: Request, next: Next) -> Response {
         resp.headers_mut().insert("x-request-id", v);
     }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ids_are_128_random_bits_in_hex() {
+        let a = super::fresh();
+        let b = super::fresh();
+        assert_ne!(a, b);
+        let hex = a.strip_prefix("req_").unwrap();
+        assert_eq!(hex.len(), 32);
+        assert!(hex.bytes().all(|c| c.is_ascii_hexdigit()));
+    }
 }

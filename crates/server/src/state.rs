@@ -2,7 +2,7 @@
 //! (signing keys, issuers' own keys, the revocation sets and the suspended agents)
 //! that every verify reads without I/O.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 use arc_swap::ArcSwap;
@@ -16,7 +16,7 @@ use bonafide_core::token::{
 };
 use bonafide_store::{
     Agent, AgentKey, AgentStatus, IssuerDomain, IssuerKey, KeyState, ReceiptKeyRecord,
-    SigningKeyRecord, Store, StoreError,
+    RevocationFeed, SigningKeyRecord, Store, StoreError,
 };
 
 use crate::Config;
@@ -172,13 +172,69 @@ fn load_issuer_key(k: &IssuerKey) -> Option<VerifyingKey> {
     }
 }
 
-/// Revoked agents and tokens, mirrored from the store.
+/// Revoked agents and tokens, mirrored from the store. Agents stay (there are no more
+/// of them than agents registered); a token stays only until it is past `exp` plus
+/// leeway, when it can no longer verify anyway ([`RevokedSet::forget_expired`]), so
+/// memory holds the revocations of live tokens only.
 #[derive(Debug, Default)]
 pub struct RevokedSet {
     /// Revoked agents.
     pub agents: HashSet<AgentId>,
-    /// Revoked tokens.
-    pub tokens: HashSet<TokenId>,
+    /// Revoked tokens and their `exp` (Unix seconds).
+    tokens: HashMap<TokenId, i64>,
+    /// The same tokens by `exp`, so the dead ones are found without a scan.
+    by_expiry: BTreeSet<(i64, TokenId)>,
+}
+
+impl RevokedSet {
+    /// Adds a revoked token. The same `jti` revoked with another `exp` (an issuer may
+    /// reuse a `jti` in tokens it signs itself) is kept until the later one.
+    pub fn insert_token(&mut self, jti: TokenId, expires_at_s: i64) {
+        if let Some(&known) = self.tokens.get(&jti) {
+            if known >= expires_at_s {
+                return;
+            }
+            self.by_expiry.remove(&(known, jti.clone()));
+        }
+        self.by_expiry.insert((expires_at_s, jti.clone()));
+        self.tokens.insert(jti, expires_at_s);
+    }
+
+    /// True if the token is revoked (and not yet forgotten as expired).
+    pub fn contains_token(&self, jti: &TokenId) -> bool {
+        self.tokens.contains_key(jti)
+    }
+
+    /// How many revoked tokens are held.
+    pub fn token_count(&self) -> usize {
+        self.tokens.len()
+    }
+
+    /// Forgets the tokens that can no longer verify at `now_s`: core refuses a token
+    /// as expired once `now - leeway >= exp`, so those with `exp <= now_s - leeway_s`.
+    /// Returns how many were forgotten.
+    pub fn forget_expired(&mut self, now_s: i64, leeway_s: i64) -> usize {
+        let dead_by = now_s.saturating_sub(leeway_s);
+        let mut forgotten = 0;
+        while let Some((exp, _)) = self.by_expiry.first()
+            && *exp <= dead_by
+        {
+            if let Some((_, jti)) = self.by_expiry.pop_first() {
+                self.tokens.remove(&jti);
+                forgotten += 1;
+            }
+        }
+        forgotten
+    }
+
+    /// Merges a read of the store's revocation feed (revocation is permanent: this
+    /// only adds; expiry alone removes).
+    pub fn apply(&mut self, feed: RevocationFeed) {
+        self.agents.extend(feed.agents);
+        for t in feed.tokens {
+            self.insert_token(t.jti, t.expires_at_s);
+        }
+    }
 }
 
 /// Something just revoked in the store.
@@ -186,8 +242,13 @@ pub struct RevokedSet {
 pub enum Revoked {
     /// An agent (and so all its tokens).
     Agent(AgentId),
-    /// One token.
-    Token(TokenId),
+    /// One token, remembered until its `exp` (plus leeway).
+    Token {
+        /// Its `jti`.
+        jti: TokenId,
+        /// Its `exp`, Unix seconds, as stored.
+        expires_at_s: i64,
+    },
 }
 
 /// Serialises every change of the in-memory suspended set: hold it across a store
@@ -236,6 +297,9 @@ pub struct AppState {
     pub keys: ArcSwap<KeyRing>,
     /// Revocations; written after the store commits, read by every verify.
     pub revoked: RwLock<RevokedSet>,
+    /// How far the revocation feed has been read ([`Store::revocations_since`]); the
+    /// lock also serialises refreshes of `revoked`.
+    revocation_feed: tokio::sync::Mutex<u64>,
     /// Agents suspended now; swapped whole (suspensions are rare, verifies read it
     /// without a lock). Unlike `revoked` it also shrinks: reactivations remove agents
     /// and every refresh replaces it from the store.
@@ -388,11 +452,13 @@ impl AppState {
             records = store.signing_keys().await?;
         }
         let ring = KeyRing::from_records(&records, now_ms() / 1000, config.leeway_secs)?;
-        let revocations = store.revocations().await?;
-        let revoked = RevokedSet {
-            agents: revocations.agents.into_iter().collect(),
-            tokens: revocations.tokens.into_iter().collect(),
-        };
+        // Tokens already dead are not even read.
+        let feed = store
+            .revocations_since(0, (now_ms() / 1000).saturating_sub(config.leeway_secs))
+            .await?;
+        let feed_position = feed.next;
+        let mut revoked = RevokedSet::default();
+        revoked.apply(feed);
         let suspended: HashSet<AgentId> = store.suspended_agents().await?.into_iter().collect();
         let mut base_options = VerifyOptions::for_issuer(config.public_url.clone());
         base_options.leeway_secs = config.leeway_secs;
@@ -410,6 +476,7 @@ impl AppState {
             config,
             keys: ArcSwap::from_pointee(ring),
             revoked: RwLock::new(revoked),
+            revocation_feed: tokio::sync::Mutex::new(feed_position),
             suspended: ArcSwap::from_pointee(suspended),
             suspension_writes: tokio::sync::Mutex::new(()),
             base_options,
@@ -759,22 +826,41 @@ impl AppState {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         match what {
-            Revoked::Agent(id) => set.agents.insert(id),
-            Revoked::Token(jti) => set.tokens.insert(jti),
-        };
+            Revoked::Agent(id) => {
+                set.agents.insert(id);
+            }
+            Revoked::Token { jti, expires_at_s } => set.insert_token(jti, expires_at_s),
+        }
     }
 
-    /// Merges every revocation in the store into memory: revocations another process
-    /// committed (`bonafide` replicas, or a commit whose request was cut off) arrive
-    /// within one refresh period. Revocation is permanent, so this only ever adds.
+    /// Reads the revocations committed since the last read (the store's revocation
+    /// feed) into memory, and forgets revoked tokens past `exp` + leeway: revocations
+    /// another process committed (`bonafide` replicas, or a commit whose request was
+    /// cut off) arrive within one refresh period, and neither the read nor memory grows
+    /// with revocations that no longer matter. Revocation is permanent, so only expiry
+    /// removes anything.
     pub async fn refresh_revocations(&self) -> Result<(), StoreError> {
-        let all = self.store.revocations().await?;
-        let mut set = self
-            .revoked
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        set.agents.extend(all.agents);
-        set.tokens.extend(all.tokens);
+        self.refresh_revocations_at(now_ms() / 1000).await
+    }
+
+    /// [`AppState::refresh_revocations`] at `now_s`.
+    async fn refresh_revocations_at(&self, now_s: i64) -> Result<(), StoreError> {
+        let mut position = self.revocation_feed.lock().await;
+        let leeway = self.config.leeway_secs;
+        let feed = self
+            .store
+            .revocations_since(*position, now_s.saturating_sub(leeway))
+            .await?;
+        let next = feed.next;
+        {
+            let mut set = self
+                .revoked
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            set.apply(feed);
+            set.forget_expired(now_s, leeway);
+        }
+        *position = next;
         Ok(())
     }
 
@@ -818,7 +904,7 @@ impl AppState {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if set.agents.contains(agent) {
             Some(bonafide_core::token::Revoked::Agent)
-        } else if set.tokens.contains(jti) {
+        } else if set.contains_token(jti) {
             Some(bonafide_core::token::Revoked::Token)
         } else {
             None
@@ -1027,6 +1113,65 @@ mod tests {
             bound_key(&keys, "no-such-key", 0),
             Err(TokenError::Claims(_))
         ));
+    }
+
+    fn jti(n: u8) -> TokenId {
+        TokenId::from_random([n; 16])
+    }
+
+    #[test]
+    fn revoked_tokens_are_forgotten_once_past_exp_plus_leeway() {
+        let mut set = RevokedSet::default();
+        let agent = AgentId::from_random([9; 16]);
+        set.agents.insert(agent.clone());
+        set.insert_token(jti(1), 1_000);
+        set.insert_token(jti(2), 2_000);
+        // Core still accepts a token at now - leeway < exp: it must stay revoked.
+        assert_eq!(set.forget_expired(1_059, 60), 0);
+        assert!(set.contains_token(&jti(1)));
+        // At the edge, now - leeway == exp, core refuses it as expired.
+        assert_eq!(set.forget_expired(1_060, 60), 1);
+        assert!(!set.contains_token(&jti(1)));
+        assert!(set.contains_token(&jti(2)));
+        assert_eq!(set.token_count(), 1);
+        // Agents are never forgotten: their tokens have no single expiry.
+        assert_eq!(set.forget_expired(i64::MAX, 0), 1);
+        assert_eq!(set.token_count(), 0);
+        assert!(set.agents.contains(&agent));
+        // Far from the clock's ends, nothing overflows.
+        set.insert_token(jti(3), i64::MIN);
+        assert_eq!(set.forget_expired(i64::MIN, i64::MAX), 1);
+    }
+
+    #[test]
+    fn a_jti_revoked_twice_is_kept_until_its_later_expiry() {
+        let mut set = RevokedSet::default();
+        set.insert_token(jti(1), 2_000);
+        set.insert_token(jti(1), 1_000);
+        set.insert_token(jti(1), 1_500);
+        assert_eq!(set.forget_expired(1_600, 0), 0);
+        assert!(set.contains_token(&jti(1)));
+        assert_eq!(set.forget_expired(2_000, 0), 1);
+        assert!(!set.contains_token(&jti(1)));
+        assert_eq!(set.by_expiry.len(), 0);
+    }
+
+    #[test]
+    fn a_feed_read_adds_agents_and_tokens() {
+        let mut set = RevokedSet::default();
+        let agent = AgentId::from_random([4; 16]);
+        set.apply(RevocationFeed {
+            agents: vec![agent.clone()],
+            tokens: vec![bonafide_store::RevokedToken {
+                jti: jti(5),
+                expires_at_s: 500,
+            }],
+            next: 7,
+        });
+        assert!(set.agents.contains(&agent));
+        assert!(set.contains_token(&jti(5)));
+        assert_eq!(set.forget_expired(499, 0), 0);
+        assert_eq!(set.forget_expired(500, 0), 1);
     }
 
     #[test]

@@ -68,8 +68,8 @@ use bonafide_server::audit::AuditLog;
 use bonafide_store::{
     Agent, AgentKey, ApiKeyRecord, AuditRecord, AuditRow, BudgetKey, CheckpointRecord,
     DecisionItem, DecisionOutcome, Issuer, IssuerKey, LogKeyRecord, Page, ReceiptKeyRecord,
-    ReceiptRecord, Receiver, Revocations, SigningKeyRecord, SqliteStore, Store, StoreError,
-    TokenRecord,
+    ReceiptRecord, Receiver, RevocationFeed, Revocations, SigningKeyRecord, SqliteStore, Store,
+    StoreError, TokenRecord,
 };
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -477,9 +477,9 @@ impl Store for CountingStore {
     async fn list_agents(
         &self,
         i: &IssuerId,
-        after: Option<i64>,
+        after: Option<&AgentId>,
         limit: u32,
-    ) -> StoreResult<Page<Agent>> {
+    ) -> StoreResult<Page<Agent, AgentId>> {
         self.inner.list_agents(i, after, limit).await
     }
     async fn revoke_agent(
@@ -561,6 +561,13 @@ impl Store for CountingStore {
     }
     async fn revocations(&self) -> StoreResult<Revocations> {
         self.inner.revocations().await
+    }
+    async fn revocations_since(
+        &self,
+        after: u64,
+        expired_by_s: i64,
+    ) -> StoreResult<RevocationFeed> {
+        self.inner.revocations_since(after, expired_by_s).await
     }
     async fn revoke_issuer_signed_token(
         &self,

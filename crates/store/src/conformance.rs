@@ -26,7 +26,8 @@ use crate::{
     Agent, AgentKey, AgentStatus, AncestorBudget, ApiKeyRecord, AuditRecord, BudgetCharge,
     BudgetKey, CheckpointRecord, Decided, DecisionItem, DecisionOutcome, DelegationRecord,
     IdempotencyClaim, Issuer, IssuerKey, KeyState, LogKeyRecord, ReceiptKeyRecord, ReceiptRecord,
-    Receiver, Revocations, SigningKeyRecord, Store, StoreError, TokenRecord,
+    Receiver, RevocationFeed, Revocations, RevokedToken, SigningKeyRecord, Store, StoreError,
+    TokenRecord,
 };
 
 /// Expands to one `#[tokio::test]` per conformance case.
@@ -77,6 +78,7 @@ macro_rules! conformance_tests {
             record_token_for_unknown_agent_is_not_found,
             record_token_twice_conflicts,
             revocations_list_revoked_agents_and_tokens,
+            revocations_since_reads_only_what_changed,
             signing_key_first_rotation,
             signing_key_rotation_publishes_until_last_expiry,
             late_token_of_a_retired_key_extends_its_publication,
@@ -605,16 +607,20 @@ pub async fn list_agents_paginates_oldest_first(store: Arc<dyn Store>) {
 
     let mut seen = Vec::new();
     let mut sizes = Vec::new();
-    let mut after = None;
+    let mut after: Option<AgentId> = None;
     loop {
-        let page = store.list_agents(&issuer.id, after, 10).await.unwrap();
+        let page = store
+            .list_agents(&issuer.id, after.as_ref(), 10)
+            .await
+            .unwrap();
         sizes.push(page.items.len());
+        // `next` names the page's last agent, nothing else.
+        if let Some(next) = &page.next {
+            assert_eq!(Some(next), page.items.last().map(|a| &a.id));
+        }
         seen.extend(page.items);
         match page.next {
-            Some(next) => {
-                assert!(Some(next) > after, "position must advance");
-                after = Some(next);
-            }
+            Some(next) => after = Some(next),
             None => break,
         }
         assert!(sizes.len() <= 3, "more pages than agents: {sizes:?}");
@@ -629,7 +635,7 @@ pub async fn list_agents_paginates_oldest_first(store: Arc<dyn Store>) {
     assert_eq!(all.next, None, "an exact fit has no next page");
     let one = store.list_agents(&issuer.id, None, 1).await.unwrap();
     assert_eq!(one.items, created[..1]);
-    assert!(one.next.is_some());
+    assert_eq!(one.next.as_ref(), Some(&created[0].id));
 }
 
 /// An issuer lists only its own agents.
@@ -642,16 +648,30 @@ pub async fn list_agents_is_isolated_by_issuer(store: Arc<dyn Store>) {
     let (a2, _) = agent(&*store, &a.id).await;
 
     let page = store.list_agents(&a.id, None, 100).await.unwrap();
-    assert_eq!(page.items, [a1, a2]);
+    assert_eq!(page.items, [a1.clone(), a2.clone()]);
     assert_eq!(page.next, None);
     let page = store.list_agents(&b.id, None, 100).await.unwrap();
-    assert_eq!(page.items, [b1]);
+    assert_eq!(page.items, std::slice::from_ref(&b1));
     let page = store.list_agents(&c.id, None, 100).await.unwrap();
     assert!(page.items.is_empty());
     assert_eq!(page.next, None);
     let ghost = IssuerId::from_random(unique());
     let page = store.list_agents(&ghost, None, 100).await.unwrap();
     assert!(page.items.is_empty());
+    // A page after another issuer's agent, or an unknown one, is `NotFound`: one
+    // issuer's cursor is no position in another's list.
+    assert_eq!(
+        store.list_agents(&a.id, Some(&b1.id), 100).await,
+        Err(StoreError::NotFound)
+    );
+    assert_eq!(
+        store
+            .list_agents(&a.id, Some(&AgentId::from_random(unique())), 100)
+            .await,
+        Err(StoreError::NotFound)
+    );
+    let page = store.list_agents(&a.id, Some(&a1.id), 100).await.unwrap();
+    assert_eq!(page.items, [a2]);
 }
 
 /// Revoking an agent revokes every token it has at the same time; a token revoked
@@ -1172,6 +1192,104 @@ pub async fn revocations_list_revoked_agents_and_tokens(store: Arc<dyn Store>) {
     let tokens: HashSet<_> = revocations.tokens.into_iter().collect();
     assert_eq!(tokens, HashSet::from([gone_token.jti, kept_token.jti]));
     assert!(!tokens.contains(&live_token.jti));
+}
+
+/// `revocations_since` returns only what was revoked after the position it is given:
+/// each agent once (not its tokens), each token once with its expiry, tokens expired
+/// by `expired_by_s` left out, nothing for a revocation repeated; its `next` moves
+/// only when something was revoked.
+pub async fn revocations_since_reads_only_what_changed(store: Arc<dyn Store>) {
+    let start = store.revocations_since(0, 0).await.unwrap();
+    assert_eq!(
+        (start.agents.len(), start.tokens.len()),
+        (0, 0),
+        "{start:?}"
+    );
+    let (issuer, _) = issuer(&*store).await;
+    let (gone, _) = agent(&*store, &issuer.id).await;
+    let (kept, kept_token) = agent(&*store, &issuer.id).await;
+    let short = new_token(&kept, "kid-1", T0_S, T0_S + 100);
+    store.record_token(&short, &audit_note()).await.unwrap();
+    store
+        .revoke_token(&issuer.id, &kept_token.jti, T0_MS + 1, &audit_note())
+        .await
+        .unwrap();
+    store
+        .revoke_token(&issuer.id, &short.jti, T0_MS + 2, &audit_note())
+        .await
+        .unwrap();
+    store
+        .revoke_agent(&issuer.id, &gone.id, None, T0_MS + 3, &audit_note())
+        .await
+        .unwrap();
+
+    // The short-lived token is dead by T0_S + 100.
+    let first = store
+        .revocations_since(start.next, T0_S + 100)
+        .await
+        .unwrap();
+    assert_eq!(first.agents, std::slice::from_ref(&gone.id));
+    assert_eq!(
+        first.tokens,
+        [RevokedToken {
+            jti: kept_token.jti.clone(),
+            expires_at_s: T0_S + 900
+        }]
+    );
+    assert!(first.next > start.next);
+    // Before it died, it is listed too, in commit order.
+    let all = store.revocations_since(start.next, T0_S).await.unwrap();
+    let jtis: Vec<_> = all.tokens.iter().map(|t| t.jti.clone()).collect();
+    assert_eq!(jtis, [kept_token.jti.clone(), short.jti.clone()]);
+    assert_eq!(all.next, first.next);
+
+    // Nothing new since: nothing read, the position stays.
+    let none = store.revocations_since(first.next, 0).await.unwrap();
+    assert_eq!(
+        none,
+        RevocationFeed {
+            next: first.next,
+            ..RevocationFeed::default()
+        }
+    );
+    // Repeats change nothing.
+    store
+        .revoke_token(&issuer.id, &kept_token.jti, T0_MS + 4, &audit_note())
+        .await
+        .unwrap();
+    store
+        .revoke_agent(&issuer.id, &gone.id, None, T0_MS + 5, &audit_note())
+        .await
+        .unwrap();
+    assert_eq!(store.revocations_since(first.next, 0).await.unwrap(), none);
+
+    // A later revocation (an issuer-signed token) is all the next read returns, with
+    // the expiry stored at its first revocation.
+    let key = new_issuer_key(&issuer.id, T0_MS);
+    store.add_issuer_key(&key, &audit_note()).await.unwrap();
+    let signed = new_token(&kept, &key.kid, T0_S, T0_S + 600);
+    store
+        .revoke_issuer_signed_token(&issuer.id, &signed, T0_MS + 6, &audit_note())
+        .await
+        .unwrap();
+    let longer = TokenRecord {
+        expires_at_s: T0_S + 99_999,
+        ..signed.clone()
+    };
+    store
+        .revoke_issuer_signed_token(&issuer.id, &longer, T0_MS + 7, &audit_note())
+        .await
+        .unwrap();
+    let last = store.revocations_since(first.next, 0).await.unwrap();
+    assert!(last.agents.is_empty());
+    assert_eq!(
+        last.tokens,
+        [RevokedToken {
+            jti: signed.jti.clone(),
+            expires_at_s: T0_S + 600
+        }]
+    );
+    assert!(last.next > first.next);
 }
 
 // ---- signing keys

@@ -373,13 +373,15 @@ impl fmt::Debug for ReceiptKeyRecord {
     }
 }
 
-/// One page of a listing. `next` is an opaque position to pass back for the next page.
+/// One page of a listing. `next` names the last item, to pass back for the next page:
+/// an id the caller already holds, never an internal position (which would show how
+/// many items others created).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Page<T> {
+pub struct Page<T, C> {
     /// The items, oldest first.
     pub items: Vec<T>,
-    /// Position after the last item, if more may follow.
-    pub next: Option<i64>,
+    /// The last item's id, if more may follow.
+    pub next: Option<C>,
 }
 
 /// A token the registry issued (never the token text).
@@ -462,6 +464,27 @@ pub struct Revocations {
     pub agents: Vec<AgentId>,
     /// Revoked tokens (including tokens of revoked agents, if stored so).
     pub tokens: Vec<TokenId>,
+}
+
+/// A revoked token and its expiry: it needs remembering only until then (plus leeway).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokedToken {
+    /// Its `jti`.
+    pub jti: TokenId,
+    /// Its `exp`, Unix seconds.
+    pub expires_at_s: i64,
+}
+
+/// Revocations committed after a position of the revocation feed
+/// ([`Store::revocations_since`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RevocationFeed {
+    /// Agents revoked (each covers all its tokens, which are not listed).
+    pub agents: Vec<AgentId>,
+    /// Tokens revoked one by one and not yet expired.
+    pub tokens: Vec<RevokedToken>,
+    /// The position to pass as `after` next time.
+    pub next: u64,
 }
 
 /// State of a registry signing key.
@@ -630,13 +653,15 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     ) -> Result<(), StoreError>;
     /// The agent with this id, whoever owns it.
     async fn agent(&self, id: &AgentId) -> Result<Option<Agent>, StoreError>;
-    /// The issuer's agents, oldest first, after position `after`, at most `limit`.
+    /// The issuer's agents, oldest first, after the agent `after` (a `next` of an
+    /// earlier page), at most `limit`. `NotFound` if `after` is not an agent of this
+    /// issuer.
     async fn list_agents(
         &self,
         issuer: &IssuerId,
-        after: Option<i64>,
+        after: Option<&AgentId>,
         limit: u32,
-    ) -> Result<Page<Agent>, StoreError>;
+    ) -> Result<Page<Agent, AgentId>, StoreError>;
     /// Revokes an agent of this issuer and every token it has. `NotFound` if the agent
     /// does not exist or is another issuer's. Revoking twice returns the first
     /// revocation unchanged. Revoking a suspended agent ends its suspension: it is
@@ -733,8 +758,22 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         now_ms: i64,
         audit: &AuditRecord,
     ) -> Result<TokenRecord, StoreError>;
-    /// Every revoked agent and token.
+    /// Every revoked agent and token, ever (for inspection; the server reads
+    /// [`Store::revocations_since`]).
     async fn revocations(&self) -> Result<Revocations, StoreError>;
+    /// Revocations committed after position `after` of the revocation feed (0: from
+    /// the start), in commit order, and the position to pass next time. Tokens whose
+    /// `exp` is at or before `expired_by_s` are left out: they can no longer verify.
+    /// A revoked agent is listed once and covers all its tokens, which are not listed.
+    ///
+    /// INVARIANT: a position is never passed by a revocation that commits later, so
+    /// reading from `next` misses nothing (SQLite: one writer assigns positions in
+    /// commit order; a multi-writer backend must keep this).
+    async fn revocations_since(
+        &self,
+        after: u64,
+        expired_by_s: i64,
+    ) -> Result<RevocationFeed, StoreError>;
 
     /// Records a genuine issuer-signed token of this issuer (one the registry never
     /// issued, so it may not be stored yet) and revokes it, in one transaction. If the

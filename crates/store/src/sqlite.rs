@@ -44,7 +44,7 @@ use crate::{
     Agent, AgentKey, AgentStatus, ApiKeyRecord, AuditRecord, AuditRow, BudgetCharge, BudgetKey,
     CheckpointRecord, Decide, DecisionItem, DecisionOutcome, DelegationRecord, IdempotencyClaim,
     Issuer, IssuerKey, KeyState, LogKeyRecord, Page, ReceiptKeyRecord, ReceiptRecord, Receiver,
-    Revocations, SigningKeyRecord, Store, StoreError, TokenRecord,
+    RevocationFeed, Revocations, RevokedToken, SigningKeyRecord, Store, StoreError, TokenRecord,
 };
 
 /// Name of the database file inside the data directory.
@@ -646,10 +646,21 @@ impl Store for SqliteStore {
     async fn list_agents(
         &self,
         issuer: &IssuerId,
-        after: Option<i64>,
+        after: Option<&AgentId>,
         limit: u32,
-    ) -> Result<Page<Agent>, StoreError> {
+    ) -> Result<Page<Agent, AgentId>, StoreError> {
         let limit = limit.clamp(1, MAX_PAGE);
+        // Agents are never deleted, so the agent a cursor names keeps its place.
+        let after_seq: i64 = match after {
+            None => 0,
+            Some(id) => sqlx::query_scalar("SELECT seq FROM agents WHERE id = ? AND issuer_id = ?")
+                .bind(id.as_str())
+                .bind(issuer.as_str())
+                .fetch_optional(&self.reader)
+                .await
+                .map_err(db_err)?
+                .ok_or(StoreError::NotFound)?,
+        };
         // One row more than asked tells whether another page follows.
         let mut rows = sqlx::query_as::<_, AgentRow>(concat!(
             "SELECT ",
@@ -657,22 +668,22 @@ impl Store for SqliteStore {
             " FROM agents WHERE issuer_id = ? AND seq > ? ORDER BY seq LIMIT ?"
         ))
         .bind(issuer.as_str())
-        .bind(after.unwrap_or(0))
+        .bind(after_seq)
         .bind(i64::from(limit) + 1)
         .fetch_all(&self.reader)
         .await
         .map_err(db_err)?;
         let more = rows.len() > limit as usize;
         rows.truncate(limit as usize);
-        let next = if more {
-            rows.last().map(|row| row.seq)
-        } else {
-            None
-        };
-        let items = rows
+        let items: Vec<Agent> = rows
             .into_iter()
             .map(AgentRow::into_agent)
             .collect::<Result<_, _>>()?;
+        let next = if more {
+            items.last().map(|a| a.id.clone())
+        } else {
+            None
+        };
         Ok(Page { items, next })
     }
 
@@ -706,6 +717,7 @@ impl Store for SqliteStore {
             row.revoke_reason = reason.map(str::to_owned);
             row.suspended_at_ms = None;
             row.suspend_reason = None;
+            feed_agent(&mut tx, id).await?;
         }
         // Also on a repeated call: a token recorded after the first revocation must not
         // stay valid. Tokens already revoked keep their time.
@@ -891,6 +903,9 @@ impl Store for SqliteStore {
         .await
         .map_err(db_err)?
         .rows_affected();
+        if changed > 0 {
+            feed_token(&mut tx, jti).await?;
+        }
         let row = sqlx::query_as::<_, TokenRow>(concat!(
             "SELECT ",
             token_columns!(),
@@ -936,6 +951,54 @@ impl Store for SqliteStore {
         })
     }
 
+    async fn revocations_since(
+        &self,
+        after: u64,
+        expired_by_s: i64,
+    ) -> Result<RevocationFeed, StoreError> {
+        let after = to_i64(after)?;
+        // One read transaction: `next` and both lists come from the same snapshot.
+        let mut tx = self.reader.begin().await.map_err(db_err)?;
+        let next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM revocation_feed")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let agents: Vec<String> = sqlx::query_scalar(
+            "SELECT agent_id FROM revocation_feed \
+             WHERE agent_id IS NOT NULL AND seq > ? ORDER BY seq",
+        )
+        .bind(after)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let tokens: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT jti, expires_at_s FROM revocation_feed \
+             WHERE jti IS NOT NULL AND expires_at_s > ? AND seq > ? ORDER BY seq",
+        )
+        .bind(expired_by_s)
+        .bind(after)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(RevocationFeed {
+            agents: agents
+                .iter()
+                .map(|id| parse_id(id, "agent id"))
+                .collect::<Result<_, _>>()?,
+            tokens: tokens
+                .iter()
+                .map(|(jti, exp)| {
+                    Ok(RevokedToken {
+                        jti: parse_id(jti, "token id")?,
+                        expires_at_s: *exp,
+                    })
+                })
+                .collect::<Result<_, StoreError>>()?,
+            next: u64::try_from(next).map_err(|_| corrupt("revocation feed position"))?,
+        })
+    }
+
     async fn revoke_issuer_signed_token(
         &self,
         issuer: &IssuerId,
@@ -974,6 +1037,9 @@ impl Store for SqliteStore {
         .await
         .map_err(db_err)?
         .rows_affected();
+        if changed > 0 {
+            feed_token(&mut tx, &token.jti).await?;
+        }
         let row = sqlx::query_as::<_, TokenRow>(concat!(
             "SELECT ",
             token_columns!(),
@@ -2009,6 +2075,30 @@ impl CheckpointRow {
             created_at_ms: self.created_at_ms,
         })
     }
+}
+
+/// Appends a newly revoked agent to the revocation feed (in its revoking transaction).
+async fn feed_agent(conn: &mut SqliteConnection, id: &AgentId) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO revocation_feed (agent_id) VALUES (?)")
+        .bind(id.as_str())
+        .execute(conn)
+        .await
+        .map_err(db_err)?;
+    Ok(())
+}
+
+/// Appends a newly revoked token, with its stored expiry, to the revocation feed (in
+/// its revoking transaction).
+async fn feed_token(conn: &mut SqliteConnection, jti: &TokenId) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO revocation_feed (jti, expires_at_s) \
+         SELECT jti, expires_at_s FROM tokens WHERE jti = ?",
+    )
+    .bind(jti.as_str())
+    .execute(conn)
+    .await
+    .map_err(db_err)?;
+    Ok(())
 }
 
 async fn insert_token(

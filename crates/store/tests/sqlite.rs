@@ -181,6 +181,70 @@ async fn data_survives_close_and_reopen() {
     assert_eq!(page.next, None);
 }
 
+/// A database made before the revocation feed (migration 0011) gets its earlier
+/// revocations into the feed when it is opened: a revoked agent once (not its tokens),
+/// a token revoked on its own with its expiry.
+#[tokio::test]
+async fn the_revocation_feed_starts_with_the_revocations_made_before_it() {
+    let (store, dir) = fresh().await;
+    let iss = issuer(1);
+    let iss_key = ApiKey::from_random(KeyKind::Issuer, [3; 20]).hash();
+    store
+        .create_issuer(&iss, &iss_key, &audit_note())
+        .await
+        .unwrap();
+    let (gone, _) = agent(&iss, 2);
+    let (kept, kept_token) = agent(&iss, 3);
+    let (live, _) = agent(&iss, 4);
+    for (a, t) in [agent(&iss, 2), agent(&iss, 3), agent(&iss, 4)] {
+        store
+            .create_agent(&a, &t, None, &audit_note())
+            .await
+            .unwrap();
+    }
+    store
+        .revoke_agent(&iss.id, &gone.id, None, T0_MS + 1, &audit_note())
+        .await
+        .unwrap();
+    store
+        .revoke_token(&iss.id, &kept_token.jti, T0_MS + 2, &audit_note())
+        .await
+        .unwrap();
+    let path = store.path().to_path_buf();
+    store.close().await;
+    drop(store);
+
+    // Back to the schema before 0011.
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
+        "sqlite://{}",
+        path.display()
+    ))
+    .await
+    .unwrap();
+    for sql in [
+        "DROP TABLE revocation_feed",
+        "DELETE FROM _sqlx_migrations WHERE version = 11",
+    ] {
+        sqlx::query(sql).execute(&mut conn).await.unwrap();
+    }
+    <sqlx::SqliteConnection as sqlx::Connection>::close(conn)
+        .await
+        .unwrap();
+
+    let store = SqliteStore::open(&dir.path().join("data")).await.unwrap();
+    let feed = store.revocations_since(0, 0).await.unwrap();
+    assert_eq!(feed.agents, [gone.id]);
+    assert_eq!(
+        feed.tokens,
+        [bonafide_store::RevokedToken {
+            jti: kept_token.jti,
+            expires_at_s: kept_token.expires_at_s
+        }]
+    );
+    assert!(feed.next > 0);
+    assert!(!feed.agents.contains(&kept.id) && !feed.agents.contains(&live.id));
+}
+
 #[tokio::test]
 async fn a_corrupt_row_is_a_backend_error() {
     let (store, _dir) = fresh().await;

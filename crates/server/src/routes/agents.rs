@@ -446,19 +446,23 @@ pub struct AgentList {
     pub next_cursor: Option<String>,
 }
 
-fn encode_cursor(pos: i64) -> String {
-    b64::encode(format!("a{pos}").as_bytes())
+/// The cursor after an agent: its id (which the caller has just been shown), in
+/// base64url so clients treat it as opaque. Never a position in the registry, which
+/// would show how many agents other issuers registered.
+fn encode_cursor(after: &AgentId) -> String {
+    b64::encode(after.as_str().as_bytes())
 }
 
-fn decode_cursor(text: &str) -> Result<i64, ApiError> {
-    let bad =
-        || ApiError::bad_request("invalid `cursor`: pass back `next_cursor` exactly as received");
-    let bytes = b64::decode(text).map_err(|_| bad())?;
-    let s = std::str::from_utf8(&bytes).map_err(|_| bad())?;
-    s.strip_prefix('a')
-        .and_then(|n| n.parse::<i64>().ok())
-        .filter(|n| *n >= 0)
-        .ok_or_else(bad)
+fn bad_cursor() -> ApiError {
+    ApiError::bad_request(
+        "invalid `cursor`: pass back `next_cursor` exactly as received, with the same API key",
+    )
+}
+
+fn decode_cursor(text: &str) -> Result<AgentId, ApiError> {
+    let bytes = b64::decode(text).map_err(|_| bad_cursor())?;
+    let s = std::str::from_utf8(&bytes).map_err(|_| bad_cursor())?;
+    AgentId::try_from(s).map_err(|_| bad_cursor())
 }
 
 /// Lists the caller's agents, oldest first, cursor-paginated.
@@ -474,10 +478,19 @@ pub async fn list(
         return Err(ApiError::invalid("`limit` must be between 1 and 200"));
     }
     let after = q.cursor.as_deref().map(decode_cursor).transpose()?;
-    let page = state.store.list_agents(&issuer.id, after, limit).await?;
+    // Another issuer's agent, or none: the same refusal, so a cursor tells nobody
+    // whether an agent exists.
+    let page = match state
+        .store
+        .list_agents(&issuer.id, after.as_ref(), limit)
+        .await
+    {
+        Err(bonafide_store::StoreError::NotFound) => return Err(bad_cursor()),
+        other => other?,
+    };
     Ok(ApiJson(AgentList {
         agents: page.items.into_iter().map(|a| view(&issuer, a)).collect(),
-        next_cursor: page.next.map(encode_cursor),
+        next_cursor: page.next.as_ref().map(encode_cursor),
     }))
 }
 
@@ -990,7 +1003,10 @@ pub async fn revoke_token(
             }
         }
         .map_err(not_found_as("token"))?;
-        task_state.mark_revoked(Revoked::Token(record.jti.clone()));
+        task_state.mark_revoked(Revoked::Token {
+            jti: record.jti.clone(),
+            expires_at_s: record.expires_at_s,
+        });
         Ok::<_, ApiError>(record)
     })
     .await

@@ -357,13 +357,25 @@ pub async fn bundle(
             .find(|row| may_read(&caller, row.owner.as_ref()))
             .map(|row| row.entry)
     };
+    // With the entry, the answer is for this caller only: no cache may keep it.
+    let cache = if extra.is_some() {
+        "no-store"
+    } else {
+        "no-cache"
+    };
     let proof = TlogProof {
         extra,
         index: q.index,
         hashes,
         checkpoint: cp.note.clone(),
     };
-    Ok(text_plain(proof.to_text()))
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CACHE_CONTROL, cache),
+        ],
+        proof.to_text(),
+    ))
 }
 
 /// C2SP tlog-tiles: hash tiles `tile/<L>/<N>[.p/<W>]` for everyone, entry bundles
@@ -392,11 +404,14 @@ pub async fn tile(
             .map_err(|e| ApiError::bad_request(format!("{e}; see c2sp.org/tlog-tiles")))?;
         (hash_tile(&state, tile, size).await?, tile.is_partial())
     };
-    // A full tile never changes; a partial one is replaced by a wider one.
-    let cache = if partial {
-        "no-cache"
-    } else {
-        "public, max-age=31536000, immutable"
+    // A full tile never changes; a partial one is replaced by a wider one. Entry
+    // bundles need a key (they hold full entries): only the caller's own cache may
+    // keep them, never a shared one.
+    let cache = match (path.starts_with("entries/"), partial) {
+        (false, false) => "public, max-age=31536000, immutable",
+        (false, true) => "public, no-cache",
+        (true, false) => "private, max-age=31536000, immutable",
+        (true, true) => "private, no-cache",
     };
     Ok((
         [
