@@ -655,6 +655,14 @@ impl Store for CountingStore {
     async fn receiver(&self, id: &ReceiverId) -> StoreResult<Option<Receiver>> {
         self.inner.receiver(id).await
     }
+    async fn set_receiver_audiences(
+        &self,
+        id: &ReceiverId,
+        audiences: &[String],
+        audit: &AuditRecord,
+    ) -> StoreResult<()> {
+        self.inner.set_receiver_audiences(id, audiences, audit).await
+    }
     async fn record_decisions(
         &self,
         items: Vec<DecisionItem>,
