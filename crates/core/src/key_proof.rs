@@ -310,7 +310,14 @@ mod tests {
             }
         }
         for iat in [NOW - MAX_SKEW_SECS - 1, NOW + MAX_SKEW_SECS + 1, i64::MIN] {
-            let proof = sign(&key, &KeyProofClaims { iat, ..claims(&key) }).unwrap();
+            let proof = sign(
+                &key,
+                &KeyProofClaims {
+                    iat,
+                    ..claims(&key)
+                },
+            )
+            .unwrap();
             assert!(
                 matches!(
                     verify(&proof, &public(&key), &expected()),

@@ -59,7 +59,9 @@ mod tests {
         let listed = (0x200B..=0x200F)
             .chain(0x202A..=0x202E)
             .chain(0x2066..=0x2069)
-            .chain([0xFEFF, 0x2028, 0x2029, 0x061C, 0x2060, 0x0000, 0x001B, 0x007F]);
+            .chain([
+                0xFEFF, 0x2028, 0x2029, 0x061C, 0x2060, 0x0000, 0x001B, 0x007F,
+            ]);
         for cp in listed {
             let c = char::from_u32(cp).unwrap_or_default();
             assert!(is_forbidden(c), "{}", describe(c));
@@ -100,6 +102,9 @@ mod tests {
             assert_ne!(issuer_name_key(other), key, "{other}");
         }
         // Unicode case too.
-        assert_eq!(issuer_name_key("ÄPFEL.example"), issuer_name_key("äpfel.example"));
+        assert_eq!(
+            issuer_name_key("ÄPFEL.example"),
+            issuer_name_key("äpfel.example")
+        );
     }
 }

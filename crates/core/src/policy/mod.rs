@@ -819,9 +819,7 @@ mod tests {
 
     #[test]
     fn policy_text_refuses_what_names_refuse() {
-        let policy = |id: &str| {
-            serde_json::json!({"version": "pol.v0.2", "id": id, "actions": ["payments.send"]})
-        };
+        let policy = |id: &str| serde_json::json!({"version": "pol.v0.2", "id": id, "actions": ["payments.send"]});
         assert!(Policy::from_value(policy("pol_travel")).is_ok());
         for c in ['\u{202E}', '\u{200B}', '\u{2028}', '\u{FEFF}', '\u{7}'] {
             let err = Policy::from_value(policy(&format!("pol{c}travel")))

@@ -94,9 +94,10 @@ fn names_issuer(iss: &str, entry: &IssuerKeyEntry) -> bool {
 /// key: if it is a registered thumbprint that key is used; otherwise the unverified
 /// `iss` only picks the issuer ([`names_issuer`]: exactly one), and its EdDSA keys,
 /// no other issuer's, are tried (unrevoked first, at most [`MAX_CONSENT_KEYS`]); the
-/// token is accepted only if one verifies and its `iss` names that key's issuer. The `agent` must be an `agt_…` id or the agent's `did:web`
-/// (`AGENT_UNKNOWN` otherwise; [`check_token`] then checks it is that issuer's). The
-/// result is in the agent-token shape, so every later rule applies unchanged.
+/// token is accepted only if one verifies and its `iss` names that key's issuer. The
+/// `agent` must be an `agt_…` id or the agent's `did:web` (`AGENT_UNKNOWN` otherwise;
+/// [`check_token`] then checks it is that issuer's). The result is in the agent-token
+/// shape, so every later rule applies unchanged.
 fn verify_consent(
     state: &AppState,
     ring: &IssuerKeyRing,
@@ -116,12 +117,11 @@ fn verify_consent(
                 .entries()
                 .filter(|e| e.key.alg() == Algorithm::EdDSA && names_issuer(iss, e))
                 .collect();
-            // `names_issuer` names one issuer; this holds even if the ring were ever
-            // built from twins, so no other issuer's keys crowd out the named one's.
-            if let Some(first) = found.first().map(|e| e.issuer_id.clone()) {
-                found.retain(|e| e.issuer_id == first);
-            }
-            if found.is_empty() {
+            // `names_issuer` names one issuer at most (ids and name keys are unique);
+            // were that ever broken, no issuer is picked rather than a mix whose
+            // keys crowd each other out.
+            let first = found.first().map(|e| e.issuer_id.clone());
+            if found.is_empty() || found.iter().any(|e| Some(&e.issuer_id) != first.as_ref()) {
                 return Err(TokenError::IssuerUnknown(iss.chars().take(128).collect()));
             }
             found.sort_by(|a, b| {
