@@ -897,11 +897,24 @@ async fn start_servers(
             // the public JWK is registered over HTTP.
             let signing = SigningKey::generate(Algorithm::EdDSA)
                 .map_err(|e| anyhow!("generating the issuer's Ed25519 key: {e}"))?;
+            // With the proof of possession the registry requires: the key signs
+            // `bonafide-key-proof+jwt` for this issuer at this registry.
+            let proof = bonafide_core::key_proof::sign(
+                &signing,
+                &bonafide_core::key_proof::KeyProofClaims {
+                    iss: issuer_id.clone(),
+                    aud: state.config.public_url.clone(),
+                    iat: bonafide_server::time::now_ms() / 1000,
+                    jkt: signing.kid().to_owned(),
+                    jti: None,
+                },
+            )
+            .map_err(|e| anyhow!("signing the key proof: {e}"))?;
             let added = call(
                 &http,
                 &format!("{base}/v1/issuer/keys"),
                 Some(&issuer_key),
-                Some(json!({ "jwk": signing.verifying_key().jwk() })),
+                Some(json!({ "jwk": signing.verifying_key().jwk(), "proof": proof })),
                 201,
             )
             .await?;

@@ -306,8 +306,10 @@ enum TokenCmd {
 
 #[derive(Debug, Subcommand)]
 enum IssuerKeyCmd {
-    /// Register a public JWK as one of your signing keys; prints its kid. A file with
-    /// private members is refused before any request.
+    /// Register a public JWK as one of your signing keys; prints its kid. Its private
+    /// half (FILE for FILE.pub.jwk, or --key) signs the proof of possession the
+    /// registry requires, locally. A file with private members is refused before any
+    /// request.
     Add(self_custody::AddArgs),
     /// List your registered keys.
     List,

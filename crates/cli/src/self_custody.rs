@@ -1,7 +1,9 @@
 //! Self-custody: an issuer's own signing key. `keys generate` makes one locally,
 //! `token sign` signs agent tokens with it offline, `issuer-key add|list|revoke`
-//! registers its public half with the registry, and `issuer verify-domain` signs the
-//! domain proof that shows the registry the issuer holds the key it publishes.
+//! registers its public half with the registry (with a key proof signed by the
+//! private half: the registry takes no key its registrant cannot sign with), and
+//! `issuer verify-domain` signs the domain proof that shows the registry the issuer
+//! holds the key it publishes.
 //!
 //! The private key never leaves this machine: it is written once, to a new file of
 //! mode 0600, and read back only to sign. It is never printed, never sent (the
@@ -19,6 +21,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use bonafide_core::domain_proof::{self, DomainProofClaims};
 use bonafide_core::ids::{AgentId, IssuerId, TokenId};
 use bonafide_core::json::{self, JsonLimits};
+use bonafide_core::key_proof::{self, KeyProofClaims};
 use bonafide_core::keys::{Algorithm, SigningKey};
 use bonafide_core::policy::Policy;
 use bonafide_core::token::{self, AgentClaims, AgentInfo, Audience, DEFAULT_MAX_TOKEN_BYTES};
@@ -96,6 +99,11 @@ pub struct SignArgs {
 pub struct AddArgs {
     /// The public JWK file (`FILE.pub.jwk` from `bonafide keys generate`).
     pub file: PathBuf,
+    /// The private key file (PKCS#8 PEM) of that public key: it signs the proof of
+    /// possession the registry requires, here, and is never sent. Default: FILE for
+    /// FILE.pub.jwk.
+    #[arg(long)]
+    pub key: Option<PathBuf>,
     /// The algorithm the key is allowed to sign with (default: the JWK's `alg`, or
     /// the only one its key type allows).
     #[arg(long)]
@@ -242,12 +250,56 @@ pub fn sign(args: SignArgs, out: Out) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `bonafide issuer-key add FILE`: registers a public JWK. The file is checked for
-/// private members before anything else, even before the API key is looked at.
+/// `bonafide issuer-key add FILE`: registers a public JWK, with a key proof
+/// (`bonafide-key-proof+jwt`) signed by its private half, which the registry requires
+/// so that nobody registers a key someone else holds. The file is checked for private
+/// members before anything else, even before the API key is looked at; the private
+/// key must be the public key's other half before any request. The proof's `iss` is
+/// the caller's issuer id (`GET /v1/issuer`), its `aud` the registry's URL as its
+/// discovery document names it.
 pub async fn add(url: &str, args: AddArgs, out: Out) -> Result<ExitCode> {
     let jwk = read_public_jwk(&args.file)?;
+    let key_file = match (&args.key, private_key_path(&args.file)) {
+        (Some(k), _) => k.clone(),
+        (None, Some(k)) => k,
+        (None, None) => bail!(
+            "`{}` is not named FILE{PUB_SUFFIX}: pass the private key with --key FILE (it signs the proof of possession here and is never sent)",
+            args.file.display()
+        ),
+    };
+    let key = read_signing_key(&key_file)?;
+    let public: bonafide_core::keys::Jwk = serde_json::from_value(jwk.clone())
+        .map_err(|e| anyhow!("`{}` is not a JWK: {e}", args.file.display()))?;
+    let thumbprint = public
+        .thumbprint()
+        .map_err(|e| anyhow!("`{}` is not a usable JWK: {e}", args.file.display()))?;
+    if thumbprint != key.kid() {
+        bail!(
+            "the private key `{}` (kid {}) is not the other half of `{}` (kid {thumbprint}): pass the matching key with --key",
+            key_file.display(),
+            key.kid(),
+            args.file.display()
+        );
+    }
     let client = client(url, KeyKind::Issuer)?;
-    let mut body = json!({ "jwk": jwk });
+    let me: Value = client.get("/v1/issuer").await.map_err(explain)?;
+    let issuer = me["issuer_id"]
+        .as_str()
+        .ok_or_else(|| anyhow!("the registry's GET /v1/issuer answer has no `issuer_id`"))?;
+    let config: Value = client
+        .get("/.well-known/bonafide-configuration")
+        .await
+        .map_err(explain)?;
+    let audience = config["issuer"].as_str().unwrap_or(url);
+    let claims = KeyProofClaims {
+        iss: issuer.to_owned(),
+        aud: audience.to_owned(),
+        iat: unix_now()?,
+        jkt: key.kid().to_owned(),
+        jti: Some(TokenId::from_random(random16()?).to_string()),
+    };
+    let proof = key_proof::sign(&key, &claims).map_err(|e| anyhow!("cannot sign: {e}"))?;
+    let mut body = json!({ "jwk": jwk, "proof": proof });
     if let Some(alg) = args.alg {
         body["alg"] = json!(alg.as_str());
     }
@@ -363,15 +415,11 @@ pub async fn verify_domain(url: &str, args: VerifyDomainArgs, out: Out) -> Resul
         .await
         .map_err(explain)?;
     let audience = config["issuer"].as_str().unwrap_or(url);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .context("the system clock is before 1970")?
-        .as_secs();
     let claims = DomainProofClaims {
         iss: issuer.to_owned(),
         domain: args.domain.to_ascii_lowercase(),
         aud: audience.to_owned(),
-        iat: i64::try_from(now).context("the system clock is out of range")?,
+        iat: unix_now()?,
         jti: Some(TokenId::from_random(random16()?).to_string()),
     };
     let proof = domain_proof::sign(&key, &claims).map_err(|e| anyhow!("cannot sign: {e}"))?;
@@ -549,6 +597,15 @@ fn read_public_jwk(path: &Path) -> Result<Value> {
         bail!("`{shown}` is a JWK Set: give one public JWK");
     }
     Ok(value)
+}
+
+/// Seconds since the epoch, for a proof's `iat`.
+fn unix_now() -> Result<i64> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .context("the system clock is before 1970")?
+        .as_secs();
+    i64::try_from(now).context("the system clock is out of range")
 }
 
 fn random16() -> Result<[u8; 16]> {

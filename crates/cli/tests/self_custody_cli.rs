@@ -620,6 +620,61 @@ fn issuer_key_add_refuses_private_material_before_any_request() {
     );
 }
 
+/// `issuer-key add` signs the registry's proof of possession with the private half
+/// (FILE for FILE.pub.jwk, or `--key`), so it needs that half, and the right one,
+/// before any request.
+#[test]
+fn issuer_key_add_needs_the_private_half_to_prove_possession() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, _) = generate(dir.path(), "EdDSA", "k.pem");
+    let (other, _) = generate(dir.path(), "EdDSA", "other.pem");
+    let api_key =
+        bonafide_core::apikey::ApiKey::from_random(bonafide_core::apikey::KeyKind::Issuer, [5; 20]);
+    let api_key = api_key.expose_secret();
+    let offline = |args: &[&str], says: &str| {
+        let out = run(CLOSED, Some(api_key), args);
+        assert_exit(&out, 2);
+        let said = text(&out);
+        assert!(said.contains(says), "{args:?}: {said}");
+        assert!(
+            !said.contains("serve` running"),
+            "a request was tried: {said}"
+        );
+    };
+    // A public JWK not named FILE.pub.jwk, without --key.
+    let loose = dir.path().join("loose.jwk");
+    std::fs::copy(pub_of(&key), &loose).unwrap();
+    offline(&["issuer-key", "add", s(&loose)], "--key");
+    // The private key of another public key.
+    offline(
+        &["issuer-key", "add", s(&pub_of(&key)), "--key", s(&other)],
+        "is not the other half of",
+    );
+    // No private key beside the public one.
+    std::fs::remove_file(&key).unwrap();
+    offline(
+        &["issuer-key", "add", s(&pub_of(&key))],
+        "cannot read the key file",
+    );
+    // A public key given as the private one.
+    offline(
+        &["issuer-key", "add", s(&loose), "--key", s(&loose)],
+        "is a JWK",
+    );
+    // The matching half, by --key, gets as far as the (closed) registry.
+    let out = run(
+        CLOSED,
+        Some(api_key),
+        &["issuer-key", "add", s(&pub_of(&other)), "--key", s(&other)],
+    );
+    assert_exit(&out, 2);
+    assert!(
+        text(&out).contains("is `bonafide serve` running"),
+        "{}",
+        text(&out)
+    );
+}
+
 /// The whole flow against the real registry: register the public keys, sign tokens
 /// offline, `POST /v1/verify` accepts them; a revoked key's tokens are refused and
 /// the other keys' are not.

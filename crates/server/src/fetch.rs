@@ -59,9 +59,11 @@ impl Default for FetchLimits {
 }
 
 /// Why a fetch failed. Every message is safe to show the issuer who asked: it never
-/// names an address the registry resolved or its resolver's words, which would let an
-/// issuer map the registry's internal DNS view (`fetch_json` logs those with
-/// `tracing::warn!` instead). The fields hold them for the log and for tests.
+/// names an address the registry resolved or its resolver's words, and a host that
+/// does not resolve is one error with one message with a host that resolves to a
+/// non-public address ([`FetchError::NotPublic`]), which would otherwise let an
+/// issuer map the registry's internal DNS view (`fetch_json` logs the difference with
+/// `tracing::warn!` instead). The fields hold it for the log and for tests.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum FetchError {
@@ -71,23 +73,15 @@ pub enum FetchError {
     /// Not `https` (nor the test-only loopback `http`).
     #[error("only https URLs are fetched, not `{0}`")]
     Scheme(String),
-    /// The host did not resolve.
-    #[error("the host cannot be resolved")]
-    Resolve {
-        /// The host.
-        host: String,
-        /// The resolver's words (logged, never shown).
-        reason: String,
-    },
-    /// The host resolves to (or is) an address the registry never connects to.
+    /// The host does not resolve (or its lookup does not finish in time), or it
+    /// resolves to (or is) an address the registry never connects to: one variant and
+    /// one message for all, so the answer does not tell them apart.
     #[error("refused: the host does not resolve to a public address")]
-    Forbidden {
+    NotPublic {
         /// The host.
         host: String,
-        /// The refused address (logged, never shown).
-        addr: IpAddr,
-        /// Which kind of address ([`classify`]; logged, never shown).
-        class: &'static str,
+        /// Which of them it was (logged, never shown).
+        refusal: Refusal,
     },
     /// The server answered with a redirect, which is never followed.
     #[error("the server answered {0} (a redirect): redirects are not followed")]
@@ -107,6 +101,22 @@ pub enum FetchError {
     /// The body is not one strict JSON object.
     #[error("the body is not a JSON object: {0}")]
     NotJson(String),
+}
+
+/// What lies behind a [`FetchError::NotPublic`], for the log only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The lookup failed: the resolver's words, or that it found no address.
+    Unresolved(String),
+    /// The lookup did not finish within [`FetchLimits::timeout`].
+    LookupTimeout,
+    /// An address the registry never connects to.
+    Address {
+        /// The refused address.
+        addr: IpAddr,
+        /// Which kind of address ([`classify`]).
+        class: &'static str,
+    },
 }
 
 /// Why an address is refused, or `None` if the registry may connect to it.
@@ -255,10 +265,10 @@ async fn checked_addrs(url: &Url, limits: &FetchLimits) -> Result<Vec<SocketAddr
     let (host, addrs): (String, Vec<SocketAddr>) = match host_of(url) {
         Some(Host::Name(d)) => {
             let resolved = tokio::net::lookup_host((d, port)).await.map_err(|e| {
-                tracing::warn!(host = %d, error = %e, "jwks fetch: the host does not resolve");
-                FetchError::Resolve {
+                tracing::warn!(host = %d, error = %e, "jwks fetch refused: the host does not resolve");
+                FetchError::NotPublic {
                     host: d.to_owned(),
-                    reason: e.to_string(),
+                    refusal: Refusal::Unresolved(e.to_string()),
                 }
             })?;
             (d.to_owned(), resolved.collect())
@@ -267,10 +277,10 @@ async fn checked_addrs(url: &Url, limits: &FetchLimits) -> Result<Vec<SocketAddr
         None => return Err(FetchError::BadUrl(shown)),
     };
     if addrs.is_empty() {
-        tracing::warn!(host = %host, "jwks fetch: the host resolves to no address");
-        return Err(FetchError::Resolve {
+        tracing::warn!(host = %host, "jwks fetch refused: the host resolves to no address");
+        return Err(FetchError::NotPublic {
             host,
-            reason: "no addresses".into(),
+            refusal: Refusal::Unresolved("no addresses".into()),
         });
     }
     for a in &addrs {
@@ -279,10 +289,9 @@ async fn checked_addrs(url: &Url, limits: &FetchLimits) -> Result<Vec<SocketAddr
             let test_loopback = limits.allow_insecure_loopback && class == "loopback";
             if !test_loopback {
                 tracing::warn!(host = %host, addr = %ip, class, "jwks fetch refused: not a public address");
-                return Err(FetchError::Forbidden {
+                return Err(FetchError::NotPublic {
                     host,
-                    addr: ip,
-                    class,
+                    refusal: Refusal::Address { addr: ip, class },
                 });
             }
         }
@@ -295,13 +304,30 @@ async fn checked_addrs(url: &Url, limits: &FetchLimits) -> Result<Vec<SocketAddr
 pub async fn fetch_json(url: &str, limits: &FetchLimits) -> Result<Vec<u8>, FetchError> {
     let url = Url::parse(url).map_err(|_| FetchError::BadUrl(url.chars().take(256).collect()))?;
     let ms = limits.timeout.as_millis();
-    tokio::time::timeout(limits.timeout, fetch_inner(url, limits))
+    let deadline = tokio::time::Instant::now() + limits.timeout;
+    // A lookup that does not finish is a host that does not resolve, and is answered
+    // in the same words (a distinct timeout would tell a slow internal resolver apart).
+    let addrs = tokio::time::timeout_at(deadline, checked_addrs(&url, limits))
+        .await
+        .map_err(|_| {
+            let host = url.host_str().unwrap_or_default().to_owned();
+            tracing::warn!(host = %host, "jwks fetch refused: the lookup did not finish in time");
+            FetchError::NotPublic {
+                host,
+                refusal: Refusal::LookupTimeout,
+            }
+        })??;
+    tokio::time::timeout_at(deadline, fetch_from(url, addrs, limits))
         .await
         .map_err(|_| FetchError::Timeout(ms))?
 }
 
-async fn fetch_inner(url: Url, limits: &FetchLimits) -> Result<Vec<u8>, FetchError> {
-    let addrs = checked_addrs(&url, limits).await?;
+/// The fetch itself, from addresses [`checked_addrs`] let through.
+async fn fetch_from(
+    url: Url,
+    addrs: Vec<SocketAddr>,
+    limits: &FetchLimits,
+) -> Result<Vec<u8>, FetchError> {
     let transport = |e: reqwest::Error| {
         if e.is_timeout() {
             FetchError::Timeout(limits.timeout.as_millis())
@@ -488,7 +514,10 @@ mod tests {
     /// address), or a URL refusal whose message says `want`.
     fn refused_as(e: &FetchError, want: &str) -> bool {
         match e {
-            FetchError::Forbidden { addr, class, .. } => {
+            FetchError::NotPublic {
+                refusal: Refusal::Address { addr, class },
+                ..
+            } => {
                 let shown = e.to_string();
                 *class == want
                     && shown == "refused: the host does not resolve to a public address"
@@ -499,21 +528,40 @@ mod tests {
     }
 
     #[test]
-    fn messages_never_name_an_address_or_the_resolver() {
-        let forbidden = FetchError::Forbidden {
-            host: "internal.example".into(),
-            addr: "10.1.2.3".parse().unwrap(),
-            class: "private",
-        };
-        assert_eq!(
-            forbidden.to_string(),
-            "refused: the host does not resolve to a public address"
-        );
-        let unresolved = FetchError::Resolve {
-            host: "nowhere.example".into(),
-            reason: "failed to lookup address information: Name or service not known".into(),
-        };
-        assert_eq!(unresolved.to_string(), "the host cannot be resolved");
+    fn messages_never_name_an_address_or_the_resolver_nor_tell_them_apart() {
+        let refusals = [
+            Refusal::Address {
+                addr: "10.1.2.3".parse().unwrap(),
+                class: "private",
+            },
+            Refusal::Unresolved(
+                "failed to lookup address information: Name or service not known".into(),
+            ),
+            Refusal::LookupTimeout,
+        ];
+        for refusal in refusals {
+            let e = FetchError::NotPublic {
+                host: "internal.example".into(),
+                refusal,
+            };
+            assert_eq!(
+                e.to_string(),
+                "refused: the host does not resolve to a public address"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_host_that_does_not_resolve_is_refused_like_a_private_one() {
+        // `.invalid` never resolves (RFC 6761 §6.4).
+        let e = fetch_json("https://no-such-host.invalid/", &test_limits())
+            .await
+            .unwrap_err();
+        let private = fetch_json("https://10.0.0.1/", &test_limits())
+            .await
+            .unwrap_err();
+        assert!(matches!(e, FetchError::NotPublic { .. }), "{e:?}");
+        assert_eq!(e.to_string(), private.to_string());
     }
 
     #[tokio::test]

@@ -319,6 +319,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/v1/tokens/revoke", post(routes::agents::revoke_token))
         .route("/v1/token", post(routes::token_exchange::exchange))
+        .route("/v1/issuer", get(routes::issuer_keys::me))
         .route(
             "/v1/issuer/keys",
             post(routes::issuer_keys::add).get(routes::issuer_keys::list),

@@ -17,7 +17,7 @@ use crate::routes::{
         policies::lint,
         agents::register, agents::list, agents::get, agents::issue_token, agents::revoke, agents::suspend, agents::reactivate, agents::revoke_token,
         agent_keys::rotate, agent_keys::did_document, agent_keys::signatures_directory, crate::routes::verify_action::verify_action,
-        issuer_keys::add, issuer_keys::list, issuer_keys::revoke,
+        issuer_keys::me, issuer_keys::add, issuer_keys::list, issuer_keys::revoke,
         crate::routes::issuer_domain::verify_domain,
         crate::routes::token_exchange::exchange,
         verify::verify_get, verify::verify_post, verify::simulate, verify::introspect, receipts::get,

@@ -107,6 +107,10 @@ pub struct IssuerKeyEntry {
     /// The issuer's registered name, shown in verify answers (never the token's
     /// `agent.issuer`, which the issuer wrote itself).
     pub issuer_name: String,
+    /// The name's key ([`bonafide_core::names::issuer_name_key`]) if this issuer holds
+    /// it (`Store::issuer_by_name`), which a consent token's `iss` may name; `None`
+    /// for a twin created before names were unique by key, found by id only.
+    pub issuer_name_key: Option<String>,
     /// When it was revoked: its tokens are `TOKEN_REVOKED` from then on.
     pub revoked_at_ms: Option<i64>,
 }
@@ -933,17 +937,21 @@ async fn build_issuer_keys(
     ring_from_records(store, &records, previous).await
 }
 
-/// Builds the ring; issuer names come from `previous` when known (an issuer's name
-/// never changes), else from the store.
+/// Builds the ring; issuer names (and whether the issuer holds its name) come from
+/// `previous` when known (an issuer's name never changes, nor who holds it), else
+/// from the store.
 async fn ring_from_records(
     store: &dyn Store,
     records: &[IssuerKey],
     previous: Option<&IssuerKeyRing>,
 ) -> Result<IssuerKeyRing, StoreError> {
-    let mut names: HashMap<IssuerId, String> = HashMap::new();
+    let mut names: HashMap<IssuerId, (String, Option<String>)> = HashMap::new();
     if let Some(prev) = previous {
         for e in prev.keys.values() {
-            names.insert(e.issuer_id.clone(), e.issuer_name.clone());
+            names.insert(
+                e.issuer_id.clone(),
+                (e.issuer_name.clone(), e.issuer_name_key.clone()),
+            );
         }
     }
     let mut ring = IssuerKeyRing::default();
@@ -952,14 +960,19 @@ async fn ring_from_records(
         let Some(key) = load_issuer_key(r) else {
             continue;
         };
-        let issuer_name = match names.get(&r.issuer_id) {
+        let (issuer_name, issuer_name_key) = match names.get(&r.issuer_id) {
             Some(n) => n.clone(),
             None => {
                 let Some(issuer) = store.issuer(&r.issuer_id).await? else {
                     continue;
                 };
-                names.insert(r.issuer_id.clone(), issuer.name.clone());
-                issuer.name
+                let holder = store.issuer_by_name(&issuer.name).await?;
+                let key = holder
+                    .is_some_and(|h| h.id == issuer.id)
+                    .then(|| bonafide_core::names::issuer_name_key(&issuer.name));
+                let named = (issuer.name, key);
+                names.insert(r.issuer_id.clone(), named.clone());
+                named
             }
         };
         if let Ok(b64) = jws::header_b64(key.alg(), AGENT_TOKEN_TYP, key.kid()) {
@@ -976,6 +989,7 @@ async fn ring_from_records(
                 key,
                 issuer_id: r.issuer_id.clone(),
                 issuer_name,
+                issuer_name_key,
                 revoked_at_ms: r.revoked_at_ms,
             },
         );

@@ -65,6 +65,24 @@ fn node_key() -> NodeKey {
     }
 }
 
+impl NodeKey {
+    /// The same key in core, to sign the registration's key proof (the interop under
+    /// test is the consent token): the JWK's `d` is the Ed25519 seed, wrapped here in
+    /// a PKCS#8 v1 structure (RFC 8410 §7).
+    fn signing_key(&self) -> bonafide_core::keys::SigningKey {
+        let private: Value =
+            serde_json::from_str(&std::fs::read_to_string(&self.private_file).unwrap()).unwrap();
+        let seed = bonafide_core::b64::decode(private["d"].as_str().unwrap()).unwrap();
+        let mut der = vec![
+            0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
+            0x04, 0x20,
+        ];
+        der.extend_from_slice(&seed);
+        bonafide_core::keys::SigningKey::from_pkcs8_der(bonafide_core::keys::Algorithm::EdDSA, &der)
+            .unwrap()
+    }
+}
+
 fn act_token(key: &NodeKey, kid: &str, claims: &Value) -> String {
     let claims_file = key.dir.path().join("claims.json");
     std::fs::write(&claims_file, claims.to_string()).unwrap();
@@ -121,12 +139,13 @@ async fn an_agentoauth_consent_token_made_by_jose_verifies_with_its_policy() {
     let h = start().await;
     let iss = issuer(&h, "travel.example").await;
     let key = node_key();
+    let proof = h.key_proof(&iss.id, &key.signing_key());
     let (st, reg) = h
         .call(
             "POST",
             "/v1/issuer/keys",
             Some(&iss.key),
-            Some(json!({"jwk": key.public})),
+            Some(json!({"jwk": key.public, "proof": proof})),
         )
         .await;
     assert_eq!(st, StatusCode::CREATED, "{reg}");

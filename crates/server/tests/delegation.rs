@@ -967,14 +967,7 @@ async fn the_keys_behind_the_ancestors_bind_the_children() {
 
     // 3. An issuer-signed root: revoking the issuer key ends its child.
     let signer = SigningKey::generate(Algorithm::EdDSA).unwrap();
-    let (st, v) = h
-        .call(
-            "POST",
-            "/v1/issuer/keys",
-            Some(&iss.key),
-            Some(json!({"jwk": signer.verifying_key().jwk()})),
-        )
-        .await;
+    let (st, v) = h.add_issuer_key(&iss.key, &iss.id, &signer).await;
     assert_eq!(st, StatusCode::CREATED, "{v}");
     let plain = agent(&h, &iss.key, "Plain root", json!({})).await;
     let now = common::now_s();

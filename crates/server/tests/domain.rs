@@ -148,14 +148,7 @@ async fn issuer_with_key(h: &Harness, name: &str) -> Iss {
     let key = v["api_key"].as_str().unwrap().to_owned();
     let id = v["issuer_id"].as_str().unwrap().to_owned();
     let sk = SigningKey::generate(Algorithm::EdDSA).unwrap();
-    let (st, v) = h
-        .call(
-            "POST",
-            "/v1/issuer/keys",
-            Some(&key),
-            Some(json!({"jwk": sk.verifying_key().jwk()})),
-        )
-        .await;
+    let (st, v) = h.add_issuer_key(&key, &id, &sk).await;
     assert_eq!(st, StatusCode::CREATED, "{v}");
     Iss { key, id, sk }
 }
@@ -367,14 +360,7 @@ async fn a_jwks_without_a_registered_live_key_is_refused() {
     // A published key that the issuer has revoked does not count either (the issuer
     // still has another, unpublished key).
     let spare = SigningKey::generate(Algorithm::EdDSA).unwrap();
-    let (st, v) = h
-        .call(
-            "POST",
-            "/v1/issuer/keys",
-            Some(&a.key),
-            Some(json!({"jwk": spare.verifying_key().jwk()})),
-        )
-        .await;
+    let (st, v) = h.add_issuer_key(&a.key, &a.id, &spare).await;
     assert_eq!(st, StatusCode::CREATED, "{v}");
     let (st, v) = h
         .call(
@@ -577,7 +563,7 @@ async fn without_the_switch_loopback_and_http_are_refused_before_connecting() {
     ] {
         let e = fetch::fetch_json(&url, &limits).await.unwrap_err();
         assert!(
-            matches!(e, FetchError::Forbidden { .. } | FetchError::Scheme(_)),
+            matches!(e, FetchError::NotPublic { .. } | FetchError::Scheme(_)),
             "{url}: {e}"
         );
         assert_no_address(&e.to_string());
@@ -785,16 +771,18 @@ async fn trust_shows_on_every_verify_path_and_lapses_with_its_key_or_its_age() {
     );
 }
 
-/// The squatting attack: a public key is public, so another party can register the
-/// key a victim publishes at its domain. Without the private half it cannot make the
-/// domain proof, so it never gets the victim's domain.
+/// The squatting attack: a public key is public, so another party could register the
+/// key a victim publishes at its domain. The key proof stops that at registration;
+/// and a key registered before that rule (put in the store here) still cannot make
+/// the domain proof without the private half, so it never gets the victim's domain.
 #[tokio::test]
 async fn registering_someone_elses_published_key_does_not_verify_their_domain() {
     let h = start_with_config(test_switch()).await;
     // The victim publishes its key at victim.example (it never used this registry).
     let victim = SigningKey::generate(Algorithm::EdDSA).unwrap();
     let site = JwksServer::start(Answer::Json(jwks(&[&victim]))).await;
-    // The squatter has its own key, and registers the victim's public key too.
+    // The squatter has its own key, and tries to register the victim's public key
+    // too: without the private half, it cannot prove it holds it.
     let squatter = issuer_with_key(&h, "squatter.example").await;
     let (st, v) = h
         .call(
@@ -804,7 +792,22 @@ async fn registering_someone_elses_published_key_does_not_verify_their_domain() 
             Some(json!({"jwk": victim.verifying_key().jwk()})),
         )
         .await;
-    assert_eq!(st, StatusCode::CREATED, "{v}");
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(code(&v), "KEY_PROOF_INVALID", "{v}");
+    // As a registry from before the key proof could hold it: registered anyway.
+    let record = bonafide_store::IssuerKey {
+        kid: victim.kid().to_owned(),
+        issuer_id: bonafide_core::ids::IssuerId::try_from(squatter.id.as_str()).unwrap(),
+        alg: victim.alg(),
+        jwk: serde_json::to_string(victim.verifying_key().jwk()).unwrap(),
+        created_at_ms: bonafide_server::time::now_ms(),
+        revoked_at_ms: None,
+    };
+    h.state
+        .store
+        .add_issuer_key(&record, &common::admin_key_audit())
+        .await
+        .unwrap();
     let token = agent_token(&h, &squatter).await;
     let aud = h.state.config.public_url.clone();
     let ask = |proof: Option<String>| {

@@ -46,7 +46,8 @@ async fn register_key(h: &Harness, iss: &Iss, sk: &SigningKey) -> Value {
     for member in ["kid", "alg", "use"] {
         jwk.as_object_mut().unwrap().remove(member);
     }
-    let (st, v) = add_key(h, &iss.key, json!({"jwk": jwk})).await;
+    let proof = h.key_proof(&iss.id, sk);
+    let (st, v) = add_key(h, &iss.key, json!({"jwk": jwk, "proof": proof})).await;
     assert_eq!(st, StatusCode::CREATED, "{v}");
     assert_eq!(v["kid"], sk.kid());
     assert_eq!(v["alg"], sk.alg().as_str());
@@ -226,7 +227,16 @@ async fn a_key_made_and_used_by_python_cryptography_verifies() {
     ]))
     .unwrap();
     assert!(jwk.get("d").is_none());
-    let (st, v) = add_key(&h, &iss.key, json!({"jwk": jwk, "alg": "EdDSA"})).await;
+    // The proof of possession is signed here with the same key (the interop under
+    // test is the token, below).
+    let private = SigningKey::from_pkcs8_pem(&std::fs::read_to_string(&key_file).unwrap()).unwrap();
+    let proof = h.key_proof(&iss.id, &private);
+    let (st, v) = add_key(
+        &h,
+        &iss.key,
+        json!({"jwk": jwk, "alg": "EdDSA", "proof": proof}),
+    )
+    .await;
     assert_eq!(st, StatusCode::CREATED, "{v}");
     let kid = v["kid"].as_str().unwrap().to_owned();
 
@@ -412,16 +422,27 @@ async fn key_registration_errors() {
 
     // With the thumbprint as kid and a matching alg: fine; then a duplicate is 409,
     // for the same issuer and for another one.
-    let (st, v) = add_key(&h, &iss.key, json!({"jwk": public, "alg": "EdDSA"})).await;
+    // (Each with its proof of possession; see the security suite for its refusals.)
+    let proof = h.key_proof(&iss.id, &ed);
+    let (st, v) = add_key(
+        &h,
+        &iss.key,
+        json!({"jwk": public, "alg": "EdDSA", "proof": proof}),
+    )
+    .await;
     assert_eq!(st, StatusCode::CREATED, "{v}");
-    let (st, v) = add_key(&h, &iss.key, json!({"jwk": public})).await;
+    let proof = h.key_proof(&iss.id, &ed);
+    let (st, v) = add_key(&h, &iss.key, json!({"jwk": public, "proof": proof})).await;
     assert_eq!(st, StatusCode::CONFLICT, "{v}");
-    let (st, v) = add_key(&h, &other.key, json!({"jwk": public})).await;
+    let proof = h.key_proof(&other.id, &ed);
+    let (st, v) = add_key(&h, &other.key, json!({"jwk": public, "proof": proof})).await;
     assert_eq!(st, StatusCode::CONFLICT, "{v}");
-    // The registry's own signing key cannot be registered as an issuer key.
-    let registry_jwk =
-        serde_json::to_value(h.state.keys.load().active.verifying_key().jwk()).unwrap();
-    let (st, v) = add_key(&h, &iss.key, json!({"jwk": registry_jwk})).await;
+    // The registry's own signing key cannot be registered as an issuer key (even by
+    // someone who could sign with it).
+    let ring = h.state.keys.load();
+    let registry_jwk = serde_json::to_value(ring.active.verifying_key().jwk()).unwrap();
+    let proof = h.key_proof(&iss.id, &ring.active);
+    let (st, v) = add_key(&h, &iss.key, json!({"jwk": registry_jwk, "proof": proof})).await;
     assert_eq!(st, StatusCode::CONFLICT, "{v}");
 
     // Keys: none is 401; admin and receiver keys are 403.

@@ -462,6 +462,9 @@ impl Store for CountingStore {
     async fn issuer(&self, id: &IssuerId) -> StoreResult<Option<Issuer>> {
         self.inner.issuer(id).await
     }
+    async fn issuer_by_name(&self, name: &str) -> StoreResult<Option<Issuer>> {
+        self.inner.issuer_by_name(name).await
+    }
     async fn create_agent(
         &self,
         g: &Agent,

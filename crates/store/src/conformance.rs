@@ -57,6 +57,7 @@ macro_rules! conformance_tests {
             admin_keys,
             create_issuer_stores_issuer_and_key,
             create_issuer_rejects_taken_name,
+            equivalent_issuer_names_are_one_name,
             create_agent_round_trips,
             create_agent_is_atomic,
             create_agent_for_unknown_issuer_is_not_found,
@@ -511,6 +512,37 @@ pub async fn create_issuer_rejects_taken_name(store: Arc<dyn Store>) {
     assert_eq!(store.issuer(&second.id).await.unwrap(), None);
     assert_eq!(store.api_key(&key).await.unwrap(), None);
     assert_eq!(store.issuer(&first.id).await.unwrap(), Some(first));
+}
+
+/// Names that differ only by case, a leading `https://` or trailing dots are one
+/// name: the second is `Conflict`, and the name finds its one holder in any spelling.
+pub async fn equivalent_issuer_names_are_one_name(store: Arc<dyn Store>) {
+    let (first, _) = issuer(&*store).await;
+    let upper = first.name.to_uppercase();
+    for same in [
+        upper.clone(),
+        format!("{}.", first.name),
+        format!("https://{}", first.name),
+        format!("HTTPS://{upper}."),
+    ] {
+        let twin = Issuer {
+            id: IssuerId::from_random(unique()),
+            name: same.clone(),
+            created_at_ms: T0_MS + 1,
+        };
+        let err = store
+            .create_issuer(&twin, &key_hash(KeyKind::Issuer), &audit_note())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{same}: {err:?}");
+        assert_eq!(store.issuer(&twin.id).await.unwrap(), None);
+        assert_eq!(
+            store.issuer_by_name(&same).await.unwrap(),
+            Some(first.clone()),
+            "{same}"
+        );
+    }
+    assert_eq!(store.issuer_by_name("nobody.example").await.unwrap(), None);
 }
 
 // ---- agents

@@ -621,6 +621,11 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     ) -> Result<(), StoreError>;
     /// The issuer with this id.
     async fn issuer(&self, id: &IssuerId) -> Result<Option<Issuer>, StoreError>;
+    /// The issuer that holds `name`, compared as
+    /// [`bonafide_core::names::issuer_name_key`] compares names (case, a leading
+    /// `https://`, trailing dots). At most one issuer holds a name; of twins created
+    /// before that rule, the oldest.
+    async fn issuer_by_name(&self, name: &str) -> Result<Option<Issuer>, StoreError>;
 
     // ---- receivers
     /// Creates a receiver and its API key, atomically. `Conflict` if the name is taken.

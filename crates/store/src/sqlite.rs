@@ -34,6 +34,7 @@ use bonafide_core::apikey::{ApiKeyHash, KeyKind};
 use bonafide_core::ids::{AgentId, IssuerId, ReceiptId, ReceiverId, TokenId};
 use bonafide_core::keys::Algorithm;
 use bonafide_core::merkle::{self, Frontier, Hash};
+use bonafide_core::names;
 use bonafide_core::policy::Decimal;
 use sqlx::error::DatabaseError;
 use sqlx::migrate::Migrator;
@@ -116,6 +117,27 @@ impl fmt::Debug for SqliteStore {
     }
 }
 
+/// Gives every issuer without a name key (those created before migration 0011) its
+/// key, oldest first; an issuer whose name an older one holds keeps none (`OR
+/// IGNORE`): it is then found by id only, never by name.
+async fn fill_issuer_name_keys(writer: &SqlitePool) -> Result<(), StoreError> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT id, name FROM issuers WHERE name_key IS NULL ORDER BY created_at_ms, rowid",
+    )
+    .fetch_all(writer)
+    .await
+    .map_err(db_err)?;
+    for (id, name) in rows {
+        sqlx::query("UPDATE OR IGNORE issuers SET name_key = ? WHERE id = ?")
+            .bind(names::issuer_name_key(&name))
+            .bind(&id)
+            .execute(writer)
+            .await
+            .map_err(db_err)?;
+    }
+    Ok(())
+}
+
 impl SqliteStore {
     /// Opens (creating if missing) `<data_dir>/bonafide.db` and brings its schema up to
     /// date.
@@ -161,6 +183,7 @@ impl SqliteStore {
             .run(&writer)
             .await
             .map_err(|e| StoreError::Backend(format!("migration failed: {e}")))?;
+        fill_issuer_name_keys(&writer).await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(READERS)
             .test_before_acquire(false)
@@ -417,9 +440,10 @@ impl Store for SqliteStore {
         audit: &AuditRecord,
     ) -> Result<(), StoreError> {
         let mut tx = self.write_tx().await?;
-        sqlx::query("INSERT INTO issuers (id, name, created_at_ms) VALUES (?, ?, ?)")
+        sqlx::query("INSERT INTO issuers (id, name, name_key, created_at_ms) VALUES (?, ?, ?, ?)")
             .bind(issuer.id.as_str())
             .bind(&issuer.name)
+            .bind(names::issuer_name_key(&issuer.name))
             .bind(issuer.created_at_ms)
             .execute(&mut *tx)
             .await
@@ -444,6 +468,18 @@ impl Store for SqliteStore {
             .map_err(db_err)?
             .map(IssuerRow::into_issuer)
             .transpose()
+    }
+
+    async fn issuer_by_name(&self, name: &str) -> Result<Option<Issuer>, StoreError> {
+        sqlx::query_as::<_, IssuerRow>(
+            "SELECT id, name, created_at_ms FROM issuers WHERE name_key = ?",
+        )
+        .bind(names::issuer_name_key(name))
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db_err)?
+        .map(IssuerRow::into_issuer)
+        .transpose()
     }
 
     async fn create_receiver(
@@ -2582,7 +2618,8 @@ fn db_err_ref(e: &sqlx::Error) -> StoreError {
 
 /// SQLite says `UNIQUE constraint failed: <table>.<column>`; say it in domain words.
 fn conflict_message(db: &dyn DatabaseError) -> &'static str {
-    const MESSAGES: [(&str, &str); 13] = [
+    const MESSAGES: [(&str, &str); 14] = [
+        ("issuers.name_key", "issuer name is taken"),
         ("issuers.name", "issuer name is taken"),
         ("issuers.id", "issuer id already exists"),
         ("receivers.name", "receiver name is taken"),

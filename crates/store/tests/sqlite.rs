@@ -415,3 +415,68 @@ async fn the_schema_never_holds_a_suspended_revoked_agent() {
     assert_eq!(stored.suspend_reason.as_deref(), Some("why"));
     assert_eq!(store.suspended_agents().await.unwrap(), [held.id]);
 }
+
+/// Equivalent issuer names registered before names were unique by key (migration
+/// 0011): opening the store never fails on them, the oldest keeps the name, the
+/// younger twin is still there (by id) but holds no name.
+#[tokio::test]
+async fn issuer_twins_from_before_name_keys_leave_the_name_to_the_oldest() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let store = SqliteStore::open(&data).await.unwrap();
+    let (older, younger) = (issuer(1), issuer(2));
+    for (n, i) in [(1, &older), (2, &younger)] {
+        store
+            .create_issuer(
+                i,
+                &ApiKey::from_random(KeyKind::Issuer, [n; 20]).hash(),
+                &audit_note(),
+            )
+            .await
+            .unwrap();
+    }
+    // As a registry from before 0011 holds them: twins, no name keys.
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
+        "sqlite://{}",
+        store.path().display()
+    ))
+    .await
+    .unwrap();
+    for (i, name, at) in [
+        (&younger, "https://Twin.example.", T0_MS + 1),
+        (&older, "twin.example", T0_MS),
+    ] {
+        sqlx::query("UPDATE issuers SET name = ?, name_key = NULL, created_at_ms = ? WHERE id = ?")
+            .bind(name)
+            .bind(at)
+            .bind(i.id.as_str())
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    drop(conn);
+    store.close().await;
+
+    let store = SqliteStore::open(&data).await.unwrap();
+    let holder = store.issuer_by_name("TWIN.example").await.unwrap().unwrap();
+    assert_eq!(holder.id, older.id);
+    assert_eq!(
+        store.issuer(&younger.id).await.unwrap().unwrap().name,
+        "https://Twin.example."
+    );
+    // And no third twin gets in.
+    let third = Issuer {
+        id: IssuerId::from_random([3; 16]),
+        name: "Twin.Example".into(),
+        created_at_ms: T0_MS + 2,
+    };
+    let err = store
+        .create_issuer(
+            &third,
+            &ApiKey::from_random(KeyKind::Issuer, [3; 20]).hash(),
+            &audit_note(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+}

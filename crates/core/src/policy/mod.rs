@@ -35,12 +35,13 @@
 //!
 //! Rules (each one an error at registration, never silently ignored):
 //! - `version` is exactly `"pol.v0.2"`.
-//! - `id`: 1–128 characters, no control characters.
+//! - `id`: 1–128 characters, none of the characters [`crate::names`] refuses
+//!   (controls, invisible, bidirectional-control, line separators).
 //! - `actions`: 1–64 entries, each 1–128 characters of `[a-zA-Z0-9_:.-]`, no repeats.
 //!   Actions compare exactly (no wildcards, case-sensitive).
 //! - `resources` (optional, at most 64): `type` as an action, and `match` with `ids`
-//!   and/or `prefixes` (together 1–256 entries, each 1–256 characters, no control
-//!   characters).
+//!   and/or `prefixes` (together 1–256 entries, each 1–256 characters, none of the
+//!   characters [`crate::names`] refuses).
 //! - `limits` (optional): at least one of `per_txn {amount, currency}` and
 //!   `per_period {amount, currency, period}`; both in the same currency. Amounts and
 //!   currencies follow [`money`].
@@ -465,10 +466,13 @@ fn text(v: &Value, path: &str, max: usize) -> Result<String, PolicyError> {
             Problem::BadText(format!("must be 1 to {max} characters")),
         ));
     }
-    if s.chars().any(char::is_control) {
+    if let Some(c) = crate::names::forbidden_char(s) {
         return Err(field(
             path,
-            Problem::BadText("control characters are refused".into()),
+            Problem::BadText(format!(
+                "{} is refused (control, invisible, bidirectional-control and line-separator characters are)",
+                crate::names::describe(c)
+            )),
         ));
     }
     Ok(s.to_owned())
@@ -810,6 +814,19 @@ mod tests {
             "24:00", "7:00", "07:0", "07-00", "07:60", " 07:00", "0700", "０7:00",
         ] {
             assert_eq!(hh_mm(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn policy_text_refuses_what_names_refuse() {
+        let policy = |id: &str| serde_json::json!({"version": "pol.v0.2", "id": id, "actions": ["payments.send"]});
+        assert!(Policy::from_value(policy("pol_travel")).is_ok());
+        for c in ['\u{202E}', '\u{200B}', '\u{2028}', '\u{FEFF}', '\u{7}'] {
+            let err = Policy::from_value(policy(&format!("pol{c}travel")))
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(err.contains(&crate::names::describe(c)), "{err}");
         }
     }
 

@@ -22,7 +22,10 @@ use crate::time::{now_ms, rfc3339_ms, rfc3339_s};
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateIssuer {
-    /// Unique name, usually the organisation's domain (`apexwealth.com`).
+    /// Unique name, usually the organisation's domain (`apexwealth.com`). Names that
+    /// differ only by case, a leading `https://` or trailing dots are the same name
+    /// (a consent token's `iss` may use any of them); a name that is an issuer id
+    /// (`iss_…`) is refused.
     pub name: String,
 }
 
@@ -49,6 +52,13 @@ pub async fn create_issuer(
     ApiJson(body): ApiJson<CreateIssuer>,
 ) -> Result<(StatusCode, ApiJson<IssuerCreated>), ApiError> {
     let name = check_text("name", &body.name, 253)?;
+    // A consent token's `iss` is an issuer id or a name: a name that reads as an id
+    // would let it name two issuers.
+    if IssuerId::try_from(bonafide_core::names::issuer_name_key(&name).as_str()).is_ok() {
+        return Err(ApiError::invalid(
+            "`name` must not be an issuer id (`iss_…`): choose the organisation's domain or name",
+        ));
+    }
     let issuer = Issuer {
         id: IssuerId::from_random(random16()?),
         name,
@@ -71,7 +81,10 @@ pub async fn create_issuer(
             bonafide_store::StoreError::Conflict(_) => ApiError::new(
                 StatusCode::CONFLICT,
                 "CONFLICT",
-                format!("an issuer named `{}` already exists", issuer.name),
+                format!(
+                    "an issuer named `{}` already exists (names differing only by case, `https://` or a trailing dot are one name)",
+                    issuer.name
+                ),
             ),
             other => other.into(),
         })?;

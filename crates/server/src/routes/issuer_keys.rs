@@ -3,6 +3,12 @@
 //! `kid` = the key's RFC 7638 thumbprint). The registry never holds, generates or
 //! returns an issuer's private key: a JWK with private members is refused.
 //!
+//! Registering a key takes a key proof ([`bonafide_core::key_proof`]) signed by its
+//! private half for this issuer at this registry, checked before anything else is
+//! looked up: a public key is public, and without the proof anyone could register
+//! (squat) a key another party publishes. A key already registered answers the same
+//! 409 whoever holds it, and only to a caller who proved it holds the key.
+//!
 //! A key is revoked for good; from the very next verify on, every token it signed
 //! answers `TOKEN_REVOKED` (with `KEY_REVOKED` among the reasons). Another issuer's
 //! key answers 404, exactly like a missing one.
@@ -12,6 +18,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::StatusCode;
 use bonafide_core::audit::{Actor, EventType};
+use bonafide_core::key_proof::{self, KeyProofError};
 use bonafide_core::keys::{Algorithm, Jwk, KeyError, VerifyingKey};
 use bonafide_core::token::KeyResolver;
 use bonafide_store::{Issuer, IssuerKey, StoreError};
@@ -37,6 +44,24 @@ pub struct AddIssuerKey {
     /// `EdDSA`, `ES256` or `RS256`; defaults from the key type, and must fit it.
     #[serde(default)]
     pub alg: Option<String>,
+    /// Required: a key proof, a compact JWS with header `typ` `bonafide-key-proof+jwt`
+    /// and `kid` this key's RFC 7638 thumbprint, signed by this key's private half,
+    /// over exactly `{iss: <issuer id>, aud: <registry public URL>, iat, jkt: <the
+    /// thumbprint>, jti?}` with `iat` within 300 s of the registry's clock. `bonafide
+    /// issuer-key add` makes one.
+    #[serde(default)]
+    pub proof: Option<String>,
+}
+
+/// `GET /v1/issuer` answer: the calling issuer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IssuerSelf {
+    /// `iss_…`: the `iss` of the tokens and proofs it signs.
+    pub issuer_id: String,
+    /// Its registered name.
+    pub name: String,
+    /// RFC 3339.
+    pub created_at: String,
 }
 
 /// A registered issuer key.
@@ -152,20 +177,73 @@ fn check_key(body: &AddIssuerKey) -> Result<VerifyingKey, ApiError> {
     Ok(key)
 }
 
-/// Registers a public key the caller signs its agents' tokens with.
+fn proof_invalid(message: String) -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "KEY_PROOF_INVALID",
+        message,
+    )
+}
+
+/// Checks the key proof: signed by `key` itself, for this issuer at this registry,
+/// recently.
+fn check_proof(
+    state: &AppState,
+    issuer: &Issuer,
+    key: &VerifyingKey,
+    proof: Option<&str>,
+) -> Result<(), ApiError> {
+    let Some(proof) = proof else {
+        return Err(proof_invalid(
+            "`proof` is required: a `bonafide-key-proof+jwt` signed by the private half of the key you register (`bonafide issuer-key add` makes one)".into(),
+        ));
+    };
+    let expected = key_proof::Expected {
+        issuer: issuer.id.as_str(),
+        audience: &state.config.public_url,
+        now: now_ms() / 1000,
+    };
+    key_proof::verify(proof, key, &expected).map_err(|e| {
+        let hint = match e {
+            KeyProofError::Mismatch { .. } | KeyProofError::Stale { .. } => {
+                " (sign a new proof for this issuer, key and registry)"
+            }
+            _ => "",
+        };
+        proof_invalid(format!("key not registered: {e}{hint}"))
+    })?;
+    Ok(())
+}
+
+/// The calling issuer: its id (the `iss` its tokens and proofs carry) and name.
+#[utoipa::path(get, path = "/v1/issuer", tag = "issuer", security(("api_key" = [])),
+    responses((status = 200, body = IssuerSelf), (status = 401), (status = 403)))]
+pub async fn me(IssuerAuth(issuer): IssuerAuth) -> ApiJson<IssuerSelf> {
+    ApiJson(IssuerSelf {
+        issuer_id: issuer.id.to_string(),
+        name: issuer.name,
+        created_at: rfc3339_ms(issuer.created_at_ms),
+    })
+}
+
+/// Registers a public key the caller signs its agents' tokens with, once it proved it
+/// holds the private half.
 #[utoipa::path(post, path = "/v1/issuer/keys", tag = "issuer", request_body = AddIssuerKey,
     security(("api_key" = [])),
     responses((status = 201, body = IssuerKeyView),
               (status = 400, description = "the JWK holds private key material"),
               (status = 401), (status = 403),
-              (status = 409, description = "this key is already registered"),
-              (status = 422, description = "not a usable public key, or `alg` does not fit it")))]
+              (status = 409, description = "this key is already registered (by whom is not said)"),
+              (status = 422, description = "not a usable public key, or `alg` does not fit it (`KEY_INVALID`); `proof` missing or does not hold (`KEY_PROOF_INVALID`, with why)")))]
 pub async fn add(
     State(state): State<Arc<AppState>>,
     IssuerAuth(issuer): IssuerAuth,
     ApiJson(body): ApiJson<AddIssuerKey>,
 ) -> Result<(StatusCode, ApiJson<IssuerKeyView>), ApiError> {
     let key = check_key(&body)?;
+    // Before any lookup: whether a key is registered is told only to its holder.
+    check_proof(&state, &issuer, &key, body.proof.as_deref())?;
+    // One answer whoever holds it (this issuer, another one, or the registry).
     let taken = format!("key `{}` is already registered", key.kid());
     let conflict = move || ApiError::new(StatusCode::CONFLICT, "CONFLICT", taken.clone());
     // A registry key's kid would never reach the issuer key (the registry's keys are

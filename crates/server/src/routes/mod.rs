@@ -41,8 +41,10 @@ pub(crate) fn new_token_id() -> Result<TokenId, crate::error::ApiError> {
     Ok(TokenId::from_random(random16()?))
 }
 
-/// Checks a short human-readable text field: trimmed, non-empty, bounded, no control
-/// characters.
+/// Checks a short human-readable text field (every name, reason and description):
+/// trimmed, non-empty, bounded, and none of the characters
+/// [`bonafide_core::names::is_forbidden`] refuses (controls, invisible and
+/// bidirectional-control characters, line separators), named by code point.
 pub(crate) fn check_text(
     field: &str,
     value: &str,
@@ -59,9 +61,10 @@ pub(crate) fn check_text(
             "`{field}` is longer than {max} characters"
         )));
     }
-    if v.chars().any(char::is_control) {
+    if let Some(c) = bonafide_core::names::forbidden_char(v) {
         return Err(crate::error::ApiError::invalid(format!(
-            "`{field}` contains control characters"
+            "`{field}` contains {}: control, invisible, bidirectional-control and line-separator characters are refused",
+            bonafide_core::names::describe(c)
         )));
     }
     Ok(v.to_owned())

@@ -392,11 +392,11 @@ fn check_params(raw: Vec<(String, String)>) -> Result<Params, OAuthError> {
         )));
     }
     for a in &audience {
-        if a.is_empty() || a.len() > 256 || a.chars().any(char::is_control) {
+        if a.is_empty() || a.len() > 256 || bonafide_core::names::forbidden_char(a).is_some() {
             return Err(OAuthError::new(
                 "invalid_target",
                 "INVALID_REQUEST",
-                "each `audience` must be 1 to 256 characters without control characters",
+                "each `audience` must be 1 to 256 characters without control, invisible or bidirectional-control characters",
             ));
         }
     }

@@ -80,24 +80,30 @@ pub struct IssuerSigned {
 /// keys makes its consent tokens name the key by its thumbprint.
 pub const MAX_CONSENT_KEYS: usize = 8;
 
-/// True if a consent token's `iss` names this key's issuer: its id (`iss_…`), its
-/// registered name, or `https://` followed by the name.
+/// True if a consent token's `iss` names this key's issuer: its id (`iss_…`), or
+/// (if `iss` is not an issuer id) the name the issuer holds, in any spelling
+/// [`bonafide_core::names::issuer_name_key`] makes one (case, `https://`, trailing
+/// dots). Ids are unique and a name has at most one holder, so an `iss` names at most
+/// one issuer.
 fn names_issuer(iss: &str, entry: &IssuerKeyEntry) -> bool {
-    iss == entry.issuer_id.as_str()
-        || iss == entry.issuer_name
-        || iss
-            .strip_prefix("https://")
-            .is_some_and(|host| host == entry.issuer_name)
+    if IssuerId::try_from(iss).is_ok() {
+        return iss == entry.issuer_id.as_str();
+    }
+    entry
+        .issuer_name_key
+        .as_deref()
+        .is_some_and(|key| key == bonafide_core::names::issuer_name_key(iss))
 }
 
 /// An AgentOAuth consent token ([`consent`]), verified with a registered EdDSA issuer
 /// key, never one the token offers. The header `kid` is the issuer's own name for the
 /// key: if it is a registered thumbprint that key is used; otherwise the unverified
-/// `iss` only picks the issuer, and its EdDSA keys are tried (unrevoked first, at most
-/// [`MAX_CONSENT_KEYS`]); the token is accepted only if one verifies and its `iss`
-/// names that key's issuer. The `agent` must be an `agt_…` id or the agent's `did:web`
-/// (`AGENT_UNKNOWN` otherwise; [`check_token`] then checks it is that issuer's). The
-/// result is in the agent-token shape, so every later rule applies unchanged.
+/// `iss` only picks the issuer ([`names_issuer`]: exactly one), and its EdDSA keys,
+/// no other issuer's, are tried (unrevoked first, at most [`MAX_CONSENT_KEYS`]); the
+/// token is accepted only if one verifies and its `iss` names that key's issuer. The
+/// `agent` must be an `agt_…` id or the agent's `did:web` (`AGENT_UNKNOWN` otherwise;
+/// [`check_token`] then checks it is that issuer's). The result is in the agent-token
+/// shape, so every later rule applies unchanged.
 fn verify_consent(
     state: &AppState,
     ring: &IssuerKeyRing,
@@ -117,7 +123,11 @@ fn verify_consent(
                 .entries()
                 .filter(|e| e.key.alg() == Algorithm::EdDSA && names_issuer(iss, e))
                 .collect();
-            if found.is_empty() {
+            // `names_issuer` names one issuer at most (ids and name keys are unique);
+            // were that ever broken, no issuer is picked rather than a mix whose
+            // keys crowd each other out.
+            let first = found.first().map(|e| e.issuer_id.clone());
+            if found.is_empty() || found.iter().any(|e| Some(&e.issuer_id) != first.as_ref()) {
                 return Err(TokenError::IssuerUnknown(iss.chars().take(128).collect()));
             }
             found.sort_by(|a, b| {
@@ -139,11 +149,12 @@ fn verify_consent(
     let mut error = TokenError::UnknownKey;
     for entry in entries {
         let mut opts = opts.clone();
-        opts.issuers = vec![
-            entry.issuer_id.to_string(),
-            entry.issuer_name.clone(),
-            format!("https://{}", entry.issuer_name),
-        ];
+        // The token's own spelling of the issuer, once it names this key's issuer;
+        // any other `iss` fails as `ISSUER_UNKNOWN` after the signature.
+        opts.issuers = match &candidate.iss {
+            Some(iss) if names_issuer(iss, entry) => vec![iss.clone()],
+            _ => vec![entry.issuer_id.to_string()],
+        };
         let verified = match consent::verify(text, &entry.key, &opts, now_s) {
             Ok(v) => v,
             Err(TokenError::BadSignature) => {

@@ -81,10 +81,10 @@ pub struct VerifyActionResponse {
 }
 
 fn check_request(req: &VerifyActionRequest) -> Result<(), ApiError> {
-    let visible = |s: &str| s.chars().all(|c| !c.is_control());
+    let visible = |s: &str| bonafide_core::names::forbidden_char(s).is_none();
     if req.action.is_empty() || req.action.chars().count() > 128 || !visible(&req.action) {
         return Err(ApiError::invalid(
-            "`action` must be 1 to 128 characters, no control characters",
+            "`action` must be 1 to 128 characters, no control, invisible or bidirectional-control characters",
         ));
     }
     if req.resource.is_empty()
@@ -93,7 +93,7 @@ fn check_request(req: &VerifyActionRequest) -> Result<(), ApiError> {
         || req.resource.contains(':')
     {
         return Err(ApiError::invalid(
-            "`resource` must be 1 to 256 characters, no `:` and no control characters",
+            "`resource` must be 1 to 256 characters, no `:` and no control, invisible or bidirectional-control characters",
         ));
     }
     if req.nonce.is_empty()

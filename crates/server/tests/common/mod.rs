@@ -240,6 +240,37 @@ impl Harness {
             name: name.to_owned(),
         }
     }
+
+    /// A fresh key proof (`bonafide-key-proof+jwt`) by `sk` for registering it as a
+    /// key of `issuer_id` at this registry.
+    pub fn key_proof(&self, issuer_id: &str, sk: &bonafide_core::keys::SigningKey) -> String {
+        let claims = bonafide_core::key_proof::KeyProofClaims {
+            iss: issuer_id.to_owned(),
+            aud: self.state.config.public_url.clone(),
+            iat: now_s(),
+            jkt: sk.kid().to_owned(),
+            jti: None,
+        };
+        bonafide_core::key_proof::sign(sk, &claims).unwrap()
+    }
+
+    /// `POST /v1/issuer/keys` with the public half of `sk` and its key proof.
+    pub async fn add_issuer_key(
+        &self,
+        api_key: &str,
+        issuer_id: &str,
+        sk: &bonafide_core::keys::SigningKey,
+    ) -> (StatusCode, Value) {
+        let jwk = serde_json::to_value(sk.verifying_key().jwk()).unwrap();
+        let proof = self.key_proof(issuer_id, sk);
+        self.call(
+            "POST",
+            "/v1/issuer/keys",
+            Some(api_key),
+            Some(json!({"jwk": jwk, "proof": proof})),
+        )
+        .await
+    }
 }
 
 /// The interop virtualenv's Python (`BONAFIDE_INTEROP_PYTHON` overrides), which the
