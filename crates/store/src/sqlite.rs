@@ -117,7 +117,7 @@ impl fmt::Debug for SqliteStore {
     }
 }
 
-/// Gives every issuer without a name key (those created before migration 0011) its
+/// Gives every issuer without a name key (those created before migration 0013) its
 /// key, oldest first; an issuer whose name an older one holds keeps none (`OR
 /// IGNORE`): it is then found by id only, never by name.
 async fn fill_issuer_name_keys(writer: &SqlitePool) -> Result<(), StoreError> {

@@ -417,7 +417,7 @@ async fn the_schema_never_holds_a_suspended_revoked_agent() {
 }
 
 /// Equivalent issuer names registered before names were unique by key (migration
-/// 0011): opening the store never fails on them, the oldest keeps the name, the
+/// 0013): opening the store never fails on them, the oldest keeps the name, the
 /// younger twin is still there (by id) but holds no name.
 #[tokio::test]
 async fn issuer_twins_from_before_name_keys_leave_the_name_to_the_oldest() {
@@ -435,7 +435,7 @@ async fn issuer_twins_from_before_name_keys_leave_the_name_to_the_oldest() {
             .await
             .unwrap();
     }
-    // As a registry from before 0011 holds them: twins, no name keys.
+    // As a registry from before 0013 holds them: twins, no name keys.
     let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
         "sqlite://{}",
         store.path().display()
