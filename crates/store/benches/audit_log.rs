@@ -664,7 +664,9 @@ impl Store for CountingStore {
         audiences: &[String],
         audit: &AuditRecord,
     ) -> StoreResult<()> {
-        self.inner.set_receiver_audiences(id, audiences, audit).await
+        self.inner
+            .set_receiver_audiences(id, audiences, audit)
+            .await
     }
     async fn record_decisions(
         &self,

@@ -540,18 +540,18 @@ pub async fn exchange(
             .map(str::to_owned)
             .collect(),
     };
-    // Every token lives at most `max_token_ttl`: a child until min(parent's `exp`,
-    // now + max_token_ttl) unless it asks for less (asking past the parent's `exp` is
-    // a widening; past the maximum, a bad request).
-    let max_ttl = state.config.max_token_ttl_s;
-    let exp = match params.expires_in {
-        None => parent.exp.min(now_s.saturating_add(max_ttl)),
-        Some(n) if n > max_ttl => {
-            return Err(OAuthError::request(format!(
-                "`expires_in` is over this registry's maximum token lifetime of {max_ttl} s"
-            )));
-        }
+    // Every token lives at most `max_token_ttl`: a child until min(its parent's
+    // `exp`, now + max_token_ttl), or less if it asks (asking past the parent's `exp`
+    // is a widening, reported with the others).
+    let cap = now_s.saturating_add(state.config.max_token_ttl_s);
+    let asked = match params.expires_in {
+        None => parent.exp,
         Some(n) => now_s.saturating_add(n),
+    };
+    let exp = if asked > parent.exp {
+        asked
+    } else {
+        asked.min(cap)
     };
     // The child is bound to the actor's current key, if it has one; core refuses a
     // bearer child of a bound parent (`cnf`).

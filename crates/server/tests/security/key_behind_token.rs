@@ -12,16 +12,9 @@ use crate::common::{self, Harness};
 pub const GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 pub const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
 
-/// Registers `key` as one of the issuer's signing keys.
-pub async fn register_issuer_key(h: &Harness, issuer_key: &str, key: &SigningKey) {
-    let (st, v) = h
-        .call(
-            "POST",
-            "/v1/issuer/keys",
-            Some(issuer_key),
-            Some(json!({"jwk": key.verifying_key().jwk()})),
-        )
-        .await;
+/// Registers `key` as one of the issuer's signing keys (with its key proof).
+pub async fn register_issuer_key(h: &Harness, iss: &common::CreatedIssuer, key: &SigningKey) {
+    let (st, v) = h.add_issuer_key(&iss.key, &iss.id, key).await;
     assert_eq!(st, StatusCode::CREATED, "{v}");
 }
 
@@ -87,7 +80,7 @@ async fn revoking_the_key_behind_a_consent_token_ends_its_delegated_children() {
     let h = common::start().await;
     let iss = h.issuer_full("consent-keys.example").await;
     let signer = SigningKey::generate(Algorithm::EdDSA).unwrap();
-    register_issuer_key(&h, &iss.key, &signer).await;
+    register_issuer_key(&h, &iss, &signer).await;
     let root = h
         .register(
             &iss.key,

@@ -40,7 +40,7 @@ async fn issuer_signed_and_consent_tokens_live_at_most_max_token_ttl() {
     let h = start().await;
     let iss = h.issuer_full("ttl.example").await;
     let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
-    register_issuer_key(&h, &iss.key, &key).await;
+    register_issuer_key(&h, &iss, &key).await;
     let agent = h
         .register(
             &iss.key,
