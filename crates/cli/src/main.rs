@@ -98,7 +98,8 @@ enum PolicyCmd {
 
 #[derive(Debug, Subcommand)]
 enum ReceiptCmd {
-    /// Verify a receipt offline: its signature against the registry's JWKS and, with
+    /// Verify a receipt offline: its signature against the registry's receipt JWKS
+    /// (/.well-known/receipt-jwks.json) and, with
     /// --request, that it was issued for that verify request. Prints the claims;
     /// exit 1 if a check fails (forged, altered, not a receipt, unknown key, another
     /// request), 2 on errors.
