@@ -13,5 +13,6 @@ mod key_behind_token;
 mod lifetimes;
 mod log_amplification;
 mod registration;
+mod receipts_did;
 mod replay;
 mod slow_clients;
