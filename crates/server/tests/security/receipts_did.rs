@@ -409,3 +409,55 @@ async fn did_document_and_directory_of_a_suspended_or_revoked_agent_say_deactiva
     post(format!("/v1/agents/{agent}/revoke")).await;
     says_deactivated(&h, &agent, &documents(&h, &agent).await, "AGENT_REVOKED");
 }
+
+#[tokio::test]
+async fn a_delegated_token_is_refused_unbound_once_its_actor_has_a_key() {
+    let h = start().await;
+    let iss = h.issuer("chain.example").await;
+    let scopes = json!({"name": "Root", "scopes": ["read:orders"]});
+    let root = h.register(&iss, scopes.clone()).await;
+    let mut sub_body = scopes;
+    sub_body["name"] = json!("Sub");
+    let sub = h.register(&iss, sub_body).await;
+    let jwt = "urn:ietf:params:oauth:token-type:jwt";
+    let resp = h
+        .http
+        .post(format!("{}/v1/token", h.base))
+        .bearer_auth(&iss)
+        .form(&[
+            ("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"),
+            ("subject_token", root["token"].as_str().unwrap()),
+            ("subject_token_type", jwt),
+            ("actor_token", sub["token"].as_str().unwrap()),
+            ("actor_token_type", jwt),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let v: Value = resp.json().await.unwrap();
+    let child = v["access_token"].as_str().unwrap().to_owned();
+    assert!(segment(&child, 1).get("cnf").is_none());
+    assert_eq!(h.verify_token(&child).await["valid"], true);
+
+    // The actor (the agent presenting the child) gets a key: the unbound child is
+    // refused, as its own unbound tokens are.
+    let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    let sub_id = sub["agent_id"].as_str().unwrap();
+    let (st, v) = h
+        .call(
+            "PUT",
+            &format!("/v1/agents/{sub_id}/keys"),
+            Some(&iss),
+            Some(json!({"public_key": key.verifying_key().jwk()})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    binding_required(&h.verify_token(&child).await);
+    binding_required(&h.verify_token(sub["token"].as_str().unwrap()).await);
+    // The root has no key: its own bearer token still verifies.
+    assert_eq!(
+        h.verify_token(root["token"].as_str().unwrap()).await["valid"],
+        true
+    );
+}
