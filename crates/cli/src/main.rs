@@ -193,6 +193,11 @@ enum AgentCmd {
         /// On whose behalf the agent acts (`user` claim): a DID, an email or an id.
         #[arg(long)]
         user: Option<String>,
+        /// Keep accepting tokens without `cnf` (bearer tokens) once the agent has its
+        /// own key. Without it, an agent with a key accepts only tokens bound to it.
+        /// Only at registration: it never changes.
+        #[arg(long)]
+        allow_bearer_tokens: bool,
     },
     /// List your agents.
     List {
@@ -365,9 +370,13 @@ async fn run(cli: Cli, out: Out) -> Result<ExitCode> {
             audience,
             policy,
             user,
+            allow_bearer_tokens,
         }) => {
             let client = client(&cli.url, KeyKind::Issuer)?;
             let mut body = json!({ "name": name, "scopes": scopes });
+            if allow_bearer_tokens {
+                body["allow_bearer_tokens"] = json!(true);
+            }
             if let Some(ttl) = ttl {
                 body["expiry_seconds"] = json!(duration::parse(&ttl)?);
             }

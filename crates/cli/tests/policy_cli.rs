@@ -590,9 +590,5 @@ fn receipt_of_a_spend_verifies_offline_against_the_served_jwks() {
         ],
     );
     assert_exit(&out, 1);
-    assert!(
-        stderr(&out).contains("receipt-jwks.json"),
-        "{}",
-        text(&out)
-    );
+    assert!(stderr(&out).contains("receipt-jwks.json"), "{}", text(&out));
 }

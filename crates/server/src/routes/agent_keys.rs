@@ -417,10 +417,7 @@ pub async fn did_document(
                 "didResolutionMetadata".into(),
                 json!({"contentType": "application/did+ld+json"}),
             );
-            result.insert(
-                "didDocumentMetadata".into(),
-                json!({"deactivated": true}),
-            );
+            result.insert("didDocumentMetadata".into(), json!({"deactivated": true}));
             return Ok(error.into_response_with(DID_RESOLUTION_MEDIA_TYPE, result));
         }
     };
@@ -539,10 +536,7 @@ pub async fn signatures_directory(
             let mut doc = serde_json::Map::new();
             doc.insert("keys".into(), json!([]));
             doc.insert("deactivated".into(), Value::Bool(true));
-            return Ok(error.into_response_with(
-                bonafide_core::httpsig::DIRECTORY_MEDIA_TYPE,
-                doc,
-            ));
+            return Ok(error.into_response_with(bonafide_core::httpsig::DIRECTORY_MEDIA_TYPE, doc));
         }
     };
     let doc = json!({"keys": keys.into_iter().map(|(_, jwk)| jwk).collect::<Vec<_>>()});

@@ -87,7 +87,12 @@ async fn receipt_key_is_served_only_at_its_own_jwks_named_in_discovery() {
     let (st, headers, receipt_jwks) = get(&h, path).await;
     assert_eq!(st, StatusCode::OK, "{receipt_jwks}");
     assert_eq!(headers["content-type"], "application/jwk-set+json");
-    assert!(headers["cache-control"].to_str().unwrap().contains("max-age"));
+    assert!(
+        headers["cache-control"]
+            .to_str()
+            .unwrap()
+            .contains("max-age")
+    );
     assert_eq!(kids(&receipt_jwks), [receipt_kid], "{receipt_jwks}");
     let key = &receipt_jwks["keys"][0];
     assert_eq!(key["kty"], "OKP");
@@ -130,10 +135,9 @@ async fn receipts_carry_iat_and_sub_and_say_their_type() {
 
         // It verifies with the receipt JWKS, and not with the token JWKS.
         let (_, _, receipt_jwks) = get(&h, "/.well-known/receipt-jwks.json").await;
-        let keys = bonafide_core::token::KeySet::from_jwks(
-            &serde_json::from_value(receipt_jwks).unwrap(),
-        )
-        .unwrap();
+        let keys =
+            bonafide_core::token::KeySet::from_jwks(&serde_json::from_value(receipt_jwks).unwrap())
+                .unwrap();
         let verified = bonafide_core::receipt::verify(jws, &keys).unwrap();
         assert_eq!(serde_json::to_value(&verified).unwrap()["sub"], id);
         let (_, _, token_jwks) = get(&h, "/.well-known/jwks.json").await;
@@ -185,7 +189,11 @@ fn bearer_token(sk: &SigningKey, issuer_id: &str, agent: &str) -> String {
 fn binding_required(v: &Value) {
     assert_eq!(v["valid"], false, "{v}");
     assert_eq!(v["error"], "TOKEN_INVALID", "{v}");
-    assert_eq!(v["reasons"], json!(["TOKEN_INVALID", "BINDING_REQUIRED"]), "{v}");
+    assert_eq!(
+        v["reasons"],
+        json!(["TOKEN_INVALID", "BINDING_REQUIRED"]),
+        "{v}"
+    );
 }
 
 async fn introspect(h: &Harness, token: &str) -> Value {
@@ -243,7 +251,12 @@ async fn an_agent_with_its_own_key_accepts_only_bound_tokens() {
     assert_eq!(introspect(&h, &bearer).await["active"], false);
     // A proof does not make a bearer token bound.
     let (st, v) = h
-        .call("POST", "/v1/verify", None, Some(dpop_body(&agent_key, &bearer)))
+        .call(
+            "POST",
+            "/v1/verify",
+            None,
+            Some(dpop_body(&agent_key, &bearer)),
+        )
         .await;
     assert!(st == StatusCode::OK || st.is_client_error(), "{st} {v}");
     assert_ne!(v["valid"], true, "{v}");
@@ -261,7 +274,10 @@ async fn tokens_issued_before_the_agent_had_a_key_are_refused_once_it_has_one() 
     let h = start().await;
     let iss = h.issuer_full("later.example").await;
     let reg = h
-        .register(&iss.key, json!({"name": "Late bot", "scopes": ["read:orders"]}))
+        .register(
+            &iss.key,
+            json!({"name": "Late bot", "scopes": ["read:orders"]}),
+        )
         .await;
     let agent = reg["agent_id"].as_str().unwrap();
     let old = reg["token"].as_str().unwrap();
@@ -316,7 +332,13 @@ async fn an_issuer_that_opts_out_at_registration_allows_bearer_tokens() {
         )
         .await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().contains("allow_bearer_tokens"), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("allow_bearer_tokens"),
+        "{v}"
+    );
     let (st, v) = h
         .call(
             "PUT",
@@ -425,7 +447,10 @@ async fn a_delegated_token_is_refused_unbound_once_its_actor_has_a_key() {
         .post(format!("{}/v1/token", h.base))
         .bearer_auth(&iss)
         .form(&[
-            ("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"),
+            (
+                "grant_type",
+                "urn:ietf:params:oauth:grant-type:token-exchange",
+            ),
             ("subject_token", root["token"].as_str().unwrap()),
             ("subject_token_type", jwt),
             ("actor_token", sub["token"].as_str().unwrap()),
