@@ -83,6 +83,36 @@ pub enum ProofInput {
     },
 }
 
+impl ProofInput {
+    /// Lowercase hex SHA-256 of the proof as sent (its JSON form, which is
+    /// unambiguous): a request with another proof is another request.
+    pub fn sha256_hex(&self) -> String {
+        let value = match self {
+            ProofInput::Dpop { jwt, htm, htu } => {
+                serde_json::json!({"type": "dpop", "jwt": jwt, "htm": htm, "htu": htu})
+            }
+            ProofInput::HttpSignature {
+                method,
+                url,
+                headers,
+            } => {
+                let headers: BTreeMap<&str, Vec<&str>> = headers
+                    .iter()
+                    .map(|(name, v)| {
+                        let values = match v {
+                            HeaderValues::One(one) => vec![one.as_str()],
+                            HeaderValues::Many(many) => many.iter().map(String::as_str).collect(),
+                        };
+                        (name.as_str(), values)
+                    })
+                    .collect();
+                serde_json::json!({"type": "http-signature", "method": method, "url": url, "headers": headers})
+            }
+        };
+        bonafide_core::hex(&bonafide_core::sha256(value.to_string().as_bytes()))
+    }
+}
+
 /// One header's value, or the values of a repeated header.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]

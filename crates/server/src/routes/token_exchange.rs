@@ -436,15 +436,9 @@ async fn verified_with_signer(
     text: &str,
     now: i64,
 ) -> Result<(AgentClaims, Option<String>), OAuthError> {
-    match crate::routes::verify::check_token(state, text, None, now).await? {
-        Ok(v) => {
-            let signer = state
-                .issuer_keys
-                .load()
-                .get(&v.header.kid)
-                .map(|e| e.key.kid().to_owned());
-            Ok((v.claims, signer))
-        }
+    // The key that verified the token, not the one its header names.
+    match crate::routes::verify::check_token_signed(state, text, None, now).await? {
+        Ok((v, signer)) => Ok((v.claims, signer)),
         Err(d) => Err(OAuthError::new(
             "invalid_request",
             d.error.code().as_str(),

@@ -302,6 +302,22 @@ pub async fn check_token(
     audience: Option<String>,
     now_ms: i64,
 ) -> Result<Result<VerifiedToken, Denied>, ApiError> {
+    Ok(check_token_signed(state, text, audience, now_ms)
+        .await?
+        .map(|(verified, _)| verified))
+}
+
+/// [`check_token`], with the kid (RFC 7638 thumbprint) of the registered issuer key
+/// that verified the token, when an issuer signed it itself. That key, never what the
+/// token's header names (an AgentOAuth consent token's `kid` is the issuer's own name
+/// for its key), is "the key behind" the token: what a delegation records, so that
+/// revoking it ends every descendant.
+pub async fn check_token_signed(
+    state: &AppState,
+    text: &str,
+    audience: Option<String>,
+    now_ms: i64,
+) -> Result<Result<(VerifiedToken, Option<String>), Denied>, ApiError> {
     let checked = verify_signed(state, text, &state.verify_options(audience), now_ms / 1000);
     let (mut verified, signer) = match checked {
         Ok(v) => v,
@@ -312,6 +328,7 @@ pub async fn check_token(
             }));
         }
     };
+    let signer_kid = signer.as_ref().map(|s| s.kid.clone());
     if let Some(signer) = signer {
         let agent = match state.agent_record(&verified.claims.sub).await? {
             Some(a) if a.issuer_id == signer.issuer_id => a,
@@ -414,7 +431,7 @@ pub async fn check_token(
             subject: Some((verified.claims.sub, verified.claims.jti)),
         }));
     }
-    Ok(Ok(verified))
+    Ok(Ok((verified, signer_kid)))
 }
 
 /// True if an unbound token (no `cnf`) of this presenting agent must be refused: the
@@ -984,28 +1001,50 @@ pub async fn verify_post(
         Some(ProofInput::Dpop { .. }) => "jti",
         _ => "nonce",
     };
-    record_decision(&state, deciding, nonce, replayed_kind, audited).await
+    let proof_sha256 = req.proof.as_ref().map(ProofInput::sha256_hex);
+    record_decision(
+        &state,
+        deciding,
+        nonce,
+        replayed_kind,
+        audited,
+        proof_sha256.as_deref(),
+    )
+    .await
 }
 
 /// Records a decision (budget charge, idempotency record, receipt, audit entry and
 /// the proof's single-use value, together) and answers it.
+///
+/// Idempotency remembers the spend, nothing else: only a decision about a token that
+/// checked out (signature, status, keys, proof: all decided afresh on every request)
+/// makes or replays an idempotency record. A retry whose token or proof no longer
+/// checks out is decided as the denial it is, and a request with another proof (or
+/// none) is another request: the same key for it is a conflict.
 async fn record_decision(
     state: &AppState,
     deciding: Deciding,
     nonce: Option<NonceClaim>,
     replayed_kind: &'static str,
     audited: bool,
+    proof_sha256: Option<&str>,
 ) -> Result<Response, ApiError> {
     let budget = deciding.budget();
-    let idempotency = match (&deciding.receiver, &deciding.asked.idempotency_key) {
-        (Some(receiver), Some(key)) => Some(IdempotencyClaim {
+    let idempotency = match (
+        &deciding.checked,
+        &deciding.receiver,
+        &deciding.asked.idempotency_key,
+    ) {
+        (Checked::Valid(_), Some(receiver), Some(key)) => Some(IdempotencyClaim {
             receiver_id: receiver.clone(),
             key: key.clone(),
-            // The same key must come with the same token and the same request.
+            // The same key must come with the same token, request and proof.
             request_sha256: bonafide_core::sha256(
                 format!(
-                    "{}\n{}",
-                    deciding.token_sha256, deciding.asked.request_sha256
+                    "{}\n{}\n{}",
+                    deciding.token_sha256,
+                    deciding.asked.request_sha256,
+                    proof_sha256.unwrap_or("-")
                 )
                 .as_bytes(),
             ),
@@ -1102,7 +1141,15 @@ async fn record_decision(
             };
             replay.trust_level = None;
             replay.issuer_domain = None;
-            Box::pin(record_decision(state, replay, None, replayed_kind, audited)).await
+            Box::pin(record_decision(
+                state,
+                replay,
+                None,
+                replayed_kind,
+                audited,
+                proof_sha256,
+            ))
+            .await
         }
     }
 }
