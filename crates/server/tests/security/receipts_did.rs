@@ -487,3 +487,58 @@ async fn a_delegated_token_is_refused_unbound_once_its_actor_has_a_key() {
         true
     );
 }
+
+#[tokio::test]
+async fn a_receipt_stored_before_sub_was_a_claim_reads_with_its_sub() {
+    use sqlx::Connection;
+    let h = start().await;
+    let iss = h.issuer("old-receipts.example").await;
+    let rcv = receiver(&h).await;
+    let agent = h
+        .register(&iss, json!({"name": "Bot", "scopes": ["read:orders"]}))
+        .await;
+    let (_, v) = h
+        .call(
+            "POST",
+            "/v1/verify",
+            Some(&rcv),
+            Some(json!({"token": agent["token"]})),
+        )
+        .await;
+    let id = v["receipt_id"].as_str().unwrap().to_owned();
+
+    // The row as an older registry wrote it: claims without `sub`.
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&h.db_path)
+        .busy_timeout(std::time::Duration::from_secs(10));
+    let mut db = sqlx::sqlite::SqliteConnection::connect_with(&options)
+        .await
+        .unwrap();
+    let stored: Vec<u8> = sqlx::query_scalar("SELECT claims FROM receipts WHERE id = ?")
+        .bind(&id)
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    let mut claims: Value = serde_json::from_slice(&stored).unwrap();
+    assert_eq!(claims["sub"], id.as_str(), "new receipts store their sub");
+    claims.as_object_mut().unwrap().remove("sub");
+    sqlx::query("UPDATE receipts SET claims = ? WHERE id = ?")
+        .bind(serde_json::to_vec(&claims).unwrap())
+        .bind(&id)
+        .execute(&mut db)
+        .await
+        .unwrap();
+    db.close().await.unwrap();
+
+    let (st, view) = h
+        .call("GET", &format!("/v1/receipts/{id}"), Some(&rcv), None)
+        .await;
+    assert_eq!(st, StatusCode::OK, "{view}");
+    let jws = view["jws"].as_str().unwrap();
+    assert_eq!(segment(jws, 1)["sub"], id.as_str());
+    let (_, _, receipt_jwks) = get(&h, "/.well-known/receipt-jwks.json").await;
+    let keys =
+        bonafide_core::token::KeySet::from_jwks(&serde_json::from_value(receipt_jwks).unwrap())
+            .unwrap();
+    assert!(bonafide_core::receipt::verify(jws, &keys).is_ok());
+}
