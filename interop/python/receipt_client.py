@@ -6,7 +6,7 @@
               {"valid": false, "error": "..."}                     exit 1
 
 The receipt (a compact JWS, header typ "receipt+jwt", EdDSA) is checked with
-nothing but the registry's published JWKS: the key is chosen by the header's
+nothing but the registry's published receipt JWKS (/.well-known/receipt-jwks.json): the key is chosen by the header's
 kid, must be an Ed25519 key, and PyJWT verifies the signature with EdDSA only
 (never the algorithm the header asks for). Receipts have no exp: a receipt
 stays a true record of what was decided after its token expires.
@@ -24,7 +24,7 @@ import common as c
 TYP = "receipt+jwt"
 ALG = "EdDSA"
 # Claims every Bonafide receipt carries (the rest are checked by the caller).
-REQUIRED = ["iat", "iss"]
+REQUIRED = ["iat", "iss", "sub"]
 
 
 def build_parser():

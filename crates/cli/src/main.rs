@@ -98,7 +98,8 @@ enum PolicyCmd {
 
 #[derive(Debug, Subcommand)]
 enum ReceiptCmd {
-    /// Verify a receipt offline: its signature against the registry's JWKS and, with
+    /// Verify a receipt offline: its signature against the registry's receipt JWKS
+    /// (/.well-known/receipt-jwks.json) and, with
     /// --request, that it was issued for that verify request. Prints the claims;
     /// exit 1 if a check fails (forged, altered, not a receipt, unknown key, another
     /// request), 2 on errors.
@@ -208,6 +209,11 @@ enum AgentCmd {
         /// On whose behalf the agent acts (`user` claim): a DID, an email or an id.
         #[arg(long)]
         user: Option<String>,
+        /// Keep accepting tokens without `cnf` (bearer tokens) once the agent has its
+        /// own key. Without it, an agent with a key accepts only tokens bound to it.
+        /// Only at registration: it never changes.
+        #[arg(long)]
+        allow_bearer_tokens: bool,
     },
     /// List your agents.
     List {
@@ -382,9 +388,13 @@ async fn run(cli: Cli, out: Out) -> Result<ExitCode> {
             audience,
             policy,
             user,
+            allow_bearer_tokens,
         }) => {
             let client = client(&cli.url, KeyKind::Issuer)?;
             let mut body = json!({ "name": name, "scopes": scopes });
+            if allow_bearer_tokens {
+                body["allow_bearer_tokens"] = json!(true);
+            }
             if let Some(ttl) = ttl {
                 body["expiry_seconds"] = json!(duration::parse(&ttl)?);
             }

@@ -72,6 +72,9 @@ impl Out {
         if let Some(hash) = v["policy_hash"].as_str() {
             println!("policy   {hash}");
         }
+        if v["allow_bearer_tokens"] == true {
+            println!("bearer   tokens without cnf stay valid once the agent has its own key");
+        }
         println!("verify   {}", s(&v["verify_url"]));
         println!("token\n{}", s(&v["token"]));
     }

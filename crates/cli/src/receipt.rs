@@ -3,10 +3,11 @@
 //!
 //! The receipt is read from a file (or stdin): the compact JWS, or the JSON answer of
 //! `GET /v1/receipts/{id}`, of which only the `jws` member is used (a decoded form
-//! next to it is not trusted, nor looked at). The keys come from `--jwks`, an https
-//! URL (plain http only to this machine) or a file. With `--request`, the
-//! `POST /v1/verify` body kept by the receiver is checked to be the one the receipt
-//! decided (its `request_sha256`).
+//! next to it is not trusted, nor looked at). The keys come from `--jwks`, the
+//! registry's receipt JWKS (`/.well-known/receipt-jwks.json`: the receipt key is not
+//! in the token JWKS) as an https URL (plain http only to this machine) or a file.
+//! With `--request`, the `POST /v1/verify` body kept by the receiver is checked to be
+//! the one the receipt decided (its `request_sha256`).
 //!
 //! Exit codes, as `audit verify`: 0 every check held; 1 a check failed (the receipt
 //! is forged, altered, not a receipt, signed by a key not in the JWKS, or for another
@@ -37,8 +38,9 @@ pub struct VerifyArgs {
     /// The receipt: a file holding its compact JWS or the JSON answer of
     /// `GET /v1/receipts/{id}` (`{"jws": …}`); `-` reads stdin.
     pub file: String,
-    /// The registry's JWKS: an https URL (http only to localhost) or a file, e.g.
-    /// https://registry.example/.well-known/jwks.json.
+    /// The registry's receipt JWKS (`receipt_jwks_uri` in its discovery document; not
+    /// the token JWKS): an https URL (http only to localhost) or a file, e.g.
+    /// https://registry.example/.well-known/receipt-jwks.json.
     #[arg(long)]
     pub jwks: String,
     /// The `POST /v1/verify` body the receipt should be for (JSON file): checks that
@@ -133,7 +135,7 @@ fn explain(e: &ReceiptError, jws: &str, source: &str) -> String {
             format!("{e}: the receipt was altered after it was signed")
         }
         ReceiptError::Jws(TokenError::UnknownKey) => format!(
-            "{e} (`{}`): the receipt is signed by a key that is not in the JWKS `{source}`",
+            "{e} (`{}`): the receipt is signed by a key that is not in the JWKS `{source}` (receipts are signed by the registry's receipt key, published at its `receipt_jwks_uri`, /.well-known/receipt-jwks.json, not in the token JWKS)",
             kid_of(jws).unwrap_or_default()
         ),
         ReceiptError::WrongType { found } if found.eq_ignore_ascii_case("agent+jwt") => {

@@ -216,6 +216,7 @@ fn issuer_agent_verify_revoke_flow() {
         ],
     );
     let other = json_of(&out);
+    assert_eq!(other["allow_bearer_tokens"], false, "{other}");
     let token2 = other["token"].as_str().unwrap();
     let payload = token2.split('.').nth(1).unwrap();
     let claims: Value =
@@ -230,6 +231,27 @@ fn issuer_agent_verify_revoke_flow() {
     assert_eq!(json_of(&out)["jti"], jti);
     let out = run(&s.url, None, &["verify", token2]);
     assert_eq!(out.status.code(), Some(1));
+
+    // The issuer's opt-out of bound-only tokens, said at registration.
+    let out = run(
+        &s.url,
+        Some(&issuer_key),
+        &[
+            "agent",
+            "register",
+            "--name",
+            "Bearer",
+            "--scope",
+            "read:x",
+            "--allow-bearer-tokens",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("tokens without cnf stay valid"),
+        "{}",
+        text(&out)
+    );
 
     // Secrets never reach the log (at debug level too): no token, no issuer key; the
     // admin key only in the one bootstrap line that shows it.

@@ -505,7 +505,7 @@ fn receipt_of_a_spend_verifies_offline_against_the_served_jwks() {
         .to_owned();
     let receipt_file = r.file("receipt.json", answer.as_bytes());
     let request_file = r.file("request.json", &request);
-    let jwks = format!("{}/.well-known/jwks.json", r.url());
+    let jwks = format!("{}/.well-known/receipt-jwks.json", r.url());
     let check = |receipt: &PathBuf, request: &PathBuf, json_out: bool| {
         let mut args = vec![
             "receipt",
@@ -574,4 +574,21 @@ fn receipt_of_a_spend_verifies_offline_against_the_served_jwks() {
         "{}",
         text(&out)
     );
+
+    // The token JWKS does not hold the receipt key: exit 1, and the message says
+    // where the receipt key is.
+    let token_jwks = format!("{}/.well-known/jwks.json", r.url());
+    let out = run(
+        r.url(),
+        None,
+        &[
+            "receipt",
+            "verify",
+            receipt_file.to_str().unwrap(),
+            "--jwks",
+            &token_jwks,
+        ],
+    );
+    assert_exit(&out, 1);
+    assert!(stderr(&out).contains("receipt-jwks.json"), "{}", text(&out));
 }

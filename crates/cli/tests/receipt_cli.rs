@@ -67,6 +67,7 @@ fn claims() -> ReceiptClaims {
     ReceiptClaims {
         iss: "https://registry.example".into(),
         iat: 1_764_052_418,
+        sub: ReceiptId::from_random([9; 16]),
         receipt_id: ReceiptId::from_random([9; 16]),
         decision: Decision::Allow,
         valid: true,

@@ -157,9 +157,16 @@ impl Client {
         self.post("/v1/verify", &body).await
     }
 
-    /// The registry's JWKS.
+    /// The registry's token JWKS (token-signing keys only).
     pub async fn jwks(&self) -> Result<Jwks, ClientError> {
         self.get("/.well-known/jwks.json").await
+    }
+
+    /// The registry's receipt JWKS: the key that signs verify receipts, which is not
+    /// in the token JWKS. Verify a receipt with `bonafide_core::receipt::verify` and
+    /// a `KeySet` made from it.
+    pub async fn receipt_jwks(&self) -> Result<Jwks, ClientError> {
+        self.get("/.well-known/receipt-jwks.json").await
     }
 
     fn authorize(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {

@@ -2,7 +2,8 @@
 //! (DESIGN.md "Receipts").
 //!
 //! A receipt is a compact JWS (RFC 7515 §7.1) with header `typ: "receipt+jwt"`, signed
-//! by a key in the registry's JWKS. It binds what was decided ([`ReceiptClaims`]:
+//! by the registry's receipt key, published in its own JWKS (not the token JWKS), and
+//! with `iat` and `sub` (the receipt's own id), so it cannot pass for an agent token. It binds what was decided ([`ReceiptClaims`]:
 //! decision, reasons, the token's SHA-256, agent, `jti`, remaining budget, audit
 //! index) to what was asked: `request_sha256`, the SHA-256 of the request's canonical
 //! form ([`RequestFacts::canonical`]). Anyone holding the request body can recompute
@@ -302,6 +303,10 @@ pub struct ReceiptClaims {
     pub iss: String,
     /// Signed at (Unix seconds).
     pub iat: i64,
+    /// The receipt's subject is the receipt itself: its `rcp_…` id, equal to
+    /// `receipt_id`. Never an agent id, so no JWT library that checks `sub` can take
+    /// a receipt for an agent's token (the agent is in `agent_id`).
+    pub sub: ReceiptId,
     /// This receipt: `rcp_…`.
     pub receipt_id: ReceiptId,
     /// Allow or deny.
@@ -338,11 +343,14 @@ pub struct ReceiptClaims {
 }
 
 impl ReceiptClaims {
-    /// Checks what serde cannot: digests are 64 lowercase hex digits, `policy_hash`
-    /// is `sha256:` and one, `verified_at` is an RFC 3339 time, and an allow is for a
-    /// valid token.
+    /// Checks what serde cannot: `sub` is `receipt_id`, digests are 64 lowercase hex
+    /// digits, `policy_hash` is `sha256:` and one, `verified_at` is an RFC 3339 time,
+    /// and an allow is for a valid token.
     fn check_consistent(&self) -> Result<(), ReceiptError> {
         let claims = |msg: &str| Err(ReceiptError::Claims(msg.to_owned()));
+        if self.sub != self.receipt_id {
+            return claims("`sub` is not the receipt's own `receipt_id`");
+        }
         if !is_sha256_hex(&self.token_sha256) {
             return claims("`token_sha256` is not 64 lowercase hex digits");
         }
@@ -459,6 +467,7 @@ mod tests {
         ReceiptClaims {
             iss: "https://registry.example".into(),
             iat: 1_764_052_418,
+            sub: ReceiptId::from_random([3; 16]),
             receipt_id: ReceiptId::from_random([3; 16]),
             decision: Decision::Allow,
             valid: true,
@@ -536,6 +545,7 @@ mod tests {
                 "reasons",
                 "receipt_id",
                 "request_sha256",
+                "sub",
                 "token_sha256",
                 "valid",
                 "verified_at"
@@ -654,6 +664,19 @@ mod tests {
         let mut bad_id = good.clone();
         bad_id["receipt_id"] = "rcp_x".into();
         assert!(claims_err(&signed(&bad_id)).contains("rcp_x"));
+
+        let mut other_sub = good.clone();
+        other_sub["sub"] = ReceiptId::from_random([4; 16]).to_string().into();
+        assert_eq!(
+            claims_err(&signed(&other_sub)),
+            "`sub` is not the receipt's own `receipt_id`"
+        );
+        let mut agent_sub = good.clone();
+        agent_sub["sub"] = good["agent_id"].clone();
+        assert!(claims_err(&signed(&agent_sub)).contains("agt_"));
+        let mut no_sub = good.clone();
+        no_sub.as_object_mut().unwrap().remove("sub");
+        assert!(claims_err(&signed(&no_sub)).contains("sub"));
 
         let mut bad_digest = good.clone();
         bad_digest["request_sha256"] = "ABC".into();

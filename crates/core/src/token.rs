@@ -226,6 +226,14 @@ pub enum TokenError {
         "the token is bound to the agent's key (`cnf.jkt`): a proof of possession (DPoP or an HTTP message signature) is required"
     )]
     ProofRequired,
+    /// Not bound to a key (no `cnf`), for an agent that has its own key and whose
+    /// issuer did not opt out of bound-only tokens at registration (decided by the
+    /// caller, who holds the agent's keys and registration). Wire code
+    /// `TOKEN_INVALID`: no proof can make a bearer token bound.
+    #[error(
+        "this agent has its own key and accepts only tokens bound to it (`cnf.jkt`); this token is not bound: use a token the registry issued for the agent, with a proof of possession"
+    )]
+    BindingRequired,
     /// The proof of possession does not hold; the text says why.
     #[error("proof of possession is invalid: {0}")]
     ProofInvalid(String),

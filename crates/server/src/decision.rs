@@ -499,6 +499,7 @@ impl Deciding {
         Some(ReceiptClaims {
             iss: self.registry.clone(),
             iat: self.now_ms.div_euclid(1000),
+            sub: receipt_id.clone(),
             receipt_id,
             decision: if o.allowed {
                 Decision::Allow

@@ -78,15 +78,40 @@ impl ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// Logs the error; the `error` member of its body.
+    fn logged(&self) -> serde_json::Value {
         let id = request_id::current();
         if let Some(detail) = &self.internal {
             tracing::error!(request_id = %id, code = self.code, detail = %detail, "request failed");
         } else {
             tracing::debug!(request_id = %id, code = self.code, status = self.status.as_u16(), "request refused");
         }
-        let body = json!({"error": {"code": self.code, "message": self.message, "request_id": id}});
+        json!({"code": self.code, "message": self.message, "request_id": id})
+    }
+
+    /// This error's answer with `extra` top-level members beside `error`, its own
+    /// content type and `Cache-Control: no-store`: for documents whose standard says
+    /// how an absence is written (the DID resolution result of a deactivated DID), so
+    /// the answer is both that and an ordinary error body. An `error` member in
+    /// `extra` is replaced.
+    pub fn into_response_with(
+        self,
+        content_type: &'static str,
+        mut extra: serde_json::Map<String, serde_json::Value>,
+    ) -> Response {
+        extra.insert("error".into(), self.logged());
+        let mut resp = (self.status, Json(serde_json::Value::Object(extra))).into_response();
+        let headers = resp.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        resp
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({ "error": self.logged() });
         let mut resp = (self.status, Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(

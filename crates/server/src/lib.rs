@@ -338,6 +338,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/introspect", post(routes::verify::introspect))
         .route("/.well-known/jwks.json", get(routes::meta::jwks))
         .route(
+            "/.well-known/receipt-jwks.json",
+            get(routes::meta::receipt_jwks),
+        )
+        .route(
             "/.well-known/public-key.pem",
             get(routes::meta::public_key_pem),
         )

@@ -345,8 +345,9 @@ async fn snapshot(h: &Harness) -> BTreeMap<String, Vec<String>> {
 }
 
 /// The registry's JWKS as a key set.
+/// The receipt key set, from the registry's receipt JWKS.
 async fn jwks(api: &Api) -> KeySet {
-    let r = api.get("/.well-known/jwks.json", None).await;
+    let r = api.get("/.well-known/receipt-jwks.json", None).await;
     let jwks: Jwks = serde_json::from_value(r.ok()).unwrap();
     KeySet::from_jwks(&jwks).unwrap()
 }
@@ -1624,6 +1625,7 @@ async fn every_decision_gets_a_receipt_that_says_what_was_asked() {
         json!({
             "iss": h.base,
             "iat": claims.iat,
+            "sub": id,
             "receipt_id": id,
             "decision": "allow",
             "valid": true,
@@ -1960,7 +1962,7 @@ async fn receipts_verify_with_pyjwt_from_the_jwks_alone() {
     let (rcv_id, rcv) = receiver(&h, "api.shop.example").await;
     let a = agent(&h, &key, "Shopper", Some(shop_policy("pol_py"))).await;
     assert_eq!(jws_header(&a.token)["alg"], "RS256");
-    let jwks_url = format!("{}/.well-known/jwks.json", h.base);
+    let jwks_url = format!("{}/.well-known/receipt-jwks.json", h.base);
     let dir = tempfile::tempdir().unwrap();
 
     let allowed = api
@@ -1986,11 +1988,18 @@ async fn receipts_verify_with_pyjwt_from_the_jwks_alone() {
             "PyJWT reads the same claims"
         );
         assert_eq!(out["claims"]["receipt_id"], answer["receipt_id"]);
+        assert_eq!(out["claims"]["sub"], answer["receipt_id"]);
         assert_eq!(out["claims"]["audit_index"], answer["audit_index"]);
         assert_eq!(out["claims"]["reasons"], answer["reasons"]);
         assert_eq!(out["claims"]["receiver"], rcv_id.as_str());
         assert_eq!(out["header"]["typ"], "receipt+jwt");
         assert_eq!(out["header"]["alg"], "EdDSA");
+
+        // The token JWKS does not hold the receipt key.
+        let token_jwks = format!("{}/.well-known/jwks.json", h.base);
+        let (code, _, all) = pyjwt_receipt(&token_jwks, &file, &h.base);
+        assert_eq!(code, 1, "{all}");
+        assert!(all.contains("no key with kid"), "{all}");
 
         // The wrong issuer is refused (a control: the check can fail).
         let (code, out, all) = pyjwt_receipt(&jwks_url, &file, "https://elsewhere.example");

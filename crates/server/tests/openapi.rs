@@ -24,6 +24,7 @@ fn openapi_document_matches_golden_snapshot() {
         "/v1/verify/{token}",
         "/v1/introspect",
         "/.well-known/jwks.json",
+        "/.well-known/receipt-jwks.json",
         "/.well-known/public-key.pem",
         "/.well-known/bonafide-configuration",
         "/v1/scopes",

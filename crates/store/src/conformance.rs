@@ -256,6 +256,8 @@ fn new_agent(issuer: &IssuerId, created_at_ms: i64) -> Agent {
         user: Some("did:example:alice".to_owned()),
         suspended_at_ms: None,
         suspend_reason: None,
+        // The opposite of the default, so a column that is not written shows.
+        allow_bearer_tokens: true,
     }
 }
 
@@ -564,6 +566,7 @@ pub async fn create_agent_round_trips(store: Arc<dyn Store>) {
         scopes: Vec::new(),
         policy: None,
         user: None,
+        allow_bearer_tokens: false,
         name: "bare \"quoted\" ünïcode".to_owned(),
         ..new_agent(&issuer.id, T0_MS + 1)
     };

@@ -128,6 +128,10 @@ pub struct Agent {
     pub policy: Option<String>,
     /// On whose behalf it acts (`user` claim): a DID, an email or an opaque id.
     pub user: Option<String>,
+    /// Its issuer opted out, at registration, of the rule that an agent with its own
+    /// key accepts only tokens bound to that key: tokens without `cnf` still verify.
+    /// Never changes.
+    pub allow_bearer_tokens: bool,
 }
 
 /// An API that verifies agents' tokens with a receiver key (`bfk_rcv_…`): the key

@@ -78,7 +78,7 @@ macro_rules! agent_columns {
     () => {
         "seq, id, issuer_id, name, description, scopes, audience, token_ttl_s, status, \
          created_at_ms, revoked_at_ms, revoke_reason, policy, user_ref, suspended_at_ms, \
-         suspend_reason"
+         suspend_reason, allow_bearer_tokens"
     };
 }
 
@@ -560,8 +560,8 @@ impl Store for SqliteStore {
         sqlx::query(
             "INSERT INTO agents (id, issuer_id, name, description, scopes, audience, \
              token_ttl_s, status, created_at_ms, revoked_at_ms, revoke_reason, policy, user_ref, \
-             suspended_at_ms, suspend_reason) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             suspended_at_ms, suspend_reason, allow_bearer_tokens) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(agent.id.as_str())
         .bind(agent.issuer_id.as_str())
@@ -578,6 +578,7 @@ impl Store for SqliteStore {
         .bind(agent.user.as_deref())
         .bind(agent.suspended_at_ms)
         .bind(agent.suspend_reason.as_deref())
+        .bind(agent.allow_bearer_tokens)
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
@@ -2331,6 +2332,7 @@ struct AgentRow {
     user_ref: Option<String>,
     suspended_at_ms: Option<i64>,
     suspend_reason: Option<String>,
+    allow_bearer_tokens: bool,
 }
 
 /// The `status` column's value for a status: a suspended agent is `active` there, and
@@ -2452,6 +2454,7 @@ impl AgentRow {
             user: self.user_ref,
             suspended_at_ms: self.suspended_at_ms,
             suspend_reason: self.suspend_reason,
+            allow_bearer_tokens: self.allow_bearer_tokens,
         })
     }
 }

@@ -50,6 +50,7 @@ fn agent(issuer: &Issuer, n: u8) -> (Agent, TokenRecord) {
         user: Some("did:example:bob".to_owned()),
         suspended_at_ms: None,
         suspend_reason: None,
+        allow_bearer_tokens: false,
     };
     let token = TokenRecord {
         jti: TokenId::from_random([n; 16]),

@@ -50,7 +50,10 @@
 //!    [`replay::ReplayCache`], keyed by `(jkt, jti)` and `(keyid, nonce)`). An unbound
 //!    token presented with the `DPoP` scheme is `PROOF_INVALID` (there is no key to
 //!    bind the proof to); unbound tokens are otherwise accepted as bearer tokens
-//!    unless [`ProofPolicy::require_binding`].
+//!    unless [`ProofPolicy::require_binding`]. The registry refuses an unbound token
+//!    of an agent that has its own key (`TOKEN_INVALID`, `BINDING_REQUIRED`, unless
+//!    its issuer opted out); offline, nothing in the token says the agent has a key,
+//!    so a receiver that wants that rule offline sets `require_binding`.
 //! 4. **Online mode** ([`Mode::Online`]): steps 2–3 are the registry's: the layer
 //!    sends the token and the proof to `POST {registry}/v1/verify` and trusts its
 //!    answer (revocation included); a refusal carries the registry's code. An

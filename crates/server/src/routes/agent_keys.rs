@@ -8,10 +8,12 @@
 //! valid for a grace period, then tokens bound to it answer `TOKEN_REVOKED` with
 //! `KEY_ROTATED`. A key past its `key_expires_at` makes its tokens `TOKEN_EXPIRED` with
 //! `KEY_EXPIRED`. `GET /agents/{id}/did.json` publishes the usable keys in the agent's
-//! `did:web` DID document.
+//! `did:web` DID document; a suspended or revoked agent's DID is deactivated (410).
 //!
-//! Proof of possession on each request (DPoP, HTTP message signatures) is not checked
-//! yet: a token with `cnf` verifies like any other, plus the key checks above.
+//! Once an agent has a key it accepts only tokens bound to it, unless its issuer
+//! opted out at registration (`allow_bearer_tokens`; `routes::verify::check_token`).
+//! Proof of possession on each request (DPoP, HTTP message signatures) is checked by
+//! `crate::proof`.
 
 use std::sync::Arc;
 
@@ -373,19 +375,52 @@ pub async fn rotate(
     }))
 }
 
+/// Media type of a DID resolution result (W3C DID Resolution, HTTP(S) binding).
+pub const DID_RESOLUTION_MEDIA_TYPE: &str = "application/did-resolution";
+
 /// The `did:web` DID document of an agent (W3C DID Core): its usable keys (current
 /// and in grace, not expired) as `JsonWebKey2020` verification methods, listed under
 /// `authentication` and `assertionMethod`. 404 for an unknown agent or one without a
-/// usable key; 410 for a revoked agent. Open: no key needed.
+/// usable key. A suspended or revoked agent's DID is deactivated: 410 with a DID
+/// resolution result (`application/did-resolution`) whose `didDocumentMetadata` is
+/// `{"deactivated": true}` and whose `didDocument` has no key (DID Resolution's
+/// HTTP(S) binding answers a deactivated DID with 410), plus the usual `error`
+/// (`AGENT_SUSPENDED`, `AGENT_REVOKED`), `Cache-Control: no-store` (a suspension
+/// ends). Open: no key needed.
 #[utoipa::path(get, path = "/agents/{id}/did.json", tag = "discovery",
     params(("id" = String, Path, description = "agent id")),
     responses((status = 200, description = "DID document (application/did+ld+json)", body = Object),
-              (status = 404), (status = 410, description = "the agent is revoked")))]
+              (status = 404),
+              (status = 410, description = "the agent is suspended or revoked: a DID resolution result (application/did-resolution) with `didDocumentMetadata.deactivated: true`", body = Object, content_type = "application/did-resolution")))]
 pub async fn did_document(
     State(state): State<Arc<AppState>>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    let (id, keys) = usable_keys(&state, &id).await?;
+    let context = json!([
+        "https://www.w3.org/ns/did/v1",
+        "https://w3id.org/security/suites/jws-2020/v1",
+    ]);
+    let (id, keys) = match published_keys(&state, &id).await? {
+        Published::Keys(id, keys) => (id, keys),
+        Published::Deactivated(id, error) => {
+            let did = state.agent_did(id.as_str());
+            let mut result = serde_json::Map::new();
+            result.insert(
+                "@context".into(),
+                Value::from("https://w3id.org/did-resolution/v1"),
+            );
+            result.insert(
+                "didDocument".into(),
+                json!({"@context": context, "id": did}),
+            );
+            result.insert(
+                "didResolutionMetadata".into(),
+                json!({"contentType": "application/did+ld+json"}),
+            );
+            result.insert("didDocumentMetadata".into(), json!({"deactivated": true}));
+            return Ok(error.into_response_with(DID_RESOLUTION_MEDIA_TYPE, result));
+        }
+    };
     let did = state.agent_did(id.as_str());
     let mut methods = Vec::new();
     let mut refs = Vec::new();
@@ -400,10 +435,7 @@ pub async fn did_document(
         refs.push(Value::from(method));
     }
     let doc = json!({
-        "@context": [
-            "https://www.w3.org/ns/did/v1",
-            "https://w3id.org/security/suites/jws-2020/v1",
-        ],
+        "@context": context,
         "id": did,
         "verificationMethod": methods,
         "authentication": refs,
@@ -420,25 +452,46 @@ pub async fn did_document(
         .into_response())
 }
 
-/// An agent's usable keys (current and in grace, not expired) as (thumbprint, JWK),
-/// for the documents that publish them: 404 for an unknown agent or one without a
-/// usable key, 410 for a revoked agent.
-async fn usable_keys(
-    state: &AppState,
-    id: &str,
-) -> Result<(AgentId, Vec<(String, Value)>), ApiError> {
+/// What an agent's key documents publish.
+enum Published {
+    /// Its usable keys (current and in grace, not expired) as (thumbprint, JWK).
+    Keys(AgentId, Vec<(String, Value)>),
+    /// Suspended or revoked: no key is published, and the error says which.
+    Deactivated(AgentId, ApiError),
+}
+
+/// An agent's usable keys, for the documents that publish them: 404 for an unknown
+/// agent or one without a usable key; deactivated (410) while suspended and once
+/// revoked, read from the store so both documents follow its status at once.
+async fn published_keys(state: &AppState, id: &str) -> Result<Published, ApiError> {
     let id = AgentId::try_from(id).map_err(|_| ApiError::not_found("agent"))?;
     let agent = state
         .store
         .agent(&id)
         .await?
         .ok_or_else(|| ApiError::not_found("agent"))?;
-    if agent.status == AgentStatus::Revoked {
-        return Err(ApiError::new(
-            StatusCode::GONE,
-            "AGENT_REVOKED",
-            "agent is revoked; its keys are no longer published",
-        ));
+    match agent.status {
+        AgentStatus::Revoked => {
+            return Ok(Published::Deactivated(
+                agent.id,
+                ApiError::new(
+                    StatusCode::GONE,
+                    "AGENT_REVOKED",
+                    "agent is revoked: its DID is deactivated and its keys are no longer published",
+                ),
+            ));
+        }
+        AgentStatus::Suspended => {
+            return Ok(Published::Deactivated(
+                agent.id,
+                ApiError::new(
+                    StatusCode::GONE,
+                    "AGENT_SUSPENDED",
+                    "agent is suspended by its issuer: its DID is deactivated and its keys are not published until it is reactivated",
+                ),
+            ));
+        }
+        AgentStatus::Active => {}
     }
     let now = now_ms();
     let mut keys = Vec::new();
@@ -457,7 +510,7 @@ async fn usable_keys(
             "this agent has no current key: its issuer registers one with `PUT /v1/agents/{id}/keys`",
         ));
     }
-    Ok((agent.id, keys))
+    Ok(Published::Keys(agent.id, keys))
 }
 
 /// The agent's keys as an HTTP Message Signatures key directory (Web Bot Auth:
@@ -465,16 +518,27 @@ async fn usable_keys(
 /// receiver can check the message signatures an agent sends (`keyid` is a key's RFC
 /// 7638 thumbprint). The same usable keys as the DID document. The directory is not
 /// itself signed: that would take the agent's private key, which the registry never
-/// holds. 404 for an unknown agent or one without a usable key; 410 if revoked.
+/// holds. 404 for an unknown agent or one without a usable key. A suspended or
+/// revoked agent: 410 with an empty key set, `"deactivated": true` and the usual
+/// `error` (`AGENT_SUSPENDED`, `AGENT_REVOKED`), `Cache-Control: no-store`.
 #[utoipa::path(get, path = "/agents/{id}/.well-known/http-message-signatures-directory", tag = "discovery",
     params(("id" = String, Path, description = "agent id")),
     responses((status = 200, description = "key directory (application/http-message-signatures-directory+json)", body = Object),
-              (status = 404), (status = 410, description = "the agent is revoked")))]
+              (status = 404),
+              (status = 410, description = "the agent is suspended or revoked: `{\"keys\": [], \"deactivated\": true, \"error\": …}`", body = Object, content_type = "application/http-message-signatures-directory+json")))]
 pub async fn signatures_directory(
     State(state): State<Arc<AppState>>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    let (_, keys) = usable_keys(&state, &id).await?;
+    let keys = match published_keys(&state, &id).await? {
+        Published::Keys(_, keys) => keys,
+        Published::Deactivated(_, error) => {
+            let mut doc = serde_json::Map::new();
+            doc.insert("keys".into(), json!([]));
+            doc.insert("deactivated".into(), Value::Bool(true));
+            return Ok(error.into_response_with(bonafide_core::httpsig::DIRECTORY_MEDIA_TYPE, doc));
+        }
+    };
     let doc = json!({"keys": keys.into_iter().map(|(_, jwk)| jwk).collect::<Vec<_>>()});
     let body = serde_json::to_vec(&doc).map_err(|e| ApiError::internal(e.to_string()))?;
     Ok((

@@ -114,6 +114,13 @@ pub struct RegisterAgent {
     /// default 90 days. Tokens bound to it are refused after `key_expires_at`.
     #[serde(default)]
     pub key_expires_in: Option<i64>,
+    /// An agent with its own key (given now or later with `PUT /v1/agents/{id}/keys`)
+    /// accepts only tokens bound to it: a token without `cnf` (issuer-signed, or
+    /// issued before the agent had a key) is refused with `TOKEN_INVALID`, reason
+    /// `BINDING_REQUIRED`. `true` opts out: such tokens still verify. Default false;
+    /// said at registration only, it never changes.
+    #[serde(default)]
+    pub allow_bearer_tokens: bool,
 }
 
 /// Checks a policy given at registration, from its bytes as sent (so repeated
@@ -159,6 +166,9 @@ pub struct AgentRegistered {
     /// The agent's own key, when one was sent: the token's `cnf.jkt` is its `jkt`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<AgentKeyView>,
+    /// Whether tokens without `cnf` verify once the agent has its own key (the
+    /// issuer's opt-out; false: only bound tokens).
+    pub allow_bearer_tokens: bool,
 }
 
 /// `policy_hash` of a stored canonical policy (the SHA-256 of the text itself).
@@ -299,6 +309,7 @@ pub async fn register(
         user,
         suspended_at_ms: None,
         suspend_reason: None,
+        allow_bearer_tokens: body.allow_bearer_tokens,
     };
     let key_record = own_key
         .as_ref()
@@ -348,6 +359,7 @@ pub async fn register(
                 .as_ref()
                 .map(|k| agent_keys::key_view(k, agent.created_at_ms))
                 .transpose()?,
+            allow_bearer_tokens: agent.allow_bearer_tokens,
         }),
     ))
 }
@@ -398,6 +410,9 @@ pub struct AgentView {
     /// On whose behalf it acts.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// Whether tokens without `cnf` verify once the agent has its own key (set at
+    /// registration; false: only bound tokens).
+    pub allow_bearer_tokens: bool,
 }
 
 fn view(issuer: &Issuer, a: Agent) -> AgentView {
@@ -421,6 +436,7 @@ fn view(issuer: &Issuer, a: Agent) -> AgentView {
             .as_deref()
             .and_then(|p| serde_json::from_str(p).ok()),
         user: a.user,
+        allow_bearer_tokens: a.allow_bearer_tokens,
     }
 }
 

@@ -18,16 +18,28 @@ use crate::state::AppState;
 /// a rotation reaches them well before the old key's tokens expire.
 const KEY_CACHE_SECS: u32 = 300;
 
-/// The registry's public keys (RFC 7517 JWK Set): the active token-signing key,
-/// retired ones until every token they signed has expired, and the receipt key
-/// (Ed25519; it signs only `typ receipt+jwt`, never a token, and the registry's own
-/// token verification does not accept it).
+/// The registry's token keys (RFC 7517 JWK Set): the active token-signing key and
+/// retired ones until every token they signed has expired. The receipt key is not
+/// here (it is at `/.well-known/receipt-jwks.json`): a verifier that accepts whatever
+/// this set holds must never accept a receipt as a token.
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "discovery",
     responses((status = 200, description = "JWK Set", content_type = "application/jwk-set+json")))]
 pub async fn jwks(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    let mut set = state.keys.load().verifying.to_jwks();
-    set.keys
-        .push(state.receipt_key.verifying_key().jwk().clone());
+    jwk_set(state.keys.load().verifying.to_jwks())
+}
+
+/// The receipt key (RFC 7517 JWK Set of one Ed25519 key): it signs only `typ
+/// receipt+jwt`, never a token, and is kept out of the token JWKS so that no JWT
+/// library configured with that set can take a receipt for a token.
+#[utoipa::path(get, path = "/.well-known/receipt-jwks.json", tag = "discovery",
+    responses((status = 200, description = "JWK Set", content_type = "application/jwk-set+json")))]
+pub async fn receipt_jwks(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    jwk_set(bonafide_core::keys::Jwks {
+        keys: vec![state.receipt_key.verifying_key().jwk().clone()],
+    })
+}
+
+fn jwk_set(set: bonafide_core::keys::Jwks) -> impl IntoResponse {
     (
         [
             (header::CONTENT_TYPE, "application/jwk-set+json".to_owned()),
@@ -102,6 +114,7 @@ pub async fn configuration(State(state): State<Arc<AppState>>) -> ApiJson<Value>
         "receipt_types_supported": [bonafide_core::receipt::RECEIPT_TYP],
         "receipt_signing_alg": "EdDSA",
         "receipt_signing_kid": state.receipt_key.kid(),
+        "receipt_jwks_uri": format!("{base}/.well-known/receipt-jwks.json"),
         "policy_versions_supported": [bonafide_core::policy::POLICY_VERSION],
         "policy_lint_endpoint": format!("{base}/v1/policies/lint"),
         "proof_types_supported": ["dpop", "http-signature"],

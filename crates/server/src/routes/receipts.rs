@@ -18,7 +18,8 @@ pub struct ReceiptView {
     /// `rcp_…`.
     pub receipt_id: String,
     /// The receipt: a compact JWS (`typ receipt+jwt`, EdDSA) signed by the registry's
-    /// receipt key, which is in `/.well-known/jwks.json`.
+    /// receipt key, which is in `/.well-known/receipt-jwks.json` (`receipt_jwks_uri`
+    /// in discovery), never in the token JWKS.
     pub jws: String,
     /// Its claims, decoded (the same as inside `jws`).
     #[schema(value_type = Object)]
@@ -56,7 +57,15 @@ pub async fn get(
     if !readable {
         return Err(ApiError::not_found("receipt"));
     }
-    let mut claims: ReceiptClaims = serde_json::from_slice(&record.claims)
+    let mut stored: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&record.claims)
+            .map_err(|e| ApiError::internal(format!("stored receipt {id}: {e}")))?;
+    // Receipts stored before `sub` was a claim get it on read: it is always the
+    // receipt's own id.
+    stored
+        .entry("sub")
+        .or_insert_with(|| serde_json::Value::String(id.to_string()));
+    let mut claims: ReceiptClaims = serde_json::from_value(serde_json::Value::Object(stored))
         .map_err(|e| ApiError::internal(format!("stored receipt {id}: {e}")))?;
     claims.audit_index = record.audit_index;
     // Ed25519 signatures are deterministic: every read gives the same JWS.

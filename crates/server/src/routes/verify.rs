@@ -432,6 +432,11 @@ pub async fn check_token_signed(
                 subject: Some((verified.claims.sub, verified.claims.jti)),
             }));
         }
+    } else if bearer_refused(state, &verified.claims).await? {
+        return Ok(Err(Denied {
+            error: TokenError::BindingRequired,
+            subject: Some((verified.claims.sub, verified.claims.jti)),
+        }));
     }
     // Step 7: a policy whose hash is not `policy_hash` makes the token invalid on every
     // path (GET verify and introspection too), not only where the policy is used.
@@ -482,6 +487,23 @@ async fn genuine_subject(
     Ok(Some((v.claims.sub, v.claims.jti)))
 }
 
+/// True if an unbound token (no `cnf`) of this presenting agent must be refused: the
+/// agent has its own key (registered with it or given one later, so tokens issued
+/// before are caught too) and its issuer did not opt out at registration
+/// (`allow_bearer_tokens`). Both reads are the verify caches (agent keys, agent
+/// record), so the store is touched only on a miss.
+async fn bearer_refused(state: &AppState, claims: &token::AgentClaims) -> Result<bool, ApiError> {
+    let holder = bonafide_core::delegation::current_actor(claims);
+    if state.agent_keys(holder).await?.is_empty() {
+        return Ok(false);
+    }
+    Ok(match state.agent_record(holder).await? {
+        Some(agent) => !agent.allow_bearer_tokens,
+        // A key without its agent cannot be; refusing is the safe answer.
+        None => true,
+    })
+}
+
 /// The reason that follows the error code when a key decided it: `KEY_REVOKED` after
 /// `TOKEN_REVOKED` when the issuer key that signed the token is revoked, `KEY_ROTATED`
 /// after `TOKEN_REVOKED` when the agent key it is bound to was rotated out and its
@@ -492,6 +514,7 @@ pub fn second_reason(error: &TokenError) -> Option<&'static str> {
         TokenError::Revoked(Revoked::Key) => Some("KEY_REVOKED"),
         TokenError::Revoked(Revoked::AgentKeyRotated) => Some("KEY_ROTATED"),
         TokenError::AgentKeyExpired { .. } => Some("KEY_EXPIRED"),
+        TokenError::BindingRequired => Some("BINDING_REQUIRED"),
         _ => None,
     }
 }

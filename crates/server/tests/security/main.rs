@@ -12,6 +12,7 @@ mod hygiene;
 mod key_behind_token;
 mod lifetimes;
 mod log_amplification;
+mod receipts_did;
 mod registration;
 mod replay;
 mod slow_clients;

@@ -78,6 +78,7 @@ with open("expected.json", encoding="utf-8") as f:
 ALLOW = {
     "iss": "https://registry.example",
     "iat": 1764052418,
+    "sub": ident("rcp_", 0),
     "receipt_id": ident("rcp_", 0),
     "decision": "allow",
     "valid": True,
@@ -101,6 +102,7 @@ ALLOW = {
 DENY = {
     "iss": "https://registry.example",
     "iat": 1764052419,
+    "sub": ident("rcp_", 64),
     "receipt_id": ident("rcp_", 64),
     "decision": "deny",
     "valid": False,
@@ -178,7 +180,11 @@ bad("fail_receipt_jwk_in_header.json",
 bad("fail_receipt_unknown_claim.json",
     "validly signed claims with a member receipts do not have",
     sign(compact(dict(ALLOW, approved_by="me"))),
-    "receipt claims are invalid: unknown field `approved_by`, expected one of `iss`, `iat`, `receipt_id`, `decision`, `valid`, `reasons`, `token_sha256`, `agent_id`, `jti`, `policy_hash`, `request_sha256`, `verified_at`, `remaining`, `audit_index`, `receiver`")
+    "receipt claims are invalid: unknown field `approved_by`, expected one of `iss`, `iat`, `sub`, `receipt_id`, `decision`, `valid`, `reasons`, `token_sha256`, `agent_id`, `jti`, `policy_hash`, `request_sha256`, `verified_at`, `remaining`, `audit_index`, `receiver`")
+bad("fail_receipt_sub_not_receipt_id.json",
+    "validly signed claims whose sub is another receipt's id, not its own receipt_id",
+    sign(compact(dict(ALLOW, sub=ident("rcp_", 16)))),
+    "receipt claims are invalid: `sub` is not the receipt's own `receipt_id`")
 bad("fail_receipt_duplicate_claim.json",
     "validly signed claims naming decision twice (deny, then allow)",
     sign(compact(DENY)[:-1] + b',"decision":"allow"}'),
