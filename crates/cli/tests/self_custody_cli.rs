@@ -327,8 +327,10 @@ fn token_sign_makes_a_token_that_verifies_with_the_public_jwk() {
 
         // Verifies with the public JWK alone, for this issuer and no other.
         let keys = key_set(&pub_of(&key));
-        let verified = token::verify(token, &keys, &VerifyOptions::for_issuer(issuer_id()), now())
-            .unwrap_or_else(|e| panic!("{alg}: {e}"));
+        let mut opts = VerifyOptions::for_issuer(issuer_id());
+        opts.audience = token::AudienceRule::one("api.bank.example");
+        let verified =
+            token::verify(token, &keys, &opts, now()).unwrap_or_else(|e| panic!("{alg}: {e}"));
         assert_eq!(verified.claims.sub.as_str(), agent_id());
         assert_eq!(
             token::policy_of(&verified.claims).unwrap().unwrap().hash(),
@@ -373,13 +375,9 @@ fn token_sign_json_and_defaults() {
     for absent in ["policy", "policy_hash", "user"] {
         assert!(c.get(absent).is_none(), "{c}");
     }
-    let verified = token::verify(
-        token,
-        &key_set(&pub_of(&key)),
-        &VerifyOptions::for_issuer(issuer_id()),
-        now(),
-    )
-    .unwrap();
+    let mut opts = VerifyOptions::for_issuer(issuer_id());
+    opts.audience = token::AudienceRule::one("api.one.example");
+    let verified = token::verify(token, &key_set(&pub_of(&key)), &opts, now()).unwrap();
     assert_eq!(
         verified.claims.aud,
         Some(Audience::One("api.one.example".into()))

@@ -78,6 +78,11 @@ pub fn money_from_json(amount: &Value, currency: &Value) -> Result<Money, Policy
         .ok_or_else(|| field("currency", money::CurrencyError::WrongType.into()))?;
     let currency = money::parse_currency(code).map_err(|e| field("currency", e.into()))?;
     let amount = money::parse_amount(amount, currency).map_err(|e| field("amount", e.into()))?;
+    // A limit may be zero; a request's spend may not (issue 13: `remaining` is not
+    // to be read for free through a spend of nothing).
+    if amount.is_zero() {
+        return Err(field("amount", money::AmountError::Zero.into()));
+    }
     Ok(Money { amount, currency })
 }
 
@@ -450,5 +455,19 @@ mod tests {
         assert!(!prefix_matches("acct/12", "acct/12//x"));
         assert!(!prefix_matches("acct/12", "acct/12/./x"));
         assert!(!prefix_matches("acct", "account"));
+    }
+
+    #[test]
+    fn a_request_spend_of_zero_is_refused() {
+        let usd = serde_json::json!("USD");
+        for zero in [
+            serde_json::json!("0"),
+            serde_json::json!("0.00"),
+            serde_json::json!(0),
+        ] {
+            let e = money_from_json(&zero, &usd).unwrap_err();
+            assert!(e.to_string().contains("spend of 0"), "{e}");
+        }
+        assert!(money_from_json(&serde_json::json!("0.01"), &usd).is_ok());
     }
 }

@@ -28,6 +28,10 @@ pub enum AmountError {
     /// A leading minus sign or a negative integer.
     #[error("negative amounts are refused")]
     Negative,
+    /// A request's spend of zero: it asks for nothing and would only read what is
+    /// left of a budget.
+    #[error("a spend of 0 is refused: an amount must be positive")]
+    Zero,
     /// Exponent form such as `1e3`.
     #[error("exponent form `{0}` is refused: write the digits out")]
     Exponent(String),

@@ -162,14 +162,10 @@ async fn keyed_agent(h: &Harness, iss: &str, key: &SigningKey, extra: Value) -> 
 /// An issuer key registered for self-custody: the signing key.
 async fn issuer_key(h: &Harness, iss: &str) -> SigningKey {
     let sk = SigningKey::generate(Algorithm::EdDSA).unwrap();
-    let (st, v) = h
-        .call(
-            "POST",
-            "/v1/issuer/keys",
-            Some(iss),
-            Some(json!({"jwk": sk.verifying_key().jwk()})),
-        )
-        .await;
+    let (st, me) = h.call("GET", "/v1/issuer", Some(iss), None).await;
+    assert_eq!(st, StatusCode::OK, "{me}");
+    let id = me["issuer_id"].as_str().unwrap();
+    let (st, v) = h.add_issuer_key(iss, id, &sk).await;
     assert_eq!(st, StatusCode::CREATED, "{v}");
     sk
 }

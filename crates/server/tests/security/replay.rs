@@ -174,3 +174,33 @@ async fn a_replay_is_refused_while_the_agent_is_suspended_and_answers_again_afte
     assert_eq!(v["allowed"], true, "{v}");
     assert_eq!(v["audit_index"], first["audit_index"], "{v}");
 }
+
+/// A spend of 0 asks for nothing: refused, so `remaining` is not read through it.
+#[tokio::test]
+async fn a_spend_of_zero_is_refused() {
+    let h = common::start().await;
+    let rcv = receiver(&h, "shop").await;
+    let (_, _, token) = spender(&h, json!({})).await;
+    let before = h.state.store.audit_size().await.unwrap();
+    for amount in [json!("0"), json!("0.00"), json!(0), json!("000.0")] {
+        let body =
+            json!({"token": token, "action": "payments.send", "amount": amount, "currency": "USD"});
+        for path in ["/v1/verify", "/v1/simulate"] {
+            let (st, v) = h.call("POST", path, Some(&rcv), Some(body.clone())).await;
+            assert!(
+                st == StatusCode::UNPROCESSABLE_ENTITY && v["error"]["code"] == "AMOUNT_INVALID",
+                "{path} {amount}: {st} {v}"
+            );
+            assert!(v.get("remaining").is_none(), "{v}");
+        }
+    }
+    assert_eq!(h.state.store.audit_size().await.unwrap(), before);
+    // The smallest positive amount is a spend.
+    let (_, v) = post(
+        &h,
+        &rcv,
+        &json!({"token": token, "action": "payments.send", "amount": "0.01", "currency": "USD"}),
+    )
+    .await;
+    assert_eq!(v["allowed"], true, "{v}");
+}
