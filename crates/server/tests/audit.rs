@@ -979,16 +979,14 @@ async fn verify_decisions_are_logged_with_their_index() {
         "astral:\u{10ffff}",
     ];
     let v = h
-        .verify(
-            json!({"token": token, "scopes_requested": odd, "audience": "ünïcôdé\u{2028}\u{1F600}"}),
-        )
+        .verify(json!({"token": token, "scopes_requested": odd, "audience": "ünïcôdé\u{1F600}"}))
         .await;
     assert_eq!(v["allowed"], false, "{v}");
     let i = v["audit_index"].as_u64().unwrap();
     indexes.push(i);
     let (e, _) = entry_at(&h, i).await;
     assert_eq!(e.scopes, odd.map(str::to_owned).to_vec());
-    assert_eq!(e.target.as_deref(), Some("ünïcôdé\u{2028}\u{1F600}"));
+    assert_eq!(e.target.as_deref(), Some("ünïcôdé\u{1F600}"));
     // Control characters are refused before anything is decided or logged.
     let before = size(&h).await;
     for body in [
@@ -2611,7 +2609,7 @@ async fn the_largest_decision_a_caller_can_ask_for_is_logged_whole_and_more_is_r
             .collect()
     };
     let before = size(&h).await;
-    let big = scopes(124);
+    let big = scopes(60);
     let r = api
         .send(
             "POST",
@@ -2625,7 +2623,7 @@ async fn the_largest_decision_a_caller_can_ask_for_is_logged_whole_and_more_is_r
     assert_eq!(i, before);
     let (e, text) = entry_at(&h, i).await;
     assert_eq!(e.scopes, big);
-    assert!(text.len() > 8_000 && text.len() <= 65_535, "{}", text.len());
+    assert!(text.len() > 4_000 && text.len() <= 65_535, "{}", text.len());
     let bundle = api
         .get(
             &format!("/v1/audit/tile/entries/000.p/{}", i + 1),
@@ -2640,7 +2638,7 @@ async fn the_largest_decision_a_caller_can_ask_for_is_logged_whole_and_more_is_r
     );
     assert_eq!(&tail[2..], text.as_bytes());
 
-    for pad in [125, 300] {
+    for pad in [61, 300] {
         let r = api
             .send(
                 "POST",

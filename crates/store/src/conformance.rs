@@ -314,7 +314,7 @@ fn new_receiver() -> Receiver {
     let id = ReceiverId::from_random(unique());
     let name = format!("{}.api.example", id.as_str());
     Receiver {
-        audiences: vec![name.clone(), "https://api.example/ünï".to_owned()],
+        audiences: vec![name.clone(), format!("https://{}.example/ünï", id.as_str())],
         name,
         id,
         created_at_ms: T0_MS,
@@ -1869,6 +1869,42 @@ pub async fn set_receiver_audiences_replaces_them_with_the_audit_record(store: A
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound), "{err:?}");
     assert_eq!(store.audit_size().await.unwrap(), size + 1);
+
+    // An audience belongs to one receiver: taking another's is `Conflict`, and
+    // nothing of the change is kept (neither receiver's audiences, nor the audit).
+    let other = self::receiver(&*store).await;
+    let err = store
+        .set_receiver_audiences(
+            &other.id,
+            &["mine".to_owned(), "bank-eu".to_owned()],
+            &audit_note(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    let size = store.audit_size().await.unwrap();
+    assert_eq!(
+        store.receiver(&other.id).await.unwrap().unwrap().audiences,
+        other.audiences
+    );
+    assert_eq!(
+        store
+            .receiver(&receiver.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .audiences,
+        new
+    );
+    let mut taken = new_receiver();
+    taken.audiences = vec!["https://api.bank.example".to_owned()];
+    let err = store
+        .create_receiver(&taken, &key_hash(KeyKind::Receiver), &audit_note())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(store.receiver(&taken.id).await.unwrap(), None);
+    assert_eq!(store.audit_size().await.unwrap(), size);
 }
 
 // ---- agents: policy and user

@@ -489,16 +489,13 @@ impl Store for SqliteStore {
         audit: &AuditRecord,
     ) -> Result<(), StoreError> {
         let mut tx = self.write_tx().await?;
-        sqlx::query(
-            "INSERT INTO receivers (id, name, audiences, created_at_ms) VALUES (?, ?, ?, ?)",
-        )
-        .bind(receiver.id.as_str())
-        .bind(&receiver.name)
-        .bind(audiences_json(&receiver.audiences)?)
-        .bind(receiver.created_at_ms)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
+        sqlx::query("INSERT INTO receivers (id, name, created_at_ms) VALUES (?, ?, ?)")
+            .bind(receiver.id.as_str())
+            .bind(&receiver.name)
+            .bind(receiver.created_at_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
         sqlx::query("INSERT INTO api_keys (hash, kind, owner, created_at_ms) VALUES (?, ?, ?, ?)")
             .bind(key.0.as_slice())
             .bind(KeyKind::Receiver.as_str())
@@ -507,20 +504,29 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
+        insert_audiences(&mut tx, &receiver.id, &receiver.audiences).await?;
         append_audit(&mut tx, std::slice::from_ref(audit)).await?;
         tx.commit().await.map_err(db_err)
     }
 
     async fn receiver(&self, id: &ReceiverId) -> Result<Option<Receiver>, StoreError> {
-        sqlx::query_as::<_, ReceiverRow>(
-            "SELECT id, name, audiences, created_at_ms FROM receivers WHERE id = ?",
+        let row = sqlx::query_as::<_, ReceiverRow>(
+            "SELECT id, name, created_at_ms FROM receivers WHERE id = ?",
         )
         .bind(id.as_str())
         .fetch_optional(&self.reader)
         .await
-        .map_err(db_err)?
-        .map(ReceiverRow::into_receiver)
-        .transpose()
+        .map_err(db_err)?;
+        let Some(row) = row else { return Ok(None) };
+        let mut receiver = row.into_receiver()?;
+        receiver.audiences = sqlx::query_scalar::<_, String>(
+            "SELECT audience FROM receiver_audiences WHERE receiver_id = ? ORDER BY position",
+        )
+        .bind(id.as_str())
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?;
+        Ok(Some(receiver))
     }
 
     async fn set_receiver_audiences(
@@ -530,16 +536,21 @@ impl Store for SqliteStore {
         audit: &AuditRecord,
     ) -> Result<(), StoreError> {
         let mut tx = self.write_tx().await?;
-        let changed = sqlx::query("UPDATE receivers SET audiences = ? WHERE id = ?")
-            .bind(audiences_json(audiences)?)
+        let known = sqlx::query_scalar::<_, i64>("SELECT 1 FROM receivers WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        if known.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        sqlx::query("DELETE FROM receiver_audiences WHERE receiver_id = ?")
             .bind(id.as_str())
             .execute(&mut *tx)
             .await
-            .map_err(db_err)?
-            .rows_affected();
-        if changed == 0 {
-            return Err(StoreError::NotFound);
-        }
+            .map_err(db_err)?;
+        // Another receiver's audience is a unique violation: `Conflict`, nothing kept.
+        insert_audiences(&mut tx, id, audiences).await?;
         append_audit(&mut tx, std::slice::from_ref(audit)).await?;
         tx.commit().await.map_err(db_err)
     }
@@ -2234,26 +2245,42 @@ impl IssuerRow {
 struct ReceiverRow {
     id: String,
     name: String,
-    audiences: String,
     created_at_ms: i64,
 }
 
 impl ReceiverRow {
+    /// The receiver, its audiences still to be read.
     fn into_receiver(self) -> Result<Receiver, StoreError> {
         Ok(Receiver {
             id: parse_id(&self.id, "receiver id")?,
-            audiences: serde_json::from_str(&self.audiences)
-                .map_err(|_| corrupt("receiver audiences"))?,
+            audiences: Vec::new(),
             name: self.name,
             created_at_ms: self.created_at_ms,
         })
     }
 }
 
-/// A receiver's audiences as stored: a JSON array of strings.
-fn audiences_json(audiences: &[String]) -> Result<String, StoreError> {
-    serde_json::to_string(audiences)
-        .map_err(|e| StoreError::Backend(format!("receiver audiences: {e}")))
+/// Writes a receiver's audiences in order. An audience another receiver holds is a
+/// unique violation (`Conflict`).
+async fn insert_audiences(
+    conn: &mut SqliteConnection,
+    id: &ReceiverId,
+    audiences: &[String],
+) -> Result<(), StoreError> {
+    for (position, audience) in audiences.iter().enumerate() {
+        let position = i64::try_from(position)
+            .map_err(|_| StoreError::Backend("too many audiences".into()))?;
+        sqlx::query(
+            "INSERT INTO receiver_audiences (audience, receiver_id, position) VALUES (?, ?, ?)",
+        )
+        .bind(audience)
+        .bind(id.as_str())
+        .bind(position)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    }
+    Ok(())
 }
 
 #[derive(sqlx::FromRow)]
@@ -2621,12 +2648,16 @@ fn db_err_ref(e: &sqlx::Error) -> StoreError {
 
 /// SQLite says `UNIQUE constraint failed: <table>.<column>`; say it in domain words.
 fn conflict_message(db: &dyn DatabaseError) -> &'static str {
-    const MESSAGES: [(&str, &str); 14] = [
+    const MESSAGES: [(&str, &str); 15] = [
         ("issuers.name_key", "issuer name is taken"),
         ("issuers.name", "issuer name is taken"),
         ("issuers.id", "issuer id already exists"),
         ("receivers.name", "receiver name is taken"),
         ("receivers.id", "receiver id already exists"),
+        (
+            "receiver_audiences.audience",
+            "audience held by another receiver",
+        ),
         ("receipts.id", "receipt id already exists"),
         ("idempotency.receiver_id", "idempotency key already used"),
         ("api_keys.hash", "api key already exists"),

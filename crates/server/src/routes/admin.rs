@@ -116,6 +116,15 @@ pub struct CreateReceiver {
 /// Most audiences one receiver may have.
 pub const MAX_RECEIVER_AUDIENCES: usize = 16;
 
+/// 409 for an audience another receiver holds. It does not say which receiver.
+fn audience_taken() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "AUDIENCE_TAKEN",
+        "one of these audiences belongs to another receiver: an audience is one receiver's, or anyone holding it could verify and spend that receiver's tokens",
+    )
+}
+
 /// Checks a receiver's audiences: 1 to [`MAX_RECEIVER_AUDIENCES`], each a name as
 /// registration takes them (at most 256 characters), duplicates dropped.
 fn check_audiences(list: &[String]) -> Result<Vec<String>, ApiError> {
@@ -187,6 +196,7 @@ pub async fn create_receiver(
         .create_receiver(&receiver, &key.hash(), &audit)
         .await
         .map_err(|e| match e {
+            bonafide_store::StoreError::Conflict(m) if m.contains("audience") => audience_taken(),
             bonafide_store::StoreError::Conflict(_) => ApiError::new(
                 StatusCode::CONFLICT,
                 "CONFLICT",
@@ -226,15 +236,16 @@ pub struct ReceiverAudiences {
     pub audiences: Vec<String>,
 }
 
-/// Replaces a receiver's audiences: the registry admin, or the receiver itself with
-/// its own key. Verifies with its key take effect at once in this process (others
-/// within `key_refresh`).
+/// Replaces a receiver's audiences (the registry admin only: a receiver choosing its
+/// own could claim an API it does not run). An audience belongs to one receiver
+/// (409 `AUDIENCE_TAKEN`). Takes effect at once in this process (others within
+/// `key_refresh`).
 #[utoipa::path(put, path = "/v1/receivers/{id}/audiences", tag = "admin", request_body = SetAudiences,
     params(("id" = String, Path, description = "`rcv_…`")),
     security(("api_key" = [])),
     responses((status = 200, body = ReceiverAudiences), (status = 400), (status = 401),
-              (status = 403, description = "another receiver's key, or an issuer key"),
-              (status = 404), (status = 422)))]
+              (status = 403, description = "not the admin key"),
+              (status = 404), (status = 409, description = "`AUDIENCE_TAKEN`: another receiver holds one of them"), (status = 422)))]
 pub async fn set_audiences(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -243,15 +254,12 @@ pub async fn set_audiences(
 ) -> Result<ApiJson<ReceiverAudiences>, ApiError> {
     match &caller {
         Caller::Admin => {}
-        Caller::Receiver(own) if *own == id => {}
         Caller::Anonymous => {
-            return Err(ApiError::unauthorized(
-                "send the admin key, or this receiver's own key",
-            ));
+            return Err(ApiError::unauthorized("send the admin key"));
         }
         _ => {
             return Err(ApiError::forbidden(
-                "only the registry admin or the receiver itself may change its audiences",
+                "only the registry admin may change a receiver's audiences",
             ));
         }
     }
@@ -274,6 +282,7 @@ pub async fn set_audiences(
         .await
         .map_err(|e| match e {
             bonafide_store::StoreError::NotFound => ApiError::not_found("receiver"),
+            bonafide_store::StoreError::Conflict(_) => audience_taken(),
             other => other.into(),
         })?;
     state.forget_receiver(&id);

@@ -43,9 +43,9 @@ const LIMIT_PER_PERIOD: &str = "LIMIT_PER_PERIOD";
 /// Most scopes one verify may ask about.
 const MAX_SCOPES_REQUESTED: usize = 64;
 
-/// Longest scope one verify may ask about, in characters (the scope grammar allows
-/// 64; a longer one is a malformed request, not a decision to log).
-const MAX_SCOPE_CHARS: usize = 128;
+/// Longest scope one verify may ask about, in bytes (the scope grammar allows 64
+/// ASCII characters; a longer one is a malformed request, not a decision to log).
+const MAX_SCOPE_BYTES: usize = 64;
 
 /// A token that did not verify, with what is known about it.
 #[derive(Debug)]
@@ -588,17 +588,24 @@ async fn check_and_audit(
     Ok(checked)
 }
 
-/// The most characters of a caller's `audience` (as registrations take them): the
-/// value reaches the audit log and receipts.
-const MAX_AUDIENCE_CHARS: usize = 256;
+/// The most bytes of a caller's `audience` (as registrations take them): the value
+/// reaches the audit log and receipts.
+const MAX_AUDIENCE_BYTES: usize = 256;
 
 /// Checks an `audience` a caller named (body, `target_resource` or `?audience=`):
-/// 1 to 256 characters, no control characters; 422 otherwise.
+/// 1 to 256 bytes, and none of the characters names refuse (controls, invisible,
+/// bidirectional-control, line separators: it is shown in the audit log); 422
+/// otherwise.
 pub fn check_named_audience(field: &str, value: &str) -> Result<(), ApiError> {
-    let n = value.chars().count();
-    if n == 0 || n > MAX_AUDIENCE_CHARS || value.chars().any(char::is_control) {
+    if value.is_empty() || value.len() > MAX_AUDIENCE_BYTES {
         return Err(ApiError::invalid(format!(
-            "`{field}` must be 1 to {MAX_AUDIENCE_CHARS} characters without control characters"
+            "`{field}` must be 1 to {MAX_AUDIENCE_BYTES} bytes"
+        )));
+    }
+    if let Some(c) = bonafide_core::names::forbidden_char(value) {
+        return Err(ApiError::invalid(format!(
+            "`{field}` contains {}, which is not allowed",
+            bonafide_core::names::describe(c)
         )));
     }
     Ok(())
@@ -855,12 +862,13 @@ fn check_request(req: &VerifyRequest, caller: &Caller) -> Result<Asked, ApiError
     }
     // Everything a caller sends that reaches the audit log or a receipt is bounded
     // as registration bounds it (issue 13: no kilobytes in the log for free).
-    if let Some(s) = scopes.iter().find(|s| {
-        s.is_empty() || s.chars().count() > MAX_SCOPE_CHARS || s.chars().any(char::is_control)
-    }) {
+    if let Some(s) = scopes
+        .iter()
+        .find(|s| s.is_empty() || s.len() > MAX_SCOPE_BYTES || s.chars().any(char::is_control))
+    {
         return Err(ApiError::invalid(format!(
-            "each of `scopes_requested` must be 1 to {MAX_SCOPE_CHARS} characters without control characters (got {} characters)",
-            s.chars().count()
+            "each of `scopes_requested` must be 1 to {MAX_SCOPE_BYTES} bytes without control characters (got {} bytes)",
+            s.len()
         )));
     }
     if let Some(a) = &req.audience {
@@ -868,6 +876,15 @@ fn check_request(req: &VerifyRequest, caller: &Caller) -> Result<Asked, ApiError
     }
     if let Some(t) = &req.target_resource {
         check_named_audience("target_resource", t)?;
+    }
+    // One audience per request: two that differ would let one be checked and the
+    // other be recorded.
+    if let (Some(a), Some(t)) = (&req.audience, &req.target_resource)
+        && a != t
+    {
+        return Err(ApiError::invalid(
+            "`audience` and `target_resource` name the same thing: send one (or the same value)",
+        ));
     }
     // Values are decided and bound into the receipt exactly as written (never
     // trimmed), so a receipt always matches the request that was sent.
@@ -892,10 +909,9 @@ fn check_request(req: &VerifyRequest, caller: &Caller) -> Result<Asked, ApiError
         None => None,
         Some(r) => {
             let kind = name_like("resource.type", &r.kind)?;
-            let n = r.id.chars().count();
-            if n == 0 || n > 256 || r.id.chars().any(char::is_control) {
+            if r.id.is_empty() || r.id.len() > 256 || r.id.chars().any(char::is_control) {
                 return Err(ApiError::invalid(
-                    "`resource.id` must be 1 to 256 characters without control characters",
+                    "`resource.id` must be 1 to 256 bytes without control characters",
                 ));
             }
             Some((kind, r.id.clone()))

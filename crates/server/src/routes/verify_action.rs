@@ -184,6 +184,9 @@ pub async fn verify_action(
     let now = now_ms();
     // Set once the signature is genuine: only then is the nonce spent.
     let mut nonce: Option<NonceClaim> = None;
+    // Only a request the agent signed concerns it: anything refused before its
+    // signature checks out is counted, never written to the permanent log (issue 13).
+    let mut signed = false;
     let (reason_code, message): (Option<&'static str>, String) = 'decide: {
         if now.div_euclid(1000).abs_diff(req.timestamp) > ACTION_WINDOW_S.unsigned_abs() {
             break 'decide (
@@ -221,6 +224,7 @@ pub async fn verify_action(
                 "the signature is not by any registered key of this agent".into(),
             );
         }
+        signed = true;
         // Status only after the signature: nobody else learns it.
         let revoked = state
             .revoked
@@ -266,6 +270,17 @@ pub async fn verify_action(
         }
         (None, String::new())
     };
+    if !signed {
+        let code = reason_code.unwrap_or("SIGNATURE_INVALID");
+        state.count_unverifiable(code);
+        return Ok(ApiJson(VerifyActionResponse {
+            allowed: false,
+            reason: Some(message),
+            reasons: vec![code.to_owned()],
+            audit_index: None,
+            receipt_id: None,
+        }));
+    }
     let decided = record_action(&state, &caller, &id, &req, now, reason_code, nonce).await?;
     let (reason_code, message, audit_index) = match decided {
         Some(audit_index) => (reason_code, message, audit_index),

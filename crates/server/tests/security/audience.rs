@@ -176,12 +176,54 @@ async fn a_receivers_audiences_are_registered_and_can_be_changed() {
         verify_as(&h, Some(&key), json!({"token": t})).await.1["valid"],
         false
     );
-    // The receiver may change its own.
+    // A receiver may not change its own (it could claim an API it does not run).
     let (st, v) = h
         .call(
             "PUT",
             &path,
             Some(&key),
+            Some(json!({"audiences": ["bank", "bank-eu"]})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+    // An audience belongs to one receiver: neither a change nor a new receiver takes
+    // another's, and nothing of the refused change is kept.
+    let (shop_id, shop_key, _) = receiver(&h, json!({"name": "shop"})).await;
+    let for_bank = token_for(&h, Some(json!("bank"))).await;
+    let (st, v) = h
+        .call(
+            "PUT",
+            &format!("/v1/receivers/{shop_id}/audiences"),
+            Some(&h.admin),
+            Some(json!({"audiences": ["shop", "bank"]})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["error"]["code"], "AUDIENCE_TAKEN", "{v}");
+    assert!(!v.to_string().contains(&id), "names no receiver: {v}");
+    let (st, v) = h
+        .call(
+            "POST",
+            "/v1/receivers",
+            Some(&h.admin),
+            Some(json!({"name": "evil", "audiences": ["bank"]})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{v}");
+    let (st, v) = verify_as(
+        &h,
+        Some(&shop_key),
+        json!({"token": for_bank, "audience": "bank"}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+    let (_, v) = verify_as(&h, Some(&shop_key), json!({"token": for_bank})).await;
+    assert_eq!(v["valid"], false, "{v}");
+    let (st, v) = h
+        .call(
+            "PUT",
+            &path,
+            Some(&h.admin),
             Some(json!({"audiences": ["bank", "bank-eu"]})),
         )
         .await;

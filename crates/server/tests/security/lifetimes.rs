@@ -72,6 +72,19 @@ async fn issuer_signed_and_consent_tokens_live_at_most_max_token_ttl() {
         assert!(!v.to_string().contains("1970-01-01"), "{v}");
     }
 
+    // Nothing to revoke in a token that can never verify: refused, so its revocation
+    // never sits in memory until an `exp` of 2^63 − 1.
+    let forever = self_signed(&key, &iss.id, sub, now, i64::MAX);
+    let (st, v) = h
+        .call(
+            "POST",
+            "/v1/tokens/revoke",
+            Some(&iss.key),
+            Some(json!({"token": forever})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+
     let long_consent = consent_token(&key, &iss.id, sub, 10 * TTL);
     refused_as_too_long(&h.verify_token(&long_consent).await);
     let fine = consent_token(&key, &iss.id, sub, TTL);

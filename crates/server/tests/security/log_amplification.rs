@@ -27,6 +27,14 @@ async fn oversized_fields_are_refused_before_anything_is_logged() {
         json!({"token": "a.b.c", "scopes_requested": ["x".repeat(129)]}),
         json!({"token": "a.b.c", "action": big}),
         json!({"token": "a.b.c", "action": "pay", "resource": {"type": "t", "id": big}}),
+        // Bounds are in bytes: 65 four-byte characters are over 256 bytes.
+        json!({"token": "a.b.c", "audience": "😀".repeat(65)}),
+        json!({"token": "a.b.c", "scopes_requested": ["😀".repeat(17)]}),
+        json!({"token": "a.b.c", "action": "pay", "resource": {"type": "t", "id": "😀".repeat(65)}}),
+        // What reaches the log is shown there: no bidirectional controls.
+        json!({"token": "a.b.c", "audience": "shop\u{202e}"}),
+        // One audience per request.
+        json!({"token": "a.b.c", "audience": "shop", "target_resource": "bank"}),
     ];
     for body in cases.iter() {
         for key in [None, Some(rcv.as_str())] {
@@ -115,4 +123,56 @@ async fn a_token_that_does_not_verify_is_counted_not_logged_and_gets_no_receipt(
     assert_eq!(v["valid"], true, "{v}");
     assert!(v.get("receipt_id").is_some(), "{v}");
     assert_eq!(audit_size(&h).await, before + 1);
+}
+
+#[tokio::test]
+async fn a_signed_action_that_is_not_signed_by_the_agent_is_counted_not_logged() {
+    let h = common::start().await;
+    let iss = h.issuer("action-log.example").await;
+    let key =
+        bonafide_core::keys::SigningKey::generate(bonafide_core::keys::Algorithm::EdDSA).unwrap();
+    let agent = h
+        .register(
+            &iss,
+            json!({"name": "Signer", "scopes": ["read:portfolio"], "public_key": key.verifying_key().jwk()}),
+        )
+        .await["agent_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let keyless = h
+        .register(
+            &iss,
+            json!({"name": "Keyless", "scopes": ["read:portfolio"]}),
+        )
+        .await["agent_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let before = audit_size(&h).await;
+    let now = common::now_s();
+    for (who, timestamp) in [(&agent, now), (&agent, 0), (&keyless, now)] {
+        let (st, v) = h
+            .call(
+                "POST",
+                &format!("/v1/agents/{who}/verify-action"),
+                None,
+                Some(
+                    json!({"action": "😀".repeat(32), "resource": "x", "timestamp": timestamp,
+                    "nonce": "n-1", "signature": "AAAA"}),
+                ),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        assert_eq!(v["allowed"], false, "{v}");
+        assert!(
+            v.get("audit_index").is_none() || v["audit_index"].is_null(),
+            "{v}"
+        );
+    }
+    assert_eq!(
+        audit_size(&h).await,
+        before,
+        "nothing unsigned reached the log"
+    );
 }
