@@ -20,11 +20,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::b64;
-use crate::json::{self, JsonLimits};
-use crate::jws::{self, Compact};
+use crate::jws;
 use crate::keys::{KeyError, SigningKey};
-use crate::token::{KeyResolver, Segment, TokenError};
+use crate::token::{KeyResolver, TokenError};
 
 /// The `typ` header of a domain proof.
 pub const DOMAIN_PROOF_TYP: &str = "bonafide-domain-proof+jwt";
@@ -146,42 +144,20 @@ pub fn verify(
     keys: &impl KeyResolver,
     expected: &Expected<'_>,
 ) -> Result<DomainProof, DomainProofError> {
-    let limits = JsonLimits::default();
-    let compact = Compact::split(proof, MAX_PROOF_BYTES).map_err(DomainProofError::Jws)?;
-    let header = jws::decode_header(compact.header_b64, limits).map_err(DomainProofError::Jws)?;
-    if !jws::typ_matches(header.typ.as_deref(), DOMAIN_PROOF_TYP) {
-        return Err(DomainProofError::WrongType {
-            found: clip(header.typ.as_deref().unwrap_or_default(), 64),
-        });
-    }
-    let key = keys
-        .key(&header.kid)
-        .ok_or_else(|| DomainProofError::UnknownKey {
-            kid: clip(&header.kid, 128),
-        })?;
-    if key.alg() != header.alg {
-        return Err(DomainProofError::Jws(TokenError::AlgorithmKeyMismatch));
-    }
-    let sig = b64::decode(compact.signature_b64)
-        .map_err(|_| DomainProofError::Jws(TokenError::Base64(Segment::Signature)))?;
-    if !key.verify(compact.signing_input.as_bytes(), &sig) {
-        return Err(DomainProofError::Jws(TokenError::BadSignature));
-    }
-    let payload = b64::decode(compact.payload_b64)
-        .map_err(|_| DomainProofError::Jws(TokenError::Base64(Segment::Payload)))?;
-    json::check(&payload, limits).map_err(|e| DomainProofError::Claims(e.to_string()))?;
-    if !json::is_object(&payload) {
-        return Err(DomainProofError::Claims(
-            "claims are not a JSON object".into(),
-        ));
-    }
-    let claims: DomainProofClaims = serde_json::from_slice(&payload).map_err(|e| {
-        let msg = e.to_string();
-        DomainProofError::Claims(match msg.rsplit_once(" at line ") {
-            Some((m, _)) => m.to_owned(),
-            None => msg,
+    // The key that verified the proof, by its own thumbprint.
+    let mut signer: Option<String> = None;
+    let claims: DomainProofClaims =
+        jws::open_proof(proof, MAX_PROOF_BYTES, DOMAIN_PROOF_TYP, |header| {
+            let key = keys.key(&header.kid)?;
+            signer = Some(key.kid().to_owned());
+            Some(key)
         })
-    })?;
+        .map_err(|e| match e {
+            jws::ProofOpenError::Jws(e) => DomainProofError::Jws(e),
+            jws::ProofOpenError::WrongType(found) => DomainProofError::WrongType { found },
+            jws::ProofOpenError::NoKey(kid) => DomainProofError::UnknownKey { kid },
+            jws::ProofOpenError::Claims(m) => DomainProofError::Claims(m),
+        })?;
     let mismatch = |claim, expected: &str, found: &str| DomainProofError::Mismatch {
         claim,
         expected: expected.to_owned(),
@@ -204,10 +180,8 @@ pub fn verify(
             skew,
         });
     }
-    Ok(DomainProof {
-        kid: header.kid,
-        claims,
-    })
+    let kid = signer.ok_or_else(|| DomainProofError::UnknownKey { kid: String::new() })?;
+    Ok(DomainProof { kid, claims })
 }
 
 #[cfg(test)]
@@ -215,6 +189,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 
     use super::*;
+    use crate::b64;
     use crate::keys::{Algorithm, VerifyingKey};
     use crate::token::KeySet;
 

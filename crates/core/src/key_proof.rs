@@ -19,11 +19,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::b64;
-use crate::json::{self, JsonLimits};
-use crate::jws::{self, Compact};
+use crate::jws;
 use crate::keys::{KeyError, SigningKey, VerifyingKey};
-use crate::token::{Segment, TokenError};
+use crate::token::TokenError;
 
 /// The `typ` header of a key proof.
 pub const KEY_PROOF_TYP: &str = "bonafide-key-proof+jwt";
@@ -134,39 +132,14 @@ pub fn verify(
     key: &VerifyingKey,
     expected: &Expected<'_>,
 ) -> Result<KeyProofClaims, KeyProofError> {
-    let limits = JsonLimits::default();
-    let compact = Compact::split(proof, MAX_PROOF_BYTES).map_err(KeyProofError::Jws)?;
-    let header = jws::decode_header(compact.header_b64, limits).map_err(KeyProofError::Jws)?;
-    if !jws::typ_matches(header.typ.as_deref(), KEY_PROOF_TYP) {
-        return Err(KeyProofError::WrongType {
-            found: clip(header.typ.as_deref().unwrap_or_default(), 64),
-        });
-    }
-    if header.kid != key.kid() {
-        return Err(KeyProofError::OtherKey {
-            kid: clip(&header.kid, 128),
-        });
-    }
-    if key.alg() != header.alg {
-        return Err(KeyProofError::Jws(TokenError::AlgorithmKeyMismatch));
-    }
-    let sig = b64::decode(compact.signature_b64)
-        .map_err(|_| KeyProofError::Jws(TokenError::Base64(Segment::Signature)))?;
-    if !key.verify(compact.signing_input.as_bytes(), &sig) {
-        return Err(KeyProofError::Jws(TokenError::BadSignature));
-    }
-    let payload = b64::decode(compact.payload_b64)
-        .map_err(|_| KeyProofError::Jws(TokenError::Base64(Segment::Payload)))?;
-    json::check(&payload, limits).map_err(|e| KeyProofError::Claims(e.to_string()))?;
-    if !json::is_object(&payload) {
-        return Err(KeyProofError::Claims("claims are not a JSON object".into()));
-    }
-    let claims: KeyProofClaims = serde_json::from_slice(&payload).map_err(|e| {
-        let msg = e.to_string();
-        KeyProofError::Claims(match msg.rsplit_once(" at line ") {
-            Some((m, _)) => m.to_owned(),
-            None => msg,
-        })
+    let claims: KeyProofClaims = jws::open_proof(proof, MAX_PROOF_BYTES, KEY_PROOF_TYP, |header| {
+        (header.kid == key.kid()).then_some(key)
+    })
+    .map_err(|e| match e {
+        jws::ProofOpenError::Jws(e) => KeyProofError::Jws(e),
+        jws::ProofOpenError::WrongType(found) => KeyProofError::WrongType { found },
+        jws::ProofOpenError::NoKey(kid) => KeyProofError::OtherKey { kid },
+        jws::ProofOpenError::Claims(m) => KeyProofError::Claims(m),
     })?;
     let mismatch = |claim, expected: &str, found: &str| KeyProofError::Mismatch {
         claim,
@@ -198,6 +171,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 
     use super::*;
+    use crate::b64;
     use crate::keys::Algorithm;
 
     const NOW: i64 = 1_800_000_000;
