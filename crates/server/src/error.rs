@@ -119,9 +119,20 @@ impl IntoResponse for ApiError {
                 HeaderValue::from_static("Bearer realm=\"bonafide\""),
             );
         }
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            // Every 503 here is a condition that passes (a full or locked store, a
+            // busy audit log, a timeout): say when to try again (RFC 9110 §10.2.3).
+            resp.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECS),
+            );
+        }
         resp
     }
 }
+
+/// `Retry-After` of every 503, seconds.
+pub const RETRY_AFTER_SECS: &str = "5";
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
@@ -273,4 +284,31 @@ fn strip_position(e: &serde_json::Error) -> String {
     let text = e.to_string();
     text.rsplit_once(" at line ")
         .map_or(text.clone(), |(m, _)| m.to_owned())
+}
+
+#[cfg(test)]
+mod retry_after_tests {
+    use super::*;
+
+    #[test]
+    fn every_503_says_when_to_retry_and_nothing_else_does() {
+        let full: ApiError = StoreError::Full("disk".into()).into();
+        let resp = full.into_response();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            resp.headers()
+                .get(header::RETRY_AFTER)
+                .map(HeaderValue::as_bytes),
+            Some(RETRY_AFTER_SECS.as_bytes())
+        );
+        let locked: ApiError = StoreError::Unavailable("locked".into()).into();
+        assert!(
+            locked
+                .into_response()
+                .headers()
+                .contains_key(header::RETRY_AFTER)
+        );
+        let bad = ApiError::invalid("no").into_response();
+        assert!(!bad.headers().contains_key(header::RETRY_AFTER));
+    }
 }
