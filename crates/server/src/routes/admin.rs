@@ -23,7 +23,8 @@ use crate::time::{now_ms, rfc3339_ms, rfc3339_s};
 #[serde(deny_unknown_fields)]
 pub struct CreateIssuer {
     /// Unique name, usually the organisation's domain (`apexwealth.com`). Names that
-    /// differ only by case, a leading `https://` or trailing dots are the same name
+    /// differ only by case, a leading `https://` or `http://`, or trailing dots or
+    /// slashes are the same name
     /// (a consent token's `iss` may use any of them); a name that is an issuer id
     /// (`iss_…`) is refused.
     pub name: String,
@@ -82,7 +83,7 @@ pub async fn create_issuer(
                 StatusCode::CONFLICT,
                 "CONFLICT",
                 format!(
-                    "an issuer named `{}` already exists (names differing only by case, `https://` or a trailing dot are one name)",
+                    "an issuer named `{}` already exists (names differing only by case, `https://` or `http://`, or trailing dots or slashes are one name)",
                     issuer.name
                 ),
             ),

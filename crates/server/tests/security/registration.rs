@@ -74,6 +74,9 @@ async fn issuer_names_that_differ_only_by_https_case_or_a_trailing_dot_are_one_n
         "apex.example.",
         "https://apex.example",
         "HTTPS://APEX.EXAMPLE.",
+        // Found by the second review: also `http://` and a trailing slash.
+        "http://apex.example",
+        "apex.example/",
     ] {
         let (st, v) = h
             .call(
