@@ -1,5 +1,5 @@
 //! What a user expects next to a CLI, as a process: shell completions, the man page,
-//! a closed stdout that ends quietly.
+//! a closed stdout that ends quietly, logs without colour codes off a terminal.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Output, Stdio};
@@ -287,4 +287,47 @@ fn a_stdout_that_cannot_be_written_exits_2() {
         assert!(err.contains("cannot write the output"), "{err}");
         assert!(!err.contains("panicked"), "{err}");
     }
+}
+
+#[test]
+fn text_logs_have_no_colour_codes_off_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "text"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["--signing-alg", "EdDSA"])
+        .env_remove("BONAFIDE_ADMIN_KEY")
+        .env_remove("BONAFIDE_PUBLIC_URL")
+        // Colour must be off because stderr is a pipe, not because of NO_COLOR.
+        .env_remove("NO_COLOR")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn serve");
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut log = String::new();
+    while !log.contains("bonafide listening on") {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        log.push_str(&line);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut rest = String::new();
+    let _ = stderr.read_to_string(&mut rest);
+    log.push_str(&rest);
+    // The text format, not JSON: a level word at the start of an event line.
+    assert!(
+        log.lines()
+            .any(|l| l.contains(" INFO ") && l.contains("bonafide listening")),
+        "{log}"
+    );
+    assert!(
+        !log.contains('\u{1b}'),
+        "colour codes in a piped log: {log:?}"
+    );
 }
