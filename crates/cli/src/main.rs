@@ -41,6 +41,7 @@ mod audit;
 mod duration;
 mod output;
 mod policy;
+mod progress;
 mod receipt;
 mod self_custody;
 mod shell;
@@ -457,7 +458,10 @@ async fn run(cli: Cli, out: Out) -> Result<ExitCode> {
                     Some(c) => format!("/v1/agents?limit={limit}&cursor={c}"),
                     None => format!("/v1/agents?limit={limit}"),
                 };
-                let page: Value = client.get(&path).await.map_err(explain)?;
+                let fetching = format!("fetching agents ({} so far)", agents.len());
+                let page: Value = progress::during(&fetching, client.get(&path))
+                    .await
+                    .map_err(explain)?;
                 agents.extend(page["agents"].as_array().cloned().unwrap_or_default());
                 cursor = page["next_cursor"].as_str().map(str::to_owned);
                 if !all || cursor.is_none() {

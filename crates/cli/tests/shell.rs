@@ -1,8 +1,11 @@
 //! What a user expects next to a CLI, as a process: shell completions, the man page,
-//! a closed stdout that ends quietly, logs without colour codes off a terminal.
+//! a closed stdout that ends quietly, logs without colour codes off a terminal, and
+//! progress lines only on a terminal.
 
 use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 mod common;
 
@@ -330,4 +333,73 @@ fn text_logs_have_no_colour_codes_off_a_terminal() {
         !log.contains('\u{1b}'),
         "colour codes in a piped log: {log:?}"
     );
+}
+
+/// A registry that answers each request after `delay`, with a 404 HTML page.
+fn slow_registry(delay: Duration) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf);
+                std::thread::sleep(delay);
+                let body = "<html>not here</html>";
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 404 Not Found\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[test]
+fn no_progress_output_when_stderr_is_not_a_terminal() {
+    let url = slow_registry(Duration::from_millis(2500));
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let out = Command::new(BIN)
+        .args(["--url", &url, "audit", "verify", "--state"])
+        .arg(&state)
+        .env_remove("BONAFIDE_API_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr_of(&out);
+    assert!(err.starts_with("error: "), "{err:?}");
+    assert!(!err.contains("asking the registry"), "{err:?}");
+    assert!(!err.contains('\r') && !err.contains('\u{1b}'), "{err:?}");
+}
+
+/// The same slow step on a terminal (a pty made by util-linux `script`) shows what it
+/// is waiting for.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_slow_step_shows_progress_on_a_terminal() {
+    let url = slow_registry(Duration::from_millis(2500));
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let command = format!(
+        "'{BIN}' --url {url} audit verify --state '{}'",
+        state.display()
+    );
+    let out = Command::new("script")
+        .args(["-q", "-e", "-c", &command, "/dev/null"])
+        .env_remove("BONAFIDE_API_KEY")
+        .stdin(Stdio::null())
+        .output()
+        .expect("util-linux `script` runs the command on a pseudo-terminal");
+    let seen = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{seen}");
+    assert!(
+        seen.contains("asking the registry for its log key ("),
+        "no progress line on a terminal: {seen:?}"
+    );
+    // Erased before the error is printed.
+    assert!(seen.contains("\r\u{1b}[2Kerror: "), "{seen:?}");
 }
