@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::output::Out;
+use crate::progress;
 
 /// Largest entry or proof file read, bytes.
 const MAX_FILE_BYTES: u64 = 1 << 20;
@@ -281,10 +282,12 @@ async fn verify_online(url: &str, args: &VerifyArgs, out: Out) -> Result<()> {
     let mut notes: Vec<String> = Vec::new();
 
     // 1. The key: pinned by --log-key, else by the state file, else on first use.
-    let discovery: Value = client
-        .get("/.well-known/bonafide-configuration")
-        .await
-        .map_err(api)?;
+    let discovery: Value = progress::during(
+        "asking the registry for its log key",
+        client.get("/.well-known/bonafide-configuration"),
+    )
+    .await
+    .map_err(api)?;
     let announced = discovery["audit_log"]["log_key"]
         .as_str()
         .map(str::to_owned);
@@ -320,7 +323,12 @@ async fn verify_online(url: &str, args: &VerifyArgs, out: Out) -> Result<()> {
     }
 
     // 2. The latest checkpoint, signed by that key.
-    let note_text = client.get_text("/v1/audit/checkpoint").await.map_err(api)?;
+    let note_text = progress::during(
+        "fetching the latest checkpoint",
+        client.get_text("/v1/audit/checkpoint"),
+    )
+    .await
+    .map_err(api)?;
     let opened = open_cp(&note_text, &verifier)
         .map_err(|e| failed(format!("the latest checkpoint does not verify: {e}")))?;
     let cp = opened.checkpoint().clone();
@@ -346,13 +354,19 @@ async fn verify_online(url: &str, args: &VerifyArgs, out: Out) -> Result<()> {
                 )));
             }
         } else {
-            let v: Value = client
-                .get(&format!(
+            let checking = format!(
+                "checking that {} entries extend the {} seen before",
+                cp.size, old.size
+            );
+            let v: Value = progress::during(
+                &checking,
+                client.get(&format!(
                     "/v1/audit/proof/consistency?first={}&second={}",
                     old.size, cp.size
-                ))
-                .await
-                .map_err(api)?;
+                )),
+            )
+            .await
+            .map_err(api)?;
             let proof = hashes_of(&v, "hashes")?;
             merkle::check_tree(&proof, cp.size, &cp.root, old.size, &old.root).map_err(|e| {
                 failed(format!(
@@ -432,13 +446,15 @@ async fn check_index(client: &Client, cp: &note::Checkpoint, index: u64) -> Resu
             cp.size
         );
     }
-    let page: Value = client
-        .get(&format!(
+    let page: Value = progress::during(
+        &format!("fetching entry {index}"),
+        client.get(&format!(
             "/v1/audit/entries?start={index}&end={}",
             index + 1
-        ))
-        .await
-        .map_err(api)?;
+        )),
+    )
+    .await
+    .map_err(api)?;
     let row = page["entries"]
         .as_array()
         .and_then(|a| a.first())
@@ -482,12 +498,14 @@ async fn check_entry(client: &Client, cp: &note::Checkpoint, entry: &[u8]) -> Re
             c => c.to_string(),
         })
         .collect();
-    let v: Value = match client
-        .get(&format!(
+    let v: Value = match progress::during(
+        "looking the entry up in the log",
+        client.get(&format!(
             "/v1/audit/proof/inclusion?leaf_hash={encoded}&tree_size={}",
             cp.size
-        ))
-        .await
+        )),
+    )
+    .await
     {
         Ok(v) => v,
         Err(bonafide_client::ClientError::Api { status: 404, .. }) => {
@@ -518,13 +536,15 @@ async fn check_entry(client: &Client, cp: &note::Checkpoint, entry: &[u8]) -> Re
 }
 
 async fn prove(client: &Client, cp: &note::Checkpoint, index: u64, leaf: &Hash) -> Result<()> {
-    let v: Value = client
-        .get(&format!(
+    let v: Value = progress::during(
+        &format!("fetching the inclusion proof of entry {index}"),
+        client.get(&format!(
             "/v1/audit/proof/inclusion?index={index}&tree_size={}",
             cp.size
-        ))
-        .await
-        .map_err(api)?;
+        )),
+    )
+    .await
+    .map_err(api)?;
     check_proof(&v, cp, index, leaf)
 }
 

@@ -3,7 +3,8 @@
 //! Exit codes: 0 success (for `verify`: valid and allowed), 1 the token is not valid or
 //! not allowed (for `audit verify` and `receipt verify`: a check failed; for
 //! `policy lint`: the policy is invalid), 2 any other error (bad usage, unreadable
-//! file, unreachable registry, refused request).
+//! file, unreachable registry, refused request). A reader that closes stdout early
+//! (`| head -1`) does not change the code; any other failure to write stdout is 2.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -17,15 +18,34 @@ use bonafide_core::audit::{Actor, AuditEntry, EventType};
 use bonafide_core::keys::Algorithm;
 use bonafide_server::{Config, Server};
 use bonafide_store::{AuditRecord, SqliteStore, Store};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use serde_json::{Value, json};
+
+// Every `println!`, `print!` and `eprintln!` below (and in the modules, declared after
+// these) goes through `stdout`, so that a closed pipe never panics (exit 101).
+macro_rules! println {
+    () => { $crate::stdout::write(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::stdout::write(format_args!("{}\n", format_args!($($arg)*))) };
+}
+// Not used today; here so that a later `print!` cannot bypass the guard.
+#[allow(unused_macros)]
+macro_rules! print {
+    ($($arg:tt)*) => { $crate::stdout::write(format_args!($($arg)*)) };
+}
+macro_rules! eprintln {
+    () => { $crate::stdout::write_err(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::stdout::write_err(format_args!("{}\n", format_args!($($arg)*))) };
+}
 
 mod audit;
 mod duration;
 mod output;
 mod policy;
+mod progress;
 mod receipt;
 mod self_custody;
+mod shell;
+mod stdout;
 
 use output::Out;
 
@@ -86,6 +106,10 @@ enum Command {
     /// Check verify receipts.
     #[command(subcommand)]
     Receipt(ReceiptCmd),
+    /// Print a shell completion script for every command and flag.
+    Completions(shell::CompletionsArgs),
+    /// Print the man page (roff: `bonafide man | man -l -`), or write all pages with --out DIR.
+    Man(shell::ManArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -346,12 +370,19 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(run(cli, out)) {
+    let code = match runtime.block_on(run(cli, out)) {
         Ok(code) => code,
         Err(e) => {
             out.error(&e);
             ExitCode::from(2)
         }
+    };
+    match stdout::finish() {
+        Some(e) => {
+            out.error(&anyhow!("cannot write the output: {e}"));
+            ExitCode::from(2)
+        }
+        None => code,
     }
 }
 
@@ -427,7 +458,10 @@ async fn run(cli: Cli, out: Out) -> Result<ExitCode> {
                     Some(c) => format!("/v1/agents?limit={limit}&cursor={c}"),
                     None => format!("/v1/agents?limit={limit}"),
                 };
-                let page: Value = client.get(&path).await.map_err(explain)?;
+                let fetching = format!("fetching agents ({} so far)", agents.len());
+                let page: Value = progress::during(&fetching, client.get(&path))
+                    .await
+                    .map_err(explain)?;
                 agents.extend(page["agents"].as_array().cloned().unwrap_or_default());
                 cursor = page["next_cursor"].as_str().map(str::to_owned);
                 if !all || cursor.is_none() {
@@ -518,6 +552,8 @@ async fn run(cli: Cli, out: Out) -> Result<ExitCode> {
         Command::IssuerKey(IssuerKeyCmd::Revoke { kid }) => {
             self_custody::revoke(&cli.url, &kid, out).await
         }
+        Command::Completions(args) => Ok(shell::completions(&args, Cli::command())),
+        Command::Man(args) => shell::man(&args, Cli::command()),
         Command::Keys(KeysCmd::NewAdminKey) => {
             let key = ApiKey::from_random(KeyKind::Admin, random20()?);
             println!("{}", key.expose_secret());
@@ -749,8 +785,10 @@ fn write_private(path: &Path, text: &str) -> Result<()> {
 fn init_logging(format: &str) -> Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour codes only for a person at a terminal, never into a file or a collector.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
         "json" => builder.json().init(),

@@ -427,10 +427,12 @@ pub async fn verify_domain(url: &str, args: VerifyDomainArgs, out: Out) -> Resul
     if let Some(u) = args.jwks_url {
         body["jwks_url"] = json!(u);
     }
-    let v: Value = client
-        .post("/v1/issuer/verify-domain", &body)
-        .await
-        .map_err(explain)?;
+    // The registry fetches the domain's JWKS before it answers: seconds, at worst.
+    let checking = format!("the registry is checking https://{}", args.domain);
+    let v: Value =
+        crate::progress::during(&checking, client.post("/v1/issuer/verify-domain", &body))
+            .await
+            .map_err(explain)?;
     out.domain_verified(&v);
     Ok(ExitCode::SUCCESS)
 }
