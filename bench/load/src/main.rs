@@ -1,4 +1,4 @@
-//! `bonafide-load`: HTTP load harness for `POST /v1/verify` (DESIGN.md "Performance
+//! `bonafide-load`: HTTP load harness for `POST /v1/verify` (docs/design.md, "Performance
 //! model"), measured against its floor in the same run.
 //!
 //! One process, one command:

@@ -147,8 +147,9 @@ struct ServeArgs {
     /// Where the SQLite database lives (created if missing).
     #[arg(long, env = "BONAFIDE_DATA_DIR", default_value = "./bonafide-data")]
     data_dir: PathBuf,
-    /// Public base URL (token `iss`); default http://<listen address>.
-    #[arg(long, env = "BONAFIDE_PUBLIC_URL")]
+    /// Public base URL (token `iss`), http:// or https://; default http://<listen
+    /// address>.
+    #[arg(long, env = "BONAFIDE_PUBLIC_URL", value_parser = public_url)]
     public_url: Option<String>,
     /// Algorithm for a newly created signing key: RS256, ES256 or EdDSA.
     #[arg(long, default_value = "RS256")]
@@ -157,7 +158,8 @@ struct ServeArgs {
     #[arg(long, default_value = "json")]
     log_format: String,
     /// Do not write verify decisions to the audit log. Only for measuring what the
-    /// log costs: receivers then get no `audit_index`. State changes are logged anyway.
+    /// log costs: verify answers then carry no `audit_index` and no `receipt_id`
+    /// (a receipt is stored with its audit entry). State changes are logged anyway.
     #[arg(long)]
     no_audit_verify: bool,
     /// Origin (name) of the audit log, used when the log is first created; default
@@ -311,8 +313,8 @@ enum KeysCmd {
     /// Rotate the registry signing key in a data dir (a running server picks it up
     /// within seconds). Old tokens keep verifying until they expire.
     Rotate {
-        /// The server's data dir.
-        #[arg(long, default_value = "./bonafide-data")]
+        /// The server's data dir (the same default and variable as `serve`).
+        #[arg(long, env = "BONAFIDE_DATA_DIR", default_value = "./bonafide-data")]
         data_dir: PathBuf,
         /// Algorithm of the new key (default: the current key's).
         #[arg(long)]
@@ -678,6 +680,24 @@ fn exit_for(answer: &Value) -> ExitCode {
     } else {
         ExitCode::from(1)
     }
+}
+
+/// `--public-url`: an absolute http(s) URL with a host. It becomes every token's `iss`
+/// and the base of every URL the registry hands out, so a mistake is refused at start
+/// rather than baked into tokens.
+fn public_url(text: &str) -> Result<String, String> {
+    let rest = text
+        .strip_prefix("https://")
+        .or_else(|| text.strip_prefix("http://"))
+        .ok_or_else(|| {
+            format!(
+                "the public URL must start with http:// or https:// (for example https://{text})"
+            )
+        })?;
+    if rest.split(['/', '?', '#']).next().is_none_or(str::is_empty) {
+        return Err("the public URL has no host".to_owned());
+    }
+    Ok(text.to_owned())
 }
 
 /// `scheme://host[:port]` of a URL, if it is one.

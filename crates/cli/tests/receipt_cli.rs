@@ -157,6 +157,25 @@ fn a_valid_receipt_verifies_from_a_raw_jws_file() {
 }
 
 #[test]
+fn a_jwks_file_is_held_to_1_mib() {
+    let s = Setup::new();
+    let file = s.file("receipt.jws", &s.receipt());
+    let jwks = std::fs::read_to_string(&s.jwks).unwrap();
+    // The same JSON, padded with spaces to exactly the limit, then one byte over.
+    let padded = |len: usize| format!("{jwks}{}", " ".repeat(len - jwks.len()));
+    let at_limit = s.file("at-limit.json", &padded(1024 * 1024));
+    let over = s.file("over.json", &padded(1024 * 1024 + 1));
+    assert_ok_with_claims(&verify(
+        file.to_str().unwrap(),
+        at_limit.to_str().unwrap(),
+        &[],
+        false,
+    ));
+    let out = verify(file.to_str().unwrap(), over.to_str().unwrap(), &[], false);
+    assert_error(&out, "larger than 1048576 bytes");
+}
+
+#[test]
 fn a_valid_receipt_verifies_from_the_receipts_endpoint_answer() {
     let s = Setup::new();
     // The decoded form next to the JWS is not trusted: a lie there changes nothing.

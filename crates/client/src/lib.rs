@@ -276,7 +276,8 @@ fn is_loopback_http(url: &str) -> bool {
 /// Loads a JWKS from an `https://` URL (or `http://` on loopback) or a file path.
 ///
 /// The keys decide which tokens are trusted, so the fetch is strict: plain http only
-/// to this machine, no redirects, at most [`MAX_JWKS_BYTES`], 30 s.
+/// to this machine, no redirects, at most [`MAX_JWKS_BYTES`], 30 s; a file is held to
+/// the same size.
 pub async fn load_jwks(source: &str) -> Result<Jwks, ClientError> {
     let decode = |reason: String| ClientError::Decode {
         url: source.to_owned(),
@@ -316,11 +317,25 @@ pub async fn load_jwks(source: &str) -> Result<Jwks, ClientError> {
         }
         serde_json::from_slice(&body).map_err(|e| decode(e.to_string()))
     } else {
-        let text = std::fs::read_to_string(source).map_err(|e| ClientError::File {
+        // Read at most one byte past the limit, so a huge file (or an endless pipe such
+        // as /dev/zero) is refused without being read whole, as a URL's body is.
+        use std::io::Read as _;
+        let file_error = |e: std::io::Error| ClientError::File {
             path: source.to_owned(),
             reason: e.to_string(),
-        })?;
-        serde_json::from_str(&text).map_err(|e| decode(e.to_string()))
+        };
+        let file = std::fs::File::open(source).map_err(file_error)?;
+        let mut body = Vec::new();
+        file.take(MAX_JWKS_BYTES as u64 + 1)
+            .read_to_end(&mut body)
+            .map_err(file_error)?;
+        if body.len() > MAX_JWKS_BYTES {
+            return Err(ClientError::File {
+                path: source.to_owned(),
+                reason: format!("the JWKS file is larger than {MAX_JWKS_BYTES} bytes (1 MiB)"),
+            });
+        }
+        serde_json::from_slice(&body).map_err(|e| decode(e.to_string()))
     }
 }
 

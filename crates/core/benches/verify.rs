@@ -1,10 +1,10 @@
 //! Token verification cost per algorithm, against its floor and against `jsonwebtoken`.
 //!
 //! For each of EdDSA, ES256 and RS256 (2048-bit), one typical agent token (claims as in
-//! DESIGN.md "Token") is verified three ways in the same run:
+//! docs/design.md, "Token") is verified three ways in the same run:
 //!
 //! - `verify/<alg>/raw`: AWS-LC's signature check of the token's signing input with a
-//!   pre-parsed key; nothing else. The floor (DESIGN.md "Performance model").
+//!   pre-parsed key; nothing else. The floor (docs/design.md, "Performance model").
 //! - `verify/<alg>/bonafide`: `bonafide_core::token::verify` with a `KeySet` holding
 //!   the key: size, shape, strict base64url, header, signature, duplicate-key and depth
 //!   checks, typed claims, times (leeway 60 s), audience and issuer.

@@ -1,7 +1,7 @@
 //! Delegation by token exchange (RFC 8693): the pure rules for minting a child token
 //! that lets a sub-agent act for its parent's subject, and for reading the chain back.
 //!
-//! `POST /v1/token` (DESIGN.md) takes the parent agent's token (`subject_token`), the
+//! `POST /v1/token` (docs/design.md, "HTTP API") takes the parent agent's token (`subject_token`), the
 //! sub-agent's own token (`actor_token`) and what the child should carry (a
 //! [`Request`]). The server verifies both tokens and their status, then calls
 //! [`child_claims`], which refuses anything wider than the parent and returns the

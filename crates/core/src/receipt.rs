@@ -1,5 +1,5 @@
 //! Verify receipts: the registry's signed statement of one `POST /v1/verify` decision
-//! (DESIGN.md "Receipts").
+//! (docs/design.md, "Receipts").
 //!
 //! A receipt is a compact JWS (RFC 7515 §7.1) with header `typ: "receipt+jwt"`, signed
 //! by the registry's receipt key, published in its own JWKS (not the token JWKS), and
@@ -33,7 +33,7 @@ pub const RECEIPT_TYP: &str = "receipt+jwt";
 /// most a few dozen reason codes: about 1 KiB.
 pub const MAX_RECEIPT_BYTES: usize = 16 * 1024;
 
-/// The members a `POST /v1/verify` body may have (DESIGN.md "HTTP API").
+/// The members a `POST /v1/verify` body may have (docs/design.md, "HTTP API").
 const REQUEST_MEMBERS: [&str; 10] = [
     "token",
     "proof",

@@ -1,4 +1,4 @@
-//! Agent tokens: `typ agent+jwt` JWTs (RFC 7519) with the claims of DESIGN.md, and
+//! Agent tokens: `typ agent+jwt` JWTs (RFC 7519) with the claims of docs/design.md, and
 //! the verification pipeline (steps 1–4; revocation and suspension are the caller's
 //! step 5).
 //!
@@ -715,7 +715,7 @@ pub struct VerifiedToken {
     pub claims: AgentClaims,
 }
 
-/// Verifies an agent token (pipeline steps 1–4 of DESIGN.md).
+/// Verifies an agent token (pipeline steps 1–4 of docs/design.md).
 pub fn verify(
     token: &str,
     keys: &impl KeyResolver,

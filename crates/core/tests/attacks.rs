@@ -1,7 +1,7 @@
 //! Known attacks on JWT/JWS verifiers, one test each, against `token::verify`.
 //!
 //! Each hostile token must be refused with the exact [`TokenError`] the pipeline of
-//! DESIGN.md ("Verification pipeline") puts first, and the right wire code. Where an
+//! docs/design.md ("Verification pipeline") puts first, and the right wire code. Where an
 //! attack needs a valid signature to reach a later step (duplicate claims, deep
 //! nesting, typed-claims errors), the crafted bytes are signed with the real key, so
 //! the test proves the later check, not the signature, refuses them.

@@ -1,5 +1,5 @@
 //! One `POST /v1/verify` decision, from checked token to answer, receipt and audit
-//! entry (DESIGN.md pipeline steps 7–9).
+//! entry (docs/design.md, pipeline steps 7–9).
 //!
 //! A decision that charges a budget can only be made once the budget's spending is
 //! known, and that is only known for sure inside the store's write transaction (other

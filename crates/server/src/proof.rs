@@ -1,5 +1,5 @@
 //! Proof of possession for tokens bound to the agent's own key (`cnf.jkt`): pipeline
-//! step 6 of DESIGN.md, for `POST /v1/verify` and `POST /v1/simulate`.
+//! step 6 of docs/design.md, for `POST /v1/verify` and `POST /v1/simulate`.
 //!
 //! The receiver passes on what it received: a DPoP proof (RFC 9449) with the method
 //! and URL it saw, or an HTTP message signature (RFC 9421, Web Bot Auth profile) with

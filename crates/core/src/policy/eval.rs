@@ -1,4 +1,4 @@
-//! Evaluating a policy against one request (DESIGN.md pipeline step 8).
+//! Evaluating a policy against one request (docs/design.md, pipeline step 8).
 //!
 //! The checks run in a fixed order, and every failing check adds its reason in that
 //! order, so `reasons[0]` is always the first failure:
@@ -86,7 +86,7 @@ pub fn money_from_json(amount: &Value, currency: &Value) -> Result<Money, Policy
     Ok(Money { amount, currency })
 }
 
-/// A machine-readable denial reason (DESIGN.md "Verification pipeline").
+/// A machine-readable denial reason (docs/design.md, "Verification pipeline").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ReasonCode {

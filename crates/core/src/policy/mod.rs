@@ -2,11 +2,11 @@
 //!
 //! A policy says which actions an agent may take on which resources, up to what
 //! amount per transaction and per calendar period, in which weekly time window. It
-//! travels inside a token (`policy` + `policy_hash`, DESIGN.md "Token"), is parsed
+//! travels inside a token (`policy` + `policy_hash`, docs/design.md, "Token"), is parsed
 //! once into a [`Policy`] and evaluated by [`Policy::evaluate`] at pipeline step 8.
 //! This module decides; it stores nothing. Charging a budget is the caller's job: a
 //! [`Decision`] that allows a spend carries a [`Spend`] naming the period and the
-//! cap, which a store applies atomically (DESIGN.md pipeline step 9).
+//! cap, which a store applies atomically (docs/design.md, pipeline step 9).
 //!
 //! ```json
 //! {

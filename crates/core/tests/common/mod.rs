@@ -63,7 +63,7 @@ pub fn fixture() -> &'static Fixture {
 
 pub const ALGS: [Algorithm; 3] = [Algorithm::EdDSA, Algorithm::ES256, Algorithm::RS256];
 
-/// Typical claims, shaped as DESIGN.md describes, valid at [`NOW`].
+/// Typical claims, shaped as docs/design.md ("Token") describes, valid at [`NOW`].
 pub fn claims() -> AgentClaims {
     AgentClaims {
         iss: ISS.to_owned(),

@@ -1,4 +1,4 @@
-//! HTTP handlers, one module per area of the API contract (DESIGN.md "HTTP API").
+//! HTTP handlers, one module per area of the API contract (docs/design.md, "HTTP API").
 
 pub mod admin;
 pub mod agent_keys;

@@ -420,7 +420,7 @@ pub async fn check_token_signed(
     }
     // A token bound to the agent's own key (`cnf.jkt`): the key must be registered,
     // within its grace period if rotated out, and not past its `key_expires_at`.
-    // Proof of possession (DESIGN.md step 6) is checked by the caller that has the
+    // Proof of possession (docs/design.md, step 6) is checked by the caller that has the
     // request (`crate::proof`, from `check_for_decision`).
     if let Some(cnf) = &verified.claims.cnf {
         // The presenting agent's key: a delegated token is bound to its current actor.
