@@ -441,8 +441,23 @@ async fn verify_online(url: &str, args: &VerifyArgs, out: Out) -> Result<()> {
 /// read it) hashes to its leaf, and the leaf is included under the signed root.
 async fn check_index(client: &Client, cp: &note::Checkpoint, index: u64) -> Result<Value> {
     if index >= cp.size {
+        // Past the signed tree: either logged and not yet checkpointed (a second
+        // away), or not logged at all. Say which.
+        let logged = client
+            .get::<Value>(&format!(
+                "/v1/audit/entries?start={index}&end={}",
+                index + 1
+            ))
+            .await
+            .is_ok();
+        if logged {
+            bail!(
+                "entry {index} is not in the latest checkpoint yet (it has {} entries); try again in a second",
+                cp.size
+            );
+        }
         bail!(
-            "entry {index} is not in the latest checkpoint yet (it has {} entries); try again in a second",
+            "entry {index} does not exist yet: the log is shorter (its latest checkpoint has {} entries)",
             cp.size
         );
     }

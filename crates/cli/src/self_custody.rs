@@ -168,7 +168,15 @@ pub fn sign(args: SignArgs, out: Out) -> Result<ExitCode> {
     // Arguments first, the key file last: a typo costs no read of the secret.
     let issuer_text = match &args.issuer {
         Some(i) => i.clone(),
-        None => recorded_issuer(&args.key)?,
+        None => match recorded_issuer(&args.key) {
+            Ok(i) => i,
+            // A wrong key file is the real problem, and explains the missing record
+            // beside it: say what is wrong with the file first.
+            Err(e) => {
+                read_signing_key(&args.key)?;
+                return Err(e);
+            }
+        },
     };
     let issuer = IssuerId::try_from(issuer_text.as_str()).map_err(|e| anyhow!("--issuer: {e}"))?;
     let agent = AgentId::try_from(args.agent.as_str()).map_err(|e| anyhow!("--agent: {e}"))?;
@@ -535,15 +543,6 @@ fn read_key_file(path: &Path, what: &str) -> Result<String> {
 fn read_signing_key(path: &Path) -> Result<SigningKey> {
     let text = read_key_file(path, "key file")?;
     let shown = path.display();
-    #[cfg(unix)]
-    if let Ok(meta) = std::fs::metadata(path) {
-        let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777;
-        if mode & 0o077 != 0 {
-            eprintln!(
-                "warning: the private key `{shown}` is readable by others (mode {mode:o}); run `chmod 600 {shown}`"
-            );
-        }
-    }
     let t = text.trim_start();
     if t.starts_with('{') {
         bail!(
@@ -564,9 +563,20 @@ fn read_signing_key(path: &Path) -> Result<SigningKey> {
             "`{shown}` is a PKCS#1/SEC1 key, not PKCS#8: convert it with `openssl pkcs8 -topk8 -nocrypt -in {shown}`"
         );
     }
-    SigningKey::from_pkcs8_pem(&text).map_err(|e| {
+    let key = SigningKey::from_pkcs8_pem(&text).map_err(|e| {
         anyhow!("`{shown}` is not a PKCS#8 PEM private key (Ed25519, P-256 or RSA ≥ 2048): {e}")
-    })
+    })?;
+    // Only once it is a private key: a public key readable by others is no news.
+    #[cfg(unix)]
+    if let Ok(meta) = std::fs::metadata(path) {
+        let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777;
+        if mode & 0o077 != 0 {
+            eprintln!(
+                "warning: the private key `{shown}` is readable by others (mode {mode:o}); run `chmod 600 {shown}`"
+            );
+        }
+    }
+    Ok(key)
 }
 
 /// The JWK of `issuer-key add FILE`, refused if it holds private material.

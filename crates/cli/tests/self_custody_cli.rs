@@ -918,3 +918,70 @@ fn issuer_keys_registered_signed_verified_and_revoked() {
     assert_exit(&out, 2);
     assert!(text(&out).contains("needs an issuer key"), "{}", text(&out));
 }
+
+/// Without `--issuer`, a wrong key file is named before the missing issuer record
+/// (issue 14), and a public key readable by others draws no "private key" warning.
+#[test]
+fn token_sign_names_a_wrong_key_file_before_the_missing_issuer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, _) = generate(dir.path(), "EdDSA", "k.pem");
+    let spki = dir.path().join("public.pem");
+    let public_pem = SigningKey::from_pkcs8_pem(&std::fs::read_to_string(&key).unwrap())
+        .unwrap()
+        .verifying_key()
+        .public_pem()
+        .unwrap();
+    std::fs::write(&spki, public_pem).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&spki, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let agent = agent_id();
+    for (file, needle) in [
+        (spki.clone(), "is a public key"),
+        (pub_of(&key), "is a JWK"),
+        (dir.path().join("missing.pem"), "cannot read the key file"),
+    ] {
+        let out = run(
+            CLOSED,
+            None,
+            &[
+                "token",
+                "sign",
+                "--key",
+                s(&file),
+                "--agent",
+                &agent,
+                "--scope",
+                "read:x",
+                "--ttl",
+                "1h",
+            ],
+        );
+        assert_exit(&out, 2);
+        let said = text(&out);
+        assert!(said.contains(needle), "want `{needle}`: {said}");
+        assert!(!said.contains("--issuer"), "the key file first: {said}");
+        assert!(!said.contains("readable by others"), "{said}");
+    }
+    // A real private key without a record: now the missing issuer is the problem.
+    let out = run(
+        CLOSED,
+        None,
+        &[
+            "token",
+            "sign",
+            "--key",
+            s(&key),
+            "--agent",
+            &agent,
+            "--scope",
+            "read:x",
+            "--ttl",
+            "1h",
+        ],
+    );
+    assert_exit(&out, 2);
+    assert!(text(&out).contains("--issuer"), "{}", text(&out));
+}
