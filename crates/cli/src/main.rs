@@ -151,9 +151,10 @@ struct ServeArgs {
     /// address>.
     #[arg(long, env = "BONAFIDE_PUBLIC_URL", value_parser = public_url)]
     public_url: Option<String>,
-    /// Algorithm for a newly created signing key: RS256, ES256 or EdDSA.
-    #[arg(long, default_value = "RS256")]
-    signing_alg: Algorithm,
+    /// Algorithm of the first signing key of a new registry: RS256 (default), ES256
+    /// or EdDSA. An existing registry keeps its key (`keys rotate --alg` changes it).
+    #[arg(long)]
+    signing_alg: Option<Algorithm>,
     /// Log format: json or text.
     #[arg(long, default_value = "json")]
     log_format: String,
@@ -715,10 +716,10 @@ async fn serve(args: ServeArgs) -> Result<()> {
     bootstrap_admin(&store, &args.data_dir).await?;
     let defaults = Config::default();
     let config = Config {
-        public_url: args.public_url.unwrap_or_default(),
-        signing_alg: args.signing_alg,
+        public_url: args.public_url.clone().unwrap_or_default(),
+        signing_alg: args.signing_alg.unwrap_or(Algorithm::RS256),
         audit_verify: !args.no_audit_verify,
-        audit_origin: args.audit_origin,
+        audit_origin: args.audit_origin.clone(),
         header_read_timeout: args
             .header_read_timeout
             .unwrap_or(defaults.header_read_timeout),
@@ -733,11 +734,39 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let server = Server::bind(args.listen, config, store).await?;
     let shutdown = shutdown_signal()?;
     let addr = server.local_addr()?;
+    say_what_was_kept(&server.state(), &args);
     tracing::info!(%addr, data_dir = %args.data_dir.display(), "bonafide listening");
     eprintln!("bonafide listening on http://{addr}");
     server.run(shutdown).await?;
     tracing::info!("bonafide stopped");
     Ok(())
+}
+
+/// An existing registry keeps its signing key and its audit log's name: a flag that
+/// asks for something else is said to have changed nothing, rather than ignored.
+fn say_what_was_kept(state: &bonafide_server::AppState, args: &ServeArgs) {
+    let active = state.keys.load().active.alg();
+    if let Some(asked) = args.signing_alg
+        && asked != active
+    {
+        eprintln!(
+            "note: this registry keeps its signing key ({}); --signing-alg {} applies to a new registry only: `bonafide keys rotate --alg {}` changes it",
+            active.as_str(),
+            asked.as_str(),
+            asked.as_str()
+        );
+    }
+    if let Some(url) = &args.public_url
+        && args.audit_origin.is_none()
+    {
+        let wanted = bonafide_server::audit::default_origin(url);
+        let kept = state.audit.origin();
+        if wanted != kept {
+            eprintln!(
+                "note: the audit log keeps its name `{kept}` (fixed when it was created); --public-url {url} would name a new one `{wanted}`"
+            );
+        }
+    }
 }
 
 /// First start: create an admin key, print it once to stderr and keep it in

@@ -188,3 +188,90 @@ fn write_padded(path: &Path, jwks: &str, len: usize) {
     text.push_str(&" ".repeat(len - jwks.len()));
     std::fs::write(path, text).unwrap();
 }
+
+/// Starts `serve` on an existing data dir with `flags`, and returns what it wrote
+/// on stderr up to "bonafide listening" (then stops it).
+fn start_output(dir: &Path, flags: &[&str]) -> String {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "text",
+            "--data-dir",
+        ])
+        .arg(dir)
+        .args(flags)
+        .env_remove("BONAFIDE_ADMIN_KEY")
+        .env_remove("BONAFIDE_PUBLIC_URL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut seen = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            seen.push_str(&line);
+            seen.push('\n');
+            if line.contains("bonafide listening on") {
+                break;
+            }
+        }
+        let _ = tx.send(seen);
+    });
+    let seen = rx.recv_timeout(Duration::from_secs(30));
+    let _ = child.kill();
+    let _ = child.wait();
+    seen.expect("serve did not start within 30 s")
+}
+
+/// A second `serve` on an existing registry says what it kept instead of silently
+/// ignoring `--signing-alg` or a `--public-url` that would name another audit log.
+#[test]
+fn a_second_serve_says_what_the_registry_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let first = start_output(
+        &data,
+        &[
+            "--signing-alg",
+            "EdDSA",
+            "--public-url",
+            "http://first.example",
+        ],
+    );
+    assert!(!first.contains("note:"), "{first}");
+    // The same flags again: nothing to say.
+    let same = start_output(
+        &data,
+        &[
+            "--signing-alg",
+            "EdDSA",
+            "--public-url",
+            "http://first.example",
+        ],
+    );
+    assert!(!same.contains("note:"), "{same}");
+    let other = start_output(
+        &data,
+        &[
+            "--signing-alg",
+            "ES256",
+            "--public-url",
+            "https://second.example",
+        ],
+    );
+    assert!(
+        other.contains("keeps its signing key (EdDSA)")
+            && other.contains("keys rotate --alg ES256"),
+        "{other}"
+    );
+    assert!(
+        other.contains("audit log keeps its name `first.example/audit`"),
+        "{other}"
+    );
+}
