@@ -257,3 +257,46 @@ async fn a_full_disk_is_survived_not_a_wedge() {
     drop(h);
     drop(fs);
 }
+
+/// A database whose write lock another process holds answers 503
+/// `STORE_UNAVAILABLE` with `Retry-After` once SQLite's busy timeout passes (never
+/// 500), writes nothing, and takes writes again once the lock is released.
+#[tokio::test]
+async fn a_locked_database_answers_503_with_retry_after_and_recovers() {
+    use sqlx::Connection;
+    let h = common::start().await;
+    let mut other = sqlx::SqliteConnection::connect(&format!("sqlite://{}", h.db_path.display()))
+        .await
+        .unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let size = h.state.store.audit_size().await.unwrap();
+    let res = h
+        .http
+        .post(format!("{}/v1/issuers", h.base))
+        .bearer_auth(&h.admin)
+        .json(&json!({"name": "while-locked.example"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        res.headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("5")
+    );
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "STORE_UNAVAILABLE", "{v}");
+    sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+    other.close().await.unwrap();
+    assert_eq!(h.state.store.audit_size().await.unwrap(), size);
+    let (st, v) = create_issuer(&h, "while-locked.example").await;
+    assert_eq!(
+        st,
+        StatusCode::CREATED,
+        "the same request succeeds afterwards: {v}"
+    );
+}
