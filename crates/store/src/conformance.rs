@@ -1298,8 +1298,9 @@ pub async fn revocations_since_reads_only_what_changed(store: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(store.revocations_since(first.next, 0).await.unwrap(), none);
 
-    // A later revocation (an issuer-signed token) is all the next read returns, with
-    // the expiry stored at its first revocation.
+    // A later revocation (an issuer-signed token) is all the next read returns. The
+    // same `jti` shown again with a later `exp` (the issuer chose it) extends the
+    // revocation to that `exp`: it must outlive the earlier token.
     let key = new_issuer_key(&issuer.id, T0_MS);
     store.add_issuer_key(&key, &audit_note()).await.unwrap();
     let signed = new_token(&kept, &key.kid, T0_S, T0_S + 600);
@@ -1315,13 +1316,16 @@ pub async fn revocations_since_reads_only_what_changed(store: Arc<dyn Store>) {
         .revoke_issuer_signed_token(&issuer.id, &longer, T0_MS + 7, &audit_note())
         .await
         .unwrap();
-    let last = store.revocations_since(first.next, 0).await.unwrap();
+    let last = store
+        .revocations_since(first.next, T0_S + 600)
+        .await
+        .unwrap();
     assert!(last.agents.is_empty());
     assert_eq!(
         last.tokens,
         [RevokedToken {
             jti: signed.jti.clone(),
-            expires_at_s: T0_S + 600
+            expires_at_s: T0_S + 99_999
         }]
     );
     assert!(last.next > first.next);

@@ -1085,7 +1085,22 @@ impl Store for SqliteStore {
         .await
         .map_err(db_err)?
         .rows_affected();
-        if changed > 0 {
+        // The issuer chose the `jti` and may have reused it with a later `exp`: the
+        // revocation lasts until the latest `exp` it was shown, or a revoked token
+        // would verify again once the earlier one expired.
+        let extended = sqlx::query(
+            "UPDATE tokens SET expires_at_s = ? \
+             WHERE jti = ? AND issuer_id = ? AND expires_at_s < ?",
+        )
+        .bind(token.expires_at_s)
+        .bind(token.jti.as_str())
+        .bind(issuer.as_str())
+        .bind(token.expires_at_s)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        if changed > 0 || extended > 0 {
             feed_token(&mut tx, &token.jti).await?;
         }
         let row = sqlx::query_as::<_, TokenRow>(concat!(
