@@ -357,11 +357,15 @@ pub struct OfflineVerifier {
 }
 
 impl OfflineVerifier {
-    /// A verifier trusting `jwks` for tokens whose `iss` is `issuer`.
+    /// A verifier trusting `jwks` for tokens whose `iss` is `issuer`. Like the
+    /// registry, it accepts no token that lives longer than 30 days from its `iat`
+    /// (`options_mut().max_lifetime_secs` changes that).
     pub fn new(jwks: &Jwks, issuer: &str) -> Result<Self, ClientError> {
+        let mut opts = VerifyOptions::for_issuer(issuer);
+        opts.max_lifetime_secs = Some(bonafide_core::token::DEFAULT_MAX_LIFETIME_SECS);
         Ok(OfflineVerifier {
             keys: KeySet::from_jwks(jwks)?,
-            opts: VerifyOptions::for_issuer(issuer),
+            opts,
         })
     }
 
@@ -385,6 +389,33 @@ impl OfflineVerifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Offline, as at the registry: a token that lives longer than 30 days from its
+    /// `iat` is refused, whoever signed it (the second review found offline
+    /// verifiers accepted what the registry refuses).
+    #[test]
+    fn offline_refuses_a_token_longer_lived_than_the_registry_accepts() {
+        use bonafide_core::keys::{Algorithm, SigningKey};
+        let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+        let jwks = Jwks {
+            keys: vec![key.verifying_key().jwk().clone()],
+        };
+        let verifier = OfflineVerifier::new(&jwks, "iss_test").unwrap();
+        let now = 1_800_000_000;
+        let token = |exp: i64| {
+            let claims = serde_json::json!({
+                "iss": "iss_test", "sub": "agt_aaaaaaaaaaaaaaaaaaaaaaaaaa", "iat": now,
+                "exp": exp, "jti": "tok_aaaaaaaaaaaaaaaaaaaaaaaaab",
+                "agent": {"name": "A", "issuer": "i", "scopes": ["read:x"]},
+            });
+            bonafide_core::jws::sign_compact(&key, "agent+jwt", claims.to_string().as_bytes())
+                .unwrap()
+        };
+        let max = bonafide_core::token::DEFAULT_MAX_LIFETIME_SECS;
+        assert!(verifier.verify(&token(now + max), now).is_ok());
+        let e = verifier.verify(&token(now + max + 1), now).unwrap_err();
+        assert!(matches!(e, TokenError::LifetimeTooLong { .. }), "{e:?}");
+    }
 
     #[test]
     fn plain_http_only_to_loopback() {

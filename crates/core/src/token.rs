@@ -803,6 +803,10 @@ fn check_times(claims: &AgentClaims, leeway: i64, now: i64) -> Result<(), TokenE
     Ok(())
 }
 
+/// The longest lifetime a Bonafide verifier accepts by default, seconds (30 days):
+/// the registry's `max_token_ttl` and the offline verifiers' bound.
+pub const DEFAULT_MAX_LIFETIME_SECS: i64 = 30 * 86_400;
+
 /// A token lives at most `max` seconds from its `iat` (from `now` when it has none)
 /// to its `exp`: a verifier never accepts a token that outlives its own bound.
 pub fn check_lifetime(

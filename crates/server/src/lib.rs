@@ -116,7 +116,7 @@ impl Default for Config {
             max_token_bytes: bonafide_core::token::DEFAULT_MAX_TOKEN_BYTES,
             max_body_bytes: 64 * 1024,
             default_token_ttl_s: 86_400,
-            max_token_ttl_s: 30 * 86_400,
+            max_token_ttl_s: bonafide_core::token::DEFAULT_MAX_LIFETIME_SECS,
             key_refresh: Duration::from_secs(5),
             audit_verify: true,
             audit_origin: None,

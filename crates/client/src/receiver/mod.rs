@@ -266,6 +266,9 @@ pub struct Config {
     pub leeway_secs: i64,
     /// Longest token accepted, bytes. Default 8 KiB.
     pub max_token_bytes: usize,
+    /// Longest token lifetime accepted, seconds from `iat` to `exp`, as the
+    /// registry's `max_token_ttl`. Default 30 days.
+    pub max_token_ttl_secs: i64,
     /// Offline (default) or online.
     pub mode: Mode,
     /// The receiver's public origin as agents address it, e.g. `https://api.example`
@@ -295,6 +298,7 @@ impl Config {
             audience: None,
             leeway_secs: DEFAULT_LEEWAY_SECS,
             max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
+            max_token_ttl_secs: bonafide_core::token::DEFAULT_MAX_LIFETIME_SECS,
             mode: Mode::Offline,
             public_base_url: None,
             proofs: ProofPolicy::default(),
@@ -711,14 +715,20 @@ impl Receiver {
                 Some(trimmed.to_owned())
             }
         };
-        if config.leeway_secs < 0 || config.proof_max_age_secs <= 0 {
-            return Err(bad("leeway must be ≥ 0 and proof_max_age_secs > 0".into()));
+        if config.leeway_secs < 0
+            || config.proof_max_age_secs <= 0
+            || config.max_token_ttl_secs <= 0
+        {
+            return Err(bad(
+                "leeway must be ≥ 0, and proof_max_age_secs and max_token_ttl_secs > 0".into(),
+            ));
         }
         let mut opts = VerifyOptions::for_issuer(String::new());
         opts.issuers = config.issuers.clone();
         opts.audience = config.audience.clone().into();
         opts.leeway_secs = config.leeway_secs;
         opts.max_token_bytes = config.max_token_bytes;
+        opts.max_lifetime_secs = Some(config.max_token_ttl_secs);
 
         let online = match &config.mode {
             Mode::Offline => None,
