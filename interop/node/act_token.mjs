@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // AgentOAuth-style consent tokens (`ver` act.v0.2/act.v0.3) made with the `jose` npm
-// package, as an outside signer for Bonafide's tests (crates/server/tests/consent_tokens.rs).
+// package, as an outside signer for Bonafide's tests (crates/server/tests/suite/consent_tokens.rs).
 // The header is what AgentOAuth's SDK writes: {"alg":"EdDSA","kid":<issuer's own key
 // name>,"typ":"JWT"}; the claims are given as they are, nothing is added.
 //

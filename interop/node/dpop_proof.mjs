@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // An outside agent's DPoP proof (RFC 9449), made with the `jose` npm package alone, for
-// Bonafide's proof-of-possession tests (crates/core/tests/dpop.rs and the server's
+// Bonafide's proof-of-possession tests (crates/core/tests/suite/dpop.rs and the server's
 // end-to-end tests). Nothing here comes from Bonafide: the key is loaded, the
 // thumbprint computed and the proof signed by jose (and node:crypto for key loading).
 //

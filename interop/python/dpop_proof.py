@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """An outside agent's DPoP proof (RFC 9449), made with jwcrypto alone, for Bonafide's
-proof-of-possession tests (crates/core/tests/dpop.rs and the server's end-to-end
+proof-of-possession tests (crates/core/tests/suite/dpop.rs and the server's end-to-end
 tests). Nothing here comes from Bonafide: the key is loaded, the thumbprint computed
 and the proof signed by jwcrypto.
 

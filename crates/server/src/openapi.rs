@@ -1,5 +1,5 @@
 //! The OpenAPI 3.1 document, generated from the handlers' annotations. A golden
-//! snapshot test (`tests/openapi.rs`) keeps the contract from drifting unnoticed.
+//! snapshot test (`tests/suite/openapi.rs`) keeps the contract from drifting unnoticed.
 
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};

@@ -1,0 +1,16 @@
+//! The CLI's integration tests, one binary: each module runs the real `bonafide`
+//! binary as a process (most against a real `bonafide serve` on 127.0.0.1:0).
+
+mod common;
+
+mod audit;
+mod basics;
+mod domain;
+mod durability;
+mod msrv;
+mod policy;
+mod receipt;
+mod self_custody;
+mod setup;
+mod shell;
+mod suspend;

@@ -1,0 +1,21 @@
+//! The server's integration tests, one binary: the real server on 127.0.0.1:0 over
+//! HTTP (see `common`), outside JOSE clients, the OpenAPI contract, and the
+//! security review's regression suite.
+
+mod common;
+
+mod agent_keys;
+mod api;
+mod audit;
+mod consent_tokens;
+mod decisions;
+mod delegation;
+mod domain;
+mod interop;
+mod openapi;
+mod policy_tokens;
+mod proofs;
+mod security;
+mod self_custody;
+mod suspend;
+mod verify_action;
