@@ -114,8 +114,8 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum PolicyCmd {
-    /// Check a policy as registration would (no key needed, nothing stored): prints
-    /// its policy_hash and canonical form, or each problem with its JSON path. Exit 1
+    /// Check a policy as registration would, locally (no registry, no key): prints
+    /// its policy_hash and canonical form, or every problem with its JSON path. Exit 1
     /// if it is invalid, 2 on errors.
     Lint(policy::LintArgs),
 }
@@ -413,7 +413,7 @@ async fn run(cli: Cli, out: Out) -> Result<ExitCode> {
             out.receiver_created(&v);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Policy(PolicyCmd::Lint(args)) => policy::lint(&cli.url, args, out).await,
+        Command::Policy(PolicyCmd::Lint(args)) => policy::lint(args, out),
         Command::Agent(AgentCmd::Register {
             name,
             scopes,

@@ -1,31 +1,29 @@
 //! Consent-policy files: `bonafide policy lint` and the `--policy FILE` of
 //! `agent register`.
 //!
-//! The registry is the judge of a policy (`pol.v0.2`, see `bonafide_core::policy`):
-//! this module only reads files. `policy lint` sends the file's bytes exactly as
-//! written to `POST /v1/policies/lint`, so duplicate members, size and syntax are
-//! judged there as well; `agent register --policy` must embed the policy in a JSON
+//! A policy (`pol.v0.2`) is judged by `bonafide_core::policy`, the code the registry
+//! runs: `policy lint` runs it here on the file's bytes exactly as written (duplicate
+//! members, size and syntax included), with no registry and no key, and gives the
+//! answer of `POST /v1/policies/lint`; `agent register --policy` must embed the policy in a JSON
 //! body, so it refuses locally (exit 2, before any request) a file that is not one
 //! JSON value, that repeats a member name (serde_json would keep the last one, and so
 //! does the registry's request parser: it would register a policy other than the one
 //! in the file, which lint refuses), or that nests deeper than a policy may.
 //!
 //! Exit codes of `policy lint`: 0 the registry would accept the policy, 1 it would
-//! not (the problems are printed with their JSON paths), 2 anything else (unreadable
-//! file, unreachable registry, an answer that is not a lint result).
+//! not (every problem is printed with its JSON path), 2 anything else (an unreadable
+//! file).
 
 use std::io::Read;
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
-use bonafide_client::Client;
 use bonafide_core::json::{self, JsonLimits};
-use bonafide_core::policy::{MAX_POLICY_BYTES, MAX_POLICY_DEPTH};
+use bonafide_core::policy::{MAX_POLICY_BYTES, MAX_POLICY_DEPTH, Policy};
 use clap::Args;
-use serde_json::Value;
+use serde_json::{Value, json};
 
-use crate::explain;
 use crate::output::Out;
 
 /// Largest policy file read, bytes: four times what a policy may be
@@ -47,19 +45,30 @@ pub struct LintArgs {
     pub file: String,
 }
 
-/// `bonafide policy lint FILE`.
-pub async fn lint(url: &str, args: LintArgs, out: Out) -> Result<ExitCode> {
+/// `bonafide policy lint FILE`: the registry's own check (core's `Policy::lint`), run
+/// here; no registry, no key.
+pub fn lint(args: LintArgs, out: Out) -> Result<ExitCode> {
     let bytes = read(&args.file)?;
-    let client = Client::new(url, None).map_err(explain)?;
-    let answer: Value = client
-        .post_json_bytes("/v1/policies/lint", bytes)
-        .await
-        .map_err(explain)?;
-    let Some(valid) = answer["valid"].as_bool() else {
-        bail!("unexpected answer from {url}/v1/policies/lint: no `valid` boolean");
+    let answer = match Policy::lint(&bytes) {
+        Ok(p) => json!({
+            "valid": true,
+            "errors": [],
+            "policy_hash": p.hash(),
+            "canonical": p.canonical(),
+        }),
+        Err(errors) => json!({
+            "valid": false,
+            "errors": errors
+                .iter()
+                .map(|e| match e.path() {
+                    Some(path) => json!({ "path": path, "message": e.message() }),
+                    None => json!({ "message": e.message() }),
+                })
+                .collect::<Vec<_>>(),
+        }),
     };
     out.policy_linted(&answer);
-    Ok(if valid {
+    Ok(if answer["valid"] == true {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

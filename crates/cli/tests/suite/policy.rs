@@ -318,7 +318,7 @@ fn policy_lint_gives_hash_and_canonical_form_or_the_paths_of_problems() {
     assert_eq!(v["valid"], false, "{v}");
     assert_eq!(v["errors"][0]["path"], "limits.per_txn.amount", "{v}");
     assert!(v.get("policy_hash").is_none(), "{v}");
-    // The bytes go to the registry as written: it judges syntax and duplicates too.
+    // The bytes are judged as written: syntax and duplicate members too.
     let dup = r.file(
         "dup.json",
         br#"{"version": "pol.v0.2", "id": "a", "id": "b", "actions": ["x"]}"#,
@@ -356,13 +356,44 @@ fn policy_lint_gives_hash_and_canonical_form_or_the_paths_of_problems() {
         "{}",
         text(&out)
     );
-    let out = run("http://127.0.0.1:1", None, &["policy", "lint", file]);
-    assert_exit(&out, 2);
-    assert!(
-        stderr(&out).contains("cannot reach the registry"),
-        "{}",
-        text(&out)
+    // Local: no registry needed (a closed port as --url), the same hash.
+    let out = run(
+        "http://127.0.0.1:1",
+        None,
+        &["policy", "lint", file, "--json"],
     );
+    assert_exit(&out, 0);
+    assert_eq!(json_of(&out)["policy_hash"], hash, "{}", text(&out));
+}
+
+#[test]
+fn policy_lint_reports_every_problem_locally_as_the_registry_does() {
+    let r = Registry::new();
+    let mut bad = budget_policy();
+    bad["actions"] = json!(["payments.send", "payments.send"]);
+    bad["limits"]["per_period"]["period"] = json!("fortnight");
+    bad["strict"] = json!("yes");
+    bad["colour"] = json!("red");
+    let bytes = serde_json::to_vec_pretty(&bad).unwrap();
+    let file = r.file("many.json", &bytes);
+    let file = file.to_str().unwrap();
+    let out = run("http://127.0.0.1:1", None, &["policy", "lint", file]);
+    assert_exit(&out, 1);
+    let printed = stdout(&out);
+    for line in [
+        "error    colour: unknown field",
+        "error    actions[1]: `payments.send` appears twice",
+        "error    limits.per_period.period: `fortnight` is not a period",
+        "error    strict: must be a boolean",
+    ] {
+        assert!(printed.contains(line), "{line}: {printed}");
+    }
+    // The same answer as POST /v1/policies/lint.
+    let local = json_of(&run(r.url(), None, &["policy", "lint", file, "--json"]));
+    let (status, served) = post_bytes(&format!("{}/v1/policies/lint", r.url()), None, &bytes);
+    assert_eq!(status, 200);
+    assert_eq!(local, served);
+    assert_eq!(local["errors"].as_array().map(Vec::len), Some(4), "{local}");
 }
 
 #[test]

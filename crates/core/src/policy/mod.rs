@@ -142,6 +142,15 @@ impl PolicyError {
             _ => None,
         }
     }
+
+    /// What is wrong, without the path (which [`PolicyError::path`] gives): lint
+    /// answers show the two apart.
+    pub fn message(&self) -> String {
+        match self {
+            Self::Field { problem, .. } => problem.to_string(),
+            other => other.to_string(),
+        }
+    }
 }
 
 /// What is wrong with one field of a policy.
@@ -285,42 +294,62 @@ pub struct TimeWindow {
 }
 
 impl Policy {
-    /// Parses and validates a policy from untrusted bytes.
+    /// Parses and validates a policy from untrusted bytes; the first problem found.
     pub fn parse(bytes: &[u8]) -> Result<Policy, PolicyError> {
+        Self::lint(bytes).map_err(first)
+    }
+
+    /// Like [`Policy::parse`], with every problem found, in document order: the walk
+    /// goes on past a bad field to its siblings (a field it cannot read, such as a
+    /// `limits` that is not an object, hides only its own members).
+    pub fn lint(bytes: &[u8]) -> Result<Policy, Vec<PolicyError>> {
         if bytes.len() > MAX_POLICY_BYTES {
-            return Err(PolicyError::TooLarge {
+            return Err(vec![PolicyError::TooLarge {
                 size: bytes.len(),
                 max: MAX_POLICY_BYTES,
-            });
+            }]);
         }
         json::check(
             bytes,
             JsonLimits {
                 max_depth: MAX_POLICY_DEPTH,
             },
-        )?;
-        let value: Value = serde_json::from_slice(bytes).map_err(|_| JsonError::Syntax)?;
-        Self::from_value(value)
+        )
+        .map_err(|e| vec![e.into()])?;
+        let value: Value =
+            serde_json::from_slice(bytes).map_err(|_| vec![JsonError::Syntax.into()])?;
+        Self::lint_value(value)
     }
 
-    /// Validates a policy already parsed as JSON.
+    /// Validates a policy already parsed as JSON; the first problem found.
     ///
     /// The caller must have run [`crate::json::check`] on the bytes `value` came from
     /// (token claims do, in [`crate::token`]): a `Value` has already lost duplicate
     /// members.
     pub fn from_value(value: Value) -> Result<Policy, PolicyError> {
-        let canonical =
-            serde_json_canonicalizer::to_string(&value).map_err(|_| PolicyError::Field {
+        Self::lint_value(value).map_err(first)
+    }
+
+    /// Like [`Policy::from_value`], with every problem found.
+    pub fn lint_value(value: Value) -> Result<Policy, Vec<PolicyError>> {
+        let canonical = serde_json_canonicalizer::to_string(&value).map_err(|_| {
+            vec![PolicyError::Field {
                 path: "policy".into(),
                 problem: Problem::WrongType("JSON that RFC 8785 can canonicalize"),
-            })?;
+            }]
+        })?;
         if canonical.len() > MAX_POLICY_BYTES {
-            return Err(PolicyError::TooLarge {
+            return Err(vec![PolicyError::TooLarge {
                 size: canonical.len(),
                 max: MAX_POLICY_BYTES,
-            });
+            }]);
         }
-        let parsed = parse_policy(&value)?;
+        let mut sink = Sink::default();
+        let parsed = parse_policy(&value, &mut sink);
+        let parsed = match parsed {
+            Some(p) if sink.0.is_empty() => p,
+            _ => return Err(sink.0),
+        };
         let hash = format!(
             "sha256:{}",
             crate::hex(&crate::sha256(canonical.as_bytes()))
@@ -400,6 +429,39 @@ pub fn time_zone(name: &str) -> Result<TimeZone, Problem> {
 }
 
 // ---- the walk -------------------------------------------------------------------
+//
+// Every problem is kept (`Sink`), so that lint can show them all: a function returns
+// `None` when its own value cannot be built, after recording why; siblings are still
+// checked. Small readers (`string`, `array`, ...) stay `Result`: one value, one error.
+
+/// The problems found so far.
+#[derive(Default)]
+struct Sink(Vec<PolicyError>);
+
+impl Sink {
+    fn keep<T>(&mut self, r: Result<T, PolicyError>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.0.push(e);
+                None
+            }
+        }
+    }
+
+    fn push(&mut self, e: PolicyError) {
+        self.0.push(e);
+    }
+}
+
+/// The first problem of a non-empty list (an empty one cannot come from a walk that
+/// failed; it reads as the document being wrong).
+fn first(mut errors: Vec<PolicyError>) -> PolicyError {
+    if errors.is_empty() {
+        return field("policy", Problem::WrongType("a valid policy"));
+    }
+    errors.swap_remove(0)
+}
 
 fn field(path: &str, problem: impl Into<Problem>) -> PolicyError {
     PolicyError::Field {
@@ -416,22 +478,24 @@ fn join(path: &str, key: &str) -> String {
     }
 }
 
-/// An object whose members are all in `allowed`.
+/// An object; each member not in `allowed` is a problem (the others are still read).
 fn object<'v>(
     v: &'v Value,
     path: &str,
     allowed: &[&str],
     expected: &'static str,
-) -> Result<&'v Map<String, Value>, PolicyError> {
+    sink: &mut Sink,
+) -> Option<&'v Map<String, Value>> {
     let shown = if path.is_empty() { "policy" } else { path };
-    let map = v
-        .as_object()
-        .ok_or_else(|| field(shown, Problem::WrongType("an object")))?;
-    if let Some(k) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
+    let Some(map) = v.as_object() else {
+        sink.push(field(shown, Problem::WrongType("an object")));
+        return None;
+    };
+    for k in map.keys().filter(|k| !allowed.contains(&k.as_str())) {
         let k: String = k.chars().take(64).collect();
-        return Err(field(&join(path, &k), Problem::UnknownField { expected }));
+        sink.push(field(&join(path, &k), Problem::UnknownField { expected }));
     }
-    Ok(map)
+    Some(map)
 }
 
 fn required<'v>(
@@ -500,22 +564,54 @@ fn name(v: &Value, path: &str) -> Result<String, PolicyError> {
     Ok(s.to_owned())
 }
 
-fn distinct(items: &[String], path: &str) -> Result<(), PolicyError> {
-    let mut seen = HashSet::with_capacity(items.len());
+/// Each entry of a list through `each`, every bad entry recorded; `None` if any was.
+fn each<T>(
+    items: &[Value],
+    path: &str,
+    sink: &mut Sink,
+    mut one: impl FnMut(&Value, &str, &mut Sink) -> Option<T>,
+) -> Option<Vec<T>> {
+    let mut out = Vec::with_capacity(items.len());
+    let mut all = true;
     for (i, it) in items.iter().enumerate() {
-        if !seen.insert(it.as_str()) {
-            return Err(field(
-                &format!("{path}[{i}]"),
-                Problem::Repeated(it.clone()),
-            ));
+        match one(it, &format!("{path}[{i}]"), sink) {
+            Some(v) => out.push(v),
+            None => all = false,
         }
     }
-    Ok(())
+    all.then_some(out)
+}
+
+/// A list of names or texts: every bad entry and every repeat is recorded.
+fn strings(
+    items: &[Value],
+    path: &str,
+    sink: &mut Sink,
+    read: impl Fn(&Value, &str) -> Result<String, PolicyError>,
+) -> Option<Vec<String>> {
+    let mut seen = HashSet::with_capacity(items.len());
+    let mut out = Vec::with_capacity(items.len());
+    let mut all = true;
+    for (i, it) in items.iter().enumerate() {
+        let p = format!("{path}[{i}]");
+        match read(it, &p) {
+            Ok(s) if !seen.insert(s.clone()) => {
+                sink.push(field(&p, Problem::Repeated(s)));
+                all = false;
+            }
+            Ok(s) => out.push(s),
+            Err(e) => {
+                sink.push(e);
+                all = false;
+            }
+        }
+    }
+    all.then_some(out)
 }
 
 const TOP: &str = "version, id, actions, resources, limits, constraints, strict, meta";
 
-fn parse_policy(v: &Value) -> Result<Policy, PolicyError> {
+fn parse_policy(v: &Value, sink: &mut Sink) -> Option<Policy> {
     let map = object(
         v,
         "",
@@ -530,72 +626,74 @@ fn parse_policy(v: &Value) -> Result<Policy, PolicyError> {
             "meta",
         ],
         TOP,
+        sink,
     )?;
-    let version = string(required(map, "", "version")?, "version")?;
-    if version != POLICY_VERSION {
-        let shown: String = version.chars().take(32).collect();
-        return Err(field("version", Problem::Version(shown)));
-    }
-    let id = text(required(map, "", "id")?, "id", MAX_ID)?;
+    let version = sink.keep((|| {
+        let version = string(required(map, "", "version")?, "version")?;
+        if version != POLICY_VERSION {
+            let shown: String = version.chars().take(32).collect();
+            return Err(field("version", Problem::Version(shown)));
+        }
+        Ok(())
+    })());
+    let id = sink.keep(required(map, "", "id").and_then(|v| text(v, "id", MAX_ID)));
 
-    let actions = array(required(map, "", "actions")?, "actions", 1, MAX_ACTIONS)?
-        .iter()
-        .enumerate()
-        .map(|(i, a)| name(a, &format!("actions[{i}]")))
-        .collect::<Result<Vec<_>, _>>()?;
-    distinct(&actions, "actions")?;
+    let actions = sink
+        .keep(required(map, "", "actions").and_then(|a| array(a, "actions", 1, MAX_ACTIONS)))
+        .and_then(|items| strings(items, "actions", sink, name));
 
     let resources = match map.get("resources") {
-        None => Vec::new(),
-        Some(r) => array(r, "resources", 0, MAX_RESOURCES)?
-            .iter()
-            .enumerate()
-            .map(|(i, r)| resource(r, &format!("resources[{i}]")))
-            .collect::<Result<Vec<_>, _>>()?,
+        None => Some(Vec::new()),
+        Some(r) => sink
+            .keep(array(r, "resources", 0, MAX_RESOURCES))
+            .and_then(|items| each(items, "resources", sink, resource)),
     };
 
-    let limits = map.get("limits").map(limits).transpose()?;
+    let limits = match map.get("limits") {
+        None => Some(None),
+        Some(l) => limits(l, sink).map(Some),
+    };
 
-    let (time, zone) = match map.get("constraints") {
-        None => (None, TimeZone::UTC),
+    let time = match map.get("constraints") {
+        None => Some((None, TimeZone::UTC)),
         Some(c) => {
-            let c = object(c, "constraints", &["time"], "time")?;
-            match c.get("time") {
-                None => (None, TimeZone::UTC),
-                Some(t) => {
-                    let (w, z) = time_constraint(t)?;
-                    (w, z)
-                }
-            }
+            object(c, "constraints", &["time"], "time", sink).and_then(|c| match c.get("time") {
+                None => Some((None, TimeZone::UTC)),
+                Some(t) => time_constraint(t, sink),
+            })
         }
     };
 
     let strict = match map.get("strict") {
-        None => false,
-        Some(s) => s
-            .as_bool()
-            .ok_or_else(|| field("strict", Problem::WrongType("a boolean")))?,
+        None => Some(false),
+        Some(s) => sink.keep(
+            s.as_bool()
+                .ok_or_else(|| field("strict", Problem::WrongType("a boolean"))),
+        ),
     };
 
     if let Some(meta) = map.get("meta") {
         if !meta.is_object() {
-            return Err(field("meta", Problem::WrongType("an object")));
-        }
-        // Compact serde_json output: within a few bytes of the canonical form, and
-        // without a second RFC 8785 pass (the slowest step of parsing).
-        let size = serde_json::to_vec(meta).map_or(usize::MAX, |b| b.len());
-        if size > MAX_META_BYTES {
-            return Err(field(
-                "meta",
-                Problem::TooLarge {
-                    size,
-                    max: MAX_META_BYTES,
-                },
-            ));
+            sink.push(field("meta", Problem::WrongType("an object")));
+        } else {
+            // Compact serde_json output: within a few bytes of the canonical form, and
+            // without a second RFC 8785 pass (the slowest step of parsing).
+            let size = serde_json::to_vec(meta).map_or(usize::MAX, |b| b.len());
+            if size > MAX_META_BYTES {
+                sink.push(field(
+                    "meta",
+                    Problem::TooLarge {
+                        size,
+                        max: MAX_META_BYTES,
+                    },
+                ));
+            }
         }
     }
 
-    Ok(Policy {
+    let ((), id, actions, resources, limits, (time, zone), strict) =
+        (version?, id?, actions?, resources?, limits?, time?, strict?);
+    Some(Policy {
         id,
         actions,
         resources,
@@ -609,123 +707,140 @@ fn parse_policy(v: &Value) -> Result<Policy, PolicyError> {
     })
 }
 
-fn resource(v: &Value, path: &str) -> Result<ResourceRule, PolicyError> {
-    let map = object(v, path, &["type", "match"], "type, match")?;
-    let kind = name(required(map, path, "type")?, &join(path, "type"))?;
+fn resource(v: &Value, path: &str, sink: &mut Sink) -> Option<ResourceRule> {
+    let map = object(v, path, &["type", "match"], "type, match", sink)?;
+    let kind = sink.keep(required(map, path, "type").and_then(|t| name(t, &join(path, "type"))));
     let mpath = join(path, "match");
-    let m = object(
-        required(map, path, "match")?,
-        &mpath,
-        &["ids", "prefixes"],
-        "ids, prefixes",
-    )?;
-    let list = |key: &str| -> Result<Vec<String>, PolicyError> {
-        let p = join(&mpath, key);
-        let items = match m.get(key) {
-            None => return Ok(Vec::new()),
-            Some(v) => array(v, &p, 0, MAX_MATCHES)?,
-        };
-        let out = items
-            .iter()
-            .enumerate()
-            .map(|(i, s)| text(s, &format!("{p}[{i}]"), MAX_MATCH_LEN))
-            .collect::<Result<Vec<_>, _>>()?;
-        distinct(&out, &p)?;
-        Ok(out)
+    let m = sink
+        .keep(required(map, path, "match"))
+        .and_then(|m| object(m, &mpath, &["ids", "prefixes"], "ids, prefixes", sink));
+    let (ids, prefixes) = match m {
+        None => (None, None),
+        Some(m) => {
+            let mut list = |key: &str| -> Option<Vec<String>> {
+                let p = join(&mpath, key);
+                match m.get(key) {
+                    None => Some(Vec::new()),
+                    Some(v) => sink.keep(array(v, &p, 0, MAX_MATCHES)).and_then(|items| {
+                        strings(items, &p, sink, |v, p| text(v, p, MAX_MATCH_LEN))
+                    }),
+                }
+            };
+            (list("ids"), list("prefixes"))
+        }
     };
-    let ids = list("ids")?;
-    let prefixes = list("prefixes")?;
+    let (kind, ids, prefixes) = (kind?, ids?, prefixes?);
     let total = ids.len() + prefixes.len();
     if total == 0 {
-        return Err(field(
+        sink.push(field(
             &mpath,
             Problem::NeedsOneOf("`ids` or `prefixes` (non-empty)"),
         ));
+        return None;
     }
     if total > MAX_MATCHES {
-        return Err(field(
+        sink.push(field(
             &mpath,
             Problem::Count {
                 min: 1,
                 max: MAX_MATCHES,
             },
         ));
+        return None;
     }
-    Ok(ResourceRule {
+    Some(ResourceRule {
         kind,
         ids,
         prefixes,
     })
 }
 
-fn money_of(map: &Map<String, Value>, path: &str) -> Result<(Decimal, Currency), PolicyError> {
+/// Amount and currency of a limit; both are checked (an amount is read in its
+/// currency's minor units, so a bad currency hides only the amount's precision check).
+fn money_of(map: &Map<String, Value>, path: &str, sink: &mut Sink) -> Option<(Decimal, Currency)> {
     let cpath = join(path, "currency");
-    let code = required(map, path, "currency")?
-        .as_str()
-        .ok_or_else(|| field(&cpath, CurrencyError::WrongType))?;
-    let currency = money::parse_currency(code).map_err(|e| field(&cpath, e))?;
+    let currency = sink.keep(required(map, path, "currency").and_then(|c| {
+        let code = c
+            .as_str()
+            .ok_or_else(|| field(&cpath, CurrencyError::WrongType))?;
+        money::parse_currency(code).map_err(|e| field(&cpath, e))
+    }));
     let apath = join(path, "amount");
-    let amount = money::parse_amount(required(map, path, "amount")?, currency)
-        .map_err(|e| field(&apath, e))?;
-    Ok((amount, currency))
+    let amount = sink.keep(required(map, path, "amount"));
+    let amount = match (amount, currency) {
+        (Some(a), Some(c)) => sink.keep(money::parse_amount(a, c).map_err(|e| field(&apath, e))),
+        _ => None,
+    };
+    Some((amount?, currency?))
 }
 
-fn limits(v: &Value) -> Result<Limits, PolicyError> {
+fn limits(v: &Value, sink: &mut Sink) -> Option<Limits> {
     let map = object(
         v,
         "limits",
         &["per_txn", "per_period"],
         "per_txn, per_period",
+        sink,
     )?;
     let per_txn = match map.get("per_txn") {
-        None => None,
-        Some(t) => {
-            let t = object(
-                t,
-                "limits.per_txn",
-                &["amount", "currency"],
-                "amount, currency",
-            )?;
-            Some(money_of(t, "limits.per_txn")?)
-        }
+        None => Some(None),
+        Some(t) => object(
+            t,
+            "limits.per_txn",
+            &["amount", "currency"],
+            "amount, currency",
+            sink,
+        )
+        .and_then(|t| money_of(t, "limits.per_txn", sink))
+        .map(Some),
     };
     let per_period = match map.get("per_period") {
-        None => None,
+        None => Some(None),
         Some(p) => {
             let path = "limits.per_period";
-            let p = object(
+            object(
                 p,
                 path,
                 &["amount", "currency", "period"],
                 "amount, currency, period",
-            )?;
-            let (amount, currency) = money_of(p, path)?;
-            let ppath = join(path, "period");
-            let s = string(required(p, path, "period")?, &ppath)?;
-            let period = BudgetPeriod::parse(s)
-                .ok_or_else(|| field(&ppath, Problem::Period(s.chars().take(32).collect())))?;
-            Some((amount, currency, period))
+                sink,
+            )
+            .and_then(|p| {
+                let money = money_of(p, path, sink);
+                let ppath = join(path, "period");
+                let period = sink.keep(required(p, path, "period").and_then(|s| {
+                    let s = string(s, &ppath)?;
+                    BudgetPeriod::parse(s)
+                        .ok_or_else(|| field(&ppath, Problem::Period(s.chars().take(32).collect())))
+                }));
+                let ((amount, currency), period) = (money?, period?);
+                Some((amount, currency, period))
+            })
+            .map(Some)
         }
     };
+    let (per_txn, per_period) = (per_txn?, per_period?);
     let currency = match (&per_txn, &per_period) {
         (Some((_, a)), Some((_, b, _))) if a != b => {
-            return Err(field(
+            sink.push(field(
                 "limits.per_period.currency",
                 Problem::CurrencyDiffers {
                     expected: a.code().to_owned(),
                     found: b.code().to_owned(),
                 },
             ));
+            return None;
         }
         (Some((_, c)), _) | (None, Some((_, c, _))) => *c,
         (None, None) => {
-            return Err(field(
+            sink.push(field(
                 "limits",
                 Problem::NeedsOneOf("`per_txn`, `per_period`"),
             ));
+            return None;
         }
     };
-    Ok(Limits {
+    Some(Limits {
         currency,
         per_txn: per_txn.map(|(a, _)| a),
         per_period: per_period.map(|(a, _, p)| (a, p)),
@@ -734,60 +849,82 @@ fn limits(v: &Value) -> Result<Limits, PolicyError> {
 
 const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
 
-fn time_constraint(v: &Value) -> Result<(Option<TimeWindow>, TimeZone), PolicyError> {
+fn time_constraint(v: &Value, sink: &mut Sink) -> Option<(Option<TimeWindow>, TimeZone)> {
     let path = "constraints.time";
     let map = object(
         v,
         path,
         &["dow", "start", "end", "tz"],
         "dow, start, end, tz",
+        sink,
     )?;
     let tzpath = join(path, "tz");
-    let tz = string(required(map, path, "tz")?, &tzpath)?;
-    let zone = time_zone(tz).map_err(|p| field(&tzpath, p))?;
+    let zone = sink.keep(required(map, path, "tz").and_then(|tz| {
+        let tz = string(tz, &tzpath)?;
+        time_zone(tz).map_err(|p| field(&tzpath, p))
+    }));
 
     let days = match map.get("dow") {
-        None => 0x7f,
+        None => Some(0x7f),
         Some(d) => {
             let dpath = join(path, "dow");
-            let mut mask = 0u8;
-            for (i, day) in array(d, &dpath, 1, 7)?.iter().enumerate() {
-                let p = format!("{dpath}[{i}]");
-                let s = string(day, &p)?;
-                let bit = DAYS
-                    .iter()
-                    .position(|d| *d == s)
-                    .ok_or_else(|| field(&p, Problem::Weekday(s.chars().take(16).collect())))?;
-                let bit = 1u8 << bit;
-                if mask & bit != 0 {
-                    return Err(field(&p, Problem::Repeated(s.to_owned())));
+            sink.keep(array(d, &dpath, 1, 7)).and_then(|items| {
+                let mut mask = 0u8;
+                let mut all = true;
+                for (i, day) in items.iter().enumerate() {
+                    let p = format!("{dpath}[{i}]");
+                    let bit = sink.keep(string(day, &p).and_then(|s| {
+                        let bit = DAYS.iter().position(|d| *d == s).ok_or_else(|| {
+                            field(&p, Problem::Weekday(s.chars().take(16).collect()))
+                        })?;
+                        let bit = 1u8 << bit;
+                        if mask & bit != 0 {
+                            return Err(field(&p, Problem::Repeated(s.to_owned())));
+                        }
+                        Ok(bit)
+                    }));
+                    match bit {
+                        Some(b) => mask |= b,
+                        None => all = false,
+                    }
                 }
-                mask |= bit;
-            }
-            mask
+                all.then_some(mask)
+            })
         }
     };
 
-    let clock = |key: &str| -> Result<Option<u16>, PolicyError> {
+    let mut clock = |key: &str| -> Option<Option<u16>> {
         let p = join(path, key);
-        map.get(key)
-            .map(|v| {
-                let s = string(v, &p)?;
-                hh_mm(s).ok_or_else(|| field(&p, Problem::TimeOfDay(s.chars().take(16).collect())))
-            })
-            .transpose()
+        match map.get(key) {
+            None => Some(None),
+            Some(v) => sink
+                .keep(string(v, &p).and_then(|s| {
+                    hh_mm(s)
+                        .ok_or_else(|| field(&p, Problem::TimeOfDay(s.chars().take(16).collect())))
+                }))
+                .map(Some),
+        }
     };
-    let hours = match (clock("start")?, clock("end")?) {
+    let (start, end) = (clock("start"), clock("end"));
+    let hours = match (start?, end?) {
         (None, None) => None,
         (Some(s), Some(e)) if s == e => {
-            return Err(field(&join(path, "end"), Problem::EmptyWindow));
+            sink.push(field(&join(path, "end"), Problem::EmptyWindow));
+            return None;
         }
         (Some(s), Some(e)) => Some((s, e)),
-        (Some(_), None) => return Err(field(&join(path, "end"), Problem::HalfWindow)),
-        (None, Some(_)) => return Err(field(&join(path, "start"), Problem::HalfWindow)),
+        (Some(_), None) => {
+            sink.push(field(&join(path, "end"), Problem::HalfWindow));
+            return None;
+        }
+        (None, Some(_)) => {
+            sink.push(field(&join(path, "start"), Problem::HalfWindow));
+            return None;
+        }
     };
+    let (days, zone) = (days?, zone?);
     let window = (days != 0x7f || hours.is_some()).then_some(TimeWindow { days, hours });
-    Ok((window, zone))
+    Some((window, zone))
 }
 
 /// `"HH:MM"`, 00:00 to 23:59, exactly five characters.
@@ -828,6 +965,56 @@ mod tests {
                 .unwrap_or_default();
             assert!(err.contains(&crate::names::describe(c)), "{err}");
         }
+    }
+
+    #[test]
+    fn lint_reports_every_problem_in_document_order() {
+        let bad = serde_json::json!({
+            "version": "pol.v0.1",
+            "id": "",
+            "actions": ["ok", "bad action", "ok"],
+            "resources": [{"type": "merchant", "match": {"ids": []}}, {"type": 3, "match": {"ids": ["m"]}}],
+            "limits": {"per_txn": {"amount": "1.001", "currency": "USD"}, "per_period": {"amount": "5", "currency": "usd", "period": "fortnight"}},
+            "constraints": {"time": {"tz": "Mars/Olympus", "dow": ["Mon", "Mon"], "start": "25:00"}},
+            "strict": "yes",
+            "meta": [],
+            "colour": "red"
+        });
+        let errors = Policy::lint_value(bad.clone()).err().unwrap_or_default();
+        let paths: Vec<&str> = errors.iter().filter_map(PolicyError::path).collect();
+        assert_eq!(
+            paths,
+            [
+                "colour",
+                "version",
+                "id",
+                "actions[1]",
+                "actions[2]",
+                "resources[0].match",
+                "resources[1].type",
+                "limits.per_txn.amount",
+                "limits.per_period.currency",
+                "limits.per_period.period",
+                "constraints.time.tz",
+                "constraints.time.dow[1]",
+                "constraints.time.start",
+                "strict",
+                "meta",
+            ],
+            "{errors:#?}"
+        );
+        // The first-error API gives the first of them.
+        let first = Policy::from_value(bad).err().map(|e| e.to_string());
+        assert_eq!(first.as_deref(), Some(errors[0].to_string().as_str()));
+    }
+
+    #[test]
+    fn lint_of_a_valid_policy_is_the_parse() {
+        let good = br#"{"version":"pol.v0.2","id":"p","actions":["pay"],"limits":{"per_txn":{"amount":"10","currency":"USD"}}}"#;
+        let linted = Policy::lint(good).ok().map(|p| p.hash().to_owned());
+        let parsed = Policy::parse(good).ok().map(|p| p.hash().to_owned());
+        assert!(linted.is_some());
+        assert_eq!(linted, parsed);
     }
 
     #[test]

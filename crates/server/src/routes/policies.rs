@@ -23,7 +23,7 @@ pub struct LintError {
 pub struct LintResult {
     /// Whether registration would accept the policy.
     pub valid: bool,
-    /// What is wrong (empty when valid). Checking stops at the first problem.
+    /// Every problem found (empty when valid), in document order.
     pub errors: Vec<LintError>,
     /// `sha256:<hex>` of the canonical form, as tokens carry it (when valid).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -34,15 +34,9 @@ pub struct LintResult {
 }
 
 fn lint_error(e: &PolicyError) -> LintError {
-    match e {
-        PolicyError::Field { path, problem } => LintError {
-            path: Some(path.clone()),
-            message: problem.to_string(),
-        },
-        other => LintError {
-            path: None,
-            message: other.to_string(),
-        },
+    LintError {
+        path: e.path().map(str::to_owned),
+        message: e.message(),
     }
 }
 
@@ -53,16 +47,16 @@ fn lint_error(e: &PolicyError) -> LintError {
     request_body(content = Object, description = "the policy", content_type = "application/json"),
     responses((status = 200, body = LintResult), (status = 413)))]
 pub async fn lint(body: Bytes) -> ApiJson<LintResult> {
-    ApiJson(match Policy::parse(&body) {
+    ApiJson(match Policy::lint(&body) {
         Ok(p) => LintResult {
             valid: true,
             errors: Vec::new(),
             policy_hash: Some(p.hash().to_owned()),
             canonical: Some(p.canonical().to_owned()),
         },
-        Err(e) => LintResult {
+        Err(errors) => LintResult {
             valid: false,
-            errors: vec![lint_error(&e)],
+            errors: errors.iter().map(lint_error).collect(),
             policy_hash: None,
             canonical: None,
         },

@@ -679,6 +679,35 @@ async fn lint_gives_the_canonical_form_and_its_hash() {
     }
 }
 
+#[tokio::test]
+async fn lint_reports_every_problem_with_its_path() {
+    let h = start().await;
+    let api = Api::of(&h);
+    let policy = shop_policy("pol_many");
+    let bad = with(
+        &with(
+            &with(&policy, "/limits/per_txn/currency", json!("DEM")),
+            "/actions",
+            json!(["pay", "pay"]),
+        ),
+        "/strict",
+        json!("yes"),
+    );
+    let v = api.lint(&serde_json::to_vec(&bad).unwrap()).await;
+    assert_eq!(v["valid"], false, "{v}");
+    let paths: Vec<&str> = v["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        paths,
+        ["actions[1]", "limits.per_txn.currency", "strict"],
+        "{v}"
+    );
+}
+
 // ---------------------------------------------------------------------------------
 // 3. Registration
 
