@@ -274,7 +274,8 @@ struct RevokeTarget {
     /// Agent id (`agt_…`): revokes the agent and all its tokens.
     #[arg(long)]
     agent: Option<String>,
-    /// Token id (`tok_…`).
+    /// A token's id (`tok_…`, the `jti` that `agent register`, `agent issue-token`
+    /// and `token sign` print) or the token itself.
     #[arg(long)]
     token: Option<String>,
 }
@@ -286,6 +287,10 @@ struct RevokeArgs {
     /// Why (recorded with an agent revocation).
     #[arg(long)]
     reason: Option<String>,
+    /// With --token JTI of a token you signed yourself (`token sign`) and never
+    /// showed the registry: its agent. (A token given whole names its agent.)
+    #[arg(long, requires = "token", value_name = "AGENT_ID")]
+    for_agent: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -508,10 +513,33 @@ async fn run(cli: Cli, out: Out) -> Result<ExitCode> {
                         .await
                         .map_err(explain)?
                 }
-                (None, Some(jti)) => client
-                    .post("/v1/tokens/revoke", &json!({ "jti": jti }))
-                    .await
-                    .map_err(explain)?,
+                (None, Some(token)) => {
+                    let token = read_token(&token)?;
+                    // A compact JWS has two dots; an id never has one.
+                    let mut body = if token.matches('.').count() == 2 {
+                        json!({ "token": token })
+                    } else {
+                        json!({ "jti": token })
+                    };
+                    if let Some(agent) = &args.for_agent {
+                        if body.get("token").is_some() {
+                            bail!(
+                                "--for-agent goes with a token id; the token itself names its agent"
+                            );
+                        }
+                        body["agent_id"] = json!(path_segment(agent)?);
+                    }
+                    match client.post("/v1/tokens/revoke", &body).await {
+                        Err(ClientError::Api { status: 404, .. })
+                            if body.get("jti").is_some() && args.for_agent.is_none() =>
+                        {
+                            bail!(
+                                "no token `{token}` of yours is known to the registry; for a token you signed yourself (`token sign`), give its agent (`--for-agent agt_…`) or the token itself (`--token \"$TOKEN\"`)"
+                            )
+                        }
+                        other => other.map_err(explain)?,
+                    }
+                }
                 (None, None) => bail!("give --agent ID or --token JTI"),
             };
             out.revoked(&v);

@@ -255,6 +255,16 @@ pub fn sign(args: SignArgs, out: Out) -> Result<ExitCode> {
         "expires_at": bonafide_server::time::rfc3339_s(claims.exp),
         "kid": key.kid(),
     }));
+    if !out.json {
+        // stdout stays the token alone, for `$(…)`; its id goes where a person sees it.
+        eprintln!(
+            "jti {} (expires {}); revoke it with `bonafide revoke --token {} --for-agent {}`",
+            claims.jti.as_str(),
+            bonafide_server::time::rfc3339_s(claims.exp),
+            claims.jti.as_str(),
+            claims.sub.as_str()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

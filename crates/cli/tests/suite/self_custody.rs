@@ -985,3 +985,135 @@ fn token_sign_names_a_wrong_key_file_before_the_missing_issuer() {
     assert_exit(&out, 2);
     assert!(text(&out).contains("--issuer"), "{}", text(&out));
 }
+
+/// A token signed offline can be revoked by the `jti` that `token sign` printed (with
+/// its agent: the registry never saw it) and by the token itself; another issuer's
+/// agent, a token id without an agent, and `--for-agent` with a whole token are refused.
+#[test]
+fn self_signed_tokens_are_revoked_by_printed_jti_and_by_the_token() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let srv = common::serve(data.path(), &[]);
+    let admin = srv.admin_printed.clone().unwrap();
+    let issuer_of = |name: &str| {
+        let out = run(
+            &srv.url,
+            Some(&admin),
+            &["issuer", "create", "--name", name, "--json"],
+        );
+        assert_exit(&out, 0);
+        let v = json_of(&out);
+        (
+            v["api_key"].as_str().unwrap().to_owned(),
+            v["issuer_id"].as_str().unwrap().to_owned(),
+        )
+    };
+    let (api_key, issuer) = issuer_of("revoker.example");
+    let (other_key, _) = issuer_of("other.example");
+    let agent_of = |key: &str| {
+        let out = run(
+            &srv.url,
+            Some(key),
+            &[
+                "agent", "register", "--name", "Bot", "--scope", "read:x", "--json",
+            ],
+        );
+        assert_exit(&out, 0);
+        json_of(&out)["agent_id"].as_str().unwrap().to_owned()
+    };
+    let agent = agent_of(&api_key);
+    let other_agent = agent_of(&other_key);
+    let (key, _) = generate(dir.path(), "EdDSA", "k.pem");
+    let out = run(
+        &srv.url,
+        Some(&api_key),
+        &["issuer-key", "add", s(&pub_of(&key))],
+    );
+    assert_exit(&out, 0);
+    let sign = || {
+        let out = run(
+            CLOSED,
+            None,
+            &[
+                "token",
+                "sign",
+                "--key",
+                s(&key),
+                "--issuer",
+                &issuer,
+                "--agent",
+                &agent,
+                "--scope",
+                "read:x",
+                "--ttl",
+                "1h",
+            ],
+        );
+        assert_exit(&out, 0);
+        let token = String::from_utf8(out.stdout.clone())
+            .unwrap()
+            .trim()
+            .to_owned();
+        // The id is printed on stderr, with the command that revokes it.
+        let err = String::from_utf8(out.stderr).unwrap();
+        let jti = err.split_whitespace().nth(1).unwrap_or_default().to_owned();
+        assert!(jti.starts_with("tok_"), "{err}");
+        assert!(
+            err.contains(&format!(
+                "bonafide revoke --token {jti} --for-agent {agent}"
+            )),
+            "{err}"
+        );
+        (token, jti)
+    };
+    let verify = |token: &str| run(&srv.url, None, &["verify", token, "--json"]);
+
+    // By the printed jti and its agent.
+    let (token, jti) = sign();
+    assert_exit(&verify(&token), 0);
+    // Without the agent: a clear refusal, nothing revoked.
+    let out = run(&srv.url, Some(&api_key), &["revoke", "--token", &jti]);
+    assert_exit(&out, 2);
+    assert!(text(&out).contains("--for-agent"), "{}", text(&out));
+    assert_exit(&verify(&token), 0);
+    // Another issuer's agent: not found, nothing revoked.
+    let out = run(
+        &srv.url,
+        Some(&api_key),
+        &["revoke", "--token", &jti, "--for-agent", &other_agent],
+    );
+    assert_exit(&out, 2);
+    assert!(text(&out).contains("404"), "{}", text(&out));
+    assert_exit(&verify(&token), 0);
+    let out = run(
+        &srv.url,
+        Some(&api_key),
+        &["revoke", "--token", &jti, "--for-agent", &agent],
+    );
+    assert_exit(&out, 0);
+    let v = json_of(&verify(&token));
+    assert_eq!(v["valid"], false, "{v}");
+    assert_eq!(v["error"], "TOKEN_REVOKED", "{v}");
+
+    // By the token itself (also from stdin-free argument form).
+    let (token, _) = sign();
+    assert_exit(&verify(&token), 0);
+    let out = run(
+        &srv.url,
+        Some(&api_key),
+        &["revoke", "--token", &token, "--json"],
+    );
+    assert_exit(&out, 0);
+    assert_eq!(json_of(&out)["revoked"], true);
+    assert_eq!(json_of(&verify(&token))["error"], "TOKEN_REVOKED");
+    // A whole token with --for-agent: refused locally.
+    let (token, _) = sign();
+    let out = run(
+        &srv.url,
+        Some(&api_key),
+        &["revoke", "--token", &token, "--for-agent", &agent],
+    );
+    assert_exit(&out, 2);
+    assert!(text(&out).contains("names its agent"), "{}", text(&out));
+    assert_exit(&verify(&token), 0);
+}

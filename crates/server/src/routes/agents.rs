@@ -890,6 +890,12 @@ pub struct RevokeToken {
     /// caller signed with its own registered key is recorded and revoked.
     #[serde(default)]
     pub token: Option<String>,
+    /// With `jti`: the agent of a token the caller signed with its own key and the
+    /// registry has never seen (`bonafide token sign` prints its `jti`). The
+    /// revocation then lasts as long as any token could still verify: the longest
+    /// token lifetime, from now.
+    #[serde(default)]
+    pub agent_id: Option<String>,
 }
 
 /// `POST /v1/tokens/revoke` answer.
@@ -918,6 +924,18 @@ pub async fn revoke_token(
     // An issuer-signed token (self-custody) the registry may never have seen: it is
     // recorded and revoked in one store call.
     let mut self_signed: Option<TokenRecord> = None;
+    let unseen_agent = match (&body.agent_id, &body.jti) {
+        (Some(a), Some(_)) => Some(
+            AgentId::try_from(a.as_str())
+                .map_err(|_| ApiError::invalid("`agent_id` is not an agent id (`agt_…`)"))?,
+        ),
+        (Some(_), None) => {
+            return Err(ApiError::invalid(
+                "`agent_id` goes with `jti` (a token given whole names its agent)",
+            ));
+        }
+        (None, _) => None,
+    };
     let (mut jti, hash) = match (body.jti, body.token) {
         (Some(jti), None) => (
             TokenId::try_from(jti.as_str()).map_err(|_| ApiError::not_found("token"))?,
@@ -970,6 +988,7 @@ pub async fn revoke_token(
             // `jti`) one of its issuer-signed tokens recorded by an earlier revoke:
             // those are stored under the (issuer, jti) id, so another issuer's equal
             // `jti` is never this caller's token.
+            let mut return_agent = None;
             let mut found = state
                 .store
                 .token(&jti)
@@ -984,9 +1003,32 @@ pub async fn revoke_token(
                     .filter(|t| t.issuer_id == issuer.id);
                 if found.is_some() {
                     jti = scoped;
+                } else if let Some(agent_id) = &unseen_agent {
+                    // Signed offline and never shown to the registry: recorded under
+                    // the (issuer, jti) id, like one revoked whole, until the latest
+                    // `exp` any such token could have (its own is not known).
+                    let agent = state
+                        .agent_record(agent_id)
+                        .await?
+                        .filter(|a| a.issuer_id == issuer.id)
+                        .ok_or_else(|| ApiError::not_found("agent"))?;
+                    let now_s = now_ms() / 1000;
+                    self_signed = Some(TokenRecord {
+                        jti: scoped.clone(),
+                        agent_id: agent.id.clone(),
+                        issuer_id: issuer.id.clone(),
+                        kid: UNSEEN_KID.to_owned(),
+                        issued_at_s: now_s,
+                        expires_at_s: now_s
+                            + state.config.max_token_ttl_s
+                            + state.config.leeway_secs,
+                        revoked_at_ms: None,
+                    });
+                    jti = scoped;
+                    return_agent = Some(agent.id.clone());
                 }
             }
-            found.map(|t| t.agent_id)
+            found.map(|t| t.agent_id).or(return_agent)
         }
     };
     let now = now_ms();
@@ -1035,6 +1077,10 @@ pub async fn revoke_token(
         revoked_at: rfc3339_ms(record.revoked_at_ms.unwrap_or_else(now_ms)),
     }))
 }
+
+/// The `kid` recorded for a token revoked by `jti` before the registry saw it: the
+/// key that signed it is not known (any of the issuer's keys may have).
+const UNSEEN_KID: &str = "unknown";
 
 fn issuer_actor(issuer: &Issuer) -> Actor {
     Actor::Issuer {

@@ -579,6 +579,62 @@ async fn agent_revocation_suspension_and_token_revocation_apply() {
         1
     );
 
+    // A token never shown: revoked by its `jti` with its agent, for as long as any
+    // token could verify; `agent_id` alone, or a malformed one, is a 422.
+    let unseen = sign(&sk, &claims(&iss.id, &agent, &["read:x"]));
+    let unseen_jti = {
+        let payload = unseen.split('.').nth(1).unwrap();
+        let c: Value =
+            serde_json::from_slice(&bonafide_core::b64::decode(payload).unwrap()).unwrap();
+        c["jti"].as_str().unwrap().to_owned()
+    };
+    for bad in [
+        json!({"agent_id": agent}),
+        json!({"jti": unseen_jti, "agent_id": "../x"}),
+        json!({"token": unseen, "agent_id": agent}),
+    ] {
+        let (st, r) = h
+            .call(
+                "POST",
+                "/v1/tokens/revoke",
+                Some(&iss.key),
+                Some(bad.clone()),
+            )
+            .await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {r}");
+    }
+    let (st, r) = h
+        .call(
+            "POST",
+            "/v1/tokens/revoke",
+            Some(&iss.key),
+            Some(json!({"jti": unseen_jti})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "without its agent: {r}");
+    assert_eq!(verify(&h, &unseen).await["valid"], true);
+    let (st, r) = h
+        .call(
+            "POST",
+            "/v1/tokens/revoke",
+            Some(&iss.key),
+            Some(json!({"jti": unseen_jti, "agent_id": agent})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{r}");
+    assert_eq!(r["agent_id"], agent);
+    assert_refused(&verify(&h, &unseen).await, "TOKEN_REVOKED");
+    let scoped = bonafide_core::token::issuer_signed_token_id(
+        &IssuerId::try_from(iss.id.as_str()).unwrap(),
+        &TokenId::try_from(unseen_jti.as_str()).unwrap(),
+    );
+    let stored = h.state.store.token(&scoped).await.unwrap().unwrap();
+    let now = (bonafide_server::time::now_ms() / 1000) as i64;
+    assert!(
+        stored.expires_at_s >= now + h.state.config.max_token_ttl_s,
+        "kept as long as any token could verify: {stored:?}"
+    );
+
     // Revoking the agent revokes its issuer-signed tokens.
     let (st, _) = h
         .call(
