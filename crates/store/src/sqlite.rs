@@ -68,6 +68,10 @@ const MAX_AUDIT_RANGE: u64 = 10_000;
 const DECISION_ROWS_PER_INSERT: usize = 256;
 /// While writes fail, how often `writable` may probe the data dir for space.
 const PROBE_EVERY: Duration = Duration::from_secs(1);
+/// The probe waits 200 ms for the database's write lock, then restores
+/// [`BUSY_TIMEOUT`] (both checked by a unit test).
+const PROBE_LOCK_WAIT_SQL: &str = "PRAGMA busy_timeout = 200";
+const BUSY_TIMEOUT_SQL: &str = "PRAGMA busy_timeout = 5000";
 /// What the probe writes (and syncs, then deletes): room for a few transactions.
 const PROBE_BYTES: usize = 64 * 1024;
 /// The probe's file, next to the database.
@@ -249,7 +253,26 @@ impl SqliteStore {
         .await;
         let removed = tokio::fs::remove_file(&probe).await;
         match written.and(removed) {
-            Ok(()) => Ok(()),
+            // The directory takes writes; the database must too: another process may
+            // hold its write lock (a backup, a stray `sqlite3` shell). Taking the lock
+            // and rolling back writes nothing.
+            // Briefly: a health check must answer well before a load balancer gives up.
+            Ok(()) => {
+                let mut conn = self.writer.acquire().await.map_err(db_err)?;
+                sqlx::query(PROBE_LOCK_WAIT_SQL)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(db_err)?;
+                let locked = match sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
+                    Ok(_) => sqlx::query("ROLLBACK").execute(&mut *conn).await.map(drop),
+                    Err(e) => Err(e),
+                };
+                sqlx::query(BUSY_TIMEOUT_SQL)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(db_err)?;
+                locked.map_err(db_err)
+            }
             Err(e)
                 if matches!(
                     e.kind(),
@@ -2876,6 +2899,15 @@ mod tests {
             .create_issuer(&next, &key, &audit_note())
             .await
             .unwrap();
+    }
+
+    #[test]
+    fn probe_pragmas_restore_the_busy_timeout() {
+        assert_eq!(
+            BUSY_TIMEOUT_SQL,
+            format!("PRAGMA busy_timeout = {}", BUSY_TIMEOUT.as_millis())
+        );
+        assert!(PROBE_LOCK_WAIT_SQL.ends_with(" = 200"));
     }
 
     /// While writes fail, `writable` probes the data dir at most once per interval: a

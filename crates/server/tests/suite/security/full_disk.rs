@@ -260,7 +260,8 @@ async fn a_full_disk_is_survived_not_a_wedge() {
 
 /// A database whose write lock another process holds answers 503
 /// `STORE_UNAVAILABLE` with `Retry-After` once SQLite's busy timeout passes (never
-/// 500), writes nothing, and takes writes again once the lock is released.
+/// 500), writes nothing, `/v1/health` and `/healthz` (readiness) answer 503 until the
+/// lock is released, and it takes writes again afterwards.
 #[tokio::test]
 async fn a_locked_database_answers_503_with_retry_after_and_recovers() {
     use sqlx::Connection;
@@ -290,9 +291,46 @@ async fn a_locked_database_answers_503_with_retry_after_and_recovers() {
     );
     let v: Value = res.json().await.unwrap();
     assert_eq!(v["error"]["code"], "STORE_UNAVAILABLE", "{v}");
+    // Health and readiness say so, and keep saying so once the store probes again
+    // (its data dir takes files; the database's lock is what is missing).
+    let health = |path: &'static str| {
+        let h = &h;
+        async move {
+            let res = h
+                .http
+                .get(format!("{}{path}", h.base))
+                .send()
+                .await
+                .unwrap();
+            (res.status(), res.text().await.unwrap())
+        }
+    };
+    for round in 0..2 {
+        for path in ["/v1/health", "/healthz"] {
+            let (st, body) = health(path).await;
+            assert_eq!(
+                st,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "{round} {path}: {body}"
+            );
+            assert!(body.contains("STORE_UNAVAILABLE"), "{round} {path}: {body}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    }
     sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
     other.close().await.unwrap();
     assert_eq!(h.state.store.audit_size().await.unwrap(), size);
+    // Released: ready again within a probe interval or two, with no write needed.
+    let mut ready = false;
+    for _ in 0..30 {
+        if health("/healthz").await.0 == StatusCode::OK {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(ready, "/healthz stays 503 after the lock is released");
+    assert_eq!(health("/v1/health").await.0, StatusCode::OK);
     let (st, v) = create_issuer(&h, "while-locked.example").await;
     assert_eq!(
         st,
