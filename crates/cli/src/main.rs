@@ -37,6 +37,7 @@ macro_rules! eprintln {
     ($($arg:tt)*) => { $crate::stdout::write_err(format_args!("{}\n", format_args!($($arg)*))) };
 }
 
+mod apikeys;
 mod audit;
 mod duration;
 mod output;
@@ -106,6 +107,9 @@ enum Command {
     /// Check verify receipts.
     #[command(subcommand)]
     Receipt(ReceiptCmd),
+    /// Admin API keys: list them by id, revoke one (admin key in BONAFIDE_API_KEY).
+    #[command(subcommand)]
+    ApiKey(apikeys::ApiKeyCmd),
     /// Print a shell completion script for every command and flag.
     Completions(shell::CompletionsArgs),
     /// Print the man page (roff: `bonafide man | man -l -`), or write all pages with --out DIR.
@@ -583,6 +587,7 @@ async fn run(cli: Cli, out: Out) -> Result<ExitCode> {
         Command::IssuerKey(IssuerKeyCmd::Revoke { kid }) => {
             self_custody::revoke(&cli.url, &kid, out).await
         }
+        Command::ApiKey(cmd) => apikeys::run(&cli.url, cmd, out).await,
         Command::Completions(args) => Ok(shell::completions(&args, Cli::command())),
         Command::Man(args) => shell::man(&args, Cli::command()),
         Command::Keys(KeysCmd::NewAdminKey) => {
@@ -832,7 +837,7 @@ async fn bootstrap_admin(store: &SqliteStore, data_dir: &Path) -> Result<()> {
 async fn add_admin_key(store: &SqliteStore, key: &ApiKey) -> Result<()> {
     let now = bonafide_server::time::now_ms();
     let hash = key.hash();
-    let kid = format!("sha256:{}", bonafide_core::hex(&hash.0[..8]));
+    let kid = hash.key_id();
     let audit = audit_record(EventType::KeyAdded, now, Some(kid))?;
     store.add_admin_key(&hash, now, &audit).await?;
     Ok(())

@@ -72,6 +72,14 @@ pub enum ApiKeyError {
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ApiKeyHash(pub [u8; 32]);
 
+impl ApiKeyHash {
+    /// The key's public id, `sha256:` and the hash's first 8 bytes in hex: what lists,
+    /// revocations and audit entries name it by (never the key).
+    pub fn key_id(&self) -> String {
+        format!("sha256:{}", crate::hex(self.0.get(..8).unwrap_or_default()))
+    }
+}
+
 impl fmt::Debug for ApiKeyHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(

@@ -291,6 +291,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/simulate", post(routes::verify::simulate))
         .route("/v1/receipts/{id}", get(routes::receipts::get))
         .route("/v1/admin/keys/rotate", post(routes::admin::rotate_keys))
+        .route("/v1/admin/api-keys", get(routes::admin::admin_keys))
+        .route(
+            "/v1/admin/api-keys/{id}/revoke",
+            post(routes::admin::revoke_admin_key),
+        )
         .route("/v1/agents/register", post(routes::agents::register))
         .route("/v1/agents", get(routes::agents::list))
         .route("/v1/agents/{id}", get(routes::agents::get))

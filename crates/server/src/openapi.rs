@@ -14,6 +14,7 @@ use crate::routes::{
     info(title = "Bonafide", description = "Identity and delegated authority for AI agents: register agents, issue, verify and revoke their tokens, and check the audit log of everything that happened."),
     paths(
         admin::create_issuer, admin::create_receiver, admin::set_audiences, admin::rotate_keys,
+        admin::admin_keys, admin::revoke_admin_key,
         policies::lint,
         agents::register, agents::list, agents::get, agents::issue_token, agents::revoke, agents::suspend, agents::reactivate, agents::revoke_token,
         agent_keys::rotate, agent_keys::did_document, agent_keys::signatures_directory, crate::routes::verify_action::verify_action,

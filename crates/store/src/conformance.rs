@@ -55,6 +55,7 @@ macro_rules! conformance_tests {
     ($fresh:path) => {
         $crate::conformance_tests!(@cases $fresh;
             admin_keys,
+            revoke_admin_key_keeps_the_last,
             create_issuer_stores_issuer_and_key,
             create_issuer_rejects_taken_name,
             equivalent_issuer_names_are_one_name,
@@ -466,6 +467,53 @@ pub async fn admin_keys(store: Arc<dyn Store>) {
         store.api_key(&key_hash(KeyKind::Admin)).await.unwrap(),
         None
     );
+}
+
+/// Admin keys are listed oldest first; one is revoked with its entry while another
+/// remains; the last one, an unknown hash and a non-admin key are refused, writing
+/// nothing.
+pub async fn revoke_admin_key_keeps_the_last(store: Arc<dyn Store>) {
+    let first = key_hash(KeyKind::Admin);
+    let second = key_hash(KeyKind::Admin);
+    store
+        .add_admin_key(&first, T0_MS, &audit_note())
+        .await
+        .unwrap();
+    store
+        .add_admin_key(&second, T0_MS + 1, &audit_note())
+        .await
+        .unwrap();
+    let listed: Vec<_> = store
+        .admin_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.hash)
+        .collect();
+    assert_eq!(listed, [first.clone(), second.clone()]);
+    let (_, issuer_key) = issuer(&*store).await;
+    let size = store.audit_size().await.unwrap();
+    for (hash, why) in [
+        (key_hash(KeyKind::Admin), "unknown"),
+        (issuer_key.clone(), "an issuer's key"),
+    ] {
+        assert_eq!(
+            store.revoke_admin_key(&hash, &audit_note()).await,
+            Err(StoreError::NotFound),
+            "{why}"
+        );
+    }
+    assert_eq!(store.audit_size().await.unwrap(), size);
+    store.revoke_admin_key(&first, &audit_note()).await.unwrap();
+    assert_eq!(store.audit_size().await.unwrap(), size + 1);
+    assert_eq!(store.api_key(&first).await.unwrap(), None);
+    assert!(store.api_key(&issuer_key).await.unwrap().is_some());
+    assert!(matches!(
+        store.revoke_admin_key(&second, &audit_note()).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(store.audit_size().await.unwrap(), size + 1);
+    assert!(store.api_key(&second).await.unwrap().is_some());
 }
 
 // ---- issuers

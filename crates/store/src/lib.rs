@@ -610,6 +610,17 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     ) -> Result<(), StoreError>;
     /// True if any admin key exists.
     async fn has_admin_key(&self) -> Result<bool, StoreError>;
+    /// Every admin key, oldest first.
+    async fn admin_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError>;
+    /// Deletes an admin key, with its audit entry: it authenticates nothing from the
+    /// next request on. [`StoreError::NotFound`] if no admin key has this hash;
+    /// [`StoreError::Conflict`] if it is the last one (nobody could administer the
+    /// registry any more; add another first).
+    async fn revoke_admin_key(
+        &self,
+        hash: &ApiKeyHash,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError>;
     /// The key record with this hash. Backends look up by hash (an index), and the
     /// caller already holds the full hash, so no timing leak about other keys.
     async fn api_key(&self, hash: &ApiKeyHash) -> Result<Option<ApiKeyRecord>, StoreError>;

@@ -444,6 +444,58 @@ impl Store for SqliteStore {
             .map_err(db_err)
     }
 
+    async fn admin_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        sqlx::query_as::<_, ApiKeyRow>(
+            "SELECT hash, kind, owner, created_at_ms FROM api_keys WHERE kind = ? \
+             ORDER BY created_at_ms, hash",
+        )
+        .bind(KeyKind::Admin.as_str())
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?
+        .into_iter()
+        .map(ApiKeyRow::into_record)
+        .collect()
+    }
+
+    async fn revoke_admin_key(
+        &self,
+        hash: &ApiKeyHash,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError> {
+        // One writer: the count and the delete see the same keys.
+        let mut tx = self.write_tx().await?;
+        let admins: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_keys WHERE kind = ?")
+            .bind(KeyKind::Admin.as_str())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let exists: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM api_keys WHERE hash = ? AND kind = ?)",
+        )
+        .bind(hash.0.as_slice())
+        .bind(KeyKind::Admin.as_str())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if !exists {
+            return Err(StoreError::NotFound);
+        }
+        if admins <= 1 {
+            return Err(StoreError::Conflict(
+                "the last admin key cannot be revoked".into(),
+            ));
+        }
+        sqlx::query("DELETE FROM api_keys WHERE hash = ? AND kind = ?")
+            .bind(hash.0.as_slice())
+            .bind(KeyKind::Admin.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        append_audit(&mut tx, std::slice::from_ref(audit)).await?;
+        tx.commit().await.map_err(db_err)
+    }
+
     async fn api_key(&self, hash: &ApiKeyHash) -> Result<Option<ApiKeyRecord>, StoreError> {
         sqlx::query_as::<_, ApiKeyRow>(
             "SELECT hash, kind, owner, created_at_ms FROM api_keys WHERE hash = ?",

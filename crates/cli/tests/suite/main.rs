@@ -3,6 +3,7 @@
 
 mod common;
 
+mod apikeys;
 mod audit;
 mod basics;
 mod domain;

@@ -354,3 +354,79 @@ pub async fn rotate_keys(
             .collect(),
     }))
 }
+
+/// One admin API key, by its id (never the key).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AdminKey {
+    /// `sha256:` and the first 8 bytes of the key's SHA-256, in hex.
+    pub id: String,
+    /// When it was added.
+    pub created_at: String,
+}
+
+/// `GET /v1/admin/api-keys` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AdminKeys {
+    /// Oldest first.
+    pub keys: Vec<AdminKey>,
+}
+
+/// Lists the admin API keys by id.
+#[utoipa::path(get, path = "/v1/admin/api-keys", tag = "admin", security(("api_key" = [])),
+    responses((status = 200, body = AdminKeys), (status = 401), (status = 403)))]
+pub async fn admin_keys(
+    State(state): State<Arc<AppState>>,
+    _admin: Admin,
+) -> Result<ApiJson<AdminKeys>, ApiError> {
+    let keys = state.store.admin_keys().await?;
+    Ok(ApiJson(AdminKeys {
+        keys: keys
+            .iter()
+            .map(|k| AdminKey {
+                id: k.hash.key_id(),
+                created_at: rfc3339_ms(k.created_at_ms),
+            })
+            .collect(),
+    }))
+}
+
+/// `POST /v1/admin/api-keys/{id}/revoke` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AdminKeyRevoked {
+    /// The revoked key's id.
+    pub id: String,
+    /// Always true.
+    pub revoked: bool,
+}
+
+/// Revokes an admin API key (by its id from the list): it authenticates nothing from
+/// the next request on. The last admin key cannot be revoked (409): add another first
+/// (`BONAFIDE_ADMIN_KEY` on the next `serve`).
+#[utoipa::path(post, path = "/v1/admin/api-keys/{id}/revoke", tag = "admin", security(("api_key" = [])),
+    params(("id" = String, Path, description = "`sha256:…` from the list")),
+    responses((status = 200, body = AdminKeyRevoked), (status = 401), (status = 403), (status = 404), (status = 409)))]
+pub async fn revoke_admin_key(
+    State(state): State<Arc<AppState>>,
+    _admin: Admin,
+    ApiPath(id): ApiPath<String>,
+) -> Result<ApiJson<AdminKeyRevoked>, ApiError> {
+    let keys = state.store.admin_keys().await?;
+    let key = keys
+        .iter()
+        .find(|k| k.hash.key_id() == id)
+        .ok_or_else(|| ApiError::not_found("admin key"))?;
+    let now = now_ms();
+    let audit = audit_change(EventType::KeyRevoked, now, Actor::Admin, None, None, |e| {
+        e.kid = Some(id.clone());
+    })?;
+    state.store.revoke_admin_key(&key.hash, &audit).await.map_err(|e| match e {
+        bonafide_store::StoreError::Conflict(_) => ApiError::new(
+            StatusCode::CONFLICT,
+            "LAST_ADMIN_KEY",
+            "the last admin key cannot be revoked: add another first (BONAFIDE_ADMIN_KEY on the next `serve`)",
+        ),
+        other => other.into(),
+    })?;
+    tracing::info!(%id, "admin key revoked");
+    Ok(ApiJson(AdminKeyRevoked { id, revoked: true }))
+}

@@ -1249,3 +1249,59 @@ async fn registration_refuses_a_token_that_would_be_too_large_to_verify() {
     let (_, list) = h.call("GET", "/v1/agents", Some(&key), None).await;
     assert_eq!(list["agents"], json!([]), "nothing half-registered");
 }
+
+/// Admin API keys over HTTP: only an admin lists or revokes them; an unknown or
+/// malformed id is a 404; the only admin key is never revoked (409 LAST_ADMIN_KEY).
+#[tokio::test]
+async fn admin_api_keys_list_and_revoke_refusals() {
+    let h = start().await;
+    let iss = h.issuer_full("keys.example").await;
+    for key in [None, Some(iss.key.as_str())] {
+        let (st, v) = h.call("GET", "/v1/admin/api-keys", key, None).await;
+        assert!(
+            st == StatusCode::UNAUTHORIZED || st == StatusCode::FORBIDDEN,
+            "{st}: {v}"
+        );
+    }
+    let (st, v) = h
+        .call("GET", "/v1/admin/api-keys", Some(&h.admin), None)
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let keys = v["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 1, "{v}");
+    let id = keys[0]["id"].as_str().unwrap().to_owned();
+    let (st, v) = h
+        .call(
+            "POST",
+            &format!("/v1/admin/api-keys/{id}/revoke"),
+            Some(&iss.key),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+    for bad in ["sha256:0000000000000000", "nope", "sha256:%2e%2e"] {
+        let (st, v) = h
+            .call(
+                "POST",
+                &format!("/v1/admin/api-keys/{bad}/revoke"),
+                Some(&h.admin),
+                None,
+            )
+            .await;
+        assert_eq!(st, StatusCode::NOT_FOUND, "{bad}: {v}");
+    }
+    let (st, v) = h
+        .call(
+            "POST",
+            &format!("/v1/admin/api-keys/{id}/revoke"),
+            Some(&h.admin),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["error"]["code"], "LAST_ADMIN_KEY", "{v}");
+    let (st, _) = h
+        .call("GET", "/v1/admin/api-keys", Some(&h.admin), None)
+        .await;
+    assert_eq!(st, StatusCode::OK, "the key still works");
+}

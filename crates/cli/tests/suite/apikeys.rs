@@ -1,0 +1,102 @@
+//! `bonafide api-key list|revoke` against the real server: two admin keys, one
+//! revoked (it then authenticates nothing), the last refused, bad ids refused locally.
+
+use crate::common;
+
+use common::{json_of, run, serve, text};
+
+fn code(out: &std::process::Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+#[test]
+fn admin_keys_are_listed_and_revoked_but_never_the_last() {
+    let data = tempfile::tempdir().unwrap();
+    // First start: the registry makes key A; the next start adds key B.
+    let first = {
+        let s = serve(data.path(), &[]);
+        s.admin_printed.clone().unwrap()
+    };
+    let out = run("http://127.0.0.1:1", None, &["keys", "new-admin-key"]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let second = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let s = serve(data.path(), &[("BONAFIDE_ADMIN_KEY", second.as_str())]);
+
+    let out = run(&s.url, Some(&second), &["api-key", "list", "--json"]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let keys = json_of(&out)["keys"].as_array().unwrap().clone();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    let ids: Vec<String> = keys
+        .iter()
+        .map(|k| k["id"].as_str().unwrap().to_owned())
+        .collect();
+    // Ids only: neither key's text is ever listed.
+    let listed = text(&run(&s.url, Some(&second), &["api-key", "list"]));
+    assert!(
+        listed.contains(&ids[0]) && listed.contains(&ids[1]),
+        "{listed}"
+    );
+    assert!(
+        !listed.contains(&first) && !listed.contains(&second),
+        "{listed}"
+    );
+
+    // Revoke A (the oldest) with B: A authenticates nothing afterwards.
+    assert_eq!(
+        code(&run(
+            &s.url,
+            Some(&first),
+            &["issuer", "create", "--name", "a.example"]
+        )),
+        0
+    );
+    let out = run(&s.url, Some(&second), &["api-key", "revoke", &ids[0]]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert!(text(&out).contains(&format!("revoked admin key {}", ids[0])));
+    let out = run(
+        &s.url,
+        Some(&first),
+        &["issuer", "create", "--name", "b.example"],
+    );
+    assert_eq!(code(&out), 2, "{}", text(&out));
+    assert!(text(&out).contains("401"), "{}", text(&out));
+    // Again: not found now.
+    let out = run(&s.url, Some(&second), &["api-key", "revoke", &ids[0]]);
+    assert_eq!(code(&out), 2, "{}", text(&out));
+    assert!(text(&out).contains("404"), "{}", text(&out));
+
+    // The last key: refused, and it still works.
+    let out = run(&s.url, Some(&second), &["api-key", "revoke", &ids[1]]);
+    assert_eq!(code(&out), 2, "{}", text(&out));
+    assert!(text(&out).contains("LAST_ADMIN_KEY"), "{}", text(&out));
+    assert_eq!(code(&run(&s.url, Some(&second), &["api-key", "list"])), 0);
+
+    // Bad ids never reach the registry; an issuer key is not an admin key.
+    for bad in [
+        "sha256:../../x",
+        "abc",
+        "sha256:ABCDEF0123456789",
+        "sha256:0123",
+    ] {
+        let out = run(
+            "http://127.0.0.1:1",
+            Some(&second),
+            &["api-key", "revoke", bad],
+        );
+        assert_eq!(code(&out), 2, "{bad}: {}", text(&out));
+        assert!(
+            text(&out).contains("is not an API key id"),
+            "{}",
+            text(&out)
+        );
+    }
+    let out = run(
+        &s.url,
+        Some(&second),
+        &["issuer", "create", "--name", "c.example", "--json"],
+    );
+    let issuer_key = json_of(&out)["api_key"].as_str().unwrap().to_owned();
+    let out = run(&s.url, Some(&issuer_key), &["api-key", "list"]);
+    assert_eq!(code(&out), 2, "{}", text(&out));
+    assert!(text(&out).contains("needs an admin key"), "{}", text(&out));
+}
