@@ -490,12 +490,12 @@ pub async fn revoke_admin_key_keeps_the_last(store: Arc<dyn Store>) {
         .into_iter()
         .map(|k| k.hash)
         .collect();
-    assert_eq!(listed, [first.clone(), second.clone()]);
+    assert_eq!(listed, [first, second]);
     let (_, issuer_key) = issuer(&*store).await;
     let size = store.audit_size().await.unwrap();
     for (hash, why) in [
         (key_hash(KeyKind::Admin), "unknown"),
-        (issuer_key.clone(), "an issuer's key"),
+        (issuer_key, "an issuer's key"),
     ] {
         assert_eq!(
             store.revoke_admin_key(&hash, &audit_note()).await,
