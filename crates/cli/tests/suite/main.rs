@@ -3,6 +3,7 @@
 
 mod common;
 
+mod agent;
 mod audit;
 mod basics;
 mod domain;
