@@ -37,6 +37,7 @@ macro_rules! eprintln {
     ($($arg:tt)*) => { $crate::stdout::write_err(format_args!("{}\n", format_args!($($arg)*))) };
 }
 
+mod agent;
 mod apikeys;
 mod audit;
 mod duration;
@@ -92,10 +93,16 @@ enum Command {
     Revoke(RevokeArgs),
     /// Verify a token online, or offline with a JWKS.
     Verify(VerifyArgs),
+    /// Decide a request as `verify` would (scopes, action, resource, amount), with
+    /// nothing recorded or spent; prints the verdict and its reasons. Exit 0 if
+    /// allowed, 1 if not, 2 on errors. BONAFIDE_API_KEY is sent when set (a receiver
+    /// key is needed for --amount).
+    Simulate(agent::SimulateArgs),
     /// Registry keys, and generating your own issuer signing key.
     #[command(subcommand)]
     Keys(KeysCmd),
-    /// Sign agent tokens offline with your own issuer key.
+    /// Agent tokens: sign one offline with your own issuer key, or exchange one for a
+    /// narrower child (delegation).
     #[command(subcommand)]
     Token(TokenCmd),
     /// Register your issuer's public keys (issuer key in BONAFIDE_API_KEY).
@@ -104,7 +111,7 @@ enum Command {
     /// Check the registry's audit log.
     #[command(subcommand)]
     Audit(AuditCmd),
-    /// Check verify receipts.
+    /// Fetch and check verify receipts.
     #[command(subcommand)]
     Receipt(ReceiptCmd),
     /// Admin API keys: list them by id, revoke one (admin key in BONAFIDE_API_KEY).
@@ -132,6 +139,10 @@ enum ReceiptCmd {
     /// exit 1 if a check fails (forged, altered, not a receipt, unknown key, another
     /// request), 2 on errors.
     Verify(receipt::VerifyArgs),
+    /// Fetch a receipt (`GET /v1/receipts/{id}`) with the issuer key of its agent or
+    /// the key of the receiver that asked; `--json` prints the answer, which
+    /// `receipt verify` checks.
+    Get(agent::ReceiptGetArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -270,6 +281,14 @@ enum AgentCmd {
         /// Agent id (`agt_…`).
         agent_id: String,
     },
+    /// Show one of your agents: status, scopes, audiences, policy, dates.
+    Show(agent::ShowArgs),
+    /// Issue another token for an active agent (bound to its key if it has one);
+    /// prints the token, its jti and expiry (`--quiet`: the token only).
+    IssueToken(agent::IssueTokenArgs),
+    /// An agent's own key pair: register or rotate its public half.
+    #[command(subcommand)]
+    Keys(agent::KeysCmd),
 }
 
 #[derive(Debug, Args)]
@@ -344,6 +363,10 @@ enum TokenCmd {
     /// issuer id. Prints only the token. Register the key first with
     /// `bonafide issuer-key add`, or the registry will not know it.
     Sign(self_custody::SignArgs),
+    /// Exchange an agent's token for a narrower child token for a sub-agent (RFC 8693
+    /// delegation, issuer key in BONAFIDE_API_KEY); prints the child, its jti and
+    /// expiry (`--quiet`: the token only).
+    Exchange(agent::ExchangeArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -501,6 +524,12 @@ async fn run(cli: Cli, out: Out) -> Result<ExitCode> {
             out.reactivated(&v);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Agent(AgentCmd::Show(args)) => agent::show(&cli.url, args, out).await,
+        Command::Agent(AgentCmd::IssueToken(args)) => agent::issue_token(&cli.url, args, out).await,
+        Command::Agent(AgentCmd::Keys(cmd)) => agent::keys(&cli.url, cmd, out).await,
+        Command::Token(TokenCmd::Exchange(args)) => agent::exchange(&cli.url, args, out).await,
+        Command::Receipt(ReceiptCmd::Get(args)) => agent::receipt_get(&cli.url, args, out).await,
+        Command::Simulate(args) => agent::simulate(&cli.url, args, out).await,
         Command::Revoke(args) => {
             let client = client(&cli.url, KeyKind::Issuer)?;
             let v: Value = match (args.target.agent, args.target.token) {

@@ -528,7 +528,7 @@ fn pub_path(private: &Path) -> PathBuf {
 }
 
 /// A key file's text, at most [`MAX_KEY_FILE_BYTES`].
-fn read_key_file(path: &Path, what: &str) -> Result<String> {
+pub(crate) fn read_key_file(path: &Path, what: &str) -> Result<String> {
     let shown = path.display();
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot read the {what} `{shown}`"))?;
@@ -592,15 +592,31 @@ fn read_signing_key(path: &Path) -> Result<SigningKey> {
 /// The JWK of `issuer-key add FILE`, refused if it holds private material.
 fn read_public_jwk(path: &Path) -> Result<Value> {
     let text = read_key_file(path, "JWK file")?;
-    let shown = path.display();
-    let keep_local = "the private key must stay local: register the public JWK (`FILE.pub.jwk` from `bonafide keys generate`)";
+    public_jwk(&text, path)
+}
+
+/// What to do instead of sending a private key.
+const KEEP_LOCAL: &str = "the private key must stay local: register the public JWK (`FILE.pub.jwk` from `bonafide keys generate`)";
+
+/// Refuses the text of a key file that holds a private PEM key (PKCS#8, PKCS#1,
+/// SEC1, encrypted or not), before it can be sent anywhere.
+pub(crate) fn refuse_private_pem(text: &str, path: &Path) -> Result<()> {
     if text.contains("PRIVATE KEY-----") {
-        bail!("`{shown}` is a private key; {keep_local}");
+        bail!("`{}` is a private key; {KEEP_LOCAL}", path.display());
     }
+    Ok(())
+}
+
+/// The public JWK in the text of the key file `path` (`issuer-key add`, `agent keys
+/// register|rotate`), refused if it holds private material (a private PEM, or a JWK,
+/// or any key of a JWK Set, with a private member) or is not one JWK object.
+pub(crate) fn public_jwk(text: &str, path: &Path) -> Result<Value> {
+    let shown = path.display();
+    refuse_private_pem(text, path)?;
     json::check(text.as_bytes(), JsonLimits::default())
         .map_err(|e| anyhow!("`{shown}` is not a JWK: {e}"))?;
     let value: Value =
-        serde_json::from_str(&text).map_err(|e| anyhow!("`{shown}` is not a JWK: {e}"))?;
+        serde_json::from_str(text).map_err(|e| anyhow!("`{shown}` is not a JWK: {e}"))?;
     let Some(obj) = value.as_object() else {
         bail!("`{shown}` is not a JWK: not a JSON object");
     };
@@ -612,7 +628,7 @@ fn read_public_jwk(path: &Path) -> Result<Value> {
         .unwrap_or_default();
     for jwk in std::iter::once(&value).chain(nested) {
         if let Some(m) = PRIVATE_MEMBERS.iter().find(|m| jwk.get(**m).is_some()) {
-            bail!("`{shown}` contains the private member `{m}`; {keep_local}");
+            bail!("`{shown}` contains the private member `{m}`; {KEEP_LOCAL}");
         }
     }
     if obj.contains_key("keys") {

@@ -122,6 +122,17 @@ impl Client {
         self.send(req, url).await
     }
 
+    /// `PUT path` with a JSON body, decoded as `T`.
+    pub async fn put<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let req = self.authorize(self.http.put(&url).json(body));
+        self.send(req, url).await
+    }
+
     /// `POST path` with a JSON body sent byte for byte as given (for documents the
     /// registry must judge as written, such as a policy to lint: repeated members or
     /// formatting survive), decoded as `T`.
@@ -231,19 +242,36 @@ impl Client {
             bytes.extend_from_slice(&chunk);
         }
         if !status.is_success() {
-            let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-            let e = &v["error"];
-            return Err(ClientError::Api {
-                status: status.as_u16(),
-                code: e["code"].as_str().unwrap_or("UNKNOWN").to_owned(),
-                message: e["message"].as_str().map_or_else(
-                    || String::from_utf8_lossy(&bytes).chars().take(200).collect(),
-                    str::to_owned,
-                ),
-                request_id: e["request_id"].as_str().unwrap_or("-").to_owned(),
-            });
+            return Err(api_error(status.as_u16(), &bytes));
         }
         Ok(bytes)
+    }
+}
+
+/// The [`ClientError::Api`] of an error answer: the API's `{"error":{code, message,
+/// request_id}}`, or the OAuth shape of the token endpoint (RFC 6749 §5.2:
+/// `{error, error_description, code, request_id}`, where `error` is the RFC's code and
+/// `code` Bonafide's), whose message then starts with the RFC's code. Anything else
+/// keeps the first 200 characters of the body as the message.
+fn api_error(status: u16, bytes: &[u8]) -> ClientError {
+    let v: Value = serde_json::from_slice(bytes).unwrap_or(Value::Null);
+    let raw = || String::from_utf8_lossy(bytes).chars().take(200).collect();
+    if let Some(oauth) = v["error"].as_str() {
+        return ClientError::Api {
+            status,
+            code: v["code"].as_str().unwrap_or(oauth).to_owned(),
+            message: v["error_description"]
+                .as_str()
+                .map_or_else(|| oauth.to_owned(), |d| format!("{oauth}: {d}")),
+            request_id: v["request_id"].as_str().unwrap_or("-").to_owned(),
+        };
+    }
+    let e = &v["error"];
+    ClientError::Api {
+        status,
+        code: e["code"].as_str().unwrap_or("UNKNOWN").to_owned(),
+        message: e["message"].as_str().map_or_else(raw, str::to_owned),
+        request_id: e["request_id"].as_str().unwrap_or("-").to_owned(),
     }
 }
 
@@ -415,6 +443,36 @@ mod tests {
         assert!(verifier.verify(&token(now + max), now).is_ok());
         let e = verifier.verify(&token(now + max + 1), now).unwrap_err();
         assert!(matches!(e, TokenError::LifetimeTooLong { .. }), "{e:?}");
+    }
+
+    #[test]
+    fn error_answers_in_both_shapes() {
+        let api = api_error(
+            404,
+            br#"{"error":{"code":"NOT_FOUND","message":"agent not found","request_id":"r1"}}"#,
+        );
+        assert_eq!(
+            api.to_string(),
+            "agent not found (NOT_FOUND, HTTP 404, request r1)"
+        );
+        let oauth = api_error(
+            400,
+            br#"{"error":"invalid_request","error_description":"`subject_token` does not verify: revoked","code":"TOKEN_REVOKED","request_id":"r2"}"#,
+        );
+        assert_eq!(
+            oauth.to_string(),
+            "invalid_request: `subject_token` does not verify: revoked (TOKEN_REVOKED, HTTP 400, request r2)"
+        );
+        let bare = api_error(401, br#"{"error":"invalid_client"}"#);
+        assert_eq!(
+            bare.to_string(),
+            "invalid_client (invalid_client, HTTP 401, request -)"
+        );
+        let text = api_error(502, b"Bad Gateway");
+        assert_eq!(
+            text.to_string(),
+            "Bad Gateway (UNKNOWN, HTTP 502, request -)"
+        );
     }
 
     #[test]

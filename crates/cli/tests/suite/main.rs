@@ -3,6 +3,7 @@
 
 mod common;
 
+mod agent;
 mod apikeys;
 mod audit;
 mod basics;
