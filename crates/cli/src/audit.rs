@@ -575,3 +575,83 @@ fn check_proof(v: &Value, cp: &note::Checkpoint, index: u64, leaf: &Hash) -> Res
         ))
     })
 }
+
+/// A client with `BONAFIDE_API_KEY` if it is set (any kind: what it may read is the
+/// registry's decision), anonymous otherwise.
+fn reader(url: &str) -> Result<Client> {
+    let key = std::env::var("BONAFIDE_API_KEY")
+        .ok()
+        .map(|k| k.trim().to_owned())
+        .filter(|k| !k.is_empty());
+    Client::new(url, key).map_err(crate::explain)
+}
+
+/// `bonafide audit log-key`: the log key the registry announces, alone on a line, to
+/// pin (`--log-key`). It is what the registry says: compare it with one published
+/// elsewhere before trusting it.
+pub async fn log_key(url: &str, out: Out) -> Result<ExitCode> {
+    let client = reader(url)?;
+    let config: Value = client
+        .get("/.well-known/bonafide-configuration")
+        .await
+        .map_err(crate::explain)?;
+    let log = &config["audit_log"];
+    let Some(key) = log["log_key"].as_str() else {
+        bail!("{url} announces no audit log key (no `audit_log.log_key` in its configuration)");
+    };
+    if out.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(log).unwrap_or_default()
+        );
+    } else {
+        println!("{key}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `bonafide audit entry N`: entry N's canonical text exactly as logged (for
+/// `audit verify --entry-file`), when the key in `BONAFIDE_API_KEY` may read it (an
+/// admin's, or the issuer's it concerns); its leaf hash otherwise is not an entry.
+pub async fn entry(url: &str, index: u64, out: Out) -> Result<ExitCode> {
+    let client = reader(url)?;
+    let end = index
+        .checked_add(1)
+        .ok_or_else(|| anyhow!("entry {index} does not exist"))?;
+    let page: Value = client
+        .get(&format!("/v1/audit/entries?start={index}&end={end}"))
+        .await
+        .map_err(crate::explain)?;
+    let Some(row) = page["entries"]
+        .as_array()
+        .and_then(|a| a.iter().find(|e| e["index"] == index))
+    else {
+        bail!("entry {index} does not exist yet: the log is shorter");
+    };
+    let Some(text) = row["entry"].as_str() else {
+        bail!(
+            "entry {index} is not yours to read: set BONAFIDE_API_KEY to an admin key or to the key of the issuer it concerns (its leaf hash is {})",
+            row["leaf_hash"].as_str().unwrap_or("-")
+        );
+    };
+    if out.json {
+        println!("{}", serde_json::to_string_pretty(row).unwrap_or_default());
+    } else {
+        println!("{text}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `bonafide audit proof N`: a C2SP tlog-proof of entry N (with the entry itself when
+/// `BONAFIDE_API_KEY` may read it), for `audit verify --proof-file` offline.
+pub async fn proof(url: &str, index: u64) -> Result<ExitCode> {
+    let client = reader(url)?;
+    let text = client
+        .get_text(&format!("/v1/audit/proof/bundle?index={index}"))
+        .await
+        .map_err(crate::explain)?;
+    // Checked before it is handed on: a file that does not parse is no proof.
+    TlogProof::parse(&text).map_err(|e| anyhow!("{url} answered something that is not a tlog-proof: {e}"))?;
+    print!("{text}");
+    Ok(ExitCode::SUCCESS)
+}

@@ -27,8 +27,6 @@ macro_rules! println {
     () => { $crate::stdout::write(format_args!("\n")) };
     ($($arg:tt)*) => { $crate::stdout::write(format_args!("{}\n", format_args!($($arg)*))) };
 }
-// Not used today; here so that a later `print!` cannot bypass the guard.
-#[allow(unused_macros)]
 macro_rules! print {
     ($($arg:tt)*) => { $crate::stdout::write(format_args!($($arg)*)) };
 }
@@ -41,6 +39,7 @@ mod agent;
 mod apikeys;
 mod audit;
 mod duration;
+mod emit;
 mod output;
 mod policy;
 mod progress;
@@ -152,6 +151,21 @@ enum AuditCmd {
     /// the log; with --proof-file, a tlog-proof offline. Exit 1 if the log fails a
     /// check (rewritten, rolled back, altered entry), 2 on errors.
     Verify(audit::VerifyArgs),
+    /// Print the audit log key the registry announces (to pin with --log-key; compare
+    /// it with one published elsewhere).
+    LogKey,
+    /// Print entry N's canonical text as logged (for --entry-file); needs
+    /// BONAFIDE_API_KEY of an admin or of the issuer it concerns.
+    Entry {
+        /// The entry's index.
+        index: u64,
+    },
+    /// Print a C2SP tlog-proof of entry N (for --proof-file, offline); with the entry
+    /// itself when BONAFIDE_API_KEY may read it.
+    Proof {
+        /// The entry's index.
+        index: u64,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -202,11 +216,14 @@ struct ServeArgs {
 
 #[derive(Debug, Subcommand)]
 enum IssuerCmd {
-    /// Create an issuer; prints its API key once.
+    /// Create an issuer; prints its API key once (`--quiet`: only the key;
+    /// `--output env`: BONAFIDE_ISSUER_ID and BONAFIDE_ISSUER_KEY).
     Create {
         /// Unique name, usually the organisation's domain.
         #[arg(long)]
         name: String,
+        #[command(flatten)]
+        emit: emit::EmitArgs,
     },
     /// Prove your issuer controls a domain (issuer key in BONAFIDE_API_KEY): publish
     /// the public JWK of a registered key at https://DOMAIN/.well-known/jwks.json; this
@@ -217,18 +234,24 @@ enum IssuerCmd {
 
 #[derive(Debug, Subcommand)]
 enum ReceiverCmd {
-    /// Create a receiver; prints its API key once.
+    /// Create a receiver; prints its API key once (`--quiet`: only the key;
+    /// `--output env`: BONAFIDE_RECEIVER_ID and BONAFIDE_RECEIVER_KEY).
     Create {
         /// Unique name, usually the receiving API's host (`api.shop.example`).
         #[arg(long)]
         name: String,
+        #[command(flatten)]
+        emit: emit::EmitArgs,
     },
 }
 
 #[derive(Debug, Subcommand)]
 enum AgentCmd {
-    /// Register an agent and print its first token.
+    /// Register an agent and print its first token with its id (jti) and expiry
+    /// (`--quiet`: only the token; `--output env`: AGENT_ID, TOKEN, JTI, EXPIRES_AT).
     Register {
+        #[command(flatten)]
+        emit: emit::EmitArgs,
         /// Display name.
         #[arg(long)]
         name: String,
@@ -424,29 +447,52 @@ fn main() -> ExitCode {
 async fn run(cli: Cli, out: Out) -> Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => serve(args).await.map(|()| ExitCode::SUCCESS),
-        Command::Issuer(IssuerCmd::Create { name }) => {
+        Command::Issuer(IssuerCmd::Create { name, emit }) => {
+            let usual = emit.usual(out.json)?;
             let client = client(&cli.url, KeyKind::Admin)?;
             let v: Value = client
                 .post("/v1/issuers", &json!({ "name": name }))
                 .await
                 .map_err(explain)?;
-            out.issuer_created(&v);
+            match usual {
+                Some(json) => Out { json }.issuer_created(&v),
+                None => emit.emit(
+                    &v,
+                    "api_key",
+                    &[
+                        ("BONAFIDE_ISSUER_ID", "issuer_id"),
+                        ("BONAFIDE_ISSUER_KEY", "api_key"),
+                    ],
+                )?,
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Issuer(IssuerCmd::VerifyDomain(args)) => {
             self_custody::verify_domain(&cli.url, args, out).await
         }
-        Command::Receiver(ReceiverCmd::Create { name }) => {
+        Command::Receiver(ReceiverCmd::Create { name, emit }) => {
+            let usual = emit.usual(out.json)?;
             let client = client(&cli.url, KeyKind::Admin)?;
             let v: Value = client
                 .post("/v1/receivers", &json!({ "name": name }))
                 .await
                 .map_err(explain)?;
-            out.receiver_created(&v);
+            match usual {
+                Some(json) => Out { json }.receiver_created(&v),
+                None => emit.emit(
+                    &v,
+                    "api_key",
+                    &[
+                        ("BONAFIDE_RECEIVER_ID", "receiver_id"),
+                        ("BONAFIDE_RECEIVER_KEY", "api_key"),
+                    ],
+                )?,
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Policy(PolicyCmd::Lint(args)) => policy::lint(args, out),
         Command::Agent(AgentCmd::Register {
+            emit,
             name,
             scopes,
             ttl,
@@ -456,6 +502,7 @@ async fn run(cli: Cli, out: Out) -> Result<ExitCode> {
             user,
             allow_bearer_tokens,
         }) => {
+            let usual = emit.usual(out.json)?;
             let client = client(&cli.url, KeyKind::Issuer)?;
             let mut body = json!({ "name": name, "scopes": scopes });
             if allow_bearer_tokens {
@@ -481,7 +528,19 @@ async fn run(cli: Cli, out: Out) -> Result<ExitCode> {
                 .post("/v1/agents/register", &body)
                 .await
                 .map_err(explain)?;
-            out.agent_registered(&v);
+            match usual {
+                Some(json) => Out { json }.agent_registered(&v),
+                None => emit.emit(
+                    &v,
+                    "token",
+                    &[
+                        ("AGENT_ID", "agent_id"),
+                        ("TOKEN", "token"),
+                        ("JTI", "jti"),
+                        ("EXPIRES_AT", "expires_at"),
+                    ],
+                )?,
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Agent(AgentCmd::List { limit, all }) => {
@@ -580,6 +639,9 @@ async fn run(cli: Cli, out: Out) -> Result<ExitCode> {
         }
         Command::Verify(args) => verify(&cli.url, args, out).await,
         Command::Audit(AuditCmd::Verify(args)) => audit::verify(&cli.url, args, out).await,
+        Command::Audit(AuditCmd::LogKey) => audit::log_key(&cli.url, out).await,
+        Command::Audit(AuditCmd::Entry { index }) => audit::entry(&cli.url, index, out).await,
+        Command::Audit(AuditCmd::Proof { index }) => audit::proof(&cli.url, index).await,
         Command::Receipt(ReceiptCmd::Verify(args)) => receipt::verify(args, out).await,
         Command::Keys(KeysCmd::Rotate { data_dir, alg }) => {
             // Never create a fresh registry by mistake: after a key compromise, rotating

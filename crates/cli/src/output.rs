@@ -65,6 +65,7 @@ impl Out {
         println!("agent    {} ({})", s(&v["name"]), s(&v["agent_id"]));
         println!("issuer   {}", s(&v["issuer"]));
         println!("scopes   {}", list(&v["scopes"]));
+        println!("jti      {}", s(&v["jti"]));
         println!("expires  {}", s(&v["expires_at"]));
         if let Some(user) = v["user"].as_str() {
             println!("user     {user}");

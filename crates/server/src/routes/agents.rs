@@ -151,6 +151,8 @@ pub struct AgentRegistered {
     pub scopes: Vec<String>,
     /// The signed agent token.
     pub token: String,
+    /// The token's id (`jti`, `tok_…`): what `POST /v1/tokens/revoke` takes.
+    pub jti: String,
     /// When the token expires (RFC 3339).
     pub expires_at: String,
     /// Where receivers verify it.
@@ -350,6 +352,7 @@ pub async fn register(
             issuer: issuer.name,
             scopes: agent.scopes,
             token,
+            jti: record.jti.to_string(),
             expires_at: rfc3339_s(record.expires_at_s),
             verify_url: format!("{base}/v1/verify"),
             public_key_url: format!("{base}/.well-known/public-key.pem"),
