@@ -600,10 +600,7 @@ pub async fn log_key(url: &str, out: Out) -> Result<ExitCode> {
         bail!("{url} announces no audit log key (no `audit_log.log_key` in its configuration)");
     };
     if out.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(log).unwrap_or_default()
-        );
+        println!("{}", serde_json::to_string_pretty(log).unwrap_or_default());
     } else {
         println!("{key}");
     }
@@ -651,7 +648,8 @@ pub async fn proof(url: &str, index: u64) -> Result<ExitCode> {
         .await
         .map_err(crate::explain)?;
     // Checked before it is handed on: a file that does not parse is no proof.
-    TlogProof::parse(&text).map_err(|e| anyhow!("{url} answered something that is not a tlog-proof: {e}"))?;
+    TlogProof::parse(&text)
+        .map_err(|e| anyhow!("{url} answered something that is not a tlog-proof: {e}"))?;
     print!("{text}");
     Ok(ExitCode::SUCCESS)
 }

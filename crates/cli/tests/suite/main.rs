@@ -11,6 +11,7 @@ mod domain;
 mod durability;
 mod msrv;
 mod policy;
+mod readme;
 mod receipt;
 mod self_custody;
 mod setup;
