@@ -83,13 +83,18 @@ pub fn describe(e: &anyhow::Error) -> Described {
         hint: None,
     };
     // The outermost typed error decides.
-    for cause in e.chain() {
+    for (depth, cause) in e.chain().enumerate() {
         if let Some(f) = cause.downcast_ref::<Failure>() {
             d.code = f.code.to_owned();
             return d;
         }
         if let Some(c) = cause.downcast_ref::<ClientError>() {
             describe_client(c, &mut d);
+            // A hint speaks of --url and BONAFIDE_API_KEY: not for an error the
+            // command framed as about something else (`cannot load the JWKS …`).
+            if depth > 0 {
+                d.hint = None;
+            }
             return d;
         }
         if cause.downcast_ref::<std::io::Error>().is_some() {
@@ -157,8 +162,19 @@ mod tests {
         assert_eq!(d.http_status, Some(401));
         assert_eq!(d.request_id.as_deref(), Some("req_1"));
         assert!(d.message.starts_with("cannot list agents: unknown API key"));
-        let v = d.to_json();
+        assert!(
+            d.to_json()["error"].get("hint").is_none(),
+            "framed: no hint"
+        );
+        let bare = anyhow::Error::new(ClientError::Api {
+            status: 401,
+            code: "UNAUTHORIZED".into(),
+            message: "unknown API key".into(),
+            request_id: "-".into(),
+        });
+        let v = describe(&bare).to_json();
         assert_eq!(v["error"]["hint"], "check BONAFIDE_API_KEY");
+        assert!(v["error"]["request_id"].is_null());
     }
 
     #[test]
