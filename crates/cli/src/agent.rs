@@ -23,7 +23,8 @@ use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
 use crate::output::Out;
-use crate::{client, duration, exit_for, explain, path_segment, policy, read_token, self_custody};
+use crate::verify::{exit_for, read_token};
+use crate::{client, duration, explain, path_segment, policy, self_custody};
 
 /// `grant_type` of RFC 8693 token exchange.
 const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";

@@ -1,6 +1,31 @@
 //! Durations on the command line: `3600`, `90s`, `30m`, `24h`, `7d`.
 
-use anyhow::{Result, anyhow};
+use anyhow::Result;
+
+use crate::failure::Failure;
+
+/// Shortest token lifetime (`--ttl`), seconds: a shorter token may expire before it is
+/// used; the registry refuses one too.
+pub const MIN_TTL_SECS: i64 = 60;
+/// Longest token lifetime (`--ttl`), seconds (30 days): what the registry and offline
+/// verifiers accept (`max_token_ttl`).
+pub const MAX_TTL_SECS: i64 = 30 * 86_400;
+
+/// Parses a `--ttl`: a duration from 60s to 30d, said so in the error.
+pub fn ttl(text: &str) -> Result<i64> {
+    let secs = parse(text)?;
+    if secs < MIN_TTL_SECS {
+        return Err(Failure::usage(format!(
+            "--ttl `{text}`: the lifetime must be at least 60s (allowed: 60s to 30d)"
+        )));
+    }
+    if secs > MAX_TTL_SECS {
+        return Err(Failure::usage(format!(
+            "--ttl `{text}`: the lifetime must be at most 30d (allowed: 60s to 30d)"
+        )));
+    }
+    Ok(secs)
+}
 
 /// Parses a duration into seconds.
 pub fn parse(text: &str) -> Result<i64> {
@@ -9,22 +34,24 @@ pub fn parse(text: &str) -> Result<i64> {
         Some(i) => t.split_at(i),
         None => (t, "s"),
     };
-    let n: i64 = num
-        .parse()
-        .map_err(|_| anyhow!("invalid duration `{text}`: use e.g. 3600, 90s, 30m, 24h or 7d"))?;
+    let n: i64 = num.parse().map_err(|_| {
+        Failure::usage(format!(
+            "invalid duration `{text}`: use e.g. 3600, 90s, 30m, 24h or 7d"
+        ))
+    })?;
     let mult = match unit {
         "s" => 1,
         "m" => 60,
         "h" => 3600,
         "d" => 86_400,
         _ => {
-            return Err(anyhow!(
+            return Err(Failure::usage(format!(
                 "invalid duration unit in `{text}`: use s, m, h or d"
-            ));
+            )));
         }
     };
     n.checked_mul(mult)
-        .ok_or_else(|| anyhow!("duration `{text}` is too long"))
+        .ok_or_else(|| Failure::usage(format!("duration `{text}` is too long")))
 }
 
 /// Longest timeout a `serve` flag takes: beyond a day a bound no longer bounds.
@@ -46,7 +73,22 @@ pub fn timeout(text: &str) -> Result<std::time::Duration, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{parse, timeout};
+    use super::{parse, timeout, ttl};
+
+    #[test]
+    fn lifetimes_are_60s_to_30d() {
+        assert_eq!(ttl("60s").unwrap(), 60);
+        assert_eq!(ttl("30d").unwrap(), 30 * 86_400);
+        let short = ttl("59s").unwrap_err().to_string();
+        assert!(
+            short.contains("the lifetime must be at least 60s"),
+            "{short}"
+        );
+        assert!(short.contains("60s to 30d"), "{short}");
+        let long = ttl("31d").unwrap_err().to_string();
+        assert!(long.contains("at most 30d"), "{long}");
+        assert!(ttl("5w").unwrap_err().to_string().contains("unit"));
+    }
 
     #[test]
     fn timeouts_are_bounded() {

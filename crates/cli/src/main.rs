@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
-use bonafide_client::{Client, ClientError, OfflineVerifier, load_jwks};
+use bonafide_client::{Client, ClientError};
 use bonafide_core::apikey::{ApiKey, KeyKind};
 use bonafide_core::audit::{Actor, AuditEntry, EventType};
 use bonafide_core::keys::Algorithm;
@@ -40,6 +40,7 @@ mod apikeys;
 mod audit;
 mod duration;
 mod emit;
+mod failure;
 mod output;
 mod policy;
 mod progress;
@@ -47,7 +48,10 @@ mod receipt;
 mod self_custody;
 mod shell;
 mod stdout;
+mod verify;
+mod when;
 
+use failure::Failure;
 use output::Out;
 
 #[derive(Debug, Parser)]
@@ -90,7 +94,9 @@ enum Command {
     Policy(PolicyCmd),
     /// Revoke an agent (and all its tokens) or one token.
     Revoke(RevokeArgs),
-    /// Verify a token online, or offline with a JWKS.
+    /// Verify a token online (POST /v1/verify: scopes, an action with its resource and
+    /// amount, a proof of possession), or offline with a JWKS. Exit 0 if valid and
+    /// allowed, 1 if not (with the reasons), 2 on errors.
     Verify(VerifyArgs),
     /// Decide a request as `verify` would (scopes, action, resource, amount), with
     /// nothing recorded or spent; prints the verdict and its reasons. Exit 0 if
@@ -358,6 +364,34 @@ struct VerifyArgs {
     /// Expected `iss` for --offline (default: the JWKS URL's origin).
     #[arg(long)]
     issuer: Option<String>,
+    /// The action the agent asks to take (`payments.send`): the token's consent
+    /// policy decides it (a token with a policy allows named actions only).
+    #[arg(long)]
+    action: Option<String>,
+    /// What the action acts on, TYPE/ID (`merchant/airbnb`; the type ends at the
+    /// first `/`).
+    #[arg(long, requires = "action")]
+    resource: Option<String>,
+    /// Amount the action spends, an exact decimal (`12.50`), checked against the
+    /// policy's limits and charged to its budget. Needs --currency, --action and a
+    /// receiver key (bfk_rcv_…) in BONAFIDE_API_KEY.
+    #[arg(long, requires_all = ["currency", "action"])]
+    amount: Option<String>,
+    /// ISO 4217 code of --amount (`USD`).
+    #[arg(long, requires = "amount")]
+    currency: Option<String>,
+    /// Proof of possession for a token bound to the agent's key (`cnf.jkt`): the
+    /// agent's private key file (PKCS#8 PEM) signs a DPoP proof (RFC 9449) here, for
+    /// the request --htm --htu; the key is never sent.
+    #[arg(long, requires_all = ["htm", "htu"])]
+    dpop_key: Option<PathBuf>,
+    /// The method of the request the proof is for (`POST`).
+    #[arg(long, requires = "dpop_key")]
+    htm: Option<String>,
+    /// The URL of the request the proof is for, as the receiver sees it
+    /// (`https://api.shop.example/orders`).
+    #[arg(long, requires = "dpop_key")]
+    htu: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -416,7 +450,10 @@ enum IssuerKeyCmd {
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e),
+    };
     let out = Out { json: cli.json };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -424,7 +461,7 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            out.error(&anyhow!("cannot start the async runtime: {e}"));
             return ExitCode::from(2);
         }
     };
@@ -437,11 +474,37 @@ fn main() -> ExitCode {
     };
     match stdout::finish() {
         Some(e) => {
-            out.error(&anyhow!("cannot write the output: {e}"));
+            out.error(&Failure::coded(
+                "OUTPUT",
+                format!("cannot write the output: {e}"),
+            ));
             ExitCode::from(2)
         }
         None => code,
     }
+}
+
+/// A command line clap refuses: clap's own text, or with `--json` one `USAGE` error
+/// object on stderr like every other error. Help and version print as usual.
+fn usage_error(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    let informational = matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    );
+    let json = std::env::args_os()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .any(|a| a == "--json");
+    if informational || !json {
+        e.exit();
+    }
+    let text = e.render().to_string();
+    let message = text.trim().strip_prefix("error: ").unwrap_or(text.trim());
+    Out { json: true }.error(&Failure::usage(message));
+    ExitCode::from(2)
 }
 
 async fn run(cli: Cli, out: Out) -> Result<ExitCode> {
@@ -509,7 +572,7 @@ async fn run(cli: Cli, out: Out) -> Result<ExitCode> {
                 body["allow_bearer_tokens"] = json!(true);
             }
             if let Some(ttl) = ttl {
-                body["expiry_seconds"] = json!(duration::parse(&ttl)?);
+                body["expiry_seconds"] = json!(duration::ttl(&ttl)?);
             }
             if let Some(d) = description {
                 body["description"] = json!(d);
@@ -606,7 +669,7 @@ async fn run(cli: Cli, out: Out) -> Result<ExitCode> {
                         .map_err(explain)?
                 }
                 (None, Some(token)) => {
-                    let token = read_token(&token)?;
+                    let token = verify::read_token(&token)?;
                     // A compact JWS has two dots; an id never has one.
                     let mut body = if token.matches('.').count() == 2 {
                         json!({ "token": token })
@@ -703,7 +766,7 @@ fn path_segment(id: &str) -> Result<&str> {
 
 fn client(url: &str, kind: KeyKind) -> Result<Client> {
     let key = std::env::var("BONAFIDE_API_KEY").map_err(|_| {
-        anyhow!(
+        Failure::usage(format!(
             "set BONAFIDE_API_KEY to your {} API key (bfk_{}_…)",
             kind.as_str(),
             match kind {
@@ -711,100 +774,28 @@ fn client(url: &str, kind: KeyKind) -> Result<Client> {
                 KeyKind::Issuer => "iss",
                 KeyKind::Receiver => "rcv",
             }
-        )
+        ))
     })?;
-    let parsed = ApiKey::parse(key.trim()).map_err(|e| anyhow!("BONAFIDE_API_KEY: {e}"))?;
+    let parsed =
+        ApiKey::parse(key.trim()).map_err(|e| Failure::usage(format!("BONAFIDE_API_KEY: {e}")))?;
     if parsed.kind() != kind {
-        bail!(
+        return Err(Failure::usage(format!(
             "BONAFIDE_API_KEY is an {} key; this command needs an {} key",
             parsed.kind().as_str(),
             kind.as_str()
-        );
+        )));
     }
     Client::new(url, Some(key.trim().to_owned())).map_err(explain)
 }
 
+/// A client error, kept whole inside the `anyhow::Error`: `Out::error` finds it again
+/// for its code, HTTP status, request id and hint (`failure::describe`).
 fn explain(e: ClientError) -> anyhow::Error {
-    match &e {
-        ClientError::Unreachable { url, .. } => {
-            anyhow!("{e}\nhint: is `bonafide serve` running, and is --url right? (tried {url})")
-        }
-        ClientError::Api { status: 401, .. } => anyhow!("{e}\nhint: check BONAFIDE_API_KEY"),
-        _ => anyhow!("{e}"),
-    }
-}
-
-fn read_token(arg: &str) -> Result<String> {
-    if arg == "-" {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
-            .context("cannot read the token from stdin")?;
-        Ok(s.trim().to_owned())
-    } else {
-        Ok(arg.trim().to_owned())
-    }
+    anyhow::Error::new(e)
 }
 
 async fn verify(url: &str, args: VerifyArgs, out: Out) -> Result<ExitCode> {
-    let token = read_token(&args.token)?;
-    if args.offline {
-        let source = args
-            .jwks
-            .as_deref()
-            .ok_or_else(|| anyhow!("--offline needs --jwks FILE_OR_URL"))?;
-        let jwks = load_jwks(source).await.map_err(|e| anyhow!("{e}"))?;
-        let issuer = match (&args.issuer, origin(source)) {
-            (Some(i), _) => i.clone(),
-            (None, Some(o)) => o,
-            (None, None) => {
-                bail!("--offline with a JWKS file needs --issuer URL (the registry's `iss`)")
-            }
-        };
-        let mut verifier = OfflineVerifier::new(&jwks, &issuer).map_err(|e| anyhow!("{e}"))?;
-        verifier.options_mut().audience = args.audience.clone().into();
-        let now = bonafide_server::time::now_ms() / 1000;
-        let result = verifier.verify(&token, now);
-        let answer = match result {
-            Ok(verdict) => {
-                let c = &verdict.token.claims;
-                let missing: Vec<&String> = args
-                    .scopes
-                    .iter()
-                    .filter(|s| !c.agent.scopes.contains(s))
-                    .collect();
-                json!({
-                    "valid": true,
-                    "allowed": missing.is_empty(),
-                    "reasons": if missing.is_empty() { json!([]) } else { json!(["SCOPE_NOT_GRANTED"]) },
-                    "agent": { "id": c.sub, "name": c.agent.name, "issuer": c.agent.issuer, "scopes": c.agent.scopes },
-                    "expires_at": bonafide_server::time::rfc3339_s(c.exp),
-                    "offline": true,
-                    "revocation_checked": verdict.revocation_checked,
-                })
-            }
-            Err(e) => json!({
-                "valid": false, "allowed": false, "error": e.code().as_str(), "reason": e.to_string(),
-                "offline": true, "revocation_checked": false,
-            }),
-        };
-        out.verified(&answer);
-        return Ok(exit_for(&answer));
-    }
-    let client = Client::new(url, None).map_err(explain)?;
-    let answer = client
-        .verify(&token, &args.scopes, args.audience.as_deref())
-        .await
-        .map_err(explain)?;
-    out.verified(&answer);
-    Ok(exit_for(&answer))
-}
-
-fn exit_for(answer: &Value) -> ExitCode {
-    if answer["valid"] == json!(true) && answer["allowed"] == json!(true) {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    }
+    verify::run(url, args, out).await
 }
 
 /// `--public-url`: an absolute http(s) URL with a host. It becomes every token's `iss`
@@ -823,13 +814,6 @@ fn public_url(text: &str) -> Result<String, String> {
         return Err("the public URL has no host".to_owned());
     }
     Ok(text.to_owned())
-}
-
-/// `scheme://host[:port]` of a URL, if it is one.
-fn origin(url: &str) -> Option<String> {
-    let (scheme, rest) = url.split_once("://")?;
-    let host = rest.split('/').next()?;
-    Some(format!("{scheme}://{host}"))
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {

@@ -3,6 +3,9 @@
 use bonafide_core::keys::Algorithm;
 use serde_json::{Value, json};
 
+use crate::verify::Peeked;
+use crate::{failure, when};
+
 /// Output mode.
 #[derive(Debug, Clone, Copy)]
 pub struct Out {
@@ -30,11 +33,18 @@ impl Out {
         println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
     }
 
+    /// An error, on stderr: `error: …` and `hint: …` lines, or with `--json` one
+    /// object `{"error":{"code","message","http_status","request_id"}}` (see
+    /// [`failure`]).
     pub fn error(&self, e: &anyhow::Error) {
+        let d = failure::describe(e);
         if self.json {
-            eprintln!("{}", json!({ "error": format!("{e:#}") }));
+            eprintln!("{}", d.to_json());
         } else {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", d.message);
+            if let Some(h) = &d.hint {
+                eprintln!("hint: {h}");
+            }
         }
     }
 
@@ -66,7 +76,16 @@ impl Out {
         println!("issuer   {}", s(&v["issuer"]));
         println!("scopes   {}", list(&v["scopes"]));
         println!("jti      {}", s(&v["jti"]));
-        println!("expires  {}", s(&v["expires_at"]));
+        println!("expires  {}", when::rfc3339(s(&v["expires_at"])));
+        let key = &v["key"];
+        if key.is_object() {
+            println!(
+                "key      {} ({}), expires {}",
+                s(&key["jkt"]),
+                s(&key["alg"]),
+                when::rfc3339(s(&key["key_expires_at"]))
+            );
+        }
         if let Some(user) = v["user"].as_str() {
             println!("user     {user}");
         }
@@ -155,14 +174,42 @@ impl Out {
         );
     }
 
-    pub fn verified(&self, v: &Value) {
+    /// A verify answer (online: the registry's; offline: the same shape). Text gives
+    /// the verdict, then why: the reason codes and the registry's words, with times
+    /// made readable and what to do for a token bound to a key.
+    pub fn verified(&self, v: &Value, token: &Peeked) {
         if self.json {
             return self.json_out(v);
         }
+        let reasons = list(&v["reasons"]);
         if v["valid"] != json!(true) {
-            println!("INVALID  {}", s(&v["error"]));
+            let error = s(&v["error"]);
+            println!("INVALID  {error}");
+            if !reasons.is_empty() {
+                println!("reasons  {reasons}");
+            }
             if let Some(r) = v["reason"].as_str() {
-                println!("reason   {r}");
+                println!("reason   {}", when::in_reason(r));
+            }
+            let key_expired = reasons.contains("KEY_EXPIRED");
+            if error == "TOKEN_EXPIRED"
+                && !key_expired
+                && let Some(exp) = token.exp
+            {
+                println!("expired  {}", when::unix(exp));
+            }
+            let jkt = token.jkt.as_deref().unwrap_or("-");
+            match error {
+                "PROOF_REQUIRED" => println!(
+                    "hint     the token is bound to a key (cnf.jkt {jkt}); present a proof with --dpop-key FILE --htm METHOD --htu URL (the agent's private key, and the request the proof is for)"
+                ),
+                "PROOF_INVALID" => println!(
+                    "hint     --dpop-key must be the private key the token is bound to (cnf.jkt {jkt}), and --htm/--htu the request's method and URL"
+                ),
+                _ => {}
+            }
+            if v["offline"] == json!(true) {
+                println!("note     verified offline: revocation NOT checked");
             }
             return;
         }
@@ -175,15 +222,51 @@ impl Out {
         println!("{verdict}");
         println!("agent    {} ({})", s(&agent["name"]), s(&agent["id"]));
         println!("issuer   {}", s(&agent["issuer"]));
+        if let Some(hops) = v["delegation"].as_array().filter(|h| !h.is_empty()) {
+            let chain: Vec<&str> = hops.iter().map(|h| s(&h["agent_id"])).collect();
+            println!("via      {}", chain.join(" -> "));
+        }
+        if let Some(user) = v["user"].as_str() {
+            println!("user     {user}");
+        }
         let scopes = if agent["active_scopes"].is_array() {
             &agent["active_scopes"]
         } else {
             &agent["scopes"]
         };
         println!("scopes   {}", list(scopes));
-        println!("expires  {}", s(&v["expires_at"]));
+        println!("expires  {}", when::rfc3339(s(&v["expires_at"])));
+        if !reasons.is_empty() {
+            println!("reasons  {reasons}");
+        }
         if let Some(r) = v["reason"].as_str() {
-            println!("reason   {r}");
+            println!("reason   {}", when::in_reason(r));
+        }
+        let rem = &v["remaining"];
+        if rem.is_object() {
+            println!(
+                "budget   {} {} left this {}, whole again {}",
+                s(&rem["amount"]),
+                s(&rem["currency"]),
+                s(&rem["period"]),
+                when::rfc3339(s(&rem["period_ends"]))
+            );
+        }
+        for w in v["warnings"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
+            match w.as_str() {
+                Some("KEY_EXPIRES_SOON") => println!(
+                    "warning  KEY_EXPIRES_SOON: the agent key this token is bound to expires within 14 days; rotate it (PUT /v1/agents/{{id}}/keys)"
+                ),
+                Some(other) => println!("warning  {other}"),
+                None => {}
+            }
+        }
+        if let Some(r) = v["receipt_id"].as_str() {
+            println!("receipt  {r}");
         }
         if v["offline"] == json!(true) {
             println!(

@@ -54,7 +54,8 @@ pub async fn verify(args: VerifyArgs, out: Out) -> Result<ExitCode> {
     let jws = read_receipt(&args.file)?;
     let jwks = load_jwks(&args.jwks)
         .await
-        .map_err(|e| anyhow!("cannot load the JWKS: {e}"))?;
+        .map_err(crate::explain)
+        .context("cannot load the JWKS")?;
     let keys = KeySet::from_jwks(&jwks)
         .map_err(|e| anyhow!("the JWKS `{}` is unusable: {e}", args.jwks))?;
     if keys.is_empty() {

@@ -32,12 +32,6 @@ use serde_json::{Value, json};
 use crate::output::Out;
 use crate::{client, duration, explain, policy};
 
-/// Shortest `token sign --ttl`, seconds: a shorter token may expire before it is used.
-pub const MIN_TTL_SECS: i64 = 60;
-/// Longest `token sign --ttl`, seconds (30 days): an offline-signed token cannot be
-/// re-issued by the registry, so its lifetime is what bounds a leak.
-pub const MAX_TTL_SECS: i64 = 30 * 86_400;
-
 /// Largest key file read, bytes: a PKCS#8 PEM of an 8192-bit RSA key is about 6.5 KB,
 /// a public JWK under 2 KB; anything far larger is the wrong file.
 const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
@@ -181,13 +175,9 @@ pub fn sign(args: SignArgs, out: Out) -> Result<ExitCode> {
     let issuer = IssuerId::try_from(issuer_text.as_str()).map_err(|e| anyhow!("--issuer: {e}"))?;
     let agent = AgentId::try_from(args.agent.as_str()).map_err(|e| anyhow!("--agent: {e}"))?;
     let scopes = scopes::validate_all(&args.scopes).map_err(|e| anyhow!("--scope: {e}"))?;
-    let ttl = duration::parse(&args.ttl)?;
-    if !(MIN_TTL_SECS..=MAX_TTL_SECS).contains(&ttl) {
-        bail!(
-            "--ttl `{}` is outside 60s to 30d: a self-signed token cannot be re-issued, keep it short",
-            args.ttl
-        );
-    }
+    // 60s to 30d (`duration::ttl`): an offline-signed token cannot be re-issued by
+    // the registry, so its lifetime is what bounds a leak.
+    let ttl = duration::ttl(&args.ttl)?;
     if let Some(a) = args.audience.iter().find(|a| a.trim().is_empty()) {
         bail!("--aud `{a}` is empty");
     }
@@ -550,7 +540,7 @@ pub(crate) fn read_key_file(path: &Path, what: &str) -> Result<String> {
 }
 
 /// The signing key of `token sign --key FILE`, with a message for each wrong file.
-fn read_signing_key(path: &Path) -> Result<SigningKey> {
+pub(crate) fn read_signing_key(path: &Path) -> Result<SigningKey> {
     let text = read_key_file(path, "key file")?;
     let shown = path.display();
     let t = text.trim_start();
@@ -638,7 +628,7 @@ pub(crate) fn public_jwk(text: &str, path: &Path) -> Result<Value> {
 }
 
 /// Seconds since the epoch, for a proof's `iat`.
-fn unix_now() -> Result<i64> {
+pub(crate) fn unix_now() -> Result<i64> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .context("the system clock is before 1970")?
@@ -646,7 +636,7 @@ fn unix_now() -> Result<i64> {
     i64::try_from(now).context("the system clock is out of range")
 }
 
-fn random16() -> Result<[u8; 16]> {
+pub(crate) fn random16() -> Result<[u8; 16]> {
     let mut b = [0u8; 16];
     aws_lc_rs::rand::fill(&mut b).map_err(|_| anyhow!("the system random source failed"))?;
     Ok(b)

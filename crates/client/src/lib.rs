@@ -62,6 +62,172 @@ pub enum ClientError {
         /// Why.
         reason: String,
     },
+    /// The base URL given to [`Client::new`] is not an absolute `http(s)` URL with a
+    /// host; nothing was sent.
+    #[error("{reason}")]
+    InvalidUrl {
+        /// The URL as given.
+        url: String,
+        /// Why, and what to write instead.
+        reason: String,
+    },
+    /// An answer that is not the API's (not JSON, or an error without the API's
+    /// `{"error":{"code",…}}`), and the registry's discovery document
+    /// (`GET /.well-known/bonafide-configuration`) is not there either: the URL points
+    /// at something else (a web server, a proxy's error page, another service).
+    #[error(
+        "that is not a Bonafide registry: GET {DISCOVERY_PATH} answered {status} {content_type}{note}"
+    )]
+    NotARegistry {
+        /// The base URL.
+        url: String,
+        /// HTTP status of the discovery request.
+        status: u16,
+        /// Its media type (without parameters), `-` if none.
+        content_type: String,
+        /// Empty, or what else was wrong with a 200 answer (`, not a Bonafide
+        /// configuration`).
+        note: String,
+    },
+}
+
+/// Where a registry serves its discovery document.
+pub const DISCOVERY_PATH: &str = "/.well-known/bonafide-configuration";
+
+/// Largest discovery answer read while checking what a URL points at.
+const MAX_PROBE_BYTES: usize = 256 * 1024;
+
+/// Checks a registry base URL: an absolute `http://` or `https://` URL with a host.
+fn check_base_url(base: &str) -> Result<(), ClientError> {
+    let invalid = |reason: String| ClientError::InvalidUrl {
+        url: base.to_owned(),
+        reason,
+    };
+    let lower = base.get(..8).unwrap_or(base).to_ascii_lowercase();
+    if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+        let rest = base.split_once("://").map_or(base, |(_, rest)| rest);
+        let example = if rest.is_empty() {
+            "localhost:8080"
+        } else {
+            rest
+        };
+        return Err(invalid(format!(
+            "the registry URL must start with http:// or https://, for example http://{example} (got `{base}`)"
+        )));
+    }
+    let url = reqwest::Url::parse(base)
+        .map_err(|e| invalid(format!("the registry URL `{base}` is not a valid URL: {e}")))?;
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(invalid(format!("the registry URL `{base}` has no host")));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid(format!(
+            "the registry URL `{base}` has a query or fragment: give its base, such as http://localhost:8080"
+        )));
+    }
+    Ok(())
+}
+
+/// The media type of an answer, without parameters (`text/html`), `-` if none.
+fn media_type(headers: &reqwest::header::HeaderMap) -> String {
+    headers
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "-".to_owned())
+}
+
+/// A `POST /v1/verify` (or `/v1/simulate`) request: the token and what the receiver
+/// asks about it. Members left empty are not sent.
+#[derive(Clone, Default, Serialize)]
+pub struct VerifyRequest {
+    /// The agent token.
+    pub token: String,
+    /// Scopes the request needs (`scopes_requested`).
+    #[serde(rename = "scopes_requested", skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+    /// The receiver's identifier; a token with `aud` must name it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+    /// The action asked for (`payments.send`), decided by the token's consent policy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    /// What the action acts on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource: Option<Resource>,
+    /// Amount to spend, an exact decimal (`"12.50"`); needs `currency`, `action` and
+    /// a receiver key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub amount: Option<String>,
+    /// ISO 4217 code of `amount`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    /// Makes a retry return the first decision without spending twice (needs a
+    /// receiver key).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    /// The proof of possession the agent sent, for a token bound to its key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proof: Option<Proof>,
+}
+
+impl fmt::Debug for VerifyRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifyRequest")
+            .field("token", &"<redacted>")
+            .field("scopes", &self.scopes)
+            .field("audience", &self.audience)
+            .field("action", &self.action)
+            .field("resource", &self.resource)
+            .field("amount", &self.amount)
+            .field("currency", &self.currency)
+            .field("idempotency_key", &self.idempotency_key)
+            .field("proof", &self.proof.as_ref().map(|_| "<proof>"))
+            .finish()
+    }
+}
+
+/// `resource` of a verify request.
+#[derive(Debug, Clone, Serialize)]
+pub struct Resource {
+    /// Resource type (`merchant`).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Resource id (`acct/12/sub`).
+    pub id: String,
+}
+
+/// `proof` of a verify request: what the agent sent the receiver to prove it holds
+/// the key its token is bound to (`cnf.jkt`).
+#[derive(Clone, Serialize)]
+#[serde(tag = "type")]
+#[non_exhaustive]
+pub enum Proof {
+    /// A DPoP proof (RFC 9449), with the method and URL of the request it came with.
+    #[serde(rename = "dpop")]
+    Dpop {
+        /// The proof JWT (the `DPoP` header).
+        jwt: String,
+        /// The request's method (`POST`).
+        htm: String,
+        /// The request's URL as the receiver saw it.
+        htu: String,
+    },
+}
+
+impl fmt::Debug for Proof {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Proof::Dpop { htm, htu, .. } => f
+                .debug_struct("Dpop")
+                .field("jwt", &"<redacted>")
+                .field("htm", htm)
+                .field("htu", htu)
+                .finish(),
+        }
+    }
 }
 
 /// An HTTP client for one registry.
@@ -83,8 +249,11 @@ impl fmt::Debug for Client {
 
 impl Client {
     /// A client for the registry at `base` (e.g. `http://127.0.0.1:8080`), with a 30 s
-    /// timeout per request. Fails only if the TLS backend cannot be set up.
+    /// timeout per request. Fails if `base` is not an absolute `http://` or `https://`
+    /// URL with a host ([`ClientError::InvalidUrl`]), or if the TLS backend cannot be
+    /// set up.
     pub fn new(base: &str, api_key: Option<String>) -> Result<Self, ClientError> {
+        check_base_url(base)?;
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(30))
             .build()
@@ -151,21 +320,29 @@ impl Client {
         self.send(req, url).await
     }
 
-    /// Online verification: `POST /v1/verify`.
+    /// Online verification: `POST /v1/verify` with a token, the scopes the request
+    /// needs and the receiver's audience ([`Client::verify_request`] asks about
+    /// actions, amounts and proofs too).
     pub async fn verify(
         &self,
         token: &str,
         scopes: &[String],
         audience: Option<&str>,
     ) -> Result<Value, ClientError> {
-        let mut body = serde_json::json!({ "token": token });
-        if !scopes.is_empty() {
-            body["scopes_requested"] = serde_json::json!(scopes);
-        }
-        if let Some(a) = audience {
-            body["audience"] = serde_json::json!(a);
-        }
-        self.post("/v1/verify", &body).await
+        self.verify_request(&VerifyRequest {
+            token: token.to_owned(),
+            scopes: scopes.to_vec(),
+            audience: audience.map(str::to_owned),
+            ..VerifyRequest::default()
+        })
+        .await
+    }
+
+    /// Online verification: `POST /v1/verify` with everything a receiver can ask
+    /// (action, resource, amount, proof of possession). The answer is the API's,
+    /// `valid`/`allowed` with `reasons`.
+    pub async fn verify_request(&self, req: &VerifyRequest) -> Result<Value, ClientError> {
+        self.post("/v1/verify", req).await
     }
 
     /// The registry's token JWKS (token-signing keys only).
@@ -192,10 +369,15 @@ impl Client {
         let url = format!("{}{path}", self.base);
         let req = self.authorize(self.http.get(&url));
         let bytes = self.send_bytes(req, url.clone(), MAX_TEXT_BYTES).await?;
-        String::from_utf8(bytes).map_err(|_| ClientError::Decode {
-            url,
-            reason: "answer is not UTF-8 text".into(),
-        })
+        match String::from_utf8(bytes) {
+            Ok(text) => Ok(text),
+            Err(_) => Err(self
+                .unless_registry(ClientError::Decode {
+                    url,
+                    reason: "answer is not UTF-8 text".into(),
+                })
+                .await),
+        }
     }
 
     async fn send<T: DeserializeOwned>(
@@ -204,10 +386,60 @@ impl Client {
         url: String,
     ) -> Result<T, ClientError> {
         let bytes = self.send_bytes(req, url.clone(), MAX_JSON_BYTES).await?;
-        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
-            url,
-            reason: e.to_string(),
-        })
+        match serde_json::from_slice(&bytes) {
+            Ok(v) => Ok(v),
+            Err(e) => Err(self
+                .unless_registry(ClientError::Decode {
+                    url,
+                    reason: e.to_string(),
+                })
+                .await),
+        }
+    }
+
+    /// `error`, unless the base URL turns out not to be a registry at all: then
+    /// [`ClientError::NotARegistry`], with what its discovery document's URL answered.
+    /// Called only when an answer was not the API's, so a working registry never pays
+    /// for the extra request; if that request gets no answer, `error` stands.
+    async fn unless_registry(&self, error: ClientError) -> ClientError {
+        let url = format!("{}{DISCOVERY_PATH}", self.base);
+        let Ok(mut resp) = self
+            .http
+            .get(&url)
+            .timeout(std::time::Duration::from_secs(10))
+            .send()
+            .await
+        else {
+            return error;
+        };
+        let status = resp.status();
+        let content_type = media_type(resp.headers());
+        let not_a_registry = |note: &str| ClientError::NotARegistry {
+            url: self.base.clone(),
+            status: status.as_u16(),
+            content_type: content_type.clone(),
+            note: note.to_owned(),
+        };
+        if !status.is_success() || content_type != "application/json" {
+            return not_a_registry("");
+        }
+        let mut body = Vec::new();
+        loop {
+            match resp.chunk().await {
+                Ok(Some(chunk)) if body.len() + chunk.len() <= MAX_PROBE_BYTES => {
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(Some(_)) => return not_a_registry(", not a Bonafide configuration"),
+                Ok(None) => break,
+                Err(_) => return error,
+            }
+        }
+        let doc: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        if doc["issuer"].is_string() && doc["verify_endpoint"].is_string() {
+            error
+        } else {
+            not_a_registry(", not a Bonafide configuration")
+        }
     }
 
     /// Sends `req`; the body of a 2xx answer, or the API error of any other.
@@ -242,7 +474,14 @@ impl Client {
             bytes.extend_from_slice(&chunk);
         }
         if !status.is_success() {
-            return Err(api_error(status.as_u16(), &bytes));
+            let error = api_error(status.as_u16(), &bytes);
+            // Not the API's error shape: is this a registry at all?
+            return Err(match &error {
+                ClientError::Api { code, .. } if code == "UNKNOWN" => {
+                    self.unless_registry(error).await
+                }
+                _ => error,
+            });
         }
         Ok(bytes)
     }
@@ -533,6 +772,127 @@ mod tests {
             }
         });
         format!("http://{addr}")
+    }
+
+    #[test]
+    fn a_base_url_without_a_scheme_is_refused_before_any_request() {
+        let e = Client::new("localhost:8080", None).unwrap_err();
+        assert!(matches!(e, ClientError::InvalidUrl { .. }), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            "the registry URL must start with http:// or https://, for example http://localhost:8080 (got `localhost:8080`)"
+        );
+        let e = Client::new("ftp://registry.example", None).unwrap_err();
+        assert!(e.to_string().contains("http://registry.example"), "{e}");
+        for bad in [
+            "",
+            "http://",
+            "http://exa mple.com",
+            "http://h:99999",
+            "http://h/?x=1",
+        ] {
+            let e = Client::new(bad, None).unwrap_err();
+            assert!(matches!(e, ClientError::InvalidUrl { .. }), "{bad}: {e:?}");
+            assert!(!e.to_string().contains("builder"), "{bad}: {e}");
+        }
+        for ok in [
+            "http://127.0.0.1:8080",
+            "HTTPS://registry.example/",
+            "http://[::1]:1",
+            "https://registry.example/prefix",
+        ] {
+            assert!(Client::new(ok, None).is_ok(), "{ok}");
+        }
+    }
+
+    /// An HTTP server on 127.0.0.1 answering every request: the discovery document's
+    /// path with `discovery`, any other with `other` (each `(status line, content
+    /// type, body)`), closing each connection.
+    async fn answer_always(
+        discovery: (&'static str, &'static str, &'static str),
+        other: (&'static str, &'static str, &'static str),
+    ) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 8192];
+                    let n = sock.read(&mut buf).await.unwrap_or(0);
+                    let head = String::from_utf8_lossy(&buf[..n]);
+                    let (status, ctype, body) =
+                        if head.starts_with(&format!("GET {DISCOVERY_PATH} ")) {
+                            discovery
+                        } else {
+                            other
+                        };
+                    let answer = format!(
+                        "HTTP/1.1 {status}\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = sock.write_all(answer.as_bytes()).await;
+                });
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    #[tokio::test]
+    async fn a_web_server_that_is_not_a_registry_is_named_so() {
+        let html = ("404 Not Found", "text/html; charset=utf-8", "<h1>nope</h1>");
+        let base = answer_always(html, html).await;
+        let client = Client::new(&base, None).unwrap();
+        let e = client.get::<Value>("/v1/agents").await.unwrap_err();
+        assert!(
+            matches!(e, ClientError::NotARegistry { status: 404, .. }),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "that is not a Bonafide registry: GET /.well-known/bonafide-configuration answered 404 text/html"
+        );
+        // A success that is not JSON, and JSON that is not a Bonafide configuration.
+        let page = ("200 OK", "text/html", "<html></html>");
+        let base = answer_always(page, page).await;
+        let e = Client::new(&base, None)
+            .unwrap()
+            .post::<_, Value>("/v1/verify", &serde_json::json!({}))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().ends_with("answered 200 text/html"), "{e}");
+        let other = ("200 OK", "application/json", r#"{"issuer":"x"}"#);
+        let base = answer_always(other, html).await;
+        let e = Client::new(&base, None)
+            .unwrap()
+            .get_text("/v1/audit/checkpoint")
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .ends_with("answered 200 application/json, not a Bonafide configuration"),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_registry_behind_a_proxy_error_keeps_the_error() {
+        let config = (
+            "200 OK",
+            "application/json",
+            r#"{"issuer":"http://r","verify_endpoint":"http://r/v1/verify"}"#,
+        );
+        let bad_gateway = ("502 Bad Gateway", "text/html", "<h1>502</h1>");
+        let base = answer_always(config, bad_gateway).await;
+        let e = Client::new(&base, None)
+            .unwrap()
+            .get::<Value>("/v1/agents")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, ClientError::Api { status: 502, code, .. } if code == "UNKNOWN"),
+            "{e:?}"
+        );
     }
 
     #[tokio::test]

@@ -434,11 +434,21 @@ fn token_sign_refusals_exit_2_and_say_why() {
             "invalid duration",
         );
     }
-    for ttl in ["0", "59s", "31d"] {
-        expect(
-            sign(&key, &["--scope", "read:x", "--ttl", ttl]),
-            "outside 60s to 30d",
-        );
+    for (ttl, says) in [
+        (
+            "0",
+            "the lifetime must be at least 60s (allowed: 60s to 30d)",
+        ),
+        (
+            "59s",
+            "the lifetime must be at least 60s (allowed: 60s to 30d)",
+        ),
+        (
+            "31d",
+            "the lifetime must be at most 30d (allowed: 60s to 30d)",
+        ),
+    ] {
+        expect(sign(&key, &["--scope", "read:x", "--ttl", ttl]), says);
     }
 
     // Ids and scopes.

@@ -1,0 +1,333 @@
+//! `bonafide verify`: what `POST /v1/verify` decides, online (token, scopes, audience,
+//! action, resource, amount, proof of possession), or offline with a JWKS (signature,
+//! times, issuer, audience, scopes, and the proof against the token's `cnf.jkt`).
+//!
+//! A DPoP proof (`--dpop-key FILE --htm METHOD --htu URL`) is made here with the
+//! agent's private key (core `dpop::sign`; the key file is read as `token sign` reads
+//! one), for the request the receiver would see; the key never leaves this machine.
+//! Offline, the proof is checked with core `dpop::verify` against the token's
+//! `cnf.jkt`, as a receiver would check it; online it is sent as `proof` and the
+//! registry checks it (and claims its `jti`, so each run makes a new one).
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, anyhow};
+use bonafide_client::{Client, OfflineVerifier, Proof, Resource, VerifyRequest, load_jwks};
+use bonafide_core::apikey::{ApiKey, KeyKind};
+use bonafide_core::dpop::{self, ProofCheck};
+use bonafide_core::keys::SigningKey;
+use bonafide_core::token::{DEFAULT_MAX_TOKEN_BYTES, TokenError};
+use serde_json::{Value, json};
+
+use crate::failure::Failure;
+use crate::output::Out;
+use crate::{VerifyArgs, explain, self_custody};
+
+/// What the token says about itself, read without verifying it, only to explain an
+/// answer in text (when it expired, which key it is bound to). Never decides anything.
+#[derive(Debug, Default)]
+pub struct Peeked {
+    /// `exp`, Unix seconds.
+    pub exp: Option<i64>,
+    /// `cnf.jkt`.
+    pub jkt: Option<String>,
+}
+
+impl Peeked {
+    fn of(token: &str) -> Self {
+        if token.len() > DEFAULT_MAX_TOKEN_BYTES {
+            return Peeked::default();
+        }
+        let claims: Value = token
+            .split('.')
+            .nth(1)
+            .and_then(|p| bonafide_core::b64::decode(p).ok())
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or(Value::Null);
+        Peeked {
+            exp: claims["exp"].as_i64(),
+            jkt: claims["cnf"]["jkt"].as_str().map(str::to_owned),
+        }
+    }
+}
+
+/// A DPoP proof to present: the JWT and the request it is for.
+struct DpopProof {
+    jwt: String,
+    htm: String,
+    htu: String,
+}
+
+/// `bonafide verify`.
+pub async fn run(url: &str, args: VerifyArgs, out: Out) -> Result<ExitCode> {
+    let token = read_token(&args.token)?;
+    let resource = args.resource.as_deref().map(resource).transpose()?;
+    // Local mistakes first (exit 2), the key file last: a typo costs no read of it.
+    let proof = match (&args.dpop_key, &args.htm, &args.htu) {
+        (Some(file), Some(htm), Some(htu)) => {
+            check_htm(htm)?;
+            dpop::normalize_htu(htu).map_err(|e| Failure::usage(format!("--htu `{htu}`: {e}")))?;
+            let key = self_custody::read_signing_key(file)?;
+            Some(dpop_proof(&key, htm, htu, &token)?)
+        }
+        (None, None, None) => None,
+        // clap's `requires` makes this unreachable; say it anyway rather than panic.
+        _ => {
+            return Err(Failure::usage(
+                "--dpop-key, --htm and --htu go together: the key, and the method and URL of the request the proof is for",
+            ));
+        }
+    };
+    let peeked = Peeked::of(&token);
+    let answer = if args.offline {
+        offline(&args, &token, proof.as_ref()).await?
+    } else {
+        let client = Client::new(url, receiver_key(args.amount.is_some())?).map_err(explain)?;
+        let request = VerifyRequest {
+            token,
+            scopes: args.scopes.clone(),
+            audience: args.audience.clone(),
+            action: args.action.clone(),
+            resource,
+            amount: args.amount.clone(),
+            currency: args.currency.clone(),
+            proof: proof.map(|p| Proof::Dpop {
+                jwt: p.jwt,
+                htm: p.htm,
+                htu: p.htu,
+            }),
+            ..VerifyRequest::default()
+        };
+        client.verify_request(&request).await.map_err(explain)?
+    };
+    out.verified(&answer, &peeked);
+    Ok(exit_for(&answer))
+}
+
+/// Offline: core's checks with the JWKS, then the scopes and the proof of possession.
+async fn offline(args: &VerifyArgs, token: &str, proof: Option<&DpopProof>) -> Result<Value> {
+    if args.action.is_some() || args.resource.is_some() || args.amount.is_some() {
+        return Err(Failure::usage(
+            "--action, --resource, --amount and --currency are decided by the registry (the consent policy and its budget): verify online, without --offline",
+        ));
+    }
+    let source = args
+        .jwks
+        .as_deref()
+        .ok_or_else(|| Failure::usage("--offline needs --jwks FILE_OR_URL"))?;
+    let jwks = load_jwks(source)
+        .await
+        .map_err(explain)
+        .with_context(|| format!("cannot load the JWKS `{source}`"))?;
+    let issuer = match (&args.issuer, origin(source)) {
+        (Some(i), _) => i.clone(),
+        (None, Some(o)) => o,
+        (None, None) => {
+            return Err(Failure::usage(
+                "--offline with a JWKS file needs --issuer URL (the registry's `iss`)",
+            ));
+        }
+    };
+    let mut verifier = OfflineVerifier::new(&jwks, &issuer)
+        .map_err(explain)
+        .with_context(|| format!("the JWKS `{source}` is unusable"))?;
+    verifier.options_mut().audience = args.audience.clone().into();
+    let now = bonafide_server::time::now_ms() / 1000;
+    let verdict = match verifier.verify(token, now) {
+        Ok(v) => v,
+        Err(e) => return Ok(invalid(&e)),
+    };
+    let c = &verdict.token.claims;
+    // Pipeline step 6, as a receiver checks it: a bound token needs a proof by its key.
+    match (c.cnf.as_ref().map(|cnf| cnf.jkt.as_str()), proof) {
+        (Some(_), None) => return Ok(invalid(&TokenError::ProofRequired)),
+        (Some(jkt), Some(p)) => {
+            let check = ProofCheck::new(&p.htm, &p.htu, jkt, token, now);
+            if let Err(e) = dpop::verify(&p.jwt, &check) {
+                return Ok(invalid(&TokenError::ProofInvalid(e.to_string())));
+            }
+        }
+        (None, Some(_)) => {
+            return Err(Failure::usage(
+                "the token is not bound to a key (no `cnf.jkt`): it takes no proof, drop --dpop-key (the registry would answer PROOF_NOT_APPLICABLE)",
+            ));
+        }
+        (None, None) => {}
+    }
+    let missing: Vec<&str> = args
+        .scopes
+        .iter()
+        .filter(|s| !c.agent.scopes.contains(s))
+        .map(String::as_str)
+        .collect();
+    let mut answer = json!({
+        "valid": true,
+        "allowed": missing.is_empty(),
+        "reasons": if missing.is_empty() { json!([]) } else { json!(["SCOPE_NOT_GRANTED"]) },
+        "agent": { "id": c.sub, "name": c.agent.name, "issuer": c.agent.issuer, "scopes": c.agent.scopes },
+        "expires_at": bonafide_server::time::rfc3339_s(c.exp),
+        "offline": true,
+        "revocation_checked": verdict.revocation_checked,
+    });
+    if !missing.is_empty() {
+        // The registry's words for the same refusal.
+        let names: Vec<String> = missing.iter().map(|s| format!("`{s}`")).collect();
+        answer["reason"] = json!(format!(
+            "scope {} not granted to this agent",
+            names.join(", ")
+        ));
+    }
+    if let Some(u) = &c.user {
+        answer["user"] = json!(u);
+    }
+    Ok(answer)
+}
+
+/// An offline refusal, in the shape of the registry's.
+fn invalid(e: &TokenError) -> Value {
+    let code = e.code().as_str();
+    json!({
+        "valid": false, "allowed": false, "error": code, "reason": e.to_string(),
+        "reasons": [code], "offline": true, "revocation_checked": false,
+    })
+}
+
+/// Makes the proof for `htm htu` with `key`, for this token (`ath`).
+fn dpop_proof(key: &SigningKey, htm: &str, htu: &str, token: &str) -> Result<DpopProof> {
+    // RFC 9449 §4.2: `htu` without query and fragment.
+    let bare = htu.split(['?', '#']).next().unwrap_or(htu);
+    let jti = bonafide_core::b64::encode(&self_custody::random16()?);
+    let jwt = dpop::sign(key, htm, bare, token, self_custody::unix_now()?, &jti)
+        .map_err(|e| anyhow!("cannot sign the DPoP proof: {e}"))?;
+    Ok(DpopProof {
+        jwt,
+        htm: htm.to_owned(),
+        htu: htu.to_owned(),
+    })
+}
+
+/// `--htm`: an HTTP method token (`GET`, `POST`), compared exactly by the verifier.
+fn check_htm(htm: &str) -> Result<()> {
+    let ok = !htm.is_empty()
+        && htm.len() <= 32
+        && htm
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(Failure::usage(format!(
+            "--htm `{htm}` is not an HTTP method: give the request's, such as GET or POST"
+        )))
+    }
+}
+
+/// `--resource TYPE/ID` (`merchant/airbnb`, `account/acct/12/sub`): the type is what
+/// comes before the first `/`.
+fn resource(text: &str) -> Result<Resource> {
+    match text.split_once('/') {
+        Some((kind, id)) if !kind.is_empty() && !id.is_empty() => Ok(Resource {
+            kind: kind.to_owned(),
+            id: id.to_owned(),
+        }),
+        _ => Err(Failure::usage(format!(
+            "--resource `{text}` is not TYPE/ID: write the resource's type, a slash and its id, such as merchant/airbnb"
+        ))),
+    }
+}
+
+/// The key `POST /v1/verify` is sent with: a receiver key in `BONAFIDE_API_KEY`
+/// (what a spend needs, and what makes the receiver the decision's actor); any other
+/// key stays here, as it always did.
+fn receiver_key(spends: bool) -> Result<Option<String>> {
+    let raw = std::env::var("BONAFIDE_API_KEY")
+        .ok()
+        .map(|k| k.trim().to_owned())
+        .filter(|k| !k.is_empty());
+    let needed = "--amount spends the policy's budget, which needs a receiver key (bfk_rcv_…, made by `bonafide receiver create`) in BONAFIDE_API_KEY";
+    let Some(raw) = raw else {
+        return if spends {
+            Err(Failure::usage(needed))
+        } else {
+            Ok(None)
+        };
+    };
+    if raw.starts_with("bfk_rcv_") {
+        ApiKey::parse(&raw).map_err(|e| Failure::usage(format!("BONAFIDE_API_KEY: {e}")))?;
+        return Ok(Some(raw));
+    }
+    if spends {
+        let kind = ApiKey::parse(&raw).map(|k| k.kind());
+        return Err(Failure::usage(match kind {
+            Ok(kind) if kind != KeyKind::Receiver => {
+                format!("{needed}; it holds an {} key", kind.as_str())
+            }
+            _ => needed.to_owned(),
+        }));
+    }
+    Ok(None)
+}
+
+pub(crate) fn read_token(arg: &str) -> Result<String> {
+    if arg == "-" {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+            .context("cannot read the token from stdin")?;
+        Ok(s.trim().to_owned())
+    } else {
+        Ok(arg.trim().to_owned())
+    }
+}
+
+pub(crate) fn exit_for(answer: &Value) -> ExitCode {
+    if answer["valid"] == json!(true) && answer["allowed"] == json!(true) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// `scheme://host[:port]` of a URL, if it is one.
+fn origin(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let host = rest.split('/').next()?;
+    Some(format!("{scheme}://{host}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resources_split_at_the_first_slash() {
+        let r = resource("merchant/acct/12/sub").unwrap();
+        assert_eq!(
+            (r.kind.as_str(), r.id.as_str()),
+            ("merchant", "acct/12/sub")
+        );
+        for bad in ["airbnb", "/x", "merchant/", ""] {
+            assert!(resource(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn methods_are_http_tokens() {
+        for ok in ["GET", "POST", "PATCH"] {
+            assert!(check_htm(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "GE T", "POST\n", "ÄÖ"] {
+            assert!(check_htm(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_peek_reads_exp_and_the_binding_without_trusting_them() {
+        let claims = json!({"exp": 1_733_306_400, "cnf": {"jkt": "abc"}});
+        let payload = bonafide_core::b64::encode(claims.to_string().as_bytes());
+        let p = Peeked::of(&format!("e30.{payload}.sig"));
+        assert_eq!(p.exp, Some(1_733_306_400));
+        assert_eq!(p.jkt.as_deref(), Some("abc"));
+        let p = Peeked::of("garbage");
+        assert!(p.exp.is_none() && p.jkt.is_none());
+    }
+}
