@@ -222,9 +222,10 @@ impl AuditLog {
             nonce,
             budget: None,
             idempotency: None,
+            // A clone per run (`decide` may run again if the store retries).
             decide: Box::new(move |_| {
                 Ok(Decided {
-                    audit: Some(record),
+                    audit: Some(record.clone()),
                     receipt: None,
                     charge: None,
                     answer: Vec::new(),
@@ -370,7 +371,9 @@ async fn commit_loop(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Pending>) {
             }
         }
         let count = items.len();
-        let result = store.record_decisions(std::mem::take(&mut items)).await;
+        let result = store
+            .record_decisions(std::mem::take(&mut items), crate::time::now_ms())
+            .await;
         match result {
             Ok(outcomes) if outcomes.len() == waiters.len() => {
                 for (outcome, done) in outcomes.into_iter().zip(waiters.drain(..)) {

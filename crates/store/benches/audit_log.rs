@@ -677,8 +677,9 @@ impl Store for CountingStore {
     async fn record_decisions(
         &self,
         items: Vec<DecisionItem>,
+        now_ms: i64,
     ) -> StoreResult<Vec<StoreResult<DecisionOutcome>>> {
-        self.inner.record_decisions(items).await
+        self.inner.record_decisions(items, now_ms).await
     }
     async fn budget_spent(&self, key: &BudgetKey) -> StoreResult<Decimal> {
         self.inner.budget_spent(key).await

@@ -399,7 +399,7 @@ fn item(
         nonce: None,
         budget,
         idempotency,
-        decide: Box::new(move |_| Ok(decided)),
+        decide: Box::new(move |_| Ok(decided.clone())),
     }
 }
 
@@ -417,7 +417,7 @@ fn item_not_decided(
         idempotency,
         decide: Box::new(move |_| {
             flag.store(true, Ordering::SeqCst);
-            Ok(decided)
+            Ok(decided.clone())
         }),
     };
     (item, ran)
@@ -2023,10 +2023,13 @@ pub async fn budget_charges_add_up_exactly(store: Arc<dyn Store>) {
     };
 
     let start = store.audit_size().await.unwrap();
-    let first = store.record_decisions(vec![charging(&seen)]).await.unwrap();
+    let first = store
+        .record_decisions(vec![charging(&seen)], T0_MS)
+        .await
+        .unwrap();
     assert_eq!(first, [Ok(recorded(Some(start), Some("0")))]);
     let rest = store
-        .record_decisions(vec![charging(&seen), charging(&seen)])
+        .record_decisions(vec![charging(&seen), charging(&seen)], T0_MS)
         .await
         .unwrap();
     assert_eq!(
@@ -2053,7 +2056,10 @@ pub async fn budget_charges_add_up_exactly(store: Arc<dyn Store>) {
     assert_eq!(store.budget_spent(&tomorrow).await.unwrap(), Decimal::ZERO);
     // A decision with a budget that charges nothing leaves it as it is.
     let out = store
-        .record_decisions(vec![item(budget(&key, "1.00"), None, logged(None, ""))])
+        .record_decisions(
+            vec![item(budget(&key, "1.00"), None, logged(None, ""))],
+            T0_MS,
+        )
         .await
         .unwrap();
     assert_eq!(out, [Ok(recorded(Some(start + 3), Some("0.30")))]);
@@ -2068,11 +2074,10 @@ pub async fn charge_over_the_cap_writes_nothing(store: Arc<dyn Store>) {
     let rcv = receiver(&*store).await;
     let key = budget_key(&issuer.id, "USD");
     store
-        .record_decisions(vec![item(
-            budget(&key, "1.00"),
-            None,
-            logged(Some("0.90"), ""),
-        )])
+        .record_decisions(
+            vec![item(budget(&key, "1.00"), None, logged(Some("0.90"), ""))],
+            T0_MS,
+        )
         .await
         .unwrap();
     let size = store.audit_size().await.unwrap();
@@ -2081,10 +2086,13 @@ pub async fn charge_over_the_cap_writes_nothing(store: Arc<dyn Store>) {
     let over_receipt = over.receipt.clone().unwrap();
     let fits = logged(Some("0.10"), "fits");
     let out = store
-        .record_decisions(vec![
-            item(budget(&key, "1.00"), claim(&rcv.id, "over", 1), over),
-            item(budget(&key, "1.00"), None, fits.clone()),
-        ])
+        .record_decisions(
+            vec![
+                item(budget(&key, "1.00"), claim(&rcv.id, "over", 1), over),
+                item(budget(&key, "1.00"), None, fits.clone()),
+            ],
+            T0_MS,
+        )
         .await
         .unwrap();
     assert!(
@@ -2100,31 +2108,32 @@ pub async fn charge_over_the_cap_writes_nothing(store: Arc<dyn Store>) {
 
     // The refused item's idempotency key was not stored: it records afresh.
     let out = store
-        .record_decisions(vec![item(
-            None,
-            claim(&rcv.id, "over", 2),
-            logged(None, ""),
-        )])
+        .record_decisions(
+            vec![item(None, claim(&rcv.id, "over", 2), logged(None, ""))],
+            T0_MS,
+        )
         .await
         .unwrap();
     assert_eq!(out, [Ok(recorded(Some(size + 1), None))]);
     // Full: even the smallest charge is refused; a charge of nothing is not.
     let out = store
-        .record_decisions(vec![
-            item(budget(&key, "1.00"), None, logged(Some("0.01"), "")),
-            item(budget(&key, "1.00"), None, logged(Some("0"), "")),
-        ])
+        .record_decisions(
+            vec![
+                item(budget(&key, "1.00"), None, logged(Some("0.01"), "")),
+                item(budget(&key, "1.00"), None, logged(Some("0"), "")),
+            ],
+            T0_MS,
+        )
         .await
         .unwrap();
     assert!(matches!(out[0], Err(StoreError::Conflict(_))), "{out:?}");
     assert_eq!(out[1], Ok(recorded(Some(size + 2), Some("1.00"))));
     // A negative charge would give spending back: refused.
     let out = store
-        .record_decisions(vec![item(
-            budget(&key, "1.00"),
-            None,
-            logged(Some("-0.50"), ""),
-        )])
+        .record_decisions(
+            vec![item(budget(&key, "1.00"), None, logged(Some("-0.50"), ""))],
+            T0_MS,
+        )
         .await
         .unwrap();
     assert!(matches!(out[0], Err(StoreError::Conflict(_))), "{out:?}");
@@ -2148,19 +2157,22 @@ pub async fn decide_error_fails_only_its_item(store: Arc<dyn Store>) {
         decide: Box::new(|_| Err(StoreError::NotFound)),
     };
     let out = store
-        .record_decisions(vec![
-            item(
-                budget(&key, "100"),
-                claim(&rcv.id, "before", 1),
-                before.clone(),
-            ),
-            failed,
-            item(
-                budget(&key, "100"),
-                claim(&rcv.id, "after", 1),
-                after.clone(),
-            ),
-        ])
+        .record_decisions(
+            vec![
+                item(
+                    budget(&key, "100"),
+                    claim(&rcv.id, "before", 1),
+                    before.clone(),
+                ),
+                failed,
+                item(
+                    budget(&key, "100"),
+                    claim(&rcv.id, "after", 1),
+                    after.clone(),
+                ),
+            ],
+            T0_MS,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -2179,11 +2191,10 @@ pub async fn decide_error_fails_only_its_item(store: Arc<dyn Store>) {
     );
     assert_eq!(store.budget_spent(&key).await.unwrap(), dec("3"));
     let out = store
-        .record_decisions(vec![item(
-            None,
-            claim(&rcv.id, "failed", 2),
-            logged(None, ""),
-        )])
+        .record_decisions(
+            vec![item(None, claim(&rcv.id, "failed", 2), logged(None, ""))],
+            T0_MS,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -2199,7 +2210,7 @@ pub async fn charge_without_a_budget_writes_nothing(store: Arc<dyn Store>) {
     let stray = logged(Some("1"), "");
     let receipt = stray.receipt.clone().unwrap();
     let out = store
-        .record_decisions(vec![item(None, None, stray)])
+        .record_decisions(vec![item(None, None, stray)], T0_MS)
         .await
         .unwrap();
     assert!(matches!(out[0], Err(StoreError::Conflict(_))), "{out:?}");
@@ -2218,12 +2229,15 @@ pub async fn budgets_are_separate_per_currency_and_issuer(store: Arc<dyn Store>)
     let other = budget_key(&b.id, "USD");
     let size = store.audit_size().await.unwrap();
     let out = store
-        .record_decisions(vec![
-            item(budget(&usd, "10"), None, logged(Some("9"), "")),
-            item(budget(&eur, "10"), None, logged(Some("7"), "")),
-            item(budget(&other, "10"), None, logged(Some("10"), "")),
-            item(budget(&usd, "10"), None, logged(Some("1"), "")),
-        ])
+        .record_decisions(
+            vec![
+                item(budget(&usd, "10"), None, logged(Some("9"), "")),
+                item(budget(&eur, "10"), None, logged(Some("7"), "")),
+                item(budget(&other, "10"), None, logged(Some("10"), "")),
+                item(budget(&usd, "10"), None, logged(Some("1"), "")),
+            ],
+            T0_MS,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -2272,7 +2286,10 @@ pub async fn ancestor_budgets_are_charged_together(store: Arc<dyn Store>) {
     let size = store.audit_size().await.unwrap();
     // The root alone, spent 7 by a sibling: 3 left of 10.
     let out = store
-        .record_decisions(vec![item(budget(&root, "10"), None, logged(Some("7"), ""))])
+        .record_decisions(
+            vec![item(budget(&root, "10"), None, logged(Some("7"), ""))],
+            T0_MS,
+        )
         .await
         .unwrap();
     assert_eq!(out, [Ok(recorded(Some(size), Some("0")))]);
@@ -2290,7 +2307,7 @@ pub async fn ancestor_budgets_are_charged_together(store: Arc<dyn Store>) {
         }
     };
     let out = store
-        .record_decisions(vec![seen_by("2"), seen_by("2")])
+        .record_decisions(vec![seen_by("2"), seen_by("2")], T0_MS)
         .await
         .unwrap();
     // Own cap 8, root has 3 left: seen as 5 spent; after 2 more, root has 1 left.
@@ -2407,24 +2424,27 @@ pub async fn idempotency_replay_returns_the_first_answer(store: Arc<dyn Store>) 
     let key = budget_key(&issuer.id, "EUR");
     let size = store.audit_size().await.unwrap();
     let out = store
-        .record_decisions(vec![
-            item(
-                budget(&key, "10"),
-                claim(&rcv.id, "k1", 1),
-                logged(Some("4"), "first"),
-            ),
-            // Not logged: its replay has no audit index.
-            item(
-                None,
-                claim(&rcv.id, "k2", 1),
-                Decided {
-                    audit: None,
-                    receipt: None,
-                    charge: None,
-                    answer: b"unlogged".to_vec(),
-                },
-            ),
-        ])
+        .record_decisions(
+            vec![
+                item(
+                    budget(&key, "10"),
+                    claim(&rcv.id, "k1", 1),
+                    logged(Some("4"), "first"),
+                ),
+                // Not logged: its replay has no audit index.
+                item(
+                    None,
+                    claim(&rcv.id, "k2", 1),
+                    Decided {
+                        audit: None,
+                        receipt: None,
+                        charge: None,
+                        answer: b"unlogged".to_vec(),
+                    },
+                ),
+            ],
+            T0_MS,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -2441,7 +2461,7 @@ pub async fn idempotency_replay_returns_the_first_answer(store: Arc<dyn Store>) 
     let (retry_unlogged, ran_unlogged) =
         item_not_decided(None, claim(&rcv.id, "k2", 1), logged(None, "again"));
     let out = store
-        .record_decisions(vec![retry, retry_unlogged])
+        .record_decisions(vec![retry, retry_unlogged], T0_MS)
         .await
         .unwrap();
     assert_eq!(
@@ -2471,11 +2491,14 @@ pub async fn idempotency_key_with_another_request_conflicts(store: Arc<dyn Store
     let key = budget_key(&issuer.id, "EUR");
     let size = store.audit_size().await.unwrap();
     store
-        .record_decisions(vec![item(
-            budget(&key, "10"),
-            claim(&rcv.id, "k", 1),
-            logged(Some("1"), "first"),
-        )])
+        .record_decisions(
+            vec![item(
+                budget(&key, "10"),
+                claim(&rcv.id, "k", 1),
+                logged(Some("1"), "first"),
+            )],
+            T0_MS,
+        )
         .await
         .unwrap();
     let (other, ran) = item_not_decided(
@@ -2483,13 +2506,16 @@ pub async fn idempotency_key_with_another_request_conflicts(store: Arc<dyn Store
         claim(&rcv.id, "k", 2),
         logged(Some("1"), "x"),
     );
-    let out = store.record_decisions(vec![other]).await.unwrap();
+    let out = store.record_decisions(vec![other], T0_MS).await.unwrap();
     assert_eq!(out, [Ok(DecisionOutcome::IdempotencyConflict)]);
     assert!(!ran.load(Ordering::SeqCst));
     assert_eq!(store.audit_size().await.unwrap(), size + 1);
     assert_eq!(store.budget_spent(&key).await.unwrap(), dec("1"));
     let out = store
-        .record_decisions(vec![item(None, claim(&rcv.id, "k", 1), logged(None, ""))])
+        .record_decisions(
+            vec![item(None, claim(&rcv.id, "k", 1), logged(None, ""))],
+            T0_MS,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -2518,15 +2544,18 @@ pub async fn idempotency_key_twice_in_one_batch(store: Arc<dyn Store>) {
         logged(Some("1"), "c"),
     );
     let out = store
-        .record_decisions(vec![
-            item(
-                budget(&key, "10"),
-                claim(&rcv.id, "k", 1),
-                logged(Some("1"), "a"),
-            ),
-            again,
-            other,
-        ])
+        .record_decisions(
+            vec![
+                item(
+                    budget(&key, "10"),
+                    claim(&rcv.id, "k", 1),
+                    logged(Some("1"), "a"),
+                ),
+                again,
+                other,
+            ],
+            T0_MS,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -2551,10 +2580,13 @@ pub async fn idempotency_keys_are_per_receiver(store: Arc<dyn Store>) {
     let two = receiver(&*store).await;
     let size = store.audit_size().await.unwrap();
     let out = store
-        .record_decisions(vec![
-            item(None, claim(&one.id, "k", 1), logged(None, "one")),
-            item(None, claim(&two.id, "k", 2), logged(None, "two")),
-        ])
+        .record_decisions(
+            vec![
+                item(None, claim(&one.id, "k", 1), logged(None, "one")),
+                item(None, claim(&two.id, "k", 2), logged(None, "two")),
+            ],
+            T0_MS,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -2565,11 +2597,14 @@ pub async fn idempotency_keys_are_per_receiver(store: Arc<dyn Store>) {
         ]
     );
     let out = store
-        .record_decisions(vec![
-            item(None, claim(&two.id, "k", 2), logged(None, "")),
-            item(None, claim(&one.id, "k", 1), logged(None, "")),
-            item(None, claim(&one.id, "k", 2), logged(None, "")),
-        ])
+        .record_decisions(
+            vec![
+                item(None, claim(&two.id, "k", 2), logged(None, "")),
+                item(None, claim(&one.id, "k", 1), logged(None, "")),
+                item(None, claim(&one.id, "k", 2), logged(None, "")),
+            ],
+            T0_MS,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -2627,7 +2662,7 @@ pub async fn receipts_carry_their_audit_index(store: Arc<dyn Store>) {
             },
         ));
     }
-    let out = store.record_decisions(items).await.unwrap();
+    let out = store.record_decisions(items, T0_MS).await.unwrap();
     assert_eq!(out.len(), 10);
     for (n, (receipt, entry)) in made.iter().enumerate() {
         let index = size + n as u64;
@@ -2659,16 +2694,19 @@ pub async fn receipt_without_audit_has_no_index(store: Arc<dyn Store>) {
     let mut receipt = new_receipt(None, None, T0_MS);
     receipt.audit_index = Some(3);
     let out = store
-        .record_decisions(vec![item(
-            None,
-            None,
-            Decided {
-                audit: None,
-                receipt: Some(receipt.clone()),
-                charge: None,
-                answer: Vec::new(),
-            },
-        )])
+        .record_decisions(
+            vec![item(
+                None,
+                None,
+                Decided {
+                    audit: None,
+                    receipt: Some(receipt.clone()),
+                    charge: None,
+                    answer: Vec::new(),
+                },
+            )],
+            T0_MS,
+        )
         .await
         .unwrap();
     assert_eq!(out, [Ok(recorded(None, None))]);
@@ -2691,7 +2729,7 @@ pub async fn failed_batch_writes_nothing(store: Arc<dyn Store>) {
     let taken = logged(None, "");
     let taken_receipt = taken.receipt.clone().unwrap();
     store
-        .record_decisions(vec![item(None, None, taken)])
+        .record_decisions(vec![item(None, None, taken)], T0_MS)
         .await
         .unwrap();
     let size = store.audit_size().await.unwrap();
@@ -2704,10 +2742,13 @@ pub async fn failed_batch_writes_nothing(store: Arc<dyn Store>) {
         r.id = taken_receipt.id.clone();
     }
     let result = store
-        .record_decisions(vec![
-            item(budget(&key, "10"), claim(&rcv.id, "good", 1), good),
-            item(None, claim(&rcv.id, "clash", 1), clash),
-        ])
+        .record_decisions(
+            vec![
+                item(budget(&key, "10"), claim(&rcv.id, "good", 1), good),
+                item(None, claim(&rcv.id, "clash", 1), clash),
+            ],
+            T0_MS,
+        )
         .await;
     match result {
         Err(_) => {
@@ -2715,11 +2756,10 @@ pub async fn failed_batch_writes_nothing(store: Arc<dyn Store>) {
             assert_eq!(store.budget_spent(&key).await.unwrap(), Decimal::ZERO);
             assert_eq!(store.receipt(&good_receipt.id).await.unwrap(), None);
             let out = store
-                .record_decisions(vec![item(
-                    None,
-                    claim(&rcv.id, "good", 2),
-                    logged(None, ""),
-                )])
+                .record_decisions(
+                    vec![item(None, claim(&rcv.id, "good", 2), logged(None, ""))],
+                    T0_MS,
+                )
                 .await
                 .unwrap();
             assert_eq!(out, [Ok(recorded(Some(size), None))], "key was not stored");
@@ -2753,11 +2793,14 @@ pub async fn purge_idempotency_deletes_only_older_records(store: Arc<dyn Store>)
         decided
     };
     store
-        .record_decisions(vec![
-            item(None, claim(&rcv.id, "old", 1), at(T0_MS, "old")),
-            item(None, claim(&rcv.id, "edge", 1), at(T0_MS + 10, "edge")),
-            item(None, claim(&rcv.id, "new", 1), at(T0_MS + 20, "new")),
-        ])
+        .record_decisions(
+            vec![
+                item(None, claim(&rcv.id, "old", 1), at(T0_MS, "old")),
+                item(None, claim(&rcv.id, "edge", 1), at(T0_MS + 10, "edge")),
+                item(None, claim(&rcv.id, "new", 1), at(T0_MS + 20, "new")),
+            ],
+            T0_MS,
+        )
         .await
         .unwrap();
     assert_eq!(store.purge_idempotency(T0_MS).await.unwrap(), 0);
@@ -2765,11 +2808,14 @@ pub async fn purge_idempotency_deletes_only_older_records(store: Arc<dyn Store>)
     assert_eq!(store.purge_idempotency(T0_MS + 10).await.unwrap(), 0);
     let size = store.audit_size().await.unwrap();
     let out = store
-        .record_decisions(vec![
-            item(None, claim(&rcv.id, "old", 2), at(T0_MS + 30, "")),
-            item(None, claim(&rcv.id, "edge", 1), at(T0_MS + 30, "")),
-            item(None, claim(&rcv.id, "new", 1), at(T0_MS + 30, "")),
-        ])
+        .record_decisions(
+            vec![
+                item(None, claim(&rcv.id, "old", 2), at(T0_MS + 30, "")),
+                item(None, claim(&rcv.id, "edge", 1), at(T0_MS + 30, "")),
+                item(None, claim(&rcv.id, "new", 1), at(T0_MS + 30, "")),
+            ],
+            T0_MS,
+        )
         .await
         .unwrap();
     assert_eq!(out[0], Ok(recorded(Some(size), None)));
@@ -2840,7 +2886,7 @@ pub async fn concurrent_decisions_never_exceed_the_cap(store: Arc<dyn Store>) {
                         }),
                     })
                     .collect();
-                let out = store.record_decisions(items).await.unwrap();
+                let out = store.record_decisions(items, T0_MS).await.unwrap();
                 results.extend(amounts.into_iter().zip(out));
             }
             results
@@ -3381,7 +3427,7 @@ async fn claim_nonce(
         expires_at_ms,
         now_ms,
     });
-    let mut out = store.record_decisions(vec![item]).await?;
+    let mut out = store.record_decisions(vec![item], T0_MS).await?;
     match out.pop() {
         Some(Ok(DecisionOutcome::NonceReplayed)) => Ok(false),
         Some(Ok(_)) => Ok(true),
@@ -3470,12 +3516,12 @@ pub async fn nonce_claim_is_part_of_the_decision(store: Arc<dyn Store>) {
     };
     let size = store.audit_size().await.unwrap();
     let (first, ran) = with_nonce(&a.id, "dpop:j1", T0_MS);
-    let out = store.record_decisions(vec![first]).await.unwrap();
+    let out = store.record_decisions(vec![first], T0_MS).await.unwrap();
     assert_eq!(out, vec![Ok(recorded(Some(size), None))]);
     assert!(ran.load(Ordering::SeqCst));
     // The same value again, later batch: nothing decided, nothing written.
     let (again, ran) = with_nonce(&a.id, "dpop:j1", T0_MS + 1);
-    let out = store.record_decisions(vec![again]).await.unwrap();
+    let out = store.record_decisions(vec![again], T0_MS).await.unwrap();
     assert_eq!(out, vec![Ok(DecisionOutcome::NonceReplayed)]);
     assert!(!ran.load(Ordering::SeqCst));
     assert_eq!(store.audit_size().await.unwrap(), size + 1);
@@ -3485,7 +3531,10 @@ pub async fn nonce_claim_is_part_of_the_decision(store: Arc<dyn Store>) {
     let (x1, ran1) = with_nonce(&a.id, "dpop:j2", T0_MS);
     let (bad, ran_bad) = with_nonce(&unknown, "dpop:j2", T0_MS);
     let (x2, ran2) = with_nonce(&a.id, "dpop:j2", T0_MS);
-    let out = store.record_decisions(vec![x1, bad, x2]).await.unwrap();
+    let out = store
+        .record_decisions(vec![x1, bad, x2], T0_MS)
+        .await
+        .unwrap();
     assert_eq!(
         out,
         vec![
@@ -3504,7 +3553,7 @@ pub async fn nonce_claim_is_part_of_the_decision(store: Arc<dyn Store>) {
             .unwrap()
     );
     let (late, ran) = with_nonce(&a.id, "dpop:j1", exp);
-    let out = store.record_decisions(vec![late]).await.unwrap();
+    let out = store.record_decisions(vec![late], T0_MS).await.unwrap();
     assert_eq!(out, vec![Ok(recorded(Some(size + 2), None))]);
     assert!(ran.load(Ordering::SeqCst));
 }

@@ -18,6 +18,7 @@ use bonafide_core::merkle::Hash;
 use bonafide_core::policy::Decimal;
 
 pub mod conformance;
+pub mod ledger;
 mod sqlite;
 
 pub use sqlite::SqliteStore;
@@ -291,8 +292,10 @@ pub struct Decided {
 }
 
 /// Builds a decision from the budget's current spending (`None` without a
-/// [`BudgetCharge`]). Runs inside the write transaction: keep it short and pure.
-pub type Decide = Box<dyn FnOnce(Option<Decimal>) -> Result<Decided, StoreError> + Send>;
+/// [`BudgetCharge`]). Runs inside the write transaction: keep it short and pure. `Fn`:
+/// a backend may run a transaction again (after a serialization failure), and with it
+/// every `decide`.
+pub type Decide = Box<dyn Fn(Option<Decimal>) -> Result<Decided, StoreError> + Send + Sync>;
 
 /// A single-use value (a signed action's nonce, a DPoP proof's `jti`, an HTTP message
 /// signature's `nonce`) that a decision claims in its own transaction: the claim and
@@ -894,9 +897,13 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Budgets are read and charged inside the transaction, so under any concurrency
     /// (and across processes sharing the database) the sum of charges in a period
     /// never exceeds its cap. An `Err` for the whole call means nothing was written.
+    /// `now_ms` is the time of records whose decision carries none (the store never
+    /// reads a clock). Backends implement this with [`ledger::record_decisions`] over
+    /// their transaction ([`ledger::LedgerTx`]; its docs give the lock order).
     async fn record_decisions(
         &self,
         items: Vec<DecisionItem>,
+        now_ms: i64,
     ) -> Result<Vec<Result<DecisionOutcome, StoreError>>, StoreError>;
     /// What a budget has spent (zero if it has no record).
     async fn budget_spent(&self, key: &BudgetKey) -> Result<Decimal, StoreError>;

@@ -22,12 +22,12 @@
 //!
 //! Architecture invariant: SQL stays in this file and in `migrations/sqlite/`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bonafide_core::apikey::{ApiKeyHash, KeyKind};
@@ -41,11 +41,12 @@ use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, QueryBuilder, Sqlite, SqliteConnection, SqlitePool, Transaction};
 
+use crate::ledger::{self, BudgetRow, Claimed, LedgerTx};
 use crate::{
-    Agent, AgentKey, AgentStatus, ApiKeyRecord, AuditRecord, AuditRow, BudgetCharge, BudgetKey,
-    CheckpointRecord, Decide, DecisionItem, DecisionOutcome, DelegationRecord, IdempotencyClaim,
-    Issuer, IssuerKey, KeyState, LogKeyRecord, Page, ReceiptKeyRecord, ReceiptRecord, Receiver,
-    RevocationFeed, Revocations, RevokedToken, SigningKeyRecord, Store, StoreError, TokenRecord,
+    Agent, AgentKey, AgentStatus, ApiKeyRecord, AuditRecord, AuditRow, BudgetKey, CheckpointRecord,
+    DecisionItem, DecisionOutcome, DelegationRecord, IdempotencyClaim, Issuer, IssuerKey, KeyState,
+    LogKeyRecord, NonceClaim, Page, ReceiptKeyRecord, ReceiptRecord, Receiver, RevocationFeed,
+    Revocations, RevokedToken, SigningKeyRecord, Store, StoreError, TokenRecord,
 };
 
 /// Name of the database file inside the data directory.
@@ -1511,60 +1512,15 @@ impl Store for SqliteStore {
     async fn record_decisions(
         &self,
         items: Vec<DecisionItem>,
+        now_ms: i64,
     ) -> Result<Vec<Result<DecisionOutcome, StoreError>>, StoreError> {
         if items.is_empty() {
             return Ok(Vec::new());
         }
+        // The write lock is taken at BEGIN IMMEDIATE: everything the batch reads is
+        // read under it, so nothing changes between the reads, decisions and writes.
         let mut tx = self.write_tx().await?;
-        // Everything the batch reads is read under the write lock, so nothing changes
-        // between the reads, the decisions and the writes.
-        let claims: Vec<&IdempotencyClaim> = items
-            .iter()
-            .filter_map(|item| item.idempotency.as_ref())
-            .collect();
-        let stored_claims = read_claims(&mut tx, &claims).await?;
-        let mut batch = DecisionBatch::new(audit_size(&mut tx).await?, stored_claims, now_ms());
-        let mut outcomes = Vec::with_capacity(items.len());
-        for item in items {
-            let DecisionItem {
-                budget,
-                idempotency,
-                nonce,
-                decide,
-            } = item;
-            // 1. A key seen before (stored, or earlier in this batch): nothing written.
-            if let Some(seen) = idempotency.as_ref().and_then(|c| batch.seen(c)) {
-                outcomes.push(Ok(seen));
-                continue;
-            }
-            // A single-use value, claimed in this transaction: an earlier item of the
-            // batch has already written its claim, so the same value is refused here.
-            if let Some(n) = &nonce {
-                match claim_nonce(&mut tx, &n.agent, &n.nonce, n.expires_at_ms, n.now_ms).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        outcomes.push(Ok(DecisionOutcome::NonceReplayed));
-                        continue;
-                    }
-                    // An unknown agent fails its item only (the failed statement is
-                    // undone by itself; the transaction goes on).
-                    Err(StoreError::NotFound) => {
-                        outcomes.push(Err(StoreError::NotFound));
-                        continue;
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            // 2. The budget's spending, including this batch's charges so far (the
-            // tightest of its own and its ancestors' budgets, for a delegated token).
-            let spent = match &budget {
-                Some(charge) => Some(batch.seen_spent(&mut tx, charge).await?),
-                None => None,
-            };
-            // 3 and 4, in memory; written below.
-            outcomes.push(batch.decide(budget, idempotency, spent, decide));
-        }
-        batch.write(&mut tx).await?;
+        let outcomes = ledger::record_decisions(&mut Ledger(&mut tx), &items, now_ms).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(outcomes)
     }
@@ -1669,210 +1625,88 @@ impl Store for SqliteStore {
 
 // ---- decisions internals
 
-/// The store's clock, for idempotency records of decisions that carry no time.
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
+/// The ledger's reads and writes ([`LedgerTx`]) on SQLite's write transaction.
+struct Ledger<'c>(&'c mut SqliteConnection);
 
-/// An idempotency record: stored, or made earlier in the same batch.
-struct Claimed {
-    request_sha256: [u8; 32],
-    answer: Vec<u8>,
-    audit_index: Option<u64>,
-    created_at_ms: i64,
-}
-
-/// A budget as the batch sees it.
-struct BudgetState {
-    /// Stored spending plus the batch's charges so far.
-    spent: Decimal,
-    /// Set once the batch charges it: the cap and time to store with `spent`.
-    charged: Option<(Decimal, i64)>,
-}
-
-/// One `record_decisions` call: the rows it reads, read once under the write lock, and
-/// what it writes, written once at the end. Per item, only `decide` and map look-ups
-/// run, so a batch of thousands costs a few statements per distinct budget and per 256
-/// rows, not several per item.
-struct DecisionBatch {
-    /// Index the batch's first audit entry gets (the log size when it started).
-    first_index: u64,
-    /// Stored idempotency records the batch's claims name, and the batch's own.
-    claims: HashMap<(ReceiverId, String), Claimed>,
-    /// Keys of the records the batch makes, in item order.
-    new_claims: Vec<(ReceiverId, String)>,
-    /// Budgets read so far.
-    budgets: HashMap<BudgetKey, BudgetState>,
-    /// Audit entries of the recorded items, in item order: entry `i` gets index
-    /// `first_index + i`.
-    audits: Vec<AuditRecord>,
-    /// Receipts, their `audit_index` filled in.
-    receipts: Vec<ReceiptRecord>,
-    /// Time for records of decisions with neither audit entry nor receipt.
-    now_ms: i64,
-}
-
-impl DecisionBatch {
-    fn new(first_index: u64, claims: HashMap<(ReceiverId, String), Claimed>, now_ms: i64) -> Self {
-        DecisionBatch {
-            first_index,
-            claims,
-            new_claims: Vec::new(),
-            budgets: HashMap::new(),
-            audits: Vec::new(),
-            receipts: Vec::new(),
-            now_ms,
-        }
+#[async_trait]
+impl LedgerTx for Ledger<'_> {
+    async fn log_head(&mut self) -> Result<u64, StoreError> {
+        audit_size(self.0).await
     }
 
-    /// The outcome for a claim whose key was used before, if it was.
-    fn seen(&self, claim: &IdempotencyClaim) -> Option<DecisionOutcome> {
-        // The map is keyed by owned pairs; a claim is looked up once, so one clone.
-        let seen = self
-            .claims
-            .get(&(claim.receiver_id.clone(), claim.key.clone()))?;
-        Some(if seen.request_sha256 == claim.request_sha256 {
-            DecisionOutcome::Replay {
-                answer: seen.answer.clone(),
-                audit_index: seen.audit_index,
-            }
-        } else {
-            DecisionOutcome::IdempotencyConflict
-        })
-    }
-
-    /// What `key` has spent: stored plus this batch's charges (zero if never charged).
-    async fn spent(
+    async fn read_claims(
         &mut self,
-        conn: &mut SqliteConnection,
-        key: &BudgetKey,
-    ) -> Result<Decimal, StoreError> {
-        if let Some(state) = self.budgets.get(key) {
-            return Ok(state.spent);
-        }
-        let spent = read_budget(conn, key).await?.unwrap_or(Decimal::ZERO);
-        self.budgets.insert(
-            key.clone(),
-            BudgetState {
-                spent,
-                charged: None,
-            },
-        );
-        Ok(spent)
+        claims: &[&IdempotencyClaim],
+    ) -> Result<HashMap<(ReceiverId, String), Claimed>, StoreError> {
+        read_claims(self.0, claims).await
     }
 
-    /// What a decision charging `charge` sees as spent ([`BudgetCharge::seen_spent`]),
-    /// every budget it names read (and kept) first.
-    async fn seen_spent(
+    async fn read_budget(&mut self, key: &BudgetKey) -> Result<Option<Decimal>, StoreError> {
+        read_budget(self.0, key).await
+    }
+
+    async fn live_nonces(
         &mut self,
-        conn: &mut SqliteConnection,
-        charge: &BudgetCharge,
-    ) -> Result<Decimal, StoreError> {
-        self.spent(conn, &charge.key).await?;
-        for a in &charge.ancestors {
-            self.spent(conn, &a.key).await?;
+        nonces: &[&NonceClaim],
+    ) -> Result<HashSet<(AgentId, String)>, StoreError> {
+        let mut live = HashSet::new();
+        for n in nonces {
+            let stored: Option<i64> = sqlx::query_scalar(
+                "SELECT expires_at_ms FROM action_nonces WHERE agent_id = ? AND nonce = ?",
+            )
+            .bind(n.agent.as_str())
+            .bind(&n.nonce)
+            .fetch_optional(&mut *self.0)
+            .await
+            .map_err(db_err)?;
+            if stored.is_some_and(|until| until > n.now_ms) {
+                live.insert((n.agent.clone(), n.nonce.clone()));
+            }
         }
-        Ok(charge.seen_spent(|key| {
-            self.budgets
-                .get(key)
-                .map_or(Decimal::ZERO, |state| state.spent)
-        }))
+        Ok(live)
     }
 
-    /// Steps 3 and 4 of `Store::record_decisions` for one item whose budget (if any)
-    /// has spent `spent`: runs `decide`, checks its charge, and records it in memory.
-    /// An `Err` is the item's; nothing of it is kept.
-    fn decide(
+    async fn existing_agents(
         &mut self,
-        budget: Option<BudgetCharge>,
-        idempotency: Option<IdempotencyClaim>,
-        spent: Option<Decimal>,
-        decide: Decide,
-    ) -> Result<DecisionOutcome, StoreError> {
-        let decided = decide(spent)?;
-        // Every budget the charge goes to (its own, then its ancestors', each once),
-        // with its spending after the charge; any over its cap refuses the item.
-        let mut charged: Vec<(BudgetKey, Decimal, Decimal)> = Vec::new();
-        match (&budget, decided.charge) {
-            (_, None) => {}
-            (Some(budget), Some(amount)) => {
-                let targets = std::iter::once((&budget.key, budget.cap))
-                    .chain(budget.ancestors.iter().map(|a| (&a.key, a.cap)));
-                for (key, cap) in targets {
-                    if charged.iter().any(|(k, _, _)| k == key) {
-                        continue;
-                    }
-                    let before = self
-                        .budgets
-                        .get(key)
-                        .map_or(Decimal::ZERO, |state| state.spent);
-                    let after = check_charge(key, cap, before, amount)?;
-                    charged.push((key.clone(), cap, after));
-                }
-            }
-            (None, Some(_)) => {
-                return Err(StoreError::Conflict(
-                    "a decision without a budget cannot charge one".into(),
-                ));
-            }
-        }
-
-        // Checked: from here on the item is recorded.
-        let at_ms = decided
-            .audit
-            .as_ref()
-            .map(|a| a.created_at_ms)
-            .or(decided.receipt.as_ref().map(|r| r.created_at_ms))
-            .unwrap_or(self.now_ms);
-        for (key, cap, new_spent) in charged {
-            self.budgets.insert(
-                key,
-                BudgetState {
-                    spent: new_spent,
-                    charged: Some((cap, at_ms)),
-                },
-            );
-        }
-        let audit_index = match decided.audit {
-            Some(record) => {
-                let offset = u64::try_from(self.audits.len())
-                    .map_err(|_| StoreError::Backend("too many audit entries".into()))?;
-                self.audits.push(record);
-                Some(self.first_index + offset)
-            }
-            None => None,
-        };
-        if let Some(mut receipt) = decided.receipt {
-            receipt.audit_index = audit_index;
-            self.receipts.push(receipt);
-        }
-        if let Some(claim) = idempotency {
-            let key = (claim.receiver_id, claim.key);
-            self.claims.insert(
-                key.clone(),
-                Claimed {
-                    request_sha256: claim.request_sha256,
-                    answer: decided.answer,
-                    audit_index,
-                    created_at_ms: at_ms,
-                },
-            );
-            self.new_claims.push(key);
-        }
-        Ok(DecisionOutcome::Recorded {
-            audit_index,
-            spent_before: spent,
-        })
-    }
-
-    /// Writes what the recorded items made, inside the caller's write transaction.
-    async fn write(self, conn: &mut SqliteConnection) -> Result<(), StoreError> {
-        for (key, state) in &self.budgets {
-            let Some((cap, at_ms)) = state.charged else {
+        agents: &[&AgentId],
+    ) -> Result<HashSet<AgentId>, StoreError> {
+        let mut found = HashSet::new();
+        for agent in agents {
+            if found.contains(*agent) {
                 continue;
-            };
+            }
+            let exists: bool =
+                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM agents WHERE id = ?)")
+                    .bind(agent.as_str())
+                    .fetch_one(&mut *self.0)
+                    .await
+                    .map_err(db_err)?;
+            if exists {
+                found.insert((*agent).clone());
+            }
+        }
+        Ok(found)
+    }
+
+    async fn upsert_nonces(&mut self, nonces: &[&NonceClaim]) -> Result<(), StoreError> {
+        for n in nonces {
+            // Decided already: a stored row here is one that expired, replaced.
+            sqlx::query(
+                "INSERT INTO action_nonces (agent_id, nonce, expires_at_ms) VALUES (?, ?, ?) \
+                 ON CONFLICT (agent_id, nonce) DO UPDATE SET expires_at_ms = excluded.expires_at_ms",
+            )
+            .bind(n.agent.as_str())
+            .bind(&n.nonce)
+            .bind(n.expires_at_ms)
+            .execute(&mut *self.0)
+            .await
+            .map_err(db_err)?;
+        }
+        Ok(())
+    }
+
+    async fn upsert_budgets(&mut self, rows: &[BudgetRow<'_>]) -> Result<(), StoreError> {
+        for row in rows {
             sqlx::query(
                 "INSERT INTO budgets \
                  (issuer_id, policy_id, period_key, currency, spent, cap, updated_at_ms) \
@@ -1880,34 +1714,30 @@ impl DecisionBatch {
                  ON CONFLICT (issuer_id, policy_id, period_key, currency) DO UPDATE SET \
                  spent = excluded.spent, cap = excluded.cap, updated_at_ms = excluded.updated_at_ms",
             )
-            .bind(key.issuer_id.as_str())
-            .bind(&key.policy_id)
-            .bind(&key.period_key)
-            .bind(&key.currency)
-            .bind(state.spent.to_string())
-            .bind(cap.to_string())
-            .bind(at_ms)
-            .execute(&mut *conn)
+            .bind(row.key.issuer_id.as_str())
+            .bind(&row.key.policy_id)
+            .bind(&row.key.period_key)
+            .bind(&row.key.currency)
+            .bind(row.spent.to_string())
+            .bind(row.cap.to_string())
+            .bind(row.at_ms)
+            .execute(&mut *self.0)
             .await
             .map_err(db_err)?;
         }
+        Ok(())
+    }
 
-        let first = append_audit(conn, &self.audits).await?;
-        // INVARIANT: the indexes handed out above are the ones the entries got. The write
-        // lock is held since the size was read, so this holds unless the code is wrong.
-        if first != self.first_index {
-            return Err(StoreError::Backend(format!(
-                "audit log: decisions were numbered from {} but appended at {first}",
-                self.first_index
-            )));
-        }
+    async fn insert_audit_rows(&mut self, records: &[AuditRecord]) -> Result<u64, StoreError> {
+        append_audit(self.0, records).await
+    }
 
-        let receipts: Vec<(&ReceiptRecord, Option<i64>)> = self
-            .receipts
+    async fn insert_receipts(&mut self, receipts: &[ReceiptRecord]) -> Result<(), StoreError> {
+        let rows: Vec<(&ReceiptRecord, Option<i64>)> = receipts
             .iter()
             .map(|r| Ok((r, r.audit_index.map(to_i64).transpose()?)))
             .collect::<Result<_, StoreError>>()?;
-        for chunk in receipts.chunks(DECISION_ROWS_PER_INSERT) {
+        for chunk in rows.chunks(DECISION_ROWS_PER_INSERT) {
             let mut insert = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO receipts \
                  (id, receiver_id, issuer_id, claims, audit_index, created_at_ms) ",
@@ -1920,21 +1750,22 @@ impl DecisionBatch {
                     .push_bind(*audit_index)
                     .push_bind(receipt.created_at_ms);
             });
-            insert.build().execute(&mut *conn).await.map_err(db_err)?;
+            insert.build().execute(&mut *self.0).await.map_err(db_err)?;
         }
+        Ok(())
+    }
 
-        let claims: Vec<(&(ReceiverId, String), &Claimed, Option<i64>)> = self
-            .new_claims
+    async fn insert_claims(
+        &mut self,
+        claims: &[(&(ReceiverId, String), &Claimed)],
+    ) -> Result<(), StoreError> {
+        let rows: Vec<(&(ReceiverId, String), &Claimed, Option<i64>)> = claims
             .iter()
-            .map(|key| {
-                let claimed = self
-                    .claims
-                    .get(key)
-                    .ok_or_else(|| StoreError::Backend("idempotency record lost".into()))?;
-                Ok((key, claimed, claimed.audit_index.map(to_i64).transpose()?))
+            .map(|(key, claimed)| {
+                Ok((*key, *claimed, claimed.audit_index.map(to_i64).transpose()?))
             })
             .collect::<Result<_, StoreError>>()?;
-        for chunk in claims.chunks(DECISION_ROWS_PER_INSERT) {
+        for chunk in rows.chunks(DECISION_ROWS_PER_INSERT) {
             let mut insert = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO idempotency \
                  (receiver_id, key, request_sha256, answer, audit_index, created_at_ms) ",
@@ -1947,36 +1778,10 @@ impl DecisionBatch {
                     .push_bind(*audit_index)
                     .push_bind(claimed.created_at_ms);
             });
-            insert.build().execute(&mut *conn).await.map_err(db_err)?;
+            insert.build().execute(&mut *self.0).await.map_err(db_err)?;
         }
         Ok(())
     }
-}
-
-/// `spent + amount` if that stays within the charge's cap: a charge that would take
-/// the budget above it, or a negative one (which would give spending back), is a
-/// `Conflict` for the item.
-fn check_charge(
-    key: &BudgetKey,
-    cap: Decimal,
-    spent: Decimal,
-    amount: Decimal,
-) -> Result<Decimal, StoreError> {
-    if amount.is_sign_negative() && !amount.is_zero() {
-        return Err(StoreError::Conflict(format!(
-            "budget charge `{amount}` is negative"
-        )));
-    }
-    spent
-        .checked_add(amount)
-        .filter(|after| *after <= cap)
-        .ok_or_else(|| {
-            StoreError::Conflict(format!(
-                "charging `{amount}` {currency} to a budget that spent `{spent}` would exceed \
-                 its cap of `{cap}`",
-                currency = key.currency,
-            ))
-        })
 }
 
 /// What `key` has spent, if it has a record.
@@ -2821,31 +2626,6 @@ async fn restrict_file(path: &Path) -> Result<(), StoreError> {
         let _ = path;
         Ok(())
     }
-}
-
-/// Records a single-use value unless a live record of it exists: true if claimed now.
-/// Only an expired record gives way; a live one makes the upsert do nothing.
-/// `NotFound` for an unknown agent.
-async fn claim_nonce(
-    conn: &mut SqliteConnection,
-    agent: &AgentId,
-    nonce: &str,
-    expires_at_ms: i64,
-    now_ms: i64,
-) -> Result<bool, StoreError> {
-    let done = sqlx::query(
-        "INSERT INTO action_nonces (agent_id, nonce, expires_at_ms) VALUES (?, ?, ?) \
-         ON CONFLICT (agent_id, nonce) DO UPDATE SET expires_at_ms = excluded.expires_at_ms \
-         WHERE action_nonces.expires_at_ms <= ?",
-    )
-    .bind(agent.as_str())
-    .bind(nonce)
-    .bind(expires_at_ms)
-    .bind(now_ms)
-    .execute(conn)
-    .await
-    .map_err(db_err)?;
-    Ok(done.rows_affected() == 1)
 }
 
 #[cfg(test)]

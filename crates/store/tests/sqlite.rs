@@ -315,7 +315,10 @@ async fn a_corrupt_budget_is_a_backend_error() {
             })
         },
     };
-    store.record_decisions(vec![charge("1.50")]).await.unwrap();
+    store
+        .record_decisions(vec![charge("1.50")], 0)
+        .await
+        .unwrap();
     assert_eq!(store.budget_spent(&key).await.unwrap().to_string(), "1.50");
     let size = store.audit_size().await.unwrap();
 
@@ -335,7 +338,7 @@ async fn a_corrupt_budget_is_a_backend_error() {
     ));
     // The whole call fails and writes nothing: never a charge against a guess.
     assert!(matches!(
-        store.record_decisions(vec![charge("1")]).await,
+        store.record_decisions(vec![charge("1")], 0).await,
         Err(StoreError::Backend(_))
     ));
     assert_eq!(store.audit_size().await.unwrap(), size);

@@ -1,0 +1,598 @@
+//! The decision ledger, written once for every backend: the batch of
+//! [`Store::record_decisions`](crate::Store::record_decisions) (idempotency, single-use
+//! values, budgets and their charge rule, audit indexes, receipts) over a narrow
+//! transaction trait, [`LedgerTx`], that a backend implements with its SQL.
+//!
+//! Every item's outcome is decided in memory, from rows read under the transaction's
+//! lock, before anything is written; the writes happen once, at the end, in a few
+//! statements per kind of row. So no item relies on a failed statement being undone
+//! alone (SQLite does that; PostgreSQL aborts the whole transaction), and a backend may
+//! run the whole thing again after a serialization failure: `decide` is `Fn`.
+//!
+//! Lock order, for every backend: the log head ([`LedgerTx::log_head`]) first (it is
+//! the real serialization point: every decision batch and every audited change takes
+//! it), then budget rows, then the rest.
+
+use std::collections::{HashMap, HashSet};
+
+use async_trait::async_trait;
+use bonafide_core::ids::{AgentId, ReceiverId};
+use bonafide_core::policy::Decimal;
+
+use crate::{
+    AuditRecord, BudgetCharge, BudgetKey, DecisionItem, DecisionOutcome, IdempotencyClaim,
+    NonceClaim, ReceiptRecord, StoreError,
+};
+
+/// An idempotency record: stored, or made earlier in the same batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimed {
+    /// SHA-256 identifying the request it answered.
+    pub request_sha256: [u8; 32],
+    /// The answer to give again.
+    pub answer: Vec<u8>,
+    /// Its decision's audit index.
+    pub audit_index: Option<u64>,
+    /// When it was made.
+    pub created_at_ms: i64,
+}
+
+/// A budget row to write: its spending after the batch's charges, its cap and time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BudgetRow<'a> {
+    /// The budget.
+    pub key: &'a BudgetKey,
+    /// `spent` after the batch.
+    pub spent: Decimal,
+    /// The period cap.
+    pub cap: Decimal,
+    /// Time of the last charge.
+    pub at_ms: i64,
+}
+
+/// What the ledger reads and writes inside one backend write transaction (see the
+/// module docs for the lock order). Reads see the transaction's own writes; the
+/// ledger writes only after every read.
+#[async_trait]
+pub trait LedgerTx: Send {
+    /// The audit log's size: the index the next appended entry gets. Taken first.
+    async fn log_head(&mut self) -> Result<u64, StoreError>;
+    /// The stored idempotency records these claims name, by (receiver, key).
+    async fn read_claims(
+        &mut self,
+        claims: &[&IdempotencyClaim],
+    ) -> Result<HashMap<(ReceiverId, String), Claimed>, StoreError>;
+    /// What `key` has spent, if it has a row.
+    async fn read_budget(&mut self, key: &BudgetKey) -> Result<Option<Decimal>, StoreError>;
+    /// Which of these (agent, value) pairs are stored and still live at the claim's
+    /// `now_ms` (a stored value that expired by then gives way).
+    async fn live_nonces(
+        &mut self,
+        nonces: &[&NonceClaim],
+    ) -> Result<HashSet<(AgentId, String)>, StoreError>;
+    /// Which of these agents exist.
+    async fn existing_agents(
+        &mut self,
+        agents: &[&AgentId],
+    ) -> Result<HashSet<AgentId>, StoreError>;
+    /// Claims these values (insert, or replace an expired row).
+    async fn upsert_nonces(&mut self, nonces: &[&NonceClaim]) -> Result<(), StoreError>;
+    /// Writes these budgets' spending (insert or update).
+    async fn upsert_budgets(&mut self, rows: &[BudgetRow<'_>]) -> Result<(), StoreError>;
+    /// Appends entries to the audit log; returns the index of the first.
+    async fn insert_audit_rows(&mut self, records: &[AuditRecord]) -> Result<u64, StoreError>;
+    /// Stores receipts (their `audit_index` filled in).
+    async fn insert_receipts(&mut self, receipts: &[ReceiptRecord]) -> Result<(), StoreError>;
+    /// Stores new idempotency records.
+    async fn insert_claims(
+        &mut self,
+        claims: &[(&(ReceiverId, String), &Claimed)],
+    ) -> Result<(), StoreError>;
+}
+
+/// [`Store::record_decisions`](crate::Store::record_decisions) over a backend's write
+/// transaction: every outcome decided first, then every row written. `now_ms` is the
+/// time of records whose decision carries none.
+pub async fn record_decisions<T: LedgerTx + ?Sized>(
+    tx: &mut T,
+    items: &[DecisionItem],
+    now_ms: i64,
+) -> Result<Vec<Result<DecisionOutcome, StoreError>>, StoreError> {
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
+    let first_index = tx.log_head().await?;
+    let claims: Vec<&IdempotencyClaim> = items
+        .iter()
+        .filter_map(|item| item.idempotency.as_ref())
+        .collect();
+    let stored_claims = tx.read_claims(&claims).await?;
+    let nonces: Vec<&NonceClaim> = items.iter().filter_map(|i| i.nonce.as_ref()).collect();
+    let (live, agents) = if nonces.is_empty() {
+        (HashSet::new(), HashSet::new())
+    } else {
+        let agents: Vec<&AgentId> = nonces.iter().map(|n| &n.agent).collect();
+        (
+            tx.live_nonces(&nonces).await?,
+            tx.existing_agents(&agents).await?,
+        )
+    };
+    let mut batch = Batch {
+        first_index,
+        claims: stored_claims,
+        new_claims: Vec::new(),
+        budgets: HashMap::new(),
+        audits: Vec::new(),
+        receipts: Vec::new(),
+        nonces_used: live,
+        nonces_claimed: Vec::new(),
+        now_ms,
+    };
+    let mut outcomes = Vec::with_capacity(items.len());
+    for item in items {
+        // 1. A key seen before (stored, or earlier in this batch): nothing written.
+        if let Some(seen) = item.idempotency.as_ref().and_then(|c| batch.seen(c)) {
+            outcomes.push(Ok(seen));
+            continue;
+        }
+        // A single-use value: refused if stored and live, or claimed earlier in the
+        // batch; an unknown agent fails its item. Once the check passes the value is
+        // claimed, whatever `decide` then says.
+        if let Some(n) = &item.nonce {
+            if !agents.contains(&n.agent) {
+                outcomes.push(Err(StoreError::NotFound));
+                continue;
+            }
+            if !batch.nonces_used.insert((n.agent.clone(), n.nonce.clone())) {
+                outcomes.push(Ok(DecisionOutcome::NonceReplayed));
+                continue;
+            }
+            batch.nonces_claimed.push(n);
+        }
+        // 2. The budget's spending, including this batch's charges so far (the
+        // tightest of its own and its ancestors' budgets, for a delegated token).
+        let spent = match &item.budget {
+            Some(charge) => Some(batch.seen_spent(tx, charge).await?),
+            None => None,
+        };
+        // 3 and 4, in memory; written below.
+        outcomes.push(batch.decide(item, spent));
+    }
+    batch.write(tx).await?;
+    Ok(outcomes)
+}
+
+/// A budget as the batch sees it.
+struct BudgetState {
+    /// Stored spending plus the batch's charges so far.
+    spent: Decimal,
+    /// Set once the batch charges it: the cap and time to store with `spent`.
+    charged: Option<(Decimal, i64)>,
+}
+
+/// One `record_decisions` call: the rows it reads, read once under the write lock, and
+/// what it writes, written once at the end. Per item, only `decide` and map look-ups
+/// run, so a batch of thousands costs a few statements per distinct budget and per few
+/// hundred rows, not several per item.
+struct Batch<'i> {
+    /// Index the batch's first audit entry gets (the log size when it started).
+    first_index: u64,
+    /// Stored idempotency records the batch's claims name, and the batch's own.
+    claims: HashMap<(ReceiverId, String), Claimed>,
+    /// Keys of the records the batch makes, in item order.
+    new_claims: Vec<(ReceiverId, String)>,
+    /// Budgets read so far.
+    budgets: HashMap<BudgetKey, BudgetState>,
+    /// Audit entries of the recorded items, in item order: entry `i` gets index
+    /// `first_index + i`.
+    audits: Vec<AuditRecord>,
+    /// Receipts, their `audit_index` filled in.
+    receipts: Vec<ReceiptRecord>,
+    /// Single-use values stored live, and those the batch claimed.
+    nonces_used: HashSet<(AgentId, String)>,
+    /// The batch's claims, to write.
+    nonces_claimed: Vec<&'i NonceClaim>,
+    /// Time for records of decisions with neither audit entry nor receipt.
+    now_ms: i64,
+}
+
+impl Batch<'_> {
+    /// The outcome for a claim whose key was used before, if it was.
+    fn seen(&self, claim: &IdempotencyClaim) -> Option<DecisionOutcome> {
+        // The map is keyed by owned pairs; a claim is looked up once, so one clone.
+        let seen = self
+            .claims
+            .get(&(claim.receiver_id.clone(), claim.key.clone()))?;
+        Some(if seen.request_sha256 == claim.request_sha256 {
+            DecisionOutcome::Replay {
+                answer: seen.answer.clone(),
+                audit_index: seen.audit_index,
+            }
+        } else {
+            DecisionOutcome::IdempotencyConflict
+        })
+    }
+
+    /// What `key` has spent: stored plus this batch's charges (zero if never charged).
+    async fn spent<T: LedgerTx + ?Sized>(
+        &mut self,
+        tx: &mut T,
+        key: &BudgetKey,
+    ) -> Result<Decimal, StoreError> {
+        if let Some(state) = self.budgets.get(key) {
+            return Ok(state.spent);
+        }
+        let spent = tx.read_budget(key).await?.unwrap_or(Decimal::ZERO);
+        self.budgets.insert(
+            key.clone(),
+            BudgetState {
+                spent,
+                charged: None,
+            },
+        );
+        Ok(spent)
+    }
+
+    /// What a decision charging `charge` sees as spent ([`BudgetCharge::seen_spent`]),
+    /// every budget it names read (and kept) first.
+    async fn seen_spent<T: LedgerTx + ?Sized>(
+        &mut self,
+        tx: &mut T,
+        charge: &BudgetCharge,
+    ) -> Result<Decimal, StoreError> {
+        self.spent(tx, &charge.key).await?;
+        for a in &charge.ancestors {
+            self.spent(tx, &a.key).await?;
+        }
+        Ok(charge.seen_spent(|key| {
+            self.budgets
+                .get(key)
+                .map_or(Decimal::ZERO, |state| state.spent)
+        }))
+    }
+
+    /// Steps 3 and 4 of `Store::record_decisions` for one item whose budget (if any)
+    /// has spent `spent`: runs `decide`, checks its charge, and records it in memory.
+    /// An `Err` is the item's; nothing of it is kept.
+    fn decide(
+        &mut self,
+        item: &DecisionItem,
+        spent: Option<Decimal>,
+    ) -> Result<DecisionOutcome, StoreError> {
+        let decided = (item.decide)(spent)?;
+        // Every budget the charge goes to (its own, then its ancestors', each once),
+        // with its spending after the charge; any over its cap refuses the item.
+        let mut charged: Vec<(BudgetKey, Decimal, Decimal)> = Vec::new();
+        match (&item.budget, decided.charge) {
+            (_, None) => {}
+            (Some(budget), Some(amount)) => {
+                let targets = std::iter::once((&budget.key, budget.cap))
+                    .chain(budget.ancestors.iter().map(|a| (&a.key, a.cap)));
+                for (key, cap) in targets {
+                    if charged.iter().any(|(k, _, _)| k == key) {
+                        continue;
+                    }
+                    let before = self
+                        .budgets
+                        .get(key)
+                        .map_or(Decimal::ZERO, |state| state.spent);
+                    let after = check_charge(key, cap, before, amount)?;
+                    charged.push((key.clone(), cap, after));
+                }
+            }
+            (None, Some(_)) => {
+                return Err(StoreError::Conflict(
+                    "a decision without a budget cannot charge one".into(),
+                ));
+            }
+        }
+
+        // Checked: from here on the item is recorded.
+        let at_ms = decided
+            .audit
+            .as_ref()
+            .map(|a| a.created_at_ms)
+            .or(decided.receipt.as_ref().map(|r| r.created_at_ms))
+            .unwrap_or(self.now_ms);
+        for (key, cap, new_spent) in charged {
+            self.budgets.insert(
+                key,
+                BudgetState {
+                    spent: new_spent,
+                    charged: Some((cap, at_ms)),
+                },
+            );
+        }
+        let audit_index = match decided.audit {
+            Some(record) => {
+                let offset = u64::try_from(self.audits.len())
+                    .map_err(|_| StoreError::Backend("too many audit entries".into()))?;
+                self.audits.push(record);
+                Some(self.first_index + offset)
+            }
+            None => None,
+        };
+        if let Some(mut receipt) = decided.receipt {
+            receipt.audit_index = audit_index;
+            self.receipts.push(receipt);
+        }
+        if let Some(claim) = &item.idempotency {
+            let key = (claim.receiver_id.clone(), claim.key.clone());
+            self.claims.insert(
+                key.clone(),
+                Claimed {
+                    request_sha256: claim.request_sha256,
+                    answer: decided.answer,
+                    audit_index,
+                    created_at_ms: at_ms,
+                },
+            );
+            self.new_claims.push(key);
+        }
+        Ok(DecisionOutcome::Recorded {
+            audit_index,
+            spent_before: spent,
+        })
+    }
+
+    /// Writes what the recorded items made, inside the caller's write transaction.
+    async fn write<T: LedgerTx + ?Sized>(self, tx: &mut T) -> Result<(), StoreError> {
+        if !self.nonces_claimed.is_empty() {
+            tx.upsert_nonces(&self.nonces_claimed).await?;
+        }
+        let budgets: Vec<BudgetRow<'_>> = self
+            .budgets
+            .iter()
+            .filter_map(|(key, state)| {
+                state.charged.map(|(cap, at_ms)| BudgetRow {
+                    key,
+                    spent: state.spent,
+                    cap,
+                    at_ms,
+                })
+            })
+            .collect();
+        if !budgets.is_empty() {
+            tx.upsert_budgets(&budgets).await?;
+        }
+        if !self.audits.is_empty() {
+            let first = tx.insert_audit_rows(&self.audits).await?;
+            // INVARIANT: the indexes handed out above are the ones the entries got. The
+            // log head is held since it was read, so this holds unless the code is wrong.
+            if first != self.first_index {
+                return Err(StoreError::Backend(format!(
+                    "audit log: decisions were numbered from {} but appended at {first}",
+                    self.first_index
+                )));
+            }
+        }
+        if !self.receipts.is_empty() {
+            tx.insert_receipts(&self.receipts).await?;
+        }
+        let claims: Vec<(&(ReceiverId, String), &Claimed)> = self
+            .new_claims
+            .iter()
+            .map(|key| {
+                let claimed = self
+                    .claims
+                    .get(key)
+                    .ok_or_else(|| StoreError::Backend("idempotency record lost".into()))?;
+                Ok((key, claimed))
+            })
+            .collect::<Result<_, StoreError>>()?;
+        if !claims.is_empty() {
+            tx.insert_claims(&claims).await?;
+        }
+        Ok(())
+    }
+}
+
+/// `spent + amount` if that stays within the charge's cap: a charge that would take
+/// the budget above it, or a negative one (which would give spending back), is a
+/// `Conflict` for the item.
+pub fn check_charge(
+    key: &BudgetKey,
+    cap: Decimal,
+    spent: Decimal,
+    amount: Decimal,
+) -> Result<Decimal, StoreError> {
+    if amount.is_sign_negative() && !amount.is_zero() {
+        return Err(StoreError::Conflict(format!(
+            "budget charge `{amount}` is negative"
+        )));
+    }
+    spent
+        .checked_add(amount)
+        .filter(|after| *after <= cap)
+        .ok_or_else(|| {
+            StoreError::Conflict(format!(
+                "charging `{amount}` {currency} to a budget that spent `{spent}` would exceed \
+                 its cap of `{cap}`",
+                currency = key.currency,
+            ))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Decided, DecisionItem};
+
+    /// A backend in memory that records the order of calls: the ledger's contract is
+    /// that every read comes before the first write.
+    #[derive(Default)]
+    struct Recorder {
+        calls: Vec<&'static str>,
+        agents: HashSet<AgentId>,
+        audits: Vec<AuditRecord>,
+    }
+
+    #[async_trait]
+    impl LedgerTx for Recorder {
+        async fn log_head(&mut self) -> Result<u64, StoreError> {
+            self.calls.push("read");
+            Ok(7)
+        }
+        async fn read_claims(
+            &mut self,
+            _: &[&IdempotencyClaim],
+        ) -> Result<HashMap<(ReceiverId, String), Claimed>, StoreError> {
+            self.calls.push("read");
+            Ok(HashMap::new())
+        }
+        async fn read_budget(&mut self, _: &BudgetKey) -> Result<Option<Decimal>, StoreError> {
+            self.calls.push("read");
+            Ok(None)
+        }
+        async fn live_nonces(
+            &mut self,
+            _: &[&NonceClaim],
+        ) -> Result<HashSet<(AgentId, String)>, StoreError> {
+            self.calls.push("read");
+            Ok(HashSet::new())
+        }
+        async fn existing_agents(
+            &mut self,
+            agents: &[&AgentId],
+        ) -> Result<HashSet<AgentId>, StoreError> {
+            self.calls.push("read");
+            Ok(agents
+                .iter()
+                .filter(|a| self.agents.contains(**a))
+                .map(|a| (*a).clone())
+                .collect())
+        }
+        async fn upsert_nonces(&mut self, _: &[&NonceClaim]) -> Result<(), StoreError> {
+            self.calls.push("write");
+            Ok(())
+        }
+        async fn upsert_budgets(&mut self, _: &[BudgetRow<'_>]) -> Result<(), StoreError> {
+            self.calls.push("write");
+            Ok(())
+        }
+        async fn insert_audit_rows(&mut self, records: &[AuditRecord]) -> Result<u64, StoreError> {
+            self.calls.push("write");
+            self.audits.extend_from_slice(records);
+            Ok(7)
+        }
+        async fn insert_receipts(&mut self, _: &[ReceiptRecord]) -> Result<(), StoreError> {
+            self.calls.push("write");
+            Ok(())
+        }
+        async fn insert_claims(
+            &mut self,
+            _: &[(&(ReceiverId, String), &Claimed)],
+        ) -> Result<(), StoreError> {
+            self.calls.push("write");
+            Ok(())
+        }
+    }
+
+    fn audit(tag: &str) -> AuditRecord {
+        AuditRecord {
+            entry: tag.as_bytes().to_vec(),
+            agent_id: None,
+            issuer_id: None,
+            created_at_ms: 1,
+        }
+    }
+
+    fn logged(tag: &'static str, nonce: Option<NonceClaim>) -> DecisionItem {
+        DecisionItem {
+            budget: None,
+            idempotency: None,
+            nonce,
+            decide: Box::new(move |_| {
+                Ok(Decided {
+                    audit: Some(audit(tag)),
+                    receipt: None,
+                    charge: None,
+                    answer: Vec::new(),
+                })
+            }),
+        }
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .map(|rt| rt.block_on(f))
+            .unwrap_or_else(|e| panic!("runtime: {e}"))
+    }
+
+    #[test]
+    fn every_outcome_is_decided_before_the_first_write() {
+        let agent = AgentId::from_random([1; 16]);
+        let unknown = AgentId::from_random([2; 16]);
+        let nonce = |agent: &AgentId, value: &str| NonceClaim {
+            agent: agent.clone(),
+            nonce: value.to_owned(),
+            expires_at_ms: 100,
+            now_ms: 1,
+        };
+        let mut tx = Recorder {
+            agents: HashSet::from([agent.clone()]),
+            ..Recorder::default()
+        };
+        let items = vec![
+            logged("a", Some(nonce(&agent, "n1"))),
+            logged("b", Some(nonce(&agent, "n1"))),
+            logged("c", Some(nonce(&unknown, "n2"))),
+            DecisionItem {
+                budget: None,
+                idempotency: None,
+                nonce: None,
+                decide: Box::new(|_| Err(StoreError::Conflict("refused".into()))),
+            },
+            logged("d", None),
+        ];
+        let outcomes =
+            block_on(record_decisions(&mut tx, &items, 5)).unwrap_or_else(|e| panic!("batch: {e}"));
+        assert!(
+            matches!(
+                outcomes[0],
+                Ok(DecisionOutcome::Recorded {
+                    audit_index: Some(7),
+                    ..
+                })
+            ),
+            "{outcomes:?}"
+        );
+        assert!(
+            matches!(outcomes[1], Ok(DecisionOutcome::NonceReplayed)),
+            "{outcomes:?}"
+        );
+        assert!(
+            matches!(outcomes[2], Err(StoreError::NotFound)),
+            "{outcomes:?}"
+        );
+        assert!(
+            matches!(outcomes[3], Err(StoreError::Conflict(_))),
+            "{outcomes:?}"
+        );
+        assert!(
+            matches!(
+                outcomes[4],
+                Ok(DecisionOutcome::Recorded {
+                    audit_index: Some(8),
+                    ..
+                })
+            ),
+            "{outcomes:?}"
+        );
+        // Only the recorded items' entries, in order.
+        let written: Vec<&[u8]> = tx.audits.iter().map(|a| a.entry.as_slice()).collect();
+        assert_eq!(written, [&b"a"[..], b"d"]);
+        let first_write = tx.calls.iter().position(|c| *c == "write");
+        let last_read = tx.calls.iter().rposition(|c| *c == "read");
+        assert!(first_write > last_read, "{:?}", tx.calls);
+        // `decide` is `Fn`: the same items decided again give the same outcomes.
+        let mut again = Recorder {
+            agents: HashSet::from([agent]),
+            ..Recorder::default()
+        };
+        let repeated = block_on(record_decisions(&mut again, &items, 5))
+            .unwrap_or_else(|e| panic!("batch: {e}"));
+        assert_eq!(format!("{outcomes:?}"), format!("{repeated:?}"));
+    }
+}
