@@ -18,7 +18,7 @@ use bonafide_core::policy::{
     self, BudgetPeriod, Decimal, Money, Policy, PolicyRequest, ResourceRef, Timestamp,
 };
 use bonafide_core::receipt::{ReceiptClaims, RemainingClaim};
-use bonafide_store::{BudgetCharge, BudgetKey, Decided, ReceiptRecord, StoreError};
+use bonafide_store::{BudgetCharge, BudgetKey, ConflictKind, Decided, ReceiptRecord, StoreError};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -527,7 +527,10 @@ impl Deciding {
             let entry = self.audit_entry(&o);
             Some(
                 crate::audit::record(&entry, self.subject().map(|(a, _)| a), None).map_err(
-                    |e| StoreError::Conflict(format!("this request cannot be audited: {e}")),
+                    |e| {
+                        tracing::warn!(error = %e, "a decision cannot be audited");
+                        StoreError::Conflict(ConflictKind::Unauditable)
+                    },
                 )?,
             )
         } else {

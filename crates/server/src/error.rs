@@ -138,7 +138,9 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound => ApiError::not_found("object"),
-            StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "CONFLICT", m),
+            StoreError::Conflict(kind) => {
+                ApiError::new(StatusCode::CONFLICT, "CONFLICT", kind.message())
+            }
             // The store's own trouble, not the client's, and nothing was written: 503
             // so clients retry later. The store logs when it starts and stops failing.
             StoreError::Full(_) => ApiError::new(

@@ -20,8 +20,8 @@ use bonafide_core::ids::{AgentId, ReceiverId};
 use bonafide_core::policy::Decimal;
 
 use crate::{
-    AuditRecord, BudgetCharge, BudgetKey, DecisionItem, DecisionOutcome, IdempotencyClaim,
-    NonceClaim, ReceiptRecord, StoreError,
+    AuditRecord, BudgetCharge, BudgetKey, ConflictKind, DecisionItem, DecisionOutcome,
+    IdempotencyClaim, NonceClaim, ReceiptRecord, StoreError,
 };
 
 /// An idempotency record: stored, or made earlier in the same batch.
@@ -276,14 +276,12 @@ impl Batch<'_> {
                         .budgets
                         .get(key)
                         .map_or(Decimal::ZERO, |state| state.spent);
-                    let after = check_charge(key, cap, before, amount)?;
+                    let after = check_charge(cap, before, amount)?;
                     charged.push((key.clone(), cap, after));
                 }
             }
             (None, Some(_)) => {
-                return Err(StoreError::Conflict(
-                    "a decision without a budget cannot charge one".into(),
-                ));
+                return Err(StoreError::Conflict(ConflictKind::BudgetCharge));
             }
         }
 
@@ -390,27 +388,14 @@ impl Batch<'_> {
 /// `spent + amount` if that stays within the charge's cap: a charge that would take
 /// the budget above it, or a negative one (which would give spending back), is a
 /// `Conflict` for the item.
-pub fn check_charge(
-    key: &BudgetKey,
-    cap: Decimal,
-    spent: Decimal,
-    amount: Decimal,
-) -> Result<Decimal, StoreError> {
+pub fn check_charge(cap: Decimal, spent: Decimal, amount: Decimal) -> Result<Decimal, StoreError> {
     if amount.is_sign_negative() && !amount.is_zero() {
-        return Err(StoreError::Conflict(format!(
-            "budget charge `{amount}` is negative"
-        )));
+        return Err(StoreError::Conflict(ConflictKind::BudgetCharge));
     }
     spent
         .checked_add(amount)
         .filter(|after| *after <= cap)
-        .ok_or_else(|| {
-            StoreError::Conflict(format!(
-                "charging `{amount}` {currency} to a budget that spent `{spent}` would exceed \
-                 its cap of `{cap}`",
-                currency = key.currency,
-            ))
-        })
+        .ok_or(StoreError::Conflict(ConflictKind::BudgetCharge))
 }
 
 #[cfg(test)]
@@ -542,7 +527,7 @@ mod tests {
                 budget: None,
                 idempotency: None,
                 nonce: None,
-                decide: Box::new(|_| Err(StoreError::Conflict("refused".into()))),
+                decide: Box::new(|_| Err(StoreError::Conflict(ConflictKind::BudgetCharge))),
             },
             logged("d", None),
         ];

@@ -23,6 +23,72 @@ mod sqlite;
 
 pub use sqlite::SqliteStore;
 
+/// Which rule a [`StoreError::Conflict`] broke. Backends map their constraint
+/// violations to these; clients see [`ConflictKind::message`], never a backend's text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConflictKind {
+    /// An issuer with an equivalent name exists.
+    IssuerNameTaken,
+    /// A receiver with this name exists.
+    ReceiverNameTaken,
+    /// Another receiver holds this audience.
+    AudienceTaken,
+    /// A domain another issuer verified.
+    DomainTaken,
+    /// The issuer key is registered already.
+    IssuerKeyRegistered,
+    /// The key is one of the agent's keys already.
+    AgentKeyRegistered,
+    /// The key belongs to another agent.
+    KeyNotAgents,
+    /// The agent is revoked, for good.
+    AgentRevoked,
+    /// The only admin key.
+    LastAdminKey,
+    /// A checkpoint of the same size with another root.
+    CheckpointDiffers,
+    /// An idempotency key used before.
+    IdempotencyKeyUsed,
+    /// A budget charge above the cap, negative, or without a budget.
+    BudgetCharge,
+    /// The decision cannot be written to the audit log.
+    Unauditable,
+    /// Another signing key is active.
+    AnotherActiveKey,
+    /// An object with this id exists (ids are random: a bug or a replayed write).
+    IdTaken,
+}
+
+impl ConflictKind {
+    /// What clients are told.
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::IssuerNameTaken => "issuer name is taken",
+            Self::ReceiverNameTaken => "receiver name is taken",
+            Self::AudienceTaken => "audience held by another receiver",
+            Self::DomainTaken => "domain held by another issuer",
+            Self::IssuerKeyRegistered => "this key is already registered",
+            Self::AgentKeyRegistered => "this key is already one of the agent's keys",
+            Self::KeyNotAgents => "the key is not this agent's",
+            Self::AgentRevoked => "agent is revoked; revocation is permanent",
+            Self::LastAdminKey => "the last admin key cannot be revoked",
+            Self::CheckpointDiffers => "a checkpoint of this size with another root hash exists",
+            Self::IdempotencyKeyUsed => "idempotency key already used",
+            Self::BudgetCharge => "the charge would take the budget above its cap",
+            Self::Unauditable => "this request cannot be audited",
+            Self::AnotherActiveKey => "another signing key is active",
+            Self::IdTaken => "already exists",
+        }
+    }
+}
+
+impl fmt::Display for ConflictKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
 /// What went wrong in the store.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -30,9 +96,10 @@ pub enum StoreError {
     /// No such object, or not the caller's (the store never tells the two apart).
     #[error("not found")]
     NotFound,
-    /// A uniqueness rule was broken (e.g. an issuer name taken).
+    /// The operation contradicts what is stored (a name taken, a revoked agent, a
+    /// budget's cap): which rule, never a backend's message text.
     #[error("conflict: {0}")]
-    Conflict(String),
+    Conflict(ConflictKind),
     /// The backend failed; the text is for logs, not for clients.
     #[error("storage backend error: {0}")]
     Backend(String),

@@ -41,6 +41,7 @@ use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, QueryBuilder, Sqlite, SqliteConnection, SqlitePool, Transaction};
 
+use crate::ConflictKind;
 use crate::ledger::{self, BudgetRow, Claimed, LedgerTx};
 use crate::{
     Agent, AgentKey, AgentStatus, ApiKeyRecord, AuditRecord, AuditRow, BudgetKey, CheckpointRecord,
@@ -483,9 +484,7 @@ impl Store for SqliteStore {
             return Err(StoreError::NotFound);
         }
         if admins <= 1 {
-            return Err(StoreError::Conflict(
-                "the last admin key cannot be revoked".into(),
-            ));
+            return Err(StoreError::Conflict(ConflictKind::LastAdminKey));
         }
         sqlx::query("DELETE FROM api_keys WHERE hash = ? AND kind = ?")
             .bind(hash.0.as_slice())
@@ -639,7 +638,7 @@ impl Store for SqliteStore {
         audit: &AuditRecord,
     ) -> Result<(), StoreError> {
         if first_key.is_some_and(|k| k.agent_id != agent.id) {
-            return Err(StoreError::Conflict("the key is not this agent's".into()));
+            return Err(StoreError::Conflict(ConflictKind::KeyNotAgents));
         }
         let scopes = to_json(&agent.scopes)?;
         let audience = agent.audience.as_deref().map(to_json).transpose()?;
@@ -687,14 +686,12 @@ impl Store for SqliteStore {
         audit: &AuditRecord,
     ) -> Result<Vec<AgentKey>, StoreError> {
         if new_key.agent_id != *agent {
-            return Err(StoreError::Conflict("the key is not this agent's".into()));
+            return Err(StoreError::Conflict(ConflictKind::KeyNotAgents));
         }
         let mut tx = self.write_tx().await?;
         let row = own_agent_row(&mut tx, issuer, agent).await?;
         if row.status == AgentStatus::Revoked.as_str() {
-            return Err(StoreError::Conflict(
-                "agent is revoked; revocation is permanent".into(),
-            ));
+            return Err(StoreError::Conflict(ConflictKind::AgentRevoked));
         }
         let known: Option<i64> =
             sqlx::query_scalar("SELECT 1 FROM agent_keys WHERE agent_id = ? AND jkt = ?")
@@ -704,9 +701,7 @@ impl Store for SqliteStore {
                 .await
                 .map_err(db_err)?;
         if known.is_some() {
-            return Err(StoreError::Conflict(
-                "this key is already one of the agent's keys".into(),
-            ));
+            return Err(StoreError::Conflict(ConflictKind::AgentKeyRegistered));
         }
         // Keys already in grace end no later than the one retired now: otherwise a
         // key that leaked while in grace could not be cut off by a rotation.
@@ -872,9 +867,7 @@ impl Store for SqliteStore {
         let mut tx = self.write_tx().await?;
         let mut row = own_agent_row(&mut tx, issuer, id).await?;
         if row.status != AgentStatus::Active.as_str() {
-            return Err(StoreError::Conflict(
-                "agent is revoked; revocation is permanent".into(),
-            ));
+            return Err(StoreError::Conflict(ConflictKind::AgentRevoked));
         }
         // Suspending twice keeps the first suspension (time and reason).
         if row.suspended_at_ms.is_none() {
@@ -902,9 +895,7 @@ impl Store for SqliteStore {
         let mut tx = self.write_tx().await?;
         let mut row = own_agent_row(&mut tx, issuer, id).await?;
         if row.status != AgentStatus::Active.as_str() {
-            return Err(StoreError::Conflict(
-                "agent is revoked; revocation is permanent".into(),
-            ));
+            return Err(StoreError::Conflict(ConflictKind::AgentRevoked));
         }
         if row.suspended_at_ms.is_some() {
             sqlx::query(
@@ -1462,10 +1453,7 @@ impl Store for SqliteStore {
                     .await
                     .map_err(db_err)?;
             if root.as_slice() != checkpoint.root.as_bytes().as_slice() {
-                return Err(StoreError::Conflict(format!(
-                    "a checkpoint of size {} with another root hash exists",
-                    checkpoint.size
-                )));
+                return Err(StoreError::Conflict(ConflictKind::CheckpointDiffers));
             }
         }
         tx.commit().await.map_err(db_err)
@@ -2509,7 +2497,7 @@ fn db_err_ref(e: &sqlx::Error) -> StoreError {
     const CANTOPEN: i32 = 14;
     match e {
         sqlx::Error::Database(db) if db.is_unique_violation() => {
-            StoreError::Conflict(conflict_message(db.as_ref()).to_owned())
+            StoreError::Conflict(conflict_kind(db.as_ref()))
         }
         sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound,
         sqlx::Error::Database(db) => {
@@ -2542,32 +2530,29 @@ fn db_err_ref(e: &sqlx::Error) -> StoreError {
 }
 
 /// SQLite says `UNIQUE constraint failed: <table>.<column>`; say it in domain words.
-fn conflict_message(db: &dyn DatabaseError) -> &'static str {
-    const MESSAGES: [(&str, &str); 15] = [
-        ("issuers.name_key", "issuer name is taken"),
-        ("issuers.name", "issuer name is taken"),
-        ("issuers.id", "issuer id already exists"),
-        ("receivers.name", "receiver name is taken"),
-        ("receivers.id", "receiver id already exists"),
-        (
-            "receiver_audiences.audience",
-            "audience held by another receiver",
-        ),
-        ("receipts.id", "receipt id already exists"),
-        ("idempotency.receiver_id", "idempotency key already used"),
-        ("api_keys.hash", "api key already exists"),
-        ("agents.id", "agent id already exists"),
-        ("tokens.jti", "token id already exists"),
-        ("signing_keys.kid", "signing key already exists"),
-        ("signing_keys.state", "another signing key is active"),
-        ("issuer_keys.kid", "this key is already registered"),
-        ("issuer_domains.domain", "domain held by another issuer"),
+fn conflict_kind(db: &dyn DatabaseError) -> ConflictKind {
+    const KINDS: [(&str, ConflictKind); 15] = [
+        ("issuers.name_key", ConflictKind::IssuerNameTaken),
+        ("issuers.name", ConflictKind::IssuerNameTaken),
+        ("issuers.id", ConflictKind::IdTaken),
+        ("receivers.name", ConflictKind::ReceiverNameTaken),
+        ("receivers.id", ConflictKind::IdTaken),
+        ("receiver_audiences.audience", ConflictKind::AudienceTaken),
+        ("receipts.id", ConflictKind::IdTaken),
+        ("idempotency.receiver_id", ConflictKind::IdempotencyKeyUsed),
+        ("api_keys.hash", ConflictKind::IdTaken),
+        ("agents.id", ConflictKind::IdTaken),
+        ("tokens.jti", ConflictKind::IdTaken),
+        ("signing_keys.kid", ConflictKind::IdTaken),
+        ("signing_keys.state", ConflictKind::AnotherActiveKey),
+        ("issuer_keys.kid", ConflictKind::IssuerKeyRegistered),
+        ("issuer_domains.domain", ConflictKind::DomainTaken),
     ];
     let message = db.message();
-    MESSAGES
+    KINDS
         .iter()
         .find(|(column, _)| message.contains(column))
-        .map_or("already exists", |(_, text)| text)
+        .map_or(ConflictKind::IdTaken, |(_, kind)| *kind)
 }
 
 // ---- files

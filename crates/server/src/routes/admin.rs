@@ -197,7 +197,9 @@ pub async fn create_receiver(
         .create_receiver(&receiver, &key.hash(), &audit)
         .await
         .map_err(|e| match e {
-            bonafide_store::StoreError::Conflict(m) if m.contains("audience") => audience_taken(),
+            bonafide_store::StoreError::Conflict(bonafide_store::ConflictKind::AudienceTaken) => {
+                audience_taken()
+            }
             bonafide_store::StoreError::Conflict(_) => ApiError::new(
                 StatusCode::CONFLICT,
                 "CONFLICT",
