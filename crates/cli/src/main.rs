@@ -9,7 +9,6 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
 use bonafide_client::{Client, ClientError};
@@ -17,7 +16,7 @@ use bonafide_core::apikey::{ApiKey, KeyKind};
 use bonafide_core::audit::{Actor, AuditEntry, EventType};
 use bonafide_core::keys::Algorithm;
 use bonafide_server::{Config, Server};
-use bonafide_store::{AuditRecord, SqliteStore, Store};
+use bonafide_store::{AuditRecord, Location, Store};
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use serde_json::{Value, json};
 
@@ -709,15 +708,16 @@ async fn run(cli: Cli, out: Out) -> Result<ExitCode> {
         Command::Keys(KeysCmd::Rotate { data_dir, alg }) => {
             // Never create a fresh registry by mistake: after a key compromise, rotating
             // the wrong directory would leave the real server signing with the old key.
-            if !data_dir.join("bonafide.db").is_file() {
+            let location = Location::DataDir(data_dir.clone());
+            if !location.exists() {
                 bail!(
                     "no Bonafide database in `{}`: pass the server's --data-dir",
                     data_dir.display()
                 );
             }
-            let store = SqliteStore::open(&data_dir)
+            let store = bonafide_store::open(&location)
                 .await
-                .with_context(|| format!("cannot open the data dir `{}`", data_dir.display()))?;
+                .with_context(|| format!("cannot open {location}"))?;
             let keys = store.signing_keys().await?;
             let current = keys
                 .iter()
@@ -818,10 +818,11 @@ fn public_url(text: &str) -> Result<String, String> {
 
 async fn serve(args: ServeArgs) -> Result<()> {
     init_logging(&args.log_format)?;
-    let store = SqliteStore::open(&args.data_dir)
+    let location = Location::DataDir(args.data_dir.clone());
+    let store = bonafide_store::open(&location)
         .await
-        .with_context(|| format!("cannot open the data dir `{}`", args.data_dir.display()))?;
-    bootstrap_admin(&store, &args.data_dir).await?;
+        .with_context(|| format!("cannot open {location}"))?;
+    bootstrap_admin(&*store, &args.data_dir).await?;
     let defaults = Config::default();
     let config = Config {
         public_url: args.public_url.clone().unwrap_or_default(),
@@ -838,7 +839,6 @@ async fn serve(args: ServeArgs) -> Result<()> {
         }),
         ..defaults
     };
-    let store: Arc<dyn Store> = Arc::new(store);
     let server = Server::bind(args.listen, config, store).await?;
     let shutdown = shutdown_signal()?;
     let addr = server.local_addr()?;
@@ -879,7 +879,7 @@ fn say_what_was_kept(state: &bonafide_server::AppState, args: &ServeArgs) {
 
 /// First start: create an admin key, print it once to stderr and keep it in
 /// `<data-dir>/admin.key` (0600). `BONAFIDE_ADMIN_KEY` supplies it instead.
-async fn bootstrap_admin(store: &SqliteStore, data_dir: &Path) -> Result<()> {
+async fn bootstrap_admin(store: &dyn Store, data_dir: &Path) -> Result<()> {
     if let Ok(text) = std::env::var("BONAFIDE_ADMIN_KEY") {
         let key = ApiKey::parse(text.trim()).map_err(|e| {
             anyhow!("BONAFIDE_ADMIN_KEY: {e}; make one with `bonafide keys new-admin-key`")
@@ -909,7 +909,7 @@ async fn bootstrap_admin(store: &SqliteStore, data_dir: &Path) -> Result<()> {
 
 /// Stores an admin key with its audit entry (the key's SHA-256 prefix as its id,
 /// never the key).
-async fn add_admin_key(store: &SqliteStore, key: &ApiKey) -> Result<()> {
+async fn add_admin_key(store: &dyn Store, key: &ApiKey) -> Result<()> {
     let now = bonafide_server::time::now_ms();
     let hash = key.hash();
     let kid = hash.key_id();

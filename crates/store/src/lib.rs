@@ -17,11 +17,45 @@ use bonafide_core::keys::Algorithm;
 use bonafide_core::merkle::Hash;
 use bonafide_core::policy::Decimal;
 
+#[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod ledger;
 mod sqlite;
 
 pub use sqlite::SqliteStore;
+
+/// Where a registry keeps its data. `serve` and every CLI command that opens the store
+/// directly (`keys rotate`) go through [`open`], so they always agree on the backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Location {
+    /// Embedded SQLite: `<dir>/bonafide.db`.
+    DataDir(std::path::PathBuf),
+}
+
+impl Location {
+    /// Whether a registry exists there already (never creates one).
+    pub fn exists(&self) -> bool {
+        match self {
+            Location::DataDir(dir) => SqliteStore::exists_in(dir),
+        }
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::DataDir(dir) => write!(f, "the data dir `{}`", dir.display()),
+        }
+    }
+}
+
+/// Opens (creating if missing) the store at `location`, schema brought up to date.
+pub async fn open(location: &Location) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    match location {
+        Location::DataDir(dir) => Ok(std::sync::Arc::new(SqliteStore::open(dir).await?)),
+    }
+}
 
 /// Which rule a [`StoreError::Conflict`] broke. Backends map their constraint
 /// violations to these; clients see [`ConflictKind::message`], never a backend's text.

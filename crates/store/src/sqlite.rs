@@ -145,6 +145,11 @@ async fn fill_issuer_name_keys(writer: &SqlitePool) -> Result<(), StoreError> {
 }
 
 impl SqliteStore {
+    /// Whether `<data_dir>/bonafide.db` exists.
+    pub fn exists_in(data_dir: &Path) -> bool {
+        data_dir.join(DB_FILE).is_file()
+    }
+
     /// Opens (creating if missing) `<data_dir>/bonafide.db` and brings its schema up to
     /// date.
     ///
