@@ -33,6 +33,7 @@ pub mod routes;
 mod serve;
 pub mod state;
 pub mod time;
+pub mod write;
 
 pub use state::AppState;
 

@@ -33,6 +33,7 @@ use crate::auth::IssuerAuth;
 use crate::error::{ApiError, ApiJson, ApiPath};
 use crate::state::AppState;
 use crate::time::{now_ms, rfc3339_ms, rfc3339_s};
+use crate::write::{Change, Part};
 
 /// `key_expires_at` when none is asked: 90 days after registration or rotation.
 pub const DEFAULT_KEY_LIFETIME_S: i64 = 90 * 86_400;
@@ -329,28 +330,29 @@ pub async fn rotate(
         Some(&issuer.id),
         |e| e.kid = Some(record.jkt.clone()),
     )?;
-    // Spawned: the commit and dropping the cached key set happen together even if
-    // the client goes away.
-    let task_state = Arc::clone(&state);
     let issuer_id = issuer.id.clone();
     let agent_id = agent.id.clone();
     let new_key = record.clone();
     let grace_until = now.saturating_add(grace_s.saturating_mul(1000));
-    let keys = tokio::spawn(async move {
-        let keys = task_state
-            .store
-            .rotate_agent_key(&issuer_id, &agent_id, &new_key, grace_until, now, &audit)
-            .await
-            .map_err(|e| match e {
-                StoreError::NotFound => ApiError::not_found("agent"),
-                other => other.into(),
-            });
-        // Dropped whatever the outcome: the next verify reads the store.
-        task_state.forget_agent_keys(&agent_id);
-        keys
-    })
-    .await
-    .map_err(|e| ApiError::internal(format!("rotate task: {e}")))??;
+    let keys = state
+        .commit(
+            "rotate",
+            Part::AgentKeys(agent.id.clone()),
+            Box::new(move |state| {
+                Box::pin(async move {
+                    let keys = state
+                        .store
+                        .rotate_agent_key(&issuer_id, &agent_id, &new_key, grace_until, now, &audit)
+                        .await
+                        .map_err(|e| match e {
+                            StoreError::NotFound => ApiError::not_found("agent"),
+                            other => other.into(),
+                        })?;
+                    Ok((keys, Change::Reload))
+                })
+            }),
+        )
+        .await?;
     tracing::info!(issuer_id = %issuer.id, agent_id = %agent.id, jkt = %record.jkt, "agent key rotated");
     let (token, jti, expires_at) = if agent.status == AgentStatus::Active {
         let (token, t) =

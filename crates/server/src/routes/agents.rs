@@ -25,6 +25,7 @@ use crate::auth::IssuerAuth;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, JsonOrEmpty};
 use crate::state::{AppState, Revoked};
 use crate::time::{now_ms, rfc3339_ms, rfc3339_s};
+use crate::write::{Change, Part};
 
 /// Most audiences one agent may name.
 const MAX_AUDIENCES: usize = 16;
@@ -743,19 +744,24 @@ pub async fn revoke(
         Some(&issuer.id),
         |e| e.note.clone_from(&reason),
     )?;
-    let task_state = Arc::clone(&state);
     let issuer_id = issuer.id.clone();
-    let agent = tokio::spawn(async move {
-        let agent = task_state
-            .store
-            .revoke_agent(&issuer_id, &id, reason.as_deref(), now, &audit)
-            .await
-            .map_err(not_found_as("agent"))?;
-        task_state.mark_revoked(Revoked::Agent(agent.id.clone()));
-        Ok::<_, ApiError>(agent)
-    })
-    .await
-    .map_err(|e| ApiError::internal(format!("revoke task: {e}")))??;
+    let agent = state
+        .commit(
+            "revoke",
+            Part::Revocations,
+            Box::new(move |state| {
+                Box::pin(async move {
+                    let agent = state
+                        .store
+                        .revoke_agent(&issuer_id, &id, reason.as_deref(), now, &audit)
+                        .await
+                        .map_err(not_found_as("agent"))?;
+                    let change = Change::Revoked(Revoked::Agent(agent.id.clone()));
+                    Ok((agent, change))
+                })
+            }),
+        )
+        .await?;
     tracing::info!(issuer_id = %issuer.id, agent_id = %agent.id, "agent revoked");
     Ok(ApiJson(AgentRevoked {
         revoked: true,
@@ -822,20 +828,23 @@ pub async fn suspend(
     )?;
     // Spawned, like revoke: the commit and the in-memory mirror happen together even
     // if the client goes away.
-    let task_state = Arc::clone(&state);
     let issuer_id = issuer.id.clone();
-    let agent = tokio::spawn(async move {
-        let suspensions = task_state.suspensions().await;
-        let agent = task_state
-            .store
-            .suspend_agent(&issuer_id, &id, reason.as_deref(), now, &audit)
-            .await
-            .map_err(suspension_error)?;
-        suspensions.mirror(&agent);
-        Ok::<_, ApiError>(agent)
-    })
-    .await
-    .map_err(|e| ApiError::internal(format!("suspend task: {e}")))??;
+    let agent = state
+        .commit(
+            "suspend",
+            Part::Suspensions,
+            Box::new(move |state| {
+                Box::pin(async move {
+                    let agent = state
+                        .store
+                        .suspend_agent(&issuer_id, &id, reason.as_deref(), now, &audit)
+                        .await
+                        .map_err(suspension_error)?;
+                    Ok((agent.clone(), Change::Suspension(agent)))
+                })
+            }),
+        )
+        .await?;
     tracing::info!(issuer_id = %issuer.id, agent_id = %agent.id, "agent suspended");
     Ok(ApiJson(view(&issuer, agent)))
 }
@@ -862,20 +871,23 @@ pub async fn reactivate(
         Some(&issuer.id),
         |_| {},
     )?;
-    let task_state = Arc::clone(&state);
     let issuer_id = issuer.id.clone();
-    let agent = tokio::spawn(async move {
-        let suspensions = task_state.suspensions().await;
-        let agent = task_state
-            .store
-            .reactivate_agent(&issuer_id, &id, &audit)
-            .await
-            .map_err(suspension_error)?;
-        suspensions.mirror(&agent);
-        Ok::<_, ApiError>(agent)
-    })
-    .await
-    .map_err(|e| ApiError::internal(format!("reactivate task: {e}")))??;
+    let agent = state
+        .commit(
+            "reactivate",
+            Part::Suspensions,
+            Box::new(move |state| {
+                Box::pin(async move {
+                    let agent = state
+                        .store
+                        .reactivate_agent(&issuer_id, &id, &audit)
+                        .await
+                        .map_err(suspension_error)?;
+                    Ok((agent.clone(), Change::Suspension(agent)))
+                })
+            }),
+        )
+        .await?;
     tracing::info!(issuer_id = %issuer.id, agent_id = %agent.id, "agent reactivated");
     Ok(ApiJson(view(&issuer, agent)))
 }
@@ -1046,32 +1058,37 @@ pub async fn revoke_token(
             e.token_sha256 = hash;
         },
     )?;
-    let task_state = Arc::clone(&state);
     let issuer_id = issuer.id.clone();
-    let record = tokio::spawn(async move {
-        let record = match self_signed {
-            Some(token) => {
-                task_state
-                    .store
-                    .revoke_issuer_signed_token(&issuer_id, &token, now, &audit)
-                    .await
-            }
-            None => {
-                task_state
-                    .store
-                    .revoke_token(&issuer_id, &jti, now, &audit)
-                    .await
-            }
-        }
-        .map_err(not_found_as("token"))?;
-        task_state.mark_revoked(Revoked::Token {
-            jti: record.jti.clone(),
-            expires_at_s: record.expires_at_s,
-        });
-        Ok::<_, ApiError>(record)
-    })
-    .await
-    .map_err(|e| ApiError::internal(format!("revoke task: {e}")))??;
+    let record = state
+        .commit(
+            "revoke",
+            Part::Revocations,
+            Box::new(move |state| {
+                Box::pin(async move {
+                    let record = match self_signed {
+                        Some(token) => {
+                            state
+                                .store
+                                .revoke_issuer_signed_token(&issuer_id, &token, now, &audit)
+                                .await
+                        }
+                        None => {
+                            state
+                                .store
+                                .revoke_token(&issuer_id, &jti, now, &audit)
+                                .await
+                        }
+                    }
+                    .map_err(not_found_as("token"))?;
+                    let change = Change::Revoked(Revoked::Token {
+                        jti: record.jti.clone(),
+                        expires_at_s: record.expires_at_s,
+                    });
+                    Ok((record, change))
+                })
+            }),
+        )
+        .await?;
     tracing::info!(issuer_id = %issuer.id, jti = %record.jti, "token revoked");
     Ok(ApiJson(TokenRevoked {
         revoked: true,

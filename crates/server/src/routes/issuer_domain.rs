@@ -34,6 +34,7 @@ use crate::error::{ApiError, ApiJson};
 use crate::fetch::{self, FetchLimits};
 use crate::state::AppState;
 use crate::time::{now_ms, rfc3339_ms};
+use crate::write::{Change, Part};
 
 /// Most keys of a fetched JWKS that are looked at.
 const MAX_JWKS_KEYS: usize = 100;
@@ -291,30 +292,31 @@ pub async fn verify_domain(
             e.note = Some(domain.clone());
         },
     )?;
-    // Spawned: if the client goes away mid-request, the commit and the in-memory
-    // reload still happen together.
-    let task_state = Arc::clone(&state);
     let stored = record.clone();
     let conflict = taken();
-    tokio::spawn(async move {
-        let serial = task_state.issuer_domain_write().await;
-        task_state
-            .store
-            .set_issuer_domain(&stored, &audit)
-            .await
-            .map_err(|e| match e {
-                StoreError::Conflict(_) => conflict,
-                StoreError::NotFound => not_verified(format!(
-                    "`{}` not verified: no matching key: key `{}` was revoked meanwhile",
-                    stored.domain, stored.kid
-                )),
-                other => other.into(),
-            })?;
-        task_state.reload_issuer_domains(&serial).await?;
-        Ok::<_, ApiError>(())
-    })
-    .await
-    .map_err(|e| ApiError::internal(format!("verify domain task: {e}")))??;
+    state
+        .commit(
+            "verify domain",
+            Part::IssuerDomains,
+            Box::new(move |state| {
+                Box::pin(async move {
+                    state
+                        .store
+                        .set_issuer_domain(&stored, &audit)
+                        .await
+                        .map_err(|e| match e {
+                            StoreError::Conflict(_) => conflict,
+                            StoreError::NotFound => not_verified(format!(
+                                "`{}` not verified: no matching key: key `{}` was revoked meanwhile",
+                                stored.domain, stored.kid
+                            )),
+                            other => other.into(),
+                        })?;
+                    Ok(((), Change::Reload))
+                })
+            }),
+        )
+        .await?;
     tracing::info!(issuer_id = %issuer.id, domain = %record.domain, kid = %record.kid, "issuer domain verified");
     Ok(ApiJson(IssuerDomainView {
         issuer_id: issuer.id.to_string(),

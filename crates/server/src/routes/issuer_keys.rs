@@ -30,6 +30,7 @@ use crate::auth::IssuerAuth;
 use crate::error::{ApiError, ApiJson, ApiPath, JsonOrEmpty};
 use crate::state::AppState;
 use crate::time::{now_ms, rfc3339_ms};
+use crate::write::{Change, Part};
 
 /// `POST /v1/issuer/keys` body.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -269,25 +270,26 @@ pub async fn add(
         Some(&issuer.id),
         |e| e.kid = Some(record.kid.clone()),
     )?;
-    // Spawned: if the client goes away mid-request, the commit and the in-memory
-    // reload still happen together.
-    let task_state = Arc::clone(&state);
     let stored = record.clone();
-    tokio::spawn(async move {
-        let serial = task_state.issuer_key_write().await;
-        task_state
-            .store
-            .add_issuer_key(&stored, &audit)
-            .await
-            .map_err(|e| match e {
-                StoreError::Conflict(_) => conflict(),
-                other => other.into(),
-            })?;
-        task_state.reload_issuer_keys(&serial).await?;
-        Ok::<_, ApiError>(())
-    })
-    .await
-    .map_err(|e| ApiError::internal(format!("add key task: {e}")))??;
+    state
+        .commit(
+            "add key",
+            Part::IssuerKeys,
+            Box::new(move |state| {
+                Box::pin(async move {
+                    state
+                        .store
+                        .add_issuer_key(&stored, &audit)
+                        .await
+                        .map_err(|e| match e {
+                            StoreError::Conflict(_) => conflict(),
+                            other => other.into(),
+                        })?;
+                    Ok(((), Change::Reload))
+                })
+            }),
+        )
+        .await?;
     tracing::info!(issuer_id = %issuer.id, kid = %record.kid, "issuer key added");
     Ok((StatusCode::CREATED, ApiJson(view(&record)?)))
 }
@@ -338,23 +340,26 @@ pub async fn revoke(
         Some(&issuer.id),
         |e| e.kid = Some(kid.clone()),
     )?;
-    let task_state = Arc::clone(&state);
     let issuer_id = issuer.id.clone();
-    let record = tokio::spawn(async move {
-        let serial = task_state.issuer_key_write().await;
-        let record = task_state
-            .store
-            .revoke_issuer_key(&issuer_id, &kid, now, &audit)
-            .await
-            .map_err(|e| match e {
-                StoreError::NotFound => ApiError::not_found("issuer key"),
-                other => other.into(),
-            })?;
-        task_state.reload_issuer_keys(&serial).await?;
-        Ok::<_, ApiError>(record)
-    })
-    .await
-    .map_err(|e| ApiError::internal(format!("revoke key task: {e}")))??;
+    let record = state
+        .commit(
+            "revoke key",
+            Part::IssuerKeys,
+            Box::new(move |state| {
+                Box::pin(async move {
+                    let record = state
+                        .store
+                        .revoke_issuer_key(&issuer_id, &kid, now, &audit)
+                        .await
+                        .map_err(|e| match e {
+                            StoreError::NotFound => ApiError::not_found("issuer key"),
+                            other => other.into(),
+                        })?;
+                    Ok((record, Change::Reload))
+                })
+            }),
+        )
+        .await?;
     tracing::info!(issuer_id = %issuer.id, kid = %record.kid, "issuer key revoked");
     Ok(ApiJson(IssuerKeyRevoked {
         kid: record.kid,

@@ -1305,3 +1305,36 @@ async fn admin_api_keys_list_and_revoke_refusals() {
         .await;
     assert_eq!(st, StatusCode::OK, "the key still works");
 }
+
+/// The one write path: a commit whose caller goes away (its future dropped mid-write)
+/// still completes, and its change reaches the read model.
+#[tokio::test]
+async fn a_commit_whose_caller_goes_away_still_reaches_memory() {
+    use bonafide_server::state::Revoked;
+    use bonafide_server::write::{Change, Part};
+    let h = start().await;
+    let agent = bonafide_core::ids::AgentId::from_random([9; 16]);
+    let gone = agent.clone();
+    let commit = h.state.commit(
+        "test",
+        Part::Revocations,
+        Box::new(move |_state| {
+            Box::pin(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                Ok(((), Change::Revoked(Revoked::Agent(gone))))
+            })
+        }),
+    );
+    // The caller hangs up long before the write is done.
+    let dropped = tokio::time::timeout(std::time::Duration::from_millis(20), commit).await;
+    assert!(dropped.is_err(), "the write takes 200 ms");
+    let mut seen = false;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        if h.state.revoked.read().unwrap().agents.contains(&agent) {
+            seen = true;
+            break;
+        }
+    }
+    assert!(seen, "the change never reached the read model");
+}
