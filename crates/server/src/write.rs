@@ -40,7 +40,7 @@ pub enum Change {
     /// An agent or a token revoked.
     Revoked(Revoked),
     /// An agent's suspension state as stored now.
-    Suspension(Agent),
+    Suspension(Box<Agent>),
     /// The part's whole snapshot must be read again (issuer keys, domains), or its
     /// entry dropped (agent keys).
     Reload,

@@ -840,7 +840,7 @@ pub async fn suspend(
                         .suspend_agent(&issuer_id, &id, reason.as_deref(), now, &audit)
                         .await
                         .map_err(suspension_error)?;
-                    Ok((agent.clone(), Change::Suspension(agent)))
+                    Ok((agent.clone(), Change::Suspension(Box::new(agent))))
                 })
             }),
         )
@@ -883,7 +883,7 @@ pub async fn reactivate(
                         .reactivate_agent(&issuer_id, &id, &audit)
                         .await
                         .map_err(suspension_error)?;
-                    Ok((agent.clone(), Change::Suspension(agent)))
+                    Ok((agent.clone(), Change::Suspension(Box::new(agent))))
                 })
             }),
         )
