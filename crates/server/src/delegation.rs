@@ -23,10 +23,10 @@
 //! chain's agent names never change either, so an entry never goes stale.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use bonafide_core::delegation;
-use bonafide_core::ids::{IssuerId, TokenId};
+use bonafide_core::ids::IssuerId;
 use bonafide_core::policy::{self, Policy, Timestamp};
 use bonafide_core::token::{AgentClaims, Revoked, TokenError};
 use bonafide_store::{AncestorBudget, AncestorKey, BudgetCharge, BudgetKey, StoreError};
@@ -35,9 +35,6 @@ use utoipa::ToSchema;
 
 use crate::error::ApiError;
 use crate::state::AppState;
-
-/// Most delegations kept in memory before the cache is emptied.
-const MAX_CACHED: usize = 1 << 16;
 
 /// One agent of a delegation chain, as verify answers show it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
@@ -60,10 +57,6 @@ pub struct Chain {
     /// root first.
     pub ancestor_policies: Vec<Arc<Policy>>,
 }
-
-/// Delegations by child `jti` (see the module docs).
-#[derive(Debug, Default)]
-pub struct Cache(RwLock<HashMap<TokenId, Arc<Chain>>>);
 
 /// The status of a delegated token's chain (a no-op for a token without `act`):
 /// `Err` with the token error when the token is not one the registry made by
@@ -133,15 +126,8 @@ pub async fn chain_of(
     if claims.act.is_none() {
         return Ok(None);
     }
-    {
-        let cache = state
-            .delegations
-            .0
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(c) = cache.get(&claims.jti) {
-            return Ok(Some(Arc::clone(c)));
-        }
+    if let Some(c) = state.delegations.get(&claims.jti) {
+        return Ok(Some(c));
     }
     let Some(record) = state.store.delegation(&claims.jti).await? else {
         return Ok(None);
@@ -175,15 +161,9 @@ pub async fn chain_of(
         ancestor_keys: record.ancestor_keys.clone(),
         ancestor_policies,
     });
-    let mut cache = state
+    state
         .delegations
-        .0
-        .write()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if cache.len() >= MAX_CACHED {
-        cache.clear();
-    }
-    cache.insert(claims.jti.clone(), Arc::clone(&chain));
+        .insert(claims.jti.clone(), Arc::clone(&chain));
     Ok(Some(chain))
 }
 

@@ -21,6 +21,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 pub mod audit;
 pub mod auth;
+pub mod bounded;
 pub mod cache;
 pub mod decision;
 pub mod delegation;

@@ -21,6 +21,7 @@ use bonafide_store::{
 
 use crate::Config;
 use crate::audit::{AuditLog, AuditLogError};
+use crate::bounded::Bounded;
 use crate::time::now_ms;
 
 /// The registry's keys: one that signs, and every key still published.
@@ -320,12 +321,12 @@ pub struct AppState {
     /// Signs verify receipts (Ed25519; published in the JWKS, never signs tokens).
     pub receipt_key: SigningKey,
     /// Parsed token policies by `policy_hash` (parsing costs as much as a signature).
-    policies: RwLock<HashMap<String, Arc<Policy>>>,
+    policies: Bounded<String, Arc<Policy>>,
     /// Agent records by id, for what never changes after registration (issuer,
     /// name, description, scopes): read by every verify that makes a receipt or
     /// charges a budget, and by every verify of an issuer-signed token. Status
     /// (revoked, suspended) is never read from here.
-    agents: RwLock<HashMap<AgentId, Arc<Agent>>>,
+    agents: Bounded<AgentId, Arc<Agent>>,
     /// Issuers with a verified domain (issuer → domain): their agents' verify answers
     /// say `trust_level: "domain_verified"`. Swapped whole on every change.
     issuer_domains: ArcSwap<HashMap<IssuerId, IssuerDomain>>,
@@ -340,22 +341,16 @@ pub struct AppState {
     /// Agents' own keys by agent, each entry read from the store at most
     /// [`Config::key_refresh`] ago (rotations by another process arrive within that);
     /// a local rotation drops its agent's entry after the commit.
-    agent_keys: RwLock<HashMap<AgentId, CachedAgentKeys>>,
+    agent_keys: Bounded<AgentId, Arc<[AgentKeyEntry]>>,
     /// Delegated tokens' chains by `jti` (see [`crate::delegation`]).
-    pub delegations: crate::delegation::Cache,
+    pub delegations: Bounded<TokenId, Arc<crate::delegation::Chain>>,
     /// Receivers' audiences by receiver id, each read from the store at most
     /// [`Config::key_refresh`] ago (changes by another process arrive within that);
     /// a local change drops its receiver's entry after the commit.
-    receiver_audiences: RwLock<HashMap<ReceiverId, CachedAudiences>>,
+    receiver_audiences: Bounded<ReceiverId, Arc<[String]>>,
     /// Tokens refused because they did not verify (see [`AppState::count_unverifiable`]).
     unverifiable_tokens: std::sync::atomic::AtomicU64,
 }
-
-/// A receiver's audiences as read from the store, and when.
-type CachedAudiences = (std::time::Instant, Arc<[String]>);
-
-/// An agent's keys as read from the store, and when.
-type CachedAgentKeys = (std::time::Instant, Arc<[AgentKeyEntry]>);
 
 /// One of an agent's own keys, ready to verify.
 #[derive(Debug)]
@@ -425,10 +420,13 @@ fn load_agent_keys(records: Vec<AgentKey>) -> Arc<[AgentKeyEntry]> {
 const MAX_CACHED_POLICIES: usize = 4096;
 /// Most agent records kept before the cache is emptied.
 const MAX_CACHED_AGENTS: usize = 1 << 18;
+/// Most delegation chains kept in memory.
+const MAX_CACHED_DELEGATIONS: usize = 1 << 16;
 
 impl AppState {
     /// Loads state from the store, creating the first signing key if there is none.
     pub async fn load(store: Arc<dyn Store>, config: Config) -> Result<Self, AuditLogError> {
+        let key_refresh = config.key_refresh;
         let origin = config
             .audit_origin
             .clone()
@@ -487,16 +485,16 @@ impl AppState {
             did_prefix,
             refresh_lock: tokio::sync::Mutex::new(()),
             receipt_key,
-            policies: RwLock::new(HashMap::new()),
-            agents: RwLock::new(HashMap::new()),
+            policies: Bounded::new(MAX_CACHED_POLICIES, None),
+            agents: Bounded::new(MAX_CACHED_AGENTS, None),
             issuer_domains: ArcSwap::from_pointee(issuer_domains),
             issuer_domain_writes: tokio::sync::Mutex::new(()),
             issuer_keys: ArcSwap::from_pointee(issuer_keys),
             issuer_key_writes: tokio::sync::Mutex::new(()),
-            agent_keys: RwLock::new(HashMap::new()),
-            receiver_audiences: RwLock::new(HashMap::new()),
+            agent_keys: Bounded::new(MAX_CACHED_AGENTS, Some(key_refresh)),
+            receiver_audiences: Bounded::new(MAX_CACHED_AGENTS, Some(key_refresh)),
             unverifiable_tokens: std::sync::atomic::AtomicU64::new(0),
-            delegations: crate::delegation::Cache::default(),
+            delegations: Bounded::new(MAX_CACHED_DELEGATIONS, None),
         })
     }
 
@@ -506,30 +504,15 @@ impl AppState {
         let (Some(value), Some(hash)) = (&claims.policy, &claims.policy_hash) else {
             return token::policy_of(claims).map(|p| p.map(Arc::new));
         };
-        {
-            let cache = self
-                .policies
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            // Same hash text and same JSON: the cached parse is this token's policy.
-            if let Some(p) = cache.get(hash)
-                && p.as_value() == value
-            {
-                return Ok(Some(Arc::clone(p)));
-            }
+        // Same hash text and same JSON: the cached parse is this token's policy.
+        if let Some(p) = self.policies.get_if(hash, |p| p.as_value() == value) {
+            return Ok(Some(p));
         }
         let Some(parsed) = token::policy_of(claims)? else {
             return Ok(None);
         };
         let parsed = Arc::new(parsed);
-        let mut cache = self
-            .policies
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if cache.len() >= MAX_CACHED_POLICIES {
-            cache.clear();
-        }
-        cache.insert(hash.clone(), Arc::clone(&parsed));
+        self.policies.insert(hash.clone(), Arc::clone(&parsed));
         Ok(Some(parsed))
     }
 
@@ -543,56 +526,25 @@ impl AppState {
     /// agent is not registered here (not cached: it may be registered later). Only
     /// what never changes may be read from it: not `status`, nor its times.
     pub async fn agent_record(&self, agent: &AgentId) -> Result<Option<Arc<Agent>>, StoreError> {
-        {
-            let cache = self
-                .agents
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some(a) = cache.get(agent) {
-                return Ok(Some(Arc::clone(a)));
-            }
+        if let Some(a) = self.agents.get(agent) {
+            return Ok(Some(a));
         }
         let Some(record) = self.store.agent(agent).await? else {
             return Ok(None);
         };
         let record = Arc::new(record);
-        let mut cache = self
-            .agents
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if cache.len() >= MAX_CACHED_AGENTS {
-            cache.clear();
-        }
-        cache.insert(agent.clone(), Arc::clone(&record));
+        self.agents.insert(agent.clone(), Arc::clone(&record));
         Ok(Some(record))
     }
 
     /// An agent's own keys (current and retired, oldest first), from memory if read
     /// from the store less than [`Config::key_refresh`] ago, else from the store.
     pub async fn agent_keys(&self, agent: &AgentId) -> Result<Arc<[AgentKeyEntry]>, StoreError> {
-        {
-            let cache = self
-                .agent_keys
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some((at, keys)) = cache.get(agent)
-                && at.elapsed() < self.config.key_refresh
-            {
-                return Ok(Arc::clone(keys));
-            }
+        if let Some(keys) = self.agent_keys.get(agent) {
+            return Ok(keys);
         }
         let keys = load_agent_keys(self.store.agent_keys(agent).await?);
-        let mut cache = self
-            .agent_keys
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if cache.len() >= MAX_CACHED_AGENTS {
-            cache.clear();
-        }
-        cache.insert(
-            agent.clone(),
-            (std::time::Instant::now(), Arc::clone(&keys)),
-        );
+        self.agent_keys.insert(agent.clone(), Arc::clone(&keys));
         Ok(keys)
     }
 
@@ -602,32 +554,15 @@ impl AppState {
         &self,
         receiver: &ReceiverId,
     ) -> Result<Option<Arc<[String]>>, StoreError> {
-        {
-            let cache = self
-                .receiver_audiences
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some((at, list)) = cache.get(receiver)
-                && at.elapsed() < self.config.key_refresh
-            {
-                return Ok(Some(Arc::clone(list)));
-            }
+        if let Some(list) = self.receiver_audiences.get(receiver) {
+            return Ok(Some(list));
         }
         let Some(record) = self.store.receiver(receiver).await? else {
             return Ok(None);
         };
         let list: Arc<[String]> = record.audiences.into();
-        let mut cache = self
-            .receiver_audiences
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if cache.len() >= MAX_CACHED_AGENTS {
-            cache.clear();
-        }
-        cache.insert(
-            receiver.clone(),
-            (std::time::Instant::now(), Arc::clone(&list)),
-        );
+        self.receiver_audiences
+            .insert(receiver.clone(), Arc::clone(&list));
         Ok(Some(list))
     }
 
@@ -652,10 +587,7 @@ impl AppState {
     ///
     /// INVARIANT: call after a local change commits and before answering.
     pub fn forget_receiver(&self, receiver: &ReceiverId) {
-        self.receiver_audiences
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(receiver);
+        self.receiver_audiences.remove(receiver);
     }
 
     /// Drops the cached keys of an agent.
@@ -663,10 +595,7 @@ impl AppState {
     /// INVARIANT: call after a local rotation commits and before answering, so the
     /// next verify in this process reads the new key set.
     pub fn forget_agent_keys(&self, agent: &AgentId) {
-        self.agent_keys
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(agent);
+        self.agent_keys.remove(agent);
     }
 
     /// Starts a change of the issuer keys: hold the guard across the store write and
