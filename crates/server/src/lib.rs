@@ -107,6 +107,9 @@ pub struct Config {
     /// closes. Keep it below the process's file-descriptor limit, which the store and
     /// outbound fetches share. Default 512.
     pub max_connections: usize,
+    /// Where time is read (grace periods, expiry, windows, audit times). Default the
+    /// system clock; tests inject a [`time::ManualClock`].
+    pub clock: std::sync::Arc<dyn time::Clock>,
 }
 
 impl Default for Config {
@@ -133,6 +136,7 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(75),
             request_timeout: Duration::from_secs(30),
             max_connections: 512,
+            clock: std::sync::Arc::new(time::SystemClock),
         }
     }
 }
@@ -241,13 +245,13 @@ async fn purge_idempotency(state: Arc<AppState>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let before = crate::time::now_ms().saturating_sub(ttl_ms);
+        let before = state.now_ms().saturating_sub(ttl_ms);
         match state.store.purge_idempotency(before).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(purged = n, "expired idempotency keys forgotten"),
             Err(e) => tracing::warn!(error = %e, "could not purge idempotency keys"),
         }
-        match state.store.purge_action_nonces(crate::time::now_ms()).await {
+        match state.store.purge_action_nonces(state.now_ms()).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(purged = n, "expired action nonces forgotten"),
             Err(e) => tracing::warn!(error = %e, "could not purge action nonces"),

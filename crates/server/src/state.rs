@@ -444,7 +444,7 @@ impl AppState {
         let mut records = store.signing_keys().await?;
         if !records.iter().any(|r| r.state == KeyState::Active) {
             let record = new_key_record(config.signing_alg)?;
-            let now = now_ms();
+            let now = config.clock.now_ms();
             let mut entry = AuditEntry::new(EventType::KeyAdded, now, Actor::Registry);
             entry.kid = Some(record.kid.clone());
             let audit_record = crate::audit::record(&entry, None, None)?;
@@ -453,10 +453,14 @@ impl AppState {
                 .await?;
             records = store.signing_keys().await?;
         }
-        let ring = KeyRing::from_records(&records, now_ms() / 1000, config.leeway_secs)?;
+        let ring =
+            KeyRing::from_records(&records, config.clock.now_ms() / 1000, config.leeway_secs)?;
         // Tokens already dead are not even read.
         let feed = store
-            .revocations_since(0, (now_ms() / 1000).saturating_sub(config.leeway_secs))
+            .revocations_since(
+                0,
+                (config.clock.now_ms() / 1000).saturating_sub(config.leeway_secs),
+            )
             .await?;
         let feed_position = feed.next;
         let mut revoked = RevokedSet::default();
@@ -564,6 +568,11 @@ impl AppState {
         self.receiver_audiences
             .insert(receiver.clone(), Arc::clone(&list));
         Ok(Some(list))
+    }
+
+    /// Now, in Unix milliseconds, by the configured [`crate::time::Clock`].
+    pub fn now_ms(&self) -> i64 {
+        self.config.clock.now_ms()
     }
 
     /// Counts a token that did not verify (it concerns no agent, so it is kept out of
@@ -716,7 +725,7 @@ impl AppState {
     pub async fn refresh_keys(&self) -> Result<(), StoreError> {
         let _serial = self.refresh_lock.lock().await;
         let records = self.store.signing_keys().await?;
-        let now_s = now_ms() / 1000;
+        let now_s = self.now_ms() / 1000;
         let current = self.keys.load();
         let fingerprint: Vec<String> = records.iter().map(key_fingerprint).collect();
         let expired = current
@@ -773,7 +782,7 @@ impl AppState {
     /// with revocations that no longer matter. Revocation is permanent, so only expiry
     /// removes anything.
     pub async fn refresh_revocations(&self) -> Result<(), StoreError> {
-        self.refresh_revocations_at(now_ms() / 1000).await
+        self.refresh_revocations_at(self.now_ms() / 1000).await
     }
 
     /// [`AppState::refresh_revocations`] at `now_s`.

@@ -2,11 +2,57 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Now, in Unix milliseconds.
+/// Now, in Unix milliseconds, by the system clock. The server reads time through
+/// its [`Clock`] (`AppState::now_ms`); this is the system clock's reading.
 pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Where the server reads the time: the system clock in production, a manual one in
+/// tests, so that grace periods, expiry and time windows are tested without sleeping.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// Now, in Unix milliseconds.
+    fn now_ms(&self) -> i64;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        now_ms()
+    }
+}
+
+/// A clock that moves only when told to (tests).
+#[derive(Debug)]
+pub struct ManualClock(std::sync::atomic::AtomicI64);
+
+impl ManualClock {
+    /// A clock showing `ms` (Unix milliseconds).
+    pub fn at(ms: i64) -> Self {
+        ManualClock(std::sync::atomic::AtomicI64::new(ms))
+    }
+
+    /// A clock showing the system clock's time now.
+    pub fn now() -> Self {
+        Self::at(now_ms())
+    }
+
+    /// Moves the clock by `by`.
+    pub fn advance(&self, by: std::time::Duration) {
+        let ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
+        self.0.fetch_add(ms, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 /// RFC 3339 with milliseconds, e.g. `2026-03-27T18:00:00.000Z`.

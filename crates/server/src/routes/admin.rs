@@ -16,7 +16,7 @@ use super::{audit_change, check_text, random16, random20};
 use crate::auth::{Admin, Caller};
 use crate::error::{ApiError, ApiJson, ApiPath};
 use crate::state::{AppState, new_key_record};
-use crate::time::{now_ms, rfc3339_ms, rfc3339_s};
+use crate::time::{rfc3339_ms, rfc3339_s};
 
 /// `POST /v1/issuers` body.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -63,7 +63,7 @@ pub async fn create_issuer(
     let issuer = Issuer {
         id: IssuerId::from_random(random16()?),
         name,
-        created_at_ms: now_ms(),
+        created_at_ms: state.now_ms(),
     };
     let key = ApiKey::from_random(KeyKind::Issuer, random20()?);
     let audit = audit_change(
@@ -178,7 +178,7 @@ pub async fn create_receiver(
         id: ReceiverId::from_random(random16()?),
         name,
         audiences,
-        created_at_ms: now_ms(),
+        created_at_ms: state.now_ms(),
     };
     let key = ApiKey::from_random(KeyKind::Receiver, random20()?);
     let audit = audit_change(
@@ -270,7 +270,7 @@ pub async fn set_audiences(
     let audiences = check_audiences(&body.audiences)?;
     let audit = audit_change(
         EventType::ReceiverUpdated,
-        now_ms(),
+        state.now_ms(),
         caller.actor(),
         None,
         None,
@@ -332,7 +332,7 @@ pub async fn rotate_keys(
 ) -> Result<ApiJson<Rotated>, ApiError> {
     let alg = state.keys.load().active.alg();
     let record = new_key_record(alg)?;
-    let now = now_ms();
+    let now = state.now_ms();
     let audit = audit_change(EventType::KeyRotated, now, Actor::Admin, None, None, |e| {
         e.kid = Some(record.kid.clone());
     })?;
@@ -417,7 +417,7 @@ pub async fn revoke_admin_key(
         .iter()
         .find(|k| k.hash.key_id() == id)
         .ok_or_else(|| ApiError::not_found("admin key"))?;
-    let now = now_ms();
+    let now = state.now_ms();
     let audit = audit_change(EventType::KeyRevoked, now, Actor::Admin, None, None, |e| {
         e.kid = Some(id.clone());
     })?;

@@ -32,7 +32,7 @@ use super::audit_change;
 use crate::auth::IssuerAuth;
 use crate::error::{ApiError, ApiJson, ApiPath};
 use crate::state::AppState;
-use crate::time::{now_ms, rfc3339_ms, rfc3339_s};
+use crate::time::{rfc3339_ms, rfc3339_s};
 use crate::write::{Change, Part};
 
 /// `key_expires_at` when none is asked: 90 days after registration or rotation.
@@ -305,7 +305,7 @@ pub async fn rotate(
         )));
     }
     let lifetime = key_lifetime(body.key_expires_in)?;
-    let now = now_ms();
+    let now = state.now_ms();
     let record = key_record(&agent.id, &key, now, lifetime)?;
     if state
         .store
@@ -495,7 +495,7 @@ async fn published_keys(state: &AppState, id: &str) -> Result<Published, ApiErro
         }
         AgentStatus::Active => {}
     }
-    let now = now_ms();
+    let now = state.now_ms();
     let mut keys = Vec::new();
     for k in state.store.agent_keys(&agent.id).await? {
         if !usable(&k, now) {

@@ -24,7 +24,7 @@ use super::{audit_change, check_text, new_agent_id, new_token_id};
 use crate::auth::IssuerAuth;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, JsonOrEmpty};
 use crate::state::{AppState, Revoked};
-use crate::time::{now_ms, rfc3339_ms, rfc3339_s};
+use crate::time::{rfc3339_ms, rfc3339_s};
 use crate::write::{Change, Part};
 
 /// Most audiences one agent may name.
@@ -194,7 +194,7 @@ fn mint(
     audience: Option<&[String]>,
     jkt: Option<&str>,
 ) -> Result<(String, TokenRecord), ApiError> {
-    let now_s = now_ms() / 1000;
+    let now_s = state.now_ms() / 1000;
     let jti = new_token_id()?;
     // The stored canonical text parses back to the policy as registered, and hashes
     // to the same `policy_hash` (JCS of JCS is itself).
@@ -305,7 +305,7 @@ pub async fn register(
         audience,
         token_ttl_s: ttl,
         status: AgentStatus::Active,
-        created_at_ms: now_ms(),
+        created_at_ms: state.now_ms(),
         revoked_at_ms: None,
         revoke_reason: None,
         policy,
@@ -623,7 +623,7 @@ pub async fn issue_token(
     )?;
     let audit = audit_change(
         EventType::TokenIssued,
-        now_ms(),
+        state.now_ms(),
         issuer_actor(&issuer),
         Some(&agent.id),
         Some(&issuer.id),
@@ -649,7 +649,7 @@ pub async fn issue_token(
 /// The `jkt` of the agent's current key, if it has one (tokens are bound to it); a
 /// current key past its `key_expires_at` is a 409: its tokens would never verify.
 async fn current_key(state: &AppState, agent: &Agent) -> Result<Option<String>, ApiError> {
-    let now = now_ms();
+    let now = state.now_ms();
     let keys = state.store.agent_keys(&agent.id).await?;
     match keys.into_iter().find(|k| k.retired_at_ms.is_none()) {
         None => Ok(None),
@@ -680,7 +680,7 @@ pub(crate) async fn issue_bound_token(
     )?;
     let audit = audit_change(
         EventType::TokenIssued,
-        now_ms(),
+        state.now_ms(),
         issuer_actor(issuer),
         Some(&agent.id),
         Some(&issuer.id),
@@ -735,7 +735,7 @@ pub async fn revoke(
     let id = AgentId::try_from(id.as_str()).map_err(|_| ApiError::not_found("agent"))?;
     // Spawned: if the client goes away mid-request, the commit and the in-memory
     // mirror still happen together.
-    let now = now_ms();
+    let now = state.now_ms();
     let audit = audit_change(
         EventType::AgentRevoked,
         now,
@@ -766,7 +766,7 @@ pub async fn revoke(
     Ok(ApiJson(AgentRevoked {
         revoked: true,
         agent_id: agent.id.to_string(),
-        revoked_at: rfc3339_ms(agent.revoked_at_ms.unwrap_or_else(now_ms)),
+        revoked_at: rfc3339_ms(agent.revoked_at_ms.unwrap_or_else(|| state.now_ms())),
         reason: agent.revoke_reason,
     }))
 }
@@ -817,7 +817,7 @@ pub async fn suspend(
         .map(|r| check_text("reason", r, 512))
         .transpose()?;
     let id = AgentId::try_from(id.as_str()).map_err(|_| ApiError::not_found("agent"))?;
-    let now = now_ms();
+    let now = state.now_ms();
     let audit = audit_change(
         EventType::AgentSuspended,
         now,
@@ -865,7 +865,7 @@ pub async fn reactivate(
     let id = AgentId::try_from(id.as_str()).map_err(|_| ApiError::not_found("agent"))?;
     let audit = audit_change(
         EventType::AgentReactivated,
-        now_ms(),
+        state.now_ms(),
         issuer_actor(&issuer),
         Some(&id),
         Some(&issuer.id),
@@ -965,7 +965,7 @@ pub async fn revoke_token(
                 .into_owned();
             opts.time = TimeCheck::Skip;
             let (verified, signer) =
-                crate::routes::verify::verify_signed(&state, &text, &opts, now_ms() / 1000)
+                crate::routes::verify::verify_signed(&state, &text, &opts, state.now_ms() / 1000)
                     .map_err(|e| {
                         ApiError::invalid(format!(
                             "`token` is not a genuine token of this registry or of a registered issuer key: {e}"
@@ -1027,7 +1027,7 @@ pub async fn revoke_token(
                         .await?
                         .filter(|a| a.issuer_id == issuer.id)
                         .ok_or_else(|| ApiError::not_found("agent"))?;
-                    let now_s = now_ms() / 1000;
+                    let now_s = state.now_ms() / 1000;
                     self_signed = Some(TokenRecord {
                         jti: scoped.clone(),
                         agent_id: agent.id.clone(),
@@ -1046,7 +1046,7 @@ pub async fn revoke_token(
             found.map(|t| t.agent_id).or(return_agent)
         }
     };
-    let now = now_ms();
+    let now = state.now_ms();
     let audit = audit_change(
         EventType::TokenRevoked,
         now,
@@ -1094,7 +1094,7 @@ pub async fn revoke_token(
         revoked: true,
         jti: record.jti.to_string(),
         agent_id: record.agent_id.to_string(),
-        revoked_at: rfc3339_ms(record.revoked_at_ms.unwrap_or_else(now_ms)),
+        revoked_at: rfc3339_ms(record.revoked_at_ms.unwrap_or_else(|| state.now_ms())),
     }))
 }
 

@@ -33,7 +33,7 @@ use crate::auth::IssuerAuth;
 use crate::error::{ApiError, ApiJson};
 use crate::fetch::{self, FetchLimits};
 use crate::state::AppState;
-use crate::time::{now_ms, rfc3339_ms};
+use crate::time::rfc3339_ms;
 use crate::write::{Change, Part};
 
 /// Most keys of a fetched JWKS that are looked at.
@@ -239,7 +239,7 @@ pub async fn verify_domain(
         issuer: issuer.id.as_str(),
         domain: &domain,
         audience: &state.config.public_url,
-        now: now_ms() / 1000,
+        now: state.now_ms() / 1000,
     };
     let proven = domain_proof::verify(proof, &live, &expected).map_err(|e| {
         let hint = match e {
@@ -272,7 +272,7 @@ pub async fn verify_domain(
         )));
     }
     let kid = proven.kid;
-    let now = now_ms();
+    let now = state.now_ms();
     let record = IssuerDomain {
         issuer_id: issuer.id.clone(),
         domain: domain.clone(),

@@ -29,7 +29,7 @@ use super::audit_change;
 use crate::auth::IssuerAuth;
 use crate::error::{ApiError, ApiJson, ApiPath, JsonOrEmpty};
 use crate::state::AppState;
-use crate::time::{now_ms, rfc3339_ms};
+use crate::time::rfc3339_ms;
 use crate::write::{Change, Part};
 
 /// `POST /v1/issuer/keys` body.
@@ -202,7 +202,7 @@ fn check_proof(
     let expected = key_proof::Expected {
         issuer: issuer.id.as_str(),
         audience: &state.config.public_url,
-        now: now_ms() / 1000,
+        now: state.now_ms() / 1000,
     };
     key_proof::verify(proof, key, &expected).map_err(|e| {
         let hint = match e {
@@ -252,7 +252,7 @@ pub async fn add(
     if state.keys.load().verifying.key(key.kid()).is_some() {
         return Err(conflict());
     }
-    let now = now_ms();
+    let now = state.now_ms();
     let record = IssuerKey {
         kid: key.kid().to_owned(),
         issuer_id: issuer.id.clone(),
@@ -331,7 +331,7 @@ pub async fn revoke(
     {
         return Err(ApiError::not_found("issuer key"));
     }
-    let now = now_ms();
+    let now = state.now_ms();
     let audit = audit_change(
         EventType::KeyRevoked,
         now,

@@ -68,7 +68,6 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::routes::{audit_change, new_token_id};
 use crate::state::AppState;
-use crate::time::now_ms;
 
 /// `grant_type` of token exchange (RFC 8693 §2.1).
 pub const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -494,7 +493,7 @@ pub async fn exchange(
         Err(e) => return Err(e.into()),
     };
     let params = check_params(parameters(req, &state).await?)?;
-    let now = now_ms();
+    let now = state.now_ms();
     let now_s = now / 1000;
 
     let (parent, parent_signer) =

@@ -35,7 +35,7 @@ use crate::error::{ApiError, ApiJson, ApiPath};
 use crate::proof::{self, ProofInput};
 use crate::routes::random16;
 use crate::state::{AppState, IssuerKeyEntry, IssuerKeyRing};
-use crate::time::{now_ms, rfc3339_ms, rfc3339_s};
+use crate::time::{rfc3339_ms, rfc3339_s};
 
 /// The one reason a decision can gain from the budget's real spending.
 const LIMIT_PER_PERIOD: &str = "LIMIT_PER_PERIOD";
@@ -738,7 +738,7 @@ pub async fn verify_get(
     query: Result<Query<AudienceQuery>, QueryRejection>,
 ) -> Result<ApiJson<SimpleVerify>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::invalid(format!("query: {}", e.body_text())))?;
-    let now = now_ms();
+    let now = state.now_ms();
     let checked =
         check_and_audit(&state, &caller, &text, query.audience.as_deref(), now, true).await?;
     Ok(ApiJson(match checked {
@@ -1154,7 +1154,7 @@ pub async fn verify_post(
     ApiJson(req): ApiJson<VerifyRequest>,
 ) -> Result<Response, ApiError> {
     let asked = check_request(&req, &caller)?;
-    let now = now_ms();
+    let now = state.now_ms();
     let (deciding, nonce) =
         check_for_decision(&state, &caller, &req, asked, now, state.config.audit_verify).await?;
     // A token that did not verify concerns no agent: it is counted and answered,
@@ -1336,7 +1336,7 @@ pub async fn simulate(
     ApiJson(req): ApiJson<VerifyRequest>,
 ) -> Result<ApiJson<VerifyResponse>, ApiError> {
     let asked = check_request(&req, &caller)?;
-    let now = now_ms();
+    let now = state.now_ms();
     let (deciding, _proof_not_claimed) =
         check_for_decision(&state, &caller, &req, asked, now, false).await?;
     let spent = match deciding.budget() {
@@ -1454,7 +1454,7 @@ pub async fn introspect(
         trust_level: None,
         issuer_domain: None,
     };
-    let now = now_ms();
+    let now = state.now_ms();
     // Introspection is a verification too: it is logged like one.
     let audience = match (query.audience.as_deref(), req.audience.as_deref()) {
         (Some(q), Some(f)) if q != f => {

@@ -28,7 +28,6 @@ use utoipa::ToSchema;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiJson, ApiPath};
 use crate::state::AppState;
-use crate::time::now_ms;
 
 /// Largest difference between the request's `timestamp` and the registry's clock.
 pub const ACTION_WINDOW_S: i64 = 300;
@@ -181,7 +180,7 @@ pub async fn verify_action(
         .agent_record(&id)
         .await?
         .ok_or_else(|| ApiError::not_found("agent"))?;
-    let now = now_ms();
+    let now = state.now_ms();
     // Set once the signature is genuine: only then is the nonce spent.
     let mut nonce: Option<NonceClaim> = None;
     // Only a request the agent signed concerns it: anything refused before its
