@@ -615,10 +615,17 @@ pub async fn entry(url: &str, index: u64, out: Out) -> Result<ExitCode> {
     let end = index
         .checked_add(1)
         .ok_or_else(|| anyhow!("entry {index} does not exist"))?;
-    let page: Value = client
+    let page: Value = match client
         .get(&format!("/v1/audit/entries?start={index}&end={end}"))
         .await
-        .map_err(crate::explain)?;
+    {
+        Err(bonafide_client::ClientError::Api {
+            status: 400,
+            message,
+            ..
+        }) => bail!("entry {index} does not exist yet: {message}"),
+        other => other.map_err(crate::explain)?,
+    };
     let Some(row) = page["entries"]
         .as_array()
         .and_then(|a| a.iter().find(|e| e["index"] == index))

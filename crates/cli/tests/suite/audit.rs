@@ -473,3 +473,72 @@ fn audit_verify_catches_a_database_rolled_back_to_an_older_copy() {
         .to_owned();
     assert_eq!(note.lines().nth(1).unwrap().parse::<u64>().unwrap(), seen);
 }
+
+/// `audit log-key`, `audit entry N` and `audit proof N`: the announced key alone on a
+/// line; an entry as logged for a key that may read it, and a clear refusal otherwise;
+/// a proof anyone may fetch; indexes past the log refused with exit 2.
+#[test]
+fn audit_log_key_entry_and_proof_give_what_verify_takes() {
+    let data = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let s = serve(data.path(), &[]);
+    let admin = s.admin_printed.clone().unwrap();
+    let code = |o: &Output| o.status.code().unwrap_or(-1);
+
+    let out = run(&s.url, None, &["audit", "log-key"]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let key = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(key.lines().count(), 1, "{key}");
+    let key = key.trim().to_owned();
+    let (_, config) = get(
+        &format!("{}/.well-known/bonafide-configuration", s.url),
+        None,
+    );
+    let config: Value = serde_json::from_str(&config).unwrap();
+    assert_eq!(config["audit_log"]["log_key"], key.as_str());
+
+    // Entry 0 (the admin key's) as logged, for the admin; an anonymous reader gets a
+    // refusal that says what key it needs, and no file content.
+    let out = run(&s.url, Some(&admin), &["audit", "entry", "0"]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let entry = String::from_utf8(out.stdout).unwrap();
+    let entry_file = work.path().join("e0.json");
+    std::fs::write(&entry_file, &entry).unwrap();
+    let out = run(&s.url, None, &["audit", "entry", "0"]);
+    assert_eq!(code(&out), 2, "{}", text(&out));
+    assert!(text(&out).contains("not yours to read"), "{}", text(&out));
+    assert!(out.stdout.is_empty());
+    let out = run(&s.url, Some(&admin), &["audit", "entry", "999999"]);
+    assert_eq!(code(&out), 2, "{}", text(&out));
+    assert!(text(&out).contains("does not exist yet"), "{}", text(&out));
+
+    // The proof of entry 0 checks offline against the key, with the entry file.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let proof = loop {
+        let out = run(&s.url, None, &["audit", "proof", "0"]);
+        if code(&out) == 0 {
+            break String::from_utf8(out.stdout).unwrap();
+        }
+        assert!(Instant::now() < deadline, "no proof: {}", text(&out));
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let proof_file = work.path().join("e0.tlog-proof");
+    std::fs::write(&proof_file, &proof).unwrap();
+    let out = run(
+        "http://127.0.0.1:1",
+        None,
+        &[
+            "audit",
+            "verify",
+            "--proof-file",
+            proof_file.to_str().unwrap(),
+            "--entry-file",
+            entry_file.to_str().unwrap(),
+            "--log-key",
+            &key,
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let out = run(&s.url, None, &["audit", "proof", "999999"]);
+    assert_eq!(code(&out), 2, "{}", text(&out));
+}

@@ -583,3 +583,52 @@ fn serve_connection_bound_flags_parse_and_bad_values_are_refused() {
     assert!(answer.ends_with("ok"), "{answer}");
     assert!(closed, "the idle connection was still open 10 s later");
 }
+
+/// `--quiet` prints only the key; `--output env` prints `NAME='value'` lines; either
+/// with `--json` is refused before any request.
+#[test]
+fn quiet_and_env_forms_print_only_the_values() {
+    let data = tempfile::tempdir().unwrap();
+    let s = common::serve(data.path(), &[]);
+    let admin = s.admin_printed.clone().unwrap();
+    let out = run(
+        &s.url,
+        Some(&admin),
+        &["issuer", "create", "--name", "q.example", "--quiet"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let printed = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(printed.lines().count(), 1, "{printed}");
+    assert!(printed.starts_with("bfk_iss_"), "{printed}");
+    let out = run(
+        &s.url,
+        Some(&admin),
+        &[
+            "receiver",
+            "create",
+            "--name",
+            "r.example",
+            "--output",
+            "env",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let printed = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = printed.lines().collect();
+    assert_eq!(lines.len(), 2, "{printed}");
+    assert!(
+        lines[0].starts_with("BONAFIDE_RECEIVER_ID='rcv_"),
+        "{printed}"
+    );
+    assert!(
+        lines[1].starts_with("BONAFIDE_RECEIVER_KEY='bfk_rcv_"),
+        "{printed}"
+    );
+    for bad in [&["--quiet"][..], &["--output", "env"]] {
+        let mut args = vec!["--json", "issuer", "create", "--name", "x.example"];
+        args.extend_from_slice(bad);
+        let out = run("http://127.0.0.1:1", Some(&admin), &args);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        assert!(text(&out).contains("choose one form"), "{}", text(&out));
+    }
+}
