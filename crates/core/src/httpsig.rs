@@ -11,7 +11,8 @@
 //! but the lookup decides, so the RFC 9421 Appendix B keys (`test-key-ed25519`) work.
 //!
 //! What this is not: no I/O, no clock (`now` is in [`Check`]), no replay cache (the
-//! caller stores [`Verified::nonce`] or the signature for its window), no body digest
+//! caller stores [`Verified::nonce`] or the signature until
+//! [`Verified::replay_until`], the end of its window), no body digest
 //! (`content-digest` is covered as a plain header; checking it against a body is the
 //! caller's job), no RSA or HMAC algorithms.
 //!
@@ -162,6 +163,11 @@ pub struct Verified {
     pub covered: Vec<String>,
     /// The `Signature-Agent` header value, when present (and therefore covered).
     pub signature_agent: Option<String>,
+    /// The last second (Unix, inclusive) at which [`verify`] would accept this
+    /// signature again: `min(created + max_age, expires) + leeway`. The caller keeps
+    /// its replay-cache entry (`keyid`, `nonce`) until then, and may forget it after
+    /// (the signature is refused as too old or expired anyway).
+    pub replay_until: i64,
 }
 
 /// What [`sign`] puts on a request: the two header values.
@@ -477,11 +483,18 @@ pub fn verify(
     if !key.verify(base.as_bytes(), sig_bytes) {
         return Err(HttpSigError::BadSignature);
     }
+    // Accepted while `now <= created + max_age + leeway` and `now <= expires + leeway`.
+    let last = created.saturating_add(check.max_age);
+    let replay_until = params
+        .expires
+        .map_or(last, |e| e.min(last))
+        .saturating_add(check.leeway);
     Ok(Verified {
         label: chosen.label,
         keyid,
         alg,
         created,
+        replay_until,
         expires: params.expires,
         nonce: params.nonce,
         tag: params.tag,
