@@ -1090,6 +1090,43 @@ mod tests {
     }
 
     #[test]
+    fn the_replay_window_is_the_last_second_verify_accepts() {
+        let k = key(Algorithm::EdDSA);
+        // (iat, max_age, leeway) → replay_until = iat + max_age (the leeway only
+        // lets `iat` be ahead of the verifier's clock).
+        for (iat, max_age, leeway) in [
+            (NOW, DEFAULT_MAX_AGE_SECS, DEFAULT_LEEWAY_SECS),
+            (NOW - 100, DEFAULT_MAX_AGE_SECS, DEFAULT_LEEWAY_SECS),
+            (NOW + 60, DEFAULT_MAX_AGE_SECS, DEFAULT_LEEWAY_SECS),
+            (NOW, 30, 0),
+        ] {
+            let proof = sign(&k, "POST", HTU, TOKEN, iat, "j").unwrap();
+            let at = |now: i64| {
+                let c = ProofCheck {
+                    max_age,
+                    leeway,
+                    ..ProofCheck::new("POST", HTU, k.kid(), TOKEN, now)
+                };
+                verify(&proof, &c)
+            };
+            let want = iat + max_age;
+            assert_eq!(at(NOW).unwrap().replay_until, want, "{iat} {max_age}");
+            assert_eq!(at(want).unwrap().replay_until, want);
+            assert!(matches!(
+                at(want + 1),
+                Err(DpopError::IatOutOfWindow { .. })
+            ));
+        }
+        // Saturates rather than wraps.
+        let proof = sign(&k, "POST", HTU, TOKEN, NOW, "j").unwrap();
+        let c = ProofCheck {
+            max_age: i64::MAX,
+            ..check(k.kid())
+        };
+        assert_eq!(verify(&proof, &c).unwrap().replay_until, i64::MAX);
+    }
+
+    #[test]
     fn without_an_access_token_ath_is_not_checked() {
         let k = key(Algorithm::EdDSA);
         let proof = forge(&k, &good_header(&k), &without(good_claims(), "ath"));

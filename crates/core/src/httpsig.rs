@@ -1887,6 +1887,55 @@ mod tests {
     }
 
     #[test]
+    fn the_replay_window_is_the_last_second_verify_accepts() {
+        let key = ed();
+        // (created, expires, max_age, leeway) → replay_until.
+        let cases = [
+            // `created + max_age` ends first.
+            (NOW, Some(NOW + 3600), 300, 60, NOW + 360),
+            // `expires` ends first.
+            (NOW, Some(NOW + 10), 300, 60, NOW + 70),
+            // Both at once.
+            (NOW, Some(NOW + 300), 300, 60, NOW + 360),
+            // No `expires` (a policy that does not require it).
+            (NOW, None, 300, 60, NOW + 360),
+            // Another verifier's policy: a shorter age, no skew.
+            (NOW - 5, Some(NOW + 100), 30, 0, NOW + 25),
+            // Extreme values saturate rather than wrap.
+            (NOW, None, i64::MAX, 60, i64::MAX),
+        ];
+        for (created, expires, max_age, leeway, want) in cases {
+            let p = SignParams {
+                created,
+                expires,
+                ..params("sig1")
+            };
+            let headers = signed(&key, &["@authority"], &p, &[]);
+            let at = |now: i64| {
+                let mut check = Check::web_bot_auth(now);
+                check.max_age = max_age;
+                check.leeway = leeway;
+                check.require_expires = false;
+                check_with(&key, "POST", URL, &headers, &check)
+            };
+            let v = at(created).unwrap();
+            assert_eq!(
+                v.replay_until, want,
+                "{created} {expires:?} {max_age} {leeway}"
+            );
+            // The window is exactly what verify accepts: the entry may be forgotten
+            // the second after.
+            assert_eq!(at(want).unwrap().replay_until, want);
+            if want < i64::MAX {
+                assert!(
+                    at(want + 1).is_err(),
+                    "{created} {expires:?}: accepted after"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn time_rules() {
         let key = ed();
         let at = |created: i64, expires: Option<i64>, now: i64| {
