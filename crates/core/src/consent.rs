@@ -12,8 +12,9 @@
 //! What this is not: a way to trust a key named by the token. The header's `kid` is
 //! the issuer's own name for its key (e.g. `key-001`), not a thumbprint, so the caller
 //! picks candidate keys from what it registered (see [`dangerous::candidate`]) and
-//! passes each to [`verify`]; `jwk`, `jku`, `x5u`, `x5c` and `crit` are refused by
-//! [`crate::jws::decode_header`] exactly as for agent tokens.
+//! passes each to [`verify`]; `crit` and every member of
+//! [`crate::jws::FORBIDDEN_HEADERS`] (`jwk`, `jku`, `x5u`, `x5c`, …) are refused by
+//! [`crate::jws::open`] exactly as for agent tokens.
 //!
 //! Typing: RFC 8725 §3.11 asks for explicit `typ`, but AgentOAuth writes `typ: JWT`
 //! (or nothing), so these tokens cannot be typed. They are told apart from agent
@@ -33,9 +34,7 @@ use crate::keys::{Algorithm, VerifyingKey};
 use crate::policy::Policy;
 #[cfg(test)]
 use crate::token::AudienceRule;
-use crate::token::{
-    AgentClaims, AgentInfo, Audience, Segment, TimeCheck, TokenError, VerifyOptions,
-};
+use crate::token::{AgentClaims, AgentInfo, Audience, TimeCheck, TokenError, VerifyOptions};
 
 /// The `typ` AgentOAuth writes, when it writes one.
 pub const CONSENT_TYP: &str = "JWT";
@@ -99,16 +98,15 @@ pub mod dangerous {
     }
 
     /// `Some` if `text` looks like a consent token: a compact JWS whose header passes
-    /// [`jws::decode_header`] with `alg` EdDSA and `typ` absent or `JWT`, and whose
+    /// the header checks of [`jws::open`] with `alg` EdDSA and `typ` absent or `JWT`, and whose
     /// (unverified) payload is an object with `ver` `act.v0.2` or `act.v0.3`. `None`
     /// for anything else, which the caller verifies as an agent token instead (and
     /// which is then refused with that pipeline's precise error).
     pub fn candidate(text: &str, opts: &VerifyOptions) -> Option<Candidate> {
         let compact = Compact::split(text, opts.max_token_bytes).ok()?;
-        let header = jws::decode_header(compact.header_b64, opts.json).ok()?;
-        if header.alg != Algorithm::EdDSA || !typ_allowed(header.typ.as_deref()) {
-            return None;
-        }
+        let header = jws::check_header(compact.header_b64, &rules(opts))
+            .ok()?
+            .into_header();
         let payload = b64::decode(compact.payload_b64).ok()?;
         json::check(&payload, opts.json).ok()?;
         if !json::is_object(&payload) {
@@ -124,8 +122,14 @@ pub mod dangerous {
     }
 }
 
-fn typ_allowed(typ: Option<&str>) -> bool {
-    typ.is_none() || jws::typ_matches(typ, CONSENT_TYP)
+/// The consent-token kind of JWS: EdDSA only, `typ` `JWT` or none, the key chosen by
+/// the caller, the bounds of `opts`.
+fn rules(opts: &VerifyOptions) -> jws::Rules {
+    jws::Rules {
+        algs: &[Algorithm::EdDSA],
+        json: opts.json,
+        ..jws::Rules::kid(jws::Typ::IsOrAbsent(CONSENT_TYP), opts.max_token_bytes)
+    }
 }
 
 /// The claims of a verified consent token.
@@ -281,39 +285,13 @@ pub fn verify(
     opts: &VerifyOptions,
     now: i64,
 ) -> Result<ConsentToken, TokenError> {
-    let compact = Compact::split(text, opts.max_token_bytes)?;
-    let header = jws::decode_header(compact.header_b64, opts.json)?;
-    if header.alg != Algorithm::EdDSA {
-        return Err(TokenError::AlgorithmNotAllowed(header.alg.as_str().into()));
-    }
-    if !typ_allowed(header.typ.as_deref()) {
-        return Err(TokenError::WrongType {
-            found: header
-                .typ
-                .clone()
-                .unwrap_or_default()
-                .chars()
-                .take(64)
-                .collect(),
-            expected: CONSENT_TYP,
-        });
-    }
-    if key.alg() != header.alg {
-        return Err(TokenError::AlgorithmKeyMismatch);
-    }
-    let sig =
-        b64::decode(compact.signature_b64).map_err(|_| TokenError::Base64(Segment::Signature))?;
-    if !key.verify(compact.signing_input.as_bytes(), &sig) {
-        return Err(TokenError::BadSignature);
-    }
-    let payload =
-        b64::decode(compact.payload_b64).map_err(|_| TokenError::Base64(Segment::Payload))?;
-    json::check(&payload, opts.json).map_err(|e| TokenError::Json(Segment::Payload, e))?;
-    if !json::is_object(&payload) {
-        return Err(TokenError::Claims("claims are not a JSON object".into()));
-    }
-    let raw: RawClaims =
-        serde_json::from_slice(&payload).map_err(|e| TokenError::Claims(claims_error(&e)))?;
+    // Size and shape, header (no `crit`, nothing of the forbidden table, EdDSA, `typ`
+    // `JWT` or none), the key's algorithm, the signature, then strict JSON claims:
+    // the one JWS sequence (`jws::open`).
+    let opened = jws::open::<RawClaims, _>(text, &rules(opts), |_: &jws::Protected| {
+        Ok::<_, TokenError>(jws::Key::Borrowed(key))
+    })?;
+    let (header, raw) = (opened.header.into_header(), opened.claims);
     let version = ActVersion::parse(&raw.ver).ok_or_else(|| {
         TokenError::Claims(format!(
             "`ver` `{}` is not `act.v0.2` or `act.v0.3`",
@@ -381,14 +359,6 @@ pub fn verify(
     })
 }
 
-fn claims_error(e: &serde_json::Error) -> String {
-    let msg = e.to_string();
-    match msg.rsplit_once(" at line ") {
-        Some((m, _)) => m.to_owned(),
-        None => msg,
-    }
-}
-
 fn check_times(
     exp: i64,
     nbf: Option<i64>,
@@ -413,6 +383,7 @@ mod tests {
 
     use super::*;
     use crate::keys::SigningKey;
+    use crate::token::Segment;
 
     const NOW: i64 = 1_800_000_000;
     const ISS: &str = "https://travel.example";

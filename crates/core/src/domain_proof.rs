@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::jws;
 use crate::keys::{KeyError, SigningKey};
-use crate::token::{KeyResolver, TokenError};
+use crate::token::{KeyResolver, Segment, TokenError};
 
 /// The `typ` header of a domain proof.
 pub const DOMAIN_PROOF_TYP: &str = "bonafide-domain-proof+jwt";
@@ -121,6 +121,24 @@ pub enum DomainProofError {
     },
 }
 
+impl From<jws::JwsError> for DomainProofError {
+    /// Framing, header and signature as the agent-token error; the type; the claims
+    /// as text.
+    fn from(e: jws::JwsError) -> Self {
+        match e {
+            jws::JwsError::WrongType { found, .. } => DomainProofError::WrongType {
+                found: found.unwrap_or_default(),
+            },
+            jws::JwsError::Json(Segment::Payload, e) => DomainProofError::Claims(e.to_string()),
+            jws::JwsError::ClaimsNotObject => {
+                DomainProofError::Claims("claims are not a JSON object".into())
+            }
+            jws::JwsError::Claims(m) => DomainProofError::Claims(m),
+            e => DomainProofError::Jws(e.into()),
+        }
+    }
+}
+
 fn clip(s: &str, n: usize) -> String {
     s.chars().take(n).collect()
 }
@@ -144,20 +162,17 @@ pub fn verify(
     keys: &impl KeyResolver,
     expected: &Expected<'_>,
 ) -> Result<DomainProof, DomainProofError> {
+    let rules = jws::Rules::kid(jws::Typ::Is(DOMAIN_PROOF_TYP), MAX_PROOF_BYTES);
+    let opened = jws::open::<DomainProofClaims, _>(proof, &rules, |h: &jws::Protected| {
+        keys.key(h.kid())
+            .map(jws::Key::Borrowed)
+            .ok_or_else(|| DomainProofError::UnknownKey {
+                kid: clip(h.kid(), 128),
+            })
+    })?;
     // The key that verified the proof, by its own thumbprint.
-    let mut signer: Option<String> = None;
-    let claims: DomainProofClaims =
-        jws::open_proof(proof, MAX_PROOF_BYTES, DOMAIN_PROOF_TYP, |header| {
-            let key = keys.key(&header.kid)?;
-            signer = Some(key.kid().to_owned());
-            Some(key)
-        })
-        .map_err(|e| match e {
-            jws::ProofOpenError::Jws(e) => DomainProofError::Jws(e),
-            jws::ProofOpenError::WrongType(found) => DomainProofError::WrongType { found },
-            jws::ProofOpenError::NoKey(kid) => DomainProofError::UnknownKey { kid },
-            jws::ProofOpenError::Claims(m) => DomainProofError::Claims(m),
-        })?;
+    let kid = opened.key.kid().to_owned();
+    let claims = opened.claims;
     let mismatch = |claim, expected: &str, found: &str| DomainProofError::Mismatch {
         claim,
         expected: expected.to_owned(),
@@ -180,7 +195,6 @@ pub fn verify(
             skew,
         });
     }
-    let kid = signer.ok_or_else(|| DomainProofError::UnknownKey { kid: String::new() })?;
     Ok(DomainProof { kid, claims })
 }
 

@@ -9,23 +9,21 @@
 //! a proof on the agent's side.
 //!
 //! What this module is not:
-//! - not a replay cache: it returns the proof's `jti`; the caller refuses a `jti` it
-//!   has already seen (`REPLAY`), keyed by `(jkt, jti)`, for at least
-//!   `max_age + leeway` seconds — the whole span during which [`verify`] would accept
-//!   the same proof again. Key it by `jti`, never by the proof text: an ECDSA
-//!   signature has a second valid form (s and n - s), so one proof has two spellings;
+//! - not a replay cache: it returns the proof's `jti` and how long to remember it
+//!   ([`VerifiedProof::replay_until`], `iat + max_age`: the last second at which
+//!   [`verify`] would accept the same proof again); the caller refuses a `jti` it has
+//!   already seen (`REPLAY`), keyed by `(jkt, jti)`, until then. Key it by `jti`,
+//!   never by the proof text: an ECDSA signature has a second valid form (s and
+//!   n - s), so one proof has two spellings;
 //! - not a nonce issuer: Bonafide does not send `DPoP-Nonce` (RFC 9449 §8, §9), so a
 //!   `nonce` claim, if present, is ignored;
 //! - not a clock: `now` is an argument, like everywhere in core.
 
-use serde::Deserialize;
-use serde::de::IgnoredAny;
-
 use crate::b64;
-use crate::json::{self, JsonError, JsonLimits};
-use crate::jws::{self, Compact};
+use crate::json::JsonError;
+use crate::jws::{self, Compact, JwsError, Key, KeyFrom, Opened, Protected, Rules, Typ};
 use crate::keys::{Algorithm, Jwk, KeyError, SigningKey, VerifyingKey};
-use crate::token::{Segment, TokenError};
+use crate::token::Segment;
 
 /// `typ` of DPoP proofs (RFC 9449 §4.2).
 pub const DPOP_TYP: &str = "dpop+jwt";
@@ -201,41 +199,54 @@ pub struct VerifiedProof {
     pub alg: Algorithm,
     /// The RFC 7638 thumbprint of the proof's key (equal to [`ProofCheck::jkt`]).
     pub jkt: String,
+    /// The last second (Unix, inclusive) at which [`verify`] would accept this proof
+    /// again, `iat + max_age`: the caller keeps its replay-cache entry (`jkt`, `jti`)
+    /// until then, and may forget it after (the proof is refused as too old anyway).
+    pub replay_until: i64,
 }
 
-#[derive(Deserialize)]
-struct RawHeader {
-    typ: Option<String>,
-    alg: Option<String>,
-    jwk: Option<serde_json::Value>,
-    #[serde(default, deserialize_with = "present")]
-    crit: bool,
-    #[serde(default, deserialize_with = "present")]
-    jku: bool,
-    #[serde(default, deserialize_with = "present")]
-    x5u: bool,
-    #[serde(default, deserialize_with = "present")]
-    x5c: bool,
-    #[serde(default, deserialize_with = "present")]
-    x5t: bool,
-    #[serde(default, rename = "x5t#S256", deserialize_with = "present")]
-    x5t256: bool,
-    #[serde(default, deserialize_with = "present")]
-    b64: bool,
+/// The DPoP kind of JWS: `typ dpop+jwt`, the key in `jwk` (the one named exception
+/// to [`jws::FORBIDDEN_HEADERS`]), any algorithm Bonafide supports.
+fn rules(max_bytes: usize) -> Rules {
+    Rules {
+        key_from: KeyFrom::EmbeddedJwk,
+        ..Rules::kid(Typ::Is(DPOP_TYP), max_bytes)
+    }
 }
 
-// A member present with any value, `null` included, counts (see jws.rs).
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
-    IgnoredAny::deserialize(d).map(|_| true)
+impl From<JwsError> for DpopError {
+    fn from(e: JwsError) -> Self {
+        match e {
+            JwsError::TooLarge { size, max } => DpopError::TooLarge { size, max },
+            JwsError::Shape => DpopError::Shape,
+            JwsError::Base64(s) => DpopError::Base64(s),
+            JwsError::Json(s, e) => DpopError::Json(s, e),
+            JwsError::MissingHeader(m) => DpopError::MissingHeader(m),
+            JwsError::WrongType { found: None, .. } => DpopError::MissingHeader("typ"),
+            JwsError::WrongType { found: Some(t), .. } => DpopError::WrongType(t),
+            JwsError::AlgorithmNotAllowed(a) => DpopError::UnsupportedAlg(a),
+            JwsError::CriticalHeader => DpopError::CriticalHeader,
+            JwsError::ForbiddenHeader(m) => DpopError::ForbiddenHeader(m),
+            JwsError::MalformedJwk => DpopError::MalformedJwk,
+            JwsError::Jwk(e) => DpopError::Jwk(e),
+            JwsError::AlgorithmKeyMismatch { alg, key } => DpopError::AlgKeyMismatch { alg, key },
+            JwsError::BadSignature => DpopError::BadSignature,
+            JwsError::ClaimsNotObject | JwsError::Claims(_) => DpopError::ClaimsNotObject,
+            // `kid` is not read in a DPoP proof.
+            JwsError::HeaderNotObject | JwsError::BadKid => DpopError::HeaderNotObject,
+        }
+    }
 }
 
 /// Verifies a DPoP proof JWT against `check` (RFC 9449 §4.3, all steps but the
 /// single-header rule, which is the HTTP layer's, and replay, which is the caller's).
 ///
-/// Order (first failure decides): size and shape; header (`typ`, `alg`, `crit` and
-/// foreign key parameters, `jwk`); the key's thumbprint against `check.jkt`, before
-/// the key is used; the key itself and its algorithm; the signature; then the
-/// claims, before any of which nothing in the payload is read.
+/// Order (first failure decides), that of every Bonafide JWS ([`jws::open`]): size
+/// and shape; header (`crit` and the forbidden key parameters, `alg`, `typ`, then
+/// `jwk`); the key's thumbprint against `check.jkt`, before the key is used; the key
+/// itself and its algorithm; the signature; then the claims, before any of which
+/// nothing in the payload is read. The result carries the proof's replay window
+/// ([`VerifiedProof::replay_until`]).
 pub fn verify(proof_jwt: &str, check: &ProofCheck<'_>) -> Result<VerifiedProof, DpopError> {
     verify_inner(proof_jwt, check, None)
 }
@@ -260,13 +271,9 @@ pub fn verify_with_key(
 pub fn proof_key(proof_jwt: &str) -> Result<VerifyingKey, DpopError> {
     let compact =
         Compact::split(proof_jwt, DEFAULT_MAX_PROOF_BYTES).map_err(|_| DpopError::Shape)?;
-    let header_bytes =
-        b64::decode(compact.header_b64).map_err(|_| DpopError::Base64(Segment::Header))?;
-    let raw: RawHeader =
-        serde_json::from_slice(&header_bytes).map_err(|_| DpopError::HeaderNotObject)?;
-    let jwk: Jwk = serde_json::from_value(raw.jwk.ok_or(DpopError::MissingHeader("jwk"))?)
-        .map_err(|_| DpopError::MalformedJwk)?;
-    VerifyingKey::from_jwk(&jwk).map_err(DpopError::Jwk)
+    let header = jws::check_header(compact.header_b64, &rules(DEFAULT_MAX_PROOF_BYTES))?;
+    let jwk = header.jwk().ok_or(DpopError::MissingHeader("jwk"))?;
+    VerifyingKey::from_jwk(jwk).map_err(DpopError::Jwk)
 }
 
 /// The public members that make a key (RFC 7638 §3.2's required members): equal
@@ -280,90 +287,41 @@ fn verify_inner(
     check: &ProofCheck<'_>,
     known: Option<&VerifyingKey>,
 ) -> Result<VerifiedProof, DpopError> {
-    let limits = JsonLimits::default();
-    let compact = Compact::split(proof_jwt, check.max_bytes).map_err(|e| match e {
-        TokenError::TooLarge { size, max } => DpopError::TooLarge { size, max },
-        _ => DpopError::Shape,
-    })?;
-
-    // Header.
-    let header_bytes =
-        b64::decode(compact.header_b64).map_err(|_| DpopError::Base64(Segment::Header))?;
-    json::check(&header_bytes, limits).map_err(|e| DpopError::Json(Segment::Header, e))?;
-    if !json::is_object(&header_bytes) {
-        return Err(DpopError::HeaderNotObject);
-    }
-    let raw: RawHeader =
-        serde_json::from_slice(&header_bytes).map_err(|_| DpopError::HeaderNotObject)?;
-    let typ = raw.typ.ok_or(DpopError::MissingHeader("typ"))?;
-    if !jws::typ_matches(Some(&typ), DPOP_TYP) {
-        return Err(DpopError::WrongType(typ.chars().take(64).collect()));
-    }
-    let alg_text = raw.alg.ok_or(DpopError::MissingHeader("alg"))?;
-    let alg = Algorithm::parse(&alg_text)
-        .ok_or_else(|| DpopError::UnsupportedAlg(alg_text.chars().take(32).collect()))?;
-    if raw.crit {
-        return Err(DpopError::CriticalHeader);
-    }
-    let forbidden = [
-        ("jku", raw.jku),
-        ("x5u", raw.x5u),
-        ("x5c", raw.x5c),
-        ("x5t", raw.x5t),
-        ("x5t#S256", raw.x5t256),
-        ("b64", raw.b64),
-    ];
-    if let Some((name, _)) = forbidden.iter().find(|(_, present)| *present) {
-        return Err(DpopError::ForbiddenHeader(name));
-    }
-    let jwk_value = raw.jwk.ok_or(DpopError::MissingHeader("jwk"))?;
-    if !jwk_value.is_object() {
-        return Err(DpopError::MalformedJwk);
-    }
-    let jwk: Jwk = serde_json::from_value(jwk_value).map_err(|_| DpopError::MalformedJwk)?;
-    jwk.check_public().map_err(DpopError::Jwk)?;
-
-    // The key must be the token's before anything is done with it.
-    let parsed;
-    let (key, jkt) = match known {
-        // The bound key, already parsed: the header must carry exactly it.
-        Some(known) => {
-            if !crate::ct_eq(known.kid().as_bytes(), check.jkt.as_bytes())
-                || !same_public_key(&jwk, known.jwk())
-            {
-                return Err(DpopError::ThumbprintMismatch);
+    // Size, shape, header (`typ`, `alg`, no `crit`, nothing of the forbidden table
+    // but `jwk`, a public `jwk`), the key, its algorithm, the signature, then the
+    // claims: the one JWS sequence (`jws::open`). The key is the token's before
+    // anything is done with it.
+    let opened: Opened<'_, serde_json::Map<String, serde_json::Value>> = jws::open(
+        proof_jwt,
+        &rules(check.max_bytes),
+        |header: &Protected| -> Result<Key<'_>, DpopError> {
+            let jwk = header.jwk().ok_or(DpopError::MissingHeader("jwk"))?;
+            match known {
+                // The bound key, already parsed: the header must carry exactly it.
+                Some(known) => {
+                    if !crate::ct_eq(known.kid().as_bytes(), check.jkt.as_bytes())
+                        || !same_public_key(jwk, known.jwk())
+                    {
+                        return Err(DpopError::ThumbprintMismatch);
+                    }
+                    Ok(Key::Borrowed(known))
+                }
+                None => {
+                    let jkt = jwk.thumbprint().map_err(DpopError::Jwk)?;
+                    if !crate::ct_eq(jkt.as_bytes(), check.jkt.as_bytes()) {
+                        return Err(DpopError::ThumbprintMismatch);
+                    }
+                    // Its kid is that thumbprint.
+                    Ok(Key::Owned(Box::new(
+                        VerifyingKey::from_jwk(jwk).map_err(DpopError::Jwk)?,
+                    )))
+                }
             }
-            (known, known.kid().to_owned())
-        }
-        None => {
-            let jkt = jwk.thumbprint().map_err(DpopError::Jwk)?;
-            if !crate::ct_eq(jkt.as_bytes(), check.jkt.as_bytes()) {
-                return Err(DpopError::ThumbprintMismatch);
-            }
-            parsed = VerifyingKey::from_jwk(&jwk).map_err(DpopError::Jwk)?;
-            (&parsed, jkt)
-        }
-    };
-    if key.alg() != alg {
-        return Err(DpopError::AlgKeyMismatch {
-            alg,
-            key: key.alg(),
-        });
-    }
-
-    // Signature, before the payload is looked at.
-    let sig =
-        b64::decode(compact.signature_b64).map_err(|_| DpopError::Base64(Segment::Signature))?;
-    if !key.verify(compact.signing_input.as_bytes(), &sig) {
-        return Err(DpopError::BadSignature);
-    }
-
-    // Claims.
-    let payload =
-        b64::decode(compact.payload_b64).map_err(|_| DpopError::Base64(Segment::Payload))?;
-    json::check(&payload, limits).map_err(|e| DpopError::Json(Segment::Payload, e))?;
-    let claims: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(&payload).map_err(|_| DpopError::ClaimsNotObject)?;
+        },
+    )?;
+    let alg = opened.header.alg();
+    let jkt = opened.key.kid().to_owned();
+    let claims = opened.claims;
 
     let jti = string_claim(&claims, "jti", MAX_JTI_LEN)?;
     let htm = string_claim(&claims, "htm", MAX_CLAIM_LEN)?;
@@ -402,6 +360,8 @@ fn verify_inner(
         iat,
         alg,
         jkt,
+        // Accepted while `iat >= now - max_age`.
+        replay_until: iat.saturating_add(check.max_age),
     })
 }
 
@@ -782,7 +742,8 @@ mod tests {
                     jti: "jti-1".into(),
                     iat: NOW,
                     alg,
-                    jkt: k.kid().into()
+                    jkt: k.kid().into(),
+                    replay_until: NOW + DEFAULT_MAX_AGE_SECS,
                 }
             );
             // Header written as documented: no kid, no alg/use inside jwk.
@@ -1126,6 +1087,43 @@ mod tests {
         // Extreme values do not overflow.
         assert!(at(i64::MIN).is_err());
         assert!(at(i64::MAX).is_err());
+    }
+
+    #[test]
+    fn the_replay_window_is_the_last_second_verify_accepts() {
+        let k = key(Algorithm::EdDSA);
+        // (iat, max_age, leeway) → replay_until = iat + max_age (the leeway only
+        // lets `iat` be ahead of the verifier's clock).
+        for (iat, max_age, leeway) in [
+            (NOW, DEFAULT_MAX_AGE_SECS, DEFAULT_LEEWAY_SECS),
+            (NOW - 100, DEFAULT_MAX_AGE_SECS, DEFAULT_LEEWAY_SECS),
+            (NOW + 60, DEFAULT_MAX_AGE_SECS, DEFAULT_LEEWAY_SECS),
+            (NOW, 30, 0),
+        ] {
+            let proof = sign(&k, "POST", HTU, TOKEN, iat, "j").unwrap();
+            let at = |now: i64| {
+                let c = ProofCheck {
+                    max_age,
+                    leeway,
+                    ..ProofCheck::new("POST", HTU, k.kid(), TOKEN, now)
+                };
+                verify(&proof, &c)
+            };
+            let want = iat + max_age;
+            assert_eq!(at(NOW).unwrap().replay_until, want, "{iat} {max_age}");
+            assert_eq!(at(want).unwrap().replay_until, want);
+            assert!(matches!(
+                at(want + 1),
+                Err(DpopError::IatOutOfWindow { .. })
+            ));
+        }
+        // Saturates rather than wraps.
+        let proof = sign(&k, "POST", HTU, TOKEN, NOW, "j").unwrap();
+        let c = ProofCheck {
+            max_age: i64::MAX,
+            ..check(k.kid())
+        };
+        assert_eq!(verify(&proof, &c).unwrap().replay_until, i64::MAX);
     }
 
     #[test]

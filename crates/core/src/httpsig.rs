@@ -11,7 +11,8 @@
 //! but the lookup decides, so the RFC 9421 Appendix B keys (`test-key-ed25519`) work.
 //!
 //! What this is not: no I/O, no clock (`now` is in [`Check`]), no replay cache (the
-//! caller stores [`Verified::nonce`] or the signature for its window), no body digest
+//! caller stores [`Verified::nonce`] or the signature until
+//! [`Verified::replay_until`], the end of its window), no body digest
 //! (`content-digest` is covered as a plain header; checking it against a body is the
 //! caller's job), no RSA or HMAC algorithms.
 //!
@@ -162,6 +163,11 @@ pub struct Verified {
     pub covered: Vec<String>,
     /// The `Signature-Agent` header value, when present (and therefore covered).
     pub signature_agent: Option<String>,
+    /// The last second (Unix, inclusive) at which [`verify`] would accept this
+    /// signature again: `min(created + max_age, expires) + leeway`. The caller keeps
+    /// its replay-cache entry (`keyid`, `nonce`) until then, and may forget it after
+    /// (the signature is refused as too old or expired anyway).
+    pub replay_until: i64,
 }
 
 /// What [`sign`] puts on a request: the two header values.
@@ -477,11 +483,18 @@ pub fn verify(
     if !key.verify(base.as_bytes(), sig_bytes) {
         return Err(HttpSigError::BadSignature);
     }
+    // Accepted while `now <= created + max_age + leeway` and `now <= expires + leeway`.
+    let last = created.saturating_add(check.max_age);
+    let replay_until = params
+        .expires
+        .map_or(last, |e| e.min(last))
+        .saturating_add(check.leeway);
     Ok(Verified {
         label: chosen.label,
         keyid,
         alg,
         created,
+        replay_until,
         expires: params.expires,
         nonce: params.nonce,
         tag: params.tag,
@@ -1871,6 +1884,55 @@ mod tests {
             run(&key, &only_other),
             Err(HttpSigError::NoSignatureWithTag("web-bot-auth".into()))
         );
+    }
+
+    #[test]
+    fn the_replay_window_is_the_last_second_verify_accepts() {
+        let key = ed();
+        // (created, expires, max_age, leeway) → replay_until.
+        let cases = [
+            // `created + max_age` ends first.
+            (NOW, Some(NOW + 3600), 300, 60, NOW + 360),
+            // `expires` ends first.
+            (NOW, Some(NOW + 10), 300, 60, NOW + 70),
+            // Both at once.
+            (NOW, Some(NOW + 300), 300, 60, NOW + 360),
+            // No `expires` (a policy that does not require it).
+            (NOW, None, 300, 60, NOW + 360),
+            // Another verifier's policy: a shorter age, no skew.
+            (NOW - 5, Some(NOW + 100), 30, 0, NOW + 25),
+            // Extreme values saturate rather than wrap.
+            (NOW, None, i64::MAX, 60, i64::MAX),
+        ];
+        for (created, expires, max_age, leeway, want) in cases {
+            let p = SignParams {
+                created,
+                expires,
+                ..params("sig1")
+            };
+            let headers = signed(&key, &["@authority"], &p, &[]);
+            let at = |now: i64| {
+                let mut check = Check::web_bot_auth(now);
+                check.max_age = max_age;
+                check.leeway = leeway;
+                check.require_expires = false;
+                check_with(&key, "POST", URL, &headers, &check)
+            };
+            let v = at(created).unwrap();
+            assert_eq!(
+                v.replay_until, want,
+                "{created} {expires:?} {max_age} {leeway}"
+            );
+            // The window is exactly what verify accepts: the entry may be forgotten
+            // the second after.
+            assert_eq!(at(want).unwrap().replay_until, want);
+            if want < i64::MAX {
+                assert!(
+                    at(want + 1).is_err(),
+                    "{created} {expires:?}: accepted after"
+                );
+            }
+        }
     }
 
     #[test]

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::jws;
 use crate::keys::{KeyError, SigningKey, VerifyingKey};
-use crate::token::TokenError;
+use crate::token::{Segment, TokenError};
 
 /// The `typ` header of a key proof.
 pub const KEY_PROOF_TYP: &str = "bonafide-key-proof+jwt";
@@ -109,6 +109,24 @@ pub enum KeyProofError {
     },
 }
 
+impl From<jws::JwsError> for KeyProofError {
+    /// Framing, header and signature as the agent-token error; the type; the claims
+    /// as text.
+    fn from(e: jws::JwsError) -> Self {
+        match e {
+            jws::JwsError::WrongType { found, .. } => KeyProofError::WrongType {
+                found: found.unwrap_or_default(),
+            },
+            jws::JwsError::Json(Segment::Payload, e) => KeyProofError::Claims(e.to_string()),
+            jws::JwsError::ClaimsNotObject => {
+                KeyProofError::Claims("claims are not a JSON object".into())
+            }
+            jws::JwsError::Claims(m) => KeyProofError::Claims(m),
+            e => KeyProofError::Jws(e.into()),
+        }
+    }
+}
+
 fn clip(s: &str, n: usize) -> String {
     s.chars().take(n).collect()
 }
@@ -132,15 +150,17 @@ pub fn verify(
     key: &VerifyingKey,
     expected: &Expected<'_>,
 ) -> Result<KeyProofClaims, KeyProofError> {
-    let claims: KeyProofClaims = jws::open_proof(proof, MAX_PROOF_BYTES, KEY_PROOF_TYP, |header| {
-        (header.kid == key.kid()).then_some(key)
-    })
-    .map_err(|e| match e {
-        jws::ProofOpenError::Jws(e) => KeyProofError::Jws(e),
-        jws::ProofOpenError::WrongType(found) => KeyProofError::WrongType { found },
-        jws::ProofOpenError::NoKey(kid) => KeyProofError::OtherKey { kid },
-        jws::ProofOpenError::Claims(m) => KeyProofError::Claims(m),
-    })?;
+    let rules = jws::Rules::kid(jws::Typ::Is(KEY_PROOF_TYP), MAX_PROOF_BYTES);
+    let claims = jws::open::<KeyProofClaims, _>(proof, &rules, |h: &jws::Protected| {
+        if h.kid() == key.kid() {
+            Ok(jws::Key::Borrowed(key))
+        } else {
+            Err(KeyProofError::OtherKey {
+                kid: clip(h.kid(), 128),
+            })
+        }
+    })?
+    .claims;
     let mismatch = |claim, expected: &str, found: &str| KeyProofError::Mismatch {
         claim,
         expected: expected.to_owned(),

@@ -297,6 +297,98 @@ impl<'de> Deserialize<'de> for Present {
     }
 }
 
+/// When a registered key may be used: the one key-validity rule, for agent keys and
+/// issuer keys alike ([`KeyValidity::check`]).
+///
+/// A key is usable at `now` unless it is revoked, or was rotated out and its grace
+/// period is over, or is past its expiry. Times are Unix milliseconds, and each end is
+/// exclusive: at `grace_until_ms` or `expires_at_ms` itself the key is no longer
+/// usable. A recorded revocation counts whatever its time: it takes effect when it is
+/// recorded, even if the clock that stamped it runs ahead of this one. Agent keys have
+/// an expiry (`key_expires_at`) and, once a rotation retires them, a grace period;
+/// issuer keys have neither, only revocation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeyValidity {
+    /// When it was revoked, if it was.
+    pub revoked_at_ms: Option<i64>,
+    /// Set when a rotation retired it: usable until then.
+    pub grace_until_ms: Option<i64>,
+    /// Unusable from then on.
+    pub expires_at_ms: Option<i64>,
+}
+
+/// Why a key is not usable, in the order [`KeyValidity::check`] decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum KeyUnusable {
+    /// Revoked.
+    #[error("the key was revoked")]
+    Revoked {
+        /// When.
+        at_ms: i64,
+    },
+    /// Rotated out, and its grace period is over.
+    #[error("the key was rotated out; its grace period ended at {grace_until_ms} ms")]
+    RotatedOut {
+        /// The end of its grace period.
+        grace_until_ms: i64,
+    },
+    /// Past its expiry.
+    #[error("the key expired at {expires_at_ms} ms")]
+    Expired {
+        /// Its expiry.
+        expires_at_ms: i64,
+    },
+}
+
+impl KeyValidity {
+    /// An agent's key: its expiry, and its grace period once rotated out.
+    pub fn agent_key(expires_at_ms: i64, grace_until_ms: Option<i64>) -> Self {
+        KeyValidity {
+            revoked_at_ms: None,
+            grace_until_ms,
+            expires_at_ms: Some(expires_at_ms),
+        }
+    }
+
+    /// An issuer's key: usable until revoked.
+    pub fn issuer_key(revoked_at_ms: Option<i64>) -> Self {
+        KeyValidity {
+            revoked_at_ms,
+            ..KeyValidity::default()
+        }
+    }
+
+    /// `Ok` if the key is usable at `now_ms`; else the first reason, in this order:
+    /// revoked, rotated out past its grace, expired.
+    pub fn check(&self, now_ms: i64) -> Result<(), KeyUnusable> {
+        if let Some(at_ms) = self.revoked_at_ms {
+            return Err(KeyUnusable::Revoked { at_ms });
+        }
+        if let Some(grace_until_ms) = self.grace_until_ms
+            && grace_until_ms <= now_ms
+        {
+            return Err(KeyUnusable::RotatedOut { grace_until_ms });
+        }
+        if let Some(expires_at_ms) = self.expires_at_ms
+            && expires_at_ms <= now_ms
+        {
+            return Err(KeyUnusable::Expired { expires_at_ms });
+        }
+        Ok(())
+    }
+
+    /// True if the key is usable at `now_ms` ([`KeyValidity::check`]).
+    pub fn usable(&self, now_ms: i64) -> bool {
+        self.check(now_ms).is_ok()
+    }
+
+    /// True if the key is past its expiry at `now_ms`, whatever else holds (a listing
+    /// that names expiry before rotation).
+    pub fn expired(&self, now_ms: i64) -> bool {
+        self.expires_at_ms.is_some_and(|e| e <= now_ms)
+    }
+}
+
 /// A JWK Set (RFC 7517 §5).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Jwks {
@@ -662,6 +754,68 @@ impl SigningKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_validity_at_its_boundaries() {
+        // An agent's current key: usable until the millisecond it expires.
+        let current = KeyValidity::agent_key(1_000, None);
+        assert_eq!(current.check(i64::MIN), Ok(()));
+        assert_eq!(current.check(999), Ok(()));
+        assert_eq!(
+            current.check(1_000),
+            Err(KeyUnusable::Expired {
+                expires_at_ms: 1_000
+            })
+        );
+        assert!(!current.usable(1_001));
+        assert!(!current.expired(999) && current.expired(1_000));
+
+        // Rotated out: usable until its grace ends, then refused as rotated, also
+        // once it is past its expiry (rotation is named first).
+        let rotated = KeyValidity::agent_key(1_000, Some(500));
+        assert!(rotated.usable(499));
+        assert_eq!(
+            rotated.check(500),
+            Err(KeyUnusable::RotatedOut {
+                grace_until_ms: 500
+            })
+        );
+        assert_eq!(
+            rotated.check(1_000),
+            Err(KeyUnusable::RotatedOut {
+                grace_until_ms: 500
+            })
+        );
+        assert!(!rotated.expired(999) && rotated.expired(1_000));
+        // A grace longer than the key's life: its expiry still ends it.
+        let long_grace = KeyValidity::agent_key(1_000, Some(5_000));
+        assert!(long_grace.usable(999));
+        assert_eq!(
+            long_grace.check(1_000),
+            Err(KeyUnusable::Expired {
+                expires_at_ms: 1_000
+            })
+        );
+
+        // An issuer key: usable until revoked, and a revocation counts whatever its
+        // time (even one stamped ahead of this clock).
+        assert!(KeyValidity::issuer_key(None).usable(i64::MAX));
+        for at_ms in [0, 1_000, i64::MAX] {
+            assert_eq!(
+                KeyValidity::issuer_key(Some(at_ms)).check(500),
+                Err(KeyUnusable::Revoked { at_ms })
+            );
+        }
+        // Revocation is named before anything else.
+        let all = KeyValidity {
+            revoked_at_ms: Some(1),
+            grace_until_ms: Some(1),
+            expires_at_ms: Some(1),
+        };
+        assert_eq!(all.check(10), Err(KeyUnusable::Revoked { at_ms: 1 }));
+        // Nothing set: always usable.
+        assert!(KeyValidity::default().usable(i64::MAX));
+    }
 
     #[test]
     fn rfc7638_thumbprint_example() {

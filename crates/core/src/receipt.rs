@@ -18,10 +18,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::b64;
 use crate::ids::{AgentId, ReceiptId, ReceiverId, TokenId};
 use crate::json::{self, JsonLimits};
-use crate::jws::{self, Compact};
+use crate::jws::{self, JwsError};
 use crate::keys::{KeyError, SigningKey};
 use crate::policy::{self, Money, money};
 use crate::token::{KeyResolver, Segment, TokenError};
@@ -393,43 +392,31 @@ pub fn sign(key: &SigningKey, claims: &ReceiptClaims) -> Result<String, KeyError
 /// consistent). Time is not checked: a receipt stays a true record after its token
 /// expires.
 pub fn verify(jws: &str, keys: &impl KeyResolver) -> Result<ReceiptClaims, ReceiptError> {
-    let limits = JsonLimits::default();
-    let compact = Compact::split(jws, MAX_RECEIPT_BYTES).map_err(ReceiptError::Jws)?;
-    let header = jws::decode_header(compact.header_b64, limits).map_err(ReceiptError::Jws)?;
-    if !jws::typ_matches(header.typ.as_deref(), RECEIPT_TYP) {
-        return Err(ReceiptError::WrongType {
-            found: clip(header.typ.as_deref().unwrap_or_default()),
-        });
-    }
-    let key = keys
-        .key(&header.kid)
-        .ok_or(ReceiptError::Jws(TokenError::UnknownKey))?;
-    if key.alg() != header.alg {
-        return Err(ReceiptError::Jws(TokenError::AlgorithmKeyMismatch));
-    }
-    let sig = b64::decode(compact.signature_b64)
-        .map_err(|_| ReceiptError::Jws(TokenError::Base64(Segment::Signature)))?;
-    if !key.verify(compact.signing_input.as_bytes(), &sig) {
-        return Err(ReceiptError::Jws(TokenError::BadSignature));
-    }
-    let payload = b64::decode(compact.payload_b64)
-        .map_err(|_| ReceiptError::Jws(TokenError::Base64(Segment::Payload)))?;
-    json::check(&payload, limits).map_err(|e| ReceiptError::Claims(e.to_string()))?;
-    if !json::is_object(&payload) {
-        return Err(ReceiptError::Claims("claims are not a JSON object".into()));
-    }
-    let claims: ReceiptClaims =
-        serde_json::from_slice(&payload).map_err(|e| ReceiptError::Claims(serde_message(&e)))?;
-    claims.check_consistent()?;
-    Ok(claims)
+    let rules = jws::Rules::kid(jws::Typ::Is(RECEIPT_TYP), MAX_RECEIPT_BYTES);
+    let opened = jws::open::<ReceiptClaims, _>(jws, &rules, |h: &jws::Protected| {
+        keys.key(h.kid())
+            .map(jws::Key::Borrowed)
+            .ok_or(ReceiptError::Jws(TokenError::UnknownKey))
+    })?;
+    opened.claims.check_consistent()?;
+    Ok(opened.claims)
 }
 
-fn serde_message(e: &serde_json::Error) -> String {
-    // serde names the member and the problem; the position adds nothing.
-    let msg = e.to_string();
-    match msg.rsplit_once(" at line ") {
-        Some((m, _)) => m.to_owned(),
-        None => msg,
+impl From<JwsError> for ReceiptError {
+    /// Framing, header, key and signature as the agent-token error; the type; the
+    /// claims as text.
+    fn from(e: JwsError) -> Self {
+        match e {
+            JwsError::WrongType { found, .. } => ReceiptError::WrongType {
+                found: found.unwrap_or_default(),
+            },
+            JwsError::Json(Segment::Payload, e) => ReceiptError::Claims(e.to_string()),
+            JwsError::ClaimsNotObject => {
+                ReceiptError::Claims("claims are not a JSON object".into())
+            }
+            JwsError::Claims(m) => ReceiptError::Claims(m),
+            e => ReceiptError::Jws(e.into()),
+        }
     }
 }
 
@@ -459,6 +446,7 @@ mod tests {
 
     use super::*;
     use crate::audit::Decision;
+    use crate::b64;
     use crate::keys::{Algorithm, VerifyingKey};
     use crate::policy::{Currency, Decimal};
     use crate::token::{self, AGENT_TOKEN_TYP, KeySet};

@@ -11,10 +11,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::b64;
 use crate::ids::{AgentId, IssuerId, TokenId};
-use crate::json::{self, JsonError, JsonLimits};
-use crate::jws::{self, Compact, Header};
+use crate::json::{JsonError, JsonLimits};
+use crate::jws::{self, Header};
 use crate::keys::{Jwks, KeyError, SigningKey, VerifyingKey};
 
 /// `typ` of agent tokens.
@@ -722,47 +721,15 @@ pub fn verify(
     opts: &VerifyOptions,
     now: i64,
 ) -> Result<VerifiedToken, TokenError> {
-    // 1. size and shape
-    let compact = Compact::split(token, opts.max_token_bytes)?;
-    // 2. header (a header this key set wrote itself is already known good)
-    let (header, key) = match keys.known_header(compact.header_b64) {
-        Some((header, key)) => (header.clone(), key),
-        None => {
-            let header = jws::decode_header(compact.header_b64, opts.json)?;
-            if !jws::typ_matches(header.typ.as_deref(), AGENT_TOKEN_TYP) {
-                return Err(TokenError::WrongType {
-                    found: header
-                        .typ
-                        .clone()
-                        .unwrap_or_default()
-                        .chars()
-                        .take(64)
-                        .collect(),
-                    expected: AGENT_TOKEN_TYP,
-                });
-            }
-            let key = keys.key(&header.kid).ok_or(TokenError::UnknownKey)?;
-            if key.alg() != header.alg {
-                return Err(TokenError::AlgorithmKeyMismatch);
-            }
-            (header, key)
-        }
+    // 1–4: size and shape, header (a header this key set wrote itself is already
+    // known good), the key by `kid` and its algorithm, the signature, then the claims
+    // as strict JSON: the one JWS sequence of every kind (`jws::open`).
+    let rules = jws::Rules {
+        json: opts.json,
+        ..jws::Rules::kid(jws::Typ::Is(AGENT_TOKEN_TYP), opts.max_token_bytes)
     };
-    // 3. signature, before anything in the payload is looked at
-    let sig =
-        b64::decode(compact.signature_b64).map_err(|_| TokenError::Base64(Segment::Signature))?;
-    if !key.verify(compact.signing_input.as_bytes(), &sig) {
-        return Err(TokenError::BadSignature);
-    }
-    // 4. claims
-    let payload =
-        b64::decode(compact.payload_b64).map_err(|_| TokenError::Base64(Segment::Payload))?;
-    json::check(&payload, opts.json).map_err(|e| TokenError::Json(Segment::Payload, e))?;
-    if !json::is_object(&payload) {
-        return Err(TokenError::Claims("claims are not a JSON object".into()));
-    }
-    let claims: AgentClaims =
-        serde_json::from_slice(&payload).map_err(|e| TokenError::Claims(claims_error(&e)))?;
+    let opened = jws::open::<AgentClaims, _>(token, &rules, jws::ByKid(keys))?;
+    let (header, claims) = (opened.header.into_header(), opened.claims);
     claims.check_consistent()?;
     if opts.time == TimeCheck::Enforce {
         check_times(&claims, opts.leeway_secs, now)?;
@@ -775,15 +742,6 @@ pub fn verify(
         ));
     }
     Ok(VerifiedToken { header, claims })
-}
-
-fn claims_error(e: &serde_json::Error) -> String {
-    // serde's message names the claim and the problem; drop the position suffix.
-    let msg = e.to_string();
-    match msg.rsplit_once(" at line ") {
-        Some((m, _)) => m.to_owned(),
-        None => msg,
-    }
 }
 
 fn check_times(claims: &AgentClaims, leeway: i64, now: i64) -> Result<(), TokenError> {

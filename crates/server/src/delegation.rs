@@ -27,6 +27,7 @@ use std::sync::Arc;
 
 use bonafide_core::delegation;
 use bonafide_core::ids::IssuerId;
+use bonafide_core::keys::KeyValidity;
 use bonafide_core::policy::{self, Policy, Timestamp};
 use bonafide_core::token::{AgentClaims, Revoked, TokenError};
 use bonafide_store::{AncestorBudget, AncestorKey, BudgetCharge, BudgetKey, StoreError};
@@ -103,7 +104,10 @@ pub async fn check(
     for key in &chain.ancestor_keys {
         if let Some(kid) = &key.issuer_kid {
             let ring = state.issuer_keys.load();
-            if ring.get(kid).is_none_or(|k| k.revoked_at_ms.is_some()) {
+            if ring
+                .get(kid)
+                .is_none_or(|k| !KeyValidity::issuer_key(k.revoked_at_ms).usable(now_ms))
+            {
                 return Ok(Err(TokenError::Revoked(Revoked::Key)));
             }
         }

@@ -16,8 +16,9 @@
 //!
 //! A proof is single use: its DPoP `jti` (per key) or its signature `nonce` (per key)
 //! is claimed in the same store transaction as the decision's audit entry
-//! ([`bonafide_store::NonceClaim`]), for as long as the proof could still be accepted,
-//! so a replay answers `REPLAY` even after a restart. A simulation checks the proof but
+//! ([`bonafide_store::NonceClaim`]), for as long as the proof could still be accepted
+//! (the `replay_until` core's verifiers return with the proof), so a replay answers
+//! `REPLAY` even after a restart. A simulation checks the proof but
 //! claims nothing.
 //!
 //! What is an error of the request, not of the proof (a 4xx, not a decision): an
@@ -228,10 +229,10 @@ pub async fn check(
         ProofInput::Dpop { jwt, htm, htu } => {
             let check = ProofCheck::new(htm, htu, &cnf.jkt, token, now_s);
             match dpop::verify(jwt, &check) {
-                // Accepted while `iat >= now - max_age`: remembered until then.
+                // Remembered for as long as core says the proof is acceptable.
                 Ok(v) => Ok(Ok(Some(claim(
                     format!("dpop:{}:{}", cnf.jkt, v.jti),
-                    v.iat.saturating_add(check.max_age),
+                    v.replay_until,
                 )))),
                 Err(e) => Ok(Err(TokenError::ProofInvalid(format!("DPoP: {e}")))),
             }
@@ -279,9 +280,7 @@ pub async fn check(
                     };
                     Ok(Ok(Some(claim(
                         format!("sig:{}:{nonce}", v.keyid),
-                        v.created
-                            .saturating_add(check.max_age)
-                            .saturating_add(check.leeway),
+                        v.replay_until,
                     ))))
                 }
                 Err(HttpSigError::MissingComponent(name)) => Err(bad_proof(

@@ -9,7 +9,7 @@ use arc_swap::ArcSwap;
 use bonafide_core::audit::{Actor, AuditEntry, EventType};
 use bonafide_core::ids::{AgentId, IssuerId, ReceiverId, TokenId};
 use bonafide_core::jws::{self, Header};
-use bonafide_core::keys::{Algorithm, Jwk, SigningKey, VerifyingKey};
+use bonafide_core::keys::{Algorithm, Jwk, KeyUnusable, KeyValidity, SigningKey, VerifyingKey};
 use bonafide_core::policy::Policy;
 use bonafide_core::token::{
     self, AGENT_TOKEN_TYP, AgentClaims, AudienceRule, KeySet, TokenError, VerifyOptions,
@@ -376,19 +376,18 @@ pub fn bound_key<'a>(
     let entry = keys.iter().find(|k| k.record.jkt == jkt).ok_or_else(|| {
         TokenError::Claims("`cnf.jkt` names no registered key of this agent".into())
     })?;
-    if let Some(until) = entry.record.grace_until_ms
-        && until <= now_ms
+    // The one key-validity rule (core); agent keys are never revoked, only rotated.
+    match KeyValidity::agent_key(entry.record.expires_at_ms, entry.record.grace_until_ms)
+        .check(now_ms)
     {
-        return Err(TokenError::Revoked(
-            bonafide_core::token::Revoked::AgentKeyRotated,
-        ));
+        Ok(()) => Ok(entry),
+        Err(KeyUnusable::Expired { expires_at_ms }) => Err(TokenError::AgentKeyExpired {
+            expired_at_s: expires_at_ms.div_euclid(1000),
+        }),
+        Err(KeyUnusable::RotatedOut { .. } | KeyUnusable::Revoked { .. }) => Err(
+            TokenError::Revoked(bonafide_core::token::Revoked::AgentKeyRotated),
+        ),
     }
-    if entry.record.expires_at_ms <= now_ms {
-        return Err(TokenError::AgentKeyExpired {
-            expired_at_s: entry.record.expires_at_ms.div_euclid(1000),
-        });
-    }
-    Ok(entry)
 }
 
 /// Parses stored agent keys; one that no longer parses is skipped with a warning (its

@@ -1034,14 +1034,13 @@ impl Receiver {
             }
             keys.insert(jkt.to_owned(), Arc::new(key));
         }
-        // Acceptable while iat ≥ now − max_age, i.e. until iat + max_age.
-        let last_valid = verified.iat.saturating_add(check.max_age);
+        // Remembered for as long as core says the proof is acceptable.
         self.claim(
             scheme,
             ProofNamespace::Dpop,
             jkt,
             &verified.jti,
-            last_valid,
+            verified.replay_until,
             now,
         )?;
         Ok(ProofKind::Dpop)
@@ -1094,16 +1093,13 @@ impl Receiver {
             e => Rejection::proof_invalid(scheme, e.to_string()),
         })?;
         let nonce = verified.nonce.as_deref().unwrap_or_default();
-        // Acceptable until created + max_age (and expires), plus leeway either way.
-        let until = verified.created.saturating_add(check.max_age);
-        let until = verified.expires.map_or(until, |e| e.min(until));
-        let last_valid = until.saturating_add(check.leeway);
+        // Remembered for as long as core says the signature is acceptable.
         self.claim(
             scheme,
             ProofNamespace::HttpSignature,
             &verified.keyid,
             nonce,
-            last_valid,
+            verified.replay_until,
             now,
         )?;
         Ok(ProofKind::HttpSignature)

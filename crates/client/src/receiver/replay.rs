@@ -2,8 +2,9 @@
 //!
 //! A DPoP proof is remembered by `(jkt, jti)` and a message signature by
 //! `(keyid, nonce)` (the two live in separate namespaces), each until the last second
-//! at which the proof's own checks would still accept it; after that the proof is
-//! refused as too old anyway, so forgetting it opens nothing. Entries are stored as
+//! at which the proof's own checks would still accept it (the `replay_until` core's
+//! `dpop::verify` and `httpsig::verify` return); after that the proof is refused as
+//! too old anyway, so forgetting it opens nothing. Entries are stored as
 //! the SHA-256 of the key, so an entry is 32 bytes plus its expiry whatever the
 //! client sent, and hostile keys cannot aim at one hash bucket.
 //!

@@ -108,6 +108,7 @@ fn every_case_gives_its_expected_outcome() {
                         iat: case.iat,
                         alg: case.alg,
                         jkt: case.jkt.clone(),
+                        replay_until: case.iat + dpop::DEFAULT_MAX_AGE_SECS,
                     },
                     "{name}"
                 );

@@ -22,7 +22,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bonafide_core::audit::{Actor, EventType};
 use bonafide_core::ids::AgentId;
-use bonafide_core::keys::{Algorithm, Jwk, VerifyingKey};
+use bonafide_core::keys::{Algorithm, Jwk, KeyValidity, VerifyingKey};
 use bonafide_store::{AgentKey, AgentStatus, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -188,22 +188,21 @@ pub struct AgentKeyView {
     pub grace_until: Option<String>,
 }
 
-/// True if tokens bound to `k` may verify at `now_ms` (current or in grace, not
-/// expired).
-fn usable(k: &AgentKey, now_ms: i64) -> bool {
-    k.grace_until_ms.is_none_or(|g| g > now_ms) && k.expires_at_ms > now_ms
+/// When tokens bound to `k` may verify: core's one key-validity rule (current or in
+/// grace, not expired).
+fn validity(k: &AgentKey) -> KeyValidity {
+    KeyValidity::agent_key(k.expires_at_ms, k.grace_until_ms)
 }
 
 /// The view of a stored key at `now_ms`.
 pub fn key_view(k: &AgentKey, now_ms: i64) -> Result<AgentKeyView, ApiError> {
-    let status = if k.expires_at_ms <= now_ms {
-        "expired"
-    } else {
-        match k.grace_until_ms {
-            None => "current",
-            Some(g) if g > now_ms => "grace",
-            Some(_) => "retired",
-        }
+    let validity = validity(k);
+    // Expiry is shown before rotation.
+    let status = match validity.check(now_ms) {
+        Ok(()) if k.grace_until_ms.is_some() => "grace",
+        Ok(()) => "current",
+        Err(_) if validity.expired(now_ms) => "expired",
+        Err(_) => "retired",
     };
     Ok(AgentKeyView {
         jkt: k.jkt.clone(),
@@ -498,7 +497,7 @@ async fn published_keys(state: &AppState, id: &str) -> Result<Published, ApiErro
     let now = state.now_ms();
     let mut keys = Vec::new();
     for k in state.store.agent_keys(&agent.id).await? {
-        if !usable(&k, now) {
+        if !validity(&k).usable(now) {
             continue;
         }
         let jwk: Value = serde_json::from_str(&k.jwk)

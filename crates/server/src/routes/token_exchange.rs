@@ -57,6 +57,7 @@ use axum::{Form, Json};
 use bonafide_core::audit::{Actor, EventType, token_sha256};
 use bonafide_core::delegation::{self, DelegationError, Issue, Widenings};
 use bonafide_core::ids::AgentId;
+use bonafide_core::keys::KeyValidity;
 use bonafide_core::policy::Policy;
 use bonafide_core::token::{self, AgentClaims, AudienceRule, Confirmation};
 use bonafide_store::{AncestorKey, DelegationRecord, TokenRecord};
@@ -673,11 +674,14 @@ async fn current_jkt(
         .map_err(ApiError::from)?;
     match keys.into_iter().find(|k| k.retired_at_ms.is_none()) {
         None => Ok(None),
-        Some(k) if k.expires_at_ms <= now => Err(OAuthError::new(
-            "invalid_request",
-            "KEY_EXPIRED",
-            "the actor's key has expired: rotate it first (PUT /v1/agents/{id}/keys)",
-        )),
+        // A current key has no grace period: unusable is expired.
+        Some(k) if !KeyValidity::agent_key(k.expires_at_ms, k.grace_until_ms).usable(now) => {
+            Err(OAuthError::new(
+                "invalid_request",
+                "KEY_EXPIRED",
+                "the actor's key has expired: rotate it first (PUT /v1/agents/{id}/keys)",
+            ))
+        }
         Some(k) => Ok(Some(k.jkt)),
     }
 }

@@ -16,7 +16,7 @@ use bonafide_core::consent::{self, ActVersion};
 use bonafide_core::ids::IssuerId;
 use bonafide_core::ids::{AgentId, ReceiptId, ReceiverId, TokenId};
 use bonafide_core::jws::{self, Compact, Header};
-use bonafide_core::keys::{Algorithm, VerifyingKey};
+use bonafide_core::keys::{Algorithm, KeyValidity, VerifyingKey};
 use bonafide_core::policy::money_from_json;
 use bonafide_core::receipt::RequestFacts;
 use bonafide_core::token::{
@@ -370,7 +370,7 @@ pub async fn check_token_signed(
                 subject: Some((verified.claims.sub, verified.claims.jti)),
             }));
         }
-        if signer.revoked_at_ms.is_some() {
+        if !KeyValidity::issuer_key(signer.revoked_at_ms).usable(now_ms) {
             return Ok(Err(Denied {
                 error: TokenError::Revoked(Revoked::Key),
                 subject: Some((verified.claims.sub, verified.claims.jti)),

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use bonafide_core::audit::{AuditEntry, Decision, EventType};
 use bonafide_core::ids::AgentId;
-use bonafide_core::keys::Algorithm;
+use bonafide_core::keys::{Algorithm, KeyValidity};
 use bonafide_core::policy::{Decimal, Policy, PolicyRequest, ResourceRef};
 use bonafide_store::NonceClaim;
 use serde::{Deserialize, Serialize};
@@ -198,8 +198,8 @@ pub async fn verify_action(
             .iter()
             .filter(|k| {
                 k.key.alg() == Algorithm::EdDSA
-                    && k.record.grace_until_ms.is_none_or(|g| g > now)
-                    && k.record.expires_at_ms > now
+                    && KeyValidity::agent_key(k.record.expires_at_ms, k.record.grace_until_ms)
+                        .usable(now)
             })
             .collect();
         if usable.is_empty() {
