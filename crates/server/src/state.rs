@@ -982,6 +982,18 @@ pub fn new_key_record(alg: Algorithm) -> Result<SigningKeyRecord, StoreError> {
     })
 }
 
+impl crate::verdict::Snapshot for AppState {
+    fn revoked(&self, agent: &AgentId, jti: &TokenId) -> Option<bonafide_core::token::Revoked> {
+        self.is_revoked(agent, jti)
+    }
+    fn suspended(&self, agent: &AgentId) -> bool {
+        self.is_suspended(agent)
+    }
+    fn policy_of(&self, claims: &AgentClaims) -> Result<Option<Arc<Policy>>, TokenError> {
+        AppState::policy_of(self, claims)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,11 +12,11 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bonafide_core::audit::{AuditEntry, Decision, EventType, token_sha256};
-use bonafide_core::consent::{self, ActVersion};
+use bonafide_core::consent;
 use bonafide_core::ids::IssuerId;
 use bonafide_core::ids::{AgentId, ReceiptId, ReceiverId, TokenId};
 use bonafide_core::jws::{self, Compact, Header};
-use bonafide_core::keys::{Algorithm, KeyValidity, VerifyingKey};
+use bonafide_core::keys::{Algorithm, VerifyingKey};
 use bonafide_core::policy::money_from_json;
 use bonafide_core::receipt::RequestFacts;
 use bonafide_core::token::{
@@ -47,33 +47,7 @@ const MAX_SCOPES_REQUESTED: usize = 64;
 /// ASCII characters; a longer one is a malformed request, not a decision to log).
 const MAX_SCOPE_BYTES: usize = 64;
 
-/// A token that did not verify, with what is known about it.
-#[derive(Debug)]
-pub struct Denied {
-    /// Why.
-    pub error: TokenError,
-    /// Agent and token id, when the signature checked out (revoked tokens).
-    pub subject: Option<(AgentId, TokenId)>,
-}
-
-/// The issuer key that signed a token (self-custody), as it stood when checked.
-#[derive(Debug, Clone)]
-pub struct IssuerSigned {
-    /// The key's kid (its RFC 7638 thumbprint).
-    pub kid: String,
-    /// Its issuer.
-    pub issuer_id: IssuerId,
-    /// Its issuer's registered name.
-    pub issuer_name: String,
-    /// When the key was revoked.
-    pub revoked_at_ms: Option<i64>,
-    /// `Some` for an AgentOAuth consent token: its scopes are then the agent's
-    /// registered ones (see [`verify_consent`]).
-    pub consent: Option<ActVersion>,
-    /// A consent token's own `scope` (space-separated in the token), if it has one:
-    /// it can only narrow the registered scopes.
-    pub consent_scopes: Option<Vec<String>>,
-}
+pub use crate::verdict::{Denied, IssuerSigned};
 
 /// Most of one issuer's EdDSA keys tried for a consent token whose `kid` is not a
 /// thumbprint: it bounds the signature checks one token can cost. An issuer with more
@@ -336,7 +310,7 @@ pub async fn check_token_signed(
     now_ms: i64,
 ) -> Result<Result<(VerifiedToken, Option<String>), Denied>, ApiError> {
     let checked = verify_signed(state, text, &state.verify_options(audience), now_ms / 1000);
-    let (mut verified, signer) = match checked {
+    let (verified, signer) = match checked {
         Ok(v) => v,
         Err(error) => {
             let subject = genuine_subject(state, text, &error, now_ms).await?;
@@ -344,109 +318,40 @@ pub async fn check_token_signed(
         }
     };
     let signer_kid = signer.as_ref().map(|s| s.kid.clone());
-    if let Some(signer) = signer {
-        let agent = match state.agent_record(&verified.claims.sub).await? {
-            Some(a) if a.issuer_id == signer.issuer_id => a,
-            // Unknown, or another issuer's: nothing about that agent is recorded.
-            _ => {
-                return Ok(Err(Denied {
-                    error: TokenError::AgentUnknown,
-                    subject: None,
-                }));
-            }
-        };
-        if let Some(extra) = verified
-            .claims
-            .agent
-            .scopes
-            .iter()
-            .find(|s| !agent.scopes.contains(s))
-        {
-            let shown: String = extra.chars().take(64).collect();
-            return Ok(Err(Denied {
-                error: TokenError::Claims(format!(
-                    "scope `{shown}` was not granted to this agent at registration: an issuer-signed token may carry only its agent's registered scopes"
-                )),
-                subject: Some((verified.claims.sub, verified.claims.jti)),
-            }));
-        }
-        if !KeyValidity::issuer_key(signer.revoked_at_ms).usable(now_ms) {
-            return Ok(Err(Denied {
-                error: TokenError::Revoked(Revoked::Key),
-                subject: Some((verified.claims.sub, verified.claims.jti)),
-            }));
-        }
-        verified.claims.agent.name.clone_from(&agent.name);
-        if signer.consent.is_some() {
-            // A consent token grants its agent's registered scopes, narrowed to its
-            // own `scope` when it has one: what the user consented to is never
-            // widened by what the agent was registered with.
-            verified.claims.agent.scopes = match &signer.consent_scopes {
-                Some(asked) => agent
-                    .scopes
-                    .iter()
-                    .filter(|s| asked.contains(s))
-                    .cloned()
-                    .collect(),
-                None => agent.scopes.clone(),
-            };
-        }
-        verified.claims.agent.issuer = signer.issuer_name;
-        verified
-            .claims
-            .agent
-            .description
-            .clone_from(&agent.description);
-    }
-    if let Some(what) = state.is_revoked(&verified.claims.sub, &verified.claims.jti) {
-        return Ok(Err(Denied {
-            error: TokenError::Revoked(what),
-            subject: Some((verified.claims.sub, verified.claims.jti)),
-        }));
-    }
-    // After revocation: a revoked agent stays TOKEN_REVOKED, suspended or not.
-    if state.is_suspended(&verified.claims.sub) {
-        return Ok(Err(Denied {
-            error: TokenError::Suspended,
-            subject: Some((verified.claims.sub, verified.claims.jti)),
-        }));
-    }
-    // A delegated token: every ancestor agent and token too (crate::delegation).
-    if let Err(error) = crate::delegation::check(state, &verified.claims, now_ms).await? {
-        return Ok(Err(Denied {
-            error,
-            subject: Some((verified.claims.sub, verified.claims.jti)),
-        }));
-    }
-    // A token bound to the agent's own key (`cnf.jkt`): the key must be registered,
-    // within its grace period if rotated out, and not past its `key_expires_at`.
-    // Proof of possession (docs/design.md, step 6) is checked by the caller that has the
-    // request (`crate::proof`, from `check_for_decision`).
-    if let Some(cnf) = &verified.claims.cnf {
+    let facts = gather(state, &verified.claims, signer.as_ref(), now_ms).await?;
+    Ok(
+        crate::verdict::verdict(state, verified, signer.as_ref(), &facts, now_ms)
+            .map(|verified| (verified, signer_kid)),
+    )
+}
+
+/// Every fact the verdict on `claims` needs from the caches and the store: the only
+/// awaits of a token check.
+async fn gather(
+    state: &AppState,
+    claims: &token::AgentClaims,
+    signer: Option<&IssuerSigned>,
+    now_ms: i64,
+) -> Result<crate::verdict::Facts, ApiError> {
+    let registered = match signer {
+        Some(_) => state.agent_record(&claims.sub).await?,
+        None => None,
+    };
+    let chain = crate::delegation::check(state, claims, now_ms).await?;
+    let (holder_keys, bearer_refused) = match &claims.cnf {
         // The presenting agent's key: a delegated token is bound to its current actor.
-        let holder = bonafide_core::delegation::current_actor(&verified.claims);
-        let keys = state.agent_keys(holder).await?;
-        if let Err(error) = crate::state::bound_key(&keys, &cnf.jkt, now_ms) {
-            return Ok(Err(Denied {
-                error,
-                subject: Some((verified.claims.sub, verified.claims.jti)),
-            }));
+        Some(_) => {
+            let holder = bonafide_core::delegation::current_actor(claims);
+            (Some(state.agent_keys(holder).await?), false)
         }
-    } else if bearer_refused(state, &verified.claims).await? {
-        return Ok(Err(Denied {
-            error: TokenError::BindingRequired,
-            subject: Some((verified.claims.sub, verified.claims.jti)),
-        }));
-    }
-    // Step 7: a policy whose hash is not `policy_hash` makes the token invalid on every
-    // path (GET verify and introspection too), not only where the policy is used.
-    if let Err(error) = state.policy_of(&verified.claims) {
-        return Ok(Err(Denied {
-            error,
-            subject: Some((verified.claims.sub, verified.claims.jti)),
-        }));
-    }
-    Ok(Ok((verified, signer_kid)))
+        None => (None, bearer_refused(state, claims).await?),
+    };
+    Ok(crate::verdict::Facts {
+        registered,
+        chain,
+        holder_keys,
+        bearer_refused,
+    })
 }
 
 /// The agent and token of a genuine token refused for its claims only (expired, not

@@ -1,0 +1,454 @@
+//! The verdict on a token whose signature checked out: one pure function.
+//!
+//! [`crate::routes::verify::check_token_signed`] gathers every fact a decision needs
+//! from the caches and the store ([`Facts`]: the only awaits of a token check); then
+//! [`verdict`] decides, from those facts, the read model's snapshot ([`Snapshot`]:
+//! revocations, suspensions, parsed policies) and the time, with no I/O, no clock and
+//! no await, so every rule of it is tested with plain `#[test]`s (below).
+
+use std::sync::Arc;
+
+use bonafide_core::consent::ActVersion;
+use bonafide_core::ids::{AgentId, IssuerId, TokenId};
+use bonafide_core::keys::KeyValidity;
+use bonafide_core::policy::Policy;
+use bonafide_core::token::{AgentClaims, Revoked, TokenError, VerifiedToken};
+use bonafide_store::Agent;
+
+use crate::state::AgentKeyEntry;
+
+/// A token that did not verify, with what is known about it.
+#[derive(Debug)]
+pub struct Denied {
+    /// Why.
+    pub error: TokenError,
+    /// Agent and token id, when the signature checked out (revoked tokens).
+    pub subject: Option<(AgentId, TokenId)>,
+}
+
+/// The issuer key that signed a token (self-custody), as it stood when checked.
+#[derive(Debug, Clone)]
+pub struct IssuerSigned {
+    /// The key's kid (its RFC 7638 thumbprint).
+    pub kid: String,
+    /// Its issuer.
+    pub issuer_id: IssuerId,
+    /// Its issuer's registered name.
+    pub issuer_name: String,
+    /// When the key was revoked.
+    pub revoked_at_ms: Option<i64>,
+    /// `Some` for an AgentOAuth consent token: its scopes are then the agent's
+    /// registered ones.
+    pub consent: Option<ActVersion>,
+    /// A consent token's own `scope` (space-separated in the token), if it has one:
+    /// it can only narrow the registered scopes.
+    pub consent_scopes: Option<Vec<String>>,
+}
+
+/// What a verdict reads of the read model: synchronous, in memory.
+pub trait Snapshot {
+    /// Whether the agent or the token is revoked, and which.
+    fn revoked(&self, agent: &AgentId, jti: &TokenId) -> Option<Revoked>;
+    /// Whether the agent is suspended.
+    fn suspended(&self, agent: &AgentId) -> bool;
+    /// The token's parsed policy (step 7: its hash must be `policy_hash`).
+    fn policy_of(&self, claims: &AgentClaims) -> Result<Option<Arc<Policy>>, TokenError>;
+}
+
+/// Every fact of the store and caches a verdict needs, gathered before it.
+#[derive(Debug)]
+pub struct Facts {
+    /// For an issuer-signed token: its agent as registered, if it is the signing
+    /// issuer's (`None`: unknown, or another issuer's).
+    pub registered: Option<Arc<Agent>>,
+    /// The delegation chain's status (`Ok` for a token without `act`).
+    pub chain: Result<(), TokenError>,
+    /// For a token bound to a key (`cnf`): the presenting agent's keys.
+    pub holder_keys: Option<Arc<[AgentKeyEntry]>>,
+    /// For an unbound token: whether its presenting agent accepts only bound ones.
+    pub bearer_refused: bool,
+}
+
+/// The verdict on `verified` (its signature, header and claims already checked by
+/// core), signed by `signer` when an issuer signed it itself: the token as the
+/// registry vouches for it (an issuer-signed token's name, description and scopes
+/// are the registration's), or why it is refused. The rules, in order: an
+/// issuer-signed token's agent is that issuer's, its scopes registered ones, its key
+/// not revoked; then the token and agent not revoked, the agent not suspended, the
+/// delegation chain alive, the bound key usable (or a bearer token allowed), and the
+/// policy the one its hash names.
+pub fn verdict(
+    snapshot: &impl Snapshot,
+    mut verified: VerifiedToken,
+    signer: Option<&IssuerSigned>,
+    facts: &Facts,
+    now_ms: i64,
+) -> Result<VerifiedToken, Denied> {
+    let deny = |error: TokenError, v: VerifiedToken| Denied {
+        error,
+        subject: Some((v.claims.sub, v.claims.jti)),
+    };
+    if let Some(signer) = signer {
+        let Some(agent) = facts
+            .registered
+            .as_ref()
+            .filter(|a| a.issuer_id == signer.issuer_id)
+        else {
+            // Unknown, or another issuer's: nothing about that agent is recorded.
+            return Err(Denied {
+                error: TokenError::AgentUnknown,
+                subject: None,
+            });
+        };
+        if let Some(extra) = verified
+            .claims
+            .agent
+            .scopes
+            .iter()
+            .find(|s| !agent.scopes.contains(s))
+        {
+            let shown: String = extra.chars().take(64).collect();
+            return Err(deny(
+                TokenError::Claims(format!(
+                    "scope `{shown}` was not granted to this agent at registration: an issuer-signed token may carry only its agent's registered scopes"
+                )),
+                verified,
+            ));
+        }
+        if !KeyValidity::issuer_key(signer.revoked_at_ms).usable(now_ms) {
+            return Err(deny(TokenError::Revoked(Revoked::Key), verified));
+        }
+        verified.claims.agent.name.clone_from(&agent.name);
+        if signer.consent.is_some() {
+            // A consent token grants its agent's registered scopes, narrowed to its
+            // own `scope` when it has one: what the user consented to is never
+            // widened by what the agent was registered with.
+            verified.claims.agent.scopes = match &signer.consent_scopes {
+                Some(asked) => agent
+                    .scopes
+                    .iter()
+                    .filter(|s| asked.contains(s))
+                    .cloned()
+                    .collect(),
+                None => agent.scopes.clone(),
+            };
+        }
+        verified.claims.agent.issuer.clone_from(&signer.issuer_name);
+        verified
+            .claims
+            .agent
+            .description
+            .clone_from(&agent.description);
+    }
+    if let Some(what) = snapshot.revoked(&verified.claims.sub, &verified.claims.jti) {
+        return Err(deny(TokenError::Revoked(what), verified));
+    }
+    // After revocation: a revoked agent stays TOKEN_REVOKED, suspended or not.
+    if snapshot.suspended(&verified.claims.sub) {
+        return Err(deny(TokenError::Suspended, verified));
+    }
+    // A delegated token: every ancestor agent and token too (crate::delegation).
+    if let Err(error) = &facts.chain {
+        return Err(deny(error.clone(), verified));
+    }
+    // A token bound to the agent's own key (`cnf.jkt`): the key must be registered,
+    // within its grace period if rotated out, and not past its `key_expires_at`.
+    // Proof of possession is checked by the caller that has the request
+    // (`crate::proof`).
+    if let Some(cnf) = &verified.claims.cnf {
+        let keys = facts.holder_keys.as_deref().unwrap_or_default();
+        if let Err(error) = crate::state::bound_key(keys, &cnf.jkt, now_ms) {
+            return Err(deny(error, verified));
+        }
+    } else if facts.bearer_refused {
+        return Err(deny(TokenError::BindingRequired, verified));
+    }
+    // Step 7: a policy whose hash is not `policy_hash` makes the token invalid on every
+    // path (GET verify and introspection too), not only where the policy is used.
+    if let Err(error) = snapshot.policy_of(&verified.claims) {
+        return Err(deny(error, verified));
+    }
+    Ok(verified)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use bonafide_core::jws::Header;
+    use bonafide_core::keys::Algorithm;
+    use bonafide_store::AgentStatus;
+    use serde_json::json;
+
+    use super::*;
+
+    /// A read model in plain sets.
+    #[derive(Default)]
+    struct Memory {
+        revoked_agents: HashSet<AgentId>,
+        revoked_tokens: HashSet<TokenId>,
+        suspended: HashSet<AgentId>,
+        bad_policy: bool,
+    }
+
+    impl Snapshot for Memory {
+        fn revoked(&self, agent: &AgentId, jti: &TokenId) -> Option<Revoked> {
+            if self.revoked_agents.contains(agent) {
+                Some(Revoked::Agent)
+            } else if self.revoked_tokens.contains(jti) {
+                Some(Revoked::Token)
+            } else {
+                None
+            }
+        }
+        fn suspended(&self, agent: &AgentId) -> bool {
+            self.suspended.contains(agent)
+        }
+        fn policy_of(&self, _: &AgentClaims) -> Result<Option<Arc<Policy>>, TokenError> {
+            if self.bad_policy {
+                return Err(TokenError::Claims("policy_hash does not match".into()));
+            }
+            Ok(None)
+        }
+    }
+
+    const NOW_MS: i64 = 1_800_000_000_000;
+
+    fn agent_id() -> AgentId {
+        AgentId::from_random([1; 16])
+    }
+
+    fn issuer_id() -> IssuerId {
+        IssuerId::from_random([2; 16])
+    }
+
+    fn token(scopes: &[&str], cnf: Option<&str>) -> VerifiedToken {
+        let mut claims = json!({
+            "iss": "https://reg.example",
+            "sub": agent_id().as_str(),
+            "iat": NOW_MS / 1000,
+            "exp": NOW_MS / 1000 + 3600,
+            "jti": TokenId::from_random([3; 16]).as_str(),
+            "agent": {"name": "from the token", "issuer": "claimed", "scopes": scopes},
+        });
+        if let Some(jkt) = cnf {
+            claims["cnf"] = json!({ "jkt": jkt });
+        }
+        VerifiedToken {
+            header: Header {
+                alg: Algorithm::EdDSA,
+                kid: "k".into(),
+                typ: Some("agent+jwt".into()),
+            },
+            claims: serde_json::from_value(claims).unwrap_or_else(|e| panic!("claims: {e}")),
+        }
+    }
+
+    fn registered(scopes: &[&str]) -> Arc<Agent> {
+        Arc::new(Agent {
+            id: agent_id(),
+            issuer_id: issuer_id(),
+            name: "RegisteredName".into(),
+            description: Some("as registered".into()),
+            scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+            audience: None,
+            token_ttl_s: 3600,
+            status: AgentStatus::Active,
+            created_at_ms: 0,
+            revoked_at_ms: None,
+            revoke_reason: None,
+            suspended_at_ms: None,
+            suspend_reason: None,
+            policy: None,
+            user: None,
+            allow_bearer_tokens: false,
+        })
+    }
+
+    fn facts() -> Facts {
+        Facts {
+            registered: None,
+            chain: Ok(()),
+            holder_keys: None,
+            bearer_refused: false,
+        }
+    }
+
+    fn signer(revoked_at_ms: Option<i64>) -> IssuerSigned {
+        IssuerSigned {
+            kid: "kid".into(),
+            issuer_id: issuer_id(),
+            issuer_name: "issuer.example".into(),
+            revoked_at_ms,
+            consent: None,
+            consent_scopes: None,
+        }
+    }
+
+    fn code(r: &Result<VerifiedToken, Denied>) -> &'static str {
+        match r {
+            Ok(_) => "OK",
+            Err(d) => d.error.code().as_str(),
+        }
+    }
+
+    #[test]
+    fn a_registry_token_with_nothing_against_it_is_valid() {
+        let r = verdict(
+            &Memory::default(),
+            token(&["read"], None),
+            None,
+            &facts(),
+            NOW_MS,
+        );
+        assert_eq!(code(&r), "OK");
+    }
+
+    #[test]
+    fn revocation_comes_before_suspension_and_both_name_the_subject() {
+        let mut m = Memory::default();
+        m.suspended.insert(agent_id());
+        let r = verdict(&m, token(&["read"], None), None, &facts(), NOW_MS);
+        assert_eq!(code(&r), "AGENT_SUSPENDED");
+        m.revoked_agents.insert(agent_id());
+        let r = verdict(&m, token(&["read"], None), None, &facts(), NOW_MS);
+        assert_eq!(code(&r), "TOKEN_REVOKED");
+        let subject = r.err().and_then(|d| d.subject).map(|(a, _)| a);
+        assert_eq!(subject, Some(agent_id()));
+    }
+
+    #[test]
+    fn a_dead_chain_a_refused_bearer_and_a_bad_policy_each_deny() {
+        let dead = Facts {
+            chain: Err(TokenError::Revoked(Revoked::Token)),
+            ..facts()
+        };
+        let r = verdict(
+            &Memory::default(),
+            token(&["read"], None),
+            None,
+            &dead,
+            NOW_MS,
+        );
+        assert_eq!(code(&r), "TOKEN_REVOKED");
+        let bearer = Facts {
+            bearer_refused: true,
+            ..facts()
+        };
+        let r = verdict(
+            &Memory::default(),
+            token(&["read"], None),
+            None,
+            &bearer,
+            NOW_MS,
+        );
+        assert!(matches!(
+            r,
+            Err(Denied {
+                error: TokenError::BindingRequired,
+                ..
+            })
+        ));
+        let m = Memory {
+            bad_policy: true,
+            ..Memory::default()
+        };
+        let r = verdict(&m, token(&["read"], None), None, &facts(), NOW_MS);
+        assert_eq!(code(&r), "TOKEN_INVALID");
+    }
+
+    #[test]
+    fn a_token_bound_to_an_unknown_key_is_refused_whatever_bearer_says() {
+        let keyless = Facts {
+            holder_keys: Some(Arc::from(Vec::new())),
+            ..facts()
+        };
+        let r = verdict(
+            &Memory::default(),
+            token(&["read"], Some("jkt")),
+            None,
+            &keyless,
+            NOW_MS,
+        );
+        assert_eq!(code(&r), "TOKEN_INVALID");
+    }
+
+    #[test]
+    fn an_issuer_signed_token_is_its_registration() {
+        // Not the signing issuer's agent (or unknown): AGENT_UNKNOWN, no subject.
+        let r = verdict(
+            &Memory::default(),
+            token(&["read"], None),
+            Some(&signer(None)),
+            &facts(),
+            NOW_MS,
+        );
+        assert!(matches!(
+            r,
+            Err(Denied {
+                error: TokenError::AgentUnknown,
+                subject: None
+            })
+        ));
+        // A scope it was not registered with.
+        let known = Facts {
+            registered: Some(registered(&["read"])),
+            ..facts()
+        };
+        let r = verdict(
+            &Memory::default(),
+            token(&["read", "write"], None),
+            Some(&signer(None)),
+            &known,
+            NOW_MS,
+        );
+        assert_eq!(code(&r), "TOKEN_INVALID");
+        // A key revoked before now: KEY_REVOKED's TOKEN_REVOKED.
+        let r = verdict(
+            &Memory::default(),
+            token(&["read"], None),
+            Some(&signer(Some(NOW_MS - 1))),
+            &known,
+            NOW_MS,
+        );
+        assert!(matches!(
+            r,
+            Err(Denied {
+                error: TokenError::Revoked(Revoked::Key),
+                ..
+            })
+        ));
+        // Valid: name, issuer and description are the registration's.
+        let r = verdict(
+            &Memory::default(),
+            token(&["read"], None),
+            Some(&signer(None)),
+            &known,
+            NOW_MS,
+        );
+        let v = r.unwrap_or_else(|d| panic!("{d:?}"));
+        assert_eq!(v.claims.agent.name, "RegisteredName");
+        assert_eq!(v.claims.agent.issuer, "issuer.example");
+        assert_eq!(v.claims.agent.description.as_deref(), Some("as registered"));
+    }
+
+    #[test]
+    fn a_consent_token_grants_registered_scopes_narrowed_by_its_own() {
+        let known = Facts {
+            registered: Some(registered(&["read", "write", "pay"])),
+            ..facts()
+        };
+        let mut consent = signer(None);
+        consent.consent = Some(ActVersion::V0_2);
+        consent.consent_scopes = Some(vec!["pay".into(), "admin".into()]);
+        let r = verdict(
+            &Memory::default(),
+            token(&[], None),
+            Some(&consent),
+            &known,
+            NOW_MS,
+        );
+        let v = r.unwrap_or_else(|d| panic!("{d:?}"));
+        assert_eq!(v.claims.agent.scopes, ["pay"]);
+    }
+}
