@@ -59,6 +59,15 @@ pub struct Chain {
     pub ancestor_policies: Vec<Arc<Policy>>,
 }
 
+/// Whether a delegated token's chain still stands (see [`check`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChainStatus {
+    /// Every ancestor agent, token and key stands (or the token has no `act`).
+    Alive,
+    /// What ended it.
+    Ended(TokenError),
+}
+
 /// The status of a delegated token's chain (a no-op for a token without `act`):
 /// `Err` with the token error when the token is not one the registry made by
 /// exchange, when an ancestor agent or token is revoked or an ancestor agent
@@ -70,19 +79,19 @@ pub async fn check(
     state: &AppState,
     claims: &AgentClaims,
     now_ms: i64,
-) -> Result<Result<(), TokenError>, ApiError> {
+) -> Result<ChainStatus, ApiError> {
     let Some(act) = &claims.act else {
-        return Ok(Ok(()));
+        return Ok(ChainStatus::Alive);
     };
     // First whether the registry made it at all: a forged `act` learns nothing about
     // the status of the agents it names.
     if claims.iss != state.config.public_url {
-        return Ok(Err(TokenError::Claims(
+        return Ok(ChainStatus::Ended(TokenError::Claims(
             "a delegated token (`act`) is made only by this registry's token exchange (`POST /v1/token`)".into(),
         )));
     }
     let Some(chain) = chain_of(state, claims).await? else {
-        return Ok(Err(TokenError::Claims(
+        return Ok(ChainStatus::Ended(TokenError::Claims(
             "this delegated token was not made by this registry's token exchange".into(),
         )));
     };
@@ -90,16 +99,16 @@ pub async fn check(
     // (the token's own jti, its own sub) was found unrevoked just before.
     for actor in act.iter() {
         if state.is_revoked(&actor.sub, &claims.jti).is_some() {
-            return Ok(Err(TokenError::Revoked(Revoked::Agent)));
+            return Ok(ChainStatus::Ended(TokenError::Revoked(Revoked::Agent)));
         }
     }
     for jti in claims.ancestor_jtis.iter().flatten() {
         if state.is_revoked(&claims.sub, jti).is_some() {
-            return Ok(Err(TokenError::Revoked(Revoked::Token)));
+            return Ok(ChainStatus::Ended(TokenError::Revoked(Revoked::Token)));
         }
     }
     if act.iter().any(|a| state.is_suspended(&a.sub)) {
-        return Ok(Err(TokenError::Suspended));
+        return Ok(ChainStatus::Ended(TokenError::Suspended));
     }
     for key in &chain.ancestor_keys {
         if let Some(kid) = &key.issuer_kid {
@@ -108,17 +117,17 @@ pub async fn check(
                 .get(kid)
                 .is_none_or(|k| !KeyValidity::issuer_key(k.revoked_at_ms).usable(now_ms))
             {
-                return Ok(Err(TokenError::Revoked(Revoked::Key)));
+                return Ok(ChainStatus::Ended(TokenError::Revoked(Revoked::Key)));
             }
         }
         if let Some(jkt) = &key.jkt {
             let keys = state.agent_keys(&key.agent).await?;
             if let Err(error) = crate::state::bound_key(&keys, jkt, now_ms) {
-                return Ok(Err(error));
+                return Ok(ChainStatus::Ended(error));
             }
         }
     }
-    Ok(Ok(()))
+    Ok(ChainStatus::Alive)
 }
 
 /// The chain of a delegated token, from memory or else the store; `None` for a token

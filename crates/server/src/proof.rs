@@ -192,20 +192,32 @@ pub fn check_shape(proof: &ProofInput) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Step 6 for a token that passed steps 1–5: `Ok(Ok(Some(claim)))` when a proof
-/// holds (the caller claims its single-use value with the decision),
-/// `Ok(Ok(None))` for an unbound token without a proof, `Ok(Err(_))` when the proof
-/// is missing or does not hold, and `Err` for a request error (see the module docs).
+/// What step 6 found (see [`check`]).
+#[derive(Debug)]
+pub enum Possession {
+    /// A proof holds: its single-use value, to claim with the decision.
+    Proven(NonceClaim),
+    /// An unbound token, presented without a proof.
+    Unbound,
+    /// The proof is missing or does not hold.
+    Refused(TokenError),
+}
+
+/// Step 6 for a token that passed steps 1–5: [`Possession::Proven`] with the claim
+/// when a proof holds (the caller claims its single-use value with the decision),
+/// [`Possession::Unbound`] for an unbound token without a proof,
+/// [`Possession::Refused`] when the proof is missing or does not hold, and `Err` for
+/// a request error (see the module docs).
 pub async fn check(
     state: &AppState,
     claims: &AgentClaims,
     token: &str,
     proof: Option<&ProofInput>,
     now_ms: i64,
-) -> Result<Result<Option<NonceClaim>, TokenError>, ApiError> {
+) -> Result<Possession, ApiError> {
     let Some(cnf) = &claims.cnf else {
         return match proof {
-            None => Ok(Ok(None)),
+            None => Ok(Possession::Unbound),
             Some(_) => Err(bad_proof(
                 "PROOF_NOT_APPLICABLE",
                 "this token is not bound to a key (it has no `cnf.jkt`), so there is nothing to prove: send it without `proof`",
@@ -213,7 +225,7 @@ pub async fn check(
         };
     };
     let Some(proof) = proof else {
-        return Ok(Err(TokenError::ProofRequired));
+        return Ok(Possession::Refused(TokenError::ProofRequired));
     };
     let now_s = now_ms.div_euclid(1000);
     // The agent that holds the bound key: the subject, or for a delegated token the
@@ -230,11 +242,13 @@ pub async fn check(
             let check = ProofCheck::new(htm, htu, &cnf.jkt, token, now_s);
             match dpop::verify(jwt, &check) {
                 // Remembered for as long as core says the proof is acceptable.
-                Ok(v) => Ok(Ok(Some(claim(
+                Ok(v) => Ok(Possession::Proven(claim(
                     format!("dpop:{}:{}", cnf.jkt, v.jti),
                     v.replay_until,
+                ))),
+                Err(e) => Ok(Possession::Refused(TokenError::ProofInvalid(format!(
+                    "DPoP: {e}"
                 )))),
-                Err(e) => Ok(Err(TokenError::ProofInvalid(format!("DPoP: {e}")))),
             }
         }
         ProofInput::HttpSignature {
@@ -274,14 +288,14 @@ pub async fn check(
             match httpsig::verify(&message, &check, key_for) {
                 Ok(v) => {
                     let Some(nonce) = v.nonce else {
-                        return Ok(Err(TokenError::ProofInvalid(
+                        return Ok(Possession::Refused(TokenError::ProofInvalid(
                             "HTTP message signature: `nonce` is required".into(),
                         )));
                     };
-                    Ok(Ok(Some(claim(
+                    Ok(Possession::Proven(claim(
                         format!("sig:{}:{nonce}", v.keyid),
                         v.replay_until,
-                    ))))
+                    )))
                 }
                 Err(HttpSigError::MissingComponent(name)) => Err(bad_proof(
                     "PROOF_INCOMPLETE",
@@ -290,10 +304,10 @@ pub async fn check(
                         name.chars().take(64).collect::<String>()
                     ),
                 )),
-                Err(HttpSigError::UnknownKey(_)) => Ok(Err(TokenError::ProofInvalid(
+                Err(HttpSigError::UnknownKey(_)) => Ok(Possession::Refused(TokenError::ProofInvalid(
                     "HTTP message signature: `keyid` is not the thumbprint of the key this token is bound to".into(),
                 ))),
-                Err(e) => Ok(Err(TokenError::ProofInvalid(format!(
+                Err(e) => Ok(Possession::Refused(TokenError::ProofInvalid(format!(
                     "HTTP message signature: {e}"
                 )))),
             }

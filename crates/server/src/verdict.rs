@@ -15,6 +15,7 @@ use bonafide_core::policy::Policy;
 use bonafide_core::token::{AgentClaims, Revoked, TokenError, VerifiedToken};
 use bonafide_store::Agent;
 
+use crate::delegation::ChainStatus;
 use crate::state::AgentKeyEntry;
 
 /// A token that did not verify, with what is known about it.
@@ -45,6 +46,39 @@ pub struct IssuerSigned {
     pub consent_scopes: Option<Vec<String>>,
 }
 
+/// A token check's outcome: the token as the registry vouches for it, with the kid
+/// of the issuer key that verified it when an issuer signed it itself, or why it is
+/// refused. (A failure to check at all, a store error, is the `Err` around it.)
+#[derive(Debug)]
+// The valid token is the common case, moved once: boxing it would cost an
+// allocation per verify for nothing (the `Result` this replaced had the same size).
+#[allow(clippy::large_enum_variant)]
+pub enum TokenCheck {
+    /// Valid.
+    Valid(VerifiedToken, Option<String>),
+    /// Refused.
+    Denied(Denied),
+}
+
+impl TokenCheck {
+    /// The token, or why it is refused.
+    pub fn token(self) -> Result<VerifiedToken, Denied> {
+        match self {
+            TokenCheck::Valid(v, _) => Ok(v),
+            TokenCheck::Denied(d) => Err(d),
+        }
+    }
+}
+
+impl From<Result<VerifiedToken, Denied>> for TokenCheck {
+    fn from(r: Result<VerifiedToken, Denied>) -> Self {
+        match r {
+            Ok(v) => TokenCheck::Valid(v, None),
+            Err(d) => TokenCheck::Denied(d),
+        }
+    }
+}
+
 /// What a verdict reads of the read model: synchronous, in memory.
 pub trait Snapshot {
     /// Whether the agent or the token is revoked, and which.
@@ -61,8 +95,8 @@ pub struct Facts {
     /// For an issuer-signed token: its agent as registered, if it is the signing
     /// issuer's (`None`: unknown, or another issuer's).
     pub registered: Option<Arc<Agent>>,
-    /// The delegation chain's status (`Ok` for a token without `act`).
-    pub chain: Result<(), TokenError>,
+    /// The delegation chain's status (`Alive` for a token without `act`).
+    pub chain: ChainStatus,
     /// For a token bound to a key (`cnf`): the presenting agent's keys.
     pub holder_keys: Option<Arc<[AgentKeyEntry]>>,
     /// For an unbound token: whether its presenting agent accepts only bound ones.
@@ -148,7 +182,7 @@ pub fn verdict(
         return Err(deny(TokenError::Suspended, verified));
     }
     // A delegated token: every ancestor agent and token too (crate::delegation).
-    if let Err(error) = &facts.chain {
+    if let ChainStatus::Ended(error) = &facts.chain {
         return Err(deny(error.clone(), verified));
     }
     // A token bound to the agent's own key (`cnf.jkt`): the key must be registered,
@@ -268,7 +302,7 @@ mod tests {
     fn facts() -> Facts {
         Facts {
             registered: None,
-            chain: Ok(()),
+            chain: ChainStatus::Alive,
             holder_keys: None,
             bearer_refused: false,
         }
@@ -320,7 +354,7 @@ mod tests {
     #[test]
     fn a_dead_chain_a_refused_bearer_and_a_bad_policy_each_deny() {
         let dead = Facts {
-            chain: Err(TokenError::Revoked(Revoked::Token)),
+            chain: ChainStatus::Ended(TokenError::Revoked(Revoked::Token)),
             ..facts()
         };
         let r = verdict(

@@ -69,6 +69,7 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::routes::{audit_change, new_token_id};
 use crate::state::AppState;
+use crate::verdict::TokenCheck;
 
 /// `grant_type` of token exchange (RFC 8693 §2.1).
 pub const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -448,8 +449,8 @@ async fn verified_with_signer(
     match crate::routes::verify::check_token_signed(state, text, AudienceRule::Unchecked, now)
         .await?
     {
-        Ok((v, signer)) => Ok((v.claims, signer)),
-        Err(d) => Err(OAuthError::new(
+        TokenCheck::Valid(v, signer) => Ok((v.claims, signer)),
+        TokenCheck::Denied(d) => Err(OAuthError::new(
             "invalid_request",
             d.error.code().as_str(),
             format!("`{which}` does not verify: {}", d.error),

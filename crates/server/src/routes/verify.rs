@@ -32,7 +32,7 @@ use crate::auth::Caller;
 use crate::decision::{Asked, Checked, Deciding, ValidToken};
 pub use crate::decision::{VerifiedAgent, VerifyResponse};
 use crate::error::{ApiError, ApiJson, ApiPath};
-use crate::proof::{self, ProofInput};
+use crate::proof::{self, Possession, ProofInput};
 use crate::routes::random16;
 use crate::state::{AppState, IssuerKeyEntry, IssuerKeyRing};
 use crate::time::{rfc3339_ms, rfc3339_s};
@@ -47,7 +47,7 @@ const MAX_SCOPES_REQUESTED: usize = 64;
 /// ASCII characters; a longer one is a malformed request, not a decision to log).
 const MAX_SCOPE_BYTES: usize = 64;
 
-pub use crate::verdict::{Denied, IssuerSigned};
+pub use crate::verdict::{Denied, IssuerSigned, TokenCheck};
 
 /// Most of one issuer's EdDSA keys tried for a consent token whose `kid` is not a
 /// thumbprint: it bounds the signature checks one token can cost. An issuer with more
@@ -292,10 +292,8 @@ pub async fn check_token(
     text: &str,
     audience: AudienceRule,
     now_ms: i64,
-) -> Result<Result<VerifiedToken, Denied>, ApiError> {
-    Ok(check_token_signed(state, text, audience, now_ms)
-        .await?
-        .map(|(verified, _)| verified))
+) -> Result<TokenCheck, ApiError> {
+    check_token_signed(state, text, audience, now_ms).await
 }
 
 /// [`check_token`], with the kid (RFC 7638 thumbprint) of the registered issuer key
@@ -308,20 +306,22 @@ pub async fn check_token_signed(
     text: &str,
     audience: AudienceRule,
     now_ms: i64,
-) -> Result<Result<(VerifiedToken, Option<String>), Denied>, ApiError> {
+) -> Result<TokenCheck, ApiError> {
     let checked = verify_signed(state, text, &state.verify_options(audience), now_ms / 1000);
     let (verified, signer) = match checked {
         Ok(v) => v,
         Err(error) => {
             let subject = genuine_subject(state, text, &error, now_ms).await?;
-            return Ok(Err(Denied { error, subject }));
+            return Ok(TokenCheck::Denied(Denied { error, subject }));
         }
     };
     let signer_kid = signer.as_ref().map(|s| s.kid.clone());
     let facts = gather(state, &verified.claims, signer.as_ref(), now_ms).await?;
     Ok(
-        crate::verdict::verdict(state, verified, signer.as_ref(), &facts, now_ms)
-            .map(|verified| (verified, signer_kid)),
+        match crate::verdict::verdict(state, verified, signer.as_ref(), &facts, now_ms) {
+            Ok(verified) => TokenCheck::Valid(verified, signer_kid),
+            Err(denied) => TokenCheck::Denied(denied),
+        },
     )
 }
 
@@ -461,9 +461,9 @@ async fn check_and_audit(
     audience: Option<&str>,
     now_ms: i64,
     proof_required: bool,
-) -> Result<Result<VerifiedToken, Denied>, ApiError> {
+) -> Result<TokenCheck, ApiError> {
     let rule = audience_rule(state, caller, audience).await?;
-    let checked = match check_token(state, text, rule, now_ms).await? {
+    let checked = match check_token(state, text, rule, now_ms).await?.token() {
         Ok(v) if proof_required && v.claims.cnf.is_some() => Err(Denied {
             error: TokenError::ProofRequired,
             subject: Some((v.claims.sub, v.claims.jti)),
@@ -474,7 +474,7 @@ async fn check_and_audit(
     if subject.is_none() {
         // Concerns no agent: counted, never written to the permanent log.
         state.count_unverifiable(reasons.first().map_or("TOKEN_INVALID", String::as_str));
-        return Ok(checked);
+        return Ok(checked.into());
     }
     audit_decision(
         state,
@@ -490,7 +490,7 @@ async fn check_and_audit(
         },
     )
     .await?;
-    Ok(checked)
+    Ok(checked.into())
 }
 
 /// The most bytes of a caller's `audience` (as registrations take them): the value
@@ -646,7 +646,7 @@ pub async fn verify_get(
     let now = state.now_ms();
     let checked =
         check_and_audit(&state, &caller, &text, query.audience.as_deref(), now, true).await?;
-    Ok(ApiJson(match checked {
+    Ok(ApiJson(match checked.token() {
         Ok(v) => {
             let trust_level = state.trust_level(&v.claims.sub, now).await?;
             let issuer_domain = state.issuer_domain(&v.claims.sub, now).await?;
@@ -909,14 +909,15 @@ async fn check_for_decision(
 ) -> Result<(Deciding, Option<NonceClaim>), ApiError> {
     let mut nonce = None;
     let rule = audience_rule(state, caller, asked.audience.as_deref()).await?;
-    let token = match check_token(state, &req.token, rule, now).await? {
+    let token = match check_token(state, &req.token, rule, now).await?.token() {
         // Step 6: proof of possession, for a token bound to the agent's key.
         Ok(v) => match proof::check(state, &v.claims, &req.token, req.proof.as_ref(), now).await? {
-            Ok(claim) => {
-                nonce = claim;
+            Possession::Proven(claim) => {
+                nonce = Some(claim);
                 Ok(v)
             }
-            Err(error) => Err(Denied {
+            Possession::Unbound => Ok(v),
+            Possession::Refused(error) => Err(Denied {
                 error,
                 subject: Some((v.claims.sub, v.claims.jti)),
             }),
@@ -1370,7 +1371,7 @@ pub async fn introspect(
         (q, f) => q.or(f),
     };
     let checked = check_and_audit(&state, &caller, &req.token, audience, now, false).await?;
-    Ok(ApiJson(match checked {
+    Ok(ApiJson(match checked.token() {
         Ok(v) => {
             let trust_level = state.trust_level(&v.claims.sub, now).await?;
             let issuer_domain = state.issuer_domain(&v.claims.sub, now).await?;

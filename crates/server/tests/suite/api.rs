@@ -1144,6 +1144,7 @@ async fn revocations_survive_restart() {
     )
     .await
     .unwrap()
+    .token()
     .unwrap_err();
     assert_eq!(err.error.code().as_str(), "TOKEN_REVOKED");
 }
