@@ -1,9 +1,23 @@
 //! The OpenAPI 3.1 document, generated from the handlers' annotations. A golden
-//! snapshot test (`tests/suite/openapi.rs`) keeps the contract from drifting unnoticed.
+//! snapshot test (`tests/suite/openapi.rs`) keeps the contract from drifting unnoticed,
+//! and a schema fuzzer (`tests/suite/schema_fuzz.rs`) holds the server to it.
+//!
+//! The error answers every operation shares (a malformed body, a missing or wrong
+//! key, a full store…) are not written on each handler: [`ErrorResponses`] adds them
+//! from what the operation declares (its security, parameters and request body), and
+//! gives every error answer the one [`ErrorBody`] schema. A handler's own error
+//! statuses, with their descriptions, stay in its annotation.
 
-use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::request_body::RequestBody;
+use utoipa::openapi::response::Response;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType, Type};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{Content, Ref, RefOr, Required};
 use utoipa::{Modify, OpenApi};
 
+use crate::error::{ErrorBody, ErrorDetail};
 use crate::routes::{
     admin, agent_keys, agents, audit, issuer_keys, meta, policies, receipts, verify,
 };
@@ -11,7 +25,7 @@ use crate::routes::{
 /// The API document.
 #[derive(Debug, OpenApi)]
 #[openapi(
-    info(title = "Bonafide", description = "Identity and delegated authority for AI agents: register agents, issue, verify and revoke their tokens, and check the audit log of everything that happened."),
+    info(title = "Bonafide", description = "Identity and delegated authority for AI agents: register agents, issue, verify and revoke their tokens, and check the audit log of everything that happened.\n\nEvery error answer is `{\"error\":{\"code\",\"message\",\"request_id\"}}` (`ErrorBody`; token exchange answers RFC 6749 errors). A 503 is a passing condition (a full or busy store, a timeout): retry after its `Retry-After` seconds."),
     paths(
         admin::create_issuer, admin::create_receiver, admin::set_audiences, admin::rotate_keys,
         admin::admin_keys, admin::revoke_admin_key,
@@ -25,7 +39,8 @@ use crate::routes::{
         audit::checkpoint, audit::entries, audit::inclusion, audit::consistency, audit::bundle, audit::tile,
         meta::jwks, meta::receipt_jwks, meta::public_key_pem, meta::configuration, meta::scopes, meta::health, meta::healthz, meta::openapi,
     ),
-    modifiers(&Security),
+    components(schemas(ErrorBody, ErrorDetail)),
+    modifiers(&Security, &ErrorResponses),
     tags(
         (name = "receiver", description = "Verify agents (no key needed)"),
         (name = "issuer", description = "Register and manage agents (issuer key)"),
@@ -49,6 +64,207 @@ impl Modify for Security {
                     "`bfk_…` key; `Authorization: Bearer bfk_…` also works",
                 ))),
             );
+        }
+    }
+}
+
+/// Adds the error answers an operation shares with others, from what it declares:
+///
+/// - 400 `BAD_REQUEST`/`MALFORMED_JSON` when it takes parameters or a body;
+/// - 401 when it reads a key (its `security` names `api_key`, required or not), and
+///   403 when the key is required (a key of another kind);
+/// - 408 and 413 when it takes a body; 415 when the body is required JSON; 422 when
+///   it is JSON of a named schema (well-formed but invalid);
+/// - 503 (with `Retry-After`) for every operation: a full or unavailable store or a
+///   request timeout can meet any of them.
+///
+/// An answer the handler documents itself keeps its description (and its own body,
+/// if it names one); every error answer without a body gets [`ErrorBody`].
+#[derive(Debug)]
+pub struct ErrorResponses;
+
+/// How an operation takes a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Auth {
+    /// No key read.
+    None,
+    /// A key is read if given (open endpoints that attribute or widen with a key).
+    Optional,
+    /// A key of one kind is required.
+    Required,
+}
+
+fn auth(op: &Operation) -> Auth {
+    match &op.security {
+        None => Auth::None,
+        Some(reqs) if reqs.is_empty() => Auth::None,
+        Some(reqs) if reqs.contains(&SecurityRequirement::default()) => Auth::Optional,
+        Some(_) => Auth::Required,
+    }
+}
+
+/// The default description of a shared error answer.
+fn describe(status: &str, auth: Auth) -> &'static str {
+    match status {
+        "400" => {
+            "malformed request: a body that is not JSON (`MALFORMED_JSON`), or a path or query parameter of the wrong type (`BAD_REQUEST`)"
+        }
+        "401" if auth == Auth::Optional => {
+            "a key was given but is malformed or unknown (`UNAUTHORIZED`); no key is fine"
+        }
+        "401" => "no API key, or a malformed or unknown one (`UNAUTHORIZED`)",
+        "403" => "an API key of another kind (`FORBIDDEN`)",
+        "404" => "not found (`NOT_FOUND`)",
+        "408" => "the body did not arrive within the request timeout (`REQUEST_TIMEOUT`)",
+        "409" => "conflicts with the registry's state (`CONFLICT`)",
+        "413" => "the body is over the size limit (`PAYLOAD_TOO_LARGE`)",
+        "415" => {
+            "the body is not sent as `Content-Type: application/json` (`UNSUPPORTED_MEDIA_TYPE`)"
+        }
+        "422" => {
+            "well-formed but invalid: an unknown or missing member, a value of the wrong type, or one out of range (`INVALID_REQUEST`, or a more precise code)"
+        }
+        "503" => {
+            "a passing condition: the store is full or cannot write (`STORAGE_FULL`, `STORE_UNAVAILABLE`), the audit log is unavailable (`AUDIT_UNAVAILABLE`), or the answer took too long (`TIMEOUT`). Retry after `Retry-After` seconds"
+        }
+        _ => "error",
+    }
+}
+
+fn error_content() -> Content {
+    Content::new(Some(Ref::from_schema_name("ErrorBody")))
+}
+
+fn retry_after() -> utoipa::openapi::header::Header {
+    HeaderBuilder::new()
+        .schema(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(0)),
+        ))
+        .description(Some("seconds to wait before retrying (RFC 9110 §10.2.3)"))
+        .build()
+}
+
+fn body_of(op: &Operation) -> Option<&RequestBody> {
+    match op.request_body.as_ref()? {
+        RefOr::T(body) => Some(body),
+        RefOr::Ref(_) => None,
+    }
+}
+
+/// utoipa writes an optional body (`request_body = Option<T>`) as "`T` or `null`";
+/// what such an endpoint takes is `T` or no body at all (a JSON `null` is refused with
+/// 422): the body is not required, and its schema is `T`.
+fn optional_body_is_absent_not_null(op: &mut Operation) {
+    let Some(RefOr::T(body)) = op.request_body.as_mut() else {
+        return;
+    };
+    if body.required == Some(Required::True) {
+        return;
+    }
+    for content in body.content.values_mut() {
+        let RefOr::T(content) = content else { continue };
+        let Some(RefOr::T(Schema::OneOf(one_of))) = &content.schema else {
+            continue;
+        };
+        let typed: Vec<&RefOr<Schema>> = one_of.items.iter().filter(|s| !is_null(s)).collect();
+        if let [only @ RefOr::Ref(_)] = typed.as_slice() {
+            content.schema = Some((*only).clone());
+        }
+    }
+}
+
+fn is_null(schema: &RefOr<Schema>) -> bool {
+    matches!(schema, RefOr::T(Schema::Object(o)) if o.schema_type == SchemaType::Type(Type::Null))
+}
+
+fn add_shared_errors(op: &mut Operation, add: bool) {
+    optional_body_is_absent_not_null(op);
+    let auth = auth(op);
+    let body = body_of(op);
+    let has_body = body.is_some();
+    let json = body.and_then(|b| b.content.get("application/json"));
+    let json_required = json.is_some() && body.is_some_and(|b| b.required == Some(Required::True));
+    // A body of a named schema is parsed into it: it can be well-formed but invalid.
+    let typed =
+        json.is_some_and(|c| matches!(c, RefOr::T(c) if matches!(c.schema, Some(RefOr::Ref(_)))));
+    let has_params = op.parameters.as_ref().is_some_and(|p| !p.is_empty());
+
+    let mut shared: Vec<&str> = Vec::new();
+    if has_params || has_body {
+        shared.push("400");
+    }
+    if auth != Auth::None {
+        shared.push("401");
+    }
+    if auth == Auth::Required {
+        shared.push("403");
+    }
+    if has_body {
+        shared.extend(["408", "413"]);
+    }
+    if typed {
+        shared.push("422");
+    }
+    if json_required {
+        shared.push("415");
+    }
+    shared.push("503");
+    if !add {
+        shared.clear();
+    }
+    for status in shared {
+        op.responses
+            .responses
+            .entry(status.to_owned())
+            .or_insert_with(|| RefOr::T(Response::new("")));
+    }
+
+    for (status, response) in &mut op.responses.responses {
+        let RefOr::T(response) = response else {
+            continue;
+        };
+        if !(status.starts_with('4') || status.starts_with('5')) {
+            continue;
+        }
+        if response.description.is_empty() {
+            describe(status, auth).clone_into(&mut response.description);
+        }
+        if response.content.is_empty() {
+            response
+                .content
+                .insert("application/json".to_owned(), error_content().into());
+        }
+        if status == "503" {
+            response
+                .headers
+                .entry("Retry-After".to_owned())
+                .or_insert_with(|| retry_after().into());
+        }
+    }
+}
+
+/// Operations that answer errors in their own format (RFC 6749 for token exchange)
+/// and document every error answer themselves.
+const OWN_ERRORS: &[&str] = &["/v1/token"];
+
+impl Modify for ErrorResponses {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in &mut doc.paths.paths {
+            let own = OWN_ERRORS.contains(&path.as_str());
+            for op in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                add_shared_errors(op, !own);
+            }
         }
     }
 }

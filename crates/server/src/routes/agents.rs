@@ -446,12 +446,16 @@ fn view(issuer: &Issuer, a: Agent) -> AgentView {
 /// `GET /v1/agents` query.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
-    /// Page size, 1 to 200 (default 50).
+    /// Page size, 1 to 200 (default 50); outside that range the request is refused
+    /// with 422 (never clamped).
     #[serde(default)]
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
-    /// `next_cursor` from the previous page.
+    /// `next_cursor` from the previous page, exactly as received (opaque base64url).
     #[serde(default)]
+    #[param(pattern = "^[A-Za-z0-9_-]+$")]
     pub cursor: Option<String>,
 }
 
@@ -486,7 +490,10 @@ fn decode_cursor(text: &str) -> Result<AgentId, ApiError> {
 
 /// Lists the caller's agents, oldest first, cursor-paginated.
 #[utoipa::path(get, path = "/v1/agents", tag = "issuer", params(ListQuery), security(("api_key" = [])),
-    responses((status = 200, body = AgentList), (status = 400), (status = 401), (status = 403)))]
+    responses((status = 200, body = AgentList),
+              (status = 400, description = "a parameter that is not a number, an unknown parameter, or a `cursor` not received from this listing (`BAD_REQUEST`)"),
+              (status = 401), (status = 403),
+              (status = 422, description = "`limit` outside 1–200 (`INVALID_REQUEST`)")))]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     IssuerAuth(issuer): IssuerAuth,
@@ -573,7 +580,7 @@ pub struct TokenIssued {
 
 /// Issues another token for one of the caller's active agents (not a suspended or
 /// revoked one: 409).
-#[utoipa::path(post, path = "/v1/agents/{id}/issue-token", tag = "issuer", request_body = IssueToken,
+#[utoipa::path(post, path = "/v1/agents/{id}/issue-token", tag = "issuer", request_body = Option<IssueToken>,
     params(("id" = String, Path, description = "agent id")), security(("api_key" = [])),
     responses((status = 201, body = TokenIssued), (status = 401), (status = 404), (status = 409), (status = 422)))]
 pub async fn issue_token(
@@ -717,7 +724,7 @@ pub struct AgentRevoked {
 }
 
 /// Revokes an agent and every token it has, from the very next verify on.
-#[utoipa::path(post, path = "/v1/agents/{id}/revoke", tag = "issuer", request_body = RevokeAgent,
+#[utoipa::path(post, path = "/v1/agents/{id}/revoke", tag = "issuer", request_body = Option<RevokeAgent>,
     params(("id" = String, Path, description = "agent id")), security(("api_key" = [])),
     responses((status = 200, body = AgentRevoked), (status = 401), (status = 404), (status = 422)))]
 pub async fn revoke(
@@ -795,7 +802,7 @@ fn suspension_error(e: bonafide_store::StoreError) -> ApiError {
 /// Suspends an agent: from the very next verify on, its tokens answer `valid:false`
 /// with `AGENT_SUSPENDED`, until it is reactivated. Suspending a suspended agent
 /// changes nothing (the first suspension's time and reason stay).
-#[utoipa::path(post, path = "/v1/agents/{id}/suspend", tag = "issuer", request_body = SuspendAgent,
+#[utoipa::path(post, path = "/v1/agents/{id}/suspend", tag = "issuer", request_body = Option<SuspendAgent>,
     params(("id" = String, Path, description = "agent id")), security(("api_key" = [])),
     responses((status = 200, body = AgentView), (status = 401), (status = 403), (status = 404),
               (status = 409, description = "the agent is revoked"), (status = 422)))]
@@ -843,7 +850,7 @@ pub async fn suspend(
 /// Reactivates a suspended agent: its tokens verify again from the very next verify
 /// on (those not expired or revoked). Reactivating an agent that is not suspended
 /// changes nothing.
-#[utoipa::path(post, path = "/v1/agents/{id}/reactivate", tag = "issuer", request_body = ReactivateAgent,
+#[utoipa::path(post, path = "/v1/agents/{id}/reactivate", tag = "issuer", request_body = Option<ReactivateAgent>,
     params(("id" = String, Path, description = "agent id")), security(("api_key" = [])),
     responses((status = 200, body = AgentView), (status = 401), (status = 403), (status = 404),
               (status = 409, description = "the agent is revoked"), (status = 422)))]

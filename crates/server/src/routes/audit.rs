@@ -96,6 +96,7 @@ pub async fn checkpoint(State(state): State<Arc<AppState>>) -> Result<impl IntoR
 /// `GET /v1/audit/entries` query.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct EntriesQuery {
     /// First index, inclusive.
     pub start: u64,
@@ -135,6 +136,7 @@ fn may_read(caller: &Caller, owner: Option<&bonafide_core::ids::IssuerId>) -> bo
 /// Entries `[start, end)`: in full for admins and for the issuer each concerns, leaf
 /// hashes only otherwise.
 #[utoipa::path(get, path = "/v1/audit/entries", tag = "audit", params(EntriesQuery),
+    security((), ("api_key" = [])),
     responses((status = 200, body = Entries), (status = 400), (status = 401)))]
 pub async fn entries(
     State(state): State<Arc<AppState>>,
@@ -176,6 +178,7 @@ pub async fn entries(
 /// `GET /v1/audit/proof/inclusion` query: `index` or `leaf_hash`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct InclusionQuery {
     /// The entry's index.
     #[serde(default)]
@@ -272,6 +275,7 @@ async fn prove_inclusion(
 /// `GET /v1/audit/proof/consistency` query.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ConsistencyQuery {
     /// The older tree size.
     pub first: u64,
@@ -323,6 +327,7 @@ pub async fn consistency(
 /// `GET /v1/audit/proof/bundle` query.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct BundleQuery {
     /// The entry's index.
     pub index: u64,
@@ -334,6 +339,7 @@ pub struct BundleQuery {
 /// proof's `extra` line carries the canonical entry itself, so the file alone shows
 /// what was logged; the proof authenticates it (its hash is the proven leaf).
 #[utoipa::path(get, path = "/v1/audit/proof/bundle", tag = "audit", params(BundleQuery),
+    security((), ("api_key" = [])),
     responses((status = 200, description = "c2sp.org/tlog-proof@v1", content_type = "text/plain"), (status = 400), (status = 401)))]
 pub async fn bundle(
     State(state): State<Arc<AppState>>,
@@ -383,6 +389,7 @@ pub async fn bundle(
 /// or the issuer all of them concern).
 #[utoipa::path(get, path = "/v1/audit/tile/{path}", tag = "audit",
     params(("path" = String, Path, description = "tile path after `tile/`, e.g. `0/x001/234.p/7` or `entries/000`")),
+    security((), ("api_key" = [])),
     responses((status = 200, description = "tile bytes", content_type = "application/octet-stream"),
               (status = 400), (status = 401), (status = 403), (status = 404)))]
 pub async fn tile(

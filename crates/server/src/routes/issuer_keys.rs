@@ -309,7 +309,7 @@ pub async fn list(
 /// token it signed answers `TOKEN_REVOKED` (reasons `TOKEN_REVOKED`, `KEY_REVOKED`).
 /// Revoking twice keeps the first time.
 #[utoipa::path(post, path = "/v1/issuer/keys/{kid}/revoke", tag = "issuer",
-    request_body = RevokeIssuerKey,
+    request_body = Option<RevokeIssuerKey>,
     params(("kid" = String, Path, description = "the key's RFC 7638 thumbprint")),
     security(("api_key" = [])),
     responses((status = 200, body = IssuerKeyRevoked), (status = 401), (status = 403),

@@ -30,7 +30,7 @@ pub struct ReceiptView {
 /// of the agent concerned. Anyone else gets 404, as for a missing one.
 #[utoipa::path(get, path = "/v1/receipts/{id}", tag = "receiver",
     params(("id" = String, Path, description = "`rcp_…`")),
-    security(("api_key" = [])),
+    security((), ("api_key" = [])),
     responses((status = 200, body = ReceiptView), (status = 400), (status = 401), (status = 404)))]
 pub async fn get(
     State(state): State<Arc<AppState>>,

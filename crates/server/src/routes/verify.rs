@@ -729,7 +729,10 @@ pub struct SimpleVerify {
 /// Verifies a token given in the path. Always 200 with `valid` true or false.
 #[utoipa::path(get, path = "/v1/verify/{token}", tag = "receiver",
     params(("token" = String, Path, description = "the agent token"), AudienceQuery),
+    security((), ("api_key" = [])),
     responses((status = 200, body = SimpleVerify), (status = 401),
+              (status = 403, description = "a receiver key with an `audience` that is not the receiver's (`AUDIENCE_FORBIDDEN`)"),
+              (status = 422, description = "an unknown query parameter, or an `audience` that is empty, too long or holds a forbidden character"),
               (status = 503, description = "the audit log cannot take the decision")))]
 pub async fn verify_get(
     State(state): State<Arc<AppState>>,
@@ -785,6 +788,7 @@ pub async fn verify_get(
 /// caller verifies as (see [`audience_rule`]).
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AudienceQuery {
     /// One of the token's audiences (`aud`): required for a token that has them.
     #[serde(default)]
@@ -1143,6 +1147,7 @@ fn json_response(status: StatusCode, body: Vec<u8>, replayed: bool) -> Response 
 /// when allowed. Every decision, allow or deny, is written to the audit log and gets
 /// a signed receipt before the answer is sent.
 #[utoipa::path(post, path = "/v1/verify", tag = "receiver", request_body = VerifyRequest,
+    security((), ("api_key" = [])),
     responses((status = 200, body = VerifyResponse), (status = 400), (status = 401, description = "an `amount` or `idempotency_key` without a key, or a wrong key"),
               (status = 403, description = "an `amount` or `idempotency_key` with an admin or issuer key"),
               (status = 409, description = "`idempotency_key` already used for another request"),
@@ -1329,6 +1334,7 @@ async fn record_decision(
 /// stands, and changes nothing: no budget spent, no idempotency record, no receipt,
 /// no audit entry. The answer says `simulated: true`.
 #[utoipa::path(post, path = "/v1/simulate", tag = "receiver", request_body = VerifyRequest,
+    security((), ("api_key" = [])),
     responses((status = 200, body = VerifyResponse), (status = 400), (status = 401), (status = 403), (status = 413), (status = 422)))]
 pub async fn simulate(
     State(state): State<Arc<AppState>>,
@@ -1416,7 +1422,11 @@ pub struct IntrospectResponse {
 /// token holder could not read from the token itself.
 #[utoipa::path(post, path = "/v1/introspect", tag = "receiver", params(AudienceQuery),
     request_body(content = IntrospectRequest, content_type = "application/x-www-form-urlencoded"),
+    security((), ("api_key" = [])),
     responses((status = 200, body = IntrospectResponse), (status = 400), (status = 401),
+              (status = 403, description = "a receiver key with an `audience` that is not the receiver's (`AUDIENCE_FORBIDDEN`)"),
+              (status = 415, description = "the body is not `application/x-www-form-urlencoded` (`UNSUPPORTED_MEDIA_TYPE`)"),
+              (status = 422, description = "an unknown query parameter, or an `audience` that is invalid or given twice with different values"),
               (status = 503, description = "the audit log cannot take the decision")))]
 pub async fn introspect(
     State(state): State<Arc<AppState>>,

@@ -167,6 +167,7 @@ fn not_granted(
 /// `POST /v1/verify`: a key, if sent, is recorded as the actor. Unknown agent: 404.
 #[utoipa::path(post, path = "/v1/agents/{id}/verify-action", tag = "receiver", request_body = VerifyActionRequest,
     params(("id" = String, Path, description = "agent id")),
+    security((), ("api_key" = [])),
     responses((status = 200, body = VerifyActionResponse), (status = 400), (status = 401), (status = 404), (status = 422),
               (status = 503, description = "the audit log cannot take the decision")))]
 pub async fn verify_action(
