@@ -388,7 +388,7 @@ pub async fn bundle(
 /// `tile/entries/<N>[.p/<W>]` for callers allowed to read every entry in them (admins,
 /// or the issuer all of them concern).
 #[utoipa::path(get, path = "/v1/audit/tile/{path}", tag = "audit",
-    params(("path" = String, Path, description = "tile path after `tile/`, e.g. `0/x001/234.p/7` or `entries/000`")),
+    params(("path" = crate::openapi::values::TilePath, Path, description = "tile path after `tile/`, e.g. `0/x001/234.p/7` or `entries/000`")),
     security((), ("api_key" = [])),
     responses((status = 200, description = "tile bytes", content_type = "application/octet-stream"),
               (status = 400), (status = 401), (status = 403), (status = 404)))]

@@ -792,6 +792,7 @@ pub async fn verify_get(
 pub struct AudienceQuery {
     /// One of the token's audiences (`aud`): required for a token that has them.
     #[serde(default)]
+    #[param(value_type = Option<crate::openapi::values::NamedAudience>)]
     pub audience: Option<String>,
 }
 
@@ -814,9 +815,11 @@ pub struct VerifyRequest {
     pub token: String,
     /// The receiver's identifier; a token with `aud` must name it.
     #[serde(default)]
+    #[schema(value_type = Option<crate::openapi::values::NamedAudience>)]
     pub audience: Option<String>,
     /// The receiver's service (KairosAI); used as the audience when `audience` is absent.
     #[serde(default)]
+    #[schema(value_type = Option<crate::openapi::values::NamedAudience>)]
     pub target_resource: Option<String>,
     /// Scopes this request needs; all must be granted for `allowed`.
     #[serde(default)]
@@ -831,15 +834,16 @@ pub struct VerifyRequest {
     /// Amount to spend: an exact decimal as a string (`"12.50"`) or an integer; never
     /// a JSON float. Needs `currency`, `action` and a receiver key.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<crate::openapi::values::Amount>)]
     pub amount: Option<Value>,
-    /// ISO 4217 code of `amount`.
+    /// ISO 4217 code of `amount`; only with `amount`.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<crate::openapi::values::Currency>)]
     pub currency: Option<Value>,
     /// Makes a retried request return the first decision without spending twice
     /// (scoped to the receiver; needs a receiver key). 1 to 255 visible ASCII characters.
     #[serde(default)]
+    #[schema(value_type = Option<crate::openapi::values::IdempotencyKey>)]
     pub idempotency_key: Option<String>,
     /// Proof of possession the agent sent with its request, for a token bound to
     /// its key (`cnf.jkt`): required for such a token (`PROOF_REQUIRED`), refused
@@ -1366,6 +1370,7 @@ pub struct IntrospectRequest {
     /// Who the caller verifies as (or `?audience=`): one of the token's audiences,
     /// required for a token that has them (see [`audience_rule`]).
     #[serde(default)]
+    #[schema(value_type = Option<crate::openapi::values::NamedAudience>)]
     pub audience: Option<String>,
 }
 
