@@ -12,6 +12,8 @@
 //!
 //! `BONAFIDE_FUZZ_SEED` picks the seed (a fixed one by default, so a run repeats),
 //! `BONAFIDE_FUZZ_EXAMPLES` the number of examples per operation (default 20);
+//! `BONAFIDE_FUZZ_PHASES` the phases (default `examples,coverage,fuzzing`; see
+//! below for `stateful`);
 //! `BONAFIDE_FUZZ_VERBOSE=1` prints every report (with `--nocapture`).
 
 use std::path::{Path, PathBuf};
@@ -92,10 +94,16 @@ async fn fuzz(
         .env("NO_COLOR", "1")
         .args(["run", &format!("{base}/openapi.json")])
         .args(["--checks", CHECKS])
-        // Stateful testing follows links Schemathesis infers between operations, and
-        // its inference trips on this API's paths; the other phases cover every
-        // operation on its own.
-        .args(["--phases", "examples,coverage,fuzzing"])
+        // Each operation on its own. Not the stateful phase by default: after the
+        // others, Schemathesis 4.32.5 infers a link from the discovery document to
+        // `POST /v1/issuer/keys/{kid}/revoke` with a parameter `id` that operation
+        // does not have, and refuses its own link as invalid. Alone
+        // (BONAFIDE_FUZZ_PHASES=stateful) it runs and passes.
+        .args([
+            "--phases",
+            &std::env::var("BONAFIDE_FUZZ_PHASES")
+                .unwrap_or_else(|_| "examples,coverage,fuzzing".to_owned()),
+        ])
         .args(["--max-examples", &examples])
         .args(["--seed", &seed])
         // One worker: with several, CPython 3.11's parser (Hypothesis describes its
