@@ -180,11 +180,14 @@ pub async fn entries(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct InclusionQuery {
-    /// The entry's index.
+    /// The entry's index. Exactly one of `index` and `leaf_hash` (both, or neither,
+    /// is a 400).
     #[serde(default)]
     pub index: Option<u64>,
-    /// Or its leaf hash (standard base64; URL-encode `+` and `/`).
+    /// Or its leaf hash (32 bytes, standard base64; URL-encode `+` and `/`). Exactly
+    /// one of `index` and `leaf_hash`.
     #[serde(default)]
+    #[param(pattern = "^[A-Za-z0-9+/]{43}=$")]
     pub leaf_hash: Option<String>,
     /// The tree to prove inclusion in. Default: the latest signed checkpoint that
     /// contains the entry (one is signed now if needed).
