@@ -2,6 +2,7 @@
 # Install the third-party JWT libraries used by the interop tests (interop/README.md).
 #
 #   <repo>/.interop/venv            Python virtualenv with interop/python/requirements.txt
+#                                   (the JOSE clients, and the Schemathesis schema fuzzer)
 #   <repo>/interop/node/node_modules   `npm ci` of interop/node/package-lock.json
 #
 # Idempotent and fast when already done: each step is skipped while a stamp file
@@ -63,7 +64,7 @@ setup_python() {
   want="$( { cat "$REQS"; echo "python=$pyver"; } | sha)"
   have="$(cat "$stamp" 2>/dev/null || true)"
   if [[ "$FORCE" != 1 && "$want" == "$have" && -x "$VENV/bin/python" ]] \
-     && "$VENV/bin/python" -c 'import jwt, jwcrypto, cryptography' 2>/dev/null; then
+     && "$VENV/bin/python" -c 'import jwt, jwcrypto, cryptography, schemathesis' 2>/dev/null; then
     log "python venv up to date: $VENV"
     return
   fi
@@ -84,8 +85,9 @@ setup_python() {
   log "pip install -r $REQS"
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-input \
     --require-virtualenv -r "$REQS" >&2
-  "$VENV/bin/python" -c 'import jwt, jwcrypto, cryptography' \
+  "$VENV/bin/python" -c 'import jwt, jwcrypto, cryptography, schemathesis' \
     || die "installed packages do not import"
+  "$VENV/bin/schemathesis" --version >/dev/null || die "the schemathesis CLI does not run"
   echo "$want" >"$stamp"
 }
 
@@ -118,4 +120,5 @@ pyjwt_client=$ROOT/interop/python/pyjwt_client.py
 jwcrypto_client=$ROOT/interop/python/jwcrypto_client.py
 node=$(command -v node)
 jose_client=$ROOT/interop/node/jose_client.mjs
+schemathesis=$VENV/bin/schemathesis
 EOF

@@ -10,9 +10,43 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bonafide_core::keys::KeyError;
 use bonafide_store::StoreError;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::ToSchema;
 
 use crate::request_id;
+
+/// The body of every error answer: `{"error":{"code","message","request_id"}}` (the
+/// shape [`ApiError`] writes; token exchange answers RFC 6749 errors instead).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// The `error` member of an [`ErrorBody`].
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable code: what a client branches on. The generic ones
+    /// are `BAD_REQUEST` and `MALFORMED_JSON` (400), `UNAUTHORIZED` (401),
+    /// `FORBIDDEN` (403), `NOT_FOUND` (404), `METHOD_NOT_ALLOWED` (405),
+    /// `REQUEST_TIMEOUT` (408), `CONFLICT` (409), `PAYLOAD_TOO_LARGE` (413),
+    /// `UNSUPPORTED_MEDIA_TYPE` (415), `INVALID_REQUEST` (422), `INTERNAL` (500),
+    /// `STORAGE_FULL`, `STORE_UNAVAILABLE`, `AUDIT_UNAVAILABLE` and `TIMEOUT` (503);
+    /// an operation's own codes (`AGENT_REVOKED`, `POLICY_INVALID`, …) are named in
+    /// its answers' descriptions. New codes may be added: treat an unknown one by its
+    /// HTTP status.
+    #[schema(pattern = "^[A-Z][A-Z0-9_]*$", example = "INVALID_REQUEST")]
+    pub code: String,
+    /// What went wrong, in words, for a person; never a secret or a token.
+    pub message: String,
+    /// This request's id (also the `X-Request-Id` header): the server log's lines
+    /// about it carry the same id.
+    #[schema(pattern = "^req_[0-9a-f]{32}$")]
+    pub request_id: String,
+}
 
 /// An error answer: status, stable code, client message.
 #[derive(Debug)]
@@ -312,5 +346,22 @@ mod retry_after_tests {
         );
         let bad = ApiError::invalid("no").into_response();
         assert!(!bad.headers().contains_key(header::RETRY_AFTER));
+    }
+
+    #[tokio::test]
+    async fn every_error_body_is_the_documented_error_body() {
+        for err in [
+            ApiError::invalid("no"),
+            ApiError::unauthorized("who"),
+            StoreError::Full("disk".into()).into(),
+        ] {
+            let code = err.code;
+            let bytes = axum::body::to_bytes(err.into_response().into_body(), 1 << 16)
+                .await
+                .unwrap();
+            // `ErrorBody` refuses unknown members: the body is exactly the schema's.
+            let body: ErrorBody = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(body.error.code, code);
+        }
     }
 }

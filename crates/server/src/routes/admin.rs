@@ -27,6 +27,7 @@ pub struct CreateIssuer {
     /// slashes are the same name
     /// (a consent token's `iss` may use any of them); a name that is an issuer id
     /// (`iss_…`) is refused.
+    #[schema(value_type = crate::openapi::values::Text253)]
     pub name: String,
 }
 
@@ -34,6 +35,7 @@ pub struct CreateIssuer {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct IssuerCreated {
     /// `iss_…`.
+    #[schema(value_type = crate::openapi::values::IssuerId)]
     pub issuer_id: String,
     /// The name.
     pub name: String,
@@ -106,11 +108,13 @@ pub async fn create_issuer(
 #[serde(deny_unknown_fields)]
 pub struct CreateReceiver {
     /// Unique name, usually the receiving API's host (`api.shop.example`).
+    #[schema(value_type = crate::openapi::values::Text253)]
     pub name: String,
     /// The audiences (`aud` values: names or URLs) it verifies as, 1 to
     /// [`MAX_RECEIVER_AUDIENCES`] of at most 256 characters; default its name. With
     /// its key, a token with `aud` must name one of them.
     #[serde(default)]
+    #[schema(value_type = Option<Vec<crate::openapi::values::Text256>>, min_items = 1, max_items = 16)]
     pub audiences: Option<Vec<String>>,
 }
 
@@ -148,6 +152,7 @@ fn check_audiences(list: &[String]) -> Result<Vec<String>, ApiError> {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ReceiverCreated {
     /// `rcv_…`.
+    #[schema(value_type = crate::openapi::values::ReceiverId)]
     pub receiver_id: String,
     /// The name.
     pub name: String,
@@ -224,7 +229,8 @@ pub async fn create_receiver(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetAudiences {
-    /// The receiver's new audiences (replacing the old), as at creation.
+    /// The receiver's new audiences (replacing the old), as at creation: 1 to 16.
+    #[schema(value_type = Vec<crate::openapi::values::Text256>, min_items = 1, max_items = 16)]
     pub audiences: Vec<String>,
 }
 
@@ -232,6 +238,7 @@ pub struct SetAudiences {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ReceiverAudiences {
     /// `rcv_…`.
+    #[schema(value_type = crate::openapi::values::ReceiverId)]
     pub receiver_id: String,
     /// Its name.
     pub name: String,
@@ -244,7 +251,7 @@ pub struct ReceiverAudiences {
 /// (409 `AUDIENCE_TAKEN`). Takes effect at once in this process (others within
 /// `key_refresh`).
 #[utoipa::path(put, path = "/v1/receivers/{id}/audiences", tag = "admin", request_body = SetAudiences,
-    params(("id" = String, Path, description = "`rcv_…`")),
+    params(("id" = crate::openapi::values::ReceiverId, Path, description = "`rcv_…` (any other text is a 404)")),
     security(("api_key" = [])),
     responses((status = 200, body = ReceiverAudiences), (status = 400), (status = 401),
               (status = 403, description = "not the admin key"),
@@ -361,6 +368,7 @@ pub async fn rotate_keys(
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AdminKey {
     /// `sha256:` and the first 8 bytes of the key's SHA-256, in hex.
+    #[schema(value_type = crate::openapi::values::AdminKeyId)]
     pub id: String,
     /// When it was added.
     pub created_at: String,
@@ -405,7 +413,7 @@ pub struct AdminKeyRevoked {
 /// the next request on. The last admin key cannot be revoked (409): add another first
 /// (`BONAFIDE_ADMIN_KEY` on the next `serve`).
 #[utoipa::path(post, path = "/v1/admin/api-keys/{id}/revoke", tag = "admin", security(("api_key" = [])),
-    params(("id" = String, Path, description = "`sha256:…` from the list")),
+    params(("id" = crate::openapi::values::AdminKeyId, Path, description = "`sha256:…` from the list (any other text is a 404)")),
     responses((status = 200, body = AdminKeyRevoked), (status = 401), (status = 403), (status = 404), (status = 409)))]
 pub async fn revoke_admin_key(
     State(state): State<Arc<AppState>>,

@@ -224,7 +224,7 @@ pub struct RotateAgentKey {
     /// The agent's new public JWK: OKP Ed25519 or EC P-256. Private members are
     /// refused with 400.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<crate::openapi::values::AgentPublicJwk>)]
     pub public_key: Option<Jwk>,
     /// Or the new public key as PEM SubjectPublicKeyInfo (KairosAI), with
     /// `key_algorithm`.
@@ -232,14 +232,17 @@ pub struct RotateAgentKey {
     pub signing_key_pub: Option<String>,
     /// `Ed25519` (or `EdDSA`) or `ES256` (or `P-256`), with `signing_key_pub`.
     #[serde(default)]
+    #[schema(value_type = Option<crate::openapi::values::AgentKeyAlgorithm>)]
     pub key_algorithm: Option<String>,
     /// How long tokens bound to the previous key keep verifying, seconds: 0 to
     /// 2592000 (30 days); default 86400.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 2592000)]
     pub grace_seconds: Option<i64>,
     /// Lifetime of the new key, seconds: 86400 (1 day) to 31536000 (365 days);
     /// default 90 days.
     #[serde(default)]
+    #[schema(minimum = 86400, maximum = 31536000)]
     pub key_expires_in: Option<i64>,
 }
 
@@ -268,7 +271,7 @@ pub struct AgentKeysRotated {
 /// without a key gets its first one. The answer has the agent's keys and a fresh
 /// token bound to the new key.
 #[utoipa::path(put, path = "/v1/agents/{id}/keys", tag = "issuer", request_body = RotateAgentKey,
-    params(("id" = String, Path, description = "agent id")), security(("api_key" = [])),
+    params(("id" = crate::openapi::values::AgentId, Path, description = "agent id (any other text is a 404)")), security(("api_key" = [])),
     responses((status = 200, body = AgentKeysRotated),
               (status = 400, description = "a private key was sent"), (status = 401), (status = 403), (status = 404),
               (status = 409, description = "the agent is revoked, or the key is already one of its keys"),
@@ -389,7 +392,7 @@ pub const DID_RESOLUTION_MEDIA_TYPE: &str = "application/did-resolution";
 /// (`AGENT_SUSPENDED`, `AGENT_REVOKED`), `Cache-Control: no-store` (a suspension
 /// ends). Open: no key needed.
 #[utoipa::path(get, path = "/agents/{id}/did.json", tag = "discovery",
-    params(("id" = String, Path, description = "agent id")),
+    params(("id" = crate::openapi::values::AgentId, Path, description = "agent id (any other text is a 404)")),
     responses((status = 200, description = "DID document (application/did+ld+json)", body = Object),
               (status = 404),
               (status = 410, description = "the agent is suspended or revoked: a DID resolution result (application/did-resolution) with `didDocumentMetadata.deactivated: true`", body = Object, content_type = "application/did-resolution")))]
@@ -523,7 +526,7 @@ async fn published_keys(state: &AppState, id: &str) -> Result<Published, ApiErro
 /// revoked agent: 410 with an empty key set, `"deactivated": true` and the usual
 /// `error` (`AGENT_SUSPENDED`, `AGENT_REVOKED`), `Cache-Control: no-store`.
 #[utoipa::path(get, path = "/agents/{id}/.well-known/http-message-signatures-directory", tag = "discovery",
-    params(("id" = String, Path, description = "agent id")),
+    params(("id" = crate::openapi::values::AgentId, Path, description = "agent id (any other text is a 404)")),
     responses((status = 200, description = "key directory (application/http-message-signatures-directory+json)", body = Object),
               (status = 404),
               (status = 410, description = "the agent is suspended or revoked: `{\"keys\": [], \"deactivated\": true, \"error\": …}`", body = Object, content_type = "application/http-message-signatures-directory+json")))]

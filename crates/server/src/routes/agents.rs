@@ -35,8 +35,10 @@ const MAX_AUDIENCES: usize = 16;
 #[serde(untagged)]
 pub enum AudienceInput {
     /// One receiver identifier.
+    #[schema(value_type = crate::openapi::values::Text256)]
     One(String),
-    /// Several.
+    /// Several: 1 to 16.
+    #[schema(value_type = crate::openapi::values::Audiences)]
     Many(Vec<String>),
 }
 
@@ -77,14 +79,19 @@ fn check_ttl(state: &AppState, requested: Option<i64>, default: i64) -> Result<i
 #[serde(deny_unknown_fields)]
 pub struct RegisterAgent {
     /// Display name.
+    #[schema(value_type = crate::openapi::values::Text128)]
     pub name: String,
     /// What the agent does.
     #[serde(default)]
+    #[schema(value_type = Option<crate::openapi::values::Text1024>)]
     pub description: Option<String>,
-    /// Scopes to grant (`verb:resource`, see `GET /v1/scopes`).
+    /// Scopes to grant (`verb:resource`, see `GET /v1/scopes`): 1 to 64.
+    #[schema(value_type = Vec<crate::openapi::values::Scope>, min_items = 1, max_items = 64)]
     pub scopes: Vec<String>,
-    /// Token lifetime in seconds (60 to the server's maximum; default 86400).
+    /// Token lifetime in seconds (60 to the server's maximum, by default 2592000 =
+    /// 30 days; default 86400).
     #[serde(default)]
+    #[schema(minimum = 60)]
     pub expiry_seconds: Option<i64>,
     /// Receivers the agent's tokens are for (`aud`).
     #[serde(default)]
@@ -96,13 +103,14 @@ pub struct RegisterAgent {
     pub policy: Option<Box<serde_json::value::RawValue>>,
     /// On whose behalf the agent acts (`user` claim): a DID, an email or an opaque id.
     #[serde(default)]
+    #[schema(value_type = Option<crate::openapi::values::Text256>)]
     pub user: Option<String>,
     /// The agent's own public key as a JWK: OKP Ed25519 or EC P-256 (the agent signs
     /// with the private half, which the registry never sees; a JWK with private
     /// members is refused with 400, RSA with 422). Its tokens then carry
     /// `cnf: {"jkt": <RFC 7638 thumbprint>}`.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<crate::openapi::values::AgentPublicJwk>)]
     pub public_key: Option<Jwk>,
     /// Or the agent's public key as PEM SubjectPublicKeyInfo (KairosAI), with
     /// `key_algorithm`; sending both forms is a 422.
@@ -110,10 +118,13 @@ pub struct RegisterAgent {
     pub signing_key_pub: Option<String>,
     /// `Ed25519` (or `EdDSA`) or `ES256` (or `P-256`), with `signing_key_pub`.
     #[serde(default)]
+    #[schema(value_type = Option<crate::openapi::values::AgentKeyAlgorithm>)]
     pub key_algorithm: Option<String>,
     /// Lifetime of the agent key, seconds: 86400 (1 day) to 31536000 (365 days);
-    /// default 90 days. Tokens bound to it are refused after `key_expires_at`.
+    /// default 90 days. Tokens bound to it are refused after `key_expires_at`. Only
+    /// with a key (422 otherwise).
     #[serde(default)]
+    #[schema(minimum = 86400, maximum = 31536000)]
     pub key_expires_in: Option<i64>,
     /// An agent with its own key (given now or later with `PUT /v1/agents/{id}/keys`)
     /// accepts only tokens bound to it: a token without `cnf` (issuer-signed, or
@@ -143,6 +154,7 @@ fn check_policy(raw: Option<&serde_json::value::RawValue>) -> Result<Option<Stri
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AgentRegistered {
     /// `agt_…`.
+    #[schema(value_type = crate::openapi::values::AgentId)]
     pub agent_id: String,
     /// Display name.
     pub name: String,
@@ -153,6 +165,7 @@ pub struct AgentRegistered {
     /// The signed agent token.
     pub token: String,
     /// The token's id (`jti`, `tok_…`): what `POST /v1/tokens/revoke` takes.
+    #[schema(value_type = crate::openapi::values::TokenId)]
     pub jti: String,
     /// When the token expires (RFC 3339).
     pub expires_at: String,
@@ -372,6 +385,7 @@ pub async fn register(
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AgentView {
     /// `agt_…`.
+    #[schema(value_type = crate::openapi::values::AgentId)]
     pub agent_id: String,
     /// Display name.
     pub name: String,
@@ -447,12 +461,16 @@ fn view(issuer: &Issuer, a: Agent) -> AgentView {
 /// `GET /v1/agents` query.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
-    /// Page size, 1 to 200 (default 50).
+    /// Page size, 1 to 200 (default 50); outside that range the request is refused
+    /// with 422 (never clamped).
     #[serde(default)]
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
-    /// `next_cursor` from the previous page.
+    /// `next_cursor` from the previous page, exactly as received (opaque base64url).
     #[serde(default)]
+    #[param(pattern = "^[A-Za-z0-9_-]+$")]
     pub cursor: Option<String>,
 }
 
@@ -487,7 +505,10 @@ fn decode_cursor(text: &str) -> Result<AgentId, ApiError> {
 
 /// Lists the caller's agents, oldest first, cursor-paginated.
 #[utoipa::path(get, path = "/v1/agents", tag = "issuer", params(ListQuery), security(("api_key" = [])),
-    responses((status = 200, body = AgentList), (status = 400), (status = 401), (status = 403)))]
+    responses((status = 200, body = AgentList),
+              (status = 400, description = "a parameter that is not a number, an unknown parameter, or a `cursor` not received from this listing (`BAD_REQUEST`)"),
+              (status = 401), (status = 403),
+              (status = 422, description = "`limit` outside 1–200 (`INVALID_REQUEST`)")))]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     IssuerAuth(issuer): IssuerAuth,
@@ -536,7 +557,7 @@ pub(crate) async fn own_agent(
 }
 
 /// Reads one of the caller's agents.
-#[utoipa::path(get, path = "/v1/agents/{id}", tag = "issuer", params(("id" = String, Path, description = "agent id")),
+#[utoipa::path(get, path = "/v1/agents/{id}", tag = "issuer", params(("id" = crate::openapi::values::AgentId, Path, description = "agent id (any other text is a 404)")),
     security(("api_key" = [])), responses((status = 200, body = AgentView), (status = 401), (status = 404)))]
 pub async fn get(
     State(state): State<Arc<AppState>>,
@@ -551,8 +572,9 @@ pub async fn get(
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IssueToken {
-    /// Lifetime in seconds; default the agent's.
+    /// Lifetime in seconds, 60 to the server's maximum; default the agent's.
     #[serde(default)]
+    #[schema(minimum = 60)]
     pub expiry_seconds: Option<i64>,
     /// Audiences; default the agent's. Must be within the agent's if it has any.
     #[serde(default)]
@@ -563,8 +585,10 @@ pub struct IssueToken {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TokenIssued {
     /// `agt_…`.
+    #[schema(value_type = crate::openapi::values::AgentId)]
     pub agent_id: String,
     /// `tok_…`.
+    #[schema(value_type = crate::openapi::values::TokenId)]
     pub jti: String,
     /// The signed token.
     pub token: String,
@@ -574,8 +598,8 @@ pub struct TokenIssued {
 
 /// Issues another token for one of the caller's active agents (not a suspended or
 /// revoked one: 409).
-#[utoipa::path(post, path = "/v1/agents/{id}/issue-token", tag = "issuer", request_body = IssueToken,
-    params(("id" = String, Path, description = "agent id")), security(("api_key" = [])),
+#[utoipa::path(post, path = "/v1/agents/{id}/issue-token", tag = "issuer", request_body = Option<IssueToken>,
+    params(("id" = crate::openapi::values::AgentId, Path, description = "agent id (any other text is a 404)")), security(("api_key" = [])),
     responses((status = 201, body = TokenIssued), (status = 401), (status = 404), (status = 409), (status = 422)))]
 pub async fn issue_token(
     State(state): State<Arc<AppState>>,
@@ -701,6 +725,7 @@ pub(crate) async fn issue_bound_token(
 pub struct RevokeAgent {
     /// Why, for the record.
     #[serde(default)]
+    #[schema(value_type = Option<crate::openapi::values::Text512>)]
     pub reason: Option<String>,
 }
 
@@ -710,6 +735,7 @@ pub struct AgentRevoked {
     /// Always true.
     pub revoked: bool,
     /// `agt_…`.
+    #[schema(value_type = crate::openapi::values::AgentId)]
     pub agent_id: String,
     /// RFC 3339; the first revocation's time if revoked before.
     pub revoked_at: String,
@@ -718,8 +744,8 @@ pub struct AgentRevoked {
 }
 
 /// Revokes an agent and every token it has, from the very next verify on.
-#[utoipa::path(post, path = "/v1/agents/{id}/revoke", tag = "issuer", request_body = RevokeAgent,
-    params(("id" = String, Path, description = "agent id")), security(("api_key" = [])),
+#[utoipa::path(post, path = "/v1/agents/{id}/revoke", tag = "issuer", request_body = Option<RevokeAgent>,
+    params(("id" = crate::openapi::values::AgentId, Path, description = "agent id (any other text is a 404)")), security(("api_key" = [])),
     responses((status = 200, body = AgentRevoked), (status = 401), (status = 404), (status = 422)))]
 pub async fn revoke(
     State(state): State<Arc<AppState>>,
@@ -777,6 +803,7 @@ pub async fn revoke(
 pub struct SuspendAgent {
     /// Why, for the record.
     #[serde(default)]
+    #[schema(value_type = Option<crate::openapi::values::Text512>)]
     pub reason: Option<String>,
 }
 
@@ -801,8 +828,8 @@ fn suspension_error(e: bonafide_store::StoreError) -> ApiError {
 /// Suspends an agent: from the very next verify on, its tokens answer `valid:false`
 /// with `AGENT_SUSPENDED`, until it is reactivated. Suspending a suspended agent
 /// changes nothing (the first suspension's time and reason stay).
-#[utoipa::path(post, path = "/v1/agents/{id}/suspend", tag = "issuer", request_body = SuspendAgent,
-    params(("id" = String, Path, description = "agent id")), security(("api_key" = [])),
+#[utoipa::path(post, path = "/v1/agents/{id}/suspend", tag = "issuer", request_body = Option<SuspendAgent>,
+    params(("id" = crate::openapi::values::AgentId, Path, description = "agent id (any other text is a 404)")), security(("api_key" = [])),
     responses((status = 200, body = AgentView), (status = 401), (status = 403), (status = 404),
               (status = 409, description = "the agent is revoked"), (status = 422)))]
 pub async fn suspend(
@@ -852,8 +879,8 @@ pub async fn suspend(
 /// Reactivates a suspended agent: its tokens verify again from the very next verify
 /// on (those not expired or revoked). Reactivating an agent that is not suspended
 /// changes nothing.
-#[utoipa::path(post, path = "/v1/agents/{id}/reactivate", tag = "issuer", request_body = ReactivateAgent,
-    params(("id" = String, Path, description = "agent id")), security(("api_key" = [])),
+#[utoipa::path(post, path = "/v1/agents/{id}/reactivate", tag = "issuer", request_body = Option<ReactivateAgent>,
+    params(("id" = crate::openapi::values::AgentId, Path, description = "agent id (any other text is a 404)")), security(("api_key" = [])),
     responses((status = 200, body = AgentView), (status = 401), (status = 403), (status = 404),
               (status = 409, description = "the agent is revoked"), (status = 422)))]
 pub async fn reactivate(
@@ -892,24 +919,29 @@ pub async fn reactivate(
     Ok(ApiJson(view(&issuer, agent)))
 }
 
-/// `POST /v1/tokens/revoke` body: exactly one of `jti` and `token`.
+/// `POST /v1/tokens/revoke` body: exactly one of `jti` and `token` (both, or
+/// neither, is a 422); `agent_id` only with `jti`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RevokeToken {
     /// Token id `tok_…`: a registry-signed token's `jti`, or for a token the caller
     /// signed itself and revoked by `token` before, its own `jti` or the registry's id
-    /// for it (per issuer and `jti`: the answer's `jti`).
+    /// for it (per issuer and `jti`: the answer's `jti`). Not with `token`.
     #[serde(default)]
+    #[schema(value_type = Option<crate::openapi::values::TokenId>)]
     pub jti: Option<String>,
     /// The token itself (its signature is checked; expiry is not). A token the
-    /// caller signed with its own registered key is recorded and revoked.
+    /// caller signed with its own registered key is recorded and revoked. Not with
+    /// `jti`.
     #[serde(default)]
+    #[schema(min_length = 1)]
     pub token: Option<String>,
     /// With `jti`: the agent of a token the caller signed with its own key and the
     /// registry has never seen (`bonafide token sign` prints its `jti`). The
     /// revocation then lasts as long as any token could still verify: the longest
     /// token lifetime, from now.
     #[serde(default)]
+    #[schema(value_type = Option<crate::openapi::values::AgentId>)]
     pub agent_id: Option<String>,
 }
 
@@ -921,8 +953,10 @@ pub struct TokenRevoked {
     /// `tok_…`: the registry's id for the token, as in audit entries and receipts.
     /// For an issuer-signed token it is derived from (issuer id, the token's own
     /// `jti`), since one issuer's `jti` may be another's.
+    #[schema(value_type = crate::openapi::values::TokenId)]
     pub jti: String,
     /// Its agent.
+    #[schema(value_type = crate::openapi::values::AgentId)]
     pub agent_id: String,
     /// RFC 3339.
     pub revoked_at: String,

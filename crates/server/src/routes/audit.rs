@@ -96,6 +96,7 @@ pub async fn checkpoint(State(state): State<Arc<AppState>>) -> Result<impl IntoR
 /// `GET /v1/audit/entries` query.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct EntriesQuery {
     /// First index, inclusive.
     pub start: u64,
@@ -135,6 +136,7 @@ fn may_read(caller: &Caller, owner: Option<&bonafide_core::ids::IssuerId>) -> bo
 /// Entries `[start, end)`: in full for admins and for the issuer each concerns, leaf
 /// hashes only otherwise.
 #[utoipa::path(get, path = "/v1/audit/entries", tag = "audit", params(EntriesQuery),
+    security((), ("api_key" = [])),
     responses((status = 200, body = Entries), (status = 400), (status = 401)))]
 pub async fn entries(
     State(state): State<Arc<AppState>>,
@@ -176,12 +178,16 @@ pub async fn entries(
 /// `GET /v1/audit/proof/inclusion` query: `index` or `leaf_hash`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct InclusionQuery {
-    /// The entry's index.
+    /// The entry's index. Exactly one of `index` and `leaf_hash` (both, or neither,
+    /// is a 400).
     #[serde(default)]
     pub index: Option<u64>,
-    /// Or its leaf hash (standard base64; URL-encode `+` and `/`).
+    /// Or its leaf hash (32 bytes, standard base64; URL-encode `+` and `/`). Exactly
+    /// one of `index` and `leaf_hash`.
     #[serde(default)]
+    #[param(pattern = "^[A-Za-z0-9+/]{43}=$")]
     pub leaf_hash: Option<String>,
     /// The tree to prove inclusion in. Default: the latest signed checkpoint that
     /// contains the entry (one is signed now if needed).
@@ -272,6 +278,7 @@ async fn prove_inclusion(
 /// `GET /v1/audit/proof/consistency` query.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ConsistencyQuery {
     /// The older tree size.
     pub first: u64,
@@ -323,6 +330,7 @@ pub async fn consistency(
 /// `GET /v1/audit/proof/bundle` query.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct BundleQuery {
     /// The entry's index.
     pub index: u64,
@@ -334,6 +342,7 @@ pub struct BundleQuery {
 /// proof's `extra` line carries the canonical entry itself, so the file alone shows
 /// what was logged; the proof authenticates it (its hash is the proven leaf).
 #[utoipa::path(get, path = "/v1/audit/proof/bundle", tag = "audit", params(BundleQuery),
+    security((), ("api_key" = [])),
     responses((status = 200, description = "c2sp.org/tlog-proof@v1", content_type = "text/plain"), (status = 400), (status = 401)))]
 pub async fn bundle(
     State(state): State<Arc<AppState>>,
@@ -382,7 +391,8 @@ pub async fn bundle(
 /// `tile/entries/<N>[.p/<W>]` for callers allowed to read every entry in them (admins,
 /// or the issuer all of them concern).
 #[utoipa::path(get, path = "/v1/audit/tile/{path}", tag = "audit",
-    params(("path" = String, Path, description = "tile path after `tile/`, e.g. `0/x001/234.p/7` or `entries/000`")),
+    params(("path" = crate::openapi::values::TilePath, Path, description = "tile path after `tile/`, e.g. `0/x001/234.p/7` or `entries/000`")),
+    security((), ("api_key" = [])),
     responses((status = 200, description = "tile bytes", content_type = "application/octet-stream"),
               (status = 400), (status = 401), (status = 403), (status = 404)))]
 pub async fn tile(

@@ -46,6 +46,7 @@ pub struct VerifyDomain {
     /// A DNS name: ASCII letters, digits and hyphens in dot-separated labels of 1 to
     /// 63 characters, at most 253 in all (lowercased); no IP address, no port, no
     /// trailing dot.
+    #[schema(value_type = crate::openapi::values::Domain)]
     pub domain: String,
     /// Where the JWKS is. Must be `https://<domain>/.well-known/jwks.json` (the
     /// default) unless the registry runs with the test-only

@@ -40,10 +40,11 @@ pub struct AddIssuerKey {
     /// bits (RS256). Private members (`d`, `p`, `q`, `dp`, `dq`, `qi`, `oth`, `k`) are
     /// refused with 400. A `kid` member, if present, must be the key's RFC 7638
     /// thumbprint (the registry computes it; another value is a 422).
-    #[schema(value_type = Object)]
+    #[schema(value_type = crate::openapi::values::IssuerPublicJwk)]
     pub jwk: Jwk,
     /// `EdDSA`, `ES256` or `RS256`; defaults from the key type, and must fit it.
     #[serde(default)]
+    #[schema(value_type = Option<crate::openapi::values::IssuerKeyAlg>)]
     pub alg: Option<String>,
     /// Required: a key proof, a compact JWS with header `typ` `bonafide-key-proof+jwt`
     /// and `kid` this key's RFC 7638 thumbprint, signed by this key's private half,
@@ -311,8 +312,8 @@ pub async fn list(
 /// token it signed answers `TOKEN_REVOKED` (reasons `TOKEN_REVOKED`, `KEY_REVOKED`).
 /// Revoking twice keeps the first time.
 #[utoipa::path(post, path = "/v1/issuer/keys/{kid}/revoke", tag = "issuer",
-    request_body = RevokeIssuerKey,
-    params(("kid" = String, Path, description = "the key's RFC 7638 thumbprint")),
+    request_body = Option<RevokeIssuerKey>,
+    params(("kid" = crate::openapi::values::Thumbprint, Path, description = "the key's RFC 7638 thumbprint (any other text is a 404)")),
     security(("api_key" = [])),
     responses((status = 200, body = IssuerKeyRevoked), (status = 401), (status = 403),
               (status = 404, description = "no such key of the caller's")))]

@@ -5,7 +5,7 @@ use bonafide_core::policy::{Policy, PolicyError};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::error::ApiJson;
+use crate::error::{ApiError, ApiJson};
 
 /// One problem found in a policy.
 #[derive(Debug, Serialize, ToSchema)]
@@ -41,13 +41,20 @@ fn lint_error(e: &PolicyError) -> LintError {
 }
 
 /// Checks a consent policy (`pol.v0.2`, the request body) exactly as registration
-/// would, and gives its `policy_hash`. Always 200: an invalid policy is an answer,
-/// not an error. No key needed; nothing is stored.
+/// would, and gives its `policy_hash`. 200 for any body: an invalid policy (even one
+/// that is not JSON) is an answer, not an error; only a missing (empty) body is a 400.
+/// No key needed; nothing is stored.
 #[utoipa::path(post, path = "/v1/policies/lint", tag = "issuer",
-    request_body(content = Object, description = "the policy", content_type = "application/json"),
-    responses((status = 200, body = LintResult), (status = 413)))]
-pub async fn lint(body: Bytes) -> ApiJson<LintResult> {
-    ApiJson(match Policy::lint(&body) {
+    request_body(content = Object, description = "the policy (any bytes: what is not a policy is answered `valid: false`); required", content_type = "application/json"),
+    responses((status = 200, body = LintResult),
+              (status = 400, description = "no body (`BAD_REQUEST`): send the policy to check")))]
+pub async fn lint(body: Bytes) -> Result<ApiJson<LintResult>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request(
+            "no policy to check: send it as the request body (`Content-Type: application/json`)",
+        ));
+    }
+    Ok(ApiJson(match Policy::lint(&body) {
         Ok(p) => LintResult {
             valid: true,
             errors: Vec::new(),
@@ -60,5 +67,5 @@ pub async fn lint(body: Bytes) -> ApiJson<LintResult> {
             policy_hash: None,
             canonical: None,
         },
-    })
+    }))
 }

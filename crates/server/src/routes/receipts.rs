@@ -29,8 +29,8 @@ pub struct ReceiptView {
 /// A receipt, for the receiver that asked for the decision (with its key) or the issuer
 /// of the agent concerned. Anyone else gets 404, as for a missing one.
 #[utoipa::path(get, path = "/v1/receipts/{id}", tag = "receiver",
-    params(("id" = String, Path, description = "`rcp_…`")),
-    security(("api_key" = [])),
+    params(("id" = crate::openapi::values::ReceiptId, Path, description = "`rcp_…` (any other text is a 400)")),
+    security((), ("api_key" = [])),
     responses((status = 200, body = ReceiptView), (status = 400), (status = 401), (status = 404)))]
 pub async fn get(
     State(state): State<Arc<AppState>>,

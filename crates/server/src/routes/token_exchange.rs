@@ -126,6 +126,39 @@ pub struct TokenExchangeResponse {
     pub jti: String,
 }
 
+/// The body of a token exchange error (RFC 6749 §5.2), as [`OAuthError`] writes it.
+#[derive(Debug, Serialize, ToSchema)]
+#[allow(dead_code)] // the schema only: the body is written by `OAuthError`
+pub struct OAuthErrorBody {
+    /// The RFC 6749 / RFC 8693 error: `invalid_request`, `invalid_client`,
+    /// `invalid_grant`, `unauthorized_client`, `unsupported_grant_type`,
+    /// `invalid_scope`, `invalid_target` or `server_error`.
+    error: String,
+    /// What went wrong, in words.
+    error_description: String,
+    /// Bonafide's own code, as in every other error answer (`DELEGATION_WIDENS`, …).
+    #[schema(pattern = "^[A-Z][A-Z0-9_]*$")]
+    code: String,
+    /// This request's id.
+    #[schema(pattern = "^req_[0-9a-f]{32}$")]
+    request_id: String,
+    /// With `DELEGATION_WIDENS`: the dimensions the child would widen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    widened: Option<Vec<String>>,
+}
+
+/// A 503 of token exchange: the OAuth error (`server_error`) when the store or the
+/// audit log cannot take it, the plain error body when the request timed out.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // the schema only
+pub enum TokenExchangeUnavailable {
+    /// From the handler.
+    OAuth(OAuthErrorBody),
+    /// From the request timeout.
+    Plain(crate::error::ErrorBody),
+}
+
 /// An OAuth error answer (RFC 6749 §5.2) with Bonafide's code.
 #[derive(Debug)]
 pub struct OAuthError {
@@ -463,11 +496,14 @@ async fn verified_with_signer(
 #[utoipa::path(post, path = "/v1/token", tag = "issuer",
     request_body(content = TokenExchangeRequest, content_type = "application/x-www-form-urlencoded",
         description = "RFC 8693 §2.1 parameters; a JSON object with the same members is accepted too"),
+    security(("api_key" = [])),
     responses(
         (status = 200, body = TokenExchangeResponse),
-        (status = 400, description = "`{error, error_description, code, request_id, widened?}` (RFC 6749 §5.2): unsupported_grant_type, invalid_request, invalid_grant, invalid_scope, invalid_target, unauthorized_client; `code` DELEGATION_WIDENS lists the dimensions in `widened`"),
-        (status = 401, description = "invalid_client: no issuer key, or an unknown key"),
-        (status = 413)))]
+        (status = 400, body = OAuthErrorBody, description = "`{error, error_description, code, request_id, widened?}` (RFC 6749 §5.2): unsupported_grant_type, invalid_request, invalid_grant, invalid_scope, invalid_target, unauthorized_client (an admin or receiver key); `code` DELEGATION_WIDENS lists the dimensions in `widened`"),
+        (status = 401, body = OAuthErrorBody, description = "invalid_client: no issuer key, or an unknown key"),
+        (status = 408, body = crate::error::ErrorBody, description = "the body did not arrive within the request timeout (`REQUEST_TIMEOUT`)"),
+        (status = 413, body = OAuthErrorBody, description = "the body is over the size limit (`PAYLOAD_TOO_LARGE`)"),
+        (status = 503, body = TokenExchangeUnavailable, description = "a passing condition (`STORAGE_FULL`, `STORE_UNAVAILABLE`, `AUDIT_UNAVAILABLE`, `TIMEOUT`); retry after `Retry-After` seconds")))]
 pub async fn exchange(
     State(state): State<Arc<AppState>>,
     caller: Result<Caller, ApiError>,

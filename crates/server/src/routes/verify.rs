@@ -634,7 +634,10 @@ pub struct SimpleVerify {
 /// Verifies a token given in the path. Always 200 with `valid` true or false.
 #[utoipa::path(get, path = "/v1/verify/{token}", tag = "receiver",
     params(("token" = String, Path, description = "the agent token"), AudienceQuery),
+    security((), ("api_key" = [])),
     responses((status = 200, body = SimpleVerify), (status = 401),
+              (status = 403, description = "a receiver key with an `audience` that is not the receiver's (`AUDIENCE_FORBIDDEN`)"),
+              (status = 422, description = "an unknown query parameter, or an `audience` that is empty, too long or holds a forbidden character"),
               (status = 503, description = "the audit log cannot take the decision")))]
 pub async fn verify_get(
     State(state): State<Arc<AppState>>,
@@ -690,9 +693,11 @@ pub async fn verify_get(
 /// caller verifies as (see [`audience_rule`]).
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AudienceQuery {
     /// One of the token's audiences (`aud`): required for a token that has them.
     #[serde(default)]
+    #[param(value_type = Option<crate::openapi::values::NamedAudience>)]
     pub audience: Option<String>,
 }
 
@@ -715,9 +720,11 @@ pub struct VerifyRequest {
     pub token: String,
     /// The receiver's identifier; a token with `aud` must name it.
     #[serde(default)]
+    #[schema(value_type = Option<crate::openapi::values::NamedAudience>)]
     pub audience: Option<String>,
     /// The receiver's service (KairosAI); used as the audience when `audience` is absent.
     #[serde(default)]
+    #[schema(value_type = Option<crate::openapi::values::NamedAudience>)]
     pub target_resource: Option<String>,
     /// Scopes this request needs; all must be granted for `allowed`.
     #[serde(default)]
@@ -732,15 +739,16 @@ pub struct VerifyRequest {
     /// Amount to spend: an exact decimal as a string (`"12.50"`) or an integer; never
     /// a JSON float. Needs `currency`, `action` and a receiver key.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<crate::openapi::values::Amount>)]
     pub amount: Option<Value>,
-    /// ISO 4217 code of `amount`.
+    /// ISO 4217 code of `amount`; only with `amount`.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<crate::openapi::values::Currency>)]
     pub currency: Option<Value>,
     /// Makes a retried request return the first decision without spending twice
     /// (scoped to the receiver; needs a receiver key). 1 to 255 visible ASCII characters.
     #[serde(default)]
+    #[schema(value_type = Option<crate::openapi::values::IdempotencyKey>)]
     pub idempotency_key: Option<String>,
     /// Proof of possession the agent sent with its request, for a token bound to
     /// its key (`cnf.jkt`): required for such a token (`PROOF_REQUIRED`), refused
@@ -1049,6 +1057,7 @@ fn json_response(status: StatusCode, body: Vec<u8>, replayed: bool) -> Response 
 /// when allowed. Every decision, allow or deny, is written to the audit log and gets
 /// a signed receipt before the answer is sent.
 #[utoipa::path(post, path = "/v1/verify", tag = "receiver", request_body = VerifyRequest,
+    security((), ("api_key" = [])),
     responses((status = 200, body = VerifyResponse), (status = 400), (status = 401, description = "an `amount` or `idempotency_key` without a key, or a wrong key"),
               (status = 403, description = "an `amount` or `idempotency_key` with an admin or issuer key"),
               (status = 409, description = "`idempotency_key` already used for another request"),
@@ -1235,6 +1244,7 @@ async fn record_decision(
 /// stands, and changes nothing: no budget spent, no idempotency record, no receipt,
 /// no audit entry. The answer says `simulated: true`.
 #[utoipa::path(post, path = "/v1/simulate", tag = "receiver", request_body = VerifyRequest,
+    security((), ("api_key" = [])),
     responses((status = 200, body = VerifyResponse), (status = 400), (status = 401), (status = 403), (status = 413), (status = 422)))]
 pub async fn simulate(
     State(state): State<Arc<AppState>>,
@@ -1266,6 +1276,7 @@ pub struct IntrospectRequest {
     /// Who the caller verifies as (or `?audience=`): one of the token's audiences,
     /// required for a token that has them (see [`audience_rule`]).
     #[serde(default)]
+    #[schema(value_type = Option<crate::openapi::values::NamedAudience>)]
     pub audience: Option<String>,
 }
 
@@ -1322,7 +1333,11 @@ pub struct IntrospectResponse {
 /// token holder could not read from the token itself.
 #[utoipa::path(post, path = "/v1/introspect", tag = "receiver", params(AudienceQuery),
     request_body(content = IntrospectRequest, content_type = "application/x-www-form-urlencoded"),
+    security((), ("api_key" = [])),
     responses((status = 200, body = IntrospectResponse), (status = 400), (status = 401),
+              (status = 403, description = "a receiver key with an `audience` that is not the receiver's (`AUDIENCE_FORBIDDEN`)"),
+              (status = 415, description = "the body is not `application/x-www-form-urlencoded` (`UNSUPPORTED_MEDIA_TYPE`)"),
+              (status = 422, description = "an unknown query parameter, or an `audience` that is invalid or given twice with different values"),
               (status = 503, description = "the audit log cannot take the decision")))]
 pub async fn introspect(
     State(state): State<Arc<AppState>>,

@@ -38,13 +38,16 @@ pub const ACTION_WINDOW_S: i64 = 300;
 pub struct VerifyActionRequest {
     /// What the agent does: a scope (`verb:resource`) or an action of its policy;
     /// 1 to 128 characters.
+    #[schema(value_type = crate::openapi::values::SignedAction)]
     pub action: String,
     /// What it acts on: 1 to 256 characters, no `:`. Read as `type/id` (split at the
     /// first `/`) by the agent's policy's resource rules.
+    #[schema(value_type = crate::openapi::values::SignedResource)]
     pub resource: String,
     /// When the agent signed, Unix seconds; within ±300 s of the registry's clock.
     pub timestamp: i64,
     /// Single use per agent: 1 to 128 characters of `A-Z a-z 0-9 - _ .`.
+    #[schema(value_type = crate::openapi::values::Nonce)]
     pub nonce: String,
     /// Ed25519 signature over `{agent_id}:{action}:{resource}:{timestamp}:{nonce}`
     /// (UTF-8), base64 (standard, padded; base64url accepted too).
@@ -165,7 +168,8 @@ fn not_granted(
 /// flow) and decides it against the agent's status, scopes and policy. Open like
 /// `POST /v1/verify`: a key, if sent, is recorded as the actor. Unknown agent: 404.
 #[utoipa::path(post, path = "/v1/agents/{id}/verify-action", tag = "receiver", request_body = VerifyActionRequest,
-    params(("id" = String, Path, description = "agent id")),
+    params(("id" = crate::openapi::values::AgentId, Path, description = "agent id (any other text is a 404)")),
+    security((), ("api_key" = [])),
     responses((status = 200, body = VerifyActionResponse), (status = 400), (status = 401), (status = 404), (status = 422),
               (status = 503, description = "the audit log cannot take the decision")))]
 pub async fn verify_action(

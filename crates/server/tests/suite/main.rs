@@ -1,5 +1,6 @@
 //! The server's integration tests, one binary: the real server on 127.0.0.1:0 over
-//! HTTP (see `common`), outside JOSE clients, the OpenAPI contract, and the
+//! HTTP (see `common`), outside JOSE clients, the OpenAPI contract (a golden snapshot,
+//! and an outside schema fuzzer against the real server), and the
 //! security review's regression suite.
 
 mod common;
@@ -15,6 +16,7 @@ mod interop;
 mod openapi;
 mod policy_tokens;
 mod proofs;
+mod schema_fuzz;
 mod security;
 mod self_custody;
 mod suspend;

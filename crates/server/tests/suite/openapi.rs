@@ -37,3 +37,78 @@ fn openapi_document_matches_golden_snapshot() {
     }
     insta::assert_json_snapshot!("openapi", doc);
 }
+
+/// What the document says of a request the server once accepted against it: a lint
+/// without a body is refused (the body is required), with a message that says so.
+#[tokio::test]
+async fn lint_without_a_body_is_refused_as_the_document_says() {
+    let h = crate::common::start().await;
+    for body in [&b""[..], b"  \n"] {
+        let resp = h
+            .http
+            .post(format!("{}/v1/policies/lint", h.base))
+            .header("content-type", "application/json")
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), reqwest::StatusCode::BAD_REQUEST);
+        let v: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "BAD_REQUEST", "{v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("request body"),
+            "{v}"
+        );
+    }
+    let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+    let lint = &doc["paths"]["/v1/policies/lint"]["post"];
+    assert_eq!(lint["requestBody"]["required"], true);
+    assert!(lint["responses"].get("400").is_some());
+}
+
+/// Every error answer of every operation has a body schema: `ErrorBody`, or for
+/// token exchange its RFC 6749 error; every 503 says when to retry.
+#[test]
+fn every_error_answer_is_documented_with_its_body() {
+    let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let responses = op["responses"].as_object().unwrap();
+            assert!(responses.contains_key("503"), "{method} {path}: no 503");
+            for (status, resp) in responses {
+                if !(status.starts_with('4') || status.starts_with('5')) {
+                    continue;
+                }
+                let content = resp["content"].as_object();
+                assert!(
+                    content.is_some_and(|c| !c.is_empty()),
+                    "{method} {path} {status}: no body schema"
+                );
+                assert!(
+                    !resp["description"].as_str().unwrap().is_empty(),
+                    "{method} {path} {status}: no description"
+                );
+                if status == "503" {
+                    assert!(
+                        resp["headers"].get("Retry-After").is_some(),
+                        "{method} {path}: 503 without Retry-After"
+                    );
+                }
+            }
+            // A query parameter is never documented as a path parameter.
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                if p["in"] == "path" {
+                    let name = p["name"].as_str().unwrap();
+                    assert!(
+                        path.contains(&format!("{{{name}}}")),
+                        "{method} {path}: {p}"
+                    );
+                }
+            }
+        }
+    }
+    assert!(doc["components"]["schemas"].get("ErrorBody").is_some());
+}
