@@ -1708,6 +1708,7 @@ async fn check_verify(
         now,
     )
     .await
+    .map(bonafide_server::verdict::TokenCheck::token)
     {
         Ok(Ok(v)) => Json(CheckAnswer {
             valid: true,
