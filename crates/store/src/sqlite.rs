@@ -70,10 +70,8 @@ const MAX_AUDIT_RANGE: u64 = 10_000;
 const DECISION_ROWS_PER_INSERT: usize = 256;
 /// While writes fail, how often `writable` may probe the data dir for space.
 const PROBE_EVERY: Duration = Duration::from_secs(1);
-/// The probe waits 200 ms for the database's write lock, then restores
-/// [`BUSY_TIMEOUT`] (both checked by a unit test).
-const PROBE_LOCK_WAIT_SQL: &str = "PRAGMA busy_timeout = 200";
-const BUSY_TIMEOUT_SQL: &str = "PRAGMA busy_timeout = 5000";
+/// How long the probe waits for the database's write lock.
+const PROBE_LOCK_WAIT: Duration = Duration::from_millis(200);
 /// What the probe writes (and syncs, then deletes): room for a few transactions.
 const PROBE_BYTES: usize = 64 * 1024;
 /// The probe's file, next to the database.
@@ -261,23 +259,24 @@ impl SqliteStore {
         let removed = tokio::fs::remove_file(&probe).await;
         match written.and(removed) {
             // The directory takes writes; the database must too: another process may
-            // hold its write lock (a backup, a stray `sqlite3` shell). Taking the lock
-            // and rolling back writes nothing.
-            // Briefly: a health check must answer well before a load balancer gives up.
+            // hold its write lock (a backup, a stray `sqlite3` shell). The lock is
+            // taken and rolled back on a connection of the probe's own, never the
+            // pool's writer: a health request cancelled halfway must not leave the
+            // writer inside a transaction or with another busy timeout. Briefly: a
+            // health check must answer well before a load balancer gives up.
             Ok(()) => {
-                let mut conn = self.writer.acquire().await.map_err(db_err)?;
-                sqlx::query(PROBE_LOCK_WAIT_SQL)
-                    .execute(&mut *conn)
+                let options = SqliteConnectOptions::new()
+                    .filename(&self.path)
+                    .busy_timeout(PROBE_LOCK_WAIT);
+                let mut conn = SqliteConnection::connect_with(&options)
                     .await
                     .map_err(db_err)?;
-                let locked = match sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
-                    Ok(_) => sqlx::query("ROLLBACK").execute(&mut *conn).await.map(drop),
+                let locked = match sqlx::query("BEGIN IMMEDIATE").execute(&mut conn).await {
+                    Ok(_) => sqlx::query("ROLLBACK").execute(&mut conn).await.map(drop),
                     Err(e) => Err(e),
                 };
-                sqlx::query(BUSY_TIMEOUT_SQL)
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(db_err)?;
+                // Closing ends any transaction the probe still had.
+                let _ = conn.close().await;
                 locked.map_err(db_err)
             }
             Err(e)
@@ -2723,13 +2722,21 @@ mod tests {
             .unwrap();
     }
 
-    #[test]
-    fn probe_pragmas_restore_the_busy_timeout() {
-        assert_eq!(
-            BUSY_TIMEOUT_SQL,
-            format!("PRAGMA busy_timeout = {}", BUSY_TIMEOUT.as_millis())
-        );
-        assert!(PROBE_LOCK_WAIT_SQL.ends_with(" = 200"));
+    /// The probe's lock check runs on a connection of its own: a probe cancelled
+    /// at any point leaves the pool's writer able to write, with its own timeout.
+    #[tokio::test]
+    async fn a_cancelled_probe_leaves_the_writer_usable() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).await.unwrap();
+        for micros in [0u64, 50, 200, 1_000, 5_000] {
+            let _ = tokio::time::timeout(Duration::from_micros(micros), store.probe()).await;
+            let (i, key) = issuer(u32::try_from(micros).unwrap_or(0) + 100);
+            store
+                .create_issuer(&i, &key, &audit_note())
+                .await
+                .unwrap_or_else(|e| panic!("after a probe cut at {micros} µs: {e}"));
+        }
+        assert_eq!(store.probe().await, Ok(()));
     }
 
     /// While writes fail, `writable` probes the data dir at most once per interval: a
