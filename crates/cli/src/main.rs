@@ -889,7 +889,19 @@ async fn bootstrap_admin(store: &dyn Store, data_dir: &Path) -> Result<()> {
                 "BONAFIDE_ADMIN_KEY must be an admin key (bfk_adm_…); make one with `bonafide keys new-admin-key`"
             );
         }
-        add_admin_key(store, &key).await?;
+        match add_admin_key(store, &key).await {
+            Err(e)
+                if e.downcast_ref::<bonafide_store::StoreError>()
+                    == Some(&bonafide_store::StoreError::Conflict(
+                        bonafide_store::ConflictKind::KeyRevoked,
+                    )) =>
+            {
+                bail!(
+                    "BONAFIDE_ADMIN_KEY was revoked (`bonafide api-key revoke`) and never becomes valid again: make a new one with `bonafide keys new-admin-key`"
+                );
+            }
+            other => other?,
+        }
         return Ok(());
     }
     if store.has_admin_key().await? {

@@ -450,8 +450,8 @@ impl Store for CountingStore {
     async fn admin_keys(&self) -> StoreResult<Vec<ApiKeyRecord>> {
         self.inner.admin_keys().await
     }
-    async fn revoke_admin_key(&self, h: &ApiKeyHash, a: &AuditRecord) -> StoreResult<()> {
-        self.inner.revoke_admin_key(h, a).await
+    async fn revoke_admin_key(&self, h: &ApiKeyHash, t: i64, a: &AuditRecord) -> StoreResult<()> {
+        self.inner.revoke_admin_key(h, t, a).await
     }
     async fn has_admin_key(&self) -> StoreResult<bool> {
         self.inner.has_admin_key().await

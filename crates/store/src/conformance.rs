@@ -498,22 +498,32 @@ pub async fn revoke_admin_key_keeps_the_last(store: Arc<dyn Store>) {
         (issuer_key, "an issuer's key"),
     ] {
         assert_eq!(
-            store.revoke_admin_key(&hash, &audit_note()).await,
+            store.revoke_admin_key(&hash, T0_MS, &audit_note()).await,
             Err(StoreError::NotFound),
             "{why}"
         );
     }
     assert_eq!(store.audit_size().await.unwrap(), size);
-    store.revoke_admin_key(&first, &audit_note()).await.unwrap();
+    store
+        .revoke_admin_key(&first, T0_MS, &audit_note())
+        .await
+        .unwrap();
     assert_eq!(store.audit_size().await.unwrap(), size + 1);
     assert_eq!(store.api_key(&first).await.unwrap(), None);
     assert!(store.api_key(&issuer_key).await.unwrap().is_some());
     assert!(matches!(
-        store.revoke_admin_key(&second, &audit_note()).await,
+        store.revoke_admin_key(&second, T0_MS, &audit_note()).await,
         Err(StoreError::Conflict(ConflictKind::LastAdminKey))
     ));
     assert_eq!(store.audit_size().await.unwrap(), size + 1);
     assert!(store.api_key(&second).await.unwrap().is_some());
+    // A revoked key supplied again (an old BONAFIDE_ADMIN_KEY) stays revoked.
+    assert_eq!(
+        store.add_admin_key(&first, T0_MS + 9, &audit_note()).await,
+        Err(StoreError::Conflict(ConflictKind::KeyRevoked))
+    );
+    assert_eq!(store.api_key(&first).await.unwrap(), None);
+    assert_eq!(store.audit_size().await.unwrap(), size + 1);
 }
 
 // ---- issuers

@@ -80,6 +80,8 @@ pub enum ConflictKind {
     AgentRevoked,
     /// The only admin key.
     LastAdminKey,
+    /// The key was revoked; it never becomes valid again.
+    KeyRevoked,
     /// A checkpoint of the same size with another root.
     CheckpointDiffers,
     /// An idempotency key used before.
@@ -107,6 +109,7 @@ impl ConflictKind {
             Self::KeyNotAgents => "the key is not this agent's",
             Self::AgentRevoked => "agent is revoked; revocation is permanent",
             Self::LastAdminKey => "the last admin key cannot be revoked",
+            Self::KeyRevoked => "this key was revoked; make a new one",
             Self::CheckpointDiffers => "a checkpoint of this size with another root hash exists",
             Self::IdempotencyKeyUsed => "idempotency key already used",
             Self::BudgetCharge => "the charge would take the budget above its cap",
@@ -705,7 +708,8 @@ impl fmt::Debug for LogKeyRecord {
 #[async_trait]
 pub trait Store: Send + Sync + fmt::Debug + 'static {
     // ---- API keys
-    /// Stores an admin key hash (bootstrap). Inserting the same hash twice is a no-op.
+    /// Stores an admin key hash (bootstrap). Inserting the same hash twice is a no-op;
+    /// a revoked one is refused (`Conflict(KeyRevoked)`).
     async fn add_admin_key(
         &self,
         hash: &ApiKeyHash,
@@ -716,13 +720,15 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     async fn has_admin_key(&self) -> Result<bool, StoreError>;
     /// Every admin key, oldest first.
     async fn admin_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError>;
-    /// Deletes an admin key, with its audit entry: it authenticates nothing from the
-    /// next request on. [`StoreError::NotFound`] if no admin key has this hash;
+    /// Revokes an admin key at `now_ms`, with its audit entry: it authenticates
+    /// nothing from the next request on, and [`Store::add_admin_key`] refuses it
+    /// ever after. [`StoreError::NotFound`] if no live admin key has this hash;
     /// [`StoreError::Conflict`] if it is the last one (nobody could administer the
     /// registry any more; add another first).
     async fn revoke_admin_key(
         &self,
         hash: &ApiKeyHash,
+        now_ms: i64,
         audit: &AuditRecord,
     ) -> Result<(), StoreError>;
     /// The key record with this hash. Backends look up by hash (an index), and the

@@ -425,6 +425,17 @@ impl Store for SqliteStore {
         audit: &AuditRecord,
     ) -> Result<(), StoreError> {
         let mut tx = self.write_tx().await?;
+        // A key revoked before stays revoked: supplying it again is refused.
+        let revoked: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM api_keys WHERE hash = ? AND revoked_at_ms IS NOT NULL)",
+        )
+        .bind(hash.0.as_slice())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if revoked {
+            return Err(StoreError::Conflict(ConflictKind::KeyRevoked));
+        }
         let added = sqlx::query(
             "INSERT OR IGNORE INTO api_keys (hash, kind, owner, created_at_ms) \
              VALUES (?, ?, NULL, ?)",
@@ -443,17 +454,19 @@ impl Store for SqliteStore {
     }
 
     async fn has_admin_key(&self) -> Result<bool, StoreError> {
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM api_keys WHERE kind = ?)")
-            .bind(KeyKind::Admin.as_str())
-            .fetch_one(&self.reader)
-            .await
-            .map_err(db_err)
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM api_keys WHERE kind = ? AND revoked_at_ms IS NULL)",
+        )
+        .bind(KeyKind::Admin.as_str())
+        .fetch_one(&self.reader)
+        .await
+        .map_err(db_err)
     }
 
     async fn admin_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
         sqlx::query_as::<_, ApiKeyRow>(
-            "SELECT hash, kind, owner, created_at_ms FROM api_keys WHERE kind = ? \
-             ORDER BY created_at_ms, hash",
+            "SELECT hash, kind, owner, created_at_ms FROM api_keys \
+             WHERE kind = ? AND revoked_at_ms IS NULL ORDER BY created_at_ms, hash",
         )
         .bind(KeyKind::Admin.as_str())
         .fetch_all(&self.reader)
@@ -467,17 +480,21 @@ impl Store for SqliteStore {
     async fn revoke_admin_key(
         &self,
         hash: &ApiKeyHash,
+        now_ms: i64,
         audit: &AuditRecord,
     ) -> Result<(), StoreError> {
         // One writer: the count and the delete see the same keys.
         let mut tx = self.write_tx().await?;
-        let admins: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_keys WHERE kind = ?")
-            .bind(KeyKind::Admin.as_str())
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db_err)?;
+        let admins: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM api_keys WHERE kind = ? AND revoked_at_ms IS NULL",
+        )
+        .bind(KeyKind::Admin.as_str())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_err)?;
         let exists: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM api_keys WHERE hash = ? AND kind = ?)",
+            "SELECT EXISTS (SELECT 1 FROM api_keys \
+             WHERE hash = ? AND kind = ? AND revoked_at_ms IS NULL)",
         )
         .bind(hash.0.as_slice())
         .bind(KeyKind::Admin.as_str())
@@ -490,7 +507,8 @@ impl Store for SqliteStore {
         if admins <= 1 {
             return Err(StoreError::Conflict(ConflictKind::LastAdminKey));
         }
-        sqlx::query("DELETE FROM api_keys WHERE hash = ? AND kind = ?")
+        sqlx::query("UPDATE api_keys SET revoked_at_ms = ? WHERE hash = ? AND kind = ?")
+            .bind(now_ms)
             .bind(hash.0.as_slice())
             .bind(KeyKind::Admin.as_str())
             .execute(&mut *tx)
@@ -502,7 +520,8 @@ impl Store for SqliteStore {
 
     async fn api_key(&self, hash: &ApiKeyHash) -> Result<Option<ApiKeyRecord>, StoreError> {
         sqlx::query_as::<_, ApiKeyRow>(
-            "SELECT hash, kind, owner, created_at_ms FROM api_keys WHERE hash = ?",
+            "SELECT hash, kind, owner, created_at_ms FROM api_keys \
+             WHERE hash = ? AND revoked_at_ms IS NULL",
         )
         .bind(hash.0.as_slice())
         .fetch_optional(&self.reader)

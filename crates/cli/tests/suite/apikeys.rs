@@ -99,4 +99,31 @@ fn admin_keys_are_listed_and_revoked_but_never_the_last() {
     let out = run(&s.url, Some(&issuer_key), &["api-key", "list"]);
     assert_eq!(code(&out), 2, "{}", text(&out));
     assert!(text(&out).contains("needs an admin key"), "{}", text(&out));
+
+    // The revoked key supplied again on a restart (an old environment) is refused:
+    // `serve` exits 2 and says so, instead of bringing it back.
+    drop(s);
+    let mut child = std::process::Command::new(common::BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data.path())
+        .env("BONAFIDE_ADMIN_KEY", &first)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("serve took a revoked BONAFIDE_ADMIN_KEY and kept running");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(err.contains("BONAFIDE_ADMIN_KEY was revoked"), "{err}");
 }

@@ -429,7 +429,7 @@ pub async fn revoke_admin_key(
     let audit = audit_change(EventType::KeyRevoked, now, Actor::Admin, None, None, |e| {
         e.kid = Some(id.clone());
     })?;
-    state.store.revoke_admin_key(&key.hash, &audit).await.map_err(|e| match e {
+    state.store.revoke_admin_key(&key.hash, now, &audit).await.map_err(|e| match e {
         bonafide_store::StoreError::Conflict(_) => ApiError::new(
             StatusCode::CONFLICT,
             "LAST_ADMIN_KEY",
