@@ -54,8 +54,10 @@ impl EmitArgs {
             return Ok(());
         }
         for (name, member) in vars {
-            if let Some(v) = answer[*member].as_str() {
-                println!("{name}={}", quote(v));
+            match answer[*member].as_str() {
+                Some(v) => println!("{name}={}", quote(v)),
+                // Never leave an earlier run's value in place for `eval`.
+                None => println!("unset {name}"),
             }
         }
         Ok(())

@@ -653,6 +653,7 @@ async fn run(cli: Cli, out: Out) -> Result<ExitCode> {
         Command::Simulate(args) => agent::simulate(&cli.url, args, out).await,
         Command::Revoke(args) => {
             let client = client(&cli.url, KeyKind::Issuer)?;
+            let named_token = args.target.token.clone();
             let v: Value = match (args.target.agent, args.target.token) {
                 (Some(agent), _) => {
                     let body = match &args.reason {
@@ -696,6 +697,16 @@ async fn run(cli: Cli, out: Out) -> Result<ExitCode> {
                 }
                 (None, None) => bail!("give --agent ID or --token JTI"),
             };
+            if let (Some(jti), Some(agent), false) = (&named_token, &args.for_agent, out.json) {
+                // The registry cannot tell a typo from a token it never saw: say what
+                // was recorded, in the user's own terms.
+                println!(
+                    "revoked jti {} of agent {agent} at {}: a token you signed with this jti is refused from now on (the registry never saw it, so it cannot confirm one exists; a token signed with a future `iat` may outlive this: revoke it by the token itself)",
+                    jti.trim(),
+                    v["revoked_at"].as_str().unwrap_or("-")
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
             out.revoked(&v);
             Ok(ExitCode::SUCCESS)
         }

@@ -1,10 +1,12 @@
 //! The verdict on a token whose signature checked out: one pure function.
 //!
-//! [`crate::routes::verify::check_token_signed`] gathers every fact a decision needs
-//! from the caches and the store ([`Facts`]: the only awaits of a token check); then
-//! [`verdict`] decides, from those facts, the read model's snapshot ([`Snapshot`]:
+//! [`crate::routes::verify::check_token_signed`] gathers the facts a decision needs
+//! from the caches and the store ([`Facts`]: the only awaits of a token check); the
+//! verdict decides, from those facts, the read model's snapshot ([`Snapshot`]:
 //! revocations, suspensions, parsed policies) and the time, with no I/O, no clock and
-//! no await, so every rule of it is tested with plain `#[test]`s (below).
+//! no await, so every rule of it is tested with plain `#[test]`s (below). It is two
+//! halves, [`standing`] then [`binding`], so that a token refused by the first (a
+//! revoked one, another issuer's agent) costs no store read for the second.
 
 use std::sync::Arc;
 
@@ -106,28 +108,44 @@ pub struct Facts {
 /// The verdict on `verified` (its signature, header and claims already checked by
 /// core), signed by `signer` when an issuer signed it itself: the token as the
 /// registry vouches for it (an issuer-signed token's name, description and scopes
-/// are the registration's), or why it is refused. The rules, in order: an
-/// issuer-signed token's agent is that issuer's, its scopes registered ones, its key
-/// not revoked; then the token and agent not revoked, the agent not suspended, the
-/// delegation chain alive, the bound key usable (or a bearer token allowed), and the
-/// policy the one its hash names.
+/// are the registration's), or why it is refused. [`standing`], then [`binding`].
 pub fn verdict(
     snapshot: &impl Snapshot,
-    mut verified: VerifiedToken,
+    verified: VerifiedToken,
     signer: Option<&IssuerSigned>,
     facts: &Facts,
     now_ms: i64,
 ) -> Result<VerifiedToken, Denied> {
-    let deny = |error: TokenError, v: VerifiedToken| Denied {
+    let verified = standing(
+        snapshot,
+        verified,
+        signer,
+        facts.registered.as_ref(),
+        now_ms,
+    )?;
+    binding(snapshot, verified, facts, now_ms)
+}
+
+fn deny(error: TokenError, v: VerifiedToken) -> Denied {
+    Denied {
         error,
         subject: Some((v.claims.sub, v.claims.jti)),
-    };
+    }
+}
+
+/// The first half of the verdict, from memory and the registered agent only (so a
+/// refused token costs no further store read): an issuer-signed token's agent is
+/// that issuer's (`registered`), its scopes registered ones, its key not revoked;
+/// then the token and agent not revoked, the agent not suspended.
+pub fn standing(
+    snapshot: &impl Snapshot,
+    mut verified: VerifiedToken,
+    signer: Option<&IssuerSigned>,
+    registered: Option<&Arc<Agent>>,
+    now_ms: i64,
+) -> Result<VerifiedToken, Denied> {
     if let Some(signer) = signer {
-        let Some(agent) = facts
-            .registered
-            .as_ref()
-            .filter(|a| a.issuer_id == signer.issuer_id)
-        else {
+        let Some(agent) = registered.filter(|a| a.issuer_id == signer.issuer_id) else {
             // Unknown, or another issuer's: nothing about that agent is recorded.
             return Err(Denied {
                 error: TokenError::AgentUnknown,
@@ -181,6 +199,18 @@ pub fn verdict(
     if snapshot.suspended(&verified.claims.sub) {
         return Err(deny(TokenError::Suspended, verified));
     }
+    Ok(verified)
+}
+
+/// The second half, for a token in good standing: the delegation chain alive, the
+/// bound key usable (or a bearer token allowed), and the policy the one its hash
+/// names.
+pub fn binding(
+    snapshot: &impl Snapshot,
+    verified: VerifiedToken,
+    facts: &Facts,
+    now_ms: i64,
+) -> Result<VerifiedToken, Denied> {
     // A delegated token: every ancestor agent and token too (crate::delegation).
     if let ChainStatus::Ended(error) = &facts.chain {
         return Err(deny(error.clone(), verified));

@@ -1101,6 +1101,13 @@ fn self_signed_tokens_are_revoked_by_printed_jti_and_by_the_token() {
         &["revoke", "--token", &jti, "--for-agent", &agent],
     );
     assert_exit(&out, 0);
+    // Said in the user's own terms: the jti as given, and what cannot be confirmed.
+    let said = String::from_utf8(out.stdout.clone()).unwrap();
+    assert!(
+        said.contains(&format!("revoked jti {jti} of agent {agent}")),
+        "{said}"
+    );
+    assert!(said.contains("cannot confirm"), "{said}");
     let v = json_of(&verify(&token));
     assert_eq!(v["valid"], false, "{v}");
     assert_eq!(v["error"], "TOKEN_REVOKED", "{v}");

@@ -132,6 +132,12 @@ pub enum PolicyError {
     /// An instant too close to the ends of the representable time range.
     #[error("time out of range")]
     TimeOutOfRange,
+    /// More problems than a lint answer lists ([`MAX_PROBLEMS`]).
+    #[error("and {more} more problems (fix these first)")]
+    MoreProblems {
+        /// How many were left out.
+        more: usize,
+    },
 }
 
 impl PolicyError {
@@ -348,7 +354,7 @@ impl Policy {
         let parsed = parse_policy(&value, &mut sink);
         let parsed = match parsed {
             Some(p) if sink.0.is_empty() => p,
-            _ => return Err(sink.0),
+            _ => return Err(sink.into_errors()),
         };
         let hash = format!(
             "sha256:{}",
@@ -434,23 +440,38 @@ pub fn time_zone(name: &str) -> Result<TimeZone, Problem> {
 // `None` when its own value cannot be built, after recording why; siblings are still
 // checked. Small readers (`string`, `array`, ...) stay `Result`: one value, one error.
 
-/// The problems found so far.
+/// Most problems one lint answer lists; the rest are counted.
+pub const MAX_PROBLEMS: usize = 100;
+
+/// The problems found so far (at most [`MAX_PROBLEMS`], then only counted).
 #[derive(Default)]
-struct Sink(Vec<PolicyError>);
+struct Sink(Vec<PolicyError>, usize);
 
 impl Sink {
     fn keep<T>(&mut self, r: Result<T, PolicyError>) -> Option<T> {
         match r {
             Ok(v) => Some(v),
             Err(e) => {
-                self.0.push(e);
+                self.push(e);
                 None
             }
         }
     }
 
     fn push(&mut self, e: PolicyError) {
-        self.0.push(e);
+        if self.0.len() < MAX_PROBLEMS {
+            self.0.push(e);
+        } else {
+            self.1 += 1;
+        }
+    }
+
+    /// The problems, with a last one counting those left out.
+    fn into_errors(mut self) -> Vec<PolicyError> {
+        if self.1 > 0 {
+            self.0.push(PolicyError::MoreProblems { more: self.1 });
+        }
+        self.0
     }
 }
 
@@ -1006,6 +1027,23 @@ mod tests {
         // The first-error API gives the first of them.
         let first = Policy::from_value(bad).err().map(|e| e.to_string());
         assert_eq!(first.as_deref(), Some(errors[0].to_string().as_str()));
+    }
+
+    #[test]
+    fn lint_lists_at_most_max_problems_and_counts_the_rest() {
+        let ids: Vec<serde_json::Value> = (0..250).map(serde_json::Value::from).collect();
+        let bad = serde_json::json!({
+            "version": "pol.v0.2", "id": "p", "actions": ["pay"],
+            "resources": [{"type": "m", "match": {"ids": ids}}],
+        });
+        let errors = Policy::lint_value(bad).err().unwrap_or_default();
+        assert_eq!(errors.len(), MAX_PROBLEMS + 1);
+        assert_eq!(
+            errors.last(),
+            Some(&PolicyError::MoreProblems {
+                more: 250 - MAX_PROBLEMS
+            })
+        );
     }
 
     #[test]

@@ -316,27 +316,38 @@ pub async fn check_token_signed(
         }
     };
     let signer_kid = signer.as_ref().map(|s| s.kid.clone());
-    let facts = gather(state, &verified.claims, signer.as_ref(), now_ms).await?;
+    let registered = match &signer {
+        Some(_) => state.agent_record(&verified.claims.sub).await?,
+        None => None,
+    };
+    let standing = crate::verdict::standing(
+        state,
+        verified,
+        signer.as_ref(),
+        registered.as_ref(),
+        now_ms,
+    );
+    let verified = match standing {
+        Ok(v) => v,
+        Err(denied) => return Ok(TokenCheck::Denied(denied)),
+    };
+    let facts = gather(state, &verified.claims, registered, now_ms).await?;
     Ok(
-        match crate::verdict::verdict(state, verified, signer.as_ref(), &facts, now_ms) {
+        match crate::verdict::binding(state, verified, &facts, now_ms) {
             Ok(verified) => TokenCheck::Valid(verified, signer_kid),
             Err(denied) => TokenCheck::Denied(denied),
         },
     )
 }
 
-/// Every fact the verdict on `claims` needs from the caches and the store: the only
-/// awaits of a token check.
+/// The facts the second half of the verdict ([`crate::verdict::binding`]) needs
+/// from the caches and the store, for a token in good standing.
 async fn gather(
     state: &AppState,
     claims: &token::AgentClaims,
-    signer: Option<&IssuerSigned>,
+    registered: Option<Arc<bonafide_store::Agent>>,
     now_ms: i64,
 ) -> Result<crate::verdict::Facts, ApiError> {
-    let registered = match signer {
-        Some(_) => state.agent_record(&claims.sub).await?,
-        None => None,
-    };
     let chain = crate::delegation::check(state, claims, now_ms).await?;
     let (holder_keys, bearer_refused) = match &claims.cnf {
         // The presenting agent's key: a delegated token is bound to its current actor.
