@@ -2,259 +2,30 @@
 //! (signing keys, issuers' own keys, the revocation sets and the suspended agents)
 //! that every verify reads without I/O.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 use arc_swap::ArcSwap;
 use bonafide_core::audit::{Actor, AuditEntry, EventType};
 use bonafide_core::ids::{AgentId, IssuerId, ReceiverId, TokenId};
-use bonafide_core::jws::{self, Header};
-use bonafide_core::keys::{Algorithm, Jwk, KeyUnusable, KeyValidity, SigningKey, VerifyingKey};
+use bonafide_core::keys::SigningKey;
 use bonafide_core::policy::Policy;
-use bonafide_core::token::{
-    self, AGENT_TOKEN_TYP, AgentClaims, AudienceRule, KeySet, TokenError, VerifyOptions,
-};
-use bonafide_store::{
-    Agent, AgentKey, AgentStatus, IssuerDomain, IssuerKey, KeyState, ReceiptKeyRecord,
-    RevocationFeed, SigningKeyRecord, Store, StoreError,
-};
+use bonafide_core::token::{self, AgentClaims, AudienceRule, TokenError, VerifyOptions};
+use bonafide_store::{Agent, AgentStatus, IssuerDomain, KeyState, Store, StoreError};
 
 use crate::Config;
 use crate::audit::{AuditLog, AuditLogError};
 use crate::bounded::Bounded;
-use crate::time::now_ms;
 
-/// The registry's keys: one that signs, and every key still published.
-#[derive(Debug)]
-pub struct KeyRing {
-    /// Signs new tokens.
-    pub active: SigningKey,
-    /// Verifies: the active key and retired keys until `publish_until`.
-    pub verifying: KeySet,
-    /// `(kid, publish_until_s)` of retired keys still in `verifying`.
-    pub retired: Vec<(String, i64)>,
-    /// Kids in the order loaded, to notice changes made by another process.
-    pub fingerprint: Vec<String>,
-}
+mod agent_keys;
+mod keys;
+mod revocations;
 
-impl KeyRing {
-    /// Builds the ring from stored records, dropping retired keys whose tokens have
-    /// all expired (with leeway).
-    pub fn from_records(
-        records: &[SigningKeyRecord],
-        now_s: i64,
-        leeway_s: i64,
-    ) -> Result<Self, StoreError> {
-        let mut active = None;
-        let mut verifying = KeySet::new();
-        let mut retired = Vec::new();
-        let mut fingerprint = Vec::new();
-        for r in records {
-            fingerprint.push(key_fingerprint(r));
-            let key = load_key(r)?;
-            match r.state {
-                KeyState::Active => {
-                    verifying.insert(clone_verifying(&key)?);
-                    active = Some(key);
-                }
-                KeyState::Retired => {
-                    let until = r.publish_until_s.unwrap_or(0);
-                    if until.saturating_add(leeway_s) > now_s {
-                        verifying.insert(clone_verifying(&key)?);
-                        retired.push((r.kid.clone(), until));
-                    }
-                }
-            }
-        }
-        let active = active.ok_or_else(|| StoreError::Backend("no active signing key".into()))?;
-        Ok(KeyRing {
-            active,
-            verifying,
-            retired,
-            fingerprint,
-        })
-    }
-}
-
-fn clone_verifying(key: &SigningKey) -> Result<VerifyingKey, StoreError> {
-    VerifyingKey::from_jwk(key.verifying_key().jwk())
-        .map_err(|e| StoreError::Backend(e.to_string()))
-}
-
-/// What identifies a key record's published state: kid, state and publication end.
-fn key_fingerprint(r: &SigningKeyRecord) -> String {
-    format!("{}:{:?}:{:?}", r.kid, r.state, r.publish_until_s)
-}
-
-fn load_key(r: &SigningKeyRecord) -> Result<SigningKey, StoreError> {
-    let key = SigningKey::from_pkcs8_pem(&r.private_pem)
-        .map_err(|e| StoreError::Backend(format!("signing key {}: {e}", r.kid)))?;
-    if key.alg() != r.alg || key.kid() != r.kid {
-        return Err(StoreError::Backend(format!(
-            "signing key {} does not match its record",
-            r.kid
-        )));
-    }
-    Ok(key)
-}
-
-/// One issuer's own public key (self-custody), ready to verify.
-#[derive(Debug)]
-pub struct IssuerKeyEntry {
-    /// The key (its `kid` is the RFC 7638 thumbprint).
-    pub key: VerifyingKey,
-    /// The issuer it belongs to: the only `iss` its tokens may carry.
-    pub issuer_id: IssuerId,
-    /// The issuer's registered name, shown in verify answers (never the token's
-    /// `agent.issuer`, which the issuer wrote itself).
-    pub issuer_name: String,
-    /// The name's key ([`bonafide_core::names::issuer_name_key`]) if this issuer holds
-    /// it (`Store::issuer_by_name`), which a consent token's `iss` may name; `None`
-    /// for a twin created before names were unique by key, found by id only.
-    pub issuer_name_key: Option<String>,
-    /// When it was revoked: its tokens are `TOKEN_REVOKED` from then on.
-    pub revoked_at_ms: Option<i64>,
-}
-
-/// Every issuer's registered keys by kid, revoked ones included (a token signed by a
-/// revoked key must be recognised as genuine to answer `TOKEN_REVOKED`/`KEY_REVOKED`).
-#[derive(Debug, Default)]
-pub struct IssuerKeyRing {
-    keys: HashMap<String, IssuerKeyEntry>,
-    /// The exact `agent+jwt` header segment `bonafide token sign` writes for each key
-    /// (by kid), already checked: an issuer-signed token with one of these headers
-    /// skips header decoding, as registry tokens do with [`bonafide_core::token::KeySet`].
-    headers: HashMap<String, (Header, String)>,
-    /// `kid:revoked_at` in store order, to notice changes cheaply.
-    fingerprint: Vec<String>,
-}
-
-impl IssuerKeyRing {
-    /// The key with this kid.
-    pub fn get(&self, kid: &str) -> Option<&IssuerKeyEntry> {
-        self.keys.get(kid)
-    }
-
-    /// The key and checked header for a header segment that is byte for byte the one
-    /// Bonafide writes for that key; `None` means "decode it the normal way".
-    pub fn known_header(&self, header_b64: &str) -> Option<(&Header, &IssuerKeyEntry)> {
-        let (header, kid) = self.headers.get(header_b64)?;
-        Some((header, self.keys.get(kid)?))
-    }
-
-    /// True if no issuer has registered a key.
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
-    }
-
-    /// Every key, revoked ones included, in no particular order.
-    pub fn entries(&self) -> impl Iterator<Item = &IssuerKeyEntry> {
-        self.keys.values()
-    }
-}
-
-fn issuer_key_fingerprint(k: &IssuerKey) -> String {
-    format!("{}:{:?}", k.kid, k.revoked_at_ms)
-}
-
-/// Parses a stored issuer key; one that no longer parses is skipped with a warning
-/// (its tokens then fail as signed by an unknown key) rather than stopping the
-/// registry.
-fn load_issuer_key(k: &IssuerKey) -> Option<VerifyingKey> {
-    let parsed = serde_json::from_str::<Jwk>(&k.jwk)
-        .map_err(|e| e.to_string())
-        .and_then(|jwk| VerifyingKey::from_jwk(&jwk).map_err(|e| e.to_string()));
-    match parsed {
-        Ok(key) if key.kid() == k.kid && key.alg() == k.alg => Some(key),
-        Ok(_) => {
-            tracing::warn!(kid = %k.kid, "stored issuer key does not match its record; ignored");
-            None
-        }
-        Err(e) => {
-            tracing::warn!(kid = %k.kid, error = %e, "stored issuer key does not parse; ignored");
-            None
-        }
-    }
-}
-
-/// Revoked agents and tokens, mirrored from the store. Agents stay (there are no more
-/// of them than agents registered); a token stays only until it is past `exp` plus
-/// leeway, when it can no longer verify anyway ([`RevokedSet::forget_expired`]), so
-/// memory holds the revocations of live tokens only.
-#[derive(Debug, Default)]
-pub struct RevokedSet {
-    /// Revoked agents.
-    pub agents: HashSet<AgentId>,
-    /// Revoked tokens and their `exp` (Unix seconds).
-    tokens: HashMap<TokenId, i64>,
-    /// The same tokens by `exp`, so the dead ones are found without a scan.
-    by_expiry: BTreeSet<(i64, TokenId)>,
-}
-
-impl RevokedSet {
-    /// Adds a revoked token. The same `jti` revoked with another `exp` (an issuer may
-    /// reuse a `jti` in tokens it signs itself) is kept until the later one.
-    pub fn insert_token(&mut self, jti: TokenId, expires_at_s: i64) {
-        if let Some(&known) = self.tokens.get(&jti) {
-            if known >= expires_at_s {
-                return;
-            }
-            self.by_expiry.remove(&(known, jti.clone()));
-        }
-        self.by_expiry.insert((expires_at_s, jti.clone()));
-        self.tokens.insert(jti, expires_at_s);
-    }
-
-    /// True if the token is revoked (and not yet forgotten as expired).
-    pub fn contains_token(&self, jti: &TokenId) -> bool {
-        self.tokens.contains_key(jti)
-    }
-
-    /// How many revoked tokens are held.
-    pub fn token_count(&self) -> usize {
-        self.tokens.len()
-    }
-
-    /// Forgets the tokens that can no longer verify at `now_s`: core refuses a token
-    /// as expired once `now - leeway >= exp`, so those with `exp <= now_s - leeway_s`.
-    /// Returns how many were forgotten.
-    pub fn forget_expired(&mut self, now_s: i64, leeway_s: i64) -> usize {
-        let dead_by = now_s.saturating_sub(leeway_s);
-        let mut forgotten = 0;
-        while let Some((exp, _)) = self.by_expiry.first()
-            && *exp <= dead_by
-        {
-            if let Some((_, jti)) = self.by_expiry.pop_first() {
-                self.tokens.remove(&jti);
-                forgotten += 1;
-            }
-        }
-        forgotten
-    }
-
-    /// Merges a read of the store's revocation feed (revocation is permanent: this
-    /// only adds; expiry alone removes).
-    pub fn apply(&mut self, feed: RevocationFeed) {
-        self.agents.extend(feed.agents);
-        for t in feed.tokens {
-            self.insert_token(t.jti, t.expires_at_s);
-        }
-    }
-}
-
-/// Something just revoked in the store.
-#[derive(Debug)]
-pub enum Revoked {
-    /// An agent (and so all its tokens).
-    Agent(AgentId),
-    /// One token, remembered until its `exp` (plus leeway).
-    Token {
-        /// Its `jti`.
-        jti: TokenId,
-        /// Its `exp`, Unix seconds, as stored.
-        expires_at_s: i64,
-    },
-}
+use self::agent_keys::*;
+pub use self::agent_keys::{AgentKeyEntry, bound_key};
+use self::keys::*;
+pub use self::keys::{IssuerKeyEntry, IssuerKeyRing, KeyRing, new_key_record};
+pub use self::revocations::{Revoked, RevokedSet};
 
 /// Serialises every change of the in-memory suspended set: hold it across a store
 /// write that suspends or reactivates and the mirroring of its result
@@ -350,68 +121,6 @@ pub struct AppState {
     receiver_audiences: Bounded<ReceiverId, Arc<[String]>>,
     /// Tokens refused because they did not verify (see [`AppState::count_unverifiable`]).
     unverifiable_tokens: std::sync::atomic::AtomicU64,
-}
-
-/// One of an agent's own keys, ready to verify.
-#[derive(Debug)]
-pub struct AgentKeyEntry {
-    /// The stored record.
-    pub record: AgentKey,
-    /// The key itself.
-    pub key: VerifyingKey,
-}
-
-/// The agent key a token's `cnf.jkt` names, if it may still be used at `now_ms`:
-/// unknown to the agent is `TOKEN_INVALID`; retired by a rotation and past its grace
-/// period is `TOKEN_REVOKED` ([`Revoked::AgentKeyRotated`], reason `KEY_ROTATED`);
-/// past its `key_expires_at` is `TOKEN_EXPIRED` ([`TokenError::AgentKeyExpired`],
-/// reason `KEY_EXPIRED`).
-///
-/// [`Revoked::AgentKeyRotated`]: bonafide_core::token::Revoked::AgentKeyRotated
-pub fn bound_key<'a>(
-    keys: &'a [AgentKeyEntry],
-    jkt: &str,
-    now_ms: i64,
-) -> Result<&'a AgentKeyEntry, TokenError> {
-    let entry = keys.iter().find(|k| k.record.jkt == jkt).ok_or_else(|| {
-        TokenError::Claims("`cnf.jkt` names no registered key of this agent".into())
-    })?;
-    // The one key-validity rule (core); agent keys are never revoked, only rotated.
-    match KeyValidity::agent_key(entry.record.expires_at_ms, entry.record.grace_until_ms)
-        .check(now_ms)
-    {
-        Ok(()) => Ok(entry),
-        Err(KeyUnusable::Expired { expires_at_ms }) => Err(TokenError::AgentKeyExpired {
-            expired_at_s: expires_at_ms.div_euclid(1000),
-        }),
-        Err(KeyUnusable::RotatedOut { .. } | KeyUnusable::Revoked { .. }) => Err(
-            TokenError::Revoked(bonafide_core::token::Revoked::AgentKeyRotated),
-        ),
-    }
-}
-
-/// Parses stored agent keys; one that no longer parses is skipped with a warning (its
-/// tokens then fail as bound to an unknown key) rather than failing every verify.
-fn load_agent_keys(records: Vec<AgentKey>) -> Arc<[AgentKeyEntry]> {
-    records
-        .into_iter()
-        .filter_map(|record| {
-            let parsed = serde_json::from_str::<Jwk>(&record.jwk)
-                .map_err(|e| e.to_string())
-                .and_then(|jwk| VerifyingKey::from_jwk(&jwk).map_err(|e| e.to_string()));
-            match parsed {
-                Ok(key) if key.kid() == record.jkt => Some(AgentKeyEntry { record, key }),
-                Ok(_) => {
-                    tracing::warn!(agent_id = %record.agent_id, jkt = %record.jkt, "stored agent key does not match its record; ignored");
-                    None
-                }
-                Err(e) => {
-                    tracing::warn!(agent_id = %record.agent_id, jkt = %record.jkt, error = %e, "stored agent key does not parse; ignored");
-                    None
-                }
-            }
-        })
-        .collect()
 }
 
 /// Most parsed policies kept; the cache is emptied when full (policies are few in
@@ -865,75 +574,6 @@ async fn domains_by_issuer(
         .collect())
 }
 
-/// The issuer key ring from the store (at start-up, `previous` is `None`).
-async fn build_issuer_keys(
-    store: &dyn Store,
-    previous: Option<&IssuerKeyRing>,
-) -> Result<IssuerKeyRing, StoreError> {
-    let records = store.all_issuer_keys().await?;
-    ring_from_records(store, &records, previous).await
-}
-
-/// Builds the ring; issuer names (and whether the issuer holds its name) come from
-/// `previous` when known (an issuer's name never changes, nor who holds it), else
-/// from the store.
-async fn ring_from_records(
-    store: &dyn Store,
-    records: &[IssuerKey],
-    previous: Option<&IssuerKeyRing>,
-) -> Result<IssuerKeyRing, StoreError> {
-    let mut names: HashMap<IssuerId, (String, Option<String>)> = HashMap::new();
-    if let Some(prev) = previous {
-        for e in prev.keys.values() {
-            names.insert(
-                e.issuer_id.clone(),
-                (e.issuer_name.clone(), e.issuer_name_key.clone()),
-            );
-        }
-    }
-    let mut ring = IssuerKeyRing::default();
-    for r in records {
-        ring.fingerprint.push(issuer_key_fingerprint(r));
-        let Some(key) = load_issuer_key(r) else {
-            continue;
-        };
-        let (issuer_name, issuer_name_key) = match names.get(&r.issuer_id) {
-            Some(n) => n.clone(),
-            None => {
-                let Some(issuer) = store.issuer(&r.issuer_id).await? else {
-                    continue;
-                };
-                let holder = store.issuer_by_name(&issuer.name).await?;
-                let key = holder
-                    .is_some_and(|h| h.id == issuer.id)
-                    .then(|| bonafide_core::names::issuer_name_key(&issuer.name));
-                let named = (issuer.name, key);
-                names.insert(r.issuer_id.clone(), named.clone());
-                named
-            }
-        };
-        if let Ok(b64) = jws::header_b64(key.alg(), AGENT_TOKEN_TYP, key.kid()) {
-            let header = Header {
-                alg: key.alg(),
-                kid: key.kid().to_owned(),
-                typ: Some(AGENT_TOKEN_TYP.to_owned()),
-            };
-            ring.headers.insert(b64, (header, r.kid.clone()));
-        }
-        ring.keys.insert(
-            r.kid.clone(),
-            IssuerKeyEntry {
-                key,
-                issuer_id: r.issuer_id.clone(),
-                issuer_name,
-                issuer_name_key,
-                revoked_at_ms: r.revoked_at_ms,
-            },
-        );
-    }
-    Ok(ring)
-}
-
 /// `did:web:<host>:agents:` for a registry URL (did:web §3.1: the port's colon is
 /// percent-encoded, path `/` becomes `:`).
 pub fn did_prefix(public_url: &str) -> String {
@@ -943,43 +583,6 @@ pub fn did_prefix(public_url: &str) -> String {
         .trim_end_matches('/');
     let host = host.replacen(':', "%3A", 1).replace('/', ":");
     format!("did:web:{host}:agents:")
-}
-
-/// The receipt-signing key: the stored one, or a new Ed25519 key stored now.
-async fn load_receipt_key(store: &dyn Store) -> Result<SigningKey, StoreError> {
-    let fresh =
-        SigningKey::generate(Algorithm::EdDSA).map_err(|e| StoreError::Backend(e.to_string()))?;
-    let pem = fresh
-        .to_pkcs8_pem()
-        .map_err(|e| StoreError::Backend(e.to_string()))?;
-    let stored = store
-        .receipt_key(&ReceiptKeyRecord {
-            private_pem: pem.expose_secret().to_owned(),
-            created_at_ms: now_ms(),
-        })
-        .await?;
-    let key = SigningKey::from_pkcs8_pem(&stored.private_pem)
-        .map_err(|e| StoreError::Backend(format!("receipt key: {e}")))?;
-    if key.alg() != Algorithm::EdDSA {
-        return Err(StoreError::Backend("the receipt key is not Ed25519".into()));
-    }
-    Ok(key)
-}
-
-/// A fresh signing key as a store record.
-pub fn new_key_record(alg: Algorithm) -> Result<SigningKeyRecord, StoreError> {
-    let key = SigningKey::generate(alg).map_err(|e| StoreError::Backend(e.to_string()))?;
-    let pem = key
-        .to_pkcs8_pem()
-        .map_err(|e| StoreError::Backend(e.to_string()))?;
-    Ok(SigningKeyRecord {
-        kid: key.kid().to_owned(),
-        alg,
-        private_pem: pem.expose_secret().to_owned(),
-        state: KeyState::Active,
-        created_at_ms: now_ms(),
-        publish_until_s: None,
-    })
 }
 
 impl crate::verdict::Snapshot for AppState {
@@ -997,6 +600,8 @@ impl crate::verdict::Snapshot for AppState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bonafide_core::keys::{Algorithm, VerifyingKey};
+    use bonafide_store::{AgentKey, RevocationFeed, SigningKeyRecord};
 
     fn record(state: KeyState, publish_until_s: Option<i64>) -> SigningKeyRecord {
         let mut r = new_key_record(Algorithm::EdDSA).unwrap();
