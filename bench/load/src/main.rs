@@ -1701,7 +1701,7 @@ async fn check_verify(
     Json(req): Json<CheckRequest>,
 ) -> Json<CheckAnswer> {
     let now = bonafide_server::time::now_ms();
-    match bonafide_server::routes::verify::check_token(
+    match bonafide_server::token_check::check_token(
         &state,
         &req.token,
         bonafide_core::token::AudienceRule::Unnamed,

@@ -34,6 +34,7 @@ pub mod routes;
 mod serve;
 pub mod state;
 pub mod time;
+pub mod token_check;
 pub mod verdict;
 pub mod write;
 

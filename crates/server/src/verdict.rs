@@ -1,6 +1,6 @@
 //! The verdict on a token whose signature checked out: one pure function.
 //!
-//! [`crate::routes::verify::check_token_signed`] gathers the facts a decision needs
+//! [`crate::token_check::check_token_signed`] gathers the facts a decision needs
 //! from the caches and the store ([`Facts`]: the only awaits of a token check); the
 //! verdict decides, from those facts, the read model's snapshot ([`Snapshot`]:
 //! revocations, suspensions, parsed policies) and the time, with no I/O, no clock and

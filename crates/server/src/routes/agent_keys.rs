@@ -11,7 +11,7 @@
 //! `did:web` DID document; a suspended or revoked agent's DID is deactivated (410).
 //!
 //! Once an agent has a key it accepts only tokens bound to it, unless its issuer
-//! opted out at registration (`allow_bearer_tokens`; `routes::verify::check_token`).
+//! opted out at registration (`allow_bearer_tokens`; `token_check::check_token`).
 //! Proof of possession on each request (DPoP, HTTP message signatures) is checked by
 //! `crate::proof`.
 

@@ -999,7 +999,7 @@ pub async fn revoke_token(
                 .into_owned();
             opts.time = TimeCheck::Skip;
             let (verified, signer) =
-                crate::routes::verify::verify_signed(&state, &text, &opts, state.now_ms() / 1000)
+                crate::token_check::verify_signed(&state, &text, &opts, state.now_ms() / 1000)
                     .map_err(|e| {
                         ApiError::invalid(format!(
                             "`token` is not a genuine token of this registry or of a registered issuer key: {e}"

@@ -479,9 +479,7 @@ async fn verified_with_signer(
     // The key that verified the token, not the one its header names.
     // The registry is not the tokens' receiver: their `aud` is what the child keeps
     // or narrows, not something to check here.
-    match crate::routes::verify::check_token_signed(state, text, AudienceRule::Unchecked, now)
-        .await?
-    {
+    match crate::token_check::check_token_signed(state, text, AudienceRule::Unchecked, now).await? {
         TokenCheck::Valid(v, signer) => Ok((v.claims, signer)),
         TokenCheck::Denied(d) => Err(OAuthError::new(
             "invalid_request",

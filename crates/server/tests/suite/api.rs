@@ -1136,7 +1136,7 @@ async fn revocations_survive_restart() {
             .unwrap();
         (reg["token"].as_str().unwrap().to_owned(), server.state())
     };
-    let err = bonafide_server::routes::verify::check_token(
+    let err = bonafide_server::token_check::check_token(
         &state2,
         &token,
         bonafide_core::token::AudienceRule::Unnamed,

@@ -11,7 +11,7 @@ use bonafide_core::domain_proof::{self, DomainProofClaims};
 use bonafide_core::jws;
 use bonafide_core::key_proof::{self, KeyProofClaims};
 use bonafide_core::keys::{Algorithm, SigningKey};
-use bonafide_server::routes::verify::MAX_CONSENT_KEYS;
+use bonafide_server::token_check::MAX_CONSENT_KEYS;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
