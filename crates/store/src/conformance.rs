@@ -3567,6 +3567,23 @@ pub async fn nonce_claim_is_part_of_the_decision(store: Arc<dyn Store>) {
     let out = store.record_decisions(vec![late], T0_MS).await.unwrap();
     assert_eq!(out, vec![Ok(recorded(Some(size + 2), None))]);
     assert!(ran.load(Ordering::SeqCst));
+    // A large batch (more values than one statement reads) of fresh values with a
+    // live one among them: only that one is refused.
+    let (b, _) = self::agent(&*store, &iss.id).await;
+    let mut items = Vec::new();
+    for i in 0..600 {
+        let agent = if i % 2 == 0 { &a.id } else { &b.id };
+        items.push(with_nonce(agent, &format!("dpop:bulk{i}"), T0_MS).0);
+    }
+    items.push(with_nonce(&a.id, "dpop:j2", T0_MS).0);
+    let out = store.record_decisions(items, T0_MS).await.unwrap();
+    assert_eq!(out.len(), 601);
+    assert!(
+        out[..600]
+            .iter()
+            .all(|o| matches!(o, Ok(DecisionOutcome::Recorded { .. })))
+    );
+    assert_eq!(out[600], Ok(DecisionOutcome::NonceReplayed));
 }
 
 fn domain_of(issuer: &IssuerId, domain: &str, kid: &str, at: i64) -> crate::IssuerDomain {

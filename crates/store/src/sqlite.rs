@@ -1660,21 +1660,39 @@ impl LedgerTx for Ledger<'_> {
         &mut self,
         nonces: &[&NonceClaim],
     ) -> Result<HashSet<(AgentId, String)>, StoreError> {
-        let mut live = HashSet::new();
-        for n in nonces {
-            let stored: Option<i64> = sqlx::query_scalar(
-                "SELECT expires_at_ms FROM action_nonces WHERE agent_id = ? AND nonce = ?",
-            )
-            .bind(n.agent.as_str())
-            .bind(&n.nonce)
-            .fetch_optional(&mut *self.0)
-            .await
-            .map_err(db_err)?;
-            if stored.is_some_and(|until| until > n.now_ms) {
-                live.insert((n.agent.clone(), n.nonce.clone()));
+        // Stored values, read in a few statements (row values, two binds each).
+        let mut stored: HashMap<(String, String), i64> = HashMap::new();
+        for chunk in nonces.chunks(MAX_IN_LIST / 2) {
+            let mut select = QueryBuilder::<Sqlite>::new(
+                "SELECT agent_id, nonce, expires_at_ms FROM action_nonces \
+                 WHERE (agent_id, nonce) IN (",
+            );
+            let mut list = select.separated(", ");
+            for n in chunk {
+                list.push("(")
+                    .push_bind_unseparated(n.agent.as_str())
+                    .push_unseparated(", ")
+                    .push_bind_unseparated(n.nonce.as_str())
+                    .push_unseparated(")");
             }
+            select.push(")");
+            let rows: Vec<(String, String, i64)> = select
+                .build_query_as()
+                .fetch_all(&mut *self.0)
+                .await
+                .map_err(db_err)?;
+            stored.extend(rows.into_iter().map(|(a, n, until)| ((a, n), until)));
         }
-        Ok(live)
+        // Live at each claim's own time: one that expired by then gives way.
+        Ok(nonces
+            .iter()
+            .filter(|n| {
+                stored
+                    .get(&(n.agent.as_str().to_owned(), n.nonce.clone()))
+                    .is_some_and(|until| *until > n.now_ms)
+            })
+            .map(|n| (n.agent.clone(), n.nonce.clone()))
+            .collect())
     }
 
     async fn existing_agents(
@@ -1682,18 +1700,20 @@ impl LedgerTx for Ledger<'_> {
         agents: &[&AgentId],
     ) -> Result<HashSet<AgentId>, StoreError> {
         let mut found = HashSet::new();
-        for agent in agents {
-            if found.contains(*agent) {
-                continue;
+        for chunk in agents.chunks(MAX_IN_LIST) {
+            let mut select = QueryBuilder::<Sqlite>::new("SELECT id FROM agents WHERE id IN (");
+            let mut list = select.separated(", ");
+            for agent in chunk {
+                list.push_bind(agent.as_str());
             }
-            let exists: bool =
-                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM agents WHERE id = ?)")
-                    .bind(agent.as_str())
-                    .fetch_one(&mut *self.0)
-                    .await
-                    .map_err(db_err)?;
-            if exists {
-                found.insert((*agent).clone());
+            select.push(")");
+            let ids: Vec<String> = select
+                .build_query_scalar()
+                .fetch_all(&mut *self.0)
+                .await
+                .map_err(db_err)?;
+            for id in ids {
+                found.insert(AgentId::try_from(id.as_str()).map_err(|_| corrupt("agent id"))?);
             }
         }
         Ok(found)
