@@ -56,6 +56,7 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@cases $fresh;
             admin_keys,
             revoke_admin_key_keeps_the_last,
+            an_agent_key_is_held_by_one_issuer,
             create_issuer_stores_issuer_and_key,
             create_issuer_rejects_taken_name,
             equivalent_issuer_names_are_one_name,
@@ -3178,6 +3179,74 @@ fn new_agent_key(agent: &AgentId, created_at_ms: i64) -> AgentKey {
         retired_at_ms: None,
         grace_until_ms: None,
     }
+}
+
+/// A public key another issuer's agent registered cannot be registered (or rotated
+/// to) by a second issuer; the same issuer may give it to another of its agents.
+pub async fn an_agent_key_is_held_by_one_issuer(store: Arc<dyn Store>) {
+    let (a, _) = issuer(&*store).await;
+    let (b, _) = issuer(&*store).await;
+    let first = new_agent(&a.id, T0_MS);
+    let key = new_agent_key(&first.id, T0_MS);
+    store
+        .create_agent(
+            &first,
+            &new_token(&first, "kid-1", T0_S, T0_S + 900),
+            Some(&key),
+            &audit_note(),
+        )
+        .await
+        .unwrap();
+    let size = store.audit_size().await.unwrap();
+    // Another issuer, at registration and by rotation: refused, nothing written.
+    let squatter = new_agent(&b.id, T0_MS);
+    let mut taken = key.clone();
+    taken.agent_id = squatter.id.clone();
+    assert_eq!(
+        store
+            .create_agent(
+                &squatter,
+                &new_token(&squatter, "kid-1", T0_S, T0_S + 900),
+                Some(&taken),
+                &audit_note(),
+            )
+            .await,
+        Err(StoreError::Conflict(ConflictKind::KeyHeldElsewhere))
+    );
+    assert_eq!(store.agent(&squatter.id).await.unwrap(), None);
+    let other = new_agent(&b.id, T0_MS);
+    store
+        .create_agent(
+            &other,
+            &new_token(&other, "kid-1", T0_S, T0_S + 900),
+            None,
+            &audit_note(),
+        )
+        .await
+        .unwrap();
+    let size = size + 1;
+    let mut rotated = key.clone();
+    rotated.agent_id = other.id.clone();
+    assert_eq!(
+        store
+            .rotate_agent_key(&b.id, &other.id, &rotated, T0_MS, T0_MS, &audit_note())
+            .await,
+        Err(StoreError::Conflict(ConflictKind::KeyHeldElsewhere))
+    );
+    assert_eq!(store.audit_size().await.unwrap(), size);
+    // The same issuer's other agent may use it.
+    let sibling = new_agent(&a.id, T0_MS);
+    let mut shared = key.clone();
+    shared.agent_id = sibling.id.clone();
+    store
+        .create_agent(
+            &sibling,
+            &new_token(&sibling, "kid-1", T0_S, T0_S + 900),
+            Some(&shared),
+            &audit_note(),
+        )
+        .await
+        .unwrap();
 }
 
 /// The first key is stored with the agent, in the same transaction; an agent without

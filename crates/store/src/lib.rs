@@ -76,6 +76,8 @@ pub enum ConflictKind {
     AgentKeyRegistered,
     /// The key belongs to another agent.
     KeyNotAgents,
+    /// The public key is (or was) another issuer's agent's key.
+    KeyHeldElsewhere,
     /// The agent is revoked, for good.
     AgentRevoked,
     /// The only admin key.
@@ -107,6 +109,9 @@ impl ConflictKind {
             Self::IssuerKeyRegistered => "this key is already registered",
             Self::AgentKeyRegistered => "this key is already one of the agent's keys",
             Self::KeyNotAgents => "the key is not this agent's",
+            Self::KeyHeldElsewhere => {
+                "this public key is registered to another issuer's agent: an agent's key is held by one issuer"
+            }
             Self::AgentRevoked => "agent is revoked; revocation is permanent",
             Self::LastAdminKey => "the last admin key cannot be revoked",
             Self::KeyRevoked => "this key was revoked; make a new one",

@@ -693,6 +693,7 @@ impl Store for SqliteStore {
         .map_err(db_err)?;
         insert_token(&mut tx, first_token).await?;
         if let Some(key) = first_key {
+            refuse_key_held_elsewhere(&mut tx, &key.jkt, &agent.issuer_id).await?;
             insert_agent_key(&mut tx, key).await?;
         }
         append_audit(&mut tx, std::slice::from_ref(audit)).await?;
@@ -726,6 +727,7 @@ impl Store for SqliteStore {
         if known.is_some() {
             return Err(StoreError::Conflict(ConflictKind::AgentKeyRegistered));
         }
+        refuse_key_held_elsewhere(&mut tx, &new_key.jkt, issuer).await?;
         // Keys already in grace end no later than the one retired now: otherwise a
         // key that leaked while in grace could not be cut off by a rotation.
         sqlx::query(
@@ -1813,6 +1815,29 @@ impl LedgerTx for Ledger<'_> {
         }
         Ok(())
     }
+}
+
+/// `Conflict(KeyHeldElsewhere)` if the key (`jkt`) is, or was, an agent key of
+/// another issuer's agent: an issuer cannot take over a key another issuer's agent
+/// registered first (its signatures would then count as the squatter's agent's).
+async fn refuse_key_held_elsewhere(
+    conn: &mut SqliteConnection,
+    jkt: &str,
+    issuer: &IssuerId,
+) -> Result<(), StoreError> {
+    let elsewhere: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM agent_keys k JOIN agents a ON a.id = k.agent_id \
+         WHERE k.jkt = ? AND a.issuer_id != ?)",
+    )
+    .bind(jkt)
+    .bind(issuer.as_str())
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    if elsewhere {
+        return Err(StoreError::Conflict(ConflictKind::KeyHeldElsewhere));
+    }
+    Ok(())
 }
 
 /// What `key` has spent, if it has a record.

@@ -413,3 +413,66 @@ async fn registering_an_issuer_key_takes_proof_of_possession_of_its_private_half
     let (st, _) = h.call("GET", "/v1/issuer", Some(&h.admin), None).await;
     assert_eq!(st, StatusCode::FORBIDDEN);
 }
+
+/// An agent's public key belongs to one issuer: another issuer cannot register it for
+/// its own agent, at registration or by rotation (409, nothing registered), so the
+/// first agent's signatures never count as the squatter's; the same issuer may reuse it.
+#[tokio::test]
+async fn another_issuers_agent_key_cannot_be_squatted() {
+    let h = common::start().await;
+    let owner = h.issuer_full("owner.example").await;
+    let squatter = h.issuer_full("squatter.example").await;
+    let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    let jwk = serde_json::to_value(key.verifying_key().jwk()).unwrap();
+    let register = |api_key: String, body: Value| {
+        let h = &h;
+        async move {
+            h.call("POST", "/v1/agents/register", Some(&api_key), Some(body))
+                .await
+        }
+    };
+    let (st, v) = register(
+        owner.key.clone(),
+        json!({"name": "Owned", "scopes": ["read:x"], "public_key": jwk}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let (st, v) = register(
+        squatter.key.clone(),
+        json!({"name": "Squat", "scopes": ["read:x"], "public_key": jwk}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("another issuer's agent")),
+        "{v}"
+    );
+    let (_, list) = h.call("GET", "/v1/agents", Some(&squatter.key), None).await;
+    assert_eq!(list["agents"], json!([]), "nothing registered");
+    // By rotation: refused too.
+    let (st, v) = register(
+        squatter.key.clone(),
+        json!({"name": "Plain", "scopes": ["read:x"]}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let plain = v["agent_id"].as_str().unwrap().to_owned();
+    let (st, v) = h
+        .call(
+            "PUT",
+            &format!("/v1/agents/{plain}/keys"),
+            Some(&squatter.key),
+            Some(json!({"public_key": jwk})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{v}");
+    // The owner's other agent may share it.
+    let (st, v) = register(
+        owner.key.clone(),
+        json!({"name": "Sibling", "scopes": ["read:x"], "public_key": jwk}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+}
