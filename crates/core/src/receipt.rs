@@ -119,6 +119,8 @@ impl RequestFacts {
         reason = "the canonicaliser fails only on non-finite numbers, raw values and duplicate names; this object holds strings under distinct fixed names"
     )]
     pub fn canonical(&self) -> Vec<u8> {
+        // INVARIANT: `to_value` builds an object of strings (and an array of strings)
+        // under fixed, distinct names, which RFC 8785 canonicalisation cannot refuse.
         serde_json_canonicalizer::to_vec(&self.to_value())
             .expect("an object of strings always canonicalises")
     }
