@@ -20,9 +20,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
 use bonafide_core::json::{self, JsonLimits};
-use bonafide_core::policy::{MAX_POLICY_BYTES, MAX_POLICY_DEPTH, Policy};
+use bonafide_core::policy::{MAX_POLICY_BYTES, MAX_POLICY_DEPTH};
 use clap::Args;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::output::Out;
 
@@ -49,24 +49,8 @@ pub struct LintArgs {
 /// here; no registry, no key.
 pub fn lint(args: LintArgs, out: Out) -> Result<ExitCode> {
     let bytes = read(&args.file)?;
-    let answer = match Policy::lint(&bytes) {
-        Ok(p) => json!({
-            "valid": true,
-            "errors": [],
-            "policy_hash": p.hash(),
-            "canonical": p.canonical(),
-        }),
-        Err(errors) => json!({
-            "valid": false,
-            "errors": errors
-                .iter()
-                .map(|e| match e.path() {
-                    Some(path) => json!({ "path": path, "message": e.message() }),
-                    None => json!({ "message": e.message() }),
-                })
-                .collect::<Vec<_>>(),
-        }),
-    };
+    let answer = serde_json::to_value(bonafide_server::routes::policies::lint_result(&bytes))
+        .context("cannot show the lint result")?;
     out.policy_linted(&answer);
     Ok(if answer["valid"] == true {
         ExitCode::SUCCESS

@@ -54,7 +54,13 @@ pub async fn lint(body: Bytes) -> Result<ApiJson<LintResult>, ApiError> {
             "no policy to check: send it as the request body (`Content-Type: application/json`)",
         ));
     }
-    Ok(ApiJson(match Policy::lint(&body) {
+    Ok(ApiJson(lint_result(&body)))
+}
+
+/// The lint answer for these bytes: what `POST /v1/policies/lint` answers and what
+/// `bonafide policy lint` prints, from the one check (core's `Policy::lint`).
+pub fn lint_result(bytes: &[u8]) -> LintResult {
+    match Policy::lint(bytes) {
         Ok(p) => LintResult {
             valid: true,
             errors: Vec::new(),
@@ -67,5 +73,5 @@ pub async fn lint(body: Bytes) -> Result<ApiJson<LintResult>, ApiError> {
             policy_hash: None,
             canonical: None,
         },
-    }))
+    }
 }
