@@ -371,14 +371,10 @@ fn token_line(v: &Value, member: &str) -> Result<String> {
 }
 
 impl Out {
-    fn print_json(&self, v: &Value) {
-        println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
-    }
-
     /// `agent show`: the agent as its issuer sees it.
     pub fn agent_shown(&self, v: &Value) {
         if self.json {
-            return self.print_json(v);
+            return self.json_out(v);
         }
         println!("agent    {} ({})", s(&v["name"]), s(&v["agent_id"]));
         println!("status   {}", s(&v["status"]));
@@ -429,7 +425,7 @@ impl Out {
             return Ok(());
         }
         if self.json {
-            self.print_json(v);
+            self.json_out(v);
             return Ok(());
         }
         println!("agent    {}", s(&v["agent_id"]));
@@ -443,7 +439,7 @@ impl Out {
     /// bound to the new one.
     pub fn agent_keys_set(&self, v: &Value, rotating: bool) {
         if self.json {
-            return self.print_json(v);
+            return self.json_out(v);
         }
         let keys = v["keys"].as_array().map(Vec::as_slice).unwrap_or_default();
         println!("agent    {}", s(&v["agent_id"]));
@@ -487,7 +483,7 @@ impl Out {
             return Ok(());
         }
         if self.json {
-            self.print_json(v);
+            self.json_out(v);
             return Ok(());
         }
         println!("jti      {}", s(&v["jti"]));
@@ -510,7 +506,7 @@ impl Out {
     /// checks the signature).
     pub fn receipt_shown(&self, v: &Value) {
         if self.json {
-            return self.print_json(v);
+            return self.json_out(v);
         }
         let c = &v["receipt"];
         println!("receipt  {}", s(&v["receipt_id"]));
@@ -559,7 +555,7 @@ impl Out {
     /// agent; nothing was recorded or spent.
     pub fn simulated(&self, v: &Value) {
         if self.json {
-            return self.print_json(v);
+            return self.json_out(v);
         }
         let verdict = if v["valid"] != true {
             format!("INVALID  {}", s(&v["error"]))

@@ -60,8 +60,7 @@ pub async fn run(url: &str, cmd: ApiKeyCmd, out: Out) -> Result<ExitCode> {
 impl Out {
     fn admin_keys(&self, v: &Value) {
         if self.json {
-            println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
-            return;
+            return self.json_out(v);
         }
         println!("{:<24} created", "id");
         for k in v["keys"].as_array().map(Vec::as_slice).unwrap_or_default() {
@@ -75,8 +74,7 @@ impl Out {
 
     fn admin_key_revoked(&self, v: &Value) {
         if self.json {
-            println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
-            return;
+            return self.json_out(v);
         }
         println!(
             "revoked admin key {}; it authenticates nothing from now on",

@@ -600,7 +600,7 @@ pub async fn log_key(url: &str, out: Out) -> Result<ExitCode> {
         bail!("{url} announces no audit log key (no `audit_log.log_key` in its configuration)");
     };
     if out.json {
-        println!("{}", serde_json::to_string_pretty(log).unwrap_or_default());
+        out.json_out(log);
     } else {
         println!("{key}");
     }
@@ -639,7 +639,7 @@ pub async fn entry(url: &str, index: u64, out: Out) -> Result<ExitCode> {
         );
     };
     if out.json {
-        println!("{}", serde_json::to_string_pretty(row).unwrap_or_default());
+        out.json_out(row);
     } else {
         println!("{text}");
     }

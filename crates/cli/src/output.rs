@@ -29,7 +29,8 @@ fn list(v: &Value) -> String {
 }
 
 impl Out {
-    fn json_out(&self, v: &Value) {
+    /// The answer as pretty JSON on stdout: every command's `--json` form.
+    pub(crate) fn json_out(&self, v: &Value) {
         println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
     }
 
