@@ -1077,6 +1077,12 @@ pub async fn revoke_token(
                     return_agent = Some(agent.id.clone());
                 }
             }
+            // A named agent must be the token's: never ignored, never widened.
+            if let (Some(t), Some(named)) = (&found, &unseen_agent)
+                && t.agent_id != *named
+            {
+                return Err(ApiError::not_found("token"));
+            }
             found.map(|t| t.agent_id).or(return_agent)
         }
     };

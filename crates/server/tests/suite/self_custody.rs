@@ -613,6 +613,16 @@ async fn agent_revocation_suspension_and_token_revocation_apply() {
         .await;
     assert_eq!(st, StatusCode::NOT_FOUND, "without its agent: {r}");
     assert_eq!(verify(&h, &unseen).await["valid"], true);
+    // A known token named with an agent that is not its own: refused, not revoked.
+    let (st, r) = h
+        .call(
+            "POST",
+            "/v1/tokens/revoke",
+            Some(&iss.key),
+            Some(json!({"jti": jti, "agent_id": "agt_aaaaaaaaaaaaaaaaaaaaaaaaaa"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "another agent's name: {r}");
     let (st, r) = h
         .call(
             "POST",
