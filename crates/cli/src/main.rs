@@ -735,8 +735,8 @@ async fn run(cli: Cli, out: Out) -> Result<ExitCode> {
                 .find(|k| k.state == bonafide_store::KeyState::Active)
                 .map(|k| k.alg);
             let alg = alg.or(current).unwrap_or(Algorithm::RS256);
-            let record = bonafide_server::state::new_key_record(alg)?;
             let now = bonafide_server::time::now_ms();
+            let record = bonafide_server::state::new_key_record(alg, now)?;
             // The CLI acts with the data dir's file access, the registry's own power.
             let audit = audit_record(EventType::KeyRotated, now, Some(record.kid.clone()))?;
             store
@@ -864,7 +864,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
 /// An existing registry keeps its signing key and its audit log's name: a flag that
 /// asks for something else is said to have changed nothing, rather than ignored.
 fn say_what_was_kept(state: &bonafide_server::AppState, args: &ServeArgs) {
-    let active = state.keys.load().active.alg();
+    let active = state.keys().active.alg();
     if let Some(asked) = args.signing_alg
         && asked != active
     {

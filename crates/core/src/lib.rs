@@ -35,6 +35,7 @@ pub mod receipt;
 pub mod scopes;
 pub mod tlog_proof;
 pub mod token;
+pub mod verifier;
 
 use aws_lc_rs::digest;
 

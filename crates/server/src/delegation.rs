@@ -77,6 +77,7 @@ pub enum ChainStatus {
 /// parent ends its descendants. The token's own `sub` and `jti` are checked before.
 pub async fn check(
     state: &AppState,
+    snapshot: &crate::state::Snapshot,
     claims: &AgentClaims,
     now_ms: i64,
 ) -> Result<ChainStatus, ApiError> {
@@ -98,27 +99,26 @@ pub async fn check(
     // `is_revoked` answers for an agent or a token; the other member of each pair
     // (the token's own jti, its own sub) was found unrevoked just before.
     for actor in act.iter() {
-        if state.is_revoked(&actor.sub, &claims.jti).is_some() {
+        if snapshot.revoked(&actor.sub, &claims.jti).is_some() {
             return Ok(ChainStatus::Ended(TokenError::Revoked(Revoked::Agent)));
         }
     }
     for jti in claims.ancestor_jtis.iter().flatten() {
-        if state.is_revoked(&claims.sub, jti).is_some() {
+        if snapshot.revoked(&claims.sub, jti).is_some() {
             return Ok(ChainStatus::Ended(TokenError::Revoked(Revoked::Token)));
         }
     }
-    if act.iter().any(|a| state.is_suspended(&a.sub)) {
+    if act.iter().any(|a| snapshot.suspended(&a.sub)) {
         return Ok(ChainStatus::Ended(TokenError::Suspended));
     }
     for key in &chain.ancestor_keys {
-        if let Some(kid) = &key.issuer_kid {
-            let ring = state.issuer_keys.load();
-            if ring
+        if let Some(kid) = &key.issuer_kid
+            && snapshot
+                .issuer_keys
                 .get(kid)
                 .is_none_or(|k| !KeyValidity::issuer_key(k.revoked_at_ms).usable(now_ms))
-            {
-                return Ok(ChainStatus::Ended(TokenError::Revoked(Revoked::Key)));
-            }
+        {
+            return Ok(ChainStatus::Ended(TokenError::Revoked(Revoked::Key)));
         }
         if let Some(jkt) = &key.jkt {
             let keys = state.agent_keys(&key.agent).await?;

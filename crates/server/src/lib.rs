@@ -216,7 +216,7 @@ impl Server {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
-        let refresher = tokio::spawn(refresh_keys(Arc::clone(&self.state)));
+        let refresher = tokio::spawn(refresh(Arc::clone(&self.state)));
         let checkpoints = self
             .state
             .audit
@@ -261,25 +261,15 @@ async fn purge_idempotency(state: Arc<AppState>) {
     }
 }
 
-async fn refresh_keys(state: Arc<AppState>) {
+/// Reads what other processes committed into the read model, every
+/// [`Config::key_refresh`].
+async fn refresh(state: Arc<AppState>) {
     let mut tick = tokio::time::interval(state.config.key_refresh);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if let Err(e) = state.refresh_keys().await {
-            tracing::warn!(error = %e, "could not refresh signing keys");
-        }
-        if let Err(e) = state.refresh_revocations().await {
-            tracing::warn!(error = %e, "could not refresh revocations");
-        }
-        if let Err(e) = state.refresh_suspensions().await {
-            tracing::warn!(error = %e, "could not refresh suspensions");
-        }
-        if let Err(e) = state.refresh_issuer_keys().await {
-            tracing::warn!(error = %e, "could not refresh issuer keys");
-        }
-        if let Err(e) = state.refresh_issuer_domains().await {
-            tracing::warn!(error = %e, "could not refresh issuer domains");
+        if let Err(e) = state.refresh().await {
+            tracing::warn!(error = %e, "could not refresh the read model");
         }
     }
 }

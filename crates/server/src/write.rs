@@ -2,48 +2,41 @@
 //! read model, together.
 //!
 //! Every route that changes something verifies read from memory (revocations,
-//! suspensions, issuer keys, verified domains, agent keys) goes through
-//! [`AppState::commit`]: the store call and the in-memory change run in one task a
-//! client hang-up cannot cancel (a dropped request future would otherwise leave the
-//! commit without its mirror), under the lock that serialises that part of the read
-//! model with its periodic refresh, so an older snapshot never replaces a newer one.
+//! suspensions, signing and issuer keys, verified domains, agent keys) goes through
+//! [`AppState::commit`]: the store call and the [`Change`] it returns are applied to
+//! the read model in one task a client hang-up cannot cancel (a dropped request
+//! future would otherwise leave the commit without its change), under the read
+//! model's one lock, which its refresh takes too, so an older snapshot never
+//! replaces a newer one.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
 use bonafide_core::ids::AgentId;
-use bonafide_store::Agent;
 
 use crate::error::ApiError;
-use crate::state::{AppState, Revoked};
+use crate::state::AppState;
+pub use crate::state::Change;
+use crate::state::read_model::RefreshAt;
 
-/// The part of the read model a write changes: which lock it takes first.
+/// The part of the read model a write changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Part {
-    /// Revoked agents and tokens (a set only ever added to: no lock needed).
+    /// Revoked agents and tokens.
     Revocations,
     /// Suspended agents.
     Suspensions,
-    /// Issuers' own keys (reloaded whole).
+    /// The registry's signing keys.
+    SigningKeys,
+    /// Issuers' own keys.
     IssuerKeys,
-    /// Issuers' verified domains (reloaded whole).
+    /// Issuers' verified domains.
     IssuerDomains,
-    /// One agent's cached keys: dropped after the write, whatever its outcome (the
-    /// next verify reads the store).
+    /// One agent's cached keys: dropped after the write, whatever its outcome (a
+    /// write that failed late may still have committed; the next verify reads the
+    /// store).
     AgentKeys(AgentId),
-}
-
-/// What a committed write changed, for the read model.
-#[derive(Debug)]
-pub enum Change {
-    /// An agent or a token revoked.
-    Revoked(Revoked),
-    /// An agent's suspension state as stored now.
-    Suspension(Box<Agent>),
-    /// The part's whole snapshot must be read again (issuer keys, domains), or its
-    /// entry dropped (agent keys).
-    Reload,
 }
 
 /// A store write: runs once, in the commit task.
@@ -70,39 +63,17 @@ impl AppState {
     }
 
     async fn commit_here<T>(self: Arc<Self>, part: Part, write: Write<T>) -> Result<T, ApiError> {
-        match part {
-            Part::Revocations => {
-                let (value, change) = write(Arc::clone(&self)).await?;
-                if let Change::Revoked(what) = change {
-                    self.mark_revoked(what);
-                }
-                Ok(value)
-            }
-            Part::Suspensions => {
-                let suspensions = self.suspensions().await;
-                let (value, change) = write(Arc::clone(&self)).await?;
-                if let Change::Suspension(agent) = &change {
-                    suspensions.mirror(agent);
-                }
-                Ok(value)
-            }
-            Part::IssuerKeys => {
-                let serial = self.issuer_key_write().await;
-                let (value, _) = write(Arc::clone(&self)).await?;
-                self.reload_issuer_keys(&serial).await?;
-                Ok(value)
-            }
-            Part::IssuerDomains => {
-                let serial = self.issuer_domain_write().await;
-                let (value, _) = write(Arc::clone(&self)).await?;
-                self.reload_issuer_domains(&serial).await?;
-                Ok(value)
-            }
-            Part::AgentKeys(agent) => {
-                let written = write(Arc::clone(&self)).await;
-                self.forget_agent_keys(&agent);
-                written.map(|(value, _)| value)
-            }
+        let mut writer = self.model.lock().await;
+        let written = write(Arc::clone(&self)).await;
+        if let Part::AgentKeys(agent) = &part {
+            self.forget_agent_keys(agent);
         }
+        let (value, change) = written?;
+        let at = RefreshAt {
+            now_s: self.now_ms() / 1000,
+            leeway_s: self.config.leeway_secs,
+        };
+        writer.apply_change(self.store.as_ref(), change, at).await?;
+        Ok(value)
     }
 }

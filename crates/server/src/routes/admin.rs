@@ -17,6 +17,7 @@ use crate::auth::{Admin, Caller};
 use crate::error::{ApiError, ApiJson, ApiPath};
 use crate::state::{AppState, new_key_record};
 use crate::time::{rfc3339_ms, rfc3339_s};
+use crate::write::{Change, Part};
 
 /// `POST /v1/issuers` body.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -337,19 +338,30 @@ pub async fn rotate_keys(
     State(state): State<Arc<AppState>>,
     _admin: Admin,
 ) -> Result<ApiJson<Rotated>, ApiError> {
-    let alg = state.keys.load().active.alg();
-    let record = new_key_record(alg)?;
+    let alg = state.keys().active.alg();
     let now = state.now_ms();
+    let record = new_key_record(alg, now)?;
     let audit = audit_change(EventType::KeyRotated, now, Actor::Admin, None, None, |e| {
         e.kid = Some(record.kid.clone());
     })?;
+    let kid = record.kid.clone();
     state
-        .store
-        .rotate_signing_key(&record, now / 1000, &audit)
+        .commit(
+            "key rotation",
+            Part::SigningKeys,
+            Box::new(move |state| {
+                Box::pin(async move {
+                    state
+                        .store
+                        .rotate_signing_key(&record, now / 1000, &audit)
+                        .await?;
+                    Ok(((), Change::SigningKeys))
+                })
+            }),
+        )
         .await?;
-    state.refresh_keys().await?;
-    let ring = state.keys.load();
-    tracing::info!(kid = %record.kid, "registry signing key rotated");
+    let ring = state.keys();
+    tracing::info!(kid = %kid, "registry signing key rotated");
     Ok(ApiJson(Rotated {
         kid: ring.active.kid().to_owned(),
         alg: ring.active.alg().to_string(),

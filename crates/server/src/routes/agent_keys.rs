@@ -350,7 +350,7 @@ pub async fn rotate(
                             StoreError::NotFound => ApiError::not_found("agent"),
                             other => other.into(),
                         })?;
-                    Ok((keys, Change::Reload))
+                    Ok((keys, Change::None))
                 })
             }),
         )

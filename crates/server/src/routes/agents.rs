@@ -247,7 +247,7 @@ fn mint(
         act: None,
         ancestor_jtis: None,
     };
-    let ring = state.keys.load();
+    let ring = state.keys();
     let text = token::sign(&ring.active, &claims)?;
     // Never hand out a token that verification would refuse for its size.
     let max = state.config.max_token_bytes;

@@ -313,7 +313,7 @@ pub async fn verify_domain(
                             )),
                             other => other.into(),
                         })?;
-                    Ok(((), Change::Reload))
+                    Ok(((), Change::IssuerDomains))
                 })
             }),
         )

@@ -250,7 +250,7 @@ pub async fn add(
     let conflict = move || ApiError::new(StatusCode::CONFLICT, "CONFLICT", taken.clone());
     // A registry key's kid would never reach the issuer key (the registry's keys are
     // looked up first): refuse it rather than register a key that cannot verify.
-    if state.keys.load().verifying.key(key.kid()).is_some() {
+    if state.keys().verifying.key(key.kid()).is_some() {
         return Err(conflict());
     }
     let now = state.now_ms();
@@ -286,7 +286,7 @@ pub async fn add(
                             StoreError::Conflict(_) => conflict(),
                             other => other.into(),
                         })?;
-                    Ok(((), Change::Reload))
+                    Ok(((), Change::IssuerKeys))
                 })
             }),
         )
@@ -356,7 +356,7 @@ pub async fn revoke(
                             StoreError::NotFound => ApiError::not_found("issuer key"),
                             other => other.into(),
                         })?;
-                    Ok((record, Change::Reload))
+                    Ok((record, Change::IssuerKeys))
                 })
             }),
         )

@@ -25,7 +25,7 @@ const KEY_CACHE_SECS: u32 = 300;
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "discovery",
     responses((status = 200, description = "JWK Set", content_type = "application/jwk-set+json")))]
 pub async fn jwks(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    jwk_set(state.keys.load().verifying.to_jwks())
+    jwk_set(state.keys().verifying.to_jwks())
 }
 
 /// The receipt key (RFC 7517 JWK Set of one Ed25519 key): it signs only `typ
@@ -58,7 +58,7 @@ fn jwk_set(set: bonafide_core::keys::Jwks) -> impl IntoResponse {
 pub async fn public_key_pem(
     State(state): State<Arc<AppState>>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let pem = state.keys.load().active.verifying_key().public_pem()?;
+    let pem = state.keys().active.verifying_key().public_pem()?;
     Ok((
         [
             (header::CONTENT_TYPE, "application/x-pem-file".to_owned()),
@@ -76,7 +76,7 @@ pub async fn public_key_pem(
     responses((status = 200, description = "discovery document")))]
 pub async fn configuration(State(state): State<Arc<AppState>>) -> ApiJson<Value> {
     let base = &state.config.public_url;
-    let ring = state.keys.load();
+    let ring = state.keys();
     ApiJson(json!({
         "issuer": base,
         "jwks_uri": format!("{base}/.well-known/jwks.json"),

@@ -633,7 +633,7 @@ pub async fn exchange(
         other => ApiError::internal(format!("delegation: {other}")).into(),
     })?;
 
-    let ring = state.keys.load();
+    let ring = state.keys();
     let text = token::sign(&ring.active, &child).map_err(ApiError::from)?;
     let max = state.config.max_token_bytes;
     if text.len() > max {

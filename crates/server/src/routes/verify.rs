@@ -614,7 +614,7 @@ async fn check_for_decision(
         None => None,
     };
     let issuer_domain = match (&checked, &issuer_id) {
-        (Checked::Valid(_), Some(issuer)) => state.verified_domain(issuer, now),
+        (Checked::Valid(_), Some(issuer)) => state.verified_domain(&state.snapshot(), issuer, now),
         _ => None,
     };
     let trust_level = match (&checked, &issuer_id) {

@@ -19,8 +19,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use bonafide_core::audit::{AuditEntry, Decision, EventType};
 use bonafide_core::ids::AgentId;
-use bonafide_core::keys::{Algorithm, KeyValidity};
-use bonafide_core::policy::{Decimal, Policy, PolicyRequest, ResourceRef};
+use bonafide_core::policy::Policy;
 use bonafide_store::NonceClaim;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -28,9 +27,9 @@ use utoipa::ToSchema;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiJson, ApiPath};
 use crate::state::AppState;
+use crate::verdict::action::{self, ActionFacts, ActionVerdict, SignedAction};
 
-/// Largest difference between the request's `timestamp` and the registry's clock.
-pub const ACTION_WINDOW_S: i64 = 300;
+pub use crate::verdict::action::ACTION_WINDOW_S;
 
 /// `POST /v1/agents/{id}/verify-action` body.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -112,58 +111,6 @@ fn check_request(req: &VerifyActionRequest) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Base64 in either alphabet, padded or not, to bytes; `None` if it is neither.
-fn decode_signature(text: &str) -> Option<Vec<u8>> {
-    let trimmed = text.strip_suffix("==").or_else(|| text.strip_suffix('='));
-    let unpadded = trimmed.unwrap_or(text);
-    if trimmed.is_some() && !text.len().is_multiple_of(4) {
-        return None;
-    }
-    let url: String = unpadded
-        .chars()
-        .map(|c| match c {
-            '+' => '-',
-            '/' => '_',
-            other => other,
-        })
-        .collect();
-    bonafide_core::b64::decode(&url).ok()
-}
-
-/// Why `action` on `resource` is not granted, if it is not: without a policy the
-/// action must be one of the agent's scopes (`SCOPE_NOT_GRANTED`); with one, the
-/// policy decides alone (a matching scope never bypasses it): its action, resource
-/// and time window are evaluated at `now_ms`, and a policy with spending limits
-/// refuses the action (`AMOUNT_REQUIRED`: a signed action carries no amount).
-/// `resource` is read as `type/id` (split at the first `/`) for the policy's
-/// resource rules; one without `/` has no type and matches no rule.
-fn not_granted(
-    scopes: &[String],
-    policy: Option<&Policy>,
-    action: &str,
-    resource: &str,
-    now_ms: i64,
-) -> Option<(&'static str, String)> {
-    let Some(policy) = policy else {
-        return (!scopes.iter().any(|s| s == action)).then(|| {
-            (
-                "SCOPE_NOT_GRANTED",
-                "the action is not one of this agent's scopes".to_owned(),
-            )
-        });
-    };
-    let (kind, id) = resource.split_once('/').unwrap_or(("", resource));
-    let req = PolicyRequest {
-        action,
-        resource: Some(ResourceRef { kind, id }),
-        money: None,
-    };
-    let now = crate::time::timestamp_ms(now_ms);
-    let decision = policy.evaluate(&req, now, Decimal::ZERO);
-    let code = decision.reasons.first()?.code.as_str();
-    Some((code, decision.message()))
-}
-
 /// Verifies an action signed by an agent's own registered Ed25519 key (AIM's
 /// flow) and decides it against the agent's status, scopes and policy. Open like
 /// `POST /v1/verify`: a key, if sent, is recorded as the actor. Unknown agent: 404.
@@ -185,105 +132,62 @@ pub async fn verify_action(
         .await?
         .ok_or_else(|| ApiError::not_found("agent"))?;
     let now = state.now_ms();
-    // Set once the signature is genuine: only then is the nonce spent.
-    let mut nonce: Option<NonceClaim> = None;
-    // Only a request the agent signed concerns it: anything refused before its
-    // signature checks out is counted, never written to the permanent log (issue 13).
-    let mut signed = false;
-    let (reason_code, message): (Option<&'static str>, String) = 'decide: {
-        if now.div_euclid(1000).abs_diff(req.timestamp) > ACTION_WINDOW_S.unsigned_abs() {
-            break 'decide (
-                Some("TIMESTAMP_OUT_OF_WINDOW"),
-                format!("`timestamp` is more than {ACTION_WINDOW_S} s from the registry's clock"),
-            );
-        }
-        let keys = state.agent_keys(&id).await?;
-        let usable: Vec<_> = keys
-            .iter()
-            .filter(|k| {
-                k.key.alg() == Algorithm::EdDSA
-                    && KeyValidity::agent_key(k.record.expires_at_ms, k.record.grace_until_ms)
-                        .usable(now)
-            })
-            .collect();
-        if usable.is_empty() {
-            break 'decide (
-                Some("NO_AGENT_KEY"),
-                "the agent has no registered Ed25519 key in force: its issuer registers one with `PUT /v1/agents/{id}/keys`".into(),
-            );
-        }
-        let message = format!(
-            "{}:{}:{}:{}:{}",
-            id, req.action, req.resource, req.timestamp, req.nonce
-        );
-        let genuine = decode_signature(&req.signature).is_some_and(|sig| {
-            usable
-                .iter()
-                .any(|k| k.key.verify(message.as_bytes(), &sig))
-        });
-        if !genuine {
-            break 'decide (
-                Some("SIGNATURE_INVALID"),
-                "the signature is not by any registered key of this agent".into(),
-            );
-        }
-        signed = true;
-        // Status only after the signature: nobody else learns it.
-        let revoked = state
-            .revoked
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .agents
-            .contains(&id);
-        if revoked {
-            break 'decide (Some("AGENT_REVOKED"), "the agent is revoked".into());
-        }
-        if state.is_suspended(&id) {
-            break 'decide (
-                Some("AGENT_SUSPENDED"),
-                "the agent is suspended by its issuer".into(),
-            );
-        }
-        // The nonce is claimed with the decision's audit entry, below.
-        nonce = Some(NonceClaim {
-            agent: id.clone(),
-            nonce: req.nonce.clone(),
-            // The window admits `timestamp + 300` for that whole second: the record
-            // lives until the second after it ends.
-            expires_at_ms: req
-                .timestamp
-                .saturating_add(ACTION_WINDOW_S + 1)
-                .saturating_mul(1000),
-            now_ms: now,
-        });
-        let policy = agent
-            .policy
-            .as_deref()
-            .map(|p| Policy::parse(p.as_bytes()))
-            .transpose()
-            .map_err(|e| ApiError::internal(format!("stored policy of {id}: {e}")))?;
-        if let Some((code, message)) = not_granted(
-            &agent.scopes,
-            policy.as_ref(),
-            &req.action,
-            &req.resource,
-            now,
-        ) {
-            break 'decide (Some(code), message);
-        }
-        (None, String::new())
+    // The facts (the only awaits), then the pure verdict.
+    let view = state.view();
+    let keys = state.agent_keys(&id).await?;
+    let policy = agent
+        .policy
+        .as_deref()
+        .map(|p| Policy::parse(p.as_bytes()))
+        .transpose()
+        .map_err(|e| ApiError::internal(format!("stored policy of {id}: {e}")))?;
+    let signed = SignedAction {
+        agent: &id,
+        action: &req.action,
+        resource: &req.resource,
+        timestamp_s: req.timestamp,
+        nonce: &req.nonce,
+        signature: &req.signature,
     };
-    if !signed {
-        let code = reason_code.unwrap_or("SIGNATURE_INVALID");
-        state.count_unverifiable(code);
-        return Ok(ApiJson(VerifyActionResponse {
-            allowed: false,
-            reason: Some(message),
-            reasons: vec![code.to_owned()],
-            audit_index: None,
-            receipt_id: None,
-        }));
-    }
+    let facts = ActionFacts {
+        scopes: &agent.scopes,
+        keys: &keys,
+        policy: policy.as_ref(),
+    };
+    let (refusal, nonce) = match action::decide(&view, &facts, &signed, now) {
+        // Only a request the agent signed concerns it: anything refused before its
+        // signature checks out is counted, never written to the permanent log.
+        ActionVerdict::Unsigned(refusal) => {
+            state.count_unverifiable(refusal.code);
+            return Ok(ApiJson(VerifyActionResponse {
+                allowed: false,
+                reason: Some(refusal.message),
+                reasons: vec![refusal.code.to_owned()],
+                audit_index: None,
+                receipt_id: None,
+            }));
+        }
+        ActionVerdict::Fallen(refusal) => (Some(refusal), None),
+        // The nonce is claimed with the decision's audit entry, below.
+        ActionVerdict::Standing(refusal) => (
+            refusal,
+            Some(NonceClaim {
+                agent: id.clone(),
+                nonce: req.nonce.clone(),
+                // The window admits `timestamp + 300` for that whole second: the
+                // record lives until the second after it ends.
+                expires_at_ms: req
+                    .timestamp
+                    .saturating_add(ACTION_WINDOW_S + 1)
+                    .saturating_mul(1000),
+                now_ms: now,
+            }),
+        ),
+    };
+    let (reason_code, message) = match refusal {
+        Some(r) => (Some(r.code), r.message),
+        None => (None, String::new()),
+    };
     let decided = record_action(&state, &caller, &id, &req, now, reason_code, nonce).await?;
     let (reason_code, message, audit_index) = match decided {
         Some(audit_index) => (reason_code, message, audit_index),
@@ -335,20 +239,4 @@ async fn record_action(
         ))
     })?;
     Ok(state.audit.append_claiming(record, nonce).await?.map(Some))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn signatures_decode_from_either_alphabet() {
-        let bytes: Vec<u8> = (0..64).map(|i| (i * 37 % 256) as u8).collect();
-        let url = bonafide_core::b64::encode(&bytes);
-        let std_padded = format!("{}==", url.replace('-', "+").replace('_', "/"));
-        assert_eq!(decode_signature(&url), Some(bytes.clone()));
-        assert_eq!(decode_signature(&std_padded), Some(bytes));
-        assert_eq!(decode_signature("a="), None);
-        assert_eq!(decode_signature("!!!!"), None);
-    }
 }

@@ -67,3 +67,52 @@ pub(crate) fn load_agent_keys(records: Vec<AgentKey>) -> Arc<[AgentKeyEntry]> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bonafide_core::ids::AgentId;
+    use bonafide_core::keys::{Algorithm, SigningKey};
+
+    fn agent_key(grace_until_ms: Option<i64>, expires_at_ms: i64) -> AgentKeyEntry {
+        let sk = SigningKey::generate(Algorithm::EdDSA).unwrap();
+        let key = VerifyingKey::from_jwk(sk.verifying_key().jwk()).unwrap();
+        AgentKeyEntry {
+            record: AgentKey {
+                agent_id: AgentId::from_random([7; 16]),
+                jkt: key.kid().to_owned(),
+                jwk: serde_json::to_string(key.jwk()).unwrap(),
+                alg: key.alg(),
+                created_at_ms: 0,
+                expires_at_ms,
+                retired_at_ms: grace_until_ms.map(|_| 0),
+                grace_until_ms,
+            },
+            key,
+        }
+    }
+
+    #[test]
+    fn a_bound_key_is_usable_until_its_grace_and_its_expiry() {
+        use bonafide_core::token::Revoked;
+        let current = agent_key(None, 1_000);
+        let grace = agent_key(Some(500), 1_000);
+        let keys = [current, grace];
+        let (cur, old) = (keys[0].record.jkt.clone(), keys[1].record.jkt.clone());
+        assert!(bound_key(&keys, &cur, 999).is_ok());
+        assert_eq!(
+            bound_key(&keys, &cur, 1_000).unwrap_err(),
+            TokenError::AgentKeyExpired { expired_at_s: 1 }
+        );
+        assert!(bound_key(&keys, &old, 499).is_ok());
+        // At the edge: grace_until == now is over.
+        assert_eq!(
+            bound_key(&keys, &old, 500).unwrap_err(),
+            TokenError::Revoked(Revoked::AgentKeyRotated)
+        );
+        assert!(matches!(
+            bound_key(&keys, "no-such-key", 0),
+            Err(TokenError::Claims(_))
+        ));
+    }
+}

@@ -4,12 +4,10 @@
 use std::collections::HashMap;
 
 use bonafide_core::ids::IssuerId;
-use bonafide_core::jws::{self, Header};
 use bonafide_core::keys::{Algorithm, Jwk, SigningKey, VerifyingKey};
-use bonafide_core::token::{AGENT_TOKEN_TYP, KeySet};
+use bonafide_core::token::KeySet;
+use bonafide_core::verifier::{IssuerKeyEntry, IssuerKeyRing};
 use bonafide_store::{IssuerKey, KeyState, ReceiptKeyRecord, SigningKeyRecord, Store, StoreError};
-
-use crate::time::now_ms;
 
 /// The registry's keys: one that signs, and every key still published.
 #[derive(Debug)]
@@ -85,61 +83,6 @@ pub(crate) fn load_key(r: &SigningKeyRecord) -> Result<SigningKey, StoreError> {
     Ok(key)
 }
 
-/// One issuer's own public key (self-custody), ready to verify.
-#[derive(Debug)]
-pub struct IssuerKeyEntry {
-    /// The key (its `kid` is the RFC 7638 thumbprint).
-    pub key: VerifyingKey,
-    /// The issuer it belongs to: the only `iss` its tokens may carry.
-    pub issuer_id: IssuerId,
-    /// The issuer's registered name, shown in verify answers (never the token's
-    /// `agent.issuer`, which the issuer wrote itself).
-    pub issuer_name: String,
-    /// The name's key ([`bonafide_core::names::issuer_name_key`]) if this issuer holds
-    /// it (`Store::issuer_by_name`), which a consent token's `iss` may name; `None`
-    /// for a twin created before names were unique by key, found by id only.
-    pub issuer_name_key: Option<String>,
-    /// When it was revoked: its tokens are `TOKEN_REVOKED` from then on.
-    pub revoked_at_ms: Option<i64>,
-}
-
-/// Every issuer's registered keys by kid, revoked ones included (a token signed by a
-/// revoked key must be recognised as genuine to answer `TOKEN_REVOKED`/`KEY_REVOKED`).
-#[derive(Debug, Default)]
-pub struct IssuerKeyRing {
-    pub(crate) keys: HashMap<String, IssuerKeyEntry>,
-    /// The exact `agent+jwt` header segment `bonafide token sign` writes for each key
-    /// (by kid), already checked: an issuer-signed token with one of these headers
-    /// skips header decoding, as registry tokens do with [`bonafide_core::token::KeySet`].
-    pub(crate) headers: HashMap<String, (Header, String)>,
-    /// `kid:revoked_at` in store order, to notice changes cheaply.
-    pub(crate) fingerprint: Vec<String>,
-}
-
-impl IssuerKeyRing {
-    /// The key with this kid.
-    pub fn get(&self, kid: &str) -> Option<&IssuerKeyEntry> {
-        self.keys.get(kid)
-    }
-
-    /// The key and checked header for a header segment that is byte for byte the one
-    /// Bonafide writes for that key; `None` means "decode it the normal way".
-    pub fn known_header(&self, header_b64: &str) -> Option<(&Header, &IssuerKeyEntry)> {
-        let (header, kid) = self.headers.get(header_b64)?;
-        Some((header, self.keys.get(kid)?))
-    }
-
-    /// True if no issuer has registered a key.
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
-    }
-
-    /// Every key, revoked ones included, in no particular order.
-    pub fn entries(&self) -> impl Iterator<Item = &IssuerKeyEntry> {
-        self.keys.values()
-    }
-}
-
 pub(crate) fn issuer_key_fingerprint(k: &IssuerKey) -> String {
     format!("{}:{:?}", k.kid, k.revoked_at_ms)
 }
@@ -164,15 +107,6 @@ pub(crate) fn load_issuer_key(k: &IssuerKey) -> Option<VerifyingKey> {
     }
 }
 
-/// The issuer key ring from the store (at start-up, `previous` is `None`).
-pub(crate) async fn build_issuer_keys(
-    store: &dyn Store,
-    previous: Option<&IssuerKeyRing>,
-) -> Result<IssuerKeyRing, StoreError> {
-    let records = store.all_issuer_keys().await?;
-    ring_from_records(store, &records, previous).await
-}
-
 /// Builds the ring; issuer names (and whether the issuer holds its name) come from
 /// `previous` when known (an issuer's name never changes, nor who holds it), else
 /// from the store.
@@ -183,7 +117,7 @@ pub(crate) async fn ring_from_records(
 ) -> Result<IssuerKeyRing, StoreError> {
     let mut names: HashMap<IssuerId, (String, Option<String>)> = HashMap::new();
     if let Some(prev) = previous {
-        for e in prev.keys.values() {
+        for e in prev.entries() {
             names.insert(
                 e.issuer_id.clone(),
                 (e.issuer_name.clone(), e.issuer_name_key.clone()),
@@ -192,7 +126,6 @@ pub(crate) async fn ring_from_records(
     }
     let mut ring = IssuerKeyRing::default();
     for r in records {
-        ring.fingerprint.push(issuer_key_fingerprint(r));
         let Some(key) = load_issuer_key(r) else {
             continue;
         };
@@ -211,30 +144,22 @@ pub(crate) async fn ring_from_records(
                 named
             }
         };
-        if let Ok(b64) = jws::header_b64(key.alg(), AGENT_TOKEN_TYP, key.kid()) {
-            let header = Header {
-                alg: key.alg(),
-                kid: key.kid().to_owned(),
-                typ: Some(AGENT_TOKEN_TYP.to_owned()),
-            };
-            ring.headers.insert(b64, (header, r.kid.clone()));
-        }
-        ring.keys.insert(
-            r.kid.clone(),
-            IssuerKeyEntry {
-                key,
-                issuer_id: r.issuer_id.clone(),
-                issuer_name,
-                issuer_name_key,
-                revoked_at_ms: r.revoked_at_ms,
-            },
-        );
+        ring.insert(IssuerKeyEntry {
+            key,
+            issuer_id: r.issuer_id.clone(),
+            issuer_name,
+            issuer_name_key,
+            revoked_at_ms: r.revoked_at_ms,
+        });
     }
     Ok(ring)
 }
 
 /// The receipt-signing key: the stored one, or a new Ed25519 key stored now.
-pub(crate) async fn load_receipt_key(store: &dyn Store) -> Result<SigningKey, StoreError> {
+pub(crate) async fn load_receipt_key(
+    store: &dyn Store,
+    now_ms: i64,
+) -> Result<SigningKey, StoreError> {
     let fresh =
         SigningKey::generate(Algorithm::EdDSA).map_err(|e| StoreError::Backend(e.to_string()))?;
     let pem = fresh
@@ -243,7 +168,7 @@ pub(crate) async fn load_receipt_key(store: &dyn Store) -> Result<SigningKey, St
     let stored = store
         .receipt_key(&ReceiptKeyRecord {
             private_pem: pem.expose_secret().to_owned(),
-            created_at_ms: now_ms(),
+            created_at_ms: now_ms,
         })
         .await?;
     let key = SigningKey::from_pkcs8_pem(&stored.private_pem)
@@ -255,7 +180,7 @@ pub(crate) async fn load_receipt_key(store: &dyn Store) -> Result<SigningKey, St
 }
 
 /// A fresh signing key as a store record.
-pub fn new_key_record(alg: Algorithm) -> Result<SigningKeyRecord, StoreError> {
+pub fn new_key_record(alg: Algorithm, now_ms: i64) -> Result<SigningKeyRecord, StoreError> {
     let key = SigningKey::generate(alg).map_err(|e| StoreError::Backend(e.to_string()))?;
     let pem = key
         .to_pkcs8_pem()
@@ -265,7 +190,43 @@ pub fn new_key_record(alg: Algorithm) -> Result<SigningKeyRecord, StoreError> {
         alg,
         private_pem: pem.expose_secret().to_owned(),
         state: KeyState::Active,
-        created_at_ms: now_ms(),
+        created_at_ms: now_ms,
         publish_until_s: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(state: KeyState, publish_until_s: Option<i64>) -> SigningKeyRecord {
+        let mut r = new_key_record(Algorithm::EdDSA, 0).unwrap();
+        r.state = state;
+        r.publish_until_s = publish_until_s;
+        r
+    }
+
+    #[test]
+    fn retired_keys_are_published_until_their_last_token_expires_plus_leeway() {
+        let active = record(KeyState::Active, None);
+        let live = record(KeyState::Retired, Some(1_000));
+        let gone = record(KeyState::Retired, Some(900));
+        let ring = KeyRing::from_records(&[active.clone(), live.clone(), gone.clone()], 1_000, 60)
+            .unwrap();
+        assert_eq!(ring.active.kid(), active.kid);
+        assert_eq!(ring.verifying.len(), 2);
+        assert_eq!(ring.retired, vec![(live.kid.clone(), 1_000)]);
+        // At the edge: until + leeway == now is no longer published.
+        let ring = KeyRing::from_records(&[active, live], 1_060, 60).unwrap();
+        assert_eq!(ring.verifying.len(), 1);
+    }
+
+    #[test]
+    fn a_ring_needs_an_active_key_and_matching_records() {
+        let retired = record(KeyState::Retired, Some(i64::MAX));
+        assert!(KeyRing::from_records(&[retired], 0, 60).is_err());
+        let mut wrong = record(KeyState::Active, None);
+        wrong.kid = "not-the-thumbprint".into();
+        assert!(KeyRing::from_records(&[wrong], 0, 60).is_err());
+    }
 }

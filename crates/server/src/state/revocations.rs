@@ -1,6 +1,6 @@
 //! Revoked agents and tokens, as every verify reads them.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use imbl::{HashMap, HashSet, OrdSet};
 
 use bonafide_core::ids::{AgentId, TokenId};
 use bonafide_store::RevocationFeed;
@@ -9,14 +9,17 @@ use bonafide_store::RevocationFeed;
 /// of them than agents registered); a token stays only until it is past `exp` plus
 /// leeway, when it can no longer verify anyway ([`RevokedSet::forget_expired`]), so
 /// memory holds the revocations of live tokens only.
-#[derive(Debug, Default)]
+///
+/// Persistent collections: a clone is O(1) and shares structure, so the read model
+/// makes a new snapshot per revocation without copying the set.
+#[derive(Debug, Default, Clone)]
 pub struct RevokedSet {
     /// Revoked agents.
     pub agents: HashSet<AgentId>,
     /// Revoked tokens and their `exp` (Unix seconds).
     pub(crate) tokens: HashMap<TokenId, i64>,
     /// The same tokens by `exp`, so the dead ones are found without a scan.
-    pub(crate) by_expiry: BTreeSet<(i64, TokenId)>,
+    pub(crate) by_expiry: OrdSet<(i64, TokenId)>,
 }
 
 impl RevokedSet {
@@ -49,10 +52,10 @@ impl RevokedSet {
     pub fn forget_expired(&mut self, now_s: i64, leeway_s: i64) -> usize {
         let dead_by = now_s.saturating_sub(leeway_s);
         let mut forgotten = 0;
-        while let Some((exp, _)) = self.by_expiry.first()
+        while let Some((exp, _)) = self.by_expiry.get_min()
             && *exp <= dead_by
         {
-            if let Some((_, jti)) = self.by_expiry.pop_first() {
+            if let Some((_, jti)) = self.by_expiry.remove_min() {
                 self.tokens.remove(&jti);
                 forgotten += 1;
             }
@@ -82,4 +85,69 @@ pub enum Revoked {
         /// Its `exp`, Unix seconds, as stored.
         expires_at_s: i64,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bonafide_store::RevokedToken;
+
+    fn jti(n: u8) -> TokenId {
+        TokenId::from_random([n; 16])
+    }
+
+    #[test]
+    fn revoked_tokens_are_forgotten_once_past_exp_plus_leeway() {
+        let mut set = RevokedSet::default();
+        let agent = AgentId::from_random([9; 16]);
+        set.agents.insert(agent.clone());
+        set.insert_token(jti(1), 1_000);
+        set.insert_token(jti(2), 2_000);
+        // Core still accepts a token at now - leeway < exp: it must stay revoked.
+        assert_eq!(set.forget_expired(1_059, 60), 0);
+        assert!(set.contains_token(&jti(1)));
+        // At the edge, now - leeway == exp, core refuses it as expired.
+        assert_eq!(set.forget_expired(1_060, 60), 1);
+        assert!(!set.contains_token(&jti(1)));
+        assert!(set.contains_token(&jti(2)));
+        assert_eq!(set.token_count(), 1);
+        // Agents are never forgotten: their tokens have no single expiry.
+        assert_eq!(set.forget_expired(i64::MAX, 0), 1);
+        assert_eq!(set.token_count(), 0);
+        assert!(set.agents.contains(&agent));
+        // Far from the clock's ends, nothing overflows.
+        set.insert_token(jti(3), i64::MIN);
+        assert_eq!(set.forget_expired(i64::MIN, i64::MAX), 1);
+    }
+
+    #[test]
+    fn a_jti_revoked_twice_is_kept_until_its_later_expiry() {
+        let mut set = RevokedSet::default();
+        set.insert_token(jti(1), 2_000);
+        set.insert_token(jti(1), 1_000);
+        set.insert_token(jti(1), 1_500);
+        assert_eq!(set.forget_expired(1_600, 0), 0);
+        assert!(set.contains_token(&jti(1)));
+        assert_eq!(set.forget_expired(2_000, 0), 1);
+        assert!(!set.contains_token(&jti(1)));
+        assert_eq!(set.by_expiry.len(), 0);
+    }
+
+    #[test]
+    fn a_feed_read_adds_agents_and_tokens() {
+        let mut set = RevokedSet::default();
+        let agent = AgentId::from_random([4; 16]);
+        set.apply(RevocationFeed {
+            agents: vec![agent.clone()],
+            tokens: vec![RevokedToken {
+                jti: jti(5),
+                expires_at_s: 500,
+            }],
+            next: 7,
+        });
+        assert!(set.agents.contains(&agent));
+        assert!(set.contains_token(&jti(5)));
+        assert_eq!(set.forget_expired(499, 0), 0);
+        assert_eq!(set.forget_expired(500, 0), 1);
+    }
 }

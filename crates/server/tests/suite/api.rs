@@ -647,7 +647,7 @@ async fn attack_tokens_are_refused_over_http() {
         .await;
     let good = reg["token"].as_str().unwrap().to_owned();
     let agent_id = reg["agent_id"].as_str().unwrap().to_owned();
-    let kid = h.state.keys.load().active.kid().to_owned();
+    let kid = h.state.keys().active.kid().to_owned();
     let parts: Vec<&str> = good.split('.').collect();
     let claims_b64 = parts[1];
     let enc = |v: &Value| b64::encode(v.to_string().as_bytes());
@@ -657,14 +657,7 @@ async fn attack_tokens_are_refused_over_http() {
         let sig = k.sign(input.as_bytes()).unwrap();
         format!("{input}.{}", b64::encode(&sig))
     };
-    let pem = h
-        .state
-        .keys
-        .load()
-        .active
-        .verifying_key()
-        .public_pem()
-        .unwrap();
+    let pem = h.state.keys().active.verifying_key().public_pem().unwrap();
     let hs256 = {
         let header = json!({"alg": "HS256", "typ": "agent+jwt", "kid": kid});
         let input = format!("{}.{claims_b64}", enc(&header));
@@ -793,7 +786,7 @@ async fn attack_tokens_are_refused_over_http() {
             {
                 let header =
                     json!({"alg": "EdDSA", "typ": "agent+jwt", "kid": kid, "crit": ["exp"]});
-                let ring = h.state.keys.load();
+                let ring = h.state.keys();
                 let input = format!("{}.{claims_b64}", enc(&header));
                 let sig = ring.active.sign(input.as_bytes()).unwrap();
                 format!("{input}.{}", b64::encode(&sig))
@@ -872,7 +865,7 @@ async fn key_rotation_keeps_old_tokens_valid_until_they_expire() {
         )
         .await;
     let old_token = reg["token"].as_str().unwrap().to_owned();
-    let old_kid = h.state.keys.load().active.kid().to_owned();
+    let old_kid = h.state.keys().active.kid().to_owned();
 
     let (st, v) = h
         .call("POST", "/v1/admin/keys/rotate", Some(&h.admin), None)
@@ -1158,7 +1151,7 @@ async fn a_retired_key_leaves_the_jwks_once_its_tokens_have_expired() {
         ..Config::default()
     })
     .await;
-    let first = h.state.keys.load().active.kid().to_owned();
+    let first = h.state.keys().active.kid().to_owned();
     let (st, v) = h
         .call("POST", "/v1/admin/keys/rotate", Some(&h.admin), None)
         .await;
@@ -1332,7 +1325,7 @@ async fn a_commit_whose_caller_goes_away_still_reaches_memory() {
     let mut seen = false;
     for _ in 0..50 {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        if h.state.revoked.read().unwrap().agents.contains(&agent) {
+        if h.state.snapshot().agent_revoked(&agent) {
             seen = true;
             break;
         }

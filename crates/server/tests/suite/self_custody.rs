@@ -439,7 +439,7 @@ async fn key_registration_errors() {
     assert_eq!(st, StatusCode::CONFLICT, "{v}");
     // The registry's own signing key cannot be registered as an issuer key (even by
     // someone who could sign with it).
-    let ring = h.state.keys.load();
+    let ring = h.state.keys();
     let registry_jwk = serde_json::to_value(ring.active.verifying_key().jwk()).unwrap();
     let proof = h.key_proof(&iss.id, &ring.active);
     let (st, v) = add_key(&h, &iss.key, json!({"jwk": registry_jwk, "proof": proof})).await;

@@ -200,7 +200,7 @@ impl Harness {
 
     /// Signs arbitrary claims with the registry's real active key.
     pub fn sign_raw(&self, payload: &str) -> String {
-        let ring = self.state.keys.load();
+        let ring = self.state.keys();
         jws::sign_compact(&ring.active, "agent+jwt", payload.as_bytes()).unwrap()
     }
 

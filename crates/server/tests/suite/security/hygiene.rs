@@ -503,21 +503,21 @@ async fn revoked_tokens_leave_memory_once_past_exp_and_leeway() {
             .await;
         assert_eq!(st, StatusCode::OK, "{v}");
     }
-    assert!(h.state.is_revoked(&agent, &live).is_some());
+    assert!(h.state.snapshot().revoked(&agent, &live).is_some());
     // The refresh forgets the dead token and does not read it back.
     eventually("the expired token's revocation leaves memory", async || {
-        h.state.is_revoked(&agent, &expired).is_none()
+        h.state.snapshot().revoked(&agent, &expired).is_none()
     })
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(h.state.is_revoked(&agent, &expired).is_none());
-    assert!(h.state.is_revoked(&agent, &live).is_some());
+    assert!(h.state.snapshot().revoked(&agent, &expired).is_none());
+    assert!(h.state.snapshot().revoked(&agent, &live).is_some());
     assert_eq!(h.verify_token(&live_token).await["error"], "TOKEN_REVOKED");
 
     // Nor does a restart load it; the live one stays revoked.
     let h = h.restart().await;
-    assert!(h.state.is_revoked(&agent, &expired).is_none());
-    assert!(h.state.is_revoked(&agent, &live).is_some());
+    assert!(h.state.snapshot().revoked(&agent, &expired).is_none());
+    assert!(h.state.snapshot().revoked(&agent, &live).is_some());
     assert_eq!(h.verify_token(&live_token).await["error"], "TOKEN_REVOKED");
 }
 

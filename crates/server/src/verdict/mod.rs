@@ -10,12 +10,14 @@
 
 use std::sync::Arc;
 
-use bonafide_core::consent::ActVersion;
-use bonafide_core::ids::{AgentId, IssuerId, TokenId};
+use bonafide_core::ids::{AgentId, TokenId};
 use bonafide_core::keys::KeyValidity;
 use bonafide_core::policy::Policy;
 use bonafide_core::token::{AgentClaims, Revoked, TokenError, VerifiedToken};
+use bonafide_core::verifier::IssuerSigned;
 use bonafide_store::Agent;
+
+pub mod action;
 
 use crate::delegation::ChainStatus;
 use crate::state::AgentKeyEntry;
@@ -27,25 +29,6 @@ pub struct Denied {
     pub error: TokenError,
     /// Agent and token id, when the signature checked out (revoked tokens).
     pub subject: Option<(AgentId, TokenId)>,
-}
-
-/// The issuer key that signed a token (self-custody), as it stood when checked.
-#[derive(Debug, Clone)]
-pub struct IssuerSigned {
-    /// The key's kid (its RFC 7638 thumbprint).
-    pub kid: String,
-    /// Its issuer.
-    pub issuer_id: IssuerId,
-    /// Its issuer's registered name.
-    pub issuer_name: String,
-    /// When the key was revoked.
-    pub revoked_at_ms: Option<i64>,
-    /// `Some` for an AgentOAuth consent token: its scopes are then the agent's
-    /// registered ones.
-    pub consent: Option<ActVersion>,
-    /// A consent token's own `scope` (space-separated in the token), if it has one:
-    /// it can only narrow the registered scopes.
-    pub consent_scopes: Option<Vec<String>>,
 }
 
 /// A token check's outcome: the token as the registry vouches for it, with the kid
@@ -85,6 +68,8 @@ impl From<Result<VerifiedToken, Denied>> for TokenCheck {
 pub trait Snapshot {
     /// Whether the agent or the token is revoked, and which.
     fn revoked(&self, agent: &AgentId, jti: &TokenId) -> Option<Revoked>;
+    /// Whether the agent is revoked (whatever its tokens).
+    fn agent_revoked(&self, agent: &AgentId) -> bool;
     /// Whether the agent is suspended.
     fn suspended(&self, agent: &AgentId) -> bool;
     /// The token's parsed policy (step 7: its hash must be `policy_hash`).
@@ -239,6 +224,8 @@ pub fn binding(
 mod tests {
     use std::collections::HashSet;
 
+    use bonafide_core::consent::ActVersion;
+    use bonafide_core::ids::IssuerId;
     use bonafide_core::jws::Header;
     use bonafide_core::keys::Algorithm;
     use bonafide_store::AgentStatus;
@@ -264,6 +251,9 @@ mod tests {
             } else {
                 None
             }
+        }
+        fn agent_revoked(&self, agent: &AgentId) -> bool {
+            self.revoked_agents.contains(agent)
         }
         fn suspended(&self, agent: &AgentId) -> bool {
             self.suspended.contains(agent)

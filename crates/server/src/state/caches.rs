@@ -1,0 +1,99 @@
+//! The caches of store records that never change once written (parsed policies,
+//! agent records, agents' keys, receivers' audiences), beside the read model's
+//! snapshot: each one [`Bounded`](crate::bounded::Bounded); a local write drops what
+//! it changed.
+
+use std::sync::Arc;
+
+use bonafide_core::ids::{AgentId, IssuerId, ReceiverId};
+use bonafide_core::policy::Policy;
+use bonafide_core::token::{self, AgentClaims, TokenError};
+use bonafide_store::{Agent, StoreError};
+
+use super::agent_keys::load_agent_keys;
+use super::{AgentKeyEntry, AppState};
+
+impl AppState {
+    /// Pipeline step 7 for a token's policy, through the cache: the parsed policy
+    /// whose JSON equals the token's and whose hash is the token's `policy_hash`.
+    pub fn policy_of(&self, claims: &AgentClaims) -> Result<Option<Arc<Policy>>, TokenError> {
+        let (Some(value), Some(hash)) = (&claims.policy, &claims.policy_hash) else {
+            return token::policy_of(claims).map(|p| p.map(Arc::new));
+        };
+        // Same hash text and same JSON: the cached parse is this token's policy.
+        if let Some(p) = self.policies.get_if(hash, |p| p.as_value() == value) {
+            return Ok(Some(p));
+        }
+        let Some(parsed) = token::policy_of(claims)? else {
+            return Ok(None);
+        };
+        let parsed = Arc::new(parsed);
+        self.policies.insert(hash.clone(), Arc::clone(&parsed));
+        Ok(Some(parsed))
+    }
+
+    /// The issuer of an agent, from memory or else the store; `None` if the agent is
+    /// not registered here.
+    pub async fn issuer_of(&self, agent: &AgentId) -> Result<Option<IssuerId>, StoreError> {
+        Ok(self.agent_record(agent).await?.map(|a| a.issuer_id.clone()))
+    }
+
+    /// An agent's record as registered, from memory or else the store; `None` if the
+    /// agent is not registered here (not cached: it may be registered later). Only
+    /// what never changes may be read from it: not `status`, nor its times.
+    pub async fn agent_record(&self, agent: &AgentId) -> Result<Option<Arc<Agent>>, StoreError> {
+        if let Some(a) = self.agents.get(agent) {
+            return Ok(Some(a));
+        }
+        let Some(record) = self.store.agent(agent).await? else {
+            return Ok(None);
+        };
+        let record = Arc::new(record);
+        self.agents.insert(agent.clone(), Arc::clone(&record));
+        Ok(Some(record))
+    }
+
+    /// An agent's own keys (current and retired, oldest first), from memory if read
+    /// from the store less than [`Config::key_refresh`] ago, else from the store.
+    pub async fn agent_keys(&self, agent: &AgentId) -> Result<Arc<[AgentKeyEntry]>, StoreError> {
+        if let Some(keys) = self.agent_keys.get(agent) {
+            return Ok(keys);
+        }
+        let keys = load_agent_keys(self.store.agent_keys(agent).await?);
+        self.agent_keys.insert(agent.clone(), Arc::clone(&keys));
+        Ok(keys)
+    }
+
+    /// The audiences a receiver verifies as (`None`: no such receiver), through a
+    /// cache like [`AppState::agent_keys`]'s.
+    pub async fn receiver_audiences(
+        &self,
+        receiver: &ReceiverId,
+    ) -> Result<Option<Arc<[String]>>, StoreError> {
+        if let Some(list) = self.receiver_audiences.get(receiver) {
+            return Ok(Some(list));
+        }
+        let Some(record) = self.store.receiver(receiver).await? else {
+            return Ok(None);
+        };
+        let list: Arc<[String]> = record.audiences.into();
+        self.receiver_audiences
+            .insert(receiver.clone(), Arc::clone(&list));
+        Ok(Some(list))
+    }
+
+    /// Drops the cached audiences of a receiver.
+    ///
+    /// INVARIANT: call after a local change commits and before answering.
+    pub fn forget_receiver(&self, receiver: &ReceiverId) {
+        self.receiver_audiences.remove(receiver);
+    }
+
+    /// Drops the cached keys of an agent.
+    ///
+    /// INVARIANT: call after a local rotation commits and before answering, so the
+    /// next verify in this process reads the new key set.
+    pub fn forget_agent_keys(&self, agent: &AgentId) {
+        self.agent_keys.remove(agent);
+    }
+}
