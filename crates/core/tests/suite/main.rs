@@ -13,5 +13,6 @@ mod parsers_never_panic;
 mod policy;
 mod properties;
 mod receipt;
+mod status_list;
 mod tlog_proof;
 mod vectors;
