@@ -2,6 +2,12 @@
 //! (`tests/data/status_list/draft_vectors.json`, checked with Python's zlib when
 //! they were written down): every entry of each list decodes to the status the draft
 //! lists, and what our encoder writes decodes to the same bytes.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::collections::HashMap;
 use std::path::Path;
