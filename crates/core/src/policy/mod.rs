@@ -45,8 +45,9 @@
 //! - `limits` (optional): at least one of `per_txn {amount, currency}` and
 //!   `per_period {amount, currency, period}`; both in the same currency. Amounts and
 //!   currencies follow [`money`].
-//! - `constraints.time` (optional): `tz` (required; an IANA name spelled exactly as
-//!   in the tz database, e.g. `America/New_York`), `dow` (optional, 1–7 distinct
+//! - `constraints.time` (optional): `tz` (optional, UTC when absent as pol.v0.2 says;
+//!   an IANA name spelled exactly as in the tz database, e.g. `America/New_York`),
+//!   `dow` (optional, 1–7 distinct
 //!   days of `Mon Tue Wed Thu Fri Sat Sun`), `start`/`end` (optional, together,
 //!   `"HH:MM"` with `00`–`23` and `00`–`59`, not equal).
 //! - `strict` (optional boolean, default false), `meta` (optional object, at most
@@ -62,7 +63,8 @@
 //! prefix, only an exact entry of `ids`.
 //!
 //! The policy's zone is `constraints.time.tz`, or UTC when there is no time
-//! constraint; both the time window and the budget periods are read in it.
+//! constraint or it names no zone; both the time window and the budget periods are
+//! read in it.
 //!
 //! # Hash
 //!
@@ -880,10 +882,14 @@ fn time_constraint(v: &Value, sink: &mut Sink) -> Option<(Option<TimeWindow>, Ti
         sink,
     )?;
     let tzpath = join(path, "tz");
-    let zone = sink.keep(required(map, path, "tz").and_then(|tz| {
-        let tz = string(tz, &tzpath)?;
-        time_zone(tz).map_err(|p| field(&tzpath, p))
-    }));
+    // `tz` is optional in pol.v0.2: a window without one is in UTC, as AgentOAuth's
+    // SDK writes them.
+    let zone = match map.get("tz") {
+        None => Some(TimeZone::UTC),
+        Some(tz) => sink.keep(string(tz, &tzpath).and_then(|tz| {
+            time_zone(tz).map_err(|p| field(&tzpath, p))
+        })),
+    };
 
     let days = match map.get("dow") {
         None => Some(0x7f),
