@@ -3,7 +3,9 @@
 //! Grammar (a subset of RFC 6749 §3.3 scope-token, so OAuth libraries accept it):
 //! `verb ":" resource (":" qualifier)*`, each part `[a-z0-9][a-z0-9_.-]*`, lowercase
 //! ASCII only, at most 64 characters and 4 parts. Examples: `read:portfolio`,
-//! `write:email`, `call:agents:billing`.
+//! `write:email`, `call:agents:billing`. A scope without `:` is the dotted form
+//! AgentOAuth uses (`payments.send`): 2 to 4 `.`-separated parts, each
+//! `[a-z0-9][a-z0-9_-]*`.
 
 use serde::Serialize;
 
@@ -115,7 +117,7 @@ pub const CATALOG: &[ScopeInfo] = &[
 pub enum ScopeError {
     /// Does not follow the grammar.
     #[error(
-        "scope `{0}` is invalid: use lowercase `verb:resource` such as `read:portfolio` ([a-z0-9_.-], 2 to 4 parts, at most 64 characters)"
+        "scope `{0}` is invalid: use lowercase `verb:resource` such as `read:portfolio` ([a-z0-9_.-], 2 to 4 parts, at most 64 characters) or the dotted `resource.verb` such as `payments.send`"
     )]
     Grammar(String),
     /// Too many scopes.
@@ -137,7 +139,13 @@ pub fn validate(scope: &str) -> Result<(), ScopeError> {
     if scope.is_empty() || scope.len() > MAX_SCOPE_LEN {
         return Err(bad());
     }
-    let parts: Vec<&str> = scope.split(':').collect();
+    // The colon form, or else the dotted form (whose parts cannot hold a dot).
+    let (separator, inner): (char, &[u8]) = if scope.contains(':') {
+        (':', b"_.-")
+    } else {
+        ('.', b"_-")
+    };
+    let parts: Vec<&str> = scope.split(separator).collect();
     if !(2..=4).contains(&parts.len()) {
         return Err(bad());
     }
@@ -147,9 +155,7 @@ pub fn validate(scope: &str) -> Result<(), ScopeError> {
             Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit() => {}
             _ => return Err(bad()),
         }
-        if !bytes.all(|c| {
-            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'_' | b'.' | b'-')
-        }) {
+        if !bytes.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || inner.contains(&c)) {
             return Err(bad());
         }
     }
@@ -195,6 +201,10 @@ mod tests {
             "a:b",
             "read:v1.accounts",
             "x-y:z_w",
+            // AgentOAuth's dotted form.
+            "payments.send",
+            "calendar.events.read",
+            "a.b.c.d",
         ] {
             validate(good).unwrap();
         }
@@ -210,6 +220,13 @@ mod tests {
             "read:é",
             "read:\"x\"",
             "read:*",
+            "payments",
+            "payments.",
+            ".send",
+            "payments..send",
+            "a.b.c.d.e",
+            "Payments.send",
+            "payments.send*",
         ] {
             assert!(validate(bad).is_err(), "{bad}");
         }

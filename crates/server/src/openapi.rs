@@ -414,7 +414,8 @@ pub mod values {
     );
 
     /// A scope: `verb:resource` (2 to 4 `:`-separated parts of lowercase letters,
-    /// digits, `_`, `.` and `-`, each starting with a letter or digit), at most 64
+    /// digits, `_`, `.` and `-`, each starting with a letter or digit) or the dotted
+    /// `resource.verb` (2 to 4 `.`-separated parts without `.`), at most 64
     /// characters (`bonafide_core::scopes::validate`).
     #[derive(Debug)]
     pub struct Scope;
@@ -422,13 +423,16 @@ pub mod values {
     impl utoipa::PartialSchema for Scope {
         fn schema() -> RefOr<Schema> {
             const PART: &str = "[a-z0-9][a-z0-9_.-]*";
+            const DOTTED: &str = "[a-z0-9][a-z0-9_-]*";
             ObjectBuilder::new()
                 .schema_type(Type::String)
                 .min_length(Some(3))
                 .max_length(Some(64))
-                .pattern(Some(format!("^{PART}(:{PART}){{1,3}}$")))
+                .pattern(Some(format!(
+                    "^({PART}(:{PART}){{1,3}}|{DOTTED}(\\.{DOTTED}){{1,3}})$"
+                )))
                 .description(Some(
-                    "A scope, `verb:resource` (see `GET /v1/scopes`): 2 to 4 `:`-separated parts of lowercase letters, digits, `_`, `.` and `-`, each starting with a letter or digit; at most 64 characters.",
+                    "A scope, `verb:resource` (see `GET /v1/scopes`): 2 to 4 `:`-separated parts of lowercase letters, digits, `_`, `.` and `-`, each starting with a letter or digit; or the dotted `resource.verb` (`payments.send`): 2 to 4 `.`-separated parts of lowercase letters, digits, `_` and `-`; at most 64 characters.",
                 ))
                 .into()
         }

@@ -886,9 +886,8 @@ fn time_constraint(v: &Value, sink: &mut Sink) -> Option<(Option<TimeWindow>, Ti
     // SDK writes them.
     let zone = match map.get("tz") {
         None => Some(TimeZone::UTC),
-        Some(tz) => sink.keep(string(tz, &tzpath).and_then(|tz| {
-            time_zone(tz).map_err(|p| field(&tzpath, p))
-        })),
+        Some(tz) => sink
+            .keep(string(tz, &tzpath).and_then(|tz| time_zone(tz).map_err(|p| field(&tzpath, p)))),
     };
 
     let days = match map.get("dow") {

@@ -163,7 +163,7 @@ pub async fn scopes() -> ApiJson<ScopeCatalog> {
             })
             .collect(),
         grammar: format!(
-            "verb:resource[:qualifier…], each part [a-z0-9][a-z0-9_.-]*, 2 to 4 parts, at most {} characters; issuers may grant their own scopes that follow it",
+            "verb:resource[:qualifier…], each part [a-z0-9][a-z0-9_.-]*, 2 to 4 parts, or resource.verb (payments.send), 2 to 4 parts of [a-z0-9][a-z0-9_-]*; at most {} characters; issuers may grant their own scopes that follow it",
             scopes::MAX_SCOPE_LEN
         ),
     })

@@ -1332,3 +1332,34 @@ async fn a_commit_whose_caller_goes_away_still_reaches_memory() {
     }
     assert!(seen, "the change never reached the read model");
 }
+
+/// AgentOAuth's dotted scopes (`payments.send`) are granted and verify like the colon
+/// form; a malformed one is refused with the grammar in the message.
+#[tokio::test]
+async fn dotted_scopes_are_scopes() {
+    let h = start().await;
+    let key = h.issuer("dotted.example").await;
+    let agent = h
+        .register(
+            &key,
+            json!({"name": "Payer", "scopes": ["payments.send", "read:files"]}),
+        )
+        .await;
+    let token = agent["token"].as_str().unwrap();
+    let v = h
+        .verify(json!({"token": token, "scopes_requested": ["payments.send"]}))
+        .await;
+    assert_eq!(v["valid"], true, "{v}");
+    for bad in ["payments..send", "Payments.send", "payments", "a.b.c.d.e"] {
+        let (st, v) = h
+            .call(
+                "POST",
+                "/v1/agents/register",
+                Some(&key),
+                Some(json!({"name": "Bad", "scopes": [bad]})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {v}");
+        assert!(v.to_string().contains("payments.send"), "{bad}: {v}");
+    }
+}
