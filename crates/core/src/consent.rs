@@ -143,8 +143,8 @@ pub struct ConsentClaims {
     pub user: String,
     /// The agent, as the issuer names it (see [`ConsentToken::agent_id`]).
     pub agent: String,
-    /// Space- or comma-separated actions, informational: the policy's `actions` are
-    /// what a verifier enforces.
+    /// Space-separated scopes (an array in the token is joined with spaces); they
+    /// can only narrow the agent's registered scopes.
     pub scope: Option<String>,
     /// The consent policy (`pol.v0.2`), its hash already checked.
     pub policy: serde_json::Value,
@@ -250,11 +250,12 @@ pub fn token_id(issuer: &IssuerId, jti: &str) -> TokenId {
 #[derive(Deserialize)]
 struct RawClaims {
     ver: String,
-    iss: String,
+    #[serde(default)]
+    iss: Option<String>,
     user: String,
     agent: String,
     #[serde(default)]
-    scope: Option<String>,
+    scope: Option<ScopeClaim>,
     #[serde(default)]
     policy: Option<serde_json::Value>,
     #[serde(default)]
@@ -271,6 +272,35 @@ struct RawClaims {
     aud: Option<Audience>,
 }
 
+/// `scope` as AgentOAuth writes it: a space-separated string, or an array of strings.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ScopeClaim {
+    Text(String),
+    List(Vec<String>),
+}
+
+impl ScopeClaim {
+    /// The space-separated form; an array item that is empty or holds whitespace
+    /// would change what the list says once joined, so it is refused.
+    fn into_text(self) -> Result<String, TokenError> {
+        match self {
+            ScopeClaim::Text(t) => Ok(t),
+            ScopeClaim::List(items) => {
+                if items
+                    .iter()
+                    .any(|i| i.is_empty() || i.chars().any(char::is_whitespace))
+                {
+                    return Err(TokenError::Claims(
+                        "`scope` array items must be non-empty and hold no whitespace".into(),
+                    ));
+                }
+                Ok(items.join(" "))
+            }
+        }
+    }
+}
+
 /// Verifies a consent token with `key`: size and shape, header (`alg` EdDSA and the
 /// key's algorithm, `typ` absent or `JWT`, no `crit` or key-carrying members), the
 /// signature, then the claims: strict JSON (no duplicate members, bounded depth),
@@ -284,6 +314,20 @@ pub fn verify(
     key: &VerifyingKey,
     opts: &VerifyOptions,
     now: i64,
+) -> Result<ConsentToken, TokenError> {
+    verify_with(text, key, opts, now, None)
+}
+
+/// [`verify`], where a token without `iss` is the issuer `key_issuer`'s: for a caller
+/// that chose `key` by the registered thumbprint the header's `kid` names (AgentOAuth's
+/// SDK leaves `iss` out by default), so the key alone says whose token it is. With
+/// `None`, `iss` is required.
+pub fn verify_with(
+    text: &str,
+    key: &VerifyingKey,
+    opts: &VerifyOptions,
+    now: i64,
+    key_issuer: Option<&str>,
 ) -> Result<ConsentToken, TokenError> {
     // Size and shape, header (no `crit`, nothing of the forbidden table, EdDSA, `typ`
     // `JWT` or none), the key's algorithm, the signature, then strict JSON claims:
@@ -306,11 +350,15 @@ pub fn verify(
     }
     crate::token::check_lifetime(raw.iat, exp, opts.max_lifetime_secs, now)?;
     opts.audience.check(raw.aud.as_ref())?;
-    if !opts.issuers.contains(&raw.iss) {
-        return Err(TokenError::IssuerUnknown(
-            raw.iss.chars().take(128).collect(),
-        ));
+    let iss = match (raw.iss, key_issuer) {
+        (Some(iss), _) => iss,
+        (None, Some(issuer)) => issuer.to_owned(),
+        (None, None) => return Err(TokenError::Claims("`iss` is required".into())),
+    };
+    if !opts.issuers.contains(&iss) {
+        return Err(TokenError::IssuerUnknown(iss.chars().take(128).collect()));
     }
+    let scope = raw.scope.map(ScopeClaim::into_text).transpose()?;
     let jti = raw
         .jti
         .ok_or_else(|| TokenError::Claims("`jti` is required".into()))?;
@@ -344,10 +392,10 @@ pub fn verify(
         header,
         claims: ConsentClaims {
             version,
-            iss: raw.iss,
+            iss,
             user: raw.user,
             agent: raw.agent,
-            scope: raw.scope,
+            scope,
             policy,
             policy_hash,
             iat: raw.iat,
@@ -639,6 +687,63 @@ mod tests {
         assert!(matches!(
             verify(&token, sk.verifying_key(), &opts(), NOW).unwrap_err(),
             TokenError::Json(Segment::Payload, json::JsonError::DuplicateKey(k)) if k == "exp"
+        ));
+    }
+
+    #[test]
+    fn scope_may_be_an_array_of_scopes() {
+        let sk = key();
+        let mut c = claims();
+        c["scope"] = json!(["payments.send", "read:files"]);
+        let t = verify(&sign(&sk, &c), sk.verifying_key(), &opts(), NOW).unwrap();
+        assert_eq!(t.claims.scope.as_deref(), Some("payments.send read:files"));
+        for bad in [json!(["a b"]), json!([""]), json!([1]), json!(7)] {
+            c["scope"] = bad.clone();
+            assert!(
+                matches!(
+                    verify(&sign(&sk, &c), sk.verifying_key(), &opts(), NOW),
+                    Err(TokenError::Claims(_) | TokenError::Json(..))
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn iss_may_be_left_out_only_when_the_key_says_whose_token_it_is() {
+        let sk = key();
+        let mut c = claims();
+        c.as_object_mut().unwrap().remove("iss");
+        let token = sign(&sk, &c);
+        assert_eq!(
+            verify(&token, sk.verifying_key(), &opts(), NOW).unwrap_err(),
+            TokenError::Claims("`iss` is required".into())
+        );
+        let t = verify_with(&token, sk.verifying_key(), &opts(), NOW, Some(ISS)).unwrap();
+        assert_eq!(t.claims.iss, ISS);
+        // The key's issuer must still be one the verifier accepts.
+        assert!(matches!(
+            verify_with(
+                &token,
+                sk.verifying_key(),
+                &opts(),
+                NOW,
+                Some("https://other.example")
+            ),
+            Err(TokenError::IssuerUnknown(_))
+        ));
+        // An `iss` the token does carry is what counts, key or not.
+        let mut other = claims();
+        other["iss"] = json!("https://other.example");
+        assert!(matches!(
+            verify_with(
+                &sign(&sk, &other),
+                sk.verifying_key(),
+                &opts(),
+                NOW,
+                Some(ISS)
+            ),
+            Err(TokenError::IssuerUnknown(_))
         ));
     }
 }

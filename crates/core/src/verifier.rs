@@ -248,7 +248,10 @@ impl Verifier<'_> {
                 Some(iss) if names_issuer(iss, entry) => vec![iss.clone()],
                 _ => vec![entry.issuer_id.to_string()],
             };
-            let verified = match consent::verify(text, &entry.key, &opts, now_s) {
+            // A key named by its registered thumbprint says whose token it is: `iss`
+            // may then be left out (AgentOAuth's SDK does by default).
+            let key_issuer = named.map(|e| e.issuer_id.as_str());
+            let verified = match consent::verify_with(text, &entry.key, &opts, now_s, key_issuer) {
                 Ok(v) => v,
                 Err(TokenError::BadSignature) => {
                     error = TokenError::BadSignature;

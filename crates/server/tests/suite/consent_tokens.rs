@@ -360,3 +360,47 @@ fn did_web_prefix(h: &Harness) -> String {
         .unwrap_or_else(|| panic!("unexpected did:web form `{did}`"))
         .to_owned()
 }
+
+/// AgentOAuth's SDK leaves `iss` out by default and may write `scope` as an array: a
+/// consent token whose `kid` is the registered thumbprint is its key's issuer's
+/// without `iss`; one whose `kid` is the issuer's own name for the key still needs
+/// `iss` to pick the issuer.
+#[tokio::test]
+async fn a_consent_token_without_iss_is_its_registered_key_s_issuer_s() {
+    let h = start().await;
+    let iss = issuer(&h, "noiss.example").await;
+    let key = node_key();
+    let proof = h.key_proof(&iss.id, &key.signing_key());
+    let (st, reg) = h
+        .call(
+            "POST",
+            "/v1/issuer/keys",
+            Some(&iss.key),
+            Some(json!({"jwk": key.public, "proof": proof})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{reg}");
+    let kid = reg["kid"].as_str().unwrap().to_owned();
+    let agent = h
+        .register(
+            &iss.key,
+            json!({"name": "Travel AI", "scopes": ["payments.send", "payments:read"]}),
+        )
+        .await["agent_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut claims = consent_claims("unused", &agent);
+    claims.as_object_mut().unwrap().remove("iss");
+    claims["scope"] = json!(["payments.send"]);
+    let token = act_token(&key, &kid, &claims);
+    let v = h.verify_token(&token).await;
+    assert_eq!(v["valid"], true, "{v}");
+    assert_eq!(v["agent"]["id"], agent.as_str(), "{v}");
+    // The token's array `scope` narrows the registered scopes.
+    assert_eq!(v["agent"]["active_scopes"], json!(["payments.send"]), "{v}");
+    // Named by the issuer's own name for the key, the token must say whose it is.
+    let other = act_token(&key, "key-001", &claims);
+    let v = h.verify_token(&other).await;
+    assert_eq!(v["valid"], false, "{v}");
+}
