@@ -66,7 +66,7 @@ use bonafide_core::merkle::{self, Hash, HashReader, Prefetched};
 use bonafide_core::policy::Decimal;
 use bonafide_server::audit::AuditLog;
 use bonafide_store::{
-    Agent, AgentKey, ApiKeyRecord, AuditRecord, AuditRow, BudgetKey, CheckpointRecord,
+    Agent, AgentKey, ApiKeyRecord, AuditRecord, AuditRow, BudgetKey, CheckpointRecord, Cursor,
     DecisionItem, DecisionOutcome, Issuer, IssuerKey, LogKeyRecord, Page, ReceiptKeyRecord,
     ReceiptRecord, Receiver, RevocationFeed, Revocations, SigningKeyRecord, SqliteStore, Store,
     StoreError, TokenRecord,
@@ -486,9 +486,9 @@ impl Store for CountingStore {
     async fn list_agents(
         &self,
         i: &IssuerId,
-        after: Option<&AgentId>,
+        after: Option<&Cursor>,
         limit: u32,
-    ) -> StoreResult<Page<Agent, AgentId>> {
+    ) -> StoreResult<Page<Agent>> {
         self.inner.list_agents(i, after, limit).await
     }
     async fn revoke_agent(

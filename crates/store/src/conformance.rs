@@ -24,7 +24,7 @@ use tokio::task::JoinSet;
 
 use crate::{
     Agent, AgentKey, AgentStatus, AncestorBudget, ApiKeyRecord, AuditRecord, BudgetCharge,
-    BudgetKey, CheckpointRecord, ConflictKind, Decided, DecisionItem, DecisionOutcome,
+    BudgetKey, CheckpointRecord, ConflictKind, Cursor, Decided, DecisionItem, DecisionOutcome,
     DelegationRecord, IdempotencyClaim, Issuer, IssuerKey, KeyState, LogKeyRecord,
     ReceiptKeyRecord, ReceiptRecord, Receiver, RevocationFeed, Revocations, RevokedToken,
     SigningKeyRecord, Store, StoreError, TokenRecord,
@@ -65,6 +65,7 @@ macro_rules! conformance_tests {
             create_agent_for_unknown_issuer_is_not_found,
             list_agents_paginates_oldest_first,
             list_agents_is_isolated_by_issuer,
+            list_agents_pages_in_commit_order_while_agents_are_added,
             revoke_agent_revokes_its_tokens,
             revoke_agent_twice_keeps_first_revocation,
             revoke_agent_of_another_issuer_is_not_found,
@@ -702,16 +703,23 @@ pub async fn list_agents_paginates_oldest_first(store: Arc<dyn Store>) {
 
     let mut seen = Vec::new();
     let mut sizes = Vec::new();
-    let mut after: Option<AgentId> = None;
+    let mut after: Option<Cursor> = None;
     loop {
         let page = store
             .list_agents(&issuer.id, after.as_ref(), 10)
             .await
             .unwrap();
         sizes.push(page.items.len());
-        // `next` names the page's last agent, nothing else.
+        // `next` is after the page's last agent, and reads back as written.
         if let Some(next) = &page.next {
-            assert_eq!(Some(next), page.items.last().map(|a| &a.id));
+            assert_eq!(
+                Some(next),
+                page.items
+                    .last()
+                    .map(|a| Cursor::after_agent(&a.id))
+                    .as_ref()
+            );
+            assert_eq!(next.to_string().parse::<Cursor>().as_ref(), Ok(next));
         }
         seen.extend(page.items);
         match page.next {
@@ -730,7 +738,69 @@ pub async fn list_agents_paginates_oldest_first(store: Arc<dyn Store>) {
     assert_eq!(all.next, None, "an exact fit has no next page");
     let one = store.list_agents(&issuer.id, None, 1).await.unwrap();
     assert_eq!(one.items, created[..1]);
-    assert_eq!(one.next.as_ref(), Some(&created[0].id));
+    assert_eq!(one.next, Some(Cursor::after_agent(&created[0].id)));
+}
+
+/// Agents registered while a caller pages (interleaved with its pages, and by
+/// concurrent writers) come after every cursor handed out before they committed:
+/// the pages hold every agent exactly once, in commit order.
+pub async fn list_agents_pages_in_commit_order_while_agents_are_added(store: Arc<dyn Store>) {
+    let (issuer, _) = issuer(&*store).await;
+    for _ in 0..3 {
+        agent(&*store, &issuer.id).await;
+    }
+    let writers: Vec<_> = (0..4)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            let issuer = issuer.id.clone();
+            tokio::spawn(async move {
+                for _ in 0..5 {
+                    agent(&*store, &issuer).await;
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect();
+    let mut seen: Vec<AgentId> = Vec::new();
+    let mut after: Option<Cursor> = None;
+    let mut writers_done = false;
+    loop {
+        let page = store
+            .list_agents(&issuer.id, after.as_ref(), 2)
+            .await
+            .unwrap();
+        seen.extend(page.items.iter().map(|a| a.id.clone()));
+        // One more agent between pages, whatever the writers do.
+        agent(&*store, &issuer.id).await;
+        if let Some(last) = page.items.last() {
+            after = Some(Cursor::after_agent(&last.id));
+        }
+        if page.next.is_none() {
+            if writers_done {
+                break;
+            }
+            for w in &writers {
+                while !w.is_finished() {
+                    tokio::task::yield_now().await;
+                }
+            }
+            writers_done = true;
+        }
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    // The agent added after the last page is read by one more page from its cursor.
+    let tail = store
+        .list_agents(&issuer.id, after.as_ref(), 1000)
+        .await
+        .unwrap();
+    seen.extend(tail.items.iter().map(|a| a.id.clone()));
+    let all = store.list_agents(&issuer.id, None, 1000).await.unwrap();
+    let all: Vec<AgentId> = all.items.into_iter().map(|a| a.id).collect();
+    assert_eq!(seen, all, "every agent once, in the listing's order");
+    let distinct: HashSet<&AgentId> = seen.iter().collect();
+    assert_eq!(distinct.len(), seen.len());
 }
 
 /// An issuer lists only its own agents.
@@ -756,16 +826,31 @@ pub async fn list_agents_is_isolated_by_issuer(store: Arc<dyn Store>) {
     // A page after another issuer's agent, or an unknown one, is `NotFound`: one
     // issuer's cursor is no position in another's list.
     assert_eq!(
-        store.list_agents(&a.id, Some(&b1.id), 100).await,
+        store
+            .list_agents(&a.id, Some(&Cursor::after_agent(&b1.id)), 100)
+            .await,
         Err(StoreError::NotFound)
     );
     assert_eq!(
         store
-            .list_agents(&a.id, Some(&AgentId::from_random(unique())), 100)
+            .list_agents(
+                &a.id,
+                Some(&Cursor::after_agent(&AgentId::from_random(unique()))),
+                100
+            )
             .await,
         Err(StoreError::NotFound)
     );
-    let page = store.list_agents(&a.id, Some(&a1.id), 100).await.unwrap();
+    // Well-formed text that names no agent at all.
+    let text: Cursor = bonafide_core::b64::encode(b"iss_x").parse().unwrap();
+    assert_eq!(
+        store.list_agents(&a.id, Some(&text), 100).await,
+        Err(StoreError::NotFound)
+    );
+    let page = store
+        .list_agents(&a.id, Some(&Cursor::after_agent(&a1.id)), 100)
+        .await
+        .unwrap();
     assert_eq!(page.items, [a2]);
 }
 

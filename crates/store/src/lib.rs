@@ -20,6 +20,7 @@ use bonafide_core::policy::Decimal;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod ledger;
+pub mod log;
 mod sqlite;
 
 pub use sqlite::SqliteStore;
@@ -489,15 +490,80 @@ impl fmt::Debug for ReceiptKeyRecord {
     }
 }
 
-/// One page of a listing. `next` names the last item, to pass back for the next page:
-/// an id the caller already holds, never an internal position (which would show how
-/// many items others created).
+/// One page of a listing: its items in commit order (the order in which their
+/// creations committed) and, if more may follow, the [`Cursor`] after the last one.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Page<T, C> {
+pub struct Page<T, C = Cursor> {
     /// The items, oldest first.
     pub items: Vec<T>,
-    /// The last item's id, if more may follow.
+    /// Where the next page starts, if more may follow.
     pub next: Option<C>,
+}
+
+/// Where a listing resumes: after an item the caller has just been shown.
+///
+/// Opaque text on the wire (base64url, [`fmt::Display`] and [`std::str::FromStr`]).
+/// It names the item, never an internal position, so it shows nothing of how many
+/// items others created. Listings are in commit order, which every backend keeps
+/// (each creation takes the audit log head, see [`log`]): an item whose creation
+/// commits after a page was read sorts after that page's cursor, so paging while
+/// items are being created never repeats or skips one.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Cursor {
+    /// The id of the last item shown.
+    after: String,
+}
+
+/// Longest cursor text accepted (an id is far shorter).
+const MAX_CURSOR_LEN: usize = 256;
+
+impl Cursor {
+    /// The cursor after the agent `id`, for [`Store::list_agents`].
+    pub fn after_agent(id: &AgentId) -> Self {
+        Cursor {
+            after: id.as_str().to_owned(),
+        }
+    }
+
+    /// The agent the cursor is after, if it names one.
+    pub fn agent(&self) -> Option<AgentId> {
+        AgentId::try_from(self.after.as_str()).ok()
+    }
+}
+
+impl fmt::Debug for Cursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Cursor").field(&self.after).finish()
+    }
+}
+
+impl fmt::Display for Cursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&bonafide_core::b64::encode(self.after.as_bytes()))
+    }
+}
+
+/// Text that is not a cursor a listing gave out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a cursor: pass back `next_cursor` exactly as received")]
+pub struct CursorError;
+
+impl std::str::FromStr for Cursor {
+    type Err = CursorError;
+
+    /// Accepts what [`Cursor`]'s `Display` writes: base64url of printable ASCII. A
+    /// well-formed cursor may still name nothing; the listing then says `NotFound`.
+    fn from_str(text: &str) -> Result<Self, CursorError> {
+        if text.is_empty() || text.len() > MAX_CURSOR_LEN {
+            return Err(CursorError);
+        }
+        let bytes = bonafide_core::b64::decode(text).map_err(|_| CursorError)?;
+        if bytes.is_empty() || !bytes.iter().all(u8::is_ascii_graphic) {
+            return Err(CursorError);
+        }
+        let after = String::from_utf8(bytes).map_err(|_| CursorError)?;
+        Ok(Cursor { after })
+    }
 }
 
 /// A token the registry issued (never the token text).
@@ -788,15 +854,16 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     ) -> Result<(), StoreError>;
     /// The agent with this id, whoever owns it.
     async fn agent(&self, id: &AgentId) -> Result<Option<Agent>, StoreError>;
-    /// The issuer's agents, oldest first, after the agent `after` (a `next` of an
-    /// earlier page), at most `limit`. `NotFound` if `after` is not an agent of this
-    /// issuer.
+    /// The issuer's agents in commit order (oldest first), after the cursor `after`
+    /// (a `next` of an earlier page), at most `limit`. An agent registered while a
+    /// caller pages comes after every cursor handed out before it committed: no agent
+    /// is repeated or skipped. `NotFound` if `after` names no agent of this issuer.
     async fn list_agents(
         &self,
         issuer: &IssuerId,
-        after: Option<&AgentId>,
+        after: Option<&Cursor>,
         limit: u32,
-    ) -> Result<Page<Agent, AgentId>, StoreError>;
+    ) -> Result<Page<Agent>, StoreError>;
     /// Revokes an agent of this issuer and every token it has. `NotFound` if the agent
     /// does not exist or is another issuer's. Revoking twice returns the first
     /// revocation unchanged. Revoking a suspended agent ends its suspension: it is
