@@ -24,10 +24,10 @@ use tokio::task::JoinSet;
 
 use crate::{
     Agent, AgentKey, AgentStatus, AncestorBudget, ApiKeyRecord, AuditRecord, BudgetCharge,
-    BudgetKey, CheckpointRecord, ConflictKind, Cursor, Decided, DecisionItem, DecisionOutcome,
-    DelegationRecord, IdempotencyClaim, Issuer, IssuerKey, KeyState, LogKeyRecord,
-    ReceiptKeyRecord, ReceiptRecord, Receiver, RevocationFeed, Revocations, RevokedToken,
-    SigningKeyRecord, Store, StoreError, TokenRecord,
+    BudgetKey, Change, ChangeFeed, ChangePosition, CheckpointRecord, ConflictKind, Cursor, Decided,
+    DecisionItem, DecisionOutcome, DelegationRecord, IdempotencyClaim, Issuer, IssuerKey, KeyState,
+    LogKeyRecord, ReceiptKeyRecord, ReceiptRecord, Receiver, RevocationFeed, Revocations,
+    RevokedToken, SigningKeyRecord, Store, StoreError, TokenRecord,
 };
 
 /// Expands to one `#[tokio::test]` per conformance case.
@@ -83,6 +83,9 @@ macro_rules! conformance_tests {
             record_token_twice_conflicts,
             revocations_list_revoked_agents_and_tokens,
             revocations_since_reads_only_what_changed,
+            changes_since_names_every_change_in_commit_order,
+            changes_since_pages_and_leaves_out_expired_tokens,
+            changes_since_misses_nothing_under_concurrent_writers,
             signing_key_first_rotation,
             signing_key_rotation_publishes_until_last_expiry,
             late_token_of_a_retired_key_extends_its_publication,
@@ -3850,4 +3853,357 @@ pub async fn issuer_domain_needs_a_live_key_of_the_issuer(store: Arc<dyn Store>)
     assert_eq!(store.issuer_domain(&a.id).await.unwrap(), None);
     assert!(store.issuer_domains().await.unwrap().is_empty());
     assert_eq!(store.audit_size().await.unwrap(), size);
+}
+
+// ---- the change feed
+
+/// Everything after `after`, read in one go (the feed's cap is far above a case's).
+async fn changes_after(store: &dyn Store, after: ChangePosition, expired_by_s: i64) -> ChangeFeed {
+    let feed = store
+        .changes_since(after, expired_by_s, crate::log::MAX_CHANGES)
+        .await
+        .unwrap();
+    assert!(!feed.more, "a case's changes fit one read");
+    feed
+}
+
+/// Every kind of write that changes what readers mirror records its change, in commit
+/// order, once; writes that change nothing (a second revocation, a second suspension,
+/// a decision, a plain audit append) and writes that fail record none.
+pub async fn changes_since_names_every_change_in_commit_order(store: Arc<dyn Store>) {
+    let start = changes_after(&*store, ChangePosition::START, 0).await;
+    assert_eq!(start.changes, []);
+    let mut expected = Vec::new();
+
+    // API keys: adding changes nothing mirrored; revoking does.
+    let (kept, gone) = (key_hash(KeyKind::Admin), key_hash(KeyKind::Admin));
+    for hash in [&kept, &gone] {
+        store
+            .add_admin_key(hash, T0_MS, &audit_note())
+            .await
+            .unwrap();
+    }
+    store
+        .revoke_admin_key(&gone, T0_MS, &audit_note())
+        .await
+        .unwrap();
+    expected.push(Change::ApiKeyRevoked(gone));
+
+    // Receivers: new audiences; a refused change records nothing.
+    let (issuer, _) = issuer(&*store).await;
+    let rcv = receiver(&*store).await;
+    let other = receiver(&*store).await;
+    store
+        .set_receiver_audiences(&rcv.id, &["aud-1".to_owned()], &audit_note())
+        .await
+        .unwrap();
+    expected.push(Change::ReceiverChanged(rcv.id.clone()));
+    let taken = store
+        .set_receiver_audiences(&other.id, &["aud-1".to_owned()], &audit_note())
+        .await;
+    assert!(matches!(taken, Err(StoreError::Conflict(_))), "{taken:?}");
+
+    // Agent keys: registered with a key, then rotated.
+    let a = new_agent(&issuer.id, T0_MS);
+    let a_token = new_token(&a, "kid-1", T0_S, T0_S + 900);
+    let a_key = new_agent_key(&a.id, T0_MS);
+    store
+        .create_agent(&a, &a_token, Some(&a_key), &audit_note())
+        .await
+        .unwrap();
+    expected.push(Change::AgentKeysChanged(a.id.clone()));
+    store
+        .rotate_agent_key(
+            &issuer.id,
+            &a.id,
+            &new_agent_key(&a.id, T0_MS + 1),
+            T0_MS + 10,
+            T0_MS + 1,
+            &audit_note(),
+        )
+        .await
+        .unwrap();
+    expected.push(Change::AgentKeysChanged(a.id.clone()));
+
+    // Suspensions, each once.
+    for _ in 0..2 {
+        store
+            .suspend_agent(&issuer.id, &a.id, None, T0_MS + 2, &audit_note())
+            .await
+            .unwrap();
+    }
+    expected.push(Change::AgentSuspended(a.id.clone()));
+    for _ in 0..2 {
+        store
+            .reactivate_agent(&issuer.id, &a.id, &audit_note())
+            .await
+            .unwrap();
+    }
+    expected.push(Change::AgentReactivated(a.id.clone()));
+
+    // Revocations, each once: a token, then an agent (covering its tokens).
+    let (b, b_token) = agent(&*store, &issuer.id).await;
+    for _ in 0..2 {
+        store
+            .revoke_token(&issuer.id, &b_token.jti, T0_MS + 3, &audit_note())
+            .await
+            .unwrap();
+    }
+    expected.push(Change::TokenRevoked {
+        jti: b_token.jti.clone(),
+        expires_at_s: b_token.expires_at_s,
+    });
+    for _ in 0..2 {
+        store
+            .revoke_agent(&issuer.id, &b.id, None, T0_MS + 4, &audit_note())
+            .await
+            .unwrap();
+    }
+    expected.push(Change::AgentRevoked(b.id.clone()));
+
+    // Issuer keys and domain.
+    let ikey = new_issuer_key(&issuer.id, T0_MS);
+    store.add_issuer_key(&ikey, &audit_note()).await.unwrap();
+    expected.push(Change::IssuerKeysChanged(issuer.id.clone()));
+    store
+        .set_issuer_domain(
+            &domain_of(&issuer.id, "feed.example", &ikey.kid, T0_MS),
+            &audit_note(),
+        )
+        .await
+        .unwrap();
+    expected.push(Change::IssuerDomainChanged(issuer.id.clone()));
+    for _ in 0..2 {
+        store
+            .revoke_issuer_key(&issuer.id, &ikey.kid, T0_MS + 5, &audit_note())
+            .await
+            .unwrap();
+    }
+    expected.push(Change::IssuerKeysChanged(issuer.id.clone()));
+
+    // Signing keys: two rotations, then a late token of the retired key that extends
+    // its publication (one that does not extend it changes nothing).
+    let first = signing_key(T0_MS);
+    store
+        .rotate_signing_key(&first, T0_S, &audit_note())
+        .await
+        .unwrap();
+    store
+        .rotate_signing_key(&signing_key(T0_MS + 1), T0_S + 1, &audit_note())
+        .await
+        .unwrap();
+    expected.extend([Change::SigningKeysChanged, Change::SigningKeysChanged]);
+    let late = new_token(&a, &first.kid, T0_S, T0_S + 5_000);
+    store.record_token(&late, &audit_note()).await.unwrap();
+    expected.push(Change::SigningKeysChanged);
+    let early = new_token(&a, &first.kid, T0_S, T0_S + 10);
+    store.record_token(&early, &audit_note()).await.unwrap();
+
+    // An issuer-signed token: revoked, then shown again with a later `exp`.
+    let mut signed = new_token(&a, &ikey.kid, T0_S, T0_S + 600);
+    store
+        .revoke_issuer_signed_token(&issuer.id, &signed, T0_MS + 6, &audit_note())
+        .await
+        .unwrap();
+    expected.push(Change::TokenRevoked {
+        jti: signed.jti.clone(),
+        expires_at_s: T0_S + 600,
+    });
+    signed.expires_at_s = T0_S + 1_200;
+    store
+        .revoke_issuer_signed_token(&issuer.id, &signed, T0_MS + 7, &audit_note())
+        .await
+        .unwrap();
+    expected.push(Change::TokenRevoked {
+        jti: signed.jti.clone(),
+        expires_at_s: T0_S + 1_200,
+    });
+
+    // Decisions and plain appends change nothing mirrored.
+    store
+        .record_decisions(vec![item(None, None, logged(None, "ok"))], T0_MS)
+        .await
+        .unwrap();
+    store.audit_append(&[audit_note()]).await.unwrap();
+
+    let feed = changes_after(&*store, start.next, 0).await;
+    assert_eq!(feed.changes, expected);
+    assert!(feed.next > start.next);
+    let again = changes_after(&*store, feed.next, 0).await;
+    assert_eq!(again.changes, []);
+    assert_eq!(again.next, feed.next, "nothing new: the same position");
+}
+
+/// A long feed is read in pages: at most `limit` changes each, `more` while more
+/// follow, the pages together exactly the whole; token revocations expired by the
+/// reader's time are left out (agents never are), also when they end a page.
+pub async fn changes_since_pages_and_leaves_out_expired_tokens(store: Arc<dyn Store>) {
+    let (issuer, _) = issuer(&*store).await;
+    let mut all = Vec::new();
+    for n in 0..7i64 {
+        let (agent, token) = agent(&*store, &issuer.id).await;
+        let short = new_token(&agent, "kid-1", T0_S, T0_S + 10 * n);
+        store.record_token(&short, &audit_note()).await.unwrap();
+        store
+            .revoke_token(&issuer.id, &short.jti, T0_MS, &audit_note())
+            .await
+            .unwrap();
+        all.push(Change::TokenRevoked {
+            jti: short.jti,
+            expires_at_s: T0_S + 10 * n,
+        });
+        if n % 3 == 0 {
+            store
+                .revoke_agent(&issuer.id, &agent.id, None, T0_MS, &audit_note())
+                .await
+                .unwrap();
+            all.push(Change::AgentRevoked(agent.id));
+        }
+        drop(token);
+    }
+    let whole = changes_after(&*store, ChangePosition::START, 0).await;
+    assert_eq!(whole.changes, all);
+
+    for limit in [1u32, 2, 3, 100] {
+        let mut read = Vec::new();
+        let mut at = ChangePosition::START;
+        let mut pages = 0;
+        loop {
+            let page = store.changes_since(at, 0, limit).await.unwrap();
+            assert!(page.changes.len() <= limit as usize);
+            assert!(page.next >= at, "positions never go back");
+            pages += 1;
+            read.extend(page.changes);
+            at = page.next;
+            if !page.more {
+                break;
+            }
+            assert!(pages <= all.len(), "paging does not advance");
+        }
+        assert_eq!(read, all, "pages of {limit}");
+        assert_eq!(at, whole.next);
+    }
+
+    // Tokens that expired by T0_S + 30 (exp ≤ it) are left out; agents stay.
+    let live: Vec<Change> = all
+        .iter()
+        .filter(|c| !matches!(c, Change::TokenRevoked { expires_at_s, .. } if *expires_at_s <= T0_S + 30))
+        .cloned()
+        .collect();
+    assert_eq!(
+        changes_after(&*store, ChangePosition::START, T0_S + 30)
+            .await
+            .changes,
+        live
+    );
+    // Only expired rows after a position: none returned, and the position passes them.
+    let last_agent = all
+        .iter()
+        .rposition(|c| matches!(c, Change::AgentRevoked(_)))
+        .unwrap();
+    let mut at = ChangePosition::START;
+    for _ in 0..=last_agent {
+        at = store.changes_since(at, 0, 1).await.unwrap().next;
+    }
+    let tail = changes_after(&*store, at, i64::MAX).await;
+    assert_eq!(tail.changes, []);
+    assert_eq!(tail.next, whole.next);
+    // A limit of 0 still reads one.
+    let one = store
+        .changes_since(ChangePosition::START, 0, 0)
+        .await
+        .unwrap();
+    assert_eq!(one.changes, all[..1]);
+    assert!(one.more);
+}
+
+/// Readers polling while several writers commit miss nothing and see nothing twice:
+/// every change, once, in the order of the whole feed read afterwards.
+pub async fn changes_since_misses_nothing_under_concurrent_writers(store: Arc<dyn Store>) {
+    let (issuer, _) = issuer(&*store).await;
+    let mut agents = Vec::new();
+    for _ in 0..4 {
+        agents.push(agent(&*store, &issuer.id).await);
+    }
+    let start = changes_after(&*store, ChangePosition::START, 0).await.next;
+    let done = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let store = Arc::clone(&store);
+        let done = Arc::clone(&done);
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let mut at = start;
+            loop {
+                // Read `done` before the feed: a read after it sees every commit.
+                let finished = done.load(Ordering::SeqCst);
+                let page = store.changes_since(at, 0, 3).await.unwrap();
+                seen.extend(page.changes);
+                at = page.next;
+                if finished && !page.more {
+                    return seen;
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    let mut writers = JoinSet::new();
+    for (agent, _) in agents {
+        let store = Arc::clone(&store);
+        let issuer = issuer.id.clone();
+        writers.spawn(async move {
+            let mut made = Vec::new();
+            for round in 0..5 {
+                let token = new_token(&agent, "kid-1", T0_S, T0_S + 900 + round);
+                store.record_token(&token, &audit_note()).await.unwrap();
+                store
+                    .revoke_token(&issuer, &token.jti, T0_MS, &audit_note())
+                    .await
+                    .unwrap();
+                made.push(Change::TokenRevoked {
+                    jti: token.jti,
+                    expires_at_s: T0_S + 900 + round,
+                });
+                store
+                    .suspend_agent(&issuer, &agent.id, None, T0_MS, &audit_note())
+                    .await
+                    .unwrap();
+                store
+                    .reactivate_agent(&issuer, &agent.id, &audit_note())
+                    .await
+                    .unwrap();
+                made.push(Change::AgentSuspended(agent.id.clone()));
+                made.push(Change::AgentReactivated(agent.id.clone()));
+            }
+            made
+        });
+    }
+    let mut made = Vec::new();
+    while let Some(writer) = writers.join_next().await {
+        made.extend(writer.unwrap());
+    }
+    done.store(true, Ordering::SeqCst);
+    let seen = reader.await.unwrap();
+    let whole = changes_after(&*store, start, 0).await.changes;
+    assert_eq!(
+        seen, whole,
+        "the polled pages are the feed, in order, once each"
+    );
+    assert_eq!(seen.len(), made.len());
+    let seen_set: HashSet<&Change> = seen.iter().collect();
+    assert!(made.iter().all(|c| seen_set.contains(c)));
+    // Each writer's changes appear in the order it made them.
+    for agent_changes in made.chunks(15) {
+        let positions: Vec<usize> = agent_changes
+            .iter()
+            .map(|c| seen.iter().position(|s| s == c).unwrap())
+            .collect();
+        // A suspension of the same agent repeats: compare the token revocations only.
+        let tokens: Vec<usize> = agent_changes
+            .iter()
+            .zip(&positions)
+            .filter(|(c, _)| matches!(c, Change::TokenRevoked { .. }))
+            .map(|(_, p)| *p)
+            .collect();
+        assert!(tokens.windows(2).all(|w| w[0] < w[1]), "{tokens:?}");
+    }
 }

@@ -352,7 +352,8 @@ impl Batch<'_> {
         if !budgets.is_empty() {
             tx.upsert_budgets(&budgets).await?;
         }
-        let first = head.append(tx, &self.audits).await?;
+        // Decisions change nothing a reader mirrors: no change-feed rows.
+        let first = head.append(tx, &self.audits, &[]).await?;
         // INVARIANT: the indexes handed out above are the ones the entries got. The log
         // head is held since it was read, so this holds unless the code is wrong.
         if first != self.first_index {
@@ -398,7 +399,7 @@ pub fn check_charge(cap: Decimal, spent: Decimal, amount: Decimal) -> Result<Dec
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::log::{HashRun, LogRead, LogRow};
+    use crate::log::{ChangeRow, HashRun, LogRead, LogRow};
     use crate::{Decided, DecisionItem};
     use bonafide_core::merkle::Hash;
 
@@ -435,10 +436,28 @@ mod tests {
                 })
                 .collect())
         }
+        async fn change_head(&mut self) -> Result<u64, StoreError> {
+            self.calls.push("read");
+            Ok(0)
+        }
+        async fn read_changes(
+            &mut self,
+            _: u64,
+            _: u64,
+            _: i64,
+            _: u32,
+        ) -> Result<Vec<(u64, ChangeRow)>, StoreError> {
+            self.calls.push("read");
+            Ok(Vec::new())
+        }
     }
 
     #[async_trait]
     impl LogTx for Recorder {
+        async fn insert_changes(&mut self, _: &[(u64, ChangeRow)]) -> Result<(), StoreError> {
+            self.calls.push("write");
+            Ok(())
+        }
         async fn insert_audit_rows(&mut self, rows: &[LogRow<'_>]) -> Result<(), StoreError> {
             self.calls.push("write");
             self.audits.extend(rows.iter().map(|r| r.record.clone()));

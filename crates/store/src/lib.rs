@@ -669,6 +669,82 @@ pub struct RevocationFeed {
     pub next: u64,
 }
 
+/// A position in the change feed ([`Store::changes_since`]): how far a reader has
+/// read. Opaque; [`ChangePosition::START`] is before every change, and a position
+/// kept elsewhere (a replica's state file) round-trips through [`ChangePosition::get`]
+/// and [`ChangePosition::new`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ChangePosition(u64);
+
+impl ChangePosition {
+    /// Before the first change.
+    pub const START: ChangePosition = ChangePosition(0);
+
+    /// A position a store handed out, as [`ChangePosition::get`] gave it.
+    pub const fn new(position: u64) -> Self {
+        ChangePosition(position)
+    }
+
+    /// The position as a number (for keeping it; its value means nothing else).
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for ChangePosition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// What a committed write changed that a reader mirroring the store (the server's
+/// read model, a replica) must reflect. Each write records its changes in the same
+/// transaction as its audit entries ([`log::Head::append`]); a write that changes
+/// nothing records none.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Change {
+    /// The agent is revoked, for good: it covers every token it has (which are not
+    /// listed) and ends its suspension, if it had one.
+    AgentRevoked(AgentId),
+    /// The agent is suspended.
+    AgentSuspended(AgentId),
+    /// The agent's suspension ended.
+    AgentReactivated(AgentId),
+    /// The agent's own keys changed (registered with a key, or a rotation).
+    AgentKeysChanged(AgentId),
+    /// A token is revoked (or its revocation now lasts to a later `exp`).
+    TokenRevoked {
+        /// Its `jti`.
+        jti: TokenId,
+        /// Its `exp`, Unix seconds: the revocation matters until then.
+        expires_at_s: i64,
+    },
+    /// An issuer's own keys changed (one added or revoked).
+    IssuerKeysChanged(IssuerId),
+    /// An issuer's verified domain changed.
+    IssuerDomainChanged(IssuerId),
+    /// The registry's signing keys changed: a rotation, or a retired key's
+    /// publication extended by a token recorded late.
+    SigningKeysChanged,
+    /// A receiver's audiences changed.
+    ReceiverChanged(ReceiverId),
+    /// An API key was revoked: it authenticates nothing any more.
+    ApiKeyRevoked(ApiKeyHash),
+}
+
+/// Changes committed after a position ([`Store::changes_since`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChangeFeed {
+    /// The changes, in commit order.
+    pub changes: Vec<Change>,
+    /// The position to pass as `after` next time.
+    pub next: ChangePosition,
+    /// More changes follow `next` already: read again at once (a reader that was away
+    /// catches up page by page).
+    pub more: bool,
+}
+
 /// State of a registry signing key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyState {
@@ -976,6 +1052,24 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         after: u64,
         expired_by_s: i64,
     ) -> Result<RevocationFeed, StoreError>;
+
+    /// What changed after position `after` (from [`ChangePosition::START`]: every
+    /// change recorded, which includes every revocation and the suspensions in force
+    /// when the feed was introduced), in commit order, at most `limit` changes (at
+    /// least one; the store caps it), and the position to pass next time. Token
+    /// revocations whose `exp` is at or before `expired_by_s` are left out: those
+    /// tokens can no longer verify.
+    ///
+    /// INVARIANT: a position is never passed by a change that commits later, so reading
+    /// from `next` misses nothing. Positions are handed out under the audit log's head
+    /// lock, the first lock of every write ([`log`]), so they follow commit order on
+    /// any backend; the read takes the head position before the rows up to it.
+    async fn changes_since(
+        &self,
+        after: ChangePosition,
+        expired_by_s: i64,
+        limit: u32,
+    ) -> Result<ChangeFeed, StoreError>;
 
     /// Records a genuine issuer-signed token of this issuer (one the registry never
     /// issued, so it may not be stored yet) and revokes it, in one transaction. If the

@@ -45,10 +45,11 @@ use crate::ConflictKind;
 use crate::ledger::{self, BudgetRow, Claimed, LedgerTx};
 use crate::log;
 use crate::{
-    Agent, AgentKey, AgentStatus, ApiKeyRecord, AuditRecord, AuditRow, BudgetKey, CheckpointRecord,
-    Cursor, DecisionItem, DecisionOutcome, DelegationRecord, IdempotencyClaim, Issuer, IssuerKey,
-    KeyState, LogKeyRecord, NonceClaim, Page, ReceiptKeyRecord, ReceiptRecord, Receiver,
-    RevocationFeed, Revocations, RevokedToken, SigningKeyRecord, Store, StoreError, TokenRecord,
+    Agent, AgentKey, AgentStatus, ApiKeyRecord, AuditRecord, AuditRow, BudgetKey, Change,
+    ChangeFeed, ChangePosition, CheckpointRecord, Cursor, DecisionItem, DecisionOutcome,
+    DelegationRecord, IdempotencyClaim, Issuer, IssuerKey, KeyState, LogKeyRecord, NonceClaim,
+    Page, ReceiptKeyRecord, ReceiptRecord, Receiver, RevocationFeed, Revocations, RevokedToken,
+    SigningKeyRecord, Store, StoreError, TokenRecord,
 };
 
 /// Name of the database file inside the data directory.
@@ -449,9 +450,7 @@ impl Store for SqliteStore {
         .await
         .map_err(db_err)?
         .rows_affected();
-        if added > 0 {
-            log.append(&mut *tx, std::slice::from_ref(audit)).await?;
-        }
+        log.append(&mut *tx, audited(added > 0, audit), &[]).await?;
         tx.commit().await.map_err(db_err)
     }
 
@@ -517,7 +516,12 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-        log.append(&mut *tx, std::slice::from_ref(audit)).await?;
+        log.append(
+            &mut *tx,
+            std::slice::from_ref(audit),
+            &[Change::ApiKeyRevoked(*hash)],
+        )
+        .await?;
         tx.commit().await.map_err(db_err)
     }
 
@@ -558,7 +562,8 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-        log.append(&mut *tx, std::slice::from_ref(audit)).await?;
+        log.append(&mut *tx, std::slice::from_ref(audit), &[])
+            .await?;
         tx.commit().await.map_err(db_err)
     }
 
@@ -608,7 +613,8 @@ impl Store for SqliteStore {
             .await
             .map_err(db_err)?;
         insert_audiences(&mut tx, &receiver.id, &receiver.audiences).await?;
-        log.append(&mut *tx, std::slice::from_ref(audit)).await?;
+        log.append(&mut *tx, std::slice::from_ref(audit), &[])
+            .await?;
         tx.commit().await.map_err(db_err)
     }
 
@@ -655,7 +661,12 @@ impl Store for SqliteStore {
             .map_err(db_err)?;
         // Another receiver's audience is a unique violation: `Conflict`, nothing kept.
         insert_audiences(&mut tx, id, audiences).await?;
-        log.append(&mut *tx, std::slice::from_ref(audit)).await?;
+        log.append(
+            &mut *tx,
+            std::slice::from_ref(audit),
+            &[Change::ReceiverChanged(id.clone())],
+        )
+        .await?;
         tx.commit().await.map_err(db_err)
     }
 
@@ -701,12 +712,17 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-        insert_token(&mut tx, first_token).await?;
+        let mut changes = Vec::new();
+        if insert_token(&mut tx, first_token).await? {
+            changes.push(Change::SigningKeysChanged);
+        }
         if let Some(key) = first_key {
             refuse_key_held_elsewhere(&mut tx, &key.jkt, &agent.issuer_id).await?;
             insert_agent_key(&mut tx, key).await?;
+            changes.push(Change::AgentKeysChanged(agent.id.clone()));
         }
-        log.append(&mut *tx, std::slice::from_ref(audit)).await?;
+        log.append(&mut *tx, std::slice::from_ref(audit), &changes)
+            .await?;
         tx.commit().await.map_err(db_err)
     }
 
@@ -762,7 +778,12 @@ impl Store for SqliteStore {
         .await
         .map_err(db_err)?;
         insert_agent_key(&mut tx, new_key).await?;
-        log.append(&mut *tx, std::slice::from_ref(audit)).await?;
+        log.append(
+            &mut *tx,
+            std::slice::from_ref(audit),
+            &[Change::AgentKeysChanged(agent.clone())],
+        )
+        .await?;
         let keys = select_agent_keys(&mut tx, agent).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(keys)
@@ -892,9 +913,15 @@ impl Store for SqliteStore {
         .await
         .map_err(db_err)?
         .rows_affected();
-        if was_active || tokens > 0 {
-            log.append(&mut *tx, std::slice::from_ref(audit)).await?;
-        }
+        // A repeated call that revoked late tokens is audited; the agent's revocation
+        // (already in the feed) covers them.
+        let changes = if was_active {
+            vec![Change::AgentRevoked(id.clone())]
+        } else {
+            Vec::new()
+        };
+        log.append(&mut *tx, audited(was_active || tokens > 0, audit), &changes)
+            .await?;
         tx.commit().await.map_err(db_err)?;
         row.into_agent()
     }
@@ -914,7 +941,8 @@ impl Store for SqliteStore {
             return Err(StoreError::Conflict(ConflictKind::AgentRevoked));
         }
         // Suspending twice keeps the first suspension (time and reason).
-        if row.suspended_at_ms.is_none() {
+        let changed = row.suspended_at_ms.is_none();
+        if changed {
             sqlx::query("UPDATE agents SET suspended_at_ms = ?, suspend_reason = ? WHERE seq = ?")
                 .bind(now_ms)
                 .bind(reason)
@@ -924,8 +952,14 @@ impl Store for SqliteStore {
                 .map_err(db_err)?;
             row.suspended_at_ms = Some(now_ms);
             row.suspend_reason = reason.map(str::to_owned);
-            log.append(&mut *tx, std::slice::from_ref(audit)).await?;
         }
+        let changes = if changed {
+            vec![Change::AgentSuspended(id.clone())]
+        } else {
+            Vec::new()
+        };
+        log.append(&mut *tx, audited(changed, audit), &changes)
+            .await?;
         tx.commit().await.map_err(db_err)?;
         row.into_agent()
     }
@@ -942,7 +976,8 @@ impl Store for SqliteStore {
         if row.status != AgentStatus::Active.as_str() {
             return Err(StoreError::Conflict(ConflictKind::AgentRevoked));
         }
-        if row.suspended_at_ms.is_some() {
+        let changed = row.suspended_at_ms.is_some();
+        if changed {
             sqlx::query(
                 "UPDATE agents SET suspended_at_ms = NULL, suspend_reason = NULL WHERE seq = ?",
             )
@@ -952,8 +987,14 @@ impl Store for SqliteStore {
             .map_err(db_err)?;
             row.suspended_at_ms = None;
             row.suspend_reason = None;
-            log.append(&mut *tx, std::slice::from_ref(audit)).await?;
         }
+        let changes = if changed {
+            vec![Change::AgentReactivated(id.clone())]
+        } else {
+            Vec::new()
+        };
+        log.append(&mut *tx, audited(changed, audit), &changes)
+            .await?;
         tx.commit().await.map_err(db_err)?;
         row.into_agent()
     }
@@ -976,8 +1017,14 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let mut tx = self.write_tx().await?;
         let log = log::lock(&mut *tx).await?;
-        insert_token(&mut tx, token).await?;
-        log.append(&mut *tx, std::slice::from_ref(audit)).await?;
+        let extended = insert_token(&mut tx, token).await?;
+        let changes = if extended {
+            vec![Change::SigningKeysChanged]
+        } else {
+            Vec::new()
+        };
+        log.append(&mut *tx, std::slice::from_ref(audit), &changes)
+            .await?;
         tx.commit().await.map_err(db_err)
     }
 
@@ -1003,7 +1050,7 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let mut tx = self.write_tx().await?;
         let log = log::lock(&mut *tx).await?;
-        insert_token(&mut tx, token).await?;
+        let extended = insert_token(&mut tx, token).await?;
         sqlx::query(
             "INSERT INTO delegations \
              (jti, parent_jti, actor_id, ancestor_policies, ancestor_keys, created_at_ms) \
@@ -1018,7 +1065,13 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-        log.append(&mut *tx, std::slice::from_ref(audit)).await?;
+        let changes = if extended {
+            vec![Change::SigningKeysChanged]
+        } else {
+            Vec::new()
+        };
+        log.append(&mut *tx, std::slice::from_ref(audit), &changes)
+            .await?;
         tx.commit().await.map_err(db_err)
     }
 
@@ -1080,9 +1133,16 @@ impl Store for SqliteStore {
         .await
         .map_err(db_err)?
         .ok_or(StoreError::NotFound)?;
-        if changed > 0 {
-            log.append(&mut *tx, std::slice::from_ref(audit)).await?;
-        }
+        let changes = if changed > 0 {
+            vec![Change::TokenRevoked {
+                jti: jti.clone(),
+                expires_at_s: row.expires_at_s,
+            }]
+        } else {
+            Vec::new()
+        };
+        log.append(&mut *tx, audited(changed > 0, audit), &changes)
+            .await?;
         tx.commit().await.map_err(db_err)?;
         row.into_record()
     }
@@ -1162,6 +1222,16 @@ impl Store for SqliteStore {
         })
     }
 
+    async fn changes_since(
+        &self,
+        after: ChangePosition,
+        expired_by_s: i64,
+        limit: u32,
+    ) -> Result<ChangeFeed, StoreError> {
+        let mut conn = self.reader.acquire().await.map_err(db_err)?;
+        log::changes_since(&mut *conn, after, expired_by_s, limit).await
+    }
+
     async fn revoke_issuer_signed_token(
         &self,
         issuer: &IssuerId,
@@ -1230,9 +1300,17 @@ impl Store for SqliteStore {
         .await
         .map_err(db_err)?
         .ok_or(StoreError::NotFound)?;
-        if changed > 0 {
-            log.append(&mut *tx, std::slice::from_ref(audit)).await?;
-        }
+        // A longer-lived revocation is a change for readers, though not audited again.
+        let changes = if changed > 0 || extended > 0 {
+            vec![Change::TokenRevoked {
+                jti: token.jti.clone(),
+                expires_at_s: row.expires_at_s,
+            }]
+        } else {
+            Vec::new()
+        };
+        log.append(&mut *tx, audited(changed > 0, audit), &changes)
+            .await?;
         tx.commit().await.map_err(db_err)?;
         row.into_record()
     }
@@ -1253,7 +1331,12 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-        log.append(&mut *tx, std::slice::from_ref(audit)).await?;
+        log.append(
+            &mut *tx,
+            std::slice::from_ref(audit),
+            &[Change::IssuerKeysChanged(key.issuer_id.clone())],
+        )
+        .await?;
         tx.commit().await.map_err(db_err)
     }
 
@@ -1317,9 +1400,13 @@ impl Store for SqliteStore {
         .await
         .map_err(db_err)?
         .ok_or(StoreError::NotFound)?;
-        if changed > 0 {
-            log.append(&mut *tx, std::slice::from_ref(audit)).await?;
-        }
+        let changes = if changed > 0 {
+            vec![Change::IssuerKeysChanged(issuer.clone())]
+        } else {
+            Vec::new()
+        };
+        log.append(&mut *tx, audited(changed > 0, audit), &changes)
+            .await?;
         tx.commit().await.map_err(db_err)?;
         row.into_record()
     }
@@ -1356,7 +1443,12 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-        log.append(&mut *tx, std::slice::from_ref(audit)).await?;
+        log.append(
+            &mut *tx,
+            std::slice::from_ref(audit),
+            &[Change::IssuerDomainChanged(domain.issuer_id.clone())],
+        )
+        .await?;
         tx.commit().await.map_err(db_err)
     }
 
@@ -1431,14 +1523,19 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-        log.append(&mut *tx, std::slice::from_ref(audit)).await?;
+        log.append(
+            &mut *tx,
+            std::slice::from_ref(audit),
+            &[Change::SigningKeysChanged],
+        )
+        .await?;
         tx.commit().await.map_err(db_err)
     }
 
     async fn audit_append(&self, records: &[AuditRecord]) -> Result<u64, StoreError> {
         let mut tx = self.write_tx().await?;
         let log = log::lock(&mut *tx).await?;
-        let first = log.append(&mut *tx, records).await?;
+        let first = log.append(&mut *tx, records, &[]).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(first)
     }
@@ -1977,6 +2074,49 @@ impl log::LogRead for SqliteConnection {
         }
         Ok(runs)
     }
+
+    async fn change_head(&mut self) -> Result<u64, StoreError> {
+        // `pos` is the rowid: MAX is one B-tree descent.
+        let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(pos), 0) FROM changes")
+            .fetch_one(&mut *self)
+            .await
+            .map_err(db_err)?;
+        u64::try_from(head).map_err(|_| corrupt("change position"))
+    }
+
+    async fn read_changes(
+        &mut self,
+        after: u64,
+        up_to: u64,
+        expired_by_s: i64,
+        limit: u32,
+    ) -> Result<Vec<(u64, log::ChangeRow)>, StoreError> {
+        let rows: Vec<(i64, String, Option<String>, Option<i64>)> = sqlx::query_as(
+            "SELECT pos, kind, subject, expires_at_s FROM changes \
+             WHERE pos > ? AND pos <= ? AND (expires_at_s IS NULL OR expires_at_s > ?) \
+             ORDER BY pos LIMIT ?",
+        )
+        .bind(to_i64(after)?)
+        .bind(to_i64(up_to)?)
+        .bind(expired_by_s)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *self)
+        .await
+        .map_err(db_err)?;
+        rows.into_iter()
+            .map(|(pos, kind, subject, expires_at_s)| {
+                let pos = u64::try_from(pos).map_err(|_| corrupt("change position"))?;
+                Ok((
+                    pos,
+                    log::ChangeRow {
+                        kind,
+                        subject,
+                        expires_at_s,
+                    },
+                ))
+            })
+            .collect()
+    }
 }
 
 /// Appends ([`log::LogTx`]) on the writer's transaction.
@@ -2001,6 +2141,26 @@ impl log::LogTx for SqliteConnection {
                     .push_bind(row.record.agent_id.as_ref().map(|a| a.as_str().to_owned()))
                     .push_bind(row.record.issuer_id.as_ref().map(|i| i.as_str().to_owned()))
                     .push_bind(row.record.created_at_ms);
+            });
+            insert.build().execute(&mut *self).await.map_err(db_err)?;
+        }
+        Ok(())
+    }
+
+    async fn insert_changes(&mut self, rows: &[(u64, log::ChangeRow)]) -> Result<(), StoreError> {
+        for chunk in rows.chunks(AUDIT_ROWS_PER_INSERT) {
+            let chunk: Vec<(i64, &log::ChangeRow)> = chunk
+                .iter()
+                .map(|(pos, row)| Ok((to_i64(*pos)?, row)))
+                .collect::<Result<_, StoreError>>()?;
+            let mut insert = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO changes (pos, kind, subject, expires_at_s) ",
+            );
+            insert.push_values(chunk, |mut b, (pos, row)| {
+                b.push_bind(pos)
+                    .push_bind(row.kind.clone())
+                    .push_bind(row.subject.clone())
+                    .push_bind(row.expires_at_s);
             });
             insert.build().execute(&mut *self).await.map_err(db_err)?;
         }
@@ -2074,10 +2234,12 @@ async fn feed_token(conn: &mut SqliteConnection, jti: &TokenId) -> Result<(), St
     Ok(())
 }
 
+/// Stores a token; true if that extended a retired signing key's publication (a
+/// change readers mirror).
 async fn insert_token(
     conn: &mut sqlx::SqliteConnection,
     token: &TokenRecord,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     sqlx::query(
         "INSERT INTO tokens (jti, agent_id, issuer_id, kid, issued_at_s, expires_at_s, revoked_at_ms) \
          VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -2094,16 +2256,28 @@ async fn insert_token(
     .map_err(db_err)?;
     // A token signed just before a rotation may be recorded just after it: its key must
     // then stay published until this token expires too.
-    sqlx::query(
-        "UPDATE signing_keys SET publish_until_s = MAX(COALESCE(publish_until_s, 0), ?) \
-         WHERE kid = ? AND state = 'retired'",
+    let extended = sqlx::query(
+        "UPDATE signing_keys SET publish_until_s = ? \
+         WHERE kid = ? AND state = 'retired' AND COALESCE(publish_until_s, 0) < ?",
     )
     .bind(token.expires_at_s)
     .bind(&token.kid)
+    .bind(token.expires_at_s)
     .execute(&mut *conn)
     .await
-    .map_err(db_err)?;
-    Ok(())
+    .map_err(db_err)?
+    .rows_affected();
+    Ok(extended > 0)
+}
+
+/// The write's audit record, or none when the write changed nothing (nothing is
+/// appended then: see [`Store`]'s docs).
+fn audited(changed: bool, audit: &AuditRecord) -> &[AuditRecord] {
+    if changed {
+        std::slice::from_ref(audit)
+    } else {
+        &[]
+    }
 }
 
 // ---- rows: what SQLite hands back, parsed into domain types. A row that does not parse
