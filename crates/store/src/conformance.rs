@@ -11,9 +11,12 @@
 //! [`conformance_tests!`]: crate::conformance_tests
 
 use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::Location;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bonafide_core::apikey::{ApiKey, ApiKeyHash, KeyKind};
 use bonafide_core::ids::{AgentId, IssuerId, ReceiptId, ReceiverId, TokenId};
@@ -53,7 +56,35 @@ use crate::{
 #[macro_export]
 macro_rules! conformance_tests {
     ($fresh:path) => {
-        $crate::conformance_tests!(@cases $fresh;
+        $crate::__conformance_cases!(conformance_tests { @cases $fresh });
+    };
+    (@cases $fresh:path; $($case:ident),* $(,)?) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let (store, _guard) = $fresh().await;
+                $crate::conformance::$case(::std::sync::Arc::new(store)).await;
+            }
+        )*
+    };
+    (@table; $($case:ident),* $(,)?) => {
+        vec![$(
+            (
+                stringify!($case),
+                (|store: ::std::sync::Arc<dyn $crate::Store>| {
+                    $crate::conformance::boxed($crate::conformance::$case(store))
+                }) as $crate::conformance::Case,
+            )
+        ),*]
+    };
+}
+
+/// The one list of conformance cases: calls `$crate::$callback! { $args ; cases… }`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_cases {
+    ($callback:ident { $($args:tt)* }) => {
+        $crate::$callback! { $($args)*;
             admin_keys,
             revoke_admin_key_keeps_the_last,
             an_agent_key_is_held_by_one_issuer,
@@ -139,17 +170,89 @@ macro_rules! conformance_tests {
             issuer_domain_set_replace_and_list,
             issuer_domain_of_another_issuer_conflicts,
             issuer_domain_needs_a_live_key_of_the_issuer,
-        );
+        }
     };
-    (@cases $fresh:path; $($case:ident),* $(,)?) => {
-        $(
-            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                let (store, _guard) = $fresh().await;
-                $crate::conformance::$case(::std::sync::Arc::new(store)).await;
+}
+
+/// One conformance case, run on a fresh, empty store.
+pub type Case = fn(Arc<dyn Store>) -> Pin<Box<dyn Future<Output = ()>>>;
+
+/// A case's future, boxed (for [`Case`]).
+#[doc(hidden)]
+pub fn boxed(case: impl Future<Output = ()> + 'static) -> Pin<Box<dyn Future<Output = ()>>> {
+    Box::pin(case)
+}
+
+/// Every case, by name (what [`conformance_tests!`] expands to tests).
+///
+/// [`conformance_tests!`]: crate::conformance_tests
+pub fn cases() -> Vec<(&'static str, Case)> {
+    crate::__conformance_cases!(conformance_tests { @table })
+}
+
+/// The environment variable naming a second store to run the suite against (see
+/// [`run_at_env_url`]).
+pub const STORE_URL_ENV: &str = "BONAFIDE_TEST_STORE_URL";
+
+/// Runs every case against the store at [`STORE_URL_ENV`], if it is set; a note on
+/// stderr if not. Panics (fails the test) on a URL this build cannot open: an unknown
+/// or unsupported scheme is never skipped silently.
+pub async fn run_at_env_url() {
+    match std::env::var(STORE_URL_ENV) {
+        Ok(url) => run_at(&url).await,
+        Err(std::env::VarError::NotPresent) => {
+            eprintln!("{STORE_URL_ENV} is not set: the suite runs on the built-in backend only");
+        }
+        Err(e) => panic!("{STORE_URL_ENV}: {e}"),
+    }
+}
+
+/// Runs every case against the store at `url` ([`Location::parse`]), each on a fresh,
+/// empty store made there and removed afterwards:
+/// - `sqlite://<dir>`: `<dir>` is a parent directory; each case gets a new data dir
+///   inside it.
+/// - A backend with a server (PostgreSQL, to come) takes the URL of a database it may
+///   create databases from; each case creates its own and drops it afterwards.
+///
+/// Panics on a URL this build cannot open, naming the URL and why.
+pub async fn run_at(url: &str) {
+    let location = Location::parse(url).unwrap_or_else(|e| panic!("{STORE_URL_ENV}=`{url}`: {e}"));
+    for (name, case) in cases() {
+        eprintln!("conformance at {url}: {name}");
+        let (store, _fresh) = fresh_at(&location, name).await;
+        case(store).await;
+    }
+}
+
+/// A fresh, empty store at `location` for one case, and what removes it on drop.
+async fn fresh_at(location: &Location, case: &str) -> (Arc<dyn Store>, Fresh) {
+    let tag = bonafide_core::hex(&unique::<8>());
+    let (fresh, at) = match location {
+        Location::DataDir(parent) => {
+            let dir = parent.join(format!("conformance-{case}-{tag}"));
+            (Fresh::Dir(dir.clone()), Location::DataDir(dir))
+        }
+    };
+    let store = crate::open(&at)
+        .await
+        .unwrap_or_else(|e| panic!("cannot open a fresh store at {at}: {e}"));
+    (store, fresh)
+}
+
+/// Removes a case's store when the case ends (also when it fails).
+enum Fresh {
+    Dir(std::path::PathBuf),
+}
+
+impl Drop for Fresh {
+    fn drop(&mut self) {
+        match self {
+            // Best effort: a leftover directory is named after its case.
+            Fresh::Dir(dir) => {
+                let _ = std::fs::remove_dir_all(dir);
             }
-        )*
-    };
+        }
+    }
 }
 
 // ---- fixtures
@@ -158,18 +261,20 @@ macro_rules! conformance_tests {
 const T0_MS: i64 = 1_700_000_000_000;
 const T0_S: i64 = T0_MS / 1000;
 
-/// Bytes distinct per call and per process: a counter, the clock and the pid. Ids from
-/// them never collide, even in a database shared between test runs.
+/// Bytes distinct per call and per process: a counter, a random number drawn once per
+/// process (the OS seeds `RandomState`; the store's code reads no clock, its tests
+/// neither) and the pid. Ids from them never collide, even in a database shared
+/// between test runs.
 fn unique<const N: usize>() -> [u8; N] {
+    use std::hash::BuildHasher;
     static COUNTER: AtomicU64 = AtomicU64::new(0);
+    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     let count = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
+    let seed = *SEED.get_or_init(|| std::collections::hash_map::RandomState::new().hash_one(0u8));
     let seed = count
         .to_le_bytes()
         .into_iter()
-        .chain(nanos.to_le_bytes())
+        .chain(seed.to_le_bytes())
         .chain(std::process::id().to_le_bytes());
     let mut out = [0u8; N];
     for (byte, value) in out.iter_mut().zip(seed) {

@@ -34,7 +34,44 @@ pub enum Location {
     DataDir(std::path::PathBuf),
 }
 
+/// Text that names no store this build can open ([`Location::parse`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LocationError {
+    /// Not `<scheme>:<rest>`, or nothing after the scheme.
+    #[error("`{0}` is not a store URL: expected `sqlite://<data dir>`")]
+    Malformed(String),
+    /// A scheme this build has no backend for.
+    #[error("no `{0}` backend in this build (backends: `sqlite://<data dir>`)")]
+    UnsupportedScheme(String),
+}
+
 impl Location {
+    /// Parses a store URL: `sqlite://<data dir>` (or `sqlite:<data dir>`; a path, so
+    /// `sqlite:///var/lib/bonafide` is absolute). Any other scheme is
+    /// [`LocationError::UnsupportedScheme`], never a silent fallback.
+    pub fn parse(text: &str) -> Result<Location, LocationError> {
+        let malformed = || LocationError::Malformed(text.to_owned());
+        let (scheme, rest) = text.split_once(':').ok_or_else(malformed)?;
+        if scheme.is_empty()
+            || !scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+        {
+            return Err(malformed());
+        }
+        match scheme.to_ascii_lowercase().as_str() {
+            "sqlite" => {
+                let path = rest.strip_prefix("//").unwrap_or(rest);
+                if path.is_empty() {
+                    return Err(malformed());
+                }
+                Ok(Location::DataDir(std::path::PathBuf::from(path)))
+            }
+            other => Err(LocationError::UnsupportedScheme(other.to_owned())),
+        }
+    }
+
     /// Whether a registry exists there already (never creates one).
     pub fn exists(&self) -> bool {
         match self {
@@ -1200,4 +1237,65 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// (a later commit, or the backend's own probe of its storage, run at most about
     /// once a second while failing). Never adds a row.
     async fn writable(&self) -> Result<(), StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_urls_name_a_backend_or_fail_clearly() {
+        assert_eq!(
+            Location::parse("sqlite:///var/lib/bonafide"),
+            Ok(Location::DataDir("/var/lib/bonafide".into()))
+        );
+        assert_eq!(
+            Location::parse("SQLite:data"),
+            Ok(Location::DataDir("data".into()))
+        );
+        for (url, scheme) in [
+            ("postgres://localhost/bonafide", "postgres"),
+            ("mysql://x", "mysql"),
+        ] {
+            let e = Location::parse(url);
+            assert_eq!(e, Err(LocationError::UnsupportedScheme(scheme.into())));
+            assert!(e.unwrap_err().to_string().contains("sqlite://"));
+        }
+        for bad in [
+            "",
+            "/var/lib/bonafide",
+            "sqlite://",
+            "sqlite:",
+            ":x",
+            "a b:c",
+        ] {
+            assert!(
+                matches!(Location::parse(bad), Err(LocationError::Malformed(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn cursors_round_trip_and_garbage_is_refused() {
+        let id = AgentId::from_random([7; 16]);
+        let cursor = Cursor::after_agent(&id);
+        let text = cursor.to_string();
+        assert!(
+            text.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+            "{text}"
+        );
+        assert_eq!(text.parse::<Cursor>(), Ok(cursor.clone()));
+        assert_eq!(cursor.agent(), Some(id));
+        let long = "A".repeat(MAX_CURSOR_LEN + 1);
+        for bad in ["", "!!not-a-cursor!!", "Zm9v=", "AA", "_w", long.as_str()] {
+            assert_eq!(bad.parse::<Cursor>(), Err(CursorError), "{bad:?}");
+        }
+        // Well-formed, naming no agent: parsed, and the listing says `NotFound`.
+        let other: Cursor = bonafide_core::b64::encode(b"foo")
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(other.agent(), None);
+    }
 }

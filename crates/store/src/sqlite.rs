@@ -376,6 +376,10 @@ struct WriteHealth {
     failing: std::sync::Mutex<Option<Failing>>,
 }
 
+/// The one clock the store reads: a monotonic `Instant` pacing the health probe of a
+/// failing data dir (at most one probe per [`PROBE_EVERY`]). It is no time of the
+/// registry's: nothing stored or decided depends on it, which is why it is not passed
+/// in like `now_ms`.
 #[derive(Debug)]
 struct Failing {
     error: StoreError,

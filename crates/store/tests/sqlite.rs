@@ -23,6 +23,14 @@ mod conformance {
     bonafide_store::conformance_tests!(super::fresh);
 }
 
+/// The whole suite once more against the store at `BONAFIDE_TEST_STORE_URL`, when it
+/// is set: a second backend's (or SQLite's elsewhere, `sqlite://<parent dir>`), each
+/// case on a fresh, empty store. An unknown or unsupported scheme fails here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_at_bonafide_test_store_url() {
+    bonafide_store::conformance::run_at_env_url().await;
+}
+
 const T0_MS: i64 = 1_700_000_000_000;
 
 fn issuer(n: u8) -> Issuer {
