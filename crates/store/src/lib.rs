@@ -5,8 +5,17 @@
 //! how it stores things, and the same conformance suite ([`conformance`]) must pass on
 //! every backend. The backend is chosen once, at start-up.
 //!
+//! What does not depend on the backend is written once, over narrow transaction
+//! traits a backend implements with its SQL: [`ledger`] (the decision batch) and
+//! [`log`] (the audit log's layout, the change feed, the lock order). A second
+//! backend implements those traits and [`Store`], and passes the conformance suite:
+//! its own tests expand `conformance_tests!` with a `fresh` store, and any build's
+//! `tests/sqlite.rs` runs the suite against the store at `BONAFIDE_TEST_STORE_URL`
+//! when it is set (see `conformance::run_at`; each case on a fresh, empty store).
+//!
 //! Architecture invariant: only this crate knows SQL. Times are Unix milliseconds
-//! (`_ms`) unless a field says seconds (`_s`, as in JWT claims).
+//! (`_ms`) unless a field says seconds (`_s`, as in JWT claims); the caller passes
+//! `now`, the store reads no clock for what it stores or decides.
 
 use std::fmt;
 
@@ -887,8 +896,11 @@ impl fmt::Debug for LogKeyRecord {
 /// Everything Bonafide persists.
 ///
 /// Every state change takes the [`AuditRecord`] describing it and appends it in the
-/// same transaction, so no change is ever made without its entry (nor the reverse).
-/// A call that changes nothing (revoking twice) appends nothing.
+/// same transaction, so no change is ever made without its entry (nor the reverse),
+/// with the [`Change`]s readers must mirror ([`Store::changes_since`]), in one
+/// [`log::Head::append`]. A call that changes nothing (revoking twice) appends
+/// nothing. Lock order, for every backend: the log head first ([`log::lock`]), then
+/// budget rows, then the rows the write changes.
 #[async_trait]
 pub trait Store: Send + Sync + fmt::Debug + 'static {
     // ---- API keys
