@@ -66,10 +66,10 @@ use bonafide_core::merkle::{self, Hash, HashReader, Prefetched};
 use bonafide_core::policy::Decimal;
 use bonafide_server::audit::AuditLog;
 use bonafide_store::{
-    Agent, AgentKey, ApiKeyRecord, AuditRecord, AuditRow, BudgetKey, CheckpointRecord,
-    DecisionItem, DecisionOutcome, Issuer, IssuerKey, LogKeyRecord, Page, ReceiptKeyRecord,
-    ReceiptRecord, Receiver, RevocationFeed, Revocations, SigningKeyRecord, SqliteStore, Store,
-    StoreError, TokenRecord,
+    Agent, AgentKey, ApiKeyRecord, AuditRecord, AuditRow, BudgetKey, ChangeFeed, ChangePosition,
+    CheckpointRecord, Cursor, DecisionItem, DecisionOutcome, Issuer, IssuerKey, LogKeyRecord, Page,
+    ReceiptKeyRecord, ReceiptRecord, Receiver, RevocationFeed, Revocations, SigningKeyRecord,
+    SqliteStore, Store, StoreError, TokenRecord,
 };
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -486,9 +486,9 @@ impl Store for CountingStore {
     async fn list_agents(
         &self,
         i: &IssuerId,
-        after: Option<&AgentId>,
+        after: Option<&Cursor>,
         limit: u32,
-    ) -> StoreResult<Page<Agent, AgentId>> {
+    ) -> StoreResult<Page<Agent>> {
         self.inner.list_agents(i, after, limit).await
     }
     async fn revoke_agent(
@@ -577,6 +577,14 @@ impl Store for CountingStore {
         expired_by_s: i64,
     ) -> StoreResult<RevocationFeed> {
         self.inner.revocations_since(after, expired_by_s).await
+    }
+    async fn changes_since(
+        &self,
+        after: ChangePosition,
+        expired_by_s: i64,
+        limit: u32,
+    ) -> StoreResult<ChangeFeed> {
+        self.inner.changes_since(after, expired_by_s, limit).await
     }
     async fn revoke_issuer_signed_token(
         &self,

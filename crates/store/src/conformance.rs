@@ -11,9 +11,12 @@
 //! [`conformance_tests!`]: crate::conformance_tests
 
 use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::Location;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bonafide_core::apikey::{ApiKey, ApiKeyHash, KeyKind};
 use bonafide_core::ids::{AgentId, IssuerId, ReceiptId, ReceiverId, TokenId};
@@ -24,10 +27,10 @@ use tokio::task::JoinSet;
 
 use crate::{
     Agent, AgentKey, AgentStatus, AncestorBudget, ApiKeyRecord, AuditRecord, BudgetCharge,
-    BudgetKey, CheckpointRecord, ConflictKind, Decided, DecisionItem, DecisionOutcome,
-    DelegationRecord, IdempotencyClaim, Issuer, IssuerKey, KeyState, LogKeyRecord,
-    ReceiptKeyRecord, ReceiptRecord, Receiver, RevocationFeed, Revocations, RevokedToken,
-    SigningKeyRecord, Store, StoreError, TokenRecord,
+    BudgetKey, Change, ChangeFeed, ChangePosition, CheckpointRecord, ConflictKind, Cursor, Decided,
+    DecisionItem, DecisionOutcome, DelegationRecord, IdempotencyClaim, Issuer, IssuerKey, KeyState,
+    LogKeyRecord, ReceiptKeyRecord, ReceiptRecord, Receiver, RevocationFeed, Revocations,
+    RevokedToken, SigningKeyRecord, Store, StoreError, TokenRecord,
 };
 
 /// Expands to one `#[tokio::test]` per conformance case.
@@ -53,7 +56,35 @@ use crate::{
 #[macro_export]
 macro_rules! conformance_tests {
     ($fresh:path) => {
-        $crate::conformance_tests!(@cases $fresh;
+        $crate::__conformance_cases!(conformance_tests { @cases $fresh });
+    };
+    (@cases $fresh:path; $($case:ident),* $(,)?) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let (store, _guard) = $fresh().await;
+                $crate::conformance::$case(::std::sync::Arc::new(store)).await;
+            }
+        )*
+    };
+    (@table; $($case:ident),* $(,)?) => {
+        vec![$(
+            (
+                stringify!($case),
+                (|store: ::std::sync::Arc<dyn $crate::Store>| {
+                    $crate::conformance::boxed($crate::conformance::$case(store))
+                }) as $crate::conformance::Case,
+            )
+        ),*]
+    };
+}
+
+/// The one list of conformance cases: calls `$crate::$callback! { $args ; cases… }`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_cases {
+    ($callback:ident { $($args:tt)* }) => {
+        $crate::$callback! { $($args)*;
             admin_keys,
             revoke_admin_key_keeps_the_last,
             an_agent_key_is_held_by_one_issuer,
@@ -65,6 +96,7 @@ macro_rules! conformance_tests {
             create_agent_for_unknown_issuer_is_not_found,
             list_agents_paginates_oldest_first,
             list_agents_is_isolated_by_issuer,
+            list_agents_pages_in_commit_order_while_agents_are_added,
             revoke_agent_revokes_its_tokens,
             revoke_agent_twice_keeps_first_revocation,
             revoke_agent_of_another_issuer_is_not_found,
@@ -82,6 +114,9 @@ macro_rules! conformance_tests {
             record_token_twice_conflicts,
             revocations_list_revoked_agents_and_tokens,
             revocations_since_reads_only_what_changed,
+            changes_since_names_every_change_in_commit_order,
+            changes_since_pages_and_leaves_out_expired_tokens,
+            changes_since_misses_nothing_under_concurrent_writers,
             signing_key_first_rotation,
             signing_key_rotation_publishes_until_last_expiry,
             late_token_of_a_retired_key_extends_its_publication,
@@ -135,17 +170,89 @@ macro_rules! conformance_tests {
             issuer_domain_set_replace_and_list,
             issuer_domain_of_another_issuer_conflicts,
             issuer_domain_needs_a_live_key_of_the_issuer,
-        );
+        }
     };
-    (@cases $fresh:path; $($case:ident),* $(,)?) => {
-        $(
-            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                let (store, _guard) = $fresh().await;
-                $crate::conformance::$case(::std::sync::Arc::new(store)).await;
+}
+
+/// One conformance case, run on a fresh, empty store.
+pub type Case = fn(Arc<dyn Store>) -> Pin<Box<dyn Future<Output = ()>>>;
+
+/// A case's future, boxed (for [`Case`]).
+#[doc(hidden)]
+pub fn boxed(case: impl Future<Output = ()> + 'static) -> Pin<Box<dyn Future<Output = ()>>> {
+    Box::pin(case)
+}
+
+/// Every case, by name (what [`conformance_tests!`] expands to tests).
+///
+/// [`conformance_tests!`]: crate::conformance_tests
+pub fn cases() -> Vec<(&'static str, Case)> {
+    crate::__conformance_cases!(conformance_tests { @table })
+}
+
+/// The environment variable naming a second store to run the suite against (see
+/// [`run_at_env_url`]).
+pub const STORE_URL_ENV: &str = "BONAFIDE_TEST_STORE_URL";
+
+/// Runs every case against the store at [`STORE_URL_ENV`], if it is set; a note on
+/// stderr if not. Panics (fails the test) on a URL this build cannot open: an unknown
+/// or unsupported scheme is never skipped silently.
+pub async fn run_at_env_url() {
+    match std::env::var(STORE_URL_ENV) {
+        Ok(url) => run_at(&url).await,
+        Err(std::env::VarError::NotPresent) => {
+            eprintln!("{STORE_URL_ENV} is not set: the suite runs on the built-in backend only");
+        }
+        Err(e) => panic!("{STORE_URL_ENV}: {e}"),
+    }
+}
+
+/// Runs every case against the store at `url` ([`Location::parse`]), each on a fresh,
+/// empty store made there and removed afterwards:
+/// - `sqlite://<dir>`: `<dir>` is a parent directory; each case gets a new data dir
+///   inside it.
+/// - A backend with a server (PostgreSQL, to come) takes the URL of a database it may
+///   create databases from; each case creates its own and drops it afterwards.
+///
+/// Panics on a URL this build cannot open, naming the URL and why.
+pub async fn run_at(url: &str) {
+    let location = Location::parse(url).unwrap_or_else(|e| panic!("{STORE_URL_ENV}=`{url}`: {e}"));
+    for (name, case) in cases() {
+        eprintln!("conformance at {url}: {name}");
+        let (store, _fresh) = fresh_at(&location, name).await;
+        case(store).await;
+    }
+}
+
+/// A fresh, empty store at `location` for one case, and what removes it on drop.
+async fn fresh_at(location: &Location, case: &str) -> (Arc<dyn Store>, Fresh) {
+    let tag = bonafide_core::hex(&unique::<8>());
+    let (fresh, at) = match location {
+        Location::DataDir(parent) => {
+            let dir = parent.join(format!("conformance-{case}-{tag}"));
+            (Fresh::Dir(dir.clone()), Location::DataDir(dir))
+        }
+    };
+    let store = crate::open(&at)
+        .await
+        .unwrap_or_else(|e| panic!("cannot open a fresh store at {at}: {e}"));
+    (store, fresh)
+}
+
+/// Removes a case's store when the case ends (also when it fails).
+enum Fresh {
+    Dir(std::path::PathBuf),
+}
+
+impl Drop for Fresh {
+    fn drop(&mut self) {
+        match self {
+            // Best effort: a leftover directory is named after its case.
+            Fresh::Dir(dir) => {
+                let _ = std::fs::remove_dir_all(dir);
             }
-        )*
-    };
+        }
+    }
 }
 
 // ---- fixtures
@@ -154,18 +261,20 @@ macro_rules! conformance_tests {
 const T0_MS: i64 = 1_700_000_000_000;
 const T0_S: i64 = T0_MS / 1000;
 
-/// Bytes distinct per call and per process: a counter, the clock and the pid. Ids from
-/// them never collide, even in a database shared between test runs.
+/// Bytes distinct per call and per process: a counter, a random number drawn once per
+/// process (the OS seeds `RandomState`; the store's code reads no clock, its tests
+/// neither) and the pid. Ids from them never collide, even in a database shared
+/// between test runs.
 fn unique<const N: usize>() -> [u8; N] {
+    use std::hash::BuildHasher;
     static COUNTER: AtomicU64 = AtomicU64::new(0);
+    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     let count = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
+    let seed = *SEED.get_or_init(|| std::collections::hash_map::RandomState::new().hash_one(0u8));
     let seed = count
         .to_le_bytes()
         .into_iter()
-        .chain(nanos.to_le_bytes())
+        .chain(seed.to_le_bytes())
         .chain(std::process::id().to_le_bytes());
     let mut out = [0u8; N];
     for (byte, value) in out.iter_mut().zip(seed) {
@@ -702,16 +811,23 @@ pub async fn list_agents_paginates_oldest_first(store: Arc<dyn Store>) {
 
     let mut seen = Vec::new();
     let mut sizes = Vec::new();
-    let mut after: Option<AgentId> = None;
+    let mut after: Option<Cursor> = None;
     loop {
         let page = store
             .list_agents(&issuer.id, after.as_ref(), 10)
             .await
             .unwrap();
         sizes.push(page.items.len());
-        // `next` names the page's last agent, nothing else.
+        // `next` is after the page's last agent, and reads back as written.
         if let Some(next) = &page.next {
-            assert_eq!(Some(next), page.items.last().map(|a| &a.id));
+            assert_eq!(
+                Some(next),
+                page.items
+                    .last()
+                    .map(|a| Cursor::after_agent(&a.id))
+                    .as_ref()
+            );
+            assert_eq!(next.to_string().parse::<Cursor>().as_ref(), Ok(next));
         }
         seen.extend(page.items);
         match page.next {
@@ -730,7 +846,69 @@ pub async fn list_agents_paginates_oldest_first(store: Arc<dyn Store>) {
     assert_eq!(all.next, None, "an exact fit has no next page");
     let one = store.list_agents(&issuer.id, None, 1).await.unwrap();
     assert_eq!(one.items, created[..1]);
-    assert_eq!(one.next.as_ref(), Some(&created[0].id));
+    assert_eq!(one.next, Some(Cursor::after_agent(&created[0].id)));
+}
+
+/// Agents registered while a caller pages (interleaved with its pages, and by
+/// concurrent writers) come after every cursor handed out before they committed:
+/// the pages hold every agent exactly once, in commit order.
+pub async fn list_agents_pages_in_commit_order_while_agents_are_added(store: Arc<dyn Store>) {
+    let (issuer, _) = issuer(&*store).await;
+    for _ in 0..3 {
+        agent(&*store, &issuer.id).await;
+    }
+    let writers: Vec<_> = (0..4)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            let issuer = issuer.id.clone();
+            tokio::spawn(async move {
+                for _ in 0..5 {
+                    agent(&*store, &issuer).await;
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect();
+    let mut seen: Vec<AgentId> = Vec::new();
+    let mut after: Option<Cursor> = None;
+    let mut writers_done = false;
+    loop {
+        let page = store
+            .list_agents(&issuer.id, after.as_ref(), 2)
+            .await
+            .unwrap();
+        seen.extend(page.items.iter().map(|a| a.id.clone()));
+        // One more agent between pages, whatever the writers do.
+        agent(&*store, &issuer.id).await;
+        if let Some(last) = page.items.last() {
+            after = Some(Cursor::after_agent(&last.id));
+        }
+        if page.next.is_none() {
+            if writers_done {
+                break;
+            }
+            for w in &writers {
+                while !w.is_finished() {
+                    tokio::task::yield_now().await;
+                }
+            }
+            writers_done = true;
+        }
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    // The agent added after the last page is read by one more page from its cursor.
+    let tail = store
+        .list_agents(&issuer.id, after.as_ref(), 1000)
+        .await
+        .unwrap();
+    seen.extend(tail.items.iter().map(|a| a.id.clone()));
+    let all = store.list_agents(&issuer.id, None, 1000).await.unwrap();
+    let all: Vec<AgentId> = all.items.into_iter().map(|a| a.id).collect();
+    assert_eq!(seen, all, "every agent once, in the listing's order");
+    let distinct: HashSet<&AgentId> = seen.iter().collect();
+    assert_eq!(distinct.len(), seen.len());
 }
 
 /// An issuer lists only its own agents.
@@ -756,16 +934,31 @@ pub async fn list_agents_is_isolated_by_issuer(store: Arc<dyn Store>) {
     // A page after another issuer's agent, or an unknown one, is `NotFound`: one
     // issuer's cursor is no position in another's list.
     assert_eq!(
-        store.list_agents(&a.id, Some(&b1.id), 100).await,
+        store
+            .list_agents(&a.id, Some(&Cursor::after_agent(&b1.id)), 100)
+            .await,
         Err(StoreError::NotFound)
     );
     assert_eq!(
         store
-            .list_agents(&a.id, Some(&AgentId::from_random(unique())), 100)
+            .list_agents(
+                &a.id,
+                Some(&Cursor::after_agent(&AgentId::from_random(unique()))),
+                100
+            )
             .await,
         Err(StoreError::NotFound)
     );
-    let page = store.list_agents(&a.id, Some(&a1.id), 100).await.unwrap();
+    // Well-formed text that names no agent at all.
+    let text: Cursor = bonafide_core::b64::encode(b"iss_x").parse().unwrap();
+    assert_eq!(
+        store.list_agents(&a.id, Some(&text), 100).await,
+        Err(StoreError::NotFound)
+    );
+    let page = store
+        .list_agents(&a.id, Some(&Cursor::after_agent(&a1.id)), 100)
+        .await
+        .unwrap();
     assert_eq!(page.items, [a2]);
 }
 
@@ -3765,4 +3958,357 @@ pub async fn issuer_domain_needs_a_live_key_of_the_issuer(store: Arc<dyn Store>)
     assert_eq!(store.issuer_domain(&a.id).await.unwrap(), None);
     assert!(store.issuer_domains().await.unwrap().is_empty());
     assert_eq!(store.audit_size().await.unwrap(), size);
+}
+
+// ---- the change feed
+
+/// Everything after `after`, read in one go (the feed's cap is far above a case's).
+async fn changes_after(store: &dyn Store, after: ChangePosition, expired_by_s: i64) -> ChangeFeed {
+    let feed = store
+        .changes_since(after, expired_by_s, crate::log::MAX_CHANGES)
+        .await
+        .unwrap();
+    assert!(!feed.more, "a case's changes fit one read");
+    feed
+}
+
+/// Every kind of write that changes what readers mirror records its change, in commit
+/// order, once; writes that change nothing (a second revocation, a second suspension,
+/// a decision, a plain audit append) and writes that fail record none.
+pub async fn changes_since_names_every_change_in_commit_order(store: Arc<dyn Store>) {
+    let start = changes_after(&*store, ChangePosition::START, 0).await;
+    assert_eq!(start.changes, []);
+    let mut expected = Vec::new();
+
+    // API keys: adding changes nothing mirrored; revoking does.
+    let (kept, gone) = (key_hash(KeyKind::Admin), key_hash(KeyKind::Admin));
+    for hash in [&kept, &gone] {
+        store
+            .add_admin_key(hash, T0_MS, &audit_note())
+            .await
+            .unwrap();
+    }
+    store
+        .revoke_admin_key(&gone, T0_MS, &audit_note())
+        .await
+        .unwrap();
+    expected.push(Change::ApiKeyRevoked(gone));
+
+    // Receivers: new audiences; a refused change records nothing.
+    let (issuer, _) = issuer(&*store).await;
+    let rcv = receiver(&*store).await;
+    let other = receiver(&*store).await;
+    store
+        .set_receiver_audiences(&rcv.id, &["aud-1".to_owned()], &audit_note())
+        .await
+        .unwrap();
+    expected.push(Change::ReceiverChanged(rcv.id.clone()));
+    let taken = store
+        .set_receiver_audiences(&other.id, &["aud-1".to_owned()], &audit_note())
+        .await;
+    assert!(matches!(taken, Err(StoreError::Conflict(_))), "{taken:?}");
+
+    // Agent keys: registered with a key, then rotated.
+    let a = new_agent(&issuer.id, T0_MS);
+    let a_token = new_token(&a, "kid-1", T0_S, T0_S + 900);
+    let a_key = new_agent_key(&a.id, T0_MS);
+    store
+        .create_agent(&a, &a_token, Some(&a_key), &audit_note())
+        .await
+        .unwrap();
+    expected.push(Change::AgentKeysChanged(a.id.clone()));
+    store
+        .rotate_agent_key(
+            &issuer.id,
+            &a.id,
+            &new_agent_key(&a.id, T0_MS + 1),
+            T0_MS + 10,
+            T0_MS + 1,
+            &audit_note(),
+        )
+        .await
+        .unwrap();
+    expected.push(Change::AgentKeysChanged(a.id.clone()));
+
+    // Suspensions, each once.
+    for _ in 0..2 {
+        store
+            .suspend_agent(&issuer.id, &a.id, None, T0_MS + 2, &audit_note())
+            .await
+            .unwrap();
+    }
+    expected.push(Change::AgentSuspended(a.id.clone()));
+    for _ in 0..2 {
+        store
+            .reactivate_agent(&issuer.id, &a.id, &audit_note())
+            .await
+            .unwrap();
+    }
+    expected.push(Change::AgentReactivated(a.id.clone()));
+
+    // Revocations, each once: a token, then an agent (covering its tokens).
+    let (b, b_token) = agent(&*store, &issuer.id).await;
+    for _ in 0..2 {
+        store
+            .revoke_token(&issuer.id, &b_token.jti, T0_MS + 3, &audit_note())
+            .await
+            .unwrap();
+    }
+    expected.push(Change::TokenRevoked {
+        jti: b_token.jti.clone(),
+        expires_at_s: b_token.expires_at_s,
+    });
+    for _ in 0..2 {
+        store
+            .revoke_agent(&issuer.id, &b.id, None, T0_MS + 4, &audit_note())
+            .await
+            .unwrap();
+    }
+    expected.push(Change::AgentRevoked(b.id.clone()));
+
+    // Issuer keys and domain.
+    let ikey = new_issuer_key(&issuer.id, T0_MS);
+    store.add_issuer_key(&ikey, &audit_note()).await.unwrap();
+    expected.push(Change::IssuerKeysChanged(issuer.id.clone()));
+    store
+        .set_issuer_domain(
+            &domain_of(&issuer.id, "feed.example", &ikey.kid, T0_MS),
+            &audit_note(),
+        )
+        .await
+        .unwrap();
+    expected.push(Change::IssuerDomainChanged(issuer.id.clone()));
+    for _ in 0..2 {
+        store
+            .revoke_issuer_key(&issuer.id, &ikey.kid, T0_MS + 5, &audit_note())
+            .await
+            .unwrap();
+    }
+    expected.push(Change::IssuerKeysChanged(issuer.id.clone()));
+
+    // Signing keys: two rotations, then a late token of the retired key that extends
+    // its publication (one that does not extend it changes nothing).
+    let first = signing_key(T0_MS);
+    store
+        .rotate_signing_key(&first, T0_S, &audit_note())
+        .await
+        .unwrap();
+    store
+        .rotate_signing_key(&signing_key(T0_MS + 1), T0_S + 1, &audit_note())
+        .await
+        .unwrap();
+    expected.extend([Change::SigningKeysChanged, Change::SigningKeysChanged]);
+    let late = new_token(&a, &first.kid, T0_S, T0_S + 5_000);
+    store.record_token(&late, &audit_note()).await.unwrap();
+    expected.push(Change::SigningKeysChanged);
+    let early = new_token(&a, &first.kid, T0_S, T0_S + 10);
+    store.record_token(&early, &audit_note()).await.unwrap();
+
+    // An issuer-signed token: revoked, then shown again with a later `exp`.
+    let mut signed = new_token(&a, &ikey.kid, T0_S, T0_S + 600);
+    store
+        .revoke_issuer_signed_token(&issuer.id, &signed, T0_MS + 6, &audit_note())
+        .await
+        .unwrap();
+    expected.push(Change::TokenRevoked {
+        jti: signed.jti.clone(),
+        expires_at_s: T0_S + 600,
+    });
+    signed.expires_at_s = T0_S + 1_200;
+    store
+        .revoke_issuer_signed_token(&issuer.id, &signed, T0_MS + 7, &audit_note())
+        .await
+        .unwrap();
+    expected.push(Change::TokenRevoked {
+        jti: signed.jti.clone(),
+        expires_at_s: T0_S + 1_200,
+    });
+
+    // Decisions and plain appends change nothing mirrored.
+    store
+        .record_decisions(vec![item(None, None, logged(None, "ok"))], T0_MS)
+        .await
+        .unwrap();
+    store.audit_append(&[audit_note()]).await.unwrap();
+
+    let feed = changes_after(&*store, start.next, 0).await;
+    assert_eq!(feed.changes, expected);
+    assert!(feed.next > start.next);
+    let again = changes_after(&*store, feed.next, 0).await;
+    assert_eq!(again.changes, []);
+    assert_eq!(again.next, feed.next, "nothing new: the same position");
+}
+
+/// A long feed is read in pages: at most `limit` changes each, `more` while more
+/// follow, the pages together exactly the whole; token revocations expired by the
+/// reader's time are left out (agents never are), also when they end a page.
+pub async fn changes_since_pages_and_leaves_out_expired_tokens(store: Arc<dyn Store>) {
+    let (issuer, _) = issuer(&*store).await;
+    let mut all = Vec::new();
+    for n in 0..7i64 {
+        let (agent, token) = agent(&*store, &issuer.id).await;
+        let short = new_token(&agent, "kid-1", T0_S, T0_S + 10 * n);
+        store.record_token(&short, &audit_note()).await.unwrap();
+        store
+            .revoke_token(&issuer.id, &short.jti, T0_MS, &audit_note())
+            .await
+            .unwrap();
+        all.push(Change::TokenRevoked {
+            jti: short.jti,
+            expires_at_s: T0_S + 10 * n,
+        });
+        if n % 3 == 0 {
+            store
+                .revoke_agent(&issuer.id, &agent.id, None, T0_MS, &audit_note())
+                .await
+                .unwrap();
+            all.push(Change::AgentRevoked(agent.id));
+        }
+        drop(token);
+    }
+    let whole = changes_after(&*store, ChangePosition::START, 0).await;
+    assert_eq!(whole.changes, all);
+
+    for limit in [1u32, 2, 3, 100] {
+        let mut read = Vec::new();
+        let mut at = ChangePosition::START;
+        let mut pages = 0;
+        loop {
+            let page = store.changes_since(at, 0, limit).await.unwrap();
+            assert!(page.changes.len() <= limit as usize);
+            assert!(page.next >= at, "positions never go back");
+            pages += 1;
+            read.extend(page.changes);
+            at = page.next;
+            if !page.more {
+                break;
+            }
+            assert!(pages <= all.len(), "paging does not advance");
+        }
+        assert_eq!(read, all, "pages of {limit}");
+        assert_eq!(at, whole.next);
+    }
+
+    // Tokens that expired by T0_S + 30 (exp ≤ it) are left out; agents stay.
+    let live: Vec<Change> = all
+        .iter()
+        .filter(|c| !matches!(c, Change::TokenRevoked { expires_at_s, .. } if *expires_at_s <= T0_S + 30))
+        .cloned()
+        .collect();
+    assert_eq!(
+        changes_after(&*store, ChangePosition::START, T0_S + 30)
+            .await
+            .changes,
+        live
+    );
+    // Only expired rows after a position: none returned, and the position passes them.
+    let last_agent = all
+        .iter()
+        .rposition(|c| matches!(c, Change::AgentRevoked(_)))
+        .unwrap();
+    let mut at = ChangePosition::START;
+    for _ in 0..=last_agent {
+        at = store.changes_since(at, 0, 1).await.unwrap().next;
+    }
+    let tail = changes_after(&*store, at, i64::MAX).await;
+    assert_eq!(tail.changes, []);
+    assert_eq!(tail.next, whole.next);
+    // A limit of 0 still reads one.
+    let one = store
+        .changes_since(ChangePosition::START, 0, 0)
+        .await
+        .unwrap();
+    assert_eq!(one.changes, all[..1]);
+    assert!(one.more);
+}
+
+/// Readers polling while several writers commit miss nothing and see nothing twice:
+/// every change, once, in the order of the whole feed read afterwards.
+pub async fn changes_since_misses_nothing_under_concurrent_writers(store: Arc<dyn Store>) {
+    let (issuer, _) = issuer(&*store).await;
+    let mut agents = Vec::new();
+    for _ in 0..4 {
+        agents.push(agent(&*store, &issuer.id).await);
+    }
+    let start = changes_after(&*store, ChangePosition::START, 0).await.next;
+    let done = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let store = Arc::clone(&store);
+        let done = Arc::clone(&done);
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let mut at = start;
+            loop {
+                // Read `done` before the feed: a read after it sees every commit.
+                let finished = done.load(Ordering::SeqCst);
+                let page = store.changes_since(at, 0, 3).await.unwrap();
+                seen.extend(page.changes);
+                at = page.next;
+                if finished && !page.more {
+                    return seen;
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    let mut writers = JoinSet::new();
+    for (agent, _) in agents {
+        let store = Arc::clone(&store);
+        let issuer = issuer.id.clone();
+        writers.spawn(async move {
+            let mut made = Vec::new();
+            for round in 0..5 {
+                let token = new_token(&agent, "kid-1", T0_S, T0_S + 900 + round);
+                store.record_token(&token, &audit_note()).await.unwrap();
+                store
+                    .revoke_token(&issuer, &token.jti, T0_MS, &audit_note())
+                    .await
+                    .unwrap();
+                made.push(Change::TokenRevoked {
+                    jti: token.jti,
+                    expires_at_s: T0_S + 900 + round,
+                });
+                store
+                    .suspend_agent(&issuer, &agent.id, None, T0_MS, &audit_note())
+                    .await
+                    .unwrap();
+                store
+                    .reactivate_agent(&issuer, &agent.id, &audit_note())
+                    .await
+                    .unwrap();
+                made.push(Change::AgentSuspended(agent.id.clone()));
+                made.push(Change::AgentReactivated(agent.id.clone()));
+            }
+            made
+        });
+    }
+    let mut made = Vec::new();
+    while let Some(writer) = writers.join_next().await {
+        made.extend(writer.unwrap());
+    }
+    done.store(true, Ordering::SeqCst);
+    let seen = reader.await.unwrap();
+    let whole = changes_after(&*store, start, 0).await.changes;
+    assert_eq!(
+        seen, whole,
+        "the polled pages are the feed, in order, once each"
+    );
+    assert_eq!(seen.len(), made.len());
+    let seen_set: HashSet<&Change> = seen.iter().collect();
+    assert!(made.iter().all(|c| seen_set.contains(c)));
+    // Each writer's changes appear in the order it made them.
+    for agent_changes in made.chunks(15) {
+        let positions: Vec<usize> = agent_changes
+            .iter()
+            .map(|c| seen.iter().position(|s| s == c).unwrap())
+            .collect();
+        // A suspension of the same agent repeats: compare the token revocations only.
+        let tokens: Vec<usize> = agent_changes
+            .iter()
+            .zip(&positions)
+            .filter(|(c, _)| matches!(c, Change::TokenRevoked { .. }))
+            .map(|(_, p)| *p)
+            .collect();
+        assert!(tokens.windows(2).all(|w| w[0] < w[1]), "{tokens:?}");
+    }
 }

@@ -9,9 +9,10 @@
 //! alone (SQLite does that; PostgreSQL aborts the whole transaction), and a backend may
 //! run the whole thing again after a serialization failure: `decide` is `Fn`.
 //!
-//! Lock order, for every backend: the log head ([`LedgerTx::log_head`]) first (it is
+//! Lock order, for every backend: the log head ([`crate::log::lock`]) first (it is
 //! the real serialization point: every decision batch and every audited change takes
-//! it), then budget rows, then the rest.
+//! it), then budget rows, then the rest. The audit entries are appended by the one
+//! append of [`crate::log`], like every other write's.
 
 use std::collections::{HashMap, HashSet};
 
@@ -19,6 +20,7 @@ use async_trait::async_trait;
 use bonafide_core::ids::{AgentId, ReceiverId};
 use bonafide_core::policy::Decimal;
 
+use crate::log::{self, Head, LogTx};
 use crate::{
     AuditRecord, BudgetCharge, BudgetKey, ConflictKind, DecisionItem, DecisionOutcome,
     IdempotencyClaim, NonceClaim, ReceiptRecord, StoreError,
@@ -51,12 +53,10 @@ pub struct BudgetRow<'a> {
 }
 
 /// What the ledger reads and writes inside one backend write transaction (see the
-/// module docs for the lock order). Reads see the transaction's own writes; the
-/// ledger writes only after every read.
+/// module docs for the lock order), besides the audit log ([`LogTx`]). Reads see the
+/// transaction's own writes; the ledger writes only after every read.
 #[async_trait]
-pub trait LedgerTx: Send {
-    /// The audit log's size: the index the next appended entry gets. Taken first.
-    async fn log_head(&mut self) -> Result<u64, StoreError>;
+pub trait LedgerTx: LogTx {
     /// The stored idempotency records these claims name, by (receiver, key).
     async fn read_claims(
         &mut self,
@@ -79,8 +79,6 @@ pub trait LedgerTx: Send {
     async fn upsert_nonces(&mut self, nonces: &[&NonceClaim]) -> Result<(), StoreError>;
     /// Writes these budgets' spending (insert or update).
     async fn upsert_budgets(&mut self, rows: &[BudgetRow<'_>]) -> Result<(), StoreError>;
-    /// Appends entries to the audit log; returns the index of the first.
-    async fn insert_audit_rows(&mut self, records: &[AuditRecord]) -> Result<u64, StoreError>;
     /// Stores receipts (their `audit_index` filled in).
     async fn insert_receipts(&mut self, receipts: &[ReceiptRecord]) -> Result<(), StoreError>;
     /// Stores new idempotency records.
@@ -101,7 +99,8 @@ pub async fn record_decisions<T: LedgerTx + ?Sized>(
     if items.is_empty() {
         return Ok(Vec::new());
     }
-    let first_index = tx.log_head().await?;
+    let head = log::lock(tx).await?;
+    let first_index = head.size();
     let claims: Vec<&IdempotencyClaim> = items
         .iter()
         .filter_map(|item| item.idempotency.as_ref())
@@ -158,7 +157,7 @@ pub async fn record_decisions<T: LedgerTx + ?Sized>(
         // 3 and 4, in memory; written below.
         outcomes.push(batch.decide(item, spent));
     }
-    batch.write(tx).await?;
+    batch.write(tx, head).await?;
     Ok(outcomes)
 }
 
@@ -334,7 +333,7 @@ impl Batch<'_> {
     }
 
     /// Writes what the recorded items made, inside the caller's write transaction.
-    async fn write<T: LedgerTx + ?Sized>(self, tx: &mut T) -> Result<(), StoreError> {
+    async fn write<T: LedgerTx + ?Sized>(self, tx: &mut T, head: Head) -> Result<(), StoreError> {
         if !self.nonces_claimed.is_empty() {
             tx.upsert_nonces(&self.nonces_claimed).await?;
         }
@@ -353,16 +352,15 @@ impl Batch<'_> {
         if !budgets.is_empty() {
             tx.upsert_budgets(&budgets).await?;
         }
-        if !self.audits.is_empty() {
-            let first = tx.insert_audit_rows(&self.audits).await?;
-            // INVARIANT: the indexes handed out above are the ones the entries got. The
-            // log head is held since it was read, so this holds unless the code is wrong.
-            if first != self.first_index {
-                return Err(StoreError::Backend(format!(
-                    "audit log: decisions were numbered from {} but appended at {first}",
-                    self.first_index
-                )));
-            }
+        // Decisions change nothing a reader mirrors: no change-feed rows.
+        let first = head.append(tx, &self.audits, &[]).await?;
+        // INVARIANT: the indexes handed out above are the ones the entries got. The log
+        // head is held since it was read, so this holds unless the code is wrong.
+        if first != self.first_index {
+            return Err(StoreError::Backend(format!(
+                "audit log: decisions were numbered from {} but appended at {first}",
+                self.first_index
+            )));
         }
         if !self.receipts.is_empty() {
             tx.insert_receipts(&self.receipts).await?;
@@ -401,7 +399,9 @@ pub fn check_charge(cap: Decimal, spent: Decimal, amount: Decimal) -> Result<Dec
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::log::{ChangeRow, HashRun, LogRead, LogRow};
     use crate::{Decided, DecisionItem};
+    use bonafide_core::merkle::Hash;
 
     /// A backend in memory that records the order of calls: the ledger's contract is
     /// that every read comes before the first write.
@@ -413,11 +413,60 @@ mod tests {
     }
 
     #[async_trait]
-    impl LedgerTx for Recorder {
+    impl LogRead for Recorder {
         async fn log_head(&mut self) -> Result<u64, StoreError> {
             self.calls.push("read");
             Ok(7)
         }
+        async fn read_hash_rows(
+            &mut self,
+            records: &[u64],
+        ) -> Result<HashMap<u64, HashRun>, StoreError> {
+            // The frontier of a log of 7: any hashes will do for this test.
+            self.calls.push("read");
+            let zero = Hash([0; 32]);
+            Ok(records
+                .iter()
+                .map(|&r| {
+                    let run = HashRun {
+                        leaf: zero,
+                        nodes: vec![zero; 8],
+                    };
+                    (r, run)
+                })
+                .collect())
+        }
+        async fn change_head(&mut self) -> Result<u64, StoreError> {
+            self.calls.push("read");
+            Ok(0)
+        }
+        async fn read_changes(
+            &mut self,
+            _: u64,
+            _: u64,
+            _: i64,
+            _: u32,
+        ) -> Result<Vec<(u64, ChangeRow)>, StoreError> {
+            self.calls.push("read");
+            Ok(Vec::new())
+        }
+    }
+
+    #[async_trait]
+    impl LogTx for Recorder {
+        async fn insert_changes(&mut self, _: &[(u64, ChangeRow)]) -> Result<(), StoreError> {
+            self.calls.push("write");
+            Ok(())
+        }
+        async fn insert_audit_rows(&mut self, rows: &[LogRow<'_>]) -> Result<(), StoreError> {
+            self.calls.push("write");
+            self.audits.extend(rows.iter().map(|r| r.record.clone()));
+            Ok(())
+        }
+    }
+
+    #[async_trait]
+    impl LedgerTx for Recorder {
         async fn read_claims(
             &mut self,
             _: &[&IdempotencyClaim],
@@ -454,11 +503,6 @@ mod tests {
         async fn upsert_budgets(&mut self, _: &[BudgetRow<'_>]) -> Result<(), StoreError> {
             self.calls.push("write");
             Ok(())
-        }
-        async fn insert_audit_rows(&mut self, records: &[AuditRecord]) -> Result<u64, StoreError> {
-            self.calls.push("write");
-            self.audits.extend_from_slice(records);
-            Ok(7)
         }
         async fn insert_receipts(&mut self, _: &[ReceiptRecord]) -> Result<(), StoreError> {
             self.calls.push("write");

@@ -5,8 +5,17 @@
 //! how it stores things, and the same conformance suite ([`conformance`]) must pass on
 //! every backend. The backend is chosen once, at start-up.
 //!
+//! What does not depend on the backend is written once, over narrow transaction
+//! traits a backend implements with its SQL: [`ledger`] (the decision batch) and
+//! [`log`] (the audit log's layout, the change feed, the lock order). A second
+//! backend implements those traits and [`Store`], and passes the conformance suite:
+//! its own tests expand `conformance_tests!` with a `fresh` store, and any build's
+//! `tests/sqlite.rs` runs the suite against the store at `BONAFIDE_TEST_STORE_URL`
+//! when it is set (see `conformance::run_at`; each case on a fresh, empty store).
+//!
 //! Architecture invariant: only this crate knows SQL. Times are Unix milliseconds
-//! (`_ms`) unless a field says seconds (`_s`, as in JWT claims).
+//! (`_ms`) unless a field says seconds (`_s`, as in JWT claims); the caller passes
+//! `now`, the store reads no clock for what it stores or decides.
 
 use std::fmt;
 
@@ -20,6 +29,7 @@ use bonafide_core::policy::Decimal;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod ledger;
+pub mod log;
 mod sqlite;
 
 pub use sqlite::SqliteStore;
@@ -33,7 +43,44 @@ pub enum Location {
     DataDir(std::path::PathBuf),
 }
 
+/// Text that names no store this build can open ([`Location::parse`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LocationError {
+    /// Not `<scheme>:<rest>`, or nothing after the scheme.
+    #[error("`{0}` is not a store URL: expected `sqlite://<data dir>`")]
+    Malformed(String),
+    /// A scheme this build has no backend for.
+    #[error("no `{0}` backend in this build (backends: `sqlite://<data dir>`)")]
+    UnsupportedScheme(String),
+}
+
 impl Location {
+    /// Parses a store URL: `sqlite://<data dir>` (or `sqlite:<data dir>`; a path, so
+    /// `sqlite:///var/lib/bonafide` is absolute). Any other scheme is
+    /// [`LocationError::UnsupportedScheme`], never a silent fallback.
+    pub fn parse(text: &str) -> Result<Location, LocationError> {
+        let malformed = || LocationError::Malformed(text.to_owned());
+        let (scheme, rest) = text.split_once(':').ok_or_else(malformed)?;
+        if scheme.is_empty()
+            || !scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+        {
+            return Err(malformed());
+        }
+        match scheme.to_ascii_lowercase().as_str() {
+            "sqlite" => {
+                let path = rest.strip_prefix("//").unwrap_or(rest);
+                if path.is_empty() {
+                    return Err(malformed());
+                }
+                Ok(Location::DataDir(std::path::PathBuf::from(path)))
+            }
+            other => Err(LocationError::UnsupportedScheme(other.to_owned())),
+        }
+    }
+
     /// Whether a registry exists there already (never creates one).
     pub fn exists(&self) -> bool {
         match self {
@@ -489,15 +536,80 @@ impl fmt::Debug for ReceiptKeyRecord {
     }
 }
 
-/// One page of a listing. `next` names the last item, to pass back for the next page:
-/// an id the caller already holds, never an internal position (which would show how
-/// many items others created).
+/// One page of a listing: its items in commit order (the order in which their
+/// creations committed) and, if more may follow, the [`Cursor`] after the last one.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Page<T, C> {
+pub struct Page<T, C = Cursor> {
     /// The items, oldest first.
     pub items: Vec<T>,
-    /// The last item's id, if more may follow.
+    /// Where the next page starts, if more may follow.
     pub next: Option<C>,
+}
+
+/// Where a listing resumes: after an item the caller has just been shown.
+///
+/// Opaque text on the wire (base64url, [`fmt::Display`] and [`std::str::FromStr`]).
+/// It names the item, never an internal position, so it shows nothing of how many
+/// items others created. Listings are in commit order, which every backend keeps
+/// (each creation takes the audit log head, see [`log`]): an item whose creation
+/// commits after a page was read sorts after that page's cursor, so paging while
+/// items are being created never repeats or skips one.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Cursor {
+    /// The id of the last item shown.
+    after: String,
+}
+
+/// Longest cursor text accepted (an id is far shorter).
+const MAX_CURSOR_LEN: usize = 256;
+
+impl Cursor {
+    /// The cursor after the agent `id`, for [`Store::list_agents`].
+    pub fn after_agent(id: &AgentId) -> Self {
+        Cursor {
+            after: id.as_str().to_owned(),
+        }
+    }
+
+    /// The agent the cursor is after, if it names one.
+    pub fn agent(&self) -> Option<AgentId> {
+        AgentId::try_from(self.after.as_str()).ok()
+    }
+}
+
+impl fmt::Debug for Cursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Cursor").field(&self.after).finish()
+    }
+}
+
+impl fmt::Display for Cursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&bonafide_core::b64::encode(self.after.as_bytes()))
+    }
+}
+
+/// Text that is not a cursor a listing gave out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a cursor: pass back `next_cursor` exactly as received")]
+pub struct CursorError;
+
+impl std::str::FromStr for Cursor {
+    type Err = CursorError;
+
+    /// Accepts what [`Cursor`]'s `Display` writes: base64url of printable ASCII. A
+    /// well-formed cursor may still name nothing; the listing then says `NotFound`.
+    fn from_str(text: &str) -> Result<Self, CursorError> {
+        if text.is_empty() || text.len() > MAX_CURSOR_LEN {
+            return Err(CursorError);
+        }
+        let bytes = bonafide_core::b64::decode(text).map_err(|_| CursorError)?;
+        if bytes.is_empty() || !bytes.iter().all(u8::is_ascii_graphic) {
+            return Err(CursorError);
+        }
+        let after = String::from_utf8(bytes).map_err(|_| CursorError)?;
+        Ok(Cursor { after })
+    }
 }
 
 /// A token the registry issued (never the token text).
@@ -601,6 +713,82 @@ pub struct RevocationFeed {
     pub tokens: Vec<RevokedToken>,
     /// The position to pass as `after` next time.
     pub next: u64,
+}
+
+/// A position in the change feed ([`Store::changes_since`]): how far a reader has
+/// read. Opaque; [`ChangePosition::START`] is before every change, and a position
+/// kept elsewhere (a replica's state file) round-trips through [`ChangePosition::get`]
+/// and [`ChangePosition::new`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ChangePosition(u64);
+
+impl ChangePosition {
+    /// Before the first change.
+    pub const START: ChangePosition = ChangePosition(0);
+
+    /// A position a store handed out, as [`ChangePosition::get`] gave it.
+    pub const fn new(position: u64) -> Self {
+        ChangePosition(position)
+    }
+
+    /// The position as a number (for keeping it; its value means nothing else).
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for ChangePosition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// What a committed write changed that a reader mirroring the store (the server's
+/// read model, a replica) must reflect. Each write records its changes in the same
+/// transaction as its audit entries ([`log::Head::append`]); a write that changes
+/// nothing records none.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Change {
+    /// The agent is revoked, for good: it covers every token it has (which are not
+    /// listed) and ends its suspension, if it had one.
+    AgentRevoked(AgentId),
+    /// The agent is suspended.
+    AgentSuspended(AgentId),
+    /// The agent's suspension ended.
+    AgentReactivated(AgentId),
+    /// The agent's own keys changed (registered with a key, or a rotation).
+    AgentKeysChanged(AgentId),
+    /// A token is revoked (or its revocation now lasts to a later `exp`).
+    TokenRevoked {
+        /// Its `jti`.
+        jti: TokenId,
+        /// Its `exp`, Unix seconds: the revocation matters until then.
+        expires_at_s: i64,
+    },
+    /// An issuer's own keys changed (one added or revoked).
+    IssuerKeysChanged(IssuerId),
+    /// An issuer's verified domain changed.
+    IssuerDomainChanged(IssuerId),
+    /// The registry's signing keys changed: a rotation, or a retired key's
+    /// publication extended by a token recorded late.
+    SigningKeysChanged,
+    /// A receiver's audiences changed.
+    ReceiverChanged(ReceiverId),
+    /// An API key was revoked: it authenticates nothing any more.
+    ApiKeyRevoked(ApiKeyHash),
+}
+
+/// Changes committed after a position ([`Store::changes_since`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChangeFeed {
+    /// The changes, in commit order.
+    pub changes: Vec<Change>,
+    /// The position to pass as `after` next time.
+    pub next: ChangePosition,
+    /// More changes follow `next` already: read again at once (a reader that was away
+    /// catches up page by page).
+    pub more: bool,
 }
 
 /// State of a registry signing key.
@@ -708,8 +896,11 @@ impl fmt::Debug for LogKeyRecord {
 /// Everything Bonafide persists.
 ///
 /// Every state change takes the [`AuditRecord`] describing it and appends it in the
-/// same transaction, so no change is ever made without its entry (nor the reverse).
-/// A call that changes nothing (revoking twice) appends nothing.
+/// same transaction, so no change is ever made without its entry (nor the reverse),
+/// with the [`Change`]s readers must mirror ([`Store::changes_since`]), in one
+/// [`log::Head::append`]. A call that changes nothing (revoking twice) appends
+/// nothing. Lock order, for every backend: the log head first ([`log::lock`]), then
+/// budget rows, then the rows the write changes.
 #[async_trait]
 pub trait Store: Send + Sync + fmt::Debug + 'static {
     // ---- API keys
@@ -788,15 +979,16 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     ) -> Result<(), StoreError>;
     /// The agent with this id, whoever owns it.
     async fn agent(&self, id: &AgentId) -> Result<Option<Agent>, StoreError>;
-    /// The issuer's agents, oldest first, after the agent `after` (a `next` of an
-    /// earlier page), at most `limit`. `NotFound` if `after` is not an agent of this
-    /// issuer.
+    /// The issuer's agents in commit order (oldest first), after the cursor `after`
+    /// (a `next` of an earlier page), at most `limit`. An agent registered while a
+    /// caller pages comes after every cursor handed out before it committed: no agent
+    /// is repeated or skipped. `NotFound` if `after` names no agent of this issuer.
     async fn list_agents(
         &self,
         issuer: &IssuerId,
-        after: Option<&AgentId>,
+        after: Option<&Cursor>,
         limit: u32,
-    ) -> Result<Page<Agent, AgentId>, StoreError>;
+    ) -> Result<Page<Agent>, StoreError>;
     /// Revokes an agent of this issuer and every token it has. `NotFound` if the agent
     /// does not exist or is another issuer's. Revoking twice returns the first
     /// revocation unchanged. Revoking a suspended agent ends its suspension: it is
@@ -909,6 +1101,24 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         after: u64,
         expired_by_s: i64,
     ) -> Result<RevocationFeed, StoreError>;
+
+    /// What changed after position `after` (from [`ChangePosition::START`]: every
+    /// change recorded, which includes every revocation and the suspensions in force
+    /// when the feed was introduced), in commit order, at most `limit` changes (at
+    /// least one; the store caps it), and the position to pass next time. Token
+    /// revocations whose `exp` is at or before `expired_by_s` are left out: those
+    /// tokens can no longer verify.
+    ///
+    /// INVARIANT: a position is never passed by a change that commits later, so reading
+    /// from `next` misses nothing. Positions are handed out under the audit log's head
+    /// lock, the first lock of every write ([`log`]), so they follow commit order on
+    /// any backend; the read takes the head position before the rows up to it.
+    async fn changes_since(
+        &self,
+        after: ChangePosition,
+        expired_by_s: i64,
+        limit: u32,
+    ) -> Result<ChangeFeed, StoreError>;
 
     /// Records a genuine issuer-signed token of this issuer (one the registry never
     /// issued, so it may not be stored yet) and revokes it, in one transaction. If the
@@ -1039,4 +1249,65 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// (a later commit, or the backend's own probe of its storage, run at most about
     /// once a second while failing). Never adds a row.
     async fn writable(&self) -> Result<(), StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_urls_name_a_backend_or_fail_clearly() {
+        assert_eq!(
+            Location::parse("sqlite:///var/lib/bonafide"),
+            Ok(Location::DataDir("/var/lib/bonafide".into()))
+        );
+        assert_eq!(
+            Location::parse("SQLite:data"),
+            Ok(Location::DataDir("data".into()))
+        );
+        for (url, scheme) in [
+            ("postgres://localhost/bonafide", "postgres"),
+            ("mysql://x", "mysql"),
+        ] {
+            let e = Location::parse(url);
+            assert_eq!(e, Err(LocationError::UnsupportedScheme(scheme.into())));
+            assert!(e.unwrap_err().to_string().contains("sqlite://"));
+        }
+        for bad in [
+            "",
+            "/var/lib/bonafide",
+            "sqlite://",
+            "sqlite:",
+            ":x",
+            "a b:c",
+        ] {
+            assert!(
+                matches!(Location::parse(bad), Err(LocationError::Malformed(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn cursors_round_trip_and_garbage_is_refused() {
+        let id = AgentId::from_random([7; 16]);
+        let cursor = Cursor::after_agent(&id);
+        let text = cursor.to_string();
+        assert!(
+            text.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+            "{text}"
+        );
+        assert_eq!(text.parse::<Cursor>(), Ok(cursor.clone()));
+        assert_eq!(cursor.agent(), Some(id));
+        let long = "A".repeat(MAX_CURSOR_LEN + 1);
+        for bad in ["", "!!not-a-cursor!!", "Zm9v=", "AA", "_w", long.as_str()] {
+            assert_eq!(bad.parse::<Cursor>(), Err(CursorError), "{bad:?}");
+        }
+        // Well-formed, naming no agent: parsed, and the listing says `NotFound`.
+        let other: Cursor = bonafide_core::b64::encode(b"foo")
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(other.agent(), None);
+    }
 }

@@ -33,7 +33,7 @@ use async_trait::async_trait;
 use bonafide_core::apikey::{ApiKeyHash, KeyKind};
 use bonafide_core::ids::{AgentId, IssuerId, ReceiptId, ReceiverId, TokenId};
 use bonafide_core::keys::Algorithm;
-use bonafide_core::merkle::{self, Frontier, Hash};
+use bonafide_core::merkle::Hash;
 use bonafide_core::names;
 use bonafide_core::policy::Decimal;
 use sqlx::error::DatabaseError;
@@ -43,11 +43,13 @@ use sqlx::{Connection, QueryBuilder, Sqlite, SqliteConnection, SqlitePool, Trans
 
 use crate::ConflictKind;
 use crate::ledger::{self, BudgetRow, Claimed, LedgerTx};
+use crate::log;
 use crate::{
-    Agent, AgentKey, AgentStatus, ApiKeyRecord, AuditRecord, AuditRow, BudgetKey, CheckpointRecord,
-    DecisionItem, DecisionOutcome, DelegationRecord, IdempotencyClaim, Issuer, IssuerKey, KeyState,
-    LogKeyRecord, NonceClaim, Page, ReceiptKeyRecord, ReceiptRecord, Receiver, RevocationFeed,
-    Revocations, RevokedToken, SigningKeyRecord, Store, StoreError, TokenRecord,
+    Agent, AgentKey, AgentStatus, ApiKeyRecord, AuditRecord, AuditRow, BudgetKey, Change,
+    ChangeFeed, ChangePosition, CheckpointRecord, Cursor, DecisionItem, DecisionOutcome,
+    DelegationRecord, IdempotencyClaim, Issuer, IssuerKey, KeyState, LogKeyRecord, NonceClaim,
+    Page, ReceiptKeyRecord, ReceiptRecord, Receiver, RevocationFeed, Revocations, RevokedToken,
+    SigningKeyRecord, Store, StoreError, TokenRecord,
 };
 
 /// Name of the database file inside the data directory.
@@ -374,6 +376,10 @@ struct WriteHealth {
     failing: std::sync::Mutex<Option<Failing>>,
 }
 
+/// The one clock the store reads: a monotonic `Instant` pacing the health probe of a
+/// failing data dir (at most one probe per [`PROBE_EVERY`]). It is no time of the
+/// registry's: nothing stored or decided depends on it, which is why it is not passed
+/// in like `now_ms`.
 #[derive(Debug)]
 struct Failing {
     error: StoreError,
@@ -425,6 +431,7 @@ impl Store for SqliteStore {
         audit: &AuditRecord,
     ) -> Result<(), StoreError> {
         let mut tx = self.write_tx().await?;
+        let log = log::lock(&mut *tx).await?;
         // A key revoked before stays revoked: supplying it again is refused.
         let revoked: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM api_keys WHERE hash = ? AND revoked_at_ms IS NOT NULL)",
@@ -447,9 +454,7 @@ impl Store for SqliteStore {
         .await
         .map_err(db_err)?
         .rows_affected();
-        if added > 0 {
-            append_audit(&mut tx, std::slice::from_ref(audit)).await?;
-        }
+        log.append(&mut *tx, audited(added > 0, audit), &[]).await?;
         tx.commit().await.map_err(db_err)
     }
 
@@ -485,6 +490,7 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         // One writer: the count and the delete see the same keys.
         let mut tx = self.write_tx().await?;
+        let log = log::lock(&mut *tx).await?;
         let admins: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM api_keys WHERE kind = ? AND revoked_at_ms IS NULL",
         )
@@ -514,7 +520,12 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-        append_audit(&mut tx, std::slice::from_ref(audit)).await?;
+        log.append(
+            &mut *tx,
+            std::slice::from_ref(audit),
+            &[Change::ApiKeyRevoked(*hash)],
+        )
+        .await?;
         tx.commit().await.map_err(db_err)
     }
 
@@ -538,6 +549,7 @@ impl Store for SqliteStore {
         audit: &AuditRecord,
     ) -> Result<(), StoreError> {
         let mut tx = self.write_tx().await?;
+        let log = log::lock(&mut *tx).await?;
         sqlx::query("INSERT INTO issuers (id, name, name_key, created_at_ms) VALUES (?, ?, ?, ?)")
             .bind(issuer.id.as_str())
             .bind(&issuer.name)
@@ -554,7 +566,8 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-        append_audit(&mut tx, std::slice::from_ref(audit)).await?;
+        log.append(&mut *tx, std::slice::from_ref(audit), &[])
+            .await?;
         tx.commit().await.map_err(db_err)
     }
 
@@ -587,6 +600,7 @@ impl Store for SqliteStore {
         audit: &AuditRecord,
     ) -> Result<(), StoreError> {
         let mut tx = self.write_tx().await?;
+        let log = log::lock(&mut *tx).await?;
         sqlx::query("INSERT INTO receivers (id, name, created_at_ms) VALUES (?, ?, ?)")
             .bind(receiver.id.as_str())
             .bind(&receiver.name)
@@ -603,7 +617,8 @@ impl Store for SqliteStore {
             .await
             .map_err(db_err)?;
         insert_audiences(&mut tx, &receiver.id, &receiver.audiences).await?;
-        append_audit(&mut tx, std::slice::from_ref(audit)).await?;
+        log.append(&mut *tx, std::slice::from_ref(audit), &[])
+            .await?;
         tx.commit().await.map_err(db_err)
     }
 
@@ -634,6 +649,7 @@ impl Store for SqliteStore {
         audit: &AuditRecord,
     ) -> Result<(), StoreError> {
         let mut tx = self.write_tx().await?;
+        let log = log::lock(&mut *tx).await?;
         let known = sqlx::query_scalar::<_, i64>("SELECT 1 FROM receivers WHERE id = ?")
             .bind(id.as_str())
             .fetch_optional(&mut *tx)
@@ -649,7 +665,12 @@ impl Store for SqliteStore {
             .map_err(db_err)?;
         // Another receiver's audience is a unique violation: `Conflict`, nothing kept.
         insert_audiences(&mut tx, id, audiences).await?;
-        append_audit(&mut tx, std::slice::from_ref(audit)).await?;
+        log.append(
+            &mut *tx,
+            std::slice::from_ref(audit),
+            &[Change::ReceiverChanged(id.clone())],
+        )
+        .await?;
         tx.commit().await.map_err(db_err)
     }
 
@@ -666,11 +687,12 @@ impl Store for SqliteStore {
         let scopes = to_json(&agent.scopes)?;
         let audience = agent.audience.as_deref().map(to_json).transpose()?;
         let mut tx = self.write_tx().await?;
+        let log = log::lock(&mut *tx).await?;
         sqlx::query(
             "INSERT INTO agents (id, issuer_id, name, description, scopes, audience, \
              token_ttl_s, status, created_at_ms, revoked_at_ms, revoke_reason, policy, user_ref, \
-             suspended_at_ms, suspend_reason, allow_bearer_tokens) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             suspended_at_ms, suspend_reason, allow_bearer_tokens, list_pos) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(agent.id.as_str())
         .bind(agent.issuer_id.as_str())
@@ -688,15 +710,23 @@ impl Store for SqliteStore {
         .bind(agent.suspended_at_ms)
         .bind(agent.suspend_reason.as_deref())
         .bind(agent.allow_bearer_tokens)
+        // Its place in listings: the index its registration's entry gets (commit
+        // order, see `0016_agent_commit_order.sql`).
+        .bind(to_i64(log.size())?)
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-        insert_token(&mut tx, first_token).await?;
+        let mut changes = Vec::new();
+        if insert_token(&mut tx, first_token).await? {
+            changes.push(Change::SigningKeysChanged);
+        }
         if let Some(key) = first_key {
             refuse_key_held_elsewhere(&mut tx, &key.jkt, &agent.issuer_id).await?;
             insert_agent_key(&mut tx, key).await?;
+            changes.push(Change::AgentKeysChanged(agent.id.clone()));
         }
-        append_audit(&mut tx, std::slice::from_ref(audit)).await?;
+        log.append(&mut *tx, std::slice::from_ref(audit), &changes)
+            .await?;
         tx.commit().await.map_err(db_err)
     }
 
@@ -713,6 +743,7 @@ impl Store for SqliteStore {
             return Err(StoreError::Conflict(ConflictKind::KeyNotAgents));
         }
         let mut tx = self.write_tx().await?;
+        let log = log::lock(&mut *tx).await?;
         let row = own_agent_row(&mut tx, issuer, agent).await?;
         if row.status == AgentStatus::Revoked.as_str() {
             return Err(StoreError::Conflict(ConflictKind::AgentRevoked));
@@ -751,7 +782,12 @@ impl Store for SqliteStore {
         .await
         .map_err(db_err)?;
         insert_agent_key(&mut tx, new_key).await?;
-        append_audit(&mut tx, std::slice::from_ref(audit)).await?;
+        log.append(
+            &mut *tx,
+            std::slice::from_ref(audit),
+            &[Change::AgentKeysChanged(agent.clone())],
+        )
+        .await?;
         let keys = select_agent_keys(&mut tx, agent).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(keys)
@@ -790,29 +826,35 @@ impl Store for SqliteStore {
     async fn list_agents(
         &self,
         issuer: &IssuerId,
-        after: Option<&AgentId>,
+        after: Option<&Cursor>,
         limit: u32,
-    ) -> Result<Page<Agent, AgentId>, StoreError> {
+    ) -> Result<Page<Agent>, StoreError> {
         let limit = limit.clamp(1, MAX_PAGE);
         // Agents are never deleted, so the agent a cursor names keeps its place.
-        let after_seq: i64 = match after {
-            None => 0,
-            Some(id) => sqlx::query_scalar("SELECT seq FROM agents WHERE id = ? AND issuer_id = ?")
+        let after_pos: i64 = match after {
+            None => i64::MIN,
+            Some(cursor) => {
+                let id = cursor.agent().ok_or(StoreError::NotFound)?;
+                let pos: Option<Option<i64>> = sqlx::query_scalar(
+                    "SELECT list_pos FROM agents WHERE id = ? AND issuer_id = ?",
+                )
                 .bind(id.as_str())
                 .bind(issuer.as_str())
                 .fetch_optional(&self.reader)
                 .await
-                .map_err(db_err)?
-                .ok_or(StoreError::NotFound)?,
+                .map_err(db_err)?;
+                pos.ok_or(StoreError::NotFound)?
+                    .ok_or_else(|| corrupt("agent list position"))?
+            }
         };
         // One row more than asked tells whether another page follows.
         let mut rows = sqlx::query_as::<_, AgentRow>(concat!(
             "SELECT ",
             agent_columns!(),
-            " FROM agents WHERE issuer_id = ? AND seq > ? ORDER BY seq LIMIT ?"
+            " FROM agents WHERE issuer_id = ? AND list_pos > ? ORDER BY list_pos LIMIT ?"
         ))
         .bind(issuer.as_str())
-        .bind(after_seq)
+        .bind(after_pos)
         .bind(i64::from(limit) + 1)
         .fetch_all(&self.reader)
         .await
@@ -824,7 +866,7 @@ impl Store for SqliteStore {
             .map(AgentRow::into_agent)
             .collect::<Result<_, _>>()?;
         let next = if more {
-            items.last().map(|a| a.id.clone())
+            items.last().map(|a| Cursor::after_agent(&a.id))
         } else {
             None
         };
@@ -840,6 +882,7 @@ impl Store for SqliteStore {
         audit: &AuditRecord,
     ) -> Result<Agent, StoreError> {
         let mut tx = self.write_tx().await?;
+        let log = log::lock(&mut *tx).await?;
         let mut row = own_agent_row(&mut tx, issuer, id).await?;
         // Active or suspended (both `active` in the `status` column).
         let was_active = row.status == AgentStatus::Active.as_str();
@@ -874,9 +917,15 @@ impl Store for SqliteStore {
         .await
         .map_err(db_err)?
         .rows_affected();
-        if was_active || tokens > 0 {
-            append_audit(&mut tx, std::slice::from_ref(audit)).await?;
-        }
+        // A repeated call that revoked late tokens is audited; the agent's revocation
+        // (already in the feed) covers them.
+        let changes = if was_active {
+            vec![Change::AgentRevoked(id.clone())]
+        } else {
+            Vec::new()
+        };
+        log.append(&mut *tx, audited(was_active || tokens > 0, audit), &changes)
+            .await?;
         tx.commit().await.map_err(db_err)?;
         row.into_agent()
     }
@@ -890,12 +939,14 @@ impl Store for SqliteStore {
         audit: &AuditRecord,
     ) -> Result<Agent, StoreError> {
         let mut tx = self.write_tx().await?;
+        let log = log::lock(&mut *tx).await?;
         let mut row = own_agent_row(&mut tx, issuer, id).await?;
         if row.status != AgentStatus::Active.as_str() {
             return Err(StoreError::Conflict(ConflictKind::AgentRevoked));
         }
         // Suspending twice keeps the first suspension (time and reason).
-        if row.suspended_at_ms.is_none() {
+        let changed = row.suspended_at_ms.is_none();
+        if changed {
             sqlx::query("UPDATE agents SET suspended_at_ms = ?, suspend_reason = ? WHERE seq = ?")
                 .bind(now_ms)
                 .bind(reason)
@@ -905,8 +956,14 @@ impl Store for SqliteStore {
                 .map_err(db_err)?;
             row.suspended_at_ms = Some(now_ms);
             row.suspend_reason = reason.map(str::to_owned);
-            append_audit(&mut tx, std::slice::from_ref(audit)).await?;
         }
+        let changes = if changed {
+            vec![Change::AgentSuspended(id.clone())]
+        } else {
+            Vec::new()
+        };
+        log.append(&mut *tx, audited(changed, audit), &changes)
+            .await?;
         tx.commit().await.map_err(db_err)?;
         row.into_agent()
     }
@@ -918,11 +975,13 @@ impl Store for SqliteStore {
         audit: &AuditRecord,
     ) -> Result<Agent, StoreError> {
         let mut tx = self.write_tx().await?;
+        let log = log::lock(&mut *tx).await?;
         let mut row = own_agent_row(&mut tx, issuer, id).await?;
         if row.status != AgentStatus::Active.as_str() {
             return Err(StoreError::Conflict(ConflictKind::AgentRevoked));
         }
-        if row.suspended_at_ms.is_some() {
+        let changed = row.suspended_at_ms.is_some();
+        if changed {
             sqlx::query(
                 "UPDATE agents SET suspended_at_ms = NULL, suspend_reason = NULL WHERE seq = ?",
             )
@@ -932,8 +991,14 @@ impl Store for SqliteStore {
             .map_err(db_err)?;
             row.suspended_at_ms = None;
             row.suspend_reason = None;
-            append_audit(&mut tx, std::slice::from_ref(audit)).await?;
         }
+        let changes = if changed {
+            vec![Change::AgentReactivated(id.clone())]
+        } else {
+            Vec::new()
+        };
+        log.append(&mut *tx, audited(changed, audit), &changes)
+            .await?;
         tx.commit().await.map_err(db_err)?;
         row.into_agent()
     }
@@ -955,8 +1020,15 @@ impl Store for SqliteStore {
         audit: &AuditRecord,
     ) -> Result<(), StoreError> {
         let mut tx = self.write_tx().await?;
-        insert_token(&mut tx, token).await?;
-        append_audit(&mut tx, std::slice::from_ref(audit)).await?;
+        let log = log::lock(&mut *tx).await?;
+        let extended = insert_token(&mut tx, token).await?;
+        let changes = if extended {
+            vec![Change::SigningKeysChanged]
+        } else {
+            Vec::new()
+        };
+        log.append(&mut *tx, std::slice::from_ref(audit), &changes)
+            .await?;
         tx.commit().await.map_err(db_err)
     }
 
@@ -981,7 +1053,8 @@ impl Store for SqliteStore {
         audit: &AuditRecord,
     ) -> Result<(), StoreError> {
         let mut tx = self.write_tx().await?;
-        insert_token(&mut tx, token).await?;
+        let log = log::lock(&mut *tx).await?;
+        let extended = insert_token(&mut tx, token).await?;
         sqlx::query(
             "INSERT INTO delegations \
              (jti, parent_jti, actor_id, ancestor_policies, ancestor_keys, created_at_ms) \
@@ -996,7 +1069,13 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-        append_audit(&mut tx, std::slice::from_ref(audit)).await?;
+        let changes = if extended {
+            vec![Change::SigningKeysChanged]
+        } else {
+            Vec::new()
+        };
+        log.append(&mut *tx, std::slice::from_ref(audit), &changes)
+            .await?;
         tx.commit().await.map_err(db_err)
     }
 
@@ -1032,6 +1111,7 @@ impl Store for SqliteStore {
         audit: &AuditRecord,
     ) -> Result<TokenRecord, StoreError> {
         let mut tx = self.write_tx().await?;
+        let log = log::lock(&mut *tx).await?;
         let changed = sqlx::query(
             "UPDATE tokens SET revoked_at_ms = ? \
              WHERE jti = ? AND issuer_id = ? AND revoked_at_ms IS NULL",
@@ -1057,9 +1137,16 @@ impl Store for SqliteStore {
         .await
         .map_err(db_err)?
         .ok_or(StoreError::NotFound)?;
-        if changed > 0 {
-            append_audit(&mut tx, std::slice::from_ref(audit)).await?;
-        }
+        let changes = if changed > 0 {
+            vec![Change::TokenRevoked {
+                jti: jti.clone(),
+                expires_at_s: row.expires_at_s,
+            }]
+        } else {
+            Vec::new()
+        };
+        log.append(&mut *tx, audited(changed > 0, audit), &changes)
+            .await?;
         tx.commit().await.map_err(db_err)?;
         row.into_record()
     }
@@ -1139,6 +1226,16 @@ impl Store for SqliteStore {
         })
     }
 
+    async fn changes_since(
+        &self,
+        after: ChangePosition,
+        expired_by_s: i64,
+        limit: u32,
+    ) -> Result<ChangeFeed, StoreError> {
+        let mut conn = self.reader.acquire().await.map_err(db_err)?;
+        log::changes_since(&mut *conn, after, expired_by_s, limit).await
+    }
+
     async fn revoke_issuer_signed_token(
         &self,
         issuer: &IssuerId,
@@ -1150,6 +1247,7 @@ impl Store for SqliteStore {
             return Err(StoreError::NotFound);
         }
         let mut tx = self.write_tx().await?;
+        let log = log::lock(&mut *tx).await?;
         // Unknown until now (the issuer signed it offline): record it. A jti stored
         // already (this issuer's or another's) is left as it is; the ownership check
         // below decides. The (agent, issuer) foreign key refuses another's agent.
@@ -1206,15 +1304,24 @@ impl Store for SqliteStore {
         .await
         .map_err(db_err)?
         .ok_or(StoreError::NotFound)?;
-        if changed > 0 {
-            append_audit(&mut tx, std::slice::from_ref(audit)).await?;
-        }
+        // A longer-lived revocation is a change for readers, though not audited again.
+        let changes = if changed > 0 || extended > 0 {
+            vec![Change::TokenRevoked {
+                jti: token.jti.clone(),
+                expires_at_s: row.expires_at_s,
+            }]
+        } else {
+            Vec::new()
+        };
+        log.append(&mut *tx, audited(changed > 0, audit), &changes)
+            .await?;
         tx.commit().await.map_err(db_err)?;
         row.into_record()
     }
 
     async fn add_issuer_key(&self, key: &IssuerKey, audit: &AuditRecord) -> Result<(), StoreError> {
         let mut tx = self.write_tx().await?;
+        let log = log::lock(&mut *tx).await?;
         sqlx::query(
             "INSERT INTO issuer_keys (kid, issuer_id, alg, jwk, created_at_ms, revoked_at_ms) \
              VALUES (?, ?, ?, ?, ?, ?)",
@@ -1228,7 +1335,12 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-        append_audit(&mut tx, std::slice::from_ref(audit)).await?;
+        log.append(
+            &mut *tx,
+            std::slice::from_ref(audit),
+            &[Change::IssuerKeysChanged(key.issuer_id.clone())],
+        )
+        .await?;
         tx.commit().await.map_err(db_err)
     }
 
@@ -1269,6 +1381,7 @@ impl Store for SqliteStore {
         audit: &AuditRecord,
     ) -> Result<IssuerKey, StoreError> {
         let mut tx = self.write_tx().await?;
+        let log = log::lock(&mut *tx).await?;
         let changed = sqlx::query(
             "UPDATE issuer_keys SET revoked_at_ms = ? \
              WHERE kid = ? AND issuer_id = ? AND revoked_at_ms IS NULL",
@@ -1291,9 +1404,13 @@ impl Store for SqliteStore {
         .await
         .map_err(db_err)?
         .ok_or(StoreError::NotFound)?;
-        if changed > 0 {
-            append_audit(&mut tx, std::slice::from_ref(audit)).await?;
-        }
+        let changes = if changed > 0 {
+            vec![Change::IssuerKeysChanged(issuer.clone())]
+        } else {
+            Vec::new()
+        };
+        log.append(&mut *tx, audited(changed > 0, audit), &changes)
+            .await?;
         tx.commit().await.map_err(db_err)?;
         row.into_record()
     }
@@ -1304,6 +1421,7 @@ impl Store for SqliteStore {
         audit: &AuditRecord,
     ) -> Result<(), StoreError> {
         let mut tx = self.write_tx().await?;
+        let log = log::lock(&mut *tx).await?;
         // The key must still be the issuer's and unrevoked now, not only when the
         // JWKS was fetched.
         let live: Option<i64> = sqlx::query_scalar(
@@ -1329,7 +1447,12 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-        append_audit(&mut tx, std::slice::from_ref(audit)).await?;
+        log.append(
+            &mut *tx,
+            std::slice::from_ref(audit),
+            &[Change::IssuerDomainChanged(domain.issuer_id.clone())],
+        )
+        .await?;
         tx.commit().await.map_err(db_err)
     }
 
@@ -1380,6 +1503,7 @@ impl Store for SqliteStore {
         audit: &AuditRecord,
     ) -> Result<(), StoreError> {
         let mut tx = self.write_tx().await?;
+        let log = log::lock(&mut *tx).await?;
         sqlx::query(
             "UPDATE signing_keys SET state = ?, publish_until_s = COALESCE( \
                  (SELECT MAX(expires_at_s) FROM tokens WHERE tokens.kid = signing_keys.kid), ?) \
@@ -1403,13 +1527,19 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-        append_audit(&mut tx, std::slice::from_ref(audit)).await?;
+        log.append(
+            &mut *tx,
+            std::slice::from_ref(audit),
+            &[Change::SigningKeysChanged],
+        )
+        .await?;
         tx.commit().await.map_err(db_err)
     }
 
     async fn audit_append(&self, records: &[AuditRecord]) -> Result<u64, StoreError> {
         let mut tx = self.write_tx().await?;
-        let first = append_audit(&mut tx, records).await?;
+        let log = log::lock(&mut *tx).await?;
+        let first = log.append(&mut *tx, records, &[]).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(first)
     }
@@ -1421,7 +1551,7 @@ impl Store for SqliteStore {
 
     async fn audit_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, StoreError> {
         let mut conn = self.reader.acquire().await.map_err(db_err)?;
-        read_hashes(&mut conn, indexes).await
+        log::read_hashes(&mut *conn, indexes).await
     }
 
     async fn audit_entries(&self, start: u64, end: u64) -> Result<Vec<AuditRow>, StoreError> {
@@ -1533,7 +1663,7 @@ impl Store for SqliteStore {
         // The write lock is taken at BEGIN IMMEDIATE: everything the batch reads is
         // read under it, so nothing changes between the reads, decisions and writes.
         let mut tx = self.write_tx().await?;
-        let outcomes = ledger::record_decisions(&mut Ledger(&mut tx), &items, now_ms).await?;
+        let outcomes = ledger::record_decisions(&mut *tx, &items, now_ms).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(outcomes)
     }
@@ -1639,23 +1769,17 @@ impl Store for SqliteStore {
 // ---- decisions internals
 
 /// The ledger's reads and writes ([`LedgerTx`]) on SQLite's write transaction.
-struct Ledger<'c>(&'c mut SqliteConnection);
-
 #[async_trait]
-impl LedgerTx for Ledger<'_> {
-    async fn log_head(&mut self) -> Result<u64, StoreError> {
-        audit_size(self.0).await
-    }
-
+impl LedgerTx for SqliteConnection {
     async fn read_claims(
         &mut self,
         claims: &[&IdempotencyClaim],
     ) -> Result<HashMap<(ReceiverId, String), Claimed>, StoreError> {
-        read_claims(self.0, claims).await
+        read_claims(self, claims).await
     }
 
     async fn read_budget(&mut self, key: &BudgetKey) -> Result<Option<Decimal>, StoreError> {
-        read_budget(self.0, key).await
+        read_budget(self, key).await
     }
 
     async fn live_nonces(
@@ -1680,7 +1804,7 @@ impl LedgerTx for Ledger<'_> {
             select.push(")");
             let rows: Vec<(String, String, i64)> = select
                 .build_query_as()
-                .fetch_all(&mut *self.0)
+                .fetch_all(&mut *self)
                 .await
                 .map_err(db_err)?;
             stored.extend(rows.into_iter().map(|(a, n, until)| ((a, n), until)));
@@ -1711,7 +1835,7 @@ impl LedgerTx for Ledger<'_> {
             select.push(")");
             let ids: Vec<String> = select
                 .build_query_scalar()
-                .fetch_all(&mut *self.0)
+                .fetch_all(&mut *self)
                 .await
                 .map_err(db_err)?;
             for id in ids {
@@ -1731,7 +1855,7 @@ impl LedgerTx for Ledger<'_> {
             .bind(n.agent.as_str())
             .bind(&n.nonce)
             .bind(n.expires_at_ms)
-            .execute(&mut *self.0)
+            .execute(&mut *self)
             .await
             .map_err(db_err)?;
         }
@@ -1754,15 +1878,11 @@ impl LedgerTx for Ledger<'_> {
             .bind(row.spent.to_string())
             .bind(row.cap.to_string())
             .bind(row.at_ms)
-            .execute(&mut *self.0)
+            .execute(&mut *self)
             .await
             .map_err(db_err)?;
         }
         Ok(())
-    }
-
-    async fn insert_audit_rows(&mut self, records: &[AuditRecord]) -> Result<u64, StoreError> {
-        append_audit(self.0, records).await
     }
 
     async fn insert_receipts(&mut self, receipts: &[ReceiptRecord]) -> Result<(), StoreError> {
@@ -1783,7 +1903,7 @@ impl LedgerTx for Ledger<'_> {
                     .push_bind(*audit_index)
                     .push_bind(receipt.created_at_ms);
             });
-            insert.build().execute(&mut *self.0).await.map_err(db_err)?;
+            insert.build().execute(&mut *self).await.map_err(db_err)?;
         }
         Ok(())
     }
@@ -1811,7 +1931,7 @@ impl LedgerTx for Ledger<'_> {
                     .push_bind(*audit_index)
                     .push_bind(claimed.created_at_ms);
             });
-            insert.build().execute(&mut *self.0).await.map_err(db_err)?;
+            insert.build().execute(&mut *self).await.map_err(db_err)?;
         }
         Ok(())
     }
@@ -1907,10 +2027,6 @@ fn to_i64(n: u64) -> Result<i64, StoreError> {
     i64::try_from(n).map_err(|_| StoreError::Backend(format!("{n} is out of range")))
 }
 
-fn log_err(e: merkle::LogError) -> StoreError {
-    StoreError::Backend(format!("audit log: {e}"))
-}
-
 async fn audit_size(conn: &mut SqliteConnection) -> Result<u64, StoreError> {
     // `idx` is the rowid: MAX is one B-tree descent.
     let size: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_log")
@@ -1920,118 +2036,140 @@ async fn audit_size(conn: &mut SqliteConnection) -> Result<u64, StoreError> {
     u64::try_from(size).map_err(|_| corrupt("audit log size"))
 }
 
-/// Appends `records` inside the caller's write transaction; returns the first index.
-///
-/// Only the frontier of the current tree is read (one query, at most 62 hashes): every
-/// left sibling the new records need is on it (see `core::merkle::Frontier`).
-async fn append_audit(
-    conn: &mut SqliteConnection,
-    records: &[AuditRecord],
-) -> Result<u64, StoreError> {
-    let size = audit_size(conn).await?;
-    if records.is_empty() {
-        return Ok(size);
+/// The audit log's rows ([`log::LogRead`]) on any SQLite connection: the pooled
+/// reader for proofs, the writer's transaction for appends.
+#[async_trait]
+impl log::LogRead for SqliteConnection {
+    async fn log_head(&mut self) -> Result<u64, StoreError> {
+        // Inside `BEGIN IMMEDIATE` the write lock is held already: this is the head.
+        audit_size(self).await
     }
-    let hashes = read_hashes(conn, &Frontier::indexes(size)).await?;
-    let mut frontier = Frontier::from_hashes(size, hashes).map_err(log_err)?;
-    let mut rows = Vec::with_capacity(records.len());
-    for record in records {
-        let index = to_i64(frontier.size())?;
-        let stored = frontier
-            .append(merkle::leaf_hash(&record.entry))
-            .map_err(log_err)?;
-        let (leaf, nodes) = stored
-            .split_first()
-            .ok_or_else(|| StoreError::Backend("audit log: no leaf hash".into()))?;
-        let nodes: Vec<u8> = nodes.iter().flat_map(|h| h.0).collect();
-        rows.push((index, *leaf, nodes, record));
-    }
-    for chunk in rows.chunks(AUDIT_ROWS_PER_INSERT) {
-        let mut insert = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO audit_log (idx, leaf_hash, nodes, entry, agent_id, issuer_id, created_at_ms) ",
-        );
-        insert.push_values(chunk, |mut row, (index, leaf, nodes, record)| {
-            row.push_bind(*index)
-                .push_bind(leaf.0.to_vec())
-                .push_bind(nodes.clone())
-                .push_bind(record.entry.clone())
-                .push_bind(record.agent_id.as_ref().map(|a| a.as_str().to_owned()))
-                .push_bind(record.issuer_id.as_ref().map(|i| i.as_str().to_owned()))
-                .push_bind(record.created_at_ms);
-        });
-        insert.build().execute(&mut *conn).await.map_err(db_err)?;
-    }
-    Ok(size)
-}
 
-/// The record that stores hash `index`, and the hash's position in that record's run
-/// (0 = leaf hash, k = k-th interior node).
-fn locate_hash(index: u64) -> Option<(u64, usize)> {
-    // Beyond the largest supported tree the index math is meaningless (and slow).
-    if index >= merkle::stored_hash_count(merkle::MAX_TREE_SIZE) {
-        return None;
-    }
-    let (level, n) = merkle::split_stored_hash_index(index);
-    // The node (level, n) is completed by the last leaf under it.
-    let record = n
-        .checked_add(1)?
-        .checked_shl(u32::from(level))?
-        .checked_sub(1)?;
-    if record > merkle::MAX_TREE_SIZE {
-        return None;
-    }
-    Some((record, usize::from(level)))
-}
-
-/// Reads stored hashes by stored-hash index: one query for all the records they live in.
-async fn read_hashes(
-    conn: &mut SqliteConnection,
-    indexes: &[u64],
-) -> Result<Vec<Hash>, StoreError> {
-    if indexes.is_empty() {
-        return Ok(Vec::new());
-    }
-    let located: Vec<(u64, usize)> = indexes
-        .iter()
-        .map(|&i| locate_hash(i).ok_or(StoreError::NotFound))
-        .collect::<Result<_, _>>()?;
-    let mut records: Vec<u64> = located.iter().map(|(r, _)| *r).collect();
-    records.sort_unstable();
-    records.dedup();
-    let mut runs: std::collections::HashMap<u64, (Vec<u8>, Vec<u8>)> =
-        std::collections::HashMap::with_capacity(records.len());
-    for chunk in records.chunks(MAX_IN_LIST) {
-        let mut select = QueryBuilder::<Sqlite>::new(
-            "SELECT idx, leaf_hash, nodes FROM audit_log WHERE idx IN (",
-        );
-        let mut list = select.separated(", ");
-        for r in chunk {
-            list.push_bind(to_i64(*r)?);
+    async fn read_hash_rows(
+        &mut self,
+        records: &[u64],
+    ) -> Result<HashMap<u64, log::HashRun>, StoreError> {
+        let mut runs = HashMap::with_capacity(records.len());
+        for chunk in records.chunks(MAX_IN_LIST) {
+            let mut select = QueryBuilder::<Sqlite>::new(
+                "SELECT idx, leaf_hash, nodes FROM audit_log WHERE idx IN (",
+            );
+            let mut list = select.separated(", ");
+            for r in chunk {
+                list.push_bind(to_i64(*r)?);
+            }
+            select.push(")");
+            let rows: Vec<(i64, Vec<u8>, Vec<u8>)> = select
+                .build_query_as()
+                .fetch_all(&mut *self)
+                .await
+                .map_err(db_err)?;
+            for (idx, leaf, nodes) in rows {
+                let idx = u64::try_from(idx).map_err(|_| corrupt("audit index"))?;
+                // `nodes` is the run's interior hashes, 32 bytes each (0002_audit.sql).
+                let nodes = nodes
+                    .chunks(32)
+                    .map(|h| Hash::try_from(h).map_err(|_| corrupt("audit hashes")))
+                    .collect::<Result<_, _>>()?;
+                let leaf =
+                    Hash::try_from(leaf.as_slice()).map_err(|_| corrupt("audit leaf hash"))?;
+                runs.insert(idx, log::HashRun { leaf, nodes });
+            }
         }
-        select.push(")");
-        let rows: Vec<(i64, Vec<u8>, Vec<u8>)> = select
-            .build_query_as()
-            .fetch_all(&mut *conn)
+        Ok(runs)
+    }
+
+    async fn change_head(&mut self) -> Result<u64, StoreError> {
+        // `pos` is the rowid: MAX is one B-tree descent.
+        let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(pos), 0) FROM changes")
+            .fetch_one(&mut *self)
             .await
             .map_err(db_err)?;
-        for (idx, leaf, nodes) in rows {
-            let idx = u64::try_from(idx).map_err(|_| corrupt("audit index"))?;
-            runs.insert(idx, (leaf, nodes));
-        }
+        u64::try_from(head).map_err(|_| corrupt("change position"))
     }
-    located
-        .iter()
-        .map(|(record, level)| {
-            let (leaf, nodes) = runs.get(record).ok_or(StoreError::NotFound)?;
-            let bytes = match level.checked_sub(1) {
-                None => leaf.as_slice(),
-                Some(k) => nodes
-                    .get(k * 32..k * 32 + 32)
-                    .ok_or_else(|| corrupt("audit hashes"))?,
-            };
-            Hash::try_from(bytes).map_err(|_| corrupt("audit hash"))
-        })
-        .collect()
+
+    async fn read_changes(
+        &mut self,
+        after: u64,
+        up_to: u64,
+        expired_by_s: i64,
+        limit: u32,
+    ) -> Result<Vec<(u64, log::ChangeRow)>, StoreError> {
+        let rows: Vec<(i64, String, Option<String>, Option<i64>)> = sqlx::query_as(
+            "SELECT pos, kind, subject, expires_at_s FROM changes \
+             WHERE pos > ? AND pos <= ? AND (expires_at_s IS NULL OR expires_at_s > ?) \
+             ORDER BY pos LIMIT ?",
+        )
+        .bind(to_i64(after)?)
+        .bind(to_i64(up_to)?)
+        .bind(expired_by_s)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *self)
+        .await
+        .map_err(db_err)?;
+        rows.into_iter()
+            .map(|(pos, kind, subject, expires_at_s)| {
+                let pos = u64::try_from(pos).map_err(|_| corrupt("change position"))?;
+                Ok((
+                    pos,
+                    log::ChangeRow {
+                        kind,
+                        subject,
+                        expires_at_s,
+                    },
+                ))
+            })
+            .collect()
+    }
+}
+
+/// Appends ([`log::LogTx`]) on the writer's transaction.
+#[async_trait]
+impl log::LogTx for SqliteConnection {
+    async fn insert_audit_rows(&mut self, rows: &[log::LogRow<'_>]) -> Result<(), StoreError> {
+        for chunk in rows.chunks(AUDIT_ROWS_PER_INSERT) {
+            let chunk: Vec<(i64, &log::LogRow<'_>)> = chunk
+                .iter()
+                .map(|row| Ok((to_i64(row.index)?, row)))
+                .collect::<Result<_, StoreError>>()?;
+            let mut insert = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO audit_log \
+                 (idx, leaf_hash, nodes, entry, agent_id, issuer_id, created_at_ms) ",
+            );
+            insert.push_values(chunk, |mut b, (index, row)| {
+                let nodes: Vec<u8> = row.run.nodes.iter().flat_map(|h| h.0).collect();
+                b.push_bind(index)
+                    .push_bind(row.run.leaf.0.to_vec())
+                    .push_bind(nodes)
+                    .push_bind(row.record.entry.clone())
+                    .push_bind(row.record.agent_id.as_ref().map(|a| a.as_str().to_owned()))
+                    .push_bind(row.record.issuer_id.as_ref().map(|i| i.as_str().to_owned()))
+                    .push_bind(row.record.created_at_ms);
+            });
+            insert.build().execute(&mut *self).await.map_err(db_err)?;
+        }
+        Ok(())
+    }
+
+    async fn insert_changes(&mut self, rows: &[(u64, log::ChangeRow)]) -> Result<(), StoreError> {
+        for chunk in rows.chunks(AUDIT_ROWS_PER_INSERT) {
+            let chunk: Vec<(i64, &log::ChangeRow)> = chunk
+                .iter()
+                .map(|(pos, row)| Ok((to_i64(*pos)?, row)))
+                .collect::<Result<_, StoreError>>()?;
+            let mut insert = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO changes (pos, kind, subject, expires_at_s) ",
+            );
+            insert.push_values(chunk, |mut b, (pos, row)| {
+                b.push_bind(pos)
+                    .push_bind(row.kind.clone())
+                    .push_bind(row.subject.clone())
+                    .push_bind(row.expires_at_s);
+            });
+            insert.build().execute(&mut *self).await.map_err(db_err)?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(sqlx::FromRow)]
@@ -2100,10 +2238,12 @@ async fn feed_token(conn: &mut SqliteConnection, jti: &TokenId) -> Result<(), St
     Ok(())
 }
 
+/// Stores a token; true if that extended a retired signing key's publication (a
+/// change readers mirror).
 async fn insert_token(
     conn: &mut sqlx::SqliteConnection,
     token: &TokenRecord,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     sqlx::query(
         "INSERT INTO tokens (jti, agent_id, issuer_id, kid, issued_at_s, expires_at_s, revoked_at_ms) \
          VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -2120,16 +2260,28 @@ async fn insert_token(
     .map_err(db_err)?;
     // A token signed just before a rotation may be recorded just after it: its key must
     // then stay published until this token expires too.
-    sqlx::query(
-        "UPDATE signing_keys SET publish_until_s = MAX(COALESCE(publish_until_s, 0), ?) \
-         WHERE kid = ? AND state = 'retired'",
+    let extended = sqlx::query(
+        "UPDATE signing_keys SET publish_until_s = ? \
+         WHERE kid = ? AND state = 'retired' AND COALESCE(publish_until_s, 0) < ?",
     )
     .bind(token.expires_at_s)
     .bind(&token.kid)
+    .bind(token.expires_at_s)
     .execute(&mut *conn)
     .await
-    .map_err(db_err)?;
-    Ok(())
+    .map_err(db_err)?
+    .rows_affected();
+    Ok(extended > 0)
+}
+
+/// The write's audit record, or none when the write changed nothing (nothing is
+/// appended then: see [`Store`]'s docs).
+fn audited(changed: bool, audit: &AuditRecord) -> &[AuditRecord] {
+    if changed {
+        std::slice::from_ref(audit)
+    } else {
+        &[]
+    }
 }
 
 // ---- rows: what SQLite hands back, parsed into domain types. A row that does not parse

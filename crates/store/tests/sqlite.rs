@@ -7,8 +7,8 @@ use bonafide_core::apikey::{ApiKey, KeyKind};
 use bonafide_core::ids::{AgentId, IssuerId, TokenId};
 use bonafide_store::conformance::audit_note;
 use bonafide_store::{
-    Agent, AgentStatus, BudgetCharge, BudgetKey, Decided, DecisionItem, Issuer, KeyState,
-    SigningKeyRecord, SqliteStore, Store, StoreError, TokenRecord,
+    Agent, AgentStatus, BudgetCharge, BudgetKey, Change, ChangePosition, Decided, DecisionItem,
+    Issuer, KeyState, SigningKeyRecord, SqliteStore, Store, StoreError, TokenRecord,
 };
 use tempfile::TempDir;
 
@@ -21,6 +21,14 @@ async fn fresh() -> (SqliteStore, TempDir) {
 
 mod conformance {
     bonafide_store::conformance_tests!(super::fresh);
+}
+
+/// The whole suite once more against the store at `BONAFIDE_TEST_STORE_URL`, when it
+/// is set: a second backend's (or SQLite's elsewhere, `sqlite://<parent dir>`), each
+/// case on a fresh, empty store. An unknown or unsupported scheme fails here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_at_bonafide_test_store_url() {
+    bonafide_store::conformance::run_at_env_url().await;
 }
 
 const T0_MS: i64 = 1_700_000_000_000;
@@ -483,4 +491,100 @@ async fn issuer_twins_from_before_name_keys_leave_the_name_to_the_oldest() {
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+}
+
+/// A database made before commit-ordered listings and the change feed (migrations
+/// 0016 and 0017): its agents keep their order and agents registered after the
+/// upgrade page after them; the feed starts with the revocations and suspensions
+/// made before it, and goes on with the changes made after.
+#[tokio::test]
+async fn a_database_from_before_the_change_feed_keeps_paging_and_its_revocations() {
+    let (store, dir) = fresh().await;
+    let iss = issuer(1);
+    store
+        .create_issuer(
+            &iss,
+            &ApiKey::from_random(KeyKind::Issuer, [3; 20]).hash(),
+            &audit_note(),
+        )
+        .await
+        .unwrap();
+    let made: Vec<(Agent, TokenRecord)> = (2..5).map(|n| agent(&iss, n)).collect();
+    for (a, t) in &made {
+        store.create_agent(a, t, None, &audit_note()).await.unwrap();
+    }
+    let [(a1, t1), (a2, _), (a3, _)] = <[_; 3]>::try_from(made).unwrap();
+    store
+        .suspend_agent(&iss.id, &a2.id, None, T0_MS + 1, &audit_note())
+        .await
+        .unwrap();
+    store
+        .revoke_agent(&iss.id, &a3.id, None, T0_MS + 2, &audit_note())
+        .await
+        .unwrap();
+    store
+        .revoke_token(&iss.id, &t1.jti, T0_MS + 3, &audit_note())
+        .await
+        .unwrap();
+    let path = store.path().to_path_buf();
+    store.close().await;
+    drop(store);
+
+    // Back to the schema before 0016.
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
+        "sqlite://{}",
+        path.display()
+    ))
+    .await
+    .unwrap();
+    for sql in [
+        "DROP TABLE changes",
+        "DROP INDEX agents_by_issuer_list_pos",
+        "ALTER TABLE agents DROP COLUMN list_pos",
+        "DELETE FROM _sqlx_migrations WHERE version IN (16, 17)",
+    ] {
+        sqlx::query(sql).execute(&mut conn).await.unwrap();
+    }
+    <sqlx::SqliteConnection as sqlx::Connection>::close(conn)
+        .await
+        .unwrap();
+
+    let store = SqliteStore::open(&dir.path().join("data")).await.unwrap();
+    let page = store.list_agents(&iss.id, None, 2).await.unwrap();
+    let ids: Vec<&AgentId> = page.items.iter().map(|a| &a.id).collect();
+    assert_eq!(ids, [&a1.id, &a2.id]);
+    let (a4, t4) = agent(&iss, 5);
+    store
+        .create_agent(&a4, &t4, None, &audit_note())
+        .await
+        .unwrap();
+    let rest = store
+        .list_agents(&iss.id, page.next.as_ref(), 10)
+        .await
+        .unwrap();
+    let ids: Vec<&AgentId> = rest.items.iter().map(|a| &a.id).collect();
+    assert_eq!(ids, [&a3.id, &a4.id], "the new agent after the old ones");
+    assert_eq!(rest.next, None);
+
+    let feed = store
+        .changes_since(ChangePosition::START, 0, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        feed.changes,
+        [
+            Change::AgentRevoked(a3.id.clone()),
+            Change::TokenRevoked {
+                jti: t1.jti.clone(),
+                expires_at_s: t1.expires_at_s
+            },
+            Change::AgentSuspended(a2.id.clone()),
+        ]
+    );
+    store
+        .reactivate_agent(&iss.id, &a2.id, &audit_note())
+        .await
+        .unwrap();
+    let next = store.changes_since(feed.next, 0, 100).await.unwrap();
+    assert_eq!(next.changes, [Change::AgentReactivated(a2.id)]);
 }

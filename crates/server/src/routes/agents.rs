@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use bonafide_core::b64;
 use bonafide_core::ids::{AgentId, TokenId};
 use bonafide_core::keys::Jwk;
 use bonafide_core::scopes;
@@ -484,23 +483,16 @@ pub struct AgentList {
     pub next_cursor: Option<String>,
 }
 
-/// The cursor after an agent: its id (which the caller has just been shown), in
-/// base64url so clients treat it as opaque. Never a position in the registry, which
-/// would show how many agents other issuers registered.
-fn encode_cursor(after: &AgentId) -> String {
-    b64::encode(after.as_str().as_bytes())
-}
-
 fn bad_cursor() -> ApiError {
     ApiError::bad_request(
         "invalid `cursor`: pass back `next_cursor` exactly as received, with the same API key",
     )
 }
 
-fn decode_cursor(text: &str) -> Result<AgentId, ApiError> {
-    let bytes = b64::decode(text).map_err(|_| bad_cursor())?;
-    let s = std::str::from_utf8(&bytes).map_err(|_| bad_cursor())?;
-    AgentId::try_from(s).map_err(|_| bad_cursor())
+/// The store's opaque cursor ([`bonafide_store::Cursor`]: it names the agent the
+/// caller was shown last, never a position in the registry).
+fn decode_cursor(text: &str) -> Result<bonafide_store::Cursor, ApiError> {
+    text.parse().map_err(|_| bad_cursor())
 }
 
 /// Lists the caller's agents, oldest first, cursor-paginated.
@@ -531,7 +523,7 @@ pub async fn list(
     };
     Ok(ApiJson(AgentList {
         agents: page.items.into_iter().map(|a| view(&issuer, a)).collect(),
-        next_cursor: page.next.as_ref().map(encode_cursor),
+        next_cursor: page.next.as_ref().map(ToString::to_string),
     }))
 }
 
