@@ -108,14 +108,11 @@ impl AppState {
             records = store.signing_keys().await?;
         }
         let ring = KeyRing::from_records(&records, now_ms / 1000, config.leeway_secs)?;
-        // Tokens already dead are not even read.
-        let feed = store
-            .revocations_since(0, (now_ms / 1000).saturating_sub(config.leeway_secs))
-            .await?;
-        let feed_position = feed.next;
-        let mut revoked = RevokedSet::default();
-        revoked.apply(feed);
-        let snapshot = Snapshot::load(store.as_ref(), ring, revoked).await?;
+        let at = read_model::RefreshAt {
+            now_s: now_ms / 1000,
+            leeway_s: config.leeway_secs,
+        };
+        let (snapshot, position) = Snapshot::load(store.as_ref(), ring, at).await?;
         let mut base_options = VerifyOptions::for_issuer(config.public_url.clone());
         base_options.leeway_secs = config.leeway_secs;
         base_options.max_token_bytes = config.max_token_bytes;
@@ -129,7 +126,7 @@ impl AppState {
             audit,
             did_prefix: did_prefix(&config.public_url),
             config,
-            model: ReadModel::new(snapshot, feed_position),
+            model: ReadModel::new(snapshot, position),
             base_options,
             receipt_key,
             policies: Bounded::new(MAX_CACHED_POLICIES, None),
@@ -159,7 +156,14 @@ impl AppState {
             now_s: self.now_ms() / 1000,
             leeway_s: self.config.leeway_secs,
         };
-        self.model.refresh(self.store.as_ref(), at).await
+        let stale = self.model.refresh(self.store.as_ref(), at).await?;
+        for agent in &stale.agent_keys {
+            self.forget_agent_keys(agent);
+        }
+        for receiver in &stale.receivers {
+            self.forget_receiver(receiver);
+        }
+        Ok(())
     }
 
     /// Now, in Unix milliseconds, by the configured [`crate::time::Clock`].

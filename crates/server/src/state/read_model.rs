@@ -8,18 +8,23 @@
 //! persistent collections) and swaps it in, holding the model's one lock, which also
 //! serialises refreshes: an older read of the store never replaces a newer snapshot.
 //! Changes arrive two ways, both under that lock: a local write's [`Change`]
-//! ([`crate::write`]), and [`ReadModel::refresh`], which reads what other processes
-//! committed.
+//! ([`crate::write`]), and [`ReadModel::refresh`], which reads what any process
+//! committed from the store's change feed (`Store::changes_since`, in commit order,
+//! from where the last read ended): only what changed is read, which is what several
+//! replicas on one database need. Applying a change twice is harmless (a local write
+//! is seen again in the feed), and the lock keeps an older read from landing after a
+//! newer local change.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use arc_swap::{ArcSwap, Guard};
-use bonafide_core::ids::{AgentId, IssuerId, TokenId};
+use bonafide_core::ids::{AgentId, IssuerId, ReceiverId, TokenId};
 use bonafide_core::token;
 use bonafide_core::verifier::{IssuerKeyRing, Verifier};
 use bonafide_store::{
-    Agent, AgentStatus, IssuerDomain, IssuerKey, SigningKeyRecord, Store, StoreError,
+    Agent, AgentStatus, ChangePosition, IssuerDomain, IssuerKey, SigningKeyRecord, Store,
+    StoreError,
 };
 
 use super::keys::{KeyRing, issuer_key_fingerprint, key_fingerprint, ring_from_records};
@@ -44,22 +49,56 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// The snapshot a registry starts from: everything read from the store.
+    /// The snapshot a registry starts from, and the feed position it is current at:
+    /// revocations and suspensions replayed from the start of the change feed (tokens
+    /// already dead left out), then the signing keys, issuer keys and domains read
+    /// whole. The feed is read first, so whatever commits meanwhile is read again
+    /// from the position returned, never missed.
     pub async fn load(
         store: &dyn Store,
         keys: KeyRing,
-        revoked: RevokedSet,
-    ) -> Result<Self, StoreError> {
-        let records = store.all_issuer_keys().await?;
-        let issuer_keys = ring_from_records(store, &records, None).await?;
-        Ok(Snapshot {
+        at: RefreshAt,
+    ) -> Result<(Self, ChangePosition), StoreError> {
+        let mut snapshot = Snapshot {
             keys: Arc::new(keys),
-            issuer_keys: Arc::new(issuer_keys),
-            issuer_key_fingerprint: records.iter().map(issuer_key_fingerprint).collect(),
-            revoked,
-            suspended: store.suspended_agents().await?.into_iter().collect(),
-            issuer_domains: Arc::new(domains_by_issuer(store).await?),
-        })
+            issuer_keys: Arc::new(IssuerKeyRing::default()),
+            issuer_key_fingerprint: Arc::from(Vec::new()),
+            revoked: RevokedSet::default(),
+            suspended: imbl::HashSet::new(),
+            issuer_domains: Arc::new(HashMap::new()),
+        };
+        let (changes, position) = read_feed(store, ChangePosition::START, at).await?;
+        snapshot.apply_feed(&changes);
+        let records = store.all_issuer_keys().await?;
+        snapshot.issuer_keys = Arc::new(ring_from_records(store, &records, None).await?);
+        snapshot.issuer_key_fingerprint = records.iter().map(issuer_key_fingerprint).collect();
+        snapshot.issuer_domains = Arc::new(domains_by_issuer(store).await?);
+        Ok((snapshot, position))
+    }
+
+    /// Applies feed entries that change the snapshot itself (revocations and
+    /// suspensions), in order; what says "read again" is left to the caller.
+    fn apply_feed(&mut self, changes: &[bonafide_store::Change]) {
+        use bonafide_store::Change as C;
+        for change in changes {
+            match change {
+                C::AgentRevoked(id) => {
+                    self.revoked.agents.insert(id.clone());
+                    // Revocation ends a suspension.
+                    self.suspended.remove(id);
+                }
+                C::TokenRevoked { jti, expires_at_s } => {
+                    self.revoked.insert_token(jti.clone(), *expires_at_s);
+                }
+                C::AgentSuspended(id) => {
+                    self.suspended.insert(id.clone());
+                }
+                C::AgentReactivated(id) => {
+                    self.suspended.remove(id);
+                }
+                _ => {}
+            }
+        }
     }
 
     /// Token-kind dispatch over this snapshot's key sets.
@@ -132,10 +171,10 @@ pub enum Change {
     SigningKeys,
 }
 
-/// How far the store's feeds have been read.
+/// How far the store's change feed has been read.
 #[derive(Debug)]
 struct Position {
-    revocations: u64,
+    changes: ChangePosition,
 }
 
 /// The current snapshot and the one lock every change of it takes.
@@ -162,12 +201,11 @@ pub struct RefreshAt {
 }
 
 impl ReadModel {
-    /// A model starting at `snapshot`, with the revocation feed read up to
-    /// `revocations`.
-    pub fn new(snapshot: Snapshot, revocations: u64) -> Self {
+    /// A model starting at `snapshot`, current at feed position `position`.
+    pub fn new(snapshot: Snapshot, position: ChangePosition) -> Self {
         ReadModel {
             current: ArcSwap::from_pointee(snapshot),
-            writer: tokio::sync::Mutex::new(Position { revocations }),
+            writer: tokio::sync::Mutex::new(Position { changes: position }),
         }
     }
 
@@ -190,46 +228,108 @@ impl ReadModel {
         }
     }
 
-    /// Reads what other processes committed and applies it: new revocations (the
-    /// store's feed, from where the last read ended), suspensions and issuer keys and
-    /// domains when they differ, and the signing keys when they changed or a retired
-    /// key's publication window ended. Revoked tokens past `exp` + leeway are
-    /// forgotten.
-    pub async fn refresh(&self, store: &dyn Store, at: RefreshAt) -> Result<(), StoreError> {
+    /// Reads what any process committed since the last read (the store's change
+    /// feed) and applies it in one swap: revocations and suspensions as they are;
+    /// signing keys, issuer keys and verified domains read again only when the feed
+    /// says they changed (signing keys also when a retired key's publication has
+    /// ended); revoked tokens past `exp` + leeway forgotten. Returns the agents and
+    /// receivers whose cached records the caller must drop.
+    pub async fn refresh(&self, store: &dyn Store, at: RefreshAt) -> Result<Stale, StoreError> {
+        use bonafide_store::Change as C;
         let mut writer = self.lock().await;
-        let feed = store
-            .revocations_since(
-                writer.position.revocations,
-                at.now_s.saturating_sub(at.leeway_s),
-            )
-            .await?;
-        let signing = store.signing_keys().await?;
-        let suspended: imbl::HashSet<AgentId> =
-            store.suspended_agents().await?.into_iter().collect();
+        let (changes, next) = read_feed(store, writer.position.changes, at).await?;
         let current = writer.model.snapshot_full();
-        let keys = signing_keys_if_changed(&current.keys, &signing, at)?;
-        let issuer_records = store.all_issuer_keys().await?;
-        let issuer_keys = issuer_keys_if_changed(store, &current, &issuer_records).await?;
-        let domains = domains_by_issuer(store).await?;
-        writer.position.revocations = feed.next;
-        writer.apply(|next| {
-            next.revoked.apply(feed);
-            next.revoked.forget_expired(at.now_s, at.leeway_s);
-            if next.suspended != suspended {
-                next.suspended = suspended;
+        let mut stale = Stale::default();
+        let (mut signing, mut issuer_keys, mut domains) = (false, false, false);
+        for change in &changes {
+            match change {
+                C::SigningKeysChanged => signing = true,
+                C::IssuerKeysChanged(_) => issuer_keys = true,
+                C::IssuerDomainChanged(_) => domains = true,
+                C::AgentKeysChanged(id) => stale.agent_keys.push(id.clone()),
+                C::ReceiverChanged(id) => stale.receivers.push(id.clone()),
+                _ => {}
             }
-            if let Some(keys) = keys {
-                next.keys = Arc::new(keys);
-            }
-            if let Some((ring, fingerprint)) = issuer_keys {
-                next.issuer_keys = Arc::new(ring);
-                next.issuer_key_fingerprint = fingerprint;
-            }
-            if *next.issuer_domains != domains {
-                next.issuer_domains = Arc::new(domains);
-            }
-        });
-        Ok(())
+        }
+        let retired_ended = current
+            .keys
+            .retired
+            .iter()
+            .any(|(_, until)| until.saturating_add(at.leeway_s) <= at.now_s);
+        let keys = if signing || retired_ended {
+            signing_keys_if_changed(&current.keys, &store.signing_keys().await?, at)?
+        } else {
+            None
+        };
+        let issuer_ring = if issuer_keys {
+            let records = store.all_issuer_keys().await?;
+            issuer_keys_if_changed(store, &current, &records).await?
+        } else {
+            None
+        };
+        let domains = if domains {
+            Some(domains_by_issuer(store).await?)
+        } else {
+            None
+        };
+        writer.position.changes = next;
+        let expired = current
+            .revoked
+            .earliest_expiry()
+            .is_some_and(|exp| exp <= at.now_s.saturating_sub(at.leeway_s));
+        let nothing = changes.is_empty() && keys.is_none() && !expired;
+        if !nothing || issuer_ring.is_some() || domains.is_some() {
+            writer.apply(|next| {
+                next.apply_feed(&changes);
+                next.revoked.forget_expired(at.now_s, at.leeway_s);
+                if let Some(keys) = keys {
+                    next.keys = Arc::new(keys);
+                }
+                if let Some((ring, fingerprint)) = issuer_ring {
+                    next.issuer_keys = Arc::new(ring);
+                    next.issuer_key_fingerprint = fingerprint;
+                }
+                if let Some(domains) = domains
+                    && *next.issuer_domains != domains
+                {
+                    next.issuer_domains = Arc::new(domains);
+                }
+            });
+        }
+        Ok(stale)
+    }
+}
+
+/// Cached store records a refresh found changed: the caller drops them.
+#[derive(Debug, Default)]
+pub struct Stale {
+    /// Agents whose keys changed.
+    pub agent_keys: Vec<AgentId>,
+    /// Receivers whose audiences changed.
+    pub receivers: Vec<ReceiverId>,
+}
+
+/// Most changes read from the feed per call; a reader that was away pages through.
+const FEED_PAGE: u32 = 10_000;
+
+/// Every change after `after`, in commit order, paging through, and the position
+/// after the last.
+async fn read_feed(
+    store: &dyn Store,
+    after: ChangePosition,
+    at: RefreshAt,
+) -> Result<(Vec<bonafide_store::Change>, ChangePosition), StoreError> {
+    let mut position = after;
+    let mut changes = Vec::new();
+    loop {
+        let feed = store
+            .changes_since(position, at.now_s.saturating_sub(at.leeway_s), FEED_PAGE)
+            .await?;
+        changes.extend(feed.changes);
+        position = feed.next;
+        if !feed.more {
+            return Ok((changes, position));
+        }
     }
 }
 
@@ -368,10 +468,8 @@ mod tests {
         let audit = crate::audit::record(&entry, None, None).unwrap();
         store.rotate_signing_key(&record, 0, &audit).await.unwrap();
         let keys = KeyRing::from_records(&[record], 0, 60).unwrap();
-        let snapshot = Snapshot::load(&store, keys, RevokedSet::default())
-            .await
-            .unwrap();
-        (dir, store, ReadModel::new(snapshot, 0))
+        let (snapshot, position) = Snapshot::load(&store, keys, AT).await.unwrap();
+        (dir, store, ReadModel::new(snapshot, position))
     }
 
     const AT: RefreshAt = RefreshAt {

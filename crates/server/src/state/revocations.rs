@@ -41,6 +41,12 @@ impl RevokedSet {
         self.tokens.contains_key(jti)
     }
 
+    /// The earliest `exp` of a held token, if any: when [`RevokedSet::forget_expired`]
+    /// next has something to do.
+    pub fn earliest_expiry(&self) -> Option<i64> {
+        self.by_expiry.get_min().map(|(exp, _)| *exp)
+    }
+
     /// How many revoked tokens are held.
     pub fn token_count(&self) -> usize {
         self.tokens.len()
