@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Result, anyhow, bail};
-use bonafide_client::Client;
+use bonafide_api::verify::VerifyResponse;
+use bonafide_client::{Client, Resource, VerifyRequest};
 use bonafide_core::apikey::{ApiKey, KeyKind};
 use bonafide_core::ids::ReceiptId;
 use bonafide_core::keys::VerifyingKey;
@@ -290,33 +291,33 @@ pub async fn receipt_get(url: &str, args: ReceiptGetArgs, out: Out) -> Result<Ex
 /// receiver key verifies as that receiver, and is needed for an amount).
 pub async fn simulate(url: &str, args: SimulateArgs, out: Out) -> Result<ExitCode> {
     let token = read_token(&args.token)?;
-    let mut body = json!({ "token": token });
-    if !args.scopes.is_empty() {
-        body["scopes_requested"] = json!(args.scopes);
-    }
-    if let Some(a) = &args.action {
-        body["action"] = json!(a);
-    }
-    if let Some(r) = &args.resource {
-        let (kind, id) = r
-            .split_once('/')
-            .ok_or_else(|| anyhow!("--resource `{r}`: give TYPE/ID, such as merchant/airbnb"))?;
-        body["resource"] = json!({ "type": kind, "id": id });
-    }
-    if let Some(a) = &args.amount {
-        body["amount"] = json!(a);
-    }
-    if let Some(c) = &args.currency {
-        body["currency"] = json!(c);
-    }
-    if let Some(a) = &args.audience {
-        body["audience"] = json!(a);
-    }
+    let resource = match &args.resource {
+        None => None,
+        Some(r) => {
+            let (kind, id) = r.split_once('/').ok_or_else(|| {
+                anyhow!("--resource `{r}`: give TYPE/ID, such as merchant/airbnb")
+            })?;
+            Some(Resource {
+                kind: kind.to_owned(),
+                id: id.to_owned(),
+            })
+        }
+    };
+    let request = VerifyRequest {
+        token,
+        scopes: args.scopes.clone(),
+        audience: args.audience.clone(),
+        action: args.action.clone(),
+        resource,
+        amount: args.amount.clone(),
+        currency: args.currency.clone(),
+        ..VerifyRequest::default()
+    };
     let client = match env_client(url)? {
         Some((_, client)) => client,
         None => Client::new(url, None).map_err(explain)?,
     };
-    let answer: Value = client.post("/v1/simulate", &body).await.map_err(explain)?;
+    let answer = client.simulate(&request).await.map_err(explain)?;
     out.simulated(&answer);
     Ok(exit_for(&answer))
 }
@@ -553,51 +554,42 @@ impl Out {
 
     /// `simulate`: the verdict, its reason codes and what the answer says of the
     /// agent; nothing was recorded or spent.
-    pub fn simulated(&self, v: &Value) {
+    pub fn simulated(&self, v: &VerifyResponse) {
         if self.json {
-            return self.json_out(v);
+            return self.json_typed(v);
         }
-        let verdict = if v["valid"] != true {
-            format!("INVALID  {}", s(&v["error"]))
-        } else if v["allowed"] == true {
-            "VALID, ALLOWED".to_owned()
-        } else {
-            "VALID, NOT ALLOWED".to_owned()
+        let verdict = match &v.error {
+            Some(e) if !v.valid => format!("INVALID  {}", e.code),
+            _ if !v.valid => "INVALID".to_owned(),
+            _ if v.allowed => "VALID, ALLOWED".to_owned(),
+            _ => "VALID, NOT ALLOWED".to_owned(),
         };
         println!("{verdict} (simulated: nothing recorded or spent)");
-        let reasons = list(&v["reasons"], ", ");
-        if !reasons.is_empty() {
-            println!("reasons  {reasons}");
+        if !v.reasons.is_empty() {
+            println!("reasons  {}", v.reasons.join(", "));
         }
-        if let Some(r) = v["reason"].as_str() {
+        if let Some(r) = &v.reason {
             println!("reason   {r}");
         }
-        let agent = &v["agent"];
-        if agent.is_object() {
-            println!("agent    {} ({})", s(&agent["name"]), s(&agent["id"]));
-            println!("issuer   {}", s(&agent["issuer"]));
-            println!("scopes   {}", list(&agent["active_scopes"], ", "));
+        if let Some(agent) = &v.agent {
+            println!("agent    {} ({})", agent.name, agent.id);
+            println!("issuer   {}", agent.issuer);
+            println!("scopes   {}", agent.active_scopes.join(", "));
         }
-        if let Some(hops) = v["delegation"].as_array() {
-            let chain: Vec<&str> = hops.iter().map(|h| s(&h["agent_id"])).collect();
-            println!("chain    {}", chain.join(" -> "));
+        if !v.delegation.is_empty() {
+            println!("chain    {}", v.chain().join(" -> "));
         }
-        if let Some(at) = v["expires_at"].as_str() {
+        if let Some(at) = &v.expires_at {
             println!("expires  {at}");
         }
-        let left = &v["remaining"];
-        if left.is_object() {
+        if let Some(left) = &v.remaining {
             println!(
                 "remaining {} {} this {}, until {}",
-                s(&left["amount"]),
-                s(&left["currency"]),
-                s(&left["period"]),
-                s(&left["period_ends"])
+                left.amount, left.currency, left.period, left.period_ends
             );
         }
-        let warnings = list(&v["warnings"], ", ");
-        if !warnings.is_empty() {
-            println!("warnings {warnings}");
+        if !v.warnings.is_empty() {
+            println!("warnings {}", v.warnings.join(", "));
         }
     }
 }

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
+use bonafide_api::audit::{ConsistencyProof, Entries, InclusionProof};
 use bonafide_client::Client;
 use bonafide_core::audit::AuditEntry;
 use bonafide_core::merkle::{self, Hash};
@@ -249,15 +250,12 @@ fn open_cp(note_text: &str, verifier: &NoteVerifier) -> Result<OpenedCheckpoint,
     note::open_checkpoint(note_text, verifier.name(), std::slice::from_ref(verifier))
 }
 
-fn hashes_of(v: &Value, field: &str) -> Result<Vec<Hash>> {
-    v[field]
-        .as_array()
-        .ok_or_else(|| anyhow!("the registry's answer has no `{field}` list"))?
+/// A proof's hashes, each checked to be one (base64 of 32 bytes).
+fn hashes_of(hashes: &[String]) -> Result<Vec<Hash>> {
+    hashes
         .iter()
         .map(|h| {
-            h.as_str()
-                .and_then(|t| Hash::from_base64(t).ok())
-                .ok_or_else(|| anyhow!("the registry's answer has a malformed hash"))
+            Hash::from_base64(h).map_err(|_| anyhow!("the registry's answer has a malformed hash"))
         })
         .collect()
 }
@@ -358,7 +356,7 @@ async fn verify_online(url: &str, args: &VerifyArgs, out: Out) -> Result<()> {
                 "checking that {} entries extend the {} seen before",
                 cp.size, old.size
             );
-            let v: Value = progress::during(
+            let v: ConsistencyProof = progress::during(
                 &checking,
                 client.get(&format!(
                     "/v1/audit/proof/consistency?first={}&second={}",
@@ -367,7 +365,7 @@ async fn verify_online(url: &str, args: &VerifyArgs, out: Out) -> Result<()> {
             )
             .await
             .map_err(api)?;
-            let proof = hashes_of(&v, "hashes")?;
+            let proof = hashes_of(&v.hashes)?;
             merkle::check_tree(&proof, cp.size, &cp.root, old.size, &old.root).map_err(|e| {
                 failed(format!(
                     "the log was rewritten: the checkpoint of size {} does not extend the one of size {} seen before ({e})",
@@ -444,7 +442,7 @@ async fn check_index(client: &Client, cp: &note::Checkpoint, index: u64) -> Resu
         // Past the signed tree: either logged and not yet checkpointed (a second
         // away), or not logged at all. Say which.
         let logged = client
-            .get::<Value>(&format!(
+            .get::<Entries>(&format!(
                 "/v1/audit/entries?start={index}&end={}",
                 index + 1
             ))
@@ -461,7 +459,7 @@ async fn check_index(client: &Client, cp: &note::Checkpoint, index: u64) -> Resu
             cp.size
         );
     }
-    let page: Value = progress::during(
+    let page: Entries = progress::during(
         &format!("fetching entry {index}"),
         client.get(&format!(
             "/v1/audit/entries?start={index}&end={}",
@@ -470,15 +468,14 @@ async fn check_index(client: &Client, cp: &note::Checkpoint, index: u64) -> Resu
     )
     .await
     .map_err(api)?;
-    let row = page["entries"]
-        .as_array()
-        .and_then(|a| a.first())
+    let row = page
+        .entries
+        .into_iter()
+        .find(|e| e.index == index)
         .ok_or_else(|| anyhow!("the registry returned no entry {index}"))?;
-    let served_leaf = row["leaf_hash"]
-        .as_str()
-        .and_then(|t| Hash::from_base64(t).ok())
-        .ok_or_else(|| anyhow!("the registry's entry {index} has no valid leaf hash"))?;
-    let entry = row["entry"].as_str().map(str::to_owned);
+    let served_leaf = Hash::from_base64(&row.leaf_hash)
+        .map_err(|_| anyhow!("the registry's entry {index} has no valid leaf hash"))?;
+    let entry = row.entry;
     let leaf = match &entry {
         Some(text) => {
             let leaf = merkle::leaf_hash(text.as_bytes());
@@ -513,7 +510,7 @@ async fn check_entry(client: &Client, cp: &note::Checkpoint, entry: &[u8]) -> Re
             c => c.to_string(),
         })
         .collect();
-    let v: Value = match progress::during(
+    let v: InclusionProof = match progress::during(
         "looking the entry up in the log",
         client.get(&format!(
             "/v1/audit/proof/inclusion?leaf_hash={encoded}&tree_size={}",
@@ -541,9 +538,7 @@ async fn check_entry(client: &Client, cp: &note::Checkpoint, entry: &[u8]) -> Re
         }
         Err(e) => return Err(api(e)),
     };
-    let index = v["index"]
-        .as_u64()
-        .ok_or_else(|| anyhow!("the registry's proof has no index"))?;
+    let index = v.index;
     check_proof(&v, cp, index, &leaf)?;
     Ok(
         json!({ "index": index, "leaf_hash": leaf.to_base64(), "entry": String::from_utf8_lossy(entry) }),
@@ -551,7 +546,7 @@ async fn check_entry(client: &Client, cp: &note::Checkpoint, entry: &[u8]) -> Re
 }
 
 async fn prove(client: &Client, cp: &note::Checkpoint, index: u64, leaf: &Hash) -> Result<()> {
-    let v: Value = progress::during(
+    let v: InclusionProof = progress::during(
         &format!("fetching the inclusion proof of entry {index}"),
         client.get(&format!(
             "/v1/audit/proof/inclusion?index={index}&tree_size={}",
@@ -563,11 +558,11 @@ async fn prove(client: &Client, cp: &note::Checkpoint, index: u64, leaf: &Hash) 
     check_proof(&v, cp, index, leaf)
 }
 
-fn check_proof(v: &Value, cp: &note::Checkpoint, index: u64, leaf: &Hash) -> Result<()> {
-    if v["tree_size"].as_u64() != Some(cp.size) {
-        bail!("the registry answered a proof for another tree size");
+fn check_proof(v: &InclusionProof, cp: &note::Checkpoint, index: u64, leaf: &Hash) -> Result<()> {
+    if v.tree_size != cp.size || v.index != index {
+        bail!("the registry answered a proof for another tree size or entry");
     }
-    let proof = hashes_of(v, "hashes")?;
+    let proof = hashes_of(&v.hashes)?;
     merkle::check_record(&proof, cp.size, &cp.root, index, leaf).map_err(|e| {
         failed(format!(
             "entry {index} is not in the signed log: its inclusion proof fails against the checkpoint of size {} ({e}); the stored log was altered",
@@ -615,7 +610,7 @@ pub async fn entry(url: &str, index: u64, out: Out) -> Result<ExitCode> {
     let end = index
         .checked_add(1)
         .ok_or_else(|| anyhow!("entry {index} does not exist"))?;
-    let page: Value = match client
+    let page: Entries = match client
         .get(&format!("/v1/audit/entries?start={index}&end={end}"))
         .await
     {
@@ -626,20 +621,17 @@ pub async fn entry(url: &str, index: u64, out: Out) -> Result<ExitCode> {
         }) => bail!("entry {index} does not exist yet: {message}"),
         other => other.map_err(crate::explain)?,
     };
-    let Some(row) = page["entries"]
-        .as_array()
-        .and_then(|a| a.iter().find(|e| e["index"] == index))
-    else {
+    let Some(row) = page.entries.iter().find(|e| e.index == index) else {
         bail!("entry {index} does not exist yet: the log is shorter");
     };
-    let Some(text) = row["entry"].as_str() else {
+    let Some(text) = &row.entry else {
         bail!(
             "entry {index} is not yours to read: set BONAFIDE_API_KEY to an admin key or to the key of the issuer it concerns (its leaf hash is {})",
-            row["leaf_hash"].as_str().unwrap_or("-")
+            row.leaf_hash
         );
     };
     if out.json {
-        out.json_out(row);
+        out.json_typed(row);
     } else {
         println!("{text}");
     }

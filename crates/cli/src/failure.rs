@@ -119,7 +119,7 @@ fn describe_client(e: &ClientError, d: &mut Described) {
                 401 => Some("check BONAFIDE_API_KEY".to_owned()),
                 _ => None,
             };
-            (code.clone(), hint)
+            (code.as_str().to_owned(), hint)
         }
         ClientError::Unreachable { url, .. } => (
             "UNREACHABLE".to_owned(),
@@ -152,7 +152,7 @@ mod tests {
     fn the_registry_refusal_keeps_its_fields_under_context() {
         let e = anyhow::Error::new(ClientError::Api {
             status: 401,
-            code: "UNAUTHORIZED".into(),
+            code: bonafide_api::ErrorCode::Unauthorized,
             message: "unknown API key".into(),
             request_id: "req_1".into(),
         })
@@ -168,7 +168,7 @@ mod tests {
         );
         let bare = anyhow::Error::new(ClientError::Api {
             status: 401,
-            code: "UNAUTHORIZED".into(),
+            code: bonafide_api::ErrorCode::Unauthorized,
             message: "unknown API key".into(),
             request_id: "-".into(),
         });

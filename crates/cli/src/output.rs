@@ -3,7 +3,9 @@
 use bonafide_core::keys::Algorithm;
 use serde_json::{Value, json};
 
-use crate::verify::Peeked;
+use bonafide_api::ErrorCode;
+
+use crate::verify::{Peeked, Verdict};
 use crate::{failure, when};
 
 /// Output mode.
@@ -31,6 +33,11 @@ fn list(v: &Value) -> String {
 impl Out {
     /// The answer as pretty JSON on stdout: every command's `--json` form.
     pub(crate) fn json_out(&self, v: &Value) {
+        println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    }
+
+    /// A typed answer as pretty JSON: the API type writes what the registry wrote.
+    pub(crate) fn json_typed(&self, v: &impl serde::Serialize) {
         println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
     }
 
@@ -175,101 +182,99 @@ impl Out {
         );
     }
 
-    /// A verify answer (online: the registry's; offline: the same shape). Text gives
+    /// A verify answer (online: the registry's; offline: the same type). Text gives
     /// the verdict, then why: the reason codes and the registry's words, with times
     /// made readable and what to do for a token bound to a key.
-    pub fn verified(&self, v: &Value, token: &Peeked) {
+    pub fn verified(&self, verdict: &Verdict, token: &Peeked) {
         if self.json {
-            return self.json_out(v);
+            return match &verdict.offline {
+                Some(v) => self.json_out(v),
+                None => self.json_typed(&verdict.answer),
+            };
         }
-        let reasons = list(&v["reasons"]);
-        if v["valid"] != json!(true) {
-            let error = s(&v["error"]);
-            println!("INVALID  {error}");
+        let offline = verdict.offline.is_some();
+        let v = &verdict.answer;
+        let reasons = v.reasons.join(", ");
+        if !v.valid {
+            let code = v.error.as_ref().map(|e| &e.code);
+            println!("INVALID  {}", code.map_or("-", ErrorCode::as_str));
             if !reasons.is_empty() {
                 println!("reasons  {reasons}");
             }
-            if let Some(r) = v["reason"].as_str() {
+            if let Some(r) = &v.reason {
                 println!("reason   {}", when::in_reason(r));
             }
-            let key_expired = reasons.contains("KEY_EXPIRED");
-            if error == "TOKEN_EXPIRED"
+            let key_expired = v.reasons.iter().any(|r| r == "KEY_EXPIRED");
+            if code == Some(&ErrorCode::TokenExpired)
                 && !key_expired
                 && let Some(exp) = token.exp
             {
                 println!("expired  {}", when::unix(exp));
             }
             let jkt = token.jkt.as_deref().unwrap_or("-");
-            match error {
-                "PROOF_REQUIRED" => println!(
+            match code {
+                Some(ErrorCode::ProofRequired) => println!(
                     "hint     the token is bound to a key (cnf.jkt {jkt}); present a proof with --dpop-key FILE --htm METHOD --htu URL (the agent's private key, and the request the proof is for)"
                 ),
-                "PROOF_INVALID" => println!(
+                Some(ErrorCode::ProofInvalid) => println!(
                     "hint     --dpop-key must be the private key the token is bound to (cnf.jkt {jkt}), and --htm/--htu the request's method and URL"
                 ),
                 _ => {}
             }
-            if v["offline"] == json!(true) {
+            if offline {
                 println!("note     verified offline: revocation NOT checked");
             }
             return;
         }
-        let agent = &v["agent"];
-        let verdict = if v["allowed"] == json!(true) {
+        let verdict = if v.allowed {
             "VALID, ALLOWED"
         } else {
             "VALID, NOT ALLOWED"
         };
         println!("{verdict}");
-        println!("agent    {} ({})", s(&agent["name"]), s(&agent["id"]));
-        println!("issuer   {}", s(&agent["issuer"]));
-        if let Some(hops) = v["delegation"].as_array().filter(|h| !h.is_empty()) {
-            let chain: Vec<&str> = hops.iter().map(|h| s(&h["agent_id"])).collect();
-            println!("via      {}", chain.join(" -> "));
+        if let Some(agent) = &v.agent {
+            println!("agent    {} ({})", agent.name, agent.id);
+            println!("issuer   {}", agent.issuer);
         }
-        if let Some(user) = v["user"].as_str() {
+        if !v.delegation.is_empty() {
+            println!("via      {}", v.chain().join(" -> "));
+        }
+        if let Some(user) = &v.user {
             println!("user     {user}");
         }
-        let scopes = if agent["active_scopes"].is_array() {
-            &agent["active_scopes"]
-        } else {
-            &agent["scopes"]
-        };
-        println!("scopes   {}", list(scopes));
-        println!("expires  {}", when::rfc3339(s(&v["expires_at"])));
+        let scopes = v.agent.as_ref().map(|a| a.active_scopes.join(", "));
+        println!("scopes   {}", scopes.unwrap_or_default());
+        println!(
+            "expires  {}",
+            when::rfc3339(v.expires_at.as_deref().unwrap_or("-"))
+        );
         if !reasons.is_empty() {
             println!("reasons  {reasons}");
         }
-        if let Some(r) = v["reason"].as_str() {
+        if let Some(r) = &v.reason {
             println!("reason   {}", when::in_reason(r));
         }
-        let rem = &v["remaining"];
-        if rem.is_object() {
+        if let Some(rem) = &v.remaining {
             println!(
                 "budget   {} {} left this {}, whole again {}",
-                s(&rem["amount"]),
-                s(&rem["currency"]),
-                s(&rem["period"]),
-                when::rfc3339(s(&rem["period_ends"]))
+                rem.amount,
+                rem.currency,
+                rem.period,
+                when::rfc3339(&rem.period_ends)
             );
         }
-        for w in v["warnings"]
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or_default()
-        {
+        for w in &v.warnings {
             match w.as_str() {
-                Some("KEY_EXPIRES_SOON") => println!(
+                "KEY_EXPIRES_SOON" => println!(
                     "warning  KEY_EXPIRES_SOON: the agent key this token is bound to expires within 14 days; rotate it (PUT /v1/agents/{{id}}/keys)"
                 ),
-                Some(other) => println!("warning  {other}"),
-                None => {}
+                other => println!("warning  {other}"),
             }
         }
-        if let Some(r) = v["receipt_id"].as_str() {
+        if let Some(r) = &v.receipt_id {
             println!("receipt  {r}");
         }
-        if v["offline"] == json!(true) {
+        if offline {
             println!(
                 "note     verified offline: signature, times and issuer checked; revocation NOT checked"
             );

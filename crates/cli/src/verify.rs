@@ -12,6 +12,8 @@
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow};
+use bonafide_api::verify::{VerifiedAgent, VerifyResponse};
+use bonafide_api::{ErrorCode, ErrorDetail};
 use bonafide_client::{Client, OfflineVerifier, Proof, Resource, VerifyRequest, load_jwks};
 use bonafide_core::apikey::{ApiKey, KeyKind};
 use bonafide_core::dpop::{self, ProofCheck};
@@ -98,14 +100,34 @@ pub async fn run(url: &str, args: VerifyArgs, out: Out) -> Result<ExitCode> {
             }),
             ..VerifyRequest::default()
         };
-        client.verify_request(&request).await.map_err(explain)?
+        Verdict::online(client.verify_request(&request).await.map_err(explain)?)
     };
     out.verified(&answer, &peeked);
-    Ok(exit_for(&answer))
+    Ok(exit_for(&answer.answer))
+}
+
+/// What `bonafide verify` found: the registry's answer, or the offline check's in the
+/// same type (for the text), with the offline check's own JSON (`--json`: it has no
+/// request id, DID or receipt, and says `offline: true`).
+#[derive(Debug)]
+pub struct Verdict {
+    /// The answer, typed.
+    pub answer: VerifyResponse,
+    /// Offline: what `--json` prints.
+    pub offline: Option<Value>,
+}
+
+impl Verdict {
+    fn online(answer: VerifyResponse) -> Self {
+        Verdict {
+            answer,
+            offline: None,
+        }
+    }
 }
 
 /// Offline: core's checks with the JWKS, then the scopes and the proof of possession.
-async fn offline(args: &VerifyArgs, token: &str, proof: Option<&DpopProof>) -> Result<Value> {
+async fn offline(args: &VerifyArgs, token: &str, proof: Option<&DpopProof>) -> Result<Verdict> {
     if args.action.is_some() || args.resource.is_some() || args.amount.is_some() {
         return Err(Failure::usage(
             "--action, --resource, --amount and --currency are decided by the registry (the consent policy and its budget): verify online, without --offline",
@@ -180,16 +202,78 @@ async fn offline(args: &VerifyArgs, token: &str, proof: Option<&DpopProof>) -> R
     if let Some(u) = &c.user {
         answer["user"] = json!(u);
     }
-    Ok(answer)
+    let typed = VerifyResponse {
+        valid: true,
+        allowed: missing.is_empty(),
+        error: None,
+        reason: answer["reason"].as_str().map(str::to_owned),
+        reasons: if missing.is_empty() {
+            Vec::new()
+        } else {
+            vec!["SCOPE_NOT_GRANTED".to_owned()]
+        },
+        agent: Some(VerifiedAgent {
+            id: c.sub.to_string(),
+            did: String::new(),
+            name: c.agent.name.clone(),
+            issuer: c.agent.issuer.clone(),
+            active_scopes: c.agent.scopes.clone(),
+        }),
+        delegation: Vec::new(),
+        trust_level: None,
+        issuer_domain: None,
+        user: c.user.clone(),
+        expires_at: Some(bonafide_server::time::rfc3339_s(c.exp)),
+        verified_at: String::new(),
+        remaining: None,
+        warnings: Vec::new(),
+        receipt_id: None,
+        audit_index: None,
+        simulated: false,
+    };
+    Ok(Verdict {
+        answer: typed,
+        offline: Some(answer),
+    })
 }
 
-/// An offline refusal, in the shape of the registry's.
-fn invalid(e: &TokenError) -> Value {
-    let code = e.code().as_str();
-    json!({
-        "valid": false, "allowed": false, "error": code, "reason": e.to_string(),
+/// An offline refusal, in the shape of the registry's: `error` is the object of the
+/// registry's answers, without a request id (no request was made).
+fn invalid(e: &TokenError) -> Verdict {
+    let code = ErrorCode::from(e);
+    let json = json!({
+        "valid": false, "allowed": false,
+        "error": {"code": code, "message": e.to_string()},
+        "reason": e.to_string(),
         "reasons": [code], "offline": true, "revocation_checked": false,
-    })
+    });
+    let answer = VerifyResponse {
+        valid: false,
+        allowed: false,
+        error: Some(ErrorDetail {
+            code: code.clone(),
+            message: e.to_string(),
+            request_id: String::new(),
+        }),
+        reason: Some(e.to_string()),
+        reasons: vec![code.as_str().to_owned()],
+        agent: None,
+        delegation: Vec::new(),
+        trust_level: None,
+        issuer_domain: None,
+        user: None,
+        expires_at: None,
+        verified_at: String::new(),
+        remaining: None,
+        warnings: Vec::new(),
+        receipt_id: None,
+        audit_index: None,
+        simulated: false,
+    };
+    Verdict {
+        answer,
+        offline: Some(json),
+    }
 }
 
 /// Makes the proof for `htm htu` with `key`, for this token (`ath`).
@@ -279,8 +363,8 @@ pub(crate) fn read_token(arg: &str) -> Result<String> {
     }
 }
 
-pub(crate) fn exit_for(answer: &Value) -> ExitCode {
-    if answer["valid"] == json!(true) && answer["allowed"] == json!(true) {
+pub(crate) fn exit_for(answer: &VerifyResponse) -> ExitCode {
+    if answer.valid && answer.allowed {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

@@ -13,6 +13,9 @@ use std::fmt;
 #[cfg(feature = "axum")]
 pub mod receiver;
 
+pub use bonafide_api as api;
+use bonafide_api::verify::VerifyResponse;
+use bonafide_api::{ErrorBody, ErrorCode};
 use bonafide_core::keys::{Jwks, KeyError};
 use bonafide_core::token::{KeySet, TokenError, VerifiedToken, VerifyOptions};
 use serde::Serialize;
@@ -36,8 +39,10 @@ pub enum ClientError {
     Api {
         /// HTTP status.
         status: u16,
-        /// Stable error code.
-        code: String,
+        /// Stable error code: [`ErrorCode::Unknown`] for one this version does not
+        /// know (a newer registry's; branch on `status` then), and `UNKNOWN` when the
+        /// answer was not the API's error body at all.
+        code: ErrorCode,
         /// Message.
         message: String,
         /// Request id for the server log.
@@ -328,7 +333,7 @@ impl Client {
         token: &str,
         scopes: &[String],
         audience: Option<&str>,
-    ) -> Result<Value, ClientError> {
+    ) -> Result<VerifyResponse, ClientError> {
         self.verify_request(&VerifyRequest {
             token: token.to_owned(),
             scopes: scopes.to_vec(),
@@ -340,9 +345,15 @@ impl Client {
 
     /// Online verification: `POST /v1/verify` with everything a receiver can ask
     /// (action, resource, amount, proof of possession). The answer is the API's,
-    /// `valid`/`allowed` with `reasons`.
-    pub async fn verify_request(&self, req: &VerifyRequest) -> Result<Value, ClientError> {
+    /// `valid`/`allowed` with `reasons`, and `error` when the token is not valid.
+    pub async fn verify_request(&self, req: &VerifyRequest) -> Result<VerifyResponse, ClientError> {
         self.post("/v1/verify", req).await
+    }
+
+    /// `POST /v1/simulate`: the decision `verify_request` would get, with nothing
+    /// recorded or spent (`simulated` is true).
+    pub async fn simulate(&self, req: &VerifyRequest) -> Result<VerifyResponse, ClientError> {
+        self.post("/v1/simulate", req).await
     }
 
     /// The registry's token JWKS (token-signing keys only).
@@ -474,44 +485,58 @@ impl Client {
             bytes.extend_from_slice(&chunk);
         }
         if !status.is_success() {
-            let error = api_error(status.as_u16(), &bytes);
+            let (error, the_apis) = api_error(status.as_u16(), &bytes);
             // Not the API's error shape: is this a registry at all?
-            return Err(match &error {
-                ClientError::Api { code, .. } if code == "UNKNOWN" => {
-                    self.unless_registry(error).await
-                }
-                _ => error,
+            return Err(if the_apis {
+                error
+            } else {
+                self.unless_registry(error).await
             });
         }
         Ok(bytes)
     }
 }
 
-/// The [`ClientError::Api`] of an error answer: the API's `{"error":{code, message,
-/// request_id}}`, or the OAuth shape of the token endpoint (RFC 6749 §5.2:
-/// `{error, error_description, code, request_id}`, where `error` is the RFC's code and
-/// `code` Bonafide's), whose message then starts with the RFC's code. Anything else
-/// keeps the first 200 characters of the body as the message.
-fn api_error(status: u16, bytes: &[u8]) -> ClientError {
-    let v: Value = serde_json::from_slice(bytes).unwrap_or(Value::Null);
-    let raw = || String::from_utf8_lossy(bytes).chars().take(200).collect();
-    if let Some(oauth) = v["error"].as_str() {
-        return ClientError::Api {
+/// The [`ClientError::Api`] of an error answer, and whether it was the API's: the
+/// [`ErrorBody`] `{"error":{code, message, request_id}}`, or the OAuth shape of the
+/// token endpoint (RFC 6749 §5.2: `{error, error_description, code, request_id}`,
+/// where `error` is the RFC's code and `code` Bonafide's), whose message then starts
+/// with the RFC's code. Anything else (code `UNKNOWN`) keeps the first 200
+/// characters of the body as the message.
+fn api_error(status: u16, bytes: &[u8]) -> (ClientError, bool) {
+    if let Ok(body) = serde_json::from_slice::<ErrorBody>(bytes) {
+        let e = body.error;
+        let error = ClientError::Api {
             status,
-            code: v["code"].as_str().unwrap_or(oauth).to_owned(),
+            code: e.code,
+            message: e.message,
+            request_id: e.request_id,
+        };
+        return (error, true);
+    }
+    let v: Value = serde_json::from_slice(bytes).unwrap_or(Value::Null);
+    if let Some(oauth) = v["error"].as_str() {
+        let error = ClientError::Api {
+            status,
+            code: ErrorCode::from_wire(v["code"].as_str().unwrap_or(oauth)),
             message: v["error_description"]
                 .as_str()
                 .map_or_else(|| oauth.to_owned(), |d| format!("{oauth}: {d}")),
             request_id: v["request_id"].as_str().unwrap_or("-").to_owned(),
         };
+        return (error, true);
     }
     let e = &v["error"];
-    ClientError::Api {
+    let error = ClientError::Api {
         status,
-        code: e["code"].as_str().unwrap_or("UNKNOWN").to_owned(),
-        message: e["message"].as_str().map_or_else(raw, str::to_owned),
+        code: ErrorCode::from_wire(e["code"].as_str().unwrap_or("UNKNOWN")),
+        message: e["message"].as_str().map_or_else(
+            || String::from_utf8_lossy(bytes).chars().take(200).collect(),
+            str::to_owned,
+        ),
         request_id: e["request_id"].as_str().unwrap_or("-").to_owned(),
-    }
+    };
+    (error, e["code"].is_string())
 }
 
 /// Largest text answer [`Client::get_text`] accepts (the signed-note limit).
@@ -685,8 +710,61 @@ mod tests {
     }
 
     #[test]
+    fn error_codes_are_read_as_the_enum_unknown_ones_kept() {
+        let (e, the_apis) = api_error(
+            409,
+            br#"{"error":{"code":"IDEMPOTENCY_CONFLICT","message":"used","request_id":"req_1"}}"#,
+        );
+        assert!(the_apis);
+        assert!(
+            matches!(
+                &e,
+                ClientError::Api {
+                    code: ErrorCode::IdempotencyConflict,
+                    status: 409,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        // A code a newer registry sends: kept as sent, the error still the API's.
+        let (e, the_apis) = api_error(
+            429,
+            br#"{"error":{"code":"QUOTA_EXCEEDED","message":"slow down","request_id":"req_2"}}"#,
+        );
+        assert!(the_apis);
+        let ClientError::Api { code, .. } = &e else {
+            panic!("{e:?}")
+        };
+        assert!(!code.is_known());
+        assert_eq!(code.as_str(), "QUOTA_EXCEEDED");
+        assert_eq!(
+            e.to_string(),
+            "slow down (QUOTA_EXCEEDED, HTTP 429, request req_2)"
+        );
+        // Token exchange's OAuth error: Bonafide's `code` as the enum.
+        let (e, _) = api_error(
+            400,
+            br#"{"error":"invalid_scope","error_description":"wider","code":"DELEGATION_WIDENS","request_id":"r"}"#,
+        );
+        assert!(
+            matches!(
+                &e,
+                ClientError::Api {
+                    code: ErrorCode::DelegationWidens,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        // Not the API's shape at all.
+        let (_, the_apis) = api_error(502, b"<h1>Bad Gateway</h1>");
+        assert!(!the_apis);
+    }
+
+    #[test]
     fn error_answers_in_both_shapes() {
-        let api = api_error(
+        let (api, _) = api_error(
             404,
             br#"{"error":{"code":"NOT_FOUND","message":"agent not found","request_id":"r1"}}"#,
         );
@@ -694,7 +772,7 @@ mod tests {
             api.to_string(),
             "agent not found (NOT_FOUND, HTTP 404, request r1)"
         );
-        let oauth = api_error(
+        let (oauth, _) = api_error(
             400,
             br#"{"error":"invalid_request","error_description":"`subject_token` does not verify: revoked","code":"TOKEN_REVOKED","request_id":"r2"}"#,
         );
@@ -702,12 +780,12 @@ mod tests {
             oauth.to_string(),
             "invalid_request: `subject_token` does not verify: revoked (TOKEN_REVOKED, HTTP 400, request r2)"
         );
-        let bare = api_error(401, br#"{"error":"invalid_client"}"#);
+        let (bare, _) = api_error(401, br#"{"error":"invalid_client"}"#);
         assert_eq!(
             bare.to_string(),
             "invalid_client (invalid_client, HTTP 401, request -)"
         );
-        let text = api_error(502, b"Bad Gateway");
+        let (text, _) = api_error(502, b"Bad Gateway");
         assert_eq!(
             text.to_string(),
             "Bad Gateway (UNKNOWN, HTTP 502, request -)"
@@ -890,7 +968,7 @@ mod tests {
             .await
             .unwrap_err();
         assert!(
-            matches!(&e, ClientError::Api { status: 502, code, .. } if code == "UNKNOWN"),
+            matches!(&e, ClientError::Api { status: 502, code, .. } if *code == "UNKNOWN"),
             "{e:?}"
         );
     }

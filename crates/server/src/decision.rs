@@ -17,10 +17,11 @@ use bonafide_core::ids::{AgentId, IssuerId, ReceiptId, ReceiverId, TokenId};
 use bonafide_core::policy::{
     self, BudgetPeriod, Decimal, Money, Policy, PolicyRequest, ResourceRef, Timestamp,
 };
-use bonafide_core::receipt::{ReceiptClaims, RemainingClaim};
+use bonafide_core::receipt::ReceiptClaims;
 use bonafide_store::{BudgetCharge, BudgetKey, ConflictKind, Decided, ReceiptRecord, StoreError};
-use serde::Serialize;
-use utoipa::ToSchema;
+
+pub use bonafide_api::verify::{RemainingView, VerifiedAgent, VerifyResponse};
+use bonafide_api::{ErrorCode, ErrorDetail};
 
 use crate::time::{rfc3339_ms, rfc3339_s};
 
@@ -50,7 +51,7 @@ pub enum Checked {
     /// signature checked out (a revoked token).
     Invalid {
         /// `TOKEN_INVALID`, `TOKEN_REVOKED`, …
-        code: &'static str,
+        code: ErrorCode,
         /// A reason that follows `code` in `reasons`: `KEY_REVOKED` after
         /// `TOKEN_REVOKED` when the issuer key that signed the token is revoked.
         second_reason: Option<&'static str>,
@@ -91,109 +92,6 @@ pub struct ValidToken {
 
 /// A bound agent key expiring within this is warned about (`KEY_EXPIRES_SOON`).
 pub const KEY_EXPIRY_WARNING_MS: i64 = 14 * 86_400_000;
-
-/// What is left of a policy's period budget (`remaining` in answers and receipts).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
-pub struct RemainingView {
-    /// Left to spend in this period, after this decision: an exact decimal with the
-    /// currency's minor units (`"1099.50"`).
-    pub amount: String,
-    /// ISO 4217 code.
-    pub currency: String,
-    /// `hour`, `day`, `week` (ISO, Monday first) or `month`, in the policy's zone.
-    pub period: String,
-    /// When the budget is whole again: the first instant of the next period (RFC 3339).
-    pub period_ends: String,
-}
-
-impl From<RemainingView> for RemainingClaim {
-    fn from(r: RemainingView) -> Self {
-        RemainingClaim {
-            amount: r.amount,
-            currency: r.currency,
-            period: r.period,
-            period_ends: r.period_ends,
-        }
-    }
-}
-
-/// The agent in a verify answer.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct VerifiedAgent {
-    /// `agt_…`.
-    pub id: String,
-    /// `did:web:<registry>:agents:<id>`.
-    pub did: String,
-    /// Display name.
-    pub name: String,
-    /// The agent's issuer.
-    pub issuer: String,
-    /// The requested scopes if all are granted, else every granted scope.
-    pub active_scopes: Vec<String>,
-}
-
-/// `POST /v1/verify` and `POST /v1/simulate` answer.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct VerifyResponse {
-    /// Genuine, live, not revoked (steps 1–7).
-    pub valid: bool,
-    /// Valid, and this request is within the token's grant (steps 8–9).
-    pub allowed: bool,
-    /// The token error code when not valid.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// Why, in words, when not allowed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// Machine-readable reasons when not allowed, in check order (`SCOPE_NOT_GRANTED`,
-    /// `POLICY_ACTION`, `POLICY_RESOURCE`, `TIME_WINDOW`, `AMOUNT_REQUIRED`,
-    /// `CURRENCY_MISMATCH`, `LIMIT_PER_TXN`, `LIMIT_PER_PERIOD`, or the token error).
-    pub reasons: Vec<String>,
-    /// The agent, when valid. For a delegated token, the subject: the root agent
-    /// whose authority was delegated (`delegation` names the agent presenting it).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub agent: Option<VerifiedAgent>,
-    /// For a valid token made by token exchange (`POST /v1/token`): the delegation
-    /// chain, root first, the last being the agent that presents the token. Absent
-    /// for a token that was not delegated.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub delegation: Vec<crate::delegation::Hop>,
-    /// When valid, how far the registry vouches for the agent's issuer:
-    /// `domain_verified` (it proved control of a domain with
-    /// `POST /v1/issuer/verify-domain`) or `registered`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub trust_level: Option<String>,
-    /// With `domain_verified`: the domain the issuer proved, so the receiver sees
-    /// what is vouched for (not the issuer's own name).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub issuer_domain: Option<String>,
-    /// On whose behalf the agent acts, when the token says.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub user: Option<String>,
-    /// RFC 3339 with milliseconds, when valid.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub expires_at: Option<String>,
-    /// RFC 3339 with milliseconds.
-    pub verified_at: String,
-    /// What is left of the policy's period budget after this decision.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub remaining: Option<RemainingView>,
-    /// Valid, but something needs attention soon: `KEY_EXPIRES_SOON` when the agent
-    /// key the token is bound to (`cnf.jkt`) expires within 14 days (rotate it with
-    /// `PUT /v1/agents/{id}/keys`).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub warnings: Vec<String>,
-    /// The signed receipt of this decision (`GET /v1/receipts/{id}`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub receipt_id: Option<String>,
-    /// Index of this decision's entry in the audit log, durable before this answer
-    /// was sent (`/v1/audit/proof/inclusion?index=…` proves it).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub audit_index: Option<u64>,
-    /// True for `POST /v1/simulate`: nothing was recorded or spent.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub simulated: bool,
-}
 
 /// The decision itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -296,7 +194,7 @@ impl Deciding {
             } => {
                 return Outcome {
                     allowed: false,
-                    reasons: std::iter::once(*code)
+                    reasons: std::iter::once(code.as_str())
                         .chain(*second_reason)
                         .map(str::to_owned)
                         .collect(),
@@ -397,7 +295,17 @@ impl Deciding {
             _ => Vec::new(),
         };
         let (valid, error, agent, user, expires_at) = match &self.checked {
-            Checked::Invalid { code, .. } => (false, Some((*code).to_owned()), None, None, None),
+            Checked::Invalid { code, message, .. } => (
+                false,
+                Some(ErrorDetail {
+                    code: code.clone(),
+                    message: message.clone(),
+                    request_id: self.request_id.clone(),
+                }),
+                None,
+                None,
+                None,
+            ),
             Checked::Valid(v) => {
                 let all_granted = self.asked.scopes.iter().all(|s| v.scopes.contains(s));
                 let active = if all_granted && !self.asked.scopes.is_empty() {

@@ -25,26 +25,16 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+pub use bonafide_api::verify::Hop;
 use bonafide_core::delegation;
 use bonafide_core::ids::IssuerId;
 use bonafide_core::keys::KeyValidity;
 use bonafide_core::policy::{self, Policy, Timestamp};
 use bonafide_core::token::{AgentClaims, Revoked, TokenError};
 use bonafide_store::{AncestorBudget, AncestorKey, BudgetCharge, BudgetKey, StoreError};
-use serde::Serialize;
-use utoipa::ToSchema;
 
 use crate::error::ApiError;
 use crate::state::AppState;
-
-/// One agent of a delegation chain, as verify answers show it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
-pub struct Hop {
-    /// `agt_…`.
-    pub agent_id: String,
-    /// Its registered name (empty if the agent is not registered here).
-    pub name: String,
-}
 
 /// What a verifier needs of a delegated token beyond its claims.
 #[derive(Debug)]

@@ -40,7 +40,7 @@ pub mod write;
 
 pub use state::AppState;
 
-use error::ApiError;
+use error::{ApiError, ErrorCode};
 
 /// Server settings. Every field has a default ([`Config::default`]).
 #[derive(Debug, Clone)]
@@ -411,7 +411,7 @@ async fn access_log(req: Request, next: Next) -> Response {
 async fn not_found() -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
-        "NOT_FOUND",
+        ErrorCode::NotFound,
         "no such endpoint; see /openapi.json for the API",
     )
 }
@@ -419,7 +419,7 @@ async fn not_found() -> ApiError {
 async fn method_not_allowed() -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
-        "METHOD_NOT_ALLOWED",
+        ErrorCode::MethodNotAllowed,
         "method not allowed on this endpoint; see /openapi.json",
     )
 }

@@ -40,7 +40,7 @@ use bonafide_store::NonceClaim;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 
 /// Most headers a signature proof may carry.
@@ -124,7 +124,7 @@ pub enum HeaderValues {
     Many(Vec<String>),
 }
 
-fn bad_proof(code: &'static str, message: impl Into<String>) -> ApiError {
+fn bad_proof(code: ErrorCode, message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
 }
 
@@ -219,7 +219,7 @@ pub async fn check(
         return match proof {
             None => Ok(Possession::Unbound),
             Some(_) => Err(bad_proof(
-                "PROOF_NOT_APPLICABLE",
+                ErrorCode::ProofNotApplicable,
                 "this token is not bound to a key (it has no `cnf.jkt`), so there is nothing to prove: send it without `proof`",
             )),
         };
@@ -298,7 +298,7 @@ pub async fn check(
                     )))
                 }
                 Err(HttpSigError::MissingComponent(name)) => Err(bad_proof(
-                    "PROOF_INCOMPLETE",
+                    ErrorCode::ProofIncomplete,
                     format!(
                         "the signature covers the `{}` header, which is not in `proof.headers`: pass every header the signature covers, as received",
                         name.chars().take(64).collect::<String>()

@@ -42,7 +42,7 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, Sleep};
 use tower::ServiceExt;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::request_id;
 
 /// The connection bounds, from [`crate::Config`].
@@ -427,7 +427,7 @@ pub(crate) async fn request_timeout(
         let err = if received.load(Ordering::Acquire) {
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "TIMEOUT",
+                ErrorCode::Timeout,
                 format!(
                     "no answer within {secs} s; what the request did may still be \
                      recorded (retry a spend with the same idempotency_key)"
@@ -436,7 +436,7 @@ pub(crate) async fn request_timeout(
         } else {
             ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
-                "REQUEST_TIMEOUT",
+                ErrorCode::RequestTimeout,
                 format!("the request was not received within {secs} s"),
             )
         };

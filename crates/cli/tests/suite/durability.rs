@@ -370,7 +370,8 @@ async fn load_and_kill(
                     // that round's server) is not this one's: it does not verify,
                     // concerns no agent, and is answered but never logged.
                     assert!(
-                        body["error"] == "TOKEN_INVALID" || body["error"] == "ISSUER_UNKNOWN",
+                        body["error"]["code"] == "TOKEN_INVALID"
+                            || body["error"]["code"] == "ISSUER_UNKNOWN",
                         "verify answered without audit_index: {body}"
                     );
                     continue;

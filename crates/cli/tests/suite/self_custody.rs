@@ -853,7 +853,7 @@ fn issuer_keys_registered_signed_verified_and_revoked() {
     );
     assert_exit(&out, 0);
     let v = verify(String::from_utf8(out.stdout).unwrap().trim(), 1);
-    assert_eq!(v["error"], "AGENT_UNKNOWN", "{v}");
+    assert_eq!(v["error"]["code"], "AGENT_UNKNOWN", "{v}");
 
     // The same key twice: the registry's refusal, exit 2.
     let out = run(
@@ -885,7 +885,7 @@ fn issuer_keys_registered_signed_verified_and_revoked() {
     );
     let v = verify(&tokens[0], 1);
     assert_eq!(v["valid"], false, "{v}");
-    assert_eq!(v["error"], "TOKEN_REVOKED", "{v}");
+    assert_eq!(v["error"]["code"], "TOKEN_REVOKED", "{v}");
     assert!(
         v["reasons"]
             .as_array()
@@ -1110,7 +1110,7 @@ fn self_signed_tokens_are_revoked_by_printed_jti_and_by_the_token() {
     assert!(said.contains("cannot confirm"), "{said}");
     let v = json_of(&verify(&token));
     assert_eq!(v["valid"], false, "{v}");
-    assert_eq!(v["error"], "TOKEN_REVOKED", "{v}");
+    assert_eq!(v["error"]["code"], "TOKEN_REVOKED", "{v}");
 
     // By the token itself (also from stdin-free argument form).
     let (token, _) = sign();
@@ -1122,7 +1122,7 @@ fn self_signed_tokens_are_revoked_by_printed_jti_and_by_the_token() {
     );
     assert_exit(&out, 0);
     assert_eq!(json_of(&out)["revoked"], true);
-    assert_eq!(json_of(&verify(&token))["error"], "TOKEN_REVOKED");
+    assert_eq!(json_of(&verify(&token))["error"]["code"], "TOKEN_REVOKED");
     // A whole token with --for-agent: refused locally.
     let (token, _) = sign();
     let out = run(

@@ -90,6 +90,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use bonafide_api::ErrorCode;
+use bonafide_api::verify::VerifyResponse;
 use bonafide_core::delegation;
 use bonafide_core::dpop::{self, ProofCheck};
 use bonafide_core::httpsig::{self, Message};
@@ -1272,12 +1274,18 @@ impl Receiver {
             });
             proof_kind = Some(ProofKind::HttpSignature);
         }
-        let mut answer = client.post::<_, Value>("/v1/verify", &body).await;
+        let mut answer = client.post::<_, VerifyResponse>("/v1/verify", &body).await;
         // An unbound token on a signed request: Web Bot Auth agents may sign every
         // request, and the registry refuses a proof for a token it cannot bind
         // (`PROOF_NOT_APPLICABLE`). Offline, such a signature is ignored; do the same.
         if proof_kind == Some(ProofKind::HttpSignature)
-            && matches!(&answer, Err(ClientError::Api { code, .. }) if code == "PROOF_NOT_APPLICABLE")
+            && matches!(
+                &answer,
+                Err(ClientError::Api {
+                    code: ErrorCode::ProofNotApplicable,
+                    ..
+                })
+            )
         {
             if let Some(obj) = body.as_object_mut() {
                 obj.remove("proof");
@@ -1287,9 +1295,11 @@ impl Receiver {
         }
         let answer = answer.map_err(|e| match e {
             // A DPoP proof with an unbound token: the same refusal as offline.
-            ClientError::Api { code, message, .. } if code == "PROOF_NOT_APPLICABLE" => {
-                Rejection::proof_invalid(scheme, message)
-            }
+            ClientError::Api {
+                code: ErrorCode::ProofNotApplicable,
+                message,
+                ..
+            } => Rejection::proof_invalid(scheme, message),
             // What the agent sent is malformed or too large (400, 413, 422): the
             // registry's code, as a 401 for the agent.
             ClientError::Api {
@@ -1297,7 +1307,7 @@ impl Receiver {
                 code,
                 message,
                 ..
-            } => Rejection::unauthorized(scheme, "invalid_token", code, message),
+            } => Rejection::unauthorized(scheme, "invalid_token", code.as_str(), message),
             // Anything else (our receiver key refused, quota, a 5xx, no answer) is
             // this receiver's problem, not the agent's: fail closed with a 503.
             e => Rejection::unavailable(
@@ -1347,27 +1357,33 @@ fn signature_headers(headers: &HeaderMap) -> serde_json::Map<String, Value> {
 /// A `POST /v1/verify` answer as a [`VerifiedAgent`], or the refusal it states.
 fn online_agent(
     scheme: Scheme,
-    answer: &Value,
+    answer: &VerifyResponse,
     proof_kind: Option<ProofKind>,
 ) -> Result<VerifiedAgent, Rejection> {
-    if answer["valid"].as_bool() != Some(true) {
-        let code = answer["error"]
-            .as_str()
-            .or_else(|| answer["reasons"][0].as_str())
-            .unwrap_or("TOKEN_INVALID");
-        let message = answer["reason"]
-            .as_str()
-            .unwrap_or("the registry refused the token");
-        let oauth = if code.starts_with("PROOF") || code == "REPLAY" {
-            if scheme == Scheme::Dpop {
-                "invalid_dpop_proof"
-            } else {
-                "invalid_token"
-            }
-        } else {
-            "invalid_token"
+    if !answer.valid {
+        let (code, message) = match &answer.error {
+            Some(e) => (e.code.clone(), e.message.as_str()),
+            // Not the contract (a valid: false answer always says why): refuse, as
+            // for any token the registry does not vouch for.
+            None => (
+                ErrorCode::TokenInvalid,
+                "the registry refused the token without saying why",
+            ),
         };
-        return Err(Rejection::unauthorized(scheme, oauth, code, message));
+        let oauth = match code {
+            ErrorCode::ProofRequired | ErrorCode::ProofInvalid | ErrorCode::Replay
+                if scheme == Scheme::Dpop =>
+            {
+                "invalid_dpop_proof"
+            }
+            _ => "invalid_token",
+        };
+        return Err(Rejection::unauthorized(
+            scheme,
+            oauth,
+            code.as_str(),
+            message,
+        ));
     }
     let malformed = || {
         Rejection::unavailable(
@@ -1375,41 +1391,24 @@ fn online_agent(
             "the registry's verify answer lacks the agent",
         )
     };
-    let agent = &answer["agent"];
-    let id = agent["id"]
-        .as_str()
-        .and_then(|s| AgentId::try_from(s).ok())
-        .ok_or_else(malformed)?;
-    let delegation: Vec<AgentId> = answer["delegation"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| {
-                    v.as_str()
-                        .or_else(|| v["agent_id"].as_str())
-                        .or_else(|| v["id"].as_str())
-                        .and_then(|s| AgentId::try_from(s).ok())
-                })
-                .collect()
-        })
-        .filter(|v: &Vec<AgentId>| !v.is_empty())
-        .unwrap_or_else(|| vec![id.clone()]);
+    let agent = answer.agent.as_ref().ok_or_else(malformed)?;
+    let id = AgentId::try_from(agent.id.as_str()).map_err(|_| malformed())?;
+    // The chain's ids, root first: one `Hop` type, and an id that is not one makes
+    // the answer malformed rather than silently shorter.
+    let delegation = answer
+        .chain()
+        .into_iter()
+        .map(AgentId::try_from)
+        .collect::<Result<Vec<AgentId>, _>>()
+        .map_err(|_| malformed())?;
     let actor = delegation.last().cloned().unwrap_or_else(|| id.clone());
-    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
     Ok(VerifiedAgent {
         agent_id: id,
         actor,
-        name: text(&agent["name"]),
-        issuer: text(&agent["issuer"]),
-        scopes: agent["active_scopes"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|s| s.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default(),
-        user: answer["user"].as_str().map(str::to_owned),
+        name: agent.name.clone(),
+        issuer: agent.issuer.clone(),
+        scopes: agent.active_scopes.clone(),
+        user: answer.user.clone(),
         claims: None,
         proof: proof_kind,
         bound_key: None,
@@ -1502,25 +1501,34 @@ mod tests {
         assert_eq!(keys, ["content-type", "signature", "signature-input"]);
     }
 
+    fn answer(v: Value) -> VerifyResponse {
+        serde_json::from_value(v).unwrap()
+    }
+
     #[test]
     fn online_answers_become_agents_or_refusals() {
-        let ok = json!({"valid": true, "allowed": true, "reasons": [],
+        let ok = answer(json!({"valid": true, "allowed": true, "reasons": [],
             "agent": {"id": "agt_aaaaaaaaaaaaaaaaaaaaaaaaaa", "did": "did:web:x", "name": "n",
                       "issuer": "i", "active_scopes": ["read:x"]},
-            "user": "u@example.com", "verified_at": "t"});
+            "user": "u@example.com", "verified_at": "t"}));
         let a = online_agent(Scheme::Bearer, &ok, None).unwrap();
         assert_eq!(a.agent_id.as_str(), "agt_aaaaaaaaaaaaaaaaaaaaaaaaaa");
         assert_eq!(a.delegation, vec![a.agent_id.clone()]);
         assert!(a.revocation_checked && a.claims.is_none());
         assert_eq!(a.user.as_deref(), Some("u@example.com"));
-        let no = json!({"valid": false, "allowed": false, "error": "TOKEN_REVOKED",
-            "reasons": ["TOKEN_REVOKED"], "verified_at": "t"});
+        let no = answer(json!({"valid": false, "allowed": false,
+            "error": {"code": "TOKEN_REVOKED", "message": "token revoked", "request_id": "req_1"},
+            "reason": "token revoked", "reasons": ["TOKEN_REVOKED"], "verified_at": "t"}));
         let r = online_agent(Scheme::Bearer, &no, None).unwrap_err();
         assert_eq!(
-            (r.code(), r.status()),
-            ("TOKEN_REVOKED", StatusCode::UNAUTHORIZED)
+            (r.code(), r.status(), r.message()),
+            ("TOKEN_REVOKED", StatusCode::UNAUTHORIZED, "token revoked")
         );
-        let replay = json!({"valid": false, "reasons": ["REPLAY"]});
+        let replay = answer(
+            json!({"valid": false, "allowed": false, "reasons": ["REPLAY"],
+            "error": {"code": "REPLAY", "message": "used", "request_id": "req_2"},
+            "verified_at": "t"}),
+        );
         let r = online_agent(Scheme::Dpop, &replay, Some(ProofKind::Dpop)).unwrap_err();
         assert_eq!(r.code(), "REPLAY");
         assert!(
@@ -1529,6 +1537,50 @@ mod tests {
                 .to_str()
                 .unwrap()
                 .contains("invalid_dpop_proof")
+        );
+        // A code this version does not know is passed on as sent.
+        let newer = answer(json!({"valid": false, "allowed": false, "reasons": [],
+            "error": {"code": "TOKEN_QUARANTINED", "message": "q", "request_id": "req_3"},
+            "verified_at": "t"}));
+        let r = online_agent(Scheme::Bearer, &newer, None).unwrap_err();
+        assert_eq!(r.code(), "TOKEN_QUARANTINED");
+        // `valid: false` without `error` is refused all the same.
+        let bare = answer(json!({"valid": false, "allowed": false, "reasons": [],
+            "verified_at": "t"}));
+        let r = online_agent(Scheme::Bearer, &bare, None).unwrap_err();
+        assert_eq!(r.code(), "TOKEN_INVALID");
+    }
+
+    #[test]
+    fn an_online_delegation_is_one_shape_of_hop() {
+        let agent = json!({"id": "agt_aaaaaaaaaaaaaaaaaaaaaaaaaa", "did": "did:web:x",
+            "name": "root", "issuer": "i", "active_scopes": []});
+        let chain = answer(json!({"valid": true, "allowed": true, "reasons": [],
+            "agent": agent, "verified_at": "t",
+            "delegation": [
+                {"agent_id": "agt_aaaaaaaaaaaaaaaaaaaaaaaaaa", "name": "root"},
+                {"agent_id": "agt_bbbbbbbbbbbbbbbbbbbbbbbbbb", "name": "helper"}]}));
+        let a = online_agent(Scheme::Bearer, &chain, None).unwrap();
+        assert_eq!(a.agent_id.as_str(), "agt_aaaaaaaaaaaaaaaaaaaaaaaaaa");
+        assert_eq!(a.actor.as_str(), "agt_bbbbbbbbbbbbbbbbbbbbbbbbbb");
+        assert_eq!(a.delegation.len(), 2);
+        // Any other shape of a hop is not the contract: the answer does not parse.
+        for hop in [
+            json!("agt_bbbbbbbbbbbbbbbbbbbbbbbbbb"),
+            json!({"id": "agt_bbbbbbbbbbbbbbbbbbbbbbbbbb"}),
+        ] {
+            let v = json!({"valid": true, "allowed": true, "reasons": [], "agent": agent,
+                "verified_at": "t", "delegation": [hop]});
+            assert!(serde_json::from_value::<VerifyResponse>(v).is_err());
+        }
+        // A hop whose id is not an agent id makes the answer malformed (fail closed).
+        let bad = answer(json!({"valid": true, "allowed": true, "reasons": [],
+            "agent": agent, "verified_at": "t",
+            "delegation": [{"agent_id": "nope", "name": ""}]}));
+        let r = online_agent(Scheme::Bearer, &bad, None).unwrap_err();
+        assert_eq!(
+            (r.code(), r.status()),
+            ("REGISTRY_UNAVAILABLE", StatusCode::SERVICE_UNAVAILABLE)
         );
     }
 }

@@ -841,7 +841,8 @@ async fn online_mode_sends_token_and_proof_and_trusts_the_answer() {
                         seen.lock().unwrap().push(body.clone());
                         if body["token"] == "revoked" {
                             return (StatusCode::OK, Json(json!({"valid": false, "allowed": false,
-                                "error": "TOKEN_REVOKED", "reason": "revoked",
+                                "error": {"code": "TOKEN_REVOKED", "message": "revoked", "request_id": "req_1"},
+                                "reason": "revoked",
                                 "reasons": ["TOKEN_REVOKED"], "verified_at": "t"})));
                         }
                         if body["token"] == "receiver-key-refused" {

@@ -14,7 +14,7 @@ use bonafide_core::audit::{Actor, EventType};
 
 use super::{audit_change, check_text, random16, random20};
 use crate::auth::{Admin, Caller};
-use crate::error::{ApiError, ApiJson, ApiPath};
+use crate::error::{ApiError, ApiJson, ApiPath, ErrorCode};
 use crate::state::{AppState, new_key_record};
 use crate::time::{rfc3339_ms, rfc3339_s};
 use crate::write::{Change, Part};
@@ -84,7 +84,7 @@ pub async fn create_issuer(
         .map_err(|e| match e {
             bonafide_store::StoreError::Conflict(_) => ApiError::new(
                 StatusCode::CONFLICT,
-                "CONFLICT",
+                ErrorCode::Conflict,
                 format!(
                     "an issuer named `{}` already exists (names differing only by case, `https://` or `http://`, or trailing dots or slashes are one name)",
                     issuer.name
@@ -126,7 +126,7 @@ pub const MAX_RECEIVER_AUDIENCES: usize = 16;
 fn audience_taken() -> ApiError {
     ApiError::new(
         StatusCode::CONFLICT,
-        "AUDIENCE_TAKEN",
+        ErrorCode::AudienceTaken,
         "one of these audiences belongs to another receiver: an audience is one receiver's, or anyone holding it could verify and spend that receiver's tokens",
     )
 }
@@ -208,7 +208,7 @@ pub async fn create_receiver(
             }
             bonafide_store::StoreError::Conflict(_) => ApiError::new(
                 StatusCode::CONFLICT,
-                "CONFLICT",
+                ErrorCode::Conflict,
                 format!("a receiver named `{}` already exists", receiver.name),
             ),
             other => other.into(),
@@ -444,7 +444,7 @@ pub async fn revoke_admin_key(
     state.store.revoke_admin_key(&key.hash, now, &audit).await.map_err(|e| match e {
         bonafide_store::StoreError::Conflict(_) => ApiError::new(
             StatusCode::CONFLICT,
-            "LAST_ADMIN_KEY",
+            ErrorCode::LastAdminKey,
             "the last admin key cannot be revoked: add another first (BONAFIDE_ADMIN_KEY on the next `serve`)",
         ),
         other => other.into(),

@@ -30,10 +30,11 @@ use utoipa::ToSchema;
 
 use super::audit_change;
 use crate::auth::IssuerAuth;
-use crate::error::{ApiError, ApiJson, ApiPath};
+use crate::error::{ApiError, ApiJson, ApiPath, ErrorCode};
 use crate::state::AppState;
 use crate::time::{rfc3339_ms, rfc3339_s};
 use crate::write::{Change, Part};
+pub use bonafide_api::agents::AgentKeyView;
 
 /// `key_expires_at` when none is asked: 90 days after registration or rotation.
 pub const DEFAULT_KEY_LIFETIME_S: i64 = 90 * 86_400;
@@ -58,13 +59,17 @@ pub struct KeyInput<'a> {
 }
 
 fn key_invalid(message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "KEY_INVALID", message)
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorCode::KeyInvalid,
+        message,
+    )
 }
 
 fn private_refused(what: impl std::fmt::Display) -> ApiError {
     ApiError::new(
         StatusCode::BAD_REQUEST,
-        "PRIVATE_KEY_REFUSED",
+        ErrorCode::PrivateKeyRefused,
         format!(
             "{what}: the registry never holds an agent's private key; send the public key only, and keep the private key with the agent"
         ),
@@ -161,31 +166,6 @@ pub fn key_record(
         retired_at_ms: None,
         grace_until_ms: None,
     })
-}
-
-/// One of an agent's keys.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AgentKeyView {
-    /// RFC 7638 thumbprint: the `cnf.jkt` of tokens bound to it.
-    pub jkt: String,
-    /// `EdDSA` or `ES256`.
-    pub alg: String,
-    /// The public JWK, with `kid`, `alg` and `use`.
-    #[schema(value_type = Object)]
-    pub jwk: Value,
-    /// `current`; `grace` (rotated out, its tokens verify until `grace_until`);
-    /// `retired` (rotated out, grace over); `expired` (past `key_expires_at`).
-    pub status: String,
-    /// RFC 3339.
-    pub created_at: String,
-    /// RFC 3339: tokens bound to it are refused from then on.
-    pub key_expires_at: String,
-    /// RFC 3339, once rotated out.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub retired_at: Option<String>,
-    /// RFC 3339, once rotated out: end of its grace period.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub grace_until: Option<String>,
 }
 
 /// When tokens bound to `k` may verify: core's one key-validity rule (current or in
@@ -286,7 +266,7 @@ pub async fn rotate(
     if agent.status == AgentStatus::Revoked {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
-            "AGENT_REVOKED",
+            ErrorCode::AgentRevoked,
             "agent is revoked; register a new agent",
         ));
     }
@@ -318,7 +298,7 @@ pub async fn rotate(
     {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
-            "KEY_ALREADY_REGISTERED",
+            ErrorCode::KeyAlreadyRegistered,
             "this key is already one of the agent's keys (current or rotated out): send a new key",
         ));
     }
@@ -480,7 +460,7 @@ async fn published_keys(state: &AppState, id: &str) -> Result<Published, ApiErro
                 agent.id,
                 ApiError::new(
                     StatusCode::GONE,
-                    "AGENT_REVOKED",
+                    ErrorCode::AgentRevoked,
                     "agent is revoked: its DID is deactivated and its keys are no longer published",
                 ),
             ));
@@ -490,7 +470,7 @@ async fn published_keys(state: &AppState, id: &str) -> Result<Published, ApiErro
                 agent.id,
                 ApiError::new(
                     StatusCode::GONE,
-                    "AGENT_SUSPENDED",
+                    ErrorCode::AgentSuspended,
                     "agent is suspended by its issuer: its DID is deactivated and its keys are not published until it is reactivated",
                 ),
             ));
@@ -510,7 +490,7 @@ async fn published_keys(state: &AppState, id: &str) -> Result<Published, ApiErro
     if keys.is_empty() {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
-            "NO_AGENT_KEY",
+            ErrorCode::NoAgentKey,
             "this agent has no current key: its issuer registers one with `PUT /v1/agents/{id}/keys`",
         ));
     }

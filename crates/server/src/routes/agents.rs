@@ -13,18 +13,22 @@ use bonafide_core::keys::Jwk;
 use bonafide_core::scopes;
 use bonafide_core::token::{self, AgentClaims, AgentInfo, Audience, Confirmation, TimeCheck};
 use bonafide_store::{Agent, AgentStatus, Issuer, TokenRecord};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use bonafide_core::audit::{Actor, EventType, token_sha256};
 
-use super::agent_keys::{self, AgentKeyView, KeyInput, parse_key};
+use super::agent_keys::{self, KeyInput, parse_key};
 use super::{audit_change, check_text, new_agent_id, new_token_id};
 use crate::auth::IssuerAuth;
-use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, JsonOrEmpty};
+use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorCode, JsonOrEmpty};
 use crate::state::{AppState, Revoked};
 use crate::time::{rfc3339_ms, rfc3339_s};
 use crate::write::{Change, Part};
+pub use bonafide_api::agents::{
+    AgentList, AgentRegistered, AgentRevoked, AgentView, RevokeAgent, RevokeToken, TokenIssued,
+    TokenRevoked,
+};
 
 /// Most audiences one agent may name.
 const MAX_AUDIENCES: usize = 16;
@@ -142,48 +146,11 @@ fn check_policy(raw: Option<&serde_json::value::RawValue>) -> Result<Option<Stri
     let policy = bonafide_core::policy::Policy::parse(raw.get().as_bytes()).map_err(|e| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "POLICY_INVALID",
+            ErrorCode::PolicyInvalid,
             e.to_string(),
         )
     })?;
     Ok(Some(policy.canonical().to_owned()))
-}
-
-/// `POST /v1/agents/register` answer (ImaRobot shape).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AgentRegistered {
-    /// `agt_…`.
-    #[schema(value_type = crate::openapi::values::AgentId)]
-    pub agent_id: String,
-    /// Display name.
-    pub name: String,
-    /// The issuer's name.
-    pub issuer: String,
-    /// Granted scopes.
-    pub scopes: Vec<String>,
-    /// The signed agent token.
-    pub token: String,
-    /// The token's id (`jti`, `tok_…`): what `POST /v1/tokens/revoke` takes.
-    #[schema(value_type = crate::openapi::values::TokenId)]
-    pub jti: String,
-    /// When the token expires (RFC 3339).
-    pub expires_at: String,
-    /// Where receivers verify it.
-    pub verify_url: String,
-    /// The registry's public key (PEM) for offline verification.
-    pub public_key_url: String,
-    /// `policy_hash` of the consent policy its tokens carry.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub policy_hash: Option<String>,
-    /// On whose behalf it acts.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub user: Option<String>,
-    /// The agent's own key, when one was sent: the token's `cnf.jkt` is its `jkt`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub key: Option<AgentKeyView>,
-    /// Whether tokens without `cnf` verify once the agent has its own key (the
-    /// issuer's opt-out; false: only bound tokens).
-    pub allow_bearer_tokens: bool,
 }
 
 /// `policy_hash` of a stored canonical policy (the SHA-256 of the text itself).
@@ -380,58 +347,6 @@ pub async fn register(
     ))
 }
 
-/// An agent as its issuer sees it.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AgentView {
-    /// `agt_…`.
-    #[schema(value_type = crate::openapi::values::AgentId)]
-    pub agent_id: String,
-    /// Display name.
-    pub name: String,
-    /// What it does.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    /// The issuer's name.
-    pub issuer: String,
-    /// Granted scopes.
-    pub scopes: Vec<String>,
-    /// Receivers its tokens are for.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub audience: Option<Vec<String>>,
-    /// `active`, `suspended` (tokens refused with `AGENT_SUSPENDED` until reactivated)
-    /// or `revoked` (for good).
-    pub status: String,
-    /// Default token lifetime in seconds.
-    pub expiry_seconds: i64,
-    /// RFC 3339.
-    pub created_at: String,
-    /// RFC 3339, if revoked.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub revoked_at: Option<String>,
-    /// Why, if revoked.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub revoke_reason: Option<String>,
-    /// RFC 3339, while suspended: when the suspension began.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub suspended_at: Option<String>,
-    /// Why, while suspended and if a reason was given.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub suspend_reason: Option<String>,
-    /// The consent policy its tokens carry.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
-    pub policy: Option<serde_json::Value>,
-    /// Its `policy_hash`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub policy_hash: Option<String>,
-    /// On whose behalf it acts.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub user: Option<String>,
-    /// Whether tokens without `cnf` verify once the agent has its own key (set at
-    /// registration; false: only bound tokens).
-    pub allow_bearer_tokens: bool,
-}
-
 fn view(issuer: &Issuer, a: Agent) -> AgentView {
     AgentView {
         agent_id: a.id.to_string(),
@@ -471,16 +386,6 @@ pub struct ListQuery {
     #[serde(default)]
     #[param(pattern = "^[A-Za-z0-9_-]+$")]
     pub cursor: Option<String>,
-}
-
-/// A page of agents.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AgentList {
-    /// Agents, oldest first.
-    pub agents: Vec<AgentView>,
-    /// Pass as `cursor` for the next page; absent on the last page.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_cursor: Option<String>,
 }
 
 fn bad_cursor() -> ApiError {
@@ -573,21 +478,6 @@ pub struct IssueToken {
     pub audience: Option<AudienceInput>,
 }
 
-/// A newly issued token.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TokenIssued {
-    /// `agt_…`.
-    #[schema(value_type = crate::openapi::values::AgentId)]
-    pub agent_id: String,
-    /// `tok_…`.
-    #[schema(value_type = crate::openapi::values::TokenId)]
-    pub jti: String,
-    /// The signed token.
-    pub token: String,
-    /// RFC 3339.
-    pub expires_at: String,
-}
-
 /// Issues another token for one of the caller's active agents (not a suspended or
 /// revoked one: 409).
 #[utoipa::path(post, path = "/v1/agents/{id}/issue-token", tag = "issuer", request_body = Option<IssueToken>,
@@ -603,14 +493,14 @@ pub async fn issue_token(
     if agent.status == AgentStatus::Revoked {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
-            "AGENT_REVOKED",
+            ErrorCode::AgentRevoked,
             "agent is revoked; register a new agent",
         ));
     }
     if agent.status == AgentStatus::Suspended {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
-            "AGENT_SUSPENDED",
+            ErrorCode::AgentSuspended,
             "agent is suspended; reactivate it first (POST /v1/agents/{id}/reactivate)",
         ));
     }
@@ -671,7 +561,7 @@ async fn current_key(state: &AppState, agent: &Agent) -> Result<Option<String>, 
         None => Ok(None),
         Some(k) if k.expires_at_ms <= now => Err(ApiError::new(
             StatusCode::CONFLICT,
-            "KEY_EXPIRED",
+            ErrorCode::KeyExpired,
             "the agent's key has expired; rotate it first (PUT /v1/agents/{id}/keys)",
         )),
         Some(k) => Ok(Some(k.jkt)),
@@ -709,30 +599,6 @@ pub(crate) async fn issue_bound_token(
     state.store.record_token(&record, &audit).await?;
     tracing::info!(agent_id = %agent.id, jti = %record.jti, "token issued");
     Ok((token, record))
-}
-
-/// `POST /v1/agents/{id}/revoke` body (may be empty).
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RevokeAgent {
-    /// Why, for the record.
-    #[serde(default)]
-    #[schema(value_type = Option<crate::openapi::values::Text512>)]
-    pub reason: Option<String>,
-}
-
-/// `POST /v1/agents/{id}/revoke` answer.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AgentRevoked {
-    /// Always true.
-    pub revoked: bool,
-    /// `agt_…`.
-    #[schema(value_type = crate::openapi::values::AgentId)]
-    pub agent_id: String,
-    /// RFC 3339; the first revocation's time if revoked before.
-    pub revoked_at: String,
-    /// The reason given.
-    pub reason: Option<String>,
 }
 
 /// Revokes an agent and every token it has, from the very next verify on.
@@ -810,7 +676,7 @@ fn suspension_error(e: bonafide_store::StoreError) -> ApiError {
     match e {
         bonafide_store::StoreError::Conflict(_) => ApiError::new(
             StatusCode::CONFLICT,
-            "AGENT_REVOKED",
+            ErrorCode::AgentRevoked,
             "agent is revoked; revocation is permanent, so it cannot be suspended or reactivated",
         ),
         other => not_found_as("agent")(other),
@@ -909,49 +775,6 @@ pub async fn reactivate(
         .await?;
     tracing::info!(issuer_id = %issuer.id, agent_id = %agent.id, "agent reactivated");
     Ok(ApiJson(view(&issuer, agent)))
-}
-
-/// `POST /v1/tokens/revoke` body: exactly one of `jti` and `token` (both, or
-/// neither, is a 422); `agent_id` only with `jti`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RevokeToken {
-    /// Token id `tok_…`: a registry-signed token's `jti`, or for a token the caller
-    /// signed itself and revoked by `token` before, its own `jti` or the registry's id
-    /// for it (per issuer and `jti`: the answer's `jti`). Not with `token`.
-    #[serde(default)]
-    #[schema(value_type = Option<crate::openapi::values::TokenId>)]
-    pub jti: Option<String>,
-    /// The token itself (its signature is checked; expiry is not). A token the
-    /// caller signed with its own registered key is recorded and revoked. Not with
-    /// `jti`.
-    #[serde(default)]
-    #[schema(min_length = 1)]
-    pub token: Option<String>,
-    /// With `jti`: the agent of a token the caller signed with its own key and the
-    /// registry has never seen (`bonafide token sign` prints its `jti`). The
-    /// revocation then lasts as long as any token could still verify: the longest
-    /// token lifetime, from now.
-    #[serde(default)]
-    #[schema(value_type = Option<crate::openapi::values::AgentId>)]
-    pub agent_id: Option<String>,
-}
-
-/// `POST /v1/tokens/revoke` answer.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TokenRevoked {
-    /// Always true.
-    pub revoked: bool,
-    /// `tok_…`: the registry's id for the token, as in audit entries and receipts.
-    /// For an issuer-signed token it is derived from (issuer id, the token's own
-    /// `jti`), since one issuer's `jti` may be another's.
-    #[schema(value_type = crate::openapi::values::TokenId)]
-    pub jti: String,
-    /// Its agent.
-    #[schema(value_type = crate::openapi::values::AgentId)]
-    pub agent_id: String,
-    /// RFC 3339.
-    pub revoked_at: String,
 }
 
 /// Revokes one token of one of the caller's agents.

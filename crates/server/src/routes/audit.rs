@@ -14,15 +14,16 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use bonafide_core::merkle::{self, EntryBundle, Hash, Prefetched, Tile};
 use bonafide_core::tlog_proof::TlogProof;
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use serde::Deserialize;
+use utoipa::IntoParams;
 
 use bonafide_store::StoreError;
 
 use crate::audit::{AuditLogError, SignedCheckpoint};
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
+use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorCode};
 use crate::state::AppState;
+pub use bonafide_api::audit::{ConsistencyProof, Entries, EntryView, InclusionProof};
 
 /// Most entries one `GET /v1/audit/entries` returns.
 pub const MAX_ENTRIES: u64 = 1000;
@@ -42,7 +43,7 @@ impl From<AuditLogError> for ApiError {
             other => {
                 let mut err = ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "AUDIT_UNAVAILABLE",
+                    ErrorCode::AuditUnavailable,
                     "the audit log is unavailable; the request id identifies the cause in the server log",
                 );
                 err.internal = Some(other.to_string());
@@ -104,25 +105,6 @@ pub struct EntriesQuery {
     /// the log's size.
     #[serde(default)]
     pub end: Option<u64>,
-}
-
-/// One entry of the log.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct EntryView {
-    /// Index in the log.
-    pub index: u64,
-    /// `SHA-256(0x00 ‖ entry)`, standard base64.
-    pub leaf_hash: String,
-    /// The RFC 8785 canonical JSON text, for callers allowed to see it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub entry: Option<String>,
-}
-
-/// `GET /v1/audit/entries` answer.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Entries {
-    /// The entries, in order.
-    pub entries: Vec<EntryView>,
 }
 
 fn may_read(caller: &Caller, owner: Option<&bonafide_core::ids::IssuerId>) -> bool {
@@ -193,19 +175,6 @@ pub struct InclusionQuery {
     /// contains the entry (one is signed now if needed).
     #[serde(default)]
     pub tree_size: Option<u64>,
-}
-
-/// An inclusion proof.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct InclusionProof {
-    /// The entry's index.
-    pub index: u64,
-    /// The tree the proof is for.
-    pub tree_size: u64,
-    /// The entry's leaf hash (base64).
-    pub leaf_hash: String,
-    /// The RFC 6962 audit path, leaf side first (base64).
-    pub hashes: Vec<String>,
 }
 
 /// The inclusion proof of one entry (by index or leaf hash) in a tree.
@@ -285,17 +254,6 @@ pub struct ConsistencyQuery {
     /// The newer tree size. Default: the latest signed checkpoint's.
     #[serde(default)]
     pub second: Option<u64>,
-}
-
-/// A consistency proof.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ConsistencyProof {
-    /// The older tree size.
-    pub first: u64,
-    /// The newer tree size.
-    pub second: u64,
-    /// RFC 6962 §2.1.2 proof (base64); empty when `first` is 0 or equals `second`.
-    pub hashes: Vec<String>,
 }
 
 /// The proof that the tree of `first` entries is a prefix of the tree of `second`.

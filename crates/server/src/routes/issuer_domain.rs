@@ -30,7 +30,7 @@ use utoipa::ToSchema;
 
 use super::audit_change;
 use crate::auth::IssuerAuth;
-use crate::error::{ApiError, ApiJson};
+use crate::error::{ApiError, ApiJson, ErrorCode};
 use crate::fetch::{self, FetchLimits};
 use crate::state::AppState;
 use crate::time::rfc3339_ms;
@@ -90,7 +90,7 @@ pub struct IssuerDomainView {
 fn proof_invalid(message: String) -> ApiError {
     ApiError::new(
         StatusCode::UNPROCESSABLE_ENTITY,
-        "DOMAIN_PROOF_INVALID",
+        ErrorCode::DomainProofInvalid,
         message,
     )
 }
@@ -98,7 +98,7 @@ fn proof_invalid(message: String) -> ApiError {
 fn not_verified(message: String) -> ApiError {
     ApiError::new(
         StatusCode::UNPROCESSABLE_ENTITY,
-        "DOMAIN_NOT_VERIFIED",
+        ErrorCode::DomainNotVerified,
         message,
     )
 }
@@ -155,7 +155,7 @@ fn jwks_url(state: &AppState, domain: &str, asked: Option<&str>) -> Result<Strin
     }
     Err(ApiError::new(
         StatusCode::UNPROCESSABLE_ENTITY,
-        "JWKS_URL_REFUSED",
+        ErrorCode::JwksUrlRefused,
         format!("`jwks_url` must be `{well_known}`: a domain is proven by its own well-known JWKS"),
     ))
 }
@@ -192,13 +192,18 @@ pub async fn verify_domain(
     IssuerAuth(issuer): IssuerAuth,
     ApiJson(body): ApiJson<VerifyDomain>,
 ) -> Result<ApiJson<IssuerDomainView>, ApiError> {
-    let domain = normalize_domain(&body.domain)
-        .map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "DOMAIN_INVALID", m))?;
+    let domain = normalize_domain(&body.domain).map_err(|m| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::DomainInvalid,
+            m,
+        )
+    })?;
     let url = jwks_url(&state, &domain, body.jwks_url.as_deref())?;
     let taken = || {
         ApiError::new(
             StatusCode::CONFLICT,
-            "CONFLICT",
+            ErrorCode::Conflict,
             format!("`{domain}` is verified by another issuer"),
         )
     };

@@ -27,7 +27,7 @@ use utoipa::ToSchema;
 
 use super::audit_change;
 use crate::auth::IssuerAuth;
-use crate::error::{ApiError, ApiJson, ApiPath, JsonOrEmpty};
+use crate::error::{ApiError, ApiJson, ApiPath, ErrorCode, JsonOrEmpty};
 use crate::state::AppState;
 use crate::time::rfc3339_ms;
 use crate::write::{Change, Part};
@@ -127,7 +127,7 @@ fn issuer_actor(issuer: &Issuer) -> Actor {
 fn unusable(e: &KeyError) -> ApiError {
     ApiError::new(
         StatusCode::UNPROCESSABLE_ENTITY,
-        "KEY_INVALID",
+        ErrorCode::KeyInvalid,
         format!("`jwk` is not a usable public key: {e}"),
     )
 }
@@ -138,7 +138,7 @@ fn check_key(body: &AddIssuerKey) -> Result<VerifyingKey, ApiError> {
     if let Err(e) = body.jwk.check_public() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
-            "PRIVATE_KEY_REFUSED",
+            ErrorCode::PrivateKeyRefused,
             format!(
                 "{e}: the registry never holds an issuer's private key; send the public JWK only, and keep the private key to sign tokens yourself"
             ),
@@ -169,7 +169,7 @@ fn check_key(body: &AddIssuerKey) -> Result<VerifyingKey, ApiError> {
     {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "KEY_INVALID",
+            ErrorCode::KeyInvalid,
             format!(
                 "`jwk.kid` is not this key's RFC 7638 thumbprint (`{}`): omit it, or send the thumbprint",
                 key.kid()
@@ -182,7 +182,7 @@ fn check_key(body: &AddIssuerKey) -> Result<VerifyingKey, ApiError> {
 fn proof_invalid(message: String) -> ApiError {
     ApiError::new(
         StatusCode::UNPROCESSABLE_ENTITY,
-        "KEY_PROOF_INVALID",
+        ErrorCode::KeyProofInvalid,
         message,
     )
 }
@@ -247,7 +247,7 @@ pub async fn add(
     check_proof(&state, &issuer, &key, body.proof.as_deref())?;
     // One answer whoever holds it (this issuer, another one, or the registry).
     let taken = format!("key `{}` is already registered", key.kid());
-    let conflict = move || ApiError::new(StatusCode::CONFLICT, "CONFLICT", taken.clone());
+    let conflict = move || ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict, taken.clone());
     // A registry key's kid would never reach the issuer key (the registry's keys are
     // looked up first): refuse it rather than register a key that cannot verify.
     if state.keys().verifying.key(key.kid()).is_some() {

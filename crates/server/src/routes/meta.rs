@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use utoipa::{OpenApi, ToSchema};
 
-use crate::error::{ApiError, ApiJson};
+use crate::error::{ApiError, ApiJson, ErrorCode};
 use crate::state::AppState;
 
 /// How long receivers may cache the JWKS and public key, in seconds. Short enough that
@@ -225,7 +225,7 @@ pub async fn health(State(state): State<Arc<AppState>>) -> Result<ApiJson<Health
         tracing::error!(error = %e, "health check: store unavailable");
         ApiError::new(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            "STORE_UNAVAILABLE",
+            ErrorCode::StoreUnavailable,
             "the store is not answering",
         )
     })?;
@@ -262,10 +262,10 @@ pub async fn healthz(State(state): State<Arc<AppState>>) -> Result<&'static str,
 fn cannot_write(e: bonafide_store::StoreError) -> ApiError {
     let (code, message) = match &e {
         bonafide_store::StoreError::Full(_) => (
-            "STORAGE_FULL",
+            ErrorCode::StorageFull,
             "the store cannot write: its storage is full",
         ),
-        _ => ("STORE_UNAVAILABLE", "the store cannot write"),
+        _ => (ErrorCode::StoreUnavailable, "the store cannot write"),
     };
     // The store logs when it starts and stops failing; this is every poll.
     tracing::debug!(error = %e, "health check: the store cannot write");

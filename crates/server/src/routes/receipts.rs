@@ -5,26 +5,11 @@ use std::sync::Arc;
 use axum::extract::State;
 use bonafide_core::ids::ReceiptId;
 use bonafide_core::receipt::{self, ReceiptClaims};
-use serde::Serialize;
-use utoipa::ToSchema;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiJson, ApiPath};
 use crate::state::AppState;
-
-/// `GET /v1/receipts/{id}` answer.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ReceiptView {
-    /// `rcp_…`.
-    pub receipt_id: String,
-    /// The receipt: a compact JWS (`typ receipt+jwt`, EdDSA) signed by the registry's
-    /// receipt key, which is in `/.well-known/receipt-jwks.json` (`receipt_jwks_uri`
-    /// in discovery), never in the token JWKS.
-    pub jws: String,
-    /// Its claims, decoded (the same as inside `jws`).
-    #[schema(value_type = Object)]
-    pub receipt: ReceiptClaims,
-}
+pub use bonafide_api::receipts::ReceiptView;
 
 /// A receipt, for the receiver that asked for the decision (with its key) or the issuer
 /// of the agent concerned. Anyone else gets 404, as for a missing one.

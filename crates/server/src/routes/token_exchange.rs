@@ -66,10 +66,11 @@ use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use crate::auth::Caller;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::routes::{audit_change, new_token_id};
 use crate::state::AppState;
 use crate::verdict::TokenCheck;
+pub use bonafide_api::tokens::TokenExchangeResponse;
 
 /// `grant_type` of token exchange (RFC 8693 §2.1).
 pub const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -108,24 +109,6 @@ pub struct TokenExchangeRequest {
     pub policy: Option<String>,
 }
 
-/// `POST /v1/token` answer (RFC 8693 §2.2.1).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TokenExchangeResponse {
-    /// The child token.
-    pub access_token: String,
-    /// `urn:ietf:params:oauth:token-type:jwt`.
-    pub issued_token_type: String,
-    /// `N_A`: an agent token is presented to receivers, who verify it, not used as an
-    /// OAuth access token.
-    pub token_type: String,
-    /// Seconds until it expires.
-    pub expires_in: i64,
-    /// Its scopes, space-separated.
-    pub scope: String,
-    /// Its `jti` (`POST /v1/tokens/revoke` revokes it and its descendants).
-    pub jti: String,
-}
-
 /// The body of a token exchange error (RFC 6749 §5.2), as [`OAuthError`] writes it.
 #[derive(Debug, Serialize, ToSchema)]
 #[allow(dead_code)] // the schema only: the body is written by `OAuthError`
@@ -137,8 +120,7 @@ pub struct OAuthErrorBody {
     /// What went wrong, in words.
     error_description: String,
     /// Bonafide's own code, as in every other error answer (`DELEGATION_WIDENS`, …).
-    #[schema(pattern = "^[A-Z][A-Z0-9_]*$")]
-    code: String,
+    code: ErrorCode,
     /// This request's id.
     #[schema(pattern = "^req_[0-9a-f]{32}$")]
     request_id: String,
@@ -164,13 +146,13 @@ pub enum TokenExchangeUnavailable {
 pub struct OAuthError {
     status: StatusCode,
     error: &'static str,
-    code: &'static str,
+    code: ErrorCode,
     description: String,
     widened: Option<Vec<&'static str>>,
 }
 
 impl OAuthError {
-    fn new(error: &'static str, code: &'static str, description: impl Into<String>) -> Self {
+    fn new(error: &'static str, code: ErrorCode, description: impl Into<String>) -> Self {
         OAuthError {
             status: StatusCode::BAD_REQUEST,
             error,
@@ -181,7 +163,7 @@ impl OAuthError {
     }
 
     fn request(description: impl Into<String>) -> Self {
-        Self::new("invalid_request", "INVALID_REQUEST", description)
+        Self::new("invalid_request", ErrorCode::InvalidRequest, description)
     }
 }
 
@@ -251,7 +233,7 @@ pub fn widens_error(w: &Widenings, actor: &AgentId) -> OAuthError {
         widened: Some(dims),
         ..OAuthError::new(
             error,
-            "DELEGATION_WIDENS",
+            ErrorCode::DelegationWidens,
             format!("the child token would be wider than its parent: {w}{hint}"),
         )
     }
@@ -275,7 +257,7 @@ async fn parameters(
         status: StatusCode::PAYLOAD_TOO_LARGE,
         ..OAuthError::new(
             "invalid_request",
-            "PAYLOAD_TOO_LARGE",
+            ErrorCode::PayloadTooLarge,
             "request body is too large",
         )
     };
@@ -381,7 +363,7 @@ fn check_params(raw: Vec<(String, String)>) -> Result<Params, OAuthError> {
     if grant != GRANT_TYPE {
         return Err(OAuthError::new(
             "unsupported_grant_type",
-            "UNSUPPORTED_GRANT_TYPE",
+            ErrorCode::UnsupportedGrantType,
             format!(
                 "grant type `{}` is not supported here: use `{GRANT_TYPE}`",
                 grant.chars().take(128).collect::<String>()
@@ -394,7 +376,7 @@ fn check_params(raw: Vec<(String, String)>) -> Result<Params, OAuthError> {
         } else {
             Err(OAuthError::new(
                 "invalid_request",
-                "UNSUPPORTED_TOKEN_TYPE",
+                ErrorCode::UnsupportedTokenType,
                 format!(
                     "`{name}` `{}` is not supported: use `{TOKEN_TYPE_JWT}` or `{TOKEN_TYPE_ACCESS}`",
                     value.chars().take(128).collect::<String>()
@@ -416,7 +398,7 @@ fn check_params(raw: Vec<(String, String)>) -> Result<Params, OAuthError> {
     if take("resource").is_some() {
         return Err(OAuthError::new(
             "invalid_target",
-            "RESOURCE_UNSUPPORTED",
+            ErrorCode::ResourceUnsupported,
             "`resource` is not supported: name receivers with `audience`",
         ));
     }
@@ -429,7 +411,7 @@ fn check_params(raw: Vec<(String, String)>) -> Result<Params, OAuthError> {
         if a.is_empty() || a.len() > 256 || bonafide_core::names::forbidden_char(a).is_some() {
             return Err(OAuthError::new(
                 "invalid_target",
-                "INVALID_REQUEST",
+                ErrorCode::InvalidRequest,
                 "each `audience` must be 1 to 256 characters without control, invisible or bidirectional-control characters",
             ));
         }
@@ -483,7 +465,7 @@ async fn verified_with_signer(
         TokenCheck::Valid(v, signer) => Ok((v.claims, signer)),
         TokenCheck::Denied(d) => Err(OAuthError::new(
             "invalid_request",
-            d.error.code().as_str(),
+            ErrorCode::from(&d.error),
             format!("`{which}` does not verify: {}", d.error),
         )),
     }
@@ -514,7 +496,7 @@ pub async fn exchange(
                 status: StatusCode::UNAUTHORIZED,
                 ..OAuthError::new(
                     "invalid_client",
-                    "UNAUTHORIZED",
+                    ErrorCode::Unauthorized,
                     "send the subject agent's issuer key (`bfk_iss_…`) in `Authorization: Bearer …` or `X-API-Key`",
                 )
             });
@@ -522,7 +504,7 @@ pub async fn exchange(
         Ok(_) => {
             return Err(OAuthError::new(
                 "unauthorized_client",
-                "FORBIDDEN",
+                ErrorCode::Forbidden,
                 "token exchange needs an issuer key (`bfk_iss_…`), not an admin or receiver key",
             ));
         }
@@ -537,7 +519,7 @@ pub async fn exchange(
     if state.issuer_of(&parent.sub).await.map_err(ApiError::from)? != Some(issuer_id.clone()) {
         return Err(OAuthError::new(
             "invalid_grant",
-            "FORBIDDEN",
+            ErrorCode::Forbidden,
             "`subject_token` is not a token of one of this issuer's agents",
         ));
     }
@@ -562,7 +544,7 @@ pub async fn exchange(
         Some(text) => Some(Policy::parse(text.as_bytes()).map_err(|e| {
             OAuthError::new(
                 "invalid_request",
-                "POLICY_INVALID",
+                ErrorCode::PolicyInvalid,
                 format!("`policy` is not a valid pol.v0.2 policy: {e}"),
             )
         })?),
@@ -618,16 +600,16 @@ pub async fn exchange(
         DelegationError::Widens(w) => widens_error(&w, &actor),
         DelegationError::ActorInChain(a) => OAuthError::new(
             "invalid_request",
-            "DELEGATION_LOOP",
+            ErrorCode::DelegationLoop,
             format!(
                 "agent `{a}` is already in the delegation chain: a chain never names an agent twice"
             ),
         ),
         DelegationError::Scope(s) => {
-            OAuthError::new("invalid_scope", "SCOPE_INVALID", s.to_string())
+            OAuthError::new("invalid_scope", ErrorCode::ScopeInvalid, s.to_string())
         }
         DelegationError::EmptyAudience => {
-            OAuthError::new("invalid_target", "INVALID_REQUEST", e.to_string())
+            OAuthError::new("invalid_target", ErrorCode::InvalidRequest, e.to_string())
         }
         DelegationError::ExpiresBeforeIssued { .. } => OAuthError::request(e.to_string()),
         other => ApiError::internal(format!("delegation: {other}")).into(),
@@ -713,7 +695,7 @@ async fn current_jkt(
         Some(k) if !KeyValidity::agent_key(k.expires_at_ms, k.grace_until_ms).usable(now) => {
             Err(OAuthError::new(
                 "invalid_request",
-                "KEY_EXPIRED",
+                ErrorCode::KeyExpired,
                 "the actor's key has expired: rotate it first (PUT /v1/agents/{id}/keys)",
             ))
         }
@@ -797,13 +779,19 @@ mod tests {
         let code = |p: &[(&str, &str)]| check_params(params(p)).err().map(|e| (e.error, e.code));
         assert_eq!(
             code(&[("grant_type", "password")]),
-            Some(("unsupported_grant_type", "UNSUPPORTED_GRANT_TYPE"))
+            Some(("unsupported_grant_type", ErrorCode::UnsupportedGrantType))
         );
-        assert_eq!(code(&[]), Some(("invalid_request", "INVALID_REQUEST")));
+        assert_eq!(
+            code(&[]),
+            Some(("invalid_request", ErrorCode::InvalidRequest))
+        );
         let mut dup = base.to_vec();
         dup.push(("scope", "a"));
         dup.push(("scope", "b"));
-        assert_eq!(code(&dup), Some(("invalid_request", "INVALID_REQUEST")));
+        assert_eq!(
+            code(&dup),
+            Some(("invalid_request", ErrorCode::InvalidRequest))
+        );
         let mut bad_type = base.to_vec();
         bad_type[2] = (
             "subject_token_type",
@@ -811,14 +799,20 @@ mod tests {
         );
         assert_eq!(
             code(&bad_type),
-            Some(("invalid_request", "UNSUPPORTED_TOKEN_TYPE"))
+            Some(("invalid_request", ErrorCode::UnsupportedTokenType))
         );
         let mut res = base.to_vec();
         res.push(("resource", "https://x.example"));
-        assert_eq!(code(&res), Some(("invalid_target", "RESOURCE_UNSUPPORTED")));
+        assert_eq!(
+            code(&res),
+            Some(("invalid_target", ErrorCode::ResourceUnsupported))
+        );
         let mut exp = base.to_vec();
         exp.push(("expires_in", "-1"));
-        assert_eq!(code(&exp), Some(("invalid_request", "INVALID_REQUEST")));
+        assert_eq!(
+            code(&exp),
+            Some(("invalid_request", ErrorCode::InvalidRequest))
+        );
         // Unknown parameters are ignored; audience repeats.
         let mut ok = base.to_vec();
         ok.push(("foo", "bar"));

@@ -11,15 +11,18 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use bonafide_api::{ErrorCode, ErrorDetail};
 use bonafide_core::audit::{AuditEntry, Decision, EventType, token_sha256};
 use bonafide_core::ids::{AgentId, ReceiptId, ReceiverId, TokenId};
 use bonafide_core::policy::money_from_json;
 use bonafide_core::receipt::RequestFacts;
 use bonafide_core::token::{self, AudienceRule, TokenError, VerifiedToken};
 use bonafide_store::{DecisionItem, DecisionOutcome, IdempotencyClaim, NonceClaim};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 use utoipa::ToSchema;
+
+pub use bonafide_api::verify::{IntrospectResponse, SimpleVerify};
 
 use crate::auth::Caller;
 use crate::decision::{Asked, Checked, Deciding, ValidToken};
@@ -91,7 +94,11 @@ async fn check_and_audit(
     let (reasons, subject) = facts(&checked);
     if subject.is_none() {
         // Concerns no agent: counted, never written to the permanent log.
-        state.count_unverifiable(reasons.first().map_or("TOKEN_INVALID", String::as_str));
+        state.count_unverifiable(
+            reasons
+                .first()
+                .map_or(ErrorCode::TokenInvalid.as_str(), String::as_str),
+        );
         return Ok(checked.into());
     }
     audit_decision(
@@ -161,7 +168,7 @@ pub async fn audience_rule(
         Some(n) if own.iter().any(|a| a == n) => Ok(AudienceRule::one(n)),
         Some(n) => Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            "AUDIENCE_FORBIDDEN",
+            ErrorCode::AudienceForbidden,
             format!(
                 "`{}` is not one of this receiver's audiences ({}): a receiver verifies as itself; register the audience with PUT /v1/receivers/{{id}}/audiences",
                 n.chars().take(64).collect::<String>(),
@@ -204,51 +211,6 @@ async fn audit_decision(
     Ok(Some(state.audit.append(record).await?))
 }
 
-/// `GET /v1/verify/{token}` answer (ImaRobot shape).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct SimpleVerify {
-    /// Whether the token is genuine, live and not revoked.
-    pub valid: bool,
-    /// `TOKEN_INVALID`, `TOKEN_EXPIRED`, `TOKEN_REVOKED`, … when not valid.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// `agt_…`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub agent_id: Option<String>,
-    /// Agent name.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// The agent's issuer.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub issuer: Option<String>,
-    /// Granted scopes.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub scopes: Option<Vec<String>>,
-    /// What the agent does.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    /// RFC 3339 with milliseconds.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub issued_at: Option<String>,
-    /// RFC 3339 with milliseconds.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub expires_at: Option<String>,
-    /// RFC 3339 with milliseconds.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub verified_at: Option<String>,
-    /// `domain_verified` when the agent's issuer has proved a domain (and that proof
-    /// is in force), else `registered`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub trust_level: Option<String>,
-    /// With `domain_verified`: the domain the issuer proved.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub issuer_domain: Option<String>,
-    /// For a token made by token exchange: the delegation chain, root first (the
-    /// agent fields above are the root's). Absent otherwise.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub delegation: Vec<crate::delegation::Hop>,
-}
-
 /// Verifies a token given in the path. Always 200 with `valid` true or false.
 #[utoipa::path(get, path = "/v1/verify/{token}", tag = "receiver",
     params(("token" = String, Path, description = "the agent token"), AudienceQuery),
@@ -289,21 +251,11 @@ pub async fn verify_get(
                 issuer_domain,
             }
         }
-        Err(d) => SimpleVerify {
-            valid: false,
-            error: Some(d.error.code().as_str().to_owned()),
-            agent_id: None,
-            name: None,
-            issuer: None,
-            scopes: None,
-            description: None,
-            issued_at: None,
-            expires_at: None,
-            verified_at: None,
-            trust_level: None,
-            issuer_domain: None,
-            delegation: Vec::new(),
-        },
+        Err(d) => SimpleVerify::invalid(ErrorDetail {
+            code: ErrorCode::from(&d.error),
+            message: d.error.to_string(),
+            request_id: crate::request_id::current().to_string(),
+        }),
     }))
 }
 
@@ -375,7 +327,7 @@ pub struct VerifyRequest {
     pub proof: Option<ProofInput>,
 }
 
-fn invalid_field(code: &'static str, message: impl Into<String>) -> ApiError {
+fn invalid_field(code: ErrorCode, message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
 }
 
@@ -452,18 +404,19 @@ fn check_request(req: &VerifyRequest, caller: &Caller) -> Result<Asked, ApiError
         (None, None) => None,
         (Some(_), None) => {
             return Err(invalid_field(
-                "AMOUNT_INVALID",
+                ErrorCode::AmountInvalid,
                 "`amount` needs a `currency` (ISO 4217, such as `USD`)",
             ));
         }
         (None, Some(_)) => {
             return Err(invalid_field(
-                "AMOUNT_INVALID",
+                ErrorCode::AmountInvalid,
                 "`currency` needs an `amount`",
             ));
         }
         (Some(a), Some(c)) => Some(
-            money_from_json(a, c).map_err(|e| invalid_field("AMOUNT_INVALID", e.to_string()))?,
+            money_from_json(a, c)
+                .map_err(|e| invalid_field(ErrorCode::AmountInvalid, e.to_string()))?,
         ),
     };
     if (money.is_some() || resource.is_some()) && action.is_none() {
@@ -552,14 +505,14 @@ async fn check_for_decision(
     };
     let checked = match token {
         Err(d) => Checked::Invalid {
-            code: d.error.code().as_str(),
+            code: ErrorCode::from(&d.error),
             second_reason: second_reason(&d.error),
             message: d.error.to_string(),
             subject: d.subject,
         },
         Ok(v) => match state.policy_of(&v.claims) {
             Err(e) => Checked::Invalid {
-                code: e.code().as_str(),
+                code: ErrorCode::from(&e),
                 second_reason: None,
                 message: e.to_string(),
                 subject: Some((v.claims.sub, v.claims.jti)),
@@ -597,7 +550,7 @@ async fn check_for_decision(
         && v.policy.as_ref().and_then(|p| p.limits()).is_none()
     {
         return Err(invalid_field(
-            "AMOUNT_NOT_ALLOWED",
+            ErrorCode::AmountNotAllowed,
             if v.policy.is_none() {
                 "this token carries no consent policy, so it grants no spending: send no `amount`"
             } else {
@@ -699,7 +652,7 @@ pub async fn verify_post(
         ..
     } = &deciding.checked
     {
-        state.count_unverifiable(code);
+        state.count_unverifiable(code.as_str());
     }
     let replayed_kind = match &req.proof {
         Some(ProofInput::Dpop { .. }) => "jti",
@@ -825,7 +778,7 @@ async fn record_decision(
         }
         DecisionOutcome::IdempotencyConflict => Err(ApiError::new(
             StatusCode::CONFLICT,
-            "IDEMPOTENCY_CONFLICT",
+            ErrorCode::IdempotencyConflict,
             "this `idempotency_key` was already used for a different request (another token, action, resource, amount, currency, audience or scopes): use a new key",
         )),
         DecisionOutcome::NonceReplayed => {
@@ -838,7 +791,7 @@ async fn record_decision(
             };
             let error = TokenError::Replay(replayed_kind);
             replay.checked = Checked::Invalid {
-                code: error.code().as_str(),
+                code: ErrorCode::from(&error),
                 second_reason: None,
                 message: error.to_string(),
                 subject,
@@ -898,55 +851,6 @@ pub struct IntrospectRequest {
     pub audience: Option<String>,
 }
 
-/// RFC 7662 §2.2 answer. An inactive token answers `{"active": false}` only.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct IntrospectResponse {
-    /// Whether the token is currently active.
-    pub active: bool,
-    /// Space-separated scopes.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub scope: Option<String>,
-    /// `agent+jwt`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub token_type: Option<String>,
-    /// Unix seconds.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub exp: Option<i64>,
-    /// Unix seconds.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub iat: Option<i64>,
-    /// Unix seconds.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub nbf: Option<i64>,
-    /// The agent.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sub: Option<String>,
-    /// Audiences.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub aud: Option<Vec<String>>,
-    /// The registry.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub iss: Option<String>,
-    /// Token id.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub jti: Option<String>,
-    /// The agent's name (RFC 7662 `username`: a human-readable identifier).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub username: Option<String>,
-    /// The key the token is bound to (RFC 9449 §6.2): the caller must check the
-    /// request's proof of possession against it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
-    pub cnf: Option<token::Confirmation>,
-    /// Extension member (RFC 7662 §2.2): `domain_verified` or `registered`, as in
-    /// verify answers.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub trust_level: Option<String>,
-    /// Extension member: with `domain_verified`, the domain the issuer proved.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub issuer_domain: Option<String>,
-}
-
 /// RFC 7662 token introspection. Open like `/v1/verify`: it reveals nothing the
 /// token holder could not read from the token itself.
 #[utoipa::path(post, path = "/v1/introspect", tag = "receiver", params(AudienceQuery),
@@ -965,34 +869,21 @@ pub async fn introspect(
 ) -> Result<ApiJson<IntrospectResponse>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::invalid(format!("query: {}", e.body_text())))?;
     let Form(req) = form.map_err(|r| match r.status() {
-        axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
-            ApiError::new(r.status(), "PAYLOAD_TOO_LARGE", "request body is too large")
-        }
+        axum::http::StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+            r.status(),
+            ErrorCode::PayloadTooLarge,
+            "request body is too large",
+        ),
         axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::new(
             r.status(),
-            "UNSUPPORTED_MEDIA_TYPE",
+            ErrorCode::UnsupportedMediaType,
             "send `token=…` as application/x-www-form-urlencoded (RFC 7662 §2.1)",
         ),
         _ => ApiError::bad_request(
             "send `token=…` as application/x-www-form-urlencoded (RFC 7662 §2.1)",
         ),
     })?;
-    let inactive = IntrospectResponse {
-        active: false,
-        scope: None,
-        token_type: None,
-        exp: None,
-        iat: None,
-        nbf: None,
-        sub: None,
-        aud: None,
-        iss: None,
-        jti: None,
-        username: None,
-        cnf: None,
-        trust_level: None,
-        issuer_domain: None,
-    };
+    let inactive = IntrospectResponse::inactive();
     let now = state.now_ms();
     // Introspection is a verification too: it is logged like one.
     let audience = match (query.audience.as_deref(), req.audience.as_deref()) {

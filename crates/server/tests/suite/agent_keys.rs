@@ -300,13 +300,13 @@ async fn rotation_keeps_the_agent_and_the_old_key_verifies_only_during_grace() {
     // After it, the old key's tokens are refused, and only the new key is listed.
     let verdict = verify_bound(&h, &first, &old_token).await;
     assert_eq!(verdict["valid"], false, "{verdict}");
-    assert_eq!(verdict["error"], "TOKEN_REVOKED");
+    assert_eq!(verdict["error"]["code"], "TOKEN_REVOKED");
     assert_eq!(verdict["reasons"], json!(["TOKEN_REVOKED", "KEY_ROTATED"]));
     let (_, simple) = h
         .call("GET", &format!("/v1/verify/{old_token}"), None, None)
         .await;
     assert_eq!(simple["valid"], false);
-    assert_eq!(simple["error"], "TOKEN_REVOKED");
+    assert_eq!(simple["error"]["code"], "TOKEN_REVOKED");
     assert_eq!(verify_bound(&h, &second, &new_token).await["valid"], true);
     let (_, doc) = did(&h, &agent_id).await;
     assert_eq!(listed_keys(&doc, &agent_did), vec![second.jkt.clone()]);
@@ -369,7 +369,7 @@ async fn get_verify(h: &Harness, token: &str) -> Value {
 /// possession (its key's status is checked before any proof is looked at).
 fn assert_live(v: &Value) {
     assert!(
-        v["valid"] == true || v["error"] == "PROOF_REQUIRED",
+        v["valid"] == true || v["error"]["code"] == "PROOF_REQUIRED",
         "not live: {v}"
     );
 }
@@ -422,11 +422,11 @@ async fn a_rotation_without_grace_ends_the_grace_of_every_earlier_key() {
     for old in [&t1, &t2] {
         let verdict = h.verify_token(old).await;
         assert_eq!(verdict["valid"], false, "{verdict}");
-        assert_eq!(verdict["error"], "TOKEN_REVOKED");
+        assert_eq!(verdict["error"]["code"], "TOKEN_REVOKED");
         assert_eq!(verdict["reasons"], json!(["TOKEN_REVOKED", "KEY_ROTATED"]));
         let simple = get_verify(&h, old).await;
         assert_eq!(simple["valid"], false, "{simple}");
-        assert_eq!(simple["error"], "TOKEN_REVOKED");
+        assert_eq!(simple["error"]["code"], "TOKEN_REVOKED");
     }
     let t3 = rotated["token"].as_str().unwrap();
     assert_eq!(claims(t3)["cnf"]["jkt"], k3.jkt.as_str());
@@ -501,12 +501,12 @@ async fn a_key_past_its_expiry_makes_its_tokens_expired() {
     for _ in 0..50 {
         // Its key's status is checked before any proof is asked for.
         verdict = h.verify_token(&token).await;
-        if verdict["error"] != "PROOF_REQUIRED" {
+        if verdict["error"]["code"] != "PROOF_REQUIRED" {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(verdict["error"], "TOKEN_EXPIRED", "{verdict}");
+    assert_eq!(verdict["error"]["code"], "TOKEN_EXPIRED", "{verdict}");
     assert_eq!(verdict["reasons"], json!(["TOKEN_EXPIRED", "KEY_EXPIRED"]));
     // No new token bound to an expired key, and no key left in the DID document.
     let (st, v) = h

@@ -1014,7 +1014,7 @@ async fn verify_decisions_are_logged_with_their_index() {
         .await
         .json();
     assert_eq!(v["valid"], false, "{v}");
-    assert_eq!(v["error"], "TOKEN_INVALID", "{v}");
+    assert_eq!(v["error"]["code"], "TOKEN_INVALID", "{v}");
     assert_eq!(v.get("audit_index"), None, "{v}");
     assert_eq!(size(&h).await, before);
 
@@ -1045,7 +1045,7 @@ async fn verify_decisions_are_logged_with_their_index() {
         .await;
     assert_eq!(st, StatusCode::OK);
     let v = h.verify_token(&token).await;
-    assert_eq!(v["error"], "TOKEN_REVOKED", "{v}");
+    assert_eq!(v["error"]["code"], "TOKEN_REVOKED", "{v}");
     let i = v["audit_index"].as_u64().unwrap();
     indexes.push(i);
     let (e, _) = entry_at(&h, i).await;
@@ -1056,7 +1056,7 @@ async fn verify_decisions_are_logged_with_their_index() {
     let (_, v) = h
         .call("GET", &format!("/v1/verify/{token}"), None, None)
         .await;
-    assert_eq!(v["error"], "TOKEN_REVOKED");
+    assert_eq!(v["error"]["code"], "TOKEN_REVOKED");
     assert_eq!(size(&h).await, before + 1);
     let (e, _) = entry_at(&h, before).await;
     assert_eq!(e.decision, Some(Decision::Deny));
@@ -1069,7 +1069,7 @@ async fn verify_decisions_are_logged_with_their_index() {
     claims["exp"] = json!(common::now_s() - 3600);
     let expired = h.sign_raw(&claims.to_string());
     let v = h.verify_token(&expired).await;
-    assert_eq!(v["error"], "TOKEN_EXPIRED", "{v}");
+    assert_eq!(v["error"]["code"], "TOKEN_EXPIRED", "{v}");
     let (e, _) = entry_at(&h, v["audit_index"].as_u64().unwrap()).await;
     assert_eq!(e.reasons, vec!["TOKEN_EXPIRED".to_owned()]);
     assert_eq!(e.token_sha256, Some(token_sha256(&expired)));
@@ -1138,7 +1138,7 @@ async fn with_audit_verify_off_only_state_changes_are_logged() {
         .await;
     assert_eq!(st, StatusCode::OK);
     let v = h.verify_token(&token).await;
-    assert_eq!(v["error"], "TOKEN_REVOKED");
+    assert_eq!(v["error"]["code"], "TOKEN_REVOKED");
     assert!(v.get("audit_index").is_none(), "{v}");
     assert_eq!(size(&h).await, before + 1);
     let (e, _) = entry_at(&h, before).await;
@@ -1188,7 +1188,7 @@ async fn entries_are_shown_only_to_admins_and_the_issuer_concerned() {
         )
         .await;
     assert_eq!(st, StatusCode::OK);
-    assert_eq!(h.verify_token(&t1b).await["error"], "TOKEN_REVOKED");
+    assert_eq!(h.verify_token(&t1b).await["error"]["code"], "TOKEN_REVOKED");
     h.verify_token(&tb).await;
     // B verifies A's token: B is the actor, but the entry concerns A.
     let r = api
@@ -2557,7 +2557,7 @@ async fn a_restarted_registry_extends_the_same_log() {
         .send("POST", "/v1/verify", None, Some(json!({"token": token})))
         .await
         .json();
-    assert_eq!(v["error"], "ISSUER_UNKNOWN", "{v}");
+    assert_eq!(v["error"]["code"], "ISSUER_UNKNOWN", "{v}");
     assert_eq!(v.get("audit_index"), None, "{v}");
     let created = api
         .send(

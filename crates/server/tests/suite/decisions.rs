@@ -362,7 +362,6 @@ fn same_decision(a: &Value, b: &Value) {
     for m in [
         "valid",
         "allowed",
-        "error",
         "reasons",
         "reason",
         "agent",
@@ -372,6 +371,14 @@ fn same_decision(a: &Value, b: &Value) {
     ] {
         assert_eq!(a.get(m), b.get(m), "`{m}` differs:\n{a}\n{b}");
     }
+    // The same error, each with its own request's id.
+    for m in ["code", "message"] {
+        assert_eq!(
+            a["error"][m], b["error"][m],
+            "`error.{m}` differs:\n{a}\n{b}"
+        );
+    }
+    assert_eq!(a["error"].is_object(), b["error"].is_object(), "{a}\n{b}");
 }
 
 // ---------------------------------------------------------------------------------
@@ -832,7 +839,7 @@ async fn registration_puts_policy_user_and_hash_in_the_token() {
     let forged = h.sign_raw(&forged.to_string());
     let v = h.verify_token(&forged).await;
     assert_eq!(v["valid"], false, "{v}");
-    assert_eq!(v["error"], "TOKEN_INVALID", "{v}");
+    assert_eq!(v["error"]["code"], "TOKEN_INVALID", "{v}");
     assert_eq!(v["reasons"], json!(["TOKEN_INVALID"]), "{v}");
     // The same with the right hash of the changed policy verifies.
     let changed = with(&policy, "/limits/per_txn/amount", json!(5000));
@@ -1806,7 +1813,7 @@ async fn every_decision_gets_a_receipt_that_says_what_was_asked() {
         let body = json!({"token": token, "action": "payments.send"});
         let v = api.verify(Some(&rcv), &body).await.ok();
         assert_eq!(v["valid"], false, "{v}");
-        assert_eq!(v["error"], error, "{v}");
+        assert_eq!(v["error"]["code"], error, "{v}");
         assert_eq!(v["reasons"], json!([error]), "{v}");
         if error != "TOKEN_REVOKED" {
             // It does not verify: it concerns no agent, so no receipt (issue 13).

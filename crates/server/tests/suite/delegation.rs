@@ -283,7 +283,7 @@ async fn a_three_hop_chain_narrows_and_verify_answers_show_it() {
     let v = h
         .verify(json!({"token": t3, "audience": "shop.example"}))
         .await;
-    assert_eq!(v["error"], "AUDIENCE_MISMATCH", "{v}");
+    assert_eq!(v["error"]["code"], "AUDIENCE_MISMATCH", "{v}");
 
     // JSON bodies are accepted too.
     let extra = agent(&h, &c.key, "Sub-agent 4", json!({})).await;
@@ -424,7 +424,7 @@ async fn revoking_or_suspending_an_ancestor_fails_every_descendant() {
                 None => assert_eq!(v["valid"], true, "{v}"),
                 Some(code) => {
                     assert_eq!(v["valid"], false, "{v}");
-                    assert_eq!(v["error"], code, "{v}");
+                    assert_eq!(v["error"]["code"], code, "{v}");
                 }
             }
             let (_, g) = h
@@ -486,7 +486,7 @@ async fn revoking_or_suspending_an_ancestor_fails_every_descendant() {
     let v = h
         .verify(json!({"token": &c.tokens[2], "audience": "bank.example"}))
         .await;
-    assert_eq!(v["error"], "TOKEN_REVOKED", "{v}");
+    assert_eq!(v["error"]["code"], "TOKEN_REVOKED", "{v}");
 
     // Revoking the root agent fails a whole fresh chain too.
     let d = three_hops_under(&h, &c).await;
@@ -507,7 +507,7 @@ async fn revoking_or_suspending_an_ancestor_fails_every_descendant() {
     let v = h
         .verify(json!({"token": &d, "audience": "bank.example"}))
         .await;
-    assert_eq!(v["error"], "TOKEN_REVOKED", "{v}");
+    assert_eq!(v["error"]["code"], "TOKEN_REVOKED", "{v}");
     // And revoking an actor agent fails what it delegated.
     let e = three_hops_of(&h, "other.example").await;
     let a1 = &e.subs[0].id;
@@ -523,7 +523,7 @@ async fn revoking_or_suspending_an_ancestor_fails_every_descendant() {
     let v = h
         .verify(json!({"token": &e.tokens[3], "audience": "bank.example"}))
         .await;
-    assert_eq!(v["error"], "TOKEN_REVOKED", "{v}");
+    assert_eq!(v["error"]["code"], "TOKEN_REVOKED", "{v}");
 }
 
 /// A new three-hop chain from `c`'s root token and sub-agents: its last token.
@@ -835,7 +835,7 @@ async fn bad_input_is_a_clear_4xx() {
     forged["ancestor_jtis"] = json!(["tok_bbbbbbbbbbbbbbbbbbbbbbbbbb"]);
     let forged = h.sign_raw(&forged.to_string());
     let v = h.verify_token(&forged).await;
-    assert_eq!(v["error"], "TOKEN_INVALID", "{v}");
+    assert_eq!(v["error"]["code"], "TOKEN_INVALID", "{v}");
 }
 
 #[tokio::test]
@@ -889,7 +889,7 @@ async fn the_child_is_bound_to_the_actors_key_not_the_roots() {
     // The root's key does not prove possession of its child.
     let v = h.verify(proved(&root_key, 2)).await;
     assert_eq!(v["valid"], false, "{v}");
-    assert_eq!(v["error"], "PROOF_INVALID", "{v}");
+    assert_eq!(v["error"]["code"], "PROOF_INVALID", "{v}");
 }
 
 /// Whatever ends a parent ends its children: a bound parent cannot be exchanged for

@@ -159,7 +159,7 @@ async fn check_alg(alg: Algorithm) {
                 c.name
             );
             assert_eq!(
-                verdict["error"], "TOKEN_INVALID",
+                verdict["error"]["code"], "TOKEN_INVALID",
                 "{} {alg} {kind}: {verdict}",
                 c.name
             );

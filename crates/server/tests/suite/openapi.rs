@@ -112,3 +112,54 @@ fn every_error_answer_is_documented_with_its_body() {
     }
     assert!(doc["components"]["schemas"].get("ErrorBody").is_some());
 }
+
+/// Every code the server can send is in the document, as the enum of the error
+/// object's `code` (the server constructs known `ErrorCode` variants only), and the
+/// verify answers' `error` is that same object.
+#[test]
+fn error_codes_are_one_enum_and_error_is_one_object() {
+    let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+    let schemas = &doc["components"]["schemas"];
+    let listed: Vec<&str> = schemas["ErrorCode"]["enum"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{}", schemas["ErrorCode"]))
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let known: Vec<&str> = bonafide_api::ErrorCode::ALL
+        .iter()
+        .map(bonafide_api::ErrorCode::as_str)
+        .collect();
+    assert_eq!(listed, known);
+    for code in [
+        "TOKEN_REVOKED",
+        "DELEGATION_WIDENS",
+        "STORAGE_FULL",
+        "AUDIENCE_FORBIDDEN",
+    ] {
+        assert!(listed.contains(&code), "{code}");
+    }
+    let detail = &schemas["ErrorDetail"];
+    assert_eq!(
+        detail["properties"]["code"]["$ref"],
+        "#/components/schemas/ErrorCode"
+    );
+    assert_eq!(detail["additionalProperties"], false, "{detail}");
+    assert_eq!(schemas["ErrorBody"]["additionalProperties"], false);
+    let error_of = |schema: &str| {
+        let e = &schemas[schema]["properties"]["error"];
+        e.to_string()
+    };
+    for answer in ["VerifyResponse", "SimpleVerify"] {
+        assert!(
+            error_of(answer).contains("#/components/schemas/ErrorDetail"),
+            "{answer}: {}",
+            error_of(answer)
+        );
+    }
+    // Token exchange's RFC 6749 errors carry an `ErrorCode` as `code` too.
+    assert_eq!(
+        schemas["OAuthErrorBody"]["properties"]["code"]["$ref"],
+        "#/components/schemas/ErrorCode"
+    );
+}

@@ -60,7 +60,7 @@ async fn a_cached_hash_with_another_policy_is_token_invalid() {
         .verify(json!({"token": forged, "action": "payments.send"}))
         .await;
     assert_eq!(v["valid"], false, "{v}");
-    assert_eq!(v["error"], "TOKEN_INVALID", "{v}");
+    assert_eq!(v["error"]["code"], "TOKEN_INVALID", "{v}");
     assert!(v["reason"].as_str().unwrap().contains("policy_hash"), "{v}");
 
     // And the genuine token still verifies afterwards (the cache was not replaced).
@@ -298,7 +298,7 @@ async fn a_mismatched_policy_hash_is_invalid_on_every_verify_path() {
         .call("GET", &format!("/v1/verify/{forged}"), None, None)
         .await;
     assert_eq!(v["valid"], false, "{v}");
-    assert_eq!(v["error"], "TOKEN_INVALID", "{v}");
+    assert_eq!(v["error"]["code"], "TOKEN_INVALID", "{v}");
     let resp = h
         .http
         .post(format!("{}/v1/introspect", h.base))

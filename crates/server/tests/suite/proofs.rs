@@ -119,7 +119,7 @@ async fn bound_agent(h: &Harness, iss: &str, key: &AgentKey) -> (String, String)
 
 fn denied(v: &Value, code: &str) {
     assert_eq!(v["valid"], false, "{v}");
-    assert_eq!(v["error"], code, "{v}");
+    assert_eq!(v["error"]["code"], code, "{v}");
     assert_eq!(v["reasons"][0], code, "{v}");
     assert!(v["receipt_id"].is_string(), "a decision: {v}");
 }
@@ -140,7 +140,7 @@ async fn dpop_proofs_by_jwcrypto_and_jose_verify_once() {
         .call("GET", &format!("/v1/verify/{token}"), None, None)
         .await;
     assert_eq!(v["valid"], false, "{v}");
-    assert_eq!(v["error"], "PROOF_REQUIRED", "{v}");
+    assert_eq!(v["error"]["code"], "PROOF_REQUIRED", "{v}");
     let intro: Value = h
         .http
         .post(format!("{}/v1/introspect", h.base))

@@ -93,7 +93,7 @@ async fn get_verify(h: &Harness, token: &str) -> Value {
 
 fn assert_refused(v: &Value, code: &str) {
     assert_eq!(v["valid"], false, "{v}");
-    assert_eq!(v["error"], code, "{v}");
+    assert_eq!(v["error"]["code"], code, "{v}");
 }
 
 /// Every audit entry's text, in order.
@@ -812,7 +812,7 @@ async fn keys_changed_by_another_process_arrive_within_one_refresh() {
         )
         .await
         .unwrap();
-    wait_until(&h, &token, |v| v["error"] == "TOKEN_REVOKED").await;
+    wait_until(&h, &token, |v| v["error"]["code"] == "TOKEN_REVOKED").await;
     let v = verify(&h, &token).await;
     assert_eq!(v["reasons"], json!(["TOKEN_REVOKED", "KEY_REVOKED"]), "{v}");
 }

@@ -82,9 +82,17 @@ async fn assert_verdict(h: &Harness, token: &str, want: Option<&str>) {
         Some(code) => {
             assert_eq!(post["valid"], false, "{post}");
             assert_eq!(post["allowed"], false, "{post}");
-            assert_eq!(post["error"], code, "{post}");
+            assert_eq!(post["error"]["code"], code, "{post}");
+            // The denial's `error` is an error body's object, its message the reason.
+            assert_eq!(post["error"]["message"], post["reason"], "{post}");
+            assert!(
+                post["error"]["request_id"]
+                    .as_str()
+                    .is_some_and(|id| id.starts_with("req_")),
+                "{post}"
+            );
             assert_eq!(post["reasons"], json!([code]), "{post}");
-            assert_eq!(get, json!({"valid": false, "error": code}));
+            crate::common::assert_simple_denial(&get, code);
             assert_eq!(intro, json!({"active": false}));
         }
     }
@@ -132,7 +140,7 @@ async fn wait_for_verdict(h: &Harness, token: &str, want: Option<&str>, within: 
         let got = if v["valid"] == true {
             None
         } else {
-            Some(v["error"].as_str().unwrap().to_owned())
+            Some(v["error"]["code"].as_str().unwrap().to_owned())
         };
         if got.as_deref() == want {
             return;

@@ -287,3 +287,25 @@ pub fn interop_python() -> std::path::PathBuf {
     );
     python
 }
+
+/// A `GET /v1/verify/{token}` answer for a token that is not valid: exactly `valid:
+/// false` and the error object (`code`, `message`, `request_id`), the shape of an
+/// error answer's `error`.
+#[track_caller]
+pub fn assert_simple_denial(v: &Value, code: &str) {
+    let answer: bonafide_api::verify::SimpleVerify =
+        serde_json::from_value(v.clone()).unwrap_or_else(|e| panic!("{e}: {v}"));
+    let error = answer.error.as_ref().unwrap_or_else(|| panic!("{v}"));
+    assert!(!answer.valid, "{v}");
+    assert_eq!(error.code.as_str(), code, "{v}");
+    assert!(error.code.is_known(), "{v}");
+    assert!(!error.message.is_empty(), "{v}");
+    assert!(error.request_id.starts_with("req_"), "{v}");
+    // Nothing else: what the type writes back is all that was sent.
+    assert_eq!(&serde_json::to_value(&answer).unwrap(), v);
+    assert_eq!(
+        v.as_object().map(|o| o.len()),
+        Some(2),
+        "only `valid` and `error`: {v}"
+    );
+}

@@ -105,7 +105,7 @@ async fn without_a_receiver_key_a_token_with_aud_needs_one_of_its_audiences_name
     // GET verify and introspection take `?audience=`.
     let (_, v) = h.call("GET", &format!("/v1/verify/{t}"), None, None).await;
     assert_eq!(v["valid"], false, "{v}");
-    assert_eq!(v["error"], "AUDIENCE_MISMATCH", "{v}");
+    assert_eq!(v["error"]["code"], "AUDIENCE_MISMATCH", "{v}");
     let (_, v) = h
         .call("GET", &format!("/v1/verify/{t}?audience=shop"), None, None)
         .await;

@@ -512,13 +512,19 @@ async fn revoked_tokens_leave_memory_once_past_exp_and_leeway() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(h.state.snapshot().revoked(&agent, &expired).is_none());
     assert!(h.state.snapshot().revoked(&agent, &live).is_some());
-    assert_eq!(h.verify_token(&live_token).await["error"], "TOKEN_REVOKED");
+    assert_eq!(
+        h.verify_token(&live_token).await["error"]["code"],
+        "TOKEN_REVOKED"
+    );
 
     // Nor does a restart load it; the live one stays revoked.
     let h = h.restart().await;
     assert!(h.state.snapshot().revoked(&agent, &expired).is_none());
     assert!(h.state.snapshot().revoked(&agent, &live).is_some());
-    assert_eq!(h.verify_token(&live_token).await["error"], "TOKEN_REVOKED");
+    assert_eq!(
+        h.verify_token(&live_token).await["error"]["code"],
+        "TOKEN_REVOKED"
+    );
 }
 
 #[tokio::test]
@@ -550,7 +556,7 @@ async fn a_revocation_committed_by_another_process_arrives_within_a_refresh() {
     for t in &tokens {
         assert_eq!(h.verify_token(t).await["valid"], true);
     }
-    let revoked = async |t: &str| h.verify_token(t).await["error"] == "TOKEN_REVOKED";
+    let revoked = async |t: &str| h.verify_token(t).await["error"]["code"] == "TOKEN_REVOKED";
 
     let store = other_process(&h).await;
     // One token, then (after the reload has moved past it) another token and an agent.

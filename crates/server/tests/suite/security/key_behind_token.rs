@@ -111,7 +111,10 @@ async fn revoking_the_key_behind_a_consent_token_ends_its_delegated_children() {
         .await;
     assert_eq!(st, StatusCode::OK, "{v}");
     // The parent and, through the key recorded with the delegation, the child.
-    assert_eq!(h.verify_token(&consent).await["error"], "TOKEN_REVOKED");
+    assert_eq!(
+        h.verify_token(&consent).await["error"]["code"],
+        "TOKEN_REVOKED"
+    );
     let v = h.verify(json!({"token": child})).await;
     assert_eq!(v["valid"], false, "{v}");
     assert_eq!(v["reasons"], json!(["TOKEN_REVOKED", "KEY_REVOKED"]), "{v}");
