@@ -23,9 +23,11 @@
 //!   `@signature-params` line of the signature base (RFC 9421 §2.3) is rebuilt from the
 //!   parsed value and must equal the text that was sent, so the verifier and any other
 //!   parser cannot disagree about what was signed.
-//! - Component parameters (`sf`, `key`, `bs`, `req`, `tr`, `name`) and `@query-param`
+//! - Of the component parameters, only `key` (RFC 9421 §2.1.2: one member of a
+//!   Dictionary field, as Web Bot Auth covers `"signature-agent";key="sig1"`) is
+//!   supported, on header fields; `sf`, `bs`, `req`, `tr`, `name` and `@query-param`
 //!   are refused with [`HttpSigError::UnsupportedComponentParameter`]; a covered
-//!   component may appear once.
+//!   component (with its `key`) may appear once.
 //! - Header values holding CR, LF or NUL are refused (they would forge base lines).
 //!
 //! Limits: [`MAX_MEMBERS`] signatures per field, [`MAX_COMPONENTS`] covered
@@ -426,8 +428,8 @@ pub fn verify(
         }
     }
     let signature_agent = resolved.header(SIGNATURE_AGENT)?;
-    if signature_agent.is_some() && !covered.iter().any(|c| c == SIGNATURE_AGENT) {
-        return Err(HttpSigError::NotCovered(SIGNATURE_AGENT.to_owned()));
+    if let Some(agent) = &signature_agent {
+        signature_agent_covered(agent, &covered_components(&chosen.items)?)?;
     }
 
     // The signature value.
@@ -521,9 +523,10 @@ pub fn signature_base(msg: &Message<'_>, label: &str) -> Result<String, HttpSigE
     build_base(&resolved, &chosen.items, &chosen.text)
 }
 
-/// Signs `msg` over `components` (plain names such as `@authority` or
-/// `signature-agent`, no parameters) with `key` (Ed25519 or P-256). Returns the
-/// `Signature-Input` and `Signature` header values to add.
+/// Signs `msg` over `components` (names such as `@authority` or `signature-agent`,
+/// or a Dictionary member of a header as `signature-agent;key=sig1`) with `key`
+/// (Ed25519 or P-256). Returns the `Signature-Input` and `Signature` header values
+/// to add.
 pub fn sign(
     key: &SigningKey,
     msg: &Message<'_>,
@@ -547,13 +550,7 @@ pub fn sign(
         });
     }
     let resolved = Resolved::new(msg, usize::MAX)?;
-    let items: Vec<Item> = components
-        .iter()
-        .map(|c| Item {
-            bare: Bare::Str((*c).to_owned()),
-            params: Vec::new(),
-        })
-        .collect();
+    let items: Vec<Item> = components.iter().map(|c| component_item(c)).collect();
     covered_names(&items)?;
 
     let text_param = |v: &str, what: &'static str| -> Result<Bare, HttpSigError> {
@@ -723,27 +720,31 @@ impl SigParams {
 }
 
 /// The covered component names, checked: quoted strings, valid names, no parameters
-/// (RFC 9421 §2.1 ones are refused), no repeats, not `@signature-params`.
+/// but `key` on a header field (the rest of RFC 9421 §2.1 is refused), no repeats of
+/// a name and key, not `@signature-params`.
 fn covered_names(items: &[Item]) -> Result<Vec<String>, HttpSigError> {
+    Ok(covered_components(items)?
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect())
+}
+
+/// [`covered_names`], each with the Dictionary member its `key` selects.
+fn covered_components(items: &[Item]) -> Result<Vec<(String, Option<String>)>, HttpSigError> {
     if items.len() > MAX_COMPONENTS {
         return Err(HttpSigError::TooMany {
             what: "covered components",
             limit: MAX_COMPONENTS,
         });
     }
-    let mut names: Vec<String> = Vec::with_capacity(items.len());
+    let mut covered: Vec<(String, Option<String>)> = Vec::with_capacity(items.len());
     for item in items {
         let Bare::Str(name) = &item.bare else {
             let mut s = String::new();
             ser_bare(&item.bare, &mut s);
             return Err(HttpSigError::BadComponent(shown(&s)));
         };
-        if let Some((parameter, _)) = item.params.first() {
-            return Err(HttpSigError::UnsupportedComponentParameter {
-                component: shown(name),
-                parameter: shown(parameter),
-            });
-        }
+        let key = component_key(name, &item.params)?;
         let valid = match name.strip_prefix('@') {
             Some(derived) => !derived.is_empty() && derived.bytes().all(is_lower_tchar),
             None => !name.is_empty() && name.bytes().all(is_lower_tchar),
@@ -751,12 +752,55 @@ fn covered_names(items: &[Item]) -> Result<Vec<String>, HttpSigError> {
         if !valid || name == "@signature-params" {
             return Err(HttpSigError::BadComponent(shown(name)));
         }
-        if names.contains(name) {
+        if covered.iter().any(|(n, k)| n == name && *k == key) {
             return Err(HttpSigError::DuplicateComponent(shown(name)));
         }
-        names.push(name.clone());
+        covered.push((name.clone(), key));
     }
-    Ok(names)
+    Ok(covered)
+}
+
+/// A component as [`sign`] takes it: `name`, or `name;key=member` (the member may be
+/// quoted).
+fn component_item(spec: &str) -> Item {
+    match spec.split_once(";key=") {
+        Some((name, member)) => Item {
+            bare: Bare::Str(name.to_owned()),
+            params: vec![(
+                "key".to_owned(),
+                Bare::Str(member.trim_matches('"').to_owned()),
+            )],
+        },
+        None => Item {
+            bare: Bare::Str(spec.to_owned()),
+            params: Vec::new(),
+        },
+    }
+}
+
+/// The `key` parameter of a covered header field, if it has one (a String naming a
+/// Dictionary member); any other parameter, or `key` on a derived component, is
+/// refused.
+fn component_key(name: &str, params: &[(String, Bare)]) -> Result<Option<String>, HttpSigError> {
+    let unsupported = |parameter: &str| HttpSigError::UnsupportedComponentParameter {
+        component: shown(name),
+        parameter: shown(parameter),
+    };
+    match params {
+        [] => Ok(None),
+        [(k, Bare::Str(member))] if k == "key" && !name.starts_with('@') => {
+            if is_key(member) {
+                Ok(Some(member.clone()))
+            } else {
+                Err(HttpSigError::BadComponent(shown(name)))
+            }
+        }
+        [(first, _), ..] => {
+            // Name the parameter that is not supported (`key` is, alone).
+            let other = params.iter().find(|(k, _)| k != "key").map_or(first, |(k, _)| k);
+            Err(unsupported(other))
+        }
+    }
 }
 
 fn is_lower_tchar(b: u8) -> bool {
@@ -875,6 +919,23 @@ impl<'a> Resolved<'a> {
     }
 }
 
+impl Resolved<'_> {
+    /// RFC 9421 §2.1.2: the member `key` of header `name` parsed as a Dictionary,
+    /// serialized as RFC 8941 §4.1 writes it (parameters included).
+    fn dictionary_member(&self, name: &str, key: &str) -> Result<String, HttpSigError> {
+        let missing = || HttpSigError::MissingComponent(format!("{};key={key}", shown(name)));
+        let value = self.header(name)?.ok_or_else(missing)?;
+        let entries = parse_dictionary(&value, "covered dictionary field")?;
+        let entry = entries.iter().find(|e| e.key == key).ok_or_else(missing)?;
+        let mut out = String::new();
+        match &entry.member {
+            Member::Item(item) => ser_item(item, &mut out),
+            Member::Inner(items, params) => ser_inner(items, params, &mut out),
+        }
+        Ok(out)
+    }
+}
+
 fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
@@ -975,13 +1036,10 @@ fn build_base(
         let Bare::Str(name) = &item.bare else {
             return Err(HttpSigError::BadComponent(String::new()));
         };
-        if let Some((parameter, _)) = item.params.first() {
-            return Err(HttpSigError::UnsupportedComponentParameter {
-                component: shown(name),
-                parameter: shown(parameter),
-            });
-        }
-        let value = resolved.component(name)?;
+        let value = match component_key(name, &item.params)? {
+            None => resolved.component(name)?,
+            Some(key) => resolved.dictionary_member(name, &key)?,
+        };
         ser_item(item, &mut base);
         base.push_str(": ");
         base.push_str(&value);
@@ -990,6 +1048,37 @@ fn build_base(
     base.push_str("\"@signature-params\": ");
     base.push_str(params_text);
     Ok(base)
+}
+
+/// A present `Signature-Agent` must be covered whole, or every member of it by `key`
+/// (Web Bot Auth's `"signature-agent";key="sig1"`): no member a signature does not
+/// vouch for may reach the caller.
+fn signature_agent_covered(
+    value: &str,
+    covered: &[(String, Option<String>)],
+) -> Result<(), HttpSigError> {
+    let keys: Vec<&str> = covered
+        .iter()
+        .filter(|(name, _)| name == SIGNATURE_AGENT)
+        .map(|(_, key)| key.as_deref())
+        .collect::<Option<Vec<&str>>>()
+        .unwrap_or_default();
+    let whole = covered
+        .iter()
+        .any(|(name, key)| name == SIGNATURE_AGENT && key.is_none());
+    if whole {
+        return Ok(());
+    }
+    let not_covered = || HttpSigError::NotCovered(SIGNATURE_AGENT.to_owned());
+    if keys.is_empty() {
+        return Err(not_covered());
+    }
+    let members = parse_dictionary(value, "Signature-Agent")?;
+    if members.iter().all(|m| keys.contains(&m.key.as_str())) {
+        Ok(())
+    } else {
+        Err(not_covered())
+    }
 }
 
 // ---------------------------------------------------------------------------------
@@ -2163,6 +2252,129 @@ mod tests {
         assert_eq!(
             run(&key, &headers),
             Err(HttpSigError::MissingComponent("x-covered".into()))
+        );
+    }
+
+    /// RFC 9421 §2.1.2: `key` selects one member of a Dictionary field, serialized
+    /// as RFC 8941 writes it (the RFC's own example field and values).
+    #[test]
+    fn a_key_parameter_covers_one_dictionary_member() {
+        let headers = h(&[
+            ("Example-Dict", " a=1,    b=2;x=1;y=2,   c=(a   b   c), d"),
+            (
+                "Signature-Input",
+                r#"s=("example-dict";key="a" "example-dict";key="d" "example-dict";key="b" "example-dict";key="c");created=1"#,
+            ),
+        ]);
+        let base = signature_base(
+            &Message::Request {
+                method: "GET",
+                url: URL,
+                headers: &headers,
+            },
+            "s",
+        )
+        .unwrap();
+        assert_eq!(
+            base,
+            concat!(
+                "\"example-dict\";key=\"a\": 1\n",
+                "\"example-dict\";key=\"d\": ?1\n",
+                "\"example-dict\";key=\"b\": 2;x=1;y=2\n",
+                "\"example-dict\";key=\"c\": (a b c)\n",
+                "\"@signature-params\": (\"example-dict\";key=\"a\" \"example-dict\";key=\"d\" \"example-dict\";key=\"b\" \"example-dict\";key=\"c\");created=1"
+            )
+        );
+    }
+
+    /// Web Bot Auth's current form: `Signature-Agent` is a Dictionary and the
+    /// signature covers the member its label names.
+    #[test]
+    fn signature_agent_covered_by_its_member_verifies() {
+        let key = ed();
+        let agent = ("Signature-Agent", r#"sig1="https://agent.test""#);
+        let headers = signed(
+            &key,
+            &["@authority", "signature-agent;key=\"sig1\""],
+            &params("sig1"),
+            &[agent],
+        );
+        let v = run(&key, &headers).unwrap();
+        assert_eq!(v.covered, ["@authority", "signature-agent"]);
+        assert_eq!(v.signature_agent.as_deref(), Some(r#"sig1="https://agent.test""#));
+        let base = signature_base(
+            &Message::Request {
+                method: "POST",
+                url: URL,
+                headers: &headers,
+            },
+            "sig1",
+        )
+        .unwrap();
+        assert!(
+            base.contains("\n\"signature-agent\";key=\"sig1\": \"https://agent.test\"\n"),
+            "{base}"
+        );
+        // Another member added after signing is not vouched for: refused.
+        let mut two = headers.clone();
+        replace(
+            &mut two,
+            "Signature-Agent",
+            r#"sig1="https://agent.test", sig2="https://evil.test""#,
+        );
+        assert_eq!(
+            run(&key, &two),
+            Err(HttpSigError::NotCovered(SIGNATURE_AGENT.into()))
+        );
+        // The member's value is what is signed: changing it breaks the signature.
+        let mut changed = headers.clone();
+        replace(&mut changed, "Signature-Agent", r#"sig1="https://evil.test""#);
+        assert_eq!(run(&key, &changed), Err(HttpSigError::BadSignature));
+        // A member the field does not have is missing, not empty.
+        let mut gone = headers.clone();
+        replace(&mut gone, "Signature-Agent", r#"sig2="https://agent.test""#);
+        assert!(matches!(
+            run(&key, &gone),
+            Err(HttpSigError::MissingComponent(_) | HttpSigError::NotCovered(_))
+        ));
+    }
+
+    #[test]
+    fn key_is_for_header_fields_and_names_a_dictionary_key() {
+        let key = ed();
+        let base = signed(&key, &["@authority"], &params("sig1"), &[("X-A", "a=1")]);
+        let input = input_of(&base);
+        let with_components = |c: &str| {
+            let mut t = base.clone();
+            replace(&mut t, "Signature-Input", &input.replace("(\"@authority\")", c));
+            run(&key, &t)
+        };
+        assert_eq!(
+            with_components("(\"@authority\";key=\"a\")"),
+            Err(HttpSigError::UnsupportedComponentParameter {
+                component: "@authority".into(),
+                parameter: "key".into()
+            })
+        );
+        assert_eq!(
+            with_components("(\"@authority\" \"x-a\";key=\"A\")"),
+            Err(HttpSigError::BadComponent("x-a".into()))
+        );
+        assert_eq!(
+            with_components("(\"@authority\" \"x-a\";key=\"a\";sf)"),
+            Err(HttpSigError::UnsupportedComponentParameter {
+                component: "x-a".into(),
+                parameter: "sf".into()
+            })
+        );
+        // The same field whole and by member are two components, not a repeat.
+        assert!(!matches!(
+            with_components("(\"@authority\" \"x-a\" \"x-a\";key=\"a\")"),
+            Err(HttpSigError::DuplicateComponent(_))
+        ));
+        assert_eq!(
+            with_components("(\"@authority\" \"x-a\";key=\"a\" \"x-a\";key=\"a\")"),
+            Err(HttpSigError::DuplicateComponent("x-a".into()))
         );
     }
 
