@@ -797,7 +797,10 @@ fn component_key(name: &str, params: &[(String, Bare)]) -> Result<Option<String>
         }
         [(first, _), ..] => {
             // Name the parameter that is not supported (`key` is, alone).
-            let other = params.iter().find(|(k, _)| k != "key").map_or(first, |(k, _)| k);
+            let other = params
+                .iter()
+                .find(|(k, _)| k != "key")
+                .map_or(first, |(k, _)| k);
             Err(unsupported(other))
         }
     }
@@ -2301,7 +2304,10 @@ mod tests {
         );
         let v = run(&key, &headers).unwrap();
         assert_eq!(v.covered, ["@authority", "signature-agent"]);
-        assert_eq!(v.signature_agent.as_deref(), Some(r#"sig1="https://agent.test""#));
+        assert_eq!(
+            v.signature_agent.as_deref(),
+            Some(r#"sig1="https://agent.test""#)
+        );
         let base = signature_base(
             &Message::Request {
                 method: "POST",
@@ -2328,7 +2334,11 @@ mod tests {
         );
         // The member's value is what is signed: changing it breaks the signature.
         let mut changed = headers.clone();
-        replace(&mut changed, "Signature-Agent", r#"sig1="https://evil.test""#);
+        replace(
+            &mut changed,
+            "Signature-Agent",
+            r#"sig1="https://evil.test""#,
+        );
         assert_eq!(run(&key, &changed), Err(HttpSigError::BadSignature));
         // A member the field does not have is missing, not empty.
         let mut gone = headers.clone();
@@ -2346,7 +2356,11 @@ mod tests {
         let input = input_of(&base);
         let with_components = |c: &str| {
             let mut t = base.clone();
-            replace(&mut t, "Signature-Input", &input.replace("(\"@authority\")", c));
+            replace(
+                &mut t,
+                "Signature-Input",
+                &input.replace("(\"@authority\")", c),
+            );
             run(&key, &t)
         };
         assert_eq!(

@@ -68,8 +68,8 @@ use bonafide_server::audit::AuditLog;
 use bonafide_store::{
     Agent, AgentKey, ApiKeyRecord, AuditRecord, AuditRow, BudgetKey, ChangeFeed, ChangePosition,
     CheckpointRecord, Cursor, DecisionItem, DecisionOutcome, Issuer, IssuerKey, LogKeyRecord, Page,
-    ReceiptKeyRecord, ReceiptRecord, Receiver, RevocationFeed, Revocations, SigningKeyRecord,
-    SqliteStore, Store, StoreError, TokenRecord,
+    ReceiptKeyRecord, ReceiptRecord, Receiver, Revocations, SigningKeyRecord, SqliteStore, Store,
+    StoreError, TokenRecord,
 };
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -570,13 +570,6 @@ impl Store for CountingStore {
     }
     async fn revocations(&self) -> StoreResult<Revocations> {
         self.inner.revocations().await
-    }
-    async fn revocations_since(
-        &self,
-        after: u64,
-        expired_by_s: i64,
-    ) -> StoreResult<RevocationFeed> {
-        self.inner.revocations_since(after, expired_by_s).await
     }
     async fn changes_since(
         &self,

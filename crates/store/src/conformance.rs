@@ -29,8 +29,8 @@ use crate::{
     Agent, AgentKey, AgentStatus, AncestorBudget, ApiKeyRecord, AuditRecord, BudgetCharge,
     BudgetKey, Change, ChangeFeed, ChangePosition, CheckpointRecord, ConflictKind, Cursor, Decided,
     DecisionItem, DecisionOutcome, DelegationRecord, IdempotencyClaim, Issuer, IssuerKey, KeyState,
-    LogKeyRecord, ReceiptKeyRecord, ReceiptRecord, Receiver, RevocationFeed, Revocations,
-    RevokedToken, SigningKeyRecord, Store, StoreError, TokenRecord,
+    LogKeyRecord, ReceiptKeyRecord, ReceiptRecord, Receiver, Revocations, SigningKeyRecord, Store,
+    StoreError, TokenRecord,
 };
 
 /// Expands to one `#[tokio::test]` per conformance case.
@@ -113,7 +113,6 @@ macro_rules! __conformance_cases {
             record_token_for_unknown_agent_is_not_found,
             record_token_twice_conflicts,
             revocations_list_revoked_agents_and_tokens,
-            revocations_since_reads_only_what_changed,
             changes_since_names_every_change_in_commit_order,
             changes_since_pages_and_leaves_out_expired_tokens,
             changes_since_misses_nothing_under_concurrent_writers,
@@ -1480,108 +1479,6 @@ pub async fn revocations_list_revoked_agents_and_tokens(store: Arc<dyn Store>) {
     let tokens: HashSet<_> = revocations.tokens.into_iter().collect();
     assert_eq!(tokens, HashSet::from([gone_token.jti, kept_token.jti]));
     assert!(!tokens.contains(&live_token.jti));
-}
-
-/// `revocations_since` returns only what was revoked after the position it is given:
-/// each agent once (not its tokens), each token once with its expiry, tokens expired
-/// by `expired_by_s` left out, nothing for a revocation repeated; its `next` moves
-/// only when something was revoked.
-pub async fn revocations_since_reads_only_what_changed(store: Arc<dyn Store>) {
-    let start = store.revocations_since(0, 0).await.unwrap();
-    assert_eq!(
-        (start.agents.len(), start.tokens.len()),
-        (0, 0),
-        "{start:?}"
-    );
-    let (issuer, _) = issuer(&*store).await;
-    let (gone, _) = agent(&*store, &issuer.id).await;
-    let (kept, kept_token) = agent(&*store, &issuer.id).await;
-    let short = new_token(&kept, "kid-1", T0_S, T0_S + 100);
-    store.record_token(&short, &audit_note()).await.unwrap();
-    store
-        .revoke_token(&issuer.id, &kept_token.jti, T0_MS + 1, &audit_note())
-        .await
-        .unwrap();
-    store
-        .revoke_token(&issuer.id, &short.jti, T0_MS + 2, &audit_note())
-        .await
-        .unwrap();
-    store
-        .revoke_agent(&issuer.id, &gone.id, None, T0_MS + 3, &audit_note())
-        .await
-        .unwrap();
-
-    // The short-lived token is dead by T0_S + 100.
-    let first = store
-        .revocations_since(start.next, T0_S + 100)
-        .await
-        .unwrap();
-    assert_eq!(first.agents, std::slice::from_ref(&gone.id));
-    assert_eq!(
-        first.tokens,
-        [RevokedToken {
-            jti: kept_token.jti.clone(),
-            expires_at_s: T0_S + 900
-        }]
-    );
-    assert!(first.next > start.next);
-    // Before it died, it is listed too, in commit order.
-    let all = store.revocations_since(start.next, T0_S).await.unwrap();
-    let jtis: Vec<_> = all.tokens.iter().map(|t| t.jti.clone()).collect();
-    assert_eq!(jtis, [kept_token.jti.clone(), short.jti.clone()]);
-    assert_eq!(all.next, first.next);
-
-    // Nothing new since: nothing read, the position stays.
-    let none = store.revocations_since(first.next, 0).await.unwrap();
-    assert_eq!(
-        none,
-        RevocationFeed {
-            next: first.next,
-            ..RevocationFeed::default()
-        }
-    );
-    // Repeats change nothing.
-    store
-        .revoke_token(&issuer.id, &kept_token.jti, T0_MS + 4, &audit_note())
-        .await
-        .unwrap();
-    store
-        .revoke_agent(&issuer.id, &gone.id, None, T0_MS + 5, &audit_note())
-        .await
-        .unwrap();
-    assert_eq!(store.revocations_since(first.next, 0).await.unwrap(), none);
-
-    // A later revocation (an issuer-signed token) is all the next read returns. The
-    // same `jti` shown again with a later `exp` (the issuer chose it) extends the
-    // revocation to that `exp`: it must outlive the earlier token.
-    let key = new_issuer_key(&issuer.id, T0_MS);
-    store.add_issuer_key(&key, &audit_note()).await.unwrap();
-    let signed = new_token(&kept, &key.kid, T0_S, T0_S + 600);
-    store
-        .revoke_issuer_signed_token(&issuer.id, &signed, T0_MS + 6, &audit_note())
-        .await
-        .unwrap();
-    let longer = TokenRecord {
-        expires_at_s: T0_S + 99_999,
-        ..signed.clone()
-    };
-    store
-        .revoke_issuer_signed_token(&issuer.id, &longer, T0_MS + 7, &audit_note())
-        .await
-        .unwrap();
-    let last = store
-        .revocations_since(first.next, T0_S + 600)
-        .await
-        .unwrap();
-    assert!(last.agents.is_empty());
-    assert_eq!(
-        last.tokens,
-        [RevokedToken {
-            jti: signed.jti.clone(),
-            expires_at_s: T0_S + 99_999
-        }]
-    );
-    assert!(last.next > first.next);
 }
 
 // ---- signing keys

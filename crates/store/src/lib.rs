@@ -694,27 +694,6 @@ pub struct Revocations {
     pub tokens: Vec<TokenId>,
 }
 
-/// A revoked token and its expiry: it needs remembering only until then (plus leeway).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RevokedToken {
-    /// Its `jti`.
-    pub jti: TokenId,
-    /// Its `exp`, Unix seconds.
-    pub expires_at_s: i64,
-}
-
-/// Revocations committed after a position of the revocation feed
-/// ([`Store::revocations_since`]).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RevocationFeed {
-    /// Agents revoked (each covers all its tokens, which are not listed).
-    pub agents: Vec<AgentId>,
-    /// Tokens revoked one by one and not yet expired.
-    pub tokens: Vec<RevokedToken>,
-    /// The position to pass as `after` next time.
-    pub next: u64,
-}
-
 /// A position in the change feed ([`Store::changes_since`]): how far a reader has
 /// read. Opaque; [`ChangePosition::START`] is before every change, and a position
 /// kept elsewhere (a replica's state file) round-trips through [`ChangePosition::get`]
@@ -1086,22 +1065,8 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         audit: &AuditRecord,
     ) -> Result<TokenRecord, StoreError>;
     /// Every revoked agent and token, ever (for inspection; the server reads
-    /// [`Store::revocations_since`]).
+    /// [`Store::changes_since`]).
     async fn revocations(&self) -> Result<Revocations, StoreError>;
-    /// Revocations committed after position `after` of the revocation feed (0: from
-    /// the start), in commit order, and the position to pass next time. Tokens whose
-    /// `exp` is at or before `expired_by_s` are left out: they can no longer verify.
-    /// A revoked agent is listed once and covers all its tokens, which are not listed.
-    ///
-    /// INVARIANT: a position is never passed by a revocation that commits later, so
-    /// reading from `next` misses nothing (SQLite: one writer assigns positions in
-    /// commit order; a multi-writer backend must keep this).
-    async fn revocations_since(
-        &self,
-        after: u64,
-        expired_by_s: i64,
-    ) -> Result<RevocationFeed, StoreError>;
-
     /// What changed after position `after` (from [`ChangePosition::START`]: every
     /// change recorded, which includes every revocation and the suspensions in force
     /// when the feed was introduced), in commit order, at most `limit` changes (at

@@ -48,8 +48,8 @@ use crate::{
     Agent, AgentKey, AgentStatus, ApiKeyRecord, AuditRecord, AuditRow, BudgetKey, Change,
     ChangeFeed, ChangePosition, CheckpointRecord, Cursor, DecisionItem, DecisionOutcome,
     DelegationRecord, IdempotencyClaim, Issuer, IssuerKey, KeyState, LogKeyRecord, NonceClaim,
-    Page, ReceiptKeyRecord, ReceiptRecord, Receiver, RevocationFeed, Revocations, RevokedToken,
-    SigningKeyRecord, Store, StoreError, TokenRecord,
+    Page, ReceiptKeyRecord, ReceiptRecord, Receiver, Revocations, SigningKeyRecord, Store,
+    StoreError, TokenRecord,
 };
 
 /// Name of the database file inside the data directory.
@@ -904,7 +904,6 @@ impl Store for SqliteStore {
             row.revoke_reason = reason.map(str::to_owned);
             row.suspended_at_ms = None;
             row.suspend_reason = None;
-            feed_agent(&mut tx, id).await?;
         }
         // Also on a repeated call: a token recorded after the first revocation must not
         // stay valid. Tokens already revoked keep their time.
@@ -1123,9 +1122,6 @@ impl Store for SqliteStore {
         .await
         .map_err(db_err)?
         .rows_affected();
-        if changed > 0 {
-            feed_token(&mut tx, jti).await?;
-        }
         let row = sqlx::query_as::<_, TokenRow>(concat!(
             "SELECT ",
             token_columns!(),
@@ -1175,54 +1171,6 @@ impl Store for SqliteStore {
                 .iter()
                 .map(|jti| parse_id(jti, "token id"))
                 .collect::<Result<_, _>>()?,
-        })
-    }
-
-    async fn revocations_since(
-        &self,
-        after: u64,
-        expired_by_s: i64,
-    ) -> Result<RevocationFeed, StoreError> {
-        let after = to_i64(after)?;
-        // One read transaction: `next` and both lists come from the same snapshot.
-        let mut tx = self.reader.begin().await.map_err(db_err)?;
-        let next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM revocation_feed")
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        let agents: Vec<String> = sqlx::query_scalar(
-            "SELECT agent_id FROM revocation_feed \
-             WHERE agent_id IS NOT NULL AND seq > ? ORDER BY seq",
-        )
-        .bind(after)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        let tokens: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT jti, expires_at_s FROM revocation_feed \
-             WHERE jti IS NOT NULL AND expires_at_s > ? AND seq > ? ORDER BY seq",
-        )
-        .bind(expired_by_s)
-        .bind(after)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(RevocationFeed {
-            agents: agents
-                .iter()
-                .map(|id| parse_id(id, "agent id"))
-                .collect::<Result<_, _>>()?,
-            tokens: tokens
-                .iter()
-                .map(|(jti, exp)| {
-                    Ok(RevokedToken {
-                        jti: parse_id(jti, "token id")?,
-                        expires_at_s: *exp,
-                    })
-                })
-                .collect::<Result<_, StoreError>>()?,
-            next: u64::try_from(next).map_err(|_| corrupt("revocation feed position"))?,
         })
     }
 
@@ -1290,9 +1238,6 @@ impl Store for SqliteStore {
         .await
         .map_err(db_err)?
         .rows_affected();
-        if changed > 0 || extended > 0 {
-            feed_token(&mut tx, &token.jti).await?;
-        }
         let row = sqlx::query_as::<_, TokenRow>(concat!(
             "SELECT ",
             token_columns!(),
@@ -2212,30 +2157,6 @@ impl CheckpointRow {
             created_at_ms: self.created_at_ms,
         })
     }
-}
-
-/// Appends a newly revoked agent to the revocation feed (in its revoking transaction).
-async fn feed_agent(conn: &mut SqliteConnection, id: &AgentId) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO revocation_feed (agent_id) VALUES (?)")
-        .bind(id.as_str())
-        .execute(conn)
-        .await
-        .map_err(db_err)?;
-    Ok(())
-}
-
-/// Appends a newly revoked token, with its stored expiry, to the revocation feed (in
-/// its revoking transaction).
-async fn feed_token(conn: &mut SqliteConnection, jti: &TokenId) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO revocation_feed (jti, expires_at_s) \
-         SELECT jti, expires_at_s FROM tokens WHERE jti = ?",
-    )
-    .bind(jti.as_str())
-    .execute(conn)
-    .await
-    .map_err(db_err)?;
-    Ok(())
 }
 
 /// Stores a token; true if that extended a retired signing key's publication (a

@@ -191,10 +191,11 @@ async fn data_survives_close_and_reopen() {
 }
 
 /// A database made before the revocation feed (migration 0011) gets its earlier
-/// revocations into the feed when it is opened: a revoked agent once (not its tokens),
-/// a token revoked on its own with its expiry.
+/// revocations into the change feed when it is opened (0011, then 0017 copying that
+/// feed, then 0018 dropping it): a revoked agent once (not its tokens), a token
+/// revoked on its own with its expiry.
 #[tokio::test]
-async fn the_revocation_feed_starts_with_the_revocations_made_before_it() {
+async fn the_change_feed_starts_with_the_revocations_made_before_it() {
     let (store, dir) = fresh().await;
     let iss = issuer(1);
     let iss_key = ApiKey::from_random(KeyKind::Issuer, [3; 20]).hash();
@@ -223,7 +224,7 @@ async fn the_revocation_feed_starts_with_the_revocations_made_before_it() {
     store.close().await;
     drop(store);
 
-    // Back to the schema before 0011.
+    // Back to the schema before 0011 (which 0018 dropped again), without 0017's feed.
     let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
         "sqlite://{}",
         path.display()
@@ -231,8 +232,8 @@ async fn the_revocation_feed_starts_with_the_revocations_made_before_it() {
     .await
     .unwrap();
     for sql in [
-        "DROP TABLE revocation_feed",
-        "DELETE FROM _sqlx_migrations WHERE version = 11",
+        "DROP TABLE changes",
+        "DELETE FROM _sqlx_migrations WHERE version IN (11, 17, 18)",
     ] {
         sqlx::query(sql).execute(&mut conn).await.unwrap();
     }
@@ -241,17 +242,22 @@ async fn the_revocation_feed_starts_with_the_revocations_made_before_it() {
         .unwrap();
 
     let store = SqliteStore::open(&dir.path().join("data")).await.unwrap();
-    let feed = store.revocations_since(0, 0).await.unwrap();
-    assert_eq!(feed.agents, [gone.id]);
+    let feed = store
+        .changes_since(bonafide_store::ChangePosition::START, 0, 1000)
+        .await
+        .unwrap();
     assert_eq!(
-        feed.tokens,
-        [bonafide_store::RevokedToken {
-            jti: kept_token.jti,
-            expires_at_s: kept_token.expires_at_s
-        }]
+        feed.changes,
+        [
+            bonafide_store::Change::AgentRevoked(gone.id),
+            bonafide_store::Change::TokenRevoked {
+                jti: kept_token.jti,
+                expires_at_s: kept_token.expires_at_s
+            }
+        ]
     );
-    assert!(feed.next > 0);
-    assert!(!feed.agents.contains(&kept.id) && !feed.agents.contains(&live.id));
+    assert!(feed.next > bonafide_store::ChangePosition::START);
+    let _ = (kept, live);
 }
 
 #[tokio::test]
@@ -541,7 +547,8 @@ async fn a_database_from_before_the_change_feed_keeps_paging_and_its_revocations
         "DROP TABLE changes",
         "DROP INDEX agents_by_issuer_list_pos",
         "ALTER TABLE agents DROP COLUMN list_pos",
-        "DELETE FROM _sqlx_migrations WHERE version IN (16, 17)",
+        // 0011 again too: it rebuilds the revocation feed 0017 reads (0018 dropped it).
+        "DELETE FROM _sqlx_migrations WHERE version IN (11, 16, 17, 18)",
     ] {
         sqlx::query(sql).execute(&mut conn).await.unwrap();
     }

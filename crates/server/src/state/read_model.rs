@@ -565,4 +565,33 @@ mod tests {
         drop(writer);
         refresh.await.unwrap().unwrap();
     }
+
+    #[tokio::test]
+    async fn the_feed_is_applied_in_commit_order() {
+        use bonafide_store::Change as C;
+        let (_dir, _store, model) = model().await;
+        let mut snapshot = Snapshot::clone(&model.snapshot());
+        let jti = TokenId::from_random([8; 16]);
+        snapshot.apply_feed(&[
+            C::AgentSuspended(agent(1)),
+            C::AgentSuspended(agent(2)),
+            C::AgentReactivated(agent(2)),
+            C::TokenRevoked {
+                jti: jti.clone(),
+                expires_at_s: 5_000,
+            },
+            // A revocation ends a suspension.
+            C::AgentRevoked(agent(1)),
+            C::SigningKeysChanged,
+        ]);
+        assert!(!snapshot.suspended(&agent(1)) && !snapshot.suspended(&agent(2)));
+        assert!(snapshot.agent_revoked(&agent(1)));
+        assert_eq!(
+            snapshot.revoked(&agent(3), &jti),
+            Some(token::Revoked::Token)
+        );
+        // Seen again (a local write the feed also carries): nothing changes.
+        snapshot.apply_feed(&[C::AgentSuspended(agent(2)), C::AgentReactivated(agent(2))]);
+        assert!(!snapshot.suspended(&agent(2)));
+    }
 }

@@ -3,7 +3,6 @@
 use imbl::{HashMap, HashSet, OrdSet};
 
 use bonafide_core::ids::{AgentId, TokenId};
-use bonafide_store::RevocationFeed;
 
 /// Revoked agents and tokens, mirrored from the store. Agents stay (there are no more
 /// of them than agents registered); a token stays only until it is past `exp` plus
@@ -68,15 +67,6 @@ impl RevokedSet {
         }
         forgotten
     }
-
-    /// Merges a read of the store's revocation feed (revocation is permanent: this
-    /// only adds; expiry alone removes).
-    pub fn apply(&mut self, feed: RevocationFeed) {
-        self.agents.extend(feed.agents);
-        for t in feed.tokens {
-            self.insert_token(t.jti, t.expires_at_s);
-        }
-    }
 }
 
 /// Something just revoked in the store.
@@ -96,7 +86,6 @@ pub enum Revoked {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bonafide_store::RevokedToken;
 
     fn jti(n: u8) -> TokenId {
         TokenId::from_random([n; 16])
@@ -137,23 +126,5 @@ mod tests {
         assert_eq!(set.forget_expired(2_000, 0), 1);
         assert!(!set.contains_token(&jti(1)));
         assert_eq!(set.by_expiry.len(), 0);
-    }
-
-    #[test]
-    fn a_feed_read_adds_agents_and_tokens() {
-        let mut set = RevokedSet::default();
-        let agent = AgentId::from_random([4; 16]);
-        set.apply(RevocationFeed {
-            agents: vec![agent.clone()],
-            tokens: vec![RevokedToken {
-                jti: jti(5),
-                expires_at_s: 500,
-            }],
-            next: 7,
-        });
-        assert!(set.agents.contains(&agent));
-        assert!(set.contains_token(&jti(5)));
-        assert_eq!(set.forget_expired(499, 0), 0);
-        assert_eq!(set.forget_expired(500, 0), 1);
     }
 }
