@@ -591,7 +591,7 @@ async fn run(cli: Cli, out: Out) -> Result<ExitCode> {
                 .await
                 .map_err(explain)?;
             match usual {
-                Some(json) => Out { json }.agent_registered(&v),
+                Some(json) => Out { json }.agent_registered(&v)?,
                 None => emit.emit(
                     &v,
                     "token",
@@ -624,7 +624,7 @@ async fn run(cli: Cli, out: Out) -> Result<ExitCode> {
                     break;
                 }
             }
-            out.agent_list(&agents, cursor.as_deref());
+            out.agent_list(&agents, cursor.as_deref())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Agent(AgentCmd::Suspend { agent_id, reason }) => {
@@ -635,14 +635,14 @@ async fn run(cli: Cli, out: Out) -> Result<ExitCode> {
                 None => json!({}),
             };
             let v: Value = client.post(&path, &body).await.map_err(explain)?;
-            out.suspended(&v);
+            out.suspended(&v)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Agent(AgentCmd::Reactivate { agent_id }) => {
             let path = format!("/v1/agents/{}/reactivate", path_segment(&agent_id)?);
             let client = client(&cli.url, KeyKind::Issuer)?;
             let v: Value = client.post(&path, &json!({})).await.map_err(explain)?;
-            out.reactivated(&v);
+            out.reactivated(&v)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Agent(AgentCmd::Show(args)) => agent::show(&cli.url, args, out).await,
@@ -707,7 +707,7 @@ async fn run(cli: Cli, out: Out) -> Result<ExitCode> {
                 );
                 return Ok(ExitCode::SUCCESS);
             }
-            out.revoked(&v);
+            out.revoked(&v)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify(args) => verify(&cli.url, args, out).await,

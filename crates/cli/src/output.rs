@@ -4,6 +4,8 @@ use bonafide_core::keys::Algorithm;
 use serde_json::{Value, json};
 
 use bonafide_api::ErrorCode;
+use bonafide_api::agents::{AgentRegistered, AgentRevoked, AgentView, TokenRevoked};
+use serde::de::DeserializeOwned;
 
 use crate::verify::{Peeked, Verdict};
 use crate::{failure, when};
@@ -19,15 +21,13 @@ fn s(v: &Value) -> &str {
     v.as_str().unwrap_or("-")
 }
 
-fn list(v: &Value) -> String {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
-        .unwrap_or_default()
+/// The registry's answer read as the API type `T` (`what` names it in the error): the
+/// text output is printed from the contract's fields, so an answer that does not
+/// keep the contract is an error, never a row of dashes. `--json` prints the answer
+/// as received instead, members this CLI does not know included.
+pub(crate) fn typed<T: DeserializeOwned>(v: &Value, what: &str) -> anyhow::Result<T> {
+    serde_json::from_value(v.clone())
+        .map_err(|e| anyhow::anyhow!("the registry's answer is not {what}: {e}"))
 }
 
 impl Out {
@@ -76,110 +76,120 @@ impl Out {
         );
     }
 
-    pub fn agent_registered(&self, v: &Value) {
+    pub fn agent_registered(&self, v: &Value) -> anyhow::Result<()> {
         if self.json {
-            return self.json_out(v);
+            self.json_out(v);
+            return Ok(());
         }
-        println!("agent    {} ({})", s(&v["name"]), s(&v["agent_id"]));
-        println!("issuer   {}", s(&v["issuer"]));
-        println!("scopes   {}", list(&v["scopes"]));
-        println!("jti      {}", s(&v["jti"]));
-        println!("expires  {}", when::rfc3339(s(&v["expires_at"])));
-        let key = &v["key"];
-        if key.is_object() {
+        let a: AgentRegistered = typed(v, "an agent registration")?;
+        println!("agent    {} ({})", a.name, a.agent_id);
+        println!("issuer   {}", a.issuer);
+        println!("scopes   {}", a.scopes.join(", "));
+        println!("jti      {}", a.jti);
+        println!("expires  {}", when::rfc3339(&a.expires_at));
+        if let Some(key) = &a.key {
             println!(
                 "key      {} ({}), expires {}",
-                s(&key["jkt"]),
-                s(&key["alg"]),
-                when::rfc3339(s(&key["key_expires_at"]))
+                key.jkt,
+                key.alg,
+                when::rfc3339(&key.key_expires_at)
             );
         }
-        if let Some(user) = v["user"].as_str() {
+        if let Some(user) = &a.user {
             println!("user     {user}");
         }
-        if let Some(hash) = v["policy_hash"].as_str() {
+        if let Some(hash) = &a.policy_hash {
             println!("policy   {hash}");
         }
-        if v["allow_bearer_tokens"] == true {
+        if a.allow_bearer_tokens {
             println!("bearer   tokens without cnf stay valid once the agent has its own key");
         }
-        println!("verify   {}", s(&v["verify_url"]));
-        println!("token\n{}", s(&v["token"]));
+        println!("verify   {}", a.verify_url);
+        println!("token\n{}", a.token);
+        Ok(())
     }
 
-    pub fn agent_list(&self, agents: &[Value], next: Option<&str>) {
+    pub fn agent_list(&self, agents: &[Value], next: Option<&str>) -> anyhow::Result<()> {
         if self.json {
             let mut v = json!({ "agents": agents });
             if let Some(n) = next {
                 v["next_cursor"] = json!(n);
             }
-            return self.json_out(&v);
+            self.json_out(&v);
+            return Ok(());
         }
         if agents.is_empty() {
             println!(
                 "no agents yet; register one with `bonafide agent register --name NAME --scope read:x`"
             );
-            return;
+            return Ok(());
         }
         println!("{:<32} {:<8} {:<24} scopes", "agent", "status", "name");
         for a in agents {
+            let a: AgentView = typed(a, "an agent")?;
             println!(
                 "{:<32} {:<8} {:<24} {}",
-                s(&a["agent_id"]),
-                s(&a["status"]),
-                s(&a["name"]),
-                list(&a["scopes"])
+                a.agent_id,
+                a.status,
+                a.name,
+                a.scopes.join(", ")
             );
         }
         if next.is_some() {
             println!("(more agents: use --all)");
         }
+        Ok(())
     }
 
-    pub fn revoked(&self, v: &Value) {
+    pub fn revoked(&self, v: &Value) -> anyhow::Result<()> {
         if self.json {
-            return self.json_out(v);
+            self.json_out(v);
+            return Ok(());
         }
-        if let Some(jti) = v["jti"].as_str() {
+        if v.get("jti").is_some() {
+            let t: TokenRevoked = typed(v, "a token revocation")?;
             println!(
-                "revoked token {jti} of agent {} at {}",
-                s(&v["agent_id"]),
-                s(&v["revoked_at"])
+                "revoked token {} of agent {} at {}",
+                t.jti, t.agent_id, t.revoked_at
             );
         } else {
+            let a: AgentRevoked = typed(v, "an agent revocation")?;
             println!(
                 "revoked agent {} and all its tokens at {}",
-                s(&v["agent_id"]),
-                s(&v["revoked_at"])
+                a.agent_id, a.revoked_at
             );
-            if let Some(r) = v["reason"].as_str() {
+            if let Some(r) = &a.reason {
                 println!("reason: {r}");
             }
         }
+        Ok(())
     }
 
-    pub fn suspended(&self, v: &Value) {
+    pub fn suspended(&self, v: &Value) -> anyhow::Result<()> {
         if self.json {
-            return self.json_out(v);
+            self.json_out(v);
+            return Ok(());
         }
+        let a: AgentView = typed(v, "an agent")?;
         println!(
             "suspended agent {} at {}; its tokens are refused (AGENT_SUSPENDED) until `bonafide agent reactivate`",
-            s(&v["agent_id"]),
-            s(&v["suspended_at"])
+            a.agent_id,
+            a.suspended_at.as_deref().unwrap_or("-")
         );
-        if let Some(r) = v["suspend_reason"].as_str() {
+        if let Some(r) = &a.suspend_reason {
             println!("reason: {r}");
         }
+        Ok(())
     }
 
-    pub fn reactivated(&self, v: &Value) {
+    pub fn reactivated(&self, v: &Value) -> anyhow::Result<()> {
         if self.json {
-            return self.json_out(v);
+            self.json_out(v);
+            return Ok(());
         }
-        println!(
-            "reactivated agent {}; its tokens verify again",
-            s(&v["agent_id"])
-        );
+        let a: AgentView = typed(v, "an agent")?;
+        println!("reactivated agent {}; its tokens verify again", a.agent_id);
+        Ok(())
     }
 
     /// A verify answer (online: the registry's; offline: the same type). Text gives

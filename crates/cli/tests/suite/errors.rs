@@ -245,3 +245,54 @@ fn a_lifetime_outside_60s_to_30d_is_refused_with_the_range() {
     let out = run(&s.url, Some(&key), &["agent", "list", "--json"]);
     assert_eq!(json_of(&out)["agents"].as_array().unwrap().len(), 1);
 }
+
+/// A server that answers every request 200 with a JSON object that is no answer of
+/// the registry's (`{"unexpected": true}`).
+fn off_contract() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 16 * 1024];
+                let _ = conn.read(&mut buf);
+                let body = r#"{"unexpected": true}"#;
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = conn.write_all(answer.as_bytes());
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// Text output is printed from the API types: an answer that does not keep the
+/// contract is an error naming what was expected, never a row of dashes.
+#[test]
+fn an_answer_off_the_contract_is_an_error_not_dashes() {
+    let url = off_contract();
+    // Any well-formed issuer key will do: the server checks nothing.
+    let key =
+        bonafide_core::apikey::ApiKey::from_random(bonafide_core::apikey::KeyKind::Issuer, [7; 20]);
+    for (args, what) in [
+        (
+            &["agent", "suspend", "agt_aaaaaaaaaaaaaaaaaaaaaaaaaa"][..],
+            "an agent",
+        ),
+        (
+            &["revoke", "--agent", "agt_aaaaaaaaaaaaaaaaaaaaaaaaaa"][..],
+            "an agent revocation",
+        ),
+    ] {
+        let out = run(&url, Some(key.expose_secret()), args);
+        assert_ne!(out.status.code(), Some(0), "{args:?}: {}", text(&out));
+        let t = text(&out);
+        assert!(
+            t.contains(&format!("the registry's answer is not {what}")),
+            "{args:?}: {t}"
+        );
+    }
+}
