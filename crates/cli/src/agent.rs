@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Result, anyhow, bail};
+use bonafide_api::agents::{AgentView, TokenIssued};
+use bonafide_api::tokens::TokenExchangeResponse;
 use bonafide_api::verify::VerifyResponse;
 use bonafide_client::{Client, Resource, VerifyRequest};
 use bonafide_core::apikey::{ApiKey, KeyKind};
@@ -23,7 +25,7 @@ use bonafide_core::keys::VerifyingKey;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
-use crate::output::Out;
+use crate::output::{Out, typed};
 use crate::verify::{exit_for, read_token};
 use crate::{client, duration, explain, path_segment, policy, self_custody};
 
@@ -160,7 +162,7 @@ pub async fn show(url: &str, args: ShowArgs, out: Out) -> Result<ExitCode> {
     let path = format!("/v1/agents/{}", path_segment(&args.agent_id)?);
     let client = client(url, KeyKind::Issuer)?;
     let v: Value = client.get(&path).await.map_err(explain)?;
-    out.agent_shown(&v);
+    out.agent_shown(&v)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -373,50 +375,51 @@ fn token_line(v: &Value, member: &str) -> Result<String> {
 
 impl Out {
     /// `agent show`: the agent as its issuer sees it.
-    pub fn agent_shown(&self, v: &Value) {
+    pub fn agent_shown(&self, v: &Value) -> Result<()> {
         if self.json {
-            return self.json_out(v);
+            self.json_out(v);
+            return Ok(());
         }
-        println!("agent    {} ({})", s(&v["name"]), s(&v["agent_id"]));
-        println!("status   {}", s(&v["status"]));
-        println!("issuer   {}", s(&v["issuer"]));
-        println!("scopes   {}", list(&v["scopes"], ", "));
-        if v["audience"].is_array() {
-            println!("audience {}", list(&v["audience"], ", "));
+        let a: AgentView = typed(v, "an agent")?;
+        println!("agent    {} ({})", a.name, a.agent_id);
+        println!("status   {}", a.status);
+        println!("issuer   {}", a.issuer);
+        println!("scopes   {}", a.scopes.join(", "));
+        if let Some(audience) = &a.audience {
+            println!("audience {}", audience.join(", "));
         }
-        if let Some(d) = v["description"].as_str() {
+        if let Some(d) = &a.description {
             println!("about    {d}");
         }
-        if let Some(u) = v["user"].as_str() {
+        if let Some(u) = &a.user {
             println!("user     {u}");
         }
-        if let Some(h) = v["policy_hash"].as_str() {
+        if let Some(h) = &a.policy_hash {
             println!("policy   {h}");
         }
-        if let Some(ttl) = v["expiry_seconds"].as_i64() {
-            println!("ttl      {ttl}s (default token lifetime)");
-        }
+        println!("ttl      {}s (default token lifetime)", a.expiry_seconds);
         println!(
             "bearer   {}",
-            if v["allow_bearer_tokens"] == true {
+            if a.allow_bearer_tokens {
                 "tokens without cnf stay valid once the agent has its own key"
             } else {
                 "refused once the agent has its own key (only bound tokens)"
             }
         );
-        println!("created  {}", s(&v["created_at"]));
-        if let Some(at) = v["suspended_at"].as_str() {
-            match v["suspend_reason"].as_str() {
+        println!("created  {}", a.created_at);
+        if let Some(at) = &a.suspended_at {
+            match &a.suspend_reason {
                 Some(r) => println!("suspended {at}: {r}"),
                 None => println!("suspended {at}"),
             }
         }
-        if let Some(at) = v["revoked_at"].as_str() {
-            match v["revoke_reason"].as_str() {
+        if let Some(at) = &a.revoked_at {
+            match &a.revoke_reason {
                 Some(r) => println!("revoked  {at}: {r}"),
                 None => println!("revoked  {at}"),
             }
         }
+        Ok(())
     }
 
     /// `agent issue-token`.
@@ -429,10 +432,11 @@ impl Out {
             self.json_out(v);
             return Ok(());
         }
-        println!("agent    {}", s(&v["agent_id"]));
-        println!("jti      {}", s(&v["jti"]));
-        println!("expires  {}", s(&v["expires_at"]));
-        println!("token\n{}", s(&v["token"]));
+        let t: TokenIssued = typed(v, "an issued token")?;
+        println!("agent    {}", t.agent_id);
+        println!("jti      {}", t.jti);
+        println!("expires  {}", t.expires_at);
+        println!("token\n{}", t.token);
         Ok(())
     }
 
@@ -487,19 +491,16 @@ impl Out {
             self.json_out(v);
             return Ok(());
         }
-        println!("jti      {}", s(&v["jti"]));
-        println!("scope    {}", s(&v["scope"]));
-        match v["expires_in"].as_i64() {
-            Some(secs) => {
-                let at = bonafide_server::time::now_ms() / 1000 + secs;
-                println!(
-                    "expires  {} (in {secs}s)",
-                    bonafide_server::time::rfc3339_s(at)
-                );
-            }
-            None => println!("expires  -"),
-        }
-        println!("token\n{}", s(&v["access_token"]));
+        let t: TokenExchangeResponse = typed(v, "a token exchange answer")?;
+        println!("jti      {}", t.jti);
+        println!("scope    {}", t.scope);
+        let at = bonafide_server::time::now_ms() / 1000 + t.expires_in;
+        println!(
+            "expires  {} (in {}s)",
+            bonafide_server::time::rfc3339_s(at),
+            t.expires_in
+        );
+        println!("token\n{}", t.access_token);
         Ok(())
     }
 
