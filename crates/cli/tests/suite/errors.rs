@@ -12,6 +12,16 @@ use crate::common::{json_of, run, serve, text};
 /// A plain web server on 127.0.0.1 that answers every request `404 Not Found`,
 /// `text/html`: what `--url` reaches when it points at the wrong port or host.
 fn not_a_registry() -> String {
+    serve_fixed(
+        "404 Not Found",
+        "text/html; charset=utf-8",
+        "<html><body><h1>Not Found</h1></body></html>",
+    )
+}
+
+/// A loopback server answering every request with `status`, `content_type` and
+/// `body`, whatever was asked.
+fn serve_fixed(status: &'static str, content_type: &'static str, body: &'static str) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     std::thread::spawn(move || {
@@ -20,9 +30,8 @@ fn not_a_registry() -> String {
             std::thread::spawn(move || {
                 let mut buf = [0u8; 16 * 1024];
                 let _ = conn.read(&mut buf);
-                let body = "<html><body><h1>Not Found</h1></body></html>";
                 let answer = format!(
-                    "HTTP/1.1 404 Not Found\r\ncontent-type: text/html; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                     body.len()
                 );
                 let _ = conn.write_all(answer.as_bytes());
@@ -249,24 +258,7 @@ fn a_lifetime_outside_60s_to_30d_is_refused_with_the_range() {
 /// A server that answers every request 200 with a JSON object that is no answer of
 /// the registry's (`{"unexpected": true}`).
 fn off_contract() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 16 * 1024];
-                let _ = conn.read(&mut buf);
-                let body = r#"{"unexpected": true}"#;
-                let answer = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = conn.write_all(answer.as_bytes());
-            });
-        }
-    });
-    format!("http://{addr}")
+    serve_fixed("200 OK", "application/json", r#"{"unexpected": true}"#)
 }
 
 /// Text output is printed from the API types: an answer that does not keep the

@@ -68,28 +68,38 @@ pub(crate) fn load_agent_keys(records: Vec<AgentKey>) -> Arc<[AgentKeyEntry]> {
         .collect()
 }
 
+/// A stored key entry for `sk` (agent `agt_` of 7s), for tests: expiring at
+/// `expires_at_ms`, and retired with a grace until `grace_until_ms` if given.
+#[cfg(test)]
+pub(crate) fn test_entry(
+    sk: &bonafide_core::keys::SigningKey,
+    expires_at_ms: i64,
+    grace_until_ms: Option<i64>,
+) -> AgentKeyEntry {
+    let key = VerifyingKey::from_jwk(sk.verifying_key().jwk()).expect("a generated key");
+    AgentKeyEntry {
+        record: AgentKey {
+            agent_id: bonafide_core::ids::AgentId::from_random([7; 16]),
+            jkt: key.kid().to_owned(),
+            jwk: serde_json::to_string(key.jwk()).expect("a JWK serialises"),
+            alg: key.alg(),
+            created_at_ms: 0,
+            expires_at_ms,
+            retired_at_ms: grace_until_ms.map(|_| 0),
+            grace_until_ms,
+        },
+        key,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bonafide_core::ids::AgentId;
     use bonafide_core::keys::{Algorithm, SigningKey};
 
     fn agent_key(grace_until_ms: Option<i64>, expires_at_ms: i64) -> AgentKeyEntry {
         let sk = SigningKey::generate(Algorithm::EdDSA).unwrap();
-        let key = VerifyingKey::from_jwk(sk.verifying_key().jwk()).unwrap();
-        AgentKeyEntry {
-            record: AgentKey {
-                agent_id: AgentId::from_random([7; 16]),
-                jkt: key.kid().to_owned(),
-                jwk: serde_json::to_string(key.jwk()).unwrap(),
-                alg: key.alg(),
-                created_at_ms: 0,
-                expires_at_ms,
-                retired_at_ms: grace_until_ms.map(|_| 0),
-                grace_until_ms,
-            },
-            key,
-        }
+        test_entry(&sk, expires_at_ms, grace_until_ms)
     }
 
     #[test]

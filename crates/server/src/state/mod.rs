@@ -22,6 +22,8 @@ mod revocations;
 mod trust;
 mod view;
 
+#[cfg(test)]
+pub(crate) use self::agent_keys::test_entry;
 pub use self::agent_keys::{AgentKeyEntry, bound_key};
 use self::keys::load_receipt_key;
 pub use self::keys::{KeyRing, new_key_record};

@@ -200,9 +200,8 @@ mod tests {
     use std::sync::Arc;
 
     use bonafide_core::ids::TokenId;
-    use bonafide_core::keys::{SigningKey, VerifyingKey};
+    use bonafide_core::keys::SigningKey;
     use bonafide_core::token::{AgentClaims, Revoked, TokenError};
-    use bonafide_store::AgentKey;
 
     use super::*;
 
@@ -234,20 +233,7 @@ mod tests {
     }
 
     fn key(sk: &SigningKey, expires_at_ms: i64, grace_until_ms: Option<i64>) -> AgentKeyEntry {
-        let key = VerifyingKey::from_jwk(sk.verifying_key().jwk()).unwrap();
-        AgentKeyEntry {
-            record: AgentKey {
-                agent_id: agent(),
-                jkt: key.kid().to_owned(),
-                jwk: serde_json::to_string(key.jwk()).unwrap(),
-                alg: key.alg(),
-                created_at_ms: 0,
-                expires_at_ms,
-                retired_at_ms: grace_until_ms.map(|_| 0),
-                grace_until_ms,
-            },
-            key,
-        }
+        crate::state::test_entry(sk, expires_at_ms, grace_until_ms)
     }
 
     /// The action `read:docs` on `doc/1`, signed by `sk` at `NOW_MS`, with the

@@ -131,15 +131,8 @@ fn consent_claims(iss: &str, agent: &str) -> Value {
     })
 }
 
-fn refused(v: &Value, code: &str) {
-    assert_eq!(v["valid"], false, "{v}");
-    assert_eq!(v["error"]["code"], code, "{v}");
-}
-
-#[tokio::test]
-async fn an_agentoauth_consent_token_made_by_jose_verifies_with_its_policy() {
-    let h = start().await;
-    let iss = issuer(&h, "travel.example").await;
+/// A `jose` Ed25519 key registered as `iss`'s (with its key proof), and its kid.
+async fn registered_node_key(h: &Harness, iss: &Iss) -> (NodeKey, String) {
     let key = node_key();
     let proof = h.key_proof(&iss.id, &key.signing_key());
     let (st, reg) = h
@@ -152,6 +145,19 @@ async fn an_agentoauth_consent_token_made_by_jose_verifies_with_its_policy() {
         .await;
     assert_eq!(st, StatusCode::CREATED, "{reg}");
     let kid = reg["kid"].as_str().unwrap().to_owned();
+    (key, kid)
+}
+
+fn refused(v: &Value, code: &str) {
+    assert_eq!(v["valid"], false, "{v}");
+    assert_eq!(v["error"]["code"], code, "{v}");
+}
+
+#[tokio::test]
+async fn an_agentoauth_consent_token_made_by_jose_verifies_with_its_policy() {
+    let h = start().await;
+    let iss = issuer(&h, "travel.example").await;
+    let (key, kid) = registered_node_key(&h, &iss).await;
     let agent = h
         .register(
             &iss.key,
@@ -371,18 +377,7 @@ fn did_web_prefix(h: &Harness) -> String {
 async fn a_consent_token_without_iss_is_its_registered_key_s_issuer_s() {
     let h = start().await;
     let iss = issuer(&h, "noiss.example").await;
-    let key = node_key();
-    let proof = h.key_proof(&iss.id, &key.signing_key());
-    let (st, reg) = h
-        .call(
-            "POST",
-            "/v1/issuer/keys",
-            Some(&iss.key),
-            Some(json!({"jwk": key.public, "proof": proof})),
-        )
-        .await;
-    assert_eq!(st, StatusCode::CREATED, "{reg}");
-    let kid = reg["kid"].as_str().unwrap().to_owned();
+    let (key, kid) = registered_node_key(&h, &iss).await;
     let agent = h
         .register(
             &iss.key,
