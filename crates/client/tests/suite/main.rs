@@ -1,5 +1,6 @@
 //! The client's integration tests, one binary.
 
+mod conformance;
 mod example_receiver;
 mod middleware;
 mod registry;
