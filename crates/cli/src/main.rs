@@ -720,7 +720,11 @@ async fn run(cli: Cli, out: Out) -> Result<ExitCode> {
             // Never create a fresh registry by mistake: after a key compromise, rotating
             // the wrong directory would leave the real server signing with the old key.
             let location = Location::DataDir(data_dir.clone());
-            if !location.exists() {
+            if !location
+                .exists()
+                .await
+                .with_context(|| format!("cannot open {location}"))?
+            {
                 bail!(
                     "no Bonafide database in `{}`: pass the server's --data-dir",
                     data_dir.display()

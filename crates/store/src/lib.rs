@@ -5,8 +5,10 @@
 //! how it stores things, and the same conformance suite ([`conformance`]) must pass on
 //! every backend. The backend is chosen once, at start-up.
 //!
-//! Architecture invariant: only this crate knows SQL. Times are Unix milliseconds
-//! (`_ms`) unless a field says seconds (`_s`, as in JWT claims).
+//! Architecture invariant: only this crate knows SQL, and each backend's SQL stays in
+//! its module and its migrations (`sqlite.rs` and `migrations/sqlite/`, `postgres.rs`
+//! and `migrations/postgres/`); the shared decision logic (`ledger`) has none. Times
+//! are Unix milliseconds (`_ms`) unless a field says seconds (`_s`, as in JWT claims).
 
 use std::fmt;
 
@@ -20,40 +22,112 @@ use bonafide_core::policy::Decimal;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod ledger;
+mod postgres;
 mod sqlite;
 
+pub use postgres::{PostgresOptions, PostgresStore};
 pub use sqlite::SqliteStore;
 
 /// Where a registry keeps its data. `serve` and every CLI command that opens the store
 /// directly (`keys rotate`) go through [`open`], so they always agree on the backend.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// `Debug` and `Display` never show a PostgreSQL URL's password.
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Location {
     /// Embedded SQLite: `<dir>/bonafide.db`.
     DataDir(std::path::PathBuf),
+    /// A PostgreSQL database: a `postgres://` or `postgresql://` URL, with libpq's
+    /// parameters (`sslmode`, `sslrootcert`, `options`, …).
+    Postgres(String),
 }
 
 impl Location {
-    /// Whether a registry exists there already (never creates one).
-    pub fn exists(&self) -> bool {
-        match self {
-            Location::DataDir(dir) => SqliteStore::exists_in(dir),
+    /// A `postgres://` or `postgresql://` URL is a PostgreSQL database; anything else
+    /// is a data dir.
+    pub fn parse(text: &str) -> Location {
+        if is_postgres_url(text) {
+            Location::Postgres(text.to_owned())
+        } else {
+            Location::DataDir(std::path::PathBuf::from(text))
         }
     }
+
+    /// Whether a registry exists there already (never creates one). PostgreSQL:
+    /// whether the database holds a registry's schema (an unreachable server is an
+    /// error, not a "no").
+    pub async fn exists(&self) -> Result<bool, StoreError> {
+        match self {
+            Location::DataDir(dir) => Ok(SqliteStore::exists_in(dir)),
+            Location::Postgres(url) => PostgresStore::exists_at(url).await,
+        }
+    }
+}
+
+/// Whether `text` names a PostgreSQL database (scheme compared case-insensitively).
+pub fn is_postgres_url(text: &str) -> bool {
+    let scheme = text.split_once("://").map(|(s, _)| s);
+    scheme
+        .is_some_and(|s| s.eq_ignore_ascii_case("postgres") || s.eq_ignore_ascii_case("postgresql"))
+}
+
+/// `url` with any password replaced by `***`: the one in the user-info part
+/// (`user:secret@host`) and a `password=` query parameter.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => format!("{userinfo}@{host}"),
+        },
+        None => authority.to_owned(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let params: Vec<String> = query
+                .split('&')
+                .map(|param| match param.split_once('=') {
+                    Some((key, _)) if key.eq_ignore_ascii_case("password") => {
+                        format!("{key}=***")
+                    }
+                    _ => param.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", params.join("&"))
+        }
+        None => tail.to_owned(),
+    };
+    format!("{scheme}://{authority}{tail}")
 }
 
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Location::DataDir(dir) => write!(f, "the data dir `{}`", dir.display()),
+            Location::Postgres(url) => write!(f, "the database `{}`", redact_url(url)),
+        }
+    }
+}
+
+impl fmt::Debug for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::DataDir(dir) => f.debug_tuple("DataDir").field(dir).finish(),
+            Location::Postgres(url) => f.debug_tuple("Postgres").field(&redact_url(url)).finish(),
         }
     }
 }
 
 /// Opens (creating if missing) the store at `location`, schema brought up to date.
+/// A PostgreSQL database must exist; its tables are created on first open.
 pub async fn open(location: &Location) -> Result<std::sync::Arc<dyn Store>, StoreError> {
     match location {
         Location::DataDir(dir) => Ok(std::sync::Arc::new(SqliteStore::open(dir).await?)),
+        Location::Postgres(url) => Ok(std::sync::Arc::new(PostgresStore::open(url).await?)),
     }
 }
 
