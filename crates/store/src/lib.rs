@@ -1107,6 +1107,11 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
     // ---- health
 
+    /// The backend's name, as health answers show it (`sqlite`, `postgres`).
+    fn backend(&self) -> &'static str {
+        "unknown"
+    }
+
     /// Whether writes can commit now, answered cheaply for health checks: `Ok` unless
     /// the latest write failed for want of space or for I/O ([`StoreError::Full`],
     /// [`StoreError::Unavailable`]) and nothing since has shown that writes work again

@@ -1570,6 +1570,10 @@ impl Store for PostgresStore {
         })
     }
 
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
     async fn writable(&self) -> Result<(), StoreError> {
         // A round trip on a pooled connection, bounded: the server is reachable and
         // not a read-only standby (after a failover, the old primary may be one). A
