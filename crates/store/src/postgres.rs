@@ -246,8 +246,10 @@ impl PostgresStore {
         // Migrations on a connection of their own, without our timeouts: waiting for
         // another replica's migration, or a long one, is not a stuck request.
         // (A one-connection pool: `Migrator::run` on a bare connection is not `Send`.)
+        // An unreachable server is retried for `acquire_timeout`, not sqlx's 30 s.
         let migrator = PgPoolOptions::new()
             .max_connections(1)
+            .acquire_timeout(options.acquire_timeout)
             .connect_with(base.clone())
             .await
             .map_err(db_err)?;

@@ -282,13 +282,12 @@ async fn a_bad_url_is_refused_without_echoing_it() {
 
 #[tokio::test]
 async fn an_unreachable_server_is_unavailable() {
-    // A port nobody listens on (the test server's, plus one, is as good as any).
-    let e = PostgresStore::open_with(
-        "postgres://postgres@127.0.0.1:1/postgres",
-        PostgresOptions::default(),
-    )
-    .await
-    .unwrap_err();
+    // Port 1: nobody listens there. Connecting is retried until `acquire_timeout`.
+    let mut options = PostgresOptions::default();
+    options.acquire_timeout = Duration::from_millis(300);
+    let e = PostgresStore::open_with("postgres://postgres@127.0.0.1:1/postgres", options)
+        .await
+        .unwrap_err();
     assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
 }
 
