@@ -433,7 +433,7 @@ impl Store for PostgresStore {
         now_ms: i64,
         audit: &AuditRecord,
     ) -> Result<(), StoreError> {
-        // One writer: the count and the delete see the same keys.
+        // The log head is held: the count and the update see the same keys.
         in_write_tx!(self, |tx| {
             let admins: i64 = sqlx::query_scalar(
                 "SELECT COUNT(*) FROM api_keys WHERE kind = $1 AND revoked_at_ms IS NULL",
