@@ -9,28 +9,33 @@
 //! wait for each other and the schema is migrated once; a migrator that dies releases
 //! the lock with its session.
 //!
-//! **Serialization.** Every write transaction begins by locking the one row of
-//! `log_head` (`SELECT … FOR UPDATE`), which holds the audit log's size. So writers,
-//! in every process, run one after the other on what matters: audit indexes are
-//! handed out gapless and in commit order, a budget is read and charged by one
-//! transaction at a time, and a revocation's feed position (drawn from an identity
-//! column inside the locked section) is in commit order too. Lock order, always: the
-//! log head first, then budget rows (`FOR UPDATE` in the ledger's reads, redundant
-//! under the head's lock but a guard if a writer ever skips it), then whatever rows
-//! the statement touches. Because every writer takes the head first, writers cannot
-//! deadlock with each other, and READ COMMITTED is enough: each statement after the
-//! lock sees everything committed before it was granted. Transactions are still
-//! retried, a few times with a short back-off, on `serialization_failure` (40001)
-//! and `deadlock_detected` (40P01): the closure is run again from `BEGIN`, which the
-//! ledger allows (`Decide` is `Fn`). Reads take no lock.
+//! **Serialization.** The audit log's layout, the change feed and the decision batch
+//! are written once for every backend (`store::log`, `store::ledger`); this file
+//! implements their transaction traits (`LogRead`, `LogTx`, `LedgerTx`) with SQL on
+//! a `PgConnection`, and nothing of the Merkle layout. Every audited write begins
+//! with `log::lock`, whose first statement locks the one row of `log_head`
+//! (`SELECT … FOR UPDATE`; it holds the audit log's size), and ends with the one
+//! `Head::append` of its audit records and its `Change`s. So writers, in every
+//! process, run one after the other on what matters: audit indexes and change
+//! positions are handed out gapless and in commit order, and a budget is read and
+//! charged by one transaction at a time. Lock order, always: the log head first,
+//! then budget rows (`FOR UPDATE` in the ledger's reads, redundant under the head's
+//! lock but a guard if a writer ever skips it), then whatever rows the statement
+//! touches. Because every writer takes the head first, writers cannot deadlock with
+//! each other, and READ COMMITTED is enough: each statement after the lock sees
+//! everything committed before it was granted. The writes that append nothing (a
+//! checkpoint, the log and receipt keys: one insert-if-absent each) take no head.
+//! Transactions are still retried, a few times with a short back-off, on
+//! `serialization_failure` (40001) and `deadlock_detected` (40P01): the closure is run
+//! again from `BEGIN`, which the ledger allows (`Decide` is `Fn`). Reads take no lock.
 //!
-//! **Positions.** Pagination cursors name the last item (`list_agents`: an agent id,
-//! resolved to its `seq`); `seq` is assigned under the log head's lock, so a page
-//! boundary is never passed by an agent that commits later. `revocations_since` reads
-//! its `next` and its rows in one REPEATABLE READ snapshot, and positions are drawn
-//! while holding the lock, so every position at or below `next` is committed (or
-//! rolled back for good) when the snapshot is taken: a position is never passed by a
-//! revocation that commits later.
+//! **Positions.** A change's position and an agent's listing position (`list_pos`,
+//! the audit index of its registration) are handed out under the head's lock, which
+//! is released only once the commit is visible; so when a reader sees position N
+//! committed, every position below N has committed (or was never used). That is why
+//! `changes_since` (`log::changes_since`: the head position, then the rows up to it)
+//! needs no snapshot, and why a `list_agents` page boundary (`store::Cursor`, naming
+//! the last agent) is never passed by an agent that commits later.
 //!
 //! **Errors.** A unique violation is `Conflict(ConflictKind)` by constraint name
 //! (never the server's text), a foreign-key violation `NotFound`, the database
@@ -56,7 +61,7 @@ use async_trait::async_trait;
 use bonafide_core::apikey::{ApiKeyHash, KeyKind};
 use bonafide_core::ids::{AgentId, IssuerId, ReceiptId, ReceiverId, TokenId};
 use bonafide_core::keys::Algorithm;
-use bonafide_core::merkle::{self, Frontier, Hash};
+use bonafide_core::merkle::Hash;
 use bonafide_core::names;
 use bonafide_core::policy::Decimal;
 use sqlx::error::DatabaseError;
@@ -66,11 +71,13 @@ use sqlx::{Connection, Postgres, QueryBuilder, Transaction};
 
 use crate::ConflictKind;
 use crate::ledger::{self, BudgetRow, Claimed, LedgerTx};
+use crate::log;
 use crate::{
-    Agent, AgentKey, AgentStatus, ApiKeyRecord, AuditRecord, AuditRow, BudgetKey, CheckpointRecord,
-    DecisionItem, DecisionOutcome, DelegationRecord, IdempotencyClaim, Issuer, IssuerKey, KeyState,
-    LogKeyRecord, NonceClaim, Page, ReceiptKeyRecord, ReceiptRecord, Receiver, RevocationFeed,
-    Revocations, RevokedToken, SigningKeyRecord, Store, StoreError, TokenRecord,
+    Agent, AgentKey, AgentStatus, ApiKeyRecord, AuditRecord, AuditRow, BudgetKey, Change,
+    ChangeFeed, ChangePosition, CheckpointRecord, Cursor, DecisionItem, DecisionOutcome,
+    DelegationRecord, IdempotencyClaim, Issuer, IssuerKey, KeyState, LogKeyRecord, NonceClaim,
+    Page, ReceiptKeyRecord, ReceiptRecord, Receiver, Revocations, SigningKeyRecord, Store,
+    StoreError, TokenRecord,
 };
 
 /// Largest page `list_agents` returns, whatever the caller asks.
@@ -310,15 +317,11 @@ impl PostgresStore {
         self.pool.close().await;
     }
 
-    /// Begins a write transaction and locks the log head: the first lock of every
-    /// write (see the module docs for the order).
+    /// Begins a write transaction (READ COMMITTED). An audited write's first
+    /// statement is then [`log::lock`], which locks the log head (see the module docs
+    /// for the order).
     async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
-        sqlx::query("SELECT size FROM log_head WHERE id = 1 FOR UPDATE")
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        Ok(tx)
+        self.pool.begin().await.map_err(db_err)
     }
 
     /// Test support for the retry loop: appends `records` as
@@ -347,7 +350,8 @@ impl PostgresStore {
         let mut attempts = 0;
         let first = in_write_tx!(self, |tx, attempt| {
             attempts = attempt;
-            let first = append_audit(&mut tx, records).await?;
+            let log = log::lock(&mut *tx).await?;
+            let first = log.append(&mut *tx, records, &[]).await?;
             if attempt <= failures {
                 sqlx::raw_sql(sqlx::AssertSqlSafe(raise.clone()))
                     .execute(&mut *tx)
@@ -358,6 +362,76 @@ impl PostgresStore {
         })?;
         Ok((first, attempts))
     }
+}
+
+/// Test support (the conformance suite's fresh stores): scratch databases on a server
+/// whose URL names a role that may create databases.
+#[cfg(any(test, feature = "conformance"))]
+#[doc(hidden)]
+impl PostgresStore {
+    /// Creates the empty database `name` (lowercase ASCII letters, digits and `_`,
+    /// at most 63 bytes: PostgreSQL would silently truncate a longer name) on the
+    /// server at `admin_url`; returns `admin_url` naming it instead.
+    pub async fn create_test_database(admin_url: &str, name: &str) -> Result<String, StoreError> {
+        let url = url_with_database(admin_url, check_test_database_name(name)?)?;
+        let mut conn = PgConnection::connect_with(&connect_options(admin_url)?)
+            .await
+            .map_err(db_err)?;
+        let created = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .execute(&mut conn)
+            .await
+            .map_err(db_err);
+        let _ = conn.close().await;
+        created.map(|_| url)
+    }
+
+    /// Drops the database `name` on the server at `admin_url`, ending its sessions.
+    pub async fn drop_test_database(admin_url: &str, name: &str) -> Result<(), StoreError> {
+        let name = check_test_database_name(name)?;
+        let mut conn = PgConnection::connect_with(&connect_options(admin_url)?)
+            .await
+            .map_err(db_err)?;
+        let dropped = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+        )))
+        .execute(&mut conn)
+        .await
+        .map_err(db_err);
+        let _ = conn.close().await;
+        dropped.map(drop)
+    }
+}
+
+/// `name` if it is safe to splice into SQL and a URL as a database name.
+#[cfg(any(test, feature = "conformance"))]
+fn check_test_database_name(name: &str) -> Result<&str, StoreError> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if ok {
+        Ok(name)
+    } else {
+        Err(StoreError::Backend("not a test database name".into()))
+    }
+}
+
+/// `url` with its path (the database) replaced by `/name`, its query kept.
+#[cfg(any(test, feature = "conformance"))]
+fn url_with_database(url: &str, name: &str) -> Result<String, StoreError> {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let (scheme, rest) = base
+        .split_once("://")
+        .ok_or_else(|| StoreError::Backend("not a postgres:// URL".into()))?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    Ok(match query {
+        Some(query) => format!("{scheme}://{authority}/{name}?{query}"),
+        None => format!("{scheme}://{authority}/{name}"),
+    })
 }
 
 /// Whether `e` is this backend's mapping of a serialization failure or deadlock.
@@ -374,6 +448,7 @@ impl Store for PostgresStore {
         audit: &AuditRecord,
     ) -> Result<(), StoreError> {
         in_write_tx!(self, |tx| {
+            let log = log::lock(&mut *tx).await?;
             // A key revoked before stays revoked: supplying it again is refused.
             let revoked: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM api_keys WHERE hash = $1 AND revoked_at_ms IS NOT NULL)",
@@ -396,9 +471,7 @@ impl Store for PostgresStore {
             .await
             .map_err(db_err)?
             .rows_affected();
-            if added > 0 {
-                append_audit(&mut tx, std::slice::from_ref(audit)).await?;
-            }
+            log.append(&mut *tx, audited(added > 0, audit), &[]).await?;
             Ok(())
         })
     }
@@ -435,6 +508,7 @@ impl Store for PostgresStore {
     ) -> Result<(), StoreError> {
         // The log head is held: the count and the update see the same keys.
         in_write_tx!(self, |tx| {
+            let log = log::lock(&mut *tx).await?;
             let admins: i64 = sqlx::query_scalar(
                 "SELECT COUNT(*) FROM api_keys WHERE kind = $1 AND revoked_at_ms IS NULL",
             )
@@ -464,7 +538,12 @@ impl Store for PostgresStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err)?;
-            append_audit(&mut tx, std::slice::from_ref(audit)).await?;
+            log.append(
+                &mut *tx,
+                std::slice::from_ref(audit),
+                &[Change::ApiKeyRevoked(*hash)],
+            )
+            .await?;
             Ok(())
         })
     }
@@ -489,6 +568,7 @@ impl Store for PostgresStore {
         audit: &AuditRecord,
     ) -> Result<(), StoreError> {
         in_write_tx!(self, |tx| {
+            let log = log::lock(&mut *tx).await?;
             sqlx::query(
                 "INSERT INTO issuers (id, name, name_key, created_at_ms) VALUES ($1, $2, $3, $4)",
             )
@@ -509,7 +589,8 @@ impl Store for PostgresStore {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-            append_audit(&mut tx, std::slice::from_ref(audit)).await?;
+            log.append(&mut *tx, std::slice::from_ref(audit), &[])
+                .await?;
             Ok(())
         })
     }
@@ -543,6 +624,7 @@ impl Store for PostgresStore {
         audit: &AuditRecord,
     ) -> Result<(), StoreError> {
         in_write_tx!(self, |tx| {
+            let log = log::lock(&mut *tx).await?;
             sqlx::query("INSERT INTO receivers (id, name, created_at_ms) VALUES ($1, $2, $3)")
                 .bind(receiver.id.as_str())
                 .bind(&receiver.name)
@@ -561,7 +643,8 @@ impl Store for PostgresStore {
             .await
             .map_err(db_err)?;
             insert_audiences(&mut tx, &receiver.id, &receiver.audiences).await?;
-            append_audit(&mut tx, std::slice::from_ref(audit)).await?;
+            log.append(&mut *tx, std::slice::from_ref(audit), &[])
+                .await?;
             Ok(())
         })
     }
@@ -593,6 +676,7 @@ impl Store for PostgresStore {
         audit: &AuditRecord,
     ) -> Result<(), StoreError> {
         in_write_tx!(self, |tx| {
+            let log = log::lock(&mut *tx).await?;
             let known = sqlx::query_scalar::<_, i32>("SELECT 1 FROM receivers WHERE id = $1")
                 .bind(id.as_str())
                 .fetch_optional(&mut *tx)
@@ -608,7 +692,12 @@ impl Store for PostgresStore {
                 .map_err(db_err)?;
             // Another receiver's audience is a unique violation: `Conflict`, nothing kept.
             insert_audiences(&mut tx, id, audiences).await?;
-            append_audit(&mut tx, std::slice::from_ref(audit)).await?;
+            log.append(
+                &mut *tx,
+                std::slice::from_ref(audit),
+                &[Change::ReceiverChanged(id.clone())],
+            )
+            .await?;
             Ok(())
         })
     }
@@ -626,11 +715,12 @@ impl Store for PostgresStore {
         let scopes = to_json(&agent.scopes)?;
         let audience = agent.audience.as_deref().map(to_json).transpose()?;
         in_write_tx!(self, |tx| {
+            let log = log::lock(&mut *tx).await?;
             sqlx::query(
                 "INSERT INTO agents (id, issuer_id, name, description, scopes, audience, \
              token_ttl_s, status, created_at_ms, revoked_at_ms, revoke_reason, policy, user_ref, \
-             suspended_at_ms, suspend_reason, allow_bearer_tokens) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+             suspended_at_ms, suspend_reason, allow_bearer_tokens, list_pos) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
             )
             .bind(agent.id.as_str())
             .bind(agent.issuer_id.as_str())
@@ -648,15 +738,23 @@ impl Store for PostgresStore {
             .bind(agent.suspended_at_ms)
             .bind(agent.suspend_reason.as_deref())
             .bind(agent.allow_bearer_tokens)
+            // Its place in listings: the index its registration's entry gets, handed
+            // out under the log head, so commit order across replicas.
+            .bind(to_i64(log.size())?)
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-            insert_token(&mut tx, first_token).await?;
+            let mut changes = Vec::new();
+            if insert_token(&mut tx, first_token).await? {
+                changes.push(Change::SigningKeysChanged);
+            }
             if let Some(key) = first_key {
                 refuse_key_held_elsewhere(&mut tx, &key.jkt, &agent.issuer_id).await?;
                 insert_agent_key(&mut tx, key).await?;
+                changes.push(Change::AgentKeysChanged(agent.id.clone()));
             }
-            append_audit(&mut tx, std::slice::from_ref(audit)).await?;
+            log.append(&mut *tx, std::slice::from_ref(audit), &changes)
+                .await?;
             Ok(())
         })
     }
@@ -674,6 +772,7 @@ impl Store for PostgresStore {
             return Err(StoreError::Conflict(ConflictKind::KeyNotAgents));
         }
         in_write_tx!(self, |tx| {
+            let log = log::lock(&mut *tx).await?;
             let row = own_agent_row(&mut tx, issuer, agent).await?;
             if row.status == AgentStatus::Revoked.as_str() {
                 return Err(StoreError::Conflict(ConflictKind::AgentRevoked));
@@ -712,7 +811,12 @@ impl Store for PostgresStore {
             .await
             .map_err(db_err)?;
             insert_agent_key(&mut tx, new_key).await?;
-            append_audit(&mut tx, std::slice::from_ref(audit)).await?;
+            log.append(
+                &mut *tx,
+                std::slice::from_ref(audit),
+                &[Change::AgentKeysChanged(agent.clone())],
+            )
+            .await?;
             select_agent_keys(&mut tx, agent).await
         })
     }
@@ -750,15 +854,16 @@ impl Store for PostgresStore {
     async fn list_agents(
         &self,
         issuer: &IssuerId,
-        after: Option<&AgentId>,
+        after: Option<&Cursor>,
         limit: u32,
-    ) -> Result<Page<Agent, AgentId>, StoreError> {
+    ) -> Result<Page<Agent>, StoreError> {
         let limit = limit.clamp(1, MAX_PAGE);
         // Agents are never deleted, so the agent a cursor names keeps its place.
-        let after_seq: i64 = match after {
-            None => 0,
-            Some(id) => {
-                sqlx::query_scalar("SELECT seq FROM agents WHERE id = $1 AND issuer_id = $2")
+        let after_pos: i64 = match after {
+            None => -1,
+            Some(cursor) => {
+                let id = cursor.agent().ok_or(StoreError::NotFound)?;
+                sqlx::query_scalar("SELECT list_pos FROM agents WHERE id = $1 AND issuer_id = $2")
                     .bind(id.as_str())
                     .bind(issuer.as_str())
                     .fetch_optional(&self.pool)
@@ -771,10 +876,10 @@ impl Store for PostgresStore {
         let mut rows = sqlx::query_as::<_, AgentRow>(concat!(
             "SELECT ",
             agent_columns!(),
-            " FROM agents WHERE issuer_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+            " FROM agents WHERE issuer_id = $1 AND list_pos > $2 ORDER BY list_pos LIMIT $3"
         ))
         .bind(issuer.as_str())
-        .bind(after_seq)
+        .bind(after_pos)
         .bind(i64::from(limit) + 1)
         .fetch_all(&self.pool)
         .await
@@ -786,7 +891,7 @@ impl Store for PostgresStore {
             .map(AgentRow::into_agent)
             .collect::<Result<_, _>>()?;
         let next = if more {
-            items.last().map(|a| a.id.clone())
+            items.last().map(|a| Cursor::after_agent(&a.id))
         } else {
             None
         };
@@ -802,6 +907,7 @@ impl Store for PostgresStore {
         audit: &AuditRecord,
     ) -> Result<Agent, StoreError> {
         let row = in_write_tx!(self, |tx| {
+            let log = log::lock(&mut *tx).await?;
             let mut row = own_agent_row(&mut tx, issuer, id).await?;
             // Active or suspended (both `active` in the `status` column).
             let was_active = row.status == AgentStatus::Active.as_str();
@@ -823,7 +929,6 @@ impl Store for PostgresStore {
                 row.revoke_reason = reason.map(str::to_owned);
                 row.suspended_at_ms = None;
                 row.suspend_reason = None;
-                feed_agent(&mut tx, id).await?;
             }
             // Also on a repeated call: a token recorded after the first revocation must not
             // stay valid. Tokens already revoked keep their time.
@@ -836,9 +941,15 @@ impl Store for PostgresStore {
         .await
         .map_err(db_err)?
         .rows_affected();
-            if was_active || tokens > 0 {
-                append_audit(&mut tx, std::slice::from_ref(audit)).await?;
-            }
+            // A repeated call that revoked late tokens is audited; the agent's revocation
+            // (already in the feed) covers them.
+            let changes = if was_active {
+                vec![Change::AgentRevoked(id.clone())]
+            } else {
+                Vec::new()
+            };
+            log.append(&mut *tx, audited(was_active || tokens > 0, audit), &changes)
+                .await?;
             Ok(row)
         })?;
         row.into_agent()
@@ -853,12 +964,14 @@ impl Store for PostgresStore {
         audit: &AuditRecord,
     ) -> Result<Agent, StoreError> {
         let row = in_write_tx!(self, |tx| {
+            let log = log::lock(&mut *tx).await?;
             let mut row = own_agent_row(&mut tx, issuer, id).await?;
             if row.status != AgentStatus::Active.as_str() {
                 return Err(StoreError::Conflict(ConflictKind::AgentRevoked));
             }
             // Suspending twice keeps the first suspension (time and reason).
-            if row.suspended_at_ms.is_none() {
+            let changed = row.suspended_at_ms.is_none();
+            if changed {
                 sqlx::query(
                     "UPDATE agents SET suspended_at_ms = $1, suspend_reason = $2 WHERE seq = $3",
                 )
@@ -870,8 +983,14 @@ impl Store for PostgresStore {
                 .map_err(db_err)?;
                 row.suspended_at_ms = Some(now_ms);
                 row.suspend_reason = reason.map(str::to_owned);
-                append_audit(&mut tx, std::slice::from_ref(audit)).await?;
             }
+            let changes = if changed {
+                vec![Change::AgentSuspended(id.clone())]
+            } else {
+                Vec::new()
+            };
+            log.append(&mut *tx, audited(changed, audit), &changes)
+                .await?;
             Ok(row)
         })?;
         row.into_agent()
@@ -884,11 +1003,13 @@ impl Store for PostgresStore {
         audit: &AuditRecord,
     ) -> Result<Agent, StoreError> {
         let row = in_write_tx!(self, |tx| {
+            let log = log::lock(&mut *tx).await?;
             let mut row = own_agent_row(&mut tx, issuer, id).await?;
             if row.status != AgentStatus::Active.as_str() {
                 return Err(StoreError::Conflict(ConflictKind::AgentRevoked));
             }
-            if row.suspended_at_ms.is_some() {
+            let changed = row.suspended_at_ms.is_some();
+            if changed {
                 sqlx::query(
                 "UPDATE agents SET suspended_at_ms = NULL, suspend_reason = NULL WHERE seq = $1",
             )
@@ -898,8 +1019,14 @@ impl Store for PostgresStore {
             .map_err(db_err)?;
                 row.suspended_at_ms = None;
                 row.suspend_reason = None;
-                append_audit(&mut tx, std::slice::from_ref(audit)).await?;
             }
+            let changes = if changed {
+                vec![Change::AgentReactivated(id.clone())]
+            } else {
+                Vec::new()
+            };
+            log.append(&mut *tx, audited(changed, audit), &changes)
+                .await?;
             Ok(row)
         })?;
         row.into_agent()
@@ -922,8 +1049,14 @@ impl Store for PostgresStore {
         audit: &AuditRecord,
     ) -> Result<(), StoreError> {
         in_write_tx!(self, |tx| {
-            insert_token(&mut tx, token).await?;
-            append_audit(&mut tx, std::slice::from_ref(audit)).await?;
+            let log = log::lock(&mut *tx).await?;
+            let extended = insert_token(&mut tx, token).await?;
+            log.append(
+                &mut *tx,
+                std::slice::from_ref(audit),
+                signing_keys_changed(extended),
+            )
+            .await?;
             Ok(())
         })
     }
@@ -949,7 +1082,8 @@ impl Store for PostgresStore {
         audit: &AuditRecord,
     ) -> Result<(), StoreError> {
         in_write_tx!(self, |tx| {
-            insert_token(&mut tx, token).await?;
+            let log = log::lock(&mut *tx).await?;
+            let extended = insert_token(&mut tx, token).await?;
             sqlx::query(
                 "INSERT INTO delegations \
              (jti, parent_jti, actor_id, ancestor_policies, ancestor_keys, created_at_ms) \
@@ -964,7 +1098,12 @@ impl Store for PostgresStore {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-            append_audit(&mut tx, std::slice::from_ref(audit)).await?;
+            log.append(
+                &mut *tx,
+                std::slice::from_ref(audit),
+                signing_keys_changed(extended),
+            )
+            .await?;
             Ok(())
         })
     }
@@ -1001,6 +1140,7 @@ impl Store for PostgresStore {
         audit: &AuditRecord,
     ) -> Result<TokenRecord, StoreError> {
         let row = in_write_tx!(self, |tx| {
+            let log = log::lock(&mut *tx).await?;
             let changed = sqlx::query(
                 "UPDATE tokens SET revoked_at_ms = $1 \
              WHERE jti = $2 AND issuer_id = $3 AND revoked_at_ms IS NULL",
@@ -1012,9 +1152,6 @@ impl Store for PostgresStore {
             .await
             .map_err(db_err)?
             .rows_affected();
-            if changed > 0 {
-                feed_token(&mut tx, jti).await?;
-            }
             let row = sqlx::query_as::<_, TokenRow>(concat!(
                 "SELECT ",
                 token_columns!(),
@@ -1026,9 +1163,16 @@ impl Store for PostgresStore {
             .await
             .map_err(db_err)?
             .ok_or(StoreError::NotFound)?;
-            if changed > 0 {
-                append_audit(&mut tx, std::slice::from_ref(audit)).await?;
-            }
+            let changes = if changed > 0 {
+                vec![Change::TokenRevoked {
+                    jti: jti.clone(),
+                    expires_at_s: row.expires_at_s,
+                }]
+            } else {
+                Vec::new()
+            };
+            log.append(&mut *tx, audited(changed > 0, audit), &changes)
+                .await?;
             Ok(row)
         })?;
         row.into_record()
@@ -1065,60 +1209,16 @@ impl Store for PostgresStore {
         })
     }
 
-    async fn revocations_since(
+    async fn changes_since(
         &self,
-        after: u64,
+        after: ChangePosition,
         expired_by_s: i64,
-    ) -> Result<RevocationFeed, StoreError> {
-        let after = to_i64(after)?;
-        // One snapshot for `next` and both lists. Every feed position is drawn under
-        // the log head's lock and the lock is released only after the commit is
-        // visible, so when this snapshot is taken, every position up to the largest
-        // it sees belongs to a transaction that has already committed or rolled back:
-        // none commits later below `next` (see the module docs).
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .await
-            .map_err(db_err)?;
-        let next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM revocation_feed")
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        let agents: Vec<String> = sqlx::query_scalar(
-            "SELECT agent_id FROM revocation_feed \
-             WHERE agent_id IS NOT NULL AND seq > $1 ORDER BY seq",
-        )
-        .bind(after)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        let tokens: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT jti, expires_at_s FROM revocation_feed \
-             WHERE jti IS NOT NULL AND expires_at_s > $1 AND seq > $2 ORDER BY seq",
-        )
-        .bind(expired_by_s)
-        .bind(after)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(RevocationFeed {
-            agents: agents
-                .iter()
-                .map(|id| parse_id(id, "agent id"))
-                .collect::<Result<_, _>>()?,
-            tokens: tokens
-                .iter()
-                .map(|(jti, exp)| {
-                    Ok(RevokedToken {
-                        jti: parse_id(jti, "token id")?,
-                        expires_at_s: *exp,
-                    })
-                })
-                .collect::<Result<_, StoreError>>()?,
-            next: u64::try_from(next).map_err(|_| corrupt("revocation feed position"))?,
-        })
+        limit: u32,
+    ) -> Result<ChangeFeed, StoreError> {
+        // Two autocommitted statements (the head, then the rows up to it) need no
+        // snapshot: see the module docs (positions).
+        let mut conn = self.pool.acquire().await.map_err(db_err)?;
+        log::changes_since(&mut *conn, after, expired_by_s, limit).await
     }
 
     async fn revoke_issuer_signed_token(
@@ -1132,6 +1232,7 @@ impl Store for PostgresStore {
             return Err(StoreError::NotFound);
         }
         let row = in_write_tx!(self, |tx| {
+            let log = log::lock(&mut *tx).await?;
             // Unknown until now (the issuer signed it offline): record it. A jti stored
             // already (this issuer's or another's) is left as it is; the ownership check
             // below decides. The (agent, issuer) foreign key refuses another's agent.
@@ -1174,9 +1275,6 @@ impl Store for PostgresStore {
             .await
             .map_err(db_err)?
             .rows_affected();
-            if changed > 0 || extended > 0 {
-                feed_token(&mut tx, &token.jti).await?;
-            }
             let row = sqlx::query_as::<_, TokenRow>(concat!(
                 "SELECT ",
                 token_columns!(),
@@ -1188,9 +1286,17 @@ impl Store for PostgresStore {
             .await
             .map_err(db_err)?
             .ok_or(StoreError::NotFound)?;
-            if changed > 0 {
-                append_audit(&mut tx, std::slice::from_ref(audit)).await?;
-            }
+            // A longer-lived revocation is a change for readers, though not audited again.
+            let changes = if changed > 0 || extended > 0 {
+                vec![Change::TokenRevoked {
+                    jti: token.jti.clone(),
+                    expires_at_s: row.expires_at_s,
+                }]
+            } else {
+                Vec::new()
+            };
+            log.append(&mut *tx, audited(changed > 0, audit), &changes)
+                .await?;
             Ok(row)
         })?;
         row.into_record()
@@ -1198,6 +1304,7 @@ impl Store for PostgresStore {
 
     async fn add_issuer_key(&self, key: &IssuerKey, audit: &AuditRecord) -> Result<(), StoreError> {
         in_write_tx!(self, |tx| {
+            let log = log::lock(&mut *tx).await?;
             sqlx::query(
                 "INSERT INTO issuer_keys (kid, issuer_id, alg, jwk, created_at_ms, revoked_at_ms) \
              VALUES ($1, $2, $3, $4, $5, $6)",
@@ -1211,7 +1318,12 @@ impl Store for PostgresStore {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-            append_audit(&mut tx, std::slice::from_ref(audit)).await?;
+            log.append(
+                &mut *tx,
+                std::slice::from_ref(audit),
+                &[Change::IssuerKeysChanged(key.issuer_id.clone())],
+            )
+            .await?;
             Ok(())
         })
     }
@@ -1253,6 +1365,7 @@ impl Store for PostgresStore {
         audit: &AuditRecord,
     ) -> Result<IssuerKey, StoreError> {
         let row = in_write_tx!(self, |tx| {
+            let log = log::lock(&mut *tx).await?;
             let changed = sqlx::query(
                 "UPDATE issuer_keys SET revoked_at_ms = $1 \
              WHERE kid = $2 AND issuer_id = $3 AND revoked_at_ms IS NULL",
@@ -1275,9 +1388,13 @@ impl Store for PostgresStore {
             .await
             .map_err(db_err)?
             .ok_or(StoreError::NotFound)?;
-            if changed > 0 {
-                append_audit(&mut tx, std::slice::from_ref(audit)).await?;
-            }
+            let changes = if changed > 0 {
+                vec![Change::IssuerKeysChanged(issuer.clone())]
+            } else {
+                Vec::new()
+            };
+            log.append(&mut *tx, audited(changed > 0, audit), &changes)
+                .await?;
             Ok(row)
         })?;
         row.into_record()
@@ -1289,6 +1406,7 @@ impl Store for PostgresStore {
         audit: &AuditRecord,
     ) -> Result<(), StoreError> {
         in_write_tx!(self, |tx| {
+            let log = log::lock(&mut *tx).await?;
             // The key must still be the issuer's and unrevoked now, not only when the
             // JWKS was fetched.
             let live: Option<i32> = sqlx::query_scalar(
@@ -1314,7 +1432,12 @@ impl Store for PostgresStore {
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-            append_audit(&mut tx, std::slice::from_ref(audit)).await?;
+            log.append(
+                &mut *tx,
+                std::slice::from_ref(audit),
+                &[Change::IssuerDomainChanged(domain.issuer_id.clone())],
+            )
+            .await?;
             Ok(())
         })
     }
@@ -1366,6 +1489,7 @@ impl Store for PostgresStore {
         audit: &AuditRecord,
     ) -> Result<(), StoreError> {
         in_write_tx!(self, |tx| {
+            let log = log::lock(&mut *tx).await?;
             sqlx::query(
                 "UPDATE signing_keys SET state = $1, publish_until_s = COALESCE( \
                  (SELECT MAX(expires_at_s) FROM tokens WHERE tokens.kid = signing_keys.kid), $2) \
@@ -1389,13 +1513,21 @@ impl Store for PostgresStore {
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-            append_audit(&mut tx, std::slice::from_ref(audit)).await?;
+            log.append(
+                &mut *tx,
+                std::slice::from_ref(audit),
+                &[Change::SigningKeysChanged],
+            )
+            .await?;
             Ok(())
         })
     }
 
     async fn audit_append(&self, records: &[AuditRecord]) -> Result<u64, StoreError> {
-        in_write_tx!(self, |tx| { append_audit(&mut tx, records).await })
+        in_write_tx!(self, |tx| {
+            let log = log::lock(&mut *tx).await?;
+            log.append(&mut *tx, records, &[]).await
+        })
     }
 
     async fn audit_size(&self) -> Result<u64, StoreError> {
@@ -1405,7 +1537,7 @@ impl Store for PostgresStore {
 
     async fn audit_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, StoreError> {
         let mut conn = self.pool.acquire().await.map_err(db_err)?;
-        read_hashes(&mut conn, indexes).await
+        log::read_hashes(&mut *conn, indexes).await
     }
 
     async fn audit_entries(&self, start: u64, end: u64) -> Result<Vec<AuditRow>, StoreError> {
@@ -1521,7 +1653,7 @@ impl Store for PostgresStore {
         // so nothing changes between the reads, decisions and writes. On a retry the
         // whole batch is decided again from what is stored then (`Decide` is `Fn`).
         in_write_tx!(self, |tx| {
-            ledger::record_decisions(&mut Ledger(&mut tx), &items, now_ms).await
+            ledger::record_decisions(&mut *tx, &items, now_ms).await
         })
     }
 
@@ -1620,25 +1752,19 @@ impl Store for PostgresStore {
 
 // ---- decisions internals
 
-/// The ledger's reads and writes ([`LedgerTx`]) in a write transaction that holds
-/// the log head.
-struct Ledger<'c>(&'c mut PgConnection);
-
+/// The ledger's reads and writes ([`LedgerTx`]) in a write transaction, after
+/// [`log::lock`] (which `ledger::record_decisions` takes first).
 #[async_trait]
-impl LedgerTx for Ledger<'_> {
-    async fn log_head(&mut self) -> Result<u64, StoreError> {
-        audit_size(self.0).await
-    }
-
+impl LedgerTx for PgConnection {
     async fn read_claims(
         &mut self,
         claims: &[&IdempotencyClaim],
     ) -> Result<HashMap<(ReceiverId, String), Claimed>, StoreError> {
-        read_claims(self.0, claims).await
+        read_claims(self, claims).await
     }
 
     async fn read_budget(&mut self, key: &BudgetKey) -> Result<Option<Decimal>, StoreError> {
-        read_budget(self.0, key, true).await
+        read_budget(self, key, true).await
     }
 
     async fn live_nonces(
@@ -1663,7 +1789,7 @@ impl LedgerTx for Ledger<'_> {
             select.push(")");
             let rows: Vec<(String, String, i64)> = select
                 .build_query_as()
-                .fetch_all(&mut *self.0)
+                .fetch_all(&mut *self)
                 .await
                 .map_err(db_err)?;
             stored.extend(rows.into_iter().map(|(a, n, until)| ((a, n), until)));
@@ -1694,7 +1820,7 @@ impl LedgerTx for Ledger<'_> {
             select.push(")");
             let ids: Vec<String> = select
                 .build_query_scalar()
-                .fetch_all(&mut *self.0)
+                .fetch_all(&mut *self)
                 .await
                 .map_err(db_err)?;
             for id in ids {
@@ -1714,7 +1840,7 @@ impl LedgerTx for Ledger<'_> {
             .bind(n.agent.as_str())
             .bind(&n.nonce)
             .bind(n.expires_at_ms)
-            .execute(&mut *self.0)
+            .execute(&mut *self)
             .await
             .map_err(db_err)?;
         }
@@ -1737,15 +1863,11 @@ impl LedgerTx for Ledger<'_> {
             .bind(row.spent.to_string())
             .bind(row.cap.to_string())
             .bind(row.at_ms)
-            .execute(&mut *self.0)
+            .execute(&mut *self)
             .await
             .map_err(db_err)?;
         }
         Ok(())
-    }
-
-    async fn insert_audit_rows(&mut self, records: &[AuditRecord]) -> Result<u64, StoreError> {
-        append_audit(self.0, records).await
     }
 
     async fn insert_receipts(&mut self, receipts: &[ReceiptRecord]) -> Result<(), StoreError> {
@@ -1766,7 +1888,7 @@ impl LedgerTx for Ledger<'_> {
                     .push_bind(*audit_index)
                     .push_bind(receipt.created_at_ms);
             });
-            insert.build().execute(&mut *self.0).await.map_err(db_err)?;
+            insert.build().execute(&mut *self).await.map_err(db_err)?;
         }
         Ok(())
     }
@@ -1794,7 +1916,7 @@ impl LedgerTx for Ledger<'_> {
                     .push_bind(*audit_index)
                     .push_bind(claimed.created_at_ms);
             });
-            insert.build().execute(&mut *self.0).await.map_err(db_err)?;
+            insert.build().execute(&mut *self).await.map_err(db_err)?;
         }
         Ok(())
     }
@@ -1897,12 +2019,8 @@ fn to_i64(n: u64) -> Result<i64, StoreError> {
     i64::try_from(n).map_err(|_| StoreError::Backend(format!("{n} is out of range")))
 }
 
-fn log_err(e: merkle::LogError) -> StoreError {
-    StoreError::Backend(format!("audit log: {e}"))
-}
-
-/// The log's size as `log_head` holds it (committed with the rows it counts); inside a
-/// write transaction, the locked row.
+/// The log's size as `log_head` holds it (committed with the rows it counts), for
+/// readers: no lock.
 async fn audit_size(conn: &mut PgConnection) -> Result<u64, StoreError> {
     let size: i64 = sqlx::query_scalar("SELECT size FROM log_head WHERE id = 1")
         .fetch_one(&mut *conn)
@@ -1911,121 +2029,167 @@ async fn audit_size(conn: &mut PgConnection) -> Result<u64, StoreError> {
     u64::try_from(size).map_err(|_| corrupt("audit log size"))
 }
 
-/// Appends `records` inside the caller's write transaction, which holds the log head
-/// (so the size it reads is the index the first record gets, and no other writer can
-/// take it); returns the first index and advances the head.
-///
-/// Only the frontier of the current tree is read (one query, at most 62 hashes): every
-/// left sibling the new records need is on it (see `core::merkle::Frontier`).
-async fn append_audit(conn: &mut PgConnection, records: &[AuditRecord]) -> Result<u64, StoreError> {
-    let size = audit_size(conn).await?;
-    if records.is_empty() {
-        return Ok(size);
-    }
-    let hashes = read_hashes(conn, &Frontier::indexes(size)).await?;
-    let mut frontier = Frontier::from_hashes(size, hashes).map_err(log_err)?;
-    let mut rows = Vec::with_capacity(records.len());
-    for record in records {
-        let index = to_i64(frontier.size())?;
-        let stored = frontier
-            .append(merkle::leaf_hash(&record.entry))
-            .map_err(log_err)?;
-        let (leaf, nodes) = stored
-            .split_first()
-            .ok_or_else(|| StoreError::Backend("audit log: no leaf hash".into()))?;
-        let nodes: Vec<u8> = nodes.iter().flat_map(|h| h.0).collect();
-        rows.push((index, *leaf, nodes, record));
-    }
-    for chunk in rows.chunks(AUDIT_ROWS_PER_INSERT) {
-        let mut insert = QueryBuilder::<Postgres>::new(
-            "INSERT INTO audit_log (idx, leaf_hash, nodes, entry, agent_id, issuer_id, created_at_ms) ",
-        );
-        insert.push_values(chunk, |mut row, (index, leaf, nodes, record)| {
-            row.push_bind(*index)
-                .push_bind(leaf.0.to_vec())
-                .push_bind(nodes.clone())
-                .push_bind(record.entry.clone())
-                .push_bind(record.agent_id.as_ref().map(|a| a.as_str().to_owned()))
-                .push_bind(record.issuer_id.as_ref().map(|i| i.as_str().to_owned()))
-                .push_bind(record.created_at_ms);
-        });
-        insert.build().execute(&mut *conn).await.map_err(db_err)?;
-    }
-    let records = u64::try_from(records.len())
-        .map_err(|_| StoreError::Backend("too many audit records".into()))?;
-    sqlx::query("UPDATE log_head SET size = $1 WHERE id = 1")
-        .bind(to_i64(size.saturating_add(records))?)
-        .execute(&mut *conn)
-        .await
-        .map_err(db_err)?;
-    Ok(size)
-}
-
-/// The record that stores hash `index`, and the hash's position in that record's run
-/// (0 = leaf hash, k = k-th interior node).
-fn locate_hash(index: u64) -> Option<(u64, usize)> {
-    // Beyond the largest supported tree the index math is meaningless (and slow).
-    if index >= merkle::stored_hash_count(merkle::MAX_TREE_SIZE) {
-        return None;
-    }
-    let (level, n) = merkle::split_stored_hash_index(index);
-    // The node (level, n) is completed by the last leaf under it.
-    let record = n
-        .checked_add(1)?
-        .checked_shl(u32::from(level))?
-        .checked_sub(1)?;
-    if record > merkle::MAX_TREE_SIZE {
-        return None;
-    }
-    Some((record, usize::from(level)))
-}
-
-/// Reads stored hashes by stored-hash index: one query for all the records they live in.
-async fn read_hashes(conn: &mut PgConnection, indexes: &[u64]) -> Result<Vec<Hash>, StoreError> {
-    if indexes.is_empty() {
-        return Ok(Vec::new());
-    }
-    let located: Vec<(u64, usize)> = indexes
-        .iter()
-        .map(|&i| locate_hash(i).ok_or(StoreError::NotFound))
-        .collect::<Result<_, _>>()?;
-    let mut records: Vec<u64> = located.iter().map(|(r, _)| *r).collect();
-    records.sort_unstable();
-    records.dedup();
-    let mut runs: std::collections::HashMap<u64, (Vec<u8>, Vec<u8>)> =
-        std::collections::HashMap::with_capacity(records.len());
-    for chunk in records.chunks(MAX_IN_LIST) {
-        let mut select = QueryBuilder::<Postgres>::new(
-            "SELECT idx, leaf_hash, nodes FROM audit_log WHERE idx IN (",
-        );
-        let mut list = select.separated(", ");
-        for r in chunk {
-            list.push_bind(to_i64(*r)?);
-        }
-        select.push(")");
-        let rows: Vec<(i64, Vec<u8>, Vec<u8>)> = select
-            .build_query_as()
-            .fetch_all(&mut *conn)
+/// The audit log's rows and the change feed ([`log::LogRead`]) on any connection: a
+/// pooled one for proofs and the feed, a write transaction for appends.
+#[async_trait]
+impl log::LogRead for PgConnection {
+    async fn log_head(&mut self) -> Result<u64, StoreError> {
+        // The first lock of every write, held to commit: writers in every process
+        // queue here. Under READ COMMITTED a waiter that is granted the row reads the
+        // size its predecessor committed, and every later statement sees that
+        // predecessor's rows.
+        let size: i64 = sqlx::query_scalar("SELECT size FROM log_head WHERE id = 1 FOR UPDATE")
+            .fetch_one(&mut *self)
             .await
             .map_err(db_err)?;
-        for (idx, leaf, nodes) in rows {
-            let idx = u64::try_from(idx).map_err(|_| corrupt("audit index"))?;
-            runs.insert(idx, (leaf, nodes));
-        }
+        u64::try_from(size).map_err(|_| corrupt("audit log size"))
     }
-    located
-        .iter()
-        .map(|(record, level)| {
-            let (leaf, nodes) = runs.get(record).ok_or(StoreError::NotFound)?;
-            let bytes = match level.checked_sub(1) {
-                None => leaf.as_slice(),
-                Some(k) => nodes
-                    .get(k * 32..k * 32 + 32)
-                    .ok_or_else(|| corrupt("audit hashes"))?,
-            };
-            Hash::try_from(bytes).map_err(|_| corrupt("audit hash"))
-        })
-        .collect()
+
+    async fn read_hash_rows(
+        &mut self,
+        records: &[u64],
+    ) -> Result<HashMap<u64, log::HashRun>, StoreError> {
+        let mut runs = HashMap::with_capacity(records.len());
+        for chunk in records.chunks(MAX_IN_LIST) {
+            let mut select = QueryBuilder::<Postgres>::new(
+                "SELECT idx, leaf_hash, nodes FROM audit_log WHERE idx IN (",
+            );
+            let mut list = select.separated(", ");
+            for r in chunk {
+                list.push_bind(to_i64(*r)?);
+            }
+            select.push(")");
+            let rows: Vec<(i64, Vec<u8>, Vec<u8>)> = select
+                .build_query_as()
+                .fetch_all(&mut *self)
+                .await
+                .map_err(db_err)?;
+            for (idx, leaf, nodes) in rows {
+                let idx = u64::try_from(idx).map_err(|_| corrupt("audit index"))?;
+                // `nodes` is the run's interior hashes, 32 bytes each (the schema checks
+                // the length is a multiple of 32).
+                let nodes = nodes
+                    .chunks(32)
+                    .map(|h| Hash::try_from(h).map_err(|_| corrupt("audit hashes")))
+                    .collect::<Result<_, _>>()?;
+                let leaf =
+                    Hash::try_from(leaf.as_slice()).map_err(|_| corrupt("audit leaf hash"))?;
+                runs.insert(idx, log::HashRun { leaf, nodes });
+            }
+        }
+        Ok(runs)
+    }
+
+    async fn change_head(&mut self) -> Result<u64, StoreError> {
+        // A backward scan of the primary key. Outside a write this sees committed rows
+        // only, and every position below a committed one has committed (module docs).
+        let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(pos), 0) FROM changes")
+            .fetch_one(&mut *self)
+            .await
+            .map_err(db_err)?;
+        u64::try_from(head).map_err(|_| corrupt("change position"))
+    }
+
+    async fn read_changes(
+        &mut self,
+        after: u64,
+        up_to: u64,
+        expired_by_s: i64,
+        limit: u32,
+    ) -> Result<Vec<(u64, log::ChangeRow)>, StoreError> {
+        let rows: Vec<(i64, String, Option<String>, Option<i64>)> = sqlx::query_as(
+            "SELECT pos, kind, subject, expires_at_s FROM changes \
+             WHERE pos > $1 AND pos <= $2 AND (expires_at_s IS NULL OR expires_at_s > $3) \
+             ORDER BY pos LIMIT $4",
+        )
+        .bind(to_i64(after)?)
+        .bind(to_i64(up_to)?)
+        .bind(expired_by_s)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *self)
+        .await
+        .map_err(db_err)?;
+        rows.into_iter()
+            .map(|(pos, kind, subject, expires_at_s)| {
+                let pos = u64::try_from(pos).map_err(|_| corrupt("change position"))?;
+                Ok((
+                    pos,
+                    log::ChangeRow {
+                        kind,
+                        subject,
+                        expires_at_s,
+                    },
+                ))
+            })
+            .collect()
+    }
+}
+
+/// Appends ([`log::LogTx`]) in a write transaction that holds the log head.
+#[async_trait]
+impl log::LogTx for PgConnection {
+    async fn insert_audit_rows(&mut self, rows: &[log::LogRow<'_>]) -> Result<(), StoreError> {
+        let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
+            return Ok(());
+        };
+        for chunk in rows.chunks(AUDIT_ROWS_PER_INSERT) {
+            let chunk: Vec<(i64, &log::LogRow<'_>)> = chunk
+                .iter()
+                .map(|row| Ok((to_i64(row.index)?, row)))
+                .collect::<Result<_, StoreError>>()?;
+            let mut insert = QueryBuilder::<Postgres>::new(
+                "INSERT INTO audit_log \
+                 (idx, leaf_hash, nodes, entry, agent_id, issuer_id, created_at_ms) ",
+            );
+            insert.push_values(chunk, |mut b, (index, row)| {
+                let nodes: Vec<u8> = row.run.nodes.iter().flat_map(|h| h.0).collect();
+                b.push_bind(index)
+                    .push_bind(row.run.leaf.0.to_vec())
+                    .push_bind(nodes)
+                    .push_bind(row.record.entry.clone())
+                    .push_bind(row.record.agent_id.as_ref().map(|a| a.as_str().to_owned()))
+                    .push_bind(row.record.issuer_id.as_ref().map(|i| i.as_str().to_owned()))
+                    .push_bind(row.record.created_at_ms);
+            });
+            insert.build().execute(&mut *self).await.map_err(db_err)?;
+        }
+        // The head row holds the size readers see (`audit_size`): advance it in the
+        // same transaction. Guarded by the size it was at: a mismatch is a bug, never
+        // a second writer (the row is locked), and fails the write.
+        let moved = sqlx::query("UPDATE log_head SET size = $1 WHERE id = 1 AND size = $2")
+            .bind(to_i64(last.index.saturating_add(1))?)
+            .bind(to_i64(first.index)?)
+            .execute(&mut *self)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+        if moved != 1 {
+            return Err(StoreError::Backend(
+                "audit log: rows were not appended at the head".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn insert_changes(&mut self, rows: &[(u64, log::ChangeRow)]) -> Result<(), StoreError> {
+        for chunk in rows.chunks(AUDIT_ROWS_PER_INSERT) {
+            let chunk: Vec<(i64, &log::ChangeRow)> = chunk
+                .iter()
+                .map(|(pos, row)| Ok((to_i64(*pos)?, row)))
+                .collect::<Result<_, StoreError>>()?;
+            let mut insert = QueryBuilder::<Postgres>::new(
+                "INSERT INTO changes (pos, kind, subject, expires_at_s) ",
+            );
+            insert.push_values(chunk, |mut b, (pos, row)| {
+                b.push_bind(pos)
+                    .push_bind(row.kind.clone())
+                    .push_bind(row.subject.clone())
+                    .push_bind(row.expires_at_s);
+            });
+            insert.build().execute(&mut *self).await.map_err(db_err)?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(sqlx::FromRow)]
@@ -2070,31 +2234,9 @@ impl CheckpointRow {
     }
 }
 
-/// Appends a newly revoked agent to the revocation feed (in its revoking transaction).
-async fn feed_agent(conn: &mut PgConnection, id: &AgentId) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO revocation_feed (agent_id) VALUES ($1)")
-        .bind(id.as_str())
-        .execute(conn)
-        .await
-        .map_err(db_err)?;
-    Ok(())
-}
-
-/// Appends a newly revoked token, with its stored expiry, to the revocation feed (in
-/// its revoking transaction).
-async fn feed_token(conn: &mut PgConnection, jti: &TokenId) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO revocation_feed (jti, expires_at_s) \
-         SELECT jti, expires_at_s FROM tokens WHERE jti = $1",
-    )
-    .bind(jti.as_str())
-    .execute(conn)
-    .await
-    .map_err(db_err)?;
-    Ok(())
-}
-
-async fn insert_token(conn: &mut PgConnection, token: &TokenRecord) -> Result<(), StoreError> {
+/// Stores a token; true if that extended a retired signing key's publication (a
+/// change readers mirror).
+async fn insert_token(conn: &mut PgConnection, token: &TokenRecord) -> Result<bool, StoreError> {
     sqlx::query(
         "INSERT INTO tokens (jti, agent_id, issuer_id, kid, issued_at_s, expires_at_s, revoked_at_ms) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -2111,16 +2253,37 @@ async fn insert_token(conn: &mut PgConnection, token: &TokenRecord) -> Result<()
     .map_err(db_err)?;
     // A token signed just before a rotation may be recorded just after it: its key must
     // then stay published until this token expires too.
-    sqlx::query(
-        "UPDATE signing_keys SET publish_until_s = GREATEST(COALESCE(publish_until_s, 0), $1) \
-         WHERE kid = $2 AND state = 'retired'",
+    let extended = sqlx::query(
+        "UPDATE signing_keys SET publish_until_s = $1 \
+         WHERE kid = $2 AND state = 'retired' AND COALESCE(publish_until_s, 0) < $1",
     )
     .bind(token.expires_at_s)
     .bind(&token.kid)
     .execute(&mut *conn)
     .await
-    .map_err(db_err)?;
-    Ok(())
+    .map_err(db_err)?
+    .rows_affected();
+    Ok(extended > 0)
+}
+
+/// The write's audit record, or none when the write changed nothing (nothing is
+/// appended then: see [`Store`]'s docs).
+fn audited(changed: bool, audit: &AuditRecord) -> &[AuditRecord] {
+    if changed {
+        std::slice::from_ref(audit)
+    } else {
+        &[]
+    }
+}
+
+/// A recorded token's change: none, or the signing keys when it extended a retired
+/// key's publication.
+fn signing_keys_changed(extended: bool) -> &'static [Change] {
+    if extended {
+        &[Change::SigningKeysChanged]
+    } else {
+        &[]
+    }
 }
 
 // ---- rows: what PostgreSQL hands back, parsed into domain types. A row that does not parse
@@ -2545,6 +2708,17 @@ fn corrupt(what: &str) -> StoreError {
 /// Texts are for logs; they name the constraint or condition, never a bound value.
 fn db_err(e: sqlx::Error) -> StoreError {
     match &e {
+        // Positions handed out under the log head: taken twice is a bug, not a
+        // client's conflict.
+        sqlx::Error::Database(db)
+            if db.is_unique_violation()
+                && matches!(
+                    db.constraint(),
+                    Some("audit_log_pkey" | "changes_pkey" | "agents_by_issuer_list_pos")
+                ) =>
+        {
+            StoreError::Backend(e.to_string())
+        }
         sqlx::Error::Database(db) if db.is_unique_violation() => {
             StoreError::Conflict(conflict_kind(db.as_ref()))
         }

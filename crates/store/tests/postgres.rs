@@ -27,8 +27,9 @@ use bonafide_core::merkle::{self, Hash};
 use bonafide_core::policy::Decimal;
 use bonafide_store::conformance::audit_note;
 use bonafide_store::{
-    Agent, AgentStatus, BudgetCharge, BudgetKey, Decided, DecisionItem, DecisionOutcome, Issuer,
-    Location, PostgresOptions, PostgresStore, Store, StoreError, TokenRecord,
+    Agent, AgentStatus, BudgetCharge, BudgetKey, Change, ChangePosition, Decided, DecisionItem,
+    DecisionOutcome, Issuer, Location, PostgresOptions, PostgresStore, Store, StoreError,
+    TokenRecord,
 };
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{Connection, Executor};
@@ -253,7 +254,7 @@ async fn lock_waiter(conn: &mut PgConnection) -> i32 {
 #[test]
 fn location_parses_urls_and_never_shows_the_password() {
     let url = "postgres://bonafide:s3cret@db.internal:5432/registry?sslmode=require&password=other";
-    let location = Location::parse(url);
+    let location = Location::parse(url).unwrap();
     assert_eq!(location, Location::Postgres(url.to_owned()));
     let shown = format!("{location} {location:?}");
     assert!(
@@ -263,11 +264,11 @@ fn location_parses_urls_and_never_shows_the_password() {
     assert!(shown.contains("db.internal:5432/registry"), "{shown}");
     assert!(matches!(
         Location::parse("postgresql://h/db"),
-        Location::Postgres(_)
+        Ok(Location::Postgres(_))
     ));
     assert_eq!(
-        Location::parse("./bonafide-data"),
-        Location::DataDir("./bonafide-data".into())
+        Location::parse("sqlite://./bonafide-data"),
+        Ok(Location::DataDir("./bonafide-data".into()))
     );
 }
 
@@ -410,10 +411,10 @@ async fn a_statement_timeout_is_a_clear_unavailable() {
 
 /// Three stores on one database behave as one registry: migrations run once though
 /// they open at once, the audit log stays one gapless sequence, a shared budget is
-/// charged exactly up to its cap, and a revocation reader on one never misses a
-/// revocation committed through another.
+/// charged exactly up to its cap, and a reader of the change feed on one never misses
+/// a revocation committed through another, nor sees a position twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replicas_share_one_log_one_budget_and_one_revocation_feed() {
+async fn replicas_share_one_log_one_budget_and_one_change_feed() {
     const REPLICAS: usize = 3;
     const SPENDS: usize = 150;
     const CAP: i64 = 100;
@@ -523,13 +524,21 @@ async fn replicas_share_one_log_one_budget_and_one_revocation_feed() {
         let expected = tokens.len();
         tokio::spawn(async move {
             let mut seen = HashSet::new();
-            let mut after = 0;
+            let mut after = ChangePosition::START;
             let deadline = Instant::now() + Duration::from_secs(60);
             while seen.len() < expected {
                 assert!(Instant::now() < deadline, "the feed missed a revocation");
-                let feed = store.revocations_since(after, 0).await.unwrap();
+                // Small pages: the reader pages while writers commit.
+                let feed = store.changes_since(after, 0, 7).await.unwrap();
                 assert!(feed.next >= after);
-                seen.extend(feed.tokens.into_iter().map(|t| t.jti));
+                for change in feed.changes {
+                    match change {
+                        Change::TokenRevoked { jti, .. } => {
+                            assert!(seen.insert(jti), "a revocation read twice");
+                        }
+                        other => panic!("unexpected change {other:?}"),
+                    }
+                }
                 after = feed.next;
             }
             seen
@@ -549,6 +558,14 @@ async fn replicas_share_one_log_one_budget_and_one_revocation_feed() {
     assert_eq!(replicas[1].budget_spent(&key).await.unwrap(), cap);
     let seen = reader.await.unwrap();
     assert_eq!(seen.len(), tokens.len());
+    // Change positions, handed out by three processes' writers, are gapless: the last
+    // is the number of changes.
+    let all = replicas[0]
+        .changes_since(ChangePosition::START, 0, 1000)
+        .await
+        .unwrap();
+    assert_eq!(all.changes.len(), tokens.len());
+    assert_eq!(all.next, ChangePosition::new(tokens.len() as u64));
 
     let size = assert_log_is_one_sequence(&*replicas[2]).await;
     // Every spend, every append, each token's record and revocation: nothing lost.

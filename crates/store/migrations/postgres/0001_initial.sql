@@ -1,5 +1,5 @@
 -- Bonafide PostgreSQL schema, version 1: the SQLite schema's final state
--- (migrations/sqlite/0001…0015) in one file, same tables and column meanings.
+-- (migrations/sqlite/0001…0018) in one file, same tables and column meanings.
 --
 -- Times are Unix milliseconds (`_ms`, BIGINT) unless a column says seconds (`_s`).
 -- Ids are the prefixed base32 text of bonafide_core::ids. Hashes are BYTEA. Decimal
@@ -45,8 +45,8 @@ CREATE TABLE issuers (
 );
 
 CREATE TABLE agents (
-    -- Insertion order, which is commit order (every insert holds the log head): the
-    -- position behind `list_agents`' cursor.
+    -- The row's own number (identity order is not commit order with several writers:
+    -- listings use `list_pos`).
     seq                 BIGINT  GENERATED ALWAYS AS IDENTITY,
     id                  TEXT    NOT NULL,
     issuer_id           TEXT    NOT NULL REFERENCES issuers (id),
@@ -70,13 +70,17 @@ CREATE TABLE agents (
     suspend_reason      TEXT CHECK (suspend_reason IS NULL OR suspended_at_ms IS NOT NULL),
     -- The issuer opted out of the bound-token rule at registration.
     allow_bearer_tokens BOOLEAN NOT NULL DEFAULT FALSE,
+    -- Its place in listings (commit order): the audit index of the entry its
+    -- registration appended, handed out under the log head (`store::log`).
+    list_pos            BIGINT  NOT NULL CHECK (list_pos >= 0),
     CONSTRAINT agents_pkey PRIMARY KEY (seq),
     CONSTRAINT agents_id_unique UNIQUE (id),
     -- Target of the tokens' (agent_id, issuer_id) foreign key.
     CONSTRAINT agents_id_issuer_unique UNIQUE (id, issuer_id)
 );
 
-CREATE INDEX agents_by_issuer ON agents (issuer_id, seq);
+-- A page of `list_agents` is one range scan; a cursor's agent is found by its id.
+CREATE UNIQUE INDEX agents_by_issuer_list_pos ON agents (issuer_id, list_pos);
 CREATE INDEX agents_revoked ON agents (seq) WHERE status = 'revoked';
 CREATE INDEX agents_suspended ON agents (seq) WHERE suspended_at_ms IS NOT NULL;
 
@@ -282,21 +286,19 @@ CREATE TABLE delegations (
     CONSTRAINT delegations_pkey PRIMARY KEY (jti)
 );
 
--- The revocation feed: every revocation in commit order. `seq` is drawn inside the
--- revoking transaction while it holds the log head's lock, so positions are handed
--- out in commit order even with many writers (gaps from rolled-back transactions are
--- harmless: a reader only needs "never passed by a later commit").
-CREATE TABLE revocation_feed (
-    seq          BIGINT GENERATED ALWAYS AS IDENTITY,
-    agent_id     TEXT REFERENCES agents (id),
-    jti          TEXT REFERENCES tokens (jti),
-    -- The token's `exp`, Unix seconds.
+-- The change feed (`Store::changes_since`): what each write changed that a reader
+-- mirroring the store must reflect (revocations, suspensions, keys, domains,
+-- receivers, revoked API keys). `pos` is handed out by the write that records the
+-- change, under the log head's lock (`store::log`), so positions follow commit order
+-- across replicas and have no gaps. `kind` and `subject` are the backend-neutral
+-- encoding of `store::log::ChangeRow`.
+CREATE TABLE changes (
+    pos          BIGINT NOT NULL CHECK (pos > 0),
+    kind         TEXT   NOT NULL,
+    -- The agent, token, issuer or receiver id, or an API key hash (base64url).
+    subject      TEXT,
+    -- A revoked token's `exp`, Unix seconds: past it (plus leeway) the row is skipped.
     expires_at_s BIGINT,
-    CHECK ((agent_id IS NULL) <> (jti IS NULL)),
-    CHECK ((jti IS NULL) = (expires_at_s IS NULL)),
-    CONSTRAINT revocation_feed_pkey PRIMARY KEY (seq)
+    CHECK ((kind = 'token_revoked') = (expires_at_s IS NOT NULL)),
+    CONSTRAINT changes_pkey PRIMARY KEY (pos)
 );
-
-CREATE INDEX revocation_feed_tokens ON revocation_feed (expires_at_s, seq)
-    WHERE jti IS NOT NULL;
-CREATE INDEX revocation_feed_agents ON revocation_feed (seq) WHERE agent_id IS NOT NULL;
