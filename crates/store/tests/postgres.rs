@@ -50,17 +50,6 @@ fn admin_url() -> String {
     }
 }
 
-/// `url` naming database `name` instead of its own.
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, format!("?{query}")),
-        None => (url, String::new()),
-    };
-    let (scheme, rest) = base.split_once("://").unwrap();
-    let authority = rest.split('/').next().unwrap();
-    format!("{scheme}://{authority}/{name}{query}")
-}
-
 fn unique_name() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nanos = SystemTime::now()
@@ -93,12 +82,9 @@ impl TestDb {
     async fn create() -> TestDb {
         let admin = admin_url();
         let name = unique_name();
-        let mut conn = admin_connection(&admin).await;
-        conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        let url = PostgresStore::create_test_database(&admin, &name)
             .await
-            .unwrap();
-        let _ = conn.close().await;
-        let url = with_database(&admin, &name);
+            .unwrap_or_else(|e| panic!("cannot create a database at {URL_VAR}: {e}"));
         TestDb { admin, name, url }
     }
 
@@ -117,14 +103,7 @@ impl Drop for TestDb {
                 .enable_all()
                 .build()
                 .unwrap();
-            runtime.block_on(async move {
-                let mut conn = admin_connection(&admin).await;
-                conn.execute(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                )))
-                .await
-                .map(drop)
-            })
+            runtime.block_on(PostgresStore::drop_test_database(&admin, &name))
         })
         .join();
         if !matches!(dropped, Ok(Ok(()))) {
@@ -231,6 +210,8 @@ async fn assert_log_is_one_sequence(store: &dyn Store) -> u64 {
 }
 
 /// Waits until a backend of `db` other than `conn`'s waits for a lock; its pid.
+/// `conn` must not be inside a transaction: there, `pg_stat_activity` is read once
+/// and kept until it ends, so a waiter that starts after the first poll is never seen.
 async fn lock_waiter(conn: &mut PgConnection) -> i32 {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -358,8 +339,8 @@ async fn a_connection_lost_mid_transaction_is_unavailable_then_recovers() {
         let store = Arc::clone(&store);
         async move { store.audit_append(&[audit_note()]).await }
     });
-    let pid = lock_waiter(&mut holder).await;
     let mut admin = db.connect().await;
+    let pid = lock_waiter(&mut admin).await;
     let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
         .bind(pid)
         .fetch_one(&mut admin)
