@@ -127,8 +127,9 @@ macro_rules! issuer_key_columns {
 }
 
 /// Runs `$body` (a block evaluating to `Result<T, StoreError>`, in which `?` and
-/// `return` end the attempt) inside a write transaction that holds the log head, and
-/// commits it when the body returns `Ok`. A serialization failure or deadlock, in the
+/// `return` end the attempt) inside a write transaction (an audited body's first
+/// statement is `log::lock`, taking the log head), and commits it when the body
+/// returns `Ok`. A serialization failure or deadlock, in the
 /// body or at commit, rolls the attempt back and runs the body again in a new
 /// transaction, up to [`MAX_ATTEMPTS`]; any other error is returned as it is (the
 /// dropped transaction rolls back). `|tx, attempt|` also names the attempt (from 1).
@@ -1615,7 +1616,8 @@ impl Store for PostgresStore {
 
     async fn audit_log_key(&self, candidate: &LogKeyRecord) -> Result<LogKeyRecord, StoreError> {
         // Replicas starting at once may each offer a candidate: the first insert wins
-        // (the others wait on the log head, then see it) and all read the same key.
+        // (another waits on its primary key, then inserts nothing; READ COMMITTED: the
+        // read after it sees the winner) and all read the same key.
         let (origin, signer_key, created_at_ms) = in_write_tx!(self, |tx| {
             sqlx::query(
             "INSERT INTO audit_log_key (id, origin, signer_key, created_at_ms) VALUES (1, $1, $2, $3) \
@@ -1649,9 +1651,10 @@ impl Store for PostgresStore {
         if items.is_empty() {
             return Ok(Vec::new());
         }
-        // The log head is locked first: everything the batch reads is read under it,
-        // so nothing changes between the reads, decisions and writes. On a retry the
-        // whole batch is decided again from what is stored then (`Decide` is `Fn`).
+        // The log head is locked first (`ledger::record_decisions` takes `log::lock`):
+        // everything the batch reads is read under it, so nothing changes between the
+        // reads, decisions and writes. On a retry the whole batch is decided again
+        // from what is stored then (`Decide` is `Fn`).
         in_write_tx!(self, |tx| {
             ledger::record_decisions(&mut *tx, &items, now_ms).await
         })
