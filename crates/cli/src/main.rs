@@ -178,9 +178,8 @@ struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// Where the SQLite database lives (created if missing).
-    #[arg(long, env = "BONAFIDE_DATA_DIR", default_value = "./bonafide-data")]
-    data_dir: PathBuf,
+    #[command(flatten)]
+    store: StoreArgs,
     /// Public base URL (token `iss`), http:// or https://; default http://<listen
     /// address>.
     #[arg(long, env = "BONAFIDE_PUBLIC_URL", value_parser = public_url)]
@@ -217,6 +216,42 @@ struct ServeArgs {
     /// file-descriptor limit (ulimit -n). Default 512.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: Option<u32>,
+}
+
+/// Where the registry keeps its data: `serve` and every command that opens the store
+/// directly take the same flags, so they agree on the backend.
+#[derive(Debug, Args)]
+struct StoreArgs {
+    /// Where the SQLite database lives (created if missing).
+    #[arg(long, env = "BONAFIDE_DATA_DIR", default_value = "./bonafide-data")]
+    data_dir: PathBuf,
+    /// A PostgreSQL database instead of the data dir:
+    /// postgres://USER:PASSWORD@HOST:PORT/DB (libpq parameters such as sslmode and
+    /// sslrootcert honoured). Its tables are created or migrated on start.
+    #[arg(
+        long,
+        env = "BONAFIDE_DATABASE_URL",
+        hide_env_values = true,
+        conflicts_with = "data_dir"
+    )]
+    database_url: Option<String>,
+}
+
+impl StoreArgs {
+    /// The store these flags name. `--database-url` must be a postgres:// or
+    /// postgresql:// URL; checked here rather than by clap, whose message would repeat
+    /// the value (and its password).
+    fn location(&self) -> Result<Location> {
+        match &self.database_url {
+            Some(url) if bonafide_store::is_postgres_url(url) => {
+                Ok(Location::Postgres(url.clone()))
+            }
+            Some(_) => Err(Failure::usage(
+                "--database-url (BONAFIDE_DATABASE_URL) must start with postgres:// or postgresql://",
+            )),
+            None => Ok(Location::DataDir(self.data_dir.clone())),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -395,12 +430,12 @@ struct VerifyArgs {
 
 #[derive(Debug, Subcommand)]
 enum KeysCmd {
-    /// Rotate the registry signing key in a data dir (a running server picks it up
-    /// within seconds). Old tokens keep verifying until they expire.
+    /// Rotate the registry signing key in a data dir or database (a running server
+    /// picks it up within seconds). Old tokens keep verifying until they expire.
     Rotate {
-        /// The server's data dir (the same default and variable as `serve`).
-        #[arg(long, env = "BONAFIDE_DATA_DIR", default_value = "./bonafide-data")]
-        data_dir: PathBuf,
+        /// The server's store (the same flags, defaults and variables as `serve`).
+        #[command(flatten)]
+        store: StoreArgs,
         /// Algorithm of the new key (default: the current key's).
         #[arg(long)]
         alg: Option<Algorithm>,
@@ -716,15 +751,24 @@ async fn run(cli: Cli, out: Out) -> Result<ExitCode> {
         Command::Audit(AuditCmd::Entry { index }) => audit::entry(&cli.url, index, out).await,
         Command::Audit(AuditCmd::Proof { index }) => audit::proof(&cli.url, index).await,
         Command::Receipt(ReceiptCmd::Verify(args)) => receipt::verify(args, out).await,
-        Command::Keys(KeysCmd::Rotate { data_dir, alg }) => {
+        Command::Keys(KeysCmd::Rotate { store, alg }) => {
             // Never create a fresh registry by mistake: after a key compromise, rotating
             // the wrong directory would leave the real server signing with the old key.
-            let location = Location::DataDir(data_dir.clone());
-            if !location.exists() {
-                bail!(
-                    "no Bonafide database in `{}`: pass the server's --data-dir",
-                    data_dir.display()
-                );
+            let location = store.location()?;
+            if !location
+                .exists()
+                .await
+                .with_context(|| format!("cannot open {location}"))?
+            {
+                match &location {
+                    Location::DataDir(dir) => bail!(
+                        "no Bonafide database in `{}`: pass the server's --data-dir",
+                        dir.display()
+                    ),
+                    _ => bail!(
+                        "no Bonafide registry in {location}: pass the server's --database-url"
+                    ),
+                }
             }
             let store = bonafide_store::open(&location)
                 .await
@@ -829,11 +873,11 @@ fn public_url(text: &str) -> Result<String, String> {
 
 async fn serve(args: ServeArgs) -> Result<()> {
     init_logging(&args.log_format)?;
-    let location = Location::DataDir(args.data_dir.clone());
+    let location = args.store.location()?;
     let store = bonafide_store::open(&location)
         .await
         .with_context(|| format!("cannot open {location}"))?;
-    bootstrap_admin(&*store, &args.data_dir).await?;
+    bootstrap_admin(&*store, &location).await?;
     let defaults = Config::default();
     let config = Config {
         public_url: args.public_url.clone().unwrap_or_default(),
@@ -854,7 +898,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let shutdown = shutdown_signal()?;
     let addr = server.local_addr()?;
     say_what_was_kept(&server.state(), &args);
-    tracing::info!(%addr, data_dir = %args.data_dir.display(), "bonafide listening");
+    tracing::info!(%addr, store = %location, "bonafide listening");
     eprintln!("bonafide listening on http://{addr}");
     server.run(shutdown).await?;
     tracing::info!("bonafide stopped");
@@ -889,8 +933,9 @@ fn say_what_was_kept(state: &bonafide_server::AppState, args: &ServeArgs) {
 }
 
 /// First start: create an admin key, print it once to stderr and keep it in
-/// `<data-dir>/admin.key` (0600). `BONAFIDE_ADMIN_KEY` supplies it instead.
-async fn bootstrap_admin(store: &dyn Store, data_dir: &Path) -> Result<()> {
+/// `<data-dir>/admin.key` (0600; with PostgreSQL there is no data dir: printed only).
+/// `BONAFIDE_ADMIN_KEY` supplies it instead.
+async fn bootstrap_admin(store: &dyn Store, location: &Location) -> Result<()> {
     if let Ok(text) = std::env::var("BONAFIDE_ADMIN_KEY") {
         let key = ApiKey::parse(text.trim()).map_err(|e| {
             anyhow!("BONAFIDE_ADMIN_KEY: {e}; make one with `bonafide keys new-admin-key`")
@@ -919,6 +964,16 @@ async fn bootstrap_admin(store: &dyn Store, data_dir: &Path) -> Result<()> {
         return Ok(());
     }
     let key = ApiKey::from_random(KeyKind::Admin, random20()?);
+    let Location::DataDir(data_dir) = location else {
+        // Replicas share the database, not a directory: nowhere to keep it but the
+        // operator's hands (set BONAFIDE_ADMIN_KEY on every replica instead).
+        add_admin_key(store, &key).await?;
+        eprintln!(
+            "created the admin API key (shown once, not saved anywhere; give replicas BONAFIDE_ADMIN_KEY instead):\n  {}",
+            key.expose_secret()
+        );
+        return Ok(());
+    };
     let path = data_dir.join("admin.key");
     write_private(&path, &format!("{}\n", key.expose_secret()))?;
     add_admin_key(store, &key).await?;

@@ -2,8 +2,9 @@
 //!
 //! Each case is a `pub async fn` taking a fresh, empty store. [`conformance_tests!`]
 //! expands to one `#[tokio::test]` per case for a backend, so every case shows up by
-//! name in `cargo test`; the SQLite backend runs it in `tests/sqlite.rs`, and a
-//! PostgreSQL backend must pass the same cases unchanged.
+//! name in `cargo test`; the SQLite backend runs it in `tests/sqlite.rs`, the
+//! PostgreSQL backend in `tests/postgres.rs`, the same cases unchanged. [`run_at`]
+//! runs the same list ([`cases`]) against the store at a URL, either backend's.
 //!
 //! This is test support compiled into the library (so other crates' tests can run it):
 //! cases panic on failure, like tests do.
@@ -210,14 +211,17 @@ pub async fn run_at_env_url() {
 /// empty store made there and removed afterwards:
 /// - `sqlite://<dir>`: `<dir>` is a parent directory; each case gets a new data dir
 ///   inside it.
-/// - A backend with a server (PostgreSQL, to come) takes the URL of a database it may
-///   create databases from; each case creates its own and drops it afterwards.
+/// - `postgres://…`: the URL of a server and a role that may create databases; each
+///   case creates its own database there and drops it afterwards.
 ///
-/// Panics on a URL this build cannot open, naming the URL and why.
+/// Panics on a URL this build cannot open, naming the URL (its password never) and
+/// why.
 pub async fn run_at(url: &str) {
-    let location = Location::parse(url).unwrap_or_else(|e| panic!("{STORE_URL_ENV}=`{url}`: {e}"));
+    let shown = crate::redact_url(url);
+    let location =
+        Location::parse(url).unwrap_or_else(|e| panic!("{STORE_URL_ENV}=`{shown}`: {e}"));
     for (name, case) in cases() {
-        eprintln!("conformance at {url}: {name}");
+        eprintln!("conformance at {shown}: {name}");
         let (store, _fresh) = fresh_at(&location, name).await;
         case(store).await;
     }
@@ -231,6 +235,18 @@ async fn fresh_at(location: &Location, case: &str) -> (Arc<dyn Store>, Fresh) {
             let dir = parent.join(format!("conformance-{case}-{tag}"));
             (Fresh::Dir(dir.clone()), Location::DataDir(dir))
         }
+        Location::Postgres(admin) => {
+            // The tag, not the case name: database names are cut at 63 bytes.
+            let name = format!("bonafide_conformance_{tag}");
+            let url = crate::PostgresStore::create_test_database(admin, &name)
+                .await
+                .unwrap_or_else(|e| panic!("cannot create database {name} for {case}: {e}"));
+            let fresh = Fresh::Database {
+                admin: admin.clone(),
+                name,
+            };
+            (fresh, Location::Postgres(url))
+        }
     };
     let store = crate::open(&at)
         .await
@@ -241,6 +257,11 @@ async fn fresh_at(location: &Location, case: &str) -> (Arc<dyn Store>, Fresh) {
 /// Removes a case's store when the case ends (also when it fails).
 enum Fresh {
     Dir(std::path::PathBuf),
+    /// A database on the server at `admin`.
+    Database {
+        admin: String,
+        name: String,
+    },
 }
 
 impl Drop for Fresh {
@@ -249,6 +270,22 @@ impl Drop for Fresh {
             // Best effort: a leftover directory is named after its case.
             Fresh::Dir(dir) => {
                 let _ = std::fs::remove_dir_all(dir);
+            }
+            // Drop runs outside async (and maybe inside a runtime): a thread with a
+            // runtime of its own. Best effort, but said: a leftover database is named.
+            Fresh::Database { admin, name } => {
+                let (admin, shown) = (admin.clone(), name.clone());
+                let dropped = std::thread::spawn(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(|e| StoreError::Backend(e.to_string()))?;
+                    runtime.block_on(crate::PostgresStore::drop_test_database(&admin, &shown))
+                })
+                .join();
+                if !matches!(dropped, Ok(Ok(()))) {
+                    eprintln!("could not drop the conformance database {name}");
+                }
             }
         }
     }

@@ -7,15 +7,17 @@
 //!
 //! What does not depend on the backend is written once, over narrow transaction
 //! traits a backend implements with its SQL: [`ledger`] (the decision batch) and
-//! [`log`] (the audit log's layout, the change feed, the lock order). A second
-//! backend implements those traits and [`Store`], and passes the conformance suite:
-//! its own tests expand `conformance_tests!` with a `fresh` store, and any build's
-//! `tests/sqlite.rs` runs the suite against the store at `BONAFIDE_TEST_STORE_URL`
-//! when it is set (see `conformance::run_at`; each case on a fresh, empty store).
+//! [`log`] (the audit log's layout, the change feed, the lock order). Each backend
+//! (`sqlite.rs`, `postgres.rs`) implements those traits and [`Store`], and passes the
+//! conformance suite: its own tests expand `conformance_tests!` with a `fresh` store,
+//! and `conformance::run_at` runs the same cases against the store at a URL
+//! (`BONAFIDE_TEST_STORE_URL`; each case on a fresh, empty store).
 //!
-//! Architecture invariant: only this crate knows SQL. Times are Unix milliseconds
-//! (`_ms`) unless a field says seconds (`_s`, as in JWT claims); the caller passes
-//! `now`, the store reads no clock for what it stores or decides.
+//! Architecture invariant: only this crate knows SQL, and each backend's SQL stays in
+//! its module and its migrations (`sqlite.rs` and `migrations/sqlite/`, `postgres.rs`
+//! and `migrations/postgres/`); the shared logic (`ledger`, `log`) has none. Times are
+//! Unix milliseconds (`_ms`) unless a field says seconds (`_s`, as in JWT claims); the
+//! caller passes `now`, the store reads no clock for what it stores or decides.
 
 use std::fmt;
 
@@ -30,17 +32,24 @@ use bonafide_core::policy::Decimal;
 pub mod conformance;
 pub mod ledger;
 pub mod log;
+mod postgres;
 mod sqlite;
 
+pub use postgres::{PostgresOptions, PostgresStore};
 pub use sqlite::SqliteStore;
 
 /// Where a registry keeps its data. `serve` and every CLI command that opens the store
 /// directly (`keys rotate`) go through [`open`], so they always agree on the backend.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// `Debug` and `Display` never show a PostgreSQL URL's password.
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Location {
     /// Embedded SQLite: `<dir>/bonafide.db`.
     DataDir(std::path::PathBuf),
+    /// A PostgreSQL database: a `postgres://` or `postgresql://` URL, with libpq's
+    /// parameters (`sslmode`, `sslrootcert`, `options`, …).
+    Postgres(String),
 }
 
 /// Text that names no store this build can open ([`Location::parse`]).
@@ -48,17 +57,19 @@ pub enum Location {
 #[non_exhaustive]
 pub enum LocationError {
     /// Not `<scheme>:<rest>`, or nothing after the scheme.
-    #[error("`{0}` is not a store URL: expected `sqlite://<data dir>`")]
+    #[error("`{0}` is not a store URL: expected `sqlite://<data dir>` or `postgres://…`")]
     Malformed(String),
     /// A scheme this build has no backend for.
-    #[error("no `{0}` backend in this build (backends: `sqlite://<data dir>`)")]
+    #[error("no `{0}` backend in this build (backends: `sqlite://<data dir>`, `postgres://…`)")]
     UnsupportedScheme(String),
 }
 
 impl Location {
     /// Parses a store URL: `sqlite://<data dir>` (or `sqlite:<data dir>`; a path, so
-    /// `sqlite:///var/lib/bonafide` is absolute). Any other scheme is
-    /// [`LocationError::UnsupportedScheme`], never a silent fallback.
+    /// `sqlite:///var/lib/bonafide` is absolute), or a `postgres://` /
+    /// `postgresql://` URL, kept whole for libpq-style parsing at open. Any other
+    /// scheme is [`LocationError::UnsupportedScheme`], never a silent fallback. An
+    /// error never repeats a PostgreSQL URL (it may hold a password).
     pub fn parse(text: &str) -> Result<Location, LocationError> {
         let malformed = || LocationError::Malformed(text.to_owned());
         let (scheme, rest) = text.split_once(':').ok_or_else(malformed)?;
@@ -77,30 +88,89 @@ impl Location {
                 }
                 Ok(Location::DataDir(std::path::PathBuf::from(path)))
             }
+            "postgres" | "postgresql" => match rest.strip_prefix("//") {
+                Some(after) if !after.is_empty() => Ok(Location::Postgres(text.to_owned())),
+                _ => Err(LocationError::Malformed(format!("{scheme}:…"))),
+            },
             other => Err(LocationError::UnsupportedScheme(other.to_owned())),
         }
     }
 
-    /// Whether a registry exists there already (never creates one).
-    pub fn exists(&self) -> bool {
+    /// Whether a registry exists there already (never creates one). PostgreSQL:
+    /// whether the database holds a registry's schema (an unreachable server is an
+    /// error, not a "no").
+    pub async fn exists(&self) -> Result<bool, StoreError> {
         match self {
-            Location::DataDir(dir) => SqliteStore::exists_in(dir),
+            Location::DataDir(dir) => Ok(SqliteStore::exists_in(dir)),
+            Location::Postgres(url) => PostgresStore::exists_at(url).await,
         }
     }
+}
+
+/// Whether `text` names a PostgreSQL database (scheme compared case-insensitively).
+pub fn is_postgres_url(text: &str) -> bool {
+    let scheme = text.split_once("://").map(|(s, _)| s);
+    scheme
+        .is_some_and(|s| s.eq_ignore_ascii_case("postgres") || s.eq_ignore_ascii_case("postgresql"))
+}
+
+/// `url` with any password replaced by `***`: the one in the user-info part
+/// (`user:secret@host`) and a `password=` query parameter.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => format!("{userinfo}@{host}"),
+        },
+        None => authority.to_owned(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let params: Vec<String> = query
+                .split('&')
+                .map(|param| match param.split_once('=') {
+                    Some((key, _)) if key.eq_ignore_ascii_case("password") => {
+                        format!("{key}=***")
+                    }
+                    _ => param.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", params.join("&"))
+        }
+        None => tail.to_owned(),
+    };
+    format!("{scheme}://{authority}{tail}")
 }
 
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Location::DataDir(dir) => write!(f, "the data dir `{}`", dir.display()),
+            Location::Postgres(url) => write!(f, "the database `{}`", redact_url(url)),
+        }
+    }
+}
+
+impl fmt::Debug for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::DataDir(dir) => f.debug_tuple("DataDir").field(dir).finish(),
+            Location::Postgres(url) => f.debug_tuple("Postgres").field(&redact_url(url)).finish(),
         }
     }
 }
 
 /// Opens (creating if missing) the store at `location`, schema brought up to date.
+/// A PostgreSQL database must exist; its tables are created on first open.
 pub async fn open(location: &Location) -> Result<std::sync::Arc<dyn Store>, StoreError> {
     match location {
         Location::DataDir(dir) => Ok(std::sync::Arc::new(SqliteStore::open(dir).await?)),
+        Location::Postgres(url) => Ok(std::sync::Arc::new(PostgresStore::open(url).await?)),
     }
 }
 
@@ -1208,6 +1278,11 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
     // ---- health
 
+    /// The backend's name, as health answers show it (`sqlite`, `postgres`).
+    fn backend(&self) -> &'static str {
+        "unknown"
+    }
+
     /// Whether writes can commit now, answered cheaply for health checks: `Ok` unless
     /// the latest write failed for want of space or for I/O ([`StoreError::Full`],
     /// [`StoreError::Unavailable`]) and nothing since has shown that writes work again
@@ -1230,14 +1305,19 @@ mod tests {
             Location::parse("SQLite:data"),
             Ok(Location::DataDir("data".into()))
         );
-        for (url, scheme) in [
-            ("postgres://localhost/bonafide", "postgres"),
-            ("mysql://x", "mysql"),
+        for url in [
+            "postgres://localhost/bonafide",
+            "PostgreSQL://h/db?sslmode=require",
         ] {
-            let e = Location::parse(url);
-            assert_eq!(e, Err(LocationError::UnsupportedScheme(scheme.into())));
-            assert!(e.unwrap_err().to_string().contains("sqlite://"));
+            assert_eq!(Location::parse(url), Ok(Location::Postgres(url.into())));
         }
+        let e = Location::parse("mysql://x");
+        assert_eq!(e, Err(LocationError::UnsupportedScheme("mysql".into())));
+        let text = e.unwrap_err().to_string();
+        assert!(
+            text.contains("sqlite://") && text.contains("postgres://"),
+            "{text}"
+        );
         for bad in [
             "",
             "/var/lib/bonafide",
@@ -1245,11 +1325,12 @@ mod tests {
             "sqlite:",
             ":x",
             "a b:c",
+            "postgres://",
+            "postgres:user:s3cret@host/db",
         ] {
-            assert!(
-                matches!(Location::parse(bad), Err(LocationError::Malformed(_))),
-                "{bad:?}"
-            );
+            let e = Location::parse(bad);
+            assert!(matches!(e, Err(LocationError::Malformed(_))), "{bad:?}");
+            assert!(!e.unwrap_err().to_string().contains("s3cret"), "{bad:?}");
         }
     }
 

@@ -1657,6 +1657,10 @@ impl Store for SqliteStore {
         })
     }
 
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
     async fn writable(&self) -> Result<(), StoreError> {
         let since = {
             let mut failing = self.health.lock();

@@ -632,3 +632,45 @@ fn quiet_and_env_forms_print_only_the_values() {
         assert!(text(&out).contains("choose one form"), "{}", text(&out));
     }
 }
+
+/// `--database-url` is a PostgreSQL URL or refused at start, never echoed (it may hold
+/// a password), and it excludes `--data-dir`.
+#[test]
+fn database_url_is_checked_and_exclusive_with_data_dir() {
+    for args in [
+        &["serve", "--database-url", "mysql://u:s3cret@h/db"][..],
+        &["keys", "rotate", "--database-url", "sqlite://u:s3cret@h/db"][..],
+    ] {
+        let out = run("http://127.0.0.1:1", None, args);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        assert!(text(&out).contains("postgres://"), "{}", text(&out));
+        assert!(!text(&out).contains("s3cret"), "{}", text(&out));
+    }
+    let out = run(
+        "http://127.0.0.1:1",
+        None,
+        &[
+            "serve",
+            "--data-dir",
+            "./x",
+            "--database-url",
+            "postgres://u@127.0.0.1:1/db",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("cannot be used with"), "{}", text(&out));
+    // An unreachable database: a clear failure naming it without its password.
+    let out = run(
+        "http://127.0.0.1:1",
+        None,
+        &[
+            "keys",
+            "rotate",
+            "--database-url",
+            "postgres://u:s3cret@127.0.0.1:1/db",
+        ],
+    );
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("127.0.0.1:1/db"), "{}", text(&out));
+    assert!(!text(&out).contains("s3cret"), "{}", text(&out));
+}

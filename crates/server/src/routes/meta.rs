@@ -241,7 +241,7 @@ pub async fn health(State(state): State<Arc<AppState>>) -> Result<ApiJson<Health
             audit_log: true,
             proof_of_possession: true,
             delegation: true,
-            storage: "sqlite".into(),
+            storage: state.store.backend().into(),
         },
         counters: Counters {
             unverifiable_tokens: state.unverifiable_tokens(),

@@ -1,0 +1,2779 @@
+//! The PostgreSQL backend (13 or newer): one database that any number of registry
+//! processes (replicas) share.
+//!
+//! **Migrations** (`migrations/postgres/`) run on open through sqlx's migrator, on a
+//! connection of their own without the statement timeout. The migrator holds a
+//! session-level `pg_advisory_lock` (keyed by the database name) from before it reads
+//! `_sqlx_migrations` until it has applied everything (sqlx-postgres `migrate.rs`,
+//! `lock`/`unlock`; `Migrator::locking` defaults to on), so replicas starting at once
+//! wait for each other and the schema is migrated once; a migrator that dies releases
+//! the lock with its session.
+//!
+//! **Serialization.** The audit log's layout, the change feed and the decision batch
+//! are written once for every backend (`store::log`, `store::ledger`); this file
+//! implements their transaction traits (`LogRead`, `LogTx`, `LedgerTx`) with SQL on
+//! a `PgConnection`, and nothing of the Merkle layout. Every audited write begins
+//! with `log::lock`, whose first statement locks the one row of `log_head`
+//! (`SELECT … FOR UPDATE`; it holds the audit log's size), and ends with the one
+//! `Head::append` of its audit records and its `Change`s. So writers, in every
+//! process, run one after the other on what matters: audit indexes and change
+//! positions are handed out gapless and in commit order, and a budget is read and
+//! charged by one transaction at a time. Lock order, always: the log head first,
+//! then budget rows (`FOR UPDATE` in the ledger's reads, redundant under the head's
+//! lock but a guard if a writer ever skips it), then whatever rows the statement
+//! touches. Because every writer takes the head first, writers cannot deadlock with
+//! each other, and READ COMMITTED is enough: each statement after the lock sees
+//! everything committed before it was granted. The writes that append nothing (a
+//! checkpoint, the log and receipt keys: one insert-if-absent each) take no head.
+//! Transactions are still retried, a few times with a short back-off, on
+//! `serialization_failure` (40001) and `deadlock_detected` (40P01): the closure is run
+//! again from `BEGIN`, which the ledger allows (`Decide` is `Fn`). Reads take no lock.
+//!
+//! **Positions.** A change's position and an agent's listing position (`list_pos`,
+//! the audit index of its registration) are handed out under the head's lock, which
+//! is released only once the commit is visible; so when a reader sees position N
+//! committed, every position below N has committed (or was never used). That is why
+//! `changes_since` (`log::changes_since`: the head position, then the rows up to it)
+//! needs no snapshot, and why a `list_agents` page boundary (`store::Cursor`, naming
+//! the last agent) is never passed by an agent that commits later.
+//!
+//! **Errors.** A unique violation is `Conflict(ConflictKind)` by constraint name
+//! (never the server's text), a foreign-key violation `NotFound`, the database
+//! unreachable, shutting down, a read-only standby, a lost connection, a pool or
+//! statement timeout `Unavailable` (the server answers 503), a full disk `Full`. A
+//! lost connection is never retried here: a `COMMIT` cut off may have committed.
+//!
+//! **Timeouts.** Each connection sets `statement_timeout` (default
+//! [`PostgresOptions::statement_timeout`]; a lock wait counts) and
+//! `idle_in_transaction_session_timeout`, so neither a stuck query nor a stalled
+//! process holding the log head can hold the registry; the URL's own `options`
+//! setting either wins.
+//!
+//! Architecture invariant: PostgreSQL's SQL stays in this file and in
+//! `migrations/postgres/`.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bonafide_core::apikey::{ApiKeyHash, KeyKind};
+use bonafide_core::ids::{AgentId, IssuerId, ReceiptId, ReceiverId, TokenId};
+use bonafide_core::keys::Algorithm;
+use bonafide_core::merkle::Hash;
+use bonafide_core::names;
+use bonafide_core::policy::Decimal;
+use sqlx::error::DatabaseError;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::{Connection, Postgres, QueryBuilder, Transaction};
+
+use crate::ConflictKind;
+use crate::ledger::{self, BudgetRow, Claimed, LedgerTx};
+use crate::log;
+use crate::{
+    Agent, AgentKey, AgentStatus, ApiKeyRecord, AuditRecord, AuditRow, BudgetKey, Change,
+    ChangeFeed, ChangePosition, CheckpointRecord, Cursor, DecisionItem, DecisionOutcome,
+    DelegationRecord, IdempotencyClaim, Issuer, IssuerKey, KeyState, LogKeyRecord, NonceClaim,
+    Page, ReceiptKeyRecord, ReceiptRecord, Receiver, Revocations, SigningKeyRecord, Store,
+    StoreError, TokenRecord,
+};
+
+/// Largest page `list_agents` returns, whatever the caller asks.
+const MAX_PAGE: u32 = 1000;
+/// Audit rows per multi-row `INSERT` (7 bound values each; PostgreSQL takes 65,535).
+const AUDIT_ROWS_PER_INSERT: usize = 256;
+/// Bound values per `IN (…)` list when reading stored hashes or ranges.
+const MAX_IN_LIST: usize = 512;
+/// Idempotency records deleted per purge statement.
+const PURGE_CHUNK: i64 = 5_000;
+/// Largest range `audit_entries` reads at once, whatever the caller asks.
+const MAX_AUDIT_RANGE: u64 = 10_000;
+/// Receipt and idempotency rows per multi-row `INSERT` (6 bound values each).
+const DECISION_ROWS_PER_INSERT: usize = 256;
+/// Attempts of a write transaction that fails with a serialization failure or a
+/// deadlock (the first included).
+const MAX_ATTEMPTS: u32 = 5;
+/// Back-off before the second attempt; doubled for each later one.
+const FIRST_BACKOFF: Duration = Duration::from_millis(5);
+/// How long [`Store::writable`]'s probe may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// What a retryable failure's [`StoreError::Unavailable`] text starts with: the retry
+/// loop recognises its own mapping by it (the text never reaches a client).
+const RETRYABLE: &str = "transaction conflict (serialization failure or deadlock)";
+
+/// Columns of [`AgentRow`], as a literal for `concat!`.
+macro_rules! agent_columns {
+    () => {
+        "seq, id, issuer_id, name, description, scopes, audience, token_ttl_s, status, \
+         created_at_ms, revoked_at_ms, revoke_reason, policy, user_ref, suspended_at_ms, \
+         suspend_reason, allow_bearer_tokens"
+    };
+}
+
+/// Columns of [`TokenRow`], as a literal for `concat!`.
+macro_rules! token_columns {
+    () => {
+        "jti, agent_id, issuer_id, kid, issued_at_s, expires_at_s, revoked_at_ms"
+    };
+}
+
+/// Columns of [`IssuerKeyRow`], as a literal for `concat!`.
+macro_rules! issuer_key_columns {
+    () => {
+        "kid, issuer_id, alg, jwk, created_at_ms, revoked_at_ms"
+    };
+}
+
+/// Runs `$body` (a block evaluating to `Result<T, StoreError>`, in which `?` and
+/// `return` end the attempt) inside a write transaction (an audited body's first
+/// statement is `log::lock`, taking the log head), and commits it when the body
+/// returns `Ok`. A serialization failure or deadlock, in the
+/// body or at commit, rolls the attempt back and runs the body again in a new
+/// transaction, up to [`MAX_ATTEMPTS`]; any other error is returned as it is (the
+/// dropped transaction rolls back). `|tx, attempt|` also names the attempt (from 1).
+macro_rules! in_write_tx {
+    ($store:expr, |$tx:ident| $body:block) => {
+        in_write_tx!($store, |$tx, _attempt| $body)
+    };
+    ($store:expr, |$tx:ident, $attempt:ident| $body:block) => {{
+        let mut $attempt: u32 = 0;
+        loop {
+            $attempt += 1;
+            let outcome: Result<_, StoreError> = async {
+                #[allow(unused_mut)]
+                let mut $tx = $store.begin_write().await?;
+                let value: Result<_, StoreError> = $body;
+                let value = value?;
+                $tx.commit().await.map_err(db_err)?;
+                Ok(value)
+            }
+            .await;
+            match outcome {
+                Err(e) if retryable(&e) && $attempt < MAX_ATTEMPTS => {
+                    tracing::debug!(attempt = $attempt, error = %e, "retrying a write transaction");
+                    tokio::time::sleep(FIRST_BACKOFF * 2u32.pow($attempt - 1)).await;
+                }
+                other => break other,
+            }
+        }
+    }};
+}
+
+/// Tuning of a [`PostgresStore`]; [`Default`] suits a registry replica.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PostgresOptions {
+    /// `statement_timeout` of every connection (a lock wait counts): a statement
+    /// running longer fails with [`StoreError::Unavailable`]. A `statement_timeout` in
+    /// the URL's `options` wins.
+    pub statement_timeout: Duration,
+    /// Most connections this process holds.
+    pub max_connections: u32,
+    /// How long an operation waits for a free connection before
+    /// [`StoreError::Unavailable`].
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        PostgresOptions {
+            statement_timeout: Duration::from_secs(5),
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl PostgresOptions {
+    /// These options with another statement timeout.
+    pub fn with_statement_timeout(mut self, timeout: Duration) -> Self {
+        self.statement_timeout = timeout;
+        self
+    }
+
+    /// These options with another connection cap (at least 1).
+    pub fn with_max_connections(mut self, n: u32) -> Self {
+        self.max_connections = n.max(1);
+        self
+    }
+}
+
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The PostgreSQL [`Store`]. Cheap to share behind an `Arc`; `Debug` shows the
+/// server and database, never the password.
+pub struct PostgresStore {
+    pool: PgPool,
+    /// `host:port/database`, for logs.
+    target: String,
+}
+
+impl fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("target", &self.target)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The URL's connection options (`sslmode`, `sslrootcert`, `options`, `host`…, as
+/// libpq reads them). The error names the problem, never the URL (it may hold a
+/// password).
+fn connect_options(url: &str) -> Result<PgConnectOptions, StoreError> {
+    PgConnectOptions::from_str(url)
+        .map_err(|e| StoreError::Backend(format!("invalid PostgreSQL URL: {}", redact_error(&e))))
+}
+
+/// sqlx's configuration errors quote what they could not parse; keep only the kind.
+fn redact_error(e: &sqlx::Error) -> &'static str {
+    match e {
+        sqlx::Error::Configuration(_) => "it does not parse as a postgres:// URL",
+        _ => "it cannot be used",
+    }
+}
+
+impl PostgresStore {
+    /// Opens the database at `url` (`postgres://user:password@host:port/db?sslmode=…`)
+    /// with [`PostgresOptions::default`], its schema brought up to date.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        Self::open_with(url, PostgresOptions::default()).await
+    }
+
+    /// Opens the database at `url` with `options`, its schema brought up to date
+    /// (under the migrator's advisory lock, see the module docs).
+    pub async fn open_with(url: &str, options: PostgresOptions) -> Result<Self, StoreError> {
+        let base = connect_options(url)?;
+        let target = format!(
+            "{}:{}/{}",
+            base.get_host(),
+            base.get_port(),
+            base.get_database().unwrap_or("")
+        );
+        // Migrations on a connection of their own, without our timeouts: waiting for
+        // another replica's migration, or a long one, is not a stuck request.
+        // (A one-connection pool: `Migrator::run` on a bare connection is not `Send`.)
+        // An unreachable server is retried for `acquire_timeout`, not sqlx's 30 s.
+        let migrator = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(base.clone())
+            .await
+            .map_err(db_err)?;
+        let migrated = MIGRATOR.run(&migrator).await;
+        migrator.close().await;
+        migrated.map_err(|e| StoreError::Backend(format!("migration failed: {e}")))?;
+
+        let set = base.get_options().unwrap_or("").to_owned();
+        let mut timeouts: Vec<(&str, String)> = Vec::new();
+        if !set.contains("statement_timeout") {
+            timeouts.push((
+                "statement_timeout",
+                options.statement_timeout.as_millis().to_string(),
+            ));
+        }
+        // A process that stalls (or is partitioned away) inside a transaction holds the
+        // log head: the server ends such a session after this long, rolling it back.
+        if !set.contains("idle_in_transaction_session_timeout") {
+            let idle = options.statement_timeout.max(Duration::from_secs(1)) * 2;
+            timeouts.push((
+                "idle_in_transaction_session_timeout",
+                idle.as_millis().to_string(),
+            ));
+        }
+        let mut connect = base.options(timeouts);
+        if connect.get_application_name().is_none() {
+            connect = connect.application_name("bonafide");
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .acquire_timeout(options.acquire_timeout)
+            // Connections are pinged before use (the default): one the server closed
+            // (a restart, `pg_terminate_backend`) is replaced, not handed out.
+            .test_before_acquire(true)
+            .connect_with(connect)
+            .await
+            .map_err(db_err)?;
+        tracing::debug!(target = %target, "postgres store open");
+        Ok(PostgresStore { pool, target })
+    }
+
+    /// Whether a registry's schema exists in the database at `url` (never creates
+    /// one).
+    pub async fn exists_at(url: &str) -> Result<bool, StoreError> {
+        let mut conn = PgConnection::connect_with(&connect_options(url)?)
+            .await
+            .map_err(db_err)?;
+        let found: bool = sqlx::query_scalar("SELECT to_regclass('log_head') IS NOT NULL")
+            .fetch_one(&mut conn)
+            .await
+            .map_err(db_err)?;
+        let _ = conn.close().await;
+        Ok(found)
+    }
+
+    /// Closes every connection, waiting for those in use.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Begins a write transaction (READ COMMITTED). An audited write's first
+    /// statement is then [`log::lock`], which locks the log head (see the module docs
+    /// for the order).
+    async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
+        self.pool.begin().await.map_err(db_err)
+    }
+
+    /// Test support for the retry loop: appends `records` as
+    /// [`Store::audit_append`] does, but its first `failures` attempts raise SQLSTATE
+    /// `sqlstate` from the database after writing (a real error, rolled back as any).
+    /// Returns the first index and the number of attempts made.
+    #[cfg(feature = "conformance")]
+    #[doc(hidden)]
+    pub async fn audit_append_failing(
+        &self,
+        records: &[AuditRecord],
+        failures: u32,
+        sqlstate: &str,
+    ) -> Result<(u64, u32), StoreError> {
+        // SQLSTATEs are five characters of [0-9A-Z]; nothing else reaches the SQL.
+        if sqlstate.len() != 5
+            || !sqlstate
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
+        {
+            return Err(StoreError::Backend("not a SQLSTATE".into()));
+        }
+        let raise = format!(
+            "DO $$ BEGIN RAISE EXCEPTION 'provoked by a test' USING ERRCODE = '{sqlstate}'; END $$"
+        );
+        let mut attempts = 0;
+        let first = in_write_tx!(self, |tx, attempt| {
+            attempts = attempt;
+            let log = log::lock(&mut *tx).await?;
+            let first = log.append(&mut *tx, records, &[]).await?;
+            if attempt <= failures {
+                sqlx::raw_sql(sqlx::AssertSqlSafe(raise.clone()))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+            }
+            Ok::<_, StoreError>(first)
+        })?;
+        Ok((first, attempts))
+    }
+}
+
+/// Test support (the conformance suite's fresh stores): scratch databases on a server
+/// whose URL names a role that may create databases.
+#[cfg(any(test, feature = "conformance"))]
+#[doc(hidden)]
+impl PostgresStore {
+    /// Creates the empty database `name` (lowercase ASCII letters, digits and `_`,
+    /// at most 63 bytes: PostgreSQL would silently truncate a longer name) on the
+    /// server at `admin_url`; returns `admin_url` naming it instead.
+    pub async fn create_test_database(admin_url: &str, name: &str) -> Result<String, StoreError> {
+        let url = url_with_database(admin_url, check_test_database_name(name)?)?;
+        let mut conn = PgConnection::connect_with(&connect_options(admin_url)?)
+            .await
+            .map_err(db_err)?;
+        let created = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .execute(&mut conn)
+            .await
+            .map_err(db_err);
+        let _ = conn.close().await;
+        created.map(|_| url)
+    }
+
+    /// Drops the database `name` on the server at `admin_url`, ending its sessions.
+    pub async fn drop_test_database(admin_url: &str, name: &str) -> Result<(), StoreError> {
+        let name = check_test_database_name(name)?;
+        let mut conn = PgConnection::connect_with(&connect_options(admin_url)?)
+            .await
+            .map_err(db_err)?;
+        let dropped = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+        )))
+        .execute(&mut conn)
+        .await
+        .map_err(db_err);
+        let _ = conn.close().await;
+        dropped.map(drop)
+    }
+}
+
+/// `name` if it is safe to splice into SQL and a URL as a database name.
+#[cfg(any(test, feature = "conformance"))]
+fn check_test_database_name(name: &str) -> Result<&str, StoreError> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if ok {
+        Ok(name)
+    } else {
+        Err(StoreError::Backend("not a test database name".into()))
+    }
+}
+
+/// `url` with its path (the database) replaced by `/name`, its query kept.
+#[cfg(any(test, feature = "conformance"))]
+fn url_with_database(url: &str, name: &str) -> Result<String, StoreError> {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let (scheme, rest) = base
+        .split_once("://")
+        .ok_or_else(|| StoreError::Backend("not a postgres:// URL".into()))?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    Ok(match query {
+        Some(query) => format!("{scheme}://{authority}/{name}?{query}"),
+        None => format!("{scheme}://{authority}/{name}"),
+    })
+}
+
+/// Whether `e` is this backend's mapping of a serialization failure or deadlock.
+fn retryable(e: &StoreError) -> bool {
+    matches!(e, StoreError::Unavailable(text) if text.starts_with(RETRYABLE))
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn add_admin_key(
+        &self,
+        hash: &ApiKeyHash,
+        now_ms: i64,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError> {
+        in_write_tx!(self, |tx| {
+            let log = log::lock(&mut *tx).await?;
+            // A key revoked before stays revoked: supplying it again is refused.
+            let revoked: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM api_keys WHERE hash = $1 AND revoked_at_ms IS NOT NULL)",
+        )
+        .bind(hash.0.as_slice())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_err)?;
+            if revoked {
+                return Err(StoreError::Conflict(ConflictKind::KeyRevoked));
+            }
+            let added = sqlx::query(
+                "INSERT INTO api_keys (hash, kind, owner, created_at_ms) \
+             VALUES ($1, $2, NULL, $3) ON CONFLICT (hash) DO NOTHING",
+            )
+            .bind(hash.0.as_slice())
+            .bind(KeyKind::Admin.as_str())
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+            log.append(&mut *tx, audited(added > 0, audit), &[]).await?;
+            Ok(())
+        })
+    }
+
+    async fn has_admin_key(&self) -> Result<bool, StoreError> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM api_keys WHERE kind = $1 AND revoked_at_ms IS NULL)",
+        )
+        .bind(KeyKind::Admin.as_str())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_err)
+    }
+
+    async fn admin_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        sqlx::query_as::<_, ApiKeyRow>(
+            "SELECT hash, kind, owner, created_at_ms FROM api_keys \
+             WHERE kind = $1 AND revoked_at_ms IS NULL ORDER BY created_at_ms, hash",
+        )
+        .bind(KeyKind::Admin.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .into_iter()
+        .map(ApiKeyRow::into_record)
+        .collect()
+    }
+
+    async fn revoke_admin_key(
+        &self,
+        hash: &ApiKeyHash,
+        now_ms: i64,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError> {
+        // The log head is held: the count and the update see the same keys.
+        in_write_tx!(self, |tx| {
+            let log = log::lock(&mut *tx).await?;
+            let admins: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM api_keys WHERE kind = $1 AND revoked_at_ms IS NULL",
+            )
+            .bind(KeyKind::Admin.as_str())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            let exists: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM api_keys \
+             WHERE hash = $1 AND kind = $2 AND revoked_at_ms IS NULL)",
+            )
+            .bind(hash.0.as_slice())
+            .bind(KeyKind::Admin.as_str())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            if !exists {
+                return Err(StoreError::NotFound);
+            }
+            if admins <= 1 {
+                return Err(StoreError::Conflict(ConflictKind::LastAdminKey));
+            }
+            sqlx::query("UPDATE api_keys SET revoked_at_ms = $1 WHERE hash = $2 AND kind = $3")
+                .bind(now_ms)
+                .bind(hash.0.as_slice())
+                .bind(KeyKind::Admin.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            log.append(
+                &mut *tx,
+                std::slice::from_ref(audit),
+                &[Change::ApiKeyRevoked(*hash)],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    async fn api_key(&self, hash: &ApiKeyHash) -> Result<Option<ApiKeyRecord>, StoreError> {
+        sqlx::query_as::<_, ApiKeyRow>(
+            "SELECT hash, kind, owner, created_at_ms FROM api_keys \
+             WHERE hash = $1 AND revoked_at_ms IS NULL",
+        )
+        .bind(hash.0.as_slice())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?
+        .map(ApiKeyRow::into_record)
+        .transpose()
+    }
+
+    async fn create_issuer(
+        &self,
+        issuer: &Issuer,
+        key: &ApiKeyHash,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError> {
+        in_write_tx!(self, |tx| {
+            let log = log::lock(&mut *tx).await?;
+            sqlx::query(
+                "INSERT INTO issuers (id, name, name_key, created_at_ms) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(issuer.id.as_str())
+            .bind(&issuer.name)
+            .bind(names::issuer_name_key(&issuer.name))
+            .bind(issuer.created_at_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            sqlx::query(
+                "INSERT INTO api_keys (hash, kind, owner, created_at_ms) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(key.0.as_slice())
+            .bind(KeyKind::Issuer.as_str())
+            .bind(issuer.id.as_str())
+            .bind(issuer.created_at_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            log.append(&mut *tx, std::slice::from_ref(audit), &[])
+                .await?;
+            Ok(())
+        })
+    }
+
+    async fn issuer(&self, id: &IssuerId) -> Result<Option<Issuer>, StoreError> {
+        sqlx::query_as::<_, IssuerRow>("SELECT id, name, created_at_ms FROM issuers WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?
+            .map(IssuerRow::into_issuer)
+            .transpose()
+    }
+
+    async fn issuer_by_name(&self, name: &str) -> Result<Option<Issuer>, StoreError> {
+        sqlx::query_as::<_, IssuerRow>(
+            "SELECT id, name, created_at_ms FROM issuers WHERE name_key = $1",
+        )
+        .bind(names::issuer_name_key(name))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?
+        .map(IssuerRow::into_issuer)
+        .transpose()
+    }
+
+    async fn create_receiver(
+        &self,
+        receiver: &Receiver,
+        key: &ApiKeyHash,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError> {
+        in_write_tx!(self, |tx| {
+            let log = log::lock(&mut *tx).await?;
+            sqlx::query("INSERT INTO receivers (id, name, created_at_ms) VALUES ($1, $2, $3)")
+                .bind(receiver.id.as_str())
+                .bind(&receiver.name)
+                .bind(receiver.created_at_ms)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            sqlx::query(
+                "INSERT INTO api_keys (hash, kind, owner, created_at_ms) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(key.0.as_slice())
+            .bind(KeyKind::Receiver.as_str())
+            .bind(receiver.id.as_str())
+            .bind(receiver.created_at_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            insert_audiences(&mut tx, &receiver.id, &receiver.audiences).await?;
+            log.append(&mut *tx, std::slice::from_ref(audit), &[])
+                .await?;
+            Ok(())
+        })
+    }
+
+    async fn receiver(&self, id: &ReceiverId) -> Result<Option<Receiver>, StoreError> {
+        let row = sqlx::query_as::<_, ReceiverRow>(
+            "SELECT id, name, created_at_ms FROM receivers WHERE id = $1",
+        )
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        let Some(row) = row else { return Ok(None) };
+        let mut receiver = row.into_receiver()?;
+        receiver.audiences = sqlx::query_scalar::<_, String>(
+            "SELECT audience FROM receiver_audiences WHERE receiver_id = $1 ORDER BY position",
+        )
+        .bind(id.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(Some(receiver))
+    }
+
+    async fn set_receiver_audiences(
+        &self,
+        id: &ReceiverId,
+        audiences: &[String],
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError> {
+        in_write_tx!(self, |tx| {
+            let log = log::lock(&mut *tx).await?;
+            let known = sqlx::query_scalar::<_, i32>("SELECT 1 FROM receivers WHERE id = $1")
+                .bind(id.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            if known.is_none() {
+                return Err(StoreError::NotFound);
+            }
+            sqlx::query("DELETE FROM receiver_audiences WHERE receiver_id = $1")
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            // Another receiver's audience is a unique violation: `Conflict`, nothing kept.
+            insert_audiences(&mut tx, id, audiences).await?;
+            log.append(
+                &mut *tx,
+                std::slice::from_ref(audit),
+                &[Change::ReceiverChanged(id.clone())],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    async fn create_agent(
+        &self,
+        agent: &Agent,
+        first_token: &TokenRecord,
+        first_key: Option<&AgentKey>,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError> {
+        if first_key.is_some_and(|k| k.agent_id != agent.id) {
+            return Err(StoreError::Conflict(ConflictKind::KeyNotAgents));
+        }
+        let scopes = to_json(&agent.scopes)?;
+        let audience = agent.audience.as_deref().map(to_json).transpose()?;
+        in_write_tx!(self, |tx| {
+            let log = log::lock(&mut *tx).await?;
+            sqlx::query(
+                "INSERT INTO agents (id, issuer_id, name, description, scopes, audience, \
+             token_ttl_s, status, created_at_ms, revoked_at_ms, revoke_reason, policy, user_ref, \
+             suspended_at_ms, suspend_reason, allow_bearer_tokens, list_pos) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+            )
+            .bind(agent.id.as_str())
+            .bind(agent.issuer_id.as_str())
+            .bind(&agent.name)
+            .bind(agent.description.as_deref())
+            .bind(&scopes)
+            .bind(&audience)
+            .bind(agent.token_ttl_s)
+            .bind(stored_status(agent.status))
+            .bind(agent.created_at_ms)
+            .bind(agent.revoked_at_ms)
+            .bind(agent.revoke_reason.as_deref())
+            .bind(agent.policy.as_deref())
+            .bind(agent.user.as_deref())
+            .bind(agent.suspended_at_ms)
+            .bind(agent.suspend_reason.as_deref())
+            .bind(agent.allow_bearer_tokens)
+            // Its place in listings: the index its registration's entry gets, handed
+            // out under the log head, so commit order across replicas.
+            .bind(to_i64(log.size())?)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            let mut changes = Vec::new();
+            if insert_token(&mut tx, first_token).await? {
+                changes.push(Change::SigningKeysChanged);
+            }
+            if let Some(key) = first_key {
+                refuse_key_held_elsewhere(&mut tx, &key.jkt, &agent.issuer_id).await?;
+                insert_agent_key(&mut tx, key).await?;
+                changes.push(Change::AgentKeysChanged(agent.id.clone()));
+            }
+            log.append(&mut *tx, std::slice::from_ref(audit), &changes)
+                .await?;
+            Ok(())
+        })
+    }
+
+    async fn rotate_agent_key(
+        &self,
+        issuer: &IssuerId,
+        agent: &AgentId,
+        new_key: &AgentKey,
+        grace_until_ms: i64,
+        now_ms: i64,
+        audit: &AuditRecord,
+    ) -> Result<Vec<AgentKey>, StoreError> {
+        if new_key.agent_id != *agent {
+            return Err(StoreError::Conflict(ConflictKind::KeyNotAgents));
+        }
+        in_write_tx!(self, |tx| {
+            let log = log::lock(&mut *tx).await?;
+            let row = own_agent_row(&mut tx, issuer, agent).await?;
+            if row.status == AgentStatus::Revoked.as_str() {
+                return Err(StoreError::Conflict(ConflictKind::AgentRevoked));
+            }
+            let known: Option<i32> =
+                sqlx::query_scalar("SELECT 1 FROM agent_keys WHERE agent_id = $1 AND jkt = $2")
+                    .bind(agent.as_str())
+                    .bind(&new_key.jkt)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+            if known.is_some() {
+                return Err(StoreError::Conflict(ConflictKind::AgentKeyRegistered));
+            }
+            refuse_key_held_elsewhere(&mut tx, &new_key.jkt, issuer).await?;
+            // Keys already in grace end no later than the one retired now: otherwise a
+            // key that leaked while in grace could not be cut off by a rotation.
+            sqlx::query(
+                "UPDATE agent_keys SET grace_until_ms = $1 \
+             WHERE agent_id = $2 AND retired_at_ms IS NOT NULL AND grace_until_ms > $3",
+            )
+            .bind(grace_until_ms)
+            .bind(agent.as_str())
+            .bind(grace_until_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            sqlx::query(
+                "UPDATE agent_keys SET retired_at_ms = $1, grace_until_ms = $2 \
+             WHERE agent_id = $3 AND retired_at_ms IS NULL",
+            )
+            .bind(now_ms)
+            .bind(grace_until_ms)
+            .bind(agent.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            insert_agent_key(&mut tx, new_key).await?;
+            log.append(
+                &mut *tx,
+                std::slice::from_ref(audit),
+                &[Change::AgentKeysChanged(agent.clone())],
+            )
+            .await?;
+            select_agent_keys(&mut tx, agent).await
+        })
+    }
+
+    async fn agent_keys(&self, agent: &AgentId) -> Result<Vec<AgentKey>, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(db_err)?;
+        select_agent_keys(&mut conn, agent).await
+    }
+
+    async fn purge_action_nonces(&self, now_ms: i64) -> Result<u64, StoreError> {
+        // One statement, autocommitted: it touches nothing a decision reads under the
+        // log head (an expired value gives way there anyway).
+        let done = sqlx::query("DELETE FROM action_nonces WHERE expires_at_ms <= $1")
+            .bind(now_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn agent(&self, id: &AgentId) -> Result<Option<Agent>, StoreError> {
+        sqlx::query_as::<_, AgentRow>(concat!(
+            "SELECT ",
+            agent_columns!(),
+            " FROM agents WHERE id = $1"
+        ))
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?
+        .map(AgentRow::into_agent)
+        .transpose()
+    }
+
+    async fn list_agents(
+        &self,
+        issuer: &IssuerId,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Page<Agent>, StoreError> {
+        let limit = limit.clamp(1, MAX_PAGE);
+        // Agents are never deleted, so the agent a cursor names keeps its place.
+        let after_pos: i64 = match after {
+            None => -1,
+            Some(cursor) => {
+                let id = cursor.agent().ok_or(StoreError::NotFound)?;
+                sqlx::query_scalar("SELECT list_pos FROM agents WHERE id = $1 AND issuer_id = $2")
+                    .bind(id.as_str())
+                    .bind(issuer.as_str())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(db_err)?
+                    .ok_or(StoreError::NotFound)?
+            }
+        };
+        // One row more than asked tells whether another page follows.
+        let mut rows = sqlx::query_as::<_, AgentRow>(concat!(
+            "SELECT ",
+            agent_columns!(),
+            " FROM agents WHERE issuer_id = $1 AND list_pos > $2 ORDER BY list_pos LIMIT $3"
+        ))
+        .bind(issuer.as_str())
+        .bind(after_pos)
+        .bind(i64::from(limit) + 1)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        let more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        let items: Vec<Agent> = rows
+            .into_iter()
+            .map(AgentRow::into_agent)
+            .collect::<Result<_, _>>()?;
+        let next = if more {
+            items.last().map(|a| Cursor::after_agent(&a.id))
+        } else {
+            None
+        };
+        Ok(Page { items, next })
+    }
+
+    async fn revoke_agent(
+        &self,
+        issuer: &IssuerId,
+        id: &AgentId,
+        reason: Option<&str>,
+        now_ms: i64,
+        audit: &AuditRecord,
+    ) -> Result<Agent, StoreError> {
+        let row = in_write_tx!(self, |tx| {
+            let log = log::lock(&mut *tx).await?;
+            let mut row = own_agent_row(&mut tx, issuer, id).await?;
+            // Active or suspended (both `active` in the `status` column).
+            let was_active = row.status == AgentStatus::Active.as_str();
+            if was_active {
+                // Revocation ends a suspension: the agent is revoked, no longer suspended.
+                sqlx::query(
+                    "UPDATE agents SET status = $1, revoked_at_ms = $2, revoke_reason = $3, \
+                 suspended_at_ms = NULL, suspend_reason = NULL WHERE seq = $4",
+                )
+                .bind(AgentStatus::Revoked.as_str())
+                .bind(now_ms)
+                .bind(reason)
+                .bind(row.seq)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                row.status = AgentStatus::Revoked.as_str().to_owned();
+                row.revoked_at_ms = Some(now_ms);
+                row.revoke_reason = reason.map(str::to_owned);
+                row.suspended_at_ms = None;
+                row.suspend_reason = None;
+            }
+            // Also on a repeated call: a token recorded after the first revocation must not
+            // stay valid. Tokens already revoked keep their time.
+            let tokens = sqlx::query(
+            "UPDATE tokens SET revoked_at_ms = $1 WHERE agent_id = $2 AND revoked_at_ms IS NULL",
+        )
+        .bind(now_ms)
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+            // A repeated call that revoked late tokens is audited; the agent's revocation
+            // (already in the feed) covers them.
+            let changes = if was_active {
+                vec![Change::AgentRevoked(id.clone())]
+            } else {
+                Vec::new()
+            };
+            log.append(&mut *tx, audited(was_active || tokens > 0, audit), &changes)
+                .await?;
+            Ok(row)
+        })?;
+        row.into_agent()
+    }
+
+    async fn suspend_agent(
+        &self,
+        issuer: &IssuerId,
+        id: &AgentId,
+        reason: Option<&str>,
+        now_ms: i64,
+        audit: &AuditRecord,
+    ) -> Result<Agent, StoreError> {
+        let row = in_write_tx!(self, |tx| {
+            let log = log::lock(&mut *tx).await?;
+            let mut row = own_agent_row(&mut tx, issuer, id).await?;
+            if row.status != AgentStatus::Active.as_str() {
+                return Err(StoreError::Conflict(ConflictKind::AgentRevoked));
+            }
+            // Suspending twice keeps the first suspension (time and reason).
+            let changed = row.suspended_at_ms.is_none();
+            if changed {
+                sqlx::query(
+                    "UPDATE agents SET suspended_at_ms = $1, suspend_reason = $2 WHERE seq = $3",
+                )
+                .bind(now_ms)
+                .bind(reason)
+                .bind(row.seq)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                row.suspended_at_ms = Some(now_ms);
+                row.suspend_reason = reason.map(str::to_owned);
+            }
+            let changes = if changed {
+                vec![Change::AgentSuspended(id.clone())]
+            } else {
+                Vec::new()
+            };
+            log.append(&mut *tx, audited(changed, audit), &changes)
+                .await?;
+            Ok(row)
+        })?;
+        row.into_agent()
+    }
+
+    async fn reactivate_agent(
+        &self,
+        issuer: &IssuerId,
+        id: &AgentId,
+        audit: &AuditRecord,
+    ) -> Result<Agent, StoreError> {
+        let row = in_write_tx!(self, |tx| {
+            let log = log::lock(&mut *tx).await?;
+            let mut row = own_agent_row(&mut tx, issuer, id).await?;
+            if row.status != AgentStatus::Active.as_str() {
+                return Err(StoreError::Conflict(ConflictKind::AgentRevoked));
+            }
+            let changed = row.suspended_at_ms.is_some();
+            if changed {
+                sqlx::query(
+                "UPDATE agents SET suspended_at_ms = NULL, suspend_reason = NULL WHERE seq = $1",
+            )
+            .bind(row.seq)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+                row.suspended_at_ms = None;
+                row.suspend_reason = None;
+            }
+            let changes = if changed {
+                vec![Change::AgentReactivated(id.clone())]
+            } else {
+                Vec::new()
+            };
+            log.append(&mut *tx, audited(changed, audit), &changes)
+                .await?;
+            Ok(row)
+        })?;
+        row.into_agent()
+    }
+
+    async fn suspended_agents(&self) -> Result<Vec<AgentId>, StoreError> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM agents WHERE suspended_at_ms IS NOT NULL AND status = $1 ORDER BY seq",
+        )
+        .bind(AgentStatus::Active.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        ids.iter().map(|id| parse_id(id, "agent id")).collect()
+    }
+
+    async fn record_token(
+        &self,
+        token: &TokenRecord,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError> {
+        in_write_tx!(self, |tx| {
+            let log = log::lock(&mut *tx).await?;
+            let extended = insert_token(&mut tx, token).await?;
+            log.append(
+                &mut *tx,
+                std::slice::from_ref(audit),
+                signing_keys_changed(extended),
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    async fn token(&self, jti: &TokenId) -> Result<Option<TokenRecord>, StoreError> {
+        sqlx::query_as::<_, TokenRow>(concat!(
+            "SELECT ",
+            token_columns!(),
+            " FROM tokens WHERE jti = $1"
+        ))
+        .bind(jti.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?
+        .map(TokenRow::into_record)
+        .transpose()
+    }
+
+    async fn record_delegated_token(
+        &self,
+        token: &TokenRecord,
+        delegation: &DelegationRecord,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError> {
+        in_write_tx!(self, |tx| {
+            let log = log::lock(&mut *tx).await?;
+            let extended = insert_token(&mut tx, token).await?;
+            sqlx::query(
+                "INSERT INTO delegations \
+             (jti, parent_jti, actor_id, ancestor_policies, ancestor_keys, created_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(delegation.jti.as_str())
+            .bind(delegation.parent_jti.as_str())
+            .bind(delegation.actor_id.as_str())
+            .bind(to_json(&delegation.ancestor_policies)?)
+            .bind(to_json(&delegation.ancestor_keys)?)
+            .bind(delegation.created_at_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            log.append(
+                &mut *tx,
+                std::slice::from_ref(audit),
+                signing_keys_changed(extended),
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    async fn delegation(&self, jti: &TokenId) -> Result<Option<DelegationRecord>, StoreError> {
+        let row: Option<(String, String, String, String, String, i64)> = sqlx::query_as(
+            "SELECT jti, parent_jti, actor_id, ancestor_policies, ancestor_keys, created_at_ms \
+             FROM delegations WHERE jti = $1",
+        )
+        .bind(jti.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        row.map(|(jti, parent, actor, policies, keys, at)| {
+            Ok(DelegationRecord {
+                jti: parse_id(&jti, "delegation jti")?,
+                parent_jti: parse_id(&parent, "delegation parent jti")?,
+                actor_id: parse_id(&actor, "delegation actor")?,
+                ancestor_policies: serde_json::from_str(&policies)
+                    .map_err(|_| corrupt("delegation ancestor policies"))?,
+                ancestor_keys: serde_json::from_str(&keys)
+                    .map_err(|_| corrupt("delegation ancestor keys"))?,
+                created_at_ms: at,
+            })
+        })
+        .transpose()
+    }
+
+    async fn revoke_token(
+        &self,
+        issuer: &IssuerId,
+        jti: &TokenId,
+        now_ms: i64,
+        audit: &AuditRecord,
+    ) -> Result<TokenRecord, StoreError> {
+        let row = in_write_tx!(self, |tx| {
+            let log = log::lock(&mut *tx).await?;
+            let changed = sqlx::query(
+                "UPDATE tokens SET revoked_at_ms = $1 \
+             WHERE jti = $2 AND issuer_id = $3 AND revoked_at_ms IS NULL",
+            )
+            .bind(now_ms)
+            .bind(jti.as_str())
+            .bind(issuer.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+            let row = sqlx::query_as::<_, TokenRow>(concat!(
+                "SELECT ",
+                token_columns!(),
+                " FROM tokens WHERE jti = $1 AND issuer_id = $2"
+            ))
+            .bind(jti.as_str())
+            .bind(issuer.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .ok_or(StoreError::NotFound)?;
+            let changes = if changed > 0 {
+                vec![Change::TokenRevoked {
+                    jti: jti.clone(),
+                    expires_at_s: row.expires_at_s,
+                }]
+            } else {
+                Vec::new()
+            };
+            log.append(&mut *tx, audited(changed > 0, audit), &changes)
+                .await?;
+            Ok(row)
+        })?;
+        row.into_record()
+    }
+
+    async fn revocations(&self) -> Result<Revocations, StoreError> {
+        // One snapshot for both lists.
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await
+            .map_err(db_err)?;
+        let agents: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM agents WHERE status = $1 ORDER BY seq")
+                .bind(AgentStatus::Revoked.as_str())
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        let tokens: Vec<String> =
+            sqlx::query_scalar("SELECT jti FROM tokens WHERE revoked_at_ms IS NOT NULL")
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(Revocations {
+            agents: agents
+                .iter()
+                .map(|id| parse_id(id, "agent id"))
+                .collect::<Result<_, _>>()?,
+            tokens: tokens
+                .iter()
+                .map(|jti| parse_id(jti, "token id"))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    async fn changes_since(
+        &self,
+        after: ChangePosition,
+        expired_by_s: i64,
+        limit: u32,
+    ) -> Result<ChangeFeed, StoreError> {
+        // Two autocommitted statements (the head, then the rows up to it) need no
+        // snapshot: see the module docs (positions).
+        let mut conn = self.pool.acquire().await.map_err(db_err)?;
+        log::changes_since(&mut *conn, after, expired_by_s, limit).await
+    }
+
+    async fn revoke_issuer_signed_token(
+        &self,
+        issuer: &IssuerId,
+        token: &TokenRecord,
+        now_ms: i64,
+        audit: &AuditRecord,
+    ) -> Result<TokenRecord, StoreError> {
+        if token.issuer_id != *issuer {
+            return Err(StoreError::NotFound);
+        }
+        let row = in_write_tx!(self, |tx| {
+            let log = log::lock(&mut *tx).await?;
+            // Unknown until now (the issuer signed it offline): record it. A jti stored
+            // already (this issuer's or another's) is left as it is; the ownership check
+            // below decides. The (agent, issuer) foreign key refuses another's agent.
+            sqlx::query(
+            "INSERT INTO tokens (jti, agent_id, issuer_id, kid, issued_at_s, expires_at_s, revoked_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, NULL) ON CONFLICT (jti) DO NOTHING",
+        )
+        .bind(token.jti.as_str())
+        .bind(token.agent_id.as_str())
+        .bind(token.issuer_id.as_str())
+        .bind(&token.kid)
+        .bind(token.issued_at_s)
+        .bind(token.expires_at_s)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+            let changed = sqlx::query(
+                "UPDATE tokens SET revoked_at_ms = $1 \
+             WHERE jti = $2 AND issuer_id = $3 AND revoked_at_ms IS NULL",
+            )
+            .bind(now_ms)
+            .bind(token.jti.as_str())
+            .bind(issuer.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+            // The issuer chose the `jti` and may have reused it with a later `exp`: the
+            // revocation lasts until the latest `exp` it was shown, or a revoked token
+            // would verify again once the earlier one expired.
+            let extended = sqlx::query(
+                "UPDATE tokens SET expires_at_s = $1 \
+             WHERE jti = $2 AND issuer_id = $3 AND expires_at_s < $4",
+            )
+            .bind(token.expires_at_s)
+            .bind(token.jti.as_str())
+            .bind(issuer.as_str())
+            .bind(token.expires_at_s)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+            let row = sqlx::query_as::<_, TokenRow>(concat!(
+                "SELECT ",
+                token_columns!(),
+                " FROM tokens WHERE jti = $1 AND issuer_id = $2"
+            ))
+            .bind(token.jti.as_str())
+            .bind(issuer.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .ok_or(StoreError::NotFound)?;
+            // A longer-lived revocation is a change for readers, though not audited again.
+            let changes = if changed > 0 || extended > 0 {
+                vec![Change::TokenRevoked {
+                    jti: token.jti.clone(),
+                    expires_at_s: row.expires_at_s,
+                }]
+            } else {
+                Vec::new()
+            };
+            log.append(&mut *tx, audited(changed > 0, audit), &changes)
+                .await?;
+            Ok(row)
+        })?;
+        row.into_record()
+    }
+
+    async fn add_issuer_key(&self, key: &IssuerKey, audit: &AuditRecord) -> Result<(), StoreError> {
+        in_write_tx!(self, |tx| {
+            let log = log::lock(&mut *tx).await?;
+            sqlx::query(
+                "INSERT INTO issuer_keys (kid, issuer_id, alg, jwk, created_at_ms, revoked_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&key.kid)
+            .bind(key.issuer_id.as_str())
+            .bind(key.alg.as_str())
+            .bind(&key.jwk)
+            .bind(key.created_at_ms)
+            .bind(key.revoked_at_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            log.append(
+                &mut *tx,
+                std::slice::from_ref(audit),
+                &[Change::IssuerKeysChanged(key.issuer_id.clone())],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    async fn issuer_keys(&self, issuer: &IssuerId) -> Result<Vec<IssuerKey>, StoreError> {
+        sqlx::query_as::<_, IssuerKeyRow>(concat!(
+            "SELECT ",
+            issuer_key_columns!(),
+            " FROM issuer_keys WHERE issuer_id = $1 ORDER BY created_at_ms, seq"
+        ))
+        .bind(issuer.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .into_iter()
+        .map(IssuerKeyRow::into_record)
+        .collect()
+    }
+
+    async fn all_issuer_keys(&self) -> Result<Vec<IssuerKey>, StoreError> {
+        sqlx::query_as::<_, IssuerKeyRow>(concat!(
+            "SELECT ",
+            issuer_key_columns!(),
+            " FROM issuer_keys ORDER BY seq"
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .into_iter()
+        .map(IssuerKeyRow::into_record)
+        .collect()
+    }
+
+    async fn revoke_issuer_key(
+        &self,
+        issuer: &IssuerId,
+        kid: &str,
+        now_ms: i64,
+        audit: &AuditRecord,
+    ) -> Result<IssuerKey, StoreError> {
+        let row = in_write_tx!(self, |tx| {
+            let log = log::lock(&mut *tx).await?;
+            let changed = sqlx::query(
+                "UPDATE issuer_keys SET revoked_at_ms = $1 \
+             WHERE kid = $2 AND issuer_id = $3 AND revoked_at_ms IS NULL",
+            )
+            .bind(now_ms)
+            .bind(kid)
+            .bind(issuer.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+            let row = sqlx::query_as::<_, IssuerKeyRow>(concat!(
+                "SELECT ",
+                issuer_key_columns!(),
+                " FROM issuer_keys WHERE kid = $1 AND issuer_id = $2"
+            ))
+            .bind(kid)
+            .bind(issuer.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .ok_or(StoreError::NotFound)?;
+            let changes = if changed > 0 {
+                vec![Change::IssuerKeysChanged(issuer.clone())]
+            } else {
+                Vec::new()
+            };
+            log.append(&mut *tx, audited(changed > 0, audit), &changes)
+                .await?;
+            Ok(row)
+        })?;
+        row.into_record()
+    }
+
+    async fn set_issuer_domain(
+        &self,
+        domain: &crate::IssuerDomain,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError> {
+        in_write_tx!(self, |tx| {
+            let log = log::lock(&mut *tx).await?;
+            // The key must still be the issuer's and unrevoked now, not only when the
+            // JWKS was fetched.
+            let live: Option<i32> = sqlx::query_scalar(
+            "SELECT 1 FROM issuer_keys WHERE kid = $1 AND issuer_id = $2 AND revoked_at_ms IS NULL",
+        )
+        .bind(&domain.kid)
+        .bind(domain.issuer_id.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?;
+            if live.is_none() {
+                return Err(StoreError::NotFound);
+            }
+            sqlx::query(
+            "INSERT INTO issuer_domains (issuer_id, domain, kid, verified_at_ms) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (issuer_id) DO UPDATE SET domain = excluded.domain, kid = excluded.kid, \
+             verified_at_ms = excluded.verified_at_ms",
+        )
+        .bind(domain.issuer_id.as_str())
+        .bind(&domain.domain)
+        .bind(&domain.kid)
+        .bind(domain.verified_at_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+            log.append(
+                &mut *tx,
+                std::slice::from_ref(audit),
+                &[Change::IssuerDomainChanged(domain.issuer_id.clone())],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    async fn issuer_domain(
+        &self,
+        issuer: &IssuerId,
+    ) -> Result<Option<crate::IssuerDomain>, StoreError> {
+        sqlx::query_as::<_, IssuerDomainRow>(
+            "SELECT issuer_id, domain, kid, verified_at_ms FROM issuer_domains WHERE issuer_id = $1",
+        )
+        .bind(issuer.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?
+        .map(IssuerDomainRow::into_record)
+        .transpose()
+    }
+
+    async fn issuer_domains(&self) -> Result<Vec<crate::IssuerDomain>, StoreError> {
+        sqlx::query_as::<_, IssuerDomainRow>(
+            "SELECT issuer_id, domain, kid, verified_at_ms FROM issuer_domains ORDER BY seq",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .into_iter()
+        .map(IssuerDomainRow::into_record)
+        .collect()
+    }
+
+    async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {
+        sqlx::query_as::<_, SigningKeyRow>(
+            "SELECT kid, alg, private_pem, state, created_at_ms, publish_until_s \
+             FROM signing_keys ORDER BY seq",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .into_iter()
+        .map(SigningKeyRow::into_record)
+        .collect()
+    }
+
+    async fn rotate_signing_key(
+        &self,
+        new: &SigningKeyRecord,
+        now_s: i64,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError> {
+        in_write_tx!(self, |tx| {
+            let log = log::lock(&mut *tx).await?;
+            sqlx::query(
+                "UPDATE signing_keys SET state = $1, publish_until_s = COALESCE( \
+                 (SELECT MAX(expires_at_s) FROM tokens WHERE tokens.kid = signing_keys.kid), $2) \
+             WHERE state = $3",
+            )
+            .bind(key_state_str(KeyState::Retired))
+            .bind(now_s)
+            .bind(key_state_str(KeyState::Active))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            sqlx::query(
+            "INSERT INTO signing_keys (kid, alg, private_pem, state, created_at_ms, publish_until_s) \
+             VALUES ($1, $2, $3, $4, $5, NULL)",
+        )
+        .bind(&new.kid)
+        .bind(new.alg.as_str())
+        .bind(&new.private_pem)
+        .bind(key_state_str(KeyState::Active))
+        .bind(new.created_at_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+            log.append(
+                &mut *tx,
+                std::slice::from_ref(audit),
+                &[Change::SigningKeysChanged],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    async fn audit_append(&self, records: &[AuditRecord]) -> Result<u64, StoreError> {
+        in_write_tx!(self, |tx| {
+            let log = log::lock(&mut *tx).await?;
+            log.append(&mut *tx, records, &[]).await
+        })
+    }
+
+    async fn audit_size(&self) -> Result<u64, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(db_err)?;
+        audit_size(&mut conn).await
+    }
+
+    async fn audit_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(db_err)?;
+        log::read_hashes(&mut *conn, indexes).await
+    }
+
+    async fn audit_entries(&self, start: u64, end: u64) -> Result<Vec<AuditRow>, StoreError> {
+        let end = end.min(start.saturating_add(MAX_AUDIT_RANGE));
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        sqlx::query_as::<_, AuditEntryRow>(
+            "SELECT a.idx, a.leaf_hash, a.entry, COALESCE(a.issuer_id, g.issuer_id) AS owner \
+             FROM audit_log a LEFT JOIN agents g ON g.id = a.agent_id \
+             WHERE a.idx >= $1 AND a.idx < $2 ORDER BY a.idx",
+        )
+        // Indexes past i64::MAX cannot exist: clamp rather than fail.
+        .bind(i64::try_from(start).unwrap_or(i64::MAX))
+        .bind(i64::try_from(end).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .into_iter()
+        .map(AuditEntryRow::into_row)
+        .collect()
+    }
+
+    async fn audit_find(&self, leaf_hash: &Hash) -> Result<Option<u64>, StoreError> {
+        let idx: Option<i64> =
+            sqlx::query_scalar("SELECT MIN(idx) FROM audit_log WHERE leaf_hash = $1")
+                .bind(leaf_hash.as_bytes().as_slice())
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db_err)?;
+        idx.map(|i| u64::try_from(i).map_err(|_| corrupt("audit index")))
+            .transpose()
+    }
+
+    async fn audit_add_checkpoint(&self, checkpoint: &CheckpointRecord) -> Result<(), StoreError> {
+        in_write_tx!(self, |tx| {
+            let inserted = sqlx::query(
+            "INSERT INTO audit_checkpoints (size, root, note, created_at_ms) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (size) DO NOTHING",
+        )
+        .bind(to_i64(checkpoint.size)?)
+        .bind(checkpoint.root.as_bytes().as_slice())
+        .bind(&checkpoint.note)
+        .bind(checkpoint.created_at_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+            if inserted == 0 {
+                let root: Vec<u8> =
+                    sqlx::query_scalar("SELECT root FROM audit_checkpoints WHERE size = $1")
+                        .bind(to_i64(checkpoint.size)?)
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(db_err)?;
+                if root.as_slice() != checkpoint.root.as_bytes().as_slice() {
+                    return Err(StoreError::Conflict(ConflictKind::CheckpointDiffers));
+                }
+            }
+            Ok(())
+        })
+    }
+
+    async fn audit_latest_checkpoint(&self) -> Result<Option<CheckpointRecord>, StoreError> {
+        sqlx::query_as::<_, CheckpointRow>(
+            "SELECT size, root, note, created_at_ms FROM audit_checkpoints \
+             ORDER BY size DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?
+        .map(CheckpointRow::into_record)
+        .transpose()
+    }
+
+    async fn audit_log_key(&self, candidate: &LogKeyRecord) -> Result<LogKeyRecord, StoreError> {
+        // Replicas starting at once may each offer a candidate: the first insert wins
+        // (another waits on its primary key, then inserts nothing; READ COMMITTED: the
+        // read after it sees the winner) and all read the same key.
+        let (origin, signer_key, created_at_ms) = in_write_tx!(self, |tx| {
+            sqlx::query(
+            "INSERT INTO audit_log_key (id, origin, signer_key, created_at_ms) VALUES (1, $1, $2, $3) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&candidate.origin)
+        .bind(&candidate.signer_key)
+        .bind(candidate.created_at_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+            sqlx::query_as::<_, (String, String, i64)>(
+                "SELECT origin, signer_key, created_at_ms FROM audit_log_key WHERE id = 1",
+            )
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)
+        })?;
+        Ok(LogKeyRecord {
+            origin,
+            signer_key,
+            created_at_ms,
+        })
+    }
+
+    async fn record_decisions(
+        &self,
+        items: Vec<DecisionItem>,
+        now_ms: i64,
+    ) -> Result<Vec<Result<DecisionOutcome, StoreError>>, StoreError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The log head is locked first (`ledger::record_decisions` takes `log::lock`):
+        // everything the batch reads is read under it, so nothing changes between the
+        // reads, decisions and writes. On a retry the whole batch is decided again
+        // from what is stored then (`Decide` is `Fn`).
+        in_write_tx!(self, |tx| {
+            ledger::record_decisions(&mut *tx, &items, now_ms).await
+        })
+    }
+
+    async fn budget_spent(&self, key: &BudgetKey) -> Result<Decimal, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(db_err)?;
+        Ok(read_budget(&mut conn, key, false)
+            .await?
+            .unwrap_or(Decimal::ZERO))
+    }
+
+    async fn receipt(&self, id: &ReceiptId) -> Result<Option<ReceiptRecord>, StoreError> {
+        sqlx::query_as::<_, ReceiptRow>(
+            "SELECT id, receiver_id, issuer_id, claims, audit_index, created_at_ms \
+             FROM receipts WHERE id = $1",
+        )
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?
+        .map(ReceiptRow::into_record)
+        .transpose()
+    }
+
+    async fn receipt_key(
+        &self,
+        candidate: &ReceiptKeyRecord,
+    ) -> Result<ReceiptKeyRecord, StoreError> {
+        let (private_pem, created_at_ms) = in_write_tx!(self, |tx| {
+            sqlx::query(
+                "INSERT INTO receipt_key (id, private_pem, created_at_ms) VALUES (1, $1, $2) \
+             ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(&candidate.private_pem)
+            .bind(candidate.created_at_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            sqlx::query_as::<_, (String, i64)>(
+                "SELECT private_pem, created_at_ms FROM receipt_key WHERE id = 1",
+            )
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)
+        })?;
+        Ok(ReceiptKeyRecord {
+            private_pem,
+            created_at_ms,
+        })
+    }
+
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn writable(&self) -> Result<(), StoreError> {
+        // A round trip on a pooled connection, bounded: the server is reachable and
+        // not a read-only standby (after a failover, the old primary may be one). A
+        // full disk on the server is not seen here; writes answer `Full` meanwhile.
+        let probe =
+            sqlx::query_scalar::<_, bool>("SELECT pg_is_in_recovery()").fetch_one(&self.pool);
+        match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
+            Ok(Ok(false)) => Ok(()),
+            Ok(Ok(true)) => Err(StoreError::Unavailable(
+                "the database is a read-only standby".into(),
+            )),
+            Ok(Err(e)) => Err(db_err(e)),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "the database did not answer within {PROBE_TIMEOUT:?}"
+            ))),
+        }
+    }
+
+    async fn purge_idempotency(&self, before_ms: i64) -> Result<u64, StoreError> {
+        // In chunks, one autocommitted statement each: no long transaction, and no
+        // log head (a decision replaying a key being purged simply misses it, as it
+        // would a moment later).
+        let mut total = 0;
+        loop {
+            let deleted = sqlx::query(
+                "DELETE FROM idempotency WHERE (receiver_id, key) IN \
+                 (SELECT receiver_id, key FROM idempotency WHERE created_at_ms < $1 LIMIT $2)",
+            )
+            .bind(before_ms)
+            .bind(PURGE_CHUNK)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+            total += deleted;
+            if deleted < PURGE_CHUNK as u64 {
+                return Ok(total);
+            }
+        }
+    }
+}
+
+// ---- decisions internals
+
+/// The ledger's reads and writes ([`LedgerTx`]) in a write transaction, after
+/// [`log::lock`] (which `ledger::record_decisions` takes first).
+#[async_trait]
+impl LedgerTx for PgConnection {
+    async fn read_claims(
+        &mut self,
+        claims: &[&IdempotencyClaim],
+    ) -> Result<HashMap<(ReceiverId, String), Claimed>, StoreError> {
+        read_claims(self, claims).await
+    }
+
+    async fn read_budget(&mut self, key: &BudgetKey) -> Result<Option<Decimal>, StoreError> {
+        read_budget(self, key, true).await
+    }
+
+    async fn live_nonces(
+        &mut self,
+        nonces: &[&NonceClaim],
+    ) -> Result<HashSet<(AgentId, String)>, StoreError> {
+        // Stored values, read in a few statements (row values, two binds each).
+        let mut stored: HashMap<(String, String), i64> = HashMap::new();
+        for chunk in nonces.chunks(MAX_IN_LIST / 2) {
+            let mut select = QueryBuilder::<Postgres>::new(
+                "SELECT agent_id, nonce, expires_at_ms FROM action_nonces \
+                 WHERE (agent_id, nonce) IN (",
+            );
+            let mut list = select.separated(", ");
+            for n in chunk {
+                list.push("(")
+                    .push_bind_unseparated(n.agent.as_str())
+                    .push_unseparated(", ")
+                    .push_bind_unseparated(n.nonce.as_str())
+                    .push_unseparated(")");
+            }
+            select.push(")");
+            let rows: Vec<(String, String, i64)> = select
+                .build_query_as()
+                .fetch_all(&mut *self)
+                .await
+                .map_err(db_err)?;
+            stored.extend(rows.into_iter().map(|(a, n, until)| ((a, n), until)));
+        }
+        // Live at each claim's own time: one that expired by then gives way.
+        Ok(nonces
+            .iter()
+            .filter(|n| {
+                stored
+                    .get(&(n.agent.as_str().to_owned(), n.nonce.clone()))
+                    .is_some_and(|until| *until > n.now_ms)
+            })
+            .map(|n| (n.agent.clone(), n.nonce.clone()))
+            .collect())
+    }
+
+    async fn existing_agents(
+        &mut self,
+        agents: &[&AgentId],
+    ) -> Result<HashSet<AgentId>, StoreError> {
+        let mut found = HashSet::new();
+        for chunk in agents.chunks(MAX_IN_LIST) {
+            let mut select = QueryBuilder::<Postgres>::new("SELECT id FROM agents WHERE id IN (");
+            let mut list = select.separated(", ");
+            for agent in chunk {
+                list.push_bind(agent.as_str());
+            }
+            select.push(")");
+            let ids: Vec<String> = select
+                .build_query_scalar()
+                .fetch_all(&mut *self)
+                .await
+                .map_err(db_err)?;
+            for id in ids {
+                found.insert(AgentId::try_from(id.as_str()).map_err(|_| corrupt("agent id"))?);
+            }
+        }
+        Ok(found)
+    }
+
+    async fn upsert_nonces(&mut self, nonces: &[&NonceClaim]) -> Result<(), StoreError> {
+        for n in nonces {
+            // Decided already: a stored row here is one that expired, replaced.
+            sqlx::query(
+                "INSERT INTO action_nonces (agent_id, nonce, expires_at_ms) VALUES ($1, $2, $3) \
+                 ON CONFLICT (agent_id, nonce) DO UPDATE SET expires_at_ms = excluded.expires_at_ms",
+            )
+            .bind(n.agent.as_str())
+            .bind(&n.nonce)
+            .bind(n.expires_at_ms)
+            .execute(&mut *self)
+            .await
+            .map_err(db_err)?;
+        }
+        Ok(())
+    }
+
+    async fn upsert_budgets(&mut self, rows: &[BudgetRow<'_>]) -> Result<(), StoreError> {
+        for row in rows {
+            sqlx::query(
+                "INSERT INTO budgets \
+                 (issuer_id, policy_id, period_key, currency, spent, cap, updated_at_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                 ON CONFLICT (issuer_id, policy_id, period_key, currency) DO UPDATE SET \
+                 spent = excluded.spent, cap = excluded.cap, updated_at_ms = excluded.updated_at_ms",
+            )
+            .bind(row.key.issuer_id.as_str())
+            .bind(&row.key.policy_id)
+            .bind(&row.key.period_key)
+            .bind(&row.key.currency)
+            .bind(row.spent.to_string())
+            .bind(row.cap.to_string())
+            .bind(row.at_ms)
+            .execute(&mut *self)
+            .await
+            .map_err(db_err)?;
+        }
+        Ok(())
+    }
+
+    async fn insert_receipts(&mut self, receipts: &[ReceiptRecord]) -> Result<(), StoreError> {
+        let rows: Vec<(&ReceiptRecord, Option<i64>)> = receipts
+            .iter()
+            .map(|r| Ok((r, r.audit_index.map(to_i64).transpose()?)))
+            .collect::<Result<_, StoreError>>()?;
+        for chunk in rows.chunks(DECISION_ROWS_PER_INSERT) {
+            let mut insert = QueryBuilder::<Postgres>::new(
+                "INSERT INTO receipts \
+                 (id, receiver_id, issuer_id, claims, audit_index, created_at_ms) ",
+            );
+            insert.push_values(chunk, |mut row, (receipt, audit_index)| {
+                row.push_bind(receipt.id.as_str())
+                    .push_bind(receipt.receiver_id.as_ref().map(ReceiverId::as_str))
+                    .push_bind(receipt.issuer_id.as_ref().map(IssuerId::as_str))
+                    .push_bind(receipt.claims.as_slice())
+                    .push_bind(*audit_index)
+                    .push_bind(receipt.created_at_ms);
+            });
+            insert.build().execute(&mut *self).await.map_err(db_err)?;
+        }
+        Ok(())
+    }
+
+    async fn insert_claims(
+        &mut self,
+        claims: &[(&(ReceiverId, String), &Claimed)],
+    ) -> Result<(), StoreError> {
+        let rows: Vec<(&(ReceiverId, String), &Claimed, Option<i64>)> = claims
+            .iter()
+            .map(|(key, claimed)| {
+                Ok((*key, *claimed, claimed.audit_index.map(to_i64).transpose()?))
+            })
+            .collect::<Result<_, StoreError>>()?;
+        for chunk in rows.chunks(DECISION_ROWS_PER_INSERT) {
+            let mut insert = QueryBuilder::<Postgres>::new(
+                "INSERT INTO idempotency \
+                 (receiver_id, key, request_sha256, answer, audit_index, created_at_ms) ",
+            );
+            insert.push_values(chunk, |mut row, ((receiver, key), claimed, audit_index)| {
+                row.push_bind(receiver.as_str())
+                    .push_bind(key.as_str())
+                    .push_bind(claimed.request_sha256.as_slice())
+                    .push_bind(claimed.answer.as_slice())
+                    .push_bind(*audit_index)
+                    .push_bind(claimed.created_at_ms);
+            });
+            insert.build().execute(&mut *self).await.map_err(db_err)?;
+        }
+        Ok(())
+    }
+}
+
+/// `Conflict(KeyHeldElsewhere)` if the key (`jkt`) is, or was, an agent key of
+/// another issuer's agent: an issuer cannot take over a key another issuer's agent
+/// registered first (its signatures would then count as the squatter's agent's).
+async fn refuse_key_held_elsewhere(
+    conn: &mut PgConnection,
+    jkt: &str,
+    issuer: &IssuerId,
+) -> Result<(), StoreError> {
+    let elsewhere: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM agent_keys k JOIN agents a ON a.id = k.agent_id \
+         WHERE k.jkt = $1 AND a.issuer_id != $2)",
+    )
+    .bind(jkt)
+    .bind(issuer.as_str())
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    if elsewhere {
+        return Err(StoreError::Conflict(ConflictKind::KeyHeldElsewhere));
+    }
+    Ok(())
+}
+
+/// What `key` has spent, if it has a record; `lock`ed (`FOR UPDATE`, inside a write
+/// transaction, after the log head) until the transaction ends.
+async fn read_budget(
+    conn: &mut PgConnection,
+    key: &BudgetKey,
+    lock: bool,
+) -> Result<Option<Decimal>, StoreError> {
+    let sql = if lock {
+        "SELECT spent FROM budgets \
+         WHERE issuer_id = $1 AND policy_id = $2 AND period_key = $3 AND currency = $4 \
+         FOR UPDATE"
+    } else {
+        "SELECT spent FROM budgets \
+         WHERE issuer_id = $1 AND policy_id = $2 AND period_key = $3 AND currency = $4"
+    };
+    let spent: Option<String> = sqlx::query_scalar(sql)
+        .bind(key.issuer_id.as_str())
+        .bind(&key.policy_id)
+        .bind(&key.period_key)
+        .bind(&key.currency)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    spent
+        .map(|text| text.parse::<Decimal>().map_err(|_| corrupt("budget spent")))
+        .transpose()
+}
+
+/// The stored idempotency records these claims name: per receiver, `IN` lists on the
+/// primary key.
+async fn read_claims(
+    conn: &mut PgConnection,
+    claims: &[&IdempotencyClaim],
+) -> Result<HashMap<(ReceiverId, String), Claimed>, StoreError> {
+    let mut by_receiver: HashMap<&ReceiverId, Vec<&str>> = HashMap::new();
+    for claim in claims {
+        by_receiver
+            .entry(&claim.receiver_id)
+            .or_default()
+            .push(claim.key.as_str());
+    }
+    let mut found = HashMap::new();
+    for (receiver, keys) in by_receiver {
+        for chunk in keys.chunks(MAX_IN_LIST) {
+            let mut select = QueryBuilder::<Postgres>::new(
+                "SELECT key, request_sha256, answer, audit_index, created_at_ms \
+                 FROM idempotency WHERE receiver_id = ",
+            );
+            select.push_bind(receiver.as_str()).push(" AND key IN (");
+            let mut list = select.separated(", ");
+            for key in chunk {
+                list.push_bind(*key);
+            }
+            select.push(")");
+            let rows: Vec<ClaimRow> = select
+                .build_query_as()
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(db_err)?;
+            for row in rows {
+                let (key, claimed) = row.into_claimed()?;
+                found.insert((receiver.clone(), key), claimed);
+            }
+        }
+    }
+    Ok(found)
+}
+
+// ---- audit log internals
+
+fn to_i64(n: u64) -> Result<i64, StoreError> {
+    i64::try_from(n).map_err(|_| StoreError::Backend(format!("{n} is out of range")))
+}
+
+/// The log's size as `log_head` holds it (committed with the rows it counts), for
+/// readers: no lock.
+async fn audit_size(conn: &mut PgConnection) -> Result<u64, StoreError> {
+    let size: i64 = sqlx::query_scalar("SELECT size FROM log_head WHERE id = 1")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    u64::try_from(size).map_err(|_| corrupt("audit log size"))
+}
+
+/// The audit log's rows and the change feed ([`log::LogRead`]) on any connection: a
+/// pooled one for proofs and the feed, a write transaction for appends.
+#[async_trait]
+impl log::LogRead for PgConnection {
+    async fn log_head(&mut self) -> Result<u64, StoreError> {
+        // The first lock of every write, held to commit: writers in every process
+        // queue here. Under READ COMMITTED a waiter that is granted the row reads the
+        // size its predecessor committed, and every later statement sees that
+        // predecessor's rows.
+        let size: i64 = sqlx::query_scalar("SELECT size FROM log_head WHERE id = 1 FOR UPDATE")
+            .fetch_one(&mut *self)
+            .await
+            .map_err(db_err)?;
+        u64::try_from(size).map_err(|_| corrupt("audit log size"))
+    }
+
+    async fn read_hash_rows(
+        &mut self,
+        records: &[u64],
+    ) -> Result<HashMap<u64, log::HashRun>, StoreError> {
+        let mut runs = HashMap::with_capacity(records.len());
+        for chunk in records.chunks(MAX_IN_LIST) {
+            let mut select = QueryBuilder::<Postgres>::new(
+                "SELECT idx, leaf_hash, nodes FROM audit_log WHERE idx IN (",
+            );
+            let mut list = select.separated(", ");
+            for r in chunk {
+                list.push_bind(to_i64(*r)?);
+            }
+            select.push(")");
+            let rows: Vec<(i64, Vec<u8>, Vec<u8>)> = select
+                .build_query_as()
+                .fetch_all(&mut *self)
+                .await
+                .map_err(db_err)?;
+            for (idx, leaf, nodes) in rows {
+                let idx = u64::try_from(idx).map_err(|_| corrupt("audit index"))?;
+                // `nodes` is the run's interior hashes, 32 bytes each (the schema checks
+                // the length is a multiple of 32).
+                let nodes = nodes
+                    .chunks(32)
+                    .map(|h| Hash::try_from(h).map_err(|_| corrupt("audit hashes")))
+                    .collect::<Result<_, _>>()?;
+                let leaf =
+                    Hash::try_from(leaf.as_slice()).map_err(|_| corrupt("audit leaf hash"))?;
+                runs.insert(idx, log::HashRun { leaf, nodes });
+            }
+        }
+        Ok(runs)
+    }
+
+    async fn change_head(&mut self) -> Result<u64, StoreError> {
+        // A backward scan of the primary key. Outside a write this sees committed rows
+        // only, and every position below a committed one has committed (module docs).
+        let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(pos), 0) FROM changes")
+            .fetch_one(&mut *self)
+            .await
+            .map_err(db_err)?;
+        u64::try_from(head).map_err(|_| corrupt("change position"))
+    }
+
+    async fn read_changes(
+        &mut self,
+        after: u64,
+        up_to: u64,
+        expired_by_s: i64,
+        limit: u32,
+    ) -> Result<Vec<(u64, log::ChangeRow)>, StoreError> {
+        let rows: Vec<(i64, String, Option<String>, Option<i64>)> = sqlx::query_as(
+            "SELECT pos, kind, subject, expires_at_s FROM changes \
+             WHERE pos > $1 AND pos <= $2 AND (expires_at_s IS NULL OR expires_at_s > $3) \
+             ORDER BY pos LIMIT $4",
+        )
+        .bind(to_i64(after)?)
+        .bind(to_i64(up_to)?)
+        .bind(expired_by_s)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *self)
+        .await
+        .map_err(db_err)?;
+        rows.into_iter()
+            .map(|(pos, kind, subject, expires_at_s)| {
+                let pos = u64::try_from(pos).map_err(|_| corrupt("change position"))?;
+                Ok((
+                    pos,
+                    log::ChangeRow {
+                        kind,
+                        subject,
+                        expires_at_s,
+                    },
+                ))
+            })
+            .collect()
+    }
+}
+
+/// Appends ([`log::LogTx`]) in a write transaction that holds the log head.
+#[async_trait]
+impl log::LogTx for PgConnection {
+    async fn insert_audit_rows(&mut self, rows: &[log::LogRow<'_>]) -> Result<(), StoreError> {
+        let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
+            return Ok(());
+        };
+        for chunk in rows.chunks(AUDIT_ROWS_PER_INSERT) {
+            let chunk: Vec<(i64, &log::LogRow<'_>)> = chunk
+                .iter()
+                .map(|row| Ok((to_i64(row.index)?, row)))
+                .collect::<Result<_, StoreError>>()?;
+            let mut insert = QueryBuilder::<Postgres>::new(
+                "INSERT INTO audit_log \
+                 (idx, leaf_hash, nodes, entry, agent_id, issuer_id, created_at_ms) ",
+            );
+            insert.push_values(chunk, |mut b, (index, row)| {
+                let nodes: Vec<u8> = row.run.nodes.iter().flat_map(|h| h.0).collect();
+                b.push_bind(index)
+                    .push_bind(row.run.leaf.0.to_vec())
+                    .push_bind(nodes)
+                    .push_bind(row.record.entry.clone())
+                    .push_bind(row.record.agent_id.as_ref().map(|a| a.as_str().to_owned()))
+                    .push_bind(row.record.issuer_id.as_ref().map(|i| i.as_str().to_owned()))
+                    .push_bind(row.record.created_at_ms);
+            });
+            insert.build().execute(&mut *self).await.map_err(db_err)?;
+        }
+        // The head row holds the size readers see (`audit_size`): advance it in the
+        // same transaction. Guarded by the size it was at: a mismatch is a bug, never
+        // a second writer (the row is locked), and fails the write.
+        let moved = sqlx::query("UPDATE log_head SET size = $1 WHERE id = 1 AND size = $2")
+            .bind(to_i64(last.index.saturating_add(1))?)
+            .bind(to_i64(first.index)?)
+            .execute(&mut *self)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+        if moved != 1 {
+            return Err(StoreError::Backend(
+                "audit log: rows were not appended at the head".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn insert_changes(&mut self, rows: &[(u64, log::ChangeRow)]) -> Result<(), StoreError> {
+        for chunk in rows.chunks(AUDIT_ROWS_PER_INSERT) {
+            let chunk: Vec<(i64, &log::ChangeRow)> = chunk
+                .iter()
+                .map(|(pos, row)| Ok((to_i64(*pos)?, row)))
+                .collect::<Result<_, StoreError>>()?;
+            let mut insert = QueryBuilder::<Postgres>::new(
+                "INSERT INTO changes (pos, kind, subject, expires_at_s) ",
+            );
+            insert.push_values(chunk, |mut b, (pos, row)| {
+                b.push_bind(pos)
+                    .push_bind(row.kind.clone())
+                    .push_bind(row.subject.clone())
+                    .push_bind(row.expires_at_s);
+            });
+            insert.build().execute(&mut *self).await.map_err(db_err)?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct AuditEntryRow {
+    idx: i64,
+    leaf_hash: Vec<u8>,
+    entry: Vec<u8>,
+    owner: Option<String>,
+}
+
+impl AuditEntryRow {
+    fn into_row(self) -> Result<AuditRow, StoreError> {
+        Ok(AuditRow {
+            index: u64::try_from(self.idx).map_err(|_| corrupt("audit index"))?,
+            leaf_hash: Hash::try_from(self.leaf_hash.as_slice())
+                .map_err(|_| corrupt("audit leaf hash"))?,
+            entry: self.entry,
+            owner: self
+                .owner
+                .map(|o| parse_id(&o, "audit owner"))
+                .transpose()?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct CheckpointRow {
+    size: i64,
+    root: Vec<u8>,
+    note: String,
+    created_at_ms: i64,
+}
+
+impl CheckpointRow {
+    fn into_record(self) -> Result<CheckpointRecord, StoreError> {
+        Ok(CheckpointRecord {
+            size: u64::try_from(self.size).map_err(|_| corrupt("checkpoint size"))?,
+            root: Hash::try_from(self.root.as_slice()).map_err(|_| corrupt("checkpoint root"))?,
+            note: self.note,
+            created_at_ms: self.created_at_ms,
+        })
+    }
+}
+
+/// Stores a token; true if that extended a retired signing key's publication (a
+/// change readers mirror).
+async fn insert_token(conn: &mut PgConnection, token: &TokenRecord) -> Result<bool, StoreError> {
+    sqlx::query(
+        "INSERT INTO tokens (jti, agent_id, issuer_id, kid, issued_at_s, expires_at_s, revoked_at_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(token.jti.as_str())
+    .bind(token.agent_id.as_str())
+    .bind(token.issuer_id.as_str())
+    .bind(&token.kid)
+    .bind(token.issued_at_s)
+    .bind(token.expires_at_s)
+    .bind(token.revoked_at_ms)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    // A token signed just before a rotation may be recorded just after it: its key must
+    // then stay published until this token expires too.
+    let extended = sqlx::query(
+        "UPDATE signing_keys SET publish_until_s = $1 \
+         WHERE kid = $2 AND state = 'retired' AND COALESCE(publish_until_s, 0) < $1",
+    )
+    .bind(token.expires_at_s)
+    .bind(&token.kid)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_err)?
+    .rows_affected();
+    Ok(extended > 0)
+}
+
+/// The write's audit record, or none when the write changed nothing (nothing is
+/// appended then: see [`Store`]'s docs).
+fn audited(changed: bool, audit: &AuditRecord) -> &[AuditRecord] {
+    if changed {
+        std::slice::from_ref(audit)
+    } else {
+        &[]
+    }
+}
+
+/// A recorded token's change: none, or the signing keys when it extended a retired
+/// key's publication.
+fn signing_keys_changed(extended: bool) -> &'static [Change] {
+    if extended {
+        &[Change::SigningKeysChanged]
+    } else {
+        &[]
+    }
+}
+
+// ---- rows: what PostgreSQL hands back, parsed into domain types. A row that does not parse
+// is `Backend` (the file was edited or corrupted), never a panic.
+
+#[derive(sqlx::FromRow)]
+struct ApiKeyRow {
+    hash: Vec<u8>,
+    kind: String,
+    owner: Option<String>,
+    created_at_ms: i64,
+}
+
+impl ApiKeyRow {
+    fn into_record(self) -> Result<ApiKeyRecord, StoreError> {
+        let hash =
+            <[u8; 32]>::try_from(self.hash.as_slice()).map_err(|_| corrupt("api key hash"))?;
+        Ok(ApiKeyRecord {
+            hash: ApiKeyHash(hash),
+            kind: parse_key_kind(&self.kind)?,
+            owner: self.owner,
+            created_at_ms: self.created_at_ms,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct IssuerDomainRow {
+    issuer_id: String,
+    domain: String,
+    kid: String,
+    verified_at_ms: i64,
+}
+
+impl IssuerDomainRow {
+    fn into_record(self) -> Result<crate::IssuerDomain, StoreError> {
+        Ok(crate::IssuerDomain {
+            issuer_id: parse_id(&self.issuer_id, "issuer id")?,
+            domain: self.domain,
+            kid: self.kid,
+            verified_at_ms: self.verified_at_ms,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct IssuerRow {
+    id: String,
+    name: String,
+    created_at_ms: i64,
+}
+
+impl IssuerRow {
+    fn into_issuer(self) -> Result<Issuer, StoreError> {
+        Ok(Issuer {
+            id: parse_id(&self.id, "issuer id")?,
+            name: self.name,
+            created_at_ms: self.created_at_ms,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct ReceiverRow {
+    id: String,
+    name: String,
+    created_at_ms: i64,
+}
+
+impl ReceiverRow {
+    /// The receiver, its audiences still to be read.
+    fn into_receiver(self) -> Result<Receiver, StoreError> {
+        Ok(Receiver {
+            id: parse_id(&self.id, "receiver id")?,
+            audiences: Vec::new(),
+            name: self.name,
+            created_at_ms: self.created_at_ms,
+        })
+    }
+}
+
+/// Writes a receiver's audiences in order. An audience another receiver holds is a
+/// unique violation (`Conflict`).
+async fn insert_audiences(
+    conn: &mut PgConnection,
+    id: &ReceiverId,
+    audiences: &[String],
+) -> Result<(), StoreError> {
+    for (position, audience) in audiences.iter().enumerate() {
+        let position = i64::try_from(position)
+            .map_err(|_| StoreError::Backend("too many audiences".into()))?;
+        sqlx::query(
+            "INSERT INTO receiver_audiences (audience, receiver_id, position) VALUES ($1, $2, $3)",
+        )
+        .bind(audience)
+        .bind(id.as_str())
+        .bind(position)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    }
+    Ok(())
+}
+
+#[derive(sqlx::FromRow)]
+struct ClaimRow {
+    key: String,
+    request_sha256: Vec<u8>,
+    answer: Vec<u8>,
+    audit_index: Option<i64>,
+    created_at_ms: i64,
+}
+
+impl ClaimRow {
+    /// The key and its record.
+    fn into_claimed(self) -> Result<(String, Claimed), StoreError> {
+        let claimed = Claimed {
+            request_sha256: <[u8; 32]>::try_from(self.request_sha256.as_slice())
+                .map_err(|_| corrupt("idempotency request hash"))?,
+            answer: self.answer,
+            audit_index: self
+                .audit_index
+                .map(|i| u64::try_from(i).map_err(|_| corrupt("idempotency audit index")))
+                .transpose()?,
+            created_at_ms: self.created_at_ms,
+        };
+        Ok((self.key, claimed))
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct ReceiptRow {
+    id: String,
+    receiver_id: Option<String>,
+    issuer_id: Option<String>,
+    claims: Vec<u8>,
+    audit_index: Option<i64>,
+    created_at_ms: i64,
+}
+
+impl ReceiptRow {
+    fn into_record(self) -> Result<ReceiptRecord, StoreError> {
+        Ok(ReceiptRecord {
+            id: parse_id(&self.id, "receipt id")?,
+            receiver_id: self
+                .receiver_id
+                .map(|id| parse_id(&id, "receipt receiver id"))
+                .transpose()?,
+            issuer_id: self
+                .issuer_id
+                .map(|id| parse_id(&id, "receipt issuer id"))
+                .transpose()?,
+            claims: self.claims,
+            audit_index: self
+                .audit_index
+                .map(|i| u64::try_from(i).map_err(|_| corrupt("receipt audit index")))
+                .transpose()?,
+            created_at_ms: self.created_at_ms,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct AgentRow {
+    seq: i64,
+    id: String,
+    issuer_id: String,
+    name: String,
+    description: Option<String>,
+    scopes: String,
+    audience: Option<String>,
+    token_ttl_s: i64,
+    status: String,
+    created_at_ms: i64,
+    revoked_at_ms: Option<i64>,
+    revoke_reason: Option<String>,
+    policy: Option<String>,
+    user_ref: Option<String>,
+    suspended_at_ms: Option<i64>,
+    suspend_reason: Option<String>,
+    allow_bearer_tokens: bool,
+}
+
+/// The `status` column's value for a status: a suspended agent is `active` there, and
+/// suspended by its `suspended_at_ms` (see `0004_suspend.sql`).
+fn stored_status(status: AgentStatus) -> &'static str {
+    match status {
+        AgentStatus::Active | AgentStatus::Suspended => AgentStatus::Active.as_str(),
+        AgentStatus::Revoked => AgentStatus::Revoked.as_str(),
+    }
+}
+
+/// The agent `id` of `issuer`, read inside a write transaction; `NotFound` if it does
+/// not exist or is another issuer's.
+async fn insert_agent_key(conn: &mut PgConnection, key: &AgentKey) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO agent_keys (agent_id, jkt, jwk, alg, created_at_ms, expires_at_ms, \
+         retired_at_ms, grace_until_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(key.agent_id.as_str())
+    .bind(&key.jkt)
+    .bind(&key.jwk)
+    .bind(key.alg.as_str())
+    .bind(key.created_at_ms)
+    .bind(key.expires_at_ms)
+    .bind(key.retired_at_ms)
+    .bind(key.grace_until_ms)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
+
+async fn select_agent_keys(
+    conn: &mut PgConnection,
+    agent: &AgentId,
+) -> Result<Vec<AgentKey>, StoreError> {
+    sqlx::query_as::<_, AgentKeyRow>(
+        "SELECT agent_id, jkt, jwk, alg, created_at_ms, expires_at_ms, retired_at_ms, \
+         grace_until_ms FROM agent_keys WHERE agent_id = $1 ORDER BY created_at_ms, seq",
+    )
+    .bind(agent.as_str())
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db_err)?
+    .into_iter()
+    .map(AgentKeyRow::into_record)
+    .collect()
+}
+
+#[derive(sqlx::FromRow)]
+struct AgentKeyRow {
+    agent_id: String,
+    jkt: String,
+    jwk: String,
+    alg: String,
+    created_at_ms: i64,
+    expires_at_ms: i64,
+    retired_at_ms: Option<i64>,
+    grace_until_ms: Option<i64>,
+}
+
+impl AgentKeyRow {
+    fn into_record(self) -> Result<AgentKey, StoreError> {
+        Ok(AgentKey {
+            agent_id: parse_id(&self.agent_id, "agent id")?,
+            alg: Algorithm::parse(&self.alg).ok_or_else(|| corrupt("agent key alg"))?,
+            jkt: self.jkt,
+            jwk: self.jwk,
+            created_at_ms: self.created_at_ms,
+            expires_at_ms: self.expires_at_ms,
+            retired_at_ms: self.retired_at_ms,
+            grace_until_ms: self.grace_until_ms,
+        })
+    }
+}
+
+async fn own_agent_row(
+    conn: &mut PgConnection,
+    issuer: &IssuerId,
+    id: &AgentId,
+) -> Result<AgentRow, StoreError> {
+    sqlx::query_as::<_, AgentRow>(concat!(
+        "SELECT ",
+        agent_columns!(),
+        " FROM agents WHERE id = $1 AND issuer_id = $2"
+    ))
+    .bind(id.as_str())
+    .bind(issuer.as_str())
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db_err)?
+    .ok_or(StoreError::NotFound)
+}
+
+impl AgentRow {
+    fn into_agent(self) -> Result<Agent, StoreError> {
+        let status = match (self.status.as_str(), self.suspended_at_ms) {
+            ("active", None) => AgentStatus::Active,
+            ("active", Some(_)) => AgentStatus::Suspended,
+            ("revoked", None) => AgentStatus::Revoked,
+            _ => return Err(corrupt("agent status")),
+        };
+        Ok(Agent {
+            id: parse_id(&self.id, "agent id")?,
+            issuer_id: parse_id(&self.issuer_id, "issuer id")?,
+            name: self.name,
+            description: self.description,
+            scopes: from_json(&self.scopes, "agent scopes")?,
+            audience: self
+                .audience
+                .map(|text| from_json(&text, "agent audience"))
+                .transpose()?,
+            token_ttl_s: self.token_ttl_s,
+            status,
+            created_at_ms: self.created_at_ms,
+            revoked_at_ms: self.revoked_at_ms,
+            revoke_reason: self.revoke_reason,
+            policy: self.policy,
+            user: self.user_ref,
+            suspended_at_ms: self.suspended_at_ms,
+            suspend_reason: self.suspend_reason,
+            allow_bearer_tokens: self.allow_bearer_tokens,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct TokenRow {
+    jti: String,
+    agent_id: String,
+    issuer_id: String,
+    kid: String,
+    issued_at_s: i64,
+    expires_at_s: i64,
+    revoked_at_ms: Option<i64>,
+}
+
+impl TokenRow {
+    fn into_record(self) -> Result<TokenRecord, StoreError> {
+        Ok(TokenRecord {
+            jti: parse_id(&self.jti, "token id")?,
+            agent_id: parse_id(&self.agent_id, "agent id")?,
+            issuer_id: parse_id(&self.issuer_id, "issuer id")?,
+            kid: self.kid,
+            issued_at_s: self.issued_at_s,
+            expires_at_s: self.expires_at_s,
+            revoked_at_ms: self.revoked_at_ms,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct SigningKeyRow {
+    kid: String,
+    alg: String,
+    private_pem: String,
+    state: String,
+    created_at_ms: i64,
+    publish_until_s: Option<i64>,
+}
+
+impl SigningKeyRow {
+    fn into_record(self) -> Result<SigningKeyRecord, StoreError> {
+        let state = match self.state.as_str() {
+            "active" => KeyState::Active,
+            "retired" => KeyState::Retired,
+            _ => return Err(corrupt("signing key state")),
+        };
+        Ok(SigningKeyRecord {
+            alg: Algorithm::parse(&self.alg).ok_or_else(|| corrupt("signing key alg"))?,
+            kid: self.kid,
+            private_pem: self.private_pem,
+            state,
+            created_at_ms: self.created_at_ms,
+            publish_until_s: self.publish_until_s,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct IssuerKeyRow {
+    kid: String,
+    issuer_id: String,
+    alg: String,
+    jwk: String,
+    created_at_ms: i64,
+    revoked_at_ms: Option<i64>,
+}
+
+impl IssuerKeyRow {
+    fn into_record(self) -> Result<IssuerKey, StoreError> {
+        Ok(IssuerKey {
+            alg: Algorithm::parse(&self.alg).ok_or_else(|| corrupt("issuer key alg"))?,
+            issuer_id: parse_id(&self.issuer_id, "issuer id")?,
+            kid: self.kid,
+            jwk: self.jwk,
+            created_at_ms: self.created_at_ms,
+            revoked_at_ms: self.revoked_at_ms,
+        })
+    }
+}
+
+fn key_state_str(state: KeyState) -> &'static str {
+    match state {
+        KeyState::Active => "active",
+        KeyState::Retired => "retired",
+    }
+}
+
+/// Inverse of [`KeyKind::as_str`].
+fn parse_key_kind(text: &str) -> Result<KeyKind, StoreError> {
+    [KeyKind::Admin, KeyKind::Issuer, KeyKind::Receiver]
+        .into_iter()
+        .find(|kind| kind.as_str() == text)
+        .ok_or_else(|| corrupt("api key kind"))
+}
+
+fn parse_id<T: for<'a> TryFrom<&'a str>>(text: &str, what: &str) -> Result<T, StoreError> {
+    T::try_from(text).map_err(|_| corrupt(what))
+}
+
+fn to_json<T: serde::Serialize>(list: &[T]) -> Result<String, StoreError> {
+    serde_json::to_string(list).map_err(|e| StoreError::Backend(format!("cannot encode list: {e}")))
+}
+
+fn from_json(text: &str, what: &str) -> Result<Vec<String>, StoreError> {
+    serde_json::from_str(text).map_err(|_| corrupt(what))
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Backend(format!("stored {what} does not parse"))
+}
+
+// ---- errors
+
+/// Maps a sqlx error: unique violations are `Conflict` (by constraint name),
+/// foreign-key violations `NotFound` (the row referred to does not exist), a full disk
+/// `Full`, the database unable to work now (unreachable, shutting down, a standby, a
+/// lost connection, a timeout, too many connections) `Unavailable`, a serialization
+/// failure or deadlock `Unavailable` marked [`RETRYABLE`], anything else `Backend`.
+/// Texts are for logs; they name the constraint or condition, never a bound value.
+fn db_err(e: sqlx::Error) -> StoreError {
+    match &e {
+        // Positions handed out under the log head: taken twice is a bug, not a
+        // client's conflict.
+        sqlx::Error::Database(db)
+            if db.is_unique_violation()
+                && matches!(
+                    db.constraint(),
+                    Some("audit_log_pkey" | "changes_pkey" | "agents_by_issuer_list_pos")
+                ) =>
+        {
+            StoreError::Backend(e.to_string())
+        }
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            StoreError::Conflict(conflict_kind(db.as_ref()))
+        }
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound,
+        sqlx::Error::Database(db) => {
+            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+            match code.as_str() {
+                // serialization_failure, deadlock_detected: run the transaction again.
+                "40001" | "40P01" => StoreError::Unavailable(format!("{RETRYABLE}: {e}")),
+                // query_canceled: our statement_timeout (or an operator's cancel).
+                "57014" => StoreError::Unavailable(format!(
+                    "statement timeout: the database did not finish a statement in time ({e})"
+                )),
+                // disk_full
+                "53100" => StoreError::Full(e.to_string()),
+                _ if unavailable_class(&code) => StoreError::Unavailable(e.to_string()),
+                _ => StoreError::Backend(e.to_string()),
+            }
+        }
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e.to_string()),
+        _ => StoreError::Backend(e.to_string()),
+    }
+}
+
+/// SQLSTATEs that say the database cannot take the operation now, not that it is
+/// wrong: connection exceptions (08), insufficient resources (53), operator
+/// intervention (57: shutdown, crash, cannot connect now), lock not available (55P03),
+/// a read-only transaction on a standby (25006), an idle transaction ended (25P03).
+fn unavailable_class(code: &str) -> bool {
+    code.starts_with("08")
+        || code.starts_with("53")
+        || code.starts_with("57")
+        || matches!(code, "55P03" | "25006" | "25P03")
+}
+
+/// The rule a unique violation broke, by the constraint's name
+/// (`migrations/postgres/0001_initial.sql` names them).
+fn conflict_kind(db: &dyn DatabaseError) -> ConflictKind {
+    match db.constraint().unwrap_or("") {
+        "issuers_name_key_unique" | "issuers_name_unique" => ConflictKind::IssuerNameTaken,
+        "receivers_name_unique" => ConflictKind::ReceiverNameTaken,
+        "receiver_audiences_pkey" => ConflictKind::AudienceTaken,
+        "idempotency_pkey" => ConflictKind::IdempotencyKeyUsed,
+        "signing_keys_one_active" => ConflictKind::AnotherActiveKey,
+        "issuer_keys_pkey" => ConflictKind::IssuerKeyRegistered,
+        "issuer_domains_domain_unique" => ConflictKind::DomainTaken,
+        // Ids (issuers, receivers, agents, tokens, receipts, api keys, signing keys).
+        _ => ConflictKind::IdTaken,
+    }
+}
