@@ -13,6 +13,15 @@
 //! stored hashes): if the store was edited or rolled back behind the server's back, it
 //! refuses to sign and says so in the log, so the registry never signs two
 //! inconsistent checkpoints.
+//!
+//! One signer. Replicas sharing a database take turns through the store
+//! (`Store::checkpoint_leader`: PostgreSQL's advisory lock on a dedicated session,
+//! always this process on SQLite), asked before every signing; a leader that dies
+//! frees the lock with its session and another replica takes it at its next tick.
+//! The signer first adopts the latest checkpoint stored (by whichever replica signed
+//! it: the log key is the store's, shared), so each checkpoint extends the last one
+//! signed by anyone. Followers serve the stored checkpoints and prove against them,
+//! waiting briefly for the leader when asked for one that does not cover an index yet.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +43,11 @@ use crate::time::now_ms;
 const MAX_BATCH: usize = 4096;
 /// Appends waiting for the committer before callers wait to queue (backpressure).
 const QUEUE: usize = 16_384;
+/// Longest a follower waits for the leader to sign a checkpoint covering an index
+/// (the leader signs every `checkpoint_interval` while the log grows).
+const FOLLOW_WAIT: Duration = Duration::from_secs(3);
+/// How often a waiting follower reads the stored checkpoint again.
+const FOLLOW_POLL: Duration = Duration::from_millis(100);
 
 /// Why the log could not do what was asked.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -62,6 +76,13 @@ pub enum AuditLogError {
     /// Signing the checkpoint failed.
     #[error("checkpoint signing: {0}")]
     Note(#[from] note::NoteError),
+    /// Another replica signs checkpoints and has not signed one covering what was
+    /// asked yet (or none leads: the database is away).
+    #[error("no checkpoint covering {size} records signed yet: another replica signs them")]
+    NotSigned {
+        /// The size asked for.
+        size: u64,
+    },
 }
 
 /// A signed checkpoint as served.
@@ -89,6 +110,9 @@ pub struct AuditLog {
     latest: ArcSwap<SignedCheckpoint>,
     /// One signer at a time: checkpoints are signed in increasing size.
     sign_lock: tokio::sync::Mutex<()>,
+    /// Whether this process signed checkpoints at its last tick (a hint for
+    /// [`AuditLog::checkpoint_covering`]; signing asks the store again).
+    leading: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -150,23 +174,7 @@ impl AuditLog {
         }
         let origin = stored.origin;
         let latest = match store.audit_latest_checkpoint().await? {
-            Some(cp) => {
-                // Our own signature on our own stored checkpoint: a swapped row is
-                // caught here rather than served.
-                let opened =
-                    note::open_checkpoint(&cp.note, &origin, &[signer.verifier().clone()])?;
-                if opened.checkpoint().size != cp.size || opened.checkpoint().root != cp.root {
-                    return Err(AuditLogError::Inconsistent {
-                        size: cp.size,
-                        reason: "the stored checkpoint row does not match its signed note".into(),
-                    });
-                }
-                SignedCheckpoint {
-                    size: cp.size,
-                    root: cp.root,
-                    note: cp.note,
-                }
-            }
+            Some(cp) => opened_checkpoint(cp, &origin, &signer)?,
             None => SignedCheckpoint {
                 size: 0,
                 root: merkle::empty_tree_hash(),
@@ -181,6 +189,7 @@ impl AuditLog {
             origin,
             latest: ArcSwap::from_pointee(latest),
             sign_lock: tokio::sync::Mutex::new(()),
+            leading: std::sync::atomic::AtomicBool::new(false),
         });
         tokio::spawn(commit_loop(store, rx));
         Ok(log)
@@ -261,22 +270,67 @@ impl AuditLog {
     }
 
     /// A checkpoint covering at least `min_size` records, signing one now if needed.
+    /// On a follower (another replica signs), the latest stored one, waiting up to
+    /// [`FOLLOW_WAIT`] for the leader to sign one that covers `min_size`.
     pub async fn checkpoint_covering(
         &self,
         min_size: u64,
     ) -> Result<Arc<SignedCheckpoint>, AuditLogError> {
+        let covers = |cp: &SignedCheckpoint| cp.size >= min_size && !cp.note.is_empty();
         let latest = self.latest();
-        if latest.size >= min_size && !latest.note.is_empty() {
+        if covers(&latest) {
             return Ok(latest);
         }
-        self.checkpoint_now().await
+        if self.leading.load(std::sync::atomic::Ordering::Relaxed) {
+            match self.checkpoint_now().await {
+                Err(AuditLogError::NotSigned { .. }) => {} // led no more: follow
+                other => return other,
+            }
+        }
+        let deadline = tokio::time::Instant::now() + FOLLOW_WAIT;
+        loop {
+            let latest = self.adopt_stored().await?;
+            if covers(&latest) {
+                return Ok(latest);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(AuditLogError::NotSigned { size: min_size });
+            }
+            tokio::time::sleep(FOLLOW_POLL).await;
+        }
+    }
+
+    /// The latest checkpoint stored, if larger than the one held (signed by another
+    /// replica, or by this one before): checked against the log key and kept.
+    async fn adopt_stored(&self) -> Result<Arc<SignedCheckpoint>, AuditLogError> {
+        let held = self.latest();
+        match self.store.audit_latest_checkpoint().await? {
+            Some(cp) if cp.size > held.size || (held.note.is_empty() && cp.size == held.size) => {
+                let next = Arc::new(opened_checkpoint(cp, &self.origin, &self.signer)?);
+                // Never replaces a newer one signed here meanwhile.
+                let prev = self.latest.compare_and_swap(&held, Arc::clone(&next));
+                Ok(if Arc::ptr_eq(&prev, &held) {
+                    next
+                } else {
+                    self.latest()
+                })
+            }
+            _ => Ok(held),
+        }
     }
 
     /// Signs a checkpoint of the whole stored log if it grew (or none exists yet), after
     /// checking it extends the last one. Returns the latest checkpoint.
+    /// `NotSigned` if another replica is the signer.
     pub async fn checkpoint_now(&self) -> Result<Arc<SignedCheckpoint>, AuditLogError> {
         let _one_signer = self.sign_lock.lock().await;
-        let last = self.latest();
+        if !self.store.checkpoint_leader().await? {
+            self.leading
+                .store(false, std::sync::atomic::Ordering::Relaxed);
+            return Err(AuditLogError::NotSigned { size: 0 });
+        }
+        // What the previous leader signed last: the next checkpoint extends it.
+        let last = self.adopt_stored().await?;
         let size = self.store.audit_size().await?;
         if size == last.size && !last.note.is_empty() {
             return Ok(last);
@@ -331,8 +385,16 @@ impl AuditLog {
         Ok(merkle::tree_hash(size, &Prefetched::new(idx, hashes)?)?)
     }
 
-    /// Signs checkpoints while the log grows, every `interval`, until the log is dropped.
+    /// Whether this process signed checkpoints at its last tick.
+    pub fn leading(&self) -> bool {
+        self.leading.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Every `interval` until the log is dropped: asks the store whether this process
+    /// leads (taking over from a leader that died); the leader signs a checkpoint if
+    /// the log grew, a follower adopts the latest one stored.
     pub fn run_checkpoints(self: &Arc<Self>, interval: Duration) -> tokio::task::JoinHandle<()> {
+        use std::sync::atomic::Ordering;
         let weak = Arc::downgrade(self);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(interval);
@@ -341,8 +403,35 @@ impl AuditLog {
             loop {
                 tick.tick().await;
                 let Some(log) = weak.upgrade() else { return };
-                match log.checkpoint_now().await {
-                    Ok(_) => complained = false,
+                let leads = match log.store.checkpoint_leader().await {
+                    Ok(leads) => leads,
+                    Err(e) => {
+                        if !complained {
+                            tracing::warn!(error = %e, "cannot tell whether this replica signs checkpoints");
+                            complained = true;
+                        }
+                        false
+                    }
+                };
+                if log.leading.swap(leads, Ordering::Relaxed) != leads {
+                    if leads {
+                        tracing::info!(
+                            "checkpoint leader: this replica signs the audit log's checkpoints"
+                        );
+                    } else {
+                        tracing::info!(
+                            "checkpoint follower: another replica signs the audit log's checkpoints"
+                        );
+                    }
+                }
+                let outcome = if leads {
+                    log.checkpoint_now().await.map(drop)
+                } else {
+                    log.adopt_stored().await.map(drop)
+                };
+                match outcome {
+                    Ok(()) => complained = false,
+                    Err(AuditLogError::NotSigned { .. }) => {}
                     Err(e) if !complained => {
                         tracing::error!(error = %e, "audit checkpoint not signed");
                         complained = true;
@@ -352,6 +441,27 @@ impl AuditLog {
             }
         })
     }
+}
+
+/// A stored checkpoint, checked: signed by the log key for `origin`, and its row's
+/// size and root those of the signed note (a swapped row is caught, not served).
+fn opened_checkpoint(
+    cp: CheckpointRecord,
+    origin: &str,
+    signer: &NoteSigner,
+) -> Result<SignedCheckpoint, AuditLogError> {
+    let opened = note::open_checkpoint(&cp.note, origin, &[signer.verifier().clone()])?;
+    if opened.checkpoint().size != cp.size || opened.checkpoint().root != cp.root {
+        return Err(AuditLogError::Inconsistent {
+            size: cp.size,
+            reason: "the stored checkpoint row does not match its signed note".into(),
+        });
+    }
+    Ok(SignedCheckpoint {
+        size: cp.size,
+        root: cp.root,
+        note: cp.note,
+    })
 }
 
 /// The group committer: one transaction for everything queued since the last one.

@@ -261,15 +261,27 @@ async fn purge_idempotency(state: Arc<AppState>) {
     }
 }
 
-/// Reads what other processes committed into the read model, every
-/// [`Config::key_refresh`].
+/// Reads what other processes committed into the read model: as soon as the store
+/// signals a commit by another replica (PostgreSQL's `NOTIFY`), and at least every
+/// [`Config::key_refresh`], which catches up after a lost signal or a dropped
+/// listening connection. The feed is the source of truth; the signal only says when.
 async fn refresh(state: Arc<AppState>) {
-    let mut tick = tokio::time::interval(state.config.key_refresh);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut signal = state.store.change_signal();
+    let mut failing = false;
     loop {
-        tick.tick().await;
-        if let Err(e) = state.refresh().await {
-            tracing::warn!(error = %e, "could not refresh the read model");
+        signal.wait(state.config.key_refresh).await;
+        match state.refresh().await {
+            Ok(()) if failing => {
+                tracing::info!("the read model is refreshed again");
+                failing = false;
+            }
+            Ok(()) => {}
+            // Once per outage, not once per wake.
+            Err(e) if !failing => {
+                tracing::warn!(error = %e, "could not refresh the read model; retrying");
+                failing = true;
+            }
+            Err(_) => {}
         }
     }
 }

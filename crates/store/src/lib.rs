@@ -828,6 +828,46 @@ pub enum Change {
     ApiKeyRevoked(ApiKeyHash),
 }
 
+/// A wake-up for a reader of the change feed ([`Store::change_signal`]): another
+/// process may have committed changes. Only a hint: the feed
+/// ([`Store::changes_since`]) stays the source of truth, so a lost or spurious wake
+/// costs at most one read, and a reader still reads on its own schedule.
+#[derive(Debug)]
+pub struct ChangeSignal(Option<tokio::sync::watch::Receiver<u64>>);
+
+impl ChangeSignal {
+    /// A signal that never fires: every [`ChangeSignal::wait`] lasts its timeout (one
+    /// process: its own writes reach its readers directly).
+    pub fn none() -> Self {
+        ChangeSignal(None)
+    }
+
+    /// Fires whenever the sender's value changes.
+    pub(crate) fn from_watch(rx: tokio::sync::watch::Receiver<u64>) -> Self {
+        ChangeSignal(Some(rx))
+    }
+
+    /// Waits until a change may have been committed since the last wait returned, or
+    /// `timeout` passes; `true` when woken early. A wake that came while the caller
+    /// was busy is kept for the next wait, never lost.
+    pub async fn wait(&mut self, timeout: std::time::Duration) -> bool {
+        let Some(rx) = self.0.as_mut() else {
+            tokio::time::sleep(timeout).await;
+            return false;
+        };
+        match tokio::time::timeout(timeout, rx.changed()).await {
+            Ok(Ok(())) => true,
+            Ok(Err(_)) => {
+                // The sender is gone (the store is closing): periodic reads only.
+                self.0 = None;
+                tokio::time::sleep(timeout).await;
+                false
+            }
+            Err(_) => false,
+        }
+    }
+}
+
 /// Changes committed after a position ([`Store::changes_since`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ChangeFeed {
@@ -1289,6 +1329,27 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// (a later commit, or the backend's own probe of its storage, run at most about
     /// once a second while failing). Never adds a row.
     async fn writable(&self) -> Result<(), StoreError>;
+
+    // ---- replicas
+
+    /// Wakes a reader of the change feed when another process may have committed a
+    /// change ([`ChangeSignal`]). Default: never (one process: SQLite). PostgreSQL:
+    /// `LISTEN`, woken by the `NOTIFY` every write that records a change sends inside
+    /// its transaction (so it is delivered only on commit), and once more after a lost
+    /// listening connection is back (notifications may have been missed meanwhile).
+    fn change_signal(&self) -> ChangeSignal {
+        ChangeSignal::none()
+    }
+
+    /// Whether this process is the one that signs the audit log's checkpoints now,
+    /// trying to become it if no process is; call it before each signing. Default:
+    /// always (one process: SQLite). PostgreSQL: a session advisory lock held on a
+    /// dedicated connection, so the leader's death (its session ending) frees it for
+    /// the next caller; a leader whose connection failed is no longer one. An `Err`
+    /// means "not now" (the database cannot be reached).
+    async fn checkpoint_leader(&self) -> Result<bool, StoreError> {
+        Ok(true)
+    }
 }
 
 #[cfg(test)]

@@ -74,10 +74,10 @@ use crate::ledger::{self, BudgetRow, Claimed, LedgerTx};
 use crate::log;
 use crate::{
     Agent, AgentKey, AgentStatus, ApiKeyRecord, AuditRecord, AuditRow, BudgetKey, Change,
-    ChangeFeed, ChangePosition, CheckpointRecord, Cursor, DecisionItem, DecisionOutcome,
-    DelegationRecord, IdempotencyClaim, Issuer, IssuerKey, KeyState, LogKeyRecord, NonceClaim,
-    Page, ReceiptKeyRecord, ReceiptRecord, Receiver, Revocations, SigningKeyRecord, Store,
-    StoreError, TokenRecord,
+    ChangeFeed, ChangePosition, ChangeSignal, CheckpointRecord, Cursor, DecisionItem,
+    DecisionOutcome, DelegationRecord, IdempotencyClaim, Issuer, IssuerKey, KeyState, LogKeyRecord,
+    NonceClaim, Page, ReceiptKeyRecord, ReceiptRecord, Receiver, Revocations, SigningKeyRecord,
+    Store, StoreError, TokenRecord,
 };
 
 /// Largest page `list_agents` returns, whatever the caller asks.
@@ -208,7 +208,29 @@ pub struct PostgresStore {
     pool: PgPool,
     /// `host:port/database`, for logs.
     target: String,
+    /// How the pool connects: the listener and the leader's session connect the same
+    /// way, outside the pool (each holds its connection for good).
+    connect: PgConnectOptions,
+    /// Wakes change-feed readers; the listening task starts on the first
+    /// [`Store::change_signal`] (a CLI command that opens the store never listens).
+    changes: std::sync::OnceLock<tokio::sync::watch::Sender<u64>>,
+    /// The checkpoint leader's session, and whether it holds the lock.
+    leader: tokio::sync::Mutex<Option<LeaderSession>>,
 }
+
+/// A dedicated connection that holds (or tries for) the checkpoint leader's lock.
+struct LeaderSession {
+    conn: PgConnection,
+    holds: bool,
+}
+
+/// The `NOTIFY` channel every write that records a change signals on.
+const CHANGES_CHANNEL: &str = "bonafide_changes";
+/// The checkpoint leader's advisory lock: the two-key form (`classid`, `objid`),
+/// whose key space is apart from the one-key locks sqlx's migrator takes.
+const LEADER_LOCK: (i32, i32) = (0x626f_6e61, 1); // "bona", 1
+/// Pause after the listening connection failed to come back, before trying again.
+const LISTEN_RETRY: Duration = Duration::from_millis(500);
 
 impl fmt::Debug for PostgresStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -292,11 +314,17 @@ impl PostgresStore {
             // Connections are pinged before use (the default): one the server closed
             // (a restart, `pg_terminate_backend`) is replaced, not handed out.
             .test_before_acquire(true)
-            .connect_with(connect)
+            .connect_with(connect.clone())
             .await
             .map_err(db_err)?;
         tracing::debug!(target = %target, "postgres store open");
-        Ok(PostgresStore { pool, target })
+        Ok(PostgresStore {
+            pool,
+            target,
+            connect,
+            changes: std::sync::OnceLock::new(),
+            leader: tokio::sync::Mutex::new(None),
+        })
     }
 
     /// Whether a registry's schema exists in the database at `url` (never creates
@@ -1729,6 +1757,77 @@ impl Store for PostgresStore {
         }
     }
 
+    fn change_signal(&self) -> ChangeSignal {
+        let sender = self.changes.get_or_init(|| {
+            let (tx, _) = tokio::sync::watch::channel(0u64);
+            tokio::spawn(listen_for_changes(
+                self.connect.clone(),
+                self.target.clone(),
+                tx.clone(),
+            ));
+            tx
+        });
+        ChangeSignal::from_watch(sender.subscribe())
+    }
+
+    async fn checkpoint_leader(&self) -> Result<bool, StoreError> {
+        let mut slot = self.leader.lock().await;
+        if let Some(session) = slot.as_mut()
+            && session.holds
+        {
+            // A session lock lasts as long as its session: a live session still holds
+            // it. A dead one released it, and another replica may lead by now.
+            let ping = sqlx::query("SELECT 1").execute(&mut session.conn);
+            if matches!(tokio::time::timeout(PROBE_TIMEOUT, ping).await, Ok(Ok(_))) {
+                return Ok(true);
+            }
+            tracing::warn!(target = %self.target, "the checkpoint leader's connection failed: no longer leading");
+            *slot = None;
+        }
+        let session = match slot.as_mut() {
+            Some(session) => session,
+            None => {
+                // The server notices a leader that vanished without closing (a host
+                // lost, a partition) through TCP keepalives: a few seconds, not hours.
+                let options = self.connect.clone().options([
+                    ("tcp_keepalives_idle", "2"),
+                    ("tcp_keepalives_interval", "1"),
+                    ("tcp_keepalives_count", "2"),
+                ]);
+                let conn =
+                    tokio::time::timeout(PROBE_TIMEOUT, PgConnection::connect_with(&options))
+                        .await
+                        .map_err(|_| {
+                            StoreError::Unavailable(format!(
+                                "the database did not answer within {PROBE_TIMEOUT:?}"
+                            ))
+                        })?
+                        .map_err(db_err)?;
+                slot.insert(LeaderSession { conn, holds: false })
+            }
+        };
+        let take = sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock($1, $2)")
+            .bind(LEADER_LOCK.0)
+            .bind(LEADER_LOCK.1)
+            .fetch_one(&mut session.conn);
+        match tokio::time::timeout(PROBE_TIMEOUT, take).await {
+            Ok(Ok(held)) => {
+                session.holds = held;
+                Ok(held)
+            }
+            Ok(Err(e)) => {
+                *slot = None;
+                Err(db_err(e))
+            }
+            Err(_) => {
+                *slot = None;
+                Err(StoreError::Unavailable(format!(
+                    "the database did not answer within {PROBE_TIMEOUT:?}"
+                )))
+            }
+        }
+    }
+
     async fn purge_idempotency(&self, before_ms: i64) -> Result<u64, StoreError> {
         // In chunks, one autocommitted statement each: no long transaction, and no
         // log head (a decision replaying a key being purged simply misses it, as it
@@ -2190,6 +2289,16 @@ impl log::LogTx for PgConnection {
                     .push_bind(row.expires_at_s);
             });
             insert.build().execute(&mut *self).await.map_err(db_err)?;
+        }
+        if !rows.is_empty() {
+            // Delivered only if this transaction commits, after the rows are visible
+            // (and once per transaction, however many changes): other replicas read the
+            // feed at once instead of at their next periodic refresh.
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(CHANGES_CHANNEL)
+                .execute(&mut *self)
+                .await
+                .map_err(db_err)?;
         }
         Ok(())
     }
@@ -2709,6 +2818,64 @@ fn corrupt(what: &str) -> StoreError {
 /// lost connection, a timeout, too many connections) `Unavailable`, a serialization
 /// failure or deadlock `Unavailable` marked [`RETRYABLE`], anything else `Backend`.
 /// Texts are for logs; they name the constraint or condition, never a bound value.
+/// Listens on [`CHANGES_CHANNEL`] and bumps `wake` for every notification, until every
+/// [`ChangeSignal`] is gone. A lost connection is re-opened by itself (with a pause
+/// while the server stays away), then `wake` is bumped once more: what was notified
+/// meanwhile was lost, and the reader catches up from the feed.
+async fn listen_for_changes(
+    connect: PgConnectOptions,
+    target: String,
+    wake: tokio::sync::watch::Sender<u64>,
+) {
+    let bump = || wake.send_modify(|n| *n = n.wrapping_add(1));
+    // One connection, outside the main pool; `PgListener` re-opens it and listens
+    // again when it is lost.
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(PROBE_TIMEOUT)
+        .connect_lazy_with(connect);
+    let mut listener: Option<sqlx::postgres::PgListener> = None;
+    let mut failing = false;
+    loop {
+        let step = async {
+            let l = match listener.as_mut() {
+                Some(l) => l,
+                None => {
+                    let mut l = sqlx::postgres::PgListener::connect_with(&pool).await?;
+                    l.listen(CHANGES_CHANNEL).await?;
+                    // Listening from now on; what committed before is in the feed.
+                    bump();
+                    listener.insert(l)
+                }
+            };
+            l.try_recv().await.map(|n| n.is_some())
+        };
+        let outcome = tokio::select! {
+            _ = wake.closed() => return,
+            outcome = step => outcome,
+        };
+        match outcome {
+            Ok(true) => {
+                if failing {
+                    tracing::info!(target = %target, "listening for changes again");
+                    failing = false;
+                }
+                bump();
+            }
+            // The connection was lost and re-opened: notifications may be lost.
+            Ok(false) => bump(),
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(target = %target, error = %db_err(e), "cannot listen for changes; retrying (periodic refreshes meanwhile)");
+                    failing = true;
+                }
+                listener = None;
+                tokio::time::sleep(LISTEN_RETRY).await;
+            }
+        }
+    }
+}
+
 fn db_err(e: sqlx::Error) -> StoreError {
     match &e {
         // Positions handed out under the log head: taken twice is a bug, not a

@@ -14,6 +14,7 @@ mod msrv;
 mod policy;
 mod readme;
 mod receipt;
+mod replicas;
 mod self_custody;
 mod setup;
 mod shell;

@@ -65,6 +65,13 @@ pub fn serve_with_args(
     for (k, v) in extra_env {
         cmd.env(k, v);
     }
+    spawn_served(cmd)
+}
+
+/// Starts `cmd` (a `bonafide serve` with its flags, stderr piped) and waits for the
+/// address it announces; stderr keeps being collected into [`Served::log`].
+pub fn spawn_served(mut cmd: Command) -> Served {
+    cmd.stdout(Stdio::null()).stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn bonafide serve");
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel::<String>();
