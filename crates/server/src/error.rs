@@ -160,21 +160,19 @@ impl IntoResponse for ApiError {
 /// The headers every error answer carries: a challenge on a 401, `Retry-After` on a
 /// 503.
 fn error_headers(status: StatusCode, mut resp: Response) -> Response {
-    {
-        if status == StatusCode::UNAUTHORIZED {
-            resp.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"bonafide\""),
-            );
-        }
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            // Every 503 here is a condition that passes (a full or locked store, a
-            // busy audit log, a timeout): say when to try again (RFC 9110 §10.2.3).
-            resp.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from_static(RETRY_AFTER_SECS),
-            );
-        }
+    if status == StatusCode::UNAUTHORIZED {
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"bonafide\""),
+        );
+    }
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        // Every 503 here is a condition that passes (a full or locked store, a
+        // busy audit log, a timeout): say when to try again (RFC 9110 §10.2.3).
+        resp.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from_static(RETRY_AFTER_SECS),
+        );
     }
     resp
 }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bonafide_api::ErrorCode;
@@ -249,27 +249,27 @@ pub async fn verified_page(State(state): State<Arc<AppState>>) -> Response {
 <html lang="en"><head><meta charset="utf-8"><title>Verified by Bonafide</title>
 <meta name="viewport" content="width=device-width, initial-scale=1"></head>
 <body style="font-family: sans-serif; max-width: 40em; margin: 2em auto; line-height: 1.5">
-<h1><img src="/api/badge/verified.svg" alt="Verified by Bonafide" height="24"> Verified by Bonafide</h1>
+<h1><img src="{base}/api/badge/verified.svg" alt="Verified by Bonafide" height="24"> Verified by Bonafide</h1>
 <p>The site that links here checks every AI agent that calls it with the Bonafide registry at <code>{base}</code>.</p>
 <p>Each agent's token is checked on each request: its signature, its expiry, whether the agent or the token was revoked or suspended, and the scopes it was granted. Every decision is written to a tamper-evident audit log whose signed checkpoint anyone can read at <code>{base}/v1/audit/checkpoint</code>.</p>
 <p>The registry's public keys: <code>{base}/.well-known/jwks.json</code>.</p>
 </body></html>
 "#
     );
-    let mut resp = (
+    (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
             (header::CACHE_CONTROL, "public, max-age=3600"),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            // Static text: nothing runs; only the badge loads.
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'",
+            ),
         ],
         page,
     )
-        .into_response();
-    resp.headers_mut().insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; img-src 'self'; style-src 'unsafe-inline'"),
-    );
-    resp
+        .into_response()
 }
 
 #[cfg(test)]
