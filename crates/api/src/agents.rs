@@ -24,7 +24,8 @@ pub struct AgentRegistered {
     pub jti: String,
     /// When the token expires (RFC 3339).
     pub expires_at: String,
-    /// Where receivers verify it.
+    /// Where receivers verify it by GET, the token in the path (ImaRobot's shape:
+    /// `{registry}/v1/verify/{token}`).
     pub verify_url: String,
     /// The registry's public key (PEM) for offline verification.
     pub public_key_url: String,
@@ -117,6 +118,8 @@ pub struct TokenIssued {
     pub token: String,
     /// RFC 3339.
     pub expires_at: String,
+    /// Where receivers verify it by GET, the token in the path (ImaRobot's shape).
+    pub verify_url: String,
 }
 
 /// `POST /v1/agents/{id}/revoke` body (may be empty).

@@ -7,21 +7,23 @@ use crate::failure::Failure;
 /// Shortest token lifetime (`--ttl`), seconds: a shorter token may expire before it is
 /// used; the registry refuses one too.
 pub const MIN_TTL_SECS: i64 = 60;
-/// Longest token lifetime (`--ttl`), seconds (30 days): what the registry and offline
-/// verifiers accept (`max_token_ttl`).
-pub const MAX_TTL_SECS: i64 = 30 * 86_400;
+/// Longest token lifetime (`--ttl`), seconds (365 days): the most a registry's
+/// `max_token_ttl` may be; the registry refuses what is over its own setting (30 days
+/// by default).
+pub const MAX_TTL_SECS: i64 = 365 * 86_400;
 
-/// Parses a `--ttl`: a duration from 60s to 30d, said so in the error.
+/// Parses a `--ttl` (and `serve --max-token-ttl`): a duration from 60s to 365d, said
+/// so in the error.
 pub fn ttl(text: &str) -> Result<i64> {
     let secs = parse(text)?;
     if secs < MIN_TTL_SECS {
         return Err(Failure::usage(format!(
-            "--ttl `{text}`: the lifetime must be at least 60s (allowed: 60s to 30d)"
+            "--ttl `{text}`: the lifetime must be at least 60s (allowed: 60s to 365d)"
         )));
     }
     if secs > MAX_TTL_SECS {
         return Err(Failure::usage(format!(
-            "--ttl `{text}`: the lifetime must be at most 30d (allowed: 60s to 30d)"
+            "--ttl `{text}`: the lifetime must be at most 365d (allowed: 60s to 365d)"
         )));
     }
     Ok(secs)
@@ -76,17 +78,18 @@ mod tests {
     use super::{parse, timeout, ttl};
 
     #[test]
-    fn lifetimes_are_60s_to_30d() {
+    fn lifetimes_are_60s_to_365d() {
         assert_eq!(ttl("60s").unwrap(), 60);
         assert_eq!(ttl("30d").unwrap(), 30 * 86_400);
+        assert_eq!(ttl("365d").unwrap(), 365 * 86_400);
         let short = ttl("59s").unwrap_err().to_string();
         assert!(
             short.contains("the lifetime must be at least 60s"),
             "{short}"
         );
-        assert!(short.contains("60s to 30d"), "{short}");
-        let long = ttl("31d").unwrap_err().to_string();
-        assert!(long.contains("at most 30d"), "{long}");
+        assert!(short.contains("60s to 365d"), "{short}");
+        let long = ttl("366d").unwrap_err().to_string();
+        assert!(long.contains("at most 365d"), "{long}");
         assert!(ttl("5w").unwrap_err().to_string().contains("unit"));
     }
 

@@ -216,6 +216,16 @@ struct ServeArgs {
     /// file-descriptor limit (ulimit -n). Default 512.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: Option<u32>,
+    /// Longest token lifetime an issuer may ask for (`expiry_seconds`), and the
+    /// longest any token the registry accepts may live: 60s to 365d. Default 30d.
+    /// Receivers verifying offline must allow as much (their own `max_token_ttl`).
+    #[arg(long, env = "BONAFIDE_MAX_TOKEN_TTL", value_parser = max_token_ttl)]
+    max_token_ttl: Option<i64>,
+}
+
+/// `--max-token-ttl`: a lifetime from 60s to 365d.
+fn max_token_ttl(text: &str) -> Result<i64, String> {
+    duration::ttl(text).map_err(|e| e.to_string())
 }
 
 /// Where the registry keeps its data: `serve` and every command that opens the store
@@ -892,6 +902,13 @@ async fn serve(args: ServeArgs) -> Result<()> {
         max_connections: args.max_connections.map_or(defaults.max_connections, |n| {
             usize::try_from(n).unwrap_or(usize::MAX)
         }),
+        max_token_ttl_s: args.max_token_ttl.unwrap_or(defaults.max_token_ttl_s),
+        // A maximum under a day shortens the default lifetime with it.
+        default_token_ttl_s: args
+            .max_token_ttl
+            .map_or(defaults.default_token_ttl_s, |max| {
+                defaults.default_token_ttl_s.min(max)
+            }),
         ..defaults
     };
     let server = Server::bind(args.listen, config, store).await?;

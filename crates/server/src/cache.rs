@@ -42,8 +42,13 @@ pub const PUBLIC: &[(&str, &str)] = &[
         "/agents/{id}/.well-known/http-message-signatures-directory",
         REVALIDATE,
     ),
-    // Fixed by the build.
+    // The compatibility surfaces' copies of the keys (`crate::compat`).
+    ("/compat/imarobot/.well-known/public-key.pem", KEYS),
+    ("/api/v1/.well-known/jwks.json", KEYS),
+    // Fixed by the build (the badge and its page set their own, longer).
     ("/v1/scopes", KEYS),
+    ("/api/badge/verified.svg", KEYS),
+    ("/verified", KEYS),
     ("/openapi.json", KEYS),
 ];
 

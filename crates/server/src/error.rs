@@ -122,29 +122,59 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// This error for a compatibility surface whose product writes `error` as a
+    /// string (`crate::compat`): `{"error": CODE, "message", "request_id"}` with
+    /// `extra` members beside them (`extra`'s own `error` is replaced); the same
+    /// status, logging and headers as every other error answer.
+    pub fn into_string_error_response(
+        self,
+        mut extra: serde_json::Map<String, serde_json::Value>,
+    ) -> Response {
+        let status = self.status;
+        let detail = self.logged();
+        extra.insert("error".into(), detail.code.as_str().into());
+        extra
+            .entry("message")
+            .or_insert_with(|| detail.message.into());
+        extra
+            .entry("request_id")
+            .or_insert_with(|| detail.request_id.into());
+        error_headers(
+            status,
+            (status, Json(serde_json::Value::Object(extra))).into_response(),
+        )
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status;
         let body = ErrorBody {
             error: self.logged(),
         };
-        let mut resp = (status, Json(body)).into_response();
-        if status == StatusCode::UNAUTHORIZED {
-            resp.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"bonafide\""),
-            );
-        }
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            // Every 503 here is a condition that passes (a full or locked store, a
-            // busy audit log, a timeout): say when to try again (RFC 9110 §10.2.3).
-            resp.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from_static(RETRY_AFTER_SECS),
-            );
-        }
-        resp
+        error_headers(status, (status, Json(body)).into_response())
     }
+}
+
+/// The headers every error answer carries: a challenge on a 401, `Retry-After` on a
+/// 503.
+fn error_headers(status: StatusCode, mut resp: Response) -> Response {
+    if status == StatusCode::UNAUTHORIZED {
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"bonafide\""),
+        );
+    }
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        // Every 503 here is a condition that passes (a full or locked store, a
+        // busy audit log, a timeout): say when to try again (RFC 9110 §10.2.3).
+        resp.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from_static(RETRY_AFTER_SECS),
+        );
+    }
+    resp
 }
 
 /// `Retry-After` of every 503, seconds.

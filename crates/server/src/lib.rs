@@ -23,6 +23,8 @@ pub mod audit;
 pub mod auth;
 pub mod bounded;
 pub mod cache;
+pub mod compat;
+pub mod cors;
 pub mod decision;
 pub mod delegation;
 pub mod error;
@@ -58,7 +60,10 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Token lifetime when the issuer names none, seconds. Default 86400.
     pub default_token_ttl_s: i64,
-    /// Longest token lifetime an issuer may ask for, seconds. Default 30 days.
+    /// Longest token lifetime an issuer may ask for, and the longest any token the
+    /// registry accepts may live from its `iat`, seconds. Default 30 days; at most
+    /// [`MAX_TOKEN_TTL_CEILING_S`] (1 year, ImaRobot's longest expiry). A longer
+    /// one also keeps a revoked token's entry in memory longer (until its `exp`).
     pub max_token_ttl_s: i64,
     /// How often signing keys, issuers' keys, revocations and suspensions are re-read
     /// from the store. Default 5 s.
@@ -143,6 +148,26 @@ impl Default for Config {
     }
 }
 
+/// The most [`Config::max_token_ttl_s`] may be: 365 days.
+pub const MAX_TOKEN_TTL_CEILING_S: i64 = 365 * 86_400;
+
+/// The shortest token lifetime anywhere (a shorter token may expire before use).
+pub const MIN_TOKEN_TTL_S: i64 = 60;
+
+impl Config {
+    /// Checks the settings that have bounds: `max_token_ttl_s`. (A default lifetime
+    /// over it is left as it was: registrations then must name a shorter one.)
+    pub fn check(&self) -> Result<(), ServerError> {
+        if !(MIN_TOKEN_TTL_S..=MAX_TOKEN_TTL_CEILING_S).contains(&self.max_token_ttl_s) {
+            return Err(ServerError::Config(format!(
+                "max_token_ttl must be between {MIN_TOKEN_TTL_S} s and {MAX_TOKEN_TTL_CEILING_S} s (365 days), not {} s",
+                self.max_token_ttl_s
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -164,6 +189,9 @@ pub enum ServerError {
     /// Serving failed.
     #[error("server: {0}")]
     Serve(String),
+    /// A setting is out of its bounds.
+    #[error("configuration: {0}")]
+    Config(String),
 }
 
 /// A bound, loaded server, ready to run.
@@ -180,6 +208,7 @@ impl Server {
         mut config: Config,
         store: Arc<dyn Store>,
     ) -> Result<Self, ServerError> {
+        config.check()?;
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|e| ServerError::Bind {
@@ -349,22 +378,31 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/v1/verify", post(routes::verify::verify_post))
         // A wildcard, so tokens with odd bytes (`/`) still get `valid:false`.
-        .route("/v1/verify/{*token}", get(routes::verify::verify_get))
+        .route(
+            "/v1/verify/{*token}",
+            get(routes::verify::verify_get).options(cors::preflight),
+        )
         .route("/v1/introspect", post(routes::verify::introspect))
-        .route("/.well-known/jwks.json", get(routes::meta::jwks))
+        .route(
+            "/.well-known/jwks.json",
+            get(routes::meta::jwks).options(cors::preflight),
+        )
         .route(
             "/.well-known/receipt-jwks.json",
-            get(routes::meta::receipt_jwks),
+            get(routes::meta::receipt_jwks).options(cors::preflight),
         )
         .route(
             "/.well-known/public-key.pem",
-            get(routes::meta::public_key_pem),
+            get(routes::meta::public_key_pem).options(cors::preflight),
         )
         .route(
             "/.well-known/bonafide-configuration",
-            get(routes::meta::configuration),
+            get(routes::meta::configuration).options(cors::preflight),
         )
-        .route("/v1/audit/checkpoint", get(routes::audit::checkpoint))
+        .route(
+            "/v1/audit/checkpoint",
+            get(routes::audit::checkpoint).options(cors::preflight),
+        )
         .route("/v1/audit/entries", get(routes::audit::entries))
         .route("/v1/audit/proof/inclusion", get(routes::audit::inclusion))
         .route(
@@ -373,10 +411,20 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/v1/audit/proof/bundle", get(routes::audit::bundle))
         .route("/v1/audit/tile/{*path}", get(routes::audit::tile))
-        .route("/v1/scopes", get(routes::meta::scopes))
+        .route(
+            "/v1/scopes",
+            get(routes::meta::scopes).options(cors::preflight),
+        )
         .route("/v1/health", get(routes::meta::health))
+        .route(
+            "/health",
+            get(routes::meta::health_alias).options(cors::preflight),
+        )
         .route("/healthz", get(routes::meta::healthz))
         .route("/openapi.json", get(routes::meta::openapi))
+        // Other products' paths and shapes over the same checks (issue 21).
+        .merge(compat::routes())
+        .route_layer(middleware::from_fn(cors::allow_any_origin))
         .route_layer(middleware::from_fn(access_log))
         .route_layer(middleware::from_fn(cache::public_routes))
         .fallback(not_found)

@@ -212,7 +212,7 @@ fn json_errors_are_one_object_with_the_registrys_fields() {
 }
 
 #[test]
-fn a_lifetime_outside_60s_to_30d_is_refused_with_the_range() {
+fn a_lifetime_outside_60s_to_365d_is_refused_with_the_range() {
     let dir = tempfile::tempdir().unwrap();
     let s = serve(dir.path(), &[]);
     let admin = s.admin_printed.clone().unwrap();
@@ -225,11 +225,11 @@ fn a_lifetime_outside_60s_to_30d_is_refused_with_the_range() {
     for (ttl, says) in [
         (
             "59s",
-            "the lifetime must be at least 60s (allowed: 60s to 30d)",
+            "the lifetime must be at least 60s (allowed: 60s to 365d)",
         ),
         (
-            "31d",
-            "the lifetime must be at most 30d (allowed: 60s to 30d)",
+            "366d",
+            "the lifetime must be at most 365d (allowed: 60s to 365d)",
         ),
     ] {
         let out = run(

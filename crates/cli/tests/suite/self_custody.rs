@@ -437,15 +437,15 @@ fn token_sign_refusals_exit_2_and_say_why() {
     for (ttl, says) in [
         (
             "0",
-            "the lifetime must be at least 60s (allowed: 60s to 30d)",
+            "the lifetime must be at least 60s (allowed: 60s to 365d)",
         ),
         (
             "59s",
-            "the lifetime must be at least 60s (allowed: 60s to 30d)",
+            "the lifetime must be at least 60s (allowed: 60s to 365d)",
         ),
         (
-            "31d",
-            "the lifetime must be at most 30d (allowed: 60s to 30d)",
+            "366d",
+            "the lifetime must be at most 365d (allowed: 60s to 365d)",
         ),
     ] {
         expect(sign(&key, &["--scope", "read:x", "--ttl", ttl]), says);

@@ -20,9 +20,10 @@
 //!
 //! What the layer does, per request (first failure decides, 401 with
 //! `{"error":{"code","message"}}` and a `WWW-Authenticate` challenge unless noted):
-//! 1. **Token**: `Authorization: DPoP <token>`, `Authorization: Bearer <token>` or
-//!    `X-Agent-Token: <token>`; exactly one of them, once (`TOKEN_MISSING`,
-//!    `TOKEN_INVALID`).
+//! 1. **Token**: `X-Agent-Token: <token>`, else `Authorization: DPoP <token>` or
+//!    `Authorization: Bearer <token>`, each header once (`TOKEN_MISSING`,
+//!    `TOKEN_INVALID`). With `X-Agent-Token` present, `Authorization` is the
+//!    service's own (KairosAI's convention) and is ignored.
 //! 2. **Offline mode**: [`bonafide_core::token::verify`] with the cached JWKS (pipeline
 //!    steps 1–4: signature, `typ`, times with leeway, audience, issuer), then step 7
 //!    for the policy hash. A `kid` the cache does not know triggers one refetch of a
@@ -566,7 +567,25 @@ fn presented_token(headers: &HeaderMap) -> Result<Presented<'_>, Rejection> {
             .map(|s| Some(s.trim()))
             .map_err(|_| bad(&format!("`{name}` is not visible ASCII")))
     };
-    let mut from_auth = None;
+    // `X-Agent-Token` wins: KairosAI's convention keeps `Authorization` for the
+    // service's own auth (its API key), so a request may carry both, and then
+    // `Authorization` is not the agent's and is not read at all.
+    let agent_header = header::HeaderName::from_static("x-agent-token");
+    match one(&agent_header)? {
+        Some("") => return Err(bad("`X-Agent-Token` is empty")),
+        Some(token) => {
+            return Ok(Presented {
+                token,
+                // `X-Agent-Token` with a DPoP proof is a DPoP presentation.
+                scheme: if headers.contains_key("dpop") {
+                    Scheme::Dpop
+                } else {
+                    Scheme::AgentHeader
+                },
+            });
+        }
+        None => {}
+    }
     if let Some(auth) = one(&header::AUTHORIZATION)? {
         let (scheme, rest) = auth.split_once(' ').unwrap_or((auth, ""));
         let scheme = if scheme.eq_ignore_ascii_case("dpop") {
@@ -581,28 +600,10 @@ fn presented_token(headers: &HeaderMap) -> Result<Presented<'_>, Rejection> {
             if token.is_empty() {
                 return Err(bad("`Authorization` carries no token"));
             }
-            from_auth = Some(Presented { token, scheme });
+            return Ok(Presented { token, scheme });
         }
     }
-    let agent_header = header::HeaderName::from_static("x-agent-token");
-    let from_header = one(&agent_header)?;
-    match (from_auth, from_header) {
-        (Some(_), Some(_)) => Err(bad(
-            "two tokens: send either `Authorization` or `X-Agent-Token`, not both",
-        )),
-        (Some(p), None) => Ok(p),
-        (None, Some("")) => Err(bad("`X-Agent-Token` is empty")),
-        (None, Some(token)) => Ok(Presented {
-            token,
-            // `X-Agent-Token` with a DPoP proof is a DPoP presentation.
-            scheme: if headers.contains_key("dpop") {
-                Scheme::Dpop
-            } else {
-                Scheme::AgentHeader
-            },
-        }),
-        (None, None) => Err(missing()),
-    }
+    Err(missing())
 }
 
 /// Seconds since the Unix epoch.
@@ -1458,6 +1459,19 @@ mod tests {
             found(&[("x-agent-token", "abc"), ("dpop", "p")]).1,
             Scheme::Dpop
         );
+        // Both: `X-Agent-Token` is the agent's, `Authorization` the service's own
+        // (KairosAI's convention), whatever its scheme or shape.
+        assert_eq!(
+            found(&[
+                ("authorization", "Bearer service-key"),
+                ("x-agent-token", "b")
+            ]),
+            (t("b"), Scheme::AgentHeader)
+        );
+        assert_eq!(
+            found(&[("authorization", "Bearer"), ("x-agent-token", "b")]).0,
+            "b"
+        );
         // Another scheme is not ours; the agent header still counts.
         assert_eq!(
             found(&[("authorization", "Basic Zm9v"), ("x-agent-token", "t")]).0,
@@ -1475,10 +1489,7 @@ mod tests {
             code(&[("authorization", "Bearer a"), ("authorization", "Bearer b")]),
             "TOKEN_INVALID"
         );
-        assert_eq!(
-            code(&[("authorization", "Bearer a"), ("x-agent-token", "b")]),
-            "TOKEN_INVALID"
-        );
+        assert_eq!(code(&[("x-agent-token", "")]), "TOKEN_INVALID");
         let r = presented_token(&headers(&[])).err().unwrap();
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
         assert!(r.challenge.is_some());

@@ -239,6 +239,53 @@ async fn unbound_bearer_token_is_accepted_in_every_header() {
     }
 }
 
+/// KairosAI's convention: the agent's token in `X-Agent-Token`, the service's own
+/// key in `Authorization`. The agent header wins; `Authorization` is never read as
+/// the agent's, whatever it holds.
+#[tokio::test]
+async fn x_agent_token_takes_precedence_over_authorization() {
+    let f = Fixture::new().await;
+    let url = format!("{}/hello", f.base);
+    let token = f.token(|_| {});
+    let expired = f.token(|c| {
+        c["iat"] = json!(now() - 1000);
+        c["exp"] = json!(now() - 500);
+    });
+    for service_auth in ["Bearer bfk_rcv_service_own_key", "Bearer", &expired] {
+        let auth = if service_auth.starts_with("Bearer") {
+            service_auth.to_owned()
+        } else {
+            format!("Bearer {service_auth}")
+        };
+        let (status, body, _) = answer(
+            f.http
+                .get(&url)
+                .header("authorization", &auth)
+                .header("x-agent-token", &token)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, 200, "{auth}: {body}");
+        assert_eq!(body["agent_id"], AGENT);
+        assert_eq!(body["proof"], "bearer");
+    }
+    // And the other way round: the agent header decides, even when `Authorization`
+    // holds a good token.
+    let (status, body, _) = answer(
+        f.http
+            .get(&url)
+            .bearer_auth(&token)
+            .header("x-agent-token", &expired)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, code(&body)), (401, "TOKEN_EXPIRED"), "{body}");
+}
+
 #[tokio::test]
 async fn missing_malformed_forged_and_expired_tokens_are_refused() {
     let f = Fixture::new().await;
@@ -292,19 +339,7 @@ async fn missing_malformed_forged_and_expired_tokens_are_refused() {
     .await;
     assert_eq!((status, code(&body)), (401, "ISSUER_UNKNOWN"), "{body}");
 
-    // Two tokens at once.
     let token = f.token(|_| {});
-    let (status, body, _) = answer(
-        f.http
-            .get(&url)
-            .bearer_auth(&token)
-            .header("x-agent-token", &token)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!((status, code(&body)), (401, "TOKEN_INVALID"), "{body}");
 
     // The extractor on a route without the layer never lets a request through.
     let (status, body, _) = answer(

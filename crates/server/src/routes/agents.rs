@@ -136,6 +136,58 @@ pub struct RegisterAgent {
     /// said at registration only, it never changes.
     #[serde(default)]
     pub allow_bearer_tokens: bool,
+    /// The issuer's domain (ImaRobot's register body). Accepted only when it is the
+    /// domain this issuer has verified and whose verification is in force (`POST
+    /// /v1/issuer/verify-domain`), compared without case or a trailing dot; anything
+    /// else is a 422 saying how to verify it. Nothing is stored: verify answers show
+    /// the verified domain as `issuer_domain` either way.
+    #[serde(default)]
+    #[schema(value_type = Option<crate::openapi::values::Text256>)]
+    pub issuer_domain: Option<String>,
+}
+
+/// Whether a registration's first token is bound to the agent's key (`cnf.jkt`)
+/// when one is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FirstToken {
+    /// Bound (the native rule: the registry binds what it signs for an agent with a
+    /// key).
+    Bound,
+    /// Unbound: KairosAI's registration unless its issuer asks for binding. Only for
+    /// an agent that accepts bearer tokens (`allow_bearer_tokens`), else the token
+    /// would never verify.
+    Unbound,
+}
+
+/// A registration as stored: the agent, its first token and its key.
+pub(crate) struct Registered {
+    pub issuer: Issuer,
+    pub agent: Agent,
+    pub token: String,
+    pub record: TokenRecord,
+    pub key: Option<bonafide_store::AgentKey>,
+}
+
+/// `issuer_domain` of a registration: the issuer's verified domain in force, or a
+/// 422 that says how to verify it.
+fn check_issuer_domain(
+    state: &AppState,
+    issuer: &Issuer,
+    asked: Option<&str>,
+) -> Result<(), ApiError> {
+    let Some(asked) = asked else { return Ok(()) };
+    let asked = check_text("issuer_domain", asked, 253)?;
+    let norm = |d: &str| d.trim_end_matches('.').to_ascii_lowercase();
+    let how = "verify it first: publish one of your registered issuer keys (POST /v1/issuer/keys) at https://<domain>/.well-known/jwks.json and call POST /v1/issuer/verify-domain (or `bonafide issuer verify-domain`)";
+    match state.verified_domain(&state.snapshot(), &issuer.id, state.now_ms()) {
+        Some(d) if norm(&d) == norm(&asked) => Ok(()),
+        Some(d) => Err(ApiError::invalid(format!(
+            "`issuer_domain` `{asked}` is not this issuer's verified domain (`{d}`); to use another domain, {how}"
+        ))),
+        None => Err(ApiError::invalid(format!(
+            "`issuer_domain` `{asked}`: this issuer has no verified domain in force; {how}"
+        ))),
+    }
 }
 
 /// Checks a policy given at registration, from its bytes as sent (so repeated
@@ -244,6 +296,71 @@ pub async fn register(
     IssuerAuth(issuer): IssuerAuth,
     ApiJson(body): ApiJson<RegisterAgent>,
 ) -> Result<(StatusCode, ApiJson<AgentRegistered>), ApiError> {
+    let r = register_agent(&state, issuer, body, FirstToken::Bound).await?;
+    let base = &state.config.public_url;
+    let answer = registered_answer(
+        r,
+        format!("{base}/v1/verify"),
+        format!("{base}/.well-known/public-key.pem"),
+    )?;
+    Ok((StatusCode::CREATED, ApiJson(answer)))
+}
+
+/// The registration answer, with receivers' verify URL (`{verify_base}/{token}`) and
+/// the PEM key's URL as the surface that registered it names them.
+pub(crate) fn registered_answer(
+    r: Registered,
+    verify_base: String,
+    public_key_url: String,
+) -> Result<AgentRegistered, ApiError> {
+    let Registered {
+        issuer,
+        agent,
+        token,
+        record,
+        key,
+    } = r;
+    Ok(AgentRegistered {
+        agent_id: agent.id.to_string(),
+        name: agent.name,
+        issuer: issuer.name,
+        scopes: agent.scopes,
+        verify_url: verify_url(&verify_base, &token),
+        token,
+        jti: record.jti.to_string(),
+        expires_at: rfc3339_s(record.expires_at_s),
+        public_key_url,
+        policy_hash: stored_policy_hash(agent.policy.as_deref()),
+        user: agent.user,
+        key: key
+            .as_ref()
+            .map(|k| agent_keys::key_view(k, agent.created_at_ms))
+            .transpose()?,
+        allow_bearer_tokens: agent.allow_bearer_tokens,
+    })
+}
+
+/// ImaRobot's GET-able verify URL: the token in the path. A registry token is
+/// base64url and dots, so it needs no escaping.
+pub(crate) fn verify_url(verify_base: &str, token: &str) -> String {
+    format!("{verify_base}/{token}")
+}
+
+/// Registers an agent and records its first token: every rule of a registration
+/// (names, scopes, lifetime, audience, policy, the agent's key and who may hold it,
+/// `issuer_domain`), for the native route and the compatibility adapters alike.
+pub(crate) async fn register_agent(
+    state: &AppState,
+    issuer: Issuer,
+    body: RegisterAgent,
+    first_token: FirstToken,
+) -> Result<Registered, ApiError> {
+    check_issuer_domain(state, &issuer, body.issuer_domain.as_deref())?;
+    if first_token == FirstToken::Unbound && !body.allow_bearer_tokens {
+        return Err(ApiError::internal(
+            "an unbound first token needs an agent that accepts bearer tokens",
+        ));
+    }
     let name = check_text("name", &body.name, 128)?;
     let description = body
         .description
@@ -252,11 +369,7 @@ pub async fn register(
         .transpose()?;
     let scopes =
         scopes::validate_all(&body.scopes).map_err(|e| ApiError::invalid(e.to_string()))?;
-    let ttl = check_ttl(
-        &state,
-        body.expiry_seconds,
-        state.config.default_token_ttl_s,
-    )?;
+    let ttl = check_ttl(state, body.expiry_seconds, state.config.default_token_ttl_s)?;
     let audience = check_audience(body.audience)?;
     let policy = check_policy(body.policy.as_deref())?;
     let user = body
@@ -297,14 +410,11 @@ pub async fn register(
         .as_ref()
         .map(|k| agent_keys::key_record(&agent.id, k, agent.created_at_ms, key_lifetime_s))
         .transpose()?;
-    let (token, record) = mint(
-        &state,
-        &issuer,
-        &agent,
-        ttl,
-        agent.audience.as_deref(),
-        key_record.as_ref().map(|k| k.jkt.as_str()),
-    )?;
+    let jkt = match first_token {
+        FirstToken::Bound => key_record.as_ref().map(|k| k.jkt.as_str()),
+        FirstToken::Unbound => None,
+    };
+    let (token, record) = mint(state, &issuer, &agent, ttl, agent.audience.as_deref(), jkt)?;
     let audit = audit_change(
         EventType::AgentRegistered,
         agent.created_at_ms,
@@ -323,28 +433,13 @@ pub async fn register(
         .create_agent(&agent, &record, key_record.as_ref(), &audit)
         .await?;
     tracing::info!(issuer_id = %issuer.id, agent_id = %agent.id, jti = %record.jti, "agent registered");
-    let base = &state.config.public_url;
-    Ok((
-        StatusCode::CREATED,
-        ApiJson(AgentRegistered {
-            agent_id: agent.id.to_string(),
-            name: agent.name,
-            issuer: issuer.name,
-            scopes: agent.scopes,
-            token,
-            jti: record.jti.to_string(),
-            expires_at: rfc3339_s(record.expires_at_s),
-            verify_url: format!("{base}/v1/verify"),
-            public_key_url: format!("{base}/.well-known/public-key.pem"),
-            policy_hash: stored_policy_hash(agent.policy.as_deref()),
-            user: agent.user,
-            key: key_record
-                .as_ref()
-                .map(|k| agent_keys::key_view(k, agent.created_at_ms))
-                .transpose()?,
-            allow_bearer_tokens: agent.allow_bearer_tokens,
-        }),
-    ))
+    Ok(Registered {
+        issuer,
+        agent,
+        token,
+        record,
+        key: key_record,
+    })
 }
 
 fn view(issuer: &Issuer, a: Agent) -> AgentView {
@@ -489,7 +584,34 @@ pub async fn issue_token(
     ApiPath(id): ApiPath<String>,
     JsonOrEmpty(body): JsonOrEmpty<IssueToken>,
 ) -> Result<(StatusCode, ApiJson<TokenIssued>), ApiError> {
-    let agent = own_agent(&state, &issuer, &id).await?;
+    let (token, record) = issue_token_for(&state, &issuer, &id, body).await?;
+    let verify_base = format!("{}/v1/verify", state.config.public_url);
+    Ok((
+        StatusCode::CREATED,
+        ApiJson(token_issued(token, &record, &verify_base)),
+    ))
+}
+
+/// The issue-token answer, with the GET-able verify URL of the surface that issued it.
+pub(crate) fn token_issued(token: String, record: &TokenRecord, verify_base: &str) -> TokenIssued {
+    TokenIssued {
+        agent_id: record.agent_id.to_string(),
+        jti: record.jti.to_string(),
+        verify_url: verify_url(verify_base, &token),
+        token,
+        expires_at: rfc3339_s(record.expires_at_s),
+    }
+}
+
+/// Issues and records another token for one of the issuer's active agents: every
+/// rule of `POST /v1/agents/{id}/issue-token`, for the native route and adapters.
+pub(crate) async fn issue_token_for(
+    state: &AppState,
+    issuer: &Issuer,
+    id: &str,
+    body: IssueToken,
+) -> Result<(String, TokenRecord), ApiError> {
+    let agent = own_agent(state, issuer, id).await?;
     if agent.status == AgentStatus::Revoked {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -504,7 +626,7 @@ pub async fn issue_token(
             "agent is suspended; reactivate it first (POST /v1/agents/{id}/reactivate)",
         ));
     }
-    let ttl = check_ttl(&state, body.expiry_seconds, agent.token_ttl_s)?;
+    let ttl = check_ttl(state, body.expiry_seconds, agent.token_ttl_s)?;
     let audience = match check_audience(body.audience)? {
         Some(req) => {
             if let Some(allowed) = &agent.audience
@@ -518,10 +640,10 @@ pub async fn issue_token(
         }
         None => agent.audience.clone(),
     };
-    let jkt = current_key(&state, &agent).await?;
+    let jkt = current_key(state, &agent).await?;
     let (token, record) = mint(
-        &state,
-        &issuer,
+        state,
+        issuer,
         &agent,
         ttl,
         audience.as_deref(),
@@ -530,7 +652,7 @@ pub async fn issue_token(
     let audit = audit_change(
         EventType::TokenIssued,
         state.now_ms(),
-        issuer_actor(&issuer),
+        issuer_actor(issuer),
         Some(&agent.id),
         Some(&issuer.id),
         |e| {
@@ -541,15 +663,7 @@ pub async fn issue_token(
     )?;
     state.store.record_token(&record, &audit).await?;
     tracing::info!(agent_id = %agent.id, jti = %record.jti, "token issued");
-    Ok((
-        StatusCode::CREATED,
-        ApiJson(TokenIssued {
-            agent_id: agent.id.to_string(),
-            jti: record.jti.to_string(),
-            token,
-            expires_at: rfc3339_s(record.expires_at_s),
-        }),
-    ))
+    Ok((token, record))
 }
 
 /// The `jkt` of the agent's current key, if it has one (tokens are bound to it); a

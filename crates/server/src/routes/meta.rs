@@ -249,6 +249,13 @@ pub async fn health(State(state): State<Arc<AppState>>) -> Result<ApiJson<Health
     }))
 }
 
+/// `GET /v1/health` under the path ImaRobot (and most load balancers) ask: the same
+/// answer.
+#[utoipa::path(get, path = "/health", tag = "discovery", responses((status = 200, body = Health), (status = 503, description = "the store is not answering, or cannot write (`STORAGE_FULL`, `STORE_UNAVAILABLE`)")))]
+pub async fn health_alias(state: State<Arc<AppState>>) -> Result<ApiJson<Health>, ApiError> {
+    health(state).await
+}
+
 /// Liveness and writability: the process answers and its store can write.
 ///
 /// Cheap, for load balancers: no store round trip unless the latest write failed.

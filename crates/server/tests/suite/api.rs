@@ -49,7 +49,10 @@ async fn three_party_flow_register_verify_revoke() {
         reg["scopes"],
         json!(["read:portfolio", "read:transactions"])
     );
-    assert_eq!(reg["verify_url"], format!("{}/v1/verify", h.base));
+    assert_eq!(
+        reg["verify_url"],
+        format!("{}/v1/verify/{}", h.base, reg["token"].as_str().unwrap())
+    );
     assert_eq!(
         reg["public_key_url"],
         format!("{}/.well-known/public-key.pem", h.base)

@@ -21,7 +21,7 @@ use tokio::net::TcpListener;
 
 /// What the local JWKS server answers.
 #[derive(Clone)]
-enum Answer {
+pub(crate) enum Answer {
     /// 200 with this JSON body.
     Json(String),
     /// 302 to this location.
@@ -33,13 +33,13 @@ enum Answer {
 }
 
 /// A local HTTP server that counts the connections it accepted.
-struct JwksServer {
+pub(crate) struct JwksServer {
     port: u16,
     connections: Arc<AtomicUsize>,
 }
 
 impl JwksServer {
-    async fn start(answer: Answer) -> JwksServer {
+    pub(crate) async fn start(answer: Answer) -> JwksServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let connections = Arc::new(AtomicUsize::new(0));
@@ -103,7 +103,7 @@ impl JwksServer {
         JwksServer { port, connections }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://127.0.0.1:{}/.well-known/jwks.json", self.port)
     }
 
@@ -112,7 +112,7 @@ impl JwksServer {
     }
 }
 
-fn test_switch() -> Config {
+pub(crate) fn test_switch() -> Config {
     Config {
         allow_insecure_loopback_fetch: true,
         jwks_fetch_timeout: Duration::from_millis(1500),
@@ -129,13 +129,13 @@ fn production() -> Config {
 }
 
 /// An issuer with one registered Ed25519 key: its API key, id and signing key.
-struct Iss {
-    key: String,
-    id: String,
-    sk: SigningKey,
+pub(crate) struct Iss {
+    pub(crate) key: String,
+    pub(crate) id: String,
+    pub(crate) sk: SigningKey,
 }
 
-async fn issuer_with_key(h: &Harness, name: &str) -> Iss {
+pub(crate) async fn issuer_with_key(h: &Harness, name: &str) -> Iss {
     let (st, v) = h
         .call(
             "POST",
@@ -166,7 +166,7 @@ fn proof_with(sk: &SigningKey, iss: &str, domain: &str, aud: &str, iat: i64) -> 
 }
 
 /// `iss`'s proof for `domain` at this registry, now, signed by its registered key.
-fn proof(h: &Harness, iss: &Iss, domain: &str) -> String {
+pub(crate) fn proof(h: &Harness, iss: &Iss, domain: &str) -> String {
     proof_with(
         &iss.sk,
         &iss.id,
@@ -177,11 +177,15 @@ fn proof(h: &Harness, iss: &Iss, domain: &str) -> String {
 }
 
 /// A JWKS document holding these keys' public halves.
-fn jwks(keys: &[&SigningKey]) -> String {
+pub(crate) fn jwks(keys: &[&SigningKey]) -> String {
     json!({"keys": keys.iter().map(|k| k.verifying_key().jwk()).collect::<Vec<_>>()}).to_string()
 }
 
-async fn verify_domain(h: &Harness, key: Option<&str>, body: Value) -> (StatusCode, Value) {
+pub(crate) async fn verify_domain(
+    h: &Harness,
+    key: Option<&str>,
+    body: Value,
+) -> (StatusCode, Value) {
     h.call("POST", "/v1/issuer/verify-domain", key, Some(body))
         .await
 }

@@ -8,6 +8,8 @@ mod common;
 mod agent_keys;
 mod api;
 mod audit;
+mod compat_imarobot;
+mod compat_kairos;
 mod consent_tokens;
 mod decisions;
 mod delegation;
