@@ -297,7 +297,7 @@ impl utoipa::ToSchema for Audiences {
     }
 }
 
-/// `verify`'s `amount`: an exact decimal as a string, or an integer.
+/// `verify`'s `amount`: an exact decimal as a string, or a JSON number read exactly.
 #[derive(Debug)]
 pub struct Amount;
 
@@ -309,9 +309,9 @@ impl utoipa::PartialSchema for Amount {
                     .schema_type(Type::String)
                     .pattern(Some(r"^[0-9]+(\.[0-9]+)?$")),
             )
-            .item(ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0)))
+            .item(ObjectBuilder::new().schema_type(Type::Number).minimum(Some(0)))
             .description(Some(
-                "An amount to spend: an exact decimal as a string (`\"12.50\"`, at most the currency's minor units) or a non-negative integer; never a JSON float. Requires `currency` (and `currency` requires it: 422 otherwise), an `action`, and a receiver key.",
+                "An amount to spend: an exact decimal as a string (`\"12.50\"`) or a JSON number (`12.50`, read from its digits, never through a binary float), at most the currency's minor units, no exponent. Requires `currency` (and `currency` requires it: 422 otherwise), an `action`, and a receiver key.",
             ))
             .into()
     }

@@ -86,6 +86,25 @@ pub fn money_from_json(amount: &Value, currency: &Value) -> Result<Money, Policy
     Ok(Money { amount, currency })
 }
 
+/// [`money_from_json`] for an amount given as its JSON text (a string or a number
+/// literal, read exactly: [`money::parse_amount_literal`]).
+pub fn money_from_literal(amount: &str, currency: &Value) -> Result<Money, PolicyError> {
+    let field = |path: &str, problem: super::Problem| PolicyError::Field {
+        path: path.to_owned(),
+        problem,
+    };
+    let code = currency
+        .as_str()
+        .ok_or_else(|| field("currency", money::CurrencyError::WrongType.into()))?;
+    let currency = money::parse_currency(code).map_err(|e| field("currency", e.into()))?;
+    let amount =
+        money::parse_amount_literal(amount, currency).map_err(|e| field("amount", e.into()))?;
+    if amount.is_zero() {
+        return Err(field("amount", money::AmountError::Zero.into()));
+    }
+    Ok(Money { amount, currency })
+}
+
 /// A machine-readable denial reason (docs/design.md, "Verification pipeline").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]

@@ -85,7 +85,7 @@ use serde_json::{Map, Value};
 
 pub use self::eval::{
     Decision, Money, PolicyRequest, Reason, ReasonCode, Remaining, ResourceRef, Spend,
-    money_from_json,
+    money_from_json, money_from_literal,
 };
 pub use self::money::{AmountError, CurrencyError};
 pub use self::period::{BudgetPeriod, PeriodWindow, period_of};

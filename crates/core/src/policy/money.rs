@@ -206,6 +206,25 @@ fn clip(s: &str) -> String {
     }
 }
 
+/// An amount from its JSON text as the client wrote it: a string (as [`parse_amount`])
+/// or a number literal, read from its digits and never through a binary float, so
+/// `12.50` is exactly 12.50 (AgentOAuth's clients send numbers). A number keeps every
+/// rule of a string: no exponent, not negative, at most the currency's minor units,
+/// bounded; `null`, `true`, objects and arrays are the wrong type.
+pub fn parse_amount_literal(text: &str, currency: Currency) -> Result<Decimal, AmountError> {
+    let text = text.trim_matches([' ', '\t', '\n', '\r']);
+    let d = match text.as_bytes().first() {
+        Some(b'"') => {
+            let s: String = serde_json::from_str(text).map_err(|_| AmountError::WrongType)?;
+            parse_amount_str(&s, currency)?
+        }
+        Some(b'0'..=b'9' | b'-') => parse_amount_str(text, currency)?,
+        _ => return Err(AmountError::WrongType),
+    };
+    check_scale(d.scale(), d, currency)?;
+    Ok(d)
+}
+
 fn parse_amount_str(s: &str, currency: Currency) -> Result<Decimal, AmountError> {
     let bytes = s.as_bytes();
     let Some(&first) = bytes.first() else {
@@ -258,6 +277,41 @@ fn parse_amount_str(s: &str, currency: Currency) -> Result<Decimal, AmountError>
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_number_literal_is_read_from_its_digits() {
+        let usd = parse_currency("USD").unwrap();
+        for (text, want) in [
+            ("12.50", "12.50"),
+            ("\"12.50\"", "12.50"),
+            ("3", "3"),
+            ("0.1", "0.1"),
+            ("1000.0", "1000.0"),
+        ] {
+            let d = parse_amount_literal(text, usd).unwrap();
+            assert_eq!(d.to_string(), want, "{text}");
+        }
+        assert_eq!(parse_amount_literal("-5", usd), Err(AmountError::Negative));
+        assert!(matches!(
+            parse_amount_literal("1e3", usd),
+            Err(AmountError::Exponent(_))
+        ));
+        assert!(matches!(
+            parse_amount_literal("10.505", usd),
+            Err(AmountError::TooPrecise { .. })
+        ));
+        assert!(matches!(
+            parse_amount_literal("12345678901234567890", usd),
+            Err(AmountError::TooLarge(_))
+        ));
+        for wrong in ["null", "true", "{}", "[1]", ""] {
+            assert_eq!(
+                parse_amount_literal(wrong, usd),
+                Err(AmountError::WrongType),
+                "{wrong}"
+            );
+        }
+    }
 
     fn usd(v: Value) -> Result<String, AmountError> {
         parse_amount(&v, Currency::USD).map(|d| d.to_string())

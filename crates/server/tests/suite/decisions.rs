@@ -1119,11 +1119,20 @@ async fn spending_needs_a_receiver_key_and_exact_money() {
         r.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "AMOUNT_NOT_ALLOWED");
     }
 
-    // Amounts must be exact decimals within the currency's minor units.
+    // A JSON number is read from its digits (AgentOAuth's clients send numbers): the
+    // same decimal as the string, charged exactly.
+    for amount in [json!(10.5), json!(10.0), json!(3)] {
+        let mut body = spend(t, "acct/12", "1.00");
+        body["amount"] = amount.clone();
+        let r = api.simulate(Some(&rcv), &body).await;
+        assert_eq!(r.status, StatusCode::OK, "{amount}: {}", r.body);
+        assert_eq!(r.body["allowed"], true, "{amount}: {}", r.body);
+    }
+    // Amounts must be exact decimals within the currency's minor units, as numbers too.
     let bad_amounts = [
-        json!(10.5),
-        json!(10.0),
-        json!(1e3),
+        json!(10.505),
+        json!(1e300),
+        json!(-5.5),
         json!("1e3"),
         json!("1E3"),
         json!("-5"),

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use bonafide_api::{ErrorCode, ErrorDetail};
 use bonafide_core::audit::{AuditEntry, Decision, EventType, token_sha256};
 use bonafide_core::ids::{AgentId, ReceiptId, ReceiverId, TokenId};
-use bonafide_core::policy::money_from_json;
+use bonafide_core::policy::money_from_literal;
 use bonafide_core::receipt::RequestFacts;
 use bonafide_core::token::{self, AudienceRule, TokenError, VerifiedToken};
 use bonafide_store::{DecisionItem, DecisionOutcome, IdempotencyClaim, NonceClaim};

@@ -110,11 +110,13 @@ pub struct VerifyRequest {
     /// What it acts on.
     #[serde(default)]
     pub resource: Option<ResourceInput>,
-    /// Amount to spend: an exact decimal as a string (`"12.50"`) or an integer; never
-    /// a JSON float. Needs `currency`, `action` and a receiver key.
+    /// Amount to spend: an exact decimal as a string (`"12.50"`) or a JSON number
+    /// (`12.50`, read from its digits, never through a binary float). Needs
+    /// `currency`, `action` and a receiver key. Kept as the text the client sent, so
+    /// a number's digits are not lost to a float.
     #[serde(default)]
     #[schema(value_type = Option<crate::openapi::values::Amount>)]
-    pub amount: Option<Value>,
+    pub amount: Option<Box<serde_json::value::RawValue>>,
     /// ISO 4217 code of `amount`; only with `amount`.
     #[serde(default)]
     #[schema(value_type = Option<crate::openapi::values::Currency>)]
@@ -219,7 +221,7 @@ pub(super) fn check_request(req: &VerifyRequest, caller: &Caller) -> Result<Aske
             ));
         }
         (Some(a), Some(c)) => Some(
-            money_from_json(a, c)
+            money_from_literal(a.get(), c)
                 .map_err(|e| invalid_field(ErrorCode::AmountInvalid, e.to_string()))?,
         ),
     };
