@@ -40,6 +40,7 @@ mod audit;
 mod duration;
 mod emit;
 mod failure;
+mod kek;
 mod output;
 mod policy;
 mod progress;
@@ -245,9 +246,21 @@ struct StoreArgs {
         conflicts_with = "data_dir"
     )]
     database_url: Option<String>,
+    /// The key-encryption key the registry's private keys are sealed under: a file
+    /// holding 32 random bytes as base64 (`bonafide keys new-kek --out FILE`) or raw,
+    /// not readable by other users. Default with a data dir:
+    /// `<data-dir>/key-encryption.key`, made on first start; required with
+    /// --database-url.
+    #[arg(long, env = "BONAFIDE_KEY_ENCRYPTION_KEY_FILE")]
+    key_encryption_key_file: Option<PathBuf>,
 }
 
 impl StoreArgs {
+    /// The KEK for these flags' store (see [`kek`]).
+    fn kek(&self, location: &Location) -> Result<std::sync::Arc<bonafide_core::sealed::Kek>> {
+        kek::for_store(location, self.key_encryption_key_file.as_deref())
+    }
+
     /// The store these flags name. `--database-url` must be a postgres:// or
     /// postgresql:// URL; checked here rather than by clap, whose message would repeat
     /// the value (and its password).
@@ -452,6 +465,13 @@ enum KeysCmd {
     },
     /// Print a fresh admin API key, e.g. for BONAFIDE_ADMIN_KEY.
     NewAdminKey,
+    /// Make a key-encryption key for --key-encryption-key-file: 32 random bytes as
+    /// base64url, written to FILE (mode 0600, never over an existing file) or printed.
+    NewKek {
+        /// Write it here instead of printing it.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Generate an issuer signing key on this machine: the private key to FILE
     /// (PKCS#8 PEM, mode 0600, never printed or sent), the public JWK to
     /// FILE.pub.jwk. Prints the kid and the public JWK.
@@ -761,10 +781,22 @@ async fn run(cli: Cli, out: Out) -> Result<ExitCode> {
         Command::Audit(AuditCmd::Entry { index }) => audit::entry(&cli.url, index, out).await,
         Command::Audit(AuditCmd::Proof { index }) => audit::proof(&cli.url, index).await,
         Command::Receipt(ReceiptCmd::Verify(args)) => receipt::verify(args, out).await,
-        Command::Keys(KeysCmd::Rotate { store, alg }) => {
+        Command::Keys(KeysCmd::NewKek { out: Some(path) }) => {
+            kek::create(&path)?;
+            eprintln!(
+                "wrote a new key-encryption key to {} (keep a copy apart from the database)",
+                path.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keys(KeysCmd::NewKek { out: None }) => {
+            println!("{}", kek::new_text()?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keys(KeysCmd::Rotate { store: args, alg }) => {
             // Never create a fresh registry by mistake: after a key compromise, rotating
             // the wrong directory would leave the real server signing with the old key.
-            let location = store.location()?;
+            let location = args.location()?;
             if !location
                 .exists()
                 .await
@@ -783,6 +815,10 @@ async fn run(cli: Cli, out: Out) -> Result<ExitCode> {
             let store = bonafide_store::open(&location)
                 .await
                 .with_context(|| format!("cannot open {location}"))?;
+            let kek = args.kek(&location)?;
+            // Checks the KEK opens the stored keys before a key is written that the
+            // server could not open (and seals a plaintext database).
+            bonafide_server::sealing::seal_stored_keys(&*store, &kek).await?;
             let keys = store.signing_keys().await?;
             let current = keys
                 .iter()
@@ -790,7 +826,7 @@ async fn run(cli: Cli, out: Out) -> Result<ExitCode> {
                 .map(|k| k.alg);
             let alg = alg.or(current).unwrap_or(Algorithm::RS256);
             let now = bonafide_server::time::now_ms();
-            let record = bonafide_server::state::new_key_record(alg, now)?;
+            let record = bonafide_server::state::new_key_record(alg, now, &kek)?;
             // The CLI acts with the data dir's file access, the registry's own power.
             let audit = audit_record(EventType::KeyRotated, now, Some(record.kid.clone()))?;
             store
@@ -884,9 +920,18 @@ fn public_url(text: &str) -> Result<String, String> {
 async fn serve(args: ServeArgs) -> Result<()> {
     init_logging(&args.log_format)?;
     let location = args.store.location()?;
+    // PostgreSQL's KEK is checked before connecting; a data dir's may be made in it.
+    let early = match location {
+        Location::Postgres(_) => Some(args.store.kek(&location)?),
+        _ => None,
+    };
     let store = bonafide_store::open(&location)
         .await
         .with_context(|| format!("cannot open {location}"))?;
+    let kek = match early {
+        Some(kek) => kek,
+        None => args.store.kek(&location)?,
+    };
     bootstrap_admin(&*store, &location).await?;
     let defaults = Config::default();
     let config = Config {
@@ -909,6 +954,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
             .map_or(defaults.default_token_ttl_s, |max| {
                 defaults.default_token_ttl_s.min(max)
             }),
+        kek: Some(kek),
         ..defaults
     };
     let server = Server::bind(args.listen, config, store).await?;

@@ -31,9 +31,10 @@ use bonafide_core::audit::{AuditEntry, AuditError};
 use bonafide_core::ids::{AgentId, IssuerId};
 use bonafide_core::merkle::{self, Hash, Prefetched};
 use bonafide_core::note::{self, Checkpoint, NoteSigner, NoteVerifier};
+use bonafide_core::sealed::Kek;
 use bonafide_store::{
     AuditRecord, CheckpointRecord, Decided, DecisionItem, DecisionOutcome, LogKeyRecord,
-    NonceClaim, Store, StoreError,
+    NonceClaim, PrivateKeySlot, Store, StoreError,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -156,15 +157,26 @@ pub fn default_origin(public_url: &str) -> String {
 impl AuditLog {
     /// Loads (or creates, on first start) the log key, loads the last checkpoint, and
     /// starts the committer. Call [`AuditLog::run_checkpoints`] to start signing.
-    pub async fn open(store: Arc<dyn Store>, origin: &str) -> Result<Arc<Self>, AuditLogError> {
+    /// The log key is stored sealed under `kek` ([`crate::sealing`]).
+    pub async fn open(
+        store: Arc<dyn Store>,
+        origin: &str,
+        kek: &Kek,
+    ) -> Result<Arc<Self>, AuditLogError> {
         let fresh = NoteSigner::generate(origin)?;
+        let slot = PrivateKeySlot::AuditLogKey;
         let candidate = LogKeyRecord {
             origin: origin.to_owned(),
-            signer_key: fresh.signer_key_string()?.expose_secret().to_owned(),
+            signer_key: crate::sealing::seal(
+                kek,
+                &slot,
+                fresh.signer_key_string()?.expose_secret(),
+            )?,
             created_at_ms: now_ms(),
         };
         let stored = store.audit_log_key(&candidate).await?;
-        let signer = NoteSigner::from_signer_key_string(&stored.signer_key)?;
+        let signer_key = crate::sealing::open(kek, &slot, &stored.signer_key)?;
+        let signer = NoteSigner::from_signer_key_string(signer_key.expose_secret())?;
         if stored.origin != origin {
             tracing::debug!(
                 stored = %stored.origin,

@@ -33,6 +33,7 @@ pub mod openapi;
 pub mod proof;
 pub mod request_id;
 pub mod routes;
+pub mod sealing;
 mod serve;
 pub mod state;
 pub mod time;
@@ -117,6 +118,11 @@ pub struct Config {
     /// Where time is read (grace periods, expiry, windows, audit times). Default the
     /// system clock; tests inject a [`time::ManualClock`].
     pub clock: std::sync::Arc<dyn time::Clock>,
+    /// The key-encryption key every stored private key is sealed under
+    /// ([`sealing`]). Default `None`: a random KEK made once per process
+    /// ([`sealing::ephemeral_kek`]), so keys it seals open only in this process; the
+    /// CLI always sets one.
+    pub kek: Option<std::sync::Arc<bonafide_core::sealed::Kek>>,
 }
 
 impl Default for Config {
@@ -144,6 +150,7 @@ impl Default for Config {
             request_timeout: Duration::from_secs(30),
             max_connections: 512,
             clock: std::sync::Arc::new(time::SystemClock),
+            kek: None,
         }
     }
 }
@@ -186,6 +193,9 @@ pub enum ServerError {
     /// The audit log could not be opened.
     #[error("audit log: {0}")]
     Audit(#[from] audit::AuditLogError),
+    /// The registry's stored private keys cannot be used with this KEK.
+    #[error("{0}")]
+    Keys(#[from] sealing::KeysError),
     /// Serving failed.
     #[error("server: {0}")]
     Serve(String),

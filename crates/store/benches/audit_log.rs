@@ -384,7 +384,11 @@ impl GroupCommit {
             commits: Arc::clone(&commits),
         });
         let log = rt
-            .block_on(AuditLog::open(counting, "bench.example/audit"))
+            .block_on(AuditLog::open(
+                counting,
+                "bench.example/audit",
+                &bonafide_server::sealing::ephemeral_kek().unwrap(),
+            ))
             .unwrap();
         // As in the server: a checkpoint signed every 500 ms while the log grows (it
         // reads stored hashes and writes through the same writer connection).
@@ -624,6 +628,16 @@ impl Store for CountingStore {
     }
     async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>> {
         self.inner.signing_keys().await
+    }
+    async fn create_first_signing_key(
+        &self,
+        k: &SigningKeyRecord,
+        a: &AuditRecord,
+    ) -> StoreResult<bool> {
+        self.inner.create_first_signing_key(k, a).await
+    }
+    async fn reseal_private_keys(&self, r: &bonafide_store::Reseal<'_>) -> StoreResult<usize> {
+        self.inner.reseal_private_keys(r).await
     }
     async fn rotate_signing_key(
         &self,

@@ -30,8 +30,8 @@ use crate::{
     Agent, AgentKey, AgentStatus, AncestorBudget, ApiKeyRecord, AuditRecord, BudgetCharge,
     BudgetKey, Change, ChangeFeed, ChangePosition, CheckpointRecord, ConflictKind, Cursor, Decided,
     DecisionItem, DecisionOutcome, DelegationRecord, IdempotencyClaim, Issuer, IssuerKey, KeyState,
-    LogKeyRecord, ReceiptKeyRecord, ReceiptRecord, Receiver, Revocations, SigningKeyRecord, Store,
-    StoreError, TokenRecord,
+    LogKeyRecord, PrivateKeySlot, ReceiptKeyRecord, ReceiptRecord, Receiver, Revocations,
+    SigningKeyRecord, Store, StoreError, TokenRecord,
 };
 
 /// Expands to one `#[tokio::test]` per conformance case.
@@ -118,6 +118,11 @@ macro_rules! __conformance_cases {
             changes_since_pages_and_leaves_out_expired_tokens,
             changes_since_misses_nothing_under_concurrent_writers,
             signing_key_first_rotation,
+            first_signing_key_is_created_once,
+            concurrent_first_signing_keys_agree_on_one,
+            reseal_private_keys_rewrites_every_key,
+            reseal_private_keys_is_all_or_nothing,
+            concurrent_reseals_seal_each_key_once,
             signing_key_rotation_publishes_until_last_expiry,
             late_token_of_a_retired_key_extends_its_publication,
             concurrent_record_token,
@@ -1535,6 +1540,212 @@ pub async fn signing_key_first_rotation(store: Arc<dyn Store>) {
         ..key
     };
     assert_eq!(store.signing_keys().await.unwrap(), [expected]);
+}
+
+/// The first signing key is stored, active, with its audit entry and change; once a
+/// key is active, another is refused (nothing written).
+pub async fn first_signing_key_is_created_once(store: Arc<dyn Store>) {
+    let first = signing_key(T0_MS);
+    assert!(
+        store
+            .create_first_signing_key(&first, &audit_note())
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.signing_keys().await.unwrap(), std::slice::from_ref(&first));
+    assert_eq!(store.audit_size().await.unwrap(), 1);
+    let feed = store
+        .changes_since(ChangePosition::START, 0, 100)
+        .await
+        .unwrap();
+    assert_eq!(feed.changes, [Change::SigningKeysChanged]);
+    assert!(
+        !store
+            .create_first_signing_key(&signing_key(T0_MS + 1), &audit_note())
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.signing_keys().await.unwrap(), [first]);
+    assert_eq!(store.audit_size().await.unwrap(), 1);
+}
+
+/// Replicas starting together on a new database each offer a first key: exactly one
+/// is stored and every one of them reads that one back.
+pub async fn concurrent_first_signing_keys_agree_on_one(store: Arc<dyn Store>) {
+    let mut tasks = JoinSet::new();
+    for i in 0..8 {
+        let store = Arc::clone(&store);
+        tasks.spawn(async move {
+            let key = signing_key(T0_MS + i);
+            let stored = store
+                .create_first_signing_key(&key, &audit_note())
+                .await
+                .unwrap();
+            (stored, key.kid)
+        });
+    }
+    let mut winners = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        let (stored, kid) = joined.unwrap();
+        if stored {
+            winners.push(kid);
+        }
+    }
+    assert_eq!(winners.len(), 1, "one first key: {winners:?}");
+    let keys = store.signing_keys().await.unwrap();
+    assert_eq!(active_kids(&keys), [winners[0].as_str()]);
+    assert_eq!(keys.len(), 1);
+    assert_eq!(store.audit_size().await.unwrap(), 1);
+}
+
+/// Stores a signing key (two, after a rotation), the receipt key and the log key.
+async fn store_every_private_key(
+    store: &dyn Store,
+) -> (Vec<SigningKeyRecord>, ReceiptKeyRecord, LogKeyRecord) {
+    store
+        .rotate_signing_key(&signing_key(T0_MS), T0_S, &audit_note())
+        .await
+        .unwrap();
+    store
+        .rotate_signing_key(&signing_key(T0_MS + 1), T0_S, &audit_note())
+        .await
+        .unwrap();
+    let receipt = ReceiptKeyRecord {
+        private_pem: "-----BEGIN PRIVATE KEY-----\nreceipt\n-----END PRIVATE KEY-----\n".into(),
+        created_at_ms: T0_MS,
+    };
+    let log_key = LogKeyRecord {
+        origin: "example.com/audit".into(),
+        signer_key: "PRIVATE+KEY+example.com/audit+00+AAAA".into(),
+        created_at_ms: T0_MS,
+    };
+    let receipt = store.receipt_key(&receipt).await.unwrap();
+    let log_key = store.audit_log_key(&log_key).await.unwrap();
+    (store.signing_keys().await.unwrap(), receipt, log_key)
+}
+
+/// A stand-in for sealing: marks the text with its slot.
+fn mark(slot: &PrivateKeySlot, text: &str) -> String {
+    format!("sealed:{}:{text}", slot.identity())
+}
+
+/// `reseal_private_keys` shows every stored private key with its slot and stores what
+/// it returns, changing nothing else; `None` leaves a row alone.
+pub async fn reseal_private_keys_rewrites_every_key(store: Arc<dyn Store>) {
+    let none = store
+        .reseal_private_keys(&|_: &PrivateKeySlot, _: &str| panic!("an empty store has no keys"))
+        .await
+        .unwrap();
+    assert_eq!(none, 0);
+    let (keys, receipt, log_key) = store_every_private_key(store.as_ref()).await;
+    let seen = Mutex::new(Vec::new());
+    let changed = store
+        .reseal_private_keys(&|slot: &PrivateKeySlot, text: &str| {
+            seen.lock().unwrap().push((slot.clone(), text.to_owned()));
+            Ok(Some(mark(slot, text)))
+        })
+        .await
+        .unwrap();
+    assert_eq!(changed, 4);
+    let mut seen = seen.into_inner().unwrap();
+    seen.sort_by_key(|(slot, _)| slot.identity());
+    let mut expected = vec![
+        (PrivateKeySlot::AuditLogKey, log_key.signer_key.clone()),
+        (PrivateKeySlot::ReceiptKey, receipt.private_pem.clone()),
+    ];
+    for k in &keys {
+        expected.push((
+            PrivateKeySlot::SigningKey { kid: k.kid.clone() },
+            k.private_pem.clone(),
+        ));
+    }
+    expected.sort_by_key(|(slot, _)| slot.identity());
+    assert_eq!(seen, expected);
+    let resealed: Vec<SigningKeyRecord> = keys
+        .iter()
+        .map(|k| SigningKeyRecord {
+            private_pem: mark(
+                &PrivateKeySlot::SigningKey { kid: k.kid.clone() },
+                &k.private_pem,
+            ),
+            ..k.clone()
+        })
+        .collect();
+    assert_eq!(store.signing_keys().await.unwrap(), resealed);
+    let other = ReceiptKeyRecord {
+        private_pem: "other".into(),
+        created_at_ms: 0,
+    };
+    assert_eq!(
+        store.receipt_key(&other).await.unwrap(),
+        ReceiptKeyRecord {
+            private_pem: mark(&PrivateKeySlot::ReceiptKey, &receipt.private_pem),
+            ..receipt
+        }
+    );
+    let other = LogKeyRecord {
+        origin: "other".into(),
+        signer_key: "other".into(),
+        created_at_ms: 0,
+    };
+    assert_eq!(
+        store.audit_log_key(&other).await.unwrap(),
+        LogKeyRecord {
+            signer_key: mark(&PrivateKeySlot::AuditLogKey, &log_key.signer_key),
+            ..log_key
+        }
+    );
+    // Nothing audited, nothing fed: the keys are the same keys.
+    assert_eq!(store.audit_size().await.unwrap(), 2);
+    let again = store
+        .reseal_private_keys(&|_: &PrivateKeySlot, _: &str| Ok(None))
+        .await
+        .unwrap();
+    assert_eq!(again, 0);
+    assert_eq!(store.signing_keys().await.unwrap(), resealed);
+}
+
+/// An error from `reseal` on the last key leaves every key as it was.
+pub async fn reseal_private_keys_is_all_or_nothing(store: Arc<dyn Store>) {
+    let (keys, receipt, log_key) = store_every_private_key(store.as_ref()).await;
+    let refused = store
+        .reseal_private_keys(&|slot: &PrivateKeySlot, text: &str| match slot {
+            PrivateKeySlot::AuditLogKey => Err(StoreError::Backend("refused".into())),
+            _ => Ok(Some(mark(slot, text))),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused, StoreError::Backend("refused".into()));
+    assert_eq!(store.signing_keys().await.unwrap(), keys);
+    assert_eq!(store.receipt_key(&receipt).await.unwrap(), receipt);
+    assert_eq!(store.audit_log_key(&log_key).await.unwrap(), log_key);
+}
+
+/// Replicas sealing a plaintext database at once: each key is sealed exactly once
+/// (a later sealer sees the earlier one's text).
+pub async fn concurrent_reseals_seal_each_key_once(store: Arc<dyn Store>) {
+    store_every_private_key(store.as_ref()).await;
+    let mut tasks = JoinSet::new();
+    for _ in 0..6 {
+        let store = Arc::clone(&store);
+        tasks.spawn(async move {
+            store
+                .reseal_private_keys(&|slot: &PrivateKeySlot, text: &str| {
+                    Ok((!text.starts_with("sealed:")).then(|| mark(slot, text)))
+                })
+                .await
+                .unwrap()
+        });
+    }
+    let mut total = 0;
+    while let Some(joined) = tasks.join_next().await {
+        total += joined.unwrap();
+    }
+    assert_eq!(total, 4);
+    for k in store.signing_keys().await.unwrap() {
+        assert!(k.private_pem.starts_with("sealed:signing-key/"));
+        assert!(!k.private_pem.starts_with("sealed:signing-key/sealed:"));
+    }
 }
 
 /// Each rotation retires the active key, published until the latest `exp` of the

@@ -591,7 +591,9 @@ pub enum DecisionOutcome {
 /// redacts the key.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ReceiptKeyRecord {
-    /// PKCS#8 PEM of the private key.
+    /// The private key (PKCS#8 PEM) as stored: sealed under the registry's KEK
+    /// (`bonafide_core::sealed`) by the server, plaintext only in a database made
+    /// before sealing and not opened since. The store treats it as opaque text.
     pub private_pem: String,
     /// When it was made.
     pub created_at_ms: i64,
@@ -896,7 +898,9 @@ pub struct SigningKeyRecord {
     pub kid: String,
     /// Its algorithm.
     pub alg: Algorithm,
-    /// PKCS#8 PEM of the private key.
+    /// The private key (PKCS#8 PEM) as stored: sealed under the registry's KEK
+    /// (`bonafide_core::sealed`) by the server, plaintext only in a database made
+    /// before sealing and not opened since. The store treats it as opaque text.
     pub private_pem: String,
     /// Active or retired.
     pub state: KeyState,
@@ -919,6 +923,38 @@ impl fmt::Debug for SigningKeyRecord {
             .finish()
     }
 }
+
+/// Which stored private key a row holds: what a sealed key is bound to (its
+/// associated data), so it cannot be moved to another row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PrivateKeySlot {
+    /// A registry signing key, by kid.
+    SigningKey {
+        /// Its kid.
+        kid: String,
+    },
+    /// The receipt-signing key (one row).
+    ReceiptKey,
+    /// The audit log's note-signing key (one row).
+    AuditLogKey,
+}
+
+impl PrivateKeySlot {
+    /// The row's identity as sealed keys bind it: `signing-key/<kid>`, `receipt-key`,
+    /// `audit-log-key`.
+    pub fn identity(&self) -> String {
+        match self {
+            PrivateKeySlot::SigningKey { kid } => format!("signing-key/{kid}"),
+            PrivateKeySlot::ReceiptKey => "receipt-key".to_owned(),
+            PrivateKeySlot::AuditLogKey => "audit-log-key".to_owned(),
+        }
+    }
+}
+
+/// What [`Store::reseal_private_keys`] calls for each stored private key: its new
+/// stored text, or `None` to leave the row as it is.
+pub type Reseal<'a> =
+    dyn Fn(&PrivateKeySlot, &str) -> Result<Option<String>, StoreError> + Send + Sync + 'a;
 
 /// An audit entry to append: canonical JSON bytes (`bonafide_core::audit`) and who may
 /// read them in full.
@@ -966,7 +1002,8 @@ pub struct CheckpointRecord {
 pub struct LogKeyRecord {
     /// The checkpoint origin line (also the key name).
     pub origin: String,
-    /// C2SP signer key string (`PRIVATE+KEY+…`): a secret.
+    /// C2SP signer key string (`PRIVATE+KEY+…`) as stored: sealed like
+    /// [`SigningKeyRecord::private_pem`].
     pub signer_key: String,
     /// When it was made.
     pub created_at_ms: i64,
@@ -1253,6 +1290,23 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         now_s: i64,
         audit: &AuditRecord,
     ) -> Result<(), StoreError>;
+
+    /// Stores `new` as the active signing key only if there is no active key yet, in
+    /// one transaction with its audit entry; whether it was stored. Replicas starting
+    /// together on a new database each offer a key and agree on the one stored first.
+    async fn create_first_signing_key(
+        &self,
+        new: &SigningKeyRecord,
+        audit: &AuditRecord,
+    ) -> Result<bool, StoreError>;
+    /// Rewrites stored private keys (signing keys, the receipt key, the log key) in
+    /// one transaction: `reseal` sees each one's slot and stored text and returns its
+    /// replacement, or `None` to keep it; how many rows changed. An error from
+    /// `reseal` rolls everything back. The rows are locked while it runs (replicas
+    /// sealing at once queue, the later ones seeing sealed text). Used to seal keys
+    /// stored in plaintext before sealing existed; the keys themselves do not change,
+    /// so nothing is audited nor fed to readers.
+    async fn reseal_private_keys(&self, reseal: &Reseal<'_>) -> Result<usize, StoreError>;
 
     // ---- audit log
     /// Appends `records` in order, in one durable transaction, with their stored

@@ -76,8 +76,8 @@ use crate::{
     Agent, AgentKey, AgentStatus, ApiKeyRecord, AuditRecord, AuditRow, BudgetKey, Change,
     ChangeFeed, ChangePosition, ChangeSignal, CheckpointRecord, Cursor, DecisionItem,
     DecisionOutcome, DelegationRecord, IdempotencyClaim, Issuer, IssuerKey, KeyState, LogKeyRecord,
-    NonceClaim, Page, ReceiptKeyRecord, ReceiptRecord, Receiver, Revocations, SigningKeyRecord,
-    Store, StoreError, TokenRecord,
+    NonceClaim, Page, PrivateKeySlot, ReceiptKeyRecord, ReceiptRecord, Receiver, Reseal,
+    Revocations, SigningKeyRecord, Store, StoreError, TokenRecord,
 };
 
 /// Largest page `list_agents` returns, whatever the caller asks.
@@ -1549,6 +1549,103 @@ impl Store for PostgresStore {
             )
             .await?;
             Ok(())
+        })
+    }
+
+    async fn create_first_signing_key(
+        &self,
+        new: &SigningKeyRecord,
+        audit: &AuditRecord,
+    ) -> Result<bool, StoreError> {
+        // Under the log head's row lock, which every audited write takes first:
+        // replicas starting together queue here, and each later one sees the first
+        // one's key (READ COMMITTED reads after the lock see its commit).
+        in_write_tx!(self, |tx| {
+            let log = log::lock(&mut *tx).await?;
+            let active: Option<i32> =
+                sqlx::query_scalar("SELECT 1 FROM signing_keys WHERE state = $1 LIMIT 1")
+                    .bind(key_state_str(KeyState::Active))
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+            if active.is_some() {
+                return Ok(false);
+            }
+            sqlx::query(
+                "INSERT INTO signing_keys (kid, alg, private_pem, state, created_at_ms, publish_until_s) \
+                 VALUES ($1, $2, $3, $4, $5, NULL)",
+            )
+            .bind(&new.kid)
+            .bind(new.alg.as_str())
+            .bind(&new.private_pem)
+            .bind(key_state_str(KeyState::Active))
+            .bind(new.created_at_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            log.append(
+                &mut *tx,
+                std::slice::from_ref(audit),
+                &[Change::SigningKeysChanged],
+            )
+            .await?;
+            Ok(true)
+        })
+    }
+
+    async fn reseal_private_keys(&self, reseal: &Reseal<'_>) -> Result<usize, StoreError> {
+        in_write_tx!(self, |tx| {
+            let mut changed = 0;
+            // FOR UPDATE: a replica sealing at the same time waits, then reads the
+            // sealed text and leaves it.
+            let keys: Vec<(String, String)> =
+                sqlx::query_as("SELECT kid, private_pem FROM signing_keys ORDER BY seq FOR UPDATE")
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+            for (kid, text) in keys {
+                let slot = PrivateKeySlot::SigningKey { kid: kid.clone() };
+                if let Some(new) = reseal(&slot, &text)? {
+                    sqlx::query("UPDATE signing_keys SET private_pem = $1 WHERE kid = $2")
+                        .bind(new)
+                        .bind(kid)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db_err)?;
+                    changed += 1;
+                }
+            }
+            let receipt: Option<String> =
+                sqlx::query_scalar("SELECT private_pem FROM receipt_key WHERE id = 1 FOR UPDATE")
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+            if let Some(text) = receipt
+                && let Some(new) = reseal(&PrivateKeySlot::ReceiptKey, &text)?
+            {
+                sqlx::query("UPDATE receipt_key SET private_pem = $1 WHERE id = 1")
+                    .bind(new)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+                changed += 1;
+            }
+            let log_key: Option<String> =
+                sqlx::query_scalar("SELECT signer_key FROM audit_log_key WHERE id = 1 FOR UPDATE")
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+            if let Some(text) = log_key
+                && let Some(new) = reseal(&PrivateKeySlot::AuditLogKey, &text)?
+            {
+                sqlx::query("UPDATE audit_log_key SET signer_key = $1 WHERE id = 1")
+                    .bind(new)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+                changed += 1;
+            }
+            Ok(changed)
         })
     }
 

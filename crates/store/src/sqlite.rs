@@ -48,8 +48,8 @@ use crate::{
     Agent, AgentKey, AgentStatus, ApiKeyRecord, AuditRecord, AuditRow, BudgetKey, Change,
     ChangeFeed, ChangePosition, CheckpointRecord, Cursor, DecisionItem, DecisionOutcome,
     DelegationRecord, IdempotencyClaim, Issuer, IssuerKey, KeyState, LogKeyRecord, NonceClaim,
-    Page, ReceiptKeyRecord, ReceiptRecord, Receiver, Revocations, SigningKeyRecord, Store,
-    StoreError, TokenRecord,
+    Page, PrivateKeySlot, ReceiptKeyRecord, ReceiptRecord, Receiver, Reseal, Revocations,
+    SigningKeyRecord, Store, StoreError, TokenRecord,
 };
 
 /// Name of the database file inside the data directory.
@@ -1479,6 +1479,129 @@ impl Store for SqliteStore {
         )
         .await?;
         tx.commit().await.map_err(db_err)
+    }
+
+    async fn create_first_signing_key(
+        &self,
+        new: &SigningKeyRecord,
+        audit: &AuditRecord,
+    ) -> Result<bool, StoreError> {
+        // BEGIN IMMEDIATE holds the write lock from the check to the insert, so
+        // processes starting at once on one file store one key.
+        let mut tx = self.write_tx().await?;
+        let log = log::lock(&mut *tx).await?;
+        let active: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM signing_keys WHERE state = ? LIMIT 1")
+                .bind(key_state_str(KeyState::Active))
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        if active.is_some() {
+            tx.commit().await.map_err(db_err)?;
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, alg, private_pem, state, created_at_ms, publish_until_s) \
+             VALUES (?, ?, ?, ?, ?, NULL)",
+        )
+        .bind(&new.kid)
+        .bind(new.alg.as_str())
+        .bind(&new.private_pem)
+        .bind(key_state_str(KeyState::Active))
+        .bind(new.created_at_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        log.append(
+            &mut *tx,
+            std::slice::from_ref(audit),
+            &[Change::SigningKeysChanged],
+        )
+        .await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(true)
+    }
+
+    async fn reseal_private_keys(&self, reseal: &Reseal<'_>) -> Result<usize, StoreError> {
+        let mut tx = self.write_tx().await?;
+        // The rows' old text must not survive in the file's free space: SQLite zeroes
+        // what it frees while this is on (restored after), and the WAL holding the
+        // old pages is truncated after the commit.
+        let secure_delete: i64 = sqlx::query_scalar("PRAGMA secure_delete")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        sqlx::query("PRAGMA secure_delete = ON")
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let mut changed = 0;
+        let keys: Vec<(String, String)> =
+            sqlx::query_as("SELECT kid, private_pem FROM signing_keys ORDER BY rowid")
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        for (kid, text) in keys {
+            let slot = PrivateKeySlot::SigningKey { kid: kid.clone() };
+            if let Some(new) = reseal(&slot, &text)? {
+                sqlx::query("UPDATE signing_keys SET private_pem = ? WHERE kid = ?")
+                    .bind(new)
+                    .bind(kid)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+                changed += 1;
+            }
+        }
+        let receipt: Option<String> =
+            sqlx::query_scalar("SELECT private_pem FROM receipt_key WHERE id = 1")
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        if let Some(text) = receipt
+            && let Some(new) = reseal(&PrivateKeySlot::ReceiptKey, &text)?
+        {
+            sqlx::query("UPDATE receipt_key SET private_pem = ? WHERE id = 1")
+                .bind(new)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            changed += 1;
+        }
+        let log_key: Option<String> =
+            sqlx::query_scalar("SELECT signer_key FROM audit_log_key WHERE id = 1")
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        if let Some(text) = log_key
+            && let Some(new) = reseal(&PrivateKeySlot::AuditLogKey, &text)?
+        {
+            sqlx::query("UPDATE audit_log_key SET signer_key = ? WHERE id = 1")
+                .bind(new)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            changed += 1;
+        }
+        sqlx::query(if secure_delete != 0 {
+            "PRAGMA secure_delete = ON"
+        } else {
+            "PRAGMA secure_delete = OFF"
+        })
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        if changed > 0 {
+            // Copies the new pages into the main file and empties the WAL. Readers
+            // still on old pages may keep it from finishing: it is retried on the
+            // next write, so only the zeroing above is relied upon for the file.
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&self.writer)
+                .await
+                .map_err(db_err)?;
+        }
+        Ok(changed)
     }
 
     async fn audit_append(&self, records: &[AuditRecord]) -> Result<u64, StoreError> {

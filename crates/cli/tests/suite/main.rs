@@ -15,6 +15,7 @@ mod policy;
 mod readme;
 mod receipt;
 mod replicas;
+mod secrets;
 mod self_custody;
 mod setup;
 mod shell;

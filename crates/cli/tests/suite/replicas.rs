@@ -379,11 +379,30 @@ fn leads_now(log: &str) -> bool {
     }
 }
 
+/// The key-encryption key every replica of these tests shares (one file for the
+/// test binary's life: replicas of one registry need the same KEK).
+fn shared_kek() -> &'static Path {
+    static KEK: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    KEK.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap().keep();
+        let path = dir.join("kek");
+        let out = Command::new(BIN)
+            .args(["keys", "new-kek", "--out"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", common::text(&out));
+        path
+    })
+}
+
 fn spawn_replica(db_url: &str, admin: &str) -> Served {
     let mut cmd = Command::new(BIN);
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--signing-alg", "EdDSA"])
         .args(["--public-url", PUBLIC_URL])
         .args(["--database-url", db_url])
+        .arg("--key-encryption-key-file")
+        .arg(shared_kek())
         .env_remove("BONAFIDE_DATA_DIR")
         .env_remove("BONAFIDE_PUBLIC_URL")
         .env("BONAFIDE_ADMIN_KEY", admin)
@@ -1283,5 +1302,88 @@ async fn postgres_restarted_under_load() {
     assert!(
         spent_ack <= charged && charged <= spent_ack + unanswered,
         "charged {charged}, acknowledged {spent_ack}, unanswered {unanswered}"
+    );
+}
+
+/// Replicas started together on a new database agree on one signing key; every
+/// private key is sealed in the database (none readable as PEM or as a C2SP key); a
+/// replica given another KEK refuses to start, saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_starting_together_share_one_sealed_key() {
+    let db_url = fresh_database(&admin_url(), "sealed").await;
+    let admin = new_admin_key();
+    let starts: Vec<_> = (0..3)
+        .map(|_| {
+            let (db_url, admin) = (db_url.clone(), admin.clone());
+            std::thread::spawn(move || spawn_replica(&db_url, &admin))
+        })
+        .collect();
+    let replicas: Vec<Served> = starts.into_iter().map(|t| t.join().unwrap()).collect();
+    let mut conn = sqlx::PgConnection::connect(&db_url).await.unwrap();
+    let keys: Vec<(String, String)> = sqlx::query_as("SELECT kid, private_pem FROM signing_keys")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 1, "one first key for every replica");
+    let mut stored: Vec<String> = keys.into_iter().map(|(_, pem)| pem).collect();
+    stored.push(
+        sqlx::query_scalar("SELECT private_pem FROM receipt_key")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap(),
+    );
+    stored.push(
+        sqlx::query_scalar("SELECT signer_key FROM audit_log_key")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap(),
+    );
+    for text in &stored {
+        assert!(text.starts_with("bfk-sealed-v1:"));
+        assert!(!text.contains("PRIVATE"));
+    }
+    let _ = conn.close().await;
+    let http = reqwest::Client::new();
+    let mut jwks = BTreeSet::new();
+    for r in &replicas {
+        let body: Value = http
+            .get(format!("{}/.well-known/jwks.json", r.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        jwks.insert(body.to_string());
+    }
+    assert_eq!(jwks.len(), 1, "every replica serves the same keys");
+
+    let other = tempfile::tempdir().unwrap();
+    let other_kek = other.path().join("kek");
+    let out = Command::new(BIN)
+        .args(["keys", "new-kek", "--out"])
+        .arg(&other_kek)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let out = Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--database-url",
+            &db_url,
+        ])
+        .arg("--key-encryption-key-file")
+        .arg(&other_kek)
+        .env_remove("BONAFIDE_DATA_DIR")
+        .env("BONAFIDE_ADMIN_KEY", &admin)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        common::text(&out).contains("this key-encryption key does not open the registry's keys"),
+        "{}",
+        common::text(&out)
     );
 }

@@ -340,7 +340,7 @@ pub async fn rotate_keys(
 ) -> Result<ApiJson<Rotated>, ApiError> {
     let alg = state.keys().active.alg();
     let now = state.now_ms();
-    let record = new_key_record(alg, now)?;
+    let record = new_key_record(alg, now, state.kek())?;
     let audit = audit_change(EventType::KeyRotated, now, Actor::Admin, None, None, |e| {
         e.kid = Some(record.kid.clone());
     })?;

@@ -5,9 +5,14 @@ use std::collections::HashMap;
 
 use bonafide_core::ids::IssuerId;
 use bonafide_core::keys::{Algorithm, Jwk, SigningKey, VerifyingKey};
+use bonafide_core::sealed::Kek;
 use bonafide_core::token::KeySet;
 use bonafide_core::verifier::{IssuerKeyEntry, IssuerKeyRing};
-use bonafide_store::{IssuerKey, KeyState, ReceiptKeyRecord, SigningKeyRecord, Store, StoreError};
+use bonafide_store::{
+    IssuerKey, KeyState, PrivateKeySlot, ReceiptKeyRecord, SigningKeyRecord, Store, StoreError,
+};
+
+use crate::sealing;
 
 /// The registry's keys: one that signs, and every key still published.
 #[derive(Debug)]
@@ -23,10 +28,11 @@ pub struct KeyRing {
 }
 
 impl KeyRing {
-    /// Builds the ring from stored records, dropping retired keys whose tokens have
-    /// all expired (with leeway).
+    /// Builds the ring from stored records (their keys sealed under `kek`), dropping
+    /// retired keys whose tokens have all expired (with leeway).
     pub fn from_records(
         records: &[SigningKeyRecord],
+        kek: &Kek,
         now_s: i64,
         leeway_s: i64,
     ) -> Result<Self, StoreError> {
@@ -36,7 +42,7 @@ impl KeyRing {
         let mut fingerprint = Vec::new();
         for r in records {
             fingerprint.push(key_fingerprint(r));
-            let key = load_key(r)?;
+            let key = load_key(r, kek)?;
             match r.state {
                 KeyState::Active => {
                     verifying.insert(clone_verifying(&key)?);
@@ -71,8 +77,10 @@ pub(crate) fn key_fingerprint(r: &SigningKeyRecord) -> String {
     format!("{}:{:?}:{:?}", r.kid, r.state, r.publish_until_s)
 }
 
-pub(crate) fn load_key(r: &SigningKeyRecord) -> Result<SigningKey, StoreError> {
-    let key = SigningKey::from_pkcs8_pem(&r.private_pem)
+pub(crate) fn load_key(r: &SigningKeyRecord, kek: &Kek) -> Result<SigningKey, StoreError> {
+    let slot = PrivateKeySlot::SigningKey { kid: r.kid.clone() };
+    let pem = sealing::open(kek, &slot, &r.private_pem)?;
+    let key = SigningKey::from_pkcs8_pem(pem.expose_secret())
         .map_err(|e| StoreError::Backend(format!("signing key {}: {e}", r.kid)))?;
     if key.alg() != r.alg || key.kid() != r.kid {
         return Err(StoreError::Backend(format!(
@@ -155,9 +163,10 @@ pub(crate) async fn ring_from_records(
     Ok(ring)
 }
 
-/// The receipt-signing key: the stored one, or a new Ed25519 key stored now.
+/// The receipt-signing key: the stored one, or a new Ed25519 key stored now (sealed).
 pub(crate) async fn load_receipt_key(
     store: &dyn Store,
+    kek: &Kek,
     now_ms: i64,
 ) -> Result<SigningKey, StoreError> {
     let fresh =
@@ -167,11 +176,12 @@ pub(crate) async fn load_receipt_key(
         .map_err(|e| StoreError::Backend(e.to_string()))?;
     let stored = store
         .receipt_key(&ReceiptKeyRecord {
-            private_pem: pem.expose_secret().to_owned(),
+            private_pem: sealing::seal(kek, &PrivateKeySlot::ReceiptKey, pem.expose_secret())?,
             created_at_ms: now_ms,
         })
         .await?;
-    let key = SigningKey::from_pkcs8_pem(&stored.private_pem)
+    let pem = sealing::open(kek, &PrivateKeySlot::ReceiptKey, &stored.private_pem)?;
+    let key = SigningKey::from_pkcs8_pem(pem.expose_secret())
         .map_err(|e| StoreError::Backend(format!("receipt key: {e}")))?;
     if key.alg() != Algorithm::EdDSA {
         return Err(StoreError::Backend("the receipt key is not Ed25519".into()));
@@ -179,16 +189,23 @@ pub(crate) async fn load_receipt_key(
     Ok(key)
 }
 
-/// A fresh signing key as a store record.
-pub fn new_key_record(alg: Algorithm, now_ms: i64) -> Result<SigningKeyRecord, StoreError> {
+/// A fresh signing key as a store record, its private key sealed under `kek`.
+pub fn new_key_record(
+    alg: Algorithm,
+    now_ms: i64,
+    kek: &Kek,
+) -> Result<SigningKeyRecord, StoreError> {
     let key = SigningKey::generate(alg).map_err(|e| StoreError::Backend(e.to_string()))?;
     let pem = key
         .to_pkcs8_pem()
         .map_err(|e| StoreError::Backend(e.to_string()))?;
+    let slot = PrivateKeySlot::SigningKey {
+        kid: key.kid().to_owned(),
+    };
     Ok(SigningKeyRecord {
         kid: key.kid().to_owned(),
         alg,
-        private_pem: pem.expose_secret().to_owned(),
+        private_pem: sealing::seal(kek, &slot, pem.expose_secret())?,
         state: KeyState::Active,
         created_at_ms: now_ms,
         publish_until_s: None,
@@ -198,9 +215,14 @@ pub fn new_key_record(alg: Algorithm, now_ms: i64) -> Result<SigningKeyRecord, S
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
+    fn kek() -> Arc<Kek> {
+        crate::sealing::ephemeral_kek().unwrap()
+    }
 
     fn record(state: KeyState, publish_until_s: Option<i64>) -> SigningKeyRecord {
-        let mut r = new_key_record(Algorithm::EdDSA, 0).unwrap();
+        let mut r = new_key_record(Algorithm::EdDSA, 0, &kek()).unwrap();
         r.state = state;
         r.publish_until_s = publish_until_s;
         r
@@ -211,22 +233,42 @@ mod tests {
         let active = record(KeyState::Active, None);
         let live = record(KeyState::Retired, Some(1_000));
         let gone = record(KeyState::Retired, Some(900));
-        let ring = KeyRing::from_records(&[active.clone(), live.clone(), gone.clone()], 1_000, 60)
-            .unwrap();
+        let ring = KeyRing::from_records(
+            &[active.clone(), live.clone(), gone.clone()],
+            &kek(),
+            1_000,
+            60,
+        )
+        .unwrap();
         assert_eq!(ring.active.kid(), active.kid);
         assert_eq!(ring.verifying.len(), 2);
         assert_eq!(ring.retired, vec![(live.kid.clone(), 1_000)]);
         // At the edge: until + leeway == now is no longer published.
-        let ring = KeyRing::from_records(&[active, live], 1_060, 60).unwrap();
+        let ring = KeyRing::from_records(&[active, live], &kek(), 1_060, 60).unwrap();
         assert_eq!(ring.verifying.len(), 1);
     }
 
     #[test]
     fn a_ring_needs_an_active_key_and_matching_records() {
         let retired = record(KeyState::Retired, Some(i64::MAX));
-        assert!(KeyRing::from_records(&[retired], 0, 60).is_err());
+        assert!(KeyRing::from_records(&[retired], &kek(), 0, 60).is_err());
         let mut wrong = record(KeyState::Active, None);
         wrong.kid = "not-the-thumbprint".into();
-        assert!(KeyRing::from_records(&[wrong], 0, 60).is_err());
+        assert!(KeyRing::from_records(&[wrong], &kek(), 0, 60).is_err());
+    }
+
+    #[test]
+    fn signing_keys_are_stored_sealed_and_open_only_with_their_kek_and_row() {
+        let r = record(KeyState::Active, None);
+        assert!(r.private_pem.starts_with("bfk-sealed-v1:"));
+        assert!(!r.private_pem.contains("PRIVATE KEY"));
+        assert_eq!(load_key(&r, &kek()).unwrap().kid(), r.kid);
+        let other = Kek::from_bytes(&bonafide_core::sealed::random_kek_bytes().unwrap()).unwrap();
+        let err = load_key(&r, &other).unwrap_err().to_string();
+        assert!(err.contains("does not open"), "{err}");
+        // Another row's sealed key does not open in this row.
+        let mut swapped = record(KeyState::Active, None);
+        swapped.private_pem = r.private_pem.clone();
+        assert!(load_key(&swapped, &kek()).is_err());
     }
 }

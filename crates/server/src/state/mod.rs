@@ -7,12 +7,14 @@ use std::sync::Arc;
 use bonafide_core::ids::{AgentId, ReceiverId, TokenId};
 use bonafide_core::keys::SigningKey;
 use bonafide_core::policy::Policy;
+use bonafide_core::sealed::Kek;
 use bonafide_core::token::{AudienceRule, VerifyOptions};
 use bonafide_store::{Agent, KeyState, Store, StoreError};
 
-use crate::Config;
-use crate::audit::{AuditLog, AuditLogError};
+use crate::audit::AuditLog;
 use crate::bounded::Bounded;
+use crate::sealing::KeysError;
+use crate::{Config, ServerError};
 
 mod agent_keys;
 mod caches;
@@ -48,6 +50,8 @@ pub struct AppState {
     did_prefix: String,
     /// Signs verify receipts (Ed25519; published in the JWKS, never signs tokens).
     pub receipt_key: SigningKey,
+    /// Seals the private keys this process stores ([`crate::sealing`]).
+    kek: Arc<Kek>,
     /// Parsed token policies by `policy_hash` (parsing costs as much as a signature).
     policies: Bounded<String, Arc<Policy>>,
     /// Agent records by id, for what never changes after registration (issuer,
@@ -77,13 +81,23 @@ const MAX_CACHED_AGENTS: usize = 1 << 18;
 const MAX_CACHED_DELEGATIONS: usize = 1 << 16;
 
 impl AppState {
-    /// Loads state from the store, creating the first signing key if there is none.
-    pub async fn load(store: Arc<dyn Store>, config: Config) -> Result<Self, AuditLogError> {
+    /// Loads state from the store: seals keys stored in plaintext and checks the KEK
+    /// opens every key (a wrong one is [`ServerError::Keys`], before anything is
+    /// created), then creates the first signing key if there is none.
+    pub async fn load(store: Arc<dyn Store>, config: Config) -> Result<Self, ServerError> {
+        let kek = match &config.kek {
+            Some(kek) => Arc::clone(kek),
+            None => crate::sealing::ephemeral_kek().map_err(|reason| KeysError::Unusable {
+                slot: "key-encryption key".into(),
+                reason,
+            })?,
+        };
+        crate::sealing::seal_stored_keys(store.as_ref(), &kek).await?;
         let origin = config
             .audit_origin
             .clone()
             .unwrap_or_else(|| crate::audit::default_origin(&config.public_url));
-        let audit = AuditLog::open(Arc::clone(&store), &origin).await?;
+        let audit = AuditLog::open(Arc::clone(&store), &origin, &kek).await?;
         // An origin asked for explicitly but not used must not pass unnoticed: the
         // log's name is fixed when it is created (checkpoints already name it).
         if config.audit_origin.is_some() && audit.origin() != origin {
@@ -96,20 +110,23 @@ impl AppState {
         let now_ms = config.clock.now_ms();
         let mut records = store.signing_keys().await?;
         if !records.iter().any(|r| r.state == KeyState::Active) {
-            let record = new_key_record(config.signing_alg, now_ms)?;
+            let record = new_key_record(config.signing_alg, now_ms, &kek)?;
             let mut entry = bonafide_core::audit::AuditEntry::new(
                 bonafide_core::audit::EventType::KeyAdded,
                 now_ms,
                 bonafide_core::audit::Actor::Registry,
             );
             entry.kid = Some(record.kid.clone());
-            let audit_record = crate::audit::record(&entry, None, None)?;
+            let audit_record = crate::audit::record(&entry, None, None)
+                .map_err(crate::audit::AuditLogError::from)?;
+            // Only if still none: replicas starting together on a new database
+            // agree on the first key stored.
             store
-                .rotate_signing_key(&record, now_ms / 1000, &audit_record)
+                .create_first_signing_key(&record, &audit_record)
                 .await?;
             records = store.signing_keys().await?;
         }
-        let ring = KeyRing::from_records(&records, now_ms / 1000, config.leeway_secs)?;
+        let ring = KeyRing::from_records(&records, &kek, now_ms / 1000, config.leeway_secs)?;
         let at = read_model::RefreshAt {
             now_s: now_ms / 1000,
             leeway_s: config.leeway_secs,
@@ -121,14 +138,15 @@ impl AppState {
         // Every token the registry accepts lives at most `max_token_ttl` from its
         // `iat`, whoever signed it (issue 13: no token lives for ever).
         base_options.max_lifetime_secs = Some(config.max_token_ttl_s);
-        let receipt_key = load_receipt_key(store.as_ref(), now_ms).await?;
+        let receipt_key = load_receipt_key(store.as_ref(), &kek, now_ms).await?;
         let key_refresh = config.key_refresh;
         Ok(AppState {
             store,
             audit,
             did_prefix: did_prefix(&config.public_url),
             config,
-            model: ReadModel::new(snapshot, position),
+            model: ReadModel::new(snapshot, position, Arc::clone(&kek)),
+            kek,
             base_options,
             receipt_key,
             policies: Bounded::new(MAX_CACHED_POLICIES, None),
@@ -144,6 +162,11 @@ impl AppState {
     /// decision.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.model.snapshot_full()
+    }
+
+    /// The key-encryption key the registry's private keys are sealed under.
+    pub fn kek(&self) -> &Kek {
+        &self.kek
     }
 
     /// The registry's signing keys as of now.

@@ -29,6 +29,7 @@ use bonafide_store::{
 
 use super::keys::{KeyRing, issuer_key_fingerprint, key_fingerprint, ring_from_records};
 use super::revocations::{Revoked, RevokedSet};
+use bonafide_core::sealed::Kek;
 
 /// Everything a verify reads from memory, as of one moment. Immutable: cloning it
 /// costs a few reference counts.
@@ -182,6 +183,8 @@ struct Position {
 pub struct ReadModel {
     current: ArcSwap<Snapshot>,
     writer: tokio::sync::Mutex<Position>,
+    /// Opens the signing keys read again after a rotation.
+    kek: Arc<Kek>,
 }
 
 /// Held while a write commits and its change is applied (see [`ReadModel::lock`]).
@@ -202,10 +205,11 @@ pub struct RefreshAt {
 
 impl ReadModel {
     /// A model starting at `snapshot`, current at feed position `position`.
-    pub fn new(snapshot: Snapshot, position: ChangePosition) -> Self {
+    pub fn new(snapshot: Snapshot, position: ChangePosition, kek: Arc<Kek>) -> Self {
         ReadModel {
             current: ArcSwap::from_pointee(snapshot),
             writer: tokio::sync::Mutex::new(Position { changes: position }),
+            kek,
         }
     }
 
@@ -257,7 +261,7 @@ impl ReadModel {
             .iter()
             .any(|(_, until)| until.saturating_add(at.leeway_s) <= at.now_s);
         let keys = if signing || retired_ended {
-            signing_keys_if_changed(&current.keys, &store.signing_keys().await?, at)?
+            signing_keys_if_changed(&current.keys, &store.signing_keys().await?, &self.kek, at)?
         } else {
             None
         };
@@ -384,7 +388,9 @@ impl Writer<'_> {
             Change::SigningKeys => {
                 let records = store.signing_keys().await?;
                 let current = self.model.snapshot_full();
-                if let Some(keys) = signing_keys_if_changed(&current.keys, &records, at)? {
+                if let Some(keys) =
+                    signing_keys_if_changed(&current.keys, &records, &self.model.kek, at)?
+                {
                     self.set_keys(keys);
                 }
             }
@@ -409,6 +415,7 @@ impl Writer<'_> {
 fn signing_keys_if_changed(
     current: &KeyRing,
     records: &[SigningKeyRecord],
+    kek: &Kek,
     at: RefreshAt,
 ) -> Result<Option<KeyRing>, StoreError> {
     let fingerprint: Vec<String> = records.iter().map(key_fingerprint).collect();
@@ -419,7 +426,7 @@ fn signing_keys_if_changed(
     if fingerprint == current.fingerprint && !expired {
         return Ok(None);
     }
-    KeyRing::from_records(records, at.now_s, at.leeway_s).map(Some)
+    KeyRing::from_records(records, kek, at.now_s, at.leeway_s).map(Some)
 }
 
 /// A new issuer key ring and its fingerprint if `records` differ from what
@@ -459,7 +466,8 @@ mod tests {
     async fn model() -> (tempfile::TempDir, SqliteStore, ReadModel) {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path()).await.unwrap();
-        let record = super::super::new_key_record(Algorithm::EdDSA, 0).unwrap();
+        let kek = crate::sealing::ephemeral_kek().unwrap();
+        let record = super::super::new_key_record(Algorithm::EdDSA, 0, &kek).unwrap();
         let entry = bonafide_core::audit::AuditEntry::new(
             bonafide_core::audit::EventType::KeyAdded,
             0,
@@ -467,9 +475,9 @@ mod tests {
         );
         let audit = crate::audit::record(&entry, None, None).unwrap();
         store.rotate_signing_key(&record, 0, &audit).await.unwrap();
-        let keys = KeyRing::from_records(&[record], 0, 60).unwrap();
+        let keys = KeyRing::from_records(&[record], &kek, 0, 60).unwrap();
         let (snapshot, position) = Snapshot::load(&store, keys, AT).await.unwrap();
-        (dir, store, ReadModel::new(snapshot, position))
+        (dir, store, ReadModel::new(snapshot, position, kek))
     }
 
     const AT: RefreshAt = RefreshAt {
