@@ -1552,7 +1552,10 @@ pub async fn first_signing_key_is_created_once(store: Arc<dyn Store>) {
             .await
             .unwrap()
     );
-    assert_eq!(store.signing_keys().await.unwrap(), std::slice::from_ref(&first));
+    assert_eq!(
+        store.signing_keys().await.unwrap(),
+        std::slice::from_ref(&first)
+    );
     assert_eq!(store.audit_size().await.unwrap(), 1);
     let feed = store
         .changes_since(ChangePosition::START, 0, 100)
