@@ -33,6 +33,7 @@ pub mod conformance;
 pub mod ledger;
 pub mod log;
 mod postgres;
+mod rows;
 mod sqlite;
 
 pub use postgres::{PostgresOptions, PostgresStore};

@@ -60,7 +60,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bonafide_core::apikey::{ApiKeyHash, KeyKind};
 use bonafide_core::ids::{AgentId, IssuerId, ReceiptId, ReceiverId, TokenId};
-use bonafide_core::keys::Algorithm;
 use bonafide_core::merkle::Hash;
 use bonafide_core::names;
 use bonafide_core::policy::Decimal;
@@ -72,6 +71,7 @@ use sqlx::{Connection, Postgres, QueryBuilder, Transaction};
 use crate::ConflictKind;
 use crate::ledger::{self, BudgetRow, Claimed, LedgerTx};
 use crate::log;
+use crate::rows::*;
 use crate::{
     Agent, AgentKey, AgentStatus, ApiKeyRecord, AuditRecord, AuditRow, BudgetKey, Change,
     ChangeFeed, ChangePosition, ChangeSignal, CheckpointRecord, Cursor, DecisionItem,
@@ -2214,10 +2214,6 @@ async fn read_claims(
 
 // ---- audit log internals
 
-fn to_i64(n: u64) -> Result<i64, StoreError> {
-    i64::try_from(n).map_err(|_| StoreError::Backend(format!("{n} is out of range")))
-}
-
 /// The log's size as `log_head` holds it (committed with the rows it counts), for
 /// readers: no lock.
 async fn audit_size(conn: &mut PgConnection) -> Result<u64, StoreError> {
@@ -2401,48 +2397,6 @@ impl log::LogTx for PgConnection {
     }
 }
 
-#[derive(sqlx::FromRow)]
-struct AuditEntryRow {
-    idx: i64,
-    leaf_hash: Vec<u8>,
-    entry: Vec<u8>,
-    owner: Option<String>,
-}
-
-impl AuditEntryRow {
-    fn into_row(self) -> Result<AuditRow, StoreError> {
-        Ok(AuditRow {
-            index: u64::try_from(self.idx).map_err(|_| corrupt("audit index"))?,
-            leaf_hash: Hash::try_from(self.leaf_hash.as_slice())
-                .map_err(|_| corrupt("audit leaf hash"))?,
-            entry: self.entry,
-            owner: self
-                .owner
-                .map(|o| parse_id(&o, "audit owner"))
-                .transpose()?,
-        })
-    }
-}
-
-#[derive(sqlx::FromRow)]
-struct CheckpointRow {
-    size: i64,
-    root: Vec<u8>,
-    note: String,
-    created_at_ms: i64,
-}
-
-impl CheckpointRow {
-    fn into_record(self) -> Result<CheckpointRecord, StoreError> {
-        Ok(CheckpointRecord {
-            size: u64::try_from(self.size).map_err(|_| corrupt("checkpoint size"))?,
-            root: Hash::try_from(self.root.as_slice()).map_err(|_| corrupt("checkpoint root"))?,
-            note: self.note,
-            created_at_ms: self.created_at_ms,
-        })
-    }
-}
-
 /// Stores a token; true if that extended a retired signing key's publication (a
 /// change readers mirror).
 async fn insert_token(conn: &mut PgConnection, token: &TokenRecord) -> Result<bool, StoreError> {
@@ -2475,16 +2429,6 @@ async fn insert_token(conn: &mut PgConnection, token: &TokenRecord) -> Result<bo
     Ok(extended > 0)
 }
 
-/// The write's audit record, or none when the write changed nothing (nothing is
-/// appended then: see [`Store`]'s docs).
-fn audited(changed: bool, audit: &AuditRecord) -> &[AuditRecord] {
-    if changed {
-        std::slice::from_ref(audit)
-    } else {
-        &[]
-    }
-}
-
 /// A recorded token's change: none, or the signing keys when it extended a retired
 /// key's publication.
 fn signing_keys_changed(extended: bool) -> &'static [Change] {
@@ -2497,82 +2441,6 @@ fn signing_keys_changed(extended: bool) -> &'static [Change] {
 
 // ---- rows: what PostgreSQL hands back, parsed into domain types. A row that does not parse
 // is `Backend` (the file was edited or corrupted), never a panic.
-
-#[derive(sqlx::FromRow)]
-struct ApiKeyRow {
-    hash: Vec<u8>,
-    kind: String,
-    owner: Option<String>,
-    created_at_ms: i64,
-}
-
-impl ApiKeyRow {
-    fn into_record(self) -> Result<ApiKeyRecord, StoreError> {
-        let hash =
-            <[u8; 32]>::try_from(self.hash.as_slice()).map_err(|_| corrupt("api key hash"))?;
-        Ok(ApiKeyRecord {
-            hash: ApiKeyHash(hash),
-            kind: parse_key_kind(&self.kind)?,
-            owner: self.owner,
-            created_at_ms: self.created_at_ms,
-        })
-    }
-}
-
-#[derive(sqlx::FromRow)]
-struct IssuerDomainRow {
-    issuer_id: String,
-    domain: String,
-    kid: String,
-    verified_at_ms: i64,
-}
-
-impl IssuerDomainRow {
-    fn into_record(self) -> Result<crate::IssuerDomain, StoreError> {
-        Ok(crate::IssuerDomain {
-            issuer_id: parse_id(&self.issuer_id, "issuer id")?,
-            domain: self.domain,
-            kid: self.kid,
-            verified_at_ms: self.verified_at_ms,
-        })
-    }
-}
-
-#[derive(sqlx::FromRow)]
-struct IssuerRow {
-    id: String,
-    name: String,
-    created_at_ms: i64,
-}
-
-impl IssuerRow {
-    fn into_issuer(self) -> Result<Issuer, StoreError> {
-        Ok(Issuer {
-            id: parse_id(&self.id, "issuer id")?,
-            name: self.name,
-            created_at_ms: self.created_at_ms,
-        })
-    }
-}
-
-#[derive(sqlx::FromRow)]
-struct ReceiverRow {
-    id: String,
-    name: String,
-    created_at_ms: i64,
-}
-
-impl ReceiverRow {
-    /// The receiver, its audiences still to be read.
-    fn into_receiver(self) -> Result<Receiver, StoreError> {
-        Ok(Receiver {
-            id: parse_id(&self.id, "receiver id")?,
-            audiences: Vec::new(),
-            name: self.name,
-            created_at_ms: self.created_at_ms,
-        })
-    }
-}
 
 /// Writes a receiver's audiences in order. An audience another receiver holds is a
 /// unique violation (`Conflict`).
@@ -2595,94 +2463,6 @@ async fn insert_audiences(
         .map_err(db_err)?;
     }
     Ok(())
-}
-
-#[derive(sqlx::FromRow)]
-struct ClaimRow {
-    key: String,
-    request_sha256: Vec<u8>,
-    answer: Vec<u8>,
-    audit_index: Option<i64>,
-    created_at_ms: i64,
-}
-
-impl ClaimRow {
-    /// The key and its record.
-    fn into_claimed(self) -> Result<(String, Claimed), StoreError> {
-        let claimed = Claimed {
-            request_sha256: <[u8; 32]>::try_from(self.request_sha256.as_slice())
-                .map_err(|_| corrupt("idempotency request hash"))?,
-            answer: self.answer,
-            audit_index: self
-                .audit_index
-                .map(|i| u64::try_from(i).map_err(|_| corrupt("idempotency audit index")))
-                .transpose()?,
-            created_at_ms: self.created_at_ms,
-        };
-        Ok((self.key, claimed))
-    }
-}
-
-#[derive(sqlx::FromRow)]
-struct ReceiptRow {
-    id: String,
-    receiver_id: Option<String>,
-    issuer_id: Option<String>,
-    claims: Vec<u8>,
-    audit_index: Option<i64>,
-    created_at_ms: i64,
-}
-
-impl ReceiptRow {
-    fn into_record(self) -> Result<ReceiptRecord, StoreError> {
-        Ok(ReceiptRecord {
-            id: parse_id(&self.id, "receipt id")?,
-            receiver_id: self
-                .receiver_id
-                .map(|id| parse_id(&id, "receipt receiver id"))
-                .transpose()?,
-            issuer_id: self
-                .issuer_id
-                .map(|id| parse_id(&id, "receipt issuer id"))
-                .transpose()?,
-            claims: self.claims,
-            audit_index: self
-                .audit_index
-                .map(|i| u64::try_from(i).map_err(|_| corrupt("receipt audit index")))
-                .transpose()?,
-            created_at_ms: self.created_at_ms,
-        })
-    }
-}
-
-#[derive(sqlx::FromRow)]
-struct AgentRow {
-    seq: i64,
-    id: String,
-    issuer_id: String,
-    name: String,
-    description: Option<String>,
-    scopes: String,
-    audience: Option<String>,
-    token_ttl_s: i64,
-    status: String,
-    created_at_ms: i64,
-    revoked_at_ms: Option<i64>,
-    revoke_reason: Option<String>,
-    policy: Option<String>,
-    user_ref: Option<String>,
-    suspended_at_ms: Option<i64>,
-    suspend_reason: Option<String>,
-    allow_bearer_tokens: bool,
-}
-
-/// The `status` column's value for a status: a suspended agent is `active` there, and
-/// suspended by its `suspended_at_ms` (see `0004_suspend.sql`).
-fn stored_status(status: AgentStatus) -> &'static str {
-    match status {
-        AgentStatus::Active | AgentStatus::Suspended => AgentStatus::Active.as_str(),
-        AgentStatus::Revoked => AgentStatus::Revoked.as_str(),
-    }
 }
 
 /// The agent `id` of `issuer`, read inside a write transaction; `NotFound` if it does
@@ -2723,33 +2503,6 @@ async fn select_agent_keys(
     .collect()
 }
 
-#[derive(sqlx::FromRow)]
-struct AgentKeyRow {
-    agent_id: String,
-    jkt: String,
-    jwk: String,
-    alg: String,
-    created_at_ms: i64,
-    expires_at_ms: i64,
-    retired_at_ms: Option<i64>,
-    grace_until_ms: Option<i64>,
-}
-
-impl AgentKeyRow {
-    fn into_record(self) -> Result<AgentKey, StoreError> {
-        Ok(AgentKey {
-            agent_id: parse_id(&self.agent_id, "agent id")?,
-            alg: Algorithm::parse(&self.alg).ok_or_else(|| corrupt("agent key alg"))?,
-            jkt: self.jkt,
-            jwk: self.jwk,
-            created_at_ms: self.created_at_ms,
-            expires_at_ms: self.expires_at_ms,
-            retired_at_ms: self.retired_at_ms,
-            grace_until_ms: self.grace_until_ms,
-        })
-    }
-}
-
 async fn own_agent_row(
     conn: &mut PgConnection,
     issuer: &IssuerId,
@@ -2766,145 +2519,6 @@ async fn own_agent_row(
     .await
     .map_err(db_err)?
     .ok_or(StoreError::NotFound)
-}
-
-impl AgentRow {
-    fn into_agent(self) -> Result<Agent, StoreError> {
-        let status = match (self.status.as_str(), self.suspended_at_ms) {
-            ("active", None) => AgentStatus::Active,
-            ("active", Some(_)) => AgentStatus::Suspended,
-            ("revoked", None) => AgentStatus::Revoked,
-            _ => return Err(corrupt("agent status")),
-        };
-        Ok(Agent {
-            id: parse_id(&self.id, "agent id")?,
-            issuer_id: parse_id(&self.issuer_id, "issuer id")?,
-            name: self.name,
-            description: self.description,
-            scopes: from_json(&self.scopes, "agent scopes")?,
-            audience: self
-                .audience
-                .map(|text| from_json(&text, "agent audience"))
-                .transpose()?,
-            token_ttl_s: self.token_ttl_s,
-            status,
-            created_at_ms: self.created_at_ms,
-            revoked_at_ms: self.revoked_at_ms,
-            revoke_reason: self.revoke_reason,
-            policy: self.policy,
-            user: self.user_ref,
-            suspended_at_ms: self.suspended_at_ms,
-            suspend_reason: self.suspend_reason,
-            allow_bearer_tokens: self.allow_bearer_tokens,
-        })
-    }
-}
-
-#[derive(sqlx::FromRow)]
-struct TokenRow {
-    jti: String,
-    agent_id: String,
-    issuer_id: String,
-    kid: String,
-    issued_at_s: i64,
-    expires_at_s: i64,
-    revoked_at_ms: Option<i64>,
-}
-
-impl TokenRow {
-    fn into_record(self) -> Result<TokenRecord, StoreError> {
-        Ok(TokenRecord {
-            jti: parse_id(&self.jti, "token id")?,
-            agent_id: parse_id(&self.agent_id, "agent id")?,
-            issuer_id: parse_id(&self.issuer_id, "issuer id")?,
-            kid: self.kid,
-            issued_at_s: self.issued_at_s,
-            expires_at_s: self.expires_at_s,
-            revoked_at_ms: self.revoked_at_ms,
-        })
-    }
-}
-
-#[derive(sqlx::FromRow)]
-struct SigningKeyRow {
-    kid: String,
-    alg: String,
-    private_pem: String,
-    state: String,
-    created_at_ms: i64,
-    publish_until_s: Option<i64>,
-}
-
-impl SigningKeyRow {
-    fn into_record(self) -> Result<SigningKeyRecord, StoreError> {
-        let state = match self.state.as_str() {
-            "active" => KeyState::Active,
-            "retired" => KeyState::Retired,
-            _ => return Err(corrupt("signing key state")),
-        };
-        Ok(SigningKeyRecord {
-            alg: Algorithm::parse(&self.alg).ok_or_else(|| corrupt("signing key alg"))?,
-            kid: self.kid,
-            private_pem: self.private_pem,
-            state,
-            created_at_ms: self.created_at_ms,
-            publish_until_s: self.publish_until_s,
-        })
-    }
-}
-
-#[derive(sqlx::FromRow)]
-struct IssuerKeyRow {
-    kid: String,
-    issuer_id: String,
-    alg: String,
-    jwk: String,
-    created_at_ms: i64,
-    revoked_at_ms: Option<i64>,
-}
-
-impl IssuerKeyRow {
-    fn into_record(self) -> Result<IssuerKey, StoreError> {
-        Ok(IssuerKey {
-            alg: Algorithm::parse(&self.alg).ok_or_else(|| corrupt("issuer key alg"))?,
-            issuer_id: parse_id(&self.issuer_id, "issuer id")?,
-            kid: self.kid,
-            jwk: self.jwk,
-            created_at_ms: self.created_at_ms,
-            revoked_at_ms: self.revoked_at_ms,
-        })
-    }
-}
-
-fn key_state_str(state: KeyState) -> &'static str {
-    match state {
-        KeyState::Active => "active",
-        KeyState::Retired => "retired",
-    }
-}
-
-/// Inverse of [`KeyKind::as_str`].
-fn parse_key_kind(text: &str) -> Result<KeyKind, StoreError> {
-    [KeyKind::Admin, KeyKind::Issuer, KeyKind::Receiver]
-        .into_iter()
-        .find(|kind| kind.as_str() == text)
-        .ok_or_else(|| corrupt("api key kind"))
-}
-
-fn parse_id<T: for<'a> TryFrom<&'a str>>(text: &str, what: &str) -> Result<T, StoreError> {
-    T::try_from(text).map_err(|_| corrupt(what))
-}
-
-fn to_json<T: serde::Serialize>(list: &[T]) -> Result<String, StoreError> {
-    serde_json::to_string(list).map_err(|e| StoreError::Backend(format!("cannot encode list: {e}")))
-}
-
-fn from_json(text: &str, what: &str) -> Result<Vec<String>, StoreError> {
-    serde_json::from_str(text).map_err(|_| corrupt(what))
-}
-
-fn corrupt(what: &str) -> StoreError {
-    StoreError::Backend(format!("stored {what} does not parse"))
 }
 
 // ---- errors

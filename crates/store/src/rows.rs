@@ -1,0 +1,403 @@
+//! Rows as both SQL backends read them, and their parsing into domain types: one
+//! definition, so SQLite and PostgreSQL cannot read a stored row differently. A row
+//! that does not parse is `Backend` (the data was edited or corrupted), never a
+//! panic.
+
+use bonafide_core::apikey::{ApiKeyHash, KeyKind};
+use bonafide_core::keys::Algorithm;
+use bonafide_core::merkle::Hash;
+
+use crate::ledger::Claimed;
+use crate::{
+    Agent, AgentKey, AgentStatus, ApiKeyRecord, AuditRecord, AuditRow, CheckpointRecord, Issuer,
+    IssuerKey, KeyState, ReceiptRecord, Receiver, SigningKeyRecord, StoreError, TokenRecord,
+};
+
+pub(crate) fn to_i64(n: u64) -> Result<i64, StoreError> {
+    i64::try_from(n).map_err(|_| StoreError::Backend(format!("{n} is out of range")))
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct AuditEntryRow {
+    pub(crate) idx: i64,
+    pub(crate) leaf_hash: Vec<u8>,
+    pub(crate) entry: Vec<u8>,
+    pub(crate) owner: Option<String>,
+}
+
+impl AuditEntryRow {
+    pub(crate) fn into_row(self) -> Result<AuditRow, StoreError> {
+        Ok(AuditRow {
+            index: u64::try_from(self.idx).map_err(|_| corrupt("audit index"))?,
+            leaf_hash: Hash::try_from(self.leaf_hash.as_slice())
+                .map_err(|_| corrupt("audit leaf hash"))?,
+            entry: self.entry,
+            owner: self
+                .owner
+                .map(|o| parse_id(&o, "audit owner"))
+                .transpose()?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct CheckpointRow {
+    pub(crate) size: i64,
+    pub(crate) root: Vec<u8>,
+    pub(crate) note: String,
+    pub(crate) created_at_ms: i64,
+}
+
+impl CheckpointRow {
+    pub(crate) fn into_record(self) -> Result<CheckpointRecord, StoreError> {
+        Ok(CheckpointRecord {
+            size: u64::try_from(self.size).map_err(|_| corrupt("checkpoint size"))?,
+            root: Hash::try_from(self.root.as_slice()).map_err(|_| corrupt("checkpoint root"))?,
+            note: self.note,
+            created_at_ms: self.created_at_ms,
+        })
+    }
+}
+
+/// The write's audit record, or none when the write changed nothing (nothing is
+/// appended then: see [`Store`]'s docs).
+pub(crate) fn audited(changed: bool, audit: &AuditRecord) -> &[AuditRecord] {
+    if changed {
+        std::slice::from_ref(audit)
+    } else {
+        &[]
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct ApiKeyRow {
+    pub(crate) hash: Vec<u8>,
+    pub(crate) kind: String,
+    pub(crate) owner: Option<String>,
+    pub(crate) created_at_ms: i64,
+}
+
+impl ApiKeyRow {
+    pub(crate) fn into_record(self) -> Result<ApiKeyRecord, StoreError> {
+        let hash =
+            <[u8; 32]>::try_from(self.hash.as_slice()).map_err(|_| corrupt("api key hash"))?;
+        Ok(ApiKeyRecord {
+            hash: ApiKeyHash(hash),
+            kind: parse_key_kind(&self.kind)?,
+            owner: self.owner,
+            created_at_ms: self.created_at_ms,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct IssuerDomainRow {
+    pub(crate) issuer_id: String,
+    pub(crate) domain: String,
+    pub(crate) kid: String,
+    pub(crate) verified_at_ms: i64,
+}
+
+impl IssuerDomainRow {
+    pub(crate) fn into_record(self) -> Result<crate::IssuerDomain, StoreError> {
+        Ok(crate::IssuerDomain {
+            issuer_id: parse_id(&self.issuer_id, "issuer id")?,
+            domain: self.domain,
+            kid: self.kid,
+            verified_at_ms: self.verified_at_ms,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct IssuerRow {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) created_at_ms: i64,
+}
+
+impl IssuerRow {
+    pub(crate) fn into_issuer(self) -> Result<Issuer, StoreError> {
+        Ok(Issuer {
+            id: parse_id(&self.id, "issuer id")?,
+            name: self.name,
+            created_at_ms: self.created_at_ms,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct ReceiverRow {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) created_at_ms: i64,
+}
+
+impl ReceiverRow {
+    /// The receiver, its audiences still to be read.
+    pub(crate) fn into_receiver(self) -> Result<Receiver, StoreError> {
+        Ok(Receiver {
+            id: parse_id(&self.id, "receiver id")?,
+            audiences: Vec::new(),
+            name: self.name,
+            created_at_ms: self.created_at_ms,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct ClaimRow {
+    pub(crate) key: String,
+    pub(crate) request_sha256: Vec<u8>,
+    pub(crate) answer: Vec<u8>,
+    pub(crate) audit_index: Option<i64>,
+    pub(crate) created_at_ms: i64,
+}
+
+impl ClaimRow {
+    /// The key and its record.
+    pub(crate) fn into_claimed(self) -> Result<(String, Claimed), StoreError> {
+        let claimed = Claimed {
+            request_sha256: <[u8; 32]>::try_from(self.request_sha256.as_slice())
+                .map_err(|_| corrupt("idempotency request hash"))?,
+            answer: self.answer,
+            audit_index: self
+                .audit_index
+                .map(|i| u64::try_from(i).map_err(|_| corrupt("idempotency audit index")))
+                .transpose()?,
+            created_at_ms: self.created_at_ms,
+        };
+        Ok((self.key, claimed))
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct ReceiptRow {
+    pub(crate) id: String,
+    pub(crate) receiver_id: Option<String>,
+    pub(crate) issuer_id: Option<String>,
+    pub(crate) claims: Vec<u8>,
+    pub(crate) audit_index: Option<i64>,
+    pub(crate) created_at_ms: i64,
+}
+
+impl ReceiptRow {
+    pub(crate) fn into_record(self) -> Result<ReceiptRecord, StoreError> {
+        Ok(ReceiptRecord {
+            id: parse_id(&self.id, "receipt id")?,
+            receiver_id: self
+                .receiver_id
+                .map(|id| parse_id(&id, "receipt receiver id"))
+                .transpose()?,
+            issuer_id: self
+                .issuer_id
+                .map(|id| parse_id(&id, "receipt issuer id"))
+                .transpose()?,
+            claims: self.claims,
+            audit_index: self
+                .audit_index
+                .map(|i| u64::try_from(i).map_err(|_| corrupt("receipt audit index")))
+                .transpose()?,
+            created_at_ms: self.created_at_ms,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct AgentRow {
+    pub(crate) seq: i64,
+    pub(crate) id: String,
+    pub(crate) issuer_id: String,
+    pub(crate) name: String,
+    pub(crate) description: Option<String>,
+    pub(crate) scopes: String,
+    pub(crate) audience: Option<String>,
+    pub(crate) token_ttl_s: i64,
+    pub(crate) status: String,
+    pub(crate) created_at_ms: i64,
+    pub(crate) revoked_at_ms: Option<i64>,
+    pub(crate) revoke_reason: Option<String>,
+    pub(crate) policy: Option<String>,
+    pub(crate) user_ref: Option<String>,
+    pub(crate) suspended_at_ms: Option<i64>,
+    pub(crate) suspend_reason: Option<String>,
+    pub(crate) allow_bearer_tokens: bool,
+}
+
+/// The `status` column's value for a status: a suspended agent is `active` there, and
+/// suspended by its `suspended_at_ms` (see `0004_suspend.sql`).
+pub(crate) fn stored_status(status: AgentStatus) -> &'static str {
+    match status {
+        AgentStatus::Active | AgentStatus::Suspended => AgentStatus::Active.as_str(),
+        AgentStatus::Revoked => AgentStatus::Revoked.as_str(),
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct AgentKeyRow {
+    pub(crate) agent_id: String,
+    pub(crate) jkt: String,
+    pub(crate) jwk: String,
+    pub(crate) alg: String,
+    pub(crate) created_at_ms: i64,
+    pub(crate) expires_at_ms: i64,
+    pub(crate) retired_at_ms: Option<i64>,
+    pub(crate) grace_until_ms: Option<i64>,
+}
+
+impl AgentKeyRow {
+    pub(crate) fn into_record(self) -> Result<AgentKey, StoreError> {
+        Ok(AgentKey {
+            agent_id: parse_id(&self.agent_id, "agent id")?,
+            alg: Algorithm::parse(&self.alg).ok_or_else(|| corrupt("agent key alg"))?,
+            jkt: self.jkt,
+            jwk: self.jwk,
+            created_at_ms: self.created_at_ms,
+            expires_at_ms: self.expires_at_ms,
+            retired_at_ms: self.retired_at_ms,
+            grace_until_ms: self.grace_until_ms,
+        })
+    }
+}
+
+impl AgentRow {
+    pub(crate) fn into_agent(self) -> Result<Agent, StoreError> {
+        let status = match (self.status.as_str(), self.suspended_at_ms) {
+            ("active", None) => AgentStatus::Active,
+            ("active", Some(_)) => AgentStatus::Suspended,
+            ("revoked", None) => AgentStatus::Revoked,
+            _ => return Err(corrupt("agent status")),
+        };
+        Ok(Agent {
+            id: parse_id(&self.id, "agent id")?,
+            issuer_id: parse_id(&self.issuer_id, "issuer id")?,
+            name: self.name,
+            description: self.description,
+            scopes: from_json(&self.scopes, "agent scopes")?,
+            audience: self
+                .audience
+                .map(|text| from_json(&text, "agent audience"))
+                .transpose()?,
+            token_ttl_s: self.token_ttl_s,
+            status,
+            created_at_ms: self.created_at_ms,
+            revoked_at_ms: self.revoked_at_ms,
+            revoke_reason: self.revoke_reason,
+            policy: self.policy,
+            user: self.user_ref,
+            suspended_at_ms: self.suspended_at_ms,
+            suspend_reason: self.suspend_reason,
+            allow_bearer_tokens: self.allow_bearer_tokens,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct TokenRow {
+    pub(crate) jti: String,
+    pub(crate) agent_id: String,
+    pub(crate) issuer_id: String,
+    pub(crate) kid: String,
+    pub(crate) issued_at_s: i64,
+    pub(crate) expires_at_s: i64,
+    pub(crate) revoked_at_ms: Option<i64>,
+}
+
+impl TokenRow {
+    pub(crate) fn into_record(self) -> Result<TokenRecord, StoreError> {
+        Ok(TokenRecord {
+            jti: parse_id(&self.jti, "token id")?,
+            agent_id: parse_id(&self.agent_id, "agent id")?,
+            issuer_id: parse_id(&self.issuer_id, "issuer id")?,
+            kid: self.kid,
+            issued_at_s: self.issued_at_s,
+            expires_at_s: self.expires_at_s,
+            revoked_at_ms: self.revoked_at_ms,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct SigningKeyRow {
+    pub(crate) kid: String,
+    pub(crate) alg: String,
+    pub(crate) private_pem: String,
+    pub(crate) state: String,
+    pub(crate) created_at_ms: i64,
+    pub(crate) publish_until_s: Option<i64>,
+}
+
+impl SigningKeyRow {
+    pub(crate) fn into_record(self) -> Result<SigningKeyRecord, StoreError> {
+        let state = match self.state.as_str() {
+            "active" => KeyState::Active,
+            "retired" => KeyState::Retired,
+            _ => return Err(corrupt("signing key state")),
+        };
+        Ok(SigningKeyRecord {
+            alg: Algorithm::parse(&self.alg).ok_or_else(|| corrupt("signing key alg"))?,
+            kid: self.kid,
+            private_pem: self.private_pem,
+            state,
+            created_at_ms: self.created_at_ms,
+            publish_until_s: self.publish_until_s,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct IssuerKeyRow {
+    pub(crate) kid: String,
+    pub(crate) issuer_id: String,
+    pub(crate) alg: String,
+    pub(crate) jwk: String,
+    pub(crate) created_at_ms: i64,
+    pub(crate) revoked_at_ms: Option<i64>,
+}
+
+impl IssuerKeyRow {
+    pub(crate) fn into_record(self) -> Result<IssuerKey, StoreError> {
+        Ok(IssuerKey {
+            alg: Algorithm::parse(&self.alg).ok_or_else(|| corrupt("issuer key alg"))?,
+            issuer_id: parse_id(&self.issuer_id, "issuer id")?,
+            kid: self.kid,
+            jwk: self.jwk,
+            created_at_ms: self.created_at_ms,
+            revoked_at_ms: self.revoked_at_ms,
+        })
+    }
+}
+
+pub(crate) fn key_state_str(state: KeyState) -> &'static str {
+    match state {
+        KeyState::Active => "active",
+        KeyState::Retired => "retired",
+    }
+}
+
+/// Inverse of [`KeyKind::as_str`].
+pub(crate) fn parse_key_kind(text: &str) -> Result<KeyKind, StoreError> {
+    [KeyKind::Admin, KeyKind::Issuer, KeyKind::Receiver]
+        .into_iter()
+        .find(|kind| kind.as_str() == text)
+        .ok_or_else(|| corrupt("api key kind"))
+}
+
+pub(crate) fn parse_id<T: for<'a> TryFrom<&'a str>>(
+    text: &str,
+    what: &str,
+) -> Result<T, StoreError> {
+    T::try_from(text).map_err(|_| corrupt(what))
+}
+
+pub(crate) fn to_json<T: serde::Serialize>(list: &[T]) -> Result<String, StoreError> {
+    serde_json::to_string(list).map_err(|e| StoreError::Backend(format!("cannot encode list: {e}")))
+}
+
+pub(crate) fn from_json(text: &str, what: &str) -> Result<Vec<String>, StoreError> {
+    serde_json::from_str(text).map_err(|_| corrupt(what))
+}
+
+pub(crate) fn corrupt(what: &str) -> StoreError {
+    StoreError::Backend(format!("stored {what} does not parse"))
+}
