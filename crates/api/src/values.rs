@@ -222,10 +222,10 @@ string!(
 string!(
     /// `verify-action`'s `nonce`.
     Nonce,
-    "^[A-Za-z0-9._-]+$",
+    "^[A-Za-z0-9._+/=-]+$",
     Some(1),
     Some(128),
-    "1 to 128 characters of `A-Z a-z 0-9 - _ .`."
+    "1 to 128 characters of `A-Z a-z 0-9 - _ . + / =` (a base64 nonce in either alphabet)."
 );
 string!(
     /// `verify`'s `idempotency_key`.

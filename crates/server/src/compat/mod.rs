@@ -1,5 +1,6 @@
 //! Compatibility surfaces: other products' paths and answer shapes, so that a user of
-//! ImaRobot or KairosAI changes only a base URL and a key (issue 21).
+//! ImaRobot or KairosAI (and AIM's signed-action call) changes only a base URL and a
+//! key (issue 21).
 //!
 //! Every handler here is a thin adapter: it parses the product's request, calls the
 //! native handler or the shared function the native handler calls (token check,
@@ -17,12 +18,14 @@ use axum::Router;
 
 use crate::state::AppState;
 
+pub mod aim;
 pub mod imarobot;
 pub mod kairos;
 
 /// The compatibility routes, merged into [`crate::router`].
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
+        .merge(aim::routes())
         .merge(imarobot::routes())
         .merge(kairos::routes())
 }

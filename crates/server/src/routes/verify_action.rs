@@ -45,7 +45,8 @@ pub struct VerifyActionRequest {
     pub resource: String,
     /// When the agent signed, Unix seconds; within ±300 s of the registry's clock.
     pub timestamp: i64,
-    /// Single use per agent: 1 to 128 characters of `A-Z a-z 0-9 - _ .`.
+    /// Single use per agent: 1 to 128 characters of `A-Z a-z 0-9 - _ . + / =` (a
+    /// base64 nonce in either alphabet).
     #[schema(value_type = crate::openapi::values::Nonce)]
     pub nonce: String,
     /// Ed25519 signature over `{agent_id}:{action}:{resource}:{timestamp}:{nonce}`
@@ -99,13 +100,15 @@ fn check_request(req: &VerifyActionRequest) -> Result<(), ApiError> {
     }
     if req.nonce.is_empty()
         || req.nonce.len() > 128
-        || !req
-            .nonce
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        || !req.nonce.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'+' | b'/' | b'=')
+        })
     {
+        // Standard base64 (`+ / =`) is allowed: AIM's own example makes its nonce
+        // with `base64.b64encode`. None of these is `:`, so the signed message still
+        // splits one way.
         return Err(ApiError::invalid(
-            "`nonce` must be 1 to 128 characters of `A-Z a-z 0-9 - _ .`",
+            "`nonce` must be 1 to 128 characters of `A-Z a-z 0-9 - _ . + / =`",
         ));
     }
     Ok(())

@@ -425,3 +425,84 @@ async fn the_window_edges_and_absurd_timestamps() {
         assert_denied(&ask(&h, &agent, body).await, "TIMESTAMP_OUT_OF_WINDOW");
     }
 }
+
+/// AIM's call as its product page writes it: `/api/v1/agents/{id}/verify-action`,
+/// the agent's own JWT as the bearer (ignored: the signature is the proof), a
+/// timestamp as a string of digits and a standard-base64 nonce ending in `==`. A
+/// refusal is 403 with the same body; the native route's rules all apply.
+#[tokio::test]
+async fn aims_own_verify_action_call_works_as_written() {
+    let h = start().await;
+    let iss = h.issuer("aim.example").await;
+    let signer = Signer::new();
+    let registered = h
+        .register(
+            &iss,
+            json!({"name": "Aim bot", "scopes": ["read:portfolio"], "public_key": signer.jwk, "allow_bearer_tokens": true}),
+        )
+        .await;
+    let agent = registered["agent_id"].as_str().unwrap().to_owned();
+    let token = registered["token"].as_str().unwrap().to_owned();
+    let path = format!("/api/v1/agents/{agent}/verify-action");
+    let aim_body = |action: &str, nonce: &str| {
+        let ts = now_s();
+        let mut body = signer.action(&agent, action, "acct-42", ts, nonce);
+        body["timestamp"] = json!(ts.to_string());
+        body
+    };
+
+    let body = aim_body("read:portfolio", "q83vEjRWeJq83vEjRWeJqw==");
+    let (st, v) = h
+        .call("POST", &path, Some(&token), Some(body.clone()))
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["allowed"], true, "{v}");
+    assert!(v["audit_index"].is_u64(), "{v}");
+
+    // The same request again: a replay, refused with 403 and audited.
+    let (st, v) = h.call("POST", &path, Some(&token), Some(body)).await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+    assert_denied(&v, "REPLAY");
+
+    // An action the agent was not granted: 403 with the native reason.
+    let (st, v) = h
+        .call(
+            "POST",
+            &path,
+            Some(&token),
+            Some(aim_body("write:portfolio", "bm9uY2UtMw==")),
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+    assert_denied(&v, "SCOPE_NOT_GRANTED");
+
+    // A Bonafide key that is wrong is still a 401, never ignored.
+    let stray = bonafide_core::apikey::ApiKey::from_random(
+        bonafide_core::apikey::KeyKind::Receiver,
+        [9; 20],
+    );
+    let (st, v) = h
+        .call(
+            "POST",
+            &path,
+            Some(stray.expose_secret()),
+            Some(aim_body("read:portfolio", "bm9uY2UtNA==")),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "{v}");
+
+    // A timestamp that is not Unix seconds, and an unknown agent, are refused plainly.
+    let mut bad = aim_body("read:portfolio", "bm9uY2UtNQ==");
+    bad["timestamp"] = json!("12ab");
+    let (st, v) = h.call("POST", &path, Some(&token), Some(bad)).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let (st, v) = h
+        .call(
+            "POST",
+            "/api/v1/agents/agt_aaaaaaaaaaaaaaaaaaaaaaaaaa/verify-action",
+            None,
+            Some(aim_body("read:portfolio", "bm9uY2UtNg==")),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "{v}");
+}
