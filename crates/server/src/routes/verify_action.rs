@@ -27,7 +27,7 @@ use utoipa::ToSchema;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiJson, ApiPath};
 use crate::state::AppState;
-use crate::verdict::action::{self, ActionFacts, ActionVerdict, SignedAction};
+use crate::verdict::action::{self, ActionVerdict, SignedAction};
 
 pub use crate::verdict::action::ACTION_WINDOW_S;
 
@@ -135,15 +135,9 @@ pub async fn verify_action(
         .await?
         .ok_or_else(|| ApiError::not_found("agent"))?;
     let now = state.now_ms();
-    // The facts (the only awaits), then the pure verdict.
-    let view = state.view();
+    // The facts (the only awaits), then the pure verdict: the signature first, so an
+    // unsigned request costs no policy parse and learns nothing of the agent.
     let keys = state.agent_keys(&id).await?;
-    let policy = agent
-        .policy
-        .as_deref()
-        .map(|p| Policy::parse(p.as_bytes()))
-        .transpose()
-        .map_err(|e| ApiError::internal(format!("stored policy of {id}: {e}")))?;
     let signed = SignedAction {
         agent: &id,
         action: &req.action,
@@ -152,24 +146,29 @@ pub async fn verify_action(
         nonce: &req.nonce,
         signature: &req.signature,
     };
-    let facts = ActionFacts {
-        scopes: &agent.scopes,
-        keys: &keys,
-        policy: policy.as_ref(),
-    };
-    let (refusal, nonce) = match action::decide(&view, &facts, &signed, now) {
-        // Only a request the agent signed concerns it: anything refused before its
-        // signature checks out is counted, never written to the permanent log.
-        ActionVerdict::Unsigned(refusal) => {
-            state.count_unverifiable(refusal.code);
-            return Ok(ApiJson(VerifyActionResponse {
-                allowed: false,
-                reason: Some(refusal.message),
-                reasons: vec![refusal.code.to_owned()],
-                audit_index: None,
-                receipt_id: None,
-            }));
-        }
+    // Only a request the agent signed concerns it: anything refused before its
+    // signature checks out is counted, never written to the permanent log.
+    if let Err(refusal) = action::authenticate(&keys, &signed, now) {
+        state.count_unverifiable(refusal.code);
+        return Ok(ApiJson(VerifyActionResponse {
+            allowed: false,
+            reason: Some(refusal.message),
+            reasons: vec![refusal.code.to_owned()],
+            audit_index: None,
+            receipt_id: None,
+        }));
+    }
+    let policy = agent
+        .policy
+        .as_deref()
+        .map(|p| Policy::parse(p.as_bytes()))
+        .transpose()
+        .map_err(|e| ApiError::internal(format!("stored policy of {id}: {e}")))?;
+    let view = state.view();
+    let (refusal, nonce) = match action::judge(&view, &agent.scopes, policy.as_ref(), &signed, now)
+    {
+        // `judge` only sees authenticated actions.
+        ActionVerdict::Unsigned(refusal) => (Some(refusal), None),
         ActionVerdict::Fallen(refusal) => (Some(refusal), None),
         // The nonce is claimed with the decision's audit entry, below.
         ActionVerdict::Standing(refusal) => (

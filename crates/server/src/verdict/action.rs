@@ -87,21 +87,34 @@ pub enum ActionVerdict {
 }
 
 /// The verdict on `req`, from the read model's snapshot, the gathered facts and the
-/// time. No I/O, no clock, no await.
+/// time. No I/O, no clock, no await: [`authenticate`], then [`judge`].
 pub fn decide(
     snapshot: &impl Snapshot,
     facts: &ActionFacts<'_>,
     req: &SignedAction<'_>,
     now_ms: i64,
 ) -> ActionVerdict {
+    match authenticate(facts.keys, req, now_ms) {
+        Err(refusal) => ActionVerdict::Unsigned(refusal),
+        Ok(()) => judge(snapshot, facts.scopes, facts.policy, req, now_ms),
+    }
+}
+
+/// The checks before anything about the agent is told or costly is read: the
+/// timestamp window, a registered Ed25519 key in force (core's `KeyValidity`), and the
+/// signature by one of them. A refusal here concerns no agent (counted, not logged).
+pub fn authenticate(
+    keys: &[AgentKeyEntry],
+    req: &SignedAction<'_>,
+    now_ms: i64,
+) -> Result<(), Refusal> {
     if now_ms.div_euclid(1000).abs_diff(req.timestamp_s) > ACTION_WINDOW_S.unsigned_abs() {
-        return ActionVerdict::Unsigned(Refusal::new(
+        return Err(Refusal::new(
             "TIMESTAMP_OUT_OF_WINDOW",
             format!("`timestamp` is more than {ACTION_WINDOW_S} s from the registry's clock"),
         ));
     }
-    let mut usable = facts
-        .keys
+    let mut usable = keys
         .iter()
         .filter(|k| {
             k.key.alg() == Algorithm::EdDSA
@@ -110,7 +123,7 @@ pub fn decide(
         })
         .peekable();
     if usable.peek().is_none() {
-        return ActionVerdict::Unsigned(Refusal::new(
+        return Err(Refusal::new(
             "NO_AGENT_KEY",
             "the agent has no registered Ed25519 key in force: its issuer registers one with `PUT /v1/agents/{id}/keys`",
         ));
@@ -119,11 +132,24 @@ pub fn decide(
     let genuine = decode_signature(req.signature)
         .is_some_and(|sig| usable.any(|k| k.key.verify(message.as_bytes(), &sig)));
     if !genuine {
-        return ActionVerdict::Unsigned(Refusal::new(
+        return Err(Refusal::new(
             "SIGNATURE_INVALID",
             "the signature is not by any registered key of this agent",
         ));
     }
+    Ok(())
+}
+
+/// The verdict on an action [`authenticate`] accepted: the agent's standing (revoked,
+/// then suspended: told only now, after the signature), then the grant (scopes, or
+/// the policy alone if there is one).
+pub fn judge(
+    snapshot: &impl Snapshot,
+    scopes: &[String],
+    policy: Option<&Policy>,
+    req: &SignedAction<'_>,
+    now_ms: i64,
+) -> ActionVerdict {
     if snapshot.agent_revoked(req.agent) {
         return ActionVerdict::Fallen(Refusal::new("AGENT_REVOKED", "the agent is revoked"));
     }
@@ -134,8 +160,8 @@ pub fn decide(
         ));
     }
     ActionVerdict::Standing(not_granted(
-        facts.scopes,
-        facts.policy,
+        scopes,
+        policy,
         req.action,
         req.resource,
         now_ms,
