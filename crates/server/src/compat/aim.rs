@@ -3,9 +3,9 @@
 //! a digit timestamp (number or string) and a standard-base64 nonce. It is the native
 //! `POST /v1/agents/{id}/verify-action` (the same verdict, nonce claim and audit
 //! entry); what differs is only what AIM's clients send and expect:
-//! - a bearer that is not a Bonafide API key (`bfk_…`) is the agent's own token, which
-//!   AIM's example sends and which proves nothing here (the signature does): it is
-//!   ignored, as no key, instead of being refused as a wrong key;
+//! - a bearer that is a compact JWS is the agent's own token, which AIM's example
+//!   sends and which proves nothing here (the signature does): it is ignored, as no
+//!   key, instead of being refused as a wrong key;
 //! - `timestamp` may be a string of digits;
 //! - a refusal is HTTP 403 (AIM's clients branch on the status), with the same body.
 
@@ -66,19 +66,21 @@ impl Timestamp {
     }
 }
 
-/// Who called: a Bonafide API key when one is presented (a wrong `bfk_…` key is still
-/// a 401, as natively); any other bearer is the agent's own token, ignored.
+/// Who called: a Bonafide API key when one is presented (a wrong or malformed one is
+/// a 401, as natively). Only a bearer that is a compact JWS (three dot-separated
+/// segments: the agent's own token, which AIM's example sends) is ignored; anything
+/// else goes through the native key check, so a mistyped key is told, not dropped.
 async fn caller(parts: &mut Parts, state: &Arc<AppState>) -> Result<Caller, ApiError> {
-    let bonafide_key = parts.headers.contains_key("x-api-key")
-        || parts
+    let agent_token = !parts.headers.contains_key("x-api-key")
+        && parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split_once(' '))
             .is_some_and(|(scheme, rest)| {
-                scheme.eq_ignore_ascii_case("bearer") && rest.trim().starts_with("bfk_")
+                scheme.eq_ignore_ascii_case("bearer") && rest.trim().split('.').count() == 3
             });
-    if !bonafide_key {
+    if agent_token {
         return Ok(Caller::Anonymous);
     }
     Caller::from_request_parts(parts, state).await

@@ -105,6 +105,18 @@ fn shape(v: SimpleVerify) -> Option<Response> {
             .into_response(),
         );
     }
+    // A delegated token: ImaRobot's answer can name only one agent and would present
+    // the root as the one acting, so this surface refuses it (the native answer
+    // carries the chain).
+    if !v.delegation.is_empty() {
+        return Some(
+            ApiJson(Invalid {
+                valid: false,
+                error: "TOKEN_INVALID",
+            })
+            .into_response(),
+        );
+    }
     Some(
         ApiJson(Valid {
             valid: true,

@@ -996,3 +996,48 @@ async fn the_keys_behind_the_ancestors_bind_the_children() {
     assert_eq!(v["valid"], false, "{v}");
     assert_eq!(v["reasons"], json!(["TOKEN_REVOKED", "KEY_REVOKED"]), "{v}");
 }
+
+/// ImaRobot's verify answer names one agent and would show the root as the one
+/// acting, so its compatibility surface refuses a delegated token that the native
+/// answer (with its chain) accepts.
+#[tokio::test]
+async fn the_imarobot_surface_refuses_a_delegated_token() {
+    let h = start().await;
+    let key = h.issuer("imarobot-delegation.example").await;
+    let root = agent(&h, &key, "Root", json!({})).await;
+    let sub = agent(&h, &key, "Sub", json!({})).await;
+    let token = child(
+        &h,
+        &key,
+        &root.token,
+        &sub.token,
+        &[("scope", "read:account")],
+    )
+    .await;
+    let (st, native) = h
+        .call("GET", &format!("/v1/verify/{token}"), None, None)
+        .await;
+    assert_eq!(st, StatusCode::OK, "{native}");
+    assert_eq!(native["valid"], true, "{native}");
+    assert!(native["delegation"].is_array(), "{native}");
+    let (st, compat) = h
+        .call(
+            "GET",
+            &format!("/compat/imarobot/v1/verify/{token}"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{compat}");
+    assert_eq!(compat, json!({"valid": false, "error": "TOKEN_INVALID"}));
+    // The root's own token still verifies there.
+    let (_, v) = h
+        .call(
+            "GET",
+            &format!("/compat/imarobot/v1/verify/{}", root.token),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(v["valid"], true, "{v}");
+}
