@@ -41,6 +41,7 @@ mod duration;
 mod emit;
 mod failure;
 mod kek;
+mod migrate;
 mod output;
 mod policy;
 mod progress;
@@ -122,6 +123,11 @@ enum Command {
     /// Admin API keys: list them by id, revoke one (admin key in BONAFIDE_API_KEY).
     #[command(subcommand)]
     ApiKey(apikeys::ApiKeyCmd),
+    /// Copy a SQLite registry (a data dir) into a new, empty PostgreSQL database:
+    /// keys, issuers, agents, tokens, revocations, budgets, receipts and the audit log
+    /// with its checkpoints, in one transaction; the private keys re-sealed under the
+    /// replicas' key-encryption key. Stop the SQLite server first.
+    Migrate(migrate::MigrateArgs),
     /// Print a shell completion script for every command and flag.
     Completions(shell::CompletionsArgs),
     /// Print the man page (roff: `bonafide man | man -l -`), or write all pages with --out DIR.
@@ -843,6 +849,7 @@ async fn run(cli: Cli, out: Out) -> Result<ExitCode> {
             self_custody::revoke(&cli.url, &kid, out).await
         }
         Command::ApiKey(cmd) => apikeys::run(&cli.url, cmd, out).await,
+        Command::Migrate(args) => migrate::run(args, &out).await,
         Command::Completions(args) => Ok(shell::completions(&args, Cli::command())),
         Command::Man(args) => shell::man(&args, Cli::command()),
         Command::Keys(KeysCmd::NewAdminKey) => {

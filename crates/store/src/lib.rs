@@ -30,6 +30,7 @@ use bonafide_core::policy::Decimal;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+pub mod copy;
 pub mod ledger;
 pub mod log;
 mod postgres;

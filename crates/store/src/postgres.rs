@@ -349,7 +349,7 @@ impl PostgresStore {
     /// Begins a write transaction (READ COMMITTED). An audited write's first
     /// statement is then [`log::lock`], which locks the log head (see the module docs
     /// for the order).
-    async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
+    pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
         self.pool.begin().await.map_err(db_err)
     }
 
@@ -889,7 +889,9 @@ impl Store for PostgresStore {
         let limit = limit.clamp(1, MAX_PAGE);
         // Agents are never deleted, so the agent a cursor names keeps its place.
         let after_pos: i64 = match after {
-            None => -1,
+            // Agents copied from a SQLite registry older than listings in commit order
+            // have negative positions (SQLite migration 0016).
+            None => i64::MIN,
             Some(cursor) => {
                 let id = cursor.agent().ok_or(StoreError::NotFound)?;
                 sqlx::query_scalar("SELECT list_pos FROM agents WHERE id = $1 AND issuer_id = $2")
@@ -2587,7 +2589,7 @@ async fn listen_for_changes(
     }
 }
 
-fn db_err(e: sqlx::Error) -> StoreError {
+pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
     match &e {
         // Positions handed out under the log head: taken twice is a bug, not a
         // client's conflict.

@@ -219,6 +219,13 @@ impl SqliteStore {
         })
     }
 
+    /// A reading connection (for [`crate::copy`]).
+    pub(crate) async fn reader_connection(
+        &self,
+    ) -> Result<sqlx::pool::PoolConnection<Sqlite>, StoreError> {
+        self.reader.acquire().await.map_err(db_err)
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -2364,7 +2371,7 @@ async fn own_agent_row(
 /// `NotFound` (the row referred to does not exist), no space `Full`, the store unable
 /// to work now (I/O, locks, a closed pool) `Unavailable`, anything else `Backend`.
 /// Messages name the constraint, never a bound value.
-fn db_err(e: sqlx::Error) -> StoreError {
+pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
     db_err_ref(&e)
 }
 

@@ -572,3 +572,250 @@ where
     }
     out
 }
+
+// ---- copying a SQLite registry (`bonafide_store::copy`, `bonafide migrate`)
+
+/// A SQLite registry: two issuers' agents (one listed from before listings followed
+/// commit order, at a negative position, as SQLite migration 0016 left it), tokens, a
+/// revoked agent and token, a suspension, a signing key, a checkpoint.
+async fn sqlite_registry(dir: &std::path::Path) -> (bonafide_store::SqliteStore, Vec<AgentId>) {
+    let store = bonafide_store::SqliteStore::open(dir).await.unwrap();
+    let mut ids = Vec::new();
+    for n in 1..=2u8 {
+        let issuer = new_issuer(&store, n).await;
+        for m in 0..3u8 {
+            let (agent, token) = agent(&issuer, n * 10 + m);
+            store
+                .create_agent(&agent, &token, None, &audit_note())
+                .await
+                .unwrap();
+            ids.push(agent.id);
+        }
+    }
+    let (revoked_issuer, _) = (issuer(1), ());
+    store
+        .revoke_agent(
+            &revoked_issuer.id,
+            &ids[1],
+            Some("gone"),
+            T0_MS + 1,
+            &audit_note(),
+        )
+        .await
+        .unwrap();
+    let (a, _) = agent(&revoked_issuer, 12);
+    store
+        .revoke_token(
+            &revoked_issuer.id,
+            &token_of(&a, [12; 16]).jti,
+            T0_MS + 2,
+            &audit_note(),
+        )
+        .await
+        .unwrap();
+    store
+        .suspend_agent(
+            &issuer(2).id,
+            &ids[4],
+            Some("paused"),
+            T0_MS + 3,
+            &audit_note(),
+        )
+        .await
+        .unwrap();
+    let key = bonafide_store::SigningKeyRecord {
+        kid: "kid-1".to_owned(),
+        alg: bonafide_core::keys::Algorithm::EdDSA,
+        private_pem: "plain private key text".to_owned(),
+        state: bonafide_store::KeyState::Active,
+        created_at_ms: T0_MS,
+        publish_until_s: None,
+    };
+    assert!(
+        store
+            .create_first_signing_key(&key, &audit_note())
+            .await
+            .unwrap()
+    );
+    let size = store.audit_size().await.unwrap();
+    store
+        .audit_add_checkpoint(&bonafide_store::CheckpointRecord {
+            size,
+            root: [7; 32].into(),
+            note: "a signed note".to_owned(),
+            created_at_ms: T0_MS + 4,
+        })
+        .await
+        .unwrap();
+    // The first agent as a registry older than SQLite migration 0016 left it.
+    let mut raw = sqlx::SqliteConnection::connect(&format!("sqlite://{}", store.path().display()))
+        .await
+        .unwrap();
+    sqlx::query("UPDATE agents SET list_pos = -1 WHERE id = ?")
+        .bind(ids[0].as_str())
+        .execute(&mut raw)
+        .await
+        .unwrap();
+    raw.close().await.unwrap();
+    (store, ids)
+}
+
+/// Everything a reader of either backend sees is the same after the copy; the keys
+/// went through the re-sealing callback; a second copy into the same database is
+/// refused and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_registry_is_copied_whole_and_only_into_an_empty_database() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (source, ids) = sqlite_registry(tmp.path()).await;
+    let (target, _db) = fresh().await;
+    let reseal = |slot: &bonafide_store::PrivateKeySlot, text: &str| {
+        Ok(Some(format!("{}|{text}", slot.identity())))
+    };
+    let report = bonafide_store::copy::sqlite_to_postgres(&source, &target, &reseal)
+        .await
+        .unwrap();
+    assert_eq!(report.keys_resealed, 1);
+    assert_eq!(report.audit_size, source.audit_size().await.unwrap());
+    let rows: std::collections::BTreeMap<_, _> = report.tables.iter().cloned().collect();
+    assert_eq!(rows["agents"], 6);
+    assert_eq!(rows["tokens"], 6);
+    assert_eq!(rows["audit_checkpoints"], 1);
+
+    for id in &ids {
+        assert_eq!(
+            target.agent(id).await.unwrap(),
+            source.agent(id).await.unwrap()
+        );
+    }
+    for n in 1..=2 {
+        let issuer = issuer(n);
+        let (s, t) = (
+            source.list_agents(&issuer.id, None, 100).await.unwrap(),
+            target.list_agents(&issuer.id, None, 100).await.unwrap(),
+        );
+        assert_eq!(
+            t.items.iter().map(|a| &a.id).collect::<Vec<_>>(),
+            s.items.iter().map(|a| &a.id).collect::<Vec<_>>(),
+            "listing order, the legacy position first"
+        );
+    }
+    assert_eq!(
+        target.revocations().await.unwrap(),
+        source.revocations().await.unwrap()
+    );
+    assert_eq!(
+        target.suspended_agents().await.unwrap(),
+        source.suspended_agents().await.unwrap()
+    );
+    assert_eq!(
+        target
+            .changes_since(ChangePosition::START, 0, 1000)
+            .await
+            .unwrap(),
+        source
+            .changes_since(ChangePosition::START, 0, 1000)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        assert_log_is_one_sequence(&target).await,
+        source.audit_size().await.unwrap()
+    );
+    assert_eq!(
+        target.audit_latest_checkpoint().await.unwrap(),
+        source.audit_latest_checkpoint().await.unwrap()
+    );
+    let keys = target.signing_keys().await.unwrap();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(
+        keys[0].private_pem,
+        "signing-key/kid-1|plain private key text"
+    );
+
+    // The copy keeps writing where the source stopped: the log head, and the
+    // identity sequences past the copied rows.
+    let before = target.audit_size().await.unwrap();
+    let issuer3 = new_issuer(&target, 3).await;
+    let (a, t) = agent(&issuer3, 30);
+    target
+        .create_agent(&a, &t, None, &audit_note())
+        .await
+        .unwrap();
+    assert_eq!(target.audit_size().await.unwrap(), before + 2);
+    assert_log_is_one_sequence(&target).await;
+
+    let again = bonafide_store::copy::sqlite_to_postgres(&source, &target, &reseal).await;
+    assert!(
+        matches!(
+            again,
+            Err(bonafide_store::copy::CopyError::TargetNotEmpty { .. })
+        ),
+        "{again:?}"
+    );
+    assert_eq!(target.audit_size().await.unwrap(), before + 2);
+}
+
+/// A write to the source while it is read (a server still running on it) aborts the
+/// copy with nothing written to the target; a re-sealing failure does too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_that_cannot_finish_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (source, _) = sqlite_registry(tmp.path()).await;
+    let (target, db) = fresh().await;
+
+    // Another process's write, made while the copy holds its snapshot (the callback
+    // runs mid-copy; a thread of its own, since it is not async).
+    let dir = tmp.path().to_owned();
+    let writes_meanwhile = move |_: &bonafide_store::PrivateKeySlot, _: &str| {
+        let dir = dir.clone();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let other = bonafide_store::SqliteStore::open(&dir).await.unwrap();
+                other.audit_append(&[audit_note()]).await.unwrap();
+                other.close().await;
+            });
+        })
+        .join()
+        .unwrap();
+        Ok(None)
+    };
+    let copied =
+        bonafide_store::copy::sqlite_to_postgres(&source, &target, &writes_meanwhile).await;
+    assert!(
+        matches!(copied, Err(bonafide_store::copy::CopyError::SourceChanged)),
+        "{copied:?}"
+    );
+    let refuses = |_: &bonafide_store::PrivateKeySlot, _: &str| {
+        Err(StoreError::Backend("the KEK does not open it".to_owned()))
+    };
+    let copied = bonafide_store::copy::sqlite_to_postgres(&source, &target, &refuses).await;
+    assert!(
+        matches!(copied, Err(bonafide_store::copy::CopyError::Store(_))),
+        "{copied:?}"
+    );
+
+    let mut conn = db.connect().await;
+    for table in bonafide_store::copy::TABLES {
+        let n: i64 =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+        assert_eq!(n, 0, "{table} stays empty");
+    }
+    assert_eq!(target.audit_size().await.unwrap(), 0);
+
+    // And with the source quiet, the same copy goes through.
+    let keep = |_: &bonafide_store::PrivateKeySlot, _: &str| Ok(None);
+    bonafide_store::copy::sqlite_to_postgres(&source, &target, &keep)
+        .await
+        .unwrap();
+    assert_eq!(
+        target.audit_size().await.unwrap(),
+        source.audit_size().await.unwrap()
+    );
+}

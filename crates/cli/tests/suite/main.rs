@@ -10,6 +10,7 @@ mod basics;
 mod domain;
 mod durability;
 mod errors;
+mod migrate;
 mod msrv;
 mod policy;
 mod readme;

@@ -41,7 +41,7 @@ const URL_VAR: &str = "BONAFIDE_TEST_PG_URL";
 const PUBLIC_URL: &str = "http://registry.test";
 
 /// The server's admin URL, or a failure that says how to get one.
-fn admin_url() -> String {
+pub(crate) fn admin_url() -> String {
     match std::env::var(URL_VAR) {
         Ok(url) if !url.trim().is_empty() => url,
         _ => panic!(
@@ -73,7 +73,7 @@ fn url_with_database(url: &str, name: &str) -> String {
 
 /// A new, empty database on the server at `admin` (left for the throwaway cluster to
 /// remove with itself).
-async fn fresh_database(admin: &str, tag: &str) -> String {
+pub(crate) async fn fresh_database(admin: &str, tag: &str) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -96,7 +96,7 @@ async fn fresh_database(admin: &str, tag: &str) -> String {
     url_with_database(admin, &name)
 }
 
-fn new_admin_key() -> String {
+pub(crate) fn new_admin_key() -> String {
     let out = Command::new(BIN)
         .args(["keys", "new-admin-key"])
         .output()
