@@ -1,9 +1,11 @@
 //! Several `bonafide serve` processes on one PostgreSQL database behave as one
-//! registry (issue 16): budgets exact across replicas, one linear audit log provable
-//! from any replica, single-use values claimed once across replicas, revocations and
-//! suspensions enforced everywhere within a second, one checkpoint signer that another
-//! replica replaces when it is killed, nothing acknowledged lost when a replica is
-//! killed under load, and PostgreSQL restarted under load.
+//! registry (issue 16): budgets exact across replicas (delegated children's ancestors'
+//! too), one linear audit log provable from any replica, single-use values (idempotency
+//! keys, DPoP `jti`s, signature and signed-action nonces) claimed once across replicas,
+//! revocations, suspensions, signing-key rotations and issuer-key changes enforced
+//! everywhere within a second, one checkpoint signer that another replica replaces
+//! when it is killed, nothing acknowledged lost when a replica is killed under load,
+//! and PostgreSQL restarted under load.
 //!
 //! Needs a PostgreSQL server: `BONAFIDE_TEST_PG_URL` names it with a role that may
 //! create databases (each test gets a new one). `scripts/test` starts a throwaway
