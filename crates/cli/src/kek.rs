@@ -113,6 +113,138 @@ pub fn read(path: &Path) -> Result<Kek> {
     Kek::from_bytes(&bytes).map_err(|e| anyhow!("`{}`: {e}", shown.display()))
 }
 
+/// `keys rotate-kek`: re-seals every stored private key from the current KEK to a new
+/// one in one transaction. With the data dir's default file and no new file, a new
+/// KEK is made: written beside it first (`key-encryption.key.new`, synced), the keys
+/// re-sealed, then renamed over the default file, so a crash at any point leaves a
+/// file that opens the keys. With a new file given while the default file was in
+/// use, the default file is replaced by a copy of it the same way, so `serve` with no
+/// flag keeps working.
+pub async fn rotate(
+    store: &dyn bonafide_store::Store,
+    location: &Location,
+    current_file: Option<&Path>,
+    new_file: Option<&Path>,
+    out: &crate::output::Out,
+) -> Result<std::process::ExitCode> {
+    let default = match (location, current_file) {
+        (Location::DataDir(dir), None) => Some(dir.join(DEFAULT_FILE)),
+        _ => None,
+    };
+    let current_path = match (current_file, &default) {
+        (Some(p), _) => p.to_path_buf(),
+        (None, Some(p)) if p.exists() => p.clone(),
+        _ => bail!(
+            "the current key-encryption key is needed: pass --key-encryption-key-file (the file the server starts with)"
+        ),
+    };
+    let current = read(&current_path)?;
+    // Checks the current KEK opens every key first (and seals any plaintext ones).
+    bonafide_server::sealing::seal_stored_keys(store, &current).await?;
+
+    // The new KEK's text, and where it is staged until the keys are re-sealed.
+    let (text, staged) = match (new_file, &default) {
+        (Some(p), _) => {
+            let text =
+                std::fs::read(p).with_context(|| format!("cannot read `{}`", p.display()))?;
+            read(p)?;
+            (text, default.as_ref().map(|d| staged_path(d)))
+        }
+        (None, Some(d)) => {
+            let text = format!("{}\n", new_text()?).into_bytes();
+            (text, Some(staged_path(d)))
+        }
+        (None, None) => bail!(
+            "--new-key-encryption-key-file is required when the current key-encryption key is given by flag (make one with `bonafide keys new-kek --out FILE`)"
+        ),
+    };
+    let new = Kek::from_bytes(
+        &decode(&text).ok_or_else(|| anyhow!("the new key-encryption key does not decode"))?,
+    )
+    .map_err(|e| anyhow!("{e}"))?;
+    if let Some(stage) = &staged {
+        write_new(stage, &text)?;
+    }
+    let resealed = store
+        .reseal_private_keys(&|slot, stored| {
+            let identity = slot.identity();
+            let opened = current.open(&identity, stored).map_err(|e| {
+                bonafide_store::StoreError::Backend(format!("opening the {identity}: {e}"))
+            })?;
+            new.seal(&identity, opened.expose_secret())
+                .map(Some)
+                .map_err(|e| {
+                    bonafide_store::StoreError::Backend(format!("sealing the {identity}: {e}"))
+                })
+        })
+        .await;
+    let resealed = match resealed {
+        Ok(n) => n,
+        Err(e) => {
+            if let Some(stage) = &staged {
+                let _ = std::fs::remove_file(stage);
+            }
+            return Err(anyhow!(e).context("re-sealing the registry's keys (nothing changed)"));
+        }
+    };
+    let now_in = match (&staged, &default) {
+        (Some(stage), Some(d)) => {
+            std::fs::rename(stage, d)
+                .with_context(|| format!("the keys are re-sealed under `{}`, but it could not be renamed to `{}`: rename it yourself", stage.display(), d.display()))?;
+            sync_dir(d);
+            d.clone()
+        }
+        _ => new_file.map(Path::to_path_buf).unwrap_or_default(),
+    };
+    if out.json {
+        out.json_out(&serde_json::json!({
+            "keys_resealed": resealed,
+            "key_encryption_key_file": now_in.display().to_string(),
+        }));
+    } else {
+        println!(
+            "re-sealed {resealed} private keys under {}; start the server (every replica) with it now: the old key-encryption key no longer opens them",
+            now_in.display()
+        );
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Where a new default KEK waits while the keys are re-sealed.
+fn staged_path(default: &Path) -> PathBuf {
+    let mut name = default.as_os_str().to_owned();
+    name.push(".new");
+    PathBuf::from(name)
+}
+
+/// Writes `text` to a new file (0600), synced. An existing one is a rotation that was
+/// interrupted: its key may be the one the stored keys are sealed under.
+fn write_new(path: &Path, text: &[u8]) -> Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(path).with_context(|| {
+        format!(
+            "cannot create `{}` (if it exists, an earlier rotation was interrupted: try starting with --key-encryption-key-file {}; remove it only once the server starts without it)",
+            path.display(),
+            path.display()
+        )
+    })?;
+    f.write_all(text)
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("cannot write `{}`", path.display()))
+}
+
+/// Makes a rename durable (best effort: not every platform can open a directory).
+fn sync_dir(file: &Path) {
+    if let Some(dir) = file.parent()
+        && let Ok(d) = std::fs::File::open(dir)
+    {
+        let _ = d.sync_all();
+    }
+}
+
 /// The KEK's bytes from a file's contents, if they are 32 raw bytes or base64 of 32.
 fn decode(raw: &[u8]) -> Option<Vec<u8>> {
     if raw.len() == KEK_LEN {

@@ -469,6 +469,18 @@ enum KeysCmd {
         #[arg(long)]
         alg: Option<Algorithm>,
     },
+    /// Re-seal the registry's private keys under a new key-encryption key, in one
+    /// transaction (the current KEK comes from the same flags as `serve`). Stop the
+    /// server (or every replica) first and start it with the new KEK afterwards.
+    RotateKek {
+        /// The server's store and its current KEK.
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The new KEK (`bonafide keys new-kek --out FILE`). Optional when the current
+        /// one is the data dir's default file: a new one is made in its place.
+        #[arg(long, value_name = "FILE")]
+        new_key_encryption_key_file: Option<PathBuf>,
+    },
     /// Print a fresh admin API key, e.g. for BONAFIDE_ADMIN_KEY.
     NewAdminKey,
     /// Make a key-encryption key for --key-encryption-key-file: 32 random bytes as
@@ -852,6 +864,32 @@ async fn run(cli: Cli, out: Out) -> Result<ExitCode> {
         Command::Migrate(args) => migrate::run(args, &out).await,
         Command::Completions(args) => Ok(shell::completions(&args, Cli::command())),
         Command::Man(args) => shell::man(&args, Cli::command()),
+        Command::Keys(KeysCmd::RotateKek {
+            store: args,
+            new_key_encryption_key_file: new,
+        }) => {
+            let location = args.location()?;
+            if !location
+                .exists()
+                .await
+                .with_context(|| format!("cannot open {location}"))?
+            {
+                bail!(
+                    "no Bonafide registry in {location}: pass the server's --data-dir or --database-url"
+                );
+            }
+            let store = bonafide_store::open(&location)
+                .await
+                .with_context(|| format!("cannot open {location}"))?;
+            kek::rotate(
+                &*store,
+                &location,
+                args.key_encryption_key_file.as_deref(),
+                new.as_deref(),
+                &out,
+            )
+            .await
+        }
         Command::Keys(KeysCmd::NewAdminKey) => {
             let key = ApiKey::from_random(KeyKind::Admin, random20()?);
             println!("{}", key.expose_secret());

@@ -366,4 +366,33 @@ async fn a_sqlite_registry_moves_to_postgres_whole() {
     // signed with the same key by the new registry.
     let out = audit_verify(&new, &log_key, &state, 9).await;
     assert!(out.status.success(), "{}", common::text(&out));
+    drop(replica);
+
+    // The KEK rotates on PostgreSQL too: the new one starts the registry, the old
+    // one no longer does.
+    let next = tmp.path().join("next.kek");
+    new_kek(&next);
+    let out = Command::new(BIN)
+        .args(["keys", "rotate-kek", "--database-url", &db])
+        .args(["--key-encryption-key-file", kek_arg])
+        .args(["--new-key-encryption-key-file", next.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", common::text(&out));
+    assert!(!common::text(&out).contains("s3cret-pw"));
+    let out = Command::new(BIN)
+        .args(["keys", "rotate-kek", "--database-url", &db])
+        .args(["--key-encryption-key-file", kek_arg])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", common::text(&out));
+    let replica = serve_postgres(&db, &next, &admin);
+    let (status, v) = call(
+        "POST",
+        &format!("{}/v1/verify", replica.url),
+        Some(&receiver_key),
+        Some(&json!({"token": agents[2].1})),
+    )
+    .await;
+    assert_eq!((status, &v["valid"]), (200, &json!(true)), "{v}");
 }

@@ -278,3 +278,116 @@ fn a_plaintext_database_is_sealed_in_place() {
     let served = serve(&dir, &[]);
     assert!(jwks_kids(&served.url).contains(&kid));
 }
+
+fn rotate_kek(dir: &Path, args: &[&str]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["keys", "rotate-kek", "--data-dir"])
+        .arg(dir)
+        .args(args)
+        .env_remove("BONAFIDE_KEY_ENCRYPTION_KEY_FILE")
+        .env_remove("BONAFIDE_DATABASE_URL");
+    run_to_exit(cmd)
+}
+
+/// `keys rotate-kek`: the keys are re-sealed under a new KEK (made in place of the
+/// data dir's default file, or given), the old KEK no longer opens them, the same keys
+/// are served; a wrong current KEK, a missing new one, and an interrupted earlier
+/// rotation are refused with nothing changed.
+#[test]
+fn the_kek_rotates_and_the_old_one_stops_opening_the_keys() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let kids = {
+        let served = serve(&dir, &[]);
+        jwks_kids(&served.url)
+    };
+    let default = dir.join("key-encryption.key");
+    let old = tmp.path().join("old.kek");
+    std::fs::copy(&default, &old).unwrap();
+
+    // A wrong current KEK: refused, nothing changed.
+    let other = tmp.path().join("other.kek");
+    new_kek(&other);
+    let out = rotate_kek(
+        &dir,
+        &["--key-encryption-key-file", other.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", common::text(&out));
+    assert!(
+        common::text(&out).contains("does not open the registry's keys"),
+        "{}",
+        common::text(&out)
+    );
+    // A current KEK given by flag needs the new one named.
+    let out = rotate_kek(&dir, &["--key-encryption-key-file", old.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", common::text(&out));
+    assert!(
+        common::text(&out).contains("--new-key-encryption-key-file is required"),
+        "{}",
+        common::text(&out)
+    );
+    // An interrupted earlier rotation's staged file is never overwritten.
+    let staged = dir.join("key-encryption.key.new");
+    std::fs::write(&staged, "left over").unwrap();
+    let out = rotate_kek(&dir, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", common::text(&out));
+    assert!(
+        common::text(&out).contains("an earlier rotation was interrupted"),
+        "{}",
+        common::text(&out)
+    );
+    std::fs::remove_file(&staged).unwrap();
+    assert_eq!(
+        std::fs::read(&default).unwrap(),
+        std::fs::read(&old).unwrap()
+    );
+
+    // Made in place of the default file.
+    let out = rotate_kek(&dir, &[]);
+    assert!(out.status.success(), "{}", common::text(&out));
+    assert!(
+        common::text(&out).contains("re-sealed 3 private keys"),
+        "{}",
+        common::text(&out)
+    );
+    assert_ne!(
+        std::fs::read(&default).unwrap(),
+        std::fs::read(&old).unwrap()
+    );
+    assert!(!staged.exists());
+    assert_no_private_key(&dir);
+    {
+        let served = serve(&dir, &[]);
+        assert_eq!(jwks_kids(&served.url), kids, "the same keys");
+    }
+    let out = run_to_exit(serve_cmd(&dir, Some(&old)));
+    assert!(
+        !out.status.success(),
+        "the old KEK no longer opens the keys"
+    );
+    assert!(
+        common::text(&out).contains("does not open the registry's keys"),
+        "{}",
+        common::text(&out)
+    );
+
+    // Given: the keys move under it, and the default file becomes a copy of it.
+    let given = tmp.path().join("given.kek");
+    new_kek(&given);
+    let out = rotate_kek(
+        &dir,
+        &["--new-key-encryption-key-file", given.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", common::text(&out));
+    assert_eq!(
+        std::fs::read(&default).unwrap(),
+        std::fs::read(&given).unwrap()
+    );
+    let served = serve_with_args(
+        &dir,
+        "127.0.0.1:0",
+        &["--key-encryption-key-file", given.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(jwks_kids(&served.url), kids);
+}
