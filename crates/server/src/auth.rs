@@ -53,7 +53,6 @@ async fn authenticate(
     })?;
     let hash = key.hash();
     let record = state
-        .store
         .api_key(&hash)
         .await?
         .filter(|r| bonafide_core::ct_eq(&r.hash.0, &hash.0))
@@ -65,7 +64,7 @@ async fn authenticate(
             record.kind.as_str()
         )));
     }
-    Ok(record.owner)
+    Ok(record.owner.clone())
 }
 
 /// The caller holds an admin key.
@@ -145,7 +144,6 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         };
         let hash = key.hash();
         let record = state
-            .store
             .api_key(&hash)
             .await?
             .filter(|r| bonafide_core::ct_eq(&r.hash.0, &hash.0))

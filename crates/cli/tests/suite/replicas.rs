@@ -1958,3 +1958,69 @@ async fn issuer_key_changes_reach_every_replica_within_a_second() {
     assert_propagated("issuer key added", &mut add_times);
     assert_propagated("issuer key revoked", &mut revoke_times);
 }
+
+/// An admin key revoked on one replica authenticates nothing on the others within a
+/// second, though each had just used it (API keys are cached; the change feed's
+/// `ApiKeyRevoked` drops them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_revoked_api_key_is_refused_by_every_replica_within_a_second() {
+    let mut reg = Registry::start(&admin_url(), "apikey", 2).await;
+    // A second admin key, added by a replica started with it.
+    let second = new_admin_key();
+    reg.replicas.push(Some(spawn_replica(&reg.db_url, &second)));
+    let keys = reg
+        .ok(
+            StatusCode::OK,
+            "GET",
+            &format!("{}/v1/admin/api-keys", reg.url(0)),
+            Some(&reg.admin),
+            None,
+        )
+        .await;
+    let keys = keys["keys"].as_array().unwrap().clone();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    let mut times = Vec::new();
+    // Each round: the second key used on every replica (cached there), then revoked
+    // on replica 0, then refused everywhere. The key is revoked once, so one round.
+    let listing = |on: usize| format!("{}/v1/admin/api-keys", reg.url(on));
+    for on in 0..3 {
+        reg.ok(StatusCode::OK, "GET", &listing(on), Some(&second), None)
+            .await;
+    }
+    // Its id: the entry that is not the first key's (listed oldest first).
+    let id = keys[1]["id"].as_str().unwrap().to_owned();
+    let since = Instant::now();
+    reg.ok(
+        StatusCode::OK,
+        "POST",
+        &format!("{}/v1/admin/api-keys/{id}/revoke", reg.url(0)),
+        Some(&reg.admin),
+        None,
+    )
+    .await;
+    let a = reg
+        .call("GET", &listing(0), Some(&second), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        a.status,
+        StatusCode::UNAUTHORIZED,
+        "the replica that revoked it"
+    );
+    times.extend(
+        seen_by(&[1, 2], since, "api key revocation", async |on| {
+            reg.call("GET", &listing(on), Some(&second), None)
+                .await
+                .unwrap()
+                .status
+                == StatusCode::UNAUTHORIZED
+        })
+        .await,
+    );
+    assert_propagated("api key revocation", &mut times);
+    // The first key still works everywhere.
+    for on in 0..3 {
+        reg.ok(StatusCode::OK, "GET", &listing(on), Some(&reg.admin), None)
+            .await;
+    }
+}

@@ -449,6 +449,7 @@ pub async fn revoke_admin_key(
         ),
         other => other.into(),
     })?;
+    state.forget_api_key(&key.hash);
     tracing::info!(%id, "admin key revoked");
     Ok(ApiJson(AdminKeyRevoked { id, revoked: true }))
 }

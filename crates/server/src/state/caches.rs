@@ -1,14 +1,15 @@
 //! The caches of store records that never change once written (parsed policies,
-//! agent records, agents' keys, receivers' audiences), beside the read model's
-//! snapshot: each one [`Bounded`](crate::bounded::Bounded); a local write drops what
-//! it changed.
+//! agent records, agents' keys, receivers' audiences, API keys until revoked), beside
+//! the read model's snapshot: each one [`Bounded`](crate::bounded::Bounded); a local
+//! write drops what it changed, and the change feed what other processes changed.
 
 use std::sync::Arc;
 
+use bonafide_core::apikey::ApiKeyHash;
 use bonafide_core::ids::{AgentId, IssuerId, ReceiverId};
 use bonafide_core::policy::Policy;
 use bonafide_core::token::{self, AgentClaims, TokenError};
-use bonafide_store::{Agent, StoreError};
+use bonafide_store::{Agent, ApiKeyRecord, StoreError};
 
 use super::agent_keys::load_agent_keys;
 use super::{AgentKeyEntry, AppState};
@@ -80,6 +81,47 @@ impl AppState {
         self.receiver_audiences
             .insert(receiver.clone(), Arc::clone(&list));
         Ok(Some(list))
+    }
+
+    /// The API key stored with this hash (`None`: unknown or revoked), from memory or
+    /// else the store: every authenticated request asks.
+    pub async fn api_key(
+        &self,
+        hash: &ApiKeyHash,
+    ) -> Result<Option<Arc<ApiKeyRecord>>, StoreError> {
+        if let Some(record) = self.api_keys.get(hash) {
+            return Ok(Some(record));
+        }
+        let before = *self.api_key_epoch();
+        let Some(record) = self.store.api_key(hash).await? else {
+            return Ok(None);
+        };
+        let record = Arc::new(record);
+        // Cached only if no revocation was applied while the store was read: the
+        // record read may predate it, and a revoked key must never come back.
+        let epoch = self.api_key_epoch();
+        if *epoch == before {
+            self.api_keys.insert(*hash, Arc::clone(&record));
+        }
+        Ok(Some(record))
+    }
+
+    /// Drops a revoked API key from the cache; a lookup reading the store meanwhile
+    /// does not put it back.
+    ///
+    /// INVARIANT: call after the revocation commits and before answering, and for
+    /// every `ApiKeyRevoked` the change feed brings.
+    pub fn forget_api_key(&self, hash: &ApiKeyHash) {
+        let mut epoch = self.api_key_epoch();
+        *epoch = epoch.wrapping_add(1);
+        self.api_keys.remove(hash);
+    }
+
+    fn api_key_epoch(&self) -> std::sync::MutexGuard<'_, u64> {
+        // The guarded value is a counter: a panic elsewhere cannot leave it torn.
+        self.api_key_epoch
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Drops the cached audiences of a receiver.

@@ -68,6 +68,11 @@ pub struct AppState {
     /// Receivers' audiences by receiver id, like `agent_keys`; a local change drops
     /// its receiver's entry after the commit.
     receiver_audiences: Bounded<ReceiverId, Arc<[String]>>,
+    /// API keys by hash, until revoked: every authenticated request looks its key
+    /// up. Revocations (local, or from the change feed) drop the entry under
+    /// `api_key_epoch`, which a lookup checks before caching what it read.
+    api_keys: Bounded<bonafide_core::apikey::ApiKeyHash, Arc<bonafide_store::ApiKeyRecord>>,
+    api_key_epoch: std::sync::Mutex<u64>,
     /// Tokens refused because they did not verify (see [`AppState::count_unverifiable`]).
     unverifiable_tokens: std::sync::atomic::AtomicU64,
 }
@@ -154,6 +159,8 @@ impl AppState {
             agent_keys: Bounded::new(MAX_CACHED_AGENTS, Some(key_refresh)),
             receiver_audiences: Bounded::new(MAX_CACHED_AGENTS, Some(key_refresh)),
             unverifiable_tokens: std::sync::atomic::AtomicU64::new(0),
+            api_keys: Bounded::new(MAX_CACHED_AGENTS, None),
+            api_key_epoch: std::sync::Mutex::new(0),
             delegations: Bounded::new(MAX_CACHED_DELEGATIONS, None),
         })
     }
@@ -187,6 +194,9 @@ impl AppState {
         }
         for receiver in &stale.receivers {
             self.forget_receiver(receiver);
+        }
+        for key in &stale.api_keys {
+            self.forget_api_key(key);
         }
         Ok(())
     }

@@ -252,6 +252,7 @@ impl ReadModel {
                 C::IssuerDomainChanged(_) => domains = true,
                 C::AgentKeysChanged(id) => stale.agent_keys.push(id.clone()),
                 C::ReceiverChanged(id) => stale.receivers.push(id.clone()),
+                C::ApiKeyRevoked(hash) => stale.api_keys.push(*hash),
                 _ => {}
             }
         }
@@ -311,6 +312,8 @@ pub struct Stale {
     pub agent_keys: Vec<AgentId>,
     /// Receivers whose audiences changed.
     pub receivers: Vec<ReceiverId>,
+    /// API keys revoked.
+    pub api_keys: Vec<bonafide_core::apikey::ApiKeyHash>,
 }
 
 /// Most changes read from the feed per call; a reader that was away pages through.
