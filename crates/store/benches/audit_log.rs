@@ -8,8 +8,9 @@
 //! - `audit_append/batch_N/floor`: the floor, the same entries appended to a plain
 //!   SQLite table (`idx` primary key, leaf hash, entry) with the same settings, one
 //!   transaction per batch; no frontier, no interior hashes, no index.
-//!   `…/floor_leaf_index`: the same plus an index on the leaf hash, as the store's
-//!   `audit_log_by_leaf` (what that index costs on its own).
+//!   `…/floor_leaf_index`: the same plus an index on the leaf hash, as the store had
+//!   in its append transaction before migration 0019 (what such a random-key index
+//!   costs on the commit path; the store now extends its leaf index per checkpoint).
 //! - `audit_append/group_commit/callers_C`: the server's group committer
 //!   (`bonafide_server::audit::AuditLog::append`) over a fresh store: C tasks on a
 //!   multi-thread tokio runtime (one worker per CPU) each append in a closed loop
@@ -294,7 +295,7 @@ fn bench_append(c: &mut Criterion) {
 /// `synchronous=FULL`, one writer connection, `BEGIN IMMEDIATE`, 256 rows per
 /// `INSERT`, one transaction per batch) and nothing else: no frontier read, no
 /// interior hashes, and without `leaf_index` no index. With `leaf_index`, an index on
-/// the leaf hash as the store's `audit_log_by_leaf`.
+/// the leaf hash in the append transaction, as the store had before migration 0019.
 #[derive(Debug)]
 struct Floor {
     pool: SqlitePool,

@@ -132,6 +132,7 @@ macro_rules! __conformance_cases {
             audit_state_changes_append_one_entry_each,
             audit_entries_name_their_owner,
             audit_find_by_leaf_hash,
+            audit_find_across_checkpoints,
             audit_missing_hashes_are_not_found,
             audit_checkpoints_keep_latest_and_refuse_another_root,
             audit_log_key_is_created_once,
@@ -2092,6 +2093,80 @@ pub async fn audit_find_by_leaf_hash(store: Arc<dyn Store>) {
         );
     }
     assert_eq!(store.audit_find(&Hash([0; 32])).await.unwrap(), None);
+}
+
+/// The leaf index is extended when checkpoints are stored, off the append path: a
+/// record is found the same (the first of a repeated entry) whether it is below the
+/// last checkpoint, above it, or a repeat straddles it; a checkpoint claiming more
+/// than the log holds indexes only what is there, and what is appended after it is
+/// still found.
+pub async fn audit_find_across_checkpoints(store: Arc<dyn Store>) {
+    let records: Vec<AuditRecord> = (0..30).map(|_| audit_note()).collect();
+    let cp = |size: u64| CheckpointRecord {
+        size,
+        root: Hash([size as u8; 32]),
+        note: format!("note {size}\n"),
+        created_at_ms: T0_MS,
+    };
+    let expect = |upto: usize| {
+        let records = &records;
+        let store = &store;
+        async move {
+            for (i, r) in records.iter().enumerate() {
+                let found = store
+                    .audit_find(&merkle::leaf_hash(&r.entry))
+                    .await
+                    .unwrap();
+                assert_eq!(found, (i < upto).then_some(i as u64), "record {i}");
+            }
+            assert_eq!(store.audit_find(&Hash([0; 32])).await.unwrap(), None);
+        }
+    };
+    expect(0).await;
+    store.audit_append(&records[..10]).await.unwrap();
+    expect(10).await;
+    store.audit_add_checkpoint(&cp(6)).await.unwrap();
+    expect(10).await;
+    // Records 3 and 8 again (indexes 10, 11): one below the checkpoint, one above.
+    store.audit_append(&records[3..4]).await.unwrap();
+    store.audit_append(&records[8..9]).await.unwrap();
+    // A checkpoint past the log (12 records): indexes 12 at most.
+    store.audit_add_checkpoint(&cp(40)).await.unwrap();
+    store.audit_append(&records[10..20]).await.unwrap();
+    let first: Vec<Option<u64>> = {
+        let mut found = Vec::new();
+        for r in &records[10..20] {
+            found.push(
+                store
+                    .audit_find(&merkle::leaf_hash(&r.entry))
+                    .await
+                    .unwrap(),
+            );
+        }
+        found
+    };
+    assert_eq!(first, (12..22).map(Some).collect::<Vec<_>>());
+    store.audit_add_checkpoint(&cp(22)).await.unwrap();
+    for (i, r) in records[..10].iter().enumerate() {
+        assert_eq!(
+            store
+                .audit_find(&merkle::leaf_hash(&r.entry))
+                .await
+                .unwrap(),
+            Some(i as u64),
+            "record {i}, repeated or not"
+        );
+    }
+    // The same checkpoint stored again changes nothing.
+    store.audit_add_checkpoint(&cp(22)).await.unwrap();
+    assert_eq!(
+        store
+            .audit_find(&merkle::leaf_hash(&records[15].entry))
+            .await
+            .unwrap(),
+        Some(17)
+    );
+    assert_eq!(store.audit_size().await.unwrap(), 22);
 }
 
 /// Hashes beyond the log, or at absurd indexes, are `NotFound`, never a panic.

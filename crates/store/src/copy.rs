@@ -42,6 +42,8 @@ pub const TABLES: &[&str] = &[
     "delegations",
     "signing_keys",
     "audit_log",
+    "audit_leaf_index",
+    "audit_leaf_progress",
     "audit_checkpoints",
     "audit_log_key",
     "budgets",

@@ -1690,12 +1690,18 @@ impl Store for PostgresStore {
     }
 
     async fn audit_find(&self, leaf_hash: &Hash) -> Result<Option<u64>, StoreError> {
-        let idx: Option<i64> =
-            sqlx::query_scalar("SELECT MIN(idx) FROM audit_log WHERE leaf_hash = $1")
-                .bind(leaf_hash.as_bytes().as_slice())
-                .fetch_one(&self.pool)
-                .await
-                .map_err(db_err)?;
+        // One statement, so one snapshot: the index up to `upto`, else the records
+        // from `upto` on (every one of them is above every indexed one).
+        let idx: Option<i64> = sqlx::query_scalar(
+            "SELECT COALESCE(\
+                (SELECT MIN(idx) FROM audit_leaf_index WHERE leaf_hash = $1), \
+                (SELECT MIN(idx) FROM audit_log WHERE leaf_hash = $1 AND idx >= \
+                    COALESCE((SELECT upto FROM audit_leaf_progress WHERE id = 1), 0)))",
+        )
+        .bind(leaf_hash.as_bytes().as_slice())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_err)?;
         idx.map(|i| u64::try_from(i).map_err(|_| corrupt("audit index")))
             .transpose()
     }
@@ -1725,7 +1731,7 @@ impl Store for PostgresStore {
                     return Err(StoreError::Conflict(ConflictKind::CheckpointDiffers));
                 }
             }
-            Ok(())
+            extend_leaf_index(&mut tx, checkpoint.size).await
         })
     }
 
@@ -2215,6 +2221,46 @@ async fn read_claims(
 }
 
 // ---- audit log internals
+
+/// Adds the records below `size` (a checkpoint's, capped at the log's) that the leaf
+/// index lacks to it, in one sorted insert, and moves its progress mark. In the
+/// checkpoint's write transaction: off the append path, once per checkpoint interval.
+/// The progress row is locked first, so two replicas storing checkpoints at once
+/// extend it one after the other.
+async fn extend_leaf_index(tx: &mut PgConnection, size: u64) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO audit_leaf_progress (id, upto) VALUES (1, 0) ON CONFLICT (id) DO NOTHING",
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    let upto: i64 =
+        sqlx::query_scalar("SELECT upto FROM audit_leaf_progress WHERE id = 1 FOR UPDATE")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?;
+    // Read after the lock: every record below the head's size has committed.
+    let size = to_i64(size)?.min(to_i64(audit_size(tx).await?)?);
+    if upto >= size {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO audit_leaf_index (leaf_hash, idx) \
+         SELECT leaf_hash, idx FROM audit_log WHERE idx >= $1 AND idx < $2 \
+         ORDER BY leaf_hash, idx",
+    )
+    .bind(upto)
+    .bind(size)
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    sqlx::query("UPDATE audit_leaf_progress SET upto = $1 WHERE id = 1")
+        .bind(size)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    Ok(())
+}
 
 /// The log's size as `log_head` holds it (committed with the rows it counts), for
 /// readers: no lock.

@@ -1651,12 +1651,18 @@ impl Store for SqliteStore {
     }
 
     async fn audit_find(&self, leaf_hash: &Hash) -> Result<Option<u64>, StoreError> {
-        let idx: Option<i64> =
-            sqlx::query_scalar("SELECT MIN(idx) FROM audit_log WHERE leaf_hash = ?")
-                .bind(leaf_hash.as_bytes().as_slice())
-                .fetch_one(&self.reader)
-                .await
-                .map_err(db_err)?;
+        // One statement, so one snapshot: the index up to `upto`, else the records
+        // from `upto` on (every one of them is above every indexed one).
+        let idx: Option<i64> = sqlx::query_scalar(
+            "SELECT COALESCE(\
+                (SELECT MIN(idx) FROM audit_leaf_index WHERE leaf_hash = ?1), \
+                (SELECT MIN(idx) FROM audit_log WHERE leaf_hash = ?1 AND idx >= \
+                    COALESCE((SELECT upto FROM audit_leaf_progress WHERE id = 1), 0)))",
+        )
+        .bind(leaf_hash.as_bytes().as_slice())
+        .fetch_one(&self.reader)
+        .await
+        .map_err(db_err)?;
         idx.map(|i| u64::try_from(i).map_err(|_| corrupt("audit index")))
             .transpose()
     }
@@ -1686,6 +1692,7 @@ impl Store for SqliteStore {
                 return Err(StoreError::Conflict(ConflictKind::CheckpointDiffers));
             }
         }
+        extend_leaf_index(&mut tx, checkpoint.size).await?;
         tx.commit().await.map_err(db_err)
     }
 
@@ -2101,6 +2108,41 @@ async fn read_claims(
 }
 
 // ---- audit log internals
+
+/// Adds the records below `size` (a checkpoint's, capped at the log's) that the leaf
+/// index lacks to it, in one sorted insert, and moves its progress mark. In the
+/// checkpoint's write transaction: off the append path, once per checkpoint interval.
+async fn extend_leaf_index(tx: &mut SqliteConnection, size: u64) -> Result<(), StoreError> {
+    let size = to_i64(size)?.min(to_i64(audit_size(tx).await?)?);
+    let upto: i64 = sqlx::query_scalar(
+        "SELECT COALESCE((SELECT upto FROM audit_leaf_progress WHERE id = 1), 0)",
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    if upto >= size {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO audit_leaf_index (leaf_hash, idx) \
+         SELECT leaf_hash, idx FROM audit_log WHERE idx >= ? AND idx < ? \
+         ORDER BY leaf_hash, idx",
+    )
+    .bind(upto)
+    .bind(size)
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    sqlx::query(
+        "INSERT INTO audit_leaf_progress (id, upto) VALUES (1, ?) \
+         ON CONFLICT (id) DO UPDATE SET upto = excluded.upto",
+    )
+    .bind(size)
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
 
 async fn audit_size(conn: &mut SqliteConnection) -> Result<u64, StoreError> {
     // `idx` is the rowid: MAX is one B-tree descent.

@@ -595,3 +595,65 @@ async fn a_database_from_before_the_change_feed_keeps_paging_and_its_revocations
     let next = store.changes_since(feed.next, 0, 100).await.unwrap();
     assert_eq!(next.changes, [Change::AgentReactivated(a2.id)]);
 }
+
+/// A database from before the deferred leaf index (migration 0019) has every record
+/// indexed when it is opened: each found at its first index, the progress mark at the
+/// log's size, and the old random-key index gone from the commit path.
+#[tokio::test]
+async fn a_log_from_before_the_deferred_leaf_index_is_indexed_whole() {
+    let (store, dir) = fresh().await;
+    let records: Vec<_> = (0..50).map(|_| audit_note()).collect();
+    store.audit_append(&records).await.unwrap();
+    // A repeated entry: found at its first index.
+    store.audit_append(&records[4..5]).await.unwrap();
+    let path = store.path().to_path_buf();
+    store.close().await;
+    drop(store);
+
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
+        "sqlite://{}",
+        path.display()
+    ))
+    .await
+    .unwrap();
+    for sql in [
+        "DROP TABLE audit_leaf_index",
+        "DROP TABLE audit_leaf_progress",
+        "CREATE INDEX audit_log_by_leaf ON audit_log (leaf_hash)",
+        "DELETE FROM _sqlx_migrations WHERE version = 19",
+    ] {
+        sqlx::query(sql).execute(&mut conn).await.unwrap();
+    }
+    <sqlx::SqliteConnection as sqlx::Connection>::close(conn)
+        .await
+        .unwrap();
+
+    let store = SqliteStore::open(&dir.path().join("data")).await.unwrap();
+    for (i, r) in records.iter().enumerate() {
+        assert_eq!(
+            store
+                .audit_find(&bonafide_core::merkle::leaf_hash(&r.entry))
+                .await
+                .unwrap(),
+            Some(i as u64),
+            "record {i}"
+        );
+    }
+    let path = store.path().to_path_buf();
+    store.close().await;
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
+        "sqlite://{}",
+        path.display()
+    ))
+    .await
+    .unwrap();
+    let (indexed, upto, old_index): (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT COUNT(*) FROM audit_leaf_index), \
+                (SELECT upto FROM audit_leaf_progress WHERE id = 1), \
+                (SELECT COUNT(*) FROM sqlite_schema WHERE name = 'audit_log_by_leaf')",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!((indexed, upto, old_index), (51, 51, 0));
+}
