@@ -102,9 +102,57 @@ struct Pending {
     done: oneshot::Sender<Result<DecisionOutcome, AuditLogError>>,
 }
 
+/// Stored hashes at this level and above (roots of complete subtrees of 256 records
+/// or more) are kept in memory once read: a proof in a large log then reads only the
+/// levels below from the store (about 9 records instead of about 20 in a log of a
+/// million). Stored hashes never change once written, so a kept one is never stale.
+const UPPER_LEVEL: u8 = 8;
+/// Most upper hashes kept: 2^21 × 32 bytes (plus the map's overhead, about 100 MB in
+/// all) covers every upper hash of a log of 2^28 records; past that, proofs read the
+/// rest from the store as before.
+const MAX_UPPER_HASHES: usize = 1 << 21;
+
+/// The upper levels of the tree, as read ([`UPPER_LEVEL`]).
+#[derive(Debug, Default)]
+struct UpperHashes {
+    hashes: std::sync::RwLock<std::collections::HashMap<u64, Hash>>,
+}
+
+impl UpperHashes {
+    fn is_upper(index: u64) -> bool {
+        merkle::split_stored_hash_index(index).0 >= UPPER_LEVEL
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, std::collections::HashMap<u64, Hash>> {
+        // A map of immutable values: a panic elsewhere cannot leave it torn.
+        self.hashes
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn keep(&self, read: impl Iterator<Item = (u64, Hash)>) {
+        let mut hashes = self
+            .hashes
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (index, hash) in read {
+            if hashes.len() >= MAX_UPPER_HASHES {
+                return;
+            }
+            hashes.insert(index, hash);
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.read().len()
+    }
+}
+
 /// The running audit log. Cheap to share behind an `Arc`.
 pub struct AuditLog {
     store: Arc<dyn Store>,
+    /// What proofs and tiles read (never the checkpoint checks, which read the store).
+    upper: UpperHashes,
     queue: mpsc::Sender<Pending>,
     signer: NoteSigner,
     origin: String,
@@ -196,6 +244,7 @@ impl AuditLog {
         let (queue, rx) = mpsc::channel(QUEUE);
         let log = Arc::new(AuditLog {
             store: Arc::clone(&store),
+            upper: UpperHashes::default(),
             queue,
             signer,
             origin,
@@ -390,6 +439,78 @@ impl AuditLog {
         Ok(next)
     }
 
+    /// The stored hashes at `indexes`, in order, for proofs and tiles: the upper levels
+    /// of the tree from memory once read ([`UPPER_LEVEL`]), the rest in one store read.
+    /// `NotFound` if one is not stored (beyond the log).
+    pub async fn hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, StoreError> {
+        let mut found: Vec<Option<Hash>> = {
+            let upper = self.upper.read();
+            indexes.iter().map(|i| upper.get(i).copied()).collect()
+        };
+        let missing: Vec<u64> = indexes
+            .iter()
+            .zip(&found)
+            .filter(|(_, h)| h.is_none())
+            .map(|(i, _)| *i)
+            .collect();
+        if !missing.is_empty() {
+            let read = self.store.audit_hashes(&missing).await?;
+            if read.len() != missing.len() {
+                return Err(StoreError::Backend(format!(
+                    "asked {} audit hashes, got {}",
+                    missing.len(),
+                    read.len()
+                )));
+            }
+            self.upper.keep(
+                missing
+                    .iter()
+                    .zip(&read)
+                    .filter(|(i, _)| UpperHashes::is_upper(**i))
+                    .map(|(i, h)| (*i, *h)),
+            );
+            let mut read = read.into_iter();
+            for slot in found.iter_mut().filter(|h| h.is_none()) {
+                *slot = read.next();
+            }
+        }
+        found
+            .into_iter()
+            .map(|h| h.ok_or_else(|| StoreError::Backend("audit hash missing".into())))
+            .collect()
+    }
+
+    /// Reads every upper hash of the first `size` records into memory (up to
+    /// [`MAX_UPPER_HASHES`]), a batch per store read, so that the first proofs after
+    /// a start read as few records as later ones. Proofs work without it.
+    pub async fn warm_upper_hashes(&self, size: u64) -> Result<(), StoreError> {
+        const BATCH: usize = 1024;
+        let mut batch = Vec::with_capacity(BATCH);
+        let mut level = UPPER_LEVEL;
+        while u32::from(level) < u64::BITS && (size >> level) > 0 {
+            for n in 0..(size >> level) {
+                if self.upper.len() + batch.len() >= MAX_UPPER_HASHES {
+                    break;
+                }
+                batch.push(merkle::stored_hash_index(level, n));
+                if batch.len() == BATCH {
+                    self.hashes(&batch).await?;
+                    batch.clear();
+                }
+            }
+            level += 1;
+        }
+        if !batch.is_empty() {
+            self.hashes(&batch).await?;
+        }
+        Ok(())
+    }
+
+    /// How many upper hashes are held in memory (for metrics and benchmarks).
+    pub fn upper_hashes_held(&self) -> usize {
+        self.upper.len()
+    }
+
     /// The root hash of the first `size` stored records.
     pub async fn root(&self, size: u64) -> Result<Hash, AuditLogError> {
         let idx = merkle::tree_hash_indexes(size);
@@ -523,5 +644,88 @@ async fn commit_loop(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Pending>) {
             }
         }
         items = Vec::with_capacity(MAX_BATCH);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bonafide_store::SqliteStore;
+
+    fn records(n: usize) -> Vec<AuditRecord> {
+        (0..n)
+            .map(|i| AuditRecord {
+                entry: format!("{{\"n\":{i}}}").into_bytes(),
+                agent_id: None,
+                issuer_id: None,
+                created_at_ms: 0,
+            })
+            .collect()
+    }
+
+    /// Served hashes are the store's, cold or with the upper levels in memory; the
+    /// upper levels are all that is kept; a hash beyond the log is `NotFound` and is
+    /// not kept.
+    #[tokio::test]
+    async fn served_hashes_are_the_stores_with_the_upper_levels_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
+        let size = 2000u64;
+        store.audit_append(&records(2000)).await.unwrap();
+        let log = AuditLog::open(
+            Arc::clone(&store) as Arc<dyn Store>,
+            "test.example/audit",
+            &crate::sealing::ephemeral_kek().unwrap(),
+        )
+        .await
+        .unwrap();
+        let asks: Vec<Vec<u64>> = [
+            (2000, 0),
+            (2000, 1999),
+            (1500, 700),
+            (257, 256),
+            (2000, 1024),
+        ]
+        .iter()
+        .map(|&(tree, index)| {
+            let mut idx = merkle::inclusion_proof_indexes(tree, index);
+            idx.push(merkle::stored_hash_index(0, index));
+            idx
+        })
+        .chain([merkle::consistency_proof_indexes(2000, 300)])
+        .collect();
+        for round in ["cold", "some kept", "all kept"] {
+            if round == "all kept" {
+                log.warm_upper_hashes(size).await.unwrap();
+                // Level 8: 7 nodes, level 9: 3, level 10: 1.
+                assert_eq!(log.upper_hashes_held(), 11);
+            }
+            for idx in &asks {
+                assert_eq!(
+                    log.hashes(idx).await.unwrap(),
+                    store.audit_hashes(idx).await.unwrap(),
+                    "{round}: {idx:?}"
+                );
+            }
+            if round == "cold" {
+                assert!(log.upper_hashes_held() > 0, "upper hashes read are kept");
+            }
+            let held = log.upper_hashes_held();
+            assert!(held <= 11, "only upper levels are kept: {held}");
+        }
+        // The next level-8 node does not exist yet (2048 records would complete it).
+        let beyond = merkle::stored_hash_index(8, 7);
+        assert_eq!(
+            log.hashes(&[merkle::stored_hash_index(8, 0), beyond]).await,
+            Err(StoreError::NotFound)
+        );
+        assert_eq!(log.upper_hashes_held(), 11);
+        // Once the log grows past it, it is served (and then kept).
+        store.audit_append(&records(48)).await.unwrap();
+        assert_eq!(
+            log.hashes(&[beyond]).await.unwrap(),
+            store.audit_hashes(&[beyond]).await.unwrap()
+        );
+        assert_eq!(log.upper_hashes_held(), 12);
     }
 }

@@ -261,6 +261,20 @@ impl Server {
             .audit
             .run_checkpoints(self.state.config.checkpoint_interval);
         let purger = tokio::spawn(purge_idempotency(Arc::clone(&self.state)));
+        // Proofs read the upper levels of the tree from memory once warm; a failure
+        // only leaves them to be read on demand.
+        let warmer = {
+            let state = Arc::clone(&self.state);
+            tokio::spawn(async move {
+                let warmed = match state.store.audit_size().await {
+                    Ok(size) => state.audit.warm_upper_hashes(size).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = warmed {
+                    tracing::debug!(error = %e, "audit hashes not preloaded; read on demand");
+                }
+            })
+        };
         let app = router(Arc::clone(&self.state));
         let config = &self.state.config;
         let limits = serve::Limits {
@@ -273,6 +287,7 @@ impl Server {
         refresher.abort();
         checkpoints.abort();
         purger.abort();
+        warmer.abort();
         Ok(())
     }
 }

@@ -28,11 +28,15 @@
 //!   `GET /v1/audit/proof/inclusion` computes it once it knows the tree size: the
 //!   stored-hash indexes (`inclusion_proof_indexes` plus the leaf), one
 //!   `audit_hashes` read, `prove_record`.
+//! - `audit_proof/log_1000000/inclusion_served`: the same as the server serves it
+//!   (`AuditLog::hashes`): the stored hashes at level 8 and above (preloaded, as the
+//!   server does at start; count and bytes printed) from memory, the rest in one read.
 //! - `audit_proof/log_1000000/store_round_trip`: the floor, one read through the same
 //!   reader pool (`audit_size`: one B-tree descent).
-//! - Then p50/p90/p99/max of 10,000 proofs and 10,000 round trips, alternating, each
-//!   timed on its own (criterion reports no tail percentiles); every proof is checked
-//!   against the root, outside the timed part.
+//! - Then p50/p90/p99/max of 10,000 each of inclusion proofs (store only, served),
+//!   consistency proofs (served, from a random older size) and round trips,
+//!   interleaved, each timed on its own (criterion reports no tail percentiles); every
+//!   proof is checked against the root, outside the timed part.
 //!
 //! Entries are realistic: canonical (RFC 8785) `AuditEntry` verify decisions as the
 //! server writes them (receiver actor, agent, jti, token SHA-256, allow, one scope,
@@ -263,7 +267,30 @@ fn bench_append(c: &mut Criterion) {
         });
     });
 
-    let mut group = c.benchmark_group("audit_append/group_commit");
+    let postgres = std::env::var("BONAFIDE_BENCH_PG_URL")
+        .ok()
+        .filter(|u| !u.is_empty());
+    if postgres.is_none() {
+        eprintln!(
+            "audit_append/group_commit_postgres: not measured (set BONAFIDE_BENCH_PG_URL to \
+             an admin URL of a PostgreSQL server; each run makes its own database)"
+        );
+    }
+    for (name, on) in [
+        ("audit_append/group_commit", None),
+        ("audit_append/group_commit_postgres", postgres.as_deref()),
+    ] {
+        if name.ends_with("postgres") && on.is_none() {
+            continue;
+        }
+        group_commit(c, &rt, name, on);
+    }
+}
+
+/// The group committer's figures over SQLite (`postgres` `None`) or a fresh database
+/// on the PostgreSQL server at `postgres`.
+fn group_commit(c: &mut Criterion, rt: &Runtime, name: &str, postgres: Option<&str>) {
+    let mut group = c.benchmark_group(name);
     group
         .sampling_mode(SamplingMode::Flat)
         .sample_size(20)
@@ -273,8 +300,8 @@ fn bench_append(c: &mut Criterion) {
         group.throughput(Throughput::Elements(callers as u64));
         let mut state: Option<GroupCommit> = None;
         group.bench_function(format!("callers_{callers}"), |b| {
-            let gc = state.get_or_insert_with(|| GroupCommit::new(&rt));
-            b.iter_custom(|iters| gc.run(&rt, callers, iters));
+            let gc = state.get_or_insert_with(|| GroupCommit::new(rt, postgres));
+            b.iter_custom(|iters| gc.run(rt, callers, iters));
         });
         if let Some(gc) = &state {
             let size = rt.block_on(gc.store.audit_size()).unwrap();
@@ -286,8 +313,49 @@ fn bench_append(c: &mut Criterion) {
                 gc.appended.load(Ordering::Relaxed) as f64 / commits.max(1) as f64
             );
         }
+        if let Some(gc) = state {
+            gc.finish(rt);
+        }
     }
     group.finish();
+}
+
+/// A fresh database on the PostgreSQL server whose admin URL is `admin` (its name
+/// random), and the store over it; the database's URL for dropping it.
+fn fresh_postgres(rt: &Runtime, admin: &str) -> (Arc<dyn Store>, String) {
+    use sqlx::Connection;
+    let name = format!("bench_{}", bonafide_core::hex(&rand_tag()));
+    rt.block_on(async {
+        let mut conn = sqlx::PgConnection::connect(admin).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+    });
+    let (base, query) = admin.split_once('?').map_or((admin, ""), |(b, q)| (b, q));
+    let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
+    let url = if query.is_empty() {
+        format!("{base}/{name}")
+    } else {
+        format!("{base}/{name}?{query}")
+    };
+    let store = rt
+        .block_on(bonafide_store::PostgresStore::open(&url))
+        .unwrap();
+    (Arc::new(store), name)
+}
+
+/// Distinct per run (a name, not a secret).
+fn rand_tag() -> [u8; 12] {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let mut tag = [0; 12];
+    tag[..8].copy_from_slice(&nanos.to_be_bytes());
+    tag[8..].copy_from_slice(&std::process::id().to_be_bytes());
+    tag
 }
 
 /// The floor for appends: the same entries appended durably to a plain SQLite table
@@ -364,9 +432,12 @@ impl Floor {
 /// The real group committer on a fresh store, fed from a pool of distinct entries.
 #[derive(Debug)]
 struct GroupCommit {
-    store: Arc<SqliteStore>,
+    store: Arc<dyn Store>,
     log: Arc<AuditLog>,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
+    /// The PostgreSQL admin URL and the database made for this run, dropped at the end.
+    database: Option<(String, String)>,
+    checkpoints: tokio::task::JoinHandle<()>,
     pool: Arc<Vec<AuditRecord>>,
     next: Arc<AtomicU64>,
     appended: AtomicU64,
@@ -377,8 +448,17 @@ impl GroupCommit {
     /// Distinct entries in the pool; appends cycle through it.
     const POOL: usize = 1 << 16;
 
-    fn new(rt: &Runtime) -> Self {
-        let (store, dir) = fresh_store(rt);
+    fn new(rt: &Runtime, postgres: Option<&str>) -> Self {
+        let (store, dir, database): (Arc<dyn Store>, _, _) = match postgres {
+            None => {
+                let (store, dir) = fresh_store(rt);
+                (store, Some(dir), None)
+            }
+            Some(admin) => {
+                let (store, name) = fresh_postgres(rt, admin);
+                (store, None, Some((admin.to_owned(), name)))
+            }
+        };
         let commits = Arc::new(AtomicU64::new(0));
         let counting: Arc<dyn Store> = Arc::new(CountingStore {
             inner: Arc::clone(&store),
@@ -394,11 +474,13 @@ impl GroupCommit {
         // As in the server: a checkpoint signed every 500 ms while the log grows (it
         // reads stored hashes and writes through the same writer connection).
         let _in_runtime = rt.enter();
-        log.run_checkpoints(Duration::from_millis(500));
+        let checkpoints = log.run_checkpoints(Duration::from_millis(500));
         GroupCommit {
             store,
             log,
             _dir: dir,
+            database,
+            checkpoints,
             pool: Arc::new(Entries::new().batch(Self::POOL)),
             next: Arc::new(AtomicU64::new(0)),
             appended: AtomicU64::new(0),
@@ -408,6 +490,25 @@ impl GroupCommit {
 
     /// `callers` tasks, each appending `iters` entries one after the other (closed
     /// loop); the time until all are durable.
+    /// Stops the checkpoints and drops the run's PostgreSQL database, if any.
+    fn finish(self, rt: &Runtime) {
+        use sqlx::Connection;
+        self.checkpoints.abort();
+        drop(self.log);
+        drop(self.store);
+        if let Some((admin, name)) = self.database {
+            rt.block_on(async {
+                let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE {name} WITH (FORCE)"
+                )))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            });
+        }
+    }
+
     fn run(&self, rt: &Runtime, callers: usize, iters: u64) -> Duration {
         self.appended
             .fetch_add(iters * callers as u64, Ordering::Relaxed);
@@ -439,7 +540,7 @@ type StoreResult<T> = Result<T, StoreError>;
 /// Passes everything through, counting `audit_append` calls (= group commits).
 #[derive(Debug)]
 struct CountingStore {
-    inner: Arc<SqliteStore>,
+    inner: Arc<dyn Store>,
     commits: Arc<AtomicU64>,
 }
 
@@ -715,6 +816,8 @@ impl Store for CountingStore {
 #[derive(Debug)]
 struct ProofLog {
     store: Arc<SqliteStore>,
+    /// The server's log over the same store: its upper hashes preloaded.
+    log: Arc<AuditLog>,
     _dir: tempfile::TempDir,
     size: u64,
     root: Hash,
@@ -766,12 +869,60 @@ impl ProofLog {
             bytes as f64 / 1e6,
             bytes as f64 / size as f64
         );
+        let log = rt.block_on(async {
+            let log = AuditLog::open(
+                Arc::clone(&store) as Arc<dyn Store>,
+                "bench.example/audit",
+                &bonafide_server::sealing::ephemeral_kek().unwrap(),
+            )
+            .await
+            .unwrap();
+            let t = Instant::now();
+            log.warm_upper_hashes(size).await.unwrap();
+            eprintln!(
+                "  upper hashes (level >= 8) preloaded: {} in {:.1} ms, {} bytes of hashes \
+                 ({:.0} bytes per million records)",
+                log.upper_hashes_held(),
+                t.elapsed().as_secs_f64() * 1e3,
+                log.upper_hashes_held() * 32,
+                log.upper_hashes_held() as f64 * 32.0 * 1e6 / size as f64
+            );
+            log
+        });
         ProofLog {
             store,
+            log,
             _dir: dir,
             size,
             root,
         }
+    }
+
+    /// What the server does: the same as [`ProofLog::prove`], the upper levels of the
+    /// tree from memory (`AuditLog::hashes`), the rest in one store read.
+    async fn prove_served(&self, index: u64) -> (Hash, Vec<Hash>) {
+        let mut indexes = merkle::inclusion_proof_indexes(self.size, index);
+        let leaf_at = merkle::stored_hash_index(0, index);
+        indexes.push(leaf_at);
+        let hashes = self.log.hashes(&indexes).await.unwrap();
+        let pre = Prefetched::new(indexes, hashes).unwrap();
+        let leaf = pre.read_hashes(&[leaf_at]).unwrap()[0];
+        (leaf, merkle::prove_record(self.size, index, &pre).unwrap())
+    }
+
+    /// The root of the first `old` records, from the store (for checking).
+    async fn root_of(&self, old: u64) -> Hash {
+        let idx = merkle::tree_hash_indexes(old);
+        let hashes = self.store.audit_hashes(&idx).await.unwrap();
+        merkle::tree_hash(old, &Prefetched::new(idx, hashes).unwrap()).unwrap()
+    }
+
+    /// A consistency proof from a tree of `old` records to the whole log, as served.
+    async fn prove_consistency_served(&self, old: u64) -> Vec<Hash> {
+        let indexes = merkle::consistency_proof_indexes(self.size, old);
+        let hashes = self.log.hashes(&indexes).await.unwrap();
+        let pre = Prefetched::new(indexes, hashes).unwrap();
+        merkle::prove_tree(self.size, old, &pre).unwrap()
     }
 
     /// What `GET /v1/audit/proof/inclusion` does once it has the tree size: the leaf
@@ -830,6 +981,18 @@ fn bench_proof(c: &mut Criterion) {
             })
         });
     });
+    group.bench_function("inclusion_served", |b| {
+        let log = state.get_or_insert_with(|| ProofLog::build(&rt, size));
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    black_box(log.prove_served(rng.below(size)).await);
+                }
+                start.elapsed()
+            })
+        });
+    });
     // The floor: one read through the same store and reader pool (`audit_size`, one
     // B-tree descent), the least a proof served from the store can cost.
     group.bench_function("store_round_trip", |b| {
@@ -850,33 +1013,57 @@ fn bench_proof(c: &mut Criterion) {
     // Tail latency, which criterion does not report: each proof timed on its own,
     // alternating with a timed round trip so that both see the same machine.
     let capacity = usize::try_from(samples).unwrap();
-    let (mut proofs, mut trips) = (Vec::with_capacity(capacity), Vec::with_capacity(capacity));
+    let mut proofs = Vec::with_capacity(capacity);
+    let mut served = Vec::with_capacity(capacity);
+    let mut consistency = Vec::with_capacity(capacity);
+    let mut trips = Vec::with_capacity(capacity);
+    let timed = |t: Instant| t.elapsed().as_secs_f64() * 1e6;
     rt.block_on(async {
         for _ in 0..samples {
             let index = rng.below(size);
             let t = Instant::now();
             let (leaf, proof) = log.prove(index).await;
-            proofs.push(t.elapsed().as_secs_f64() * 1e6);
-            // Checked outside the timed part: the proof is a real one.
+            proofs.push(timed(t));
+            // Checked outside the timed part: the proofs are real ones.
             merkle::check_record(&proof, size, &log.root, index, &leaf).unwrap();
+            let index = rng.below(size);
+            let t = Instant::now();
+            let (leaf, proof) = log.prove_served(index).await;
+            served.push(timed(t));
+            merkle::check_record(&proof, size, &log.root, index, &leaf).unwrap();
+            let old = 1 + rng.below(size);
+            let t = Instant::now();
+            let proof = log.prove_consistency_served(old).await;
+            consistency.push(timed(t));
+            let old_root = log.root_of(old).await;
+            merkle::check_tree(&proof, size, &log.root, old, &old_root).unwrap();
             let t = Instant::now();
             black_box(log.store.audit_size().await.unwrap());
-            trips.push(t.elapsed().as_secs_f64() * 1e6);
+            trips.push(timed(t));
         }
     });
     let proofs = Percentiles::new(proofs);
+    let served = Percentiles::new(served);
+    let consistency = Percentiles::new(consistency);
     let trips = Percentiles::new(trips);
     eprintln!(
-        "audit_proof/log_{size}: {samples} proofs of random records, each timed on its own and \
-         checked against the root, alternating with {samples} store round trips:"
+        "audit_proof/log_{size}: {samples} each of inclusion proofs read wholly from the store, \
+         inclusion proofs as served (upper levels in memory), consistency proofs as served \
+         (random old size) and store round trips, interleaved, each timed on its own and \
+         checked against the root:"
     );
-    eprintln!("  inclusion proof:  {proofs}");
-    eprintln!("  store round trip: {trips}");
+    eprintln!("  inclusion, store only:   {proofs}");
+    eprintln!("  inclusion, served:       {served}");
+    eprintln!("  consistency, served:     {consistency}");
+    eprintln!("  store round trip:        {trips}");
+    let verdict = |p: &Percentiles| if p.p99 < 200.0 { "met" } else { "MISSED" };
     eprintln!(
-        "  proof / round trip: p50 {:.2}x, p99 {:.2}x; goal p99 < 200 µs: {}",
-        proofs.p50 / trips.p50,
-        proofs.p99 / trips.p99,
-        if proofs.p99 < 200.0 { "met" } else { "MISSED" }
+        "  served / round trip: p50 {:.2}x, p99 {:.2}x; goal p99 < 200 µs: inclusion {}, \
+         consistency {}",
+        served.p50 / trips.p50,
+        served.p99 / trips.p99,
+        verdict(&served),
+        verdict(&consistency)
     );
 }
 

@@ -70,11 +70,14 @@ async fn store_size(state: &AppState) -> Result<u64, ApiError> {
 /// Reads stored hashes the Merkle math asks for; a missing one means the store lost
 /// part of the log, an internal error.
 async fn prefetch(state: &AppState, indexes: Vec<u64>) -> Result<Prefetched, ApiError> {
-    let hashes = state
-        .store
-        .audit_hashes(&indexes)
-        .await
-        .map_err(|e| ApiError::internal(format!("audit hashes: {e}")))?;
+    let hashes = state.audit.hashes(&indexes).await.map_err(|e| match e {
+        // Asked for by the Merkle math within the log's size: the store lost it.
+        bonafide_store::StoreError::NotFound => {
+            ApiError::internal("audit hashes: a stored hash is missing")
+        }
+        // The store being away is a 503, as everywhere.
+        other => ApiError::from(other),
+    })?;
     Prefetched::new(indexes, hashes).map_err(|e| ApiError::internal(e.to_string()))
 }
 
