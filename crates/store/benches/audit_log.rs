@@ -537,7 +537,7 @@ impl GroupCommit {
 
 type StoreResult<T> = Result<T, StoreError>;
 
-/// Passes everything through, counting `audit_append` calls (= group commits).
+/// Passes everything through, counting `record_decisions` calls (= group commits).
 #[derive(Debug)]
 struct CountingStore {
     inner: Arc<dyn Store>,
@@ -547,7 +547,6 @@ struct CountingStore {
 #[async_trait::async_trait]
 impl Store for CountingStore {
     async fn audit_append(&self, records: &[AuditRecord]) -> StoreResult<u64> {
-        self.commits.fetch_add(1, Ordering::Relaxed);
         self.inner.audit_append(records).await
     }
     async fn add_admin_key(&self, h: &ApiKeyHash, t: i64, a: &AuditRecord) -> StoreResult<()> {
@@ -796,6 +795,8 @@ impl Store for CountingStore {
         items: Vec<DecisionItem>,
         now_ms: i64,
     ) -> StoreResult<Vec<StoreResult<DecisionOutcome>>> {
+        // The group committer writes each batch here (one transaction, one fsync).
+        self.commits.fetch_add(1, Ordering::Relaxed);
         self.inner.record_decisions(items, now_ms).await
     }
     async fn budget_spent(&self, key: &BudgetKey) -> StoreResult<Decimal> {

@@ -107,7 +107,14 @@ pub(super) async fn check_for_decision(
     };
     // A token that did not verify concerns no agent: no receipt (issue 13).
     let receipt_id = if receipt && subject.is_some() {
-        Some(ReceiptId::from_random(random16()?))
+        // Time-prefixed: a batch's receipts share index pages (see the constructor).
+        let random = random16()?;
+        let mut tail = [0u8; ReceiptId::TIMED_RANDOM_BYTES];
+        tail.copy_from_slice(&random[..ReceiptId::TIMED_RANDOM_BYTES]);
+        Some(ReceiptId::from_time_and_random(
+            u64::try_from(now).unwrap_or(0),
+            tail,
+        ))
     } else {
         None
     };
