@@ -56,6 +56,20 @@ pub fn parse(text: &str) -> Result<i64> {
         .ok_or_else(|| Failure::usage(format!("duration `{text}` is too long")))
 }
 
+/// Shortest receipt retention: receipts are purged hourly, so less means nothing.
+const MIN_RETENTION_S: i64 = 3600;
+
+/// Parses `serve --receipt-retention` (clap `value_parser`): a duration of at least 1h.
+pub fn retention(text: &str) -> Result<std::time::Duration, String> {
+    let secs = parse(text).map_err(|e| e.to_string())?;
+    if secs < MIN_RETENTION_S {
+        return Err(format!(
+            "receipt retention `{text}` is too short: at least 1h (receipts are purged hourly)"
+        ));
+    }
+    Ok(std::time::Duration::from_secs(secs.unsigned_abs()))
+}
+
 /// Longest timeout a `serve` flag takes: beyond a day a bound no longer bounds.
 const MAX_TIMEOUT_S: i64 = 86_400;
 

@@ -228,6 +228,11 @@ struct ServeArgs {
     /// Receivers verifying offline must allow as much (their own `max_token_ttl`).
     #[arg(long, env = "BONAFIDE_MAX_TOKEN_TTL", value_parser = max_token_ttl)]
     max_token_ttl: Option<i64>,
+    /// Keep stored verify receipts this long (at least 1h), then drop them, hourly;
+    /// their audit entries stay, so every decision remains provable. Default: kept for
+    /// ever.
+    #[arg(long, env = "BONAFIDE_RECEIPT_RETENTION", value_parser = duration::retention)]
+    receipt_retention: Option<std::time::Duration>,
 }
 
 /// `--max-token-ttl`: a lifetime from 60s to 365d.
@@ -993,6 +998,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
             usize::try_from(n).unwrap_or(usize::MAX)
         }),
         max_token_ttl_s: args.max_token_ttl.unwrap_or(defaults.max_token_ttl_s),
+        receipt_retention: args.receipt_retention,
         // A maximum under a day shortens the default lifetime with it.
         default_token_ttl_s: args
             .max_token_ttl

@@ -81,6 +81,9 @@ pub struct Config {
     /// How long an `idempotency_key` is remembered: a retry within this time gets the
     /// first decision back. Default 24 hours (records are purged hourly after that).
     pub idempotency_ttl: Duration,
+    /// How long stored receipts are kept: older ones are purged hourly (their audit
+    /// entries stay, so the decision remains provable). Default `None`: kept for ever.
+    pub receipt_retention: Option<Duration>,
     /// Longest fetch of an issuer's JWKS for domain verification (DNS, connect, TLS,
     /// body). Default 5 s.
     pub jwks_fetch_timeout: Duration,
@@ -140,6 +143,7 @@ impl Default for Config {
             audit_origin: None,
             checkpoint_interval: Duration::from_millis(500),
             idempotency_ttl: Duration::from_secs(24 * 3600),
+            receipt_retention: None,
             jwks_fetch_timeout: Duration::from_secs(5),
             jwks_fetch_max_bytes: 256 * 1024,
             domain_verification_ttl: Duration::from_secs(30 * 86_400),
@@ -293,14 +297,20 @@ impl Server {
 }
 
 /// Forgets idempotency keys older than [`Config::idempotency_ttl`], hourly (and at
-/// start), so the table stays bounded by a day of spending traffic; and signed-action
-/// nonces past their window (`verify-action`'s replay cache).
+/// start), so the table stays bounded by a day of spending traffic; signed-action
+/// nonces past their window (`verify-action`'s replay cache); and receipts past
+/// [`Config::receipt_retention`] ([`AppState::purge_receipts`]).
 async fn purge_idempotency(state: Arc<AppState>) {
     let ttl_ms = i64::try_from(state.config.idempotency_ttl.as_millis()).unwrap_or(i64::MAX);
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        match state.purge_receipts().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(purged = n, "receipts past their retention dropped"),
+            Err(e) => tracing::warn!(error = %e, "could not purge receipts"),
+        }
         let before = state.now_ms().saturating_sub(ttl_ms);
         match state.store.purge_idempotency(before).await {
             Ok(0) => {}

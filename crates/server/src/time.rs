@@ -76,6 +76,17 @@ pub fn rfc3339_s(s: i64) -> String {
     rfc3339_ms(s.saturating_mul(1000))
 }
 
+/// A duration as people write it: whole days, else hours, minutes or seconds
+/// (`90 days`, `36 hours`, `1 second`).
+pub fn human_duration(d: std::time::Duration) -> String {
+    let secs = d.as_secs();
+    let (n, unit) = [(86_400, "day"), (3600, "hour"), (60, "minute")]
+        .into_iter()
+        .find(|(size, _)| secs >= *size && secs.is_multiple_of(*size))
+        .map_or((secs, "second"), |(size, unit)| (secs / size, unit));
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,5 +107,21 @@ mod tests {
             "{}",
             rfc3339_s(i64::MIN)
         );
+    }
+
+    #[test]
+    fn durations_read_as_people_write_them() {
+        use std::time::Duration;
+        for (secs, text) in [
+            (90 * 86_400, "90 days"),
+            (86_400, "1 day"),
+            (36 * 3600, "36 hours"),
+            (90 * 60, "90 minutes"),
+            (61, "61 seconds"),
+            (1, "1 second"),
+            (0, "0 seconds"),
+        ] {
+            assert_eq!(human_duration(Duration::from_secs(secs)), text);
+        }
     }
 }

@@ -811,6 +811,9 @@ impl Store for CountingStore {
     async fn purge_idempotency(&self, before_ms: i64) -> StoreResult<u64> {
         self.inner.purge_idempotency(before_ms).await
     }
+    async fn purge_receipts(&self, before_ms: i64) -> StoreResult<u64> {
+        self.inner.purge_receipts(before_ms).await
+    }
 }
 
 /// A log of `size` records, built once, to prove inclusion in.

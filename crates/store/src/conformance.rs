@@ -154,6 +154,7 @@ macro_rules! __conformance_cases {
             idempotency_key_twice_in_one_batch,
             idempotency_keys_are_per_receiver,
             receipts_carry_their_audit_index,
+            purged_receipts_leave_their_audit_entries,
             receipt_without_audit_has_no_index,
             failed_batch_writes_nothing,
             purge_idempotency_deletes_only_older_records,
@@ -3114,6 +3115,57 @@ pub async fn receipts_carry_their_audit_index(store: Arc<dyn Store>) {
             .unwrap(),
         None
     );
+}
+
+/// Receipts created before the cut are purged, all of them (more than one chunk)
+/// and only them; their audit entries stay, byte for byte, and the log does not move.
+pub async fn purged_receipts_leave_their_audit_entries(store: Arc<dyn Store>) {
+    let (issuer, _) = issuer(&*store).await;
+    let rcv = receiver(&*store).await;
+    let cut = T0_MS + 100_000;
+    let first = store.audit_size().await.unwrap();
+    // 5,003 receipts before the cut (past one purge chunk of 5,000), 3 from it on.
+    let times: Vec<i64> = (0..5_003)
+        .map(|n| T0_MS + n)
+        .chain([cut, cut + 1, cut + 2])
+        .collect();
+    let mut made = Vec::new();
+    for chunk in times.chunks(1_000) {
+        let mut items = Vec::new();
+        for &at in chunk {
+            let audit = audit_record(None, Some(&issuer.id));
+            let receipt = new_receipt(Some(&rcv.id), Some(&issuer.id), at);
+            made.push((receipt.id.clone(), at, audit.entry.clone()));
+            items.push(item(
+                None,
+                None,
+                Decided {
+                    audit: Some(audit),
+                    receipt: Some(receipt),
+                    charge: None,
+                    answer: Vec::new(),
+                },
+            ));
+        }
+        let out = store.record_decisions(items, T0_MS).await.unwrap();
+        assert!(out.iter().all(Result::is_ok));
+    }
+    let size = store.audit_size().await.unwrap();
+    assert_eq!(size, first + times.len() as u64);
+    assert_eq!(store.purge_receipts(cut).await.unwrap(), 5_003);
+    for (n, (id, at, entry)) in made.iter().enumerate() {
+        let stored = store.receipt(id).await.unwrap();
+        assert_eq!(stored.is_some(), *at >= cut, "receipt {n} made at {at}");
+        assert_eq!(
+            &entry_at(&*store, first + n as u64).await,
+            entry,
+            "entry {n}"
+        );
+    }
+    assert_eq!(store.audit_size().await.unwrap(), size);
+    // Nothing left before the cut; the rest go with a later one.
+    assert_eq!(store.purge_receipts(cut).await.unwrap(), 0);
+    assert_eq!(store.purge_receipts(cut + 3).await.unwrap(), 3);
 }
 
 /// A receipt of a decision that was not logged is stored without an audit index.

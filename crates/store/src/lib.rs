@@ -1371,6 +1371,10 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// time is its decision's: the audit entry's `created_at_ms`, else the receipt's,
     /// else the store's clock when it was written.
     async fn purge_idempotency(&self, before_ms: i64) -> Result<u64, StoreError>;
+    /// Deletes receipts created before `before_ms` (a retention's end); how many. Their
+    /// audit entries stay: the decision remains provable, only the stored receipt goes.
+    /// In chunks, each its own short write, so decisions keep committing meanwhile.
+    async fn purge_receipts(&self, before_ms: i64) -> Result<u64, StoreError>;
 
     // ---- health
 

@@ -1955,6 +1955,29 @@ impl Store for PostgresStore {
             }
         }
     }
+
+    async fn purge_receipts(&self, before_ms: i64) -> Result<u64, StoreError> {
+        // As idempotency records: one autocommitted statement a chunk, oldest first,
+        // no log head (a receipt row is read by id only; its audit entry stays).
+        let mut total = 0;
+        loop {
+            let deleted = sqlx::query(
+                "DELETE FROM receipts WHERE id IN \
+                 (SELECT id FROM receipts WHERE created_at_ms < $1 \
+                  ORDER BY created_at_ms LIMIT $2)",
+            )
+            .bind(before_ms)
+            .bind(PURGE_CHUNK)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+            total += deleted;
+            if deleted < PURGE_CHUNK as u64 {
+                return Ok(total);
+            }
+        }
+    }
 }
 
 // ---- decisions internals

@@ -1850,6 +1850,30 @@ impl Store for SqliteStore {
             }
         }
     }
+
+    async fn purge_receipts(&self, before_ms: i64) -> Result<u64, StoreError> {
+        // As idempotency records: short transactions, oldest first.
+        let mut total = 0;
+        loop {
+            let mut tx = self.write_tx().await?;
+            let deleted = sqlx::query(
+                "DELETE FROM receipts WHERE id IN \
+                 (SELECT id FROM receipts WHERE created_at_ms < ? \
+                  ORDER BY created_at_ms LIMIT ?)",
+            )
+            .bind(before_ms)
+            .bind(PURGE_CHUNK)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+            tx.commit().await.map_err(db_err)?;
+            total += deleted;
+            if deleted < PURGE_CHUNK as u64 {
+                return Ok(total);
+            }
+        }
+    }
 }
 
 // ---- decisions internals

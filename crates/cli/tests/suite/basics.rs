@@ -529,6 +529,9 @@ fn serve_connection_bound_flags_parse_and_bad_values_are_refused() {
         ("--request-timeout", "25h", "at most 24h"),
         ("--max-connections", "0", "0 is not in 1.."),
         ("--max-connections", "many", "invalid digit"),
+        ("--receipt-retention", "30m", "at least 1h"),
+        ("--receipt-retention", "forever", "invalid duration"),
+        ("--receipt-retention", "2w", "use s, m, h or d"),
     ] {
         let out = Command::new(BIN)
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
@@ -558,6 +561,8 @@ fn serve_connection_bound_flags_parse_and_bad_values_are_refused() {
             "1m",
             "--max-connections",
             "8",
+            "--receipt-retention",
+            "90d",
         ],
         &[],
     );

@@ -23,11 +23,21 @@ pub async fn get(
     ApiPath(id): ApiPath<String>,
 ) -> Result<ApiJson<ReceiptView>, ApiError> {
     let id = ReceiptId::try_from(id.as_str()).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let record = state
-        .store
-        .receipt(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("receipt"))?;
+    let record = state.store.receipt(&id).await?.ok_or_else(|| {
+        match state.config.receipt_retention {
+            // Said to everyone alike: it does not tell whether this one existed.
+            Some(kept) => ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                crate::error::ErrorCode::NotFound,
+                format!(
+                    "receipt not found (receipts are kept for {}; the decision stays in the \
+                     audit log)",
+                    crate::time::human_duration(kept)
+                ),
+            ),
+            None => ApiError::not_found("receipt"),
+        }
+    })?;
     let readable = match &caller {
         // The issue's rule: the receiver that asked and the agent's issuer, nobody
         // else (an admin reads the decision in the audit log instead).

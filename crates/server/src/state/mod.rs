@@ -201,6 +201,18 @@ impl AppState {
         Ok(())
     }
 
+    /// Drops the receipts older than [`crate::Config::receipt_retention`] (none without
+    /// one); how many. Their audit entries stay. Run hourly by the server.
+    pub async fn purge_receipts(&self) -> Result<u64, StoreError> {
+        let Some(retention) = self.config.receipt_retention else {
+            return Ok(0);
+        };
+        let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+        self.store
+            .purge_receipts(self.now_ms().saturating_sub(retention_ms))
+            .await
+    }
+
     /// Now, in Unix milliseconds, by the configured [`crate::time::Clock`].
     pub fn now_ms(&self) -> i64 {
         self.config.clock.now_ms()

@@ -2096,3 +2096,83 @@ async fn receipts_verify_with_pyjwt_from_the_jwks_alone() {
     assert_eq!(code, 1, "{all}");
     assert!(out["error"].as_str().unwrap().contains("typ"), "{all}");
 }
+
+/// Receipts past the configured retention are dropped by the purge, and only those;
+/// their decisions' audit entries stay (naming the receipt); reading a dropped one is
+/// a 404 that says how long receipts are kept. Without a retention nothing goes.
+#[tokio::test]
+async fn receipts_past_their_retention_are_dropped_and_their_audit_entries_stay() {
+    let clock = std::sync::Arc::new(bonafide_server::time::ManualClock::now());
+    let h = start_with_config(Config {
+        clock: clock.clone(),
+        receipt_retention: Some(Duration::from_secs(7 * 86_400)),
+        ..Config::default()
+    })
+    .await;
+    let api = Api::of(&h);
+    let key = h.issuer("keep.example").await;
+    let (_, rcv) = receiver(&h, "api.keep.example").await;
+    let a = agent(&h, &key, "Keeper", Some(shop_policy("pol_keep"))).await;
+    let old = api
+        .verify(Some(&rcv), &spend(&a.token, "acct/12", "1.00"))
+        .await
+        .ok();
+    clock.advance(Duration::from_secs(6 * 86_400));
+    let new = api
+        .verify(Some(&rcv), &spend(&a.token, "acct/12", "1.00"))
+        .await
+        .ok();
+    // Nothing is past seven days yet.
+    assert_eq!(h.state.purge_receipts().await.unwrap(), 0);
+    clock.advance(Duration::from_secs(2 * 86_400));
+    assert_eq!(h.state.purge_receipts().await.unwrap(), 1);
+    assert_eq!(h.state.purge_receipts().await.unwrap(), 0);
+
+    let gone = get_receipt(&api, old["receipt_id"].as_str().unwrap(), Some(&rcv)).await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND, "{:?}", gone.body);
+    assert_eq!(gone.body["error"]["code"], "NOT_FOUND", "{:?}", gone.body);
+    let message = gone.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("kept for 7 days"), "{message}");
+    let kept = get_receipt(&api, new["receipt_id"].as_str().unwrap(), Some(&rcv)).await;
+    assert_eq!(kept.status, StatusCode::OK, "{:?}", kept.body);
+
+    // The dropped receipt's decision is still in the log, naming it.
+    let index = old["audit_index"].as_u64().unwrap();
+    let r = api
+        .get(
+            &format!("/v1/audit/entries?start={index}&end={}", index + 1),
+            Some(&h.admin),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let entry = r.body["entries"][0]["entry"].as_str().unwrap();
+    let entry: Value = serde_json::from_str(entry).unwrap();
+    assert_eq!(entry["receipt"], old["receipt_id"], "{entry}");
+
+    // A registry without a retention keeps every receipt.
+    let clock = std::sync::Arc::new(bonafide_server::time::ManualClock::now());
+    let h = start_with_config(Config {
+        clock: clock.clone(),
+        ..Config::default()
+    })
+    .await;
+    let api = Api::of(&h);
+    let key = h.issuer("forever.example").await;
+    let (_, rcv) = receiver(&h, "api.forever.example").await;
+    let a = agent(&h, &key, "Forever", Some(shop_policy("pol_forever"))).await;
+    let v = api
+        .verify(Some(&rcv), &spend(&a.token, "acct/12", "1.00"))
+        .await
+        .ok();
+    clock.advance(Duration::from_secs(3650 * 86_400));
+    assert_eq!(h.state.purge_receipts().await.unwrap(), 0);
+    let r = get_receipt(&api, v["receipt_id"].as_str().unwrap(), Some(&rcv)).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let missing = ReceiptId::from_random([9; 16]).to_string();
+    let r = get_receipt(&api, &missing, Some(&rcv)).await;
+    assert_eq!(
+        r.body["error"]["message"], "receipt not found",
+        "{:?}",
+        r.body
+    );
+}
