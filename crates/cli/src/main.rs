@@ -233,6 +233,10 @@ struct ServeArgs {
     /// ever.
     #[arg(long, env = "BONAFIDE_RECEIPT_RETENTION", value_parser = duration::retention)]
     receipt_retention: Option<std::time::Duration>,
+    /// Also serve `GET /metrics` (Prometheus) on this address, without a key; on the
+    /// main address it needs an admin key. Keep it on a private network.
+    #[arg(long, env = "BONAFIDE_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
 }
 
 /// `--max-token-ttl`: a lifetime from 60s to 365d.
@@ -1008,7 +1012,12 @@ async fn serve(args: ServeArgs) -> Result<()> {
         kek: Some(kek),
         ..defaults
     };
-    let server = Server::bind(args.listen, config, store).await?;
+    let mut server = Server::bind(args.listen, config, store).await?;
+    if let Some(at) = args.metrics_listen {
+        let bound = server.bind_metrics(at).await?;
+        tracing::info!(addr = %bound, "metrics listening (GET /metrics, no key)");
+        eprintln!("bonafide metrics on http://{bound}/metrics");
+    }
     let shutdown = shutdown_signal()?;
     let addr = server.local_addr()?;
     say_what_was_kept(&server.state(), &args);

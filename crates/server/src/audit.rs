@@ -153,6 +153,9 @@ pub struct AuditLog {
     store: Arc<dyn Store>,
     /// What proofs and tiles read (never the checkpoint checks, which read the store).
     upper: UpperHashes,
+    commit_metrics: CommitMetrics,
+    /// When `latest` last changed (signed here or adopted), Unix ms.
+    latest_at_ms: std::sync::atomic::AtomicI64,
     queue: mpsc::Sender<Pending>,
     signer: NoteSigner,
     origin: String,
@@ -245,6 +248,8 @@ impl AuditLog {
         let log = Arc::new(AuditLog {
             store: Arc::clone(&store),
             upper: UpperHashes::default(),
+            commit_metrics: CommitMetrics::default(),
+            latest_at_ms: std::sync::atomic::AtomicI64::new(now_ms()),
             queue,
             signer,
             origin,
@@ -252,7 +257,7 @@ impl AuditLog {
             sign_lock: tokio::sync::Mutex::new(()),
             leading: std::sync::atomic::AtomicBool::new(false),
         });
-        tokio::spawn(commit_loop(store, rx));
+        tokio::spawn(commit_loop(store, rx, log.commit_metrics.clone()));
         Ok(log)
     }
 
@@ -371,6 +376,8 @@ impl AuditLog {
                 // Never replaces a newer one signed here meanwhile.
                 let prev = self.latest.compare_and_swap(&held, Arc::clone(&next));
                 Ok(if Arc::ptr_eq(&prev, &held) {
+                    self.latest_at_ms
+                        .store(now_ms(), std::sync::atomic::Ordering::Relaxed);
                     next
                 } else {
                     self.latest()
@@ -436,6 +443,8 @@ impl AuditLog {
             note: signed,
         });
         self.latest.store(Arc::clone(&next));
+        self.latest_at_ms
+            .store(now_ms(), std::sync::atomic::Ordering::Relaxed);
         Ok(next)
     }
 
@@ -504,6 +513,17 @@ impl AuditLog {
             self.hashes(&batch).await?;
         }
         Ok(())
+    }
+
+    /// The committer's histograms, for the metrics registry.
+    pub fn commit_metrics(&self) -> CommitMetrics {
+        self.commit_metrics.clone()
+    }
+
+    /// When the latest checkpoint known here was signed here or adopted (or the log
+    /// opened), Unix ms.
+    pub fn latest_at_ms(&self) -> i64 {
+        self.latest_at_ms.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// How many upper hashes are held in memory (for metrics and benchmarks).
@@ -598,7 +618,32 @@ fn opened_checkpoint(
 }
 
 /// The group committer: one transaction for everything queued since the last one.
-async fn commit_loop(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Pending>) {
+/// The committer's histograms (registered by [`crate::metrics::Metrics::register_audit`]).
+#[derive(Debug, Clone)]
+pub struct CommitMetrics {
+    /// Decisions per group commit.
+    pub batch_entries: prometheus_client::metrics::histogram::Histogram,
+    /// Seconds per group commit.
+    pub commit_seconds: prometheus_client::metrics::histogram::Histogram,
+}
+
+impl Default for CommitMetrics {
+    fn default() -> Self {
+        use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+        CommitMetrics {
+            // 1 to 4096 (MAX_BATCH).
+            batch_entries: Histogram::new(exponential_buckets(1.0, 2.0, 13)),
+            // 50 µs to ~26 s.
+            commit_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 20)),
+        }
+    }
+}
+
+async fn commit_loop(
+    store: Arc<dyn Store>,
+    mut rx: mpsc::Receiver<Pending>,
+    metrics: CommitMetrics,
+) {
     let mut items = Vec::with_capacity(MAX_BATCH);
     let mut waiters = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.recv().await {
@@ -614,9 +659,14 @@ async fn commit_loop(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Pending>) {
             }
         }
         let count = items.len();
+        let started = std::time::Instant::now();
         let result = store
             .record_decisions(std::mem::take(&mut items), crate::time::now_ms())
             .await;
+        metrics.batch_entries.observe(count as f64);
+        metrics
+            .commit_seconds
+            .observe(started.elapsed().as_secs_f64());
         match result {
             Ok(outcomes) if outcomes.len() == waiters.len() => {
                 for (outcome, done) in outcomes.into_iter().zip(waiters.drain(..)) {

@@ -16,6 +16,8 @@ pub struct Bounded<K, V> {
     map: RwLock<HashMap<K, (Instant, V)>>,
     max: usize,
     ttl: Option<Duration>,
+    /// Hits and misses, for the metrics (counted only once [`Bounded::counted`]).
+    counters: Option<crate::metrics::CacheCounters>,
 }
 
 impl<K: Eq + Hash + Clone, V: Clone> Bounded<K, V> {
@@ -25,7 +27,14 @@ impl<K: Eq + Hash + Clone, V: Clone> Bounded<K, V> {
             map: RwLock::new(HashMap::new()),
             max: max.max(1),
             ttl,
+            counters: None,
         }
+    }
+
+    /// Counts hits and misses of [`Bounded::get_if`] in `counters`.
+    pub fn counted(mut self, counters: crate::metrics::CacheCounters) -> Self {
+        self.counters = Some(counters);
+        self
     }
 
     /// The entry for `key`, if present and fresh.
@@ -36,6 +45,18 @@ impl<K: Eq + Hash + Clone, V: Clone> Bounded<K, V> {
     /// The entry for `key`, if present, fresh and `accept`ed (a hash hit whose value
     /// must also match).
     pub fn get_if(&self, key: &K, accept: impl FnOnce(&V) -> bool) -> Option<V> {
+        let found = self.lookup(key, accept);
+        if let Some(c) = &self.counters {
+            if found.is_some() {
+                c.hits.inc();
+            } else {
+                c.misses.inc();
+            }
+        }
+        found
+    }
+
+    fn lookup(&self, key: &K, accept: impl FnOnce(&V) -> bool) -> Option<V> {
         let map = self.map.read().unwrap_or_else(PoisonError::into_inner);
         let (at, value) = map.get(key)?;
         if self.ttl.is_some_and(|ttl| at.elapsed() >= ttl) || !accept(value) {
@@ -90,6 +111,17 @@ mod tests {
         // Replacing a present key never empties it.
         c.insert(9, 1);
         assert_eq!(c.get(&9), Some(1));
+    }
+
+    #[test]
+    fn counted_lookups_are_hits_or_misses() {
+        let counters = crate::metrics::CacheCounters::default();
+        let c = Bounded::new(8, None).counted(counters.clone());
+        assert_eq!(c.get(&"k"), None);
+        c.insert("k", 1);
+        assert_eq!(c.get(&"k"), Some(1));
+        assert_eq!(c.get_if(&"k", |v| *v == 2), None);
+        assert_eq!((counters.hits.get(), counters.misses.get()), (1, 2));
     }
 
     #[test]

@@ -29,6 +29,7 @@ pub mod decision;
 pub mod delegation;
 pub mod error;
 pub mod fetch;
+pub mod metrics;
 pub mod openapi;
 pub mod proof;
 pub mod request_id;
@@ -213,6 +214,8 @@ pub enum ServerError {
 pub struct Server {
     listener: TcpListener,
     state: Arc<AppState>,
+    /// `GET /metrics` without a key, for a scraper on a private address.
+    metrics_listener: Option<TcpListener>,
 }
 
 impl Server {
@@ -238,7 +241,24 @@ impl Server {
         }
         config.public_url = config.public_url.trim_end_matches('/').to_owned();
         let state = Arc::new(AppState::load(store, config).await?);
-        Ok(Server { listener, state })
+        Ok(Server {
+            listener,
+            state,
+            metrics_listener: None,
+        })
+    }
+
+    /// Also serves `GET /metrics` on `addr`, without a key (only that route): for a
+    /// scraper on a private network. The bound address (useful with port 0).
+    pub async fn bind_metrics(&mut self, addr: SocketAddr) -> Result<SocketAddr, ServerError> {
+        let bind_err = |e: std::io::Error| ServerError::Bind {
+            addr,
+            reason: e.to_string(),
+        };
+        let listener = TcpListener::bind(addr).await.map_err(bind_err)?;
+        let local = listener.local_addr().map_err(bind_err)?;
+        self.metrics_listener = Some(listener);
+        Ok(local)
     }
 
     /// The bound address (useful with port 0).
@@ -279,6 +299,27 @@ impl Server {
                 }
             })
         };
+        let metrics = self.metrics_listener.map(|listener| {
+            let app =
+                    Router::new()
+                        .route(
+                            "/metrics",
+                            get(
+                                |axum::extract::State(state): axum::extract::State<
+                                    Arc<AppState>,
+                                >| async move {
+                                    routes::meta::metrics_text(&state)
+                                },
+                            ),
+                        )
+                        .fallback(not_found)
+                        .with_state(Arc::clone(&self.state));
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app).await {
+                    tracing::error!(error = %e, "the metrics listener stopped");
+                }
+            })
+        });
         let app = router(Arc::clone(&self.state));
         let config = &self.state.config;
         let limits = serve::Limits {
@@ -292,6 +333,9 @@ impl Server {
         checkpoints.abort();
         purger.abort();
         warmer.abort();
+        if let Some(metrics) = metrics {
+            metrics.abort();
+        }
         Ok(())
     }
 }
@@ -456,11 +500,16 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(routes::meta::health_alias).options(cors::preflight),
         )
         .route("/healthz", get(routes::meta::healthz))
+        .route("/metrics", get(routes::meta::metrics))
         .route("/openapi.json", get(routes::meta::openapi))
         // Other products' paths and shapes over the same checks (issue 21).
         .merge(compat::routes())
         .route_layer(middleware::from_fn(cors::allow_any_origin))
         .route_layer(middleware::from_fn(access_log))
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            count_request,
+        ))
         .route_layer(middleware::from_fn(cache::public_routes))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -500,6 +549,25 @@ async fn access_log(req: Request, next: Next) -> Response {
         micros = started.elapsed().as_micros() as u64,
         "request"
     );
+    resp
+}
+
+/// Counts each routed request in the metrics by its route template (never the path).
+async fn count_request(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let resp = next.run(req).await;
+    state
+        .metrics
+        .observe_request(&route, &method, resp.status().as_u16(), started.elapsed());
     resp
 }
 

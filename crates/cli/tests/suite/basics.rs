@@ -679,3 +679,79 @@ fn database_url_is_checked_and_exclusive_with_data_dir() {
     assert!(text(&out).contains("127.0.0.1:1/db"), "{}", text(&out));
     assert!(!text(&out).contains("s3cret"), "{}", text(&out));
 }
+
+/// One HTTP/1.1 GET over a plain socket: (status line, body).
+fn raw_get(base: &str, path: &str, bearer: Option<&str>) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(base.trim_start_matches("http://")).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let auth = bearer.map_or_else(String::new, |k| format!("Authorization: Bearer {k}\r\n"));
+    write!(
+        c,
+        "GET {path} HTTP/1.1\r\nHost: bonafide.test\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut got = String::new();
+    c.read_to_string(&mut got).unwrap();
+    let (head, body) = got.split_once("\r\n\r\n").unwrap_or((&got, ""));
+    (
+        head.lines().next().unwrap_or("").to_owned(),
+        body.to_owned(),
+    )
+}
+
+/// `--metrics-listen` serves `GET /metrics` there without a key (and nothing else),
+/// while the main address still asks for an admin key; a bad or taken address is
+/// refused at start with a clear message.
+#[test]
+fn metrics_listen_serves_metrics_alone_without_a_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve_with_args(
+        dir.path(),
+        "127.0.0.1:0",
+        &["--metrics-listen", "127.0.0.1:0"],
+        &[],
+    );
+    let metrics = s
+        .log_text()
+        .lines()
+        .find_map(|l| l.strip_prefix("bonafide metrics on ").map(str::to_owned))
+        .expect("the metrics address is announced");
+    let base = metrics.trim_end_matches("/metrics").to_owned();
+    let (status, _) = raw_get(&s.url, "/healthz", None);
+    assert!(status.contains(" 200 "), "{status}");
+    let (status, body) = raw_get(&base, "/metrics", None);
+    assert!(status.contains(" 200 "), "{status}: {body}");
+    assert!(
+        body.contains(
+            "bonafide_http_requests_total{route=\"/healthz\",method=\"GET\",status=\"200\"} 1"
+        ),
+        "{body}"
+    );
+    let (status, _) = raw_get(&base, "/v1/agents", None);
+    assert!(status.contains(" 404 "), "{status}");
+    let (status, body) = raw_get(&s.url, "/metrics", None);
+    assert!(status.contains(" 401 "), "{status}: {body}");
+    let admin = s.admin_printed.clone().unwrap();
+    let (status, _) = raw_get(&s.url, "/metrics", Some(&admin));
+    assert!(status.contains(" 200 "), "{status}");
+
+    // Refused at start, exit 2 with the reason: not an address, an address taken.
+    let other = tempfile::tempdir().unwrap();
+    let taken = base.trim_start_matches("http://").to_owned();
+    for (value, code, says) in [
+        ("nonsense", 2, "invalid socket address"),
+        (taken.as_str(), 2, "Address already in use"),
+    ] {
+        let out = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(other.path())
+            .args(["--metrics-listen", value])
+            .env_remove("BONAFIDE_ADMIN_KEY")
+            .output()
+            .unwrap();
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(code), "{value}: {t}");
+        assert!(t.contains(says), "{value}: {t}");
+    }
+}

@@ -265,6 +265,44 @@ pub async fn healthz(State(state): State<Arc<AppState>>) -> Result<&'static str,
     Ok("ok")
 }
 
+/// Prometheus metrics (OpenMetrics text): requests by route template and status,
+/// verify decisions by outcome and code, audit group commits, checkpoint age, cache
+/// hit rates. Admins only here; `serve --metrics-listen` serves them elsewhere
+/// without a key.
+#[utoipa::path(get, path = "/metrics", tag = "discovery", security(("api_key" = [])),
+    responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text"),
+        (status = 401), (status = 403)))]
+pub async fn metrics(
+    State(state): State<Arc<AppState>>,
+    _admin: crate::auth::Admin,
+) -> Result<axum::response::Response, ApiError> {
+    metrics_text(&state)
+}
+
+/// The metrics as served, for the route and the separate listener.
+pub fn metrics_text(state: &AppState) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let latest = state.audit.latest();
+    // The audit log keeps system time (not the configured clock).
+    let age_ms = crate::time::now_ms().saturating_sub(state.audit.latest_at_ms());
+    let text = state
+        .metrics
+        .encode(&crate::metrics::AuditGauges {
+            checkpoint_age_s: age_ms.max(0) as f64 / 1000.0,
+            checkpoint_entries: latest.size,
+            upper_hashes: state.audit.upper_hashes_held(),
+        })
+        .map_err(|_| ApiError::internal("metrics could not be encoded"))?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            crate::metrics::CONTENT_TYPE,
+        )],
+        text,
+    )
+        .into_response())
+}
+
 /// The store cannot write: 503 with the reason's code; the detail goes to the log.
 fn cannot_write(e: bonafide_store::StoreError) -> ApiError {
     let (code, message) = match &e {

@@ -73,6 +73,8 @@ pub struct AppState {
     /// `api_key_epoch`, which a lookup checks before caching what it read.
     api_keys: Bounded<bonafide_core::apikey::ApiKeyHash, Arc<bonafide_store::ApiKeyRecord>>,
     api_key_epoch: std::sync::Mutex<u64>,
+    /// What `/metrics` serves.
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// Tokens refused because they did not verify (see [`AppState::count_unverifiable`]).
     unverifiable_tokens: std::sync::atomic::AtomicU64,
 }
@@ -145,6 +147,9 @@ impl AppState {
         base_options.max_lifetime_secs = Some(config.max_token_ttl_s);
         let receipt_key = load_receipt_key(store.as_ref(), &kek, now_ms).await?;
         let key_refresh = config.key_refresh;
+        let mut metrics = crate::metrics::Metrics::new();
+        let commits = audit.commit_metrics();
+        metrics.register_audit(commits.batch_entries, commits.commit_seconds);
         Ok(AppState {
             store,
             audit,
@@ -154,14 +159,20 @@ impl AppState {
             kek,
             base_options,
             receipt_key,
-            policies: Bounded::new(MAX_CACHED_POLICIES, None),
-            agents: Bounded::new(MAX_CACHED_AGENTS, None),
-            agent_keys: Bounded::new(MAX_CACHED_AGENTS, Some(key_refresh)),
-            receiver_audiences: Bounded::new(MAX_CACHED_AGENTS, Some(key_refresh)),
+            policies: Bounded::new(MAX_CACHED_POLICIES, None)
+                .counted(metrics.cache_counters("policies")),
+            agents: Bounded::new(MAX_CACHED_AGENTS, None).counted(metrics.cache_counters("agents")),
+            agent_keys: Bounded::new(MAX_CACHED_AGENTS, Some(key_refresh))
+                .counted(metrics.cache_counters("agent_keys")),
+            receiver_audiences: Bounded::new(MAX_CACHED_AGENTS, Some(key_refresh))
+                .counted(metrics.cache_counters("receiver_audiences")),
             unverifiable_tokens: std::sync::atomic::AtomicU64::new(0),
-            api_keys: Bounded::new(MAX_CACHED_AGENTS, None),
+            api_keys: Bounded::new(MAX_CACHED_AGENTS, None)
+                .counted(metrics.cache_counters("api_keys")),
             api_key_epoch: std::sync::Mutex::new(0),
-            delegations: Bounded::new(MAX_CACHED_DELEGATIONS, None),
+            delegations: Bounded::new(MAX_CACHED_DELEGATIONS, None)
+                .counted(metrics.cache_counters("delegations")),
+            metrics: Arc::new(metrics),
         })
     }
 

@@ -15,6 +15,7 @@ mod decisions;
 mod delegation;
 mod domain;
 mod interop;
+mod metrics;
 mod openapi;
 mod policy_tokens;
 mod proofs;

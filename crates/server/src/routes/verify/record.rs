@@ -137,6 +137,16 @@ pub(super) fn json_response(status: StatusCode, body: Vec<u8>, replayed: bool) -
 /// makes or replays an idempotency record. A retry whose token or proof no longer
 /// checks out is decided as the denial it is, and a request with another proof (or
 /// none) is another request: the same key for it is a conflict.
+/// Counts a decision answered (not a replayed one) in the metrics.
+fn count_decision(state: &AppState, deciding: &Deciding, o: &crate::decision::Outcome) {
+    let (outcome, code) = match &deciding.checked {
+        Checked::Invalid { code, .. } => ("invalid", Some(code.as_str())),
+        Checked::Valid(_) if o.allowed => ("allowed", None),
+        Checked::Valid(_) => ("denied", o.reasons.first().map(String::as_str)),
+    };
+    state.metrics.observe_decision(outcome, code);
+}
+
 pub(super) async fn record_decision(
     state: &AppState,
     deciding: Deciding,
@@ -169,6 +179,7 @@ pub(super) async fn record_decision(
     };
     if !audited && budget.is_none() && idempotency.is_none() && nonce.is_none() {
         let o = deciding.outcome(None);
+        count_decision(state, &deciding, &o);
         let body = serde_json::to_vec(&deciding.response(&o, None))
             .map_err(|e| ApiError::internal(e.to_string()))?;
         return Ok(json_response(StatusCode::OK, body, false));
@@ -212,6 +223,7 @@ pub(super) async fn record_decision(
             spent_before,
         } => {
             let o = deciding.outcome(spent_before);
+            count_decision(state, &deciding, &o);
             if let Some(amount) = o.charge {
                 tracing::info!(
                     receipt_id = ?deciding.receipt_id.as_ref().map(ToString::to_string),
