@@ -35,6 +35,7 @@
 
 mod cluster;
 mod cpu;
+mod fsync;
 mod load;
 mod modes;
 mod pair;
@@ -177,12 +178,16 @@ pub struct Args {
     /// per request ratio is reported beside it.
     #[arg(long)]
     pub compare_issuer_signed: bool,
-    /// Measurement only, with `--compare-issuer-signed`: run the server with verify
-    /// decisions not audited (`Config { audit_verify: false }`, as `serve
-    /// --no-audit-verify`), so that the audit log's group commit, which dominates
-    /// latency, does not hide a per-request difference. Not a deployment setting to
-    /// judge the goal by alone.
-    #[arg(long, requires = "compare_issuer_signed")]
+    /// Measurement only, with `--compare-issuer-signed` or the default comparison:
+    /// run the server with verify decisions not audited (`Config { audit_verify:
+    /// false }`, as `serve --no-audit-verify`), so that the audit log's group commit,
+    /// which dominates latency, does not hide a per-request difference (the default
+    /// comparison's target is then named `unaudited`). Not a deployment setting to
+    /// judge a goal by alone.
+    #[arg(long, conflicts_with_all = [
+        "compare_audit", "compare_policy", "compare_verify_action", "compare_backend",
+        "compare_replicas", "replica_spends", "revocation_propagation",
+    ])]
     pub unaudited: bool,
     /// Instead of the one-verify baseline, compare on ONE real Bonafide server (the
     /// default configuration: decisions audited) `POST /v1/agents/{id}/verify-action`
@@ -244,6 +249,13 @@ pub struct Args {
     /// disk: on a tmpfs fsync is free and the audit log looks cheaper than it is.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// The disk's durable-write latency, measured in the same run: N appends of
+    /// 4 KiB, each followed by fdatasync, on a file under `--data-dir` (removed
+    /// after), before and after the load; p50/p90/p99/max in the report (`fsync`).
+    /// Default 500 with `--compare-audit` (its latency goal is judged against it),
+    /// otherwise 0 (off); any paired comparison takes it.
+    #[arg(long, value_name = "N")]
+    pub fsync_samples: Option<usize>,
     /// Also write the results as JSON to this file.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -281,6 +293,10 @@ fn run() -> Result<()> {
     ensure!(
         args.database_url.is_none() && args.bonafide_bin.is_none() || mode.uses_postgres(),
         "--database-url and --bonafide-bin are for the replica modes"
+    );
+    ensure!(
+        args.fsync_samples.is_none() || mode != Mode::RevocationPropagation,
+        "--fsync-samples is for the paired comparisons"
     );
     if mode == Mode::RevocationPropagation {
         return modes::revocation::run(&args);

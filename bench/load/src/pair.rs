@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use crate::load::{self, Target, Watched};
 use crate::report::{self, Machine, Report, Run, Section, Settings, Spec};
 use crate::setup::Servers;
-use crate::{Args, Mode, modes};
+use crate::{Args, Mode, fsync, modes};
 
 /// A check run after the load while the servers still run (only after a completed
 /// load: otherwise its counts mean nothing); what it found goes into the report.
@@ -84,6 +84,25 @@ pub fn run(mode: Mode, args: &Args, connections: usize) -> Result<()> {
     let data_dir = servers.data_dir();
     let watched = Watched::new(&targets, db_root);
 
+    // The disk's own fsync latency, before the load (servers set up and idle).
+    let fsync_samples = args
+        .fsync_samples
+        .unwrap_or(if spec.fsync_latency_factor.is_some() {
+            500
+        } else {
+            0
+        });
+    let fsync_dir = args.data_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let fsync_before = if fsync_samples > 0 {
+        eprintln!(
+            "fsync: {fsync_samples} × 4 KiB append + fdatasync in {} (before the load)…",
+            fsync_dir.display()
+        );
+        Some(fsync::measure(&fsync_dir, fsync_samples)?)
+    } else {
+        None
+    };
+
     // Load generator: a single-threaded runtime on this thread.
     let client_rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -148,6 +167,32 @@ pub fn run(mode: Mode, args: &Args, connections: usize) -> Result<()> {
     load?;
     checked?;
     stopped?;
+    // And the disk's fsync latency again, with the servers stopped.
+    if let Some(before) = fsync_before {
+        eprintln!("fsync: again, after the load…");
+        let after = fsync::measure(&fsync_dir, fsync_samples)?;
+        let all: Vec<u32> = before.iter().chain(&after).copied().collect();
+        let all_us = fsync::latency(&all);
+        let checks = spec
+            .fsync_latency_factor
+            .map(|factor| fsync::checks(&runs, spec.baseline, spec.subject, &all_us, factor))
+            .unwrap_or_default();
+        let measured = fsync::Fsync {
+            dir: format!(
+                "{} ({})",
+                fsync_dir.display(),
+                report::file_system(&fsync_dir)
+            ),
+            method: fsync::METHOD,
+            block_bytes: fsync::BLOCK,
+            iterations: fsync_samples,
+            before_us: fsync::latency(&before),
+            after_us: fsync::latency(&after),
+            all_us,
+            checks,
+        };
+        sections.push(fsync::section(measured, spec.subject, spec.baseline)?);
+    }
 
     let names: Vec<&str> = targets.iter().map(|t| t.name).collect();
     let settings = Settings {

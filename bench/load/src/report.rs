@@ -259,6 +259,10 @@ pub struct Spec {
     pub p99_goal_us: Option<u32>,
     /// Whether the baseline's p99 is recorded beside the subject's.
     pub record_baseline_p99: bool,
+    /// Latency goal against the disk (`--compare-audit`): subject − baseline p50 and
+    /// p99 at most this × the fsync loop's p50 and p99 (`fsync`), measured in the same
+    /// run; the loop runs by default when set.
+    pub fsync_latency_factor: Option<f64>,
 }
 
 /// JSON members in the order they were added, each value encoded already (in its
@@ -698,7 +702,7 @@ fn processes_line(p: &ProcessUse) -> String {
 }
 
 /// Median of `values` (mean of the middle two for an even count); `None` if empty.
-fn median(values: &[f64]) -> Option<f64> {
+pub fn median(values: &[f64]) -> Option<f64> {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     let n = sorted.len();

@@ -21,6 +21,7 @@ pub const SPEC: Spec = Spec {
     goal: Goal::AtLeast(0.8),
     p99_goal_us: Some(5_000),
     record_baseline_p99: false,
+    fsync_latency_factor: Some(3.0),
 };
 
 pub async fn setup(ctx: &Ctx<'_>) -> Result<Bench> {

@@ -28,15 +28,29 @@ pub const SPEC: Spec = Spec {
     goal: Goal::AtLeast(0.8),
     p99_goal_us: None,
     record_baseline_p99: false,
+    fsync_latency_factor: None,
+};
+
+/// With `--unaudited` (measurement only): the same, the server as `serve
+/// --no-audit-verify`.
+pub const SPEC_UNAUDITED: Spec = Spec {
+    subject: "unaudited",
+    title: "POST /v1/verify, verify decisions NOT audited (--unaudited), vs a \
+            one-Ed25519-verify axum endpoint",
+    ..SPEC
 };
 
 pub async fn setup(ctx: &Ctx<'_>) -> Result<Bench> {
-    let mut local = Local::start(
-        SPEC.subject,
-        Config::default(),
-        ctx.args.data_dir.as_deref(),
-    )
-    .await?;
+    let spec = if ctx.args.unaudited {
+        SPEC_UNAUDITED
+    } else {
+        SPEC
+    };
+    let config = Config {
+        audit_verify: !ctx.args.unaudited,
+        ..Config::default()
+    };
+    let mut local = Local::start(spec.subject, config, ctx.args.data_dir.as_deref()).await?;
     // One checked verify through the real endpoint before loading it.
     setup::check_bonafide(
         &local.http,
@@ -84,14 +98,24 @@ pub async fn setup(ctx: &Ctx<'_>) -> Result<Bench> {
         local.servers.running.push(handle);
         targets.push(Target::new("handler", addr, "/v1/verify", body.clone()));
     }
-    targets.push(Target::new(SPEC.subject, local.addr, "/v1/verify", body));
+    targets.push(Target {
+        expect_audit_index: Some(local.config.audit_verify),
+        ..Target::new(spec.subject, local.addr, "/v1/verify", body)
+    });
     Ok(Bench::new(
-        SPEC,
+        spec,
         targets,
         local.servers,
         format!(
-            "bonafide POST /v1/verify {{token, scopes_requested:[\"{REQUESTED}\"]}} (must be \
-             valid and allowed); baseline POST /verify {{token}} (must be valid)"
+            "{} POST /v1/verify {{token, scopes_requested:[\"{REQUESTED}\"]}} (must be valid \
+             and allowed; {}); baseline POST /verify {{token}} (must be valid)",
+            spec.subject,
+            if local.config.audit_verify {
+                "Config { audit_verify: true }, the default: decisions audited"
+            } else {
+                "Config { audit_verify: false }, as serve --no-audit-verify: decisions not \
+                 audited, no audit_index"
+            }
         ),
     ))
 }

@@ -33,6 +33,7 @@ pub const SPEC: Spec = Spec {
     goal: Goal::CostAtMost(1.05),
     p99_goal_us: None,
     record_baseline_p99: false,
+    fsync_latency_factor: None,
 };
 
 /// What the two tokens are.

@@ -39,6 +39,7 @@ pub const SPEC: Spec = Spec {
     goal: Goal::None,
     p99_goal_us: None,
     record_baseline_p99: true,
+    fsync_latency_factor: None,
 };
 
 /// The burst's agent's monthly cap: 500 spends of [`SPEND`].

@@ -44,6 +44,7 @@ pub const SPEC: Spec = Spec {
     goal: Goal::None,
     p99_goal_us: None,
     record_baseline_p99: true,
+    fsync_latency_factor: None,
 };
 
 pub async fn setup(ctx: &Ctx<'_>) -> Result<Bench> {
