@@ -657,3 +657,47 @@ async fn a_log_from_before_the_deferred_leaf_index_is_indexed_whole() {
     .unwrap();
     assert_eq!((indexed, upto, old_index), (51, 51, 0));
 }
+
+/// A checkpoint over more records than one leaf-index chunk indexes them all, in
+/// several transactions; a lookup finds each, however far the chunks had got.
+#[tokio::test]
+async fn a_checkpoint_indexes_its_records_in_chunks() {
+    let (store, _dir) = fresh().await;
+    let records: Vec<_> = (0..2_500).map(|_| audit_note()).collect();
+    store.audit_append(&records).await.unwrap();
+    store
+        .audit_add_checkpoint(&bonafide_store::CheckpointRecord {
+            size: 2_500,
+            root: bonafide_core::merkle::Hash([1; 32]),
+            note: "note\n".to_owned(),
+            created_at_ms: 0,
+        })
+        .await
+        .unwrap();
+    for i in [0usize, 1_023, 1_024, 2_047, 2_048, 2_499] {
+        assert_eq!(
+            store
+                .audit_find(&bonafide_core::merkle::leaf_hash(&records[i].entry))
+                .await
+                .unwrap(),
+            Some(i as u64),
+            "record {i}"
+        );
+    }
+    let path = store.path().to_path_buf();
+    store.close().await;
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
+        "sqlite://{}",
+        path.display()
+    ))
+    .await
+    .unwrap();
+    let (indexed, upto): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT COUNT(*) FROM audit_leaf_index), \
+                (SELECT upto FROM audit_leaf_progress WHERE id = 1)",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!((indexed, upto), (2_500, 2_500));
+}
