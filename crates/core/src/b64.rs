@@ -26,6 +26,17 @@ pub fn decode(text: &str) -> Result<Vec<u8>, Base64Error> {
     URL_SAFE_NO_PAD.decode(text).map_err(|_| Base64Error)
 }
 
+/// Decodes strict unpadded base64url into `out`, as strictly as [`decode`]: the decoded
+/// bytes, or `Ok(None)` if `out` may be too small (it must hold the decoder's
+/// estimate, up to two bytes more than the result), without allocating.
+pub fn decode_into<'o>(text: &str, out: &'o mut [u8]) -> Result<Option<&'o [u8]>, Base64Error> {
+    match URL_SAFE_NO_PAD.decode_slice(text, out) {
+        Ok(len) => Ok(out.get(..len)),
+        Err(base64::DecodeSliceError::OutputSliceTooSmall) => Ok(None),
+        Err(base64::DecodeSliceError::DecodeError(_)) => Err(Base64Error),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -36,6 +47,26 @@ mod tests {
             let bytes: Vec<u8> = (0..len).map(|i| (i * 37 % 256) as u8).collect();
             assert_eq!(decode(&encode(&bytes)).unwrap(), bytes);
         }
+    }
+
+    #[test]
+    fn decode_into_agrees_with_decode() {
+        let mut buf = [0u8; 64];
+        for len in 0..40 {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 37 % 256) as u8).collect();
+            let text = encode(&bytes);
+            assert_eq!(decode_into(&text, &mut buf).unwrap(), Some(&bytes[..]));
+        }
+        for bad in ["YQ==", "YQ=", "Y Q", "+/8", "YQ\n", "YR", "YWJjZ"] {
+            assert_eq!(decode_into(bad, &mut buf), Err(Base64Error), "{bad}");
+            assert_eq!(decode(bad), Err(Base64Error), "{bad}");
+        }
+        // Too small a buffer is not an error: the caller decodes into a Vec instead.
+        let text = encode(&[7; 100]);
+        assert_eq!(decode_into(&text, &mut buf), Ok(None));
+        // An invalid segment is invalid whatever the buffer.
+        let mut small = [0u8; 1];
+        assert_eq!(decode_into("YR", &mut small), Err(Base64Error));
     }
 
     #[test]

@@ -24,13 +24,14 @@
 //! What legitimately differs between kinds is in [`Rules`]; errors are [`JwsError`],
 //! which each kind converts into its own typed error (`From<JwsError>`).
 
+use std::borrow::Cow;
 use std::ops::Deref;
 
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use crate::b64;
-use crate::json::{self, JsonError, JsonLimits};
+use crate::json::{self, JsonError, JsonLimits, ParseError};
 use crate::keys::{Algorithm, Jwk, KeyError, SigningKey, VerifyingKey};
 use crate::token::{KeyResolver, Segment, TokenError};
 
@@ -448,19 +449,14 @@ where
         }
         .into());
     }
-    let sig =
-        b64::decode(compact.signature_b64).map_err(|_| JwsError::Base64(Segment::Signature))?;
+    let mut sig_buf = [0u8; SIG_INLINE];
+    let sig = decode_segment(compact.signature_b64, &mut sig_buf, Segment::Signature)?;
     if !key.verify(compact.signing_input.as_bytes(), &sig) {
         return Err(JwsError::BadSignature.into());
     }
-    let payload =
-        b64::decode(compact.payload_b64).map_err(|_| JwsError::Base64(Segment::Payload))?;
-    json::check(&payload, rules.json).map_err(|e| JwsError::Json(Segment::Payload, e))?;
-    if !json::is_object(&payload) {
-        return Err(JwsError::ClaimsNotObject.into());
-    }
-    let claims: T =
-        serde_json::from_slice(&payload).map_err(|e| JwsError::Claims(serde_message(&e)))?;
+    let mut payload_buf = [0u8; PAYLOAD_INLINE];
+    let payload = decode_segment(compact.payload_b64, &mut payload_buf, Segment::Payload)?;
+    let claims = parse_claims(&payload, rules.json)?;
     Ok(Opened {
         header,
         key,
@@ -468,13 +464,37 @@ where
     })
 }
 
-/// serde's message names the member and the problem; its position is noise.
-fn serde_message(e: &serde_json::Error) -> String {
-    let msg = e.to_string();
-    match msg.rsplit_once(" at line ") {
-        Some((m, _)) => m.to_owned(),
-        None => msg,
+/// Signatures up to this many bytes (RSA 4096) and payloads up to this many (a
+/// typical agent token's is about 400) are decoded on the stack; longer ones into a
+/// `Vec`, as strictly.
+const SIG_INLINE: usize = 512;
+const PAYLOAD_INLINE: usize = 1024;
+
+/// Decodes a base64url segment into `buf` if it fits, else onto the heap.
+fn decode_segment<'b>(
+    text: &str,
+    buf: &'b mut [u8],
+    segment: Segment,
+) -> Result<Cow<'b, [u8]>, JwsError> {
+    let bad = |_| JwsError::Base64(segment);
+    match b64::decode_into(text, buf).map_err(bad)? {
+        Some(bytes) => Ok(Cow::Borrowed(bytes)),
+        None => b64::decode(text).map(Cow::Owned).map_err(bad),
     }
+}
+
+/// Step 5: strict JSON (no duplicate members, bounded depth), an object, parsed into
+/// `T`, in one pass ([`json::from_slice`]); a refusal is reported as the separate
+/// checks would, in their order: strict JSON, then an object, then `T`.
+fn parse_claims<T: DeserializeOwned>(payload: &[u8], limits: JsonLimits) -> Result<T, JwsError> {
+    if !json::is_object(payload) {
+        json::check(payload, limits).map_err(|e| JwsError::Json(Segment::Payload, e))?;
+        return Err(JwsError::ClaimsNotObject);
+    }
+    json::from_slice(payload, limits).map_err(|e| match e {
+        ParseError::Json(e) => JwsError::Json(Segment::Payload, e),
+        ParseError::Type(m) => JwsError::Claims(m),
+    })
 }
 
 /// Step 2 of [`open`] on its own: decodes the protected header and applies the header
@@ -520,12 +540,15 @@ fn decode(
     key_from: KeyFrom,
 ) -> Result<(Protected, Option<Value>), JwsError> {
     let bytes = b64::decode(header_b64).map_err(|_| JwsError::Base64(Segment::Header))?;
-    json::check(&bytes, limits).map_err(|e| JwsError::Json(Segment::Header, e))?;
     if !json::is_object(&bytes) {
+        json::check(&bytes, limits).map_err(|e| JwsError::Json(Segment::Header, e))?;
         return Err(JwsError::HeaderNotObject);
     }
     let mut members: Map<String, Value> =
-        serde_json::from_slice(&bytes).map_err(|_| JwsError::HeaderNotObject)?;
+        json::from_slice(&bytes, limits).map_err(|e| match e {
+            ParseError::Json(e) => JwsError::Json(Segment::Header, e),
+            ParseError::Type(_) => JwsError::HeaderNotObject,
+        })?;
     // Members read as strings must be strings (`null` reads as absent).
     let alg = string_member(&members, "alg")?;
     let typ = string_member(&members, "typ")?;

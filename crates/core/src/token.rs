@@ -470,9 +470,20 @@ impl AgentClaims {
         // `scope` and `agent.scopes` must name the same set: each contains the other
         // (quadratic, without allocating; both are at most a few dozen entries).
         if let Some(scope) = &self.scope {
-            let listed = || scope.split(' ').filter(|s| !s.is_empty());
-            let same = listed().all(|s| self.agent.scopes.iter().any(|g| g == s))
-                && self.agent.scopes.iter().all(|g| listed().any(|s| s == g));
+            // Split as bytes: a space is ASCII, and at a few short scopes this beats
+            // the `char` searcher.
+            let listed = || {
+                scope
+                    .as_bytes()
+                    .split(|&b| b == b' ')
+                    .filter(|s| !s.is_empty())
+            };
+            let same = listed().all(|s| self.agent.scopes.iter().any(|g| g.as_bytes() == s))
+                && self
+                    .agent
+                    .scopes
+                    .iter()
+                    .all(|g| listed().any(|s| s == g.as_bytes()));
             if !same {
                 return Err(TokenError::Claims(
                     "`scope` does not match `agent.scopes`".into(),

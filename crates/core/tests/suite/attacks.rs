@@ -1053,6 +1053,113 @@ fn claims_nested_100_deep() {
     );
 }
 
+/// The genuine claims with `extra` (`"name":value` members) inserted first, signed.
+fn with_claims(extra: &str) -> String {
+    let json = claims_json().replacen('{', &format!("{{{extra},"), 1);
+    jws::sign_compact(&fixture().ed, "agent+jwt", json.as_bytes()).unwrap()
+}
+
+fn payload_dup(name: &str) -> TokenError {
+    TokenError::Json(Segment::Payload, JsonError::DuplicateKey(name.into()))
+}
+
+#[test]
+fn duplicate_member_inside_the_agent_claim() {
+    let json = claims_json().replace("\"name\":", "\"name\":\"Someone else\",\"name\":");
+    assert_ne!(json, claims_json());
+    let t = jws::sign_compact(&fixture().ed, "agent+jwt", json.as_bytes()).unwrap();
+    invalid(&t, payload_dup("name"));
+}
+
+#[test]
+fn duplicate_claims_spelled_with_escapes() {
+    // `\u0065xp` is `exp`: the same member, after it and before it.
+    let later = NOW + 10 * 365 * 24 * 3600;
+    let json = claims_json().replacen('{', &format!("{{\"\\u0065xp\":{later},"), 1);
+    let t = jws::sign_compact(&fixture().ed, "agent+jwt", json.as_bytes()).unwrap();
+    invalid(&t, payload_dup("exp"));
+    let json = claims_json().replace("\"exp\":", &format!("\"exp\":{later},\"\\u0065xp\":"));
+    let t = jws::sign_compact(&fixture().ed, "agent+jwt", json.as_bytes()).unwrap();
+    invalid(&t, payload_dup("exp"));
+    // Inside the `agent` claim: `n\u0061me` is `name`.
+    let json = claims_json().replace("\"name\":", "\"n\\u0061me\":\"Someone else\",\"name\":");
+    let t = jws::sign_compact(&fixture().ed, "agent+jwt", json.as_bytes()).unwrap();
+    invalid(&t, payload_dup("name"));
+    // Names that differ after unescaping are not duplicates: an unknown `\u0045xp`
+    // (`Exp`) is ignored like any unknown claim.
+    check(&with_claims(r#""\u0045xp":1"#)).unwrap();
+}
+
+#[test]
+fn duplicate_members_inside_claims_the_verifier_does_not_read() {
+    // An unknown claim is ignored, but still strict JSON: its duplicates are refused.
+    invalid(&with_claims(r#""x":{"k":1,"k":2}"#), payload_dup("k"));
+    invalid(&with_claims(r#""x":[[{"k":1,"k":2}]]"#), payload_dup("k"));
+    invalid(&with_claims(r#""x":1,"x":2"#), payload_dup("x"));
+    // Inside the policy (read as arbitrary JSON), before `policy_hash` is looked at.
+    invalid(
+        &with_claims(r#""policy":{"rules":[{"a":1,"a":1}]}"#),
+        payload_dup("a"),
+    );
+}
+
+#[test]
+fn duplicate_claim_after_many_claims() {
+    // Past the handful of names the duplicate check keeps inline.
+    let many: Vec<String> = (0..40).map(|i| format!("\"x{i}\":{i}")).collect();
+    check(&with_claims(&many.join(","))).unwrap();
+    invalid(
+        &with_claims(&format!("{},\"x3\":0", many.join(","))),
+        payload_dup("x3"),
+    );
+    invalid(
+        &with_claims(&format!("{},\"\\u0078\\u0033\":0", many.join(","))),
+        payload_dup("x3"),
+    );
+    // And a duplicate of a claim the verifier reads, after them.
+    invalid(
+        &with_claims(&format!(
+            "{},\"iss\":\"https://evil.example\"",
+            many.join(",")
+        )),
+        payload_dup("iss"),
+    );
+}
+
+#[test]
+fn claims_nested_exactly_to_the_depth_bound_and_one_past() {
+    // The claims object is level 1: fifteen more levels are the bound of 16.
+    let nested = |n: usize| "[".repeat(n) + &"]".repeat(n);
+    check(&with_claims(&format!("\"deep\":{}", nested(15)))).unwrap();
+    invalid(
+        &with_claims(&format!("\"deep\":{}", nested(16))),
+        TokenError::Json(Segment::Payload, JsonError::TooDeep(16)),
+    );
+    let objects = |n: usize| "{\"a\":".repeat(n) + "1" + &"}".repeat(n);
+    check(&with_claims(&format!("\"deep\":{}", objects(15)))).unwrap();
+    invalid(
+        &with_claims(&format!("\"deep\":{}", objects(16))),
+        TokenError::Json(Segment::Payload, JsonError::TooDeep(16)),
+    );
+}
+
+#[test]
+fn strict_json_errors_come_before_claim_type_errors() {
+    // `exp` as a string would be a typed-claims error, but the duplicate after it is
+    // found first, as the JSON check precedes the typed parse.
+    let json = claims_json().replacen('{', r#"{"exp":"soon","x":{"k":1,"k":2},"#, 1);
+    let json = json.replacen(&format!(",\"exp\":{}", claims().exp), "", 1);
+    let t = jws::sign_compact(&fixture().ed, "agent+jwt", json.as_bytes()).unwrap();
+    invalid(&t, payload_dup("k"));
+    // The same typed-claims error, then bytes after the claims object.
+    let json = claims_json().replace(
+        &format!("\"exp\":{}", claims().exp),
+        &format!("\"exp\":\"{}\"", claims().exp),
+    ) + " x";
+    let t = jws::sign_compact(&fixture().ed, "agent+jwt", json.as_bytes()).unwrap();
+    invalid(&t, TokenError::Json(Segment::Payload, JsonError::Syntax));
+}
+
 #[test]
 fn claims_exp_as_string() {
     let json = claims_json().replace(
