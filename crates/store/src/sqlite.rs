@@ -66,8 +66,6 @@ const AUDIT_ROWS_PER_INSERT: usize = 256;
 const MAX_IN_LIST: usize = 512;
 /// Idempotency records deleted per purge transaction.
 const PURGE_CHUNK: i64 = 5_000;
-/// Records added to the leaf index per write transaction (see `audit_add_checkpoint`).
-const LEAF_INDEX_CHUNK: i64 = 1_024;
 /// Largest range `audit_entries` reads at once, whatever the caller asks.
 const MAX_AUDIT_RANGE: u64 = 10_000;
 /// Receipt and idempotency rows per multi-row `INSERT` (6 bound values each).
@@ -1694,18 +1692,8 @@ impl Store for SqliteStore {
                 return Err(StoreError::Conflict(ConflictKind::CheckpointDiffers));
             }
         }
-        tx.commit().await.map_err(db_err)?;
-        // Then the leaf index, in chunks of their own transactions: each chunk's
-        // random-key inserts hold the single writer for a few milliseconds, where the
-        // whole interval's at once stalled every decision waiting to commit.
-        loop {
-            let mut tx = self.write_tx().await?;
-            let more = extend_leaf_index(&mut tx, checkpoint.size, LEAF_INDEX_CHUNK).await?;
-            tx.commit().await.map_err(db_err)?;
-            if !more {
-                return Ok(());
-            }
-        }
+        extend_leaf_index(&mut tx, checkpoint.size).await?;
+        tx.commit().await.map_err(db_err)
     }
 
     async fn audit_latest_checkpoint(&self) -> Result<Option<CheckpointRecord>, StoreError> {
@@ -2145,26 +2133,20 @@ async fn read_claims(
 
 // ---- audit log internals
 
-/// Adds up to `chunk` of the records below `size` (a checkpoint's, capped at the
-/// log's) that the leaf index lacks to it, in one sorted insert, and moves its
-/// progress mark; whether records below `size` remain. After a checkpoint is stored:
-/// off the append path, once per checkpoint interval.
-async fn extend_leaf_index(
-    tx: &mut SqliteConnection,
-    size: u64,
-    chunk: i64,
-) -> Result<bool, StoreError> {
-    let target = to_i64(size)?.min(to_i64(audit_size(tx).await?)?);
+/// Adds the records below `size` (a checkpoint's, capped at the log's) that the leaf
+/// index lacks to it, in one sorted insert, and moves its progress mark. In the
+/// checkpoint's write transaction: off the append path, once per checkpoint interval.
+async fn extend_leaf_index(tx: &mut SqliteConnection, size: u64) -> Result<(), StoreError> {
+    let size = to_i64(size)?.min(to_i64(audit_size(tx).await?)?);
     let upto: i64 = sqlx::query_scalar(
         "SELECT COALESCE((SELECT upto FROM audit_leaf_progress WHERE id = 1), 0)",
     )
     .fetch_one(&mut *tx)
     .await
     .map_err(db_err)?;
-    if upto >= target {
-        return Ok(false);
+    if upto >= size {
+        return Ok(());
     }
-    let size = target.min(upto.saturating_add(chunk));
     sqlx::query(
         "INSERT INTO audit_leaf_index (leaf_hash, idx) \
          SELECT leaf_hash, idx FROM audit_log WHERE idx >= ? AND idx < ? \
@@ -2183,7 +2165,7 @@ async fn extend_leaf_index(
     .execute(&mut *tx)
     .await
     .map_err(db_err)?;
-    Ok(size < target)
+    Ok(())
 }
 
 async fn audit_size(conn: &mut SqliteConnection) -> Result<u64, StoreError> {
