@@ -102,13 +102,15 @@ struct Pending {
     done: oneshot::Sender<Result<DecisionOutcome, AuditLogError>>,
 }
 
-/// Stored hashes at this level and above (roots of complete subtrees of 256 records
-/// or more) are kept in memory once read: a proof in a large log then reads only the
-/// levels below from the store (about 9 records instead of about 20 in a log of a
-/// million). Stored hashes never change once written, so a kept one is never stale.
-const UPPER_LEVEL: u8 = 8;
-/// Most upper hashes kept: 2^21 × 32 bytes (plus the map's overhead, about 100 MB in
-/// all) covers every upper hash of a log of 2^28 records; past that, proofs read the
+/// Stored hashes at this level and above (roots of complete subtrees of 32 records or
+/// more: 1/16 of the stored hashes, 2 MB of hashes per million records) are kept in
+/// memory once read: a proof in a large log then reads only the levels below from the
+/// store (about 6 records instead of about 20 in a log of a million). Level 8 (1/128,
+/// 9 records) left the p99 over 200 µs (bench/RESULTS.md §11.4). Stored hashes never
+/// change once written, so a kept one is never stale.
+pub const UPPER_LEVEL: u8 = 5;
+/// Most upper hashes kept: 2^21 × 32 bytes (plus the map's overhead, about 110 MB in
+/// all) covers every upper hash of a log of 2^25 records; past that, proofs read the
 /// rest from the store as before.
 const MAX_UPPER_HASHES: usize = 1 << 21;
 
@@ -744,11 +746,12 @@ mod tests {
         })
         .chain([merkle::consistency_proof_indexes(2000, 300)])
         .collect();
+        // Every node at UPPER_LEVEL and above in a tree of 2,000 records.
+        let upper: usize = (UPPER_LEVEL..11).map(|l| 2000usize >> l).sum();
         for round in ["cold", "some kept", "all kept"] {
             if round == "all kept" {
                 log.warm_upper_hashes(size).await.unwrap();
-                // Level 8: 7 nodes, level 9: 3, level 10: 1.
-                assert_eq!(log.upper_hashes_held(), 11);
+                assert_eq!(log.upper_hashes_held(), upper);
             }
             for idx in &asks {
                 assert_eq!(
@@ -761,7 +764,7 @@ mod tests {
                 assert!(log.upper_hashes_held() > 0, "upper hashes read are kept");
             }
             let held = log.upper_hashes_held();
-            assert!(held <= 11, "only upper levels are kept: {held}");
+            assert!(held <= upper, "only upper levels are kept: {held}");
         }
         // The next level-8 node does not exist yet (2048 records would complete it).
         let beyond = merkle::stored_hash_index(8, 7);
@@ -769,13 +772,13 @@ mod tests {
             log.hashes(&[merkle::stored_hash_index(8, 0), beyond]).await,
             Err(StoreError::NotFound)
         );
-        assert_eq!(log.upper_hashes_held(), 11);
+        assert_eq!(log.upper_hashes_held(), upper);
         // Once the log grows past it, it is served (and then kept).
         store.audit_append(&records(48)).await.unwrap();
         assert_eq!(
             log.hashes(&[beyond]).await.unwrap(),
             store.audit_hashes(&[beyond]).await.unwrap()
         );
-        assert_eq!(log.upper_hashes_held(), 12);
+        assert_eq!(log.upper_hashes_held(), upper + 1);
     }
 }

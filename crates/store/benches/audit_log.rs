@@ -29,8 +29,9 @@
 //!   stored-hash indexes (`inclusion_proof_indexes` plus the leaf), one
 //!   `audit_hashes` read, `prove_record`.
 //! - `audit_proof/log_1000000/inclusion_served`: the same as the server serves it
-//!   (`AuditLog::hashes`): the stored hashes at level 8 and above (preloaded, as the
-//!   server does at start; count and bytes printed) from memory, the rest in one read.
+//!   (`AuditLog::hashes`): the stored hashes at `audit::UPPER_LEVEL` and above
+//!   (preloaded, as the server does at start; count and bytes printed) from memory,
+//!   the rest in one read.
 //! - `audit_proof/log_1000000/store_round_trip`: the floor, one read through the same
 //!   reader pool (`audit_size`: one B-tree descent).
 //! - Then p50/p90/p99/max of 10,000 each of inclusion proofs (store only, served),
@@ -884,8 +885,9 @@ impl ProofLog {
             let t = Instant::now();
             log.warm_upper_hashes(size).await.unwrap();
             eprintln!(
-                "  upper hashes (level >= 8) preloaded: {} in {:.1} ms, {} bytes of hashes \
+                "  upper hashes (level >= {}) preloaded: {} in {:.1} ms, {} bytes of hashes \
                  ({:.0} bytes per million records)",
+                bonafide_server::audit::UPPER_LEVEL,
                 log.upper_hashes_held(),
                 t.elapsed().as_secs_f64() * 1e3,
                 log.upper_hashes_held() * 32,
