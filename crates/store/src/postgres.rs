@@ -1934,44 +1934,44 @@ impl Store for PostgresStore {
     }
 
     async fn purge_idempotency(&self, before_ms: i64) -> Result<u64, StoreError> {
-        // In chunks, one autocommitted statement each: no long transaction, and no
-        // log head (a decision replaying a key being purged simply misses it, as it
-        // would a moment later).
-        let mut total = 0;
-        loop {
-            let deleted = sqlx::query(
-                "DELETE FROM idempotency WHERE (receiver_id, key) IN \
-                 (SELECT receiver_id, key FROM idempotency WHERE created_at_ms < $1 LIMIT $2)",
-            )
-            .bind(before_ms)
-            .bind(PURGE_CHUNK)
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?
-            .rows_affected();
-            total += deleted;
-            if deleted < PURGE_CHUNK as u64 {
-                return Ok(total);
-            }
-        }
+        self.purge_in_chunks(
+            "DELETE FROM idempotency WHERE (receiver_id, key) IN \
+             (SELECT receiver_id, key FROM idempotency WHERE created_at_ms < $1 LIMIT $2)",
+            before_ms,
+        )
+        .await
     }
 
     async fn purge_receipts(&self, before_ms: i64) -> Result<u64, StoreError> {
-        // As idempotency records: one autocommitted statement a chunk, oldest first,
-        // no log head (a receipt row is read by id only; its audit entry stays).
+        self.purge_in_chunks(
+            "DELETE FROM receipts WHERE id IN \
+             (SELECT id FROM receipts WHERE created_at_ms < $1 \
+              ORDER BY created_at_ms LIMIT $2)",
+            before_ms,
+        )
+        .await
+    }
+}
+
+impl PostgresStore {
+    /// Runs `delete` (binding a time and [`PURGE_CHUNK`]) until it deletes less than a
+    /// chunk, one autocommitted statement each: no long transaction, and no log head
+    /// (a decision replaying a key being purged simply misses it, as it would a moment
+    /// later; a receipt row is read by id only). How many went.
+    async fn purge_in_chunks(
+        &self,
+        delete: &'static str,
+        before_ms: i64,
+    ) -> Result<u64, StoreError> {
         let mut total = 0;
         loop {
-            let deleted = sqlx::query(
-                "DELETE FROM receipts WHERE id IN \
-                 (SELECT id FROM receipts WHERE created_at_ms < $1 \
-                  ORDER BY created_at_ms LIMIT $2)",
-            )
-            .bind(before_ms)
-            .bind(PURGE_CHUNK)
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?
-            .rows_affected();
+            let deleted = sqlx::query(delete)
+                .bind(before_ms)
+                .bind(PURGE_CHUNK)
+                .execute(&self.pool)
+                .await
+                .map_err(db_err)?
+                .rows_affected();
             total += deleted;
             if deleted < PURGE_CHUNK as u64 {
                 return Ok(total);

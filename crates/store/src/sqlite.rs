@@ -1828,45 +1828,44 @@ impl Store for SqliteStore {
     }
 
     async fn purge_idempotency(&self, before_ms: i64) -> Result<u64, StoreError> {
-        // In chunks, one short transaction each: the single writer is never held for
-        // long, so verifies keep committing while a day's records are purged.
-        let mut total = 0;
-        loop {
-            let mut tx = self.write_tx().await?;
-            let deleted = sqlx::query(
-                "DELETE FROM idempotency WHERE (receiver_id, key) IN \
-                 (SELECT receiver_id, key FROM idempotency WHERE created_at_ms < ? LIMIT ?)",
-            )
-            .bind(before_ms)
-            .bind(PURGE_CHUNK)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?
-            .rows_affected();
-            tx.commit().await.map_err(db_err)?;
-            total += deleted;
-            if deleted < PURGE_CHUNK as u64 {
-                return Ok(total);
-            }
-        }
+        self.purge_in_chunks(
+            "DELETE FROM idempotency WHERE (receiver_id, key) IN \
+             (SELECT receiver_id, key FROM idempotency WHERE created_at_ms < ? LIMIT ?)",
+            before_ms,
+        )
+        .await
     }
 
     async fn purge_receipts(&self, before_ms: i64) -> Result<u64, StoreError> {
-        // As idempotency records: short transactions, oldest first.
+        self.purge_in_chunks(
+            "DELETE FROM receipts WHERE id IN \
+             (SELECT id FROM receipts WHERE created_at_ms < ? \
+              ORDER BY created_at_ms LIMIT ?)",
+            before_ms,
+        )
+        .await
+    }
+}
+
+impl SqliteStore {
+    /// Runs `delete` (binding a time and [`PURGE_CHUNK`]) until it deletes less than a
+    /// chunk, one short transaction each: the single writer is never held for long,
+    /// so verifies keep committing while a day's records are purged. How many went.
+    async fn purge_in_chunks(
+        &self,
+        delete: &'static str,
+        before_ms: i64,
+    ) -> Result<u64, StoreError> {
         let mut total = 0;
         loop {
             let mut tx = self.write_tx().await?;
-            let deleted = sqlx::query(
-                "DELETE FROM receipts WHERE id IN \
-                 (SELECT id FROM receipts WHERE created_at_ms < ? \
-                  ORDER BY created_at_ms LIMIT ?)",
-            )
-            .bind(before_ms)
-            .bind(PURGE_CHUNK)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?
-            .rows_affected();
+            let deleted = sqlx::query(delete)
+                .bind(before_ms)
+                .bind(PURGE_CHUNK)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?
+                .rows_affected();
             tx.commit().await.map_err(db_err)?;
             total += deleted;
             if deleted < PURGE_CHUNK as u64 {
