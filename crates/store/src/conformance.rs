@@ -133,6 +133,7 @@ macro_rules! __conformance_cases {
             audit_entries_name_their_owner,
             audit_find_by_leaf_hash,
             audit_find_across_checkpoints,
+            audit_find_across_epochs,
             audit_missing_hashes_are_not_found,
             audit_checkpoints_keep_latest_and_refuse_another_root,
             audit_log_key_is_created_once,
@@ -2168,6 +2169,52 @@ pub async fn audit_find_across_checkpoints(store: Arc<dyn Store>) {
         Some(17)
     );
     assert_eq!(store.audit_size().await.unwrap(), 22);
+}
+
+/// The leaf index is kept by epoch (2^15 records): a record is found in any epoch,
+/// at its first index when a repeat lies in a later epoch, and in the tail past the
+/// last checkpoint.
+pub async fn audit_find_across_epochs(store: Arc<dyn Store>) {
+    const N: usize = 70_000;
+    let records: Vec<AuditRecord> = (0..N).map(|_| audit_note()).collect();
+    for chunk in records.chunks(4096) {
+        store.audit_append(chunk).await.unwrap();
+    }
+    // Record 5 again, in epoch 2.
+    store.audit_append(&records[5..6]).await.unwrap();
+    store
+        .audit_add_checkpoint(&CheckpointRecord {
+            size: N as u64 + 1,
+            root: Hash([7; 32]),
+            note: "note\n".to_owned(),
+            created_at_ms: T0_MS,
+        })
+        .await
+        .unwrap();
+    // One more after the checkpoint: found in the tail.
+    let tail = audit_note();
+    store
+        .audit_append(std::slice::from_ref(&tail))
+        .await
+        .unwrap();
+    for i in [0usize, 5, 32_767, 32_768, 65_535, 65_536, N - 1] {
+        assert_eq!(
+            store
+                .audit_find(&merkle::leaf_hash(&records[i].entry))
+                .await
+                .unwrap(),
+            Some(i as u64),
+            "record {i}"
+        );
+    }
+    assert_eq!(
+        store
+            .audit_find(&merkle::leaf_hash(&tail.entry))
+            .await
+            .unwrap(),
+        Some(N as u64 + 1)
+    );
+    assert_eq!(store.audit_find(&Hash([0; 32])).await.unwrap(), None);
 }
 
 /// Hashes beyond the log, or at absurd indexes, are `NotFound`, never a panic.

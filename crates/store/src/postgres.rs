@@ -1690,11 +1690,15 @@ impl Store for PostgresStore {
     }
 
     async fn audit_find(&self, leaf_hash: &Hash) -> Result<Option<u64>, StoreError> {
-        // One statement, so one snapshot: the index up to `upto`, else the records
-        // from `upto` on (every one of them is above every indexed one).
+        // One statement, so one snapshot: the index up to `upto`, one seek per epoch
+        // of 2^15 records (migration 0005), else the records from `upto` on (every
+        // one of them is above every indexed one).
         let idx: Option<i64> = sqlx::query_scalar(
             "SELECT COALESCE(\
-                (SELECT MIN(idx) FROM audit_leaf_index WHERE leaf_hash = $1), \
+                (SELECT MIN(i.idx) FROM generate_series(0::bigint, \
+                        (SELECT (upto - 1) >> 15 FROM audit_leaf_progress WHERE id = 1)) AS g(e) \
+                     CROSS JOIN LATERAL (SELECT MIN(idx) AS idx FROM audit_leaf_index \
+                        WHERE epoch = g.e AND leaf_hash = $1) i), \
                 (SELECT MIN(idx) FROM audit_log WHERE leaf_hash = $1 AND idx >= \
                     COALESCE((SELECT upto FROM audit_leaf_progress WHERE id = 1), 0)))",
         )
@@ -2268,9 +2272,9 @@ async fn extend_leaf_index(tx: &mut PgConnection, size: u64) -> Result<(), Store
         return Ok(());
     }
     sqlx::query(
-        "INSERT INTO audit_leaf_index (leaf_hash, idx) \
-         SELECT leaf_hash, idx FROM audit_log WHERE idx >= $1 AND idx < $2 \
-         ORDER BY leaf_hash, idx",
+        "INSERT INTO audit_leaf_index (epoch, leaf_hash, idx) \
+         SELECT idx >> 15, leaf_hash, idx FROM audit_log WHERE idx >= $1 AND idx < $2 \
+         ORDER BY idx >> 15, leaf_hash, idx",
     )
     .bind(upto)
     .bind(size)

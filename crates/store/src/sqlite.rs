@@ -1651,11 +1651,19 @@ impl Store for SqliteStore {
     }
 
     async fn audit_find(&self, leaf_hash: &Hash) -> Result<Option<u64>, StoreError> {
-        // One statement, so one snapshot: the index up to `upto`, else the records
-        // from `upto` on (every one of them is above every indexed one).
+        // One statement, so one snapshot: the index up to `upto`, one seek per epoch
+        // of 2^15 records (migration 0021), else the records from `upto` on (every
+        // one of them is above every indexed one).
         let idx: Option<i64> = sqlx::query_scalar(
-            "SELECT COALESCE(\
-                (SELECT MIN(idx) FROM audit_leaf_index WHERE leaf_hash = ?1), \
+            "WITH RECURSIVE \
+                last(e) AS (SELECT (COALESCE((SELECT upto FROM audit_leaf_progress \
+                                              WHERE id = 1), 0) - 1) >> 15), \
+                epochs(e) AS (SELECT 0 FROM last WHERE last.e >= 0 \
+                              UNION ALL SELECT epochs.e + 1 FROM epochs, last \
+                              WHERE epochs.e < last.e) \
+             SELECT COALESCE(\
+                (SELECT MIN((SELECT MIN(i.idx) FROM audit_leaf_index i \
+                             WHERE i.epoch = epochs.e AND i.leaf_hash = ?1)) FROM epochs), \
                 (SELECT MIN(idx) FROM audit_log WHERE leaf_hash = ?1 AND idx >= \
                     COALESCE((SELECT upto FROM audit_leaf_progress WHERE id = 1), 0)))",
         )
@@ -2147,9 +2155,9 @@ async fn extend_leaf_index(tx: &mut SqliteConnection, size: u64) -> Result<(), S
         return Ok(());
     }
     sqlx::query(
-        "INSERT INTO audit_leaf_index (leaf_hash, idx) \
-         SELECT leaf_hash, idx FROM audit_log WHERE idx >= ? AND idx < ? \
-         ORDER BY leaf_hash, idx",
+        "INSERT INTO audit_leaf_index (epoch, leaf_hash, idx) \
+         SELECT idx >> 15, leaf_hash, idx FROM audit_log WHERE idx >= ? AND idx < ? \
+         ORDER BY idx >> 15, leaf_hash, idx",
     )
     .bind(upto)
     .bind(size)

@@ -596,9 +596,9 @@ async fn a_database_from_before_the_change_feed_keeps_paging_and_its_revocations
     assert_eq!(next.changes, [Change::AgentReactivated(a2.id)]);
 }
 
-/// A database from before the deferred leaf index (migration 0019) has every record
-/// indexed when it is opened: each found at its first index, the progress mark at the
-/// log's size, and the old random-key index gone from the commit path.
+/// A database from before the deferred leaf index (migrations 0019 and 0021) has every
+/// record indexed when it is opened: each found at its first index, the progress mark
+/// at the log's size, and the old random-key index gone from the commit path.
 #[tokio::test]
 async fn a_log_from_before_the_deferred_leaf_index_is_indexed_whole() {
     let (store, dir) = fresh().await;
@@ -620,7 +620,7 @@ async fn a_log_from_before_the_deferred_leaf_index_is_indexed_whole() {
         "DROP TABLE audit_leaf_index",
         "DROP TABLE audit_leaf_progress",
         "CREATE INDEX audit_log_by_leaf ON audit_log (leaf_hash)",
-        "DELETE FROM _sqlx_migrations WHERE version = 19",
+        "DELETE FROM _sqlx_migrations WHERE version IN (19, 21)",
     ] {
         sqlx::query(sql).execute(&mut conn).await.unwrap();
     }
