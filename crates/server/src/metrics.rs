@@ -4,7 +4,7 @@
 //! Architecture invariant: no label carries a token, a key, an id or any text a client
 //! sent. Labels come from fixed sets: route templates of the router (`unmatched` for
 //! the rest), the method folded to a known name, status codes, verify outcomes and the
-//! registry's own error codes, cache names.
+//! registry's own error codes, cache names, pool states.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -75,6 +75,14 @@ pub struct Metrics {
     checkpoint_age_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
     audit_log_entries: Gauge,
     upper_hashes: Gauge,
+    store_connections: Family<ConnectionLabels, Gauge>,
+}
+
+/// A store connection count's labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConnectionLabels {
+    /// `in_use`, `idle` or `max`.
+    pub state: String,
 }
 
 impl Default for Metrics {
@@ -130,8 +138,15 @@ impl Metrics {
             "Upper Merkle tree hashes held in memory for proofs",
             upper_hashes.clone(),
         );
+        let store_connections = Family::<ConnectionLabels, Gauge>::default();
+        registry.register(
+            "store_connections",
+            "The store's pooled connections: in use, idle, and the most it opens",
+            store_connections.clone(),
+        );
         Metrics {
             registry,
+            store_connections,
             http_requests,
             http_seconds,
             verify_decisions,
@@ -218,6 +233,19 @@ impl Metrics {
             .set(i64::try_from(audit.checkpoint_entries).unwrap_or(i64::MAX));
         self.upper_hashes
             .set(i64::try_from(audit.upper_hashes).unwrap_or(i64::MAX));
+        if let Some(pool) = audit.pool {
+            for (state, n) in [
+                ("in_use", pool.open.saturating_sub(pool.idle)),
+                ("idle", pool.idle),
+                ("max", pool.max),
+            ] {
+                self.store_connections
+                    .get_or_create(&ConnectionLabels {
+                        state: state.to_owned(),
+                    })
+                    .set(i64::from(n));
+            }
+        }
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
         Ok(text)
@@ -233,6 +261,8 @@ pub struct AuditGauges {
     pub checkpoint_entries: u64,
     /// Upper hashes held for proofs.
     pub upper_hashes: usize,
+    /// The store's connection pool, if it has one.
+    pub pool: Option<bonafide_store::PoolStatus>,
 }
 
 /// A cache's hit and miss counters ([`crate::bounded::Bounded::counted`]).
@@ -298,6 +328,11 @@ mod tests {
                 checkpoint_age_s: 0.25,
                 checkpoint_entries: 42,
                 upper_hashes: 7,
+                pool: Some(bonafide_store::PoolStatus {
+                    open: 3,
+                    idle: 1,
+                    max: 4,
+                }),
             })
             .unwrap();
         for line in [
@@ -311,6 +346,8 @@ mod tests {
             "bonafide_audit_checkpoint_age_seconds 0.25",
             "bonafide_audit_checkpoint_entries 42",
             "bonafide_audit_upper_hashes 7",
+            "bonafide_store_connections{state=\"in_use\"} 2",
+            "bonafide_store_connections{state=\"max\"} 4",
             "# TYPE bonafide_audit_commit_batch_entries histogram",
             "# TYPE bonafide_http_request_duration_seconds histogram",
         ] {

@@ -1021,6 +1021,17 @@ impl fmt::Debug for LogKeyRecord {
     }
 }
 
+/// A store's connections ([`Store::pool_status`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStatus {
+    /// Open connections (idle or in use).
+    pub open: u32,
+    /// Of those, idle.
+    pub idle: u32,
+    /// The most the pool opens.
+    pub max: u32,
+}
+
 /// Everything Bonafide persists.
 ///
 /// Every state change takes the [`AuditRecord`] describing it and appends it in the
@@ -1381,6 +1392,11 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// The backend's name, as health answers show it (`sqlite`, `postgres`).
     fn backend(&self) -> &'static str {
         "unknown"
+    }
+
+    /// The connection pool's state now, for metrics (`None`: the backend has none).
+    fn pool_status(&self) -> Option<PoolStatus> {
+        None
     }
 
     /// Whether writes can commit now, answered cheaply for health checks: `Ok` unless

@@ -1848,6 +1848,14 @@ impl Store for PostgresStore {
         "postgres"
     }
 
+    fn pool_status(&self) -> Option<crate::PoolStatus> {
+        Some(crate::PoolStatus {
+            open: self.pool.size(),
+            idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+            max: self.pool.options().get_max_connections(),
+        })
+    }
+
     async fn writable(&self) -> Result<(), StoreError> {
         // A round trip on a pooled connection, bounded: the server is reachable and
         // not a read-only standby (after a failover, the old primary may be one). A

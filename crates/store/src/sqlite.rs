@@ -1806,6 +1806,15 @@ impl Store for SqliteStore {
         "sqlite"
     }
 
+    fn pool_status(&self) -> Option<crate::PoolStatus> {
+        // The readers' pool (the writer is one connection, always open).
+        Some(crate::PoolStatus {
+            open: self.reader.size(),
+            idle: u32::try_from(self.reader.num_idle()).unwrap_or(u32::MAX),
+            max: READERS,
+        })
+    }
+
     async fn writable(&self) -> Result<(), StoreError> {
         let since = {
             let mut failing = self.health.lock();

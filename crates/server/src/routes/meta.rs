@@ -291,6 +291,7 @@ pub fn metrics_text(state: &AppState) -> Result<axum::response::Response, ApiErr
             checkpoint_age_s: age_ms.max(0) as f64 / 1000.0,
             checkpoint_entries: latest.size,
             upper_hashes: state.audit.upper_hashes_held(),
+            pool: state.store.pool_status(),
         })
         .map_err(|_| ApiError::internal("metrics could not be encoded"))?;
     Ok((

@@ -121,6 +121,12 @@ async fn metrics_are_for_admins_and_count_by_template_and_code_only() {
         sample(&text, "bonafide_audit_checkpoint_age_seconds").is_some(),
         "{text}"
     );
+    // SQLite's readers' pool: 4 at most.
+    assert_eq!(
+        sample(&text, "bonafide_store_connections{state=\"max\"}"),
+        Some(4.0),
+        "{text}"
+    );
     // No token, agent id or key reaches a label.
     for secret in [
         token.as_str(),
