@@ -299,28 +299,6 @@ impl Server {
                 }
             })
         };
-        let metrics = self.metrics_listener.map(|listener| {
-            let app =
-                    Router::new()
-                        .route(
-                            "/metrics",
-                            get(
-                                |axum::extract::State(state): axum::extract::State<
-                                    Arc<AppState>,
-                                >| async move {
-                                    routes::meta::metrics_text(&state)
-                                },
-                            ),
-                        )
-                        .fallback(not_found)
-                        .with_state(Arc::clone(&self.state));
-            tokio::spawn(async move {
-                if let Err(e) = axum::serve(listener, app).await {
-                    tracing::error!(error = %e, "the metrics listener stopped");
-                }
-            })
-        });
-        let app = router(Arc::clone(&self.state));
         let config = &self.state.config;
         let limits = serve::Limits {
             header_read: config.header_read_timeout,
@@ -328,6 +306,17 @@ impl Server {
             request: config.request_timeout,
             max_connections: config.max_connections,
         };
+        let metrics = self.metrics_listener.map(|listener| {
+            let app = Router::new()
+                .route("/metrics", get(routes::meta::metrics_keyless))
+                .fallback(not_found)
+                .with_state(Arc::clone(&self.state));
+            // The main listener's bounds (timeouts, connection cap), and `no-store`.
+            let app = app.layer(middleware::from_fn(cache::no_store_by_default));
+            tokio::spawn(serve::serve(listener, app, limits, std::future::pending()))
+        });
+        let app = router(Arc::clone(&self.state));
+
         serve::serve(self.listener, app, limits, shutdown).await;
         refresher.abort();
         checkpoints.abort();

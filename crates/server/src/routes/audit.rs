@@ -194,6 +194,13 @@ pub async fn inclusion(
             let leaf = Hash::from_base64(text.trim()).map_err(|_| {
                 ApiError::bad_request("`leaf_hash` is not 32 bytes of standard base64")
             })?;
+            // Queued behind any other lookup by hash (see `AppState::leaf_lookups`);
+            // the request timeout bounds the wait.
+            let _one_at_a_time = state
+                .leaf_lookups
+                .acquire()
+                .await
+                .map_err(|_| ApiError::internal("leaf-hash lookups closed"))?;
             state
                 .store
                 .audit_find(&leaf)

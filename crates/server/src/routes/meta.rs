@@ -279,6 +279,14 @@ pub async fn metrics(
     metrics_text(&state)
 }
 
+/// `GET /metrics` on `serve --metrics-listen`'s address: no key (only this route is
+/// served there).
+pub async fn metrics_keyless(
+    State(state): State<Arc<AppState>>,
+) -> Result<axum::response::Response, ApiError> {
+    metrics_text(&state)
+}
+
 /// The metrics as served, for the route and the separate listener.
 pub fn metrics_text(state: &AppState) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;

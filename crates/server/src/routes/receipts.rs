@@ -23,21 +23,11 @@ pub async fn get(
     ApiPath(id): ApiPath<String>,
 ) -> Result<ApiJson<ReceiptView>, ApiError> {
     let id = ReceiptId::try_from(id.as_str()).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let record = state.store.receipt(&id).await?.ok_or_else(|| {
-        match state.config.receipt_retention {
-            // Said to everyone alike: it does not tell whether this one existed.
-            Some(kept) => ApiError::new(
-                axum::http::StatusCode::NOT_FOUND,
-                crate::error::ErrorCode::NotFound,
-                format!(
-                    "receipt not found (receipts are kept for {}; the decision stays in the \
-                     audit log)",
-                    crate::time::human_duration(kept)
-                ),
-            ),
-            None => ApiError::not_found("receipt"),
-        }
-    })?;
+    let record = state
+        .store
+        .receipt(&id)
+        .await?
+        .ok_or_else(|| not_found(&state))?;
     let readable = match &caller {
         // The issue's rule: the receiver that asked and the agent's issuer, nobody
         // else (an admin reads the decision in the audit log instead).
@@ -50,7 +40,7 @@ pub async fn get(
         Caller::Anonymous => false,
     };
     if !readable {
-        return Err(ApiError::not_found("receipt"));
+        return Err(not_found(&state));
     }
     let mut stored: serde_json::Map<String, serde_json::Value> =
         serde_json::from_slice(&record.claims)
@@ -70,4 +60,21 @@ pub async fn get(
         jws,
         receipt: claims,
     }))
+}
+
+/// The one 404 for a receipt that is missing, purged, or not the caller's: the same
+/// words in every case, so it never tells whether a receipt exists.
+fn not_found(state: &AppState) -> ApiError {
+    match state.config.receipt_retention {
+        Some(kept) => ApiError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            crate::error::ErrorCode::NotFound,
+            format!(
+                "receipt not found (receipts are kept for {}; the decision stays in the \
+                 audit log)",
+                crate::time::human_duration(kept)
+            ),
+        ),
+        None => ApiError::not_found("receipt"),
+    }
 }

@@ -75,6 +75,10 @@ pub struct AppState {
     api_key_epoch: std::sync::Mutex<u64>,
     /// What `/metrics` serves.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// One lookup by leaf hash at a time: it is public and costs a seek per 32,768
+    /// records plus a scan of the records since the last checkpoint, so several at
+    /// once could hold every store reader.
+    pub leaf_lookups: tokio::sync::Semaphore,
     /// Tokens refused because they did not verify (see [`AppState::count_unverifiable`]).
     unverifiable_tokens: std::sync::atomic::AtomicU64,
 }
@@ -173,6 +177,7 @@ impl AppState {
             delegations: Bounded::new(MAX_CACHED_DELEGATIONS, None)
                 .counted(metrics.cache_counters("delegations")),
             metrics: Arc::new(metrics),
+            leaf_lookups: tokio::sync::Semaphore::new(1),
         })
     }
 

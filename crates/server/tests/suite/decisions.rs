@@ -2135,6 +2135,16 @@ async fn receipts_past_their_retention_are_dropped_and_their_audit_entries_stay(
     assert!(message.contains("kept for 7 days"), "{message}");
     let kept = get_receipt(&api, new["receipt_id"].as_str().unwrap(), Some(&rcv)).await;
     assert_eq!(kept.status, StatusCode::OK, "{:?}", kept.body);
+    // Someone else's existing receipt reads exactly as a purged one: the 404 never
+    // tells whether a receipt exists.
+    for who in [None, Some(h.admin.as_str())] {
+        let theirs = get_receipt(&api, new["receipt_id"].as_str().unwrap(), who).await;
+        assert_eq!(theirs.status, StatusCode::NOT_FOUND, "{:?}", theirs.body);
+        assert_eq!(
+            theirs.body["error"]["message"],
+            gone.body["error"]["message"]
+        );
+    }
 
     // The dropped receipt's decision is still in the log, naming it.
     let index = old["audit_index"].as_u64().unwrap();

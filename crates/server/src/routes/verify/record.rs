@@ -129,14 +129,6 @@ pub(super) fn json_response(status: StatusCode, body: Vec<u8>, replayed: bool) -
     res
 }
 
-/// Records a decision (budget charge, idempotency record, receipt, audit entry and
-/// the proof's single-use value, together) and answers it.
-///
-/// Idempotency remembers the spend, nothing else: only a decision about a token that
-/// checked out (signature, status, keys, proof: all decided afresh on every request)
-/// makes or replays an idempotency record. A retry whose token or proof no longer
-/// checks out is decided as the denial it is, and a request with another proof (or
-/// none) is another request: the same key for it is a conflict.
 /// Counts a decision answered (not a replayed one) in the metrics.
 fn count_decision(state: &AppState, deciding: &Deciding, o: &crate::decision::Outcome) {
     let (outcome, code) = match &deciding.checked {
@@ -147,6 +139,14 @@ fn count_decision(state: &AppState, deciding: &Deciding, o: &crate::decision::Ou
     state.metrics.observe_decision(outcome, code);
 }
 
+/// Records a decision (budget charge, idempotency record, receipt, audit entry and
+/// the proof's single-use value, together) and answers it.
+///
+/// Idempotency remembers the spend, nothing else: only a decision about a token that
+/// checked out (signature, status, keys, proof: all decided afresh on every request)
+/// makes or replays an idempotency record. A retry whose token or proof no longer
+/// checks out is decided as the denial it is, and a request with another proof (or
+/// none) is another request: the same key for it is a conflict.
 pub(super) async fn record_decision(
     state: &AppState,
     deciding: Deciding,
