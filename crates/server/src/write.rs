@@ -74,6 +74,8 @@ impl AppState {
             leeway_s: self.config.leeway_secs,
         };
         writer.apply_change(self.store.as_ref(), change, at).await?;
+        drop(writer);
+        self.note_committed();
         Ok(value)
     }
 }

@@ -81,6 +81,36 @@ pub struct AppState {
     pub leaf_lookups: tokio::sync::Semaphore,
     /// Tokens refused because they did not verify (see [`AppState::count_unverifiable`]).
     unverifiable_tokens: std::sync::atomic::AtomicU64,
+    /// Bumped after every change this process commits ([`AppState::commit`]): wakes
+    /// readers of the change feed at once instead of at their next tick.
+    committed: tokio::sync::watch::Sender<u64>,
+}
+
+/// Wakes a reader of the store's change feed ([`AppState::feed_wake`]) when this
+/// process committed a change, or another process may have (the store's signal).
+/// Only a hint, like [`bonafide_store::ChangeSignal`]: the feed stays the truth.
+#[derive(Debug)]
+pub struct FeedWake {
+    local: tokio::sync::watch::Receiver<u64>,
+    store: bonafide_store::ChangeSignal,
+}
+
+impl FeedWake {
+    /// Waits for a wake or `timeout`; `true` when woken early. A wake that came while
+    /// the caller was busy is kept for the next wait.
+    pub async fn wait(&mut self, timeout: std::time::Duration) -> bool {
+        tokio::select! {
+            changed = self.local.changed() => {
+                if changed.is_err() {
+                    // The state is gone (shutting down): time out as asked.
+                    tokio::time::sleep(timeout).await;
+                    return false;
+                }
+                true
+            }
+            woken = self.store.wait(timeout) => woken,
+        }
+    }
 }
 
 /// Most parsed policies kept; the cache is emptied when full (policies are few in
@@ -178,7 +208,24 @@ impl AppState {
                 .counted(metrics.cache_counters("delegations")),
             metrics: Arc::new(metrics),
             leaf_lookups: tokio::sync::Semaphore::new(1),
+            committed: tokio::sync::watch::Sender::new(0),
         })
+    }
+
+    /// A wake-up for a task that reads the change feed (status lists, events): fires
+    /// after this process commits a change and when the store signals one by another.
+    pub fn feed_wake(&self) -> FeedWake {
+        let mut local = self.committed.subscribe();
+        local.mark_unchanged();
+        FeedWake {
+            local,
+            store: self.store.change_signal(),
+        }
+    }
+
+    /// Says that this process committed a change (see [`AppState::feed_wake`]).
+    pub fn note_committed(&self) {
+        self.committed.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// The read model's current snapshot (one atomic load): take it once per
