@@ -231,6 +231,7 @@ pub fn sign(args: SignArgs, out: Out) -> Result<ExitCode> {
         cnf: None,
         act: None,
         ancestor_jtis: None,
+        status: None,
     };
     let token = token::sign(&key, &claims).context("cannot sign the token")?;
     if token.len() > DEFAULT_MAX_TOKEN_BYTES {

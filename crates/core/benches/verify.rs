@@ -60,6 +60,7 @@ fn claims(now: i64) -> AgentClaims {
         cnf: None,
         act: None,
         ancestor_jtis: None,
+        status: None,
     }
 }
 

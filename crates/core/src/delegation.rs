@@ -529,6 +529,7 @@ pub fn child_claims(
         cnf: req.cnf.clone(),
         act: Some(act),
         ancestor_jtis: Some(ancestors),
+        status: None,
     })
 }
 
@@ -753,6 +754,7 @@ mod tests {
             cnf: None,
             act: None,
             ancestor_jtis: None,
+            status: None,
         }
     }
 

@@ -292,13 +292,14 @@ pub struct StatusListClaims {
 /// A referenced token's `status` claim.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusClaim {
-    /// The status list mechanism.
-    pub status_list: StatusRef,
+    /// The status list mechanism; `None` when the token names only other mechanisms
+    /// (which this crate does not read: the token is then as if it had no status).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_list: Option<StatusRef>,
 }
 
 /// Where a token's status is: an index in the list at `uri`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct StatusRef {
     /// The index.
     pub idx: u64,

@@ -413,6 +413,10 @@ pub struct AgentClaims {
     /// RFC 8693 §4.1 reserves `act` members for claims that identify the actor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ancestor_jtis: Option<Vec<TokenId>>,
+    /// Where the token's status is published (draft-ietf-oauth-status-list §6.1):
+    /// an index in a Status List Token, for receivers that verify offline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<crate::status_list::StatusClaim>,
 }
 
 /// Deepest `act` nesting a token may carry at all (RFC 8693 sets no bound). The

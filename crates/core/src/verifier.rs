@@ -402,6 +402,7 @@ mod tests {
             cnf: None,
             act: None,
             ancestor_jtis: None,
+            status: None,
         }
     }
 

@@ -87,6 +87,7 @@ fn parent_of(p: &Value) -> (AgentClaims, Option<Policy>) {
         policy_hash: policy.as_ref().map(|p| p.hash().to_owned()),
         cnf: None,
         ancestor_jtis: act.as_ref().map(|_| jtis),
+        status: None,
         act,
     };
     (claims, policy)

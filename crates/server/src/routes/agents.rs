@@ -264,6 +264,7 @@ fn mint(
         cnf: jkt.map(|j| Confirmation { jkt: j.to_owned() }),
         act: None,
         ancestor_jtis: None,
+        status: None,
     };
     let ring = state.keys();
     let text = token::sign(&ring.active, &claims)?;

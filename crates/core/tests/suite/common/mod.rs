@@ -86,6 +86,7 @@ pub fn claims() -> AgentClaims {
         cnf: None,
         act: None,
         ancestor_jtis: None,
+        status: None,
     }
 }
 
