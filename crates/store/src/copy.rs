@@ -55,6 +55,9 @@ pub const TABLES: &[&str] = &[
     "action_nonces",
     "issuer_domains",
     "changes",
+    "event_key",
+    "webhooks",
+    "event_acks",
 ];
 
 /// Rows read from SQLite and inserted into PostgreSQL at a time (well under
@@ -506,6 +509,7 @@ fn reseal_row(
         }
         "receipt_key" => (PrivateKeySlot::ReceiptKey, "private_pem"),
         "audit_log_key" => (PrivateKeySlot::AuditLogKey, "signer_key"),
+        "event_key" => (PrivateKeySlot::EventKey, "private_pem"),
         _ => return Ok(0),
     };
     let Some((i, stored)) = text_of(column) else {
