@@ -33,6 +33,7 @@ pub mod note;
 pub mod policy;
 pub mod receipt;
 pub mod scopes;
+pub mod secevent;
 pub mod sealed;
 pub mod status_list;
 pub mod tlog_proof;
