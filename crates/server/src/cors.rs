@@ -22,6 +22,7 @@ pub const ROUTES: &[&str] = &[
     "/v1/verify/{*token}",
     "/.well-known/jwks.json",
     "/.well-known/receipt-jwks.json",
+    "/.well-known/event-jwks.json",
     "/.well-known/public-key.pem",
     "/.well-known/bonafide-configuration",
     "/v1/audit/checkpoint",

@@ -27,7 +27,7 @@ mod view;
 #[cfg(test)]
 pub(crate) use self::agent_keys::test_entry;
 pub use self::agent_keys::{AgentKeyEntry, bound_key};
-use self::keys::load_receipt_key;
+use self::keys::{load_event_key, load_receipt_key};
 pub use self::keys::{KeyRing, new_key_record};
 pub use self::read_model::{Change, ReadModel, Snapshot};
 pub use self::revocations::{Revoked, RevokedSet};
@@ -50,6 +50,8 @@ pub struct AppState {
     did_prefix: String,
     /// Signs verify receipts (Ed25519; published in the JWKS, never signs tokens).
     pub receipt_key: SigningKey,
+    /// Push events (issue 19): the event key and what subscribers read.
+    pub events: crate::events::Hub,
     /// Seals the private keys this process stores ([`crate::sealing`]).
     kek: Arc<Kek>,
     /// Parsed token policies by `policy_hash` (parsing costs as much as a signature).
@@ -180,6 +182,8 @@ impl AppState {
         // `iat`, whoever signed it (issue 13: no token lives for ever).
         base_options.max_lifetime_secs = Some(config.max_token_ttl_s);
         let receipt_key = load_receipt_key(store.as_ref(), &kek, now_ms).await?;
+        let events =
+            crate::events::Hub::new(load_event_key(store.as_ref(), &kek, now_ms).await?, position);
         let key_refresh = config.key_refresh;
         let mut metrics = crate::metrics::Metrics::new();
         let commits = audit.commit_metrics();
@@ -193,6 +197,7 @@ impl AppState {
             kek,
             base_options,
             receipt_key,
+            events,
             policies: Bounded::new(MAX_CACHED_POLICIES, None)
                 .counted(metrics.cache_counters("policies")),
             agents: Bounded::new(MAX_CACHED_AGENTS, None).counted(metrics.cache_counters("agents")),
