@@ -32,13 +32,26 @@ use bonafide_core::token::{AgentClaims, KeySet, Revoked, TokenError};
 use crate::ClientError;
 
 /// What the event stream said is revoked or suspended, as the receiver layer reads it.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RevokedSet {
     sets: RwLock<Sets>,
     last_event_id: Mutex<Option<String>>,
-    applied: AtomicU64,
+    /// Events applied so far; [`RevokedSet::watch`] wakes on each.
+    applied: tokio::sync::watch::Sender<u64>,
     refused_sets: AtomicU64,
     last_error: Mutex<Option<String>>,
+}
+
+impl Default for RevokedSet {
+    fn default() -> Self {
+        RevokedSet {
+            sets: RwLock::default(),
+            last_event_id: Mutex::default(),
+            applied: tokio::sync::watch::Sender::new(0),
+            refused_sets: AtomicU64::new(0),
+            last_error: Mutex::default(),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -74,7 +87,8 @@ impl RevokedSet {
             }
             Event::KeysChanged(_) => {}
         }
-        self.applied.fetch_add(1, Ordering::Relaxed);
+        drop(s);
+        self.applied.send_modify(|n| *n += 1);
     }
 
     /// Why `claims` must be refused, if the events say so: the token, one of its
@@ -112,7 +126,12 @@ impl RevokedSet {
 
     /// Events applied so far.
     pub fn applied(&self) -> u64 {
-        self.applied.load(Ordering::Relaxed)
+        *self.applied.borrow()
+    }
+
+    /// Changes each time an event is applied (its value: [`RevokedSet::applied`]).
+    pub fn watch(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.applied.subscribe()
     }
 
     /// SETs received that did not verify (ignored).
