@@ -36,7 +36,8 @@ pub const SESSION_REVOKED: &str =
 pub const CREDENTIAL_CHANGE: &str =
     "https://schemas.openid.net/secevent/caep/event-type/credential-change";
 /// RISC Account Purged.
-pub const ACCOUNT_PURGED: &str = "https://schemas.openid.net/secevent/risc/event-type/account-purged";
+pub const ACCOUNT_PURGED: &str =
+    "https://schemas.openid.net/secevent/risc/event-type/account-purged";
 /// RISC Account Disabled.
 pub const ACCOUNT_DISABLED: &str =
     "https://schemas.openid.net/secevent/risc/event-type/account-disabled";
@@ -247,8 +248,13 @@ mod tests {
             Event::KeysChanged(Subject::Opaque { id: "iss_1".into() }),
         ];
         for (i, event) in events.iter().enumerate() {
-            let claims =
-                SetClaims::new(event, "https://registry.example", format!("evt-{i}"), 100, Some(99));
+            let claims = SetClaims::new(
+                event,
+                "https://registry.example",
+                format!("evt-{i}"),
+                100,
+                Some(99),
+            );
             let set = sign(&key, &claims).unwrap();
             let back = verify(&set, &keys).unwrap();
             assert_eq!(back, claims);
@@ -262,10 +268,19 @@ mod tests {
         let other = SigningKey::generate(Algorithm::EdDSA).unwrap();
         let mut keys = KeySet::new();
         keys.insert(crate::keys::VerifyingKey::from_jwk(key.verifying_key().jwk()).unwrap());
-        let claims = SetClaims::new(&Event::TokenRevoked("tok_1".into()), "x", "evt-1".into(), 1, None);
+        let claims = SetClaims::new(
+            &Event::TokenRevoked("tok_1".into()),
+            "x",
+            "evt-1".into(),
+            1,
+            None,
+        );
         let payload = serde_json::to_vec(&claims).unwrap();
         let wrong_typ = jws::sign_compact(&key, "JWT", &payload).unwrap();
-        assert!(matches!(verify(&wrong_typ, &keys), Err(SetError::WrongType { .. })));
+        assert!(matches!(
+            verify(&wrong_typ, &keys),
+            Err(SetError::WrongType { .. })
+        ));
         let wrong_key = sign(&other, &claims).unwrap();
         assert!(matches!(verify(&wrong_key, &keys), Err(SetError::Jws(_))));
     }

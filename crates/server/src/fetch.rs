@@ -337,7 +337,11 @@ pub async fn post(
         for (name, value) in headers {
             request = request.header(name.as_str(), value.as_str());
         }
-        let mut resp = request.body(body).send().await.map_err(|e| transport(e, limits))?;
+        let mut resp = request
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| transport(e, limits))?;
         let status = resp.status();
         if status.is_redirection() {
             return Err(FetchError::Redirect(status.as_u16()));
@@ -402,7 +406,10 @@ fn pinned_client(
         .connect_timeout(limits.connect_timeout)
         .https_only(!limits.allow_insecure_loopback)
         .dns_resolver(Arc::new(NoDns))
-        .user_agent(format!("bonafide/{} ({purpose})", env!("CARGO_PKG_VERSION")));
+        .user_agent(format!(
+            "bonafide/{} ({purpose})",
+            env!("CARGO_PKG_VERSION")
+        ));
     if let Some(Host::Name(d)) = host_of(url) {
         builder = builder.resolve_to_addrs(d, addrs);
     }

@@ -4686,8 +4686,17 @@ pub async fn push_events_store_webhooks_and_acks(store: Arc<dyn Store>) {
         paused: None,
     };
     store.create_webhook(&hook).await.unwrap();
-    assert_eq!(store.webhooks(Some(&rcv.id)).await.unwrap(), vec![hook.clone()]);
-    assert!(store.webhooks(Some(&other_rcv.id)).await.unwrap().is_empty());
+    assert_eq!(
+        store.webhooks(Some(&rcv.id)).await.unwrap(),
+        vec![hook.clone()]
+    );
+    assert!(
+        store
+            .webhooks(Some(&other_rcv.id))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(store.webhooks(None).await.unwrap().len(), 1);
 
     let pause = Paused {
@@ -4711,11 +4720,24 @@ pub async fn push_events_store_webhooks_and_acks(store: Arc<dyn Store>) {
     assert_eq!(got.last_error.as_deref(), Some("the server answered 500"));
     assert_eq!(got.paused, Some(pause));
     // Another receiver cannot resume or delete it.
-    assert!(!store.resume_webhook(&other_rcv.id, &hook.id, T0_MS).await.unwrap());
+    assert!(
+        !store
+            .resume_webhook(&other_rcv.id, &hook.id, T0_MS)
+            .await
+            .unwrap()
+    );
     assert!(!store.delete_webhook(&other_rcv.id, &hook.id).await.unwrap());
-    assert!(store.resume_webhook(&rcv.id, &hook.id, T0_MS + 7).await.unwrap());
+    assert!(
+        store
+            .resume_webhook(&rcv.id, &hook.id, T0_MS + 7)
+            .await
+            .unwrap()
+    );
     let got = &store.webhooks(Some(&rcv.id)).await.unwrap()[0];
-    assert_eq!((got.paused.clone(), got.failures, got.next_attempt_ms), (None, 0, T0_MS + 7));
+    assert_eq!(
+        (got.paused.clone(), got.failures, got.next_attempt_ms),
+        (None, 0, T0_MS + 7)
+    );
 
     store
         .webhook_delivered(&hook.id, feed.positions[0], T0_MS + 10)
@@ -4755,10 +4777,19 @@ pub async fn push_events_store_webhooks_and_acks(store: Arc<dyn Store>) {
         .event_acks(&rcv.id, Some(feed.positions[0]), 1)
         .await
         .unwrap()[0];
-    assert_eq!((first_ack.acked_at_ms, first_ack.via.as_str()), (T0_MS + 10, "whk_conformance1"));
+    assert_eq!(
+        (first_ack.acked_at_ms, first_ack.via.as_str()),
+        (T0_MS + 10, "whk_conformance1")
+    );
     let latest = store.event_acks(&rcv.id, None, 2).await.unwrap();
     assert_eq!(latest[0].acked_at_ms, T0_MS + 30);
-    assert!(store.event_acks(&other_rcv.id, None, 10).await.unwrap().is_empty());
+    assert!(
+        store
+            .event_acks(&other_rcv.id, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     assert!(store.delete_webhook(&rcv.id, &hook.id).await.unwrap());
     assert!(store.webhooks(None).await.unwrap().is_empty());

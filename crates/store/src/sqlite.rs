@@ -1883,7 +1883,9 @@ impl Store for SqliteStore {
             .await
             .map_err(db_err)?,
         };
-        rows.into_iter().map(rows::WebhookRow::into_webhook).collect()
+        rows.into_iter()
+            .map(rows::WebhookRow::into_webhook)
+            .collect()
     }
 
     async fn delete_webhook(&self, receiver: &ReceiverId, id: &str) -> Result<bool, StoreError> {

@@ -148,7 +148,14 @@ async fn measure(local: &Local, n: usize, count: usize, acks: bool) -> Result<Me
         tokens.push(setup::str_member(&t, "token")?);
     }
     let jwks: Jwks = serde_json::from_value(
-        call(http, &format!("{base}/.well-known/jwks.json"), None, None, 200).await?,
+        call(
+            http,
+            &format!("{base}/.well-known/jwks.json"),
+            None,
+            None,
+            200,
+        )
+        .await?,
     )
     .context("the registry's JWKS")?;
 
@@ -190,7 +197,10 @@ async fn measure(local: &Local, n: usize, count: usize, acks: bool) -> Result<Me
                     return;
                 };
                 headers.insert("authorization", value);
-                match receiver.authenticate(&Method::GET, &Uri::from_static("/"), &headers).await {
+                match receiver
+                    .authenticate(&Method::GET, &Uri::from_static("/"), &headers)
+                    .await
+                {
                     Err(r) if r.code() == "TOKEN_REVOKED" => {
                         let now = Instant::now();
                         samples.lock().await.push(micros(now - round.sent));
@@ -268,7 +278,9 @@ fn ms(us: u32) -> String {
 
 fn print(r: &PushReport) {
     println!();
-    println!("Bonafide load harness: push events, revocation to refusal at subscribed receivers (SSE)");
+    println!(
+        "Bonafide load harness: push events, revocation to refusal at subscribed receivers (SSE)"
+    );
     println!("date:     {}", r.date);
     println!("command:  {}", r.command);
     println!(

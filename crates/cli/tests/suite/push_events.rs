@@ -14,8 +14,18 @@ use crate::replicas::{admin_url, fresh_database, new_admin_key, spawn_replica};
 /// Longest wait for an event (liveness only).
 const PATIENCE: Duration = Duration::from_secs(30);
 
-async fn call(http: &reqwest::Client, method: &str, url: &str, key: &str, body: Option<Value>) -> (StatusCode, Value) {
-    let mut req = if method == "GET" { http.get(url) } else { http.post(url) };
+async fn call(
+    http: &reqwest::Client,
+    method: &str,
+    url: &str,
+    key: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut req = if method == "GET" {
+        http.get(url)
+    } else {
+        http.post(url)
+    };
     req = req.bearer_auth(key);
     if let Some(b) = body {
         req = req.json(&b);
@@ -23,7 +33,10 @@ async fn call(http: &reqwest::Client, method: &str, url: &str, key: &str, body: 
     let resp = req.send().await.unwrap();
     let status = resp.status();
     let text = resp.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 /// Reads SSE events (id, event) from a streaming response.
@@ -34,13 +47,19 @@ struct Sse {
 
 impl Sse {
     async fn open(http: &reqwest::Client, url: &str, key: &str, last: Option<&str>) -> Sse {
-        let mut req = http.get(url).bearer_auth(key).header("accept", "text/event-stream");
+        let mut req = http
+            .get(url)
+            .bearer_auth(key)
+            .header("accept", "text/event-stream");
         if let Some(l) = last {
             req = req.header("last-event-id", l);
         }
         let resp = req.send().await.unwrap();
         assert_eq!(resp.status(), StatusCode::OK);
-        Sse { resp, buf: String::new() }
+        Sse {
+            resp,
+            buf: String::new(),
+        }
     }
 
     async fn next(&mut self) -> (String, String) {
@@ -77,16 +96,40 @@ async fn replicas_serve_the_same_events_under_the_same_ids() {
     let admin = new_admin_key();
     let a = spawn_replica(&db, &admin);
     let b = spawn_replica(&db, &admin);
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
-    let (st, issuer) = call(&http, "POST", &format!("{}/v1/issuers", a.url), &admin, Some(json!({"name": "acme.example"}))).await;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let (st, issuer) = call(
+        &http,
+        "POST",
+        &format!("{}/v1/issuers", a.url),
+        &admin,
+        Some(json!({"name": "acme.example"})),
+    )
+    .await;
     assert_eq!(st, StatusCode::CREATED, "{issuer}");
     let ikey = issuer["api_key"].as_str().unwrap().to_owned();
     let iid = issuer["issuer_id"].as_str().unwrap().to_owned();
-    let (_, rcv) = call(&http, "POST", &format!("{}/v1/receivers", a.url), &admin, Some(json!({"name": "svc.example"}))).await;
+    let (_, rcv) = call(
+        &http,
+        "POST",
+        &format!("{}/v1/receivers", a.url),
+        &admin,
+        Some(json!({"name": "svc.example"})),
+    )
+    .await;
     let rkey = rcv["api_key"].as_str().unwrap().to_owned();
     let mut tokens = Vec::new();
     for i in 0..3 {
-        let (st, v) = call(&http, "POST", &format!("{}/v1/agents/register", a.url), &ikey, Some(json!({"name": format!("Bot{i}"), "scopes": ["read:x"]}))).await;
+        let (st, v) = call(
+            &http,
+            "POST",
+            &format!("{}/v1/agents/register", a.url),
+            &ikey,
+            Some(json!({"name": format!("Bot{i}"), "scopes": ["read:x"]})),
+        )
+        .await;
         assert_eq!(st, StatusCode::CREATED, "{v}");
         tokens.push(v["token"].as_str().unwrap().to_owned());
     }
@@ -95,7 +138,14 @@ async fn replicas_serve_the_same_events_under_the_same_ids() {
     let events = |base: &str| format!("{base}/v1/events?issuer={iid}");
     let mut on_b = Sse::open(&http, &events(&b.url), &rkey, None).await;
     for t in &tokens {
-        let (st, v) = call(&http, "POST", &format!("{}/v1/tokens/revoke", a.url), &ikey, Some(json!({"token": t}))).await;
+        let (st, v) = call(
+            &http,
+            "POST",
+            &format!("{}/v1/tokens/revoke", a.url),
+            &ikey,
+            Some(json!({"token": t})),
+        )
+        .await;
         assert_eq!(st, StatusCode::OK, "{v}");
     }
     let mut seen = Vec::new();
@@ -118,7 +168,12 @@ async fn replicas_serve_the_same_events_under_the_same_ids() {
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|e| (e["id"].as_str().unwrap().to_owned(), e["event"].as_str().unwrap().to_owned()))
+                .map(|e| {
+                    (
+                        e["id"].as_str().unwrap().to_owned(),
+                        e["event"].as_str().unwrap().to_owned(),
+                    )
+                })
                 .collect::<Vec<_>>()
         }
     };
@@ -126,9 +181,23 @@ async fn replicas_serve_the_same_events_under_the_same_ids() {
 
     // Acknowledged on A, read on B.
     let last = seen[2].clone();
-    let (st, v) = call(&http, "POST", &format!("{}/v1/events/ack", a.url), &rkey, Some(json!({"last_event_id": last}))).await;
+    let (st, v) = call(
+        &http,
+        "POST",
+        &format!("{}/v1/events/ack", a.url),
+        &rkey,
+        Some(json!({"last_event_id": last})),
+    )
+    .await;
     assert_eq!(st, StatusCode::OK, "{v}");
-    let (st, v) = call(&http, "GET", &format!("{}/v1/events/acks?event={}", b.url, seen[1]), &rkey, None).await;
+    let (st, v) = call(
+        &http,
+        "GET",
+        &format!("{}/v1/events/acks?event={}", b.url, seen[1]),
+        &rkey,
+        None,
+    )
+    .await;
     assert_eq!(st, StatusCode::OK, "{v}");
     assert_eq!(v["acks"][0]["last_event_id"], last.as_str());
     drop((a, b));

@@ -849,7 +849,11 @@ impl Receiver {
         .map_err(|e| Rejection::token(scheme, &e))?;
         bonafide_core::token::policy_of(&verified.claims)
             .map_err(|e| Rejection::token(scheme, &e))?;
-        if let Some(e) = inner.revoked.as_ref().and_then(|r| r.refusal(&verified.claims)) {
+        if let Some(e) = inner
+            .revoked
+            .as_ref()
+            .and_then(|r| r.refusal(&verified.claims))
+        {
             return Err(Rejection::token(scheme, &e));
         }
         Ok(verified.claims)

@@ -17,7 +17,13 @@ use serde_json::{Value, json};
 const PATIENCE: Duration = Duration::from_secs(30);
 
 async fn post(http: &reqwest::Client, url: String, key: &str, body: Value) -> Value {
-    let resp = http.post(&url).bearer_auth(key).json(&body).send().await.unwrap();
+    let resp = http
+        .post(&url)
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert!(resp.status().is_success(), "{url}: {}", resp.status());
     resp.json().await.unwrap()
 }
@@ -30,7 +36,10 @@ async fn a_subscribed_receiver_refuses_revoked_and_suspended_tokens_offline_at_o
     let admin = ApiKey::from_random(KeyKind::Admin, [7; 20]);
     let entry = AuditEntry::new(EventType::KeyAdded, 0, Actor::Registry);
     let record = bonafide_server::audit::record(&entry, None, None).unwrap();
-    store.add_admin_key(&admin.hash(), 0, &record).await.unwrap();
+    store
+        .add_admin_key(&admin.hash(), 0, &record)
+        .await
+        .unwrap();
     let store: Arc<dyn Store> = Arc::new(store);
     let config = bonafide_server::Config {
         signing_alg: Algorithm::EdDSA,
@@ -46,27 +55,53 @@ async fn a_subscribed_receiver_refuses_revoked_and_suspended_tokens_offline_at_o
     }));
     let http = reqwest::Client::new();
     let admin = admin.expose_secret().to_owned();
-    let issuer = post(&http, format!("{base}/v1/issuers"), &admin, json!({"name": "acme.example"})).await;
+    let issuer = post(
+        &http,
+        format!("{base}/v1/issuers"),
+        &admin,
+        json!({"name": "acme.example"}),
+    )
+    .await;
     let ikey = issuer["api_key"].as_str().unwrap().to_owned();
-    let rcv = post(&http, format!("{base}/v1/receivers"), &admin, json!({"name": "svc.example"})).await;
+    let rcv = post(
+        &http,
+        format!("{base}/v1/receivers"),
+        &admin,
+        json!({"name": "svc.example"}),
+    )
+    .await;
     let rkey = rcv["api_key"].as_str().unwrap().to_owned();
     let body = json!({"name": "Bot", "scopes": ["read:x"]});
-    let one = post(&http, format!("{base}/v1/agents/register"), &ikey, body.clone()).await;
+    let one = post(
+        &http,
+        format!("{base}/v1/agents/register"),
+        &ikey,
+        body.clone(),
+    )
+    .await;
     let two = post(&http, format!("{base}/v1/agents/register"), &ikey, body).await;
 
     let revoked = RevokedSet::new();
-    let mut config = Config::offline(JwksSource::url(format!("{base}/.well-known/jwks.json")), base.clone());
+    let mut config = Config::offline(
+        JwksSource::url(format!("{base}/.well-known/jwks.json")),
+        base.clone(),
+    );
     config.revoked = Some(Arc::clone(&revoked));
     let receiver = Receiver::new(config).await.unwrap();
     let stream = Subscription::new(&base, &rkey)
         .issuer(issuer["issuer_id"].as_str().unwrap())
         .spawn(Arc::clone(&revoked))
         .unwrap();
-    tokio::time::timeout(PATIENCE, stream.connected()).await.unwrap();
+    tokio::time::timeout(PATIENCE, stream.connected())
+        .await
+        .unwrap();
 
     let check = |token: &str| {
         let mut headers = HeaderMap::new();
-        headers.insert("authorization", HeaderValue::from_str(&format!("Bearer {token}")).unwrap());
+        headers.insert(
+            "authorization",
+            HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+        );
         let receiver = receiver.clone();
         async move {
             receiver
@@ -94,18 +129,42 @@ async fn a_subscribed_receiver_refuses_revoked_and_suspended_tokens_offline_at_o
     assert_eq!(check(t1).await, Ok(()));
     assert_eq!(check(t2).await, Ok(()));
 
-    post(&http, format!("{base}/v1/tokens/revoke"), &ikey, json!({"token": t1})).await;
+    post(
+        &http,
+        format!("{base}/v1/tokens/revoke"),
+        &ikey,
+        json!({"token": t1}),
+    )
+    .await;
     wait_applied(1).await;
     assert_eq!(check(t1).await, Err("TOKEN_REVOKED".to_owned()));
     assert_eq!(check(t2).await, Ok(()));
 
-    post(&http, format!("{base}/v1/agents/{a2}/suspend"), &ikey, json!({})).await;
+    post(
+        &http,
+        format!("{base}/v1/agents/{a2}/suspend"),
+        &ikey,
+        json!({}),
+    )
+    .await;
     wait_applied(2).await;
     assert_eq!(check(t2).await, Err("AGENT_SUSPENDED".to_owned()));
-    post(&http, format!("{base}/v1/agents/{a2}/reactivate"), &ikey, json!({})).await;
+    post(
+        &http,
+        format!("{base}/v1/agents/{a2}/reactivate"),
+        &ikey,
+        json!({}),
+    )
+    .await;
     wait_applied(3).await;
     assert_eq!(check(t2).await, Ok(()));
-    post(&http, format!("{base}/v1/agents/{a2}/revoke"), &ikey, json!({})).await;
+    post(
+        &http,
+        format!("{base}/v1/agents/{a2}/revoke"),
+        &ikey,
+        json!({}),
+    )
+    .await;
     wait_applied(4).await;
     assert_eq!(check(t2).await, Err("TOKEN_REVOKED".to_owned()));
     assert_eq!(revoked.refused_sets(), 0);

@@ -87,8 +87,14 @@ impl Filter {
     /// Whether `event` is one this filter follows.
     pub fn matches(&self, event: &PushEvent) -> bool {
         event.everyone
-            || event.issuer.as_ref().is_some_and(|i| self.issuers.contains(i))
-            || event.agent.as_ref().is_some_and(|a| self.agents.contains(a))
+            || event
+                .issuer
+                .as_ref()
+                .is_some_and(|i| self.issuers.contains(i))
+            || event
+                .agent
+                .as_ref()
+                .is_some_and(|a| self.agents.contains(a))
     }
 }
 

@@ -46,7 +46,9 @@ fn receiver_of(caller: &Caller) -> Result<ReceiverId, ApiError> {
         Caller::Anonymous => Err(ApiError::unauthorized(
             "this endpoint needs a receiver API key in `Authorization: Bearer …` or `X-API-Key`",
         )),
-        _ => Err(ApiError::forbidden("this endpoint needs a receiver API key")),
+        _ => Err(ApiError::forbidden(
+            "this endpoint needs a receiver API key",
+        )),
     }
 }
 
@@ -55,7 +57,11 @@ fn parse_event_id(text: &str, what: &str) -> Result<ChangePosition, ApiError> {
     text.trim()
         .parse::<u64>()
         .map(ChangePosition::new)
-        .map_err(|_| ApiError::bad_request(format!("`{what}` must be an event id (a number) this registry sent")))
+        .map_err(|_| {
+            ApiError::bad_request(format!(
+                "`{what}` must be an event id (a number) this registry sent"
+            ))
+        })
 }
 
 /// The filter of a subscription's query: `issuer` and `agent`, each repeatable, and
@@ -89,6 +95,7 @@ fn parse_query(pairs: &[(String, String)]) -> Result<(Filter, Option<ChangePosit
 /// `GET /v1/events` query (documentation; the handler reads the pairs itself, since
 /// `issuer` and `agent` repeat).
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[allow(dead_code)]
 pub struct EventsQuery {
     /// An issuer id to follow (repeatable).
@@ -287,7 +294,9 @@ pub async fn ack(
         .ok()
         .filter(|n| *n > 0)
         .map(ChangePosition::new)
-        .ok_or_else(|| ApiError::invalid("`last_event_id` must be an event id this registry sent"))?;
+        .ok_or_else(|| {
+            ApiError::invalid("`last_event_id` must be an event id this registry sent")
+        })?;
     // Another replica may have sent it a moment before this one read it.
     let mut head = state.events.watch_head();
     // (The guard `wait_for` returns is dropped within the statement: not held across
@@ -313,6 +322,7 @@ pub async fn ack(
 
 /// `GET /v1/events/acks` query.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AcksQuery {
     /// The receiver (admin keys only; a receiver key reads its own).
@@ -343,9 +353,7 @@ pub async fn acks(
     let named = q
         .receiver
         .as_deref()
-        .map(|r| {
-            ReceiverId::try_from(r).map_err(|e| ApiError::invalid(format!("`receiver`: {e}")))
-        })
+        .map(|r| ReceiverId::try_from(r).map_err(|e| ApiError::invalid(format!("`receiver`: {e}"))))
         .transpose()?;
     let receiver = match (&caller, named) {
         (Caller::Admin, Some(r)) => r,
@@ -353,11 +361,17 @@ pub async fn acks(
         (Caller::Receiver(_), named) => {
             let own = receiver_of(&caller)?;
             if named.is_some_and(|n| n != own) {
-                return Err(ApiError::forbidden("a receiver reads only its own acknowledgements"));
+                return Err(ApiError::forbidden(
+                    "a receiver reads only its own acknowledgements",
+                ));
             }
             own
         }
-        _ => return Err(receiver_of(&caller).err().unwrap_or_else(|| ApiError::forbidden("a receiver or admin key is needed"))),
+        _ => {
+            return Err(receiver_of(&caller)
+                .err()
+                .unwrap_or_else(|| ApiError::forbidden("a receiver or admin key is needed")));
+        }
     };
     let covering = q
         .event
@@ -419,7 +433,12 @@ fn view(w: &Webhook) -> WebhookView {
         id: w.id.clone(),
         url: w.url.clone(),
         filter: serde_json::from_str(&w.filter).unwrap_or_default(),
-        state: if w.paused.is_some() { "paused" } else { "active" }.into(),
+        state: if w.paused.is_some() {
+            "paused"
+        } else {
+            "active"
+        }
+        .into(),
         delivered_event_id: w.delivered.to_string(),
         failures: w.failures,
         last_error: w.last_error.clone(),
@@ -448,7 +467,9 @@ pub async fn create_webhook(
     };
     filter.check().map_err(ApiError::invalid)?;
     if body.url.len() > MAX_URL_BYTES {
-        return Err(ApiError::invalid(format!("`url` is longer than {MAX_URL_BYTES} bytes")));
+        return Err(ApiError::invalid(format!(
+            "`url` is longer than {MAX_URL_BYTES} bytes"
+        )));
     }
     events::webhooks::check_url(&state, &body.url)
         .await
@@ -521,7 +542,11 @@ pub async fn delete_webhook(
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let receiver = receiver_of(&caller)?;
-    if state.store.delete_webhook(&receiver, webhook_id(&id)?).await? {
+    if state
+        .store
+        .delete_webhook(&receiver, webhook_id(&id)?)
+        .await?
+    {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found("webhook"))
@@ -541,7 +566,11 @@ pub async fn resume_webhook(
 ) -> Result<ApiJson<WebhookView>, ApiError> {
     let receiver = receiver_of(&caller)?;
     let id = webhook_id(&id)?;
-    if !state.store.resume_webhook(&receiver, id, state.now_ms()).await? {
+    if !state
+        .store
+        .resume_webhook(&receiver, id, state.now_ms())
+        .await?
+    {
         return Err(ApiError::not_found("webhook"));
     }
     let hooks = state.store.webhooks(Some(&receiver)).await?;

@@ -27,8 +27,8 @@ mod view;
 #[cfg(test)]
 pub(crate) use self::agent_keys::test_entry;
 pub use self::agent_keys::{AgentKeyEntry, bound_key};
-use self::keys::{load_event_key, load_receipt_key};
 pub use self::keys::{KeyRing, new_key_record};
+use self::keys::{load_event_key, load_receipt_key};
 pub use self::read_model::{Change, ReadModel, Snapshot};
 pub use self::revocations::{Revoked, RevokedSet};
 pub use self::view::View;
@@ -182,8 +182,10 @@ impl AppState {
         // `iat`, whoever signed it (issue 13: no token lives for ever).
         base_options.max_lifetime_secs = Some(config.max_token_ttl_s);
         let receipt_key = load_receipt_key(store.as_ref(), &kek, now_ms).await?;
-        let events =
-            crate::events::Hub::new(load_event_key(store.as_ref(), &kek, now_ms).await?, position);
+        let events = crate::events::Hub::new(
+            load_event_key(store.as_ref(), &kek, now_ms).await?,
+            position,
+        );
         let key_refresh = config.key_refresh;
         let mut metrics = crate::metrics::Metrics::new();
         let commits = audit.commit_metrics();

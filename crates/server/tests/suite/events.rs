@@ -4,10 +4,10 @@
 //! Python `cryptography` from a signature base it rebuilds itself, retries with
 //! backoff then pause, resume), SSRF refusals, and every endpoint's bad input.
 
-use std::process::{Command, Stdio};
 use std::io::Write as _;
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bonafide_core::keys::{Jwks, VerifyingKey};
@@ -25,7 +25,12 @@ const PATIENCE: Duration = Duration::from_secs(30);
 
 async fn receiver(h: &Harness, name: &str) -> (String, String) {
     let (st, v) = h
-        .call("POST", "/v1/receivers", Some(&h.admin), Some(json!({"name": name})))
+        .call(
+            "POST",
+            "/v1/receivers",
+            Some(&h.admin),
+            Some(json!({"name": name})),
+        )
         .await;
     assert_eq!(st, StatusCode::CREATED, "{v}");
     (
@@ -35,7 +40,9 @@ async fn receiver(h: &Harness, name: &str) -> (String, String) {
 }
 
 async fn event_keys(h: &Harness) -> (Value, KeySet) {
-    let (st, jwks) = h.call("GET", "/.well-known/event-jwks.json", None, None).await;
+    let (st, jwks) = h
+        .call("GET", "/.well-known/event-jwks.json", None, None)
+        .await;
     assert_eq!(st, StatusCode::OK);
     let parsed: Jwks = serde_json::from_value(jwks.clone()).unwrap();
     let mut set = KeySet::new();
@@ -89,7 +96,8 @@ impl Stream {
             loop {
                 if let Some(end) = self.buf.find("\n\n") {
                     let block: String = self.buf.drain(..end + 2).collect();
-                    let (mut id, mut event, mut data) = (String::new(), String::new(), String::new());
+                    let (mut id, mut event, mut data) =
+                        (String::new(), String::new(), String::new());
                     for line in block.lines() {
                         if let Some(v) = line.strip_prefix("id:") {
                             id = v.trim().to_owned();
@@ -115,7 +123,12 @@ impl Stream {
 
 async fn revoke_token(h: &Harness, key: &str, token: &str) {
     let (st, v) = h
-        .call("POST", "/v1/tokens/revoke", Some(key), Some(json!({"token": token})))
+        .call(
+            "POST",
+            "/v1/tokens/revoke",
+            Some(key),
+            Some(json!({"token": token})),
+        )
         .await;
     assert_eq!(st, StatusCode::OK, "{v}");
 }
@@ -144,7 +157,11 @@ fn python_check(mode: &str, input: &Value) -> (bool, Value) {
         .unwrap();
     let out = child.wait_with_output().unwrap();
     let code = out.status.code().unwrap();
-    assert!(code == 0 || code == 1, "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        code == 0 || code == 1,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     (
         code == 0,
         serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
@@ -163,7 +180,12 @@ async fn sse_delivers_every_event_type_signed_and_resumes_after_last_event_id() 
     let agent = reg["agent_id"].as_str().unwrap().to_owned();
     let token = reg["token"].as_str().unwrap().to_owned();
     let (st, second) = h
-        .call("POST", &format!("/v1/agents/{agent}/issue-token"), Some(&issuer.key), Some(json!({})))
+        .call(
+            "POST",
+            &format!("/v1/agents/{agent}/issue-token"),
+            Some(&issuer.key),
+            Some(json!({})),
+        )
         .await;
     assert_eq!(st, StatusCode::CREATED, "{second}");
     let second = second["token"].as_str().unwrap().to_owned();
@@ -174,7 +196,12 @@ async fn sse_delivers_every_event_type_signed_and_resumes_after_last_event_id() 
 
     let mut stream = Stream::open(&h, &rkey, &format!("issuer={}", issuer.id), None).await;
     // Another issuer's events are not followed: they must not show up in between.
-    post_ok(&h, &other.key, &format!("/v1/agents/{bystander_agent}/revoke")).await;
+    post_ok(
+        &h,
+        &other.key,
+        &format!("/v1/agents/{bystander_agent}/revoke"),
+    )
+    .await;
     revoke_token(&h, &issuer.key, &token).await;
     post_ok(&h, &issuer.key, &format!("/v1/agents/{agent}/suspend")).await;
     post_ok(&h, &issuer.key, &format!("/v1/agents/{agent}/reactivate")).await;
@@ -220,22 +247,42 @@ async fn sse_delivers_every_event_type_signed_and_resumes_after_last_event_id() 
     }
     // The revocations name when they happened.
     let revoked = secevent::verify(&got[5].data, &keys).unwrap();
-    assert!(revoked.toe.is_some() && revoked.events[secevent::ACCOUNT_PURGED]["event_timestamp"].is_i64());
+    assert!(
+        revoked.toe.is_some()
+            && revoked.events[secevent::ACCOUNT_PURGED]["event_timestamp"].is_i64()
+    );
     // The token JWKS never holds the event key, nor the event JWKS a token key.
     let (_, token_jwks) = h.call("GET", "/.well-known/jwks.json", None, None).await;
     let event_kid = jwks["keys"][0]["kid"].as_str().unwrap();
-    assert!(token_jwks["keys"].as_array().unwrap().iter().all(|k| k["kid"] != event_kid));
+    assert!(
+        token_jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|k| k["kid"] != event_kid)
+    );
     drop(stream);
 
     // Resume after the second event: the third comes next, then the rest.
-    let mut resumed = Stream::open(&h, &rkey, &format!("issuer={}", issuer.id), Some(&got[1].id)).await;
+    let mut resumed = Stream::open(
+        &h,
+        &rkey,
+        &format!("issuer={}", issuer.id),
+        Some(&got[1].id),
+    )
+    .await;
     for want in &got[2..] {
         let e = resumed.next().await;
         assert_eq!((&e.id, &e.event), (&want.id, &want.event));
     }
     // The JSON page says the same, from the start, with `agent=` as the filter.
     let (st, page) = h
-        .call("GET", &format!("/v1/events?agent={agent}"), Some(&rkey), None)
+        .call(
+            "GET",
+            &format!("/v1/events?agent={agent}"),
+            Some(&rkey),
+            None,
+        )
         .await;
     assert_eq!(st, StatusCode::OK, "{page}");
     let listed = page["events"].as_array().unwrap();
@@ -245,7 +292,12 @@ async fn sse_delivers_every_event_type_signed_and_resumes_after_last_event_id() 
     // subscriber follows the registry's keys).
     let before = ids.len() - want.len();
     assert_eq!(&ids[before..], want.as_slice(), "{page}");
-    assert!(listed[..before].iter().all(|e| e["event"] == "keys.changed"), "{page}");
+    assert!(
+        listed[..before]
+            .iter()
+            .all(|e| e["event"] == "keys.changed"),
+        "{page}"
+    );
     assert_eq!(page["next"], want[want.len() - 1]);
 }
 
@@ -262,17 +314,30 @@ async fn acknowledgements_are_recorded_and_readable_by_the_receiver_and_admins()
     revoke_token(&h, &issuer.key, reg["token"].as_str().unwrap()).await;
     let e = stream.next().await;
     let (st, ack) = h
-        .call("POST", "/v1/events/ack", Some(&rkey), Some(json!({"last_event_id": e.id})))
+        .call(
+            "POST",
+            "/v1/events/ack",
+            Some(&rkey),
+            Some(json!({"last_event_id": e.id})),
+        )
         .await;
     assert_eq!(st, StatusCode::OK, "{ack}");
-    assert_eq!((ack["via"].as_str(), ack["receiver_id"].as_str()), (Some("sse"), Some(rid.as_str())));
+    assert_eq!(
+        (ack["via"].as_str(), ack["receiver_id"].as_str()),
+        (Some("sse"), Some(rid.as_str()))
+    );
     let path = format!("/v1/events/acks?event={}", e.id);
     let (st, mine) = h.call("GET", &path, Some(&rkey), None).await;
     assert_eq!(st, StatusCode::OK, "{mine}");
     assert_eq!(mine["acks"][0]["last_event_id"], e.id.as_str());
     assert_eq!(mine["acks"][0]["acked_at"], ack["acked_at"]);
     let (st, by_admin) = h
-        .call("GET", &format!("{path}&receiver={rid}"), Some(&h.admin), None)
+        .call(
+            "GET",
+            &format!("{path}&receiver={rid}"),
+            Some(&h.admin),
+            None,
+        )
         .await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(by_admin["acks"], mine["acks"]);
@@ -280,9 +345,17 @@ async fn acknowledgements_are_recorded_and_readable_by_the_receiver_and_admins()
     let (_, none) = h.call("GET", &path, Some(&other_key), None).await;
     assert_eq!(none["acks"], json!([]));
     let (st, v) = h
-        .call("GET", &format!("{path}&receiver={rid}"), Some(&other_key), None)
+        .call(
+            "GET",
+            &format!("{path}&receiver={rid}"),
+            Some(&other_key),
+            None,
+        )
         .await;
-    assert_eq!((st, v["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("FORBIDDEN")));
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("FORBIDDEN"))
+    );
     let _ = other_id;
 }
 
@@ -293,15 +366,69 @@ async fn events_endpoints_refuse_bad_input_with_clear_4xx() {
     let issuer = h.issuer_full("acme.example").await;
     let ok = format!("issuer={}", issuer.id);
     let cases: Vec<(Option<&str>, String, Option<&str>, StatusCode, &str)> = vec![
-        (None, ok.clone(), None, StatusCode::UNAUTHORIZED, "UNAUTHORIZED"),
-        (Some(&issuer.key), ok.clone(), None, StatusCode::FORBIDDEN, "FORBIDDEN"),
-        (Some(&h.admin), ok.clone(), None, StatusCode::FORBIDDEN, "FORBIDDEN"),
-        (Some(&rkey), String::new(), None, StatusCode::UNPROCESSABLE_ENTITY, "INVALID_REQUEST"),
-        (Some(&rkey), format!("{ok}&seen=1"), None, StatusCode::BAD_REQUEST, "BAD_REQUEST"),
-        (Some(&rkey), "issuer=nope".into(), None, StatusCode::BAD_REQUEST, "BAD_REQUEST"),
-        (Some(&rkey), "agent=iss_x".into(), None, StatusCode::BAD_REQUEST, "BAD_REQUEST"),
-        (Some(&rkey), format!("{ok}&after=-1"), None, StatusCode::BAD_REQUEST, "BAD_REQUEST"),
-        (Some(&rkey), ok.clone(), Some("yesterday"), StatusCode::BAD_REQUEST, "BAD_REQUEST"),
+        (
+            None,
+            ok.clone(),
+            None,
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+        ),
+        (
+            Some(&issuer.key),
+            ok.clone(),
+            None,
+            StatusCode::FORBIDDEN,
+            "FORBIDDEN",
+        ),
+        (
+            Some(&h.admin),
+            ok.clone(),
+            None,
+            StatusCode::FORBIDDEN,
+            "FORBIDDEN",
+        ),
+        (
+            Some(&rkey),
+            String::new(),
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "INVALID_REQUEST",
+        ),
+        (
+            Some(&rkey),
+            format!("{ok}&seen=1"),
+            None,
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+        ),
+        (
+            Some(&rkey),
+            "issuer=nope".into(),
+            None,
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+        ),
+        (
+            Some(&rkey),
+            "agent=iss_x".into(),
+            None,
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+        ),
+        (
+            Some(&rkey),
+            format!("{ok}&after=-1"),
+            None,
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+        ),
+        (
+            Some(&rkey),
+            ok.clone(),
+            Some("yesterday"),
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+        ),
     ];
     for (key, query, last, status, code) in cases {
         let mut req = h
@@ -321,31 +448,101 @@ async fn events_endpoints_refuse_bad_input_with_clear_4xx() {
     }
     let many: Vec<String> = (0..101).map(|_| format!("issuer={}", issuer.id)).collect();
     let (st, v) = h
-        .call("GET", &format!("/v1/events?{}", many.join("&")), Some(&rkey), None)
+        .call(
+            "GET",
+            &format!("/v1/events?{}", many.join("&")),
+            Some(&rkey),
+            None,
+        )
         .await;
-    assert_eq!((st, v["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("INVALID_REQUEST")));
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("INVALID_REQUEST"))
+    );
 
     for (key, body, status, code) in [
-        (Some(rkey.as_str()), json!({"last_event_id": "x"}), StatusCode::UNPROCESSABLE_ENTITY, "INVALID_REQUEST"),
-        (Some(rkey.as_str()), json!({"last_event_id": "0"}), StatusCode::UNPROCESSABLE_ENTITY, "INVALID_REQUEST"),
+        (
+            Some(rkey.as_str()),
+            json!({"last_event_id": "x"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "INVALID_REQUEST",
+        ),
+        (
+            Some(rkey.as_str()),
+            json!({"last_event_id": "0"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "INVALID_REQUEST",
+        ),
         // An event the registry has not sent.
-        (Some(rkey.as_str()), json!({"last_event_id": "999999"}), StatusCode::UNPROCESSABLE_ENTITY, "INVALID_REQUEST"),
-        (Some(rkey.as_str()), json!({"last_event_id": "1", "more": 1}), StatusCode::UNPROCESSABLE_ENTITY, "INVALID_REQUEST"),
-        (Some(h.admin.as_str()), json!({"last_event_id": "1"}), StatusCode::FORBIDDEN, "FORBIDDEN"),
-        (None, json!({"last_event_id": "1"}), StatusCode::UNAUTHORIZED, "UNAUTHORIZED"),
+        (
+            Some(rkey.as_str()),
+            json!({"last_event_id": "999999"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "INVALID_REQUEST",
+        ),
+        (
+            Some(rkey.as_str()),
+            json!({"last_event_id": "1", "more": 1}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "INVALID_REQUEST",
+        ),
+        (
+            Some(h.admin.as_str()),
+            json!({"last_event_id": "1"}),
+            StatusCode::FORBIDDEN,
+            "FORBIDDEN",
+        ),
+        (
+            None,
+            json!({"last_event_id": "1"}),
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+        ),
     ] {
-        let (st, v) = h.call("POST", "/v1/events/ack", key, Some(body.clone())).await;
-        assert_eq!((st, v["error"]["code"].as_str()), (status, Some(code)), "{body}: {v}");
+        let (st, v) = h
+            .call("POST", "/v1/events/ack", key, Some(body.clone()))
+            .await;
+        assert_eq!(
+            (st, v["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{body}: {v}"
+        );
     }
     for (key, query, status, code) in [
-        (h.admin.as_str(), "", StatusCode::UNPROCESSABLE_ENTITY, "INVALID_REQUEST"),
-        (h.admin.as_str(), "?receiver=nope", StatusCode::UNPROCESSABLE_ENTITY, "INVALID_REQUEST"),
-        (rkey.as_str(), "?event=x", StatusCode::BAD_REQUEST, "BAD_REQUEST"),
-        (rkey.as_str(), "?what=1", StatusCode::BAD_REQUEST, "BAD_REQUEST"),
+        (
+            h.admin.as_str(),
+            "",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "INVALID_REQUEST",
+        ),
+        (
+            h.admin.as_str(),
+            "?receiver=nope",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "INVALID_REQUEST",
+        ),
+        (
+            rkey.as_str(),
+            "?event=x",
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+        ),
+        (
+            rkey.as_str(),
+            "?what=1",
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+        ),
         (issuer.key.as_str(), "", StatusCode::FORBIDDEN, "FORBIDDEN"),
     ] {
-        let (st, v) = h.call("GET", &format!("/v1/events/acks{query}"), Some(key), None).await;
-        assert_eq!((st, v["error"]["code"].as_str()), (status, Some(code)), "{query}: {v}");
+        let (st, v) = h
+            .call("GET", &format!("/v1/events/acks{query}"), Some(key), None)
+            .await;
+        assert_eq!(
+            (st, v["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{query}: {v}"
+        );
     }
 }
 
@@ -369,24 +566,78 @@ async fn webhook_urls_to_private_addresses_or_not_https_are_refused() {
         "http://127.0.0.1:9/hook",
     ] {
         let (st, v) = h
-            .call("POST", "/v1/webhooks", Some(&rkey), Some(json!({"url": url, "issuers": [issuer.id]})))
+            .call(
+                "POST",
+                "/v1/webhooks",
+                Some(&rkey),
+                Some(json!({"url": url, "issuers": [issuer.id]})),
+            )
             .await;
-        assert_eq!((st, v["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("INVALID_REQUEST")), "{url}: {v}");
-        assert!(v["error"]["message"].as_str().unwrap().contains("`url` refused"), "{v}");
+        assert_eq!(
+            (st, v["error"]["code"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("INVALID_REQUEST")),
+            "{url}: {v}"
+        );
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("`url` refused"),
+            "{v}"
+        );
     }
     for (key, body, status, code) in [
-        (Some(rkey.as_str()), json!({"url": "https://example.com/h"}), StatusCode::UNPROCESSABLE_ENTITY, "INVALID_REQUEST"),
-        (Some(rkey.as_str()), json!({"url": "https://example.com/h", "issuers": ["nope"]}), StatusCode::UNPROCESSABLE_ENTITY, "INVALID_REQUEST"),
-        (Some(rkey.as_str()), json!({"url": "https://example.com/h", "issuers": [issuer.id], "seen": true}), StatusCode::UNPROCESSABLE_ENTITY, "INVALID_REQUEST"),
-        (Some(issuer.key.as_str()), json!({"url": "https://example.com/h", "issuers": [issuer.id]}), StatusCode::FORBIDDEN, "FORBIDDEN"),
-        (None, json!({"url": "https://example.com/h", "issuers": [issuer.id]}), StatusCode::UNAUTHORIZED, "UNAUTHORIZED"),
+        (
+            Some(rkey.as_str()),
+            json!({"url": "https://example.com/h"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "INVALID_REQUEST",
+        ),
+        (
+            Some(rkey.as_str()),
+            json!({"url": "https://example.com/h", "issuers": ["nope"]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "INVALID_REQUEST",
+        ),
+        (
+            Some(rkey.as_str()),
+            json!({"url": "https://example.com/h", "issuers": [issuer.id], "seen": true}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "INVALID_REQUEST",
+        ),
+        (
+            Some(issuer.key.as_str()),
+            json!({"url": "https://example.com/h", "issuers": [issuer.id]}),
+            StatusCode::FORBIDDEN,
+            "FORBIDDEN",
+        ),
+        (
+            None,
+            json!({"url": "https://example.com/h", "issuers": [issuer.id]}),
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+        ),
     ] {
-        let (st, v) = h.call("POST", "/v1/webhooks", key, Some(body.clone())).await;
-        assert_eq!((st, v["error"]["code"].as_str()), (status, Some(code)), "{body}: {v}");
+        let (st, v) = h
+            .call("POST", "/v1/webhooks", key, Some(body.clone()))
+            .await;
+        assert_eq!(
+            (st, v["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{body}: {v}"
+        );
     }
-    for (method, path) in [("DELETE", "/v1/webhooks/whk_nope"), ("POST", "/v1/webhooks/whk_nope/resume"), ("DELETE", "/v1/webhooks/other")] {
+    for (method, path) in [
+        ("DELETE", "/v1/webhooks/whk_nope"),
+        ("POST", "/v1/webhooks/whk_nope/resume"),
+        ("DELETE", "/v1/webhooks/other"),
+    ] {
         let (st, v) = h.call(method, path, Some(&rkey), None).await;
-        assert_eq!((st, v["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("NOT_FOUND")), "{path}");
+        assert_eq!(
+            (st, v["error"]["code"].as_str()),
+            (StatusCode::NOT_FOUND, Some("NOT_FOUND")),
+            "{path}"
+        );
     }
     let (st, _) = h.call("GET", "/v1/webhooks", Some(&issuer.key), None).await;
     assert_eq!(st, StatusCode::FORBIDDEN);
@@ -408,19 +659,23 @@ async fn target() -> Target {
     let (s, r) = (Arc::clone(&status), Arc::clone(&seen));
     let app = axum::Router::new().route(
         "/hook",
-        axum::routing::post(move |method: axum::http::Method, headers: HeaderMap, body: Bytes| {
-            let (s, r) = (Arc::clone(&s), Arc::clone(&r));
-            async move {
-                let hs = headers
-                    .iter()
-                    .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap().to_owned()))
-                    .collect();
-                r.lock()
-                    .unwrap()
-                    .push((method.to_string(), hs, String::from_utf8(body.to_vec()).unwrap()));
-                axum::http::StatusCode::from_u16(s.load(Ordering::SeqCst)).unwrap()
-            }
-        }),
+        axum::routing::post(
+            move |method: axum::http::Method, headers: HeaderMap, body: Bytes| {
+                let (s, r) = (Arc::clone(&s), Arc::clone(&r));
+                async move {
+                    let hs = headers
+                        .iter()
+                        .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap().to_owned()))
+                        .collect();
+                    r.lock().unwrap().push((
+                        method.to_string(),
+                        hs,
+                        String::from_utf8(body.to_vec()).unwrap(),
+                    ));
+                    axum::http::StatusCode::from_u16(s.load(Ordering::SeqCst)).unwrap()
+                }
+            },
+        ),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
@@ -470,7 +725,12 @@ async fn webhook_deliveries_are_signed_acknowledged_and_verified_independently()
     let agent = reg["agent_id"].as_str().unwrap().to_owned();
     let t = target().await;
     let (st, hook) = h
-        .call("POST", "/v1/webhooks", Some(&rkey), Some(json!({"url": t.url, "agents": [agent]})))
+        .call(
+            "POST",
+            "/v1/webhooks",
+            Some(&rkey),
+            Some(json!({"url": t.url, "agents": [agent]})),
+        )
         .await;
     assert_eq!(st, StatusCode::CREATED, "{hook}");
     assert_eq!(hook["state"], "active");
@@ -483,12 +743,23 @@ async fn webhook_deliveries_are_signed_acknowledged_and_verified_independently()
     until("four deliveries", || t.count() >= 4).await;
 
     let (jwks, keys) = event_keys(&h).await;
-    let kinds: Vec<&str> = vec!["token.revoked", "agent.suspended", "agent.reactivated", "agent.revoked"];
+    let kinds: Vec<&str> = vec![
+        "token.revoked",
+        "agent.suspended",
+        "agent.reactivated",
+        "agent.revoked",
+    ];
     let deliveries = t.seen.lock().unwrap().clone();
     let mut last_id = String::new();
     for ((method, headers, body), kind) in deliveries.iter().zip(&kinds) {
         assert_eq!(method, "POST");
-        let header = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()).unwrap();
+        let header = |n: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k == n)
+                .map(|(_, v)| v.clone())
+                .unwrap()
+        };
         assert_eq!(header("content-type"), "application/secevent+jwt");
         let claims = secevent::verify(body, &keys).unwrap();
         assert_eq!(claims.event().unwrap().name(), *kind);
@@ -500,7 +771,10 @@ async fn webhook_deliveries_are_signed_acknowledged_and_verified_independently()
         );
         assert!(ok, "{py}");
         assert_eq!(py["params"]["tag"], "bonafide-event");
-        assert_eq!(py["components"], json!(["@method", "@target-uri", "content-type", "content-digest"]));
+        assert_eq!(
+            py["components"],
+            json!(["@method", "@target-uri", "content-type", "content-digest"])
+        );
         // A body changed in transit no longer matches.
         let (ok, _) = python_check(
             "webhook",
@@ -535,12 +809,19 @@ async fn webhook_deliveries_are_signed_acknowledged_and_verified_independently()
     .await
     .unwrap();
     let (_, acks) = h
-        .call("GET", &format!("/v1/events/acks?receiver={rid2}&event={last_id}"), Some(&h.admin), None)
+        .call(
+            "GET",
+            &format!("/v1/events/acks?receiver={rid2}&event={last_id}"),
+            Some(&h.admin),
+            None,
+        )
         .await;
     assert_eq!(acks["acks"][0]["via"], id.as_str(), "{acks}");
 
     // Deleted: nothing more is sent.
-    let (st, _) = h.call("DELETE", &format!("/v1/webhooks/{id}"), Some(&rkey), None).await;
+    let (st, _) = h
+        .call("DELETE", &format!("/v1/webhooks/{id}"), Some(&rkey), None)
+        .await;
     assert_eq!(st, StatusCode::NO_CONTENT);
     assert_eq!(webhooks(&h, &rkey).await["webhooks"], json!([]));
 }
@@ -556,7 +837,12 @@ async fn a_failing_webhook_is_retried_with_backoff_then_paused_and_resumed() {
     let t = target().await;
     t.status.store(500, Ordering::SeqCst);
     let (st, hook) = h
-        .call("POST", "/v1/webhooks", Some(&rkey), Some(json!({"url": t.url, "issuers": [issuer.id]})))
+        .call(
+            "POST",
+            "/v1/webhooks",
+            Some(&rkey),
+            Some(json!({"url": t.url, "issuers": [issuer.id]})),
+        )
         .await;
     assert_eq!(st, StatusCode::CREATED, "{hook}");
     let id = hook["id"].as_str().unwrap().to_owned();
@@ -573,16 +859,35 @@ async fn a_failing_webhook_is_retried_with_backoff_then_paused_and_resumed() {
     let w = &listed["webhooks"][0];
     assert_eq!(w["failures"], 3, "{w}");
     assert_eq!(w["last_error"], "the target answered 500", "{w}");
-    assert!(w["paused_reason"].as_str().unwrap().starts_with("3 deliveries in a row failed"), "{w}");
+    assert!(
+        w["paused_reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("3 deliveries in a row failed"),
+        "{w}"
+    );
     assert!(w["paused_at"].is_string());
     // Exactly the allowed attempts, all the same event; nothing while paused.
     assert_eq!(t.count(), 3);
-    let bodies: Vec<String> = t.seen.lock().unwrap().iter().map(|(_, _, b)| b.clone()).collect();
+    let bodies: Vec<String> = t
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, _, b)| b.clone())
+        .collect();
     assert!(bodies.windows(2).all(|w| w[0] == w[1]));
 
     // The target recovers; resumed, the same event is delivered and acknowledged.
     t.status.store(200, Ordering::SeqCst);
-    let (st, v) = h.call("POST", &format!("/v1/webhooks/{id}/resume"), Some(&rkey), None).await;
+    let (st, v) = h
+        .call(
+            "POST",
+            &format!("/v1/webhooks/{id}/resume"),
+            Some(&rkey),
+            None,
+        )
+        .await;
     assert_eq!(st, StatusCode::OK, "{v}");
     assert_eq!(v["state"], "active");
     until("the fourth attempt", || t.count() >= 4).await;
@@ -605,16 +910,26 @@ async fn a_receiver_has_at_most_ten_webhooks_and_sees_only_its_own() {
     let body = json!({"url": "http://127.0.0.1:9/hook", "issuers": [issuer.id]});
     let mut first = String::new();
     for i in 0..10 {
-        let (st, v) = h.call("POST", "/v1/webhooks", Some(&rkey), Some(body.clone())).await;
+        let (st, v) = h
+            .call("POST", "/v1/webhooks", Some(&rkey), Some(body.clone()))
+            .await;
         assert_eq!(st, StatusCode::CREATED, "{v}");
         if i == 0 {
             first = v["id"].as_str().unwrap().to_owned();
         }
     }
-    let (st, v) = h.call("POST", "/v1/webhooks", Some(&rkey), Some(body.clone())).await;
-    assert_eq!((st, v["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("CONFLICT")));
+    let (st, v) = h
+        .call("POST", "/v1/webhooks", Some(&rkey), Some(body.clone()))
+        .await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("CONFLICT"))
+    );
     assert_eq!(webhooks(&h, &other).await["webhooks"], json!([]));
-    for (method, path) in [("DELETE", format!("/v1/webhooks/{first}")), ("POST", format!("/v1/webhooks/{first}/resume"))] {
+    for (method, path) in [
+        ("DELETE", format!("/v1/webhooks/{first}")),
+        ("POST", format!("/v1/webhooks/{first}/resume")),
+    ] {
         let (st, _) = h.call(method, &path, Some(&other), None).await;
         assert_eq!(st, StatusCode::NOT_FOUND, "{path}");
     }
@@ -623,13 +938,20 @@ async fn a_receiver_has_at_most_ten_webhooks_and_sees_only_its_own() {
 #[tokio::test]
 async fn ssf_metadata_names_the_event_jwks_and_delivery() {
     let h = common::start().await;
-    let (st, v) = h.call("GET", "/.well-known/ssf-configuration", None, None).await;
+    let (st, v) = h
+        .call("GET", "/.well-known/ssf-configuration", None, None)
+        .await;
     assert_eq!(st, StatusCode::OK);
     let base = &h.state.config.public_url;
     assert_eq!(v["issuer"], base.as_str());
     assert_eq!(v["jwks_uri"], format!("{base}/.well-known/event-jwks.json"));
-    assert_eq!(v["delivery_methods_supported"], json!(["urn:ietf:rfc:8935"]));
-    let (_, jwks) = h.call("GET", "/.well-known/event-jwks.json", None, None).await;
+    assert_eq!(
+        v["delivery_methods_supported"],
+        json!(["urn:ietf:rfc:8935"])
+    );
+    let (_, jwks) = h
+        .call("GET", "/.well-known/event-jwks.json", None, None)
+        .await;
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 1);
     assert_eq!(jwks["keys"][0]["crv"], "Ed25519");
 }
