@@ -179,7 +179,7 @@ impl Hub {
 
     /// The events after `after` held in memory and the position read to, or `None`
     /// when `after` is older than what memory holds.
-    fn from_ring(&self, after: ChangePosition) -> Option<(Vec<Arc<PushEvent>>, ChangePosition)> {
+    fn in_memory(&self, after: ChangePosition) -> Option<(Vec<Arc<PushEvent>>, ChangePosition)> {
         let ring = self.ring.read().unwrap_or_else(|p| p.into_inner());
         if after < ring.floor {
             return None;
@@ -205,7 +205,7 @@ pub async fn events_after(
     state: &AppState,
     after: ChangePosition,
 ) -> Result<(Vec<Arc<PushEvent>>, ChangePosition), StoreError> {
-    if let Some(found) = state.events.from_ring(after) {
+    if let Some(found) = state.events.in_memory(after) {
         return Ok(found);
     }
     let head = state.events.head();

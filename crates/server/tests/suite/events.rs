@@ -365,7 +365,14 @@ async fn events_endpoints_refuse_bad_input_with_clear_4xx() {
     let (rkey, _) = receiver(&h, "svc.example").await;
     let issuer = h.issuer_full("acme.example").await;
     let ok = format!("issuer={}", issuer.id);
-    let cases: Vec<(Option<&str>, String, Option<&str>, StatusCode, &str)> = vec![
+    type Case<'a> = (
+        Option<&'a str>,
+        String,
+        Option<&'a str>,
+        StatusCode,
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
         (
             None,
             ok.clone(),
@@ -643,19 +650,22 @@ async fn webhook_urls_to_private_addresses_or_not_https_are_refused() {
     assert_eq!(st, StatusCode::FORBIDDEN);
 }
 
+/// One request a target received: method, headers, body.
+type Received = (String, Vec<(String, String)>, String);
+
 /// A webhook target on loopback: records every request, answers `status`.
 #[derive(Clone)]
 struct Target {
     url: String,
     status: Arc<AtomicU16>,
-    seen: Arc<Mutex<Vec<(String, Vec<(String, String)>, String)>>>,
+    seen: Arc<Mutex<Vec<Received>>>,
 }
 
 async fn target() -> Target {
     use axum::body::Bytes;
     use axum::http::HeaderMap;
     let status = Arc::new(AtomicU16::new(202));
-    let seen: Arc<Mutex<Vec<(String, Vec<(String, String)>, String)>>> = Arc::default();
+    let seen: Arc<Mutex<Vec<Received>>> = Arc::default();
     let (s, r) = (Arc::clone(&status), Arc::clone(&seen));
     let app = axum::Router::new().route(
         "/hook",
