@@ -256,12 +256,60 @@ async fn follow(
     connected: tokio::sync::watch::Sender<bool>,
 ) {
     let mut keys = KeySet::new();
+    // The latest id to acknowledge: the acknowledging task sends the newest one when
+    // the previous acknowledgement is answered (one in flight, later ids coalesced).
+    let (ack_tx, ack_rx) = tokio::sync::watch::channel::<Option<String>>(None);
+    let _acker = sub.acknowledge.then(|| {
+        AbortOnDrop(tokio::spawn(acknowledge(
+            sub.base.clone(),
+            sub.api_key.clone(),
+            http.clone(),
+            Arc::clone(&set),
+            ack_rx,
+        )))
+    });
+    let acks = sub.acknowledge.then_some(&ack_tx);
     loop {
-        if let Err(e) = follow_once(&sub, &http, &set, &mut keys, &connected).await {
+        if let Err(e) = follow_once(&sub, &http, &set, &mut keys, &connected, acks).await {
             set.set_error(e.to_string());
         }
         connected.send_replace(false);
         tokio::time::sleep(sub.reconnect).await;
+    }
+}
+
+/// Aborts its task when dropped (the acknowledging task ends with its subscription).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Acknowledges the latest event applied, one request at a time.
+async fn acknowledge(
+    base: String,
+    api_key: String,
+    http: reqwest::Client,
+    set: Arc<RevokedSet>,
+    mut latest: tokio::sync::watch::Receiver<Option<String>>,
+) {
+    while latest.changed().await.is_ok() {
+        let Some(id) = latest.borrow_and_update().clone() else {
+            continue;
+        };
+        let sent = http
+            .post(format!("{base}/v1/events/ack"))
+            .bearer_auth(&api_key)
+            .json(&serde_json::json!({ "last_event_id": id }))
+            .send()
+            .await;
+        match sent {
+            Ok(resp) if resp.status().is_success() => {}
+            Ok(resp) => set.set_error(format!("acknowledging event {id}: {}", resp.status())),
+            Err(e) => set.set_error(format!("acknowledging event {id}: {e}")),
+        }
     }
 }
 
@@ -277,6 +325,7 @@ async fn follow_once(
     set: &RevokedSet,
     keys: &mut KeySet,
     connected: &tokio::sync::watch::Sender<bool>,
+    acks: Option<&tokio::sync::watch::Sender<Option<String>>>,
 ) -> Result<(), ClientError> {
     let url = format!("{}/v1/events", sub.base);
     let unreachable = |e: reqwest::Error| ClientError::Unreachable {
@@ -349,17 +398,10 @@ async fn follow_once(
             }
             if let Some(id) = id {
                 *set.last_event_id.lock().unwrap_or_else(|p| p.into_inner()) = Some(id.clone());
-                if sub.acknowledge {
-                    // After applying: an acknowledgement says the receiver acted.
-                    let ack = http
-                        .post(format!("{}/v1/events/ack", sub.base))
-                        .bearer_auth(&sub.api_key)
-                        .json(&serde_json::json!({ "last_event_id": id }))
-                        .send()
-                        .await;
-                    if let Err(e) = ack {
-                        set.set_error(format!("acknowledging event {id}: {e}"));
-                    }
+                // After applying: an acknowledgement says the receiver acted. Sent by
+                // the acknowledging task, so a slow one never delays the next event.
+                if let Some(acks) = acks {
+                    acks.send_replace(Some(id));
                 }
             }
         }
