@@ -109,7 +109,16 @@ async fn deliver(state: &AppState, hook: Webhook, from: ChangePosition) -> Chang
     let filter: Filter = match serde_json::from_str(&hook.filter) {
         Ok(f) => f,
         Err(e) => {
+            // Edited behind the server's back: paused, with the reason, not retried.
             tracing::warn!(webhook = %hook.id, error = %e, "a stored webhook filter does not parse");
+            let max = state.config.webhook_max_failures.max(1);
+            failed(
+                state,
+                &hook.id,
+                "its stored filter does not parse".into(),
+                max,
+            )
+            .await;
             return from;
         }
     };

@@ -965,3 +965,27 @@ async fn ssf_metadata_names_the_event_jwks_and_delivery() {
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 1);
     assert_eq!(jwks["keys"][0]["crv"], "Ed25519");
 }
+
+#[tokio::test]
+async fn open_streams_end_when_the_server_shuts_down() {
+    let h = common::start().await;
+    let (rkey, _) = receiver(&h, "svc.example").await;
+    let issuer = h.issuer_full("acme.example").await;
+    let mut stream = Stream::open(&h, &rkey, &format!("issuer={}", issuer.id), None).await;
+    // A restart waits for every connection to finish: it returns only if the stream
+    // ended, and the client sees its end.
+    let h = tokio::time::timeout(PATIENCE, h.restart())
+        .await
+        .expect("the server did not stop with a stream open");
+    let ended = tokio::time::timeout(PATIENCE, async {
+        loop {
+            match stream.resp.chunk().await {
+                Ok(Some(_)) => continue,
+                Ok(None) | Err(_) => break,
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream did not end");
+    drop(h);
+}
