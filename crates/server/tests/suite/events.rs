@@ -978,12 +978,7 @@ async fn open_streams_end_when_the_server_shuts_down() {
         .await
         .expect("the server did not stop with a stream open");
     let ended = tokio::time::timeout(PATIENCE, async {
-        loop {
-            match stream.resp.chunk().await {
-                Ok(Some(_)) => continue,
-                Ok(None) | Err(_) => break,
-            }
-        }
+        while let Ok(Some(_)) = stream.resp.chunk().await {}
     })
     .await;
     assert!(ended.is_ok(), "the stream did not end");
