@@ -24,7 +24,9 @@
 //! - `--replica-spends`: spends on one shared budget over three replicas vs plain
 //!   verifies, then a burst against a small cap that must allow exactly cap/amount;
 //! - `--revocation-propagation`: time from a revoke's 200 on one replica to the
-//!   first refusal on another (not a paired load: its own report).
+//!   first refusal on another (not a paired load: its own report);
+//! - `--push-events`: time from a revoke to its refusal at 250 receivers subscribed
+//!   over SSE (issue 19; its own report).
 //!
 //! In-process servers share one multi-thread tokio runtime (default worker count =
 //! CPUs); the load generator runs on its own single-threaded runtime on the main
@@ -75,6 +77,8 @@ pub enum Mode {
     ReplicaSpends,
     /// Revocation on one replica until refused by another.
     RevocationPropagation,
+    /// Revocation until refused by receivers subscribed over SSE (issue 19).
+    PushEvents,
 }
 
 impl Mode {
@@ -88,6 +92,7 @@ impl Mode {
             (args.compare_replicas, Mode::CompareReplicas),
             (args.replica_spends, Mode::ReplicaSpends),
             (args.revocation_propagation, Mode::RevocationPropagation),
+            (args.push_events, Mode::PushEvents),
         ]
         .into_iter()
         .find_map(|(set, mode)| set.then_some(mode))
@@ -122,6 +127,7 @@ impl Mode {
     group(ArgGroup::new("mode").multiple(false).args([
         "compare_audit", "compare_policy", "compare_issuer_signed", "compare_verify_action",
         "compare_backend", "compare_replicas", "replica_spends", "revocation_propagation",
+        "push_events",
     ]))
 )]
 pub struct Args {
@@ -228,7 +234,19 @@ pub struct Args {
     /// `--revocation-propagation` 2 (revoked on replica i mod N, polled on i+1 mod N).
     #[arg(long, value_name = "N")]
     pub replicas: Option<usize>,
-    /// `--revocation-propagation`: revocations measured.
+    /// Revocation to refusal at `--receivers` receivers subscribed to the registry's
+    /// push events over SSE (issue 19), each a `bonafide_client` receiver layer
+    /// verifying offline and fed by its own subscription; `--revocations` tokens
+    /// revoked one by one. Goal p99 ≤ 1 s. Not a paired load: its own report.
+    #[arg(long)]
+    pub push_events: bool,
+    /// `--push-events`: subscribed receivers.
+    #[arg(long, default_value_t = 250, value_name = "N")]
+    pub receivers: usize,
+    /// `--push-events`: receivers acknowledge each event (`POST /v1/events/ack`).
+    #[arg(long)]
+    pub push_acks: bool,
+    /// `--revocation-propagation`, `--push-events`: revocations measured.
     #[arg(long, default_value_t = 200, value_name = "N")]
     pub revocations: usize,
     /// The PostgreSQL server for the replica modes: a URL whose role may create
@@ -295,11 +313,15 @@ fn run() -> Result<()> {
         "--database-url and --bonafide-bin are for the replica modes"
     );
     ensure!(
-        args.fsync_samples.is_none() || mode != Mode::RevocationPropagation,
+        args.fsync_samples.is_none()
+            || !matches!(mode, Mode::RevocationPropagation | Mode::PushEvents),
         "--fsync-samples is for the paired comparisons"
     );
     if mode == Mode::RevocationPropagation {
         return modes::revocation::run(&args);
+    }
+    if mode == Mode::PushEvents {
+        return modes::push::run(&args);
     }
     pair::run(mode, &args, connections)
 }

@@ -11,6 +11,8 @@
 use std::fmt;
 
 #[cfg(feature = "axum")]
+pub mod events;
+#[cfg(feature = "axum")]
 pub mod receiver;
 
 pub use bonafide_api as api;

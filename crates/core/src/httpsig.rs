@@ -600,6 +600,13 @@ pub fn sign(
     })
 }
 
+/// The RFC 9530 `Content-Digest` value of `body` with SHA-256
+/// (`sha-256=:<base64>:`), for a signer to send and cover, and a verifier to compare
+/// with the body it received.
+pub fn content_digest(body: &[u8]) -> String {
+    format!("sha-256=:{}:", STANDARD.encode(crate::sha256(body)))
+}
+
 /// The key directory body (`{"keys": [JWK, …]}`), served at [`DIRECTORY_PATH`] as
 /// [`DIRECTORY_MEDIA_TYPE`] (draft-meunier-http-message-signatures-directory §3). Only
 /// public members are written ([`Jwk`] never serializes private ones).

@@ -34,6 +34,7 @@ pub mod policy;
 pub mod receipt;
 pub mod scopes;
 pub mod sealed;
+pub mod secevent;
 pub mod status_list;
 pub mod tlog_proof;
 pub mod token;

@@ -32,6 +32,8 @@ pub const PUBLIC: &[(&str, &str)] = &[
     ("/.well-known/public-key.pem", KEYS),
     // Names the signing kid, which changes only by rotation, like the JWKS.
     ("/.well-known/bonafide-configuration", KEYS),
+    // Push events' transmitter metadata names the event JWKS, which changes never.
+    ("/.well-known/ssf-configuration", KEYS),
     ("/v1/audit/checkpoint", REVALIDATE),
     ("/v1/audit/tile/{*path}", REVALIDATE),
     ("/v1/audit/proof/inclusion", REVALIDATE),

@@ -24,6 +24,7 @@ pub const ROUTES: &[&str] = &[
     "/.well-known/receipt-jwks.json",
     "/.well-known/status-list-jwks.json",
     "/v1/status-lists/{id}",
+    "/.well-known/event-jwks.json",
     "/.well-known/public-key.pem",
     "/.well-known/bonafide-configuration",
     "/v1/audit/checkpoint",

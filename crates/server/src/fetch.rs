@@ -265,7 +265,7 @@ async fn checked_addrs(url: &Url, limits: &FetchLimits) -> Result<Vec<SocketAddr
     let (host, addrs): (String, Vec<SocketAddr>) = match host_of(url) {
         Some(Host::Name(d)) => {
             let resolved = tokio::net::lookup_host((d, port)).await.map_err(|e| {
-                tracing::warn!(host = %d, error = %e, "jwks fetch refused: the host does not resolve");
+                tracing::warn!(host = %d, error = %e, "outbound request refused: the host does not resolve");
                 FetchError::NotPublic {
                     host: d.to_owned(),
                     refusal: Refusal::Unresolved(e.to_string()),
@@ -277,7 +277,7 @@ async fn checked_addrs(url: &Url, limits: &FetchLimits) -> Result<Vec<SocketAddr
         None => return Err(FetchError::BadUrl(shown)),
     };
     if addrs.is_empty() {
-        tracing::warn!(host = %host, "jwks fetch refused: the host resolves to no address");
+        tracing::warn!(host = %host, "outbound request refused: the host resolves to no address");
         return Err(FetchError::NotPublic {
             host,
             refusal: Refusal::Unresolved("no addresses".into()),
@@ -288,7 +288,7 @@ async fn checked_addrs(url: &Url, limits: &FetchLimits) -> Result<Vec<SocketAddr
         if let Some(class) = classify(ip) {
             let test_loopback = limits.allow_insecure_loopback && class == "loopback";
             if !test_loopback {
-                tracing::warn!(host = %host, addr = %ip, class, "jwks fetch refused: not a public address");
+                tracing::warn!(host = %host, addr = %ip, class, "outbound request refused: not a public address");
                 return Err(FetchError::NotPublic {
                     host,
                     refusal: Refusal::Address { addr: ip, class },
@@ -302,24 +302,120 @@ async fn checked_addrs(url: &Url, limits: &FetchLimits) -> Result<Vec<SocketAddr
 /// Fetches `url` under the rules of this module and returns the body, checked to be
 /// one strict JSON object.
 pub async fn fetch_json(url: &str, limits: &FetchLimits) -> Result<Vec<u8>, FetchError> {
-    let url = Url::parse(url).map_err(|_| FetchError::BadUrl(url.chars().take(256).collect()))?;
-    let ms = limits.timeout.as_millis();
     let deadline = tokio::time::Instant::now() + limits.timeout;
+    let (url, addrs) = resolve_checked(url, limits, deadline).await?;
+    tokio::time::timeout_at(deadline, fetch_from(url, addrs, limits))
+        .await
+        .map_err(|_| FetchError::Timeout(limits.timeout.as_millis()))?
+}
+
+/// Checks `url` under the rules of this module without sending anything: the URL,
+/// its scheme and every address its host resolves to now. For a URL the registry
+/// will call later (a webhook), refused at once when it names a private address; it
+/// is checked again at each call, since a name can resolve elsewhere later.
+pub async fn check_url(url: &str, limits: &FetchLimits) -> Result<(), FetchError> {
+    let deadline = tokio::time::Instant::now() + limits.timeout;
+    resolve_checked(url, limits, deadline).await.map(|_| ())
+}
+
+/// POSTs `body` with `headers` to `url` under the rules of this module (checked
+/// addresses only, pinned; no redirect followed; bounded) and returns the status of
+/// the answer, whose body is not read beyond [`FetchLimits::max_bytes`]. A redirect
+/// is [`FetchError::Redirect`]; any other status is returned for the caller to judge.
+pub async fn post(
+    url: &str,
+    headers: &[(String, String)],
+    body: Vec<u8>,
+    limits: &FetchLimits,
+) -> Result<u16, FetchError> {
+    let deadline = tokio::time::Instant::now() + limits.timeout;
+    let (url, addrs) = resolve_checked(url, limits, deadline).await?;
+    let ms = limits.timeout.as_millis();
+    tokio::time::timeout_at(deadline, async move {
+        let client = pinned_client(&url, &addrs, limits, "webhook")?;
+        let mut request = client.post(url);
+        for (name, value) in headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        let mut resp = request
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| transport(e, limits))?;
+        let status = resp.status();
+        if status.is_redirection() {
+            return Err(FetchError::Redirect(status.as_u16()));
+        }
+        // Drain a bounded body so the connection closes cleanly; its content is unused.
+        let mut read = 0usize;
+        while let Some(chunk) = resp.chunk().await.map_err(|e| transport(e, limits))? {
+            read += chunk.len();
+            if read > limits.max_bytes {
+                break;
+            }
+        }
+        Ok(status.as_u16())
+    })
+    .await
+    .map_err(|_| FetchError::Timeout(ms))?
+}
+
+/// Parses `url` and resolves it to checked addresses before `deadline`.
+async fn resolve_checked(
+    url: &str,
+    limits: &FetchLimits,
+    deadline: tokio::time::Instant,
+) -> Result<(Url, Vec<SocketAddr>), FetchError> {
+    let url = Url::parse(url).map_err(|_| FetchError::BadUrl(url.chars().take(256).collect()))?;
     // A lookup that does not finish is a host that does not resolve, and is answered
     // in the same words (a distinct timeout would tell a slow internal resolver apart).
     let addrs = tokio::time::timeout_at(deadline, checked_addrs(&url, limits))
         .await
         .map_err(|_| {
             let host = url.host_str().unwrap_or_default().to_owned();
-            tracing::warn!(host = %host, "jwks fetch refused: the lookup did not finish in time");
+            tracing::warn!(host = %host, "outbound request refused: the lookup did not finish in time");
             FetchError::NotPublic {
                 host,
                 refusal: Refusal::LookupTimeout,
             }
         })??;
-    tokio::time::timeout_at(deadline, fetch_from(url, addrs, limits))
-        .await
-        .map_err(|_| FetchError::Timeout(ms))?
+    Ok((url, addrs))
+}
+
+fn transport(e: reqwest::Error, limits: &FetchLimits) -> FetchError {
+    if e.is_timeout() {
+        FetchError::Timeout(limits.timeout.as_millis())
+    } else {
+        // Without the URL: the caller knows it, and it makes messages long.
+        FetchError::Transport(e.without_url().to_string())
+    }
+}
+
+/// A client that connects only to `addrs` (checked), follows no redirect and uses
+/// no proxy, within `limits`.
+fn pinned_client(
+    url: &Url,
+    addrs: &[SocketAddr],
+    limits: &FetchLimits,
+    purpose: &str,
+) -> Result<reqwest::Client, FetchError> {
+    let mut builder = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .timeout(limits.timeout)
+        .connect_timeout(limits.connect_timeout)
+        .https_only(!limits.allow_insecure_loopback)
+        .dns_resolver(Arc::new(NoDns))
+        .user_agent(format!(
+            "bonafide/{} ({purpose})",
+            env!("CARGO_PKG_VERSION")
+        ));
+    if let Some(Host::Name(d)) = host_of(url) {
+        builder = builder.resolve_to_addrs(d, addrs);
+    }
+    builder
+        .build()
+        .map_err(|e| FetchError::Transport(e.to_string()))
 }
 
 /// The fetch itself, from addresses [`checked_addrs`] let through.
@@ -328,32 +424,8 @@ async fn fetch_from(
     addrs: Vec<SocketAddr>,
     limits: &FetchLimits,
 ) -> Result<Vec<u8>, FetchError> {
-    let transport = |e: reqwest::Error| {
-        if e.is_timeout() {
-            FetchError::Timeout(limits.timeout.as_millis())
-        } else {
-            // Without the URL: the issuer knows it, and it makes messages long.
-            FetchError::Transport(e.without_url().to_string())
-        }
-    };
-    let mut builder = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .timeout(limits.timeout)
-        .connect_timeout(limits.connect_timeout)
-        .https_only(!limits.allow_insecure_loopback)
-        .dns_resolver(Arc::new(NoDns))
-        .user_agent(concat!(
-            "bonafide/",
-            env!("CARGO_PKG_VERSION"),
-            " (jwks fetch)"
-        ));
-    if let Some(Host::Name(d)) = host_of(&url) {
-        builder = builder.resolve_to_addrs(d, &addrs);
-    }
-    let client = builder
-        .build()
-        .map_err(|e| FetchError::Transport(e.to_string()))?;
+    let transport = |e: reqwest::Error| transport(e, limits);
+    let client = pinned_client(&url, &addrs, limits, "jwks fetch")?;
     let mut resp = client
         .get(url)
         .header(

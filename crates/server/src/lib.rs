@@ -28,6 +28,7 @@ pub mod cors;
 pub mod decision;
 pub mod delegation;
 pub mod error;
+pub mod events;
 pub mod fetch;
 pub mod metrics;
 pub mod openapi;
@@ -137,6 +138,12 @@ pub struct Config {
     /// Where time is read (grace periods, expiry, windows, audit times). Default the
     /// system clock; tests inject a [`time::ManualClock`].
     pub clock: std::sync::Arc<dyn time::Clock>,
+    /// Push events: the first wait after a webhook delivery fails; it doubles with
+    /// each failure in a row (at most an hour). Default 1 s.
+    pub webhook_retry_base: Duration,
+    /// Push events: failures in a row after which a webhook is paused (its receiver
+    /// sees why and resumes it). Default 10.
+    pub webhook_max_failures: u32,
     /// The key-encryption key every stored private key is sealed under
     /// ([`sealing`]). Default `None`: a random KEK made once per process
     /// ([`sealing::ephemeral_kek`]), so keys it seals open only in this process; the
@@ -174,6 +181,8 @@ impl Default for Config {
             request_timeout: Duration::from_secs(30),
             max_connections: 512,
             clock: std::sync::Arc::new(time::SystemClock),
+            webhook_retry_base: Duration::from_secs(1),
+            webhook_max_failures: 10,
             kek: None,
         }
     }
@@ -329,6 +338,8 @@ impl Server {
             .config
             .publish_status_lists
             .then(|| tokio::spawn(status_lists::run(Arc::clone(&self.state))));
+        let events = tokio::spawn(events::run(Arc::clone(&self.state)));
+        let webhooks = tokio::spawn(events::webhooks::run(Arc::clone(&self.state)));
         // Proofs read the upper levels of the tree from memory once warm; a failure
         // only leaves them to be read on demand.
         let warmer = {
@@ -361,7 +372,16 @@ impl Server {
         });
         let app = router(Arc::clone(&self.state));
 
+        // Event streams never end by themselves: shutting down ends them, so their
+        // connections drain like any other.
+        let hub = Arc::clone(&self.state);
+        let shutdown = async move {
+            shutdown.await;
+            hub.events.close();
+        };
         serve::serve(self.listener, app, limits, shutdown).await;
+        events.abort();
+        webhooks.abort();
         refresher.abort();
         checkpoints.abort();
         purger.abort();
@@ -515,6 +535,29 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(status_lists::get_list).options(cors::preflight),
         )
         .route("/v1/status-lists/allocations", post(status_lists::allocate))
+        .route(
+            "/.well-known/event-jwks.json",
+            get(routes::meta::event_jwks).options(cors::preflight),
+        )
+        .route(
+            "/.well-known/ssf-configuration",
+            get(routes::events::ssf_configuration),
+        )
+        .route("/v1/events", get(routes::events::stream_events))
+        .route("/v1/events/ack", post(routes::events::ack))
+        .route("/v1/events/acks", get(routes::events::acks))
+        .route(
+            "/v1/webhooks",
+            post(routes::events::create_webhook).get(routes::events::list_webhooks),
+        )
+        .route(
+            "/v1/webhooks/{id}",
+            axum::routing::delete(routes::events::delete_webhook),
+        )
+        .route(
+            "/v1/webhooks/{id}/resume",
+            post(routes::events::resume_webhook),
+        )
         .route(
             "/.well-known/public-key.pem",
             get(routes::meta::public_key_pem).options(cors::preflight),

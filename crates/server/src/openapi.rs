@@ -38,6 +38,10 @@ use crate::routes::{
         verify::verify_get, verify::verify_post, verify::simulate, verify::introspect, receipts::get,
         audit::checkpoint, audit::entries, audit::inclusion, audit::consistency, audit::bundle, audit::tile,
         crate::status_lists::get_list, crate::status_lists::allocate, crate::status_lists::jwks,
+        crate::routes::events::stream_events, crate::routes::events::ack, crate::routes::events::acks,
+        crate::routes::events::create_webhook, crate::routes::events::list_webhooks,
+        crate::routes::events::delete_webhook, crate::routes::events::resume_webhook,
+        crate::routes::events::ssf_configuration, meta::event_jwks,
         meta::jwks, meta::receipt_jwks, meta::public_key_pem, meta::configuration, meta::scopes, meta::health, meta::health_alias, meta::healthz, meta::metrics, meta::openapi,
     ),
     components(schemas(

@@ -809,6 +809,59 @@ impl Store for CountingStore {
     async fn receipt_key(&self, c: &ReceiptKeyRecord) -> StoreResult<ReceiptKeyRecord> {
         self.inner.receipt_key(c).await
     }
+    async fn event_key(&self, c: &ReceiptKeyRecord) -> StoreResult<ReceiptKeyRecord> {
+        self.inner.event_key(c).await
+    }
+    async fn create_webhook(&self, w: &bonafide_store::Webhook) -> StoreResult<()> {
+        self.inner.create_webhook(w).await
+    }
+    async fn webhooks(
+        &self,
+        r: Option<&bonafide_core::ids::ReceiverId>,
+    ) -> StoreResult<Vec<bonafide_store::Webhook>> {
+        self.inner.webhooks(r).await
+    }
+    async fn delete_webhook(
+        &self,
+        r: &bonafide_core::ids::ReceiverId,
+        id: &str,
+    ) -> StoreResult<bool> {
+        self.inner.delete_webhook(r, id).await
+    }
+    async fn resume_webhook(
+        &self,
+        r: &bonafide_core::ids::ReceiverId,
+        id: &str,
+        now_ms: i64,
+    ) -> StoreResult<bool> {
+        self.inner.resume_webhook(r, id, now_ms).await
+    }
+    async fn webhook_delivered(
+        &self,
+        id: &str,
+        upto: bonafide_store::ChangePosition,
+        at_ms: i64,
+    ) -> StoreResult<()> {
+        self.inner.webhook_delivered(id, upto, at_ms).await
+    }
+    async fn webhook_failed(
+        &self,
+        id: &str,
+        f: &bonafide_store::WebhookFailure,
+    ) -> StoreResult<()> {
+        self.inner.webhook_failed(id, f).await
+    }
+    async fn record_event_ack(&self, a: &bonafide_store::EventAck) -> StoreResult<bool> {
+        self.inner.record_event_ack(a).await
+    }
+    async fn event_acks(
+        &self,
+        r: &bonafide_core::ids::ReceiverId,
+        covering: Option<bonafide_store::ChangePosition>,
+        limit: u32,
+    ) -> StoreResult<Vec<bonafide_store::EventAck>> {
+        self.inner.event_acks(r, covering, limit).await
+    }
     async fn status_allocate(
         &self,
         e: &bonafide_store::StatusEntry,

@@ -34,6 +34,7 @@ use crate::{
     Receiver, Revocations, SigningKeyRecord, StatusEntry, StatusEntryRow, StatusSubject, Store,
     StoreError, TokenRecord,
 };
+use crate::{EventAck, Paused, Webhook, WebhookFailure};
 
 /// Expands to one `#[tokio::test]` per conformance case.
 ///
@@ -161,6 +162,7 @@ macro_rules! __conformance_cases {
             failed_batch_writes_nothing,
             purge_idempotency_deletes_only_older_records,
             receipt_key_is_created_once,
+            push_events_store_webhooks_and_acks,
             concurrent_decisions_never_exceed_the_cap,
             issuer_keys_add_and_list,
             issuer_key_kid_taken_conflicts,
@@ -4637,6 +4639,170 @@ pub async fn changes_since_misses_nothing_under_concurrent_writers(store: Arc<dy
             .collect();
         assert!(tokens.windows(2).all(|w| w[0] < w[1]), "{tokens:?}");
     }
+}
+
+/// Push events (issue 19): the event key is created once; each change's position is
+/// named; a webhook round-trips, fails, pauses, resumes, delivers (recording the
+/// acknowledgement) and is deleted; acknowledgements are kept and found by event.
+pub async fn push_events_store_webhooks_and_acks(store: Arc<dyn Store>) {
+    let first = ReceiptKeyRecord {
+        private_pem: "-----BEGIN PRIVATE KEY-----\nevent\n-----END PRIVATE KEY-----\n".into(),
+        created_at_ms: T0_MS,
+    };
+    let other = ReceiptKeyRecord {
+        private_pem: "-----BEGIN PRIVATE KEY-----\nother\n-----END PRIVATE KEY-----\n".into(),
+        created_at_ms: T0_MS + 1,
+    };
+    assert_eq!(store.event_key(&first).await.unwrap(), first);
+    assert_eq!(store.event_key(&other).await.unwrap(), first);
+
+    let (issuer, _) = issuer(store.as_ref()).await;
+    let (one, _) = agent(store.as_ref(), &issuer.id).await;
+    let (two, _) = agent(store.as_ref(), &issuer.id).await;
+    let before = store
+        .changes_since(ChangePosition::START, 0, 10_000)
+        .await
+        .unwrap();
+    for a in [&one, &two] {
+        store
+            .revoke_agent(&issuer.id, &a.id, None, T0_MS, &audit_note())
+            .await
+            .unwrap();
+    }
+    let feed = store.changes_since(before.next, 0, 10_000).await.unwrap();
+    assert_eq!(feed.changes.len(), 2);
+    assert_eq!(feed.positions.len(), 2);
+    assert!(before.next < feed.positions[0] && feed.positions[0] < feed.positions[1]);
+    assert_eq!(feed.positions[1], feed.next);
+
+    let rcv = receiver(store.as_ref()).await;
+    let other_rcv = receiver(store.as_ref()).await;
+    let hook = Webhook {
+        id: "whk_conformance1".into(),
+        receiver_id: rcv.id.clone(),
+        url: "https://hooks.example/bonafide".into(),
+        filter: r#"{"issuers":[]}"#.into(),
+        created_at_ms: T0_MS,
+        delivered: before.next,
+        failures: 0,
+        next_attempt_ms: T0_MS,
+        last_error: None,
+        paused: None,
+    };
+    store.create_webhook(&hook).await.unwrap();
+    assert_eq!(
+        store.webhooks(Some(&rcv.id)).await.unwrap(),
+        vec![hook.clone()]
+    );
+    assert!(
+        store
+            .webhooks(Some(&other_rcv.id))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.webhooks(None).await.unwrap().len(), 1);
+
+    let pause = Paused {
+        at_ms: T0_MS + 5,
+        reason: "8 deliveries failed".into(),
+    };
+    store
+        .webhook_failed(
+            &hook.id,
+            &WebhookFailure {
+                error: "the server answered 500".into(),
+                failures: 8,
+                next_attempt_ms: T0_MS + 100,
+                pause: Some(pause.clone()),
+            },
+        )
+        .await
+        .unwrap();
+    let got = &store.webhooks(Some(&rcv.id)).await.unwrap()[0];
+    assert_eq!(got.failures, 8);
+    assert_eq!(got.last_error.as_deref(), Some("the server answered 500"));
+    assert_eq!(got.paused, Some(pause));
+    // Another receiver cannot resume or delete it.
+    assert!(
+        !store
+            .resume_webhook(&other_rcv.id, &hook.id, T0_MS)
+            .await
+            .unwrap()
+    );
+    assert!(!store.delete_webhook(&other_rcv.id, &hook.id).await.unwrap());
+    assert!(
+        store
+            .resume_webhook(&rcv.id, &hook.id, T0_MS + 7)
+            .await
+            .unwrap()
+    );
+    let got = &store.webhooks(Some(&rcv.id)).await.unwrap()[0];
+    assert_eq!(
+        (got.paused.clone(), got.failures, got.next_attempt_ms),
+        (None, 0, T0_MS + 7)
+    );
+
+    store
+        .webhook_delivered(&hook.id, feed.positions[0], T0_MS + 10)
+        .await
+        .unwrap();
+    store
+        .webhook_delivered(&hook.id, feed.next, T0_MS + 20)
+        .await
+        .unwrap();
+    // Never back.
+    store
+        .webhook_delivered(&hook.id, feed.positions[0], T0_MS + 30)
+        .await
+        .unwrap();
+    let got = &store.webhooks(Some(&rcv.id)).await.unwrap()[0];
+    assert_eq!(got.delivered, feed.next);
+    assert_eq!(got.last_error, None);
+
+    let sse = EventAck {
+        receiver_id: rcv.id.clone(),
+        upto: feed.positions[0],
+        acked_at_ms: T0_MS + 15,
+        via: "sse".into(),
+    };
+    assert!(store.record_event_ack(&sse).await.unwrap());
+    // Not as far as already acknowledged: not recorded again.
+    assert!(!store.record_event_ack(&sse).await.unwrap());
+    let covering = store
+        .event_acks(&rcv.id, Some(feed.positions[1]), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        covering.iter().map(|a| a.acked_at_ms).collect::<Vec<_>>(),
+        vec![T0_MS + 20]
+    );
+    let first_ack = &store
+        .event_acks(&rcv.id, Some(feed.positions[0]), 1)
+        .await
+        .unwrap()[0];
+    assert_eq!(
+        (first_ack.acked_at_ms, first_ack.via.as_str()),
+        (T0_MS + 10, "whk_conformance1")
+    );
+    let latest = store.event_acks(&rcv.id, None, 2).await.unwrap();
+    assert_eq!(latest[0].acked_at_ms, T0_MS + 30);
+    assert!(
+        store
+            .event_acks(&other_rcv.id, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    assert!(store.delete_webhook(&rcv.id, &hook.id).await.unwrap());
+    assert!(store.webhooks(None).await.unwrap().is_empty());
+    // A delivery recorded after the delete writes nothing.
+    store
+        .webhook_delivered(&hook.id, feed.next, T0_MS + 40)
+        .await
+        .unwrap();
+    assert_eq!(store.event_acks(&rcv.id, None, 10).await.unwrap().len(), 4);
 }
 
 fn status_entry(issuer: &IssuerId, agent: &AgentId, expires_at_s: i64) -> StatusEntry {

@@ -60,6 +60,9 @@ pub const TABLES: &[&str] = &[
     "status_chain",
     "status_list_tokens",
     "status_list_key",
+    "event_key",
+    "webhooks",
+    "event_acks",
 ];
 
 /// Rows read from SQLite and inserted into PostgreSQL at a time (well under
@@ -511,6 +514,7 @@ fn reseal_row(
         }
         "receipt_key" => (PrivateKeySlot::ReceiptKey, "private_pem"),
         "audit_log_key" => (PrivateKeySlot::AuditLogKey, "signer_key"),
+        "event_key" => (PrivateKeySlot::EventKey, "private_pem"),
         "status_list_key" => (PrivateKeySlot::StatusListKey, "private_pem"),
         _ => return Ok(0),
     };

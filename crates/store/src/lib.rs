@@ -31,12 +31,14 @@ use bonafide_core::policy::Decimal;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod copy;
+pub mod events;
 pub mod ledger;
 pub mod log;
 mod postgres;
 mod rows;
 mod sqlite;
 
+pub use events::{EventAck, Paused, Webhook, WebhookFailure};
 pub use postgres::{PostgresOptions, PostgresStore};
 pub use sqlite::SqliteStore;
 
@@ -965,6 +967,9 @@ impl ChangeSignal {
 pub struct ChangeFeed {
     /// The changes, in commit order.
     pub changes: Vec<Change>,
+    /// Each change's own position, in the same order as `changes` (push events use
+    /// it as the event id).
+    pub positions: Vec<ChangePosition>,
     /// The position to pass as `after` next time.
     pub next: ChangePosition,
     /// More changes follow `next` already: read again at once (a reader that was away
@@ -1027,18 +1032,21 @@ pub enum PrivateKeySlot {
     ReceiptKey,
     /// The audit log's note-signing key (one row).
     AuditLogKey,
+    /// The key that signs push events, Security Event Tokens (one row).
+    EventKey,
     /// The status-list signing key (one row).
     StatusListKey,
 }
 
 impl PrivateKeySlot {
     /// The row's identity as sealed keys bind it: `signing-key/<kid>`, `receipt-key`,
-    /// `audit-log-key`.
+    /// `audit-log-key`, `event-key`, `status-list-key`.
     pub fn identity(&self) -> String {
         match self {
             PrivateKeySlot::SigningKey { kid } => format!("signing-key/{kid}"),
             PrivateKeySlot::ReceiptKey => "receipt-key".to_owned(),
             PrivateKeySlot::AuditLogKey => "audit-log-key".to_owned(),
+            PrivateKeySlot::EventKey => "event-key".to_owned(),
             PrivateKeySlot::StatusListKey => "status-list-key".to_owned(),
         }
     }
@@ -1469,6 +1477,51 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         &self,
         candidate: &ReceiptKeyRecord,
     ) -> Result<ReceiptKeyRecord, StoreError>;
+
+    // ---- push events (issue 19): webhooks and acknowledgements
+
+    /// The event-signing key (it signs only Security Event Tokens), in the receipt
+    /// key's shape: the stored one, or `candidate` stored now if none.
+    async fn event_key(&self, candidate: &ReceiptKeyRecord)
+    -> Result<ReceiptKeyRecord, StoreError>;
+    /// Stores a new webhook (its id is new).
+    async fn create_webhook(&self, webhook: &Webhook) -> Result<(), StoreError>;
+    /// A receiver's webhooks (every receiver's when `None`), oldest first.
+    async fn webhooks(&self, receiver: Option<&ReceiverId>) -> Result<Vec<Webhook>, StoreError>;
+    /// Deletes a receiver's webhook; false if it has none by that id.
+    async fn delete_webhook(&self, receiver: &ReceiverId, id: &str) -> Result<bool, StoreError>;
+    /// Unpauses a receiver's webhook (failures forgotten, next attempt at `now_ms`);
+    /// false if it has none by that id.
+    async fn resume_webhook(
+        &self,
+        receiver: &ReceiverId,
+        id: &str,
+        now_ms: i64,
+    ) -> Result<bool, StoreError>;
+    /// Its target acknowledged every event up to `upto` at `at_ms`: the delivery
+    /// position moves on (never back), failures are forgotten and the acknowledgement
+    /// is recorded ([`Store::event_acks`], `via` the webhook's id), in one
+    /// transaction. Nothing happens for a webhook deleted meanwhile.
+    async fn webhook_delivered(
+        &self,
+        id: &str,
+        upto: ChangePosition,
+        at_ms: i64,
+    ) -> Result<(), StoreError>;
+    /// A delivery attempt failed (and perhaps paused the webhook).
+    async fn webhook_failed(&self, id: &str, failure: &WebhookFailure) -> Result<(), StoreError>;
+    /// Records an acknowledgement, unless the receiver already acknowledged as far
+    /// over the same `via`; true if recorded.
+    async fn record_event_ack(&self, ack: &EventAck) -> Result<bool, StoreError>;
+    /// A receiver's acknowledgements: with `covering`, those that cover that event,
+    /// earliest first (the first is when it was first acknowledged); without, the
+    /// latest first. At most `limit`.
+    async fn event_acks(
+        &self,
+        receiver: &ReceiverId,
+        covering: Option<ChangePosition>,
+        limit: u32,
+    ) -> Result<Vec<EventAck>, StoreError>;
     /// Deletes idempotency records created before `before_ms`; how many. A record's
     /// time is its decision's: the audit entry's `created_at_ms`, else the receipt's,
     /// else the store's clock when it was written.

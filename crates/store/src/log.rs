@@ -322,11 +322,16 @@ pub async fn changes_since<T: LogRead + ?Sized>(
         // Read up to the head: expired rows after the last one kept are passed too.
         _ => head.max(after.get()),
     };
+    let positions = rows
+        .iter()
+        .map(|(position, _)| ChangePosition::new(*position))
+        .collect();
     Ok(ChangeFeed {
         changes: rows
             .into_iter()
             .map(|(_, row)| Change::try_from(row))
             .collect::<Result<_, _>>()?,
+        positions,
         next: ChangePosition::new(next),
         more,
     })

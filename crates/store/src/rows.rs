@@ -402,6 +402,75 @@ pub(crate) fn corrupt(what: &str) -> StoreError {
     StoreError::Backend(format!("stored {what} does not parse"))
 }
 
+/// The columns of `webhooks` a [`WebhookRow`] reads, as a literal for `concat!`.
+macro_rules! webhook_columns {
+    () => {
+        "id, receiver_id, url, filter, created_at_ms, delivered_pos, failures, \
+         next_attempt_ms, last_error, paused_at_ms, paused_reason"
+    };
+}
+pub(crate) use webhook_columns;
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct WebhookRow {
+    pub(crate) id: String,
+    pub(crate) receiver_id: String,
+    pub(crate) url: String,
+    pub(crate) filter: String,
+    pub(crate) created_at_ms: i64,
+    pub(crate) delivered_pos: i64,
+    pub(crate) failures: i64,
+    pub(crate) next_attempt_ms: i64,
+    pub(crate) last_error: Option<String>,
+    pub(crate) paused_at_ms: Option<i64>,
+    pub(crate) paused_reason: Option<String>,
+}
+
+impl WebhookRow {
+    pub(crate) fn into_webhook(self) -> Result<crate::Webhook, StoreError> {
+        let paused = match (self.paused_at_ms, self.paused_reason) {
+            (Some(at_ms), Some(reason)) => Some(crate::Paused { at_ms, reason }),
+            (None, None) => None,
+            _ => return Err(corrupt("webhook pause")),
+        };
+        Ok(crate::Webhook {
+            id: self.id,
+            receiver_id: parse_id(&self.receiver_id, "webhook receiver")?,
+            url: self.url,
+            filter: self.filter,
+            created_at_ms: self.created_at_ms,
+            delivered: crate::ChangePosition::new(
+                u64::try_from(self.delivered_pos).map_err(|_| corrupt("webhook position"))?,
+            ),
+            failures: u32::try_from(self.failures).map_err(|_| corrupt("webhook failures"))?,
+            next_attempt_ms: self.next_attempt_ms,
+            last_error: self.last_error,
+            paused,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct EventAckRow {
+    pub(crate) receiver_id: String,
+    pub(crate) upto_pos: i64,
+    pub(crate) acked_at_ms: i64,
+    pub(crate) via: String,
+}
+
+impl EventAckRow {
+    pub(crate) fn into_ack(self) -> Result<crate::EventAck, StoreError> {
+        Ok(crate::EventAck {
+            receiver_id: parse_id(&self.receiver_id, "ack receiver")?,
+            upto: crate::ChangePosition::new(
+                u64::try_from(self.upto_pos).map_err(|_| corrupt("ack position"))?,
+            ),
+            acked_at_ms: self.acked_at_ms,
+            via: self.via,
+        })
+    }
+}
+
 #[derive(sqlx::FromRow)]
 pub(crate) struct StatusEntryDbRow {
     pub(crate) seq: i64,

@@ -43,7 +43,7 @@ use sqlx::{Connection, QueryBuilder, Sqlite, SqliteConnection, SqlitePool, Trans
 use crate::ConflictKind;
 use crate::ledger::{self, BudgetRow, Claimed, LedgerTx};
 use crate::log;
-use crate::rows::*;
+use crate::rows::{self, *};
 use crate::{
     Agent, AgentKey, AgentStatus, ApiKeyRecord, AuditRecord, AuditRow, BudgetKey, Change,
     ChangeFeed, ChangePosition, CheckpointRecord, Cursor, DecisionItem, DecisionOutcome,
@@ -52,6 +52,7 @@ use crate::{
     Receiver, Reseal, Revocations, SigningKeyRecord, StatusEntry, StatusEntryRow, StatusListRecord,
     StatusSlot, StatusSubject, Store, StoreError, TokenRecord,
 };
+use crate::{EventAck, Webhook, WebhookFailure};
 
 /// Name of the database file inside the data directory.
 const DB_FILE: &str = "bonafide.db";
@@ -1576,6 +1577,21 @@ impl Store for SqliteStore {
                 .map_err(db_err)?;
             changed += 1;
         }
+        let event_key: Option<String> =
+            sqlx::query_scalar("SELECT private_pem FROM event_key WHERE id = 1")
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        if let Some(text) = event_key
+            && let Some(new) = reseal(&PrivateKeySlot::EventKey, &text)?
+        {
+            sqlx::query("UPDATE event_key SET private_pem = ? WHERE id = 1")
+                .bind(new)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            changed += 1;
+        }
         let status_key: Option<String> =
             sqlx::query_scalar("SELECT private_pem FROM status_list_key WHERE id = 1")
                 .fetch_optional(&mut *tx)
@@ -1816,6 +1832,207 @@ impl Store for SqliteStore {
             private_pem,
             created_at_ms,
         })
+    }
+
+    async fn event_key(
+        &self,
+        candidate: &ReceiptKeyRecord,
+    ) -> Result<ReceiptKeyRecord, StoreError> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query(
+            "INSERT INTO event_key (id, private_pem, created_at_ms) VALUES (1, ?, ?) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&candidate.private_pem)
+        .bind(candidate.created_at_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let (private_pem, created_at_ms): (String, i64) =
+            sqlx::query_as("SELECT private_pem, created_at_ms FROM event_key WHERE id = 1")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(ReceiptKeyRecord {
+            private_pem,
+            created_at_ms,
+        })
+    }
+
+    async fn create_webhook(&self, webhook: &Webhook) -> Result<(), StoreError> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query(
+            "INSERT INTO webhooks (id, receiver_id, url, filter, created_at_ms, delivered_pos, \
+             failures, next_attempt_ms) VALUES (?, ?, ?, ?, ?, ?, 0, ?)",
+        )
+        .bind(&webhook.id)
+        .bind(webhook.receiver_id.as_str())
+        .bind(&webhook.url)
+        .bind(&webhook.filter)
+        .bind(webhook.created_at_ms)
+        .bind(to_i64(webhook.delivered.get())?)
+        .bind(webhook.next_attempt_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn webhooks(&self, receiver: Option<&ReceiverId>) -> Result<Vec<Webhook>, StoreError> {
+        let rows = match receiver {
+            Some(r) => sqlx::query_as::<_, rows::WebhookRow>(concat!(
+                "SELECT ",
+                webhook_columns!(),
+                " FROM webhooks WHERE receiver_id = ? ORDER BY created_at_ms, id"
+            ))
+            .bind(r.as_str())
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db_err)?,
+            None => sqlx::query_as::<_, rows::WebhookRow>(concat!(
+                "SELECT ",
+                webhook_columns!(),
+                " FROM webhooks ORDER BY created_at_ms, id"
+            ))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db_err)?,
+        };
+        rows.into_iter()
+            .map(rows::WebhookRow::into_webhook)
+            .collect()
+    }
+
+    async fn delete_webhook(&self, receiver: &ReceiverId, id: &str) -> Result<bool, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let done = sqlx::query("DELETE FROM webhooks WHERE id = ? AND receiver_id = ?")
+            .bind(id)
+            .bind(receiver.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn resume_webhook(
+        &self,
+        receiver: &ReceiverId,
+        id: &str,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let done = sqlx::query(
+            "UPDATE webhooks SET paused_at_ms = NULL, paused_reason = NULL, failures = 0, \
+             next_attempt_ms = ? WHERE id = ? AND receiver_id = ?",
+        )
+        .bind(now_ms)
+        .bind(id)
+        .bind(receiver.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn webhook_delivered(
+        &self,
+        id: &str,
+        upto: ChangePosition,
+        at_ms: i64,
+    ) -> Result<(), StoreError> {
+        let upto = to_i64(upto.get())?;
+        let mut tx = self.write_tx().await?;
+        sqlx::query(
+            "UPDATE webhooks SET delivered_pos = MAX(delivered_pos, ?), failures = 0, \
+             last_error = NULL, next_attempt_ms = ? WHERE id = ?",
+        )
+        .bind(upto)
+        .bind(at_ms)
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        sqlx::query(
+            "INSERT INTO event_acks (receiver_id, upto_pos, acked_at_ms, via) \
+             SELECT receiver_id, ?, ?, id FROM webhooks WHERE id = ?",
+        )
+        .bind(upto)
+        .bind(at_ms)
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn webhook_failed(&self, id: &str, failure: &WebhookFailure) -> Result<(), StoreError> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query(
+            "UPDATE webhooks SET failures = ?, last_error = ?, next_attempt_ms = ?, \
+             paused_at_ms = COALESCE(paused_at_ms, ?), \
+             paused_reason = COALESCE(paused_reason, ?) WHERE id = ?",
+        )
+        .bind(i64::from(failure.failures))
+        .bind(&failure.error)
+        .bind(failure.next_attempt_ms)
+        .bind(failure.pause.as_ref().map(|p| p.at_ms))
+        .bind(failure.pause.as_ref().map(|p| p.reason.as_str()))
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn record_event_ack(&self, ack: &EventAck) -> Result<bool, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let done = sqlx::query(
+            "INSERT INTO event_acks (receiver_id, upto_pos, acked_at_ms, via) \
+             SELECT ?1, ?2, ?3, ?4 WHERE NOT EXISTS (SELECT 1 FROM event_acks \
+             WHERE receiver_id = ?1 AND via = ?4 AND upto_pos >= ?2)",
+        )
+        .bind(ack.receiver_id.as_str())
+        .bind(to_i64(ack.upto.get())?)
+        .bind(ack.acked_at_ms)
+        .bind(&ack.via)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn event_acks(
+        &self,
+        receiver: &ReceiverId,
+        covering: Option<ChangePosition>,
+        limit: u32,
+    ) -> Result<Vec<EventAck>, StoreError> {
+        let rows = match covering {
+            Some(pos) => sqlx::query_as::<_, rows::EventAckRow>(
+                "SELECT receiver_id, upto_pos, acked_at_ms, via FROM event_acks \
+                 WHERE receiver_id = ? AND upto_pos >= ? ORDER BY acked_at_ms, upto_pos LIMIT ?",
+            )
+            .bind(receiver.as_str())
+            .bind(to_i64(pos.get())?)
+            .bind(i64::from(limit))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db_err)?,
+            None => sqlx::query_as::<_, rows::EventAckRow>(
+                "SELECT receiver_id, upto_pos, acked_at_ms, via FROM event_acks \
+                 WHERE receiver_id = ? ORDER BY acked_at_ms DESC, upto_pos DESC LIMIT ?",
+            )
+            .bind(receiver.as_str())
+            .bind(i64::from(limit))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db_err)?,
+        };
+        rows.into_iter().map(rows::EventAckRow::into_ack).collect()
     }
 
     async fn status_allocate(

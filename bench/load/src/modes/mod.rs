@@ -18,6 +18,7 @@ pub mod backend;
 pub mod baseline;
 pub mod issuer_signed;
 pub mod policy;
+pub mod push;
 pub mod replicas;
 pub mod revocation;
 pub mod shared_budget;
@@ -35,6 +36,7 @@ pub async fn setup(mode: Mode, ctx: &Ctx<'_>) -> Result<Bench> {
         Mode::ReplicaSpends => shared_budget::setup(ctx).await,
         // Not a paired load: `main` runs it on its own.
         Mode::RevocationPropagation => anyhow::bail!("revocation propagation is not paired"),
+        Mode::PushEvents => anyhow::bail!("push events are not paired"),
     }
 }
 

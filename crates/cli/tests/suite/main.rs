@@ -13,6 +13,7 @@ mod errors;
 mod migrate;
 mod msrv;
 mod policy;
+mod push_events;
 mod readme;
 mod receipt;
 mod replicas;

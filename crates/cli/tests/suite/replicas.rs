@@ -398,7 +398,7 @@ fn shared_kek() -> &'static Path {
     })
 }
 
-fn spawn_replica(db_url: &str, admin: &str) -> Served {
+pub(crate) fn spawn_replica(db_url: &str, admin: &str) -> Served {
     let mut cmd = Command::new(BIN);
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--signing-alg", "EdDSA"])
         .args(["--public-url", PUBLIC_URL])

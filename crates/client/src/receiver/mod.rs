@@ -289,6 +289,9 @@ pub struct Config {
     pub replay_capacity: usize,
     /// Agents' public keys, for message signatures. Default [`AgentKeySource::None`].
     pub agent_keys: AgentKeySource,
+    /// Push events (issue 19): what a [`crate::events::Subscription`] says is revoked
+    /// or suspended is refused offline at once. Default none.
+    pub revoked: Option<Arc<crate::events::RevokedSet>>,
 }
 
 impl Config {
@@ -308,6 +311,7 @@ impl Config {
             proof_max_age_secs: DEFAULT_PROOF_MAX_AGE_SECS,
             replay_capacity: replay::DEFAULT_CAPACITY,
             agent_keys: AgentKeySource::None,
+            revoked: None,
         }
     }
 
@@ -636,6 +640,8 @@ struct Inner {
     /// proof with the same key skips the thumbprint and the key parse
     /// ([`dpop::verify_with_key`]). Bounded: emptied when full.
     proof_keys: RwLock<HashMap<String, Arc<VerifyingKey>>>,
+    /// [`Config::revoked`].
+    revoked: Option<Arc<crate::events::RevokedSet>>,
 }
 
 /// Most DPoP keys kept parsed in [`Inner::proof_keys`].
@@ -786,6 +792,7 @@ impl Receiver {
                 agent_keys,
                 online,
                 proof_keys: RwLock::new(HashMap::new()),
+                revoked: config.revoked,
             }),
         })
     }
@@ -842,6 +849,13 @@ impl Receiver {
         .map_err(|e| Rejection::token(scheme, &e))?;
         bonafide_core::token::policy_of(&verified.claims)
             .map_err(|e| Rejection::token(scheme, &e))?;
+        if let Some(e) = inner
+            .revoked
+            .as_ref()
+            .and_then(|r| r.refusal(&verified.claims))
+        {
+            return Err(Rejection::token(scheme, &e));
+        }
         Ok(verified.claims)
     }
 

@@ -1,6 +1,7 @@
 //! The client's integration tests, one binary.
 
 mod conformance;
+mod events;
 mod example_receiver;
 mod middleware;
 mod registry;

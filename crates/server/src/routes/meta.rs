@@ -39,6 +39,17 @@ pub async fn receipt_jwks(State(state): State<Arc<AppState>>) -> impl IntoRespon
     })
 }
 
+/// The event key (RFC 7517 JWK Set of one Ed25519 key): it signs only push events,
+/// Security Event Tokens (`typ secevent+jwt`) and their webhook deliveries' message
+/// signatures, and is kept out of the token JWKS like the receipt key.
+#[utoipa::path(get, path = "/.well-known/event-jwks.json", tag = "discovery",
+    responses((status = 200, description = "JWK Set", content_type = "application/jwk-set+json")))]
+pub async fn event_jwks(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    jwk_set(bonafide_core::keys::Jwks {
+        keys: vec![state.events.key().verifying_key().jwk().clone()],
+    })
+}
+
 pub(crate) fn jwk_set(set: bonafide_core::keys::Jwks) -> impl IntoResponse {
     (
         [
@@ -118,6 +129,9 @@ pub async fn configuration(State(state): State<Arc<AppState>>) -> ApiJson<Value>
         "status_list_jwks_uri": format!("{base}/.well-known/status-list-jwks.json"),
         "status_list_signing_kid": state.status_lists.key().kid(),
         "status_list_allocation_endpoint": format!("{base}/v1/status-lists/allocations"),
+        "event_jwks_uri": format!("{base}/.well-known/event-jwks.json"),
+        "events_endpoint": format!("{base}/v1/events"),
+        "ssf_configuration_uri": format!("{base}/.well-known/ssf-configuration"),
         "policy_versions_supported": [bonafide_core::policy::POLICY_VERSION],
         "policy_lint_endpoint": format!("{base}/v1/policies/lint"),
         "proof_types_supported": ["dpop", "http-signature"],

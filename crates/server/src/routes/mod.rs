@@ -4,6 +4,7 @@ pub mod admin;
 pub mod agent_keys;
 pub mod agents;
 pub mod audit;
+pub mod events;
 pub mod issuer_domain;
 pub mod issuer_keys;
 pub mod meta;

@@ -169,22 +169,44 @@ pub(crate) async fn load_receipt_key(
     kek: &Kek,
     now_ms: i64,
 ) -> Result<SigningKey, StoreError> {
+    load_ed25519(store, kek, now_ms, PrivateKeySlot::ReceiptKey).await
+}
+
+/// The event-signing key (push events' SETs only), as the receipt key.
+pub(crate) async fn load_event_key(
+    store: &dyn Store,
+    kek: &Kek,
+    now_ms: i64,
+) -> Result<SigningKey, StoreError> {
+    load_ed25519(store, kek, now_ms, PrivateKeySlot::EventKey).await
+}
+
+/// One of the single-row Ed25519 keys: the stored one, or a new key stored now.
+async fn load_ed25519(
+    store: &dyn Store,
+    kek: &Kek,
+    now_ms: i64,
+    slot: PrivateKeySlot,
+) -> Result<SigningKey, StoreError> {
     let fresh =
         SigningKey::generate(Algorithm::EdDSA).map_err(|e| StoreError::Backend(e.to_string()))?;
     let pem = fresh
         .to_pkcs8_pem()
         .map_err(|e| StoreError::Backend(e.to_string()))?;
-    let stored = store
-        .receipt_key(&ReceiptKeyRecord {
-            private_pem: sealing::seal(kek, &PrivateKeySlot::ReceiptKey, pem.expose_secret())?,
-            created_at_ms: now_ms,
-        })
-        .await?;
-    let pem = sealing::open(kek, &PrivateKeySlot::ReceiptKey, &stored.private_pem)?;
+    let candidate = ReceiptKeyRecord {
+        private_pem: sealing::seal(kek, &slot, pem.expose_secret())?,
+        created_at_ms: now_ms,
+    };
+    let stored = match slot {
+        PrivateKeySlot::EventKey => store.event_key(&candidate).await?,
+        _ => store.receipt_key(&candidate).await?,
+    };
+    let pem = sealing::open(kek, &slot, &stored.private_pem)?;
+    let name = slot.identity();
     let key = SigningKey::from_pkcs8_pem(pem.expose_secret())
-        .map_err(|e| StoreError::Backend(format!("receipt key: {e}")))?;
+        .map_err(|e| StoreError::Backend(format!("{name}: {e}")))?;
     if key.alg() != Algorithm::EdDSA {
-        return Err(StoreError::Backend("the receipt key is not Ed25519".into()));
+        return Err(StoreError::Backend(format!("the {name} is not Ed25519")));
     }
     Ok(key)
 }

@@ -27,8 +27,8 @@ mod view;
 #[cfg(test)]
 pub(crate) use self::agent_keys::test_entry;
 pub use self::agent_keys::{AgentKeyEntry, bound_key};
-use self::keys::load_receipt_key;
 pub use self::keys::{KeyRing, new_key_record};
+use self::keys::{load_event_key, load_receipt_key};
 pub use self::read_model::{Change, ReadModel, Snapshot};
 pub use self::revocations::{Revoked, RevokedSet};
 pub use self::view::View;
@@ -53,6 +53,8 @@ pub struct AppState {
     /// Allocates status-list slots and holds the key that signs the lists
     /// ([`crate::status_lists`]).
     pub status_lists: crate::status_lists::StatusLists,
+    /// Push events (issue 19): the event key and what subscribers read.
+    pub events: crate::events::Hub,
     /// Seals the private keys this process stores ([`crate::sealing`]).
     kek: Arc<Kek>,
     /// Parsed token policies by `policy_hash` (parsing costs as much as a signature).
@@ -190,6 +192,10 @@ impl AppState {
             now_ms,
         )
         .await?;
+        let events = crate::events::Hub::new(
+            load_event_key(store.as_ref(), &kek, now_ms).await?,
+            position,
+        );
         let key_refresh = config.key_refresh;
         let mut metrics = crate::metrics::Metrics::new();
         let commits = audit.commit_metrics();
@@ -204,6 +210,7 @@ impl AppState {
             base_options,
             receipt_key,
             status_lists,
+            events,
             policies: Bounded::new(MAX_CACHED_POLICIES, None)
                 .counted(metrics.cache_counters("policies")),
             agents: Bounded::new(MAX_CACHED_AGENTS, None).counted(metrics.cache_counters("agents")),

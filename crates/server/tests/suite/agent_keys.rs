@@ -235,7 +235,7 @@ async fn rotation_keeps_the_agent_and_the_old_key_verifies_only_during_grace() {
     let clock = std::sync::Arc::new(bonafide_server::time::ManualClock::now());
     let h = start_with_config(Config {
         clock: clock.clone(),
-        ..Config::default()
+        ..common::config()
     })
     .await;
     let iss = h.issuer("rotate.example").await;
@@ -472,7 +472,7 @@ async fn a_key_past_its_expiry_makes_its_tokens_expired() {
     // server's back below (as another process would) arrives quickly.
     let h = start_with_config(Config {
         key_refresh: Duration::from_millis(200),
-        ..Config::default()
+        ..common::config()
     })
     .await;
     let iss = h.issuer("expired.example").await;

@@ -1080,7 +1080,7 @@ async fn revocations_survive_restart() {
     let base_cfg = || Config {
         signing_alg: Algorithm::EdDSA,
         public_url: "http://registry.test".into(),
-        ..Config::default()
+        ..common::config()
     };
     let (token, state2) = {
         let store = SqliteStore::open(dir.path()).await.unwrap();
@@ -1153,7 +1153,7 @@ async fn a_retired_key_leaves_the_jwks_once_its_tokens_have_expired() {
     let h = start_with_config(Config {
         signing_alg: Algorithm::EdDSA,
         leeway_secs: 0,
-        ..Config::default()
+        ..common::config()
     })
     .await;
     let first = h.state.keys().active.kid().to_owned();

@@ -375,14 +375,14 @@ fn edd_config() -> Config {
     Config {
         signing_alg: Algorithm::EdDSA,
         publish_status_lists: false,
-        ..Config::default()
+        ..common::config()
     }
 }
 
 fn unpublished() -> Config {
     Config {
         publish_status_lists: false,
-        ..Config::default()
+        ..common::config()
     }
 }
 

@@ -511,7 +511,7 @@ async fn max_token_ttl_is_configurable_up_to_a_year_and_no_further() {
             "127.0.0.1:0".parse().unwrap(),
             Config {
                 max_token_ttl_s: ttl,
-                ..Config::default()
+                ..common::config()
             },
             store(&dir).await,
         )

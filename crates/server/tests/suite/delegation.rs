@@ -25,7 +25,7 @@ const SCOPES: [&str; 2] = ["payments:write", "read:account"];
 async fn start() -> Harness {
     start_with_config(Config {
         max_delegation_depth: 3,
-        ..Config::default()
+        ..common::config()
     })
     .await
 }

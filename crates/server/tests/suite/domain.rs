@@ -117,14 +117,14 @@ pub(crate) fn test_switch() -> Config {
         allow_insecure_loopback_fetch: true,
         jwks_fetch_timeout: Duration::from_millis(1500),
         jwks_fetch_max_bytes: 64 * 1024,
-        ..Config::default()
+        ..common::config()
     }
 }
 
 fn production() -> Config {
     Config {
         jwks_fetch_timeout: Duration::from_millis(1500),
-        ..Config::default()
+        ..common::config()
     }
 }
 

@@ -14,6 +14,7 @@ mod consent_tokens;
 mod decisions;
 mod delegation;
 mod domain;
+mod events;
 mod interop;
 mod metrics;
 mod openapi;

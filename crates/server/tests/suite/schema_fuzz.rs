@@ -134,7 +134,8 @@ async fn fuzz(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_keeps_its_openapi_contract_under_a_schema_fuzzer() {
     let program = schemathesis();
-    let h = common::start().await;
+    // The status-list publisher on (as served): the fuzzer reads the lists too.
+    let h = common::start_with_config(bonafide_server::Config::default()).await;
     let issuer = h.issuer("fuzz.example").await;
     let (st, v) = h
         .call(
@@ -160,6 +161,25 @@ async fn the_server_keeps_its_openapi_contract_under_a_schema_fuzzer() {
         let text = |member: &str| reg[member].as_str().unwrap().to_owned();
         known.ids.extend([text("agent_id"), text("jti")]);
         known.tokens.push(text("token"));
+    }
+
+    // The tokens' list is published within a round; until then it is a 503 the
+    // fuzzer would take for a server error.
+    let deadline = Instant::now() + std::time::Duration::from_secs(10);
+    while h
+        .http
+        .get(format!("{}/v1/status-lists/1", h.base))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        != StatusCode::OK
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the status list was never published"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 
     let started = Instant::now();

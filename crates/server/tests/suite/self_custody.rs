@@ -773,7 +773,7 @@ async fn another_issuer_reusing_a_jti_revokes_only_its_own_token() {
 async fn keys_changed_by_another_process_arrive_within_one_refresh() {
     let h = start_with_config(Config {
         key_refresh: Duration::from_millis(200),
-        ..Config::default()
+        ..common::config()
     })
     .await;
     let iss = issuer(&h, "elsewhere.example").await;

@@ -3,7 +3,8 @@
 //! `status_list::verify`) flips within a publish round of a revocation, suspension
 //! or reactivation, also for delegated tokens whose ancestor changed; each version
 //! is an audit entry before it is served; conditional GET; issuer allocations and
-//! their refusals; unknown lists.
+//! their refusals; unknown lists. (The publisher is on here, as by default; the
+//! other suites turn it off, see `common::config`.)
 
 use crate::common;
 
@@ -14,7 +15,8 @@ use bonafide_core::merkle;
 use bonafide_core::status_list::{self, Status, StatusList, StatusListClaims};
 use bonafide_core::token::AgentClaims;
 use bonafide_core::token::{KeyResolver, KeySet};
-use common::{Harness, now_s, start};
+use bonafide_server::Config;
+use common::{Harness, now_s, start_with_config};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -112,7 +114,7 @@ async fn agent(h: &Harness, key: &str, name: &str) -> (String, String) {
 
 #[tokio::test]
 async fn a_registry_token_flips_in_its_list_on_suspension_reactivation_and_revocation() {
-    let h = start().await;
+    let h = start_with_config(Config::default()).await;
     let key = h.issuer("lists.example").await;
     let (agent_id, token) = agent(&h, &key, "Bot").await;
     let (_, other) = agent(&h, &key, "Other").await;
@@ -201,7 +203,7 @@ async fn a_registry_token_flips_in_its_list_on_suspension_reactivation_and_revoc
 
 #[tokio::test]
 async fn conditional_gets_answer_304_until_the_list_changes() {
-    let h = start().await;
+    let h = start_with_config(Config::default()).await;
     let key = h.issuer("etag.example").await;
     let (agent_id, token) = agent(&h, &key, "Bot").await;
     let (uri, idx) = slot(&token);
@@ -259,7 +261,7 @@ async fn conditional_gets_answer_304_until_the_list_changes() {
 
 #[tokio::test]
 async fn every_published_version_is_in_the_audit_log_before_it_is_served() {
-    let h = start().await;
+    let h = start_with_config(Config::default()).await;
     let key = h.issuer("logged.example").await;
     let (agent_id, token) = agent(&h, &key, "Bot").await;
     let (uri, idx) = slot(&token);
@@ -315,7 +317,7 @@ const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
 
 #[tokio::test]
 async fn a_delegated_token_flips_with_its_actor_and_its_parent() {
-    let h = start().await;
+    let h = start_with_config(Config::default()).await;
     let key = h.issuer("chain.example").await;
     let (_, root) = agent(&h, &key, "Root").await;
     let (sub_id, sub) = agent(&h, &key, "Sub").await;
@@ -375,7 +377,7 @@ async fn a_delegated_token_flips_with_its_actor_and_its_parent() {
 
 #[tokio::test]
 async fn issuers_allocate_slots_for_their_own_tokens_and_bad_requests_are_refused() {
-    let h = start().await;
+    let h = start_with_config(Config::default()).await;
     let key = h.issuer("self.example").await;
     let other_key = h.issuer("other.example").await;
     let (agent_id, _) = agent(&h, &key, "Bot").await;
@@ -537,7 +539,7 @@ async fn issuers_allocate_slots_for_their_own_tokens_and_bad_requests_are_refuse
 
 #[tokio::test]
 async fn unknown_lists_are_a_404_and_the_key_is_published_apart() {
-    let h = start().await;
+    let h = start_with_config(Config::default()).await;
     for id in ["999999", "0", "01", "-1", "abc", "4294967296", "1.0"] {
         let r = h
             .http

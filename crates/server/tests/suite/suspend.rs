@@ -413,7 +413,7 @@ async fn suspensions_from_another_process_arrive_within_one_refresh() {
     let refresh = Duration::from_millis(200);
     let h = start_with_config(Config {
         key_refresh: refresh,
-        ..Config::default()
+        ..common::config()
     })
     .await;
     let (key, agent, token) = issuer_with_agent(&h, "replica.example").await;
@@ -422,7 +422,7 @@ async fn suspensions_from_another_process_arrive_within_one_refresh() {
     // A second server on the same database, as another replica would be.
     let data_dir = h.db_path.parent().unwrap();
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(data_dir).await.unwrap());
-    let other = Server::bind("127.0.0.1:0".parse().unwrap(), Config::default(), store)
+    let other = Server::bind("127.0.0.1:0".parse().unwrap(), common::config(), store)
         .await
         .unwrap();
     let other_base = format!("http://{}", other.local_addr().unwrap());

@@ -31,10 +31,22 @@ pub fn now_s() -> i64 {
     bonafide_server::time::now_ms() / 1000
 }
 
+/// The server settings of every test here: the defaults, with the status-list
+/// publisher off. Tests count the audit log's entries exactly ("a repeated revoke
+/// appends nothing"), and the publisher appends a `status_list.published` entry
+/// shortly after any revocation or suspension, which would land inside those counts;
+/// the publisher has its own tests (`status_lists`), which turn it on.
+pub fn config() -> Config {
+    Config {
+        publish_status_lists: false,
+        ..Config::default()
+    }
+}
+
 pub async fn start_with(alg: Algorithm) -> Harness {
     start_with_config(Config {
         signing_alg: alg,
-        ..Config::default()
+        ..config()
     })
     .await
 }

@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use bonafide_server::Config;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -181,7 +180,7 @@ async fn verify(h: &Harness, token: &str, ack: &mut Acknowledged) {
 async fn a_full_disk_is_survived_not_a_wedge() {
     // Declared first, dropped last: the server and its files go before the unmount.
     let fs = Tmpfs::mount(8 * 1024);
-    let h = common::start_in(fs.path(), Config::default()).await;
+    let h = common::start_in(fs.path(), common::config()).await;
     let mut ack = Acknowledged::default();
 
     let key = h.issuer("before.example").await;

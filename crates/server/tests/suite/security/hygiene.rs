@@ -448,7 +448,7 @@ fn fast_refresh() -> Config {
     Config {
         key_refresh: Duration::from_millis(100),
         signing_alg: Algorithm::EdDSA,
-        ..Config::default()
+        ..common::config()
     }
 }
 

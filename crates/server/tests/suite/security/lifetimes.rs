@@ -16,7 +16,7 @@ const TTL: i64 = 3600;
 async fn start() -> Harness {
     common::start_with_config(Config {
         max_token_ttl_s: TTL,
-        ..Config::default()
+        ..common::config()
     })
     .await
 }

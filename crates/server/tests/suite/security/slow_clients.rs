@@ -31,7 +31,7 @@ fn limits(header: Duration, idle: Duration, request: Duration, max_connections: 
         idle_timeout: idle,
         request_timeout: request,
         max_connections,
-        ..Config::default()
+        ..common::config()
     }
 }
 
