@@ -4,3 +4,4 @@ mod conformance;
 mod example_receiver;
 mod middleware;
 mod registry;
+mod status_lists;
