@@ -20,5 +20,6 @@ mod secrets;
 mod self_custody;
 mod setup;
 mod shell;
+mod status;
 mod suspend;
 mod verify;
