@@ -375,8 +375,14 @@ impl StatusLists {
         let Some(r) = claims.status.as_ref().and_then(|s| s.status_list.as_ref()) else {
             return Ok(StatusCheck::NoStatus);
         };
-        self.trusted(&r.uri)?;
-        let slot = self.slot(&r.uri);
+        // Only trusted URIs are ever cached: a cached one skips the URL parse.
+        let slot = match self.cached_slot(&r.uri) {
+            Some(slot) => slot,
+            None => {
+                self.trusted(&r.uri)?;
+                self.slot(&r.uri)
+            }
+        };
         let cached = slot.read().list.clone();
         let cached = match cached {
             Some(c) if self.fresh(&c, now_ms) => Some(c),
@@ -480,15 +486,16 @@ impl StatusLists {
         }
     }
 
-    fn slot(&self, uri: &str) -> Arc<Slot> {
-        if let Some(s) = self
-            .lists
+    fn cached_slot(&self, uri: &str) -> Option<Arc<Slot>> {
+        self.lists
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(uri)
-        {
-            return s.clone();
-        }
+            .cloned()
+    }
+
+    /// The slot of a trusted URI, made if need be.
+    fn slot(&self, uri: &str) -> Arc<Slot> {
         let mut map = self
             .lists
             .write()

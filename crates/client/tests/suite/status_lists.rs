@@ -594,3 +594,82 @@ async fn the_layer_refuses_revoked_tokens_offline() {
         (200, &json!(false), &Value::Null)
     );
 }
+
+/// The README's status-list snippet, exactly as written between its markers.
+pub(crate) fn readme_snippet() -> String {
+    let readme = std::fs::read_to_string(crate::middleware::repo_root().join("README.md")).unwrap();
+    let start = "<!-- status-list-snippet -->\n```python\n";
+    let from = readme.find(start).expect("the README's snippet marker") + start.len();
+    let len = readme[from..]
+        .find("```\n<!-- /status-list-snippet -->")
+        .expect("the snippet's end marker");
+    readme[from..from + len].to_owned()
+}
+
+/// Runs the README's snippet with the interop venv's PyJWT: `status_of(token)` for
+/// each token, with `REGISTRY` set to `registry`; one line per token, the status or
+/// the exception's name.
+pub(crate) fn python_status_of(registry: &str, tokens: &[&str]) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let snippet = dir.path().join("snippet.py");
+    std::fs::write(&snippet, readme_snippet()).unwrap();
+    let driver = r#"
+import sys
+ns = {}
+exec(open(sys.argv[1]).read(), ns)
+ns["REGISTRY"] = sys.argv[2]
+for t in sys.argv[3:]:
+    try:
+        print(ns["status_of"](t))
+    except Exception as e:
+        print(type(e).__name__)
+"#;
+    let out = std::process::Command::new(crate::middleware::interop_python())
+        .args(["-c", driver])
+        .arg(&snippet)
+        .arg(registry)
+        .args(tokens)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The README's PyJWT snippet against the fixture: valid, then revoked and
+/// suspended from the next fetch; a token naming a list elsewhere is not fetched;
+/// a forged list does not verify.
+#[tokio::test]
+async fn the_readme_s_python_snippet_reads_the_list() {
+    let fx = Fixture::start().await;
+    let (a, _) = fx.token(11);
+    let (b, _) = fx.token(12);
+    let (elsewhere, _) = fx.token_at("http://10.0.0.1/v1/status-lists/1", 11);
+    let base = fx.base.clone();
+    let run = move |tokens: Vec<String>| {
+        let base = base.clone();
+        tokio::task::spawn_blocking(move || {
+            let t: Vec<&str> = tokens.iter().map(String::as_str).collect();
+            python_status_of(&base, &t)
+        })
+    };
+    let got = run(vec![a.clone(), b.clone(), elsewhere]).await.unwrap();
+    assert_eq!(got, ["0", "0", "ValueError"]);
+    let fetched = fx.fetches();
+    fx.set(11, Status::Invalid);
+    fx.set(12, Status::Suspended);
+    let got = run(vec![a.clone(), b.clone()]).await.unwrap();
+    assert_eq!(got, ["1", "2"]);
+    assert_eq!(fx.fetches(), fetched + 2);
+    let forger = Arc::new(SigningKey::generate(Algorithm::EdDSA).unwrap());
+    fx.with(|p| p.signer = forger);
+    let got = run(vec![a]).await.unwrap();
+    assert_eq!(got, ["PyJWKClientError"]);
+}
