@@ -100,6 +100,9 @@ codes! {
     AuditUnavailable = "AUDIT_UNAVAILABLE",
     /// 503: the answer took longer than the request timeout.
     Timeout = "TIMEOUT",
+    /// 503: a status list is not published yet (a new list is within a second), or no
+    /// free index was found for a token's status (retry).
+    StatusListUnavailable = "STATUS_LIST_UNAVAILABLE",
 
     // A token that does not verify (verify answers' `error`, and operations that
     // take a token).

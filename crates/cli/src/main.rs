@@ -233,6 +233,11 @@ struct ServeArgs {
     /// ever.
     #[arg(long, env = "BONAFIDE_RECEIPT_RETENTION", value_parser = duration::retention)]
     receipt_retention: Option<std::time::Duration>,
+    /// How long receivers may cache a status list (its `ttl` and `Cache-Control:
+    /// max-age`): 1s to 12h. Default 60s. Shorter: revocations reach offline
+    /// receivers sooner, for more fetches.
+    #[arg(long, env = "BONAFIDE_STATUS_LIST_TTL", value_parser = duration::status_list_ttl)]
+    status_list_ttl: Option<std::time::Duration>,
     /// Also serve `GET /metrics` (Prometheus) on this address, without a key; on the
     /// main address it needs an admin key. Keep it on a private network.
     #[arg(long, env = "BONAFIDE_METRICS_LISTEN")]
@@ -1013,6 +1018,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         }),
         max_token_ttl_s: args.max_token_ttl.unwrap_or(defaults.max_token_ttl_s),
         receipt_retention: args.receipt_retention,
+        status_list_ttl: args.status_list_ttl.unwrap_or(defaults.status_list_ttl),
         // A maximum under a day shortens the default lifetime with it.
         default_token_ttl_s: args
             .max_token_ttl

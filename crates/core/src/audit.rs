@@ -91,6 +91,12 @@ pub enum EventType {
     /// token it was exchanged from.
     #[serde(rename = "token.delegated")]
     TokenDelegated,
+    /// A version of a Token Status List was published (`target` its URI, `note` its
+    /// version and shape, `list_sha256` its statuses): what every receiver was
+    /// served, committed before it is served
+    /// ([`crate::status_list::published_entry`]).
+    #[serde(rename = "status_list.published")]
+    StatusListPublished,
 }
 
 impl EventType {
@@ -112,6 +118,7 @@ impl EventType {
             EventType::AgentReactivated => "agent.reactivated",
             EventType::IssuerDomainVerified => "issuer.domain_verified",
             EventType::TokenDelegated => "token.delegated",
+            EventType::StatusListPublished => "status_list.published",
         }
     }
 }
@@ -211,6 +218,9 @@ pub struct AuditEntry {
     /// allow and a per-period limit, the amount charged to the budget.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub amount: Option<String>,
+    /// Lowercase hex SHA-256 of a published status list's uncompressed bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub list_sha256: Option<String>,
 }
 
 impl AuditEntry {
@@ -236,6 +246,7 @@ impl AuditEntry {
             request_sha256: None,
             policy_hash: None,
             amount: None,
+            list_sha256: None,
         }
     }
 

@@ -10,6 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::audit::{Actor, AuditEntry, EventType};
 use crate::b64;
 use crate::jws::{self, JwsError};
 use crate::keys::{KeyError, SigningKey};
@@ -320,6 +321,50 @@ pub struct StatusRef {
     pub idx: u64,
     /// The Status List Token's URI (its `sub`).
     pub uri: String,
+}
+
+/// Where a published list version is committed in the registry's audit log: Bonafide's
+/// private claim `audit` of a Status List Token, with `version` beside it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogPosition {
+    /// The index of the list's `status_list.published` entry ([`published_entry`]).
+    pub index: u64,
+    /// A signed checkpoint's tree size that includes the entry (signed before the
+    /// list was served).
+    pub tree_size: u64,
+}
+
+/// The private claim naming a list's version (increasing per list).
+pub const VERSION_CLAIM: &str = "version";
+/// The private claim naming where the list is logged ([`LogPosition`]).
+pub const AUDIT_CLAIM: &str = "audit";
+
+/// A Bonafide Status List Token's `version` and `audit` claims; `None` when either
+/// is absent or malformed (a list from another publisher).
+pub fn log_claims(claims: &StatusListClaims) -> Option<(u64, LogPosition)> {
+    let version = claims.extra.get(VERSION_CLAIM)?.as_u64()?;
+    let position = serde_json::from_value(claims.extra.get(AUDIT_CLAIM)?.clone()).ok()?;
+    Some((version, position))
+}
+
+/// The audit entry that commits version `version` of the list at `uri`, issued at
+/// `iat_s`: the one rule both the registry (appending it before serving the list) and
+/// a receiver checking what it was served (`bonafide audit verify --status-list`)
+/// build it with, so the same list always makes the same leaf.
+pub fn published_entry(uri: &str, version: u64, iat_s: i64, list: &StatusList) -> AuditEntry {
+    let mut entry = AuditEntry::new(
+        EventType::StatusListPublished,
+        iat_s.saturating_mul(1000),
+        Actor::Registry,
+    );
+    entry.target = Some(uri.to_owned());
+    entry.note = Some(format!(
+        "version {version}: {} entries of {} bits",
+        list.len(),
+        list.bits().get()
+    ));
+    entry.list_sha256 = Some(crate::hex(&crate::sha256(list.as_bytes())));
+    entry
 }
 
 /// Signs a Status List Token.

@@ -22,6 +22,8 @@ pub const ROUTES: &[&str] = &[
     "/v1/verify/{*token}",
     "/.well-known/jwks.json",
     "/.well-known/receipt-jwks.json",
+    "/.well-known/status-list-jwks.json",
+    "/v1/status-lists/{id}",
     "/.well-known/public-key.pem",
     "/.well-known/bonafide-configuration",
     "/v1/audit/checkpoint",

@@ -86,20 +86,15 @@ pub async fn check(
             "this delegated token was not made by this registry's token exchange".into(),
         )));
     };
-    // `is_revoked` answers for an agent or a token; the other member of each pair
-    // (the token's own jti, its own sub) was found unrevoked just before.
-    for actor in act.iter() {
-        if snapshot.revoked(&actor.sub, &claims.jti).is_some() {
-            return Ok(ChainStatus::Ended(TokenError::Revoked(Revoked::Agent)));
-        }
-    }
-    for jti in claims.ancestor_jtis.iter().flatten() {
-        if snapshot.revoked(&claims.sub, jti).is_some() {
-            return Ok(ChainStatus::Ended(TokenError::Revoked(Revoked::Token)));
-        }
-    }
-    if act.iter().any(|a| snapshot.suspended(&a.sub)) {
-        return Ok(ChainStatus::Ended(TokenError::Suspended));
+    let actors: Vec<&bonafide_core::ids::AgentId> = act.iter().map(|a| &a.sub).collect();
+    if let Some(error) = crate::verdict::chain_standing(
+        snapshot,
+        &claims.sub,
+        &claims.jti,
+        &actors,
+        claims.ancestor_jtis.as_deref().unwrap_or_default(),
+    ) {
+        return Ok(ChainStatus::Ended(error));
     }
     for key in &chain.ancestor_keys {
         if let Some(kid) = &key.issuer_kid

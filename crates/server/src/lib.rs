@@ -37,6 +37,7 @@ pub mod routes;
 pub mod sealing;
 mod serve;
 pub mod state;
+pub mod status_lists;
 pub mod time;
 pub mod token_check;
 pub mod verdict;
@@ -85,6 +86,20 @@ pub struct Config {
     /// How long stored receipts are kept: older ones are purged hourly (their audit
     /// entries stay, so the decision remains provable). Default `None`: kept for ever.
     pub receipt_retention: Option<Duration>,
+    /// A Status List Token's `ttl`: how long receivers may cache it (also its
+    /// `Cache-Control: max-age`). Default 60 s.
+    pub status_list_ttl: Duration,
+    /// How long a Status List Token is valid (`exp` − `iat`); lists are re-signed
+    /// before half of it has passed. Default 24 hours.
+    pub status_list_validity: Duration,
+    /// Publish the status lists (sign, log and store a version when statuses change).
+    /// Default on. Off, tokens still name their slots and nothing is published:
+    /// for tests that count the audit log's entries exactly, which the publisher's
+    /// entries would interleave with. Not a CLI flag.
+    pub publish_status_lists: bool,
+    /// Entries per status list (2 bits each). Default 2^20 (256 KiB uncompressed);
+    /// a list takes tokens until half full.
+    pub status_list_size: u64,
     /// Longest fetch of an issuer's JWKS for domain verification (DNS, connect, TLS,
     /// body). Default 5 s.
     pub jwks_fetch_timeout: Duration,
@@ -145,6 +160,10 @@ impl Default for Config {
             checkpoint_interval: Duration::from_millis(500),
             idempotency_ttl: Duration::from_secs(24 * 3600),
             receipt_retention: None,
+            status_list_ttl: Duration::from_secs(60),
+            status_list_validity: Duration::from_secs(24 * 3600),
+            status_list_size: 1 << 20,
+            publish_status_lists: true,
             jwks_fetch_timeout: Duration::from_secs(5),
             jwks_fetch_max_bytes: 256 * 1024,
             domain_verification_ttl: Duration::from_secs(30 * 86_400),
@@ -174,6 +193,26 @@ impl Config {
             return Err(ServerError::Config(format!(
                 "max_token_ttl must be between {MIN_TOKEN_TTL_S} s and {MAX_TOKEN_TTL_CEILING_S} s (365 days), not {} s",
                 self.max_token_ttl_s
+            )));
+        }
+        let max_entries = (bonafide_core::status_list::MAX_LIST_BYTES as u64) * 4;
+        if !(1024..=max_entries).contains(&self.status_list_size) {
+            return Err(ServerError::Config(format!(
+                "status_list_size must be between 1024 and {max_entries} entries, not {}",
+                self.status_list_size
+            )));
+        }
+        let validity = self.status_list_validity.as_secs();
+        if validity < 600 {
+            return Err(ServerError::Config(format!(
+                "status_list_validity must be at least 10 minutes, not {validity} s"
+            )));
+        }
+        let ttl = self.status_list_ttl.as_secs();
+        if ttl == 0 || ttl > validity / 2 {
+            return Err(ServerError::Config(format!(
+                "status_list_ttl must be between 1 s and half the list's validity ({} s), not {ttl} s",
+                validity / 2
             )));
         }
         Ok(())
@@ -285,6 +324,11 @@ impl Server {
             .audit
             .run_checkpoints(self.state.config.checkpoint_interval);
         let purger = tokio::spawn(purge_idempotency(Arc::clone(&self.state)));
+        let status_lists = self
+            .state
+            .config
+            .publish_status_lists
+            .then(|| tokio::spawn(status_lists::run(Arc::clone(&self.state))));
         // Proofs read the upper levels of the tree from memory once warm; a failure
         // only leaves them to be read on demand.
         let warmer = {
@@ -321,6 +365,9 @@ impl Server {
         refresher.abort();
         checkpoints.abort();
         purger.abort();
+        if let Some(status_lists) = status_lists {
+            status_lists.abort();
+        }
         warmer.abort();
         if let Some(metrics) = metrics {
             metrics.abort();
@@ -459,6 +506,15 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/.well-known/receipt-jwks.json",
             get(routes::meta::receipt_jwks).options(cors::preflight),
         )
+        .route(
+            "/.well-known/status-list-jwks.json",
+            get(status_lists::jwks).options(cors::preflight),
+        )
+        .route(
+            "/v1/status-lists/{id}",
+            get(status_lists::get_list).options(cors::preflight),
+        )
+        .route("/v1/status-lists/allocations", post(status_lists::allocate))
         .route(
             "/.well-known/public-key.pem",
             get(routes::meta::public_key_pem).options(cors::preflight),

@@ -37,6 +37,7 @@ use crate::routes::{
         crate::routes::token_exchange::exchange,
         verify::verify_get, verify::verify_post, verify::simulate, verify::introspect, receipts::get,
         audit::checkpoint, audit::entries, audit::inclusion, audit::consistency, audit::bundle, audit::tile,
+        crate::status_lists::get_list, crate::status_lists::allocate, crate::status_lists::jwks,
         meta::jwks, meta::receipt_jwks, meta::public_key_pem, meta::configuration, meta::scopes, meta::health, meta::health_alias, meta::healthz, meta::metrics, meta::openapi,
     ),
     components(schemas(
@@ -52,6 +53,7 @@ use crate::routes::{
         (name = "admin", description = "Operate the registry (admin key)"),
         (name = "audit", description = "The tamper-evident audit log: checkpoints, proofs, tiles"),
         (name = "discovery", description = "Keys, catalog, health"),
+        (name = "status", description = "Token Status Lists: revocation for receivers that verify offline"),
     )
 )]
 pub struct ApiDoc;

@@ -809,6 +809,63 @@ impl Store for CountingStore {
     async fn receipt_key(&self, c: &ReceiptKeyRecord) -> StoreResult<ReceiptKeyRecord> {
         self.inner.receipt_key(c).await
     }
+    async fn status_allocate(
+        &self,
+        e: &bonafide_store::StatusEntry,
+        shape: bonafide_store::ListShape,
+        candidates: &[u64],
+        now_ms: i64,
+    ) -> StoreResult<(bonafide_store::StatusSlot, bool)> {
+        self.inner
+            .status_allocate(e, shape, candidates, now_ms)
+            .await
+    }
+    async fn status_lists(&self) -> StoreResult<Vec<bonafide_store::StatusListRecord>> {
+        self.inner.status_lists().await
+    }
+    async fn status_entries(
+        &self,
+        list: u32,
+        after: Option<u64>,
+        live_after_s: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<bonafide_store::StatusEntryRow>> {
+        self.inner
+            .status_entries(list, after, live_after_s, limit)
+            .await
+    }
+    async fn status_entries_of(
+        &self,
+        s: &bonafide_store::StatusSubject,
+        live_after_s: i64,
+    ) -> StoreResult<Vec<bonafide_store::StatusEntryRow>> {
+        self.inner.status_entries_of(s, live_after_s).await
+    }
+    async fn status_entries_since(
+        &self,
+        after: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<bonafide_store::StatusEntryRow>> {
+        self.inner.status_entries_since(after, limit).await
+    }
+    async fn purge_status_entries(&self, by_s: i64) -> StoreResult<u64> {
+        self.inner.purge_status_entries(by_s).await
+    }
+    async fn status_list_published(
+        &self,
+        list: u32,
+    ) -> StoreResult<Option<bonafide_store::PublishedStatusList>> {
+        self.inner.status_list_published(list).await
+    }
+    async fn publish_status_list(
+        &self,
+        p: &bonafide_store::PublishedStatusList,
+    ) -> StoreResult<bool> {
+        self.inner.publish_status_list(p).await
+    }
+    async fn status_list_key(&self, c: &ReceiptKeyRecord) -> StoreResult<ReceiptKeyRecord> {
+        self.inner.status_list_key(c).await
+    }
     async fn purge_idempotency(&self, before_ms: i64) -> StoreResult<u64> {
         self.inner.purge_idempotency(before_ms).await
     }

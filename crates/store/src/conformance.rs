@@ -30,8 +30,9 @@ use crate::{
     Agent, AgentKey, AgentStatus, AncestorBudget, ApiKeyRecord, AuditRecord, BudgetCharge,
     BudgetKey, Change, ChangeFeed, ChangePosition, CheckpointRecord, ConflictKind, Cursor, Decided,
     DecisionItem, DecisionOutcome, DelegationRecord, IdempotencyClaim, Issuer, IssuerKey, KeyState,
-    LogKeyRecord, PrivateKeySlot, ReceiptKeyRecord, ReceiptRecord, Receiver, Revocations,
-    SigningKeyRecord, Store, StoreError, TokenRecord,
+    ListShape, LogKeyRecord, PrivateKeySlot, PublishedStatusList, ReceiptKeyRecord, ReceiptRecord,
+    Receiver, Revocations, SigningKeyRecord, StatusEntry, StatusEntryRow, StatusSubject, Store,
+    StoreError, TokenRecord,
 };
 
 /// Expands to one `#[tokio::test]` per conformance case.
@@ -178,6 +179,9 @@ macro_rules! __conformance_cases {
             issuer_domain_set_replace_and_list,
             issuer_domain_of_another_issuer_conflicts,
             issuer_domain_needs_a_live_key_of_the_issuer,
+            status_slots_are_allocated_once_per_token,
+            status_entries_are_found_by_subject,
+            status_list_versions_only_move_forward,
         }
     };
 }
@@ -4633,4 +4637,239 @@ pub async fn changes_since_misses_nothing_under_concurrent_writers(store: Arc<dy
             .collect();
         assert!(tokens.windows(2).all(|w| w[0] < w[1]), "{tokens:?}");
     }
+}
+
+fn status_entry(issuer: &IssuerId, agent: &AgentId, expires_at_s: i64) -> StatusEntry {
+    StatusEntry {
+        jti: TokenId::from_random(unique()),
+        agent_id: agent.clone(),
+        issuer_id: issuer.clone(),
+        expires_at_s,
+        actors: Vec::new(),
+        ancestor_jtis: Vec::new(),
+    }
+}
+
+/// Status list slots: random candidates, one entry per jti (the same token asking
+/// again gets its slot back, another token's jti is refused), a new list once one is
+/// half full, every candidate taken a conflict.
+pub async fn status_slots_are_allocated_once_per_token(store: Arc<dyn Store>) {
+    let shape = ListShape { bits: 2, size: 8 };
+    let issuer = IssuerId::from_random(unique());
+    let agent = AgentId::from_random(unique());
+    let first = status_entry(&issuer, &agent, 2_000);
+    let (slot, new) = store
+        .status_allocate(&first, shape, &[13, 2], T0_MS)
+        .await
+        .unwrap();
+    assert!(new);
+    assert_eq!(
+        slot.idx,
+        13 % 8,
+        "the first free candidate, modulo the size"
+    );
+    // The same token again: its slot, whatever the candidates.
+    let again = store
+        .status_allocate(&first, shape, &[1], T0_MS)
+        .await
+        .unwrap();
+    assert_eq!(again, (slot, false));
+    // The same jti for another agent: refused.
+    let mut other = first.clone();
+    other.agent_id = AgentId::from_random(unique());
+    assert_eq!(
+        store.status_allocate(&other, shape, &[1], T0_MS).await,
+        Err(StoreError::Conflict(ConflictKind::IdTaken))
+    );
+    // A taken candidate is skipped; all taken is a conflict.
+    let second = status_entry(&issuer, &agent, 2_000);
+    let (s2, _) = store
+        .status_allocate(&second, shape, &[5, 6], T0_MS)
+        .await
+        .unwrap();
+    assert_eq!((s2.list_id, s2.idx), (slot.list_id, 6));
+    let third = status_entry(&issuer, &agent, 2_000);
+    assert_eq!(
+        store.status_allocate(&third, shape, &[5, 14], T0_MS).await,
+        Err(StoreError::Conflict(ConflictKind::IdTaken))
+    );
+    let (s3, _) = store
+        .status_allocate(&third, shape, &[0], T0_MS)
+        .await
+        .unwrap();
+    assert_eq!(s3.list_id, slot.list_id);
+    // Four of eight taken: half full, so the next entry opens a new list.
+    let fourth = status_entry(&issuer, &agent, 2_000);
+    store
+        .status_allocate(&fourth, shape, &[1], T0_MS)
+        .await
+        .unwrap();
+    let fifth = status_entry(&issuer, &agent, 2_000);
+    let (s5, _) = store
+        .status_allocate(&fifth, shape, &[1], T0_MS)
+        .await
+        .unwrap();
+    assert_ne!(s5.list_id, slot.list_id);
+    let lists = store.status_lists().await.unwrap();
+    assert_eq!(lists.len(), 2);
+    assert_eq!(lists[0].allocated, 4);
+    assert_eq!(lists[0].shape, shape);
+    assert_eq!(lists[1].allocated, 1);
+    // Another shape never shares a list.
+    let wide = ListShape { bits: 1, size: 8 };
+    let (s6, _) = store
+        .status_allocate(&status_entry(&issuer, &agent, 2_000), wide, &[1], T0_MS)
+        .await
+        .unwrap();
+    assert!(s6.list_id != slot.list_id && s6.list_id != s5.list_id);
+}
+
+/// Entries are found by what their status depends on: an agent's own tokens and the
+/// delegated tokens it acts in, a token and those delegated from it; expired ones
+/// are left out and purged; new ones are read in allocation order.
+pub async fn status_entries_are_found_by_subject(store: Arc<dyn Store>) {
+    let shape = ListShape {
+        bits: 2,
+        size: 1 << 16,
+    };
+    let issuer = IssuerId::from_random(unique());
+    let (root, actor) = (
+        AgentId::from_random(unique()),
+        AgentId::from_random(unique()),
+    );
+    let parent = status_entry(&issuer, &root, 5_000);
+    let mut child = status_entry(&issuer, &root, 5_000);
+    child.actors = vec![actor.clone()];
+    child.ancestor_jtis = vec![parent.jti.clone()];
+    let old = status_entry(&issuer, &root, 1_000);
+    let mut slots = Vec::new();
+    for (n, e) in [&parent, &child, &old].into_iter().enumerate() {
+        let (slot, _) = store
+            .status_allocate(e, shape, &[100 + n as u64], T0_MS)
+            .await
+            .unwrap();
+        slots.push(slot);
+    }
+    let jtis = |rows: Vec<StatusEntryRow>| -> HashSet<TokenId> {
+        rows.into_iter().map(|r| r.entry.jti).collect()
+    };
+    let of_root = store
+        .status_entries_of(&StatusSubject::Agent(root.clone()), 2_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        jtis(of_root),
+        HashSet::from([parent.jti.clone(), child.jti.clone()])
+    );
+    let of_actor = store
+        .status_entries_of(&StatusSubject::Agent(actor.clone()), 2_000)
+        .await
+        .unwrap();
+    assert_eq!(of_actor.len(), 1);
+    assert_eq!(of_actor[0].entry, child, "the chain round-trips");
+    assert_eq!(of_actor[0].slot, slots[1]);
+    let of_parent = store
+        .status_entries_of(&StatusSubject::Token(parent.jti.clone()), 2_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        jtis(of_parent),
+        HashSet::from([parent.jti.clone(), child.jti.clone()])
+    );
+    // The expired one shows only to an earlier `live_after_s`.
+    let of_old = store
+        .status_entries_of(&StatusSubject::Token(old.jti.clone()), 999)
+        .await
+        .unwrap();
+    assert_eq!(of_old.len(), 1);
+    // By list, paged by index.
+    let list = slots[0].list_id;
+    let page = store.status_entries(list, None, 999, 2).await.unwrap();
+    assert_eq!(
+        page.iter().map(|r| r.slot.idx).collect::<Vec<_>>(),
+        vec![100, 101]
+    );
+    let rest = store.status_entries(list, Some(101), 999, 2).await.unwrap();
+    assert_eq!(
+        rest.iter().map(|r| r.slot.idx).collect::<Vec<_>>(),
+        vec![102]
+    );
+    // In allocation order.
+    let since = store.status_entries_since(0, 10).await.unwrap();
+    assert_eq!(
+        since
+            .iter()
+            .map(|r| r.entry.jti.clone())
+            .collect::<Vec<_>>(),
+        vec![parent.jti.clone(), child.jti.clone(), old.jti.clone()]
+    );
+    let after_first = store.status_entries_since(since[0].seq, 10).await.unwrap();
+    assert_eq!(after_first.len(), 2);
+    // Purged once expired, chain and all.
+    assert_eq!(store.purge_status_entries(1_000).await.unwrap(), 1);
+    assert!(
+        store
+            .status_entries_of(&StatusSubject::Token(old.jti.clone()), 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.purge_status_entries(5_000).await.unwrap(), 2);
+    assert!(
+        store
+            .status_entries_of(&StatusSubject::Agent(actor), 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// A published list is replaced only by a newer version; the status-list key is made
+/// once.
+pub async fn status_list_versions_only_move_forward(store: Arc<dyn Store>) {
+    let issuer = IssuerId::from_random(unique());
+    let agent = AgentId::from_random(unique());
+    let (slot, _) = store
+        .status_allocate(
+            &status_entry(&issuer, &agent, 9_000),
+            ListShape { bits: 2, size: 64 },
+            &[1],
+            T0_MS,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.status_list_published(slot.list_id).await.unwrap(),
+        None
+    );
+    let v = |version: u64| PublishedStatusList {
+        list_id: slot.list_id,
+        version,
+        token: format!("token-{version}"),
+        issued_at_s: 1_000 + version as i64,
+        expires_at_s: 90_000,
+        audit_index: version * 10,
+    };
+    assert!(store.publish_status_list(&v(2)).await.unwrap());
+    assert!(!store.publish_status_list(&v(1)).await.unwrap());
+    assert!(!store.publish_status_list(&v(2)).await.unwrap());
+    assert_eq!(
+        store.status_list_published(slot.list_id).await.unwrap(),
+        Some(v(2))
+    );
+    assert!(store.publish_status_list(&v(3)).await.unwrap());
+    assert_eq!(
+        store.status_list_published(slot.list_id).await.unwrap(),
+        Some(v(3))
+    );
+    let first = ReceiptKeyRecord {
+        private_pem: "first".into(),
+        created_at_ms: 1,
+    };
+    let second = ReceiptKeyRecord {
+        private_pem: "second".into(),
+        created_at_ms: 2,
+    };
+    assert_eq!(store.status_list_key(&first).await.unwrap(), first);
+    assert_eq!(store.status_list_key(&second).await.unwrap(), first);
 }

@@ -55,6 +55,11 @@ pub const TABLES: &[&str] = &[
     "action_nonces",
     "issuer_domains",
     "changes",
+    "status_lists",
+    "status_entries",
+    "status_chain",
+    "status_list_tokens",
+    "status_list_key",
 ];
 
 /// Rows read from SQLite and inserted into PostgreSQL at a time (well under
@@ -506,6 +511,7 @@ fn reseal_row(
         }
         "receipt_key" => (PrivateKeySlot::ReceiptKey, "private_pem"),
         "audit_log_key" => (PrivateKeySlot::AuditLogKey, "signer_key"),
+        "status_list_key" => (PrivateKeySlot::StatusListKey, "private_pem"),
         _ => return Ok(0),
     };
     let Some((i, stored)) = text_of(column) else {

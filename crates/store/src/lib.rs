@@ -759,6 +759,94 @@ pub struct IssuerDomain {
     pub verified_at_ms: i64,
 }
 
+/// A token's entry in a Token Status List: what its status depends on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusEntry {
+    /// The token's `jti` (one entry per token).
+    pub jti: TokenId,
+    /// Its `sub`.
+    pub agent_id: AgentId,
+    /// Its agent's issuer.
+    pub issuer_id: IssuerId,
+    /// Its `exp`, Unix seconds: the entry matters until then.
+    pub expires_at_s: i64,
+    /// For a delegated token: the agents acting in its chain (`act`), whose
+    /// revocation or suspension is its own.
+    pub actors: Vec<AgentId>,
+    /// For a delegated token: its ancestor tokens, whose revocation is its own.
+    pub ancestor_jtis: Vec<TokenId>,
+}
+
+/// Where a token's status is: list and index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StatusSlot {
+    /// The list.
+    pub list_id: u32,
+    /// The index in it.
+    pub idx: u64,
+}
+
+/// A stored status entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusEntryRow {
+    /// Allocation order (increasing; gaps possible).
+    pub seq: u64,
+    /// Its place.
+    pub slot: StatusSlot,
+    /// The entry.
+    pub entry: StatusEntry,
+    /// When it was allocated.
+    pub created_at_ms: i64,
+}
+
+/// The shape of new status lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListShape {
+    /// Bits per status (1, 2, 4 or 8).
+    pub bits: u8,
+    /// Entries per list.
+    pub size: u64,
+}
+
+/// A status list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusListRecord {
+    /// Its id (in its URI).
+    pub id: u32,
+    /// Its shape.
+    pub shape: ListShape,
+    /// Indexes handed out.
+    pub allocated: u64,
+    /// When it was made.
+    pub created_at_ms: i64,
+}
+
+/// What a status entry depends on: an agent or a token.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum StatusSubject {
+    /// An agent: its own tokens and every delegated token it acts in.
+    Agent(AgentId),
+    /// A token: itself and every token delegated from it.
+    Token(TokenId),
+}
+
+/// A published Status List Token (the latest version of a list).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishedStatusList {
+    /// The list.
+    pub list_id: u32,
+    /// Its version (increasing).
+    pub version: u64,
+    /// The signed token, as served.
+    pub token: String,
+    /// Its `iat`.
+    pub issued_at_s: i64,
+    /// Its `exp`.
+    pub expires_at_s: i64,
+    /// The index of its `status_list.published` audit entry.
+    pub audit_index: u64,
+}
+
 /// Everything revoked, loaded at start-up into the in-memory hot path.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Revocations {
@@ -939,6 +1027,8 @@ pub enum PrivateKeySlot {
     ReceiptKey,
     /// The audit log's note-signing key (one row).
     AuditLogKey,
+    /// The status-list signing key (one row).
+    StatusListKey,
 }
 
 impl PrivateKeySlot {
@@ -949,6 +1039,7 @@ impl PrivateKeySlot {
             PrivateKeySlot::SigningKey { kid } => format!("signing-key/{kid}"),
             PrivateKeySlot::ReceiptKey => "receipt-key".to_owned(),
             PrivateKeySlot::AuditLogKey => "audit-log-key".to_owned(),
+            PrivateKeySlot::StatusListKey => "status-list-key".to_owned(),
         }
     }
 }
@@ -1386,6 +1477,63 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// audit entries stay: the decision remains provable, only the stored receipt goes.
     /// In chunks, each its own short write, so decisions keep committing meanwhile.
     async fn purge_receipts(&self, before_ms: i64) -> Result<u64, StoreError>;
+
+    // ---- status lists (draft-ietf-oauth-status-list)
+    /// Gives `entry` a slot in the newest list of `shape` less than half full (a new
+    /// list if none): the first of `candidates` (random indexes, taken modulo the
+    /// list's size) that is free. The same jti again, for the same agent and issuer,
+    /// gets its slot back (`false`: not new); another agent's or issuer's jti is a
+    /// `Conflict`, and so is every candidate taken (ask again with others).
+    async fn status_allocate(
+        &self,
+        entry: &StatusEntry,
+        shape: ListShape,
+        candidates: &[u64],
+        now_ms: i64,
+    ) -> Result<(StatusSlot, bool), StoreError>;
+    /// Every status list, by id.
+    async fn status_lists(&self) -> Result<Vec<StatusListRecord>, StoreError>;
+    /// A list's entries of tokens expiring after `live_after_s`, by index from after
+    /// `after`, at most `limit` (callers page).
+    async fn status_entries(
+        &self,
+        list_id: u32,
+        after: Option<u64>,
+        live_after_s: i64,
+        limit: u32,
+    ) -> Result<Vec<StatusEntryRow>, StoreError>;
+    /// The entries (of tokens expiring after `live_after_s`) whose status depends on
+    /// `subject`: an agent's own tokens and those it acts in; a token and those
+    /// delegated from it.
+    async fn status_entries_of(
+        &self,
+        subject: &StatusSubject,
+        live_after_s: i64,
+    ) -> Result<Vec<StatusEntryRow>, StoreError>;
+    /// Entries allocated after `after_seq`, by `seq`, at most `limit`.
+    async fn status_entries_since(
+        &self,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<StatusEntryRow>, StoreError>;
+    /// Deletes entries of tokens that expired at or before `expired_by_s` (their
+    /// indexes are not handed out again); how many. In chunks.
+    async fn purge_status_entries(&self, expired_by_s: i64) -> Result<u64, StoreError>;
+    /// The latest published version of a list.
+    async fn status_list_published(
+        &self,
+        list_id: u32,
+    ) -> Result<Option<PublishedStatusList>, StoreError>;
+    /// Stores a published version if it is newer than the stored one; whether it was.
+    async fn publish_status_list(
+        &self,
+        published: &PublishedStatusList,
+    ) -> Result<bool, StoreError>;
+    /// The status-list signing key: the stored one, or `candidate` stored now if none.
+    async fn status_list_key(
+        &self,
+        candidate: &ReceiptKeyRecord,
+    ) -> Result<ReceiptKeyRecord, StoreError>;
 
     // ---- health
 

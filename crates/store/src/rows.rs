@@ -401,3 +401,188 @@ pub(crate) fn from_json(text: &str, what: &str) -> Result<Vec<String>, StoreErro
 pub(crate) fn corrupt(what: &str) -> StoreError {
     StoreError::Backend(format!("stored {what} does not parse"))
 }
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct StatusEntryDbRow {
+    pub(crate) seq: i64,
+    pub(crate) list_id: i64,
+    pub(crate) idx: i64,
+    pub(crate) jti: String,
+    pub(crate) agent_id: String,
+    pub(crate) issuer_id: String,
+    pub(crate) expires_at_s: i64,
+    pub(crate) chain: Option<String>,
+    pub(crate) created_at_ms: i64,
+}
+
+/// The columns of [`StatusEntryDbRow`], in a `SELECT` of `status_entries` as `e`.
+pub(crate) const STATUS_ENTRY_COLUMNS: &str = "e.seq, e.list_id, e.idx, e.jti, e.agent_id, \
+     e.issuer_id, e.expires_at_s, e.chain, e.created_at_ms";
+
+/// A delegated token's chain as `status_entries.chain` holds it.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(crate) struct StoredChain {
+    pub(crate) actors: Vec<String>,
+    pub(crate) ancestor_jtis: Vec<String>,
+}
+
+impl StoredChain {
+    /// The chain's JSON text, `None` for a token without one.
+    pub(crate) fn encode(entry: &crate::StatusEntry) -> Result<Option<String>, StoreError> {
+        if entry.actors.is_empty() && entry.ancestor_jtis.is_empty() {
+            return Ok(None);
+        }
+        let chain = StoredChain {
+            actors: entry.actors.iter().map(ToString::to_string).collect(),
+            ancestor_jtis: entry
+                .ancestor_jtis
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+        };
+        serde_json::to_string(&chain)
+            .map(Some)
+            .map_err(|e| StoreError::Backend(format!("cannot encode a status chain: {e}")))
+    }
+
+    /// The `status_chain` subjects of an entry: every actor and ancestor token.
+    pub(crate) fn subjects(entry: &crate::StatusEntry) -> Vec<String> {
+        let actors = entry
+            .actors
+            .iter()
+            .map(|a| subject_key(&crate::StatusSubject::Agent(a.clone())));
+        let tokens = entry
+            .ancestor_jtis
+            .iter()
+            .map(|j| subject_key(&crate::StatusSubject::Token(j.clone())));
+        let mut all: Vec<String> = actors.chain(tokens).collect();
+        all.sort();
+        all.dedup();
+        all
+    }
+}
+
+/// How `status_chain.subject` names a subject.
+pub(crate) fn subject_key(subject: &crate::StatusSubject) -> String {
+    match subject {
+        crate::StatusSubject::Agent(a) => format!("agent:{a}"),
+        crate::StatusSubject::Token(t) => format!("token:{t}"),
+    }
+}
+
+impl StatusEntryDbRow {
+    pub(crate) fn into_row(self) -> Result<crate::StatusEntryRow, StoreError> {
+        let (actors, ancestor_jtis) = match self.chain.as_deref() {
+            None => (Vec::new(), Vec::new()),
+            Some(text) => {
+                let chain: StoredChain =
+                    serde_json::from_str(text).map_err(|_| corrupt("status chain"))?;
+                (
+                    chain
+                        .actors
+                        .iter()
+                        .map(|a| parse_id(a, "agent id"))
+                        .collect::<Result<_, _>>()?,
+                    chain
+                        .ancestor_jtis
+                        .iter()
+                        .map(|j| parse_id(j, "token id"))
+                        .collect::<Result<_, _>>()?,
+                )
+            }
+        };
+        Ok(crate::StatusEntryRow {
+            seq: u64::try_from(self.seq).map_err(|_| corrupt("status entry seq"))?,
+            slot: crate::StatusSlot {
+                list_id: u32::try_from(self.list_id).map_err(|_| corrupt("status list id"))?,
+                idx: u64::try_from(self.idx).map_err(|_| corrupt("status index"))?,
+            },
+            entry: crate::StatusEntry {
+                jti: parse_id(&self.jti, "token id")?,
+                agent_id: parse_id(&self.agent_id, "agent id")?,
+                issuer_id: parse_id(&self.issuer_id, "issuer id")?,
+                expires_at_s: self.expires_at_s,
+                actors,
+                ancestor_jtis,
+            },
+            created_at_ms: self.created_at_ms,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct StatusListDbRow {
+    pub(crate) id: i64,
+    pub(crate) bits: i64,
+    pub(crate) size: i64,
+    pub(crate) allocated: i64,
+    pub(crate) created_at_ms: i64,
+}
+
+impl StatusListDbRow {
+    pub(crate) fn into_record(self) -> Result<crate::StatusListRecord, StoreError> {
+        Ok(crate::StatusListRecord {
+            id: u32::try_from(self.id).map_err(|_| corrupt("status list id"))?,
+            shape: crate::ListShape {
+                bits: u8::try_from(self.bits).map_err(|_| corrupt("status list bits"))?,
+                size: u64::try_from(self.size).map_err(|_| corrupt("status list size"))?,
+            },
+            allocated: u64::try_from(self.allocated).map_err(|_| corrupt("status list count"))?,
+            created_at_ms: self.created_at_ms,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct PublishedListDbRow {
+    pub(crate) list_id: i64,
+    pub(crate) version: i64,
+    pub(crate) token: String,
+    pub(crate) issued_at_s: i64,
+    pub(crate) expires_at_s: i64,
+    pub(crate) audit_index: i64,
+}
+
+impl PublishedListDbRow {
+    pub(crate) fn into_record(self) -> Result<crate::PublishedStatusList, StoreError> {
+        Ok(crate::PublishedStatusList {
+            list_id: u32::try_from(self.list_id).map_err(|_| corrupt("status list id"))?,
+            version: u64::try_from(self.version).map_err(|_| corrupt("status list version"))?,
+            token: self.token,
+            issued_at_s: self.issued_at_s,
+            expires_at_s: self.expires_at_s,
+            audit_index: u64::try_from(self.audit_index)
+                .map_err(|_| corrupt("status list audit index"))?,
+        })
+    }
+}
+
+/// SQL made by `format!` from this crate's own constants only (column lists, which
+/// column to match), never from input: values are always bound.
+pub(crate) fn safe_sql(sql: String) -> sqlx::AssertSqlSafe<String> {
+    sqlx::AssertSqlSafe(sql)
+}
+
+/// A stored slot as the domain type.
+pub(crate) fn status_slot(list_id: i64, idx: i64) -> Result<crate::StatusSlot, StoreError> {
+    Ok(crate::StatusSlot {
+        list_id: u32::try_from(list_id).map_err(|_| corrupt("status list id"))?,
+        idx: u64::try_from(idx).map_err(|_| corrupt("status index"))?,
+    })
+}
+
+/// The slot a jti already has, if the same token asks again (same agent and issuer);
+/// another token with that jti is a conflict.
+pub(crate) fn same_token_slot(
+    list_id: i64,
+    idx: i64,
+    agent: &str,
+    issuer: &str,
+    entry: &crate::StatusEntry,
+) -> Result<crate::StatusSlot, StoreError> {
+    if agent == entry.agent_id.as_str() && issuer == entry.issuer_id.as_str() {
+        status_slot(list_id, idx)
+    } else {
+        Err(StoreError::Conflict(crate::ConflictKind::IdTaken))
+    }
+}

@@ -47,9 +47,10 @@ use crate::rows::*;
 use crate::{
     Agent, AgentKey, AgentStatus, ApiKeyRecord, AuditRecord, AuditRow, BudgetKey, Change,
     ChangeFeed, ChangePosition, CheckpointRecord, Cursor, DecisionItem, DecisionOutcome,
-    DelegationRecord, IdempotencyClaim, Issuer, IssuerKey, KeyState, LogKeyRecord, NonceClaim,
-    Page, PrivateKeySlot, ReceiptKeyRecord, ReceiptRecord, Receiver, Reseal, Revocations,
-    SigningKeyRecord, Store, StoreError, TokenRecord,
+    DelegationRecord, IdempotencyClaim, Issuer, IssuerKey, KeyState, ListShape, LogKeyRecord,
+    NonceClaim, Page, PrivateKeySlot, PublishedStatusList, ReceiptKeyRecord, ReceiptRecord,
+    Receiver, Reseal, Revocations, SigningKeyRecord, StatusEntry, StatusEntryRow, StatusListRecord,
+    StatusSlot, StatusSubject, Store, StoreError, TokenRecord,
 };
 
 /// Name of the database file inside the data directory.
@@ -1575,6 +1576,21 @@ impl Store for SqliteStore {
                 .map_err(db_err)?;
             changed += 1;
         }
+        let status_key: Option<String> =
+            sqlx::query_scalar("SELECT private_pem FROM status_list_key WHERE id = 1")
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        if let Some(text) = status_key
+            && let Some(new) = reseal(&PrivateKeySlot::StatusListKey, &text)?
+        {
+            sqlx::query("UPDATE status_list_key SET private_pem = ? WHERE id = 1")
+                .bind(new)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            changed += 1;
+        }
         let log_key: Option<String> =
             sqlx::query_scalar("SELECT signer_key FROM audit_log_key WHERE id = 1")
                 .fetch_optional(&mut *tx)
@@ -1792,6 +1808,275 @@ impl Store for SqliteStore {
         .map_err(db_err)?;
         let (private_pem, created_at_ms): (String, i64) =
             sqlx::query_as("SELECT private_pem, created_at_ms FROM receipt_key WHERE id = 1")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(ReceiptKeyRecord {
+            private_pem,
+            created_at_ms,
+        })
+    }
+
+    async fn status_allocate(
+        &self,
+        entry: &StatusEntry,
+        shape: ListShape,
+        candidates: &[u64],
+        now_ms: i64,
+    ) -> Result<(StatusSlot, bool), StoreError> {
+        let mut tx = self.write_tx().await?;
+        let existing: Option<(i64, i64, String, String)> = sqlx::query_as(
+            "SELECT list_id, idx, agent_id, issuer_id FROM status_entries WHERE jti = ?",
+        )
+        .bind(entry.jti.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if let Some((list_id, idx, agent, issuer)) = existing {
+            return same_token_slot(list_id, idx, &agent, &issuer, entry).map(|s| (s, false));
+        }
+        let bits = i64::from(shape.bits);
+        let size = to_i64(shape.size)?;
+        let open: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM status_lists WHERE bits = ? AND size = ? AND allocated * 2 < size \
+             ORDER BY id DESC LIMIT 1",
+        )
+        .bind(bits)
+        .bind(size)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let list_id = match open {
+            Some(id) => id,
+            None => sqlx::query_scalar(
+                "INSERT INTO status_lists (bits, size, allocated, created_at_ms) \
+                 VALUES (?, ?, 0, ?) RETURNING id",
+            )
+            .bind(bits)
+            .bind(size)
+            .bind(now_ms)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?,
+        };
+        let chain = StoredChain::encode(entry)?;
+        for candidate in candidates {
+            let idx = to_i64(candidate % shape.size)?;
+            let seq: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO status_entries \
+                 (list_id, idx, jti, agent_id, issuer_id, expires_at_s, chain, created_at_ms) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (list_id, idx) DO NOTHING RETURNING seq",
+            )
+            .bind(list_id)
+            .bind(idx)
+            .bind(entry.jti.as_str())
+            .bind(entry.agent_id.as_str())
+            .bind(entry.issuer_id.as_str())
+            .bind(entry.expires_at_s)
+            .bind(chain.as_deref())
+            .bind(now_ms)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            let Some(seq) = seq else { continue };
+            sqlx::query("UPDATE status_lists SET allocated = allocated + 1 WHERE id = ?")
+                .bind(list_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            for subject in StoredChain::subjects(entry) {
+                sqlx::query("INSERT INTO status_chain (subject, entry_seq) VALUES (?, ?)")
+                    .bind(subject)
+                    .bind(seq)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+            }
+            tx.commit().await.map_err(db_err)?;
+            return Ok((status_slot(list_id, idx)?, true));
+        }
+        Err(StoreError::Conflict(ConflictKind::IdTaken))
+    }
+
+    async fn status_lists(&self) -> Result<Vec<StatusListRecord>, StoreError> {
+        sqlx::query_as::<_, StatusListDbRow>(
+            "SELECT id, bits, size, allocated, created_at_ms FROM status_lists ORDER BY id",
+        )
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?
+        .into_iter()
+        .map(StatusListDbRow::into_record)
+        .collect()
+    }
+
+    async fn status_entries(
+        &self,
+        list_id: u32,
+        after: Option<u64>,
+        live_after_s: i64,
+        limit: u32,
+    ) -> Result<Vec<StatusEntryRow>, StoreError> {
+        let after = match after {
+            Some(a) => to_i64(a)?,
+            None => -1,
+        };
+        sqlx::query_as::<_, StatusEntryDbRow>(safe_sql(format!(
+            "SELECT {STATUS_ENTRY_COLUMNS} FROM status_entries e \
+             WHERE e.list_id = ? AND e.idx > ? AND e.expires_at_s > ? ORDER BY e.idx LIMIT ?"
+        )))
+        .bind(i64::from(list_id))
+        .bind(after)
+        .bind(live_after_s)
+        .bind(i64::from(limit.max(1)))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?
+        .into_iter()
+        .map(StatusEntryDbRow::into_row)
+        .collect()
+    }
+
+    async fn status_entries_of(
+        &self,
+        subject: &StatusSubject,
+        live_after_s: i64,
+    ) -> Result<Vec<StatusEntryRow>, StoreError> {
+        let (own, id) = match subject {
+            StatusSubject::Agent(a) => ("e.agent_id", a.as_str()),
+            StatusSubject::Token(t) => ("e.jti", t.as_str()),
+        };
+        sqlx::query_as::<_, StatusEntryDbRow>(safe_sql(format!(
+            "SELECT {STATUS_ENTRY_COLUMNS} FROM status_entries e \
+             WHERE {own} = ? AND e.expires_at_s > ? \
+             UNION \
+             SELECT {STATUS_ENTRY_COLUMNS} FROM status_chain c \
+             JOIN status_entries e ON e.seq = c.entry_seq \
+             WHERE c.subject = ? AND e.expires_at_s > ?"
+        )))
+        .bind(id)
+        .bind(live_after_s)
+        .bind(subject_key(subject))
+        .bind(live_after_s)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?
+        .into_iter()
+        .map(StatusEntryDbRow::into_row)
+        .collect()
+    }
+
+    async fn status_entries_since(
+        &self,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<StatusEntryRow>, StoreError> {
+        sqlx::query_as::<_, StatusEntryDbRow>(safe_sql(format!(
+            "SELECT {STATUS_ENTRY_COLUMNS} FROM status_entries e WHERE e.seq > ? \
+             ORDER BY e.seq LIMIT ?"
+        )))
+        .bind(to_i64(after_seq)?)
+        .bind(i64::from(limit.max(1)))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?
+        .into_iter()
+        .map(StatusEntryDbRow::into_row)
+        .collect()
+    }
+
+    async fn purge_status_entries(&self, expired_by_s: i64) -> Result<u64, StoreError> {
+        let mut total = 0;
+        loop {
+            let mut tx = self.write_tx().await?;
+            sqlx::query(
+                "DELETE FROM status_chain WHERE entry_seq IN (SELECT seq FROM status_entries \
+                 WHERE expires_at_s <= ? ORDER BY expires_at_s LIMIT ?)",
+            )
+            .bind(expired_by_s)
+            .bind(PURGE_CHUNK)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            let deleted = sqlx::query(
+                "DELETE FROM status_entries WHERE seq IN (SELECT seq FROM status_entries \
+                 WHERE expires_at_s <= ? ORDER BY expires_at_s LIMIT ?)",
+            )
+            .bind(expired_by_s)
+            .bind(PURGE_CHUNK)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+            tx.commit().await.map_err(db_err)?;
+            total += deleted;
+            if deleted < PURGE_CHUNK as u64 {
+                return Ok(total);
+            }
+        }
+    }
+
+    async fn status_list_published(
+        &self,
+        list_id: u32,
+    ) -> Result<Option<PublishedStatusList>, StoreError> {
+        sqlx::query_as::<_, PublishedListDbRow>(
+            "SELECT list_id, version, token, issued_at_s, expires_at_s, audit_index \
+             FROM status_list_tokens WHERE list_id = ?",
+        )
+        .bind(i64::from(list_id))
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db_err)?
+        .map(PublishedListDbRow::into_record)
+        .transpose()
+    }
+
+    async fn publish_status_list(
+        &self,
+        published: &PublishedStatusList,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let stored = sqlx::query(
+            "INSERT INTO status_list_tokens \
+             (list_id, version, token, issued_at_s, expires_at_s, audit_index) \
+             VALUES (?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (list_id) DO UPDATE SET version = excluded.version, \
+             token = excluded.token, issued_at_s = excluded.issued_at_s, \
+             expires_at_s = excluded.expires_at_s, audit_index = excluded.audit_index \
+             WHERE status_list_tokens.version < excluded.version",
+        )
+        .bind(i64::from(published.list_id))
+        .bind(to_i64(published.version)?)
+        .bind(&published.token)
+        .bind(published.issued_at_s)
+        .bind(published.expires_at_s)
+        .bind(to_i64(published.audit_index)?)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        tx.commit().await.map_err(db_err)?;
+        Ok(stored == 1)
+    }
+
+    async fn status_list_key(
+        &self,
+        candidate: &ReceiptKeyRecord,
+    ) -> Result<ReceiptKeyRecord, StoreError> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query(
+            "INSERT INTO status_list_key (id, private_pem, created_at_ms) VALUES (1, ?, ?) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&candidate.private_pem)
+        .bind(candidate.created_at_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let (private_pem, created_at_ms): (String, i64) =
+            sqlx::query_as("SELECT private_pem, created_at_ms FROM status_list_key WHERE id = 1")
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(db_err)?;

@@ -217,7 +217,7 @@ fn stored_policy_hash(canonical: Option<&str>) -> Option<String> {
 
 /// Signs a new token for `agent`, bound to its key `jkt` if given, and returns it
 /// with its record.
-fn mint(
+async fn mint(
     state: &AppState,
     issuer: &Issuer,
     agent: &Agent,
@@ -264,7 +264,21 @@ fn mint(
         cnf: jkt.map(|j| Confirmation { jkt: j.to_owned() }),
         act: None,
         ancestor_jtis: None,
+        // Allocated before signing: receivers verifying offline read it in the
+        // status list (crate::status_lists).
         status: None,
+    };
+    let entry = crate::status_lists::entry_of(
+        &jti,
+        &agent.id,
+        &issuer.id,
+        claims.exp,
+        Vec::new(),
+        Vec::new(),
+    );
+    let claims = AgentClaims {
+        status: Some(state.status_lists.allocate(state, &entry).await?),
+        ..claims
     };
     let ring = state.keys();
     let text = token::sign(&ring.active, &claims)?;
@@ -415,7 +429,7 @@ pub(crate) async fn register_agent(
         FirstToken::Bound => key_record.as_ref().map(|k| k.jkt.as_str()),
         FirstToken::Unbound => None,
     };
-    let (token, record) = mint(state, &issuer, &agent, ttl, agent.audience.as_deref(), jkt)?;
+    let (token, record) = mint(state, &issuer, &agent, ttl, agent.audience.as_deref(), jkt).await?;
     let audit = audit_change(
         EventType::AgentRegistered,
         agent.created_at_ms,
@@ -649,7 +663,8 @@ pub(crate) async fn issue_token_for(
         ttl,
         audience.as_deref(),
         jkt.as_deref(),
-    )?;
+    )
+    .await?;
     let audit = audit_change(
         EventType::TokenIssued,
         state.now_ms(),
@@ -698,7 +713,8 @@ pub(crate) async fn issue_bound_token(
         agent.token_ttl_s,
         agent.audience.as_deref(),
         Some(jkt),
-    )?;
+    )
+    .await?;
     let audit = audit_change(
         EventType::TokenIssued,
         state.now_ms(),

@@ -39,7 +39,7 @@ pub async fn receipt_jwks(State(state): State<Arc<AppState>>) -> impl IntoRespon
     })
 }
 
-fn jwk_set(set: bonafide_core::keys::Jwks) -> impl IntoResponse {
+pub(crate) fn jwk_set(set: bonafide_core::keys::Jwks) -> impl IntoResponse {
     (
         [
             (header::CONTENT_TYPE, "application/jwk-set+json".to_owned()),
@@ -115,6 +115,9 @@ pub async fn configuration(State(state): State<Arc<AppState>>) -> ApiJson<Value>
         "receipt_signing_alg": "EdDSA",
         "receipt_signing_kid": state.receipt_key.kid(),
         "receipt_jwks_uri": format!("{base}/.well-known/receipt-jwks.json"),
+        "status_list_jwks_uri": format!("{base}/.well-known/status-list-jwks.json"),
+        "status_list_signing_kid": state.status_lists.key().kid(),
+        "status_list_allocation_endpoint": format!("{base}/v1/status-lists/allocations"),
         "policy_versions_supported": [bonafide_core::policy::POLICY_VERSION],
         "policy_lint_endpoint": format!("{base}/v1/policies/lint"),
         "proof_types_supported": ["dpop", "http-signature"],

@@ -615,6 +615,25 @@ pub async fn exchange(
         other => ApiError::internal(format!("delegation: {other}")).into(),
     })?;
 
+    // Its status slot: the chain's agents and ancestor tokens decide it too, so the
+    // status list flips it with any of them (crate::status_lists).
+    let actors = child
+        .act
+        .as_ref()
+        .map(|act| act.iter().map(|a| a.sub.clone()).collect())
+        .unwrap_or_default();
+    let entry = crate::status_lists::entry_of(
+        &child.jti,
+        &child.sub,
+        &issuer_id,
+        child.exp,
+        actors,
+        child.ancestor_jtis.clone().unwrap_or_default(),
+    );
+    let child = AgentClaims {
+        status: Some(state.status_lists.allocate(&state, &entry).await?),
+        ..child
+    };
     let ring = state.keys();
     let text = token::sign(&ring.active, &child).map_err(ApiError::from)?;
     let max = state.config.max_token_bytes;

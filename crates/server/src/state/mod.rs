@@ -50,6 +50,9 @@ pub struct AppState {
     did_prefix: String,
     /// Signs verify receipts (Ed25519; published in the JWKS, never signs tokens).
     pub receipt_key: SigningKey,
+    /// Allocates status-list slots and holds the key that signs the lists
+    /// ([`crate::status_lists`]).
+    pub status_lists: crate::status_lists::StatusLists,
     /// Seals the private keys this process stores ([`crate::sealing`]).
     kek: Arc<Kek>,
     /// Parsed token policies by `policy_hash` (parsing costs as much as a signature).
@@ -180,6 +183,13 @@ impl AppState {
         // `iat`, whoever signed it (issue 13: no token lives for ever).
         base_options.max_lifetime_secs = Some(config.max_token_ttl_s);
         let receipt_key = load_receipt_key(store.as_ref(), &kek, now_ms).await?;
+        let status_lists = crate::status_lists::StatusLists::load(
+            store.as_ref(),
+            &kek,
+            config.status_list_size,
+            now_ms,
+        )
+        .await?;
         let key_refresh = config.key_refresh;
         let mut metrics = crate::metrics::Metrics::new();
         let commits = audit.commit_metrics();
@@ -193,6 +203,7 @@ impl AppState {
             kek,
             base_options,
             receipt_key,
+            status_lists,
             policies: Bounded::new(MAX_CACHED_POLICIES, None)
                 .counted(metrics.cache_counters("policies")),
             agents: Bounded::new(MAX_CACHED_AGENTS, None).counted(metrics.cache_counters("agents")),

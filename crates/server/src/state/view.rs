@@ -26,7 +26,7 @@ impl AppState {
     }
 }
 
-impl crate::verdict::Snapshot for View<'_> {
+impl crate::verdict::Standing for View<'_> {
     fn revoked(&self, agent: &AgentId, jti: &TokenId) -> Option<bonafide_core::token::Revoked> {
         self.snapshot.revoked(agent, jti)
     }
@@ -36,6 +36,21 @@ impl crate::verdict::Snapshot for View<'_> {
     fn suspended(&self, agent: &AgentId) -> bool {
         self.snapshot.suspended(agent)
     }
+}
+
+impl crate::verdict::Standing for Snapshot {
+    fn revoked(&self, agent: &AgentId, jti: &TokenId) -> Option<bonafide_core::token::Revoked> {
+        Snapshot::revoked(self, agent, jti)
+    }
+    fn agent_revoked(&self, agent: &AgentId) -> bool {
+        Snapshot::agent_revoked(self, agent)
+    }
+    fn suspended(&self, agent: &AgentId) -> bool {
+        Snapshot::suspended(self, agent)
+    }
+}
+
+impl crate::verdict::Snapshot for View<'_> {
     fn policy_of(&self, claims: &AgentClaims) -> Result<Option<Arc<Policy>>, TokenError> {
         self.state.policy_of(claims)
     }

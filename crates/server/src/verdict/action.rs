@@ -237,7 +237,7 @@ mod tests {
         suspended: HashSet<AgentId>,
     }
 
-    impl Snapshot for Memory {
+    impl crate::verdict::Standing for Memory {
         fn revoked(&self, agent: &AgentId, _: &TokenId) -> Option<Revoked> {
             self.revoked.contains(agent).then_some(Revoked::Agent)
         }
@@ -247,6 +247,9 @@ mod tests {
         fn suspended(&self, agent: &AgentId) -> bool {
             self.suspended.contains(agent)
         }
+    }
+
+    impl Snapshot for Memory {
         fn policy_of(&self, _: &AgentClaims) -> Result<Option<Arc<Policy>>, TokenError> {
             Ok(None)
         }

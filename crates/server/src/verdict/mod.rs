@@ -64,14 +64,19 @@ impl From<Result<VerifiedToken, Denied>> for TokenCheck {
     }
 }
 
-/// What a verdict reads of the read model: synchronous, in memory.
-pub trait Snapshot {
+/// What the standing of a token reads of the read model: revocations and
+/// suspensions, synchronous, in memory.
+pub trait Standing {
     /// Whether the agent or the token is revoked, and which.
     fn revoked(&self, agent: &AgentId, jti: &TokenId) -> Option<Revoked>;
     /// Whether the agent is revoked (whatever its tokens).
     fn agent_revoked(&self, agent: &AgentId) -> bool;
     /// Whether the agent is suspended.
     fn suspended(&self, agent: &AgentId) -> bool;
+}
+
+/// What a verdict reads of the read model: synchronous, in memory.
+pub trait Snapshot: Standing {
     /// The token's parsed policy (step 7: its hash must be `policy_hash`).
     fn policy_of(&self, claims: &AgentClaims) -> Result<Option<Arc<Policy>>, TokenError>;
 }
@@ -187,6 +192,58 @@ pub fn standing(
     Ok(verified)
 }
 
+/// Revocation and suspension along a delegated token's chain, from memory: an agent
+/// acting in it (`actors`) or an ancestor token revoked (`TOKEN_REVOKED`), else an
+/// actor suspended (`AGENT_SUSPENDED`); `None` if the chain stands. The one cascade
+/// rule: verify ([`crate::delegation::check`]) and the status lists
+/// ([`list_status`]) both apply it. `sub` and `jti` are the token's own, checked by
+/// the caller (the snapshot answers for an agent and a token at once).
+pub fn chain_standing(
+    snapshot: &impl Standing,
+    sub: &AgentId,
+    jti: &TokenId,
+    actors: &[&AgentId],
+    ancestor_jtis: &[TokenId],
+) -> Option<TokenError> {
+    if actors.iter().any(|a| snapshot.revoked(a, jti).is_some()) {
+        return Some(TokenError::Revoked(Revoked::Agent));
+    }
+    if ancestor_jtis
+        .iter()
+        .any(|j| snapshot.revoked(sub, j).is_some())
+    {
+        return Some(TokenError::Revoked(Revoked::Token));
+    }
+    if actors.iter().any(|a| snapshot.suspended(a)) {
+        return Some(TokenError::Suspended);
+    }
+    None
+}
+
+/// The status a Token Status List shows for a token: revoked (`Invalid`) when the
+/// token, its agent or anything of its chain is, else suspended when its agent or an
+/// actor is, else valid — what a verify of it would find of its standing, from the
+/// same snapshot ([`standing`]'s revocation and suspension, [`chain_standing`]).
+pub fn list_status(
+    snapshot: &impl Standing,
+    sub: &AgentId,
+    jti: &TokenId,
+    actors: &[AgentId],
+    ancestor_jtis: &[TokenId],
+) -> bonafide_core::status_list::Status {
+    use bonafide_core::status_list::Status;
+    if snapshot.revoked(sub, jti).is_some() {
+        return Status::Invalid;
+    }
+    let actors: Vec<&AgentId> = actors.iter().collect();
+    match chain_standing(snapshot, sub, jti, &actors, ancestor_jtis) {
+        Some(TokenError::Revoked(_)) => Status::Invalid,
+        Some(_) => Status::Suspended,
+        None if snapshot.suspended(sub) => Status::Suspended,
+        None => Status::Valid,
+    }
+}
+
 /// The second half, for a token in good standing: the delegation chain alive, the
 /// bound key usable (or a bearer token allowed), and the policy the one its hash
 /// names.
@@ -242,7 +299,7 @@ mod tests {
         bad_policy: bool,
     }
 
-    impl Snapshot for Memory {
+    impl Standing for Memory {
         fn revoked(&self, agent: &AgentId, jti: &TokenId) -> Option<Revoked> {
             if self.revoked_agents.contains(agent) {
                 Some(Revoked::Agent)
@@ -258,6 +315,9 @@ mod tests {
         fn suspended(&self, agent: &AgentId) -> bool {
             self.suspended.contains(agent)
         }
+    }
+
+    impl Snapshot for Memory {
         fn policy_of(&self, _: &AgentClaims) -> Result<Option<Arc<Policy>>, TokenError> {
             if self.bad_policy {
                 return Err(TokenError::Claims("policy_hash does not match".into()));

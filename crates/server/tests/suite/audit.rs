@@ -16,7 +16,7 @@ use bonafide_core::merkle::{self, Hash};
 use bonafide_core::note::{self, NoteSigner, NoteVerifier};
 use bonafide_core::tlog_proof;
 use bonafide_server::Config;
-use common::{Harness, start, start_with_config};
+use common::{Harness, start_with_config};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -369,9 +369,19 @@ fn assert_no_secret(text: &str, secrets: &[&str]) {
     }
 }
 
+/// EdDSA, and no status lists published: these tests count the log's entries
+/// exactly, and the publisher's entries (tested in `status_lists`) would interleave.
 fn edd_config() -> Config {
     Config {
         signing_alg: Algorithm::EdDSA,
+        publish_status_lists: false,
+        ..Config::default()
+    }
+}
+
+fn unpublished() -> Config {
+    Config {
+        publish_status_lists: false,
         ..Config::default()
     }
 }
@@ -388,7 +398,7 @@ fn fast_checkpoints() -> Config {
 
 #[tokio::test]
 async fn checkpoint_is_a_signed_note_over_the_served_leaf_hashes() {
-    let h = start().await;
+    let h = start_with_config(unpublished()).await;
     let api = Api::of(&h);
     let (_, conf) = h
         .call("GET", "/.well-known/bonafide-configuration", None, None)
@@ -446,7 +456,7 @@ async fn checkpoint_is_a_signed_note_over_the_served_leaf_hashes() {
 
 #[tokio::test]
 async fn start_up_logs_the_admin_key_and_the_first_signing_key() {
-    let h = start().await;
+    let h = start_with_config(unpublished()).await;
     assert_eq!(size(&h).await, 2);
     let (admin_key, _) = entry_at(&h, 0).await;
     assert_eq!(admin_key.event, EventType::KeyAdded);
@@ -472,7 +482,7 @@ async fn start_up_logs_the_admin_key_and_the_first_signing_key() {
 
 #[tokio::test]
 async fn every_state_change_appends_exactly_one_entry() {
-    let h = start().await;
+    let h = start_with_config(unpublished()).await;
     let api = Api::of(&h);
     let mut secrets: Vec<String> = vec![h.admin.clone()];
     let (_, jwks) = h.call("GET", "/.well-known/jwks.json", None, None).await;
@@ -695,7 +705,7 @@ async fn every_state_change_appends_exactly_one_entry() {
 
 #[tokio::test]
 async fn failed_requests_append_nothing() {
-    let h = start().await;
+    let h = start_with_config(unpublished()).await;
     let api = Api::of(&h);
     let (_, key) = issuer_with_id(&h, "fail.example").await;
     let (other_agent, _) = {
@@ -906,7 +916,7 @@ async fn failed_requests_append_nothing() {
 
 #[tokio::test]
 async fn verify_decisions_are_logged_with_their_index() {
-    let h = start().await;
+    let h = start_with_config(unpublished()).await;
     let api = Api::of(&h);
     let (issuer_id, key) = issuer_with_id(&h, "v.example").await;
     let (agent_id, token) = agent(&h, &key, "V", &["read:portfolio", "read:tx"]).await;
@@ -1156,7 +1166,7 @@ async fn with_audit_verify_off_only_state_changes_are_logged() {
 
 #[tokio::test]
 async fn entries_are_shown_only_to_admins_and_the_issuer_concerned() {
-    let h = start().await;
+    let h = start_with_config(unpublished()).await;
     let api = Api::of(&h);
     let (ia, ka) = issuer_with_id(&h, "a.example").await;
     let (ib, kb) = issuer_with_id(&h, "b.example").await;
@@ -1271,7 +1281,7 @@ async fn entries_are_shown_only_to_admins_and_the_issuer_concerned() {
 
 #[tokio::test]
 async fn entries_ranges_and_keys_are_checked() {
-    let h = start().await;
+    let h = start_with_config(unpublished()).await;
     let api = Api::of(&h);
     let key = h.issuer("r.example").await;
     let (_, token) = agent(&h, &key, "R", &["read:x"]).await;
@@ -1369,7 +1379,7 @@ async fn entries_ranges_and_keys_are_checked() {
 
 #[tokio::test]
 async fn inclusion_proofs_check_against_checkpoints_and_any_tree_size() {
-    let h = start().await;
+    let h = start_with_config(unpublished()).await;
     let api = Api::of(&h);
     let log = log_of(&h).await;
     let key = h.issuer("inc.example").await;
@@ -1460,7 +1470,7 @@ async fn inclusion_proofs_check_against_checkpoints_and_any_tree_size() {
 
 #[tokio::test]
 async fn inclusion_proof_requests_are_checked() {
-    let h = start().await;
+    let h = start_with_config(unpublished()).await;
     let api = Api::of(&h);
     let n = size(&h).await;
     let leaf0 = entries(&api, 0, 1, None).await[0].leaf.to_base64();
@@ -1514,7 +1524,7 @@ async fn inclusion_proof_requests_are_checked() {
 
 #[tokio::test]
 async fn consistency_proofs_link_every_pair_of_checkpoints() {
-    let h = start().await;
+    let h = start_with_config(unpublished()).await;
     let api = Api::of(&h);
     let log = log_of(&h).await;
     let key = h.issuer("cons.example").await;
@@ -1632,7 +1642,7 @@ async fn consistency_proofs_link_every_pair_of_checkpoints() {
 
 #[tokio::test]
 async fn tlog_proof_bundles_verify_offline() {
-    let h = start().await;
+    let h = start_with_config(unpublished()).await;
     let api = Api::of(&h);
     let log = log_of(&h).await;
     let (issuer_id, key) = issuer_with_id(&h, "bundle.example").await;
@@ -1740,7 +1750,7 @@ async fn tlog_proof_bundles_verify_offline() {
 
 #[tokio::test]
 async fn tiles_hold_the_leaf_hashes_and_rebuild_the_checkpoint_root() {
-    let h = start().await;
+    let h = start_with_config(unpublished()).await;
     let api = Api::of(&h);
     let log = log_of(&h).await;
     let (ia, ka) = issuer_with_id(&h, "tile.example").await;
@@ -2599,7 +2609,7 @@ async fn the_largest_decision_a_caller_can_ask_for_is_logged_whole_and_more_is_r
     // caller sends is bounded well below that (issue 13), so the largest decision a
     // request can cause is logged whole and bundled intact, and anything over a
     // field's bound is a 422 with nothing appended, never cut.
-    let h = start().await;
+    let h = start_with_config(unpublished()).await;
     let api = Api::of(&h);
     let (_, key) = issuer_with_id(&h, "largest.example").await;
     let (_, token) = agent(&h, &key, "bot", &["read:data"]).await;
@@ -2661,7 +2671,7 @@ async fn the_largest_decision_a_caller_can_ask_for_is_logged_whole_and_more_is_r
 /// counted), and a wrong key presented is a 401, not an anonymous call.
 #[tokio::test]
 async fn introspection_decisions_are_logged() {
-    let h = start().await;
+    let h = start_with_config(unpublished()).await;
     let (_, key) = issuer_with_id(&h, "introspect.example").await;
     let (agent_id, token) = agent(&h, &key, "bot", &["read:data"]).await;
     for (body, active) in [(token.clone(), true), (format!("{token}x"), false)] {

@@ -22,5 +22,6 @@ mod proofs;
 mod schema_fuzz;
 mod security;
 mod self_custody;
+mod status_lists;
 mod suspend;
 mod verify_action;

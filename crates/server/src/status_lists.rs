@@ -1,0 +1,732 @@
+//! Token Status Lists (draft-ietf-oauth-status-list): how a receiver that verifies
+//! offline sees revocations and suspensions.
+//!
+//! **Slots.** Every token the registry signs carries `status.status_list` (`idx`,
+//! `uri`): a slot allocated in the store before signing ([`StatusLists::allocate`]),
+//! at a random index of a large list ([`Config::status_list_size`], default 2^20
+//! entries) shared by every issuer, so a list says nothing about who holds which
+//! index (the draft's herd privacy). A list takes entries until half full, then a new
+//! one opens. Issuers allocate slots for their own signed tokens the same way
+//! (`POST /v1/status-lists/allocations`).
+//!
+//! **Publishing.** One task ([`run`]) keeps every list's statuses in memory and
+//! publishes a new version when one changes: it reads the store's change feed (woken
+//! by [`AppState::feed_wake`] at once after a local commit, or by another replica's
+//! signal), finds the entries a change concerns (an agent's tokens and the delegated
+//! tokens it acts in, a token and those delegated from it), recomputes their status
+//! with [`verdict::list_status`] — the same rule a verify applies — and for each list
+//! that changed: appends a `status_list.published` audit entry (its statuses'
+//! SHA-256, [`status_list::published_entry`]), waits for a signed checkpoint that
+//! includes it, signs the Status List Token naming both (`version`, `audit`), and
+//! stores it. Every replica serves the stored token, so every receiver is served a
+//! version the log holds: a split view leaves proof. Lists are also re-signed before
+//! half their validity has passed. Only the checkpoint signer publishes
+//! (`Store::checkpoint_leader`); a new leader rebuilds from the store.
+//!
+//! **Allocations racing a change.** An entry allocated after the publisher processed
+//! a revocation of its agent would keep status valid, so the publisher also reads
+//! new entries, and re-reads the last [`NEW_ENTRY_WINDOW`] of them each round
+//! (PostgreSQL hands out `seq`s before commit, so one can become visible late).
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bonafide_api::error::ErrorCode;
+use bonafide_core::ids::{AgentId, IssuerId, TokenId};
+use bonafide_core::keys::{Algorithm, SigningKey};
+use bonafide_core::sealed::Kek;
+use bonafide_core::status_list::{
+    self, Bits, LogPosition, Status, StatusClaim, StatusList, StatusListClaims, StatusRef,
+};
+use bonafide_store::{
+    Change as FeedChange, ChangePosition, ListShape, PrivateKeySlot, PublishedStatusList,
+    ReceiptKeyRecord, StatusEntry, StatusEntryRow, StatusSubject, Store, StoreError,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::audit::AuditLogError;
+use crate::auth::IssuerAuth;
+use crate::error::ApiError;
+use crate::error::{ApiJson, ApiPath};
+use crate::state::AppState;
+use crate::{sealing, verdict};
+
+/// Bits per status: valid, revoked (invalid), suspended.
+const BITS: u8 = 2;
+/// Random candidates per allocation attempt: a list is at most half full, so all of
+/// them are taken with probability under 2^-16.
+const CANDIDATES: usize = 16;
+/// How long new entries are re-read for a status set before they were visible.
+const NEW_ENTRY_WINDOW_MS: i64 = 5_000;
+/// Public for the docs: the window above.
+pub const NEW_ENTRY_WINDOW: Duration = Duration::from_millis(NEW_ENTRY_WINDOW_MS as u64);
+/// Entries read per page when a list is rebuilt.
+const PAGE: u32 = 10_000;
+/// Longest the publisher sleeps without a wake-up.
+const TICK: Duration = Duration::from_secs(1);
+/// How often expired entries are purged.
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
+
+/// The status-list signer and allocator (see the module docs).
+#[derive(Debug)]
+pub struct StatusLists {
+    key: SigningKey,
+    shape: ListShape,
+}
+
+impl StatusLists {
+    /// Loads (or makes, once) the status-list signing key.
+    pub async fn load(
+        store: &dyn Store,
+        kek: &Kek,
+        size: u64,
+        now_ms: i64,
+    ) -> Result<Self, StoreError> {
+        let fresh = SigningKey::generate(Algorithm::EdDSA)
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        let pem = fresh
+            .to_pkcs8_pem()
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        let slot = PrivateKeySlot::StatusListKey;
+        let stored = store
+            .status_list_key(&ReceiptKeyRecord {
+                private_pem: sealing::seal(kek, &slot, pem.expose_secret())?,
+                created_at_ms: now_ms,
+            })
+            .await?;
+        let pem = sealing::open(kek, &slot, &stored.private_pem)?;
+        let key = SigningKey::from_pkcs8_pem(pem.expose_secret())
+            .map_err(|e| StoreError::Backend(format!("status-list key: {e}")))?;
+        if key.alg() != Algorithm::EdDSA {
+            return Err(StoreError::Backend(
+                "the status-list key is not Ed25519".into(),
+            ));
+        }
+        Ok(StatusLists {
+            key,
+            shape: ListShape { bits: BITS, size },
+        })
+    }
+
+    /// The key that signs status lists (and nothing else).
+    pub fn key(&self) -> &SigningKey {
+        &self.key
+    }
+
+    /// Allocates the token's slot and returns the `status` claim it carries. The same
+    /// jti again (same agent and issuer) gets its slot back; a jti another agent's
+    /// token holds is a 409.
+    pub async fn allocate(
+        &self,
+        state: &AppState,
+        entry: &StatusEntry,
+    ) -> Result<StatusClaim, ApiError> {
+        for _ in 0..3 {
+            let mut candidates = [0u64; CANDIDATES];
+            for c in &mut candidates {
+                *c = random_u64()?;
+            }
+            match state
+                .store
+                .status_allocate(entry, self.shape, &candidates, state.now_ms())
+                .await
+            {
+                Ok((slot, _)) => {
+                    return Ok(StatusClaim {
+                        status_list: Some(StatusRef {
+                            idx: slot.idx,
+                            uri: list_uri(&state.config.public_url, slot.list_id),
+                        }),
+                    });
+                }
+                // Every candidate taken (or a lost race for a new list): draw again,
+                // unless the jti is the conflict.
+                Err(StoreError::Conflict(_)) => {
+                    if let Some(existing) = state
+                        .store
+                        .status_entries_of(&StatusSubject::Token(entry.jti.clone()), i64::MIN)
+                        .await?
+                        .into_iter()
+                        .find(|r| r.entry.jti == entry.jti)
+                        && (existing.entry.agent_id != entry.agent_id
+                            || existing.entry.issuer_id != entry.issuer_id)
+                    {
+                        return Err(ApiError::new(
+                            StatusCode::CONFLICT,
+                            ErrorCode::Conflict,
+                            "this jti already has a status slot for another agent's token",
+                        ));
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::StatusListUnavailable,
+            "no free status-list index was found; retry",
+        ))
+    }
+}
+
+/// A list's URI: what tokens name and what it is served at.
+pub fn list_uri(public_url: &str, list_id: u32) -> String {
+    format!(
+        "{}/v1/status-lists/{list_id}",
+        public_url.trim_end_matches('/')
+    )
+}
+
+fn random_u64() -> Result<u64, ApiError> {
+    let mut b = [0u8; 8];
+    aws_lc_rs::rand::fill(&mut b).map_err(|_| ApiError::internal("random source failed"))?;
+    Ok(u64::from_le_bytes(b))
+}
+
+/// The status entry of a token about to be signed.
+pub fn entry_of(
+    jti: &TokenId,
+    agent: &AgentId,
+    issuer: &IssuerId,
+    expires_at_s: i64,
+    actors: Vec<AgentId>,
+    ancestor_jtis: Vec<TokenId>,
+) -> StatusEntry {
+    StatusEntry {
+        jti: jti.clone(),
+        agent_id: agent.clone(),
+        issuer_id: issuer.clone(),
+        expires_at_s,
+        actors,
+        ancestor_jtis,
+    }
+}
+
+// ---- publishing
+
+/// Why a round of publishing failed (retried at the next round).
+#[derive(Debug, thiserror::Error)]
+enum PublishError {
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("audit log: {0}")]
+    Audit(#[from] AuditLogError),
+    #[error("status list: {0}")]
+    List(#[from] status_list::StatusListError),
+    #[error("signing: {0}")]
+    Sign(#[from] bonafide_core::keys::KeyError),
+    #[error("audit entry: {0}")]
+    Entry(#[from] bonafide_core::audit::AuditError),
+}
+
+/// One list as the publisher holds it.
+#[derive(Debug)]
+struct Held {
+    list: StatusList,
+    /// Statuses changed since the stored version.
+    dirty: bool,
+    /// The stored version: number and `iat`.
+    version: u64,
+    issued_at_s: i64,
+}
+
+/// The publisher's state: every list, the change feed's and the entries' positions.
+#[derive(Debug, Default)]
+struct Publisher {
+    lists: BTreeMap<u32, Held>,
+    feed: ChangePosition,
+    /// Entries up to this `seq` were read more than the window ago.
+    settled_seq: u64,
+    loaded: bool,
+}
+
+/// Publishes the status lists while this process is the checkpoint signer; runs
+/// until the state is dropped.
+pub async fn run(state: Arc<AppState>) {
+    let mut wake = state.feed_wake();
+    let mut publisher = Publisher::default();
+    let mut failing = false;
+    let mut last_purge = tokio::time::Instant::now();
+    loop {
+        let outcome = round(&state, &mut publisher).await;
+        match outcome {
+            Ok(()) if failing => {
+                tracing::info!("status lists are published again");
+                failing = false;
+            }
+            Ok(()) => {}
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(error = %e, "could not publish status lists; retrying");
+                }
+                failing = true;
+                // Rebuild from the store next time: what is held may be behind.
+                publisher = Publisher::default();
+            }
+        }
+        if last_purge.elapsed() >= PURGE_EVERY {
+            last_purge = tokio::time::Instant::now();
+            let by = state.now_ms() / 1000 - state.config.leeway_secs;
+            match state.store.purge_status_entries(by).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(purged = n, "expired status entries dropped"),
+                Err(e) => tracing::warn!(error = %e, "could not purge status entries"),
+            }
+        }
+        wake.wait(TICK).await;
+    }
+}
+
+/// One round: lead or step back, catch up with the feed and new entries, publish what
+/// changed or ages.
+async fn round(state: &AppState, p: &mut Publisher) -> Result<(), PublishError> {
+    if !state.store.checkpoint_leader().await? {
+        // Another replica publishes; rebuild if this one leads later.
+        *p = Publisher::default();
+        return Ok(());
+    }
+    let now_s = state.now_ms() / 1000;
+    let live_after_s = now_s - state.config.leeway_secs;
+    if !p.loaded {
+        load(state, p, live_after_s).await?;
+    } else {
+        let subjects = read_feed(state, p, now_s).await?;
+        // The snapshot must reflect at least what the feed said (another replica's
+        // change may not be applied yet).
+        state.refresh().await?;
+        let snapshot = state.snapshot();
+        for subject in subjects {
+            for row in state
+                .store
+                .status_entries_of(&subject, live_after_s)
+                .await?
+            {
+                set(p, &row, &snapshot)?;
+            }
+        }
+        new_lists(state, p).await?;
+        new_entries(state, p, &snapshot).await?;
+    }
+    let validity = state.config.status_list_validity.as_secs() as i64;
+    let ids: Vec<u32> = p.lists.keys().copied().collect();
+    for id in ids {
+        let Some(held) = p.lists.get(&id) else {
+            continue;
+        };
+        let ageing = held.version == 0 || now_s - held.issued_at_s >= validity / 2;
+        if held.dirty || ageing {
+            publish(state, p, id, now_s).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Rebuilds every list from the store: the feed's end first, so no change after the
+/// statuses read is missed.
+async fn load(state: &AppState, p: &mut Publisher, live_after_s: i64) -> Result<(), PublishError> {
+    let mut feed = ChangePosition::START;
+    loop {
+        let page = state.store.changes_since(feed, i64::MAX, 10_000).await?;
+        feed = page.next;
+        if !page.more {
+            break;
+        }
+    }
+    state.refresh().await?;
+    let snapshot = state.snapshot();
+    let mut lists = BTreeMap::new();
+    for record in state.store.status_lists().await? {
+        let mut list =
+            StatusList::new(Bits::new(u64::from(record.shape.bits))?, record.shape.size)?;
+        let mut after = None;
+        loop {
+            let rows = state
+                .store
+                .status_entries(record.id, after, live_after_s, PAGE)
+                .await?;
+            for row in &rows {
+                let status = status_of(&snapshot, row);
+                if status != Status::Valid {
+                    list.set(row.slot.idx, status)?;
+                }
+            }
+            match rows.last() {
+                Some(last) if rows.len() == PAGE as usize => after = Some(last.slot.idx),
+                _ => break,
+            }
+        }
+        let stored = state.store.status_list_published(record.id).await?;
+        let (dirty, version, issued_at_s) = match stored {
+            None => (true, 0, 0),
+            Some(s) => (published_list(&s.token)? != list, s.version, s.issued_at_s),
+        };
+        lists.insert(
+            record.id,
+            Held {
+                list,
+                dirty,
+                version,
+                issued_at_s,
+            },
+        );
+    }
+    p.lists = lists;
+    p.feed = feed;
+    p.settled_seq = settled_seq(state, 0).await?;
+    p.loaded = true;
+    Ok(())
+}
+
+/// The statuses of a stored Status List Token (this registry's own, so trusted).
+fn published_list(token: &str) -> Result<StatusList, PublishError> {
+    let payload = token
+        .split('.')
+        .nth(1)
+        .ok_or_else(|| StoreError::Backend("stored status list token is not a JWS".into()))?;
+    let bytes = bonafide_core::b64::decode(payload)
+        .map_err(|_| StoreError::Backend("stored status list token does not decode".into()))?;
+    let claims: StatusListClaims = serde_json::from_slice(&bytes)
+        .map_err(|_| StoreError::Backend("stored status list token does not parse".into()))?;
+    Ok(StatusList::decode(&claims.status_list)?)
+}
+
+/// The highest `seq` of entries older than the window (which are visible for good).
+async fn settled_seq(state: &AppState, from: u64) -> Result<u64, PublishError> {
+    let cut = state.now_ms() - NEW_ENTRY_WINDOW_MS;
+    let mut settled = from;
+    loop {
+        let rows = state.store.status_entries_since(settled, PAGE).await?;
+        let full = rows.len() == PAGE as usize;
+        let mut stopped = false;
+        for row in &rows {
+            if row.created_at_ms >= cut {
+                stopped = true;
+                break;
+            }
+            settled = row.seq;
+        }
+        if stopped || !full {
+            return Ok(settled);
+        }
+    }
+}
+
+/// Reads the change feed from where the publisher stopped; the subjects whose
+/// entries may have changed status.
+async fn read_feed(
+    state: &AppState,
+    p: &mut Publisher,
+    now_s: i64,
+) -> Result<HashSet<StatusSubject>, PublishError> {
+    let mut subjects = HashSet::new();
+    loop {
+        let page = state
+            .store
+            .changes_since(p.feed, now_s - state.config.leeway_secs, 10_000)
+            .await?;
+        for change in page.changes {
+            match change {
+                FeedChange::AgentRevoked(a)
+                | FeedChange::AgentSuspended(a)
+                | FeedChange::AgentReactivated(a) => {
+                    subjects.insert(StatusSubject::Agent(a));
+                }
+                FeedChange::TokenRevoked { jti, .. } => {
+                    subjects.insert(StatusSubject::Token(jti));
+                }
+                _ => {}
+            }
+        }
+        p.feed = page.next;
+        if !page.more {
+            return Ok(subjects);
+        }
+    }
+}
+
+/// Lists made since the last round (by allocations, here or on another replica).
+async fn new_lists(state: &AppState, p: &mut Publisher) -> Result<(), PublishError> {
+    for record in state.store.status_lists().await? {
+        if p.lists.contains_key(&record.id) {
+            continue;
+        }
+        let list = StatusList::new(Bits::new(u64::from(record.shape.bits))?, record.shape.size)?;
+        p.lists.insert(
+            record.id,
+            Held {
+                list,
+                dirty: true,
+                version: 0,
+                issued_at_s: 0,
+            },
+        );
+    }
+    Ok(())
+}
+
+/// Entries allocated since the settled point: any whose status is not valid already
+/// (allocated while a change was being published) is set.
+async fn new_entries(
+    state: &AppState,
+    p: &mut Publisher,
+    snapshot: &crate::state::Snapshot,
+) -> Result<(), PublishError> {
+    let mut after = p.settled_seq;
+    loop {
+        let rows = state.store.status_entries_since(after, PAGE).await?;
+        for row in &rows {
+            set(p, row, snapshot)?;
+        }
+        match rows.last() {
+            Some(last) if rows.len() == PAGE as usize => after = last.seq,
+            _ => break,
+        }
+    }
+    p.settled_seq = settled_seq(state, p.settled_seq).await?;
+    Ok(())
+}
+
+fn status_of(snapshot: &crate::state::Snapshot, row: &StatusEntryRow) -> Status {
+    verdict::list_status(
+        snapshot,
+        &row.entry.agent_id,
+        &row.entry.jti,
+        &row.entry.actors,
+        &row.entry.ancestor_jtis,
+    )
+}
+
+/// Sets one entry's status in its list, marking the list dirty if it changed.
+fn set(
+    p: &mut Publisher,
+    row: &StatusEntryRow,
+    snapshot: &crate::state::Snapshot,
+) -> Result<(), PublishError> {
+    let Some(held) = p.lists.get_mut(&row.slot.list_id) else {
+        // A list made after this round read the lists: the next round has it.
+        return Ok(());
+    };
+    let status = status_of(snapshot, row);
+    if held.list.get(row.slot.idx)? != status {
+        held.list.set(row.slot.idx, status)?;
+        held.dirty = true;
+    }
+    Ok(())
+}
+
+/// Logs, checkpoints, signs and stores the next version of list `id`.
+async fn publish(
+    state: &AppState,
+    p: &mut Publisher,
+    id: u32,
+    now_s: i64,
+) -> Result<(), PublishError> {
+    let Some(held) = p.lists.get(&id) else {
+        return Ok(());
+    };
+    let uri = list_uri(&state.config.public_url, id);
+    // Never behind a version another leader stored.
+    let stored = state.store.status_list_published(id).await?;
+    let version = stored.map_or(0, |s| s.version).max(held.version) + 1;
+    let entry = status_list::published_entry(&uri, version, now_s, &held.list);
+    let record = crate::audit::record(&entry, None, None)?;
+    let index = state.audit.append(record).await?;
+    let checkpoint = state.audit.checkpoint_covering(index + 1).await?;
+    let mut extra = serde_json::Map::new();
+    extra.insert(status_list::VERSION_CLAIM.into(), version.into());
+    extra.insert(
+        status_list::AUDIT_CLAIM.into(),
+        serde_json::to_value(LogPosition {
+            index,
+            tree_size: checkpoint.size,
+        })
+        .map_err(|e| StoreError::Backend(e.to_string()))?,
+    );
+    let validity = state.config.status_list_validity.as_secs() as i64;
+    let claims = StatusListClaims {
+        iss: Some(state.config.public_url.clone()),
+        sub: uri,
+        iat: now_s,
+        exp: Some(now_s + validity),
+        ttl: Some(state.config.status_list_ttl.as_secs().max(1)),
+        status_list: held.list.encode(),
+        extra,
+    };
+    let token = status_list::sign(state.status_lists.key(), &claims)?;
+    state
+        .store
+        .publish_status_list(&PublishedStatusList {
+            list_id: id,
+            version,
+            token,
+            issued_at_s: now_s,
+            expires_at_s: now_s + validity,
+            audit_index: index,
+        })
+        .await?;
+    if let Some(held) = p.lists.get_mut(&id) {
+        held.dirty = false;
+        held.version = version;
+        held.issued_at_s = now_s;
+    }
+    tracing::debug!(list = id, version, index, "status list published");
+    Ok(())
+}
+
+// ---- routes
+
+/// A Status List Token (draft-ietf-oauth-status-list §8): the latest version of list
+/// `id`, signed by the status-list key (`/.well-known/status-list-jwks.json`), with
+/// `ETag` (`If-None-Match` gives 304) and `Cache-Control: max-age` = its `ttl`.
+#[utoipa::path(get, path = "/v1/status-lists/{id}", tag = "status",
+    params(("id" = u32, Path, description = "list id, from a token's status.status_list.uri")),
+    responses(
+        (status = 200, description = "Status List Token", content_type = "application/statuslist+jwt", body = String),
+        (status = 304, description = "not modified since the ETag given"),
+        (status = 404, description = "no such list", body = bonafide_api::error::ErrorBody),
+        (status = 503, description = "the list is not published yet (a new list is, within a second)", body = bonafide_api::error::ErrorBody)))]
+pub async fn get_list(
+    State(state): State<Arc<AppState>>,
+    ApiPath(id): ApiPath<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let unknown = || ApiError::not_found("status list");
+    // Digits only: `+1` or `01` name no list.
+    if id.is_empty()
+        || id.len() > 10
+        || !id.bytes().all(|b| b.is_ascii_digit())
+        || id.starts_with('0')
+    {
+        return Err(unknown());
+    }
+    let id: u32 = id.parse().map_err(|_| unknown())?;
+    let Some(published) = state.store.status_list_published(id).await? else {
+        let exists = state.store.status_lists().await?.iter().any(|l| l.id == id);
+        if exists {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::StatusListUnavailable,
+                "this status list is not published yet; retry in a second",
+            ));
+        }
+        return Err(unknown());
+    };
+    let etag = format!("\"{id}.{}\"", published.version);
+    let max_age = state.config.status_list_ttl.as_secs().max(1);
+    let mut response = if if_none_match(&headers, &etag) {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        (
+            [(header::CONTENT_TYPE, status_list::STATUS_LIST_MEDIA_TYPE)],
+            published.token,
+        )
+            .into_response()
+    };
+    let h = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!("max-age={max_age}")) {
+        h.insert(header::CACHE_CONTROL, v);
+    }
+    Ok(response)
+}
+
+/// RFC 9110 §13.1.2: `*`, or any listed tag equal by weak comparison.
+fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag.trim_start_matches("W/") == etag)
+}
+
+/// The status-list key (RFC 7517 JWK Set of one Ed25519 key): it signs only `typ
+/// statuslist+jwt`, and is kept out of the token JWKS so that no JWT library
+/// configured with that set can take a status list for a token.
+#[utoipa::path(get, path = "/.well-known/status-list-jwks.json", tag = "discovery",
+    responses((status = 200, description = "JWK Set", content_type = "application/jwk-set+json")))]
+pub async fn jwks(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    crate::routes::meta::jwk_set(bonafide_core::keys::Jwks {
+        keys: vec![state.status_lists.key().verifying_key().jwk().clone()],
+    })
+}
+
+/// `POST /v1/status-lists/allocations`: a slot for an issuer-signed token.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AllocateStatus {
+    /// The token's agent (one of the issuer's).
+    pub agent_id: String,
+    /// The token's `jti`.
+    pub jti: String,
+    /// The token's `exp`, Unix seconds: in the future, within the registry's longest
+    /// token lifetime.
+    pub expires_at: i64,
+}
+
+/// The slot: put `status` into the token's claims as it is.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatusAllocated {
+    /// `{"status_list": {"idx": …, "uri": …}}`.
+    #[schema(value_type = Object)]
+    pub status: StatusClaim,
+}
+
+/// Allocates a status-list slot for a token the issuer signs itself, so receivers
+/// verifying offline see its revocation. The same `jti` again returns its slot.
+#[utoipa::path(post, path = "/v1/status-lists/allocations", tag = "issuer",
+    request_body = AllocateStatus, security(("api_key" = [])),
+    responses((status = 201, body = StatusAllocated), (status = 401), (status = 404),
+        (status = 409, description = "the agent is revoked or suspended, or the jti is another token's"),
+        (status = 422)))]
+pub async fn allocate(
+    State(state): State<Arc<AppState>>,
+    IssuerAuth(issuer): IssuerAuth,
+    ApiJson(body): ApiJson<AllocateStatus>,
+) -> Result<(StatusCode, ApiJson<StatusAllocated>), ApiError> {
+    let jti = TokenId::try_from(body.jti.as_str())
+        .map_err(|_| ApiError::invalid("`jti` is not a token id (`tok_…`)"))?;
+    let agent = crate::routes::agents::own_agent(&state, &issuer, &body.agent_id).await?;
+    match agent.status {
+        bonafide_store::AgentStatus::Revoked => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                ErrorCode::AgentRevoked,
+                "agent is revoked; its tokens can never verify",
+            ));
+        }
+        bonafide_store::AgentStatus::Suspended => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                ErrorCode::AgentSuspended,
+                "agent is suspended; reactivate it first",
+            ));
+        }
+        bonafide_store::AgentStatus::Active => {}
+    }
+    let now_s = state.now_ms() / 1000;
+    if body.expires_at <= now_s || body.expires_at > now_s + state.config.max_token_ttl_s {
+        return Err(ApiError::invalid(format!(
+            "`expires_at` must be in the future and at most {} s from now",
+            state.config.max_token_ttl_s
+        )));
+    }
+    let entry = entry_of(
+        &jti,
+        &agent.id,
+        &issuer.id,
+        body.expires_at,
+        Vec::new(),
+        Vec::new(),
+    );
+    let status = state.status_lists.allocate(&state, &entry).await?;
+    Ok((StatusCode::CREATED, ApiJson(StatusAllocated { status })))
+}

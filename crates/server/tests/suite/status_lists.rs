@@ -1,0 +1,570 @@
+//! Token Status Lists over HTTP: every token the registry signs names a slot; the
+//! published list (signed by the status-list key, verified here with core's
+//! `status_list::verify`) flips within a publish round of a revocation, suspension
+//! or reactivation, also for delegated tokens whose ancestor changed; each version
+//! is an audit entry before it is served; conditional GET; issuer allocations and
+//! their refusals; unknown lists.
+
+use crate::common;
+
+use std::time::{Duration, Instant};
+
+use bonafide_core::keys::Jwks;
+use bonafide_core::merkle;
+use bonafide_core::status_list::{self, Status, StatusList, StatusListClaims};
+use bonafide_core::token::AgentClaims;
+use bonafide_core::token::{KeyResolver, KeySet};
+use common::{Harness, now_s, start};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+/// The claims of a compact JWS, unverified (the registry's own token).
+fn claims(jws: &str) -> AgentClaims {
+    let payload = jws.split('.').nth(1).unwrap();
+    serde_json::from_slice(&bonafide_core::b64::decode(payload).unwrap()).unwrap()
+}
+
+/// The token's slot: (uri, idx).
+fn slot(token: &str) -> (String, u64) {
+    let status = claims(token)
+        .status
+        .expect("a registry token names its status")
+        .status_list
+        .expect("in a status list");
+    (status.uri, status.idx)
+}
+
+async fn list_keys(h: &Harness) -> KeySet {
+    let jwks: Jwks = h
+        .http
+        .get(format!("{}/.well-known/status-list-jwks.json", h.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    KeySet::from_jwks(&jwks).unwrap()
+}
+
+/// Fetches and verifies the list at `uri`: claims, statuses, ETag.
+async fn fetch(h: &Harness, uri: &str) -> (StatusListClaims, StatusList, String) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let resp = h.http.get(uri).send().await.unwrap();
+        if resp.status() == StatusCode::SERVICE_UNAVAILABLE && Instant::now() < deadline {
+            // A new list is published within a round.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        }
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(
+            resp.headers()["content-type"],
+            status_list::STATUS_LIST_MEDIA_TYPE
+        );
+        assert_eq!(resp.headers()["cache-control"], "max-age=60");
+        let etag = resp.headers()["etag"].to_str().unwrap().to_owned();
+        let text = resp.text().await.unwrap();
+        let keys = list_keys(h).await;
+        let (claims, list) = status_list::verify(&text, &keys, uri, now_s(), 5).unwrap();
+        return (claims, list, etag);
+    }
+}
+
+/// Waits for the list to show `want` at `idx` (a publish round is under a second);
+/// the claims of the first version showing it.
+async fn until_status(h: &Harness, uri: &str, idx: u64, want: Status) -> StatusListClaims {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (claims, list, _) = fetch(h, uri).await;
+        let got = list.get(idx).unwrap();
+        if got == want {
+            return claims;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "index {idx} still {got:?}, not {want:?}, after 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Standard base64 in a query.
+fn q(b64: &str) -> String {
+    b64.replace('+', "%2B")
+        .replace('/', "%2F")
+        .replace('=', "%3D")
+}
+
+fn version(claims: &StatusListClaims) -> u64 {
+    status_list::log_claims(claims).unwrap().0
+}
+
+async fn agent(h: &Harness, key: &str, name: &str) -> (String, String) {
+    let reg = h
+        .register(key, json!({"name": name, "scopes": ["read:x"]}))
+        .await;
+    (
+        reg["agent_id"].as_str().unwrap().to_owned(),
+        reg["token"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn a_registry_token_flips_in_its_list_on_suspension_reactivation_and_revocation() {
+    let h = start().await;
+    let key = h.issuer("lists.example").await;
+    let (agent_id, token) = agent(&h, &key, "Bot").await;
+    let (_, other) = agent(&h, &key, "Other").await;
+    let (uri, idx) = slot(&token);
+    let (other_uri, other_idx) = slot(&other);
+    assert!(
+        uri.starts_with(&format!("{}/v1/status-lists/", h.base)),
+        "{uri}"
+    );
+    assert_eq!(uri, other_uri, "one list is shared");
+    assert_ne!(idx, other_idx);
+
+    let first = until_status(&h, &uri, idx, Status::Valid).await;
+    assert_eq!(first.iss.as_deref(), Some(h.base.as_str()));
+    assert_eq!(first.ttl, Some(60));
+    assert_eq!(first.status_list.bits, 2);
+    assert!(first.exp.unwrap() > first.iat);
+
+    let (st, v) = h
+        .call(
+            "POST",
+            &format!("/v1/agents/{agent_id}/suspend"),
+            Some(&key),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let suspended = until_status(&h, &uri, idx, Status::Suspended).await;
+    assert!(version(&suspended) > version(&first));
+    let (_, list, _) = fetch(&h, &uri).await;
+    assert_eq!(
+        list.get(other_idx).unwrap(),
+        Status::Valid,
+        "only its own slot"
+    );
+
+    let (st, v) = h
+        .call(
+            "POST",
+            &format!("/v1/agents/{agent_id}/reactivate"),
+            Some(&key),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    until_status(&h, &uri, idx, Status::Valid).await;
+
+    // One token of the other agent revoked: that slot only.
+    let jti = claims(&other).jti.to_string();
+    let (st, v) = h
+        .call(
+            "POST",
+            "/v1/tokens/revoke",
+            Some(&key),
+            Some(json!({"jti": jti})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    until_status(&h, &uri, other_idx, Status::Invalid).await;
+    let (_, list, _) = fetch(&h, &uri).await;
+    assert_eq!(list.get(idx).unwrap(), Status::Valid);
+
+    // Revoking the agent revokes every token it has, including ones issued later.
+    let (st, issued) = h
+        .call(
+            "POST",
+            &format!("/v1/agents/{agent_id}/issue-token"),
+            Some(&key),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{issued}");
+    let (_, idx2) = slot(issued["token"].as_str().unwrap());
+    let (st, v) = h
+        .call(
+            "POST",
+            &format!("/v1/agents/{agent_id}/revoke"),
+            Some(&key),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    until_status(&h, &uri, idx, Status::Invalid).await;
+    until_status(&h, &uri, idx2, Status::Invalid).await;
+}
+
+#[tokio::test]
+async fn conditional_gets_answer_304_until_the_list_changes() {
+    let h = start().await;
+    let key = h.issuer("etag.example").await;
+    let (agent_id, token) = agent(&h, &key, "Bot").await;
+    let (uri, idx) = slot(&token);
+    until_status(&h, &uri, idx, Status::Valid).await;
+    let (_, _, etag) = fetch(&h, &uri).await;
+    let not_modified = h
+        .http
+        .get(&uri)
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_modified.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(not_modified.headers()["etag"].to_str().unwrap(), etag);
+    assert_eq!(not_modified.headers()["cache-control"], "max-age=60");
+    assert!(not_modified.text().await.unwrap().is_empty());
+    // A list of tags, weak or not, and `*`.
+    for tag in [format!("\"x\", W/{etag}"), "*".to_owned()] {
+        let r = h
+            .http
+            .get(&uri)
+            .header("if-none-match", tag)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
+    }
+    let r = h
+        .http
+        .get(&uri)
+        .header("if-none-match", "\"other\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // After a change, the old tag gets the new list.
+    h.call(
+        "POST",
+        &format!("/v1/agents/{agent_id}/suspend"),
+        Some(&key),
+        None,
+    )
+    .await;
+    until_status(&h, &uri, idx, Status::Suspended).await;
+    let r = h
+        .http
+        .get(&uri)
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_ne!(r.headers()["etag"].to_str().unwrap(), etag);
+}
+
+#[tokio::test]
+async fn every_published_version_is_in_the_audit_log_before_it_is_served() {
+    let h = start().await;
+    let key = h.issuer("logged.example").await;
+    let (agent_id, token) = agent(&h, &key, "Bot").await;
+    let (uri, idx) = slot(&token);
+    until_status(&h, &uri, idx, Status::Valid).await;
+    h.call(
+        "POST",
+        &format!("/v1/agents/{agent_id}/suspend"),
+        Some(&key),
+        None,
+    )
+    .await;
+    let claims = until_status(&h, &uri, idx, Status::Suspended).await;
+    let (version, position) = status_list::log_claims(&claims).unwrap();
+    let list = StatusList::decode(&claims.status_list).unwrap();
+    let entry = status_list::published_entry(&uri, version, claims.iat, &list);
+    let leaf = merkle::leaf_hash(&entry.to_canonical().unwrap());
+    let b64 = leaf.to_base64();
+    let proof: Value = h
+        .http
+        .get(format!(
+            "{}/v1/audit/proof/inclusion?leaf_hash={}",
+            h.base,
+            q(&b64)
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(proof["index"], position.index, "{proof}");
+    assert!(proof["tree_size"].as_u64().unwrap() >= position.tree_size);
+    // A different list (one status changed) is not in the log.
+    let mut forged = list.clone();
+    forged.set(idx, Status::Valid).unwrap();
+    let entry = status_list::published_entry(&uri, version, claims.iat, &forged);
+    let leaf = merkle::leaf_hash(&entry.to_canonical().unwrap());
+    let r = h
+        .http
+        .get(format!(
+            "{}/v1/audit/proof/inclusion?leaf_hash={}",
+            h.base,
+            q(&leaf.to_base64())
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+const GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
+
+#[tokio::test]
+async fn a_delegated_token_flips_with_its_actor_and_its_parent() {
+    let h = start().await;
+    let key = h.issuer("chain.example").await;
+    let (_, root) = agent(&h, &key, "Root").await;
+    let (sub_id, sub) = agent(&h, &key, "Sub").await;
+    let (_, sub2) = agent(&h, &key, "Sub 2").await;
+    let mut children = Vec::new();
+    for actor in [&sub, &sub2] {
+        let resp = h
+            .http
+            .post(format!("{}/v1/token", h.base))
+            .header("authorization", format!("Bearer {key}"))
+            .form(&[
+                ("grant_type", GRANT),
+                ("subject_token", root.as_str()),
+                ("subject_token_type", JWT),
+                ("actor_token", actor.as_str()),
+                ("actor_token_type", JWT),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let v: Value = resp.json().await.unwrap();
+        children.push(v["access_token"].as_str().unwrap().to_owned());
+    }
+    let (uri, child_idx) = slot(&children[0]);
+    let (uri2, child2_idx) = slot(&children[1]);
+    let (root_uri, root_idx) = slot(&root);
+    assert_eq!((&uri, &uri2), (&root_uri, &root_uri));
+    until_status(&h, &uri, child_idx, Status::Valid).await;
+    // Suspending the actor suspends the child, not the root nor the other child.
+    h.call(
+        "POST",
+        &format!("/v1/agents/{sub_id}/suspend"),
+        Some(&key),
+        None,
+    )
+    .await;
+    until_status(&h, &uri, child_idx, Status::Suspended).await;
+    let (_, list, _) = fetch(&h, &uri).await;
+    assert_eq!(list.get(root_idx).unwrap(), Status::Valid);
+    assert_eq!(list.get(child2_idx).unwrap(), Status::Valid);
+    // Revoking the root token revokes both children.
+    let root_claims = claims(&root);
+    let (st, v) = h
+        .call(
+            "POST",
+            "/v1/tokens/revoke",
+            Some(&key),
+            Some(json!({"jti": root_claims.jti.to_string()})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    until_status(&h, &uri, root_idx, Status::Invalid).await;
+    until_status(&h, &uri, child_idx, Status::Invalid).await;
+    until_status(&h, &uri, child2_idx, Status::Invalid).await;
+}
+
+#[tokio::test]
+async fn issuers_allocate_slots_for_their_own_tokens_and_bad_requests_are_refused() {
+    let h = start().await;
+    let key = h.issuer("self.example").await;
+    let other_key = h.issuer("other.example").await;
+    let (agent_id, _) = agent(&h, &key, "Bot").await;
+    let (other_agent, _) = agent(&h, &other_key, "Theirs").await;
+    let jti = bonafide_core::ids::TokenId::from_random(common::rand20()[..16].try_into().unwrap())
+        .to_string();
+    let exp = now_s() + 3600;
+    let ask = |agent: &str, jti: &str, exp: i64| json!({"agent_id": agent, "jti": jti, "expires_at": exp});
+    let (st, v) = h
+        .call(
+            "POST",
+            "/v1/status-lists/allocations",
+            Some(&key),
+            Some(ask(&agent_id, &jti, exp)),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let idx = v["status"]["status_list"]["idx"].as_u64().unwrap();
+    let uri = v["status"]["status_list"]["uri"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The same jti again: the same slot.
+    let (st, again) = h
+        .call(
+            "POST",
+            "/v1/status-lists/allocations",
+            Some(&key),
+            Some(ask(&agent_id, &jti, exp)),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{again}");
+    assert_eq!(again["status"], v["status"]);
+    until_status(&h, &uri, idx, Status::Valid).await;
+
+    let cases: Vec<(Option<&str>, Value, StatusCode, &str)> = vec![
+        (
+            None,
+            ask(&agent_id, &jti, exp),
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+        ),
+        (
+            Some(&key),
+            ask(&other_agent, &jti, exp),
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+        ),
+        (
+            Some(&key),
+            ask(&agent_id, "not-a-jti", exp),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "INVALID_REQUEST",
+        ),
+        (
+            Some(&key),
+            ask(&agent_id, &jti, now_s() - 10),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "INVALID_REQUEST",
+        ),
+        (
+            Some(&key),
+            ask(&agent_id, &jti, now_s() + 400 * 86_400),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "INVALID_REQUEST",
+        ),
+        (
+            Some(&key),
+            json!({"agent_id": agent_id, "jti": jti, "expires_at": exp, "more": 1}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "INVALID_REQUEST",
+        ),
+        (
+            Some(&key),
+            json!({"agent_id": agent_id}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "INVALID_REQUEST",
+        ),
+        // Another issuer's token holds this jti.
+        (
+            Some(&other_key),
+            ask(&other_agent, &jti, exp),
+            StatusCode::CONFLICT,
+            "CONFLICT",
+        ),
+    ];
+    for (k, body, status, code) in cases {
+        let (st, v) = h
+            .call(
+                "POST",
+                "/v1/status-lists/allocations",
+                k,
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(st, status, "{body} → {v}");
+        assert_eq!(v["error"]["code"], code, "{body} → {v}");
+    }
+    // Suspended and revoked agents get no slot.
+    let (st, _) = h
+        .call(
+            "POST",
+            &format!("/v1/agents/{agent_id}/suspend"),
+            Some(&key),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let fresh = bonafide_core::ids::TokenId::from_random([7; 16]).to_string();
+    let (st, v) = h
+        .call(
+            "POST",
+            "/v1/status-lists/allocations",
+            Some(&key),
+            Some(ask(&agent_id, &fresh, exp)),
+        )
+        .await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("AGENT_SUSPENDED")),
+        "{v}"
+    );
+    // The slot already given flips with the agent.
+    until_status(&h, &uri, idx, Status::Suspended).await;
+    h.call(
+        "POST",
+        &format!("/v1/agents/{agent_id}/revoke"),
+        Some(&key),
+        None,
+    )
+    .await;
+    let (st, v) = h
+        .call(
+            "POST",
+            "/v1/status-lists/allocations",
+            Some(&key),
+            Some(ask(&agent_id, &fresh, exp)),
+        )
+        .await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("AGENT_REVOKED")),
+        "{v}"
+    );
+    until_status(&h, &uri, idx, Status::Invalid).await;
+}
+
+#[tokio::test]
+async fn unknown_lists_are_a_404_and_the_key_is_published_apart() {
+    let h = start().await;
+    for id in ["999999", "0", "01", "-1", "abc", "4294967296", "1.0"] {
+        let r = h
+            .http
+            .get(format!("{}/v1/status-lists/{id}", h.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{id}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "NOT_FOUND", "{id}");
+    }
+    // The status-list key signs lists only: not in the token JWKS, named by discovery.
+    let lists = list_keys(&h).await;
+    let tokens: Value = h
+        .http
+        .get(format!("{}/.well-known/jwks.json", h.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let conf: Value = h
+        .http
+        .get(format!("{}/.well-known/bonafide-configuration", h.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kid = conf["status_list_signing_kid"].as_str().unwrap();
+    assert!(lists.key(kid).is_some());
+    assert!(
+        tokens["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|k| k["kid"] != kid),
+        "{tokens}"
+    );
+}
