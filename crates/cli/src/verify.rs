@@ -21,12 +21,14 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, anyhow};
 use bonafide_api::verify::{VerifiedAgent, VerifyResponse};
 use bonafide_api::{ErrorCode, ErrorDetail};
-use bonafide_client::status::{StatusCheck, StatusError, StatusListConfig, StatusLists};
+use bonafide_client::status::{
+    StatusCheck, StatusError, StatusListConfig, StatusLists, TrustedLists,
+};
 use bonafide_client::{Client, OfflineVerifier, Proof, Resource, VerifyRequest, load_jwks};
 use bonafide_core::apikey::{ApiKey, KeyKind};
 use bonafide_core::dpop::{self, ProofCheck};
 use bonafide_core::keys::SigningKey;
-use bonafide_core::token::{AgentClaims, DEFAULT_MAX_TOKEN_BYTES, KeySet, TokenError};
+use bonafide_core::token::{AgentClaims, DEFAULT_MAX_TOKEN_BYTES, TokenError};
 use serde_json::{Value, json};
 
 use crate::failure::Failure;
@@ -172,7 +174,7 @@ async fn offline(args: &VerifyArgs, token: &str, proof: Option<&DpopProof>) -> R
     let status = if args.no_status {
         None
     } else {
-        match status(args, source, &issuer, &jwks, c).await? {
+        match status(args, source, &issuer, c).await? {
             Ok(check) => Some(check),
             Err(refused) => return Ok(refused),
         }
@@ -265,7 +267,6 @@ async fn status(
     args: &VerifyArgs,
     jwks_source: &str,
     issuer: &str,
-    jwks: &bonafide_core::keys::Jwks,
     claims: &AgentClaims,
 ) -> Result<std::result::Result<StatusCheck, Verdict>> {
     let named = claims
@@ -290,17 +291,22 @@ async fn status(
         StatusListConfig::for_registry(&registry)
     } else {
         let mut c = StatusListConfig::for_registry("https://unused.invalid");
-        c.trusted = args.status_list_prefix.clone();
+        c.trusted = args
+            .status_list_prefix
+            .iter()
+            .map(|p| {
+                TrustedLists::prefix(p).ok_or_else(|| {
+                    Failure::usage(format!(
+                        "--status-list-prefix `{p}` must be a registry's status lists, ending in /v1/status-lists/ (their keys are read from the same registry's /.well-known/status-list-jwks.json)"
+                    ))
+                })
+            })
+            .collect::<Result<_>>()?;
         c
     };
     let lists = StatusLists::new(config)
         .map_err(|e| Failure::usage(format!("--status-list-prefix: {e}")))?;
-    let keys =
-        KeySet::from_jwks(jwks).map_err(|e| explain(bonafide_client::ClientError::Key(e)))?;
-    match lists
-        .check(claims, &keys, bonafide_server::time::now_ms())
-        .await
-    {
+    match lists.check(claims, bonafide_server::time::now_ms()).await {
         Ok(check) => Ok(Ok(check)),
         // Revoked or suspended: read from the list, so revocation was checked.
         Err(StatusError::Refused(e)) => Ok(Err(invalid(&e, true))),

@@ -15,8 +15,9 @@
 //!   status this receiver will not look at cannot be checked, and following it would
 //!   let whoever writes tokens make the receiver fetch URLs of their choosing (SSRF).
 //! - **Verification** (draft §8.3): the list token is opened by core
-//!   (`status_list::verify`: `typ statuslist+jwt`, a `kid` of the registry's JWKS,
-//!   signature, `sub` = the URI, `exp`), at most [`status_list::MAX_TOKEN_BYTES`],
+//!   (`status_list::verify`: `typ statuslist+jwt`, a `kid` of the status-list keys of
+//!   the registry the prefix belongs to, signature, `sub` = the URI, `exp`), at most
+//!   [`status_list::MAX_TOKEN_BYTES`],
 //!   inflated at most [`status_list::MAX_LIST_BYTES`]; an index beyond the list and
 //!   a status this verifier does not know refuse the token; a list whose `version`
 //!   is lower than the one cached is refused (a replayed older list).
@@ -35,10 +36,17 @@
 //!   revocation was not checked ([`StatusCheck::Unchecked`]). An entry that says
 //!   revoked or suspended refuses the token whatever the list's age.
 //!
+//! - **Keys.** A registry signs its lists with a key of their own, published apart
+//!   from the token keys (`/.well-known/status-list-jwks.json`), so no verifier
+//!   configured with the token JWKS can take a list for a token, nor a token key a
+//!   list. Each trusted prefix has its key set ([`ListKeys`]: by default that URL of
+//!   its registry, fetched on first use and again, at most once per `min_refetch`,
+//!   when a list names a `kid` it does not hold).
+//!
 //! The list token's `iss` is not compared with the token's: issuer-signed tokens
 //! carry their issuer's id as `iss` while the registry publishes every list; the
-//! registry's key (by `kid`, from the trusted JWKS) and `sub` = the trusted URI are
-//! what bind the list to the token.
+//! registry's list key (by `kid`) and `sub` = the trusted URI are what bind the list
+//! to the token.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -47,7 +55,7 @@ use std::time::Duration;
 use bonafide_core::status_list::{
     self, MAX_TOKEN_BYTES, STATUS_LIST_MEDIA_TYPE, StatusList, StatusListError,
 };
-use bonafide_core::token::{AgentClaims, KeyResolver, TokenError};
+use bonafide_core::token::{AgentClaims, KeySet, TokenError};
 
 use crate::is_loopback_http;
 
@@ -61,6 +69,10 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(60);
 pub const MAX_LISTS: usize = 1024;
 /// Where a registry serves its lists, under its base URL.
 pub const STATUS_LISTS_PATH: &str = "/v1/status-lists/";
+/// Where a registry publishes the keys that sign its lists, under its base URL.
+pub const STATUS_LIST_JWKS_PATH: &str = "/.well-known/status-list-jwks.json";
+/// How long after a 503 (a list not published yet) it is asked again.
+const UNPUBLISHED_RETRY: Duration = Duration::from_secs(1);
 /// Time allowed for one list fetch.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest status list URI looked at.
@@ -78,12 +90,54 @@ pub enum WhenStale {
     FailOpen,
 }
 
+/// The keys that sign the lists under one prefix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ListKeys {
+    /// A JWK Set URL (`https://`, or `http://` on loopback), such as
+    /// `https://registry.example/.well-known/status-list-jwks.json`.
+    Url(String),
+    /// A fixed key set.
+    Static(bonafide_core::keys::Jwks),
+}
+
+/// Lists that may be fetched: a URI prefix and the keys its lists are signed with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrustedLists {
+    /// An `https://` URL (or `http://` on loopback) ending in `/`, in normal form,
+    /// such as `https://registry.example/v1/status-lists/`.
+    pub prefix: String,
+    /// The keys.
+    pub keys: ListKeys,
+}
+
+impl TrustedLists {
+    /// The lists of the registry at `registry_url` (its base URL), signed by the keys
+    /// it publishes at `/.well-known/status-list-jwks.json`.
+    pub fn registry(registry_url: &str) -> Self {
+        let base = registry_url.trim_end_matches('/');
+        TrustedLists {
+            prefix: format!("{base}{STATUS_LISTS_PATH}"),
+            keys: ListKeys::Url(format!("{base}{STATUS_LIST_JWKS_PATH}")),
+        }
+    }
+
+    /// A registry's lists given by their prefix (`…/v1/status-lists/`): the keys at
+    /// the same registry's `/.well-known/status-list-jwks.json`. `None` when the
+    /// prefix does not end in `/v1/status-lists/`.
+    pub fn prefix(prefix: &str) -> Option<Self> {
+        let base = prefix.strip_suffix(STATUS_LISTS_PATH)?;
+        Some(TrustedLists {
+            prefix: prefix.to_owned(),
+            keys: ListKeys::Url(format!("{base}{STATUS_LIST_JWKS_PATH}")),
+        })
+    }
+}
+
 /// How status lists are fetched and trusted.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StatusListConfig {
-    /// URI prefixes whose lists may be fetched, each an `https://` URL (or `http://`
-    /// on loopback) ending in `/`, such as `https://registry.example/v1/status-lists/`.
-    pub trusted: Vec<String>,
+    /// Where lists may be fetched from, and the keys each is signed with.
+    pub trusted: Vec<TrustedLists>,
     /// Oldest list whose "valid" is believed. Default [`DEFAULT_MAX_STALENESS`].
     pub max_staleness: Duration,
     /// Beyond `max_staleness`: fail closed (default) or open.
@@ -100,10 +154,7 @@ impl StatusListConfig {
     /// `https://registry.example`): `{registry_url}/v1/status-lists/`.
     pub fn for_registry(registry_url: &str) -> Self {
         StatusListConfig {
-            trusted: vec![format!(
-                "{}{STATUS_LISTS_PATH}",
-                registry_url.trim_end_matches('/')
-            )],
+            trusted: vec![TrustedLists::registry(registry_url)],
             max_staleness: DEFAULT_MAX_STALENESS,
             when_stale: WhenStale::FailClosed,
             min_refetch: DEFAULT_MIN_REFETCH,
@@ -127,9 +178,9 @@ impl StatusListConfig {
         Some(format!("{}://{host}{port}{base}", url.scheme()))
     }
 
-    /// Adds a trusted prefix.
-    pub fn trust(mut self, prefix: impl Into<String>) -> Self {
-        self.trusted.push(prefix.into());
+    /// Trusts the lists of another registry too (its base URL).
+    pub fn trust(mut self, registry_url: &str) -> Self {
+        self.trusted.push(TrustedLists::registry(registry_url));
         self
     }
 
@@ -266,8 +317,8 @@ struct Cached {
 #[derive(Debug, Default)]
 struct SlotState {
     list: Option<Arc<Cached>>,
-    /// When a fetch last started, Unix ms.
-    attempted_ms: Option<i64>,
+    /// No fetch before this time, Unix ms.
+    next_ms: Option<i64>,
     /// Why the last fetch failed, if it did.
     error: Option<String>,
 }
@@ -298,14 +349,42 @@ impl Slot {
 #[derive(Debug)]
 pub struct StatusLists {
     config: StatusListConfig,
+    /// One per [`StatusListConfig::trusted`], in order.
+    keys: Vec<Keys>,
     http: reqwest::Client,
-    lists: RwLock<HashMap<String, Arc<Slot>>>,
+    lists: RwLock<HashMap<String, (usize, Arc<Slot>)>>,
+}
+
+/// The keys of one trusted prefix.
+#[derive(Debug)]
+struct Keys {
+    url: Option<String>,
+    set: RwLock<Option<Arc<KeySet>>>,
+    /// No fetch of `url` before this time, Unix ms.
+    next_ms: std::sync::atomic::AtomicI64,
+    lock: tokio::sync::Mutex<()>,
 }
 
 /// What one fetch brought.
 enum Fetched {
     New(Cached),
     NotModified,
+}
+
+/// Why a fetch failed, and when to try again.
+struct FetchError {
+    reason: String,
+    /// The registry said the list is not published yet (503): sooner.
+    unpublished: bool,
+}
+
+impl From<String> for FetchError {
+    fn from(reason: String) -> Self {
+        FetchError {
+            reason,
+            unpublished: false,
+        }
+    }
 }
 
 impl StatusLists {
@@ -325,7 +404,9 @@ impl StatusLists {
                 "max_staleness must be positive and leeway_secs ≥ 0".into()
             ));
         }
-        for p in &config.trusted {
+        let mut keys = Vec::new();
+        for t in &config.trusted {
+            let p = &t.prefix;
             let url = reqwest::Url::parse(p)
                 .map_err(|e| bad(format!("trusted prefix `{p}` is not a URL: {e}")))?;
             let scheme_ok = url.scheme() == "https" || is_loopback_http(p);
@@ -345,6 +426,29 @@ impl StatusLists {
                     "trusted prefix `{p}` must be a URL in normal form ending in `/`, without user, query or fragment"
                 )));
             }
+            keys.push(match &t.keys {
+                ListKeys::Url(u) => {
+                    if !(u.starts_with("https://") || is_loopback_http(u)) {
+                        return Err(bad(format!(
+                            "status list keys URL `{u}` must be https (plain http only on loopback)"
+                        )));
+                    }
+                    Keys {
+                        url: Some(u.clone()),
+                        set: RwLock::new(None),
+                        next_ms: std::sync::atomic::AtomicI64::new(i64::MIN),
+                        lock: tokio::sync::Mutex::new(()),
+                    }
+                }
+                ListKeys::Static(jwks) => Keys {
+                    url: None,
+                    set: RwLock::new(Some(Arc::new(
+                        KeySet::from_jwks(jwks).map_err(crate::ClientError::Key)?,
+                    ))),
+                    next_ms: std::sync::atomic::AtomicI64::new(i64::MAX),
+                    lock: tokio::sync::Mutex::new(()),
+                },
+            });
         }
         let http = reqwest::Client::builder()
             .timeout(FETCH_TIMEOUT)
@@ -353,6 +457,7 @@ impl StatusLists {
             .map_err(|e| bad(format!("cannot set up the HTTP client: {e}")))?;
         Ok(StatusLists {
             config,
+            keys,
             http,
             lists: RwLock::new(HashMap::new()),
         })
@@ -363,30 +468,28 @@ impl StatusLists {
         &self.config
     }
 
-    /// The status of a verified token at `now_ms` (Unix ms), with the registry's keys
-    /// (the JWKS the token was verified with; the list's `kid` must be one of them).
-    /// Fetches the token's list if the cache has none fresh enough.
+    /// The status of a verified token at `now_ms` (Unix ms). Fetches the token's list
+    /// (and its registry's list keys) if the cache has none fresh enough.
     pub async fn check(
         &self,
         claims: &AgentClaims,
-        keys: &(impl KeyResolver + Sync),
         now_ms: i64,
     ) -> Result<StatusCheck, StatusError> {
         let Some(r) = claims.status.as_ref().and_then(|s| s.status_list.as_ref()) else {
             return Ok(StatusCheck::NoStatus);
         };
         // Only trusted URIs are ever cached: a cached one skips the URL parse.
-        let slot = match self.cached_slot(&r.uri) {
-            Some(slot) => slot,
+        let (trusted, slot) = match self.cached_slot(&r.uri) {
+            Some(found) => found,
             None => {
-                self.trusted(&r.uri)?;
-                self.slot(&r.uri)
+                let trusted = self.trusted(&r.uri)?;
+                (trusted, self.slot(&r.uri, trusted))
             }
         };
         let cached = slot.read().list.clone();
         let cached = match cached {
             Some(c) if self.fresh(&c, now_ms) => Some(c),
-            _ => self.refresh(&slot, &r.uri, keys, now_ms).await,
+            _ => self.refresh(&slot, &r.uri, trusted, now_ms).await,
         };
         let reason = || {
             slot.read()
@@ -441,8 +544,9 @@ impl StatusLists {
         within && !expired
     }
 
-    /// Refuses a URI that is not under a trusted prefix, before anything is fetched.
-    fn trusted(&self, uri: &str) -> Result<(), StatusError> {
+    /// The trusted prefix a URI is under (its index), or the refusal, before
+    /// anything is fetched.
+    fn trusted(&self, uri: &str) -> Result<usize, StatusError> {
         let untrusted = |reason| StatusError::Untrusted {
             uri: uri.chars().take(200).collect(),
             reason,
@@ -472,21 +576,18 @@ impl StatusLists {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
         };
-        if self
-            .config
+        self.config
             .trusted
             .iter()
-            .any(|p| uri.strip_prefix(p.as_str()).is_some_and(one_id))
-        {
-            Ok(())
-        } else {
-            Err(untrusted(
-                "it is not a list of the registry whose keys verify the token (see the trusted status list prefixes)",
-            ))
-        }
+            .position(|t| uri.strip_prefix(t.prefix.as_str()).is_some_and(one_id))
+            .ok_or_else(|| {
+                untrusted(
+                    "it is not a list of the registry whose keys verify the token (see the trusted status list prefixes)",
+                )
+            })
     }
 
-    fn cached_slot(&self, uri: &str) -> Option<Arc<Slot>> {
+    fn cached_slot(&self, uri: &str) -> Option<(usize, Arc<Slot>)> {
         self.lists
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -494,8 +595,8 @@ impl StatusLists {
             .cloned()
     }
 
-    /// The slot of a trusted URI, made if need be.
-    fn slot(&self, uri: &str) -> Arc<Slot> {
+    /// The slot of a URI under trusted prefix `trusted`, made if need be.
+    fn slot(&self, uri: &str, trusted: usize) -> Arc<Slot> {
         let mut map = self
             .lists
             .write()
@@ -503,12 +604,15 @@ impl StatusLists {
         if map.len() >= MAX_LISTS && !map.contains_key(uri) {
             // Lists that never fetched go first; if all did, start over (each list is
             // one fetch away).
-            map.retain(|_, s| s.read().list.is_some());
+            map.retain(|_, (_, s)| s.read().list.is_some());
             if map.len() >= MAX_LISTS {
                 map.clear();
             }
         }
-        map.entry(uri.to_owned()).or_default().clone()
+        map.entry(uri.to_owned())
+            .or_insert_with(|| (trusted, Arc::default()))
+            .1
+            .clone()
     }
 
     /// Brings the slot up to date (one fetch in flight, at most one per
@@ -517,14 +621,11 @@ impl StatusLists {
         &self,
         slot: &Slot,
         uri: &str,
-        keys: &(impl KeyResolver + Sync),
+        trusted: usize,
         now_ms: i64,
     ) -> Option<Arc<Cached>> {
         let min_refetch = millis(self.config.min_refetch);
-        let recently = |st: &SlotState| {
-            st.attempted_ms
-                .is_some_and(|at| now_ms.saturating_sub(at) < min_refetch)
-        };
+        let recently = |st: &SlotState| st.next_ms.is_some_and(|next| now_ms < next);
         {
             // Asked recently and a list at hand: no new fetch. Without a list, a
             // fetch may be in flight: the lock below waits for it.
@@ -555,11 +656,11 @@ impl StatusLists {
         }
         let (etag, cached_version) = {
             let mut st = slot.write();
-            st.attempted_ms = Some(now_ms);
+            st.next_ms = Some(now_ms.saturating_add(min_refetch));
             let c = st.list.as_ref();
             (c.and_then(|c| c.etag.clone()), c.and_then(|c| c.version))
         };
-        let fetched = self.fetch(uri, etag.as_deref(), keys, now_ms).await;
+        let fetched = self.fetch(uri, etag.as_deref(), trusted, now_ms).await;
         let mut st = slot.write();
         match fetched {
             Ok(Fetched::New(c)) if c.version < cached_version => {
@@ -586,9 +687,65 @@ impl StatusLists {
                 }
                 None => st.error = Some("304 Not Modified for a list not cached".into()),
             },
-            Err(e) => st.error = Some(e),
+            Err(e) => {
+                if e.unpublished {
+                    let soon = now_ms.saturating_add(millis(UNPUBLISHED_RETRY));
+                    st.next_ms = st.next_ms.map(|n| n.min(soon));
+                }
+                st.error = Some(e.reason);
+            }
         }
         st.list.clone()
+    }
+
+    /// The key set of trusted prefix `i`; fetched when there is none yet, or when
+    /// `refetch` (a list named a `kid` it lacks), at most once per `min_refetch`.
+    async fn list_keys(&self, i: usize, refetch: bool, now_ms: i64) -> Result<Arc<KeySet>, String> {
+        let k = self
+            .keys
+            .get(i)
+            .ok_or_else(|| "no keys for this prefix".to_owned())?;
+        let current = || {
+            k.set
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone()
+        };
+        let due = |k: &Keys| now_ms >= k.next_ms.load(std::sync::atomic::Ordering::Acquire);
+        if let Some(set) = current()
+            && (!refetch || !due(k))
+        {
+            return Ok(set);
+        }
+        let Some(url) = &k.url else {
+            return current().ok_or_else(|| "no status list keys".to_owned());
+        };
+        let _guard = k.lock.lock().await;
+        if let Some(set) = current()
+            && !due(k)
+        {
+            return Ok(set);
+        }
+        if current().is_none() && !due(k) {
+            return Err(format!(
+                "the status list keys at {url} could not be fetched; retrying shortly"
+            ));
+        }
+        k.next_ms.store(
+            now_ms.saturating_add(millis(self.config.min_refetch)),
+            std::sync::atomic::Ordering::Release,
+        );
+        let set = crate::load_jwks(url)
+            .await
+            .map_err(|e| format!("cannot fetch the status list keys: {e}"))
+            .and_then(|jwks| {
+                KeySet::from_jwks(&jwks).map_err(|e| format!("the status list keys: {e}"))
+            })?;
+        let set = Arc::new(set);
+        *k.set
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(set.clone());
+        Ok(set)
     }
 
     /// One `GET` of the list: a verified list, a 304, or why not.
@@ -596,9 +753,9 @@ impl StatusLists {
         &self,
         uri: &str,
         etag: Option<&str>,
-        keys: &(impl KeyResolver + Sync),
+        trusted: usize,
         now_ms: i64,
-    ) -> Result<Fetched, String> {
+    ) -> Result<Fetched, FetchError> {
         let mut req = self
             .http
             .get(uri)
@@ -612,13 +769,14 @@ impl StatusLists {
             return Ok(Fetched::NotModified);
         }
         if !status.is_success() {
-            return Err(format!("the registry answered HTTP {status}"));
+            return Err(FetchError {
+                reason: format!("the registry answered HTTP {status}"),
+                unpublished: status == reqwest::StatusCode::SERVICE_UNAVAILABLE,
+            });
         }
         let media = crate::media_type(resp.headers());
         if media != STATUS_LIST_MEDIA_TYPE {
-            return Err(format!(
-                "the answer is {media}, not {STATUS_LIST_MEDIA_TYPE}"
-            ));
+            return Err(format!("the answer is {media}, not {STATUS_LIST_MEDIA_TYPE}").into());
         }
         let new_etag = resp
             .headers()
@@ -629,7 +787,7 @@ impl StatusLists {
             .content_length()
             .is_some_and(|n| n > MAX_TOKEN_BYTES as u64)
         {
-            return Err(format!("the list is over {MAX_TOKEN_BYTES} bytes"));
+            return Err(format!("the list is over {MAX_TOKEN_BYTES} bytes").into());
         }
         let mut body = Vec::new();
         while let Some(chunk) = resp
@@ -638,19 +796,24 @@ impl StatusLists {
             .map_err(|e| format!("reading the list failed: {e}"))?
         {
             if body.len() + chunk.len() > MAX_TOKEN_BYTES {
-                return Err(format!("the list is over {MAX_TOKEN_BYTES} bytes"));
+                return Err(format!("the list is over {MAX_TOKEN_BYTES} bytes").into());
             }
             body.extend_from_slice(&chunk);
         }
         let jws = std::str::from_utf8(&body).map_err(|_| "the list is not text".to_owned())?;
-        let (claims, list) = status_list::verify(
-            jws.trim(),
-            keys,
-            uri,
-            now_ms.div_euclid(1000),
-            self.config.leeway_secs,
-        )
-        .map_err(|e: StatusListError| format!("the list does not verify: {e}"))?;
+        let now_s = now_ms.div_euclid(1000);
+        let leeway = self.config.leeway_secs;
+        let keys = self.list_keys(trusted, false, now_ms).await?;
+        let verified = match status_list::verify(jws.trim(), &*keys, uri, now_s, leeway) {
+            // A key the set lacks: the registry may have rotated it; ask once.
+            Err(StatusListError::Jws(TokenError::UnknownKey)) => {
+                let keys = self.list_keys(trusted, true, now_ms).await?;
+                status_list::verify(jws.trim(), &*keys, uri, now_s, leeway)
+            }
+            other => other,
+        };
+        let (claims, list) =
+            verified.map_err(|e: StatusListError| format!("the list does not verify: {e}"))?;
         let ttl_s = claims.ttl.map_or(DEFAULT_TTL.as_secs(), |t| t);
         Ok(Fetched::New(Cached {
             list,

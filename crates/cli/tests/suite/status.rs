@@ -29,19 +29,30 @@ struct ListServer {
 }
 
 impl ListServer {
-    /// Serves `/v1/status-lists/1` signed by `key`, answering each request on its own
-    /// connection.
-    fn start(key: SigningKey) -> Self {
+    /// Serves `/v1/status-lists/1` signed by `key` and, as the registry does, the
+    /// list keys at `/.well-known/status-list-jwks.json` (`published`: the key's own,
+    /// or another for a forgery), each request on its own connection.
+    fn start(key: SigningKey, published: &bonafide_core::keys::Jwk) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let list = Arc::new(Mutex::new(StatusList::new(Bits::TWO, 4096).unwrap()));
         let fetches = Arc::new(AtomicUsize::new(0));
         let (l, f, b) = (list.clone(), fetches.clone(), base.clone());
+        let list_jwks = json!({ "keys": [published] }).to_string();
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(mut conn) = conn else { continue };
                 let mut buf = [0u8; 4096];
-                let _ = conn.read(&mut buf);
+                let n = conn.read(&mut buf).unwrap_or(0);
+                let head = String::from_utf8_lossy(&buf[..n]);
+                if head.starts_with("GET /.well-known/status-list-jwks.json ") {
+                    let _ = write!(
+                        conn,
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{list_jwks}",
+                        list_jwks.len()
+                    );
+                    continue;
+                }
                 f.fetch_add(1, Ordering::SeqCst);
                 let claims = StatusListClaims {
                     iss: Some(b.clone()),
@@ -72,7 +83,7 @@ impl ListServer {
     }
 }
 
-/// A token key and a list key in one JWKS file; tokens naming entries of `uri`.
+/// A token key in a JWKS file; tokens naming entries of a list.
 struct Setup {
     _dir: tempfile::TempDir,
     jwks: String,
@@ -80,11 +91,11 @@ struct Setup {
 }
 
 impl Setup {
-    fn new(list_key: &bonafide_core::keys::Jwk) -> Self {
+    fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let token_key = SigningKey::generate(Algorithm::EdDSA).unwrap();
         let jwks = dir.path().join("jwks.json");
-        let keys = json!({"keys": [token_key.verifying_key().jwk(), list_key]});
+        let keys = json!({"keys": [token_key.verifying_key().jwk()]});
         std::fs::write(&jwks, keys.to_string()).unwrap();
         Setup {
             jwks: jwks.to_str().unwrap().to_owned(),
@@ -138,8 +149,9 @@ fn stderr_json(out: &std::process::Output) -> Value {
 #[test]
 fn offline_verify_reads_the_token_s_status_list() {
     let list_key = SigningKey::generate(Algorithm::EdDSA).unwrap();
-    let s = Setup::new(list_key.verifying_key().jwk());
-    let server = ListServer::start(list_key);
+    let s = Setup::new();
+    let published = list_key.verifying_key().jwk().clone();
+    let server = ListServer::start(list_key, &published);
     let uri = format!("{}1", server.prefix());
     let prefix = server.prefix();
     let with_prefix = ["--status-list-prefix", prefix.as_str()];
@@ -201,8 +213,9 @@ fn offline_verify_reads_the_token_s_status_list() {
 #[test]
 fn status_list_flags_and_failures() {
     let list_key = SigningKey::generate(Algorithm::EdDSA).unwrap();
-    let s = Setup::new(list_key.verifying_key().jwk());
-    let server = ListServer::start(list_key);
+    let s = Setup::new();
+    let published = list_key.verifying_key().jwk().clone();
+    let server = ListServer::start(list_key, &published);
     let uri = format!("{}1", server.prefix());
     let token = s.token(&uri, 3);
 
@@ -222,6 +235,7 @@ fn status_list_flags_and_failures() {
         "ftp://registry.example/v1/status-lists/",
         "http://registry.example/v1/status-lists/",
         "https://registry.example/v1/status-lists",
+        "https://registry.example/lists/",
         "not a url",
     ] {
         let out = s.verify(&token, &["--status-list-prefix", bad, "--json"]);
@@ -255,17 +269,14 @@ fn status_list_flags_and_failures() {
         stderr_json(&out)["error"]["code"],
         "STATUS_LIST_UNAVAILABLE"
     );
-    // A list signed by a key the JWKS does not hold.
-    let other = Setup::new(
-        SigningKey::generate(Algorithm::EdDSA)
-            .unwrap()
-            .verifying_key()
-            .jwk(),
-    );
-    let prefix = server.prefix();
-    let out = other.verify(
-        &other.token(&uri, 3),
-        &["--status-list-prefix", prefix.as_str(), "--json"],
+    // A list signed by a key the registry's list keys do not hold.
+    let forger = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    let forged = ListServer::start(forger, &published);
+    let forged_uri = format!("{}1", forged.prefix());
+    let forged_prefix = forged.prefix();
+    let out = s.verify(
+        &s.token(&forged_uri, 3),
+        &["--status-list-prefix", forged_prefix.as_str(), "--json"],
     );
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let e = stderr_json(&out);
@@ -279,6 +290,7 @@ fn status_list_flags_and_failures() {
     );
 
     // The flags need --offline, and exclude each other.
+    let prefix = server.prefix();
     for args in [
         vec!["verify", token.as_str(), "--no-status"],
         vec![

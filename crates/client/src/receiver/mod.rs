@@ -885,11 +885,7 @@ impl Receiver {
         let Some(lists) = &self.inner.status else {
             return Ok(None);
         };
-        let keys = self.keys();
-        match lists
-            .check(claims, &*keys, crate::status::unix_now_ms())
-            .await
-        {
+        match lists.check(claims, crate::status::unix_now_ms()).await {
             Ok(check) => Ok(Some(check)),
             Err(StatusError::Refused(e)) => Err(Rejection::token(scheme, &e)),
             Err(e) if e.is_refusal() => Err(Rejection::unauthorized(

@@ -1,7 +1,8 @@
 //! Status lists against a registry fixture: a real axum server on 127.0.0.1:0 that
 //! publishes a list in the registry's published format (core `status_list::sign`,
-//! `typ statuslist+jwt`, `ETag`, 304 on `If-None-Match`, `Cache-Control`) and a JWKS
-//! with the token key and the list key. Time is injected into
+//! `typ statuslist+jwt`, `ETag`, 304 on `If-None-Match`, `Cache-Control`), the
+//! token JWKS and, apart, the list key (`/.well-known/status-list-jwks.json`), as
+//! the registry publishes them. Time is injected into
 //! [`StatusLists::check`] (`now_ms`), so ttl and staleness are tested without
 //! sleeping; the layer's own tests use a 1 s ttl.
 
@@ -15,10 +16,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use bonafide_client::receiver::{Config, JwksSource, Receiver, VerifiedAgent};
-use bonafide_client::status::{StatusCheck, StatusError, StatusListConfig, StatusLists, WhenStale};
+use bonafide_client::status::{
+    ListKeys, StatusCheck, StatusError, StatusListConfig, StatusLists, TrustedLists, WhenStale,
+};
 use bonafide_core::keys::{Algorithm, Jwks, SigningKey};
 use bonafide_core::status_list::{self, Bits, Status, StatusList, StatusListClaims};
-use bonafide_core::token::{AgentClaims, KeySet};
+use bonafide_core::token::AgentClaims;
 use serde_json::{Value, json};
 
 fn now_s() -> i64 {
@@ -77,6 +80,7 @@ impl Fixture {
         };
         let app = Router::new()
             .route("/.well-known/jwks.json", get(jwks))
+            .route("/.well-known/status-list-jwks.json", get(list_jwks))
             .route("/v1/status-lists/{id}", get(list))
             .with_state(fx.clone());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -89,16 +93,6 @@ impl Fixture {
 
     fn jwks_url(&self) -> String {
         format!("{}/.well-known/jwks.json", self.base)
-    }
-
-    fn keys(&self) -> KeySet {
-        let mut k = KeySet::new();
-        for key in [&self.token_key, &self.list_key] {
-            k.insert(
-                bonafide_core::keys::VerifyingKey::from_jwk(key.verifying_key().jwk()).unwrap(),
-            );
-        }
-        k
     }
 
     /// Sets entry `idx` and publishes a new version.
@@ -137,10 +131,13 @@ impl Fixture {
 
 async fn jwks(State(fx): State<Fixture>) -> Json<Jwks> {
     Json(Jwks {
-        keys: vec![
-            fx.token_key.verifying_key().jwk().clone(),
-            fx.list_key.verifying_key().jwk().clone(),
-        ],
+        keys: vec![fx.token_key.verifying_key().jwk().clone()],
+    })
+}
+
+async fn list_jwks(State(fx): State<Fixture>) -> Json<Jwks> {
+    Json(Jwks {
+        keys: vec![fx.list_key.verifying_key().jwk().clone()],
     })
 }
 
@@ -221,10 +218,9 @@ fn jti(idx: u64) -> String {
 async fn a_revocation_is_seen_at_the_next_fetch_and_suspension_reverses() {
     let fx = Fixture::start().await;
     let t0 = now_s() * 1000;
-    let keys = fx.keys();
     let sl = lists(&fx, |c| c);
     let (_, claims) = fx.token(42);
-    let ok = sl.check(&claims, &keys, t0).await.unwrap();
+    let ok = sl.check(&claims, t0).await.unwrap();
     assert_eq!(
         ok,
         StatusCheck::Valid {
@@ -235,23 +231,23 @@ async fn a_revocation_is_seen_at_the_next_fetch_and_suspension_reverses() {
     assert!(ok.revocation_checked());
     fx.set(42, Status::Invalid);
     // Within the ttl (60 s): the cached list, no fetch.
-    let cached = sl.check(&claims, &keys, t0 + 30_000).await.unwrap();
+    let cached = sl.check(&claims, t0 + 30_000).await.unwrap();
     assert_eq!(cached.age(), Some(Duration::from_secs(30)));
     assert_eq!(fx.fetches(), 1);
     // After it: fetched again, refused with the registry's code.
-    let e = sl.check(&claims, &keys, t0 + 61_000).await.unwrap_err();
+    let e = sl.check(&claims, t0 + 61_000).await.unwrap_err();
     assert_eq!(e.code(), "TOKEN_REVOKED", "{e}");
     assert!(e.is_refusal());
     assert_eq!(fx.fetches(), 2);
 
     // Suspension, then reactivation.
     let (_, other) = fx.token(43);
-    assert!(sl.check(&other, &keys, t0 + 61_000).await.is_ok());
+    assert!(sl.check(&other, t0 + 61_000).await.is_ok());
     fx.set(43, Status::Suspended);
-    let e = sl.check(&other, &keys, t0 + 122_000).await.unwrap_err();
+    let e = sl.check(&other, t0 + 122_000).await.unwrap_err();
     assert_eq!(e.code(), "AGENT_SUSPENDED", "{e}");
     fx.set(43, Status::Valid);
-    let back = sl.check(&other, &keys, t0 + 183_000).await.unwrap();
+    let back = sl.check(&other, t0 + 183_000).await.unwrap();
     assert_eq!(
         back,
         StatusCheck::Valid {
@@ -260,7 +256,7 @@ async fn a_revocation_is_seen_at_the_next_fetch_and_suspension_reverses() {
         }
     );
     // The revoked token stays refused.
-    let e = sl.check(&claims, &keys, t0 + 183_000).await.unwrap_err();
+    let e = sl.check(&claims, t0 + 183_000).await.unwrap_err();
     assert_eq!(e.code(), "TOKEN_REVOKED");
 }
 
@@ -270,12 +266,11 @@ async fn a_revocation_is_seen_at_the_next_fetch_and_suspension_reverses() {
 async fn an_unchanged_list_is_confirmed_by_a_304() {
     let fx = Fixture::start().await;
     let t0 = now_s() * 1000;
-    let keys = fx.keys();
     let sl = lists(&fx, |c| c);
     let (_, claims) = fx.token(1);
-    sl.check(&claims, &keys, t0).await.unwrap();
+    sl.check(&claims, t0).await.unwrap();
     assert_eq!(fx.with(|p| p.if_none_match.clone()), None);
-    let again = sl.check(&claims, &keys, t0 + 61_000).await.unwrap();
+    let again = sl.check(&claims, t0 + 61_000).await.unwrap();
     assert_eq!(
         fx.with(|p| p.if_none_match.clone()).as_deref(),
         Some("\"v1\"")
@@ -290,7 +285,7 @@ async fn an_unchanged_list_is_confirmed_by_a_304() {
     );
     // A change after the 304 is a new body again.
     fx.set(1, Status::Invalid);
-    let e = sl.check(&claims, &keys, t0 + 122_000).await.unwrap_err();
+    let e = sl.check(&claims, t0 + 122_000).await.unwrap_err();
     assert_eq!(e.code(), "TOKEN_REVOKED");
     assert_eq!(fx.not_modified.load(Ordering::SeqCst), 1);
 }
@@ -302,7 +297,6 @@ async fn an_unchanged_list_is_confirmed_by_a_304() {
 async fn a_stale_list_fails_closed_or_open_as_configured() {
     let fx = Fixture::start().await;
     let t0 = now_s() * 1000;
-    let keys = fx.keys();
     let (_, claims) = fx.token(5);
     let (_, revoked) = fx.token(6);
     fx.set(6, Status::Invalid);
@@ -312,26 +306,23 @@ async fn a_stale_list_fails_closed_or_open_as_configured() {
         c.max_staleness(max).when_stale(WhenStale::FailOpen)
     });
     for sl in [&closed, &open] {
-        sl.check(&claims, &keys, t0).await.unwrap();
+        sl.check(&claims, t0).await.unwrap();
     }
     fx.with(|p| p.failing = true);
     for sl in [&closed, &open] {
         // Past the ttl, the refetch fails: the list at hand is within the bound.
-        let c = sl.check(&claims, &keys, t0 + 90_000).await.unwrap();
+        let c = sl.check(&claims, t0 + 90_000).await.unwrap();
         assert_eq!(c.age(), Some(Duration::from_secs(90)));
         assert!(c.revocation_checked());
-        let e = sl.check(&revoked, &keys, t0 + 200_000).await.unwrap_err();
+        let e = sl.check(&revoked, t0 + 200_000).await.unwrap_err();
         assert_eq!(e.code(), "TOKEN_REVOKED");
     }
-    let e = closed
-        .check(&claims, &keys, t0 + 200_000)
-        .await
-        .unwrap_err();
+    let e = closed.check(&claims, t0 + 200_000).await.unwrap_err();
     assert_eq!(e.code(), "STATUS_LIST_STALE");
     assert!(!e.is_refusal());
     assert!(e.to_string().contains("200s old"), "{e}");
     assert!(e.to_string().contains("HTTP 500"), "{e}");
-    let c = open.check(&claims, &keys, t0 + 200_000).await.unwrap();
+    let c = open.check(&claims, t0 + 200_000).await.unwrap();
     assert!(!c.revocation_checked());
     assert!(
         matches!(&c, StatusCheck::Unchecked { age: Some(a), reason } if a.as_secs() == 200 && reason.contains("HTTP 500")),
@@ -340,10 +331,10 @@ async fn a_stale_list_fails_closed_or_open_as_configured() {
 
     // Never fetched: unavailable, closed or open.
     let cold = lists(&fx, |c| c);
-    let e = cold.check(&claims, &keys, t0).await.unwrap_err();
+    let e = cold.check(&claims, t0).await.unwrap_err();
     assert_eq!(e.code(), "STATUS_LIST_UNAVAILABLE");
     let cold_open = lists(&fx, |c| c.when_stale(WhenStale::FailOpen));
-    let c = cold_open.check(&claims, &keys, t0).await.unwrap();
+    let c = cold_open.check(&claims, t0).await.unwrap();
     assert!(
         matches!(c, StatusCheck::Unchecked { age: None, .. }),
         "{c:?}"
@@ -358,7 +349,6 @@ async fn a_status_uri_outside_the_registry_is_refused_unfetched() {
     let fx = Fixture::start().await;
     let t0 = now_s() * 1000;
     let elsewhere = Fixture::start().await;
-    let keys = fx.keys();
     let sl = lists(&fx, |c| c);
     let host = fx.base.trim_start_matches("http://");
     for uri in [
@@ -377,23 +367,22 @@ async fn a_status_uri_outside_the_registry_is_refused_unfetched() {
         "not a uri".to_owned(),
     ] {
         let (_, claims) = fx.token_at(&uri, 1);
-        let e = sl.check(&claims, &keys, t0).await.unwrap_err();
+        let e = sl.check(&claims, t0).await.unwrap_err();
         assert!(matches!(e, StatusError::Untrusted { .. }), "{uri}: {e:?}");
         assert_eq!(e.code(), "STATUS_LIST_UNTRUSTED");
         assert!(e.is_refusal());
     }
     assert_eq!(fx.fetches() + elsewhere.fetches(), 0);
     // An allow-listed prefix is trusted.
-    let both = lists(&fx, |c| {
-        c.trust(format!("{}/v1/status-lists/", elsewhere.base))
-    });
+    let both = lists(&fx, |c| c.trust(&elsewhere.base));
     let (_, claims) = fx.token_at(&elsewhere.uri(), 1);
-    let mut keys2 = fx.keys();
-    keys2.insert(
-        bonafide_core::keys::VerifyingKey::from_jwk(elsewhere.list_key.verifying_key().jwk())
-            .unwrap(),
-    );
-    assert!(both.check(&claims, &keys2, t0).await.is_ok());
+    assert!(both.check(&claims, t0).await.is_ok());
+    // Each prefix with its own registry's keys: a list of `fx` signed with
+    // `elsewhere`'s key does not verify.
+    fx.with(|p| p.signer = elsewhere.list_key.clone());
+    let (_, claims) = fx.token(1);
+    let e = both.check(&claims, t0).await.unwrap_err();
+    assert!(e.to_string().contains("does not verify"), "{e}");
     assert_eq!(elsewhere.fetches(), 1);
     // A prefix that is not https, loopback http, or in normal form is refused.
     for bad in [
@@ -402,9 +391,27 @@ async fn a_status_uri_outside_the_registry_is_refused_unfetched() {
         "https://u@registry.example/v1/status-lists/",
         "https://registry.example/v1/status-lists/?x",
     ] {
-        let c = StatusListConfig::for_registry("https://registry.example").trust(bad);
+        let mut c = StatusListConfig::for_registry("https://registry.example");
+        c.trusted.push(TrustedLists {
+            prefix: bad.to_owned(),
+            keys: ListKeys::Url(
+                "https://registry.example/.well-known/status-list-jwks.json".into(),
+            ),
+        });
         assert!(StatusLists::new(c).is_err(), "{bad}");
     }
+    // Nor keys over plain http to another host.
+    let mut c = StatusListConfig::for_registry("https://registry.example");
+    c.trusted[0].keys =
+        ListKeys::Url("http://registry.example/.well-known/status-list-jwks.json".into());
+    assert!(StatusLists::new(c).is_err());
+    // A prefix given as such takes its registry's list keys.
+    let t = TrustedLists::prefix("https://r.example/base/v1/status-lists/").unwrap();
+    assert_eq!(
+        t.keys,
+        ListKeys::Url("https://r.example/base/.well-known/status-list-jwks.json".into())
+    );
+    assert!(TrustedLists::prefix("https://r.example/lists/").is_none());
 }
 
 /// A list signed by a key outside the JWKS, one for another URI (`sub`), a list
@@ -413,41 +420,31 @@ async fn a_status_uri_outside_the_registry_is_refused_unfetched() {
 async fn forged_or_foreign_lists_are_not_believed() {
     let fx = Fixture::start().await;
     let t0 = now_s() * 1000;
-    let keys = fx.keys();
     let (_, claims) = fx.token(3);
     let forger = Arc::new(SigningKey::generate(Algorithm::EdDSA).unwrap());
     fx.with(|p| p.signer = forger.clone());
-    let e = lists(&fx, |c| c)
-        .check(&claims, &keys, t0)
-        .await
-        .unwrap_err();
+    let e = lists(&fx, |c| c).check(&claims, t0).await.unwrap_err();
     assert_eq!(e.code(), "STATUS_LIST_UNAVAILABLE");
     assert!(e.to_string().contains("does not verify"), "{e}");
-    // The token key is in the JWKS too, but a forged list signed by the token key
-    // still needs `typ statuslist+jwt`, `sub` = the URI: the `sub` is checked.
+    // The token key does not sign lists (the list keys are a set of their own).
+    fx.with(|p| p.signer = fx.token_key.clone());
+    let e = lists(&fx, |c| c).check(&claims, t0).await.unwrap_err();
+    assert!(e.to_string().contains("does not verify"), "{e}");
+    // The list key, but a list for another URI (`sub`).
     fx.with(|p| {
         p.signer = fx.list_key.clone();
         p.sub = Some(format!("{}/v1/status-lists/2", fx.base));
     });
-    let e = lists(&fx, |c| c)
-        .check(&claims, &keys, t0)
-        .await
-        .unwrap_err();
+    let e = lists(&fx, |c| c).check(&claims, t0).await.unwrap_err();
     assert!(e.to_string().contains("`sub`"), "{e}");
     fx.with(|p| p.sub = None);
     // An index beyond the list refuses the token (the draft: MUST reject).
     let (_, beyond) = fx.token(1_000_000);
-    let e = lists(&fx, |c| c)
-        .check(&beyond, &keys, t0)
-        .await
-        .unwrap_err();
+    let e = lists(&fx, |c| c).check(&beyond, t0).await.unwrap_err();
     assert_eq!(e.code(), "TOKEN_INVALID");
     // A list the registry does not know.
     let (_, unknown) = fx.token_at(&format!("{}/v1/status-lists/2", fx.base), 1);
-    let e = lists(&fx, |c| c)
-        .check(&unknown, &keys, t0)
-        .await
-        .unwrap_err();
+    let e = lists(&fx, |c| c).check(&unknown, t0).await.unwrap_err();
     assert!(e.to_string().contains("404"), "{e}");
 }
 
@@ -457,14 +454,11 @@ async fn forged_or_foreign_lists_are_not_believed() {
 async fn no_fetch_storm() {
     let fx = Fixture::start().await;
     let t0 = now_s() * 1000;
-    let keys = Arc::new(fx.keys());
     let sl = Arc::new(lists(&fx, |c| c));
     let mut tasks = Vec::new();
     for i in 0..64 {
-        let (sl, keys, (_, claims)) = (sl.clone(), keys.clone(), fx.token(i));
-        tasks.push(tokio::spawn(
-            async move { sl.check(&claims, &*keys, t0).await },
-        ));
+        let (sl, (_, claims)) = (sl.clone(), fx.token(i));
+        tasks.push(tokio::spawn(async move { sl.check(&claims, t0).await }));
     }
     for t in tasks {
         assert!(t.await.unwrap().is_ok());
@@ -474,11 +468,11 @@ async fn no_fetch_storm() {
     let (_, claims) = fx.token(1);
     for step in 0..20 {
         // Past the ttl; within 5 s of each other.
-        let r = sl.check(&claims, &*keys, t0 + 61_000 + step * 100).await;
+        let r = sl.check(&claims, t0 + 61_000 + step * 100).await;
         assert!(r.is_ok(), "the cached list is within its bound");
     }
     assert_eq!(fx.fetches(), 2);
-    sl.check(&claims, &*keys, t0 + 67_000).await.unwrap();
+    sl.check(&claims, t0 + 67_000).await.unwrap();
     assert_eq!(fx.fetches(), 3);
 }
 
