@@ -4,4 +4,5 @@ mod conformance;
 mod example_receiver;
 mod middleware;
 mod registry;
+mod registry_status;
 mod status_lists;
