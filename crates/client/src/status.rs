@@ -27,7 +27,9 @@
 //!   flight at a time: other requests use the cached list meanwhile, or wait for the
 //!   fetch if there is none. A list is (re)fetched at most once per
 //!   [`StatusListConfig::min_refetch`] (default 5 s), whether the last fetch worked
-//!   or not, so neither a failing registry nor a flood of requests makes a storm.
+//!   or not, so neither a failing registry nor a flood of requests makes a storm. A
+//!   list the registry has not published yet (503; a new list is within a second)
+//!   is asked for again after 1 s, up to 3 times in one check, then again 1 s later.
 //! - **Staleness.** A list's age is the time since the registry last confirmed it (a
 //!   200 or a 304). Past [`StatusListConfig::max_staleness`] (or its `exp`), a valid
 //!   entry no longer counts: the check fails closed ([`StatusError::Stale`], 503
@@ -73,6 +75,8 @@ pub const STATUS_LISTS_PATH: &str = "/v1/status-lists/";
 pub const STATUS_LIST_JWKS_PATH: &str = "/.well-known/status-list-jwks.json";
 /// How long after a 503 (a list not published yet) it is asked again.
 const UNPUBLISHED_RETRY: Duration = Duration::from_secs(1);
+/// Most fetches of a list not published yet within one check (about 2 s of waiting).
+const UNPUBLISHED_TRIES: u32 = 3;
 /// Time allowed for one list fetch.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest status list URI looked at.
@@ -660,7 +664,19 @@ impl StatusLists {
             let c = st.list.as_ref();
             (c.and_then(|c| c.etag.clone()), c.and_then(|c| c.version))
         };
-        let fetched = self.fetch(uri, etag.as_deref(), trusted, now_ms).await;
+        let mut fetched = self.fetch(uri, etag.as_deref(), trusted, now_ms).await;
+        // A list the registry has not published yet (503: a new list is, within a
+        // second) and none at hand: wait for it here, a few times, rather than fail a
+        // token issued a moment ago. Only this one fetch waits; others wait on it.
+        let mut tries = 1;
+        while tries < UNPUBLISHED_TRIES
+            && etag.is_none()
+            && matches!(&fetched, Err(e) if e.unpublished)
+        {
+            tokio::time::sleep(UNPUBLISHED_RETRY).await;
+            fetched = self.fetch(uri, None, trusted, now_ms).await;
+            tries += 1;
+        }
         let mut st = slot.write();
         match fetched {
             Ok(Fetched::New(c)) if c.version < cached_version => {

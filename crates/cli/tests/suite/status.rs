@@ -314,3 +314,69 @@ fn status_list_flags_and_failures() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
     }
 }
+
+/// Against the real registry: offline verify with its JWKS URL reads the token's
+/// list; once the token is revoked online, the next offline verify (a new fetch)
+/// refuses it with the registry's code.
+#[test]
+fn offline_verify_sees_a_revocation_made_online() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = crate::common::serve(dir.path(), &[]);
+    let admin = s.admin_printed.clone().unwrap();
+    let out = run(
+        &s.url,
+        Some(&admin),
+        &["issuer", "create", "--name", "lists.example", "--json"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let issuer = json_of(&out)["api_key"].as_str().unwrap().to_owned();
+    let out = run(
+        &s.url,
+        Some(&issuer),
+        &[
+            "agent", "register", "--name", "Bot", "--scope", "read:x", "--json",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let token = json_of(&out)["token"].as_str().unwrap().to_owned();
+    let claims: Value = serde_json::from_slice(
+        &bonafide_core::b64::decode(token.split('.').nth(1).unwrap()).unwrap(),
+    )
+    .unwrap();
+    let jti = claims["jti"].as_str().unwrap().to_owned();
+    let jwks = format!("{}/.well-known/jwks.json", s.url);
+    let offline = || {
+        run(
+            "http://127.0.0.1:1",
+            None,
+            &["verify", &token, "--offline", "--jwks", &jwks],
+        )
+    };
+    let out = offline();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        stdout(&out).contains("revocation checked: yes (list age "),
+        "{}",
+        stdout(&out)
+    );
+
+    let out = run(&s.url, Some(&issuer), &["revoke", "--token", &jti]);
+    assert!(out.status.success(), "{}", text(&out));
+    // The registry republishes the list within a second; the deadline only keeps a
+    // broken build from hanging.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let out = loop {
+        let out = offline();
+        if out.status.code() != Some(0) || std::time::Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let t = stdout(&out);
+    assert!(t.starts_with("INVALID  TOKEN_REVOKED\n"), "{t}");
+    assert!(
+        t.contains("revocation checked against the status list"),
+        "{t}"
+    );
+}
