@@ -21,7 +21,7 @@ use bonafide_client::receiver::{Config, JwksSource, Receiver, VerifiedAgent};
 use bonafide_client::status::{StatusListConfig, StatusLists};
 use bonafide_core::keys::{Algorithm, Jwks, SigningKey};
 use bonafide_core::status_list::{self, Bits, StatusList, StatusListClaims};
-use bonafide_core::token::{AgentClaims, KeySet};
+use bonafide_core::token::AgentClaims;
 use criterion::{Criterion, criterion_group};
 use serde_json::json;
 
@@ -34,14 +34,14 @@ fn now() -> i64 {
 struct Setup {
     token: String,
     claims: AgentClaims,
-    keys: KeySet,
     with: Receiver,
     without: Receiver,
     lists: StatusLists,
     rt: tokio::runtime::Runtime,
 }
 
-/// A list server in its own thread and runtime: `/v1/status-lists/1`, ttl 1 h.
+/// A list server in its own thread and runtime: `/v1/status-lists/1` (ttl 1 h) and
+/// the list key at `/.well-known/status-list-jwks.json`.
 fn list_server(key: SigningKey) -> String {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -67,19 +67,30 @@ fn list_server(key: SigningKey) -> String {
                 extra: serde_json::Map::new(),
             };
             let jws = status_list::sign(&key, &claims).expect("sign");
-            let app = axum::Router::new().route(
-                "/v1/status-lists/1",
-                get(move || {
-                    let jws = jws.clone();
-                    async move {
-                        (
-                            [(header::CONTENT_TYPE, status_list::STATUS_LIST_MEDIA_TYPE)],
-                            jws,
-                        )
-                            .into_response()
-                    }
-                }),
-            );
+            let list_jwks = axum::Json(Jwks {
+                keys: vec![key.verifying_key().jwk().clone()],
+            });
+            let app = axum::Router::new()
+                .route(
+                    "/.well-known/status-list-jwks.json",
+                    get(move || {
+                        let j = list_jwks.clone();
+                        async move { j }
+                    }),
+                )
+                .route(
+                    "/v1/status-lists/1",
+                    get(move || {
+                        let jws = jws.clone();
+                        async move {
+                            (
+                                [(header::CONTENT_TYPE, status_list::STATUS_LIST_MEDIA_TYPE)],
+                                jws,
+                            )
+                                .into_response()
+                        }
+                    }),
+                );
             axum::serve(listener, app).await.expect("serve");
         });
     });
@@ -90,10 +101,7 @@ fn setup() -> Setup {
     let token_key = SigningKey::generate(Algorithm::EdDSA).expect("key");
     let list_key = SigningKey::generate(Algorithm::EdDSA).expect("key");
     let jwks = Jwks {
-        keys: vec![
-            token_key.verifying_key().jwk().clone(),
-            list_key.verifying_key().jwk().clone(),
-        ],
+        keys: vec![token_key.verifying_key().jwk().clone()],
     };
     let base = list_server(list_key);
     let t = now();
@@ -119,7 +127,6 @@ fn setup() -> Setup {
         .block_on(Receiver::new(offline().without_status_lists()))
         .expect("receiver");
     let s = Setup {
-        keys: KeySet::from_jwks(&jwks).expect("keys"),
         lists: StatusLists::new(config).expect("lists"),
         token,
         claims,
@@ -148,7 +155,7 @@ fn receive(s: &Setup, r: &Receiver) -> VerifiedAgent {
 
 fn check(s: &Setup) -> bool {
     let now_ms = bonafide_client::status::unix_now_ms();
-    s.rt.block_on(s.lists.check(black_box(&s.claims), &s.keys, now_ms))
+    s.rt.block_on(s.lists.check(black_box(&s.claims), now_ms))
         .expect("ok")
         .revocation_checked()
 }
