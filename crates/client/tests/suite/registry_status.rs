@@ -263,9 +263,9 @@ fn poster(
 }
 
 /// Runs futures concurrently (no `futures` crate in this workspace's tests).
-async fn futures_join<F: std::future::Future>(fs: impl IntoIterator<Item = F>) -> Vec<F::Output>
+async fn futures_join<F>(fs: impl IntoIterator<Item = F>) -> Vec<F::Output>
 where
-    F: Send + 'static,
+    F: std::future::Future + Send + 'static,
     F::Output: Send + 'static,
 {
     let mut out = Vec::new();
