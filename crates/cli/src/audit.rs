@@ -20,6 +20,7 @@ use bonafide_client::Client;
 use bonafide_core::audit::AuditEntry;
 use bonafide_core::merkle::{self, Hash};
 use bonafide_core::note::{self, NoteVerifier, OpenedCheckpoint};
+use bonafide_core::status_list;
 use bonafide_core::tlog_proof::{self, TlogProof};
 use clap::Args;
 use serde::{Deserialize, Serialize};
@@ -51,6 +52,15 @@ pub struct VerifyArgs {
     /// the proof's `extra` line or --entry-file).
     #[arg(long, conflicts_with = "index")]
     pub proof_file: Option<PathBuf>,
+    /// Also check that the status list served at this URL (one of this registry's,
+    /// `…/v1/status-lists/<id>`) is the version the registry logged: what every
+    /// receiver was served, so a list shown to one receiver only is caught.
+    #[arg(long, conflicts_with = "proof_file")]
+    pub status_list: Option<String>,
+    /// Also check a Status List Token saved earlier (a receiver's copy): that the
+    /// registry logged it, so what it said then is provable now.
+    #[arg(long, conflicts_with = "proof_file")]
+    pub status_list_file: Option<PathBuf>,
 }
 
 /// A check failed: the log is not what it claims. Exit code 1, unlike errors (2).
@@ -388,6 +398,27 @@ async fn verify_online(url: &str, args: &VerifyArgs, out: Out) -> Result<()> {
         let entry = read_entry(file)?;
         checked.push(check_entry(&client, &cp, &entry).await?);
     }
+    if let Some(uri) = &args.status_list {
+        let path = uri
+            .strip_prefix(client.base())
+            .filter(|p| p.starts_with("/v1/status-lists/"))
+            .ok_or_else(|| {
+                anyhow!(
+                    "`{uri}` is not a status list of {} (…/v1/status-lists/<id>); pass --url with the registry that serves it",
+                    client.base()
+                )
+            })?;
+        let token = progress::during("fetching the status list", client.get_text(path))
+            .await
+            .map_err(api)?;
+        checked.push(check_status_list(&client, &cp, &token, Some(uri)).await?);
+    }
+    if let Some(file) = &args.status_list_file {
+        let bytes = read_limited(file, "status list token")?;
+        let token =
+            String::from_utf8(bytes).map_err(|_| anyhow!("{} is not text", file.display()))?;
+        checked.push(check_status_list(&client, &cp, token.trim(), None).await?);
+    }
 
     // 5. Everything held: remember this checkpoint.
     state.logs.insert(
@@ -543,6 +574,62 @@ async fn check_entry(client: &Client, cp: &note::Checkpoint, entry: &[u8]) -> Re
     Ok(
         json!({ "index": index, "leaf_hash": leaf.to_base64(), "entry": String::from_utf8_lossy(entry) }),
     )
+}
+
+/// Checks a Status List Token: signed by the registry's status-list key, and its
+/// `status_list.published` entry (rebuilt from the token by core's one rule) in the
+/// log at the index the token names, under the verified checkpoint.
+async fn check_status_list(
+    client: &Client,
+    cp: &note::Checkpoint,
+    token: &str,
+    fetched_from: Option<&str>,
+) -> Result<Value> {
+    let jwks: bonafide_core::keys::Jwks = progress::during(
+        "fetching the status-list key",
+        client.get("/.well-known/status-list-jwks.json"),
+    )
+    .await
+    .map_err(api)?;
+    let keys = bonafide_core::token::KeySet::from_jwks(&jwks)
+        .map_err(|e| anyhow!("the registry's status-list key set does not parse: {e}"))?;
+    // What it says of itself, read before the signature check names the list.
+    let unverified: status_list::StatusListClaims = token
+        .split('.')
+        .nth(1)
+        .and_then(|p| bonafide_core::b64::decode(p).ok())
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(|| failed("this is not a Status List Token (a JWS with a status list)"))?;
+    let uri = fetched_from.unwrap_or(&unverified.sub);
+    // Checked as of its own `iat`: a list saved long ago is still evidence.
+    let (claims, list) = status_list::verify(token, &keys, uri, unverified.iat, 0)
+        .map_err(|e| failed(format!("the status list does not verify: {e}")))?;
+    let (version, position) = status_list::log_claims(&claims).ok_or_else(|| {
+        failed("the status list names no log position (`version`, `audit`): not one this registry published")
+    })?;
+    let entry = status_list::published_entry(&claims.sub, version, claims.iat, &list)
+        .to_canonical()
+        .map_err(|e| anyhow!("the status list's audit entry: {e}"))?;
+    let found = check_entry(client, cp, &entry).await.map_err(|e| match e.downcast_ref::<Failed>() {
+        Some(f) => failed(format!(
+            "status list {} version {version} is NOT the one the registry logged ({}): the registry served a list it did not commit to",
+            claims.sub, f.0
+        )),
+        None => e,
+    })?;
+    if found["index"] != position.index {
+        return Err(failed(format!(
+            "status list {} version {version} names log index {}, but its entry is at {}",
+            claims.sub, position.index, found["index"]
+        )));
+    }
+    Ok(json!({
+        "index": position.index,
+        "leaf_hash": found["leaf_hash"],
+        "entry": found["entry"],
+        "status_list": claims.sub,
+        "version": version,
+    }))
 }
 
 async fn prove(client: &Client, cp: &note::Checkpoint, index: u64, leaf: &Hash) -> Result<()> {

@@ -878,7 +878,7 @@ async fn run(cli: Cli, out: Out) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Keys(KeysCmd::Generate(args)) => self_custody::generate(args, out),
-        Command::Token(TokenCmd::Sign(args)) => self_custody::sign(args, out),
+        Command::Token(TokenCmd::Sign(args)) => self_custody::sign(&cli.url, args, out).await,
         Command::IssuerKey(IssuerKeyCmd::Add(args)) => self_custody::add(&cli.url, args, out).await,
         Command::IssuerKey(IssuerKeyCmd::List) => self_custody::list(&cli.url, out).await,
         Command::IssuerKey(IssuerKeyCmd::Revoke { kid }) => {

@@ -87,6 +87,11 @@ pub struct SignArgs {
     /// The agent's display name in the token (default: the agent id).
     #[arg(long)]
     pub name: Option<String>,
+    /// Sign without a status-list slot. By default, when BONAFIDE_API_KEY holds your
+    /// issuer key, the registry at --url allocates one (`status` claim), so receivers
+    /// verifying offline see the token's revocation; without a key the token has none.
+    #[arg(long)]
+    pub no_status: bool,
 }
 
 #[derive(Debug, Args)]
@@ -158,7 +163,7 @@ pub fn generate(args: GenerateArgs, out: Out) -> Result<ExitCode> {
 }
 
 /// `bonafide token sign`: builds and signs the claims; no network.
-pub fn sign(args: SignArgs, out: Out) -> Result<ExitCode> {
+pub async fn sign(url: &str, args: SignArgs, out: Out) -> Result<ExitCode> {
     // Arguments first, the key file last: a typo costs no read of the secret.
     let issuer_text = match &args.issuer {
         Some(i) => i.clone(),
@@ -233,6 +238,12 @@ pub fn sign(args: SignArgs, out: Out) -> Result<ExitCode> {
         ancestor_jtis: None,
         status: None,
     };
+    let status = if args.no_status {
+        None
+    } else {
+        allocate_status(url, &claims).await?
+    };
+    let claims = AgentClaims { status, ..claims };
     let token = token::sign(&key, &claims).context("cannot sign the token")?;
     if token.len() > DEFAULT_MAX_TOKEN_BYTES {
         bail!(
@@ -257,6 +268,39 @@ pub fn sign(args: SignArgs, out: Out) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The token's status-list slot from the registry (`POST /v1/status-lists/allocations`)
+/// when BONAFIDE_API_KEY holds an issuer key; `None`, said on stderr, without one.
+async fn allocate_status(
+    url: &str,
+    claims: &AgentClaims,
+) -> Result<Option<bonafide_core::status_list::StatusClaim>> {
+    let has_key = std::env::var("BONAFIDE_API_KEY").is_ok_and(|k| !k.trim().is_empty());
+    if !has_key {
+        eprintln!(
+            "note: the token has no status-list slot, so receivers verifying offline cannot see its revocation; set BONAFIDE_API_KEY to your issuer key to get one (or pass --no-status)"
+        );
+        return Ok(None);
+    }
+    let client = client(url, KeyKind::Issuer)?;
+    let answer: Value = crate::progress::during(
+        "asking the registry for a status-list slot",
+        client.post(
+            "/v1/status-lists/allocations",
+            &json!({
+                "agent_id": claims.sub.as_str(),
+                "jti": claims.jti.as_str(),
+                "expires_at": claims.exp,
+            }),
+        ),
+    )
+    .await
+    .map_err(explain)
+    .context("no status-list slot (pass --no-status to sign without one)")?;
+    let status = serde_json::from_value(answer["status"].clone())
+        .map_err(|e| anyhow!("the registry's status-list slot does not parse: {e}"))?;
+    Ok(Some(status))
 }
 
 /// `bonafide issuer-key add FILE`: registers a public JWK, with a key proof

@@ -681,7 +681,8 @@ pub struct StatusAllocated {
 }
 
 /// Allocates a status-list slot for a token the issuer signs itself, so receivers
-/// verifying offline see its revocation. The same `jti` again returns its slot.
+/// verifying offline see its revocation. The same `jti` again returns its slot (for
+/// the same agent; another agent's is a 409).
 #[utoipa::path(post, path = "/v1/status-lists/allocations", tag = "issuer",
     request_body = AllocateStatus, security(("api_key" = [])),
     responses((status = 201, body = StatusAllocated), (status = 401), (status = 404),
@@ -719,8 +720,11 @@ pub async fn allocate(
             state.config.max_token_ttl_s
         )));
     }
+    // Revocations and verify name an issuer-signed token by its (issuer, jti) id:
+    // two issuers' equal `jti`s are two tokens.
+    let scoped = bonafide_core::token::issuer_signed_token_id(&issuer.id, &jti);
     let entry = entry_of(
-        &jti,
+        &scoped,
         &agent.id,
         &issuer.id,
         body.expires_at,

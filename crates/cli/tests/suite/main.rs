@@ -21,5 +21,6 @@ mod self_custody;
 mod setup;
 mod shell;
 mod status;
+mod status_lists;
 mod suspend;
 mod verify;

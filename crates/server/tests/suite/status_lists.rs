@@ -380,6 +380,7 @@ async fn issuers_allocate_slots_for_their_own_tokens_and_bad_requests_are_refuse
     let other_key = h.issuer("other.example").await;
     let (agent_id, _) = agent(&h, &key, "Bot").await;
     let (other_agent, _) = agent(&h, &other_key, "Theirs").await;
+    let (second_agent, _) = agent(&h, &key, "Second").await;
     let jti = bonafide_core::ids::TokenId::from_random(common::rand20()[..16].try_into().unwrap())
         .to_string();
     let exp = now_s() + 3600;
@@ -454,10 +455,10 @@ async fn issuers_allocate_slots_for_their_own_tokens_and_bad_requests_are_refuse
             StatusCode::UNPROCESSABLE_ENTITY,
             "INVALID_REQUEST",
         ),
-        // Another issuer's token holds this jti.
+        // This issuer's token with this jti is another agent's.
         (
-            Some(&other_key),
-            ask(&other_agent, &jti, exp),
+            Some(&key),
+            ask(&second_agent, &jti, exp),
             StatusCode::CONFLICT,
             "CONFLICT",
         ),
@@ -474,6 +475,17 @@ async fn issuers_allocate_slots_for_their_own_tokens_and_bad_requests_are_refuse
         assert_eq!(st, status, "{body} → {v}");
         assert_eq!(v["error"]["code"], code, "{body} → {v}");
     }
+    // Another issuer's token with the same jti is another token: its own slot.
+    let (st, theirs) = h
+        .call(
+            "POST",
+            "/v1/status-lists/allocations",
+            Some(&other_key),
+            Some(ask(&other_agent, &jti, exp)),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{theirs}");
+    assert_ne!(theirs["status"], v["status"]);
     // Suspended and revoked agents get no slot.
     let (st, _) = h
         .call(
