@@ -513,7 +513,9 @@ impl StatusLists {
         })?;
         // Revoked or suspended refuses whatever the list's age: only "valid" expires.
         status.check().map_err(StatusError::Refused)?;
-        let age = Duration::from_millis(u64::try_from(now_ms - c.confirmed_ms).unwrap_or(0));
+        let age = Duration::from_millis(
+            u64::try_from(now_ms.saturating_sub(c.confirmed_ms)).unwrap_or(0),
+        );
         if self.usable(&c, now_ms) {
             Ok(StatusCheck::Valid {
                 age,
