@@ -267,6 +267,11 @@ pub async fn sign(url: &str, args: SignArgs, out: Out) -> Result<ExitCode> {
             claims.sub.as_str()
         );
     }
+    if claims.status.is_none() && !args.no_status {
+        eprintln!(
+            "note: the token has no status-list slot, so receivers verifying offline cannot see its revocation; set BONAFIDE_API_KEY to your issuer key to get one (or pass --no-status)"
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -278,9 +283,7 @@ async fn allocate_status(
 ) -> Result<Option<bonafide_core::status_list::StatusClaim>> {
     let has_key = std::env::var("BONAFIDE_API_KEY").is_ok_and(|k| !k.trim().is_empty());
     if !has_key {
-        eprintln!(
-            "note: the token has no status-list slot, so receivers verifying offline cannot see its revocation; set BONAFIDE_API_KEY to your issuer key to get one (or pass --no-status)"
-        );
+        // Said after the token's id (see `sign`): scripts read that line first.
         return Ok(None);
     }
     let client = client(url, KeyKind::Issuer)?;

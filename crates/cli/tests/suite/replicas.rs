@@ -2024,3 +2024,91 @@ async fn a_revoked_api_key_is_refused_by_every_replica_within_a_second() {
             .await;
     }
 }
+
+/// The status list a token names, as replica `on` serves it: (version, status at
+/// `idx`, token text), or `None` while it is not published yet.
+async fn list_on(reg: &Registry, on: usize, path: &str, idx: u64) -> Option<(u64, u8, String)> {
+    let a = reg
+        .call("GET", &format!("{}{path}", reg.url(on)), None, None)
+        .await
+        .unwrap();
+    if a.status == StatusCode::SERVICE_UNAVAILABLE {
+        return None;
+    }
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    let text = a.body.as_str().unwrap().to_owned();
+    let claims: bonafide_core::status_list::StatusListClaims = serde_json::from_slice(
+        &bonafide_core::b64::decode(text.split('.').nth(1).unwrap()).unwrap(),
+    )
+    .unwrap();
+    let list = bonafide_core::status_list::StatusList::decode(&claims.status_list).unwrap();
+    let (version, _) = bonafide_core::status_list::log_claims(&claims).unwrap();
+    Some((version, list.get(idx).unwrap().value(), text))
+}
+
+/// One publisher for every replica: a suspension committed on one replica flips the
+/// token's entry in the list every replica serves, within the bound the other
+/// propagation tests hold, and all three serve the very same signed version (the one
+/// the leader logged), never one of their own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_replica_serves_the_one_published_status_list() {
+    let reg = Registry::start(&admin_url(), "statuslist", 3).await;
+    let (issuer, _) = reg.issuer_and_receiver().await;
+    let mut times = Vec::new();
+    for round in 0..4 {
+        let (id, token) = reg
+            .agent(round % 3, &issuer, agent_body(&format!("L{round}"), None))
+            .await;
+        let claims: Value = serde_json::from_slice(
+            &bonafide_core::b64::decode(token.split('.').nth(1).unwrap()).unwrap(),
+        )
+        .unwrap();
+        let uri = claims["status"]["status_list"]["uri"].as_str().unwrap();
+        let idx = claims["status"]["status_list"]["idx"].as_u64().unwrap();
+        let path = uri.strip_prefix(PUBLIC_URL).unwrap().to_owned();
+        // Published as valid everywhere first.
+        seen_by(
+            &[0, 1, 2],
+            Instant::now(),
+            "first publication",
+            async |on| {
+                list_on(&reg, on, &path, idx)
+                    .await
+                    .is_some_and(|l| l.1 == 0)
+            },
+        )
+        .await;
+        let since = Instant::now();
+        reg.ok(
+            StatusCode::OK,
+            "POST",
+            &format!("{}/v1/agents/{id}/suspend", reg.url((round + 1) % 3)),
+            Some(&issuer),
+            Some(&json!({})),
+        )
+        .await;
+        times.extend(
+            seen_by(
+                &[0, 1, 2],
+                since,
+                "suspension in the status list",
+                async |on| {
+                    list_on(&reg, on, &path, idx)
+                        .await
+                        .is_some_and(|l| l.1 == 2)
+                },
+            )
+            .await,
+        );
+        // The same signed token on every replica: what the store holds, one version.
+        seen_by(&[0], Instant::now(), "one version everywhere", async |_| {
+            let mut texts = Vec::new();
+            for on in 0..3 {
+                texts.push(list_on(&reg, on, &path, idx).await.unwrap().2);
+            }
+            texts.windows(2).all(|w| w[0] == w[1])
+        })
+        .await;
+    }
+    assert_propagated("status list suspension", &mut times);
+}

@@ -346,7 +346,7 @@ fn the_kek_rotates_and_the_old_one_stops_opening_the_keys() {
     let out = rotate_kek(&dir, &[]);
     assert!(out.status.success(), "{}", common::text(&out));
     assert!(
-        common::text(&out).contains("re-sealed 3 private keys"),
+        common::text(&out).contains("re-sealed 4 private keys"),
         "{}",
         common::text(&out)
     );
