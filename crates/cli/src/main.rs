@@ -441,6 +441,16 @@ struct VerifyArgs {
     /// Expected `iss` for --offline (default: the JWKS URL's origin).
     #[arg(long)]
     issuer: Option<String>,
+    /// With --offline: a status list URI prefix to trust (repeatable), such as
+    /// `https://registry.example/v1/status-lists/`. Default: the lists of the registry
+    /// the --jwks URL belongs to, or of --issuer when it is a URL. A token naming a
+    /// list elsewhere is refused (STATUS_LIST_UNTRUSTED), never fetched.
+    #[arg(long, value_name = "URL", requires = "offline")]
+    status_list_prefix: Vec<String>,
+    /// With --offline: do not fetch the token's status list (revocation is then NOT
+    /// checked).
+    #[arg(long, requires = "offline", conflicts_with = "status_list_prefix")]
+    no_status: bool,
     /// The action the agent asks to take (`payments.send`): the token's consent
     /// policy decides it (a token with a policy allows named actions only).
     #[arg(long)]

@@ -202,7 +202,6 @@ impl Out {
                 None => self.json_typed(&verdict.answer),
             };
         }
-        let offline = verdict.offline.is_some();
         let v = &verdict.answer;
         let reasons = v.reasons.join(", ");
         if !v.valid {
@@ -231,17 +230,23 @@ impl Out {
                 ),
                 _ => {}
             }
-            if offline {
-                println!("note     verified offline: revocation NOT checked");
+            if let Some(o) = &verdict.offline {
+                if o["revocation_checked"] == json!(true) {
+                    println!(
+                        "note     verified offline: revocation checked against the status list"
+                    );
+                } else {
+                    println!("note     verified offline: revocation NOT checked");
+                }
             }
             return;
         }
-        let verdict = if v.allowed {
+        let headline = if v.allowed {
             "VALID, ALLOWED"
         } else {
             "VALID, NOT ALLOWED"
         };
-        println!("{verdict}");
+        println!("{headline}");
         if let Some(agent) = &v.agent {
             println!("agent    {} ({})", agent.name, agent.id);
             println!("issuer   {}", agent.issuer);
@@ -284,10 +289,26 @@ impl Out {
         if let Some(r) = &v.receipt_id {
             println!("receipt  {r}");
         }
-        if offline {
-            println!(
-                "note     verified offline: signature, times and issuer checked; revocation NOT checked"
-            );
+        if let Some(o) = &verdict.offline {
+            let list = &o["status_list"];
+            match list["age_s"].as_u64() {
+                Some(age) if o["revocation_checked"] == json!(true) => {
+                    println!("revocation checked: yes (list age {age}s)");
+                    println!(
+                        "note     verified offline: signature, times, issuer and status list checked"
+                    );
+                }
+                _ => {
+                    let why = if list.is_null() {
+                        " (the token names no status list)"
+                    } else {
+                        " (--no-status)"
+                    };
+                    println!(
+                        "note     verified offline: signature, times and issuer checked; revocation NOT checked{why}"
+                    );
+                }
+            }
         }
     }
 

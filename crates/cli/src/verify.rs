@@ -8,17 +8,27 @@
 //! Offline, the proof is checked with core `dpop::verify` against the token's
 //! `cnf.jkt`, as a receiver would check it; online it is sent as `proof` and the
 //! registry checks it (and claims its `jti`, so each run makes a new one).
+//!
+//! Offline, a token that names its entry in a status list is checked against that
+//! list with the client's [`StatusLists`] (one fetch; only URIs under the trusted
+//! prefixes: `--status-list-prefix`, else the registry the JWKS URL or `--issuer`
+//! names), as the receiver layer checks it: revoked and suspended refuse with the
+//! registry's codes, a list that cannot be fetched or verified is an error
+//! (`STATUS_LIST_UNAVAILABLE`, failing closed), `--no-status` skips it.
 
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow};
 use bonafide_api::verify::{VerifiedAgent, VerifyResponse};
 use bonafide_api::{ErrorCode, ErrorDetail};
+use bonafide_client::status::{
+    StatusCheck, StatusError, StatusListConfig, StatusLists, TrustedLists,
+};
 use bonafide_client::{Client, OfflineVerifier, Proof, Resource, VerifyRequest, load_jwks};
 use bonafide_core::apikey::{ApiKey, KeyKind};
 use bonafide_core::dpop::{self, ProofCheck};
 use bonafide_core::keys::SigningKey;
-use bonafide_core::token::{DEFAULT_MAX_TOKEN_BYTES, TokenError};
+use bonafide_core::token::{AgentClaims, DEFAULT_MAX_TOKEN_BYTES, TokenError};
 use serde_json::{Value, json};
 
 use crate::failure::Failure;
@@ -157,16 +167,28 @@ async fn offline(args: &VerifyArgs, token: &str, proof: Option<&DpopProof>) -> R
     let now = bonafide_server::time::now_ms() / 1000;
     let verdict = match verifier.verify(token, now) {
         Ok(v) => v,
-        Err(e) => return Ok(invalid(&e)),
+        Err(e) => return Ok(invalid(&e, false)),
     };
     let c = &verdict.token.claims;
+    // Pipeline step 5 before the proof, as the receiver layer orders it.
+    let status = if args.no_status {
+        None
+    } else {
+        match status(args, source, &issuer, c).await? {
+            Ok(check) => Some(check),
+            Err(refused) => return Ok(refused),
+        }
+    };
+    let checked = status.as_ref().is_some_and(StatusCheck::revocation_checked);
     // Pipeline step 6, as a receiver checks it: a bound token needs a proof by its key.
     match (c.cnf.as_ref().map(|cnf| cnf.jkt.as_str()), proof) {
-        (Some(_), None) => return Ok(invalid(&TokenError::ProofRequired)),
+        (Some(_), None) => {
+            return Ok(invalid(&TokenError::ProofRequired, checked));
+        }
         (Some(jkt), Some(p)) => {
             let check = ProofCheck::new(&p.htm, &p.htu, jkt, token, now);
             if let Err(e) = dpop::verify(&p.jwt, &check) {
-                return Ok(invalid(&TokenError::ProofInvalid(e.to_string())));
+                return Ok(invalid(&TokenError::ProofInvalid(e.to_string()), checked));
             }
         }
         (None, Some(_)) => {
@@ -189,7 +211,8 @@ async fn offline(args: &VerifyArgs, token: &str, proof: Option<&DpopProof>) -> R
         "agent": { "id": c.sub, "name": c.agent.name, "issuer": c.agent.issuer, "scopes": c.agent.scopes },
         "expires_at": bonafide_server::time::rfc3339_s(c.exp),
         "offline": true,
-        "revocation_checked": verdict.revocation_checked,
+        "revocation_checked": checked,
+        "status_list": status_json(status.as_ref(), c),
     });
     if !missing.is_empty() {
         // The registry's words for the same refusal.
@@ -237,14 +260,96 @@ async fn offline(args: &VerifyArgs, token: &str, proof: Option<&DpopProof>) -> R
     })
 }
 
+/// The token's status list entry (offline): the check, or the refusal to print.
+/// A list that cannot be fetched or verified is an error (`STATUS_LIST_UNAVAILABLE`,
+/// `STATUS_LIST_STALE`): the CLI fails closed, as the receiver layer does by default.
+async fn status(
+    args: &VerifyArgs,
+    jwks_source: &str,
+    issuer: &str,
+    claims: &AgentClaims,
+) -> Result<std::result::Result<StatusCheck, Verdict>> {
+    let named = claims
+        .status
+        .as_ref()
+        .is_some_and(|s| s.status_list.is_some());
+    if !named {
+        return Ok(Ok(StatusCheck::NoStatus));
+    }
+    let config = if args.status_list_prefix.is_empty() {
+        let registry = StatusListConfig::registry_of_jwks(jwks_source)
+            .filter(|_| jwks_source.contains("://"))
+            .or_else(|| {
+                (issuer.starts_with("https://") || issuer.starts_with("http://"))
+                    .then(|| issuer.to_owned())
+            });
+        let Some(registry) = registry else {
+            return Err(Failure::usage(
+                "the token names a status list, and with a JWKS file and an issuer id there is no registry to trust it from: give --status-list-prefix URL (the registry's …/v1/status-lists/), or --no-status to skip the revocation check",
+            ));
+        };
+        StatusListConfig::for_registry(&registry)
+    } else {
+        let mut c = StatusListConfig::for_registry("https://unused.invalid");
+        c.trusted = args
+            .status_list_prefix
+            .iter()
+            .map(|p| {
+                TrustedLists::prefix(p).ok_or_else(|| {
+                    Failure::usage(format!(
+                        "--status-list-prefix `{p}` must be a registry's status lists, ending in /v1/status-lists/ (their keys are read from the same registry's /.well-known/status-list-jwks.json)"
+                    ))
+                })
+            })
+            .collect::<Result<_>>()?;
+        c
+    };
+    let lists = StatusLists::new(config)
+        .map_err(|e| Failure::usage(format!("--status-list-prefix: {e}")))?;
+    match lists.check(claims, bonafide_server::time::now_ms()).await {
+        Ok(check) => Ok(Ok(check)),
+        // Revoked or suspended: read from the list, so revocation was checked.
+        Err(StatusError::Refused(e)) => Ok(Err(invalid(&e, true))),
+        Err(e @ StatusError::Untrusted { .. }) => Ok(Err(refused(e.code(), &e.to_string()))),
+        Err(e) => Err(Failure::coded(e.code(), e.to_string())),
+    }
+}
+
+/// What `--json` says of the status list: `null` when the token names none.
+fn status_json(check: Option<&StatusCheck>, claims: &AgentClaims) -> Value {
+    let Some(r) = claims.status.as_ref().and_then(|s| s.status_list.as_ref()) else {
+        return Value::Null;
+    };
+    match check {
+        None => json!({"uri": r.uri, "idx": r.idx, "checked": false}),
+        Some(c) => json!({
+            "uri": r.uri, "idx": r.idx, "checked": c.revocation_checked(),
+            "age_s": c.age().map(|a| a.as_secs()),
+            "version": match c { StatusCheck::Valid { version, .. } => *version, _ => None },
+        }),
+    }
+}
+
 /// An offline refusal, in the shape of the registry's: `error` is the object of the
-/// registry's answers, without a request id (no request was made).
-fn invalid(e: &TokenError) -> Verdict {
+/// registry's answers, without a request id (no request was made);
+/// `revocation_checked`: whether a status list was read before it.
+fn invalid(e: &TokenError, revocation_checked: bool) -> Verdict {
     let code = ErrorCode::from(e);
+    let mut v = refused(code.as_str(), &e.to_string());
+    let checked = revocation_checked;
+    if let Some(json) = v.offline.as_mut() {
+        json["revocation_checked"] = json!(checked);
+    }
+    v
+}
+
+/// An offline refusal with `code` and `message`.
+fn refused(code: &str, message: &str) -> Verdict {
+    let code = ErrorCode::from_wire(code);
     let json = json!({
         "valid": false, "allowed": false,
-        "error": {"code": code, "message": e.to_string()},
-        "reason": e.to_string(),
+        "error": {"code": code, "message": message},
+        "reason": message,
         "reasons": [code], "offline": true, "revocation_checked": false,
     });
     let answer = VerifyResponse {
@@ -252,10 +357,10 @@ fn invalid(e: &TokenError) -> Verdict {
         allowed: false,
         error: Some(ErrorDetail {
             code: code.clone(),
-            message: e.to_string(),
+            message: message.to_owned(),
             request_id: String::new(),
         }),
-        reason: Some(e.to_string()),
+        reason: Some(message.to_owned()),
         reasons: vec![code.as_str().to_owned()],
         agent: None,
         delegation: Vec::new(),

@@ -1,8 +1,11 @@
 //! Bonafide Rust SDK for receivers and operators.
 //!
 //! - [`OfflineVerifier`]: verify agent tokens locally with a cached JWKS, no registry
-//!   call (pipeline steps 1–4; revocation needs the online check or, later, a status
-//!   list — [`OfflineVerdict::revocation_checked`] says so explicitly).
+//!   call (pipeline steps 1–4; revocation needs the online check or a status list —
+//!   [`OfflineVerdict::revocation_checked`] says so explicitly).
+//! - [`status::StatusLists`]: the registry's Token Status Lists, fetched, verified
+//!   with the JWKS and cached, so an offline verifier sees revocations and
+//!   suspensions within a list's `ttl`.
 //! - [`Client`]: the HTTP API (verify online, register agents, revoke, …).
 //! - [`receiver`] (feature `axum`, on by default): a tower/axum layer that
 //!   authenticates agents calling your API — token, DPoP or HTTP message signature,
@@ -14,6 +17,7 @@ use std::fmt;
 pub mod events;
 #[cfg(feature = "axum")]
 pub mod receiver;
+pub mod status;
 
 pub use bonafide_api as api;
 use bonafide_api::verify::VerifyResponse;
@@ -638,8 +642,9 @@ pub async fn load_jwks(source: &str) -> Result<Jwks, ClientError> {
 pub struct OfflineVerdict {
     /// The verified token.
     pub token: VerifiedToken,
-    /// Always false for now: offline verification cannot see revocations made after
-    /// the token was issued. Use the online check where that matters.
+    /// Always false: this verifier alone cannot see revocations made after the token
+    /// was issued. Check the token's status list with [`status::StatusLists`] (what
+    /// the receiver layer and `bonafide verify --offline` do), or verify online.
     pub revocation_checked: bool,
 }
 

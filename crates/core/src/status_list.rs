@@ -14,7 +14,7 @@ use crate::audit::{Actor, AuditEntry, EventType};
 use crate::b64;
 use crate::jws::{self, JwsError};
 use crate::keys::{KeyError, SigningKey};
-use crate::token::{KeyResolver, Segment, TokenError};
+use crate::token::{KeyResolver, Revoked, Segment, TokenError};
 
 /// The `typ` of a Status List Token.
 pub const STATUS_LIST_TYP: &str = "statuslist+jwt";
@@ -58,6 +58,21 @@ impl Status {
             1 => Status::Invalid,
             2 => Status::Suspended,
             v => Status::Other(v),
+        }
+    }
+
+    /// What a verifier makes of a token whose entry reads this status: the one mapping
+    /// from a list's value to a refusal, with the codes the registry answers online
+    /// (`TOKEN_REVOKED`, `AGENT_SUSPENDED`). A value this registry does not write
+    /// (0x03 and up) is refused too: a status nobody can interpret is not "valid".
+    pub fn check(self) -> Result<(), TokenError> {
+        match self {
+            Status::Valid => Ok(()),
+            Status::Invalid => Err(TokenError::Revoked(Revoked::Token)),
+            Status::Suspended => Err(TokenError::Suspended),
+            Status::Other(v) => Err(TokenError::Claims(format!(
+                "the token's status list entry is {v:#04x}, a status this verifier does not know"
+            ))),
         }
     }
 }
@@ -447,6 +462,16 @@ mod tests {
         assert_eq!(two.get(3).unwrap(), Status::Other(3));
         // Whatever our compressor writes, it decodes to the same bytes.
         assert_eq!(StatusList::decode(&two.encode()).unwrap(), two);
+    }
+
+    #[test]
+    fn statuses_map_to_the_registry_s_refusals() {
+        use crate::token::ErrorCode;
+        assert_eq!(Status::Valid.check(), Ok(()));
+        let code = |s: Status| s.check().unwrap_err().code();
+        assert_eq!(code(Status::Invalid), ErrorCode::TokenRevoked);
+        assert_eq!(code(Status::Suspended), ErrorCode::AgentSuspended);
+        assert_eq!(code(Status::Other(3)), ErrorCode::TokenInvalid);
     }
 
     #[test]

@@ -21,6 +21,7 @@ mod secrets;
 mod self_custody;
 mod setup;
 mod shell;
+mod status;
 mod status_lists;
 mod suspend;
 mod verify;

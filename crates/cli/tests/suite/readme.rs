@@ -65,7 +65,7 @@ fn the_readme_first_session_runs_as_written() {
         "VALID, NOT ALLOWED",
         "SCOPE_NOT_GRANTED",
         "exit 1",
-        "revocation NOT checked",
+        "revocation checked: yes (list age",
         "AGENT_SUSPENDED",
         "TOKEN_REVOKED",
         "VALID, ALLOWED",

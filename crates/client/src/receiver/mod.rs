@@ -30,9 +30,23 @@
 //!    JWKS URL (at most once per [`JwksSource::Url::min_refetch`]); the JWKS is also
 //!    refreshed in the background every [`JwksSource::Url::refresh`]. Codes:
 //!    `TOKEN_INVALID`, `TOKEN_EXPIRED`, `TOKEN_NOT_YET_VALID`, `AUDIENCE_MISMATCH`,
-//!    `ISSUER_UNKNOWN`. Revocation is **not** checked offline
-//!    ([`VerifiedAgent::revocation_checked`] is false); use [`Mode::Online`] where a
-//!    revocation must take effect before the token expires.
+//!    `ISSUER_UNKNOWN`.
+//!
+//!    **Status list** (offline, pipeline step 5): a token that names its entry in
+//!    one of the registry's Token Status Lists (`status.status_list`) is checked
+//!    against it ([`crate::status::StatusLists`], configured by
+//!    [`Config::status_lists`]: on by default with a JWKS URL, trusting only that
+//!    registry's `/v1/status-lists/`). Revoked: `TOKEN_REVOKED`; suspended:
+//!    `AGENT_SUSPENDED` (the registry's codes); a list URI elsewhere is never
+//!    fetched: 401 `STATUS_LIST_UNTRUSTED`. No list within the staleness bound: 503
+//!    `STATUS_LIST_STALE` (`STATUS_LIST_UNAVAILABLE` when none was ever fetched), or,
+//!    configured to fail open, the request passes and [`VerifiedAgent::status_list`]
+//!    says why revocation was not checked. [`VerifiedAgent::revocation_checked`] is
+//!    true offline only when the entry was read from a list within the bound, whose
+//!    age [`VerifiedAgent::status_list`] carries. Without status lists (a static
+//!    JWKS and none configured, or a token without `status`) revocation is **not**
+//!    checked offline; use [`Mode::Online`] where a revocation must take effect at
+//!    once.
 //! 3. **Proof of possession** (step 6), when the token is bound (`cnf.jkt`):
 //!    - presented as `Authorization: DPoP` (or `X-Agent-Token` with a `DPoP` header):
 //!      exactly one `DPoP` header (RFC 9449 §4.3), verified by
@@ -76,7 +90,7 @@
 //! differ from the public ones anyway. Without `public_base_url` the layer accepts
 //! only unbound tokens; bound ones get `PROOF_INVALID`.
 //!
-//! What this is not: a status-list client (not yet), a body-digest checker
+//! What this is not: a body-digest checker
 //! (`content-digest` may be covered by a signature as a header; the body is not
 //! hashed), or a scope/policy authoriser (the handler looks at
 //! [`VerifiedAgent::scopes`]; the registry's `POST /v1/verify` decides policies and
@@ -106,6 +120,7 @@ use serde_json::{Value, json};
 pub use layer::{AgentAuth, AgentAuthLayer};
 use replay::{ProofNamespace, ReplayCache, ReplayError};
 
+use crate::status::{StatusCheck, StatusError, StatusListConfig, StatusLists};
 use crate::{Client, ClientError, load_jwks};
 
 /// Default [`JwksSource::Url::refresh`]: 5 minutes.
@@ -292,13 +307,25 @@ pub struct Config {
     /// Push events (issue 19): what a [`crate::events::Subscription`] says is revoked
     /// or suspended is refused offline at once. Default none.
     pub revoked: Option<Arc<crate::events::RevokedSet>>,
+    /// Token Status Lists (offline mode): which list URIs are trusted, the staleness
+    /// bound and whether to fail open. Default, for a [`JwksSource::Url`]: the lists
+    /// of the registry the JWKS URL belongs to
+    /// ([`StatusListConfig::registry_of_jwks`]), failing closed; for a
+    /// [`JwksSource::Static`], none (revocation not checked offline).
+    pub status_lists: Option<StatusListConfig>,
 }
 
 impl Config {
     /// Offline verification with keys from `jwks`, trusting tokens whose `iss` is
     /// `issuer`; every other field at its default.
     pub fn offline(jwks: JwksSource, issuer: impl Into<String>) -> Self {
+        let status_lists = match &jwks {
+            JwksSource::Url { url, .. } => StatusListConfig::registry_of_jwks(url)
+                .map(|base| StatusListConfig::for_registry(&base)),
+            JwksSource::Static(_) => None,
+        };
         Config {
+            status_lists,
             jwks,
             issuers: vec![issuer.into()],
             audience: None,
@@ -352,6 +379,18 @@ impl Config {
             registry_url: registry_url.into(),
             ttl: DEFAULT_AGENT_KEYS_TTL,
         };
+        self
+    }
+
+    /// Sets [`Config::status_lists`].
+    pub fn status_lists(mut self, config: StatusListConfig) -> Self {
+        self.status_lists = Some(config);
+        self
+    }
+
+    /// No status lists: offline, revocation is not checked.
+    pub fn without_status_lists(mut self) -> Self {
+        self.status_lists = None;
         self
     }
 
@@ -409,8 +448,13 @@ pub struct VerifiedAgent {
     /// The delegation chain, root first (`sub`, then each actor up to the current
     /// one); one entry for an undelegated token.
     pub delegation: Vec<AgentId>,
-    /// True only online: the registry checked revocation and suspension.
+    /// True when revocation and suspension were checked: online (the registry), or
+    /// offline against a status list within the staleness bound.
     pub revocation_checked: bool,
+    /// Offline with status lists: what the token's status list said (its age, or why
+    /// revocation was not checked when failing open). `None` online and without
+    /// status lists.
+    pub status_list: Option<StatusCheck>,
 }
 
 impl VerifiedAgent {
@@ -435,6 +479,7 @@ impl VerifiedAgent {
             proof,
             delegation,
             revocation_checked: false,
+            status_list: None,
         }
     }
 }
@@ -642,6 +687,8 @@ struct Inner {
     proof_keys: RwLock<HashMap<String, Arc<VerifyingKey>>>,
     /// [`Config::revoked`].
     revoked: Option<Arc<crate::events::RevokedSet>>,
+    /// Offline: the registry's status lists, if configured.
+    status: Option<StatusLists>,
 }
 
 /// Most DPoP keys kept parsed in [`Inner::proof_keys`].
@@ -770,6 +817,10 @@ impl Receiver {
                 (keys, Some(state))
             }
         };
+        let status = match (&online, &config.status_lists) {
+            (None, Some(c)) => Some(StatusLists::new(c.clone())?),
+            _ => None,
+        };
         let agent_keys = match &config.agent_keys {
             AgentKeySource::None => AgentKeys::None,
             AgentKeySource::Registry { registry_url, ttl } => AgentKeys::Registry {
@@ -793,6 +844,7 @@ impl Receiver {
                 online,
                 proof_keys: RwLock::new(HashMap::new()),
                 revoked: config.revoked,
+                status,
             }),
         })
     }
@@ -818,10 +870,39 @@ impl Receiver {
         let claims = self
             .verify_token(presented.token, presented.scheme, now)
             .await?;
+        // Step 5 before the proof: a revoked token does not use up its proof.
+        let status = self.check_status(&claims, presented.scheme).await?;
         let proof = self
             .check_proof(&presented, &claims, method, uri, headers, now)
             .await?;
-        Ok(VerifiedAgent::from_claims(claims, proof))
+        let mut agent = VerifiedAgent::from_claims(claims, proof);
+        if let Some(status) = status {
+            agent.revocation_checked = status.revocation_checked();
+            agent.status_list = Some(status);
+        }
+        Ok(agent)
+    }
+
+    /// The token's status list entry, when status lists are configured.
+    async fn check_status(
+        &self,
+        claims: &AgentClaims,
+        scheme: Scheme,
+    ) -> Result<Option<StatusCheck>, Rejection> {
+        let Some(lists) = &self.inner.status else {
+            return Ok(None);
+        };
+        match lists.check(claims, crate::status::unix_now_ms()).await {
+            Ok(check) => Ok(Some(check)),
+            Err(StatusError::Refused(e)) => Err(Rejection::token(scheme, &e)),
+            Err(e) if e.is_refusal() => Err(Rejection::unauthorized(
+                scheme,
+                "invalid_token",
+                e.code(),
+                e.to_string(),
+            )),
+            Err(e) => Err(Rejection::unavailable(e.code(), e.to_string())),
+        }
     }
 
     /// Steps 1–4 and 7 with the cached keys, refetching the JWKS once for an unknown
@@ -1429,6 +1510,7 @@ fn online_agent(
         bound_key: None,
         delegation,
         revocation_checked: true,
+        status_list: None,
     })
 }
 

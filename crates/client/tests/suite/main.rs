@@ -5,3 +5,5 @@ mod events;
 mod example_receiver;
 mod middleware;
 mod registry;
+mod registry_status;
+mod status_lists;

@@ -763,12 +763,12 @@ async fn without_a_public_base_url_bound_tokens_are_refused() {
 
 // --- DPoP proofs made by independent libraries ----------------------------------
 
-fn repo_root() -> PathBuf {
+pub(crate) fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 /// The interop virtualenv's Python, located like the server tests do.
-fn interop_python() -> PathBuf {
+pub(crate) fn interop_python() -> PathBuf {
     let python = std::env::var_os("BONAFIDE_INTEROP_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join(".interop/venv/bin/python"));

@@ -28,16 +28,21 @@ fn unique(tag: &str) -> String {
     format!("{tag}{}", bonafide_core::hex(&d[..16]))
 }
 
-struct Registry {
-    base: String,
+pub(crate) struct Registry {
+    pub(crate) base: String,
     admin: String,
-    http: reqwest::Client,
+    pub(crate) http: reqwest::Client,
     _dir: tempfile::TempDir,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
 impl Registry {
     async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// The registry with its configuration changed by `f`.
+    pub(crate) async fn start_with(f: impl FnOnce(&mut bonafide_server::Config)) -> Self {
         use bonafide_core::audit::{Actor, AuditEntry, EventType};
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path()).await.unwrap();
@@ -51,10 +56,11 @@ impl Registry {
             .await
             .unwrap();
         let store: Arc<dyn Store> = Arc::new(store);
-        let config = bonafide_server::Config {
+        let mut config = bonafide_server::Config {
             signing_alg: Algorithm::EdDSA,
             ..bonafide_server::Config::default()
         };
+        f(&mut config);
         let server = bonafide_server::Server::bind("127.0.0.1:0".parse().unwrap(), config, store)
             .await
             .unwrap();
@@ -72,7 +78,7 @@ impl Registry {
         }
     }
 
-    async fn post(&self, path: &str, key: &str, body: Value) -> Value {
+    pub(crate) async fn post(&self, path: &str, key: &str, body: Value) -> Value {
         let resp = self
             .http
             .post(format!("{}{path}", self.base))
@@ -83,6 +89,24 @@ impl Registry {
             .unwrap();
         assert!(resp.status().is_success(), "{path}: {}", resp.status());
         resp.json().await.unwrap()
+    }
+
+    /// A new issuer's API key.
+    pub(crate) async fn issuer(&self) -> String {
+        let issuer = self
+            .post("/v1/issuers", &self.admin, json!({"name": unique("iss-")}))
+            .await;
+        issuer["api_key"].as_str().unwrap().to_owned()
+    }
+
+    /// An unbound agent of the issuer whose key is `issuer`: (agent id, token).
+    pub(crate) async fn agent_of(&self, issuer: &str) -> (String, String) {
+        let body = json!({"name": "ledger-bot", "scopes": ["read:portfolio"]});
+        let v = self.post("/v1/agents/register", issuer, body).await;
+        (
+            v["agent_id"].as_str().unwrap().to_owned(),
+            v["token"].as_str().unwrap().to_owned(),
+        )
     }
 
     /// An issuer, and an agent of it: bound to `key` if given. (agent id, token)
@@ -108,7 +132,7 @@ impl Registry {
     }
 }
 
-async fn hello(agent: VerifiedAgent) -> Json<Value> {
+pub(crate) async fn hello(agent: VerifiedAgent) -> Json<Value> {
     Json(json!({
         "agent_id": agent.agent_id.as_str(),
         "name": agent.name,
@@ -119,10 +143,11 @@ async fn hello(agent: VerifiedAgent) -> Json<Value> {
             Some(_) => "other",
         },
         "revocation_checked": agent.revocation_checked,
+        "list_age_s": agent.status_list.as_ref().and_then(|s| s.age()).map(|a| a.as_secs()),
     }))
 }
 
-async fn receiver(make: impl FnOnce(String) -> Config) -> String {
+pub(crate) async fn receiver(make: impl FnOnce(String) -> Config) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let receiver = Receiver::new(make(base.clone())).await.unwrap();
@@ -162,14 +187,32 @@ fn signed(key: &SigningKey, method: &str, url: &str) -> Vec<(String, String)> {
     ]
 }
 
+/// Repeats `call` until `done` holds for its answer (a list is published within a
+/// second of a change; the deadline only keeps a broken build from hanging); the
+/// last answer.
+pub(crate) async fn until<F, Fut>(call: F, done: impl Fn(u16, &Value) -> bool) -> (u16, Value)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = (u16, Value)>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (st, v) = call().await;
+        if done(st, &v) || std::time::Instant::now() > deadline {
+            return (st, v);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
 /// Sends and returns (status, body).
-async fn send(req: reqwest::RequestBuilder) -> (u16, Value) {
+pub(crate) async fn send(req: reqwest::RequestBuilder) -> (u16, Value) {
     let resp = req.send().await.unwrap();
     let status = resp.status().as_u16();
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
-fn code(v: &Value) -> &str {
+pub(crate) fn code(v: &Value) -> &str {
     v["error"]["code"].as_str().unwrap_or("<none>")
 }
 
@@ -195,9 +238,18 @@ async fn offline_and_online_against_the_real_registry() {
     .await;
     let online = receiver(|me| Config::online(reg.base.clone(), None).public_base_url(me)).await;
 
+    // A new list is published within a second of its first slot: until then the
+    // offline receiver fails closed (503 STATUS_LIST_UNAVAILABLE).
+    let url = format!("{offline}/orders");
+    until(
+        || send(http.get(&url).bearer_auth(&plain)),
+        |st, _| st == 200,
+    )
+    .await;
     for (mode, base) in [("offline", &offline), ("online", &online)] {
         let url = format!("{base}/orders");
-        let checked = mode == "online";
+        // Offline too: registry tokens name their status list, which the layer reads.
+        let checked = true;
 
         let (st, v) = send(http.get(&url).bearer_auth(&plain)).await;
         assert_eq!(st, 200, "{mode}: {v}");
