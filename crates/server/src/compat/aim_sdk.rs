@@ -423,7 +423,7 @@ async fn register_capability(
                 .map_or(e.to_string(), |(m, _)| m.to_owned())
         ))
     })?;
-    if agent.scopes.iter().any(|s| *s == req.capability_type) {
+    if agent.scopes.contains(&req.capability_type) {
         let answer = serde_json::json!({
             "capabilityType": req.capability_type,
             "status": "already_exists",

@@ -76,7 +76,7 @@ fn std_b64(bytes: &[u8]) -> String {
     let mut s: String = bonafide_core::b64::encode(bytes)
         .replace('-', "+")
         .replace('_', "/");
-    while s.len() % 4 != 0 {
+    while !s.len().is_multiple_of(4) {
         s.push('=');
     }
     s
