@@ -19,7 +19,8 @@
 //!   for an agent the registry does not know.
 //!
 //! Every error under these paths has a string `error` (the SDK calls `.lower()` on
-//! it), and every other `/api/v1/sdk-api/…` call is a 404 of that shape.
+//! it), and every other `/api/v1/…` path is a 404 of that shape (among them the
+//! SDK's unsigned `result` and `execution-status` reports, which are not served).
 
 use std::sync::Arc;
 
@@ -53,7 +54,8 @@ pub fn routes() -> Router<Arc<AppState>> {
             post(register_capability),
         )
         .route("/api/v1/agents/{id}", get(agent))
-        .route("/api/v1/sdk-api/{*rest}", any(not_served))
+        // Every other `/api/v1` path (the products' own routes match first).
+        .route("/api/v1/{*rest}", any(not_served))
 }
 
 /// AIM's organisations choose "strict" or "monitoring"; Bonafide only enforces.
@@ -499,12 +501,12 @@ async fn agent(
     Ok((StatusCode::OK, ApiJson(answer)).into_response())
 }
 
-/// Any other `/api/v1/sdk-api/…` call: a 404 in the SDK's shape.
+/// Any other `/api/v1/…` path: a 404 in the SDK's shape.
 async fn not_served() -> AimError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         ErrorCode::NotFound,
-        "Bonafide does not serve this aim-sdk call (see the README's AIM section)",
+        "Bonafide does not serve this call under /api/v1 (see the README's \"Moving from another product\")",
     )
     .into()
 }

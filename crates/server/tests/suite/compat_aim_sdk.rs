@@ -432,15 +432,22 @@ async fn capabilities_register_grants_nothing_and_agents_are_404_only_when_unkno
         "{v}"
     );
 
-    // Every other SDK call: a 404 whose `error` is a string.
-    assert_refused(
-        &h.call(
-            "GET",
-            &format!("/api/v1/sdk-api/agents/{agent}/mcp-servers"),
-            None,
-            None,
-        )
-        .await,
-        StatusCode::NOT_FOUND,
-    );
+    // Every other call under /api/v1 (the SDK's reports after a call among them): a
+    // 404 whose `error` is a string.
+    for (method, path) in [
+        ("GET", format!("/api/v1/sdk-api/agents/{agent}/mcp-servers")),
+        (
+            "POST",
+            "/api/v1/sdk-api/verifications/audit-1/result".to_owned(),
+        ),
+        (
+            "POST",
+            "/api/v1/sdk-api/verifications/audit-1/execution-status".to_owned(),
+        ),
+        ("GET", format!("/api/v1/agents/{agent}/capabilities")),
+        ("POST", "/api/v1/public/agents/register".to_owned()),
+    ] {
+        let got = h.call(method, &path, None, Some(json!({}))).await;
+        assert_refused(&got, StatusCode::NOT_FOUND);
+    }
 }
