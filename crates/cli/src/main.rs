@@ -35,6 +35,7 @@ macro_rules! eprintln {
 }
 
 mod agent;
+mod aim;
 mod apikeys;
 mod audit;
 mod duration;
@@ -123,6 +124,12 @@ enum Command {
     /// Admin API keys: list them by id, revoke one (admin key in BONAFIDE_API_KEY).
     #[command(subcommand)]
     ApiKey(apikeys::ApiKeyCmd),
+    /// Make an agent for AIM's Python SDK (aim-sdk; issuer key in BONAFIDE_API_KEY):
+    /// its Ed25519 key is made here (the registry never sees the private half), the
+    /// agent is registered with it, and the SDK's credentials file is written
+    /// (~/.aim/agents/NAME.json, 0600), after which the SDK's `secure(NAME)` works
+    /// unchanged against --url. An existing file is never overwritten.
+    AimCredentials(aim::AimCredentialsArgs),
     /// Copy a SQLite registry (a data dir) into a new, empty PostgreSQL database:
     /// keys, issuers, agents, tokens, revocations, budgets, receipts and the audit log
     /// with its checkpoints, in one transaction; the private keys re-sealed under the
@@ -886,6 +893,10 @@ async fn run(cli: Cli, out: Out) -> Result<ExitCode> {
         }
         Command::ApiKey(cmd) => apikeys::run(&cli.url, cmd, out).await,
         Command::Migrate(args) => migrate::run(args, &out).await,
+        Command::AimCredentials(args) => {
+            let client = client(&cli.url, KeyKind::Issuer)?;
+            aim::credentials(&cli.url, client, args, out).await
+        }
         Command::Completions(args) => Ok(shell::completions(&args, Cli::command())),
         Command::Man(args) => shell::man(&args, Cli::command()),
         Command::Keys(KeysCmd::RotateKek {

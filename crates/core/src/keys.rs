@@ -712,6 +712,24 @@ impl SigningKey {
             .map_err(|_| KeyError::Pem("PRIVATE KEY"))
     }
 
+    /// An Ed25519 key's 32-byte private seed (RFC 8032), for formats that store it
+    /// raw (AIM's SDK credentials file); `None` for other algorithms. A secret:
+    /// write it only to 0600 files.
+    pub fn ed25519_seed(&self) -> Option<[u8; 32]> {
+        /// PKCS#8 v1 of an Ed25519 key (RFC 8410 §7): these 16 bytes, then the seed.
+        const PREFIX: [u8; 16] = [
+            0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
+            0x04, 0x20,
+        ];
+        let Pair::Ed(k) = &self.pair else {
+            return None;
+        };
+        let der = k.to_pkcs8v1().ok()?;
+        der.as_ref()
+            .strip_prefix(PREFIX.as_slice())
+            .and_then(|seed| <[u8; 32]>::try_from(seed).ok())
+    }
+
     /// The matching public key.
     pub fn verifying_key(&self) -> &VerifyingKey {
         &self.verifying
@@ -754,6 +772,22 @@ impl SigningKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ed25519_seed_makes_the_same_key_again() {
+        let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+        let seed = key.ed25519_seed().unwrap();
+        // RFC 8410: the seed is the whole private key; rebuilt from it, the same key.
+        let mut der = vec![
+            0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
+            0x04, 0x20,
+        ];
+        der.extend_from_slice(&seed);
+        let again = SigningKey::from_pkcs8_der(Algorithm::EdDSA, &der).unwrap();
+        assert_eq!(again.kid(), key.kid());
+        let es = SigningKey::generate(Algorithm::ES256).unwrap();
+        assert_eq!(es.ed25519_seed(), None);
+    }
 
     #[test]
     fn key_validity_at_its_boundaries() {

@@ -4,6 +4,7 @@
 mod common;
 
 mod agent;
+mod aim_sdk;
 mod apikeys;
 mod audit;
 mod basics;

@@ -19,6 +19,7 @@ use axum::Router;
 use crate::state::AppState;
 
 pub mod aim;
+pub mod aim_sdk;
 pub mod imarobot;
 pub mod kairos;
 
@@ -26,6 +27,7 @@ pub mod kairos;
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .merge(aim::routes())
+        .merge(aim_sdk::routes())
         .merge(imarobot::routes())
         .merge(kairos::routes())
 }

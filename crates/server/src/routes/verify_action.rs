@@ -82,18 +82,29 @@ pub struct VerifyActionResponse {
     pub receipt_id: Option<String>,
 }
 
-fn check_request(req: &VerifyActionRequest) -> Result<(), ApiError> {
-    let visible = |s: &str| bonafide_core::names::forbidden_char(s).is_none();
-    if req.action.is_empty() || req.action.chars().count() > 128 || !visible(&req.action) {
-        return Err(ApiError::invalid(
-            "`action` must be 1 to 128 characters, no control, invisible or bidirectional-control characters",
-        ));
+fn visible(s: &str) -> bool {
+    bonafide_core::names::forbidden_char(s).is_none()
+}
+
+/// The bound on what a signed action names as its action (it reaches the audit
+/// entry): 1 to 128 visible characters. `field` names it in the message.
+pub(crate) fn check_action(field: &str, action: &str) -> Result<(), ApiError> {
+    if action.is_empty() || action.chars().count() > 128 || !visible(action) {
+        return Err(ApiError::invalid(format!(
+            "`{field}` must be 1 to 128 characters, no control, invisible or bidirectional-control characters"
+        )));
     }
-    if req.resource.is_empty()
-        || req.resource.chars().count() > 256
-        || !visible(&req.resource)
-        || req.resource.contains(':')
-    {
+    Ok(())
+}
+
+/// The bound on a signed action's resource: 1 to 256 visible characters.
+pub(crate) fn resource_in_bounds(resource: &str) -> bool {
+    !resource.is_empty() && resource.chars().count() <= 256 && visible(resource)
+}
+
+fn check_request(req: &VerifyActionRequest) -> Result<(), ApiError> {
+    check_action("action", &req.action)?;
+    if !resource_in_bounds(&req.resource) || req.resource.contains(':') {
         return Err(ApiError::invalid(
             "`resource` must be 1 to 256 characters, no `:` and no control, invisible or bidirectional-control characters",
         ));
@@ -158,15 +169,74 @@ pub async fn verify_action(
             receipt_id: None,
         }));
     }
-    let policy = agent
+    let policy = stored_policy(&agent)?;
+    let view = state.view();
+    let verdict = action::judge(&view, &agent.scopes, policy.as_ref(), &signed, now);
+    let decided = record_verdict(
+        &state,
+        &caller,
+        &id,
+        &req.action,
+        now,
+        verdict,
+        Spend {
+            nonce: &req.nonce,
+            timestamp_s: req.timestamp,
+        },
+    )
+    .await?;
+    let allowed = decided.code.is_none();
+    Ok(ApiJson(VerifyActionResponse {
+        allowed,
+        reason: (!allowed).then_some(decided.message),
+        reasons: decided.code.map(str::to_owned).into_iter().collect(),
+        audit_index: decided.audit_index,
+        receipt_id: None,
+    }))
+}
+
+/// The agent's consent policy, parsed, if it has one (a stored policy that does not
+/// parse is the registry's fault: a 500).
+pub(crate) fn stored_policy(agent: &bonafide_store::Agent) -> Result<Option<Policy>, ApiError> {
+    agent
         .policy
         .as_deref()
         .map(|p| Policy::parse(p.as_bytes()))
         .transpose()
-        .map_err(|e| ApiError::internal(format!("stored policy of {id}: {e}")))?;
-    let view = state.view();
-    let (refusal, nonce) = match action::judge(&view, &agent.scopes, policy.as_ref(), &signed, now)
-    {
+        .map_err(|e| ApiError::internal(format!("stored policy of {}: {e}", agent.id)))
+}
+
+/// The single-use value a signed action spends, and when it was signed.
+pub(crate) struct Spend<'a> {
+    /// Unique per agent while the signature could be accepted.
+    pub nonce: &'a str,
+    /// When the agent signed, Unix seconds.
+    pub timestamp_s: i64,
+}
+
+/// A recorded decision on a signed action.
+pub(crate) struct Recorded {
+    /// The refusal's code; `None`: allowed.
+    pub code: Option<&'static str>,
+    /// Why not, in words (empty when allowed).
+    pub message: String,
+    /// Its audit entry.
+    pub audit_index: Option<u64>,
+}
+
+/// Records the verdict on an authenticated action: its audit entry, with the nonce
+/// spent in the same transaction when the agent stands; a nonce already spent makes
+/// it a `REPLAY`, recorded as such.
+pub(crate) async fn record_verdict(
+    state: &AppState,
+    caller: &Caller,
+    id: &AgentId,
+    action: &str,
+    now: i64,
+    verdict: ActionVerdict,
+    spend: Spend<'_>,
+) -> Result<Recorded, ApiError> {
+    let (refusal, nonce) = match verdict {
         // `judge` only sees authenticated actions.
         ActionVerdict::Unsigned(refusal) => (Some(refusal), None),
         ActionVerdict::Fallen(refusal) => (Some(refusal), None),
@@ -175,11 +245,11 @@ pub async fn verify_action(
             refusal,
             Some(NonceClaim {
                 agent: id.clone(),
-                nonce: req.nonce.clone(),
+                nonce: spend.nonce.to_owned(),
                 // The window admits `timestamp + 300` for that whole second: the
                 // record lives until the second after it ends.
-                expires_at_ms: req
-                    .timestamp
+                expires_at_ms: spend
+                    .timestamp_s
                     .saturating_add(ACTION_WINDOW_S + 1)
                     .saturating_mul(1000),
                 now_ms: now,
@@ -190,26 +260,25 @@ pub async fn verify_action(
         Some(r) => (Some(r.code), r.message),
         None => (None, String::new()),
     };
-    let decided = record_action(&state, &caller, &id, &req, now, reason_code, nonce).await?;
-    let (reason_code, message, audit_index) = match decided {
-        Some(audit_index) => (reason_code, message, audit_index),
+    let decided = record_action(state, caller, id, action, now, reason_code, nonce).await?;
+    Ok(match decided {
+        Some(audit_index) => Recorded {
+            code: reason_code,
+            message,
+            audit_index,
+        },
         // Claimed by an earlier request (or a concurrent one that won): a replay,
         // recorded as such.
         None => {
             let code = Some("REPLAY");
-            let index = record_action(&state, &caller, &id, &req, now, code, None).await?;
-            let message = "this nonce was already used by this agent".to_owned();
-            (code, message, index.flatten())
+            let index = record_action(state, caller, id, action, now, code, None).await?;
+            Recorded {
+                code,
+                message: "this nonce was already used by this agent".to_owned(),
+                audit_index: index.flatten(),
+            }
         }
-    };
-    let allowed = reason_code.is_none();
-    Ok(ApiJson(VerifyActionResponse {
-        allowed,
-        reason: (!allowed).then_some(message),
-        reasons: reason_code.map(str::to_owned).into_iter().collect(),
-        audit_index,
-        receipt_id: None,
-    }))
+    })
 }
 
 /// Writes the decision's audit entry through the group committer, claiming `nonce`
@@ -219,7 +288,7 @@ async fn record_action(
     state: &AppState,
     caller: &Caller,
     id: &AgentId,
-    req: &VerifyActionRequest,
+    action: &str,
     now: i64,
     reason_code: Option<&'static str>,
     nonce: Option<NonceClaim>,
@@ -233,7 +302,7 @@ async fn record_action(
         Decision::Deny
     });
     entry.reasons = reason_code.map(str::to_owned).into_iter().collect();
-    entry.target = Some(req.action.clone());
+    entry.target = Some(action.to_owned());
     entry.request_id = Some(crate::request_id::current().to_string());
     let record = crate::audit::record(&entry, Some(id), None).map_err(|e| {
         ApiError::invalid(format!(

@@ -108,7 +108,25 @@ pub fn authenticate(
     req: &SignedAction<'_>,
     now_ms: i64,
 ) -> Result<(), Refusal> {
-    if now_ms.div_euclid(1000).abs_diff(req.timestamp_s) > ACTION_WINDOW_S.unsigned_abs() {
+    authenticate_message(
+        keys,
+        req.message().as_bytes(),
+        req.signature,
+        req.timestamp_s,
+        now_ms,
+    )
+}
+
+/// [`authenticate`] for any message an agent signs at `timestamp_s` (AIM's SDK signs
+/// its own layouts: `compat::aim`): the same window, key and signature checks.
+pub fn authenticate_message(
+    keys: &[AgentKeyEntry],
+    message: &[u8],
+    signature: &str,
+    timestamp_s: i64,
+    now_ms: i64,
+) -> Result<(), Refusal> {
+    if now_ms.div_euclid(1000).abs_diff(timestamp_s) > ACTION_WINDOW_S.unsigned_abs() {
         return Err(Refusal::new(
             "TIMESTAMP_OUT_OF_WINDOW",
             format!("`timestamp` is more than {ACTION_WINDOW_S} s from the registry's clock"),
@@ -128,9 +146,8 @@ pub fn authenticate(
             "the agent has no registered Ed25519 key in force: its issuer registers one with `PUT /v1/agents/{id}/keys`",
         ));
     }
-    let message = req.message();
-    let genuine = decode_signature(req.signature)
-        .is_some_and(|sig| usable.any(|k| k.key.verify(message.as_bytes(), &sig)));
+    let genuine =
+        decode_signature(signature).is_some_and(|sig| usable.any(|k| k.key.verify(message, &sig)));
     if !genuine {
         return Err(Refusal::new(
             "SIGNATURE_INVALID",
@@ -148,6 +165,33 @@ pub fn judge(
     scopes: &[String],
     policy: Option<&Policy>,
     req: &SignedAction<'_>,
+    now_ms: i64,
+) -> ActionVerdict {
+    let act = Act {
+        agent: req.agent,
+        action: req.action,
+        resource: Some(req.resource),
+    };
+    judge_act(snapshot, scopes, policy, &act, now_ms)
+}
+
+/// What an authenticated agent asks to do, whatever layout it signed.
+#[derive(Debug)]
+pub struct Act<'a> {
+    /// The agent that signed.
+    pub agent: &'a AgentId,
+    /// A scope or an action of its policy.
+    pub action: &'a str,
+    /// What it acts on, if it says (AIM's SDK may send none).
+    pub resource: Option<&'a str>,
+}
+
+/// [`judge`] for any authenticated [`Act`].
+pub fn judge_act(
+    snapshot: &impl Snapshot,
+    scopes: &[String],
+    policy: Option<&Policy>,
+    req: &Act<'_>,
     now_ms: i64,
 ) -> ActionVerdict {
     if snapshot.agent_revoked(req.agent) {
@@ -192,12 +236,13 @@ fn decode_signature(text: &str) -> Option<Vec<u8>> {
 /// and time window are evaluated at `now_ms`, and a policy with spending limits
 /// refuses the action (`AMOUNT_REQUIRED`: a signed action carries no amount).
 /// `resource` is read as `type/id` (split at the first `/`) for the policy's
-/// resource rules; one without `/` has no type and matches no rule.
+/// resource rules; one without `/` has no type and matches no rule, and none at all
+/// is evaluated as the policy evaluates a request naming no resource.
 fn not_granted(
     scopes: &[String],
     policy: Option<&Policy>,
     action: &str,
-    resource: &str,
+    resource: Option<&str>,
     now_ms: i64,
 ) -> Option<Refusal> {
     let Some(policy) = policy else {
@@ -208,10 +253,12 @@ fn not_granted(
             )
         });
     };
-    let (kind, id) = resource.split_once('/').unwrap_or(("", resource));
     let req = PolicyRequest {
         action,
-        resource: Some(ResourceRef { kind, id }),
+        resource: resource.map(|r| {
+            let (kind, id) = r.split_once('/').unwrap_or(("", r));
+            ResourceRef { kind, id }
+        }),
         money: None,
     };
     let now = crate::time::timestamp_ms(now_ms);
