@@ -363,7 +363,7 @@ fn issuer_signed(
     opts.issuers = vec![entry.issuer_id.to_string()];
     let mut verified = token::verify(text, resolver, &opts, now_s)?;
     // The issuer chose `jti`: from here on the token is known by (issuer, jti).
-    verified.claims.jti = token::issuer_signed_token_id(&entry.issuer_id, &verified.claims.jti);
+    verified.claims.jti = token::issuer_token_id(&entry.issuer_id, verified.claims.jti.as_str());
     Ok(Verified {
         token: verified,
         signer: Some(IssuerSigned::of(entry)),
@@ -474,7 +474,7 @@ mod tests {
         assert!(signer.consent.is_none());
         assert_eq!(
             v.token.claims.jti,
-            token::issuer_signed_token_id(&k.issuer, &TokenId::from_random([2; 16]))
+            token::issuer_token_id(&k.issuer, TokenId::from_random([2; 16]).as_str())
         );
     }
 
