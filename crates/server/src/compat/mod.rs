@@ -18,6 +18,7 @@ use axum::Router;
 
 use crate::state::AppState;
 
+pub mod agentoauth;
 pub mod aim;
 pub mod imarobot;
 pub mod kairos;
@@ -25,6 +26,7 @@ pub mod kairos;
 /// The compatibility routes, merged into [`crate::router`].
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
+        .merge(agentoauth::routes())
         .merge(aim::routes())
         .merge(imarobot::routes())
         .merge(kairos::routes())

@@ -8,6 +8,7 @@ mod common;
 mod agent_keys;
 mod api;
 mod audit;
+mod compat_agentoauth;
 mod compat_imarobot;
 mod compat_kairos;
 mod consent_tokens;
