@@ -15,6 +15,7 @@ mod consent_tokens;
 mod decisions;
 mod delegation;
 mod domain;
+mod httpsig_key;
 mod interop;
 mod metrics;
 mod openapi;
