@@ -5,12 +5,12 @@
 // SDK's claim layout: ver act.v0.2, jti (a random UUID unless given), user, agent,
 // scope, limit, aud (only when given), exp = now + expiresIn, nonce (a random UUID),
 // policy and policy_hash = "sha256:" + hex SHA-256 of the policy with its keys sorted
-// recursively, compact JSON (the SDK's hashPolicy). No iat and no iss: the SDK writes
-// neither. For Bonafide's tests (crates/server/tests/suite/compat_agentoauth.rs).
+// recursively, compact JSON (the SDK's hashPolicy). No iat, and no iss unless --iss
+// is given (the SDK's payload type allows one; `issueConsent` itself writes none). For Bonafide's tests (crates/server/tests/suite/compat_agentoauth.rs).
 //
 //   node agentoauth_issue_consent.mjs --jwk-file FILE --kid KID --user U --agent A
 //        --scope S --policy-file FILE [--expires-in SECONDS] [--audience AUD]
-//        [--jti JTI] [--limit-amount N --limit-currency C]
+//        [--jti JTI] [--limit-amount N --limit-currency C] [--iss ISS]
 //       stdout: {"token": <compact JWS>, "jti": <jti>, "policy_hash": <hash>}   exit 0
 //
 // Exit codes: 0 ok, 2 usage error, 3 environment error (unreadable file, bad key).
@@ -55,6 +55,7 @@ const { values } = parseArgs({
     jti: { type: 'string' },
     'limit-amount': { type: 'string' },
     'limit-currency': { type: 'string' },
+    iss: { type: 'string' },
   },
 });
 for (const required of ['jwk-file', 'kid', 'user', 'agent', 'scope', 'policy-file']) {
@@ -83,6 +84,7 @@ const payload = {
   exp: Math.floor(Date.now() / 1000) + expiresIn,
   nonce: randomUUID(),
 };
+if (values.iss) payload.iss = values.iss;
 payload.policy = policy;
 payload.policy_hash = hashPolicy(policy);
 let key;

@@ -38,6 +38,10 @@ pub struct IssuerKeyEntry {
     pub issuer_name_key: Option<String>,
     /// When it was revoked: its tokens are `TOKEN_REVOKED` from then on.
     pub revoked_at_ms: Option<i64>,
+    /// The issuer's own name for the key (unique among its keys): a consent token
+    /// whose `iss` names the issuer and whose `kid` is this is verified with this key
+    /// only.
+    pub alias: Option<String>,
 }
 
 /// Every issuer's registered keys by kid, revoked ones included (a token signed by a
@@ -237,7 +241,10 @@ impl Verifier<'_> {
         let entries: Vec<&IssuerKeyEntry> = match (named, &candidate.iss) {
             (Some(entry), _) => vec![entry],
             (None, None) => return Err(TokenError::Claims("`iss` is required".into())),
-            (None, Some(iss)) => self.consent_keys(iss)?,
+            (None, Some(iss)) => match self.aliased(iss, &candidate.header.kid) {
+                Some(entry) => vec![entry],
+                None => self.consent_keys(iss)?,
+            },
         };
         let mut error = TokenError::UnknownKey;
         for entry in entries {
@@ -286,6 +293,16 @@ impl Verifier<'_> {
             });
         }
         Err(error)
+    }
+
+    /// The EdDSA key the one issuer `iss` names registered under the alias `kid`
+    /// (aliases are unique per issuer, and `iss` names at most one issuer).
+    fn aliased(&self, iss: &str, kid: &str) -> Option<&IssuerKeyEntry> {
+        self.issuers.entries().find(|e| {
+            e.key.alg() == Algorithm::EdDSA
+                && e.alias.as_deref() == Some(kid)
+                && names_issuer(iss, e)
+        })
     }
 
     /// The EdDSA keys of the one issuer a consent token's `iss` names, unrevoked
@@ -431,6 +448,7 @@ mod tests {
             issuer_name: "Acme".into(),
             issuer_name_key: Some("acme".into()),
             revoked_at_ms: Some(5),
+            alias: None,
         });
         Keys {
             registry_key,

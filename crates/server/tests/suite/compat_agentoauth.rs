@@ -85,6 +85,18 @@ struct Consent {
 
 /// `issueConsent({user, agent, scope, policy, privateKey, keyId, expiresIn})`.
 fn issue_consent(key: &IssuerKey, kid: &str, agent: &str, scope: &str, policy: &Value) -> Consent {
+    issue_consent_with(key, kid, agent, scope, policy, &[])
+}
+
+/// [`issue_consent`] with more of the script's options (`--iss`, `--audience`).
+fn issue_consent_with(
+    key: &IssuerKey,
+    kid: &str,
+    agent: &str,
+    scope: &str,
+    policy: &Value,
+    extra: &[&str],
+) -> Consent {
     let policy_file = key.dir.path().join("policy.json");
     std::fs::write(&policy_file, policy.to_string()).unwrap();
     // `--kid=…` in one argument: a thumbprint may start with `-`.
@@ -105,7 +117,10 @@ fn issue_consent(key: &IssuerKey, kid: &str, agent: &str, scope: &str, policy: &
             policy_file.to_str().unwrap(),
             "--expires-in",
             "600",
-        ],
+        ]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .collect::<Vec<_>>(),
     ))
     .unwrap();
     Consent {
@@ -869,4 +884,135 @@ async fn every_agentoauth_route_refuses_bad_input_with_a_clear_4xx() {
     // Not in the OpenAPI document: it describes Bonafide's own contract.
     let (_, doc) = h.call("GET", "/openapi.json", None, None).await;
     assert!(!doc.to_string().contains("/compat/agentoauth"));
+}
+
+/// Registers `key`'s public JWK for `iss` with `kid` in it (the issuer's own name for
+/// the key, or none).
+async fn register_key(
+    h: &Harness,
+    iss: &CreatedIssuer,
+    key: &IssuerKey,
+    kid: Option<&str>,
+) -> (StatusCode, Value) {
+    let mut jwk = key.public.clone();
+    if let Some(kid) = kid {
+        jwk["kid"] = json!(kid);
+    }
+    let proof = h.key_proof(&iss.id, &key.core_key());
+    h.call(
+        "POST",
+        "/v1/issuer/keys",
+        Some(&iss.key),
+        Some(json!({"jwk": jwk, "proof": proof})),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn an_issuer_key_registered_under_its_own_kid_keeps_it_as_an_alias() {
+    let h = start().await;
+    let iss = h.issuer_full("alias.example").await;
+    let key = IssuerKey::new();
+    let (st, reg) = register_key(&h, &iss, &key, Some("key-001")).await;
+    assert_eq!(st, StatusCode::CREATED, "{reg}");
+    assert_eq!(reg["alias"], "key-001", "{reg}");
+    let thumbprint = reg["kid"].as_str().unwrap().to_owned();
+    assert_ne!(thumbprint, "key-001");
+    let (_, list) = h.call("GET", "/v1/issuer/keys", Some(&iss.key), None).await;
+    assert_eq!(list["keys"][0]["alias"], "key-001", "{list}");
+
+    // Unique per issuer: a second key under the same alias is a 409, and another
+    // issuer may use the alias for its own key.
+    let twin = IssuerKey::new();
+    let (st, v) = register_key(&h, &iss, &twin, Some("key-001")).await;
+    assert_eq!(st, StatusCode::CONFLICT, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("kid"),
+        "{v}"
+    );
+    let other = h.issuer_full("other-alias.example").await;
+    let theirs = IssuerKey::new();
+    let (st, v) = register_key(&h, &other, &theirs, Some("key-001")).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    // Not a usable name: control characters, too long.
+    for bad in ["key\u{1}", &"k".repeat(129)] {
+        let (st, v) = register_key(&h, &iss, &IssuerKey::new(), Some(bad)).await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+        assert_eq!(v["error"]["code"], "KEY_INVALID", "{v}");
+    }
+
+    let agent = h
+        .register(
+            &iss.key,
+            json!({"name": "Travel AI", "scopes": ["payments.send"]}),
+        )
+        .await["agent_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let verify = |token: String| {
+        let h = &h;
+        async move {
+            h.call(
+                "POST",
+                &format!("{BASE}/verify"),
+                None,
+                Some(json!({"token": token})),
+            )
+            .await
+            .1
+        }
+    };
+    // The SDK's `keyId: "key-001"` with `iss` naming the issuer: that key verifies it.
+    for iss_claim in [iss.id.as_str(), "alias.example"] {
+        let c = issue_consent_with(
+            &key,
+            "key-001",
+            &agent,
+            "payments.send",
+            &travel_policy(),
+            &["--iss", iss_claim],
+        );
+        let v = verify(c.token).await;
+        assert_eq!(v["valid"], true, "{iss_claim}: {v}");
+    }
+    // The other issuer's `key-001` cannot sign for this issuer, nor can an
+    // unregistered key under the alias.
+    for signer in [&theirs, &IssuerKey::new()] {
+        let c = issue_consent_with(
+            signer,
+            "key-001",
+            &agent,
+            "payments.send",
+            &travel_policy(),
+            &["--iss", iss.id.as_str()],
+        );
+        let v = verify(c.token).await;
+        assert_eq!(v["valid"], false, "{v}");
+        assert_eq!(v["code"], "TOKEN_INVALID", "{v}");
+    }
+    // Without `iss` an alias names no issuer (aliases are unique per issuer only).
+    let c = issue_consent(&key, "key-001", &agent, "payments.send", &travel_policy());
+    let v = verify(c.token).await;
+    assert_eq!(v["valid"], false, "{v}");
+    // Revoking the key by its thumbprint ends what it signed under the alias.
+    let (st, _) = h
+        .call(
+            "POST",
+            &format!("/v1/issuer/keys/{thumbprint}/revoke"),
+            Some(&iss.key),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let c = issue_consent_with(
+        &key,
+        "key-001",
+        &agent,
+        "payments.send",
+        &travel_policy(),
+        &["--iss", iss.id.as_str()],
+    );
+    let v = verify(c.token).await;
+    assert_eq!(v["code"], "TOKEN_REVOKED", "{v}");
 }

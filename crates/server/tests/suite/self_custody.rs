@@ -793,6 +793,7 @@ async fn keys_changed_by_another_process_arrive_within_one_refresh() {
         jwk: serde_json::to_string(sk.verifying_key().jwk()).unwrap(),
         created_at_ms: bonafide_server::time::now_ms(),
         revoked_at_ms: None,
+        alias: None,
     };
     other
         .add_issuer_key(&record, &common::admin_key_audit())
