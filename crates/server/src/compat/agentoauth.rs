@@ -101,11 +101,12 @@ pub struct AgentOAuthRequest {
 }
 
 impl AgentOAuthRequest {
-    /// The native request. AgentOAuth's verifier evaluates `action || payload.scope`;
-    /// the token's `scope` fills a missing `action` only when it names exactly one
-    /// scope. It is only the question asked: the token is then checked as always, and
-    /// a forged or widened `scope` gains nothing (the policy in the same signed token
-    /// decides).
+    /// The native request. AgentOAuth's verifier evaluates a token's policy for
+    /// `action || payload.scope`; for a token that carries a `policy`, its `scope`
+    /// fills a missing `action` when it names exactly one scope (a token without a
+    /// policy is asked nothing, as there). It is only the question asked: the token is
+    /// then checked as always, and a forged or widened `scope` gains nothing (the
+    /// policy in the same signed token decides).
     fn into_native(self) -> VerifyRequest {
         let action = self.action.or_else(|| single_scope(&self.token));
         VerifyRequest {
@@ -133,10 +134,12 @@ fn payload_of(token: &str) -> Option<Map<String, Value>> {
     serde_json::from_slice(&bytes).ok()
 }
 
-/// The token's `scope` when it names exactly one scope (a string without spaces, or
-/// an array of one).
+/// The `scope` of a token carrying a `policy`, when it names exactly one scope (a
+/// string without spaces, or an array of one).
 fn single_scope(token: &str) -> Option<String> {
-    match payload_of(token)?.remove("scope")? {
+    let mut payload = payload_of(token)?;
+    payload.get("policy")?;
+    match payload.remove("scope")? {
         Value::String(s) if !s.is_empty() && !s.contains(' ') => Some(s),
         Value::Array(mut a) if a.len() == 1 => match a.pop() {
             Some(Value::String(s)) => Some(s),

@@ -653,6 +653,30 @@ async fn every_agentoauth_route_refuses_bad_input_with_a_clear_4xx() {
     let c = issue_consent(&w.key, &w.kid, &w.agent, "payments.send", &travel_policy());
     let key = Some(w.receiver_key.as_str());
 
+    // A registry token without a policy is asked no action (its `scope` is not one),
+    // as AgentOAuth evaluates policies only: valid and allowed.
+    let plain = h
+        .register(
+            &w.iss.key,
+            json!({"name": "Reader", "scopes": ["read:orders"]}),
+        )
+        .await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (st, v) = h
+        .call(
+            "POST",
+            &format!("{BASE}/verify"),
+            None,
+            Some(json!({"token": plain})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["valid"], true, "{v}");
+    assert_eq!(v["policy_decision"]["allowed"], true, "{v}");
+    assert_eq!(v["payload"]["scope"], "read:orders", "{v}");
+
     for route in ["verify", "simulate"] {
         let path = format!("{BASE}/{route}");
         for (body, status) in [
