@@ -151,11 +151,12 @@ pub struct AgentRevoked {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RevokeToken {
-    /// Token id `tok_…`: a registry-signed token's `jti`, or for a token the caller
-    /// signed itself and revoked by `token` before, its own `jti` or the registry's id
-    /// for it (per issuer and `jti`: the answer's `jti`). Not with `token`.
+    /// A registry-signed token's `jti` (`tok_…`), or the `jti` of a token the caller
+    /// signed itself, of any kind (an agent token, an AgentOAuth consent token: 1 to
+    /// 128 visible characters), or the registry's id for such a token (per issuer and
+    /// `jti`: the answer's `jti`). Not with `token`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<crate::values::TokenId>)]
+    #[schema(min_length = 1, max_length = 128)]
     pub jti: Option<String>,
     /// The token itself (its signature is checked; expiry is not). A token the
     /// caller signed with its own registered key is recorded and revoked. Not with

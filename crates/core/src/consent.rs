@@ -41,6 +41,13 @@ pub const CONSENT_TYP: &str = "JWT";
 /// Longest `jti` accepted, in characters.
 pub const MAX_JTI_CHARS: usize = 128;
 
+/// The rule for an issuer's own `jti` (a consent token's, or one named to revoke a
+/// token by it): 1 to [`MAX_JTI_CHARS`] characters, none a control or whitespace.
+pub fn acceptable_jti(jti: &str) -> bool {
+    let chars = jti.chars().count();
+    chars > 0 && chars <= MAX_JTI_CHARS && !jti.chars().any(|c| c.is_control() || c.is_whitespace())
+}
+
 /// A consent token version this module reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ActVersion {
@@ -172,12 +179,13 @@ pub struct ConsentToken {
 }
 
 impl ConsentToken {
-    /// The internal token id of this token for `issuer`: `tok_` + the first 16 bytes
-    /// of SHA-256(`"act\0"` ‖ issuer id ‖ `"\0"` ‖ `jti`). Deterministic, so the same
-    /// token maps to the same id for revocation, audit and receipts; scoped by issuer,
-    /// so two issuers' equal `jti`s never collide.
+    /// The internal token id of this token for `issuer`: the one id every token an
+    /// issuer signed itself has ([`crate::token::issuer_token_id`] of its `jti`), so
+    /// the same token maps to the same id for revocation, audit and receipts, a
+    /// revocation by the token's own `jti` finds it, and two issuers' equal `jti`s
+    /// never collide.
     pub fn token_id(&self, issuer: &IssuerId) -> TokenId {
-        token_id(issuer, &self.claims.jti)
+        crate::token::issuer_token_id(issuer, &self.claims.jti)
     }
 
     /// The agent id `agent` names: an `agt_…` id, or `did_prefix` followed by one
@@ -232,8 +240,12 @@ impl ConsentToken {
     }
 }
 
-/// See [`ConsentToken::token_id`].
-pub fn token_id(issuer: &IssuerId, jti: &str) -> TokenId {
+/// The id consent tokens had before every issuer-signed token had one
+/// ([`crate::token::issuer_token_id`]): `tok_` + the first 16 bytes of
+/// SHA-256(`"act\0"` ‖ issuer id ‖ `"\0"` ‖ `jti`). Read only: a consent token
+/// revoked under it before the change stays revoked (verifiers check both ids); nothing
+/// is recorded under it any more.
+pub fn legacy_token_id(issuer: &IssuerId, jti: &str) -> TokenId {
     let mut input = Vec::with_capacity(5 + issuer.as_str().len() + jti.len());
     input.extend_from_slice(b"act\0");
     input.extend_from_slice(issuer.as_str().as_bytes());
@@ -362,11 +374,7 @@ pub fn verify_with(
     let jti = raw
         .jti
         .ok_or_else(|| TokenError::Claims("`jti` is required".into()))?;
-    let jti_chars = jti.chars().count();
-    if jti_chars == 0
-        || jti_chars > MAX_JTI_CHARS
-        || jti.chars().any(|c| c.is_control() || c.is_whitespace())
-    {
+    if !acceptable_jti(&jti) {
         return Err(TokenError::Claims(format!(
             "`jti` must be 1 to {MAX_JTI_CHARS} visible characters"
         )));
@@ -516,7 +524,7 @@ mod tests {
             scopes: vec!["payments.send".into()],
             description: None,
         };
-        let expected_id = token_id(&issuer, "act_unique_id");
+        let expected_id = crate::token::issuer_token_id(&issuer, "act_unique_id");
         let ac = t
             .into_agent_claims(&issuer, agent.clone(), info, NOW)
             .unwrap();
@@ -532,10 +540,23 @@ mod tests {
     fn token_ids_are_deterministic_and_scoped_by_issuer() {
         let a = IssuerId::from_random([1; 16]);
         let b = IssuerId::from_random([3; 16]);
-        assert_eq!(token_id(&a, "x"), token_id(&a, "x"));
-        assert_ne!(token_id(&a, "x"), token_id(&b, "x"));
-        assert_ne!(token_id(&a, "x"), token_id(&a, "y"));
-        assert!(token_id(&a, "x").as_str().starts_with("tok_"));
+        assert_eq!(
+            crate::token::issuer_token_id(&a, "x"),
+            crate::token::issuer_token_id(&a, "x")
+        );
+        assert_ne!(
+            crate::token::issuer_token_id(&a, "x"),
+            crate::token::issuer_token_id(&b, "x")
+        );
+        assert_ne!(
+            crate::token::issuer_token_id(&a, "x"),
+            crate::token::issuer_token_id(&a, "y")
+        );
+        assert!(
+            crate::token::issuer_token_id(&a, "x")
+                .as_str()
+                .starts_with("tok_")
+        );
     }
 
     #[test]

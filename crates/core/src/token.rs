@@ -803,20 +803,22 @@ pub fn sign(key: &SigningKey, claims: &AgentClaims) -> Result<String, KeyError> 
     jws::sign_compact(key, AGENT_TOKEN_TYP, &payload)
 }
 
-/// The registry's id for a token an issuer signed itself (self-custody): `tok_` + the
-/// first 16 bytes of SHA-256(`"iss\0"` ‖ issuer id ‖ `"\0"` ‖ `jti`).
+/// The registry's id for a token an issuer signed itself, of any kind (an agent token
+/// signed with a registered key, an AgentOAuth consent token): `tok_` + the first 16
+/// bytes of SHA-256(`"iss\0"` ‖ issuer id ‖ `"\0"` ‖ `jti`).
 ///
 /// An issuer chooses its own tokens' `jti`, so a `jti` alone names nothing: another
-/// issuer can sign a token with the same one. Revocation, audit entries and receipts
-/// use this id instead, so two issuers' equal `jti`s never collide (nor collide with
-/// the registry's own random ids), and the same token always maps to the same id.
-/// Same construction as [`crate::consent::token_id`], with its own prefix.
-pub fn issuer_signed_token_id(issuer: &IssuerId, jti: &TokenId) -> TokenId {
-    let mut input = Vec::with_capacity(5 + issuer.as_str().len() + jti.as_str().len());
+/// issuer can sign a token with the same one. Revocation, audit entries, receipts and
+/// status-list slots use this id instead, so two issuers' equal `jti`s never collide
+/// (nor collide with the registry's own random ids), and the same token always maps
+/// to the same id. It is the one derivation: a revocation by the token's own `jti`
+/// finds the token whatever its kind.
+pub fn issuer_token_id(issuer: &IssuerId, jti: &str) -> TokenId {
+    let mut input = Vec::with_capacity(5 + issuer.as_str().len() + jti.len());
     input.extend_from_slice(b"iss\0");
     input.extend_from_slice(issuer.as_str().as_bytes());
     input.push(0);
-    input.extend_from_slice(jti.as_str().as_bytes());
+    input.extend_from_slice(jti.as_bytes());
     let digest = crate::sha256(&input);
     let mut first = [0u8; 16];
     for (out, byte) in first.iter_mut().zip(digest) {
@@ -830,17 +832,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn issuer_signed_token_ids_are_scoped_by_issuer() {
+    fn issuer_token_ids_are_scoped_by_issuer_and_one_for_every_kind() {
         let a = IssuerId::from_random([1; 16]);
         let b = IssuerId::from_random([2; 16]);
         let jti = TokenId::from_random([3; 16]);
-        let id = issuer_signed_token_id(&a, &jti);
-        assert_eq!(id, issuer_signed_token_id(&a, &jti));
-        assert_ne!(id, issuer_signed_token_id(&b, &jti));
+        let id = issuer_token_id(&a, jti.as_str());
+        assert_eq!(id, issuer_token_id(&a, jti.as_str()));
+        assert_ne!(id, issuer_token_id(&b, jti.as_str()));
         assert_ne!(id, jti);
-        assert_ne!(id, issuer_signed_token_id(&a, &id));
-        // Not the consent tokens' id for the same text.
-        assert_ne!(id, crate::consent::token_id(&a, jti.as_str()));
+        assert_ne!(id, issuer_token_id(&a, id.as_str()));
+        // The construction ids were stored under before it served every kind: an
+        // issuer-signed token revoked or given a status slot then keeps its id.
+        let mut input = b"iss\0".to_vec();
+        input.extend_from_slice(a.as_str().as_bytes());
+        input.push(0);
+        input.extend_from_slice(jti.as_str().as_bytes());
+        let mut first = [0u8; 16];
+        first.copy_from_slice(&crate::sha256(&input)[..16]);
+        assert_eq!(id, TokenId::from_random(first));
+        // A consent token's `jti` (AgentOAuth's are UUIDs or `act_…`) maps the same way.
+        let own = "7d3c1f0e-5b7a-4c8e-9a51-2f6f0c1d9e42";
+        let mut input = b"iss\0".to_vec();
+        input.extend_from_slice(a.as_str().as_bytes());
+        input.push(0);
+        input.extend_from_slice(own.as_bytes());
+        first.copy_from_slice(&crate::sha256(&input)[..16]);
+        assert_eq!(issuer_token_id(&a, own), TokenId::from_random(first));
     }
 
     #[test]

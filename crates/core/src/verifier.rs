@@ -38,6 +38,10 @@ pub struct IssuerKeyEntry {
     pub issuer_name_key: Option<String>,
     /// When it was revoked: its tokens are `TOKEN_REVOKED` from then on.
     pub revoked_at_ms: Option<i64>,
+    /// The issuer's own name for the key (unique among its keys): a consent token
+    /// whose `iss` names the issuer and whose `kid` is this is verified with this key
+    /// only.
+    pub alias: Option<String>,
 }
 
 /// Every issuer's registered keys by kid, revoked ones included (a token signed by a
@@ -111,6 +115,10 @@ pub struct IssuerSigned {
     /// A consent token's own `scope` (space-separated in the token), if it has one:
     /// it can only narrow the registered scopes.
     pub consent_scopes: Option<Vec<String>>,
+    /// For a consent token, the id it was revoked under before every issuer-signed
+    /// token had one id ([`consent::legacy_token_id`]): a revocation recorded then
+    /// still holds.
+    pub legacy_id: Option<crate::ids::TokenId>,
 }
 
 impl IssuerSigned {
@@ -122,6 +130,7 @@ impl IssuerSigned {
             revoked_at_ms: entry.revoked_at_ms,
             consent: None,
             consent_scopes: None,
+            legacy_id: None,
         }
     }
 }
@@ -237,7 +246,10 @@ impl Verifier<'_> {
         let entries: Vec<&IssuerKeyEntry> = match (named, &candidate.iss) {
             (Some(entry), _) => vec![entry],
             (None, None) => return Err(TokenError::Claims("`iss` is required".into())),
-            (None, Some(iss)) => self.consent_keys(iss)?,
+            (None, Some(iss)) => match self.aliased(iss, &candidate.header.kid) {
+                Some(entry) => vec![entry],
+                None => self.consent_keys(iss)?,
+            },
         };
         let mut error = TokenError::UnknownKey;
         for entry in entries {
@@ -264,6 +276,7 @@ impl Verifier<'_> {
                 .ok_or(TokenError::AgentUnknown)?;
             let header = verified.header.clone();
             let version = verified.claims.version;
+            let legacy_id = consent::legacy_token_id(&entry.issuer_id, &verified.claims.jti);
             let consent_scopes = verified.claims.scope.as_ref().map(|s| {
                 s.split(' ')
                     .filter(|p| !p.is_empty())
@@ -280,12 +293,23 @@ impl Verifier<'_> {
             let mut signer = IssuerSigned::of(entry);
             signer.consent = Some(version);
             signer.consent_scopes = consent_scopes;
+            signer.legacy_id = Some(legacy_id);
             return Ok(Verified {
                 token: VerifiedToken { header, claims },
                 signer: Some(signer),
             });
         }
         Err(error)
+    }
+
+    /// The EdDSA key the one issuer `iss` names registered under the alias `kid`
+    /// (aliases are unique per issuer, and `iss` names at most one issuer).
+    fn aliased(&self, iss: &str, kid: &str) -> Option<&IssuerKeyEntry> {
+        self.issuers.entries().find(|e| {
+            e.key.alg() == Algorithm::EdDSA
+                && e.alias.as_deref() == Some(kid)
+                && names_issuer(iss, e)
+        })
     }
 
     /// The EdDSA keys of the one issuer a consent token's `iss` names, unrevoked
@@ -363,7 +387,7 @@ fn issuer_signed(
     opts.issuers = vec![entry.issuer_id.to_string()];
     let mut verified = token::verify(text, resolver, &opts, now_s)?;
     // The issuer chose `jti`: from here on the token is known by (issuer, jti).
-    verified.claims.jti = token::issuer_signed_token_id(&entry.issuer_id, &verified.claims.jti);
+    verified.claims.jti = token::issuer_token_id(&entry.issuer_id, verified.claims.jti.as_str());
     Ok(Verified {
         token: verified,
         signer: Some(IssuerSigned::of(entry)),
@@ -431,6 +455,7 @@ mod tests {
             issuer_name: "Acme".into(),
             issuer_name_key: Some("acme".into()),
             revoked_at_ms: Some(5),
+            alias: None,
         });
         Keys {
             registry_key,
@@ -474,7 +499,7 @@ mod tests {
         assert!(signer.consent.is_none());
         assert_eq!(
             v.token.claims.jti,
-            token::issuer_signed_token_id(&k.issuer, &TokenId::from_random([2; 16]))
+            token::issuer_token_id(&k.issuer, TokenId::from_random([2; 16]).as_str())
         );
     }
 

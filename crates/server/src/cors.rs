@@ -35,6 +35,8 @@ pub const ROUTES: &[&str] = &[
     "/compat/imarobot/.well-known/public-key.pem",
     "/compat/imarobot/health",
     "/api/v1/.well-known/jwks.json",
+    "/compat/agentoauth/.well-known/jwks.json",
+    "/compat/agentoauth/health",
 ];
 
 /// Methods a preflight allows: these routes are reads.

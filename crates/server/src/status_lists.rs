@@ -722,7 +722,7 @@ pub async fn allocate(
     }
     // Revocations and verify name an issuer-signed token by its (issuer, jti) id:
     // two issuers' equal `jti`s are two tokens.
-    let scoped = bonafide_core::token::issuer_signed_token_id(&issuer.id, &jti);
+    let scoped = bonafide_core::token::issuer_token_id(&issuer.id, jti.as_str());
     let entry = entry_of(
         &scoped,
         &agent.id,

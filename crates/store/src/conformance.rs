@@ -166,6 +166,7 @@ macro_rules! __conformance_cases {
             concurrent_decisions_never_exceed_the_cap,
             issuer_keys_add_and_list,
             issuer_key_kid_taken_conflicts,
+            issuer_key_alias_is_unique_per_issuer,
             issuer_key_for_unknown_issuer_is_not_found,
             revoke_issuer_key_keeps_first_time,
             revoke_issuer_key_of_another_issuer_is_not_found,
@@ -3472,6 +3473,7 @@ fn new_issuer_key(issuer: &IssuerId, created_at_ms: i64) -> IssuerKey {
         jwk: serde_json::to_string(key.verifying_key().jwk()).unwrap(),
         created_at_ms,
         revoked_at_ms: None,
+        alias: None,
     }
 }
 
@@ -3516,6 +3518,52 @@ pub async fn issuer_key_kid_taken_conflicts(store: Arc<dyn Store>) {
     assert_eq!(store.issuer_keys(&a.id).await.unwrap(), vec![key]);
     assert!(store.issuer_keys(&b.id).await.unwrap().is_empty());
     assert_eq!(store.audit_size().await.unwrap(), size);
+}
+
+/// An alias (the issuer's own `kid` for a key) round-trips and names one key per
+/// issuer: a second key of the same issuer under it is `Conflict`
+/// (`IssuerKeyAliasTaken`, nothing appended), another issuer may use it, and keys
+/// without one never collide.
+pub async fn issuer_key_alias_is_unique_per_issuer(store: Arc<dyn Store>) {
+    let (a, _) = issuer(&*store).await;
+    let (b, _) = issuer(&*store).await;
+    let named = IssuerKey {
+        alias: Some("key-001".into()),
+        ..new_issuer_key(&a.id, T0_MS)
+    };
+    store.add_issuer_key(&named, &audit_note()).await.unwrap();
+    let size = store.audit_size().await.unwrap();
+    let twin = IssuerKey {
+        alias: Some("key-001".into()),
+        ..new_issuer_key(&a.id, T0_MS + 1)
+    };
+    assert_eq!(
+        store.add_issuer_key(&twin, &audit_note()).await,
+        Err(StoreError::Conflict(ConflictKind::IssuerKeyAliasTaken))
+    );
+    assert_eq!(store.audit_size().await.unwrap(), size);
+    let theirs = IssuerKey {
+        alias: Some("key-001".into()),
+        ..new_issuer_key(&b.id, T0_MS + 2)
+    };
+    store.add_issuer_key(&theirs, &audit_note()).await.unwrap();
+    let plain = [
+        new_issuer_key(&a.id, T0_MS + 3),
+        new_issuer_key(&a.id, T0_MS + 4),
+    ];
+    for k in &plain {
+        store.add_issuer_key(k, &audit_note()).await.unwrap();
+    }
+    assert_eq!(
+        store.issuer_keys(&a.id).await.unwrap(),
+        vec![named.clone(), plain[0].clone(), plain[1].clone()]
+    );
+    assert_eq!(
+        store.issuer_keys(&b.id).await.unwrap(),
+        vec![theirs.clone()]
+    );
+    let all = store.all_issuer_keys().await.unwrap();
+    assert!(all.contains(&named) && all.contains(&theirs), "{all:?}");
 }
 
 /// A key for an issuer that does not exist is `NotFound`.

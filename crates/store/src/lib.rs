@@ -193,6 +193,8 @@ pub enum ConflictKind {
     DomainTaken,
     /// The issuer key is registered already.
     IssuerKeyRegistered,
+    /// Another of the issuer's keys has this alias.
+    IssuerKeyAliasTaken,
     /// The key is one of the agent's keys already.
     AgentKeyRegistered,
     /// The key belongs to another agent.
@@ -228,6 +230,9 @@ impl ConflictKind {
             Self::AudienceTaken => "audience held by another receiver",
             Self::DomainTaken => "domain held by another issuer",
             Self::IssuerKeyRegistered => "this key is already registered",
+            Self::IssuerKeyAliasTaken => {
+                "another of your keys is registered under this `kid`: an alias names one key"
+            }
             Self::AgentKeyRegistered => "this key is already one of the agent's keys",
             Self::KeyNotAgents => "the key is not this agent's",
             Self::KeyHeldElsewhere => {
@@ -723,6 +728,10 @@ pub struct IssuerKey {
     pub created_at_ms: i64,
     /// When it was revoked; permanent.
     pub revoked_at_ms: Option<i64>,
+    /// The issuer's own name for the key (the JWK's `kid` at registration when it is
+    /// not the thumbprint, as AgentOAuth's `key-001`): unique per issuer, so a consent
+    /// token whose `iss` names the issuer and whose `kid` is the alias uses this key.
+    pub alias: Option<String>,
 }
 
 /// An agent's own public key: the agent signs with the private half, which the

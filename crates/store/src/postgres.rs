@@ -124,7 +124,7 @@ macro_rules! token_columns {
 /// Columns of [`IssuerKeyRow`], as a literal for `concat!`.
 macro_rules! issuer_key_columns {
     () => {
-        "kid, issuer_id, alg, jwk, created_at_ms, revoked_at_ms"
+        "kid, issuer_id, alg, jwk, created_at_ms, revoked_at_ms, alias"
     };
 }
 
@@ -1339,8 +1339,9 @@ impl Store for PostgresStore {
         in_write_tx!(self, |tx| {
             let log = log::lock(&mut *tx).await?;
             sqlx::query(
-                "INSERT INTO issuer_keys (kid, issuer_id, alg, jwk, created_at_ms, revoked_at_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+                "INSERT INTO issuer_keys \
+                 (kid, issuer_id, alg, jwk, created_at_ms, revoked_at_ms, alias) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
             .bind(&key.kid)
             .bind(key.issuer_id.as_str())
@@ -1348,6 +1349,7 @@ impl Store for PostgresStore {
             .bind(&key.jwk)
             .bind(key.created_at_ms)
             .bind(key.revoked_at_ms)
+            .bind(key.alias.as_deref())
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
@@ -3242,6 +3244,7 @@ fn conflict_kind(db: &dyn DatabaseError) -> ConflictKind {
         "idempotency_pkey" => ConflictKind::IdempotencyKeyUsed,
         "signing_keys_one_active" => ConflictKind::AnotherActiveKey,
         "issuer_keys_pkey" => ConflictKind::IssuerKeyRegistered,
+        "issuer_keys_alias" => ConflictKind::IssuerKeyAliasTaken,
         "issuer_domains_domain_unique" => ConflictKind::DomainTaken,
         // Ids (issuers, receivers, agents, tokens, receipts, api keys, signing keys).
         _ => ConflictKind::IdTaken,

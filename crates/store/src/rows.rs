@@ -353,6 +353,7 @@ pub(crate) struct IssuerKeyRow {
     pub(crate) jwk: String,
     pub(crate) created_at_ms: i64,
     pub(crate) revoked_at_ms: Option<i64>,
+    pub(crate) alias: Option<String>,
 }
 
 impl IssuerKeyRow {
@@ -364,6 +365,7 @@ impl IssuerKeyRow {
             jwk: self.jwk,
             created_at_ms: self.created_at_ms,
             revoked_at_ms: self.revoked_at_ms,
+            alias: self.alias,
         })
     }
 }

@@ -100,7 +100,7 @@ macro_rules! token_columns {
 /// Columns of [`IssuerKeyRow`], as a literal for `concat!`.
 macro_rules! issuer_key_columns {
     () => {
-        "kid, issuer_id, alg, jwk, created_at_ms, revoked_at_ms"
+        "kid, issuer_id, alg, jwk, created_at_ms, revoked_at_ms, alias"
     };
 }
 
@@ -1277,8 +1277,9 @@ impl Store for SqliteStore {
         let mut tx = self.write_tx().await?;
         let log = log::lock(&mut *tx).await?;
         sqlx::query(
-            "INSERT INTO issuer_keys (kid, issuer_id, alg, jwk, created_at_ms, revoked_at_ms) \
-             VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO issuer_keys \
+             (kid, issuer_id, alg, jwk, created_at_ms, revoked_at_ms, alias) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&key.kid)
         .bind(key.issuer_id.as_str())
@@ -1286,6 +1287,7 @@ impl Store for SqliteStore {
         .bind(&key.jwk)
         .bind(key.created_at_ms)
         .bind(key.revoked_at_ms)
+        .bind(key.alias.as_deref())
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
@@ -3004,7 +3006,7 @@ fn db_err_ref(e: &sqlx::Error) -> StoreError {
 
 /// SQLite says `UNIQUE constraint failed: <table>.<column>`; say it in domain words.
 fn conflict_kind(db: &dyn DatabaseError) -> ConflictKind {
-    const KINDS: [(&str, ConflictKind); 15] = [
+    const KINDS: [(&str, ConflictKind); 16] = [
         ("issuers.name_key", ConflictKind::IssuerNameTaken),
         ("issuers.name", ConflictKind::IssuerNameTaken),
         ("issuers.id", ConflictKind::IdTaken),
@@ -3019,6 +3021,7 @@ fn conflict_kind(db: &dyn DatabaseError) -> ConflictKind {
         ("signing_keys.kid", ConflictKind::IdTaken),
         ("signing_keys.state", ConflictKind::AnotherActiveKey),
         ("issuer_keys.kid", ConflictKind::IssuerKeyRegistered),
+        ("issuer_keys.alias", ConflictKind::IssuerKeyAliasTaken),
         ("issuer_domains.domain", ConflictKind::DomainTaken),
     ];
     let message = db.message();

@@ -18,6 +18,7 @@ use axum::Router;
 
 use crate::state::AppState;
 
+pub mod agentoauth;
 pub mod aim;
 pub mod aim_sdk;
 pub mod imarobot;
@@ -26,6 +27,7 @@ pub mod kairos;
 /// The compatibility routes, merged into [`crate::router`].
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
+        .merge(agentoauth::routes())
         .merge(aim::routes())
         .merge(aim_sdk::routes())
         .merge(imarobot::routes())

@@ -931,11 +931,26 @@ pub async fn revoke_token(
         }
         (None, _) => None,
     };
+    // With `jti`: the text the caller gave, which is a registry id (`tok_…`) or the
+    // issuer's own `jti` of a token it signed (any kind: agent token or consent token).
+    let mut own_jti: Option<String> = None;
     let (mut jti, hash) = match (body.jti, body.token) {
-        (Some(jti), None) => (
-            TokenId::try_from(jti.as_str()).map_err(|_| ApiError::not_found("token"))?,
-            None,
-        ),
+        (Some(text), None) => {
+            if !bonafide_core::consent::acceptable_jti(&text) {
+                return Err(ApiError::invalid(format!(
+                    "`jti` must be 1 to {} visible characters",
+                    bonafide_core::consent::MAX_JTI_CHARS
+                )));
+            }
+            let scoped = bonafide_core::token::issuer_token_id(&issuer.id, &text);
+            let id = match TokenId::try_from(text.as_str()) {
+                Ok(id) => id,
+                // Not a registry id: only the caller's own `jti` can name the token.
+                Err(_) => scoped,
+            };
+            own_jti = Some(text);
+            (id, None)
+        }
         (None, Some(text)) => {
             // Only to identify a genuine token of the caller's, whoever it is for. A
             // token that outlives `max_token_ttl` never verifies: there is nothing
@@ -989,8 +1004,11 @@ pub async fn revoke_token(
                 .token(&jti)
                 .await?
                 .filter(|t| t.issuer_id == issuer.id);
-            if found.is_none() && hash.is_none() {
-                let scoped = bonafide_core::token::issuer_signed_token_id(&issuer.id, &jti);
+            if let (None, Some(own)) = (&found, &own_jti) {
+                // One derivation for every kind an issuer signs
+                // (`core::token::issuer_token_id`), so its own `jti` finds the token
+                // however it was recorded.
+                let scoped = bonafide_core::token::issuer_token_id(&issuer.id, own);
                 found = state
                     .store
                     .token(&scoped)

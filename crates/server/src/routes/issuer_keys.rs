@@ -21,7 +21,7 @@ use bonafide_core::audit::{Actor, EventType};
 use bonafide_core::key_proof::{self, KeyProofError};
 use bonafide_core::keys::{Algorithm, Jwk, KeyError, VerifyingKey};
 use bonafide_core::token::KeyResolver;
-use bonafide_store::{Issuer, IssuerKey, StoreError};
+use bonafide_store::{ConflictKind, Issuer, IssuerKey, StoreError};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -38,8 +38,11 @@ use crate::write::{Change, Part};
 pub struct AddIssuerKey {
     /// The public JWK: OKP Ed25519 (EdDSA), EC P-256 (ES256) or RSA of 2048 to 8192
     /// bits (RS256). Private members (`d`, `p`, `q`, `dp`, `dq`, `qi`, `oth`, `k`) are
-    /// refused with 400. A `kid` member, if present, must be the key's RFC 7638
-    /// thumbprint (the registry computes it; another value is a 422).
+    /// refused with 400. A `kid` member, if present, is the key's RFC 7638 thumbprint
+    /// (the registry computes it) or the issuer's own name for the key (AgentOAuth's
+    /// `key-001`), kept as its `alias`: 1 to 128 characters, no control characters,
+    /// unique among the issuer's keys (409). A consent token whose `iss` names the
+    /// issuer and whose `kid` is the alias is verified with that key only.
     #[schema(value_type = crate::openapi::values::IssuerPublicJwk)]
     pub jwk: Jwk,
     /// `EdDSA`, `ES256` or `RS256`; defaults from the key type, and must fit it.
@@ -83,6 +86,10 @@ pub struct IssuerKeyView {
     /// RFC 3339, when revoked.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub revoked_at: Option<String>,
+    /// The issuer's own name for the key (the `kid` it was registered with, when not
+    /// the thumbprint): consent tokens may name the key by it, with `iss`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alias: Option<String>,
 }
 
 /// `GET /v1/issuer/keys` answer.
@@ -115,6 +122,7 @@ fn view(k: &IssuerKey) -> Result<IssuerKeyView, ApiError> {
         issuer_id: k.issuer_id.to_string(),
         created_at: rfc3339_ms(k.created_at_ms),
         revoked_at: k.revoked_at_ms.map(rfc3339_ms),
+        alias: k.alias.clone(),
     })
 }
 
@@ -133,8 +141,9 @@ fn unusable(e: &KeyError) -> ApiError {
 }
 
 /// Checks a submitted key: private material (400), then usability, algorithm and
-/// kid (422).
-fn check_key(body: &AddIssuerKey) -> Result<VerifyingKey, ApiError> {
+/// kid (422). Gives the key and its alias: the submitted `kid` when it is not the
+/// thumbprint.
+fn check_key(body: &AddIssuerKey) -> Result<(VerifyingKey, Option<String>), ApiError> {
     if let Err(e) = body.jwk.check_public() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -164,19 +173,28 @@ fn check_key(body: &AddIssuerKey) -> Result<VerifyingKey, ApiError> {
             kty: body.jwk.kty.chars().take(16).collect(),
         }));
     }
-    if let Some(kid) = &body.jwk.kid
-        && kid != key.kid()
-    {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            ErrorCode::KeyInvalid,
-            format!(
-                "`jwk.kid` is not this key's RFC 7638 thumbprint (`{}`): omit it, or send the thumbprint",
-                key.kid()
-            ),
-        ));
-    }
-    Ok(key)
+    let alias = match &body.jwk.kid {
+        Some(kid) if kid != key.kid() => {
+            let chars = kid.chars().count();
+            if chars == 0
+                || kid.len() > bonafide_core::jws::MAX_KID_LEN
+                || kid.chars().any(char::is_control)
+            {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    ErrorCode::KeyInvalid,
+                    format!(
+                        "`jwk.kid` is neither this key's RFC 7638 thumbprint (`{}`) nor a usable name for it (1 to {} bytes, no control characters)",
+                        key.kid(),
+                        bonafide_core::jws::MAX_KID_LEN
+                    ),
+                ));
+            }
+            Some(kid.clone())
+        }
+        _ => None,
+    };
+    Ok((key, alias))
 }
 
 fn proof_invalid(message: String) -> ApiError {
@@ -242,7 +260,7 @@ pub async fn add(
     IssuerAuth(issuer): IssuerAuth,
     ApiJson(body): ApiJson<AddIssuerKey>,
 ) -> Result<(StatusCode, ApiJson<IssuerKeyView>), ApiError> {
-    let key = check_key(&body)?;
+    let (key, alias) = check_key(&body)?;
     // Before any lookup: whether a key is registered is told only to its holder.
     check_proof(&state, &issuer, &key, body.proof.as_deref())?;
     // One answer whoever holds it (this issuer, another one, or the registry).
@@ -262,6 +280,7 @@ pub async fn add(
             .map_err(|e| ApiError::internal(format!("jwk: {e}")))?,
         created_at_ms: now,
         revoked_at_ms: None,
+        alias,
     };
     let audit = audit_change(
         EventType::KeyAdded,
@@ -283,6 +302,14 @@ pub async fn add(
                         .add_issuer_key(&stored, &audit)
                         .await
                         .map_err(|e| match e {
+                            // Told only to the issuer itself: its own keys' aliases.
+                            StoreError::Conflict(ConflictKind::IssuerKeyAliasTaken) => {
+                                ApiError::new(
+                                    StatusCode::CONFLICT,
+                                    ErrorCode::Conflict,
+                                    ConflictKind::IssuerKeyAliasTaken.message(),
+                                )
+                            }
                             StoreError::Conflict(_) => conflict(),
                             other => other.into(),
                         })?;

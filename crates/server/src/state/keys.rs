@@ -158,6 +158,7 @@ pub(crate) async fn ring_from_records(
             issuer_name,
             issuer_name_key,
             revoked_at_ms: r.revoked_at_ms,
+            alias: r.alias.clone(),
         });
     }
     Ok(ring)

@@ -185,6 +185,12 @@ pub fn standing(
     if let Some(what) = snapshot.revoked(&verified.claims.sub, &verified.claims.jti) {
         return Err(deny(TokenError::Revoked(what), verified));
     }
+    // A consent token revoked under the id consent tokens had before: still revoked.
+    if let Some(legacy) = signer.and_then(|s| s.legacy_id.as_ref())
+        && snapshot.revoked(&verified.claims.sub, legacy).is_some()
+    {
+        return Err(deny(TokenError::Revoked(Revoked::Token), verified));
+    }
     // After revocation: a revoked agent stays TOKEN_REVOKED, suspended or not.
     if snapshot.suspended(&verified.claims.sub) {
         return Err(deny(TokenError::Suspended, verified));
@@ -396,6 +402,7 @@ mod tests {
             revoked_at_ms,
             consent: None,
             consent_scopes: None,
+            legacy_id: None,
         }
     }
 
@@ -544,6 +551,40 @@ mod tests {
         assert_eq!(v.claims.agent.name, "RegisteredName");
         assert_eq!(v.claims.agent.issuer, "issuer.example");
         assert_eq!(v.claims.agent.description.as_deref(), Some("as registered"));
+    }
+
+    #[test]
+    fn a_consent_token_revoked_under_its_former_id_stays_revoked() {
+        let known = Facts {
+            registered: Some(registered(&["read"])),
+            ..facts()
+        };
+        let legacy = TokenId::from_random([42; 16]);
+        let consent = IssuerSigned {
+            consent: Some(bonafide_core::consent::ActVersion::V0_2),
+            legacy_id: Some(legacy.clone()),
+            ..signer(None)
+        };
+        let ok = verdict(
+            &Memory::default(),
+            token(&["read"], None),
+            Some(&consent),
+            &known,
+            NOW_MS,
+        );
+        assert_eq!(code(&ok), "OK");
+        let revoked = Memory {
+            revoked_tokens: HashSet::from([legacy]),
+            ..Memory::default()
+        };
+        let r = verdict(
+            &revoked,
+            token(&["read"], None),
+            Some(&consent),
+            &known,
+            NOW_MS,
+        );
+        assert_eq!(code(&r), "TOKEN_REVOKED");
     }
 
     #[test]

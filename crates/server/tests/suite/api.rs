@@ -241,6 +241,17 @@ async fn issue_token_and_revoke_single_token_by_jti_and_by_token() {
             Some(json!({"jti": "'; DROP TABLE tokens; --"})),
         )
         .await;
+    // Not a `jti` at all (spaces): a 422. One that could be the issuer's own but
+    // names none of its tokens: a 404.
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
+    let (st, _) = h
+        .call(
+            "POST",
+            "/v1/tokens/revoke",
+            Some(&key),
+            Some(json!({"jti": "';DROP_TABLE_tokens;--"})),
+        )
+        .await;
     assert_eq!(st, StatusCode::NOT_FOUND);
     let (st, _) = h
         .call(

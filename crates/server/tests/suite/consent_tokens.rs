@@ -317,7 +317,7 @@ async fn an_agentoauth_consent_token_made_by_jose_verifies_with_its_policy() {
         .await;
     assert_eq!(st, StatusCode::OK, "{r}");
     let expected =
-        bonafide_core::consent::token_id(&IssuerId::try_from(iss.id.as_str()).unwrap(), &jti);
+        bonafide_core::token::issuer_token_id(&IssuerId::try_from(iss.id.as_str()).unwrap(), &jti);
     assert_eq!(r["jti"], expected.as_str(), "{r}");
     assert_eq!(r["agent_id"], agent, "{r}");
     refused(&h.verify_token(&revoked).await, "TOKEN_REVOKED");

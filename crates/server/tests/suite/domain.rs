@@ -806,6 +806,7 @@ async fn registering_someone_elses_published_key_does_not_verify_their_domain() 
         jwk: serde_json::to_string(victim.verifying_key().jwk()).unwrap(),
         created_at_ms: bonafide_server::time::now_ms(),
         revoked_at_ms: None,
+        alias: None,
     };
     h.state
         .store

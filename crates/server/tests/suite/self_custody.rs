@@ -546,10 +546,8 @@ async fn agent_revocation_suspension_and_token_revocation_apply() {
         .await;
     assert_eq!(st, StatusCode::OK, "{r}");
     // Known to the registry by (issuer, jti); the issuer's own `jti` still names it.
-    let scoped = bonafide_core::token::issuer_signed_token_id(
-        &IssuerId::try_from(iss.id.as_str()).unwrap(),
-        &TokenId::try_from(jti.as_str()).unwrap(),
-    );
+    let scoped =
+        bonafide_core::token::issuer_token_id(&IssuerId::try_from(iss.id.as_str()).unwrap(), &jti);
     assert_eq!(r["jti"], scoped.as_str());
     assert_eq!(r["agent_id"], agent);
     let v = verify(&h, &other).await;
@@ -634,9 +632,9 @@ async fn agent_revocation_suspension_and_token_revocation_apply() {
     assert_eq!(st, StatusCode::OK, "{r}");
     assert_eq!(r["agent_id"], agent);
     assert_refused(&verify(&h, &unseen).await, "TOKEN_REVOKED");
-    let scoped = bonafide_core::token::issuer_signed_token_id(
+    let scoped = bonafide_core::token::issuer_token_id(
         &IssuerId::try_from(iss.id.as_str()).unwrap(),
-        &TokenId::try_from(unseen_jti.as_str()).unwrap(),
+        &unseen_jti,
     );
     let stored = h.state.store.token(&scoped).await.unwrap().unwrap();
     let now = (bonafide_server::time::now_ms() / 1000) as i64;
@@ -795,6 +793,7 @@ async fn keys_changed_by_another_process_arrive_within_one_refresh() {
         jwk: serde_json::to_string(sk.verifying_key().jwk()).unwrap(),
         created_at_ms: bonafide_server::time::now_ms(),
         revoked_at_ms: None,
+        alias: None,
     };
     other
         .add_issuer_key(&record, &common::admin_key_audit())
