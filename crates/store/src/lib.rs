@@ -1061,6 +1061,23 @@ impl PrivateKeySlot {
     }
 }
 
+/// The one-row private-key tables (`id = 1`): table, key column and slot. Both backends
+/// re-seal them from this list, and make or read the PKCS#8 ones by name.
+pub(crate) const SINGLE_KEY_ROWS: [(&str, &str, PrivateKeySlot); 4] = [
+    ("receipt_key", "private_pem", PrivateKeySlot::ReceiptKey),
+    ("event_key", "private_pem", PrivateKeySlot::EventKey),
+    (
+        "status_list_key",
+        "private_pem",
+        PrivateKeySlot::StatusListKey,
+    ),
+    ("audit_log_key", "signer_key", PrivateKeySlot::AuditLogKey),
+];
+
+/// The one-row key tables holding a PKCS#8 key and its creation time
+/// (`ReceiptKeyRecord`): what the backends' get-or-create reads and writes.
+pub(crate) const SINGLE_KEY_TABLES: [&str; 3] = ["receipt_key", "event_key", "status_list_key"];
+
 /// What [`Store::reseal_private_keys`] calls for each stored private key: its new
 /// stored text, or `None` to leave the row as it is.
 pub type Reseal<'a> =

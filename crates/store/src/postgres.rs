@@ -1621,66 +1621,26 @@ impl Store for PostgresStore {
                     changed += 1;
                 }
             }
-            let receipt: Option<String> =
-                sqlx::query_scalar("SELECT private_pem FROM receipt_key WHERE id = 1 FOR UPDATE")
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(db_err)?;
-            if let Some(text) = receipt
-                && let Some(new) = reseal(&PrivateKeySlot::ReceiptKey, &text)?
-            {
-                sqlx::query("UPDATE receipt_key SET private_pem = $1 WHERE id = 1")
+            for (table, column, slot) in &crate::SINGLE_KEY_ROWS {
+                // Table and column come from the constant list, never from input.
+                let text: Option<String> = sqlx::query_scalar(safe_sql(format!(
+                    "SELECT {column} FROM {table} WHERE id = 1 FOR UPDATE"
+                )))
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                if let Some(text) = text
+                    && let Some(new) = reseal(slot, &text)?
+                {
+                    sqlx::query(safe_sql(format!(
+                        "UPDATE {table} SET {column} = $1 WHERE id = 1"
+                    )))
                     .bind(new)
                     .execute(&mut *tx)
                     .await
                     .map_err(db_err)?;
-                changed += 1;
-            }
-            let event_key: Option<String> =
-                sqlx::query_scalar("SELECT private_pem FROM event_key WHERE id = 1 FOR UPDATE")
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(db_err)?;
-            if let Some(text) = event_key
-                && let Some(new) = reseal(&PrivateKeySlot::EventKey, &text)?
-            {
-                sqlx::query("UPDATE event_key SET private_pem = $1 WHERE id = 1")
-                    .bind(new)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_err)?;
-                changed += 1;
-            }
-            let status_key: Option<String> = sqlx::query_scalar(
-                "SELECT private_pem FROM status_list_key WHERE id = 1 FOR UPDATE",
-            )
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_err)?;
-            if let Some(text) = status_key
-                && let Some(new) = reseal(&PrivateKeySlot::StatusListKey, &text)?
-            {
-                sqlx::query("UPDATE status_list_key SET private_pem = $1 WHERE id = 1")
-                    .bind(new)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_err)?;
-                changed += 1;
-            }
-            let log_key: Option<String> =
-                sqlx::query_scalar("SELECT signer_key FROM audit_log_key WHERE id = 1 FOR UPDATE")
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(db_err)?;
-            if let Some(text) = log_key
-                && let Some(new) = reseal(&PrivateKeySlot::AuditLogKey, &text)?
-            {
-                sqlx::query("UPDATE audit_log_key SET signer_key = $1 WHERE id = 1")
-                    .bind(new)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_err)?;
-                changed += 1;
+                    changed += 1;
+                }
             }
             Ok(changed)
         })
@@ -1856,54 +1816,14 @@ impl Store for PostgresStore {
         &self,
         candidate: &ReceiptKeyRecord,
     ) -> Result<ReceiptKeyRecord, StoreError> {
-        let (private_pem, created_at_ms) = in_write_tx!(self, |tx| {
-            sqlx::query(
-                "INSERT INTO receipt_key (id, private_pem, created_at_ms) VALUES (1, $1, $2) \
-             ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(&candidate.private_pem)
-            .bind(candidate.created_at_ms)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-            sqlx::query_as::<_, (String, i64)>(
-                "SELECT private_pem, created_at_ms FROM receipt_key WHERE id = 1",
-            )
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db_err)
-        })?;
-        Ok(ReceiptKeyRecord {
-            private_pem,
-            created_at_ms,
-        })
+        self.single_key("receipt_key", candidate).await
     }
 
     async fn event_key(
         &self,
         candidate: &ReceiptKeyRecord,
     ) -> Result<ReceiptKeyRecord, StoreError> {
-        let (private_pem, created_at_ms) = in_write_tx!(self, |tx| {
-            sqlx::query(
-                "INSERT INTO event_key (id, private_pem, created_at_ms) VALUES (1, $1, $2) \
-                 ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(&candidate.private_pem)
-            .bind(candidate.created_at_ms)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-            sqlx::query_as::<_, (String, i64)>(
-                "SELECT private_pem, created_at_ms FROM event_key WHERE id = 1",
-            )
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db_err)
-        })?;
-        Ok(ReceiptKeyRecord {
-            private_pem,
-            created_at_ms,
-        })
+        self.single_key("event_key", candidate).await
     }
 
     async fn create_webhook(&self, webhook: &Webhook) -> Result<(), StoreError> {
@@ -2332,27 +2252,7 @@ impl Store for PostgresStore {
         &self,
         candidate: &ReceiptKeyRecord,
     ) -> Result<ReceiptKeyRecord, StoreError> {
-        let (private_pem, created_at_ms) = in_write_tx!(self, |tx| {
-            sqlx::query(
-                "INSERT INTO status_list_key (id, private_pem, created_at_ms) VALUES (1, $1, $2) \
-                 ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(&candidate.private_pem)
-            .bind(candidate.created_at_ms)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-            sqlx::query_as::<_, (String, i64)>(
-                "SELECT private_pem, created_at_ms FROM status_list_key WHERE id = 1",
-            )
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db_err)
-        })?;
-        Ok(ReceiptKeyRecord {
-            private_pem,
-            created_at_ms,
-        })
+        self.single_key("status_list_key", candidate).await
     }
 
     fn backend(&self) -> &'static str {
@@ -2481,6 +2381,37 @@ impl PostgresStore {
     /// chunk, one autocommitted statement each: no long transaction, and no log head
     /// (a decision replaying a key being purged simply misses it, as it would a moment
     /// later; a receipt row is read by id only). How many went.
+    /// A one-row key table ([`crate::SINGLE_KEY_TABLES`]): the stored key, or
+    /// `candidate` stored now if there is none.
+    async fn single_key(
+        &self,
+        table: &'static str,
+        candidate: &ReceiptKeyRecord,
+    ) -> Result<ReceiptKeyRecord, StoreError> {
+        debug_assert!(crate::SINGLE_KEY_TABLES.contains(&table));
+        let (private_pem, created_at_ms) = in_write_tx!(self, |tx| {
+            sqlx::query(safe_sql(format!(
+                "INSERT INTO {table} (id, private_pem, created_at_ms) VALUES (1, $1, $2) \
+                 ON CONFLICT (id) DO NOTHING"
+            )))
+            .bind(&candidate.private_pem)
+            .bind(candidate.created_at_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            sqlx::query_as::<_, (String, i64)>(safe_sql(format!(
+                "SELECT private_pem, created_at_ms FROM {table} WHERE id = 1"
+            )))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)
+        })?;
+        Ok(ReceiptKeyRecord {
+            private_pem,
+            created_at_ms,
+        })
+    }
+
     async fn purge_in_chunks(
         &self,
         delete: &'static str,
