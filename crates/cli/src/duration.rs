@@ -70,13 +70,13 @@ pub fn retention(text: &str) -> Result<std::time::Duration, String> {
     Ok(std::time::Duration::from_secs(secs.unsigned_abs()))
 }
 
-/// Parses `serve --status-list-ttl` (clap `value_parser`): 1s to 12h (half of a
-/// list's 24-hour validity, so a cached list is never past its `exp`).
+/// Parses `serve --status-list-ttl` (clap `value_parser`): 1s to 30m (half of a
+/// list's one-hour validity, so a cached list is never past its `exp`).
 pub fn status_list_ttl(text: &str) -> Result<std::time::Duration, String> {
     let secs = parse(text).map_err(|e| e.to_string())?;
-    if !(1..=12 * 3600).contains(&secs) {
+    if !(1..=1800).contains(&secs) {
         return Err(format!(
-            "status list ttl `{text}` is out of range: from 1s to 12h"
+            "status list ttl `{text}` is out of range: from 1s to 30m"
         ));
     }
     Ok(std::time::Duration::from_secs(secs.unsigned_abs()))

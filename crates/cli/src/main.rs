@@ -241,7 +241,7 @@ struct ServeArgs {
     #[arg(long, env = "BONAFIDE_RECEIPT_RETENTION", value_parser = duration::retention)]
     receipt_retention: Option<std::time::Duration>,
     /// How long receivers may cache a status list (its `ttl` and `Cache-Control:
-    /// max-age`): 1s to 12h. Default 60s. Shorter: revocations reach offline
+    /// max-age`): 1s to 30m. Default 60s. Shorter: revocations reach offline
     /// receivers sooner, for more fetches.
     #[arg(long, env = "BONAFIDE_STATUS_LIST_TTL", value_parser = duration::status_list_ttl)]
     status_list_ttl: Option<std::time::Duration>,

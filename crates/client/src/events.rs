@@ -96,7 +96,13 @@ impl RevokedSet {
     pub fn refusal(&self, claims: &AgentClaims) -> Option<TokenError> {
         let s = self.sets.read().unwrap_or_else(|p| p.into_inner());
         let ancestors = claims.ancestor_jtis.iter().flatten();
+        // An issuer-signed token's revocation names it by its (issuer, jti) id, the
+        // one the registry keeps for it; a registry token's jti is that id already.
+        let scoped = bonafide_core::ids::IssuerId::try_from(claims.iss.as_str())
+            .ok()
+            .map(|issuer| bonafide_core::token::issuer_token_id(&issuer, claims.jti.as_str()));
         if s.tokens.contains(claims.jti.as_str())
+            || scoped.is_some_and(|id| s.tokens.contains(id.as_str()))
             || ancestors.into_iter().any(|j| s.tokens.contains(j.as_str()))
         {
             return Some(TokenError::Revoked(Revoked::Token));

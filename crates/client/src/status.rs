@@ -30,8 +30,9 @@
 //!   or not, so neither a failing registry nor a flood of requests makes a storm. A
 //!   list the registry has not published yet (503; a new list is within a second)
 //!   is asked for again after 1 s, up to 3 times in one check, then again 1 s later.
-//! - **Staleness.** A list's age is the time since the registry last confirmed it (a
-//!   200 or a 304). Past [`StatusListConfig::max_staleness`] (or its `exp`), a valid
+//! - **Staleness.** A list's age is the time since its `iat` (the statuses are as of
+//!   then: a 304 says the registry still serves it, not that it is recent; the
+//!   registry re-signs every list at least every 5 minutes). Past [`StatusListConfig::max_staleness`] (or its `exp`), a valid
 //!   entry no longer counts: the check fails closed ([`StatusError::Stale`], 503
 //!   `STATUS_LIST_STALE`, or `STATUS_LIST_UNAVAILABLE` when no list was ever
 //!   fetched) unless [`WhenStale::FailOpen`] is configured, and then the answer says
@@ -311,6 +312,10 @@ struct Cached {
     etag: Option<String>,
     /// When the registry last confirmed it (200 or 304), Unix ms.
     confirmed_ms: i64,
+    /// Its `iat`, Unix ms: the statuses are as of then, however recently a 304 said
+    /// the registry still serves it (a publisher that stopped re-signing, or a cache
+    /// replaying an old list, keeps answering).
+    issued_ms: i64,
     /// Its `ttl`, ms.
     ttl_ms: i64,
     /// Its `exp`, Unix seconds.
@@ -513,9 +518,7 @@ impl StatusLists {
         })?;
         // Revoked or suspended refuses whatever the list's age: only "valid" expires.
         status.check().map_err(StatusError::Refused)?;
-        let age = Duration::from_millis(
-            u64::try_from(now_ms.saturating_sub(c.confirmed_ms)).unwrap_or(0),
-        );
+        let age = Duration::from_millis(u64::try_from(c.age_ms(now_ms)).unwrap_or(0));
         if self.usable(&c, now_ms) {
             Ok(StatusCheck::Valid {
                 age,
@@ -541,7 +544,7 @@ impl StatusLists {
 
     /// Within the staleness bound and not past its `exp`: its "valid" is believed.
     fn usable(&self, c: &Cached, now_ms: i64) -> bool {
-        let within = now_ms.saturating_sub(c.confirmed_ms) <= millis(self.config.max_staleness);
+        let within = c.age_ms(now_ms) <= millis(self.config.max_staleness);
         let expired = c.exp_s.is_some_and(|exp| {
             exp.saturating_add(self.config.leeway_secs)
                 .saturating_mul(1000)
@@ -697,6 +700,7 @@ impl StatusLists {
                         list: c.list.clone(),
                         etag: c.etag.clone(),
                         confirmed_ms: now_ms,
+                        issued_ms: c.issued_ms,
                         ttl_ms: c.ttl_ms,
                         exp_s: c.exp_s,
                         version: c.version,
@@ -837,10 +841,19 @@ impl StatusLists {
             list,
             etag: new_etag,
             confirmed_ms: now_ms,
+            issued_ms: claims.iat.saturating_mul(1000),
             ttl_ms: i64::try_from(ttl_s.saturating_mul(1000)).unwrap_or(i64::MAX),
             exp_s: claims.exp,
             version: claims.extra.get("version").and_then(|v| v.as_u64()),
         }))
+    }
+}
+
+impl Cached {
+    /// How old its statuses are: since its `iat`, or since the registry last
+    /// confirmed it if that is earlier (a list signed ahead of this clock).
+    fn age_ms(&self, now_ms: i64) -> i64 {
+        now_ms.saturating_sub(self.confirmed_ms.min(self.issued_ms))
     }
 }
 

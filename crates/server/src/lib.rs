@@ -91,7 +91,7 @@ pub struct Config {
     /// `Cache-Control: max-age`). Default 60 s.
     pub status_list_ttl: Duration,
     /// How long a Status List Token is valid (`exp` − `iat`); lists are re-signed
-    /// before half of it has passed. Default 24 hours.
+    /// every 5 minutes (or half of it, if shorter). Default 1 hour.
     pub status_list_validity: Duration,
     /// Publish the status lists (sign, log and store a version when statuses change).
     /// Default on. Off, tokens still name their slots and nothing is published:
@@ -168,7 +168,7 @@ impl Default for Config {
             idempotency_ttl: Duration::from_secs(24 * 3600),
             receipt_retention: None,
             status_list_ttl: Duration::from_secs(60),
-            status_list_validity: Duration::from_secs(24 * 3600),
+            status_list_validity: Duration::from_secs(3600),
             status_list_size: 1 << 20,
             publish_status_lists: true,
             jwks_fetch_timeout: Duration::from_secs(5),

@@ -19,8 +19,8 @@
 //! SHA-256, [`status_list::published_entry`]), waits for a signed checkpoint that
 //! includes it, signs the Status List Token naming both (`version`, `audit`), and
 //! stores it. Every replica serves the stored token, so every receiver is served a
-//! version the log holds: a split view leaves proof. Lists are also re-signed before
-//! half their validity has passed. Only the checkpoint signer publishes
+//! version the log holds: a split view leaves proof. Every list is also re-signed at
+//! least every [`RESIGN_EVERY`] (5 minutes), so its `iat` says how current it is. Only the checkpoint signer publishes
 //! (`Store::checkpoint_leader`); a new leader rebuilds from the store.
 //!
 //! **Allocations racing a change.** An entry allocated after the publisher processed
@@ -69,6 +69,11 @@ pub const NEW_ENTRY_WINDOW: Duration = Duration::from_millis(NEW_ENTRY_WINDOW_MS
 const PAGE: u32 = 10_000;
 /// Longest the publisher sleeps without a wake-up.
 const TICK: Duration = Duration::from_secs(1);
+/// Every list is re-signed at least this often, changed or not: its `iat` is how
+/// receivers tell a list the registry still stands behind from one replayed or left
+/// behind by a publisher that stopped (their staleness bound, 10 minutes by default,
+/// is counted from it).
+pub const RESIGN_EVERY: Duration = Duration::from_secs(300);
 /// How often expired entries are purged.
 const PURGE_EVERY: Duration = Duration::from_secs(3600);
 
@@ -313,15 +318,19 @@ async fn round(state: &AppState, p: &mut Publisher) -> Result<(), PublishError> 
         new_entries(state, p, &snapshot).await?;
     }
     let validity = state.config.status_list_validity.as_secs() as i64;
-    let ids: Vec<u32> = p.lists.keys().copied().collect();
-    for id in ids {
-        let Some(held) = p.lists.get(&id) else {
-            continue;
-        };
-        let ageing = held.version == 0 || now_s - held.issued_at_s >= validity / 2;
-        if held.dirty || ageing {
-            publish(state, p, id, now_s).await?;
-        }
+    let refresh = (validity / 2).min(RESIGN_EVERY.as_secs() as i64);
+    // Changed lists first: a revocation is not kept waiting behind re-signing.
+    let mut due: Vec<(bool, u32)> = p
+        .lists
+        .iter()
+        .filter_map(|(id, held)| {
+            let ageing = held.version == 0 || now_s - held.issued_at_s >= refresh;
+            (held.dirty || ageing).then_some((!held.dirty, *id))
+        })
+        .collect();
+    due.sort_unstable();
+    for (_, id) in due {
+        publish(state, p, id, now_s).await?;
     }
     Ok(())
 }
@@ -558,7 +567,7 @@ async fn publish(
         extra,
     };
     let token = status_list::sign(state.status_lists.key(), &claims)?;
-    state
+    let stored = state
         .store
         .publish_status_list(&PublishedStatusList {
             list_id: id,
@@ -569,6 +578,20 @@ async fn publish(
             audit_index: index,
         })
         .await?;
+    if !stored {
+        // Another leader stored this version meanwhile (a takeover): what it holds
+        // may lack our statuses, so publish again, after it, next round.
+        let theirs = state
+            .store
+            .status_list_published(id)
+            .await?
+            .map_or(version, |s| s.version);
+        if let Some(held) = p.lists.get_mut(&id) {
+            held.version = theirs;
+            held.dirty = true;
+        }
+        return Ok(());
+    }
     if let Some(held) = p.lists.get_mut(&id) {
         held.dirty = false;
         held.version = version;

@@ -248,20 +248,30 @@ async fn a_revocation_is_seen_at_the_next_fetch_and_suspension_reverses() {
     assert_eq!(e.code(), "AGENT_SUSPENDED", "{e}");
     fx.set(43, Status::Valid);
     let back = sl.check(&other, t0 + 183_000).await.unwrap();
-    assert_eq!(
-        back,
-        StatusCheck::Valid {
-            age: Duration::ZERO,
-            version: Some(4)
-        }
+    // Its age counts from its `iat` (signed when the fixture published it, at t0 on
+    // the wall clock), not from the fetch.
+    assert!(
+        matches!(
+            back,
+            StatusCheck::Valid {
+                version: Some(4),
+                ..
+            }
+        ),
+        "{back:?}"
+    );
+    let age = back.age().unwrap();
+    assert!(
+        age >= Duration::from_secs(182) && age <= Duration::from_secs(184),
+        "{age:?}"
     );
     // The revoked token stays refused.
     let e = sl.check(&claims, t0 + 183_000).await.unwrap_err();
     assert_eq!(e.code(), "TOKEN_REVOKED");
 }
 
-/// After the ttl the list is asked for with its ETag; a 304 confirms it (its age
-/// starts again) without a new body.
+/// After the ttl the list is asked for with its ETag; a 304 confirms it without a new
+/// body (its age still counts from its `iat`).
 #[tokio::test]
 async fn an_unchanged_list_is_confirmed_by_a_304() {
     let fx = Fixture::start().await;
@@ -276,12 +286,20 @@ async fn an_unchanged_list_is_confirmed_by_a_304() {
         Some("\"v1\"")
     );
     assert_eq!(fx.not_modified.load(Ordering::SeqCst), 1);
-    assert_eq!(
-        again,
-        StatusCheck::Valid {
-            age: Duration::ZERO,
-            version: Some(1)
-        }
+    assert!(
+        matches!(
+            again,
+            StatusCheck::Valid {
+                version: Some(1),
+                ..
+            }
+        ),
+        "{again:?}"
+    );
+    let age = again.age().unwrap();
+    assert!(
+        age >= Duration::from_secs(60) && age <= Duration::from_secs(62),
+        "{age:?}"
     );
     // A change after the 304 is a new body again.
     fx.set(1, Status::Invalid);
@@ -666,4 +684,22 @@ async fn the_readme_s_python_snippet_reads_the_list() {
     fx.with(|p| p.signer = forger);
     let got = run(vec![a]).await.unwrap();
     assert_eq!(got, ["PyJWKClientError"]);
+}
+
+/// A list the registry keeps answering 304 for but never re-signs (a publisher that
+/// stopped, or a cache replaying it) grows old by its `iat`: past the staleness bound
+/// it no longer vouches for a valid entry, however recent the 304.
+#[tokio::test]
+async fn a_list_confirmed_by_304s_but_never_resigned_goes_stale() {
+    let fx = Fixture::start().await;
+    let t0 = now_s() * 1000;
+    let sl = lists(&fx, |c| c);
+    let (_, claims) = fx.token(5);
+    sl.check(&claims, t0).await.unwrap();
+    // 9 minutes on: refetched, 304, still within the 10-minute bound.
+    assert!(sl.check(&claims, t0 + 9 * 60_000).await.is_ok());
+    // 11 minutes on: refetched, 304 again, but signed 11 minutes ago: stale.
+    let e = sl.check(&claims, t0 + 11 * 60_000).await.unwrap_err();
+    assert_eq!(e.code(), "STATUS_LIST_STALE", "{e}");
+    assert!(fx.not_modified.load(Ordering::SeqCst) >= 2);
 }

@@ -582,3 +582,43 @@ async fn unknown_lists_are_a_404_and_the_key_is_published_apart() {
         "{tokens}"
     );
 }
+
+/// An unchanged list is re-signed at least every five minutes (its `iat` is how a
+/// receiver tells a list the registry still stands behind from an old one), as a new
+/// version in the log; the statuses stay.
+#[tokio::test]
+async fn an_unchanged_list_is_resigned_every_five_minutes() {
+    let clock = std::sync::Arc::new(bonafide_server::time::ManualClock::now());
+    let h = start_with_config(Config {
+        clock: clock.clone(),
+        ..Config::default()
+    })
+    .await;
+    let key = h.issuer("resign.example").await;
+    let (_, token) = agent(&h, &key, "Bot").await;
+    let (uri, idx) = slot(&token);
+    let first = until_status(&h, &uri, idx, Status::Valid).await;
+    // Four minutes: nothing new.
+    clock.advance(Duration::from_secs(240));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (same, _, _) = fetch(&h, &uri).await;
+    assert_eq!(version(&same), version(&first));
+    // Past five: a newer version, signed then, same statuses.
+    clock.advance(Duration::from_secs(61));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (claims, list, _) = fetch(&h, &uri).await;
+        if version(&claims) > version(&first) {
+            assert!(
+                claims.iat >= first.iat + 300,
+                "{} vs {}",
+                claims.iat,
+                first.iat
+            );
+            assert_eq!(list.get(idx).unwrap(), Status::Valid);
+            break;
+        }
+        assert!(Instant::now() < deadline, "never re-signed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
