@@ -276,7 +276,10 @@ pub async fn run(state: Arc<AppState>) {
         }
         if last_purge.elapsed() >= PURGE_EVERY {
             last_purge = tokio::time::Instant::now();
-            let by = state.now_ms() / 1000 - state.config.leeway_secs;
+            // Kept a list validity past `exp`: a receiver holding a list that old still
+            // reads the entry, so its index must not be anyone else's yet.
+            let margin = state.config.status_list_validity.as_secs() as i64;
+            let by = state.now_ms() / 1000 - state.config.leeway_secs - margin;
             match state.store.purge_status_entries(by).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(purged = n, "expired status entries dropped"),

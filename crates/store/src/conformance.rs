@@ -4882,12 +4882,17 @@ pub async fn status_slots_are_allocated_once_per_token(store: Arc<dyn Store>) {
         13 % 8,
         "the first free candidate, modulo the size"
     );
-    // The same token again: its slot, whatever the candidates.
+    // The same token again: its slot, whatever the candidates; a later `exp` kept.
+    let later = StatusEntry {
+        expires_at_s: 9_000,
+        ..first.clone()
+    };
     let again = store
-        .status_allocate(&first, shape, &[1], T0_MS)
+        .status_allocate(&later, shape, &[1], T0_MS)
         .await
         .unwrap();
     assert_eq!(again, (slot, false));
+    assert_eq!(store.purge_status_entries(2_000).await.unwrap(), 0);
     // The same jti for another agent: refused.
     let mut other = first.clone();
     other.agent_id = AgentId::from_random(unique());

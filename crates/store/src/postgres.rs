@@ -2015,7 +2015,18 @@ impl Store for PostgresStore {
             .await
             .map_err(db_err)?;
             if let Some((list_id, idx, agent, issuer)) = existing {
-                same_token_slot(list_id, idx, &agent, &issuer, entry).map(|s| (s, false))
+                let slot = same_token_slot(list_id, idx, &agent, &issuer, entry)?;
+                // The same token asked again with a later `exp` keeps its slot that long.
+                sqlx::query(
+                    "UPDATE status_entries SET expires_at_s = GREATEST(expires_at_s, $1) \
+                     WHERE jti = $2",
+                )
+                .bind(entry.expires_at_s)
+                .bind(entry.jti.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                Ok((slot, false))
             } else {
                 let open: Option<i64> = sqlx::query_scalar(
                     "SELECT id FROM status_lists WHERE bits = $1 AND size = $2 \

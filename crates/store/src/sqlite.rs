@@ -1976,7 +1976,18 @@ impl Store for SqliteStore {
         .await
         .map_err(db_err)?;
         if let Some((list_id, idx, agent, issuer)) = existing {
-            return same_token_slot(list_id, idx, &agent, &issuer, entry).map(|s| (s, false));
+            let slot = same_token_slot(list_id, idx, &agent, &issuer, entry)?;
+            // The same token asked again with a later `exp` keeps its slot that long.
+            sqlx::query(
+                "UPDATE status_entries SET expires_at_s = MAX(expires_at_s, ?) WHERE jti = ?",
+            )
+            .bind(entry.expires_at_s)
+            .bind(entry.jti.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            tx.commit().await.map_err(db_err)?;
+            return Ok((slot, false));
         }
         let bits = i64::from(shape.bits);
         let size = to_i64(shape.size)?;
