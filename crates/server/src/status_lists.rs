@@ -187,10 +187,10 @@ pub fn list_uri(public_url: &str, list_id: u32) -> String {
     )
 }
 
+/// A random candidate index (taken modulo the list's size by the store).
 fn random_u64() -> Result<u64, ApiError> {
-    let mut b = [0u8; 8];
-    aws_lc_rs::rand::fill(&mut b).map_err(|_| ApiError::internal("random source failed"))?;
-    Ok(u64::from_le_bytes(b))
+    let [a, b, c, d, e, f, g, h, ..] = crate::routes::random16()?;
+    Ok(u64::from_le_bytes([a, b, c, d, e, f, g, h]))
 }
 
 /// The status entry of a token about to be signed.
