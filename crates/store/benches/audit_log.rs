@@ -925,6 +925,32 @@ impl Store for CountingStore {
     async fn purge_receipts(&self, before_ms: i64) -> StoreResult<u64> {
         self.inner.purge_receipts(before_ms).await
     }
+    async fn record_sdk_verification(
+        &self,
+        v: &bonafide_store::NewSdkVerification,
+    ) -> StoreResult<()> {
+        self.inner.record_sdk_verification(v).await
+    }
+    async fn sdk_verification(
+        &self,
+        id_sha256: &[u8; 32],
+    ) -> StoreResult<Option<bonafide_store::SdkVerification>> {
+        self.inner.sdk_verification(id_sha256).await
+    }
+    async fn report_sdk_verification(
+        &self,
+        id_sha256: &[u8; 32],
+        kind: bonafide_store::SdkReportKind,
+        body: &str,
+        at_ms: i64,
+    ) -> StoreResult<bonafide_store::ReportOutcome> {
+        self.inner
+            .report_sdk_verification(id_sha256, kind, body, at_ms)
+            .await
+    }
+    async fn purge_sdk_verifications(&self, before_ms: i64) -> StoreResult<u64> {
+        self.inner.purge_sdk_verifications(before_ms).await
+    }
 }
 
 /// A log of `size` records, built once, to prove inclusion in.

@@ -158,6 +158,7 @@ macro_rules! __conformance_cases {
             idempotency_keys_are_per_receiver,
             receipts_carry_their_audit_index,
             purged_receipts_leave_their_audit_entries,
+            sdk_verification_reports_are_kept_once,
             receipt_without_audit_has_no_index,
             failed_batch_writes_nothing,
             purge_idempotency_deletes_only_older_records,
@@ -5091,4 +5092,90 @@ pub async fn status_list_versions_only_move_forward(store: Arc<dyn Store>) {
     };
     assert_eq!(store.status_list_key(&first).await.unwrap(), first);
     assert_eq!(store.status_list_key(&second).await.unwrap(), first);
+}
+
+/// An SDK verification round-trips; each report kind is recorded once (a retry is
+/// `AlreadyRecorded`, a different report a `Conflict` that leaves the first); the
+/// purge drops only older verifications.
+pub async fn sdk_verification_reports_are_kept_once(store: Arc<dyn Store>) {
+    use crate::{NewSdkVerification, ReportOutcome, SdkReportKind};
+    let agent = AgentId::from_random(unique());
+    let old = NewSdkVerification {
+        id_sha256: [1; 32],
+        audit_index: 7,
+        agent_id: agent.clone(),
+        created_at_ms: 1_000,
+    };
+    let new = NewSdkVerification {
+        id_sha256: [2; 32],
+        audit_index: 9,
+        agent_id: agent.clone(),
+        created_at_ms: 5_000,
+    };
+    store.record_sdk_verification(&old).await.unwrap();
+    store.record_sdk_verification(&new).await.unwrap();
+    let read = store.sdk_verification(&[1; 32]).await.unwrap().unwrap();
+    assert_eq!(read.record, old);
+    assert_eq!((read.result, read.execution), (None, None));
+    assert!(store.sdk_verification(&[3; 32]).await.unwrap().is_none());
+
+    let ok = r#"{"result":"success"}"#;
+    let report = |id: [u8; 32], kind, body: &'static str, at| {
+        let store = Arc::clone(&store);
+        async move {
+            store
+                .report_sdk_verification(&id, kind, body, at)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        report([1; 32], SdkReportKind::Result, ok, 2_000).await,
+        ReportOutcome::Recorded
+    );
+    assert_eq!(
+        report([1; 32], SdkReportKind::Result, ok, 2_500).await,
+        ReportOutcome::AlreadyRecorded
+    );
+    assert_eq!(
+        report(
+            [1; 32],
+            SdkReportKind::Result,
+            r#"{"result":"failure"}"#,
+            2_600
+        )
+        .await,
+        ReportOutcome::Conflict
+    );
+    assert_eq!(
+        report(
+            [1; 32],
+            SdkReportKind::Execution,
+            r#"{"executed":true}"#,
+            3_000
+        )
+        .await,
+        ReportOutcome::Recorded
+    );
+    assert_eq!(
+        report([3; 32], SdkReportKind::Result, ok, 3_000).await,
+        ReportOutcome::UnknownVerification
+    );
+    let read = store.sdk_verification(&[1; 32]).await.unwrap().unwrap();
+    let result = read.result.unwrap();
+    assert_eq!((result.body.as_str(), result.at_ms), (ok, 2_000));
+    assert_eq!(read.execution.unwrap().body, r#"{"executed":true}"#);
+    assert!(
+        store
+            .sdk_verification(&[2; 32])
+            .await
+            .unwrap()
+            .unwrap()
+            .result
+            .is_none()
+    );
+
+    assert_eq!(store.purge_sdk_verifications(5_000).await.unwrap(), 1);
+    assert!(store.sdk_verification(&[1; 32]).await.unwrap().is_none());
+    assert!(store.sdk_verification(&[2; 32]).await.unwrap().is_some());
 }

@@ -63,6 +63,7 @@ pub const TABLES: &[&str] = &[
     "event_key",
     "webhooks",
     "event_acks",
+    "sdk_verifications",
 ];
 
 /// Rows read from SQLite and inserted into PostgreSQL at a time (well under

@@ -36,10 +36,14 @@ pub mod ledger;
 pub mod log;
 mod postgres;
 mod rows;
+pub mod sdk_verifications;
 mod sqlite;
 
 pub use events::{EventAck, Paused, Webhook, WebhookFailure};
 pub use postgres::{PostgresOptions, PostgresStore};
+pub use sdk_verifications::{
+    NewSdkVerification, ReportOutcome, SdkReport, SdkReportKind, SdkVerification,
+};
 pub use sqlite::SqliteStore;
 
 /// Where a registry keeps its data. `serve` and every CLI command that opens the store
@@ -1556,6 +1560,29 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// audit entries stay: the decision remains provable, only the stored receipt goes.
     /// In chunks, each its own short write, so decisions keep committing meanwhile.
     async fn purge_receipts(&self, before_ms: i64) -> Result<u64, StoreError>;
+
+    // ---- AIM SDK verifications (crate::sdk_verifications)
+
+    /// Records a verification made through AIM's SDK surface.
+    async fn record_sdk_verification(&self, v: &NewSdkVerification) -> Result<(), StoreError>;
+    /// The verification whose id hashes to `id_sha256`, with its reports.
+    async fn sdk_verification(
+        &self,
+        id_sha256: &[u8; 32],
+    ) -> Result<Option<SdkVerification>, StoreError>;
+    /// Records a report about a verification unless one of its kind exists: a retry of
+    /// the same `body` is [`ReportOutcome::AlreadyRecorded`], a different one a
+    /// [`ReportOutcome::Conflict`] (the first stays).
+    async fn report_sdk_verification(
+        &self,
+        id_sha256: &[u8; 32],
+        kind: SdkReportKind,
+        body: &str,
+        at_ms: i64,
+    ) -> Result<ReportOutcome, StoreError>;
+    /// Deletes verifications (and their reports) made before `before_ms`; how many. Their
+    /// audit entries stay. Kept as long as receipts are.
+    async fn purge_sdk_verifications(&self, before_ms: i64) -> Result<u64, StoreError>;
 
     // ---- status lists (draft-ietf-oauth-status-list)
     /// Gives `entry` a slot in the newest list of `shape` less than half full (a new

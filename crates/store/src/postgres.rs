@@ -81,6 +81,7 @@ use crate::{
     StatusListRecord, StatusSlot, StatusSubject, Store, StoreError, TokenRecord,
 };
 use crate::{EventAck, Webhook, WebhookFailure};
+use crate::{NewSdkVerification, ReportOutcome, SdkReportKind, SdkVerification};
 
 /// Largest page `list_agents` returns, whatever the caller asks.
 const MAX_PAGE: u32 = 1000;
@@ -2385,13 +2386,79 @@ impl Store for PostgresStore {
         )
         .await
     }
+
+    async fn record_sdk_verification(&self, v: &NewSdkVerification) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO sdk_verifications (id_sha256, audit_index, agent_id, created_at_ms) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(v.id_sha256.as_slice())
+        .bind(to_i64(v.audit_index)?)
+        .bind(v.agent_id.as_str())
+        .bind(v.created_at_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn sdk_verification(
+        &self,
+        id_sha256: &[u8; 32],
+    ) -> Result<Option<SdkVerification>, StoreError> {
+        sqlx::query_as::<_, rows::SdkVerificationRow>(
+            "SELECT id_sha256, audit_index, agent_id, created_at_ms, result, result_at_ms, \
+             execution, execution_at_ms FROM sdk_verifications WHERE id_sha256 = $1",
+        )
+        .bind(id_sha256.as_slice())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?
+        .map(rows::SdkVerificationRow::into_verification)
+        .transpose()
+    }
+
+    async fn report_sdk_verification(
+        &self,
+        id_sha256: &[u8; 32],
+        kind: SdkReportKind,
+        body: &str,
+        at_ms: i64,
+    ) -> Result<ReportOutcome, StoreError> {
+        let (body_col, at_col) = rows::sdk_report_columns(kind);
+        // One statement: the update happens only while the column is empty, and the
+        // row as it then stands says what became of this report.
+        let row: Option<(bool, Option<String>)> = sqlx::query_as(safe_sql(format!(
+            "WITH set AS (UPDATE sdk_verifications SET {body_col} = $2, {at_col} = $3 \
+             WHERE id_sha256 = $1 AND {body_col} IS NULL RETURNING 1) \
+             SELECT EXISTS (SELECT 1 FROM set), {body_col} FROM sdk_verifications \
+             WHERE id_sha256 = $1"
+        )))
+        .bind(id_sha256.as_slice())
+        .bind(body)
+        .bind(at_ms)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(match row {
+            Some((true, _)) => ReportOutcome::Recorded,
+            Some((false, first)) => crate::sdk_verifications::outcome_of(Some(first), body),
+            None => ReportOutcome::UnknownVerification,
+        })
+    }
+
+    async fn purge_sdk_verifications(&self, before_ms: i64) -> Result<u64, StoreError> {
+        self.purge_in_chunks(
+            "DELETE FROM sdk_verifications WHERE id_sha256 IN \
+             (SELECT id_sha256 FROM sdk_verifications WHERE created_at_ms < $1 \
+              ORDER BY created_at_ms LIMIT $2)",
+            before_ms,
+        )
+        .await
+    }
 }
 
 impl PostgresStore {
-    /// Runs `delete` (binding a time and [`PURGE_CHUNK`]) until it deletes less than a
-    /// chunk, one autocommitted statement each: no long transaction, and no log head
-    /// (a decision replaying a key being purged simply misses it, as it would a moment
-    /// later; a receipt row is read by id only). How many went.
     /// A one-row key table ([`crate::SINGLE_KEY_TABLES`]): the stored key, or
     /// `candidate` stored now if there is none.
     async fn single_key(
@@ -2423,6 +2490,10 @@ impl PostgresStore {
         })
     }
 
+    /// Runs `delete` (binding a time and [`PURGE_CHUNK`]) until it deletes less than a
+    /// chunk, one autocommitted statement each: no long transaction, and no log head
+    /// (a decision replaying a key being purged simply misses it, as it would a moment
+    /// later; a receipt row is read by id only). How many went.
     async fn purge_in_chunks(
         &self,
         delete: &'static str,

@@ -657,3 +657,49 @@ pub(crate) fn same_token_slot(
         Err(StoreError::Conflict(crate::ConflictKind::IdTaken))
     }
 }
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct SdkVerificationRow {
+    pub(crate) id_sha256: Vec<u8>,
+    pub(crate) audit_index: i64,
+    pub(crate) agent_id: String,
+    pub(crate) created_at_ms: i64,
+    pub(crate) result: Option<String>,
+    pub(crate) result_at_ms: Option<i64>,
+    pub(crate) execution: Option<String>,
+    pub(crate) execution_at_ms: Option<i64>,
+}
+
+impl SdkVerificationRow {
+    pub(crate) fn into_verification(self) -> Result<crate::SdkVerification, StoreError> {
+        let report = |body: Option<String>, at_ms: Option<i64>, what: &str| match (body, at_ms) {
+            (Some(body), Some(at_ms)) => Ok(Some(crate::SdkReport { body, at_ms })),
+            (None, None) => Ok(None),
+            _ => Err(corrupt(what)),
+        };
+        Ok(crate::SdkVerification {
+            record: crate::NewSdkVerification {
+                id_sha256: <[u8; 32]>::try_from(self.id_sha256.as_slice())
+                    .map_err(|_| corrupt("sdk verification id"))?,
+                audit_index: u64::try_from(self.audit_index)
+                    .map_err(|_| corrupt("sdk verification audit index"))?,
+                agent_id: parse_id(&self.agent_id, "sdk verification agent")?,
+                created_at_ms: self.created_at_ms,
+            },
+            result: report(self.result, self.result_at_ms, "sdk verification result")?,
+            execution: report(
+                self.execution,
+                self.execution_at_ms,
+                "sdk verification execution status",
+            )?,
+        })
+    }
+}
+
+/// The columns of a report kind (static text: never from a request).
+pub(crate) fn sdk_report_columns(kind: crate::SdkReportKind) -> (&'static str, &'static str) {
+    match kind {
+        crate::SdkReportKind::Result => ("result", "result_at_ms"),
+        crate::SdkReportKind::Execution => ("execution", "execution_at_ms"),
+    }
+}

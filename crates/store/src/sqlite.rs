@@ -53,6 +53,7 @@ use crate::{
     StatusSlot, StatusSubject, Store, StoreError, TokenRecord,
 };
 use crate::{EventAck, Webhook, WebhookFailure};
+use crate::{NewSdkVerification, ReportOutcome, SdkReportKind, SdkVerification};
 
 /// Name of the database file inside the data directory.
 const DB_FILE: &str = "bonafide.db";
@@ -2281,12 +2282,87 @@ impl Store for SqliteStore {
         )
         .await
     }
+
+    async fn record_sdk_verification(&self, v: &NewSdkVerification) -> Result<(), StoreError> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query(
+            "INSERT INTO sdk_verifications (id_sha256, audit_index, agent_id, created_at_ms) \
+             VALUES (?1, ?2, ?3, ?4)",
+        )
+        .bind(v.id_sha256.as_slice())
+        .bind(to_i64(v.audit_index)?)
+        .bind(v.agent_id.as_str())
+        .bind(v.created_at_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn sdk_verification(
+        &self,
+        id_sha256: &[u8; 32],
+    ) -> Result<Option<SdkVerification>, StoreError> {
+        sqlx::query_as::<_, rows::SdkVerificationRow>(
+            "SELECT id_sha256, audit_index, agent_id, created_at_ms, result, result_at_ms, \
+             execution, execution_at_ms FROM sdk_verifications WHERE id_sha256 = ?",
+        )
+        .bind(id_sha256.as_slice())
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db_err)?
+        .map(rows::SdkVerificationRow::into_verification)
+        .transpose()
+    }
+
+    async fn report_sdk_verification(
+        &self,
+        id_sha256: &[u8; 32],
+        kind: SdkReportKind,
+        body: &str,
+        at_ms: i64,
+    ) -> Result<ReportOutcome, StoreError> {
+        let (body_col, at_col) = rows::sdk_report_columns(kind);
+        let mut tx = self.write_tx().await?;
+        let set = sqlx::query(safe_sql(format!(
+            "UPDATE sdk_verifications SET {body_col} = ?2, {at_col} = ?3 \
+             WHERE id_sha256 = ?1 AND {body_col} IS NULL"
+        )))
+        .bind(id_sha256.as_slice())
+        .bind(body)
+        .bind(at_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let outcome = if set.rows_affected() > 0 {
+            ReportOutcome::Recorded
+        } else {
+            let first: Option<(Option<String>,)> = sqlx::query_as(safe_sql(format!(
+                "SELECT {body_col} FROM sdk_verifications WHERE id_sha256 = ?1"
+            )))
+            .bind(id_sha256.as_slice())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            crate::sdk_verifications::outcome_of(first.map(|(b,)| b), body)
+        };
+        tx.commit().await.map_err(db_err)?;
+        Ok(outcome)
+    }
+
+    async fn purge_sdk_verifications(&self, before_ms: i64) -> Result<u64, StoreError> {
+        self.purge_in_chunks(
+            "DELETE FROM sdk_verifications WHERE id_sha256 IN \
+             (SELECT id_sha256 FROM sdk_verifications WHERE created_at_ms < ? \
+              ORDER BY created_at_ms LIMIT ?)",
+            before_ms,
+        )
+        .await
+    }
 }
 
 impl SqliteStore {
-    /// Runs `delete` (binding a time and [`PURGE_CHUNK`]) until it deletes less than a
-    /// chunk, one short transaction each: the single writer is never held for long,
-    /// so verifies keep committing while a day's records are purged. How many went.
     /// A one-row key table ([`crate::SINGLE_KEY_TABLES`]): the stored key, or
     /// `candidate` stored now if there is none.
     async fn single_key(
@@ -2318,6 +2394,9 @@ impl SqliteStore {
         })
     }
 
+    /// Runs `delete` (binding a time and [`PURGE_CHUNK`]) until it deletes less than a
+    /// chunk, one short transaction each: the single writer is never held for long,
+    /// so verifies keep committing while a day's records are purged. How many went.
     async fn purge_in_chunks(
         &self,
         delete: &'static str,
