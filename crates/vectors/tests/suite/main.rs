@@ -11,7 +11,8 @@
 use std::collections::BTreeSet;
 
 use bonafide_core::dpop::{self, ProofCheck};
-use bonafide_core::keys::Jwks;
+use bonafide_core::httpsig;
+use bonafide_core::keys::{Jwk, Jwks, VerifyingKey};
 use bonafide_core::token::{self, AudienceRule, KeySet, VerifyOptions};
 use serde_json::Value;
 
@@ -74,6 +75,8 @@ fn the_core_passes_the_token_vectors() {
         let mut opts = VerifyOptions::for_issuer(v["issuer"].as_str().unwrap());
         opts.leeway_secs = v["leeway_secs"].as_i64().unwrap();
         opts.max_lifetime_secs = v["max_lifetime_secs"].as_i64();
+        opts.max_token_bytes = v["max_token_bytes"].as_u64().unwrap() as usize;
+        opts.json.max_depth = v["max_json_depth"].as_u64().unwrap() as usize;
         if let Some(a) = case["audience"].as_str() {
             opts.audience = AudienceRule::one(a);
         }
@@ -104,13 +107,15 @@ fn the_core_passes_the_dpop_vectors() {
     let token = v["access_token"].as_str().unwrap();
     let jkt = v["jkt"].as_str().unwrap();
     for case in v["cases"].as_array().unwrap() {
-        let check = ProofCheck::new(
+        let mut check = ProofCheck::new(
             case["htm"].as_str().unwrap(),
             case["htu"].as_str().unwrap(),
             jkt,
             token,
             now,
         );
+        check.max_age = v["max_age_secs"].as_i64().unwrap();
+        check.leeway = v["leeway_secs"].as_i64().unwrap();
         let got = dpop::verify(case["proof"].as_str().unwrap(), &check);
         let name = &case["name"];
         assert_eq!(
@@ -120,6 +125,86 @@ fn the_core_passes_the_dpop_vectors() {
         );
         if let Err(e) = got {
             assert_eq!(e.code(), case["expect"]["code"], "{name}");
+        }
+    }
+}
+
+/// A request of `httpsig.json` or `replays.json`: method, URL and headers.
+fn request(r: &Value) -> (String, String, Vec<(String, String)>) {
+    let headers = r["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p[0].as_str().unwrap().to_owned(),
+                p[1].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    (
+        r["method"].as_str().unwrap().to_owned(),
+        r["url"].as_str().unwrap().to_owned(),
+        headers,
+    )
+}
+
+/// The verifier settings of `httpsig.json`.
+fn httpsig_check(v: &Value, now: i64) -> httpsig::Check<'static> {
+    assert_eq!(v["required_tag"], httpsig::WEB_BOT_AUTH_TAG);
+    assert_eq!(v["required_components"], serde_json::json!(["@authority"]));
+    let mut check = httpsig::Check::web_bot_auth(now);
+    check.leeway = v["leeway_secs"].as_i64().unwrap();
+    check.max_age = v["max_age_secs"].as_i64().unwrap();
+    check.require_expires = v["require_expires"].as_bool().unwrap();
+    check.require_nonce = v["require_nonce"].as_bool().unwrap();
+    check
+}
+
+fn keys_by_id(v: &Value) -> impl Fn(&str) -> Option<VerifyingKey> + '_ {
+    move |keyid: &str| {
+        let jwk: Jwk = serde_json::from_value(v["keys"].get(keyid)?.clone()).ok()?;
+        VerifyingKey::from_jwk(&jwk).ok()
+    }
+}
+
+#[test]
+fn the_core_passes_the_message_signature_vectors() {
+    let v = read("httpsig.json");
+    let now = v["now"].as_i64().unwrap();
+    let check = httpsig_check(&v, now);
+    for case in v["cases"].as_array().unwrap() {
+        let name = &case["name"];
+        let (method, url, headers) = request(&case["request"]);
+        let msg = httpsig::Message::Request {
+            method: &method,
+            url: &url,
+            headers: &headers,
+        };
+        let got = httpsig::verify(&msg, &check, keys_by_id(&v));
+        let expect = &case["expect"];
+        match expect["valid"].as_bool().unwrap() {
+            true => {
+                let got = got.unwrap_or_else(|e| panic!("{name}: {e}"));
+                assert_eq!(got.keyid, expect["keyid"], "{name}");
+                assert_eq!(got.created, expect["created"], "{name}");
+                assert_eq!(got.nonce.as_deref(), expect["nonce"].as_str(), "{name}");
+                assert_eq!(
+                    serde_json::to_value(&got.covered).unwrap(),
+                    expect["covered"],
+                    "{name}"
+                );
+                assert_eq!(got.replay_until, expect["replay_until"], "{name}");
+                assert_eq!(
+                    httpsig::signature_base(&msg, &got.label).unwrap(),
+                    expect["signature_base"].as_str().unwrap(),
+                    "{name}"
+                );
+            }
+            false => {
+                assert!(got.is_err(), "{name}: accepted");
+                assert_eq!(expect["code"], "PROOF_INVALID", "{name}");
+            }
         }
     }
 }
