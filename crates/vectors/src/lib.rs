@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 mod dpop;
 mod httpsig;
 mod policies;
+mod replays;
 mod tokens;
 
 /// Something went wrong making a vector: a bug in the generator or a disagreement
@@ -64,7 +65,12 @@ pub fn repo_root() -> PathBuf {
 
 /// Every vector file, in a fixed order.
 pub fn generate() -> Result<Vec<VectorFile>, VectorError> {
-    let mut files = vec![tokens::file()?, dpop::file()?, httpsig::file()?];
+    let mut files = vec![
+        tokens::file()?,
+        dpop::file()?,
+        httpsig::file()?,
+        replays::file()?,
+    ];
     files.extend(policies::files(&repo_root())?);
     Ok(files)
 }

@@ -208,3 +208,64 @@ fn the_core_passes_the_message_signature_vectors() {
         }
     }
 }
+
+#[test]
+fn the_core_passes_the_replay_sequences() {
+    let v = read("replays.json");
+    let token = v["access_token"].as_str().unwrap();
+    let jkt = v["jkt"].as_str().unwrap();
+    for seq in v["sequences"].as_array().unwrap() {
+        let name = &seq["name"];
+        // The verifier's memory: (kind, key, id) → last second it is kept.
+        let mut seen: std::collections::HashMap<(String, String, String), i64> = Default::default();
+        for step in seq["steps"].as_array().unwrap() {
+            let now = step["now"].as_i64().unwrap();
+            let verified = match step["kind"].as_str().unwrap() {
+                "dpop" => {
+                    let mut check = ProofCheck::new(
+                        step["htm"].as_str().unwrap(),
+                        step["htu"].as_str().unwrap(),
+                        jkt,
+                        token,
+                        now,
+                    );
+                    check.max_age = v["max_age_secs"].as_i64().unwrap();
+                    check.leeway = v["leeway_secs"].as_i64().unwrap();
+                    dpop::verify(step["proof"].as_str().unwrap(), &check)
+                        .map(|p| ("dpop", p.jkt, p.jti, p.replay_until))
+                        .map_err(|e| e.code())
+                }
+                _ => {
+                    let (method, url, headers) = request(&step["request"]);
+                    let msg = httpsig::Message::Request {
+                        method: &method,
+                        url: &url,
+                        headers: &headers,
+                    };
+                    let mut check = httpsig::Check::web_bot_auth(now);
+                    check.max_age = v["max_age_secs"].as_i64().unwrap();
+                    check.leeway = v["leeway_secs"].as_i64().unwrap();
+                    check.require_nonce = true;
+                    httpsig::verify(&msg, &check, keys_by_id(&v))
+                        .map(|s| ("httpsig", s.keyid, s.nonce.unwrap(), s.replay_until))
+                        .map_err(|_| "PROOF_INVALID")
+                }
+            };
+            let got = match verified {
+                Err(code) => Some(code),
+                Ok((kind, key, id, until)) => {
+                    let k = (kind.to_owned(), key, id);
+                    match seen.get(&k) {
+                        Some(&kept) if now <= kept => Some("REPLAY"),
+                        _ => {
+                            seen.insert(k, until);
+                            None
+                        }
+                    }
+                }
+            };
+            assert_eq!(got, step["expect"]["code"].as_str(), "{name} at {now}");
+            assert_eq!(got.is_none(), step["expect"]["valid"].as_bool().unwrap());
+        }
+    }
+}
