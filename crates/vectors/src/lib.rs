@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 mod dpop;
 mod httpsig;
 mod policies;
+mod receipts;
 mod replays;
+mod status_lists;
 mod tokens;
 
 /// Something went wrong making a vector: a bug in the generator or a disagreement
@@ -70,6 +72,8 @@ pub fn generate() -> Result<Vec<VectorFile>, VectorError> {
         dpop::file()?,
         httpsig::file()?,
         replays::file()?,
+        status_lists::file()?,
+        receipts::file()?,
     ];
     files.extend(policies::files(&repo_root())?);
     Ok(files)

@@ -269,3 +269,124 @@ fn the_core_passes_the_replay_sequences() {
         }
     }
 }
+
+#[test]
+fn the_core_passes_the_receipt_vectors() {
+    use bonafide_core::receipt::{self, RequestFacts};
+    let v = read("receipts.json");
+    let jwks: Jwks = serde_json::from_value(v["jwks"].clone()).unwrap();
+    let keys = KeySet::from_jwks(&jwks).unwrap();
+    for case in v["cases"].as_array().unwrap() {
+        let name = &case["name"];
+        let got = receipt::verify(case["receipt"].as_str().unwrap(), &keys);
+        let expect = &case["expect"];
+        if !expect["valid"].as_bool().unwrap() {
+            assert!(got.is_err(), "{name}: accepted");
+            continue;
+        }
+        let claims = got.unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(
+            serde_json::to_value(&claims).unwrap(),
+            expect["claims"],
+            "{name}"
+        );
+        if let Some(request) = case.get("request") {
+            let facts = RequestFacts::from_request_json(request.to_string().as_bytes()).unwrap();
+            assert_eq!(
+                String::from_utf8(facts.canonical()).unwrap(),
+                expect["request_canonical"].as_str().unwrap(),
+                "{name}"
+            );
+            assert_eq!(facts.sha256_hex(), expect["request_sha256"], "{name}");
+            assert_eq!(
+                receipt::check_request(&claims, &facts).is_ok(),
+                expect["request_matches"].as_bool().unwrap(),
+                "{name}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_core_passes_the_status_list_vectors() {
+    use bonafide_core::status_list;
+    let v = read("status_lists.json");
+    let now = v["now"].as_i64().unwrap();
+    let leeway = v["leeway_secs"].as_i64().unwrap();
+    let token_keys =
+        KeySet::from_jwks(&serde_json::from_value(v["jwks"].clone()).unwrap()).unwrap();
+    let list_keys =
+        KeySet::from_jwks(&serde_json::from_value(v["status_list_jwks"].clone()).unwrap()).unwrap();
+    let lists = v["lists"].as_array().unwrap();
+    for l in lists {
+        let name = &l["name"];
+        let got = status_list::verify(
+            l["token"].as_str().unwrap(),
+            &list_keys,
+            l["uri"].as_str().unwrap(),
+            now,
+            leeway,
+        );
+        match l["expect"]["valid"].as_bool().unwrap() {
+            false => assert!(got.is_err(), "{name}: accepted"),
+            true => {
+                let (_, list) = got.unwrap_or_else(|e| panic!("{name}: {e}"));
+                assert_eq!(list.bits().get(), l["expect"]["bits"], "{name}");
+                let statuses = l["expect"]["statuses"].as_array().unwrap();
+                assert_eq!(list.len(), statuses.len() as u64, "{name}");
+                for (i, want) in statuses.iter().enumerate() {
+                    let got = list.get(i as u64).unwrap();
+                    let value = match want.as_str() {
+                        Some("valid") => 0,
+                        Some("revoked") => 1,
+                        Some("suspended") => 2,
+                        _ => want.as_u64().unwrap() as u8,
+                    };
+                    assert_eq!(got.value(), value, "{name} entry {i}");
+                }
+            }
+        }
+    }
+    for case in v["cases"].as_array().unwrap() {
+        let name = &case["name"];
+        let mut opts = VerifyOptions::for_issuer(v["issuer"].as_str().unwrap());
+        opts.leeway_secs = leeway;
+        let t = token::verify(case["token"].as_str().unwrap(), &token_keys, &opts, now).unwrap();
+        let entry = t
+            .claims
+            .status
+            .as_ref()
+            .and_then(|s| s.status_list.as_ref());
+        let got: Result<&str, String> = match entry {
+            None => Ok("unchecked"),
+            Some(r) => {
+                let served = lists.iter().find(|l| l["name"] == case["list"]).unwrap();
+                match status_list::verify(
+                    served["token"].as_str().unwrap(),
+                    &list_keys,
+                    &r.uri,
+                    now,
+                    leeway,
+                ) {
+                    Err(_) => Err("STATUS_LIST_UNAVAILABLE".into()),
+                    Ok((_, list)) => match list.get(r.idx) {
+                        Err(_) => Err("TOKEN_INVALID".into()),
+                        Ok(s) => s
+                            .check()
+                            .map(|()| "valid")
+                            .map_err(|e| e.code().as_str().to_owned()),
+                    },
+                }
+            }
+        };
+        let expect = &case["expect"];
+        match expect["valid"].as_bool().unwrap() {
+            true => assert_eq!(got, Ok(expect["status"].as_str().unwrap()), "{name}"),
+            false => assert_eq!(
+                got,
+                Err(expect["code"].as_str().unwrap().to_owned()),
+                "{name}"
+            ),
+        }
+    }
+}
