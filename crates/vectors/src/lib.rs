@@ -11,6 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
+mod delegation;
 mod dpop;
 mod httpsig;
 mod policies;
@@ -72,6 +73,7 @@ pub fn generate() -> Result<Vec<VectorFile>, VectorError> {
         dpop::file()?,
         httpsig::file()?,
         replays::file()?,
+        delegation::file()?,
         status_lists::file()?,
         receipts::file()?,
     ];

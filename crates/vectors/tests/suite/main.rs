@@ -390,3 +390,102 @@ fn the_core_passes_the_status_list_vectors() {
         }
     }
 }
+
+#[test]
+fn the_core_passes_the_delegation_vectors() {
+    use bonafide_core::delegation::{self, DelegationError, Issue, Request};
+    use bonafide_core::token::{AgentClaims, Revoked, TokenError};
+    let v = read("delegation.json");
+    let now = v["now"].as_i64().unwrap();
+    let max_depth = v["max_depth"].as_u64().unwrap() as usize;
+    for e in v["exchanges"].as_array().unwrap() {
+        let name = &e["name"];
+        let parent: AgentClaims = serde_json::from_value(e["parent"].clone()).unwrap();
+        let r = &e["request"];
+        let req = Request {
+            scopes: serde_json::from_value(r["scopes"].clone()).unwrap(),
+            audience: serde_json::from_value(r["audience"].clone()).unwrap(),
+            exp: r["exp"].as_i64().unwrap(),
+            policy: (!r["policy"].is_null())
+                .then(|| bonafide_core::policy::Policy::from_value(r["policy"].clone()).unwrap()),
+            cnf: serde_json::from_value(r["cnf"].clone()).unwrap(),
+        };
+        let issue = Issue {
+            iss: e["issue"]["iss"].as_str().unwrap().to_owned(),
+            jti: serde_json::from_value(e["issue"]["jti"].clone()).unwrap(),
+            iat: e["issue"]["iat"].as_i64().unwrap(),
+        };
+        let actor = serde_json::from_value(e["actor"].clone()).unwrap();
+        let got = delegation::child_claims(&parent, None, &actor, &req, issue, max_depth);
+        let expect = &e["expect"];
+        match got {
+            Ok(child) => {
+                assert!(expect["valid"].as_bool().unwrap(), "{name}: minted");
+                assert_eq!(
+                    serde_json::to_value(child).unwrap(),
+                    expect["claims"],
+                    "{name}"
+                );
+            }
+            Err(DelegationError::Widens(w)) => {
+                assert_eq!(expect["code"], "DELEGATION_WIDENS", "{name}");
+                assert_eq!(
+                    serde_json::json!(w.dimensions()),
+                    expect["widened"],
+                    "{name}"
+                );
+            }
+            Err(DelegationError::ActorInChain(_)) => {
+                assert_eq!(expect["code"], "DELEGATION_LOOP", "{name}")
+            }
+            Err(DelegationError::Scope(_)) => assert_eq!(expect["code"], "SCOPE_INVALID", "{name}"),
+            Err(other) => panic!("{name}: {other}"),
+        }
+    }
+    let keys = KeySet::from_jwks(&serde_json::from_value(v["jwks"].clone()).unwrap()).unwrap();
+    let listed =
+        |case: &Value, set: &str, id: &str| case[set].as_array().unwrap().iter().any(|x| x == id);
+    for case in v["tokens"].as_array().unwrap() {
+        let name = &case["name"];
+        let mut opts = VerifyOptions::for_issuer(v["issuer"].as_str().unwrap());
+        opts.audience = AudienceRule::one(v["audience"].as_str().unwrap());
+        let got = token::verify(case["token"].as_str().unwrap(), &keys, &opts, now).and_then(|t| {
+            let c = t.claims;
+            let chain: Vec<String> = delegation::chain(&c)
+                .iter()
+                .map(|a| a.as_str().to_owned())
+                .collect();
+            if std::iter::once(&c.jti)
+                .chain(c.ancestor_jtis.iter().flatten())
+                .any(|j| listed(case, "revoked_jtis", j.as_str()))
+            {
+                return Err(TokenError::Revoked(Revoked::Token));
+            }
+            if chain.iter().any(|a| listed(case, "revoked_agents", a)) {
+                return Err(TokenError::Revoked(Revoked::Agent));
+            }
+            if chain.iter().any(|a| listed(case, "suspended_agents", a)) {
+                return Err(TokenError::Suspended);
+            }
+            Ok((c.sub.as_str().to_owned(), chain))
+        });
+        let expect = &case["expect"];
+        match expect["valid"].as_bool().unwrap() {
+            true => {
+                let (sub, chain) = got.unwrap_or_else(|e| panic!("{name}: {e}"));
+                assert_eq!(sub, expect["sub"].as_str().unwrap(), "{name}");
+                assert_eq!(serde_json::json!(chain), expect["chain"], "{name}");
+                assert_eq!(
+                    chain.last().unwrap(),
+                    expect["actor"].as_str().unwrap(),
+                    "{name}"
+                );
+            }
+            false => assert_eq!(
+                got.err().map(|e| e.code().as_str()),
+                expect["code"].as_str(),
+                "{name}"
+            ),
+        }
+    }
+}
