@@ -11,8 +11,13 @@
 
 use std::path::{Path, PathBuf};
 
+mod delegation;
 mod dpop;
+mod httpsig;
 mod policies;
+mod receipts;
+mod replays;
+mod status_lists;
 mod tokens;
 
 /// Something went wrong making a vector: a bug in the generator or a disagreement
@@ -63,7 +68,15 @@ pub fn repo_root() -> PathBuf {
 
 /// Every vector file, in a fixed order.
 pub fn generate() -> Result<Vec<VectorFile>, VectorError> {
-    let mut files = vec![tokens::file()?, dpop::file()?];
+    let mut files = vec![
+        tokens::file()?,
+        dpop::file()?,
+        httpsig::file()?,
+        replays::file()?,
+        delegation::file()?,
+        status_lists::file()?,
+        receipts::file()?,
+    ];
     files.extend(policies::files(&repo_root())?);
     Ok(files)
 }
@@ -114,4 +127,50 @@ pub(crate) fn raw_jws(
     out.push('.');
     out.push_str(&b64::encode(&sig));
     Ok(out)
+}
+
+/// A compact JWS over header and payload given as exact JSON text (to carry what a
+/// JSON serialiser would not write: a duplicate member, a chosen order), signed by
+/// `key`.
+pub(crate) fn raw_jws_text(
+    key: &bonafide_core::keys::SigningKey,
+    header: &str,
+    payload: &str,
+    case: &str,
+) -> Result<String, VectorError> {
+    use bonafide_core::b64;
+    let mut out = b64::encode(header.as_bytes());
+    out.push('.');
+    out.push_str(&b64::encode(payload.as_bytes()));
+    let sig = key.sign(out.as_bytes()).map_err(|e| VectorError::Build {
+        case: case.to_owned(),
+        message: e.to_string(),
+    })?;
+    out.push('.');
+    out.push_str(&b64::encode(&sig));
+    Ok(out)
+}
+
+/// The public JWK of `key` as JSON (`kty`, `crv`, `x`, `kid` …).
+pub(crate) fn public_jwk(
+    key: &bonafide_core::keys::SigningKey,
+) -> Result<serde_json::Value, VectorError> {
+    serde_json::to_value(key.verifying_key().jwk()).map_err(|e| VectorError::Build {
+        case: format!("jwk {}", key.kid()),
+        message: e.to_string(),
+    })
+}
+
+/// The private JWK of an Ed25519 key made by [`ed25519`] (RFC 8037 §2: `d` is the
+/// 32-byte seed, base64url), for vectors where an implementation must sign.
+pub(crate) fn private_jwk(
+    key: &bonafide_core::keys::SigningKey,
+) -> Result<serde_json::Value, VectorError> {
+    let mut jwk = public_jwk(key)?;
+    let seed = key.ed25519_seed().ok_or_else(|| VectorError::Build {
+        case: format!("jwk {}", key.kid()),
+        message: "not an Ed25519 key".into(),
+    })?;
+    jwk["d"] = serde_json::Value::from(bonafide_core::b64::encode(&seed));
+    Ok(jwk)
 }
