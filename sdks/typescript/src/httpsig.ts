@@ -628,3 +628,18 @@ export async function contentDigest(body: Uint8Array): Promise<string> {
   const d = new Uint8Array(await crypto.subtle.digest("SHA-256", body as Uint8Array<ArrayBuffer>));
   return `sha-256=:${b64.encodeStandard(d)}:`;
 }
+
+/** The signature base (RFC 9421 §2.5) of the `Signature-Input` member `label`, for diagnostics and vectors. */
+export function signatureBase(msg: SigMessage, label: string): string {
+  const r = new Resolved(msg, DEFAULT_MAX_HEADER_BYTES);
+  if (r.signatureInput === "") throw new HttpSigError("missing `Signature-Input` header", "missing_header");
+  const entry = parseDictionary(r.signatureInput, "Signature-Input").find((e) => e.key === label);
+  if (!entry) throw new HttpSigError(`no \`${shown(label)}\` member in \`Signature-Input\``);
+  if (entry.member.t !== "inner") throw new HttpSigError(`\`Signature-Input\` member \`${entry.key}\` is not an inner list`);
+  const canonical = serInner(entry.member.items, entry.member.params);
+  if (canonical !== r.signatureInput.slice(entry.text[0], entry.text[1])) {
+    throw new HttpSigError(`\`Signature-Input\` member \`${entry.key}\` is not canonically serialized (RFC 8941 §4.1)`);
+  }
+  coveredComponents(entry.member.items);
+  return buildBase(r, entry.member.items, canonical);
+}

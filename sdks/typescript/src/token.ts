@@ -5,7 +5,7 @@
 
 import { invalid, VerifyError } from "./errors.js";
 import { isId } from "./ids.js";
-import { isObject, type JsonObject, type JsonValue } from "./json.js";
+import { DEFAULT_MAX_DEPTH, isObject, type JsonObject, type JsonValue } from "./json.js";
 import { ALL_ALGS, JwsError, open } from "./jws.js";
 import { type Jwks, KeyError, VerifyingKey } from "./keys.js";
 import { Policy, PolicyError } from "./policy/index.js";
@@ -101,6 +101,8 @@ export interface VerifyOptions {
   maxTokenBytes?: number;
   /** Longest lifetime (`exp` − `iat`) accepted. Default 30 days. */
   maxLifetimeSecs?: number;
+  /** Deepest JSON nesting of header and claims (the claims object counts as 1). Default 16. */
+  maxJsonDepth?: number;
   /** Skip the time checks (only to identify a genuine token). */
   skipTimes?: boolean;
 }
@@ -130,7 +132,7 @@ export class UnknownKid extends VerifyError {
 export async function verifyToken(token: string, keys: KeySet, opts: VerifyOptions, nowSecs: number): Promise<AgentClaims> {
   let claims: JsonObject;
   try {
-    const opened = await open(token, { ...RULES, maxBytes: opts.maxTokenBytes ?? DEFAULT_MAX_TOKEN_BYTES }, (h) => {
+    const opened = await open(token, { ...RULES, maxBytes: opts.maxTokenBytes ?? DEFAULT_MAX_TOKEN_BYTES, maxDepth: opts.maxJsonDepth ?? DEFAULT_MAX_DEPTH }, (h) => {
       const key = keys.get(h.kid);
       if (!key) throw new UnknownKid(h.kid);
       return key;

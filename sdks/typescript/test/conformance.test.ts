@@ -11,7 +11,8 @@ import { CONFORMANCE_RUNNERS } from "./conformance-runners.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 // build/test/ → sdks/typescript/ → repository root.
-const ROOT = join(here, "..", "..", "..", "..", "conformance");
+// BONAFIDE_CONFORMANCE_DIR points at another copy (a branch's vectors not merged yet).
+const ROOT = process.env.BONAFIDE_CONFORMANCE_DIR ?? join(here, "..", "..", "..", "..", "conformance");
 
 function files(dir: string): string[] {
   const out: string[] = [];
