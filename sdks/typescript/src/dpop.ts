@@ -118,13 +118,13 @@ export async function verifyProof(proof: string, check: ProofCheck, known?: Veri
   const athV = claims.ath;
   if (athV !== undefined && typeof athV !== "string") throw new DpopError("DPoP proof claim `ath` is invalid");
   if (htm !== check.htm) throw new DpopError("DPoP proof `htm` does not match the request method");
-  const want = normalizeHtu(check.htu);
+  const want = normalizedCached(check.htu);
   if (normalizeHtu(htu) !== want) throw new DpopError("DPoP proof `htu` does not match the request URI");
   if (iat < check.now - maxAge || iat > check.now + leeway) {
     throw new DpopError(`DPoP proof \`iat\` ${iat} is outside the accepted window around ${check.now}`);
   }
   if (athV === undefined) throw new DpopError("DPoP proof has no `ath` claim");
-  if (!ctEqual(athV, await accessTokenHash(check.accessToken))) {
+  if (!ctEqual(athV, await athCached(check.accessToken))) {
     throw new DpopError("DPoP proof `ath` does not match the access token");
   }
   return { jti, iat, alg: header.alg, jkt: key.kid, replayUntil: iat + maxAge, key };
@@ -137,6 +137,32 @@ function stringClaim(claims: JsonObject, name: string, max: number): string {
   if (v === undefined) throw new DpopError(`DPoP proof has no \`${name}\` claim`);
   if (typeof v !== "string" || v.length === 0 || new TextEncoder().encode(v).length > max) {
     throw new DpopError(`DPoP proof claim \`${name}\` is invalid`);
+  }
+  return v;
+}
+
+// The receiver's own URLs and the tokens it sees repeat: their normal form and hash are
+// kept (bounded maps, emptied when full), so a proof costs one signature check.
+const htuCache = new Map<string, string>();
+const athCache = new Map<string, string>();
+const MEMO_MAX = 4096;
+
+function normalizedCached(url: string): string {
+  let v = htuCache.get(url);
+  if (v === undefined) {
+    v = normalizeHtu(url);
+    if (htuCache.size >= MEMO_MAX) htuCache.clear();
+    htuCache.set(url, v);
+  }
+  return v;
+}
+
+async function athCached(token: string): Promise<string> {
+  let v = athCache.get(token);
+  if (v === undefined) {
+    v = await accessTokenHash(token);
+    if (athCache.size >= MEMO_MAX) athCache.clear();
+    athCache.set(token, v);
   }
   return v;
 }

@@ -201,14 +201,15 @@ export type KeyLookup = (header: Protected) => VerifyingKey | Promise<VerifyingK
 
 /** Cache of headers already checked, by their exact base64url text (Bonafide writes few). */
 const headerCache = new Map<string, Protected>();
-const HEADER_CACHE_MAX = 256;
+const HEADER_CACHE_MAX = 1024;
 
 /** Opens a compact JWS of the kind `rules` describes with the key `lookup` chooses. */
 export async function open(jws: string, rules: Rules, lookup: KeyLookup): Promise<Opened> {
   const compact = split(jws, rules.maxBytes);
   // A header seen before (same bytes, same rules) passed the same checks: its result
-  // is reused. Embedded-key headers (DPoP) vary per agent and are not cached.
-  const cacheKey = rules.keyFrom === "kid" ? `${rules.typ.expected}|${rules.typ.orAbsent ? 1 : 0}|${rules.algs.join(",")}|${compact.header}` : "";
+  // is reused (a registry writes few headers; an agent's DPoP header is the same for
+  // every proof it makes with one key). The cache is bounded and emptied when full.
+  const cacheKey = `${rules.keyFrom}|${rules.typ.expected}|${rules.typ.orAbsent ? 1 : 0}|${rules.algs.join(",")}|${rules.maxDepth ?? DEFAULT_MAX_DEPTH}|${compact.header}`;
   let header = cacheKey ? headerCache.get(cacheKey) : undefined;
   if (!header) {
     header = checkHeader(compact.header, rules);

@@ -9,7 +9,7 @@ import { normalizeHtu, verifyProof } from "../src/dpop.js";
 import { verifySignature } from "../src/httpsig.js";
 import { canonicalize, JsonError, JsonFloat, parse } from "../src/json.js";
 import { VerifyingKey } from "../src/keys.js";
-import { Policy, PolicyError } from "../src/policy/index.js";
+import { Policy, type PolicyError } from "../src/policy/index.js";
 import { Receiver, Rejection } from "../src/receiver.js";
 import { ReplayCache } from "../src/replay.js";
 import { StatusList } from "../src/statuslist.js";
