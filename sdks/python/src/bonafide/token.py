@@ -170,6 +170,7 @@ class VerifyOptions:
     leeway_secs: int = DEFAULT_LEEWAY_SECS
     max_token_bytes: int = DEFAULT_MAX_TOKEN_BYTES
     max_lifetime_secs: int | None = DEFAULT_MAX_LIFETIME_SECS
+    max_json_depth: int = 16
 
 
 class KeySet:
@@ -225,6 +226,7 @@ def verify(token: str, keys: KeySet, opts: VerifyOptions, now: int) -> dict[str,
             typ=AGENT_TOKEN_TYP,
             key_for=_key_for(keys),
             max_bytes=opts.max_token_bytes,
+            max_depth=opts.max_json_depth,
             known=keys.headers,
         )
     except jws.JwsError as e:
