@@ -154,6 +154,16 @@ def sign(
     return signing_input + "." + b64url_encode(key.sign(signing_input.encode()))
 
 
+def proof_key(proof: str) -> PublicKey | None:
+    """The key a proof's `jwk` header carries (for a cache of keys by thumbprint; call
+    it only for a proof that verified), or None."""
+    try:
+        header = jws.check_header(jws.split(proof, DEFAULT_MAX_PROOF_BYTES)[0], typ=DPOP_TYP, embedded_jwk=True)
+        return PublicKey.from_jwk(header.jwk) if header.jwk is not None else None
+    except (jws.JwsError, KeyError_):
+        return None
+
+
 class HtuError(DpopError):
     pass
 

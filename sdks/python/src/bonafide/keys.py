@@ -65,6 +65,7 @@ def thumbprint(jwk: Mapping[str, Any]) -> str:
     """RFC 7638 SHA-256 thumbprint, base64url."""
     check_jwk_shape(jwk)
     kty = jwk["kty"]
+    members: tuple[str, ...]
     if kty == "RSA":
         members = ("e", "kty", "n")
     elif kty == "EC":
@@ -205,13 +206,13 @@ def _public_jwk(key: Any) -> dict[str, str]:
             "y": b64url_encode(nums.y.to_bytes(32, "big")),
         }
     if isinstance(key, rsa.RSAPublicKey):
-        nums = key.public_numbers()
-        n_len = (nums.n.bit_length() + 7) // 8
-        e_len = (nums.e.bit_length() + 7) // 8
+        rsa_nums = key.public_numbers()
+        n_len = (rsa_nums.n.bit_length() + 7) // 8
+        e_len = (rsa_nums.e.bit_length() + 7) // 8
         return {
             "kty": "RSA",
-            "n": b64url_encode(nums.n.to_bytes(n_len, "big")),
-            "e": b64url_encode(nums.e.to_bytes(e_len, "big")),
+            "n": b64url_encode(rsa_nums.n.to_bytes(n_len, "big")),
+            "e": b64url_encode(rsa_nums.e.to_bytes(e_len, "big")),
         }
     raise KeyError_("not an Ed25519, P-256 or RSA key")
 

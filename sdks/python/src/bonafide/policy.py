@@ -839,7 +839,7 @@ class _Walk:
                     else:
                         mask |= 1 << DAYS.index(day)
                 days = mask if ok else _Fail
-        clock = {}
+        clock: dict[str, Any] = {}
         for key in ("start", "end"):
             p = self.join(path, key)
             if key not in m:
