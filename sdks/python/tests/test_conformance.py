@@ -1,0 +1,249 @@
+"""Every conformance vector of the repository (`conformance/`, found from this file),
+run against this SDK. A file, or a member of a file or case, that this test does not
+know fails it: a new vector can never be skipped silently."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bonafide import dpop, httpsig, token
+from bonafide.errors import TokenError
+from bonafide.keys import PrivateKey, PublicKey
+from bonafide.policy import Policy, Resource, money_from_json, parse_instant
+
+ROOT = Path(__file__).resolve().parents[3] / "conformance"
+
+
+def _only(what: str, found: dict[str, Any], known: set[str]) -> None:
+    unknown = set(found) - known
+    assert not unknown, f"{what}: members this SDK's conformance test does not know: {sorted(unknown)}"
+
+
+def run_tokens(doc: dict[str, Any], case: dict[str, Any]) -> None:
+    _only(
+        "tokens.json",
+        doc,
+        {
+            "cases",
+            "description",
+            "issuer",
+            "jwks",
+            "leeway_secs",
+            "max_lifetime_secs",
+            "now",
+            "max_json_depth",
+            "max_token_bytes",
+        },
+    )
+    _only(case["name"], case, {"audience", "expect", "name", "rule", "token"})
+    keys = token.KeySet.from_jwks(doc["jwks"])
+    opts = token.VerifyOptions(
+        issuers=(doc["issuer"],),
+        audience=(case["audience"],) if case["audience"] is not None else None,
+        leeway_secs=doc["leeway_secs"],
+        max_lifetime_secs=doc["max_lifetime_secs"],
+        max_token_bytes=doc.get("max_token_bytes", token.DEFAULT_MAX_TOKEN_BYTES),
+        max_json_depth=doc.get("max_json_depth", 16),
+    )
+    expect = case["expect"]
+    if expect["valid"]:
+        _only(case["name"] + ".expect", expect, {"valid", "sub", "scopes"})
+        claims = token.verify(case["token"], keys, opts, doc["now"])
+        assert claims["sub"] == expect["sub"]
+        assert claims["agent"]["scopes"] == expect["scopes"]
+    else:
+        _only(case["name"] + ".expect", expect, {"valid", "code"})
+        with pytest.raises(TokenError) as e:
+            token.verify(case["token"], keys, opts, doc["now"])
+        assert e.value.code == expect["code"], e.value.message
+
+
+def run_dpop(doc: dict[str, Any], case: dict[str, Any]) -> None:
+    _only(
+        "dpop.json",
+        doc,
+        {"access_token", "agent_jwk", "cases", "description", "jkt", "leeway_secs", "max_age_secs", "now"},
+    )
+    _only(case["name"], case, {"expect", "htm", "htu", "name", "proof"})
+    kw: dict[str, Any] = dict(
+        htm=case["htm"],
+        htu=case["htu"],
+        jkt=doc["jkt"],
+        access_token=doc["access_token"],
+        now=doc["now"],
+        max_age=doc["max_age_secs"],
+        leeway=doc["leeway_secs"],
+    )
+    expect = case["expect"]
+    if expect["valid"]:
+        _only(case["name"] + ".expect", expect, {"valid"})
+        v = dpop.verify(case["proof"], **kw)
+        assert v.jkt == doc["jkt"]
+        assert v.replay_until == v.iat + doc["max_age_secs"]
+        # The same proof with the bound key already parsed (the receiver's cache).
+        key = dpop.proof_key(case["proof"])
+        assert key is not None and key.kid == doc["jkt"]
+        assert dpop.verify(case["proof"], known_key=key, **kw) == v
+    else:
+        _only(case["name"] + ".expect", expect, {"valid", "code", "why"})
+        with pytest.raises(TokenError) as e:
+            dpop.verify(case["proof"], **kw)
+        assert e.value.code == expect["code"], e.value.message
+    if "agent_jwk" in doc and case["name"] == "valid":
+        # A proof this SDK signs with the vectors' agent key verifies the same way.
+        signer = PrivateKey.from_ed25519_seed(_b64(doc["agent_jwk"]["d"]))
+        assert signer.kid == doc["jkt"]
+        mine = dpop.sign(signer, htm=case["htm"], htu=case["htu"], access_token=doc["access_token"], iat=doc["now"])
+        dpop.verify(mine, **kw)
+
+
+def _b64(text: str) -> bytes:
+    from bonafide._b64 import b64url_decode
+
+    return b64url_decode(text)
+
+
+def run_httpsig(doc: dict[str, Any], case: dict[str, Any]) -> None:
+    _only(
+        "httpsig.json",
+        doc,
+        {
+            "agent_jwk",
+            "cases",
+            "description",
+            "keys",
+            "leeway_secs",
+            "max_age_secs",
+            "now",
+            "require_expires",
+            "require_nonce",
+            "required_components",
+            "required_tag",
+        },
+    )
+    _only(case["name"], case, {"expect", "name", "request"})
+    keys = {kid: PublicKey.from_jwk(jwk) for kid, jwk in doc["keys"].items()}
+    req = case["request"]
+    _only(case["name"] + ".request", req, {"headers", "method", "url"})
+    headers = [(h[0], h[1]) for h in req["headers"]]
+    kw: dict[str, Any] = dict(
+        method=req["method"],
+        url=req["url"],
+        headers=headers,
+        key_for=keys.get,
+        now=doc["now"],
+        leeway=doc["leeway_secs"],
+        max_age=doc["max_age_secs"],
+        required_tag=doc["required_tag"],
+        required_components=doc["required_components"],
+        require_expires=doc["require_expires"],
+        require_nonce=doc["require_nonce"],
+    )
+    expect = case["expect"]
+    if expect["valid"]:
+        _only(
+            case["name"] + ".expect",
+            expect,
+            {"valid", "covered", "created", "expires", "keyid", "label", "nonce", "replay_until", "signature_base"},
+        )
+        v = httpsig.verify(**kw)
+        got = dict(
+            covered=list(v.covered),
+            created=v.created,
+            expires=v.expires,
+            keyid=v.keyid,
+            label=v.label,
+            nonce=v.nonce,
+            replay_until=v.replay_until,
+        )
+        assert got == {k: expect[k] for k in got}
+        base = httpsig.signature_base(method=req["method"], url=req["url"], headers=headers, label=v.label)
+        assert base == expect["signature_base"]
+    else:
+        _only(case["name"] + ".expect", expect, {"valid", "code", "why"})
+        with pytest.raises(TokenError) as e:
+            httpsig.verify(**kw)
+        assert e.value.code == expect["code"], e.value.message
+
+
+def run_policy(doc: dict[str, Any], case: dict[str, Any]) -> None:
+    _only("policy file", doc, {"cases", "description", "policy"})
+    _only(case["name"], case, {"allowed", "name", "now", "reasons", "remaining", "request", "spend_key", "spent"})
+    policy = Policy.from_value(doc["policy"])
+    req = case["request"]
+    _only(case["name"] + ".request", req, {"action", "resource", "amount", "currency"})
+    resource = Resource(req["resource"]["type"], req["resource"]["id"]) if "resource" in req else None
+    assert ("amount" in req) == ("currency" in req), "amount and currency go together"
+    money = money_from_json(req["amount"], req["currency"]) if "amount" in req else None
+    d = policy.evaluate(
+        action=req["action"],
+        resource=resource,
+        money=money,
+        now=parse_instant(case["now"]),
+        spent_in_period=Decimal(case.get("spent", "0")),
+    )
+    assert d.allowed == case["allowed"], d.message
+    assert d.codes == case["reasons"], d.message
+    assert d.allowed == (not d.reasons)
+    if "remaining" in case:
+        assert (d.remaining.to_json() if d.remaining else None) == case["remaining"]
+    if "spend_key" in case:
+        assert (d.spend.period.key if d.spend else None) == case["spend_key"]
+    if d.spend is not None:
+        assert d.allowed and money is not None and d.spend.amount == money.amount
+
+
+Runner = Callable[[dict[str, Any], dict[str, Any]], None]
+
+
+def runner_for(rel: str) -> Runner | None:
+    if rel == "tokens.json":
+        return run_tokens
+    if rel == "dpop.json":
+        return run_dpop
+    if rel == "httpsig.json":
+        return run_httpsig
+    if rel.startswith("policies/") and rel.endswith(".json") and rel.count("/") == 1:
+        return run_policy
+    return None
+
+
+def collect() -> list[Any]:
+    params: list[Any] = []
+    files = sorted(p for p in ROOT.rglob("*") if p.is_file())
+    assert files, f"no conformance vectors under {ROOT}"
+    for path in files:
+        rel = path.relative_to(ROOT).as_posix()
+        if rel == "README.md":
+            continue
+        runner = runner_for(rel)
+        if runner is None:
+            params.append(pytest.param(rel, None, None, id=f"{rel}::unknown-file"))
+            continue
+        doc = json.loads(path.read_text())
+        for case in doc["cases"]:
+            params.append(pytest.param(rel, doc, case, id=f"{rel}::{case['name']}"))
+    return params
+
+
+@pytest.mark.parametrize(("rel", "doc", "case"), collect())
+def test_vector(rel: str, doc: dict[str, Any] | None, case: dict[str, Any] | None) -> None:
+    runner = runner_for(rel)
+    if runner is None or doc is None or case is None:
+        pytest.fail(
+            f"conformance/{rel}: a vector file this SDK does not know; teach tests/test_conformance.py to run it"
+        )
+    runner(doc, case)
+
+
+def test_every_file_is_run() -> None:
+    # The one README is the only file not run; everything else has a runner.
+    names = {p.relative_to(ROOT).as_posix() for p in ROOT.rglob("*") if p.is_file()}
+    assert "tokens.json" in names and "dpop.json" in names
+    assert any(n.startswith("policies/") for n in names)
