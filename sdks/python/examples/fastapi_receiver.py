@@ -3,6 +3,7 @@ vouches for (run: BONAFIDE_URL=http://127.0.0.1:8080 PUBLIC_URL=http://127.0.0.1
 uvicorn fastapi_receiver:app --port 3000)."""
 
 import os
+from typing import Annotated
 
 from fastapi import Depends, FastAPI
 
@@ -21,7 +22,7 @@ def make_app(registry: str, public_url: str, api_key: str | None = None) -> Fast
     app.add_middleware(BonafideMiddleware, config=config)
 
     @app.get("/hello")
-    def hello(agent: VerifiedAgent = Depends(verified_agent)) -> dict[str, object]:
+    def hello(agent: Annotated[VerifiedAgent, Depends(verified_agent)]) -> dict[str, object]:
         return {"hello": agent.name, "agent": agent.agent_id, "delegation": list(agent.delegation)}
 
     return app

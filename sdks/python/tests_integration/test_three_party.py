@@ -68,8 +68,6 @@ def test_register_prove_revoke_refused(registry: Registry, keys: dict[str, str],
     assert r.json()["delegation"] == [agent["agent_id"]]
 
     # The same proof again: a replay (this receiver's cache offline, the registry's online).
-    req = httpx.Request("GET", hello)
-    DPoPAuth(token, key).sign_into(req) if hasattr(DPoPAuth, "sign_into") else None
     proof_headers = {"authorization": f"DPoP {token}", "dpop": DPoPAuth(token, key).proof("GET", hello)}
     assert httpx.get(hello, headers=proof_headers, timeout=10).status_code == 200
     again = httpx.get(hello, headers=proof_headers, timeout=10)
