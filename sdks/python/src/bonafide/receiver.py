@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -65,6 +66,8 @@ MAX_PROOF_KEYS = 10_000
 MAX_CACHED_AGENTS = 10_000
 DIRECTORY_MIN_REFETCH_S = 10.0
 JWKS_PATH = "/.well-known/jwks.json"
+# A header value that is not visible ASCII (tab allowed), as HTTP libraries read it.
+_NOT_VISIBLE = re.compile("[^\t\x20-\x7e]")
 
 AgentKeyResolver = Callable[[str, str], PublicKey | None]
 """(agent id, jkt) → the agent's public key with that thumbprint, or None."""
@@ -297,9 +300,15 @@ class Request:
     path: str
     query: str | None
     headers: Sequence[tuple[str, str]]
+    _by_name: dict[str, list[str]] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        for k, v in self.headers:
+            self._by_name.setdefault(k.lower(), []).append(v)
 
     def all(self, name: str) -> list[str]:
-        return [v for k, v in self.headers if k.lower() == name]
+        """Every value of header `name` (lowercase), in order."""
+        return self._by_name.get(name, [])
 
 
 class _Core:
