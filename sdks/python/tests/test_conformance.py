@@ -10,12 +10,16 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from bonafide import dpop, httpsig, token
+from bonafide._io import run_sync
 from bonafide.errors import TokenError
-from bonafide.keys import PrivateKey, PublicKey
+from bonafide.keys import PrivateKey, PublicKey, jwks_keys
 from bonafide.policy import Policy, Resource, money_from_json, parse_instant
+from bonafide.receiver import ReplayCache
+from bonafide.status import StatusError, StatusListConfig, StatusListError, StatusLists, verify_list_token
 
 ROOT = Path(__file__).resolve().parents[3] / "conformance"
 
@@ -199,19 +203,132 @@ def run_policy(doc: dict[str, Any], case: dict[str, Any]) -> None:
         assert d.allowed and money is not None and d.spend.amount == money.amount
 
 
+def _status_doc(doc: dict[str, Any]) -> None:
+    _only(
+        "status_lists.json",
+        doc,
+        {"cases", "description", "issuer", "jwks", "leeway_secs", "lists", "now", "status_list_jwks"},
+    )
+
+
+def run_status_list(doc: dict[str, Any], item: dict[str, Any]) -> None:
+    """One Status List Token as served: verified and decoded, or refused."""
+    _status_doc(doc)
+    _only(item["name"], item, {"expect", "name", "token", "uri"})
+    keys = jwks_keys(doc["status_list_jwks"])
+    expect = item["expect"]
+    uri = item["uri"]  # the URI it was served at
+    if expect["valid"]:
+        _only(item["name"] + ".expect", expect, {"valid", "bits", "len", "statuses"})
+        _, lst = verify_list_token(item["token"], keys, uri, doc["now"], doc["leeway_secs"])
+        assert (lst.bits, len(lst)) == (expect["bits"], expect["len"])
+        names = {0: "valid", 1: "revoked", 2: "suspended"}
+        assert [names.get(lst.get(i), lst.get(i)) for i in range(len(lst))] == expect["statuses"]
+    else:
+        _only(item["name"] + ".expect", expect, {"valid", "why"})
+        with pytest.raises(StatusListError):
+            verify_list_token(item["token"], keys, uri, doc["now"], doc["leeway_secs"])
+
+
+def run_status_case(doc: dict[str, Any], case: dict[str, Any]) -> None:
+    """A token checked by the receiver's status lists, the list served in-process at the
+    token's URI (the SDK's own fetch, cache and verify path)."""
+    _status_doc(doc)
+    _only(case["name"], case, {"expect", "list", "name", "rule", "token"})
+    lists = {item["name"]: item["token"] for item in doc["lists"]}
+    issuer = doc["issuer"]
+
+    def serve(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/.well-known/status-list-jwks.json":
+            return httpx.Response(200, json=doc["status_list_jwks"])
+        assert case["list"] is not None, "a token without `status` must not fetch anything"
+        return httpx.Response(200, content=lists[case["list"]], headers={"content-type": "application/statuslist+jwt"})
+
+    status = StatusLists(StatusListConfig.for_registry(issuer, leeway_s=doc["leeway_secs"]))
+    client = httpx.Client(transport=httpx.MockTransport(serve))
+    claims = token.verify(
+        case["token"], token.KeySet.from_jwks(doc["jwks"]), token.VerifyOptions(issuers=(issuer,)), doc["now"]
+    )
+    expect = case["expect"]
+    if expect["valid"]:
+        _only(case["name"] + ".expect", expect, {"valid", "status"})
+        check = run_sync(status.check(claims, doc["now"] * 1000), client)
+        assert check.state == {"valid": "valid", "unchecked": "none"}[expect["status"]]
+        assert check.revocation_checked == (expect["status"] == "valid")
+    else:
+        _only(case["name"] + ".expect", expect, {"valid", "code", "status"})
+        with pytest.raises((TokenError, StatusError)) as e:
+            run_sync(status.check(claims, doc["now"] * 1000), client)
+        assert e.value.code == expect["code"], str(e.value)  # type: ignore[union-attr]
+
+
+def run_replays(doc: dict[str, Any], seq: dict[str, Any]) -> None:
+    """Proofs presented in order to one fresh verifier: verified as in dpop.json and
+    httpsig.json, then claimed in the receiver's replay cache."""
+    _only(
+        "replays.json",
+        doc,
+        {"access_token", "agent_jwk", "description", "jkt", "keys", "leeway_secs", "max_age_secs", "sequences"},
+    )
+    _only(seq["name"], seq, {"name", "rule", "steps"})
+    cache = ReplayCache()
+    keys = {kid: PublicKey.from_jwk(jwk) for kid, jwk in doc["keys"].items()}
+    for i, step in enumerate(seq["steps"]):
+        where = f"{seq['name']} step {i}"
+        expect = step["expect"]
+        _only(where + ".expect", expect, {"valid", "code", "why"})
+        outcome: str | None
+        try:
+            if step["kind"] == "dpop":
+                _only(where, step, {"expect", "htm", "htu", "kind", "now", "proof"})
+                p = dpop.verify(
+                    step["proof"],
+                    htm=step["htm"],
+                    htu=step["htu"],
+                    jkt=doc["jkt"],
+                    access_token=doc["access_token"],
+                    now=step["now"],
+                    max_age=doc["max_age_secs"],
+                    leeway=doc["leeway_secs"],
+                )
+                outcome = cache.claim(1, p.jkt, p.jti, p.replay_until, step["now"])
+            elif step["kind"] == "httpsig":
+                _only(where, step, {"expect", "kind", "now", "request"})
+                req = step["request"]
+                v = httpsig.verify(
+                    method=req["method"],
+                    url=req["url"],
+                    headers=[(h[0], h[1]) for h in req["headers"]],
+                    key_for=keys.get,
+                    now=step["now"],
+                    leeway=doc["leeway_secs"],
+                    max_age=doc["max_age_secs"],
+                    require_nonce=True,
+                )
+                outcome = cache.claim(2, v.keyid, v.nonce or "", v.replay_until, step["now"])
+            else:
+                pytest.fail(f"{where}: a step kind this SDK's conformance test does not know: {step['kind']}")
+        except TokenError as e:
+            outcome = e.code
+        assert outcome == (None if expect["valid"] else expect["code"]), where
+
+
 Runner = Callable[[dict[str, Any], dict[str, Any]], None]
 
+# What to run in each file: its list-valued members, each item with its runner.
+RUNNERS: dict[str, dict[str, Runner]] = {
+    "tokens.json": {"cases": run_tokens},
+    "dpop.json": {"cases": run_dpop},
+    "httpsig.json": {"cases": run_httpsig},
+    "status_lists.json": {"lists": run_status_list, "cases": run_status_case},
+    "replays.json": {"sequences": run_replays},
+}
 
-def runner_for(rel: str) -> Runner | None:
-    if rel == "tokens.json":
-        return run_tokens
-    if rel == "dpop.json":
-        return run_dpop
-    if rel == "httpsig.json":
-        return run_httpsig
+
+def runners_for(rel: str) -> dict[str, Runner] | None:
     if rel.startswith("policies/") and rel.endswith(".json") and rel.count("/") == 1:
-        return run_policy
-    return None
+        return {"cases": run_policy}
+    return RUNNERS.get(rel)
 
 
 def collect() -> list[Any]:
@@ -222,24 +339,38 @@ def collect() -> list[Any]:
         rel = path.relative_to(ROOT).as_posix()
         if rel == "README.md":
             continue
-        runner = runner_for(rel)
-        if runner is None:
-            params.append(pytest.param(rel, None, None, id=f"{rel}::unknown-file"))
+        runners = runners_for(rel)
+        if runners is None:
+            params.append(pytest.param(rel, "", None, None, id=f"{rel}::unknown-file"))
             continue
         doc = json.loads(path.read_text())
-        for case in doc["cases"]:
-            params.append(pytest.param(rel, doc, case, id=f"{rel}::{case['name']}"))
+        # Lists of vectors: lists of objects that have a `name`.
+        lists = sorted(
+            k
+            for k, v in doc.items()
+            if isinstance(v, list) and v and all(isinstance(x, dict) and "name" in x for x in v)
+        )
+        for member in lists:
+            if member not in runners:
+                params.append(pytest.param(rel, member, doc, None, id=f"{rel}::{member}::unknown-member"))
+                continue
+            for item in doc[member]:
+                params.append(pytest.param(rel, member, doc, item, id=f"{rel}::{member}::{item['name']}"))
+        for member in runners:
+            assert member in lists, f"conformance/{rel} has no `{member}`"
     return params
 
 
-@pytest.mark.parametrize(("rel", "doc", "case"), collect())
-def test_vector(rel: str, doc: dict[str, Any] | None, case: dict[str, Any] | None) -> None:
-    runner = runner_for(rel)
-    if runner is None or doc is None or case is None:
+@pytest.mark.parametrize(("rel", "member", "doc", "item"), collect())
+def test_vector(rel: str, member: str, doc: dict[str, Any] | None, item: dict[str, Any] | None) -> None:
+    runners = runners_for(rel)
+    if runners is None or doc is None:
         pytest.fail(
             f"conformance/{rel}: a vector file this SDK does not know; teach tests/test_conformance.py to run it"
         )
-    runner(doc, case)
+    if item is None or member not in runners:
+        pytest.fail(f"conformance/{rel}: `{member}` is a list of vectors this SDK does not know")
+    runners[member](doc, item)
 
 
 def test_every_file_is_run() -> None:
