@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bonafide import dpop, httpsig, token
+from bonafide import dpop, httpsig, receipt, token
 from bonafide._io import run_sync
 from bonafide.errors import TokenError
 from bonafide.keys import PrivateKey, PublicKey, jwks_keys
@@ -313,6 +313,33 @@ def run_replays(doc: dict[str, Any], seq: dict[str, Any]) -> None:
         assert outcome == (None if expect["valid"] else expect["code"]), where
 
 
+def run_receipt(doc: dict[str, Any], case: dict[str, Any]) -> None:
+    _only("receipts.json", doc, {"cases", "description", "jwks"})
+    _only(case["name"], case, {"expect", "name", "receipt", "request"})
+    keys = jwks_keys(doc["jwks"])
+    expect = case["expect"]
+    if expect["valid"]:
+        _only(
+            case["name"] + ".expect",
+            expect,
+            {"valid", "claims", "request_canonical", "request_sha256", "request_matches"},
+        )
+        claims = receipt.verify(case["receipt"], keys)
+        assert claims == expect["claims"]
+        if "request" in case:
+            assert receipt.request_canonical(case["request"]) == expect["request_canonical"]
+            assert receipt.request_sha256(case["request"]) == expect["request_sha256"]
+            if expect["request_matches"]:
+                receipt.check_request(claims, case["request"])
+            else:
+                with pytest.raises(receipt.ReceiptError):
+                    receipt.check_request(claims, case["request"])
+    else:
+        _only(case["name"] + ".expect", expect, {"valid", "why"})
+        with pytest.raises(receipt.ReceiptError):
+            receipt.verify(case["receipt"], keys)
+
+
 Runner = Callable[[dict[str, Any], dict[str, Any]], None]
 
 # What to run in each file: its list-valued members, each item with its runner.
@@ -322,6 +349,7 @@ RUNNERS: dict[str, dict[str, Runner]] = {
     "httpsig.json": {"cases": run_httpsig},
     "status_lists.json": {"lists": run_status_list, "cases": run_status_case},
     "replays.json": {"sequences": run_replays},
+    "receipts.json": {"cases": run_receipt},
 }
 
 
