@@ -44,6 +44,7 @@ import httpx
 from . import dpop, httpsig, token
 from . import policy as policy_mod
 from ._io import Fetch, Gen, Response, check_fetch_url, new_async_client, new_sync_client, run_async, run_sync
+from .delegation import RevokedSet
 from .errors import (
     KEYS_UNAVAILABLE,
     PROOF_INVALID,
@@ -229,6 +230,7 @@ class ReceiverConfig:
     agent_keys_ttl_s: float = 300.0
     agent_key_resolver: AgentKeyResolver | None = None
     status_lists: StatusListConfig | None = None
+    revoked: RevokedSet | None = None  # revocations learned from push events, consulted offline
     jwks_refresh_s: float = 300.0
     jwks_min_refetch_s: float = 10.0
 
@@ -400,6 +402,10 @@ class _Core:
                 raise _token_rejection(scheme, e) from None
         except TokenError as e:
             raise _token_rejection(scheme, e) from None
+        if cfg.revoked is not None:
+            refusal = cfg.revoked.refusal(claims)
+            if refusal is not None:
+                raise _token_rejection(scheme, refusal)
         return claims
 
     def policy_of(self, claims: Mapping[str, Any], scheme: str) -> Policy | None:
