@@ -13,7 +13,8 @@ affects both sides of a ratio alike.
    the middleware whose handler calls `authenticate` itself on the same headers (the
    same verification: the ratio is what the middleware adds). Goal ≤ 1.15×.
 
-Run: `.venv/bin/python bench/bench.py [ROUNDS]` from sdks/python.
+Run: `.venv/bin/python bench/bench.py [ROUNDS]` from sdks/python (`BENCH_CLOCK=wall`
+to time with the wall clock instead of the process's CPU time).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import statistics
 import sys
 import time
@@ -42,6 +44,9 @@ from bonafide.wsgi import agent_of as wsgi_agent_of
 from helpers import REGISTRY, agent_claims, sign_jws
 
 ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 200
+# This process's CPU time by default: on a shared VM (other builds on the same two
+# vCPUs) wall time mostly measures the wait for a CPU. BENCH_CLOCK=wall for wall time.
+CLOCK = time.perf_counter_ns if os.environ.get("BENCH_CLOCK") == "wall" else time.process_time_ns
 PER = 20
 BASE = "https://api.example"
 REG = PrivateKey.generate("EdDSA")
@@ -60,10 +65,10 @@ def interleaved(
         order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
             fn = variants[name]
-            t0 = time.perf_counter_ns()
+            t0 = CLOCK()
             for i in range(PER):
                 fn(i)
-            per_round[name].append((time.perf_counter_ns() - t0) / PER / 1000)
+            per_round[name].append((CLOCK() - t0) / PER / 1000)
     return per_round
 
 
@@ -225,7 +230,8 @@ def bench_wsgi() -> None:
 
 
 if __name__ == "__main__":
-    print(f"python {sys.version.split()[0]}, {ROUNDS} rounds × {PER} calls per variant")
+    clock = "wall" if CLOCK is time.perf_counter_ns else "CPU"
+    print(f"python {sys.version.split()[0]}, {ROUNDS} rounds × {PER} calls per variant, {clock} time")
     bench_verify()
     bench_asgi()
     bench_wsgi()

@@ -5,8 +5,10 @@ replay cache: `VerifiedProof.replay_until` says how long to remember its `jti`."
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import re
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +26,8 @@ MAX_JTI_LEN = 256
 MAX_CLAIM_LEN = 4096
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _PATH_OK = _UNRESERVED | frozenset(b"!$&'()*+,;=:@/")
+_NOT_GRAPHIC = re.compile(r"[^\x21-\x7e]")
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:@/]*\Z")
 _HOST_OK = _UNRESERVED | frozenset(b"!$&'()*+,;=")
 
 
@@ -69,12 +73,15 @@ def verify(
     leeway: int = DEFAULT_LEEWAY_SECS,
     max_bytes: int = DEFAULT_MAX_PROOF_BYTES,
     known_key: PublicKey | None = None,
+    header_cache: dict[str, tuple[jws.Protected, PublicKey]] | None = None,
 ) -> VerifiedProof:
     """Verifies a DPoP proof (RFC 9449 §4.3 but replay): header, the key's thumbprint
     against `jkt` before it is used, signature, then `jti`, `htm`, `htu` (normalised,
     query and fragment ignored), `iat` within [now - max_age, now + leeway] and `ath`.
     `known_key`: the bound key already parsed (a cache by thumbprint); the proof's
-    `jwk` must then carry exactly its public members."""
+    `jwk` must then carry exactly its public members. `header_cache`: header segments
+    already checked, with their key (a receiver's; an agent's proofs carry the same
+    header every time), filled here after a proof verifies."""
 
     def key_for(header: jws.Protected) -> PublicKey:
         jwk = header.jwk
@@ -95,8 +102,19 @@ def verify(
         except KeyError_ as e:
             raise DpopError(f"DPoP proof `jwk` is not usable: {e}") from None
 
+    known = None
+    if header_cache is not None:
+        header_b64 = proof.split(".", 1)[0]
+        hit = header_cache.get(header_b64)
+        if hit is not None:
+            # The key is the token's before anything is done with it.
+            if not secrets.compare_digest(hit[1].kid.encode(), jkt.encode()):
+                raise DpopError("DPoP proof key is not the key the token is bound to (`cnf.jkt`)")
+            known = {header_b64: hit}
     try:
-        header, key, claims = jws.open_jws(proof, typ=DPOP_TYP, key_for=key_for, max_bytes=max_bytes, embedded_jwk=True)
+        header, key, claims = jws.open_jws(
+            proof, typ=DPOP_TYP, key_for=key_for, max_bytes=max_bytes, embedded_jwk=True, known=known
+        )
     except jws.JwsError as e:
         raise DpopError(f"DPoP proof: {e.message}") from None
     jti = _string_claim(claims, "jti", MAX_JTI_LEN)
@@ -122,6 +140,10 @@ def verify(
             raise DpopError("DPoP proof has no `ath` claim")
         if not secrets.compare_digest(ath.encode(), access_token_hash(access_token).encode()):
             raise DpopError("DPoP proof `ath` does not match the access token")
+    if header_cache is not None and known is None:
+        if len(header_cache) >= 10_000:
+            header_cache.clear()
+        header_cache[proof.split(".", 1)[0]] = (header, key)
     return VerifiedProof(jti=jti, iat=iat, alg=header.alg, jkt=key.kid, replay_until=iat + max_age)
 
 
@@ -168,13 +190,14 @@ class HtuError(DpopError):
     pass
 
 
+@functools.lru_cache(maxsize=4096)
 def normalize_htu(url: str) -> str:
     """RFC 9449 §4.3 with RFC 3986 §6.2.2–6.2.3 normalisation, query and fragment
     dropped: scheme and host lowercased, default port dropped, empty path `/`,
     percent-encodings uppercased (unreserved ones decoded), dot segments removed."""
     if jws.byte_len(url) > MAX_CLAIM_LEN:
         raise HtuError("invalid HTTP target URI: longer than 4096 bytes")
-    if not url.isascii() or not all(0x21 <= ord(c) <= 0x7E for c in url):
+    if _NOT_GRAPHIC.search(url):
         raise HtuError("invalid HTTP target URI: contains whitespace, control or non-ASCII characters")
     for i, c in enumerate(url):
         if c in "?#":
@@ -231,6 +254,8 @@ def _split_host_port(authority: str) -> tuple[str, int | None]:
 
 
 def _normalize_percent(path: str) -> str:
+    if _PLAIN_PATH.match(path):
+        return path  # nothing to decode or refuse (the common case)
     out: list[str] = []
     raw = path.encode()
     i = 0

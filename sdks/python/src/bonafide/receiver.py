@@ -41,7 +41,7 @@ from typing import Any
 
 import httpx
 
-from . import dpop, httpsig, token
+from . import dpop, httpsig, jws, token
 from . import policy as policy_mod
 from ._io import Fetch, Gen, Response, check_fetch_url, new_async_client, new_sync_client, run_async, run_sync
 from .delegation import RevokedSet
@@ -353,6 +353,7 @@ class _Core:
             else None
         )
         self.proof_keys: dict[str, PublicKey] = {}
+        self.proof_headers: dict[str, tuple[jws.Protected, PublicKey]] = {}
         self.directories: dict[str, tuple[float, list[dict[str, Any]]]] = {}
         self.policies: dict[str, Policy] = {}
 
@@ -443,7 +444,7 @@ class _Core:
             if len(values) > 1:
                 raise bad(f"more than one `{name}` header")
             v = values[0]
-            if not v.isascii() or any((ord(c) < 0x20 and c != "\t") or ord(c) == 0x7F for c in v):
+            if _NOT_VISIBLE.search(v):
                 raise bad(f"`{name}` is not visible ASCII")
             return v.strip()
 
@@ -578,6 +579,7 @@ class _Core:
                 max_age=self.config.proof_max_age_s,
                 leeway=self.config.leeway_s,
                 known_key=cached,
+                header_cache=self.proof_headers,
             )
         except TokenError as e:
             raise _proof(scheme, PROOF_INVALID, e.message) from None
