@@ -163,15 +163,24 @@ def bench_asgi() -> None:
         await app(dict(scope), receive, send)
         assert status == [200], status
 
+    bare = FastAPI()
+
+    @bare.get("/hello")
+    async def hello_bare() -> str:
+        return "hello"
+
     def mw(_i: int) -> None:
         loop.run_until_complete(call(with_mw))
 
     def direct(_i: int) -> None:
         loop.run_until_complete(call(plain))
 
+    def unauthenticated(_i: int) -> None:
+        loop.run_until_complete(call(bare))
+
     report(
         "FastAPI hello world: BonafideMiddleware vs authenticate in the handler (bearer, EdDSA)",
-        interleaved({"middleware": mw, "direct": direct}),
+        interleaved({"middleware": mw, "direct": direct, "no_verification": unauthenticated}),
         "middleware",
         "direct",
     )
@@ -196,6 +205,12 @@ def bench_wsgi() -> None:
     def hello_direct() -> str:
         agent = direct_receiver.authenticate(request.method, request.path, None, list(request.headers.items()))
         return f"hello {agent.name}"
+
+    bare = Flask("bare")
+
+    @bare.get("/hello")
+    def hello_bare() -> str:
+        return "hello"
 
     environ = {
         "REQUEST_METHOD": "GET",
@@ -223,7 +238,13 @@ def bench_wsgi() -> None:
 
     report(
         "Flask hello world: BonafideWSGIMiddleware vs authenticate in the view (bearer, EdDSA)",
-        interleaved({"middleware": lambda i: call(with_mw), "direct": lambda i: call(plain)}),
+        interleaved(
+            {
+                "middleware": lambda i: call(with_mw),
+                "direct": lambda i: call(plain),
+                "no_verification": lambda i: call(bare),
+            }
+        ),
         "middleware",
         "direct",
     )

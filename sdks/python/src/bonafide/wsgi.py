@@ -26,7 +26,13 @@ def request_parts(environ: dict[str, Any]) -> tuple[str, str, str | None, list[t
     """(method, path as sent, query or None, headers) of a WSGI environ."""
     raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
     if raw:
-        path, sep, query = str(raw).partition("?")
+        raw = str(raw)
+        if raw.startswith(("http://", "https://")):
+            # An absolute-form request line (RFC 9112 §3.2.2): the path starts after
+            # the authority.
+            slash = raw.find("/", raw.index("//") + 2)
+            raw = raw[slash:] if slash >= 0 else "/"
+        path, sep, query = raw.partition("?")
         q: str | None = query if sep and query else None
     else:
         path = quote(
