@@ -749,13 +749,17 @@ pub async fn allocate(
     // Revocations and verify name an issuer-signed token by its (issuer, jti) id:
     // two issuers' equal `jti`s are two tokens.
     let scoped = bonafide_core::token::issuer_token_id(&issuer.id, jti.as_str());
+    // A consent token revoked under the id consent tokens had before (which verify
+    // still refuses, `verdict::standing`) is revoked in its list too: that id stands
+    // beside the token's own as one whose revocation is the token's.
+    let legacy = bonafide_core::consent::legacy_token_id(&issuer.id, jti.as_str());
     let entry = entry_of(
         &scoped,
         &agent.id,
         &issuer.id,
         body.expires_at,
         Vec::new(),
-        Vec::new(),
+        vec![legacy],
     );
     let status = state.status_lists.allocate(&state, &entry).await?;
     Ok((StatusCode::CREATED, ApiJson(StatusAllocated { status })))

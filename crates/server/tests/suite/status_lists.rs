@@ -622,3 +622,80 @@ async fn an_unchanged_list_is_resigned_every_five_minutes() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A token revoked under the id consent tokens had before every issuer-signed token
+/// had one (`consent::legacy_token_id`): verify refuses it, and so does its list.
+#[tokio::test]
+async fn a_token_revoked_under_its_legacy_consent_id_is_revoked_in_its_list() {
+    let h = start_with_config(Config::default()).await;
+    let key = h.issuer("legacy.example").await;
+    let (agent_id, _) = agent(&h, &key, "Bot").await;
+    let issuer = h
+        .state
+        .store
+        .issuer_by_name("legacy.example")
+        .await
+        .unwrap()
+        .unwrap();
+    let allocate = |jti: String| {
+        let h = &h;
+        let key = key.clone();
+        let agent_id = agent_id.clone();
+        async move {
+            let (st, v) = h
+                .call(
+                    "POST",
+                    "/v1/status-lists/allocations",
+                    Some(&key),
+                    Some(json!({"agent_id": agent_id, "jti": jti, "expires_at": now_s() + 3600})),
+                )
+                .await;
+            assert_eq!(st, StatusCode::CREATED, "{v}");
+            (
+                v["status"]["status_list"]["uri"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+                v["status"]["status_list"]["idx"].as_u64().unwrap(),
+            )
+        }
+    };
+    let new_jti =
+        || bonafide_core::ids::TokenId::from_random(common::rand20()[..16].try_into().unwrap());
+    let (revoked_jti, kept_jti) = (new_jti(), new_jti());
+    // The revocation as it was recorded before the change: under the legacy id.
+    let legacy = bonafide_core::consent::legacy_token_id(&issuer.id, revoked_jti.as_str());
+    let agent: bonafide_core::ids::AgentId = agent_id.parse().unwrap();
+    let mut entry = bonafide_core::audit::AuditEntry::new(
+        bonafide_core::audit::EventType::TokenRevoked,
+        h.state.now_ms(),
+        bonafide_core::audit::Actor::Issuer {
+            id: issuer.id.to_string(),
+        },
+    );
+    entry.agent = Some(agent.to_string());
+    entry.issuer = Some(issuer.id.to_string());
+    let audit = bonafide_server::audit::record(&entry, Some(&agent), Some(&issuer.id)).unwrap();
+    h.state
+        .store
+        .revoke_issuer_signed_token(
+            &issuer.id,
+            &bonafide_store::TokenRecord {
+                jti: legacy,
+                agent_id: agent,
+                issuer_id: issuer.id.clone(),
+                kid: "key-001".into(),
+                issued_at_s: now_s(),
+                expires_at_s: now_s() + 3600,
+                revoked_at_ms: None,
+            },
+            h.state.now_ms(),
+            &audit,
+        )
+        .await
+        .unwrap();
+    let (uri, idx) = allocate(revoked_jti.to_string()).await;
+    let (kept_uri, kept_idx) = allocate(kept_jti.to_string()).await;
+    until_status(&h, &uri, idx, Status::Invalid).await;
+    until_status(&h, &kept_uri, kept_idx, Status::Valid).await;
+}
