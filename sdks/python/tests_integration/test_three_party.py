@@ -120,3 +120,18 @@ def test_missing_and_garbage_tokens(receiver: Served) -> None:
     assert r.status_code == 401 and error_code(r) == "TOKEN_MISSING"
     r = httpx.get(receiver.url + "/hello", headers={"authorization": "Bearer not.a.token"}, timeout=10)
     assert r.status_code == 401 and error_code(r) == "TOKEN_INVALID", r.text
+
+
+def test_a_widening_exchange_is_refused_by_the_registry(registry: Registry, keys: dict[str, str]) -> None:
+    # The narrowing rule is the registry's (POST /v1/token): the agent sees its refusal.
+    from bonafide import RegistryError
+
+    root = register(registry, keys["issuer"], "PortfolioBot", PrivateKey.generate("EdDSA"))
+    sub = register(registry, keys["issuer"], "Researcher", PrivateKey.generate("EdDSA"))
+    client = RegistryClient(registry.url, keys["issuer"])
+    with pytest.raises(RegistryError) as e:
+        client.exchange_token(root["token"], sub["token"], scope=["payments:write"])
+    assert e.value.status == 400 and e.value.code == "DELEGATION_WIDENS", str(e.value)
+    with pytest.raises(RegistryError) as e:
+        client.exchange_token(root["token"], root["token"], scope=["read:portfolio"])
+    assert e.value.code == "DELEGATION_LOOP", str(e.value)

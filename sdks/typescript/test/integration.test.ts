@@ -9,7 +9,7 @@ import { after, before, describe, test } from "node:test";
 import { serve } from "@hono/node-server";
 import express from "express";
 import { Hono } from "hono";
-import { AgentKey, agentFetch, dpopProof, Receiver, RegistryClient, signRequest, type VerifiedAgent } from "../src/index.js";
+import { AgentKey, ApiError, agentFetch, dpopProof, Receiver, RegistryClient, signRequest, type VerifiedAgent } from "../src/index.js";
 import { agentAuth as expressAuth } from "../src/express.js";
 import { type AgentVariables, agentAuth as honoAuth } from "../src/hono.js";
 import { type Registry, startRegistry } from "./registry.js";
@@ -225,4 +225,21 @@ test("token exchange: a delegated token for a sub-agent verifies with its chain"
   const agent = await receiver.authenticate({ method: "GET", url: "/x", headers: [["authorization", `DPoP ${ex.access_token}`], ["dpop", proof]] });
   assert.deepEqual(agent.delegation, [parent.agent_id, child.agent_id]);
   assert.equal(agent.actor, child.agent_id);
+});
+
+test("token exchange: the registry refuses a widening or a loop (its rule, not the SDK's)", async () => {
+  const parent = await register("Parent2", await AgentKey.generate("EdDSA"));
+  const child = await register("Child2", await AgentKey.generate("EdDSA"));
+  const client = new RegistryClient(reg.url, issuerKey);
+  await assert.rejects(client.exchange({ subjectToken: parent.token, actorToken: child.token, scope: ["payments:write"] }), (e: unknown) => {
+    assert.ok(e instanceof ApiError, String(e));
+    assert.equal(e.status, 400, e.message);
+    assert.equal(e.code, "DELEGATION_WIDENS", e.message);
+    return true;
+  });
+  await assert.rejects(client.exchange({ subjectToken: parent.token, actorToken: parent.token, scope: ["read:portfolio"] }), (e: unknown) => {
+    assert.ok(e instanceof ApiError, String(e));
+    assert.equal(e.code, "DELEGATION_LOOP", e.message);
+    return true;
+  });
 });
