@@ -2,6 +2,9 @@
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { deflateSync } from "node:zlib";
 import * as b64 from "../src/b64.js";
 import { AgentKey, dpopProof, signRequest } from "../src/agent.js";
@@ -119,4 +122,17 @@ test("the receiver refuses what it cannot accept, with the right status and chal
   assert.equal(resp.headers.get("www-authenticate"), 'Bearer error="x"');
   assert.deepEqual(await resp.json(), { error: { code: "TOKEN_MISSING", message: "m" } });
   await assert.rejects(Receiver.create({ registryUrl: "https://r", jwks: { keys: [] }, publicBaseUrl: "https://a/?q" }), /query or fragment/);
+});
+
+test("the package is versioned with the server: package.json, its lockfile and the workspace Cargo.toml agree", () => {
+  const sdk = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+  const cargo = readFileSync(join(sdk, "..", "..", "Cargo.toml"), "utf8");
+  const section = /^\[workspace\.package\]\n([\s\S]*?)(?:^\[|$(?![\s\S]))/m.exec(cargo);
+  const workspace = section?.[1] ? /^version\s*=\s*"([^"]+)"/m.exec(section[1])?.[1] : undefined;
+  assert.ok(workspace, "no [workspace.package] version in Cargo.toml");
+  const pkg = JSON.parse(readFileSync(join(sdk, "package.json"), "utf8"));
+  const lock = JSON.parse(readFileSync(join(sdk, "package-lock.json"), "utf8"));
+  assert.equal(pkg.version, workspace, "sdks/typescript/package.json `version` differs from the workspace version");
+  assert.equal(lock.version, workspace, "package-lock.json `version` differs");
+  assert.equal(lock.packages[""].version, workspace, "package-lock.json `packages[\"\"].version` differs");
 });
