@@ -469,11 +469,11 @@ export class Receiver {
       if (this.proofKeys.size >= MAX_PROOF_KEYS) this.proofKeys.clear();
       this.proofKeys.set(jkt, verified.key);
     }
-    this.claim(scheme, "dpop", jkt, verified.jti, verified.replayUntil, now);
+    await this.claim(scheme, "dpop", jkt, verified.jti, verified.replayUntil, now);
   }
 
-  private claim(scheme: Scheme, ns: "dpop" | "sig", id: string, unique: string, lastValid: number, now: number): void {
-    const outcome = this.replay.claim(ns, id, unique, lastValid, now);
+  private async claim(scheme: Scheme, ns: "dpop" | "sig", id: string, unique: string, lastValid: number, now: number): Promise<void> {
+    const outcome = await this.replay.claim(ns, id, unique, lastValid, now);
     if (outcome === "replay") throw proofRejection(scheme, "REPLAY", "this proof has been used before");
     if (outcome === "full") throw unavailable("REPLAY_CACHE_FULL", "too many recent proofs to remember; try again shortly");
   }
@@ -501,7 +501,7 @@ export class Receiver {
       }
       throw e;
     }
-    this.claim(scheme, "sig", verified.keyid, verified.nonce ?? "", verified.replayUntil, now);
+    await this.claim(scheme, "sig", verified.keyid, verified.nonce ?? "", verified.replayUntil, now);
   }
 
   /** The public JWK of `agent` whose thumbprint is `jkt`. */

@@ -204,7 +204,7 @@ const replays: Runner = {
                 maxAge: doc.max_age_secs,
                 leeway: doc.leeway_secs,
               });
-              outcome = cache.claim("dpop", v.jkt, v.jti, v.replayUntil, st.now) === "ok" ? "valid" : "REPLAY";
+              outcome = (await cache.claim("dpop", v.jkt, v.jti, v.replayUntil, st.now)) === "ok" ? "valid" : "REPLAY";
             } else if (st.kind === "httpsig") {
               only(st, ["expect", "kind", "now", "request"], `${s.name}[${i}]`);
               const v = await verifySignature(
@@ -212,7 +212,7 @@ const replays: Runner = {
                 { now: st.now, leeway: doc.leeway_secs, maxAge: doc.max_age_secs, requireNonce: true },
                 (id) => keys.get(id),
               );
-              outcome = cache.claim("sig", v.keyid, v.nonce ?? "", v.replayUntil, st.now) === "ok" ? "valid" : "REPLAY";
+              outcome = (await cache.claim("sig", v.keyid, v.nonce ?? "", v.replayUntil, st.now)) === "ok" ? "valid" : "REPLAY";
             } else {
               assert.fail(`${s.name}[${i}]: unknown step kind \`${st.kind}\``);
             }

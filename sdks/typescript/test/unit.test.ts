@@ -51,13 +51,31 @@ test("htu normalisation (RFC 3986 §6.2.2–6.2.3)", () => {
   }
 });
 
-test("the replay cache refuses a repeat and, full of live entries, refuses rather than evicts", () => {
+test("the replay cache refuses a repeat and, full of live entries, refuses rather than evicts", async () => {
   const c = new ReplayCache(2);
-  assert.equal(c.claim("dpop", "k", "a", 100, 0), "ok");
-  assert.equal(c.claim("dpop", "k", "a", 100, 1), "replay");
-  assert.equal(c.claim("sig", "k", "a", 100, 1), "ok");
-  assert.equal(c.claim("dpop", "k", "b", 100, 2), "full");
-  assert.equal(c.claim("dpop", "k", "b", 200, 101), "ok");
+  assert.equal(await c.claim("dpop", "k", "a", 100, 0), "ok");
+  assert.equal(await c.claim("dpop", "k", "a", 100, 1), "replay");
+  assert.equal(await c.claim("sig", "k", "a", 100, 1), "ok");
+  assert.equal(await c.claim("dpop", "k", "b", 100, 2), "full");
+  assert.equal(await c.claim("dpop", "k", "b", 200, 101), "ok");
+});
+
+test("a full replay cache sweeps at most once a second (a flood does not buy a pass per request)", async () => {
+  const c = new ReplayCache(1000);
+  for (let i = 0; i < 1000; i++) assert.equal(await c.claim("dpop", "k", `j${i}`, 400, 100), "ok");
+  const before = c.sweeps;
+  for (let i = 0; i < 200; i++) assert.equal(await c.claim("dpop", "k", `x${i}`, 400, 101), "full");
+  assert.equal(c.sweeps - before, 1);
+  assert.equal(await c.claim("dpop", "k", "y", 500, 401), "ok");
+});
+
+test("the replay cache keeps a fixed-size entry whatever the proof's nonce (no memory amplification)", async () => {
+  const c = new ReplayCache(10);
+  const nonce = "n".repeat(16 * 1024);
+  assert.equal(await c.claim("sig", "kid", nonce, 400, 100), "ok");
+  assert.equal(await c.claim("sig", "kid", nonce, 400, 101), "replay");
+  assert.equal(await c.claim("sig", "kid", `${nonce}x`, 400, 101), "ok");
+  assert.ok(c.keyBytes <= 2 * 64, `stored key bytes: ${c.keyBytes}`);
 });
 
 test("agent side: DPoP proofs and message signatures verify, tampering does not", async () => {
