@@ -152,6 +152,10 @@ def test_message_signature_with_a_resolver() -> None:
     req = httpx.Request("POST", BASE + "/pay?currency=EUR")
     headers = list(next(MessageSignatureAuth(t, key).sync_auth_flow(req)).headers.items())
     assert refused(lambda: r.authenticate("POST", "/pay", "currency=USD", headers)).code == "PROOF_INVALID"
+    # A request sent without a query is signed as such: a query added on the way fails.
+    req = httpx.Request("POST", BASE + "/pay")
+    headers = list(next(MessageSignatureAuth(t, key).sync_auth_flow(req)).headers.items())
+    assert refused(lambda: r.authenticate("POST", "/pay", "amount=1000", headers)).code == "PROOF_INVALID"
     # No source of agent keys: signatures cannot be checked.
     req = httpx.Request("GET", BASE + "/pay")
     headers = list(next(MessageSignatureAuth(t, key).sync_auth_flow(req)).headers.items())
