@@ -166,3 +166,38 @@ test("the package is versioned with the server: package.json, its lockfile and t
   assert.equal(lock.version, workspace, "package-lock.json `version` differs");
   assert.equal(lock.packages[""].version, workspace, "package-lock.json `packages[\"\"].version` differs");
 });
+
+test("a request line the URL parser refuses is a 401, not an exception (no 500 from the middleware)", async () => {
+  const { CompactSign } = await import("jose");
+  const registry = await AgentKey.generate("EdDSA");
+  const agentKey = await AgentKey.generate("EdDSA");
+  const now = Math.floor(Date.now() / 1000);
+  const claims = {
+    iss: "https://registry.example",
+    sub: `agt_${"a".repeat(26)}`,
+    iat: now,
+    exp: now + 600,
+    jti: `tok_${"b".repeat(26)}`,
+    agent: { name: "Bot", issuer: "apexwealth.example", scopes: ["read:x"] },
+    scope: "read:x",
+    cnf: { jkt: agentKey.kid },
+  };
+  const token = await new CompactSign(new TextEncoder().encode(JSON.stringify(claims)))
+    .setProtectedHeader({ typ: "agent+jwt", alg: "EdDSA", kid: registry.kid })
+    .sign(registry.privateKey);
+  const r = await Receiver.create({
+    registryUrl: "https://registry.example",
+    jwks: { keys: [registry.publicJwk] },
+    publicBaseUrl: "https://api.example",
+  });
+  const url = "http://[::1/x"; // an absolute-form request target Node passes through as `originalUrl`
+  const proof = await dpopProof(agentKey, { htm: "GET", htu: "https://api.example/x", accessToken: token });
+  await assert.rejects(r.authenticate({ method: "GET", url, headers: [["authorization", `DPoP ${token}`], ["dpop", proof]] }), (e: unknown) => {
+    assert.ok(e instanceof Rejection, String(e));
+    assert.equal(e.status, 401);
+    assert.equal(e.code, "PROOF_INVALID");
+    return true;
+  });
+  const ok = await r.authenticate({ method: "GET", url: "/x", headers: [["authorization", `DPoP ${token}`], ["dpop", proof]] });
+  assert.equal(ok.proof, "dpop");
+});
