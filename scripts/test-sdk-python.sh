@@ -83,7 +83,7 @@ log "ruff"
 log "mypy --strict"
 "$PY" -m mypy
 log "pytest: unit and conformance tests"
-"$PY" -m pytest -q tests
+"$PY" -m pytest -q -rs tests
 
 # ---------------------------------------------------------------- the built artefact
 log "python -m build"

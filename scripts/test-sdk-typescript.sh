@@ -38,6 +38,13 @@ node_major="$(node -p 'process.versions.node.split(".")[0]')"
 [[ "$node_major" -ge 20 ]] || die "Node 20 or newer is needed (found $(node --version))"
 
 cd "$SDK"
+# Versioned with the server: the package's version is the workspace's.
+workspace_version="$(sed -n '/^\[workspace.package\]/,/^\[/s/^version *= *"\(.*\)"/\1/p' "$ROOT/Cargo.toml" | head -n1)"
+[[ -n "$workspace_version" ]] || die "no version in the workspace Cargo.toml"
+sdk_version="$(node -p 'require("./package.json").version')"
+[[ "$sdk_version" == "$workspace_version" ]] || die "versions differ: workspace $workspace_version, sdks/typescript/package.json $sdk_version"
+cmp -s "$ROOT/LICENSE" LICENSE || die "sdks/typescript/LICENSE differs from the repository's LICENSE"
+
 # Pinned tooling, reinstalled only when the lockfile or node changes.
 stamp="node_modules/.bonafide-lock.sha256"
 want="$( { cat package-lock.json; echo "node=$(node --version)"; } | sha256sum | cut -d' ' -f1)"

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bonafide import delegation, dpop, httpsig, receipt, token
+from bonafide import dpop, httpsig, receipt, token
 from bonafide._io import run_sync
 from bonafide.delegation import RevokedSet
 from bonafide.errors import TokenError
@@ -376,45 +376,25 @@ def run_delegated_token(doc: dict[str, Any], case: dict[str, Any]) -> None:
         assert e.value.code == expect["code"], e.value.message
 
 
-def run_exchange(doc: dict[str, Any], case: dict[str, Any]) -> None:
-    """The child the registry mints for a token exchange, or its refusal."""
+# Lists of vectors that are another party's rule, named here so they are known (never
+# skipped silently) and reported as such: each item's members are still checked, so
+# a list that changes shape fails this test.
+REGISTRY_SIDE: dict[tuple[str, str], str] = {
+    ("delegation.json", "exchanges"): (
+        "registry-side: the child token POST /v1/token mints (RFC 8693 narrowing) is the "
+        "registry's rule; an agent asks the registry (RegistryClient.exchange_token)"
+    ),
+}
+
+
+def registry_side_exchange(doc: dict[str, Any], case: dict[str, Any]) -> None:
+    """A token exchange the registry decides: the format is checked, the rule is not
+    re-implemented here (see REGISTRY_SIDE)."""
     _delegation_doc(doc)
     _only(case["name"], case, {"actor", "expect", "issue", "name", "parent", "request", "rule"})
-    parent = case["parent"]
-    req = case["request"]
-    _only(case["name"] + ".request", req, {"audience", "cnf", "exp", "policy", "scopes"})
-    parent_policy = Policy.from_value(parent["policy"]) if parent.get("policy") is not None else None
-    child_req = delegation.ChildRequest(
-        scopes=req["scopes"],
-        exp=req["exp"],
-        audience=req["audience"],
-        policy=Policy.from_value(req["policy"]) if req["policy"] is not None else None,
-        cnf=req["cnf"],
-    )
-    issue = case["issue"]
-
-    def mint() -> dict[str, Any]:
-        return delegation.child_claims(
-            parent,
-            parent_policy,
-            case["actor"],
-            child_req,
-            iss=issue["iss"],
-            jti=issue["jti"],
-            iat=issue["iat"],
-            max_depth=doc["max_depth"],
-        )
-
-    expect = case["expect"]
-    if expect["valid"]:
-        _only(case["name"] + ".expect", expect, {"valid", "claims"})
-        assert mint() == expect["claims"]
-    else:
-        _only(case["name"] + ".expect", expect, {"valid", "code", "widened"})
-        with pytest.raises(delegation.DelegationError) as e:
-            mint()
-        assert e.value.code == expect["code"], str(e.value)
-        assert e.value.widened == expect.get("widened", [])
+    _only(case["name"] + ".request", case["request"], {"audience", "cnf", "exp", "policy", "scopes"})
+    _only(case["name"] + ".expect", case["expect"], {"valid", "claims", "code", "widened"})
+    pytest.skip(REGISTRY_SIDE[("delegation.json", "exchanges")])
 
 
 Runner = Callable[[dict[str, Any], dict[str, Any]], None]
@@ -427,7 +407,7 @@ RUNNERS: dict[str, dict[str, Runner]] = {
     "status_lists.json": {"lists": run_status_list, "cases": run_status_case},
     "replays.json": {"sequences": run_replays},
     "receipts.json": {"cases": run_receipt},
-    "delegation.json": {"tokens": run_delegated_token, "exchanges": run_exchange},
+    "delegation.json": {"tokens": run_delegated_token, "exchanges": registry_side_exchange},
 }
 
 

@@ -152,6 +152,10 @@ def test_message_signature_with_a_resolver() -> None:
     req = httpx.Request("POST", BASE + "/pay?currency=EUR")
     headers = list(next(MessageSignatureAuth(t, key).sync_auth_flow(req)).headers.items())
     assert refused(lambda: r.authenticate("POST", "/pay", "currency=USD", headers)).code == "PROOF_INVALID"
+    # A request sent without a query is signed as such: a query added on the way fails.
+    req = httpx.Request("POST", BASE + "/pay")
+    headers = list(next(MessageSignatureAuth(t, key).sync_auth_flow(req)).headers.items())
+    assert refused(lambda: r.authenticate("POST", "/pay", "amount=1000", headers)).code == "PROOF_INVALID"
     # No source of agent keys: signatures cannot be checked.
     req = httpx.Request("GET", BASE + "/pay")
     headers = list(next(MessageSignatureAuth(t, key).sync_auth_flow(req)).headers.items())
@@ -189,6 +193,38 @@ def test_replay_cache_refuses_rather_than_evicts() -> None:
     assert c.claim(1, "k", "b", 110, 100) == "REPLAY_CACHE_FULL"
     assert c.claim(1, "k", "b", 130, 120) is None  # the old ones expired and were swept
     assert c.claim(1, "k", "a", 130, 120) is None  # forgotten after its window
+
+
+def test_a_full_replay_cache_sweeps_at_most_once_a_second() -> None:
+    # Entries expire by the second and are never inserted already expired, so a second
+    # sweep within one second frees nothing: a flood at a full cache must not buy a
+    # whole-cache pass (under the lock) per request.
+    c = ReplayCache(1000)
+    for i in range(1000):
+        assert c.claim(1, "k", f"j{i}", 400, 100) is None
+    before = c.sweeps
+    for i in range(200):
+        assert c.claim(1, "k", f"x{i}", 400, 101) == "REPLAY_CACHE_FULL"
+    assert c.sweeps - before == 1
+    assert c.claim(1, "k", "y", 500, 401) is None  # a new second: swept, room again
+
+
+def test_jwks_never_loaded_is_refetched_at_most_every_min_refetch() -> None:
+    # A registry down at start: each request must not trigger its own JWKS fetch (a
+    # refetch flood anyone can drive with any string as a token).
+    fake = Fake()
+    fake.routes["/.well-known/jwks.json"] = lambda r: httpx.Response(
+        503, json={"error": {"code": "X", "message": "down"}}
+    )
+    r = Receiver(ReceiverConfig.offline(REGISTRY, public_base_url=BASE, status_lists=False), client=fake.client())
+    for _ in range(5):
+        e = refused(lambda: r.authenticate("GET", "/", None, [("authorization", "Bearer x.y.z")]))
+        assert (e.status, e.code) == (503, "KEYS_UNAVAILABLE")
+    assert fake.hits["/.well-known/jwks.json"] == 1
+    fake.routes["/.well-known/jwks.json"] = lambda r: httpx.Response(200, json=JWKS)
+    r._core.jwks_fetched = time.monotonic() - 11  # as if the bound had passed
+    assert r.authenticate("GET", "/", None, [("authorization", f"Bearer {token()}")])
+    assert fake.hits["/.well-known/jwks.json"] == 2
 
 
 class Fake:

@@ -120,3 +120,64 @@ def test_missing_and_garbage_tokens(receiver: Served) -> None:
     assert r.status_code == 401 and error_code(r) == "TOKEN_MISSING"
     r = httpx.get(receiver.url + "/hello", headers={"authorization": "Bearer not.a.token"}, timeout=10)
     assert r.status_code == 401 and error_code(r) == "TOKEN_INVALID", r.text
+
+
+def test_a_widening_exchange_is_refused_by_the_registry(registry: Registry, keys: dict[str, str]) -> None:
+    # The narrowing rule is the registry's (POST /v1/token): the agent sees its refusal.
+    from bonafide import RegistryError
+
+    root = register(registry, keys["issuer"], "PortfolioBot", PrivateKey.generate("EdDSA"))
+    sub = register(registry, keys["issuer"], "Researcher", PrivateKey.generate("EdDSA"))
+    client = RegistryClient(registry.url, keys["issuer"])
+    with pytest.raises(RegistryError) as e:
+        client.exchange_token(root["token"], sub["token"], scope=["payments:write"])
+    assert e.value.status == 400 and e.value.code == "DELEGATION_WIDENS", str(e.value)
+    with pytest.raises(RegistryError) as e:
+        client.exchange_token(root["token"], root["token"], scope=["read:portfolio"])
+    assert e.value.code == "DELEGATION_LOOP", str(e.value)
+
+
+README_RECEIVERS = [
+    ("sdks/python/README.md", "## A receiver in twenty lines (FastAPI)"),
+    ("README.md", "## Python SDK (sdks/python)"),
+]
+
+
+@pytest.mark.parametrize(("readme", "heading"), README_RECEIVERS)
+def test_the_readme_receiver_runs(registry: Registry, keys: dict[str, str], readme: str, heading: str) -> None:
+    """The README's receiver as written (its registry and public URL replaced by the
+    test's), served, and called as an agent: it passes a proof and refuses its replay."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[3] / readme).read_text()
+    at = text.index(heading + "\n")
+    block = re.search(r"```python\n(.*?)```", text[at:], re.S)
+    assert block is not None, f"{readme} lost its receiver"
+    code = block.group(1)
+    assert len(code.strip().splitlines()) <= 20, f"{readme}: the receiver is longer than twenty lines"
+    assert '"http://127.0.0.1:8080"' in code and '"http://127.0.0.1:3000"' in code, f"{readme}: its URLs moved"
+
+    def make(url: str) -> Any:
+        scope: dict[str, Any] = {"__name__": "readme_receiver"}
+        src = code.replace('"http://127.0.0.1:8080"', repr(registry.url)).replace('"http://127.0.0.1:3000"', repr(url))
+        exec(compile(src, readme, "exec"), scope)
+        return scope["app"]
+
+    served = serve_asgi(make)
+    try:
+        hello = served.url + "/hello"
+        r = httpx.get(hello, timeout=10)
+        assert r.status_code == 401 and error_code(r) == "TOKEN_MISSING", r.text
+        key = PrivateKey.generate("EdDSA")
+        agent = register(registry, keys["issuer"], "ReadmeBot", key)
+        r = httpx.get(hello, auth=DPoPAuth(agent["token"], key), timeout=10)
+        assert r.status_code == 200, r.text
+        assert r.json() == {"hello": "ReadmeBot", "agent": agent["agent_id"]}
+        auth = DPoPAuth(agent["token"], key)
+        headers = {"authorization": f"DPoP {agent['token']}", "dpop": auth.proof("GET", hello)}
+        assert httpx.get(hello, headers=headers, timeout=10).status_code == 200
+        again = httpx.get(hello, headers=headers, timeout=10)
+        assert again.status_code == 401 and error_code(again) == "REPLAY", again.text
+    finally:
+        served.stop()

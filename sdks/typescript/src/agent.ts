@@ -89,7 +89,7 @@ export interface SignOptions {
   nonce?: string;
 }
 
-/** The `Signature-Input`, `Signature` (and `Signature-Agent`) headers signing a request (Web Bot Auth). */
+/** The `Signature-Input`, `Signature` (and `Signature-Agent`) headers signing a request (Web Bot Auth) over `@method`, `@authority`, `@path` and `@query`. */
 export async function signRequest(
   key: AgentKey,
   req: { method: string; url: string; headers?: [string, string][] },
@@ -97,7 +97,9 @@ export async function signRequest(
 ): Promise<Record<string, string>> {
   const headers: [string, string][] = [...(req.headers ?? [])];
   const out: Record<string, string> = {};
-  const components = ["@authority"];
+  // The request itself, not only its origin: a signature captured on the way is then no
+  // good for another method, path or query (`@query` is `?` without one).
+  const components = ["@method", "@authority", "@path", "@query"];
   if (opts.signatureAgent !== undefined) {
     headers.push(["signature-agent", opts.signatureAgent]);
     out["signature-agent"] = opts.signatureAgent;

@@ -402,11 +402,18 @@ export class Receiver {
   }
 
   /** The URL the agent addressed: public base URL + path (+ query, for signatures). */
-  private publicUrl(req: AgentRequest, withQuery: boolean): string | undefined {
+  private publicUrl(scheme: Scheme, req: AgentRequest, withQuery: boolean): string | undefined {
     if (!this.base) return undefined;
     let path = req.url;
     if (/^[a-zA-Z][a-zA-Z0-9+.-]*:\/\//.test(path)) {
-      const u = new URL(path);
+      // An absolute-form request target (RFC 9112 §3.2.2): its path and query. One the
+      // URL parser refuses names nothing a proof could match: a refusal, not an exception.
+      let u: URL;
+      try {
+        u = new URL(path);
+      } catch {
+        throw proofRejection(scheme, "PROOF_INVALID", "the request target is not a valid absolute URI");
+      }
       path = u.pathname + u.search;
     }
     const q = path.indexOf("?");
@@ -454,7 +461,7 @@ export class Receiver {
     if (proofs.length === 0) throw proofRejection(scheme, "PROOF_REQUIRED", "`Authorization: DPoP` needs a `DPoP` proof header");
     if (proofs.length > 1) throw proofRejection(scheme, "PROOF_INVALID", "more than one `DPoP` header");
     const proof = (proofs[0] as string).trim();
-    const htu = this.publicUrl(req, false);
+    const htu = this.publicUrl(scheme, req, false);
     if (!htu) throw this.noBase(scheme);
     const maxAge = this.config.proofMaxAgeSecs ?? 300;
     const check = { htm: req.method, htu, jkt, accessToken: token, now, maxAge, leeway: this.config.leewaySecs ?? DEFAULT_LEEWAY_SECS };
@@ -469,17 +476,17 @@ export class Receiver {
       if (this.proofKeys.size >= MAX_PROOF_KEYS) this.proofKeys.clear();
       this.proofKeys.set(jkt, verified.key);
     }
-    this.claim(scheme, "dpop", jkt, verified.jti, verified.replayUntil, now);
+    await this.claim(scheme, "dpop", jkt, verified.jti, verified.replayUntil, now);
   }
 
-  private claim(scheme: Scheme, ns: "dpop" | "sig", id: string, unique: string, lastValid: number, now: number): void {
-    const outcome = this.replay.claim(ns, id, unique, lastValid, now);
+  private async claim(scheme: Scheme, ns: "dpop" | "sig", id: string, unique: string, lastValid: number, now: number): Promise<void> {
+    const outcome = await this.replay.claim(ns, id, unique, lastValid, now);
     if (outcome === "replay") throw proofRejection(scheme, "REPLAY", "this proof has been used before");
     if (outcome === "full") throw unavailable("REPLAY_CACHE_FULL", "too many recent proofs to remember; try again shortly");
   }
 
   private async checkSignature(scheme: Scheme, claims: AgentClaims, jkt: string, req: AgentRequest, now: number): Promise<void> {
-    const url = this.publicUrl(req, true);
+    const url = this.publicUrl(scheme, req, true);
     if (!url) throw this.noBase(scheme);
     const jwk = await this.agentKey(scheme, currentActor(claims), jkt);
     let verified: Awaited<ReturnType<typeof verifySignature>>;
@@ -501,7 +508,7 @@ export class Receiver {
       }
       throw e;
     }
-    this.claim(scheme, "sig", verified.keyid, verified.nonce ?? "", verified.replayUntil, now);
+    await this.claim(scheme, "sig", verified.keyid, verified.nonce ?? "", verified.replayUntil, now);
   }
 
   /** The public JWK of `agent` whose thumbprint is `jkt`. */
@@ -580,12 +587,12 @@ export class Receiver {
       const proofs = all(req, "dpop");
       if (proofs.length > 1) throw proofRejection(scheme, "PROOF_INVALID", "more than one `DPoP` header");
       if (proofs.length === 0) throw proofRejection(scheme, "PROOF_REQUIRED", "`Authorization: DPoP` needs a `DPoP` proof header");
-      const htu = this.publicUrl(req, false);
+      const htu = this.publicUrl(scheme, req, false);
       if (!htu) throw this.noBase(scheme);
       body.proof = { type: "dpop", jwt: (proofs[0] as string).trim(), htm: req.method, htu };
       kind = "dpop";
     } else if (all(req, "signature-input").length > 0) {
-      const url = this.publicUrl(req, true);
+      const url = this.publicUrl(scheme, req, true);
       if (!url) throw this.noBase(scheme);
       body.proof = { type: "http-signature", method: req.method, url, headers: signatureHeaders(req) };
       kind = "http-signature";

@@ -3,17 +3,24 @@
 
 import assert from "node:assert/strict";
 import type { TestContext } from "node:test";
-import { childClaims, checkChain, DelegationError } from "../src/delegation.js";
+import { checkChain } from "../src/delegation.js";
 import { verifyProof } from "../src/dpop.js";
 import { signatureBase, verifySignature } from "../src/httpsig.js";
 import { VerifyingKey } from "../src/keys.js";
 import { checkReceiptRequest, requestCanonical, requestSha256, verifyReceipt } from "../src/receipt.js";
 import { ReplayCache } from "../src/replay.js";
 import { StatusError, StatusLists } from "../src/statuslist.js";
-import { readClaims } from "../src/token.js";
 import { VerifyError } from "../src/errors.js";
 import { Decimal, moneyFromJson, Policy } from "../src/policy/index.js";
 import { KeySet, verifyToken } from "../src/token.js";
+
+/** Lists of vectors that are another party's rule: known by name, reported, never run here. */
+export const REGISTRY_SIDE: Record<string, Record<string, string>> = {
+  "delegation.json": {
+    exchanges:
+      "registry-side: the child token POST /v1/token mints (RFC 8693 narrowing) is the registry's rule; an agent asks the registry (RegistryClient.exchange)",
+  },
+};
 
 export interface Runner {
   matches(rel: string): boolean;
@@ -197,7 +204,7 @@ const replays: Runner = {
                 maxAge: doc.max_age_secs,
                 leeway: doc.leeway_secs,
               });
-              outcome = cache.claim("dpop", v.jkt, v.jti, v.replayUntil, st.now) === "ok" ? "valid" : "REPLAY";
+              outcome = (await cache.claim("dpop", v.jkt, v.jti, v.replayUntil, st.now)) === "ok" ? "valid" : "REPLAY";
             } else if (st.kind === "httpsig") {
               only(st, ["expect", "kind", "now", "request"], `${s.name}[${i}]`);
               const v = await verifySignature(
@@ -205,7 +212,7 @@ const replays: Runner = {
                 { now: st.now, leeway: doc.leeway_secs, maxAge: doc.max_age_secs, requireNonce: true },
                 (id) => keys.get(id),
               );
-              outcome = cache.claim("sig", v.keyid, v.nonce ?? "", v.replayUntil, st.now) === "ok" ? "valid" : "REPLAY";
+              outcome = (await cache.claim("sig", v.keyid, v.nonce ?? "", v.replayUntil, st.now)) === "ok" ? "valid" : "REPLAY";
             } else {
               assert.fail(`${s.name}[${i}]: unknown step kind \`${st.kind}\``);
             }
@@ -313,28 +320,17 @@ const delegation: Runner = {
   matches: (rel) => rel === "delegation.json",
   async run(doc, t) {
     only(doc, ["audience", "description", "exchanges", "issuer", "jwks", "max_depth", "now", "tokens"], "delegation.json");
+    // `exchanges`: a known list, and registry-side: the child POST /v1/token mints is the
+    // registry's rule, not re-implemented here. Each item's members are still checked
+    // (a list that changes shape fails), then the list is reported as skipped.
     for (const e of doc.exchanges) {
-      await t.test(`exchange ${e.name}`, async () => {
-        only(e, ["actor", "expect", "issue", "name", "parent", "request", "rule"], e.name);
-        only(e.request, ["audience", "cnf", "exp", "policy", "scopes"], e.name);
-        const parent = readClaims(e.parent);
-        const policy = e.request.policy === null ? null : await Policy.fromValue(e.request.policy);
-        const req = { scopes: e.request.scopes, audience: e.request.audience, exp: e.request.exp, policy, cnf: e.request.cnf };
-        const run = () => childClaims(parent, undefined, e.actor, req, e.issue, doc.max_depth);
-        if (e.expect.valid) {
-          only(e.expect, ["valid", "claims"], e.name);
-          assert.deepEqual(run(), e.expect.claims);
-        } else {
-          only(e.expect, ["valid", "code", "widened"], e.name);
-          assert.throws(run, (err: unknown) => {
-            assert.ok(err instanceof DelegationError);
-            assert.equal(err.code, e.expect.code);
-            if (e.expect.widened) assert.deepEqual(err.widened, e.expect.widened);
-            return true;
-          });
-        }
-      });
+      only(e, ["actor", "expect", "issue", "name", "parent", "request", "rule"], e.name);
+      only(e.request, ["audience", "cnf", "exp", "policy", "scopes"], e.name);
+      only(e.expect, ["valid", "claims", "code", "widened"], e.name);
     }
+    const why = REGISTRY_SIDE["delegation.json"]?.exchanges;
+    assert.ok(why, "delegation.json `exchanges` must be named in REGISTRY_SIDE");
+    await t.test(`exchanges (${doc.exchanges.length}): registry-side`, { skip: why }, () => {});
     const keys = await KeySet.fromJwks(doc.jwks);
     for (const c of doc.tokens) {
       await t.test(`token ${c.name}`, async () => {

@@ -4,14 +4,19 @@
 // issuer revokes; the receiver refuses.
 
 import assert from "node:assert/strict";
-import type { AddressInfo } from "node:net";
+import { spawn } from "node:child_process";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { type AddressInfo, createServer } from "node:net";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { after, before, describe, test } from "node:test";
 import { serve } from "@hono/node-server";
 import express from "express";
 import { Hono } from "hono";
-import { AgentKey, agentFetch, dpopProof, Receiver, RegistryClient, signRequest, type VerifiedAgent } from "../src/index.js";
+import { AgentKey, ApiError, agentFetch, dpopProof, Receiver, RegistryClient, signRequest, type VerifiedAgent } from "../src/index.js";
 import { agentAuth as expressAuth } from "../src/express.js";
 import { type AgentVariables, agentAuth as honoAuth } from "../src/hono.js";
+import ts from "typescript";
 import { type Registry, startRegistry } from "./registry.js";
 
 let reg: Registry;
@@ -226,3 +231,93 @@ test("token exchange: a delegated token for a sub-agent verifies with its chain"
   assert.deepEqual(agent.delegation, [parent.agent_id, child.agent_id]);
   assert.equal(agent.actor, child.agent_id);
 });
+
+test("token exchange: the registry refuses a widening or a loop (its rule, not the SDK's)", async () => {
+  const parent = await register("Parent2", await AgentKey.generate("EdDSA"));
+  const child = await register("Child2", await AgentKey.generate("EdDSA"));
+  const client = new RegistryClient(reg.url, issuerKey);
+  await assert.rejects(client.exchange({ subjectToken: parent.token, actorToken: child.token, scope: ["payments:write"] }), (e: unknown) => {
+    assert.ok(e instanceof ApiError, String(e));
+    assert.equal(e.status, 400, e.message);
+    assert.equal(e.code, "DELEGATION_WIDENS", e.message);
+    return true;
+  });
+  await assert.rejects(client.exchange({ subjectToken: parent.token, actorToken: parent.token, scope: ["read:portfolio"] }), (e: unknown) => {
+    assert.ok(e instanceof ApiError, String(e));
+    assert.equal(e.code, "DELEGATION_LOOP", e.message);
+    return true;
+  });
+});
+
+// The READMEs' twenty-line receivers, run as written: the code block is transpiled, the
+// registry URL and port 3000 replaced by the test's, started as its own process
+// (importing the built package by its name), then called as an agent.
+const here = dirname(fileURLToPath(import.meta.url));
+const READMES: [string, string, RegExp][] = [
+  [join(here, "..", "..", "README.md"), "## A receiver in twenty lines", /^hello ReadmeBot \(agt_[a-z0-9]+\)$/],
+  [join(here, "..", "..", "..", "..", "README.md"), "## TypeScript SDK (sdks/typescript)", /^hello ReadmeBot$/],
+];
+
+function receiverBlock(path: string, heading: string): string {
+  const text = readFileSync(path, "utf8");
+  const at = text.indexOf(`${heading}\n`);
+  assert.ok(at >= 0, `${path} lost its section \`${heading}\``);
+  const m = /```ts\n([\s\S]*?)```/.exec(text.slice(at));
+  assert.ok(m?.[1], `${path}: no \`\`\`ts block under \`${heading}\``);
+  const code = m[1];
+  assert.ok(code.trim().split("\n").length <= 20, `${path}: the receiver is longer than twenty lines`);
+  assert.ok(code.includes('"http://127.0.0.1:8080"') && code.includes("3000"), `${path}: the receiver's registry or port moved`);
+  return code;
+}
+
+async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
+  const port = (s.address() as AddressInfo).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+for (const [path, heading, greeting] of READMES) {
+  test(`the README receiver runs: ${path.includes("sdks") ? "sdks/typescript/README.md" : "README.md"}`, async () => {
+    const port = await freePort();
+    const js = ts
+      .transpileModule(receiverBlock(path, heading), { compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 } })
+      .outputText.replaceAll('"http://127.0.0.1:8080"', JSON.stringify(reg.url))
+      .replaceAll("3000", String(port));
+    // Inside the package, so `@bonafide/sdk` resolves to the built package (its `exports`).
+    const file = join(here, `readme-receiver-${port}.mjs`);
+    writeFileSync(file, js);
+    const child = spawn(process.execPath, [file], { env: { ...process.env, BONAFIDE_URL: reg.url }, stdio: ["ignore", "ignore", "pipe"] });
+    let stderr = "";
+    child.stderr?.on("data", (d: Buffer) => {
+      stderr += d.toString();
+    });
+    try {
+      const url = `http://127.0.0.1:${port}/hello`;
+      let first: Response | undefined;
+      for (let i = 0; i < 100 && !first; i++) {
+        first = await fetch(url).catch(() => undefined);
+        if (!first) await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.ok(first, `the README receiver did not listen on ${port}: ${stderr}`);
+      await expectRefused(first, "TOKEN_MISSING");
+      const key = await AgentKey.generate("EdDSA");
+      const agent = await register("ReadmeBot", key);
+      const ok = await agentFetch(agent.token, key)(url);
+      const body = await ok.text();
+      assert.equal(ok.status, 200, body);
+      assert.match(body, greeting);
+      assert.ok(body.includes("ReadmeBot"));
+      if (greeting.source.includes("agt_")) assert.ok(body.includes(agent.agent_id), body);
+      // A replayed proof is refused by the README receiver too.
+      const proof = await dpopProof(key, { htm: "GET", htu: url, accessToken: agent.token });
+      const headers = { authorization: `DPoP ${agent.token}`, dpop: proof };
+      assert.equal((await fetch(url, { headers })).status, 200);
+      await expectRefused(await fetch(url, { headers }), "REPLAY");
+    } finally {
+      child.kill("SIGTERM");
+      rmSync(file, { force: true });
+    }
+  });
+}

@@ -46,7 +46,7 @@ class DPoPAuth(httpx.Auth):
 class MessageSignatureAuth(httpx.Auth):
     """Signs each request (RFC 9421, Web Bot Auth: `tag="web-bot-auth"`, `keyid` = the
     key's thumbprint, a random `nonce`, `created`/`expires`) over `@method`,
-    `@authority`, `@path`, `@query` when there is one, `Content-Digest` (added, RFC 9530)
+    `@authority`, `@path`, `@query` (`?` without one), `Content-Digest` (added, RFC 9530)
     when there is a body, and `Signature-Agent` when given; the token goes as
     `Authorization: Bearer` (or `X-Agent-Token` with `header="x-agent-token"`)."""
 
@@ -75,9 +75,8 @@ class MessageSignatureAuth(httpx.Auth):
                 request.headers["Authorization"] = f"Bearer {self.token}"
             else:
                 request.headers[self.header] = self.token
-        components: list[str] = ["@method", "@authority", "@path"]
-        if request.url.query:
-            components.append("@query")
+        # `@query` always (`?` when there is none), so a query cannot be added on the way.
+        components: list[str] = ["@method", "@authority", "@path", "@query"]
         body = request.content
         if body:
             request.headers["Content-Digest"] = httpsig.content_digest(body)

@@ -177,6 +177,7 @@ class ReplayCache:
         self.capacity = max(1, capacity)
         self._seen: dict[bytes, int] = {}
         self._last_sweep = 0
+        self.sweeps = 0  # passes over the whole cache (a metric)
         self._lock = threading.Lock()
 
     def claim(self, kind: int, key_id: str, unique: str, last_valid: int, now: int) -> str | None:
@@ -192,10 +193,14 @@ class ReplayCache:
             until = self._seen.get(k)
             if until is not None and until >= now:
                 return REPLAY
-            n = len(self._seen)
-            if (n >= self.capacity // 2 and self._last_sweep < now) or n >= self.capacity:
+            # Sweep when half full, at most once a second: entries expire by the second
+            # and none is inserted already expired, so a second pass within the same
+            # second frees nothing (a full cache under a flood would otherwise pay a
+            # whole pass, under the lock, for every request).
+            if len(self._seen) >= self.capacity // 2 and self._last_sweep < now:
                 self._seen = {key: u for key, u in self._seen.items() if u >= now}
                 self._last_sweep = now
+                self.sweeps += 1
             if len(self._seen) >= self.capacity:
                 return REPLAY_CACHE_FULL
             self._seen[k] = last_valid
@@ -346,6 +351,7 @@ class _Core:
         self.keys = token.KeySet.from_jwks(config.jwks) if config.jwks is not None else token.KeySet()
         self.jwks_fetched: float | None = None  # monotonic time of the last fetch (tried)
         self.jwks_loaded = config.jwks is not None
+        self.jwks_error = "not fetched yet"
         self.replay = ReplayCache(config.replay_capacity)
         self.status = (
             StatusLists(config.status_lists)
@@ -382,11 +388,20 @@ class _Core:
 
     def verify_token(self, presented: str, scheme: str, now: int) -> Gen[dict[str, Any]]:
         cfg = self.config
-        if cfg.jwks_url is not None and (not self.jwks_loaded or self._jwks_age() >= cfg.jwks_refresh_s):
-            # Kept simple: the refresh runs in this request (a failure keeps the keys).
+        if cfg.jwks_url is not None and not self.jwks_loaded:
+            # No keys yet: fetch, but at most once per `jwks_min_refetch_s` (else every
+            # request, whatever it carries, would fetch while the registry is down).
+            if self._jwks_age() < cfg.jwks_min_refetch_s:
+                raise _unavailable(
+                    KEYS_UNAVAILABLE, f"the JWKS could not be fetched ({self.jwks_error}); retrying shortly"
+                )
             err = yield from self.fetch_jwks()
-            if err is not None and not self.jwks_loaded:
+            if err is not None:
+                self.jwks_error = err
                 raise _unavailable(KEYS_UNAVAILABLE, err)
+        elif cfg.jwks_url is not None and self._jwks_age() >= cfg.jwks_refresh_s:
+            # Kept simple: the refresh runs in this request (a failure keeps the keys).
+            yield from self.fetch_jwks()
         try:
             claims = token.verify(presented, self.keys, self.opts, now)
         except token.UnknownKey:
