@@ -241,7 +241,7 @@ pub async fn sign(url: &str, args: SignArgs, out: Out) -> Result<ExitCode> {
     let status = if args.no_status {
         None
     } else {
-        allocate_status(url, &claims).await?
+        allocate_status(url, &claims, key.kid()).await?
     };
     let claims = AgentClaims { status, ..claims };
     let token = token::sign(&key, &claims).context("cannot sign the token")?;
@@ -277,9 +277,11 @@ pub async fn sign(url: &str, args: SignArgs, out: Out) -> Result<ExitCode> {
 
 /// The token's status-list slot from the registry (`POST /v1/status-lists/allocations`)
 /// when BONAFIDE_API_KEY holds an issuer key; `None`, said on stderr, without one.
+/// `kid` is the signing key's: revoking that key revokes the token in its list too.
 async fn allocate_status(
     url: &str,
     claims: &AgentClaims,
+    kid: &str,
 ) -> Result<Option<bonafide_core::status_list::StatusClaim>> {
     let has_key = std::env::var("BONAFIDE_API_KEY").is_ok_and(|k| !k.trim().is_empty());
     if !has_key {
@@ -295,6 +297,7 @@ async fn allocate_status(
                 "agent_id": claims.sub.as_str(),
                 "jti": claims.jti.as_str(),
                 "expires_at": claims.exp,
+                "kid": kid,
             }),
         ),
     )

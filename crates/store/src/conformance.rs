@@ -4862,6 +4862,7 @@ fn status_entry(issuer: &IssuerId, agent: &AgentId, expires_at_s: i64) -> Status
         expires_at_s,
         actors: Vec::new(),
         ancestor_jtis: Vec::new(),
+        keys: Vec::new(),
     }
 }
 
@@ -4996,6 +4997,44 @@ pub async fn status_entries_are_found_by_subject(store: Arc<dyn Store>) {
         jtis(of_parent),
         HashSet::from([parent.jti.clone(), child.jti.clone()])
     );
+    // The keys behind a token: the issuer key that signed its root, the agent key a
+    // token is bound to (the holder found as an agent).
+    let holder = AgentId::from_random(unique());
+    let mut keyed = status_entry(&issuer, &root, 5_000);
+    keyed.keys = vec![
+        crate::AncestorKey {
+            agent: root.clone(),
+            issuer_kid: Some("kid-one".into()),
+            jkt: None,
+        },
+        crate::AncestorKey {
+            agent: holder.clone(),
+            issuer_kid: None,
+            jkt: Some("jkt-one".into()),
+        },
+    ];
+    store
+        .status_allocate(&keyed, shape, &[200], T0_MS)
+        .await
+        .unwrap();
+    let of_kid = store
+        .status_entries_of(&StatusSubject::IssuerKey("kid-one".into()), 2_000)
+        .await
+        .unwrap();
+    assert_eq!(of_kid.len(), 1);
+    assert_eq!(of_kid[0].entry, keyed, "the keys round-trip");
+    assert!(
+        store
+            .status_entries_of(&StatusSubject::IssuerKey("kid-two".into()), 2_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let of_holder = store
+        .status_entries_of(&StatusSubject::Agent(holder.clone()), 2_000)
+        .await
+        .unwrap();
+    assert_eq!(jtis(of_holder), HashSet::from([keyed.jti.clone()]));
     // The expired one shows only to an earlier `live_after_s`.
     let of_old = store
         .status_entries_of(&StatusSubject::Token(old.jti.clone()), 999)
@@ -5012,7 +5051,7 @@ pub async fn status_entries_are_found_by_subject(store: Arc<dyn Store>) {
     let rest = store.status_entries(list, Some(101), 999, 2).await.unwrap();
     assert_eq!(
         rest.iter().map(|r| r.slot.idx).collect::<Vec<_>>(),
-        vec![102]
+        vec![102, 200]
     );
     // In allocation order.
     let since = store.status_entries_since(0, 10).await.unwrap();
@@ -5021,10 +5060,15 @@ pub async fn status_entries_are_found_by_subject(store: Arc<dyn Store>) {
             .iter()
             .map(|r| r.entry.jti.clone())
             .collect::<Vec<_>>(),
-        vec![parent.jti.clone(), child.jti.clone(), old.jti.clone()]
+        vec![
+            parent.jti.clone(),
+            child.jti.clone(),
+            old.jti.clone(),
+            keyed.jti.clone()
+        ]
     );
     let after_first = store.status_entries_since(since[0].seq, 10).await.unwrap();
-    assert_eq!(after_first.len(), 2);
+    assert_eq!(after_first.len(), 3);
     // Purged once expired, chain and all.
     assert_eq!(store.purge_status_entries(1_000).await.unwrap(), 1);
     assert!(

@@ -790,6 +790,10 @@ pub struct StatusEntry {
     pub actors: Vec<AgentId>,
     /// For a delegated token: its ancestor tokens, whose revocation is its own.
     pub ancestor_jtis: Vec<TokenId>,
+    /// The keys behind the token and its ancestors (the issuer key that signed it or
+    /// its issuer-signed root, the agent keys they are bound to): a key revoked, or
+    /// rotated out past its grace, ends the token as it does at verify.
+    pub keys: Vec<AncestorKey>,
 }
 
 /// Where a token's status is: list and index.
@@ -836,13 +840,16 @@ pub struct StatusListRecord {
     pub created_at_ms: i64,
 }
 
-/// What a status entry depends on: an agent or a token.
+/// What a status entry depends on: an agent, a token or an issuer key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum StatusSubject {
-    /// An agent: its own tokens and every delegated token it acts in.
+    /// An agent: its own tokens, every delegated token it acts in, and every token
+    /// bound to one of its keys.
     Agent(AgentId),
     /// A token: itself and every token delegated from it.
     Token(TokenId),
+    /// An issuer key, by kid: the tokens it signed, and the tokens delegated from them.
+    IssuerKey(String),
 }
 
 /// A published Status List Token (the latest version of a list).

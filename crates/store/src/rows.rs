@@ -495,12 +495,15 @@ pub(crate) const STATUS_ENTRY_COLUMNS: &str = "e.seq, e.list_id, e.idx, e.jti, e
 pub(crate) struct StoredChain {
     pub(crate) actors: Vec<String>,
     pub(crate) ancestor_jtis: Vec<String>,
+    /// Absent in entries written before keys were recorded (none was).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) keys: Vec<crate::AncestorKey>,
 }
 
 impl StoredChain {
     /// The chain's JSON text, `None` for a token without one.
     pub(crate) fn encode(entry: &crate::StatusEntry) -> Result<Option<String>, StoreError> {
-        if entry.actors.is_empty() && entry.ancestor_jtis.is_empty() {
+        if entry.actors.is_empty() && entry.ancestor_jtis.is_empty() && entry.keys.is_empty() {
             return Ok(None);
         }
         let chain = StoredChain {
@@ -510,13 +513,15 @@ impl StoredChain {
                 .iter()
                 .map(ToString::to_string)
                 .collect(),
+            keys: entry.keys.clone(),
         };
         serde_json::to_string(&chain)
             .map(Some)
             .map_err(|e| StoreError::Backend(format!("cannot encode a status chain: {e}")))
     }
 
-    /// The `status_chain` subjects of an entry: every actor and ancestor token.
+    /// The `status_chain` subjects of an entry: every actor and ancestor token, every
+    /// issuer key behind it and every agent whose key it is bound to.
     pub(crate) fn subjects(entry: &crate::StatusEntry) -> Vec<String> {
         let actors = entry
             .actors
@@ -526,7 +531,18 @@ impl StoredChain {
             .ancestor_jtis
             .iter()
             .map(|j| subject_key(&crate::StatusSubject::Token(j.clone())));
-        let mut all: Vec<String> = actors.chain(tokens).collect();
+        let keys = entry.keys.iter().flat_map(|k| {
+            let issuer_key = k
+                .issuer_kid
+                .as_ref()
+                .map(|kid| subject_key(&crate::StatusSubject::IssuerKey(kid.clone())));
+            let holder = k
+                .jkt
+                .as_ref()
+                .map(|_| subject_key(&crate::StatusSubject::Agent(k.agent.clone())));
+            issuer_key.into_iter().chain(holder)
+        });
+        let mut all: Vec<String> = actors.chain(tokens).chain(keys).collect();
         all.sort();
         all.dedup();
         all
@@ -538,13 +554,14 @@ pub(crate) fn subject_key(subject: &crate::StatusSubject) -> String {
     match subject {
         crate::StatusSubject::Agent(a) => format!("agent:{a}"),
         crate::StatusSubject::Token(t) => format!("token:{t}"),
+        crate::StatusSubject::IssuerKey(kid) => format!("issuer_key:{kid}"),
     }
 }
 
 impl StatusEntryDbRow {
     pub(crate) fn into_row(self) -> Result<crate::StatusEntryRow, StoreError> {
-        let (actors, ancestor_jtis) = match self.chain.as_deref() {
-            None => (Vec::new(), Vec::new()),
+        let (actors, ancestor_jtis, keys) = match self.chain.as_deref() {
+            None => (Vec::new(), Vec::new(), Vec::new()),
             Some(text) => {
                 let chain: StoredChain =
                     serde_json::from_str(text).map_err(|_| corrupt("status chain"))?;
@@ -559,6 +576,7 @@ impl StatusEntryDbRow {
                         .iter()
                         .map(|j| parse_id(j, "token id"))
                         .collect::<Result<_, _>>()?,
+                    chain.keys,
                 )
             }
         };
@@ -575,6 +593,7 @@ impl StatusEntryDbRow {
                 expires_at_s: self.expires_at_s,
                 actors,
                 ancestor_jtis,
+                keys,
             },
             created_at_ms: self.created_at_ms,
         })

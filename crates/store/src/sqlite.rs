@@ -2097,9 +2097,12 @@ impl Store for SqliteStore {
         subject: &StatusSubject,
         live_after_s: i64,
     ) -> Result<Vec<StatusEntryRow>, StoreError> {
+        // An issuer key is found through `status_chain` only (no column names it): its
+        // own-column branch compares with NULL, which matches nothing.
         let (own, id) = match subject {
             StatusSubject::Agent(a) => ("e.agent_id", a.as_str()),
             StatusSubject::Token(t) => ("e.jti", t.as_str()),
+            StatusSubject::IssuerKey(kid) => ("NULL", kid.as_str()),
         };
         sqlx::query_as::<_, StatusEntryDbRow>(safe_sql(format!(
             "SELECT {STATUS_ENTRY_COLUMNS} FROM status_entries e \

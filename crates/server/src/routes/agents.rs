@@ -268,6 +268,18 @@ async fn mint(
         // status list (crate::status_lists).
         status: None,
     };
+    // A token bound to the agent's key is revoked in its list once that key is
+    // rotated out past its grace (verify refuses it then).
+    let keys = claims
+        .cnf
+        .as_ref()
+        .map(|c| bonafide_store::AncestorKey {
+            agent: agent.id.clone(),
+            issuer_kid: None,
+            jkt: Some(c.jkt.clone()),
+        })
+        .into_iter()
+        .collect();
     let entry = crate::status_lists::entry_of(
         &jti,
         &agent.id,
@@ -275,6 +287,7 @@ async fn mint(
         claims.exp,
         Vec::new(),
         Vec::new(),
+        keys,
     );
     let claims = AgentClaims {
         status: Some(state.status_lists.allocate(state, &entry).await?),

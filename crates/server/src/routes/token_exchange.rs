@@ -622,6 +622,17 @@ pub async fn exchange(
         .as_ref()
         .map(|act| act.iter().map(|a| a.sub.clone()).collect())
         .unwrap_or_default();
+    // The keys behind its ancestors (as `delegation::check` reads them at verify), and
+    // the actor key the child itself is bound to.
+    let chain_keys = ancestor_keys(&state, &parent, parent_signer.clone()).await?;
+    let mut entry_keys = chain_keys.clone();
+    if let Some(cnf) = &child.cnf {
+        entry_keys.push(AncestorKey {
+            agent: bonafide_core::delegation::current_actor(&child).clone(),
+            issuer_kid: None,
+            jkt: Some(cnf.jkt.clone()),
+        });
+    }
     let entry = crate::status_lists::entry_of(
         &child.jti,
         &child.sub,
@@ -629,6 +640,7 @@ pub async fn exchange(
         child.exp,
         actors,
         child.ancestor_jtis.clone().unwrap_or_default(),
+        entry_keys,
     );
     let child = AgentClaims {
         status: Some(state.status_lists.allocate(&state, &entry).await?),
@@ -657,7 +669,7 @@ pub async fn exchange(
         parent_jti: parent.jti.clone(),
         actor_id: actor.clone(),
         ancestor_policies: ancestor_policies(&state, &parent, parent_policy.as_deref()).await?,
-        ancestor_keys: ancestor_keys(&state, &parent, parent_signer).await?,
+        ancestor_keys: chain_keys,
         created_at_ms: now,
     };
     let audit = audit_change(

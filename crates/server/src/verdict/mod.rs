@@ -226,6 +226,31 @@ pub fn chain_standing(
     None
 }
 
+/// Whether a key behind a token or one of its ancestors still stands: the issuer key
+/// that signed it known and not revoked (`TOKEN_REVOKED`, `KEY_REVOKED`), the agent key
+/// it is bound to registered and usable (`agent_keys`: that agent's keys; rotated out
+/// past its grace: `KEY_ROTATED`; past its `key_expires_at`: expired). The one key
+/// rule of a chain: verify ([`crate::delegation::check`]) and the status lists apply
+/// it; a token's own binding is [`binding`]'s (the same [`crate::state::bound_key`]).
+pub fn key_standing(
+    issuer_keys: &bonafide_core::verifier::IssuerKeyRing,
+    agent_keys: &[AgentKeyEntry],
+    key: &bonafide_store::AncestorKey,
+    now_ms: i64,
+) -> Option<TokenError> {
+    if let Some(kid) = &key.issuer_kid
+        && issuer_keys
+            .get(kid)
+            .is_none_or(|k| !KeyValidity::issuer_key(k.revoked_at_ms).usable(now_ms))
+    {
+        return Some(TokenError::Revoked(Revoked::Key));
+    }
+    if let Some(jkt) = &key.jkt {
+        return crate::state::bound_key(agent_keys, jkt, now_ms).err();
+    }
+    None
+}
+
 /// The status a Token Status List shows for a token: revoked (`Invalid`) when the
 /// token, its agent or anything of its chain is, else suspended when its agent or an
 /// actor is, else valid — what a verify of it would find of its standing, from the
