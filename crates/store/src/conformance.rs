@@ -5078,10 +5078,17 @@ pub async fn status_entries_are_found_by_subject(store: Arc<dyn Store>) {
             .unwrap()
             .is_empty()
     );
-    assert_eq!(store.purge_status_entries(5_000).await.unwrap(), 2);
+    assert_eq!(store.purge_status_entries(5_000).await.unwrap(), 3);
     assert!(
         store
             .status_entries_of(&StatusSubject::Agent(actor), 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .status_entries_of(&StatusSubject::IssuerKey("kid-one".into()), 0)
             .await
             .unwrap()
             .is_empty()
