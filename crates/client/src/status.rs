@@ -30,6 +30,8 @@
 //!   or not, so neither a failing registry nor a flood of requests makes a storm. A
 //!   list the registry has not published yet (503; a new list is within a second)
 //!   is asked for again after 1 s, up to 3 times in one check, then again 1 s later.
+//!   A list obtained otherwise ([`StatusLists::offer`]) goes through the same
+//!   verification and is recorded exactly as if this cache had fetched it.
 //! - **Staleness.** A list's age is the time since its `iat` (the statuses are as of
 //!   then: a 304 says the registry still serves it, not that it is recent; the
 //!   registry re-signs every list at least every 5 minutes). Past [`StatusListConfig::max_staleness`] (or its `exp`), a valid

@@ -90,6 +90,9 @@
 //! differ from the public ones anyway. Without `public_base_url` the layer accepts
 //! only unbound tokens; bound ones get `PROOF_INVALID`.
 //!
+//! [`Receiver::authenticate`] is all of this without the HTTP response;
+//! [`Receiver::authenticate_at`] the same at a given time.
+//!
 //! What this is not: a body-digest checker
 //! (`content-digest` may be covered by a signature as a header; the body is not
 //! hashed), or a scope/policy authoriser (the handler looks at

@@ -306,6 +306,17 @@ async fn the_receiver_passes_the_conformance_token_vectors() {
                 assert_eq!(agent.agent_id.as_str(), expect["sub"], "{name}");
                 assert_eq!(json!(agent.scopes), expect["scopes"], "{name}");
                 assert!(agent.proof.is_none(), "{name}");
+                // `authenticate` reads the system clock, far from the vector's.
+                let method = Method::GET;
+                let real = r.authenticate(&method, &"/".parse().unwrap(), &h).await;
+                let code = real.err().map(|e| e.code().to_owned());
+                assert!(
+                    matches!(
+                        code.as_deref(),
+                        Some("TOKEN_NOT_YET_VALID" | "TOKEN_EXPIRED")
+                    ),
+                    "{name}: {code:?}"
+                );
             }
             false => assert_eq!(got.err().as_deref(), expect["code"].as_str(), "{name}"),
         }
@@ -591,6 +602,52 @@ async fn the_receiver_passes_the_status_list_vectors() {
             }
             (true, other) => panic!("{name}: unknown status {other:?}"),
             (false, _) => assert_eq!(got.err().as_deref(), expect["code"].as_str(), "{name}"),
+        }
+    }
+}
+
+/// Receipts (`conformance/receipts.json`) through the client's receipt check
+/// (`bonafide_client::receipts`): the signature and claims with the receipt keys,
+/// then, where the case has one, the verify request it binds.
+#[test]
+fn the_client_passes_the_receipt_vectors() {
+    use bonafide_client::receipts;
+    use bonafide_core::receipt::ReceiptError;
+    let v = read("receipts.json");
+    let jwks: Jwks = serde_json::from_value(v["jwks"].clone()).unwrap();
+    for case in v["cases"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let got = receipts::verify(case["receipt"].as_str().unwrap(), &jwks);
+        let expect = &case["expect"];
+        if !expect["valid"].as_bool().unwrap() {
+            assert!(got.is_err(), "{name}: accepted");
+            continue;
+        }
+        let receipt = got.unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(
+            serde_json::to_value(&receipt.claims).unwrap(),
+            expect["claims"],
+            "{name}"
+        );
+        let Some(request) = case.get("request") else {
+            continue;
+        };
+        let body = request.to_string();
+        match receipt.check_request(body.as_bytes()) {
+            Ok(facts) => {
+                assert_eq!(expect["request_matches"], true, "{name}");
+                assert_eq!(
+                    String::from_utf8(facts.canonical()).unwrap(),
+                    expect["request_canonical"],
+                    "{name}"
+                );
+                assert_eq!(facts.sha256_hex(), expect["request_sha256"], "{name}");
+            }
+            Err(ReceiptError::RequestMismatch { found, .. }) => {
+                assert_eq!(expect["request_matches"], false, "{name}");
+                assert_eq!(found, expect["request_sha256"], "{name}");
+            }
+            Err(e) => panic!("{name}: {e}"),
         }
     }
 }
