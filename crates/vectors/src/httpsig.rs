@@ -565,6 +565,7 @@ pub(crate) fn file() -> Result<VectorFile, VectorError> {
             message: e.to_string(),
         })?;
     let kid = agent.kid().to_owned();
+    let (token, jwks) = crate::bound_token(&kid, 0xd2, NOW, "httpsig access_token")?;
     let mut out = Vec::new();
     for case in cases(&agent, &other)? {
         let msg = Message::Request {
@@ -617,7 +618,7 @@ pub(crate) fn file() -> Result<VectorFile, VectorError> {
     pretty(
         "httpsig.json",
         &json!({
-            "description": "HTTP message signatures (RFC 9421) in the Web Bot Auth profile: each case is a full request (`method`, absolute target `url`, `headers` as [name, value] pairs in order; names match case-insensitively, repeated names combine as RFC 9421 §2.1 says) and whether a verifier must accept its signature at `now`. Verifier settings: only the first `Signature-Input` member with `tag` = `required_tag` is considered; it must cover `@authority` (or `@target-uri`), and a present `Signature-Agent` whole or each of its Dictionary members (`\"signature-agent\";key=\"sig1\"`); `created`, `expires` and `nonce` are required; accepted while `created <= now + leeway_secs`, `now <= expires + leeway_secs`, `now <= created + max_age_secs + leeway_secs`, `expires >= created`; `Signature-Input` must be in canonical RFC 8941 form; component parameters other than `key` are refused. `keys` maps `keyid` to the public JWK (Web Bot Auth: the RFC 7638 thumbprint); `agent_jwk` is that key with its private part, for implementations that sign. On acceptance, `expect` gives what was read and the `signature_base` (RFC 9421 §2.5); `replay_until` = min(created + max_age_secs, expires) + leeway_secs, how long the (keyid, nonce) pair must be remembered. A refusal is `PROOF_INVALID`; `why` is for people.",
+            "description": "HTTP message signatures (RFC 9421) in the Web Bot Auth profile: each case is a full request (`method`, absolute target `url`, `headers` as [name, value] pairs in order; names match case-insensitively, repeated names combine as RFC 9421 §2.1 says) and whether a verifier must accept its signature at `now`. Verifier settings: only the first `Signature-Input` member with `tag` = `required_tag` is considered; it must cover `@authority` (or `@target-uri`), and a present `Signature-Agent` whole or each of its Dictionary members (`\"signature-agent\";key=\"sig1\"`); `created`, `expires` and `nonce` are required; accepted while `created <= now + leeway_secs`, `now <= expires + leeway_secs`, `now <= created + max_age_secs + leeway_secs`, `expires >= created`; `Signature-Input` must be in canonical RFC 8941 form; component parameters other than `key` are refused. `keys` maps `keyid` to the public JWK (Web Bot Auth: the RFC 7638 thumbprint); `agent_jwk` is that key with its private part, for implementations that sign. On acceptance, `expect` gives what was read and the `signature_base` (RFC 9421 §2.5); `replay_until` = min(created + max_age_secs, expires) + leeway_secs, how long the (keyid, nonce) pair must be remembered. A refusal is `PROOF_INVALID`; `why` is for people. `access_token` is a real agent token of the registry (`issuer`, `jwks`) bound to the agent's key (`cnf.jkt` = its `keyid`), valid at `now`, so a receiver can run each case whole: the token sent beside the request's headers as `X-Agent-Token` (covered by no signature), the request's `url` origin being the receiver's own public URL.",
             "now": NOW,
             "leeway_secs": LEEWAY,
             "max_age_secs": MAX_AGE,
@@ -627,6 +628,9 @@ pub(crate) fn file() -> Result<VectorFile, VectorError> {
             "require_nonce": true,
             "keys": keys,
             "agent_jwk": crate::private_jwk(&agent)?,
+            "access_token": token,
+            "issuer": crate::REGISTRY,
+            "jwks": jwks,
             "cases": out,
         }),
     )

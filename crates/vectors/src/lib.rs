@@ -174,3 +174,50 @@ pub(crate) fn private_jwk(
     jwk["d"] = serde_json::Value::from(bonafide_core::b64::encode(&seed));
     Ok(jwk)
 }
+
+/// The vectors' registry: `iss` of its agent tokens, whose key is seed 1 (`jwks` of
+/// `tokens.json`).
+pub(crate) const REGISTRY: &str = "https://registry.example";
+
+/// A real agent token of the vectors' registry bound to the agent key whose RFC 7638
+/// thumbprint is `jkt` (`cnf.jkt`), valid from `now − 10` to `now + 3600`: the token a
+/// DPoP proof or message signature accompanies, so that a receiver can run those
+/// vectors end to end (token, then proof). Returned with the registry's JWKS; checked
+/// with the core before it is used.
+pub(crate) fn bound_token(
+    jkt: &str,
+    jti_seed: u8,
+    now: i64,
+    case: &str,
+) -> Result<(String, bonafide_core::keys::Jwks), VectorError> {
+    use bonafide_core::keys::VerifyingKey;
+    use bonafide_core::token::{self, KeySet, VerifyOptions};
+    let build = |message: String| VectorError::Build {
+        case: case.to_owned(),
+        message,
+    };
+    let registry = ed25519(1)?;
+    let claims = serde_json::json!({
+        "iss": REGISTRY,
+        "sub": "agt_aaaaaaaaaaaaaaaaaaaaaaaaaa",
+        "iat": now - 10,
+        "exp": now + 3600,
+        "jti": bonafide_core::ids::TokenId::from_random([jti_seed; 16]).as_str(),
+        "agent": {"name": "PortfolioBot", "issuer": "apexwealth.example", "scopes": ["payments:write"]},
+        "cnf": {"jkt": jkt},
+    });
+    let claims = serde_json::from_value(claims).map_err(|e| build(e.to_string()))?;
+    let text = token::sign(&registry, &claims).map_err(|e| build(e.to_string()))?;
+    let mut keys = KeySet::new();
+    keys.insert(
+        VerifyingKey::from_jwk(registry.verifying_key().jwk()).map_err(|e| build(e.to_string()))?,
+    );
+    let verified = token::verify(&text, &keys, &VerifyOptions::for_issuer(REGISTRY), now)
+        .map_err(|e| build(format!("the bound token does not verify: {e}")))?;
+    if verified.claims.cnf.as_ref().map(|c| c.jkt.as_str()) != Some(jkt) {
+        return Err(build(
+            "the bound token is not bound to the agent key".into(),
+        ));
+    }
+    Ok((text, keys.to_jwks()))
+}

@@ -17,7 +17,6 @@ const NOW: i64 = 1_800_000_000;
 const HTM: &str = "POST";
 const HTU: &str = "https://api.example/v1/payments";
 const URL: &str = "https://api.example/v1/payments";
-const TOKEN: &str = "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJhZ3RfeCJ9.c2lnbmF0dXJl";
 
 /// What one step presents.
 enum Proof {
@@ -38,8 +37,14 @@ struct Sequence {
     steps: Vec<Step>,
 }
 
-fn dpop_proof(key: &SigningKey, iat: i64, jti: &str, htm: &str) -> Result<String, VectorError> {
-    dpop::sign(key, htm, HTU, TOKEN, iat, jti).map_err(|e| VectorError::Build {
+fn dpop_proof(
+    key: &SigningKey,
+    token: &str,
+    iat: i64,
+    jti: &str,
+    htm: &str,
+) -> Result<String, VectorError> {
+    dpop::sign(key, htm, HTU, token, iat, jti).map_err(|e| VectorError::Build {
         case: jti.to_owned(),
         message: e.to_string(),
     })
@@ -78,7 +83,7 @@ fn signed(
     Ok(headers)
 }
 
-fn sequences(agent: &SigningKey) -> Result<Vec<Sequence>, VectorError> {
+fn sequences(agent: &SigningKey, token: &str) -> Result<Vec<Sequence>, VectorError> {
     let d = |at, proof: &String, expect| Step {
         at,
         proof: Proof::Dpop {
@@ -94,15 +99,15 @@ fn sequences(agent: &SigningKey) -> Result<Vec<Sequence>, VectorError> {
         },
         expect,
     };
-    let once = dpop_proof(agent, NOW, "jti-once", HTM)?;
-    let a = dpop_proof(agent, NOW, "jti-a", HTM)?;
-    let b = dpop_proof(agent, NOW, "jti-b", HTM)?;
-    let same_jti_first = dpop_proof(agent, NOW, "jti-same", HTM)?;
-    let same_jti_later = dpop_proof(agent, NOW + 5, "jti-same", HTM)?;
-    let late = dpop_proof(agent, NOW, "jti-late", HTM)?;
-    let wrong_method = dpop_proof(agent, NOW, "jti-refused-first", "GET")?;
-    let right_method = dpop_proof(agent, NOW, "jti-refused-first", HTM)?;
-    let shared_dpop = dpop_proof(agent, NOW, "shared-id", HTM)?;
+    let once = dpop_proof(agent, token, NOW, "jti-once", HTM)?;
+    let a = dpop_proof(agent, token, NOW, "jti-a", HTM)?;
+    let b = dpop_proof(agent, token, NOW, "jti-b", HTM)?;
+    let same_jti_first = dpop_proof(agent, token, NOW, "jti-same", HTM)?;
+    let same_jti_later = dpop_proof(agent, token, NOW + 5, "jti-same", HTM)?;
+    let late = dpop_proof(agent, token, NOW, "jti-late", HTM)?;
+    let wrong_method = dpop_proof(agent, token, NOW, "jti-refused-first", "GET")?;
+    let right_method = dpop_proof(agent, token, NOW, "jti-refused-first", HTM)?;
+    let shared_dpop = dpop_proof(agent, token, NOW, "shared-id", HTM)?;
     let sig_once = signed(agent, NOW - 5, "n-once")?;
     let sig_same_first = signed(agent, NOW - 5, "n-same")?;
     let sig_same_later = signed(agent, NOW, "n-same")?;
@@ -187,6 +192,7 @@ fn sequences(agent: &SigningKey) -> Result<Vec<Sequence>, VectorError> {
 /// The core's answer for one step: `Ok((namespace, key, id, replay_until))` if the
 /// proof verifies, else the wire code.
 fn verify_step(
+    token: &str,
     proof: &Proof,
     jkt: &str,
     key: &VerifyingKey,
@@ -194,7 +200,7 @@ fn verify_step(
 ) -> Result<(&'static str, String, String, i64), &'static str> {
     match proof {
         Proof::Dpop { proof, htm } => {
-            let check = ProofCheck::new(htm, HTU, jkt, TOKEN, at);
+            let check = ProofCheck::new(htm, HTU, jkt, token, at);
             let v = dpop::verify(proof, &check).map_err(|e| e.code())?;
             Ok(("dpop", v.jkt, v.jti, v.replay_until))
         }
@@ -227,12 +233,13 @@ pub(crate) fn file() -> Result<VectorFile, VectorError> {
     let jkt = agent.kid().to_owned();
     let public = agent.verifying_key();
     let mut out = Vec::new();
-    for seq in sequences(&agent)? {
+    let (token, jwks) = crate::bound_token(&jkt, 0xd1, NOW, "replays access_token")?;
+    for seq in sequences(&agent, &token)? {
         // The verifier's memory: (namespace, key, id) → last second it is kept.
         let mut seen: HashMap<(&str, String, String), i64> = HashMap::new();
         let mut steps = Vec::new();
         for (i, step) in seq.steps.iter().enumerate() {
-            let found = match verify_step(&step.proof, &jkt, public, step.at) {
+            let found = match verify_step(&token, &step.proof, &jkt, public, step.at) {
                 Err(code) => Some(code),
                 Ok((ns, key, id, until)) => {
                     let k = (ns, key, id);
@@ -282,8 +289,10 @@ pub(crate) fn file() -> Result<VectorFile, VectorError> {
     pretty(
         "replays.json",
         &json!({
-            "description": "Sequences of proofs presented to one fresh verifier, in order, each at its own `now`. Each step is checked as in `dpop.json` (`kind` dpop: the proof with `htm`, `htu`, `access_token`, bound to `jkt`) or `httpsig.json` (`kind` httpsig: the signed `request`, the key from `keys` by `keyid`), with the same settings (max age 300 s, leeway 60 s, nonce required). A proof that verifies is then looked up in the verifier's memory: DPoP by (`jkt`, `jti`), signatures by (`keyid`, `nonce`), the two kept apart. Seen and still within its `replay_until` (inclusive): refused with `REPLAY`. Otherwise accepted and remembered until its `replay_until` (DPoP: iat + max_age; signature: min(created + max_age, expires) + leeway). A refused proof is not remembered. Every sequence starts with an empty memory.",
-            "access_token": TOKEN,
+            "description": "Sequences of proofs presented to one fresh verifier, in order, each at its own `now`. Each step is checked as in `dpop.json` (`kind` dpop: the proof with `htm`, `htu`, `access_token`, bound to `jkt`) or `httpsig.json` (`kind` httpsig: the signed `request`, the key from `keys` by `keyid`), with the same settings (max age 300 s, leeway 60 s, nonce required). A proof that verifies is then looked up in the verifier's memory: DPoP by (`jkt`, `jti`), signatures by (`keyid`, `nonce`), the two kept apart. Seen and still within its `replay_until` (inclusive): refused with `REPLAY`. Otherwise accepted and remembered until its `replay_until` (DPoP: iat + max_age; signature: min(created + max_age, expires) + leeway). A refused proof is not remembered. Every sequence starts with an empty memory. `access_token` is a real agent token of the registry (`issuer`, `jwks`) bound to `jkt`, valid at every step's `now`: a receiver presents it with each proof (`Authorization: DPoP` with the `DPoP` header, or beside the signed request's headers, as `X-Agent-Token`).",
+            "access_token": token,
+            "issuer": crate::REGISTRY,
+            "jwks": jwks,
             "jkt": jkt,
             "max_age_secs": 300,
             "leeway_secs": 60,
