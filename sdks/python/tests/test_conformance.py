@@ -73,7 +73,20 @@ def run_dpop(doc: dict[str, Any], case: dict[str, Any]) -> None:
     _only(
         "dpop.json",
         doc,
-        {"access_token", "agent_jwk", "cases", "description", "jkt", "leeway_secs", "max_age_secs", "now"},
+        # `issuer` and `jwks` verify `access_token` for a receiver-level run (the Rust
+        # layer's); here the proof is checked against it, as the core checks it.
+        {
+            "access_token",
+            "agent_jwk",
+            "cases",
+            "description",
+            "issuer",
+            "jkt",
+            "jwks",
+            "leeway_secs",
+            "max_age_secs",
+            "now",
+        },
     )
     _only(case["name"], case, {"expect", "htm", "htu", "name", "proof"})
     kw: dict[str, Any] = dict(
@@ -119,9 +132,12 @@ def run_httpsig(doc: dict[str, Any], case: dict[str, Any]) -> None:
         "httpsig.json",
         doc,
         {
+            "access_token",
             "agent_jwk",
             "cases",
             "description",
+            "issuer",
+            "jwks",
             "keys",
             "leeway_secs",
             "max_age_secs",
@@ -269,7 +285,18 @@ def run_replays(doc: dict[str, Any], seq: dict[str, Any]) -> None:
     _only(
         "replays.json",
         doc,
-        {"access_token", "agent_jwk", "description", "jkt", "keys", "leeway_secs", "max_age_secs", "sequences"},
+        {
+            "access_token",
+            "agent_jwk",
+            "description",
+            "issuer",
+            "jkt",
+            "jwks",
+            "keys",
+            "leeway_secs",
+            "max_age_secs",
+            "sequences",
+        },
     )
     _only(seq["name"], seq, {"name", "rule", "steps"})
     cache = ReplayCache()

@@ -75,7 +75,9 @@ const tokens: Runner = {
 const dpop: Runner = {
   matches: (rel) => rel === "dpop.json",
   async run(doc, t) {
-    only(doc, ["access_token", "agent_jwk", "description", "jkt", "leeway_secs", "max_age_secs", "now", "cases"], "dpop.json");
+    // `issuer` and `jwks` verify `access_token` for a receiver-level run (the Rust layer's);
+    // here the proof is checked against it, as the core checks it.
+    only(doc, ["access_token", "agent_jwk", "description", "issuer", "jkt", "jwks", "leeway_secs", "max_age_secs", "now", "cases"], "dpop.json");
     for (const c of doc.cases) {
       await t.test(c.name, async () => {
         only(c, ["expect", "htm", "htu", "name", "proof"], c.name);
@@ -144,7 +146,7 @@ async function keyring(keys: Record<string, any>): Promise<Map<string, Verifying
 const httpsig: Runner = {
   matches: (rel) => rel === "httpsig.json",
   async run(doc, t) {
-    only(doc, ["agent_jwk", "description", "keys", ...SIG_SETTINGS, "cases"], "httpsig.json");
+    only(doc, ["access_token", "agent_jwk", "description", "issuer", "jwks", "keys", ...SIG_SETTINGS, "cases"], "httpsig.json");
     const keys = await keyring(doc.keys);
     for (const c of doc.cases) {
       await t.test(c.name, async () => {
@@ -184,7 +186,7 @@ const httpsig: Runner = {
 const replays: Runner = {
   matches: (rel) => rel === "replays.json",
   async run(doc, t) {
-    only(doc, ["access_token", "agent_jwk", "description", "jkt", "keys", "leeway_secs", "max_age_secs", "sequences"], "replays.json");
+    only(doc, ["access_token", "agent_jwk", "description", "issuer", "jkt", "jwks", "keys", "leeway_secs", "max_age_secs", "sequences"], "replays.json");
     const keys = await keyring(doc.keys);
     for (const s of doc.sequences) {
       await t.test(s.name, async () => {
