@@ -193,15 +193,26 @@ fn random_u64() -> Result<u64, ApiError> {
     Ok(u64::from_le_bytes([a, b, c, d, e, f, g, h]))
 }
 
-/// The status entry of a token about to be signed.
+/// The status entry of a token about to be signed. A token carrying a consent policy
+/// (`policy_id`) has the policy's revocation id
+/// ([`bonafide_core::token::policy_revocation_id`] of the agent's issuer) among its
+/// ancestors: revoking the policy is a revocation of that id, which the publisher
+/// finds the entry by and [`verdict::list_status`] reads as revoked, as a verify
+/// refuses the token.
 pub fn entry_of(
     jti: &TokenId,
     agent: &AgentId,
     issuer: &IssuerId,
     expires_at_s: i64,
     actors: Vec<AgentId>,
-    ancestor_jtis: Vec<TokenId>,
+    mut ancestor_jtis: Vec<TokenId>,
+    policy_id: Option<&str>,
 ) -> StatusEntry {
+    if let Some(policy_id) = policy_id {
+        ancestor_jtis.push(bonafide_core::token::policy_revocation_id(
+            issuer, policy_id,
+        ));
+    }
     StatusEntry {
         jti: jti.clone(),
         agent_id: agent.clone(),
@@ -696,6 +707,12 @@ pub struct AllocateStatus {
     /// The token's `exp`, Unix seconds: in the future, within the registry's longest
     /// token lifetime.
     pub expires_at: i64,
+    /// The `id` of the consent policy the token carries (`policy.id`), if it carries
+    /// one: revoking that policy (`POST /v1/policies/revoke`) then turns this slot
+    /// invalid too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 128)]
+    pub policy_id: Option<String>,
 }
 
 /// The slot: put `status` into the token's claims as it is.
@@ -746,6 +763,11 @@ pub async fn allocate(
             state.config.max_token_ttl_s
         )));
     }
+    if let Some(policy_id) = &body.policy_id {
+        bonafide_core::policy::check_id(policy_id).map_err(|e| {
+            ApiError::invalid(format!("`policy_id` is not a policy id: {}", e.message()))
+        })?;
+    }
     // Revocations and verify name an issuer-signed token by its (issuer, jti) id:
     // two issuers' equal `jti`s are two tokens.
     let scoped = bonafide_core::token::issuer_token_id(&issuer.id, jti.as_str());
@@ -756,6 +778,7 @@ pub async fn allocate(
         body.expires_at,
         Vec::new(),
         Vec::new(),
+        body.policy_id.as_deref(),
     );
     let status = state.status_lists.allocate(&state, &entry).await?;
     Ok((StatusCode::CREATED, ApiJson(StatusAllocated { status })))

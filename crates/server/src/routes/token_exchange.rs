@@ -622,6 +622,11 @@ pub async fn exchange(
         .as_ref()
         .map(|act| act.iter().map(|a| a.sub.clone()).collect())
         .unwrap_or_default();
+    // Its own policy's revocation turns it invalid too (as a verify refuses it).
+    let policy_id = token::policy_of(&child)
+        .ok()
+        .flatten()
+        .map(|p| p.id().to_owned());
     let entry = crate::status_lists::entry_of(
         &child.jti,
         &child.sub,
@@ -629,6 +634,7 @@ pub async fn exchange(
         child.exp,
         actors,
         child.ancestor_jtis.clone().unwrap_or_default(),
+        policy_id.as_deref(),
     );
     let child = AgentClaims {
         status: Some(state.status_lists.allocate(&state, &entry).await?),
