@@ -94,7 +94,7 @@ pub fn lint_result(bytes: &[u8]) -> LintResult {
 /// token the registry never saw), and the tokens' status-list entries turn invalid.
 /// Another issuer's policy of the same `id` is not touched. Revoking again answers
 /// the first revocation.
-#[utoipa::path(post, path = "/v1/policies/revoke", tag = "issuer", request_body = RevokePolicy,
+#[utoipa::path(post, path = "/v1/policies/revoke", tag = "issuer", operation_id = "revoke_policy", request_body = RevokePolicy,
     security(("api_key" = [])),
     responses((status = 200, body = PolicyRevoked),
         (status = 422, description = "`policy_id` is not a policy id (1 to 128 characters, no control, invisible or bidirectional-control character)")))]
