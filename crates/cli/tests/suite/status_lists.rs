@@ -447,7 +447,10 @@ fn revoke_by_policy_refuses_its_tokens_and_flips_their_slots() {
     let (uri, idx) = slot(&token).expect("a status slot");
     let (kept_uri, kept_idx) = slot(&kept).expect("a status slot");
     until_status(&uri, idx, Status::Valid);
-    assert_exit(&run(&srv.url, None, &["verify", &token]), 0);
+    assert_exit(
+        &run(&srv.url, None, &["verify", &token, "--action", "read:x"]),
+        0,
+    );
 
     // Refusals first: nothing is revoked by them.
     for (key, args, needle) in [
@@ -480,7 +483,10 @@ fn revoke_by_policy_refuses_its_tokens_and_flips_their_slots() {
         assert_exit(&out, 2);
         assert!(text(&out).contains(needle), "{args:?}: {}", text(&out));
     }
-    assert_exit(&run(&srv.url, None, &["verify", &token]), 0);
+    assert_exit(
+        &run(&srv.url, None, &["verify", &token, "--action", "read:x"]),
+        0,
+    );
 
     let out = run(
         &srv.url,
@@ -494,13 +500,16 @@ fn revoke_by_policy_refuses_its_tokens_and_flips_their_slots() {
         text(&out)
     );
     let first = text(&out);
-    let out = run(&srv.url, None, &["verify", &token]);
+    let out = run(&srv.url, None, &["verify", &token, "--action", "read:x"]);
     assert_exit(&out, 1);
     assert!(text(&out).contains("TOKEN_REVOKED"), "{}", text(&out));
     assert!(text(&out).contains("POLICY_REVOKED"), "{}", text(&out));
     // `token sign` gave the slot the policy's id: it flips with the policy.
     until_status(&uri, idx, Status::Invalid);
-    assert_exit(&run(&srv.url, None, &["verify", &kept]), 0);
+    assert_exit(
+        &run(&srv.url, None, &["verify", &kept, "--action", "read:x"]),
+        0,
+    );
     let kept_list = fetch(&kept_uri);
     let claims: StatusListClaims = serde_json::from_value(payload(&kept_list)).unwrap();
     assert_eq!(
