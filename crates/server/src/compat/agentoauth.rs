@@ -7,8 +7,9 @@
 //!
 //! Verify and simulate call the native `POST /v1/verify` and `/v1/simulate` handlers
 //! (token check, verdict, policy, budget, ledger, audit entry, receipt), revoke the
-//! native `POST /v1/tokens/revoke` (by `policy_id`, `POST /v1/policies/revoke`), receipts `GET /v1/receipts/{id}`, lint the native
-//! policy lint; this module only translates the request and reshapes the answer.
+//! native `POST /v1/tokens/revoke` (by `policy_id`, `POST /v1/policies/revoke`),
+//! receipts `GET /v1/receipts/{id}`, lint the native policy lint; this module only
+//! translates the request and reshapes the answer.
 
 use std::sync::Arc;
 
