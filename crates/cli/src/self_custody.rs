@@ -289,17 +289,24 @@ async fn allocate_status(
         return Ok(None);
     }
     let client = client(url, KeyKind::Issuer)?;
+    let mut body = json!({
+        "agent_id": claims.sub.as_str(),
+        "jti": claims.jti.as_str(),
+        "expires_at": claims.exp,
+        "kid": kid,
+    });
+    // A token carrying a policy: revoking that policy turns its slot invalid too.
+    if let Some(id) = claims
+        .policy
+        .as_ref()
+        .and_then(|p| p.get("id"))
+        .and_then(Value::as_str)
+    {
+        body["policy_id"] = json!(id);
+    }
     let answer: Value = crate::progress::during(
         "asking the registry for a status-list slot",
-        client.post(
-            "/v1/status-lists/allocations",
-            &json!({
-                "agent_id": claims.sub.as_str(),
-                "jti": claims.jti.as_str(),
-                "expires_at": claims.exp,
-                "kid": kid,
-            }),
-        ),
+        client.post("/v1/status-lists/allocations", &body),
     )
     .await
     .map_err(explain)

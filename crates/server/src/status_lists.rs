@@ -195,16 +195,27 @@ fn random_u64() -> Result<u64, ApiError> {
 }
 
 /// The status entry of a token about to be signed: its chain's agents and ancestor
-/// tokens, and the keys behind it and its ancestors (`keys`), decide its status too.
+/// tokens, and the keys behind it and its ancestors (`keys`), decide its status too. A
+/// token carrying a consent policy (`policy_id`) has the policy's revocation id
+/// ([`bonafide_core::token::policy_revocation_id`] of the agent's issuer) among its
+/// ancestors: revoking the policy is a revocation of that id, which the publisher
+/// finds the entry by and [`verdict::list_status`] reads as revoked, as a verify
+/// refuses the token.
 pub fn entry_of(
     jti: &TokenId,
     agent: &AgentId,
     issuer: &IssuerId,
     expires_at_s: i64,
     actors: Vec<AgentId>,
-    ancestor_jtis: Vec<TokenId>,
+    mut ancestor_jtis: Vec<TokenId>,
+    policy_id: Option<&str>,
     keys: Vec<AncestorKey>,
 ) -> StatusEntry {
+    if let Some(policy_id) = policy_id {
+        ancestor_jtis.push(bonafide_core::token::policy_revocation_id(
+            issuer, policy_id,
+        ));
+    }
     StatusEntry {
         jti: jti.clone(),
         agent_id: agent.clone(),
@@ -792,6 +803,12 @@ pub struct AllocateStatus {
     /// that key rotated out past its grace then revokes the token in its list.
     #[serde(default)]
     pub jkt: Option<String>,
+    /// The `id` of the consent policy the token carries (`policy.id`), if it carries
+    /// one: revoking that policy (`POST /v1/policies/revoke`) then turns this slot
+    /// invalid too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 128)]
+    pub policy_id: Option<String>,
 }
 
 /// The slot: put `status` into the token's claims as it is.
@@ -842,6 +859,11 @@ pub async fn allocate(
             state.config.max_token_ttl_s
         )));
     }
+    if let Some(policy_id) = &body.policy_id {
+        bonafide_core::policy::check_id(policy_id).map_err(|e| {
+            ApiError::invalid(format!("`policy_id` is not a policy id: {}", e.message()))
+        })?;
+    }
     // Revocations and verify name an issuer-signed token by its (issuer, jti) id:
     // two issuers' equal `jti`s are two tokens.
     let scoped = bonafide_core::token::issuer_token_id(&issuer.id, jti.as_str());
@@ -886,6 +908,7 @@ pub async fn allocate(
         body.expires_at,
         Vec::new(),
         vec![legacy],
+        body.policy_id.as_deref(),
         keys,
     );
     let status = state.status_lists.allocate(&state, &entry).await?;

@@ -694,6 +694,22 @@ impl Store for CountingStore {
     ) -> StoreResult<TokenRecord> {
         self.inner.revoke_issuer_signed_token(i, token, t, a).await
     }
+    async fn revoke_policy(
+        &self,
+        i: &IssuerId,
+        policy_id: &str,
+        t: i64,
+        a: &AuditRecord,
+    ) -> StoreResult<bonafide_store::PolicyRevocation> {
+        self.inner.revoke_policy(i, policy_id, t, a).await
+    }
+    async fn policy_revocation(
+        &self,
+        i: &IssuerId,
+        policy_id: &str,
+    ) -> StoreResult<Option<bonafide_store::PolicyRevocation>> {
+        self.inner.policy_revocation(i, policy_id).await
+    }
     async fn add_issuer_key(&self, k: &IssuerKey, a: &AuditRecord) -> StoreResult<()> {
         self.inner.add_issuer_key(k, a).await
     }

@@ -174,6 +174,8 @@ macro_rules! __conformance_cases {
             issuer_key_changes_are_audited,
             revoke_issuer_signed_token_records_and_revokes,
             revoke_issuer_signed_token_of_another_issuer_is_not_found,
+            revoke_policy_keeps_first_time_and_feeds_its_id,
+            revoke_policy_of_unknown_issuer_is_not_found,
             create_agent_with_key_round_trips,
             rotate_agent_key_retires_the_current_key,
             rotate_agent_key_refusals_write_nothing,
@@ -3732,6 +3734,87 @@ pub async fn revoke_issuer_signed_token_of_another_issuer_is_not_found(store: Ar
         Err(StoreError::NotFound)
     );
     assert_eq!(store.revocations().await.unwrap(), Revocations::default());
+    assert_eq!(store.audit_size().await.unwrap(), start);
+}
+
+/// A policy revocation is recorded once (first time kept), audited once, and fed
+/// as a never-expiring token revocation of the policy's revocation id; the same id
+/// of another issuer is another policy.
+pub async fn revoke_policy_keeps_first_time_and_feeds_its_id(store: Arc<dyn Store>) {
+    let (a, _) = issuer(&*store).await;
+    let (b, _) = issuer(&*store).await;
+    let start = store.audit_size().await.unwrap();
+    let feed_start = store
+        .changes_since(ChangePosition::START, 0, 10_000)
+        .await
+        .unwrap()
+        .next;
+    assert_eq!(store.policy_revocation(&a.id, "pol_1").await.unwrap(), None);
+    let first = store
+        .revoke_policy(&a.id, "pol_1", T0_MS + 3, &audit_note())
+        .await
+        .unwrap();
+    let expected = crate::PolicyRevocation {
+        issuer_id: a.id.clone(),
+        policy_id: "pol_1".to_owned(),
+        revoked_at_ms: T0_MS + 3,
+    };
+    assert_eq!(first, expected);
+    assert_eq!(store.audit_size().await.unwrap(), start + 1);
+    let again = store
+        .revoke_policy(&a.id, "pol_1", T0_MS + 9, &audit_note())
+        .await
+        .unwrap();
+    assert_eq!(again, expected);
+    assert_eq!(store.audit_size().await.unwrap(), start + 1);
+    assert_eq!(
+        store.policy_revocation(&a.id, "pol_1").await.unwrap(),
+        Some(expected)
+    );
+    // Another issuer's policy of the same id is not revoked.
+    assert_eq!(store.policy_revocation(&b.id, "pol_1").await.unwrap(), None);
+    // Fed once, never left out as expired.
+    let feed = store
+        .changes_since(feed_start, i64::MAX - 1, 10_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        feed.changes,
+        vec![Change::TokenRevoked {
+            jti: bonafide_core::token::policy_revocation_id(&a.id, "pol_1"),
+            expires_at_s: crate::POLICY_REVOCATION_EXPIRES_AT_S,
+        }]
+    );
+    // B revoking the same id is its own revocation, with its own id.
+    store
+        .revoke_policy(&b.id, "pol_1", T0_MS + 10, &audit_note())
+        .await
+        .unwrap();
+    assert_eq!(store.audit_size().await.unwrap(), start + 2);
+    let feed = store.changes_since(feed.next, 0, 10_000).await.unwrap();
+    assert_eq!(
+        feed.changes,
+        vec![Change::TokenRevoked {
+            jti: bonafide_core::token::policy_revocation_id(&b.id, "pol_1"),
+            expires_at_s: crate::POLICY_REVOCATION_EXPIRES_AT_S,
+        }]
+    );
+}
+
+/// An issuer that does not exist revokes nothing, and nothing is written.
+pub async fn revoke_policy_of_unknown_issuer_is_not_found(store: Arc<dyn Store>) {
+    let start = store.audit_size().await.unwrap();
+    let ghost = IssuerId::from_random([0x5a; 16]);
+    assert_eq!(
+        store
+            .revoke_policy(&ghost, "pol_1", T0_MS, &audit_note())
+            .await,
+        Err(StoreError::NotFound)
+    );
+    assert_eq!(
+        store.policy_revocation(&ghost, "pol_1").await.unwrap(),
+        None
+    );
     assert_eq!(store.audit_size().await.unwrap(), start);
 }
 

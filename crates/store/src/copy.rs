@@ -64,6 +64,7 @@ pub const TABLES: &[&str] = &[
     "webhooks",
     "event_acks",
     "sdk_verifications",
+    "revoked_policies",
 ];
 
 /// Rows read from SQLite and inserted into PostgreSQL at a time (well under

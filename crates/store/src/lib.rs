@@ -697,6 +697,22 @@ impl std::str::FromStr for Cursor {
     }
 }
 
+/// An issuer's revocation of one of its consent policies (`policy.id`): every token
+/// of its agents carrying a policy of that id is refused from then on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyRevocation {
+    /// The issuer that revoked it.
+    pub issuer_id: IssuerId,
+    /// The policy's `id`, as the issuer's tokens carry it.
+    pub policy_id: String,
+    /// When it was first revoked, Unix milliseconds.
+    pub revoked_at_ms: i64,
+}
+
+/// The `exp` a policy revocation is recorded with in the change feed: it never
+/// expires (tokens carrying the policy may be signed at any time after it).
+pub const POLICY_REVOCATION_EXPIRES_AT_S: i64 = i64::MAX;
+
 /// A token the registry issued (never the token text).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenRecord {
@@ -1393,6 +1409,26 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         now_ms: i64,
         audit: &AuditRecord,
     ) -> Result<TokenRecord, StoreError>;
+
+    /// Revokes one of the issuer's consent policies by its `id`, for good: records it
+    /// and appends, in one transaction, the audit entry and a
+    /// [`Change::TokenRevoked`] of [`bonafide_core::token::policy_revocation_id`]
+    /// that never expires ([`POLICY_REVOCATION_EXPIRES_AT_S`]), which is how readers
+    /// learn of it. Revoking twice returns the first revocation unchanged and appends
+    /// nothing. `NotFound` if the issuer does not exist.
+    async fn revoke_policy(
+        &self,
+        issuer: &IssuerId,
+        policy_id: &str,
+        now_ms: i64,
+        audit: &AuditRecord,
+    ) -> Result<PolicyRevocation, StoreError>;
+    /// The issuer's revocation of this policy id, if it revoked it.
+    async fn policy_revocation(
+        &self,
+        issuer: &IssuerId,
+        policy_id: &str,
+    ) -> Result<Option<PolicyRevocation>, StoreError>;
 
     // ---- issuer keys (self-custody)
     /// Registers an issuer's public key. `Conflict` if the kid is registered already

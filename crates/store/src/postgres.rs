@@ -69,6 +69,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Connection, Postgres, QueryBuilder, Transaction};
 
 use crate::ConflictKind;
+use crate::PolicyRevocation;
 use crate::ledger::{self, BudgetRow, Claimed, LedgerTx};
 use crate::log;
 use crate::rows::{self, *};
@@ -1334,6 +1335,73 @@ impl Store for PostgresStore {
             Ok(row)
         })?;
         row.into_record()
+    }
+
+    async fn revoke_policy(
+        &self,
+        issuer: &IssuerId,
+        policy_id: &str,
+        now_ms: i64,
+        audit: &AuditRecord,
+    ) -> Result<PolicyRevocation, StoreError> {
+        let row = in_write_tx!(self, |tx| {
+            let log = log::lock(&mut *tx).await?;
+            // First time only: a second revocation keeps the first row and appends
+            // nothing. The issuer foreign key refuses an unknown issuer (`NotFound`).
+            let inserted = sqlx::query(
+                "INSERT INTO revoked_policies (issuer_id, policy_id, revoked_at_ms) \
+                 VALUES ($1, $2, $3) ON CONFLICT (issuer_id, policy_id) DO NOTHING",
+            )
+            .bind(issuer.as_str())
+            .bind(policy_id)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+            let row = sqlx::query_as::<_, PolicyRevocationRow>(
+                "SELECT issuer_id, policy_id, revoked_at_ms FROM revoked_policies \
+                 WHERE issuer_id = $1 AND policy_id = $2",
+            )
+            .bind(issuer.as_str())
+            .bind(policy_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .ok_or(StoreError::NotFound)?;
+            // Readers learn of it as a token revocation of the policy's revocation id,
+            // which every token carrying the policy is checked against.
+            let changes = if inserted > 0 {
+                vec![Change::TokenRevoked {
+                    jti: bonafide_core::token::policy_revocation_id(issuer, policy_id),
+                    expires_at_s: crate::POLICY_REVOCATION_EXPIRES_AT_S,
+                }]
+            } else {
+                Vec::new()
+            };
+            log.append(&mut *tx, audited(inserted > 0, audit), &changes)
+                .await?;
+            Ok(row)
+        })?;
+        row.into_record()
+    }
+
+    async fn policy_revocation(
+        &self,
+        issuer: &IssuerId,
+        policy_id: &str,
+    ) -> Result<Option<PolicyRevocation>, StoreError> {
+        sqlx::query_as::<_, PolicyRevocationRow>(
+            "SELECT issuer_id, policy_id, revoked_at_ms FROM revoked_policies \
+             WHERE issuer_id = $1 AND policy_id = $2",
+        )
+        .bind(issuer.as_str())
+        .bind(policy_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?
+        .map(PolicyRevocationRow::into_record)
+        .transpose()
     }
 
     async fn add_issuer_key(&self, key: &IssuerKey, audit: &AuditRecord) -> Result<(), StoreError> {

@@ -110,6 +110,23 @@ impl IssuerDomainRow {
 }
 
 #[derive(sqlx::FromRow)]
+pub(crate) struct PolicyRevocationRow {
+    pub(crate) issuer_id: String,
+    pub(crate) policy_id: String,
+    pub(crate) revoked_at_ms: i64,
+}
+
+impl PolicyRevocationRow {
+    pub(crate) fn into_record(self) -> Result<crate::PolicyRevocation, StoreError> {
+        Ok(crate::PolicyRevocation {
+            issuer_id: parse_id(&self.issuer_id, "issuer id")?,
+            policy_id: self.policy_id,
+            revoked_at_ms: self.revoked_at_ms,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
 pub(crate) struct IssuerRow {
     pub(crate) id: String,
     pub(crate) name: String,

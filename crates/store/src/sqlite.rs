@@ -48,9 +48,9 @@ use crate::{
     Agent, AgentKey, AgentStatus, ApiKeyRecord, AuditRecord, AuditRow, BudgetKey, Change,
     ChangeFeed, ChangePosition, CheckpointRecord, Cursor, DecisionItem, DecisionOutcome,
     DelegationRecord, IdempotencyClaim, Issuer, IssuerKey, KeyState, ListShape, LogKeyRecord,
-    NonceClaim, Page, PrivateKeySlot, PublishedStatusList, ReceiptKeyRecord, ReceiptRecord,
-    Receiver, Reseal, Revocations, SigningKeyRecord, StatusEntry, StatusEntryRow, StatusListRecord,
-    StatusSlot, StatusSubject, Store, StoreError, TokenRecord,
+    NonceClaim, Page, PolicyRevocation, PrivateKeySlot, PublishedStatusList, ReceiptKeyRecord,
+    ReceiptRecord, Receiver, Reseal, Revocations, SigningKeyRecord, StatusEntry, StatusEntryRow,
+    StatusListRecord, StatusSlot, StatusSubject, Store, StoreError, TokenRecord,
 };
 use crate::{EventAck, Webhook, WebhookFailure};
 use crate::{NewSdkVerification, ReportOutcome, SdkReportKind, SdkVerification};
@@ -1272,6 +1272,72 @@ impl Store for SqliteStore {
             .await?;
         tx.commit().await.map_err(db_err)?;
         row.into_record()
+    }
+
+    async fn revoke_policy(
+        &self,
+        issuer: &IssuerId,
+        policy_id: &str,
+        now_ms: i64,
+        audit: &AuditRecord,
+    ) -> Result<PolicyRevocation, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let log = log::lock(&mut *tx).await?;
+        // First time only: a second revocation keeps the first row and appends
+        // nothing. The issuer foreign key refuses an unknown issuer (`NotFound`).
+        let inserted = sqlx::query(
+            "INSERT INTO revoked_policies (issuer_id, policy_id, revoked_at_ms) \
+                 VALUES (?, ?, ?) ON CONFLICT (issuer_id, policy_id) DO NOTHING",
+        )
+        .bind(issuer.as_str())
+        .bind(policy_id)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        let row = sqlx::query_as::<_, PolicyRevocationRow>(
+            "SELECT issuer_id, policy_id, revoked_at_ms FROM revoked_policies \
+                 WHERE issuer_id = ? AND policy_id = ?",
+        )
+        .bind(issuer.as_str())
+        .bind(policy_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .ok_or(StoreError::NotFound)?;
+        // Readers learn of it as a token revocation of the policy's revocation id,
+        // which every token carrying the policy is checked against.
+        let changes = if inserted > 0 {
+            vec![Change::TokenRevoked {
+                jti: bonafide_core::token::policy_revocation_id(issuer, policy_id),
+                expires_at_s: crate::POLICY_REVOCATION_EXPIRES_AT_S,
+            }]
+        } else {
+            Vec::new()
+        };
+        log.append(&mut *tx, audited(inserted > 0, audit), &changes)
+            .await?;
+        tx.commit().await.map_err(db_err)?;
+        row.into_record()
+    }
+
+    async fn policy_revocation(
+        &self,
+        issuer: &IssuerId,
+        policy_id: &str,
+    ) -> Result<Option<PolicyRevocation>, StoreError> {
+        sqlx::query_as::<_, PolicyRevocationRow>(
+            "SELECT issuer_id, policy_id, revoked_at_ms FROM revoked_policies \
+             WHERE issuer_id = ? AND policy_id = ?",
+        )
+        .bind(issuer.as_str())
+        .bind(policy_id)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db_err)?
+        .map(PolicyRevocationRow::into_record)
+        .transpose()
     }
 
     async fn add_issuer_key(&self, key: &IssuerKey, audit: &AuditRecord) -> Result<(), StoreError> {

@@ -229,14 +229,15 @@ async fn mint(
     let jti = new_token_id()?;
     // The stored canonical text parses back to the policy as registered, and hashes
     // to the same `policy_hash` (JCS of JCS is itself).
-    let (policy, policy_hash) = match &agent.policy {
-        None => (None, None),
+    let (policy, policy_hash, policy_id) = match &agent.policy {
+        None => (None, None, None),
         Some(text) => {
             let parsed = bonafide_core::policy::Policy::parse(text.as_bytes())
                 .map_err(|e| ApiError::internal(format!("stored policy of {}: {e}", agent.id)))?;
             (
                 Some(parsed.as_value().clone()),
                 Some(parsed.hash().to_owned()),
+                Some(parsed.id().to_owned()),
             )
         }
     };
@@ -287,6 +288,7 @@ async fn mint(
         claims.exp,
         Vec::new(),
         Vec::new(),
+        policy_id.as_deref(),
         keys,
     );
     let claims = AgentClaims {

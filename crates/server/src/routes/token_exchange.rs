@@ -633,6 +633,11 @@ pub async fn exchange(
             jkt: Some(cnf.jkt.clone()),
         });
     }
+    // Its own policy's revocation turns it invalid too (as a verify refuses it).
+    let policy_id = token::policy_of(&child)
+        .ok()
+        .flatten()
+        .map(|p| p.id().to_owned());
     let entry = crate::status_lists::entry_of(
         &child.jti,
         &child.sub,
@@ -640,6 +645,7 @@ pub async fn exchange(
         child.exp,
         actors,
         child.ancestor_jtis.clone().unwrap_or_default(),
+        policy_id.as_deref(),
         entry_keys,
     );
     let child = AgentClaims {

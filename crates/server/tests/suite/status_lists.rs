@@ -847,3 +847,107 @@ async fn an_issuer_signed_token_is_revoked_in_its_list_with_the_key_that_signed_
     let (st, _) = allocate(Some(&kids[0]), None).await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
 }
+
+#[tokio::test]
+async fn a_revoked_policy_flips_every_slot_of_a_token_carrying_it() {
+    let h = start_with_config(Config::default()).await;
+    let key = h.issuer("policies.example").await;
+    let policy = |id: &str| json!({"version": "pol.v0.2", "id": id, "actions": ["read:x"]});
+    let register = |name: &'static str, policy_id: &'static str| {
+        let h = &h;
+        let key = &key;
+        async move {
+            let reg = h
+                .register(
+                    key,
+                    json!({"name": name, "scopes": ["read:x"], "policy": policy(policy_id)}),
+                )
+                .await;
+            (
+                reg["agent_id"].as_str().unwrap().to_owned(),
+                reg["token"].as_str().unwrap().to_owned(),
+            )
+        }
+    };
+    // Registry-minted tokens with the revoked policy and with another one.
+    let (agent_id, carrying) = register("Carrying", "pol_lists_1").await;
+    let (_, other) = register("Other", "pol_lists_2").await;
+    let (uri, idx) = slot(&carrying);
+    let (other_uri, other_idx) = slot(&other);
+    // An issuer's own token's slot, with and without the policy's id.
+    let allocate = |policy_id: Option<&str>| {
+        let h = &h;
+        let key = &key;
+        let agent_id = &agent_id;
+        let mut body = json!({
+            "agent_id": agent_id,
+            "jti": bonafide_core::ids::TokenId::from_random(
+                common::rand20()[..16].try_into().unwrap()
+            )
+            .to_string(),
+            "expires_at": now_s() + 3600,
+        });
+        if let Some(p) = policy_id {
+            body["policy_id"] = json!(p);
+        }
+        async move {
+            let (st, v) = h
+                .call(
+                    "POST",
+                    "/v1/status-lists/allocations",
+                    Some(key),
+                    Some(body),
+                )
+                .await;
+            assert_eq!(st, StatusCode::CREATED, "{v}");
+            (
+                v["status"]["status_list"]["uri"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+                v["status"]["status_list"]["idx"].as_u64().unwrap(),
+            )
+        }
+    };
+    let (own_uri, own_idx) = allocate(Some("pol_lists_1")).await;
+    let (plain_uri, plain_idx) = allocate(None).await;
+    // A policy id that is not one is refused.
+    let unused =
+        bonafide_core::ids::TokenId::from_random(common::rand20()[..16].try_into().unwrap())
+            .to_string();
+    for bad in [
+        json!(""),
+        json!("x".repeat(129)),
+        json!("a\u{200b}b"),
+        json!(7),
+    ] {
+        let (st, v) = h
+            .call(
+                "POST",
+                "/v1/status-lists/allocations",
+                Some(&key),
+                Some(json!({"agent_id": agent_id, "jti": unused, "expires_at": now_s() + 60, "policy_id": bad})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {v}");
+    }
+    until_status(&h, &uri, idx, Status::Valid).await;
+    until_status(&h, &own_uri, own_idx, Status::Valid).await;
+
+    let (st, v) = h
+        .call(
+            "POST",
+            "/v1/policies/revoke",
+            Some(&key),
+            Some(json!({"policy_id": "pol_lists_1"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    until_status(&h, &uri, idx, Status::Invalid).await;
+    until_status(&h, &own_uri, own_idx, Status::Invalid).await;
+    // The other policy's token and the issuer's token without a policy stay valid.
+    for (u, i) in [(&other_uri, other_idx), (&plain_uri, plain_idx)] {
+        let (_, list, _) = fetch(&h, u).await;
+        assert_eq!(list.get(i).unwrap(), Status::Valid, "{u} {i}");
+    }
+}
