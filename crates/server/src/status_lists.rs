@@ -206,11 +206,14 @@ pub fn entry_of(
     agent: &AgentId,
     issuer: &IssuerId,
     expires_at_s: i64,
-    actors: Vec<AgentId>,
-    mut ancestor_jtis: Vec<TokenId>,
-    policy_id: Option<&str>,
-    keys: Vec<AncestorKey>,
+    depends: DependsOn<'_>,
 ) -> StatusEntry {
+    let DependsOn {
+        actors,
+        mut ancestor_jtis,
+        policy_id,
+        keys,
+    } = depends;
     if let Some(policy_id) = policy_id {
         ancestor_jtis.push(bonafide_core::token::policy_revocation_id(
             issuer, policy_id,
@@ -225,6 +228,19 @@ pub fn entry_of(
         ancestor_jtis,
         keys,
     }
+}
+
+/// What a token's status depends on beyond itself and its agent ([`entry_of`]).
+#[derive(Debug, Default)]
+pub struct DependsOn<'a> {
+    /// The agents acting in its delegation chain.
+    pub actors: Vec<AgentId>,
+    /// Its ancestor tokens (and ids revoked in their stead).
+    pub ancestor_jtis: Vec<TokenId>,
+    /// The `id` of the consent policy it carries.
+    pub policy_id: Option<&'a str>,
+    /// The keys behind it and its ancestors.
+    pub keys: Vec<AncestorKey>,
 }
 
 // ---- publishing
@@ -906,10 +922,12 @@ pub async fn allocate(
         &agent.id,
         &issuer.id,
         body.expires_at,
-        Vec::new(),
-        vec![legacy],
-        body.policy_id.as_deref(),
-        keys,
+        DependsOn {
+            ancestor_jtis: vec![legacy],
+            policy_id: body.policy_id.as_deref(),
+            keys,
+            ..DependsOn::default()
+        },
     );
     let status = state.status_lists.allocate(&state, &entry).await?;
     Ok((StatusCode::CREATED, ApiJson(StatusAllocated { status })))

@@ -286,10 +286,11 @@ async fn mint(
         &agent.id,
         &issuer.id,
         claims.exp,
-        Vec::new(),
-        Vec::new(),
-        policy_id.as_deref(),
-        keys,
+        crate::status_lists::DependsOn {
+            policy_id: policy_id.as_deref(),
+            keys,
+            ..Default::default()
+        },
     );
     let claims = AgentClaims {
         status: Some(state.status_lists.allocate(state, &entry).await?),

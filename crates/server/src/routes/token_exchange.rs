@@ -643,10 +643,12 @@ pub async fn exchange(
         &child.sub,
         &issuer_id,
         child.exp,
-        actors,
-        child.ancestor_jtis.clone().unwrap_or_default(),
-        policy_id.as_deref(),
-        entry_keys,
+        crate::status_lists::DependsOn {
+            actors,
+            ancestor_jtis: child.ancestor_jtis.clone().unwrap_or_default(),
+            policy_id: policy_id.as_deref(),
+            keys: entry_keys,
+        },
     );
     let child = AgentClaims {
         status: Some(state.status_lists.allocate(&state, &entry).await?),
