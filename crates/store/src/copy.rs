@@ -63,6 +63,8 @@ pub const TABLES: &[&str] = &[
     "event_key",
     "webhooks",
     "event_acks",
+    "rate_buckets",
+    "rate_limit_settings",
 ];
 
 /// Rows read from SQLite and inserted into PostgreSQL at a time (well under
