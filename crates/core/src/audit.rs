@@ -97,6 +97,10 @@ pub enum EventType {
     /// ([`crate::status_list::published_entry`]).
     #[serde(rename = "status_list.published")]
     StatusListPublished,
+    /// A rate limit was set or cleared (`target` what it applies to, `note` the
+    /// limit, or `cleared`), by an admin or by `serve` starting with other defaults.
+    #[serde(rename = "rate_limit.set")]
+    RateLimitSet,
 }
 
 impl EventType {
@@ -119,6 +123,7 @@ impl EventType {
             EventType::IssuerDomainVerified => "issuer.domain_verified",
             EventType::TokenDelegated => "token.delegated",
             EventType::StatusListPublished => "status_list.published",
+            EventType::RateLimitSet => "rate_limit.set",
         }
     }
 }
