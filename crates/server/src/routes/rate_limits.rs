@@ -161,7 +161,7 @@ pub struct KeyLimitCleared {
     /// The key's id.
     #[schema(value_type = crate::openapi::values::ApiKeyHashId)]
     pub key_id: String,
-    /// The limit it falls back to: its kind's default.
+    /// Always true: the key's kind's default applies again.
     pub cleared: bool,
 }
 
