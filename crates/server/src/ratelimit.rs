@@ -6,8 +6,8 @@
 //! Buckets are shared by every replica through the store: a replica takes a small
 //! lease from the shared bucket ([`bonafide_store::Store::rate_take`]) and spends it
 //! locally, taking another when it runs out. What that costs in precision, per replica
-//! and bucket: a lease is at most [`lease_cap`] requests (1/20 of the quota, at least 1,
-//! at most 1,000) and expires after the time the bucket takes to refill that many, so
+//! and bucket: a lease is at most [`lease_cap`] requests (1/20 of the quota, at least 1)
+//! and expires after the time the bucket takes to refill that many, so
 //! a replica admits at most one lease more than the shared bucket allows over any
 //! window, and leaves at most one lease unused. Leases start at one request and double
 //! only while each is used up before it expires, so light traffic wastes nothing.
@@ -456,7 +456,26 @@ struct Local {
     shared_seen_ms: i64,
     /// This replica's own bucket, used when the store cannot be asked.
     fallback: Option<(i64, i64)>,
-    last_ms: i64,
+    /// A lease is being taken; requests wait for it.
+    asking: Option<Arc<tokio::sync::Notify>>,
+}
+
+/// The request taking a bucket's lease: when it is done (or dropped), the bucket is
+/// free to take the next and its waiters look again.
+struct Asking<'a> {
+    limiter: &'a Limiter,
+    subject: &'a Subject,
+}
+
+impl Drop for Asking<'_> {
+    fn drop(&mut self) {
+        let mut local = self.limiter.lock();
+        if let Some(b) = local.get_mut(self.subject)
+            && let Some(n) = b.asking.take()
+        {
+            n.notify_waiters();
+        }
+    }
 }
 
 /// A lease asked of the lease task.
@@ -465,9 +484,11 @@ struct Ask {
     answer: oneshot::Sender<Result<RateGrant, StoreError>>,
 }
 
-/// The largest lease of a limit: 1/20 of its quota, 1 to 1,000 requests.
+/// The largest lease of a limit: 1/20 of its quota, at least 1. Its expiry is the
+/// time the bucket takes to refill it (1/20 of the window), so whatever the quota a
+/// busy bucket costs the store about one lease per 1/20 of its window.
 pub fn lease_cap(limit: Limit) -> u64 {
-    (limit.quota / 20).clamp(1, 1000)
+    (limit.quota / 20).max(1)
 }
 
 /// How long a lease is spendable: the time the bucket takes to refill a full lease
@@ -576,54 +597,74 @@ impl Limiter {
     pub async fn check(&self, subject: Subject, now_ms: i64) -> Outcome {
         let limit = self.limit_of(&subject);
         let policy = subject.policy();
-        let want = {
-            let mut local = self.lock();
-            if local.len() >= MAX_LOCAL_BUCKETS && !local.contains_key(&subject) {
-                // Idle buckets first (a missing local bucket costs only a lease).
-                local.retain(|_, b| b.tokens > 0 && b.expires_ms > now_ms);
-                if local.len() >= MAX_LOCAL_BUCKETS {
-                    local.clear();
+        // One lease in flight per bucket: other requests wait for it rather than each
+        // asking (which would hold many leases at once, past the documented error).
+        let want = loop {
+            let waiting = {
+                let mut local = self.lock();
+                if local.len() >= MAX_LOCAL_BUCKETS && !local.contains_key(&subject) {
+                    // Idle buckets first (a missing local bucket costs only a lease).
+                    local.retain(|_, b| {
+                        b.asking.is_some() || (b.tokens > 0 && b.expires_ms > now_ms)
+                    });
+                    if local.len() >= MAX_LOCAL_BUCKETS {
+                        local.retain(|_, b| b.asking.is_some());
+                    }
                 }
-            }
-            let b = local.entry(subject.clone()).or_insert_with(|| Local {
-                limit,
-                tokens: 0,
-                expires_ms: 0,
-                used: 0,
-                next_take: 1,
-                empty_until_ms: 0,
-                shared_remaining: limit.quota,
-                shared_seen_ms: now_ms,
-                fallback: None,
-                last_ms: now_ms,
-            });
-            if b.limit != limit {
-                // The limit changed (an admin's setting): start over from the store.
-                b.limit = limit;
-                b.tokens = 0;
-                b.empty_until_ms = 0;
-                b.next_take = 1;
-            }
-            b.last_ms = now_ms;
-            if b.tokens > 0 && now_ms < b.expires_ms {
-                b.tokens -= 1;
-                b.used += 1;
-                return self.allowed(policy, b, now_ms);
-            }
-            if now_ms < b.empty_until_ms {
-                return self.refused(policy, b, now_ms);
-            }
-            // A new lease: bigger if the last one was used up in time, else as large
-            // as what was used of it.
-            let cap = lease_cap(limit);
-            b.next_take = if b.tokens == 0 && b.used > 0 && now_ms < b.expires_ms {
-                (b.next_take.saturating_mul(2)).min(cap)
-            } else {
-                b.used.clamp(1, cap)
+                let b = local.entry(subject.clone()).or_insert_with(|| Local {
+                    limit,
+                    tokens: 0,
+                    expires_ms: 0,
+                    used: 0,
+                    next_take: 1,
+                    empty_until_ms: 0,
+                    shared_remaining: limit.quota,
+                    shared_seen_ms: now_ms,
+                    fallback: None,
+                    asking: None,
+                });
+                if b.limit != limit {
+                    // The limit changed (an admin's setting): start over from the store.
+                    b.limit = limit;
+                    b.tokens = 0;
+                    b.empty_until_ms = 0;
+                    b.next_take = 1;
+                }
+                if b.tokens > 0 && now_ms < b.expires_ms {
+                    b.tokens -= 1;
+                    b.used += 1;
+                    return self.allowed(policy, b, now_ms);
+                }
+                if now_ms < b.empty_until_ms {
+                    return self.refused(policy, b, now_ms);
+                }
+                match &b.asking {
+                    // Registered before the lock is released, so the asker's
+                    // `notify_waiters` reaches it.
+                    Some(n) => Arc::clone(n).notified_owned(),
+                    None => {
+                        // A new lease: bigger if the last one was used up in time, else
+                        // as large as what was used of it.
+                        let cap = lease_cap(limit);
+                        b.next_take = if b.tokens == 0 && b.used > 0 && now_ms < b.expires_ms {
+                            (b.next_take.saturating_mul(2)).min(cap)
+                        } else {
+                            b.used.clamp(1, cap)
+                        };
+                        b.tokens = 0;
+                        b.used = 0;
+                        b.asking = Some(Arc::new(tokio::sync::Notify::new()));
+                        break b.next_take;
+                    }
+                }
             };
-            b.tokens = 0;
-            b.used = 0;
-            b.next_take
+            waiting.await;
+        };
+        // Whatever happens to this request (its client may go away), the bucket's
+        // waiters are released when this guard drops.
+        let _asking = Asking {
+            limiter: self,
+            subject: &subject,
         };
         let take = RateTake {
             bucket: subject.bucket(),
@@ -1224,8 +1265,9 @@ mod tests {
         assert_eq!(lease_cap(l(100, 60)), 5);
         assert_eq!(lease_cap(l(5000, 60)), 250);
         assert_eq!(lease_cap(l(3, 60)), 1);
-        assert_eq!(lease_cap(l(1_000_000, 1)), 1000);
+        assert_eq!(lease_cap(l(1_000_000, 1)), 50_000);
         assert_eq!(lease_ttl_ms(l(100, 60)), 3000);
+        assert_eq!(lease_ttl_ms(l(1_000_000, 60)), 3000);
         assert_eq!(lease_ttl_ms(l(1_000_000, 1)), 100);
         assert_eq!(reset_s(l(100, 60), 40), 36);
     }

@@ -547,3 +547,24 @@ async fn replicas_share_one_bucket_through_the_store_within_a_lease() {
     let _ = stop.send(());
     task.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn concurrent_requests_take_one_lease_at_a_time_and_never_more_than_the_bucket() {
+    let (h, _clock) = limited(&["ip=40/min"], &[]).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..120 {
+        let http = h.http.clone();
+        let url = format!("{}/v1/scopes", h.base);
+        tasks.spawn(async move { http.get(url).send().await.unwrap().status() });
+    }
+    let mut allowed = 0;
+    while let Some(st) = tasks.join_next().await {
+        match st.unwrap() {
+            StatusCode::OK => allowed += 1,
+            StatusCode::TOO_MANY_REQUESTS => {}
+            other => panic!("{other}"),
+        }
+    }
+    // One replica, a frozen clock: exactly the bucket, however the requests raced.
+    assert_eq!(allowed, 40);
+}
