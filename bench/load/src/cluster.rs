@@ -406,7 +406,11 @@ impl Replica {
                 cmd.env_remove(key);
             }
         }
-        cmd.env("BONAFIDE_ADMIN_KEY", admin).env("RUST_LOG", "warn");
+        // The replica modes measure the registry without rate limits (as before they
+        // existed); `--compare-rate-limits` measures what the limits cost.
+        cmd.env("BONAFIDE_ADMIN_KEY", admin)
+            .env("BONAFIDE_RATE_LIMITS", "off")
+            .env("RUST_LOG", "warn");
         let mut child = cmd
             .spawn()
             .with_context(|| format!("starting {} serve", bin.display()))?;

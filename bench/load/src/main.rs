@@ -60,6 +60,8 @@ pub enum Mode {
     Baseline,
     /// Bonafide with verify decisions audited against the same server without.
     CompareAudit,
+    /// Verify with rate limits on against the same store's server with them off.
+    CompareRateLimits,
     /// A verify with a consent policy and a spend against one without a policy, on
     /// the same (default, audited) server.
     ComparePolicy,
@@ -85,6 +87,7 @@ impl Mode {
     fn from_args(args: &Args) -> Mode {
         [
             (args.compare_audit, Mode::CompareAudit),
+            (args.compare_rate_limits, Mode::CompareRateLimits),
             (args.compare_policy, Mode::ComparePolicy),
             (args.compare_issuer_signed, Mode::CompareIssuerSigned),
             (args.compare_verify_action, Mode::CompareVerifyAction),
@@ -127,7 +130,7 @@ impl Mode {
     group(ArgGroup::new("mode").multiple(false).args([
         "compare_audit", "compare_policy", "compare_issuer_signed", "compare_verify_action",
         "compare_backend", "compare_replicas", "replica_spends", "revocation_propagation",
-        "push_events",
+        "push_events", "compare_rate_limits",
     ]))
 )]
 pub struct Args {
@@ -166,6 +169,14 @@ pub struct Args {
     /// audited ≥ 0.8× unaudited throughput and audited p99 ≤ 5 ms.
     #[arg(long)]
     pub compare_audit: bool,
+    /// Instead of the one-verify baseline, compare two real Bonafide servers on the
+    /// same store, same token, same anonymous request, both audited: `unlimited`
+    /// (`serve --rate-limits off`) as the baseline, and `limited` (rate limits on;
+    /// the address and issuer quotas raised so that nothing is refused: the cost of
+    /// counting and of the leases from the store's shared buckets). Goal: limited ≥
+    /// 0.95× unlimited throughput.
+    #[arg(long)]
+    pub compare_rate_limits: bool,
     /// Instead of the one-verify baseline, compare on ONE real Bonafide server (the
     /// default configuration: decisions audited, receipts signed) a verify with a
     /// consent policy and a spend (`policy-spend`: action, resource, amount 0.01 USD,
@@ -192,7 +203,7 @@ pub struct Args {
     /// judge a goal by alone.
     #[arg(long, conflicts_with_all = [
         "compare_audit", "compare_policy", "compare_verify_action", "compare_backend",
-        "compare_replicas", "replica_spends", "revocation_propagation",
+        "compare_replicas", "replica_spends", "revocation_propagation", "compare_rate_limits",
     ])]
     pub unaudited: bool,
     /// Instead of the one-verify baseline, compare on ONE real Bonafide server (the

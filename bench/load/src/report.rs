@@ -629,7 +629,7 @@ impl Report {
             }
         } else {
             println!(
-                "ratio {subject}/{baseline} throughput: {:.3}×  (goal ≥ {:.1}×: {verdict})",
+                "ratio {subject}/{baseline} throughput: {:.3}×  (goal ≥ {}×: {verdict})",
                 self.ratio, self.goal,
             );
             println!(

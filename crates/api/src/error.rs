@@ -90,6 +90,9 @@ codes! {
     UnsupportedMediaType = "UNSUPPORTED_MEDIA_TYPE",
     /// 422: well-formed but invalid.
     InvalidRequest = "INVALID_REQUEST",
+    /// 429: over a rate limit; `Retry-After` says when to try again, `RateLimit` and
+    /// `RateLimit-Policy` which limit.
+    RateLimited = "RATE_LIMITED",
     /// 500: the detail is in the server log under the request id.
     Internal = "INTERNAL",
     /// 503: the registry's storage is full; nothing was written.

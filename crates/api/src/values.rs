@@ -268,6 +268,22 @@ string!(
     "An admin API key's id: `sha256:` and the first 16 hex digits of the key's SHA-256."
 );
 string!(
+    /// Any API key's id (admin, issuer or receiver).
+    ApiKeyHashId,
+    "^sha256:[0-9a-f]{16}$",
+    Some(23),
+    Some(23),
+    "An API key's id: `sha256:` and the first 16 hex digits of the key's SHA-256 (`bonafide rate-limit` computes it from the key, locally)."
+);
+string!(
+    /// A rate limit.
+    RateLimitText,
+    "^ *[0-9_]+ */ *[0-9]*[a-z]+ *$",
+    Some(3),
+    Some(64),
+    "A rate limit: N requests per window, `N/min`, `N/h`, `N/s`, `N/d` or `N/<n>s` (`1000/min`, `5000/60s`); N from 1 to 1,000,000,000, the window from 1 s to a day. Anything else is a 422."
+);
+string!(
     /// An RFC 7638 thumbprint.
     Thumbprint,
     "^[A-Za-z0-9_-]{43}$",

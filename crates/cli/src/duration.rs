@@ -70,6 +70,20 @@ pub fn retention(text: &str) -> Result<std::time::Duration, String> {
     Ok(std::time::Duration::from_secs(secs.unsigned_abs()))
 }
 
+/// Parses `serve --signing-key-lifetime` (clap `value_parser`): 1h to 3650d. The
+/// next key is published about 5 minutes ahead, so a shorter lifetime would rotate
+/// keys before receivers' caches hold them.
+pub fn key_lifetime(text: &str) -> Result<std::time::Duration, String> {
+    let secs = parse(text).map_err(|e| e.to_string())?;
+    let min = bonafide_server::rotation::MIN_LIFETIME.as_secs();
+    if !(i64::try_from(min).unwrap_or(i64::MAX)..=3650 * 86_400).contains(&secs) {
+        return Err(format!(
+            "signing key lifetime `{text}` is out of range: from 1h to 3650d (the next key is published 5 minutes ahead of its rotation)"
+        ));
+    }
+    Ok(std::time::Duration::from_secs(secs.unsigned_abs()))
+}
+
 /// Parses `serve --status-list-ttl` (clap `value_parser`): 1s to 30m (half of a
 /// list's one-hour validity, so a cached list is never past its `exp`).
 pub fn status_list_ttl(text: &str) -> Result<std::time::Duration, String> {

@@ -46,6 +46,7 @@ mod migrate;
 mod output;
 mod policy;
 mod progress;
+mod ratelimits;
 mod receipt;
 mod self_custody;
 mod shell;
@@ -124,6 +125,10 @@ enum Command {
     /// Admin API keys: list them by id, revoke one (admin key in BONAFIDE_API_KEY).
     #[command(subcommand)]
     ApiKey(apikeys::ApiKeyCmd),
+    /// Rate limits: list them, give one API key a limit of its own or clear it (admin
+    /// key in BONAFIDE_API_KEY).
+    #[command(subcommand)]
+    RateLimit(ratelimits::RateLimitCmd),
     /// Make an agent for AIM's Python SDK (aim-sdk; issuer key in BONAFIDE_API_KEY):
     /// its Ed25519 key is made here (the registry never sees the private half), the
     /// agent is registered with it, and the SDK's credentials file is written
@@ -249,6 +254,37 @@ struct ServeArgs {
     /// main address it needs an admin key. Keep it on a private network.
     #[arg(long, env = "BONAFIDE_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
+    /// Rate limits: `on` (API keys 5000/min each, people 1000/min, calls without a key
+    /// 100/min per client address, anonymous verifies 1000/min per token issuer) or
+    /// `off` (nothing limited or counted: only for comparison).
+    #[arg(long, env = "BONAFIDE_RATE_LIMITS", default_value = "on", value_parser = ["on", "off"])]
+    rate_limits: String,
+    /// A limit other than its default, POLICY=N/WINDOW: POLICY is admin, issuer,
+    /// receiver, api-key (all three), person, ip or iss; WINDOW s, min, h, d or
+    /// <n>s (e.g. ip=300/min). Repeatable (or comma-separated in the variable).
+    #[arg(long = "rate-limit", env = "BONAFIDE_RATE_LIMIT", value_delimiter = ',', value_parser = rate_limit_assignment)]
+    rate_limit: Vec<String>,
+    /// A proxy (address or CIDR block) whose X-Forwarded-For names the client, for
+    /// limits by client address. Repeatable (comma-separated in the variable).
+    /// Default none: X-Forwarded-For is never believed.
+    #[arg(long = "trusted-proxy", env = "BONAFIDE_TRUSTED_PROXIES", value_delimiter = ',', value_parser = trusted_proxy)]
+    trusted_proxy: Vec<bonafide_server::ratelimit::Cidr>,
+    /// Rotate the registry's signing key on a schedule: once the active key is this
+    /// old (1h to 3650d, e.g. 90d), the next key, published in the JWKS at least 5
+    /// minutes before, starts signing. Default: rotated only when asked.
+    #[arg(long, env = "BONAFIDE_SIGNING_KEY_LIFETIME", value_parser = duration::key_lifetime)]
+    signing_key_lifetime: Option<std::time::Duration>,
+}
+
+/// `--rate-limit POLICY=LIMIT`, checked as `serve` will apply it.
+fn rate_limit_assignment(text: &str) -> Result<String, String> {
+    bonafide_server::ratelimit::RateLimits::seeds().apply(text)?;
+    Ok(text.to_owned())
+}
+
+/// `--trusted-proxy ADDR[/PREFIX]`.
+fn trusted_proxy(text: &str) -> Result<bonafide_server::ratelimit::Cidr, String> {
+    bonafide_server::ratelimit::Cidr::parse(text)
 }
 
 /// `--max-token-ttl`: a lifetime from 60s to 365d.
@@ -905,6 +941,7 @@ async fn run(cli: Cli, out: Out) -> Result<ExitCode> {
             self_custody::revoke(&cli.url, &kid, out).await
         }
         Command::ApiKey(cmd) => apikeys::run(&cli.url, cmd, out).await,
+        Command::RateLimit(cmd) => ratelimits::run(&cli.url, cmd, out).await,
         Command::Migrate(args) => migrate::run(args, &out).await,
         Command::AimCredentials(args) => {
             let client = client(&cli.url, KeyKind::Issuer)?;
@@ -1027,7 +1064,17 @@ async fn serve(args: ServeArgs) -> Result<()> {
     };
     bootstrap_admin(&*store, &location).await?;
     let defaults = Config::default();
+    let mut rate_limits = bonafide_server::ratelimit::RateLimits::seeds();
+    rate_limits.enabled = args.rate_limits == "on";
+    for assignment in &args.rate_limit {
+        rate_limits
+            .apply(assignment)
+            .map_err(|e| Failure::usage(format!("--rate-limit {e}")))?;
+    }
     let config = Config {
+        rate_limits,
+        trusted_proxies: args.trusted_proxy.clone(),
+        signing_key_lifetime: args.signing_key_lifetime,
         public_url: args.public_url.clone().unwrap_or_default(),
         signing_alg: args.signing_alg.unwrap_or(Algorithm::RS256),
         audit_verify: !args.no_audit_verify,

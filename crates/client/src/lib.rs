@@ -319,6 +319,13 @@ impl Client {
         self.send(req, url).await
     }
 
+    /// `DELETE path`, decoded as `T`.
+    pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let req = self.authorize(self.http.delete(&url));
+        self.send(req, url).await
+    }
+
     /// `POST path` with a JSON body sent byte for byte as given (for documents the
     /// registry must judge as written, such as a policy to lint: repeated members or
     /// formatting survive), decoded as `T`.

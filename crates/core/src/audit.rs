@@ -103,6 +103,10 @@ pub enum EventType {
     /// ([`crate::token::policy_revocation_id`]).
     #[serde(rename = "policy.revoked")]
     PolicyRevoked,
+    /// A rate limit was set or cleared (`target` what it applies to, `note` the
+    /// limit, or `cleared`), by an admin or by `serve` starting with other defaults.
+    #[serde(rename = "rate_limit.set")]
+    RateLimitSet,
 }
 
 impl EventType {
@@ -126,6 +130,7 @@ impl EventType {
             EventType::TokenDelegated => "token.delegated",
             EventType::StatusListPublished => "status_list.published",
             EventType::PolicyRevoked => "policy.revoked",
+            EventType::RateLimitSet => "rate_limit.set",
         }
     }
 }

@@ -33,7 +33,9 @@ pub mod fetch;
 pub mod metrics;
 pub mod openapi;
 pub mod proof;
+pub mod ratelimit;
 pub mod request_id;
+pub mod rotation;
 pub mod routes;
 pub mod sealing;
 mod serve;
@@ -149,6 +151,19 @@ pub struct Config {
     /// ([`sealing::ephemeral_kek`]), so keys it seals open only in this process; the
     /// CLI always sets one.
     pub kek: Option<std::sync::Arc<bonafide_core::sealed::Kek>>,
+    /// Rate limits ([`ratelimit`]): per API key (by kind, or as an admin set for the
+    /// key), per person, per client address without a key, per token issuer for
+    /// anonymous verifies. Default off ([`ratelimit::RateLimits::off`]); `bonafide
+    /// serve` starts with the seeds' defaults on.
+    pub rate_limits: ratelimit::RateLimits,
+    /// Peers whose `X-Forwarded-For` names the client's address (the right-most entry
+    /// that is not itself a trusted proxy). Default none: the peer is the client.
+    pub trusted_proxies: Vec<ratelimit::Cidr>,
+    /// Scheduled rotation of the registry's signing key ([`rotation`]): the active
+    /// key is replaced once this old, the next key published in the JWKS at least
+    /// [`rotation::PUBLISH_AHEAD_S`] plus `key_refresh` before it signs. Default
+    /// `None`: rotated only when asked.
+    pub signing_key_lifetime: Option<Duration>,
 }
 
 impl Default for Config {
@@ -184,6 +199,9 @@ impl Default for Config {
             webhook_retry_base: Duration::from_secs(1),
             webhook_max_failures: 10,
             kek: None,
+            rate_limits: ratelimit::RateLimits::off(),
+            trusted_proxies: Vec::new(),
+            signing_key_lifetime: None,
         }
     }
 }
@@ -216,6 +234,17 @@ impl Config {
             return Err(ServerError::Config(format!(
                 "status_list_validity must be at least 10 minutes, not {validity} s"
             )));
+        }
+        if let Some(lifetime) = self.signing_key_lifetime {
+            let min = rotation::min_lifetime(self.key_refresh);
+            if lifetime < min {
+                return Err(ServerError::Config(format!(
+                    "signing_key_lifetime must be at least {} (the next key is published {} s ahead), not {} s",
+                    crate::time::human_duration(min),
+                    rotation::publish_ahead(self.key_refresh).as_secs(),
+                    lifetime.as_secs()
+                )));
+            }
         }
         let ttl = self.status_list_ttl.as_secs();
         if ttl == 0 || ttl > validity / 2 {
@@ -339,6 +368,8 @@ impl Server {
             .publish_status_lists
             .then(|| tokio::spawn(status_lists::run(Arc::clone(&self.state))));
         let events = tokio::spawn(events::run(Arc::clone(&self.state)));
+        let rotation = tokio::spawn(rotation::run(Arc::clone(&self.state)));
+        let rate_limits = tokio::spawn(ratelimit::maintain(Arc::clone(&self.state)));
         let webhooks = tokio::spawn(events::webhooks::run(Arc::clone(&self.state)));
         // Proofs read the upper levels of the tree from memory once warm; a failure
         // only leaves them to be read on demand.
@@ -381,6 +412,8 @@ impl Server {
         };
         serve::serve(self.listener, app, limits, shutdown).await;
         events.abort();
+        rotation.abort();
+        rate_limits.abort();
         webhooks.abort();
         refresher.abort();
         checkpoints.abort();
@@ -467,6 +500,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/receipts/{id}", get(routes::receipts::get))
         .route("/v1/admin/keys/rotate", post(routes::admin::rotate_keys))
         .route("/v1/admin/api-keys", get(routes::admin::admin_keys))
+        .route("/v1/admin/rate-limits", get(routes::rate_limits::list))
+        .route(
+            "/v1/admin/rate-limits/keys/{key_id}",
+            put(routes::rate_limits::set_key).delete(routes::rate_limits::clear_key),
+        )
         .route(
             "/v1/admin/api-keys/{id}/revoke",
             post(routes::admin::revoke_admin_key),
@@ -602,6 +640,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route_layer(middleware::from_fn(cache::public_routes))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // Before any handler reads a body; inside the request id and `no-store`.
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            ratelimit::layer,
+        ))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(CatchPanicLayer::custom(|_panic| {
             ApiError::internal("handler panicked").into_response()

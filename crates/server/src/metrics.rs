@@ -76,6 +76,23 @@ pub struct Metrics {
     audit_log_entries: Gauge,
     upper_hashes: Gauge,
     store_connections: Family<ConnectionLabels, Gauge>,
+    rate_limit_refusals: Family<PolicyLabels, Counter>,
+    rate_limit_leases: Family<LeaseLabels, Counter>,
+}
+
+/// A rate-limit refusal's labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyLabels {
+    /// The policy that refused: `ip`, `iss`, `admin`, `issuer`, `receiver`, `person`.
+    pub policy: String,
+}
+
+/// A rate-limit lease's labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LeaseLabels {
+    /// `granted` (some requests), `empty` (none: the shared bucket is empty) or
+    /// `store_error` (the store could not be asked; this replica's own bucket decided).
+    pub result: String,
 }
 
 /// A store connection count's labels.
@@ -144,8 +161,22 @@ impl Metrics {
             "The store's pooled connections: in use, idle, and the most it opens",
             store_connections.clone(),
         );
+        let rate_limit_refusals = Family::<PolicyLabels, Counter>::default();
+        registry.register(
+            "rate_limit_refusals",
+            "Requests refused 429 by a rate limit, by policy",
+            rate_limit_refusals.clone(),
+        );
+        let rate_limit_leases = Family::<LeaseLabels, Counter>::default();
+        registry.register(
+            "rate_limit_leases",
+            "Leases taken from the shared rate-limit buckets, by result",
+            rate_limit_leases.clone(),
+        );
         Metrics {
             registry,
+            rate_limit_refusals,
+            rate_limit_leases,
             store_connections,
             http_requests,
             http_seconds,
@@ -210,6 +241,25 @@ impl Metrics {
                 code: code.to_owned(),
             })
             .inc();
+    }
+
+    /// Counts a request refused by the rate-limit policy `policy` (a fixed name).
+    pub fn rate_limit_refused(&self, policy: &'static str) {
+        self.rate_limit_refusals
+            .get_or_create(&PolicyLabels {
+                policy: policy.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts leases from the shared buckets by result (`granted`, `empty`,
+    /// `store_error`).
+    pub fn rate_limit_leases(&self, result: &'static str, n: u64) {
+        self.rate_limit_leases
+            .get_or_create(&LeaseLabels {
+                result: result.to_owned(),
+            })
+            .inc_by(n);
     }
 
     /// The hit and miss counters of the cache called `name`.

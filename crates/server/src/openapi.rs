@@ -25,10 +25,11 @@ use crate::routes::{
 /// The API document.
 #[derive(Debug, OpenApi)]
 #[openapi(
-    info(title = "Bonafide", description = "Identity and delegated authority for AI agents: register agents, issue, verify and revoke their tokens, and check the audit log of everything that happened.\n\nEvery error answer is `{\"error\":{\"code\",\"message\",\"request_id\"}}` (`ErrorBody`; `code` is one of `ErrorCode`; token exchange answers RFC 6749 errors, with an `ErrorCode` as `code`). A verify answer whose token is not valid carries the same object as `error`. A 503 is a passing condition (a full or busy store, a timeout): retry after its `Retry-After` seconds."),
+    info(title = "Bonafide", description = "Identity and delegated authority for AI agents: register agents, issue, verify and revoke their tokens, and check the audit log of everything that happened.\n\nEvery error answer is `{\"error\":{\"code\",\"message\",\"request_id\"}}` (`ErrorBody`; `code` is one of `ErrorCode`; token exchange answers RFC 6749 errors, with an `ErrorCode` as `code`). A verify answer whose token is not valid carries the same object as `error`. A 503 is a passing condition (a full or busy store, a timeout): retry after its `Retry-After` seconds. A 429 (`RATE_LIMITED`) means a rate limit was reached: retry after its `Retry-After` seconds; every answer a limit applied to carries `RateLimit-Policy` and `RateLimit` (IETF httpapi draft)."),
     paths(
         admin::create_issuer, admin::create_receiver, admin::set_audiences, admin::rotate_keys,
         admin::admin_keys, admin::revoke_admin_key,
+        crate::routes::rate_limits::list, crate::routes::rate_limits::set_key, crate::routes::rate_limits::clear_key,
         policies::lint, policies::revoke,
         agents::register, agents::list, agents::get, agents::issue_token, agents::revoke, agents::suspend, agents::reactivate, agents::revoke_token,
         agent_keys::rotate, agent_keys::did_document, agent_keys::signatures_directory, crate::routes::verify_action::verify_action,
@@ -47,7 +48,7 @@ use crate::routes::{
     components(schemas(
         ErrorBody, ErrorDetail, ErrorCode,
         // Named by path parameters, which do not register the schemas they name.
-        values::AgentId, values::ReceiverId, values::ReceiptId, values::AdminKeyId,
+        values::AgentId, values::ReceiverId, values::ReceiptId, values::AdminKeyId, values::ApiKeyHashId,
         values::Thumbprint, values::TilePath, values::NamedAudience,
     )),
     modifiers(&Security, &ErrorResponses, &ExactErrorObjects),
@@ -154,6 +155,9 @@ fn describe(status: &str, auth: Auth) -> &'static str {
         "422" => {
             "well-formed but invalid: an unknown or missing member, a value of the wrong type, or one out of range (`INVALID_REQUEST`, or a more precise code)"
         }
+        "429" => {
+            "over a rate limit (`RATE_LIMITED`): per API key, or per client address without one (and per token issuer for anonymous verifies). `Retry-After` says when to try again; `RateLimit-Policy` and `RateLimit` (IETF httpapi draft) which limit and how much is left"
+        }
         "503" => {
             "a passing condition: the store is full or cannot write (`STORAGE_FULL`, `STORE_UNAVAILABLE`), the audit log is unavailable (`AUDIT_UNAVAILABLE`), or the answer took too long (`TIMEOUT`). Retry after `Retry-After` seconds"
         }
@@ -173,6 +177,13 @@ fn retry_after() -> utoipa::openapi::header::Header {
                 .minimum(Some(0)),
         ))
         .description(Some("seconds to wait before retrying (RFC 9110 §10.2.3)"))
+        .build()
+}
+
+fn ratelimit_header(what: &str) -> utoipa::openapi::header::Header {
+    HeaderBuilder::new()
+        .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+        .description(Some(what))
         .build()
 }
 
@@ -209,7 +220,7 @@ fn is_null(schema: &RefOr<Schema>) -> bool {
     matches!(schema, RefOr::T(Schema::Object(o)) if o.schema_type == SchemaType::Type(Type::Null))
 }
 
-fn add_shared_errors(op: &mut Operation, add: bool) {
+fn add_shared_errors(op: &mut Operation, add: bool, limited: bool) {
     optional_body_is_absent_not_null(op);
     let auth = auth(op);
     let body = body_of(op);
@@ -244,6 +255,10 @@ fn add_shared_errors(op: &mut Operation, add: bool) {
     if !add {
         shared.clear();
     }
+    // Rate limits apply before any handler, whatever its own error format.
+    if limited {
+        shared.push("429");
+    }
     for status in shared {
         op.responses
             .responses
@@ -266,11 +281,25 @@ fn add_shared_errors(op: &mut Operation, add: bool) {
                 .content
                 .insert("application/json".to_owned(), error_content().into());
         }
-        if status == "503" {
+        if status == "503" || status == "429" {
             response
                 .headers
                 .entry("Retry-After".to_owned())
                 .or_insert_with(|| retry_after().into());
+        }
+        if status == "429" {
+            response
+                .headers
+                .entry("RateLimit-Policy".to_owned())
+                .or_insert_with(|| {
+                    ratelimit_header("the limits applied, e.g. `\"ip\";q=100;w=60` (quota per window in seconds)").into()
+                });
+            response
+                .headers
+                .entry("RateLimit".to_owned())
+                .or_insert_with(|| {
+                    ratelimit_header("what is left of each, e.g. `\"ip\";r=0;t=60` (requests remaining, seconds until full)").into()
+                });
         }
     }
 }
@@ -279,10 +308,14 @@ fn add_shared_errors(op: &mut Operation, add: bool) {
 /// and document every error answer themselves.
 const OWN_ERRORS: &[&str] = &["/v1/token"];
 
+/// Operations rate limits never apply to (health checks).
+const NOT_LIMITED: &[&str] = &["/healthz", "/health", "/v1/health"];
+
 impl Modify for ErrorResponses {
     fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
         for (path, item) in &mut doc.paths.paths {
             let own = OWN_ERRORS.contains(&path.as_str());
+            let limited = !NOT_LIMITED.contains(&path.as_str());
             for op in [
                 &mut item.get,
                 &mut item.put,
@@ -293,7 +326,7 @@ impl Modify for ErrorResponses {
             .into_iter()
             .flatten()
             {
-                add_shared_errors(op, !own);
+                add_shared_errors(op, !own, limited);
             }
         }
     }

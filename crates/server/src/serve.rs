@@ -84,11 +84,11 @@ pub(crate) async fn serve(
                 Err(_) => break, // never closed
             },
         };
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             biased;
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) if is_connection_error(&e) => continue,
                 Err(e) => {
                     // Out of file descriptors and the like: wait rather than spin.
@@ -102,6 +102,7 @@ pub(crate) async fn serve(
         };
         connections.spawn(connection(
             stream,
+            peer,
             app.clone(),
             limits,
             permit,
@@ -132,6 +133,7 @@ fn is_connection_error(e: &io::Error) -> bool {
 /// stops (then its request in flight is finished first). Holds its slot throughout.
 async fn connection(
     stream: TcpStream,
+    peer: std::net::SocketAddr,
     app: Router,
     limits: Limits,
     _slot: OwnedSemaphorePermit,
@@ -146,7 +148,10 @@ async fn connection(
     });
     let service = hyper::service::service_fn({
         let clock = Arc::clone(&clock);
-        move |req: Request<Incoming>| {
+        move |mut req: Request<Incoming>| {
+            // The peer's address, for rate limits by client address.
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
             // Busy until the answer's body is dropped: written, or abandoned.
             let busy = clock.begin_request();
             let app = app.clone();

@@ -935,6 +935,45 @@ impl Store for CountingStore {
     async fn status_list_key(&self, c: &ReceiptKeyRecord) -> StoreResult<ReceiptKeyRecord> {
         self.inner.status_list_key(c).await
     }
+    async fn publish_next_signing_key(
+        &self,
+        k: &SigningKeyRecord,
+        a: &AuditRecord,
+    ) -> StoreResult<bool> {
+        self.inner.publish_next_signing_key(k, a).await
+    }
+    async fn activate_next_signing_key(
+        &self,
+        kid: &str,
+        now_s: i64,
+        a: &AuditRecord,
+    ) -> StoreResult<bool> {
+        self.inner.activate_next_signing_key(kid, now_s, a).await
+    }
+    async fn rate_take(
+        &self,
+        takes: &[bonafide_store::RateTake],
+        now_ms: i64,
+    ) -> StoreResult<Vec<bonafide_store::RateGrant>> {
+        self.inner.rate_take(takes, now_ms).await
+    }
+    async fn purge_rate_buckets(&self, before_ms: i64) -> StoreResult<u64> {
+        self.inner.purge_rate_buckets(before_ms).await
+    }
+    async fn rate_limit_settings(&self) -> StoreResult<Vec<bonafide_store::RateLimitSetting>> {
+        self.inner.rate_limit_settings().await
+    }
+    async fn set_rate_limit_setting(
+        &self,
+        name: &str,
+        value: Option<&str>,
+        now_ms: i64,
+        a: &AuditRecord,
+    ) -> StoreResult<bool> {
+        self.inner
+            .set_rate_limit_setting(name, value, now_ms, a)
+            .await
+    }
     async fn purge_idempotency(&self, before_ms: i64) -> StoreResult<u64> {
         self.inner.purge_idempotency(before_ms).await
     }

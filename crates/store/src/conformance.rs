@@ -188,6 +188,10 @@ macro_rules! __conformance_cases {
             status_slots_are_allocated_once_per_token,
             status_entries_are_found_by_subject,
             status_list_versions_only_move_forward,
+            next_signing_key_is_published_then_activated_once,
+            rate_buckets_lease_refill_and_purge,
+            concurrent_rate_takes_never_grant_more_than_the_bucket,
+            rate_limit_settings_are_audited_only_when_they_change,
         }
     };
 }
@@ -5312,4 +5316,252 @@ pub async fn sdk_verification_reports_are_kept_once(store: Arc<dyn Store>) {
     assert_eq!(store.purge_sdk_verifications(5_000).await.unwrap(), 1);
     assert!(store.sdk_verification(&[1; 32]).await.unwrap().is_none());
     assert!(store.sdk_verification(&[2; 32]).await.unwrap().is_some());
+}
+
+/// A next signing key is stored as `next` (one at most), with its audit entry and a
+/// change; activating it retires the active key (published until its tokens' last
+/// `exp`) in one transaction; activating a kid that is not the next key changes
+/// nothing.
+pub async fn next_signing_key_is_published_then_activated_once(store: Arc<dyn Store>) {
+    let first = signing_key(T0_MS);
+    assert!(
+        store
+            .create_first_signing_key(&first, &audit_note())
+            .await
+            .unwrap()
+    );
+    let (issuer, _) = issuer(store.as_ref()).await;
+    let agent = new_agent(&issuer.id, T0_MS);
+    let token = new_token(&agent, &first.kid, T0_S, T0_S + 900);
+    store
+        .create_agent(&agent, &token, None, &audit_note())
+        .await
+        .unwrap();
+    let size = store.audit_size().await.unwrap();
+    let mut next = signing_key(T0_MS + 1);
+    // The stored state is `next` whatever the record says.
+    next.state = KeyState::Active;
+    assert!(
+        !store
+            .activate_next_signing_key(&next.kid, T0_S, &audit_note())
+            .await
+            .unwrap(),
+        "no next key yet"
+    );
+    assert!(
+        store
+            .publish_next_signing_key(&next, &audit_note())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .publish_next_signing_key(&signing_key(T0_MS + 2), &audit_note())
+            .await
+            .unwrap(),
+        "one next key at a time"
+    );
+    let keys = store.signing_keys().await.unwrap();
+    assert_eq!(keys.len(), 2);
+    assert_eq!(find(&keys, &next.kid).state, KeyState::Next);
+    assert_eq!(active_kids(&keys), [first.kid.as_str()]);
+    assert_eq!(store.audit_size().await.unwrap(), size + 1);
+    assert!(
+        !store
+            .activate_next_signing_key(&first.kid, T0_S + 10, &audit_note())
+            .await
+            .unwrap(),
+        "the active key is not the next one"
+    );
+    assert!(
+        store
+            .activate_next_signing_key(&next.kid, T0_S + 10, &audit_note())
+            .await
+            .unwrap()
+    );
+    let keys = store.signing_keys().await.unwrap();
+    assert_eq!(active_kids(&keys), [next.kid.as_str()]);
+    let old = find(&keys, &first.kid);
+    assert_eq!(old.state, KeyState::Retired);
+    assert_eq!(old.publish_until_s, Some(T0_S + 900));
+    assert_eq!(store.audit_size().await.unwrap(), size + 2);
+    assert!(
+        !store
+            .activate_next_signing_key(&next.kid, T0_S + 20, &audit_note())
+            .await
+            .unwrap(),
+        "activated once"
+    );
+    let feed = store
+        .changes_since(ChangePosition::START, 0, 100)
+        .await
+        .unwrap();
+    let key_changes = feed
+        .changes
+        .iter()
+        .filter(|c| **c == Change::SigningKeysChanged)
+        .count();
+    assert_eq!(key_changes, 3, "first key, published, activated");
+    // A next key again after the rotation.
+    assert!(
+        store
+            .publish_next_signing_key(&signing_key(T0_MS + 3), &audit_note())
+            .await
+            .unwrap()
+    );
+}
+
+fn rate(bucket: &str, quota: u64, window_ms: i64, want: u64) -> crate::RateTake {
+    crate::RateTake {
+        bucket: bucket.to_owned(),
+        quota,
+        window_ms,
+        want,
+    }
+}
+
+/// Leases come out of a full bucket until it is empty, whole requests only; it
+/// refills at its rate; buckets are independent; idle buckets are purged (and are
+/// then full again); nothing is audited.
+pub async fn rate_buckets_lease_refill_and_purge(store: Arc<dyn Store>) {
+    let g = store
+        .rate_take(&[rate("a", 10, 60_000, 4), rate("b", 3, 60_000, 5)], T0_MS)
+        .await
+        .unwrap();
+    assert_eq!((g[0].granted, g[0].remaining), (4, 6));
+    assert_eq!(
+        (g[1].granted, g[1].remaining, g[1].next_in_ms),
+        (3, 0, 20_000)
+    );
+    let g = store
+        .rate_take(&[rate("a", 10, 60_000, 10)], T0_MS)
+        .await
+        .unwrap();
+    assert_eq!(g[0].granted, 6);
+    let g = store
+        .rate_take(&[rate("a", 10, 60_000, 1)], T0_MS + 5_999)
+        .await
+        .unwrap();
+    assert_eq!((g[0].granted, g[0].next_in_ms), (0, 1));
+    let g = store
+        .rate_take(&[rate("a", 10, 60_000, 1)], T0_MS + 6_000)
+        .await
+        .unwrap();
+    assert_eq!((g[0].granted, g[0].remaining), (1, 0));
+    assert_eq!(store.rate_take(&[], T0_MS).await.unwrap(), []);
+    let long = "x".repeat(crate::limits::MAX_BUCKET_BYTES + 1);
+    assert!(
+        store
+            .rate_take(&[rate(&long, 1, 1, 1)], T0_MS)
+            .await
+            .is_err()
+    );
+    // `b` was last taken from at T0, `a` at T0 + 6 s.
+    assert_eq!(store.purge_rate_buckets(T0_MS + 1).await.unwrap(), 1);
+    let g = store
+        .rate_take(&[rate("b", 3, 60_000, 5)], T0_MS + 2)
+        .await
+        .unwrap();
+    assert_eq!(g[0].granted, 3, "a purged bucket is full");
+    assert_eq!(store.audit_size().await.unwrap(), 0);
+}
+
+/// Many takers at once (replicas' lease batches) never get more than the bucket
+/// holds in total.
+pub async fn concurrent_rate_takes_never_grant_more_than_the_bucket(store: Arc<dyn Store>) {
+    let mut tasks = JoinSet::new();
+    for i in 0..8u64 {
+        let store = Arc::clone(&store);
+        tasks.spawn(async move {
+            let mut got = 0;
+            for _ in 0..10 {
+                // Two buckets per batch, in both orders across tasks.
+                let takes = if i % 2 == 0 {
+                    [
+                        rate("shared", 50, 3_600_000, 3),
+                        rate("other", 50, 3_600_000, 1),
+                    ]
+                } else {
+                    [
+                        rate("other", 50, 3_600_000, 1),
+                        rate("shared", 50, 3_600_000, 3),
+                    ]
+                };
+                let g = store.rate_take(&takes, T0_MS).await.unwrap();
+                got += if i % 2 == 0 {
+                    g[0].granted
+                } else {
+                    g[1].granted
+                };
+            }
+            got
+        });
+    }
+    let mut total = 0;
+    while let Some(got) = tasks.join_next().await {
+        total += got.unwrap();
+    }
+    assert_eq!(total, 50, "exactly the bucket, no more and no less");
+}
+
+/// A setting is stored, replaced and removed, each change with its audit entry in the
+/// same transaction; setting the same value, or removing a missing one, appends
+/// nothing.
+pub async fn rate_limit_settings_are_audited_only_when_they_change(store: Arc<dyn Store>) {
+    assert_eq!(store.rate_limit_settings().await.unwrap(), []);
+    assert!(
+        store
+            .set_rate_limit_setting("key:a", Some("10/60s"), T0_MS, &audit_note())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .set_rate_limit_setting("key:a", Some("10/60s"), T0_MS + 1, &audit_note())
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .set_rate_limit_setting("defaults", Some("ip=1/1s"), T0_MS + 2, &audit_note())
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .set_rate_limit_setting("key:a", Some("20/60s"), T0_MS + 3, &audit_note())
+            .await
+            .unwrap()
+    );
+    let settings = store.rate_limit_settings().await.unwrap();
+    assert_eq!(
+        settings,
+        [
+            crate::RateLimitSetting {
+                name: "defaults".into(),
+                value: "ip=1/1s".into(),
+                set_at_ms: T0_MS + 2
+            },
+            crate::RateLimitSetting {
+                name: "key:a".into(),
+                value: "20/60s".into(),
+                set_at_ms: T0_MS + 3
+            },
+        ]
+    );
+    assert_eq!(store.audit_size().await.unwrap(), 3);
+    assert!(
+        store
+            .set_rate_limit_setting("key:a", None, T0_MS + 4, &audit_note())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .set_rate_limit_setting("key:a", None, T0_MS + 5, &audit_note())
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.audit_size().await.unwrap(), 4);
+    assert_eq!(store.rate_limit_settings().await.unwrap().len(), 1);
 }

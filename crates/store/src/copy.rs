@@ -65,6 +65,8 @@ pub const TABLES: &[&str] = &[
     "event_acks",
     "sdk_verifications",
     "revoked_policies",
+    "rate_buckets",
+    "rate_limit_settings",
 ];
 
 /// Rows read from SQLite and inserted into PostgreSQL at a time (well under

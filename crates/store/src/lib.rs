@@ -33,6 +33,7 @@ pub mod conformance;
 pub mod copy;
 pub mod events;
 pub mod ledger;
+pub mod limits;
 pub mod log;
 mod postgres;
 mod rows;
@@ -40,6 +41,7 @@ pub mod sdk_verifications;
 mod sqlite;
 
 pub use events::{EventAck, Paused, Webhook, WebhookFailure};
+pub use limits::{RateGrant, RateLimitSetting, RateTake};
 pub use postgres::{PostgresOptions, PostgresStore};
 pub use sdk_verifications::{
     NewSdkVerification, ReportOutcome, SdkReport, SdkReportKind, SdkVerification,
@@ -1020,6 +1022,9 @@ pub enum KeyState {
     Active,
     /// Signs nothing; still published (and verifies) until `publish_until_s`.
     Retired,
+    /// Signs nothing yet: published ahead of a scheduled rotation, so receivers'
+    /// cached key sets hold it before it signs anything. At most one.
+    Next,
 }
 
 /// A registry signing key. `Debug` redacts the private key.
@@ -1476,6 +1481,25 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         audit: &AuditRecord,
     ) -> Result<(), StoreError>;
 
+    /// Stores `next` (its state is ignored) as the next signing key: published, signing
+    /// nothing until [`Store::activate_next_signing_key`], in one transaction with its
+    /// audit entry; false (nothing written) if a next key is stored already.
+    async fn publish_next_signing_key(
+        &self,
+        next: &SigningKeyRecord,
+        audit: &AuditRecord,
+    ) -> Result<bool, StoreError>;
+    /// Makes the next key `kid` the active one, as [`Store::rotate_signing_key`] does
+    /// for a new key (the active key retired, published until the last `exp` of its
+    /// tokens or `now_s`), in one transaction with its audit entry; false (nothing
+    /// written) if `kid` is not the next key (another replica activated it first).
+    async fn activate_next_signing_key(
+        &self,
+        kid: &str,
+        now_s: i64,
+        audit: &AuditRecord,
+    ) -> Result<bool, StoreError>;
+
     /// Stores `new` as the active signing key only if there is no active key yet, in
     /// one transaction with its audit entry; whether it was stored. Replicas starting
     /// together on a new database each offer a key and agree on the one stored first.
@@ -1683,6 +1707,32 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         &self,
         candidate: &ReceiptKeyRecord,
     ) -> Result<ReceiptKeyRecord, StoreError>;
+
+    // ---- rate limits (issue 18 item 4)
+    /// Takes leases from shared token buckets ([`limits::take`]'s rule), all in one
+    /// short transaction (each bucket's row locked while it is read and written, in
+    /// the order given; callers pass each bucket once): one grant per take, in order.
+    /// Not audited and recorded in no feed: buckets are counters, not registry state.
+    async fn rate_take(
+        &self,
+        takes: &[RateTake],
+        now_ms: i64,
+    ) -> Result<Vec<RateGrant>, StoreError>;
+    /// Deletes buckets last taken from before `idle_before_ms` (a bucket idle for its
+    /// whole window is full, as a missing one is); how many.
+    async fn purge_rate_buckets(&self, idle_before_ms: i64) -> Result<u64, StoreError>;
+    /// Every rate-limit setting, by name.
+    async fn rate_limit_settings(&self) -> Result<Vec<RateLimitSetting>, StoreError>;
+    /// Sets (`Some`) or removes (`None`) the setting `name`, with its audit entry in
+    /// the same transaction; whether anything changed (setting the value it has, or
+    /// removing a missing one, appends nothing).
+    async fn set_rate_limit_setting(
+        &self,
+        name: &str,
+        value: Option<&str>,
+        now_ms: i64,
+        audit: &AuditRecord,
+    ) -> Result<bool, StoreError>;
 
     // ---- health
 

@@ -83,6 +83,7 @@ use crate::{
 };
 use crate::{EventAck, Webhook, WebhookFailure};
 use crate::{NewSdkVerification, ReportOutcome, SdkReportKind, SdkVerification};
+use crate::{RateGrant, RateLimitSetting, RateTake, limits};
 
 /// Largest page `list_agents` returns, whatever the caller asks.
 const MAX_PAGE: u32 = 1000;
@@ -2336,6 +2337,219 @@ impl Store for PostgresStore {
         candidate: &ReceiptKeyRecord,
     ) -> Result<ReceiptKeyRecord, StoreError> {
         self.single_key("status_list_key", candidate).await
+    }
+
+    async fn publish_next_signing_key(
+        &self,
+        next: &SigningKeyRecord,
+        audit: &AuditRecord,
+    ) -> Result<bool, StoreError> {
+        // Under the log head's lock: replicas publishing at once queue, and the later
+        // ones see the first one's key.
+        in_write_tx!(self, |tx| {
+            let log = log::lock(&mut *tx).await?;
+            let pending: Option<i32> =
+                sqlx::query_scalar("SELECT 1 FROM signing_keys WHERE state = $1 LIMIT 1")
+                    .bind(key_state_str(KeyState::Next))
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+            if pending.is_some() {
+                return Ok(false);
+            }
+            sqlx::query(
+                "INSERT INTO signing_keys (kid, alg, private_pem, state, created_at_ms, publish_until_s) \
+                 VALUES ($1, $2, $3, $4, $5, NULL)",
+            )
+            .bind(&next.kid)
+            .bind(next.alg.as_str())
+            .bind(&next.private_pem)
+            .bind(key_state_str(KeyState::Next))
+            .bind(next.created_at_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            log.append(
+                &mut *tx,
+                std::slice::from_ref(audit),
+                &[Change::SigningKeysChanged],
+            )
+            .await?;
+            Ok(true)
+        })
+    }
+
+    async fn activate_next_signing_key(
+        &self,
+        kid: &str,
+        now_s: i64,
+        audit: &AuditRecord,
+    ) -> Result<bool, StoreError> {
+        in_write_tx!(self, |tx| {
+            let log = log::lock(&mut *tx).await?;
+            let pending: Option<i32> =
+                sqlx::query_scalar("SELECT 1 FROM signing_keys WHERE kid = $1 AND state = $2")
+                    .bind(kid)
+                    .bind(key_state_str(KeyState::Next))
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+            if pending.is_none() {
+                return Ok(false);
+            }
+            sqlx::query(
+                "UPDATE signing_keys SET state = $1, publish_until_s = COALESCE( \
+                 (SELECT MAX(expires_at_s) FROM tokens WHERE tokens.kid = signing_keys.kid), $2) \
+                 WHERE state = $3",
+            )
+            .bind(key_state_str(KeyState::Retired))
+            .bind(now_s)
+            .bind(key_state_str(KeyState::Active))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            sqlx::query("UPDATE signing_keys SET state = $1 WHERE kid = $2")
+                .bind(key_state_str(KeyState::Active))
+                .bind(kid)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            log.append(
+                &mut *tx,
+                std::slice::from_ref(audit),
+                &[Change::SigningKeysChanged],
+            )
+            .await?;
+            Ok(true)
+        })
+    }
+
+    async fn rate_take(
+        &self,
+        takes: &[RateTake],
+        now_ms: i64,
+    ) -> Result<Vec<RateGrant>, StoreError> {
+        if takes.is_empty() {
+            return Ok(Vec::new());
+        }
+        if takes
+            .iter()
+            .any(|t| t.bucket.len() > limits::MAX_BUCKET_BYTES)
+        {
+            return Err(StoreError::Backend("rate bucket name too long".into()));
+        }
+        // Rows locked in name order, whatever order they were asked in, so two
+        // replicas' batches cannot deadlock; no log head (nothing is audited).
+        let mut order: Vec<usize> = (0..takes.len()).collect();
+        order.sort_by(|a, b| takes[*a].bucket.cmp(&takes[*b].bucket));
+        in_write_tx!(self, |tx| {
+            let mut grants = vec![
+                RateGrant {
+                    granted: 0,
+                    remaining: 0,
+                    next_in_ms: 0
+                };
+                takes.len()
+            ];
+            for &i in &order {
+                let t = &takes[i];
+                // A missing bucket is full: inserting it full first makes every
+                // replica lock the same row, never race two inserts.
+                sqlx::query(
+                    "INSERT INTO rate_buckets (bucket, level, updated_ms) VALUES ($1, $2, $3) \
+                     ON CONFLICT (bucket) DO NOTHING",
+                )
+                .bind(&t.bucket)
+                .bind(limits::full_level(t.quota, t.window_ms))
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                let stored: (i64, i64) = sqlx::query_as(
+                    "SELECT level, updated_ms FROM rate_buckets WHERE bucket = $1 FOR UPDATE",
+                )
+                .bind(&t.bucket)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                let (grant, level, updated) = limits::take(Some(stored), t, now_ms);
+                sqlx::query(
+                    "UPDATE rate_buckets SET level = $2, updated_ms = $3 WHERE bucket = $1",
+                )
+                .bind(&t.bucket)
+                .bind(level)
+                .bind(updated)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                grants[i] = grant;
+            }
+            Ok(grants)
+        })
+    }
+
+    async fn purge_rate_buckets(&self, idle_before_ms: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM rate_buckets WHERE updated_ms < $1")
+            .bind(idle_before_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn rate_limit_settings(&self) -> Result<Vec<RateLimitSetting>, StoreError> {
+        let rows: Vec<(String, String, i64)> =
+            sqlx::query_as("SELECT name, value, set_at_ms FROM rate_limit_settings ORDER BY name")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_err)?;
+        Ok(rows
+            .into_iter()
+            .map(|(name, value, set_at_ms)| RateLimitSetting {
+                name,
+                value,
+                set_at_ms,
+            })
+            .collect())
+    }
+
+    async fn set_rate_limit_setting(
+        &self,
+        name: &str,
+        value: Option<&str>,
+        now_ms: i64,
+        audit: &AuditRecord,
+    ) -> Result<bool, StoreError> {
+        in_write_tx!(self, |tx| {
+            // The log head first (as every audited write): settings changes queue.
+            let log = log::lock(&mut *tx).await?;
+            let current: Option<String> =
+                sqlx::query_scalar("SELECT value FROM rate_limit_settings WHERE name = $1")
+                    .bind(name)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+            if current.as_deref() == value {
+                return Ok(false);
+            }
+            match value {
+                Some(v) => sqlx::query(
+                    "INSERT INTO rate_limit_settings (name, value, set_at_ms) VALUES ($1, $2, $3) \
+                     ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value, \
+                     set_at_ms = EXCLUDED.set_at_ms",
+                )
+                .bind(name)
+                .bind(v)
+                .bind(now_ms),
+                None => sqlx::query("DELETE FROM rate_limit_settings WHERE name = $1").bind(name),
+            }
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            log.append(&mut *tx, std::slice::from_ref(audit), &[])
+                .await?;
+            Ok(true)
+        })
     }
 
     fn backend(&self) -> &'static str {

@@ -349,6 +349,7 @@ impl SigningKeyRow {
         let state = match self.state.as_str() {
             "active" => KeyState::Active,
             "retired" => KeyState::Retired,
+            "next" => KeyState::Next,
             _ => return Err(corrupt("signing key state")),
         };
         Ok(SigningKeyRecord {
@@ -391,6 +392,7 @@ pub(crate) fn key_state_str(state: KeyState) -> &'static str {
     match state {
         KeyState::Active => "active",
         KeyState::Retired => "retired",
+        KeyState::Next => "next",
     }
 }
 

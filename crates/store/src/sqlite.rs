@@ -54,6 +54,7 @@ use crate::{
 };
 use crate::{EventAck, Webhook, WebhookFailure};
 use crate::{NewSdkVerification, ReportOutcome, SdkReportKind, SdkVerification};
+use crate::{RateGrant, RateLimitSetting, RateTake, limits};
 
 /// Name of the database file inside the data directory.
 const DB_FILE: &str = "bonafide.db";
@@ -2289,6 +2290,201 @@ impl Store for SqliteStore {
         candidate: &ReceiptKeyRecord,
     ) -> Result<ReceiptKeyRecord, StoreError> {
         self.single_key("status_list_key", candidate).await
+    }
+
+    async fn publish_next_signing_key(
+        &self,
+        next: &SigningKeyRecord,
+        audit: &AuditRecord,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let log = log::lock(&mut *tx).await?;
+        let pending: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM signing_keys WHERE state = ? LIMIT 1")
+                .bind(key_state_str(KeyState::Next))
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        if pending.is_some() {
+            tx.commit().await.map_err(db_err)?;
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, alg, private_pem, state, created_at_ms, publish_until_s) \
+             VALUES (?, ?, ?, ?, ?, NULL)",
+        )
+        .bind(&next.kid)
+        .bind(next.alg.as_str())
+        .bind(&next.private_pem)
+        .bind(key_state_str(KeyState::Next))
+        .bind(next.created_at_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        log.append(
+            &mut *tx,
+            std::slice::from_ref(audit),
+            &[Change::SigningKeysChanged],
+        )
+        .await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(true)
+    }
+
+    async fn activate_next_signing_key(
+        &self,
+        kid: &str,
+        now_s: i64,
+        audit: &AuditRecord,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let log = log::lock(&mut *tx).await?;
+        let pending: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM signing_keys WHERE kid = ? AND state = ?")
+                .bind(kid)
+                .bind(key_state_str(KeyState::Next))
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        if pending.is_none() {
+            tx.commit().await.map_err(db_err)?;
+            return Ok(false);
+        }
+        sqlx::query(
+            "UPDATE signing_keys SET state = ?, publish_until_s = COALESCE( \
+                 (SELECT MAX(expires_at_s) FROM tokens WHERE tokens.kid = signing_keys.kid), ?) \
+             WHERE state = ?",
+        )
+        .bind(key_state_str(KeyState::Retired))
+        .bind(now_s)
+        .bind(key_state_str(KeyState::Active))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        sqlx::query("UPDATE signing_keys SET state = ? WHERE kid = ?")
+            .bind(key_state_str(KeyState::Active))
+            .bind(kid)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        log.append(
+            &mut *tx,
+            std::slice::from_ref(audit),
+            &[Change::SigningKeysChanged],
+        )
+        .await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(true)
+    }
+
+    async fn rate_take(
+        &self,
+        takes: &[RateTake],
+        now_ms: i64,
+    ) -> Result<Vec<RateGrant>, StoreError> {
+        if takes.is_empty() {
+            return Ok(Vec::new());
+        }
+        if takes
+            .iter()
+            .any(|t| t.bucket.len() > limits::MAX_BUCKET_BYTES)
+        {
+            return Err(StoreError::Backend("rate bucket name too long".into()));
+        }
+        // One write transaction for the whole batch: the server gathers every lease
+        // asked meanwhile into one call, so buckets cost one commit per batch.
+        let mut tx = self.write_tx().await?;
+        let mut grants = Vec::with_capacity(takes.len());
+        for t in takes {
+            let stored: Option<(i64, i64)> =
+                sqlx::query_as("SELECT level, updated_ms FROM rate_buckets WHERE bucket = ?")
+                    .bind(&t.bucket)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+            let (grant, level, updated) = limits::take(stored, t, now_ms);
+            sqlx::query(
+                "INSERT INTO rate_buckets (bucket, level, updated_ms) VALUES (?, ?, ?) \
+                 ON CONFLICT (bucket) DO UPDATE SET level = excluded.level, \
+                 updated_ms = excluded.updated_ms",
+            )
+            .bind(&t.bucket)
+            .bind(level)
+            .bind(updated)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            grants.push(grant);
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(grants)
+    }
+
+    async fn purge_rate_buckets(&self, idle_before_ms: i64) -> Result<u64, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let n = sqlx::query("DELETE FROM rate_buckets WHERE updated_ms < ?")
+            .bind(idle_before_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+        tx.commit().await.map_err(db_err)?;
+        Ok(n)
+    }
+
+    async fn rate_limit_settings(&self) -> Result<Vec<RateLimitSetting>, StoreError> {
+        let rows: Vec<(String, String, i64)> =
+            sqlx::query_as("SELECT name, value, set_at_ms FROM rate_limit_settings ORDER BY name")
+                .fetch_all(&self.reader)
+                .await
+                .map_err(db_err)?;
+        Ok(rows
+            .into_iter()
+            .map(|(name, value, set_at_ms)| RateLimitSetting {
+                name,
+                value,
+                set_at_ms,
+            })
+            .collect())
+    }
+
+    async fn set_rate_limit_setting(
+        &self,
+        name: &str,
+        value: Option<&str>,
+        now_ms: i64,
+        audit: &AuditRecord,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let log = log::lock(&mut *tx).await?;
+        let current: Option<String> =
+            sqlx::query_scalar("SELECT value FROM rate_limit_settings WHERE name = ?")
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        if current.as_deref() == value {
+            tx.commit().await.map_err(db_err)?;
+            return Ok(false);
+        }
+        match value {
+            Some(v) => sqlx::query(
+                "INSERT INTO rate_limit_settings (name, value, set_at_ms) VALUES (?, ?, ?) \
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value, \
+                 set_at_ms = excluded.set_at_ms",
+            )
+            .bind(name)
+            .bind(v)
+            .bind(now_ms),
+            None => sqlx::query("DELETE FROM rate_limit_settings WHERE name = ?").bind(name),
+        }
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        log.append(&mut *tx, std::slice::from_ref(audit), &[])
+            .await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(true)
     }
 
     fn backend(&self) -> &'static str {

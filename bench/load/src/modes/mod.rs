@@ -19,6 +19,7 @@ pub mod baseline;
 pub mod issuer_signed;
 pub mod policy;
 pub mod push;
+pub mod rate_limits;
 pub mod replicas;
 pub mod revocation;
 pub mod shared_budget;
@@ -28,6 +29,7 @@ pub async fn setup(mode: Mode, ctx: &Ctx<'_>) -> Result<Bench> {
     match mode {
         Mode::Baseline => baseline::setup(ctx).await,
         Mode::CompareAudit => audit::setup(ctx).await,
+        Mode::CompareRateLimits => rate_limits::setup(ctx).await,
         Mode::ComparePolicy => policy::setup(ctx).await,
         Mode::CompareIssuerSigned => issuer_signed::setup(ctx).await,
         Mode::CompareVerifyAction => verify_action::setup(ctx).await,

@@ -15,6 +15,7 @@ mod migrate;
 mod msrv;
 mod policy;
 mod push_events;
+mod rate_limits;
 mod readme;
 mod receipt;
 mod replicas;

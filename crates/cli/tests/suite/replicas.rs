@@ -383,7 +383,7 @@ fn leads_now(log: &str) -> bool {
 
 /// The key-encryption key every replica of these tests shares (one file for the
 /// test binary's life: replicas of one registry need the same KEK).
-fn shared_kek() -> &'static Path {
+pub(crate) fn shared_kek() -> &'static Path {
     static KEK: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     KEK.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap().keep();
@@ -408,6 +408,7 @@ pub(crate) fn spawn_replica(db_url: &str, admin: &str) -> Served {
         .env_remove("BONAFIDE_DATA_DIR")
         .env_remove("BONAFIDE_PUBLIC_URL")
         .env("BONAFIDE_ADMIN_KEY", admin)
+        .env("BONAFIDE_RATE_LIMITS", "off")
         .env("RUST_LOG", "info");
     common::spawn_served(cmd)
 }

@@ -9,6 +9,7 @@ pub mod issuer_domain;
 pub mod issuer_keys;
 pub mod meta;
 pub mod policies;
+pub mod rate_limits;
 pub mod receipts;
 pub mod token_exchange;
 pub mod verify;

@@ -23,6 +23,11 @@ pub struct KeyRing {
     pub verifying: KeySet,
     /// `(kid, publish_until_s)` of retired keys still in `verifying`.
     pub retired: Vec<(String, i64)>,
+    /// When the active key was stored (the start of its scheduled lifetime).
+    pub active_created_at_ms: i64,
+    /// The next key, published ahead of a scheduled rotation (in `verifying`, signing
+    /// nothing yet): its kid and when it was stored.
+    pub next: Option<(String, i64)>,
     /// Kids in the order loaded, to notice changes made by another process.
     pub fingerprint: Vec<String>,
 }
@@ -37,6 +42,8 @@ impl KeyRing {
         leeway_s: i64,
     ) -> Result<Self, StoreError> {
         let mut active = None;
+        let mut active_created_at_ms = 0;
+        let mut next = None;
         let mut verifying = KeySet::new();
         let mut retired = Vec::new();
         let mut fingerprint = Vec::new();
@@ -47,6 +54,11 @@ impl KeyRing {
                 KeyState::Active => {
                     verifying.insert(clone_verifying(&key)?);
                     active = Some(key);
+                    active_created_at_ms = r.created_at_ms;
+                }
+                KeyState::Next => {
+                    verifying.insert(clone_verifying(&key)?);
+                    next = Some((r.kid.clone(), r.created_at_ms));
                 }
                 KeyState::Retired => {
                     let until = r.publish_until_s.unwrap_or(0);
@@ -62,6 +74,8 @@ impl KeyRing {
             active,
             verifying,
             retired,
+            active_created_at_ms,
+            next,
             fingerprint,
         })
     }

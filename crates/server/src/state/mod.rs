@@ -80,6 +80,8 @@ pub struct AppState {
     api_key_epoch: std::sync::Mutex<u64>,
     /// What `/metrics` serves.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Rate limits ([`crate::ratelimit`]).
+    pub limiter: crate::ratelimit::Limiter,
     /// One lookup by leaf hash at a time: it is public and costs a seek per 32,768
     /// records plus a scan of the records since the last checkpoint, so several at
     /// once could hold every store reader.
@@ -200,7 +202,26 @@ impl AppState {
         let mut metrics = crate::metrics::Metrics::new();
         let commits = audit.commit_metrics();
         metrics.register_audit(commits.batch_entries, commits.commit_seconds);
+        let metrics = Arc::new(metrics);
+        let limiter = crate::ratelimit::Limiter::new(
+            config.rate_limits.clone(),
+            config.trusted_proxies.clone(),
+            Arc::clone(&store),
+            Arc::clone(&config.clock),
+            Arc::clone(&metrics),
+        );
+        if config.rate_limits.enabled {
+            limiter.load_overrides(store.as_ref()).await?;
+        }
+        crate::ratelimit::record_defaults(
+            store.as_ref(),
+            &config.rate_limits,
+            &config.trusted_proxies,
+            now_ms,
+        )
+        .await?;
         Ok(AppState {
+            limiter,
             store,
             audit,
             did_prefix: did_prefix(&config.public_url),
@@ -224,7 +245,7 @@ impl AppState {
             api_key_epoch: std::sync::Mutex::new(0),
             delegations: Bounded::new(MAX_CACHED_DELEGATIONS, None)
                 .counted(metrics.cache_counters("delegations")),
-            metrics: Arc::new(metrics),
+            metrics,
             leaf_lookups: tokio::sync::Semaphore::new(1),
             committed: tokio::sync::watch::Sender::new(0),
         })

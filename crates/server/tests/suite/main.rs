@@ -23,6 +23,8 @@ mod metrics;
 mod openapi;
 mod policy_tokens;
 mod proofs;
+mod rate_limits;
+mod rotation;
 mod schema_fuzz;
 mod security;
 mod self_custody;

@@ -30,6 +30,11 @@ pub(super) async fn check_for_decision(
         },
         Err(d) => Err(d),
     };
+    let agent = match &token {
+        Ok(v) => Some(&v.claims.sub),
+        Err(d) => d.subject.as_ref().map(|(agent, _)| agent),
+    };
+    crate::ratelimit::charge_token_issuer(state, caller, agent).await?;
     let checked = match token {
         Err(d) => Checked::Invalid {
             code: ErrorCode::from(&d.error),

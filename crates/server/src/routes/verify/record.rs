@@ -52,6 +52,11 @@ pub(super) async fn check_and_audit(
         }),
         other => other,
     };
+    let agent = match &checked {
+        Ok(v) => Some(&v.claims.sub),
+        Err(d) => d.subject.as_ref().map(|(agent, _)| agent),
+    };
+    crate::ratelimit::charge_token_issuer(state, caller, agent).await?;
     let (reasons, subject) = facts(&checked);
     if subject.is_none() {
         // Concerns no agent: counted, never written to the permanent log.
