@@ -313,6 +313,20 @@ impl Client {
         self.send(req, url).await
     }
 
+    /// `DELETE path` (an answer without a body, 204, is success).
+    pub async fn delete(&self, path: &str) -> Result<(), ClientError> {
+        let url = format!("{}{path}", self.base);
+        let req = self.authorize(self.http.delete(&url));
+        self.send_bytes(req, url, MAX_JSON_BYTES).await.map(drop)
+    }
+
+    /// `POST path` with no body, for an answer without one (204).
+    pub async fn post_empty(&self, path: &str) -> Result<(), ClientError> {
+        let url = format!("{}{path}", self.base);
+        let req = self.authorize(self.http.post(&url));
+        self.send_bytes(req, url, MAX_JSON_BYTES).await.map(drop)
+    }
+
     /// `POST path` with a JSON body sent byte for byte as given (for documents the
     /// registry must judge as written, such as a policy to lint: repeated members or
     /// formatting survive), decoded as `T`.

@@ -19,7 +19,8 @@ use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorCode, ErrorDetail};
 use crate::routes::{
-    admin, agent_keys, agents, audit, issuer_keys, meta, policies, receipts, verify,
+    accounts, admin, agent_keys, agents, audit, auth_sessions, issuer_keys, meta, policies,
+    receipts, verify,
 };
 
 /// The API document.
@@ -43,6 +44,15 @@ use crate::routes::{
         crate::routes::events::delete_webhook, crate::routes::events::resume_webhook,
         crate::routes::events::ssf_configuration, meta::event_jwks,
         meta::jwks, meta::receipt_jwks, meta::public_key_pem, meta::configuration, meta::scopes, meta::health, meta::health_alias, meta::healthz, meta::metrics, meta::openapi,
+        // Organisations, people and sessions (issue 18).
+        accounts::create_org, accounts::get_org, accounts::update_org, accounts::members,
+        accounts::invite, accounts::set_role, accounts::remove_member, accounts::create_issuer,
+        accounts::create_receiver, accounts::owned, accounts::adopt, accounts::org_security_events,
+        accounts::all_security_events, accounts::accept,
+        auth_sessions::login, auth_sessions::refresh, auth_sessions::logout, auth_sessions::me,
+        auth_sessions::sessions, auth_sessions::revoke_session, auth_sessions::change_password,
+        auth_sessions::totp_enroll, auth_sessions::totp_confirm, auth_sessions::totp_disable,
+        auth_sessions::session_jwks,
     ),
     components(schemas(
         ErrorBody, ErrorDetail, ErrorCode,
@@ -58,6 +68,7 @@ use crate::routes::{
         (name = "audit", description = "The tamper-evident audit log: checkpoints, proofs, tiles"),
         (name = "discovery", description = "Keys, catalog, health"),
         (name = "status", description = "Token Status Lists: revocation for receivers that verify offline"),
+        (name = "accounts", description = "Organisations, people and sessions (a person's access token)"),
     )
 )]
 pub struct ApiDoc;
@@ -74,6 +85,18 @@ impl Modify for Security {
                     "X-API-Key",
                     "`bfk_…` key; `Authorization: Bearer bfk_…` also works",
                 ))),
+            );
+            components.add_security_scheme(
+                "access_token",
+                SecurityScheme::Http(
+                    utoipa::openapi::security::HttpBuilder::new()
+                        .scheme(utoipa::openapi::security::HttpAuthScheme::Bearer)
+                        .bearer_format("JWT")
+                        .description(Some(
+                            "a person's access token (RFC 9068 `at+jwt`, 15 minutes) from `POST /v1/auth/login`",
+                        ))
+                        .build(),
+                ),
             );
         }
     }

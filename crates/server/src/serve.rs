@@ -88,7 +88,7 @@ pub(crate) async fn serve(
             biased;
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => stream,
+                Ok((stream, peer)) => (stream, peer),
                 Err(e) if is_connection_error(&e) => continue,
                 Err(e) => {
                     // Out of file descriptors and the like: wait rather than spin.
@@ -100,8 +100,10 @@ pub(crate) async fn serve(
                 }
             },
         };
+        let (stream, peer) = stream;
         connections.spawn(connection(
             stream,
+            peer,
             app.clone(),
             limits,
             permit,
@@ -116,6 +118,11 @@ pub(crate) async fn serve(
         }
     }
 }
+
+/// The address a request's connection came from (the TCP peer; no forwarding
+/// header is trusted). Login backoff keys on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr(pub std::net::SocketAddr);
 
 /// Errors of one incoming connection (it went away before we took it), not of the
 /// listener.
@@ -132,6 +139,7 @@ fn is_connection_error(e: &io::Error) -> bool {
 /// stops (then its request in flight is finished first). Holds its slot throughout.
 async fn connection(
     stream: TcpStream,
+    peer: std::net::SocketAddr,
     app: Router,
     limits: Limits,
     _slot: OwnedSemaphorePermit,
@@ -146,7 +154,8 @@ async fn connection(
     });
     let service = hyper::service::service_fn({
         let clock = Arc::clone(&clock);
-        move |req: Request<Incoming>| {
+        move |mut req: Request<Incoming>| {
+            req.extensions_mut().insert(PeerAddr(peer));
             // Busy until the answer's body is dropped: written, or abandoned.
             let busy = clock.begin_request();
             let app = app.clone();

@@ -36,6 +36,10 @@ use crate::{
 };
 use crate::{EventAck, Paused, Webhook, WebhookFailure};
 
+#[path = "conformance_accounts.rs"]
+mod accounts;
+pub use accounts::*;
+
 /// Expands to one `#[tokio::test]` per conformance case.
 ///
 /// `$fresh` is the path of an `async fn() -> (S, G)` returning a new, empty store `S`
@@ -185,6 +189,12 @@ macro_rules! __conformance_cases {
             status_slots_are_allocated_once_per_token,
             status_entries_are_found_by_subject,
             status_list_versions_only_move_forward,
+            accounts_invitations_are_single_use_and_audited,
+            accounts_an_organisation_keeps_an_owner,
+            accounts_refresh_tokens_rotate_once,
+            accounts_password_change_ends_other_sessions,
+            accounts_totp_steps_and_recovery_codes_are_single_use,
+            accounts_login_throttle_and_security_events,
         }
     };
 }

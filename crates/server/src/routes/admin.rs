@@ -133,7 +133,7 @@ fn audience_taken() -> ApiError {
 
 /// Checks a receiver's audiences: 1 to [`MAX_RECEIVER_AUDIENCES`], each a name as
 /// registration takes them (at most 256 characters), duplicates dropped.
-fn check_audiences(list: &[String]) -> Result<Vec<String>, ApiError> {
+pub(crate) fn check_audiences(list: &[String]) -> Result<Vec<String>, ApiError> {
     if list.is_empty() || list.len() > MAX_RECEIVER_AUDIENCES {
         return Err(ApiError::invalid(format!(
             "`audiences` must list 1 to {MAX_RECEIVER_AUDIENCES} audiences"

@@ -1,9 +1,11 @@
 //! HTTP handlers, one module per area of the API contract (docs/design.md, "HTTP API").
 
+pub mod accounts;
 pub mod admin;
 pub mod agent_keys;
 pub mod agents;
 pub mod audit;
+pub mod auth_sessions;
 pub mod events;
 pub mod issuer_domain;
 pub mod issuer_keys;
