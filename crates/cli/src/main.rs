@@ -34,6 +34,7 @@ macro_rules! eprintln {
     ($($arg:tt)*) => { $crate::stdout::write_err(format_args!("{}\n", format_args!($($arg)*))) };
 }
 
+mod accounts;
 mod agent;
 mod aim;
 mod apikeys;
@@ -124,6 +125,18 @@ enum Command {
     /// Admin API keys: list them by id, revoke one (admin key in BONAFIDE_API_KEY).
     #[command(subcommand)]
     ApiKey(apikeys::ApiKeyCmd),
+    /// Organisations and their people: create one with its first owner's invitation
+    /// (admin key), accept an invitation, invite, list members (your login).
+    #[command(subcommand)]
+    Org(accounts::OrgCmd),
+    /// Log in as a person (password in BONAFIDE_PASSWORD or on stdin): keeps the
+    /// session's tokens in a 0600 file for `org`, `sessions` and `logout`.
+    Login(accounts::LoginArgs),
+    /// Your sessions: list them, end one.
+    #[command(subcommand)]
+    Sessions(accounts::SessionsCmd),
+    /// End this login's session and remove its file.
+    Logout(accounts::SessionFileArg),
     /// Make an agent for AIM's Python SDK (aim-sdk; issuer key in BONAFIDE_API_KEY):
     /// its Ed25519 key is made here (the registry never sees the private half), the
     /// agent is registered with it, and the SDK's credentials file is written
@@ -245,6 +258,14 @@ struct ServeArgs {
     /// receivers sooner, for more fetches.
     #[arg(long, env = "BONAFIDE_STATUS_LIST_TTL", value_parser = duration::status_list_ttl)]
     status_list_ttl: Option<std::time::Duration>,
+    /// Let anyone create an organisation (`POST /v1/orgs` without a key), becoming its
+    /// owner. Off by default: the admin invites each organisation's first owner.
+    #[arg(long, env = "BONAFIDE_OPEN_SIGNUP")]
+    open_signup: bool,
+    /// Keep security events (failed logins, refused refresh-token reuse) this long,
+    /// then drop them, hourly (at least 1h). Default 30d.
+    #[arg(long, env = "BONAFIDE_SECURITY_EVENT_RETENTION", value_parser = duration::retention)]
+    security_event_retention: Option<std::time::Duration>,
     /// Also serve `GET /metrics` (Prometheus) on this address, without a key; on the
     /// main address it needs an admin key. Keep it on a private network.
     #[arg(long, env = "BONAFIDE_METRICS_LISTEN")]
@@ -892,6 +913,10 @@ async fn run(cli: Cli, out: Out) -> Result<ExitCode> {
             self_custody::revoke(&cli.url, &kid, out).await
         }
         Command::ApiKey(cmd) => apikeys::run(&cli.url, cmd, out).await,
+        Command::Org(cmd) => accounts::org(&cli.url, cmd, out).await,
+        Command::Login(args) => accounts::login(&cli.url, args, out).await,
+        Command::Sessions(cmd) => accounts::sessions(&cli.url, cmd, out).await,
+        Command::Logout(args) => accounts::logout(&cli.url, args, out).await,
         Command::Migrate(args) => migrate::run(args, &out).await,
         Command::AimCredentials(args) => {
             let client = client(&cli.url, KeyKind::Issuer)?;
@@ -1037,6 +1062,10 @@ async fn serve(args: ServeArgs) -> Result<()> {
                 defaults.default_token_ttl_s.min(max)
             }),
         kek: Some(kek),
+        open_signup: args.open_signup,
+        security_event_retention: args
+            .security_event_retention
+            .unwrap_or(defaults.security_event_retention),
         ..defaults
     };
     let mut server = Server::bind(args.listen, config, store).await?;
