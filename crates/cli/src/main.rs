@@ -48,6 +48,7 @@ mod output;
 mod policy;
 mod progress;
 mod receipt;
+mod scan;
 mod self_custody;
 mod shell;
 mod stdout;
@@ -535,6 +536,10 @@ enum KeysCmd {
     },
     /// Print a fresh admin API key, e.g. for BONAFIDE_ADMIN_KEY.
     NewAdminKey,
+    /// Find `bfk_` API keys in files by their checksum, as secret scanners do; with
+    /// --revoke (admin key in BONAFIDE_API_KEY) revoke each one this registry issued.
+    /// Exit 0 none found, 1 keys found, 2 on errors.
+    Scan(scan::ScanArgs),
     /// Make a key-encryption key for --key-encryption-key-file: 32 random bytes as
     /// base64url, written to FILE (mode 0600, never over an existing file) or printed.
     NewKek {
@@ -859,6 +864,7 @@ async fn run(cli: Cli, out: Out) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Keys(KeysCmd::Scan(args)) => scan::run(&cli.url, args, out).await,
         Command::Keys(KeysCmd::NewKek { out: None }) => {
             println!("{}", kek::new_text()?);
             Ok(ExitCode::SUCCESS)

@@ -69,20 +69,22 @@ pub async fn hash_password(password: String) -> Result<String, ApiError> {
 /// hash of the same cost is still computed, so the answer takes as long either way.
 pub async fn verify_password(stored: Option<String>, password: String) -> Result<bool, ApiError> {
     let dummy = dummy_hash()?;
-    tokio::task::spawn_blocking(move || {
-        let (text, real) = match &stored {
-            Some(h) => (h.as_str(), true),
-            None => (dummy.as_str(), false),
-        };
-        let parsed = PasswordHash::new(text)
-            .map_err(|e| ApiError::internal(format!("stored password hash: {e}")))?;
-        let ok = argon2()?
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok();
-        Ok(ok && real)
+    tokio::task::spawn_blocking(move || match &stored {
+        Some(h) => verify_blocking(h, &password),
+        None => verify_blocking(&dummy, &password).map(|_| false),
     })
     .await
     .map_err(|e| ApiError::internal(format!("argon2 task: {e}")))?
+}
+
+/// One argon2id check of `password` against a PHC string, on this thread: what a
+/// login attempt costs.
+pub fn verify_blocking(stored: &str, password: &str) -> Result<bool, ApiError> {
+    let parsed = PasswordHash::new(stored)
+        .map_err(|e| ApiError::internal(format!("stored password hash: {e}")))?;
+    Ok(argon2()?
+        .verify_password(password.as_bytes(), &parsed)
+        .is_ok())
 }
 
 /// A hash of a random password, made once per process, verified against when there
@@ -461,6 +463,28 @@ mod tests {
         assert_eq!(
             sha256(&normalise_recovery_code(&code.replace('-', " "))),
             hash
+        );
+    }
+
+    /// The argon2id cost of one login attempt, measured (bench/RESULTS.md):
+    /// `cargo test -p bonafide-server --lib argon2id_cost -- --ignored --nocapture`
+    /// (argon2 and blake2 are built optimised even in the dev profile).
+    #[tokio::test]
+    #[ignore = "a measurement, not a check"]
+    async fn argon2id_cost_per_login_attempt() {
+        let h = hash_password("correct horse battery staple".into())
+            .await
+            .unwrap();
+        let mut times = Vec::new();
+        for _ in 0..30 {
+            let t = std::time::Instant::now();
+            assert!(verify_blocking(&h, "correct horse battery staple").unwrap());
+            times.push(t.elapsed());
+        }
+        times.sort();
+        println!(
+            "argon2id m={ARGON2_M_KIB} KiB t={ARGON2_T} p={ARGON2_P}: min {:?}, median {:?}, max {:?} per verify (30 runs)",
+            times[0], times[15], times[29]
         );
     }
 

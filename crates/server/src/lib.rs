@@ -491,6 +491,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/v1/admin/api-keys/{id}/revoke",
             post(routes::admin::revoke_admin_key),
         )
+        .route(
+            "/v1/admin/api-keys/revoke",
+            post(routes::admin::revoke_by_hash),
+        )
         .route("/v1/agents/register", post(routes::agents::register))
         .route("/v1/agents", get(routes::agents::list))
         .route("/v1/agents/{id}", get(routes::agents::get))

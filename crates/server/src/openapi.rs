@@ -29,7 +29,7 @@ use crate::routes::{
     info(title = "Bonafide", description = "Identity and delegated authority for AI agents: register agents, issue, verify and revoke their tokens, and check the audit log of everything that happened.\n\nEvery error answer is `{\"error\":{\"code\",\"message\",\"request_id\"}}` (`ErrorBody`; `code` is one of `ErrorCode`; token exchange answers RFC 6749 errors, with an `ErrorCode` as `code`). A verify answer whose token is not valid carries the same object as `error`. A 503 is a passing condition (a full or busy store, a timeout): retry after its `Retry-After` seconds."),
     paths(
         admin::create_issuer, admin::create_receiver, admin::set_audiences, admin::rotate_keys,
-        admin::admin_keys, admin::revoke_admin_key,
+        admin::admin_keys, admin::revoke_admin_key, admin::revoke_by_hash,
         policies::lint,
         agents::register, agents::list, agents::get, agents::issue_token, agents::revoke, agents::suspend, agents::reactivate, agents::revoke_token,
         agent_keys::rotate, agent_keys::did_document, agent_keys::signatures_directory, crate::routes::verify_action::verify_action,

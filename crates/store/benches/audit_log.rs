@@ -552,6 +552,14 @@ struct CountingStore {
 
 #[async_trait::async_trait]
 impl Store for CountingStore {
+    async fn revoke_api_key(
+        &self,
+        h: &ApiKeyHash,
+        t: i64,
+        a: &AuditRecord,
+    ) -> StoreResult<ApiKeyRecord> {
+        self.inner.revoke_api_key(h, t, a).await
+    }
     async fn session_key(
         &self,
         candidate: &ReceiptKeyRecord,

@@ -517,3 +517,59 @@ pub async fn accounts_login_throttle_and_security_events(store: Arc<dyn Store>) 
         1
     );
 }
+
+pub async fn accounts_any_api_key_is_revoked_by_hash_but_not_the_last_admin(store: Arc<dyn Store>) {
+    use bonafide_core::apikey::{ApiKey, KeyKind};
+    let (iss, key) = issuer(store.as_ref()).await;
+    let before = store.audit_size().await.unwrap();
+    let record = store
+        .revoke_api_key(&key, T0_MS + 1, &audit_note())
+        .await
+        .unwrap();
+    assert_eq!(record.kind, KeyKind::Issuer);
+    assert_eq!(record.owner.as_deref(), Some(iss.id.as_str()));
+    assert_eq!(store.api_key(&key).await.unwrap(), None);
+    assert_eq!(store.audit_size().await.unwrap(), before + 1);
+    // Twice, or a key nobody issued: not found, nothing appended.
+    assert_eq!(
+        store.revoke_api_key(&key, T0_MS, &audit_note()).await,
+        Err(StoreError::NotFound)
+    );
+    let stranger = ApiKey::from_random(KeyKind::Receiver, unique()).hash();
+    assert_eq!(
+        store.revoke_api_key(&stranger, T0_MS, &audit_note()).await,
+        Err(StoreError::NotFound)
+    );
+    assert_eq!(store.audit_size().await.unwrap(), before + 1);
+    // The change feed carries it, for every replica's cache.
+    let feed = store
+        .changes_since(crate::ChangePosition::START, 0, 10_000)
+        .await
+        .unwrap();
+    assert!(
+        feed.changes.contains(&crate::Change::ApiKeyRevoked(key)),
+        "{feed:?}"
+    );
+    // Admin keys: not the last one.
+    let a1 = ApiKey::from_random(KeyKind::Admin, unique()).hash();
+    let a2 = ApiKey::from_random(KeyKind::Admin, unique()).hash();
+    store
+        .add_admin_key(&a1, T0_MS, &audit_note())
+        .await
+        .unwrap();
+    let admins = store.admin_keys().await.unwrap().len();
+    store
+        .add_admin_key(&a2, T0_MS, &audit_note())
+        .await
+        .unwrap();
+    store
+        .revoke_api_key(&a2, T0_MS, &audit_note())
+        .await
+        .unwrap();
+    if admins == 1 {
+        assert_eq!(
+            store.revoke_api_key(&a1, T0_MS, &audit_note()).await,
+            Err(StoreError::Conflict(ConflictKind::LastAdminKey))
+        );
+    }
+}

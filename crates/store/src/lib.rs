@@ -1220,6 +1220,16 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         now_ms: i64,
         audit: &AuditRecord,
     ) -> Result<(), StoreError>;
+    /// Revokes an API key of any kind by its hash (a key found leaked: `keys scan
+    /// --revoke`): it authenticates nothing from the next request on, on every
+    /// replica (`Change::ApiKeyRevoked`). `NotFound` for a key unknown or revoked
+    /// already; the last admin key: `Conflict(LastAdminKey)`. The record it was.
+    async fn revoke_api_key(
+        &self,
+        hash: &ApiKeyHash,
+        now_ms: i64,
+        audit: &AuditRecord,
+    ) -> Result<ApiKeyRecord, StoreError>;
     /// The key record with this hash. Backends look up by hash (an index), and the
     /// caller already holds the full hash, so no timing leak about other keys.
     async fn api_key(&self, hash: &ApiKeyHash) -> Result<Option<ApiKeyRecord>, StoreError>;

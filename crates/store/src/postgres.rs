@@ -3320,6 +3320,53 @@ impl Store for PostgresStore {
         })
     }
 
+    async fn revoke_api_key(
+        &self,
+        hash: &ApiKeyHash,
+        now_ms: i64,
+        audit: &AuditRecord,
+    ) -> Result<ApiKeyRecord, StoreError> {
+        in_write_tx!(self, |tx| {
+            let log = log::lock(&mut *tx).await?;
+            let record = sqlx::query_as::<_, ApiKeyRow>(
+                "SELECT hash, kind, owner, created_at_ms FROM api_keys \
+             WHERE hash = $1 AND revoked_at_ms IS NULL",
+            )
+            .bind(hash.0.as_slice())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .map(ApiKeyRow::into_record)
+            .transpose()?
+            .ok_or(StoreError::NotFound)?;
+            if record.kind == KeyKind::Admin {
+                let admins: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM api_keys WHERE kind = $1 AND revoked_at_ms IS NULL",
+                )
+                .bind(KeyKind::Admin.as_str())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                if admins <= 1 {
+                    return Err(StoreError::Conflict(ConflictKind::LastAdminKey));
+                }
+            }
+            sqlx::query("UPDATE api_keys SET revoked_at_ms = $1 WHERE hash = $2")
+                .bind(now_ms)
+                .bind(hash.0.as_slice())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            log.append(
+                &mut *tx,
+                std::slice::from_ref(audit),
+                &[Change::ApiKeyRevoked(*hash)],
+            )
+            .await?;
+            Ok(record)
+        })
+    }
+
     async fn writable(&self) -> Result<(), StoreError> {
         // A round trip on a pooled connection, bounded: the server is reachable and
         // not a read-only standby (after a failover, the old primary may be one). A

@@ -275,3 +275,91 @@ fn org_login_sessions_and_logout_as_processes() {
         "{err}"
     );
 }
+
+#[test]
+fn keys_scan_finds_keys_by_checksum_and_revokes_this_registrys() {
+    let data = tempfile::tempdir().unwrap();
+    let s = serve(data.path(), &[]);
+    let admin = s.admin_printed.clone().unwrap();
+    let out = run_with(
+        &s.url,
+        &[("BONAFIDE_API_KEY", &admin)],
+        None,
+        &["issuer", "create", "--name", "leaky.example", "--quiet"],
+    );
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let real = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    // A key of no registry (valid checksum), and a look-alike (one character off).
+    let out = run_with(&s.url, &[], None, &["keys", "new-admin-key"]);
+    let stranger = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let mut fake = real.clone();
+    let last = fake.pop().unwrap();
+    fake.push(if last == 'a' { 'b' } else { 'a' });
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("src")).unwrap();
+    std::fs::write(
+        dir.path().join("src/config.py"),
+        format!("# settings\nAPI_KEY = \"{real}\"\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("notes.md"),
+        format!("example: {fake}\nold: {stranger}\n"),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("clean.txt"), "nothing here bfk_ at all\n").unwrap();
+    let root = dir.path().to_str().unwrap();
+
+    // Offline: both real-checksum keys found (exit 1), the look-alike ignored, and
+    // no key printed whole.
+    let out = run_with(&s.url, &[], None, &["keys", "scan", root]);
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    let t = text(&out);
+    assert!(t.contains("config.py:2: issuer key"), "{t}");
+    assert!(t.contains("notes.md:2: admin key"), "{t}");
+    assert!(t.contains("1 look-alike"), "{t}");
+    assert!(!t.contains(&real) && !t.contains(&stranger), "{t}");
+    let out = run_with(
+        &s.url,
+        &[],
+        None,
+        &["keys", "scan", &format!("{root}/clean.txt")],
+    );
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let out = run_with(
+        &s.url,
+        &[],
+        None,
+        &["keys", "scan", &format!("{root}/missing")],
+    );
+    assert_eq!(code(&out), 2, "{}", text(&out));
+    // --revoke needs the admin key, before reading anything.
+    let out = run_with(&s.url, &[], None, &["keys", "scan", "--revoke", root]);
+    assert_eq!(code(&out), 2, "{}", text(&out));
+    assert!(text(&out).contains("BONAFIDE_API_KEY"), "{}", text(&out));
+
+    let out = run_with(
+        &s.url,
+        &[("BONAFIDE_API_KEY", &admin)],
+        None,
+        &["keys", "scan", "--revoke", root, "--json"],
+    );
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    let v = json_of(&out);
+    let keys = v["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 2, "{v}");
+    let by_kind = |k: &str| keys.iter().find(|r| r["kind"] == k).unwrap().clone();
+    assert_eq!(by_kind("issuer")["revoke"]["revoked"], true, "{v}");
+    assert_eq!(by_kind("admin")["revoke"]["revoked"], false, "{v}");
+    assert_eq!(v["look_alikes"], 1);
+    // The leaked key is dead at once.
+    let out = run_with(
+        &s.url,
+        &[("BONAFIDE_API_KEY", &real)],
+        None,
+        &["issuer-key", "list"],
+    );
+    assert_eq!(code(&out), 2, "{}", text(&out));
+    assert!(text(&out).contains("401"), "{}", text(&out));
+}

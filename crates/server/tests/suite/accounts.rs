@@ -1043,3 +1043,74 @@ async fn failed_logins_back_off_per_account_and_per_address_alike() {
     let before = bonafide_server::time::now_ms() + 3_600_000 * 24 * 31;
     assert!(h.state.store.purge_security_events(before).await.unwrap() >= 20);
 }
+
+#[tokio::test]
+async fn any_api_key_is_revoked_by_its_hash_from_the_next_request() {
+    let h = start().await;
+    let issuer_key = h.issuer("leaky.example").await;
+    let (st, _) = h.call("GET", "/v1/issuer", Some(&issuer_key), None).await;
+    assert_eq!(st, StatusCode::OK);
+    let hash = bonafide_core::apikey::ApiKey::parse(&issuer_key)
+        .unwrap()
+        .hash();
+    let hex = bonafide_core::hex(&hash.0);
+    // Only the admin key may; a malformed hash is a 422.
+    let (st, _) = h
+        .call(
+            "POST",
+            "/v1/admin/api-keys/revoke",
+            Some(&issuer_key),
+            Some(json!({"key_sha256": hex})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, _) = h
+        .call(
+            "POST",
+            "/v1/admin/api-keys/revoke",
+            Some(&h.admin),
+            Some(json!({"key_sha256": "XYZ"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
+    let (st, v) = h
+        .call(
+            "POST",
+            "/v1/admin/api-keys/revoke",
+            Some(&h.admin),
+            Some(json!({"key_sha256": hex, "reason": "found in a public repo"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["kind"], "issuer");
+    assert_eq!(v["id"], hash.key_id());
+    // The very next request with it is refused.
+    let (st, _) = h.call("GET", "/v1/issuer", Some(&issuer_key), None).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    // Twice, or a key of no registry: 404; the only admin key: 409.
+    let (st, _) = h
+        .call(
+            "POST",
+            "/v1/admin/api-keys/revoke",
+            Some(&h.admin),
+            Some(json!({"key_sha256": hex})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let admin_hash = bonafide_core::apikey::ApiKey::parse(&h.admin)
+        .unwrap()
+        .hash();
+    let (st, v) = h
+        .call(
+            "POST",
+            "/v1/admin/api-keys/revoke",
+            Some(&h.admin),
+            Some(json!({"key_sha256": bonafide_core::hex(&admin_hash.0)})),
+        )
+        .await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("LAST_ADMIN_KEY"))
+    );
+    assert!(audit_types(&h).await.iter().any(|t| t == "key.revoked"));
+}
