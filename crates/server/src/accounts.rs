@@ -413,9 +413,19 @@ pub fn account_subject(email: &str) -> String {
     format!("acct:{}", bonafide_core::hex(&sha256(email)))
 }
 
-/// The throttle subject of a client address.
-pub fn ip_subject(ip: &str) -> String {
-    format!("ip:{ip}")
+/// The throttle subject of a client address: an IPv4 address, or an IPv6 address's
+/// /64 (one subscriber's prefix: whoever has one address has 2^64 of them).
+pub fn ip_subject(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => format!("ip:{v4}"),
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => format!("ip:{v4}"),
+            None => {
+                let s = v6.segments();
+                format!("ip6:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
 }
 
 #[cfg(test)]
@@ -443,6 +453,15 @@ mod tests {
             .map(|p| role.at_least(p.least_role()));
             assert_eq!(got, want, "{role}");
         }
+    }
+
+    #[test]
+    fn addresses_are_throttled_by_v4_address_or_v6_prefix() {
+        let ip = |s: &str| ip_subject(s.parse().unwrap());
+        assert_eq!(ip("192.0.2.7"), "ip:192.0.2.7");
+        assert_eq!(ip("::ffff:192.0.2.7"), "ip:192.0.2.7");
+        assert_eq!(ip("2001:db8:1:2:aaaa::1"), ip("2001:db8:1:2:bbbb::9"));
+        assert_ne!(ip("2001:db8:1:2::1"), ip("2001:db8:1:3::1"));
     }
 
     #[test]

@@ -223,7 +223,7 @@ pub enum Owned {
 pub struct SecurityEvent {
     /// Its number (0 when not yet stored).
     pub id: i64,
-    /// `login_failed`, `login_throttled`, `refresh_reuse`, `totp_failed`, …
+    /// `login_failed`, `totp_failed`, `refresh_reuse`.
     pub kind: String,
     /// The person it concerns, when the email was an account's.
     pub person_id: Option<PersonId>,

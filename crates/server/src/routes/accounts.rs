@@ -773,7 +773,7 @@ pub struct EventsQuery {
 pub struct SecurityEventView {
     /// Its number; pass the last as `after` for the next page.
     pub id: i64,
-    /// `login_failed`, `login_throttled`, `totp_failed`, `refresh_reuse`.
+    /// `login_failed`, `totp_failed`, `refresh_reuse`.
     pub kind: String,
     /// The person it concerns, when the email was an account's.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -827,7 +827,7 @@ fn page(q: &EventsQuery) -> Result<(i64, u32), ApiError> {
 }
 
 /// The security events of an organisation's people (admin or owner): failed logins,
-/// throttled logins, refused refresh-token reuse; kept for the registry's retention
+/// refused refresh-token reuse; kept for the registry's retention
 /// period, not in the permanent log.
 #[utoipa::path(get, path = "/v1/orgs/{id}/security-events", tag = "accounts",
     params(("id" = String, Path, description = "`org_…`"), EventsQuery),

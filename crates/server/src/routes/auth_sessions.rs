@@ -117,10 +117,8 @@ fn invalid_credentials() -> ApiError {
     )
 }
 
-fn client_ip(headers_ext: &axum::http::Extensions) -> Option<String> {
-    headers_ext
-        .get::<crate::serve::PeerAddr>()
-        .map(|p| p.0.ip().to_string())
+fn client_ip(ext: &axum::http::Extensions) -> Option<std::net::IpAddr> {
+    ext.get::<crate::serve::PeerAddr>().map(|p| p.0.ip())
 }
 
 fn user_agent(headers: &HeaderMap) -> Option<String> {
@@ -252,21 +250,16 @@ pub async fn login(
     // A malformed address can be no account's: the generic answer all the same.
     let email = bonafide_core::password::normalise_email(&body.email)
         .unwrap_or_else(|| body.email.trim().to_ascii_lowercase());
-    let ip = client_ip(&ext);
+    let addr = client_ip(&ext);
+    let ip = addr.map(|a| a.to_string());
     let mut subjects = vec![accounts::account_subject(&email)];
-    if let Some(ip) = &ip {
-        subjects.push(accounts::ip_subject(ip));
+    if let Some(addr) = addr {
+        subjects.push(accounts::ip_subject(addr));
     }
     let wait = wait_ms(&state.store.login_throttle(&subjects).await?, now_ms);
     if wait > 0 {
-        security_event(
-            &state,
-            "login_throttled",
-            None,
-            ip.as_ref(),
-            "login refused: backing off after repeated failures",
-        )
-        .await;
+        // Not a security event: refused attempts would let anyone grow the table at
+        // request rate. The failures that started the backoff are recorded.
         return Ok(throttled(wait));
     }
     let person = state.store.person_by_email(&email).await?;
@@ -430,7 +423,7 @@ pub async fn refresh(
             "this refresh token was used before, so its session is revoked",
         ))
     };
-    let ip = client_ip(&ext);
+    let ip = client_ip(&ext).map(|a| a.to_string());
     if record.used_at_ms.is_some() {
         if session.revoked_at_ms.is_none() {
             return Err(reused(Arc::clone(&state), session, ip).await?);

@@ -1036,7 +1036,9 @@ async fn failed_logins_back_off_per_account_and_per_address_alike() {
     assert_eq!(st, StatusCode::OK, "{all}");
     let all = all["events"].as_array().unwrap();
     assert!(all.iter().filter(|e| e["kind"] == "login_failed").count() >= 20);
-    assert!(all.iter().any(|e| e["kind"] == "login_throttled"));
+    // Attempts refused while backing off are not recorded (anyone could grow the
+    // table at request rate); the failures that started it are.
+    assert!(!all.iter().any(|e| e["kind"] == "login_throttled"));
     // None of it is in the permanent log.
     assert!(!audit_types(&h).await.iter().any(|t| t.contains("login")));
     // Retention: after it, they are purged (the hourly task's call, made here).
