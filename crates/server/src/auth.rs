@@ -163,6 +163,7 @@ async fn person_as_issuer(
     } else {
         Permission::ActAsIssuer
     };
+    crate::request_id::set_acting_person(who.person.id.as_str());
     who.require(state, &org, need).await.map_err(|e| {
         // Not a member of the owner: the issuer is not theirs to know of.
         if e.status == axum::http::StatusCode::NOT_FOUND {

@@ -88,6 +88,8 @@ pub(crate) fn audit_change(
     entry.agent = agent.map(ToString::to_string);
     entry.issuer = issuer.map(ToString::to_string);
     entry.request_id = Some(crate::request_id::current().to_string());
+    // A person acting for the issuer (issue 18) is named beside it.
+    entry.person = crate::request_id::acting_person();
     fill(&mut entry);
     crate::audit::record(&entry, agent, issuer)
         .map_err(|e| crate::error::ApiError::invalid(format!(

@@ -130,6 +130,26 @@ async fn member(h: &Harness, org: &str, by: &str, email: &str, role: &str) -> St
     access(h, email).await
 }
 
+async fn audit_entries(h: &Harness) -> Vec<Value> {
+    let size = h.state.store.audit_size().await.unwrap();
+    let (st, v) = h
+        .call(
+            "GET",
+            &format!("/v1/audit/entries?start=0&end={size}"),
+            Some(&h.admin),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["entry"].as_str())
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect()
+}
+
 async fn audit_types(h: &Harness) -> Vec<String> {
     let size = h.state.store.audit_size().await.unwrap();
     let (st, v) = h
@@ -581,6 +601,17 @@ async fn invitations_login_and_roles_over_every_endpoint() {
     .await;
     assert_eq!(st, StatusCode::CONFLICT);
 
+    // What a person did as the issuer names them beside it.
+    let (_, memb_me, _) = req(&h, "GET", "/v1/auth/me", Some(&memb), None, None).await;
+    assert!(
+        audit_entries(&h)
+            .await
+            .iter()
+            .any(|e| e["type"] == "agent.registered"
+                && e["issuer"] == issuer.as_str()
+                && e["person"] == memb_me["person_id"]),
+        "no agent.registered entry naming the member"
+    );
     let types = audit_types(&h).await;
     for t in [
         "org.created",
