@@ -62,6 +62,58 @@ pub enum OrgCmd {
         #[command(flatten)]
         file: SessionFileArg,
     },
+    /// Require (`on`) or stop requiring (`off`) a second factor of every member
+    /// (owner, from a two-factor login).
+    #[command(name = "require-2fa")]
+    Require2fa {
+        /// `org_…`.
+        org: String,
+        /// on or off.
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+        #[command(flatten)]
+        file: SessionFileArg,
+    },
+    /// The organisation's security events: failed logins of its people, refused
+    /// refresh-token reuse (admin or owner).
+    SecurityEvents {
+        /// `org_…`.
+        org: String,
+        /// Only events after this id.
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+        #[command(flatten)]
+        file: SessionFileArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TotpCmd {
+    /// Start enrolling an authenticator app: prints the secret and its otpauth://
+    /// URI (for a QR code).
+    Enroll {
+        #[command(flatten)]
+        file: SessionFileArg,
+    },
+    /// Confirm with the app's current code: prints 10 recovery codes, once. Log in
+    /// again (with a code) for a two-factor session.
+    Confirm {
+        /// The app's 6-digit code.
+        code: String,
+        #[command(flatten)]
+        file: SessionFileArg,
+    },
+    /// Turn it off: your password (BONAFIDE_PASSWORD or stdin) and a code.
+    Disable {
+        /// A current code of the app.
+        #[arg(long, conflicts_with = "recovery_code")]
+        totp: Option<String>,
+        /// Or a recovery code.
+        #[arg(long)]
+        recovery_code: Option<String>,
+        #[command(flatten)]
+        file: SessionFileArg,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -370,6 +422,130 @@ pub async fn org(url: &str, cmd: OrgCmd, out: Out) -> Result<ExitCode> {
                         m["joined_at"].as_str().unwrap_or("-")
                     );
                 }
+            }
+        }
+        OrgCmd::Require2fa { org, state, file } => {
+            let org = check_org(&org)?;
+            let (client, _) = person_client(url, &file).await?;
+            let v: Value = client
+                .patch(
+                    &format!("/v1/orgs/{org}"),
+                    &json!({"require_2fa": state == "on"}),
+                )
+                .await
+                .map_err(explain)?;
+            if out.json {
+                out.json_out(&v);
+            } else {
+                println!(
+                    "{}: two-factor authentication {}",
+                    v["name"].as_str().unwrap_or("-"),
+                    if v["require_2fa"] == true {
+                        "required of every member"
+                    } else {
+                        "not required"
+                    }
+                );
+            }
+        }
+        OrgCmd::SecurityEvents { org, after, file } => {
+            let org = check_org(&org)?;
+            let (client, _) = person_client(url, &file).await?;
+            let v: Value = client
+                .get(&format!(
+                    "/v1/orgs/{org}/security-events?after={after}&limit=1000"
+                ))
+                .await
+                .map_err(explain)?;
+            if out.json {
+                out.json_out(&v);
+            } else {
+                for e in v["events"]
+                    .as_array()
+                    .map(Vec::as_slice)
+                    .unwrap_or_default()
+                {
+                    println!(
+                        "{:>6} {} {:<14} {:<30} {:<16} {}",
+                        e["id"],
+                        e["at"].as_str().unwrap_or("-"),
+                        e["kind"].as_str().unwrap_or("-"),
+                        e["person_id"].as_str().unwrap_or("-"),
+                        e["ip"].as_str().unwrap_or("-"),
+                        e["detail"].as_str().unwrap_or("-")
+                    );
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn totp(url: &str, cmd: TotpCmd, out: Out) -> Result<ExitCode> {
+    match cmd {
+        TotpCmd::Enroll { file } => {
+            let (client, _) = person_client(url, &file).await?;
+            let v: Value = client
+                .post("/v1/auth/totp/enroll", &json!({}))
+                .await
+                .map_err(explain)?;
+            if out.json {
+                out.json_out(&v);
+            } else {
+                println!("secret: {}", v["secret"].as_str().unwrap_or("-"));
+                println!("{}", v["otpauth_uri"].as_str().unwrap_or("-"));
+                println!("then: bonafide totp confirm CODE (the app's current code)");
+            }
+        }
+        TotpCmd::Confirm { code, file } => {
+            if code.trim().len() != 6 || !code.trim().bytes().all(|b| b.is_ascii_digit()) {
+                return Err(Failure::usage("the code is the app's 6 digits"));
+            }
+            let (client, _) = person_client(url, &file).await?;
+            let v: Value = client
+                .post("/v1/auth/totp/confirm", &json!({"code": code.trim()}))
+                .await
+                .map_err(explain)?;
+            if out.json {
+                out.json_out(&v);
+            } else {
+                println!(
+                    "two-factor authentication is on. Recovery codes (each works once; shown only now):"
+                );
+                for c in v["recovery_codes"]
+                    .as_array()
+                    .map(Vec::as_slice)
+                    .unwrap_or_default()
+                {
+                    println!("  {}", c.as_str().unwrap_or("-"));
+                }
+            }
+        }
+        TotpCmd::Disable {
+            totp,
+            recovery_code,
+            file,
+        } => {
+            if totp.is_none() && recovery_code.is_none() {
+                return Err(Failure::usage("give --totp CODE or --recovery-code CODE"));
+            }
+            let password = password()?;
+            let (client, _) = person_client(url, &file).await?;
+            let mut body = json!({"password": password});
+            if let Some(c) = totp {
+                body["totp_code"] = json!(c);
+            }
+            if let Some(c) = recovery_code {
+                body["recovery_code"] = json!(c);
+            }
+            client
+                .post_no_content("/v1/auth/totp/disable", &body)
+                .await
+                .map_err(explain)?;
+            if out.json {
+                out.json_out(&json!({"two_factor_enabled": false}));
+            } else {
+                println!("two-factor authentication is off");
             }
         }
     }

@@ -138,6 +138,9 @@ enum Command {
     Sessions(accounts::SessionsCmd),
     /// End this login's session and remove its file.
     Logout(accounts::SessionFileArg),
+    /// Two-factor authentication (TOTP) for your login: enroll, confirm, disable.
+    #[command(subcommand)]
+    Totp(accounts::TotpCmd),
     /// Make an agent for AIM's Python SDK (aim-sdk; issuer key in BONAFIDE_API_KEY):
     /// its Ed25519 key is made here (the registry never sees the private half), the
     /// agent is registered with it, and the SDK's credentials file is written
@@ -923,6 +926,7 @@ async fn run(cli: Cli, out: Out) -> Result<ExitCode> {
         Command::Login(args) => accounts::login(&cli.url, args, out).await,
         Command::Sessions(cmd) => accounts::sessions(&cli.url, cmd, out).await,
         Command::Logout(args) => accounts::logout(&cli.url, args, out).await,
+        Command::Totp(cmd) => accounts::totp(&cli.url, cmd, out).await,
         Command::Migrate(args) => migrate::run(args, &out).await,
         Command::AimCredentials(args) => {
             let client = client(&cli.url, KeyKind::Issuer)?;

@@ -320,6 +320,28 @@ impl Client {
         self.send_bytes(req, url, MAX_JSON_BYTES).await.map(drop)
     }
 
+    /// `PATCH path` with a JSON body, decoded as `T`.
+    pub async fn patch<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let req = self.authorize(self.http.patch(&url).json(body));
+        self.send(req, url).await
+    }
+
+    /// `POST path` with a JSON body, for an answer without one (204).
+    pub async fn post_no_content<B: Serialize + ?Sized>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<(), ClientError> {
+        let url = format!("{}{path}", self.base);
+        let req = self.authorize(self.http.post(&url).json(body));
+        self.send_bytes(req, url, MAX_JSON_BYTES).await.map(drop)
+    }
+
     /// `POST path` with no body, for an answer without one (204).
     pub async fn post_empty(&self, path: &str) -> Result<(), ClientError> {
         let url = format!("{}{path}", self.base);

@@ -363,3 +363,156 @@ fn keys_scan_finds_keys_by_checksum_and_revokes_this_registrys() {
     assert_eq!(code(&out), 2, "{}", text(&out));
     assert!(text(&out).contains("401"), "{}", text(&out));
 }
+
+/// The code an authenticator app shows at `time_s` for the base32 `secret`.
+fn app_code(secret: &str, time_s: i64) -> String {
+    use bonafide_core::totp;
+    let secret = totp::base32_decode(secret).unwrap();
+    totp::format_code(
+        totp::totp_at(&secret, time_s, 30, 6, totp::TotpAlg::Sha1),
+        6,
+    )
+}
+
+fn now_s() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+#[test]
+fn totp_enrolment_two_factor_login_and_security_events_as_processes() {
+    let data = tempfile::tempdir().unwrap();
+    let s = serve(data.path(), &[]);
+    let admin = s.admin_printed.clone().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let file = state.path().join("session.json");
+    let env = [
+        ("BONAFIDE_SESSION_FILE", file.to_str().unwrap()),
+        ("BONAFIDE_PASSWORD", PASSWORD),
+    ];
+
+    let out = run_with(
+        &s.url,
+        &[("BONAFIDE_API_KEY", &admin)],
+        None,
+        &[
+            "org",
+            "create",
+            "--name",
+            "Tfa",
+            "--owner-email",
+            "t@example.com",
+            "--json",
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let created = json_of(&out);
+    let org = created["org_id"].as_str().unwrap().to_owned();
+    let token = created["invitation"]["token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        code(&run_with(&s.url, &env, None, &["org", "accept", &token])),
+        0
+    );
+    assert_eq!(
+        code(&run_with(
+            &s.url,
+            &env,
+            None,
+            &["login", "--email", "t@example.com"]
+        )),
+        0
+    );
+
+    let out = run_with(&s.url, &env, None, &["totp", "enroll", "--json"]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let secret = json_of(&out)["secret"].as_str().unwrap().to_owned();
+    // A malformed code is refused locally; a wrong one by the registry (422).
+    let out = run_with(&s.url, &env, None, &["totp", "confirm", "12ab56"]);
+    assert_eq!(code(&out), 2);
+    assert!(text(&out).contains("6 digits"), "{}", text(&out));
+    let out = run_with(&s.url, &env, None, &["totp", "confirm", "000000"]);
+    assert_eq!(code(&out), 2);
+    assert!(text(&out).contains("422"), "{}", text(&out));
+    let now = now_s();
+    let out = run_with(
+        &s.url,
+        &env,
+        None,
+        &["totp", "confirm", &app_code(&secret, now)],
+    );
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert!(text(&out).contains("Recovery codes"), "{}", text(&out));
+
+    // Login now needs the code; the next step's code logs in with two factors.
+    let out = run_with(
+        &s.url,
+        &env,
+        None,
+        &["login", "--email", "t@example.com", "--json"],
+    );
+    assert_eq!(code(&out), 2);
+    let err: serde_json::Value = serde_json::from_slice(&out.stderr).unwrap();
+    assert_eq!(err["error"]["code"], "TWO_FACTOR_REQUIRED", "{err}");
+    let out = run_with(
+        &s.url,
+        &env,
+        None,
+        &[
+            "login",
+            "--email",
+            "t@example.com",
+            "--totp",
+            &app_code(&secret, now + 30),
+            "--json",
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert_eq!(json_of(&out)["two_factor"], true);
+
+    // The owner requires it of everyone, and reads the failed login above.
+    let out = run_with(&s.url, &env, None, &["org", "require-2fa", &org, "on"]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert!(
+        text(&out).contains("required of every member"),
+        "{}",
+        text(&out)
+    );
+    let out = run_with(
+        &s.url,
+        &env,
+        None,
+        &["org", "security-events", &org, "--json"],
+    );
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    // TWO_FACTOR_REQUIRED is not a failure; the wrong confirm code is not a login.
+    assert_eq!(
+        json_of(&out)["events"].as_array().unwrap().len(),
+        0,
+        "{}",
+        text(&out)
+    );
+    let out = run_with(
+        &s.url,
+        &[("BONAFIDE_PASSWORD", "wrong wrong wrong")],
+        None,
+        &[
+            "login",
+            "--email",
+            "t@example.com",
+            "--session-file",
+            state.path().join("x.json").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code(&out), 2);
+    let out = run_with(&s.url, &env, None, &["org", "security-events", &org]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert!(text(&out).contains("login_failed"), "{}", text(&out));
+
+    // Disable needs a code (refused locally without one) and the password.
+    let out = run_with(&s.url, &env, None, &["totp", "disable"]);
+    assert_eq!(code(&out), 2);
+    let out = run_with(&s.url, &env, None, &["org", "require-2fa", &org, "off"]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+}
