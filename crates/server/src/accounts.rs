@@ -30,6 +30,9 @@ use crate::state::AppState;
 pub const ACCESS_TTL_S: i64 = 15 * 60;
 /// Lifetime of a refresh token, milliseconds; each use makes a new one.
 pub const REFRESH_TTL_MS: i64 = 7 * 86_400_000;
+/// Longest a session lives from its login, however often it is refreshed
+/// (milliseconds): then its person logs in again.
+pub const SESSION_MAX_MS: i64 = 30 * 86_400_000;
 /// Lifetime of an invitation, milliseconds.
 pub const INVITATION_TTL_MS: i64 = 7 * 86_400_000;
 /// Recovery codes made at TOTP enrolment.

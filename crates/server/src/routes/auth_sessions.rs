@@ -445,10 +445,16 @@ pub async fn refresh(
     if now_ms >= record.expires_at_ms {
         return Err(refresh_refused("this refresh token has expired"));
     }
+    // Refreshing never takes a session past its absolute end.
+    let expires_at_ms =
+        (now_ms + accounts::REFRESH_TTL_MS).min(session.created_at_ms + accounts::SESSION_MAX_MS);
+    if expires_at_ms <= now_ms {
+        return Err(refresh_refused("this session has reached its 30-day end"));
+    }
     let (next, next_hash) = accounts::new_secret("bfr_")?;
     let new = NewRefresh {
         hash: next_hash,
-        expires_at_ms: now_ms + accounts::REFRESH_TTL_MS,
+        expires_at_ms,
     };
     let audit = account_audit(
         EventType::SessionRefreshed,

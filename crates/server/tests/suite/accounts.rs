@@ -1147,3 +1147,55 @@ async fn any_api_key_is_revoked_by_its_hash_from_the_next_request() {
     );
     assert!(audit_types(&h).await.iter().any(|t| t == "key.revoked"));
 }
+
+#[tokio::test]
+async fn a_session_refreshed_every_week_still_ends_thirty_days_after_login() {
+    let clock = Arc::new(ManualClock::now());
+    let h = start_with_config(Config {
+        clock: clock.clone(),
+        ..config()
+    })
+    .await;
+    let (_, inv) = create_org(&h, "Long", "l@example.com").await;
+    accept(&h, &inv).await;
+    let (_, mut tokens) = login(&h, "l@example.com", json!({})).await;
+    // An access token lives 15 minutes.
+    clock.advance(Duration::from_secs(15 * 60));
+    let (st, _, _) = req(
+        &h,
+        "GET",
+        "/v1/auth/me",
+        tokens["access_token"].as_str(),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    for week in 1..=4 {
+        clock.advance(Duration::from_secs(6 * 86_400));
+        let (st, v, _) = req(
+            &h,
+            "POST",
+            "/v1/auth/refresh",
+            None,
+            None,
+            Some(json!({"refresh_token": tokens["refresh_token"]})),
+        )
+        .await;
+        assert_eq!(st, StatusCode::OK, "week {week}: {v}");
+        tokens = v;
+    }
+    // Day 24 + 15 min: the last refresh token ends with the session, at day 30.
+    assert!(tokens["refresh_expires_in"].as_i64().unwrap() <= 6 * 86_400);
+    clock.advance(Duration::from_secs(6 * 86_400));
+    let (st, v, _) = req(
+        &h,
+        "POST",
+        "/v1/auth/refresh",
+        None,
+        None,
+        Some(json!({"refresh_token": tokens["refresh_token"]})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "{v}");
+}
