@@ -7,11 +7,14 @@ own credentials file, which `bonafide aim-credentials` wrote.
 
 PHASE `before`: an action the agent was granted (`orders:read`) and one it was not
 (`orders:refund`); `after` (the agent revoked): the granted one again. Prints one line
-`RESULT <json>`: what each call returned or raised, and which function bodies ran.
+`RESULT <json>`: what each call returned or raised, which function bodies ran, and
+the answers to the SDK's own reports after each call (`result`, `execution-status`),
+seen through the public `requests` response hook: observed, not changed.
 """
 
 import json
 import sys
+from urllib.parse import urlparse
 
 from aim_sdk import secure
 
@@ -27,6 +30,14 @@ def main():
     name, phase = sys.argv[1], sys.argv[2]
     agent = secure(name)
     ran = []
+    reports = []
+
+    def seen(response, *args, **kwargs):
+        path = urlparse(response.url).path
+        if path.endswith(("/result", "/execution-status")):
+            reports.append([path.rsplit("/", 1)[1], response.status_code])
+
+    agent.session.hooks["response"].append(seen)
 
     @agent.perform_action(capability="orders:read", resource="orders/1")
     def read_orders():
@@ -42,6 +53,7 @@ def main():
     if phase == "before":
         result["refund"] = attempt(refund_order)
     result["ran"] = ran
+    result["reports"] = reports
     print("RESULT " + json.dumps(result), flush=True)
 
 

@@ -190,6 +190,25 @@ pub struct TokenRevoked {
     pub revoked_at: String,
 }
 
+/// `POST /v1/policies/revoke` body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevokePolicy {
+    /// The consent policy's `id` (`pol.v0.2`, the `id` inside a token's `policy`):
+    /// 1 to 128 characters, as a policy's own `id`.
+    #[schema(min_length = 1, max_length = 128)]
+    pub policy_id: String,
+}
+
+/// `POST /v1/policies/revoke` answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PolicyRevoked {
+    /// The policy's `id`, as given.
+    pub policy_id: String,
+    /// RFC 3339: when it was first revoked (a second revocation keeps the first time).
+    pub revoked_at: String,
+}
+
 /// One of an agent's keys.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AgentKeyView {

@@ -439,6 +439,11 @@ struct RevokeTarget {
     /// and `token sign` print) or the token itself.
     #[arg(long)]
     token: Option<String>,
+    /// A consent policy's `id` (`policy.id`): every token of your agents carrying a
+    /// policy of that id is refused from now on, whoever signed it (AgentOAuth consent
+    /// tokens too). For good; another issuer's policy of the same id is not touched.
+    #[arg(long, value_name = "ID", allow_hyphen_values = true)]
+    policy: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -446,7 +451,7 @@ struct RevokeArgs {
     #[command(flatten)]
     target: RevokeTarget,
     /// Why (recorded with an agent revocation).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "policy")]
     reason: Option<String>,
     /// With --token JTI of a token you signed yourself (`token sign`) and never
     /// showed the registry: its agent. (A token given whole names its agent.)
@@ -797,6 +802,14 @@ async fn run(cli: Cli, out: Out) -> Result<ExitCode> {
         Command::Revoke(args) => {
             let client = client(&cli.url, KeyKind::Issuer)?;
             let named_token = args.target.token.clone();
+            if let Some(policy_id) = &args.target.policy {
+                let v = client
+                    .post("/v1/policies/revoke", &json!({ "policy_id": policy_id }))
+                    .await
+                    .map_err(explain)?;
+                out.policy_revoked(&v)?;
+                return Ok(ExitCode::SUCCESS);
+            }
             let v: Value = match (args.target.agent, args.target.token) {
                 (Some(agent), _) => {
                     let body = match &args.reason {
@@ -838,7 +851,7 @@ async fn run(cli: Cli, out: Out) -> Result<ExitCode> {
                         other => other.map_err(explain)?,
                     }
                 }
-                (None, None) => bail!("give --agent ID or --token JTI"),
+                (None, None) => bail!("give --agent ID, --token JTI or --policy ID"),
             };
             if let (Some(jti), Some(agent), false) = (&named_token, &args.for_agent, out.json) {
                 // The registry cannot tell a typo from a token it never saw: say what

@@ -4,7 +4,7 @@ use bonafide_core::keys::Algorithm;
 use serde_json::{Value, json};
 
 use bonafide_api::ErrorCode;
-use bonafide_api::agents::{AgentRegistered, AgentRevoked, AgentView, TokenRevoked};
+use bonafide_api::agents::{AgentRegistered, AgentRevoked, AgentView, PolicyRevoked, TokenRevoked};
 use serde::de::DeserializeOwned;
 
 use crate::verify::{Peeked, Verdict};
@@ -162,6 +162,19 @@ impl Out {
                 println!("reason: {r}");
             }
         }
+        Ok(())
+    }
+
+    pub fn policy_revoked(&self, v: &Value) -> anyhow::Result<()> {
+        if self.json {
+            self.json_out(v);
+            return Ok(());
+        }
+        let p: PolicyRevoked = typed(v, "a policy revocation")?;
+        println!(
+            "revoked policy {} at {}: every token of your agents carrying it is refused",
+            p.policy_id, p.revoked_at
+        );
         Ok(())
     }
 

@@ -241,7 +241,7 @@ pub async fn sign(url: &str, args: SignArgs, out: Out) -> Result<ExitCode> {
     let status = if args.no_status {
         None
     } else {
-        allocate_status(url, &claims).await?
+        allocate_status(url, &claims, key.kid()).await?
     };
     let claims = AgentClaims { status, ..claims };
     let token = token::sign(&key, &claims).context("cannot sign the token")?;
@@ -277,9 +277,11 @@ pub async fn sign(url: &str, args: SignArgs, out: Out) -> Result<ExitCode> {
 
 /// The token's status-list slot from the registry (`POST /v1/status-lists/allocations`)
 /// when BONAFIDE_API_KEY holds an issuer key; `None`, said on stderr, without one.
+/// `kid` is the signing key's: revoking that key revokes the token in its list too.
 async fn allocate_status(
     url: &str,
     claims: &AgentClaims,
+    kid: &str,
 ) -> Result<Option<bonafide_core::status_list::StatusClaim>> {
     let has_key = std::env::var("BONAFIDE_API_KEY").is_ok_and(|k| !k.trim().is_empty());
     if !has_key {
@@ -287,16 +289,24 @@ async fn allocate_status(
         return Ok(None);
     }
     let client = client(url, KeyKind::Issuer)?;
+    let mut body = json!({
+        "agent_id": claims.sub.as_str(),
+        "jti": claims.jti.as_str(),
+        "expires_at": claims.exp,
+        "kid": kid,
+    });
+    // A token carrying a policy: revoking that policy turns its slot invalid too.
+    if let Some(id) = claims
+        .policy
+        .as_ref()
+        .and_then(|p| p.get("id"))
+        .and_then(Value::as_str)
+    {
+        body["policy_id"] = json!(id);
+    }
     let answer: Value = crate::progress::during(
         "asking the registry for a status-list slot",
-        client.post(
-            "/v1/status-lists/allocations",
-            &json!({
-                "agent_id": claims.sub.as_str(),
-                "jti": claims.jti.as_str(),
-                "expires_at": claims.exp,
-            }),
-        ),
+        client.post("/v1/status-lists/allocations", &body),
     )
     .await
     .map_err(explain)

@@ -6,7 +6,9 @@
 //! - [`status::StatusLists`]: the registry's Token Status Lists, fetched, verified
 //!   with the JWKS and cached, so an offline verifier sees revocations and
 //!   suspensions within a list's `ttl`.
-//! - [`Client`]: the HTTP API (verify online, register agents, revoke, …).
+//! - [`Client`]: the HTTP API (verify online, register agents, revoke, …), and
+//!   [`Client::receipt`] to fetch and verify a decision's signed receipt
+//!   ([`receipts`]).
 //! - [`receiver`] (feature `axum`, on by default): a tower/axum layer that
 //!   authenticates agents calling your API — token, DPoP or HTTP message signature,
 //!   its own replay cache — offline with a cached JWKS or online through the registry.
@@ -15,6 +17,7 @@ use std::fmt;
 
 #[cfg(feature = "axum")]
 pub mod events;
+pub mod receipts;
 #[cfg(feature = "axum")]
 pub mod receiver;
 pub mod status;
@@ -65,6 +68,9 @@ pub enum ClientError {
     /// A key in the JWKS is unusable.
     #[error("unusable key in JWKS: {0}")]
     Key(#[from] KeyError),
+    /// A receipt the registry served does not verify with its receipt keys.
+    #[error("{0}")]
+    Receipt(#[from] receipts::ReceiptCheckError),
     /// A local file could not be read.
     #[error("cannot read {path}: {reason}")]
     File {
@@ -404,10 +410,39 @@ impl Client {
     }
 
     /// The registry's receipt JWKS: the key that signs verify receipts, which is not
-    /// in the token JWKS. Verify a receipt with `bonafide_core::receipt::verify` and
-    /// a `KeySet` made from it.
+    /// in the token JWKS. Verify a receipt with [`receipts::verify`].
     pub async fn receipt_jwks(&self) -> Result<Jwks, ClientError> {
         self.get("/.well-known/receipt-jwks.json").await
+    }
+
+    /// `GET /v1/receipts/{id}` (readable by the receiver key that asked for the
+    /// decision and by the agent's issuer), verified with the registry's receipt
+    /// JWKS. Check it is the receipt of your request with
+    /// [`receipts::VerifiedReceipt::check_request`]; keep its `jws` (the answer's) to
+    /// prove the decision later, offline. An id that is not a receipt id is refused
+    /// before anything is sent.
+    pub async fn receipt(
+        &self,
+        id: &str,
+    ) -> Result<(String, receipts::VerifiedReceipt), ClientError> {
+        let id = bonafide_core::ids::ReceiptId::try_from(id).map_err(|_| {
+            ClientError::Receipt(receipts::ReceiptCheckError::InvalidId(
+                id.chars().take(64).collect(),
+            ))
+        })?;
+        let view: bonafide_api::receipts::ReceiptView =
+            self.get(&format!("/v1/receipts/{}", id.as_str())).await?;
+        let jwks = self.receipt_jwks().await?;
+        let verified = receipts::verify(&view.jws, &jwks)?;
+        if verified.claims.receipt_id != id {
+            return Err(ClientError::Receipt(
+                receipts::ReceiptCheckError::OtherReceipt {
+                    asked: id.as_str().to_owned(),
+                    got: verified.claims.receipt_id.as_str().to_owned(),
+                },
+            ));
+        }
+        Ok((view.jws, verified))
     }
 
     fn authorize(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {

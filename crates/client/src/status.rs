@@ -30,6 +30,8 @@
 //!   or not, so neither a failing registry nor a flood of requests makes a storm. A
 //!   list the registry has not published yet (503; a new list is within a second)
 //!   is asked for again after 1 s, up to 3 times in one check, then again 1 s later.
+//!   A list obtained otherwise ([`StatusLists::offer`]) goes through the same
+//!   verification and is recorded exactly as if this cache had fetched it.
 //! - **Staleness.** A list's age is the time since its `iat` (the statuses are as of
 //!   then: a 304 says the registry still serves it, not that it is recent; the
 //!   registry re-signs every list at least every 5 minutes). Past [`StatusListConfig::max_staleness`] (or its `exp`), a valid
@@ -265,6 +267,15 @@ pub enum StatusError {
         /// Why.
         reason: &'static str,
     },
+    /// A list handed to [`StatusLists::offer`] was refused: it does not verify, or
+    /// is older than the list cached.
+    #[error("the status list offered for `{uri}` was refused: {reason}")]
+    Invalid {
+        /// The URI (cut at 200 characters).
+        uri: String,
+        /// Why.
+        reason: String,
+    },
     /// No list within the staleness bound, and the configuration fails closed.
     #[error("{}", stale_message(.age, .reason))]
     Stale {
@@ -293,6 +304,8 @@ impl StatusError {
         match self {
             StatusError::Refused(e) => e.code().as_str(),
             StatusError::Untrusted { .. } => "STATUS_LIST_UNTRUSTED",
+            // The list cannot be used: as for a fetch that brought it.
+            StatusError::Invalid { .. } => "STATUS_LIST_UNAVAILABLE",
             StatusError::Stale { age: Some(_), .. } => "STATUS_LIST_STALE",
             StatusError::Stale { age: None, .. } => "STATUS_LIST_UNAVAILABLE",
         }
@@ -301,7 +314,10 @@ impl StatusError {
     /// True when the token itself is refused (401); false when this receiver cannot
     /// decide (503).
     pub fn is_refusal(&self) -> bool {
-        !matches!(self, StatusError::Stale { .. })
+        !matches!(
+            self,
+            StatusError::Stale { .. } | StatusError::Invalid { .. }
+        )
     }
 }
 
@@ -682,42 +698,62 @@ impl StatusLists {
             fetched = self.fetch(uri, None, trusted, now_ms).await;
             tries += 1;
         }
-        let mut st = slot.write();
-        match fetched {
-            Ok(Fetched::New(c)) if c.version < cached_version => {
-                st.error = Some(format!(
-                    "the registry served an older version of the list ({:?} after {:?})",
-                    c.version, cached_version
-                ));
+        // A failure is recorded in the slot (the reason a check gives); the best list
+        // at hand is returned either way.
+        let _ = store(slot, fetched, cached_version, now_ms);
+        slot.read().list.clone()
+    }
+
+    /// Takes a list obtained some other way than this cache's own fetch (pushed by
+    /// the registry, shipped with the application, read from a file) as if it had
+    /// just been fetched from `uri` at `now_ms` (Unix ms): the same checks first
+    /// (`uri` under a trusted prefix and in normal form, else
+    /// [`StatusError::Untrusted`]; the list verified with that prefix's keys, `sub` =
+    /// `uri`, not older than the version cached), then the same record: accepted, it
+    /// is the cached list, and `uri` is not fetched again before its `ttl` runs out;
+    /// refused ([`StatusError::Invalid`]), the previous list stays, and until
+    /// [`StatusListConfig::min_refetch`] has passed a check uses it or, with none,
+    /// fails closed with this reason, exactly as after a fetch that brought that list.
+    /// Returns the list as accepted.
+    pub async fn offer(
+        &self,
+        uri: &str,
+        list_token: &str,
+        now_ms: i64,
+    ) -> Result<StatusList, StatusError> {
+        let (trusted, slot) = match self.cached_slot(uri) {
+            Some(found) => found,
+            None => {
+                let trusted = self.trusted(uri)?;
+                (trusted, self.slot(uri, trusted))
             }
-            Ok(Fetched::New(c)) => {
-                st.list = Some(Arc::new(c));
-                st.error = None;
-            }
-            Ok(Fetched::NotModified) => match &st.list {
-                Some(c) => {
-                    st.list = Some(Arc::new(Cached {
-                        list: c.list.clone(),
-                        etag: c.etag.clone(),
-                        confirmed_ms: now_ms,
-                        issued_ms: c.issued_ms,
-                        ttl_ms: c.ttl_ms,
-                        exp_s: c.exp_s,
-                        version: c.version,
-                    }));
-                    st.error = None;
-                }
-                None => st.error = Some("304 Not Modified for a list not cached".into()),
-            },
-            Err(e) => {
-                if e.unpublished {
-                    let soon = now_ms.saturating_add(millis(UNPUBLISHED_RETRY));
-                    st.next_ms = st.next_ms.map(|n| n.min(soon));
-                }
-                st.error = Some(e.reason);
-            }
-        }
-        st.list.clone()
+        };
+        // One writer at a time, whether fetching or offered.
+        let _guard = slot.fetch.lock().await;
+        let cached_version = {
+            let mut st = slot.write();
+            st.next_ms = Some(now_ms.saturating_add(millis(self.config.min_refetch)));
+            st.list.as_ref().and_then(|c| c.version)
+        };
+        let verified = if list_token.len() > MAX_TOKEN_BYTES {
+            Err(format!("the list is over {MAX_TOKEN_BYTES} bytes").into())
+        } else {
+            self.verify_list(uri, list_token.trim(), None, trusted, now_ms)
+                .await
+                .map(Fetched::New)
+        };
+        store(&slot, verified, cached_version, now_ms).map_err(|reason| StatusError::Invalid {
+            uri: uri.chars().take(200).collect(),
+            reason,
+        })?;
+        slot.read()
+            .list
+            .as_ref()
+            .map(|c| c.list.clone())
+            .ok_or_else(|| StatusError::Invalid {
+                uri: uri.chars().take(200).collect(),
+                reason: "no list was kept".into(),
+            })
     }
 
     /// The key set of trusted prefix `i`; fetched when there is none yet, or when
@@ -823,30 +859,93 @@ impl StatusLists {
             body.extend_from_slice(&chunk);
         }
         let jws = std::str::from_utf8(&body).map_err(|_| "the list is not text".to_owned())?;
+        self.verify_list(uri, jws.trim(), new_etag, trusted, now_ms)
+            .await
+            .map(Fetched::New)
+    }
+
+    /// A list token as served at `uri` (under trusted prefix `trusted`), verified with
+    /// that prefix's keys (refetched once for an unknown `kid`), as it is cached.
+    async fn verify_list(
+        &self,
+        uri: &str,
+        jws: &str,
+        etag: Option<String>,
+        trusted: usize,
+        now_ms: i64,
+    ) -> Result<Cached, FetchError> {
         let now_s = now_ms.div_euclid(1000);
         let leeway = self.config.leeway_secs;
         let keys = self.list_keys(trusted, false, now_ms).await?;
-        let verified = match status_list::verify(jws.trim(), &*keys, uri, now_s, leeway) {
+        let verified = match status_list::verify(jws, &*keys, uri, now_s, leeway) {
             // A key the set lacks: the registry may have rotated it; ask once.
             Err(StatusListError::Jws(TokenError::UnknownKey)) => {
                 let keys = self.list_keys(trusted, true, now_ms).await?;
-                status_list::verify(jws.trim(), &*keys, uri, now_s, leeway)
+                status_list::verify(jws, &*keys, uri, now_s, leeway)
             }
             other => other,
         };
         let (claims, list) =
             verified.map_err(|e: StatusListError| format!("the list does not verify: {e}"))?;
         let ttl_s = claims.ttl.map_or(DEFAULT_TTL.as_secs(), |t| t);
-        Ok(Fetched::New(Cached {
+        Ok(Cached {
             list,
-            etag: new_etag,
+            etag,
             confirmed_ms: now_ms,
             issued_ms: claims.iat.saturating_mul(1000),
             ttl_ms: i64::try_from(ttl_s.saturating_mul(1000)).unwrap_or(i64::MAX),
             exp_s: claims.exp,
             version: claims.extra.get("version").and_then(|v| v.as_u64()),
-        }))
+        })
     }
+}
+
+/// Records in `slot` what one fetch (or offer) brought: a new list (unless older than
+/// the version cached), a confirmation of the cached one, or why not, which is
+/// returned too.
+fn store(
+    slot: &Slot,
+    fetched: Result<Fetched, FetchError>,
+    cached_version: Option<u64>,
+    now_ms: i64,
+) -> Result<(), String> {
+    let mut st = slot.write();
+    let failed = match fetched {
+        Ok(Fetched::New(c)) if c.version < cached_version => format!(
+            "the registry served an older version of the list ({:?} after {:?})",
+            c.version, cached_version
+        ),
+        Ok(Fetched::New(c)) => {
+            st.list = Some(Arc::new(c));
+            st.error = None;
+            return Ok(());
+        }
+        Ok(Fetched::NotModified) => match &st.list {
+            Some(c) => {
+                st.list = Some(Arc::new(Cached {
+                    list: c.list.clone(),
+                    etag: c.etag.clone(),
+                    confirmed_ms: now_ms,
+                    issued_ms: c.issued_ms,
+                    ttl_ms: c.ttl_ms,
+                    exp_s: c.exp_s,
+                    version: c.version,
+                }));
+                st.error = None;
+                return Ok(());
+            }
+            None => "304 Not Modified for a list not cached".into(),
+        },
+        Err(e) => {
+            if e.unpublished {
+                let soon = now_ms.saturating_add(millis(UNPUBLISHED_RETRY));
+                st.next_ms = st.next_ms.map(|n| n.min(soon));
+            }
+            e.reason
+        }
+    };
+    st.error = Some(failed.clone());
+    Err(failed)
 }
 
 impl Cached {

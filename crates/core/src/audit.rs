@@ -97,6 +97,12 @@ pub enum EventType {
     /// ([`crate::status_list::published_entry`]).
     #[serde(rename = "status_list.published")]
     StatusListPublished,
+    /// An issuer revoked one of its consent policies: every token of its agents
+    /// carrying a policy of that `id` stops verifying. `issuer` is the issuer,
+    /// `target` the policy id, `jti` the revocation's id
+    /// ([`crate::token::policy_revocation_id`]).
+    #[serde(rename = "policy.revoked")]
+    PolicyRevoked,
     // ---- organisations, people and sessions (issue 18); `org` and `person` say
     // whom, `note` what changed (a role, a reason), never a secret.
     /// An organisation was created (registry admin, or open sign-up).
@@ -157,6 +163,7 @@ impl EventType {
             EventType::IssuerDomainVerified => "issuer.domain_verified",
             EventType::TokenDelegated => "token.delegated",
             EventType::StatusListPublished => "status_list.published",
+            EventType::PolicyRevoked => "policy.revoked",
             EventType::OrgCreated => "org.created",
             EventType::OrgUpdated => "org.updated",
             EventType::PersonInvited => "person.invited",

@@ -108,6 +108,20 @@ pub enum Revoked {
     /// The agent key the token is bound to (`cnf.jkt`) was rotated out and its grace
     /// period is over.
     AgentKeyRotated,
+    /// The consent policy the token carries (`policy.id`) was revoked by the agent's
+    /// issuer: every token of its agents carrying that policy
+    /// ([`policy_revocation_id`]).
+    Policy,
+}
+
+impl Revoked {
+    /// What follows "token has been revoked" in the error's message.
+    fn detail(self) -> &'static str {
+        match self {
+            Revoked::Policy => ": its consent policy (`policy.id`) was revoked by its issuer",
+            Revoked::Token | Revoked::Agent | Revoked::Key | Revoked::AgentKeyRotated => "",
+        }
+    }
 }
 
 /// Why a token was refused. Ordered as the pipeline: the first failure decides.
@@ -202,7 +216,7 @@ pub enum TokenError {
     #[error("issuer `{0}` is not known")]
     IssuerUnknown(String),
     /// Revoked (decided by the caller's status check).
-    #[error("token has been revoked")]
+    #[error("token has been revoked{}", .0.detail())]
     Revoked(Revoked),
     /// The agent is suspended (decided by the caller's status check, after
     /// revocation: a revoked agent's token is [`TokenError::Revoked`]).
@@ -827,9 +841,59 @@ pub fn issuer_token_id(issuer: &IssuerId, jti: &str) -> TokenId {
     TokenId::from_random(first)
 }
 
+/// The id under which an issuer's revocation of one of its consent policies is
+/// recorded, and that every token of that issuer's agents carrying a policy with this
+/// `id` is checked against: `tok_` + the first 16 bytes of SHA-256(`"pol\0"` ‖ issuer
+/// id ‖ `"\0"` ‖ policy id).
+///
+/// It is a token id so the revocation travels as one (the change feed, the read
+/// model's revoked set, the status lists' ancestors), and it is domain-separated from
+/// [`issuer_token_id`] (`"iss\0"`), so no token's own id can equal it. Scoped by the
+/// issuer: another issuer's policy of the same `id` is another policy.
+pub fn policy_revocation_id(issuer: &IssuerId, policy_id: &str) -> TokenId {
+    let mut input = Vec::with_capacity(5 + issuer.as_str().len() + policy_id.len());
+    input.extend_from_slice(b"pol\0");
+    input.extend_from_slice(issuer.as_str().as_bytes());
+    input.push(0);
+    input.extend_from_slice(policy_id.as_bytes());
+    let digest = crate::sha256(&input);
+    let mut first = [0u8; 16];
+    for (out, byte) in first.iter_mut().zip(digest) {
+        *out = byte;
+    }
+    TokenId::from_random(first)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn policy_revocation_ids_are_scoped_and_never_a_token_id() {
+        let a = IssuerId::from_random([1; 16]);
+        let b = IssuerId::from_random([2; 16]);
+        let id = policy_revocation_id(&a, "pol_travel");
+        assert_eq!(id, policy_revocation_id(&a, "pol_travel"));
+        assert_ne!(id, policy_revocation_id(&b, "pol_travel"));
+        assert_ne!(id, policy_revocation_id(&a, "pol_travel2"));
+        // Domain-separated from the issuer-signed token ids of the same text.
+        assert_ne!(id, issuer_token_id(&a, "pol_travel"));
+        let mut input = b"pol\0".to_vec();
+        input.extend_from_slice(a.as_str().as_bytes());
+        input.push(0);
+        input.extend_from_slice(b"pol_travel");
+        let mut first = [0u8; 16];
+        first.copy_from_slice(&crate::sha256(&input)[..16]);
+        assert_eq!(id, TokenId::from_random(first));
+        assert_eq!(
+            TokenError::Revoked(Revoked::Policy).to_string(),
+            "token has been revoked: its consent policy (`policy.id`) was revoked by its issuer"
+        );
+        assert_eq!(
+            TokenError::Revoked(Revoked::Token).to_string(),
+            "token has been revoked"
+        );
+    }
 
     #[test]
     fn issuer_token_ids_are_scoped_by_issuer_and_one_for_every_kind() {

@@ -28,9 +28,8 @@ use std::sync::Arc;
 pub use bonafide_api::verify::Hop;
 use bonafide_core::delegation;
 use bonafide_core::ids::IssuerId;
-use bonafide_core::keys::KeyValidity;
 use bonafide_core::policy::{self, Policy, Timestamp};
-use bonafide_core::token::{AgentClaims, Revoked, TokenError};
+use bonafide_core::token::{AgentClaims, TokenError};
 use bonafide_store::{AncestorBudget, AncestorKey, BudgetCharge, BudgetKey, StoreError};
 
 use crate::error::ApiError;
@@ -97,19 +96,14 @@ pub async fn check(
         return Ok(ChainStatus::Ended(error));
     }
     for key in &chain.ancestor_keys {
-        if let Some(kid) = &key.issuer_kid
-            && snapshot
-                .issuer_keys
-                .get(kid)
-                .is_none_or(|k| !KeyValidity::issuer_key(k.revoked_at_ms).usable(now_ms))
+        let agent_keys = match key.jkt {
+            Some(_) => state.agent_keys(&key.agent).await?,
+            None => Arc::from([]),
+        };
+        if let Some(error) =
+            crate::verdict::key_standing(&snapshot.issuer_keys, &agent_keys, key, now_ms)
         {
-            return Ok(ChainStatus::Ended(TokenError::Revoked(Revoked::Key)));
-        }
-        if let Some(jkt) = &key.jkt {
-            let keys = state.agent_keys(&key.agent).await?;
-            if let Err(error) = crate::state::bound_key(&keys, jkt, now_ms) {
-                return Ok(ChainStatus::Ended(error));
-            }
+            return Ok(ChainStatus::Ended(error));
         }
     }
     Ok(ChainStatus::Alive)

@@ -483,6 +483,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             put(routes::admin::set_audiences),
         )
         .route("/v1/policies/lint", post(routes::policies::lint))
+        .route("/v1/policies/revoke", post(routes::policies::revoke))
         .route("/v1/simulate", post(routes::verify::simulate))
         .route("/v1/receipts/{id}", get(routes::receipts::get))
         .route("/v1/admin/keys/rotate", post(routes::admin::rotate_keys))

@@ -30,7 +30,7 @@ use crate::routes::{
     paths(
         admin::create_issuer, admin::create_receiver, admin::set_audiences, admin::rotate_keys,
         admin::admin_keys, admin::revoke_admin_key, admin::revoke_by_hash,
-        policies::lint,
+        policies::lint, policies::revoke,
         agents::register, agents::list, agents::get, agents::issue_token, agents::revoke, agents::suspend, agents::reactivate, agents::revoke_token,
         agent_keys::rotate, agent_keys::did_document, agent_keys::signatures_directory, crate::routes::verify_action::verify_action,
         issuer_keys::me, issuer_keys::add, issuer_keys::list, issuer_keys::revoke,

@@ -28,7 +28,7 @@
 //! new entries, and re-reads the last [`NEW_ENTRY_WINDOW`] of them each round
 //! (PostgreSQL hands out `seq`s before commit, so one can become visible late).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,8 +43,9 @@ use bonafide_core::status_list::{
     self, Bits, LogPosition, Status, StatusClaim, StatusList, StatusListClaims, StatusRef,
 };
 use bonafide_store::{
-    Change as FeedChange, ChangePosition, ListShape, PrivateKeySlot, PublishedStatusList,
-    ReceiptKeyRecord, StatusEntry, StatusEntryRow, StatusSubject, Store, StoreError,
+    AncestorKey, Change as FeedChange, ChangePosition, ListShape, PrivateKeySlot,
+    PublishedStatusList, ReceiptKeyRecord, StatusEntry, StatusEntryRow, StatusSubject, Store,
+    StoreError,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -193,15 +194,31 @@ fn random_u64() -> Result<u64, ApiError> {
     Ok(u64::from_le_bytes([a, b, c, d, e, f, g, h]))
 }
 
-/// The status entry of a token about to be signed.
+/// The status entry of a token about to be signed: its chain's agents and ancestor
+/// tokens, and the keys behind it and its ancestors (`keys`), decide its status too. A
+/// token carrying a consent policy (`policy_id`) has the policy's revocation id
+/// ([`bonafide_core::token::policy_revocation_id`] of the agent's issuer) among its
+/// ancestors: revoking the policy is a revocation of that id, which the publisher
+/// finds the entry by and [`verdict::list_status`] reads as revoked, as a verify
+/// refuses the token.
 pub fn entry_of(
     jti: &TokenId,
     agent: &AgentId,
     issuer: &IssuerId,
     expires_at_s: i64,
-    actors: Vec<AgentId>,
-    ancestor_jtis: Vec<TokenId>,
+    depends: DependsOn<'_>,
 ) -> StatusEntry {
+    let DependsOn {
+        actors,
+        mut ancestor_jtis,
+        policy_id,
+        keys,
+    } = depends;
+    if let Some(policy_id) = policy_id {
+        ancestor_jtis.push(bonafide_core::token::policy_revocation_id(
+            issuer, policy_id,
+        ));
+    }
     StatusEntry {
         jti: jti.clone(),
         agent_id: agent.clone(),
@@ -209,7 +226,21 @@ pub fn entry_of(
         expires_at_s,
         actors,
         ancestor_jtis,
+        keys,
     }
+}
+
+/// What a token's status depends on beyond itself and its agent ([`entry_of`]).
+#[derive(Debug, Default)]
+pub struct DependsOn<'a> {
+    /// The agents acting in its delegation chain.
+    pub actors: Vec<AgentId>,
+    /// Its ancestor tokens (and ids revoked in their stead).
+    pub ancestor_jtis: Vec<TokenId>,
+    /// The `id` of the consent policy it carries.
+    pub policy_id: Option<&'a str>,
+    /// The keys behind it and its ancestors.
+    pub keys: Vec<AncestorKey>,
 }
 
 // ---- publishing
@@ -248,6 +279,10 @@ struct Publisher {
     /// Entries up to this `seq` were read more than the window ago.
     settled_seq: u64,
     loaded: bool,
+    /// When a bound agent key still usable stops being so (its grace after a rotation
+    /// ends, or it expires), with its agent: no change marks that moment, so the
+    /// agent's entries are looked at again then.
+    deadlines: BTreeSet<(i64, AgentId)>,
 }
 
 /// Publishes the status lists while this process is the checkpoint signer; runs
@@ -303,18 +338,27 @@ async fn round(state: &AppState, p: &mut Publisher) -> Result<(), PublishError> 
     if !p.loaded {
         load(state, p, live_after_s).await?;
     } else {
-        let subjects = read_feed(state, p, now_s).await?;
+        let mut subjects = read_feed(state, p, now_s).await?;
+        let now_ms = state.now_ms();
+        while let Some(first) = p.deadlines.first()
+            && first.0 <= now_ms
+        {
+            if let Some((_, agent)) = p.deadlines.pop_first() {
+                subjects.insert(StatusSubject::Agent(agent));
+            }
+        }
         // The snapshot must reflect at least what the feed said (another replica's
         // change may not be applied yet).
         state.refresh().await?;
         let snapshot = state.snapshot();
         for subject in subjects {
-            for row in state
+            let rows = state
                 .store
                 .status_entries_of(&subject, live_after_s)
-                .await?
-            {
-                set(p, &row, &snapshot)?;
+                .await?;
+            let keys = agent_keys_of(state, &rows).await?;
+            for row in &rows {
+                set(p, row, &snapshot, &keys, now_ms)?;
             }
         }
         new_lists(state, p).await?;
@@ -351,6 +395,8 @@ async fn load(state: &AppState, p: &mut Publisher, live_after_s: i64) -> Result<
     }
     state.refresh().await?;
     let snapshot = state.snapshot();
+    let now_ms = state.now_ms();
+    let mut deadlines = BTreeSet::new();
     let mut lists = BTreeMap::new();
     for record in state.store.status_lists().await? {
         let mut list =
@@ -361,8 +407,9 @@ async fn load(state: &AppState, p: &mut Publisher, live_after_s: i64) -> Result<
                 .store
                 .status_entries(record.id, after, live_after_s, PAGE)
                 .await?;
+            let keys = agent_keys_of(state, &rows).await?;
             for row in &rows {
-                let status = status_of(&snapshot, row);
+                let status = status_of(&snapshot, row, &keys, now_ms, &mut deadlines);
                 if status != Status::Valid {
                     list.set(row.slot.idx, status)?;
                 }
@@ -388,6 +435,7 @@ async fn load(state: &AppState, p: &mut Publisher, live_after_s: i64) -> Result<
         );
     }
     p.lists = lists;
+    p.deadlines = deadlines;
     p.feed = feed;
     p.settled_seq = settled_seq(state, 0).await?;
     p.loaded = true;
@@ -451,6 +499,18 @@ async fn read_feed(
                 FeedChange::TokenRevoked { jti, .. } => {
                     subjects.insert(StatusSubject::Token(jti));
                 }
+                // A rotation (or a key registered): the tokens bound to the agent's
+                // keys, which may now be past their grace.
+                FeedChange::AgentKeysChanged(a) => {
+                    subjects.insert(StatusSubject::Agent(a));
+                }
+                // A key added or revoked: the tokens any of the issuer's keys signed
+                // (the change does not say which key).
+                FeedChange::IssuerKeysChanged(i) => {
+                    for key in state.store.issuer_keys(&i).await? {
+                        subjects.insert(StatusSubject::IssuerKey(key.kid));
+                    }
+                }
                 _ => {}
             }
         }
@@ -489,10 +549,12 @@ async fn new_entries(
     snapshot: &crate::state::Snapshot,
 ) -> Result<(), PublishError> {
     let mut after = p.settled_seq;
+    let now_ms = state.now_ms();
     loop {
         let rows = state.store.status_entries_since(after, PAGE).await?;
+        let keys = agent_keys_of(state, &rows).await?;
         for row in &rows {
-            set(p, row, snapshot)?;
+            set(p, row, snapshot, &keys, now_ms)?;
         }
         match rows.last() {
             Some(last) if rows.len() == PAGE as usize => after = last.seq,
@@ -503,14 +565,65 @@ async fn new_entries(
     Ok(())
 }
 
-fn status_of(snapshot: &crate::state::Snapshot, row: &StatusEntryRow) -> Status {
-    verdict::list_status(
+/// The keys of every agent an entry of `rows` is bound to a key of, read before the
+/// statuses are worked out from memory ([`status_of`]).
+async fn agent_keys_of(state: &AppState, rows: &[StatusEntryRow]) -> Result<AgentKeys, StoreError> {
+    let mut keys = AgentKeys::new();
+    for row in rows {
+        for key in &row.entry.keys {
+            if key.jkt.is_some() && !keys.contains_key(&key.agent) {
+                keys.insert(key.agent.clone(), state.agent_keys(&key.agent).await?);
+            }
+        }
+    }
+    Ok(keys)
+}
+
+/// Agents' keys, by agent.
+type AgentKeys = HashMap<AgentId, Arc<[crate::state::AgentKeyEntry]>>;
+
+/// What a verify of the entry's token would find of its standing: revocation and
+/// suspension along its chain ([`verdict::list_status`]), then the keys behind it
+/// ([`verdict::key_standing`], the rule `delegation::check` applies). A bound key still
+/// usable that stops being so later adds its moment to `deadlines`.
+fn status_of(
+    snapshot: &crate::state::Snapshot,
+    row: &StatusEntryRow,
+    agent_keys: &AgentKeys,
+    now_ms: i64,
+    deadlines: &mut BTreeSet<(i64, AgentId)>,
+) -> Status {
+    let status = verdict::list_status(
         snapshot,
         &row.entry.agent_id,
         &row.entry.jti,
         &row.entry.actors,
         &row.entry.ancestor_jtis,
-    )
+    );
+    if status == Status::Invalid {
+        return status;
+    }
+    for key in &row.entry.keys {
+        let keys = agent_keys.get(&key.agent).map_or(&[][..], |k| &k[..]);
+        if verdict::key_standing(&snapshot.issuer_keys, keys, key, now_ms).is_some() {
+            return Status::Invalid;
+        }
+        if let Some(jkt) = &key.jkt
+            && let Some(entry) = keys.iter().find(|k| k.record.jkt == *jkt)
+        {
+            for end in [
+                entry.record.grace_until_ms,
+                Some(entry.record.expires_at_ms),
+            ]
+            .into_iter()
+            .flatten()
+            .filter(|end| *end > now_ms && *end < i64::MAX)
+            {
+                deadlines.insert((end, key.agent.clone()));
+            }
+        }
+    }
+    status
 }
 
 /// Sets one entry's status in its list, marking the list dirty if it changed.
@@ -518,12 +631,14 @@ fn set(
     p: &mut Publisher,
     row: &StatusEntryRow,
     snapshot: &crate::state::Snapshot,
+    agent_keys: &AgentKeys,
+    now_ms: i64,
 ) -> Result<(), PublishError> {
+    let status = status_of(snapshot, row, agent_keys, now_ms, &mut p.deadlines);
     let Some(held) = p.lists.get_mut(&row.slot.list_id) else {
         // A list made after this round read the lists: the next round has it.
         return Ok(());
     };
-    let status = status_of(snapshot, row);
     if held.list.get(row.slot.idx)? != status {
         held.list.set(row.slot.idx, status)?;
         held.dirty = true;
@@ -696,6 +811,20 @@ pub struct AllocateStatus {
     /// The token's `exp`, Unix seconds: in the future, within the registry's longest
     /// token lifetime.
     pub expires_at: i64,
+    /// The kid of the issuer key that will sign it (one of the issuer's live keys): its
+    /// revocation then revokes the token in its list, as verify refuses it.
+    #[serde(default)]
+    pub kid: Option<String>,
+    /// The token's `cnf.jkt`, when it is bound to one of the agent's registered keys:
+    /// that key rotated out past its grace then revokes the token in its list.
+    #[serde(default)]
+    pub jkt: Option<String>,
+    /// The `id` of the consent policy the token carries (`policy.id`), if it carries
+    /// one: revoking that policy (`POST /v1/policies/revoke`) then turns this slot
+    /// invalid too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 128)]
+    pub policy_id: Option<String>,
 }
 
 /// The slot: put `status` into the token's claims as it is.
@@ -746,16 +875,59 @@ pub async fn allocate(
             state.config.max_token_ttl_s
         )));
     }
+    if let Some(policy_id) = &body.policy_id {
+        bonafide_core::policy::check_id(policy_id).map_err(|e| {
+            ApiError::invalid(format!("`policy_id` is not a policy id: {}", e.message()))
+        })?;
+    }
     // Revocations and verify name an issuer-signed token by its (issuer, jti) id:
     // two issuers' equal `jti`s are two tokens.
     let scoped = bonafide_core::token::issuer_token_id(&issuer.id, jti.as_str());
+    // A consent token revoked under the id consent tokens had before (which verify
+    // still refuses, `verdict::standing`) is revoked in its list too: that id stands
+    // beside the token's own as one whose revocation is the token's.
+    let legacy = bonafide_core::consent::legacy_token_id(&issuer.id, jti.as_str());
+    let now_ms = state.now_ms();
+    if let Some(kid) = &body.kid {
+        let snapshot = state.snapshot();
+        let live = snapshot.issuer_keys.get(kid).is_some_and(|k| {
+            k.issuer_id == issuer.id
+                && bonafide_core::keys::KeyValidity::issuer_key(k.revoked_at_ms).usable(now_ms)
+        });
+        if !live {
+            return Err(ApiError::invalid(
+                "`kid` names no live key of yours: give the kid (RFC 7638 thumbprint) of the issuer key that signs the token",
+            ));
+        }
+    }
+    if let Some(jkt) = &body.jkt {
+        let keys = state.agent_keys(&agent.id).await?;
+        crate::state::bound_key(&keys, jkt, now_ms).map_err(|_| {
+            ApiError::invalid(
+                "`jkt` names no usable key of this agent: give the thumbprint of the agent key the token is bound to (`cnf.jkt`)",
+            )
+        })?;
+    }
+    let keys = if body.kid.is_some() || body.jkt.is_some() {
+        vec![AncestorKey {
+            agent: agent.id.clone(),
+            issuer_kid: body.kid.clone(),
+            jkt: body.jkt.clone(),
+        }]
+    } else {
+        Vec::new()
+    };
     let entry = entry_of(
         &scoped,
         &agent.id,
         &issuer.id,
         body.expires_at,
-        Vec::new(),
-        Vec::new(),
+        DependsOn {
+            ancestor_jtis: vec![legacy],
+            policy_id: body.policy_id.as_deref(),
+            keys,
+            ..DependsOn::default()
+        },
     );
     let status = state.status_lists.allocate(&state, &entry).await?;
     Ok((StatusCode::CREATED, ApiJson(StatusAllocated { status })))

@@ -127,12 +127,39 @@ async fn gather(
         }
         None => (None, bearer_refused(state, claims).await?),
     };
+    let policy_revocation = policy_revocation(state, claims, registered.as_deref()).await?;
     Ok(crate::verdict::Facts {
         registered,
         chain,
         holder_keys,
         bearer_refused,
+        policy_revocation,
     })
+}
+
+/// For a token carrying a consent policy: the id under which its agent's issuer
+/// revokes that policy ([`token::policy_revocation_id`] of the issuer and the
+/// policy's `id`), whoever signed the token. `None` for a token without a policy, or
+/// one whose policy does not match its `policy_hash` (refused by the verdict anyway).
+/// The agent record is the one already read for an issuer-signed token, else the
+/// verify cache's (the store only on a miss).
+async fn policy_revocation(
+    state: &AppState,
+    claims: &token::AgentClaims,
+    registered: Option<&bonafide_store::Agent>,
+) -> Result<Option<TokenId>, ApiError> {
+    let Ok(Some(policy)) = state.policy_of(claims) else {
+        return Ok(None);
+    };
+    let issuer = match registered {
+        Some(agent) => agent.issuer_id.clone(),
+        None => match state.agent_record(&claims.sub).await? {
+            Some(agent) => agent.issuer_id.clone(),
+            // No record of the agent: nothing its issuer revoked can be found.
+            None => return Ok(None),
+        },
+    };
+    Ok(Some(token::policy_revocation_id(&issuer, policy.id())))
 }
 
 /// The agent and token of a genuine token refused for its claims only (expired, not
@@ -193,7 +220,9 @@ async fn bearer_refused(state: &AppState, claims: &token::AgentClaims) -> Result
     })
 }
 
-/// The reason that follows the error code when a key decided it: `KEY_REVOKED` after
+/// The reason that follows the error code when a key or a policy decided it:
+/// `POLICY_REVOKED` after `TOKEN_REVOKED` when the token's consent policy was revoked
+/// by its agent's issuer, `KEY_REVOKED` after
 /// `TOKEN_REVOKED` when the issuer key that signed the token is revoked, `KEY_ROTATED`
 /// after `TOKEN_REVOKED` when the agent key it is bound to was rotated out and its
 /// grace period is over, `KEY_EXPIRED` after `TOKEN_EXPIRED` when that agent key is
@@ -202,6 +231,7 @@ pub fn second_reason(error: &TokenError) -> Option<&'static str> {
     match error {
         TokenError::Revoked(Revoked::Key) => Some("KEY_REVOKED"),
         TokenError::Revoked(Revoked::AgentKeyRotated) => Some("KEY_ROTATED"),
+        TokenError::Revoked(Revoked::Policy) => Some("POLICY_REVOKED"),
         TokenError::AgentKeyExpired { .. } => Some("KEY_EXPIRED"),
         TokenError::BindingRequired => Some("BINDING_REQUIRED"),
         _ => None,

@@ -931,6 +931,22 @@ impl Store for CountingStore {
     ) -> StoreResult<TokenRecord> {
         self.inner.revoke_issuer_signed_token(i, token, t, a).await
     }
+    async fn revoke_policy(
+        &self,
+        i: &IssuerId,
+        policy_id: &str,
+        t: i64,
+        a: &AuditRecord,
+    ) -> StoreResult<bonafide_store::PolicyRevocation> {
+        self.inner.revoke_policy(i, policy_id, t, a).await
+    }
+    async fn policy_revocation(
+        &self,
+        i: &IssuerId,
+        policy_id: &str,
+    ) -> StoreResult<Option<bonafide_store::PolicyRevocation>> {
+        self.inner.policy_revocation(i, policy_id).await
+    }
     async fn add_issuer_key(&self, k: &IssuerKey, a: &AuditRecord) -> StoreResult<()> {
         self.inner.add_issuer_key(k, a).await
     }
@@ -1161,6 +1177,32 @@ impl Store for CountingStore {
     }
     async fn purge_receipts(&self, before_ms: i64) -> StoreResult<u64> {
         self.inner.purge_receipts(before_ms).await
+    }
+    async fn record_sdk_verification(
+        &self,
+        v: &bonafide_store::NewSdkVerification,
+    ) -> StoreResult<()> {
+        self.inner.record_sdk_verification(v).await
+    }
+    async fn sdk_verification(
+        &self,
+        id_sha256: &[u8; 32],
+    ) -> StoreResult<Option<bonafide_store::SdkVerification>> {
+        self.inner.sdk_verification(id_sha256).await
+    }
+    async fn report_sdk_verification(
+        &self,
+        id_sha256: &[u8; 32],
+        kind: bonafide_store::SdkReportKind,
+        body: &str,
+        at_ms: i64,
+    ) -> StoreResult<bonafide_store::ReportOutcome> {
+        self.inner
+            .report_sdk_verification(id_sha256, kind, body, at_ms)
+            .await
+    }
+    async fn purge_sdk_verifications(&self, before_ms: i64) -> StoreResult<u64> {
+        self.inner.purge_sdk_verifications(before_ms).await
     }
 }
 

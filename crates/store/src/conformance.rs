@@ -162,6 +162,7 @@ macro_rules! __conformance_cases {
             idempotency_keys_are_per_receiver,
             receipts_carry_their_audit_index,
             purged_receipts_leave_their_audit_entries,
+            sdk_verification_reports_are_kept_once,
             receipt_without_audit_has_no_index,
             failed_batch_writes_nothing,
             purge_idempotency_deletes_only_older_records,
@@ -177,6 +178,8 @@ macro_rules! __conformance_cases {
             issuer_key_changes_are_audited,
             revoke_issuer_signed_token_records_and_revokes,
             revoke_issuer_signed_token_of_another_issuer_is_not_found,
+            revoke_policy_keeps_first_time_and_feeds_its_id,
+            revoke_policy_of_unknown_issuer_is_not_found,
             create_agent_with_key_round_trips,
             rotate_agent_key_retires_the_current_key,
             rotate_agent_key_refusals_write_nothing,
@@ -3745,6 +3748,87 @@ pub async fn revoke_issuer_signed_token_of_another_issuer_is_not_found(store: Ar
     assert_eq!(store.audit_size().await.unwrap(), start);
 }
 
+/// A policy revocation is recorded once (first time kept), audited once, and fed
+/// as a never-expiring token revocation of the policy's revocation id; the same id
+/// of another issuer is another policy.
+pub async fn revoke_policy_keeps_first_time_and_feeds_its_id(store: Arc<dyn Store>) {
+    let (a, _) = issuer(&*store).await;
+    let (b, _) = issuer(&*store).await;
+    let start = store.audit_size().await.unwrap();
+    let feed_start = store
+        .changes_since(ChangePosition::START, 0, 10_000)
+        .await
+        .unwrap()
+        .next;
+    assert_eq!(store.policy_revocation(&a.id, "pol_1").await.unwrap(), None);
+    let first = store
+        .revoke_policy(&a.id, "pol_1", T0_MS + 3, &audit_note())
+        .await
+        .unwrap();
+    let expected = crate::PolicyRevocation {
+        issuer_id: a.id.clone(),
+        policy_id: "pol_1".to_owned(),
+        revoked_at_ms: T0_MS + 3,
+    };
+    assert_eq!(first, expected);
+    assert_eq!(store.audit_size().await.unwrap(), start + 1);
+    let again = store
+        .revoke_policy(&a.id, "pol_1", T0_MS + 9, &audit_note())
+        .await
+        .unwrap();
+    assert_eq!(again, expected);
+    assert_eq!(store.audit_size().await.unwrap(), start + 1);
+    assert_eq!(
+        store.policy_revocation(&a.id, "pol_1").await.unwrap(),
+        Some(expected)
+    );
+    // Another issuer's policy of the same id is not revoked.
+    assert_eq!(store.policy_revocation(&b.id, "pol_1").await.unwrap(), None);
+    // Fed once, never left out as expired.
+    let feed = store
+        .changes_since(feed_start, i64::MAX - 1, 10_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        feed.changes,
+        vec![Change::TokenRevoked {
+            jti: bonafide_core::token::policy_revocation_id(&a.id, "pol_1"),
+            expires_at_s: crate::POLICY_REVOCATION_EXPIRES_AT_S,
+        }]
+    );
+    // B revoking the same id is its own revocation, with its own id.
+    store
+        .revoke_policy(&b.id, "pol_1", T0_MS + 10, &audit_note())
+        .await
+        .unwrap();
+    assert_eq!(store.audit_size().await.unwrap(), start + 2);
+    let feed = store.changes_since(feed.next, 0, 10_000).await.unwrap();
+    assert_eq!(
+        feed.changes,
+        vec![Change::TokenRevoked {
+            jti: bonafide_core::token::policy_revocation_id(&b.id, "pol_1"),
+            expires_at_s: crate::POLICY_REVOCATION_EXPIRES_AT_S,
+        }]
+    );
+}
+
+/// An issuer that does not exist revokes nothing, and nothing is written.
+pub async fn revoke_policy_of_unknown_issuer_is_not_found(store: Arc<dyn Store>) {
+    let start = store.audit_size().await.unwrap();
+    let ghost = IssuerId::from_random([0x5a; 16]);
+    assert_eq!(
+        store
+            .revoke_policy(&ghost, "pol_1", T0_MS, &audit_note())
+            .await,
+        Err(StoreError::NotFound)
+    );
+    assert_eq!(
+        store.policy_revocation(&ghost, "pol_1").await.unwrap(),
+        None
+    );
+    assert_eq!(store.audit_size().await.unwrap(), start);
+}
+
 // ---- agent keys
 
 fn new_agent_key(agent: &AgentId, created_at_ms: i64) -> AgentKey {
@@ -4872,6 +4956,7 @@ fn status_entry(issuer: &IssuerId, agent: &AgentId, expires_at_s: i64) -> Status
         expires_at_s,
         actors: Vec::new(),
         ancestor_jtis: Vec::new(),
+        keys: Vec::new(),
     }
 }
 
@@ -5006,6 +5091,44 @@ pub async fn status_entries_are_found_by_subject(store: Arc<dyn Store>) {
         jtis(of_parent),
         HashSet::from([parent.jti.clone(), child.jti.clone()])
     );
+    // The keys behind a token: the issuer key that signed its root, the agent key a
+    // token is bound to (the holder found as an agent).
+    let holder = AgentId::from_random(unique());
+    let mut keyed = status_entry(&issuer, &root, 5_000);
+    keyed.keys = vec![
+        crate::AncestorKey {
+            agent: root.clone(),
+            issuer_kid: Some("kid-one".into()),
+            jkt: None,
+        },
+        crate::AncestorKey {
+            agent: holder.clone(),
+            issuer_kid: None,
+            jkt: Some("jkt-one".into()),
+        },
+    ];
+    store
+        .status_allocate(&keyed, shape, &[200], T0_MS)
+        .await
+        .unwrap();
+    let of_kid = store
+        .status_entries_of(&StatusSubject::IssuerKey("kid-one".into()), 2_000)
+        .await
+        .unwrap();
+    assert_eq!(of_kid.len(), 1);
+    assert_eq!(of_kid[0].entry, keyed, "the keys round-trip");
+    assert!(
+        store
+            .status_entries_of(&StatusSubject::IssuerKey("kid-two".into()), 2_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let of_holder = store
+        .status_entries_of(&StatusSubject::Agent(holder.clone()), 2_000)
+        .await
+        .unwrap();
+    assert_eq!(jtis(of_holder), HashSet::from([keyed.jti.clone()]));
     // The expired one shows only to an earlier `live_after_s`.
     let of_old = store
         .status_entries_of(&StatusSubject::Token(old.jti.clone()), 999)
@@ -5022,7 +5145,7 @@ pub async fn status_entries_are_found_by_subject(store: Arc<dyn Store>) {
     let rest = store.status_entries(list, Some(101), 999, 2).await.unwrap();
     assert_eq!(
         rest.iter().map(|r| r.slot.idx).collect::<Vec<_>>(),
-        vec![102]
+        vec![102, 200]
     );
     // In allocation order.
     let since = store.status_entries_since(0, 10).await.unwrap();
@@ -5031,10 +5154,15 @@ pub async fn status_entries_are_found_by_subject(store: Arc<dyn Store>) {
             .iter()
             .map(|r| r.entry.jti.clone())
             .collect::<Vec<_>>(),
-        vec![parent.jti.clone(), child.jti.clone(), old.jti.clone()]
+        vec![
+            parent.jti.clone(),
+            child.jti.clone(),
+            old.jti.clone(),
+            keyed.jti.clone()
+        ]
     );
     let after_first = store.status_entries_since(since[0].seq, 10).await.unwrap();
-    assert_eq!(after_first.len(), 2);
+    assert_eq!(after_first.len(), 3);
     // Purged once expired, chain and all.
     assert_eq!(store.purge_status_entries(1_000).await.unwrap(), 1);
     assert!(
@@ -5044,10 +5172,17 @@ pub async fn status_entries_are_found_by_subject(store: Arc<dyn Store>) {
             .unwrap()
             .is_empty()
     );
-    assert_eq!(store.purge_status_entries(5_000).await.unwrap(), 2);
+    assert_eq!(store.purge_status_entries(5_000).await.unwrap(), 3);
     assert!(
         store
             .status_entries_of(&StatusSubject::Agent(actor), 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .status_entries_of(&StatusSubject::IssuerKey("kid-one".into()), 0)
             .await
             .unwrap()
             .is_empty()
@@ -5102,4 +5237,90 @@ pub async fn status_list_versions_only_move_forward(store: Arc<dyn Store>) {
     };
     assert_eq!(store.status_list_key(&first).await.unwrap(), first);
     assert_eq!(store.status_list_key(&second).await.unwrap(), first);
+}
+
+/// An SDK verification round-trips; each report kind is recorded once (a retry is
+/// `AlreadyRecorded`, a different report a `Conflict` that leaves the first); the
+/// purge drops only older verifications.
+pub async fn sdk_verification_reports_are_kept_once(store: Arc<dyn Store>) {
+    use crate::{NewSdkVerification, ReportOutcome, SdkReportKind};
+    let agent = AgentId::from_random(unique());
+    let old = NewSdkVerification {
+        id_sha256: [1; 32],
+        audit_index: 7,
+        agent_id: agent.clone(),
+        created_at_ms: 1_000,
+    };
+    let new = NewSdkVerification {
+        id_sha256: [2; 32],
+        audit_index: 9,
+        agent_id: agent.clone(),
+        created_at_ms: 5_000,
+    };
+    store.record_sdk_verification(&old).await.unwrap();
+    store.record_sdk_verification(&new).await.unwrap();
+    let read = store.sdk_verification(&[1; 32]).await.unwrap().unwrap();
+    assert_eq!(read.record, old);
+    assert_eq!((read.result, read.execution), (None, None));
+    assert!(store.sdk_verification(&[3; 32]).await.unwrap().is_none());
+
+    let ok = r#"{"result":"success"}"#;
+    let report = |id: [u8; 32], kind, body: &'static str, at| {
+        let store = Arc::clone(&store);
+        async move {
+            store
+                .report_sdk_verification(&id, kind, body, at)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        report([1; 32], SdkReportKind::Result, ok, 2_000).await,
+        ReportOutcome::Recorded
+    );
+    assert_eq!(
+        report([1; 32], SdkReportKind::Result, ok, 2_500).await,
+        ReportOutcome::AlreadyRecorded
+    );
+    assert_eq!(
+        report(
+            [1; 32],
+            SdkReportKind::Result,
+            r#"{"result":"failure"}"#,
+            2_600
+        )
+        .await,
+        ReportOutcome::Conflict
+    );
+    assert_eq!(
+        report(
+            [1; 32],
+            SdkReportKind::Execution,
+            r#"{"executed":true}"#,
+            3_000
+        )
+        .await,
+        ReportOutcome::Recorded
+    );
+    assert_eq!(
+        report([3; 32], SdkReportKind::Result, ok, 3_000).await,
+        ReportOutcome::UnknownVerification
+    );
+    let read = store.sdk_verification(&[1; 32]).await.unwrap().unwrap();
+    let result = read.result.unwrap();
+    assert_eq!((result.body.as_str(), result.at_ms), (ok, 2_000));
+    assert_eq!(read.execution.unwrap().body, r#"{"executed":true}"#);
+    assert!(
+        store
+            .sdk_verification(&[2; 32])
+            .await
+            .unwrap()
+            .unwrap()
+            .result
+            .is_none()
+    );
+
+    assert_eq!(store.purge_sdk_verifications(5_000).await.unwrap(), 1);
+    assert!(store.sdk_verification(&[1; 32]).await.unwrap().is_none());
+    assert!(store.sdk_verification(&[2; 32]).await.unwrap().is_some());
 }

@@ -63,6 +63,8 @@ pub const TABLES: &[&str] = &[
     "event_key",
     "webhooks",
     "event_acks",
+    "sdk_verifications",
+    "revoked_policies",
     "session_key",
     "organisations",
     "people",

@@ -39,6 +39,7 @@ pub mod ledger;
 pub mod log;
 mod postgres;
 mod rows;
+pub mod sdk_verifications;
 mod sqlite;
 
 pub use accounts::{
@@ -47,6 +48,9 @@ pub use accounts::{
 };
 pub use events::{EventAck, Paused, Webhook, WebhookFailure};
 pub use postgres::{PostgresOptions, PostgresStore};
+pub use sdk_verifications::{
+    NewSdkVerification, ReportOutcome, SdkReport, SdkReportKind, SdkVerification,
+};
 pub use sqlite::SqliteStore;
 
 /// Where a registry keeps its data. `serve` and every CLI command that opens the store
@@ -711,6 +715,22 @@ impl std::str::FromStr for Cursor {
     }
 }
 
+/// An issuer's revocation of one of its consent policies (`policy.id`): every token
+/// of its agents carrying a policy of that id is refused from then on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyRevocation {
+    /// The issuer that revoked it.
+    pub issuer_id: IssuerId,
+    /// The policy's `id`, as the issuer's tokens carry it.
+    pub policy_id: String,
+    /// When it was first revoked, Unix milliseconds.
+    pub revoked_at_ms: i64,
+}
+
+/// The `exp` a policy revocation is recorded with in the change feed: it never
+/// expires (tokens carrying the policy may be signed at any time after it).
+pub const POLICY_REVOCATION_EXPIRES_AT_S: i64 = i64::MAX;
+
 /// A token the registry issued (never the token text).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenRecord {
@@ -804,6 +824,10 @@ pub struct StatusEntry {
     pub actors: Vec<AgentId>,
     /// For a delegated token: its ancestor tokens, whose revocation is its own.
     pub ancestor_jtis: Vec<TokenId>,
+    /// The keys behind the token and its ancestors (the issuer key that signed it or
+    /// its issuer-signed root, the agent keys they are bound to): a key revoked, or
+    /// rotated out past its grace, ends the token as it does at verify.
+    pub keys: Vec<AncestorKey>,
 }
 
 /// Where a token's status is: list and index.
@@ -850,13 +874,16 @@ pub struct StatusListRecord {
     pub created_at_ms: i64,
 }
 
-/// What a status entry depends on: an agent or a token.
+/// What a status entry depends on: an agent, a token or an issuer key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum StatusSubject {
-    /// An agent: its own tokens and every delegated token it acts in.
+    /// An agent: its own tokens, every delegated token it acts in, and every token
+    /// bound to one of its keys.
     Agent(AgentId),
     /// A token: itself and every token delegated from it.
     Token(TokenId),
+    /// An issuer key, by kid: the tokens it signed, and the tokens delegated from them.
+    IssuerKey(String),
 }
 
 /// A published Status List Token (the latest version of a list).
@@ -1422,6 +1449,26 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         audit: &AuditRecord,
     ) -> Result<TokenRecord, StoreError>;
 
+    /// Revokes one of the issuer's consent policies by its `id`, for good: records it
+    /// and appends, in one transaction, the audit entry and a
+    /// [`Change::TokenRevoked`] of [`bonafide_core::token::policy_revocation_id`]
+    /// that never expires ([`POLICY_REVOCATION_EXPIRES_AT_S`]), which is how readers
+    /// learn of it. Revoking twice returns the first revocation unchanged and appends
+    /// nothing. `NotFound` if the issuer does not exist.
+    async fn revoke_policy(
+        &self,
+        issuer: &IssuerId,
+        policy_id: &str,
+        now_ms: i64,
+        audit: &AuditRecord,
+    ) -> Result<PolicyRevocation, StoreError>;
+    /// The issuer's revocation of this policy id, if it revoked it.
+    async fn policy_revocation(
+        &self,
+        issuer: &IssuerId,
+        policy_id: &str,
+    ) -> Result<Option<PolicyRevocation>, StoreError>;
+
     // ---- issuer keys (self-custody)
     /// Registers an issuer's public key. `Conflict` if the kid is registered already
     /// (by any issuer); `NotFound` if the issuer does not exist.
@@ -1595,6 +1642,29 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// audit entries stay: the decision remains provable, only the stored receipt goes.
     /// In chunks, each its own short write, so decisions keep committing meanwhile.
     async fn purge_receipts(&self, before_ms: i64) -> Result<u64, StoreError>;
+
+    // ---- AIM SDK verifications (crate::sdk_verifications)
+
+    /// Records a verification made through AIM's SDK surface.
+    async fn record_sdk_verification(&self, v: &NewSdkVerification) -> Result<(), StoreError>;
+    /// The verification whose id hashes to `id_sha256`, with its reports.
+    async fn sdk_verification(
+        &self,
+        id_sha256: &[u8; 32],
+    ) -> Result<Option<SdkVerification>, StoreError>;
+    /// Records a report about a verification unless one of its kind exists: a retry of
+    /// the same `body` is [`ReportOutcome::AlreadyRecorded`], a different one a
+    /// [`ReportOutcome::Conflict`] (the first stays).
+    async fn report_sdk_verification(
+        &self,
+        id_sha256: &[u8; 32],
+        kind: SdkReportKind,
+        body: &str,
+        at_ms: i64,
+    ) -> Result<ReportOutcome, StoreError>;
+    /// Deletes verifications (and their reports) made before `before_ms`; how many. Their
+    /// audit entries stay. Kept as long as receipts are.
+    async fn purge_sdk_verifications(&self, before_ms: i64) -> Result<u64, StoreError>;
 
     // ---- status lists (draft-ietf-oauth-status-list)
     /// Gives `entry` a slot in the newest list of `shape` less than half full (a new

@@ -69,6 +69,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Connection, Postgres, QueryBuilder, Transaction};
 
 use crate::ConflictKind;
+use crate::PolicyRevocation;
 use crate::accounts::{
     InvitationRow, MembershipRow, OrgRow, PersonRow, RefreshRow, SecurityEventRow, SessionRow,
     person_columns, session_columns,
@@ -89,6 +90,7 @@ use crate::{
     Invitation, Membership, NewRefresh, Organisation, Owned, Person, RefreshRecord, Role, Rotation,
     SecurityEvent, Session, Throttle,
 };
+use crate::{NewSdkVerification, ReportOutcome, SdkReportKind, SdkVerification};
 use bonafide_core::ids::{OrgId, PersonId, SessionId};
 
 /// Largest page `list_agents` returns, whatever the caller asks.
@@ -1344,6 +1346,73 @@ impl Store for PostgresStore {
         row.into_record()
     }
 
+    async fn revoke_policy(
+        &self,
+        issuer: &IssuerId,
+        policy_id: &str,
+        now_ms: i64,
+        audit: &AuditRecord,
+    ) -> Result<PolicyRevocation, StoreError> {
+        let row = in_write_tx!(self, |tx| {
+            let log = log::lock(&mut *tx).await?;
+            // First time only: a second revocation keeps the first row and appends
+            // nothing. The issuer foreign key refuses an unknown issuer (`NotFound`).
+            let inserted = sqlx::query(
+                "INSERT INTO revoked_policies (issuer_id, policy_id, revoked_at_ms) \
+                 VALUES ($1, $2, $3) ON CONFLICT (issuer_id, policy_id) DO NOTHING",
+            )
+            .bind(issuer.as_str())
+            .bind(policy_id)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+            let row = sqlx::query_as::<_, PolicyRevocationRow>(
+                "SELECT issuer_id, policy_id, revoked_at_ms FROM revoked_policies \
+                 WHERE issuer_id = $1 AND policy_id = $2",
+            )
+            .bind(issuer.as_str())
+            .bind(policy_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .ok_or(StoreError::NotFound)?;
+            // Readers learn of it as a token revocation of the policy's revocation id,
+            // which every token carrying the policy is checked against.
+            let changes = if inserted > 0 {
+                vec![Change::TokenRevoked {
+                    jti: bonafide_core::token::policy_revocation_id(issuer, policy_id),
+                    expires_at_s: crate::POLICY_REVOCATION_EXPIRES_AT_S,
+                }]
+            } else {
+                Vec::new()
+            };
+            log.append(&mut *tx, audited(inserted > 0, audit), &changes)
+                .await?;
+            Ok(row)
+        })?;
+        row.into_record()
+    }
+
+    async fn policy_revocation(
+        &self,
+        issuer: &IssuerId,
+        policy_id: &str,
+    ) -> Result<Option<PolicyRevocation>, StoreError> {
+        sqlx::query_as::<_, PolicyRevocationRow>(
+            "SELECT issuer_id, policy_id, revoked_at_ms FROM revoked_policies \
+             WHERE issuer_id = $1 AND policy_id = $2",
+        )
+        .bind(issuer.as_str())
+        .bind(policy_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?
+        .map(PolicyRevocationRow::into_record)
+        .transpose()
+    }
+
     async fn add_issuer_key(&self, key: &IssuerKey, audit: &AuditRecord) -> Result<(), StoreError> {
         in_write_tx!(self, |tx| {
             let log = log::lock(&mut *tx).await?;
@@ -2169,9 +2238,12 @@ impl Store for PostgresStore {
         subject: &StatusSubject,
         live_after_s: i64,
     ) -> Result<Vec<StatusEntryRow>, StoreError> {
+        // An issuer key is found through `status_chain` only (no column names it): its
+        // own-column branch compares with NULL, which matches nothing.
         let (own, id) = match subject {
             StatusSubject::Agent(a) => ("e.agent_id", a.as_str()),
             StatusSubject::Token(t) => ("e.jti", t.as_str()),
+            StatusSubject::IssuerKey(kid) => ("NULL", kid.as_str()),
         };
         sqlx::query_as::<_, StatusEntryDbRow>(safe_sql(format!(
             "SELECT {STATUS_ENTRY_COLUMNS} FROM status_entries e \
@@ -3474,13 +3546,79 @@ impl Store for PostgresStore {
         )
         .await
     }
+
+    async fn record_sdk_verification(&self, v: &NewSdkVerification) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO sdk_verifications (id_sha256, audit_index, agent_id, created_at_ms) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(v.id_sha256.as_slice())
+        .bind(to_i64(v.audit_index)?)
+        .bind(v.agent_id.as_str())
+        .bind(v.created_at_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn sdk_verification(
+        &self,
+        id_sha256: &[u8; 32],
+    ) -> Result<Option<SdkVerification>, StoreError> {
+        sqlx::query_as::<_, rows::SdkVerificationRow>(
+            "SELECT id_sha256, audit_index, agent_id, created_at_ms, result, result_at_ms, \
+             execution, execution_at_ms FROM sdk_verifications WHERE id_sha256 = $1",
+        )
+        .bind(id_sha256.as_slice())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?
+        .map(rows::SdkVerificationRow::into_verification)
+        .transpose()
+    }
+
+    async fn report_sdk_verification(
+        &self,
+        id_sha256: &[u8; 32],
+        kind: SdkReportKind,
+        body: &str,
+        at_ms: i64,
+    ) -> Result<ReportOutcome, StoreError> {
+        let (body_col, at_col) = rows::sdk_report_columns(kind);
+        // One statement: the update happens only while the column is empty, and the
+        // row as it then stands says what became of this report.
+        let row: Option<(bool, Option<String>)> = sqlx::query_as(safe_sql(format!(
+            "WITH set AS (UPDATE sdk_verifications SET {body_col} = $2, {at_col} = $3 \
+             WHERE id_sha256 = $1 AND {body_col} IS NULL RETURNING 1) \
+             SELECT EXISTS (SELECT 1 FROM set), {body_col} FROM sdk_verifications \
+             WHERE id_sha256 = $1"
+        )))
+        .bind(id_sha256.as_slice())
+        .bind(body)
+        .bind(at_ms)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(match row {
+            Some((true, _)) => ReportOutcome::Recorded,
+            Some((false, first)) => crate::sdk_verifications::outcome_of(Some(first), body),
+            None => ReportOutcome::UnknownVerification,
+        })
+    }
+
+    async fn purge_sdk_verifications(&self, before_ms: i64) -> Result<u64, StoreError> {
+        self.purge_in_chunks(
+            "DELETE FROM sdk_verifications WHERE id_sha256 IN \
+             (SELECT id_sha256 FROM sdk_verifications WHERE created_at_ms < $1 \
+              ORDER BY created_at_ms LIMIT $2)",
+            before_ms,
+        )
+        .await
+    }
 }
 
 impl PostgresStore {
-    /// Runs `delete` (binding a time and [`PURGE_CHUNK`]) until it deletes less than a
-    /// chunk, one autocommitted statement each: no long transaction, and no log head
-    /// (a decision replaying a key being purged simply misses it, as it would a moment
-    /// later; a receipt row is read by id only). How many went.
     /// A one-row key table ([`crate::SINGLE_KEY_TABLES`]): the stored key, or
     /// `candidate` stored now if there is none.
     async fn single_key(
@@ -3512,6 +3650,10 @@ impl PostgresStore {
         })
     }
 
+    /// Runs `delete` (binding a time and [`PURGE_CHUNK`]) until it deletes less than a
+    /// chunk, one autocommitted statement each: no long transaction, and no log head
+    /// (a decision replaying a key being purged simply misses it, as it would a moment
+    /// later; a receipt row is read by id only). How many went.
     async fn purge_in_chunks(
         &self,
         delete: &'static str,

@@ -110,6 +110,23 @@ impl IssuerDomainRow {
 }
 
 #[derive(sqlx::FromRow)]
+pub(crate) struct PolicyRevocationRow {
+    pub(crate) issuer_id: String,
+    pub(crate) policy_id: String,
+    pub(crate) revoked_at_ms: i64,
+}
+
+impl PolicyRevocationRow {
+    pub(crate) fn into_record(self) -> Result<crate::PolicyRevocation, StoreError> {
+        Ok(crate::PolicyRevocation {
+            issuer_id: parse_id(&self.issuer_id, "issuer id")?,
+            policy_id: self.policy_id,
+            revoked_at_ms: self.revoked_at_ms,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
 pub(crate) struct IssuerRow {
     pub(crate) id: String,
     pub(crate) name: String,
@@ -495,12 +512,15 @@ pub(crate) const STATUS_ENTRY_COLUMNS: &str = "e.seq, e.list_id, e.idx, e.jti, e
 pub(crate) struct StoredChain {
     pub(crate) actors: Vec<String>,
     pub(crate) ancestor_jtis: Vec<String>,
+    /// Absent in entries written before keys were recorded (none was).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) keys: Vec<crate::AncestorKey>,
 }
 
 impl StoredChain {
     /// The chain's JSON text, `None` for a token without one.
     pub(crate) fn encode(entry: &crate::StatusEntry) -> Result<Option<String>, StoreError> {
-        if entry.actors.is_empty() && entry.ancestor_jtis.is_empty() {
+        if entry.actors.is_empty() && entry.ancestor_jtis.is_empty() && entry.keys.is_empty() {
             return Ok(None);
         }
         let chain = StoredChain {
@@ -510,13 +530,15 @@ impl StoredChain {
                 .iter()
                 .map(ToString::to_string)
                 .collect(),
+            keys: entry.keys.clone(),
         };
         serde_json::to_string(&chain)
             .map(Some)
             .map_err(|e| StoreError::Backend(format!("cannot encode a status chain: {e}")))
     }
 
-    /// The `status_chain` subjects of an entry: every actor and ancestor token.
+    /// The `status_chain` subjects of an entry: every actor and ancestor token, every
+    /// issuer key behind it and every agent whose key it is bound to.
     pub(crate) fn subjects(entry: &crate::StatusEntry) -> Vec<String> {
         let actors = entry
             .actors
@@ -526,7 +548,18 @@ impl StoredChain {
             .ancestor_jtis
             .iter()
             .map(|j| subject_key(&crate::StatusSubject::Token(j.clone())));
-        let mut all: Vec<String> = actors.chain(tokens).collect();
+        let keys = entry.keys.iter().flat_map(|k| {
+            let issuer_key = k
+                .issuer_kid
+                .as_ref()
+                .map(|kid| subject_key(&crate::StatusSubject::IssuerKey(kid.clone())));
+            let holder = k
+                .jkt
+                .as_ref()
+                .map(|_| subject_key(&crate::StatusSubject::Agent(k.agent.clone())));
+            issuer_key.into_iter().chain(holder)
+        });
+        let mut all: Vec<String> = actors.chain(tokens).chain(keys).collect();
         all.sort();
         all.dedup();
         all
@@ -538,13 +571,14 @@ pub(crate) fn subject_key(subject: &crate::StatusSubject) -> String {
     match subject {
         crate::StatusSubject::Agent(a) => format!("agent:{a}"),
         crate::StatusSubject::Token(t) => format!("token:{t}"),
+        crate::StatusSubject::IssuerKey(kid) => format!("issuer_key:{kid}"),
     }
 }
 
 impl StatusEntryDbRow {
     pub(crate) fn into_row(self) -> Result<crate::StatusEntryRow, StoreError> {
-        let (actors, ancestor_jtis) = match self.chain.as_deref() {
-            None => (Vec::new(), Vec::new()),
+        let (actors, ancestor_jtis, keys) = match self.chain.as_deref() {
+            None => (Vec::new(), Vec::new(), Vec::new()),
             Some(text) => {
                 let chain: StoredChain =
                     serde_json::from_str(text).map_err(|_| corrupt("status chain"))?;
@@ -559,6 +593,7 @@ impl StatusEntryDbRow {
                         .iter()
                         .map(|j| parse_id(j, "token id"))
                         .collect::<Result<_, _>>()?,
+                    chain.keys,
                 )
             }
         };
@@ -575,6 +610,7 @@ impl StatusEntryDbRow {
                 expires_at_s: self.expires_at_s,
                 actors,
                 ancestor_jtis,
+                keys,
             },
             created_at_ms: self.created_at_ms,
         })
@@ -655,5 +691,51 @@ pub(crate) fn same_token_slot(
         status_slot(list_id, idx)
     } else {
         Err(StoreError::Conflict(crate::ConflictKind::IdTaken))
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct SdkVerificationRow {
+    pub(crate) id_sha256: Vec<u8>,
+    pub(crate) audit_index: i64,
+    pub(crate) agent_id: String,
+    pub(crate) created_at_ms: i64,
+    pub(crate) result: Option<String>,
+    pub(crate) result_at_ms: Option<i64>,
+    pub(crate) execution: Option<String>,
+    pub(crate) execution_at_ms: Option<i64>,
+}
+
+impl SdkVerificationRow {
+    pub(crate) fn into_verification(self) -> Result<crate::SdkVerification, StoreError> {
+        let report = |body: Option<String>, at_ms: Option<i64>, what: &str| match (body, at_ms) {
+            (Some(body), Some(at_ms)) => Ok(Some(crate::SdkReport { body, at_ms })),
+            (None, None) => Ok(None),
+            _ => Err(corrupt(what)),
+        };
+        Ok(crate::SdkVerification {
+            record: crate::NewSdkVerification {
+                id_sha256: <[u8; 32]>::try_from(self.id_sha256.as_slice())
+                    .map_err(|_| corrupt("sdk verification id"))?,
+                audit_index: u64::try_from(self.audit_index)
+                    .map_err(|_| corrupt("sdk verification audit index"))?,
+                agent_id: parse_id(&self.agent_id, "sdk verification agent")?,
+                created_at_ms: self.created_at_ms,
+            },
+            result: report(self.result, self.result_at_ms, "sdk verification result")?,
+            execution: report(
+                self.execution,
+                self.execution_at_ms,
+                "sdk verification execution status",
+            )?,
+        })
+    }
+}
+
+/// The columns of a report kind (static text: never from a request).
+pub(crate) fn sdk_report_columns(kind: crate::SdkReportKind) -> (&'static str, &'static str) {
+    match kind {
+        crate::SdkReportKind::Result => ("result", "result_at_ms"),
+        crate::SdkReportKind::Execution => ("execution", "execution_at_ms"),
     }
 }

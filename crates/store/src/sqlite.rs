@@ -52,15 +52,16 @@ use crate::{
     Agent, AgentKey, AgentStatus, ApiKeyRecord, AuditRecord, AuditRow, BudgetKey, Change,
     ChangeFeed, ChangePosition, CheckpointRecord, Cursor, DecisionItem, DecisionOutcome,
     DelegationRecord, IdempotencyClaim, Issuer, IssuerKey, KeyState, ListShape, LogKeyRecord,
-    NonceClaim, Page, PrivateKeySlot, PublishedStatusList, ReceiptKeyRecord, ReceiptRecord,
-    Receiver, Reseal, Revocations, SigningKeyRecord, StatusEntry, StatusEntryRow, StatusListRecord,
-    StatusSlot, StatusSubject, Store, StoreError, TokenRecord,
+    NonceClaim, Page, PolicyRevocation, PrivateKeySlot, PublishedStatusList, ReceiptKeyRecord,
+    ReceiptRecord, Receiver, Reseal, Revocations, SigningKeyRecord, StatusEntry, StatusEntryRow,
+    StatusListRecord, StatusSlot, StatusSubject, Store, StoreError, TokenRecord,
 };
 use crate::{EventAck, Webhook, WebhookFailure};
 use crate::{
     Invitation, Membership, NewRefresh, Organisation, Owned, Person, RefreshRecord, Role, Rotation,
     SecurityEvent, Session, Throttle,
 };
+use crate::{NewSdkVerification, ReportOutcome, SdkReportKind, SdkVerification};
 use bonafide_core::ids::{OrgId, PersonId, SessionId};
 
 /// Name of the database file inside the data directory.
@@ -1282,6 +1283,72 @@ impl Store for SqliteStore {
         row.into_record()
     }
 
+    async fn revoke_policy(
+        &self,
+        issuer: &IssuerId,
+        policy_id: &str,
+        now_ms: i64,
+        audit: &AuditRecord,
+    ) -> Result<PolicyRevocation, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let log = log::lock(&mut *tx).await?;
+        // First time only: a second revocation keeps the first row and appends
+        // nothing. The issuer foreign key refuses an unknown issuer (`NotFound`).
+        let inserted = sqlx::query(
+            "INSERT INTO revoked_policies (issuer_id, policy_id, revoked_at_ms) \
+                 VALUES (?, ?, ?) ON CONFLICT (issuer_id, policy_id) DO NOTHING",
+        )
+        .bind(issuer.as_str())
+        .bind(policy_id)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        let row = sqlx::query_as::<_, PolicyRevocationRow>(
+            "SELECT issuer_id, policy_id, revoked_at_ms FROM revoked_policies \
+                 WHERE issuer_id = ? AND policy_id = ?",
+        )
+        .bind(issuer.as_str())
+        .bind(policy_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .ok_or(StoreError::NotFound)?;
+        // Readers learn of it as a token revocation of the policy's revocation id,
+        // which every token carrying the policy is checked against.
+        let changes = if inserted > 0 {
+            vec![Change::TokenRevoked {
+                jti: bonafide_core::token::policy_revocation_id(issuer, policy_id),
+                expires_at_s: crate::POLICY_REVOCATION_EXPIRES_AT_S,
+            }]
+        } else {
+            Vec::new()
+        };
+        log.append(&mut *tx, audited(inserted > 0, audit), &changes)
+            .await?;
+        tx.commit().await.map_err(db_err)?;
+        row.into_record()
+    }
+
+    async fn policy_revocation(
+        &self,
+        issuer: &IssuerId,
+        policy_id: &str,
+    ) -> Result<Option<PolicyRevocation>, StoreError> {
+        sqlx::query_as::<_, PolicyRevocationRow>(
+            "SELECT issuer_id, policy_id, revoked_at_ms FROM revoked_policies \
+             WHERE issuer_id = ? AND policy_id = ?",
+        )
+        .bind(issuer.as_str())
+        .bind(policy_id)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db_err)?
+        .map(PolicyRevocationRow::into_record)
+        .transpose()
+    }
+
     async fn add_issuer_key(&self, key: &IssuerKey, audit: &AuditRecord) -> Result<(), StoreError> {
         let mut tx = self.write_tx().await?;
         let log = log::lock(&mut *tx).await?;
@@ -2126,9 +2193,12 @@ impl Store for SqliteStore {
         subject: &StatusSubject,
         live_after_s: i64,
     ) -> Result<Vec<StatusEntryRow>, StoreError> {
+        // An issuer key is found through `status_chain` only (no column names it): its
+        // own-column branch compares with NULL, which matches nothing.
         let (own, id) = match subject {
             StatusSubject::Agent(a) => ("e.agent_id", a.as_str()),
             StatusSubject::Token(t) => ("e.jti", t.as_str()),
+            StatusSubject::IssuerKey(kid) => ("NULL", kid.as_str()),
         };
         sqlx::query_as::<_, StatusEntryDbRow>(safe_sql(format!(
             "SELECT {STATUS_ENTRY_COLUMNS} FROM status_entries e \
@@ -3362,12 +3432,87 @@ impl Store for SqliteStore {
         )
         .await
     }
+
+    async fn record_sdk_verification(&self, v: &NewSdkVerification) -> Result<(), StoreError> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query(
+            "INSERT INTO sdk_verifications (id_sha256, audit_index, agent_id, created_at_ms) \
+             VALUES (?1, ?2, ?3, ?4)",
+        )
+        .bind(v.id_sha256.as_slice())
+        .bind(to_i64(v.audit_index)?)
+        .bind(v.agent_id.as_str())
+        .bind(v.created_at_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn sdk_verification(
+        &self,
+        id_sha256: &[u8; 32],
+    ) -> Result<Option<SdkVerification>, StoreError> {
+        sqlx::query_as::<_, rows::SdkVerificationRow>(
+            "SELECT id_sha256, audit_index, agent_id, created_at_ms, result, result_at_ms, \
+             execution, execution_at_ms FROM sdk_verifications WHERE id_sha256 = ?",
+        )
+        .bind(id_sha256.as_slice())
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db_err)?
+        .map(rows::SdkVerificationRow::into_verification)
+        .transpose()
+    }
+
+    async fn report_sdk_verification(
+        &self,
+        id_sha256: &[u8; 32],
+        kind: SdkReportKind,
+        body: &str,
+        at_ms: i64,
+    ) -> Result<ReportOutcome, StoreError> {
+        let (body_col, at_col) = rows::sdk_report_columns(kind);
+        let mut tx = self.write_tx().await?;
+        let set = sqlx::query(safe_sql(format!(
+            "UPDATE sdk_verifications SET {body_col} = ?2, {at_col} = ?3 \
+             WHERE id_sha256 = ?1 AND {body_col} IS NULL"
+        )))
+        .bind(id_sha256.as_slice())
+        .bind(body)
+        .bind(at_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let outcome = if set.rows_affected() > 0 {
+            ReportOutcome::Recorded
+        } else {
+            let first: Option<(Option<String>,)> = sqlx::query_as(safe_sql(format!(
+                "SELECT {body_col} FROM sdk_verifications WHERE id_sha256 = ?1"
+            )))
+            .bind(id_sha256.as_slice())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            crate::sdk_verifications::outcome_of(first.map(|(b,)| b), body)
+        };
+        tx.commit().await.map_err(db_err)?;
+        Ok(outcome)
+    }
+
+    async fn purge_sdk_verifications(&self, before_ms: i64) -> Result<u64, StoreError> {
+        self.purge_in_chunks(
+            "DELETE FROM sdk_verifications WHERE id_sha256 IN \
+             (SELECT id_sha256 FROM sdk_verifications WHERE created_at_ms < ? \
+              ORDER BY created_at_ms LIMIT ?)",
+            before_ms,
+        )
+        .await
+    }
 }
 
 impl SqliteStore {
-    /// Runs `delete` (binding a time and [`PURGE_CHUNK`]) until it deletes less than a
-    /// chunk, one short transaction each: the single writer is never held for long,
-    /// so verifies keep committing while a day's records are purged. How many went.
     /// A one-row key table ([`crate::SINGLE_KEY_TABLES`]): the stored key, or
     /// `candidate` stored now if there is none.
     async fn single_key(
@@ -3399,6 +3544,9 @@ impl SqliteStore {
         })
     }
 
+    /// Runs `delete` (binding a time and [`PURGE_CHUNK`]) until it deletes less than a
+    /// chunk, one short transaction each: the single writer is never held for long,
+    /// so verifies keep committing while a day's records are purged. How many went.
     async fn purge_in_chunks(
         &self,
         delete: &'static str,

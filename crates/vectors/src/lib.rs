@@ -11,8 +11,13 @@
 
 use std::path::{Path, PathBuf};
 
+mod delegation;
 mod dpop;
+mod httpsig;
 mod policies;
+mod receipts;
+mod replays;
+mod status_lists;
 mod tokens;
 
 /// Something went wrong making a vector: a bug in the generator or a disagreement
@@ -63,7 +68,15 @@ pub fn repo_root() -> PathBuf {
 
 /// Every vector file, in a fixed order.
 pub fn generate() -> Result<Vec<VectorFile>, VectorError> {
-    let mut files = vec![tokens::file()?, dpop::file()?];
+    let mut files = vec![
+        tokens::file()?,
+        dpop::file()?,
+        httpsig::file()?,
+        replays::file()?,
+        delegation::file()?,
+        status_lists::file()?,
+        receipts::file()?,
+    ];
     files.extend(policies::files(&repo_root())?);
     Ok(files)
 }
@@ -114,4 +127,97 @@ pub(crate) fn raw_jws(
     out.push('.');
     out.push_str(&b64::encode(&sig));
     Ok(out)
+}
+
+/// A compact JWS over header and payload given as exact JSON text (to carry what a
+/// JSON serialiser would not write: a duplicate member, a chosen order), signed by
+/// `key`.
+pub(crate) fn raw_jws_text(
+    key: &bonafide_core::keys::SigningKey,
+    header: &str,
+    payload: &str,
+    case: &str,
+) -> Result<String, VectorError> {
+    use bonafide_core::b64;
+    let mut out = b64::encode(header.as_bytes());
+    out.push('.');
+    out.push_str(&b64::encode(payload.as_bytes()));
+    let sig = key.sign(out.as_bytes()).map_err(|e| VectorError::Build {
+        case: case.to_owned(),
+        message: e.to_string(),
+    })?;
+    out.push('.');
+    out.push_str(&b64::encode(&sig));
+    Ok(out)
+}
+
+/// The public JWK of `key` as JSON (`kty`, `crv`, `x`, `kid` …).
+pub(crate) fn public_jwk(
+    key: &bonafide_core::keys::SigningKey,
+) -> Result<serde_json::Value, VectorError> {
+    serde_json::to_value(key.verifying_key().jwk()).map_err(|e| VectorError::Build {
+        case: format!("jwk {}", key.kid()),
+        message: e.to_string(),
+    })
+}
+
+/// The private JWK of an Ed25519 key made by [`ed25519`] (RFC 8037 §2: `d` is the
+/// 32-byte seed, base64url), for vectors where an implementation must sign.
+pub(crate) fn private_jwk(
+    key: &bonafide_core::keys::SigningKey,
+) -> Result<serde_json::Value, VectorError> {
+    let mut jwk = public_jwk(key)?;
+    let seed = key.ed25519_seed().ok_or_else(|| VectorError::Build {
+        case: format!("jwk {}", key.kid()),
+        message: "not an Ed25519 key".into(),
+    })?;
+    jwk["d"] = serde_json::Value::from(bonafide_core::b64::encode(&seed));
+    Ok(jwk)
+}
+
+/// The vectors' registry: `iss` of its agent tokens, whose key is seed 1 (`jwks` of
+/// `tokens.json`).
+pub(crate) const REGISTRY: &str = "https://registry.example";
+
+/// A real agent token of the vectors' registry bound to the agent key whose RFC 7638
+/// thumbprint is `jkt` (`cnf.jkt`), valid from `now − 10` to `now + 3600`: the token a
+/// DPoP proof or message signature accompanies, so that a receiver can run those
+/// vectors end to end (token, then proof). Returned with the registry's JWKS; checked
+/// with the core before it is used.
+pub(crate) fn bound_token(
+    jkt: &str,
+    jti_seed: u8,
+    now: i64,
+    case: &str,
+) -> Result<(String, bonafide_core::keys::Jwks), VectorError> {
+    use bonafide_core::keys::VerifyingKey;
+    use bonafide_core::token::{self, KeySet, VerifyOptions};
+    let build = |message: String| VectorError::Build {
+        case: case.to_owned(),
+        message,
+    };
+    let registry = ed25519(1)?;
+    let claims = serde_json::json!({
+        "iss": REGISTRY,
+        "sub": "agt_aaaaaaaaaaaaaaaaaaaaaaaaaa",
+        "iat": now - 10,
+        "exp": now + 3600,
+        "jti": bonafide_core::ids::TokenId::from_random([jti_seed; 16]).as_str(),
+        "agent": {"name": "PortfolioBot", "issuer": "apexwealth.example", "scopes": ["payments:write"]},
+        "cnf": {"jkt": jkt},
+    });
+    let claims = serde_json::from_value(claims).map_err(|e| build(e.to_string()))?;
+    let text = token::sign(&registry, &claims).map_err(|e| build(e.to_string()))?;
+    let mut keys = KeySet::new();
+    keys.insert(
+        VerifyingKey::from_jwk(registry.verifying_key().jwk()).map_err(|e| build(e.to_string()))?,
+    );
+    let verified = token::verify(&text, &keys, &VerifyOptions::for_issuer(REGISTRY), now)
+        .map_err(|e| build(format!("the bound token does not verify: {e}")))?;
+    if verified.claims.cnf.as_ref().map(|c| c.jkt.as_str()) != Some(jkt) {
+        return Err(build(
+            "the bound token is not bound to the agent key".into(),
+        ));
+    }
+    Ok((text, keys.to_jwks()))
 }

@@ -151,6 +151,10 @@ fn aim_sdk_agents_run_only_what_their_issuer_granted_and_every_decision_is_audit
         serde_json::json!(["orders:read"]),
         "{before}"
     );
+    // The SDK's reports after each call were taken (200), not 404s it swallows.
+    let reports = before["reports"].as_array().unwrap();
+    assert!(reports.iter().any(|r| r[0] == "result"), "{before}");
+    assert!(reports.iter().all(|r| r[1] == 200), "{before}");
 
     let out = run(&s.url, Some(&issuer), &["revoke", "--agent", &agent_id]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));

@@ -150,6 +150,10 @@ async fn a_sqlite_registry_moves_to_postgres_whole() {
         ),
         ("Revoked", None),
         ("Third", None),
+        (
+            "Policy revoked",
+            Some(json!({"version": "pol.v0.2", "id": "pol_gone", "actions": ["payments.send"]})),
+        ),
     ] {
         let mut body =
             json!({"name": name, "scopes": ["payments:write"], "user": "did:example:alice"});
@@ -186,6 +190,14 @@ async fn a_sqlite_registry_moves_to_postgres_whole() {
     )
     .await;
     assert_eq!(status, 200, "{v}");
+    let (status, policy_revoked) = call(
+        "POST",
+        &format!("{old}/v1/policies/revoke"),
+        Some(&issuer_key),
+        Some(&json!({"policy_id": "pol_gone"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{policy_revoked}");
     let (_, discovery) = call(
         "GET",
         &format!("{old}/.well-known/bonafide-configuration"),
@@ -319,6 +331,26 @@ async fn a_sqlite_registry_moves_to_postgres_whole() {
         json!(false),
         "the revoked agent stays revoked: {v}"
     );
+    // The revoked policy too, and its first revocation time moved with it.
+    let (status, v) = call(
+        "POST",
+        &format!("{new}/v1/verify"),
+        Some(&receiver_key),
+        Some(&json!({"token": agents[3].1})),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["error"]["code"], "TOKEN_REVOKED", "{v}");
+    assert_eq!(v["reasons"][1], "POLICY_REVOKED", "{v}");
+    let (status, again) = call(
+        "POST",
+        &format!("{new}/v1/policies/revoke"),
+        Some(&issuer_key),
+        Some(&json!({"policy_id": "pol_gone"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["revoked_at"], policy_revoked["revoked_at"], "{again}");
     let (status, v) = call(
         "POST",
         &format!("{new}/v1/verify"),

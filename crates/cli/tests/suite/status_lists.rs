@@ -363,3 +363,171 @@ fn token_sign_gets_a_slot_and_audit_verify_catches_a_split_view() {
     assert_exit(&out, 1);
     assert!(text(&out).contains("does not verify"), "{}", text(&out));
 }
+
+#[test]
+fn revoke_by_policy_refuses_its_tokens_and_flips_their_slots() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let srv = serve(data.path(), &[]);
+    let admin = srv.admin_printed.clone().unwrap();
+    let out = run(
+        &srv.url,
+        Some(&admin),
+        &["issuer", "create", "--name", "policies.example", "--json"],
+    );
+    assert_exit(&out, 0);
+    let v = json_of(&out);
+    let (issuer_key, issuer) = (
+        v["api_key"].as_str().unwrap().to_owned(),
+        v["issuer_id"].as_str().unwrap().to_owned(),
+    );
+    let out = run(
+        &srv.url,
+        Some(&issuer_key),
+        &[
+            "agent", "register", "--name", "Bot", "--scope", "read:x", "--json",
+        ],
+    );
+    assert_exit(&out, 0);
+    let agent = json_of(&out)["agent_id"].as_str().unwrap().to_owned();
+    let key = dir.path().join("k.pem");
+    let k = key.to_str().unwrap();
+    assert_exit(
+        &run(
+            &srv.url,
+            None,
+            &["keys", "generate", "--alg", "EdDSA", "--out", k],
+        ),
+        0,
+    );
+    assert_exit(
+        &run(
+            &srv.url,
+            Some(&issuer_key),
+            &["issuer-key", "add", &format!("{k}.pub.jwk")],
+        ),
+        0,
+    );
+    let policy_file = |id: &str| {
+        let file = dir.path().join(format!("{id}.json"));
+        std::fs::write(
+            &file,
+            serde_json::json!({"version": "pol.v0.2", "id": id, "actions": ["read:x"]}).to_string(),
+        )
+        .unwrap();
+        file
+    };
+    let (revoked_file, kept_file) = (policy_file("pol_cli_1"), policy_file("pol_cli_2"));
+    let sign = |policy: &Path| {
+        let out = run(
+            &srv.url,
+            Some(&issuer_key),
+            &[
+                "token",
+                "sign",
+                "--key",
+                k,
+                "--issuer",
+                &issuer,
+                "--agent",
+                &agent,
+                "--scope",
+                "read:x",
+                "--ttl",
+                "1h",
+                "--policy",
+                policy.to_str().unwrap(),
+            ],
+        );
+        assert_exit(&out, 0);
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let token = sign(&revoked_file);
+    let kept = sign(&kept_file);
+    let (uri, idx) = slot(&token).expect("a status slot");
+    let (kept_uri, kept_idx) = slot(&kept).expect("a status slot");
+    until_status(&uri, idx, Status::Valid);
+    assert_exit(
+        &run(&srv.url, None, &["verify", &token, "--action", "read:x"]),
+        0,
+    );
+
+    // Refusals first: nothing is revoked by them.
+    for (key, args, needle) in [
+        (Some(issuer_key.as_str()), vec!["--policy", ""], "policy_id"),
+        (
+            Some(issuer_key.as_str()),
+            vec!["--policy", &"x".repeat(129)],
+            "policy_id",
+        ),
+        (None, vec!["--policy", "pol_cli_1"], "BONAFIDE_API_KEY"),
+        (
+            Some(admin.as_str()),
+            vec!["--policy", "pol_cli_1"],
+            "issuer key",
+        ),
+        (
+            Some(issuer_key.as_str()),
+            vec!["--policy", "pol_cli_1", "--reason", "leak"],
+            "--reason",
+        ),
+        (
+            Some(issuer_key.as_str()),
+            vec!["--policy", "pol_cli_1", "--token", &token],
+            "--token",
+        ),
+    ] {
+        let mut argv = vec!["revoke"];
+        argv.extend_from_slice(&args);
+        let out = run(&srv.url, key, &argv);
+        assert_exit(&out, 2);
+        assert!(text(&out).contains(needle), "{args:?}: {}", text(&out));
+    }
+    assert_exit(
+        &run(&srv.url, None, &["verify", &token, "--action", "read:x"]),
+        0,
+    );
+
+    let out = run(
+        &srv.url,
+        Some(&issuer_key),
+        &["revoke", "--policy", "pol_cli_1"],
+    );
+    assert_exit(&out, 0);
+    assert!(
+        text(&out).contains("revoked policy pol_cli_1 at "),
+        "{}",
+        text(&out)
+    );
+    let first = text(&out);
+    let out = run(&srv.url, None, &["verify", &token, "--action", "read:x"]);
+    assert_exit(&out, 1);
+    assert!(text(&out).contains("TOKEN_REVOKED"), "{}", text(&out));
+    assert!(text(&out).contains("POLICY_REVOKED"), "{}", text(&out));
+    // `token sign` gave the slot the policy's id: it flips with the policy.
+    until_status(&uri, idx, Status::Invalid);
+    assert_exit(
+        &run(&srv.url, None, &["verify", &kept, "--action", "read:x"]),
+        0,
+    );
+    let kept_list = fetch(&kept_uri);
+    let claims: StatusListClaims = serde_json::from_value(payload(&kept_list)).unwrap();
+    assert_eq!(
+        StatusList::decode(&claims.status_list)
+            .unwrap()
+            .get(kept_idx)
+            .unwrap(),
+        Status::Valid
+    );
+    // Again, as JSON: the first time kept.
+    let out = run(
+        &srv.url,
+        Some(&issuer_key),
+        &["revoke", "--policy", "pol_cli_1", "--json"],
+    );
+    assert_exit(&out, 0);
+    let again = json_of(&out);
+    assert_eq!(again["policy_id"], "pol_cli_1", "{again}");
+    let at = again["revoked_at"].as_str().unwrap();
+    assert!(first.contains(&format!(" at {at}:")), "{first} / {again}");
+}

@@ -90,6 +90,9 @@
 //! differ from the public ones anyway. Without `public_base_url` the layer accepts
 //! only unbound tokens; bound ones get `PROOF_INVALID`.
 //!
+//! [`Receiver::authenticate`] is all of this without the HTTP response;
+//! [`Receiver::authenticate_at`] the same at a given time.
+//!
 //! What this is not: a body-digest checker
 //! (`content-digest` may be covered by a signature as a header; the body is not
 //! hashed), or a scope/policy authoriser (the handler looks at
@@ -655,13 +658,6 @@ fn presented_token(headers: &HeaderMap) -> Result<Presented<'_>, Rejection> {
     Err(missing())
 }
 
-/// Seconds since the Unix epoch.
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
 /// Authenticates agent requests: the shared state behind [`AgentAuthLayer`]. Cheap
 /// to clone (one `Arc`).
 #[derive(Clone, Debug)]
@@ -854,24 +850,50 @@ impl Receiver {
         AgentAuthLayer::new(self.clone())
     }
 
+    /// The status lists this receiver checks tokens against (offline, when
+    /// [`Config::status_lists`] is set): to hand it a list obtained some other way
+    /// ([`StatusLists::offer`]) or look at its configuration.
+    pub fn status_lists(&self) -> Option<&StatusLists> {
+        self.inner.status.as_ref()
+    }
+
     /// Authenticates one request (what the layer does, without the HTTP response):
-    /// its method, URI (path and query) and headers.
+    /// its method, URI (path and query) and headers, at the system clock's time.
     pub async fn authenticate(
         &self,
         method: &Method,
         uri: &Uri,
         headers: &HeaderMap,
     ) -> Result<VerifiedAgent, Rejection> {
+        self.authenticate_at(method, uri, headers, SystemTime::now())
+            .await
+    }
+
+    /// [`Receiver::authenticate`] as of `now` instead of the system clock: token
+    /// times, proof ages, the replay cache's windows and status-list freshness are
+    /// all judged at `now` (a request replayed from a log, a conformance vector's
+    /// fixed clock). Online, the registry's clock decides and `now` is not used.
+    pub async fn authenticate_at(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        now: SystemTime,
+    ) -> Result<VerifiedAgent, Rejection> {
         let presented = presented_token(headers)?;
         if let Some(client) = &self.inner.online {
             return self.online(client, presented, method, uri, headers).await;
         }
-        let now = unix_now();
+        // Before the epoch counts as the epoch: every token and proof is then in the
+        // future and refused, never accepted.
+        let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let now_ms = i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX);
+        let now = now_ms.div_euclid(1000);
         let claims = self
             .verify_token(presented.token, presented.scheme, now)
             .await?;
         // Step 5 before the proof: a revoked token does not use up its proof.
-        let status = self.check_status(&claims, presented.scheme).await?;
+        let status = self.check_status(&claims, presented.scheme, now_ms).await?;
         let proof = self
             .check_proof(&presented, &claims, method, uri, headers, now)
             .await?;
@@ -888,11 +910,12 @@ impl Receiver {
         &self,
         claims: &AgentClaims,
         scheme: Scheme,
+        now_ms: i64,
     ) -> Result<Option<StatusCheck>, Rejection> {
         let Some(lists) = &self.inner.status else {
             return Ok(None);
         };
-        match lists.check(claims, crate::status::unix_now_ms()).await {
+        match lists.check(claims, now_ms).await {
             Ok(check) => Ok(Some(check)),
             Err(StatusError::Refused(e)) => Err(Rejection::token(scheme, &e)),
             Err(e) if e.is_refusal() => Err(Rejection::unauthorized(

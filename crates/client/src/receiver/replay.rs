@@ -89,10 +89,12 @@ impl ReplayCache {
         {
             return Err(ReplayError::Replay);
         }
-        // Sweep expired entries when the shard is half full, at most once a second,
-        // and always before refusing for lack of room.
+        // Sweep expired entries when the shard is half full, at most once a second:
+        // a second sweep within the same second can free nothing the first did not
+        // (entries added since are live until at least `now`), and sweeping on every
+        // claim of a full shard would let a flood of proofs cost a full scan each.
         let len = shard.seen.len();
-        if (len >= self.per_shard / 2 && shard.last_sweep < now) || len >= self.per_shard {
+        if len >= self.per_shard / 2 && shard.last_sweep < now {
             shard.seen.retain(|_, until| *until >= now);
             shard.last_sweep = now;
         }

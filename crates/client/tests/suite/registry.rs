@@ -308,3 +308,53 @@ async fn offline_and_online_against_the_real_registry() {
         assert_eq!(v["proof"], "bearer");
     }
 }
+
+/// `Client::receipt`: the receipt of a real verify decision, fetched by the agent's
+/// issuer and verified with the registry's receipt JWKS, is the receipt of the
+/// request sent and of no other; an id that is not one is refused unsent.
+#[tokio::test]
+async fn a_verify_receipt_is_fetched_verified_and_bound_to_its_request() {
+    use bonafide_client::receipts::ReceiptCheckError;
+    use bonafide_client::{Client, ClientError, VerifyRequest};
+    use bonafide_core::receipt::ReceiptError;
+    let r = Registry::start().await;
+    let issuer = r.issuer().await;
+    let (agent_id, token) = r.agent_of(&issuer).await;
+    let client = Client::new(&r.base, Some(issuer)).unwrap();
+    let req = VerifyRequest {
+        token,
+        scopes: vec!["read:portfolio".into()],
+        ..VerifyRequest::default()
+    };
+    let answer = client.verify_request(&req).await.unwrap();
+    assert!(answer.valid && answer.allowed);
+    let id = answer.receipt_id.expect("a receipt");
+    let (jws, receipt) = client.receipt(&id).await.unwrap();
+    assert_eq!(receipt.claims.receipt_id.as_str(), id);
+    assert_eq!(
+        receipt.claims.agent_id.as_ref().map(|a| a.as_str()),
+        Some(agent_id.as_str())
+    );
+    let body = serde_json::to_vec(&req).unwrap();
+    let facts = receipt.check_request(&body).unwrap();
+    assert_eq!(facts.sha256_hex(), receipt.claims.request_sha256);
+    // Another request (wider scopes): not this receipt's.
+    let other = VerifyRequest {
+        scopes: vec!["read:portfolio".into(), "payments:write".into()],
+        ..req.clone()
+    };
+    let e = receipt
+        .check_request(&serde_json::to_vec(&other).unwrap())
+        .unwrap_err();
+    assert!(matches!(e, ReceiptError::RequestMismatch { .. }), "{e:?}");
+    // The `jws` kept verifies offline with the receipt keys, not the token keys.
+    let receipt_keys = client.receipt_jwks().await.unwrap();
+    assert!(bonafide_client::receipts::verify(&jws, &receipt_keys).is_ok());
+    let token_keys = client.jwks().await.unwrap();
+    assert!(bonafide_client::receipts::verify(&jws, &token_keys).is_err());
+    let e = client.receipt("../v1/agents").await.unwrap_err();
+    assert!(
+        matches!(e, ClientError::Receipt(ReceiptCheckError::InvalidId(_))),
+        "{e:?}"
+    );
+}

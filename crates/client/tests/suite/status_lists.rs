@@ -703,3 +703,81 @@ async fn a_list_confirmed_by_304s_but_never_resigned_goes_stale() {
     assert_eq!(e.code(), "STATUS_LIST_STALE", "{e}");
     assert!(fx.not_modified.load(Ordering::SeqCst) >= 2);
 }
+
+/// A list as the fixture would publish it, signed by `signer`, as of `iat_ms`.
+fn signed_list(fx: &Fixture, version: u64, signer: &SigningKey, iat_ms: i64) -> String {
+    let p = fx.published.lock().unwrap();
+    let mut extra = serde_json::Map::new();
+    extra.insert("version".into(), json!(version));
+    let iat = iat_ms / 1000;
+    let claims = StatusListClaims {
+        iss: Some(fx.base.clone()),
+        sub: fx.uri(),
+        iat,
+        exp: Some(iat + 86_400),
+        ttl: Some(p.ttl),
+        status_list: p.list.encode(),
+        extra,
+    };
+    status_list::sign(signer, &claims).unwrap()
+}
+
+/// A list handed to the cache (`StatusLists::offer`) is verified as a fetched one and
+/// then used as one: no fetch within its ttl; an older version, a forged list or an
+/// untrusted URI is refused, and a refused offer holds back fetching for
+/// `min_refetch` exactly as a fetch that brought it would.
+#[tokio::test]
+async fn an_offered_list_is_verified_and_used_as_a_fetched_one() {
+    let fx = Fixture::start().await;
+    let t0 = now_s() * 1000;
+    fx.set(3, Status::Invalid);
+    let cache = lists(&fx, |c| c);
+    let v2 = signed_list(&fx, 2, &fx.list_key, t0);
+    let list = cache.offer(&fx.uri(), &v2, t0).await.unwrap();
+    assert_eq!(list.get(3).unwrap(), Status::Invalid);
+    let (_, revoked) = fx.token(3);
+    let (_, valid) = fx.token(4);
+    let e = cache.check(&revoked, t0).await.unwrap_err();
+    assert_eq!(e.code(), "TOKEN_REVOKED");
+    assert!(matches!(
+        cache.check(&valid, t0 + 1_000).await.unwrap(),
+        StatusCheck::Valid {
+            version: Some(2),
+            ..
+        }
+    ));
+    assert_eq!(fx.fetches(), 0, "an offered list is not fetched again");
+    // An older version is refused; the newer one stays.
+    let v1 = signed_list(&fx, 1, &fx.list_key, t0);
+    let e = cache.offer(&fx.uri(), &v1, t0).await.unwrap_err();
+    assert!(matches!(e, StatusError::Invalid { .. }), "{e:?}");
+    assert!(e.to_string().contains("older"), "{e}");
+    assert!(matches!(
+        cache.check(&valid, t0).await.unwrap(),
+        StatusCheck::Valid {
+            version: Some(2),
+            ..
+        }
+    ));
+    // A URI outside the trusted prefix: refused before anything else.
+    let e = cache
+        .offer("https://elsewhere.example/v1/status-lists/1", &v2, t0)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "STATUS_LIST_UNTRUSTED");
+    // A forged list on a cold cache: refused, and the token fails closed with that
+    // reason, unfetched, until `min_refetch` (5 s) has passed; then it is fetched.
+    let cold = lists(&fx, |c| c);
+    let forger = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    let e = cold
+        .offer(&fx.uri(), &signed_list(&fx, 2, &forger, t0), t0)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "STATUS_LIST_UNAVAILABLE");
+    let e = cold.check(&valid, t0 + 1_000).await.unwrap_err();
+    assert_eq!(e.code(), "STATUS_LIST_UNAVAILABLE");
+    assert!(e.to_string().contains("does not verify"), "{e}");
+    assert_eq!(fx.fetches(), 0);
+    assert!(cold.check(&valid, t0 + 5_000).await.is_ok());
+    assert_eq!(fx.fetches(), 1);
+}

@@ -565,6 +565,13 @@ fn text(v: &Value, path: &str, max: usize) -> Result<String, PolicyError> {
     Ok(s.to_owned())
 }
 
+/// Checks a policy `id` given apart from its policy (a revocation by `policy_id`)
+/// with the rule a policy's own `id` is parsed by: 1 to 128 characters, none of them
+/// control, invisible or bidirectional-control characters.
+pub fn check_id(id: &str) -> Result<(), PolicyError> {
+    text(&Value::String(id.to_owned()), "id", MAX_ID).map(|_| ())
+}
+
 /// `[a-zA-Z0-9_:.-]+`, at most 128 characters.
 fn is_name(s: &str) -> bool {
     !s.is_empty()
@@ -1049,6 +1056,16 @@ mod tests {
                 more: 250 - MAX_PROBLEMS
             })
         );
+    }
+
+    #[test]
+    fn a_policy_id_alone_is_checked_as_in_a_policy() {
+        assert!(check_id("pol_travel.v1").is_ok());
+        assert!(check_id(&"x".repeat(MAX_ID)).is_ok());
+        assert!(check_id("").is_err());
+        assert!(check_id(&"x".repeat(MAX_ID + 1)).is_err());
+        assert!(check_id("a\u{202e}b").is_err());
+        assert!(check_id("a\nb").is_err());
     }
 
     #[test]

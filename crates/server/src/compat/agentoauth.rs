@@ -7,8 +7,9 @@
 //!
 //! Verify and simulate call the native `POST /v1/verify` and `/v1/simulate` handlers
 //! (token check, verdict, policy, budget, ledger, audit entry, receipt), revoke the
-//! native `POST /v1/tokens/revoke`, receipts `GET /v1/receipts/{id}`, lint the native
-//! policy lint; this module only translates the request and reshapes the answer.
+//! native `POST /v1/tokens/revoke` (by `policy_id`, `POST /v1/policies/revoke`),
+//! receipts `GET /v1/receipts/{id}`, lint the native policy lint; this module only
+//! translates the request and reshapes the answer.
 
 use std::sync::Arc;
 
@@ -386,8 +387,8 @@ pub async fn simulate(
 
 /// `POST /revoke` body: AgentOAuth's `{jti}` (the token's own `jti`, any kind of
 /// token the caller's issuer signed, or a registry id), or the token itself; the
-/// agent for a token the registry has never seen. `policy_id` is AgentOAuth's
-/// revocation of every token carrying a policy, which this registry does not offer.
+/// agent for a token the registry has never seen. Or AgentOAuth's `{policy_id}`:
+/// every token carrying that consent policy, alone.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentOAuthRevoke {
@@ -401,33 +402,59 @@ pub struct AgentOAuthRevoke {
     policy_id: Option<String>,
 }
 
+/// AgentOAuth's answer to a revocation by `policy_id`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PolicyRevokedAnswer {
+    success: bool,
+    #[serde(rename = "policy_id")]
+    policy_id: String,
+    revoked_at: String,
+    already_revoked: bool,
+}
+
 /// `POST /compat/agentoauth/revoke`: the native `POST /v1/tokens/revoke` with the
-/// issuer's key (AgentOAuth's is keyless; here only the token's issuer may revoke).
+/// issuer's key (AgentOAuth's is keyless; here only the token's issuer may revoke),
+/// or for `{policy_id}` the native `POST /v1/policies/revoke` (the caller's own
+/// policy of that id: another issuer's is another policy), answered as AgentOAuth
+/// does (`{success, policy_id, revokedAt, alreadyRevoked}`).
 pub async fn revoke(
     State(state): State<Arc<AppState>>,
     issuer: Result<IssuerAuth, ApiError>,
     body: Result<ApiJson<AgentOAuthRevoke>, ApiError>,
 ) -> Response {
     let answer = async {
-        let issuer = issuer?;
+        let IssuerAuth(issuer) = issuer?;
         let ApiJson(body) = body?;
-        if body.policy_id.is_some() {
-            return Err(ApiError::invalid(
-                "revocation by `policy_id` is not offered by this registry: revoke each token \
-                 by its `jti` (or `token`), or suspend or revoke the agent",
-            ));
+        if let Some(policy_id) = body.policy_id {
+            if body.jti.is_some() || body.token.is_some() || body.agent_id.is_some() {
+                return Err(ApiError::invalid(
+                    "`policy_id` goes alone: revoke a token (`jti`, `token`) in another request",
+                ));
+            }
+            let (record, first) = policies::revoke_policy(&state, &issuer, &policy_id).await?;
+            return Ok::<_, ApiError>(
+                ApiJson(PolicyRevokedAnswer {
+                    success: true,
+                    policy_id: record.policy_id,
+                    revoked_at: crate::time::rfc3339_ms(record.revoked_at_ms),
+                    already_revoked: !first,
+                })
+                .into_response(),
+            );
         }
         let req = RevokeToken {
             jti: body.jti,
             token: body.token,
             agent_id: body.agent_id,
         };
-        let ApiJson(r) = agents::revoke_token(State(state), issuer, ApiJson(req)).await?;
-        Ok::<_, ApiError>(r)
+        let ApiJson(r) =
+            agents::revoke_token(State(state), IssuerAuth(issuer), ApiJson(req)).await?;
+        Ok(ApiJson(r).into_response())
     }
     .await;
     match answer {
-        Ok(r) => ApiJson(r).into_response(),
+        Ok(r) => r,
         Err(e) => refusal(e, false),
     }
 }

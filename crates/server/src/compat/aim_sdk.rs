@@ -11,16 +11,20 @@
 //!   claim (the message's hash stands for the nonce the SDK does not send). Allowed:
 //!   201; refused: 403 with `denialReason`; not signed by the agent: 401.
 //! - `GET /api/v1/sdk-api/verifications/{id}`: the SDK's signed poll. A verification
-//!   is its audit entry (`id` = `audit-<index>`), read back for the agent that signed
-//!   the poll only.
+//!   has a random id (`ver_` and 22 base64url characters) mapped to its audit entry,
+//!   read back for the agent that signed the poll only.
+//! - `POST …/verifications/{id}/result` and `…/execution-status`: the SDK's unsigned
+//!   reports of how the action went. Holding the random id (only the agent was told
+//!   it) is what lets a caller report; one report of each kind is kept beside the
+//!   decision (a retry is accepted, a different second report is a 409), shown by the
+//!   poll, and dropped with the receipts (`--receipt-retention`).
 //! - `POST /api/v1/sdk-api/agents/{id}/capabilities/register`: signed; it grants
 //!   nothing (scopes are granted by the agent's issuer) and says so.
 //! - `GET /api/v1/agents/{id}`: what the SDK checks cached credentials with: 404 only
 //!   for an agent the registry does not know.
 //!
 //! Every error under these paths has a string `error` (the SDK calls `.lower()` on
-//! it), and every other `/api/v1/…` path is a 404 of that shape (among them the
-//! SDK's unsigned `result` and `execution-status` reports, which are not served).
+//! it), and every other `/api/v1/…` path is a 404 of that shape.
 
 use std::sync::Arc;
 
@@ -33,7 +37,7 @@ use axum::routing::{any, get, post};
 use bonafide_core::audit::{AuditEntry, Decision, EventType};
 use bonafide_core::ids::AgentId;
 use bonafide_core::keys::{Algorithm, KeyValidity};
-use bonafide_store::StoreError;
+use bonafide_store::{NewSdkVerification, ReportOutcome, SdkReportKind, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -50,6 +54,14 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/v1/sdk-api/verifications", post(create))
         .route("/api/v1/sdk-api/verifications/{id}", get(poll))
         .route(
+            "/api/v1/sdk-api/verifications/{id}/result",
+            post(report_result),
+        )
+        .route(
+            "/api/v1/sdk-api/verifications/{id}/execution-status",
+            post(report_execution),
+        )
+        .route(
             "/api/v1/sdk-api/agents/{id}/capabilities/register",
             post(register_capability),
         )
@@ -61,8 +73,12 @@ pub fn routes() -> Router<Arc<AppState>> {
 /// AIM's organisations choose "strict" or "monitoring"; Bonafide only enforces.
 const ENFORCEMENT_MODE: &str = "strict";
 
-/// The prefix of a verification id: what follows is its audit entry's index.
-const ID_PREFIX: &str = "audit-";
+/// The prefix of a verification id: 16 random bytes in base64url follow.
+const ID_PREFIX: &str = "ver_";
+
+/// Most characters of a report's free text (`result_summary`, `error_message`,
+/// `executionError`): a report is a note beside a decision, not a log.
+const MAX_REPORT_TEXT: usize = 2048;
 
 /// An error in AIM's shape: `error` a string (the code), `message`, `request_id`,
 /// and `extra` beside them.
@@ -142,6 +158,12 @@ struct Verification {
     reasons: Vec<String>,
     /// The decision's audit entry.
     audit_index: u64,
+    /// The SDK's `result` report, once made (poll only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<Value>,
+    /// The SDK's `execution-status` report, once made (poll only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    execution_status: Option<Value>,
 }
 
 impl Verification {
@@ -248,14 +270,31 @@ async fn create(
     let audit_index = decided
         .audit_index
         .ok_or_else(|| ApiError::internal("a signed action's decision has no audit index"))?;
+    let verification_id = format!(
+        "{ID_PREFIX}{}",
+        bonafide_core::b64::encode(&crate::routes::random16()?)
+    );
+    // The decision is durable already (its audit entry); without this record the SDK
+    // could not poll or report on it, so a failure here is the answer's failure.
+    state
+        .store
+        .record_sdk_verification(&NewSdkVerification {
+            id_sha256: bonafide_core::sha256(verification_id.as_bytes()),
+            audit_index,
+            agent_id: id.clone(),
+            created_at_ms: now,
+        })
+        .await?;
     let allowed = decided.code.is_none();
     Ok(Verification {
-        id: format!("{ID_PREFIX}{audit_index}"),
+        id: verification_id,
         status: if allowed { "approved" } else { "denied" },
         denial_reason: (!allowed).then_some(decided.message),
         enforcement_mode: ENFORCEMENT_MODE,
         reasons: decided.code.map(str::to_owned).into_iter().collect(),
         audit_index,
+        result: None,
+        execution_status: None,
     }
     .respond())
 }
@@ -316,9 +355,36 @@ async fn signed_by(
     Ok((id, agent))
 }
 
+/// The stored verification a presented id names; `None` for an id of the wrong shape
+/// or one never given (or purged).
+async fn stored(
+    state: &AppState,
+    vid: &str,
+) -> Result<Option<bonafide_store::SdkVerification>, StoreError> {
+    let well_formed = vid.strip_prefix(ID_PREFIX).is_some_and(|rest| {
+        rest.len() == 22
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    });
+    if !well_formed {
+        return Ok(None);
+    }
+    state
+        .store
+        .sdk_verification(&bonafide_core::sha256(vid.as_bytes()))
+        .await
+}
+
+/// A stored report's JSON, for the poll (a row the server wrote is always JSON).
+fn report_json(report: Option<&bonafide_store::SdkReport>) -> Option<Value> {
+    report.and_then(|r| serde_json::from_str(&r.body).ok())
+}
+
 /// `GET /api/v1/sdk-api/verifications/{id}`: the SDK's poll, signed over
 /// `GET\n/api/v1/sdk-api/verifications/{id}\n{agent}\n{ts}`; the verification's
-/// audit entry, to the agent it concerns only (anything else: 404).
+/// decision as its audit entry records it, with the reports made since, to the agent
+/// it concerns only (anything else: 404).
 async fn poll(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -333,11 +399,11 @@ async fn poll(
     )
     .await?;
     let missing = || AimError::from(ApiError::not_found("verification"));
-    let index: u64 = vid
-        .strip_prefix(ID_PREFIX)
-        .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-        .and_then(|n| n.parse().ok())
+    let verification = stored(&state, &vid)
+        .await?
+        .filter(|v| v.record.agent_id == id)
         .ok_or_else(missing)?;
+    let index = verification.record.audit_index;
     let rows = state
         .store
         .audit_entries(index, index.saturating_add(1))
@@ -347,7 +413,11 @@ async fn poll(
         .filter(|row| row.index == index)
         .and_then(|row| AuditEntry::from_canonical(&row.entry).ok())
         .filter(|e| e.event == EventType::Verify && e.agent.as_deref() == Some(id.as_str()))
-        .ok_or_else(missing)?;
+        .ok_or_else(|| {
+            AimError::from(ApiError::internal(
+                "a verification's audit entry is missing or is not its decision",
+            ))
+        })?;
     let allowed = entry.decision == Some(Decision::Allow);
     Ok((
         StatusCode::OK,
@@ -358,9 +428,129 @@ async fn poll(
             enforcement_mode: ENFORCEMENT_MODE,
             reasons: entry.reasons,
             audit_index: index,
+            result: report_json(verification.result.as_ref()),
+            execution_status: report_json(verification.execution.as_ref()),
         }),
     )
         .into_response())
+}
+
+/// `POST …/verifications/{id}/result` body, as aim-sdk 2.x sends it.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct ResultReport {
+    /// `success` or `failure`.
+    result: String,
+    #[serde(default)]
+    result_summary: Option<String>,
+    #[serde(default)]
+    error_message: Option<String>,
+    /// When the SDK says the action finished (RFC 3339).
+    timestamp: String,
+}
+
+/// `POST …/verifications/{id}/execution-status` body, as aim-sdk 2.x sends it.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ExecutionReport {
+    /// Whether the wrapped function ran.
+    executed: bool,
+    /// Whether the SDK enforced the decision (`AIM_STRICT_MODE`).
+    strict_mode: bool,
+    /// When (RFC 3339).
+    executed_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    execution_error: Option<String>,
+}
+
+fn check_report_time(name: &str, text: &str) -> Result<(), ApiError> {
+    text.parse::<jiff::Timestamp>().map(|_| ()).map_err(|_| {
+        ApiError::invalid(format!(
+            "`{name}` must be an RFC 3339 time such as 2026-01-02T03:04:05.123456+00:00"
+        ))
+    })
+}
+
+fn check_report_text(name: &str, text: Option<&str>) -> Result<(), ApiError> {
+    match text {
+        Some(t) if t.chars().count() > MAX_REPORT_TEXT => Err(ApiError::invalid(format!(
+            "`{name}` must be at most {MAX_REPORT_TEXT} characters"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Records a report about the verification `vid` names: 200 when recorded (or the
+/// same report again), 404 for an id never given, 409 when a different report of the
+/// kind came first (it stays).
+async fn record_report(
+    state: &AppState,
+    vid: &str,
+    kind: SdkReportKind,
+    body: String,
+) -> Result<Response, AimError> {
+    let missing = || AimError::from(ApiError::not_found("verification"));
+    if stored(state, vid).await?.is_none() {
+        return Err(missing());
+    }
+    let outcome = state
+        .store
+        .report_sdk_verification(
+            &bonafide_core::sha256(vid.as_bytes()),
+            kind,
+            &body,
+            state.now_ms(),
+        )
+        .await?;
+    let recorded = match outcome {
+        ReportOutcome::Recorded => true,
+        ReportOutcome::AlreadyRecorded => false,
+        ReportOutcome::UnknownVerification => return Err(missing()),
+        ReportOutcome::Conflict => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                ErrorCode::Conflict,
+                "another report of this kind was recorded for this verification first; it stays",
+            )
+            .into());
+        }
+    };
+    let answer = serde_json::json!({"id": vid, "recorded": recorded});
+    Ok((StatusCode::OK, ApiJson(answer)).into_response())
+}
+
+/// `POST /api/v1/sdk-api/verifications/{id}/result`: how the action went.
+async fn report_result(
+    State(state): State<Arc<AppState>>,
+    path: Result<ApiPath<String>, ApiError>,
+    body: Result<ApiJson<ResultReport>, ApiError>,
+) -> Result<Response, AimError> {
+    let ApiPath(vid) = path?;
+    let ApiJson(report) = body?;
+    if !matches!(report.result.as_str(), "success" | "failure") {
+        return Err(ApiError::invalid("`result` must be `success` or `failure`").into());
+    }
+    check_report_text("result_summary", report.result_summary.as_deref())?;
+    check_report_text("error_message", report.error_message.as_deref())?;
+    check_report_time("timestamp", &report.timestamp)?;
+    let body = serde_json::to_string(&report)
+        .map_err(|_| ApiError::internal("a report could not be written as JSON"))?;
+    record_report(&state, &vid, SdkReportKind::Result, body).await
+}
+
+/// `POST /api/v1/sdk-api/verifications/{id}/execution-status`: whether it ran.
+async fn report_execution(
+    State(state): State<Arc<AppState>>,
+    path: Result<ApiPath<String>, ApiError>,
+    body: Result<ApiJson<ExecutionReport>, ApiError>,
+) -> Result<Response, AimError> {
+    let ApiPath(vid) = path?;
+    let ApiJson(report) = body?;
+    check_report_text("executionError", report.execution_error.as_deref())?;
+    check_report_time("executedAt", &report.executed_at)?;
+    let body = serde_json::to_string(&report)
+        .map_err(|_| ApiError::internal("a report could not be written as JSON"))?;
+    record_report(&state, &vid, SdkReportKind::Execution, body).await
 }
 
 /// `capabilities/register` body.

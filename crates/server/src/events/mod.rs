@@ -86,15 +86,14 @@ impl Filter {
 
     /// Whether `event` is one this filter follows.
     pub fn matches(&self, event: &PushEvent) -> bool {
-        event.everyone
-            || event
-                .issuer
-                .as_ref()
-                .is_some_and(|i| self.issuers.contains(i))
-            || event
-                .agent
-                .as_ref()
-                .is_some_and(|a| self.agents.contains(a))
+        self.follows(event.issuer.as_ref(), event.agent.as_ref(), event.everyone)
+    }
+
+    /// Whether an event concerning `issuer` and `agent` (or `everyone`) is followed.
+    fn follows(&self, issuer: Option<&IssuerId>, agent: Option<&AgentId>, everyone: bool) -> bool {
+        everyone
+            || issuer.is_some_and(|i| self.issuers.contains(i))
+            || agent.is_some_and(|a| self.agents.contains(a))
     }
 }
 
@@ -198,25 +197,31 @@ impl Hub {
     }
 }
 
-/// The events after `after` (at most a page, every kind: the caller filters) and the
-/// position to read from next: from memory when it holds them, else from the store's
-/// feed (a subscriber resuming from far back).
+/// The events after `after` that `filter` follows (from at most a page of the feed)
+/// and the position to read from next: from memory when it holds them, else from the
+/// store's feed (a subscriber resuming from far back), where only the events the
+/// filter follows are signed: resuming from the start costs a lookup per change, not
+/// a signature per change of every issuer.
 pub async fn events_after(
     state: &AppState,
     after: ChangePosition,
+    filter: &Filter,
 ) -> Result<(Vec<Arc<PushEvent>>, ChangePosition), StoreError> {
-    if let Some(found) = state.events.in_memory(after) {
-        return Ok(found);
+    if let Some((mut found, next)) = state.events.in_memory(after) {
+        found.retain(|e| filter.matches(e));
+        return Ok((found, next));
     }
     let head = state.events.head();
     let feed = state
         .store
         .changes_since(after, expired_by_s(state), PAGE as u32)
         .await?;
-    let mut events = Vec::with_capacity(feed.changes.len());
+    let mut events = Vec::new();
     for (change, pos) in feed.changes.iter().zip(&feed.positions) {
-        if let Some(e) = build(state, *pos, change).await? {
-            events.push(Arc::new(e));
+        if let Some(u) = resolve(state, *pos, change).await?
+            && filter.follows(u.issuer.as_ref(), u.agent.as_ref(), u.everyone)
+        {
+            events.push(Arc::new(u.sign(state)?));
         }
     }
     // Never past what this process has published: the rest comes from memory.
@@ -229,13 +234,58 @@ fn expired_by_s(state: &AppState) -> i64 {
     (state.now_ms() / 1000).saturating_sub(state.config.leeway_secs)
 }
 
-/// The event a change makes, if it makes one (domain, receiver and API-key changes
-/// concern no receiver's decisions and make none).
+/// An event before it is signed: what it is and whom it concerns.
+struct Unsigned {
+    pos: ChangePosition,
+    event: Event,
+    issuer: Option<IssuerId>,
+    agent: Option<AgentId>,
+    everyone: bool,
+    toe_ms: Option<i64>,
+}
+
+impl Unsigned {
+    /// The event with its SET signed by the event key.
+    fn sign(self, state: &AppState) -> Result<PushEvent, StoreError> {
+        let claims = SetClaims::new(
+            &self.event,
+            &state.config.public_url,
+            format!("evt-{}", self.pos),
+            state.now_ms() / 1000,
+            self.toe_ms.map(|ms| ms / 1000),
+        );
+        let set = secevent::sign(state.events.key(), &claims)
+            .map_err(|e| StoreError::Backend(format!("signing an event: {e}")))?;
+        Ok(PushEvent {
+            pos: self.pos,
+            name: self.event.name(),
+            issuer: self.issuer,
+            agent: self.agent,
+            everyone: self.everyone,
+            set,
+        })
+    }
+}
+
+/// The event a change makes, signed, if it makes one ([`resolve`]).
 async fn build(
     state: &AppState,
     pos: ChangePosition,
     change: &Change,
 ) -> Result<Option<PushEvent>, StoreError> {
+    resolve(state, pos, change)
+        .await?
+        .map(|u| u.sign(state))
+        .transpose()
+}
+
+/// The event a change makes, if it makes one (domain, receiver and API-key changes
+/// concern no receiver's decisions and make none), and whom it concerns.
+async fn resolve(
+    state: &AppState,
+    pos: ChangePosition,
+    change: &Change,
+) -> Result<Option<Unsigned>, StoreError> {
     let (event, issuer, agent, toe_ms) = match change {
         Change::TokenRevoked { jti, .. } => {
             let record = state.store.token(jti).await?;
@@ -287,23 +337,13 @@ async fn build(
         ),
         _ => return Ok(None),
     };
-    let everyone = matches!(change, Change::SigningKeysChanged);
-    let claims = SetClaims::new(
-        &event,
-        &state.config.public_url,
-        format!("evt-{pos}"),
-        state.now_ms() / 1000,
-        toe_ms.map(|ms| ms / 1000),
-    );
-    let set = secevent::sign(state.events.key(), &claims)
-        .map_err(|e| StoreError::Backend(format!("signing an event: {e}")))?;
-    Ok(Some(PushEvent {
+    Ok(Some(Unsigned {
         pos,
-        name: event.name(),
+        event,
         issuer,
         agent,
-        everyone,
-        set,
+        everyone: matches!(change, Change::SigningKeysChanged),
+        toe_ms,
     }))
 }
 

@@ -125,14 +125,14 @@ async fn deliver(state: &AppState, hook: Webhook, from: ChangePosition) -> Chang
     let mut pos = from;
     let mut failures = hook.failures;
     loop {
-        let (events, next) = match events_after(state, pos).await {
+        let (events, next) = match events_after(state, pos, &filter).await {
             Ok(found) => found,
             Err(e) => {
                 tracing::warn!(webhook = %hook.id, error = %e, "could not read events to deliver");
                 return pos;
             }
         };
-        for event in events.iter().filter(|e| filter.matches(e)) {
+        for event in &events {
             match post(state, &hook.url, &event.set, event.pos).await {
                 Ok(()) => {
                     if let Err(e) = state

@@ -229,14 +229,15 @@ async fn mint(
     let jti = new_token_id()?;
     // The stored canonical text parses back to the policy as registered, and hashes
     // to the same `policy_hash` (JCS of JCS is itself).
-    let (policy, policy_hash) = match &agent.policy {
-        None => (None, None),
+    let (policy, policy_hash, policy_id) = match &agent.policy {
+        None => (None, None, None),
         Some(text) => {
             let parsed = bonafide_core::policy::Policy::parse(text.as_bytes())
                 .map_err(|e| ApiError::internal(format!("stored policy of {}: {e}", agent.id)))?;
             (
                 Some(parsed.as_value().clone()),
                 Some(parsed.hash().to_owned()),
+                Some(parsed.id().to_owned()),
             )
         }
     };
@@ -268,13 +269,28 @@ async fn mint(
         // status list (crate::status_lists).
         status: None,
     };
+    // A token bound to the agent's key is revoked in its list once that key is
+    // rotated out past its grace (verify refuses it then).
+    let keys = claims
+        .cnf
+        .as_ref()
+        .map(|c| bonafide_store::AncestorKey {
+            agent: agent.id.clone(),
+            issuer_kid: None,
+            jkt: Some(c.jkt.clone()),
+        })
+        .into_iter()
+        .collect();
     let entry = crate::status_lists::entry_of(
         &jti,
         &agent.id,
         &issuer.id,
         claims.exp,
-        Vec::new(),
-        Vec::new(),
+        crate::status_lists::DependsOn {
+            policy_id: policy_id.as_deref(),
+            keys,
+            ..Default::default()
+        },
     );
     let claims = AgentClaims {
         status: Some(state.status_lists.allocate(state, &entry).await?),

@@ -159,10 +159,9 @@ pub async fn stream_events(
     let from = last_event_id.or(after);
     if !wants_stream {
         let after = from.unwrap_or(ChangePosition::START);
-        let (found, next) = events::events_after(&state, after).await?;
+        let (found, next) = events::events_after(&state, after, &filter).await?;
         let events = found
             .iter()
-            .filter(|e| filter.matches(e))
             .map(|e| EventItem {
                 id: e.pos.to_string(),
                 event: e.name.to_owned(),
@@ -214,13 +213,11 @@ fn subscription_stream(sub: Subscription) -> impl Stream<Item = Result<SseEvent,
             }
             // Marked before reading, so a publication during the read wakes the wait.
             sub.head.borrow_and_update();
-            match events::events_after(&sub.state, sub.pos).await {
+            match events::events_after(&sub.state, sub.pos, &sub.filter).await {
                 Ok((found, next)) => {
                     let moved = next > sub.pos;
                     sub.pos = next.max(sub.pos);
-                    let filter = &sub.filter;
-                    sub.pending
-                        .extend(found.into_iter().filter(|e| filter.matches(e)));
+                    sub.pending.extend(found);
                     if !sub.pending.is_empty() || moved {
                         continue;
                     }

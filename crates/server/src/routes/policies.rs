@@ -1,11 +1,22 @@
-//! Consent policies: check one before registering it.
+//! Consent policies: check one before registering it; revoke one by its `id`.
+
+use std::sync::Arc;
 
 use axum::body::Bytes;
+use axum::extract::State;
+use bonafide_api::agents::{PolicyRevoked, RevokePolicy};
+use bonafide_core::audit::{Actor, EventType};
 use bonafide_core::policy::{Policy, PolicyError};
+use bonafide_store::PolicyRevocation;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::audit_change;
+use crate::auth::IssuerAuth;
 use crate::error::{ApiError, ApiJson};
+use crate::state::{AppState, Revoked};
+use crate::time::rfc3339_ms;
+use crate::write::{Change, Part};
 
 /// One problem found in a policy.
 #[derive(Debug, Serialize, ToSchema)]
@@ -74,4 +85,81 @@ pub fn lint_result(bytes: &[u8]) -> LintResult {
             canonical: None,
         },
     }
+}
+
+/// Revokes one of the caller's consent policies by its `id`, for good: from then on
+/// every token of the caller's agents whose `policy.id` is this one is refused at
+/// verify (`TOKEN_REVOKED`, reason `POLICY_REVOKED`), on every route that checks a
+/// token, whoever signed it (the registry, or the issuer itself: an AgentOAuth consent
+/// token the registry never saw), and the tokens' status-list entries turn invalid.
+/// Another issuer's policy of the same `id` is not touched. Revoking again answers
+/// the first revocation.
+#[utoipa::path(post, path = "/v1/policies/revoke", tag = "issuer", operation_id = "revoke_policy", request_body = RevokePolicy,
+    security(("api_key" = [])),
+    responses((status = 200, body = PolicyRevoked),
+        (status = 422, description = "`policy_id` is not a policy id (1 to 128 characters, no control, invisible or bidirectional-control character)")))]
+pub async fn revoke(
+    State(state): State<Arc<AppState>>,
+    IssuerAuth(issuer): IssuerAuth,
+    ApiJson(body): ApiJson<RevokePolicy>,
+) -> Result<ApiJson<PolicyRevoked>, ApiError> {
+    let (record, _) = revoke_policy(&state, &issuer, &body.policy_id).await?;
+    Ok(ApiJson(PolicyRevoked {
+        policy_id: record.policy_id,
+        revoked_at: rfc3339_ms(record.revoked_at_ms),
+    }))
+}
+
+/// The revocation behind `POST /v1/policies/revoke` (and AgentOAuth's
+/// `POST /revoke {policy_id}`): the policy id checked by the policy module's rule,
+/// then recorded with its audit entry and fed to the read model as a revocation of
+/// [`bonafide_core::token::policy_revocation_id`]. Also says whether this call
+/// revoked it (`false`: it was revoked before, and the first time is kept).
+pub(crate) async fn revoke_policy(
+    state: &Arc<AppState>,
+    issuer: &bonafide_store::Issuer,
+    policy_id: &str,
+) -> Result<(PolicyRevocation, bool), ApiError> {
+    bonafide_core::policy::check_id(policy_id).map_err(|e| {
+        ApiError::invalid(format!("`policy_id` is not a policy id: {}", e.message()))
+    })?;
+    let revocation_id = bonafide_core::token::policy_revocation_id(&issuer.id, policy_id);
+    let now = state.now_ms();
+    let audit = audit_change(
+        EventType::PolicyRevoked,
+        now,
+        Actor::Issuer {
+            id: issuer.id.to_string(),
+        },
+        None,
+        Some(&issuer.id),
+        |e| {
+            e.jti = Some(revocation_id.to_string());
+            e.target = Some(policy_id.to_owned());
+        },
+    )?;
+    let issuer_id = issuer.id.clone();
+    let policy = policy_id.to_owned();
+    let record = state
+        .commit(
+            "revoke policy",
+            Part::Revocations,
+            Box::new(move |state| {
+                Box::pin(async move {
+                    let record = state
+                        .store
+                        .revoke_policy(&issuer_id, &policy, now, &audit)
+                        .await?;
+                    let change = Change::Revoked(Revoked::Token {
+                        jti: revocation_id,
+                        expires_at_s: bonafide_store::POLICY_REVOCATION_EXPIRES_AT_S,
+                    });
+                    Ok((record, change))
+                })
+            }),
+        )
+        .await?;
+    let first = record.revoked_at_ms == now;
+    tracing::info!(issuer_id = %issuer.id, policy_id = %record.policy_id, first, "policy revoked");
+    Ok((record, first))
 }

@@ -622,13 +622,33 @@ pub async fn exchange(
         .as_ref()
         .map(|act| act.iter().map(|a| a.sub.clone()).collect())
         .unwrap_or_default();
+    // The keys behind its ancestors (as `delegation::check` reads them at verify), and
+    // the actor key the child itself is bound to.
+    let chain_keys = ancestor_keys(&state, &parent, parent_signer.clone()).await?;
+    let mut entry_keys = chain_keys.clone();
+    if let Some(cnf) = &child.cnf {
+        entry_keys.push(AncestorKey {
+            agent: bonafide_core::delegation::current_actor(&child).clone(),
+            issuer_kid: None,
+            jkt: Some(cnf.jkt.clone()),
+        });
+    }
+    // Its own policy's revocation turns it invalid too (as a verify refuses it).
+    let policy_id = token::policy_of(&child)
+        .ok()
+        .flatten()
+        .map(|p| p.id().to_owned());
     let entry = crate::status_lists::entry_of(
         &child.jti,
         &child.sub,
         &issuer_id,
         child.exp,
-        actors,
-        child.ancestor_jtis.clone().unwrap_or_default(),
+        crate::status_lists::DependsOn {
+            actors,
+            ancestor_jtis: child.ancestor_jtis.clone().unwrap_or_default(),
+            policy_id: policy_id.as_deref(),
+            keys: entry_keys,
+        },
     );
     let child = AgentClaims {
         status: Some(state.status_lists.allocate(&state, &entry).await?),
@@ -657,7 +677,7 @@ pub async fn exchange(
         parent_jti: parent.jti.clone(),
         actor_id: actor.clone(),
         ancestor_policies: ancestor_policies(&state, &parent, parent_policy.as_deref()).await?,
-        ancestor_keys: ancestor_keys(&state, &parent, parent_signer).await?,
+        ancestor_keys: chain_keys,
         created_at_ms: now,
     };
     let audit = audit_change(

@@ -286,16 +286,18 @@ impl AppState {
         Ok(())
     }
 
-    /// Drops the receipts older than [`crate::Config::receipt_retention`] (none without
-    /// one); how many. Their audit entries stay. Run hourly by the server.
+    /// Drops the receipts (and AIM SDK verification records) older than
+    /// [`crate::Config::receipt_retention`] (none without one); how many. Their audit
+    /// entries stay. Run hourly by the server.
     pub async fn purge_receipts(&self) -> Result<u64, StoreError> {
         let Some(retention) = self.config.receipt_retention else {
             return Ok(0);
         };
         let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
-        self.store
-            .purge_receipts(self.now_ms().saturating_sub(retention_ms))
-            .await
+        let before = self.now_ms().saturating_sub(retention_ms);
+        // AIM SDK verifications are the SDK's receipts: kept as long.
+        let verifications = self.store.purge_sdk_verifications(before).await?;
+        Ok(self.store.purge_receipts(before).await? + verifications)
     }
 
     /// Now, in Unix milliseconds, by the configured [`crate::time::Clock`].

@@ -93,6 +93,9 @@ pub struct Facts {
     pub holder_keys: Option<Arc<[AgentKeyEntry]>>,
     /// For an unbound token: whether its presenting agent accepts only bound ones.
     pub bearer_refused: bool,
+    /// For a token carrying a consent policy: the id its agent's issuer would have
+    /// revoked that policy under ([`bonafide_core::token::policy_revocation_id`]).
+    pub policy_revocation: Option<TokenId>,
 }
 
 /// The verdict on `verified` (its signature, header and claims already checked by
@@ -226,6 +229,31 @@ pub fn chain_standing(
     None
 }
 
+/// Whether a key behind a token or one of its ancestors still stands: the issuer key
+/// that signed it known and not revoked (`TOKEN_REVOKED`, `KEY_REVOKED`), the agent key
+/// it is bound to registered and usable (`agent_keys`: that agent's keys; rotated out
+/// past its grace: `KEY_ROTATED`; past its `key_expires_at`: expired). The one key
+/// rule of a chain: verify ([`crate::delegation::check`]) and the status lists apply
+/// it; a token's own binding is [`binding`]'s (the same [`crate::state::bound_key`]).
+pub fn key_standing(
+    issuer_keys: &bonafide_core::verifier::IssuerKeyRing,
+    agent_keys: &[AgentKeyEntry],
+    key: &bonafide_store::AncestorKey,
+    now_ms: i64,
+) -> Option<TokenError> {
+    if let Some(kid) = &key.issuer_kid
+        && issuer_keys
+            .get(kid)
+            .is_none_or(|k| !KeyValidity::issuer_key(k.revoked_at_ms).usable(now_ms))
+    {
+        return Some(TokenError::Revoked(Revoked::Key));
+    }
+    if let Some(jkt) = &key.jkt {
+        return crate::state::bound_key(agent_keys, jkt, now_ms).err();
+    }
+    None
+}
+
 /// The status a Token Status List shows for a token: revoked (`Invalid`) when the
 /// token, its agent or anything of its chain is, else suspended when its agent or an
 /// actor is, else valid — what a verify of it would find of its standing, from the
@@ -259,6 +287,13 @@ pub fn binding(
     facts: &Facts,
     now_ms: i64,
 ) -> Result<VerifiedToken, Denied> {
+    // Its consent policy revoked by the agent's issuer: every token carrying it,
+    // whoever signed it and whether or not the registry ever saw it.
+    if let Some(id) = &facts.policy_revocation
+        && snapshot.revoked(&verified.claims.sub, id).is_some()
+    {
+        return Err(deny(TokenError::Revoked(Revoked::Policy), verified));
+    }
     // A delegated token: every ancestor agent and token too (crate::delegation).
     if let ChainStatus::Ended(error) = &facts.chain {
         return Err(deny(error.clone(), verified));
@@ -391,6 +426,7 @@ mod tests {
             chain: ChainStatus::Alive,
             holder_keys: None,
             bearer_refused: false,
+            policy_revocation: None,
         }
     }
 
@@ -436,6 +472,39 @@ mod tests {
         assert_eq!(code(&r), "TOKEN_REVOKED");
         let subject = r.err().and_then(|d| d.subject).map(|(a, _)| a);
         assert_eq!(subject, Some(agent_id()));
+    }
+
+    #[test]
+    fn a_revoked_policy_refuses_the_token_carrying_it_and_only_that() {
+        let revoked = bonafide_core::token::policy_revocation_id(&issuer_id(), "pol_1");
+        let mut m = Memory::default();
+        m.revoked_tokens.insert(revoked.clone());
+        let carrying = Facts {
+            policy_revocation: Some(revoked),
+            ..facts()
+        };
+        let r = verdict(&m, token(&["read"], None), None, &carrying, NOW_MS);
+        assert!(matches!(
+            &r,
+            Err(Denied {
+                error: TokenError::Revoked(Revoked::Policy),
+                subject: Some(_),
+            })
+        ));
+        assert_eq!(code(&r), "TOKEN_REVOKED");
+        // Another policy id (or another issuer's) is another revocation id.
+        let other = Facts {
+            policy_revocation: Some(bonafide_core::token::policy_revocation_id(
+                &issuer_id(),
+                "pol_2",
+            )),
+            ..facts()
+        };
+        let r = verdict(&m, token(&["read"], None), None, &other, NOW_MS);
+        assert_eq!(code(&r), "OK");
+        // A token without a policy is not concerned.
+        let r = verdict(&m, token(&["read"], None), None, &facts(), NOW_MS);
+        assert_eq!(code(&r), "OK");
     }
 
     #[test]

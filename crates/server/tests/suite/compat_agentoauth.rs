@@ -596,13 +596,13 @@ async fn consent_tokens_are_revoked_by_their_own_jti_natively_and_by_revoke() {
         .await;
     assert_refused(st, &v, StatusCode::NOT_FOUND, "NOT_FOUND");
 
-    // By policy id: refused, saying what to do instead; nothing was revoked.
+    // A `policy_id` goes alone (a token is revoked in a request of its own).
     let (st, v) = h
         .call(
             "POST",
             &format!("{BASE}/revoke"),
             Some(&w.iss.key),
-            Some(json!({"policy_id": "pol_travel_001"})),
+            Some(json!({"policy_id": "pol_travel_001", "jti": keep.jti})),
         )
         .await;
     assert_refused(st, &v, StatusCode::UNPROCESSABLE_ENTITY, "INVALID_REQUEST");
@@ -644,6 +644,283 @@ async fn consent_tokens_are_revoked_by_their_own_jti_natively_and_by_revoke() {
         assert_refused(st, &v, StatusCode::UNPROCESSABLE_ENTITY, "INVALID_REQUEST");
     }
     assert_eq!(verify(keep.token).await.1["valid"], true);
+}
+
+/// The same policy under another `id`.
+fn policy_with_id(id: &str) -> Value {
+    let mut p = travel_policy();
+    p["id"] = json!(id);
+    p
+}
+
+/// The audit entries (decoded) of type `event`, over the whole log.
+async fn audit_entries_of(h: &Harness, event: &str) -> Vec<Value> {
+    let size = h.state.store.audit_size().await.unwrap();
+    let (st, v) = h
+        .call(
+            "GET",
+            &format!("/v1/audit/entries?start=0&end={size}"),
+            Some(&h.admin),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["entry"].as_str())
+        .map(|t| serde_json::from_str::<Value>(t).unwrap())
+        .filter(|e| e["type"] == event)
+        .collect()
+}
+
+#[tokio::test]
+async fn revoking_a_policy_refuses_every_token_carrying_it_and_nothing_else() {
+    let w = world().await;
+    let h = &w.h;
+    let native = |token: String| async move {
+        h.call("POST", "/v1/verify", None, Some(json!({"token": token})))
+            .await
+            .1
+    };
+    let compat = |token: String| async move {
+        h.call(
+            "POST",
+            &format!("{BASE}/verify"),
+            None,
+            Some(json!({"token": token, "action": "payments.send"})),
+        )
+        .await
+    };
+    // A consent token as the SDK makes it, and a registry-minted token of an agent
+    // registered with the same policy: both carry `pol_travel_001`.
+    let consent = issue_consent(&w.key, &w.kid, &w.agent, "payments.send", &travel_policy());
+    let minted = h
+        .register(
+            &w.iss.key,
+            json!({"name": "Booker", "scopes": ["payments.send"], "policy": travel_policy()}),
+        )
+        .await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Another policy id of the same issuer, and the same id of another issuer.
+    let other_policy = issue_consent(
+        &w.key,
+        &w.kid,
+        &w.agent,
+        "payments.send",
+        &policy_with_id("pol_travel_002"),
+    );
+    let other = h.issuer_full("other.example").await;
+    let theirs = h
+        .register(
+            &other.key,
+            json!({"name": "Their booker", "scopes": ["payments.send"], "policy": travel_policy()}),
+        )
+        .await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for t in [&consent.token, &minted, &other_policy.token, &theirs] {
+        let v = native(t.clone()).await;
+        assert_eq!(v["valid"], true, "{v}");
+    }
+
+    // Revoked natively by the issuer.
+    let (st, first) = h
+        .call(
+            "POST",
+            "/v1/policies/revoke",
+            Some(&w.iss.key),
+            Some(json!({"policy_id": "pol_travel_001"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{first}");
+    assert_eq!(first["policy_id"], "pol_travel_001", "{first}");
+    let revoked_at = first["revoked_at"].as_str().unwrap().to_owned();
+    assert!(revoked_at.parse::<jiff::Timestamp>().is_ok(), "{first}");
+
+    // Both tokens carrying it are refused, natively and by the hosted-verifier shape,
+    // saying it was the policy.
+    for t in [&consent.token, &minted] {
+        let v = native(t.clone()).await;
+        assert_eq!(v["valid"], false, "{v}");
+        assert_eq!(v["error"]["code"], "TOKEN_REVOKED", "{v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains("policy"),
+            "{v}"
+        );
+        assert_eq!(
+            v["reasons"],
+            json!(["TOKEN_REVOKED", "POLICY_REVOKED"]),
+            "{v}"
+        );
+        let (st, v) = compat(t.clone()).await;
+        assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+        assert_eq!(v["valid"], false, "{v}");
+        assert_eq!(v["code"], "TOKEN_REVOKED", "{v}");
+        assert_eq!(v["policy_decision"]["allowed"], false, "{v}");
+        // Simulate is refused alike (the verdict, not the route, decides).
+        let (_, v) = h
+            .call(
+                "POST",
+                "/v1/simulate",
+                None,
+                Some(json!({"token": t, "action": "payments.send"})),
+            )
+            .await;
+        assert_eq!(v["error"]["code"], "TOKEN_REVOKED", "{v}");
+    }
+    // A consent token signed after the revocation, never seen before: refused too.
+    let late = issue_consent(&w.key, &w.kid, &w.agent, "payments.send", &travel_policy());
+    assert_eq!(native(late.token).await["error"]["code"], "TOKEN_REVOKED");
+    // Another policy id, and another issuer's policy of the same id: untouched.
+    assert_eq!(native(other_policy.token.clone()).await["valid"], true);
+    assert_eq!(native(theirs.clone()).await["valid"], true);
+    let (st, v) = compat(other_policy.token.clone()).await;
+    assert_eq!(v["valid"], true, "{st} {v}");
+
+    // Revoking again (natively, or as AgentOAuth's `/revoke`) keeps the first time.
+    let (st, again) = h
+        .call(
+            "POST",
+            "/v1/policies/revoke",
+            Some(&w.iss.key),
+            Some(json!({"policy_id": "pol_travel_001"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{again}");
+    assert_eq!(again["revoked_at"], revoked_at.as_str(), "{again}");
+    let (st, v) = h
+        .call(
+            "POST",
+            &format!("{BASE}/revoke"),
+            Some(&w.iss.key),
+            Some(json!({"policy_id": "pol_travel_001"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(
+        v,
+        json!({"success": true, "policy_id": "pol_travel_001",
+            "revokedAt": revoked_at, "alreadyRevoked": true}),
+    );
+    // One audit entry, naming the issuer and the policy.
+    let entries = audit_entries_of(h, "policy.revoked").await;
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let issuer = IssuerId::try_from(w.iss.id.as_str()).unwrap();
+    assert_eq!(entries[0]["issuer"], w.iss.id.as_str(), "{entries:?}");
+    assert_eq!(entries[0]["target"], "pol_travel_001", "{entries:?}");
+    assert_eq!(
+        entries[0]["jti"],
+        bonafide_core::token::policy_revocation_id(&issuer, "pol_travel_001").as_str(),
+        "{entries:?}"
+    );
+    assert_eq!(entries[0]["actor"]["id"], w.iss.id.as_str(), "{entries:?}");
+
+    // First revocation through AgentOAuth's `/revoke`: `alreadyRevoked: false`, and the
+    // token carrying that policy is refused at once.
+    let (st, v) = h
+        .call(
+            "POST",
+            &format!("{BASE}/revoke"),
+            Some(&w.iss.key),
+            Some(json!({"policy_id": "pol_travel_002"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["success"], true, "{v}");
+    assert_eq!(v["alreadyRevoked"], false, "{v}");
+    assert_eq!(v["policy_id"], "pol_travel_002", "{v}");
+    let (st, v) = compat(other_policy.token).await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+    assert_eq!(v["code"], "TOKEN_REVOKED", "{v}");
+    assert_eq!(audit_entries_of(h, "policy.revoked").await.len(), 2);
+    // The other issuer's token of `pol_travel_001` still verifies.
+    assert_eq!(native(theirs).await["valid"], true);
+}
+
+#[tokio::test]
+async fn revoking_a_policy_refuses_bad_input_and_the_wrong_keys() {
+    let w = world().await;
+    let h = &w.h;
+    let c = issue_consent(&w.key, &w.kid, &w.agent, "payments.send", &travel_policy());
+    let before = h.state.store.audit_size().await.unwrap();
+    for path in ["/v1/policies/revoke", "/compat/agentoauth/revoke"] {
+        // No key, a receiver's key, the admin key.
+        let (st, v) = h
+            .call(
+                "POST",
+                path,
+                None,
+                Some(json!({"policy_id": "pol_travel_001"})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED, "{path}: {v}");
+        for key in [&w.receiver_key, &h.admin] {
+            let (st, v) = h
+                .call(
+                    "POST",
+                    path,
+                    Some(key),
+                    Some(json!({"policy_id": "pol_travel_001"})),
+                )
+                .await;
+            assert_eq!(st, StatusCode::FORBIDDEN, "{path}: {v}");
+        }
+        // Not a policy id (the policy module's rule), or not a string.
+        for bad in [
+            json!({"policy_id": ""}),
+            json!({"policy_id": "x".repeat(129)}),
+            json!({"policy_id": "a\u{202e}b"}),
+            json!({"policy_id": "a\nb"}),
+            json!({"policy_id": 7}),
+        ] {
+            let (st, v) = h
+                .call("POST", path, Some(&w.iss.key), Some(bad.clone()))
+                .await;
+            assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{path} {bad}: {v}");
+        }
+    }
+    // Natively: a missing `policy_id` or an unknown member.
+    for bad in [json!({}), json!({"policy_id": "p", "jti": "x"})] {
+        let (st, v) = h
+            .call(
+                "POST",
+                "/v1/policies/revoke",
+                Some(&w.iss.key),
+                Some(bad.clone()),
+            )
+            .await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {v}");
+    }
+    let (st, text, _) = raw(
+        h,
+        "POST",
+        "/v1/policies/revoke",
+        Some(&w.iss.key),
+        Some("{"),
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{text}");
+    // Nothing was revoked or recorded: the token still verifies.
+    assert_eq!(h.state.store.audit_size().await.unwrap(), before);
+    let (_, v) = h
+        .call("POST", "/v1/verify", None, Some(json!({"token": c.token})))
+        .await;
+    assert_eq!(v["valid"], true, "{v}");
+    // The longest id is accepted.
+    let (st, v) = h
+        .call(
+            "POST",
+            "/v1/policies/revoke",
+            Some(&w.iss.key),
+            Some(json!({"policy_id": "x".repeat(128)})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
 }
 
 #[tokio::test]

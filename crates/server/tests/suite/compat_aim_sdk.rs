@@ -165,11 +165,10 @@ fn assert_verification(got: &(StatusCode, Value), approved: bool, reason: Option
         "{v}"
     );
     let id = v["id"].as_str().unwrap().to_owned();
-    assert_eq!(
-        id,
-        format!("audit-{}", v["auditIndex"].as_u64().unwrap()),
-        "{v}"
-    );
+    // A random id (the SDK's reports are authorised by holding it), not the index.
+    let rest = id.strip_prefix("ver_").unwrap_or_else(|| panic!("{v}"));
+    assert_eq!(rest.len(), 22, "{v}");
+    assert!(v["auditIndex"].is_u64(), "{v}");
     id
 }
 
@@ -226,7 +225,8 @@ async fn verifications_are_the_native_verdict_in_aims_shape_and_the_poll_is_the_
         StatusCode::NOT_FOUND,
     );
     // An entry that is not a verification of this agent, and ids that are not ids.
-    for id in ["audit-0", "audit-999999", "xyz", "audit-"] {
+    let unknown = format!("ver_{}", "A".repeat(22));
+    for id in ["audit-0", "audit-1", "xyz", "ver_", &unknown] {
         let headers = key.sign(&["poll", &agent, id]);
         let got = send(
             &h,
@@ -432,22 +432,166 @@ async fn capabilities_register_grants_nothing_and_agents_are_404_only_when_unkno
         "{v}"
     );
 
-    // Every other call under /api/v1 (the SDK's reports after a call among them): a
-    // 404 whose `error` is a string.
+    // Every other call under /api/v1: a 404 whose `error` is a string.
     for (method, path) in [
         ("GET", format!("/api/v1/sdk-api/agents/{agent}/mcp-servers")),
-        (
-            "POST",
-            "/api/v1/sdk-api/verifications/audit-1/result".to_owned(),
-        ),
-        (
-            "POST",
-            "/api/v1/sdk-api/verifications/audit-1/execution-status".to_owned(),
-        ),
         ("GET", format!("/api/v1/agents/{agent}/capabilities")),
         ("POST", "/api/v1/public/agents/register".to_owned()),
     ] {
         let got = h.call(method, &path, None, Some(json!({}))).await;
         assert_refused(&got, StatusCode::NOT_FOUND);
     }
+}
+
+#[tokio::test]
+async fn reports_are_kept_once_beside_the_decision_for_whoever_holds_the_id() {
+    let h = start().await;
+    let iss = h.issuer("aim-reports.example").await;
+    let key = AgentKey::new();
+    let agent = agent_with(&h, &iss, &key, &["orders:read"]).await;
+    let allowed = key.verification(&agent, "orders:read", json!("orders/1"), json!({}));
+    let id = assert_verification(&create(&h, &allowed).await, true, None);
+    let denied_body = key.verification(&agent, "orders:refund", Value::Null, json!({}));
+    let denied = assert_verification(
+        &create(&h, &denied_body).await,
+        false,
+        Some("SCOPE_NOT_GRANTED"),
+    );
+    let result_path = format!("/api/v1/sdk-api/verifications/{id}/result");
+    let exec_path = format!("/api/v1/sdk-api/verifications/{id}/execution-status");
+    // Exactly what aim-sdk 2.0.3 sends: no signature, no key.
+    let result = json!({
+        "result": "success",
+        "result_summary": "1 order read",
+        "error_message": null,
+        "timestamp": "2026-12-05T10:00:00.123456+00:00",
+    });
+    let (st, v) = h
+        .call("POST", &result_path, None, Some(result.clone()))
+        .await;
+    assert_eq!(
+        (st, v["recorded"].as_bool()),
+        (StatusCode::OK, Some(true)),
+        "{v}"
+    );
+    // The SDK retrying the same report: accepted, nothing changes.
+    let (st, v) = h
+        .call("POST", &result_path, None, Some(result.clone()))
+        .await;
+    assert_eq!(
+        (st, v["recorded"].as_bool()),
+        (StatusCode::OK, Some(false)),
+        "{v}"
+    );
+    // A different second report: refused, the first stays.
+    let mut other = result.clone();
+    other["result"] = json!("failure");
+    let got = h.call("POST", &result_path, None, Some(other)).await;
+    assert_refused(&got, StatusCode::CONFLICT);
+    let execution = json!({
+        "executed": true,
+        "strictMode": true,
+        "executedAt": "2026-12-05T10:00:00.2+00:00",
+    });
+    let (st, v) = h.call("POST", &exec_path, None, Some(execution)).await;
+    assert_eq!(
+        (st, v["recorded"].as_bool()),
+        (StatusCode::OK, Some(true)),
+        "{v}"
+    );
+    // A denied verification's report (the SDK reports `executed: false`).
+    let (st, v) = h
+        .call(
+            "POST",
+            &format!("/api/v1/sdk-api/verifications/{denied}/execution-status"),
+            None,
+            Some(json!({
+                "executed": false,
+                "strictMode": true,
+                "executedAt": "2026-12-05T10:00:01+00:00",
+                "executionError": "Action denied by policy",
+            })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+
+    // The agent's poll shows both reports beside the decision.
+    let headers = key.sign(&["poll", &agent, &id]);
+    let (st, v) = send(
+        &h,
+        "GET",
+        &format!("/api/v1/sdk-api/verifications/{id}"),
+        &headers,
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["result"]["result"], "success", "{v}");
+    assert_eq!(v["result"]["result_summary"], "1 order read", "{v}");
+    assert_eq!(v["executionStatus"]["executed"], true, "{v}");
+
+    // Ids never given, and malformed reports: clear 404s and 422s, nothing recorded.
+    let unknown = format!("ver_{}", "B".repeat(22));
+    for vid in [unknown.as_str(), "audit-1", "ver_short"] {
+        let got = h
+            .call(
+                "POST",
+                &format!("/api/v1/sdk-api/verifications/{vid}/result"),
+                None,
+                Some(result.clone()),
+            )
+            .await;
+        assert_refused(&got, StatusCode::NOT_FOUND);
+    }
+    let fresh = assert_verification(
+        &create(
+            &h,
+            &key.verification(&agent, "orders:read", json!("orders/2"), json!({})),
+        )
+        .await,
+        true,
+        None,
+    );
+    let fresh_result = format!("/api/v1/sdk-api/verifications/{fresh}/result");
+    let fresh_exec = format!("/api/v1/sdk-api/verifications/{fresh}/execution-status");
+    for (path, body) in [
+        (
+            &fresh_result,
+            json!({"result": "maybe", "timestamp": "2026-12-05T10:00:00Z"}),
+        ),
+        (
+            &fresh_result,
+            json!({"result": "success", "timestamp": "yesterday"}),
+        ),
+        (
+            &fresh_result,
+            json!({"result": "success", "timestamp": "2026-12-05T10:00:00Z", "result_summary": "x".repeat(2049)}),
+        ),
+        (
+            &fresh_result,
+            json!({"result": "success", "timestamp": "2026-12-05T10:00:00Z", "extra": 1}),
+        ),
+        (
+            &fresh_exec,
+            json!({"executed": "yes", "strictMode": true, "executedAt": "2026-12-05T10:00:00Z"}),
+        ),
+        (&fresh_exec, json!({"executed": true, "strictMode": true})),
+    ] {
+        let got = h.call("POST", path, None, Some(body)).await;
+        assert!(
+            got.0 == StatusCode::UNPROCESSABLE_ENTITY || got.0 == StatusCode::BAD_REQUEST,
+            "{path}: {:?}",
+            got
+        );
+        assert!(got.1["error"].is_string(), "{}", got.1);
+    }
+    // Nothing of those landed: the first real report is still the first.
+    let (st, v) = h
+        .call("POST", &fresh_result, None, Some(result.clone()))
+        .await;
+    assert_eq!(
+        (st, v["recorded"].as_bool()),
+        (StatusCode::OK, Some(true)),
+        "{v}"
+    );
 }

@@ -622,3 +622,332 @@ async fn an_unchanged_list_is_resigned_every_five_minutes() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A token revoked under the id consent tokens had before every issuer-signed token
+/// had one (`consent::legacy_token_id`): verify refuses it, and so does its list.
+#[tokio::test]
+async fn a_token_revoked_under_its_legacy_consent_id_is_revoked_in_its_list() {
+    let h = start_with_config(Config::default()).await;
+    let key = h.issuer("legacy.example").await;
+    let (agent_id, _) = agent(&h, &key, "Bot").await;
+    let issuer = h
+        .state
+        .store
+        .issuer_by_name("legacy.example")
+        .await
+        .unwrap()
+        .unwrap();
+    let allocate = |jti: String| {
+        let h = &h;
+        let key = key.clone();
+        let agent_id = agent_id.clone();
+        async move {
+            let (st, v) = h
+                .call(
+                    "POST",
+                    "/v1/status-lists/allocations",
+                    Some(&key),
+                    Some(json!({"agent_id": agent_id, "jti": jti, "expires_at": now_s() + 3600})),
+                )
+                .await;
+            assert_eq!(st, StatusCode::CREATED, "{v}");
+            (
+                v["status"]["status_list"]["uri"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+                v["status"]["status_list"]["idx"].as_u64().unwrap(),
+            )
+        }
+    };
+    let new_jti =
+        || bonafide_core::ids::TokenId::from_random(common::rand20()[..16].try_into().unwrap());
+    let (revoked_jti, kept_jti) = (new_jti(), new_jti());
+    // The revocation as it was recorded before the change: under the legacy id.
+    let legacy = bonafide_core::consent::legacy_token_id(&issuer.id, revoked_jti.as_str());
+    let agent: bonafide_core::ids::AgentId = agent_id.parse().unwrap();
+    let mut entry = bonafide_core::audit::AuditEntry::new(
+        bonafide_core::audit::EventType::TokenRevoked,
+        h.state.now_ms(),
+        bonafide_core::audit::Actor::Issuer {
+            id: issuer.id.to_string(),
+        },
+    );
+    entry.agent = Some(agent.to_string());
+    entry.issuer = Some(issuer.id.to_string());
+    let audit = bonafide_server::audit::record(&entry, Some(&agent), Some(&issuer.id)).unwrap();
+    h.state
+        .store
+        .revoke_issuer_signed_token(
+            &issuer.id,
+            &bonafide_store::TokenRecord {
+                jti: legacy,
+                agent_id: agent,
+                issuer_id: issuer.id.clone(),
+                kid: "key-001".into(),
+                issued_at_s: now_s(),
+                expires_at_s: now_s() + 3600,
+                revoked_at_ms: None,
+            },
+            h.state.now_ms(),
+            &audit,
+        )
+        .await
+        .unwrap();
+    let (uri, idx) = allocate(revoked_jti.to_string()).await;
+    let (kept_uri, kept_idx) = allocate(kept_jti.to_string()).await;
+    until_status(&h, &uri, idx, Status::Invalid).await;
+    until_status(&h, &kept_uri, kept_idx, Status::Valid).await;
+}
+
+fn public_jwk(sk: &bonafide_core::keys::SigningKey) -> Value {
+    serde_json::to_value(sk.verifying_key().jwk()).unwrap()
+}
+
+/// A token bound to an agent key is revoked in its list once that key is rotated out
+/// and its grace has passed, though nothing changes at that moment (the publisher
+/// keeps the grace's end), as verify refuses it then; the new key's token stays valid.
+#[tokio::test]
+async fn a_bound_token_is_revoked_in_its_list_when_its_rotated_key_is_past_its_grace() {
+    use bonafide_core::keys::{Algorithm, SigningKey};
+    let clock = std::sync::Arc::new(bonafide_server::time::ManualClock::now());
+    let h = start_with_config(Config {
+        clock: clock.clone(),
+        ..Config::default()
+    })
+    .await;
+    let key = h.issuer("bound.example").await;
+    let (first, second) = (
+        SigningKey::generate(Algorithm::EdDSA).unwrap(),
+        SigningKey::generate(Algorithm::EdDSA).unwrap(),
+    );
+    let reg = h
+        .register(
+            &key,
+            json!({"name": "Bound", "scopes": ["read:x"], "public_key": public_jwk(&first)}),
+        )
+        .await;
+    let agent_id = reg["agent_id"].as_str().unwrap().to_owned();
+    let (uri, idx) = slot(reg["token"].as_str().unwrap());
+    until_status(&h, &uri, idx, Status::Valid).await;
+    let (st, rotated) = h
+        .call(
+            "PUT",
+            &format!("/v1/agents/{agent_id}/keys"),
+            Some(&key),
+            Some(json!({"public_key": public_jwk(&second), "grace_seconds": 60})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{rotated}");
+    let (new_uri, new_idx) = slot(rotated["token"].as_str().unwrap());
+    until_status(&h, &new_uri, new_idx, Status::Valid).await;
+    // Within the grace the old token still verifies, so its list says valid: a round
+    // of the publisher after the rotation changed nothing.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let (_, list, _) = fetch(&h, &uri).await;
+    assert_eq!(list.get(idx).unwrap(), Status::Valid);
+    clock.advance(Duration::from_secs(61));
+    until_status(&h, &uri, idx, Status::Invalid).await;
+    let (_, list, _) = fetch(&h, &new_uri).await;
+    assert_eq!(list.get(new_idx).unwrap(), Status::Valid);
+}
+
+/// An issuer-signed token whose slot names the key that signs it (`kid`) is revoked
+/// in its list when that key is revoked; another key's token is not. A `kid` or `jkt`
+/// that is not the issuer's or the agent's is refused at allocation.
+#[tokio::test]
+async fn an_issuer_signed_token_is_revoked_in_its_list_with_the_key_that_signed_it() {
+    use bonafide_core::keys::{Algorithm, SigningKey};
+    let h = start_with_config(Config::default()).await;
+    let iss = h.issuer_full("keyed.example").await;
+    let other = h.issuer_full("other-keyed.example").await;
+    let (agent_id, _) = agent(&h, &iss.key, "Bot").await;
+    let mut kids = Vec::new();
+    for (who, sk) in [
+        (&iss, SigningKey::generate(Algorithm::EdDSA).unwrap()),
+        (&iss, SigningKey::generate(Algorithm::EdDSA).unwrap()),
+        (&other, SigningKey::generate(Algorithm::EdDSA).unwrap()),
+    ] {
+        let mut jwk = public_jwk(&sk);
+        jwk.as_object_mut().unwrap().remove("kid");
+        let proof = h.key_proof(&who.id, &sk);
+        let (st, v) = h
+            .call(
+                "POST",
+                "/v1/issuer/keys",
+                Some(&who.key),
+                Some(json!({"jwk": jwk, "proof": proof})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{v}");
+        kids.push(sk.kid().to_owned());
+    }
+    let allocate = |kid: Option<&str>, jkt: Option<&str>| {
+        let body = json!({
+            "agent_id": agent_id,
+            "jti": bonafide_core::ids::TokenId::from_random(
+                common::rand20()[..16].try_into().unwrap()
+            )
+            .to_string(),
+            "expires_at": now_s() + 3600,
+            "kid": kid,
+            "jkt": jkt,
+        });
+        let h = &h;
+        let key = iss.key.clone();
+        async move {
+            h.call(
+                "POST",
+                "/v1/status-lists/allocations",
+                Some(&key),
+                Some(body),
+            )
+            .await
+        }
+    };
+    let slot_of = |v: &Value| {
+        (
+            v["status"]["status_list"]["uri"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+            v["status"]["status_list"]["idx"].as_u64().unwrap(),
+        )
+    };
+    let (st, signed) = allocate(Some(&kids[0]), None).await;
+    assert_eq!(st, StatusCode::CREATED, "{signed}");
+    let (st, by_other_key) = allocate(Some(&kids[1]), None).await;
+    assert_eq!(st, StatusCode::CREATED, "{by_other_key}");
+    // Another issuer's kid, an unknown one, a jkt that is no key of the agent: 422.
+    for (kid, jkt) in [
+        (Some(kids[2].as_str()), None),
+        (Some("no-such-kid"), None),
+        (None, Some("no-such-jkt")),
+    ] {
+        let (st, v) = allocate(kid, jkt).await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{kid:?} {jkt:?}: {v}");
+        assert_eq!(v["error"]["code"], "INVALID_REQUEST", "{v}");
+    }
+    let (uri, idx) = slot_of(&signed);
+    let (other_uri, other_idx) = slot_of(&by_other_key);
+    until_status(&h, &uri, idx, Status::Valid).await;
+    let (st, v) = h
+        .call(
+            "POST",
+            &format!("/v1/issuer/keys/{}/revoke", kids[0]),
+            Some(&iss.key),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    until_status(&h, &uri, idx, Status::Invalid).await;
+    let (_, list, _) = fetch(&h, &other_uri).await;
+    assert_eq!(list.get(other_idx).unwrap(), Status::Valid);
+    // A revoked key can no longer be named.
+    let (st, _) = allocate(Some(&kids[0]), None).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+#[tokio::test]
+async fn a_revoked_policy_flips_every_slot_of_a_token_carrying_it() {
+    let h = start_with_config(Config::default()).await;
+    let key = h.issuer("policies.example").await;
+    let policy = |id: &str| json!({"version": "pol.v0.2", "id": id, "actions": ["read:x"]});
+    let register = |name: &'static str, policy_id: &'static str| {
+        let h = &h;
+        let key = &key;
+        async move {
+            let reg = h
+                .register(
+                    key,
+                    json!({"name": name, "scopes": ["read:x"], "policy": policy(policy_id)}),
+                )
+                .await;
+            (
+                reg["agent_id"].as_str().unwrap().to_owned(),
+                reg["token"].as_str().unwrap().to_owned(),
+            )
+        }
+    };
+    // Registry-minted tokens with the revoked policy and with another one.
+    let (agent_id, carrying) = register("Carrying", "pol_lists_1").await;
+    let (_, other) = register("Other", "pol_lists_2").await;
+    let (uri, idx) = slot(&carrying);
+    let (other_uri, other_idx) = slot(&other);
+    // An issuer's own token's slot, with and without the policy's id.
+    let allocate = |policy_id: Option<&str>| {
+        let h = &h;
+        let key = &key;
+        let agent_id = &agent_id;
+        let mut body = json!({
+            "agent_id": agent_id,
+            "jti": bonafide_core::ids::TokenId::from_random(
+                common::rand20()[..16].try_into().unwrap()
+            )
+            .to_string(),
+            "expires_at": now_s() + 3600,
+        });
+        if let Some(p) = policy_id {
+            body["policy_id"] = json!(p);
+        }
+        async move {
+            let (st, v) = h
+                .call(
+                    "POST",
+                    "/v1/status-lists/allocations",
+                    Some(key),
+                    Some(body),
+                )
+                .await;
+            assert_eq!(st, StatusCode::CREATED, "{v}");
+            (
+                v["status"]["status_list"]["uri"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+                v["status"]["status_list"]["idx"].as_u64().unwrap(),
+            )
+        }
+    };
+    let (own_uri, own_idx) = allocate(Some("pol_lists_1")).await;
+    let (plain_uri, plain_idx) = allocate(None).await;
+    // A policy id that is not one is refused.
+    let unused =
+        bonafide_core::ids::TokenId::from_random(common::rand20()[..16].try_into().unwrap())
+            .to_string();
+    for bad in [
+        json!(""),
+        json!("x".repeat(129)),
+        json!("a\u{200b}b"),
+        json!(7),
+    ] {
+        let (st, v) = h
+            .call(
+                "POST",
+                "/v1/status-lists/allocations",
+                Some(&key),
+                Some(json!({"agent_id": agent_id, "jti": unused, "expires_at": now_s() + 60, "policy_id": bad})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {v}");
+    }
+    until_status(&h, &uri, idx, Status::Valid).await;
+    until_status(&h, &own_uri, own_idx, Status::Valid).await;
+
+    let (st, v) = h
+        .call(
+            "POST",
+            "/v1/policies/revoke",
+            Some(&key),
+            Some(json!({"policy_id": "pol_lists_1"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    until_status(&h, &uri, idx, Status::Invalid).await;
+    until_status(&h, &own_uri, own_idx, Status::Invalid).await;
+    // The other policy's token and the issuer's token without a policy stay valid.
+    for (u, i) in [(&other_uri, other_idx), (&plain_uri, plain_idx)] {
+        let (_, list, _) = fetch(&h, u).await;
+        assert_eq!(list.get(i).unwrap(), Status::Valid, "{u} {i}");
+    }
+}
