@@ -188,6 +188,18 @@ codes! {
     DelegationWidens = "DELEGATION_WIDENS",
     /// The actor is already in the chain.
     DelegationLoop = "DELEGATION_LOOP",
+
+    // People and sessions (issue 18).
+    /// 401: the email, password or second factor is wrong (one answer for all, so
+    /// nobody learns whether an email has an account).
+    InvalidCredentials = "INVALID_CREDENTIALS",
+    /// 401 at login: the account has two-factor authentication; send `totp_code` or
+    /// `recovery_code`. 403 elsewhere: the organisation (or the role) needs a session
+    /// made with a second factor.
+    TwoFactorRequired = "TWO_FACTOR_REQUIRED",
+    /// 429: too many failed logins for this account or address; retry after
+    /// `Retry-After` seconds.
+    LoginThrottled = "LOGIN_THROTTLED",
 }
 
 impl ErrorCode {

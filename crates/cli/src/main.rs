@@ -34,6 +34,7 @@ macro_rules! eprintln {
     ($($arg:tt)*) => { $crate::stdout::write_err(format_args!("{}\n", format_args!($($arg)*))) };
 }
 
+mod accounts;
 mod agent;
 mod aim;
 mod apikeys;
@@ -48,6 +49,7 @@ mod policy;
 mod progress;
 mod ratelimits;
 mod receipt;
+mod scan;
 mod self_custody;
 mod shell;
 mod stdout;
@@ -129,6 +131,21 @@ enum Command {
     /// key in BONAFIDE_API_KEY).
     #[command(subcommand)]
     RateLimit(ratelimits::RateLimitCmd),
+    /// Organisations and their people: create one with its first owner's invitation
+    /// (admin key), accept an invitation, invite, list members (your login).
+    #[command(subcommand)]
+    Org(accounts::OrgCmd),
+    /// Log in as a person (password in BONAFIDE_PASSWORD or on stdin): keeps the
+    /// session's tokens in a 0600 file for `org`, `sessions` and `logout`.
+    Login(accounts::LoginArgs),
+    /// Your sessions: list them, end one.
+    #[command(subcommand)]
+    Sessions(accounts::SessionsCmd),
+    /// End this login's session and remove its file.
+    Logout(accounts::SessionFileArg),
+    /// Two-factor authentication (TOTP) for your login: enroll, confirm, disable.
+    #[command(subcommand)]
+    Totp(accounts::TotpCmd),
     /// Make an agent for AIM's Python SDK (aim-sdk; issuer key in BONAFIDE_API_KEY):
     /// its Ed25519 key is made here (the registry never sees the private half), the
     /// agent is registered with it, and the SDK's credentials file is written
@@ -250,6 +267,14 @@ struct ServeArgs {
     /// receivers sooner, for more fetches.
     #[arg(long, env = "BONAFIDE_STATUS_LIST_TTL", value_parser = duration::status_list_ttl)]
     status_list_ttl: Option<std::time::Duration>,
+    /// Let anyone create an organisation (`POST /v1/orgs` without a key), becoming its
+    /// owner. Off by default: the admin invites each organisation's first owner.
+    #[arg(long, env = "BONAFIDE_OPEN_SIGNUP")]
+    open_signup: bool,
+    /// Keep security events (failed logins, refused refresh-token reuse) this long,
+    /// then drop them, hourly (at least 1h). Default 30d.
+    #[arg(long, env = "BONAFIDE_SECURITY_EVENT_RETENTION", value_parser = duration::retention)]
+    security_event_retention: Option<std::time::Duration>,
     /// Also serve `GET /metrics` (Prometheus) on this address, without a key; on the
     /// main address it needs an admin key. Keep it on a private network.
     #[arg(long, env = "BONAFIDE_METRICS_LISTEN")]
@@ -555,6 +580,10 @@ enum KeysCmd {
     },
     /// Print a fresh admin API key, e.g. for BONAFIDE_ADMIN_KEY.
     NewAdminKey,
+    /// Find `bfk_` API keys in files by their checksum, as secret scanners do; with
+    /// --revoke (admin key in BONAFIDE_API_KEY) revoke each one this registry issued.
+    /// Exit 0 none found, 1 keys found, 2 on errors.
+    Scan(scan::ScanArgs),
     /// Make a key-encryption key for --key-encryption-key-file: 32 random bytes as
     /// base64url, written to FILE (mode 0600, never over an existing file) or printed.
     NewKek {
@@ -887,6 +916,7 @@ async fn run(cli: Cli, out: Out) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Keys(KeysCmd::Scan(args)) => scan::run(&cli.url, args, out).await,
         Command::Keys(KeysCmd::NewKek { out: None }) => {
             println!("{}", kek::new_text()?);
             Ok(ExitCode::SUCCESS)
@@ -942,6 +972,11 @@ async fn run(cli: Cli, out: Out) -> Result<ExitCode> {
         }
         Command::ApiKey(cmd) => apikeys::run(&cli.url, cmd, out).await,
         Command::RateLimit(cmd) => ratelimits::run(&cli.url, cmd, out).await,
+        Command::Org(cmd) => accounts::org(&cli.url, cmd, out).await,
+        Command::Login(args) => accounts::login(&cli.url, args, out).await,
+        Command::Sessions(cmd) => accounts::sessions(&cli.url, cmd, out).await,
+        Command::Logout(args) => accounts::logout(&cli.url, args, out).await,
+        Command::Totp(cmd) => accounts::totp(&cli.url, cmd, out).await,
         Command::Migrate(args) => migrate::run(args, &out).await,
         Command::AimCredentials(args) => {
             let client = client(&cli.url, KeyKind::Issuer)?;
@@ -1097,6 +1132,10 @@ async fn serve(args: ServeArgs) -> Result<()> {
                 defaults.default_token_ttl_s.min(max)
             }),
         kek: Some(kek),
+        open_signup: args.open_signup,
+        security_event_retention: args
+            .security_event_retention
+            .unwrap_or(defaults.security_event_retention),
         ..defaults
     };
     let mut server = Server::bind(args.listen, config, store).await?;

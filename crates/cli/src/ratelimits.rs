@@ -79,7 +79,7 @@ pub async fn run(url: &str, cmd: RateLimitCmd, out: Out) -> Result<ExitCode> {
             let id = key_id(&key)?;
             let client = client(url, KeyKind::Admin)?;
             let v: Value = client
-                .delete(&format!("/v1/admin/rate-limits/keys/{id}"))
+                .delete_json(&format!("/v1/admin/rate-limits/keys/{id}"))
                 .await
                 .map_err(explain)?;
             if out.json {

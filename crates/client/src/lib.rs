@@ -319,8 +319,44 @@ impl Client {
         self.send(req, url).await
     }
 
+    /// `DELETE path` (an answer without a body, 204, is success).
+    pub async fn delete(&self, path: &str) -> Result<(), ClientError> {
+        let url = format!("{}{path}", self.base);
+        let req = self.authorize(self.http.delete(&url));
+        self.send_bytes(req, url, MAX_JSON_BYTES).await.map(drop)
+    }
+
+    /// `PATCH path` with a JSON body, decoded as `T`.
+    pub async fn patch<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let req = self.authorize(self.http.patch(&url).json(body));
+        self.send(req, url).await
+    }
+
+    /// `POST path` with a JSON body, for an answer without one (204).
+    pub async fn post_no_content<B: Serialize + ?Sized>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<(), ClientError> {
+        let url = format!("{}{path}", self.base);
+        let req = self.authorize(self.http.post(&url).json(body));
+        self.send_bytes(req, url, MAX_JSON_BYTES).await.map(drop)
+    }
+
+    /// `POST path` with no body, for an answer without one (204).
+    pub async fn post_empty(&self, path: &str) -> Result<(), ClientError> {
+        let url = format!("{}{path}", self.base);
+        let req = self.authorize(self.http.post(&url));
+        self.send_bytes(req, url, MAX_JSON_BYTES).await.map(drop)
+    }
+
     /// `DELETE path`, decoded as `T`.
-    pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+    pub async fn delete_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let url = format!("{}{path}", self.base);
         let req = self.authorize(self.http.delete(&url));
         self.send(req, url).await

@@ -147,6 +147,47 @@ impl fmt::Debug for ApiKey {
     }
 }
 
+/// A `bfk_` key found in text by [`scan`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    /// Byte offset of the key in the text.
+    pub offset: usize,
+    /// The key, when its checksum holds; a look-alike (the right shape, a wrong
+    /// checksum: an example, a typo, a redaction) is the error.
+    pub key: Result<ApiKey, ApiKeyError>,
+}
+
+/// Every API-key-shaped string in `text`, as secret scanners find them: `bfk_`, a
+/// kind, `_`, 40 base32 characters, not inside a longer word. The checksum tells a
+/// real key from a look-alike without asking anyone.
+pub fn scan(text: &str) -> Vec<Found> {
+    const LEN: usize = 4 + 3 + 1 + RANDOM_CHARS + CHECK_CHARS;
+    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let bytes = text.as_bytes();
+    let mut found = Vec::new();
+    let mut from = 0;
+    while let Some(at) = text.get(from..).and_then(|t| t.find("bfk_")) {
+        let start = from + at;
+        from = start + 4;
+        if start > 0 && bytes.get(start - 1).copied().is_some_and(word) {
+            continue;
+        }
+        let end = start + LEN;
+        let Some(candidate) = text.get(start..end) else {
+            continue;
+        };
+        if bytes.get(end).copied().is_some_and(word) {
+            continue;
+        }
+        let key = ApiKey::parse(candidate);
+        if key != Err(ApiKeyError::Format) {
+            found.push(Found { offset: start, key });
+            from = end;
+        }
+    }
+    found
+}
+
 fn checksum(body: &str) -> String {
     let d = digest::digest(&digest::SHA256, body.as_bytes());
     base32(d.as_ref().get(..5).unwrap_or_default())
@@ -155,6 +196,32 @@ fn checksum(body: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scan_finds_real_keys_and_tells_look_alikes_by_their_checksum() {
+        let real = ApiKey::from_random(KeyKind::Issuer, [3; 20]);
+        let admin = ApiKey::from_random(KeyKind::Admin, [4; 20]);
+        let mut fake = real.expose_secret().to_owned();
+        fake.replace_range(10..11, if &fake[10..11] == "a" { "b" } else { "a" });
+        let text = format!(
+            "export BONAFIDE_API_KEY={}\n# example: {fake}\nkey=\"{}\" \
+             xbfk_iss_{} {}zz bfk_iss_short",
+            real.expose_secret(),
+            admin.expose_secret(),
+            &real.expose_secret()[8..],
+            real.expose_secret(),
+        );
+        let found = scan(&text);
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert_eq!(found[0].key.as_ref().unwrap(), &real);
+        assert_eq!(found[0].offset, text.find("bfk_").unwrap());
+        assert_eq!(found[1].key, Err(ApiKeyError::Checksum));
+        assert_eq!(found[2].key.as_ref().unwrap(), &admin);
+        assert!(scan("").is_empty() && scan("bfk_").is_empty());
+        // Multi-byte text around a key.
+        let around = format!("é{}é", real.expose_secret());
+        assert_eq!(scan(&around).len(), 1);
+    }
 
     #[test]
     fn keys_round_trip() {

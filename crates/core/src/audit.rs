@@ -107,6 +107,44 @@ pub enum EventType {
     /// limit, or `cleared`), by an admin or by `serve` starting with other defaults.
     #[serde(rename = "rate_limit.set")]
     RateLimitSet,
+    // ---- organisations, people and sessions (issue 18); `org` and `person` say
+    // whom, `note` what changed (a role, a reason), never a secret.
+    /// An organisation was created (registry admin, or open sign-up).
+    #[serde(rename = "org.created")]
+    OrgCreated,
+    /// An organisation's settings changed (`note`: which, e.g. `require_2fa=true`).
+    #[serde(rename = "org.updated")]
+    OrgUpdated,
+    /// A person was invited into an organisation (`note`: the role).
+    #[serde(rename = "person.invited")]
+    PersonInvited,
+    /// An invitation was accepted: the person has a password and a membership.
+    #[serde(rename = "person.joined")]
+    PersonJoined,
+    /// A member's role changed (`note`: `old->new`).
+    #[serde(rename = "member.role_changed")]
+    MemberRoleChanged,
+    /// A member was removed from an organisation; their sessions there end.
+    #[serde(rename = "member.removed")]
+    MemberRemoved,
+    /// A person logged in: a session began (`target`: the session id).
+    #[serde(rename = "session.created")]
+    SessionCreated,
+    /// A session's refresh token was rotated.
+    #[serde(rename = "session.refreshed")]
+    SessionRefreshed,
+    /// A session ended (logout, revoked, refresh-token reuse; `note` says which).
+    #[serde(rename = "session.revoked")]
+    SessionRevoked,
+    /// A person changed their password (their other sessions end).
+    #[serde(rename = "password.changed")]
+    PasswordChanged,
+    /// TOTP two-factor authentication was enabled (recovery codes issued).
+    #[serde(rename = "totp.enabled")]
+    TotpEnabled,
+    /// TOTP was turned off, or a recovery code was used (`note` says which).
+    #[serde(rename = "totp.changed")]
+    TotpChanged,
 }
 
 impl EventType {
@@ -131,6 +169,18 @@ impl EventType {
             EventType::StatusListPublished => "status_list.published",
             EventType::PolicyRevoked => "policy.revoked",
             EventType::RateLimitSet => "rate_limit.set",
+            EventType::OrgCreated => "org.created",
+            EventType::OrgUpdated => "org.updated",
+            EventType::PersonInvited => "person.invited",
+            EventType::PersonJoined => "person.joined",
+            EventType::MemberRoleChanged => "member.role_changed",
+            EventType::MemberRemoved => "member.removed",
+            EventType::SessionCreated => "session.created",
+            EventType::SessionRefreshed => "session.refreshed",
+            EventType::SessionRevoked => "session.revoked",
+            EventType::PasswordChanged => "password.changed",
+            EventType::TotpEnabled => "totp.enabled",
+            EventType::TotpChanged => "totp.changed",
         }
     }
 }
@@ -156,6 +206,11 @@ pub enum Actor {
     Registry,
     /// A caller that presented no key.
     Anonymous,
+    /// A person logged in (issue 18), by id (`usr_…`).
+    Person {
+        /// The person id.
+        id: String,
+    },
 }
 
 /// A verify decision.
@@ -233,6 +288,12 @@ pub struct AuditEntry {
     /// Lowercase hex SHA-256 of a published status list's uncompressed bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub list_sha256: Option<String>,
+    /// The organisation concerned (`org_…`), for account and session events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org: Option<String>,
+    /// The person concerned (`usr_…`), for account and session events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub person: Option<String>,
 }
 
 impl AuditEntry {
@@ -259,6 +320,8 @@ impl AuditEntry {
             policy_hash: None,
             amount: None,
             list_sha256: None,
+            org: None,
+            person: None,
         }
     }
 

@@ -152,6 +152,19 @@ id_type!(
     /// A verify receipt: `rcp_…`.
     ReceiptId, "rcp_", "receipt"
 );
+// Organisations, people and sessions (issue 18).
+id_type!(
+    /// An organisation: `org_…`.
+    OrgId, "org_", "organisation"
+);
+id_type!(
+    /// A person who logs in: `usr_…`.
+    PersonId, "usr_", "person"
+);
+id_type!(
+    /// A login session (one refresh-token family): `ses_…`.
+    SessionId, "ses_", "session"
+);
 
 impl ReceiptId {
     /// Bytes of randomness in a [`ReceiptId::from_time_and_random`] id (80 bits).

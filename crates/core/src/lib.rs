@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod access_token;
 pub mod apikey;
 pub mod audit;
 pub mod b64;
@@ -30,6 +31,7 @@ pub mod keys;
 pub mod merkle;
 pub mod names;
 pub mod note;
+pub mod password;
 pub mod policy;
 pub mod receipt;
 pub mod scopes;
@@ -38,6 +40,7 @@ pub mod secevent;
 pub mod status_list;
 pub mod tlog_proof;
 pub mod token;
+pub mod totp;
 pub mod verifier;
 
 use aws_lc_rs::digest;

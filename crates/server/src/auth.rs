@@ -40,11 +40,30 @@ fn presented_key(parts: &Parts) -> Result<Option<ApiKey>, ApiError> {
         .map_err(|e| ApiError::unauthorized(format!("invalid API key: {e}")))
 }
 
+/// A person's access token where an API key was expected: refused with 403 (it is a
+/// valid credential of another kind), or 401 if it does not verify.
+async fn refuse_person(state: &AppState, token: &str, what: &str) -> ApiError {
+    match crate::accounts::PersonAuth::from_token(state, token).await {
+        Ok(_) => ApiError::forbidden(format!(
+            "{what}; a person's access token acts only on /v1/orgs, /v1/auth and, with `X-Bonafide-Issuer`, on issuer endpoints"
+        )),
+        Err(e) => e,
+    }
+}
+
 async fn authenticate(
     parts: &Parts,
     state: &AppState,
     want: KeyKind,
 ) -> Result<Option<String>, ApiError> {
+    if let Some(token) = crate::accounts::bearer_access_token(parts) {
+        return Err(refuse_person(
+            state,
+            token,
+            &format!("this endpoint needs an {} API key", want.as_str()),
+        )
+        .await);
+    }
     let key = presented_key(parts)?.ok_or_else(|| {
         ApiError::unauthorized(format!(
             "this endpoint needs an {} API key in `Authorization: Bearer …` or `X-API-Key`",
@@ -92,6 +111,9 @@ impl FromRequestParts<Arc<AppState>> for IssuerAuth {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, ApiError> {
+        if let Some(token) = crate::accounts::bearer_access_token(parts) {
+            return person_as_issuer(parts, state, token).await.map(IssuerAuth);
+        }
         let owner = authenticate(parts, state, KeyKind::Issuer)
             .await?
             .ok_or_else(|| ApiError::internal("issuer key without owner"))?;
@@ -103,6 +125,58 @@ impl FromRequestParts<Arc<AppState>> for IssuerAuth {
             })?;
         Ok(IssuerAuth(issuer))
     }
+}
+
+/// A person acting for an issuer their organisation owns: `X-Bonafide-Issuer` names
+/// it; reading (GET, HEAD) needs any role there, anything else member or above (the
+/// README's role table), and the organisation's 2FA rule applies. An issuer that is
+/// not their organisation's is a 404, as for another issuer's key.
+async fn person_as_issuer(
+    parts: &Parts,
+    state: &AppState,
+    token: &str,
+) -> Result<Issuer, ApiError> {
+    use crate::accounts::{Permission, PersonAuth};
+    let who = PersonAuth::from_token(state, token).await?;
+    let named = parts
+        .headers
+        .get("x-bonafide-issuer")
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "a person acting for an issuer names it in `X-Bonafide-Issuer: iss_…`",
+            )
+        })?
+        .to_str()
+        .map_err(|_| ApiError::bad_request("malformed `X-Bonafide-Issuer`"))?;
+    let id = IssuerId::try_from(named.trim()).map_err(|_| ApiError::not_found("issuer"))?;
+    let org = state
+        .store
+        .owner_org(&bonafide_store::Owned::Issuer(id.clone()))
+        .await?
+        .ok_or_else(|| ApiError::not_found("issuer"))?;
+    let read = matches!(
+        parts.method,
+        axum::http::Method::GET | axum::http::Method::HEAD
+    );
+    let need = if read {
+        Permission::Read
+    } else {
+        Permission::ActAsIssuer
+    };
+    crate::request_id::set_acting_person(who.person.id.as_str());
+    who.require(state, &org, need).await.map_err(|e| {
+        // Not a member of the owner: the issuer is not theirs to know of.
+        if e.status == axum::http::StatusCode::NOT_FOUND {
+            ApiError::not_found("issuer")
+        } else {
+            e
+        }
+    })?;
+    state
+        .store
+        .issuer(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("issuer"))
 }
 
 /// Whoever called, if they presented a key: for endpoints open to everyone where a key
@@ -139,6 +213,9 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, ApiError> {
+        if let Some(token) = crate::accounts::bearer_access_token(parts) {
+            return Err(refuse_person(state, token, "this endpoint takes API keys").await);
+        }
         let Some(key) = presented_key(parts)? else {
             return Ok(Caller::Anonymous);
         };

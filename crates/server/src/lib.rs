@@ -19,6 +19,7 @@ use bonafide_store::{Store, StoreError};
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 
+pub mod accounts;
 pub mod audit;
 pub mod auth;
 pub mod bounded;
@@ -164,6 +165,13 @@ pub struct Config {
     /// [`rotation::PUBLISH_AHEAD_S`] plus `key_refresh` before it signs. Default
     /// `None`: rotated only when asked.
     pub signing_key_lifetime: Option<Duration>,
+    /// Anyone may create an organisation (`POST /v1/orgs` without a key) and becomes
+    /// its owner. Default off: the registry admin invites each organisation's first
+    /// owner.
+    pub open_signup: bool,
+    /// How long security events (failed logins, refused refresh-token reuse) are
+    /// kept; older ones are purged hourly. Default 30 days.
+    pub security_event_retention: Duration,
 }
 
 impl Default for Config {
@@ -202,6 +210,8 @@ impl Default for Config {
             rate_limits: ratelimit::RateLimits::off(),
             trusted_proxies: Vec::new(),
             signing_key_lifetime: None,
+            open_signup: false,
+            security_event_retention: Duration::from_secs(30 * 86_400),
         }
     }
 }
@@ -450,6 +460,17 @@ async fn purge_idempotency(state: Arc<AppState>) {
             Ok(n) => tracing::info!(purged = n, "expired idempotency keys forgotten"),
             Err(e) => tracing::warn!(error = %e, "could not purge idempotency keys"),
         }
+        let retention_ms =
+            i64::try_from(state.config.security_event_retention.as_millis()).unwrap_or(i64::MAX);
+        match state
+            .store
+            .purge_security_events(state.now_ms().saturating_sub(retention_ms))
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(purged = n, "security events past their retention dropped"),
+            Err(e) => tracing::warn!(error = %e, "could not purge security events"),
+        }
         match state.store.purge_action_nonces(state.now_ms()).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(purged = n, "expired action nonces forgotten"),
@@ -508,6 +529,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/v1/admin/api-keys/{id}/revoke",
             post(routes::admin::revoke_admin_key),
+        )
+        .route(
+            "/v1/admin/api-keys/revoke",
+            post(routes::admin::revoke_by_hash),
         )
         .route("/v1/agents/register", post(routes::agents::register))
         .route("/v1/agents", get(routes::agents::list))
@@ -629,6 +654,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(routes::meta::healthz))
         .route("/metrics", get(routes::meta::metrics))
         .route("/openapi.json", get(routes::meta::openapi))
+        // Organisations, people and sessions (issue 18).
+        .merge(routes::accounts::routes())
         // Other products' paths and shapes over the same checks (issue 21).
         .merge(compat::routes())
         .route_layer(middleware::from_fn(cors::allow_any_origin))

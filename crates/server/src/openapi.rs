@@ -19,7 +19,8 @@ use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorCode, ErrorDetail};
 use crate::routes::{
-    admin, agent_keys, agents, audit, issuer_keys, meta, policies, receipts, verify,
+    accounts, admin, agent_keys, agents, audit, auth_sessions, issuer_keys, meta, policies,
+    receipts, verify,
 };
 
 /// The API document.
@@ -28,7 +29,7 @@ use crate::routes::{
     info(title = "Bonafide", description = "Identity and delegated authority for AI agents: register agents, issue, verify and revoke their tokens, and check the audit log of everything that happened.\n\nEvery error answer is `{\"error\":{\"code\",\"message\",\"request_id\"}}` (`ErrorBody`; `code` is one of `ErrorCode`; token exchange answers RFC 6749 errors, with an `ErrorCode` as `code`). A verify answer whose token is not valid carries the same object as `error`. A 503 is a passing condition (a full or busy store, a timeout): retry after its `Retry-After` seconds. A 429 (`RATE_LIMITED`) means a rate limit was reached: retry after its `Retry-After` seconds; every answer a limit applied to carries `RateLimit-Policy` and `RateLimit` (IETF httpapi draft)."),
     paths(
         admin::create_issuer, admin::create_receiver, admin::set_audiences, admin::rotate_keys,
-        admin::admin_keys, admin::revoke_admin_key,
+        admin::admin_keys, admin::revoke_admin_key, admin::revoke_by_hash,
         crate::routes::rate_limits::list, crate::routes::rate_limits::set_key, crate::routes::rate_limits::clear_key,
         policies::lint, policies::revoke,
         agents::register, agents::list, agents::get, agents::issue_token, agents::revoke, agents::suspend, agents::reactivate, agents::revoke_token,
@@ -44,6 +45,15 @@ use crate::routes::{
         crate::routes::events::delete_webhook, crate::routes::events::resume_webhook,
         crate::routes::events::ssf_configuration, meta::event_jwks,
         meta::jwks, meta::receipt_jwks, meta::public_key_pem, meta::configuration, meta::scopes, meta::health, meta::health_alias, meta::healthz, meta::metrics, meta::openapi,
+        // Organisations, people and sessions (issue 18).
+        accounts::create_org, accounts::get_org, accounts::update_org, accounts::members,
+        accounts::invite, accounts::set_role, accounts::remove_member, accounts::create_issuer,
+        accounts::create_receiver, accounts::owned, accounts::adopt, accounts::org_security_events,
+        accounts::all_security_events, accounts::accept,
+        auth_sessions::login, auth_sessions::refresh, auth_sessions::logout, auth_sessions::me,
+        auth_sessions::sessions, auth_sessions::revoke_session, auth_sessions::change_password,
+        auth_sessions::totp_enroll, auth_sessions::totp_confirm, auth_sessions::totp_disable,
+        auth_sessions::session_jwks,
     ),
     components(schemas(
         ErrorBody, ErrorDetail, ErrorCode,
@@ -59,6 +69,7 @@ use crate::routes::{
         (name = "audit", description = "The tamper-evident audit log: checkpoints, proofs, tiles"),
         (name = "discovery", description = "Keys, catalog, health"),
         (name = "status", description = "Token Status Lists: revocation for receivers that verify offline"),
+        (name = "accounts", description = "Organisations, people and sessions (a person's access token)"),
     )
 )]
 pub struct ApiDoc;
@@ -75,6 +86,18 @@ impl Modify for Security {
                     "X-API-Key",
                     "`bfk_…` key; `Authorization: Bearer bfk_…` also works",
                 ))),
+            );
+            components.add_security_scheme(
+                "access_token",
+                SecurityScheme::Http(
+                    utoipa::openapi::security::HttpBuilder::new()
+                        .scheme(utoipa::openapi::security::HttpAuthScheme::Bearer)
+                        .bearer_format("JWT")
+                        .description(Some(
+                            "a person's access token (RFC 9068 `at+jwt`, 15 minutes) from `POST /v1/auth/login`",
+                        ))
+                        .build(),
+                ),
             );
         }
     }

@@ -10,6 +10,23 @@ use axum::response::Response;
 
 tokio::task_local! {
     static REQUEST_ID: String;
+    /// The person acting for an issuer in this request (issue 18), set once by the
+    /// extractor that authenticated them: every audit entry the request writes names
+    /// them beside the issuer.
+    static ACTING_PERSON: std::sync::OnceLock<String>;
+}
+
+/// Records that a person (`usr_…`) is the one acting in this request.
+pub fn set_acting_person(id: &str) {
+    let _ = ACTING_PERSON.try_with(|cell| cell.set(id.to_owned()));
+}
+
+/// The person acting in this request, if a person is.
+pub fn acting_person() -> Option<String> {
+    ACTING_PERSON
+        .try_with(|cell| cell.get().cloned())
+        .ok()
+        .flatten()
 }
 
 /// The id of the request being handled, or `-` outside a request.
@@ -43,7 +60,12 @@ fn fresh() -> String {
 /// Middleware: assigns the id and runs the rest of the stack inside its scope.
 pub async fn layer(req: Request, next: Next) -> Response {
     let id = fresh();
-    let mut resp = REQUEST_ID.scope(id.clone(), next.run(req)).await;
+    let mut resp = REQUEST_ID
+        .scope(
+            id.clone(),
+            ACTING_PERSON.scope(std::sync::OnceLock::new(), next.run(req)),
+        )
+        .await;
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-request-id", v);
     }

@@ -68,6 +68,7 @@ use std::time::{Duration, Instant};
 use bonafide_core::apikey::ApiKeyHash;
 use bonafide_core::audit::{Actor, AuditEntry, Decision, EventType, token_sha256};
 use bonafide_core::ids::{AgentId, IssuerId, ReceiptId, ReceiverId, TokenId};
+use bonafide_core::ids::{OrgId, PersonId, SessionId};
 use bonafide_core::merkle::{self, Hash, HashReader, Prefetched};
 use bonafide_core::policy::Decimal;
 use bonafide_server::audit::AuditLog;
@@ -76,6 +77,10 @@ use bonafide_store::{
     CheckpointRecord, Cursor, DecisionItem, DecisionOutcome, Issuer, IssuerKey, LogKeyRecord, Page,
     ReceiptKeyRecord, ReceiptRecord, Receiver, Revocations, SigningKeyRecord, SqliteStore, Store,
     StoreError, TokenRecord,
+};
+use bonafide_store::{
+    Invitation, Membership, NewRefresh, Organisation, Owned, Person, RefreshRecord, Role, Rotation,
+    SecurityEvent, Session, Throttle,
 };
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -547,6 +552,238 @@ struct CountingStore {
 
 #[async_trait::async_trait]
 impl Store for CountingStore {
+    async fn revoke_api_key(
+        &self,
+        h: &ApiKeyHash,
+        t: i64,
+        a: &AuditRecord,
+    ) -> StoreResult<ApiKeyRecord> {
+        self.inner.revoke_api_key(h, t, a).await
+    }
+    async fn session_key(
+        &self,
+        candidate: &ReceiptKeyRecord,
+    ) -> Result<ReceiptKeyRecord, StoreError> {
+        self.inner.session_key(candidate).await
+    }
+    async fn create_org(
+        &self,
+        org: &Organisation,
+        owner: &Invitation,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError> {
+        self.inner.create_org(org, owner, audit).await
+    }
+    async fn org(&self, id: &OrgId) -> Result<Option<Organisation>, StoreError> {
+        self.inner.org(id).await
+    }
+    async fn set_org_require_2fa(
+        &self,
+        id: &OrgId,
+        require: bool,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError> {
+        self.inner.set_org_require_2fa(id, require, audit).await
+    }
+    async fn create_invitation(
+        &self,
+        invitation: &Invitation,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError> {
+        self.inner.create_invitation(invitation, audit).await
+    }
+    async fn invitation(&self, token_hash: &[u8; 32]) -> Result<Option<Invitation>, StoreError> {
+        self.inner.invitation(token_hash).await
+    }
+    async fn accept_invitation(
+        &self,
+        token_hash: &[u8; 32],
+        person: &Person,
+        now_ms: i64,
+        audit: &AuditRecord,
+    ) -> Result<(Person, Membership), StoreError> {
+        self.inner
+            .accept_invitation(token_hash, person, now_ms, audit)
+            .await
+    }
+    async fn person(&self, id: &PersonId) -> Result<Option<Person>, StoreError> {
+        self.inner.person(id).await
+    }
+    async fn person_by_email(&self, email: &str) -> Result<Option<Person>, StoreError> {
+        self.inner.person_by_email(email).await
+    }
+    async fn memberships_of(&self, person: &PersonId) -> Result<Vec<Membership>, StoreError> {
+        self.inner.memberships_of(person).await
+    }
+    async fn members(&self, org: &OrgId) -> Result<Vec<Membership>, StoreError> {
+        self.inner.members(org).await
+    }
+    async fn set_member_role(
+        &self,
+        org: &OrgId,
+        person: &PersonId,
+        role: Role,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError> {
+        self.inner.set_member_role(org, person, role, audit).await
+    }
+    async fn remove_member(
+        &self,
+        org: &OrgId,
+        person: &PersonId,
+        now_ms: i64,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError> {
+        self.inner.remove_member(org, person, now_ms, audit).await
+    }
+    async fn set_owner_org(
+        &self,
+        what: &Owned,
+        org: &OrgId,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError> {
+        self.inner.set_owner_org(what, org, audit).await
+    }
+    async fn create_org_issuer(
+        &self,
+        issuer: &Issuer,
+        key: &ApiKeyHash,
+        org: &OrgId,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError> {
+        self.inner.create_org_issuer(issuer, key, org, audit).await
+    }
+    async fn create_org_receiver(
+        &self,
+        receiver: &Receiver,
+        key: &ApiKeyHash,
+        org: &OrgId,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError> {
+        self.inner
+            .create_org_receiver(receiver, key, org, audit)
+            .await
+    }
+    async fn owner_org(&self, what: &Owned) -> Result<Option<OrgId>, StoreError> {
+        self.inner.owner_org(what).await
+    }
+    async fn org_owned(&self, org: &OrgId) -> Result<Vec<Owned>, StoreError> {
+        self.inner.org_owned(org).await
+    }
+    async fn create_session(
+        &self,
+        session: &Session,
+        refresh: &NewRefresh,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError> {
+        self.inner.create_session(session, refresh, audit).await
+    }
+    async fn session(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
+        self.inner.session(id).await
+    }
+    async fn sessions_of(
+        &self,
+        person: &PersonId,
+        now_ms: i64,
+    ) -> Result<Vec<Session>, StoreError> {
+        self.inner.sessions_of(person, now_ms).await
+    }
+    async fn refresh_token(&self, hash: &[u8; 32]) -> Result<Option<RefreshRecord>, StoreError> {
+        self.inner.refresh_token(hash).await
+    }
+    async fn rotate_refresh(
+        &self,
+        old: &[u8; 32],
+        new: &NewRefresh,
+        now_ms: i64,
+        audit: &AuditRecord,
+    ) -> Result<Rotation, StoreError> {
+        self.inner.rotate_refresh(old, new, now_ms, audit).await
+    }
+    async fn revoke_session(
+        &self,
+        id: &SessionId,
+        now_ms: i64,
+        reason: &str,
+        audit: &AuditRecord,
+    ) -> Result<bool, StoreError> {
+        self.inner.revoke_session(id, now_ms, reason, audit).await
+    }
+    async fn set_password(
+        &self,
+        person: &PersonId,
+        password_hash: &str,
+        keep: Option<&SessionId>,
+        now_ms: i64,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError> {
+        self.inner
+            .set_password(person, password_hash, keep, now_ms, audit)
+            .await
+    }
+    async fn set_totp_pending(&self, person: &PersonId, sealed: &str) -> Result<(), StoreError> {
+        self.inner.set_totp_pending(person, sealed).await
+    }
+    async fn enable_totp(
+        &self,
+        person: &PersonId,
+        step: i64,
+        recovery: &[[u8; 32]],
+        now_ms: i64,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError> {
+        self.inner
+            .enable_totp(person, step, recovery, now_ms, audit)
+            .await
+    }
+    async fn disable_totp(&self, person: &PersonId, audit: &AuditRecord) -> Result<(), StoreError> {
+        self.inner.disable_totp(person, audit).await
+    }
+    async fn claim_totp_step(&self, person: &PersonId, step: i64) -> Result<bool, StoreError> {
+        self.inner.claim_totp_step(person, step).await
+    }
+    async fn use_recovery_code(
+        &self,
+        person: &PersonId,
+        hash: &[u8; 32],
+        now_ms: i64,
+        audit: &AuditRecord,
+    ) -> Result<bool, StoreError> {
+        self.inner
+            .use_recovery_code(person, hash, now_ms, audit)
+            .await
+    }
+    async fn recovery_codes_left(&self, person: &PersonId) -> Result<u32, StoreError> {
+        self.inner.recovery_codes_left(person).await
+    }
+    async fn login_throttle(&self, subjects: &[String]) -> Result<Vec<Throttle>, StoreError> {
+        self.inner.login_throttle(subjects).await
+    }
+    async fn login_attempt(
+        &self,
+        subjects: &[String],
+        failed: bool,
+        now_ms: i64,
+        window_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.inner
+            .login_attempt(subjects, failed, now_ms, window_ms)
+            .await
+    }
+    async fn add_security_event(&self, event: &SecurityEvent) -> Result<(), StoreError> {
+        self.inner.add_security_event(event).await
+    }
+    async fn security_events(
+        &self,
+        org: Option<&OrgId>,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<SecurityEvent>, StoreError> {
+        self.inner.security_events(org, after_id, limit).await
+    }
+    async fn purge_security_events(&self, before_ms: i64) -> Result<u64, StoreError> {
+        self.inner.purge_security_events(before_ms).await
+    }
     async fn audit_append(&self, records: &[AuditRecord]) -> StoreResult<u64> {
         self.inner.audit_append(records).await
     }

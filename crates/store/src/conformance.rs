@@ -36,6 +36,10 @@ use crate::{
 };
 use crate::{EventAck, Paused, Webhook, WebhookFailure};
 
+#[path = "conformance_accounts.rs"]
+mod accounts;
+pub use accounts::*;
+
 /// Expands to one `#[tokio::test]` per conformance case.
 ///
 /// `$fresh` is the path of an `async fn() -> (S, G)` returning a new, empty store `S`
@@ -192,6 +196,13 @@ macro_rules! __conformance_cases {
             rate_buckets_lease_refill_and_purge,
             concurrent_rate_takes_never_grant_more_than_the_bucket,
             rate_limit_settings_are_audited_only_when_they_change,
+            accounts_invitations_are_single_use_and_audited,
+            accounts_an_organisation_keeps_an_owner,
+            accounts_refresh_tokens_rotate_once,
+            accounts_password_change_ends_other_sessions,
+            accounts_totp_steps_and_recovery_codes_are_single_use,
+            accounts_login_throttle_and_security_events,
+            accounts_any_api_key_is_revoked_by_hash_but_not_the_last_admin,
         }
     };
 }

@@ -67,6 +67,18 @@ pub const TABLES: &[&str] = &[
     "revoked_policies",
     "rate_buckets",
     "rate_limit_settings",
+    "session_key",
+    "organisations",
+    "people",
+    "memberships",
+    "invitations",
+    "recovery_codes",
+    "sessions",
+    "refresh_tokens",
+    "org_issuers",
+    "org_receivers",
+    "login_throttle",
+    "security_events",
 ];
 
 /// Rows read from SQLite and inserted into PostgreSQL at a time (well under
@@ -520,6 +532,16 @@ fn reseal_row(
         "audit_log_key" => (PrivateKeySlot::AuditLogKey, "signer_key"),
         "event_key" => (PrivateKeySlot::EventKey, "private_pem"),
         "status_list_key" => (PrivateKeySlot::StatusListKey, "private_pem"),
+        "session_key" => (PrivateKeySlot::SessionKey, "private_pem"),
+        "people" => {
+            let Some((_, person)) = text_of("id") else {
+                return Ok(0);
+            };
+            if text_of("totp_secret").is_none() {
+                return Ok(0);
+            }
+            (PrivateKeySlot::TotpSecret { person }, "totp_secret")
+        }
         _ => return Ok(0),
     };
     let Some((i, stored)) = text_of(column) else {

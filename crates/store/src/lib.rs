@@ -23,11 +23,14 @@ use std::fmt;
 
 use async_trait::async_trait;
 use bonafide_core::apikey::{ApiKeyHash, KeyKind};
-use bonafide_core::ids::{AgentId, IssuerId, ReceiptId, ReceiverId, TokenId};
+use bonafide_core::ids::{
+    AgentId, IssuerId, OrgId, PersonId, ReceiptId, ReceiverId, SessionId, TokenId,
+};
 use bonafide_core::keys::Algorithm;
 use bonafide_core::merkle::Hash;
 use bonafide_core::policy::Decimal;
 
+pub mod accounts;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod copy;
@@ -40,6 +43,10 @@ mod rows;
 pub mod sdk_verifications;
 mod sqlite;
 
+pub use accounts::{
+    Invitation, Membership, NewRefresh, Organisation, Owned, Person, RefreshRecord, Role, Rotation,
+    SecurityEvent, Session, Throttle,
+};
 pub use events::{EventAck, Paused, Webhook, WebhookFailure};
 pub use limits::{RateGrant, RateLimitSetting, RateTake};
 pub use postgres::{PostgresOptions, PostgresStore};
@@ -225,6 +232,12 @@ pub enum ConflictKind {
     AnotherActiveKey,
     /// An object with this id exists (ids are random: a bug or a replayed write).
     IdTaken,
+    /// An organisation with this name exists.
+    OrgNameTaken,
+    /// The organisation's only owner cannot stop being one.
+    LastOwner,
+    /// Two-factor authentication is on already.
+    TotpEnabled,
 }
 
 impl ConflictKind {
@@ -253,6 +266,11 @@ impl ConflictKind {
             Self::Unauditable => "this request cannot be audited",
             Self::AnotherActiveKey => "another signing key is active",
             Self::IdTaken => "already exists",
+            Self::OrgNameTaken => "organisation name is taken",
+            Self::TotpEnabled => {
+                "two-factor authentication is on already: turn it off first to enrol again"
+            }
+            Self::LastOwner => "an organisation needs an owner: make another member owner first",
         }
     }
 }
@@ -1077,6 +1095,13 @@ pub enum PrivateKeySlot {
     EventKey,
     /// The status-list signing key (one row).
     StatusListKey,
+    /// The key that signs people's access tokens (one row).
+    SessionKey,
+    /// A person's TOTP secret (not a key, sealed the same way).
+    TotpSecret {
+        /// The person (`usr_…`).
+        person: String,
+    },
 }
 
 impl PrivateKeySlot {
@@ -1089,13 +1114,15 @@ impl PrivateKeySlot {
             PrivateKeySlot::AuditLogKey => "audit-log-key".to_owned(),
             PrivateKeySlot::EventKey => "event-key".to_owned(),
             PrivateKeySlot::StatusListKey => "status-list-key".to_owned(),
+            PrivateKeySlot::SessionKey => "session-key".to_owned(),
+            PrivateKeySlot::TotpSecret { person } => format!("totp-secret/{person}"),
         }
     }
 }
 
 /// The one-row private-key tables (`id = 1`): table, key column and slot. Both backends
 /// re-seal them from this list, and make or read the PKCS#8 ones by name.
-pub(crate) const SINGLE_KEY_ROWS: [(&str, &str, PrivateKeySlot); 4] = [
+pub(crate) const SINGLE_KEY_ROWS: [(&str, &str, PrivateKeySlot); 5] = [
     ("receipt_key", "private_pem", PrivateKeySlot::ReceiptKey),
     ("event_key", "private_pem", PrivateKeySlot::EventKey),
     (
@@ -1104,11 +1131,13 @@ pub(crate) const SINGLE_KEY_ROWS: [(&str, &str, PrivateKeySlot); 4] = [
         PrivateKeySlot::StatusListKey,
     ),
     ("audit_log_key", "signer_key", PrivateKeySlot::AuditLogKey),
+    ("session_key", "private_pem", PrivateKeySlot::SessionKey),
 ];
 
 /// The one-row key tables holding a PKCS#8 key and its creation time
 /// (`ReceiptKeyRecord`): what the backends' get-or-create reads and writes.
-pub(crate) const SINGLE_KEY_TABLES: [&str; 3] = ["receipt_key", "event_key", "status_list_key"];
+pub(crate) const SINGLE_KEY_TABLES: [&str; 4] =
+    ["receipt_key", "event_key", "status_list_key", "session_key"];
 
 /// What [`Store::reseal_private_keys`] calls for each stored private key: its new
 /// stored text, or `None` to leave the row as it is.
@@ -1223,6 +1252,16 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         now_ms: i64,
         audit: &AuditRecord,
     ) -> Result<(), StoreError>;
+    /// Revokes an API key of any kind by its hash (a key found leaked: `keys scan
+    /// --revoke`): it authenticates nothing from the next request on, on every
+    /// replica (`Change::ApiKeyRevoked`). `NotFound` for a key unknown or revoked
+    /// already; the last admin key: `Conflict(LastAdminKey)`. The record it was.
+    async fn revoke_api_key(
+        &self,
+        hash: &ApiKeyHash,
+        now_ms: i64,
+        audit: &AuditRecord,
+    ) -> Result<ApiKeyRecord, StoreError>;
     /// The key record with this hash. Backends look up by hash (an index), and the
     /// caller already holds the full hash, so no timing leak about other keys.
     async fn api_key(&self, hash: &ApiKeyHash) -> Result<Option<ApiKeyRecord>, StoreError>;
@@ -1733,6 +1772,197 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         now_ms: i64,
         audit: &AuditRecord,
     ) -> Result<bool, StoreError>;
+    // ---- organisations, people and sessions (issue 18)
+
+    /// The key that signs people's access tokens (`at+jwt`, nothing else): the stored
+    /// one, or `candidate` stored now if none.
+    async fn session_key(
+        &self,
+        candidate: &ReceiptKeyRecord,
+    ) -> Result<ReceiptKeyRecord, StoreError>;
+    /// Creates an organisation with the invitation of its first owner (name taken:
+    /// `Conflict(OrgNameTaken)`).
+    async fn create_org(
+        &self,
+        org: &Organisation,
+        owner: &Invitation,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError>;
+    /// An organisation.
+    async fn org(&self, id: &OrgId) -> Result<Option<Organisation>, StoreError>;
+    /// Sets whether every member needs a second factor.
+    async fn set_org_require_2fa(
+        &self,
+        id: &OrgId,
+        require: bool,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError>;
+    /// Stores an invitation into an existing organisation.
+    async fn create_invitation(
+        &self,
+        invitation: &Invitation,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError>;
+    /// An invitation by its token's hash.
+    async fn invitation(&self, token_hash: &[u8; 32]) -> Result<Option<Invitation>, StoreError>;
+    /// Accepts an invitation: the person (made now if `person` is new, else found by
+    /// email; `password_hash` set only on a person who has none) joins with the
+    /// invitation's role, a membership they have keeping the higher role. Refused
+    /// (`NotFound`) unless unaccepted and unexpired at `now_ms`: single use, atomic.
+    async fn accept_invitation(
+        &self,
+        token_hash: &[u8; 32],
+        person: &Person,
+        now_ms: i64,
+        audit: &AuditRecord,
+    ) -> Result<(Person, Membership), StoreError>;
+    /// A person by id.
+    async fn person(&self, id: &PersonId) -> Result<Option<Person>, StoreError>;
+    /// A person by normalised email.
+    async fn person_by_email(&self, email: &str) -> Result<Option<Person>, StoreError>;
+    /// A person's memberships, oldest first.
+    async fn memberships_of(&self, person: &PersonId) -> Result<Vec<Membership>, StoreError>;
+    /// An organisation's members, oldest first.
+    async fn members(&self, org: &OrgId) -> Result<Vec<Membership>, StoreError>;
+    /// Changes a member's role (`NotFound` if not a member; the last owner cannot
+    /// stop being one: `Conflict(LastOwner)`).
+    async fn set_member_role(
+        &self,
+        org: &OrgId,
+        person: &PersonId,
+        role: Role,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError>;
+    /// Removes a member (not the last owner) and ends their sessions if they belong to
+    /// no other organisation.
+    async fn remove_member(
+        &self,
+        org: &OrgId,
+        person: &PersonId,
+        now_ms: i64,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError>;
+    /// Records that an organisation owns an issuer or a receiver (an existing one
+    /// without an owner; one owned by another organisation: `Conflict(IdTaken)`).
+    async fn set_owner_org(
+        &self,
+        what: &Owned,
+        org: &OrgId,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError>;
+    /// Creates an issuer with its key, owned by `org`, in one transaction.
+    async fn create_org_issuer(
+        &self,
+        issuer: &Issuer,
+        key: &ApiKeyHash,
+        org: &OrgId,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError>;
+    /// Creates a receiver with its key, owned by `org`, in one transaction.
+    async fn create_org_receiver(
+        &self,
+        receiver: &Receiver,
+        key: &ApiKeyHash,
+        org: &OrgId,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError>;
+    /// The organisation owning an issuer or a receiver, if any.
+    async fn owner_org(&self, what: &Owned) -> Result<Option<OrgId>, StoreError>;
+    /// What an organisation owns.
+    async fn org_owned(&self, org: &OrgId) -> Result<Vec<Owned>, StoreError>;
+    /// Starts a session with its first refresh token.
+    async fn create_session(
+        &self,
+        session: &Session,
+        refresh: &NewRefresh,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError>;
+    /// A session by id.
+    async fn session(&self, id: &SessionId) -> Result<Option<Session>, StoreError>;
+    /// A person's sessions not revoked and not expired at `now_ms`, newest first.
+    async fn sessions_of(&self, person: &PersonId, now_ms: i64)
+    -> Result<Vec<Session>, StoreError>;
+    /// A refresh token by hash, with its session.
+    async fn refresh_token(&self, hash: &[u8; 32]) -> Result<Option<RefreshRecord>, StoreError>;
+    /// Rotates a refresh token: marks `old` used and stores `new` in its session, in
+    /// one transaction, only if `old` is unused, unexpired and its session live at
+    /// `now_ms` (two concurrent uses: one rotates, the other is `AlreadyUsed`).
+    async fn rotate_refresh(
+        &self,
+        old: &[u8; 32],
+        new: &NewRefresh,
+        now_ms: i64,
+        audit: &AuditRecord,
+    ) -> Result<Rotation, StoreError>;
+    /// Ends a session; whether it was live (nothing appended otherwise).
+    async fn revoke_session(
+        &self,
+        id: &SessionId,
+        now_ms: i64,
+        reason: &str,
+        audit: &AuditRecord,
+    ) -> Result<bool, StoreError>;
+    /// Sets a person's password and ends their other sessions (all, without `keep`).
+    async fn set_password(
+        &self,
+        person: &PersonId,
+        password_hash: &str,
+        keep: Option<&SessionId>,
+        now_ms: i64,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError>;
+    /// Stores a TOTP secret (sealed) not yet confirmed, replacing any unconfirmed one
+    /// (`Conflict(IdTaken)` when TOTP is already enabled).
+    async fn set_totp_pending(&self, person: &PersonId, sealed: &str) -> Result<(), StoreError>;
+    /// Confirms the pending TOTP secret at `step` with these recovery codes' hashes
+    /// (any earlier codes dropped).
+    async fn enable_totp(
+        &self,
+        person: &PersonId,
+        step: i64,
+        recovery: &[[u8; 32]],
+        now_ms: i64,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError>;
+    /// Turns TOTP off and drops the recovery codes.
+    async fn disable_totp(&self, person: &PersonId, audit: &AuditRecord) -> Result<(), StoreError>;
+    /// Claims a TOTP time step: true only if it is later than the last one used
+    /// (a code is single use, across replicas).
+    async fn claim_totp_step(&self, person: &PersonId, step: i64) -> Result<bool, StoreError>;
+    /// Uses a recovery code: true only if it is the person's and unused.
+    async fn use_recovery_code(
+        &self,
+        person: &PersonId,
+        hash: &[u8; 32],
+        now_ms: i64,
+        audit: &AuditRecord,
+    ) -> Result<bool, StoreError>;
+    /// Unused recovery codes left.
+    async fn recovery_codes_left(&self, person: &PersonId) -> Result<u32, StoreError>;
+    /// Login failures of each subject (missing ones: none).
+    async fn login_throttle(&self, subjects: &[String]) -> Result<Vec<Throttle>, StoreError>;
+    /// Records a failure for each subject (a run of failures older than `window_ms`
+    /// starts again at 1), or, with `failed` false, clears them.
+    async fn login_attempt(
+        &self,
+        subjects: &[String],
+        failed: bool,
+        now_ms: i64,
+        window_ms: i64,
+    ) -> Result<(), StoreError>;
+    /// Stores a security event.
+    async fn add_security_event(&self, event: &SecurityEvent) -> Result<(), StoreError>;
+    /// Security events after `after_id`, oldest first, at most `limit`: an
+    /// organisation's (its own and its members'), or every one with `None`.
+    async fn security_events(
+        &self,
+        org: Option<&OrgId>,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<SecurityEvent>, StoreError>;
+    /// Drops security events older than `before_ms`, expired sessions' refresh tokens
+    /// and stale login failures; how many security events went.
+    async fn purge_security_events(&self, before_ms: i64) -> Result<u64, StoreError>;
 
     // ---- health
 

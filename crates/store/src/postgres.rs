@@ -70,6 +70,10 @@ use sqlx::{Connection, Postgres, QueryBuilder, Transaction};
 
 use crate::ConflictKind;
 use crate::PolicyRevocation;
+use crate::accounts::{
+    InvitationRow, MembershipRow, OrgRow, PersonRow, RefreshRow, SecurityEventRow, SessionRow,
+    person_columns, session_columns,
+};
 use crate::ledger::{self, BudgetRow, Claimed, LedgerTx};
 use crate::log;
 use crate::rows::{self, *};
@@ -82,8 +86,13 @@ use crate::{
     StatusListRecord, StatusSlot, StatusSubject, Store, StoreError, TokenRecord,
 };
 use crate::{EventAck, Webhook, WebhookFailure};
+use crate::{
+    Invitation, Membership, NewRefresh, Organisation, Owned, Person, RefreshRecord, Role, Rotation,
+    SecurityEvent, Session, Throttle,
+};
 use crate::{NewSdkVerification, ReportOutcome, SdkReportKind, SdkVerification};
 use crate::{RateGrant, RateLimitSetting, RateTake, limits};
+use bonafide_core::ids::{OrgId, PersonId, SessionId};
 
 /// Largest page `list_agents` returns, whatever the caller asks.
 const MAX_PAGE: u32 = 1000;
@@ -1691,6 +1700,27 @@ impl Store for PostgresStore {
                     changed += 1;
                 }
             }
+            // People's TOTP secrets are sealed like keys, bound to their person.
+            let secrets: Vec<(String, String)> = sqlx::query_as(
+                "SELECT id, totp_secret FROM people WHERE totp_secret IS NOT NULL ORDER BY id FOR UPDATE",
+            )
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            for (person, text) in secrets {
+                let slot = PrivateKeySlot::TotpSecret {
+                    person: person.clone(),
+                };
+                if let Some(new) = reseal(&slot, &text)? {
+                    sqlx::query("UPDATE people SET totp_secret = $1 WHERE id = $2")
+                        .bind(new)
+                        .bind(person)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db_err)?;
+                    changed += 1;
+                }
+            }
             for (table, column, slot) in &crate::SINGLE_KEY_ROWS {
                 // Table and column come from the constant list, never from input.
                 let text: Option<String> = sqlx::query_scalar(safe_sql(format!(
@@ -2561,6 +2591,1065 @@ impl Store for PostgresStore {
             open: self.pool.size(),
             idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
             max: self.pool.options().get_max_connections(),
+        })
+    }
+
+    // ---- organisations, people and sessions (issue 18)
+
+    async fn session_key(
+        &self,
+        candidate: &ReceiptKeyRecord,
+    ) -> Result<ReceiptKeyRecord, StoreError> {
+        self.single_key("session_key", candidate).await
+    }
+
+    async fn create_org(
+        &self,
+        org: &Organisation,
+        owner: &Invitation,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError> {
+        in_write_tx!(self, |tx| {
+            let log = log::lock(&mut *tx).await?;
+            sqlx::query(
+            "INSERT INTO organisations (id, name, require_2fa, created_at_ms) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(org.id.as_str())
+        .bind(&org.name)
+        .bind(org.require_2fa)
+        .bind(org.created_at_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+            insert_invitation(&mut tx, owner).await?;
+            log.append(&mut *tx, std::slice::from_ref(audit), &[])
+                .await?;
+            Ok(())
+        })
+    }
+
+    async fn org(&self, id: &OrgId) -> Result<Option<Organisation>, StoreError> {
+        sqlx::query_as::<_, OrgRow>(
+            "SELECT id, name, require_2fa, created_at_ms FROM organisations WHERE id = $1",
+        )
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?
+        .map(OrgRow::into_org)
+        .transpose()
+    }
+
+    async fn set_org_require_2fa(
+        &self,
+        id: &OrgId,
+        require: bool,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError> {
+        in_write_tx!(self, |tx| {
+            let log = log::lock(&mut *tx).await?;
+            let current: Option<bool> =
+                sqlx::query_scalar("SELECT require_2fa FROM organisations WHERE id = $1")
+                    .bind(id.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+            let Some(current) = current else {
+                return Err(StoreError::NotFound);
+            };
+            if current != require {
+                sqlx::query("UPDATE organisations SET require_2fa = $1 WHERE id = $2")
+                    .bind(require)
+                    .bind(id.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+            }
+            log.append(&mut *tx, audited(current != require, audit), &[])
+                .await?;
+            Ok(())
+        })
+    }
+
+    async fn create_invitation(
+        &self,
+        invitation: &Invitation,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError> {
+        in_write_tx!(self, |tx| {
+            let log = log::lock(&mut *tx).await?;
+            insert_invitation(&mut tx, invitation).await?;
+            log.append(&mut *tx, std::slice::from_ref(audit), &[])
+                .await?;
+            Ok(())
+        })
+    }
+
+    async fn invitation(&self, token_hash: &[u8; 32]) -> Result<Option<Invitation>, StoreError> {
+        sqlx::query_as::<_, InvitationRow>(
+            "SELECT token_hash, org_id, email, role, created_at_ms, expires_at_ms, accepted_at_ms \
+             FROM invitations WHERE token_hash = $1",
+        )
+        .bind(token_hash.as_slice())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?
+        .map(InvitationRow::into_invitation)
+        .transpose()
+    }
+
+    async fn accept_invitation(
+        &self,
+        token_hash: &[u8; 32],
+        person: &Person,
+        now_ms: i64,
+        audit: &AuditRecord,
+    ) -> Result<(Person, Membership), StoreError> {
+        in_write_tx!(self, |tx| {
+            let log = log::lock(&mut *tx).await?;
+            let invitation = sqlx::query_as::<_, InvitationRow>(
+            "SELECT token_hash, org_id, email, role, created_at_ms, expires_at_ms, accepted_at_ms \
+             FROM invitations WHERE token_hash = $1",
+        )
+        .bind(token_hash.as_slice())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .map(InvitationRow::into_invitation)
+        .transpose()?
+        .filter(|i| {
+            i.accepted_at_ms.is_none() && now_ms < i.expires_at_ms && i.email == person.email
+        })
+        .ok_or(StoreError::NotFound)?;
+            let existing = sqlx::query_as::<_, PersonRow>(concat!(
+                "SELECT ",
+                person_columns!(),
+                " FROM people WHERE email = $1"
+            ))
+            .bind(&person.email)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .map(PersonRow::into_person)
+            .transpose()?;
+            let stored = match existing {
+                Some(mut p) => {
+                    if p.password_hash.is_none() && person.password_hash.is_some() {
+                        sqlx::query("UPDATE people SET password_hash = $1 WHERE id = $2")
+                            .bind(&person.password_hash)
+                            .bind(p.id.as_str())
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(db_err)?;
+                        p.password_hash = person.password_hash.clone();
+                    }
+                    p
+                }
+                None => {
+                    sqlx::query(
+                        "INSERT INTO people (id, email, password_hash, created_at_ms) \
+                     VALUES ($1, $2, $3, $4)",
+                    )
+                    .bind(person.id.as_str())
+                    .bind(&person.email)
+                    .bind(&person.password_hash)
+                    .bind(person.created_at_ms)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+                    person.clone()
+                }
+            };
+            let current: Option<(String, i64)> = sqlx::query_as(
+                "SELECT role, created_at_ms FROM memberships WHERE org_id = $1 AND person_id = $2",
+            )
+            .bind(invitation.org_id.as_str())
+            .bind(stored.id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            let (role, joined) = match current {
+                None => {
+                    sqlx::query(
+                        "INSERT INTO memberships (org_id, person_id, role, created_at_ms) \
+                     VALUES ($1, $2, $3, $4)",
+                    )
+                    .bind(invitation.org_id.as_str())
+                    .bind(stored.id.as_str())
+                    .bind(invitation.role.as_str())
+                    .bind(now_ms)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+                    (invitation.role, now_ms)
+                }
+                Some((role, joined)) => {
+                    let role = Role::parse(&role)
+                        .ok_or_else(|| StoreError::Backend(format!("stored role {role}")))?;
+                    if invitation.role.at_least(role) && invitation.role != role {
+                        sqlx::query(
+                            "UPDATE memberships SET role = $1 WHERE org_id = $2 AND person_id = $3",
+                        )
+                        .bind(invitation.role.as_str())
+                        .bind(invitation.org_id.as_str())
+                        .bind(stored.id.as_str())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db_err)?;
+                        (invitation.role, joined)
+                    } else {
+                        (role, joined)
+                    }
+                }
+            };
+            sqlx::query("UPDATE invitations SET accepted_at_ms = $1 WHERE token_hash = $2")
+                .bind(now_ms)
+                .bind(token_hash.as_slice())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            log.append(&mut *tx, std::slice::from_ref(audit), &[])
+                .await?;
+            let membership = Membership {
+                org_id: invitation.org_id,
+                person_id: stored.id.clone(),
+                email: stored.email.clone(),
+                role,
+                created_at_ms: joined,
+            };
+            Ok((stored, membership))
+        })
+    }
+
+    async fn person(&self, id: &PersonId) -> Result<Option<Person>, StoreError> {
+        sqlx::query_as::<_, PersonRow>(concat!(
+            "SELECT ",
+            person_columns!(),
+            " FROM people WHERE id = $1"
+        ))
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?
+        .map(PersonRow::into_person)
+        .transpose()
+    }
+
+    async fn person_by_email(&self, email: &str) -> Result<Option<Person>, StoreError> {
+        sqlx::query_as::<_, PersonRow>(concat!(
+            "SELECT ",
+            person_columns!(),
+            " FROM people WHERE email = $1"
+        ))
+        .bind(email)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?
+        .map(PersonRow::into_person)
+        .transpose()
+    }
+
+    async fn memberships_of(&self, person: &PersonId) -> Result<Vec<Membership>, StoreError> {
+        sqlx::query_as::<_, MembershipRow>(
+            "SELECT m.org_id, m.person_id, p.email, m.role, m.created_at_ms \
+             FROM memberships m JOIN people p ON p.id = m.person_id \
+             WHERE m.person_id = $1 ORDER BY m.created_at_ms, m.org_id",
+        )
+        .bind(person.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .into_iter()
+        .map(MembershipRow::into_membership)
+        .collect()
+    }
+
+    async fn members(&self, org: &OrgId) -> Result<Vec<Membership>, StoreError> {
+        sqlx::query_as::<_, MembershipRow>(
+            "SELECT m.org_id, m.person_id, p.email, m.role, m.created_at_ms \
+             FROM memberships m JOIN people p ON p.id = m.person_id \
+             WHERE m.org_id = $1 ORDER BY m.created_at_ms, m.person_id",
+        )
+        .bind(org.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .into_iter()
+        .map(MembershipRow::into_membership)
+        .collect()
+    }
+
+    async fn set_member_role(
+        &self,
+        org: &OrgId,
+        person: &PersonId,
+        role: Role,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError> {
+        in_write_tx!(self, |tx| {
+            let log = log::lock(&mut *tx).await?;
+            let current = member_role(&mut tx, org, person).await?;
+            if current == Role::Owner && role != Role::Owner && owners(&mut tx, org).await? <= 1 {
+                return Err(StoreError::Conflict(ConflictKind::LastOwner));
+            }
+            if current != role {
+                sqlx::query(
+                    "UPDATE memberships SET role = $1 WHERE org_id = $2 AND person_id = $3",
+                )
+                .bind(role.as_str())
+                .bind(org.as_str())
+                .bind(person.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            }
+            log.append(&mut *tx, audited(current != role, audit), &[])
+                .await?;
+            Ok(())
+        })
+    }
+
+    async fn remove_member(
+        &self,
+        org: &OrgId,
+        person: &PersonId,
+        now_ms: i64,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError> {
+        in_write_tx!(self, |tx| {
+            let log = log::lock(&mut *tx).await?;
+            let current = member_role(&mut tx, org, person).await?;
+            if current == Role::Owner && owners(&mut tx, org).await? <= 1 {
+                return Err(StoreError::Conflict(ConflictKind::LastOwner));
+            }
+            sqlx::query("DELETE FROM memberships WHERE org_id = $1 AND person_id = $2")
+                .bind(org.as_str())
+                .bind(person.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            let elsewhere: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM memberships WHERE person_id = $1")
+                    .bind(person.as_str())
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+            if elsewhere == 0 {
+                // A person in no organisation may do nothing: their sessions end now.
+                sqlx::query(
+                    "UPDATE sessions SET revoked_at_ms = $1, revoke_reason = 'removed' \
+                 WHERE person_id = $2 AND revoked_at_ms IS NULL",
+                )
+                .bind(now_ms)
+                .bind(person.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            }
+            log.append(&mut *tx, std::slice::from_ref(audit), &[])
+                .await?;
+            Ok(())
+        })
+    }
+
+    async fn set_owner_org(
+        &self,
+        what: &Owned,
+        org: &OrgId,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError> {
+        in_write_tx!(self, |tx| {
+            let log = log::lock(&mut *tx).await?;
+            let (select, insert, id) = match what {
+                Owned::Issuer(id) => (
+                    "SELECT org_id FROM org_issuers WHERE issuer_id = $1",
+                    "INSERT INTO org_issuers (issuer_id, org_id) VALUES ($1, $2)",
+                    id.as_str(),
+                ),
+                Owned::Receiver(id) => (
+                    "SELECT org_id FROM org_receivers WHERE receiver_id = $1",
+                    "INSERT INTO org_receivers (receiver_id, org_id) VALUES ($1, $2)",
+                    id.as_str(),
+                ),
+            };
+            let current: Option<String> = sqlx::query_scalar(select)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            let changed = match current {
+                Some(o) if o == org.as_str() => false,
+                Some(_) => return Err(StoreError::Conflict(ConflictKind::IdTaken)),
+                None => {
+                    // A missing issuer or receiver is a foreign-key failure: NotFound.
+                    sqlx::query(insert)
+                        .bind(id)
+                        .bind(org.as_str())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db_err)?;
+                    true
+                }
+            };
+            log.append(&mut *tx, audited(changed, audit), &[]).await?;
+            Ok(())
+        })
+    }
+
+    async fn owner_org(&self, what: &Owned) -> Result<Option<OrgId>, StoreError> {
+        let (select, id) = match what {
+            Owned::Issuer(id) => (
+                "SELECT org_id FROM org_issuers WHERE issuer_id = $1",
+                id.as_str(),
+            ),
+            Owned::Receiver(id) => (
+                "SELECT org_id FROM org_receivers WHERE receiver_id = $1",
+                id.as_str(),
+            ),
+        };
+        let org: Option<String> = sqlx::query_scalar(select)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        org.map(|o| OrgId::try_from(o.as_str()).map_err(|e| StoreError::Backend(e.to_string())))
+            .transpose()
+    }
+
+    async fn org_owned(&self, org: &OrgId) -> Result<Vec<Owned>, StoreError> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT 'issuer' AS kind, issuer_id AS id FROM org_issuers WHERE org_id = $1 \
+             UNION ALL \
+             SELECT 'receiver' AS kind, receiver_id AS id FROM org_receivers WHERE org_id = $2 \
+             ORDER BY kind, id",
+        )
+        .bind(org.as_str())
+        .bind(org.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|(kind, id)| crate::accounts::owned(kind, id))
+            .collect()
+    }
+
+    async fn create_session(
+        &self,
+        session: &Session,
+        refresh: &NewRefresh,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError> {
+        in_write_tx!(self, |tx| {
+            let log = log::lock(&mut *tx).await?;
+            sqlx::query(
+            "INSERT INTO sessions (id, person_id, client_id, two_factor, ip, user_agent, \
+             created_at_ms, last_used_ms, expires_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(session.id.as_str())
+        .bind(session.person_id.as_str())
+        .bind(&session.client_id)
+        .bind(session.two_factor)
+        .bind(&session.ip)
+        .bind(&session.user_agent)
+        .bind(session.created_at_ms)
+        .bind(session.last_used_ms)
+        .bind(session.expires_at_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+            sqlx::query(
+                "INSERT INTO refresh_tokens (token_hash, session_id, created_at_ms, expires_at_ms) \
+             VALUES ($1, $2, $3, $4)",
+            )
+            .bind(refresh.hash.as_slice())
+            .bind(session.id.as_str())
+            .bind(session.created_at_ms)
+            .bind(refresh.expires_at_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            log.append(&mut *tx, std::slice::from_ref(audit), &[])
+                .await?;
+            Ok(())
+        })
+    }
+
+    async fn session(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
+        sqlx::query_as::<_, SessionRow>(concat!(
+            "SELECT ",
+            session_columns!(),
+            " FROM sessions s WHERE s.id = $1"
+        ))
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?
+        .map(SessionRow::into_session)
+        .transpose()
+    }
+
+    async fn sessions_of(
+        &self,
+        person: &PersonId,
+        now_ms: i64,
+    ) -> Result<Vec<Session>, StoreError> {
+        sqlx::query_as::<_, SessionRow>(concat!(
+            "SELECT ",
+            session_columns!(),
+            " FROM sessions s WHERE s.person_id = $1 AND s.revoked_at_ms IS NULL \
+             AND s.expires_at_ms > $2 ORDER BY s.created_at_ms DESC, s.id"
+        ))
+        .bind(person.as_str())
+        .bind(now_ms)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .into_iter()
+        .map(SessionRow::into_session)
+        .collect()
+    }
+
+    async fn refresh_token(&self, hash: &[u8; 32]) -> Result<Option<RefreshRecord>, StoreError> {
+        sqlx::query_as::<_, RefreshRow>(concat!(
+            "SELECT ",
+            session_columns!(),
+            ", r.created_at_ms AS rt_created_at_ms, r.expires_at_ms AS rt_expires_at_ms, \
+             r.used_at_ms AS rt_used_at_ms \
+             FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id \
+             WHERE r.token_hash = $1"
+        ))
+        .bind(hash.as_slice())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?
+        .map(RefreshRow::into_record)
+        .transpose()
+    }
+
+    async fn rotate_refresh(
+        &self,
+        old: &[u8; 32],
+        new: &NewRefresh,
+        now_ms: i64,
+        audit: &AuditRecord,
+    ) -> Result<Rotation, StoreError> {
+        in_write_tx!(self, |tx| {
+            let log = log::lock(&mut *tx).await?;
+            let row: Option<(Option<i64>, i64, String, Option<i64>)> = sqlx::query_as(
+                "SELECT r.used_at_ms, r.expires_at_ms, r.session_id, s.revoked_at_ms \
+             FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id \
+             WHERE r.token_hash = $1",
+            )
+            .bind(old.as_slice())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            let Some((used, expires, session, revoked)) = row else {
+                return Ok(Rotation::Refused);
+            };
+            if used.is_some() {
+                return Ok(Rotation::AlreadyUsed);
+            }
+            if revoked.is_some() || now_ms >= expires {
+                return Ok(Rotation::Refused);
+            }
+            sqlx::query("UPDATE refresh_tokens SET used_at_ms = $1 WHERE token_hash = $2")
+                .bind(now_ms)
+                .bind(old.as_slice())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            sqlx::query(
+                "INSERT INTO refresh_tokens (token_hash, session_id, created_at_ms, expires_at_ms) \
+             VALUES ($1, $2, $3, $4)",
+            )
+            .bind(new.hash.as_slice())
+            .bind(&session)
+            .bind(now_ms)
+            .bind(new.expires_at_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            sqlx::query("UPDATE sessions SET last_used_ms = $1, expires_at_ms = $2 WHERE id = $3")
+                .bind(now_ms)
+                .bind(new.expires_at_ms)
+                .bind(&session)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            log.append(&mut *tx, std::slice::from_ref(audit), &[])
+                .await?;
+            Ok(Rotation::Rotated)
+        })
+    }
+
+    async fn revoke_session(
+        &self,
+        id: &SessionId,
+        now_ms: i64,
+        reason: &str,
+        audit: &AuditRecord,
+    ) -> Result<bool, StoreError> {
+        in_write_tx!(self, |tx| {
+            let log = log::lock(&mut *tx).await?;
+            let changed = sqlx::query(
+                "UPDATE sessions SET revoked_at_ms = $1, revoke_reason = $2 \
+             WHERE id = $3 AND revoked_at_ms IS NULL",
+            )
+            .bind(now_ms)
+            .bind(reason)
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .rows_affected()
+                > 0;
+            log.append(&mut *tx, audited(changed, audit), &[]).await?;
+            Ok(changed)
+        })
+    }
+
+    async fn set_password(
+        &self,
+        person: &PersonId,
+        password_hash: &str,
+        keep: Option<&SessionId>,
+        now_ms: i64,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError> {
+        in_write_tx!(self, |tx| {
+            let log = log::lock(&mut *tx).await?;
+            let found = sqlx::query("UPDATE people SET password_hash = $1 WHERE id = $2")
+                .bind(password_hash)
+                .bind(person.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?
+                .rows_affected();
+            if found == 0 {
+                return Err(StoreError::NotFound);
+            }
+            // No session id is empty: without `keep`, every session ends.
+            sqlx::query(
+                "UPDATE sessions SET revoked_at_ms = $1, revoke_reason = 'password_changed' \
+             WHERE person_id = $2 AND revoked_at_ms IS NULL AND id <> $3",
+            )
+            .bind(now_ms)
+            .bind(person.as_str())
+            .bind(keep.map_or("", |k| k.as_str()))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            log.append(&mut *tx, std::slice::from_ref(audit), &[])
+                .await?;
+            Ok(())
+        })
+    }
+
+    async fn set_totp_pending(&self, person: &PersonId, sealed: &str) -> Result<(), StoreError> {
+        in_write_tx!(self, |tx| {
+            let changed = sqlx::query(
+                "UPDATE people SET totp_secret = $1, totp_last_step = NULL \
+             WHERE id = $2 AND totp_enabled_at_ms IS NULL",
+            )
+            .bind(sealed)
+            .bind(person.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+            if changed == 0 {
+                let exists: bool =
+                    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM people WHERE id = $1)")
+                        .bind(person.as_str())
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(db_err)?;
+                return Err(if exists {
+                    StoreError::Conflict(ConflictKind::TotpEnabled)
+                } else {
+                    StoreError::NotFound
+                });
+            }
+            Ok(())
+        })
+    }
+
+    async fn enable_totp(
+        &self,
+        person: &PersonId,
+        step: i64,
+        recovery: &[[u8; 32]],
+        now_ms: i64,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError> {
+        in_write_tx!(self, |tx| {
+            let log = log::lock(&mut *tx).await?;
+            let changed = sqlx::query(
+                "UPDATE people SET totp_enabled_at_ms = $1, totp_last_step = $2 \
+             WHERE id = $3 AND totp_secret IS NOT NULL AND totp_enabled_at_ms IS NULL",
+            )
+            .bind(now_ms)
+            .bind(step)
+            .bind(person.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+            if changed == 0 {
+                return Err(StoreError::NotFound);
+            }
+            sqlx::query("DELETE FROM recovery_codes WHERE person_id = $1")
+                .bind(person.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            for hash in recovery {
+                sqlx::query("INSERT INTO recovery_codes (person_id, code_hash) VALUES ($1, $2)")
+                    .bind(person.as_str())
+                    .bind(hash.as_slice())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+            }
+            log.append(&mut *tx, std::slice::from_ref(audit), &[])
+                .await?;
+            Ok(())
+        })
+    }
+
+    async fn disable_totp(&self, person: &PersonId, audit: &AuditRecord) -> Result<(), StoreError> {
+        in_write_tx!(self, |tx| {
+            let log = log::lock(&mut *tx).await?;
+            let changed = sqlx::query(
+                "UPDATE people SET totp_secret = NULL, totp_enabled_at_ms = NULL, \
+             totp_last_step = NULL WHERE id = $1 AND totp_secret IS NOT NULL",
+            )
+            .bind(person.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .rows_affected()
+                > 0;
+            sqlx::query("DELETE FROM recovery_codes WHERE person_id = $1")
+                .bind(person.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            log.append(&mut *tx, audited(changed, audit), &[]).await?;
+            Ok(())
+        })
+    }
+
+    async fn claim_totp_step(&self, person: &PersonId, step: i64) -> Result<bool, StoreError> {
+        in_write_tx!(self, |tx| {
+            let claimed = sqlx::query(
+                "UPDATE people SET totp_last_step = $1 WHERE id = $2 \
+             AND totp_enabled_at_ms IS NOT NULL \
+             AND (totp_last_step IS NULL OR totp_last_step < $3)",
+            )
+            .bind(step)
+            .bind(person.as_str())
+            .bind(step)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .rows_affected()
+                > 0;
+            Ok(claimed)
+        })
+    }
+
+    async fn use_recovery_code(
+        &self,
+        person: &PersonId,
+        hash: &[u8; 32],
+        now_ms: i64,
+        audit: &AuditRecord,
+    ) -> Result<bool, StoreError> {
+        in_write_tx!(self, |tx| {
+            let log = log::lock(&mut *tx).await?;
+            let used = sqlx::query(
+                "UPDATE recovery_codes SET used_at_ms = $1 \
+             WHERE person_id = $2 AND code_hash = $3 AND used_at_ms IS NULL",
+            )
+            .bind(now_ms)
+            .bind(person.as_str())
+            .bind(hash.as_slice())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .rows_affected()
+                > 0;
+            log.append(&mut *tx, audited(used, audit), &[]).await?;
+            Ok(used)
+        })
+    }
+
+    async fn recovery_codes_left(&self, person: &PersonId) -> Result<u32, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM recovery_codes WHERE person_id = $1 AND used_at_ms IS NULL",
+        )
+        .bind(person.as_str())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
+    async fn login_throttle(&self, subjects: &[String]) -> Result<Vec<Throttle>, StoreError> {
+        let mut out = Vec::with_capacity(subjects.len());
+        for subject in subjects {
+            let row: Option<(i64, i64)> = sqlx::query_as(
+                "SELECT failures, last_failure_ms FROM login_throttle WHERE subject = $1",
+            )
+            .bind(subject)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+            out.push(
+                row.map_or(Throttle::default(), |(failures, last_failure_ms)| {
+                    Throttle {
+                        failures: u32::try_from(failures).unwrap_or(u32::MAX),
+                        last_failure_ms,
+                    }
+                }),
+            );
+        }
+        Ok(out)
+    }
+
+    async fn login_attempt(
+        &self,
+        subjects: &[String],
+        failed: bool,
+        now_ms: i64,
+        window_ms: i64,
+    ) -> Result<(), StoreError> {
+        in_write_tx!(self, |tx| {
+            for subject in subjects {
+                if failed {
+                    sqlx::query(
+                        "INSERT INTO login_throttle (subject, failures, last_failure_ms) \
+                     VALUES ($1, 1, $2) ON CONFLICT (subject) DO UPDATE SET \
+                     failures = CASE WHEN login_throttle.last_failure_ms < $3 THEN 1 \
+                     ELSE login_throttle.failures + 1 END, last_failure_ms = $4",
+                    )
+                    .bind(subject)
+                    .bind(now_ms)
+                    .bind(now_ms.saturating_sub(window_ms))
+                    .bind(now_ms)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+                } else {
+                    sqlx::query("DELETE FROM login_throttle WHERE subject = $1")
+                        .bind(subject)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db_err)?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    async fn add_security_event(&self, event: &SecurityEvent) -> Result<(), StoreError> {
+        in_write_tx!(self, |tx| {
+            sqlx::query(
+                "INSERT INTO security_events (kind, person_id, org_id, ip, detail, created_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&event.kind)
+            .bind(event.person_id.as_ref().map(|p| p.as_str()))
+            .bind(event.org_id.as_ref().map(|o| o.as_str()))
+            .bind(&event.ip)
+            .bind(&event.detail)
+            .bind(event.created_at_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            Ok(())
+        })
+    }
+
+    async fn security_events(
+        &self,
+        org: Option<&OrgId>,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<SecurityEvent>, StoreError> {
+        let limit = i64::from(limit.min(1000));
+        let rows = match org {
+            Some(org) => {
+                sqlx::query_as::<_, SecurityEventRow>(
+                    "SELECT id, kind, person_id, org_id, ip, detail, created_at_ms \
+                     FROM security_events WHERE id > $1 AND (org_id = $2 OR person_id IN \
+                     (SELECT person_id FROM memberships WHERE org_id = $3)) ORDER BY id LIMIT $4",
+                )
+                .bind(after_id)
+                .bind(org.as_str())
+                .bind(org.as_str())
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await
+            }
+            None => {
+                sqlx::query_as::<_, SecurityEventRow>(
+                    "SELECT id, kind, person_id, org_id, ip, detail, created_at_ms \
+                     FROM security_events WHERE id > $1 ORDER BY id LIMIT $2",
+                )
+                .bind(after_id)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await
+            }
+        }
+        .map_err(db_err)?;
+        rows.into_iter().map(SecurityEventRow::into_event).collect()
+    }
+
+    async fn purge_security_events(&self, before_ms: i64) -> Result<u64, StoreError> {
+        in_write_tx!(self, |tx| {
+            let gone = sqlx::query("DELETE FROM security_events WHERE created_at_ms < $1")
+                .bind(before_ms)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?
+                .rows_affected();
+            sqlx::query("DELETE FROM login_throttle WHERE last_failure_ms < $1")
+                .bind(before_ms)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            Ok(gone)
+        })
+    }
+
+    async fn create_org_issuer(
+        &self,
+        issuer: &Issuer,
+        key: &ApiKeyHash,
+        org: &OrgId,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError> {
+        in_write_tx!(self, |tx| {
+            let log = log::lock(&mut *tx).await?;
+            sqlx::query(
+                "INSERT INTO issuers (id, name, name_key, created_at_ms) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(issuer.id.as_str())
+            .bind(&issuer.name)
+            .bind(names::issuer_name_key(&issuer.name))
+            .bind(issuer.created_at_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            sqlx::query(
+                "INSERT INTO api_keys (hash, kind, owner, created_at_ms) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(key.0.as_slice())
+            .bind(KeyKind::Issuer.as_str())
+            .bind(issuer.id.as_str())
+            .bind(issuer.created_at_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            sqlx::query("INSERT INTO org_issuers (issuer_id, org_id) VALUES ($1, $2)")
+                .bind(issuer.id.as_str())
+                .bind(org.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            log.append(&mut *tx, std::slice::from_ref(audit), &[])
+                .await?;
+            Ok(())
+        })
+    }
+
+    async fn create_org_receiver(
+        &self,
+        receiver: &Receiver,
+        key: &ApiKeyHash,
+        org: &OrgId,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError> {
+        in_write_tx!(self, |tx| {
+            let log = log::lock(&mut *tx).await?;
+            sqlx::query("INSERT INTO receivers (id, name, created_at_ms) VALUES ($1, $2, $3)")
+                .bind(receiver.id.as_str())
+                .bind(&receiver.name)
+                .bind(receiver.created_at_ms)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            sqlx::query(
+                "INSERT INTO api_keys (hash, kind, owner, created_at_ms) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(key.0.as_slice())
+            .bind(KeyKind::Receiver.as_str())
+            .bind(receiver.id.as_str())
+            .bind(receiver.created_at_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            insert_audiences(&mut tx, &receiver.id, &receiver.audiences).await?;
+            sqlx::query("INSERT INTO org_receivers (receiver_id, org_id) VALUES ($1, $2)")
+                .bind(receiver.id.as_str())
+                .bind(org.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            log.append(&mut *tx, std::slice::from_ref(audit), &[])
+                .await?;
+            Ok(())
+        })
+    }
+
+    async fn revoke_api_key(
+        &self,
+        hash: &ApiKeyHash,
+        now_ms: i64,
+        audit: &AuditRecord,
+    ) -> Result<ApiKeyRecord, StoreError> {
+        in_write_tx!(self, |tx| {
+            let log = log::lock(&mut *tx).await?;
+            let record = sqlx::query_as::<_, ApiKeyRow>(
+                "SELECT hash, kind, owner, created_at_ms FROM api_keys \
+             WHERE hash = $1 AND revoked_at_ms IS NULL",
+            )
+            .bind(hash.0.as_slice())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .map(ApiKeyRow::into_record)
+            .transpose()?
+            .ok_or(StoreError::NotFound)?;
+            if record.kind == KeyKind::Admin {
+                let admins: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM api_keys WHERE kind = $1 AND revoked_at_ms IS NULL",
+                )
+                .bind(KeyKind::Admin.as_str())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                if admins <= 1 {
+                    return Err(StoreError::Conflict(ConflictKind::LastAdminKey));
+                }
+            }
+            sqlx::query("UPDATE api_keys SET revoked_at_ms = $1 WHERE hash = $2")
+                .bind(now_ms)
+                .bind(hash.0.as_slice())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            log.append(
+                &mut *tx,
+                std::slice::from_ref(audit),
+                &[Change::ApiKeyRevoked(*hash)],
+            )
+            .await?;
+            Ok(record)
         })
     }
 
@@ -3544,7 +4633,56 @@ fn conflict_kind(db: &dyn DatabaseError) -> ConflictKind {
         "issuer_keys_pkey" => ConflictKind::IssuerKeyRegistered,
         "issuer_keys_alias" => ConflictKind::IssuerKeyAliasTaken,
         "issuer_domains_domain_unique" => ConflictKind::DomainTaken,
+        "organisations_name_key" => ConflictKind::OrgNameTaken,
         // Ids (issuers, receivers, agents, tokens, receipts, api keys, signing keys).
         _ => ConflictKind::IdTaken,
     }
+}
+
+// ---- organisations, people and sessions (issue 18): helpers inside a transaction
+
+async fn insert_invitation(
+    tx: &mut Transaction<'static, Postgres>,
+    invitation: &Invitation,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO invitations (token_hash, org_id, email, role, created_at_ms, expires_at_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(invitation.token_hash.as_slice())
+    .bind(invitation.org_id.as_str())
+    .bind(&invitation.email)
+    .bind(invitation.role.as_str())
+    .bind(invitation.created_at_ms)
+    .bind(invitation.expires_at_ms)
+    .execute(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
+
+/// A member's role (`NotFound` if not a member).
+async fn member_role(
+    tx: &mut Transaction<'static, Postgres>,
+    org: &OrgId,
+    person: &PersonId,
+) -> Result<Role, StoreError> {
+    let role: Option<String> =
+        sqlx::query_scalar("SELECT role FROM memberships WHERE org_id = $1 AND person_id = $2")
+            .bind(org.as_str())
+            .bind(person.as_str())
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(db_err)?;
+    let role = role.ok_or(StoreError::NotFound)?;
+    Role::parse(&role).ok_or_else(|| StoreError::Backend(format!("stored role {role}")))
+}
+
+/// How many owners an organisation has.
+async fn owners(tx: &mut Transaction<'static, Postgres>, org: &OrgId) -> Result<i64, StoreError> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM memberships WHERE org_id = $1 AND role = 'owner'")
+        .bind(org.as_str())
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(db_err)
 }

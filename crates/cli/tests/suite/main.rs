@@ -3,6 +3,7 @@
 
 mod common;
 
+mod accounts;
 mod agent;
 mod aim_sdk;
 mod apikeys;

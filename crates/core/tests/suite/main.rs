@@ -15,4 +15,5 @@ mod properties;
 mod receipt;
 mod status_list;
 mod tlog_proof;
+mod totp;
 mod vectors;

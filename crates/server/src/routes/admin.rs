@@ -133,7 +133,7 @@ fn audience_taken() -> ApiError {
 
 /// Checks a receiver's audiences: 1 to [`MAX_RECEIVER_AUDIENCES`], each a name as
 /// registration takes them (at most 256 characters), duplicates dropped.
-fn check_audiences(list: &[String]) -> Result<Vec<String>, ApiError> {
+pub(crate) fn check_audiences(list: &[String]) -> Result<Vec<String>, ApiError> {
     if list.is_empty() || list.len() > MAX_RECEIVER_AUDIENCES {
         return Err(ApiError::invalid(format!(
             "`audiences` must list 1 to {MAX_RECEIVER_AUDIENCES} audiences"
@@ -452,4 +452,115 @@ pub async fn revoke_admin_key(
     state.forget_api_key(&key.hash);
     tracing::info!(%id, "admin key revoked");
     Ok(ApiJson(AdminKeyRevoked { id, revoked: true }))
+}
+
+/// `POST /v1/admin/api-keys/revoke` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeByHash {
+    /// SHA-256 of the key text, 64 lowercase hex digits (never the key itself: a
+    /// leaked key is not sent anywhere again).
+    #[schema(pattern = "^[0-9a-f]{64}$")]
+    pub key_sha256: String,
+    /// Why (recorded in the audit entry; at most 200 characters).
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// `POST /v1/admin/api-keys/revoke` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiKeyRevoked {
+    /// The key's id (`sha256:` + 16 hex).
+    pub id: String,
+    /// admin, issuer or receiver.
+    pub kind: String,
+    /// The issuer or receiver it belonged to (none for an admin key).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// RFC 3339.
+    pub revoked_at: String,
+}
+
+/// Revokes any API key by its SHA-256 (admin key): a key found leaked (`bonafide keys
+/// scan --revoke`). It authenticates nothing from the next request on, on every
+/// replica. 404 for a key this registry never issued or revoked already; 409 for the
+/// last admin key.
+#[utoipa::path(post, path = "/v1/admin/api-keys/revoke", tag = "admin", request_body = RevokeByHash,
+    security(("api_key" = [])),
+    responses((status = 200, body = ApiKeyRevoked), (status = 401), (status = 403),
+              (status = 404, description = "not a key of this registry, or revoked already"),
+              (status = 409, description = "`LAST_ADMIN_KEY`"), (status = 422)))]
+pub async fn revoke_by_hash(
+    State(state): State<Arc<AppState>>,
+    _admin: Admin,
+    ApiJson(body): ApiJson<RevokeByHash>,
+) -> Result<ApiJson<ApiKeyRevoked>, ApiError> {
+    let text = body.key_sha256.trim();
+    let mut hash = [0u8; 32];
+    let ok = text.len() == 64
+        && text
+            .as_bytes()
+            .chunks(2)
+            .zip(hash.iter_mut())
+            .all(|(pair, out)| {
+                std::str::from_utf8(pair)
+                    .ok()
+                    .filter(|p| p.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+                    .and_then(|p| u8::from_str_radix(p, 16).ok())
+                    .map(|v| *out = v)
+                    .is_some()
+            });
+    if !ok {
+        return Err(ApiError::invalid(
+            "`key_sha256` must be 64 lowercase hex digits (SHA-256 of the key text)",
+        ));
+    }
+    let reason = body
+        .reason
+        .as_deref()
+        .map(|r| check_text("reason", r, 200))
+        .transpose()?;
+    let hash = bonafide_core::apikey::ApiKeyHash(hash);
+    let id = hash.key_id();
+    let now = state.now_ms();
+    let existing = state.store.api_key(&hash).await?;
+    let issuer = existing
+        .as_ref()
+        .filter(|k| k.kind == KeyKind::Issuer)
+        .and_then(|k| k.owner.as_deref())
+        .and_then(|o| IssuerId::try_from(o).ok());
+    let audit = audit_change(
+        EventType::KeyRevoked,
+        now,
+        Actor::Admin,
+        None,
+        issuer.as_ref(),
+        |e| {
+            e.kid = Some(id.clone());
+            e.note = reason.clone();
+        },
+    )?;
+    let record = state
+        .store
+        .revoke_api_key(&hash, now, &audit)
+        .await
+        .map_err(|e| match e {
+            bonafide_store::StoreError::NotFound => {
+                ApiError::not_found("API key (or it was revoked already)")
+            }
+            bonafide_store::StoreError::Conflict(_) => ApiError::new(
+                StatusCode::CONFLICT,
+                ErrorCode::LastAdminKey,
+                "the last admin key cannot be revoked: add another first",
+            ),
+            other => other.into(),
+        })?;
+    state.forget_api_key(&hash);
+    tracing::info!(%id, kind = record.kind.as_str(), "API key revoked by hash");
+    Ok(ApiJson(ApiKeyRevoked {
+        id,
+        kind: record.kind.as_str().to_owned(),
+        owner: record.owner,
+        revoked_at: rfc3339_ms(now),
+    }))
 }

@@ -1,9 +1,11 @@
 //! HTTP handlers, one module per area of the API contract (docs/design.md, "HTTP API").
 
+pub mod accounts;
 pub mod admin;
 pub mod agent_keys;
 pub mod agents;
 pub mod audit;
+pub mod auth_sessions;
 pub mod events;
 pub mod issuer_domain;
 pub mod issuer_keys;
@@ -87,6 +89,8 @@ pub(crate) fn audit_change(
     entry.agent = agent.map(ToString::to_string);
     entry.issuer = issuer.map(ToString::to_string);
     entry.request_id = Some(crate::request_id::current().to_string());
+    // A person acting for the issuer (issue 18) is named beside it.
+    entry.person = crate::request_id::acting_person();
     fill(&mut entry);
     crate::audit::record(&entry, agent, issuer)
         .map_err(|e| crate::error::ApiError::invalid(format!(

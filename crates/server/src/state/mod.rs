@@ -55,6 +55,8 @@ pub struct AppState {
     pub status_lists: crate::status_lists::StatusLists,
     /// Push events (issue 19): the event key and what subscribers read.
     pub events: crate::events::Hub,
+    /// The key that signs people's access tokens (issue 18), and its JWKS.
+    pub sessions: crate::accounts::SessionKeys,
     /// Seals the private keys this process stores ([`crate::sealing`]).
     kek: Arc<Kek>,
     /// Parsed token policies by `policy_hash` (parsing costs as much as a signature).
@@ -198,6 +200,7 @@ impl AppState {
             load_event_key(store.as_ref(), &kek, now_ms).await?,
             position,
         );
+        let sessions = crate::accounts::SessionKeys::load(store.as_ref(), &kek, now_ms).await?;
         let key_refresh = config.key_refresh;
         let mut metrics = crate::metrics::Metrics::new();
         let commits = audit.commit_metrics();
@@ -232,6 +235,7 @@ impl AppState {
             receipt_key,
             status_lists,
             events,
+            sessions,
             policies: Bounded::new(MAX_CACHED_POLICIES, None)
                 .counted(metrics.cache_counters("policies")),
             agents: Bounded::new(MAX_CACHED_AGENTS, None).counted(metrics.cache_counters("agents")),

@@ -5,6 +5,7 @@
 
 mod common;
 
+mod accounts;
 mod agent_keys;
 mod api;
 mod audit;

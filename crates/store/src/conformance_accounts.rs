@@ -1,0 +1,575 @@
+//! Conformance cases for organisations, people and sessions (issue 18).
+
+use std::sync::Arc;
+
+use bonafide_core::ids::{OrgId, PersonId, SessionId};
+
+use super::{T0_MS, audit_note, issuer, unique};
+use crate::{
+    ConflictKind, Invitation, NewRefresh, Organisation, Owned, Person, Role, Rotation,
+    SecurityEvent, Session, Store, StoreError,
+};
+
+fn org(name: &str) -> Organisation {
+    Organisation {
+        id: OrgId::from_random(unique()),
+        name: format!("{name}-{}", bonafide_core::hex(&unique::<4>())),
+        require_2fa: false,
+        created_at_ms: T0_MS,
+    }
+}
+
+fn invitation(org: &OrgId, email: &str, role: Role) -> Invitation {
+    Invitation {
+        token_hash: unique(),
+        org_id: org.clone(),
+        email: email.to_owned(),
+        role,
+        created_at_ms: T0_MS,
+        expires_at_ms: T0_MS + 86_400_000,
+        accepted_at_ms: None,
+    }
+}
+
+fn person(email: &str) -> Person {
+    Person {
+        id: PersonId::from_random(unique()),
+        email: email.to_owned(),
+        password_hash: Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_owned()),
+        totp_secret: None,
+        totp_enabled_at_ms: None,
+        totp_last_step: None,
+        created_at_ms: T0_MS,
+    }
+}
+
+fn email() -> String {
+    format!("p{}@example.com", bonafide_core::hex(&unique::<6>()))
+}
+
+/// An organisation with an owner who accepted; the owner.
+async fn org_with_owner(store: &dyn Store) -> (Organisation, Person) {
+    let o = org("acme");
+    let mail = email();
+    let inv = invitation(&o.id, &mail, Role::Owner);
+    store.create_org(&o, &inv, &audit_note()).await.unwrap();
+    let (p, m) = store
+        .accept_invitation(&inv.token_hash, &person(&mail), T0_MS + 1, &audit_note())
+        .await
+        .unwrap();
+    assert_eq!(m.role, Role::Owner);
+    (o, p)
+}
+
+fn session(person: &PersonId) -> Session {
+    Session {
+        id: SessionId::from_random(unique()),
+        person_id: person.clone(),
+        client_id: "bonafide".into(),
+        two_factor: false,
+        ip: Some("127.0.0.1".into()),
+        user_agent: Some("test".into()),
+        created_at_ms: T0_MS,
+        last_used_ms: T0_MS,
+        expires_at_ms: T0_MS + 7 * 86_400_000,
+        revoked_at_ms: None,
+        revoke_reason: None,
+    }
+}
+
+fn refresh(expires_at_ms: i64) -> NewRefresh {
+    NewRefresh {
+        hash: unique(),
+        expires_at_ms,
+    }
+}
+
+pub async fn accounts_invitations_are_single_use_and_audited(store: Arc<dyn Store>) {
+    let before = store.audit_size().await.unwrap();
+    let o = org("single-use");
+    let mail = email();
+    let inv = invitation(&o.id, &mail, Role::Owner);
+    store.create_org(&o, &inv, &audit_note()).await.unwrap();
+    assert_eq!(store.org(&o.id).await.unwrap(), Some(o.clone()));
+    // Same name again: refused.
+    let mut twin = org("x");
+    twin.name = o.name.clone();
+    let twin_inv = invitation(&twin.id, &mail, Role::Owner);
+    assert_eq!(
+        store.create_org(&twin, &twin_inv, &audit_note()).await,
+        Err(StoreError::Conflict(ConflictKind::OrgNameTaken))
+    );
+    // Another email than the invitation's: refused, nothing written.
+    assert_eq!(
+        store
+            .accept_invitation(&inv.token_hash, &person(&email()), T0_MS, &audit_note())
+            .await,
+        Err(StoreError::NotFound)
+    );
+    let (p, m) = store
+        .accept_invitation(&inv.token_hash, &person(&mail), T0_MS, &audit_note())
+        .await
+        .unwrap();
+    assert_eq!((m.role, m.email.as_str()), (Role::Owner, mail.as_str()));
+    assert_eq!(store.person_by_email(&mail).await.unwrap(), Some(p.clone()));
+    assert!(
+        store
+            .invitation(&inv.token_hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .accepted_at_ms
+            .is_some()
+    );
+    // Twice: refused.
+    assert_eq!(
+        store
+            .accept_invitation(&inv.token_hash, &person(&mail), T0_MS, &audit_note())
+            .await,
+        Err(StoreError::NotFound)
+    );
+    // Expired: refused.
+    let late = invitation(&o.id, &email(), Role::Viewer);
+    store.create_invitation(&late, &audit_note()).await.unwrap();
+    assert_eq!(
+        store
+            .accept_invitation(
+                &late.token_hash,
+                &person(&late.email),
+                late.expires_at_ms,
+                &audit_note()
+            )
+            .await,
+        Err(StoreError::NotFound)
+    );
+    // The organisation (with its owner's invitation), the acceptance, the second
+    // invitation: 3 entries; nothing for the refusals.
+    assert_eq!(store.audit_size().await.unwrap(), before + 3);
+    // A second invitation for the same person keeps their password and the higher role.
+    let again = invitation(&o.id, &mail, Role::Viewer);
+    store
+        .create_invitation(&again, &audit_note())
+        .await
+        .unwrap();
+    let mut other = person(&mail);
+    other.password_hash = Some("other".into());
+    let (p2, m2) = store
+        .accept_invitation(&again.token_hash, &other, T0_MS, &audit_note())
+        .await
+        .unwrap();
+    assert_eq!(p2.id, p.id);
+    assert_eq!(p2.password_hash, p.password_hash);
+    assert_eq!(m2.role, Role::Owner);
+}
+
+pub async fn accounts_an_organisation_keeps_an_owner(store: Arc<dyn Store>) {
+    let (o, owner) = org_with_owner(store.as_ref()).await;
+    assert_eq!(
+        store
+            .set_member_role(&o.id, &owner.id, Role::Admin, &audit_note())
+            .await,
+        Err(StoreError::Conflict(ConflictKind::LastOwner))
+    );
+    assert_eq!(
+        store
+            .remove_member(&o.id, &owner.id, T0_MS, &audit_note())
+            .await,
+        Err(StoreError::Conflict(ConflictKind::LastOwner))
+    );
+    let mail = email();
+    let inv = invitation(&o.id, &mail, Role::Member);
+    store.create_invitation(&inv, &audit_note()).await.unwrap();
+    let (second, _) = store
+        .accept_invitation(&inv.token_hash, &person(&mail), T0_MS, &audit_note())
+        .await
+        .unwrap();
+    store
+        .set_member_role(&o.id, &second.id, Role::Owner, &audit_note())
+        .await
+        .unwrap();
+    store
+        .set_member_role(&o.id, &owner.id, Role::Viewer, &audit_note())
+        .await
+        .unwrap();
+    let members = store.members(&o.id).await.unwrap();
+    let roles: Vec<_> = members
+        .iter()
+        .map(|m| (m.person_id.clone(), m.role))
+        .collect();
+    assert!(roles.contains(&(owner.id.clone(), Role::Viewer)));
+    assert!(roles.contains(&(second.id.clone(), Role::Owner)));
+    // Removing a member of no other organisation ends their sessions.
+    let s = session(&owner.id);
+    store
+        .create_session(&s, &refresh(s.expires_at_ms), &audit_note())
+        .await
+        .unwrap();
+    store
+        .remove_member(&o.id, &owner.id, T0_MS + 5, &audit_note())
+        .await
+        .unwrap();
+    assert!(store.memberships_of(&owner.id).await.unwrap().is_empty());
+    let ended = store.session(&s.id).await.unwrap().unwrap();
+    assert_eq!(ended.revoked_at_ms, Some(T0_MS + 5));
+    assert_eq!(
+        store
+            .remove_member(&o.id, &owner.id, T0_MS, &audit_note())
+            .await,
+        Err(StoreError::NotFound)
+    );
+    // Ownership of issuers: once, by one organisation.
+    let (iss, _) = issuer(store.as_ref()).await;
+    let what = Owned::Issuer(iss.id.clone());
+    assert_eq!(store.owner_org(&what).await.unwrap(), None);
+    store
+        .set_owner_org(&what, &o.id, &audit_note())
+        .await
+        .unwrap();
+    store
+        .set_owner_org(&what, &o.id, &audit_note())
+        .await
+        .unwrap();
+    assert_eq!(store.owner_org(&what).await.unwrap(), Some(o.id.clone()));
+    assert_eq!(store.org_owned(&o.id).await.unwrap(), vec![what.clone()]);
+    let (other, _) = org_with_owner(store.as_ref()).await;
+    assert_eq!(
+        store.set_owner_org(&what, &other.id, &audit_note()).await,
+        Err(StoreError::Conflict(ConflictKind::IdTaken))
+    );
+    let ghost = Owned::Issuer(bonafide_core::ids::IssuerId::from_random(unique()));
+    assert_eq!(
+        store.set_owner_org(&ghost, &o.id, &audit_note()).await,
+        Err(StoreError::NotFound)
+    );
+}
+
+pub async fn accounts_refresh_tokens_rotate_once(store: Arc<dyn Store>) {
+    let (_, p) = org_with_owner(store.as_ref()).await;
+    let s = session(&p.id);
+    let first = refresh(T0_MS + 1000);
+    store
+        .create_session(&s, &first, &audit_note())
+        .await
+        .unwrap();
+    let rec = store.refresh_token(&first.hash).await.unwrap().unwrap();
+    assert_eq!(rec.session.id, s.id);
+    assert_eq!(rec.used_at_ms, None);
+    let second = refresh(T0_MS + 2000);
+    let before = store.audit_size().await.unwrap();
+    assert_eq!(
+        store
+            .rotate_refresh(&first.hash, &second, T0_MS + 10, &audit_note())
+            .await
+            .unwrap(),
+        Rotation::Rotated
+    );
+    assert_eq!(store.audit_size().await.unwrap(), before + 1);
+    let live = store.session(&s.id).await.unwrap().unwrap();
+    assert_eq!(
+        (live.last_used_ms, live.expires_at_ms),
+        (T0_MS + 10, T0_MS + 2000)
+    );
+    // The used one again: reuse, nothing written.
+    assert_eq!(
+        store
+            .rotate_refresh(
+                &first.hash,
+                &refresh(T0_MS + 3000),
+                T0_MS + 11,
+                &audit_note()
+            )
+            .await
+            .unwrap(),
+        Rotation::AlreadyUsed
+    );
+    assert_eq!(store.audit_size().await.unwrap(), before + 1);
+    // Expired, unknown: refused.
+    assert_eq!(
+        store
+            .rotate_refresh(&second.hash, &refresh(0), T0_MS + 2000, &audit_note())
+            .await
+            .unwrap(),
+        Rotation::Refused
+    );
+    assert_eq!(
+        store
+            .rotate_refresh(&unique(), &refresh(0), T0_MS, &audit_note())
+            .await
+            .unwrap(),
+        Rotation::Refused
+    );
+    // Concurrent uses of one token: exactly one rotates.
+    let s2 = session(&p.id);
+    let shared = refresh(T0_MS + 5000);
+    store
+        .create_session(&s2, &shared, &audit_note())
+        .await
+        .unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let store = Arc::clone(&store);
+        let old = shared.hash;
+        tasks.spawn(async move {
+            store
+                .rotate_refresh(&old, &refresh(T0_MS + 6000), T0_MS + 20, &audit_note())
+                .await
+                .unwrap()
+        });
+    }
+    let mut rotated = 0;
+    while let Some(r) = tasks.join_next().await {
+        if r.unwrap() == Rotation::Rotated {
+            rotated += 1;
+        }
+    }
+    assert_eq!(rotated, 1);
+    // A revoked session's token is refused; revoking twice changes nothing.
+    assert!(
+        store
+            .revoke_session(&s2.id, T0_MS + 30, "refresh_reuse", &audit_note())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .revoke_session(&s2.id, T0_MS + 31, "logout", &audit_note())
+            .await
+            .unwrap()
+    );
+    let ended = store.session(&s2.id).await.unwrap().unwrap();
+    assert_eq!(ended.revoke_reason.as_deref(), Some("refresh_reuse"));
+    let listed = store.sessions_of(&p.id, T0_MS + 40).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|s| s.id.clone()).collect::<Vec<_>>(),
+        vec![s.id.clone()]
+    );
+}
+
+pub async fn accounts_password_change_ends_other_sessions(store: Arc<dyn Store>) {
+    let (_, p) = org_with_owner(store.as_ref()).await;
+    let keep = session(&p.id);
+    let other = session(&p.id);
+    for s in [&keep, &other] {
+        store
+            .create_session(s, &refresh(s.expires_at_ms), &audit_note())
+            .await
+            .unwrap();
+    }
+    store
+        .set_password(&p.id, "new-hash", Some(&keep.id), T0_MS + 1, &audit_note())
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .person(&p.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .password_hash
+            .as_deref(),
+        Some("new-hash")
+    );
+    let listed = store.sessions_of(&p.id, T0_MS + 2).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id, keep.id);
+    let gone = store.session(&other.id).await.unwrap().unwrap();
+    assert_eq!(gone.revoke_reason.as_deref(), Some("password_changed"));
+    store
+        .set_password(&p.id, "newer", None, T0_MS + 3, &audit_note())
+        .await
+        .unwrap();
+    assert!(
+        store
+            .sessions_of(&p.id, T0_MS + 4)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .set_password(
+                &PersonId::from_random(unique()),
+                "x",
+                None,
+                T0_MS,
+                &audit_note()
+            )
+            .await,
+        Err(StoreError::NotFound)
+    );
+}
+
+pub async fn accounts_totp_steps_and_recovery_codes_are_single_use(store: Arc<dyn Store>) {
+    let (_, p) = org_with_owner(store.as_ref()).await;
+    // Not enabled: no step can be claimed.
+    assert!(!store.claim_totp_step(&p.id, 5).await.unwrap());
+    store.set_totp_pending(&p.id, "sealed-1").await.unwrap();
+    store.set_totp_pending(&p.id, "sealed-2").await.unwrap();
+    let codes: Vec<[u8; 32]> = (0..3).map(|_| unique()).collect();
+    store
+        .enable_totp(&p.id, 10, &codes, T0_MS, &audit_note())
+        .await
+        .unwrap();
+    let stored = store.person(&p.id).await.unwrap().unwrap();
+    assert!(stored.totp_enabled());
+    assert_eq!(stored.totp_secret.as_deref(), Some("sealed-2"));
+    assert_eq!(
+        store.set_totp_pending(&p.id, "sealed-3").await,
+        Err(StoreError::Conflict(ConflictKind::TotpEnabled))
+    );
+    // The step used at enrolment and earlier ones are refused; a later one once.
+    assert!(!store.claim_totp_step(&p.id, 10).await.unwrap());
+    assert!(store.claim_totp_step(&p.id, 11).await.unwrap());
+    assert!(!store.claim_totp_step(&p.id, 11).await.unwrap());
+    assert_eq!(store.recovery_codes_left(&p.id).await.unwrap(), 3);
+    assert!(
+        store
+            .use_recovery_code(&p.id, &codes[0], T0_MS, &audit_note())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .use_recovery_code(&p.id, &codes[0], T0_MS, &audit_note())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .use_recovery_code(&p.id, &unique(), T0_MS, &audit_note())
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.recovery_codes_left(&p.id).await.unwrap(), 2);
+    store.disable_totp(&p.id, &audit_note()).await.unwrap();
+    let off = store.person(&p.id).await.unwrap().unwrap();
+    assert!(!off.totp_enabled() && off.totp_secret.is_none());
+    assert_eq!(store.recovery_codes_left(&p.id).await.unwrap(), 0);
+}
+
+pub async fn accounts_login_throttle_and_security_events(store: Arc<dyn Store>) {
+    let subjects = vec!["acct:x".to_owned(), "ip:127.0.0.1".to_owned()];
+    let none = store.login_throttle(&subjects).await.unwrap();
+    assert!(none.iter().all(|t| t.failures == 0));
+    for i in 0..3 {
+        store
+            .login_attempt(&subjects, true, T0_MS + i, 60_000)
+            .await
+            .unwrap();
+    }
+    let counted = store.login_throttle(&subjects).await.unwrap();
+    assert_eq!(counted[0].failures, 3);
+    assert_eq!(counted[0].last_failure_ms, T0_MS + 2);
+    // Past the window, a run starts again.
+    store
+        .login_attempt(&subjects[..1], true, T0_MS + 120_000, 60_000)
+        .await
+        .unwrap();
+    let restarted = store.login_throttle(&subjects).await.unwrap();
+    assert_eq!((restarted[0].failures, restarted[1].failures), (1, 3));
+    store
+        .login_attempt(&subjects[..1], false, T0_MS, 60_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.login_throttle(&subjects).await.unwrap()[0].failures,
+        0
+    );
+
+    let (o, p) = org_with_owner(store.as_ref()).await;
+    let (other, _) = org_with_owner(store.as_ref()).await;
+    let event =
+        |kind: &str, person: Option<&PersonId>, org: Option<&OrgId>, at: i64| SecurityEvent {
+            id: 0,
+            kind: kind.into(),
+            person_id: person.cloned(),
+            org_id: org.cloned(),
+            ip: Some("192.0.2.1".into()),
+            detail: "wrong password".into(),
+            created_at_ms: at,
+        };
+    store
+        .add_security_event(&event("login_failed", Some(&p.id), None, T0_MS))
+        .await
+        .unwrap();
+    store
+        .add_security_event(&event("login_failed", None, None, T0_MS + 1))
+        .await
+        .unwrap();
+    store
+        .add_security_event(&event("refresh_reuse", None, Some(&other.id), T0_MS + 2))
+        .await
+        .unwrap();
+    let mine = store.security_events(Some(&o.id), 0, 100).await.unwrap();
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0].person_id.as_ref(), Some(&p.id));
+    let all = store.security_events(None, 0, 100).await.unwrap();
+    assert!(all.len() >= 3);
+    let after = store.security_events(None, all[0].id, 100).await.unwrap();
+    assert_eq!(after.len(), all.len() - 1);
+    assert_eq!(store.purge_security_events(T0_MS + 2).await.unwrap(), 2);
+    assert_eq!(
+        store
+            .security_events(Some(&other.id), 0, 100)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+pub async fn accounts_any_api_key_is_revoked_by_hash_but_not_the_last_admin(store: Arc<dyn Store>) {
+    use bonafide_core::apikey::{ApiKey, KeyKind};
+    let (iss, key) = issuer(store.as_ref()).await;
+    let before = store.audit_size().await.unwrap();
+    let record = store
+        .revoke_api_key(&key, T0_MS + 1, &audit_note())
+        .await
+        .unwrap();
+    assert_eq!(record.kind, KeyKind::Issuer);
+    assert_eq!(record.owner.as_deref(), Some(iss.id.as_str()));
+    assert_eq!(store.api_key(&key).await.unwrap(), None);
+    assert_eq!(store.audit_size().await.unwrap(), before + 1);
+    // Twice, or a key nobody issued: not found, nothing appended.
+    assert_eq!(
+        store.revoke_api_key(&key, T0_MS, &audit_note()).await,
+        Err(StoreError::NotFound)
+    );
+    let stranger = ApiKey::from_random(KeyKind::Receiver, unique()).hash();
+    assert_eq!(
+        store.revoke_api_key(&stranger, T0_MS, &audit_note()).await,
+        Err(StoreError::NotFound)
+    );
+    assert_eq!(store.audit_size().await.unwrap(), before + 1);
+    // The change feed carries it, for every replica's cache.
+    let feed = store
+        .changes_since(crate::ChangePosition::START, 0, 10_000)
+        .await
+        .unwrap();
+    assert!(
+        feed.changes.contains(&crate::Change::ApiKeyRevoked(key)),
+        "{feed:?}"
+    );
+    // Admin keys: not the last one.
+    let a1 = ApiKey::from_random(KeyKind::Admin, unique()).hash();
+    let a2 = ApiKey::from_random(KeyKind::Admin, unique()).hash();
+    store
+        .add_admin_key(&a1, T0_MS, &audit_note())
+        .await
+        .unwrap();
+    let admins = store.admin_keys().await.unwrap().len();
+    store
+        .add_admin_key(&a2, T0_MS, &audit_note())
+        .await
+        .unwrap();
+    store
+        .revoke_api_key(&a2, T0_MS, &audit_note())
+        .await
+        .unwrap();
+    if admins == 1 {
+        assert_eq!(
+            store.revoke_api_key(&a1, T0_MS, &audit_note()).await,
+            Err(StoreError::Conflict(ConflictKind::LastAdminKey))
+        );
+    }
+}
