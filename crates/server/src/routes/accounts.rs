@@ -653,17 +653,22 @@ pub async fn owned(
 ) -> Result<ApiJson<OwnedList>, ApiError> {
     let id = org_id(&id)?;
     who.require(&state, &id, Permission::Read).await?;
+    owned_list(&state, &id).await.map(ApiJson)
+}
+
+/// What organisation `id` owns.
+async fn owned_list(state: &AppState, id: &OrgId) -> Result<OwnedList, ApiError> {
     let mut out = OwnedList {
         issuers: Vec::new(),
         receivers: Vec::new(),
     };
-    for o in state.store.org_owned(&id).await? {
+    for o in state.store.org_owned(id).await? {
         match o {
             Owned::Issuer(i) => out.issuers.push(i.to_string()),
             Owned::Receiver(r) => out.receivers.push(r.to_string()),
         }
     }
-    Ok(ApiJson(out))
+    Ok(out)
 }
 
 /// `POST /v1/orgs/{id}/adopt` body: exactly one of the two.
@@ -740,17 +745,7 @@ pub async fn adopt(
             StoreError::NotFound => ApiError::not_found("issuer or receiver"),
             other => other.into(),
         })?;
-    let mut out = OwnedList {
-        issuers: Vec::new(),
-        receivers: Vec::new(),
-    };
-    for o in state.store.org_owned(&id).await? {
-        match o {
-            Owned::Issuer(i) => out.issuers.push(i.to_string()),
-            Owned::Receiver(r) => out.receivers.push(r.to_string()),
-        }
-    }
-    Ok(ApiJson(out))
+    owned_list(&state, &id).await.map(ApiJson)
 }
 
 /// Security events query.
