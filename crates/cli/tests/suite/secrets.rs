@@ -342,11 +342,12 @@ fn the_kek_rotates_and_the_old_one_stops_opening_the_keys() {
         std::fs::read(&old).unwrap()
     );
 
-    // Made in place of the default file: the signing, receipt, audit-log and event keys.
+    // Made in place of the default file: the signing, receipt, audit-log, event,
+    // status-list and session keys.
     let out = rotate_kek(&dir, &[]);
     assert!(out.status.success(), "{}", common::text(&out));
     assert!(
-        common::text(&out).contains("re-sealed 5 private keys"),
+        common::text(&out).contains("re-sealed 6 private keys"),
         "{}",
         common::text(&out)
     );
