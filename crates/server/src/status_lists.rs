@@ -142,7 +142,10 @@ impl StatusLists {
                 .status_allocate(entry, self.shape, &candidates, state.now_ms())
                 .await
             {
-                Ok((slot, _)) => {
+                Ok((slot, new)) => {
+                    if !new {
+                        self.same_dependencies(state, entry).await?;
+                    }
                     return Ok(StatusClaim {
                         status_list: Some(StatusRef {
                             idx: slot.idx,
@@ -177,6 +180,46 @@ impl StatusLists {
             ErrorCode::StatusListUnavailable,
             "no free status-list index was found; retry",
         ))
+    }
+}
+
+impl StatusLists {
+    /// A jti asked for again gets its slot back only if its entry depends on the same
+    /// agents, tokens, policy and keys: the stored entry is what the publisher reads,
+    /// so a second ask naming a key or policy the first did not would be answered with
+    /// a slot that never flips with them. Such an ask is a 409, not a silent slot.
+    async fn same_dependencies(
+        &self,
+        state: &AppState,
+        entry: &StatusEntry,
+    ) -> Result<(), ApiError> {
+        let stored = state
+            .store
+            .status_entries_of(&StatusSubject::Token(entry.jti.clone()), i64::MIN)
+            .await?
+            .into_iter()
+            .find(|r| r.entry.jti == entry.jti);
+        let sorted = |e: &StatusEntry| {
+            let mut actors = e.actors.clone();
+            actors.sort();
+            let mut ancestors = e.ancestor_jtis.clone();
+            ancestors.sort();
+            let mut keys: Vec<String> = e
+                .keys
+                .iter()
+                .map(|k| format!("{}|{:?}|{:?}", k.agent, k.issuer_kid, k.jkt))
+                .collect();
+            keys.sort();
+            (actors, ancestors, keys)
+        };
+        match stored {
+            Some(row) if sorted(&row.entry) != sorted(entry) => Err(ApiError::new(
+                StatusCode::CONFLICT,
+                ErrorCode::Conflict,
+                "this jti already has a status slot that depends on another key, policy or chain: ask again with the same `kid`, `jkt` and `policy_id`, or sign the token with a new jti",
+            )),
+            _ => Ok(()),
+        }
     }
 }
 

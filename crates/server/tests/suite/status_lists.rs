@@ -951,3 +951,52 @@ async fn a_revoked_policy_flips_every_slot_of_a_token_carrying_it() {
         assert_eq!(list.get(i).unwrap(), Status::Valid, "{u} {i}");
     }
 }
+
+/// The same jti asked for again keeps its slot only with the same dependencies: a
+/// second ask naming a policy (or key) the first did not is a 409, not a slot that
+/// would never flip with it.
+#[tokio::test]
+async fn a_jti_asked_again_with_other_dependencies_is_a_conflict() {
+    let h = start_with_config(Config::default()).await;
+    let key = h.issuer("again.example").await;
+    let (agent_id, _) = agent(&h, &key, "Bot").await;
+    let jti = bonafide_core::ids::TokenId::from_random(common::rand20()[..16].try_into().unwrap())
+        .to_string();
+    let exp = now_s() + 3600;
+    let ask = |policy_id: Option<&str>| {
+        let mut body = json!({"agent_id": agent_id, "jti": jti, "expires_at": exp});
+        if let Some(p) = policy_id {
+            body["policy_id"] = json!(p);
+        }
+        body
+    };
+    let (st, first) = h
+        .call(
+            "POST",
+            "/v1/status-lists/allocations",
+            Some(&key),
+            Some(ask(None)),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{first}");
+    let (st, same) = h
+        .call(
+            "POST",
+            "/v1/status-lists/allocations",
+            Some(&key),
+            Some(ask(None)),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{same}");
+    assert_eq!(same["status"], first["status"]);
+    let (st, other) = h
+        .call(
+            "POST",
+            "/v1/status-lists/allocations",
+            Some(&key),
+            Some(ask(Some("pol_later"))),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{other}");
+    assert_eq!(other["error"]["code"], "CONFLICT", "{other}");
+}
