@@ -247,7 +247,14 @@ async fn create(
         action: &req.capability,
         resource,
     };
-    let verdict = action::judge_act(&view, &agent.scopes, policy.as_ref(), &act, now);
+    let verdict = action::judge_act(
+        &view,
+        &agent.scopes,
+        policy.as_ref(),
+        &agent.issuer_id,
+        &act,
+        now,
+    );
     // The SDK sends no nonce: the signed message is single use instead (`:` keeps it
     // apart from every `verify-action` nonce, which may not contain one).
     let nonce = format!(

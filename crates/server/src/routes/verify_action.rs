@@ -171,7 +171,14 @@ pub async fn verify_action(
     }
     let policy = stored_policy(&agent)?;
     let view = state.view();
-    let verdict = action::judge(&view, &agent.scopes, policy.as_ref(), &signed, now);
+    let verdict = action::judge(
+        &view,
+        &agent.scopes,
+        policy.as_ref(),
+        &agent.issuer_id,
+        &signed,
+        now,
+    );
     let decided = record_verdict(
         &state,
         &caller,

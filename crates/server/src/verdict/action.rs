@@ -7,7 +7,7 @@
 //! agent's standing (revoked, then suspended: only after the signature, so nobody
 //! else learns it), then the grant (scopes, or the policy alone if there is one).
 
-use bonafide_core::ids::AgentId;
+use bonafide_core::ids::{AgentId, IssuerId};
 use bonafide_core::keys::{Algorithm, KeyValidity};
 use bonafide_core::policy::{Decimal, Policy, PolicyRequest, ResourceRef};
 
@@ -53,6 +53,8 @@ pub struct ActionFacts<'a> {
     pub keys: &'a [AgentKeyEntry],
     /// The agent's consent policy, parsed, if it has one.
     pub policy: Option<&'a Policy>,
+    /// The agent's issuer: whose revocation of the policy's id counts.
+    pub issuer: &'a IssuerId,
 }
 
 /// Why an action is refused: the wire code and a sentence.
@@ -96,7 +98,14 @@ pub fn decide(
 ) -> ActionVerdict {
     match authenticate(facts.keys, req, now_ms) {
         Err(refusal) => ActionVerdict::Unsigned(refusal),
-        Ok(()) => judge(snapshot, facts.scopes, facts.policy, req, now_ms),
+        Ok(()) => judge(
+            snapshot,
+            facts.scopes,
+            facts.policy,
+            facts.issuer,
+            req,
+            now_ms,
+        ),
     }
 }
 
@@ -164,6 +173,7 @@ pub fn judge(
     snapshot: &impl Snapshot,
     scopes: &[String],
     policy: Option<&Policy>,
+    issuer: &IssuerId,
     req: &SignedAction<'_>,
     now_ms: i64,
 ) -> ActionVerdict {
@@ -172,7 +182,7 @@ pub fn judge(
         action: req.action,
         resource: Some(req.resource),
     };
-    judge_act(snapshot, scopes, policy, &act, now_ms)
+    judge_act(snapshot, scopes, policy, issuer, &act, now_ms)
 }
 
 /// What an authenticated agent asks to do, whatever layout it signed.
@@ -191,11 +201,30 @@ pub fn judge_act(
     snapshot: &impl Snapshot,
     scopes: &[String],
     policy: Option<&Policy>,
+    issuer: &IssuerId,
     req: &Act<'_>,
     now_ms: i64,
 ) -> ActionVerdict {
     if snapshot.agent_revoked(req.agent) {
         return ActionVerdict::Fallen(Refusal::new("AGENT_REVOKED", "the agent is revoked"));
+    }
+    // The agent's policy revoked by its issuer (`POST /v1/policies/revoke`): what a
+    // token carrying it gets at verify, an action under it gets here.
+    if let Some(p) = policy
+        && snapshot
+            .revoked(
+                req.agent,
+                &bonafide_core::token::policy_revocation_id(issuer, p.id()),
+            )
+            .is_some()
+    {
+        return ActionVerdict::Fallen(Refusal::new(
+            "POLICY_REVOKED",
+            format!(
+                "the agent's consent policy `{}` was revoked by its issuer",
+                p.id()
+            ),
+        ));
     }
     if snapshot.suspended(req.agent) {
         return ActionVerdict::Fallen(Refusal::new(
@@ -281,12 +310,17 @@ mod tests {
     #[derive(Default)]
     struct Memory {
         revoked: HashSet<AgentId>,
+        revoked_tokens: HashSet<TokenId>,
         suspended: HashSet<AgentId>,
     }
 
     impl crate::verdict::Standing for Memory {
-        fn revoked(&self, agent: &AgentId, _: &TokenId) -> Option<Revoked> {
-            self.revoked.contains(agent).then_some(Revoked::Agent)
+        fn revoked(&self, agent: &AgentId, jti: &TokenId) -> Option<Revoked> {
+            if self.revoked.contains(agent) {
+                Some(Revoked::Agent)
+            } else {
+                self.revoked_tokens.contains(jti).then_some(Revoked::Token)
+            }
         }
         fn agent_revoked(&self, agent: &AgentId) -> bool {
             self.revoked.contains(agent)
@@ -336,6 +370,7 @@ mod tests {
             scopes: &scopes,
             keys,
             policy: None,
+            issuer: &IssuerId::from_random([9; 16]),
         };
         decide(memory, &facts, &req, NOW_MS)
     }
@@ -443,9 +478,45 @@ mod tests {
             scopes: &scopes,
             keys: &keys,
             policy: None,
+            issuer: &IssuerId::from_random([9; 16]),
         };
         let v = decide(&Memory::default(), &facts, &req, NOW_MS);
         assert!(matches!(v, ActionVerdict::Standing(Some(ref r)) if r.code == "SCOPE_NOT_GRANTED"));
+    }
+
+    #[test]
+    fn an_action_under_a_revoked_policy_is_refused_for_its_issuer_only() {
+        let policy = Policy::from_value(serde_json::json!({
+            "version": "pol.v0.2",
+            "id": "pol_actions",
+            "actions": ["read:docs"],
+        }))
+        .unwrap();
+        let (issuer, other) = (
+            IssuerId::from_random([1; 16]),
+            IssuerId::from_random([2; 16]),
+        );
+        let agent = agent();
+        let memory = Memory {
+            revoked_tokens: HashSet::from([bonafide_core::token::policy_revocation_id(
+                &issuer,
+                "pol_actions",
+            )]),
+            ..Memory::default()
+        };
+        let act = Act {
+            agent: &agent,
+            action: "read:docs",
+            resource: None,
+        };
+        let judged =
+            |issuer: &IssuerId| judge_act(&memory, &[], Some(&policy), issuer, &act, NOW_MS);
+        assert!(
+            matches!(judged(&issuer), ActionVerdict::Fallen(ref r) if r.code == "POLICY_REVOKED"),
+            "{:?}",
+            judged(&issuer)
+        );
+        assert_eq!(judged(&other), ActionVerdict::Standing(None));
     }
 
     #[test]
