@@ -566,6 +566,12 @@ impl Store for CountingStore {
     ) -> Result<ReceiptKeyRecord, StoreError> {
         self.inner.session_key(candidate).await
     }
+    async fn playground_key(
+        &self,
+        candidate: &ReceiptKeyRecord,
+    ) -> Result<ReceiptKeyRecord, StoreError> {
+        self.inner.playground_key(candidate).await
+    }
     async fn create_org(
         &self,
         org: &Organisation,

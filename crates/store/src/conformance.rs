@@ -128,6 +128,7 @@ macro_rules! __conformance_cases {
             concurrent_first_signing_keys_agree_on_one,
             reseal_private_keys_rewrites_every_key,
             reseal_private_keys_is_all_or_nothing,
+            playground_key_is_stored_once_and_resealed,
             concurrent_reseals_seal_each_key_once,
             signing_key_rotation_publishes_until_last_expiry,
             late_token_of_a_retired_key_extends_its_publication,
@@ -1734,6 +1735,38 @@ pub async fn reseal_private_keys_rewrites_every_key(store: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(again, 0);
     assert_eq!(store.signing_keys().await.unwrap(), resealed);
+}
+
+/// The playground's demo key: the first one stored is the one every later caller gets,
+/// and a KEK rotation re-seals it under its own slot.
+pub async fn playground_key_is_stored_once_and_resealed(store: Arc<dyn Store>) {
+    let first = ReceiptKeyRecord {
+        private_pem: "first".into(),
+        created_at_ms: 1,
+    };
+    let second = ReceiptKeyRecord {
+        private_pem: "second".into(),
+        created_at_ms: 2,
+    };
+    assert_eq!(store.playground_key(&first).await.unwrap(), first);
+    assert_eq!(store.playground_key(&second).await.unwrap(), first);
+    let seen = Mutex::new(Vec::new());
+    store
+        .reseal_private_keys(&|slot: &PrivateKeySlot, text: &str| {
+            seen.lock().unwrap().push(slot.clone());
+            Ok(Some(mark(slot, text)))
+        })
+        .await
+        .unwrap();
+    assert!(
+        seen.into_inner()
+            .unwrap()
+            .contains(&PrivateKeySlot::PlaygroundKey)
+    );
+    assert_eq!(
+        store.playground_key(&second).await.unwrap().private_pem,
+        mark(&PrivateKeySlot::PlaygroundKey, "first")
+    );
 }
 
 /// An error from `reseal` on the last key leaves every key as it was.

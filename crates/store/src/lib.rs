@@ -1097,6 +1097,8 @@ pub enum PrivateKeySlot {
     StatusListKey,
     /// The key that signs people's access tokens (one row).
     SessionKey,
+    /// The AgentOAuth playground's demo issuer key (one row, only with `--playground`).
+    PlaygroundKey,
     /// A person's TOTP secret (not a key, sealed the same way).
     TotpSecret {
         /// The person (`usr_…`).
@@ -1115,6 +1117,7 @@ impl PrivateKeySlot {
             PrivateKeySlot::EventKey => "event-key".to_owned(),
             PrivateKeySlot::StatusListKey => "status-list-key".to_owned(),
             PrivateKeySlot::SessionKey => "session-key".to_owned(),
+            PrivateKeySlot::PlaygroundKey => "playground-key".to_owned(),
             PrivateKeySlot::TotpSecret { person } => format!("totp-secret/{person}"),
         }
     }
@@ -1122,7 +1125,7 @@ impl PrivateKeySlot {
 
 /// The one-row private-key tables (`id = 1`): table, key column and slot. Both backends
 /// re-seal them from this list, and make or read the PKCS#8 ones by name.
-pub(crate) const SINGLE_KEY_ROWS: [(&str, &str, PrivateKeySlot); 5] = [
+pub(crate) const SINGLE_KEY_ROWS: [(&str, &str, PrivateKeySlot); 6] = [
     ("receipt_key", "private_pem", PrivateKeySlot::ReceiptKey),
     ("event_key", "private_pem", PrivateKeySlot::EventKey),
     (
@@ -1132,12 +1135,22 @@ pub(crate) const SINGLE_KEY_ROWS: [(&str, &str, PrivateKeySlot); 5] = [
     ),
     ("audit_log_key", "signer_key", PrivateKeySlot::AuditLogKey),
     ("session_key", "private_pem", PrivateKeySlot::SessionKey),
+    (
+        "playground_key",
+        "private_pem",
+        PrivateKeySlot::PlaygroundKey,
+    ),
 ];
 
 /// The one-row key tables holding a PKCS#8 key and its creation time
 /// (`ReceiptKeyRecord`): what the backends' get-or-create reads and writes.
-pub(crate) const SINGLE_KEY_TABLES: [&str; 4] =
-    ["receipt_key", "event_key", "status_list_key", "session_key"];
+pub(crate) const SINGLE_KEY_TABLES: [&str; 5] = [
+    "receipt_key",
+    "event_key",
+    "status_list_key",
+    "session_key",
+    "playground_key",
+];
 
 /// What [`Store::reseal_private_keys`] calls for each stored private key: its new
 /// stored text, or `None` to leave the row as it is.
@@ -1777,6 +1790,12 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// The key that signs people's access tokens (`at+jwt`, nothing else): the stored
     /// one, or `candidate` stored now if none.
     async fn session_key(
+        &self,
+        candidate: &ReceiptKeyRecord,
+    ) -> Result<ReceiptKeyRecord, StoreError>;
+    /// The AgentOAuth playground's demo issuer key (signs demo consent tokens only):
+    /// the stored one, or `candidate` stored now if none.
+    async fn playground_key(
         &self,
         candidate: &ReceiptKeyRecord,
     ) -> Result<ReceiptKeyRecord, StoreError>;

@@ -2603,6 +2603,13 @@ impl Store for PostgresStore {
         self.single_key("session_key", candidate).await
     }
 
+    async fn playground_key(
+        &self,
+        candidate: &ReceiptKeyRecord,
+    ) -> Result<ReceiptKeyRecord, StoreError> {
+        self.single_key("playground_key", candidate).await
+    }
+
     async fn create_org(
         &self,
         org: &Organisation,
