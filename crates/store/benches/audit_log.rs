@@ -946,6 +946,12 @@ impl Store for CountingStore {
     ) -> StoreResult<bonafide_store::PolicyRevocation> {
         self.inner.revoke_policy(i, policy_id, t, a).await
     }
+    async fn policy_revocation_by_id(
+        &self,
+        id: &bonafide_core::ids::TokenId,
+    ) -> Result<Option<bonafide_store::PolicyRevocation>, StoreError> {
+        self.inner.policy_revocation_by_id(id).await
+    }
     async fn policy_revocation(
         &self,
         i: &IssuerId,

@@ -3847,6 +3847,24 @@ pub async fn revoke_policy_keeps_first_time_and_feeds_its_id(store: Arc<dyn Stor
             expires_at_s: crate::POLICY_REVOCATION_EXPIRES_AT_S,
         }]
     );
+    // Each revocation is found by its revocation id (what the feed names), and
+    // nothing by an id no revocation has.
+    for issuer in [&a.id, &b.id] {
+        let found = store
+            .policy_revocation_by_id(&bonafide_core::token::policy_revocation_id(issuer, "pol_1"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&found.issuer_id, issuer);
+        assert_eq!(found.policy_id, "pol_1");
+    }
+    assert_eq!(
+        store
+            .policy_revocation_by_id(&bonafide_core::token::policy_revocation_id(&a.id, "pol_2"))
+            .await
+            .unwrap(),
+        None
+    );
 }
 
 /// An issuer that does not exist revokes nothing, and nothing is written.

@@ -1486,6 +1486,15 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         issuer: &IssuerId,
         policy_id: &str,
     ) -> Result<Option<PolicyRevocation>, StoreError>;
+    /// The policy revocation whose revocation id
+    /// ([`bonafide_core::token::policy_revocation_id`]) is `id`, if any: what a
+    /// reader of the change feed's `TokenRevoked` of such an id (which names no
+    /// issuer) learns it from. The id is a hash, so this reads every revoked policy
+    /// (few: an issuer revokes a policy by hand); called once per such change.
+    async fn policy_revocation_by_id(
+        &self,
+        id: &TokenId,
+    ) -> Result<Option<PolicyRevocation>, StoreError>;
 
     // ---- issuer keys (self-custody)
     /// Registers an issuer's public key. `Conflict` if the kid is registered already

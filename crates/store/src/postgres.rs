@@ -1396,6 +1396,19 @@ impl Store for PostgresStore {
         row.into_record()
     }
 
+    async fn policy_revocation_by_id(
+        &self,
+        id: &TokenId,
+    ) -> Result<Option<PolicyRevocation>, StoreError> {
+        let rows = sqlx::query_as::<_, PolicyRevocationRow>(
+            "SELECT issuer_id, policy_id, revoked_at_ms FROM revoked_policies",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        PolicyRevocationRow::find(rows, id)
+    }
+
     async fn policy_revocation(
         &self,
         issuer: &IssuerId,

@@ -1580,3 +1580,63 @@ async fn the_playground_refuses_bad_input_is_limited_per_address_and_is_off_by_d
     );
     assert!(audit_entries_of(&h, "agent.registered").await.is_empty());
 }
+
+/// The push events a receiver following `issuer` has been sent (JSON pages).
+async fn events_of(h: &Harness, receiver_key: &str, issuer: &str) -> Vec<Value> {
+    let (st, v) = h
+        .call(
+            "GET",
+            &format!("/v1/events?issuer={issuer}"),
+            Some(receiver_key),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    v["events"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn a_policy_revocation_reaches_the_revoking_issuers_subscribers_as_an_event() {
+    let w = world().await;
+    let h = &w.h;
+    let other = h.issuer_full("other.example").await;
+    let (st, v) = h
+        .call(
+            "POST",
+            "/v1/policies/revoke",
+            Some(&w.iss.key),
+            Some(json!({"policy_id": "pol_travel_001"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let revocation_id = bonafide_core::token::policy_revocation_id(
+        &IssuerId::try_from(w.iss.id.as_str()).unwrap(),
+        "pol_travel_001",
+    );
+    // The publisher turns the change into an event within moments.
+    let revocations = |events: Vec<Value>| -> Vec<Value> {
+        events
+            .into_iter()
+            .filter(|e| e["event"] == "token.revoked")
+            .collect()
+    };
+    let mut events = Vec::new();
+    for _ in 0..300 {
+        events = revocations(events_of(h, &w.receiver_key, &w.iss.id).await);
+        if !events.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["event"], "token.revoked");
+    let set = events[0]["set"].as_str().unwrap();
+    let claims: Value = serde_json::from_slice(
+        &bonafide_core::b64::decode(set.split('.').nth(1).unwrap()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["sub_id"]["id"], revocation_id.as_str(), "{claims}");
+    assert!(claims["toe"].as_i64().is_some(), "{claims}");
+    // Subscribers following only another issuer are not sent it.
+    assert!(revocations(events_of(h, &w.receiver_key, &other.id).await).is_empty());
+}
