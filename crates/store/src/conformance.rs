@@ -2874,11 +2874,13 @@ fn new_delegation(token: &TokenRecord, parent: &TokenRecord, actor: &Agent) -> D
                 agent: parent.agent_id.clone(),
                 issuer_kid: Some("kid-of-the-root-signer".into()),
                 jkt: None,
+                policy_revocation: None,
             },
             crate::AncestorKey {
                 agent: actor.id.clone(),
                 issuer_kid: None,
                 jkt: Some("jkt-of-the-parent".into()),
+                policy_revocation: None,
             },
         ],
         created_at_ms: T0_MS + 5,
@@ -5155,11 +5157,13 @@ pub async fn status_entries_are_found_by_subject(store: Arc<dyn Store>) {
             agent: root.clone(),
             issuer_kid: Some("kid-one".into()),
             jkt: None,
+            policy_revocation: None,
         },
         crate::AncestorKey {
             agent: holder.clone(),
             issuer_kid: None,
             jkt: Some("jkt-one".into()),
+            policy_revocation: None,
         },
     ];
     store

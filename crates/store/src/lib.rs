@@ -487,7 +487,8 @@ pub struct DelegationRecord {
     pub created_at_ms: i64,
 }
 
-/// The keys behind one ancestor token of a delegated token.
+/// The keys behind one ancestor token of a delegated token, and the consent policy it
+/// carried: revoking any of them ends its descendants.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AncestorKey {
     /// The ancestor token's agent (the one its `cnf` binds).
@@ -498,6 +499,12 @@ pub struct AncestorKey {
     /// The agent key it was bound to (`cnf.jkt`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jkt: Option<String>,
+    /// The revocation id of the consent policy it carried
+    /// ([`bonafide_core::token::policy_revocation_id`]): a child may carry a narrower
+    /// policy of another `id`, and revoking its ancestor's policy must end it too.
+    /// Absent in chains recorded before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_revocation: Option<TokenId>,
 }
 
 /// An `idempotency_key` a receiver sent with a decision.

@@ -278,6 +278,7 @@ async fn mint(
             agent: agent.id.clone(),
             issuer_kid: None,
             jkt: Some(c.jkt.clone()),
+            policy_revocation: None,
         })
         .into_iter()
         .collect();
