@@ -1496,8 +1496,8 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// The policy revocation whose revocation id
     /// ([`bonafide_core::token::policy_revocation_id`]) is `id`, if any: what a
     /// reader of the change feed's `TokenRevoked` of such an id (which names no
-    /// issuer) learns it from. The id is a hash, so this reads every revoked policy
-    /// (few: an issuer revokes a policy by hand); called once per such change.
+    /// issuer) learns it from. One indexed read (revocations recorded before the id
+    /// was stored, SQLite 0033 / PostgreSQL 0017, are matched by computing theirs).
     async fn policy_revocation_by_id(
         &self,
         id: &TokenId,

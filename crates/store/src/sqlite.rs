@@ -1296,12 +1296,13 @@ impl Store for SqliteStore {
         // First time only: a second revocation keeps the first row and appends
         // nothing. The issuer foreign key refuses an unknown issuer (`NotFound`).
         let inserted = sqlx::query(
-            "INSERT INTO revoked_policies (issuer_id, policy_id, revoked_at_ms) \
-                 VALUES (?, ?, ?) ON CONFLICT (issuer_id, policy_id) DO NOTHING",
+            "INSERT INTO revoked_policies (issuer_id, policy_id, revoked_at_ms, revocation_id) \
+                 VALUES (?, ?, ?, ?) ON CONFLICT (issuer_id, policy_id) DO NOTHING",
         )
         .bind(issuer.as_str())
         .bind(policy_id)
         .bind(now_ms)
+        .bind(bonafide_core::token::policy_revocation_id(issuer, policy_id).as_str())
         .execute(&mut *tx)
         .await
         .map_err(db_err)?
@@ -1336,13 +1337,26 @@ impl Store for SqliteStore {
         &self,
         id: &TokenId,
     ) -> Result<Option<PolicyRevocation>, StoreError> {
-        let rows = sqlx::query_as::<_, PolicyRevocationRow>(
-            "SELECT issuer_id, policy_id, revoked_at_ms FROM revoked_policies",
+        let indexed = sqlx::query_as::<_, PolicyRevocationRow>(
+            "SELECT issuer_id, policy_id, revoked_at_ms FROM revoked_policies \
+             WHERE revocation_id = ?",
+        )
+        .bind(id.as_str())
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db_err)?;
+        if let Some(row) = indexed {
+            return row.into_record().map(Some);
+        }
+        // Revoked before the id was stored: computed (those rows never grow).
+        let legacy = sqlx::query_as::<_, PolicyRevocationRow>(
+            "SELECT issuer_id, policy_id, revoked_at_ms FROM revoked_policies \
+             WHERE revocation_id IS NULL",
         )
         .fetch_all(&self.reader)
         .await
         .map_err(db_err)?;
-        PolicyRevocationRow::find(rows, id)
+        PolicyRevocationRow::find(legacy, id)
     }
 
     async fn policy_revocation(

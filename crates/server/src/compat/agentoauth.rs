@@ -372,12 +372,12 @@ pub async fn verify(
         let caller = caller?;
         let ApiJson(body) = body?;
         let token = body.token.clone();
-        let resp = verify::verify_post(
+        let native = verify::verify_post(
             State(Arc::clone(&state.0)),
             caller,
             ApiJson(body.into_native()),
-        )
-        .await?;
+        );
+        let resp = super::playground::accepting_demo(&state, native).await?;
         let (answer, replayed) = read_answer(resp).await?;
         let status = decision_status(&answer);
         Ok::<_, ApiError>((status, shape(&state, answer, &token, false)?, replayed))
@@ -406,12 +406,12 @@ pub async fn simulate(
         let caller = caller?;
         let ApiJson(body) = body?;
         let token = body.token.clone();
-        let ApiJson(answer) = verify::simulate(
+        let native = verify::simulate(
             State(Arc::clone(&state.0)),
             caller,
             ApiJson(body.into_native()),
-        )
-        .await?;
+        );
+        let ApiJson(answer) = super::playground::accepting_demo(&state, native).await?;
         let status = decision_status(&answer);
         Ok::<_, ApiError>((status, shape(&state, answer, &token, true)?))
     }

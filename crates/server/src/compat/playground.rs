@@ -2,25 +2,25 @@
 //! registry runs with `--playground`): demo consent tokens signed by a dedicated demo
 //! issuer, for learning the flow without managing keys.
 //!
-//! A demo token is an ordinary AgentOAuth consent token (`act.v0.2`) of an ordinary
-//! issuer, `bonafide-playground`, whose Ed25519 key the registry holds (sealed like
-//! its other keys) and registered as that issuer's key. So nothing about verifying it
-//! is special: `POST /v1/verify`, the hosted-verifier shape, revocation, policies,
-//! budgets, receipts and the audit log treat it as any issuer-signed consent token,
-//! and a receiver that does not trust the playground's issuer refuses it like any
-//! other unknown issuer's. What marks it: its `iss` is the demo issuer, its payload
-//! carries `demo: true`, and the hosted-verifier answer says `demo_token: true` with a
-//! warning.
+//! A demo token is an AgentOAuth consent token (`act.v0.2`) of the issuer
+//! `bonafide-playground`, whose Ed25519 key the registry holds (sealed like its other
+//! keys) and registered as that issuer's key, for its one demo agent. Verifying it is
+//! the native path (signature, revocation, policy, budget, receipt, audit), but it is
+//! accepted only where a demo is expected: the AgentOAuth hosted-verifier surface
+//! with the playground on ([`accepting_demo`]); every other route refuses it
+//! (`TOKEN_INVALID`, [`DEMO_ELSEWHERE`]), so turning the playground on weakens no
+//! receiver. The rule is in `token_check::check_token_signed`, which every route's
+//! token check goes through.
 //!
-//! A consent token's `agent` must be an agent its issuer registered, and its scopes
-//! can only narrow the agent's; so the playground registers one demo agent per set of
-//! actions a policy names (found again by an id derived from the set), at most
-//! [`MAX_DEMO_AGENTS`] as this replica counts them. Issuance is limited per client
-//! address ([`ratelimit::charge_playground`], AgentOAuth's 100 an hour by default),
-//! whether or not the other limits are on.
+//! Nothing an anonymous caller sends grows the store: the demo issuer, its key and its
+//! one demo agent are made at start (audited), the agent holding the scopes a demo
+//! policy may name ([`DEMO_ACTIONS`]); issuing signs and stores nothing. The demo
+//! issuer's id is derived from the demo key and its name is reserved
+//! ([`is_reserved_name`]), so no one else's issuer can stand in for it. Issuance is
+//! limited per client address ([`ratelimit::charge_playground`], AgentOAuth's 100 an
+//! hour by default), whether or not the other limits are on.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -30,7 +30,6 @@ use bonafide_core::audit::{Actor, EventType};
 use bonafide_core::ids::{AgentId, IssuerId};
 use bonafide_core::keys::{Algorithm, Jwks, SigningKey};
 use bonafide_core::policy::Policy;
-use bonafide_core::scopes;
 use bonafide_store::{
     ConflictKind, Issuer, IssuerKey, PrivateKeySlot, ReceiptKeyRecord, StoreError,
 };
@@ -46,11 +45,34 @@ use crate::state::AppState;
 use crate::time::rfc3339_s;
 use crate::write::{Change, Part};
 
-/// The demo issuer's registered name (also the `issuer` of the issuance answer).
+/// The demo issuer's registered name: reserved (no one else may register it).
 pub const ISSUER_NAME: &str = "bonafide-playground";
-/// Most demo agents (distinct action sets) the playground registers, as one replica
-/// counts them (each replica counts the stored ones at start, then its own).
-pub const MAX_DEMO_AGENTS: u64 = 1_000;
+/// The demo agent's name.
+pub const AGENT_NAME: &str = "playground demo agent";
+/// The actions a demo policy may name: the demo agent holds them all as scopes (the
+/// built-in catalog, and AgentOAuth's example actions).
+pub const DEMO_ACTIONS: &[&str] = &[
+    "payments.send",
+    "payments.refund",
+    "orders.create",
+    "bookings.create",
+    "read:email",
+    "write:email",
+    "read:calendar",
+    "write:calendar",
+    "read:files",
+    "write:files",
+    "browse:web",
+    "submit:forms",
+    "execute:code",
+    "read:database",
+    "call:agents",
+    "read:identity",
+    "read:portfolio",
+    "read:transactions",
+];
+/// Why a demo token is refused outside the playground's verifier.
+pub const DEMO_ELSEWHERE: &str = "a playground demo token (issuer `bonafide-playground`) is accepted only by the playground's hosted verifier (`/compat/agentoauth/verify` with the playground on), never by a receiver's own checks";
 /// A demo token's lifetime when the caller names none, seconds (AgentOAuth's example).
 pub const DEFAULT_EXPIRES_IN_S: i64 = 3_600;
 /// The longest a demo token may live, seconds.
@@ -60,11 +82,11 @@ pub const MIN_EXPIRES_IN_S: i64 = 60;
 /// What the hosted-verifier answer says beside a demo token.
 pub const DEMO_WARNING: &str = "demo token from the playground: for learning the protocol only; production tokens are signed with your own issuer's keys";
 
-/// The playground: its demo issuer and the key that signs for it.
+/// The playground: its demo issuer, its demo agent and the key that signs for it.
 pub struct Playground {
     key: SigningKey,
     issuer: Issuer,
-    agents: AtomicU64,
+    agent: AgentId,
 }
 
 impl std::fmt::Debug for Playground {
@@ -94,21 +116,19 @@ impl From<ApiError> for PlaygroundError {
 }
 
 impl Playground {
-    /// Loads (or makes) the demo key, the demo issuer and the key's registration as
-    /// that issuer's key; each made once, audited, and found again on every later
-    /// start and by every replica (a replica that loses a race reads the winner's).
+    /// Loads (or makes) the demo key, the demo issuer, the key's registration as that
+    /// issuer's key and the demo agent; each made once, audited, and found again on
+    /// every later start and by every replica (a replica that loses a race reads the
+    /// winner's). Refuses to start when the reserved name is another issuer's or the
+    /// demo key was revoked.
     pub async fn setup(state: &Arc<AppState>) -> Result<Self, PlaygroundError> {
         let now = state.now_ms();
         let key = load_key(state, now).await?;
-        let issuer = demo_issuer(state, now).await?;
+        let issuer = demo_issuer(state, &key, now).await?;
         register_key(state, &issuer, &key, now).await?;
-        let agents = count_agents(state, &issuer.id).await?;
+        let agent = demo_agent(state, &issuer).await?;
         tracing::info!(issuer_id = %issuer.id, kid = %key.kid(), "playground on");
-        Ok(Playground {
-            key,
-            issuer,
-            agents: AtomicU64::new(agents),
-        })
+        Ok(Playground { key, issuer, agent })
     }
 
     /// The demo issuer's id (the `iss` of every demo token).
@@ -141,12 +161,34 @@ async fn load_key(state: &AppState, now_ms: i64) -> Result<SigningKey, Playgroun
         .map_err(|e| PlaygroundError::Setup(format!("the stored demo key: {e}")))
 }
 
-async fn demo_issuer(state: &AppState, now_ms: i64) -> Result<Issuer, PlaygroundError> {
-    if let Some(issuer) = state.store.issuer_by_name(ISSUER_NAME).await? {
+/// 16 bytes derived from the demo key and a purpose: the demo issuer's and agent's ids,
+/// the same on every replica, and no other issuer's or agent's (those are random).
+fn derived(key: &SigningKey, what: &str) -> [u8; 16] {
+    let digest = bonafide_core::sha256(format!("{ISSUER_NAME}\0{what}\0{}", key.kid()).as_bytes());
+    let mut bytes = [0u8; 16];
+    for (out, b) in bytes.iter_mut().zip(digest) {
+        *out = b;
+    }
+    bytes
+}
+
+/// Whether `name` is the playground's reserved issuer name (as names compare).
+pub fn is_reserved_name(name: &str) -> bool {
+    bonafide_core::names::issuer_name_key(name)
+        == bonafide_core::names::issuer_name_key(ISSUER_NAME)
+}
+
+async fn demo_issuer(
+    state: &AppState,
+    key: &SigningKey,
+    now_ms: i64,
+) -> Result<Issuer, PlaygroundError> {
+    let id = IssuerId::from_random(derived(key, "issuer"));
+    if let Some(issuer) = state.store.issuer(&id).await? {
         return Ok(issuer);
     }
     let issuer = Issuer {
-        id: IssuerId::from_random(random16()?),
+        id: id.clone(),
         name: ISSUER_NAME.to_owned(),
         created_at_ms: now_ms,
     };
@@ -166,12 +208,13 @@ async fn demo_issuer(state: &AppState, now_ms: i64) -> Result<Issuer, Playground
         .await
     {
         Ok(()) => Ok(issuer),
-        // Another replica made it first (or an operator registered the name): theirs.
-        Err(StoreError::Conflict(_)) => state
-            .store
-            .issuer_by_name(ISSUER_NAME)
-            .await?
-            .ok_or_else(|| PlaygroundError::Setup(format!("issuer `{ISSUER_NAME}` vanished"))),
+        Err(StoreError::Conflict(_)) => match state.store.issuer(&id).await? {
+            // Another replica made it first.
+            Some(issuer) => Ok(issuer),
+            None => Err(PlaygroundError::Setup(format!(
+                "an issuer named `{ISSUER_NAME}` exists that this registry's playground did not make (registered before the name was reserved): rename or remove it, or start without --playground"
+            ))),
+        },
         Err(e) => Err(e.into()),
     }
 }
@@ -184,8 +227,13 @@ async fn register_key(
 ) -> Result<(), PlaygroundError> {
     let kid = key.kid().to_owned();
     let known = state.store.issuer_keys(&issuer.id).await?;
-    if known.iter().any(|k| k.kid == kid) {
-        return Ok(());
+    if let Some(k) = known.iter().find(|k| k.kid == kid) {
+        return match k.revoked_at_ms {
+            None => Ok(()),
+            Some(_) => Err(PlaygroundError::Setup(
+                "the playground's demo key was revoked: demo tokens would never verify; start without --playground".into(),
+            )),
+        };
     }
     let record = IssuerKey {
         kid: kid.clone(),
@@ -225,18 +273,52 @@ async fn register_key(
     Ok(())
 }
 
-/// The stored demo agents, counted up to the cap.
-async fn count_agents(state: &AppState, issuer: &IssuerId) -> Result<u64, PlaygroundError> {
-    let mut count = 0u64;
-    let mut after = None;
-    loop {
-        let page = state.store.list_agents(issuer, after.as_ref(), 200).await?;
-        count += page.items.len() as u64;
-        match page.next {
-            Some(next) if count < MAX_DEMO_AGENTS => after = Some(next),
-            _ => return Ok(count),
-        }
+/// The one demo agent, holding [`DEMO_ACTIONS`] as scopes and accepting unbound
+/// tokens (consent tokens carry no `cnf`), registered natively (audited).
+async fn demo_agent(state: &AppState, issuer: &Issuer) -> Result<AgentId, PlaygroundError> {
+    let id = AgentId::from_random(derived_agent_seed(&issuer.id));
+    if state.store.agent(&id).await?.is_some() {
+        return Ok(id);
     }
+    let body = RegisterAgent {
+        name: AGENT_NAME.to_owned(),
+        description: Some("the AgentOAuth playground's demo agent".to_owned()),
+        scopes: DEMO_ACTIONS.iter().map(|a| (*a).to_owned()).collect(),
+        expiry_seconds: None,
+        audience: None,
+        policy: None,
+        user: None,
+        public_key: None,
+        signing_key_pub: None,
+        key_algorithm: None,
+        key_expires_in: None,
+        allow_bearer_tokens: true,
+        issuer_domain: None,
+    };
+    match agents::register_agent_as(
+        state,
+        issuer.clone(),
+        body,
+        FirstToken::Unbound,
+        Some(id.clone()),
+    )
+    .await
+    {
+        Ok(_) => Ok(id),
+        // Registered by another replica meanwhile.
+        Err(e) if e.status == StatusCode::CONFLICT => Ok(id),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The demo agent's id bytes: derived from the demo issuer's id (itself the key's).
+fn derived_agent_seed(issuer: &IssuerId) -> [u8; 16] {
+    let digest = bonafide_core::sha256(format!("{ISSUER_NAME}\0agent\0{issuer}").as_bytes());
+    let mut bytes = [0u8; 16];
+    for (out, b) in bytes.iter_mut().zip(digest) {
+        *out = b;
+    }
+    bytes
 }
 
 /// `POST /playground/issue-demo-token` body, AgentOAuth's members.
@@ -248,8 +330,8 @@ pub struct IssueDemoToken {
     /// The token's `user` (default `demo-user`).
     #[serde(default)]
     pub user_id: Option<String>,
-    /// AgentOAuth's agent label (default `demo-agent`): the name of the demo agent
-    /// registered for the policy's actions; the token's `agent` is that agent's id.
+    /// AgentOAuth's agent label (default `demo-agent`), echoed as `agent_label`; the
+    /// token's `agent` is the playground's one demo agent (`agt_…`).
     #[serde(default)]
     pub agent_id: Option<String>,
     /// Seconds, 60 to 86,400 (default 3,600).
@@ -272,9 +354,9 @@ pub struct DemoTokenIssued {
     pub expires_at: String,
     /// Always true.
     pub demo: bool,
-    /// The registered demo agent the token names (`agt_…`).
+    /// The playground's demo agent the token names (`agt_…`).
     pub agent_id: String,
-    /// The label asked for (the demo agent's name).
+    /// The label asked for (`agent_id` of the request).
     pub agent_label: String,
     /// Where the demo key is published.
     pub jwks_uri: String,
@@ -350,12 +432,19 @@ async fn issue_token(
             format!("`policy` is not a valid pol.v0.2 policy: {e}"),
         )
     })?;
-    let actions = scopes::validate_all(policy.actions()).map_err(|e| {
-        ApiError::invalid(format!(
-            "`policy.actions` must be scopes a demo agent can hold: {e}"
-        ))
-    })?;
-    let agent = demo_agent(state, playground, &agent_label, &actions).await?;
+    let actions = policy.actions();
+    if let Some(other) = actions.iter().find(|a| !DEMO_ACTIONS.contains(&a.as_str())) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::PolicyInvalid,
+            format!(
+                "`policy.actions` names `{}`, which the playground's demo agent does not hold: use {}",
+                other.chars().take(64).collect::<String>(),
+                DEMO_ACTIONS.join(", ")
+            ),
+        ));
+    }
+    let agent = &playground.agent;
     let now_s = state.now_ms().div_euclid(1000);
     let exp = now_s + expires_in;
     let claims = serde_json::json!({
@@ -379,7 +468,7 @@ async fn issue_token(
         &payload,
     )
     .map_err(|e| ApiError::internal(format!("signing a demo token: {e}")))?;
-    tracing::info!(agent_id = %agent, "playground: demo token issued");
+    tracing::info!("playground: demo token issued");
     Ok(DemoTokenIssued {
         token,
         policy_hash: policy.hash().to_owned(),
@@ -395,73 +484,6 @@ async fn issue_token(
             super::agentoauth::BASE
         ),
     })
-}
-
-/// The demo agent for (label, actions): its id is derived from them, so the same ask
-/// finds the same agent on every replica; registered (natively, audited) on first use.
-async fn demo_agent(
-    state: &Arc<AppState>,
-    playground: &Playground,
-    label: &str,
-    actions: &[String],
-) -> Result<AgentId, ApiError> {
-    let mut sorted = actions.to_vec();
-    sorted.sort();
-    let mut seed = format!("{}\n{label}", playground.issuer.id).into_bytes();
-    for a in &sorted {
-        seed.push(b'\n');
-        seed.extend_from_slice(a.as_bytes());
-    }
-    let digest = bonafide_core::sha256(&seed);
-    let mut bytes = [0u8; 16];
-    for (out, b) in bytes.iter_mut().zip(digest) {
-        *out = b;
-    }
-    let id = AgentId::from_random(bytes);
-    if state.store.agent(&id).await?.is_some() {
-        return Ok(id);
-    }
-    if playground.agents.load(Ordering::Relaxed) >= MAX_DEMO_AGENTS {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::StorageFull,
-            format!(
-                "the playground holds its most demo agents ({MAX_DEMO_AGENTS}, one per agent label and set of actions): reuse an earlier `agent_id` and actions"
-            ),
-        ));
-    }
-    let body = RegisterAgent {
-        name: label.to_owned(),
-        description: Some("a demo agent of the AgentOAuth playground".to_owned()),
-        scopes: sorted,
-        expiry_seconds: None,
-        audience: None,
-        policy: None,
-        user: None,
-        public_key: None,
-        signing_key_pub: None,
-        key_algorithm: None,
-        key_expires_in: None,
-        allow_bearer_tokens: true,
-        issuer_domain: None,
-    };
-    match agents::register_agent_as(
-        state,
-        playground.issuer.clone(),
-        body,
-        FirstToken::Unbound,
-        Some(id.clone()),
-    )
-    .await
-    {
-        Ok(_) => {
-            playground.agents.fetch_add(1, Ordering::Relaxed);
-            Ok(id)
-        }
-        // Registered by a parallel ask (or another replica) meanwhile: the same agent.
-        Err(e) if e.status == StatusCode::CONFLICT => Ok(id),
-        Err(e) => Err(e),
-    }
 }
 
 /// A random UUID (version 4), as AgentOAuth's SDK writes `jti`.
@@ -498,4 +520,26 @@ pub async fn jwks(State(state): State<Arc<AppState>>) -> Response {
 pub fn demo_warning(state: &AppState, iss: Option<&str>) -> Option<&'static str> {
     let playground = state.playground.get()?;
     (iss? == playground.issuer.id.as_str()).then_some(DEMO_WARNING)
+}
+
+tokio::task_local! {
+    /// Set while the AgentOAuth hosted-verifier surface checks a token with the
+    /// playground on: the one place a demo token is accepted.
+    static DEMO_ACCEPTED: ();
+}
+
+/// Runs `f` (the hosted verifier's native call) accepting demo tokens, when the
+/// playground is on; as it is otherwise.
+pub async fn accepting_demo<F: std::future::Future>(state: &AppState, f: F) -> F::Output {
+    if state.playground.get().is_some() {
+        DEMO_ACCEPTED.scope((), f).await
+    } else {
+        f.await
+    }
+}
+
+/// Whether a token signed by an issuer named `issuer_name` must be refused here: a
+/// demo token outside [`accepting_demo`].
+pub fn refused_here(issuer_name: &str) -> bool {
+    is_reserved_name(issuer_name) && DEMO_ACCEPTED.try_with(|()| ()).is_err()
 }

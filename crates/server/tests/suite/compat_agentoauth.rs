@@ -1449,18 +1449,30 @@ async fn the_playground_issues_demo_tokens_that_are_decided_as_any_consent_token
         .await;
     assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
     assert_eq!(v["decision"], "DENY", "{v}");
-    // Natively too, and refused for an action its policy does not name.
+    // Anywhere else it is refused: a receiver's own checks never take a demo token.
+    for (path, body) in [
+        ("/v1/verify", json!({"token": token})),
+        (
+            "/api/v1/verify",
+            json!({"token": token, "target_resource": "merchant.example"}),
+        ),
+    ] {
+        let (st, v) = h.call("POST", path, Some(&receiver), Some(body)).await;
+        assert_eq!(st, StatusCode::OK, "{path}: {v}");
+        assert_eq!(v["valid"], false, "{path}: {v}");
+        assert_eq!(v["error"]["code"], "TOKEN_INVALID", "{path}: {v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("playground"),
+            "{path}: {v}"
+        );
+    }
     let (st, v) = h
-        .call(
-            "POST",
-            "/v1/verify",
-            None,
-            Some(json!({"token": token, "action": "payments.refund"})),
-        )
+        .call("GET", &format!("/v1/verify/{token}"), None, None)
         .await;
-    assert_eq!(st, StatusCode::OK, "{v}");
-    assert_eq!(v["valid"], true, "{v}");
-    assert_eq!(v["allowed"], false, "{v}");
+    assert_eq!(v["valid"], false, "{st} {v}");
     // A token of an ordinary issuer is not marked.
     let w = world().await;
     let c = issue_consent(&w.key, &w.kid, &w.agent, "payments.send", &travel_policy());
@@ -1477,34 +1489,44 @@ async fn the_playground_issues_demo_tokens_that_are_decided_as_any_consent_token
     assert_eq!(v["valid"], true, "{v}");
     assert!(v.get("demo_token").is_none(), "{v}");
 
-    // The same label and actions name the same demo agent; other actions another.
-    let (_, again) = h
+    // Any label and any of the demo actions: the one demo agent, and nothing stored.
+    let size = h.state.store.audit_size().await.unwrap();
+    let mut other = demo_policy();
+    other["actions"] = json!(["read:calendar", "payments.send"]);
+    let (st, again) = h
         .call(
             "POST",
             &format!("{BASE}/playground/issue-demo-token"),
             None,
-            Some(json!({"policy": demo_policy()})),
+            Some(json!({"policy": other, "agent_id": "Acme Bank Payments"})),
         )
         .await;
+    assert_eq!(st, StatusCode::OK, "{again}");
     assert_eq!(again["agent_id"], agent.as_str(), "{again}");
+    assert_eq!(again["agent_label"], "Acme Bank Payments", "{again}");
     assert_ne!(again["token"], issued["token"]);
-    let mut wider = demo_policy();
-    wider["actions"] = json!(["payments.send", "read:calendar"]);
-    let (st, other) = h
-        .call(
-            "POST",
-            &format!("{BASE}/playground/issue-demo-token"),
-            None,
-            Some(json!({"policy": wider})),
-        )
-        .await;
-    assert_eq!(st, StatusCode::OK, "{other}");
-    assert_ne!(other["agent_id"], agent.as_str(), "{other}");
-    // Each demo agent was registered once, in the audit log, with the demo issuer.
+    assert_eq!(h.state.store.audit_size().await.unwrap(), size);
+    // The demo issuer and agent were made once, at start, in the audit log.
     let registered = audit_entries_of(&h, "agent.registered").await;
-    assert_eq!(registered.len(), 2, "{registered:?}");
-    assert!(registered.iter().all(|e| e["issuer"] == issuer));
+    assert_eq!(registered.len(), 1, "{registered:?}");
+    assert_eq!(registered[0]["issuer"], issuer);
     assert_eq!(audit_entries_of(&h, "issuer.created").await.len(), 1);
+    // Its name is reserved: no one else registers it.
+    for name in ["bonafide-playground", "https://Bonafide-Playground/"] {
+        let (st, v) = h
+            .call(
+                "POST",
+                "/v1/issuers",
+                Some(&h.admin),
+                Some(json!({"name": name})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains("reserved"),
+            "{v}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -1524,11 +1546,17 @@ async fn the_playground_refuses_bad_input_is_limited_per_address_and_is_off_by_d
         );
     }
 
-    let h = playground(Some("playground=6/h")).await;
+    let h = playground(Some("playground=7/h")).await;
+    let size = h.state.store.audit_size().await.unwrap();
     let url = format!("{BASE}/playground/issue-demo-token");
     let cases = [
         (
             json!({"policy": {"version": "pol.v0.2"}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "POLICY_INVALID",
+        ),
+        (
+            json!({"policy": {"version": "pol.v0.2", "id": "p", "actions": ["wire.transfer"]}}),
             StatusCode::UNPROCESSABLE_ENTITY,
             "POLICY_INVALID",
         ),
@@ -1559,8 +1587,8 @@ async fn the_playground_refuses_bad_input_is_limited_per_address_and_is_off_by_d
     }
     let (st, text, _) = raw(&h, "POST", &url, None, Some("{not json")).await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "{text}");
-    // Six asks an hour from this address (the five refusals above counted): the next
-    // is a 429 with the limit's fields, and nothing was signed.
+    // Seven asks an hour from this address (the refusals above counted): the next is
+    // a 429 with the limit's fields; nothing was stored.
     let (st, v) = h
         .call("POST", &url, None, Some(json!({"policy": demo_policy()})))
         .await;
@@ -1576,9 +1604,9 @@ async fn the_playground_refuses_bad_input_is_limited_per_address_and_is_off_by_d
     assert!(resp.headers().get("retry-after").is_some());
     assert_eq!(
         resp.headers()["ratelimit-policy"].to_str().unwrap(),
-        "\"playground\";q=6;w=3600"
+        "\"playground\";q=7;w=3600"
     );
-    assert!(audit_entries_of(&h, "agent.registered").await.is_empty());
+    assert_eq!(h.state.store.audit_size().await.unwrap(), size);
 }
 
 /// The push events a receiver following `issuer` has been sent (JSON pages).
