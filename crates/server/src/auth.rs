@@ -8,14 +8,14 @@ use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use bonafide_core::apikey::{ApiKey, KeyKind};
+use bonafide_core::apikey::{ApiKey, KeyKind, KeyScope};
 use bonafide_core::ids::IssuerId;
-use bonafide_store::Issuer;
+use bonafide_store::{ApiKeyRecord, Issuer};
 
 use crate::error::ApiError;
 use crate::state::AppState;
 
-fn presented_key(parts: &Parts) -> Result<Option<ApiKey>, ApiError> {
+pub fn presented_key(parts: &Parts) -> Result<Option<ApiKey>, ApiError> {
     let text = if let Some(v) = parts.headers.get("x-api-key") {
         v.to_str()
             .map_err(|_| ApiError::unauthorized("malformed API key"))?
@@ -51,6 +51,74 @@ async fn refuse_person(state: &AppState, token: &str, what: &str) -> ApiError {
     }
 }
 
+/// The scope an endpoint needs of a key whose scopes narrow it, by route template
+/// and method (the README's table). Keys without scopes are not asked.
+pub fn needed_scope(method: &axum::http::Method, template: &str) -> KeyScope {
+    let under = |prefix: &str| {
+        template == prefix
+            || template
+                .strip_prefix(prefix)
+                .is_some_and(|rest| rest.starts_with('/'))
+    };
+    if under("/v1/api-keys") || under("/v1/admin/api-keys") {
+        KeyScope::KeysManage
+    } else if under("/v1/audit") {
+        KeyScope::AuditRead
+    } else if under("/v1/events") || under("/v1/webhooks") {
+        KeyScope::Events
+    } else if under("/v1/verify")
+        || template == "/v1/introspect"
+        || template == "/v1/simulate"
+        || template == "/v1/agents/{id}/verify-action"
+    {
+        KeyScope::Verify
+    } else if template == "/v1/agents/{id}/issue-token" || template == "/v1/token" {
+        KeyScope::TokensIssue
+    } else if matches!(*method, axum::http::Method::GET | axum::http::Method::HEAD) {
+        KeyScope::Read
+    } else {
+        KeyScope::Write
+    }
+}
+
+/// Looks a presented key up and checks it: known, not revoked, not expired (both
+/// 401, so a stolen expired key learns nothing more), and, when its scopes narrow
+/// it, holding the scope this endpoint needs (403). Records its use.
+pub async fn check_key(
+    parts: &Parts,
+    state: &AppState,
+    key: &ApiKey,
+) -> Result<Arc<ApiKeyRecord>, ApiError> {
+    let hash = key.hash();
+    let record = state
+        .api_key(&hash)
+        .await?
+        .filter(|r| bonafide_core::ct_eq(&r.hash.0, &hash.0))
+        .ok_or_else(|| ApiError::unauthorized("unknown API key"))?;
+    if !record.live_at(state.now_ms()) {
+        return Err(ApiError::unauthorized(
+            "this API key has expired (a rotated key's grace period ended)",
+        ));
+    }
+    if let Some(scopes) = &record.scopes {
+        let template = parts
+            .extensions
+            .get::<axum::extract::MatchedPath>()
+            .map(|m| m.as_str())
+            .unwrap_or_else(|| parts.uri.path());
+        let need = needed_scope(&parts.method, template);
+        if !scopes.iter().any(|s| s == need.as_str()) {
+            return Err(ApiError::forbidden(format!(
+                "this API key's scopes ({}) do not include `{}`, which this endpoint needs",
+                scopes.join(" "),
+                need.as_str()
+            )));
+        }
+    }
+    state.note_key_use(&hash);
+    Ok(record)
+}
+
 async fn authenticate(
     parts: &Parts,
     state: &AppState,
@@ -70,12 +138,7 @@ async fn authenticate(
             want.as_str()
         ))
     })?;
-    let hash = key.hash();
-    let record = state
-        .api_key(&hash)
-        .await?
-        .filter(|r| bonafide_core::ct_eq(&r.hash.0, &hash.0))
-        .ok_or_else(|| ApiError::unauthorized("unknown API key"))?;
+    let record = check_key(parts, state, &key).await?;
     if record.kind != want {
         return Err(ApiError::forbidden(format!(
             "this endpoint needs an {} API key; this is an {} key",
@@ -219,12 +282,7 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         let Some(key) = presented_key(parts)? else {
             return Ok(Caller::Anonymous);
         };
-        let hash = key.hash();
-        let record = state
-            .api_key(&hash)
-            .await?
-            .filter(|r| bonafide_core::ct_eq(&r.hash.0, &hash.0))
-            .ok_or_else(|| ApiError::unauthorized("unknown API key"))?;
+        let record = check_key(parts, state, &key).await?;
         let owner = || {
             record
                 .owner
