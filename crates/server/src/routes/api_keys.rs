@@ -416,6 +416,7 @@ pub async fn create(
 
 /// `GET /v1/api-keys` query.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// Whose keys: `admin`, `iss_…` or `rcv_…`; default: the calling key's identity.
