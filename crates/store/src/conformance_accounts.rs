@@ -584,7 +584,7 @@ pub async fn api_keys_are_objects_created_listed_rotated_and_touched(store: Arc<
         KeyKind::Issuer,
         owner.clone(),
         "ci deploys",
-        "per_someone",
+        "usr_someone",
         T0_MS + 10,
     );
     record.scopes = Some(vec!["agents:read".into(), "tokens:issue".into()]);
@@ -634,7 +634,7 @@ pub async fn api_keys_are_objects_created_listed_rotated_and_touched(store: Arc<
     );
     assert_eq!(
         store
-            .api_keys_created_by("per_someone")
+            .api_keys_created_by("usr_someone")
             .await
             .unwrap()
             .iter()
@@ -658,7 +658,7 @@ pub async fn api_keys_are_objects_created_listed_rotated_and_touched(store: Arc<
         KeyKind::Issuer,
         owner.clone(),
         "ci deploys",
-        "per_someone",
+        "usr_someone",
         T0_MS + 60,
     );
     successor.rotated_from = Some(key.public_id());
@@ -684,7 +684,7 @@ pub async fn api_keys_are_objects_created_listed_rotated_and_touched(store: Arc<
         KeyKind::Issuer,
         owner.clone(),
         "ci",
-        "per_someone",
+        "usr_someone",
         T0_MS + 70,
     );
     let old2 = store

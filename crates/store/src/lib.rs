@@ -333,7 +333,7 @@ pub struct ApiKeyRecord {
     /// When it stops authenticating (a rotated key's grace period ends); `None` =
     /// never.
     pub expires_at_ms: Option<i64>,
-    /// Who made it: `per_…`, `admin`, `bootstrap`, the `iss_…`/`rcv_…` whose key made
+    /// Who made it: `usr_…`, `admin`, `bootstrap`, the `iss_…`/`rcv_…` whose key made
     /// it; `None` when unknown (an organisation's first keys from before keys were
     /// objects).
     pub created_by: Option<String>,

@@ -255,7 +255,7 @@ pub struct ApiKeyView {
     pub scopes: Option<Vec<String>>,
     /// `active`, `rotating` (replaced, in its grace period), `expired` or `revoked`.
     pub state: String,
-    /// `per_…`, `admin`, `bootstrap`, or the `iss_…`/`rcv_…` whose key made it;
+    /// `usr_…`, `admin`, `bootstrap`, or the `iss_…`/`rcv_…` whose key made it;
     /// absent when unknown (an organisation's first keys from before keys were
     /// objects).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -627,4 +627,61 @@ pub async fn rotate(
             previous: Some(view(&previous, Some(new_id), now)),
         }),
     ))
+}
+
+/// Revokes the live keys `person` created for identities `org` owns, each with its
+/// audit entry (a person removed from an organisation: what they made for it stops
+/// working). Runs after the removal commits, one key at a time; a key revoked
+/// meanwhile by someone else is skipped.
+pub async fn revoke_created_by(
+    state: &AppState,
+    org: &bonafide_core::ids::OrgId,
+    person: &bonafide_core::ids::PersonId,
+    actor: Actor,
+    now_ms: i64,
+) -> Result<usize, ApiError> {
+    let owned = state.store.org_owned(org).await?;
+    let mut revoked = 0;
+    for record in state.store.api_keys_created_by(person.as_str()).await? {
+        let owner = KeyOwner::of(&record)?;
+        let ours = match &owner {
+            KeyOwner::Admin => false,
+            KeyOwner::Issuer(id) => owned.contains(&Owned::Issuer(id.clone())),
+            KeyOwner::Receiver(id) => owned.contains(&Owned::Receiver(id.clone())),
+        };
+        if !ours {
+            continue;
+        }
+        let id = record.hash.public_id();
+        let audit = audit_change(
+            EventType::KeyRevoked,
+            now_ms,
+            actor.clone(),
+            None,
+            owner.issuer(),
+            |e| {
+                e.kid = Some(id.clone());
+                e.target = owner.id();
+                e.note = Some(format!(
+                    "its creator {person} was removed from the organisation"
+                ));
+            },
+        )?;
+        match state
+            .store
+            .revoke_api_key(&record.hash, now_ms, &audit)
+            .await
+        {
+            Ok(_) => {
+                state.forget_api_key(&record.hash);
+                revoked += 1;
+            }
+            Err(StoreError::NotFound) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if revoked > 0 {
+        tracing::info!(%person, revoked, "API keys of a removed member revoked");
+    }
+    Ok(revoked)
 }

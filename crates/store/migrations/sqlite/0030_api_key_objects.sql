@@ -5,7 +5,7 @@
 --
 -- name: a label for people. scopes: space-separated, NULL = the kind's full rights.
 -- expires_at_ms: NULL = never; an expired key is refused like a revoked one (rotation
--- sets it on the old key: its grace period). created_by: `per_…`, `admin`,
+-- sets it on the old key: its grace period). created_by: `usr_…`, `admin`,
 -- `bootstrap` (BONAFIDE_ADMIN_KEY or the first start), `iss_…`/`rcv_…` (a key made by
 -- a key of its identity), NULL when unknown (keys from before this migration whose
 -- identity an organisation owns). last_used_at_ms: written at most once a minute per
