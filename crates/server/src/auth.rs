@@ -95,6 +95,15 @@ pub async fn check_key(
         .await?
         .filter(|r| bonafide_core::ct_eq(&r.hash.0, &hash.0))
         .ok_or_else(|| ApiError::unauthorized("unknown API key"))?;
+    check_record(parts, state, record)
+}
+
+/// [`check_key`]'s checks of a key's record: live, and its scopes.
+pub fn check_record(
+    parts: &Parts,
+    state: &AppState,
+    record: Arc<ApiKeyRecord>,
+) -> Result<Arc<ApiKeyRecord>, ApiError> {
     if !record.live_at(state.now_ms()) {
         return Err(ApiError::unauthorized(
             "this API key has expired (a rotated key's grace period ended)",
@@ -115,8 +124,35 @@ pub async fn check_key(
             )));
         }
     }
-    state.note_key_use(&hash);
+    state.note_key_use(&record.hash);
     Ok(record)
+}
+
+/// What a request presents: nothing, an API key (itself, or an access token issued
+/// for it at `/v1/oauth/token`), checked by [`check_record`], or a person's access
+/// token (not checked here).
+#[allow(missing_debug_implementations)] // holds a token: never printed
+pub enum Presented<'a> {
+    /// No credential.
+    Nothing,
+    /// A checked key.
+    Key(Arc<ApiKeyRecord>),
+    /// A person's access token, to check or refuse.
+    Person(&'a str),
+}
+
+/// Reads and checks the request's credential ([`Presented`]).
+pub async fn presented<'a>(parts: &'a Parts, state: &AppState) -> Result<Presented<'a>, ApiError> {
+    if let Some(token) = crate::accounts::bearer_access_token(parts) {
+        return match crate::accounts::key_of_token(state, token).await? {
+            Some(record) => check_record(parts, state, record).map(Presented::Key),
+            None => Ok(Presented::Person(token)),
+        };
+    }
+    match presented_key(parts)? {
+        None => Ok(Presented::Nothing),
+        Some(key) => check_key(parts, state, &key).await.map(Presented::Key),
+    }
 }
 
 async fn authenticate(
@@ -124,21 +160,23 @@ async fn authenticate(
     state: &AppState,
     want: KeyKind,
 ) -> Result<Option<String>, ApiError> {
-    if let Some(token) = crate::accounts::bearer_access_token(parts) {
-        return Err(refuse_person(
-            state,
-            token,
-            &format!("this endpoint needs an {} API key", want.as_str()),
-        )
-        .await);
-    }
-    let key = presented_key(parts)?.ok_or_else(|| {
-        ApiError::unauthorized(format!(
-            "this endpoint needs an {} API key in `Authorization: Bearer …` or `X-API-Key`",
-            want.as_str()
-        ))
-    })?;
-    let record = check_key(parts, state, &key).await?;
+    let record = match presented(parts, state).await? {
+        Presented::Key(record) => record,
+        Presented::Person(token) => {
+            return Err(refuse_person(
+                state,
+                token,
+                &format!("this endpoint needs an {} API key", want.as_str()),
+            )
+            .await);
+        }
+        Presented::Nothing => {
+            return Err(ApiError::unauthorized(format!(
+                "this endpoint needs an {} API key in `Authorization: Bearer …` or `X-API-Key`",
+                want.as_str()
+            )));
+        }
+    };
     if record.kind != want {
         return Err(ApiError::forbidden(format!(
             "this endpoint needs an {} API key; this is an {} key",
@@ -174,11 +212,26 @@ impl FromRequestParts<Arc<AppState>> for IssuerAuth {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, ApiError> {
-        if let Some(token) = crate::accounts::bearer_access_token(parts) {
-            return person_as_issuer(parts, state, token).await.map(IssuerAuth);
+        let record = match presented(parts, state).await? {
+            Presented::Person(token) => {
+                return person_as_issuer(parts, state, token).await.map(IssuerAuth);
+            }
+            Presented::Nothing => {
+                return Err(ApiError::unauthorized(
+                    "this endpoint needs an issuer API key in `Authorization: Bearer …` or `X-API-Key`",
+                ));
+            }
+            Presented::Key(record) => record,
+        };
+        if record.kind != KeyKind::Issuer {
+            return Err(ApiError::forbidden(format!(
+                "this endpoint needs an issuer API key; this is an {} key",
+                record.kind.as_str()
+            )));
         }
-        let owner = authenticate(parts, state, KeyKind::Issuer)
-            .await?
+        let owner = record
+            .owner
+            .clone()
             .ok_or_else(|| ApiError::internal("issuer key without owner"))?;
         let id =
             IssuerId::try_from(owner.as_str()).map_err(|e| ApiError::internal(e.to_string()))?;
@@ -276,13 +329,13 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, ApiError> {
-        if let Some(token) = crate::accounts::bearer_access_token(parts) {
-            return Err(refuse_person(state, token, "this endpoint takes API keys").await);
-        }
-        let Some(key) = presented_key(parts)? else {
-            return Ok(Caller::Anonymous);
+        let record = match presented(parts, state).await? {
+            Presented::Nothing => return Ok(Caller::Anonymous),
+            Presented::Person(token) => {
+                return Err(refuse_person(state, token, "this endpoint takes API keys").await);
+            }
+            Presented::Key(record) => record,
         };
-        let record = check_key(parts, state, &key).await?;
         let owner = || {
             record
                 .owner

@@ -527,6 +527,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/v1/api-keys/{id}/revoke", post(routes::api_keys::revoke))
         .route("/v1/api-keys/{id}/rotate", post(routes::api_keys::rotate))
+        .route("/v1/oauth/token", post(routes::api_keys::oauth_token))
         .route("/v1/admin/rate-limits", get(routes::rate_limits::list))
         .route(
             "/v1/admin/rate-limits/keys/{key_id}",

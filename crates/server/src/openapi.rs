@@ -57,6 +57,7 @@ use crate::routes::{
         // API keys as objects (issue 18 item 3).
         crate::routes::api_keys::create, crate::routes::api_keys::list,
         crate::routes::api_keys::revoke, crate::routes::api_keys::rotate,
+        crate::routes::api_keys::oauth_token,
     ),
     components(schemas(
         ErrorBody, ErrorDetail, ErrorCode,

@@ -113,18 +113,18 @@ impl FromRequestParts<Arc<AppState>> for KeyManager {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, ApiError> {
-        if let Some(token) = crate::accounts::bearer_access_token(parts) {
-            let who = PersonAuth::from_token(state, token).await?;
-            crate::request_id::set_acting_person(who.person.id.as_str());
-            return Ok(KeyManager::Person(Box::new(who)));
-        }
-        let key = crate::auth::presented_key(parts)?.ok_or_else(|| {
-            ApiError::unauthorized(
+        use crate::auth::Presented;
+        match crate::auth::presented(parts, state).await? {
+            Presented::Person(token) => {
+                let who = PersonAuth::from_token(state, token).await?;
+                crate::request_id::set_acting_person(who.person.id.as_str());
+                Ok(KeyManager::Person(Box::new(who)))
+            }
+            Presented::Key(record) => Ok(KeyManager::Key(record)),
+            Presented::Nothing => Err(ApiError::unauthorized(
                 "managing API keys needs an API key (`Authorization: Bearer bfk_…` or `X-API-Key`) or a person's access token",
-            )
-        })?;
-        let record = crate::auth::check_key(parts, state, &key).await?;
-        Ok(KeyManager::Key(record))
+            )),
+        }
     }
 }
 
@@ -684,4 +684,153 @@ pub async fn revoke_created_by(
         tracing::info!(%person, revoked, "API keys of a removed member revoked");
     }
     Ok(revoked)
+}
+
+// ---- OAuth 2.0 client credentials (RFC 6749 §4.4)
+
+/// `POST /v1/oauth/token` answer (RFC 6749 §5.1).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyAccessToken {
+    /// An RFC 9068 access token (`typ at+jwt`) for the key: `sub` and `client_id` are
+    /// its id. Use it as `Authorization: Bearer …` wherever the key works.
+    pub access_token: String,
+    /// `Bearer`.
+    pub token_type: String,
+    /// Seconds (900).
+    pub expires_in: i64,
+}
+
+/// The client's id and secret: HTTP Basic (RFC 6749 §2.3.1, each part form-encoded,
+/// which key ids and keys never need) or the body, not both.
+fn client_credentials(
+    headers: &axum::http::HeaderMap,
+    params: &[(String, String)],
+) -> Result<(String, String), crate::routes::token_exchange::OAuthError> {
+    use crate::routes::token_exchange::OAuthError;
+    use base64::Engine;
+    let in_body = (one(params, "client_id")?, one(params, "client_secret")?);
+    let basic = match headers.get(axum::http::header::AUTHORIZATION) {
+        None => None,
+        Some(v) => {
+            let v = v.to_str().ok().and_then(|v| v.split_once(' '));
+            let Some((_, rest)) = v.filter(|(s, _)| s.eq_ignore_ascii_case("basic")) else {
+                return Err(invalid_client(
+                    "use HTTP Basic or the body for client credentials",
+                ));
+            };
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(rest.trim())
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| invalid_client("malformed HTTP Basic credentials"))?;
+            let (id, secret) = decoded
+                .split_once(':')
+                .ok_or_else(|| invalid_client("malformed HTTP Basic credentials"))?;
+            Some((id.to_owned(), secret.to_owned()))
+        }
+    };
+    match (basic, in_body) {
+        (Some(pair), (None, None)) => Ok(pair),
+        (None, (Some(id), Some(secret))) => Ok((id, secret)),
+        (Some(_), _) => Err(OAuthError::request(
+            "client credentials both in HTTP Basic and in the body: use one",
+        )),
+        _ => Err(invalid_client(
+            "client authentication needed: client_id (the key's id, `key_…`) and client_secret (the key)",
+        )),
+    }
+}
+
+fn invalid_client(description: &str) -> crate::routes::token_exchange::OAuthError {
+    let mut e = crate::routes::token_exchange::OAuthError::new(
+        "invalid_client",
+        ErrorCode::Unauthorized,
+        description,
+    );
+    e.status = StatusCode::UNAUTHORIZED;
+    e
+}
+
+/// A parameter given at most once (RFC 6749 §3.2: none may repeat).
+fn one(
+    params: &[(String, String)],
+    name: &str,
+) -> Result<Option<String>, crate::routes::token_exchange::OAuthError> {
+    let mut found = params.iter().filter(|(k, _)| k == name);
+    let first = found.next().map(|(_, v)| v.clone());
+    if found.next().is_some() {
+        return Err(crate::routes::token_exchange::OAuthError::request(format!(
+            "`{name}` is repeated"
+        )));
+    }
+    Ok(first)
+}
+
+/// Exchanges an API key for a short-lived access token (OAuth 2.0 client credentials,
+/// RFC 6749 §4.4): `grant_type=client_credentials`, the key's id as `client_id`, the
+/// key as `client_secret` (form body or HTTP Basic). The token is worth what the key
+/// is, checked again on each use: revoking or expiring the key ends its tokens.
+#[utoipa::path(post, path = "/v1/oauth/token", tag = "keys",
+    request_body(content_type = "application/x-www-form-urlencoded", content = String,
+        description = "`grant_type=client_credentials&client_id=key_…&client_secret=bfk_…`"),
+    responses((status = 200, body = KeyAccessToken),
+              (status = 400, body = crate::routes::token_exchange::OAuthErrorBody, description = "`{error, error_description, code, request_id}` (RFC 6749 §5.2): unsupported_grant_type, invalid_request, invalid_scope"),
+              (status = 401, body = crate::routes::token_exchange::OAuthErrorBody, description = "invalid_client: unknown, revoked or expired key, or an id that is not the key's")))]
+pub async fn oauth_token(
+    State(state): State<Arc<AppState>>,
+    req: axum::extract::Request,
+) -> Result<axum::response::Response, crate::routes::token_exchange::OAuthError> {
+    use crate::routes::token_exchange::{OAuthError, parameters};
+    use axum::response::IntoResponse;
+    let headers = req.headers().clone();
+    let params = parameters(req, &state).await?;
+    match one(&params, "grant_type")?.as_deref() {
+        Some("client_credentials") => {}
+        Some(other) => {
+            return Err(OAuthError::new(
+                "unsupported_grant_type",
+                ErrorCode::InvalidRequest,
+                format!(
+                    "grant_type `{}` is not taken here: use client_credentials",
+                    other.chars().take(64).collect::<String>()
+                ),
+            ));
+        }
+        None => return Err(OAuthError::request("`grant_type` is missing")),
+    }
+    if one(&params, "scope")?.is_some() {
+        return Err(OAuthError::new(
+            "invalid_scope",
+            ErrorCode::InvalidRequest,
+            "tokens carry their key's own scopes: narrow with a scoped key (`POST /v1/api-keys` with `scopes`)",
+        ));
+    }
+    let (client_id, secret) = client_credentials(&headers, &params)?;
+    let key = ApiKey::parse(secret.trim())
+        .map_err(|_| invalid_client("client_secret is not an API key"))?;
+    let hash = key.hash();
+    let now = state.now_ms();
+    let record = state
+        .api_key(&hash)
+        .await
+        .map_err(|e| OAuthError::from(ApiError::from(e)))?
+        .filter(|r| bonafide_core::ct_eq(&r.hash.0, &hash.0) && r.live_at(now))
+        .ok_or_else(|| invalid_client("unknown, revoked or expired API key"))?;
+    let id = record.hash.public_id();
+    if client_id.trim() != id {
+        return Err(invalid_client("client_id is not this key's id"));
+    }
+    state.note_key_use(&hash);
+    let token = crate::accounts::key_access_token(&state, &id, now)?;
+    let mut resp = ApiJson(KeyAccessToken {
+        access_token: token,
+        token_type: "Bearer".to_owned(),
+        expires_in: crate::accounts::ACCESS_TTL_S,
+    })
+    .into_response();
+    resp.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    Ok(resp)
 }

@@ -479,3 +479,194 @@ async fn bad_input_is_a_clear_4xx() {
     assert_eq!(st, StatusCode::CREATED);
     assert_eq!(v["key"]["kind"], "admin");
 }
+
+/// A token request's form, its HTTP Basic credentials, and the status and RFC 6749
+/// error expected.
+type TokenCase<'a> = (
+    Vec<(&'a str, &'a str)>,
+    Option<(&'a str, &'a str)>,
+    StatusCode,
+    &'a str,
+);
+
+async fn token_request(
+    h: &Harness,
+    form: &[(&str, &str)],
+    basic: Option<(&str, &str)>,
+) -> (StatusCode, Value, reqwest::header::HeaderMap) {
+    let mut r = h.http.post(format!("{}/v1/oauth/token", h.base)).form(form);
+    if let Some((id, secret)) = basic {
+        r = r.basic_auth(id, Some(secret));
+    }
+    let resp = r.send().await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let v = resp.json::<Value>().await.unwrap();
+    (status, v, headers)
+}
+
+#[tokio::test]
+async fn client_credentials_give_a_short_token_worth_what_the_key_is() {
+    let h = start().await;
+    let first = h.issuer("oauth.example").await;
+    let (id, key) = created(
+        &h,
+        &first,
+        json!({"name": "sdk", "scopes": ["read", "keys:manage"]}),
+    )
+    .await;
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("client_id", id.as_str()),
+        ("client_secret", key.as_str()),
+    ];
+    let (st, v, headers) = token_request(&h, &form, None).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["token_type"], "Bearer");
+    assert_eq!(v["expires_in"], 900);
+    assert_eq!(headers["cache-control"], "no-store");
+    let token = v["access_token"].as_str().unwrap().to_owned();
+    let header: Value = serde_json::from_slice(
+        &bonafide_core::b64::decode(token.split('.').next().unwrap()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(header["typ"], "at+jwt");
+    // Worth what the key is: reads, manages keys, writes nothing.
+    let (st, me) = h.call("GET", "/v1/issuer", Some(&token), None).await;
+    assert_eq!(st, StatusCode::OK, "{me}");
+    let (st, _) = h.call("GET", "/v1/api-keys", Some(&token), None).await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, _) = h
+        .call(
+            "POST",
+            "/v1/agents/register",
+            Some(&token),
+            Some(json!({"name": "bot", "scopes": ["read:x"]})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    // HTTP Basic works too.
+    let (st, v, _) = token_request(
+        &h,
+        &[("grant_type", "client_credentials")],
+        Some((&id, &key)),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+
+    // RFC 6749 §5.2 errors.
+    let other = h.issuer("other-oauth.example").await;
+    let cases: Vec<TokenCase> = vec![
+        (
+            vec![
+                ("grant_type", "client_credentials"),
+                ("client_id", "key_0011223344556677"),
+                ("client_secret", key.as_str()),
+            ],
+            None,
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+        ),
+        (
+            vec![
+                ("grant_type", "client_credentials"),
+                ("client_id", id.as_str()),
+                ("client_secret", other.as_str()),
+            ],
+            None,
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+        ),
+        (
+            vec![
+                ("grant_type", "client_credentials"),
+                ("client_id", id.as_str()),
+                ("client_secret", "bfk_iss_nope"),
+            ],
+            None,
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+        ),
+        (
+            vec![("grant_type", "client_credentials")],
+            None,
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+        ),
+        (
+            vec![
+                ("grant_type", "password"),
+                ("client_id", id.as_str()),
+                ("client_secret", key.as_str()),
+            ],
+            None,
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+        ),
+        (
+            vec![("client_id", id.as_str()), ("client_secret", key.as_str())],
+            None,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            vec![
+                ("grant_type", "client_credentials"),
+                ("grant_type", "client_credentials"),
+                ("client_id", id.as_str()),
+                ("client_secret", key.as_str()),
+            ],
+            None,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            vec![
+                ("grant_type", "client_credentials"),
+                ("scope", "write"),
+                ("client_id", id.as_str()),
+                ("client_secret", key.as_str()),
+            ],
+            None,
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+        ),
+        (
+            vec![
+                ("grant_type", "client_credentials"),
+                ("client_id", id.as_str()),
+                ("client_secret", key.as_str()),
+            ],
+            Some((id.as_str(), key.as_str())),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+    ];
+    for (form, basic, status, error) in cases {
+        let (st, v, headers) = token_request(&h, &form, basic).await;
+        assert_eq!(
+            (st, v["error"].as_str()),
+            (status, Some(error)),
+            "{form:?}: {v}"
+        );
+        assert!(v["error_description"].is_string());
+        if st == StatusCode::UNAUTHORIZED {
+            assert!(headers.contains_key("www-authenticate"));
+        }
+    }
+
+    // Revoking the key ends its tokens from the next request.
+    let (st, _) = h
+        .call(
+            "POST",
+            &format!("/v1/api-keys/{id}/revoke"),
+            Some(&first),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, v) = h.call("GET", "/v1/issuer", Some(&token), None).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "{v}");
+    let (st, _, _) = token_request(&h, &form, None).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+}
