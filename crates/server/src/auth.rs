@@ -125,6 +125,7 @@ pub fn check_record(
         }
     }
     state.note_key_use(&record.hash);
+    crate::request_id::set_acting_key(&record.hash.public_id());
     Ok(record)
 }
 

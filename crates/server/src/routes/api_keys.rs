@@ -688,6 +688,18 @@ pub async fn revoke_created_by(
 
 // ---- OAuth 2.0 client credentials (RFC 6749 §4.4)
 
+/// `POST /v1/oauth/token` parameters (form or JSON), for the OpenAPI document.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)] // the schema only: the handler reads the parameters itself
+pub struct ClientCredentialsRequest {
+    /// `client_credentials`.
+    pub grant_type: String,
+    /// The key's id (`key_…`), unless sent as HTTP Basic.
+    pub client_id: Option<String>,
+    /// The key (`bfk_…`), unless sent as HTTP Basic.
+    pub client_secret: Option<String>,
+}
+
 /// `POST /v1/oauth/token` answer (RFC 6749 §5.1).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct KeyAccessToken {
@@ -771,8 +783,8 @@ fn one(
 /// key as `client_secret` (form body or HTTP Basic). The token is worth what the key
 /// is, checked again on each use: revoking or expiring the key ends its tokens.
 #[utoipa::path(post, path = "/v1/oauth/token", tag = "keys",
-    request_body(content_type = "application/x-www-form-urlencoded", content = String,
-        description = "`grant_type=client_credentials&client_id=key_…&client_secret=bfk_…`"),
+    request_body(content = ClientCredentialsRequest, content_type = "application/x-www-form-urlencoded",
+        description = "RFC 6749 §4.4.2 parameters (client credentials in the body or as HTTP Basic); a JSON object with the same members is accepted too"),
     responses((status = 200, body = KeyAccessToken),
               (status = 400, body = crate::routes::token_exchange::OAuthErrorBody, description = "`{error, error_description, code, request_id}` (RFC 6749 §5.2): unsupported_grant_type, invalid_request, invalid_scope"),
               (status = 401, body = crate::routes::token_exchange::OAuthErrorBody, description = "invalid_client: unknown, revoked or expired key, or an id that is not the key's")))]

@@ -670,3 +670,41 @@ async fn client_credentials_give_a_short_token_worth_what_the_key_is() {
     let (st, _, _) = token_request(&h, &form, None).await;
     assert_eq!(st, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn a_keys_access_token_spends_its_keys_rate_limit_not_its_address() {
+    let mut limits = bonafide_server::ratelimit::RateLimits::seeds();
+    limits.apply("issuer=5/min").unwrap();
+    limits.apply("ip=1000/min").unwrap();
+    let h = start_with_config(Config {
+        rate_limits: limits,
+        clock: Arc::new(ManualClock::now()),
+        ..config()
+    })
+    .await;
+    let first = h.issuer("limits.example").await;
+    let (id, key) = created(&h, &first, json!({"name": "sdk"})).await;
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("client_id", id.as_str()),
+        ("client_secret", key.as_str()),
+    ];
+    let (st, v, _) = token_request(&h, &form, None).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let token = v["access_token"].as_str().unwrap().to_owned();
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        let (st, _) = h.call("GET", "/v1/issuer", Some(&token), None).await;
+        statuses.push(st);
+    }
+    // The key's bucket (5 a minute) spent, the address's (1000) not.
+    assert_eq!(
+        statuses.iter().filter(|s| **s == StatusCode::OK).count(),
+        5,
+        "{statuses:?}"
+    );
+    assert_eq!(statuses[7], StatusCode::TOO_MANY_REQUESTS);
+    // The key itself shares the bucket.
+    let (st, _) = h.call("GET", "/v1/issuer", Some(&key), None).await;
+    assert_eq!(st, StatusCode::TOO_MANY_REQUESTS);
+}
