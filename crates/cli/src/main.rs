@@ -1205,7 +1205,11 @@ async fn bootstrap_admin(store: &dyn Store, location: &Location, add: bool) -> R
                 "BONAFIDE_ADMIN_KEY must be an admin key (bfk_adm_…); make one with `bonafide keys new-admin-key`"
             );
         }
-        // Known revoked keys fall through to the store's refusal, which says so.
+        // Known revoked keys fall through to the store's refusal, which says so. The
+        // registry's admin keys are read before this key is looked up: replicas
+        // starting together with the same key, one adding it while another checks,
+        // then see it as known rather than as a stranger beside an admin key.
+        let has_admin = store.has_admin_key().await?;
         let hash = key.hash();
         let mut prefix = [0u8; 8];
         prefix.copy_from_slice(&hash.0[..8]);
@@ -1213,7 +1217,7 @@ async fn bootstrap_admin(store: &dyn Store, location: &Location, add: bool) -> R
             .api_key_by_prefix(&prefix)
             .await?
             .is_some_and(|r| r.hash == hash);
-        if !known && !add && store.has_admin_key().await? {
+        if !known && !add && has_admin {
             bail!(
                 "BONAFIDE_ADMIN_KEY is not one of this registry's admin keys, and the registry has admin keys already: \
                  start with --add-admin-key to add it as another one, or unset it (make admin keys with `bonafide api-key create --owner admin`)"
