@@ -124,9 +124,9 @@ enum Command {
     /// Fetch and check verify receipts.
     #[command(subcommand)]
     Receipt(ReceiptCmd),
-    /// API keys: create, list, rotate and revoke them by id (`key_…`), never showing a
-    /// secret but once (any API key in BONAFIDE_API_KEY: its own identity's keys;
-    /// an admin key: any identity's, with --owner).
+    /// API keys: create, list, rotate and revoke them by id, never showing a secret
+    /// but once (any API key in BONAFIDE_API_KEY: its own identity's keys; an admin
+    /// key: any identity's, with --owner).
     #[command(subcommand)]
     ApiKey(apikeys::ApiKeyCmd),
     /// Rate limits: list them, give one API key a limit of its own or clear it (admin
