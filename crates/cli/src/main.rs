@@ -124,7 +124,9 @@ enum Command {
     /// Fetch and check verify receipts.
     #[command(subcommand)]
     Receipt(ReceiptCmd),
-    /// Admin API keys: list them by id, revoke one (admin key in BONAFIDE_API_KEY).
+    /// API keys: create, list, rotate and revoke them by id, never showing a secret
+    /// but once (any API key in BONAFIDE_API_KEY: its own identity's keys; an admin
+    /// key: any identity's, with --owner).
     #[command(subcommand)]
     ApiKey(apikeys::ApiKeyCmd),
     /// Rate limits: list them, give one API key a limit of its own or clear it (admin
@@ -227,6 +229,12 @@ struct ServeArgs {
     /// Log format: json or text.
     #[arg(long, default_value = "json")]
     log_format: String,
+    /// Add BONAFIDE_ADMIN_KEY as another admin key when the registry has admin keys
+    /// and not this one. Without it, such a start is refused: a changed environment
+    /// must not silently grant admin (make admin keys with `bonafide api-key create
+    /// --owner admin` instead).
+    #[arg(long)]
+    add_admin_key: bool,
     /// Do not write verify decisions to the audit log. Only for measuring what the
     /// log costs: verify answers then carry no `audit_index` and no `receipt_id`
     /// (a receipt is stored with its audit entry). State changes are logged anyway.
@@ -1103,7 +1111,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         Some(kek) => kek,
         None => args.store.kek(&location)?,
     };
-    bootstrap_admin(&*store, &location).await?;
+    bootstrap_admin(&*store, &location, args.add_admin_key).await?;
     let defaults = Config::default();
     let mut rate_limits = bonafide_server::ratelimit::RateLimits::seeds();
     rate_limits.enabled = args.rate_limits == "on";
@@ -1190,8 +1198,11 @@ fn say_what_was_kept(state: &bonafide_server::AppState, args: &ServeArgs) {
 
 /// First start: create an admin key, print it once to stderr and keep it in
 /// `<data-dir>/admin.key` (0600; with PostgreSQL there is no data dir: printed only).
-/// `BONAFIDE_ADMIN_KEY` supplies it instead.
-async fn bootstrap_admin(store: &dyn Store, location: &Location) -> Result<()> {
+/// `BONAFIDE_ADMIN_KEY` supplies it instead: on a registry without admin keys, or
+/// one that has it already (every replica's environment); a key the registry does not
+/// have is added beside its admin keys only with `--add-admin-key`, else the start is
+/// refused (exit 2), so a changed environment never silently grants admin.
+async fn bootstrap_admin(store: &dyn Store, location: &Location, add: bool) -> Result<()> {
     if let Ok(text) = std::env::var("BONAFIDE_ADMIN_KEY") {
         let key = ApiKey::parse(text.trim()).map_err(|e| {
             anyhow!("BONAFIDE_ADMIN_KEY: {e}; make one with `bonafide keys new-admin-key`")
@@ -1199,6 +1210,24 @@ async fn bootstrap_admin(store: &dyn Store, location: &Location) -> Result<()> {
         if key.kind() != KeyKind::Admin {
             bail!(
                 "BONAFIDE_ADMIN_KEY must be an admin key (bfk_adm_…); make one with `bonafide keys new-admin-key`"
+            );
+        }
+        // Known revoked keys fall through to the store's refusal, which says so. The
+        // registry's admin keys are read before this key is looked up: replicas
+        // starting together with the same key, one adding it while another checks,
+        // then see it as known rather than as a stranger beside an admin key.
+        let has_admin = store.has_admin_key().await?;
+        let hash = key.hash();
+        let mut prefix = [0u8; 8];
+        prefix.copy_from_slice(&hash.0[..8]);
+        let known = store
+            .api_key_by_prefix(&prefix)
+            .await?
+            .is_some_and(|r| r.hash == hash);
+        if !known && !add && has_admin {
+            bail!(
+                "BONAFIDE_ADMIN_KEY is not one of this registry's admin keys, and the registry has admin keys already: \
+                 start with --add-admin-key to add it as another one, or unset it (make admin keys with `bonafide api-key create --owner admin`)"
             );
         }
         match add_admin_key(store, &key).await {

@@ -80,6 +80,87 @@ impl ApiKeyHash {
     }
 }
 
+impl ApiKeyHash {
+    /// The key's public id, `key_` and the hash's first 8 bytes in hex: what the API
+    /// names a key by (lists, revocation, rotation, OAuth `client_id`, usage). Derived
+    /// from the hash, so every key ever stored has one and no column can disagree.
+    pub fn public_id(&self) -> String {
+        format!("key_{}", crate::hex(self.0.get(..8).unwrap_or_default()))
+    }
+}
+
+/// The hash prefix a public id (`key_` + 16 lowercase hex digits) names; `None` for
+/// any other text.
+pub fn parse_public_id(id: &str) -> Option<[u8; 8]> {
+    let hex = id.strip_prefix("key_")?;
+    if hex.len() != 16 {
+        return None;
+    }
+    let mut out = [0u8; 8];
+    for (i, pair) in hex.as_bytes().chunks(2).enumerate() {
+        let digit = |b: u8| match b {
+            b'0'..=b'9' => Some(b - b'0'),
+            b'a'..=b'f' => Some(b - b'a' + 10),
+            _ => None,
+        };
+        let (hi, lo) = (digit(*pair.first()?)?, digit(*pair.get(1)?)?);
+        *out.get_mut(i)? = hi << 4 | lo;
+    }
+    Some(out)
+}
+
+/// What a key may do when its scopes narrow it; a key without scopes has its kind's
+/// full rights. Each endpoint needs one scope (the server's route table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum KeyScope {
+    /// Read what the key's identity may read (GET).
+    Read,
+    /// Change it: agents, issuer keys, receivers, webhooks, settings.
+    Write,
+    /// Issue and exchange tokens (`POST /v1/agents/{id}/tokens`, `/v1/token`).
+    TokensIssue,
+    /// Verify tokens, actions and introspect.
+    Verify,
+    /// Read and acknowledge events, manage webhooks.
+    Events,
+    /// Read the audit log with the key's visibility.
+    AuditRead,
+    /// Create, list, rotate and revoke API keys.
+    KeysManage,
+}
+
+impl KeyScope {
+    /// Every scope, in order.
+    pub const ALL: [KeyScope; 7] = [
+        KeyScope::Read,
+        KeyScope::Write,
+        KeyScope::TokensIssue,
+        KeyScope::Verify,
+        KeyScope::Events,
+        KeyScope::AuditRead,
+        KeyScope::KeysManage,
+    ];
+
+    /// Its name (`read`, `write`, `tokens:issue`, `verify`, `events`, `audit:read`,
+    /// `keys:manage`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyScope::Read => "read",
+            KeyScope::Write => "write",
+            KeyScope::TokensIssue => "tokens:issue",
+            KeyScope::Verify => "verify",
+            KeyScope::Events => "events",
+            KeyScope::AuditRead => "audit:read",
+            KeyScope::KeysManage => "keys:manage",
+        }
+    }
+
+    /// The scope with this name.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+}
+
 impl fmt::Debug for ApiKeyHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -221,6 +302,30 @@ mod tests {
         // Multi-byte text around a key.
         let around = format!("é{}é", real.expose_secret());
         assert_eq!(scan(&around).len(), 1);
+    }
+
+    #[test]
+    fn public_ids_round_trip_and_refuse_anything_else() {
+        let hash = ApiKey::from_random(KeyKind::Issuer, [7; 20]).hash();
+        let id = hash.public_id();
+        assert_eq!(id.len(), 4 + 16);
+        assert_eq!(parse_public_id(&id).unwrap(), hash.0[..8]);
+        for bad in [
+            "",
+            "key_",
+            "key_0123456789abcde",
+            "key_0123456789abcdef0",
+            "key_0123456789ABCDEF",
+            "sha256:0123456789abcdef",
+            "key_0123456789abcdeg",
+            "key_é123456789abcde",
+        ] {
+            assert_eq!(parse_public_id(bad), None, "{bad}");
+        }
+        for scope in KeyScope::ALL {
+            assert_eq!(KeyScope::parse(scope.as_str()), Some(scope));
+        }
+        assert_eq!(KeyScope::parse("admin"), None);
     }
 
     #[test]

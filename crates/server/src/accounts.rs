@@ -218,6 +218,59 @@ pub fn access_token(state: &AppState, session: &Session, now_ms: i64) -> Result<
     Ok(access_token::sign(&state.sessions.key, &claims)?)
 }
 
+/// Signs an access token for an API key (OAuth client credentials): `sub`,
+/// `client_id` and `sid` are the key's public id, valid [`ACCESS_TTL_S`]. It carries no
+/// rights of its own: each use looks the key up again (revoked, expired, scopes).
+pub fn key_access_token(state: &AppState, key_id: &str, now_ms: i64) -> Result<String, ApiError> {
+    let now_s = now_ms / 1000;
+    let claims = AccessClaims {
+        iss: state.config.public_url.clone(),
+        sub: key_id.to_owned(),
+        aud: audience(state),
+        exp: now_s + ACCESS_TTL_S,
+        iat: now_s,
+        jti: bonafide_core::hex(&crate::routes::random16()?),
+        client_id: key_id.to_owned(),
+        sid: key_id.to_owned(),
+        amr: Vec::new(),
+    };
+    Ok(access_token::sign(&state.sessions.key, &claims)?)
+}
+
+/// The API key an access token was issued for (client credentials), if it is a key's
+/// token (`sub` `key_…`); `None` for a person's. A token that does not verify, or whose
+/// key is revoked or expired now, is a 401.
+pub async fn key_of_token(
+    state: &AppState,
+    token: &str,
+) -> Result<Option<Arc<bonafide_store::ApiKeyRecord>>, ApiError> {
+    let now_ms = state.now_ms();
+    let aud = audience(state);
+    let expect = access_token::Expect {
+        issuer: &state.config.public_url,
+        audience: &aud,
+        now_s: now_ms / 1000,
+        leeway_s: 0,
+    };
+    let claims = access_token::verify(token, &state.sessions.keys, expect)
+        .map_err(|e| ApiError::unauthorized(format!("{e}: ask for a new token")))?;
+    if !claims.sub.starts_with("key_") {
+        return Ok(None);
+    }
+    let prefix = bonafide_core::apikey::parse_public_id(&claims.sub)
+        .filter(|_| claims.client_id == claims.sub)
+        .ok_or_else(|| ApiError::unauthorized("access token names no API key"))?;
+    let record = state
+        .store
+        .api_key_by_prefix(&prefix)
+        .await?
+        .filter(|r| r.hash.public_id() == claims.sub && r.live_at(now_ms))
+        .ok_or_else(|| {
+            ApiError::unauthorized("the API key this token was issued for is revoked or expired")
+        })?;
+    Ok(Some(Arc::new(record)))
+}
+
 /// What a role may do in its organisation: the README's table, enforced here for
 /// people and by the API-key extractors for keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,14 +8,14 @@ use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use bonafide_core::apikey::{ApiKey, KeyKind};
+use bonafide_core::apikey::{ApiKey, KeyKind, KeyScope};
 use bonafide_core::ids::IssuerId;
-use bonafide_store::Issuer;
+use bonafide_store::{ApiKeyRecord, Issuer};
 
 use crate::error::ApiError;
 use crate::state::AppState;
 
-fn presented_key(parts: &Parts) -> Result<Option<ApiKey>, ApiError> {
+pub fn presented_key(parts: &Parts) -> Result<Option<ApiKey>, ApiError> {
     let text = if let Some(v) = parts.headers.get("x-api-key") {
         v.to_str()
             .map_err(|_| ApiError::unauthorized("malformed API key"))?
@@ -51,31 +51,133 @@ async fn refuse_person(state: &AppState, token: &str, what: &str) -> ApiError {
     }
 }
 
-async fn authenticate(
+/// The scope an endpoint needs of a key whose scopes narrow it, by route template
+/// and method (the README's table). Keys without scopes are not asked.
+pub fn needed_scope(method: &axum::http::Method, template: &str) -> KeyScope {
+    let under = |prefix: &str| {
+        template == prefix
+            || template
+                .strip_prefix(prefix)
+                .is_some_and(|rest| rest.starts_with('/'))
+    };
+    if under("/v1/api-keys") || under("/v1/admin/api-keys") {
+        KeyScope::KeysManage
+    } else if under("/v1/audit") {
+        KeyScope::AuditRead
+    } else if under("/v1/events") || under("/v1/webhooks") {
+        KeyScope::Events
+    } else if under("/v1/verify")
+        || template == "/v1/introspect"
+        || template == "/v1/simulate"
+        || template == "/v1/agents/{id}/verify-action"
+    {
+        KeyScope::Verify
+    } else if template == "/v1/agents/{id}/issue-token" || template == "/v1/token" {
+        KeyScope::TokensIssue
+    } else if matches!(*method, axum::http::Method::GET | axum::http::Method::HEAD) {
+        KeyScope::Read
+    } else {
+        KeyScope::Write
+    }
+}
+
+/// Looks a presented key up and checks it: known, not revoked, not expired (both
+/// 401, so a stolen expired key learns nothing more), and, when its scopes narrow
+/// it, holding the scope this endpoint needs (403). Records its use.
+pub async fn check_key(
     parts: &Parts,
     state: &AppState,
-    want: KeyKind,
-) -> Result<Option<String>, ApiError> {
-    if let Some(token) = crate::accounts::bearer_access_token(parts) {
-        return Err(refuse_person(
-            state,
-            token,
-            &format!("this endpoint needs an {} API key", want.as_str()),
-        )
-        .await);
-    }
-    let key = presented_key(parts)?.ok_or_else(|| {
-        ApiError::unauthorized(format!(
-            "this endpoint needs an {} API key in `Authorization: Bearer …` or `X-API-Key`",
-            want.as_str()
-        ))
-    })?;
+    key: &ApiKey,
+) -> Result<Arc<ApiKeyRecord>, ApiError> {
     let hash = key.hash();
     let record = state
         .api_key(&hash)
         .await?
         .filter(|r| bonafide_core::ct_eq(&r.hash.0, &hash.0))
         .ok_or_else(|| ApiError::unauthorized("unknown API key"))?;
+    check_record(parts, state, record)
+}
+
+/// [`check_key`]'s checks of a key's record: live, and its scopes.
+pub fn check_record(
+    parts: &Parts,
+    state: &AppState,
+    record: Arc<ApiKeyRecord>,
+) -> Result<Arc<ApiKeyRecord>, ApiError> {
+    if !record.live_at(state.now_ms()) {
+        return Err(ApiError::unauthorized(
+            "this API key has expired (a rotated key's grace period ended)",
+        ));
+    }
+    if let Some(scopes) = &record.scopes {
+        let template = parts
+            .extensions
+            .get::<axum::extract::MatchedPath>()
+            .map(|m| m.as_str())
+            .unwrap_or_else(|| parts.uri.path());
+        let need = needed_scope(&parts.method, template);
+        if !scopes.iter().any(|s| s == need.as_str()) {
+            return Err(ApiError::forbidden(format!(
+                "this API key's scopes ({}) do not include `{}`, which this endpoint needs",
+                scopes.join(" "),
+                need.as_str()
+            )));
+        }
+    }
+    state.note_key_use(&record.hash);
+    crate::request_id::set_acting_key(&record.hash.public_id());
+    Ok(record)
+}
+
+/// What a request presents: nothing, an API key (itself, or an access token issued
+/// for it at `/v1/oauth/token`), checked by [`check_record`], or a person's access
+/// token (not checked here).
+#[allow(missing_debug_implementations)] // holds a token: never printed
+pub enum Presented<'a> {
+    /// No credential.
+    Nothing,
+    /// A checked key.
+    Key(Arc<ApiKeyRecord>),
+    /// A person's access token, to check or refuse.
+    Person(&'a str),
+}
+
+/// Reads and checks the request's credential ([`Presented`]).
+pub async fn presented<'a>(parts: &'a Parts, state: &AppState) -> Result<Presented<'a>, ApiError> {
+    if let Some(token) = crate::accounts::bearer_access_token(parts) {
+        return match crate::accounts::key_of_token(state, token).await? {
+            Some(record) => check_record(parts, state, record).map(Presented::Key),
+            None => Ok(Presented::Person(token)),
+        };
+    }
+    match presented_key(parts)? {
+        None => Ok(Presented::Nothing),
+        Some(key) => check_key(parts, state, &key).await.map(Presented::Key),
+    }
+}
+
+async fn authenticate(
+    parts: &Parts,
+    state: &AppState,
+    want: KeyKind,
+) -> Result<Option<String>, ApiError> {
+    let record = match presented(parts, state).await? {
+        Presented::Key(record) => record,
+        Presented::Person(token) => {
+            return Err(refuse_person(
+                state,
+                token,
+                &format!("this endpoint needs an {} API key", want.as_str()),
+            )
+            .await);
+        }
+        Presented::Nothing => {
+            return Err(ApiError::unauthorized(format!(
+                "this endpoint needs an {} API key in `Authorization: Bearer …` or `X-API-Key`",
+                want.as_str()
+            )));
+        }
+    };
     if record.kind != want {
         return Err(ApiError::forbidden(format!(
             "this endpoint needs an {} API key; this is an {} key",
@@ -111,11 +213,26 @@ impl FromRequestParts<Arc<AppState>> for IssuerAuth {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, ApiError> {
-        if let Some(token) = crate::accounts::bearer_access_token(parts) {
-            return person_as_issuer(parts, state, token).await.map(IssuerAuth);
+        let record = match presented(parts, state).await? {
+            Presented::Person(token) => {
+                return person_as_issuer(parts, state, token).await.map(IssuerAuth);
+            }
+            Presented::Nothing => {
+                return Err(ApiError::unauthorized(
+                    "this endpoint needs an issuer API key in `Authorization: Bearer …` or `X-API-Key`",
+                ));
+            }
+            Presented::Key(record) => record,
+        };
+        if record.kind != KeyKind::Issuer {
+            return Err(ApiError::forbidden(format!(
+                "this endpoint needs an issuer API key; this is an {} key",
+                record.kind.as_str()
+            )));
         }
-        let owner = authenticate(parts, state, KeyKind::Issuer)
-            .await?
+        let owner = record
+            .owner
+            .clone()
             .ok_or_else(|| ApiError::internal("issuer key without owner"))?;
         let id =
             IssuerId::try_from(owner.as_str()).map_err(|e| ApiError::internal(e.to_string()))?;
@@ -213,18 +330,13 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, ApiError> {
-        if let Some(token) = crate::accounts::bearer_access_token(parts) {
-            return Err(refuse_person(state, token, "this endpoint takes API keys").await);
-        }
-        let Some(key) = presented_key(parts)? else {
-            return Ok(Caller::Anonymous);
+        let record = match presented(parts, state).await? {
+            Presented::Nothing => return Ok(Caller::Anonymous),
+            Presented::Person(token) => {
+                return Err(refuse_person(state, token, "this endpoint takes API keys").await);
+            }
+            Presented::Key(record) => record,
         };
-        let hash = key.hash();
-        let record = state
-            .api_key(&hash)
-            .await?
-            .filter(|r| bonafide_core::ct_eq(&r.hash.0, &hash.0))
-            .ok_or_else(|| ApiError::unauthorized("unknown API key"))?;
         let owner = || {
             record
                 .owner

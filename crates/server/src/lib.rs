@@ -535,6 +535,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/receipts/{id}", get(routes::receipts::get))
         .route("/v1/admin/keys/rotate", post(routes::admin::rotate_keys))
         .route("/v1/admin/api-keys", get(routes::admin::admin_keys))
+        .route(
+            "/v1/api-keys",
+            post(routes::api_keys::create).get(routes::api_keys::list),
+        )
+        .route("/v1/api-keys/{id}/revoke", post(routes::api_keys::revoke))
+        .route("/v1/api-keys/{id}/rotate", post(routes::api_keys::rotate))
+        .route("/v1/oauth/token", post(routes::api_keys::oauth_token))
         .route("/v1/admin/rate-limits", get(routes::rate_limits::list))
         .route(
             "/v1/admin/rate-limits/keys/{key_id}",

@@ -54,6 +54,10 @@ use crate::routes::{
         auth_sessions::sessions, auth_sessions::revoke_session, auth_sessions::change_password,
         auth_sessions::totp_enroll, auth_sessions::totp_confirm, auth_sessions::totp_disable,
         auth_sessions::session_jwks,
+        // API keys as objects (issue 18 item 3).
+        crate::routes::api_keys::create, crate::routes::api_keys::list,
+        crate::routes::api_keys::revoke, crate::routes::api_keys::rotate,
+        crate::routes::api_keys::oauth_token,
     ),
     components(schemas(
         ErrorBody, ErrorDetail, ErrorCode,
@@ -70,6 +74,7 @@ use crate::routes::{
         (name = "discovery", description = "Keys, catalog, health"),
         (name = "status", description = "Token Status Lists: revocation for receivers that verify offline"),
         (name = "accounts", description = "Organisations, people and sessions (a person's access token)"),
+        (name = "keys", description = "API keys: create, list, rotate, revoke (a key, or an organisation admin's access token)"),
     )
 )]
 pub struct ApiDoc;

@@ -914,6 +914,12 @@ async fn presented_key(state: &AppState, headers: &HeaderMap) -> Option<Subject>
             rest.trim()
         }
     };
+    if !text.starts_with("bfk_") && text.matches('.').count() == 2 {
+        // An access token issued for a key (`/v1/oauth/token`) spends its key's
+        // bucket; a person's token, or one that does not verify, its address's.
+        let record = crate::accounts::key_of_token(state, text).await.ok()??;
+        return Some(Subject::Key(record.kind, record.hash));
+    }
     let key = ApiKey::parse(text).ok()?;
     let hash = key.hash();
     let record = state.api_key(&hash).await.ok()??;

@@ -14,6 +14,24 @@ tokio::task_local! {
     /// extractor that authenticated them: every audit entry the request writes names
     /// them beside the issuer.
     static ACTING_PERSON: std::sync::OnceLock<String>;
+    /// The API key (its public id, `key_…`) that authenticated this request, set once
+    /// by `auth::check_record`: what per-key usage is counted by.
+    static ACTING_KEY: std::sync::OnceLock<String>;
+}
+
+/// Records the API key (`key_…`) this request is authenticated by.
+pub fn set_acting_key(id: &str) {
+    let _ = ACTING_KEY.try_with(|cell| cell.set(id.to_owned()));
+}
+
+/// The public id (`key_…`) of the API key this request was authenticated by, if one
+/// was (directly, or through an access token issued for it); readable after the
+/// handler ran, by a layer inside [`layer`].
+pub fn acting_key() -> Option<String> {
+    ACTING_KEY
+        .try_with(|cell| cell.get().cloned())
+        .ok()
+        .flatten()
 }
 
 /// Records that a person (`usr_…`) is the one acting in this request.
@@ -63,7 +81,10 @@ pub async fn layer(req: Request, next: Next) -> Response {
     let mut resp = REQUEST_ID
         .scope(
             id.clone(),
-            ACTING_PERSON.scope(std::sync::OnceLock::new(), next.run(req)),
+            ACTING_PERSON.scope(
+                std::sync::OnceLock::new(),
+                ACTING_KEY.scope(std::sync::OnceLock::new(), next.run(req)),
+            ),
         )
         .await;
     if let Ok(v) = HeaderValue::from_str(&id) {
@@ -74,6 +95,20 @@ pub async fn layer(req: Request, next: Next) -> Response {
 
 #[cfg(test)]
 mod tests {
+    #[tokio::test]
+    async fn the_acting_key_is_kept_for_the_request_only() {
+        assert_eq!(super::acting_key(), None);
+        super::ACTING_KEY
+            .scope(std::sync::OnceLock::new(), async {
+                assert_eq!(super::acting_key(), None);
+                super::set_acting_key("key_0011223344556677");
+                super::set_acting_key("key_ffffffffffffffff");
+                assert_eq!(super::acting_key().as_deref(), Some("key_0011223344556677"));
+            })
+            .await;
+        assert_eq!(super::acting_key(), None);
+    }
+
     #[test]
     fn ids_are_128_random_bits_in_hex() {
         let a = super::fresh();

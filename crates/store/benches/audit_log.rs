@@ -552,6 +552,35 @@ struct CountingStore {
 
 #[async_trait::async_trait]
 impl Store for CountingStore {
+    async fn create_api_key(&self, r: &ApiKeyRecord, a: &AuditRecord) -> StoreResult<()> {
+        self.inner.create_api_key(r, a).await
+    }
+    async fn api_key_by_prefix(&self, p: &[u8; 8]) -> StoreResult<Option<ApiKeyRecord>> {
+        self.inner.api_key_by_prefix(p).await
+    }
+    async fn api_keys_of(
+        &self,
+        k: bonafide_core::apikey::KeyKind,
+        o: Option<&str>,
+    ) -> StoreResult<Vec<ApiKeyRecord>> {
+        self.inner.api_keys_of(k, o).await
+    }
+    async fn api_keys_created_by(&self, c: &str) -> StoreResult<Vec<ApiKeyRecord>> {
+        self.inner.api_keys_created_by(c).await
+    }
+    async fn rotate_api_key(
+        &self,
+        o: &ApiKeyHash,
+        n: &ApiKeyRecord,
+        e: i64,
+        t: i64,
+        a: &AuditRecord,
+    ) -> StoreResult<ApiKeyRecord> {
+        self.inner.rotate_api_key(o, n, e, t, a).await
+    }
+    async fn touch_api_key(&self, h: &ApiKeyHash, t: i64) -> StoreResult<()> {
+        self.inner.touch_api_key(h, t).await
+    }
     async fn revoke_api_key(
         &self,
         h: &ApiKeyHash,

@@ -204,6 +204,8 @@ macro_rules! __conformance_cases {
             accounts_totp_steps_and_recovery_codes_are_single_use,
             accounts_login_throttle_and_security_events,
             accounts_any_api_key_is_revoked_by_hash_but_not_the_last_admin,
+            api_keys_are_objects_created_listed_rotated_and_touched,
+            api_key_expired_admin_keys_do_not_count_as_the_last,
         }
     };
 }
@@ -636,12 +638,14 @@ pub async fn admin_keys(store: Arc<dyn Store>) {
     assert!(store.has_admin_key().await.unwrap());
     assert_eq!(
         store.api_key(&hash).await.unwrap(),
-        Some(ApiKeyRecord {
+        Some(ApiKeyRecord::new(
             hash,
-            kind: KeyKind::Admin,
-            owner: None,
-            created_at_ms: T0_MS,
-        })
+            KeyKind::Admin,
+            None,
+            "bootstrap admin key",
+            "bootstrap",
+            T0_MS
+        ))
     );
     assert_eq!(
         store.api_key(&key_hash(KeyKind::Admin)).await.unwrap(),
@@ -717,12 +721,14 @@ pub async fn create_issuer_stores_issuer_and_key(store: Arc<dyn Store>) {
     );
     assert_eq!(
         store.api_key(&key).await.unwrap(),
-        Some(ApiKeyRecord {
-            hash: key,
-            kind: KeyKind::Issuer,
-            owner: Some(issuer.id.as_str().to_owned()),
-            created_at_ms: issuer.created_at_ms,
-        })
+        Some(ApiKeyRecord::new(
+            key,
+            KeyKind::Issuer,
+            Some(issuer.id.as_str().to_owned()),
+            "initial key",
+            "admin",
+            issuer.created_at_ms
+        ))
     );
     // An issuer key is not an admin key.
     assert!(!store.has_admin_key().await.unwrap());
@@ -2391,12 +2397,14 @@ pub async fn create_receiver_stores_receiver_and_key(store: Arc<dyn Store>) {
     );
     assert_eq!(
         store.api_key(&key).await.unwrap(),
-        Some(ApiKeyRecord {
-            hash: key,
-            kind: KeyKind::Receiver,
-            owner: Some(receiver.id.as_str().to_owned()),
-            created_at_ms: receiver.created_at_ms,
-        })
+        Some(ApiKeyRecord::new(
+            key,
+            KeyKind::Receiver,
+            Some(receiver.id.as_str().to_owned()),
+            "initial key",
+            "admin",
+            receiver.created_at_ms
+        ))
     );
     assert_eq!(store.audit_size().await.unwrap(), before + 1);
     assert_eq!(entry_at(&*store, before).await, audit.entry);

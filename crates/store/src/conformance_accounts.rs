@@ -573,3 +573,202 @@ pub async fn accounts_any_api_key_is_revoked_by_hash_but_not_the_last_admin(stor
         );
     }
 }
+
+pub async fn api_keys_are_objects_created_listed_rotated_and_touched(store: Arc<dyn Store>) {
+    use bonafide_core::apikey::{ApiKey, KeyKind};
+    let (iss, first) = issuer(store.as_ref()).await;
+    let owner = Some(iss.id.as_str().to_owned());
+    let key = ApiKey::from_random(KeyKind::Issuer, unique()).hash();
+    let mut record = crate::ApiKeyRecord::new(
+        key,
+        KeyKind::Issuer,
+        owner.clone(),
+        "ci deploys",
+        "usr_someone",
+        T0_MS + 10,
+    );
+    record.scopes = Some(vec!["agents:read".into(), "tokens:issue".into()]);
+    record.expires_at_ms = Some(T0_MS + 1_000_000);
+    let before = store.audit_size().await.unwrap();
+    store.create_api_key(&record, &audit_note()).await.unwrap();
+    assert_eq!(store.audit_size().await.unwrap(), before + 1);
+    assert_eq!(store.api_key(&key).await.unwrap(), Some(record.clone()));
+    // The same hash, or another hash with the same public id: refused, nothing added.
+    assert_eq!(
+        store.create_api_key(&record, &audit_note()).await,
+        Err(StoreError::Conflict(ConflictKind::IdTaken))
+    );
+    let mut twin = key.0;
+    twin[31] ^= 1;
+    let mut clash = record.clone();
+    clash.hash = bonafide_core::apikey::ApiKeyHash(twin);
+    assert_eq!(
+        store.create_api_key(&clash, &audit_note()).await,
+        Err(StoreError::Conflict(ConflictKind::IdTaken))
+    );
+    assert_eq!(store.audit_size().await.unwrap(), before + 1);
+    // Found by its public id's prefix; a prefix nobody holds is nothing.
+    let mut prefix = [0u8; 8];
+    prefix.copy_from_slice(&key.0[..8]);
+    assert_eq!(
+        store.api_key_by_prefix(&prefix).await.unwrap(),
+        Some(record.clone())
+    );
+    prefix[7] ^= 0xff;
+    assert_eq!(store.api_key_by_prefix(&prefix).await.unwrap(), None);
+    // Listed with the issuer's first key, oldest first; not under another owner.
+    let listed = store
+        .api_keys_of(KeyKind::Issuer, owner.as_deref())
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.iter().map(|r| r.hash).collect::<Vec<_>>(),
+        vec![first, key]
+    );
+    assert!(
+        store
+            .api_keys_of(KeyKind::Receiver, owner.as_deref())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .api_keys_created_by("usr_someone")
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.hash)
+            .collect::<Vec<_>>(),
+        vec![key]
+    );
+    // Touched: only forward.
+    store.touch_api_key(&key, T0_MS + 50).await.unwrap();
+    store.touch_api_key(&key, T0_MS + 40).await.unwrap();
+    assert_eq!(
+        store.api_key(&key).await.unwrap().unwrap().last_used_at_ms,
+        Some(T0_MS + 50)
+    );
+    assert_eq!(store.audit_size().await.unwrap(), before + 1);
+    // Rotated: the new key names the old, the old expires at the grace period's end
+    // (never later than it would have), one audit entry, one change for the caches.
+    let next = ApiKey::from_random(KeyKind::Issuer, unique()).hash();
+    let mut successor = crate::ApiKeyRecord::new(
+        next,
+        KeyKind::Issuer,
+        owner.clone(),
+        "ci deploys",
+        "usr_someone",
+        T0_MS + 60,
+    );
+    successor.rotated_from = Some(key.public_id());
+    let old = store
+        .rotate_api_key(
+            &key,
+            &successor,
+            T0_MS + 2_000_000,
+            T0_MS + 60,
+            &audit_note(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(old.expires_at_ms, Some(T0_MS + 1_000_000));
+    assert_eq!(store.api_key(&next).await.unwrap(), Some(successor.clone()));
+    assert_eq!(store.audit_size().await.unwrap(), before + 2);
+    let old_now = store.api_key(&key).await.unwrap().unwrap();
+    assert!(old_now.live_at(T0_MS + 999_999) && !old_now.live_at(T0_MS + 1_000_000));
+    // Rotating the new one with a shorter grace shortens it.
+    let third = ApiKey::from_random(KeyKind::Issuer, unique()).hash();
+    let successor2 = crate::ApiKeyRecord::new(
+        third,
+        KeyKind::Issuer,
+        owner.clone(),
+        "ci",
+        "usr_someone",
+        T0_MS + 70,
+    );
+    let old2 = store
+        .rotate_api_key(&next, &successor2, T0_MS + 100, T0_MS + 70, &audit_note())
+        .await
+        .unwrap();
+    assert_eq!(old2.expires_at_ms, Some(T0_MS + 100));
+    // An expired key, a revoked key, an unknown key: not rotated, nothing appended.
+    let fourth = crate::ApiKeyRecord::new(
+        ApiKey::from_random(KeyKind::Issuer, unique()).hash(),
+        KeyKind::Issuer,
+        owner.clone(),
+        "x",
+        "admin",
+        T0_MS,
+    );
+    let size = store.audit_size().await.unwrap();
+    assert_eq!(
+        store
+            .rotate_api_key(&next, &fourth, T0_MS + 500, T0_MS + 100, &audit_note())
+            .await,
+        Err(StoreError::NotFound)
+    );
+    store
+        .revoke_api_key(&first, T0_MS, &audit_note())
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .rotate_api_key(&first, &fourth, T0_MS + 500, T0_MS + 1, &audit_note())
+            .await,
+        Err(StoreError::NotFound)
+    );
+    assert_eq!(store.audit_size().await.unwrap(), size + 1);
+    // Revoked keys stay listed, with their time.
+    let listed = store
+        .api_keys_of(KeyKind::Issuer, owner.as_deref())
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 4);
+    assert_eq!(listed[0].revoked_at_ms, Some(T0_MS));
+    let feed = store
+        .changes_since(crate::ChangePosition::START, 0, 10_000)
+        .await
+        .unwrap();
+    assert!(feed.changes.contains(&crate::Change::ApiKeyRevoked(key)));
+    assert!(feed.changes.contains(&crate::Change::ApiKeyRevoked(next)));
+}
+
+pub async fn api_key_expired_admin_keys_do_not_count_as_the_last(store: Arc<dyn Store>) {
+    use bonafide_core::apikey::{ApiKey, KeyKind};
+    let a1 = ApiKey::from_random(KeyKind::Admin, unique()).hash();
+    store
+        .add_admin_key(&a1, T0_MS, &audit_note())
+        .await
+        .unwrap();
+    assert_eq!(store.admin_keys().await.unwrap().len(), 1);
+    let mut a2 = crate::ApiKeyRecord::new(
+        ApiKey::from_random(KeyKind::Admin, unique()).hash(),
+        KeyKind::Admin,
+        None,
+        "second",
+        "admin",
+        T0_MS + 1,
+    );
+    a2.expires_at_ms = Some(T0_MS + 100);
+    store.create_api_key(&a2, &audit_note()).await.unwrap();
+    assert_eq!(
+        store
+            .api_keys_of(KeyKind::Admin, None)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect::<Vec<_>>(),
+        vec!["bootstrap admin key", "second"]
+    );
+    // Before a2 expires, a1 may go; after, a1 is the last live one.
+    assert_eq!(
+        store.revoke_api_key(&a1, T0_MS + 100, &audit_note()).await,
+        Err(StoreError::Conflict(ConflictKind::LastAdminKey))
+    );
+    store
+        .revoke_api_key(&a1, T0_MS + 99, &audit_note())
+        .await
+        .unwrap();
+}

@@ -30,6 +30,14 @@ use bonafide_core::keys::Algorithm;
 use bonafide_core::merkle::Hash;
 use bonafide_core::policy::Decimal;
 
+/// The columns `rows::ApiKeyRow` reads, as a literal (sqlx takes only static SQL).
+macro_rules! api_key_columns {
+    () => {
+        "hash, kind, owner, created_at_ms, name, scopes, expires_at_ms, created_by, \
+         last_used_at_ms, revoked_at_ms, rotated_from"
+    };
+}
+
 pub mod accounts;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
@@ -317,6 +325,55 @@ pub struct ApiKeyRecord {
     pub owner: Option<String>,
     /// Creation time.
     pub created_at_ms: i64,
+    /// A label for people (not unique).
+    pub name: String,
+    /// Scopes narrowing what it may do (`bonafide_core::apikey::KeyScope` names);
+    /// `None` = its kind's full rights.
+    pub scopes: Option<Vec<String>>,
+    /// When it stops authenticating (a rotated key's grace period ends); `None` =
+    /// never.
+    pub expires_at_ms: Option<i64>,
+    /// Who made it: `usr_…`, `admin`, `bootstrap`, the `iss_…`/`rcv_…` whose key made
+    /// it; `None` when unknown (an organisation's first keys from before keys were
+    /// objects).
+    pub created_by: Option<String>,
+    /// Last authenticated request, written at most about once a minute.
+    pub last_used_at_ms: Option<i64>,
+    /// When it was revoked.
+    pub revoked_at_ms: Option<i64>,
+    /// The public id of the key this one replaced (rotation).
+    pub rotated_from: Option<String>,
+}
+
+impl ApiKeyRecord {
+    /// A new live key: no scopes, expiry, use, or predecessor.
+    pub fn new(
+        hash: ApiKeyHash,
+        kind: KeyKind,
+        owner: Option<String>,
+        name: &str,
+        created_by: &str,
+        created_at_ms: i64,
+    ) -> Self {
+        ApiKeyRecord {
+            hash,
+            kind,
+            owner,
+            created_at_ms,
+            name: name.to_owned(),
+            scopes: None,
+            expires_at_ms: None,
+            created_by: Some(created_by.to_owned()),
+            last_used_at_ms: None,
+            revoked_at_ms: None,
+            rotated_from: None,
+        }
+    }
+
+    /// Whether it authenticates at `now_ms`: not revoked, not expired.
+    pub fn live_at(&self, now_ms: i64) -> bool {
+        self.revoked_at_ms.is_none() && self.expires_at_ms.is_none_or(|e| now_ms < e)
+    }
 }
 
 /// An organisation that owns agents.
@@ -1285,6 +1342,45 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// The key record with this hash. Backends look up by hash (an index), and the
     /// caller already holds the full hash, so no timing leak about other keys.
     async fn api_key(&self, hash: &ApiKeyHash) -> Result<Option<ApiKeyRecord>, StoreError>;
+    /// Stores a new key of any kind with its audit entry. `Conflict(IdTaken)` if its
+    /// hash, or its public id (the hash's first 8 bytes), is taken.
+    async fn create_api_key(
+        &self,
+        record: &ApiKeyRecord,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError>;
+    /// The key whose public id is `key_` + hex of `prefix` (the hash's first 8
+    /// bytes), revoked or not.
+    async fn api_key_by_prefix(&self, prefix: &[u8; 8])
+    -> Result<Option<ApiKeyRecord>, StoreError>;
+    /// Every key of one identity (admin keys: `owner` `None`), revoked ones too,
+    /// oldest first.
+    async fn api_keys_of(
+        &self,
+        kind: KeyKind,
+        owner: Option<&str>,
+    ) -> Result<Vec<ApiKeyRecord>, StoreError>;
+    /// The live keys `created_by` made (a person leaving an organisation), oldest
+    /// first.
+    async fn api_keys_created_by(&self, created_by: &str) -> Result<Vec<ApiKeyRecord>, StoreError>;
+    /// Rotates a key: stores `new` (its `rotated_from` names `old`) and makes `old`
+    /// expire at `old_expires_at_ms` (never later than it would have), in one
+    /// transaction with the audit entry; replicas forget their cached `old`
+    /// (`Change::ApiKeyRevoked`). `NotFound` if `old` is revoked, expired at `now_ms`
+    /// or unknown; `Conflict(IdTaken)` as [`Store::create_api_key`]. The old record
+    /// as it is now.
+    async fn rotate_api_key(
+        &self,
+        old: &ApiKeyHash,
+        new: &ApiKeyRecord,
+        old_expires_at_ms: i64,
+        now_ms: i64,
+        audit: &AuditRecord,
+    ) -> Result<ApiKeyRecord, StoreError>;
+    /// Records a key's use at `now_ms` (only ever moves forward). Telemetry, not a
+    /// change of state: no audit entry. Callers write it at most about once a minute
+    /// per key, off the request path.
+    async fn touch_api_key(&self, hash: &ApiKeyHash, now_ms: i64) -> Result<(), StoreError>;
 
     // ---- issuers
     /// Creates an issuer and its first API key, atomically. `Conflict` if the name is

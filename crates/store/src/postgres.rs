@@ -504,8 +504,8 @@ impl Store for PostgresStore {
                 return Err(StoreError::Conflict(ConflictKind::KeyRevoked));
             }
             let added = sqlx::query(
-                "INSERT INTO api_keys (hash, kind, owner, created_at_ms) \
-             VALUES ($1, $2, NULL, $3) ON CONFLICT (hash) DO NOTHING",
+                "INSERT INTO api_keys (hash, kind, owner, created_at_ms, name, created_by) \
+             VALUES ($1, $2, NULL, $3, 'bootstrap admin key', 'bootstrap') ON CONFLICT (hash) DO NOTHING",
             )
             .bind(hash.0.as_slice())
             .bind(KeyKind::Admin.as_str())
@@ -531,7 +531,8 @@ impl Store for PostgresStore {
 
     async fn admin_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
         sqlx::query_as::<_, ApiKeyRow>(
-            "SELECT hash, kind, owner, created_at_ms FROM api_keys \
+            "SELECT hash, kind, owner, created_at_ms, name, scopes, expires_at_ms, created_by, \
+             last_used_at_ms, revoked_at_ms, rotated_from FROM api_keys \
              WHERE kind = $1 AND revoked_at_ms IS NULL ORDER BY created_at_ms, hash",
         )
         .bind(KeyKind::Admin.as_str())
@@ -553,9 +554,11 @@ impl Store for PostgresStore {
         in_write_tx!(self, |tx| {
             let log = log::lock(&mut *tx).await?;
             let admins: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM api_keys WHERE kind = $1 AND revoked_at_ms IS NULL",
+                "SELECT COUNT(*) FROM api_keys WHERE kind = $1 AND revoked_at_ms IS NULL \
+             AND (expires_at_ms IS NULL OR expires_at_ms > $2)",
             )
             .bind(KeyKind::Admin.as_str())
+            .bind(now_ms)
             .fetch_one(&mut *tx)
             .await
             .map_err(db_err)?;
@@ -593,7 +596,8 @@ impl Store for PostgresStore {
 
     async fn api_key(&self, hash: &ApiKeyHash) -> Result<Option<ApiKeyRecord>, StoreError> {
         sqlx::query_as::<_, ApiKeyRow>(
-            "SELECT hash, kind, owner, created_at_ms FROM api_keys \
+            "SELECT hash, kind, owner, created_at_ms, name, scopes, expires_at_ms, created_by, \
+             last_used_at_ms, revoked_at_ms, rotated_from FROM api_keys \
              WHERE hash = $1 AND revoked_at_ms IS NULL",
         )
         .bind(hash.0.as_slice())
@@ -602,6 +606,141 @@ impl Store for PostgresStore {
         .map_err(db_err)?
         .map(ApiKeyRow::into_record)
         .transpose()
+    }
+
+    async fn create_api_key(
+        &self,
+        record: &ApiKeyRecord,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError> {
+        in_write_tx!(self, |tx| {
+            let log = log::lock(&mut *tx).await?;
+            if prefix_taken(&mut tx, &record.hash).await? {
+                return Err(StoreError::Conflict(ConflictKind::IdTaken));
+            }
+            insert_api_key(&mut tx, record).await?;
+            log.append(&mut *tx, std::slice::from_ref(audit), &[])
+                .await?;
+            Ok(())
+        })
+    }
+
+    async fn api_key_by_prefix(
+        &self,
+        prefix: &[u8; 8],
+    ) -> Result<Option<ApiKeyRecord>, StoreError> {
+        let (low, high) = rows::prefix_range(prefix);
+        sqlx::query_as::<_, ApiKeyRow>(concat!(
+            "SELECT ",
+            api_key_columns!(),
+            " FROM api_keys WHERE hash >= $1 AND hash <= $2 ORDER BY hash LIMIT 1"
+        ))
+        .bind(low.as_slice())
+        .bind(high.as_slice())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?
+        .map(ApiKeyRow::into_record)
+        .transpose()
+    }
+
+    async fn api_keys_of(
+        &self,
+        kind: KeyKind,
+        owner: Option<&str>,
+    ) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        sqlx::query_as::<_, ApiKeyRow>(concat!(
+            "SELECT ",
+            api_key_columns!(),
+            " FROM api_keys WHERE kind = $1 AND owner IS NOT DISTINCT FROM $2 \
+             ORDER BY created_at_ms, hash"
+        ))
+        .bind(kind.as_str())
+        .bind(owner)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .into_iter()
+        .map(ApiKeyRow::into_record)
+        .collect()
+    }
+
+    async fn api_keys_created_by(&self, created_by: &str) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        sqlx::query_as::<_, ApiKeyRow>(concat!(
+            "SELECT ",
+            api_key_columns!(),
+            " FROM api_keys WHERE created_by = $1 AND revoked_at_ms IS NULL \
+             ORDER BY created_at_ms, hash"
+        ))
+        .bind(created_by)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .into_iter()
+        .map(ApiKeyRow::into_record)
+        .collect()
+    }
+
+    async fn rotate_api_key(
+        &self,
+        old: &ApiKeyHash,
+        new: &ApiKeyRecord,
+        old_expires_at_ms: i64,
+        now_ms: i64,
+        audit: &AuditRecord,
+    ) -> Result<ApiKeyRecord, StoreError> {
+        in_write_tx!(self, |tx| {
+            let log = log::lock(&mut *tx).await?;
+            let record = sqlx::query_as::<_, ApiKeyRow>(concat!(
+                "SELECT ",
+                api_key_columns!(),
+                " FROM api_keys WHERE hash = $1 FOR UPDATE"
+            ))
+            .bind(old.0.as_slice())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .map(ApiKeyRow::into_record)
+            .transpose()?
+            .filter(|r| r.live_at(now_ms))
+            .ok_or(StoreError::NotFound)?;
+            if prefix_taken(&mut tx, &new.hash).await? {
+                return Err(StoreError::Conflict(ConflictKind::IdTaken));
+            }
+            let expires = record
+                .expires_at_ms
+                .map_or(old_expires_at_ms, |e| e.min(old_expires_at_ms));
+            sqlx::query("UPDATE api_keys SET expires_at_ms = $1 WHERE hash = $2")
+                .bind(expires)
+                .bind(old.0.as_slice())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            insert_api_key(&mut tx, new).await?;
+            log.append(
+                &mut *tx,
+                std::slice::from_ref(audit),
+                &[Change::ApiKeyRevoked(*old)],
+            )
+            .await?;
+            Ok(ApiKeyRecord {
+                expires_at_ms: Some(expires),
+                ..record
+            })
+        })
+    }
+
+    async fn touch_api_key(&self, hash: &ApiKeyHash, now_ms: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE api_keys SET last_used_at_ms = $1 WHERE hash = $2 \
+             AND (last_used_at_ms IS NULL OR last_used_at_ms < $1)",
+        )
+        .bind(now_ms)
+        .bind(hash.0.as_slice())
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(())
     }
 
     async fn create_issuer(
@@ -623,7 +762,7 @@ impl Store for PostgresStore {
             .await
             .map_err(db_err)?;
             sqlx::query(
-                "INSERT INTO api_keys (hash, kind, owner, created_at_ms) VALUES ($1, $2, $3, $4)",
+                "INSERT INTO api_keys (hash, kind, owner, created_at_ms, created_by) VALUES ($1, $2, $3, $4, 'admin')",
             )
             .bind(key.0.as_slice())
             .bind(KeyKind::Issuer.as_str())
@@ -676,7 +815,7 @@ impl Store for PostgresStore {
                 .await
                 .map_err(db_err)?;
             sqlx::query(
-                "INSERT INTO api_keys (hash, kind, owner, created_at_ms) VALUES ($1, $2, $3, $4)",
+                "INSERT INTO api_keys (hash, kind, owner, created_at_ms, created_by) VALUES ($1, $2, $3, $4, 'admin')",
             )
             .bind(key.0.as_slice())
             .bind(KeyKind::Receiver.as_str())
@@ -3649,7 +3788,8 @@ impl Store for PostgresStore {
         in_write_tx!(self, |tx| {
             let log = log::lock(&mut *tx).await?;
             let record = sqlx::query_as::<_, ApiKeyRow>(
-                "SELECT hash, kind, owner, created_at_ms FROM api_keys \
+                "SELECT hash, kind, owner, created_at_ms, name, scopes, expires_at_ms, created_by, \
+             last_used_at_ms, revoked_at_ms, rotated_from FROM api_keys \
              WHERE hash = $1 AND revoked_at_ms IS NULL",
             )
             .bind(hash.0.as_slice())
@@ -3661,9 +3801,11 @@ impl Store for PostgresStore {
             .ok_or(StoreError::NotFound)?;
             if record.kind == KeyKind::Admin {
                 let admins: i64 = sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM api_keys WHERE kind = $1 AND revoked_at_ms IS NULL",
+                    "SELECT COUNT(*) FROM api_keys WHERE kind = $1 AND revoked_at_ms IS NULL \
+             AND (expires_at_ms IS NULL OR expires_at_ms > $2)",
                 )
                 .bind(KeyKind::Admin.as_str())
+                .bind(now_ms)
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(db_err)?;
@@ -4719,4 +4861,39 @@ async fn owners(tx: &mut Transaction<'static, Postgres>, org: &OrgId) -> Result<
         .fetch_one(&mut **tx)
         .await
         .map_err(db_err)
+}
+
+/// Whether a key with this key's public id (its hash's first 8 bytes) exists.
+async fn prefix_taken(conn: &mut PgConnection, hash: &ApiKeyHash) -> Result<bool, StoreError> {
+    let (low, high) = rows::key_prefix_range(hash);
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM api_keys WHERE hash >= $1 AND hash <= $2)")
+        .bind(low.as_slice())
+        .bind(high.as_slice())
+        .fetch_one(conn)
+        .await
+        .map_err(db_err)
+}
+
+/// Inserts a key row with every column of the record.
+async fn insert_api_key(conn: &mut PgConnection, r: &ApiKeyRecord) -> Result<(), StoreError> {
+    sqlx::query(concat!(
+        "INSERT INTO api_keys (",
+        api_key_columns!(),
+        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+    ))
+    .bind(r.hash.0.as_slice())
+    .bind(r.kind.as_str())
+    .bind(r.owner.as_deref())
+    .bind(r.created_at_ms)
+    .bind(&r.name)
+    .bind(rows::scopes_column(&r.scopes))
+    .bind(r.expires_at_ms)
+    .bind(r.created_by.as_deref())
+    .bind(r.last_used_at_ms)
+    .bind(r.revoked_at_ms)
+    .bind(r.rotated_from.as_deref())
+    .execute(conn)
+    .await
+    .map_err(db_err)?;
+    Ok(())
 }

@@ -75,6 +75,34 @@ pub(crate) struct ApiKeyRow {
     pub(crate) kind: String,
     pub(crate) owner: Option<String>,
     pub(crate) created_at_ms: i64,
+    pub(crate) name: String,
+    pub(crate) scopes: Option<String>,
+    pub(crate) expires_at_ms: Option<i64>,
+    pub(crate) created_by: Option<String>,
+    pub(crate) last_used_at_ms: Option<i64>,
+    pub(crate) revoked_at_ms: Option<i64>,
+    pub(crate) rotated_from: Option<String>,
+}
+
+/// The smallest and largest hash with this 8-byte prefix: a key's public id found by
+/// a range on the primary key (both backends order bytes as unsigned).
+pub(crate) fn prefix_range(prefix: &[u8; 8]) -> ([u8; 32], [u8; 32]) {
+    let (mut low, mut high) = ([0u8; 32], [0xffu8; 32]);
+    low[..8].copy_from_slice(prefix);
+    high[..8].copy_from_slice(prefix);
+    (low, high)
+}
+
+/// [`prefix_range`] of a key's own prefix.
+pub(crate) fn key_prefix_range(hash: &ApiKeyHash) -> ([u8; 32], [u8; 32]) {
+    let mut prefix = [0u8; 8];
+    prefix.copy_from_slice(&hash.0[..8]);
+    prefix_range(&prefix)
+}
+
+/// Scopes as stored: space-separated, `NULL` for none.
+pub(crate) fn scopes_column(scopes: &Option<Vec<String>>) -> Option<String> {
+    scopes.as_ref().map(|s| s.join(" "))
 }
 
 impl ApiKeyRow {
@@ -86,6 +114,15 @@ impl ApiKeyRow {
             kind: parse_key_kind(&self.kind)?,
             owner: self.owner,
             created_at_ms: self.created_at_ms,
+            name: self.name,
+            scopes: self
+                .scopes
+                .map(|s| s.split_whitespace().map(str::to_owned).collect()),
+            expires_at_ms: self.expires_at_ms,
+            created_by: self.created_by,
+            last_used_at_ms: self.last_used_at_ms,
+            revoked_at_ms: self.revoked_at_ms,
+            rotated_from: self.rotated_from,
         })
     }
 }

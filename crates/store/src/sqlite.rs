@@ -464,8 +464,8 @@ impl Store for SqliteStore {
             return Err(StoreError::Conflict(ConflictKind::KeyRevoked));
         }
         let added = sqlx::query(
-            "INSERT OR IGNORE INTO api_keys (hash, kind, owner, created_at_ms) \
-             VALUES (?, ?, NULL, ?)",
+            "INSERT OR IGNORE INTO api_keys (hash, kind, owner, created_at_ms, name, created_by) \
+             VALUES (?, ?, NULL, ?, 'bootstrap admin key', 'bootstrap')",
         )
         .bind(hash.0.as_slice())
         .bind(KeyKind::Admin.as_str())
@@ -490,7 +490,8 @@ impl Store for SqliteStore {
 
     async fn admin_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
         sqlx::query_as::<_, ApiKeyRow>(
-            "SELECT hash, kind, owner, created_at_ms FROM api_keys \
+            "SELECT hash, kind, owner, created_at_ms, name, scopes, expires_at_ms, created_by, \
+             last_used_at_ms, revoked_at_ms, rotated_from FROM api_keys \
              WHERE kind = ? AND revoked_at_ms IS NULL ORDER BY created_at_ms, hash",
         )
         .bind(KeyKind::Admin.as_str())
@@ -512,9 +513,11 @@ impl Store for SqliteStore {
         let mut tx = self.write_tx().await?;
         let log = log::lock(&mut *tx).await?;
         let admins: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM api_keys WHERE kind = ? AND revoked_at_ms IS NULL",
+            "SELECT COUNT(*) FROM api_keys WHERE kind = ? AND revoked_at_ms IS NULL \
+             AND (expires_at_ms IS NULL OR expires_at_ms > ?)",
         )
         .bind(KeyKind::Admin.as_str())
+        .bind(now_ms)
         .fetch_one(&mut *tx)
         .await
         .map_err(db_err)?;
@@ -551,7 +554,8 @@ impl Store for SqliteStore {
 
     async fn api_key(&self, hash: &ApiKeyHash) -> Result<Option<ApiKeyRecord>, StoreError> {
         sqlx::query_as::<_, ApiKeyRow>(
-            "SELECT hash, kind, owner, created_at_ms FROM api_keys \
+            "SELECT hash, kind, owner, created_at_ms, name, scopes, expires_at_ms, created_by, \
+             last_used_at_ms, revoked_at_ms, rotated_from FROM api_keys \
              WHERE hash = ? AND revoked_at_ms IS NULL",
         )
         .bind(hash.0.as_slice())
@@ -560,6 +564,159 @@ impl Store for SqliteStore {
         .map_err(db_err)?
         .map(ApiKeyRow::into_record)
         .transpose()
+    }
+
+    async fn create_api_key(
+        &self,
+        record: &ApiKeyRecord,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write_tx().await?;
+        let log = log::lock(&mut *tx).await?;
+        let (low, high) = rows::key_prefix_range(&record.hash);
+        let taken: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM api_keys WHERE hash >= ? AND hash <= ?)",
+        )
+        .bind(low.as_slice())
+        .bind(high.as_slice())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if taken {
+            return Err(StoreError::Conflict(ConflictKind::IdTaken));
+        }
+        insert_api_key(&mut tx, record).await?;
+        log.append(&mut *tx, std::slice::from_ref(audit), &[])
+            .await?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn api_key_by_prefix(
+        &self,
+        prefix: &[u8; 8],
+    ) -> Result<Option<ApiKeyRecord>, StoreError> {
+        let (low, high) = rows::prefix_range(prefix);
+        sqlx::query_as::<_, ApiKeyRow>(concat!(
+            "SELECT ",
+            api_key_columns!(),
+            " FROM api_keys WHERE hash >= ? AND hash <= ? ORDER BY hash LIMIT 1"
+        ))
+        .bind(low.as_slice())
+        .bind(high.as_slice())
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db_err)?
+        .map(ApiKeyRow::into_record)
+        .transpose()
+    }
+
+    async fn api_keys_of(
+        &self,
+        kind: KeyKind,
+        owner: Option<&str>,
+    ) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        sqlx::query_as::<_, ApiKeyRow>(concat!(
+            "SELECT ",
+            api_key_columns!(),
+            " FROM api_keys WHERE kind = ? AND owner IS ? ORDER BY created_at_ms, hash"
+        ))
+        .bind(kind.as_str())
+        .bind(owner)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?
+        .into_iter()
+        .map(ApiKeyRow::into_record)
+        .collect()
+    }
+
+    async fn api_keys_created_by(&self, created_by: &str) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        sqlx::query_as::<_, ApiKeyRow>(concat!(
+            "SELECT ",
+            api_key_columns!(),
+            " FROM api_keys WHERE created_by = ? AND revoked_at_ms IS NULL \
+             ORDER BY created_at_ms, hash"
+        ))
+        .bind(created_by)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?
+        .into_iter()
+        .map(ApiKeyRow::into_record)
+        .collect()
+    }
+
+    async fn rotate_api_key(
+        &self,
+        old: &ApiKeyHash,
+        new: &ApiKeyRecord,
+        old_expires_at_ms: i64,
+        now_ms: i64,
+        audit: &AuditRecord,
+    ) -> Result<ApiKeyRecord, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let log = log::lock(&mut *tx).await?;
+        let record = sqlx::query_as::<_, ApiKeyRow>(concat!(
+            "SELECT ",
+            api_key_columns!(),
+            " FROM api_keys WHERE hash = ?"
+        ))
+        .bind(old.0.as_slice())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .map(ApiKeyRow::into_record)
+        .transpose()?
+        .filter(|r| r.live_at(now_ms))
+        .ok_or(StoreError::NotFound)?;
+        let (low, high) = rows::key_prefix_range(&new.hash);
+        let taken: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM api_keys WHERE hash >= ? AND hash <= ?)",
+        )
+        .bind(low.as_slice())
+        .bind(high.as_slice())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if taken {
+            return Err(StoreError::Conflict(ConflictKind::IdTaken));
+        }
+        let expires = record
+            .expires_at_ms
+            .map_or(old_expires_at_ms, |e| e.min(old_expires_at_ms));
+        sqlx::query("UPDATE api_keys SET expires_at_ms = ? WHERE hash = ?")
+            .bind(expires)
+            .bind(old.0.as_slice())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        insert_api_key(&mut tx, new).await?;
+        log.append(
+            &mut *tx,
+            std::slice::from_ref(audit),
+            &[Change::ApiKeyRevoked(*old)],
+        )
+        .await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(ApiKeyRecord {
+            expires_at_ms: Some(expires),
+            ..record
+        })
+    }
+
+    async fn touch_api_key(&self, hash: &ApiKeyHash, now_ms: i64) -> Result<(), StoreError> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query(
+            "UPDATE api_keys SET last_used_at_ms = ? WHERE hash = ? \
+             AND (last_used_at_ms IS NULL OR last_used_at_ms < ?)",
+        )
+        .bind(now_ms)
+        .bind(hash.0.as_slice())
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)
     }
 
     async fn create_issuer(
@@ -578,7 +735,7 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-        sqlx::query("INSERT INTO api_keys (hash, kind, owner, created_at_ms) VALUES (?, ?, ?, ?)")
+        sqlx::query("INSERT INTO api_keys (hash, kind, owner, created_at_ms, created_by) VALUES (?, ?, ?, ?, 'admin')")
             .bind(key.0.as_slice())
             .bind(KeyKind::Issuer.as_str())
             .bind(issuer.id.as_str())
@@ -628,7 +785,7 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-        sqlx::query("INSERT INTO api_keys (hash, kind, owner, created_at_ms) VALUES (?, ?, ?, ?)")
+        sqlx::query("INSERT INTO api_keys (hash, kind, owner, created_at_ms, created_by) VALUES (?, ?, ?, ?, 'admin')")
             .bind(key.0.as_slice())
             .bind(KeyKind::Receiver.as_str())
             .bind(receiver.id.as_str())
@@ -3577,7 +3734,8 @@ impl Store for SqliteStore {
         let mut tx = self.write_tx().await?;
         let log = log::lock(&mut *tx).await?;
         let record = sqlx::query_as::<_, ApiKeyRow>(
-            "SELECT hash, kind, owner, created_at_ms FROM api_keys \
+            "SELECT hash, kind, owner, created_at_ms, name, scopes, expires_at_ms, created_by, \
+             last_used_at_ms, revoked_at_ms, rotated_from FROM api_keys \
              WHERE hash = ? AND revoked_at_ms IS NULL",
         )
         .bind(hash.0.as_slice())
@@ -3589,9 +3747,11 @@ impl Store for SqliteStore {
         .ok_or(StoreError::NotFound)?;
         if record.kind == KeyKind::Admin {
             let admins: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM api_keys WHERE kind = ? AND revoked_at_ms IS NULL",
+                "SELECT COUNT(*) FROM api_keys WHERE kind = ? AND revoked_at_ms IS NULL \
+             AND (expires_at_ms IS NULL OR expires_at_ms > ?)",
             )
             .bind(KeyKind::Admin.as_str())
+            .bind(now_ms)
             .fetch_one(&mut *tx)
             .await
             .map_err(db_err)?;
@@ -4541,6 +4701,30 @@ async fn owners(tx: &mut WriteTx<'_>, org: &OrgId) -> Result<i64, StoreError> {
         .fetch_one(&mut **tx)
         .await
         .map_err(db_err)
+}
+
+/// Inserts a key row with every column of the record.
+async fn insert_api_key(conn: &mut SqliteConnection, r: &ApiKeyRecord) -> Result<(), StoreError> {
+    sqlx::query(concat!(
+        "INSERT INTO api_keys (",
+        api_key_columns!(),
+        ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    ))
+    .bind(r.hash.0.as_slice())
+    .bind(r.kind.as_str())
+    .bind(r.owner.as_deref())
+    .bind(r.created_at_ms)
+    .bind(&r.name)
+    .bind(rows::scopes_column(&r.scopes))
+    .bind(r.expires_at_ms)
+    .bind(r.created_by.as_deref())
+    .bind(r.last_used_at_ms)
+    .bind(r.revoked_at_ms)
+    .bind(r.rotated_from.as_deref())
+    .execute(conn)
+    .await
+    .map_err(db_err)?;
+    Ok(())
 }
 
 #[cfg(test)]

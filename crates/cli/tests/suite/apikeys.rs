@@ -1,9 +1,11 @@
-//! `bonafide api-key list|revoke` against the real server: two admin keys, one
-//! revoked (it then authenticates nothing), the last refused, bad ids refused locally.
+//! `bonafide api-key create|list|rotate|revoke` against the real server: two admin
+//! keys, one revoked (it then authenticates nothing), the last refused, bad ids
+//! refused locally; an issuer's keys made, rotated and revoked; a different
+//! BONAFIDE_ADMIN_KEY refused at start without `--add-admin-key`.
 
 use crate::common;
 
-use common::{json_of, run, serve, text};
+use common::{json_of, run, serve, serve_with_args, text};
 
 fn code(out: &std::process::Output) -> i32 {
     out.status.code().unwrap_or(-1)
@@ -20,7 +22,26 @@ fn admin_keys_are_listed_and_revoked_but_never_the_last() {
     let out = run("http://127.0.0.1:1", None, &["keys", "new-admin-key"]);
     assert_eq!(code(&out), 0, "{}", text(&out));
     let second = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-    let s = serve(data.path(), &[("BONAFIDE_ADMIN_KEY", second.as_str())]);
+    // A different BONAFIDE_ADMIN_KEY no longer adds itself silently: refused (exit 2)
+    // without --add-admin-key.
+    let refused = std::process::Command::new(common::BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data.path())
+        .env("BONAFIDE_ADMIN_KEY", &second)
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("--add-admin-key"),
+        "{}",
+        text(&refused)
+    );
+    let s = serve_with_args(
+        data.path(),
+        "127.0.0.1:0",
+        &["--add-admin-key"],
+        &[("BONAFIDE_ADMIN_KEY", second.as_str())],
+    );
 
     let out = run(&s.url, Some(&second), &["api-key", "list", "--json"]);
     assert_eq!(code(&out), 0, "{}", text(&out));
@@ -52,7 +73,7 @@ fn admin_keys_are_listed_and_revoked_but_never_the_last() {
     );
     let out = run(&s.url, Some(&second), &["api-key", "revoke", &ids[0]]);
     assert_eq!(code(&out), 0, "{}", text(&out));
-    assert!(text(&out).contains(&format!("revoked admin key {}", ids[0])));
+    assert!(text(&out).contains(&format!("revoked API key {}", ids[0])));
     let out = run(
         &s.url,
         Some(&first),
@@ -77,6 +98,8 @@ fn admin_keys_are_listed_and_revoked_but_never_the_last() {
         "abc",
         "sha256:ABCDEF0123456789",
         "sha256:0123",
+        "key_../../x",
+        "key_0123",
     ] {
         let out = run(
             "http://127.0.0.1:1",
@@ -96,9 +119,105 @@ fn admin_keys_are_listed_and_revoked_but_never_the_last() {
         &["issuer", "create", "--name", "c.example", "--json"],
     );
     let issuer_key = json_of(&out)["api_key"].as_str().unwrap().to_owned();
-    let out = run(&s.url, Some(&issuer_key), &["api-key", "list"]);
+    let out = run(
+        &s.url,
+        Some(&issuer_key),
+        &["api-key", "list", "--owner", "admin"],
+    );
     assert_eq!(code(&out), 2, "{}", text(&out));
-    assert!(text(&out).contains("needs an admin key"), "{}", text(&out));
+    assert!(text(&out).contains("403"), "{}", text(&out));
+
+    // The issuer's own keys: create (secret once), list, rotate, revoke.
+    let out = run(
+        &s.url,
+        Some(&issuer_key),
+        &[
+            "api-key",
+            "create",
+            "--name",
+            "deploys",
+            "--scope",
+            "read",
+            "--expires-in",
+            "30d",
+            "--json",
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let made = json_of(&out);
+    let deploy = made["secret"].as_str().unwrap().to_owned();
+    let deploy_id = made["key"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(made["key"]["scopes"], serde_json::json!(["read"]));
+    assert!(made["key"]["expires_at"].is_string());
+    let listed = text(&run(&s.url, Some(&issuer_key), &["api-key", "list"]));
+    assert!(
+        listed.contains(&deploy_id) && listed.contains("deploys [read]"),
+        "{listed}"
+    );
+    assert!(!listed.contains(&deploy), "{listed}");
+    let out = run(
+        &s.url,
+        Some(&issuer_key),
+        &["api-key", "rotate", &deploy_id, "--grace", "1h"],
+    );
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let shown = text(&out);
+    assert!(shown.contains("rotated API key key_"), "{shown}");
+    assert!(
+        shown.contains(&format!("the old key {deploy_id} works until")),
+        "{shown}"
+    );
+    let listed = json_of(&run(
+        &s.url,
+        Some(&issuer_key),
+        &["api-key", "list", "--json"],
+    ));
+    let states: Vec<&str> = listed["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["active", "rotating", "active"], "{listed}");
+    let out = run(
+        &s.url,
+        Some(&issuer_key),
+        &["api-key", "revoke", &deploy_id],
+    );
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    // The read-only key cannot manage keys; bad flags never reach the registry.
+    let out = run(&s.url, Some(&deploy), &["api-key", "list"]);
+    assert_eq!(code(&out), 2, "{}", text(&out));
+    for args in [
+        &["api-key", "create", "--name", "x", "--scope", "everything"][..],
+        &["api-key", "create", "--name", "x", "--expires-in", "soon"][..],
+        &["api-key", "create", "--name", "x", "--expires-in", "0"][..],
+        &["api-key", "list", "--owner", "../admin"][..],
+        &["api-key", "rotate", "key_0011223344556677", "--grace", "-1"][..],
+    ] {
+        let out = run("http://127.0.0.1:1", Some(&issuer_key), args);
+        assert_eq!(code(&out), 2, "{args:?}: {}", text(&out));
+        assert!(
+            !text(&out).contains("127.0.0.1:1"),
+            "{args:?} reached the network: {}",
+            text(&out)
+        );
+    }
+    // A registry-side refusal: a grace period over 30 days.
+    let out = run(
+        &s.url,
+        Some(&issuer_key),
+        &["api-key", "rotate", &deploy_id, "--grace", "31d"],
+    );
+    assert_eq!(code(&out), 2, "{}", text(&out));
+    assert!(
+        text(&out).contains("404") || text(&out).contains("422"),
+        "{}",
+        text(&out)
+    );
+    let out = run(&s.url, None, &["api-key", "list"]);
+    assert_eq!(code(&out), 2, "{}", text(&out));
+    assert!(text(&out).contains("BONAFIDE_API_KEY"), "{}", text(&out));
 
     // The revoked key supplied again on a restart (an old environment) is refused:
     // `serve` exits 2 and says so, instead of bringing it back.

@@ -399,8 +399,14 @@ pub(crate) fn shared_kek() -> &'static Path {
 }
 
 pub(crate) fn spawn_replica(db_url: &str, admin: &str) -> Served {
+    spawn_replica_with(db_url, admin, &[])
+}
+
+/// [`spawn_replica`] with more `serve` flags (`--add-admin-key`).
+pub(crate) fn spawn_replica_with(db_url: &str, admin: &str, extra: &[&str]) -> Served {
     let mut cmd = Command::new(BIN);
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--signing-alg", "EdDSA"])
+        .args(extra)
         .args(["--public-url", PUBLIC_URL])
         .args(["--database-url", db_url])
         .arg("--key-encryption-key-file")
@@ -1966,9 +1972,14 @@ async fn issuer_key_changes_reach_every_replica_within_a_second() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_revoked_api_key_is_refused_by_every_replica_within_a_second() {
     let mut reg = Registry::start(&admin_url(), "apikey", 2).await;
-    // A second admin key, added by a replica started with it.
+    // A second admin key, added by a replica started with it (and the flag that says
+    // to add it).
     let second = new_admin_key();
-    reg.replicas.push(Some(spawn_replica(&reg.db_url, &second)));
+    reg.replicas.push(Some(spawn_replica_with(
+        &reg.db_url,
+        &second,
+        &["--add-admin-key"],
+    )));
     let keys = reg
         .ok(
             StatusCode::OK,

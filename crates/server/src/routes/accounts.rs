@@ -494,6 +494,7 @@ pub async fn remove_member(
         .remove_member(&id, &person, now_ms, &audit)
         .await
         .map_err(store_conflict)?;
+    crate::routes::api_keys::revoke_created_by(&state, &id, &person, who.actor(), now_ms).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -4,6 +4,7 @@ pub mod accounts;
 pub mod admin;
 pub mod agent_keys;
 pub mod agents;
+pub mod api_keys;
 pub mod audit;
 pub mod auth_sessions;
 pub mod events;

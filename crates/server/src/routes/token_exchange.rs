@@ -144,7 +144,7 @@ pub enum TokenExchangeUnavailable {
 /// An OAuth error answer (RFC 6749 §5.2) with Bonafide's code.
 #[derive(Debug)]
 pub struct OAuthError {
-    status: StatusCode,
+    pub(crate) status: StatusCode,
     error: &'static str,
     code: ErrorCode,
     description: String,
@@ -152,7 +152,11 @@ pub struct OAuthError {
 }
 
 impl OAuthError {
-    fn new(error: &'static str, code: ErrorCode, description: impl Into<String>) -> Self {
+    pub(crate) fn new(
+        error: &'static str,
+        code: ErrorCode,
+        description: impl Into<String>,
+    ) -> Self {
         OAuthError {
             status: StatusCode::BAD_REQUEST,
             error,
@@ -162,7 +166,7 @@ impl OAuthError {
         }
     }
 
-    fn request(description: impl Into<String>) -> Self {
+    pub(crate) fn request(description: impl Into<String>) -> Self {
         Self::new("invalid_request", ErrorCode::InvalidRequest, description)
     }
 }
@@ -240,7 +244,7 @@ pub fn widens_error(w: &Widenings, actor: &AgentId) -> OAuthError {
 }
 
 /// The request's parameters, in order, from a form or a JSON object.
-async fn parameters(
+pub(crate) async fn parameters(
     req: Request,
     state: &Arc<AppState>,
 ) -> Result<Vec<(String, String)>, OAuthError> {

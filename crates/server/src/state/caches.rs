@@ -14,6 +14,11 @@ use bonafide_store::{Agent, ApiKeyRecord, StoreError};
 use super::agent_keys::load_agent_keys;
 use super::{AgentKeyEntry, AppState};
 
+/// How often a key's `last_used_at` is written, at most, per process.
+pub const KEY_USE_EVERY_MS: i64 = 60_000;
+/// Most keys whose last write time is remembered.
+const MAX_KEY_USES: usize = 1 << 16;
+
 impl AppState {
     /// Pipeline step 7 for a token's policy, through the cache: the parsed policy
     /// whose JSON equals the token's and whose hash is the token's `policy_hash`.
@@ -115,6 +120,39 @@ impl AppState {
         let mut epoch = self.api_key_epoch();
         *epoch = epoch.wrapping_add(1);
         self.api_keys.remove(hash);
+    }
+
+    /// Records that a key authenticated a request: its `last_used_at` is written at
+    /// most once a [`KEY_USE_EVERY_MS`] per key and process, by a task of its own, so
+    /// the request (a verify) never waits on a write. A failed write is only logged:
+    /// the time is telemetry.
+    pub fn note_key_use(&self, hash: &ApiKeyHash) {
+        let now = self.now_ms();
+        {
+            let mut uses = self
+                .key_uses
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if uses
+                .get(hash)
+                .is_some_and(|&at| now - at < KEY_USE_EVERY_MS)
+            {
+                return;
+            }
+            // Keys are few; the bound only keeps a pathological registry from
+            // growing this without end (a cleared map costs one write per key).
+            if uses.len() >= MAX_KEY_USES {
+                uses.clear();
+            }
+            uses.insert(*hash, now);
+        }
+        let store = Arc::clone(&self.store);
+        let hash = *hash;
+        tokio::spawn(async move {
+            if let Err(e) = store.touch_api_key(&hash, now).await {
+                tracing::warn!(key = %hash.public_id(), error = %e, "could not record a key's last use");
+            }
+        });
     }
 
     fn api_key_epoch(&self) -> std::sync::MutexGuard<'_, u64> {

@@ -82,6 +82,8 @@ pub struct AppState {
     /// `api_key_epoch`, which a lookup checks before caching what it read.
     api_keys: Bounded<bonafide_core::apikey::ApiKeyHash, Arc<bonafide_store::ApiKeyRecord>>,
     api_key_epoch: std::sync::Mutex<u64>,
+    /// When this process last wrote each key's `last_used_at` ([`AppState::note_key_use`]).
+    key_uses: std::sync::Mutex<std::collections::HashMap<bonafide_core::apikey::ApiKeyHash, i64>>,
     /// What `/metrics` serves.
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Rate limits ([`crate::ratelimit`]).
@@ -250,6 +252,7 @@ impl AppState {
             api_keys: Bounded::new(MAX_CACHED_AGENTS, None)
                 .counted(metrics.cache_counters("api_keys")),
             api_key_epoch: std::sync::Mutex::new(0),
+            key_uses: std::sync::Mutex::new(std::collections::HashMap::new()),
             delegations: Bounded::new(MAX_CACHED_DELEGATIONS, None)
                 .counted(metrics.cache_counters("delegations")),
             metrics,

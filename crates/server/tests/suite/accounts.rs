@@ -1199,3 +1199,131 @@ async fn a_session_refreshed_every_week_still_ends_thirty_days_after_login() {
     .await;
     assert_eq!(st, StatusCode::UNAUTHORIZED, "{v}");
 }
+
+#[tokio::test]
+async fn people_manage_their_organisations_keys_and_a_removed_members_keys_die() {
+    let h = start().await;
+    let (org, invitation) = create_org(&h, "Keyco", "owner@keyco.example").await;
+    accept(&h, &invitation).await;
+    let owner = access(&h, "owner@keyco.example").await;
+    let (st, iss, _) = req(
+        &h,
+        "POST",
+        &format!("/v1/orgs/{org}/issuers"),
+        Some(&owner),
+        None,
+        Some(json!({"name": "keyco.example"})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{iss}");
+    let issuer = iss["issuer_id"].as_str().unwrap().to_owned();
+    let admin = member(&h, &org, &owner, "admin@keyco.example", "admin").await;
+    let memb = member(&h, &org, &owner, "member@keyco.example", "member").await;
+    let (other_org, other_inv) = create_org(&h, "Elsewhere", "x@elsewhere.example").await;
+    accept(&h, &other_inv).await;
+    let stranger = access(&h, "x@elsewhere.example").await;
+    let _ = other_org;
+
+    // An org admin makes a key for the org's issuer; a member may not (403); someone
+    // of another organisation does not see it (404); a person names the owner.
+    let body = json!({"name": "by the admin", "owner": issuer});
+    let (st, made, _) = req(
+        &h,
+        "POST",
+        "/v1/api-keys",
+        Some(&admin),
+        None,
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{made}");
+    let key = made["secret"].as_str().unwrap().to_owned();
+    let key_id = made["key"]["id"].as_str().unwrap().to_owned();
+    assert!(
+        made["key"]["created_by"]
+            .as_str()
+            .unwrap()
+            .starts_with("usr_")
+    );
+    let (st, _, _) = req(
+        &h,
+        "POST",
+        "/v1/api-keys",
+        Some(&memb),
+        None,
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, _, _) = req(
+        &h,
+        "POST",
+        "/v1/api-keys",
+        Some(&stranger),
+        None,
+        Some(body),
+    )
+    .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (st, _, _) = req(&h, "GET", "/v1/api-keys", Some(&admin), None, None).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
+    let (st, _, _) = req(
+        &h,
+        "GET",
+        "/v1/api-keys?owner=admin",
+        Some(&owner),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, list, _) = req(
+        &h,
+        "GET",
+        &format!("/v1/api-keys?owner={issuer}"),
+        Some(&owner),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{list}");
+    assert_eq!(list["keys"].as_array().unwrap().len(), 2);
+    let (st, _, _) = req(&h, "GET", "/v1/issuer", Some(&key), None, None).await;
+    assert_eq!(st, StatusCode::OK);
+    // The owner's own key stays when the admin goes; the admin's dies, audited.
+    let (_, owner_key, _) = req(
+        &h,
+        "POST",
+        "/v1/api-keys",
+        Some(&owner),
+        None,
+        Some(json!({"name": "by the owner", "owner": issuer})),
+    )
+    .await;
+    let owner_key = owner_key["secret"].as_str().unwrap().to_owned();
+    let (_, admin_me, _) = req(&h, "GET", "/v1/auth/me", Some(&admin), None, None).await;
+    let (st, v, _) = req(
+        &h,
+        "DELETE",
+        &format!(
+            "/v1/orgs/{org}/members/{}",
+            admin_me["person_id"].as_str().unwrap()
+        ),
+        Some(&owner),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::NO_CONTENT, "{v}");
+    let (st, _, _) = req(&h, "GET", "/v1/issuer", Some(&key), None, None).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    let (st, _, _) = req(&h, "GET", "/v1/issuer", Some(&owner_key), None, None).await;
+    assert_eq!(st, StatusCode::OK);
+    let revoked: Vec<Value> = audit_entries(&h)
+        .await
+        .into_iter()
+        .filter(|e| e["type"] == "key.revoked")
+        .collect();
+    assert_eq!(revoked.len(), 1, "{revoked:?}");
+    assert_eq!(revoked[0]["kid"], key_id.as_str());
+}

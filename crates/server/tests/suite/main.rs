@@ -8,6 +8,7 @@ mod common;
 mod accounts;
 mod agent_keys;
 mod api;
+mod api_keys;
 mod audit;
 mod compat_agentoauth;
 mod compat_aim_sdk;

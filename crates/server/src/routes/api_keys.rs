@@ -1,0 +1,848 @@
+//! API keys as objects (issue 18 item 3): many keys per identity, each named,
+//! optionally scoped and expiring, listed without the secret, revoked, rotated with a
+//! grace period.
+//!
+//! Who manages which keys: an issuer or receiver key its own identity's keys; a
+//! person (owner or admin of the organisation owning the identity) that identity's
+//! keys; an admin key every key (it creates the identities, and only it manages admin
+//! keys). A key whose scopes narrow it needs `keys:manage`, and makes keys no broader
+//! than itself.
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use bonafide_core::apikey::{ApiKey, KeyKind, KeyScope, parse_public_id};
+use bonafide_core::audit::{Actor, EventType};
+use bonafide_core::ids::{IssuerId, ReceiverId};
+use bonafide_store::{ApiKeyRecord, Owned, StoreError};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::{audit_change, check_text, random20};
+use crate::accounts::{Permission, PersonAuth};
+use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorCode};
+use crate::state::AppState;
+use crate::time::rfc3339_ms;
+
+/// Default grace period of a rotated key: 24 hours.
+pub const DEFAULT_GRACE_S: u64 = 86_400;
+/// Longest grace period: 30 days.
+pub const MAX_GRACE_S: u64 = 30 * 86_400;
+/// Longest lifetime asked for a new key: about 10 years.
+pub const MAX_EXPIRES_IN_S: u64 = 10 * 366 * 86_400;
+
+/// Whose keys: `admin`, or an issuer or receiver id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyOwner {
+    /// The registry's admin keys.
+    Admin,
+    /// An issuer's keys.
+    Issuer(IssuerId),
+    /// A receiver's keys.
+    Receiver(ReceiverId),
+}
+
+impl KeyOwner {
+    fn parse(text: &str) -> Result<Self, ApiError> {
+        let text = text.trim();
+        if text == "admin" {
+            return Ok(KeyOwner::Admin);
+        }
+        if let Ok(id) = IssuerId::try_from(text) {
+            return Ok(KeyOwner::Issuer(id));
+        }
+        if let Ok(id) = ReceiverId::try_from(text) {
+            return Ok(KeyOwner::Receiver(id));
+        }
+        Err(ApiError::invalid(
+            "`owner` is `admin`, an issuer id (`iss_…`) or a receiver id (`rcv_…`)",
+        ))
+    }
+
+    fn of(record: &ApiKeyRecord) -> Result<Self, ApiError> {
+        match (record.kind, record.owner.as_deref()) {
+            (KeyKind::Admin, _) => Ok(KeyOwner::Admin),
+            (KeyKind::Issuer, Some(o)) => IssuerId::try_from(o)
+                .map(KeyOwner::Issuer)
+                .map_err(|e| ApiError::internal(e.to_string())),
+            (KeyKind::Receiver, Some(o)) => ReceiverId::try_from(o)
+                .map(KeyOwner::Receiver)
+                .map_err(|e| ApiError::internal(e.to_string())),
+            _ => Err(ApiError::internal("API key without owner")),
+        }
+    }
+
+    fn kind(&self) -> KeyKind {
+        match self {
+            KeyOwner::Admin => KeyKind::Admin,
+            KeyOwner::Issuer(_) => KeyKind::Issuer,
+            KeyOwner::Receiver(_) => KeyKind::Receiver,
+        }
+    }
+
+    fn id(&self) -> Option<String> {
+        match self {
+            KeyOwner::Admin => None,
+            KeyOwner::Issuer(id) => Some(id.to_string()),
+            KeyOwner::Receiver(id) => Some(id.to_string()),
+        }
+    }
+
+    fn issuer(&self) -> Option<&IssuerId> {
+        match self {
+            KeyOwner::Issuer(id) => Some(id),
+            _ => None,
+        }
+    }
+}
+
+/// Who is managing keys.
+#[derive(Debug)]
+pub enum KeyManager {
+    /// A key (its record: kind, owner, scopes).
+    Key(Arc<ApiKeyRecord>),
+    /// A person, by access token.
+    Person(Box<PersonAuth>),
+}
+
+impl FromRequestParts<Arc<AppState>> for KeyManager {
+    type Rejection = ApiError;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, ApiError> {
+        use crate::auth::Presented;
+        match crate::auth::presented(parts, state).await? {
+            Presented::Person(token) => {
+                let who = PersonAuth::from_token(state, token).await?;
+                crate::request_id::set_acting_person(who.person.id.as_str());
+                Ok(KeyManager::Person(Box::new(who)))
+            }
+            Presented::Key(record) => Ok(KeyManager::Key(record)),
+            Presented::Nothing => Err(ApiError::unauthorized(
+                "managing API keys needs an API key (`Authorization: Bearer bfk_…` or `X-API-Key`) or a person's access token",
+            )),
+        }
+    }
+}
+
+impl KeyManager {
+    /// The audit log's actor and the `created_by` of keys it makes.
+    fn actor(&self) -> Result<(Actor, String), ApiError> {
+        Ok(match self {
+            KeyManager::Person(who) => (who.actor(), who.person.id.to_string()),
+            KeyManager::Key(record) => match KeyOwner::of(record)? {
+                KeyOwner::Admin => (Actor::Admin, "admin".to_owned()),
+                KeyOwner::Issuer(id) => (Actor::Issuer { id: id.to_string() }, id.to_string()),
+                KeyOwner::Receiver(id) => (Actor::Receiver { id: id.to_string() }, id.to_string()),
+            },
+        })
+    }
+
+    /// The identity whose keys it manages when it names none: its own.
+    fn default_owner(&self) -> Result<KeyOwner, ApiError> {
+        match self {
+            KeyManager::Key(record) => KeyOwner::of(record),
+            KeyManager::Person(_) => Err(ApiError::invalid(
+                "a person names whose keys: `owner` (`iss_…` or `rcv_…`)",
+            )),
+        }
+    }
+
+    /// Whether it may manage `owner`'s keys: 404 for an identity that is not its to
+    /// know of, 403 for one it knows but may not manage (the README's table).
+    async fn may_manage(&self, state: &AppState, owner: &KeyOwner) -> Result<(), ApiError> {
+        match self {
+            KeyManager::Key(record) => match (KeyOwner::of(record)?, owner) {
+                (KeyOwner::Admin, _) => Ok(()),
+                (mine, theirs) if &mine == theirs => Ok(()),
+                (_, KeyOwner::Admin) => {
+                    Err(ApiError::forbidden("only an admin key manages admin keys"))
+                }
+                _ => Err(ApiError::not_found("API keys of this identity")),
+            },
+            KeyManager::Person(who) => {
+                let owned = match owner {
+                    KeyOwner::Admin => {
+                        return Err(ApiError::forbidden("only an admin key manages admin keys"));
+                    }
+                    KeyOwner::Issuer(id) => Owned::Issuer(id.clone()),
+                    KeyOwner::Receiver(id) => Owned::Receiver(id.clone()),
+                };
+                let org = state
+                    .store
+                    .owner_org(&owned)
+                    .await?
+                    .ok_or_else(|| ApiError::not_found("API keys of this identity"))?;
+                who.require(state, &org, Permission::CreateResources)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| {
+                        if e.status == StatusCode::NOT_FOUND {
+                            ApiError::not_found("API keys of this identity")
+                        } else {
+                            e
+                        }
+                    })
+            }
+        }
+    }
+
+    /// The scopes a key it makes may have: a scoped key makes keys no broader than
+    /// itself (a missing list inherits its scopes).
+    fn grant(&self, asked: Option<Vec<String>>) -> Result<Option<Vec<String>>, ApiError> {
+        let asked = asked.map(check_scopes).transpose()?;
+        let KeyManager::Key(record) = self else {
+            return Ok(asked);
+        };
+        let Some(mine) = &record.scopes else {
+            return Ok(asked);
+        };
+        match asked {
+            None => Ok(Some(mine.clone())),
+            Some(asked) => {
+                if let Some(extra) = asked.iter().find(|s| !mine.contains(s)) {
+                    return Err(ApiError::forbidden(format!(
+                        "a key with scopes ({}) cannot make a key with `{extra}`",
+                        mine.join(" ")
+                    )));
+                }
+                Ok(Some(asked))
+            }
+        }
+    }
+}
+
+/// Known scope names, each once, in the catalogue's order; at least one.
+fn check_scopes(asked: Vec<String>) -> Result<Vec<String>, ApiError> {
+    let mut scopes = Vec::new();
+    for name in &asked {
+        let scope = KeyScope::parse(name.trim()).ok_or_else(|| {
+            ApiError::invalid(format!(
+                "unknown scope `{}`; scopes are {}",
+                name.chars().take(64).collect::<String>(),
+                KeyScope::ALL.map(KeyScope::as_str).join(", ")
+            ))
+        })?;
+        if !scopes.contains(&scope) {
+            scopes.push(scope);
+        }
+    }
+    if scopes.is_empty() {
+        return Err(ApiError::invalid(
+            "`scopes` lists at least one scope; leave it out for the kind's full rights",
+        ));
+    }
+    scopes.sort();
+    Ok(scopes.into_iter().map(|s| s.as_str().to_owned()).collect())
+}
+
+/// A key as the API shows it: never the secret.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiKeyView {
+    /// `key_` and 16 hex digits: the key's public id (also its OAuth `client_id`).
+    pub id: String,
+    /// Its label.
+    pub name: String,
+    /// `admin`, `issuer` or `receiver`.
+    pub kind: String,
+    /// `admin`, or the issuer or receiver it speaks for.
+    pub owner: String,
+    /// Scopes narrowing it; absent: its kind's full rights.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<String>>,
+    /// `active`, `rotating` (replaced, in its grace period), `expired` or `revoked`.
+    pub state: String,
+    /// `usr_…`, `admin`, `bootstrap`, or the `iss_…`/`rcv_…` whose key made it;
+    /// absent when unknown (an organisation's first keys from before keys were
+    /// objects).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
+    /// RFC 3339.
+    pub created_at: String,
+    /// When it stops working (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// Last authenticated request, to about a minute (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_used_at: Option<String>,
+    /// RFC 3339.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<String>,
+    /// The key it replaced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotated_from: Option<String>,
+    /// The key that replaced it (in the same listing).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotated_to: Option<String>,
+}
+
+fn view(record: &ApiKeyRecord, rotated_to: Option<String>, now_ms: i64) -> ApiKeyView {
+    let state = if record.revoked_at_ms.is_some() {
+        "revoked"
+    } else if !record.live_at(now_ms) {
+        "expired"
+    } else if rotated_to.is_some() {
+        "rotating"
+    } else {
+        "active"
+    };
+    ApiKeyView {
+        id: record.hash.public_id(),
+        name: record.name.clone(),
+        kind: record.kind.as_str().to_owned(),
+        owner: record.owner.clone().unwrap_or_else(|| "admin".to_owned()),
+        scopes: record.scopes.clone(),
+        state: state.to_owned(),
+        created_by: record.created_by.clone(),
+        created_at: rfc3339_ms(record.created_at_ms),
+        expires_at: record.expires_at_ms.map(rfc3339_ms),
+        last_used_at: record.last_used_at_ms.map(rfc3339_ms),
+        revoked_at: record.revoked_at_ms.map(rfc3339_ms),
+        rotated_from: record.rotated_from.clone(),
+        rotated_to,
+    }
+}
+
+/// `POST /v1/api-keys` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateApiKey {
+    /// A label (at most 100 characters).
+    pub name: String,
+    /// Whose key: `admin`, `iss_…` or `rcv_…`; default: the calling key's identity
+    /// (a person must name one).
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// Scopes narrowing it (`read`, `write`, `tokens:issue`, `verify`, `events`,
+    /// `audit:read`, `keys:manage`); absent: its kind's full rights.
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+    /// Seconds until it expires (1 to about 10 years); absent: never.
+    #[serde(default)]
+    pub expires_in_seconds: Option<u64>,
+}
+
+/// `POST /v1/api-keys` and rotation answer. `secret` is shown once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiKeyCreated {
+    /// The new key.
+    pub key: ApiKeyView,
+    /// The key itself (`bfk_…`). Store it now: it cannot be shown again.
+    pub secret: String,
+    /// On rotation: the old key, with the end of its grace period as `expires_at`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous: Option<ApiKeyView>,
+}
+
+/// A fresh key and its record; a new public id clashing with a stored one (a 2^-64
+/// chance per key) is a 409 to retry, never a silent overwrite.
+fn fresh(kind: KeyKind) -> Result<ApiKey, ApiError> {
+    Ok(ApiKey::from_random(kind, random20()?))
+}
+
+fn store_conflict(e: StoreError) -> ApiError {
+    match e {
+        StoreError::Conflict(bonafide_store::ConflictKind::LastAdminKey) => ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorCode::LastAdminKey,
+            "the last admin key cannot be revoked: create another admin key first (`bonafide keys create --owner admin`)",
+        ),
+        other => other.into(),
+    }
+}
+
+/// Creates an API key. The answer holds the key once; the registry keeps only its
+/// SHA-256.
+#[utoipa::path(post, path = "/v1/api-keys", tag = "keys", request_body = CreateApiKey,
+    security(("api_key" = [])),
+    responses((status = 201, body = ApiKeyCreated), (status = 401), (status = 403), (status = 404),
+              (status = 409), (status = 422)))]
+pub async fn create(
+    State(state): State<Arc<AppState>>,
+    who: KeyManager,
+    ApiJson(body): ApiJson<CreateApiKey>,
+) -> Result<(StatusCode, ApiJson<ApiKeyCreated>), ApiError> {
+    let name = check_text("name", &body.name, 100)?;
+    let owner = match body.owner.as_deref() {
+        Some(o) => KeyOwner::parse(o)?,
+        None => who.default_owner()?,
+    };
+    let scopes = who.grant(body.scopes)?;
+    let now = state.now_ms();
+    let expires_at_ms = match body.expires_in_seconds {
+        None => None,
+        Some(s) if (1..=MAX_EXPIRES_IN_S).contains(&s) => {
+            Some(now.saturating_add(i64::try_from(s * 1000).unwrap_or(i64::MAX)))
+        }
+        Some(_) => {
+            return Err(ApiError::invalid(format!(
+                "`expires_in_seconds` is 1 to {MAX_EXPIRES_IN_S}"
+            )));
+        }
+    };
+    who.may_manage(&state, &owner).await?;
+    let (actor, created_by) = who.actor()?;
+    let key = fresh(owner.kind())?;
+    let mut record = ApiKeyRecord::new(
+        key.hash(),
+        owner.kind(),
+        owner.id(),
+        &name,
+        &created_by,
+        now,
+    );
+    record.scopes = scopes;
+    record.expires_at_ms = expires_at_ms;
+    let id = record.hash.public_id();
+    let audit = audit_change(EventType::KeyAdded, now, actor, None, owner.issuer(), |e| {
+        e.kid = Some(id.clone());
+        e.target = Some(owner.id().unwrap_or_else(|| "admin".to_owned()));
+        e.note = Some(format!("API key created: {name}"));
+    })?;
+    state.store.create_api_key(&record, &audit).await?;
+    tracing::info!(%id, kind = record.kind.as_str(), "API key created");
+    Ok((
+        StatusCode::CREATED,
+        ApiJson(ApiKeyCreated {
+            key: view(&record, None, now),
+            secret: key.expose_secret().to_owned(),
+            previous: None,
+        }),
+    ))
+}
+
+/// `GET /v1/api-keys` query.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Whose keys: `admin`, `iss_…` or `rcv_…`; default: the calling key's identity.
+    pub owner: Option<String>,
+}
+
+/// `GET /v1/api-keys` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiKeyList {
+    /// Oldest first, revoked and expired ones too.
+    pub keys: Vec<ApiKeyView>,
+}
+
+/// Lists an identity's API keys (never the secrets), with their rotation state.
+#[utoipa::path(get, path = "/v1/api-keys", tag = "keys", params(ListQuery),
+    security(("api_key" = [])),
+    responses((status = 200, body = ApiKeyList), (status = 401), (status = 403), (status = 404),
+              (status = 422)))]
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    who: KeyManager,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<ApiJson<ApiKeyList>, ApiError> {
+    let owner = match query.owner.as_deref() {
+        Some(o) => KeyOwner::parse(o)?,
+        None => who.default_owner()?,
+    };
+    who.may_manage(&state, &owner).await?;
+    let records = state
+        .store
+        .api_keys_of(owner.kind(), owner.id().as_deref())
+        .await?;
+    let now = state.now_ms();
+    let keys = records
+        .iter()
+        .map(|r| {
+            let id = r.hash.public_id();
+            let next = records
+                .iter()
+                .find(|n| n.rotated_from.as_deref() == Some(id.as_str()))
+                .map(|n| n.hash.public_id());
+            view(r, next, now)
+        })
+        .collect();
+    Ok(ApiJson(ApiKeyList { keys }))
+}
+
+/// The key a path names, and its owner, if the caller may manage it.
+async fn named(
+    state: &AppState,
+    who: &KeyManager,
+    id: &str,
+) -> Result<(ApiKeyRecord, KeyOwner), ApiError> {
+    let prefix = parse_public_id(id).ok_or_else(|| ApiError::not_found("API key"))?;
+    let record = state
+        .store
+        .api_key_by_prefix(&prefix)
+        .await?
+        .ok_or_else(|| ApiError::not_found("API key"))?;
+    let owner = KeyOwner::of(&record)?;
+    who.may_manage(state, &owner).await.map_err(|e| {
+        // Another identity's key: as if it did not exist.
+        if e.status == StatusCode::NOT_FOUND {
+            ApiError::not_found("API key")
+        } else {
+            e
+        }
+    })?;
+    Ok((record, owner))
+}
+
+/// `POST /v1/api-keys/{id}/revoke` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiKeyRevokedView {
+    /// The key as it is now.
+    pub key: ApiKeyView,
+}
+
+/// Revokes an API key: it authenticates nothing from the next request on, on every
+/// replica. The last live admin key cannot be revoked (409 `LAST_ADMIN_KEY`).
+#[utoipa::path(post, path = "/v1/api-keys/{id}/revoke", tag = "keys",
+    params(("id" = String, Path, description = "`key_…` (any other text is a 404)")),
+    security(("api_key" = [])),
+    responses((status = 200, body = ApiKeyRevokedView), (status = 401), (status = 403),
+              (status = 404, description = "unknown, not the caller's, or revoked already"),
+              (status = 409, description = "`LAST_ADMIN_KEY`")))]
+pub async fn revoke(
+    State(state): State<Arc<AppState>>,
+    who: KeyManager,
+    ApiPath(id): ApiPath<String>,
+) -> Result<ApiJson<ApiKeyRevokedView>, ApiError> {
+    let (record, owner) = named(&state, &who, &id).await?;
+    if record.revoked_at_ms.is_some() {
+        return Err(ApiError::not_found("API key (revoked already)"));
+    }
+    let (actor, _) = who.actor()?;
+    let now = state.now_ms();
+    let audit = audit_change(
+        EventType::KeyRevoked,
+        now,
+        actor,
+        None,
+        owner.issuer(),
+        |e| {
+            e.kid = Some(id.clone());
+            e.target = Some(owner.id().unwrap_or_else(|| "admin".to_owned()));
+        },
+    )?;
+    let revoked = state
+        .store
+        .revoke_api_key(&record.hash, now, &audit)
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound => ApiError::not_found("API key (revoked already)"),
+            other => store_conflict(other),
+        })?;
+    state.forget_api_key(&record.hash);
+    tracing::info!(%id, "API key revoked");
+    let shown = ApiKeyRecord {
+        revoked_at_ms: Some(now),
+        ..revoked
+    };
+    Ok(ApiJson(ApiKeyRevokedView {
+        key: view(&shown, None, now),
+    }))
+}
+
+/// `POST /v1/api-keys/{id}/rotate` body.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateApiKey {
+    /// How long the old key keeps working, in seconds (0 to 30 days; default 24 h).
+    #[serde(default)]
+    pub grace_seconds: Option<u64>,
+}
+
+/// Rotates an API key: a new key with the same name, kind, owner and scopes (shown
+/// once), and the old one working until its grace period ends. Both are listed.
+#[utoipa::path(post, path = "/v1/api-keys/{id}/rotate", tag = "keys", request_body = RotateApiKey,
+    params(("id" = String, Path, description = "`key_…` (any other text is a 404)")),
+    security(("api_key" = [])),
+    responses((status = 201, body = ApiKeyCreated), (status = 401), (status = 403),
+              (status = 404, description = "unknown, not the caller's, revoked or expired"),
+              (status = 422)))]
+pub async fn rotate(
+    State(state): State<Arc<AppState>>,
+    who: KeyManager,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<RotateApiKey>,
+) -> Result<(StatusCode, ApiJson<ApiKeyCreated>), ApiError> {
+    let grace = body.grace_seconds.unwrap_or(DEFAULT_GRACE_S);
+    if grace > MAX_GRACE_S {
+        return Err(ApiError::invalid(format!(
+            "`grace_seconds` is 0 to {MAX_GRACE_S}"
+        )));
+    }
+    let (old, owner) = named(&state, &who, &id).await?;
+    let now = state.now_ms();
+    if !old.live_at(now) {
+        return Err(ApiError::not_found("API key (revoked or expired)"));
+    }
+    // A scoped caller rotates only keys no broader than itself.
+    who.grant(old.scopes.clone())?;
+    let (actor, created_by) = who.actor()?;
+    let key = fresh(old.kind)?;
+    let mut record = ApiKeyRecord::new(
+        key.hash(),
+        old.kind,
+        old.owner.clone(),
+        &old.name,
+        &created_by,
+        now,
+    );
+    record.scopes = old.scopes.clone();
+    record.rotated_from = Some(id.clone());
+    let new_id = record.hash.public_id();
+    let grace_end = now.saturating_add(i64::try_from(grace * 1000).unwrap_or(i64::MAX));
+    let audit = audit_change(
+        EventType::KeyRotated,
+        now,
+        actor,
+        None,
+        owner.issuer(),
+        |e| {
+            e.kid = Some(new_id.clone());
+            e.target = Some(owner.id().unwrap_or_else(|| "admin".to_owned()));
+            e.note = Some(format!(
+                "API key {id} rotated; it works until {}",
+                rfc3339_ms(grace_end)
+            ));
+        },
+    )?;
+    let previous = state
+        .store
+        .rotate_api_key(&old.hash, &record, grace_end, now, &audit)
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound => ApiError::not_found("API key (revoked or expired)"),
+            other => other.into(),
+        })?;
+    state.forget_api_key(&old.hash);
+    tracing::info!(old = %id, new = %new_id, "API key rotated");
+    Ok((
+        StatusCode::CREATED,
+        ApiJson(ApiKeyCreated {
+            key: view(&record, None, now),
+            secret: key.expose_secret().to_owned(),
+            previous: Some(view(&previous, Some(new_id), now)),
+        }),
+    ))
+}
+
+/// Revokes the live keys `person` created for identities `org` owns, each with its
+/// audit entry (a person removed from an organisation: what they made for it stops
+/// working). Runs after the removal commits, one key at a time; a key revoked
+/// meanwhile by someone else is skipped.
+pub async fn revoke_created_by(
+    state: &AppState,
+    org: &bonafide_core::ids::OrgId,
+    person: &bonafide_core::ids::PersonId,
+    actor: Actor,
+    now_ms: i64,
+) -> Result<usize, ApiError> {
+    let owned = state.store.org_owned(org).await?;
+    let mut revoked = 0;
+    for record in state.store.api_keys_created_by(person.as_str()).await? {
+        let owner = KeyOwner::of(&record)?;
+        let ours = match &owner {
+            KeyOwner::Admin => false,
+            KeyOwner::Issuer(id) => owned.contains(&Owned::Issuer(id.clone())),
+            KeyOwner::Receiver(id) => owned.contains(&Owned::Receiver(id.clone())),
+        };
+        if !ours {
+            continue;
+        }
+        let id = record.hash.public_id();
+        let audit = audit_change(
+            EventType::KeyRevoked,
+            now_ms,
+            actor.clone(),
+            None,
+            owner.issuer(),
+            |e| {
+                e.kid = Some(id.clone());
+                e.target = owner.id();
+                e.note = Some(format!(
+                    "its creator {person} was removed from the organisation"
+                ));
+            },
+        )?;
+        match state
+            .store
+            .revoke_api_key(&record.hash, now_ms, &audit)
+            .await
+        {
+            Ok(_) => {
+                state.forget_api_key(&record.hash);
+                revoked += 1;
+            }
+            Err(StoreError::NotFound) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if revoked > 0 {
+        tracing::info!(%person, revoked, "API keys of a removed member revoked");
+    }
+    Ok(revoked)
+}
+
+// ---- OAuth 2.0 client credentials (RFC 6749 §4.4)
+
+/// `POST /v1/oauth/token` parameters (form or JSON), for the OpenAPI document.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)] // the schema only: the handler reads the parameters itself
+pub struct ClientCredentialsRequest {
+    /// `client_credentials`.
+    pub grant_type: String,
+    /// The key's id (`key_…`), unless sent as HTTP Basic.
+    pub client_id: Option<String>,
+    /// The key (`bfk_…`), unless sent as HTTP Basic.
+    pub client_secret: Option<String>,
+}
+
+/// `POST /v1/oauth/token` answer (RFC 6749 §5.1).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyAccessToken {
+    /// An RFC 9068 access token (`typ at+jwt`) for the key: `sub` and `client_id` are
+    /// its id. Use it as `Authorization: Bearer …` wherever the key works.
+    pub access_token: String,
+    /// `Bearer`.
+    pub token_type: String,
+    /// Seconds (900).
+    pub expires_in: i64,
+}
+
+/// The client's id and secret: HTTP Basic (RFC 6749 §2.3.1, each part form-encoded,
+/// which key ids and keys never need) or the body, not both.
+fn client_credentials(
+    headers: &axum::http::HeaderMap,
+    params: &[(String, String)],
+) -> Result<(String, String), crate::routes::token_exchange::OAuthError> {
+    use crate::routes::token_exchange::OAuthError;
+    use base64::Engine;
+    let in_body = (one(params, "client_id")?, one(params, "client_secret")?);
+    let basic = match headers.get(axum::http::header::AUTHORIZATION) {
+        None => None,
+        Some(v) => {
+            let v = v.to_str().ok().and_then(|v| v.split_once(' '));
+            let Some((_, rest)) = v.filter(|(s, _)| s.eq_ignore_ascii_case("basic")) else {
+                return Err(invalid_client(
+                    "use HTTP Basic or the body for client credentials",
+                ));
+            };
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(rest.trim())
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| invalid_client("malformed HTTP Basic credentials"))?;
+            let (id, secret) = decoded
+                .split_once(':')
+                .ok_or_else(|| invalid_client("malformed HTTP Basic credentials"))?;
+            Some((id.to_owned(), secret.to_owned()))
+        }
+    };
+    match (basic, in_body) {
+        (Some(pair), (None, None)) => Ok(pair),
+        (None, (Some(id), Some(secret))) => Ok((id, secret)),
+        (Some(_), _) => Err(OAuthError::request(
+            "client credentials both in HTTP Basic and in the body: use one",
+        )),
+        _ => Err(invalid_client(
+            "client authentication needed: client_id (the key's id, `key_…`) and client_secret (the key)",
+        )),
+    }
+}
+
+fn invalid_client(description: &str) -> crate::routes::token_exchange::OAuthError {
+    let mut e = crate::routes::token_exchange::OAuthError::new(
+        "invalid_client",
+        ErrorCode::Unauthorized,
+        description,
+    );
+    e.status = StatusCode::UNAUTHORIZED;
+    e
+}
+
+/// A parameter given at most once (RFC 6749 §3.2: none may repeat).
+fn one(
+    params: &[(String, String)],
+    name: &str,
+) -> Result<Option<String>, crate::routes::token_exchange::OAuthError> {
+    let mut found = params.iter().filter(|(k, _)| k == name);
+    let first = found.next().map(|(_, v)| v.clone());
+    if found.next().is_some() {
+        return Err(crate::routes::token_exchange::OAuthError::request(format!(
+            "`{name}` is repeated"
+        )));
+    }
+    Ok(first)
+}
+
+/// Exchanges an API key for a short-lived access token (OAuth 2.0 client credentials,
+/// RFC 6749 §4.4): `grant_type=client_credentials`, the key's id as `client_id`, the
+/// key as `client_secret` (form body or HTTP Basic). The token is worth what the key
+/// is, checked again on each use: revoking or expiring the key ends its tokens.
+#[utoipa::path(post, path = "/v1/oauth/token", tag = "keys",
+    request_body(content = ClientCredentialsRequest, content_type = "application/x-www-form-urlencoded",
+        description = "RFC 6749 §4.4.2 parameters (client credentials in the body or as HTTP Basic); a JSON object with the same members is accepted too"),
+    responses((status = 200, body = KeyAccessToken),
+              (status = 400, body = crate::routes::token_exchange::OAuthErrorBody, description = "`{error, error_description, code, request_id}` (RFC 6749 §5.2): unsupported_grant_type, invalid_request, invalid_scope"),
+              (status = 401, body = crate::routes::token_exchange::OAuthErrorBody, description = "invalid_client: unknown, revoked or expired key, or an id that is not the key's")))]
+pub async fn oauth_token(
+    State(state): State<Arc<AppState>>,
+    req: axum::extract::Request,
+) -> Result<axum::response::Response, crate::routes::token_exchange::OAuthError> {
+    use crate::routes::token_exchange::{OAuthError, parameters};
+    use axum::response::IntoResponse;
+    let headers = req.headers().clone();
+    let params = parameters(req, &state).await?;
+    match one(&params, "grant_type")?.as_deref() {
+        Some("client_credentials") => {}
+        Some(other) => {
+            return Err(OAuthError::new(
+                "unsupported_grant_type",
+                ErrorCode::InvalidRequest,
+                format!(
+                    "grant_type `{}` is not taken here: use client_credentials",
+                    other.chars().take(64).collect::<String>()
+                ),
+            ));
+        }
+        None => return Err(OAuthError::request("`grant_type` is missing")),
+    }
+    if one(&params, "scope")?.is_some() {
+        return Err(OAuthError::new(
+            "invalid_scope",
+            ErrorCode::InvalidRequest,
+            "tokens carry their key's own scopes: narrow with a scoped key (`POST /v1/api-keys` with `scopes`)",
+        ));
+    }
+    let (client_id, secret) = client_credentials(&headers, &params)?;
+    let key = ApiKey::parse(secret.trim())
+        .map_err(|_| invalid_client("client_secret is not an API key"))?;
+    let hash = key.hash();
+    let now = state.now_ms();
+    let record = state
+        .api_key(&hash)
+        .await
+        .map_err(|e| OAuthError::from(ApiError::from(e)))?
+        .filter(|r| bonafide_core::ct_eq(&r.hash.0, &hash.0) && r.live_at(now))
+        .ok_or_else(|| invalid_client("unknown, revoked or expired API key"))?;
+    let id = record.hash.public_id();
+    if client_id.trim() != id {
+        return Err(invalid_client("client_id is not this key's id"));
+    }
+    state.note_key_use(&hash);
+    let token = crate::accounts::key_access_token(&state, &id, now)?;
+    let mut resp = ApiJson(KeyAccessToken {
+        access_token: token,
+        token_type: "Bearer".to_owned(),
+        expires_in: crate::accounts::ACCESS_TTL_S,
+    })
+    .into_response();
+    resp.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    Ok(resp)
+}
