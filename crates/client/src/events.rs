@@ -269,6 +269,9 @@ async fn follow(
         AbortOnDrop(tokio::spawn(acknowledge(
             sub.base.clone(),
             sub.api_key.clone(),
+            // The stream's filter: the registry counts the acknowledgement only for
+            // the events this stream follows.
+            serde_json::json!({ "issuers": sub.issuers, "agents": sub.agents }),
             http.clone(),
             Arc::clone(&set),
             ack_rx,
@@ -297,6 +300,7 @@ impl Drop for AbortOnDrop {
 async fn acknowledge(
     base: String,
     api_key: String,
+    follows: serde_json::Value,
     http: reqwest::Client,
     set: Arc<RevokedSet>,
     mut latest: tokio::sync::watch::Receiver<Option<String>>,
@@ -308,7 +312,11 @@ async fn acknowledge(
         let sent = http
             .post(format!("{base}/v1/events/ack"))
             .bearer_auth(&api_key)
-            .json(&serde_json::json!({ "last_event_id": id }))
+            .json(&serde_json::json!({
+                "last_event_id": id,
+                "issuers": follows["issuers"],
+                "agents": follows["agents"],
+            }))
             .send()
             .await;
         match sent {

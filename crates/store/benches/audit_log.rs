@@ -1094,8 +1094,9 @@ impl Store for CountingStore {
         id: &str,
         upto: bonafide_store::ChangePosition,
         at_ms: i64,
+        audit: &AuditRecord,
     ) -> StoreResult<()> {
-        self.inner.webhook_delivered(id, upto, at_ms).await
+        self.inner.webhook_delivered(id, upto, at_ms, audit).await
     }
     async fn webhook_failed(
         &self,
@@ -1104,8 +1105,12 @@ impl Store for CountingStore {
     ) -> StoreResult<()> {
         self.inner.webhook_failed(id, f).await
     }
-    async fn record_event_ack(&self, a: &bonafide_store::EventAck) -> StoreResult<bool> {
-        self.inner.record_event_ack(a).await
+    async fn record_event_ack(
+        &self,
+        a: &bonafide_store::EventAck,
+        audit: &AuditRecord,
+    ) -> StoreResult<bool> {
+        self.inner.record_event_ack(a, audit).await
     }
     async fn event_acks(
         &self,

@@ -4891,16 +4891,16 @@ pub async fn push_events_store_webhooks_and_acks(store: Arc<dyn Store>) {
     );
 
     store
-        .webhook_delivered(&hook.id, feed.positions[0], T0_MS + 10)
+        .webhook_delivered(&hook.id, feed.positions[0], T0_MS + 10, &audit_note())
         .await
         .unwrap();
     store
-        .webhook_delivered(&hook.id, feed.next, T0_MS + 20)
+        .webhook_delivered(&hook.id, feed.next, T0_MS + 20, &audit_note())
         .await
         .unwrap();
     // Never back.
     store
-        .webhook_delivered(&hook.id, feed.positions[0], T0_MS + 30)
+        .webhook_delivered(&hook.id, feed.positions[0], T0_MS + 30, &audit_note())
         .await
         .unwrap();
     let got = &store.webhooks(Some(&rcv.id)).await.unwrap()[0];
@@ -4912,10 +4912,46 @@ pub async fn push_events_store_webhooks_and_acks(store: Arc<dyn Store>) {
         upto: feed.positions[0],
         acked_at_ms: T0_MS + 15,
         via: "sse".into(),
+        filter: Some(r#"{"issuers":["a"]}"#.into()),
     };
-    assert!(store.record_event_ack(&sse).await.unwrap());
+    assert!(store.record_event_ack(&sse, &audit_note()).await.unwrap());
     // Not as far as already acknowledged: not recorded again.
-    assert!(!store.record_event_ack(&sse).await.unwrap());
+    assert!(!store.record_event_ack(&sse, &audit_note()).await.unwrap());
+    // A stream following something else is another stream: recorded.
+    let other_stream = EventAck {
+        acked_at_ms: T0_MS + 16,
+        filter: Some(r#"{"agents":["b"]}"#.into()),
+        ..sse.clone()
+    };
+    assert!(
+        store
+            .record_event_ack(&other_stream, &audit_note())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .record_event_ack(&other_stream, &audit_note())
+            .await
+            .unwrap()
+    );
+    // Covering an event: the first acknowledgement of each stream reaching it, with
+    // what that stream follows (the webhook's filter for a delivery).
+    let firsts = store
+        .event_acks(&rcv.id, Some(feed.positions[0]), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        firsts
+            .iter()
+            .map(|a| (a.acked_at_ms, a.via.as_str(), a.filter.as_deref()))
+            .collect::<Vec<_>>(),
+        vec![
+            (T0_MS + 10, "whk_conformance1", Some(hook.filter.as_str())),
+            (T0_MS + 15, "sse", sse.filter.as_deref()),
+            (T0_MS + 16, "sse", other_stream.filter.as_deref()),
+        ]
+    );
     let covering = store
         .event_acks(&rcv.id, Some(feed.positions[1]), 10)
         .await
@@ -4946,10 +4982,10 @@ pub async fn push_events_store_webhooks_and_acks(store: Arc<dyn Store>) {
     assert!(store.webhooks(None).await.unwrap().is_empty());
     // A delivery recorded after the delete writes nothing.
     store
-        .webhook_delivered(&hook.id, feed.next, T0_MS + 40)
+        .webhook_delivered(&hook.id, feed.next, T0_MS + 40, &audit_note())
         .await
         .unwrap();
-    assert_eq!(store.event_acks(&rcv.id, None, 10).await.unwrap().len(), 4);
+    assert_eq!(store.event_acks(&rcv.id, None, 10).await.unwrap().len(), 5);
 }
 
 fn status_entry(issuer: &IssuerId, agent: &AgentId, expires_at_s: i64) -> StatusEntry {

@@ -1965,9 +1965,11 @@ impl Store for SqliteStore {
         id: &str,
         upto: ChangePosition,
         at_ms: i64,
+        audit: &AuditRecord,
     ) -> Result<(), StoreError> {
         let upto = to_i64(upto.get())?;
         let mut tx = self.write_tx().await?;
+        let log = log::lock(&mut *tx).await?;
         sqlx::query(
             "UPDATE webhooks SET delivered_pos = MAX(delivered_pos, ?), failures = 0, \
              last_error = NULL, next_attempt_ms = ? WHERE id = ?",
@@ -1978,9 +1980,9 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-        sqlx::query(
-            "INSERT INTO event_acks (receiver_id, upto_pos, acked_at_ms, via) \
-             SELECT receiver_id, ?, ?, id FROM webhooks WHERE id = ?",
+        let acked = sqlx::query(
+            "INSERT INTO event_acks (receiver_id, upto_pos, acked_at_ms, via, filter) \
+             SELECT receiver_id, ?, ?, id, filter FROM webhooks WHERE id = ?",
         )
         .bind(upto)
         .bind(at_ms)
@@ -1988,6 +1990,10 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
+        if acked.rows_affected() > 0 {
+            log.append(&mut *tx, std::slice::from_ref(audit), &[])
+                .await?;
+        }
         tx.commit().await.map_err(db_err)
     }
 
@@ -2010,22 +2016,33 @@ impl Store for SqliteStore {
         tx.commit().await.map_err(db_err)
     }
 
-    async fn record_event_ack(&self, ack: &EventAck) -> Result<bool, StoreError> {
+    async fn record_event_ack(
+        &self,
+        ack: &EventAck,
+        audit: &AuditRecord,
+    ) -> Result<bool, StoreError> {
         let mut tx = self.write_tx().await?;
+        let log = log::lock(&mut *tx).await?;
         let done = sqlx::query(
-            "INSERT INTO event_acks (receiver_id, upto_pos, acked_at_ms, via) \
-             SELECT ?1, ?2, ?3, ?4 WHERE NOT EXISTS (SELECT 1 FROM event_acks \
-             WHERE receiver_id = ?1 AND via = ?4 AND upto_pos >= ?2)",
+            "INSERT INTO event_acks (receiver_id, upto_pos, acked_at_ms, via, filter) \
+             SELECT ?1, ?2, ?3, ?4, ?5 WHERE NOT EXISTS (SELECT 1 FROM event_acks \
+             WHERE receiver_id = ?1 AND via = ?4 AND filter IS ?5 AND upto_pos >= ?2)",
         )
         .bind(ack.receiver_id.as_str())
         .bind(to_i64(ack.upto.get())?)
         .bind(ack.acked_at_ms)
         .bind(&ack.via)
+        .bind(ack.filter.as_deref())
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
+        let recorded = done.rows_affected() > 0;
+        if recorded {
+            log.append(&mut *tx, std::slice::from_ref(audit), &[])
+                .await?;
+        }
         tx.commit().await.map_err(db_err)?;
-        Ok(done.rows_affected() > 0)
+        Ok(recorded)
     }
 
     async fn event_acks(
@@ -2036,8 +2053,13 @@ impl Store for SqliteStore {
     ) -> Result<Vec<EventAck>, StoreError> {
         let rows = match covering {
             Some(pos) => sqlx::query_as::<_, rows::EventAckRow>(
-                "SELECT receiver_id, upto_pos, acked_at_ms, via FROM event_acks \
-                 WHERE receiver_id = ? AND upto_pos >= ? ORDER BY acked_at_ms, upto_pos LIMIT ?",
+                "SELECT receiver_id, upto_pos, acked_at_ms, via, filter FROM event_acks a \
+                 WHERE receiver_id = ?1 AND upto_pos >= ?2 AND NOT EXISTS (\
+                 SELECT 1 FROM event_acks b WHERE b.receiver_id = ?1 AND b.via = a.via \
+                 AND b.filter IS a.filter AND b.upto_pos >= ?2 \
+                 AND (b.acked_at_ms < a.acked_at_ms \
+                 OR (b.acked_at_ms = a.acked_at_ms AND b.upto_pos < a.upto_pos))) \
+                 ORDER BY acked_at_ms, upto_pos LIMIT ?3",
             )
             .bind(receiver.as_str())
             .bind(to_i64(pos.get())?)
@@ -2046,7 +2068,7 @@ impl Store for SqliteStore {
             .await
             .map_err(db_err)?,
             None => sqlx::query_as::<_, rows::EventAckRow>(
-                "SELECT receiver_id, upto_pos, acked_at_ms, via FROM event_acks \
+                "SELECT receiver_id, upto_pos, acked_at_ms, via, filter FROM event_acks \
                  WHERE receiver_id = ? ORDER BY acked_at_ms DESC, upto_pos DESC LIMIT ?",
             )
             .bind(receiver.as_str())

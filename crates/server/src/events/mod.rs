@@ -19,10 +19,11 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, RwLock};
 
-use bonafide_core::ids::{AgentId, IssuerId};
+use bonafide_core::audit::{Actor, AuditEntry, EventType};
+use bonafide_core::ids::{AgentId, IssuerId, ReceiverId};
 use bonafide_core::keys::SigningKey;
 use bonafide_core::secevent::{self, Event, SetClaims, Subject};
-use bonafide_store::{Change, ChangePosition, StoreError};
+use bonafide_store::{AuditRecord, Change, ChangePosition, StoreError};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -90,7 +91,12 @@ impl Filter {
     }
 
     /// Whether an event concerning `issuer` and `agent` (or `everyone`) is followed.
-    fn follows(&self, issuer: Option<&IssuerId>, agent: Option<&AgentId>, everyone: bool) -> bool {
+    pub(crate) fn follows(
+        &self,
+        issuer: Option<&IssuerId>,
+        agent: Option<&AgentId>,
+        everyone: bool,
+    ) -> bool {
         everyone
             || issuer.is_some_and(|i| self.issuers.contains(i))
             || agent.is_some_and(|a| self.agents.contains(a))
@@ -228,6 +234,51 @@ pub async fn events_after(
     let next = feed.next.min(head).max(after);
     events.retain(|e| e.pos <= next);
     Ok((events, next))
+}
+
+/// Whom the event of id `pos` concerns (its issuer, its agent, everyone), read from
+/// the feed whatever its age; `None` when no event has that id.
+pub async fn concerns(
+    state: &AppState,
+    pos: ChangePosition,
+) -> Result<Option<(Option<IssuerId>, Option<AgentId>, bool)>, StoreError> {
+    let Some(before) = pos.get().checked_sub(1) else {
+        return Ok(None);
+    };
+    // Expired tokens' revocations too (`i64::MIN`): an old event is still asked about.
+    let feed = state
+        .store
+        .changes_since(ChangePosition::new(before), i64::MIN, 1)
+        .await?;
+    match (feed.changes.first(), feed.positions.first()) {
+        (Some(change), Some(at)) if *at == pos => Ok(resolve(state, pos, change)
+            .await?
+            .map(|u| (u.issuer, u.agent, u.everyone))),
+        _ => Ok(None),
+    }
+}
+
+/// The audit record of an acknowledgement (`event.acknowledged`): by `receiver`, over
+/// `via` (`sse` or a webhook id), of every event up to `upto` that `filter` (the
+/// stream's or webhook's, as stored) follows.
+pub fn ack_audit(
+    receiver: &ReceiverId,
+    via: &str,
+    upto: ChangePosition,
+    filter: &str,
+    now_ms: i64,
+) -> Result<AuditRecord, bonafide_core::audit::AuditError> {
+    let mut entry = AuditEntry::new(
+        EventType::EventAcknowledged,
+        now_ms,
+        Actor::Receiver {
+            id: receiver.to_string(),
+        },
+    );
+    entry.target = Some(via.to_owned());
+    entry.jti = Some(format!("evt-{upto}"));
+    entry.note = Some(format!("follows {filter}"));
+    crate::audit::record(&entry, None, None)
 }
 
 fn expired_by_s(state: &AppState) -> i64 {

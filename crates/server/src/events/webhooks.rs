@@ -135,9 +135,24 @@ async fn deliver(state: &AppState, hook: Webhook, from: ChangePosition) -> Chang
         for event in &events {
             match post(state, &hook.url, &event.set, event.pos).await {
                 Ok(()) => {
+                    let now = state.now_ms();
+                    let audit = match super::ack_audit(
+                        &hook.receiver_id,
+                        &hook.id,
+                        event.pos,
+                        &hook.filter,
+                        now,
+                    ) {
+                        Ok(a) => a,
+                        Err(e) => {
+                            let e = StoreError::Backend(format!("auditing a delivery: {e}"));
+                            log_store(&hook.id, &e);
+                            return pos;
+                        }
+                    };
                     if let Err(e) = state
                         .store
-                        .webhook_delivered(&hook.id, event.pos, state.now_ms())
+                        .webhook_delivered(&hook.id, event.pos, now, &audit)
                         .await
                     {
                         log_store(&hook.id, &e);
