@@ -855,8 +855,11 @@ pub struct AllocateStatus {
     /// token lifetime.
     pub expires_at: i64,
     /// The kid of the issuer key that will sign it (one of the issuer's live keys): its
-    /// revocation then revokes the token in its list, as verify refuses it.
+    /// revocation then revokes the token in its list, as verify refuses it. Required:
+    /// every issuer-signed token is signed by one, and a slot not naming it would stay
+    /// valid after that key's revocation.
     #[serde(default)]
+    #[schema(required = true)]
     pub kid: Option<String>,
     /// The token's `cnf.jkt`, when it is bound to one of the agent's registered keys:
     /// that key rotated out past its grace then revokes the token in its list.
@@ -885,7 +888,7 @@ pub struct StatusAllocated {
     request_body = AllocateStatus, security(("api_key" = [])),
     responses((status = 201, body = StatusAllocated), (status = 401), (status = 404),
         (status = 409, description = "the agent is revoked or suspended, or the jti is another token's"),
-        (status = 422)))]
+        (status = 422, description = "a bad `jti`, `expires_at` or `policy_id`, no `kid` or one that is not a live key of the issuer, a `jkt` that is no usable key of the agent (`INVALID_REQUEST`)")))]
 pub async fn allocate(
     State(state): State<Arc<AppState>>,
     IssuerAuth(issuer): IssuerAuth,
@@ -931,7 +934,14 @@ pub async fn allocate(
     // beside the token's own as one whose revocation is the token's.
     let legacy = bonafide_core::consent::legacy_token_id(&issuer.id, jti.as_str());
     let now_ms = state.now_ms();
-    if let Some(kid) = &body.kid {
+    // Checked before anything is read for it, and required (not optional as it once
+    // was): a slot without it never followed the signing key's revocation.
+    let Some(kid) = body.kid.as_deref() else {
+        return Err(ApiError::invalid(
+            "`kid` is required: give the kid (RFC 7638 thumbprint) of your issuer key that signs the token, so that revoking that key revokes the token in its list",
+        ));
+    };
+    {
         let snapshot = state.snapshot();
         let live = snapshot.issuer_keys.get(kid).is_some_and(|k| {
             k.issuer_id == issuer.id
@@ -951,15 +961,11 @@ pub async fn allocate(
             )
         })?;
     }
-    let keys = if body.kid.is_some() || body.jkt.is_some() {
-        vec![AncestorKey {
-            agent: agent.id.clone(),
-            issuer_kid: body.kid.clone(),
-            jkt: body.jkt.clone(),
-        }]
-    } else {
-        Vec::new()
-    };
+    let keys = vec![AncestorKey {
+        agent: agent.id.clone(),
+        issuer_kid: Some(kid.to_owned()),
+        jkt: body.jkt.clone(),
+    }];
     let entry = entry_of(
         &scoped,
         &agent.id,

@@ -378,15 +378,18 @@ async fn a_delegated_token_flips_with_its_actor_and_its_parent() {
 #[tokio::test]
 async fn issuers_allocate_slots_for_their_own_tokens_and_bad_requests_are_refused() {
     let h = start_with_config(Config::default()).await;
-    let key = h.issuer("self.example").await;
-    let other_key = h.issuer("other.example").await;
+    let me = h.issuer_full("self.example").await;
+    let them = h.issuer_full("other.example").await;
+    let (key, other_key) = (me.key.clone(), them.key.clone());
+    let kid = signing_kid(&h, &key, &me.id).await;
+    let other_kid = signing_kid(&h, &other_key, &them.id).await;
     let (agent_id, _) = agent(&h, &key, "Bot").await;
     let (other_agent, _) = agent(&h, &other_key, "Theirs").await;
     let (second_agent, _) = agent(&h, &key, "Second").await;
     let jti = bonafide_core::ids::TokenId::from_random(common::rand20()[..16].try_into().unwrap())
         .to_string();
     let exp = now_s() + 3600;
-    let ask = |agent: &str, jti: &str, exp: i64| json!({"agent_id": agent, "jti": jti, "expires_at": exp});
+    let ask = |agent: &str, jti: &str, exp: i64| json!({"agent_id": agent, "jti": jti, "expires_at": exp, "kid": kid});
     let (st, v) = h
         .call(
             "POST",
@@ -445,6 +448,13 @@ async fn issuers_allocate_slots_for_their_own_tokens_and_bad_requests_are_refuse
             StatusCode::UNPROCESSABLE_ENTITY,
             "INVALID_REQUEST",
         ),
+        // No kid: a slot that would never follow the signing key's revocation.
+        (
+            Some(&key),
+            json!({"agent_id": agent_id, "jti": jti, "expires_at": exp}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "INVALID_REQUEST",
+        ),
         (
             Some(&key),
             json!({"agent_id": agent_id, "jti": jti, "expires_at": exp, "more": 1}),
@@ -483,7 +493,7 @@ async fn issuers_allocate_slots_for_their_own_tokens_and_bad_requests_are_refuse
             "POST",
             "/v1/status-lists/allocations",
             Some(&other_key),
-            Some(ask(&other_agent, &jti, exp)),
+            Some(json!({"agent_id": other_agent, "jti": jti, "expires_at": exp, "kid": other_kid})),
         )
         .await;
     assert_eq!(st, StatusCode::CREATED, "{theirs}");
@@ -637,17 +647,19 @@ async fn a_token_revoked_under_its_legacy_consent_id_is_revoked_in_its_list() {
         .await
         .unwrap()
         .unwrap();
+    let kid = signing_kid(&h, &key, issuer.id.as_str()).await;
     let allocate = |jti: String| {
         let h = &h;
         let key = key.clone();
         let agent_id = agent_id.clone();
+        let kid = kid.clone();
         async move {
             let (st, v) = h
                 .call(
                     "POST",
                     "/v1/status-lists/allocations",
                     Some(&key),
-                    Some(json!({"agent_id": agent_id, "jti": jti, "expires_at": now_s() + 3600})),
+                    Some(json!({"agent_id": agent_id, "jti": jti, "expires_at": now_s() + 3600, "kid": kid})),
                 )
                 .await;
             assert_eq!(st, StatusCode::CREATED, "{v}");
@@ -702,6 +714,16 @@ async fn a_token_revoked_under_its_legacy_consent_id_is_revoked_in_its_list() {
 
 fn public_jwk(sk: &bonafide_core::keys::SigningKey) -> Value {
     serde_json::to_value(sk.verifying_key().jwk()).unwrap()
+}
+
+/// Registers a fresh issuer key for `issuer` (API key `api_key`) and returns its kid:
+/// what an issuer-signed token's slot names (`kid` is required at allocation).
+async fn signing_kid(h: &Harness, api_key: &str, issuer_id: &str) -> String {
+    use bonafide_core::keys::{Algorithm, SigningKey};
+    let sk = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    let (st, v) = h.add_issuer_key(api_key, issuer_id, &sk).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    sk.kid().to_owned()
 }
 
 /// A token bound to an agent key is revoked in its list once that key is rotated out
@@ -818,11 +840,13 @@ async fn an_issuer_signed_token_is_revoked_in_its_list_with_the_key_that_signed_
     assert_eq!(st, StatusCode::CREATED, "{signed}");
     let (st, by_other_key) = allocate(Some(&kids[1]), None).await;
     assert_eq!(st, StatusCode::CREATED, "{by_other_key}");
-    // Another issuer's kid, an unknown one, a jkt that is no key of the agent: 422.
+    // Another issuer's kid, an unknown one, none, a jkt that is no key of the agent:
+    // 422.
     for (kid, jkt) in [
         (Some(kids[2].as_str()), None),
         (Some("no-such-kid"), None),
-        (None, Some("no-such-jkt")),
+        (None, None),
+        (Some(kids[1].as_str()), Some("no-such-jkt")),
     ] {
         let (st, v) = allocate(kid, jkt).await;
         assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{kid:?} {jkt:?}: {v}");
@@ -851,7 +875,9 @@ async fn an_issuer_signed_token_is_revoked_in_its_list_with_the_key_that_signed_
 #[tokio::test]
 async fn a_revoked_policy_flips_every_slot_of_a_token_carrying_it() {
     let h = start_with_config(Config::default()).await;
-    let key = h.issuer("policies.example").await;
+    let iss = h.issuer_full("policies.example").await;
+    let key = iss.key.clone();
+    let kid = signing_kid(&h, &key, &iss.id).await;
     let policy = |id: &str| json!({"version": "pol.v0.2", "id": id, "actions": ["read:x"]});
     let register = |name: &'static str, policy_id: &'static str| {
         let h = &h;
@@ -886,6 +912,7 @@ async fn a_revoked_policy_flips_every_slot_of_a_token_carrying_it() {
             )
             .to_string(),
             "expires_at": now_s() + 3600,
+            "kid": kid,
         });
         if let Some(p) = policy_id {
             body["policy_id"] = json!(p);
@@ -926,7 +953,7 @@ async fn a_revoked_policy_flips_every_slot_of_a_token_carrying_it() {
                 "POST",
                 "/v1/status-lists/allocations",
                 Some(&key),
-                Some(json!({"agent_id": agent_id, "jti": unused, "expires_at": now_s() + 60, "policy_id": bad})),
+                Some(json!({"agent_id": agent_id, "jti": unused, "expires_at": now_s() + 60, "kid": kid, "policy_id": bad})),
             )
             .await;
         assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {v}");
@@ -958,13 +985,15 @@ async fn a_revoked_policy_flips_every_slot_of_a_token_carrying_it() {
 #[tokio::test]
 async fn a_jti_asked_again_with_other_dependencies_is_a_conflict() {
     let h = start_with_config(Config::default()).await;
-    let key = h.issuer("again.example").await;
+    let iss = h.issuer_full("again.example").await;
+    let key = iss.key.clone();
+    let kid = signing_kid(&h, &key, &iss.id).await;
     let (agent_id, _) = agent(&h, &key, "Bot").await;
     let jti = bonafide_core::ids::TokenId::from_random(common::rand20()[..16].try_into().unwrap())
         .to_string();
     let exp = now_s() + 3600;
     let ask = |policy_id: Option<&str>| {
-        let mut body = json!({"agent_id": agent_id, "jti": jti, "expires_at": exp});
+        let mut body = json!({"agent_id": agent_id, "jti": jti, "expires_at": exp, "kid": kid});
         if let Some(p) = policy_id {
             body["policy_id"] = json!(p);
         }
