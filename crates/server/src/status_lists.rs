@@ -888,12 +888,15 @@ pub struct StatusAllocated {
     request_body = AllocateStatus, security(("api_key" = [])),
     responses((status = 201, body = StatusAllocated), (status = 401), (status = 404),
         (status = 409, description = "the agent is revoked or suspended, or the jti is another token's"),
-        (status = 422, description = "a bad `jti`, `expires_at` or `policy_id`, no `kid` or one that is not a live key of the issuer, a `jkt` that is no usable key of the agent (`INVALID_REQUEST`)")))]
+        (status = 422, description = "a bad `jti`, `expires_at` or `policy_id`, no `kid` or one that is not a live key of the issuer, a `jkt` that is no usable key of the agent (`INVALID_REQUEST`)"),
+        (status = 429, description = "the issuer's allocation limit (`allocations`, default 1000/min) is reached (`RATE_LIMITED`, with `Retry-After` and the `RateLimit` fields)")))]
 pub async fn allocate(
     State(state): State<Arc<AppState>>,
     IssuerAuth(issuer): IssuerAuth,
     ApiJson(body): ApiJson<AllocateStatus>,
 ) -> Result<(StatusCode, ApiJson<StatusAllocated>), ApiError> {
+    // Every ask counts, answered or refused: asking is what fills the shared lists.
+    crate::ratelimit::charge_allocation(&state, issuer.id.as_str()).await?;
     let jti = TokenId::try_from(body.jti.as_str())
         .map_err(|_| ApiError::invalid("`jti` is not a token id (`tok_…`)"))?;
     let agent = crate::routes::agents::own_agent(&state, &issuer, &body.agent_id).await?;

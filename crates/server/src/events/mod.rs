@@ -16,8 +16,8 @@
 //! a SET's `iat` is when its replica signed it; its `jti` (`evt-<position>`) and its
 //! content are the same everywhere.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, RwLock};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, RwLock};
 
 use bonafide_core::audit::{Actor, AuditEntry, EventType};
 use bonafide_core::ids::{AgentId, IssuerId, ReceiverId};
@@ -119,6 +119,28 @@ pub struct Hub {
     ring: RwLock<Ring>,
     head: watch::Sender<ChangePosition>,
     closing: watch::Sender<bool>,
+    /// Event streams open on this replica, by receiver ([`Hub::open_stream`]).
+    streams: Arc<Mutex<HashMap<ReceiverId, usize>>>,
+}
+
+/// One open event stream of a receiver, counted until dropped (the client went away,
+/// or the stream ended).
+#[derive(Debug)]
+pub struct StreamSlot {
+    streams: Arc<Mutex<HashMap<ReceiverId, usize>>>,
+    receiver: ReceiverId,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = streams.get_mut(&self.receiver) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                streams.remove(&self.receiver);
+            }
+        }
+    }
 }
 
 impl Hub {
@@ -134,7 +156,22 @@ impl Hub {
             }),
             head: watch::Sender::new(start),
             closing: watch::Sender::new(false),
+            streams: Arc::default(),
         }
+    }
+
+    /// Counts a new stream of `receiver`, unless it holds `max` open already (`None`).
+    pub fn open_stream(&self, receiver: &ReceiverId, max: usize) -> Option<StreamSlot> {
+        let mut streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+        let open = streams.entry(receiver.clone()).or_insert(0);
+        if *open >= max {
+            return None;
+        }
+        *open += 1;
+        Some(StreamSlot {
+            streams: Arc::clone(&self.streams),
+            receiver: receiver.clone(),
+        })
     }
 
     /// The event key (its public half is in `/.well-known/event-jwks.json`).

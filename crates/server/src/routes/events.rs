@@ -135,14 +135,15 @@ pub struct EventPage {
     responses((status = 200, description = "Server-Sent Events (`text/event-stream`), or a JSON page", body = EventPage),
               (status = 400, description = "an unknown parameter, an id that is not one, or an event id that is not a number (`BAD_REQUEST`)"),
               (status = 401), (status = 403, description = "not a receiver key (`FORBIDDEN`)"),
-              (status = 422, description = "no `issuer` or `agent` named, or more than 100 of either (`INVALID_REQUEST`)")))]
+              (status = 422, description = "no `issuer` or `agent` named, or more than 100 of either (`INVALID_REQUEST`)"),
+              (status = 429, description = "the receiver holds `max_event_streams_per_receiver` (default 8) streams open on this replica already (`RATE_LIMITED`)")))]
 pub async fn stream_events(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     headers: HeaderMap,
     ApiQuery(pairs): ApiQuery<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
-    receiver_of(&caller)?;
+    let receiver = receiver_of(&caller)?;
     let (filter, after) = parse_query(&pairs)?;
     let last_event_id = headers
         .get("last-event-id")
@@ -174,9 +175,20 @@ pub async fn stream_events(
         })
         .into_response());
     }
+    let max = state.config.max_event_streams_per_receiver;
+    let slot = state.events.open_stream(&receiver, max).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            crate::error::ErrorCode::RateLimited,
+            format!(
+                "this receiver has {max} event streams open already (the most one receiver may hold): close one, or follow several issuers and agents in one stream"
+            ),
+        )
+    })?;
     // A new subscriber starts at what is published now.
     let pos = from.unwrap_or_else(|| state.events.head());
     let sub = Subscription {
+        _slot: slot,
         head: state.events.watch_head(),
         closing: state.events.watch_closing(),
         state,
@@ -190,6 +202,8 @@ pub async fn stream_events(
 }
 
 struct Subscription {
+    /// Counts the stream against its receiver's cap while it lives.
+    _slot: events::StreamSlot,
     state: Arc<AppState>,
     filter: Filter,
     pos: ChangePosition,

@@ -510,6 +510,68 @@ async fn an_acknowledgement_covers_only_events_its_stream_follows_and_is_audited
     );
 }
 
+/// A receiver holds at most `max_event_streams_per_receiver` streams open at once:
+/// one more is a 429 `RATE_LIMITED`, another receiver is not affected, and a stream
+/// closed frees its place.
+#[tokio::test]
+async fn a_receiver_holds_at_most_its_cap_of_open_streams() {
+    let h = common::start_with_config(Config {
+        max_event_streams_per_receiver: 2,
+        ..common::config()
+    })
+    .await;
+    let (rkey, _) = receiver(&h, "svc.example").await;
+    let (other_key, _) = receiver(&h, "other-svc.example").await;
+    let issuer = h.issuer_full("acme.example").await;
+    let query = format!("issuer={}", issuer.id);
+    let first = Stream::open(&h, &rkey, &query, None).await;
+    let _second = Stream::open(&h, &rkey, &query, None).await;
+    let open = || {
+        h.http
+            .get(format!("{}/v1/events?{query}", h.base))
+            .bearer_auth(&rkey)
+            .header("accept", "text/event-stream")
+            .send()
+    };
+    let resp = open().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "RATE_LIMITED", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("2 event streams open"),
+        "{v}"
+    );
+    // JSON pages hold nothing open: not counted.
+    let (st, _) = h
+        .call("GET", &format!("/v1/events?{query}"), Some(&rkey), None)
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    // Another receiver's streams are its own.
+    let _theirs = Stream::open(&h, &other_key, &query, None).await;
+    // One closed: its place is free once the server sees the connection gone (at
+    // the latest when it next writes to it: an event is published to make sure).
+    drop(first);
+    let reg = h
+        .register(&issuer.key, json!({"name": "Bot", "scopes": ["read:x"]}))
+        .await;
+    revoke_token(&h, &issuer.key, reg["token"].as_str().unwrap()).await;
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            let resp = open().await.unwrap();
+            if resp.status() == StatusCode::OK {
+                return;
+            }
+            assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the closed stream's place was never freed");
+}
+
 #[tokio::test]
 async fn events_endpoints_refuse_bad_input_with_clear_4xx() {
     let h = common::start().await;

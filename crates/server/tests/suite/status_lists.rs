@@ -1029,3 +1029,78 @@ async fn a_jti_asked_again_with_other_dependencies_is_a_conflict() {
     assert_eq!(st, StatusCode::CONFLICT, "{other}");
     assert_eq!(other["error"]["code"], "CONFLICT", "{other}");
 }
+
+/// Allocations count against a bucket per issuer (`allocations`), beside the key's
+/// own limit: over it 429 `RATE_LIMITED` with the fields every limit sends; another
+/// issuer's bucket is its own.
+#[tokio::test]
+async fn allocations_are_limited_per_issuer() {
+    let mut limits = bonafide_server::ratelimit::RateLimits::seeds();
+    limits.apply("allocations=2/min").unwrap();
+    let h = start_with_config(Config {
+        rate_limits: limits,
+        ..Config::default()
+    })
+    .await;
+    let me = h.issuer_full("busy.example").await;
+    let them = h.issuer_full("calm.example").await;
+    let kid = signing_kid(&h, &me.key, &me.id).await;
+    let their_kid = signing_kid(&h, &them.key, &them.id).await;
+    let (agent_id, _) = agent(&h, &me.key, "Bot").await;
+    let (their_agent, _) = agent(&h, &them.key, "Theirs").await;
+    let ask = |key: &str, agent: &str, kid: &str| {
+        let body = json!({
+            "agent_id": agent,
+            "jti": bonafide_core::ids::TokenId::from_random(
+                common::rand20()[..16].try_into().unwrap()
+            )
+            .to_string(),
+            "expires_at": now_s() + 3600,
+            "kid": kid,
+        });
+        h.http
+            .post(format!("{}/v1/status-lists/allocations", h.base))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+    };
+    for left in [1, 0] {
+        let resp = ask(&me.key, &agent_id, &kid).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        let policy = resp.headers()["ratelimit-policy"].to_str().unwrap();
+        assert!(policy.contains("\"allocations\";q=2;w=60"), "{policy}");
+        let current = resp.headers()["ratelimit"].to_str().unwrap();
+        assert!(
+            current.contains(&format!("\"allocations\";r={left};")),
+            "{current}"
+        );
+    }
+    let resp = ask(&me.key, &agent_id, &kid).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=30).contains(&retry), "{retry}");
+    assert!(
+        resp.headers()["ratelimit"]
+            .to_str()
+            .unwrap()
+            .contains("\"allocations\";r=0;")
+    );
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "RATE_LIMITED", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("status-list allocations of this issuer"),
+        "{v}"
+    );
+    // The issuer's other calls are not refused; another issuer allocates.
+    let (st, _) = h.call("GET", "/v1/issuer", Some(&me.key), None).await;
+    assert_eq!(st, StatusCode::OK);
+    let resp = ask(&them.key, &their_agent, &their_kid).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+}
