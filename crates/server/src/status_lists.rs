@@ -419,10 +419,8 @@ async fn round(state: &AppState, p: &mut Publisher) -> Result<(), PublishError> 
         })
         .collect();
     due.sort_unstable();
-    for (_, id) in due {
-        publish(state, p, id, now_s).await?;
-    }
-    Ok(())
+    let due: Vec<u32> = due.into_iter().map(|(_, id)| id).collect();
+    publish(state, p, &due, now_s).await
 }
 
 /// Rebuilds every list from the store: the feed's end first, so no change after the
@@ -689,33 +687,86 @@ fn set(
     Ok(())
 }
 
-/// Logs, checkpoints, signs and stores the next version of list `id`.
+/// A version logged, waiting for the checkpoint that includes it.
+struct Logged {
+    id: u32,
+    version: u64,
+    index: u64,
+    uri: String,
+}
+
+/// Logs the next version of each list of `ids`, then takes ONE checkpoint covering
+/// them all (several lists due at once share it, rather than a signature each), then
+/// signs and stores each version naming it.
 async fn publish(
     state: &AppState,
     p: &mut Publisher,
-    id: u32,
+    ids: &[u32],
     now_s: i64,
 ) -> Result<(), PublishError> {
+    let mut pending = Vec::with_capacity(ids.len());
+    let mut records = Vec::with_capacity(ids.len());
+    for &id in ids {
+        let Some(held) = p.lists.get(&id) else {
+            continue;
+        };
+        let uri = list_uri(&state.config.public_url, id);
+        // Never behind a version another leader stored.
+        let stored = state.store.status_list_published(id).await?;
+        let version = stored.map_or(0, |s| s.version).max(held.version) + 1;
+        let entry = status_list::published_entry(&uri, version, now_s, &held.list);
+        records.push(crate::audit::record(&entry, None, None)?);
+        pending.push((id, version, uri));
+    }
+    // Appended together: the log's group commit makes them durable in one write.
+    let indexes = futures_util::future::try_join_all(
+        records.into_iter().map(|record| state.audit.append(record)),
+    )
+    .await?;
+    let logged: Vec<Logged> = pending
+        .into_iter()
+        .zip(indexes)
+        .map(|((id, version, uri), index)| Logged {
+            id,
+            version,
+            index,
+            uri,
+        })
+        .collect();
+    let Some(last) = logged.iter().map(|l| l.index).max() else {
+        return Ok(());
+    };
+    let checkpoint = state.audit.checkpoint_covering(last + 1).await?;
+    for l in logged {
+        store_version(state, p, l, checkpoint.size, now_s).await?;
+    }
+    Ok(())
+}
+
+/// Signs and stores a logged version of a list, naming the checkpoint of
+/// `tree_size` that includes its entry.
+async fn store_version(
+    state: &AppState,
+    p: &mut Publisher,
+    logged: Logged,
+    tree_size: u64,
+    now_s: i64,
+) -> Result<(), PublishError> {
+    let Logged {
+        id,
+        version,
+        index,
+        uri,
+    } = logged;
     let Some(held) = p.lists.get(&id) else {
         return Ok(());
     };
-    let uri = list_uri(&state.config.public_url, id);
-    // Never behind a version another leader stored.
-    let stored = state.store.status_list_published(id).await?;
-    let version = stored.map_or(0, |s| s.version).max(held.version) + 1;
-    let entry = status_list::published_entry(&uri, version, now_s, &held.list);
-    let record = crate::audit::record(&entry, None, None)?;
-    let index = state.audit.append(record).await?;
-    let checkpoint = state.audit.checkpoint_covering(index + 1).await?;
     let mut extra = serde_json::Map::new();
     extra.insert(status_list::VERSION_CLAIM.into(), version.into());
     extra.insert(
         status_list::AUDIT_CLAIM.into(),
-        serde_json::to_value(LogPosition {
-            index,
-            tree_size: checkpoint.size,
-        })
-        .map_err(|e| StoreError::Backend(e.to_string()))?,
+        serde_json::to_value(LogPosition { index, tree_size })
+            .map_err(|e| StoreError::Backend(e.to_string()))?,
     );
     let validity = state.config.status_list_validity.as_secs() as i64;
     let claims = StatusListClaims {
@@ -758,7 +809,13 @@ async fn publish(
         held.version = version;
         held.issued_at_s = now_s;
     }
-    tracing::debug!(list = id, version, index, "status list published");
+    tracing::debug!(
+        list = id,
+        version,
+        index,
+        tree_size,
+        "status list published"
+    );
     Ok(())
 }
 

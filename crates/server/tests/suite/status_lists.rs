@@ -8,6 +8,7 @@
 
 use crate::common;
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use bonafide_core::keys::Jwks;
@@ -1103,4 +1104,78 @@ async fn allocations_are_limited_per_issuer() {
     assert_eq!(st, StatusCode::OK);
     let resp = ask(&them.key, &their_agent, &their_kid).await.unwrap();
     assert_eq!(resp.status(), StatusCode::CREATED);
+}
+
+/// Several lists due in one round are published under one checkpoint: an agent whose
+/// tokens sit in two lists is revoked, and both new versions name the same tree size
+/// (each its own entry in it), not a checkpoint each.
+#[tokio::test]
+async fn lists_due_together_are_published_under_one_checkpoint() {
+    let h = start_with_config(Config {
+        status_list_size: 1024,
+        ..Config::default()
+    })
+    .await;
+    let iss = h.issuer_full("many.example").await;
+    let kid = signing_kid(&h, &iss.key, &iss.id).await;
+    let (agent_id, token) = agent(&h, &iss.key, "Bot").await;
+    // A list takes new slots until half full: 512 of 1,024. Allocate until this
+    // agent's tokens sit in two lists.
+    let mut slots: BTreeMap<String, u64> = BTreeMap::new();
+    let (uri, idx) = slot(&token);
+    slots.insert(uri, idx);
+    for _ in 0..1100 {
+        if slots.len() >= 2 {
+            break;
+        }
+        let (st, v) = h
+            .call(
+                "POST",
+                "/v1/status-lists/allocations",
+                Some(&iss.key),
+                Some(json!({
+                    "agent_id": agent_id,
+                    "jti": bonafide_core::ids::TokenId::from_random(
+                        common::rand20()[..16].try_into().unwrap()
+                    )
+                    .to_string(),
+                    "expires_at": now_s() + 3600,
+                    "kid": kid,
+                })),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{v}");
+        let uri = v["status"]["status_list"]["uri"].as_str().unwrap();
+        slots
+            .entry(uri.to_owned())
+            .or_insert(v["status"]["status_list"]["idx"].as_u64().unwrap());
+    }
+    assert_eq!(
+        slots.len(),
+        2,
+        "the allocations never reached a second list"
+    );
+    for (uri, idx) in &slots {
+        until_status(&h, uri, *idx, Status::Valid).await;
+    }
+    let (st, v) = h
+        .call(
+            "POST",
+            &format!("/v1/agents/{agent_id}/revoke"),
+            Some(&iss.key),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let mut positions = Vec::new();
+    for (uri, idx) in &slots {
+        let claims = until_status(&h, uri, *idx, Status::Invalid).await;
+        positions.push(status_list::log_claims(&claims).unwrap().1);
+    }
+    assert_ne!(positions[0].index, positions[1].index);
+    assert_eq!(
+        positions[0].tree_size, positions[1].tree_size,
+        "two checkpoints for one round: {positions:?}"
+    );
+    assert!(positions.iter().all(|p| p.index < p.tree_size));
 }
