@@ -326,6 +326,8 @@ struct Publisher {
     /// ends, or it expires), with its agent: no change marks that moment, so the
     /// agent's entries are looked at again then.
     deadlines: BTreeSet<(i64, AgentId)>,
+    /// Lists retired ([`Store::retire_status_list`]): never held nor published again.
+    retired: BTreeSet<u32>,
 }
 
 /// Publishes the status lists while this process is the checkpoint signer; runs
@@ -419,8 +421,22 @@ async fn round(state: &AppState, p: &mut Publisher) -> Result<(), PublishError> 
         })
         .collect();
     due.sort_unstable();
-    let due: Vec<u32> = due.into_iter().map(|(_, id)| id).collect();
-    publish(state, p, &due, now_s).await
+    let mut publishing = Vec::with_capacity(due.len());
+    for (ageing, id) in due {
+        // A list only ageing may be one no token can name any more: retired rather
+        // than signed again.
+        if ageing && state.store.retire_status_list(id).await? {
+            p.lists.remove(&id);
+            p.retired.insert(id);
+            tracing::info!(
+                list = id,
+                "status list retired: every token it held expired"
+            );
+            continue;
+        }
+        publishing.push(id);
+    }
+    publish(state, p, &publishing, now_s).await
 }
 
 /// Rebuilds every list from the store: the feed's end first, so no change after the
@@ -439,7 +455,12 @@ async fn load(state: &AppState, p: &mut Publisher, live_after_s: i64) -> Result<
     let now_ms = state.now_ms();
     let mut deadlines = BTreeSet::new();
     let mut lists = BTreeMap::new();
+    let mut retired = BTreeSet::new();
     for record in state.store.status_lists().await? {
+        if closed(&record) && state.store.retire_status_list(record.id).await? {
+            retired.insert(record.id);
+            continue;
+        }
         let mut list =
             StatusList::new(Bits::new(u64::from(record.shape.bits))?, record.shape.size)?;
         let mut after = None;
@@ -476,11 +497,18 @@ async fn load(state: &AppState, p: &mut Publisher, live_after_s: i64) -> Result<
         );
     }
     p.lists = lists;
+    p.retired = retired;
     p.deadlines = deadlines;
     p.feed = feed;
     p.settled_seq = settled_seq(state, 0).await?;
     p.loaded = true;
     Ok(())
+}
+
+/// The list takes no new slots: at least half its indexes were handed out (the
+/// store's rule, [`Store::status_allocate`]), so it may retire once empty.
+fn closed(record: &bonafide_store::StatusListRecord) -> bool {
+    record.allocated.saturating_mul(2) >= record.shape.size
 }
 
 /// The statuses of a stored Status List Token (this registry's own, so trusted).
@@ -565,7 +593,7 @@ async fn read_feed(
 /// Lists made since the last round (by allocations, here or on another replica).
 async fn new_lists(state: &AppState, p: &mut Publisher) -> Result<(), PublishError> {
     for record in state.store.status_lists().await? {
-        if p.lists.contains_key(&record.id) {
+        if p.lists.contains_key(&record.id) || p.retired.contains(&record.id) {
             continue;
         }
         let list = StatusList::new(Bits::new(u64::from(record.shape.bits))?, record.shape.size)?;
@@ -829,7 +857,7 @@ async fn store_version(
     responses(
         (status = 200, description = "Status List Token", content_type = "application/statuslist+jwt", body = String),
         (status = 304, description = "not modified since the ETag given"),
-        (status = 404, description = "no such list", body = bonafide_api::error::ErrorBody),
+        (status = 404, description = "no such list, or a retired one (every token it held expired; `NOT_FOUND`)", body = bonafide_api::error::ErrorBody),
         (status = 503, description = "the list is not published yet (a new list is, within a second)", body = bonafide_api::error::ErrorBody)))]
 pub async fn get_list(
     State(state): State<Arc<AppState>>,
@@ -847,15 +875,32 @@ pub async fn get_list(
     }
     let id: u32 = id.parse().map_err(|_| unknown())?;
     let Some(published) = state.store.status_list_published(id).await? else {
-        let exists = state.store.status_lists().await?.iter().any(|l| l.id == id);
-        if exists {
+        let lists = state.store.status_lists().await?;
+        let Some(record) = lists.iter().find(|l| l.id == id) else {
+            return Err(unknown());
+        };
+        // Retired (closed, every entry purged): the publisher deleted its token.
+        let retired = closed(record)
+            && state
+                .store
+                .status_entries(id, None, i64::MIN, 1)
+                .await?
+                .is_empty();
+        if retired {
             return Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                ErrorCode::StatusListUnavailable,
-                "this status list is not published yet; retry in a second",
+                StatusCode::NOT_FOUND,
+                ErrorCode::NotFound,
+                format!(
+                    "status list {id} is retired: every token it held expired, so no token that can still verify names it"
+                ),
             ));
         }
-        return Err(unknown());
+        // A new list, published within a round.
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::StatusListUnavailable,
+            "this status list is not published yet; retry in a second",
+        ));
     };
     let etag = format!("\"{id}.{}\"", published.version);
     let max_age = state.config.status_list_ttl.as_secs().max(1);

@@ -1162,6 +1162,9 @@ impl Store for CountingStore {
     async fn purge_status_entries(&self, by_s: i64) -> StoreResult<u64> {
         self.inner.purge_status_entries(by_s).await
     }
+    async fn retire_status_list(&self, list_id: u32) -> StoreResult<bool> {
+        self.inner.retire_status_list(list_id).await
+    }
     async fn status_list_published(
         &self,
         list: u32,

@@ -1739,6 +1739,12 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Deletes entries of tokens that expired at or before `expired_by_s` (their
     /// indexes are not handed out again); how many. In chunks.
     async fn purge_status_entries(&self, expired_by_s: i64) -> Result<u64, StoreError>;
+    /// Retires list `list_id` if it takes no new slots (at least half its indexes
+    /// handed out, so [`Store::status_allocate`] never picks it again) and holds no
+    /// entry (every one purged, so no token that can still verify names it): its
+    /// published token is deleted, and nothing publishes it again. True if the list is
+    /// retired (now or before); false if it is not retirable, or unknown.
+    async fn retire_status_list(&self, list_id: u32) -> Result<bool, StoreError>;
     /// The latest published version of a list.
     async fn status_list_published(
         &self,

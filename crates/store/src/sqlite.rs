@@ -2293,6 +2293,29 @@ impl Store for SqliteStore {
         }
     }
 
+    async fn retire_status_list(&self, list_id: u32) -> Result<bool, StoreError> {
+        let id = i64::from(list_id);
+        let mut tx = self.write_tx().await?;
+        // Read and deleted in one write transaction: an allocation cannot slip in.
+        let retirable: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM status_lists WHERE id = ?1 AND allocated * 2 >= size \
+             AND NOT EXISTS (SELECT 1 FROM status_entries WHERE list_id = ?1))",
+        )
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if retirable {
+            sqlx::query("DELETE FROM status_list_tokens WHERE list_id = ?")
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(retirable)
+    }
+
     async fn status_list_published(
         &self,
         list_id: u32,

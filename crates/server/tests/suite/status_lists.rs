@@ -1179,3 +1179,105 @@ async fn lists_due_together_are_published_under_one_checkpoint() {
     );
     assert!(positions.iter().all(|p| p.index < p.tree_size));
 }
+
+/// A list that takes no new slots and whose every entry is purged (past `exp` and the
+/// validity margin) is retired: no longer signed, and its URI answers 404 saying so;
+/// the open list goes on.
+#[tokio::test]
+async fn a_closed_list_whose_tokens_all_expired_is_retired() {
+    let clock = std::sync::Arc::new(bonafide_server::time::ManualClock::now());
+    let h = start_with_config(Config {
+        status_list_size: 1024,
+        clock: clock.clone(),
+        ..Config::default()
+    })
+    .await;
+    let iss = h.issuer_full("retiring.example").await;
+    let kid = signing_kid(&h, &iss.key, &iss.id).await;
+    let (agent_id, token) = agent(&h, &iss.key, "Bot").await;
+    let allocate = || {
+        let body = json!({
+            "agent_id": agent_id,
+            "jti": bonafide_core::ids::TokenId::from_random(
+                common::rand20()[..16].try_into().unwrap()
+            )
+            .to_string(),
+            "expires_at": h.state.now_ms() / 1000 + 600,
+            "kid": kid,
+        });
+        let h = &h;
+        let key = iss.key.clone();
+        async move {
+            let (st, v) = h
+                .call(
+                    "POST",
+                    "/v1/status-lists/allocations",
+                    Some(&key),
+                    Some(body),
+                )
+                .await;
+            assert_eq!(st, StatusCode::CREATED, "{v}");
+            (
+                v["status"]["status_list"]["uri"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+                v["status"]["status_list"]["idx"].as_u64().unwrap(),
+            )
+        }
+    };
+    // Fill the first list to half (it then takes no new slots) and open a second.
+    let (first, first_idx) = slot(&token);
+    let mut second = None;
+    for _ in 0..1100 {
+        let (uri, idx) = allocate().await;
+        if uri != first {
+            second = Some((uri, idx));
+            break;
+        }
+    }
+    let (second, second_idx) = second.expect("the allocations never reached a second list");
+    until_status(&h, &first, first_idx, Status::Valid).await;
+    until_status(&h, &second, second_idx, Status::Valid).await;
+
+    // Every token expires (the registered one after a day), then the margin passes
+    // and the hourly purge runs (called here rather than waited for).
+    clock.advance(Duration::from_secs(26 * 3600));
+    let by = h.state.now_ms() / 1000 - h.state.config.leeway_secs - 3600;
+    assert!(h.state.store.purge_status_entries(by).await.unwrap() >= 512);
+    let get = |uri: String| {
+        let h = &h;
+        async move {
+            let resp = h.http.get(uri).send().await.unwrap();
+            let status = resp.status();
+            (status, resp.text().await.unwrap())
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (st, body) = get(first.clone()).await;
+        if st == StatusCode::NOT_FOUND {
+            let v: Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(v["error"]["code"], "NOT_FOUND", "{v}");
+            assert!(
+                v["error"]["message"].as_str().unwrap().contains("retired"),
+                "{v}"
+            );
+            break;
+        }
+        assert_eq!(st, StatusCode::OK, "{body}");
+        assert!(
+            Instant::now() < deadline,
+            "the first list was never retired"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The open list is still served, and new slots land there, never in the retired.
+    let (st, _) = get(second.clone()).await;
+    assert_eq!(st, StatusCode::OK);
+    let (uri, _) = allocate().await;
+    assert_eq!(uri, second);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (st, _) = get(first.clone()).await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "published again after retiring");
+}
