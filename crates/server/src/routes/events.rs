@@ -540,7 +540,7 @@ fn view(w: &Webhook) -> WebhookView {
     responses((status = 201, body = WebhookView),
               (status = 403, description = "not a receiver key (`FORBIDDEN`)"),
               (status = 409, description = "the receiver has 10 webhooks already (`CONFLICT`)"),
-              (status = 422, description = "no issuer or agent named, or a URL that is not https, not public, or not a URL (`INVALID_REQUEST`)")))]
+              (status = 422, description = "no issuer or agent named, or a URL that is not https, not on port 443, not public, or not a URL (`INVALID_REQUEST`)")))]
 pub async fn create_webhook(
     State(state): State<Arc<AppState>>,
     caller: Caller,

@@ -813,6 +813,29 @@ async fn webhook_urls_to_private_addresses_or_not_https_are_refused() {
             "{v}"
         );
     }
+    // Only https's port: no other service of a public host takes the POSTs.
+    for url in [
+        "https://example.com:8443/hook",
+        "https://example.com:25/hook",
+        "https://203.0.113.9:22/hook",
+    ] {
+        let (st, v) = h
+            .call(
+                "POST",
+                "/v1/webhooks",
+                Some(&rkey),
+                Some(json!({"url": url, "issuers": [issuer.id]})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{url}: {v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("port 443 (https) only"),
+            "{url}: {v}"
+        );
+    }
     for (key, body, status, code) in [
         (
             Some(rkey.as_str()),
@@ -942,6 +965,31 @@ fn loopback_config() -> Config {
         webhook_max_failures: 3,
         ..common::config()
     }
+}
+
+/// The test-only loopback switch lets a test use its own loopback port, never another
+/// port of another host.
+#[tokio::test]
+async fn the_loopback_switch_opens_no_other_port_of_a_public_host() {
+    let h = common::start_with_config(loopback_config()).await;
+    let (rkey, _) = receiver(&h, "svc.example").await;
+    let issuer = h.issuer_full("acme.example").await;
+    let (st, v) = h
+        .call(
+            "POST",
+            "/v1/webhooks",
+            Some(&rkey),
+            Some(json!({"url": "https://example.com:8443/hook", "issuers": [issuer.id]})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("port 443 (https) only"),
+        "{v}"
+    );
 }
 
 #[tokio::test]
