@@ -275,6 +275,10 @@ struct ServeArgs {
     /// receivers sooner, for more fetches.
     #[arg(long, env = "BONAFIDE_STATUS_LIST_TTL", value_parser = duration::status_list_ttl)]
     status_list_ttl: Option<std::time::Duration>,
+    /// Most push-event streams (`GET /v1/events`, SSE) one receiver may hold open at
+    /// once on this replica; more are refused 429. 1 to 10000. Default 8.
+    #[arg(long, env = "BONAFIDE_MAX_EVENT_STREAMS", value_parser = clap::value_parser!(u16).range(1..=10_000))]
+    max_event_streams: Option<u16>,
     /// Let anyone create an organisation (`POST /v1/orgs` without a key), becoming its
     /// owner. Off by default: the admin invites each organisation's first owner.
     #[arg(long, env = "BONAFIDE_OPEN_SIGNUP")]
@@ -294,12 +298,13 @@ struct ServeArgs {
     #[arg(long, env = "BONAFIDE_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
     /// Rate limits: `on` (API keys 5000/min each, people 1000/min, calls without a key
-    /// 100/min per client address, anonymous verifies 1000/min per token issuer) or
-    /// `off` (nothing limited or counted: only for comparison).
+    /// 100/min per client address, anonymous verifies 1000/min per token issuer,
+    /// status-list allocations 1000/min per issuer) or `off` (nothing limited or
+    /// counted: only for comparison).
     #[arg(long, env = "BONAFIDE_RATE_LIMITS", default_value = "on", value_parser = ["on", "off"])]
     rate_limits: String,
     /// A limit other than its default, POLICY=N/WINDOW: POLICY is admin, issuer,
-    /// receiver, api-key (all three), person, ip or iss; WINDOW s, min, h, d or
+    /// receiver, api-key (all three), person, ip, iss or allocations; WINDOW s, min, h, d or
     /// <n>s (e.g. ip=300/min). Repeatable (or comma-separated in the variable).
     #[arg(long = "rate-limit", env = "BONAFIDE_RATE_LIMIT", value_delimiter = ',', value_parser = rate_limit_assignment)]
     rate_limit: Vec<String>,
@@ -1139,6 +1144,9 @@ async fn serve(args: ServeArgs) -> Result<()> {
         max_token_ttl_s: args.max_token_ttl.unwrap_or(defaults.max_token_ttl_s),
         receipt_retention: args.receipt_retention,
         status_list_ttl: args.status_list_ttl.unwrap_or(defaults.status_list_ttl),
+        max_event_streams_per_receiver: args
+            .max_event_streams
+            .map_or(defaults.max_event_streams_per_receiver, usize::from),
         // A maximum under a day shortens the default lifetime with it.
         default_token_ttl_s: args
             .max_token_ttl

@@ -21,7 +21,7 @@
 //! applied. Revoked token ids are kept for the life of the set (SETs do not carry
 //! the token's `exp`): memory grows with the revocations followed.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -39,7 +39,38 @@ pub struct RevokedSet {
     /// Events applied so far; [`RevokedSet::watch`] wakes on each.
     applied: tokio::sync::watch::Sender<u64>,
     refused_sets: AtomicU64,
+    repeated_sets: AtomicU64,
+    /// The `jti`s of the latest SETs applied, to drop one sent again.
+    seen: Mutex<Seen>,
     last_error: Mutex<Option<String>>,
+}
+
+/// The latest [`SEEN`] SET ids, oldest first.
+#[derive(Debug, Default)]
+struct Seen {
+    ids: HashSet<String>,
+    order: VecDeque<String>,
+}
+
+/// How many SET ids are remembered to drop repeats (event ids only grow, so a repeat
+/// older than that is one the stream would never send again on its own).
+const SEEN: usize = 65_536;
+
+impl Seen {
+    /// Remembers `jti`; false if it was seen already.
+    fn first_time(&mut self, jti: &str) -> bool {
+        if self.ids.contains(jti) {
+            return false;
+        }
+        self.ids.insert(jti.to_owned());
+        self.order.push_back(jti.to_owned());
+        if self.order.len() > SEEN
+            && let Some(old) = self.order.pop_front()
+        {
+            self.ids.remove(&old);
+        }
+        true
+    }
 }
 
 impl Default for RevokedSet {
@@ -49,6 +80,8 @@ impl Default for RevokedSet {
             last_event_id: Mutex::default(),
             applied: tokio::sync::watch::Sender::new(0),
             refused_sets: AtomicU64::new(0),
+            repeated_sets: AtomicU64::new(0),
+            seen: Mutex::default(),
             last_error: Mutex::default(),
         }
     }
@@ -158,9 +191,16 @@ impl RevokedSet {
         self.applied.subscribe()
     }
 
-    /// SETs received that did not verify (ignored).
+    /// SETs received that did not verify, or that another issuer than the registry
+    /// followed made (ignored).
     pub fn refused_sets(&self) -> u64 {
         self.refused_sets.load(Ordering::Relaxed)
+    }
+
+    /// SETs received again (a `jti` already applied): dropped, never applied twice (an
+    /// old `agent.reactivated` replayed after a suspension must not lift it).
+    pub fn repeated_sets(&self) -> u64 {
+        self.repeated_sets.load(Ordering::Relaxed)
     }
 
     /// The last connection or verification failure, for diagnostics.
@@ -180,6 +220,8 @@ impl RevokedSet {
 #[derive(Debug, Clone)]
 pub struct Subscription {
     base: String,
+    /// The `iss` every SET must carry: the registry's public URL.
+    issuer_url: Option<String>,
     api_key: String,
     issuers: Vec<String>,
     agents: Vec<String>,
@@ -193,6 +235,7 @@ impl Subscription {
     pub fn new(registry_url: impl Into<String>, api_key: impl Into<String>) -> Self {
         Subscription {
             base: registry_url.into().trim_end_matches('/').to_owned(),
+            issuer_url: None,
             api_key: api_key.into(),
             issuers: Vec::new(),
             agents: Vec::new(),
@@ -211,6 +254,14 @@ impl Subscription {
     /// Also follow this agent and its tokens.
     pub fn agent(mut self, id: impl Into<String>) -> Self {
         self.agents.push(id.into());
+        self
+    }
+
+    /// The registry's public URL, the `iss` of its SETs, when it is not the URL the
+    /// stream is read from (a registry reached through an internal address). Default:
+    /// that URL. A SET of any other `iss` is refused.
+    pub fn registry_issuer(mut self, url: impl Into<String>) -> Self {
+        self.issuer_url = Some(url.into().trim_end_matches('/').to_owned());
         self
     }
 
@@ -287,6 +338,9 @@ async fn follow(
         AbortOnDrop(tokio::spawn(acknowledge(
             sub.base.clone(),
             sub.api_key.clone(),
+            // The stream's filter: the registry counts the acknowledgement only for
+            // the events this stream follows.
+            serde_json::json!({ "issuers": sub.issuers, "agents": sub.agents }),
             http.clone(),
             Arc::clone(&set),
             ack_rx,
@@ -315,6 +369,7 @@ impl Drop for AbortOnDrop {
 async fn acknowledge(
     base: String,
     api_key: String,
+    follows: serde_json::Value,
     http: reqwest::Client,
     set: Arc<RevokedSet>,
     mut latest: tokio::sync::watch::Receiver<Option<String>>,
@@ -326,7 +381,11 @@ async fn acknowledge(
         let sent = http
             .post(format!("{base}/v1/events/ack"))
             .bearer_auth(&api_key)
-            .json(&serde_json::json!({ "last_event_id": id }))
+            .json(&serde_json::json!({
+                "last_event_id": id,
+                "issuers": follows["issuers"],
+                "agents": follows["agents"],
+            }))
             .send()
             .await;
         match sent {
@@ -411,14 +470,35 @@ async fn follow_once(
                 }
                 other => other,
             };
-            match claims.map(|c| c.event()) {
-                Ok(Some(event)) => set.apply(&event),
-                Ok(None) => {}
+            let claims = match claims {
+                Ok(c) => c,
                 Err(e) => {
                     set.refused_sets.fetch_add(1, Ordering::Relaxed);
                     set.set_error(e.to_string());
                     continue;
                 }
+            };
+            // Signed by the event key, but only the registry's own events are acted on.
+            let registry = sub.issuer_url.as_deref().unwrap_or(&sub.base);
+            if claims.iss.trim_end_matches('/') != registry {
+                set.refused_sets.fetch_add(1, Ordering::Relaxed);
+                set.set_error(format!(
+                    "a SET of issuer `{}`, not the registry `{registry}`: ignored",
+                    claims.iss
+                ));
+                continue;
+            }
+            if !set
+                .seen
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .first_time(&claims.jti)
+            {
+                set.repeated_sets.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            if let Some(event) = claims.event() {
+                set.apply(&event);
             }
             if let Some(id) = id {
                 *set.last_event_id.lock().unwrap_or_else(|p| p.into_inner()) = Some(id.clone());

@@ -107,6 +107,13 @@ pub enum EventType {
     /// limit, or `cleared`), by an admin or by `serve` starting with other defaults.
     #[serde(rename = "rate_limit.set")]
     RateLimitSet,
+    /// A receiver acknowledged push events (one entry per acknowledgement, not per
+    /// event): `actor` the receiver, `target` how (`sse` or the webhook's id), `jti`
+    /// the last event acknowledged (`evt-<id>`, the SET's `jti`), `note` what the
+    /// acknowledging stream or webhook follows. With the event's own entry, it proves
+    /// "revoked at T, receiver R acknowledged at T+Δ".
+    #[serde(rename = "event.acknowledged")]
+    EventAcknowledged,
     // ---- organisations, people and sessions (issue 18); `org` and `person` say
     // whom, `note` what changed (a role, a reason), never a secret.
     /// An organisation was created (registry admin, or open sign-up).
@@ -169,6 +176,7 @@ impl EventType {
             EventType::StatusListPublished => "status_list.published",
             EventType::PolicyRevoked => "policy.revoked",
             EventType::RateLimitSet => "rate_limit.set",
+            EventType::EventAcknowledged => "event.acknowledged",
             EventType::OrgCreated => "org.created",
             EventType::OrgUpdated => "org.updated",
             EventType::PersonInvited => "person.invited",

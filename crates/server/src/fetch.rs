@@ -239,7 +239,7 @@ fn host_of(url: &Url) -> Option<Host<'_>> {
 }
 
 /// True for the hosts the test-only switch lets through with plain `http`.
-fn loopback_host(url: &Url) -> bool {
+pub(crate) fn loopback_host(url: &Url) -> bool {
     match host_of(url) {
         Some(Host::Name(d)) => d.eq_ignore_ascii_case("localhost"),
         Some(Host::Ip(ip)) => ip.is_loopback(),

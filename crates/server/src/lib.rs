@@ -147,6 +147,10 @@ pub struct Config {
     /// Push events: failures in a row after which a webhook is paused (its receiver
     /// sees why and resumes it). Default 10.
     pub webhook_max_failures: u32,
+    /// Push events: most Server-Sent Event streams one receiver may hold open at once
+    /// on one replica (over it: 429 `RATE_LIMITED`). Each stream holds a connection
+    /// and a reader; a receiver needs one per filter. Default 8, from 1 to 10,000.
+    pub max_event_streams_per_receiver: usize,
     /// The key-encryption key every stored private key is sealed under
     /// ([`sealing`]). Default `None`: a random KEK made once per process
     /// ([`sealing::ephemeral_kek`]), so keys it seals open only in this process; the
@@ -211,6 +215,7 @@ impl Default for Config {
             clock: std::sync::Arc::new(time::SystemClock),
             webhook_retry_base: Duration::from_secs(1),
             webhook_max_failures: 10,
+            max_event_streams_per_receiver: 8,
             kek: None,
             rate_limits: ratelimit::RateLimits::off(),
             trusted_proxies: Vec::new(),
@@ -261,6 +266,12 @@ impl Config {
                     lifetime.as_secs()
                 )));
             }
+        }
+        let streams = self.max_event_streams_per_receiver;
+        if !(1..=10_000).contains(&streams) {
+            return Err(ServerError::Config(format!(
+                "max_event_streams_per_receiver must be from 1 to 10000, not {streams}"
+            )));
         }
         let ttl = self.status_list_ttl.as_secs();
         if ttl == 0 || ttl > validity / 2 {

@@ -136,6 +136,9 @@ pub enum Policy {
     Ip,
     /// An anonymous verify, by the token's issuer.
     Iss,
+    /// A status-list slot allocated for an issuer-signed token, by issuer: slots are
+    /// shared by every issuer, so no issuer may take them as fast as its key allows.
+    Allocations,
     /// The AgentOAuth playground's demo-token issuance, by client address (applied
     /// with `--playground` whether or not the other limits are on).
     Playground,
@@ -143,17 +146,19 @@ pub enum Policy {
 
 impl Policy {
     /// Every policy, in the order `describe` lists them.
-    pub const ALL: [Policy; 7] = [
+    pub const ALL: [Policy; 8] = [
         Policy::Admin,
         Policy::Issuer,
         Policy::Receiver,
         Policy::Person,
         Policy::Ip,
         Policy::Iss,
+        Policy::Allocations,
         Policy::Playground,
     ];
 
-    /// Its name: `admin`, `issuer`, `receiver`, `person`, `ip`, `iss`, `playground`.
+    /// Its name: `admin`, `issuer`, `receiver`, `person`, `ip`, `iss`, `allocations`,
+    /// `playground`.
     pub fn name(self) -> &'static str {
         match self {
             Policy::Admin => "admin",
@@ -162,6 +167,7 @@ impl Policy {
             Policy::Person => "person",
             Policy::Ip => "ip",
             Policy::Iss => "iss",
+            Policy::Allocations => "allocations",
             Policy::Playground => "playground",
         }
     }
@@ -180,7 +186,7 @@ impl Policy {
 pub struct RateLimits {
     /// Off: nothing is limited or counted (for comparison; `serve --rate-limits off`).
     pub enabled: bool,
-    limits: [Limit; 7],
+    limits: [Limit; 8],
 }
 
 impl Default for RateLimits {
@@ -193,9 +199,10 @@ impl Default for RateLimits {
 
 impl RateLimits {
     /// The defaults, on: API keys 5,000 a minute, people 1,000 a minute, calls without
-    /// a key 100 a minute per address (the limits AIM publishes), and anonymous
-    /// verifies 1,000 a minute per token issuer, and demo tokens from the AgentOAuth
-    /// playground 100 an hour per address (AgentOAuth's).
+    /// a key 100 a minute per address (the limits AIM publishes), anonymous
+    /// verifies 1,000 a minute per token issuer, status-list allocations 1,000 a
+    /// minute per issuer, and demo tokens from the AgentOAuth playground 100 an hour
+    /// per address (AgentOAuth's).
     pub fn seeds() -> Self {
         let per_min = |quota| Limit {
             quota,
@@ -209,6 +216,7 @@ impl RateLimits {
                 per_min(5000),
                 per_min(1000),
                 per_min(100),
+                per_min(1000),
                 per_min(1000),
                 Limit {
                     quota: 100,
@@ -254,7 +262,7 @@ impl RateLimits {
             .find(|p| p.name() == name)
             .ok_or_else(|| {
                 format!(
-                    "`{name}` is not a rate-limit policy: use admin, issuer, receiver, api-key, person, ip, iss or playground"
+                    "`{name}` is not a rate-limit policy: use admin, issuer, receiver, api-key, person, ip, iss, allocations or playground"
                 )
             })?;
         self.set(policy, limit);
@@ -389,6 +397,8 @@ pub enum Subject {
     Ip(IpAddr),
     /// A token issuer (the registry's issuer id of the token's agent).
     Iss(String),
+    /// An issuer allocating status-list slots, by issuer id.
+    Allocations(String),
     /// A client address asking the playground for a demo token (IPv6 by its /64).
     Playground(IpAddr),
 }
@@ -400,6 +410,7 @@ impl Subject {
             Subject::Person(_) => Policy::Person,
             Subject::Ip(_) => Policy::Ip,
             Subject::Iss(_) => Policy::Iss,
+            Subject::Allocations(_) => Policy::Allocations,
             Subject::Playground(_) => Policy::Playground,
         }
     }
@@ -417,7 +428,7 @@ impl Subject {
                 }
                 v4 => v4.to_string(),
             },
-            Subject::Iss(id) => id.clone(),
+            Subject::Iss(id) | Subject::Allocations(id) => id.clone(),
         };
         let digest = bonafide_core::sha256(what.as_bytes());
         format!(
@@ -952,13 +963,24 @@ pub async fn charge_token_issuer(
 /// against their issuer (a forged token claiming an issuer cannot use up its bucket;
 /// it counts against its sender's address).
 pub async fn charge_issuer(state: &AppState, issuer_id: &str) -> Result<(), ApiError> {
+    charge(state, Subject::Iss(issuer_id.to_owned())).await
+}
+
+/// The allocation limit of an issuer (`POST /v1/status-lists/allocations`): spends
+/// one of its bucket's, `Err` 429 when it is empty, with the same fields as every
+/// limit. Slots of the shared lists are what an issuer could otherwise use up.
+pub async fn charge_allocation(state: &AppState, issuer_id: &str) -> Result<(), ApiError> {
+    charge(state, Subject::Allocations(issuer_id.to_owned())).await
+}
+
+/// Spends one request of `subject`'s bucket inside a handler; its outcome goes into
+/// the answer's headers ([`layer`]).
+async fn charge(state: &AppState, subject: Subject) -> Result<(), ApiError> {
     let limiter = &state.limiter;
     if !limiter.limits.enabled {
         return Ok(());
     }
-    let outcome = limiter
-        .check(Subject::Iss(issuer_id.to_owned()), state.now_ms())
-        .await;
+    let outcome = limiter.check(subject, state.now_ms()).await;
     let _ = SLOT.try_with(|slot| {
         slot.lock().unwrap_or_else(|p| p.into_inner()).push(outcome);
     });
@@ -1006,6 +1028,7 @@ fn refusal(o: &Outcome) -> ApiError {
     let what = match o.policy {
         Policy::Ip => "calls without a key from this address",
         Policy::Iss => "anonymous verifies of this issuer's tokens",
+        Policy::Allocations => "status-list allocations of this issuer",
         Policy::Person => "this session",
         Policy::Playground => "demo tokens from this address",
         _ => "this API key",
@@ -1204,7 +1227,7 @@ mod tests {
         );
         assert_eq!(
             RateLimits::seeds().describe(),
-            "admin=5000/60s,issuer=5000/60s,receiver=5000/60s,person=1000/60s,ip=100/60s,iss=1000/60s,playground=100/3600s"
+            "admin=5000/60s,issuer=5000/60s,receiver=5000/60s,person=1000/60s,ip=100/60s,iss=1000/60s,allocations=1000/60s,playground=100/3600s"
         );
         assert_eq!(RateLimits::off().describe(), "off");
     }

@@ -332,6 +332,8 @@ struct Publisher {
     /// ends, or it expires), with its agent: no change marks that moment, so the
     /// agent's entries are looked at again then.
     deadlines: BTreeSet<(i64, AgentId)>,
+    /// Lists retired ([`Store::retire_status_list`]): never held nor published again.
+    retired: BTreeSet<u32>,
 }
 
 /// Publishes the status lists while this process is the checkpoint signer; runs
@@ -425,10 +427,22 @@ async fn round(state: &AppState, p: &mut Publisher) -> Result<(), PublishError> 
         })
         .collect();
     due.sort_unstable();
-    for (_, id) in due {
-        publish(state, p, id, now_s).await?;
+    let mut publishing = Vec::with_capacity(due.len());
+    for (ageing, id) in due {
+        // A list only ageing may be one no token can name any more: retired rather
+        // than signed again.
+        if ageing && state.store.retire_status_list(id).await? {
+            p.lists.remove(&id);
+            p.retired.insert(id);
+            tracing::info!(
+                list = id,
+                "status list retired: every token it held expired"
+            );
+            continue;
+        }
+        publishing.push(id);
     }
-    Ok(())
+    publish(state, p, &publishing, now_s).await
 }
 
 /// Rebuilds every list from the store: the feed's end first, so no change after the
@@ -447,7 +461,12 @@ async fn load(state: &AppState, p: &mut Publisher, live_after_s: i64) -> Result<
     let now_ms = state.now_ms();
     let mut deadlines = BTreeSet::new();
     let mut lists = BTreeMap::new();
+    let mut retired = BTreeSet::new();
     for record in state.store.status_lists().await? {
+        if closed(&record) && state.store.retire_status_list(record.id).await? {
+            retired.insert(record.id);
+            continue;
+        }
         let mut list =
             StatusList::new(Bits::new(u64::from(record.shape.bits))?, record.shape.size)?;
         let mut after = None;
@@ -484,11 +503,18 @@ async fn load(state: &AppState, p: &mut Publisher, live_after_s: i64) -> Result<
         );
     }
     p.lists = lists;
+    p.retired = retired;
     p.deadlines = deadlines;
     p.feed = feed;
     p.settled_seq = settled_seq(state, 0).await?;
     p.loaded = true;
     Ok(())
+}
+
+/// The list takes no new slots: at least half its indexes were handed out (the
+/// store's rule, [`Store::status_allocate`]), so it may retire once empty.
+fn closed(record: &bonafide_store::StatusListRecord) -> bool {
+    record.allocated.saturating_mul(2) >= record.shape.size
 }
 
 /// The statuses of a stored Status List Token (this registry's own, so trusted).
@@ -573,7 +599,7 @@ async fn read_feed(
 /// Lists made since the last round (by allocations, here or on another replica).
 async fn new_lists(state: &AppState, p: &mut Publisher) -> Result<(), PublishError> {
     for record in state.store.status_lists().await? {
-        if p.lists.contains_key(&record.id) {
+        if p.lists.contains_key(&record.id) || p.retired.contains(&record.id) {
             continue;
         }
         let list = StatusList::new(Bits::new(u64::from(record.shape.bits))?, record.shape.size)?;
@@ -695,33 +721,86 @@ fn set(
     Ok(())
 }
 
-/// Logs, checkpoints, signs and stores the next version of list `id`.
+/// A version logged, waiting for the checkpoint that includes it.
+struct Logged {
+    id: u32,
+    version: u64,
+    index: u64,
+    uri: String,
+}
+
+/// Logs the next version of each list of `ids`, then takes ONE checkpoint covering
+/// them all (several lists due at once share it, rather than a signature each), then
+/// signs and stores each version naming it.
 async fn publish(
     state: &AppState,
     p: &mut Publisher,
-    id: u32,
+    ids: &[u32],
     now_s: i64,
 ) -> Result<(), PublishError> {
+    let mut pending = Vec::with_capacity(ids.len());
+    let mut records = Vec::with_capacity(ids.len());
+    for &id in ids {
+        let Some(held) = p.lists.get(&id) else {
+            continue;
+        };
+        let uri = list_uri(&state.config.public_url, id);
+        // Never behind a version another leader stored.
+        let stored = state.store.status_list_published(id).await?;
+        let version = stored.map_or(0, |s| s.version).max(held.version) + 1;
+        let entry = status_list::published_entry(&uri, version, now_s, &held.list);
+        records.push(crate::audit::record(&entry, None, None)?);
+        pending.push((id, version, uri));
+    }
+    // Appended together: the log's group commit makes them durable in one write.
+    let indexes = futures_util::future::try_join_all(
+        records.into_iter().map(|record| state.audit.append(record)),
+    )
+    .await?;
+    let logged: Vec<Logged> = pending
+        .into_iter()
+        .zip(indexes)
+        .map(|((id, version, uri), index)| Logged {
+            id,
+            version,
+            index,
+            uri,
+        })
+        .collect();
+    let Some(last) = logged.iter().map(|l| l.index).max() else {
+        return Ok(());
+    };
+    let checkpoint = state.audit.checkpoint_covering(last + 1).await?;
+    for l in logged {
+        store_version(state, p, l, checkpoint.size, now_s).await?;
+    }
+    Ok(())
+}
+
+/// Signs and stores a logged version of a list, naming the checkpoint of
+/// `tree_size` that includes its entry.
+async fn store_version(
+    state: &AppState,
+    p: &mut Publisher,
+    logged: Logged,
+    tree_size: u64,
+    now_s: i64,
+) -> Result<(), PublishError> {
+    let Logged {
+        id,
+        version,
+        index,
+        uri,
+    } = logged;
     let Some(held) = p.lists.get(&id) else {
         return Ok(());
     };
-    let uri = list_uri(&state.config.public_url, id);
-    // Never behind a version another leader stored.
-    let stored = state.store.status_list_published(id).await?;
-    let version = stored.map_or(0, |s| s.version).max(held.version) + 1;
-    let entry = status_list::published_entry(&uri, version, now_s, &held.list);
-    let record = crate::audit::record(&entry, None, None)?;
-    let index = state.audit.append(record).await?;
-    let checkpoint = state.audit.checkpoint_covering(index + 1).await?;
     let mut extra = serde_json::Map::new();
     extra.insert(status_list::VERSION_CLAIM.into(), version.into());
     extra.insert(
         status_list::AUDIT_CLAIM.into(),
-        serde_json::to_value(LogPosition {
-            index,
-            tree_size: checkpoint.size,
-        })
-        .map_err(|e| StoreError::Backend(e.to_string()))?,
+        serde_json::to_value(LogPosition { index, tree_size })
+            .map_err(|e| StoreError::Backend(e.to_string()))?,
     );
     let validity = state.config.status_list_validity.as_secs() as i64;
     let claims = StatusListClaims {
@@ -764,7 +843,13 @@ async fn publish(
         held.version = version;
         held.issued_at_s = now_s;
     }
-    tracing::debug!(list = id, version, index, "status list published");
+    tracing::debug!(
+        list = id,
+        version,
+        index,
+        tree_size,
+        "status list published"
+    );
     Ok(())
 }
 
@@ -778,7 +863,7 @@ async fn publish(
     responses(
         (status = 200, description = "Status List Token", content_type = "application/statuslist+jwt", body = String),
         (status = 304, description = "not modified since the ETag given"),
-        (status = 404, description = "no such list", body = bonafide_api::error::ErrorBody),
+        (status = 404, description = "no such list, or a retired one (every token it held expired; `NOT_FOUND`)", body = bonafide_api::error::ErrorBody),
         (status = 503, description = "the list is not published yet (a new list is, within a second)", body = bonafide_api::error::ErrorBody)))]
 pub async fn get_list(
     State(state): State<Arc<AppState>>,
@@ -796,15 +881,32 @@ pub async fn get_list(
     }
     let id: u32 = id.parse().map_err(|_| unknown())?;
     let Some(published) = state.store.status_list_published(id).await? else {
-        let exists = state.store.status_lists().await?.iter().any(|l| l.id == id);
-        if exists {
+        let lists = state.store.status_lists().await?;
+        let Some(record) = lists.iter().find(|l| l.id == id) else {
+            return Err(unknown());
+        };
+        // Retired (closed, every entry purged): the publisher deleted its token.
+        let retired = closed(record)
+            && state
+                .store
+                .status_entries(id, None, i64::MIN, 1)
+                .await?
+                .is_empty();
+        if retired {
             return Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                ErrorCode::StatusListUnavailable,
-                "this status list is not published yet; retry in a second",
+                StatusCode::NOT_FOUND,
+                ErrorCode::NotFound,
+                format!(
+                    "status list {id} is retired: every token it held expired, so no token that can still verify names it"
+                ),
             ));
         }
-        return Err(unknown());
+        // A new list, published within a round.
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::StatusListUnavailable,
+            "this status list is not published yet; retry in a second",
+        ));
     };
     let etag = format!("\"{id}.{}\"", published.version);
     let max_age = state.config.status_list_ttl.as_secs().max(1);
@@ -861,8 +963,11 @@ pub struct AllocateStatus {
     /// token lifetime.
     pub expires_at: i64,
     /// The kid of the issuer key that will sign it (one of the issuer's live keys): its
-    /// revocation then revokes the token in its list, as verify refuses it.
+    /// revocation then revokes the token in its list, as verify refuses it. Required:
+    /// every issuer-signed token is signed by one, and a slot not naming it would stay
+    /// valid after that key's revocation.
     #[serde(default)]
+    #[schema(required = true)]
     pub kid: Option<String>,
     /// The token's `cnf.jkt`, when it is bound to one of the agent's registered keys:
     /// that key rotated out past its grace then revokes the token in its list.
@@ -891,12 +996,15 @@ pub struct StatusAllocated {
     request_body = AllocateStatus, security(("api_key" = [])),
     responses((status = 201, body = StatusAllocated), (status = 401), (status = 404),
         (status = 409, description = "the agent is revoked or suspended, or the jti is another token's"),
-        (status = 422)))]
+        (status = 422, description = "a bad `jti`, `expires_at` or `policy_id`, no `kid` or one that is not a live key of the issuer, a `jkt` that is no usable key of the agent (`INVALID_REQUEST`)"),
+        (status = 429, description = "the issuer's allocation limit (`allocations`, default 1000/min) is reached (`RATE_LIMITED`, with `Retry-After` and the `RateLimit` fields)")))]
 pub async fn allocate(
     State(state): State<Arc<AppState>>,
     IssuerAuth(issuer): IssuerAuth,
     ApiJson(body): ApiJson<AllocateStatus>,
 ) -> Result<(StatusCode, ApiJson<StatusAllocated>), ApiError> {
+    // Every ask counts, answered or refused: asking is what fills the shared lists.
+    crate::ratelimit::charge_allocation(&state, issuer.id.as_str()).await?;
     let jti = TokenId::try_from(body.jti.as_str())
         .map_err(|_| ApiError::invalid("`jti` is not a token id (`tok_…`)"))?;
     let agent = crate::routes::agents::own_agent(&state, &issuer, &body.agent_id).await?;
@@ -937,7 +1045,14 @@ pub async fn allocate(
     // beside the token's own as one whose revocation is the token's.
     let legacy = bonafide_core::consent::legacy_token_id(&issuer.id, jti.as_str());
     let now_ms = state.now_ms();
-    if let Some(kid) = &body.kid {
+    // Checked before anything is read for it, and required (not optional as it once
+    // was): a slot without it never followed the signing key's revocation.
+    let Some(kid) = body.kid.as_deref() else {
+        return Err(ApiError::invalid(
+            "`kid` is required: give the kid (RFC 7638 thumbprint) of your issuer key that signs the token, so that revoking that key revokes the token in its list",
+        ));
+    };
+    {
         let snapshot = state.snapshot();
         let live = snapshot.issuer_keys.get(kid).is_some_and(|k| {
             k.issuer_id == issuer.id
@@ -957,16 +1072,12 @@ pub async fn allocate(
             )
         })?;
     }
-    let keys = if body.kid.is_some() || body.jkt.is_some() {
-        vec![AncestorKey {
-            agent: agent.id.clone(),
-            issuer_kid: body.kid.clone(),
-            jkt: body.jkt.clone(),
-            policy_revocation: None,
-        }]
-    } else {
-        Vec::new()
-    };
+    let keys = vec![AncestorKey {
+        agent: agent.id.clone(),
+        issuer_kid: Some(kid.to_owned()),
+        jkt: body.jkt.clone(),
+        policy_revocation: None,
+    }];
     let entry = entry_of(
         &scoped,
         &agent.id,

@@ -1135,8 +1135,9 @@ impl Store for CountingStore {
         id: &str,
         upto: bonafide_store::ChangePosition,
         at_ms: i64,
+        audit: &AuditRecord,
     ) -> StoreResult<()> {
-        self.inner.webhook_delivered(id, upto, at_ms).await
+        self.inner.webhook_delivered(id, upto, at_ms, audit).await
     }
     async fn webhook_failed(
         &self,
@@ -1145,8 +1146,12 @@ impl Store for CountingStore {
     ) -> StoreResult<()> {
         self.inner.webhook_failed(id, f).await
     }
-    async fn record_event_ack(&self, a: &bonafide_store::EventAck) -> StoreResult<bool> {
-        self.inner.record_event_ack(a).await
+    async fn record_event_ack(
+        &self,
+        a: &bonafide_store::EventAck,
+        audit: &AuditRecord,
+    ) -> StoreResult<bool> {
+        self.inner.record_event_ack(a, audit).await
     }
     async fn event_acks(
         &self,
@@ -1197,6 +1202,9 @@ impl Store for CountingStore {
     }
     async fn purge_status_entries(&self, by_s: i64) -> StoreResult<u64> {
         self.inner.purge_status_entries(by_s).await
+    }
+    async fn retire_status_list(&self, list_id: u32) -> StoreResult<bool> {
+        self.inner.retire_status_list(list_id).await
     }
     async fn status_list_published(
         &self,

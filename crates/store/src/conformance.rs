@@ -193,6 +193,7 @@ macro_rules! __conformance_cases {
             status_slots_are_allocated_once_per_token,
             status_entries_are_found_by_subject,
             status_list_versions_only_move_forward,
+            a_status_list_retires_only_closed_and_empty,
             next_signing_key_is_published_then_activated_once,
             rate_buckets_lease_refill_and_purge,
             concurrent_rate_takes_never_grant_more_than_the_bucket,
@@ -4952,16 +4953,16 @@ pub async fn push_events_store_webhooks_and_acks(store: Arc<dyn Store>) {
     );
 
     store
-        .webhook_delivered(&hook.id, feed.positions[0], T0_MS + 10)
+        .webhook_delivered(&hook.id, feed.positions[0], T0_MS + 10, &audit_note())
         .await
         .unwrap();
     store
-        .webhook_delivered(&hook.id, feed.next, T0_MS + 20)
+        .webhook_delivered(&hook.id, feed.next, T0_MS + 20, &audit_note())
         .await
         .unwrap();
     // Never back.
     store
-        .webhook_delivered(&hook.id, feed.positions[0], T0_MS + 30)
+        .webhook_delivered(&hook.id, feed.positions[0], T0_MS + 30, &audit_note())
         .await
         .unwrap();
     let got = &store.webhooks(Some(&rcv.id)).await.unwrap()[0];
@@ -4973,10 +4974,46 @@ pub async fn push_events_store_webhooks_and_acks(store: Arc<dyn Store>) {
         upto: feed.positions[0],
         acked_at_ms: T0_MS + 15,
         via: "sse".into(),
+        filter: Some(r#"{"issuers":["a"]}"#.into()),
     };
-    assert!(store.record_event_ack(&sse).await.unwrap());
+    assert!(store.record_event_ack(&sse, &audit_note()).await.unwrap());
     // Not as far as already acknowledged: not recorded again.
-    assert!(!store.record_event_ack(&sse).await.unwrap());
+    assert!(!store.record_event_ack(&sse, &audit_note()).await.unwrap());
+    // A stream following something else is another stream: recorded.
+    let other_stream = EventAck {
+        acked_at_ms: T0_MS + 16,
+        filter: Some(r#"{"agents":["b"]}"#.into()),
+        ..sse.clone()
+    };
+    assert!(
+        store
+            .record_event_ack(&other_stream, &audit_note())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .record_event_ack(&other_stream, &audit_note())
+            .await
+            .unwrap()
+    );
+    // Covering an event: the first acknowledgement of each stream reaching it, with
+    // what that stream follows (the webhook's filter for a delivery).
+    let firsts = store
+        .event_acks(&rcv.id, Some(feed.positions[0]), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        firsts
+            .iter()
+            .map(|a| (a.acked_at_ms, a.via.as_str(), a.filter.as_deref()))
+            .collect::<Vec<_>>(),
+        vec![
+            (T0_MS + 10, "whk_conformance1", Some(hook.filter.as_str())),
+            (T0_MS + 15, "sse", sse.filter.as_deref()),
+            (T0_MS + 16, "sse", other_stream.filter.as_deref()),
+        ]
+    );
     let covering = store
         .event_acks(&rcv.id, Some(feed.positions[1]), 10)
         .await
@@ -5007,10 +5044,10 @@ pub async fn push_events_store_webhooks_and_acks(store: Arc<dyn Store>) {
     assert!(store.webhooks(None).await.unwrap().is_empty());
     // A delivery recorded after the delete writes nothing.
     store
-        .webhook_delivered(&hook.id, feed.next, T0_MS + 40)
+        .webhook_delivered(&hook.id, feed.next, T0_MS + 40, &audit_note())
         .await
         .unwrap();
-    assert_eq!(store.event_acks(&rcv.id, None, 10).await.unwrap().len(), 4);
+    assert_eq!(store.event_acks(&rcv.id, None, 10).await.unwrap().len(), 5);
 }
 
 fn status_entry(issuer: &IssuerId, agent: &AgentId, expires_at_s: i64) -> StatusEntry {
@@ -5304,6 +5341,51 @@ pub async fn status_list_versions_only_move_forward(store: Arc<dyn Store>) {
     };
     assert_eq!(store.status_list_key(&first).await.unwrap(), first);
     assert_eq!(store.status_list_key(&second).await.unwrap(), first);
+}
+
+/// A list retires only once it takes no new slots (half its indexes handed out) and
+/// every entry is purged: then its published token is gone for good.
+pub async fn a_status_list_retires_only_closed_and_empty(store: Arc<dyn Store>) {
+    let issuer = IssuerId::from_random(unique());
+    let agent = AgentId::from_random(unique());
+    let shape = ListShape { bits: 2, size: 4 };
+    let mut slots = Vec::new();
+    for (exp, idx) in [(1_000, 0), (3_000, 1)] {
+        let (slot, _) = store
+            .status_allocate(&status_entry(&issuer, &agent, exp), shape, &[idx], T0_MS)
+            .await
+            .unwrap();
+        slots.push(slot);
+    }
+    let closed = slots[0].list_id;
+    assert_eq!(slots[1].list_id, closed);
+    // The next goes to a new list (this one is half full): open, and never retired.
+    let (open, _) = store
+        .status_allocate(&status_entry(&issuer, &agent, 1_000), shape, &[0], T0_MS)
+        .await
+        .unwrap();
+    assert_ne!(open.list_id, closed);
+    let published = PublishedStatusList {
+        list_id: closed,
+        version: 1,
+        token: "token-1".into(),
+        issued_at_s: 900,
+        expires_at_s: 90_000,
+        audit_index: 1,
+    };
+    assert!(store.publish_status_list(&published).await.unwrap());
+    assert!(!store.retire_status_list(closed).await.unwrap());
+    assert_eq!(store.purge_status_entries(1_000).await.unwrap(), 2);
+    // One entry left in it.
+    assert!(!store.retire_status_list(closed).await.unwrap());
+    assert!(store.status_list_published(closed).await.unwrap().is_some());
+    assert_eq!(store.purge_status_entries(3_000).await.unwrap(), 1);
+    assert!(store.retire_status_list(closed).await.unwrap());
+    assert_eq!(store.status_list_published(closed).await.unwrap(), None);
+    assert!(store.retire_status_list(closed).await.unwrap());
+    // Empty but open: allocations may still land there.
+    assert!(!store.retire_status_list(open.list_id).await.unwrap());
+    assert!(!store.retire_status_list(999_999).await.unwrap());
 }
 
 /// An SDK verification round-trips; each report kind is recorded once (a retry is

@@ -65,4 +65,8 @@ pub struct EventAck {
     pub acked_at_ms: i64,
     /// How: `sse` (`POST /v1/events/ack`) or the webhook's id (its target's 2xx).
     pub via: String,
+    /// What the acknowledging stream or webhook followed, as JSON the server wrote
+    /// (opaque to the store): the acknowledgement covers only the events it follows.
+    /// `None` for acknowledgements recorded before filters were (they cover nothing).
+    pub filter: Option<String>,
 }

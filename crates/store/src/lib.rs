@@ -1761,22 +1761,30 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     ) -> Result<bool, StoreError>;
     /// Its target acknowledged every event up to `upto` at `at_ms`: the delivery
     /// position moves on (never back), failures are forgotten and the acknowledgement
-    /// is recorded ([`Store::event_acks`], `via` the webhook's id), in one
-    /// transaction. Nothing happens for a webhook deleted meanwhile.
+    /// is recorded ([`Store::event_acks`], `via` the webhook's id, `filter` its
+    /// filter) with `audit`, in one transaction. Nothing happens (nor is appended)
+    /// for a webhook deleted meanwhile.
     async fn webhook_delivered(
         &self,
         id: &str,
         upto: ChangePosition,
         at_ms: i64,
+        audit: &AuditRecord,
     ) -> Result<(), StoreError>;
     /// A delivery attempt failed (and perhaps paused the webhook).
     async fn webhook_failed(&self, id: &str, failure: &WebhookFailure) -> Result<(), StoreError>;
     /// Records an acknowledgement, unless the receiver already acknowledged as far
-    /// over the same `via`; true if recorded.
-    async fn record_event_ack(&self, ack: &EventAck) -> Result<bool, StoreError>;
-    /// A receiver's acknowledgements: with `covering`, those that cover that event,
-    /// earliest first (the first is when it was first acknowledged); without, the
-    /// latest first. At most `limit`.
+    /// over the same `via` and `filter`; true if recorded, with `audit` appended in
+    /// the same transaction (an acknowledgement not recorded appends nothing).
+    async fn record_event_ack(
+        &self,
+        ack: &EventAck,
+        audit: &AuditRecord,
+    ) -> Result<bool, StoreError>;
+    /// A receiver's acknowledgements: with `covering`, the first acknowledgement
+    /// reaching that event of each stream (each `via` and `filter`), earliest first
+    /// (whether a stream's filter follows the event is the server's to judge);
+    /// without, the latest first. At most `limit`.
     async fn event_acks(
         &self,
         receiver: &ReceiverId,
@@ -1856,6 +1864,12 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Deletes entries of tokens that expired at or before `expired_by_s` (their
     /// indexes are not handed out again); how many. In chunks.
     async fn purge_status_entries(&self, expired_by_s: i64) -> Result<u64, StoreError>;
+    /// Retires list `list_id` if it takes no new slots (at least half its indexes
+    /// handed out, so [`Store::status_allocate`] never picks it again) and holds no
+    /// entry (every one purged, so no token that can still verify names it): its
+    /// published token is deleted, and nothing publishes it again. True if the list is
+    /// retired (now or before); false if it is not retirable, or unknown.
+    async fn retire_status_list(&self, list_id: u32) -> Result<bool, StoreError>;
     /// The latest published version of a list.
     async fn status_list_published(
         &self,

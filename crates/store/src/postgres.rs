@@ -2169,9 +2169,12 @@ impl Store for PostgresStore {
         id: &str,
         upto: ChangePosition,
         at_ms: i64,
+        audit: &AuditRecord,
     ) -> Result<(), StoreError> {
         let upto = to_i64(upto.get())?;
         in_write_tx!(self, |tx| {
+            // The log head first (as every audited write).
+            let log = log::lock(&mut *tx).await?;
             sqlx::query(
                 "UPDATE webhooks SET delivered_pos = GREATEST(delivered_pos, $1), failures = 0, \
                  last_error = NULL, next_attempt_ms = $2 WHERE id = $3",
@@ -2182,9 +2185,9 @@ impl Store for PostgresStore {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-            sqlx::query(
-                "INSERT INTO event_acks (receiver_id, upto_pos, acked_at_ms, via) \
-                 SELECT receiver_id, $1, $2, id FROM webhooks WHERE id = $3",
+            let acked = sqlx::query(
+                "INSERT INTO event_acks (receiver_id, upto_pos, acked_at_ms, via, filter) \
+                 SELECT receiver_id, $1, $2, id, filter FROM webhooks WHERE id = $3",
             )
             .bind(upto)
             .bind(at_ms)
@@ -2192,6 +2195,10 @@ impl Store for PostgresStore {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
+            if acked.rows_affected() > 0 {
+                log.append(&mut *tx, std::slice::from_ref(audit), &[])
+                    .await?;
+            }
             Ok(())
         })
     }
@@ -2214,21 +2221,36 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn record_event_ack(&self, ack: &EventAck) -> Result<bool, StoreError> {
-        // Two acknowledgements racing may both be recorded: harmless (both are true).
-        let done = sqlx::query(
-            "INSERT INTO event_acks (receiver_id, upto_pos, acked_at_ms, via) \
-             SELECT $1, $2, $3, $4 WHERE NOT EXISTS (SELECT 1 FROM event_acks \
-             WHERE receiver_id = $1 AND via = $4 AND upto_pos >= $2)",
-        )
-        .bind(ack.receiver_id.as_str())
-        .bind(to_i64(ack.upto.get())?)
-        .bind(ack.acked_at_ms)
-        .bind(&ack.via)
-        .execute(&self.pool)
-        .await
-        .map_err(db_err)?;
-        Ok(done.rows_affected() > 0)
+    async fn record_event_ack(
+        &self,
+        ack: &EventAck,
+        audit: &AuditRecord,
+    ) -> Result<bool, StoreError> {
+        in_write_tx!(self, |tx| {
+            // The log head first (as every audited write); it also queues
+            // acknowledgements racing, so the second sees the first.
+            let log = log::lock(&mut *tx).await?;
+            let done = sqlx::query(
+                "INSERT INTO event_acks (receiver_id, upto_pos, acked_at_ms, via, filter) \
+             SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS (SELECT 1 FROM event_acks \
+             WHERE receiver_id = $1 AND via = $4 AND filter IS NOT DISTINCT FROM $5 \
+             AND upto_pos >= $2)",
+            )
+            .bind(ack.receiver_id.as_str())
+            .bind(to_i64(ack.upto.get())?)
+            .bind(ack.acked_at_ms)
+            .bind(&ack.via)
+            .bind(ack.filter.as_deref())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            let recorded = done.rows_affected() > 0;
+            if recorded {
+                log.append(&mut *tx, std::slice::from_ref(audit), &[])
+                    .await?;
+            }
+            Ok(recorded)
+        })
     }
 
     async fn event_acks(
@@ -2239,8 +2261,12 @@ impl Store for PostgresStore {
     ) -> Result<Vec<EventAck>, StoreError> {
         let rows = match covering {
             Some(pos) => sqlx::query_as::<_, rows::EventAckRow>(
-                "SELECT receiver_id, upto_pos, acked_at_ms, via FROM event_acks \
-                 WHERE receiver_id = $1 AND upto_pos >= $2 \
+                "SELECT receiver_id, upto_pos, acked_at_ms, via, filter FROM event_acks a \
+                 WHERE receiver_id = $1 AND upto_pos >= $2 AND NOT EXISTS (\
+                 SELECT 1 FROM event_acks b WHERE b.receiver_id = $1 AND b.via = a.via \
+                 AND b.filter IS NOT DISTINCT FROM a.filter AND b.upto_pos >= $2 \
+                 AND (b.acked_at_ms < a.acked_at_ms \
+                 OR (b.acked_at_ms = a.acked_at_ms AND b.upto_pos < a.upto_pos))) \
                  ORDER BY acked_at_ms, upto_pos LIMIT $3",
             )
             .bind(receiver.as_str())
@@ -2250,7 +2276,7 @@ impl Store for PostgresStore {
             .await
             .map_err(db_err)?,
             None => sqlx::query_as::<_, rows::EventAckRow>(
-                "SELECT receiver_id, upto_pos, acked_at_ms, via FROM event_acks \
+                "SELECT receiver_id, upto_pos, acked_at_ms, via, filter FROM event_acks \
                  WHERE receiver_id = $1 ORDER BY acked_at_ms DESC, upto_pos DESC LIMIT $2",
             )
             .bind(receiver.as_str())
@@ -2480,6 +2506,29 @@ impl Store for PostgresStore {
                 return Ok(total);
             }
         }
+    }
+
+    async fn retire_status_list(&self, list_id: u32) -> Result<bool, StoreError> {
+        let id = i64::from(list_id);
+        in_write_tx!(self, |tx| {
+            // The list's row locked first: an allocation (which updates it) waits.
+            let retirable: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM status_lists WHERE id = $1 AND allocated * 2 >= size \
+                 AND NOT EXISTS (SELECT 1 FROM status_entries WHERE list_id = $1) FOR UPDATE)",
+            )
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            if retirable {
+                sqlx::query("DELETE FROM status_list_tokens WHERE list_id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+            }
+            Ok(retirable)
+        })
     }
 
     async fn status_list_published(

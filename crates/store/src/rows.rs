@@ -530,6 +530,7 @@ pub(crate) struct EventAckRow {
     pub(crate) upto_pos: i64,
     pub(crate) acked_at_ms: i64,
     pub(crate) via: String,
+    pub(crate) filter: Option<String>,
 }
 
 impl EventAckRow {
@@ -541,6 +542,7 @@ impl EventAckRow {
             ),
             acked_at_ms: self.acked_at_ms,
             via: self.via,
+            filter: self.filter,
         })
     }
 }

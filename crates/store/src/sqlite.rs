@@ -2149,9 +2149,11 @@ impl Store for SqliteStore {
         id: &str,
         upto: ChangePosition,
         at_ms: i64,
+        audit: &AuditRecord,
     ) -> Result<(), StoreError> {
         let upto = to_i64(upto.get())?;
         let mut tx = self.write_tx().await?;
+        let log = log::lock(&mut *tx).await?;
         sqlx::query(
             "UPDATE webhooks SET delivered_pos = MAX(delivered_pos, ?), failures = 0, \
              last_error = NULL, next_attempt_ms = ? WHERE id = ?",
@@ -2162,9 +2164,9 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-        sqlx::query(
-            "INSERT INTO event_acks (receiver_id, upto_pos, acked_at_ms, via) \
-             SELECT receiver_id, ?, ?, id FROM webhooks WHERE id = ?",
+        let acked = sqlx::query(
+            "INSERT INTO event_acks (receiver_id, upto_pos, acked_at_ms, via, filter) \
+             SELECT receiver_id, ?, ?, id, filter FROM webhooks WHERE id = ?",
         )
         .bind(upto)
         .bind(at_ms)
@@ -2172,6 +2174,10 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
+        if acked.rows_affected() > 0 {
+            log.append(&mut *tx, std::slice::from_ref(audit), &[])
+                .await?;
+        }
         tx.commit().await.map_err(db_err)
     }
 
@@ -2194,22 +2200,33 @@ impl Store for SqliteStore {
         tx.commit().await.map_err(db_err)
     }
 
-    async fn record_event_ack(&self, ack: &EventAck) -> Result<bool, StoreError> {
+    async fn record_event_ack(
+        &self,
+        ack: &EventAck,
+        audit: &AuditRecord,
+    ) -> Result<bool, StoreError> {
         let mut tx = self.write_tx().await?;
+        let log = log::lock(&mut *tx).await?;
         let done = sqlx::query(
-            "INSERT INTO event_acks (receiver_id, upto_pos, acked_at_ms, via) \
-             SELECT ?1, ?2, ?3, ?4 WHERE NOT EXISTS (SELECT 1 FROM event_acks \
-             WHERE receiver_id = ?1 AND via = ?4 AND upto_pos >= ?2)",
+            "INSERT INTO event_acks (receiver_id, upto_pos, acked_at_ms, via, filter) \
+             SELECT ?1, ?2, ?3, ?4, ?5 WHERE NOT EXISTS (SELECT 1 FROM event_acks \
+             WHERE receiver_id = ?1 AND via = ?4 AND filter IS ?5 AND upto_pos >= ?2)",
         )
         .bind(ack.receiver_id.as_str())
         .bind(to_i64(ack.upto.get())?)
         .bind(ack.acked_at_ms)
         .bind(&ack.via)
+        .bind(ack.filter.as_deref())
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
+        let recorded = done.rows_affected() > 0;
+        if recorded {
+            log.append(&mut *tx, std::slice::from_ref(audit), &[])
+                .await?;
+        }
         tx.commit().await.map_err(db_err)?;
-        Ok(done.rows_affected() > 0)
+        Ok(recorded)
     }
 
     async fn event_acks(
@@ -2220,8 +2237,13 @@ impl Store for SqliteStore {
     ) -> Result<Vec<EventAck>, StoreError> {
         let rows = match covering {
             Some(pos) => sqlx::query_as::<_, rows::EventAckRow>(
-                "SELECT receiver_id, upto_pos, acked_at_ms, via FROM event_acks \
-                 WHERE receiver_id = ? AND upto_pos >= ? ORDER BY acked_at_ms, upto_pos LIMIT ?",
+                "SELECT receiver_id, upto_pos, acked_at_ms, via, filter FROM event_acks a \
+                 WHERE receiver_id = ?1 AND upto_pos >= ?2 AND NOT EXISTS (\
+                 SELECT 1 FROM event_acks b WHERE b.receiver_id = ?1 AND b.via = a.via \
+                 AND b.filter IS a.filter AND b.upto_pos >= ?2 \
+                 AND (b.acked_at_ms < a.acked_at_ms \
+                 OR (b.acked_at_ms = a.acked_at_ms AND b.upto_pos < a.upto_pos))) \
+                 ORDER BY acked_at_ms, upto_pos LIMIT ?3",
             )
             .bind(receiver.as_str())
             .bind(to_i64(pos.get())?)
@@ -2230,7 +2252,7 @@ impl Store for SqliteStore {
             .await
             .map_err(db_err)?,
             None => sqlx::query_as::<_, rows::EventAckRow>(
-                "SELECT receiver_id, upto_pos, acked_at_ms, via FROM event_acks \
+                "SELECT receiver_id, upto_pos, acked_at_ms, via, filter FROM event_acks \
                  WHERE receiver_id = ? ORDER BY acked_at_ms DESC, upto_pos DESC LIMIT ?",
             )
             .bind(receiver.as_str())
@@ -2453,6 +2475,29 @@ impl Store for SqliteStore {
                 return Ok(total);
             }
         }
+    }
+
+    async fn retire_status_list(&self, list_id: u32) -> Result<bool, StoreError> {
+        let id = i64::from(list_id);
+        let mut tx = self.write_tx().await?;
+        // Read and deleted in one write transaction: an allocation cannot slip in.
+        let retirable: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM status_lists WHERE id = ?1 AND allocated * 2 >= size \
+             AND NOT EXISTS (SELECT 1 FROM status_entries WHERE list_id = ?1))",
+        )
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if retirable {
+            sqlx::query("DELETE FROM status_list_tokens WHERE list_id = ?")
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(retirable)
     }
 
     async fn status_list_published(

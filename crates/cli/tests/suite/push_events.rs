@@ -186,7 +186,7 @@ async fn replicas_serve_the_same_events_under_the_same_ids() {
         "POST",
         &format!("{}/v1/events/ack", a.url),
         &rkey,
-        Some(json!({"last_event_id": last})),
+        Some(json!({"last_event_id": last, "issuers": [iid]})),
     )
     .await;
     assert_eq!(st, StatusCode::OK, "{v}");

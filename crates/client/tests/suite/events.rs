@@ -192,3 +192,128 @@ async fn a_subscribed_receiver_refuses_revoked_and_suspended_tokens_offline_at_o
     .unwrap();
     assert_eq!(acks["acks"][0]["via"], "sse");
 }
+
+/// A fake registry on loopback: its event JWKS, and one SSE stream of `events` (id,
+/// SET) held open after them. Enough HTTP/1.1 for the subscriber, nothing more.
+async fn fake_registry(
+    jwks: String,
+    events: impl Fn(&str) -> Vec<(u64, String)> + Send + Sync + 'static,
+) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let events = Arc::new(events);
+    let jwks = Arc::new(jwks);
+    let base2 = base.clone();
+    tokio::spawn(async move {
+        for _ in 0..100 {
+            let Ok((mut conn, _)) = listener.accept().await else {
+                return;
+            };
+            let (events, jwks, base) = (Arc::clone(&events), Arc::clone(&jwks), base2.clone());
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 65_536 {
+                    match conn.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&buf).to_string();
+                let path = head.split_whitespace().nth(1).unwrap_or("").to_owned();
+                if path.starts_with("/.well-known/event-jwks.json") {
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{}",
+                        jwks.len(),
+                        jwks
+                    );
+                    let _ = conn.write_all(answer.as_bytes()).await;
+                    return;
+                }
+                let mut body = String::new();
+                for (id, set) in events(&base) {
+                    body.push_str(&format!("id: {id}\nevent: x\ndata: {set}\n\n"));
+                }
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n{body}"
+                );
+                let _ = conn.write_all(answer.as_bytes()).await;
+                // Held open: no reconnection (which would send them all again).
+                tokio::time::sleep(PATIENCE * 2).await;
+            });
+        }
+    });
+    base
+}
+
+/// The SSE consumer acts only on the registry's own SETs (`iss`) and never applies
+/// the same SET (`jti`) twice: an old `agent.reactivated` sent again after a
+/// suspension does not lift it.
+#[tokio::test]
+async fn the_consumer_refuses_another_issuers_sets_and_drops_a_repeated_jti() {
+    use bonafide_core::keys::{Jwks, SigningKey};
+    use bonafide_core::secevent::{self, Event, SetClaims};
+    let key = Arc::new(SigningKey::generate(Algorithm::EdDSA).unwrap());
+    let jwks = serde_json::to_string(&Jwks {
+        keys: vec![key.verifying_key().jwk().clone()],
+    })
+    .unwrap();
+    let agent = "agt_repeated";
+    let signer = Arc::clone(&key);
+    let base = fake_registry(jwks, move |base| {
+        let set = |event: Event, iss: &str, jti: &str| {
+            secevent::sign(
+                &signer,
+                &SetClaims::new(&event, iss, jti.to_owned(), 1_700_000_000, None),
+            )
+            .unwrap()
+        };
+        let suspended = set(Event::AgentSuspended(agent.into()), base, "evt-2");
+        let reactivated = set(Event::AgentReactivated(agent.into()), base, "evt-3");
+        vec![
+            // Signed by the event key, but by another issuer: refused.
+            (
+                1,
+                set(
+                    Event::TokenRevoked("tok_other".into()),
+                    "https://elsewhere.example",
+                    "evt-1",
+                ),
+            ),
+            (2, suspended),
+            (3, reactivated.clone()),
+            (4, set(Event::AgentSuspended(agent.into()), base, "evt-4")),
+            // The reactivation sent again: dropped, so the agent stays suspended.
+            (5, reactivated),
+            (
+                6,
+                set(Event::TokenRevoked("tok_last".into()), base, "evt-6"),
+            ),
+        ]
+    })
+    .await;
+    let revoked = RevokedSet::new();
+    let _stream = Subscription::new(&base, "bfk_receiver_unused")
+        .agent(agent)
+        .acknowledge(false)
+        .spawn(Arc::clone(&revoked))
+        .unwrap();
+    tokio::time::timeout(PATIENCE, async {
+        while revoked.last_event_id().as_deref() != Some("6") {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the stream was not read: {:?}", revoked.last_error()));
+    // Applied: suspended, reactivated, suspended, the last revocation; not the
+    // repeated reactivation.
+    assert_eq!(revoked.applied(), 4, "{:?}", revoked.last_error());
+    assert_eq!(revoked.refused_sets(), 1);
+    assert_eq!(revoked.repeated_sets(), 1);
+    assert!(
+        revoked.last_error().unwrap().contains("elsewhere.example"),
+        "{:?}",
+        revoked.last_error()
+    );
+}

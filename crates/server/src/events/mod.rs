@@ -16,13 +16,14 @@
 //! a SET's `iat` is when its replica signed it; its `jti` (`evt-<position>`) and its
 //! content are the same everywhere.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, RwLock};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, RwLock};
 
-use bonafide_core::ids::{AgentId, IssuerId};
+use bonafide_core::audit::{Actor, AuditEntry, EventType};
+use bonafide_core::ids::{AgentId, IssuerId, ReceiverId};
 use bonafide_core::keys::SigningKey;
 use bonafide_core::secevent::{self, Event, SetClaims, Subject};
-use bonafide_store::{Change, ChangePosition, StoreError};
+use bonafide_store::{AuditRecord, Change, ChangePosition, StoreError};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -90,7 +91,12 @@ impl Filter {
     }
 
     /// Whether an event concerning `issuer` and `agent` (or `everyone`) is followed.
-    fn follows(&self, issuer: Option<&IssuerId>, agent: Option<&AgentId>, everyone: bool) -> bool {
+    pub(crate) fn follows(
+        &self,
+        issuer: Option<&IssuerId>,
+        agent: Option<&AgentId>,
+        everyone: bool,
+    ) -> bool {
         everyone
             || issuer.is_some_and(|i| self.issuers.contains(i))
             || agent.is_some_and(|a| self.agents.contains(a))
@@ -113,6 +119,28 @@ pub struct Hub {
     ring: RwLock<Ring>,
     head: watch::Sender<ChangePosition>,
     closing: watch::Sender<bool>,
+    /// Event streams open on this replica, by receiver ([`Hub::open_stream`]).
+    streams: Arc<Mutex<HashMap<ReceiverId, usize>>>,
+}
+
+/// One open event stream of a receiver, counted until dropped (the client went away,
+/// or the stream ended).
+#[derive(Debug)]
+pub struct StreamSlot {
+    streams: Arc<Mutex<HashMap<ReceiverId, usize>>>,
+    receiver: ReceiverId,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = streams.get_mut(&self.receiver) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                streams.remove(&self.receiver);
+            }
+        }
+    }
 }
 
 impl Hub {
@@ -128,7 +156,22 @@ impl Hub {
             }),
             head: watch::Sender::new(start),
             closing: watch::Sender::new(false),
+            streams: Arc::default(),
         }
+    }
+
+    /// Counts a new stream of `receiver`, unless it holds `max` open already (`None`).
+    pub fn open_stream(&self, receiver: &ReceiverId, max: usize) -> Option<StreamSlot> {
+        let mut streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+        let open = streams.entry(receiver.clone()).or_insert(0);
+        if *open >= max {
+            return None;
+        }
+        *open += 1;
+        Some(StreamSlot {
+            streams: Arc::clone(&self.streams),
+            receiver: receiver.clone(),
+        })
     }
 
     /// The event key (its public half is in `/.well-known/event-jwks.json`).
@@ -228,6 +271,51 @@ pub async fn events_after(
     let next = feed.next.min(head).max(after);
     events.retain(|e| e.pos <= next);
     Ok((events, next))
+}
+
+/// Whom the event of id `pos` concerns (its issuer, its agent, everyone), read from
+/// the feed whatever its age; `None` when no event has that id.
+pub async fn concerns(
+    state: &AppState,
+    pos: ChangePosition,
+) -> Result<Option<(Option<IssuerId>, Option<AgentId>, bool)>, StoreError> {
+    let Some(before) = pos.get().checked_sub(1) else {
+        return Ok(None);
+    };
+    // Expired tokens' revocations too (`i64::MIN`): an old event is still asked about.
+    let feed = state
+        .store
+        .changes_since(ChangePosition::new(before), i64::MIN, 1)
+        .await?;
+    match (feed.changes.first(), feed.positions.first()) {
+        (Some(change), Some(at)) if *at == pos => Ok(resolve(state, pos, change)
+            .await?
+            .map(|u| (u.issuer, u.agent, u.everyone))),
+        _ => Ok(None),
+    }
+}
+
+/// The audit record of an acknowledgement (`event.acknowledged`): by `receiver`, over
+/// `via` (`sse` or a webhook id), of every event up to `upto` that `filter` (the
+/// stream's or webhook's, as stored) follows.
+pub fn ack_audit(
+    receiver: &ReceiverId,
+    via: &str,
+    upto: ChangePosition,
+    filter: &str,
+    now_ms: i64,
+) -> Result<AuditRecord, bonafide_core::audit::AuditError> {
+    let mut entry = AuditEntry::new(
+        EventType::EventAcknowledged,
+        now_ms,
+        Actor::Receiver {
+            id: receiver.to_string(),
+        },
+    );
+    entry.target = Some(via.to_owned());
+    entry.jti = Some(format!("evt-{upto}"));
+    entry.note = Some(format!("follows {filter}"));
+    crate::audit::record(&entry, None, None)
 }
 
 fn expired_by_s(state: &AppState) -> i64 {

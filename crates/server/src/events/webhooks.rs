@@ -135,9 +135,24 @@ async fn deliver(state: &AppState, hook: Webhook, from: ChangePosition) -> Chang
         for event in &events {
             match post(state, &hook.url, &event.set, event.pos).await {
                 Ok(()) => {
+                    let now = state.now_ms();
+                    let audit = match super::ack_audit(
+                        &hook.receiver_id,
+                        &hook.id,
+                        event.pos,
+                        &hook.filter,
+                        now,
+                    ) {
+                        Ok(a) => a,
+                        Err(e) => {
+                            let e = StoreError::Backend(format!("auditing a delivery: {e}"));
+                            log_store(&hook.id, &e);
+                            return pos;
+                        }
+                    };
                     if let Err(e) = state
                         .store
-                        .webhook_delivered(&hook.id, event.pos, state.now_ms())
+                        .webhook_delivered(&hook.id, event.pos, now, &audit)
                         .await
                     {
                         log_store(&hook.id, &e);
@@ -221,6 +236,7 @@ async fn post(state: &AppState, url: &str, set: &str, pos: ChangePosition) -> Re
     headers.push(("signature".to_owned(), signed.signature));
     headers.push(("accept".to_owned(), "application/json".to_owned()));
     let limits = limits(state);
+    check_port(url, &limits).map_err(|e| e.to_string())?;
     match fetch::post(url, &headers, body, &limits).await {
         Ok(status) if (200..300).contains(&status) => Ok(()),
         Ok(status) => Err(format!("the target answered {status}")),
@@ -238,8 +254,38 @@ pub fn limits(state: &AppState) -> FetchLimits {
     }
 }
 
-/// Checks a webhook URL now (refused at creation when not https or not public); it is
-/// checked again at every delivery.
-pub async fn check_url(state: &AppState, url: &str) -> Result<(), fetch::FetchError> {
-    fetch::check_url(url, &limits(state)).await
+/// Why a webhook URL is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum UrlError {
+    /// Not https's port: a receiver's webhook is a web server, and no other service
+    /// the registry can reach (mail, databases, admin ports of public hosts) may be
+    /// made to take its POSTs.
+    #[error("webhooks are delivered to port 443 (https) only, not {0}")]
+    Port(u16),
+    /// The fetch rules (https, a public address).
+    #[error(transparent)]
+    Fetch(#[from] fetch::FetchError),
+}
+
+/// Checks a webhook URL now (refused at creation when not https on port 443 or not
+/// public); it is checked again at every delivery.
+pub async fn check_url(state: &AppState, url: &str) -> Result<(), UrlError> {
+    let limits = limits(state);
+    check_port(url, &limits)?;
+    Ok(fetch::check_url(url, &limits).await?)
+}
+
+/// Port 443 only (stated or https's default). The test-only loopback switch, which
+/// lets tests reach their own targets, also lets them use any loopback port; it
+/// never opens another port on another host.
+fn check_port(url: &str, limits: &fetch::FetchLimits) -> Result<(), UrlError> {
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|_| fetch::FetchError::BadUrl(url.chars().take(64).collect()))?;
+    match parsed.port_or_known_default() {
+        Some(443) if parsed.scheme() == "https" => Ok(()),
+        _ if limits.allow_insecure_loopback && fetch::loopback_host(&parsed) => Ok(()),
+        Some(port) if parsed.scheme() == "https" => Err(UrlError::Port(port)),
+        // Another scheme: what the fetch rules say of it (https only).
+        _ => Err(fetch::FetchError::Scheme(parsed.scheme().chars().take(16).collect()).into()),
+    }
 }

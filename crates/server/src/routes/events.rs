@@ -135,14 +135,15 @@ pub struct EventPage {
     responses((status = 200, description = "Server-Sent Events (`text/event-stream`), or a JSON page", body = EventPage),
               (status = 400, description = "an unknown parameter, an id that is not one, or an event id that is not a number (`BAD_REQUEST`)"),
               (status = 401), (status = 403, description = "not a receiver key (`FORBIDDEN`)"),
-              (status = 422, description = "no `issuer` or `agent` named, or more than 100 of either (`INVALID_REQUEST`)")))]
+              (status = 422, description = "no `issuer` or `agent` named, or more than 100 of either (`INVALID_REQUEST`)"),
+              (status = 429, description = "the receiver holds `max_event_streams_per_receiver` (default 8) streams open on this replica already (`RATE_LIMITED`)")))]
 pub async fn stream_events(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     headers: HeaderMap,
     ApiQuery(pairs): ApiQuery<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
-    receiver_of(&caller)?;
+    let receiver = receiver_of(&caller)?;
     let (filter, after) = parse_query(&pairs)?;
     let last_event_id = headers
         .get("last-event-id")
@@ -174,9 +175,20 @@ pub async fn stream_events(
         })
         .into_response());
     }
+    let max = state.config.max_event_streams_per_receiver;
+    let slot = state.events.open_stream(&receiver, max).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            crate::error::ErrorCode::RateLimited,
+            format!(
+                "this receiver has {max} event streams open already (the most one receiver may hold): close one, or follow several issuers and agents in one stream"
+            ),
+        )
+    })?;
     // A new subscriber starts at what is published now.
     let pos = from.unwrap_or_else(|| state.events.head());
     let sub = Subscription {
+        _slot: slot,
         head: state.events.watch_head(),
         closing: state.events.watch_closing(),
         state,
@@ -190,6 +202,8 @@ pub async fn stream_events(
 }
 
 struct Subscription {
+    /// Counts the stream against its receiver's cap while it lives.
+    _slot: events::StreamSlot,
     state: Arc<AppState>,
     filter: Filter,
     pos: ChangePosition,
@@ -240,9 +254,18 @@ fn subscription_stream(sub: Subscription) -> impl Stream<Item = Result<SseEvent,
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AckRequest {
-    /// The id of the last event received and acted on: it and every earlier one are
-    /// acknowledged.
+    /// The id of the last event received and acted on: it and every earlier one the
+    /// stream follows are acknowledged.
     pub last_event_id: String,
+    /// The issuers the acknowledging stream follows (as subscribed): the
+    /// acknowledgement covers only the events its stream follows.
+    #[serde(default)]
+    #[schema(value_type = Vec<String>)]
+    pub issuers: Vec<IssuerId>,
+    /// The agents the acknowledging stream follows (as subscribed).
+    #[serde(default)]
+    #[schema(value_type = Vec<String>)]
+    pub agents: Vec<AgentId>,
 }
 
 /// One acknowledgement.
@@ -256,6 +279,10 @@ pub struct AckView {
     pub acked_at: String,
     /// `sse` (this endpoint) or the webhook whose target answered 2xx.
     pub via: String,
+    /// What the acknowledging stream or webhook follows: the events it covers.
+    /// Absent for acknowledgements recorded before filters were (they cover none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follows: Option<Filter>,
 }
 
 impl From<&EventAck> for AckView {
@@ -265,19 +292,42 @@ impl From<&EventAck> for AckView {
             last_event_id: a.upto.to_string(),
             acked_at: rfc3339_ms(a.acked_at_ms),
             via: a.via.clone(),
+            follows: stored_filter(a),
         }
     }
 }
+
+/// An acknowledgement's filter, if it has one that parses (the server wrote it).
+fn stored_filter(a: &EventAck) -> Option<Filter> {
+    a.filter
+        .as_deref()
+        .and_then(|f| serde_json::from_str(f).ok())
+}
+
+/// A filter in one stored form whatever the order its ids were named in, so the
+/// same stream's acknowledgements are recognised as one stream's.
+fn normalised(mut filter: Filter) -> Filter {
+    filter.issuers.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    filter.issuers.dedup();
+    filter.agents.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    filter.agents.dedup();
+    filter
+}
+
+/// Most streams' first acknowledgements of an event read to find those that cover it.
+const ACKS_SCANNED: u32 = 1000;
 
 /// How long an acknowledgement of an event this replica has not read yet waits for it.
 const ACK_WAIT: Duration = Duration::from_secs(2);
 
 /// Records that the caller (a receiver) received and acted on every event up to
-/// `last_event_id`, so "revoked at T, acknowledged by R at T+Δ" can be shown later.
+/// `last_event_id` that its stream (`issuers`, `agents`, as subscribed) follows, with
+/// an `event.acknowledged` audit entry, so "revoked at T, acknowledged by R at T+Δ"
+/// can be proven later from the log.
 #[utoipa::path(post, path = "/v1/events/ack", tag = "receiver", request_body = AckRequest, security(("api_key" = [])),
     responses((status = 200, description = "recorded (or already acknowledged as far)", body = AckView),
               (status = 403, description = "not a receiver key (`FORBIDDEN`)"),
-              (status = 422, description = "an event id that is not a number or that the registry has not sent (`INVALID_REQUEST`)")))]
+              (status = 422, description = "an event id that is not a number or that the registry has not sent, or no stream filter (`issuers`/`agents`) named (`INVALID_REQUEST`)")))]
 pub async fn ack(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -294,6 +344,17 @@ pub async fn ack(
         .ok_or_else(|| {
             ApiError::invalid("`last_event_id` must be an event id this registry sent")
         })?;
+    let filter = normalised(Filter {
+        issuers: body.issuers,
+        agents: body.agents,
+    });
+    filter.check().map_err(|e| {
+        ApiError::invalid(format!(
+            "the acknowledging stream's filter, as subscribed (`issuers`, `agents`): {e}"
+        ))
+    })?;
+    let filter_json = serde_json::to_string(&filter)
+        .map_err(|e| ApiError::internal(format!("ack filter: {e}")))?;
     // Another replica may have sent it a moment before this one read it.
     let mut head = state.events.watch_head();
     // (The guard `wait_for` returns is dropped within the statement: not held across
@@ -307,13 +368,17 @@ pub async fn ack(
             "`last_event_id` names an event the registry has not sent",
         ));
     }
+    let now = state.now_ms();
+    let audit = events::ack_audit(&receiver, "sse", upto, &filter_json, now)
+        .map_err(|e| ApiError::internal(format!("auditing an acknowledgement: {e}")))?;
     let ack = EventAck {
         receiver_id: receiver,
         upto,
-        acked_at_ms: state.now_ms(),
+        acked_at_ms: now,
         via: "sse".into(),
+        filter: Some(filter_json),
     };
-    state.store.record_event_ack(&ack).await?;
+    state.store.record_event_ack(&ack, &audit).await?;
     Ok(ApiJson(AckView::from(&ack)))
 }
 
@@ -324,8 +389,9 @@ pub async fn ack(
 pub struct AcksQuery {
     /// The receiver (admin keys only; a receiver key reads its own).
     pub receiver: Option<String>,
-    /// Only the acknowledgements covering this event id, earliest first: the first is
-    /// when the receiver first acknowledged it.
+    /// Only the acknowledgements covering this event id: the first of each stream or
+    /// webhook whose filter follows the event, earliest first (the first is when the
+    /// receiver first acknowledged it).
     pub event: Option<String>,
 }
 
@@ -341,6 +407,7 @@ pub struct AckList {
     responses((status = 200, body = AckList),
               (status = 400, description = "an unknown parameter, or an event id that is not a number (`BAD_REQUEST`)"),
               (status = 403, description = "an issuer key, or a receiver key naming another receiver (`FORBIDDEN`)"),
+              (status = 404, description = "`event` names no event (`NOT_FOUND`)"),
               (status = 422, description = "an admin key without `receiver`, or a `receiver` that is not a receiver id (`INVALID_REQUEST`)")))]
 pub async fn acks(
     State(state): State<Arc<AppState>>,
@@ -375,9 +442,31 @@ pub async fn acks(
         .as_deref()
         .map(|e| parse_event_id(e, "event"))
         .transpose()?;
-    let found = state.store.event_acks(&receiver, covering, 100).await?;
+    let Some(event) = covering else {
+        let found = state.store.event_acks(&receiver, None, 100).await?;
+        return Ok(ApiJson(AckList {
+            acks: found.iter().map(AckView::from).collect(),
+        }));
+    };
+    let (issuer, agent, everyone) = events::concerns(&state, event)
+        .await?
+        .ok_or_else(|| ApiError::not_found("event"))?;
+    // The first reaching the event of each stream or webhook (few per receiver), of
+    // which only those whose filter follows it acknowledged it.
+    let found = state
+        .store
+        .event_acks(&receiver, Some(event), ACKS_SCANNED)
+        .await?;
     Ok(ApiJson(AckList {
-        acks: found.iter().map(AckView::from).collect(),
+        acks: found
+            .iter()
+            .filter(|a| {
+                stored_filter(a)
+                    .is_some_and(|f| f.follows(issuer.as_ref(), agent.as_ref(), everyone))
+            })
+            .take(100)
+            .map(AckView::from)
+            .collect(),
     }))
 }
 
@@ -451,7 +540,7 @@ fn view(w: &Webhook) -> WebhookView {
     responses((status = 201, body = WebhookView),
               (status = 403, description = "not a receiver key (`FORBIDDEN`)"),
               (status = 409, description = "the receiver has 10 webhooks already (`CONFLICT`)"),
-              (status = 422, description = "no issuer or agent named, or a URL that is not https, not public, or not a URL (`INVALID_REQUEST`)")))]
+              (status = 422, description = "no issuer or agent named, or a URL that is not https, not on port 443, not public, or not a URL (`INVALID_REQUEST`)")))]
 pub async fn create_webhook(
     State(state): State<Arc<AppState>>,
     caller: Caller,

@@ -318,7 +318,7 @@ async fn acknowledgements_are_recorded_and_readable_by_the_receiver_and_admins()
             "POST",
             "/v1/events/ack",
             Some(&rkey),
-            Some(json!({"last_event_id": e.id})),
+            Some(json!({"last_event_id": e.id, "issuers": [issuer.id]})),
         )
         .await;
     assert_eq!(st, StatusCode::OK, "{ack}");
@@ -357,6 +357,219 @@ async fn acknowledgements_are_recorded_and_readable_by_the_receiver_and_admins()
         (StatusCode::FORBIDDEN, Some("FORBIDDEN"))
     );
     let _ = other_id;
+}
+
+/// Every entry of the audit log of type `ty`, as admins read them.
+async fn audit_entries_of(h: &Harness, ty: &str) -> Vec<Value> {
+    let mut found = Vec::new();
+    for page in 0..10_000u64 {
+        let (st, v) = h
+            .call(
+                "GET",
+                &format!("/v1/audit/entries?start={}", page * 100),
+                Some(&h.admin),
+                None,
+            )
+            .await;
+        if st != StatusCode::OK {
+            break;
+        }
+        for e in v["entries"].as_array().unwrap() {
+            let entry: Value = serde_json::from_str(e["entry"].as_str().unwrap()).unwrap();
+            if entry["type"] == ty {
+                found.push(entry);
+            }
+        }
+    }
+    found
+}
+
+/// The id of the latest event a JSON page of `query` lists, once it lists `n`
+/// events besides the registry's own key changes.
+async fn latest_event(h: &Harness, key: &str, query: &str, n: usize) -> String {
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            let (st, page) = h
+                .call("GET", &format!("/v1/events?{query}"), Some(key), None)
+                .await;
+            assert_eq!(st, StatusCode::OK, "{page}");
+            let own: Vec<&Value> = page["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| e["event"] != "keys.changed")
+                .collect();
+            if own.len() >= n {
+                return own[n - 1]["id"].as_str().unwrap().to_owned();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the event was not published")
+}
+
+#[tokio::test]
+async fn an_acknowledgement_covers_only_events_its_stream_follows_and_is_audited() {
+    let h = common::start().await;
+    let (rkey, rid) = receiver(&h, "svc.example").await;
+    let a = h.issuer_full("a.example").await;
+    let b = h.issuer_full("b.example").await;
+    let reg_a = h
+        .register(&a.key, json!({"name": "A", "scopes": ["read:x"]}))
+        .await;
+    let reg_b = h
+        .register(&b.key, json!({"name": "B", "scopes": ["read:x"]}))
+        .await;
+    // B's revocation first, then A's: A's event id is the later.
+    revoke_token(&h, &b.key, reg_b["token"].as_str().unwrap()).await;
+    let event_b = latest_event(&h, &rkey, &format!("issuer={}", b.id), 1).await;
+    revoke_token(&h, &a.key, reg_a["token"].as_str().unwrap()).await;
+    let event_a = latest_event(&h, &rkey, &format!("issuer={}", a.id), 1).await;
+    assert!(event_a.parse::<u64>().unwrap() > event_b.parse::<u64>().unwrap());
+
+    // A stream following A acknowledges up to A's event.
+    let (st, ack) = h
+        .call(
+            "POST",
+            "/v1/events/ack",
+            Some(&rkey),
+            Some(json!({"last_event_id": event_a, "issuers": [a.id]})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{ack}");
+    assert_eq!(ack["follows"]["issuers"], json!([a.id]), "{ack}");
+    let acks_of = |event: String| {
+        let h = &h;
+        let rkey = rkey.clone();
+        async move {
+            let (st, v) = h
+                .call(
+                    "GET",
+                    &format!("/v1/events/acks?event={event}"),
+                    Some(&rkey),
+                    None,
+                )
+                .await;
+            assert_eq!(st, StatusCode::OK, "{v}");
+            v["acks"].as_array().unwrap().clone()
+        }
+    };
+    let covering_a = acks_of(event_a.clone()).await;
+    assert_eq!(covering_a.len(), 1, "{covering_a:?}");
+    assert_eq!(covering_a[0]["acked_at"], ack["acked_at"]);
+    // B's event is earlier, but that stream never followed B: not acknowledged.
+    assert_eq!(acks_of(event_b.clone()).await, Vec::<Value>::new());
+
+    // A stream following B acknowledges (as far as A's event): now B's is covered,
+    // by that acknowledgement only.
+    let (st, ack_b) = h
+        .call(
+            "POST",
+            "/v1/events/ack",
+            Some(&rkey),
+            Some(json!({"last_event_id": event_a, "issuers": [b.id]})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{ack_b}");
+    let covering_b = acks_of(event_b.clone()).await;
+    assert_eq!(covering_b.len(), 1, "{covering_b:?}");
+    assert_eq!(covering_b[0]["follows"]["issuers"], json!([b.id]));
+    assert_eq!(covering_b[0]["acked_at"], ack_b["acked_at"]);
+    // The same acknowledgement again (ids in another order) is not a new one.
+    let (st, _) = h
+        .call(
+            "POST",
+            "/v1/events/ack",
+            Some(&rkey),
+            Some(json!({"last_event_id": event_a, "issuers": [b.id, b.id]})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+
+    // Each acknowledgement is in the log: who, how, how far, following what.
+    let logged = audit_entries_of(&h, "event.acknowledged").await;
+    assert_eq!(logged.len(), 2, "{logged:?}");
+    for (entry, issuer) in logged.iter().zip([&a.id, &b.id]) {
+        assert_eq!(entry["actor"], json!({"kind": "receiver", "id": rid}));
+        assert_eq!(entry["target"], "sse");
+        assert_eq!(entry["jti"], format!("evt-{event_a}"));
+        assert!(
+            entry["note"].as_str().unwrap().contains(issuer.as_str()),
+            "{entry}"
+        );
+    }
+
+    // No event has this id.
+    let (st, v) = h
+        .call("GET", "/v1/events/acks?event=999999", Some(&rkey), None)
+        .await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("NOT_FOUND"))
+    );
+}
+
+/// A receiver holds at most `max_event_streams_per_receiver` streams open at once:
+/// one more is a 429 `RATE_LIMITED`, another receiver is not affected, and a stream
+/// closed frees its place.
+#[tokio::test]
+async fn a_receiver_holds_at_most_its_cap_of_open_streams() {
+    let h = common::start_with_config(Config {
+        max_event_streams_per_receiver: 2,
+        ..common::config()
+    })
+    .await;
+    let (rkey, _) = receiver(&h, "svc.example").await;
+    let (other_key, _) = receiver(&h, "other-svc.example").await;
+    let issuer = h.issuer_full("acme.example").await;
+    let query = format!("issuer={}", issuer.id);
+    let first = Stream::open(&h, &rkey, &query, None).await;
+    let _second = Stream::open(&h, &rkey, &query, None).await;
+    let open = || {
+        h.http
+            .get(format!("{}/v1/events?{query}", h.base))
+            .bearer_auth(&rkey)
+            .header("accept", "text/event-stream")
+            .send()
+    };
+    let resp = open().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "RATE_LIMITED", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("2 event streams open"),
+        "{v}"
+    );
+    // JSON pages hold nothing open: not counted.
+    let (st, _) = h
+        .call("GET", &format!("/v1/events?{query}"), Some(&rkey), None)
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    // Another receiver's streams are its own.
+    let _theirs = Stream::open(&h, &other_key, &query, None).await;
+    // One closed: its place is free once the server sees the connection gone (at
+    // the latest when it next writes to it: an event is published to make sure).
+    drop(first);
+    let reg = h
+        .register(&issuer.key, json!({"name": "Bot", "scopes": ["read:x"]}))
+        .await;
+    revoke_token(&h, &issuer.key, reg["token"].as_str().unwrap()).await;
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            let resp = open().await.unwrap();
+            if resp.status() == StatusCode::OK {
+                return;
+            }
+            assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the closed stream's place was never freed");
 }
 
 #[tokio::test]
@@ -483,7 +696,14 @@ async fn events_endpoints_refuse_bad_input_with_clear_4xx() {
         // An event the registry has not sent.
         (
             Some(rkey.as_str()),
-            json!({"last_event_id": "999999"}),
+            json!({"last_event_id": "999999", "issuers": [issuer.id]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "INVALID_REQUEST",
+        ),
+        // No stream filter: what the acknowledgement covers would be unknown.
+        (
+            Some(rkey.as_str()),
+            json!({"last_event_id": "1"}),
             StatusCode::UNPROCESSABLE_ENTITY,
             "INVALID_REQUEST",
         ),
@@ -591,6 +811,29 @@ async fn webhook_urls_to_private_addresses_or_not_https_are_refused() {
                 .unwrap()
                 .contains("`url` refused"),
             "{v}"
+        );
+    }
+    // Only https's port: no other service of a public host takes the POSTs.
+    for url in [
+        "https://example.com:8443/hook",
+        "https://example.com:25/hook",
+        "https://203.0.113.9:22/hook",
+    ] {
+        let (st, v) = h
+            .call(
+                "POST",
+                "/v1/webhooks",
+                Some(&rkey),
+                Some(json!({"url": url, "issuers": [issuer.id]})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{url}: {v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("port 443 (https) only"),
+            "{url}: {v}"
         );
     }
     for (key, body, status, code) in [
@@ -724,6 +967,31 @@ fn loopback_config() -> Config {
     }
 }
 
+/// The test-only loopback switch lets a test use its own loopback port, never another
+/// port of another host.
+#[tokio::test]
+async fn the_loopback_switch_opens_no_other_port_of_a_public_host() {
+    let h = common::start_with_config(loopback_config()).await;
+    let (rkey, _) = receiver(&h, "svc.example").await;
+    let issuer = h.issuer_full("acme.example").await;
+    let (st, v) = h
+        .call(
+            "POST",
+            "/v1/webhooks",
+            Some(&rkey),
+            Some(json!({"url": "https://example.com:8443/hook", "issuers": [issuer.id]})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("port 443 (https) only"),
+        "{v}"
+    );
+}
+
 #[tokio::test]
 async fn webhook_deliveries_are_signed_acknowledged_and_verified_independently() {
     let h = common::start_with_config(loopback_config()).await;
@@ -827,6 +1095,14 @@ async fn webhook_deliveries_are_signed_acknowledged_and_verified_independently()
         )
         .await;
     assert_eq!(acks["acks"][0]["via"], id.as_str(), "{acks}");
+    // Each delivery acknowledged is in the log, by the receiver, via the webhook.
+    let logged = audit_entries_of(&h, "event.acknowledged").await;
+    assert!(
+        logged.iter().any(|e| e["target"] == id.as_str()
+            && e["jti"] == format!("evt-{last_id}")
+            && e["actor"]["id"] == rid2.as_str()),
+        "{logged:?}"
+    );
 
     // Deleted: nothing more is sent.
     let (st, _) = h

@@ -8,6 +8,7 @@
 
 use crate::common;
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use bonafide_core::keys::Jwks;
@@ -378,15 +379,18 @@ async fn a_delegated_token_flips_with_its_actor_and_its_parent() {
 #[tokio::test]
 async fn issuers_allocate_slots_for_their_own_tokens_and_bad_requests_are_refused() {
     let h = start_with_config(Config::default()).await;
-    let key = h.issuer("self.example").await;
-    let other_key = h.issuer("other.example").await;
+    let me = h.issuer_full("self.example").await;
+    let them = h.issuer_full("other.example").await;
+    let (key, other_key) = (me.key.clone(), them.key.clone());
+    let kid = signing_kid(&h, &key, &me.id).await;
+    let other_kid = signing_kid(&h, &other_key, &them.id).await;
     let (agent_id, _) = agent(&h, &key, "Bot").await;
     let (other_agent, _) = agent(&h, &other_key, "Theirs").await;
     let (second_agent, _) = agent(&h, &key, "Second").await;
     let jti = bonafide_core::ids::TokenId::from_random(common::rand20()[..16].try_into().unwrap())
         .to_string();
     let exp = now_s() + 3600;
-    let ask = |agent: &str, jti: &str, exp: i64| json!({"agent_id": agent, "jti": jti, "expires_at": exp});
+    let ask = |agent: &str, jti: &str, exp: i64| json!({"agent_id": agent, "jti": jti, "expires_at": exp, "kid": kid});
     let (st, v) = h
         .call(
             "POST",
@@ -445,6 +449,13 @@ async fn issuers_allocate_slots_for_their_own_tokens_and_bad_requests_are_refuse
             StatusCode::UNPROCESSABLE_ENTITY,
             "INVALID_REQUEST",
         ),
+        // No kid: a slot that would never follow the signing key's revocation.
+        (
+            Some(&key),
+            json!({"agent_id": agent_id, "jti": jti, "expires_at": exp}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "INVALID_REQUEST",
+        ),
         (
             Some(&key),
             json!({"agent_id": agent_id, "jti": jti, "expires_at": exp, "more": 1}),
@@ -483,7 +494,7 @@ async fn issuers_allocate_slots_for_their_own_tokens_and_bad_requests_are_refuse
             "POST",
             "/v1/status-lists/allocations",
             Some(&other_key),
-            Some(ask(&other_agent, &jti, exp)),
+            Some(json!({"agent_id": other_agent, "jti": jti, "expires_at": exp, "kid": other_kid})),
         )
         .await;
     assert_eq!(st, StatusCode::CREATED, "{theirs}");
@@ -637,17 +648,19 @@ async fn a_token_revoked_under_its_legacy_consent_id_is_revoked_in_its_list() {
         .await
         .unwrap()
         .unwrap();
+    let kid = signing_kid(&h, &key, issuer.id.as_str()).await;
     let allocate = |jti: String| {
         let h = &h;
         let key = key.clone();
         let agent_id = agent_id.clone();
+        let kid = kid.clone();
         async move {
             let (st, v) = h
                 .call(
                     "POST",
                     "/v1/status-lists/allocations",
                     Some(&key),
-                    Some(json!({"agent_id": agent_id, "jti": jti, "expires_at": now_s() + 3600})),
+                    Some(json!({"agent_id": agent_id, "jti": jti, "expires_at": now_s() + 3600, "kid": kid})),
                 )
                 .await;
             assert_eq!(st, StatusCode::CREATED, "{v}");
@@ -702,6 +715,16 @@ async fn a_token_revoked_under_its_legacy_consent_id_is_revoked_in_its_list() {
 
 fn public_jwk(sk: &bonafide_core::keys::SigningKey) -> Value {
     serde_json::to_value(sk.verifying_key().jwk()).unwrap()
+}
+
+/// Registers a fresh issuer key for `issuer` (API key `api_key`) and returns its kid:
+/// what an issuer-signed token's slot names (`kid` is required at allocation).
+async fn signing_kid(h: &Harness, api_key: &str, issuer_id: &str) -> String {
+    use bonafide_core::keys::{Algorithm, SigningKey};
+    let sk = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    let (st, v) = h.add_issuer_key(api_key, issuer_id, &sk).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    sk.kid().to_owned()
 }
 
 /// A token bound to an agent key is revoked in its list once that key is rotated out
@@ -818,11 +841,13 @@ async fn an_issuer_signed_token_is_revoked_in_its_list_with_the_key_that_signed_
     assert_eq!(st, StatusCode::CREATED, "{signed}");
     let (st, by_other_key) = allocate(Some(&kids[1]), None).await;
     assert_eq!(st, StatusCode::CREATED, "{by_other_key}");
-    // Another issuer's kid, an unknown one, a jkt that is no key of the agent: 422.
+    // Another issuer's kid, an unknown one, none, a jkt that is no key of the agent:
+    // 422.
     for (kid, jkt) in [
         (Some(kids[2].as_str()), None),
         (Some("no-such-kid"), None),
-        (None, Some("no-such-jkt")),
+        (None, None),
+        (Some(kids[1].as_str()), Some("no-such-jkt")),
     ] {
         let (st, v) = allocate(kid, jkt).await;
         assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{kid:?} {jkt:?}: {v}");
@@ -851,7 +876,9 @@ async fn an_issuer_signed_token_is_revoked_in_its_list_with_the_key_that_signed_
 #[tokio::test]
 async fn a_revoked_policy_flips_every_slot_of_a_token_carrying_it() {
     let h = start_with_config(Config::default()).await;
-    let key = h.issuer("policies.example").await;
+    let iss = h.issuer_full("policies.example").await;
+    let key = iss.key.clone();
+    let kid = signing_kid(&h, &key, &iss.id).await;
     let policy = |id: &str| json!({"version": "pol.v0.2", "id": id, "actions": ["read:x"]});
     let register = |name: &'static str, policy_id: &'static str| {
         let h = &h;
@@ -886,6 +913,7 @@ async fn a_revoked_policy_flips_every_slot_of_a_token_carrying_it() {
             )
             .to_string(),
             "expires_at": now_s() + 3600,
+            "kid": kid,
         });
         if let Some(p) = policy_id {
             body["policy_id"] = json!(p);
@@ -926,7 +954,7 @@ async fn a_revoked_policy_flips_every_slot_of_a_token_carrying_it() {
                 "POST",
                 "/v1/status-lists/allocations",
                 Some(&key),
-                Some(json!({"agent_id": agent_id, "jti": unused, "expires_at": now_s() + 60, "policy_id": bad})),
+                Some(json!({"agent_id": agent_id, "jti": unused, "expires_at": now_s() + 60, "kid": kid, "policy_id": bad})),
             )
             .await;
         assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {v}");
@@ -958,13 +986,15 @@ async fn a_revoked_policy_flips_every_slot_of_a_token_carrying_it() {
 #[tokio::test]
 async fn a_jti_asked_again_with_other_dependencies_is_a_conflict() {
     let h = start_with_config(Config::default()).await;
-    let key = h.issuer("again.example").await;
+    let iss = h.issuer_full("again.example").await;
+    let key = iss.key.clone();
+    let kid = signing_kid(&h, &key, &iss.id).await;
     let (agent_id, _) = agent(&h, &key, "Bot").await;
     let jti = bonafide_core::ids::TokenId::from_random(common::rand20()[..16].try_into().unwrap())
         .to_string();
     let exp = now_s() + 3600;
     let ask = |policy_id: Option<&str>| {
-        let mut body = json!({"agent_id": agent_id, "jti": jti, "expires_at": exp});
+        let mut body = json!({"agent_id": agent_id, "jti": jti, "expires_at": exp, "kid": kid});
         if let Some(p) = policy_id {
             body["policy_id"] = json!(p);
         }
@@ -1057,4 +1087,255 @@ async fn a_child_with_its_own_policy_flips_when_its_parents_policy_is_revoked() 
         .await;
     assert_eq!(st, StatusCode::OK, "{v}");
     until_status(&h, &uri, idx, Status::Invalid).await;
+}
+
+/// Allocations count against a bucket per issuer (`allocations`), beside the key's
+/// own limit: over it 429 `RATE_LIMITED` with the fields every limit sends; another
+/// issuer's bucket is its own.
+#[tokio::test]
+async fn allocations_are_limited_per_issuer() {
+    let mut limits = bonafide_server::ratelimit::RateLimits::seeds();
+    limits.apply("allocations=2/min").unwrap();
+    let h = start_with_config(Config {
+        rate_limits: limits,
+        ..Config::default()
+    })
+    .await;
+    let me = h.issuer_full("busy.example").await;
+    let them = h.issuer_full("calm.example").await;
+    let kid = signing_kid(&h, &me.key, &me.id).await;
+    let their_kid = signing_kid(&h, &them.key, &them.id).await;
+    let (agent_id, _) = agent(&h, &me.key, "Bot").await;
+    let (their_agent, _) = agent(&h, &them.key, "Theirs").await;
+    let ask = |key: &str, agent: &str, kid: &str| {
+        let body = json!({
+            "agent_id": agent,
+            "jti": bonafide_core::ids::TokenId::from_random(
+                common::rand20()[..16].try_into().unwrap()
+            )
+            .to_string(),
+            "expires_at": now_s() + 3600,
+            "kid": kid,
+        });
+        h.http
+            .post(format!("{}/v1/status-lists/allocations", h.base))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+    };
+    for left in [1, 0] {
+        let resp = ask(&me.key, &agent_id, &kid).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        let policy = resp.headers()["ratelimit-policy"].to_str().unwrap();
+        assert!(policy.contains("\"allocations\";q=2;w=60"), "{policy}");
+        let current = resp.headers()["ratelimit"].to_str().unwrap();
+        assert!(
+            current.contains(&format!("\"allocations\";r={left};")),
+            "{current}"
+        );
+    }
+    let resp = ask(&me.key, &agent_id, &kid).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=30).contains(&retry), "{retry}");
+    assert!(
+        resp.headers()["ratelimit"]
+            .to_str()
+            .unwrap()
+            .contains("\"allocations\";r=0;")
+    );
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "RATE_LIMITED", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("status-list allocations of this issuer"),
+        "{v}"
+    );
+    // The issuer's other calls are not refused; another issuer allocates.
+    let (st, _) = h.call("GET", "/v1/issuer", Some(&me.key), None).await;
+    assert_eq!(st, StatusCode::OK);
+    let resp = ask(&them.key, &their_agent, &their_kid).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+}
+
+/// Several lists due in one round are published under one checkpoint: an agent whose
+/// tokens sit in two lists is revoked, and both new versions name the same tree size
+/// (each its own entry in it), not a checkpoint each.
+#[tokio::test]
+async fn lists_due_together_are_published_under_one_checkpoint() {
+    let h = start_with_config(Config {
+        status_list_size: 1024,
+        ..Config::default()
+    })
+    .await;
+    let iss = h.issuer_full("many.example").await;
+    let kid = signing_kid(&h, &iss.key, &iss.id).await;
+    let (agent_id, token) = agent(&h, &iss.key, "Bot").await;
+    // A list takes new slots until half full: 512 of 1,024. Allocate until this
+    // agent's tokens sit in two lists.
+    let mut slots: BTreeMap<String, u64> = BTreeMap::new();
+    let (uri, idx) = slot(&token);
+    slots.insert(uri, idx);
+    for _ in 0..1100 {
+        if slots.len() >= 2 {
+            break;
+        }
+        let (st, v) = h
+            .call(
+                "POST",
+                "/v1/status-lists/allocations",
+                Some(&iss.key),
+                Some(json!({
+                    "agent_id": agent_id,
+                    "jti": bonafide_core::ids::TokenId::from_random(
+                        common::rand20()[..16].try_into().unwrap()
+                    )
+                    .to_string(),
+                    "expires_at": now_s() + 3600,
+                    "kid": kid,
+                })),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{v}");
+        let uri = v["status"]["status_list"]["uri"].as_str().unwrap();
+        slots
+            .entry(uri.to_owned())
+            .or_insert(v["status"]["status_list"]["idx"].as_u64().unwrap());
+    }
+    assert_eq!(
+        slots.len(),
+        2,
+        "the allocations never reached a second list"
+    );
+    for (uri, idx) in &slots {
+        until_status(&h, uri, *idx, Status::Valid).await;
+    }
+    let (st, v) = h
+        .call(
+            "POST",
+            &format!("/v1/agents/{agent_id}/revoke"),
+            Some(&iss.key),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let mut positions = Vec::new();
+    for (uri, idx) in &slots {
+        let claims = until_status(&h, uri, *idx, Status::Invalid).await;
+        positions.push(status_list::log_claims(&claims).unwrap().1);
+    }
+    assert_ne!(positions[0].index, positions[1].index);
+    assert_eq!(
+        positions[0].tree_size, positions[1].tree_size,
+        "two checkpoints for one round: {positions:?}"
+    );
+    assert!(positions.iter().all(|p| p.index < p.tree_size));
+}
+
+/// A list that takes no new slots and whose every entry is purged (past `exp` and the
+/// validity margin) is retired: no longer signed, and its URI answers 404 saying so;
+/// the open list goes on.
+#[tokio::test]
+async fn a_closed_list_whose_tokens_all_expired_is_retired() {
+    let clock = std::sync::Arc::new(bonafide_server::time::ManualClock::now());
+    let h = start_with_config(Config {
+        status_list_size: 1024,
+        clock: clock.clone(),
+        ..Config::default()
+    })
+    .await;
+    let iss = h.issuer_full("retiring.example").await;
+    let kid = signing_kid(&h, &iss.key, &iss.id).await;
+    let (agent_id, token) = agent(&h, &iss.key, "Bot").await;
+    let allocate = || {
+        let body = json!({
+            "agent_id": agent_id,
+            "jti": bonafide_core::ids::TokenId::from_random(
+                common::rand20()[..16].try_into().unwrap()
+            )
+            .to_string(),
+            "expires_at": h.state.now_ms() / 1000 + 600,
+            "kid": kid,
+        });
+        let h = &h;
+        let key = iss.key.clone();
+        async move {
+            let (st, v) = h
+                .call(
+                    "POST",
+                    "/v1/status-lists/allocations",
+                    Some(&key),
+                    Some(body),
+                )
+                .await;
+            assert_eq!(st, StatusCode::CREATED, "{v}");
+            (
+                v["status"]["status_list"]["uri"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+                v["status"]["status_list"]["idx"].as_u64().unwrap(),
+            )
+        }
+    };
+    // Fill the first list to half (it then takes no new slots) and open a second.
+    let (first, first_idx) = slot(&token);
+    let mut second = None;
+    for _ in 0..1100 {
+        let (uri, idx) = allocate().await;
+        if uri != first {
+            second = Some((uri, idx));
+            break;
+        }
+    }
+    let (second, second_idx) = second.expect("the allocations never reached a second list");
+    until_status(&h, &first, first_idx, Status::Valid).await;
+    until_status(&h, &second, second_idx, Status::Valid).await;
+
+    // Every token expires (the registered one after a day), then the margin passes
+    // and the hourly purge runs (called here rather than waited for).
+    clock.advance(Duration::from_secs(26 * 3600));
+    let by = h.state.now_ms() / 1000 - h.state.config.leeway_secs - 3600;
+    assert!(h.state.store.purge_status_entries(by).await.unwrap() >= 512);
+    let get = |uri: String| {
+        let h = &h;
+        async move {
+            let resp = h.http.get(uri).send().await.unwrap();
+            let status = resp.status();
+            (status, resp.text().await.unwrap())
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (st, body) = get(first.clone()).await;
+        if st == StatusCode::NOT_FOUND {
+            let v: Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(v["error"]["code"], "NOT_FOUND", "{v}");
+            assert!(
+                v["error"]["message"].as_str().unwrap().contains("retired"),
+                "{v}"
+            );
+            break;
+        }
+        assert_eq!(st, StatusCode::OK, "{body}");
+        assert!(
+            Instant::now() < deadline,
+            "the first list was never retired"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The open list is still served, and new slots land there, never in the retired.
+    let (st, _) = get(second.clone()).await;
+    assert_eq!(st, StatusCode::OK);
+    let (uri, _) = allocate().await;
+    assert_eq!(uri, second);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (st, _) = get(first.clone()).await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "published again after retiring");
 }
