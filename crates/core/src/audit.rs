@@ -107,6 +107,10 @@ pub enum EventType {
     /// limit, or `cleared`), by an admin or by `serve` starting with other defaults.
     #[serde(rename = "rate_limit.set")]
     RateLimitSet,
+    /// An organisation used 80 % of its monthly verification quota (`org`; `note`:
+    /// the month, the count and the limit). Once per organisation and month.
+    #[serde(rename = "quota.warning")]
+    QuotaWarning,
     // ---- organisations, people and sessions (issue 18); `org` and `person` say
     // whom, `note` what changed (a role, a reason), never a secret.
     /// An organisation was created (registry admin, or open sign-up).
@@ -169,6 +173,7 @@ impl EventType {
             EventType::StatusListPublished => "status_list.published",
             EventType::PolicyRevoked => "policy.revoked",
             EventType::RateLimitSet => "rate_limit.set",
+            EventType::QuotaWarning => "quota.warning",
             EventType::OrgCreated => "org.created",
             EventType::OrgUpdated => "org.updated",
             EventType::PersonInvited => "person.invited",

@@ -232,6 +232,8 @@ pub enum Permission {
     ManageMembers,
     /// Read its security events.
     ReadSecurityEvents,
+    /// Read its usage and quota.
+    ReadUsage,
     /// Change its settings (require 2FA), make or remove owners.
     ManageOrg,
 }
@@ -244,7 +246,8 @@ impl Permission {
             Permission::ActAsIssuer => Role::Member,
             Permission::CreateResources
             | Permission::ManageMembers
-            | Permission::ReadSecurityEvents => Role::Admin,
+            | Permission::ReadSecurityEvents
+            | Permission::ReadUsage => Role::Admin,
             Permission::ManageOrg => Role::Owner,
         }
     }
@@ -257,6 +260,7 @@ impl Permission {
             Permission::CreateResources => "create issuers and receivers",
             Permission::ManageMembers => "manage members",
             Permission::ReadSecurityEvents => "read security events",
+            Permission::ReadUsage => "read usage and quota",
             Permission::ManageOrg => "change the organisation's settings or owners",
         }
     }
@@ -299,6 +303,23 @@ impl PersonAuth {
             .await?
             .ok_or_else(|| ApiError::unauthorized("this account no longer exists"))?;
         Ok(PersonAuth { person, session })
+    }
+
+    /// The person an access token names, if its signature, issuer, audience and
+    /// expiry check out; the session is not read (the rate limiter's cheap check: the
+    /// route still refuses a token whose session ended).
+    pub fn person_of_token(state: &AppState, token: &str) -> Option<String> {
+        let now_ms = state.now_ms();
+        let aud = audience(state);
+        let expect = access_token::Expect {
+            issuer: &state.config.public_url,
+            audience: &aud,
+            now_s: now_ms / 1000,
+            leeway_s: 0,
+        };
+        access_token::verify(token, &state.sessions.keys, expect)
+            .ok()
+            .map(|c| c.sub)
     }
 
     /// The audit log's actor.
@@ -359,17 +380,10 @@ pub fn two_factor_required(message: &str) -> ApiError {
 
 /// The bearer text, when it is an access token (a JWT) rather than a `bfk_` key.
 pub fn bearer_access_token(parts: &Parts) -> Option<&str> {
-    let v = parts
-        .headers
-        .get(axum::http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
-    let (scheme, rest) = v.split_once(' ')?;
-    let rest = rest.trim();
-    (scheme.eq_ignore_ascii_case("bearer")
-        && !rest.starts_with("bfk_")
-        && rest.matches('.').count() == 2)
-        .then_some(rest)
+    match crate::auth::presented(&parts.headers) {
+        crate::auth::Presented::Person(token) => Some(token),
+        _ => None,
+    }
 }
 
 impl FromRequestParts<Arc<AppState>> for PersonAuth {
@@ -439,10 +453,16 @@ mod tests {
     fn role_table_is_ordered() {
         use Permission::*;
         let table = [
-            (Role::Owner, [true, true, true, true, true, true]),
-            (Role::Admin, [true, true, true, true, true, false]),
-            (Role::Member, [true, true, false, false, false, false]),
-            (Role::Viewer, [true, false, false, false, false, false]),
+            (Role::Owner, [true, true, true, true, true, true, true]),
+            (Role::Admin, [true, true, true, true, true, true, false]),
+            (
+                Role::Member,
+                [true, true, false, false, false, false, false],
+            ),
+            (
+                Role::Viewer,
+                [true, false, false, false, false, false, false],
+            ),
         ];
         for (role, want) in table {
             let got = [
@@ -451,6 +471,7 @@ mod tests {
                 CreateResources,
                 ManageMembers,
                 ReadSecurityEvents,
+                ReadUsage,
                 ManageOrg,
             ]
             .map(|p| role.at_least(p.least_role()));

@@ -15,25 +15,60 @@ use bonafide_store::Issuer;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-fn presented_key(parts: &Parts) -> Result<Option<ApiKey>, ApiError> {
-    let text = if let Some(v) = parts.headers.get("x-api-key") {
-        v.to_str()
-            .map_err(|_| ApiError::unauthorized("malformed API key"))?
-            .trim()
-    } else if let Some(v) = parts.headers.get(axum::http::header::AUTHORIZATION) {
-        let v = v
-            .to_str()
-            .map_err(|_| ApiError::unauthorized("malformed Authorization header"))?;
-        match v.split_once(' ') {
-            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
-            _ => {
-                return Err(ApiError::unauthorized(
-                    "use `Authorization: Bearer bfk_…` or `X-API-Key: bfk_…`",
-                ));
-            }
+/// The credential a request presents, as authentication reads it: a person's access
+/// token (a JWT in `Authorization: Bearer`) first, else an API key from `X-API-Key`,
+/// else from `Authorization: Bearer`. The one place that decides: the extractors and
+/// the rate limiter both call [`presented`], so a limit is charged to the credential
+/// the request is authenticated by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presented<'a> {
+    /// A person's access token.
+    Person(&'a str),
+    /// An API key's text (not yet parsed).
+    Key(&'a str),
+    /// A header that is not text or another scheme: what is wrong with it.
+    Malformed(&'static str),
+    /// No credential.
+    None,
+}
+
+/// The credential of a request (see [`Presented`]).
+pub fn presented(headers: &axum::http::HeaderMap) -> Presented<'_> {
+    let authorization = headers.get(axum::http::header::AUTHORIZATION);
+    let bearer = authorization
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, rest)| rest.trim());
+    if let Some(token) = bearer
+        && !token.starts_with("bfk_")
+        && token.matches('.').count() == 2
+    {
+        return Presented::Person(token);
+    }
+    if let Some(v) = headers.get("x-api-key") {
+        return match v.to_str() {
+            Ok(text) => Presented::Key(text.trim()),
+            Err(_) => Presented::Malformed("malformed API key"),
+        };
+    }
+    match (authorization, bearer) {
+        (None, _) => Presented::None,
+        (Some(_), Some(key)) => Presented::Key(key),
+        (Some(v), None) if v.to_str().is_err() => {
+            Presented::Malformed("malformed Authorization header")
         }
-    } else {
-        return Ok(None);
+        (Some(_), None) => {
+            Presented::Malformed("use `Authorization: Bearer bfk_…` or `X-API-Key: bfk_…`")
+        }
+    }
+}
+
+fn presented_key(parts: &Parts) -> Result<Option<ApiKey>, ApiError> {
+    let text = match presented(&parts.headers) {
+        Presented::Key(text) => text,
+        Presented::Malformed(why) => return Err(ApiError::unauthorized(why)),
+        Presented::Person(_) | Presented::None => return Ok(None),
     };
     ApiKey::parse(text)
         .map(Some)
@@ -219,25 +254,35 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         let Some(key) = presented_key(parts)? else {
             return Ok(Caller::Anonymous);
         };
-        let hash = key.hash();
-        let record = state
-            .api_key(&hash)
-            .await?
-            .filter(|r| bonafide_core::ct_eq(&r.hash.0, &hash.0))
-            .ok_or_else(|| ApiError::unauthorized("unknown API key"))?;
-        let owner = || {
-            record
-                .owner
-                .clone()
-                .ok_or_else(|| ApiError::internal("API key without owner"))
-        };
-        Ok(match record.kind {
-            KeyKind::Admin => Caller::Admin,
-            KeyKind::Issuer => Caller::Issuer(
-                IssuerId::try_from(owner()?.as_str())
-                    .map_err(|e| ApiError::internal(e.to_string()))?,
-            ),
-            KeyKind::Receiver => Caller::Receiver(owner()?),
-        })
+        caller_of(state, &key).await
     }
+}
+
+/// The caller an API key's text makes (401 for a malformed or unknown key).
+pub async fn caller_of_key(state: &AppState, text: &str) -> Result<Caller, ApiError> {
+    let key =
+        ApiKey::parse(text).map_err(|e| ApiError::unauthorized(format!("invalid API key: {e}")))?;
+    caller_of(state, &key).await
+}
+
+async fn caller_of(state: &AppState, key: &ApiKey) -> Result<Caller, ApiError> {
+    let hash = key.hash();
+    let record = state
+        .api_key(&hash)
+        .await?
+        .filter(|r| bonafide_core::ct_eq(&r.hash.0, &hash.0))
+        .ok_or_else(|| ApiError::unauthorized("unknown API key"))?;
+    let owner = || {
+        record
+            .owner
+            .clone()
+            .ok_or_else(|| ApiError::internal("API key without owner"))
+    };
+    Ok(match record.kind {
+        KeyKind::Admin => Caller::Admin,
+        KeyKind::Issuer => Caller::Issuer(
+            IssuerId::try_from(owner()?.as_str()).map_err(|e| ApiError::internal(e.to_string()))?,
+        ),
+        KeyKind::Receiver => Caller::Receiver(owner()?),
+    })
 }

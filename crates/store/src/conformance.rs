@@ -203,6 +203,8 @@ macro_rules! __conformance_cases {
             accounts_totp_steps_and_recovery_codes_are_single_use,
             accounts_login_throttle_and_security_events,
             accounts_any_api_key_is_revoked_by_hash_but_not_the_last_admin,
+            quota_counts_exactly_across_concurrent_batches_and_warns_once,
+            org_plans_are_audited_and_usage_adds_up,
         }
     };
 }

@@ -39,6 +39,7 @@ pub mod ledger;
 pub mod limits;
 pub mod log;
 mod postgres;
+pub mod quota;
 mod rows;
 pub mod sdk_verifications;
 mod sqlite;
@@ -50,6 +51,7 @@ pub use accounts::{
 pub use events::{EventAck, Paused, Webhook, WebhookFailure};
 pub use limits::{RateGrant, RateLimitSetting, RateTake};
 pub use postgres::{PostgresOptions, PostgresStore};
+pub use quota::{QuotaGrant, QuotaTake, UsageCount};
 pub use sdk_verifications::{
     NewSdkVerification, ReportOutcome, SdkReport, SdkReportKind, SdkVerification,
 };
@@ -1772,6 +1774,33 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         now_ms: i64,
         audit: &AuditRecord,
     ) -> Result<bool, StoreError>;
+    // ---- quotas and usage (issue 18 item 5)
+    /// Counts verifications against organisations' monthly quotas ([`quota::take`]'s
+    /// rule), all in one short transaction (each month's row locked while it is read
+    /// and written; callers pass each organisation and month once): one grant per
+    /// take, in order. Not audited (the server audits the warning a grant reports).
+    async fn quota_take(&self, takes: &[QuotaTake]) -> Result<Vec<QuotaGrant>, StoreError>;
+    /// An organisation's count for a month (0 if nothing was counted).
+    async fn quota_used(&self, org: &OrgId, month: &str) -> Result<u64, StoreError>;
+    /// Every organisation's assigned plan (organisations without one are on the
+    /// registry's default plan).
+    async fn org_plans(&self) -> Result<Vec<(OrgId, String)>, StoreError>;
+    /// Assigns (`Some`) or clears (`None`) an organisation's plan, with its audit entry
+    /// in the same transaction; whether anything changed. `NotFound` for an unknown
+    /// organisation.
+    async fn set_org_plan(
+        &self,
+        org: &OrgId,
+        plan: Option<&str>,
+        now_ms: i64,
+        audit: &AuditRecord,
+    ) -> Result<bool, StoreError>;
+    /// Adds request counts to the daily usage table (one transaction).
+    async fn add_usage(&self, counts: &[UsageCount]) -> Result<(), StoreError>;
+    /// An organisation's usage rows from day `from` to day `to` (`YYYY-MM-DD`, both
+    /// included), by day, key and route.
+    async fn usage(&self, org: &OrgId, from: &str, to: &str)
+    -> Result<Vec<UsageCount>, StoreError>;
     // ---- organisations, people and sessions (issue 18)
 
     /// The key that signs people's access tokens (`at+jwt`, nothing else): the stored

@@ -91,6 +91,7 @@ use crate::{
     SecurityEvent, Session, Throttle,
 };
 use crate::{NewSdkVerification, ReportOutcome, SdkReportKind, SdkVerification};
+use crate::{QuotaGrant, QuotaTake, UsageCount, quota};
 use crate::{RateGrant, RateLimitSetting, RateTake, limits};
 use bonafide_core::ids::{OrgId, PersonId, SessionId};
 
@@ -2580,6 +2581,203 @@ impl Store for PostgresStore {
                 .await?;
             Ok(true)
         })
+    }
+
+    async fn quota_take(&self, takes: &[QuotaTake]) -> Result<Vec<QuotaGrant>, StoreError> {
+        if takes.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Rows locked in (organisation, month) order whatever order they were asked
+        // in, so two replicas' batches cannot deadlock; each row is inserted first
+        // (at zero) so every replica locks the same row, never races two inserts.
+        let mut order: Vec<usize> = (0..takes.len()).collect();
+        order.sort_by(|a, b| {
+            (takes[*a].org_id.as_str(), &takes[*a].month)
+                .cmp(&(takes[*b].org_id.as_str(), &takes[*b].month))
+        });
+        in_write_tx!(self, |tx| {
+            let mut grants = vec![
+                QuotaGrant {
+                    granted: 0,
+                    used: 0,
+                    warn: false
+                };
+                takes.len()
+            ];
+            for &i in &order {
+                let t = &takes[i];
+                sqlx::query(
+                    "INSERT INTO quota_usage (org_id, month, used, warned) \
+                     VALUES ($1, $2, 0, FALSE) ON CONFLICT (org_id, month) DO NOTHING",
+                )
+                .bind(t.org_id.as_str())
+                .bind(&t.month)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                let (used, warned): (i64, bool) = sqlx::query_as(
+                    "SELECT used, warned FROM quota_usage \
+                     WHERE org_id = $1 AND month = $2 FOR UPDATE",
+                )
+                .bind(t.org_id.as_str())
+                .bind(&t.month)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                let (grant, used, warned) =
+                    quota::take(Some((u64::try_from(used).unwrap_or(0), warned)), t);
+                sqlx::query(
+                    "UPDATE quota_usage SET used = $3, warned = $4 \
+                     WHERE org_id = $1 AND month = $2",
+                )
+                .bind(t.org_id.as_str())
+                .bind(&t.month)
+                .bind(to_i64(used)?)
+                .bind(warned)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                grants[i] = grant;
+            }
+            Ok(grants)
+        })
+    }
+
+    async fn quota_used(&self, org: &OrgId, month: &str) -> Result<u64, StoreError> {
+        let used: Option<i64> =
+            sqlx::query_scalar("SELECT used FROM quota_usage WHERE org_id = $1 AND month = $2")
+                .bind(org.as_str())
+                .bind(month)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err)?;
+        Ok(used.map_or(0, |u| u64::try_from(u).unwrap_or(0)))
+    }
+
+    async fn org_plans(&self) -> Result<Vec<(OrgId, String)>, StoreError> {
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT org_id, plan FROM org_plans ORDER BY org_id")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_err)?;
+        rows.into_iter()
+            .map(|(org, plan)| Ok((parse_id(&org, "organisation id")?, plan)))
+            .collect()
+    }
+
+    async fn set_org_plan(
+        &self,
+        org: &OrgId,
+        plan: Option<&str>,
+        now_ms: i64,
+        audit: &AuditRecord,
+    ) -> Result<bool, StoreError> {
+        in_write_tx!(self, |tx| {
+            // The log head first (as every audited write).
+            let log = log::lock(&mut *tx).await?;
+            let exists: Option<i32> =
+                sqlx::query_scalar("SELECT 1 FROM organisations WHERE id = $1 FOR SHARE")
+                    .bind(org.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+            if exists.is_none() {
+                return Err(StoreError::NotFound);
+            }
+            let current: Option<String> =
+                sqlx::query_scalar("SELECT plan FROM org_plans WHERE org_id = $1")
+                    .bind(org.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+            if current.as_deref() == plan {
+                return Ok(false);
+            }
+            match plan {
+                Some(p) => sqlx::query(
+                    "INSERT INTO org_plans (org_id, plan, set_at_ms) VALUES ($1, $2, $3) \
+                     ON CONFLICT (org_id) DO UPDATE SET plan = EXCLUDED.plan, \
+                     set_at_ms = EXCLUDED.set_at_ms",
+                )
+                .bind(org.as_str())
+                .bind(p)
+                .bind(now_ms),
+                None => sqlx::query("DELETE FROM org_plans WHERE org_id = $1").bind(org.as_str()),
+            }
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            log.append(&mut *tx, std::slice::from_ref(audit), &[])
+                .await?;
+            Ok(true)
+        })
+    }
+
+    async fn add_usage(&self, counts: &[UsageCount]) -> Result<(), StoreError> {
+        if counts.is_empty() {
+            return Ok(());
+        }
+        if counts.iter().any(|c| {
+            c.key.len() > quota::MAX_USAGE_TEXT_BYTES || c.route.len() > quota::MAX_USAGE_TEXT_BYTES
+        }) {
+            return Err(StoreError::Backend("usage key or route too long".into()));
+        }
+        // Rows in key order, so two replicas' flushes cannot deadlock.
+        let mut sorted: Vec<&UsageCount> = counts.iter().collect();
+        sorted.sort_by(|a, b| {
+            (a.org_id.as_str(), &a.day, &a.key, &a.route).cmp(&(
+                b.org_id.as_str(),
+                &b.day,
+                &b.key,
+                &b.route,
+            ))
+        });
+        in_write_tx!(self, |tx| {
+            for c in &sorted {
+                sqlx::query(
+                    "INSERT INTO usage_daily (org_id, day, key, route, count) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (org_id, day, key, route) \
+                     DO UPDATE SET count = usage_daily.count + EXCLUDED.count",
+                )
+                .bind(c.org_id.as_str())
+                .bind(&c.day)
+                .bind(&c.key)
+                .bind(&c.route)
+                .bind(to_i64(c.count)?)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            }
+            Ok(())
+        })
+    }
+
+    async fn usage(
+        &self,
+        org: &OrgId,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<UsageCount>, StoreError> {
+        let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
+            "SELECT day, key, route, count FROM usage_daily \
+             WHERE org_id = $1 AND day >= $2 AND day <= $3 ORDER BY day, key, route",
+        )
+        .bind(org.as_str())
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(rows
+            .into_iter()
+            .map(|(day, key, route, count)| UsageCount {
+                org_id: org.clone(),
+                day,
+                key,
+                route,
+                count: u64::try_from(count).unwrap_or(0),
+            })
+            .collect())
     }
 
     fn backend(&self) -> &'static str {

@@ -24,6 +24,7 @@ mod metrics;
 mod openapi;
 mod policy_tokens;
 mod proofs;
+mod quotas;
 mod rate_limits;
 mod rotation;
 mod schema_fuzz;
