@@ -403,25 +403,35 @@ impl FromRequestParts<Arc<AppState>> for PersonAuth {
 
 // ---- login backoff
 
-/// Failures an account may have in a row before backoff begins.
+/// Failures an account may have in a row from one address before backoff begins (the
+/// backoff applies to that address only: anyone else can still log in).
 pub const ACCOUNT_FREE_FAILURES: u32 = 5;
+/// Failures an account may have in a row from all addresses together before backoff
+/// begins everywhere: the ceiling for guessing from many addresses, high enough that
+/// delaying someone else's login takes a distributed attack.
+pub const ACCOUNT_CEILING_FREE_FAILURES: u32 = 100;
 /// Failures one address may have in a row before backoff begins (NAT: many people).
 pub const IP_FREE_FAILURES: u32 = 20;
 /// Longest wait imposed, seconds.
-pub const MAX_BACKOFF_S: i64 = 15 * 60;
+pub const MAX_BACKOFF_S: i64 = bonafide_store::accounts::MAX_BACKOFF_S;
 /// A run of failures is forgotten after this long without one, milliseconds.
 pub const FAILURE_WINDOW_MS: i64 = 3_600_000;
 
 /// How long until a subject with these failures may try again, milliseconds (0: now).
 /// Beyond `free` failures: 2^(n − free) seconds from the last one, at most
-/// [`MAX_BACKOFF_S`].
+/// [`MAX_BACKOFF_S`] (the store applies the same rule when it reserves an attempt).
 pub fn backoff_remaining_ms(failures: u32, last_failure_ms: i64, free: u32, now_ms: i64) -> i64 {
-    if failures < free {
-        return 0;
-    }
-    let exp = (failures - free).min(20);
-    let wait_s = (1i64 << exp).min(MAX_BACKOFF_S);
-    (last_failure_ms + wait_s * 1000 - now_ms).max(0)
+    bonafide_store::accounts::backoff_remaining_ms(failures, last_failure_ms, free, now_ms)
+}
+
+/// The throttle subject of an account tried from one address (none known: one
+/// shared `unknown` address): a hash of both, so the table holds neither.
+pub fn pair_subject(email: &str, ip: Option<std::net::IpAddr>) -> String {
+    let ip = ip.map_or_else(|| "unknown".to_owned(), ip_subject);
+    format!(
+        "pair:{}",
+        bonafide_core::hex(&sha256(&format!("{email}\n{ip}")))
+    )
 }
 
 /// The throttle subject of an email (known or not): its SHA-256, so the table holds

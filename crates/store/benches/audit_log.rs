@@ -1243,6 +1243,17 @@ impl Store for CountingStore {
     ) -> StoreResult<Vec<bonafide_store::UsageCount>> {
         self.inner.usage(org, from, to).await
     }
+    async fn login_reserve(
+        &self,
+        rules: &[bonafide_store::accounts::ThrottleRule],
+        now_ms: i64,
+        window_ms: i64,
+    ) -> StoreResult<i64> {
+        self.inner.login_reserve(rules, now_ms, window_ms).await
+    }
+    async fn login_release(&self, subjects: &[String]) -> StoreResult<()> {
+        self.inner.login_release(subjects).await
+    }
     async fn purge_idempotency(&self, before_ms: i64) -> StoreResult<u64> {
         self.inner.purge_idempotency(before_ms).await
     }

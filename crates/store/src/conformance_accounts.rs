@@ -728,3 +728,66 @@ pub async fn org_plans_are_audited_and_usage_adds_up(store: Arc<dyn Store>) {
             .is_empty()
     );
 }
+
+/// Parallel login attempts each check the backoff and record their failure in one
+/// step: with 3 free failures, exactly 3 of 12 parallel attempts pass; a refused one
+/// records nothing; a release takes one reserved failure back.
+pub async fn login_reservations_check_and_record_in_one_step(store: Arc<dyn Store>) {
+    use crate::accounts::ThrottleRule;
+    let rules = vec![
+        ThrottleRule {
+            subject: "pair:x".into(),
+            free: 3,
+        },
+        ThrottleRule {
+            subject: "acct:x".into(),
+            free: 100,
+        },
+    ];
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..12 {
+        let (store, rules) = (Arc::clone(&store), rules.clone());
+        tasks.spawn(async move { store.login_reserve(&rules, T0_MS, 3_600_000).await.unwrap() });
+    }
+    let mut passed = 0;
+    while let Some(wait) = tasks.join_next().await {
+        let wait = wait.unwrap();
+        if wait == 0 {
+            passed += 1;
+        } else {
+            assert_eq!(wait, 1000);
+        }
+    }
+    assert_eq!(passed, 3);
+    let subjects: Vec<String> = rules.iter().map(|r| r.subject.clone()).collect();
+    let t = store.login_throttle(&subjects).await.unwrap();
+    assert_eq!((t[0].failures, t[1].failures), (3, 3));
+    store.login_release(&subjects[..1]).await.unwrap();
+    assert_eq!(
+        store.login_throttle(&subjects).await.unwrap()[0].failures,
+        2
+    );
+    // The backoff passes with time.
+    assert_eq!(
+        store
+            .login_reserve(&rules, T0_MS + 1, 3_600_000)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .login_reserve(&rules, T0_MS + 2, 3_600_000)
+            .await
+            .unwrap(),
+        999
+    );
+    assert_eq!(
+        store
+            .login_reserve(&rules, T0_MS + 1001, 3_600_000)
+            .await
+            .unwrap(),
+        0
+    );
+    store.login_release(&["nobody".to_owned()]).await.unwrap();
+}

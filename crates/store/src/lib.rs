@@ -46,7 +46,7 @@ mod sqlite;
 
 pub use accounts::{
     Invitation, Membership, NewRefresh, Organisation, Owned, Person, RefreshRecord, Role, Rotation,
-    SecurityEvent, Session, Throttle,
+    SecurityEvent, Session, Throttle, ThrottleRule,
 };
 pub use events::{EventAck, Paused, Webhook, WebhookFailure};
 pub use limits::{RateGrant, RateLimitSetting, RateTake};
@@ -1979,6 +1979,21 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         now_ms: i64,
         window_ms: i64,
     ) -> Result<(), StoreError>;
+    /// Checks and records a login attempt in one transaction (each subject's row
+    /// locked): if any subject is backing off ([`accounts::backoff_remaining_ms`] with
+    /// its rule's `free`), nothing is written and the longest wait is returned;
+    /// otherwise a failure is recorded for every subject (reserved before the password
+    /// is checked, so parallel attempts cannot all pass the check) and 0 returned. A
+    /// login that then succeeds clears or releases what it reserved.
+    async fn login_reserve(
+        &self,
+        rules: &[ThrottleRule],
+        now_ms: i64,
+        window_ms: i64,
+    ) -> Result<i64, StoreError>;
+    /// Takes back one reserved failure of each subject (an attempt that turned out
+    /// not to be a failure).
+    async fn login_release(&self, subjects: &[String]) -> Result<(), StoreError>;
     /// Stores a security event.
     async fn add_security_event(&self, event: &SecurityEvent) -> Result<(), StoreError>;
     /// Security events after `after_id`, oldest first, at most `limit`: an

@@ -88,7 +88,7 @@ use crate::{
 use crate::{EventAck, Webhook, WebhookFailure};
 use crate::{
     Invitation, Membership, NewRefresh, Organisation, Owned, Person, RefreshRecord, Role, Rotation,
-    SecurityEvent, Session, Throttle,
+    SecurityEvent, Session, Throttle, ThrottleRule,
 };
 use crate::{NewSdkVerification, ReportOutcome, SdkReportKind, SdkVerification};
 use crate::{QuotaGrant, QuotaTake, UsageCount, quota};
@@ -3647,6 +3647,72 @@ impl Store for PostgresStore {
                         .await
                         .map_err(db_err)?;
                 }
+            }
+            Ok(())
+        })
+    }
+
+    async fn login_reserve(
+        &self,
+        rules: &[ThrottleRule],
+        now_ms: i64,
+        window_ms: i64,
+    ) -> Result<i64, StoreError> {
+        // Rows locked in subject order (no deadlock between two attempts); a subject
+        // without a row has no failures, so two attempts racing to insert it both
+        // pass, as they would one after the other.
+        let mut rules: Vec<&ThrottleRule> = rules.iter().collect();
+        rules.sort_by(|a, b| a.subject.cmp(&b.subject));
+        in_write_tx!(self, |tx| {
+            let mut wait = 0;
+            for rule in &rules {
+                let row: Option<(i64, i64)> = sqlx::query_as(
+                    "SELECT failures, last_failure_ms FROM login_throttle WHERE subject = $1 FOR UPDATE",
+                )
+                .bind(&rule.subject)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                if let Some((failures, last)) = row {
+                    let failures = u32::try_from(failures).unwrap_or(u32::MAX);
+                    wait = wait.max(crate::accounts::backoff_remaining_ms(
+                        failures, last, rule.free, now_ms,
+                    ));
+                }
+            }
+            if wait > 0 {
+                return Ok(wait);
+            }
+            for rule in &rules {
+                sqlx::query(
+                    "INSERT INTO login_throttle (subject, failures, last_failure_ms) \
+                     VALUES ($1, 1, $2) ON CONFLICT (subject) DO UPDATE SET \
+                     failures = CASE WHEN login_throttle.last_failure_ms < $3 THEN 1 \
+                     ELSE login_throttle.failures + 1 END, last_failure_ms = $4",
+                )
+                .bind(&rule.subject)
+                .bind(now_ms)
+                .bind(now_ms.saturating_sub(window_ms))
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            }
+            Ok(0)
+        })
+    }
+
+    async fn login_release(&self, subjects: &[String]) -> Result<(), StoreError> {
+        in_write_tx!(self, |tx| {
+            for subject in subjects {
+                sqlx::query(
+                    "UPDATE login_throttle SET failures = failures - 1 \
+                     WHERE subject = $1 AND failures > 0",
+                )
+                .bind(subject)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
             }
             Ok(())
         })

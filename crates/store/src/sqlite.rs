@@ -59,7 +59,7 @@ use crate::{
 use crate::{EventAck, Webhook, WebhookFailure};
 use crate::{
     Invitation, Membership, NewRefresh, Organisation, Owned, Person, RefreshRecord, Role, Rotation,
-    SecurityEvent, Session, Throttle,
+    SecurityEvent, Session, Throttle, ThrottleRule,
 };
 use crate::{NewSdkVerification, ReportOutcome, SdkReportKind, SdkVerification};
 use crate::{QuotaGrant, QuotaTake, UsageCount, quota};
@@ -3546,6 +3546,69 @@ impl Store for SqliteStore {
                     .await
                     .map_err(db_err)?;
             }
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn login_reserve(
+        &self,
+        rules: &[ThrottleRule],
+        now_ms: i64,
+        window_ms: i64,
+    ) -> Result<i64, StoreError> {
+        // The one writer: the check and the record are one step for every replica.
+        let mut tx = self.write_tx().await?;
+        let mut wait = 0;
+        for rule in rules {
+            let row: Option<(i64, i64)> = sqlx::query_as(
+                "SELECT failures, last_failure_ms FROM login_throttle WHERE subject = ?",
+            )
+            .bind(&rule.subject)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            if let Some((failures, last)) = row {
+                let failures = u32::try_from(failures).unwrap_or(u32::MAX);
+                wait = wait.max(crate::accounts::backoff_remaining_ms(
+                    failures, last, rule.free, now_ms,
+                ));
+            }
+        }
+        if wait > 0 {
+            tx.commit().await.map_err(db_err)?;
+            return Ok(wait);
+        }
+        for rule in rules {
+            sqlx::query(
+                "INSERT INTO login_throttle (subject, failures, last_failure_ms) \
+                     VALUES (?, 1, ?) ON CONFLICT (subject) DO UPDATE SET \
+                     failures = CASE WHEN login_throttle.last_failure_ms < ? THEN 1 \
+                     ELSE login_throttle.failures + 1 END, last_failure_ms = ?",
+            )
+            .bind(&rule.subject)
+            .bind(now_ms)
+            .bind(now_ms.saturating_sub(window_ms))
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(0)
+    }
+
+    async fn login_release(&self, subjects: &[String]) -> Result<(), StoreError> {
+        let mut tx = self.write_tx().await?;
+        for subject in subjects {
+            sqlx::query(
+                "UPDATE login_throttle SET failures = failures - 1 \
+                     WHERE subject = ? AND failures > 0",
+            )
+            .bind(subject)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
         }
         tx.commit().await.map_err(db_err)?;
         Ok(())

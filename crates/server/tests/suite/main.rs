@@ -20,6 +20,7 @@ mod domain;
 mod events;
 mod httpsig_key;
 mod interop;
+mod login_backoff;
 mod metrics;
 mod openapi;
 mod policy_tokens;
