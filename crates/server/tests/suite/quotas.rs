@@ -209,6 +209,19 @@ async fn the_quota_warns_at_80_percent_refuses_at_100_survives_a_restart_and_res
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert_eq!(warnings[0]["org"], org.as_str());
 
+    let m = call(&h, "GET", "/metrics", Some(&h.admin), None).await;
+    let text = m.body.as_str().unwrap_or_default().to_owned();
+    assert_eq!(
+        metric(&text, "bonafide_quota_warnings_total"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "bonafide_quota_refusals_total"),
+        Some(0.0),
+        "{text}"
+    );
+
     // Counted in the store: a restart knows the month is used up.
     let h = h.restart().await;
     let a = verify(&h, Some(&key)).await;
@@ -638,4 +651,41 @@ async fn a_persons_requests_are_charged_to_their_own_bucket_whatever_key_rides_a
             .unwrap()
             .starts_with("\"ip\"")
     );
+}
+
+#[tokio::test]
+async fn without_a_peer_address_calls_without_a_credential_share_one_bucket() {
+    use tower::ServiceExt;
+    let mut limits = RateLimits::seeds();
+    limits.apply("ip=2/min").unwrap();
+    let h = start_with_config(Config {
+        rate_limits: limits,
+        clock: Arc::new(ManualClock::now()),
+        ..config()
+    })
+    .await;
+    // The router embedded without `serve`'s listener: no peer address on requests.
+    let app = bonafide_server::router(Arc::clone(&h.state));
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let req = axum::http::Request::get("/v1/scopes")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let resp = app.clone().oneshot(req).await.unwrap();
+        if resp.status() == StatusCode::OK {
+            assert_eq!(resp.headers()["ratelimit-policy"], "\"ip\";q=2;w=60");
+        }
+        statuses.push(resp.status());
+    }
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::OK,
+            StatusCode::OK,
+            StatusCode::TOO_MANY_REQUESTS
+        ]
+    );
+    // Through the listener a caller has its address's own bucket.
+    let a = call(&h, "GET", "/v1/scopes", None, None).await;
+    assert_eq!(a.status, StatusCode::OK);
 }
