@@ -280,6 +280,12 @@ struct ServeArgs {
     /// owner. Off by default: the admin invites each organisation's first owner.
     #[arg(long, env = "BONAFIDE_OPEN_SIGNUP")]
     open_signup: bool,
+    /// Serve AgentOAuth's playground demo-token issuance
+    /// (`/compat/agentoauth/playground/issue-demo-token`): a demo issuer whose key this
+    /// registry holds signs consent tokens for anyone who asks, 100 an hour per client
+    /// address (`--rate-limit playground=N/h`). Off by default.
+    #[arg(long, env = "BONAFIDE_PLAYGROUND")]
+    playground: bool,
     /// Keep security events (failed logins, refused refresh-token reuse) this long,
     /// then drop them, hourly (at least 1h). Default 30d.
     #[arg(long, env = "BONAFIDE_SECURITY_EVENT_RETENTION", value_parser = duration::retention)]
@@ -1168,6 +1174,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
             }),
         kek: Some(kek),
         open_signup: args.open_signup,
+        playground: args.playground,
         security_event_retention: args
             .security_event_retention
             .unwrap_or(defaults.security_event_retention),

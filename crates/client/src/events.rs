@@ -100,12 +100,30 @@ impl RevokedSet {
         // one the registry keeps for it; a registry token's jti is that id already.
         let scoped = bonafide_core::ids::IssuerId::try_from(claims.iss.as_str())
             .ok()
-            .map(|issuer| bonafide_core::token::issuer_token_id(&issuer, claims.jti.as_str()));
+            .map(|issuer| {
+                let id = bonafide_core::token::issuer_token_id(&issuer, claims.jti.as_str());
+                (issuer, id)
+            });
         if s.tokens.contains(claims.jti.as_str())
-            || scoped.is_some_and(|id| s.tokens.contains(id.as_str()))
+            || scoped
+                .as_ref()
+                .is_some_and(|(_, id)| s.tokens.contains(id.as_str()))
             || ancestors.into_iter().any(|j| s.tokens.contains(j.as_str()))
         {
             return Some(TokenError::Revoked(Revoked::Token));
+        }
+        // A consent policy its issuer revoked travels as a revocation of the policy's
+        // revocation id (the issuer's id and `policy.id`), as the registry checks it.
+        let policy_id = claims
+            .policy
+            .as_ref()
+            .and_then(|p| p.get("id"))
+            .and_then(serde_json::Value::as_str);
+        if let (Some((issuer, _)), Some(policy_id)) = (&scoped, policy_id)
+            && s.tokens
+                .contains(bonafide_core::token::policy_revocation_id(issuer, policy_id).as_str())
+        {
+            return Some(TokenError::Revoked(Revoked::Policy));
         }
         let mut agents = vec![claims.sub.as_str()];
         let mut actor = claims.act.as_ref();
@@ -413,4 +431,40 @@ async fn follow_once(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bonafide_core::ids::IssuerId;
+
+    fn claims(iss: &str, policy_id: Option<&str>) -> AgentClaims {
+        let mut v = serde_json::json!({
+            "iss": iss, "sub": "agt_aaaaaaaaaaaaaaaaaaaaaaaaaa", "iat": 1, "exp": 2,
+            "jti": "tok_bbbbbbbbbbbbbbbbbbbbbbbbbb",
+            "agent": {"name": "Bot", "issuer": "acme.example", "scopes": ["payments.send"]},
+        });
+        if let Some(id) = policy_id {
+            v["policy"] = serde_json::json!({"version": "pol.v0.2", "id": id});
+        }
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn a_revoked_policy_refuses_the_issuers_tokens_carrying_it_only() {
+        let issuer = IssuerId::from_random([1; 16]);
+        let other = IssuerId::from_random([2; 16]);
+        let set = RevokedSet::new();
+        set.apply(&Event::TokenRevoked(
+            bonafide_core::token::policy_revocation_id(&issuer, "pol_1").to_string(),
+        ));
+        assert_eq!(
+            set.refusal(&claims(issuer.as_str(), Some("pol_1"))),
+            Some(TokenError::Revoked(Revoked::Policy))
+        );
+        // Another policy of the issuer, the same id of another issuer, no policy.
+        assert_eq!(set.refusal(&claims(issuer.as_str(), Some("pol_2"))), None);
+        assert_eq!(set.refusal(&claims(other.as_str(), Some("pol_1"))), None);
+        assert_eq!(set.refusal(&claims(issuer.as_str(), None)), None);
+    }
 }

@@ -37,6 +37,7 @@ pub const ROUTES: &[&str] = &[
     "/api/v1/.well-known/jwks.json",
     "/compat/agentoauth/.well-known/jwks.json",
     "/compat/agentoauth/health",
+    "/compat/agentoauth/playground/.well-known/jwks.json",
 ];
 
 /// Methods a preflight allows: these routes are reads.

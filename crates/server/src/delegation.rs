@@ -96,6 +96,15 @@ pub async fn check(
         return Ok(ChainStatus::Ended(error));
     }
     for key in &chain.ancestor_keys {
+        // An ancestor's consent policy revoked by its issuer (the child may carry a
+        // narrower policy of another `id`).
+        if let Some(id) = &key.policy_revocation
+            && snapshot.revoked(&claims.sub, id).is_some()
+        {
+            return Ok(ChainStatus::Ended(TokenError::Revoked(
+                bonafide_core::token::Revoked::Policy,
+            )));
+        }
         let agent_keys = match key.jkt {
             Some(_) => state.agent_keys(&key.agent).await?,
             None => Arc::from([]),

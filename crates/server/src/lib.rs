@@ -177,6 +177,11 @@ pub struct Config {
     /// How long security events (failed logins, refused refresh-token reuse) are
     /// kept; older ones are purged hourly. Default 30 days.
     pub security_event_retention: Duration,
+    /// Serve the AgentOAuth playground's demo-token issuance
+    /// (`/compat/agentoauth/playground/…`): a demo issuer whose key the registry
+    /// holds signs consent tokens for anyone who asks, limited per client address.
+    /// Default off.
+    pub playground: bool,
 }
 
 impl Default for Config {
@@ -218,6 +223,7 @@ impl Default for Config {
             signing_key_lifetime: None,
             open_signup: false,
             security_event_retention: Duration::from_secs(30 * 86_400),
+            playground: false,
         }
     }
 }
@@ -300,6 +306,9 @@ pub enum ServerError {
     /// A setting is out of its bounds.
     #[error("configuration: {0}")]
     Config(String),
+    /// The playground could not be set up.
+    #[error("{0}")]
+    Playground(#[from] compat::playground::PlaygroundError),
 }
 
 /// A bound, loaded server, ready to run.
@@ -334,6 +343,11 @@ impl Server {
         }
         config.public_url = config.public_url.trim_end_matches('/').to_owned();
         let state = Arc::new(AppState::load(store, config).await?);
+        if state.config.playground {
+            let playground = compat::playground::Playground::setup(&state).await?;
+            // Set once, here, before any request: `set` cannot fail.
+            let _ = state.playground.set(playground);
+        }
         Ok(Server {
             listener,
             state,

@@ -138,20 +138,24 @@ pub enum Policy {
     Ip,
     /// An anonymous verify, by the token's issuer.
     Iss,
+    /// The AgentOAuth playground's demo-token issuance, by client address (applied
+    /// with `--playground` whether or not the other limits are on).
+    Playground,
 }
 
 impl Policy {
     /// Every policy, in the order `describe` lists them.
-    pub const ALL: [Policy; 6] = [
+    pub const ALL: [Policy; 7] = [
         Policy::Admin,
         Policy::Issuer,
         Policy::Receiver,
         Policy::Person,
         Policy::Ip,
         Policy::Iss,
+        Policy::Playground,
     ];
 
-    /// Its name: `admin`, `issuer`, `receiver`, `person`, `ip`, `iss`.
+    /// Its name: `admin`, `issuer`, `receiver`, `person`, `ip`, `iss`, `playground`.
     pub fn name(self) -> &'static str {
         match self {
             Policy::Admin => "admin",
@@ -160,6 +164,7 @@ impl Policy {
             Policy::Person => "person",
             Policy::Ip => "ip",
             Policy::Iss => "iss",
+            Policy::Playground => "playground",
         }
     }
 
@@ -177,7 +182,7 @@ impl Policy {
 pub struct RateLimits {
     /// Off: nothing is limited or counted (for comparison; `serve --rate-limits off`).
     pub enabled: bool,
-    limits: [Limit; 6],
+    limits: [Limit; 7],
 }
 
 impl Default for RateLimits {
@@ -191,7 +196,8 @@ impl Default for RateLimits {
 impl RateLimits {
     /// The defaults, on: API keys 5,000 a minute, people 1,000 a minute, calls without
     /// a key 100 a minute per address (the limits AIM publishes), and anonymous
-    /// verifies 1,000 a minute per token issuer.
+    /// verifies 1,000 a minute per token issuer, and demo tokens from the AgentOAuth
+    /// playground 100 an hour per address (AgentOAuth's).
     pub fn seeds() -> Self {
         let per_min = |quota| Limit {
             quota,
@@ -206,6 +212,10 @@ impl RateLimits {
                 per_min(1000),
                 per_min(100),
                 per_min(1000),
+                Limit {
+                    quota: 100,
+                    window_s: 3600,
+                },
             ],
         }
     }
@@ -246,14 +256,14 @@ impl RateLimits {
             .find(|p| p.name() == name)
             .ok_or_else(|| {
                 format!(
-                    "`{name}` is not a rate-limit policy: use admin, issuer, receiver, api-key, person, ip or iss"
+                    "`{name}` is not a rate-limit policy: use admin, issuer, receiver, api-key, person, ip, iss or playground"
                 )
             })?;
         self.set(policy, limit);
         Ok(())
     }
 
-    /// `admin=5000/60s,issuer=…,iss=1000/60s`, or `off`: what `serve` records as the
+    /// `admin=5000/60s,issuer=…,playground=100/3600s`, or `off`: what `serve` records as the
     /// defaults it started with.
     pub fn describe(&self) -> String {
         if !self.enabled {
@@ -381,6 +391,8 @@ pub enum Subject {
     Ip(IpAddr),
     /// A token issuer (the registry's issuer id of the token's agent).
     Iss(String),
+    /// A client address asking the playground for a demo token (IPv6 by its /64).
+    Playground(IpAddr),
     /// A call without a credential and without a known client address (see
     /// [`address_subject`]): one bucket, under the address limit.
     UnknownAddress,
@@ -393,6 +405,7 @@ impl Subject {
             Subject::Person(_) => Policy::Person,
             Subject::Ip(_) | Subject::UnknownAddress => Policy::Ip,
             Subject::Iss(_) => Policy::Iss,
+            Subject::Playground(_) => Policy::Playground,
         }
     }
 
@@ -402,7 +415,7 @@ impl Subject {
         let what = match self {
             Subject::Key(_, hash) => bonafide_core::hex(&hash.0),
             Subject::Person(id) => id.clone(),
-            Subject::Ip(ip) => match canonical(*ip) {
+            Subject::Ip(ip) | Subject::Playground(ip) => match canonical(*ip) {
                 IpAddr::V6(v6) => {
                     let net = u128::from(v6) & (u128::MAX << 64);
                     std::net::Ipv6Addr::from(net).to_string() + "/64"
@@ -959,11 +972,43 @@ pub async fn charge_issuer(state: &AppState, issuer_id: &str) -> Result<(), ApiE
     }
 }
 
+/// The playground's limit on demo tokens, per client address: spends one request of
+/// the address's bucket. Applied whether or not the other limits are on (the
+/// playground signs for anyone who asks, so it is never unlimited); a request without
+/// a peer address (a router driven without a listener) counts against one bucket
+/// shared by all such requests. The outcome goes to the middleware's headers when the
+/// other limits are on; otherwise it is handed back (`Some`) for the caller to write
+/// with [`write_headers`].
+pub async fn charge_playground(
+    state: &AppState,
+    client: Option<IpAddr>,
+) -> (Result<(), ApiError>, Option<Outcome>) {
+    let ip = client.unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    let outcome = state
+        .limiter
+        .check(Subject::Playground(ip), state.now_ms())
+        .await;
+    let pushed = SLOT
+        .try_with(|slot| {
+            slot.lock().unwrap_or_else(|p| p.into_inner()).push(outcome);
+        })
+        .is_ok();
+    let verdict = match outcome.retry_after_s {
+        Some(_) => {
+            tracing::info!(policy = outcome.policy.name(), "rate limit: refused");
+            Err(refusal(&outcome))
+        }
+        None => Ok(()),
+    };
+    (verdict, (!pushed).then_some(outcome))
+}
+
 fn refusal(o: &Outcome) -> ApiError {
     let what = match o.policy {
         Policy::Ip => "calls without a key from this address",
         Policy::Iss => "anonymous verifies of this issuer's tokens",
         Policy::Person => "this person",
+        Policy::Playground => "demo tokens from this address",
         _ => "this API key",
     };
     ApiError::new(
@@ -1160,7 +1205,7 @@ mod tests {
         );
         assert_eq!(
             RateLimits::seeds().describe(),
-            "admin=5000/60s,issuer=5000/60s,receiver=5000/60s,person=1000/60s,ip=100/60s,iss=1000/60s"
+            "admin=5000/60s,issuer=5000/60s,receiver=5000/60s,person=1000/60s,ip=100/60s,iss=1000/60s,playground=100/3600s"
         );
         assert_eq!(RateLimits::off().describe(), "off");
     }

@@ -262,6 +262,12 @@ pub fn entry_of(
             issuer, policy_id,
         ));
     }
+    // Its ancestors' policies too (a delegated child's own may have another `id`).
+    for id in keys.iter().filter_map(|k| k.policy_revocation.as_ref()) {
+        if !ancestor_jtis.contains(id) {
+            ancestor_jtis.push(id.clone());
+        }
+    }
     StatusEntry {
         jti: jti.clone(),
         agent_id: agent.clone(),
@@ -956,6 +962,7 @@ pub async fn allocate(
             agent: agent.id.clone(),
             issuer_kid: body.kid.clone(),
             jkt: body.jkt.clone(),
+            policy_revocation: None,
         }]
     } else {
         Vec::new()

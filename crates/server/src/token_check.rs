@@ -84,6 +84,15 @@ pub async fn check_token_signed(
             return Ok(TokenCheck::Denied(Denied { error, subject }));
         }
     };
+    // A playground demo token: only the playground's own verifier takes it.
+    if let Some(s) = &signer
+        && crate::compat::playground::refused_here(&s.issuer_name)
+    {
+        return Ok(TokenCheck::Denied(Denied {
+            error: token::TokenError::Claims(crate::compat::playground::DEMO_ELSEWHERE.into()),
+            subject: Some((verified.claims.sub.clone(), verified.claims.jti.clone())),
+        }));
+    }
     let signer_kid = signer.as_ref().map(|s| s.kid.clone());
     let registered = match &signer {
         Some(_) => state.agent_record(&verified.claims.sub).await?,

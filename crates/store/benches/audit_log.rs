@@ -566,6 +566,12 @@ impl Store for CountingStore {
     ) -> Result<ReceiptKeyRecord, StoreError> {
         self.inner.session_key(candidate).await
     }
+    async fn playground_key(
+        &self,
+        candidate: &ReceiptKeyRecord,
+    ) -> Result<ReceiptKeyRecord, StoreError> {
+        self.inner.playground_key(candidate).await
+    }
     async fn create_org(
         &self,
         org: &Organisation,
@@ -939,6 +945,12 @@ impl Store for CountingStore {
         a: &AuditRecord,
     ) -> StoreResult<bonafide_store::PolicyRevocation> {
         self.inner.revoke_policy(i, policy_id, t, a).await
+    }
+    async fn policy_revocation_by_id(
+        &self,
+        id: &bonafide_core::ids::TokenId,
+    ) -> Result<Option<bonafide_store::PolicyRevocation>, StoreError> {
+        self.inner.policy_revocation_by_id(id).await
     }
     async fn policy_revocation(
         &self,

@@ -128,6 +128,7 @@ macro_rules! __conformance_cases {
             concurrent_first_signing_keys_agree_on_one,
             reseal_private_keys_rewrites_every_key,
             reseal_private_keys_is_all_or_nothing,
+            playground_key_is_stored_once_and_resealed,
             concurrent_reseals_seal_each_key_once,
             signing_key_rotation_publishes_until_last_expiry,
             late_token_of_a_retired_key_extends_its_publication,
@@ -1739,6 +1740,38 @@ pub async fn reseal_private_keys_rewrites_every_key(store: Arc<dyn Store>) {
     assert_eq!(store.signing_keys().await.unwrap(), resealed);
 }
 
+/// The playground's demo key: the first one stored is the one every later caller gets,
+/// and a KEK rotation re-seals it under its own slot.
+pub async fn playground_key_is_stored_once_and_resealed(store: Arc<dyn Store>) {
+    let first = ReceiptKeyRecord {
+        private_pem: "first".into(),
+        created_at_ms: 1,
+    };
+    let second = ReceiptKeyRecord {
+        private_pem: "second".into(),
+        created_at_ms: 2,
+    };
+    assert_eq!(store.playground_key(&first).await.unwrap(), first);
+    assert_eq!(store.playground_key(&second).await.unwrap(), first);
+    let seen = Mutex::new(Vec::new());
+    store
+        .reseal_private_keys(&|slot: &PrivateKeySlot, text: &str| {
+            seen.lock().unwrap().push(slot.clone());
+            Ok(Some(mark(slot, text)))
+        })
+        .await
+        .unwrap();
+    assert!(
+        seen.into_inner()
+            .unwrap()
+            .contains(&PrivateKeySlot::PlaygroundKey)
+    );
+    assert_eq!(
+        store.playground_key(&second).await.unwrap().private_pem,
+        mark(&PrivateKeySlot::PlaygroundKey, "first")
+    );
+}
+
 /// An error from `reseal` on the last key leaves every key as it was.
 pub async fn reseal_private_keys_is_all_or_nothing(store: Arc<dyn Store>) {
     let (keys, receipt, log_key) = store_every_private_key(store.as_ref()).await;
@@ -2844,11 +2877,13 @@ fn new_delegation(token: &TokenRecord, parent: &TokenRecord, actor: &Agent) -> D
                 agent: parent.agent_id.clone(),
                 issuer_kid: Some("kid-of-the-root-signer".into()),
                 jkt: None,
+                policy_revocation: None,
             },
             crate::AncestorKey {
                 agent: actor.id.clone(),
                 issuer_kid: None,
                 jkt: Some("jkt-of-the-parent".into()),
+                policy_revocation: None,
             },
         ],
         created_at_ms: T0_MS + 5,
@@ -3816,6 +3851,24 @@ pub async fn revoke_policy_keeps_first_time_and_feeds_its_id(store: Arc<dyn Stor
             jti: bonafide_core::token::policy_revocation_id(&b.id, "pol_1"),
             expires_at_s: crate::POLICY_REVOCATION_EXPIRES_AT_S,
         }]
+    );
+    // Each revocation is found by its revocation id (what the feed names), and
+    // nothing by an id no revocation has.
+    for issuer in [&a.id, &b.id] {
+        let found = store
+            .policy_revocation_by_id(&bonafide_core::token::policy_revocation_id(issuer, "pol_1"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&found.issuer_id, issuer);
+        assert_eq!(found.policy_id, "pol_1");
+    }
+    assert_eq!(
+        store
+            .policy_revocation_by_id(&bonafide_core::token::policy_revocation_id(&a.id, "pol_2"))
+            .await
+            .unwrap(),
+        None
     );
 }
 
@@ -5107,11 +5160,13 @@ pub async fn status_entries_are_found_by_subject(store: Arc<dyn Store>) {
             agent: root.clone(),
             issuer_kid: Some("kid-one".into()),
             jkt: None,
+            policy_revocation: None,
         },
         crate::AncestorKey {
             agent: holder.clone(),
             issuer_kid: None,
             jkt: Some("jkt-one".into()),
+            policy_revocation: None,
         },
     ];
     store

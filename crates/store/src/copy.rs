@@ -68,6 +68,7 @@ pub const TABLES: &[&str] = &[
     "rate_buckets",
     "rate_limit_settings",
     "session_key",
+    "playground_key",
     "organisations",
     "people",
     "memberships",
@@ -536,6 +537,7 @@ fn reseal_row(
         "event_key" => (PrivateKeySlot::EventKey, "private_pem"),
         "status_list_key" => (PrivateKeySlot::StatusListKey, "private_pem"),
         "session_key" => (PrivateKeySlot::SessionKey, "private_pem"),
+        "playground_key" => (PrivateKeySlot::PlaygroundKey, "private_pem"),
         "people" => {
             let Some((_, person)) = text_of("id") else {
                 return Ok(0);

@@ -489,7 +489,8 @@ pub struct DelegationRecord {
     pub created_at_ms: i64,
 }
 
-/// The keys behind one ancestor token of a delegated token.
+/// The keys behind one ancestor token of a delegated token, and the consent policy it
+/// carried: revoking any of them ends its descendants.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AncestorKey {
     /// The ancestor token's agent (the one its `cnf` binds).
@@ -500,6 +501,12 @@ pub struct AncestorKey {
     /// The agent key it was bound to (`cnf.jkt`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jkt: Option<String>,
+    /// The revocation id of the consent policy it carried
+    /// ([`bonafide_core::token::policy_revocation_id`]): a child may carry a narrower
+    /// policy of another `id`, and revoking its ancestor's policy must end it too.
+    /// Absent in chains recorded before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_revocation: Option<TokenId>,
 }
 
 /// An `idempotency_key` a receiver sent with a decision.
@@ -1099,6 +1106,8 @@ pub enum PrivateKeySlot {
     StatusListKey,
     /// The key that signs people's access tokens (one row).
     SessionKey,
+    /// The AgentOAuth playground's demo issuer key (one row, only with `--playground`).
+    PlaygroundKey,
     /// A person's TOTP secret (not a key, sealed the same way).
     TotpSecret {
         /// The person (`usr_…`).
@@ -1117,6 +1126,7 @@ impl PrivateKeySlot {
             PrivateKeySlot::EventKey => "event-key".to_owned(),
             PrivateKeySlot::StatusListKey => "status-list-key".to_owned(),
             PrivateKeySlot::SessionKey => "session-key".to_owned(),
+            PrivateKeySlot::PlaygroundKey => "playground-key".to_owned(),
             PrivateKeySlot::TotpSecret { person } => format!("totp-secret/{person}"),
         }
     }
@@ -1124,7 +1134,7 @@ impl PrivateKeySlot {
 
 /// The one-row private-key tables (`id = 1`): table, key column and slot. Both backends
 /// re-seal them from this list, and make or read the PKCS#8 ones by name.
-pub(crate) const SINGLE_KEY_ROWS: [(&str, &str, PrivateKeySlot); 5] = [
+pub(crate) const SINGLE_KEY_ROWS: [(&str, &str, PrivateKeySlot); 6] = [
     ("receipt_key", "private_pem", PrivateKeySlot::ReceiptKey),
     ("event_key", "private_pem", PrivateKeySlot::EventKey),
     (
@@ -1134,12 +1144,22 @@ pub(crate) const SINGLE_KEY_ROWS: [(&str, &str, PrivateKeySlot); 5] = [
     ),
     ("audit_log_key", "signer_key", PrivateKeySlot::AuditLogKey),
     ("session_key", "private_pem", PrivateKeySlot::SessionKey),
+    (
+        "playground_key",
+        "private_pem",
+        PrivateKeySlot::PlaygroundKey,
+    ),
 ];
 
 /// The one-row key tables holding a PKCS#8 key and its creation time
 /// (`ReceiptKeyRecord`): what the backends' get-or-create reads and writes.
-pub(crate) const SINGLE_KEY_TABLES: [&str; 4] =
-    ["receipt_key", "event_key", "status_list_key", "session_key"];
+pub(crate) const SINGLE_KEY_TABLES: [&str; 5] = [
+    "receipt_key",
+    "event_key",
+    "status_list_key",
+    "session_key",
+    "playground_key",
+];
 
 /// What [`Store::reseal_private_keys`] calls for each stored private key: its new
 /// stored text, or `None` to leave the row as it is.
@@ -1475,6 +1495,15 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         issuer: &IssuerId,
         policy_id: &str,
     ) -> Result<Option<PolicyRevocation>, StoreError>;
+    /// The policy revocation whose revocation id
+    /// ([`bonafide_core::token::policy_revocation_id`]) is `id`, if any: what a
+    /// reader of the change feed's `TokenRevoked` of such an id (which names no
+    /// issuer) learns it from. One indexed read (revocations recorded before the id
+    /// was stored, SQLite 0033 / PostgreSQL 0017, are matched by computing theirs).
+    async fn policy_revocation_by_id(
+        &self,
+        id: &TokenId,
+    ) -> Result<Option<PolicyRevocation>, StoreError>;
 
     // ---- issuer keys (self-custody)
     /// Registers an issuer's public key. `Conflict` if the kid is registered already
@@ -1806,6 +1835,12 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// The key that signs people's access tokens (`at+jwt`, nothing else): the stored
     /// one, or `candidate` stored now if none.
     async fn session_key(
+        &self,
+        candidate: &ReceiptKeyRecord,
+    ) -> Result<ReceiptKeyRecord, StoreError>;
+    /// The AgentOAuth playground's demo issuer key (signs demo consent tokens only):
+    /// the stored one, or `candidate` stored now if none.
+    async fn playground_key(
         &self,
         candidate: &ReceiptKeyRecord,
     ) -> Result<ReceiptKeyRecord, StoreError>;

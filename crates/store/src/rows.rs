@@ -117,6 +117,22 @@ pub(crate) struct PolicyRevocationRow {
 }
 
 impl PolicyRevocationRow {
+    /// The one of `rows` whose revocation id is `id`.
+    pub(crate) fn find(
+        rows: Vec<Self>,
+        id: &bonafide_core::ids::TokenId,
+    ) -> Result<Option<crate::PolicyRevocation>, StoreError> {
+        for row in rows {
+            let record = row.into_record()?;
+            if bonafide_core::token::policy_revocation_id(&record.issuer_id, &record.policy_id)
+                == *id
+            {
+                return Ok(Some(record));
+            }
+        }
+        Ok(None)
+    }
+
     pub(crate) fn into_record(self) -> Result<crate::PolicyRevocation, StoreError> {
         Ok(crate::PolicyRevocation {
             issuer_id: parse_id(&self.issuer_id, "issuer id")?,

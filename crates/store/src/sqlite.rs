@@ -1297,12 +1297,13 @@ impl Store for SqliteStore {
         // First time only: a second revocation keeps the first row and appends
         // nothing. The issuer foreign key refuses an unknown issuer (`NotFound`).
         let inserted = sqlx::query(
-            "INSERT INTO revoked_policies (issuer_id, policy_id, revoked_at_ms) \
-                 VALUES (?, ?, ?) ON CONFLICT (issuer_id, policy_id) DO NOTHING",
+            "INSERT INTO revoked_policies (issuer_id, policy_id, revoked_at_ms, revocation_id) \
+                 VALUES (?, ?, ?, ?) ON CONFLICT (issuer_id, policy_id) DO NOTHING",
         )
         .bind(issuer.as_str())
         .bind(policy_id)
         .bind(now_ms)
+        .bind(bonafide_core::token::policy_revocation_id(issuer, policy_id).as_str())
         .execute(&mut *tx)
         .await
         .map_err(db_err)?
@@ -1331,6 +1332,32 @@ impl Store for SqliteStore {
             .await?;
         tx.commit().await.map_err(db_err)?;
         row.into_record()
+    }
+
+    async fn policy_revocation_by_id(
+        &self,
+        id: &TokenId,
+    ) -> Result<Option<PolicyRevocation>, StoreError> {
+        let indexed = sqlx::query_as::<_, PolicyRevocationRow>(
+            "SELECT issuer_id, policy_id, revoked_at_ms FROM revoked_policies \
+             WHERE revocation_id = ?",
+        )
+        .bind(id.as_str())
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db_err)?;
+        if let Some(row) = indexed {
+            return row.into_record().map(Some);
+        }
+        // Revoked before the id was stored: computed (those rows never grow).
+        let legacy = sqlx::query_as::<_, PolicyRevocationRow>(
+            "SELECT issuer_id, policy_id, revoked_at_ms FROM revoked_policies \
+             WHERE revocation_id IS NULL",
+        )
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?;
+        PolicyRevocationRow::find(legacy, id)
     }
 
     async fn policy_revocation(
@@ -2700,6 +2727,13 @@ impl Store for SqliteStore {
         candidate: &ReceiptKeyRecord,
     ) -> Result<ReceiptKeyRecord, StoreError> {
         self.single_key("session_key", candidate).await
+    }
+
+    async fn playground_key(
+        &self,
+        candidate: &ReceiptKeyRecord,
+    ) -> Result<ReceiptKeyRecord, StoreError> {
+        self.single_key("playground_key", candidate).await
     }
 
     async fn create_org(

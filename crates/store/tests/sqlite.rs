@@ -657,3 +657,56 @@ async fn a_log_from_before_the_deferred_leaf_index_is_indexed_whole() {
     .unwrap();
     assert_eq!((indexed, upto, old_index), (51, 51, 0));
 }
+
+/// A policy revoked before revocation ids were stored (SQLite 0033) is still found by
+/// its revocation id, and one revoked since by the index.
+#[tokio::test]
+async fn policy_revocations_from_before_their_stored_id_are_found_by_it() {
+    let (store, _dir) = fresh().await;
+    let iss = issuer(1);
+    store
+        .create_issuer(
+            &iss,
+            &ApiKey::from_random(KeyKind::Issuer, [1; 20]).hash(),
+            &audit_note(),
+        )
+        .await
+        .unwrap();
+    store
+        .revoke_policy(&iss.id, "pol_new", T0_MS, &audit_note())
+        .await
+        .unwrap();
+    // A row as the store wrote it before 0033: no revocation id.
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
+        "sqlite://{}",
+        store.path().display()
+    ))
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO revoked_policies (issuer_id, policy_id, revoked_at_ms) VALUES (?, 'pol_old', ?)",
+    )
+    .bind(iss.id.as_str())
+    .bind(T0_MS - 1)
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let (stored,): (Option<String>,) =
+        sqlx::query_as("SELECT revocation_id FROM revoked_policies WHERE policy_id = 'pol_new'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    let new_id = bonafide_core::token::policy_revocation_id(&iss.id, "pol_new");
+    assert_eq!(stored.as_deref(), Some(new_id.as_str()));
+    <sqlx::SqliteConnection as sqlx::Connection>::close(conn)
+        .await
+        .unwrap();
+    for (policy, at) in [("pol_new", T0_MS), ("pol_old", T0_MS - 1)] {
+        let id = bonafide_core::token::policy_revocation_id(&iss.id, policy);
+        let found = store.policy_revocation_by_id(&id).await.unwrap().unwrap();
+        assert_eq!(found.policy_id, policy);
+        assert_eq!(found.revoked_at_ms, at);
+    }
+    let unknown = bonafide_core::token::policy_revocation_id(&iss.id, "pol_none");
+    assert_eq!(store.policy_revocation_by_id(&unknown).await.unwrap(), None);
+}

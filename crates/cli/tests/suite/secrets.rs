@@ -392,3 +392,51 @@ fn the_kek_rotates_and_the_old_one_stops_opening_the_keys() {
     );
     assert_eq!(jwks_kids(&served.url), kids);
 }
+
+/// The playground's demo key (`serve --playground`) is made once, sealed like the
+/// registry's other keys, the same after a restart and after a KEK rotation (which
+/// re-seals it with the six others); a registry without `--playground` says the
+/// playground is off.
+#[test]
+fn the_playground_key_is_sealed_and_kept_across_restarts_and_kek_rotations() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let demo_kid = |url: &str| -> (u16, serde_json::Value) {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let resp = reqwest::get(format!(
+                "{url}/compat/agentoauth/playground/.well-known/jwks.json"
+            ))
+            .await
+            .unwrap();
+            (resp.status().as_u16(), resp.json().await.unwrap())
+        })
+    };
+    let first = {
+        let served = common::serve_with_args(&dir, "127.0.0.1:0", &["--playground"], &[]);
+        let (status, jwks) = demo_kid(&served.url);
+        assert_eq!(status, 200, "{jwks}");
+        jwks["keys"][0]["kid"].as_str().unwrap().to_owned()
+    };
+    assert_no_private_key(&dir);
+    {
+        let served = common::serve_with_args(&dir, "127.0.0.1:0", &["--playground"], &[]);
+        assert_eq!(demo_kid(&served.url).1["keys"][0]["kid"], first.as_str());
+    }
+    {
+        let served = serve(&dir, &[]);
+        let (status, body) = demo_kid(&served.url);
+        assert_eq!(status, 404, "{body}");
+        assert_eq!(body["code"], "NOT_FOUND", "{body}");
+    }
+    let out = rotate_kek(&dir, &[]);
+    assert!(out.status.success(), "{}", common::text(&out));
+    assert!(
+        common::text(&out).contains("re-sealed 7 private keys"),
+        "{}",
+        common::text(&out)
+    );
+    assert_no_private_key(&dir);
+    let served = common::serve_with_args(&dir, "127.0.0.1:0", &["--playground"], &[]);
+    assert_eq!(demo_kid(&served.url).1["keys"][0]["kid"], first.as_str());
+}

@@ -60,12 +60,20 @@ pub fn routes() -> Router<Arc<AppState>> {
             "/compat/agentoauth/.well-known/jwks.json",
             get(meta::receipt_jwks).options(cors::preflight),
         )
+        .route(
+            "/compat/agentoauth/playground/issue-demo-token",
+            post(super::playground::issue),
+        )
+        .route(
+            "/compat/agentoauth/playground/.well-known/jwks.json",
+            get(super::playground::jwks).options(cors::preflight),
+        )
 }
 
 /// An error in AgentOAuth's shape: `error` and `code` as strings (the code in both;
 /// `message` says why), `valid: false` where the route answers `valid`. Its status is
 /// the native one, so a refusal stays a refusal.
-fn refusal(e: ApiError, valid: bool) -> Response {
+pub(crate) fn refusal(e: ApiError, valid: bool) -> Response {
     let mut extra = Map::new();
     extra.insert("code".into(), Value::String(e.code.as_str().to_owned()));
     if valid {
@@ -229,6 +237,11 @@ struct Answer {
     audit_index: Option<u64>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     simulation: bool,
+    /// A token of the playground's demo issuer (AgentOAuth's marking).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    demo_token: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    warning: Option<&'static str>,
 }
 
 /// `ALLOW` or `DENY`, as AgentOAuth writes a decision.
@@ -238,8 +251,20 @@ fn decision_word(allowed: bool) -> &'static str {
 
 /// The native answer in AgentOAuth's shape. `payload` is shown only for a token the
 /// native check found valid (never claims nobody vouched for).
-fn shape(answer: VerifyResponse, token: &str, simulation: bool) -> Result<Answer, ApiError> {
+fn shape(
+    state: &AppState,
+    answer: VerifyResponse,
+    token: &str,
+    simulation: bool,
+) -> Result<Answer, ApiError> {
     let payload = answer.valid.then(|| payload_of(token)).flatten();
+    let warning = super::playground::demo_warning(
+        state,
+        payload
+            .as_ref()
+            .and_then(|p| p.get("iss"))
+            .and_then(Value::as_str),
+    );
     let policy_id = payload
         .as_ref()
         .and_then(|p| p.get("policy"))
@@ -299,6 +324,8 @@ fn shape(answer: VerifyResponse, token: &str, simulation: bool) -> Result<Answer
         },
         audit_index: answer.audit_index,
         simulation,
+        demo_token: warning.is_some(),
+        warning,
     })
 }
 
@@ -345,10 +372,15 @@ pub async fn verify(
         let caller = caller?;
         let ApiJson(body) = body?;
         let token = body.token.clone();
-        let resp = verify::verify_post(state, caller, ApiJson(body.into_native())).await?;
+        let native = verify::verify_post(
+            State(Arc::clone(&state.0)),
+            caller,
+            ApiJson(body.into_native()),
+        );
+        let resp = super::playground::accepting_demo(&state, native).await?;
         let (answer, replayed) = read_answer(resp).await?;
         let status = decision_status(&answer);
-        Ok::<_, ApiError>((status, shape(answer, &token, false)?, replayed))
+        Ok::<_, ApiError>((status, shape(&state, answer, &token, false)?, replayed))
     }
     .await;
     match answer {
@@ -374,9 +406,14 @@ pub async fn simulate(
         let caller = caller?;
         let ApiJson(body) = body?;
         let token = body.token.clone();
-        let ApiJson(answer) = verify::simulate(state, caller, ApiJson(body.into_native())).await?;
+        let native = verify::simulate(
+            State(Arc::clone(&state.0)),
+            caller,
+            ApiJson(body.into_native()),
+        );
+        let ApiJson(answer) = super::playground::accepting_demo(&state, native).await?;
         let status = decision_status(&answer);
-        Ok::<_, ApiError>((status, shape(answer, &token, true)?))
+        Ok::<_, ApiError>((status, shape(&state, answer, &token, true)?))
     }
     .await;
     match answer {

@@ -23,6 +23,7 @@ pub mod aim;
 pub mod aim_sdk;
 pub mod imarobot;
 pub mod kairos;
+pub mod playground;
 
 /// The compatibility routes, merged into [`crate::router`].
 pub fn routes() -> Router<Arc<AppState>> {

@@ -287,15 +287,27 @@ async fn resolve(
     change: &Change,
 ) -> Result<Option<Unsigned>, StoreError> {
     let (event, issuer, agent, toe_ms) = match change {
-        Change::TokenRevoked { jti, .. } => {
-            let record = state.store.token(jti).await?;
-            (
+        Change::TokenRevoked { jti, expires_at_s } => match state.store.token(jti).await? {
+            Some(t) => (
                 Event::TokenRevoked(jti.to_string()),
-                record.as_ref().map(|t| t.issuer_id.clone()),
-                record.as_ref().map(|t| t.agent_id.clone()),
-                record.and_then(|t| t.revoked_at_ms),
-            )
-        }
+                Some(t.issuer_id),
+                Some(t.agent_id),
+                t.revoked_at_ms,
+            ),
+            // A consent policy revoked by its issuer travels as a revocation of its
+            // revocation id, which has no token record: the issuer is the policy's,
+            // so subscribers following that issuer receive it.
+            None if *expires_at_s == bonafide_store::POLICY_REVOCATION_EXPIRES_AT_S => {
+                let revoked = state.store.policy_revocation_by_id(jti).await?;
+                (
+                    Event::TokenRevoked(jti.to_string()),
+                    revoked.as_ref().map(|r| r.issuer_id.clone()),
+                    None,
+                    revoked.map(|r| r.revoked_at_ms),
+                )
+            }
+            None => (Event::TokenRevoked(jti.to_string()), None, None, None),
+        },
         Change::AgentRevoked(a) | Change::AgentSuspended(a) | Change::AgentReactivated(a) => {
             // The record's status fields are never read from the cache: the store.
             let record = state.store.agent(a).await?;

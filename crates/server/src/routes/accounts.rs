@@ -520,12 +520,7 @@ pub async fn create_issuer(
     let id = org_id(&id)?;
     who.require(&state, &id, Permission::CreateResources)
         .await?;
-    let name = check_text("name", &body.name, 253)?;
-    if IssuerId::try_from(bonafide_core::names::issuer_name_key(&name).as_str()).is_ok() {
-        return Err(ApiError::invalid(
-            "`name` must not be an issuer id (`iss_…`)",
-        ));
-    }
+    let name = super::check_issuer_name(&body.name)?;
     let issuer = Issuer {
         id: IssuerId::from_random(random16()?),
         name,

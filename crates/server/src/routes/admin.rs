@@ -55,14 +55,7 @@ pub async fn create_issuer(
     _admin: Admin,
     ApiJson(body): ApiJson<CreateIssuer>,
 ) -> Result<(StatusCode, ApiJson<IssuerCreated>), ApiError> {
-    let name = check_text("name", &body.name, 253)?;
-    // A consent token's `iss` is an issuer id or a name: a name that reads as an id
-    // would let it name two issuers.
-    if IssuerId::try_from(bonafide_core::names::issuer_name_key(&name).as_str()).is_ok() {
-        return Err(ApiError::invalid(
-            "`name` must not be an issuer id (`iss_…`): choose the organisation's domain or name",
-        ));
-    }
+    let name = super::check_issuer_name(&body.name)?;
     let issuer = Issuer {
         id: IssuerId::from_random(random16()?),
         name,

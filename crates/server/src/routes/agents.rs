@@ -278,6 +278,7 @@ async fn mint(
             agent: agent.id.clone(),
             issuer_kid: None,
             jkt: Some(c.jkt.clone()),
+            policy_revocation: None,
         })
         .into_iter()
         .collect();
@@ -386,6 +387,18 @@ pub(crate) async fn register_agent(
     body: RegisterAgent,
     first_token: FirstToken,
 ) -> Result<Registered, ApiError> {
+    register_agent_as(state, issuer, body, first_token, None).await
+}
+
+/// [`register_agent`] under an id the caller chose (`None`: a random one): the
+/// playground's demo agents, one per set of actions, are found again by their id.
+pub(crate) async fn register_agent_as(
+    state: &AppState,
+    issuer: Issuer,
+    body: RegisterAgent,
+    first_token: FirstToken,
+    id: Option<AgentId>,
+) -> Result<Registered, ApiError> {
     check_issuer_domain(state, &issuer, body.issuer_domain.as_deref())?;
     if first_token == FirstToken::Unbound && !body.allow_bearer_tokens {
         return Err(ApiError::internal(
@@ -420,7 +433,10 @@ pub(crate) async fn register_agent(
         ));
     }
     let agent = Agent {
-        id: new_agent_id()?,
+        id: match id {
+            Some(id) => id,
+            None => new_agent_id()?,
+        },
         issuer_id: issuer.id.clone(),
         name,
         description,

@@ -120,7 +120,7 @@ fn invalid_credentials() -> ApiError {
 /// The client's address as the rate limits see it (the TCP peer, or the address a
 /// trusted proxy names: `ratelimit::client_ip`): one rule for both, so a registry
 /// behind a proxy does not back off every person together as the proxy's address.
-fn client_ip(
+pub(crate) fn client_ip(
     state: &AppState,
     ext: &axum::http::Extensions,
     headers: &HeaderMap,

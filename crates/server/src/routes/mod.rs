@@ -50,6 +50,27 @@ pub(crate) fn new_token_id() -> Result<TokenId, crate::error::ApiError> {
 /// trimmed, non-empty, bounded, and none of the characters
 /// [`bonafide_core::names::is_forbidden`] refuses (controls, invisible and
 /// bidirectional-control characters, line separators), named by code point.
+/// A new issuer's name: text as [`check_text`] takes it (at most 253 characters), not
+/// one that reads as an issuer id (a consent token's `iss` is an id or a name: it
+/// would name two issuers), and not the playground's reserved name.
+pub(crate) fn check_issuer_name(name: &str) -> Result<String, crate::error::ApiError> {
+    let name = check_text("name", name, 253)?;
+    if bonafide_core::ids::IssuerId::try_from(bonafide_core::names::issuer_name_key(&name).as_str())
+        .is_ok()
+    {
+        return Err(crate::error::ApiError::invalid(
+            "`name` must not be an issuer id (`iss_…`): choose the organisation's domain or name",
+        ));
+    }
+    if crate::compat::playground::is_reserved_name(&name) {
+        return Err(crate::error::ApiError::invalid(format!(
+            "`{}` is reserved for the registry's AgentOAuth playground: choose another name",
+            crate::compat::playground::ISSUER_NAME
+        )));
+    }
+    Ok(name)
+}
+
 pub(crate) fn check_text(
     field: &str,
     value: &str,

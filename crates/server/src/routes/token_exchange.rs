@@ -624,13 +624,14 @@ pub async fn exchange(
         .unwrap_or_default();
     // The keys behind its ancestors (as `delegation::check` reads them at verify), and
     // the actor key the child itself is bound to.
-    let chain_keys = ancestor_keys(&state, &parent, parent_signer.clone()).await?;
+    let chain_keys = ancestor_keys(&state, &parent, &issuer_id, parent_signer.clone()).await?;
     let mut entry_keys = chain_keys.clone();
     if let Some(cnf) = &child.cnf {
         entry_keys.push(AncestorKey {
             agent: bonafide_core::delegation::current_actor(&child).clone(),
             issuer_kid: None,
             jkt: Some(cnf.jkt.clone()),
+            policy_revocation: None,
         });
     }
     // Its own policy's revocation turns it invalid too (as a verify refuses it).
@@ -765,11 +766,14 @@ async fn ancestor_policies(
 
 /// The keys behind the child's ancestors: the parent's own ancestors' (from its
 /// recorded delegation), then the parent's: the issuer key that signed it (when an
-/// issuer did) and the agent key it is bound to. Revoking or rotating out any of them
-/// ends the child too ([`crate::delegation::check`]).
+/// issuer did) and the agent key it is bound to, and the revocation id of the consent
+/// policy it carries (of `issuer`, the chain's root agent's issuer). Revoking or
+/// rotating out any of them, or revoking that policy, ends the child too
+/// ([`crate::delegation::check`]), whatever policy the child itself carries.
 async fn ancestor_keys(
     state: &AppState,
     parent: &AgentClaims,
+    issuer: &bonafide_core::ids::IssuerId,
     signer: Option<String>,
 ) -> Result<Vec<AncestorKey>, OAuthError> {
     let mut keys = match crate::delegation::chain_of(state, parent).await? {
@@ -780,6 +784,10 @@ async fn ancestor_keys(
         agent: bonafide_core::delegation::current_actor(parent).clone(),
         issuer_kid: signer,
         jkt: parent.cnf.as_ref().map(|c| c.jkt.clone()),
+        policy_revocation: token::policy_of(parent)
+            .ok()
+            .flatten()
+            .map(|p| token::policy_revocation_id(issuer, p.id())),
     });
     Ok(keys)
 }

@@ -57,6 +57,8 @@ pub struct AppState {
     pub events: crate::events::Hub,
     /// The key that signs people's access tokens (issue 18), and its JWKS.
     pub sessions: crate::accounts::SessionKeys,
+    /// The AgentOAuth playground, set at start with `--playground` (empty otherwise).
+    pub playground: std::sync::OnceLock<crate::compat::playground::Playground>,
     /// Seals the private keys this process stores ([`crate::sealing`]).
     kek: Arc<Kek>,
     /// Parsed token policies by `policy_hash` (parsing costs as much as a signature).
@@ -244,6 +246,7 @@ impl AppState {
             status_lists,
             events,
             sessions,
+            playground: std::sync::OnceLock::new(),
             policies: Bounded::new(MAX_CACHED_POLICIES, None)
                 .counted(metrics.cache_counters("policies")),
             agents: Bounded::new(MAX_CACHED_AGENTS, None).counted(metrics.cache_counters("agents")),

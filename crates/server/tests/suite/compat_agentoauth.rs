@@ -1317,3 +1317,354 @@ async fn an_issuer_key_registered_under_its_own_kid_keeps_it_as_an_alias() {
     let v = verify(c.token).await;
     assert_eq!(v["code"], "TOKEN_REVOKED", "{v}");
 }
+
+/// A registry with the playground on (and the other limits off, as in tests): the
+/// playground's own limit applies all the same.
+async fn playground(limit: Option<&str>) -> Harness {
+    let mut rate_limits = bonafide_server::ratelimit::RateLimits::off();
+    if let Some(l) = limit {
+        rate_limits.apply(l).unwrap();
+    }
+    common::start_with_config(bonafide_server::Config {
+        playground: true,
+        rate_limits,
+        ..common::config()
+    })
+    .await
+}
+
+/// The policy of AgentOAuth's playground example.
+fn demo_policy() -> Value {
+    json!({
+        "version": "pol.v0.2",
+        "id": "pol_demo_001",
+        "actions": ["payments.send"],
+        "resources": [],
+        "limits": {"per_txn": {"amount": 500, "currency": "USD"}}
+    })
+}
+
+/// `jose`'s `jwtVerify` with a JWK Set: the claims, or the error's code.
+fn jose_verify(jwks: &Value, token: &str) -> Value {
+    let script = "import { createLocalJWKSet, jwtVerify } from 'jose';\n\
+        const [jwks, token] = process.argv.slice(1);\n\
+        try { const { payload, protectedHeader } = await jwtVerify(token, createLocalJWKSet(JSON.parse(jwks)));\n\
+        console.log(JSON.stringify({ ok: true, payload, protectedHeader })); }\n\
+        catch (e) { console.log(JSON.stringify({ ok: false, code: e.code })); }";
+    let out = Command::new("node")
+        .current_dir(node_dir())
+        .args(["--input-type=module", "-e", script])
+        .arg(jwks.to_string())
+        .arg(token)
+        .output()
+        .expect("node must be installed (see scripts/interop-setup.sh)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn the_playground_issues_demo_tokens_that_are_decided_as_any_consent_token() {
+    let h = playground(None).await;
+    let (st, issued) = h
+        .call(
+            "POST",
+            &format!("{BASE}/playground/issue-demo-token"),
+            None,
+            Some(json!({"policy": demo_policy(), "user_id": "demo-user",
+                "agent_id": "demo-agent", "expires_in": 3600})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{issued}");
+    assert_eq!(issued["demo"], true, "{issued}");
+    let token = issued["token"].as_str().unwrap();
+    let issuer = issued["issuer"].as_str().unwrap();
+    assert!(IssuerId::try_from(issuer).is_ok(), "{issued}");
+    let agent = issued["agent_id"].as_str().unwrap().to_owned();
+    assert!(agent.starts_with("agt_"), "{issued}");
+    assert_eq!(issued["agent_label"], "demo-agent");
+
+    // The demo key is published, and an independent JOSE library verifies the token
+    // with it: the claims AgentOAuth's demo tokens carry, marked as demo.
+    let (st, jwks) = h
+        .call(
+            "GET",
+            &format!("{BASE}/playground/.well-known/jwks.json"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{jwks}");
+    assert_eq!(jwks["keys"][0]["kid"], issued["kid"], "{jwks}");
+    let v = jose_verify(&jwks, token);
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["protectedHeader"]["alg"], "EdDSA", "{v}");
+    assert_eq!(v["payload"]["ver"], "act.v0.2", "{v}");
+    assert_eq!(v["payload"]["iss"], issuer, "{v}");
+    assert_eq!(v["payload"]["agent"], agent.as_str(), "{v}");
+    assert_eq!(v["payload"]["user"], "demo-user", "{v}");
+    assert_eq!(v["payload"]["demo"], true, "{v}");
+    assert_eq!(v["payload"]["policy_hash"], issued["policy_hash"], "{v}");
+    let exp = v["payload"]["exp"].as_i64().unwrap();
+    assert_eq!(exp - v["payload"]["iat"].as_i64().unwrap(), 3600, "{v}");
+    // Another key's JWKS does not verify it (the check above can fail).
+    let other = json!({"keys": [SigningKey::generate(bonafide_core::keys::Algorithm::EdDSA)
+        .unwrap().verifying_key().jwk()]});
+    assert_eq!(jose_verify(&other, token)["ok"], false);
+
+    // The hosted verifier decides it as any consent token: its policy applies and the
+    // answer says it is a demo token.
+    let (st, r) = h
+        .call(
+            "POST",
+            "/v1/receivers",
+            Some(&h.admin),
+            Some(json!({"name": "merchant.example"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{r}");
+    let receiver = r["api_key"].as_str().unwrap().to_owned();
+    let (st, v) = h
+        .call(
+            "POST",
+            &format!("{BASE}/verify"),
+            Some(&receiver),
+            Some(json!({"token": token, "amount": 120, "currency": "USD"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["decision"], "ALLOW", "{v}");
+    assert_eq!(v["demo_token"], true, "{v}");
+    assert!(v["warning"].as_str().unwrap().contains("demo"), "{v}");
+    let (st, v) = h
+        .call(
+            "POST",
+            &format!("{BASE}/verify"),
+            Some(&receiver),
+            Some(json!({"token": token, "amount": 600, "currency": "USD"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+    assert_eq!(v["decision"], "DENY", "{v}");
+    // Anywhere else it is refused: a receiver's own checks never take a demo token.
+    for (path, body) in [
+        ("/v1/verify", json!({"token": token})),
+        (
+            "/api/v1/verify",
+            json!({"token": token, "target_resource": "merchant.example"}),
+        ),
+    ] {
+        let (st, v) = h.call("POST", path, Some(&receiver), Some(body)).await;
+        assert_eq!(st, StatusCode::OK, "{path}: {v}");
+        assert_eq!(v["valid"], false, "{path}: {v}");
+        assert_eq!(v["error"]["code"], "TOKEN_INVALID", "{path}: {v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("playground"),
+            "{path}: {v}"
+        );
+    }
+    let (st, v) = h
+        .call("GET", &format!("/v1/verify/{token}"), None, None)
+        .await;
+    assert_eq!(v["valid"], false, "{st} {v}");
+    // A token of an ordinary issuer is not marked.
+    let w = world().await;
+    let c = issue_consent(&w.key, &w.kid, &w.agent, "payments.send", &travel_policy());
+    let (st, v) =
+        w.h.call(
+            "POST",
+            &format!("{BASE}/verify"),
+            None,
+            Some(json!({"token": c.token})),
+        )
+        .await;
+    // Valid, and denied only by its policy (no resource or amount asked).
+    assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+    assert_eq!(v["valid"], true, "{v}");
+    assert!(v.get("demo_token").is_none(), "{v}");
+
+    // Any label and any of the demo actions: the one demo agent, and nothing stored.
+    let size = h.state.store.audit_size().await.unwrap();
+    let mut other = demo_policy();
+    other["actions"] = json!(["read:calendar", "payments.send"]);
+    let (st, again) = h
+        .call(
+            "POST",
+            &format!("{BASE}/playground/issue-demo-token"),
+            None,
+            Some(json!({"policy": other, "agent_id": "Acme Bank Payments"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{again}");
+    assert_eq!(again["agent_id"], agent.as_str(), "{again}");
+    assert_eq!(again["agent_label"], "Acme Bank Payments", "{again}");
+    assert_ne!(again["token"], issued["token"]);
+    assert_eq!(h.state.store.audit_size().await.unwrap(), size);
+    // The demo issuer and agent were made once, at start, in the audit log.
+    let registered = audit_entries_of(&h, "agent.registered").await;
+    assert_eq!(registered.len(), 1, "{registered:?}");
+    assert_eq!(registered[0]["issuer"], issuer);
+    assert_eq!(audit_entries_of(&h, "issuer.created").await.len(), 1);
+    // Its name is reserved: no one else registers it.
+    for name in ["bonafide-playground", "https://Bonafide-Playground/"] {
+        let (st, v) = h
+            .call(
+                "POST",
+                "/v1/issuers",
+                Some(&h.admin),
+                Some(json!({"name": name})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains("reserved"),
+            "{v}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_playground_refuses_bad_input_is_limited_per_address_and_is_off_by_default() {
+    // Off: a clear 404 in AgentOAuth's shape, for both routes.
+    let off = start().await;
+    for (method, path) in [
+        ("POST", "/playground/issue-demo-token"),
+        ("GET", "/playground/.well-known/jwks.json"),
+    ] {
+        let body = (method == "POST").then(|| json!({"policy": demo_policy()}));
+        let (st, v) = off.call(method, &format!("{BASE}{path}"), None, body).await;
+        assert_refused(st, &v, StatusCode::NOT_FOUND, "NOT_FOUND");
+        assert!(
+            v["message"].as_str().unwrap().contains("--playground"),
+            "{v}"
+        );
+    }
+
+    let h = playground(Some("playground=7/h")).await;
+    let size = h.state.store.audit_size().await.unwrap();
+    let url = format!("{BASE}/playground/issue-demo-token");
+    let cases = [
+        (
+            json!({"policy": {"version": "pol.v0.2"}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "POLICY_INVALID",
+        ),
+        (
+            json!({"policy": {"version": "pol.v0.2", "id": "p", "actions": ["wire.transfer"]}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "POLICY_INVALID",
+        ),
+        (
+            json!({"policy": demo_policy(), "expires_in": 10}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "INVALID_REQUEST",
+        ),
+        (
+            json!({"policy": demo_policy(), "expires_in": 86_401}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "INVALID_REQUEST",
+        ),
+        (
+            json!({"policy": demo_policy(), "agent_id": ""}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "INVALID_REQUEST",
+        ),
+        (
+            json!({"policy": demo_policy(), "issuer": "me"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "INVALID_REQUEST",
+        ),
+    ];
+    for (body, status, code) in &cases {
+        let (st, v) = h.call("POST", &url, None, Some(body.clone())).await;
+        assert_refused(st, &v, *status, code);
+    }
+    let (st, text, _) = raw(&h, "POST", &url, None, Some("{not json")).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{text}");
+    // Seven asks an hour from this address (the refusals above counted): the next is
+    // a 429 with the limit's fields; nothing was stored.
+    let (st, v) = h
+        .call("POST", &url, None, Some(json!({"policy": demo_policy()})))
+        .await;
+    assert_refused(st, &v, StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED");
+    let resp = h
+        .http
+        .post(format!("{}{url}", h.base))
+        .json(&json!({"policy": demo_policy()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(resp.headers().get("retry-after").is_some());
+    assert_eq!(
+        resp.headers()["ratelimit-policy"].to_str().unwrap(),
+        "\"playground\";q=7;w=3600"
+    );
+    assert_eq!(h.state.store.audit_size().await.unwrap(), size);
+}
+
+/// The push events a receiver following `issuer` has been sent (JSON pages).
+async fn events_of(h: &Harness, receiver_key: &str, issuer: &str) -> Vec<Value> {
+    let (st, v) = h
+        .call(
+            "GET",
+            &format!("/v1/events?issuer={issuer}"),
+            Some(receiver_key),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    v["events"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn a_policy_revocation_reaches_the_revoking_issuers_subscribers_as_an_event() {
+    let w = world().await;
+    let h = &w.h;
+    let other = h.issuer_full("other.example").await;
+    let (st, v) = h
+        .call(
+            "POST",
+            "/v1/policies/revoke",
+            Some(&w.iss.key),
+            Some(json!({"policy_id": "pol_travel_001"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let revocation_id = bonafide_core::token::policy_revocation_id(
+        &IssuerId::try_from(w.iss.id.as_str()).unwrap(),
+        "pol_travel_001",
+    );
+    // The publisher turns the change into an event within moments.
+    let revocations = |events: Vec<Value>| -> Vec<Value> {
+        events
+            .into_iter()
+            .filter(|e| e["event"] == "token.revoked")
+            .collect()
+    };
+    let mut events = Vec::new();
+    for _ in 0..300 {
+        events = revocations(events_of(h, &w.receiver_key, &w.iss.id).await);
+        if !events.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["event"], "token.revoked");
+    let set = events[0]["set"].as_str().unwrap();
+    let claims: Value = serde_json::from_slice(
+        &bonafide_core::b64::decode(set.split('.').nth(1).unwrap()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["sub_id"]["id"], revocation_id.as_str(), "{claims}");
+    assert!(claims["toe"].as_i64().is_some(), "{claims}");
+    // Subscribers following only another issuer are not sent it.
+    assert!(revocations(events_of(h, &w.receiver_key, &other.id).await).is_empty());
+}

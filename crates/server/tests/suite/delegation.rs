@@ -1041,3 +1041,65 @@ async fn the_imarobot_surface_refuses_a_delegated_token() {
         .await;
     assert_eq!(v["valid"], true, "{v}");
 }
+
+/// A consent policy revoked by its issuer ends every descendant of a token carrying
+/// it, even one that carries a narrower policy of another `id` (which the child's own
+/// claims do not name): the exchange records the ancestors' policy revocation ids.
+#[tokio::test]
+async fn revoking_an_ancestors_policy_ends_children_with_policies_of_other_ids() {
+    let h = start().await;
+    let c = three_hops(&h).await;
+    let verdict = |token: String| {
+        let h = &h;
+        async move {
+            h.call(
+                "POST",
+                "/v1/verify",
+                None,
+                Some(json!({"token": token, "audience": "bank.example"})),
+            )
+            .await
+            .1
+        }
+    };
+    for t in &c.tokens {
+        let v = verdict(t.clone()).await;
+        assert_eq!(v["valid"], true, "{v}");
+    }
+    // The hop-1 child carries `pol_hop1`, not the root's `pol_root`.
+    assert_eq!(payload(&c.tokens[1])["policy"]["id"], "pol_hop1");
+    let (st, v) = h
+        .call(
+            "POST",
+            "/v1/policies/revoke",
+            Some(&c.key),
+            Some(json!({"policy_id": "pol_root"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    for t in &c.tokens {
+        let v = verdict(t.clone()).await;
+        assert_eq!(v["valid"], false, "{v}");
+        assert_eq!(v["error"]["code"], "TOKEN_REVOKED", "{v}");
+        assert_eq!(
+            v["reasons"],
+            json!(["TOKEN_REVOKED", "POLICY_REVOKED"]),
+            "{v}"
+        );
+    }
+    // Revoking a child's own policy ends it and its descendants, not its ancestors.
+    let d = three_hops_of(&h, "other.example").await;
+    let (st, v) = h
+        .call(
+            "POST",
+            "/v1/policies/revoke",
+            Some(&d.key),
+            Some(json!({"policy_id": "pol_hop1"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(verdict(d.tokens[0].clone()).await["valid"], true);
+    for t in &d.tokens[1..] {
+        assert_eq!(verdict(t.clone()).await["valid"], false);
+    }
+}

@@ -294,7 +294,7 @@ async fn keys_are_limited_by_kind_or_by_an_admins_setting_for_the_key() {
         [
             (
                 registry.clone(),
-                "admin=5000/60s,issuer=2/60s,receiver=5000/60s,person=1000/60s,ip=1/60s,iss=1000/60s; trusted proxies: none"
+                "admin=5000/60s,issuer=2/60s,receiver=5000/60s,person=1000/60s,ip=1/60s,iss=1000/60s,playground=100/3600s; trusted proxies: none"
             ),
             (admin.clone(), "5/60s"),
             (admin.clone(), "cleared"),

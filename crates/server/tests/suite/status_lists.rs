@@ -1000,3 +1000,61 @@ async fn a_jti_asked_again_with_other_dependencies_is_a_conflict() {
     assert_eq!(st, StatusCode::CONFLICT, "{other}");
     assert_eq!(other["error"]["code"], "CONFLICT", "{other}");
 }
+
+/// A delegated child carrying a narrower policy of another `id` flips when its
+/// parent's policy is revoked (the exchange records the parent's policy revocation id
+/// among the child's entry's ancestors).
+#[tokio::test]
+async fn a_child_with_its_own_policy_flips_when_its_parents_policy_is_revoked() {
+    let h = start_with_config(Config::default()).await;
+    let key = h.issuer("family.example").await;
+    let policy = |id: &str| json!({"version": "pol.v0.2", "id": id, "actions": ["read:x"]});
+    let root = h
+        .register(
+            &key,
+            json!({"name": "Root", "scopes": ["read:x"], "policy": policy("pol_parent")}),
+        )
+        .await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, sub) = agent(&h, &key, "Sub").await;
+    let own = policy("pol_child").to_string();
+    let resp = h
+        .http
+        .post(format!("{}/v1/token", h.base))
+        .header("authorization", format!("Bearer {key}"))
+        .form(&[
+            ("grant_type", GRANT),
+            ("subject_token", root.as_str()),
+            ("subject_token_type", JWT),
+            ("actor_token", sub.as_str()),
+            ("actor_token_type", JWT),
+            ("policy", own.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let v: Value = resp.json().await.unwrap();
+    let child = v["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{v}"))
+        .to_owned();
+    let child_claims: Value = serde_json::from_slice(
+        &bonafide_core::b64::decode(child.split('.').nth(1).unwrap()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(child_claims["policy"]["id"], "pol_child");
+    let (uri, idx) = slot(&child);
+    until_status(&h, &uri, idx, Status::Valid).await;
+    let (st, v) = h
+        .call(
+            "POST",
+            "/v1/policies/revoke",
+            Some(&key),
+            Some(json!({"policy_id": "pol_parent"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    until_status(&h, &uri, idx, Status::Invalid).await;
+}
