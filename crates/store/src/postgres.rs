@@ -3692,13 +3692,24 @@ impl Store for PostgresStore {
         now_ms: i64,
         window_ms: i64,
     ) -> Result<i64, StoreError> {
-        // Rows locked in subject order (no deadlock between two attempts); a subject
-        // without a row has no failures, so two attempts racing to insert it both
-        // pass, as they would one after the other.
+        // Rows locked in subject order (no deadlock between two attempts). A missing
+        // row is inserted first (no failures yet), so every attempt locks the same
+        // row: parallel attempts on a fresh subject are checked one after another
+        // too, never all at once against nothing.
         let mut rules: Vec<&ThrottleRule> = rules.iter().collect();
         rules.sort_by(|a, b| a.subject.cmp(&b.subject));
         in_write_tx!(self, |tx| {
             let mut wait = 0;
+            for rule in &rules {
+                sqlx::query(
+                    "INSERT INTO login_throttle (subject, failures, last_failure_ms) \
+                     VALUES ($1, 0, 0) ON CONFLICT (subject) DO NOTHING",
+                )
+                .bind(&rule.subject)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            }
             for rule in &rules {
                 let row: Option<(i64, i64)> = sqlx::query_as(
                     "SELECT failures, last_failure_ms FROM login_throttle WHERE subject = $1 FOR UPDATE",
