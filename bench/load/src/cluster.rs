@@ -406,10 +406,11 @@ impl Replica {
                 cmd.env_remove(key);
             }
         }
-        // The replica modes measure the registry without rate limits (as before they
-        // existed); `--compare-rate-limits` measures what the limits cost.
+        // The replica modes measure the registry without rate limits or quotas (as
+        // before they existed); `--compare-rate-limits` measures what the limits cost.
         cmd.env("BONAFIDE_ADMIN_KEY", admin)
             .env("BONAFIDE_RATE_LIMITS", "off")
+            .env("BONAFIDE_QUOTAS", "off")
             .env("RUST_LOG", "warn");
         let mut child = cmd
             .spawn()

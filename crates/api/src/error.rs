@@ -93,6 +93,9 @@ codes! {
     /// 429: over a rate limit; `Retry-After` says when to try again, `RateLimit` and
     /// `RateLimit-Policy` which limit.
     RateLimited = "RATE_LIMITED",
+    /// 429: the organisation's monthly verification quota is used up; `Retry-After`
+    /// and the error's `reset` say when the next month (UTC) begins.
+    QuotaExceeded = "QUOTA_EXCEEDED",
     /// 500: the detail is in the server log under the request id.
     Internal = "INTERNAL",
     /// 503: the registry's storage is full; nothing was written.
@@ -320,6 +323,10 @@ pub struct ErrorDetail {
     /// server log's lines about it carry the same id.
     #[schema(pattern = "^req_[0-9a-f]{32}$")]
     pub request_id: String,
+    /// `QUOTA_EXCEEDED` only: when the quota is full again (the next month's start,
+    /// UTC, RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reset: Option<String>,
 }
 
 #[cfg(test)]

@@ -278,7 +278,7 @@ fn from_tokens(url: &str, v: &Value) -> Result<SessionFile> {
 
 /// A client acting as the logged-in person: the file's access token, rotated first
 /// when it has less than 30 s left.
-async fn person_client(url: &str, arg: &SessionFileArg) -> Result<(Client, PathBuf)> {
+pub(crate) async fn person_client(url: &str, arg: &SessionFileArg) -> Result<(Client, PathBuf)> {
     let path = session_path(arg)?;
     let mut file = load(&path)?;
     if file.url.trim_end_matches('/') != url.trim_end_matches('/') {

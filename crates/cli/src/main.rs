@@ -53,6 +53,7 @@ mod scan;
 mod self_custody;
 mod shell;
 mod stdout;
+mod usage;
 mod verify;
 mod when;
 
@@ -137,6 +138,14 @@ enum Command {
     /// (admin key), accept an invitation, invite, list members (your login).
     #[command(subcommand)]
     Org(accounts::OrgCmd),
+    /// An organisation's usage (requests by day, endpoint and key) and its monthly
+    /// verification quota: with its own API key (BONAFIDE_API_KEY), the admin key, or
+    /// an organisation admin's login. A table, or `--json`.
+    Usage(usage::UsageArgs),
+    /// Organisations' plans (monthly verification quotas): show or assign one (admin
+    /// key in BONAFIDE_API_KEY).
+    #[command(subcommand)]
+    Plan(usage::PlanCmd),
     /// Log in as a person (password in BONAFIDE_PASSWORD or on stdin): keeps the
     /// session's tokens in a 0600 file for `org`, `sessions` and `logout`.
     Login(accounts::LoginArgs),
@@ -313,6 +322,16 @@ struct ServeArgs {
     /// Default none: X-Forwarded-For is never believed.
     #[arg(long = "trusted-proxy", env = "BONAFIDE_TRUSTED_PROXIES", value_delimiter = ',', value_parser = trusted_proxy)]
     trusted_proxy: Vec<bonafide_server::ratelimit::Cidr>,
+    /// Monthly verification quotas per organisation: `on` (verify calls made with an
+    /// organisation's receiver key are counted; 429 QUOTA_EXCEEDED past its plan's
+    /// limit) or `off` (nothing counted: only for comparison).
+    #[arg(long, env = "BONAFIDE_QUOTAS", default_value = "on", value_parser = ["on", "off"])]
+    quotas: String,
+    /// A plan, NAME=LIMIT (verifications a month, e.g. pro=1000000); `free` (10,000)
+    /// is the default plan every organisation is on until the admin assigns another
+    /// (`bonafide plan set`). Repeatable (or comma-separated in the variable).
+    #[arg(long = "plan", env = "BONAFIDE_PLANS", value_delimiter = ',', value_parser = plan_assignment)]
+    plan: Vec<String>,
     /// Rotate the registry's signing key on a schedule: once the active key is this
     /// old (1h to 3650d, e.g. 90d), the next key, published in the JWKS at least 5
     /// minutes before, starts signing. Default: rotated only when asked.
@@ -323,6 +342,12 @@ struct ServeArgs {
 /// `--rate-limit POLICY=LIMIT`, checked as `serve` will apply it.
 fn rate_limit_assignment(text: &str) -> Result<String, String> {
     bonafide_server::ratelimit::RateLimits::seeds().apply(text)?;
+    Ok(text.to_owned())
+}
+
+/// `--plan NAME=LIMIT`, checked as `serve` will apply it.
+fn plan_assignment(text: &str) -> Result<String, String> {
+    bonafide_server::quota::Plans::seeds().apply(text)?;
     Ok(text.to_owned())
 }
 
@@ -992,6 +1017,8 @@ async fn run(cli: Cli, out: Out) -> Result<ExitCode> {
         Command::ApiKey(cmd) => apikeys::run(&cli.url, cmd, out).await,
         Command::RateLimit(cmd) => ratelimits::run(&cli.url, cmd, out).await,
         Command::Org(cmd) => accounts::org(&cli.url, cmd, out).await,
+        Command::Usage(args) => usage::usage(&cli.url, args, out).await,
+        Command::Plan(cmd) => usage::plan(&cli.url, cmd, out).await,
         Command::Login(args) => accounts::login(&cli.url, args, out).await,
         Command::Sessions(cmd) => accounts::sessions(&cli.url, cmd, out).await,
         Command::Logout(args) => accounts::logout(&cli.url, args, out).await,
@@ -1125,8 +1152,16 @@ async fn serve(args: ServeArgs) -> Result<()> {
             .apply(assignment)
             .map_err(|e| Failure::usage(format!("--rate-limit {e}")))?;
     }
+    let mut plans = bonafide_server::quota::Plans::seeds();
+    plans.enabled = args.quotas == "on";
+    for assignment in &args.plan {
+        plans
+            .apply(assignment)
+            .map_err(|e| Failure::usage(format!("--plan {e}")))?;
+    }
     let config = Config {
         rate_limits,
+        plans,
         trusted_proxies: args.trusted_proxy.clone(),
         signing_key_lifetime: args.signing_key_lifetime,
         public_url: args.public_url.clone().unwrap_or_default(),

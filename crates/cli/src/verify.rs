@@ -359,6 +359,7 @@ fn refused(code: &str, message: &str) -> Verdict {
             code: code.clone(),
             message: message.to_owned(),
             request_id: String::new(),
+            reset: None,
         }),
         reason: Some(message.to_owned()),
         reasons: vec![code.as_str().to_owned()],

@@ -114,6 +114,10 @@ pub enum EventType {
     /// "revoked at T, receiver R acknowledged at T+Δ".
     #[serde(rename = "event.acknowledged")]
     EventAcknowledged,
+    /// An organisation used 80 % of its monthly verification quota (`org`; `note`:
+    /// the month, the count and the limit). Once per organisation and month.
+    #[serde(rename = "quota.warning")]
+    QuotaWarning,
     // ---- organisations, people and sessions (issue 18); `org` and `person` say
     // whom, `note` what changed (a role, a reason), never a secret.
     /// An organisation was created (registry admin, or open sign-up).
@@ -177,6 +181,7 @@ impl EventType {
             EventType::PolicyRevoked => "policy.revoked",
             EventType::RateLimitSet => "rate_limit.set",
             EventType::EventAcknowledged => "event.acknowledged",
+            EventType::QuotaWarning => "quota.warning",
             EventType::OrgCreated => "org.created",
             EventType::OrgUpdated => "org.updated",
             EventType::PersonInvited => "person.invited",

@@ -285,6 +285,8 @@ pub enum Permission {
     ManageMembers,
     /// Read its security events.
     ReadSecurityEvents,
+    /// Read its usage and quota.
+    ReadUsage,
     /// Change its settings (require 2FA), make or remove owners.
     ManageOrg,
 }
@@ -297,7 +299,8 @@ impl Permission {
             Permission::ActAsIssuer => Role::Member,
             Permission::CreateResources
             | Permission::ManageMembers
-            | Permission::ReadSecurityEvents => Role::Admin,
+            | Permission::ReadSecurityEvents
+            | Permission::ReadUsage => Role::Admin,
             Permission::ManageOrg => Role::Owner,
         }
     }
@@ -310,6 +313,7 @@ impl Permission {
             Permission::CreateResources => "create issuers and receivers",
             Permission::ManageMembers => "manage members",
             Permission::ReadSecurityEvents => "read security events",
+            Permission::ReadUsage => "read usage and quota",
             Permission::ManageOrg => "change the organisation's settings or owners",
         }
     }
@@ -352,6 +356,23 @@ impl PersonAuth {
             .await?
             .ok_or_else(|| ApiError::unauthorized("this account no longer exists"))?;
         Ok(PersonAuth { person, session })
+    }
+
+    /// The person an access token names, if its signature, issuer, audience and
+    /// expiry check out; the session is not read (the rate limiter's cheap check: the
+    /// route still refuses a token whose session ended).
+    pub fn person_of_token(state: &AppState, token: &str) -> Option<String> {
+        let now_ms = state.now_ms();
+        let aud = audience(state);
+        let expect = access_token::Expect {
+            issuer: &state.config.public_url,
+            audience: &aud,
+            now_s: now_ms / 1000,
+            leeway_s: 0,
+        };
+        access_token::verify(token, &state.sessions.keys, expect)
+            .ok()
+            .map(|c| c.sub)
     }
 
     /// The audit log's actor.
@@ -412,17 +433,10 @@ pub fn two_factor_required(message: &str) -> ApiError {
 
 /// The bearer text, when it is an access token (a JWT) rather than a `bfk_` key.
 pub fn bearer_access_token(parts: &Parts) -> Option<&str> {
-    let v = parts
-        .headers
-        .get(axum::http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
-    let (scheme, rest) = v.split_once(' ')?;
-    let rest = rest.trim();
-    (scheme.eq_ignore_ascii_case("bearer")
-        && !rest.starts_with("bfk_")
-        && rest.matches('.').count() == 2)
-        .then_some(rest)
+    match crate::auth::presented(&parts.headers) {
+        crate::auth::Presented::Person(token) => Some(token),
+        _ => None,
+    }
 }
 
 impl FromRequestParts<Arc<AppState>> for PersonAuth {
@@ -442,25 +456,35 @@ impl FromRequestParts<Arc<AppState>> for PersonAuth {
 
 // ---- login backoff
 
-/// Failures an account may have in a row before backoff begins.
+/// Failures an account may have in a row from one address before backoff begins (the
+/// backoff applies to that address only: anyone else can still log in).
 pub const ACCOUNT_FREE_FAILURES: u32 = 5;
+/// Failures an account may have in a row from all addresses together before backoff
+/// begins everywhere: the ceiling for guessing from many addresses, high enough that
+/// delaying someone else's login takes a distributed attack.
+pub const ACCOUNT_CEILING_FREE_FAILURES: u32 = 100;
 /// Failures one address may have in a row before backoff begins (NAT: many people).
 pub const IP_FREE_FAILURES: u32 = 20;
 /// Longest wait imposed, seconds.
-pub const MAX_BACKOFF_S: i64 = 15 * 60;
+pub const MAX_BACKOFF_S: i64 = bonafide_store::accounts::MAX_BACKOFF_S;
 /// A run of failures is forgotten after this long without one, milliseconds.
 pub const FAILURE_WINDOW_MS: i64 = 3_600_000;
 
 /// How long until a subject with these failures may try again, milliseconds (0: now).
 /// Beyond `free` failures: 2^(n − free) seconds from the last one, at most
-/// [`MAX_BACKOFF_S`].
+/// [`MAX_BACKOFF_S`] (the store applies the same rule when it reserves an attempt).
 pub fn backoff_remaining_ms(failures: u32, last_failure_ms: i64, free: u32, now_ms: i64) -> i64 {
-    if failures < free {
-        return 0;
-    }
-    let exp = (failures - free).min(20);
-    let wait_s = (1i64 << exp).min(MAX_BACKOFF_S);
-    (last_failure_ms + wait_s * 1000 - now_ms).max(0)
+    bonafide_store::accounts::backoff_remaining_ms(failures, last_failure_ms, free, now_ms)
+}
+
+/// The throttle subject of an account tried from one address (none known: one
+/// shared `unknown` address): a hash of both, so the table holds neither.
+pub fn pair_subject(email: &str, ip: Option<std::net::IpAddr>) -> String {
+    let ip = ip.map_or_else(|| "unknown".to_owned(), ip_subject);
+    format!(
+        "pair:{}",
+        bonafide_core::hex(&sha256(&format!("{email}\n{ip}")))
+    )
 }
 
 /// The throttle subject of an email (known or not): its SHA-256, so the table holds
@@ -492,10 +516,16 @@ mod tests {
     fn role_table_is_ordered() {
         use Permission::*;
         let table = [
-            (Role::Owner, [true, true, true, true, true, true]),
-            (Role::Admin, [true, true, true, true, true, false]),
-            (Role::Member, [true, true, false, false, false, false]),
-            (Role::Viewer, [true, false, false, false, false, false]),
+            (Role::Owner, [true, true, true, true, true, true, true]),
+            (Role::Admin, [true, true, true, true, true, true, false]),
+            (
+                Role::Member,
+                [true, true, false, false, false, false, false],
+            ),
+            (
+                Role::Viewer,
+                [true, false, false, false, false, false, false],
+            ),
         ];
         for (role, want) in table {
             let got = [
@@ -504,6 +534,7 @@ mod tests {
                 CreateResources,
                 ManageMembers,
                 ReadSecurityEvents,
+                ReadUsage,
                 ManageOrg,
             ]
             .map(|p| role.at_least(p.least_role()));

@@ -15,25 +15,60 @@ use bonafide_store::{ApiKeyRecord, Issuer};
 use crate::error::ApiError;
 use crate::state::AppState;
 
-pub fn presented_key(parts: &Parts) -> Result<Option<ApiKey>, ApiError> {
-    let text = if let Some(v) = parts.headers.get("x-api-key") {
-        v.to_str()
-            .map_err(|_| ApiError::unauthorized("malformed API key"))?
-            .trim()
-    } else if let Some(v) = parts.headers.get(axum::http::header::AUTHORIZATION) {
-        let v = v
-            .to_str()
-            .map_err(|_| ApiError::unauthorized("malformed Authorization header"))?;
-        match v.split_once(' ') {
-            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
-            _ => {
-                return Err(ApiError::unauthorized(
-                    "use `Authorization: Bearer bfk_…` or `X-API-Key: bfk_…`",
-                ));
-            }
+/// The credential a request presents, as authentication reads it: a person's access
+/// token (a JWT in `Authorization: Bearer`) first, else an API key from `X-API-Key`,
+/// else from `Authorization: Bearer`. The one place that decides: the extractors and
+/// the rate limiter both call [`presented`], so a limit is charged to the credential
+/// the request is authenticated by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presented<'a> {
+    /// A person's access token.
+    Person(&'a str),
+    /// An API key's text (not yet parsed).
+    Key(&'a str),
+    /// A header that is not text or another scheme: what is wrong with it.
+    Malformed(&'static str),
+    /// No credential.
+    None,
+}
+
+/// The credential of a request (see [`Presented`]).
+pub fn presented(headers: &axum::http::HeaderMap) -> Presented<'_> {
+    let authorization = headers.get(axum::http::header::AUTHORIZATION);
+    let bearer = authorization
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, rest)| rest.trim());
+    if let Some(token) = bearer
+        && !token.starts_with("bfk_")
+        && token.matches('.').count() == 2
+    {
+        return Presented::Person(token);
+    }
+    if let Some(v) = headers.get("x-api-key") {
+        return match v.to_str() {
+            Ok(text) => Presented::Key(text.trim()),
+            Err(_) => Presented::Malformed("malformed API key"),
+        };
+    }
+    match (authorization, bearer) {
+        (None, _) => Presented::None,
+        (Some(_), Some(key)) => Presented::Key(key),
+        (Some(v), None) if v.to_str().is_err() => {
+            Presented::Malformed("malformed Authorization header")
         }
-    } else {
-        return Ok(None);
+        (Some(_), None) => {
+            Presented::Malformed("use `Authorization: Bearer bfk_…` or `X-API-Key: bfk_…`")
+        }
+    }
+}
+
+fn presented_key(parts: &Parts) -> Result<Option<ApiKey>, ApiError> {
+    let text = match presented(&parts.headers) {
+        Presented::Key(text) => text,
+        Presented::Malformed(why) => return Err(ApiError::unauthorized(why)),
+        Presented::Person(_) | Presented::None => return Ok(None),
     };
     ApiKey::parse(text)
         .map(Some)
@@ -133,7 +168,7 @@ pub fn check_record(
 /// for it at `/v1/oauth/token`), checked by [`check_record`], or a person's access
 /// token (not checked here).
 #[allow(missing_debug_implementations)] // holds a token: never printed
-pub enum Presented<'a> {
+pub enum Credential<'a> {
     /// No credential.
     Nothing,
     /// A checked key.
@@ -142,17 +177,21 @@ pub enum Presented<'a> {
     Person(&'a str),
 }
 
-/// Reads and checks the request's credential ([`Presented`]).
-pub async fn presented<'a>(parts: &'a Parts, state: &AppState) -> Result<Presented<'a>, ApiError> {
+/// Reads and checks the request's credential ([`Credential`]), as [`presented`]
+/// classifies it.
+pub async fn credential<'a>(
+    parts: &'a Parts,
+    state: &AppState,
+) -> Result<Credential<'a>, ApiError> {
     if let Some(token) = crate::accounts::bearer_access_token(parts) {
         return match crate::accounts::key_of_token(state, token).await? {
-            Some(record) => check_record(parts, state, record).map(Presented::Key),
-            None => Ok(Presented::Person(token)),
+            Some(record) => check_record(parts, state, record).map(Credential::Key),
+            None => Ok(Credential::Person(token)),
         };
     }
     match presented_key(parts)? {
-        None => Ok(Presented::Nothing),
-        Some(key) => check_key(parts, state, &key).await.map(Presented::Key),
+        None => Ok(Credential::Nothing),
+        Some(key) => check_key(parts, state, &key).await.map(Credential::Key),
     }
 }
 
@@ -161,9 +200,9 @@ async fn authenticate(
     state: &AppState,
     want: KeyKind,
 ) -> Result<Option<String>, ApiError> {
-    let record = match presented(parts, state).await? {
-        Presented::Key(record) => record,
-        Presented::Person(token) => {
+    let record = match credential(parts, state).await? {
+        Credential::Key(record) => record,
+        Credential::Person(token) => {
             return Err(refuse_person(
                 state,
                 token,
@@ -171,7 +210,7 @@ async fn authenticate(
             )
             .await);
         }
-        Presented::Nothing => {
+        Credential::Nothing => {
             return Err(ApiError::unauthorized(format!(
                 "this endpoint needs an {} API key in `Authorization: Bearer …` or `X-API-Key`",
                 want.as_str()
@@ -213,16 +252,16 @@ impl FromRequestParts<Arc<AppState>> for IssuerAuth {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, ApiError> {
-        let record = match presented(parts, state).await? {
-            Presented::Person(token) => {
+        let record = match credential(parts, state).await? {
+            Credential::Person(token) => {
                 return person_as_issuer(parts, state, token).await.map(IssuerAuth);
             }
-            Presented::Nothing => {
+            Credential::Nothing => {
                 return Err(ApiError::unauthorized(
                     "this endpoint needs an issuer API key in `Authorization: Bearer …` or `X-API-Key`",
                 ));
             }
-            Presented::Key(record) => record,
+            Credential::Key(record) => record,
         };
         if record.kind != KeyKind::Issuer {
             return Err(ApiError::forbidden(format!(
@@ -330,26 +369,47 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, ApiError> {
-        let record = match presented(parts, state).await? {
-            Presented::Nothing => return Ok(Caller::Anonymous),
-            Presented::Person(token) => {
+        let record = match credential(parts, state).await? {
+            Credential::Nothing => return Ok(Caller::Anonymous),
+            Credential::Person(token) => {
                 return Err(refuse_person(state, token, "this endpoint takes API keys").await);
             }
-            Presented::Key(record) => record,
+            Credential::Key(record) => record,
         };
-        let owner = || {
-            record
-                .owner
-                .clone()
-                .ok_or_else(|| ApiError::internal("API key without owner"))
-        };
-        Ok(match record.kind {
-            KeyKind::Admin => Caller::Admin,
-            KeyKind::Issuer => Caller::Issuer(
-                IssuerId::try_from(owner()?.as_str())
-                    .map_err(|e| ApiError::internal(e.to_string()))?,
-            ),
-            KeyKind::Receiver => Caller::Receiver(owner()?),
-        })
+        caller_of_record(&record)
     }
+}
+
+/// The caller an API key's text makes (401 for a malformed or unknown key).
+pub async fn caller_of_key(state: &AppState, text: &str) -> Result<Caller, ApiError> {
+    let key =
+        ApiKey::parse(text).map_err(|e| ApiError::unauthorized(format!("invalid API key: {e}")))?;
+    caller_of(state, &key).await
+}
+
+async fn caller_of(state: &AppState, key: &ApiKey) -> Result<Caller, ApiError> {
+    let hash = key.hash();
+    let record = state
+        .api_key(&hash)
+        .await?
+        .filter(|r| bonafide_core::ct_eq(&r.hash.0, &hash.0))
+        .ok_or_else(|| ApiError::unauthorized("unknown API key"))?;
+    caller_of_record(&record)
+}
+
+/// The caller a key's record makes: its kind and owner.
+pub fn caller_of_record(record: &ApiKeyRecord) -> Result<Caller, ApiError> {
+    let owner = || {
+        record
+            .owner
+            .clone()
+            .ok_or_else(|| ApiError::internal("API key without owner"))
+    };
+    Ok(match record.kind {
+        KeyKind::Admin => Caller::Admin,
+        KeyKind::Issuer => Caller::Issuer(
+            IssuerId::try_from(owner()?.as_str()).map_err(|e| ApiError::internal(e.to_string()))?,
+        ),
+        KeyKind::Receiver => Caller::Receiver(owner()?),
+    })
 }

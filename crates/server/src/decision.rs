@@ -301,6 +301,7 @@ impl Deciding {
                     code: code.clone(),
                     message: message.clone(),
                     request_id: self.request_id.clone(),
+                    reset: None,
                 }),
                 None,
                 None,

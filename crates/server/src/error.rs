@@ -27,6 +27,18 @@ pub struct ApiError {
     pub message: String,
     /// Detail for the log only (500s).
     pub internal: Option<String>,
+    /// When to try again (boxed: most errors have none, and the error type stays
+    /// small).
+    pub retry: Option<Box<Retry>>,
+}
+
+/// When a refused request may be tried again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retry {
+    /// Seconds, for `Retry-After`.
+    pub after_s: u64,
+    /// `QUOTA_EXCEEDED`: when the quota is full again (RFC 3339), the body's `reset`.
+    pub reset: Option<String>,
 }
 
 impl ApiError {
@@ -37,6 +49,7 @@ impl ApiError {
             code,
             message: message.into(),
             internal: None,
+            retry: None,
         }
     }
 
@@ -80,6 +93,7 @@ impl ApiError {
             code: ErrorCode::Internal,
             message: "internal error; the request id identifies it in the server log".into(),
             internal: Some(detail.into()),
+            retry: None,
         }
     }
 }
@@ -98,6 +112,7 @@ impl ApiError {
             code: self.code,
             message: self.message,
             request_id: id.to_string(),
+            reset: self.retry.and_then(|r| r.reset),
         }
     }
 
@@ -132,6 +147,7 @@ impl ApiError {
         mut extra: serde_json::Map<String, serde_json::Value>,
     ) -> Response {
         let status = self.status;
+        let retry_after = self.retry.as_ref().map(|r| r.after_s);
         let detail = self.logged();
         extra.insert("error".into(), detail.code.as_str().into());
         extra
@@ -140,9 +156,15 @@ impl ApiError {
         extra
             .entry("request_id")
             .or_insert_with(|| detail.request_id.into());
-        error_headers(
-            status,
-            (status, Json(serde_json::Value::Object(extra))).into_response(),
+        if let Some(reset) = detail.reset {
+            extra.entry("reset").or_insert_with(|| reset.into());
+        }
+        with_retry_after(
+            error_headers(
+                status,
+                (status, Json(serde_json::Value::Object(extra))).into_response(),
+            ),
+            retry_after,
         )
     }
 }
@@ -150,11 +172,24 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status;
+        let retry_after = self.retry.as_ref().map(|r| r.after_s);
         let body = ErrorBody {
             error: self.logged(),
         };
-        error_headers(status, (status, Json(body)).into_response())
+        with_retry_after(
+            error_headers(status, (status, Json(body)).into_response()),
+            retry_after,
+        )
     }
+}
+
+/// `Retry-After` of an error that says when (a quota's reset), over any default.
+fn with_retry_after(mut resp: Response, after_s: Option<u64>) -> Response {
+    if let Some(s) = after_s {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(s));
+    }
+    resp
 }
 
 /// The headers every error answer carries: a challenge on a 401, `Retry-After` on a

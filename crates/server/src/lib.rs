@@ -34,6 +34,7 @@ pub mod fetch;
 pub mod metrics;
 pub mod openapi;
 pub mod proof;
+pub mod quota;
 pub mod ratelimit;
 pub mod request_id;
 pub mod rotation;
@@ -164,6 +165,10 @@ pub struct Config {
     /// Peers whose `X-Forwarded-For` names the client's address (the right-most entry
     /// that is not itself a trusted proxy). Default none: the peer is the client.
     pub trusted_proxies: Vec<ratelimit::Cidr>,
+    /// Monthly verification quotas per organisation ([`quota`]): the plans, and
+    /// whether quotas are counted at all. Default off; `bonafide serve` turns them on
+    /// with `free` = 10,000 verifications a month.
+    pub plans: quota::Plans,
     /// Scheduled rotation of the registry's signing key ([`rotation`]): the active
     /// key is replaced once this old, the next key published in the JWKS at least
     /// [`rotation::PUBLISH_AHEAD_S`] plus `key_refresh` before it signs. Default
@@ -219,6 +224,7 @@ impl Default for Config {
             kek: None,
             rate_limits: ratelimit::RateLimits::off(),
             trusted_proxies: Vec::new(),
+            plans: quota::Plans::default(),
             signing_key_lifetime: None,
             open_signup: false,
             security_event_retention: Duration::from_secs(30 * 86_400),
@@ -405,6 +411,7 @@ impl Server {
         let events = tokio::spawn(events::run(Arc::clone(&self.state)));
         let rotation = tokio::spawn(rotation::run(Arc::clone(&self.state)));
         let rate_limits = tokio::spawn(ratelimit::maintain(Arc::clone(&self.state)));
+        let quotas = tokio::spawn(quota::maintain(Arc::clone(&self.state)));
         let webhooks = tokio::spawn(events::webhooks::run(Arc::clone(&self.state)));
         // Proofs read the upper levels of the tree from memory once warm; a failure
         // only leaves them to be read on demand.
@@ -449,6 +456,17 @@ impl Server {
         events.abort();
         rotation.abort();
         rate_limits.abort();
+        quotas.abort();
+        // What this replica counted since the last flush (usage, not the quota,
+        // which is counted in the store as it is admitted).
+        if let Err(e) = self
+            .state
+            .quotas
+            .flush_usage(self.state.store.as_ref())
+            .await
+        {
+            tracing::warn!(error = %e, "usage counts of the last interval not saved");
+        }
         webhooks.abort();
         refresher.abort();
         checkpoints.abort();
@@ -533,7 +551,8 @@ async fn refresh(state: Arc<AppState>) {
 pub fn router(state: Arc<AppState>) -> Router {
     let max_body = state.config.max_body_bytes;
     let request_timeout = state.config.request_timeout;
-    Router::new()
+    let quotas = state.config.plans.enabled;
+    let app = Router::new()
         .route("/v1/issuers", post(routes::admin::create_issuer))
         .route("/v1/receivers", post(routes::admin::create_receiver))
         .route(
@@ -557,6 +576,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/v1/admin/rate-limits/keys/{key_id}",
             put(routes::rate_limits::set_key).delete(routes::rate_limits::clear_key),
+        )
+        .route("/v1/usage", get(routes::usage::usage))
+        .route(
+            "/v1/admin/orgs/{id}/plan",
+            put(routes::usage::set_plan).get(routes::usage::get_plan),
         )
         .route(
             "/v1/admin/api-keys/{id}/revoke",
@@ -698,7 +722,18 @@ pub fn router(state: Arc<AppState>) -> Router {
         ))
         .route_layer(middleware::from_fn(cache::public_routes))
         .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
+        .method_not_allowed_fallback(method_not_allowed);
+    // Usage counts and quota headers, when quotas are on (inside the rate limit: a
+    // refused request was not served).
+    let app = if quotas {
+        app.layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            quota::layer,
+        ))
+    } else {
+        app
+    };
+    app
         // Before any handler reads a body; inside the request id and `no-store`.
         .layer(middleware::from_fn_with_state(
             Arc::clone(&state),
@@ -755,12 +790,18 @@ async fn count_request(
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let resp = next.run(req).await;
+    let mut resp = next.run(req).await;
     state
         .metrics
         .observe_request(&route, &method, resp.status().as_u16(), started.elapsed());
+    resp.extensions_mut().insert(RouteTemplate(route));
     resp
 }
+
+/// The route template a request matched (`/v1/agents/{id}`), on its response for the
+/// layers outside routing (usage counts).
+#[derive(Debug, Clone)]
+pub struct RouteTemplate(pub String);
 
 async fn not_found() -> ApiError {
     ApiError::new(

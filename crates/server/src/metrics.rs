@@ -78,6 +78,8 @@ pub struct Metrics {
     store_connections: Family<ConnectionLabels, Gauge>,
     rate_limit_refusals: Family<PolicyLabels, Counter>,
     rate_limit_leases: Family<LeaseLabels, Counter>,
+    quota_refusals: Counter,
+    quota_warnings: Counter,
 }
 
 /// A rate-limit refusal's labels.
@@ -173,8 +175,22 @@ impl Metrics {
             "Leases taken from the shared rate-limit buckets, by result",
             rate_limit_leases.clone(),
         );
+        let quota_refusals = Counter::default();
+        registry.register(
+            "quota_refusals",
+            "Verifications refused 429 QUOTA_EXCEEDED: an organisation's monthly quota was used up",
+            quota_refusals.clone(),
+        );
+        let quota_warnings = Counter::default();
+        registry.register(
+            "quota_warnings",
+            "Organisations that reached 80 % of their monthly verification quota (once each a month)",
+            quota_warnings.clone(),
+        );
         Metrics {
             registry,
+            quota_refusals,
+            quota_warnings,
             rate_limit_refusals,
             rate_limit_leases,
             store_connections,
@@ -260,6 +276,16 @@ impl Metrics {
                 result: result.to_owned(),
             })
             .inc_by(n);
+    }
+
+    /// Counts a verification refused for its organisation's quota.
+    pub fn quota_refused(&self) {
+        self.quota_refusals.inc();
+    }
+
+    /// Counts an organisation's 80 % quota warning.
+    pub fn quota_warned(&self) {
+        self.quota_warnings.inc();
     }
 
     /// The hit and miss counters of the cache called `name`.

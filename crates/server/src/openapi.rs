@@ -26,11 +26,12 @@ use crate::routes::{
 /// The API document.
 #[derive(Debug, OpenApi)]
 #[openapi(
-    info(title = "Bonafide", description = "Identity and delegated authority for AI agents: register agents, issue, verify and revoke their tokens, and check the audit log of everything that happened.\n\nEvery error answer is `{\"error\":{\"code\",\"message\",\"request_id\"}}` (`ErrorBody`; `code` is one of `ErrorCode`; token exchange answers RFC 6749 errors, with an `ErrorCode` as `code`). A verify answer whose token is not valid carries the same object as `error`. A 503 is a passing condition (a full or busy store, a timeout): retry after its `Retry-After` seconds. A 429 (`RATE_LIMITED`) means a rate limit was reached: retry after its `Retry-After` seconds; every answer a limit applied to carries `RateLimit-Policy` and `RateLimit` (IETF httpapi draft)."),
+    info(title = "Bonafide", description = "Identity and delegated authority for AI agents: register agents, issue, verify and revoke their tokens, and check the audit log of everything that happened.\n\nEvery error answer is `{\"error\":{\"code\",\"message\",\"request_id\"}}` (`ErrorBody`; `code` is one of `ErrorCode`; token exchange answers RFC 6749 errors, with an `ErrorCode` as `code`). A verify answer whose token is not valid carries the same object as `error`. A 503 is a passing condition (a full or busy store, a timeout): retry after its `Retry-After` seconds. A 429 (`RATE_LIMITED`) means a rate limit was reached: retry after its `Retry-After` seconds; every answer a limit applied to carries `RateLimit-Policy` and `RateLimit` (IETF httpapi draft). A 429 `QUOTA_EXCEEDED` means an organisation's monthly verification quota is used up (its `reset` says when it starts again); a verify answer at or over 80 % of it carries `Bonafide-Quota-Warning: USED/LIMIT; reset=…`."),
     paths(
         admin::create_issuer, admin::create_receiver, admin::set_audiences, admin::rotate_keys,
         admin::admin_keys, admin::revoke_admin_key, admin::revoke_by_hash,
         crate::routes::rate_limits::list, crate::routes::rate_limits::set_key, crate::routes::rate_limits::clear_key,
+        crate::routes::usage::usage, crate::routes::usage::set_plan, crate::routes::usage::get_plan,
         policies::lint, policies::revoke,
         agents::register, agents::list, agents::get, agents::issue_token, agents::revoke, agents::suspend, agents::reactivate, agents::revoke_token,
         agent_keys::rotate, agent_keys::did_document, agent_keys::signatures_directory, crate::routes::verify_action::verify_action,
@@ -184,7 +185,7 @@ fn describe(status: &str, auth: Auth) -> &'static str {
             "well-formed but invalid: an unknown or missing member, a value of the wrong type, or one out of range (`INVALID_REQUEST`, or a more precise code)"
         }
         "429" => {
-            "over a rate limit (`RATE_LIMITED`): per API key, or per client address without one (and per token issuer for anonymous verifies). `Retry-After` says when to try again; `RateLimit-Policy` and `RateLimit` (IETF httpapi draft) which limit and how much is left"
+            "over a rate limit (`RATE_LIMITED`): per API key, or per client address without one (and per token issuer for anonymous verifies). `Retry-After` says when to try again; `RateLimit-Policy` and `RateLimit` (IETF httpapi draft) which limit and how much is left. On verify calls made with an organisation's receiver key, also `QUOTA_EXCEEDED`: the organisation's monthly verification quota is used up; `Retry-After` and the error's `reset` say when the next month (UTC) begins"
         }
         "503" => {
             "a passing condition: the store is full or cannot write (`STORAGE_FULL`, `STORE_UNAVAILABLE`), the audit log is unavailable (`AUDIT_UNAVAILABLE`), or the answer took too long (`TIMEOUT`). Retry after `Retry-After` seconds"

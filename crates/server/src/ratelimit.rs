@@ -1,6 +1,6 @@
 //! Rate limits (issue 18 item 4): token buckets per API key (default by the key's
-//! kind, or a limit an admin set for that key), per person (a hook for sessions), per
-//! client address for calls without a key, and per token issuer for anonymous
+//! kind, or a limit an admin set for that key), per person (requests authenticated by
+//! their access token), per client address for calls without a credential, and per token issuer for anonymous
 //! verifies (AgentOAuth's hosted verifier limits by issuer as well as by address).
 //!
 //! Buckets are shared by every replica through the store: a replica takes a small
@@ -29,6 +29,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bonafide_core::apikey::{ApiKey, ApiKeyHash, KeyKind};
+
+use crate::auth::Presented;
 use bonafide_store::{RateGrant, RateTake, Store, StoreError, limits};
 use tokio::sync::{mpsc, oneshot};
 
@@ -130,7 +132,7 @@ pub enum Policy {
     Issuer,
     /// A receiver API key.
     Receiver,
-    /// A person's session (the hook for people who log in; no route uses it yet).
+    /// A person logged in: requests authenticated by their access token.
     Person,
     /// A call without a key, by client address.
     Ip,
@@ -391,7 +393,7 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[Cidr]) -> IpAddr 
 pub enum Subject {
     /// An API key (by its hash) of a kind.
     Key(KeyKind, ApiKeyHash),
-    /// A person's session, by the person's id (the hook for sessions).
+    /// A person, by id: requests authenticated by their access token.
     Person(String),
     /// A client address (IPv6 by its /64).
     Ip(IpAddr),
@@ -401,6 +403,9 @@ pub enum Subject {
     Allocations(String),
     /// A client address asking the playground for a demo token (IPv6 by its /64).
     Playground(IpAddr),
+    /// A call without a credential and without a known client address (see
+    /// [`address_subject`]): one bucket, under the address limit.
+    UnknownAddress,
 }
 
 impl Subject {
@@ -408,7 +413,7 @@ impl Subject {
         match self {
             Subject::Key(kind, _) => Policy::of_kind(*kind),
             Subject::Person(_) => Policy::Person,
-            Subject::Ip(_) => Policy::Ip,
+            Subject::Ip(_) | Subject::UnknownAddress => Policy::Ip,
             Subject::Iss(_) => Policy::Iss,
             Subject::Allocations(_) => Policy::Allocations,
             Subject::Playground(_) => Policy::Playground,
@@ -429,6 +434,8 @@ impl Subject {
                 v4 => v4.to_string(),
             },
             Subject::Iss(id) | Subject::Allocations(id) => id.clone(),
+            // Not an address's text, so it cannot share an address's bucket.
+            Subject::UnknownAddress => "unknown".to_owned(),
         };
         let digest = bonafide_core::sha256(what.as_bytes());
         format!(
@@ -888,21 +895,26 @@ pub async fn layer(State(state): State<Arc<AppState>>, req: Request, next: Next)
     if !limiter.limits.enabled || EXEMPT.contains(&req.uri().path()) {
         return next.run(req).await;
     }
-    let subject = match presented_key(&state, req.headers()).await {
-        Some(subject) => Some(subject),
-        None => limiter.client_of(&req).map(Subject::Ip),
-    };
-    let mut outcomes = Vec::with_capacity(2);
-    if let Some(subject) = subject {
-        let outcome = limiter.check(subject, state.now_ms()).await;
-        if outcome.retry_after_s.is_some() {
-            tracing::info!(policy = outcome.policy.name(), "rate limit: refused");
-            let mut resp = refusal(&outcome).into_response();
-            write_headers(resp.headers_mut(), &[outcome]);
-            return resp;
-        }
-        outcomes.push(outcome);
+    let subject = match crate::auth::presented(req.headers()) {
+        // An access token issued for a key (`/v1/oauth/token`) spends its key's
+        // bucket; a person's, that person's; one that does not verify, its address's.
+        Presented::Person(token) => match crate::accounts::key_of_token(&state, token).await {
+            Ok(Some(record)) => Some(Subject::Key(record.kind, record.hash)),
+            _ => crate::accounts::PersonAuth::person_of_token(&state, token).map(Subject::Person),
+        },
+        Presented::Key(text) => presented_key(&state, text).await,
+        Presented::Malformed(_) | Presented::None => None,
     }
+    .unwrap_or_else(|| address_subject(limiter.client_of(&req)));
+    let mut outcomes = Vec::with_capacity(2);
+    let outcome = limiter.check(subject, state.now_ms()).await;
+    if outcome.retry_after_s.is_some() {
+        tracing::info!(policy = outcome.policy.name(), "rate limit: refused");
+        let mut resp = refusal(&outcome).into_response();
+        write_headers(resp.headers_mut(), &[outcome]);
+        return resp;
+    }
+    outcomes.push(outcome);
     let slot = Arc::new(Mutex::new(outcomes));
     let mut resp = SLOT.scope(Arc::clone(&slot), next.run(req)).await;
     let outcomes = slot.lock().unwrap_or_else(|p| p.into_inner());
@@ -910,27 +922,19 @@ pub async fn layer(State(state): State<Arc<AppState>>, req: Request, next: Next)
     resp
 }
 
-/// The caller's key, if it presented one this registry knows (an unknown or
-/// malformed key counts against its address: making keys up must not escape the
-/// address limit; the route answers 401 for it).
-async fn presented_key(state: &AppState, headers: &HeaderMap) -> Option<Subject> {
-    let text = match headers.get("x-api-key") {
-        Some(v) => v.to_str().ok()?.trim(),
-        None => {
-            let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-            let (scheme, rest) = v.split_once(' ')?;
-            if !scheme.eq_ignore_ascii_case("bearer") {
-                return None;
-            }
-            rest.trim()
-        }
-    };
-    if !text.starts_with("bfk_") && text.matches('.').count() == 2 {
-        // An access token issued for a key (`/v1/oauth/token`) spends its key's
-        // bucket; a person's token, or one that does not verify, its address's.
-        let record = crate::accounts::key_of_token(state, text).await.ok()??;
-        return Some(Subject::Key(record.kind, record.hash));
-    }
+/// Who a request without a usable credential counts against: its client address,
+/// or, without a peer address (a router driven without `serve`'s listener, which
+/// records it), one bucket shared by every such request, under the address limit:
+/// unauthenticated calls are never unlimited.
+pub fn address_subject(client: Option<IpAddr>) -> Subject {
+    client.map_or(Subject::UnknownAddress, Subject::Ip)
+}
+
+/// The key a request presents (the credential authentication uses, from
+/// [`crate::auth::presented`]), if this registry knows it (an unknown or malformed
+/// key counts against its address: making keys up must not escape the address
+/// limit; the route answers 401 for it).
+async fn presented_key(state: &AppState, text: &str) -> Option<Subject> {
     let key = ApiKey::parse(text).ok()?;
     let hash = key.hash();
     let record = state.api_key(&hash).await.ok()??;
@@ -1029,7 +1033,7 @@ fn refusal(o: &Outcome) -> ApiError {
         Policy::Ip => "calls without a key from this address",
         Policy::Iss => "anonymous verifies of this issuer's tokens",
         Policy::Allocations => "status-list allocations of this issuer",
-        Policy::Person => "this session",
+        Policy::Person => "this person",
         Policy::Playground => "demo tokens from this address",
         _ => "this API key",
     };
@@ -1303,6 +1307,18 @@ mod tests {
         let v4 = Subject::Ip("192.0.2.1".parse().unwrap()).bucket();
         assert!(v4.starts_with("ip:") && !v4.contains("192"), "{v4}");
         assert!(v4.len() <= limits::MAX_BUCKET_BYTES);
+    }
+
+    #[test]
+    fn calls_without_an_address_share_one_bucket_under_the_address_limit() {
+        let unknown = address_subject(None);
+        assert_eq!(unknown, Subject::UnknownAddress);
+        assert_eq!(unknown.policy(), Policy::Ip);
+        assert_eq!(unknown.bucket(), address_subject(None).bucket());
+        let ip = address_subject(Some("192.0.2.1".parse().unwrap()));
+        assert_eq!(ip, Subject::Ip("192.0.2.1".parse().unwrap()));
+        assert_ne!(unknown.bucket(), ip.bucket());
+        assert!(unknown.bucket().starts_with("ip:"));
     }
 
     #[test]

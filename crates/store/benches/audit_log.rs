@@ -1260,6 +1260,49 @@ impl Store for CountingStore {
             .set_rate_limit_setting(name, value, now_ms, a)
             .await
     }
+    async fn quota_take(
+        &self,
+        takes: &[bonafide_store::QuotaTake],
+    ) -> StoreResult<Vec<bonafide_store::QuotaGrant>> {
+        self.inner.quota_take(takes).await
+    }
+    async fn quota_used(&self, org: &bonafide_core::ids::OrgId, month: &str) -> StoreResult<u64> {
+        self.inner.quota_used(org, month).await
+    }
+    async fn org_plans(&self) -> StoreResult<Vec<(bonafide_core::ids::OrgId, String)>> {
+        self.inner.org_plans().await
+    }
+    async fn set_org_plan(
+        &self,
+        org: &bonafide_core::ids::OrgId,
+        plan: Option<&str>,
+        now_ms: i64,
+        a: &AuditRecord,
+    ) -> StoreResult<bool> {
+        self.inner.set_org_plan(org, plan, now_ms, a).await
+    }
+    async fn add_usage(&self, counts: &[bonafide_store::UsageCount]) -> StoreResult<()> {
+        self.inner.add_usage(counts).await
+    }
+    async fn usage(
+        &self,
+        org: &bonafide_core::ids::OrgId,
+        from: &str,
+        to: &str,
+    ) -> StoreResult<Vec<bonafide_store::UsageCount>> {
+        self.inner.usage(org, from, to).await
+    }
+    async fn login_reserve(
+        &self,
+        rules: &[bonafide_store::accounts::ThrottleRule],
+        now_ms: i64,
+        window_ms: i64,
+    ) -> StoreResult<i64> {
+        self.inner.login_reserve(rules, now_ms, window_ms).await
+    }
+    async fn login_release(&self, subjects: &[String]) -> StoreResult<()> {
+        self.inner.login_release(subjects).await
+    }
     async fn purge_idempotency(&self, before_ms: i64) -> StoreResult<u64> {
         self.inner.purge_idempotency(before_ms).await
     }

@@ -246,6 +246,35 @@ pub struct Throttle {
     pub last_failure_ms: i64,
 }
 
+/// One subject of a login reservation ([`crate::Store::login_reserve`]): its name and
+/// the failures it may have in a row before backoff begins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThrottleRule {
+    /// The subject (the server's naming: an account, an account from one address, an
+    /// address).
+    pub subject: String,
+    /// Failures in a row allowed before backoff.
+    pub free: u32,
+}
+
+/// Longest wait backoff imposes, seconds.
+pub const MAX_BACKOFF_S: i64 = 15 * 60;
+
+/// How long until a subject with these failures may try again, milliseconds (0: now).
+/// Beyond `free` failures: 2^(n − free) seconds from the last one, at most
+/// [`MAX_BACKOFF_S`]. Pure: both backends apply it inside their transaction.
+pub fn backoff_remaining_ms(failures: u32, last_failure_ms: i64, free: u32, now_ms: i64) -> i64 {
+    if failures < free {
+        return 0;
+    }
+    let exp = (failures - free).min(20);
+    let wait_s = (1i64 << exp).min(MAX_BACKOFF_S);
+    last_failure_ms
+        .saturating_add(wait_s * 1000)
+        .saturating_sub(now_ms)
+        .max(0)
+}
+
 // ---- rows both backends read (no SQL here: the column lists are the backends')
 
 use crate::StoreError;

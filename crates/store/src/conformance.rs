@@ -207,6 +207,9 @@ macro_rules! __conformance_cases {
             accounts_any_api_key_is_revoked_by_hash_but_not_the_last_admin,
             api_keys_are_objects_created_listed_rotated_and_touched,
             api_key_expired_admin_keys_do_not_count_as_the_last,
+            quota_counts_exactly_across_concurrent_batches_and_warns_once,
+            org_plans_are_audited_and_usage_adds_up,
+            login_reservations_check_and_record_in_one_step,
         }
     };
 }

@@ -772,3 +772,221 @@ pub async fn api_key_expired_admin_keys_do_not_count_as_the_last(store: Arc<dyn 
         .await
         .unwrap();
 }
+
+// ---- quotas and usage (issue 18 item 5)
+
+/// Concurrent batches (as replicas make them) admit exactly the limit, count exactly
+/// what they admitted, and exactly one take reports the 80 % warning; another month
+/// starts from zero.
+pub async fn quota_counts_exactly_across_concurrent_batches_and_warns_once(store: Arc<dyn Store>) {
+    use crate::QuotaTake;
+    let (a, _) = org_with_owner(store.as_ref()).await;
+    let (b, _) = org_with_owner(store.as_ref()).await;
+    let take = |org: &OrgId, month: &str, want| QuotaTake {
+        org_id: org.clone(),
+        month: month.to_owned(),
+        limit: 50,
+        warn_at: 40,
+        want,
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..8u64 {
+        let store = Arc::clone(&store);
+        let (a, b) = (a.id.clone(), b.id.clone());
+        tasks.spawn(async move {
+            let (mut got, mut warned) = (0, 0);
+            for _ in 0..5 {
+                // Both organisations per batch, in both orders across tasks.
+                let mut takes = vec![take(&a, "2026-12", 2), take(&b, "2026-12", 1)];
+                if i % 2 == 1 {
+                    takes.reverse();
+                }
+                let grants = store.quota_take(&takes).await.unwrap();
+                for (t, g) in takes.iter().zip(&grants) {
+                    assert!(g.granted <= t.want && g.used <= 50);
+                    if t.org_id == a {
+                        got += g.granted;
+                        warned += u64::from(g.warn);
+                    }
+                }
+            }
+            (got, warned)
+        });
+    }
+    let (mut got, mut warned) = (0, 0);
+    while let Some(r) = tasks.join_next().await {
+        let (g, w) = r.unwrap();
+        got += g;
+        warned += w;
+    }
+    // 8 tasks × 5 batches × 2 = 80 asked of `a`: 50 admitted, one warning.
+    assert_eq!((got, warned), (50, 1));
+    assert_eq!(store.quota_used(&a.id, "2026-12").await.unwrap(), 50);
+    assert_eq!(store.quota_used(&b.id, "2026-12").await.unwrap(), 40);
+    let full = store
+        .quota_take(&[take(&a.id, "2026-12", 1)])
+        .await
+        .unwrap();
+    assert_eq!(
+        (full[0].granted, full[0].used, full[0].warn),
+        (0, 50, false)
+    );
+    assert_eq!(store.quota_used(&a.id, "2027-01").await.unwrap(), 0);
+    let next = store
+        .quota_take(&[take(&a.id, "2027-01", 1)])
+        .await
+        .unwrap();
+    assert_eq!((next[0].granted, next[0].used), (1, 1));
+    assert!(store.quota_take(&[]).await.unwrap().is_empty());
+}
+
+/// A plan assignment is audited only when it changes; an unknown organisation is
+/// `NotFound`; usage counts add up per (day, key, route) and read back by day range.
+pub async fn org_plans_are_audited_and_usage_adds_up(store: Arc<dyn Store>) {
+    use crate::UsageCount;
+    let (o, _) = org_with_owner(store.as_ref()).await;
+    let before = store.audit_size().await.unwrap();
+    assert!(
+        store
+            .set_org_plan(&o.id, Some("pro"), T0_MS, &audit_note())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .set_org_plan(&o.id, Some("pro"), T0_MS + 1, &audit_note())
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.org_plans().await.unwrap(),
+        [(o.id.clone(), "pro".to_owned())]
+    );
+    assert!(
+        store
+            .set_org_plan(&o.id, None, T0_MS + 2, &audit_note())
+            .await
+            .unwrap()
+    );
+    assert!(store.org_plans().await.unwrap().is_empty());
+    assert_eq!(store.audit_size().await.unwrap(), before + 2);
+    let stranger = OrgId::from_random(unique());
+    assert!(matches!(
+        store
+            .set_org_plan(&stranger, Some("pro"), T0_MS, &audit_note())
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(store.audit_size().await.unwrap(), before + 2);
+
+    let row = |day: &str, key: &str, route: &str, count| UsageCount {
+        org_id: o.id.clone(),
+        day: day.to_owned(),
+        key: key.to_owned(),
+        route: route.to_owned(),
+        count,
+    };
+    store
+        .add_usage(&[
+            row("2026-12-01", "receiver:rcv_a", "/v1/verify", 3),
+            row("2026-12-02", "receiver:rcv_a", "/v1/verify", 1),
+        ])
+        .await
+        .unwrap();
+    store
+        .add_usage(&[
+            row("2026-12-01", "receiver:rcv_a", "/v1/verify", 4),
+            row("2026-12-01", "issuer:iss_b", "/v1/agents", 2),
+        ])
+        .await
+        .unwrap();
+    store.add_usage(&[]).await.unwrap();
+    assert_eq!(
+        store
+            .usage(&o.id, "2026-12-01", "2026-12-01")
+            .await
+            .unwrap(),
+        [
+            row("2026-12-01", "issuer:iss_b", "/v1/agents", 2),
+            row("2026-12-01", "receiver:rcv_a", "/v1/verify", 7),
+        ]
+    );
+    assert_eq!(
+        store
+            .usage(&o.id, "2026-11-01", "2026-12-31")
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    assert!(
+        store
+            .usage(&stranger, "2026-11-01", "2026-12-31")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// Parallel login attempts each check the backoff and record their failure in one
+/// step: with 3 free failures, exactly 3 of 12 parallel attempts pass; a refused one
+/// records nothing; a release takes one reserved failure back.
+pub async fn login_reservations_check_and_record_in_one_step(store: Arc<dyn Store>) {
+    use crate::accounts::ThrottleRule;
+    let rules = vec![
+        ThrottleRule {
+            subject: "pair:x".into(),
+            free: 3,
+        },
+        ThrottleRule {
+            subject: "acct:x".into(),
+            free: 100,
+        },
+    ];
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..12 {
+        let (store, rules) = (Arc::clone(&store), rules.clone());
+        tasks.spawn(async move { store.login_reserve(&rules, T0_MS, 3_600_000).await.unwrap() });
+    }
+    let mut passed = 0;
+    while let Some(wait) = tasks.join_next().await {
+        let wait = wait.unwrap();
+        if wait == 0 {
+            passed += 1;
+        } else {
+            assert_eq!(wait, 1000);
+        }
+    }
+    assert_eq!(passed, 3);
+    let subjects: Vec<String> = rules.iter().map(|r| r.subject.clone()).collect();
+    let t = store.login_throttle(&subjects).await.unwrap();
+    assert_eq!((t[0].failures, t[1].failures), (3, 3));
+    store.login_release(&subjects[..1]).await.unwrap();
+    assert_eq!(
+        store.login_throttle(&subjects).await.unwrap()[0].failures,
+        2
+    );
+    // The backoff passes with time.
+    assert_eq!(
+        store
+            .login_reserve(&rules, T0_MS + 1, 3_600_000)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .login_reserve(&rules, T0_MS + 2, 3_600_000)
+            .await
+            .unwrap(),
+        999
+    );
+    assert_eq!(
+        store
+            .login_reserve(&rules, T0_MS + 1001, 3_600_000)
+            .await
+            .unwrap(),
+        0
+    );
+    store.login_release(&["nobody".to_owned()]).await.unwrap();
+}

@@ -80,6 +80,9 @@ pub const TABLES: &[&str] = &[
     "org_receivers",
     "login_throttle",
     "security_events",
+    "org_plans",
+    "quota_usage",
+    "usage_daily",
 ];
 
 /// Rows read from SQLite and inserted into PostgreSQL at a time (well under

@@ -47,17 +47,19 @@ pub mod ledger;
 pub mod limits;
 pub mod log;
 mod postgres;
+pub mod quota;
 mod rows;
 pub mod sdk_verifications;
 mod sqlite;
 
 pub use accounts::{
     Invitation, Membership, NewRefresh, Organisation, Owned, Person, RefreshRecord, Role, Rotation,
-    SecurityEvent, Session, Throttle,
+    SecurityEvent, Session, Throttle, ThrottleRule,
 };
 pub use events::{EventAck, Paused, Webhook, WebhookFailure};
 pub use limits::{RateGrant, RateLimitSetting, RateTake};
 pub use postgres::{PostgresOptions, PostgresStore};
+pub use quota::{QuotaGrant, QuotaTake, UsageCount};
 pub use sdk_verifications::{
     NewSdkVerification, ReportOutcome, SdkReport, SdkReportKind, SdkVerification,
 };
@@ -1911,6 +1913,33 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         now_ms: i64,
         audit: &AuditRecord,
     ) -> Result<bool, StoreError>;
+    // ---- quotas and usage (issue 18 item 5)
+    /// Counts verifications against organisations' monthly quotas ([`quota::take`]'s
+    /// rule), all in one short transaction (each month's row locked while it is read
+    /// and written; callers pass each organisation and month once): one grant per
+    /// take, in order. Not audited (the server audits the warning a grant reports).
+    async fn quota_take(&self, takes: &[QuotaTake]) -> Result<Vec<QuotaGrant>, StoreError>;
+    /// An organisation's count for a month (0 if nothing was counted).
+    async fn quota_used(&self, org: &OrgId, month: &str) -> Result<u64, StoreError>;
+    /// Every organisation's assigned plan (organisations without one are on the
+    /// registry's default plan).
+    async fn org_plans(&self) -> Result<Vec<(OrgId, String)>, StoreError>;
+    /// Assigns (`Some`) or clears (`None`) an organisation's plan, with its audit entry
+    /// in the same transaction; whether anything changed. `NotFound` for an unknown
+    /// organisation.
+    async fn set_org_plan(
+        &self,
+        org: &OrgId,
+        plan: Option<&str>,
+        now_ms: i64,
+        audit: &AuditRecord,
+    ) -> Result<bool, StoreError>;
+    /// Adds request counts to the daily usage table (one transaction).
+    async fn add_usage(&self, counts: &[UsageCount]) -> Result<(), StoreError>;
+    /// An organisation's usage rows from day `from` to day `to` (`YYYY-MM-DD`, both
+    /// included), by day, key and route.
+    async fn usage(&self, org: &OrgId, from: &str, to: &str)
+    -> Result<Vec<UsageCount>, StoreError>;
     // ---- organisations, people and sessions (issue 18)
 
     /// The key that signs people's access tokens (`at+jwt`, nothing else): the stored
@@ -2095,6 +2124,21 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         now_ms: i64,
         window_ms: i64,
     ) -> Result<(), StoreError>;
+    /// Checks and records a login attempt in one transaction (each subject's row
+    /// locked): if any subject is backing off ([`accounts::backoff_remaining_ms`] with
+    /// its rule's `free`), nothing is written and the longest wait is returned;
+    /// otherwise a failure is recorded for every subject (reserved before the password
+    /// is checked, so parallel attempts cannot all pass the check) and 0 returned. A
+    /// login that then succeeds clears or releases what it reserved.
+    async fn login_reserve(
+        &self,
+        rules: &[ThrottleRule],
+        now_ms: i64,
+        window_ms: i64,
+    ) -> Result<i64, StoreError>;
+    /// Takes back one reserved failure of each subject (an attempt that turned out
+    /// not to be a failure).
+    async fn login_release(&self, subjects: &[String]) -> Result<(), StoreError>;
     /// Stores a security event.
     async fn add_security_event(&self, event: &SecurityEvent) -> Result<(), StoreError>;
     /// Security events after `after_id`, oldest first, at most `limit`: an

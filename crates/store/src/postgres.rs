@@ -88,9 +88,10 @@ use crate::{
 use crate::{EventAck, Webhook, WebhookFailure};
 use crate::{
     Invitation, Membership, NewRefresh, Organisation, Owned, Person, RefreshRecord, Role, Rotation,
-    SecurityEvent, Session, Throttle,
+    SecurityEvent, Session, Throttle, ThrottleRule,
 };
 use crate::{NewSdkVerification, ReportOutcome, SdkReportKind, SdkVerification};
+use crate::{QuotaGrant, QuotaTake, UsageCount, quota};
 use crate::{RateGrant, RateLimitSetting, RateTake, limits};
 use bonafide_core::ids::{OrgId, PersonId, SessionId};
 
@@ -2797,6 +2798,203 @@ impl Store for PostgresStore {
         })
     }
 
+    async fn quota_take(&self, takes: &[QuotaTake]) -> Result<Vec<QuotaGrant>, StoreError> {
+        if takes.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Rows locked in (organisation, month) order whatever order they were asked
+        // in, so two replicas' batches cannot deadlock; each row is inserted first
+        // (at zero) so every replica locks the same row, never races two inserts.
+        let mut order: Vec<usize> = (0..takes.len()).collect();
+        order.sort_by(|a, b| {
+            (takes[*a].org_id.as_str(), &takes[*a].month)
+                .cmp(&(takes[*b].org_id.as_str(), &takes[*b].month))
+        });
+        in_write_tx!(self, |tx| {
+            let mut grants = vec![
+                QuotaGrant {
+                    granted: 0,
+                    used: 0,
+                    warn: false
+                };
+                takes.len()
+            ];
+            for &i in &order {
+                let t = &takes[i];
+                sqlx::query(
+                    "INSERT INTO quota_usage (org_id, month, used, warned) \
+                     VALUES ($1, $2, 0, FALSE) ON CONFLICT (org_id, month) DO NOTHING",
+                )
+                .bind(t.org_id.as_str())
+                .bind(&t.month)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                let (used, warned): (i64, bool) = sqlx::query_as(
+                    "SELECT used, warned FROM quota_usage \
+                     WHERE org_id = $1 AND month = $2 FOR UPDATE",
+                )
+                .bind(t.org_id.as_str())
+                .bind(&t.month)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                let (grant, used, warned) =
+                    quota::take(Some((u64::try_from(used).unwrap_or(0), warned)), t);
+                sqlx::query(
+                    "UPDATE quota_usage SET used = $3, warned = $4 \
+                     WHERE org_id = $1 AND month = $2",
+                )
+                .bind(t.org_id.as_str())
+                .bind(&t.month)
+                .bind(to_i64(used)?)
+                .bind(warned)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                grants[i] = grant;
+            }
+            Ok(grants)
+        })
+    }
+
+    async fn quota_used(&self, org: &OrgId, month: &str) -> Result<u64, StoreError> {
+        let used: Option<i64> =
+            sqlx::query_scalar("SELECT used FROM quota_usage WHERE org_id = $1 AND month = $2")
+                .bind(org.as_str())
+                .bind(month)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err)?;
+        Ok(used.map_or(0, |u| u64::try_from(u).unwrap_or(0)))
+    }
+
+    async fn org_plans(&self) -> Result<Vec<(OrgId, String)>, StoreError> {
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT org_id, plan FROM org_plans ORDER BY org_id")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_err)?;
+        rows.into_iter()
+            .map(|(org, plan)| Ok((parse_id(&org, "organisation id")?, plan)))
+            .collect()
+    }
+
+    async fn set_org_plan(
+        &self,
+        org: &OrgId,
+        plan: Option<&str>,
+        now_ms: i64,
+        audit: &AuditRecord,
+    ) -> Result<bool, StoreError> {
+        in_write_tx!(self, |tx| {
+            // The log head first (as every audited write).
+            let log = log::lock(&mut *tx).await?;
+            let exists: Option<i32> =
+                sqlx::query_scalar("SELECT 1 FROM organisations WHERE id = $1 FOR SHARE")
+                    .bind(org.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+            if exists.is_none() {
+                return Err(StoreError::NotFound);
+            }
+            let current: Option<String> =
+                sqlx::query_scalar("SELECT plan FROM org_plans WHERE org_id = $1")
+                    .bind(org.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+            if current.as_deref() == plan {
+                return Ok(false);
+            }
+            match plan {
+                Some(p) => sqlx::query(
+                    "INSERT INTO org_plans (org_id, plan, set_at_ms) VALUES ($1, $2, $3) \
+                     ON CONFLICT (org_id) DO UPDATE SET plan = EXCLUDED.plan, \
+                     set_at_ms = EXCLUDED.set_at_ms",
+                )
+                .bind(org.as_str())
+                .bind(p)
+                .bind(now_ms),
+                None => sqlx::query("DELETE FROM org_plans WHERE org_id = $1").bind(org.as_str()),
+            }
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            log.append(&mut *tx, std::slice::from_ref(audit), &[])
+                .await?;
+            Ok(true)
+        })
+    }
+
+    async fn add_usage(&self, counts: &[UsageCount]) -> Result<(), StoreError> {
+        if counts.is_empty() {
+            return Ok(());
+        }
+        if counts.iter().any(|c| {
+            c.key.len() > quota::MAX_USAGE_TEXT_BYTES || c.route.len() > quota::MAX_USAGE_TEXT_BYTES
+        }) {
+            return Err(StoreError::Backend("usage key or route too long".into()));
+        }
+        // Rows in key order, so two replicas' flushes cannot deadlock.
+        let mut sorted: Vec<&UsageCount> = counts.iter().collect();
+        sorted.sort_by(|a, b| {
+            (a.org_id.as_str(), &a.day, &a.key, &a.route).cmp(&(
+                b.org_id.as_str(),
+                &b.day,
+                &b.key,
+                &b.route,
+            ))
+        });
+        in_write_tx!(self, |tx| {
+            for c in &sorted {
+                sqlx::query(
+                    "INSERT INTO usage_daily (org_id, day, key, route, count) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (org_id, day, key, route) \
+                     DO UPDATE SET count = usage_daily.count + EXCLUDED.count",
+                )
+                .bind(c.org_id.as_str())
+                .bind(&c.day)
+                .bind(&c.key)
+                .bind(&c.route)
+                .bind(to_i64(c.count)?)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            }
+            Ok(())
+        })
+    }
+
+    async fn usage(
+        &self,
+        org: &OrgId,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<UsageCount>, StoreError> {
+        let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
+            "SELECT day, key, route, count FROM usage_daily \
+             WHERE org_id = $1 AND day >= $2 AND day <= $3 ORDER BY day, key, route",
+        )
+        .bind(org.as_str())
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(rows
+            .into_iter()
+            .map(|(day, key, route, count)| UsageCount {
+                org_id: org.clone(),
+                day,
+                key,
+                route,
+                count: u64::try_from(count).unwrap_or(0),
+            })
+            .collect())
+    }
+
     fn backend(&self) -> &'static str {
         "postgres"
     }
@@ -3671,6 +3869,83 @@ impl Store for PostgresStore {
                         .await
                         .map_err(db_err)?;
                 }
+            }
+            Ok(())
+        })
+    }
+
+    async fn login_reserve(
+        &self,
+        rules: &[ThrottleRule],
+        now_ms: i64,
+        window_ms: i64,
+    ) -> Result<i64, StoreError> {
+        // Rows locked in subject order (no deadlock between two attempts). A missing
+        // row is inserted first (no failures yet), so every attempt locks the same
+        // row: parallel attempts on a fresh subject are checked one after another
+        // too, never all at once against nothing.
+        let mut rules: Vec<&ThrottleRule> = rules.iter().collect();
+        rules.sort_by(|a, b| a.subject.cmp(&b.subject));
+        in_write_tx!(self, |tx| {
+            let mut wait = 0;
+            for rule in &rules {
+                sqlx::query(
+                    "INSERT INTO login_throttle (subject, failures, last_failure_ms) \
+                     VALUES ($1, 0, 0) ON CONFLICT (subject) DO NOTHING",
+                )
+                .bind(&rule.subject)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            }
+            for rule in &rules {
+                let row: Option<(i64, i64)> = sqlx::query_as(
+                    "SELECT failures, last_failure_ms FROM login_throttle WHERE subject = $1 FOR UPDATE",
+                )
+                .bind(&rule.subject)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                if let Some((failures, last)) = row {
+                    let failures = u32::try_from(failures).unwrap_or(u32::MAX);
+                    wait = wait.max(crate::accounts::backoff_remaining_ms(
+                        failures, last, rule.free, now_ms,
+                    ));
+                }
+            }
+            if wait > 0 {
+                return Ok(wait);
+            }
+            for rule in &rules {
+                sqlx::query(
+                    "INSERT INTO login_throttle (subject, failures, last_failure_ms) \
+                     VALUES ($1, 1, $2) ON CONFLICT (subject) DO UPDATE SET \
+                     failures = CASE WHEN login_throttle.last_failure_ms < $3 THEN 1 \
+                     ELSE login_throttle.failures + 1 END, last_failure_ms = $4",
+                )
+                .bind(&rule.subject)
+                .bind(now_ms)
+                .bind(now_ms.saturating_sub(window_ms))
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            }
+            Ok(0)
+        })
+    }
+
+    async fn login_release(&self, subjects: &[String]) -> Result<(), StoreError> {
+        in_write_tx!(self, |tx| {
+            for subject in subjects {
+                sqlx::query(
+                    "UPDATE login_throttle SET failures = failures - 1 \
+                     WHERE subject = $1 AND failures > 0",
+                )
+                .bind(subject)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
             }
             Ok(())
         })

@@ -59,9 +59,10 @@ use crate::{
 use crate::{EventAck, Webhook, WebhookFailure};
 use crate::{
     Invitation, Membership, NewRefresh, Organisation, Owned, Person, RefreshRecord, Role, Rotation,
-    SecurityEvent, Session, Throttle,
+    SecurityEvent, Session, Throttle, ThrottleRule,
 };
 use crate::{NewSdkVerification, ReportOutcome, SdkReportKind, SdkVerification};
+use crate::{QuotaGrant, QuotaTake, UsageCount, quota};
 use crate::{RateGrant, RateLimitSetting, RateTake, limits};
 use bonafide_core::ids::{OrgId, PersonId, SessionId};
 
@@ -2746,6 +2747,168 @@ impl Store for SqliteStore {
         Ok(true)
     }
 
+    async fn quota_take(&self, takes: &[QuotaTake]) -> Result<Vec<QuotaGrant>, StoreError> {
+        if takes.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One write transaction per batch (SQLite's one writer serialises replicas'
+        // batches on one data dir): a count read here is the count written.
+        let mut tx = self.write_tx().await?;
+        let mut grants = Vec::with_capacity(takes.len());
+        for t in takes {
+            let stored: Option<(i64, bool)> = sqlx::query_as(
+                "SELECT used, warned FROM quota_usage WHERE org_id = ? AND month = ?",
+            )
+            .bind(t.org_id.as_str())
+            .bind(&t.month)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            let stored = stored.map(|(u, w)| (u64::try_from(u).unwrap_or(0), w));
+            let (grant, used, warned) = quota::take(stored, t);
+            sqlx::query(
+                "INSERT INTO quota_usage (org_id, month, used, warned) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT (org_id, month) DO UPDATE SET used = excluded.used, \
+                 warned = excluded.warned",
+            )
+            .bind(t.org_id.as_str())
+            .bind(&t.month)
+            .bind(to_i64(used)?)
+            .bind(warned)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            grants.push(grant);
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(grants)
+    }
+
+    async fn quota_used(&self, org: &OrgId, month: &str) -> Result<u64, StoreError> {
+        let used: Option<i64> =
+            sqlx::query_scalar("SELECT used FROM quota_usage WHERE org_id = ? AND month = ?")
+                .bind(org.as_str())
+                .bind(month)
+                .fetch_optional(&self.reader)
+                .await
+                .map_err(db_err)?;
+        Ok(used.map_or(0, |u| u64::try_from(u).unwrap_or(0)))
+    }
+
+    async fn org_plans(&self) -> Result<Vec<(OrgId, String)>, StoreError> {
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT org_id, plan FROM org_plans ORDER BY org_id")
+                .fetch_all(&self.reader)
+                .await
+                .map_err(db_err)?;
+        rows.into_iter()
+            .map(|(org, plan)| Ok((parse_id(&org, "organisation id")?, plan)))
+            .collect()
+    }
+
+    async fn set_org_plan(
+        &self,
+        org: &OrgId,
+        plan: Option<&str>,
+        now_ms: i64,
+        audit: &AuditRecord,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let log = log::lock(&mut *tx).await?;
+        let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM organisations WHERE id = ?")
+            .bind(org.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        if exists.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        let current: Option<String> =
+            sqlx::query_scalar("SELECT plan FROM org_plans WHERE org_id = ?")
+                .bind(org.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        if current.as_deref() == plan {
+            tx.commit().await.map_err(db_err)?;
+            return Ok(false);
+        }
+        match plan {
+            Some(p) => sqlx::query(
+                "INSERT INTO org_plans (org_id, plan, set_at_ms) VALUES (?, ?, ?) \
+                 ON CONFLICT (org_id) DO UPDATE SET plan = excluded.plan, \
+                 set_at_ms = excluded.set_at_ms",
+            )
+            .bind(org.as_str())
+            .bind(p)
+            .bind(now_ms),
+            None => sqlx::query("DELETE FROM org_plans WHERE org_id = ?").bind(org.as_str()),
+        }
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        log.append(&mut *tx, std::slice::from_ref(audit), &[])
+            .await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(true)
+    }
+
+    async fn add_usage(&self, counts: &[UsageCount]) -> Result<(), StoreError> {
+        if counts.is_empty() {
+            return Ok(());
+        }
+        if counts.iter().any(|c| {
+            c.key.len() > quota::MAX_USAGE_TEXT_BYTES || c.route.len() > quota::MAX_USAGE_TEXT_BYTES
+        }) {
+            return Err(StoreError::Backend("usage key or route too long".into()));
+        }
+        let mut tx = self.write_tx().await?;
+        for c in counts {
+            sqlx::query(
+                "INSERT INTO usage_daily (org_id, day, key, route, count) VALUES (?, ?, ?, ?, ?) \
+                 ON CONFLICT (org_id, day, key, route) DO UPDATE SET count = count + excluded.count",
+            )
+            .bind(c.org_id.as_str())
+            .bind(&c.day)
+            .bind(&c.key)
+            .bind(&c.route)
+            .bind(to_i64(c.count)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn usage(
+        &self,
+        org: &OrgId,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<UsageCount>, StoreError> {
+        let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
+            "SELECT day, key, route, count FROM usage_daily \
+             WHERE org_id = ? AND day >= ? AND day <= ? ORDER BY day, key, route",
+        )
+        .bind(org.as_str())
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?;
+        Ok(rows
+            .into_iter()
+            .map(|(day, key, route, count)| UsageCount {
+                org_id: org.clone(),
+                day,
+                key,
+                route,
+                count: u64::try_from(count).unwrap_or(0),
+            })
+            .collect())
+    }
+
     fn backend(&self) -> &'static str {
         "sqlite"
     }
@@ -3619,6 +3782,69 @@ impl Store for SqliteStore {
                     .await
                     .map_err(db_err)?;
             }
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn login_reserve(
+        &self,
+        rules: &[ThrottleRule],
+        now_ms: i64,
+        window_ms: i64,
+    ) -> Result<i64, StoreError> {
+        // The one writer: the check and the record are one step for every replica.
+        let mut tx = self.write_tx().await?;
+        let mut wait = 0;
+        for rule in rules {
+            let row: Option<(i64, i64)> = sqlx::query_as(
+                "SELECT failures, last_failure_ms FROM login_throttle WHERE subject = ?",
+            )
+            .bind(&rule.subject)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            if let Some((failures, last)) = row {
+                let failures = u32::try_from(failures).unwrap_or(u32::MAX);
+                wait = wait.max(crate::accounts::backoff_remaining_ms(
+                    failures, last, rule.free, now_ms,
+                ));
+            }
+        }
+        if wait > 0 {
+            tx.commit().await.map_err(db_err)?;
+            return Ok(wait);
+        }
+        for rule in rules {
+            sqlx::query(
+                "INSERT INTO login_throttle (subject, failures, last_failure_ms) \
+                     VALUES (?, 1, ?) ON CONFLICT (subject) DO UPDATE SET \
+                     failures = CASE WHEN login_throttle.last_failure_ms < ? THEN 1 \
+                     ELSE login_throttle.failures + 1 END, last_failure_ms = ?",
+            )
+            .bind(&rule.subject)
+            .bind(now_ms)
+            .bind(now_ms.saturating_sub(window_ms))
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(0)
+    }
+
+    async fn login_release(&self, subjects: &[String]) -> Result<(), StoreError> {
+        let mut tx = self.write_tx().await?;
+        for subject in subjects {
+            sqlx::query(
+                "UPDATE login_throttle SET failures = failures - 1 \
+                     WHERE subject = ? AND failures > 0",
+            )
+            .bind(subject)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
         }
         tx.commit().await.map_err(db_err)?;
         Ok(())

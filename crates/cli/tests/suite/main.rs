@@ -27,4 +27,5 @@ mod shell;
 mod status;
 mod status_lists;
 mod suspend;
+mod usage;
 mod verify;

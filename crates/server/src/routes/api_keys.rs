@@ -113,15 +113,15 @@ impl FromRequestParts<Arc<AppState>> for KeyManager {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, ApiError> {
-        use crate::auth::Presented;
-        match crate::auth::presented(parts, state).await? {
-            Presented::Person(token) => {
+        use crate::auth::Credential;
+        match crate::auth::credential(parts, state).await? {
+            Credential::Person(token) => {
                 let who = PersonAuth::from_token(state, token).await?;
                 crate::request_id::set_acting_person(who.person.id.as_str());
                 Ok(KeyManager::Person(Box::new(who)))
             }
-            Presented::Key(record) => Ok(KeyManager::Key(record)),
-            Presented::Nothing => Err(ApiError::unauthorized(
+            Credential::Key(record) => Ok(KeyManager::Key(record)),
+            Credential::Nothing => Err(ApiError::unauthorized(
                 "managing API keys needs an API key (`Authorization: Bearer bfk_…` or `X-API-Key`) or a person's access token",
             )),
         }

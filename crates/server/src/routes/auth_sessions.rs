@@ -17,7 +17,7 @@ use bonafide_core::audit::EventType;
 use bonafide_core::ids::{PersonId, SessionId};
 use bonafide_core::totp;
 use bonafide_store::{
-    NewRefresh, Person, PrivateKeySlot, Rotation, SecurityEvent, Session, Throttle,
+    NewRefresh, Person, PrivateKeySlot, Rotation, SecurityEvent, Session, ThrottleRule,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -179,19 +179,6 @@ fn throttled(wait_ms: i64) -> Response {
     resp
 }
 
-/// The wait before `subjects` may try again (0: now).
-fn wait_ms(throttles: &[Throttle], now_ms: i64) -> i64 {
-    let free = [accounts::ACCOUNT_FREE_FAILURES, accounts::IP_FREE_FAILURES];
-    throttles
-        .iter()
-        .zip(free)
-        .map(|(t, free)| {
-            accounts::backoff_remaining_ms(t.failures, t.last_failure_ms, free, now_ms)
-        })
-        .max()
-        .unwrap_or(0)
-}
-
 /// Whether the second factor given holds (consuming it: a TOTP step or a recovery
 /// code works once). `None`: none was given.
 async fn second_factor(
@@ -267,31 +254,47 @@ pub async fn login(
         .unwrap_or_else(|| body.email.trim().to_ascii_lowercase());
     let addr = client_ip(&state, &ext, &headers);
     let ip = addr.map(|a| a.to_string());
-    let mut subjects = vec![accounts::account_subject(&email)];
+    // The account from this address, the account from anywhere (a much higher
+    // ceiling), the address: checked and the attempt recorded as a failure in one
+    // step, before the password's hash is computed, so parallel wrong attempts cannot
+    // all pass the check; a success takes its reservation back.
+    let mut rules = vec![
+        ThrottleRule {
+            subject: accounts::pair_subject(&email, addr),
+            free: accounts::ACCOUNT_FREE_FAILURES,
+        },
+        ThrottleRule {
+            subject: accounts::account_subject(&email),
+            free: accounts::ACCOUNT_CEILING_FREE_FAILURES,
+        },
+    ];
     if let Some(addr) = addr {
-        subjects.push(accounts::ip_subject(addr));
+        rules.push(ThrottleRule {
+            subject: accounts::ip_subject(addr),
+            free: accounts::IP_FREE_FAILURES,
+        });
     }
-    let wait = wait_ms(&state.store.login_throttle(&subjects).await?, now_ms);
+    let wait = state
+        .store
+        .login_reserve(&rules, now_ms, accounts::FAILURE_WINDOW_MS)
+        .await?;
     if wait > 0 {
         // Not a security event: refused attempts would let anyone grow the table at
         // request rate. The failures that started the backoff are recorded.
         return Ok(throttled(wait));
     }
+    let subjects: Vec<String> = rules.into_iter().map(|r| r.subject).collect();
     let person = state.store.person_by_email(&email).await?;
     let password_ok = accounts::verify_password(
         person.as_ref().and_then(|p| p.password_hash.clone()),
         body.password,
     )
     .await?;
+    // The failure was recorded when the attempt was reserved.
     let fail = |kind: &'static str, detail: &'static str, who: Option<PersonId>| {
         let state = Arc::clone(&state);
-        let subjects = subjects.clone();
         let ip = ip.clone();
         async move {
-            state
-                .store
-                .login_attempt(&subjects, true, now_ms, accounts::FAILURE_WINDOW_MS)
-                .await?;
             security_event(&state, kind, who.as_ref(), ip.as_ref(), detail).await;
             Ok::<_, ApiError>(invalid_credentials())
         }
@@ -321,6 +324,8 @@ pub async fn login(
                 .await?);
             }
             None => {
+                // The right password without its second factor: not a failure.
+                state.store.login_release(&subjects).await?;
                 return Err(ApiError::new(
                     StatusCode::UNAUTHORIZED,
                     ErrorCode::TwoFactorRequired,
@@ -331,12 +336,14 @@ pub async fn login(
     } else {
         false
     };
-    // Only the account's run of failures ends: a success elsewhere must not reset
-    // an address that is guessing.
+    // The account's runs of failures end (from this address and overall); the
+    // address only gets this attempt back: a success must not reset an address that
+    // is guessing other accounts.
     state
         .store
-        .login_attempt(&subjects[..1], false, now_ms, accounts::FAILURE_WINDOW_MS)
+        .login_attempt(&subjects[..2], false, now_ms, accounts::FAILURE_WINDOW_MS)
         .await?;
+    state.store.login_release(&subjects[2..]).await?;
     let (refresh, hash) = accounts::new_secret("bfr_")?;
     let session = Session {
         id: SessionId::from_random(random16()?),

@@ -15,6 +15,7 @@ pub mod policies;
 pub mod rate_limits;
 pub mod receipts;
 pub mod token_exchange;
+pub mod usage;
 pub mod verify;
 pub mod verify_action;
 

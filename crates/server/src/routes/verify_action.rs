@@ -140,6 +140,7 @@ pub async fn verify_action(
     ApiJson(req): ApiJson<VerifyActionRequest>,
 ) -> Result<ApiJson<VerifyActionResponse>, ApiError> {
     check_request(&req)?;
+    crate::quota::charge(&state, &caller).await?;
     let id = AgentId::try_from(id.as_str()).map_err(|_| ApiError::not_found("agent"))?;
     let agent = state
         .agent_record(&id)

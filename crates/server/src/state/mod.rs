@@ -88,6 +88,8 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Rate limits ([`crate::ratelimit`]).
     pub limiter: crate::ratelimit::Limiter,
+    /// Quotas and usage ([`crate::quota`]).
+    pub quotas: crate::quota::Quotas,
     /// One lookup by leaf hash at a time: it is public and costs a seek per 32,768
     /// records plus a scan of the records since the last checkpoint, so several at
     /// once could hold every store reader.
@@ -220,6 +222,11 @@ impl AppState {
         if config.rate_limits.enabled {
             limiter.load_overrides(store.as_ref()).await?;
         }
+        let quotas =
+            crate::quota::Quotas::new(config.plans.clone(), Arc::clone(&store), config.key_refresh);
+        if config.plans.enabled {
+            quotas.load_plans(store.as_ref()).await?;
+        }
         crate::ratelimit::record_defaults(
             store.as_ref(),
             &config.rate_limits,
@@ -229,6 +236,7 @@ impl AppState {
         .await?;
         Ok(AppState {
             limiter,
+            quotas,
             store,
             audit,
             did_prefix: did_prefix(&config.public_url),

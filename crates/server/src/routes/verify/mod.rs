@@ -68,6 +68,7 @@ pub async fn verify_get(
     query: Result<Query<AudienceQuery>, QueryRejection>,
 ) -> Result<ApiJson<SimpleVerify>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::invalid(format!("query: {}", e.body_text())))?;
+    crate::quota::charge(&state, &caller).await?;
     let now = state.now_ms();
     let checked =
         check_and_audit(&state, &caller, &text, query.audience.as_deref(), now, true).await?;
@@ -97,6 +98,7 @@ pub async fn verify_get(
             code: ErrorCode::from(&d.error),
             message: d.error.to_string(),
             request_id: crate::request_id::current().to_string(),
+            reset: None,
         }),
     }))
 }
@@ -118,6 +120,7 @@ pub async fn verify_post(
     ApiJson(req): ApiJson<VerifyRequest>,
 ) -> Result<Response, ApiError> {
     let asked = check_request(&req, &caller)?;
+    crate::quota::charge(&state, &caller).await?;
     let now = state.now_ms();
     let (deciding, nonce) =
         check_for_decision(&state, &caller, &req, asked, now, state.config.audit_verify).await?;
@@ -231,6 +234,7 @@ pub async fn introspect(
         }
         (q, f) => q.or(f),
     };
+    crate::quota::charge(&state, &caller).await?;
     let checked = check_and_audit(&state, &caller, &req.token, audience, now, false).await?;
     Ok(ApiJson(match checked.token() {
         Ok(v) => {

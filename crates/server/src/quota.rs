@@ -1,0 +1,644 @@
+//! Monthly verification quotas and usage (issue 18 item 5).
+//!
+//! **What counts.** A verification (`POST /v1/verify`, `GET /v1/verify/{token}`,
+//! `POST /v1/introspect`, `POST /v1/agents/{id}/verify-action` and the compatibility
+//! surfaces' verify calls) made with a receiver key whose receiver an organisation
+//! owns counts against that organisation's quota, whatever the token turns out to be
+//! (a verification was asked and answered). Anonymous verifies, and those made with
+//! an admin key, an issuer key or the key of a receiver no organisation owns, count
+//! against no quota: they have no organisation to bill, and the rate limits (per
+//! address, per token issuer) bound them instead.
+//!
+//! **Exactly.** Each counted verification asks the quota task, which gathers every
+//! ask made meanwhile into one store transaction ([`Store::quota_take`]): per
+//! organisation and month, the stored count is read under its row lock (SQLite: the
+//! one writer), raised by what fits under the plan's limit, and written back, and
+//! only then are the asks admitted (in order) or refused. So the stored count is the
+//! number of verifications admitted, on every replica and across restarts: nothing
+//! is admitted before its count is durable, and nothing refused is counted. The one
+//! way a counted verification goes unanswered is a failure after the commit (the
+//! store failing while the decision is written, or the client going away), which is
+//! counted as the verification it was.
+//!
+//! **Warning.** The take that first reaches 80 % of the limit in a month is told so
+//! by the store (a flag set in the same transaction, so once per organisation and
+//! month across replicas); its request writes a `quota.warning` audit entry and counts
+//! it in `/metrics` (if this process stops between the two, that month's entry is
+//! missing: the flag is not set twice). Every counted answer at or over 80 % carries
+//! `Bonafide-Quota-Warning: USED/LIMIT; reset=…`. Over the limit: 429
+//! `QUOTA_EXCEEDED` with `Retry-After` and `reset`, the next month's start (UTC).
+//!
+//! **Usage.** Requests made with an organisation's API keys are counted in memory,
+//! per UTC day, key and route template, and added to the store every `key_refresh`
+//! (and when the server stops): a crash loses at most that interval's counts of this
+//! replica (the quota is never among them: it is counted as above).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::Response;
+use bonafide_core::ids::{OrgId, ReceiverId};
+use bonafide_store::{Owned, QuotaGrant, QuotaTake, Store, StoreError, UsageCount};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ErrorCode};
+use crate::state::AppState;
+
+/// The plan organisations are on until an admin assigns another.
+pub const DEFAULT_PLAN: &str = "free";
+/// The default plan's monthly verifications (KairosAI's free tier).
+pub const DEFAULT_PLAN_LIMIT: u64 = 10_000;
+/// Most verifications a plan may allow a month.
+pub const MAX_PLAN_LIMIT: u64 = 1_000_000_000_000;
+
+/// The plans: name → verifications a month.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plans {
+    /// Quotas counted and enforced (`serve --quotas off` turns them off).
+    pub enabled: bool,
+    plans: BTreeMap<String, u64>,
+}
+
+impl Default for Plans {
+    /// Off (the library's default; `bonafide serve` turns them on), with the default
+    /// plan.
+    fn default() -> Self {
+        Plans {
+            enabled: false,
+            plans: BTreeMap::from([(DEFAULT_PLAN.to_owned(), DEFAULT_PLAN_LIMIT)]),
+        }
+    }
+}
+
+impl Plans {
+    /// On, with `free` = 10,000 a month.
+    pub fn seeds() -> Self {
+        Plans {
+            enabled: true,
+            ..Self::default()
+        }
+    }
+
+    /// Adds or changes a plan from `NAME=LIMIT` (`pro=1000000`, `_` allowed in the
+    /// number). Names: 1 to 32 of `a-z 0-9 - _`.
+    pub fn apply(&mut self, assignment: &str) -> Result<(), String> {
+        let (name, limit) = assignment
+            .split_once('=')
+            .ok_or_else(|| format!("`{assignment}`: write NAME=LIMIT, e.g. pro=1000000"))?;
+        let name = check_plan_name(name.trim())?;
+        let limit: u64 = limit
+            .trim()
+            .replace('_', "")
+            .parse()
+            .ok()
+            .filter(|n| (1..=MAX_PLAN_LIMIT).contains(n))
+            .ok_or_else(|| {
+                format!("`{assignment}`: the limit must be a whole number of verifications a month, from 1 to {MAX_PLAN_LIMIT}")
+            })?;
+        self.plans.insert(name.to_owned(), limit);
+        Ok(())
+    }
+
+    /// A plan's monthly limit.
+    pub fn limit(&self, plan: &str) -> Option<u64> {
+        self.plans.get(plan).copied()
+    }
+
+    /// Every plan, by name.
+    pub fn all(&self) -> &BTreeMap<String, u64> {
+        &self.plans
+    }
+}
+
+/// A plan name as it may be written: 1 to 32 of `a-z 0-9 - _`.
+pub fn check_plan_name(name: &str) -> Result<&str, String> {
+    let ok = (1..=32).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if ok {
+        Ok(name)
+    } else {
+        Err(format!(
+            "`{name}` is not a plan name: 1 to 32 of a-z, 0-9, `-` and `_`"
+        ))
+    }
+}
+
+/// The UTC month of `ms`, `YYYY-MM`, and when the next one starts (Unix ms).
+pub fn month_of(ms: i64) -> (String, i64) {
+    let utc = jiff::tz::Offset::UTC;
+    let date = utc.to_datetime(crate::time::timestamp_ms(ms)).date();
+    let next = date
+        .first_of_month()
+        .checked_add(jiff::Span::new().months(1))
+        .ok()
+        .and_then(|d| {
+            utc.to_timestamp(d.to_datetime(jiff::civil::Time::midnight()))
+                .ok()
+        })
+        .map_or(i64::MAX, |t| t.as_millisecond());
+    (format!("{:04}-{:02}", date.year(), date.month()), next)
+}
+
+/// The UTC day of `ms`, `YYYY-MM-DD`.
+pub fn day_of(ms: i64) -> String {
+    let date = jiff::tz::Offset::UTC
+        .to_datetime(crate::time::timestamp_ms(ms))
+        .date();
+    format!("{:04}-{:02}-{:02}", date.year(), date.month(), date.day())
+}
+
+/// The count at which a month's warning is due: 80 % of `limit`, rounded up.
+pub fn warn_at(limit: u64) -> u64 {
+    limit.saturating_mul(4).div_ceil(5)
+}
+
+/// How usage names a key: today the kind and the owner it belongs to (one key per
+/// issuer or receiver), e.g. `receiver:rcv_…`; never the key's secret or hash. The
+/// one seam for a key's public id once keys have one.
+pub fn usage_key_of(caller: &Caller) -> Option<String> {
+    match caller {
+        Caller::Issuer(id) => Some(format!("issuer:{id}")),
+        Caller::Receiver(id) => Some(format!("receiver:{id}")),
+        Caller::Admin | Caller::Anonymous => None,
+    }
+}
+
+/// One verification asked of the quota task.
+struct Ask {
+    org: OrgId,
+    month: String,
+    limit: u64,
+    answer: oneshot::Sender<Result<QuotaGrant, StoreError>>,
+}
+
+/// How long an organisation found (or not) for an issuer or receiver is believed
+/// before the store is asked again, at most (adoption moves them between
+/// organisations; the server's `key_refresh` when shorter).
+const OWNER_TTL_MS: i64 = 5_000;
+/// Most owners remembered; past it the memory starts over.
+const MAX_OWNERS: usize = 100_000;
+/// Most distinct usage rows held between flushes; past it the rest of the interval
+/// is flushed early.
+const MAX_PENDING_USAGE: usize = 50_000;
+
+/// Quotas and usage: the plans, the organisations' assignments, the quota task, and
+/// this replica's unflushed usage counts.
+#[derive(Debug)]
+pub struct Quotas {
+    plans: Plans,
+    assigned: ArcSwap<HashMap<OrgId, String>>,
+    owners: Mutex<HashMap<String, (Option<OrgId>, i64)>>,
+    asks: mpsc::UnboundedSender<Ask>,
+    pending: Mutex<HashMap<(OrgId, String, String, String), u64>>,
+    owner_ttl_ms: i64,
+}
+
+impl std::fmt::Debug for Ask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ask").field("org", &self.org).finish()
+    }
+}
+
+impl Quotas {
+    /// Quotas over `store`, starting the quota task when they are on.
+    pub fn new(plans: Plans, store: Arc<dyn Store>, key_refresh: std::time::Duration) -> Self {
+        let (asks, rx) = mpsc::unbounded_channel();
+        if plans.enabled {
+            tokio::spawn(quota_task(rx, store));
+        }
+        Quotas {
+            plans,
+            assigned: ArcSwap::from_pointee(HashMap::new()),
+            owners: Mutex::new(HashMap::new()),
+            asks,
+            pending: Mutex::new(HashMap::new()),
+            owner_ttl_ms: i64::try_from(key_refresh.as_millis())
+                .unwrap_or(OWNER_TTL_MS)
+                .min(OWNER_TTL_MS),
+        }
+    }
+
+    /// The plans.
+    pub fn plans(&self) -> &Plans {
+        &self.plans
+    }
+
+    /// Reads the organisations' plan assignments from the store.
+    pub async fn load_plans(&self, store: &dyn Store) -> Result<(), StoreError> {
+        let map: HashMap<OrgId, String> = store.org_plans().await?.into_iter().collect();
+        self.assigned.store(Arc::new(map));
+        Ok(())
+    }
+
+    /// An organisation's plan and its limit. A plan assigned but no longer in the
+    /// configuration falls back to the default plan (logged), never to no limit.
+    pub fn plan_of(&self, org: &OrgId) -> (String, u64) {
+        let default = || {
+            (
+                DEFAULT_PLAN.to_owned(),
+                self.plans.limit(DEFAULT_PLAN).unwrap_or(DEFAULT_PLAN_LIMIT),
+            )
+        };
+        match self.assigned.load().get(org) {
+            Some(plan) => match self.plans.limit(plan) {
+                Some(limit) => (plan.clone(), limit),
+                None => {
+                    tracing::warn!(%org, plan, "assigned plan is not configured; the default plan applies");
+                    default()
+                }
+            },
+            None => default(),
+        }
+    }
+
+    /// The organisation owning an issuer or receiver (cached briefly).
+    pub async fn org_of(
+        &self,
+        store: &dyn Store,
+        what: Owned,
+        now_ms: i64,
+    ) -> Result<Option<OrgId>, StoreError> {
+        let name = match &what {
+            Owned::Issuer(id) => format!("i:{id}"),
+            Owned::Receiver(id) => format!("r:{id}"),
+        };
+        if let Some((org, at)) = self.lock_owners().get(&name)
+            && now_ms.saturating_sub(*at) < self.owner_ttl_ms
+            && now_ms >= *at
+        {
+            return Ok(org.clone());
+        }
+        let org = store.owner_org(&what).await?;
+        let mut owners = self.lock_owners();
+        if owners.len() >= MAX_OWNERS {
+            owners.clear();
+        }
+        owners.insert(name, (org.clone(), now_ms));
+        Ok(org)
+    }
+
+    fn lock_owners(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Option<OrgId>, i64)>> {
+        self.owners.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_pending(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<(OrgId, String, String, String), u64>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts one request of `key` (an organisation's) on `route` at `now_ms`; whether
+    /// the pending counts should be flushed now (too many rows).
+    pub fn count_usage(&self, org: OrgId, key: String, route: String, now_ms: i64) -> bool {
+        let mut pending = self.lock_pending();
+        *pending
+            .entry((org, day_of(now_ms), key, route))
+            .or_insert(0) += 1;
+        pending.len() >= MAX_PENDING_USAGE
+    }
+
+    /// This replica's counts not yet in the store, of `org`.
+    pub fn pending_of(&self, org: &OrgId) -> Vec<UsageCount> {
+        self.lock_pending()
+            .iter()
+            .filter(|((o, ..), _)| o == org)
+            .map(|((o, day, key, route), n)| UsageCount {
+                org_id: o.clone(),
+                day: day.clone(),
+                key: key.clone(),
+                route: route.clone(),
+                count: *n,
+            })
+            .collect()
+    }
+
+    /// Adds the pending counts to the store; on failure they are kept for the next
+    /// flush.
+    pub async fn flush_usage(&self, store: &dyn Store) -> Result<(), StoreError> {
+        let taken: Vec<_> = self.lock_pending().drain().collect();
+        if taken.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<UsageCount> = taken
+            .iter()
+            .map(|((o, day, key, route), n)| UsageCount {
+                org_id: o.clone(),
+                day: day.clone(),
+                key: key.clone(),
+                route: route.clone(),
+                count: *n,
+            })
+            .collect();
+        if let Err(e) = store.add_usage(&rows).await {
+            let mut pending = self.lock_pending();
+            for (k, n) in taken {
+                *pending.entry(k).or_insert(0) += n;
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+}
+
+/// What the quota said of this request, for its answer's headers.
+#[derive(Debug, Clone, Default)]
+struct Note {
+    warning: Option<String>,
+}
+
+tokio::task_local! {
+    static NOTE: Arc<Mutex<Note>>;
+}
+
+/// Counts one verification of `caller` against its organisation's quota, when it is
+/// one that counts (see the module docs): `Err` 429 `QUOTA_EXCEEDED` over the limit.
+pub async fn charge(state: &AppState, caller: &Caller) -> Result<(), ApiError> {
+    let quotas = &state.quotas;
+    if !quotas.plans.enabled {
+        return Ok(());
+    }
+    let Caller::Receiver(receiver) = caller else {
+        return Ok(());
+    };
+    let Ok(receiver) = ReceiverId::try_from(receiver.as_str()) else {
+        return Ok(());
+    };
+    let now_ms = state.now_ms();
+    let Some(org) = quotas
+        .org_of(state.store.as_ref(), Owned::Receiver(receiver), now_ms)
+        .await?
+    else {
+        return Ok(());
+    };
+    let (plan, limit) = quotas.plan_of(&org);
+    let (month, reset_ms) = month_of(now_ms);
+    let (tx, rx) = oneshot::channel();
+    quotas
+        .asks
+        .send(Ask {
+            org: org.clone(),
+            month: month.clone(),
+            limit,
+            answer: tx,
+        })
+        .map_err(|_| ApiError::from(StoreError::Unavailable("quota task gone".into())))?;
+    let grant = rx
+        .await
+        .unwrap_or_else(|_| Err(StoreError::Unavailable("quota task gone".into())))?;
+    let reset = crate::time::rfc3339_s(reset_ms / 1000);
+    if grant.granted == 0 {
+        state.metrics.quota_refused();
+        tracing::info!(%org, plan, "quota: refused");
+        let wait_s = u64::try_from(reset_ms.saturating_sub(now_ms))
+            .unwrap_or(0)
+            .div_ceil(1000)
+            .max(1);
+        return Err(ApiError {
+            retry: Some(Box::new(crate::error::Retry {
+                after_s: wait_s,
+                reset: Some(reset.clone()),
+            })),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                ErrorCode::QuotaExceeded,
+                format!(
+                    "the organisation's monthly quota of {limit} verifications (plan `{plan}`) is used up; it resets at {reset}"
+                ),
+            )
+        });
+    }
+    if grant.warn {
+        state.metrics.quota_warned();
+        warn_once(state, &org, &month, grant.used, limit, now_ms).await;
+    }
+    if grant.used >= warn_at(limit) {
+        let text = format!("{}/{limit}; reset={reset}", grant.used);
+        let _ = NOTE.try_with(|n| {
+            n.lock().unwrap_or_else(|p| p.into_inner()).warning = Some(text);
+        });
+    }
+    Ok(())
+}
+
+/// The month's one `quota.warning` audit entry (a failure is logged: the verification
+/// it came with is not refused for it).
+async fn warn_once(state: &AppState, org: &OrgId, month: &str, used: u64, limit: u64, now_ms: i64) {
+    use bonafide_core::audit::{Actor, AuditEntry, EventType};
+    let mut entry = AuditEntry::new(EventType::QuotaWarning, now_ms, Actor::Registry);
+    entry.org = Some(org.to_string());
+    entry.note = Some(format!("{month}: {used} of {limit} verifications"));
+    entry.request_id = Some(crate::request_id::current().to_string());
+    let written = match crate::audit::record(&entry, None, None) {
+        Ok(record) => state
+            .audit
+            .append(record)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    match written {
+        Ok(()) => tracing::info!(%org, month, used, limit, "quota: 80 % reached"),
+        Err(e) => tracing::error!(%org, month, error = %e, "quota warning not audited"),
+    }
+}
+
+/// Answers' quota headers and usage counting (only when quotas are on): every
+/// request made with an organisation's issuer or receiver key is counted by day,
+/// key and route template; a counted verification at or over 80 % carries
+/// `Bonafide-Quota-Warning`.
+pub async fn layer(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let usage = usage_subject(&state, req.headers()).await;
+    let note = Arc::new(Mutex::new(Note::default()));
+    let mut resp = NOTE.scope(Arc::clone(&note), next.run(req)).await;
+    let warning = note
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .warning
+        .take();
+    if let Some(w) = warning
+        && let Ok(v) = HeaderValue::from_str(&w)
+    {
+        resp.headers_mut().insert("bonafide-quota-warning", v);
+    }
+    if let Some((org, key)) = usage
+        && let Some(route) = resp.extensions().get::<crate::RouteTemplate>()
+        && state
+            .quotas
+            .count_usage(org, key, route.0.clone(), state.now_ms())
+    {
+        let state = Arc::clone(&state);
+        tokio::spawn(async move {
+            if let Err(e) = state.quotas.flush_usage(state.store.as_ref()).await {
+                tracing::warn!(error = %e, "usage counts not flushed; kept for the next try");
+            }
+        });
+    }
+    resp
+}
+
+/// The organisation and usage name of the key a request presents, when an
+/// organisation owns it (the credential authentication uses: [`crate::auth::presented`]).
+async fn usage_subject(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+) -> Option<(OrgId, String)> {
+    // The credential authentication uses: an API key, or an access token issued for
+    // one (`/v1/oauth/token`), which counts as its key.
+    let caller = match crate::auth::presented(headers) {
+        crate::auth::Presented::Key(text) => crate::auth::caller_of_key(state, text).await.ok()?,
+        crate::auth::Presented::Person(token) => {
+            let record = crate::accounts::key_of_token(state, token).await.ok()??;
+            crate::auth::caller_of_record(&record).ok()?
+        }
+        crate::auth::Presented::Malformed(_) | crate::auth::Presented::None => return None,
+    };
+    let owned = match &caller {
+        Caller::Issuer(id) => Owned::Issuer(id.clone()),
+        Caller::Receiver(id) => Owned::Receiver(ReceiverId::try_from(id.as_str()).ok()?),
+        Caller::Admin | Caller::Anonymous => return None,
+    };
+    let org = state
+        .quotas
+        .org_of(state.store.as_ref(), owned, state.now_ms())
+        .await
+        .ok()??;
+    Some((org, usage_key_of(&caller)?))
+}
+
+/// Keeps plan assignments current (every `key_refresh`, so one made on another
+/// replica applies here within it) and flushes usage counts as often.
+pub async fn maintain(state: Arc<AppState>) {
+    if !state.quotas.plans.enabled {
+        return;
+    }
+    let mut tick = tokio::time::interval(state.config.key_refresh);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = state.quotas.load_plans(state.store.as_ref()).await {
+            tracing::debug!(error = %e, "plan assignments not reread; keeping the last read");
+        }
+        if let Err(e) = state.quotas.flush_usage(state.store.as_ref()).await {
+            tracing::warn!(error = %e, "usage counts not flushed; kept for the next try");
+        }
+    }
+}
+
+/// Takes every verification asked while the previous batch was in the store in one
+/// call; the asks of one organisation and month are summed into one take and
+/// admitted in order.
+async fn quota_task(mut rx: mpsc::UnboundedReceiver<Ask>, store: Arc<dyn Store>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < 4096 {
+            match rx.try_recv() {
+                Ok(ask) => batch.push(ask),
+                Err(_) => break,
+            }
+        }
+        let mut takes: Vec<QuotaTake> = Vec::new();
+        let mut index: HashMap<(OrgId, String), usize> = HashMap::new();
+        let mut of_ask = Vec::with_capacity(batch.len());
+        for ask in &batch {
+            let i = *index
+                .entry((ask.org.clone(), ask.month.clone()))
+                .or_insert_with(|| {
+                    takes.push(QuotaTake {
+                        org_id: ask.org.clone(),
+                        month: ask.month.clone(),
+                        limit: ask.limit,
+                        warn_at: warn_at(ask.limit),
+                        want: 0,
+                    });
+                    takes.len() - 1
+                });
+            if let Some(t) = takes.get_mut(i) {
+                t.want += 1;
+            }
+            of_ask.push(i);
+        }
+        match store.quota_take(&takes).await {
+            Ok(grants) => {
+                // Admitted in order: the first `granted` asks of each take; the warning
+                // goes to the first of them.
+                let mut given = vec![0u64; takes.len()];
+                for (ask, i) in batch.into_iter().zip(of_ask) {
+                    let Some(g) = grants.get(i) else {
+                        let _ = ask.answer.send(Err(StoreError::Backend(
+                            "the store answered fewer grants than takes".into(),
+                        )));
+                        continue;
+                    };
+                    let n = given[i];
+                    given[i] += 1;
+                    let _ = ask.answer.send(Ok(QuotaGrant {
+                        granted: u64::from(n < g.granted),
+                        used: g.used,
+                        warn: g.warn && n == 0,
+                    }));
+                }
+            }
+            Err(e) => {
+                for ask in batch {
+                    let _ = ask.answer.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn months_and_days_are_utc_and_the_next_month_starts_at_midnight() {
+        // 2026-12-31T23:59:59.999Z
+        let ms = 1_798_761_599_999;
+        assert_eq!(day_of(ms), "2026-12-31");
+        let (month, next) = month_of(ms);
+        assert_eq!(month, "2026-12");
+        assert_eq!(crate::time::rfc3339_ms(next), "2027-01-01T00:00:00.000Z");
+        assert_eq!(month_of(next).0, "2027-01");
+        assert_eq!(
+            crate::time::rfc3339_ms(month_of(1_772_323_200_000).1),
+            "2026-04-01T00:00:00.000Z"
+        );
+    }
+
+    #[test]
+    fn plans_parse_and_refuse_the_rest() {
+        let mut p = Plans::seeds();
+        assert_eq!(p.limit("free"), Some(10_000));
+        p.apply("pro=1_000_000").unwrap();
+        p.apply("free=5").unwrap();
+        assert_eq!(
+            (p.limit("pro"), p.limit("free")),
+            (Some(1_000_000), Some(5))
+        );
+        for bad in ["pro", "Pro=1", "=1", "pro=0", "pro=x", "pro=-1", "a b=1"] {
+            assert!(p.apply(bad).is_err(), "{bad}");
+        }
+        assert_eq!(warn_at(10_000), 8000);
+        assert_eq!(warn_at(3), 3);
+        assert_eq!(warn_at(1), 1);
+    }
+
+    #[test]
+    fn usage_names_keys_by_kind_and_owner_never_by_hash() {
+        assert_eq!(
+            usage_key_of(&Caller::Receiver("rcv_x".into())).as_deref(),
+            Some("receiver:rcv_x")
+        );
+        assert_eq!(usage_key_of(&Caller::Admin), None);
+        assert_eq!(usage_key_of(&Caller::Anonymous), None);
+    }
+}
