@@ -358,19 +358,19 @@ mod tests {
     #[test]
     fn an_unknown_code_is_kept_not_refused() {
         let body: ErrorBody = serde_json::from_str(
-            r#"{"error":{"code":"QUOTA_EXCEEDED","message":"m","request_id":"req_1"}}"#,
+            r#"{"error":{"code":"COFFEE_REQUIRED","message":"m","request_id":"req_1"}}"#,
         )
         .unwrap();
         assert!(!body.error.code.is_known());
-        assert_eq!(body.error.code.as_str(), "QUOTA_EXCEEDED");
+        assert_eq!(body.error.code.as_str(), "COFFEE_REQUIRED");
         assert_eq!(
             body.error.code,
-            ErrorCode::Unknown(UnknownCode("QUOTA_EXCEEDED".into()))
+            ErrorCode::Unknown(UnknownCode("COFFEE_REQUIRED".into()))
         );
         // And written back as received.
         assert_eq!(
             serde_json::to_value(&body).unwrap()["error"]["code"],
-            "QUOTA_EXCEEDED"
+            "COFFEE_REQUIRED"
         );
         assert!(serde_json::from_str::<ErrorCode>("7").is_err());
     }

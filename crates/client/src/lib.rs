@@ -815,17 +815,17 @@ mod tests {
         // A code a newer registry sends: kept as sent, the error still the API's.
         let (e, the_apis) = api_error(
             429,
-            br#"{"error":{"code":"QUOTA_EXCEEDED","message":"slow down","request_id":"req_2"}}"#,
+            br#"{"error":{"code":"COFFEE_REQUIRED","message":"slow down","request_id":"req_2"}}"#,
         );
         assert!(the_apis);
         let ClientError::Api { code, .. } = &e else {
             panic!("{e:?}")
         };
         assert!(!code.is_known());
-        assert_eq!(code.as_str(), "QUOTA_EXCEEDED");
+        assert_eq!(code.as_str(), "COFFEE_REQUIRED");
         assert_eq!(
             e.to_string(),
-            "slow down (QUOTA_EXCEEDED, HTTP 429, request req_2)"
+            "slow down (COFFEE_REQUIRED, HTTP 429, request req_2)"
         );
         // Token exchange's OAuth error: Bonafide's `code` as the enum.
         let (e, _) = api_error(
