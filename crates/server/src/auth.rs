@@ -105,9 +105,19 @@ pub fn needed_scope(method: &axum::http::Method, template: &str) -> KeyScope {
         || template == "/v1/introspect"
         || template == "/v1/simulate"
         || template == "/v1/agents/{id}/verify-action"
+        // The compatibility surfaces' verifies are verifies too.
+        || under("/compat/imarobot/v1/verify")
+        || template == "/api/v1/verify"
+        || template == "/api/v1/agents/{id}/verify-action"
+        || under("/api/v1/sdk-api/verifications")
+        || template == "/compat/agentoauth/verify"
+        || template == "/compat/agentoauth/simulate"
     {
         KeyScope::Verify
-    } else if template == "/v1/agents/{id}/issue-token" || template == "/v1/token" {
+    } else if template == "/v1/agents/{id}/issue-token"
+        || template == "/v1/token"
+        || template == "/compat/imarobot/v1/agents/{id}/issue-token"
+    {
         KeyScope::TokensIssue
     } else if matches!(*method, axum::http::Method::GET | axum::http::Method::HEAD) {
         KeyScope::Read
@@ -392,8 +402,8 @@ async fn caller_of(state: &AppState, key: &ApiKey) -> Result<Caller, ApiError> {
     let record = state
         .api_key(&hash)
         .await?
-        .filter(|r| bonafide_core::ct_eq(&r.hash.0, &hash.0))
-        .ok_or_else(|| ApiError::unauthorized("unknown API key"))?;
+        .filter(|r| bonafide_core::ct_eq(&r.hash.0, &hash.0) && r.live_at(state.now_ms()))
+        .ok_or_else(|| ApiError::unauthorized("unknown, revoked or expired API key"))?;
     caller_of_record(&record)
 }
 

@@ -938,7 +938,9 @@ async fn presented_key(state: &AppState, text: &str) -> Option<Subject> {
     let key = ApiKey::parse(text).ok()?;
     let hash = key.hash();
     let record = state.api_key(&hash).await.ok()??;
-    bonafide_core::ct_eq(&record.hash.0, &hash.0).then_some(Subject::Key(record.kind, hash))
+    // A revoked or expired key is no key: it counts against its address.
+    (bonafide_core::ct_eq(&record.hash.0, &hash.0) && record.live_at(state.now_ms()))
+        .then_some(Subject::Key(record.kind, hash))
 }
 
 /// [`charge_issuer`] for an anonymous caller's verify of a genuine token of `agent`

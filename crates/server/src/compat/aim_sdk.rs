@@ -192,6 +192,8 @@ async fn create(
     let caller = caller?;
     let ApiJson(req) = body?;
     verify_action::check_action("capability", &req.capability)?;
+    // Counted against the receiver's organisation as the native verify-action is.
+    crate::quota::charge(&state, &caller).await?;
     // An empty resource is the SDK's "none" as AIM reads it.
     let resource = req.resource.as_deref().filter(|r| !r.is_empty());
     if resource.is_some_and(|r| !verify_action::resource_in_bounds(r)) {

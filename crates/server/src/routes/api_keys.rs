@@ -192,6 +192,34 @@ impl KeyManager {
 
     /// The scopes a key it makes may have: a scoped key makes keys no broader than
     /// itself (a missing list inherits its scopes).
+    /// A rotation's new key keeps the old one's scopes: a scoped caller may rotate
+    /// only a key whose scopes are among its own (an unscoped key has its kind's full
+    /// rights, so it is broader than any scoped caller).
+    fn may_rotate(&self, old: &ApiKeyRecord) -> Result<(), ApiError> {
+        let KeyManager::Key(record) = self else {
+            return Ok(());
+        };
+        let Some(mine) = &record.scopes else {
+            return Ok(());
+        };
+        match &old.scopes {
+            Some(theirs) if theirs.iter().all(|s| mine.contains(s)) => Ok(()),
+            _ => Err(ApiError::forbidden(format!(
+                "a key with scopes ({}) cannot rotate a broader key",
+                mine.join(" ")
+            ))),
+        }
+    }
+
+    /// The latest a key this caller makes may live: a key never outlives the key
+    /// that made it (people and admin keys without expiry: no bound).
+    fn expiry_bound(&self) -> Option<i64> {
+        match self {
+            KeyManager::Key(record) => record.expires_at_ms,
+            _ => None,
+        }
+    }
+
     fn grant(&self, asked: Option<Vec<String>>) -> Result<Option<Vec<String>>, ApiError> {
         let asked = asked.map(check_scopes).transpose()?;
         let KeyManager::Key(record) = self else {
@@ -395,7 +423,11 @@ pub async fn create(
         now,
     );
     record.scopes = scopes;
-    record.expires_at_ms = expires_at_ms;
+    // A key never outlives the key that made it.
+    record.expires_at_ms = match (expires_at_ms, who.expiry_bound()) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
     let id = record.hash.public_id();
     let audit = audit_change(EventType::KeyAdded, now, actor, None, owner.issuer(), |e| {
         e.kid = Some(id.clone());
@@ -579,7 +611,7 @@ pub async fn rotate(
         return Err(ApiError::not_found("API key (revoked or expired)"));
     }
     // A scoped caller rotates only keys no broader than itself.
-    who.grant(old.scopes.clone())?;
+    who.may_rotate(&old)?;
     let (actor, created_by) = who.actor()?;
     let key = fresh(old.kind)?;
     let mut record = ApiKeyRecord::new(
@@ -591,6 +623,12 @@ pub async fn rotate(
         now,
     );
     record.scopes = old.scopes.clone();
+    // The new key expires when the old one would have (rotation is no way out of an
+    // expiry), and never after the key that rotates it.
+    record.expires_at_ms = match (old.expires_at_ms, who.expiry_bound()) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
     record.rotated_from = Some(id.clone());
     let new_id = record.hash.public_id();
     let grace_end = now.saturating_add(i64::try_from(grace * 1000).unwrap_or(i64::MAX));

@@ -708,3 +708,87 @@ async fn a_keys_access_token_spends_its_keys_rate_limit_not_its_address() {
     let (st, _) = h.call("GET", "/v1/issuer", Some(&key), None).await;
     assert_eq!(st, StatusCode::TOO_MANY_REQUESTS);
 }
+
+/// From an outside review: a scoped key rotates no broader key (an unscoped one has
+/// its kind's full rights), a rotated key keeps the old one's expiry, a key never
+/// outlives the key that made it, and the compatibility surfaces ask the scopes their
+/// native routes ask.
+#[tokio::test]
+async fn a_scoped_or_expiring_key_escapes_neither_its_scopes_nor_its_expiry() {
+    let h = start().await;
+    let first = h.issuer("escape.example").await;
+    let (full_id, _) = created(&h, &first, json!({"name": "full"})).await;
+    let (_, manager) = created(
+        &h,
+        &first,
+        json!({"name": "m", "scopes": ["keys:manage", "read"], "expires_in_seconds": 3600}),
+    )
+    .await;
+    let (st, v) = h
+        .call(
+            "POST",
+            &format!("/v1/api-keys/{full_id}/rotate"),
+            Some(&manager),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+    // A key it made (no expiry asked) expires with it; so does one it rotates.
+    let (st, made) = create(&h, &manager, json!({"name": "child"})).await;
+    assert_eq!(st, StatusCode::CREATED, "{made}");
+    assert!(made["key"]["expires_at"].is_string(), "{made}");
+    let (st, made_long) = create(
+        &h,
+        &manager,
+        json!({"name": "long", "expires_in_seconds": 86400 * 30}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{made_long}");
+    assert_eq!(made_long["key"]["expires_at"], made["key"]["expires_at"]);
+    let (exp_id, _) = created(
+        &h,
+        &first,
+        json!({"name": "expiring", "expires_in_seconds": 600}),
+    )
+    .await;
+    let (st, rotated) = h
+        .call(
+            "POST",
+            &format!("/v1/api-keys/{exp_id}/rotate"),
+            Some(&first),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{rotated}");
+    assert!(rotated["key"]["expires_at"].is_string(), "{rotated}");
+    // A `read`-only receiver key verifies on no surface; a `verify` key does.
+    let (st, rcv) = h
+        .call(
+            "POST",
+            "/v1/receivers",
+            Some(&h.admin),
+            Some(json!({"name": "api.escape.example"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{rcv}");
+    let rcv_key = rcv["api_key"].as_str().unwrap();
+    let (_, reader) = created(&h, rcv_key, json!({"name": "r", "scopes": ["read"]})).await;
+    let (st, _) = h
+        .call(
+            "GET",
+            "/compat/imarobot/v1/verify/not-a-token",
+            Some(&reader),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, _) = h
+        .call(
+            "POST",
+            "/compat/agentoauth/verify",
+            Some(&reader),
+            Some(json!({"token": "not-a-token"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+}
