@@ -81,6 +81,13 @@ async fn caller(parts: &mut Parts, state: &Arc<AppState>) -> Result<Caller, ApiE
                 scheme.eq_ignore_ascii_case("bearer") && rest.trim().split('.').count() == 3
             });
     if agent_token {
+        // An access token issued for an API key is that key (counted and limited as
+        // it); any other JWS is the agent's own token, ignored here.
+        if let Ok(crate::auth::Credential::Key(record)) =
+            crate::auth::credential(parts, state).await
+        {
+            return crate::auth::caller_of_record(&record);
+        }
         return Ok(Caller::Anonymous);
     }
     Caller::from_request_parts(parts, state).await

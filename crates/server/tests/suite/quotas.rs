@@ -689,3 +689,34 @@ async fn without_a_peer_address_calls_without_a_credential_share_one_bucket() {
     let a = call(&h, "GET", "/v1/scopes", None, None).await;
     assert_eq!(a.status, StatusCode::OK);
 }
+
+/// An access token issued for an organisation's receiver key (`/v1/oauth/token`) is
+/// worth what the key is: its verifies count against the organisation's quota and
+/// usage under that key, and it reads the organisation's usage.
+#[tokio::test]
+async fn a_keys_access_token_counts_and_reads_usage_as_its_key() {
+    let clock = Arc::new(ManualClock::at(DEC_31_23H_MS - 86_400_000));
+    let h = server(Plans::seeds(), clock).await;
+    let (org, owner) = org(&h, "tokened").await;
+    let (rcv, key) = receiver(&h, &org, &owner, "api.tokened.example").await;
+    let key_id = bonafide_core::apikey::ApiKey::parse(&key)
+        .unwrap()
+        .hash()
+        .public_id();
+    let t = send(h.http.post(format!("{}/v1/oauth/token", h.base)).form(&[
+        ("grant_type", "client_credentials"),
+        ("client_id", key_id.as_str()),
+        ("client_secret", key.as_str()),
+    ]))
+    .await;
+    assert_eq!(t.status, StatusCode::OK, "{}", t.body);
+    let token = t.body["access_token"].as_str().unwrap().to_owned();
+    for _ in 0..2 {
+        assert_eq!(verify(&h, Some(&token)).await.status, StatusCode::OK);
+    }
+    let u = call(&h, "GET", "/v1/usage", Some(&token), None).await;
+    assert_eq!(u.status, StatusCode::OK, "{}", u.body);
+    assert_eq!(u.body["org_id"], org.as_str());
+    assert_eq!(u.body["by_key"][format!("receiver:{rcv}")], 2, "{}", u.body);
+    assert_eq!(u.body["quota"]["used"], 2, "{}", u.body);
+}
