@@ -34,7 +34,7 @@ use bonafide_core::note::{self, Checkpoint, NoteSigner, NoteVerifier};
 use bonafide_core::sealed::Kek;
 use bonafide_store::{
     AuditRecord, CheckpointRecord, Decided, DecisionItem, DecisionOutcome, LogKeyRecord,
-    NonceClaim, PrivateKeySlot, Store, StoreError,
+    NonceClaim, PrivateKeySlot, QuotaClaim, QuotaGrant, Store, StoreError,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -95,6 +95,25 @@ pub struct SignedCheckpoint {
     pub root: Hash,
     /// The signed note text.
     pub note: String,
+}
+
+/// What became of an appended verification ([`AuditLog::append_counted`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Appended {
+    /// Durable at `index`; what its quota granted.
+    At {
+        /// Its audit index.
+        index: u64,
+        /// Its quota's grant, when it counts against one.
+        quota: Option<QuotaGrant>,
+    },
+    /// Its single-use value was used before: nothing was written.
+    NonceReplayed,
+    /// Its month's quota is used up: nothing was written.
+    QuotaExceeded {
+        /// The month's count.
+        used: u64,
+    },
 }
 
 struct Pending {
@@ -295,8 +314,26 @@ impl AuditLog {
         record: AuditRecord,
         nonce: Option<NonceClaim>,
     ) -> Result<Option<u64>, AuditLogError> {
+        match self.append_counted(record, nonce, None).await? {
+            Appended::At { index, .. } => Ok(Some(index)),
+            Appended::NonceReplayed => Ok(None),
+            Appended::QuotaExceeded { .. } => Err(AuditLogError::Store(StoreError::Backend(
+                "an audit append that counts no quota was refused for its quota".into(),
+            ))),
+        }
+    }
+
+    /// Appends one verification's entry, claiming `nonce` and counting it against
+    /// `quota` in the same transaction (see [`DecisionItem::quota`]).
+    pub async fn append_counted(
+        &self,
+        record: AuditRecord,
+        nonce: Option<NonceClaim>,
+        quota: Option<QuotaClaim>,
+    ) -> Result<Appended, AuditLogError> {
         let item = DecisionItem {
             nonce,
+            quota,
             budget: None,
             idempotency: None,
             // A clone per run (`decide` may run again if the store retries).
@@ -312,9 +349,11 @@ impl AuditLog {
         match self.decide(item).await? {
             DecisionOutcome::Recorded {
                 audit_index: Some(index),
+                quota,
                 ..
-            } => Ok(Some(index)),
-            DecisionOutcome::NonceReplayed => Ok(None),
+            } => Ok(Appended::At { index, quota }),
+            DecisionOutcome::NonceReplayed => Ok(Appended::NonceReplayed),
+            DecisionOutcome::QuotaExceeded { used } => Ok(Appended::QuotaExceeded { used }),
             other => Err(AuditLogError::Store(StoreError::Backend(format!(
                 "an audit append was recorded as {other:?}"
             )))),

@@ -9,16 +9,22 @@
 //! against no quota: they have no organisation to bill, and the rate limits (per
 //! address, per token issuer) bound them instead.
 //!
-//! **Exactly.** Each counted verification asks the quota task, which gathers every
-//! ask made meanwhile into one store transaction ([`Store::quota_take`]): per
-//! organisation and month, the stored count is read under its row lock (SQLite: the
-//! one writer), raised by what fits under the plan's limit, and written back, and
-//! only then are the asks admitted (in order) or refused. So the stored count is the
-//! number of verifications admitted, on every replica and across restarts: nothing
-//! is admitted before its count is durable, and nothing refused is counted. The one
-//! way a counted verification goes unanswered is a failure after the commit (the
-//! store failing while the decision is written, or the client going away), which is
-//! counted as the verification it was.
+//! **Exactly, in the decision's transaction.** A counted verification is counted in
+//! the same store transaction that records its decision (the audit committer's
+//! batch: `DecisionItem::quota`, [`Counting::claim`]): per organisation and month
+//! the stored count is read under its row lock (SQLite: the one writer), and each
+//! decision of the batch is admitted, in order, only while it is under the plan's
+//! limit; an admitted one is counted with its entry, receipt and budget charge, and a
+//! refused one writes nothing. So the stored count is the number of verifications
+//! admitted, on every replica and across restarts, at no commit of its own. A
+//! verification that writes nothing (a token that concerns no agent, decisions not
+//! audited) is counted on its own first ([`Counting::alone`]: the quota task gathers
+//! every such ask made meanwhile into one transaction, [`Store::quota_take`]). A
+//! request refused before its decision (a malformed one, an unknown agent) is not a
+//! verification and is not counted, and neither is an idempotent replay (the same
+//! answer given again). The one way a counted verification goes unanswered is a
+//! failure after the commit (the client going away), which is counted as the
+//! verification it was.
 //!
 //! **Warning.** The take that first reaches 80 % of the limit in a month is told so
 //! by the store (a flag set in the same transaction, so once per organisation and
@@ -29,7 +35,7 @@
 //! `QUOTA_EXCEEDED` with `Retry-After` and `reset`, the next month's start (UTC).
 //!
 //! **Usage.** Requests made with an organisation's API keys are counted in memory,
-//! per UTC day, key and route template, and added to the store every `key_refresh`
+//! per UTC day, key (its public id, `key_…`) and route template, and added to the store every `key_refresh`
 //! (and when the server stops): a crash loses at most that interval's counts of this
 //! replica (the quota is never among them: it is counted as above).
 
@@ -42,7 +48,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
 use bonafide_core::ids::{OrgId, ReceiverId};
-use bonafide_store::{Owned, QuotaGrant, QuotaTake, Store, StoreError, UsageCount};
+use bonafide_store::{Owned, QuotaClaim, QuotaGrant, QuotaTake, Store, StoreError, UsageCount};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::auth::Caller;
@@ -157,17 +163,6 @@ pub fn day_of(ms: i64) -> String {
 /// The count at which a month's warning is due: 80 % of `limit`, rounded up.
 pub fn warn_at(limit: u64) -> u64 {
     limit.saturating_mul(4).div_ceil(5)
-}
-
-/// How usage names a key: today the kind and the owner it belongs to (one key per
-/// issuer or receiver), e.g. `receiver:rcv_…`; never the key's secret or hash. The
-/// one seam for a key's public id once keys have one.
-pub fn usage_key_of(caller: &Caller) -> Option<String> {
-    match caller {
-        Caller::Issuer(id) => Some(format!("issuer:{id}")),
-        Caller::Receiver(id) => Some(format!("receiver:{id}")),
-        Caller::Admin | Caller::Anonymous => None,
-    }
 }
 
 /// One verification asked of the quota task.
@@ -351,56 +346,164 @@ impl Quotas {
 #[derive(Debug, Clone, Default)]
 struct Note {
     warning: Option<String>,
+    /// The organisation the presented key belongs to, found once per request.
+    subject: Option<Subject>,
 }
 
 tokio::task_local! {
     static NOTE: Arc<Mutex<Note>>;
 }
 
-/// Counts one verification of `caller` against its organisation's quota, when it is
-/// one that counts (see the module docs): `Err` 429 `QUOTA_EXCEEDED` over the limit.
-pub async fn charge(state: &AppState, caller: &Caller) -> Result<(), ApiError> {
+/// One verification to count against an organisation's quota, resolved before it is
+/// decided (its organisation, plan and month) and counted with what the request
+/// writes: in the decision's own transaction ([`Counting::claim`] on its
+/// `DecisionItem`), or on its own when the request writes nothing ([`Counting::alone`]).
+#[derive(Debug, Clone, Default)]
+pub struct Counting {
+    quota: Option<Counted>,
+}
+
+#[derive(Debug, Clone)]
+struct Counted {
+    claim: QuotaClaim,
+    plan: String,
+    now_ms: i64,
+    reset_ms: i64,
+}
+
+/// The verification `caller` asks, to be counted when it is one that counts (see the
+/// module docs). Reads no store row beyond the owner look-up (cached).
+pub async fn counting(state: &AppState, caller: &Caller) -> Result<Counting, ApiError> {
     let quotas = &state.quotas;
     if !quotas.plans.enabled {
-        return Ok(());
+        return Ok(Counting::default());
     }
     let Caller::Receiver(receiver) = caller else {
-        return Ok(());
+        return Ok(Counting::default());
     };
     let Ok(receiver) = ReceiverId::try_from(receiver.as_str()) else {
-        return Ok(());
+        return Ok(Counting::default());
     };
     let now_ms = state.now_ms();
-    let Some(org) = quotas
-        .org_of(state.store.as_ref(), Owned::Receiver(receiver), now_ms)
-        .await?
-    else {
-        return Ok(());
+    // The layer found the presented key's organisation already (the same credential
+    // rule as the caller's): asked again only when it did not.
+    let known = NOTE
+        .try_with(|n| {
+            n.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .subject
+                .as_ref()
+                .filter(|s| s.caller == *caller)
+                .map(|s| s.org.clone())
+        })
+        .ok()
+        .flatten();
+    let org = match known {
+        Some(org) => Some(org),
+        None => {
+            quotas
+                .org_of(state.store.as_ref(), Owned::Receiver(receiver), now_ms)
+                .await?
+        }
+    };
+    let Some(org) = org else {
+        return Ok(Counting::default());
     };
     let (plan, limit) = quotas.plan_of(&org);
     let (month, reset_ms) = month_of(now_ms);
-    let (tx, rx) = oneshot::channel();
-    quotas
-        .asks
-        .send(Ask {
-            org: org.clone(),
-            month: month.clone(),
-            limit,
-            answer: tx,
-        })
-        .map_err(|_| ApiError::from(StoreError::Unavailable("quota task gone".into())))?;
-    let grant = rx
-        .await
-        .unwrap_or_else(|_| Err(StoreError::Unavailable("quota task gone".into())))?;
-    let reset = crate::time::rfc3339_s(reset_ms / 1000);
-    if grant.granted == 0 {
+    Ok(Counting {
+        quota: Some(Counted {
+            claim: QuotaClaim {
+                org_id: org,
+                month,
+                limit,
+                warn_at: warn_at(limit),
+            },
+            plan,
+            now_ms,
+            reset_ms,
+        }),
+    })
+}
+
+impl Counting {
+    /// What the decision's transaction counts (`None`: this verification counts
+    /// against no quota).
+    pub fn claim(&self) -> Option<QuotaClaim> {
+        self.quota.as_ref().map(|q| q.claim.clone())
+    }
+
+    /// Counts it on its own, for a request that writes nothing (a token that concerns
+    /// no agent, verify decisions not audited): `Err` 429 over the limit.
+    pub async fn alone(&self, state: &AppState) -> Result<(), ApiError> {
+        let Some(q) = &self.quota else {
+            return Ok(());
+        };
+        let (tx, rx) = oneshot::channel();
+        state
+            .quotas
+            .asks
+            .send(Ask {
+                org: q.claim.org_id.clone(),
+                month: q.claim.month.clone(),
+                limit: q.claim.limit,
+                answer: tx,
+            })
+            .map_err(|_| ApiError::from(StoreError::Unavailable("quota task gone".into())))?;
+        let grant = rx
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Unavailable("quota task gone".into())))?;
+        if grant.granted == 0 {
+            return Err(self.exceeded(state, grant.used));
+        }
+        self.granted(state, Some(grant)).await;
+        Ok(())
+    }
+
+    /// What the transaction that counted it granted: the answer's warning header
+    /// from 80 %, and the month's one `quota.warning` entry.
+    pub async fn granted(&self, state: &AppState, grant: Option<QuotaGrant>) {
+        let (Some(q), Some(grant)) = (&self.quota, grant) else {
+            return;
+        };
+        let limit = q.claim.limit;
+        if grant.warn {
+            state.metrics.quota_warned();
+            warn_once(
+                state,
+                &q.claim.org_id,
+                &q.claim.month,
+                grant.used,
+                limit,
+                q.now_ms,
+            )
+            .await;
+        }
+        if grant.used >= q.claim.warn_at {
+            let reset = crate::time::rfc3339_s(q.reset_ms / 1000);
+            let text = format!("{}/{limit}; reset={reset}", grant.used);
+            let _ = NOTE.try_with(|n| {
+                n.lock().unwrap_or_else(|p| p.into_inner()).warning = Some(text);
+            });
+        }
+    }
+
+    /// The 429 `QUOTA_EXCEEDED` for a month used up (`used` counted).
+    pub fn exceeded(&self, state: &AppState, used: u64) -> ApiError {
         state.metrics.quota_refused();
-        tracing::info!(%org, plan, "quota: refused");
-        let wait_s = u64::try_from(reset_ms.saturating_sub(now_ms))
+        let Some(q) = &self.quota else {
+            return ApiError::internal(
+                "a quota refusal for a verification that counts against none",
+            );
+        };
+        let (org, plan, limit) = (&q.claim.org_id, &q.plan, q.claim.limit);
+        tracing::info!(%org, plan, used, "quota: refused");
+        let reset = crate::time::rfc3339_s(q.reset_ms / 1000);
+        let wait_s = u64::try_from(q.reset_ms.saturating_sub(q.now_ms))
             .unwrap_or(0)
             .div_ceil(1000)
             .max(1);
-        return Err(ApiError {
+        ApiError {
             retry: Some(Box::new(crate::error::Retry {
                 after_s: wait_s,
                 reset: Some(reset.clone()),
@@ -412,19 +515,8 @@ pub async fn charge(state: &AppState, caller: &Caller) -> Result<(), ApiError> {
                     "the organisation's monthly quota of {limit} verifications (plan `{plan}`) is used up; it resets at {reset}"
                 ),
             )
-        });
+        }
     }
-    if grant.warn {
-        state.metrics.quota_warned();
-        warn_once(state, &org, &month, grant.used, limit, now_ms).await;
-    }
-    if grant.used >= warn_at(limit) {
-        let text = format!("{}/{limit}; reset={reset}", grant.used);
-        let _ = NOTE.try_with(|n| {
-            n.lock().unwrap_or_else(|p| p.into_inner()).warning = Some(text);
-        });
-    }
-    Ok(())
 }
 
 /// The month's one `quota.warning` audit entry (a failure is logged: the verification
@@ -456,7 +548,10 @@ async fn warn_once(state: &AppState, org: &OrgId, month: &str, used: u64, limit:
 /// `Bonafide-Quota-Warning`.
 pub async fn layer(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let usage = usage_subject(&state, req.headers()).await;
-    let note = Arc::new(Mutex::new(Note::default()));
+    let note = Arc::new(Mutex::new(Note {
+        warning: None,
+        subject: usage.clone(),
+    }));
     let mut resp = NOTE.scope(Arc::clone(&note), next.run(req)).await;
     let warning = note
         .lock()
@@ -468,7 +563,7 @@ pub async fn layer(State(state): State<Arc<AppState>>, req: Request, next: Next)
     {
         resp.headers_mut().insert("bonafide-quota-warning", v);
     }
-    if let Some((org, key)) = usage
+    if let Some(Subject { org, key, .. }) = usage
         && let Some(route) = resp.extensions().get::<crate::RouteTemplate>()
         && state
             .quotas
@@ -486,17 +581,24 @@ pub async fn layer(State(state): State<Arc<AppState>>, req: Request, next: Next)
 
 /// The organisation and usage name of the key a request presents, when an
 /// organisation owns it (the credential authentication uses: [`crate::auth::presented`]).
-async fn usage_subject(
-    state: &AppState,
-    headers: &axum::http::HeaderMap,
-) -> Option<(OrgId, String)> {
-    // The credential authentication uses: an API key, or an access token issued for
-    // one (`/v1/oauth/token`), which counts as its key.
-    let caller = match crate::auth::presented(headers) {
-        crate::auth::Presented::Key(text) => crate::auth::caller_of_key(state, text).await.ok()?,
+/// A key is named by its public id (`key_…`, as `GET /v1/api-keys` lists it), an
+/// access token issued for a key by that key's id, never by a secret or hash.
+async fn usage_subject(state: &AppState, headers: &axum::http::HeaderMap) -> Option<Subject> {
+    let (caller, key) = match crate::auth::presented(headers) {
+        crate::auth::Presented::Key(text) => {
+            let caller = crate::auth::caller_of_key(state, text).await.ok()?;
+            let id = bonafide_core::apikey::ApiKey::parse(text)
+                .ok()?
+                .hash()
+                .public_id();
+            (caller, id)
+        }
         crate::auth::Presented::Person(token) => {
             let record = crate::accounts::key_of_token(state, token).await.ok()??;
-            crate::auth::caller_of_record(&record).ok()?
+            (
+                crate::auth::caller_of_record(&record).ok()?,
+                record.hash.public_id(),
+            )
         }
         crate::auth::Presented::Malformed(_) | crate::auth::Presented::None => return None,
     };
@@ -510,7 +612,15 @@ async fn usage_subject(
         .org_of(state.store.as_ref(), owned, state.now_ms())
         .await
         .ok()??;
-    Some((org, usage_key_of(&caller)?))
+    Some(Subject { caller, org, key })
+}
+
+/// Whose key a request presents, as [`usage_subject`] found it.
+#[derive(Debug, Clone)]
+struct Subject {
+    caller: Caller,
+    org: OrgId,
+    key: String,
 }
 
 /// Keeps plan assignments current (every `key_refresh`, so one made on another
@@ -630,15 +740,5 @@ mod tests {
         assert_eq!(warn_at(10_000), 8000);
         assert_eq!(warn_at(3), 3);
         assert_eq!(warn_at(1), 1);
-    }
-
-    #[test]
-    fn usage_names_keys_by_kind_and_owner_never_by_hash() {
-        assert_eq!(
-            usage_key_of(&Caller::Receiver("rcv_x".into())).as_deref(),
-            Some("receiver:rcv_x")
-        );
-        assert_eq!(usage_key_of(&Caller::Admin), None);
-        assert_eq!(usage_key_of(&Caller::Anonymous), None);
     }
 }

@@ -208,6 +208,7 @@ macro_rules! __conformance_cases {
             api_keys_are_objects_created_listed_rotated_and_touched,
             api_key_expired_admin_keys_do_not_count_as_the_last,
             quota_counts_exactly_across_concurrent_batches_and_warns_once,
+            quota_counted_with_decisions_admits_exactly_the_limit,
             org_plans_are_audited_and_usage_adds_up,
             login_reservations_check_and_record_in_one_step,
         }
@@ -582,6 +583,7 @@ fn item(
     decided: Decided,
 ) -> DecisionItem {
     DecisionItem {
+        quota: None,
         nonce: None,
         budget,
         idempotency,
@@ -598,6 +600,7 @@ fn item_not_decided(
     let ran = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&ran);
     let item = DecisionItem {
+        quota: None,
         nonce: None,
         budget,
         idempotency,
@@ -613,6 +616,7 @@ fn recorded(audit_index: Option<u64>, spent_before: Option<&str>) -> DecisionOut
     DecisionOutcome::Recorded {
         audit_index,
         spent_before: spent_before.map(dec),
+        quota: None,
     }
 }
 
@@ -2558,6 +2562,7 @@ pub async fn budget_charges_add_up_exactly(store: Arc<dyn Store>) {
     let charging = |seen: &Arc<Mutex<Vec<Option<Decimal>>>>| {
         let seen = Arc::clone(seen);
         DecisionItem {
+            quota: None,
             nonce: None,
             budget: budget(&key, "1.00"),
             idempotency: None,
@@ -2697,6 +2702,7 @@ pub async fn decide_error_fails_only_its_item(store: Arc<dyn Store>) {
     let before = logged(Some("1"), "before");
     let after = logged(Some("2"), "after");
     let failed = DecisionItem {
+        quota: None,
         nonce: None,
         budget: budget(&key, "100"),
         idempotency: claim(&rcv.id, "failed", 1),
@@ -2843,6 +2849,7 @@ pub async fn ancestor_budgets_are_charged_together(store: Arc<dyn Store>) {
     let seen_by = |amount: &'static str| {
         let seen = Arc::clone(&seen);
         DecisionItem {
+            quota: None,
             nonce: None,
             budget: Some(charge("8")),
             idempotency: None,
@@ -3467,6 +3474,7 @@ pub async fn concurrent_decisions_never_exceed_the_cap(store: Arc<dyn Store>) {
                 let items = amounts
                     .iter()
                     .map(|&amount| DecisionItem {
+                        quota: None,
                         nonce: None,
                         budget: Some(BudgetCharge {
                             key: key.clone(),
@@ -3499,6 +3507,7 @@ pub async fn concurrent_decisions_never_exceed_the_cap(store: Arc<dyn Store>) {
             let Ok(DecisionOutcome::Recorded {
                 audit_index: Some(index),
                 spent_before: Some(before),
+                quota: None,
             }) = outcome
             else {
                 panic!("unexpected outcome {outcome:?}");

@@ -840,6 +840,95 @@ pub async fn quota_counts_exactly_across_concurrent_batches_and_warns_once(store
     assert!(store.quota_take(&[]).await.unwrap().is_empty());
 }
 
+/// Verifications counted in the decision batches that record them (as every replica's
+/// committer makes them), mixed with stand-alone takes: exactly the limit admitted,
+/// each admitted one with its entry and each refused one with nothing written, one
+/// warning.
+pub async fn quota_counted_with_decisions_admits_exactly_the_limit(store: Arc<dyn Store>) {
+    use crate::{Decided, DecisionItem, DecisionOutcome, QuotaClaim, QuotaTake};
+    let (a, _) = org_with_owner(store.as_ref()).await;
+    let claim = QuotaClaim {
+        org_id: a.id.clone(),
+        month: "2026-12".into(),
+        limit: 30,
+        warn_at: 24,
+    };
+    let before = store.audit_size().await.unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..6u64 {
+        let store = Arc::clone(&store);
+        let claim = claim.clone();
+        tasks.spawn(async move {
+            // (admitted by take, admitted by decision, refused, warned)
+            let (mut taken, mut admitted, mut refused, mut warned) = (0u64, 0u64, 0u64, 0u64);
+            for round in 0..4u64 {
+                if (i + round) % 3 == 0 {
+                    let g = store.quota_take(&[claim.take(2)]).await.unwrap();
+                    taken += g[0].granted;
+                    refused += 2 - g[0].granted;
+                    warned += u64::from(g[0].warn);
+                    continue;
+                }
+                let items: Vec<DecisionItem> = (0..3)
+                    .map(|_| DecisionItem {
+                        budget: None,
+                        idempotency: None,
+                        nonce: None,
+                        quota: Some(claim.clone()),
+                        decide: Box::new(|_| {
+                            Ok(Decided {
+                                audit: Some(crate::AuditRecord {
+                                    entry: b"{}".to_vec(),
+                                    agent_id: None,
+                                    issuer_id: None,
+                                    created_at_ms: T0_MS,
+                                }),
+                                receipt: None,
+                                charge: None,
+                                answer: Vec::new(),
+                            })
+                        }),
+                    })
+                    .collect();
+                for o in store.record_decisions(items, T0_MS).await.unwrap() {
+                    match o.unwrap() {
+                        DecisionOutcome::Recorded {
+                            audit_index: Some(_),
+                            quota: Some(g),
+                            ..
+                        } => {
+                            assert!(g.granted == 1 && g.used <= 30);
+                            admitted += 1;
+                            warned += u64::from(g.warn);
+                        }
+                        DecisionOutcome::QuotaExceeded { used } => {
+                            assert_eq!(used, 30);
+                            refused += 1;
+                        }
+                        other => panic!("{other:?}"),
+                    }
+                }
+            }
+            (taken, admitted, refused, warned)
+        });
+    }
+    let (mut taken, mut admitted, mut refused, mut warned) = (0, 0, 0, 0);
+    while let Some(r) = tasks.join_next().await {
+        let (t, a, r, w) = r.unwrap();
+        taken += t;
+        admitted += a;
+        refused += r;
+        warned += w;
+    }
+    // 8 rounds of takes (2 each) and 16 of decisions (3 each) asked 64: 30 admitted.
+    assert_eq!((taken + admitted, refused, warned), (30, 34, 1));
+    assert_eq!(store.quota_used(&a.id, "2026-12").await.unwrap(), 30);
+    // An entry for each decision admitted, none for the refused.
+    assert_eq!(store.audit_size().await.unwrap() - before, admitted);
+    let full: QuotaTake = claim.take(1);
+    assert_eq!(store.quota_take(&[full]).await.unwrap()[0].granted, 0);
+}
+
 /// A plan assignment is audited only when it changes; an unknown organisation is
 /// `NotFound`; usage counts add up per (day, key, route) and read back by day range.
 pub async fn org_plans_are_audited_and_usage_adds_up(store: Arc<dyn Store>) {

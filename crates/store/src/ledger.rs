@@ -17,13 +17,14 @@
 use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
-use bonafide_core::ids::{AgentId, ReceiverId};
+use bonafide_core::ids::{AgentId, OrgId, ReceiverId};
 use bonafide_core::policy::Decimal;
 
 use crate::log::{self, Head, LogTx};
 use crate::{
     AuditRecord, BudgetCharge, BudgetKey, ConflictKind, DecisionItem, DecisionOutcome,
-    IdempotencyClaim, NonceClaim, ReceiptRecord, StoreError,
+    IdempotencyClaim, NonceClaim, QuotaClaim, QuotaGrant, QuotaTake, ReceiptRecord, StoreError,
+    quota,
 };
 
 /// An idempotency record: stored, or made earlier in the same batch.
@@ -86,6 +87,15 @@ pub trait LedgerTx: LogTx {
         &mut self,
         claims: &[(&(ReceiverId, String), &Claimed)],
     ) -> Result<(), StoreError>;
+    /// The stored count and warning flag of each (organisation, month), locked for
+    /// the transaction (`None`: nothing counted yet). `months` is sorted and distinct,
+    /// so every writer locks rows in one order.
+    async fn read_quotas(
+        &mut self,
+        months: &[(&OrgId, &str)],
+    ) -> Result<Vec<Option<(u64, bool)>>, StoreError>;
+    /// Writes each (organisation, month)'s count and warning flag.
+    async fn write_quotas(&mut self, rows: &[(&OrgId, &str, u64, bool)]) -> Result<(), StoreError>;
 }
 
 /// [`Store::record_decisions`](crate::Store::record_decisions) over a backend's write
@@ -116,8 +126,32 @@ pub async fn record_decisions<T: LedgerTx + ?Sized>(
             tx.existing_agents(&agents).await?,
         )
     };
+    // The months the batch counts against, read and locked once, in one order.
+    let mut months: Vec<(&OrgId, &str)> = items
+        .iter()
+        .filter_map(|i| i.quota.as_ref())
+        .map(|q| (&q.org_id, q.month.as_str()))
+        .collect();
+    months.sort_unstable();
+    months.dedup();
+    let quotas = if months.is_empty() {
+        HashMap::new()
+    } else {
+        let stored = tx.read_quotas(&months).await?;
+        if stored.len() != months.len() {
+            return Err(StoreError::Backend(
+                "quota rows: the store answered the wrong number of months".into(),
+            ));
+        }
+        months
+            .iter()
+            .zip(stored)
+            .map(|(&(org, month), row)| ((org.clone(), month.to_owned()), (row, false)))
+            .collect()
+    };
     let mut batch = Batch {
         first_index,
+        quotas,
         claims: stored_claims,
         new_claims: Vec::new(),
         budgets: HashMap::new(),
@@ -142,10 +176,27 @@ pub async fn record_decisions<T: LedgerTx + ?Sized>(
                 outcomes.push(Err(StoreError::NotFound));
                 continue;
             }
-            if !batch.nonces_used.insert((n.agent.clone(), n.nonce.clone())) {
+            if batch
+                .nonces_used
+                .contains(&(n.agent.clone(), n.nonce.clone()))
+            {
                 outcomes.push(Ok(DecisionOutcome::NonceReplayed));
                 continue;
             }
+        }
+        // The month's quota: used up, nothing is claimed or written.
+        let grant = match &item.quota {
+            Some(claim) => match batch.quota_grant(claim)? {
+                Ok(grant) => Some(grant),
+                Err(used) => {
+                    outcomes.push(Ok(DecisionOutcome::QuotaExceeded { used }));
+                    continue;
+                }
+            },
+            None => None,
+        };
+        if let Some(n) = &item.nonce {
+            batch.nonces_used.insert((n.agent.clone(), n.nonce.clone()));
             batch.nonces_claimed.push(n);
         }
         // 2. The budget's spending, including this batch's charges so far (the
@@ -154,12 +205,62 @@ pub async fn record_decisions<T: LedgerTx + ?Sized>(
             Some(charge) => Some(batch.seen_spent(tx, charge).await?),
             None => None,
         };
-        // 3 and 4, in memory; written below.
-        outcomes.push(batch.decide(item, spent));
+        // 3 and 4, in memory; written below. The verification is counted with it.
+        let mut outcome = batch.decide(item, spent);
+        if let (Ok(DecisionOutcome::Recorded { quota, .. }), Some(claim), Some(grant)) =
+            (&mut outcome, &item.quota, grant)
+        {
+            batch.count_quota(claim, grant);
+            *quota = Some(grant);
+        }
+        outcomes.push(outcome);
     }
     batch.write(tx, head).await?;
     Ok(outcomes)
 }
+
+/// [`Store::quota_take`](crate::Store::quota_take) over a backend's write
+/// transaction: every (organisation, month) read and locked once, in one order, the
+/// takes applied in the order asked ([`quota::take`]), then each counted row written.
+pub async fn quota_take<T: LedgerTx + ?Sized>(
+    tx: &mut T,
+    takes: &[QuotaTake],
+) -> Result<Vec<QuotaGrant>, StoreError> {
+    let mut months: Vec<(&OrgId, &str)> = takes
+        .iter()
+        .map(|t| (&t.org_id, t.month.as_str()))
+        .collect();
+    months.sort_unstable();
+    months.dedup();
+    let stored = tx.read_quotas(&months).await?;
+    if stored.len() != months.len() {
+        return Err(StoreError::Backend(
+            "quota rows: the store answered the wrong number of months".into(),
+        ));
+    }
+    let mut rows: HashMap<(&OrgId, &str), Option<(u64, bool)>> =
+        months.iter().copied().zip(stored).collect();
+    let mut grants = Vec::with_capacity(takes.len());
+    for t in takes {
+        let row = rows
+            .get_mut(&(&t.org_id, t.month.as_str()))
+            .ok_or_else(|| StoreError::Backend("quota month not read".into()))?;
+        let (grant, used, warned) = quota::take(*row, t);
+        *row = Some((used, warned));
+        grants.push(grant);
+    }
+    let mut written: Vec<(&OrgId, &str, u64, bool)> = rows
+        .into_iter()
+        .filter_map(|((org, month), row)| row.map(|(used, warned)| (org, month, used, warned)))
+        .collect();
+    written.sort_unstable();
+    tx.write_quotas(&written).await?;
+    Ok(grants)
+}
+
+/// A month's stored count and warning flag (`None`: nothing counted yet) as the batch
+/// sees it, and whether the batch counted any (then it is written back).
+type MonthCount = (Option<(u64, bool)>, bool);
 
 /// A budget as the batch sees it.
 struct BudgetState {
@@ -176,6 +277,9 @@ struct BudgetState {
 struct Batch<'i> {
     /// Index the batch's first audit entry gets (the log size when it started).
     first_index: u64,
+    /// The months counted against: stored count and flag (plus the batch's counts
+    /// so far), and whether the batch counted any.
+    quotas: HashMap<(OrgId, String), MonthCount>,
     /// Stored idempotency records the batch's claims name, and the batch's own.
     claims: HashMap<(ReceiverId, String), Claimed>,
     /// Keys of the records the batch makes, in item order.
@@ -196,6 +300,32 @@ struct Batch<'i> {
 }
 
 impl Batch<'_> {
+    /// What counting one more verification of `claim` would give: the grant, or the
+    /// month's count when it is used up. Counted only by [`Batch::count_quota`].
+    fn quota_grant(&self, claim: &QuotaClaim) -> Result<Result<QuotaGrant, u64>, StoreError> {
+        let (stored, _) = self
+            .quotas
+            .get(&(claim.org_id.clone(), claim.month.clone()))
+            .ok_or_else(|| StoreError::Backend("quota month not read".into()))?;
+        let (grant, _, _) = quota::take(*stored, &claim.take(1));
+        Ok(if grant.granted == 1 {
+            Ok(grant)
+        } else {
+            Err(grant.used)
+        })
+    }
+
+    /// Counts one verification of `claim`, granted as `grant`.
+    fn count_quota(&mut self, claim: &QuotaClaim, grant: QuotaGrant) {
+        if let Some(row) = self
+            .quotas
+            .get_mut(&(claim.org_id.clone(), claim.month.clone()))
+        {
+            let warned = row.0.is_some_and(|(_, w)| w) || grant.warn;
+            *row = (Some((grant.used, warned)), true);
+        }
+    }
+
     /// The outcome for a claim whose key was used before, if it was.
     fn seen(&self, claim: &IdempotencyClaim) -> Option<DecisionOutcome> {
         // The map is keyed by owned pairs; a claim is looked up once, so one clone.
@@ -329,6 +459,7 @@ impl Batch<'_> {
         Ok(DecisionOutcome::Recorded {
             audit_index,
             spent_before: spent,
+            quota: None,
         })
     }
 
@@ -351,6 +482,18 @@ impl Batch<'_> {
             .collect();
         if !budgets.is_empty() {
             tx.upsert_budgets(&budgets).await?;
+        }
+        let mut quotas: Vec<(&OrgId, &str, u64, bool)> = self
+            .quotas
+            .iter()
+            .filter_map(|((org, month), (row, counted))| {
+                let (used, warned) = (*row)?;
+                counted.then_some((org, month.as_str(), used, warned))
+            })
+            .collect();
+        if !quotas.is_empty() {
+            quotas.sort_unstable();
+            tx.write_quotas(&quotas).await?;
         }
         // Decisions change nothing a reader mirrors: no change-feed rows.
         let first = head.append(tx, &self.audits, &[]).await?;
@@ -410,6 +553,8 @@ mod tests {
         calls: Vec<&'static str>,
         agents: HashSet<AgentId>,
         audits: Vec<AuditRecord>,
+        quota: Option<(u64, bool)>,
+        quota_written: Vec<(u64, bool)>,
     }
 
     #[async_trait]
@@ -515,6 +660,21 @@ mod tests {
             self.calls.push("write");
             Ok(())
         }
+        async fn read_quotas(
+            &mut self,
+            months: &[(&OrgId, &str)],
+        ) -> Result<Vec<Option<(u64, bool)>>, StoreError> {
+            self.calls.push("read");
+            Ok(months.iter().map(|_| self.quota).collect())
+        }
+        async fn write_quotas(
+            &mut self,
+            rows: &[(&OrgId, &str, u64, bool)],
+        ) -> Result<(), StoreError> {
+            self.calls.push("write");
+            self.quota_written = rows.iter().map(|r| (r.2, r.3)).collect();
+            Ok(())
+        }
     }
 
     fn audit(tag: &str) -> AuditRecord {
@@ -531,6 +691,7 @@ mod tests {
             budget: None,
             idempotency: None,
             nonce,
+            quota: None,
             decide: Box::new(move |_| {
                 Ok(Decided {
                     audit: Some(audit(tag)),
@@ -571,6 +732,7 @@ mod tests {
                 budget: None,
                 idempotency: None,
                 nonce: None,
+                quota: None,
                 decide: Box::new(|_| Err(StoreError::Conflict(ConflictKind::BudgetCharge))),
             },
             logged("d", None),
@@ -623,5 +785,95 @@ mod tests {
         let repeated = block_on(record_decisions(&mut again, &items, 5))
             .unwrap_or_else(|e| panic!("batch: {e}"));
         assert_eq!(format!("{outcomes:?}"), format!("{repeated:?}"));
+    }
+
+    #[test]
+    fn a_quota_is_counted_with_the_decisions_it_admits_and_never_for_the_rest() {
+        let agent = AgentId::from_random([1; 16]);
+        let claim = QuotaClaim {
+            org_id: OrgId::from_random([9; 16]),
+            month: "2026-12".into(),
+            limit: 10,
+            warn_at: 8,
+        };
+        let counted = |tag: &'static str, nonce: Option<NonceClaim>| DecisionItem {
+            quota: Some(claim.clone()),
+            ..logged(tag, nonce)
+        };
+        let nonce = NonceClaim {
+            agent: agent.clone(),
+            nonce: "n".into(),
+            expires_at_ms: 100,
+            now_ms: 1,
+        };
+        // 7 counted already: room for 3, the 8th crosses the warning.
+        let mut tx = Recorder {
+            agents: HashSet::from([agent.clone()]),
+            quota: Some((7, false)),
+            ..Recorder::default()
+        };
+        let items = vec![
+            counted("a", Some(nonce.clone())),
+            // The same single-use value: refused as a replay, not counted.
+            counted("b", Some(nonce.clone())),
+            // `decide` fails: not counted.
+            DecisionItem {
+                budget: None,
+                idempotency: None,
+                nonce: None,
+                quota: Some(claim.clone()),
+                decide: Box::new(|_| Err(StoreError::Conflict(ConflictKind::BudgetCharge))),
+            },
+            counted("c", None),
+            counted("d", None),
+            // Used up: nothing written, and its value not claimed.
+            counted(
+                "e",
+                Some(NonceClaim {
+                    nonce: "m".into(),
+                    ..nonce.clone()
+                }),
+            ),
+            // Uncounted items are decided as before.
+            logged("f", None),
+        ];
+        let outcomes =
+            block_on(record_decisions(&mut tx, &items, 5)).unwrap_or_else(|e| panic!("batch: {e}"));
+        let grant = |o: &Result<DecisionOutcome, StoreError>| match o {
+            Ok(DecisionOutcome::Recorded { quota, .. }) => *quota,
+            other => panic!("not recorded: {other:?}"),
+        };
+        let g = |used, warn| {
+            Some(QuotaGrant {
+                granted: 1,
+                used,
+                warn,
+            })
+        };
+        assert_eq!(grant(&outcomes[0]), g(8, true), "{outcomes:?}");
+        assert!(matches!(outcomes[1], Ok(DecisionOutcome::NonceReplayed)));
+        assert!(matches!(outcomes[2], Err(StoreError::Conflict(_))));
+        assert_eq!(grant(&outcomes[3]), g(9, false));
+        assert_eq!(grant(&outcomes[4]), g(10, false));
+        assert!(
+            matches!(outcomes[5], Ok(DecisionOutcome::QuotaExceeded { used: 10 })),
+            "{outcomes:?}"
+        );
+        assert_eq!(grant(&outcomes[6]), None);
+        let written: Vec<&[u8]> = tx.audits.iter().map(|a| a.entry.as_slice()).collect();
+        assert_eq!(written, [&b"a"[..], b"c", b"d", b"f"]);
+        assert_eq!(tx.quota_written, [(10, true)]);
+        // Nothing counted, nothing written back.
+        let mut none = Recorder {
+            quota: Some((10, true)),
+            ..Recorder::default()
+        };
+        let outcomes = block_on(record_decisions(&mut none, &[counted("x", None)], 5))
+            .unwrap_or_else(|e| panic!("batch: {e}"));
+        assert!(matches!(
+            outcomes[0],
+            Ok(DecisionOutcome::QuotaExceeded { used: 10 })
+        ));
+        assert!(none.quota_written.is_empty() && none.audits.is_empty());
     }
 }

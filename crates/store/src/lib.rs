@@ -59,7 +59,7 @@ pub use accounts::{
 pub use events::{EventAck, Paused, Webhook, WebhookFailure};
 pub use limits::{RateGrant, RateLimitSetting, RateTake};
 pub use postgres::{PostgresOptions, PostgresStore};
-pub use quota::{QuotaGrant, QuotaTake, UsageCount};
+pub use quota::{QuotaClaim, QuotaGrant, QuotaTake, UsageCount};
 pub use sdk_verifications::{
     NewSdkVerification, ReportOutcome, SdkReport, SdkReportKind, SdkVerification,
 };
@@ -647,6 +647,13 @@ pub struct DecisionItem {
     /// earlier in the same batch) nothing is decided or written and the outcome is
     /// [`DecisionOutcome::NonceReplayed`].
     pub nonce: Option<NonceClaim>,
+    /// A verification to count against an organisation's monthly quota, after the
+    /// single-use value is checked and before anything is decided: over the limit,
+    /// nothing is claimed, decided or written and the outcome is
+    /// [`DecisionOutcome::QuotaExceeded`]; otherwise it is counted with the decision
+    /// (not when `decide` fails, nor for a replayed idempotency key: the same answer
+    /// given again is not another verification).
+    pub quota: Option<QuotaClaim>,
     /// Makes the decision once the budget is read.
     pub decide: Decide,
 }
@@ -657,6 +664,7 @@ impl fmt::Debug for DecisionItem {
             .field("budget", &self.budget)
             .field("idempotency", &self.idempotency)
             .field("nonce", &self.nonce)
+            .field("quota", &self.quota)
             .finish_non_exhaustive()
     }
 }
@@ -671,6 +679,8 @@ pub enum DecisionOutcome {
         audit_index: Option<u64>,
         /// `spent` the decision was made against.
         spent_before: Option<Decimal>,
+        /// What its [`DecisionItem::quota`] got (always one verification granted).
+        quota: Option<QuotaGrant>,
     },
     /// The idempotency key was used before for the same request: nothing was written;
     /// the first decision's answer and audit index.
@@ -684,6 +694,11 @@ pub enum DecisionOutcome {
     IdempotencyConflict,
     /// The [`NonceClaim`] was already used: nothing was written.
     NonceReplayed,
+    /// The [`DecisionItem::quota`]'s month is used up: nothing was claimed or written.
+    QuotaExceeded {
+        /// The month's count.
+        used: u64,
+    },
 }
 
 /// An Ed25519 key that signs receipts (separate from the token-signing keys). `Debug`

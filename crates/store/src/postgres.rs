@@ -2802,59 +2802,8 @@ impl Store for PostgresStore {
         if takes.is_empty() {
             return Ok(Vec::new());
         }
-        // Rows locked in (organisation, month) order whatever order they were asked
-        // in, so two replicas' batches cannot deadlock; each row is inserted first
-        // (at zero) so every replica locks the same row, never races two inserts.
-        let mut order: Vec<usize> = (0..takes.len()).collect();
-        order.sort_by(|a, b| {
-            (takes[*a].org_id.as_str(), &takes[*a].month)
-                .cmp(&(takes[*b].org_id.as_str(), &takes[*b].month))
-        });
         in_write_tx!(self, |tx| {
-            let mut grants = vec![
-                QuotaGrant {
-                    granted: 0,
-                    used: 0,
-                    warn: false
-                };
-                takes.len()
-            ];
-            for &i in &order {
-                let t = &takes[i];
-                sqlx::query(
-                    "INSERT INTO quota_usage (org_id, month, used, warned) \
-                     VALUES ($1, $2, 0, FALSE) ON CONFLICT (org_id, month) DO NOTHING",
-                )
-                .bind(t.org_id.as_str())
-                .bind(&t.month)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
-                let (used, warned): (i64, bool) = sqlx::query_as(
-                    "SELECT used, warned FROM quota_usage \
-                     WHERE org_id = $1 AND month = $2 FOR UPDATE",
-                )
-                .bind(t.org_id.as_str())
-                .bind(&t.month)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(db_err)?;
-                let (grant, used, warned) =
-                    quota::take(Some((u64::try_from(used).unwrap_or(0), warned)), t);
-                sqlx::query(
-                    "UPDATE quota_usage SET used = $3, warned = $4 \
-                     WHERE org_id = $1 AND month = $2",
-                )
-                .bind(t.org_id.as_str())
-                .bind(&t.month)
-                .bind(to_i64(used)?)
-                .bind(warned)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
-                grants[i] = grant;
-            }
-            Ok(grants)
+            crate::ledger::quota_take(&mut *tx, takes).await
         })
     }
 
@@ -4557,6 +4506,54 @@ impl LedgerTx for PgConnection {
                     .push_bind(claimed.created_at_ms);
             });
             insert.build().execute(&mut *self).await.map_err(db_err)?;
+        }
+        Ok(())
+    }
+
+    async fn read_quotas(
+        &mut self,
+        months: &[(&OrgId, &str)],
+    ) -> Result<Vec<Option<(u64, bool)>>, StoreError> {
+        // Each row is inserted first (at zero) so every replica locks the same row,
+        // never races two inserts; `months` comes sorted, so locks are taken in one
+        // order and two replicas' batches cannot deadlock.
+        let mut rows = Vec::with_capacity(months.len());
+        for (org, month) in months {
+            sqlx::query(
+                "INSERT INTO quota_usage (org_id, month, used, warned) \
+                 VALUES ($1, $2, 0, FALSE) ON CONFLICT (org_id, month) DO NOTHING",
+            )
+            .bind(org.as_str())
+            .bind(*month)
+            .execute(&mut *self)
+            .await
+            .map_err(db_err)?;
+            let (used, warned): (i64, bool) = sqlx::query_as(
+                "SELECT used, warned FROM quota_usage \
+                 WHERE org_id = $1 AND month = $2 FOR UPDATE",
+            )
+            .bind(org.as_str())
+            .bind(*month)
+            .fetch_one(&mut *self)
+            .await
+            .map_err(db_err)?;
+            rows.push(Some((u64::try_from(used).unwrap_or(0), warned)));
+        }
+        Ok(rows)
+    }
+
+    async fn write_quotas(&mut self, rows: &[(&OrgId, &str, u64, bool)]) -> Result<(), StoreError> {
+        for (org, month, used, warned) in rows {
+            sqlx::query(
+                "UPDATE quota_usage SET used = $3, warned = $4 WHERE org_id = $1 AND month = $2",
+            )
+            .bind(org.as_str())
+            .bind(*month)
+            .bind(to_i64(*used)?)
+            .bind(*warned)
+            .execute(&mut *self)
+            .await
+            .map_err(db_err)?;
         }
         Ok(())
     }

@@ -21,6 +21,34 @@ pub struct QuotaTake {
     pub want: u64,
 }
 
+/// One verification counted in the transaction that records it
+/// ([`crate::DecisionItem::quota`]): admitted only while the month is under `limit`,
+/// and then counted with the decision it allowed, durable together or not at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaClaim {
+    /// The organisation.
+    pub org_id: OrgId,
+    /// The UTC month, `YYYY-MM`.
+    pub month: String,
+    /// Most verifications the month allows (its plan's limit).
+    pub limit: u64,
+    /// The count at which the month's one warning is due (80 % of the limit).
+    pub warn_at: u64,
+}
+
+impl QuotaClaim {
+    /// This claim as a take of `want` verifications.
+    pub fn take(&self, want: u64) -> QuotaTake {
+        QuotaTake {
+            org_id: self.org_id.clone(),
+            month: self.month.clone(),
+            limit: self.limit,
+            warn_at: self.warn_at,
+            want,
+        }
+    }
+}
+
 /// What a take got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QuotaGrant {

@@ -2752,34 +2752,9 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         }
         // One write transaction per batch (SQLite's one writer serialises replicas'
-        // batches on one data dir): a count read here is the count written.
+        // batches on one data dir).
         let mut tx = self.write_tx().await?;
-        let mut grants = Vec::with_capacity(takes.len());
-        for t in takes {
-            let stored: Option<(i64, bool)> = sqlx::query_as(
-                "SELECT used, warned FROM quota_usage WHERE org_id = ? AND month = ?",
-            )
-            .bind(t.org_id.as_str())
-            .bind(&t.month)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_err)?;
-            let stored = stored.map(|(u, w)| (u64::try_from(u).unwrap_or(0), w));
-            let (grant, used, warned) = quota::take(stored, t);
-            sqlx::query(
-                "INSERT INTO quota_usage (org_id, month, used, warned) VALUES (?, ?, ?, ?) \
-                 ON CONFLICT (org_id, month) DO UPDATE SET used = excluded.used, \
-                 warned = excluded.warned",
-            )
-            .bind(t.org_id.as_str())
-            .bind(&t.month)
-            .bind(to_i64(used)?)
-            .bind(warned)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-            grants.push(grant);
-        }
+        let grants = crate::ledger::quota_take(&mut *tx, takes).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(grants)
     }
@@ -4398,6 +4373,44 @@ impl LedgerTx for SqliteConnection {
                     .push_bind(claimed.created_at_ms);
             });
             insert.build().execute(&mut *self).await.map_err(db_err)?;
+        }
+        Ok(())
+    }
+
+    async fn read_quotas(
+        &mut self,
+        months: &[(&OrgId, &str)],
+    ) -> Result<Vec<Option<(u64, bool)>>, StoreError> {
+        // SQLite's one writer holds the database: a count read here is the count written.
+        let mut rows = Vec::with_capacity(months.len());
+        for (org, month) in months {
+            let stored: Option<(i64, bool)> = sqlx::query_as(
+                "SELECT used, warned FROM quota_usage WHERE org_id = ? AND month = ?",
+            )
+            .bind(org.as_str())
+            .bind(*month)
+            .fetch_optional(&mut *self)
+            .await
+            .map_err(db_err)?;
+            rows.push(stored.map(|(u, w)| (u64::try_from(u).unwrap_or(0), w)));
+        }
+        Ok(rows)
+    }
+
+    async fn write_quotas(&mut self, rows: &[(&OrgId, &str, u64, bool)]) -> Result<(), StoreError> {
+        for (org, month, used, warned) in rows {
+            sqlx::query(
+                "INSERT INTO quota_usage (org_id, month, used, warned) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT (org_id, month) DO UPDATE SET used = excluded.used, \
+                 warned = excluded.warned",
+            )
+            .bind(org.as_str())
+            .bind(*month)
+            .bind(to_i64(*used)?)
+            .bind(*warned)
+            .execute(&mut *self)
+            .await
+            .map_err(db_err)?;
         }
         Ok(())
     }

@@ -440,6 +440,7 @@ async fn replicas_share_one_log_one_budget_and_one_change_feed() {
         let key = key.clone();
         tasks.spawn(async move {
             let item = DecisionItem {
+                quota: None,
                 budget: Some(BudgetCharge {
                     key,
                     cap,
@@ -467,6 +468,7 @@ async fn replicas_share_one_log_one_budget_and_one_change_feed() {
                 DecisionOutcome::Recorded {
                     audit_index: Some(index),
                     spent_before: Some(spent),
+                    ..
                 } => (Some(index), spent < cap),
                 other => panic!("{other:?}"),
             }

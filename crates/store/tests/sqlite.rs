@@ -310,6 +310,7 @@ async fn a_corrupt_budget_is_a_backend_error() {
         currency: "EUR".to_owned(),
     };
     let charge = |amount: &str| DecisionItem {
+        quota: None,
         nonce: None,
         budget: Some(BudgetCharge {
             key: key.clone(),

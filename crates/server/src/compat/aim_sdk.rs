@@ -193,7 +193,7 @@ async fn create(
     let ApiJson(req) = body?;
     verify_action::check_action("capability", &req.capability)?;
     // Counted against the receiver's organisation as the native verify-action is.
-    crate::quota::charge(&state, &caller).await?;
+    let counting = crate::quota::counting(&state, &caller).await?;
     // An empty resource is the SDK's "none" as AIM reads it.
     let resource = req.resource.as_deref().filter(|r| !r.is_empty());
     if resource.is_some_and(|r| !verify_action::resource_in_bounds(r)) {
@@ -273,6 +273,7 @@ async fn create(
         Spend {
             nonce: &nonce,
             timestamp_s,
+            counting: &counting,
         },
     )
     .await?;

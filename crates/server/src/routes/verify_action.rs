@@ -140,7 +140,7 @@ pub async fn verify_action(
     ApiJson(req): ApiJson<VerifyActionRequest>,
 ) -> Result<ApiJson<VerifyActionResponse>, ApiError> {
     check_request(&req)?;
-    crate::quota::charge(&state, &caller).await?;
+    let counting = crate::quota::counting(&state, &caller).await?;
     let id = AgentId::try_from(id.as_str()).map_err(|_| ApiError::not_found("agent"))?;
     let agent = state
         .agent_record(&id)
@@ -162,6 +162,7 @@ pub async fn verify_action(
     // signature checks out is counted, never written to the permanent log.
     if let Err(refusal) = action::authenticate(&keys, &signed, now) {
         state.count_unverifiable(refusal.code);
+        counting.alone(&state).await?;
         return Ok(ApiJson(VerifyActionResponse {
             allowed: false,
             reason: Some(refusal.message),
@@ -190,6 +191,7 @@ pub async fn verify_action(
         Spend {
             nonce: &req.nonce,
             timestamp_s: req.timestamp,
+            counting: &counting,
         },
     )
     .await?;
@@ -214,12 +216,15 @@ pub(crate) fn stored_policy(agent: &bonafide_store::Agent) -> Result<Option<Poli
         .map_err(|e| ApiError::internal(format!("stored policy of {}: {e}", agent.id)))
 }
 
-/// The single-use value a signed action spends, and when it was signed.
+/// What a signed action spends: its single-use value (and when it was signed), and
+/// a verification of its organisation's quota.
 pub(crate) struct Spend<'a> {
     /// Unique per agent while the signature could be accepted.
     pub nonce: &'a str,
     /// When the agent signed, Unix seconds.
     pub timestamp_s: i64,
+    /// The quota it counts against, if any.
+    pub counting: &'a crate::quota::Counting,
 }
 
 /// A recorded decision on a signed action.
@@ -244,6 +249,7 @@ pub(crate) async fn record_verdict(
     verdict: ActionVerdict,
     spend: Spend<'_>,
 ) -> Result<Recorded, ApiError> {
+    let counting = spend.counting;
     let (refusal, nonce) = match verdict {
         // `judge` only sees authenticated actions.
         ActionVerdict::Unsigned(refusal) => (Some(refusal), None),
@@ -268,7 +274,8 @@ pub(crate) async fn record_verdict(
         Some(r) => (Some(r.code), r.message),
         None => (None, String::new()),
     };
-    let decided = record_action(state, caller, id, action, now, reason_code, nonce).await?;
+    let decided =
+        record_action(state, caller, id, action, now, reason_code, nonce, counting).await?;
     Ok(match decided {
         Some(audit_index) => Recorded {
             code: reason_code,
@@ -279,7 +286,7 @@ pub(crate) async fn record_verdict(
         // recorded as such.
         None => {
             let code = Some("REPLAY");
-            let index = record_action(state, caller, id, action, now, code, None).await?;
+            let index = record_action(state, caller, id, action, now, code, None, counting).await?;
             Recorded {
                 code,
                 message: "this nonce was already used by this agent".to_owned(),
@@ -290,8 +297,12 @@ pub(crate) async fn record_verdict(
 }
 
 /// Writes the decision's audit entry through the group committer, claiming `nonce`
-/// in the same transaction: `Ok(None)` if the nonce was already used (nothing was
-/// written), else the entry's index.
+/// and counting the verification against its quota in the same transaction: `Ok(None)`
+/// if the nonce was already used (nothing was written), else the entry's index.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one decision's facts, each used once"
+)]
 async fn record_action(
     state: &AppState,
     caller: &Caller,
@@ -300,6 +311,7 @@ async fn record_action(
     now: i64,
     reason_code: Option<&'static str>,
     nonce: Option<NonceClaim>,
+    counting: &crate::quota::Counting,
 ) -> Result<Option<Option<u64>>, ApiError> {
     let allowed = reason_code.is_none();
     let mut entry = AuditEntry::new(EventType::Verify, now, caller.actor());
@@ -317,5 +329,16 @@ async fn record_action(
             "this request cannot be audited: {e}; send a shorter `action`"
         ))
     })?;
-    Ok(state.audit.append_claiming(record, nonce).await?.map(Some))
+    match state
+        .audit
+        .append_counted(record, nonce, counting.claim())
+        .await?
+    {
+        crate::audit::Appended::At { index, quota } => {
+            counting.granted(state, quota).await;
+            Ok(Some(Some(index)))
+        }
+        crate::audit::Appended::NonceReplayed => Ok(None),
+        crate::audit::Appended::QuotaExceeded { used } => Err(counting.exceeded(state, used)),
+    }
 }

@@ -466,7 +466,12 @@ async fn usage_counts_by_day_endpoint_and_key_for_the_organisation_only() {
     )
     .await;
     assert_eq!(u.status, StatusCode::OK, "{}", u.body);
-    let me = format!("receiver:{rcv}");
+    // Named by the key's public id, as `GET /v1/api-keys` lists it.
+    let me = bonafide_core::apikey::ApiKey::parse(&key)
+        .unwrap()
+        .hash()
+        .public_id();
+    assert!(!u.body.to_string().contains(&format!("receiver:{rcv}")));
     assert_eq!(u.body["org_id"], org.as_str());
     assert_eq!(u.body["total"], 5, "{}", u.body);
     assert_eq!(u.body["by_day"], json!({"2026-12-30": 4, "2026-12-31": 1}));
@@ -717,6 +722,89 @@ async fn a_keys_access_token_counts_and_reads_usage_as_its_key() {
     let u = call(&h, "GET", "/v1/usage", Some(&token), None).await;
     assert_eq!(u.status, StatusCode::OK, "{}", u.body);
     assert_eq!(u.body["org_id"], org.as_str());
-    assert_eq!(u.body["by_key"][format!("receiver:{rcv}")], 2, "{}", u.body);
+    assert_eq!(u.body["by_key"][&key_id], 2, "{}", u.body);
+    assert!(!u.body.to_string().contains(&rcv));
     assert_eq!(u.body["quota"]["used"], 2, "{}", u.body);
+}
+
+/// A verification of a real token is counted in the transaction that records its
+/// decision: admitted ones with their entry, an idempotent replay not again (the
+/// same answer), and one over the limit refused with nothing written.
+#[tokio::test]
+async fn a_decision_is_counted_with_its_entry_and_a_refused_one_writes_nothing() {
+    let clock = Arc::new(ManualClock::at(DEC_31_23H_MS));
+    let h = server(plans(&["free=4"]), clock.clone()).await;
+    let (org, owner) = org(&h, "decide").await;
+    let (_, key) = receiver(&h, &org, &owner, "api.decide.example").await;
+    let issuer = h.issuer("decide-agents").await;
+    let reg = h
+        .register(&issuer, json!({"name": "Payer", "scopes": ["read:data"]}))
+        .await;
+    let token = reg["token"].as_str().unwrap().to_owned();
+    let body = json!({"token": token, "idempotency_key": "once"});
+    let a = call(&h, "POST", "/v1/verify", Some(&key), Some(body.clone())).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(a.body["valid"], true, "{}", a.body);
+    assert!(a.body["audit_index"].is_u64(), "{}", a.body);
+    assert_eq!(used(&h, &key).await, 1);
+    // The same request again: the first answer, not another verification.
+    let again = call(&h, "POST", "/v1/verify", Some(&key), Some(body)).await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.body);
+    assert_eq!(again.headers["idempotent-replayed"], "true");
+    assert_eq!(used(&h, &key).await, 1);
+    // GET verify of a token that concerns an agent: counted with its entry.
+    let g = send(
+        h.http
+            .get(format!("{}/v1/verify/{token}", h.base))
+            .bearer_auth(&key),
+    )
+    .await;
+    assert_eq!(g.status, StatusCode::OK, "{}", g.body);
+    assert_eq!(g.body["valid"], true, "{}", g.body);
+    // A simulation answers what a verify would: it counts as one.
+    let sim = call(
+        &h,
+        "POST",
+        "/v1/simulate",
+        Some(&key),
+        Some(json!({"token": token})),
+    )
+    .await;
+    assert_eq!(sim.status, StatusCode::OK, "{}", sim.body);
+    assert_eq!(used(&h, &key).await, 3);
+    let last = call(
+        &h,
+        "POST",
+        "/v1/verify",
+        Some(&key),
+        Some(json!({"token": token})),
+    )
+    .await;
+    assert_eq!(last.status, StatusCode::OK, "{}", last.body);
+    assert_eq!(
+        last.headers["bonafide-quota-warning"],
+        "4/4; reset=2027-01-01T00:00:00.000Z"
+    );
+    assert_eq!(used(&h, &key).await, 4);
+    // Over the limit: 429, and the log has no entry for it.
+    let size = h.state.store.audit_size().await.unwrap();
+    let over = call(
+        &h,
+        "POST",
+        "/v1/verify",
+        Some(&key),
+        Some(json!({"token": token})),
+    )
+    .await;
+    assert_eq!(over.status, StatusCode::TOO_MANY_REQUESTS, "{}", over.body);
+    assert_eq!(over.body["error"]["code"], "QUOTA_EXCEEDED");
+    assert_eq!(h.state.store.audit_size().await.unwrap(), size);
+    assert_eq!(used(&h, &key).await, 4);
+}
+
+/// This month's count, as `GET /v1/usage` reads it.
+async fn used(h: &Harness, key: &str) -> u64 {
+    let u = call(h, "GET", "/v1/usage", Some(key), None).await;
+    assert_eq!(u.status, StatusCode::OK, "{}", u.body);
+    u.body["quota"]["used"].as_u64().unwrap()
 }

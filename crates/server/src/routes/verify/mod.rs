@@ -68,10 +68,18 @@ pub async fn verify_get(
     query: Result<Query<AudienceQuery>, QueryRejection>,
 ) -> Result<ApiJson<SimpleVerify>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::invalid(format!("query: {}", e.body_text())))?;
-    crate::quota::charge(&state, &caller).await?;
+    let counting = crate::quota::counting(&state, &caller).await?;
     let now = state.now_ms();
-    let checked =
-        check_and_audit(&state, &caller, &text, query.audience.as_deref(), now, true).await?;
+    let checked = check_and_audit(
+        &state,
+        &caller,
+        &text,
+        query.audience.as_deref(),
+        now,
+        true,
+        &counting,
+    )
+    .await?;
     Ok(ApiJson(match checked.token() {
         Ok(v) => {
             let trust_level = state.trust_level(&v.claims.sub, now).await?;
@@ -120,7 +128,7 @@ pub async fn verify_post(
     ApiJson(req): ApiJson<VerifyRequest>,
 ) -> Result<Response, ApiError> {
     let asked = check_request(&req, &caller)?;
-    crate::quota::charge(&state, &caller).await?;
+    let counting = crate::quota::counting(&state, &caller).await?;
     let now = state.now_ms();
     let (deciding, nonce) =
         check_for_decision(&state, &caller, &req, asked, now, state.config.audit_verify).await?;
@@ -147,13 +155,15 @@ pub async fn verify_post(
         replayed_kind,
         audited,
         proof_sha256.as_deref(),
+        &counting,
     )
     .await
 }
 
 /// Decides a request exactly as `POST /v1/verify` would, against the budget as it
 /// stands, and changes nothing: no budget spent, no idempotency record, no receipt,
-/// no audit entry. The answer says `simulated: true`.
+/// no audit entry. The answer says `simulated: true`. It counts against the
+/// organisation's quota as a verification.
 #[utoipa::path(post, path = "/v1/simulate", tag = "receiver", request_body = VerifyRequest,
     security((), ("api_key" = [])),
     responses((status = 200, body = VerifyResponse), (status = 400), (status = 401), (status = 403), (status = 413), (status = 422)))]
@@ -163,9 +173,13 @@ pub async fn simulate(
     ApiJson(req): ApiJson<VerifyRequest>,
 ) -> Result<ApiJson<VerifyResponse>, ApiError> {
     let asked = check_request(&req, &caller)?;
+    // It answers everything a verify does (the token's validity, the decision), so it
+    // counts as one: otherwise it would be a verify outside the quota.
+    let counting = crate::quota::counting(&state, &caller).await?;
     let now = state.now_ms();
     let (deciding, _proof_not_claimed) =
         check_for_decision(&state, &caller, &req, asked, now, false).await?;
+    counting.alone(&state).await?;
     let spent = match deciding.budget() {
         Some(b) => Some(crate::delegation::seen_spent(&state, &b).await?),
         None => None,
@@ -234,8 +248,9 @@ pub async fn introspect(
         }
         (q, f) => q.or(f),
     };
-    crate::quota::charge(&state, &caller).await?;
-    let checked = check_and_audit(&state, &caller, &req.token, audience, now, false).await?;
+    let counting = crate::quota::counting(&state, &caller).await?;
+    let checked =
+        check_and_audit(&state, &caller, &req.token, audience, now, false, &counting).await?;
     Ok(ApiJson(match checked.token() {
         Ok(v) => {
             let trust_level = state.trust_level(&v.claims.sub, now).await?;

@@ -43,6 +43,7 @@ pub(super) async fn check_and_audit(
     audience: Option<&str>,
     now_ms: i64,
     proof_required: bool,
+    counting: &crate::quota::Counting,
 ) -> Result<TokenCheck, ApiError> {
     let rule = audience_rule(state, caller, audience).await?;
     let checked = match check_token(state, text, rule, now_ms).await?.token() {
@@ -65,12 +66,14 @@ pub(super) async fn check_and_audit(
                 .first()
                 .map_or(ErrorCode::TokenInvalid.as_str(), String::as_str),
         );
+        counting.alone(state).await?;
         return Ok(checked.into());
     }
     audit_decision(
         state,
         caller,
         now_ms,
+        counting,
         Decided {
             token: text,
             subject,
@@ -84,15 +87,18 @@ pub(super) async fn check_and_audit(
     Ok(checked.into())
 }
 
-/// Writes a verify decision to the audit log; its index once durable, or `None` when
-/// verify decisions are not audited ([`crate::Config::audit_verify`]).
+/// Writes a verify decision to the audit log, counted against its quota in the same
+/// transaction; its index once durable, or `None` when verify decisions are not
+/// audited ([`crate::Config::audit_verify`]: then it is counted on its own).
 pub(super) async fn audit_decision(
     state: &AppState,
     caller: &Caller,
     now_ms: i64,
+    counting: &crate::quota::Counting,
     d: Decided<'_>,
 ) -> Result<Option<u64>, ApiError> {
     if !state.config.audit_verify {
+        counting.alone(state).await?;
         return Ok(None);
     }
     let mut entry = AuditEntry::new(EventType::Verify, now_ms, caller.actor());
@@ -114,7 +120,20 @@ pub(super) async fn audit_decision(
                 "this request cannot be audited: {e}; send fewer or shorter `scopes_requested`, or a shorter audience"
             ))
         })?;
-    Ok(Some(state.audit.append(record).await?))
+    match state
+        .audit
+        .append_counted(record, None, counting.claim())
+        .await?
+    {
+        crate::audit::Appended::At { index, quota } => {
+            counting.granted(state, quota).await;
+            Ok(Some(index))
+        }
+        crate::audit::Appended::QuotaExceeded { used } => Err(counting.exceeded(state, used)),
+        crate::audit::Appended::NonceReplayed => Err(ApiError::internal(
+            "a verify decision that claims no single-use value was refused as a replay",
+        )),
+    }
 }
 
 pub(super) fn json_response(status: StatusCode, body: Vec<u8>, replayed: bool) -> Response {
@@ -159,6 +178,7 @@ pub(super) async fn record_decision(
     replayed_kind: &'static str,
     audited: bool,
     proof_sha256: Option<&str>,
+    counting: &crate::quota::Counting,
 ) -> Result<Response, ApiError> {
     let budget = deciding.budget();
     let idempotency = match (
@@ -183,6 +203,8 @@ pub(super) async fn record_decision(
         _ => None,
     };
     if !audited && budget.is_none() && idempotency.is_none() && nonce.is_none() {
+        // Nothing to write: counted on its own.
+        counting.alone(state).await?;
         let o = deciding.outcome(None);
         count_decision(state, &deciding, &o);
         let body = serde_json::to_vec(&deciding.response(&o, None))
@@ -209,6 +231,7 @@ pub(super) async fn record_decision(
         nonce,
         budget,
         idempotency,
+        quota: counting.claim(),
         // The store runs this inside the committer's transaction: a panic must not
         // unwind through the committer (it would stop every later decision).
         decide: Box::new(move |spent| {
@@ -226,7 +249,9 @@ pub(super) async fn record_decision(
         DecisionOutcome::Recorded {
             audit_index,
             spent_before,
+            quota,
         } => {
+            counting.granted(state, quota).await;
             let o = deciding.outcome(spent_before);
             count_decision(state, &deciding, &o);
             if let Some(amount) = o.charge {
@@ -252,6 +277,7 @@ pub(super) async fn record_decision(
             let body = serde_json::to_vec(&first).map_err(|e| ApiError::internal(e.to_string()))?;
             Ok(json_response(StatusCode::OK, body, true))
         }
+        DecisionOutcome::QuotaExceeded { used } => Err(counting.exceeded(state, used)),
         DecisionOutcome::IdempotencyConflict => Err(ApiError::new(
             StatusCode::CONFLICT,
             ErrorCode::IdempotencyConflict,
@@ -281,6 +307,7 @@ pub(super) async fn record_decision(
                 replayed_kind,
                 audited,
                 proof_sha256,
+                counting,
             ))
             .await
         }
