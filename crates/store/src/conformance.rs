@@ -5255,7 +5255,10 @@ pub async fn status_entries_are_found_by_subject(store: Arc<dyn Store>) {
         vec![102, 200]
     );
     // In allocation order.
-    let since = store.status_entries_since(0, 10).await.unwrap();
+    let since = store
+        .status_entries_since(crate::EntryCursor::START, 0, 10)
+        .await
+        .unwrap();
     assert_eq!(
         since
             .iter()
@@ -5268,8 +5271,48 @@ pub async fn status_entries_are_found_by_subject(store: Arc<dyn Store>) {
             keyed.jti.clone()
         ]
     );
-    let after_first = store.status_entries_since(since[0].seq, 10).await.unwrap();
+    let after_first = store
+        .status_entries_since(crate::EntryCursor::START, since[0].seq, 10)
+        .await
+        .unwrap();
     assert_eq!(after_first.len(), 3);
+    // From a horizon: whatever committed after it was taken, page by page (entries
+    // committed before may come again, never one after it is missed).
+    let horizon = store.status_entry_horizon().await.unwrap();
+    let bystander = AgentId::from_random(unique());
+    let late = status_entry(&issuer, &bystander, 9_000);
+    let later = status_entry(&issuer, &bystander, 9_000);
+    for e in [&late, &later] {
+        store
+            .status_allocate(
+                e,
+                ListShape {
+                    bits: 2,
+                    size: 1024,
+                },
+                &[7, 8],
+                T0_MS,
+            )
+            .await
+            .unwrap();
+    }
+    let mut read = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store.status_entries_since(horizon, after, 1).await.unwrap();
+        assert!(page.len() <= 1, "the limit holds");
+        let Some(last) = page.last() else { break };
+        assert!(last.seq > after, "pages move forward");
+        after = last.seq;
+        read.push(last.entry.jti.clone());
+        assert!(read.len() <= 10, "bounded");
+    }
+    assert!(
+        read.contains(&late.jti) && read.contains(&later.jti),
+        "{read:?}"
+    );
+    let next = store.status_entry_horizon().await.unwrap();
+    assert!(next >= horizon, "a horizon never moves back");
     // Purged once expired, chain and all.
     assert_eq!(store.purge_status_entries(1_000).await.unwrap(), 1);
     assert!(
