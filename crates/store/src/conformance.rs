@@ -5313,8 +5313,45 @@ pub async fn status_entries_are_found_by_subject(store: Arc<dyn Store>) {
     );
     let next = store.status_entry_horizon().await.unwrap();
     assert!(next >= horizon, "a horizon never moves back");
-    // Purged once expired, chain and all.
-    assert_eq!(store.purge_status_entries(1_000).await.unwrap(), 1);
+    // Nor is one passed by an entry made after the newest was purged: the store never
+    // hands out an entry's place in its order again.
+    let gone = status_entry(&issuer, &bystander, 1_500);
+    store
+        .status_allocate(
+            &gone,
+            ListShape {
+                bits: 2,
+                size: 1024,
+            },
+            &[9],
+            T0_MS,
+        )
+        .await
+        .unwrap();
+    let before_purge = store.status_entry_horizon().await.unwrap();
+    assert_eq!(store.purge_status_entries(1_500).await.unwrap(), 2);
+    let after_purge = status_entry(&issuer, &bystander, 9_000);
+    store
+        .status_allocate(
+            &after_purge,
+            ListShape {
+                bits: 2,
+                size: 1024,
+            },
+            &[10],
+            T0_MS,
+        )
+        .await
+        .unwrap();
+    let fresh = store
+        .status_entries_since(before_purge, 0, 100)
+        .await
+        .unwrap();
+    assert!(
+        fresh.iter().any(|r| r.entry.jti == after_purge.jti),
+        "an entry made after a purge is read from the horizon before it"
+    );
+    // Purged once expired, chain and all (`old`, and `gone` above).
     assert!(
         store
             .status_entries_of(&StatusSubject::Token(old.jti.clone()), 0)

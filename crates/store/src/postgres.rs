@@ -2482,6 +2482,10 @@ impl Store for PostgresStore {
              WHERE e.xid >= $1::bigint::text::xid8 AND e.seq > $2 \
              ORDER BY e.seq LIMIT $3"
         )))
+        // Planned with the values each time: a cached generic plan cannot tell how few
+        // entries are new, and walks the whole table by `seq` (measured: 55 ms for
+        // 300,000 entries, against 0.1 ms through `status_entries_by_xid`).
+        .persistent(false)
         .bind(to_i64(from.get())?)
         .bind(to_i64(after_seq)?)
         .bind(i64::from(limit.max(1)))
