@@ -25,8 +25,11 @@
 //!
 //! **Allocations racing a change.** An entry allocated after the publisher processed
 //! a revocation of its agent would keep status valid, so the publisher also reads
-//! new entries, and re-reads the last [`NEW_ENTRY_WINDOW`] of them each round
-//! (PostgreSQL hands out `seq`s before commit, so one can become visible late).
+//! every entry that became visible since its last round
+//! ([`Store::status_entries_since`] from the horizon taken before that round's read).
+//! On PostgreSQL that is by transaction visibility, not `seq` nor a clock window: a
+//! `seq` is handed out before commit, and an allocation whose transaction commits
+//! late, however late, is read in the first round after it commits.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -43,7 +46,7 @@ use bonafide_core::status_list::{
     self, Bits, LogPosition, Status, StatusClaim, StatusList, StatusListClaims, StatusRef,
 };
 use bonafide_store::{
-    AncestorKey, Change as FeedChange, ChangePosition, ListShape, PrivateKeySlot,
+    AncestorKey, Change as FeedChange, ChangePosition, EntryCursor, ListShape, PrivateKeySlot,
     PublishedStatusList, ReceiptKeyRecord, StatusEntry, StatusEntryRow, StatusSubject, Store,
     StoreError,
 };
@@ -62,10 +65,6 @@ const BITS: u8 = 2;
 /// Random candidates per allocation attempt: a list is at most half full, so all of
 /// them are taken with probability under 2^-16.
 const CANDIDATES: usize = 16;
-/// How long new entries are re-read for a status set before they were visible.
-const NEW_ENTRY_WINDOW_MS: i64 = 5_000;
-/// Public for the docs: the window above.
-pub const NEW_ENTRY_WINDOW: Duration = Duration::from_millis(NEW_ENTRY_WINDOW_MS as u64);
 /// Entries read per page when a list is rebuilt.
 const PAGE: u32 = 10_000;
 /// Longest the publisher sleeps without a wake-up.
@@ -325,8 +324,8 @@ struct Held {
 struct Publisher {
     lists: BTreeMap<u32, Held>,
     feed: ChangePosition,
-    /// Entries up to this `seq` were read more than the window ago.
-    settled_seq: u64,
+    /// Where the next read of new entries starts ([`Store::status_entry_horizon`]).
+    entries: EntryCursor,
     loaded: bool,
     /// When a bound agent key still usable stops being so (its grace after a rotation
     /// ends, or it expires), with its agent: no change marks that moment, so the
@@ -448,6 +447,8 @@ async fn round(state: &AppState, p: &mut Publisher) -> Result<(), PublishError> 
 /// Rebuilds every list from the store: the feed's end first, so no change after the
 /// statuses read is missed.
 async fn load(state: &AppState, p: &mut Publisher, live_after_s: i64) -> Result<(), PublishError> {
+    // Taken before any entry is read: whatever is not visible yet is read from it.
+    let entries = state.store.status_entry_horizon().await?;
     let mut feed = ChangePosition::START;
     loop {
         let page = state.store.changes_since(feed, i64::MAX, 10_000).await?;
@@ -506,7 +507,7 @@ async fn load(state: &AppState, p: &mut Publisher, live_after_s: i64) -> Result<
     p.retired = retired;
     p.deadlines = deadlines;
     p.feed = feed;
-    p.settled_seq = settled_seq(state, 0).await?;
+    p.entries = entries;
     p.loaded = true;
     Ok(())
 }
@@ -528,27 +529,6 @@ fn published_list(token: &str) -> Result<StatusList, PublishError> {
     let claims: StatusListClaims = serde_json::from_slice(&bytes)
         .map_err(|_| StoreError::Backend("stored status list token does not parse".into()))?;
     Ok(StatusList::decode(&claims.status_list)?)
-}
-
-/// The highest `seq` of entries older than the window (which are visible for good).
-async fn settled_seq(state: &AppState, from: u64) -> Result<u64, PublishError> {
-    let cut = state.now_ms() - NEW_ENTRY_WINDOW_MS;
-    let mut settled = from;
-    loop {
-        let rows = state.store.status_entries_since(settled, PAGE).await?;
-        let full = rows.len() == PAGE as usize;
-        let mut stopped = false;
-        for row in &rows {
-            if row.created_at_ms >= cut {
-                stopped = true;
-                break;
-            }
-            settled = row.seq;
-        }
-        if stopped || !full {
-            return Ok(settled);
-        }
-    }
 }
 
 /// Reads the change feed from where the publisher stopped; the subjects whose
@@ -616,17 +596,22 @@ async fn new_lists(state: &AppState, p: &mut Publisher) -> Result<(), PublishErr
     Ok(())
 }
 
-/// Entries allocated since the settled point: any whose status is not valid already
-/// (allocated while a change was being published) is set.
+/// Entries that became visible since the last read: any whose status is not valid
+/// already (allocated while a change was being published) is set.
 async fn new_entries(
     state: &AppState,
     p: &mut Publisher,
     snapshot: &crate::state::Snapshot,
 ) -> Result<(), PublishError> {
-    let mut after = p.settled_seq;
+    // Taken before reading: an entry committed during the read is read next round.
+    let next = state.store.status_entry_horizon().await?;
+    let mut after = 0;
     let now_ms = state.now_ms();
     loop {
-        let rows = state.store.status_entries_since(after, PAGE).await?;
+        let rows = state
+            .store
+            .status_entries_since(p.entries, after, PAGE)
+            .await?;
         let keys = agent_keys_of(state, &rows).await?;
         for row in &rows {
             set(p, row, snapshot, &keys, now_ms)?;
@@ -636,7 +621,7 @@ async fn new_entries(
             _ => break,
         }
     }
-    p.settled_seq = settled_seq(state, p.settled_seq).await?;
+    p.entries = next;
     Ok(())
 }
 

@@ -1193,12 +1193,16 @@ impl Store for CountingStore {
     ) -> StoreResult<Vec<bonafide_store::StatusEntryRow>> {
         self.inner.status_entries_of(s, live_after_s).await
     }
+    async fn status_entry_horizon(&self) -> StoreResult<bonafide_store::EntryCursor> {
+        self.inner.status_entry_horizon().await
+    }
     async fn status_entries_since(
         &self,
+        from: bonafide_store::EntryCursor,
         after: u64,
         limit: u32,
     ) -> StoreResult<Vec<bonafide_store::StatusEntryRow>> {
-        self.inner.status_entries_since(after, limit).await
+        self.inner.status_entries_since(from, after, limit).await
     }
     async fn purge_status_entries(&self, by_s: i64) -> StoreResult<u64> {
         self.inner.purge_status_entries(by_s).await

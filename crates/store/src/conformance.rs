@@ -5264,7 +5264,10 @@ pub async fn status_entries_are_found_by_subject(store: Arc<dyn Store>) {
         vec![102, 200]
     );
     // In allocation order.
-    let since = store.status_entries_since(0, 10).await.unwrap();
+    let since = store
+        .status_entries_since(crate::EntryCursor::START, 0, 10)
+        .await
+        .unwrap();
     assert_eq!(
         since
             .iter()
@@ -5277,10 +5280,87 @@ pub async fn status_entries_are_found_by_subject(store: Arc<dyn Store>) {
             keyed.jti.clone()
         ]
     );
-    let after_first = store.status_entries_since(since[0].seq, 10).await.unwrap();
+    let after_first = store
+        .status_entries_since(crate::EntryCursor::START, since[0].seq, 10)
+        .await
+        .unwrap();
     assert_eq!(after_first.len(), 3);
-    // Purged once expired, chain and all.
-    assert_eq!(store.purge_status_entries(1_000).await.unwrap(), 1);
+    // From a horizon: whatever committed after it was taken, page by page (entries
+    // committed before may come again, never one after it is missed).
+    let horizon = store.status_entry_horizon().await.unwrap();
+    let bystander = AgentId::from_random(unique());
+    let late = status_entry(&issuer, &bystander, 9_000);
+    let later = status_entry(&issuer, &bystander, 9_000);
+    for e in [&late, &later] {
+        store
+            .status_allocate(
+                e,
+                ListShape {
+                    bits: 2,
+                    size: 1024,
+                },
+                &[7, 8],
+                T0_MS,
+            )
+            .await
+            .unwrap();
+    }
+    let mut read = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store.status_entries_since(horizon, after, 1).await.unwrap();
+        assert!(page.len() <= 1, "the limit holds");
+        let Some(last) = page.last() else { break };
+        assert!(last.seq > after, "pages move forward");
+        after = last.seq;
+        read.push(last.entry.jti.clone());
+        assert!(read.len() <= 10, "bounded");
+    }
+    assert!(
+        read.contains(&late.jti) && read.contains(&later.jti),
+        "{read:?}"
+    );
+    let next = store.status_entry_horizon().await.unwrap();
+    assert!(next >= horizon, "a horizon never moves back");
+    // Nor is one passed by an entry made after the newest was purged: the store never
+    // hands out an entry's place in its order again.
+    let gone = status_entry(&issuer, &bystander, 1_500);
+    store
+        .status_allocate(
+            &gone,
+            ListShape {
+                bits: 2,
+                size: 1024,
+            },
+            &[9],
+            T0_MS,
+        )
+        .await
+        .unwrap();
+    let before_purge = store.status_entry_horizon().await.unwrap();
+    assert_eq!(store.purge_status_entries(1_500).await.unwrap(), 2);
+    let after_purge = status_entry(&issuer, &bystander, 9_000);
+    store
+        .status_allocate(
+            &after_purge,
+            ListShape {
+                bits: 2,
+                size: 1024,
+            },
+            &[10],
+            T0_MS,
+        )
+        .await
+        .unwrap();
+    let fresh = store
+        .status_entries_since(before_purge, 0, 100)
+        .await
+        .unwrap();
+    assert!(
+        fresh.iter().any(|r| r.entry.jti == after_purge.jti),
+        "an entry made after a purge is read from the horizon before it"
+    );
+    // Purged once expired, chain and all (`old`, and `gone` above).
     assert!(
         store
             .status_entries_of(&StatusSubject::Token(old.jti.clone()), 0)

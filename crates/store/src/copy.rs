@@ -18,6 +18,8 @@
 //! - **Secrets re-sealed.** The three private-key columns go through the caller's
 //!   [`Reseal`] (open under the source's key-encryption key, seal under the target's);
 //!   nothing else is changed.
+//! - **Target-only columns.** `status_entries.xid` (PostgreSQL's visibility order
+//!   for new status entries) is left to its default.
 //! - **Identity columns.** `agents.seq` is copied (SQLite has it); the `seq` columns
 //!   SQLite orders by `rowid` instead are generated in `rowid` order. Each identity
 //!   sequence is moved past the copied rows.
@@ -319,6 +321,12 @@ async fn check_tables(src: &mut SqliteConnection, tx: &mut PgConnection) -> Resu
     Ok(())
 }
 
+/// Columns only PostgreSQL has, left out of the copy so that their defaults fill
+/// them: `status_entries.xid`, the allocating transaction (SQLite orders entries by
+/// `seq` instead; copied rows get the copy's transaction, committed before any
+/// replica reads them).
+const TARGET_ONLY: &[(&str, &str)] = &[("status_entries", "xid")];
+
 /// The target table's columns in order, with the types the copy binds.
 async fn target_columns(tx: &mut PgConnection, table: &str) -> Result<Vec<Column>, CopyError> {
     let rows: Vec<(String, String, String)> = sqlx::query_as(
@@ -331,6 +339,7 @@ async fn target_columns(tx: &mut PgConnection, table: &str) -> Result<Vec<Column
     .await
     .map_err(crate::postgres::db_err)?;
     rows.into_iter()
+        .filter(|(name, _, _)| !TARGET_ONLY.contains(&(table, name.as_str())))
         .map(|(name, data_type, identity)| {
             let kind = match data_type.as_str() {
                 "smallint" => Kind::Int2,

@@ -1023,6 +1023,29 @@ impl fmt::Display for ChangePosition {
     }
 }
 
+/// Where a reader of new status entries stands ([`Store::status_entry_horizon`],
+/// [`Store::status_entries_since`]). Opaque: SQLite's is an entry `seq` (one writer,
+/// so `seq` order is commit order), PostgreSQL's a transaction id (`seq`s are handed
+/// out before commit there, so an entry can become visible after higher ones were
+/// read). [`EntryCursor::START`] is before every entry.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EntryCursor(u64);
+
+impl EntryCursor {
+    /// Before the first entry.
+    pub const START: EntryCursor = EntryCursor(0);
+
+    /// A cursor a store handed out, as [`EntryCursor::get`] gave it.
+    pub const fn new(cursor: u64) -> Self {
+        EntryCursor(cursor)
+    }
+
+    /// The cursor as a number (its value means nothing else).
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+}
+
 /// What a committed write changed that a reader mirroring the store (the server's
 /// read model, a replica) must reflect. Each write records its changes in the same
 /// transaction as its audit entries ([`log::Head::append`]); a write that changes
@@ -1872,9 +1895,24 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         subject: &StatusSubject,
         live_after_s: i64,
     ) -> Result<Vec<StatusEntryRow>, StoreError>;
-    /// Entries allocated after `after_seq`, by `seq`, at most `limit`.
+    /// The cursor a reader of new entries passes to [`Store::status_entries_since`]
+    /// next time, taken BEFORE it reads: every entry that is not visible yet when the
+    /// horizon is taken is returned by a later read from it.
+    async fn status_entry_horizon(&self) -> Result<EntryCursor, StoreError>;
+    /// The entries that may have become visible since `from` was taken
+    /// ([`Store::status_entry_horizon`]): every entry committed after that is among
+    /// them, and some committed before may be again. By `seq` after `after_seq` (0 for
+    /// the first page), at most `limit`.
+    ///
+    /// INVARIANT: an entry committed late (its transaction open across a read) is
+    /// still returned by the read from the horizon taken before that read. SQLite
+    /// reads by `seq` (one writer: `seq` order is commit order); PostgreSQL by the
+    /// allocating transaction's id, from the oldest transaction running when the
+    /// horizon was taken (`pg_snapshot_xmin`), below which every transaction has
+    /// committed or aborted for good.
     async fn status_entries_since(
         &self,
+        from: EntryCursor,
         after_seq: u64,
         limit: u32,
     ) -> Result<Vec<StatusEntryRow>, StoreError>;

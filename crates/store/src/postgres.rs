@@ -2458,15 +2458,35 @@ impl Store for PostgresStore {
         .collect()
     }
 
+    async fn status_entry_horizon(&self) -> Result<crate::EntryCursor, StoreError> {
+        // The oldest transaction still running: every one below it has committed or
+        // aborted for good, so its entries are visible to any read that follows.
+        let xmin: i64 =
+            sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db_err)?;
+        Ok(crate::EntryCursor::new(u64::try_from(xmin).unwrap_or(0)))
+    }
+
     async fn status_entries_since(
         &self,
+        from: crate::EntryCursor,
         after_seq: u64,
         limit: u32,
     ) -> Result<Vec<StatusEntryRow>, StoreError> {
+        // By transaction, not `seq`: a `seq` is handed out before commit, so an entry
+        // can become visible after higher ones were read.
         sqlx::query_as::<_, StatusEntryDbRow>(safe_sql(format!(
-            "SELECT {STATUS_ENTRY_COLUMNS} FROM status_entries e WHERE e.seq > $1 \
-             ORDER BY e.seq LIMIT $2"
+            "SELECT {STATUS_ENTRY_COLUMNS} FROM status_entries e \
+             WHERE e.xid >= $1::bigint::text::xid8 AND e.seq > $2 \
+             ORDER BY e.seq LIMIT $3"
         )))
+        // Planned with the values each time: a cached generic plan cannot tell how few
+        // entries are new, and walks the whole table by `seq` (measured: 55 ms for
+        // 300,000 entries, against 0.1 ms through `status_entries_by_xid`).
+        .persistent(false)
+        .bind(to_i64(from.get())?)
         .bind(to_i64(after_seq)?)
         .bind(i64::from(limit.max(1)))
         .fetch_all(&self.pool)

@@ -2428,15 +2428,26 @@ impl Store for SqliteStore {
         .collect()
     }
 
+    async fn status_entry_horizon(&self) -> Result<crate::EntryCursor, StoreError> {
+        // One writer: an entry not visible now gets a `seq` above every visible one.
+        let next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM status_entries")
+            .fetch_one(&self.reader)
+            .await
+            .map_err(db_err)?;
+        Ok(crate::EntryCursor::new(u64::try_from(next).unwrap_or(0)))
+    }
+
     async fn status_entries_since(
         &self,
+        from: crate::EntryCursor,
         after_seq: u64,
         limit: u32,
     ) -> Result<Vec<StatusEntryRow>, StoreError> {
         sqlx::query_as::<_, StatusEntryDbRow>(safe_sql(format!(
-            "SELECT {STATUS_ENTRY_COLUMNS} FROM status_entries e WHERE e.seq > ? \
-             ORDER BY e.seq LIMIT ?"
+            "SELECT {STATUS_ENTRY_COLUMNS} FROM status_entries e WHERE e.seq >= ? \
+             AND e.seq > ? ORDER BY e.seq LIMIT ?"
         )))
+        .bind(to_i64(from.get())?)
         .bind(to_i64(after_seq)?)
         .bind(i64::from(limit.max(1)))
         .fetch_all(&self.reader)

@@ -28,8 +28,8 @@ use bonafide_core::policy::Decimal;
 use bonafide_store::conformance::audit_note;
 use bonafide_store::{
     Agent, AgentStatus, BudgetCharge, BudgetKey, Change, ChangePosition, Decided, DecisionItem,
-    DecisionOutcome, Issuer, Location, PostgresOptions, PostgresStore, Store, StoreError,
-    TokenRecord,
+    DecisionOutcome, Issuer, ListShape, Location, PostgresOptions, PostgresStore, StatusEntry,
+    Store, StoreError, TokenRecord,
 };
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{Connection, Executor};
@@ -823,5 +823,108 @@ async fn a_copy_that_cannot_finish_writes_nothing() {
     assert_eq!(
         target.audit_size().await.unwrap(),
         source.audit_size().await.unwrap()
+    );
+}
+
+// ---- status entries committed late
+
+/// An allocation whose transaction commits late — after an entry with a higher `seq`
+/// committed and was read, and after reader rounds moved their horizon on — is still
+/// read, in the first round after it commits: new entries are read by transaction
+/// visibility (`xid8`, `pg_snapshot_xmin`), so no clock window bounds how late a commit
+/// may be. A `seq` cursor would have passed it (its `seq` is below the one read).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_entry_committed_late_is_still_read_after_it_commits() {
+    let (store, db) = fresh().await;
+    let store = Arc::new(store);
+    let issuer = IssuerId::from_random([7; 16]);
+    let agent = AgentId::from_random([8; 16]);
+    let entry = |n: u8| StatusEntry {
+        jti: TokenId::from_random([n; 16]),
+        agent_id: agent.clone(),
+        issuer_id: issuer.clone(),
+        expires_at_s: T0_MS / 1000 + 3600,
+        actors: Vec::new(),
+        ancestor_jtis: Vec::new(),
+        keys: Vec::new(),
+    };
+    let shape = ListShape {
+        bits: 2,
+        size: 1024,
+    };
+    let (first, _) = store
+        .status_allocate(&entry(1), shape, &[1], T0_MS)
+        .await
+        .unwrap();
+    let mut reader_horizon = store.status_entry_horizon().await.unwrap();
+
+    // Another session holds the list's row: an allocation into it inserts its entry
+    // (taking its `seq`), then waits to count it, its transaction open.
+    let mut blocker = db.connect().await;
+    blocker.execute("BEGIN").await.unwrap();
+    sqlx::query("SELECT 1 FROM status_lists WHERE id = $1 FOR UPDATE")
+        .bind(i64::from(first.list_id))
+        .execute(&mut blocker)
+        .await
+        .unwrap();
+    let late = entry(2);
+    let pending = tokio::spawn({
+        let (store, late) = (store.clone(), late.clone());
+        async move { store.status_allocate(&late, shape, &[2], T0_MS).await }
+    });
+    let mut watcher = db.connect().await;
+    lock_waiter(&mut watcher).await;
+
+    // Meanwhile an entry in another list commits, with a higher `seq`, and reader
+    // rounds read it and move on; the late entry is in none of them.
+    let other = entry(3);
+    store
+        .status_allocate(
+            &other,
+            ListShape {
+                bits: 2,
+                size: 2048,
+            },
+            &[3],
+            T0_MS,
+        )
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let next = store.status_entry_horizon().await.unwrap();
+        let rows = store
+            .status_entries_since(reader_horizon, 0, 100)
+            .await
+            .unwrap();
+        assert!(
+            rows.iter().all(|r| r.entry.jti != late.jti),
+            "not committed yet"
+        );
+        seen.extend(rows);
+        reader_horizon = next;
+    }
+    let other_seq = seen
+        .iter()
+        .find(|r| r.entry.jti == other.jti)
+        .map(|r| r.seq)
+        .expect("the committed entry was read");
+
+    // The late transaction commits: the next round reads it.
+    blocker.execute("COMMIT").await.unwrap();
+    let (_, new) = pending.await.unwrap().unwrap();
+    assert!(new);
+    let rows = store
+        .status_entries_since(reader_horizon, 0, 100)
+        .await
+        .unwrap();
+    let late_row = rows
+        .iter()
+        .find(|r| r.entry.jti == late.jti)
+        .expect("the entry committed late is read after it commits");
+    assert!(
+        late_row.seq < other_seq,
+        "its seq ({}) is below one read before it committed ({other_seq}): a seq cursor would miss it",
+        late_row.seq
     );
 }

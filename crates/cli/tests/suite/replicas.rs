@@ -2124,3 +2124,172 @@ async fn every_replica_serves_the_one_published_status_list() {
     }
     assert_propagated("status list suspension", &mut times);
 }
+
+/// The race a clock window could not close (issue 19): an issuer's slot allocation
+/// whose transaction commits late — here 7 s, held on a lock by another session,
+/// while the agent is revoked and a later allocation commits and is read — still
+/// turns invalid in the published list within seconds of committing. New entries are
+/// read by transaction visibility on PostgreSQL; read by `seq` with a 5 s window, the
+/// slot stayed valid offline for good while every online verify refused the agent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_slot_allocated_late_for_a_revoked_agent_turns_invalid() {
+    use bonafide_core::ids::{IssuerId, TokenId};
+    use bonafide_core::key_proof::{self, KeyProofClaims};
+
+    // Statements may wait longer than the 7 s the allocation is held.
+    let db_url = format!(
+        "{}?options=-c%20statement_timeout%3D30000",
+        fresh_database(&admin_url(), "latealloc").await
+    );
+    let admin = new_admin_key();
+    let reg = Registry {
+        replicas: vec![Some(spawn_replica(&db_url, &admin))],
+        db_url,
+        admin,
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap(),
+    };
+    let created = reg
+        .ok(
+            StatusCode::CREATED,
+            "POST",
+            &format!("{}/v1/issuers", reg.url(0)),
+            Some(&reg.admin),
+            Some(&json!({"name": "late-allocations.example"})),
+        )
+        .await;
+    let issuer_id = created["issuer_id"].as_str().unwrap().to_owned();
+    let issuer = created["api_key"].as_str().unwrap().to_owned();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let sk = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    let proof = key_proof::sign(
+        &sk,
+        &KeyProofClaims {
+            iss: issuer_id.clone(),
+            aud: PUBLIC_URL.to_owned(),
+            iat: now,
+            jkt: sk.kid().to_owned(),
+            jti: None,
+        },
+    )
+    .unwrap();
+    reg.ok(
+        StatusCode::CREATED,
+        "POST",
+        &format!("{}/v1/issuer/keys", reg.url(0)),
+        Some(&issuer),
+        Some(&json!({"jwk": sk.verifying_key().jwk(), "proof": proof})),
+    )
+    .await;
+    let (doomed, _) = reg.agent(0, &issuer, agent_body("Doomed", None)).await;
+    let (bystander, _) = reg.agent(0, &issuer, agent_body("Bystander", None)).await;
+    let allocate = |agent: String, jti: String| json!({"agent_id": agent, "jti": jti, "expires_at": now + 600, "kid": sk.kid()});
+
+    // Another session inserts the jti's entry first and keeps its transaction open:
+    // the allocation takes its `seq`, then waits on the jti's uniqueness.
+    let late_jti = TokenId::from_random(random16()).to_string();
+    let scoped = bonafide_core::token::issuer_token_id(
+        &IssuerId::try_from(issuer_id.as_str()).unwrap(),
+        &late_jti,
+    );
+    let mut blocker = sqlx::PgConnection::connect(&reg.db_url).await.unwrap();
+    sqlx::raw_sql("BEGIN").execute(&mut blocker).await.unwrap();
+    let list_id: i64 = sqlx::query_scalar("SELECT MAX(id) FROM status_lists")
+        .fetch_one(&mut blocker)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO status_entries (list_id, idx, jti, agent_id, issuer_id, expires_at_s, created_at_ms) \
+         VALUES ($1, -1, $2, 'held', 'held', 0, 0)",
+    )
+    .bind(list_id)
+    .bind(scoped.as_str())
+    .execute(&mut blocker)
+    .await
+    .unwrap();
+    let pending = tokio::spawn({
+        let (http, url, issuer) = (reg.http.clone(), reg.url(0), issuer.clone());
+        let body = allocate(doomed.clone(), late_jti.clone());
+        async move {
+            call(
+                &http,
+                "POST",
+                &format!("{url}/v1/status-lists/allocations"),
+                Some(&issuer),
+                Some(&body),
+            )
+            .await
+            .unwrap()
+        }
+    });
+    let mut watcher = sqlx::PgConnection::connect(&reg.db_url).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&mut watcher)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the allocation never waited");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Meanwhile: the agent is revoked, and a later allocation commits (a higher `seq`).
+    reg.ok(
+        StatusCode::OK,
+        "POST",
+        &format!("{}/v1/agents/{doomed}/revoke", reg.url(0)),
+        Some(&issuer),
+        Some(&json!({})),
+    )
+    .await;
+    reg.ok(
+        StatusCode::CREATED,
+        "POST",
+        &format!("{}/v1/status-lists/allocations", reg.url(0)),
+        Some(&issuer),
+        Some(&allocate(
+            bystander,
+            TokenId::from_random(random16()).to_string(),
+        )),
+    )
+    .await;
+    // Longer than any clock window: rounds read the later entry and move on.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut blocker)
+        .await
+        .unwrap();
+    let answer = pending.await.unwrap();
+    assert_eq!(answer.status, StatusCode::CREATED, "{:?}", answer.body);
+    let slot = &answer.body["status"]["status_list"];
+    let path = slot["uri"]
+        .as_str()
+        .unwrap()
+        .strip_prefix(PUBLIC_URL)
+        .unwrap()
+        .to_owned();
+    let idx = slot["idx"].as_u64().unwrap();
+    // Online, the agent's tokens are refused; offline, its slot must say so too.
+    seen_by(
+        &[0],
+        Instant::now(),
+        "the late slot of a revoked agent in the list",
+        async |on| {
+            list_on(&reg, on, &path, idx)
+                .await
+                .is_some_and(|l| l.1 == 1)
+        },
+    )
+    .await;
+}
