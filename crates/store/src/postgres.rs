@@ -272,6 +272,50 @@ fn redact_error(e: &sqlx::Error) -> &'static str {
 }
 
 impl PostgresStore {
+    /// Stores `key` in `state` (and appends `audit`) unless a key is in that state
+    /// already (`false`): the first active key at start, the next key of a scheduled
+    /// rotation. Under the log head's row lock, which every audited write takes first:
+    /// replicas doing it together queue here, and each later one sees the first one's
+    /// key (READ COMMITTED reads after the lock see its commit).
+    async fn insert_signing_key_unless(
+        &self,
+        state: KeyState,
+        key: &SigningKeyRecord,
+        audit: &AuditRecord,
+    ) -> Result<bool, StoreError> {
+        in_write_tx!(self, |tx| {
+            let log = log::lock(&mut *tx).await?;
+            let held: Option<i32> =
+                sqlx::query_scalar("SELECT 1 FROM signing_keys WHERE state = $1 LIMIT 1")
+                    .bind(key_state_str(state))
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+            if held.is_some() {
+                return Ok(false);
+            }
+            sqlx::query(
+                "INSERT INTO signing_keys (kid, alg, private_pem, state, created_at_ms, publish_until_s) \
+                 VALUES ($1, $2, $3, $4, $5, NULL)",
+            )
+            .bind(&key.kid)
+            .bind(key.alg.as_str())
+            .bind(&key.private_pem)
+            .bind(key_state_str(state))
+            .bind(key.created_at_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            log.append(
+                &mut *tx,
+                std::slice::from_ref(audit),
+                &[Change::SigningKeysChanged],
+            )
+            .await?;
+            Ok(true)
+        })
+    }
+
     /// Opens the database at `url` (`postgres://user:password@host:port/db?sslmode=…`)
     /// with [`PostgresOptions::default`], its schema brought up to date.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
@@ -1809,40 +1853,8 @@ impl Store for PostgresStore {
         new: &SigningKeyRecord,
         audit: &AuditRecord,
     ) -> Result<bool, StoreError> {
-        // Under the log head's row lock, which every audited write takes first:
-        // replicas starting together queue here, and each later one sees the first
-        // one's key (READ COMMITTED reads after the lock see its commit).
-        in_write_tx!(self, |tx| {
-            let log = log::lock(&mut *tx).await?;
-            let active: Option<i32> =
-                sqlx::query_scalar("SELECT 1 FROM signing_keys WHERE state = $1 LIMIT 1")
-                    .bind(key_state_str(KeyState::Active))
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(db_err)?;
-            if active.is_some() {
-                return Ok(false);
-            }
-            sqlx::query(
-                "INSERT INTO signing_keys (kid, alg, private_pem, state, created_at_ms, publish_until_s) \
-                 VALUES ($1, $2, $3, $4, $5, NULL)",
-            )
-            .bind(&new.kid)
-            .bind(new.alg.as_str())
-            .bind(&new.private_pem)
-            .bind(key_state_str(KeyState::Active))
-            .bind(new.created_at_ms)
-            .execute(&mut *tx)
+        self.insert_signing_key_unless(KeyState::Active, new, audit)
             .await
-            .map_err(db_err)?;
-            log.append(
-                &mut *tx,
-                std::slice::from_ref(audit),
-                &[Change::SigningKeysChanged],
-            )
-            .await?;
-            Ok(true)
-        })
     }
 
     async fn reseal_private_keys(&self, reseal: &Reseal<'_>) -> Result<usize, StoreError> {
@@ -2610,39 +2622,8 @@ impl Store for PostgresStore {
         next: &SigningKeyRecord,
         audit: &AuditRecord,
     ) -> Result<bool, StoreError> {
-        // Under the log head's lock: replicas publishing at once queue, and the later
-        // ones see the first one's key.
-        in_write_tx!(self, |tx| {
-            let log = log::lock(&mut *tx).await?;
-            let pending: Option<i32> =
-                sqlx::query_scalar("SELECT 1 FROM signing_keys WHERE state = $1 LIMIT 1")
-                    .bind(key_state_str(KeyState::Next))
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(db_err)?;
-            if pending.is_some() {
-                return Ok(false);
-            }
-            sqlx::query(
-                "INSERT INTO signing_keys (kid, alg, private_pem, state, created_at_ms, publish_until_s) \
-                 VALUES ($1, $2, $3, $4, $5, NULL)",
-            )
-            .bind(&next.kid)
-            .bind(next.alg.as_str())
-            .bind(&next.private_pem)
-            .bind(key_state_str(KeyState::Next))
-            .bind(next.created_at_ms)
-            .execute(&mut *tx)
+        self.insert_signing_key_unless(KeyState::Next, next, audit)
             .await
-            .map_err(db_err)?;
-            log.append(
-                &mut *tx,
-                std::slice::from_ref(audit),
-                &[Change::SigningKeysChanged],
-            )
-            .await?;
-            Ok(true)
-        })
     }
 
     async fn activate_next_signing_key(

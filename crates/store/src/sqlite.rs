@@ -159,6 +159,50 @@ async fn fill_issuer_name_keys(writer: &SqlitePool) -> Result<(), StoreError> {
 }
 
 impl SqliteStore {
+    /// Stores `key` in `state` (and appends `audit`) unless a key is in that state
+    /// already (`false`): the first active key at start, the next key of a scheduled
+    /// rotation. BEGIN IMMEDIATE holds the write lock from the check to the insert, so
+    /// processes doing it at once on one file store one key.
+    async fn insert_signing_key_unless(
+        &self,
+        state: KeyState,
+        key: &SigningKeyRecord,
+        audit: &AuditRecord,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let log = log::lock(&mut *tx).await?;
+        let held: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM signing_keys WHERE state = ? LIMIT 1")
+                .bind(key_state_str(state))
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        if held.is_some() {
+            tx.commit().await.map_err(db_err)?;
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, alg, private_pem, state, created_at_ms, publish_until_s) \
+             VALUES (?, ?, ?, ?, ?, NULL)",
+        )
+        .bind(&key.kid)
+        .bind(key.alg.as_str())
+        .bind(&key.private_pem)
+        .bind(key_state_str(state))
+        .bind(key.created_at_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        log.append(
+            &mut *tx,
+            std::slice::from_ref(audit),
+            &[Change::SigningKeysChanged],
+        )
+        .await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(true)
+    }
+
     /// Whether `<data_dir>/bonafide.db` exists.
     pub fn exists_in(data_dir: &Path) -> bool {
         data_dir.join(DB_FILE).is_file()
@@ -1759,40 +1803,8 @@ impl Store for SqliteStore {
         new: &SigningKeyRecord,
         audit: &AuditRecord,
     ) -> Result<bool, StoreError> {
-        // BEGIN IMMEDIATE holds the write lock from the check to the insert, so
-        // processes starting at once on one file store one key.
-        let mut tx = self.write_tx().await?;
-        let log = log::lock(&mut *tx).await?;
-        let active: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM signing_keys WHERE state = ? LIMIT 1")
-                .bind(key_state_str(KeyState::Active))
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db_err)?;
-        if active.is_some() {
-            tx.commit().await.map_err(db_err)?;
-            return Ok(false);
-        }
-        sqlx::query(
-            "INSERT INTO signing_keys (kid, alg, private_pem, state, created_at_ms, publish_until_s) \
-             VALUES (?, ?, ?, ?, ?, NULL)",
-        )
-        .bind(&new.kid)
-        .bind(new.alg.as_str())
-        .bind(&new.private_pem)
-        .bind(key_state_str(KeyState::Active))
-        .bind(new.created_at_ms)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        log.append(
-            &mut *tx,
-            std::slice::from_ref(audit),
-            &[Change::SigningKeysChanged],
-        )
-        .await?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(true)
+        self.insert_signing_key_unless(KeyState::Active, new, audit)
+            .await
     }
 
     async fn reseal_private_keys(&self, reseal: &Reseal<'_>) -> Result<usize, StoreError> {
@@ -2568,38 +2580,8 @@ impl Store for SqliteStore {
         next: &SigningKeyRecord,
         audit: &AuditRecord,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.write_tx().await?;
-        let log = log::lock(&mut *tx).await?;
-        let pending: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM signing_keys WHERE state = ? LIMIT 1")
-                .bind(key_state_str(KeyState::Next))
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db_err)?;
-        if pending.is_some() {
-            tx.commit().await.map_err(db_err)?;
-            return Ok(false);
-        }
-        sqlx::query(
-            "INSERT INTO signing_keys (kid, alg, private_pem, state, created_at_ms, publish_until_s) \
-             VALUES (?, ?, ?, ?, ?, NULL)",
-        )
-        .bind(&next.kid)
-        .bind(next.alg.as_str())
-        .bind(&next.private_pem)
-        .bind(key_state_str(KeyState::Next))
-        .bind(next.created_at_ms)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        log.append(
-            &mut *tx,
-            std::slice::from_ref(audit),
-            &[Change::SigningKeysChanged],
-        )
-        .await?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(true)
+        self.insert_signing_key_unless(KeyState::Next, next, audit)
+            .await
     }
 
     async fn activate_next_signing_key(
