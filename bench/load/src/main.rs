@@ -26,7 +26,9 @@
 //! - `--revocation-propagation`: time from a revoke's 200 on one replica to the
 //!   first refusal on another (not a paired load: its own report);
 //! - `--push-events`: time from a revoke to its refusal at 250 receivers subscribed
-//!   over SSE (issue 19; its own report).
+//!   over SSE (issue 19; its own report);
+//! - `--audit-storage N`: database bytes per audited verify, per table and index
+//!   (issue 17 goal 6; its own report).
 //!
 //! In-process servers share one multi-thread tokio runtime (default worker count =
 //! CPUs); the load generator runs on its own single-threaded runtime on the main
@@ -81,6 +83,8 @@ pub enum Mode {
     RevocationPropagation,
     /// Revocation until refused by receivers subscribed over SSE (issue 19).
     PushEvents,
+    /// Database bytes per audited verify (issue 17 goal 6).
+    AuditStorage,
 }
 
 impl Mode {
@@ -96,6 +100,7 @@ impl Mode {
             (args.replica_spends, Mode::ReplicaSpends),
             (args.revocation_propagation, Mode::RevocationPropagation),
             (args.push_events, Mode::PushEvents),
+            (args.audit_storage.is_some(), Mode::AuditStorage),
         ]
         .into_iter()
         .find_map(|(set, mode)| set.then_some(mode))
@@ -130,7 +135,7 @@ impl Mode {
     group(ArgGroup::new("mode").multiple(false).args([
         "compare_audit", "compare_policy", "compare_issuer_signed", "compare_verify_action",
         "compare_backend", "compare_replicas", "replica_spends", "revocation_propagation",
-        "push_events", "compare_rate_limits",
+        "push_events", "compare_rate_limits", "audit_storage",
     ]))
 )]
 pub struct Args {
@@ -251,6 +256,13 @@ pub struct Args {
     /// revoked one by one. Goal p99 ≤ 1 s. Not a paired load: its own report.
     #[arg(long)]
     pub push_events: bool,
+    /// Database bytes per audited verify (issue 17 goal 6): N audited `POST
+    /// /v1/verify` with a receiver key (each a log entry and a stored receipt) on one
+    /// server's SQLite data dir, then the database's pages per table and index
+    /// (`dbstat`) before and after, per verify. Goal ≤ 500 B. Not a paired load: its
+    /// own report; `--connections` (default 32) sends them.
+    #[arg(long, value_name = "N")]
+    pub audit_storage: Option<u64>,
     /// `--push-events`: subscribed receivers.
     #[arg(long, default_value_t = 250, value_name = "N")]
     pub receivers: usize,
@@ -325,7 +337,10 @@ fn run() -> Result<()> {
     );
     ensure!(
         args.fsync_samples.is_none()
-            || !matches!(mode, Mode::RevocationPropagation | Mode::PushEvents),
+            || !matches!(
+                mode,
+                Mode::RevocationPropagation | Mode::PushEvents | Mode::AuditStorage
+            ),
         "--fsync-samples is for the paired comparisons"
     );
     if mode == Mode::RevocationPropagation {
@@ -333,6 +348,9 @@ fn run() -> Result<()> {
     }
     if mode == Mode::PushEvents {
         return modes::push::run(&args);
+    }
+    if let Some(verifies) = args.audit_storage {
+        return modes::storage::run(&args, verifies, connections);
     }
     pair::run(mode, &args, connections)
 }

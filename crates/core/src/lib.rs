@@ -17,6 +17,7 @@
 pub mod access_token;
 pub mod apikey;
 pub mod audit;
+pub mod audit_pack;
 pub mod b64;
 pub mod consent;
 pub mod delegation;

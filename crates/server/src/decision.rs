@@ -448,9 +448,12 @@ impl Deciding {
         let receipt = match (audited, self.receipt_claims(&o)) {
             (true, Some(claims)) => Some(ReceiptRecord {
                 id: claims.receipt_id.clone(),
-                receiver_id: self.receiver.clone(),
-                issuer_id: self.issuer_id.clone(),
-                claims: serde_json::to_vec(&claims)
+                // Who may read it is in the audit entry too: its actor, its agent's
+                // issuer (`crate::stored_receipt`).
+                receiver_id: None,
+                issuer_id: None,
+                // Only what the audit entry does not say (`crate::stored_receipt`).
+                claims: serde_json::to_vec(&crate::stored_receipt::StoredReceipt::of(&claims))
                     .map_err(|e| StoreError::Backend(format!("receipt claims: {e}")))?,
                 audit_index: None,
                 created_at_ms: self.now_ms,

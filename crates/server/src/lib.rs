@@ -43,6 +43,7 @@ pub mod sealing;
 mod serve;
 pub mod state;
 pub mod status_lists;
+pub mod stored_receipt;
 pub mod time;
 pub mod token_check;
 pub mod verdict;

@@ -1965,14 +1965,17 @@ impl Store for PostgresStore {
 
     async fn audit_find(&self, leaf_hash: &Hash) -> Result<Option<u64>, StoreError> {
         // One statement, so one snapshot: the index up to `upto`, one seek per epoch
-        // of 2^15 records (migration 0005), else the records from `upto` on (every
+        // of 2^15 records (migration 0005) by the hash's first 8 bytes (0020), the
+        // full hash checked in the record, else the records from `upto` on (every
         // one of them is above every indexed one).
         let idx: Option<i64> = sqlx::query_scalar(
             "SELECT COALESCE(\
                 (SELECT MIN(i.idx) FROM generate_series(0::bigint, \
                         (SELECT (upto - 1) >> 15 FROM audit_leaf_progress WHERE id = 1)) AS g(e) \
-                     CROSS JOIN LATERAL (SELECT MIN(idx) AS idx FROM audit_leaf_index \
-                        WHERE epoch = g.e AND leaf_hash = $1) i), \
+                     CROSS JOIN LATERAL (SELECT MIN(x.idx) AS idx FROM audit_leaf_index x \
+                        JOIN audit_log a ON a.idx = x.idx \
+                        WHERE x.epoch = g.e AND x.leaf_prefix = substring($1 from 1 for 8) \
+                          AND a.leaf_hash = $1) i), \
                 (SELECT MIN(idx) FROM audit_log WHERE leaf_hash = $1 AND idx >= \
                     COALESCE((SELECT upto FROM audit_leaf_progress WHERE id = 1), 0)))",
         )
@@ -4676,9 +4679,9 @@ async fn extend_leaf_index(tx: &mut PgConnection, size: u64) -> Result<(), Store
         return Ok(());
     }
     sqlx::query(
-        "INSERT INTO audit_leaf_index (epoch, leaf_hash, idx) \
-         SELECT idx >> 15, leaf_hash, idx FROM audit_log WHERE idx >= $1 AND idx < $2 \
-         ORDER BY idx >> 15, leaf_hash, idx",
+        "INSERT INTO audit_leaf_index (epoch, leaf_prefix, idx) \
+         SELECT idx >> 15, substring(leaf_hash from 1 for 8), idx FROM audit_log \
+         WHERE idx >= $1 AND idx < $2 ORDER BY 1, 2, 3",
     )
     .bind(upto)
     .bind(size)
@@ -4820,7 +4823,7 @@ impl log::LogTx for PgConnection {
                 b.push_bind(index)
                     .push_bind(row.run.leaf.0.to_vec())
                     .push_bind(nodes)
-                    .push_bind(row.record.entry.clone())
+                    .push_bind(bonafide_core::audit_pack::pack(&row.record.entry).into_owned())
                     .push_bind(row.record.agent_id.as_ref().map(|a| a.as_str().to_owned()))
                     .push_bind(row.record.issuer_id.as_ref().map(|i| i.as_str().to_owned()))
                     .push_bind(row.record.created_at_ms);

@@ -31,7 +31,14 @@ impl AuditEntryRow {
             index: u64::try_from(self.idx).map_err(|_| corrupt("audit index"))?,
             leaf_hash: Hash::try_from(self.leaf_hash.as_slice())
                 .map_err(|_| corrupt("audit leaf hash"))?,
-            entry: self.entry,
+            // The database holds the packed form (`core::audit_pack`); the log's bytes
+            // are the canonical entry.
+            entry: match bonafide_core::audit_pack::unpack(&self.entry)
+                .map_err(|_| corrupt("audit entry"))?
+            {
+                std::borrow::Cow::Borrowed(_) => self.entry,
+                std::borrow::Cow::Owned(entry) => entry,
+            },
             owner: self
                 .owner
                 .map(|o| parse_id(&o, "audit owner"))

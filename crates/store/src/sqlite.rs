@@ -1942,7 +1942,8 @@ impl Store for SqliteStore {
 
     async fn audit_find(&self, leaf_hash: &Hash) -> Result<Option<u64>, StoreError> {
         // One statement, so one snapshot: the index up to `upto`, one seek per epoch
-        // of 2^15 records (migration 0021), else the records from `upto` on (every
+        // of 2^15 records (migration 0021) by the hash's first 8 bytes (0036), the
+        // full hash checked in the record, else the records from `upto` on (every
         // one of them is above every indexed one).
         let idx: Option<i64> = sqlx::query_scalar(
             "WITH RECURSIVE \
@@ -1953,7 +1954,9 @@ impl Store for SqliteStore {
                               WHERE epochs.e < last.e) \
              SELECT COALESCE(\
                 (SELECT MIN((SELECT MIN(i.idx) FROM audit_leaf_index i \
-                             WHERE i.epoch = epochs.e AND i.leaf_hash = ?1)) FROM epochs), \
+                             JOIN audit_log a ON a.idx = i.idx \
+                             WHERE i.epoch = epochs.e AND i.leaf_prefix = substr(?1, 1, 8) \
+                               AND a.leaf_hash = ?1)) FROM epochs), \
                 (SELECT MIN(idx) FROM audit_log WHERE leaf_hash = ?1 AND idx >= \
                     COALESCE((SELECT upto FROM audit_leaf_progress WHERE id = 1), 0)))",
         )
@@ -4510,9 +4513,9 @@ async fn extend_leaf_index(tx: &mut SqliteConnection, size: u64) -> Result<(), S
         return Ok(());
     }
     sqlx::query(
-        "INSERT INTO audit_leaf_index (epoch, leaf_hash, idx) \
-         SELECT idx >> 15, leaf_hash, idx FROM audit_log WHERE idx >= ? AND idx < ? \
-         ORDER BY idx >> 15, leaf_hash, idx",
+        "INSERT INTO audit_leaf_index (epoch, leaf_prefix, idx) \
+         SELECT idx >> 15, substr(leaf_hash, 1, 8), idx FROM audit_log \
+         WHERE idx >= ? AND idx < ? ORDER BY 1, 2, 3",
     )
     .bind(upto)
     .bind(size)
@@ -4644,7 +4647,7 @@ impl log::LogTx for SqliteConnection {
                 b.push_bind(index)
                     .push_bind(row.run.leaf.0.to_vec())
                     .push_bind(nodes)
-                    .push_bind(row.record.entry.clone())
+                    .push_bind(bonafide_core::audit_pack::pack(&row.record.entry).into_owned())
                     .push_bind(row.record.agent_id.as_ref().map(|a| a.as_str().to_owned()))
                     .push_bind(row.record.issuer_id.as_ref().map(|i| i.as_str().to_owned()))
                     .push_bind(row.record.created_at_ms);

@@ -621,7 +621,8 @@ async fn a_log_from_before_the_deferred_leaf_index_is_indexed_whole() {
         "DROP TABLE audit_leaf_index",
         "DROP TABLE audit_leaf_progress",
         "CREATE INDEX audit_log_by_leaf ON audit_log (leaf_hash)",
-        "DELETE FROM _sqlx_migrations WHERE version IN (19, 21)",
+        // 0036 rebuilds the index with 8-byte prefixes: it runs again after 0021.
+        "DELETE FROM _sqlx_migrations WHERE version IN (19, 21, 36)",
     ] {
         sqlx::query(sql).execute(&mut conn).await.unwrap();
     }
@@ -657,6 +658,58 @@ async fn a_log_from_before_the_deferred_leaf_index_is_indexed_whole() {
     .await
     .unwrap();
     assert_eq!((indexed, upto, old_index), (51, 51, 0));
+}
+
+/// The leaf index keeps 8 bytes of each leaf hash (0036): an indexed record that
+/// shares a hash's prefix but not the hash is passed over, and the record that has
+/// it is found.
+#[tokio::test]
+async fn a_leaf_hash_prefix_shared_with_another_record_is_not_a_match() {
+    let (store, dir) = fresh().await;
+    let records: Vec<_> = (0..20).map(|_| audit_note()).collect();
+    store.audit_append(&records).await.unwrap();
+    let path = store.path().to_path_buf();
+    store.close().await;
+    drop(store);
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
+        "sqlite://{}",
+        path.display()
+    ))
+    .await
+    .unwrap();
+    // Record 3 indexed under record 10's prefix too (what a 2^-64 collision looks
+    // like), below record 10 itself.
+    for sql in [
+        "INSERT INTO audit_leaf_index (epoch, leaf_prefix, idx) \
+         SELECT idx >> 15, substr(leaf_hash, 1, 8), idx FROM audit_log",
+        "INSERT INTO audit_leaf_index (epoch, leaf_prefix, idx) \
+         SELECT 0, substr(leaf_hash, 1, 8), 3 FROM audit_log WHERE idx = 10",
+        "INSERT INTO audit_leaf_progress (id, upto) VALUES (1, 20) \
+         ON CONFLICT (id) DO UPDATE SET upto = 20",
+    ] {
+        sqlx::query(sql).execute(&mut conn).await.unwrap();
+    }
+    <sqlx::SqliteConnection as sqlx::Connection>::close(conn)
+        .await
+        .unwrap();
+    let store = SqliteStore::open(&dir.path().join("data")).await.unwrap();
+    for (i, r) in records.iter().enumerate() {
+        assert_eq!(
+            store
+                .audit_find(&bonafide_core::merkle::leaf_hash(&r.entry))
+                .await
+                .unwrap(),
+            Some(i as u64),
+            "record {i}"
+        );
+    }
+    assert_eq!(
+        store
+            .audit_find(&bonafide_core::merkle::Hash([7; 32]))
+            .await
+            .unwrap(),
+        None
+    );
 }
 
 /// A policy revoked before revocation ids were stored (SQLite 0033) is still found by

@@ -23,6 +23,7 @@ pub mod rate_limits;
 pub mod replicas;
 pub mod revocation;
 pub mod shared_budget;
+pub mod storage;
 pub mod verify_action;
 
 pub async fn setup(mode: Mode, ctx: &Ctx<'_>) -> Result<Bench> {
@@ -39,6 +40,7 @@ pub async fn setup(mode: Mode, ctx: &Ctx<'_>) -> Result<Bench> {
         // Not a paired load: `main` runs it on its own.
         Mode::RevocationPropagation => anyhow::bail!("revocation propagation is not paired"),
         Mode::PushEvents => anyhow::bail!("push events are not paired"),
+        Mode::AuditStorage => anyhow::bail!("audit storage is not paired"),
     }
 }
 

@@ -502,8 +502,13 @@ async fn a_receipt_stored_before_sub_was_a_claim_reads_with_its_sub() {
         )
         .await;
     let id = v["receipt_id"].as_str().unwrap().to_owned();
+    let (st, first) = h
+        .call("GET", &format!("/v1/receipts/{id}"), Some(&rcv), None)
+        .await;
+    assert_eq!(st, StatusCode::OK, "{first}");
 
-    // The row as an older registry wrote it: claims without `sub`.
+    // The row as an older registry wrote it: all the claims but `sub` (and the audit
+    // index, a column), and its readers in their columns.
     let options = sqlx::sqlite::SqliteConnectOptions::new()
         .filename(&h.db_path)
         .busy_timeout(std::time::Duration::from_secs(10));
@@ -515,11 +520,19 @@ async fn a_receipt_stored_before_sub_was_a_claim_reads_with_its_sub() {
         .fetch_one(&mut db)
         .await
         .unwrap();
-    let mut claims: Value = serde_json::from_slice(&stored).unwrap();
-    assert_eq!(claims["sub"], id.as_str(), "new receipts store their sub");
-    claims.as_object_mut().unwrap().remove("sub");
-    sqlx::query("UPDATE receipts SET claims = ? WHERE id = ?")
+    let stored: Value = serde_json::from_slice(&stored).unwrap();
+    assert!(
+        stored.get("sub").is_none() && stored.get("token_sha256").is_none(),
+        "new receipts store only what their audit entry lacks: {stored}"
+    );
+    let mut claims = first["receipt"].clone();
+    let claims_map = claims.as_object_mut().unwrap();
+    claims_map.remove("sub");
+    claims_map.remove("audit_index");
+    sqlx::query("UPDATE receipts SET claims = ?, receiver_id = ?, issuer_id = ? WHERE id = ?")
         .bind(serde_json::to_vec(&claims).unwrap())
+        .bind(claims["receiver"].as_str().unwrap())
+        .bind(agent["issuer_id"].as_str())
         .bind(&id)
         .execute(&mut db)
         .await
@@ -532,6 +545,8 @@ async fn a_receipt_stored_before_sub_was_a_claim_reads_with_its_sub() {
     assert_eq!(st, StatusCode::OK, "{view}");
     let jws = view["jws"].as_str().unwrap();
     assert_eq!(segment(jws, 1)["sub"], id.as_str());
+    // The same receipt, whichever form it was stored in (signatures are deterministic).
+    assert_eq!(view, first);
     let (_, _, receipt_jwks) = get(&h, "/.well-known/receipt-jwks.json").await;
     let keys =
         bonafide_core::token::KeySet::from_jwks(&serde_json::from_value(receipt_jwks).unwrap())
