@@ -388,6 +388,11 @@ async fn round(state: &AppState, p: &mut Publisher) -> Result<(), PublishError> 
     if !p.loaded {
         load(state, p, live_after_s).await?;
     } else {
+        // Taken before anything of this round is read (lists, feed, entries): an entry
+        // whose list is created after this is read next round, with its list known;
+        // read later, the entry could be read before its list and then be behind the
+        // cursor for good.
+        let horizon = state.store.status_entry_horizon().await?;
         let mut subjects = read_feed(state, p, now_s).await?;
         let now_ms = state.now_ms();
         while let Some(first) = p.deadlines.first()
@@ -412,7 +417,7 @@ async fn round(state: &AppState, p: &mut Publisher) -> Result<(), PublishError> 
             }
         }
         new_lists(state, p).await?;
-        new_entries(state, p, &snapshot).await?;
+        new_entries(state, p, &snapshot, horizon).await?;
     }
     let validity = state.config.status_list_validity.as_secs() as i64;
     let refresh = (validity / 2).min(RESIGN_EVERY.as_secs() as i64);
@@ -598,19 +603,21 @@ async fn new_lists(state: &AppState, p: &mut Publisher) -> Result<(), PublishErr
 
 /// Entries that became visible since the last read: any whose status is not valid
 /// already (allocated while a change was being published) is set.
+///
+/// `next` is the horizon taken at the start of the round, before the lists were read:
+/// an entry committed since is read again next round.
 async fn new_entries(
     state: &AppState,
     p: &mut Publisher,
     snapshot: &crate::state::Snapshot,
+    next: EntryCursor,
 ) -> Result<(), PublishError> {
-    // Taken before reading: an entry committed during the read is read next round.
-    let next = state.store.status_entry_horizon().await?;
     let mut after = 0;
     let now_ms = state.now_ms();
     loop {
         let rows = state
             .store
-            .status_entries_since(p.entries, after, PAGE)
+            .status_entries_since(&p.entries, after, PAGE)
             .await?;
         let keys = agent_keys_of(state, &rows).await?;
         for row in &rows {

@@ -1198,7 +1198,7 @@ impl Store for CountingStore {
     }
     async fn status_entries_since(
         &self,
-        from: bonafide_store::EntryCursor,
+        from: &bonafide_store::EntryCursor,
         after: u64,
         limit: u32,
     ) -> StoreResult<Vec<bonafide_store::StatusEntryRow>> {

@@ -1025,24 +1025,49 @@ impl fmt::Display for ChangePosition {
 
 /// Where a reader of new status entries stands ([`Store::status_entry_horizon`],
 /// [`Store::status_entries_since`]). Opaque: SQLite's is an entry `seq` (one writer,
-/// so `seq` order is commit order), PostgreSQL's a transaction id (`seq`s are handed
-/// out before commit there, so an entry can become visible after higher ones were
-/// read). [`EntryCursor::START`] is before every entry.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct EntryCursor(u64);
+/// so `seq` order is commit order), PostgreSQL's a snapshot's `xmax` and the
+/// transactions it saw in progress (`seq`s are handed out before commit there, so an
+/// entry can become visible after higher ones were read). [`EntryCursor::START`] is
+/// before every entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct EntryCursor {
+    pos: u64,
+    pending: Vec<u64>,
+}
 
 impl EntryCursor {
     /// Before the first entry.
-    pub const START: EntryCursor = EntryCursor(0);
+    pub const START: EntryCursor = EntryCursor {
+        pos: 0,
+        pending: Vec::new(),
+    };
 
     /// A cursor a store handed out, as [`EntryCursor::get`] gave it.
     pub const fn new(cursor: u64) -> Self {
-        EntryCursor(cursor)
+        EntryCursor {
+            pos: cursor,
+            pending: Vec::new(),
+        }
+    }
+
+    /// A cursor at `cursor` that also covers `pending`: positions below it not
+    /// finished when it was taken (PostgreSQL: the transactions a snapshot saw in
+    /// progress), each read again from it.
+    pub fn with_pending(cursor: u64, pending: Vec<u64>) -> Self {
+        EntryCursor {
+            pos: cursor,
+            pending,
+        }
     }
 
     /// The cursor as a number (its value means nothing else).
-    pub const fn get(self) -> u64 {
-        self.0
+    pub const fn get(&self) -> u64 {
+        self.pos
+    }
+
+    /// The positions below [`EntryCursor::get`] it also covers.
+    pub fn pending(&self) -> &[u64] {
+        &self.pending
     }
 }
 
@@ -1907,12 +1932,13 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// INVARIANT: an entry committed late (its transaction open across a read) is
     /// still returned by the read from the horizon taken before that read. SQLite
     /// reads by `seq` (one writer: `seq` order is commit order); PostgreSQL by the
-    /// allocating transaction's id, from the oldest transaction running when the
-    /// horizon was taken (`pg_snapshot_xmin`), below which every transaction has
-    /// committed or aborted for good.
+    /// allocating transaction's id: every transaction the horizon's snapshot did not
+    /// see as finished (its `xmax` and above, and those in progress, `xip`). So one
+    /// long-open transaction makes only its own entries read again, not every entry
+    /// allocated since it began.
     async fn status_entries_since(
         &self,
-        from: EntryCursor,
+        from: &EntryCursor,
         after_seq: u64,
         limit: u32,
     ) -> Result<Vec<StatusEntryRow>, StoreError>;

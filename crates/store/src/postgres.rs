@@ -2474,27 +2474,41 @@ impl Store for PostgresStore {
     }
 
     async fn status_entry_horizon(&self) -> Result<crate::EntryCursor, StoreError> {
-        // The oldest transaction still running: every one below it has committed or
+        // Every transaction this snapshot does not see as finished: from `xmax` on
+        // (not started), and those in progress (`xip`). Any other has committed or
         // aborted for good, so its entries are visible to any read that follows.
-        let xmin: i64 =
-            sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
-                .fetch_one(&self.pool)
-                .await
-                .map_err(db_err)?;
-        Ok(crate::EntryCursor::new(u64::try_from(xmin).unwrap_or(0)))
+        let (xmax, xip): (i64, Vec<i64>) = sqlx::query_as(
+            "SELECT pg_snapshot_xmax(s)::text::bigint, \
+             ARRAY(SELECT x::text::bigint FROM pg_snapshot_xip(s) x) \
+             FROM (SELECT pg_current_snapshot() AS s) q",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_err)?;
+        let pending = xip
+            .into_iter()
+            .map(|x| u64::try_from(x).unwrap_or(0))
+            .collect();
+        Ok(crate::EntryCursor::with_pending(
+            u64::try_from(xmax).unwrap_or(0),
+            pending,
+        ))
     }
 
     async fn status_entries_since(
         &self,
-        from: crate::EntryCursor,
+        from: &crate::EntryCursor,
         after_seq: u64,
         limit: u32,
     ) -> Result<Vec<StatusEntryRow>, StoreError> {
         // By transaction, not `seq`: a `seq` is handed out before commit, so an entry
         // can become visible after higher ones were read.
+        let pending: Vec<String> = from.pending().iter().map(u64::to_string).collect();
         sqlx::query_as::<_, StatusEntryDbRow>(safe_sql(format!(
             "SELECT {STATUS_ENTRY_COLUMNS} FROM status_entries e \
-             WHERE e.xid >= $1::bigint::text::xid8 AND e.seq > $2 \
+             WHERE (e.xid >= $1::bigint::text::xid8 \
+                    OR e.xid = ANY(ARRAY(SELECT x::xid8 FROM unnest($4::text[]) x))) \
+               AND e.seq > $2 \
              ORDER BY e.seq LIMIT $3"
         )))
         // Planned with the values each time: a cached generic plan cannot tell how few
@@ -2504,6 +2518,7 @@ impl Store for PostgresStore {
         .bind(to_i64(from.get())?)
         .bind(to_i64(after_seq)?)
         .bind(i64::from(limit.max(1)))
+        .bind(pending)
         .fetch_all(&self.pool)
         .await
         .map_err(db_err)?

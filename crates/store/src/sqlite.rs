@@ -2454,7 +2454,7 @@ impl Store for SqliteStore {
 
     async fn status_entries_since(
         &self,
-        from: crate::EntryCursor,
+        from: &crate::EntryCursor,
         after_seq: u64,
         limit: u32,
     ) -> Result<Vec<StatusEntryRow>, StoreError> {

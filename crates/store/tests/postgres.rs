@@ -894,7 +894,7 @@ async fn a_status_entry_committed_late_is_still_read_after_it_commits() {
     for _ in 0..3 {
         let next = store.status_entry_horizon().await.unwrap();
         let rows = store
-            .status_entries_since(reader_horizon, 0, 100)
+            .status_entries_since(&reader_horizon, 0, 100)
             .await
             .unwrap();
         assert!(
@@ -909,13 +909,20 @@ async fn a_status_entry_committed_late_is_still_read_after_it_commits() {
         .find(|r| r.entry.jti == other.jti)
         .map(|r| r.seq)
         .expect("the committed entry was read");
+    // Read once: the open transactions make only their own entries come again, not
+    // every entry committed since they began.
+    assert_eq!(
+        seen.iter().filter(|r| r.entry.jti == other.jti).count(),
+        1,
+        "an entry committed and read is not read again while another transaction stays open"
+    );
 
     // The late transaction commits: the next round reads it.
     blocker.execute("COMMIT").await.unwrap();
     let (_, new) = pending.await.unwrap().unwrap();
     assert!(new);
     let rows = store
-        .status_entries_since(reader_horizon, 0, 100)
+        .status_entries_since(&reader_horizon, 0, 100)
         .await
         .unwrap();
     let late_row = rows

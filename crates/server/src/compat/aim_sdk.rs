@@ -240,6 +240,8 @@ async fn create(
         action::authenticate_message(&keys, message.as_bytes(), &req.signature, timestamp_s, now)
     {
         state.count_unverifiable(refusal.code);
+        // A verification answered (its refusal), as the native verify-action counts it.
+        counting.alone(&state).await?;
         return Err(unauthenticated(refusal));
     }
     let policy = verify_action::stored_policy(&agent)?;

@@ -17,13 +17,13 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 /// An agent key made here; the signing is done by Python.
-struct AgentKey {
+pub(crate) struct AgentKey {
     seed: String,
     jwk: Value,
 }
 
 impl AgentKey {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let sk = SigningKey::generate(Algorithm::EdDSA).unwrap();
         AgentKey {
             seed: std_b64(&sk.ed25519_seed().unwrap()),
@@ -55,7 +55,7 @@ impl AgentKey {
     }
 
     /// The SDK's verification body.
-    fn verification(
+    pub(crate) fn verification(
         &self,
         agent: &str,
         capability: &str,
@@ -82,7 +82,7 @@ fn std_b64(bytes: &[u8]) -> String {
     s
 }
 
-async fn agent_with(h: &Harness, iss: &str, key: &AgentKey, scopes: &[&str]) -> String {
+pub(crate) async fn agent_with(h: &Harness, iss: &str, key: &AgentKey, scopes: &[&str]) -> String {
     h.register(
         iss,
         json!({"name": "Order bot", "scopes": scopes, "public_key": key.jwk}),

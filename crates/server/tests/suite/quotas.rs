@@ -808,3 +808,35 @@ async fn used(h: &Harness, key: &str) -> u64 {
     assert_eq!(u.status, StatusCode::OK, "{}", u.body);
     u.body["quota"]["used"].as_u64().unwrap()
 }
+
+/// AIM's SDK verifications count as the native verify-action does, refused ones
+/// (a bad signature: 401) too: a used-up month is a 429 before any of them.
+#[tokio::test]
+async fn aim_sdk_verifications_count_whatever_their_signature() {
+    use crate::compat_aim_sdk::{AgentKey, agent_with};
+    // The SDK signs at the real time: the registry's clock must agree.
+    let clock = Arc::new(ManualClock::at(crate::common::now_s() * 1000));
+    let h = server(plans(&["free=2"]), clock.clone()).await;
+    let (org, owner) = org(&h, "aimed").await;
+    let (_, key) = receiver(&h, &org, &owner, "api.aimed.example").await;
+    let issuer = h.issuer("aimed-agents").await;
+    let agent_key = AgentKey::new();
+    let agent = agent_with(&h, &issuer, &agent_key, &["orders:read"]).await;
+    let verify = |body: Value| {
+        h.http
+            .post(format!("{}/api/v1/sdk-api/verifications", h.base))
+            .bearer_auth(&key)
+            .json(&body)
+    };
+    let good = agent_key.verification(&agent, "orders:read", Value::Null, json!({}));
+    let a = send(verify(good)).await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    // Signed by a key the agent never registered: refused, and counted.
+    let forged = AgentKey::new().verification(&agent, "orders:read", Value::Null, json!({}));
+    let a = send(verify(forged.clone())).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.body);
+    assert_eq!(used(&h, &key).await, 2);
+    let a = send(verify(forged)).await;
+    assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS, "{}", a.body);
+    assert_eq!(used(&h, &key).await, 2);
+}
