@@ -456,17 +456,6 @@ impl Counting {
         if grant.granted == 0 {
             return Err(self.exceeded(state, grant.used));
         }
-        self.granted(state, Some(grant)).await;
-        Ok(())
-    }
-
-    /// What the transaction that counted it granted: the answer's warning header
-    /// from 80 %, and the month's one `quota.warning` entry.
-    pub async fn granted(&self, state: &AppState, grant: Option<QuotaGrant>) {
-        let (Some(q), Some(grant)) = (&self.quota, grant) else {
-            return;
-        };
-        let limit = q.claim.limit;
         if grant.warn {
             state.metrics.quota_warned();
             warn_once(
@@ -474,11 +463,34 @@ impl Counting {
                 &q.claim.org_id,
                 &q.claim.month,
                 grant.used,
-                limit,
+                q.claim.limit,
                 q.now_ms,
             )
             .await;
         }
+        self.warning_header(grant);
+        Ok(())
+    }
+
+    /// What the transaction that counted it in a decision's batch granted: the
+    /// answer's warning header from 80 % (the month's one `quota.warning` entry is
+    /// the audit committer's to write, in its next batch: see `crate::audit`).
+    pub fn granted(&self, state: &AppState, grant: Option<QuotaGrant>) {
+        let Some(grant) = grant else {
+            return;
+        };
+        if grant.warn {
+            state.metrics.quota_warned();
+        }
+        self.warning_header(grant);
+    }
+
+    /// The answer's `Bonafide-Quota-Warning` from 80 %.
+    fn warning_header(&self, grant: QuotaGrant) {
+        let Some(q) = &self.quota else {
+            return;
+        };
+        let limit = q.claim.limit;
         if grant.used >= q.claim.warn_at {
             let reset = crate::time::rfc3339_s(q.reset_ms / 1000);
             let text = format!("{}/{limit}; reset={reset}", grant.used);

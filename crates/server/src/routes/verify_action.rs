@@ -335,7 +335,7 @@ async fn record_action(
         .await?
     {
         crate::audit::Appended::At { index, quota } => {
-            counting.granted(state, quota).await;
+            counting.granted(state, quota);
             Ok(Some(Some(index)))
         }
         crate::audit::Appended::NonceReplayed => Ok(None),

@@ -786,6 +786,18 @@ async fn a_decision_is_counted_with_its_entry_and_a_refused_one_writes_nothing()
         "4/4; reset=2027-01-01T00:00:00.000Z"
     );
     assert_eq!(used(&h, &key).await, 4);
+    // The month's one warning is written by the audit log's committer, in the batch
+    // after the decision's (so a request gone meanwhile cannot lose it).
+    let mut warnings = Vec::new();
+    for _ in 0..100 {
+        warnings = audit_of(&h, "quota.warning").await;
+        if !warnings.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert_eq!(warnings[0]["org"], org.as_str());
     // Over the limit: 429, and the log has no entry for it.
     let size = h.state.store.audit_size().await.unwrap();
     let over = call(

@@ -126,7 +126,7 @@ pub(super) async fn audit_decision(
         .await?
     {
         crate::audit::Appended::At { index, quota } => {
-            counting.granted(state, quota).await;
+            counting.granted(state, quota);
             Ok(Some(index))
         }
         crate::audit::Appended::QuotaExceeded { used } => Err(counting.exceeded(state, used)),
@@ -251,7 +251,7 @@ pub(super) async fn record_decision(
             spent_before,
             quota,
         } => {
-            counting.granted(state, quota).await;
+            counting.granted(state, quota);
             let o = deciding.outcome(spent_before);
             count_decision(state, &deciding, &o);
             if let Some(amount) = o.charge {
