@@ -7,7 +7,7 @@ use bonafide_core::ids::{OrgId, PersonId, SessionId};
 use super::{T0_MS, audit_note, issuer, unique};
 use crate::{
     ConflictKind, Invitation, NewRefresh, Organisation, Owned, Person, Role, Rotation,
-    SecurityEvent, Session, Store, StoreError,
+    SecurityEvent, Session, SessionSubject, Store, StoreError,
 };
 
 fn org(name: &str) -> Organisation {
@@ -64,7 +64,7 @@ async fn org_with_owner(store: &dyn Store) -> (Organisation, Person) {
 fn session(person: &PersonId) -> Session {
     Session {
         id: SessionId::from_random(unique()),
-        person_id: person.clone(),
+        subject: SessionSubject::Person(person.clone()),
         client_id: "bonafide".into(),
         two_factor: false,
         ip: Some("127.0.0.1".into()),
@@ -342,6 +342,75 @@ pub async fn accounts_refresh_tokens_rotate_once(store: Arc<dyn Store>) {
     assert_eq!(
         listed.iter().map(|s| s.id.clone()).collect::<Vec<_>>(),
         vec![s.id.clone()]
+    );
+}
+
+/// An API key's session (client credentials at the token endpoint) is a family like
+/// a person's: stored and read back as the key's, rotated by the same rule, not
+/// listed among anyone's sessions, and ended when its key is revoked.
+pub async fn accounts_key_sessions_rotate_and_end_with_their_key(store: Arc<dyn Store>) {
+    let (_, key) = issuer(store.as_ref()).await;
+    let mut s = session(&PersonId::from_random(unique()));
+    s.subject = SessionSubject::Key(key);
+    let first = refresh(T0_MS + 1000);
+    store
+        .create_session(&s, &first, &audit_note())
+        .await
+        .unwrap();
+    let rec = store.refresh_token(&first.hash).await.unwrap().unwrap();
+    assert_eq!(rec.session.subject, SessionSubject::Key(key));
+    assert_eq!(
+        (rec.session.person(), rec.session.key()),
+        (None, Some(&key))
+    );
+    let second = refresh(T0_MS + 2000);
+    assert_eq!(
+        store
+            .rotate_refresh(&first.hash, &second, T0_MS + 10, &audit_note())
+            .await
+            .unwrap(),
+        Rotation::Rotated
+    );
+    assert_eq!(
+        store
+            .rotate_refresh(
+                &first.hash,
+                &refresh(T0_MS + 3000),
+                T0_MS + 11,
+                &audit_note()
+            )
+            .await
+            .unwrap(),
+        Rotation::AlreadyUsed
+    );
+    // Revoking the key ends its families in the same transaction.
+    store
+        .revoke_api_key(&key, T0_MS + 20, &audit_note())
+        .await
+        .unwrap();
+    let ended = store.session(&s.id).await.unwrap().unwrap();
+    assert_eq!(ended.revoked_at_ms, Some(T0_MS + 20));
+    assert_eq!(ended.revoke_reason.as_deref(), Some("key_revoked"));
+    assert_eq!(
+        store
+            .rotate_refresh(
+                &second.hash,
+                &refresh(T0_MS + 4000),
+                T0_MS + 21,
+                &audit_note()
+            )
+            .await
+            .unwrap(),
+        Rotation::Refused
+    );
+    // A session names a known key (the schema's reference).
+    let mut ghost = session(&PersonId::from_random(unique()));
+    ghost.subject = SessionSubject::Key(bonafide_core::apikey::ApiKeyHash(unique()));
+    assert!(
+        store
+            .create_session(&ghost, &refresh(T0_MS + 1000), &audit_note())
+            .await
+            .is_err()
     );
 }
 

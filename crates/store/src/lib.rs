@@ -54,7 +54,7 @@ mod sqlite;
 
 pub use accounts::{
     Invitation, Membership, NewRefresh, Organisation, Owned, Person, RefreshRecord, Role, Rotation,
-    SecurityEvent, Session, Throttle, ThrottleRule,
+    SecurityEvent, Session, SessionSubject, Throttle, ThrottleRule,
 };
 pub use events::{EventAck, Paused, Webhook, WebhookFailure};
 pub use limits::{RateGrant, RateLimitSetting, RateTake};

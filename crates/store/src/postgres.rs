@@ -3462,11 +3462,12 @@ impl Store for PostgresStore {
         in_write_tx!(self, |tx| {
             let log = log::lock(&mut *tx).await?;
             sqlx::query(
-            "INSERT INTO sessions (id, person_id, client_id, two_factor, ip, user_agent, \
-             created_at_ms, last_used_ms, expires_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "INSERT INTO sessions (id, person_id, key_hash, client_id, two_factor, ip, \
+             user_agent, created_at_ms, last_used_ms, expires_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(session.id.as_str())
-        .bind(session.person_id.as_str())
+        .bind(session.person().map(|p| p.as_str()))
+        .bind(session.key().map(|k| k.0.to_vec()))
         .bind(&session.client_id)
         .bind(session.two_factor)
         .bind(&session.ip)
@@ -4143,6 +4144,16 @@ impl Store for PostgresStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err)?;
+            // The key's refresh-token families end with it.
+            sqlx::query(
+                "UPDATE sessions SET revoked_at_ms = $1, revoke_reason = 'key_revoked' \
+                 WHERE key_hash = $2 AND revoked_at_ms IS NULL",
+            )
+            .bind(now_ms)
+            .bind(hash.0.as_slice())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
             log.append(
                 &mut *tx,
                 std::slice::from_ref(audit),

@@ -3375,11 +3375,12 @@ impl Store for SqliteStore {
         let mut tx = self.write_tx().await?;
         let log = log::lock(&mut *tx).await?;
         sqlx::query(
-            "INSERT INTO sessions (id, person_id, client_id, two_factor, ip, user_agent, \
-             created_at_ms, last_used_ms, expires_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO sessions (id, person_id, key_hash, client_id, two_factor, ip, \
+             user_agent, created_at_ms, last_used_ms, expires_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(session.id.as_str())
-        .bind(session.person_id.as_str())
+        .bind(session.person().map(|p| p.as_str()))
+        .bind(session.key().map(|k| k.0.to_vec()))
         .bind(&session.client_id)
         .bind(session.two_factor)
         .bind(&session.ip)
@@ -4036,6 +4037,16 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
+        // The key's refresh-token families end with it.
+        sqlx::query(
+            "UPDATE sessions SET revoked_at_ms = ?, revoke_reason = 'key_revoked' \
+             WHERE key_hash = ? AND revoked_at_ms IS NULL",
+        )
+        .bind(now_ms)
+        .bind(hash.0.as_slice())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
         log.append(
             &mut *tx,
             std::slice::from_ref(audit),

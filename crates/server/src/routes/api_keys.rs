@@ -730,24 +730,35 @@ pub async fn revoke_created_by(
 #[derive(Debug, ToSchema)]
 #[allow(dead_code)] // the schema only: the handler reads the parameters itself
 pub struct ClientCredentialsRequest {
-    /// `client_credentials`.
+    /// `client_credentials`, or `refresh_token` to rotate a refresh token.
     pub grant_type: String,
-    /// The key's id (`key_…`), unless sent as HTTP Basic.
+    /// The key's id (`key_…`), unless sent as HTTP Basic (optional with
+    /// `refresh_token`; if sent, the family's key's).
     pub client_id: Option<String>,
-    /// The key (`bfk_…`), unless sent as HTTP Basic.
+    /// The key (`bfk_…`), unless sent as HTTP Basic (optional with `refresh_token`; if
+    /// sent, the family's key).
     pub client_secret: Option<String>,
+    /// With `grant_type=refresh_token`: the refresh token last received (`bfr_…`).
+    pub refresh_token: Option<String>,
 }
 
 /// `POST /v1/oauth/token` answer (RFC 6749 §5.1).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct KeyAccessToken {
     /// An RFC 9068 access token (`typ at+jwt`) for the key: `sub` and `client_id` are
-    /// its id. Use it as `Authorization: Bearer …` wherever the key works.
+    /// its id, `sid` its session. Use it as `Authorization: Bearer …` wherever the key
+    /// works.
     pub access_token: String,
     /// `Bearer`.
     pub token_type: String,
     /// Seconds (900).
     pub expires_in: i64,
+    /// Opaque (`bfr_…`), single use: `grant_type=refresh_token` gives a new pair. One
+    /// used twice ends the session (every token of this exchange); revoking or
+    /// expiring the key ends it too.
+    pub refresh_token: String,
+    /// Seconds the refresh token lives (7 days, never past the session's 30-day end).
+    pub refresh_expires_in: i64,
 }
 
 /// The client's id and secret: HTTP Basic (RFC 6749 §2.3.1, each part form-encoded,
@@ -791,6 +802,20 @@ fn client_credentials(
     }
 }
 
+/// The client's credentials if any are given (a refresh needs none: its token is
+/// bound to its key): a `client_id` alone, or both as [`client_credentials`] reads them.
+fn optional_client_credentials(
+    headers: &axum::http::HeaderMap,
+    params: &[(String, String)],
+) -> Result<Option<(String, Option<String>)>, crate::routes::token_exchange::OAuthError> {
+    let id = one(params, "client_id")?;
+    let secret = one(params, "client_secret")?;
+    if headers.get(axum::http::header::AUTHORIZATION).is_some() || secret.is_some() {
+        return client_credentials(headers, params).map(|(id, s)| Some((id, Some(s))));
+    }
+    Ok(id.map(|id| (id, None)))
+}
+
 fn invalid_client(description: &str) -> crate::routes::token_exchange::OAuthError {
     let mut e = crate::routes::token_exchange::OAuthError::new(
         "invalid_client",
@@ -816,38 +841,30 @@ fn one(
     Ok(first)
 }
 
-/// Exchanges an API key for a short-lived access token (OAuth 2.0 client credentials,
-/// RFC 6749 §4.4): `grant_type=client_credentials`, the key's id as `client_id`, the
-/// key as `client_secret` (form body or HTTP Basic). The token is worth what the key
-/// is, checked again on each use: revoking or expiring the key ends its tokens.
+/// Exchanges an API key for a short-lived access token and a refresh token (OAuth 2.0
+/// client credentials, RFC 6749 §4.4): `grant_type=client_credentials`, the key's id as
+/// `client_id`, the key as `client_secret` (form body or HTTP Basic); each exchange
+/// starts a session (a refresh-token family). `grant_type=refresh_token` (RFC 6749 §6)
+/// rotates a refresh token by the rule people's sessions follow: a new pair, the old
+/// token used up, a token used twice revoking its whole family (and recorded as a
+/// security event). The token is worth what the key is, checked again on each use:
+/// revoking or expiring the key ends its tokens and its sessions.
 #[utoipa::path(post, path = "/v1/oauth/token", tag = "keys",
     request_body(content = ClientCredentialsRequest, content_type = "application/x-www-form-urlencoded",
-        description = "RFC 6749 §4.4.2 parameters (client credentials in the body or as HTTP Basic); a JSON object with the same members is accepted too"),
+        description = "RFC 6749 §4.4.2 or §6 parameters (client credentials in the body or as HTTP Basic); a JSON object with the same members is accepted too"),
     responses((status = 200, body = KeyAccessToken),
-              (status = 400, body = crate::routes::token_exchange::OAuthErrorBody, description = "`{error, error_description, code, request_id}` (RFC 6749 §5.2): unsupported_grant_type, invalid_request, invalid_scope"),
+              (status = 400, body = crate::routes::token_exchange::OAuthErrorBody, description = "`{error, error_description, code, request_id}` (RFC 6749 §5.2): unsupported_grant_type, invalid_request, invalid_scope, invalid_grant (an unknown, expired or reused refresh token, or an ended session)"),
               (status = 401, body = crate::routes::token_exchange::OAuthErrorBody, description = "invalid_client: unknown, revoked or expired key, or an id that is not the key's")))]
 pub async fn oauth_token(
     State(state): State<Arc<AppState>>,
     req: axum::extract::Request,
 ) -> Result<axum::response::Response, crate::routes::token_exchange::OAuthError> {
     use crate::routes::token_exchange::{OAuthError, parameters};
-    use axum::response::IntoResponse;
     let headers = req.headers().clone();
+    let ip = crate::routes::auth_sessions::client_ip(&state, req.extensions(), &headers)
+        .map(|a| a.to_string());
     let params = parameters(req, &state).await?;
-    match one(&params, "grant_type")?.as_deref() {
-        Some("client_credentials") => {}
-        Some(other) => {
-            return Err(OAuthError::new(
-                "unsupported_grant_type",
-                ErrorCode::InvalidRequest,
-                format!(
-                    "grant_type `{}` is not taken here: use client_credentials",
-                    other.chars().take(64).collect::<String>()
-                ),
-            ));
-        }
-        None => return Err(OAuthError::request("`grant_type` is missing")),
-    }
+    let grant = one(&params, "grant_type")?;
     if one(&params, "scope")?.is_some() {
         return Err(OAuthError::new(
             "invalid_scope",
@@ -855,7 +872,61 @@ pub async fn oauth_token(
             "tokens carry their key's own scopes: narrow with a scoped key (`POST /v1/api-keys` with `scopes`)",
         ));
     }
-    let (client_id, secret) = client_credentials(&headers, &params)?;
+    match grant.as_deref() {
+        Some("client_credentials") => {
+            if one(&params, "refresh_token")?.is_some() {
+                return Err(OAuthError::request(
+                    "`refresh_token` goes with grant_type=refresh_token",
+                ));
+            }
+            exchange_key(&state, &headers, &params, ip).await
+        }
+        Some("refresh_token") => refresh_key_session(&state, &headers, &params, ip).await,
+        Some(other) => Err(OAuthError::new(
+            "unsupported_grant_type",
+            ErrorCode::InvalidRequest,
+            format!(
+                "grant_type `{}` is not taken here: use client_credentials or refresh_token",
+                other.chars().take(64).collect::<String>()
+            ),
+        )),
+        None => Err(OAuthError::request("`grant_type` is missing")),
+    }
+}
+
+/// The answer with a session's tokens, never cached (RFC 6749 §5.1).
+fn key_tokens(
+    state: &AppState,
+    session: &bonafide_store::Session,
+    refresh: String,
+    now: i64,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let token = crate::accounts::access_token(state, session, now)?;
+    let mut resp = ApiJson(KeyAccessToken {
+        access_token: token,
+        token_type: "Bearer".to_owned(),
+        expires_in: crate::accounts::ACCESS_TTL_S,
+        refresh_token: refresh,
+        refresh_expires_in: (session.expires_at_ms - now).max(0) / 1000,
+    })
+    .into_response();
+    resp.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    Ok(resp)
+}
+
+/// `grant_type=client_credentials`: checks the key and starts its session.
+async fn exchange_key(
+    state: &Arc<AppState>,
+    headers: &axum::http::HeaderMap,
+    params: &[(String, String)],
+    ip: Option<String>,
+) -> Result<axum::response::Response, crate::routes::token_exchange::OAuthError> {
+    use crate::routes::token_exchange::OAuthError;
+    let (client_id, secret) = client_credentials(headers, params)?;
     let key = ApiKey::parse(secret.trim())
         .map_err(|_| invalid_client("client_secret is not an API key"))?;
     let hash = key.hash();
@@ -871,16 +942,97 @@ pub async fn oauth_token(
         return Err(invalid_client("client_id is not this key's id"));
     }
     state.note_key_use(&hash);
-    let token = crate::accounts::key_access_token(&state, &id, now)?;
-    let mut resp = ApiJson(KeyAccessToken {
-        access_token: token,
-        token_type: "Bearer".to_owned(),
-        expires_in: crate::accounts::ACCESS_TTL_S,
-    })
-    .into_response();
-    resp.headers_mut().insert(
-        axum::http::header::CACHE_CONTROL,
-        axum::http::HeaderValue::from_static("no-store"),
-    );
-    Ok(resp)
+    let (refresh, refresh_hash) = crate::accounts::new_secret("bfr_")?;
+    let session = bonafide_store::Session {
+        id: bonafide_core::ids::SessionId::from_random(crate::routes::random16()?),
+        subject: bonafide_store::SessionSubject::Key(hash),
+        client_id: id.clone(),
+        two_factor: false,
+        ip,
+        user_agent: headers
+            .get(axum::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.chars().filter(|c| !c.is_control()).take(200).collect()),
+        created_at_ms: now,
+        last_used_ms: now,
+        expires_at_ms: now + crate::accounts::REFRESH_TTL_MS,
+        revoked_at_ms: None,
+        revoke_reason: None,
+    };
+    let actor = crate::auth::caller_of_record(&record)?.actor();
+    let audit = crate::routes::accounts::account_audit(
+        EventType::SessionCreated,
+        now,
+        actor,
+        None,
+        None,
+        |e| {
+            e.target = Some(session.id.to_string());
+            e.kid = Some(id.clone());
+            e.note = Some("client_credentials".into());
+        },
+    )?;
+    let new = bonafide_store::NewRefresh {
+        hash: refresh_hash,
+        expires_at_ms: session.expires_at_ms,
+    };
+    state
+        .store
+        .create_session(&session, &new, &audit)
+        .await
+        .map_err(|e| OAuthError::from(ApiError::from(e)))?;
+    Ok(key_tokens(state, &session, refresh, now)?)
+}
+
+/// `grant_type=refresh_token`: rotates a key's refresh token (the rule of
+/// `auth_sessions::rotate_family`). Client credentials are optional; given, they must
+/// be the family's key's.
+async fn refresh_key_session(
+    state: &Arc<AppState>,
+    headers: &axum::http::HeaderMap,
+    params: &[(String, String)],
+    ip: Option<String>,
+) -> Result<axum::response::Response, crate::routes::token_exchange::OAuthError> {
+    use crate::routes::auth_sessions::{Family, rotate_family};
+    use crate::routes::token_exchange::OAuthError;
+    let presented = one(params, "refresh_token")?
+        .ok_or_else(|| OAuthError::request("`refresh_token` is missing"))?;
+    // The client's credentials are checked before the token is used up: a wrong
+    // client must neither burn nor, sending it again, revoke a family.
+    if let Some((id, secret)) = optional_client_credentials(headers, params)? {
+        let family = state
+            .store
+            .refresh_token(&crate::accounts::sha256(presented.trim()))
+            .await
+            .map_err(|e| OAuthError::from(ApiError::from(e)))?
+            .and_then(|r| r.session.key().copied());
+        if let Some(family) = family {
+            let same_key = secret.as_deref().is_none_or(|s| {
+                ApiKey::parse(s.trim()).is_ok_and(|k| bonafide_core::ct_eq(&k.hash().0, &family.0))
+            });
+            if id.trim() != family.public_id() || !same_key {
+                return Err(invalid_client(
+                    "the client credentials are not this refresh token's key",
+                ));
+            }
+        }
+    }
+    let rotated = rotate_family(state, &presented, Family::Key, ip)
+        .await
+        .map_err(|e| {
+            if e.status == StatusCode::UNAUTHORIZED {
+                OAuthError::new(
+                    "invalid_grant",
+                    ErrorCode::Unauthorized,
+                    format!("{}: exchange the key again", e.message),
+                )
+            } else {
+                OAuthError::from(e)
+            }
+        })?;
+    if let Some(key) = &rotated.key {
+        state.note_key_use(&key.hash);
+    }
+    let now = state.now_ms();
+    Ok(key_tokens(state, &rotated.session, rotated.refresh, now)?)
 }
