@@ -684,19 +684,23 @@ impl Store for CountingStore {
         issuer: &Issuer,
         key: &ApiKeyHash,
         org: &OrgId,
+        created_by: &PersonId,
         audit: &AuditRecord,
     ) -> Result<(), StoreError> {
-        self.inner.create_org_issuer(issuer, key, org, audit).await
+        self.inner
+            .create_org_issuer(issuer, key, org, created_by, audit)
+            .await
     }
     async fn create_org_receiver(
         &self,
         receiver: &Receiver,
         key: &ApiKeyHash,
         org: &OrgId,
+        created_by: &PersonId,
         audit: &AuditRecord,
     ) -> Result<(), StoreError> {
         self.inner
-            .create_org_receiver(receiver, key, org, audit)
+            .create_org_receiver(receiver, key, org, created_by, audit)
             .await
     }
     async fn owner_org(&self, what: &Owned) -> Result<Option<OrgId>, StoreError> {

@@ -414,6 +414,36 @@ pub async fn accounts_key_sessions_rotate_and_end_with_their_key(store: Arc<dyn 
     );
 }
 
+/// An organisation's issuer or receiver created by a person: its first key records
+/// that person as its maker (what removing them from the organisation revokes).
+pub async fn accounts_an_org_identitys_first_key_is_its_makers(store: Arc<dyn Store>) {
+    use bonafide_core::apikey::KeyKind;
+    let (o, p) = org_with_owner(store.as_ref()).await;
+    let iss = super::new_issuer();
+    let ik = super::key_hash(KeyKind::Issuer);
+    store
+        .create_org_issuer(&iss, &ik, &o.id, &p.id, &audit_note())
+        .await
+        .unwrap();
+    let rcv = super::new_receiver();
+    let rk = super::key_hash(KeyKind::Receiver);
+    store
+        .create_org_receiver(&rcv, &rk, &o.id, &p.id, &audit_note())
+        .await
+        .unwrap();
+    for (kind, owner, hash) in [
+        (KeyKind::Issuer, iss.id.to_string(), ik),
+        (KeyKind::Receiver, rcv.id.to_string(), rk),
+    ] {
+        let keys = store.api_keys_of(kind, Some(&owner)).await.unwrap();
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys[0].hash, hash);
+        assert_eq!(keys[0].created_by.as_deref(), Some(p.id.as_str()));
+    }
+    let made = store.api_keys_created_by(p.id.as_str()).await.unwrap();
+    assert_eq!(made.len(), 2);
+}
+
 pub async fn accounts_password_change_ends_other_sessions(store: Arc<dyn Store>) {
     let (_, p) = org_with_owner(store.as_ref()).await;
     let keep = session(&p.id);

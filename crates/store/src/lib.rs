@@ -2024,20 +2024,24 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         org: &OrgId,
         audit: &AuditRecord,
     ) -> Result<(), StoreError>;
-    /// Creates an issuer with its key, owned by `org`, in one transaction.
+    /// Creates an issuer with its key, owned by `org`, in one transaction; the key's
+    /// `created_by` is the person who asked.
     async fn create_org_issuer(
         &self,
         issuer: &Issuer,
         key: &ApiKeyHash,
         org: &OrgId,
+        created_by: &PersonId,
         audit: &AuditRecord,
     ) -> Result<(), StoreError>;
-    /// Creates a receiver with its key, owned by `org`, in one transaction.
+    /// Creates a receiver with its key, owned by `org`, in one transaction; the key's
+    /// `created_by` is the person who asked.
     async fn create_org_receiver(
         &self,
         receiver: &Receiver,
         key: &ApiKeyHash,
         org: &OrgId,
+        created_by: &PersonId,
         audit: &AuditRecord,
     ) -> Result<(), StoreError>;
     /// The organisation owning an issuer or a receiver, if any.

@@ -4029,6 +4029,7 @@ impl Store for PostgresStore {
         issuer: &Issuer,
         key: &ApiKeyHash,
         org: &OrgId,
+        created_by: &PersonId,
         audit: &AuditRecord,
     ) -> Result<(), StoreError> {
         in_write_tx!(self, |tx| {
@@ -4044,12 +4045,13 @@ impl Store for PostgresStore {
             .await
             .map_err(db_err)?;
             sqlx::query(
-                "INSERT INTO api_keys (hash, kind, owner, created_at_ms) VALUES ($1, $2, $3, $4)",
+                "INSERT INTO api_keys (hash, kind, owner, created_at_ms, created_by) VALUES ($1, $2, $3, $4, $5)",
             )
             .bind(key.0.as_slice())
             .bind(KeyKind::Issuer.as_str())
             .bind(issuer.id.as_str())
             .bind(issuer.created_at_ms)
+            .bind(created_by.as_str())
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
@@ -4070,6 +4072,7 @@ impl Store for PostgresStore {
         receiver: &Receiver,
         key: &ApiKeyHash,
         org: &OrgId,
+        created_by: &PersonId,
         audit: &AuditRecord,
     ) -> Result<(), StoreError> {
         in_write_tx!(self, |tx| {
@@ -4082,12 +4085,13 @@ impl Store for PostgresStore {
                 .await
                 .map_err(db_err)?;
             sqlx::query(
-                "INSERT INTO api_keys (hash, kind, owner, created_at_ms) VALUES ($1, $2, $3, $4)",
+                "INSERT INTO api_keys (hash, kind, owner, created_at_ms, created_by) VALUES ($1, $2, $3, $4, $5)",
             )
             .bind(key.0.as_slice())
             .bind(KeyKind::Receiver.as_str())
             .bind(receiver.id.as_str())
             .bind(receiver.created_at_ms)
+            .bind(created_by.as_str())
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;

@@ -3928,6 +3928,7 @@ impl Store for SqliteStore {
         issuer: &Issuer,
         key: &ApiKeyHash,
         org: &OrgId,
+        created_by: &PersonId,
         audit: &AuditRecord,
     ) -> Result<(), StoreError> {
         let mut tx = self.write_tx().await?;
@@ -3940,11 +3941,12 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-        sqlx::query("INSERT INTO api_keys (hash, kind, owner, created_at_ms) VALUES (?, ?, ?, ?)")
+        sqlx::query("INSERT INTO api_keys (hash, kind, owner, created_at_ms, created_by) VALUES (?, ?, ?, ?, ?)")
             .bind(key.0.as_slice())
             .bind(KeyKind::Issuer.as_str())
             .bind(issuer.id.as_str())
             .bind(issuer.created_at_ms)
+            .bind(created_by.as_str())
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
@@ -3965,6 +3967,7 @@ impl Store for SqliteStore {
         receiver: &Receiver,
         key: &ApiKeyHash,
         org: &OrgId,
+        created_by: &PersonId,
         audit: &AuditRecord,
     ) -> Result<(), StoreError> {
         let mut tx = self.write_tx().await?;
@@ -3976,11 +3979,12 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-        sqlx::query("INSERT INTO api_keys (hash, kind, owner, created_at_ms) VALUES (?, ?, ?, ?)")
+        sqlx::query("INSERT INTO api_keys (hash, kind, owner, created_at_ms, created_by) VALUES (?, ?, ?, ?, ?)")
             .bind(key.0.as_slice())
             .bind(KeyKind::Receiver.as_str())
             .bind(receiver.id.as_str())
             .bind(receiver.created_at_ms)
+            .bind(created_by.as_str())
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;

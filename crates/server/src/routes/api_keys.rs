@@ -129,14 +129,30 @@ impl FromRequestParts<Arc<AppState>> for KeyManager {
 }
 
 impl KeyManager {
-    /// The audit log's actor and the `created_by` of keys it makes.
+    /// The audit log's actor and the `created_by` of keys it makes: a person, or the
+    /// person at the root of the calling key's chain (a key a person made, or made
+    /// through keys a person made, makes keys that are that person's too, so removing
+    /// them from the organisation revokes the whole chain); else the key's identity.
     fn actor(&self) -> Result<(Actor, String), ApiError> {
+        let root = |record: &ApiKeyRecord, own: String| {
+            record
+                .created_by
+                .clone()
+                .filter(|c| c.starts_with("usr_"))
+                .unwrap_or(own)
+        };
         Ok(match self {
             KeyManager::Person(who) => (who.actor(), who.person.id.to_string()),
             KeyManager::Key(record) => match KeyOwner::of(record)? {
                 KeyOwner::Admin => (Actor::Admin, "admin".to_owned()),
-                KeyOwner::Issuer(id) => (Actor::Issuer { id: id.to_string() }, id.to_string()),
-                KeyOwner::Receiver(id) => (Actor::Receiver { id: id.to_string() }, id.to_string()),
+                KeyOwner::Issuer(id) => (
+                    Actor::Issuer { id: id.to_string() },
+                    root(record, id.to_string()),
+                ),
+                KeyOwner::Receiver(id) => (
+                    Actor::Receiver { id: id.to_string() },
+                    root(record, id.to_string()),
+                ),
             },
         })
     }
@@ -283,9 +299,10 @@ pub struct ApiKeyView {
     pub scopes: Option<Vec<String>>,
     /// `active`, `rotating` (replaced, in its grace period), `expired` or `revoked`.
     pub state: String,
-    /// `usr_…`, `admin`, `bootstrap`, or the `iss_…`/`rcv_…` whose key made it;
-    /// absent when unknown (an organisation's first keys from before keys were
-    /// objects).
+    /// `usr_…` (the person who made it, directly or through keys they made),
+    /// `admin`, `bootstrap`, or the `iss_…`/`rcv_…` whose key made it when no person
+    /// is at the root of that key's chain; absent when unknown (an organisation's
+    /// first keys from before keys record it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub created_by: Option<String>,
     /// RFC 3339.
