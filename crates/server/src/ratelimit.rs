@@ -594,6 +594,11 @@ impl Limiter {
         self.overrides.store(Arc::new(overrides));
     }
 
+    /// The per-key limits in force on this replica, by key id (`sha256:…`).
+    pub fn overrides(&self) -> Arc<HashMap<String, Limit>> {
+        self.overrides.load_full()
+    }
+
     /// Reads the per-key limits from the store.
     pub async fn load_overrides(&self, store: &dyn Store) -> Result<(), StoreError> {
         let mut map = HashMap::new();

@@ -203,6 +203,7 @@ macro_rules! __conformance_cases {
             accounts_refresh_tokens_rotate_once,
             accounts_key_sessions_rotate_and_end_with_their_key,
             accounts_an_org_identitys_first_key_is_its_makers,
+            api_keys_live_per_identity_are_capped,
             accounts_password_change_ends_other_sessions,
             accounts_totp_steps_and_recovery_codes_are_single_use,
             accounts_login_throttle_and_security_events,

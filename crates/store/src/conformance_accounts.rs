@@ -444,6 +444,98 @@ pub async fn accounts_an_org_identitys_first_key_is_its_makers(store: Arc<dyn St
     assert_eq!(made.len(), 2);
 }
 
+/// A cap on an identity's live keys holds in the transaction: creating or rotating
+/// past it is `Conflict(TooManyKeys)` with nothing written, a key in its grace period
+/// counts until it ends, revoked and expired keys never do, and concurrent creations
+/// pass it no more often than it allows.
+pub async fn api_keys_live_per_identity_are_capped(store: Arc<dyn Store>) {
+    use bonafide_core::apikey::{ApiKey, KeyKind};
+    let (iss, first) = issuer(store.as_ref()).await;
+    let owner = Some(iss.id.as_str().to_owned());
+    let new_key = |at: i64| {
+        crate::ApiKeyRecord::new(
+            ApiKey::from_random(KeyKind::Issuer, unique()).hash(),
+            KeyKind::Issuer,
+            owner.clone(),
+            "k",
+            "test",
+            at,
+        )
+    };
+    let second = new_key(T0_MS);
+    store
+        .create_api_key(&second, Some(2), &audit_note())
+        .await
+        .unwrap();
+    let size = store.audit_size().await.unwrap();
+    assert_eq!(
+        store
+            .create_api_key(&new_key(T0_MS), Some(2), &audit_note())
+            .await,
+        Err(StoreError::Conflict(ConflictKind::TooManyKeys))
+    );
+    // A rotation with a grace period adds a live key; without one it does not.
+    assert_eq!(
+        store
+            .rotate_api_key(
+                &second.hash,
+                &new_key(T0_MS + 1),
+                T0_MS + 1000,
+                T0_MS + 1,
+                Some(2),
+                &audit_note()
+            )
+            .await,
+        Err(StoreError::Conflict(ConflictKind::TooManyKeys))
+    );
+    assert_eq!(store.audit_size().await.unwrap(), size);
+    assert!(
+        store
+            .api_key(&second.hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .expires_at_ms
+            .is_none()
+    );
+    let third = new_key(T0_MS + 2);
+    store
+        .rotate_api_key(
+            &second.hash,
+            &third,
+            T0_MS + 2,
+            T0_MS + 2,
+            Some(2),
+            &audit_note(),
+        )
+        .await
+        .unwrap();
+    // Revoked keys free their place.
+    store
+        .revoke_api_key(&first, T0_MS + 3, &audit_note())
+        .await
+        .unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let store = Arc::clone(&store);
+        let key = new_key(T0_MS + 4);
+        tasks.spawn(async move { store.create_api_key(&key, Some(2), &audit_note()).await });
+    }
+    let mut made = 0;
+    while let Some(r) = tasks.join_next().await {
+        match r.unwrap() {
+            Ok(()) => made += 1,
+            Err(e) => assert_eq!(e, StoreError::Conflict(ConflictKind::TooManyKeys)),
+        }
+    }
+    assert_eq!(made, 1);
+    // No cap: no limit.
+    store
+        .create_api_key(&new_key(T0_MS + 5), None, &audit_note())
+        .await
+        .unwrap();
+}
+
 pub async fn accounts_password_change_ends_other_sessions(store: Arc<dyn Store>) {
     let (_, p) = org_with_owner(store.as_ref()).await;
     let keep = session(&p.id);
@@ -689,12 +781,15 @@ pub async fn api_keys_are_objects_created_listed_rotated_and_touched(store: Arc<
     record.scopes = Some(vec!["agents:read".into(), "tokens:issue".into()]);
     record.expires_at_ms = Some(T0_MS + 1_000_000);
     let before = store.audit_size().await.unwrap();
-    store.create_api_key(&record, &audit_note()).await.unwrap();
+    store
+        .create_api_key(&record, None, &audit_note())
+        .await
+        .unwrap();
     assert_eq!(store.audit_size().await.unwrap(), before + 1);
     assert_eq!(store.api_key(&key).await.unwrap(), Some(record.clone()));
     // The same hash, or another hash with the same public id: refused, nothing added.
     assert_eq!(
-        store.create_api_key(&record, &audit_note()).await,
+        store.create_api_key(&record, None, &audit_note()).await,
         Err(StoreError::Conflict(ConflictKind::IdTaken))
     );
     let mut twin = key.0;
@@ -702,7 +797,7 @@ pub async fn api_keys_are_objects_created_listed_rotated_and_touched(store: Arc<
     let mut clash = record.clone();
     clash.hash = bonafide_core::apikey::ApiKeyHash(twin);
     assert_eq!(
-        store.create_api_key(&clash, &audit_note()).await,
+        store.create_api_key(&clash, None, &audit_note()).await,
         Err(StoreError::Conflict(ConflictKind::IdTaken))
     );
     assert_eq!(store.audit_size().await.unwrap(), before + 1);
@@ -767,6 +862,7 @@ pub async fn api_keys_are_objects_created_listed_rotated_and_touched(store: Arc<
             &successor,
             T0_MS + 2_000_000,
             T0_MS + 60,
+            None,
             &audit_note(),
         )
         .await
@@ -787,7 +883,14 @@ pub async fn api_keys_are_objects_created_listed_rotated_and_touched(store: Arc<
         T0_MS + 70,
     );
     let old2 = store
-        .rotate_api_key(&next, &successor2, T0_MS + 100, T0_MS + 70, &audit_note())
+        .rotate_api_key(
+            &next,
+            &successor2,
+            T0_MS + 100,
+            T0_MS + 70,
+            None,
+            &audit_note(),
+        )
         .await
         .unwrap();
     assert_eq!(old2.expires_at_ms, Some(T0_MS + 100));
@@ -803,7 +906,14 @@ pub async fn api_keys_are_objects_created_listed_rotated_and_touched(store: Arc<
     let size = store.audit_size().await.unwrap();
     assert_eq!(
         store
-            .rotate_api_key(&next, &fourth, T0_MS + 500, T0_MS + 100, &audit_note())
+            .rotate_api_key(
+                &next,
+                &fourth,
+                T0_MS + 500,
+                T0_MS + 100,
+                None,
+                &audit_note()
+            )
             .await,
         Err(StoreError::NotFound)
     );
@@ -813,7 +923,7 @@ pub async fn api_keys_are_objects_created_listed_rotated_and_touched(store: Arc<
         .unwrap();
     assert_eq!(
         store
-            .rotate_api_key(&first, &fourth, T0_MS + 500, T0_MS + 1, &audit_note())
+            .rotate_api_key(&first, &fourth, T0_MS + 500, T0_MS + 1, None, &audit_note())
             .await,
         Err(StoreError::NotFound)
     );
@@ -850,7 +960,10 @@ pub async fn api_key_expired_admin_keys_do_not_count_as_the_last(store: Arc<dyn 
         T0_MS + 1,
     );
     a2.expires_at_ms = Some(T0_MS + 100);
-    store.create_api_key(&a2, &audit_note()).await.unwrap();
+    store
+        .create_api_key(&a2, None, &audit_note())
+        .await
+        .unwrap();
     assert_eq!(
         store
             .api_keys_of(KeyKind::Admin, None)

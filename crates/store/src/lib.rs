@@ -246,6 +246,8 @@ pub enum ConflictKind {
     OrgNameTaken,
     /// The organisation's only owner cannot stop being one.
     LastOwner,
+    /// The identity has as many live API keys as it may have.
+    TooManyKeys,
     /// Two-factor authentication is on already.
     TotpEnabled,
 }
@@ -281,6 +283,9 @@ impl ConflictKind {
                 "two-factor authentication is on already: turn it off first to enrol again"
             }
             Self::LastOwner => "an organisation needs an owner: make another member owner first",
+            Self::TooManyKeys => {
+                "this identity has as many live API keys as it may have: revoke one first (or rotate without a grace period)"
+            }
         }
     }
 }
@@ -1345,10 +1350,14 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// caller already holds the full hash, so no timing leak about other keys.
     async fn api_key(&self, hash: &ApiKeyHash) -> Result<Option<ApiKeyRecord>, StoreError>;
     /// Stores a new key of any kind with its audit entry. `Conflict(IdTaken)` if its
-    /// hash, or its public id (the hash's first 8 bytes), is taken.
+    /// hash, or its public id (the hash's first 8 bytes), is taken;
+    /// `Conflict(TooManyKeys)` if its identity (kind and owner) would then have more
+    /// than `max_live` keys live at its creation time (counted in the transaction, so
+    /// concurrent creations never pass the cap together).
     async fn create_api_key(
         &self,
         record: &ApiKeyRecord,
+        max_live: Option<u32>,
         audit: &AuditRecord,
     ) -> Result<(), StoreError>;
     /// The key whose public id is `key_` + hex of `prefix` (the hash's first 8
@@ -1369,14 +1378,16 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// expire at `old_expires_at_ms` (never later than it would have), in one
     /// transaction with the audit entry; replicas forget their cached `old`
     /// (`Change::ApiKeyRevoked`). `NotFound` if `old` is revoked, expired at `now_ms`
-    /// or unknown; `Conflict(IdTaken)` as [`Store::create_api_key`]. The old record
-    /// as it is now.
+    /// or unknown; `Conflict(IdTaken)` and `Conflict(TooManyKeys)` as
+    /// [`Store::create_api_key`] (at `now_ms`, the old key counted while its grace
+    /// period lasts). The old record as it is now.
     async fn rotate_api_key(
         &self,
         old: &ApiKeyHash,
         new: &ApiKeyRecord,
         old_expires_at_ms: i64,
         now_ms: i64,
+        max_live: Option<u32>,
         audit: &AuditRecord,
     ) -> Result<ApiKeyRecord, StoreError>;
     /// Records a key's use at `now_ms` (only ever moves forward). Telemetry, not a

@@ -612,6 +612,7 @@ impl Store for PostgresStore {
     async fn create_api_key(
         &self,
         record: &ApiKeyRecord,
+        max_live: Option<u32>,
         audit: &AuditRecord,
     ) -> Result<(), StoreError> {
         in_write_tx!(self, |tx| {
@@ -620,6 +621,7 @@ impl Store for PostgresStore {
                 return Err(StoreError::Conflict(ConflictKind::IdTaken));
             }
             insert_api_key(&mut tx, record).await?;
+            live_keys_within(&mut tx, record, record.created_at_ms, max_live).await?;
             log.append(&mut *tx, std::slice::from_ref(audit), &[])
                 .await?;
             Ok(())
@@ -688,6 +690,7 @@ impl Store for PostgresStore {
         new: &ApiKeyRecord,
         old_expires_at_ms: i64,
         now_ms: i64,
+        max_live: Option<u32>,
         audit: &AuditRecord,
     ) -> Result<ApiKeyRecord, StoreError> {
         in_write_tx!(self, |tx| {
@@ -718,6 +721,7 @@ impl Store for PostgresStore {
                 .await
                 .map_err(db_err)?;
             insert_api_key(&mut tx, new).await?;
+            live_keys_within(&mut tx, new, now_ms, max_live).await?;
             log.append(
                 &mut *tx,
                 std::slice::from_ref(audit),
@@ -5214,6 +5218,34 @@ async fn prefix_taken(conn: &mut PgConnection, hash: &ApiKeyHash) -> Result<bool
 }
 
 /// Inserts a key row with every column of the record.
+/// `Conflict(TooManyKeys)` if `r`'s identity (kind and owner) has more than `max` keys
+/// live at `now_ms`, `r` included. Run after inserting `r`, under the log lock every
+/// key write takes, so the count sees every committed key and no concurrent one.
+async fn live_keys_within(
+    conn: &mut PgConnection,
+    r: &ApiKeyRecord,
+    now_ms: i64,
+    max: Option<u32>,
+) -> Result<(), StoreError> {
+    let Some(max) = max else {
+        return Ok(());
+    };
+    let live: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM api_keys WHERE kind = $1 AND owner IS NOT DISTINCT FROM $2 \
+         AND revoked_at_ms IS NULL AND (expires_at_ms IS NULL OR expires_at_ms > $3)",
+    )
+    .bind(r.kind.as_str())
+    .bind(r.owner.as_deref())
+    .bind(now_ms)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    if live > i64::from(max) {
+        return Err(StoreError::Conflict(ConflictKind::TooManyKeys));
+    }
+    Ok(())
+}
+
 async fn insert_api_key(conn: &mut PgConnection, r: &ApiKeyRecord) -> Result<(), StoreError> {
     sqlx::query(concat!(
         "INSERT INTO api_keys (",

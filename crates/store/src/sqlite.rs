@@ -570,6 +570,7 @@ impl Store for SqliteStore {
     async fn create_api_key(
         &self,
         record: &ApiKeyRecord,
+        max_live: Option<u32>,
         audit: &AuditRecord,
     ) -> Result<(), StoreError> {
         let mut tx = self.write_tx().await?;
@@ -587,6 +588,7 @@ impl Store for SqliteStore {
             return Err(StoreError::Conflict(ConflictKind::IdTaken));
         }
         insert_api_key(&mut tx, record).await?;
+        live_keys_within(&mut tx, record, record.created_at_ms, max_live).await?;
         log.append(&mut *tx, std::slice::from_ref(audit), &[])
             .await?;
         tx.commit().await.map_err(db_err)
@@ -653,6 +655,7 @@ impl Store for SqliteStore {
         new: &ApiKeyRecord,
         old_expires_at_ms: i64,
         now_ms: i64,
+        max_live: Option<u32>,
         audit: &AuditRecord,
     ) -> Result<ApiKeyRecord, StoreError> {
         let mut tx = self.write_tx().await?;
@@ -692,6 +695,7 @@ impl Store for SqliteStore {
             .await
             .map_err(db_err)?;
         insert_api_key(&mut tx, new).await?;
+        live_keys_within(&mut tx, new, now_ms, max_live).await?;
         log.append(
             &mut *tx,
             std::slice::from_ref(audit),
@@ -4990,6 +4994,34 @@ async fn owners(tx: &mut WriteTx<'_>, org: &OrgId) -> Result<i64, StoreError> {
 }
 
 /// Inserts a key row with every column of the record.
+/// `Conflict(TooManyKeys)` if `r`'s identity (kind and owner) has more than `max` keys
+/// live at `now_ms`, `r` included. Run after inserting `r`, under the log lock every
+/// key write takes, so the count sees every committed key and no concurrent one.
+async fn live_keys_within(
+    conn: &mut SqliteConnection,
+    r: &ApiKeyRecord,
+    now_ms: i64,
+    max: Option<u32>,
+) -> Result<(), StoreError> {
+    let Some(max) = max else {
+        return Ok(());
+    };
+    let live: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM api_keys WHERE kind = ? AND owner IS ? AND revoked_at_ms IS NULL \
+         AND (expires_at_ms IS NULL OR expires_at_ms > ?)",
+    )
+    .bind(r.kind.as_str())
+    .bind(r.owner.as_deref())
+    .bind(now_ms)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    if live > i64::from(max) {
+        return Err(StoreError::Conflict(ConflictKind::TooManyKeys));
+    }
+    Ok(())
+}
+
 async fn insert_api_key(conn: &mut SqliteConnection, r: &ApiKeyRecord) -> Result<(), StoreError> {
     sqlx::query(concat!(
         "INSERT INTO api_keys (",

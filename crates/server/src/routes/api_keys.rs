@@ -390,6 +390,11 @@ fn fresh(kind: KeyKind) -> Result<ApiKey, ApiError> {
 
 fn store_conflict(e: StoreError) -> ApiError {
     match e {
+        StoreError::Conflict(bonafide_store::ConflictKind::TooManyKeys) => ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorCode::Conflict,
+            "this identity has as many live API keys as the registry allows (`--max-keys-per-identity`, keys in a grace period included): revoke one first, or rotate with `grace_seconds: 0`",
+        ),
         StoreError::Conflict(bonafide_store::ConflictKind::LastAdminKey) => ApiError::new(
             StatusCode::CONFLICT,
             ErrorCode::LastAdminKey,
@@ -399,12 +404,73 @@ fn store_conflict(e: StoreError) -> ApiError {
     }
 }
 
+/// The cap on live keys of `owner` (admin keys: none).
+fn key_cap(state: &AppState, owner: &KeyOwner) -> Option<u32> {
+    match owner {
+        KeyOwner::Admin => None,
+        _ => state.config.max_keys_per_identity,
+    }
+}
+
+/// The lowest (by rate) of the per-key limits set for these keys, if any is set.
+fn lowest_limit<'a>(
+    state: &AppState,
+    keys: impl IntoIterator<Item = &'a ApiKeyRecord>,
+) -> Option<crate::ratelimit::Limit> {
+    let overrides = state.limiter.overrides();
+    keys.into_iter()
+        .filter_map(|k| overrides.get(&k.hash.key_id()).copied())
+        .min_by(|a, b| {
+            // a.quota / a.window_s against b.quota / b.window_s, without division.
+            (u128::from(a.quota) * u128::from(b.window_s))
+                .cmp(&(u128::from(b.quota) * u128::from(a.window_s)))
+        })
+}
+
+/// Gives a new key the per-key rate limit it inherits (its maker's, or the rotated
+/// key's), audited, before its secret is answered: a key whose limit an admin set
+/// cannot be escaped by making or rotating keys (their own bucket would otherwise
+/// start at the kind's default). Other replicas apply it within `key_refresh`.
+async fn inherit_limit(
+    state: &AppState,
+    new: &ApiKeyRecord,
+    limit: Option<crate::ratelimit::Limit>,
+    actor: &Actor,
+    from: &str,
+    now: i64,
+) -> Result<(), ApiError> {
+    let Some(limit) = limit else {
+        return Ok(());
+    };
+    let id = new.hash.key_id();
+    let name = crate::ratelimit::key_setting(&id);
+    let value = limit.to_string();
+    let audit = audit_change(
+        EventType::RateLimitSet,
+        now,
+        actor.clone(),
+        None,
+        None,
+        |e| {
+            e.target = Some(name.clone());
+            e.kid = Some(id.clone());
+            e.note = Some(format!("{value}, inherited from {from}"));
+        },
+    )?;
+    state
+        .store
+        .set_rate_limit_setting(&name, Some(&value), now, &audit)
+        .await?;
+    state.limiter.load_overrides(state.store.as_ref()).await?;
+    Ok(())
+}
+
 /// Creates an API key. The answer holds the key once; the registry keeps only its
 /// SHA-256.
 #[utoipa::path(post, path = "/v1/api-keys", tag = "keys", request_body = CreateApiKey,
     security(("api_key" = [])),
     responses((status = 201, body = ApiKeyCreated), (status = 401), (status = 403), (status = 404),
-              (status = 409), (status = 422)))]
+              (status = 409, description = "`CONFLICT`: the identity has as many live keys as allowed (`--max-keys-per-identity`), or a new id clashed (retry)"), (status = 422)))]
 pub async fn create(
     State(state): State<Arc<AppState>>,
     who: KeyManager,
@@ -446,12 +512,29 @@ pub async fn create(
         (a, b) => a.or(b),
     };
     let id = record.hash.public_id();
-    let audit = audit_change(EventType::KeyAdded, now, actor, None, owner.issuer(), |e| {
-        e.kid = Some(id.clone());
-        e.target = Some(owner.id().unwrap_or_else(|| "admin".to_owned()));
-        e.note = Some(format!("API key created: {name}"));
-    })?;
-    state.store.create_api_key(&record, &audit).await?;
+    let audit = audit_change(
+        EventType::KeyAdded,
+        now,
+        actor.clone(),
+        None,
+        owner.issuer(),
+        |e| {
+            e.kid = Some(id.clone());
+            e.target = Some(owner.id().unwrap_or_else(|| "admin".to_owned()));
+            e.note = Some(format!("API key created: {name}"));
+        },
+    )?;
+    state
+        .store
+        .create_api_key(&record, key_cap(&state, &owner), &audit)
+        .await
+        .map_err(store_conflict)?;
+    // A key makes keys no faster than itself. Set before the answer: nobody holds the
+    // new key until then.
+    if let KeyManager::Key(maker) = &who {
+        let limit = lowest_limit(&state, [maker.as_ref()]);
+        inherit_limit(&state, &record, limit, &actor, &maker.hash.public_id(), now).await?;
+    }
     tracing::info!(%id, kind = record.kind.as_str(), "API key created");
     Ok((
         StatusCode::CREATED,
@@ -609,6 +692,7 @@ pub struct RotateApiKey {
     security(("api_key" = [])),
     responses((status = 201, body = ApiKeyCreated), (status = 401), (status = 403),
               (status = 404, description = "unknown, not the caller's, revoked or expired"),
+              (status = 409, description = "`CONFLICT`: the identity has as many live keys as allowed (`--max-keys-per-identity`); rotate with `grace_seconds: 0` or revoke one"),
               (status = 422)))]
 pub async fn rotate(
     State(state): State<Arc<AppState>>,
@@ -652,7 +736,7 @@ pub async fn rotate(
     let audit = audit_change(
         EventType::KeyRotated,
         now,
-        actor,
+        actor.clone(),
         None,
         owner.issuer(),
         |e| {
@@ -666,12 +750,26 @@ pub async fn rotate(
     )?;
     let previous = state
         .store
-        .rotate_api_key(&old.hash, &record, grace_end, now, &audit)
+        .rotate_api_key(
+            &old.hash,
+            &record,
+            grace_end,
+            now,
+            key_cap(&state, &owner),
+            &audit,
+        )
         .await
         .map_err(|e| match e {
             StoreError::NotFound => ApiError::not_found("API key (revoked or expired)"),
-            other => other.into(),
+            other => store_conflict(other),
         })?;
+    // The new key keeps the old one's limit (and no more than a rotating key's own),
+    // set before the answer: nobody holds the new key until then.
+    let limit = match &who {
+        KeyManager::Key(by) => lowest_limit(&state, [&old, by.as_ref()]),
+        KeyManager::Person(_) => lowest_limit(&state, [&old]),
+    };
+    inherit_limit(&state, &record, limit, &actor, &id, now).await?;
     state.forget_api_key(&old.hash);
     tracing::info!(old = %id, new = %new_id, "API key rotated");
     Ok((
