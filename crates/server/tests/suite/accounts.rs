@@ -1470,3 +1470,73 @@ async fn a_removed_members_whole_key_chain_dies_with_the_first_keys_they_made() 
         .count();
     assert_eq!(after - before, keys.len());
 }
+
+/// People read the audit log as their organisation's keys do: a viewer (and up) sees
+/// in full the entries of the issuers their organisation owns, leaf hashes only for
+/// the rest; someone of another organisation sees none of them in full.
+#[tokio::test]
+async fn org_people_read_their_issuers_audit_entries_and_no_others() {
+    let h = start().await;
+    let (org, invitation) = create_org(&h, "Auditco", "owner@auditco.example").await;
+    accept(&h, &invitation).await;
+    let owner = access(&h, "owner@auditco.example").await;
+    let viewer = member(&h, &org, &owner, "viewer@auditco.example", "viewer").await;
+    let (st, iss, _) = req(
+        &h,
+        "POST",
+        &format!("/v1/orgs/{org}/issuers"),
+        Some(&owner),
+        None,
+        Some(json!({"name": "auditco.example"})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{iss}");
+    let ours = iss["issuer_id"].as_str().unwrap().to_owned();
+    let our_key = iss["api_key"].as_str().unwrap().to_owned();
+    h.register(&our_key, json!({"name": "our-bot", "scopes": ["read:x"]}))
+        .await;
+    let theirs_key = h.issuer("elsewhere-audit.example").await;
+    h.register(
+        &theirs_key,
+        json!({"name": "their-bot", "scopes": ["read:x"]}),
+    )
+    .await;
+    let (other_org, other_inv) = create_org(&h, "Otherco", "x@otherco.example").await;
+    accept(&h, &other_inv).await;
+    let _ = other_org;
+    let stranger = access(&h, "x@otherco.example").await;
+    let size = h.state.store.audit_size().await.unwrap();
+    let read = |token: String| {
+        let h = &h;
+        async move {
+            let (st, v, _) = req(
+                h,
+                "GET",
+                &format!("/v1/audit/entries?start=0&end={size}"),
+                Some(&token),
+                None,
+                None,
+            )
+            .await;
+            assert_eq!(st, StatusCode::OK, "{v}");
+            let entries = v["entries"].as_array().unwrap().clone();
+            assert_eq!(entries.len() as u64, size);
+            entries
+                .iter()
+                .filter_map(|e| e["entry"].as_str())
+                .map(|e| serde_json::from_str::<Value>(e).unwrap())
+                .collect::<Vec<Value>>()
+        }
+    };
+    let seen = read(viewer).await;
+    assert!(
+        seen.iter().any(|e| e["type"] == "agent.registered"),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter().all(|e| e["issuer"] == ours.as_str()),
+        "{seen:?}"
+    );
+    assert_eq!(read(owner).await.len(), seen.len());
+    assert!(read(stranger).await.is_empty());
+}
