@@ -292,6 +292,11 @@ struct ServeArgs {
     /// owner. Off by default: the admin invites each organisation's first owner.
     #[arg(long, env = "BONAFIDE_OPEN_SIGNUP")]
     open_signup: bool,
+    /// Most live API keys one issuer or receiver may have, keys in a rotation's grace
+    /// period included (each key has its own rate-limit bucket: this bounds how far an
+    /// identity multiplies its limit). 1 to 100000. Default 100.
+    #[arg(long, env = "BONAFIDE_MAX_KEYS_PER_IDENTITY", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    max_keys_per_identity: Option<u32>,
     /// Serve AgentOAuth's playground demo-token issuance
     /// (`/compat/agentoauth/playground/issue-demo-token`): a demo issuer whose key this
     /// registry holds signs consent tokens for anyone who asks, 100 an hour per client
@@ -1190,6 +1195,9 @@ async fn serve(args: ServeArgs) -> Result<()> {
             }),
         kek: Some(kek),
         open_signup: args.open_signup,
+        max_keys_per_identity: args
+            .max_keys_per_identity
+            .or(defaults.max_keys_per_identity),
         playground: args.playground,
         security_event_retention: args
             .security_event_retention

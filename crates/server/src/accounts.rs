@@ -19,7 +19,8 @@ use bonafide_core::keys::{Algorithm, SigningKey};
 use bonafide_core::sealed::Kek;
 use bonafide_core::token::KeySet;
 use bonafide_store::{
-    Organisation, Person, PrivateKeySlot, ReceiptKeyRecord, Role, Session, Store, StoreError,
+    Organisation, Person, PrivateKeySlot, ReceiptKeyRecord, Role, Session, SessionSubject, Store,
+    StoreError,
 };
 
 use crate::error::{ApiError, ErrorCode};
@@ -197,16 +198,25 @@ pub fn audience(state: &AppState) -> String {
     format!("{}/v1", state.config.public_url.trim_end_matches('/'))
 }
 
-/// Signs an access token for a session, valid [`ACCESS_TTL_S`] from `now_ms`.
+/// Signs an access token for a session, valid [`ACCESS_TTL_S`] from `now_ms`: a
+/// person's (`sub` their id, `amr` how they logged in), or an API key's (client
+/// credentials: `sub` and `client_id` the key's public id, no `amr`). Either way `sid`
+/// is the session, checked on every use.
 pub fn access_token(state: &AppState, session: &Session, now_ms: i64) -> Result<String, ApiError> {
     let now_s = now_ms / 1000;
-    let mut amr = vec!["pwd".to_owned()];
-    if session.two_factor {
-        amr.push("otp".to_owned());
-    }
+    let (sub, amr) = match &session.subject {
+        SessionSubject::Person(person) => {
+            let mut amr = vec!["pwd".to_owned()];
+            if session.two_factor {
+                amr.push("otp".to_owned());
+            }
+            (person.to_string(), amr)
+        }
+        SessionSubject::Key(hash) => (hash.public_id(), Vec::new()),
+    };
     let claims = AccessClaims {
         iss: state.config.public_url.clone(),
-        sub: session.person_id.to_string(),
+        sub,
         aud: audience(state),
         exp: now_s + ACCESS_TTL_S,
         iat: now_s,
@@ -218,32 +228,9 @@ pub fn access_token(state: &AppState, session: &Session, now_ms: i64) -> Result<
     Ok(access_token::sign(&state.sessions.key, &claims)?)
 }
 
-/// Signs an access token for an API key (OAuth client credentials): `sub`,
-/// `client_id` and `sid` are the key's public id, valid [`ACCESS_TTL_S`]. It carries no
-/// rights of its own: each use looks the key up again (revoked, expired, scopes).
-pub fn key_access_token(state: &AppState, key_id: &str, now_ms: i64) -> Result<String, ApiError> {
-    let now_s = now_ms / 1000;
-    let claims = AccessClaims {
-        iss: state.config.public_url.clone(),
-        sub: key_id.to_owned(),
-        aud: audience(state),
-        exp: now_s + ACCESS_TTL_S,
-        iat: now_s,
-        jti: bonafide_core::hex(&crate::routes::random16()?),
-        client_id: key_id.to_owned(),
-        sid: key_id.to_owned(),
-        amr: Vec::new(),
-    };
-    Ok(access_token::sign(&state.sessions.key, &claims)?)
-}
-
-/// The API key an access token was issued for (client credentials), if it is a key's
-/// token (`sub` `key_…`); `None` for a person's. A token that does not verify, or whose
-/// key is revoked or expired now, is a 401.
-pub async fn key_of_token(
-    state: &AppState,
-    token: &str,
-) -> Result<Option<Arc<bonafide_store::ApiKeyRecord>>, ApiError> {
+/// Verifies an access token's signature (session key only), `typ at+jwt`, issuer,
+/// audience and times.
+fn verified_claims(state: &AppState, token: &str, hint: &str) -> Result<AccessClaims, ApiError> {
     let now_ms = state.now_ms();
     let aud = audience(state);
     let expect = access_token::Expect {
@@ -252,23 +239,64 @@ pub async fn key_of_token(
         now_s: now_ms / 1000,
         leeway_s: 0,
     };
-    let claims = access_token::verify(token, &state.sessions.keys, expect)
-        .map_err(|e| ApiError::unauthorized(format!("{e}: ask for a new token")))?;
+    access_token::verify(token, &state.sessions.keys, expect)
+        .map_err(|e| ApiError::unauthorized(format!("{e}: {hint}")))
+}
+
+/// The API key an access token was issued for (client credentials), if it is a key's
+/// token (`sub` `key_…`); `None` for a person's. A token that does not verify, whose
+/// session (refresh-token family) has ended, or whose key is revoked or expired now,
+/// is a 401: each use looks them up again.
+pub async fn key_of_token(
+    state: &AppState,
+    token: &str,
+) -> Result<Option<Arc<bonafide_store::ApiKeyRecord>>, ApiError> {
+    let claims = verified_claims(state, token, "ask for a new token")?;
     if !claims.sub.starts_with("key_") {
         return Ok(None);
     }
-    let prefix = bonafide_core::apikey::parse_public_id(&claims.sub)
-        .filter(|_| claims.client_id == claims.sub)
-        .ok_or_else(|| ApiError::unauthorized("access token names no API key"))?;
-    let record = state
+    if claims.client_id != claims.sub {
+        return Err(ApiError::unauthorized("access token names no API key"));
+    }
+    let sid = SessionId::try_from(claims.sid.as_str())
+        .map_err(|_| ApiError::unauthorized("access token names no session"))?;
+    let session = state
+        .store
+        .session(&sid)
+        .await?
+        .filter(|s| s.revoked_at_ms.is_none())
+        .ok_or_else(|| {
+            ApiError::unauthorized("this token's session has ended: ask for a new token")
+        })?;
+    let now_ms = state.now_ms();
+    let record = match session.key() {
+        Some(hash) => state.api_key(hash).await?,
+        None => None,
+    }
+    .filter(|r| r.hash.public_id() == claims.sub && r.live_at(now_ms))
+    .ok_or_else(|| {
+        ApiError::unauthorized("the API key this token was issued for is revoked or expired")
+    })?;
+    Ok(Some(record))
+}
+
+/// The API key a key's access token names, if the token verifies and the key is live;
+/// its session is not read (the rate limiter's cheap check, as
+/// [`PersonAuth::person_of_token`]: the route still refuses a token whose session ended).
+pub async fn key_named_by_token(
+    state: &AppState,
+    token: &str,
+) -> Result<Option<bonafide_store::ApiKeyRecord>, ApiError> {
+    let claims = verified_claims(state, token, "ask for a new token")?;
+    let Some(prefix) = bonafide_core::apikey::parse_public_id(&claims.sub) else {
+        return Ok(None);
+    };
+    let now_ms = state.now_ms();
+    Ok(state
         .store
         .api_key_by_prefix(&prefix)
         .await?
-        .filter(|r| r.hash.public_id() == claims.sub && r.live_at(now_ms))
-        .ok_or_else(|| {
-            ApiError::unauthorized("the API key this token was issued for is revoked or expired")
-        })?;
-    Ok(Some(Arc::new(record)))
+        .filter(|r| r.hash.public_id() == claims.sub && r.live_at(now_ms)))
 }
 
 /// What a role may do in its organisation: the README's table, enforced here for
@@ -332,29 +360,22 @@ impl PersonAuth {
     /// Checks an access token: signature (session key only), `typ at+jwt`, issuer,
     /// audience, times; then its session live and its person present.
     pub async fn from_token(state: &AppState, token: &str) -> Result<Self, ApiError> {
-        let now_ms = state.now_ms();
-        let aud = audience(state);
-        let expect = access_token::Expect {
-            issuer: &state.config.public_url,
-            audience: &aud,
-            now_s: now_ms / 1000,
-            leeway_s: 0,
-        };
-        let claims = access_token::verify(token, &state.sessions.keys, expect)
-            .map_err(|e| ApiError::unauthorized(format!("{e}: log in again")))?;
+        let claims = verified_claims(state, token, "log in again")?;
         let sid = SessionId::try_from(claims.sid.as_str())
             .map_err(|_| ApiError::unauthorized("access token names no session"))?;
         let session = state
             .store
             .session(&sid)
             .await?
-            .filter(|s| s.revoked_at_ms.is_none() && s.person_id.as_str() == claims.sub)
+            .filter(|s| {
+                s.revoked_at_ms.is_none() && s.person().is_some_and(|p| p.as_str() == claims.sub)
+            })
             .ok_or_else(|| ApiError::unauthorized("this session has ended: log in again"))?;
-        let person = state
-            .store
-            .person(&session.person_id)
-            .await?
-            .ok_or_else(|| ApiError::unauthorized("this account no longer exists"))?;
+        let person = match session.person() {
+            Some(id) => state.store.person(id).await?,
+            None => None,
+        }
+        .ok_or_else(|| ApiError::unauthorized("this account no longer exists"))?;
         Ok(PersonAuth { person, session })
     }
 

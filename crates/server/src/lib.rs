@@ -179,6 +179,11 @@ pub struct Config {
     /// its owner. Default off: the registry admin invites each organisation's first
     /// owner.
     pub open_signup: bool,
+    /// Most live API keys one issuer or receiver may have (keys in a rotation's grace
+    /// period included): each key has a rate-limit bucket of its own, so this bounds
+    /// how far an identity multiplies its limit. `None`: no cap. Default 100. Admin
+    /// keys are not capped.
+    pub max_keys_per_identity: Option<u32>,
     /// How long security events (failed logins, refused refresh-token reuse) are
     /// kept; older ones are purged hourly. Default 30 days.
     pub security_event_retention: Duration,
@@ -228,6 +233,7 @@ impl Default for Config {
             plans: quota::Plans::default(),
             signing_key_lifetime: None,
             open_signup: false,
+            max_keys_per_identity: Some(100),
             security_event_retention: Duration::from_secs(30 * 86_400),
             playground: false,
         }

@@ -594,6 +594,11 @@ impl Limiter {
         self.overrides.store(Arc::new(overrides));
     }
 
+    /// The per-key limits in force on this replica, by key id (`sha256:…`).
+    pub fn overrides(&self) -> Arc<HashMap<String, Limit>> {
+        self.overrides.load_full()
+    }
+
     /// Reads the per-key limits from the store.
     pub async fn load_overrides(&self, store: &dyn Store) -> Result<(), StoreError> {
         let mut map = HashMap::new();
@@ -898,10 +903,14 @@ pub async fn layer(State(state): State<Arc<AppState>>, req: Request, next: Next)
     let subject = match crate::auth::presented(req.headers()) {
         // An access token issued for a key (`/v1/oauth/token`) spends its key's
         // bucket; a person's, that person's; one that does not verify, its address's.
-        Presented::Person(token) => match crate::accounts::key_of_token(&state, token).await {
-            Ok(Some(record)) => Some(Subject::Key(record.kind, record.hash)),
-            _ => crate::accounts::PersonAuth::person_of_token(&state, token).map(Subject::Person),
-        },
+        Presented::Person(token) => {
+            match crate::accounts::key_named_by_token(&state, token).await {
+                Ok(Some(record)) => Some(Subject::Key(record.kind, record.hash)),
+                _ => {
+                    crate::accounts::PersonAuth::person_of_token(&state, token).map(Subject::Person)
+                }
+            }
+        }
         Presented::Key(text) => presented_key(&state, text).await,
         Presented::Malformed(_) | Presented::None => None,
     }

@@ -552,8 +552,13 @@ struct CountingStore {
 
 #[async_trait::async_trait]
 impl Store for CountingStore {
-    async fn create_api_key(&self, r: &ApiKeyRecord, a: &AuditRecord) -> StoreResult<()> {
-        self.inner.create_api_key(r, a).await
+    async fn create_api_key(
+        &self,
+        r: &ApiKeyRecord,
+        m: Option<u32>,
+        a: &AuditRecord,
+    ) -> StoreResult<()> {
+        self.inner.create_api_key(r, m, a).await
     }
     async fn api_key_by_prefix(&self, p: &[u8; 8]) -> StoreResult<Option<ApiKeyRecord>> {
         self.inner.api_key_by_prefix(p).await
@@ -574,9 +579,10 @@ impl Store for CountingStore {
         n: &ApiKeyRecord,
         e: i64,
         t: i64,
+        m: Option<u32>,
         a: &AuditRecord,
     ) -> StoreResult<ApiKeyRecord> {
-        self.inner.rotate_api_key(o, n, e, t, a).await
+        self.inner.rotate_api_key(o, n, e, t, m, a).await
     }
     async fn touch_api_key(&self, h: &ApiKeyHash, t: i64) -> StoreResult<()> {
         self.inner.touch_api_key(h, t).await
@@ -684,19 +690,23 @@ impl Store for CountingStore {
         issuer: &Issuer,
         key: &ApiKeyHash,
         org: &OrgId,
+        created_by: &PersonId,
         audit: &AuditRecord,
     ) -> Result<(), StoreError> {
-        self.inner.create_org_issuer(issuer, key, org, audit).await
+        self.inner
+            .create_org_issuer(issuer, key, org, created_by, audit)
+            .await
     }
     async fn create_org_receiver(
         &self,
         receiver: &Receiver,
         key: &ApiKeyHash,
         org: &OrgId,
+        created_by: &PersonId,
         audit: &AuditRecord,
     ) -> Result<(), StoreError> {
         self.inner
-            .create_org_receiver(receiver, key, org, audit)
+            .create_org_receiver(receiver, key, org, created_by, audit)
             .await
     }
     async fn owner_org(&self, what: &Owned) -> Result<Option<OrgId>, StoreError> {

@@ -148,16 +148,26 @@ pub struct Invitation {
     pub accepted_at_ms: Option<i64>,
 }
 
-/// A login session: one refresh-token family.
+/// Whose a session is: a person's (a login) or an API key's (a client-credentials
+/// exchange at the token endpoint). One rotation and reuse rule for both.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionSubject {
+    /// A person who logged in.
+    Person(PersonId),
+    /// An API key, by its hash.
+    Key(bonafide_core::apikey::ApiKeyHash),
+}
+
+/// A session: one refresh-token family.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
     /// `ses_…`.
     pub id: SessionId,
     /// Whose.
-    pub person_id: PersonId,
+    pub subject: SessionSubject,
     /// The client it was made for.
     pub client_id: String,
-    /// Whether a second factor was checked at login.
+    /// Whether a second factor was checked at login (never, for a key).
     pub two_factor: bool,
     /// The client address at login, as the server saw it.
     pub ip: Option<String>,
@@ -195,6 +205,24 @@ pub struct NewRefresh {
     pub hash: [u8; 32],
     /// When it expires.
     pub expires_at_ms: i64,
+}
+
+impl Session {
+    /// The person, if it is a person's session.
+    pub fn person(&self) -> Option<&PersonId> {
+        match &self.subject {
+            SessionSubject::Person(p) => Some(p),
+            SessionSubject::Key(_) => None,
+        }
+    }
+
+    /// The API key's hash, if it is a key's session.
+    pub fn key(&self) -> Option<&bonafide_core::apikey::ApiKeyHash> {
+        match &self.subject {
+            SessionSubject::Key(k) => Some(k),
+            SessionSubject::Person(_) => None,
+        }
+    }
 }
 
 /// What a [`crate::Store::rotate_refresh`] found.
@@ -385,7 +413,8 @@ impl InvitationRow {
 #[derive(sqlx::FromRow)]
 pub(crate) struct SessionRow {
     pub(crate) id: String,
-    pub(crate) person_id: String,
+    pub(crate) person_id: Option<String>,
+    pub(crate) key_hash: Option<Vec<u8>>,
     pub(crate) client_id: String,
     pub(crate) two_factor: bool,
     pub(crate) ip: Option<String>,
@@ -399,10 +428,18 @@ pub(crate) struct SessionRow {
 
 impl SessionRow {
     pub(crate) fn into_session(self) -> Result<Session, StoreError> {
+        let subject = match (self.person_id, self.key_hash) {
+            (Some(p), None) => SessionSubject::Person(
+                PersonId::try_from(p.as_str()).map_err(|e| bad("session", e))?,
+            ),
+            (None, Some(k)) => {
+                SessionSubject::Key(bonafide_core::apikey::ApiKeyHash(hash32("session key", k)?))
+            }
+            _ => return Err(bad("session", "not exactly one of person and key")),
+        };
         Ok(Session {
             id: SessionId::try_from(self.id.as_str()).map_err(|e| bad("session", e))?,
-            person_id: PersonId::try_from(self.person_id.as_str())
-                .map_err(|e| bad("session", e))?,
+            subject,
             client_id: self.client_id,
             two_factor: self.two_factor,
             ip: self.ip,
@@ -488,7 +525,7 @@ macro_rules! person_columns {
 }
 macro_rules! session_columns {
     () => {
-        "s.id, s.person_id, s.client_id, s.two_factor, s.ip, s.user_agent, s.created_at_ms, \
+        "s.id, s.person_id, s.key_hash, s.client_id, s.two_factor, s.ip, s.user_agent, s.created_at_ms, \
          s.last_used_ms, s.expires_at_ms, s.revoked_at_ms, s.revoke_reason"
     };
 }

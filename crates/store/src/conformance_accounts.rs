@@ -7,7 +7,7 @@ use bonafide_core::ids::{OrgId, PersonId, SessionId};
 use super::{T0_MS, audit_note, issuer, unique};
 use crate::{
     ConflictKind, Invitation, NewRefresh, Organisation, Owned, Person, Role, Rotation,
-    SecurityEvent, Session, Store, StoreError,
+    SecurityEvent, Session, SessionSubject, Store, StoreError,
 };
 
 fn org(name: &str) -> Organisation {
@@ -64,7 +64,7 @@ async fn org_with_owner(store: &dyn Store) -> (Organisation, Person) {
 fn session(person: &PersonId) -> Session {
     Session {
         id: SessionId::from_random(unique()),
-        person_id: person.clone(),
+        subject: SessionSubject::Person(person.clone()),
         client_id: "bonafide".into(),
         two_factor: false,
         ip: Some("127.0.0.1".into()),
@@ -345,6 +345,197 @@ pub async fn accounts_refresh_tokens_rotate_once(store: Arc<dyn Store>) {
     );
 }
 
+/// An API key's session (client credentials at the token endpoint) is a family like
+/// a person's: stored and read back as the key's, rotated by the same rule, not
+/// listed among anyone's sessions, and ended when its key is revoked.
+pub async fn accounts_key_sessions_rotate_and_end_with_their_key(store: Arc<dyn Store>) {
+    let (_, key) = issuer(store.as_ref()).await;
+    let mut s = session(&PersonId::from_random(unique()));
+    s.subject = SessionSubject::Key(key);
+    let first = refresh(T0_MS + 1000);
+    store
+        .create_session(&s, &first, &audit_note())
+        .await
+        .unwrap();
+    let rec = store.refresh_token(&first.hash).await.unwrap().unwrap();
+    assert_eq!(rec.session.subject, SessionSubject::Key(key));
+    assert_eq!(
+        (rec.session.person(), rec.session.key()),
+        (None, Some(&key))
+    );
+    let second = refresh(T0_MS + 2000);
+    assert_eq!(
+        store
+            .rotate_refresh(&first.hash, &second, T0_MS + 10, &audit_note())
+            .await
+            .unwrap(),
+        Rotation::Rotated
+    );
+    assert_eq!(
+        store
+            .rotate_refresh(
+                &first.hash,
+                &refresh(T0_MS + 3000),
+                T0_MS + 11,
+                &audit_note()
+            )
+            .await
+            .unwrap(),
+        Rotation::AlreadyUsed
+    );
+    // Revoking the key ends its families in the same transaction.
+    store
+        .revoke_api_key(&key, T0_MS + 20, &audit_note())
+        .await
+        .unwrap();
+    let ended = store.session(&s.id).await.unwrap().unwrap();
+    assert_eq!(ended.revoked_at_ms, Some(T0_MS + 20));
+    assert_eq!(ended.revoke_reason.as_deref(), Some("key_revoked"));
+    assert_eq!(
+        store
+            .rotate_refresh(
+                &second.hash,
+                &refresh(T0_MS + 4000),
+                T0_MS + 21,
+                &audit_note()
+            )
+            .await
+            .unwrap(),
+        Rotation::Refused
+    );
+    // A session names a known key (the schema's reference).
+    let mut ghost = session(&PersonId::from_random(unique()));
+    ghost.subject = SessionSubject::Key(bonafide_core::apikey::ApiKeyHash(unique()));
+    assert!(
+        store
+            .create_session(&ghost, &refresh(T0_MS + 1000), &audit_note())
+            .await
+            .is_err()
+    );
+}
+
+/// An organisation's issuer or receiver created by a person: its first key records
+/// that person as its maker (what removing them from the organisation revokes).
+pub async fn accounts_an_org_identitys_first_key_is_its_makers(store: Arc<dyn Store>) {
+    use bonafide_core::apikey::KeyKind;
+    let (o, p) = org_with_owner(store.as_ref()).await;
+    let iss = super::new_issuer();
+    let ik = super::key_hash(KeyKind::Issuer);
+    store
+        .create_org_issuer(&iss, &ik, &o.id, &p.id, &audit_note())
+        .await
+        .unwrap();
+    let rcv = super::new_receiver();
+    let rk = super::key_hash(KeyKind::Receiver);
+    store
+        .create_org_receiver(&rcv, &rk, &o.id, &p.id, &audit_note())
+        .await
+        .unwrap();
+    for (kind, owner, hash) in [
+        (KeyKind::Issuer, iss.id.to_string(), ik),
+        (KeyKind::Receiver, rcv.id.to_string(), rk),
+    ] {
+        let keys = store.api_keys_of(kind, Some(&owner)).await.unwrap();
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys[0].hash, hash);
+        assert_eq!(keys[0].created_by.as_deref(), Some(p.id.as_str()));
+    }
+    let made = store.api_keys_created_by(p.id.as_str()).await.unwrap();
+    assert_eq!(made.len(), 2);
+}
+
+/// A cap on an identity's live keys holds in the transaction: creating or rotating
+/// past it is `Conflict(TooManyKeys)` with nothing written, a key in its grace period
+/// counts until it ends, revoked and expired keys never do, and concurrent creations
+/// pass it no more often than it allows.
+pub async fn api_keys_live_per_identity_are_capped(store: Arc<dyn Store>) {
+    use bonafide_core::apikey::{ApiKey, KeyKind};
+    let (iss, first) = issuer(store.as_ref()).await;
+    let owner = Some(iss.id.as_str().to_owned());
+    let new_key = |at: i64| {
+        crate::ApiKeyRecord::new(
+            ApiKey::from_random(KeyKind::Issuer, unique()).hash(),
+            KeyKind::Issuer,
+            owner.clone(),
+            "k",
+            "test",
+            at,
+        )
+    };
+    let second = new_key(T0_MS);
+    store
+        .create_api_key(&second, Some(2), &audit_note())
+        .await
+        .unwrap();
+    let size = store.audit_size().await.unwrap();
+    assert_eq!(
+        store
+            .create_api_key(&new_key(T0_MS), Some(2), &audit_note())
+            .await,
+        Err(StoreError::Conflict(ConflictKind::TooManyKeys))
+    );
+    // A rotation with a grace period adds a live key; without one it does not.
+    assert_eq!(
+        store
+            .rotate_api_key(
+                &second.hash,
+                &new_key(T0_MS + 1),
+                T0_MS + 1000,
+                T0_MS + 1,
+                Some(2),
+                &audit_note()
+            )
+            .await,
+        Err(StoreError::Conflict(ConflictKind::TooManyKeys))
+    );
+    assert_eq!(store.audit_size().await.unwrap(), size);
+    assert!(
+        store
+            .api_key(&second.hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .expires_at_ms
+            .is_none()
+    );
+    let third = new_key(T0_MS + 2);
+    store
+        .rotate_api_key(
+            &second.hash,
+            &third,
+            T0_MS + 2,
+            T0_MS + 2,
+            Some(2),
+            &audit_note(),
+        )
+        .await
+        .unwrap();
+    // Revoked keys free their place.
+    store
+        .revoke_api_key(&first, T0_MS + 3, &audit_note())
+        .await
+        .unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let store = Arc::clone(&store);
+        let key = new_key(T0_MS + 4);
+        tasks.spawn(async move { store.create_api_key(&key, Some(2), &audit_note()).await });
+    }
+    let mut made = 0;
+    while let Some(r) = tasks.join_next().await {
+        match r.unwrap() {
+            Ok(()) => made += 1,
+            Err(e) => assert_eq!(e, StoreError::Conflict(ConflictKind::TooManyKeys)),
+        }
+    }
+    assert_eq!(made, 1);
+    // No cap: no limit.
+    store
+        .create_api_key(&new_key(T0_MS + 5), None, &audit_note())
+        .await
+        .unwrap();
+}
+
 pub async fn accounts_password_change_ends_other_sessions(store: Arc<dyn Store>) {
     let (_, p) = org_with_owner(store.as_ref()).await;
     let keep = session(&p.id);
@@ -590,12 +781,15 @@ pub async fn api_keys_are_objects_created_listed_rotated_and_touched(store: Arc<
     record.scopes = Some(vec!["agents:read".into(), "tokens:issue".into()]);
     record.expires_at_ms = Some(T0_MS + 1_000_000);
     let before = store.audit_size().await.unwrap();
-    store.create_api_key(&record, &audit_note()).await.unwrap();
+    store
+        .create_api_key(&record, None, &audit_note())
+        .await
+        .unwrap();
     assert_eq!(store.audit_size().await.unwrap(), before + 1);
     assert_eq!(store.api_key(&key).await.unwrap(), Some(record.clone()));
     // The same hash, or another hash with the same public id: refused, nothing added.
     assert_eq!(
-        store.create_api_key(&record, &audit_note()).await,
+        store.create_api_key(&record, None, &audit_note()).await,
         Err(StoreError::Conflict(ConflictKind::IdTaken))
     );
     let mut twin = key.0;
@@ -603,7 +797,7 @@ pub async fn api_keys_are_objects_created_listed_rotated_and_touched(store: Arc<
     let mut clash = record.clone();
     clash.hash = bonafide_core::apikey::ApiKeyHash(twin);
     assert_eq!(
-        store.create_api_key(&clash, &audit_note()).await,
+        store.create_api_key(&clash, None, &audit_note()).await,
         Err(StoreError::Conflict(ConflictKind::IdTaken))
     );
     assert_eq!(store.audit_size().await.unwrap(), before + 1);
@@ -668,6 +862,7 @@ pub async fn api_keys_are_objects_created_listed_rotated_and_touched(store: Arc<
             &successor,
             T0_MS + 2_000_000,
             T0_MS + 60,
+            None,
             &audit_note(),
         )
         .await
@@ -688,7 +883,14 @@ pub async fn api_keys_are_objects_created_listed_rotated_and_touched(store: Arc<
         T0_MS + 70,
     );
     let old2 = store
-        .rotate_api_key(&next, &successor2, T0_MS + 100, T0_MS + 70, &audit_note())
+        .rotate_api_key(
+            &next,
+            &successor2,
+            T0_MS + 100,
+            T0_MS + 70,
+            None,
+            &audit_note(),
+        )
         .await
         .unwrap();
     assert_eq!(old2.expires_at_ms, Some(T0_MS + 100));
@@ -704,7 +906,14 @@ pub async fn api_keys_are_objects_created_listed_rotated_and_touched(store: Arc<
     let size = store.audit_size().await.unwrap();
     assert_eq!(
         store
-            .rotate_api_key(&next, &fourth, T0_MS + 500, T0_MS + 100, &audit_note())
+            .rotate_api_key(
+                &next,
+                &fourth,
+                T0_MS + 500,
+                T0_MS + 100,
+                None,
+                &audit_note()
+            )
             .await,
         Err(StoreError::NotFound)
     );
@@ -714,7 +923,7 @@ pub async fn api_keys_are_objects_created_listed_rotated_and_touched(store: Arc<
         .unwrap();
     assert_eq!(
         store
-            .rotate_api_key(&first, &fourth, T0_MS + 500, T0_MS + 1, &audit_note())
+            .rotate_api_key(&first, &fourth, T0_MS + 500, T0_MS + 1, None, &audit_note())
             .await,
         Err(StoreError::NotFound)
     );
@@ -751,7 +960,10 @@ pub async fn api_key_expired_admin_keys_do_not_count_as_the_last(store: Arc<dyn 
         T0_MS + 1,
     );
     a2.expires_at_ms = Some(T0_MS + 100);
-    store.create_api_key(&a2, &audit_note()).await.unwrap();
+    store
+        .create_api_key(&a2, None, &audit_note())
+        .await
+        .unwrap();
     assert_eq!(
         store
             .api_keys_of(KeyKind::Admin, None)

@@ -54,7 +54,7 @@ mod sqlite;
 
 pub use accounts::{
     Invitation, Membership, NewRefresh, Organisation, Owned, Person, RefreshRecord, Role, Rotation,
-    SecurityEvent, Session, Throttle, ThrottleRule,
+    SecurityEvent, Session, SessionSubject, Throttle, ThrottleRule,
 };
 pub use events::{EventAck, Paused, Webhook, WebhookFailure};
 pub use limits::{RateGrant, RateLimitSetting, RateTake};
@@ -246,6 +246,8 @@ pub enum ConflictKind {
     OrgNameTaken,
     /// The organisation's only owner cannot stop being one.
     LastOwner,
+    /// The identity has as many live API keys as it may have.
+    TooManyKeys,
     /// Two-factor authentication is on already.
     TotpEnabled,
 }
@@ -281,6 +283,9 @@ impl ConflictKind {
                 "two-factor authentication is on already: turn it off first to enrol again"
             }
             Self::LastOwner => "an organisation needs an owner: make another member owner first",
+            Self::TooManyKeys => {
+                "this identity has as many live API keys as it may have: revoke one first (or rotate without a grace period)"
+            }
         }
     }
 }
@@ -1408,10 +1413,14 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// caller already holds the full hash, so no timing leak about other keys.
     async fn api_key(&self, hash: &ApiKeyHash) -> Result<Option<ApiKeyRecord>, StoreError>;
     /// Stores a new key of any kind with its audit entry. `Conflict(IdTaken)` if its
-    /// hash, or its public id (the hash's first 8 bytes), is taken.
+    /// hash, or its public id (the hash's first 8 bytes), is taken;
+    /// `Conflict(TooManyKeys)` if its identity (kind and owner) would then have more
+    /// than `max_live` keys live at its creation time (counted in the transaction, so
+    /// concurrent creations never pass the cap together).
     async fn create_api_key(
         &self,
         record: &ApiKeyRecord,
+        max_live: Option<u32>,
         audit: &AuditRecord,
     ) -> Result<(), StoreError>;
     /// The key whose public id is `key_` + hex of `prefix` (the hash's first 8
@@ -1432,14 +1441,16 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// expire at `old_expires_at_ms` (never later than it would have), in one
     /// transaction with the audit entry; replicas forget their cached `old`
     /// (`Change::ApiKeyRevoked`). `NotFound` if `old` is revoked, expired at `now_ms`
-    /// or unknown; `Conflict(IdTaken)` as [`Store::create_api_key`]. The old record
-    /// as it is now.
+    /// or unknown; `Conflict(IdTaken)` and `Conflict(TooManyKeys)` as
+    /// [`Store::create_api_key`] (at `now_ms`, the old key counted while its grace
+    /// period lasts). The old record as it is now.
     async fn rotate_api_key(
         &self,
         old: &ApiKeyHash,
         new: &ApiKeyRecord,
         old_expires_at_ms: i64,
         now_ms: i64,
+        max_live: Option<u32>,
         audit: &AuditRecord,
     ) -> Result<ApiKeyRecord, StoreError>;
     /// Records a key's use at `now_ms` (only ever moves forward). Telemetry, not a
@@ -2103,20 +2114,24 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         org: &OrgId,
         audit: &AuditRecord,
     ) -> Result<(), StoreError>;
-    /// Creates an issuer with its key, owned by `org`, in one transaction.
+    /// Creates an issuer with its key, owned by `org`, in one transaction; the key's
+    /// `created_by` is the person who asked.
     async fn create_org_issuer(
         &self,
         issuer: &Issuer,
         key: &ApiKeyHash,
         org: &OrgId,
+        created_by: &PersonId,
         audit: &AuditRecord,
     ) -> Result<(), StoreError>;
-    /// Creates a receiver with its key, owned by `org`, in one transaction.
+    /// Creates a receiver with its key, owned by `org`, in one transaction; the key's
+    /// `created_by` is the person who asked.
     async fn create_org_receiver(
         &self,
         receiver: &Receiver,
         key: &ApiKeyHash,
         org: &OrgId,
+        created_by: &PersonId,
         audit: &AuditRecord,
     ) -> Result<(), StoreError>;
     /// The organisation owning an issuer or a receiver, if any.

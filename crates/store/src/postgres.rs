@@ -656,6 +656,7 @@ impl Store for PostgresStore {
     async fn create_api_key(
         &self,
         record: &ApiKeyRecord,
+        max_live: Option<u32>,
         audit: &AuditRecord,
     ) -> Result<(), StoreError> {
         in_write_tx!(self, |tx| {
@@ -664,6 +665,7 @@ impl Store for PostgresStore {
                 return Err(StoreError::Conflict(ConflictKind::IdTaken));
             }
             insert_api_key(&mut tx, record).await?;
+            live_keys_within(&mut tx, record, record.created_at_ms, max_live).await?;
             log.append(&mut *tx, std::slice::from_ref(audit), &[])
                 .await?;
             Ok(())
@@ -732,6 +734,7 @@ impl Store for PostgresStore {
         new: &ApiKeyRecord,
         old_expires_at_ms: i64,
         now_ms: i64,
+        max_live: Option<u32>,
         audit: &AuditRecord,
     ) -> Result<ApiKeyRecord, StoreError> {
         in_write_tx!(self, |tx| {
@@ -762,6 +765,7 @@ impl Store for PostgresStore {
                 .await
                 .map_err(db_err)?;
             insert_api_key(&mut tx, new).await?;
+            live_keys_within(&mut tx, new, now_ms, max_live).await?;
             log.append(
                 &mut *tx,
                 std::slice::from_ref(audit),
@@ -3430,11 +3434,12 @@ impl Store for PostgresStore {
         in_write_tx!(self, |tx| {
             let log = log::lock(&mut *tx).await?;
             sqlx::query(
-            "INSERT INTO sessions (id, person_id, client_id, two_factor, ip, user_agent, \
-             created_at_ms, last_used_ms, expires_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "INSERT INTO sessions (id, person_id, key_hash, client_id, two_factor, ip, \
+             user_agent, created_at_ms, last_used_ms, expires_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(session.id.as_str())
-        .bind(session.person_id.as_str())
+        .bind(session.person().map(|p| p.as_str()))
+        .bind(session.key().map(|k| k.0.to_vec()))
         .bind(&session.client_id)
         .bind(session.two_factor)
         .bind(&session.ip)
@@ -3996,6 +4001,7 @@ impl Store for PostgresStore {
         issuer: &Issuer,
         key: &ApiKeyHash,
         org: &OrgId,
+        created_by: &PersonId,
         audit: &AuditRecord,
     ) -> Result<(), StoreError> {
         in_write_tx!(self, |tx| {
@@ -4011,12 +4017,13 @@ impl Store for PostgresStore {
             .await
             .map_err(db_err)?;
             sqlx::query(
-                "INSERT INTO api_keys (hash, kind, owner, created_at_ms) VALUES ($1, $2, $3, $4)",
+                "INSERT INTO api_keys (hash, kind, owner, created_at_ms, created_by) VALUES ($1, $2, $3, $4, $5)",
             )
             .bind(key.0.as_slice())
             .bind(KeyKind::Issuer.as_str())
             .bind(issuer.id.as_str())
             .bind(issuer.created_at_ms)
+            .bind(created_by.as_str())
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
@@ -4037,6 +4044,7 @@ impl Store for PostgresStore {
         receiver: &Receiver,
         key: &ApiKeyHash,
         org: &OrgId,
+        created_by: &PersonId,
         audit: &AuditRecord,
     ) -> Result<(), StoreError> {
         in_write_tx!(self, |tx| {
@@ -4049,12 +4057,13 @@ impl Store for PostgresStore {
                 .await
                 .map_err(db_err)?;
             sqlx::query(
-                "INSERT INTO api_keys (hash, kind, owner, created_at_ms) VALUES ($1, $2, $3, $4)",
+                "INSERT INTO api_keys (hash, kind, owner, created_at_ms, created_by) VALUES ($1, $2, $3, $4, $5)",
             )
             .bind(key.0.as_slice())
             .bind(KeyKind::Receiver.as_str())
             .bind(receiver.id.as_str())
             .bind(receiver.created_at_ms)
+            .bind(created_by.as_str())
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
@@ -4111,6 +4120,16 @@ impl Store for PostgresStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err)?;
+            // The key's refresh-token families end with it.
+            sqlx::query(
+                "UPDATE sessions SET revoked_at_ms = $1, revoke_reason = 'key_revoked' \
+                 WHERE key_hash = $2 AND revoked_at_ms IS NULL",
+            )
+            .bind(now_ms)
+            .bind(hash.0.as_slice())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
             log.append(
                 &mut *tx,
                 std::slice::from_ref(audit),
@@ -5215,6 +5234,34 @@ async fn prefix_taken(conn: &mut PgConnection, hash: &ApiKeyHash) -> Result<bool
 }
 
 /// Inserts a key row with every column of the record.
+/// `Conflict(TooManyKeys)` if `r`'s identity (kind and owner) has more than `max` keys
+/// live at `now_ms`, `r` included. Run after inserting `r`, under the log lock every
+/// key write takes, so the count sees every committed key and no concurrent one.
+async fn live_keys_within(
+    conn: &mut PgConnection,
+    r: &ApiKeyRecord,
+    now_ms: i64,
+    max: Option<u32>,
+) -> Result<(), StoreError> {
+    let Some(max) = max else {
+        return Ok(());
+    };
+    let live: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM api_keys WHERE kind = $1 AND owner IS NOT DISTINCT FROM $2 \
+         AND revoked_at_ms IS NULL AND (expires_at_ms IS NULL OR expires_at_ms > $3)",
+    )
+    .bind(r.kind.as_str())
+    .bind(r.owner.as_deref())
+    .bind(now_ms)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    if live > i64::from(max) {
+        return Err(StoreError::Conflict(ConflictKind::TooManyKeys));
+    }
+    Ok(())
+}
+
 async fn insert_api_key(conn: &mut PgConnection, r: &ApiKeyRecord) -> Result<(), StoreError> {
     sqlx::query(concat!(
         "INSERT INTO api_keys (",

@@ -614,6 +614,7 @@ impl Store for SqliteStore {
     async fn create_api_key(
         &self,
         record: &ApiKeyRecord,
+        max_live: Option<u32>,
         audit: &AuditRecord,
     ) -> Result<(), StoreError> {
         let mut tx = self.write_tx().await?;
@@ -631,6 +632,7 @@ impl Store for SqliteStore {
             return Err(StoreError::Conflict(ConflictKind::IdTaken));
         }
         insert_api_key(&mut tx, record).await?;
+        live_keys_within(&mut tx, record, record.created_at_ms, max_live).await?;
         log.append(&mut *tx, std::slice::from_ref(audit), &[])
             .await?;
         tx.commit().await.map_err(db_err)
@@ -697,6 +699,7 @@ impl Store for SqliteStore {
         new: &ApiKeyRecord,
         old_expires_at_ms: i64,
         now_ms: i64,
+        max_live: Option<u32>,
         audit: &AuditRecord,
     ) -> Result<ApiKeyRecord, StoreError> {
         let mut tx = self.write_tx().await?;
@@ -736,6 +739,7 @@ impl Store for SqliteStore {
             .await
             .map_err(db_err)?;
         insert_api_key(&mut tx, new).await?;
+        live_keys_within(&mut tx, new, now_ms, max_live).await?;
         log.append(
             &mut *tx,
             std::slice::from_ref(audit),
@@ -3346,11 +3350,12 @@ impl Store for SqliteStore {
         let mut tx = self.write_tx().await?;
         let log = log::lock(&mut *tx).await?;
         sqlx::query(
-            "INSERT INTO sessions (id, person_id, client_id, two_factor, ip, user_agent, \
-             created_at_ms, last_used_ms, expires_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO sessions (id, person_id, key_hash, client_id, two_factor, ip, \
+             user_agent, created_at_ms, last_used_ms, expires_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(session.id.as_str())
-        .bind(session.person_id.as_str())
+        .bind(session.person().map(|p| p.as_str()))
+        .bind(session.key().map(|k| k.0.to_vec()))
         .bind(&session.client_id)
         .bind(session.two_factor)
         .bind(&session.ip)
@@ -3898,6 +3903,7 @@ impl Store for SqliteStore {
         issuer: &Issuer,
         key: &ApiKeyHash,
         org: &OrgId,
+        created_by: &PersonId,
         audit: &AuditRecord,
     ) -> Result<(), StoreError> {
         let mut tx = self.write_tx().await?;
@@ -3910,11 +3916,12 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-        sqlx::query("INSERT INTO api_keys (hash, kind, owner, created_at_ms) VALUES (?, ?, ?, ?)")
+        sqlx::query("INSERT INTO api_keys (hash, kind, owner, created_at_ms, created_by) VALUES (?, ?, ?, ?, ?)")
             .bind(key.0.as_slice())
             .bind(KeyKind::Issuer.as_str())
             .bind(issuer.id.as_str())
             .bind(issuer.created_at_ms)
+            .bind(created_by.as_str())
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
@@ -3935,6 +3942,7 @@ impl Store for SqliteStore {
         receiver: &Receiver,
         key: &ApiKeyHash,
         org: &OrgId,
+        created_by: &PersonId,
         audit: &AuditRecord,
     ) -> Result<(), StoreError> {
         let mut tx = self.write_tx().await?;
@@ -3946,11 +3954,12 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-        sqlx::query("INSERT INTO api_keys (hash, kind, owner, created_at_ms) VALUES (?, ?, ?, ?)")
+        sqlx::query("INSERT INTO api_keys (hash, kind, owner, created_at_ms, created_by) VALUES (?, ?, ?, ?, ?)")
             .bind(key.0.as_slice())
             .bind(KeyKind::Receiver.as_str())
             .bind(receiver.id.as_str())
             .bind(receiver.created_at_ms)
+            .bind(created_by.as_str())
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
@@ -4007,6 +4016,16 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
+        // The key's refresh-token families end with it.
+        sqlx::query(
+            "UPDATE sessions SET revoked_at_ms = ?, revoke_reason = 'key_revoked' \
+             WHERE key_hash = ? AND revoked_at_ms IS NULL",
+        )
+        .bind(now_ms)
+        .bind(hash.0.as_slice())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
         log.append(
             &mut *tx,
             std::slice::from_ref(audit),
@@ -4984,6 +5003,34 @@ async fn owners(tx: &mut WriteTx<'_>, org: &OrgId) -> Result<i64, StoreError> {
 }
 
 /// Inserts a key row with every column of the record.
+/// `Conflict(TooManyKeys)` if `r`'s identity (kind and owner) has more than `max` keys
+/// live at `now_ms`, `r` included. Run after inserting `r`, under the log lock every
+/// key write takes, so the count sees every committed key and no concurrent one.
+async fn live_keys_within(
+    conn: &mut SqliteConnection,
+    r: &ApiKeyRecord,
+    now_ms: i64,
+    max: Option<u32>,
+) -> Result<(), StoreError> {
+    let Some(max) = max else {
+        return Ok(());
+    };
+    let live: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM api_keys WHERE kind = ? AND owner IS ? AND revoked_at_ms IS NULL \
+         AND (expires_at_ms IS NULL OR expires_at_ms > ?)",
+    )
+    .bind(r.kind.as_str())
+    .bind(r.owner.as_deref())
+    .bind(now_ms)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    if live > i64::from(max) {
+        return Err(StoreError::Conflict(ConflictKind::TooManyKeys));
+    }
+    Ok(())
+}
+
 async fn insert_api_key(conn: &mut SqliteConnection, r: &ApiKeyRecord) -> Result<(), StoreError> {
     sqlx::query(concat!(
         "INSERT INTO api_keys (",

@@ -537,7 +537,7 @@ pub async fn create_issuer(
         .map_err(|e| ApiError::invalid(format!("this change cannot be audited: {e}")))?;
     state
         .store
-        .create_org_issuer(&issuer, &key.hash(), &id, &audit)
+        .create_org_issuer(&issuer, &key.hash(), &id, &who.person.id, &audit)
         .await
         .map_err(|e| match e {
             StoreError::Conflict(_) => ApiError::new(
@@ -608,7 +608,7 @@ pub async fn create_receiver(
     )?;
     state
         .store
-        .create_org_receiver(&receiver, &key.hash(), &id, &audit)
+        .create_org_receiver(&receiver, &key.hash(), &id, &who.person.id, &audit)
         .await
         .map_err(|e| match e {
             StoreError::Conflict(kind) => {

@@ -129,14 +129,30 @@ impl FromRequestParts<Arc<AppState>> for KeyManager {
 }
 
 impl KeyManager {
-    /// The audit log's actor and the `created_by` of keys it makes.
+    /// The audit log's actor and the `created_by` of keys it makes: a person, or the
+    /// person at the root of the calling key's chain (a key a person made, or made
+    /// through keys a person made, makes keys that are that person's too, so removing
+    /// them from the organisation revokes the whole chain); else the key's identity.
     fn actor(&self) -> Result<(Actor, String), ApiError> {
+        let root = |record: &ApiKeyRecord, own: String| {
+            record
+                .created_by
+                .clone()
+                .filter(|c| c.starts_with("usr_"))
+                .unwrap_or(own)
+        };
         Ok(match self {
             KeyManager::Person(who) => (who.actor(), who.person.id.to_string()),
             KeyManager::Key(record) => match KeyOwner::of(record)? {
                 KeyOwner::Admin => (Actor::Admin, "admin".to_owned()),
-                KeyOwner::Issuer(id) => (Actor::Issuer { id: id.to_string() }, id.to_string()),
-                KeyOwner::Receiver(id) => (Actor::Receiver { id: id.to_string() }, id.to_string()),
+                KeyOwner::Issuer(id) => (
+                    Actor::Issuer { id: id.to_string() },
+                    root(record, id.to_string()),
+                ),
+                KeyOwner::Receiver(id) => (
+                    Actor::Receiver { id: id.to_string() },
+                    root(record, id.to_string()),
+                ),
             },
         })
     }
@@ -283,9 +299,10 @@ pub struct ApiKeyView {
     pub scopes: Option<Vec<String>>,
     /// `active`, `rotating` (replaced, in its grace period), `expired` or `revoked`.
     pub state: String,
-    /// `usr_…`, `admin`, `bootstrap`, or the `iss_…`/`rcv_…` whose key made it;
-    /// absent when unknown (an organisation's first keys from before keys were
-    /// objects).
+    /// `usr_…` (the person who made it, directly or through keys they made),
+    /// `admin`, `bootstrap`, or the `iss_…`/`rcv_…` whose key made it when no person
+    /// is at the root of that key's chain; absent when unknown (an organisation's
+    /// first keys from before keys record it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub created_by: Option<String>,
     /// RFC 3339.
@@ -373,6 +390,11 @@ fn fresh(kind: KeyKind) -> Result<ApiKey, ApiError> {
 
 fn store_conflict(e: StoreError) -> ApiError {
     match e {
+        StoreError::Conflict(bonafide_store::ConflictKind::TooManyKeys) => ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorCode::Conflict,
+            "this identity has as many live API keys as the registry allows (`--max-keys-per-identity`, keys in a grace period included): revoke one first, or rotate with `grace_seconds: 0`",
+        ),
         StoreError::Conflict(bonafide_store::ConflictKind::LastAdminKey) => ApiError::new(
             StatusCode::CONFLICT,
             ErrorCode::LastAdminKey,
@@ -382,12 +404,73 @@ fn store_conflict(e: StoreError) -> ApiError {
     }
 }
 
+/// The cap on live keys of `owner` (admin keys: none).
+fn key_cap(state: &AppState, owner: &KeyOwner) -> Option<u32> {
+    match owner {
+        KeyOwner::Admin => None,
+        _ => state.config.max_keys_per_identity,
+    }
+}
+
+/// The lowest (by rate) of the per-key limits set for these keys, if any is set.
+fn lowest_limit<'a>(
+    state: &AppState,
+    keys: impl IntoIterator<Item = &'a ApiKeyRecord>,
+) -> Option<crate::ratelimit::Limit> {
+    let overrides = state.limiter.overrides();
+    keys.into_iter()
+        .filter_map(|k| overrides.get(&k.hash.key_id()).copied())
+        .min_by(|a, b| {
+            // a.quota / a.window_s against b.quota / b.window_s, without division.
+            (u128::from(a.quota) * u128::from(b.window_s))
+                .cmp(&(u128::from(b.quota) * u128::from(a.window_s)))
+        })
+}
+
+/// Gives a new key the per-key rate limit it inherits (its maker's, or the rotated
+/// key's), audited, before its secret is answered: a key whose limit an admin set
+/// cannot be escaped by making or rotating keys (their own bucket would otherwise
+/// start at the kind's default). Other replicas apply it within `key_refresh`.
+async fn inherit_limit(
+    state: &AppState,
+    new: &ApiKeyRecord,
+    limit: Option<crate::ratelimit::Limit>,
+    actor: &Actor,
+    from: &str,
+    now: i64,
+) -> Result<(), ApiError> {
+    let Some(limit) = limit else {
+        return Ok(());
+    };
+    let id = new.hash.key_id();
+    let name = crate::ratelimit::key_setting(&id);
+    let value = limit.to_string();
+    let audit = audit_change(
+        EventType::RateLimitSet,
+        now,
+        actor.clone(),
+        None,
+        None,
+        |e| {
+            e.target = Some(name.clone());
+            e.kid = Some(id.clone());
+            e.note = Some(format!("{value}, inherited from {from}"));
+        },
+    )?;
+    state
+        .store
+        .set_rate_limit_setting(&name, Some(&value), now, &audit)
+        .await?;
+    state.limiter.load_overrides(state.store.as_ref()).await?;
+    Ok(())
+}
+
 /// Creates an API key. The answer holds the key once; the registry keeps only its
 /// SHA-256.
 #[utoipa::path(post, path = "/v1/api-keys", tag = "keys", request_body = CreateApiKey,
     security(("api_key" = [])),
     responses((status = 201, body = ApiKeyCreated), (status = 401), (status = 403), (status = 404),
-              (status = 409), (status = 422)))]
+              (status = 409, description = "`CONFLICT`: the identity has as many live keys as allowed (`--max-keys-per-identity`), or a new id clashed (retry)"), (status = 422)))]
 pub async fn create(
     State(state): State<Arc<AppState>>,
     who: KeyManager,
@@ -429,12 +512,29 @@ pub async fn create(
         (a, b) => a.or(b),
     };
     let id = record.hash.public_id();
-    let audit = audit_change(EventType::KeyAdded, now, actor, None, owner.issuer(), |e| {
-        e.kid = Some(id.clone());
-        e.target = Some(owner.id().unwrap_or_else(|| "admin".to_owned()));
-        e.note = Some(format!("API key created: {name}"));
-    })?;
-    state.store.create_api_key(&record, &audit).await?;
+    let audit = audit_change(
+        EventType::KeyAdded,
+        now,
+        actor.clone(),
+        None,
+        owner.issuer(),
+        |e| {
+            e.kid = Some(id.clone());
+            e.target = Some(owner.id().unwrap_or_else(|| "admin".to_owned()));
+            e.note = Some(format!("API key created: {name}"));
+        },
+    )?;
+    state
+        .store
+        .create_api_key(&record, key_cap(&state, &owner), &audit)
+        .await
+        .map_err(store_conflict)?;
+    // A key makes keys no faster than itself. Set before the answer: nobody holds the
+    // new key until then.
+    if let KeyManager::Key(maker) = &who {
+        let limit = lowest_limit(&state, [maker.as_ref()]);
+        inherit_limit(&state, &record, limit, &actor, &maker.hash.public_id(), now).await?;
+    }
     tracing::info!(%id, kind = record.kind.as_str(), "API key created");
     Ok((
         StatusCode::CREATED,
@@ -592,6 +692,7 @@ pub struct RotateApiKey {
     security(("api_key" = [])),
     responses((status = 201, body = ApiKeyCreated), (status = 401), (status = 403),
               (status = 404, description = "unknown, not the caller's, revoked or expired"),
+              (status = 409, description = "`CONFLICT`: the identity has as many live keys as allowed (`--max-keys-per-identity`); rotate with `grace_seconds: 0` or revoke one"),
               (status = 422)))]
 pub async fn rotate(
     State(state): State<Arc<AppState>>,
@@ -635,7 +736,7 @@ pub async fn rotate(
     let audit = audit_change(
         EventType::KeyRotated,
         now,
-        actor,
+        actor.clone(),
         None,
         owner.issuer(),
         |e| {
@@ -649,12 +750,26 @@ pub async fn rotate(
     )?;
     let previous = state
         .store
-        .rotate_api_key(&old.hash, &record, grace_end, now, &audit)
+        .rotate_api_key(
+            &old.hash,
+            &record,
+            grace_end,
+            now,
+            key_cap(&state, &owner),
+            &audit,
+        )
         .await
         .map_err(|e| match e {
             StoreError::NotFound => ApiError::not_found("API key (revoked or expired)"),
-            other => other.into(),
+            other => store_conflict(other),
         })?;
+    // The new key keeps the old one's limit (and no more than a rotating key's own),
+    // set before the answer: nobody holds the new key until then.
+    let limit = match &who {
+        KeyManager::Key(by) => lowest_limit(&state, [&old, by.as_ref()]),
+        KeyManager::Person(_) => lowest_limit(&state, [&old]),
+    };
+    inherit_limit(&state, &record, limit, &actor, &id, now).await?;
     state.forget_api_key(&old.hash);
     tracing::info!(old = %id, new = %new_id, "API key rotated");
     Ok((
@@ -730,24 +845,35 @@ pub async fn revoke_created_by(
 #[derive(Debug, ToSchema)]
 #[allow(dead_code)] // the schema only: the handler reads the parameters itself
 pub struct ClientCredentialsRequest {
-    /// `client_credentials`.
+    /// `client_credentials`, or `refresh_token` to rotate a refresh token.
     pub grant_type: String,
-    /// The key's id (`key_…`), unless sent as HTTP Basic.
+    /// The key's id (`key_…`), unless sent as HTTP Basic (optional with
+    /// `refresh_token`; if sent, the family's key's).
     pub client_id: Option<String>,
-    /// The key (`bfk_…`), unless sent as HTTP Basic.
+    /// The key (`bfk_…`), unless sent as HTTP Basic (optional with `refresh_token`; if
+    /// sent, the family's key).
     pub client_secret: Option<String>,
+    /// With `grant_type=refresh_token`: the refresh token last received (`bfr_…`).
+    pub refresh_token: Option<String>,
 }
 
 /// `POST /v1/oauth/token` answer (RFC 6749 §5.1).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct KeyAccessToken {
     /// An RFC 9068 access token (`typ at+jwt`) for the key: `sub` and `client_id` are
-    /// its id. Use it as `Authorization: Bearer …` wherever the key works.
+    /// its id, `sid` its session. Use it as `Authorization: Bearer …` wherever the key
+    /// works.
     pub access_token: String,
     /// `Bearer`.
     pub token_type: String,
     /// Seconds (900).
     pub expires_in: i64,
+    /// Opaque (`bfr_…`), single use: `grant_type=refresh_token` gives a new pair. One
+    /// used twice ends the session (every token of this exchange); revoking or
+    /// expiring the key ends it too.
+    pub refresh_token: String,
+    /// Seconds the refresh token lives (7 days, never past the session's 30-day end).
+    pub refresh_expires_in: i64,
 }
 
 /// The client's id and secret: HTTP Basic (RFC 6749 §2.3.1, each part form-encoded,
@@ -791,6 +917,20 @@ fn client_credentials(
     }
 }
 
+/// The client's credentials if any are given (a refresh needs none: its token is
+/// bound to its key): a `client_id` alone, or both as [`client_credentials`] reads them.
+fn optional_client_credentials(
+    headers: &axum::http::HeaderMap,
+    params: &[(String, String)],
+) -> Result<Option<(String, Option<String>)>, crate::routes::token_exchange::OAuthError> {
+    let id = one(params, "client_id")?;
+    let secret = one(params, "client_secret")?;
+    if headers.get(axum::http::header::AUTHORIZATION).is_some() || secret.is_some() {
+        return client_credentials(headers, params).map(|(id, s)| Some((id, Some(s))));
+    }
+    Ok(id.map(|id| (id, None)))
+}
+
 fn invalid_client(description: &str) -> crate::routes::token_exchange::OAuthError {
     let mut e = crate::routes::token_exchange::OAuthError::new(
         "invalid_client",
@@ -816,38 +956,30 @@ fn one(
     Ok(first)
 }
 
-/// Exchanges an API key for a short-lived access token (OAuth 2.0 client credentials,
-/// RFC 6749 §4.4): `grant_type=client_credentials`, the key's id as `client_id`, the
-/// key as `client_secret` (form body or HTTP Basic). The token is worth what the key
-/// is, checked again on each use: revoking or expiring the key ends its tokens.
+/// Exchanges an API key for a short-lived access token and a refresh token (OAuth 2.0
+/// client credentials, RFC 6749 §4.4): `grant_type=client_credentials`, the key's id as
+/// `client_id`, the key as `client_secret` (form body or HTTP Basic); each exchange
+/// starts a session (a refresh-token family). `grant_type=refresh_token` (RFC 6749 §6)
+/// rotates a refresh token by the rule people's sessions follow: a new pair, the old
+/// token used up, a token used twice revoking its whole family (and recorded as a
+/// security event). The token is worth what the key is, checked again on each use:
+/// revoking or expiring the key ends its tokens and its sessions.
 #[utoipa::path(post, path = "/v1/oauth/token", tag = "keys",
     request_body(content = ClientCredentialsRequest, content_type = "application/x-www-form-urlencoded",
-        description = "RFC 6749 §4.4.2 parameters (client credentials in the body or as HTTP Basic); a JSON object with the same members is accepted too"),
+        description = "RFC 6749 §4.4.2 or §6 parameters (client credentials in the body or as HTTP Basic); a JSON object with the same members is accepted too"),
     responses((status = 200, body = KeyAccessToken),
-              (status = 400, body = crate::routes::token_exchange::OAuthErrorBody, description = "`{error, error_description, code, request_id}` (RFC 6749 §5.2): unsupported_grant_type, invalid_request, invalid_scope"),
+              (status = 400, body = crate::routes::token_exchange::OAuthErrorBody, description = "`{error, error_description, code, request_id}` (RFC 6749 §5.2): unsupported_grant_type, invalid_request, invalid_scope, invalid_grant (an unknown, expired or reused refresh token, or an ended session)"),
               (status = 401, body = crate::routes::token_exchange::OAuthErrorBody, description = "invalid_client: unknown, revoked or expired key, or an id that is not the key's")))]
 pub async fn oauth_token(
     State(state): State<Arc<AppState>>,
     req: axum::extract::Request,
 ) -> Result<axum::response::Response, crate::routes::token_exchange::OAuthError> {
     use crate::routes::token_exchange::{OAuthError, parameters};
-    use axum::response::IntoResponse;
     let headers = req.headers().clone();
+    let ip = crate::routes::auth_sessions::client_ip(&state, req.extensions(), &headers)
+        .map(|a| a.to_string());
     let params = parameters(req, &state).await?;
-    match one(&params, "grant_type")?.as_deref() {
-        Some("client_credentials") => {}
-        Some(other) => {
-            return Err(OAuthError::new(
-                "unsupported_grant_type",
-                ErrorCode::InvalidRequest,
-                format!(
-                    "grant_type `{}` is not taken here: use client_credentials",
-                    other.chars().take(64).collect::<String>()
-                ),
-            ));
-        }
-        None => return Err(OAuthError::request("`grant_type` is missing")),
-    }
+    let grant = one(&params, "grant_type")?;
     if one(&params, "scope")?.is_some() {
         return Err(OAuthError::new(
             "invalid_scope",
@@ -855,7 +987,61 @@ pub async fn oauth_token(
             "tokens carry their key's own scopes: narrow with a scoped key (`POST /v1/api-keys` with `scopes`)",
         ));
     }
-    let (client_id, secret) = client_credentials(&headers, &params)?;
+    match grant.as_deref() {
+        Some("client_credentials") => {
+            if one(&params, "refresh_token")?.is_some() {
+                return Err(OAuthError::request(
+                    "`refresh_token` goes with grant_type=refresh_token",
+                ));
+            }
+            exchange_key(&state, &headers, &params, ip).await
+        }
+        Some("refresh_token") => refresh_key_session(&state, &headers, &params, ip).await,
+        Some(other) => Err(OAuthError::new(
+            "unsupported_grant_type",
+            ErrorCode::InvalidRequest,
+            format!(
+                "grant_type `{}` is not taken here: use client_credentials or refresh_token",
+                other.chars().take(64).collect::<String>()
+            ),
+        )),
+        None => Err(OAuthError::request("`grant_type` is missing")),
+    }
+}
+
+/// The answer with a session's tokens, never cached (RFC 6749 §5.1).
+fn key_tokens(
+    state: &AppState,
+    session: &bonafide_store::Session,
+    refresh: String,
+    now: i64,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let token = crate::accounts::access_token(state, session, now)?;
+    let mut resp = ApiJson(KeyAccessToken {
+        access_token: token,
+        token_type: "Bearer".to_owned(),
+        expires_in: crate::accounts::ACCESS_TTL_S,
+        refresh_token: refresh,
+        refresh_expires_in: (session.expires_at_ms - now).max(0) / 1000,
+    })
+    .into_response();
+    resp.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    Ok(resp)
+}
+
+/// `grant_type=client_credentials`: checks the key and starts its session.
+async fn exchange_key(
+    state: &Arc<AppState>,
+    headers: &axum::http::HeaderMap,
+    params: &[(String, String)],
+    ip: Option<String>,
+) -> Result<axum::response::Response, crate::routes::token_exchange::OAuthError> {
+    use crate::routes::token_exchange::OAuthError;
+    let (client_id, secret) = client_credentials(headers, params)?;
     let key = ApiKey::parse(secret.trim())
         .map_err(|_| invalid_client("client_secret is not an API key"))?;
     let hash = key.hash();
@@ -871,16 +1057,97 @@ pub async fn oauth_token(
         return Err(invalid_client("client_id is not this key's id"));
     }
     state.note_key_use(&hash);
-    let token = crate::accounts::key_access_token(&state, &id, now)?;
-    let mut resp = ApiJson(KeyAccessToken {
-        access_token: token,
-        token_type: "Bearer".to_owned(),
-        expires_in: crate::accounts::ACCESS_TTL_S,
-    })
-    .into_response();
-    resp.headers_mut().insert(
-        axum::http::header::CACHE_CONTROL,
-        axum::http::HeaderValue::from_static("no-store"),
-    );
-    Ok(resp)
+    let (refresh, refresh_hash) = crate::accounts::new_secret("bfr_")?;
+    let session = bonafide_store::Session {
+        id: bonafide_core::ids::SessionId::from_random(crate::routes::random16()?),
+        subject: bonafide_store::SessionSubject::Key(hash),
+        client_id: id.clone(),
+        two_factor: false,
+        ip,
+        user_agent: headers
+            .get(axum::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.chars().filter(|c| !c.is_control()).take(200).collect()),
+        created_at_ms: now,
+        last_used_ms: now,
+        expires_at_ms: now + crate::accounts::REFRESH_TTL_MS,
+        revoked_at_ms: None,
+        revoke_reason: None,
+    };
+    let actor = crate::auth::caller_of_record(&record)?.actor();
+    let audit = crate::routes::accounts::account_audit(
+        EventType::SessionCreated,
+        now,
+        actor,
+        None,
+        None,
+        |e| {
+            e.target = Some(session.id.to_string());
+            e.kid = Some(id.clone());
+            e.note = Some("client_credentials".into());
+        },
+    )?;
+    let new = bonafide_store::NewRefresh {
+        hash: refresh_hash,
+        expires_at_ms: session.expires_at_ms,
+    };
+    state
+        .store
+        .create_session(&session, &new, &audit)
+        .await
+        .map_err(|e| OAuthError::from(ApiError::from(e)))?;
+    Ok(key_tokens(state, &session, refresh, now)?)
+}
+
+/// `grant_type=refresh_token`: rotates a key's refresh token (the rule of
+/// `auth_sessions::rotate_family`). Client credentials are optional; given, they must
+/// be the family's key's.
+async fn refresh_key_session(
+    state: &Arc<AppState>,
+    headers: &axum::http::HeaderMap,
+    params: &[(String, String)],
+    ip: Option<String>,
+) -> Result<axum::response::Response, crate::routes::token_exchange::OAuthError> {
+    use crate::routes::auth_sessions::{Family, rotate_family};
+    use crate::routes::token_exchange::OAuthError;
+    let presented = one(params, "refresh_token")?
+        .ok_or_else(|| OAuthError::request("`refresh_token` is missing"))?;
+    // The client's credentials are checked before the token is used up: a wrong
+    // client must neither burn nor, sending it again, revoke a family.
+    if let Some((id, secret)) = optional_client_credentials(headers, params)? {
+        let family = state
+            .store
+            .refresh_token(&crate::accounts::sha256(presented.trim()))
+            .await
+            .map_err(|e| OAuthError::from(ApiError::from(e)))?
+            .and_then(|r| r.session.key().copied());
+        if let Some(family) = family {
+            let same_key = secret.as_deref().is_none_or(|s| {
+                ApiKey::parse(s.trim()).is_ok_and(|k| bonafide_core::ct_eq(&k.hash().0, &family.0))
+            });
+            if id.trim() != family.public_id() || !same_key {
+                return Err(invalid_client(
+                    "the client credentials are not this refresh token's key",
+                ));
+            }
+        }
+    }
+    let rotated = rotate_family(state, &presented, Family::Key, ip)
+        .await
+        .map_err(|e| {
+            if e.status == StatusCode::UNAUTHORIZED {
+                OAuthError::new(
+                    "invalid_grant",
+                    ErrorCode::Unauthorized,
+                    format!("{}: exchange the key again", e.message),
+                )
+            } else {
+                OAuthError::from(e)
+            }
+        })?;
+    if let Some(key) = &rotated.key {
+        state.note_key_use(&key.hash);
+    }
+    let now = state.now_ms();
+    Ok(key_tokens(state, &rotated.session, rotated.refresh, now)?)
 }

@@ -2,8 +2,9 @@
 //! proofs, C2SP `tlog-proof` bundles and C2SP `tlog-tiles`.
 //!
 //! Anyone may read checkpoints, leaf hashes, proofs and hash tiles: that is what lets
-//! anyone check the log. Entries themselves are shown in full only to admins and to
-//! the issuer they concern; everyone else sees their leaf hashes. Hashes in JSON are
+//! anyone check the log. Entries themselves are shown in full only to admins, to the
+//! issuer they concern, and to the people of the organisation owning that issuer
+//! (viewer and up: the README's role table); everyone else sees their leaf hashes. Hashes in JSON are
 //! standard base64 (as in checkpoints). Every size and range is checked against the
 //! stored log first, so a bad one is a 400 that says what is wrong.
 
@@ -110,22 +111,82 @@ pub struct EntriesQuery {
     pub end: Option<u64>,
 }
 
-fn may_read(caller: &Caller, owner: Option<&bonafide_core::ids::IssuerId>) -> bool {
-    match caller {
-        Caller::Admin => true,
-        Caller::Issuer(id) => owner == Some(id),
-        Caller::Anonymous | Caller::Receiver(_) => false,
+/// Who reads the log: a key's caller (or nobody), or a person, with the issuers whose
+/// entries they may read: those of every organisation they belong to where their role
+/// may `Read` (viewer and up, the organisation's 2FA rule met), which are the entries
+/// that organisation's issuer keys read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditReader {
+    /// A key, or no credential.
+    Key(Caller),
+    /// A person, and the issuers they may read as.
+    Person(Vec<bonafide_core::ids::IssuerId>),
+}
+
+impl AuditReader {
+    fn anonymous(&self) -> bool {
+        *self == AuditReader::Key(Caller::Anonymous)
     }
 }
 
-/// Entries `[start, end)`: in full for admins and for the issuer each concerns, leaf
-/// hashes only otherwise.
+impl axum::extract::FromRequestParts<Arc<AppState>> for AuditReader {
+    type Rejection = ApiError;
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, ApiError> {
+        use crate::accounts::{Permission, PersonAuth};
+        use crate::auth::Credential;
+        let token = match crate::auth::credential(parts, state).await? {
+            Credential::Nothing => return Ok(AuditReader::Key(Caller::Anonymous)),
+            Credential::Key(record) => {
+                return crate::auth::caller_of_record(&record).map(AuditReader::Key);
+            }
+            Credential::Person(token) => token,
+        };
+        let who = PersonAuth::from_token(state, token).await?;
+        crate::request_id::set_acting_person(who.person.id.as_str());
+        let mut issuers = Vec::new();
+        for m in state.store.memberships_of(&who.person.id).await? {
+            match who.require(state, &m.org_id, Permission::Read).await {
+                Ok(_) => {}
+                // Short of the role or of the organisation's second factor: not
+                // this organisation's entries, the others' still.
+                Err(e)
+                    if e.status == StatusCode::FORBIDDEN || e.status == StatusCode::NOT_FOUND =>
+                {
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+            for owned in state.store.org_owned(&m.org_id).await? {
+                if let bonafide_store::Owned::Issuer(id) = owned {
+                    issuers.push(id);
+                }
+            }
+        }
+        Ok(AuditReader::Person(issuers))
+    }
+}
+
+fn may_read(reader: &AuditReader, owner: Option<&bonafide_core::ids::IssuerId>) -> bool {
+    match reader {
+        AuditReader::Key(Caller::Admin) => true,
+        AuditReader::Key(Caller::Issuer(id)) => owner == Some(id),
+        AuditReader::Key(Caller::Anonymous | Caller::Receiver(_)) => false,
+        AuditReader::Person(issuers) => owner.is_some_and(|o| issuers.contains(o)),
+    }
+}
+
+/// Entries `[start, end)`: in full for admins, for the issuer each concerns and for
+/// the people of the organisation owning it (viewer and up), leaf hashes only
+/// otherwise.
 #[utoipa::path(get, path = "/v1/audit/entries", tag = "audit", params(EntriesQuery),
-    security((), ("api_key" = [])),
+    security((), ("api_key" = []), ("access_token" = [])),
     responses((status = 200, body = Entries), (status = 400), (status = 401)))]
 pub async fn entries(
     State(state): State<Arc<AppState>>,
-    caller: Caller,
+    caller: AuditReader,
     ApiQuery(q): ApiQuery<EntriesQuery>,
 ) -> Result<ApiJson<Entries>, ApiError> {
     let size = store_size(&state).await?;
@@ -310,11 +371,11 @@ pub struct BundleQuery {
 /// proof's `extra` line carries the canonical entry itself, so the file alone shows
 /// what was logged; the proof authenticates it (its hash is the proven leaf).
 #[utoipa::path(get, path = "/v1/audit/proof/bundle", tag = "audit", params(BundleQuery),
-    security((), ("api_key" = [])),
+    security((), ("api_key" = []), ("access_token" = [])),
     responses((status = 200, description = "c2sp.org/tlog-proof@v1", content_type = "text/plain"), (status = 400), (status = 401)))]
 pub async fn bundle(
     State(state): State<Arc<AppState>>,
-    caller: Caller,
+    caller: AuditReader,
     ApiQuery(q): ApiQuery<BundleQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     let size = store_size(&state).await?;
@@ -323,7 +384,7 @@ pub async fn bundle(
     }
     let cp: Arc<SignedCheckpoint> = state.audit.checkpoint_covering(q.index + 1).await?;
     let (_, hashes) = prove_inclusion(&state, cp.size, q.index).await?;
-    let extra = if caller == Caller::Anonymous {
+    let extra = if caller.anonymous() {
         None
     } else {
         state
@@ -357,15 +418,15 @@ pub async fn bundle(
 
 /// C2SP tlog-tiles: hash tiles `tile/<L>/<N>[.p/<W>]` for everyone, entry bundles
 /// `tile/entries/<N>[.p/<W>]` for callers allowed to read every entry in them (admins,
-/// or the issuer all of them concern).
+/// the issuer all of them concern, or a person of the organisation owning it).
 #[utoipa::path(get, path = "/v1/audit/tile/{path}", tag = "audit",
     params(("path" = crate::openapi::values::TilePath, Path, description = "tile path after `tile/`, e.g. `0/x001/234.p/7` or `entries/000`")),
-    security((), ("api_key" = [])),
+    security((), ("api_key" = []), ("access_token" = [])),
     responses((status = 200, description = "tile bytes", content_type = "application/octet-stream"),
               (status = 400), (status = 401), (status = 403), (status = 404)))]
 pub async fn tile(
     State(state): State<Arc<AppState>>,
-    caller: Caller,
+    caller: AuditReader,
     ApiPath(path): ApiPath<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let full = format!("tile/{path}");
@@ -422,11 +483,11 @@ async fn hash_tile(state: &AppState, tile: Tile, size: u64) -> Result<Vec<u8>, A
 
 async fn entry_bundle(
     state: &AppState,
-    caller: &Caller,
+    caller: &AuditReader,
     bundle: EntryBundle,
     size: u64,
 ) -> Result<Vec<u8>, ApiError> {
-    if *caller == Caller::Anonymous {
+    if caller.anonymous() {
         return Err(ApiError::unauthorized(
             "entry bundles hold full entries: use an admin key, or an issuer key for bundles of only that issuer's entries (leaf hashes are public at /v1/audit/entries)",
         ));

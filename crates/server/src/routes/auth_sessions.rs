@@ -17,7 +17,8 @@ use bonafide_core::audit::EventType;
 use bonafide_core::ids::{PersonId, SessionId};
 use bonafide_core::totp;
 use bonafide_store::{
-    NewRefresh, Person, PrivateKeySlot, Rotation, SecurityEvent, Session, ThrottleRule,
+    NewRefresh, Person, PrivateKeySlot, Rotation, SecurityEvent, Session, SessionSubject,
+    ThrottleRule,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -150,11 +151,23 @@ async fn security_event(
     ip: Option<&String>,
     detail: &str,
 ) {
+    security_event_in(state, kind, person, None, ip, detail).await;
+}
+
+/// A security event about a person, or (an API key's) about an organisation.
+async fn security_event_in(
+    state: &AppState,
+    kind: &str,
+    person: Option<&PersonId>,
+    org: Option<&bonafide_core::ids::OrgId>,
+    ip: Option<&String>,
+    detail: &str,
+) {
     let event = SecurityEvent {
         id: 0,
         kind: kind.into(),
         person_id: person.cloned(),
-        org_id: None,
+        org_id: org.cloned(),
         ip: ip.cloned(),
         detail: detail.into(),
         created_at_ms: state.now_ms(),
@@ -347,7 +360,7 @@ pub async fn login(
     let (refresh, hash) = accounts::new_secret("bfr_")?;
     let session = Session {
         id: SessionId::from_random(random16()?),
-        person_id: person.id.clone(),
+        subject: SessionSubject::Person(person.id.clone()),
         client_id,
         two_factor,
         ip,
@@ -394,6 +407,259 @@ fn refresh_refused(message: &str) -> ApiError {
     ApiError::unauthorized(format!("{message}: log in again"))
 }
 
+/// Whose refresh-token families an endpoint rotates: people's at `/v1/auth/refresh`,
+/// API keys' at `/v1/oauth/token`. A token of the other kind is unknown there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Family {
+    /// Sessions of people who logged in.
+    Person,
+    /// Sessions of API keys exchanged for tokens (client credentials).
+    Key,
+}
+
+/// A family rotated by [`rotate_family`].
+#[derive(Debug)]
+pub(crate) struct Rotated {
+    /// The session as it is now.
+    pub session: Session,
+    /// The new refresh token's text (shown once).
+    pub refresh: String,
+    /// A key's session: its key, live.
+    pub key: Option<Arc<bonafide_store::ApiKeyRecord>>,
+}
+
+/// Who a session's changes are audited as, and the audit entry's person and key.
+struct SessionParty {
+    actor: bonafide_core::audit::Actor,
+    person: Option<PersonId>,
+    kid: Option<String>,
+    org: Option<bonafide_core::ids::OrgId>,
+}
+
+impl SessionParty {
+    async fn of(
+        state: &AppState,
+        session: &Session,
+        key: Option<&bonafide_store::ApiKeyRecord>,
+    ) -> Self {
+        match &session.subject {
+            SessionSubject::Person(p) => SessionParty {
+                actor: bonafide_core::audit::Actor::Person { id: p.to_string() },
+                person: Some(p.clone()),
+                kid: None,
+                org: None,
+            },
+            SessionSubject::Key(hash) => {
+                let caller = key.and_then(|k| crate::auth::caller_of_record(k).ok());
+                SessionParty {
+                    actor: caller
+                        .as_ref()
+                        .map_or(bonafide_core::audit::Actor::Registry, |c| c.actor()),
+                    person: None,
+                    kid: Some(hash.public_id()),
+                    // The organisation owning the key's identity reads its events.
+                    org: match caller {
+                        Some(crate::auth::Caller::Issuer(id)) => {
+                            key_org(state, bonafide_store::Owned::Issuer(id)).await
+                        }
+                        Some(crate::auth::Caller::Receiver(id)) => {
+                            match bonafide_core::ids::ReceiverId::try_from(id.as_str()) {
+                                Ok(id) => key_org(state, bonafide_store::Owned::Receiver(id)).await,
+                                Err(_) => None,
+                            }
+                        }
+                        _ => None,
+                    },
+                }
+            }
+        }
+    }
+
+    fn audit(
+        &self,
+        event: EventType,
+        now_ms: i64,
+        actor: bonafide_core::audit::Actor,
+        session: &Session,
+        note: Option<&str>,
+    ) -> Result<bonafide_store::AuditRecord, ApiError> {
+        account_audit(event, now_ms, actor, None, self.person.as_ref(), |e| {
+            e.target = Some(session.id.to_string());
+            e.kid = self.kid.clone();
+            e.note = note.map(str::to_owned);
+        })
+    }
+}
+
+async fn key_org(
+    state: &AppState,
+    owned: bonafide_store::Owned,
+) -> Option<bonafide_core::ids::OrgId> {
+    state.store.owner_org(&owned).await.ok().flatten()
+}
+
+/// Ends a session for a reason the registry found (a reused refresh token, its key
+/// revoked or expired), audited as the registry's act, with a security event for a
+/// reuse.
+async fn end_family(
+    state: &AppState,
+    session: &Session,
+    party: &SessionParty,
+    reason: &str,
+    ip: Option<&String>,
+    now_ms: i64,
+) -> Result<(), ApiError> {
+    let audit = party.audit(
+        EventType::SessionRevoked,
+        now_ms,
+        bonafide_core::audit::Actor::Registry,
+        session,
+        Some(reason),
+    )?;
+    state
+        .store
+        .revoke_session(&session.id, now_ms, reason, &audit)
+        .await?;
+    if reason == "refresh_reuse" {
+        security_event_in(
+            state,
+            "refresh_reuse",
+            party.person.as_ref(),
+            party.org.as_ref(),
+            ip,
+            "a refresh token was used twice: its session is revoked",
+        )
+        .await;
+    }
+    Ok(())
+}
+
+/// Rotates a refresh token of a `family` session: the one rule for people's and API
+/// keys' sessions. The token sent is used up and a new one made; sending a used one
+/// again revokes the whole session (every token descended from the same login or
+/// exchange) and records a security event. A session lives at most
+/// [`accounts::SESSION_MAX_MS`] from its start; a key's session ends with its key
+/// (revoked, expired, or past a rotation's grace period). Refusals are 401s whose
+/// message names the reason.
+pub(crate) async fn rotate_family(
+    state: &Arc<AppState>,
+    presented: &str,
+    family: Family,
+    ip: Option<String>,
+) -> Result<Rotated, ApiError> {
+    let now_ms = state.now_ms();
+    let hash = accounts::sha256(presented.trim());
+    let record = state
+        .store
+        .refresh_token(&hash)
+        .await?
+        .filter(|r| match family {
+            Family::Person => r.session.person().is_some(),
+            Family::Key => r.session.key().is_some(),
+        })
+        .ok_or_else(|| ApiError::unauthorized("unknown refresh token"))?;
+    let session = record.session;
+    let key = match session.key() {
+        Some(h) => state
+            .api_key(h)
+            .await?
+            .filter(|k| bonafide_core::ct_eq(&k.hash.0, &h.0)),
+        None => None,
+    };
+    let party = SessionParty::of(state, &session, key.as_deref()).await;
+    if record.used_at_ms.is_some() {
+        if session.revoked_at_ms.is_none() {
+            end_family(
+                state,
+                &session,
+                &party,
+                "refresh_reuse",
+                ip.as_ref(),
+                now_ms,
+            )
+            .await?;
+            return Err(ApiError::unauthorized(
+                "this refresh token was used before, so its session is revoked",
+            ));
+        }
+        // Already revoked (by an earlier reuse, logout, its key): record the attempt only.
+        security_event_in(
+            state,
+            "refresh_reuse",
+            party.person.as_ref(),
+            party.org.as_ref(),
+            ip.as_ref(),
+            "a used refresh token of an ended session was sent again",
+        )
+        .await;
+        return Err(ApiError::unauthorized("this session has ended"));
+    }
+    if session.revoked_at_ms.is_some() {
+        return Err(ApiError::unauthorized("this session has ended"));
+    }
+    if session.key().is_some() && !key.as_ref().is_some_and(|k| k.live_at(now_ms)) {
+        end_family(state, &session, &party, "key_ended", ip.as_ref(), now_ms).await?;
+        return Err(ApiError::unauthorized(
+            "the API key of this session is revoked or expired, so the session has ended",
+        ));
+    }
+    if now_ms >= record.expires_at_ms {
+        return Err(ApiError::unauthorized("this refresh token has expired"));
+    }
+    // Refreshing never takes a session past its absolute end.
+    let expires_at_ms =
+        (now_ms + accounts::REFRESH_TTL_MS).min(session.created_at_ms + accounts::SESSION_MAX_MS);
+    if expires_at_ms <= now_ms {
+        return Err(ApiError::unauthorized(
+            "this session has reached its 30-day end",
+        ));
+    }
+    let (next, next_hash) = accounts::new_secret("bfr_")?;
+    let new = NewRefresh {
+        hash: next_hash,
+        expires_at_ms,
+    };
+    let audit = party.audit(
+        EventType::SessionRefreshed,
+        now_ms,
+        party.actor.clone(),
+        &session,
+        None,
+    )?;
+    match state
+        .store
+        .rotate_refresh(&hash, &new, now_ms, &audit)
+        .await?
+    {
+        Rotation::Rotated => {
+            let mut session = session;
+            session.last_used_ms = now_ms;
+            session.expires_at_ms = new.expires_at_ms;
+            Ok(Rotated {
+                session,
+                refresh: next,
+                key,
+            })
+        }
+        // Another request used it first: this is the second use.
+        Rotation::AlreadyUsed => {
+            end_family(
+                state,
+                &session,
+                &party,
+                "refresh_reuse",
+                ip.as_ref(),
+                now_ms,
+            )
+            .await?;
+            Err(ApiError::unauthorized(
+                "this refresh token was used before, so its session is revoked",
+            ))
+        }
+        Rotation::Refused => Err(ApiError::unauthorized("this session has ended")),
+    }
+}
+
 /// Rotates a refresh token: a new access token and a new refresh token; the one
 /// sent is used up. Sending a used one again revokes the whole session (every
 /// token descended from the same login) and records a security event.
@@ -407,101 +673,23 @@ pub async fn refresh(
     headers: HeaderMap,
     ApiJson(body): ApiJson<Refresh>,
 ) -> Result<ApiJson<Tokens>, ApiError> {
-    let now_ms = state.now_ms();
-    let hash = accounts::sha256(body.refresh_token.trim());
-    let record = state
-        .store
-        .refresh_token(&hash)
-        .await?
-        .ok_or_else(|| refresh_refused("unknown refresh token"))?;
-    let session = record.session;
-    let actor = bonafide_core::audit::Actor::Person {
-        id: session.person_id.to_string(),
-    };
-    let reused = |state: Arc<AppState>, session: Session, ip: Option<String>| async move {
-        let audit = account_audit(
-            EventType::SessionRevoked,
-            now_ms,
-            bonafide_core::audit::Actor::Registry,
-            None,
-            Some(&session.person_id),
-            |e| {
-                e.target = Some(session.id.to_string());
-                e.note = Some("refresh_reuse".into());
-            },
-        )?;
-        state
-            .store
-            .revoke_session(&session.id, now_ms, "refresh_reuse", &audit)
-            .await?;
-        security_event(
-            &state,
-            "refresh_reuse",
-            Some(&session.person_id),
-            ip.as_ref(),
-            "a refresh token was used twice: its session is revoked",
-        )
-        .await;
-        Ok::<_, ApiError>(refresh_refused(
-            "this refresh token was used before, so its session is revoked",
-        ))
-    };
     let ip = client_ip(&state, &ext, &headers).map(|a| a.to_string());
-    if record.used_at_ms.is_some() {
-        if session.revoked_at_ms.is_none() {
-            return Err(reused(Arc::clone(&state), session, ip).await?);
-        }
-        // Already revoked (by an earlier reuse, or logout): record the attempt only.
-        security_event(
-            &state,
-            "refresh_reuse",
-            Some(&session.person_id),
-            ip.as_ref(),
-            "a used refresh token of an ended session was sent again",
-        )
-        .await;
-        return Err(refresh_refused("this session has ended"));
-    }
-    if session.revoked_at_ms.is_some() {
-        return Err(refresh_refused("this session has ended"));
-    }
-    if now_ms >= record.expires_at_ms {
-        return Err(refresh_refused("this refresh token has expired"));
-    }
-    // Refreshing never takes a session past its absolute end.
-    let expires_at_ms =
-        (now_ms + accounts::REFRESH_TTL_MS).min(session.created_at_ms + accounts::SESSION_MAX_MS);
-    if expires_at_ms <= now_ms {
-        return Err(refresh_refused("this session has reached its 30-day end"));
-    }
-    let (next, next_hash) = accounts::new_secret("bfr_")?;
-    let new = NewRefresh {
-        hash: next_hash,
-        expires_at_ms,
-    };
-    let audit = account_audit(
-        EventType::SessionRefreshed,
+    let rotated = rotate_family(&state, &body.refresh_token, Family::Person, ip)
+        .await
+        .map_err(|e| {
+            if e.status == StatusCode::UNAUTHORIZED {
+                refresh_refused(&e.message)
+            } else {
+                e
+            }
+        })?;
+    let now_ms = state.now_ms();
+    Ok(ApiJson(tokens(
+        &state,
+        &rotated.session,
+        rotated.refresh,
         now_ms,
-        actor,
-        None,
-        Some(&session.person_id),
-        |e| e.target = Some(session.id.to_string()),
-    )?;
-    match state
-        .store
-        .rotate_refresh(&hash, &new, now_ms, &audit)
-        .await?
-    {
-        Rotation::Rotated => {
-            let mut session = session;
-            session.last_used_ms = now_ms;
-            session.expires_at_ms = new.expires_at_ms;
-            Ok(ApiJson(tokens(&state, &session, next, now_ms)?))
-        }
-        // Another request used it first: this is the second use.
-        Rotation::AlreadyUsed => Err(reused(Arc::clone(&state), session, ip).await?),
-        Rotation::Refused => Err(refresh_refused("this session has ended")),
-    }
+    )?))
 }
 
 /// Ends the session the access token belongs to.
@@ -615,7 +803,7 @@ pub async fn revoke_session(
         .store
         .session(&id)
         .await?
-        .filter(|s| s.person_id == who.person.id && s.revoked_at_ms.is_none())
+        .filter(|s| s.person() == Some(&who.person.id) && s.revoked_at_ms.is_none())
         .ok_or_else(|| ApiError::not_found("session"))?;
     end_session(&state, &who, &mine.id, "revoked").await?;
     Ok(StatusCode::NO_CONTENT)

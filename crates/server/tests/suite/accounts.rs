@@ -1327,3 +1327,216 @@ async fn people_manage_their_organisations_keys_and_a_removed_members_keys_die()
     assert_eq!(revoked.len(), 1, "{revoked:?}");
     assert_eq!(revoked[0]["kid"], key_id.as_str());
 }
+
+/// `created_by` names the person at the root of a key's chain: the first key of an
+/// identity a person creates is theirs, and so is a key made through a key they made.
+/// Removing them from the organisation revokes every one of those keys (each
+/// audited), so none survives its maker's departure.
+#[tokio::test]
+async fn a_removed_members_whole_key_chain_dies_with_the_first_keys_they_made() {
+    let h = start().await;
+    let (org, invitation) = create_org(&h, "Chainco", "owner@chainco.example").await;
+    accept(&h, &invitation).await;
+    let owner = access(&h, "owner@chainco.example").await;
+    let admin = member(&h, &org, &owner, "admin@chainco.example", "admin").await;
+    let (_, admin_me, _) = req(&h, "GET", "/v1/auth/me", Some(&admin), None, None).await;
+    let admin_id = admin_me["person_id"].as_str().unwrap().to_owned();
+    // The admin creates an issuer and a receiver: their first keys are the admin's.
+    let (st, iss, _) = req(
+        &h,
+        "POST",
+        &format!("/v1/orgs/{org}/issuers"),
+        Some(&admin),
+        None,
+        Some(json!({"name": "chainco.example"})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{iss}");
+    let issuer = iss["issuer_id"].as_str().unwrap().to_owned();
+    let first = iss["api_key"].as_str().unwrap().to_owned();
+    let (st, rcv, _) = req(
+        &h,
+        "POST",
+        &format!("/v1/orgs/{org}/receivers"),
+        Some(&admin),
+        None,
+        Some(json!({"name": "api.chainco.example"})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{rcv}");
+    let receiver = rcv["receiver_id"].as_str().unwrap().to_owned();
+    let rcv_key = rcv["api_key"].as_str().unwrap().to_owned();
+    for owned in [&issuer, &receiver] {
+        let (st, list, _) = req(
+            &h,
+            "GET",
+            &format!("/v1/api-keys?owner={owned}"),
+            Some(&owner),
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(st, StatusCode::OK, "{list}");
+        assert_eq!(list["keys"][0]["created_by"], admin_id.as_str(), "{list}");
+    }
+    // K1 by the admin, K2 by K1, K3 by K2: all the admin's.
+    let (st, k1, _) = req(
+        &h,
+        "POST",
+        "/v1/api-keys",
+        Some(&admin),
+        None,
+        Some(json!({"name": "k1", "owner": issuer})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{k1}");
+    let k1 = k1["secret"].as_str().unwrap().to_owned();
+    let (st, k2) = h
+        .call(
+            "POST",
+            "/v1/api-keys",
+            Some(&k1),
+            Some(json!({"name": "k2"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{k2}");
+    assert_eq!(k2["key"]["created_by"], admin_id.as_str(), "{k2}");
+    let k2 = k2["secret"].as_str().unwrap().to_owned();
+    let (st, k3) = h
+        .call(
+            "POST",
+            "/v1/api-keys",
+            Some(&k2),
+            Some(json!({"name": "k3"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{k3}");
+    let k3_id = k3["key"]["id"].as_str().unwrap().to_owned();
+    let k3 = k3["secret"].as_str().unwrap().to_owned();
+    // Rotating through the chain keeps the root too.
+    let (st, rotated) = h
+        .call(
+            "POST",
+            &format!("/v1/api-keys/{k3_id}/rotate"),
+            Some(&k2),
+            Some(json!({"grace_seconds": 3600})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{rotated}");
+    assert_eq!(rotated["key"]["created_by"], admin_id.as_str());
+    let k3b = rotated["secret"].as_str().unwrap().to_owned();
+    // The owner's own key is not the admin's.
+    let (_, owner_key, _) = req(
+        &h,
+        "POST",
+        "/v1/api-keys",
+        Some(&owner),
+        None,
+        Some(json!({"name": "by the owner", "owner": issuer})),
+    )
+    .await;
+    let owner_key = owner_key["secret"].as_str().unwrap().to_owned();
+    let keys = [&first, &rcv_key, &k1, &k2, &k3, &k3b];
+    for k in keys {
+        let (st, v) = h.call("GET", "/v1/api-keys", Some(k), None).await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+    }
+    let before = audit_entries(&h)
+        .await
+        .iter()
+        .filter(|e| e["type"] == "key.revoked")
+        .count();
+    let (st, v, _) = req(
+        &h,
+        "DELETE",
+        &format!("/v1/orgs/{org}/members/{admin_id}"),
+        Some(&owner),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::NO_CONTENT, "{v}");
+    // Every key of the chain is refused on the next request.
+    for k in keys {
+        let (st, v) = h.call("GET", "/v1/api-keys", Some(k), None).await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED, "{v}");
+    }
+    let (st, _) = h.call("GET", "/v1/issuer", Some(&owner_key), None).await;
+    assert_eq!(st, StatusCode::OK);
+    let after = audit_entries(&h)
+        .await
+        .iter()
+        .filter(|e| e["type"] == "key.revoked")
+        .count();
+    assert_eq!(after - before, keys.len());
+}
+
+/// People read the audit log as their organisation's keys do: a viewer (and up) sees
+/// in full the entries of the issuers their organisation owns, leaf hashes only for
+/// the rest; someone of another organisation sees none of them in full.
+#[tokio::test]
+async fn org_people_read_their_issuers_audit_entries_and_no_others() {
+    let h = start().await;
+    let (org, invitation) = create_org(&h, "Auditco", "owner@auditco.example").await;
+    accept(&h, &invitation).await;
+    let owner = access(&h, "owner@auditco.example").await;
+    let viewer = member(&h, &org, &owner, "viewer@auditco.example", "viewer").await;
+    let (st, iss, _) = req(
+        &h,
+        "POST",
+        &format!("/v1/orgs/{org}/issuers"),
+        Some(&owner),
+        None,
+        Some(json!({"name": "auditco.example"})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{iss}");
+    let ours = iss["issuer_id"].as_str().unwrap().to_owned();
+    let our_key = iss["api_key"].as_str().unwrap().to_owned();
+    h.register(&our_key, json!({"name": "our-bot", "scopes": ["read:x"]}))
+        .await;
+    let theirs_key = h.issuer("elsewhere-audit.example").await;
+    h.register(
+        &theirs_key,
+        json!({"name": "their-bot", "scopes": ["read:x"]}),
+    )
+    .await;
+    let (other_org, other_inv) = create_org(&h, "Otherco", "x@otherco.example").await;
+    accept(&h, &other_inv).await;
+    let _ = other_org;
+    let stranger = access(&h, "x@otherco.example").await;
+    let size = h.state.store.audit_size().await.unwrap();
+    let read = |token: String| {
+        let h = &h;
+        async move {
+            let (st, v, _) = req(
+                h,
+                "GET",
+                &format!("/v1/audit/entries?start=0&end={size}"),
+                Some(&token),
+                None,
+                None,
+            )
+            .await;
+            assert_eq!(st, StatusCode::OK, "{v}");
+            let entries = v["entries"].as_array().unwrap().clone();
+            assert_eq!(entries.len() as u64, size);
+            entries
+                .iter()
+                .filter_map(|e| e["entry"].as_str())
+                .map(|e| serde_json::from_str::<Value>(e).unwrap())
+                .collect::<Vec<Value>>()
+        }
+    };
+    let seen = read(viewer).await;
+    assert!(
+        seen.iter().any(|e| e["type"] == "agent.registered"),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter().all(|e| e["issuer"] == ours.as_str()),
+        "{seen:?}"
+    );
+    assert_eq!(read(owner).await.len(), seen.len());
+    assert!(read(stranger).await.is_empty());
+}

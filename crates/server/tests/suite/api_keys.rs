@@ -792,3 +792,197 @@ async fn a_scoped_or_expiring_key_escapes_neither_its_scopes_nor_its_expiry() {
         .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
 }
+
+/// A key's exchange is a refresh-token family, rotated by people's rule: each refresh
+/// gives a new pair and uses the old token up; a token used twice revokes the whole
+/// family (its access tokens too) and is a security event; a wrong client burns
+/// nothing; a person's refresh endpoint knows no key's token; revoking the key, or
+/// rotating it out past its grace period, ends its families. All of it audited.
+#[tokio::test]
+async fn key_refresh_tokens_rotate_and_a_reused_one_revokes_its_family() {
+    let h = start().await;
+    let first = h.issuer("refresh.example").await;
+    let (id, key) = created(&h, &first, json!({"name": "sdk"})).await;
+    let exchange = |id: String, key: String| {
+        let h = &h;
+        async move {
+            let form = [
+                ("grant_type", "client_credentials"),
+                ("client_id", id.as_str()),
+                ("client_secret", key.as_str()),
+            ];
+            let (st, v, _) = token_request(h, &form, None).await;
+            assert_eq!(st, StatusCode::OK, "{v}");
+            assert_eq!(v["refresh_expires_in"], 7 * 86_400);
+            (
+                v["access_token"].as_str().unwrap().to_owned(),
+                v["refresh_token"].as_str().unwrap().to_owned(),
+            )
+        }
+    };
+    let refresh = |rt: String, extra: Vec<(&'static str, String)>| {
+        let h = &h;
+        async move {
+            let mut form = vec![
+                ("grant_type", "refresh_token"),
+                ("refresh_token", rt.as_str()),
+            ];
+            form.extend(extra.iter().map(|(k, v)| (*k, v.as_str())));
+            let (st, v, headers) = token_request(h, &form, None).await;
+            if st == StatusCode::OK {
+                assert_eq!(headers["cache-control"], "no-store");
+            }
+            (st, v)
+        }
+    };
+    let works = |token: String| {
+        let h = &h;
+        async move { h.call("GET", "/v1/issuer", Some(&token), None).await.0 }
+    };
+    let (a1, r1) = exchange(id.clone(), key.clone()).await;
+    assert!(r1.starts_with("bfr_"), "{r1}");
+    let (st, v) = refresh(r1.clone(), vec![]).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let a2 = v["access_token"].as_str().unwrap().to_owned();
+    let r2 = v["refresh_token"].as_str().unwrap().to_owned();
+    assert_ne!(r2, r1);
+    // The refreshed token is the key's, with the session in `sid`.
+    let claims: Value =
+        serde_json::from_slice(&bonafide_core::b64::decode(a2.split('.').nth(1).unwrap()).unwrap())
+            .unwrap();
+    assert_eq!(
+        (claims["sub"].as_str(), claims["client_id"].as_str()),
+        (Some(id.as_str()), Some(id.as_str()))
+    );
+    assert!(
+        claims["sid"].as_str().unwrap().starts_with("ses_"),
+        "{claims}"
+    );
+    assert_eq!(works(a1.clone()).await, StatusCode::OK);
+    assert_eq!(works(a2.clone()).await, StatusCode::OK);
+    // R1 again: reuse. The family ends, its access tokens with it, and R2 too.
+    let (st, v) = refresh(r1.clone(), vec![]).await;
+    assert_eq!(
+        (st, v["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant")),
+        "{v}"
+    );
+    assert_eq!(works(a2.clone()).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(works(a1).await, StatusCode::UNAUTHORIZED);
+    let (st, v) = refresh(r2, vec![]).await;
+    assert_eq!(
+        (st, v["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant")),
+        "{v}"
+    );
+    let (st, events) = h
+        .call(
+            "GET",
+            "/v1/admin/security-events?limit=1000",
+            Some(&h.admin),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{events}");
+    assert!(
+        events["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "refresh_reuse"),
+        "{events}"
+    );
+    // Another exchange is another family, unharmed by the first one's end.
+    let (a3, r3) = exchange(id.clone(), key.clone()).await;
+    assert_eq!(works(a3).await, StatusCode::OK);
+    // A client that is not the family's key burns nothing; a person's endpoint does
+    // not know a key's refresh token.
+    let other = h.issuer("other-refresh.example").await;
+    let (st, v) = refresh(
+        r3.clone(),
+        vec![("client_secret", other.clone()), ("client_id", id.clone())],
+    )
+    .await;
+    assert_eq!(
+        (st, v["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_client")),
+        "{v}"
+    );
+    let (st, v) = refresh(
+        r3.clone(),
+        vec![("client_id", "key_0011223344556677".into())],
+    )
+    .await;
+    assert_eq!(
+        (st, v["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_client")),
+        "{v}"
+    );
+    let (st, v) = h
+        .call(
+            "POST",
+            "/v1/auth/refresh",
+            None,
+            Some(json!({"refresh_token": r3})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "{v}");
+    // Still unused: it rotates (with the key's own credentials, optional).
+    let (st, v) = refresh(
+        r3,
+        vec![("client_id", id.clone()), ("client_secret", key.clone())],
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let a4 = v["access_token"].as_str().unwrap().to_owned();
+    let r4 = v["refresh_token"].as_str().unwrap().to_owned();
+    // Revoking the key ends its families: neither the token nor a refresh works.
+    let (st, _) = h
+        .call(
+            "POST",
+            &format!("/v1/api-keys/{id}/revoke"),
+            Some(&first),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(works(a4).await, StatusCode::UNAUTHORIZED);
+    let (st, v) = refresh(r4, vec![]).await;
+    assert_eq!(
+        (st, v["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant")),
+        "{v}"
+    );
+    // Rotated out (no grace period): its families end too.
+    let (id2, key2) = created(&h, &first, json!({"name": "sdk2"})).await;
+    let (_, r5) = exchange(id2.clone(), key2).await;
+    let (st, v) = h
+        .call(
+            "POST",
+            &format!("/v1/api-keys/{id2}/rotate"),
+            Some(&first),
+            Some(json!({"grace_seconds": 0})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let (st, v) = refresh(r5, vec![]).await;
+    assert_eq!(
+        (st, v["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant")),
+        "{v}"
+    );
+    // Bad input: a refresh grant without its token.
+    let (st, v) = refresh(String::new(), vec![]).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    let (st, v, _) = token_request(&h, &[("grant_type", "refresh_token")], None).await;
+    assert_eq!(
+        (st, v["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_request")),
+        "{v}"
+    );
+    // Audited as people's sessions are: made, refreshed, revoked.
+    let types = audit_events(&h).await;
+    for t in ["session.created", "session.refreshed", "session.revoked"] {
+        assert!(types.iter().any(|x| x == t), "{t}: {types:?}");
+    }
+}

@@ -568,3 +568,139 @@ async fn concurrent_requests_take_one_lease_at_a_time_and_never_more_than_the_bu
     // One replica, a frozen clock: exactly the bucket, however the requests raced.
     assert_eq!(allowed, 40);
 }
+
+/// An identity cannot multiply its rate limit through keys: a key whose limit the
+/// admin set passes it to the keys it makes and to its rotation's new key (audited),
+/// and an identity has at most `max_keys_per_identity` live keys (a rotation's grace
+/// period included), beyond which creating or rotating is a clear 409.
+#[tokio::test]
+async fn made_and_rotated_keys_keep_their_limit_and_live_keys_per_identity_are_capped() {
+    let clock = Arc::new(ManualClock::now());
+    let h = start_with_config(Config {
+        rate_limits: limits(&["issuer=100/min"]),
+        clock: clock.clone(),
+        max_keys_per_identity: Some(3),
+        ..config()
+    })
+    .await;
+    let first = h.issuer("multiply.example").await;
+    let hash = ApiKey::parse(&first).unwrap().hash();
+    let (st, v) = h
+        .call(
+            "PUT",
+            &format!("/v1/admin/rate-limits/keys/{}", hash.key_id()),
+            Some(&h.admin),
+            Some(json!({"limit": "7/min"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    // A key it makes starts at its limit, not the kind's 100/min.
+    let (st, made) = h
+        .call(
+            "POST",
+            "/v1/api-keys",
+            Some(&first),
+            Some(json!({"name": "k2"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{made}");
+    let k2 = made["secret"].as_str().unwrap().to_owned();
+    let k2_id = made["key"]["id"].as_str().unwrap().to_owned();
+    let a = get(&h, "/v1/issuer", Some(&k2)).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(a.policy.as_deref(), Some("\"issuer\";q=7;w=60"));
+    // Its rotation's new key keeps it too (here with a grace period: 3 live keys).
+    let (st, rotated) = h
+        .call(
+            "POST",
+            &format!("/v1/api-keys/{}/rotate", hash.public_id()),
+            Some(&first),
+            Some(json!({"grace_seconds": 3600})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{rotated}");
+    let next = rotated["secret"].as_str().unwrap().to_owned();
+    let a = get(&h, "/v1/issuer", Some(&next)).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(a.policy.as_deref(), Some("\"issuer\";q=7;w=60"));
+    let (st, v) = h
+        .call("GET", "/v1/admin/rate-limits", Some(&h.admin), None)
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["keys"].as_array().unwrap().len(), 3, "{v}");
+    let inherited = audit_entries(&h)
+        .await
+        .into_iter()
+        .filter(|e| {
+            e["type"] == "rate_limit.set"
+                && e["note"].as_str().is_some_and(|n| n.contains("inherited"))
+        })
+        .count();
+    assert_eq!(inherited, 2);
+    // The cap: a fourth live key is refused, by creation or by a rotation with a
+    // grace period; a rotation without one replaces a key and passes.
+    clock.advance(Duration::from_secs(60));
+    let (st, v) = h
+        .call(
+            "POST",
+            "/v1/api-keys",
+            Some(&next),
+            Some(json!({"name": "k4"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["error"]["code"], "CONFLICT");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max-keys-per-identity"),
+        "{v}"
+    );
+    let (st, v) = h
+        .call(
+            "POST",
+            &format!("/v1/api-keys/{k2_id}/rotate"),
+            Some(&next),
+            Some(json!({"grace_seconds": 60})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{v}");
+    // Nothing changed: k2 still works.
+    assert_eq!(
+        get(&h, "/v1/issuer", Some(&k2)).await.status,
+        StatusCode::OK
+    );
+    let (st, v) = h
+        .call(
+            "POST",
+            &format!("/v1/api-keys/{k2_id}/rotate"),
+            Some(&next),
+            Some(json!({"grace_seconds": 0})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    // Once the old key's grace period ends, its place is free.
+    clock.advance(Duration::from_secs(3601));
+    let (st, v) = h
+        .call(
+            "POST",
+            "/v1/api-keys",
+            Some(&next),
+            Some(json!({"name": "k4"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    // Admin keys are not capped.
+    for i in 0..4 {
+        let (st, v) = h
+            .call(
+                "POST",
+                "/v1/api-keys",
+                Some(&h.admin),
+                Some(json!({"name": format!("ops {i}")})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{v}");
+    }
+}
