@@ -764,3 +764,72 @@ async fn policy_revocations_from_before_their_stored_id_are_found_by_it() {
     let unknown = bonafide_core::token::policy_revocation_id(&iss.id, "pol_none");
     assert_eq!(store.policy_revocation_by_id(&unknown).await.unwrap(), None);
 }
+
+/// A database from before key sessions (0035) that holds people's sessions and
+/// refresh tokens opens: the rebuilt tables keep every row, and the refresh tokens
+/// still refer to their sessions (a migration that dropped the parent under its
+/// children failed at commit on any such database).
+#[tokio::test]
+async fn sessions_and_refresh_tokens_survive_the_key_sessions_rebuild() {
+    let (store, dir) = fresh().await;
+    let path = store.path().to_path_buf();
+    store.close().await;
+    drop(store);
+    let url = format!("sqlite://{}", path.display());
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    for sql in [
+        // The tables as 0027 made them, holding a person's session and two tokens.
+        "DROP TABLE refresh_tokens",
+        "DROP TABLE sessions",
+        "CREATE TABLE sessions (id TEXT NOT NULL PRIMARY KEY, \
+            person_id TEXT NOT NULL REFERENCES people (id), client_id TEXT NOT NULL, \
+            two_factor INTEGER NOT NULL CHECK (two_factor IN (0, 1)), ip TEXT, \
+            user_agent TEXT, created_at_ms INTEGER NOT NULL, last_used_ms INTEGER NOT NULL, \
+            expires_at_ms INTEGER NOT NULL, revoked_at_ms INTEGER, revoke_reason TEXT)",
+        "CREATE INDEX sessions_by_person ON sessions (person_id, created_at_ms)",
+        "CREATE TABLE refresh_tokens (token_hash BLOB NOT NULL PRIMARY KEY \
+            CHECK (length(token_hash) = 32), session_id TEXT NOT NULL REFERENCES sessions (id), \
+            created_at_ms INTEGER NOT NULL, expires_at_ms INTEGER NOT NULL, used_at_ms INTEGER) \
+            WITHOUT ROWID",
+        "CREATE INDEX refresh_tokens_by_session ON refresh_tokens (session_id)",
+        "INSERT INTO people (id, email, created_at_ms) VALUES ('usr_old', 'old@example.com', 1)",
+        "INSERT INTO sessions (id, person_id, client_id, two_factor, created_at_ms, \
+            last_used_ms, expires_at_ms) VALUES ('ses_old', 'usr_old', 'cli', 0, 1, 2, 3)",
+        "INSERT INTO refresh_tokens (token_hash, session_id, created_at_ms, expires_at_ms, \
+            used_at_ms) VALUES (zeroblob(32), 'ses_old', 1, 3, 2)",
+        "INSERT INTO refresh_tokens (token_hash, session_id, created_at_ms, expires_at_ms) \
+            VALUES (randomblob(32), 'ses_old', 2, 3)",
+        "DELETE FROM _sqlx_migrations WHERE version = 35",
+    ] {
+        sqlx::query(sql).execute(&mut conn).await.unwrap();
+    }
+    <sqlx::SqliteConnection as sqlx::Connection>::close(conn)
+        .await
+        .unwrap();
+
+    let store = SqliteStore::open(&dir.path().join("data")).await.unwrap();
+    store.close().await;
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    let (sessions, tokens, used, broken): (i64, i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT COUNT(*) FROM sessions WHERE person_id = 'usr_old'), \
+                (SELECT COUNT(*) FROM refresh_tokens WHERE session_id = 'ses_old'), \
+                (SELECT COUNT(*) FROM refresh_tokens WHERE used_at_ms = 2), \
+                (SELECT COUNT(*) FROM pragma_foreign_key_check)",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!((sessions, tokens, used, broken), (1, 2, 1, 0));
+    // The reference is still enforced: a token of no session is refused.
+    let orphan = sqlx::query(
+        "INSERT INTO refresh_tokens (token_hash, session_id, created_at_ms, expires_at_ms) \
+         VALUES (randomblob(32), 'ses_none', 1, 2)",
+    )
+    .execute(&mut conn)
+    .await;
+    assert!(orphan.is_err(), "{orphan:?}");
+}
