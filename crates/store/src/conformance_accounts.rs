@@ -442,6 +442,44 @@ pub async fn accounts_an_org_identitys_first_key_is_its_makers(store: Arc<dyn St
     }
     let made = store.api_keys_created_by(p.id.as_str()).await.unwrap();
     assert_eq!(made.len(), 2);
+    // A key whose maker is a person is stored only while they are a member of the
+    // organisation owning its identity: checked in the storing transaction.
+    let key = |by: &str| {
+        crate::ApiKeyRecord::new(
+            super::key_hash(KeyKind::Issuer),
+            KeyKind::Issuer,
+            Some(iss.id.to_string()),
+            "k",
+            by,
+            T0_MS,
+        )
+    };
+    store
+        .create_api_key(&key(p.id.as_str()), None, &audit_note())
+        .await
+        .unwrap();
+    let (_, stranger) = org_with_owner(store.as_ref()).await;
+    let size = store.audit_size().await.unwrap();
+    assert_eq!(
+        store
+            .create_api_key(&key(stranger.id.as_str()), None, &audit_note())
+            .await,
+        Err(StoreError::Conflict(ConflictKind::MakerNotMember))
+    );
+    assert_eq!(
+        store
+            .rotate_api_key(
+                &ik,
+                &key(stranger.id.as_str()),
+                T0_MS,
+                T0_MS,
+                None,
+                &audit_note()
+            )
+            .await,
+        Err(StoreError::Conflict(ConflictKind::MakerNotMember))
+    );
+    assert_eq!(store.audit_size().await.unwrap(), size, "nothing written");
 }
 
 /// A cap on an identity's live keys holds in the transaction: creating or rotating

@@ -248,6 +248,9 @@ pub enum ConflictKind {
     LastOwner,
     /// The identity has as many live API keys as it may have.
     TooManyKeys,
+    /// The person a key's chain was made by is no longer a member of the organisation
+    /// owning the key's identity.
+    MakerNotMember,
     /// Two-factor authentication is on already.
     TotpEnabled,
 }
@@ -285,6 +288,9 @@ impl ConflictKind {
             Self::LastOwner => "an organisation needs an owner: make another member owner first",
             Self::TooManyKeys => {
                 "this identity has as many live API keys as it may have: revoke one first (or rotate without a grace period)"
+            }
+            Self::MakerNotMember => {
+                "the person whose key made this one is no longer a member of the organisation that owns it: their keys are revoked"
             }
         }
     }

@@ -666,6 +666,7 @@ impl Store for PostgresStore {
             }
             insert_api_key(&mut tx, record).await?;
             live_keys_within(&mut tx, record, record.created_at_ms, max_live).await?;
+            maker_still_member(&mut tx, record).await?;
             log.append(&mut *tx, std::slice::from_ref(audit), &[])
                 .await?;
             Ok(())
@@ -766,6 +767,7 @@ impl Store for PostgresStore {
                 .map_err(db_err)?;
             insert_api_key(&mut tx, new).await?;
             live_keys_within(&mut tx, new, now_ms, max_live).await?;
+            maker_still_member(&mut tx, new).await?;
             log.append(
                 &mut *tx,
                 std::slice::from_ref(audit),
@@ -5231,6 +5233,35 @@ async fn prefix_taken(conn: &mut PgConnection, hash: &ApiKeyHash) -> Result<bool
         .fetch_one(conn)
         .await
         .map_err(db_err)
+}
+
+/// `Conflict(MakerNotMember)` if `r` names a person as its maker (the root of its
+/// chain) who is not a member of the organisation owning `r`'s identity any more.
+/// Checked in the transaction that stores the key, under the log head's lock that
+/// removing a member takes too: a key made while its maker is being removed is either
+/// refused here or stored before the removal and then revoked with their keys.
+async fn maker_still_member(conn: &mut PgConnection, r: &ApiKeyRecord) -> Result<(), StoreError> {
+    let (Some(person), Some(owner)) = (r.created_by.as_deref(), r.owner.as_deref()) else {
+        return Ok(());
+    };
+    if !person.starts_with("usr_") {
+        return Ok(());
+    }
+    let member: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM memberships m WHERE m.person_id = $1 AND m.org_id IN \
+         (SELECT org_id FROM org_issuers WHERE issuer_id = $2 \
+          UNION SELECT org_id FROM org_receivers WHERE receiver_id = $2))",
+    )
+    .bind(person)
+    .bind(owner)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    if member {
+        Ok(())
+    } else {
+        Err(StoreError::Conflict(ConflictKind::MakerNotMember))
+    }
 }
 
 /// Inserts a key row with every column of the record.

@@ -494,7 +494,42 @@ pub async fn remove_member(
         .remove_member(&id, &person, now_ms, &audit)
         .await
         .map_err(store_conflict)?;
-    crate::routes::api_keys::revoke_created_by(&state, &id, &person, who.actor(), now_ms).await?;
+    let actor = who.actor();
+    if let Err(e) =
+        crate::routes::api_keys::revoke_created_by(&state, &id, &person, actor.clone(), now_ms)
+            .await
+    {
+        // The removal is committed and cannot be asked again: the keys left are revoked
+        // in the background, with backoff, so a failing store delays them, never
+        // leaves them live for good. (Their maker can make no more keys meanwhile:
+        // the store refuses a key whose maker is not a member.)
+        tracing::error!(%person, error = %e.message, "revoking a removed member's keys failed; retrying in the background");
+        let state = Arc::clone(&state);
+        tokio::spawn(async move {
+            let mut wait = std::time::Duration::from_secs(1);
+            for _ in 0..12 {
+                tokio::time::sleep(wait).await;
+                let now_ms = state.now_ms();
+                match crate::routes::api_keys::revoke_created_by(
+                    &state,
+                    &id,
+                    &person,
+                    actor.clone(),
+                    now_ms,
+                )
+                .await
+                {
+                    Ok(_) => return,
+                    Err(e) => {
+                        tracing::warn!(%person, error = %e.message, "revoking a removed member's keys failed again")
+                    }
+                }
+                wait = (wait * 2).min(std::time::Duration::from_secs(300));
+            }
+            tracing::error!(%person, "a removed member's keys could not be revoked: revoke them by hand (`bonafide api-key list`)");
+        });
+        return Err(e);
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -395,6 +395,9 @@ fn store_conflict(e: StoreError) -> ApiError {
             ErrorCode::Conflict,
             "this identity has as many live API keys as the registry allows (`--max-keys-per-identity`, keys in a grace period included): revoke one first, or rotate with `grace_seconds: 0`",
         ),
+        StoreError::Conflict(bonafide_store::ConflictKind::MakerNotMember) => ApiError::forbidden(
+            "the person whose key this request uses is no longer a member of the organisation that owns it: their keys are being revoked",
+        ),
         StoreError::Conflict(bonafide_store::ConflictKind::LastAdminKey) => ApiError::new(
             StatusCode::CONFLICT,
             ErrorCode::LastAdminKey,
