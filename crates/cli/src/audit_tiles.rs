@@ -99,14 +99,27 @@ impl Source {
             Source::Dir(dir) => read_file(&dir.join(path), max),
             Source::Http { http, base, bearer } => {
                 let url = format!("{base}/{path}");
-                let mut req = http.get(&url);
-                if let Some(k) = bearer {
-                    req = req.bearer_auth(k);
-                }
-                let resp = req
-                    .send()
-                    .await
-                    .with_context(|| format!("cannot reach {url}"))?;
+                let mut waited = 0;
+                let resp = loop {
+                    let mut req = http.get(&url);
+                    if let Some(k) = bearer {
+                        req = req.bearer_auth(k);
+                    }
+                    let resp = req
+                        .send()
+                        .await
+                        .with_context(|| format!("cannot reach {url}"))?;
+                    // A large export can meet the registry's rate limit: wait as told
+                    // (bounded), rather than fail half-way.
+                    let wait = retry_after(&resp);
+                    match wait {
+                        Some(secs) if waited + secs <= MAX_RETRY_WAIT_SECS => {
+                            waited += secs;
+                            tokio::time::sleep(std::time::Duration::from_secs(secs)).await;
+                        }
+                        _ => break resp,
+                    }
+                };
                 let status = resp.status();
                 if status == reqwest::StatusCode::NOT_FOUND {
                     return Ok(None);
@@ -149,6 +162,27 @@ impl Source {
             ))
         })
     }
+}
+
+/// Longest an export waits in all on one file's `429`/`503` answers.
+const MAX_RETRY_WAIT_SECS: u64 = 300;
+
+/// Seconds to wait before asking again, for a `429` or `503` answer (its
+/// `Retry-After`, at least 1 s, default 1 s); `None` for any other answer.
+fn retry_after(resp: &reqwest::Response) -> Option<u64> {
+    let status = resp.status();
+    if status != reqwest::StatusCode::TOO_MANY_REQUESTS
+        && status != reqwest::StatusCode::SERVICE_UNAVAILABLE
+    {
+        return None;
+    }
+    let secs = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(1);
+    Some(secs.clamp(1, 60))
 }
 
 fn http_client() -> Result<reqwest::Client> {
@@ -559,7 +593,8 @@ async fn export_checked(url: &str, args: &ExportArgs, out: Out) -> Result<()> {
         .with_context(|| format!("cannot write to the export directory `{}`", dir.display()))?;
 
     // 1. The key.
-    let client = Client::new(url, api_key()).map_err(crate::explain)?;
+    // Discovery and proofs are public: the key is spent only on tiles (rate limits).
+    let client = Client::new(url, None).map_err(crate::explain)?;
     let discovery: Value = progress::during(
         "asking the registry for its log key",
         client.get("/.well-known/bonafide-configuration"),

@@ -354,3 +354,36 @@ fn audit_export_writes_tiles_that_verify_offline_and_from_a_url_and_grow_consist
     assert!(text(&out).contains("admin key"), "{}", text(&out));
     assert!(!work.path().join("anon/checkpoint").exists());
 }
+
+/// A registry's rate limit met half-way through an export is waited out (its
+/// `Retry-After`), not a failure: five exports in a row, with admin keys limited to
+/// 3 requests a second, each fetching a checkpoint, a tile and an entry bundle
+/// (15 requests: the bucket of 3 runs dry unless they take over 4 s).
+#[test]
+fn audit_export_waits_out_the_registrys_rate_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let s = common::serve_with_args(
+        dir.path(),
+        "127.0.0.1:0",
+        &["--rate-limits", "on", "--rate-limit", "admin=3/s"],
+        &[],
+    );
+    let admin = s.admin_printed.clone().unwrap();
+    let key = log_key(&s.url);
+    wait_for_checkpoint(&s.url, 0);
+    std::thread::sleep(Duration::from_millis(1100));
+    let started = Instant::now();
+    for i in 0..5 {
+        let to = work.path().join(format!("e{i}"));
+        let out = export(&s.url, Some(&admin), &to, &["--log-key", &key]);
+        assert!(out.status.success(), "{}", text(&out));
+        assert!(to.join("checkpoint").is_file());
+    }
+    // Fifteen admin requests at three a second take four seconds at least.
+    assert!(
+        started.elapsed() >= Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+}
