@@ -540,9 +540,10 @@ pub async fn verify(
 // ---------------------------------------------------------------------------------
 // export
 
-/// Writes `bytes` to `path` crash-safely: a temp file beside it, fsync, rename, and
-/// an fsync of the directory so the rename itself survives a crash.
-fn write_durably(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Writes `bytes` to `path` crash-safely: a temp file beside it, fsync, rename. The
+/// rename is durable once its directory is fsync'ed: [`sync_dir`], once per
+/// directory after a batch (before the checkpoint that needs the batch is written).
+fn write_durably(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
     let dir = path
         .parent()
         .ok_or_else(|| anyhow!("`{}` has no directory", path.display()))?;
@@ -559,7 +560,7 @@ fn write_durably(path: &Path, bytes: &[u8]) -> Result<()> {
         .with_context(|| format!("cannot write `{}`", tmp.display()))?;
     drop(f);
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write `{}`", path.display()))?;
-    sync_dir(dir)
+    Ok(dir.to_owned())
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
@@ -765,10 +766,26 @@ async fn export_checked(url: &str, args: &ExportArgs, out: Out) -> Result<()> {
     // 5. Write: tiles first, the checkpoint last, so a reader never sees a
     // checkpoint whose tiles are missing.
     let written = to_write.len();
+    let mut dirs = std::collections::BTreeSet::new();
     for (path, bytes) in &to_write {
-        write_durably(&dir.join(path), bytes)?;
+        // The file's directory and those above it, up to DIR: a directory made
+        // for this tile (`tile/0/x001`) is itself a new name in its parent.
+        let mut d = write_durably(&dir.join(path), bytes)?;
+        while d.starts_with(dir) && dirs.insert(d.clone()) {
+            match d.parent() {
+                Some(p) => d = p.to_owned(),
+                None => break,
+            }
+        }
     }
-    write_durably(&dir.join("checkpoint"), note_text.as_bytes())?;
+    // Every tile's name durable before the checkpoint naming them is written.
+    for d in &dirs {
+        sync_dir(d)?;
+    }
+    sync_dir(&write_durably(
+        &dir.join("checkpoint"),
+        note_text.as_bytes(),
+    )?)?;
     notes.push(format!("fetched {fetched} files from the registry"));
     print_result(out, &cp, written, fetched, &notes, dir, started);
     Ok(())
