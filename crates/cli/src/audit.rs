@@ -61,6 +61,12 @@ pub struct VerifyArgs {
     /// registry logged it, so what it said then is provable now.
     #[arg(long, conflicts_with = "proof_file")]
     pub status_list_file: Option<PathBuf>,
+    /// Verify a log exported with `audit export` (C2SP tlog-tiles), from a directory
+    /// or an http(s) base URL: checkpoint signature, every tile against its root,
+    /// every entry bundle against its leaf hashes. Needs --log-key, or the key the
+    /// state file pinned for the log the checkpoint names.
+    #[arg(long, value_name = "DIR_OR_URL", conflicts_with_all = ["proof_file", "index", "entry_file", "status_list", "status_list_file"])]
+    pub tiles: Option<String>,
 }
 
 /// A check failed: the log is not what it claims. Exit code 1, unlike errors (2).
@@ -68,28 +74,38 @@ pub struct VerifyArgs {
 #[error("{0}")]
 pub struct Failed(pub String);
 
-fn failed(message: impl Into<String>) -> anyhow::Error {
+pub(crate) fn failed(message: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(Failed(message.into()))
 }
 
 /// What the state file remembers per log origin.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct LogState {
+pub(crate) struct LogState {
     /// The pinned verifier key string.
-    log_key: String,
+    pub(crate) log_key: String,
     /// The last checkpoint that passed every check (signed note text).
     checkpoint: Option<String>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct StateFile {
+pub(crate) struct StateFile {
     /// By registry URL.
-    logs: BTreeMap<String, LogState>,
+    pub(crate) logs: BTreeMap<String, LogState>,
 }
 
 pub async fn verify(url: &str, args: VerifyArgs, out: Out) -> Result<ExitCode> {
+    if let Some(tiles) = &args.tiles {
+        return crate::audit_tiles::verify(
+            url,
+            tiles,
+            args.log_key.as_deref(),
+            args.state.as_deref(),
+            out,
+        )
+        .await;
+    }
     let result = if let Some(proof_file) = &args.proof_file {
         verify_proof_file(proof_file, &args, out)
     } else {
@@ -120,7 +136,7 @@ fn read_limited(path: &Path, what: &str) -> Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("cannot read {what} `{}`", path.display()))
 }
 
-fn parse_log_key(text: &str) -> Result<NoteVerifier> {
+pub(crate) fn parse_log_key(text: &str) -> Result<NoteVerifier> {
     NoteVerifier::from_key_string(text.trim())
         .map_err(|e| anyhow!("--log-key is not a log key (`<origin>+<hex id>+<base64>`): {e}"))
 }
@@ -209,7 +225,7 @@ fn verify_proof_file(path: &Path, args: &VerifyArgs, out: Out) -> Result<()> {
     Ok(())
 }
 
-fn default_state_path() -> Result<PathBuf> {
+pub(crate) fn default_state_path() -> Result<PathBuf> {
     if let Some(dir) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
         return Ok(PathBuf::from(dir).join("bonafide/audit-state.json"));
     }
@@ -219,7 +235,7 @@ fn default_state_path() -> Result<PathBuf> {
     Ok(PathBuf::from(home).join(".local/state/bonafide/audit-state.json"))
 }
 
-fn load_state(path: &Path) -> Result<StateFile> {
+pub(crate) fn load_state(path: &Path) -> Result<StateFile> {
     match std::fs::read(path) {
         Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| {
             format!(
@@ -256,12 +272,15 @@ fn save_state(path: &Path, state: &StateFile) -> Result<()> {
     Ok(())
 }
 
-fn open_cp(note_text: &str, verifier: &NoteVerifier) -> Result<OpenedCheckpoint, note::NoteError> {
+pub(crate) fn open_cp(
+    note_text: &str,
+    verifier: &NoteVerifier,
+) -> Result<OpenedCheckpoint, note::NoteError> {
     note::open_checkpoint(note_text, verifier.name(), std::slice::from_ref(verifier))
 }
 
 /// A proof's hashes, each checked to be one (base64 of 32 bytes).
-fn hashes_of(hashes: &[String]) -> Result<Vec<Hash>> {
+pub(crate) fn hashes_of(hashes: &[String]) -> Result<Vec<Hash>> {
     hashes
         .iter()
         .map(|h| {

@@ -39,6 +39,7 @@ mod agent;
 mod aim;
 mod apikeys;
 mod audit;
+mod audit_tiles;
 mod duration;
 mod emit;
 mod failure;
@@ -203,6 +204,12 @@ enum AuditCmd {
     /// the log; with --proof-file, a tlog-proof offline. Exit 1 if the log fails a
     /// check (rewritten, rolled back, altered entry), 2 on errors.
     Verify(audit::VerifyArgs),
+    /// Write the log, as of the registry's latest signed checkpoint, to a directory
+    /// in the C2SP tlog-tiles layout (any static web server or object store can serve
+    /// it); checked against the checkpoint and the pinned log key before anything is
+    /// written; run again to add only what is new. Needs an admin key
+    /// (BONAFIDE_API_KEY) for the entry bundles. Exit 1 on a split view or tampering.
+    Export(audit_tiles::ExportArgs),
     /// Print the audit log key the registry announces (to pin with --log-key; compare
     /// it with one published elsewhere).
     LogKey,
@@ -953,6 +960,7 @@ async fn run(cli: Cli, out: Out) -> Result<ExitCode> {
         }
         Command::Verify(args) => verify(&cli.url, args, out).await,
         Command::Audit(AuditCmd::Verify(args)) => audit::verify(&cli.url, args, out).await,
+        Command::Audit(AuditCmd::Export(args)) => audit_tiles::export(&cli.url, args, out).await,
         Command::Audit(AuditCmd::LogKey) => audit::log_key(&cli.url, out).await,
         Command::Audit(AuditCmd::Entry { index }) => audit::entry(&cli.url, index, out).await,
         Command::Audit(AuditCmd::Proof { index }) => audit::proof(&cli.url, index).await,

@@ -8,6 +8,7 @@ mod agent;
 mod aim_sdk;
 mod apikeys;
 mod audit;
+mod audit_export;
 mod basics;
 mod domain;
 mod durability;
