@@ -111,6 +111,12 @@ pub async fn verify(url: &str, args: VerifyArgs, out: Out) -> Result<ExitCode> {
     } else {
         verify_online(url, &args, out).await
     };
+    run_checked(result, out)
+}
+
+/// A check's result as the command's exit: a failed check (`Failed`) is exit 1 with
+/// what failed, any other error is the caller's (exit 2).
+pub(crate) fn run_checked(result: Result<()>, out: Out) -> Result<ExitCode> {
     match result {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e) => match e.downcast_ref::<Failed>() {

@@ -413,23 +413,6 @@ fn origin_of(note_text: &str) -> Option<&str> {
     note_text.lines().next()
 }
 
-fn run_checked(result: Result<()>, out: Out) -> Result<ExitCode> {
-    match result {
-        Ok(()) => Ok(ExitCode::SUCCESS),
-        Err(e) => match e.downcast_ref::<Failed>() {
-            Some(f) => {
-                if out.json {
-                    println!("{}", json!({ "ok": false, "problem": f.0 }));
-                } else {
-                    eprintln!("AUDIT CHECK FAILED: {}", f.0);
-                }
-                Ok(ExitCode::from(1))
-            }
-            None => Err(e),
-        },
-    }
-}
-
 // ---------------------------------------------------------------------------------
 // verify --tiles
 
@@ -534,7 +517,7 @@ pub async fn verify(
         Ok(())
     }
     .await;
-    run_checked(result, out)
+    crate::audit::run_checked(result, out)
 }
 
 // ---------------------------------------------------------------------------------
@@ -579,7 +562,7 @@ fn covered(t: Tile, size: u64) -> bool {
 /// `bonafide audit export --to DIR`.
 pub async fn export(url: &str, args: ExportArgs, out: Out) -> Result<ExitCode> {
     let result = export_checked(url, &args, out).await;
-    run_checked(result, out)
+    crate::audit::run_checked(result, out)
 }
 
 async fn export_checked(url: &str, args: &ExportArgs, out: Out) -> Result<()> {

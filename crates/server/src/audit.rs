@@ -331,22 +331,7 @@ impl AuditLog {
         nonce: Option<NonceClaim>,
         quota: Option<QuotaClaim>,
     ) -> Result<Appended, AuditLogError> {
-        let item = DecisionItem {
-            nonce,
-            quota,
-            budget: None,
-            idempotency: None,
-            // A clone per run (`decide` may run again if the store retries).
-            decide: Box::new(move |_| {
-                Ok(Decided {
-                    audit: Some(record.clone()),
-                    receipt: None,
-                    charge: None,
-                    answer: Vec::new(),
-                })
-            }),
-        };
-        match self.decide(item).await? {
+        match self.decide(appending(record, nonce, quota)).await? {
             DecisionOutcome::Recorded {
                 audit_index: Some(index),
                 quota,
@@ -767,6 +752,29 @@ async fn commit_loop(
     }
 }
 
+/// An item that appends `record` alone (claiming `nonce`, counted against `quota`).
+fn appending(
+    record: AuditRecord,
+    nonce: Option<NonceClaim>,
+    quota: Option<bonafide_store::QuotaClaim>,
+) -> DecisionItem {
+    DecisionItem {
+        nonce,
+        quota,
+        budget: None,
+        idempotency: None,
+        // A clone per run (`decide` may run again if the store retries).
+        decide: Box::new(move |_| {
+            Ok(Decided {
+                audit: Some(record.clone()),
+                receipt: None,
+                charge: None,
+                answer: Vec::new(),
+            })
+        }),
+    }
+}
+
 /// The month's one `quota.warning` entry, for the decision whose count first reached
 /// 80 % of `claim`'s limit (the month's flag was set in the same transaction, so it
 /// is owed exactly once), as an item for the committer's next batch.
@@ -788,20 +796,7 @@ fn quota_warning(claim: &bonafide_store::QuotaClaim, grant: &QuotaGrant) -> Opti
     tracing::info!(org = %claim.org_id, month = claim.month, used = grant.used, "quota: 80 % reached");
     let (done, _) = oneshot::channel();
     Some(Pending {
-        item: DecisionItem {
-            nonce: None,
-            quota: None,
-            budget: None,
-            idempotency: None,
-            decide: Box::new(move |_| {
-                Ok(Decided {
-                    audit: Some(record.clone()),
-                    receipt: None,
-                    charge: None,
-                    answer: Vec::new(),
-                })
-            }),
-        },
+        item: appending(record, None, None),
         done,
     })
 }
