@@ -850,11 +850,11 @@ pub async fn revoke_created_by(
 pub struct ClientCredentialsRequest {
     /// `client_credentials`, or `refresh_token` to rotate a refresh token.
     pub grant_type: String,
-    /// The key's id (`key_…`), unless sent as HTTP Basic (optional with
-    /// `refresh_token`; if sent, the family's key's).
+    /// The key's id (`key_…`), unless sent as HTTP Basic (with `refresh_token`, the
+    /// family's key's: a key authenticates on refresh too).
     pub client_id: Option<String>,
-    /// The key (`bfk_…`), unless sent as HTTP Basic (optional with `refresh_token`; if
-    /// sent, the family's key).
+    /// The key (`bfk_…`), unless sent as HTTP Basic (with `refresh_token`, the
+    /// family's key).
     pub client_secret: Option<String>,
     /// With `grant_type=refresh_token`: the refresh token last received (`bfr_…`).
     pub refresh_token: Option<String>,
@@ -918,20 +918,6 @@ fn client_credentials(
             "client authentication needed: client_id (the key's id, `key_…`) and client_secret (the key)",
         )),
     }
-}
-
-/// The client's credentials if any are given (a refresh needs none: its token is
-/// bound to its key): a `client_id` alone, or both as [`client_credentials`] reads them.
-fn optional_client_credentials(
-    headers: &axum::http::HeaderMap,
-    params: &[(String, String)],
-) -> Result<Option<(String, Option<String>)>, crate::routes::token_exchange::OAuthError> {
-    let id = one(params, "client_id")?;
-    let secret = one(params, "client_secret")?;
-    if headers.get(axum::http::header::AUTHORIZATION).is_some() || secret.is_some() {
-        return client_credentials(headers, params).map(|(id, s)| Some((id, Some(s))));
-    }
-    Ok(id.map(|id| (id, None)))
 }
 
 fn invalid_client(description: &str) -> crate::routes::token_exchange::OAuthError {
@@ -1103,8 +1089,7 @@ async fn exchange_key(
 }
 
 /// `grant_type=refresh_token`: rotates a key's refresh token (the rule of
-/// `auth_sessions::rotate_family`). Client credentials are optional; given, they must
-/// be the family's key's.
+/// `auth_sessions::rotate_family`), the client authenticated as the family's key.
 async fn refresh_key_session(
     state: &Arc<AppState>,
     headers: &axum::http::HeaderMap,
@@ -1115,24 +1100,23 @@ async fn refresh_key_session(
     use crate::routes::token_exchange::OAuthError;
     let presented = one(params, "refresh_token")?
         .ok_or_else(|| OAuthError::request("`refresh_token` is missing"))?;
-    // The client's credentials are checked before the token is used up: a wrong
-    // client must neither burn nor, sending it again, revoke a family.
-    if let Some((id, secret)) = optional_client_credentials(headers, params)? {
-        let family = state
-            .store
-            .refresh_token(&crate::accounts::sha256(presented.trim()))
-            .await
-            .map_err(|e| OAuthError::from(ApiError::from(e)))?
-            .and_then(|r| r.session.key().copied());
-        if let Some(family) = family {
-            let same_key = secret.as_deref().is_none_or(|s| {
-                ApiKey::parse(s.trim()).is_ok_and(|k| bonafide_core::ct_eq(&k.hash().0, &family.0))
-            });
-            if id.trim() != family.public_id() || !same_key {
-                return Err(invalid_client(
-                    "the client credentials are not this refresh token's key",
-                ));
-            }
+    // A key is a confidential client: it authenticates on refresh too (RFC 6749 §6),
+    // so a refresh token leaked alone is worth nothing. Checked before the token is
+    // used up: a wrong client must neither burn nor, sending it again, revoke a family.
+    let (id, secret) = client_credentials(headers, params)?;
+    let family = state
+        .store
+        .refresh_token(&crate::accounts::sha256(presented.trim()))
+        .await
+        .map_err(|e| OAuthError::from(ApiError::from(e)))?
+        .and_then(|r| r.session.key().copied());
+    if let Some(family) = family {
+        let same_key = ApiKey::parse(secret.trim())
+            .is_ok_and(|k| bonafide_core::ct_eq(&k.hash().0, &family.0));
+        if id.trim() != family.public_id() || !same_key {
+            return Err(invalid_client(
+                "the client credentials are not this refresh token's key",
+            ));
         }
     }
     let rotated = rotate_family(state, &presented, Family::Key, ip)

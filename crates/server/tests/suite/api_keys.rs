@@ -839,9 +839,22 @@ async fn key_refresh_tokens_rotate_and_a_reused_one_revokes_its_family() {
         let h = &h;
         async move { h.call("GET", "/v1/issuer", Some(&token), None).await.0 }
     };
+    let creds = |id: &str, key: &str| {
+        vec![
+            ("client_id", id.to_owned()),
+            ("client_secret", key.to_owned()),
+        ]
+    };
     let (a1, r1) = exchange(id.clone(), key.clone()).await;
     assert!(r1.starts_with("bfr_"), "{r1}");
+    // A key is a confidential client: a refresh token alone is refused, and not used up.
     let (st, v) = refresh(r1.clone(), vec![]).await;
+    assert_eq!(
+        (st, v["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_client")),
+        "{v}"
+    );
+    let (st, v) = refresh(r1.clone(), creds(&id, &key)).await;
     assert_eq!(st, StatusCode::OK, "{v}");
     let a2 = v["access_token"].as_str().unwrap().to_owned();
     let r2 = v["refresh_token"].as_str().unwrap().to_owned();
@@ -861,7 +874,7 @@ async fn key_refresh_tokens_rotate_and_a_reused_one_revokes_its_family() {
     assert_eq!(works(a1.clone()).await, StatusCode::OK);
     assert_eq!(works(a2.clone()).await, StatusCode::OK);
     // R1 again: reuse. The family ends, its access tokens with it, and R2 too.
-    let (st, v) = refresh(r1.clone(), vec![]).await;
+    let (st, v) = refresh(r1.clone(), creds(&id, &key)).await;
     assert_eq!(
         (st, v["error"].as_str()),
         (StatusCode::BAD_REQUEST, Some("invalid_grant")),
@@ -869,7 +882,7 @@ async fn key_refresh_tokens_rotate_and_a_reused_one_revokes_its_family() {
     );
     assert_eq!(works(a2.clone()).await, StatusCode::UNAUTHORIZED);
     assert_eq!(works(a1).await, StatusCode::UNAUTHORIZED);
-    let (st, v) = refresh(r2, vec![]).await;
+    let (st, v) = refresh(r2, creds(&id, &key)).await;
     assert_eq!(
         (st, v["error"].as_str()),
         (StatusCode::BAD_REQUEST, Some("invalid_grant")),
@@ -927,7 +940,7 @@ async fn key_refresh_tokens_rotate_and_a_reused_one_revokes_its_family() {
         )
         .await;
     assert_eq!(st, StatusCode::UNAUTHORIZED, "{v}");
-    // Still unused: it rotates (with the key's own credentials, optional).
+    // Still unused: it rotates (with the key's own credentials).
     let (st, v) = refresh(
         r3,
         vec![("client_id", id.clone()), ("client_secret", key.clone())],
@@ -947,7 +960,7 @@ async fn key_refresh_tokens_rotate_and_a_reused_one_revokes_its_family() {
         .await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(works(a4).await, StatusCode::UNAUTHORIZED);
-    let (st, v) = refresh(r4, vec![]).await;
+    let (st, v) = refresh(r4, creds(&id, &key)).await;
     assert_eq!(
         (st, v["error"].as_str()),
         (StatusCode::BAD_REQUEST, Some("invalid_grant")),
@@ -955,7 +968,7 @@ async fn key_refresh_tokens_rotate_and_a_reused_one_revokes_its_family() {
     );
     // Rotated out (no grace period): its families end too.
     let (id2, key2) = created(&h, &first, json!({"name": "sdk2"})).await;
-    let (_, r5) = exchange(id2.clone(), key2).await;
+    let (_, r5) = exchange(id2.clone(), key2.clone()).await;
     let (st, v) = h
         .call(
             "POST",
@@ -965,14 +978,14 @@ async fn key_refresh_tokens_rotate_and_a_reused_one_revokes_its_family() {
         )
         .await;
     assert_eq!(st, StatusCode::CREATED, "{v}");
-    let (st, v) = refresh(r5, vec![]).await;
+    let (st, v) = refresh(r5, creds(&id2, &key2)).await;
     assert_eq!(
         (st, v["error"].as_str()),
         (StatusCode::BAD_REQUEST, Some("invalid_grant")),
         "{v}"
     );
     // Bad input: a refresh grant without its token.
-    let (st, v) = refresh(String::new(), vec![]).await;
+    let (st, v) = refresh(String::new(), creds(&id, &key)).await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
     let (st, v, _) = token_request(&h, &[("grant_type", "refresh_token")], None).await;
     assert_eq!(
