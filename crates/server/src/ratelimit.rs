@@ -981,6 +981,17 @@ pub async fn charge_issuer(state: &AppState, issuer_id: &str) -> Result<(), ApiE
     charge(state, Subject::Iss(issuer_id.to_owned())).await
 }
 
+/// A key's own limit, for a request that presents the key in its body rather than
+/// its headers (`POST /v1/oauth/token`'s client credentials): spends one request of
+/// its bucket, `Err` 429 when it is empty.
+pub async fn charge_key(
+    state: &AppState,
+    kind: bonafide_core::apikey::KeyKind,
+    hash: bonafide_core::apikey::ApiKeyHash,
+) -> Result<(), ApiError> {
+    charge(state, Subject::Key(kind, hash)).await
+}
+
 /// The allocation limit of an issuer (`POST /v1/status-lists/allocations`): spends
 /// one of its bucket's, `Err` 429 when it is empty, with the same fields as every
 /// limit. Slots of the shared lists are what an issuer could otherwise use up.

@@ -1045,6 +1045,12 @@ async fn exchange_key(
     if client_id.trim() != id {
         return Err(invalid_client("client_id is not this key's id"));
     }
+    // Each exchange stores a session and an audit entry: it spends the key's own
+    // bucket (the limiter saw no key in the headers and charged only the address), so
+    // a key cannot grow the log faster than its limit.
+    crate::ratelimit::charge_key(state, record.kind, hash)
+        .await
+        .map_err(OAuthError::from)?;
     state.note_key_use(&hash);
     let (refresh, refresh_hash) = crate::accounts::new_secret("bfr_")?;
     let session = bonafide_store::Session {

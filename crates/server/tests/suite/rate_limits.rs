@@ -704,3 +704,33 @@ async fn made_and_rotated_keys_keep_their_limit_and_live_keys_per_identity_are_c
         assert_eq!(st, StatusCode::CREATED, "{v}");
     }
 }
+
+/// A client-credentials exchange names its key in the body, not the headers: it spends
+/// that key's own bucket (each exchange stores a session and an audit entry), not only
+/// the caller's address.
+#[tokio::test]
+async fn a_keys_token_exchanges_spend_its_own_bucket() {
+    let (h, _clock) = limited(&["issuer=2/min", "ip=100/min"], &[]).await;
+    let key = h.issuer("exchange-limits.example").await;
+    let id = ApiKey::parse(&key).unwrap().hash().public_id();
+    let exchange = || {
+        h.http.post(format!("{}/v1/oauth/token", h.base)).form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", id.as_str()),
+            ("client_secret", key.as_str()),
+        ])
+    };
+    for _ in 0..2 {
+        let a = send(&h, exchange()).await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    }
+    let a = send(&h, exchange()).await;
+    assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS, "{}", a.body);
+    assert!(
+        a.current.as_deref().unwrap().contains("\"issuer\";r=0;"),
+        "{:?}",
+        a.current
+    );
+    // The key's own requests find its bucket empty too: one limit for both.
+    assert_refused(&get(&h, "/v1/issuer", Some(&key)).await, "issuer", 30);
+}
