@@ -813,7 +813,7 @@ pub async fn api_keys_are_objects_created_listed_rotated_and_touched(store: Arc<
         KeyKind::Issuer,
         owner.clone(),
         "ci deploys",
-        "usr_someone",
+        "key_0123456789abcdef",
         T0_MS + 10,
     );
     record.scopes = Some(vec!["agents:read".into(), "tokens:issue".into()]);
@@ -866,7 +866,7 @@ pub async fn api_keys_are_objects_created_listed_rotated_and_touched(store: Arc<
     );
     assert_eq!(
         store
-            .api_keys_created_by("usr_someone")
+            .api_keys_created_by("key_0123456789abcdef")
             .await
             .unwrap()
             .iter()
@@ -890,7 +890,7 @@ pub async fn api_keys_are_objects_created_listed_rotated_and_touched(store: Arc<
         KeyKind::Issuer,
         owner.clone(),
         "ci deploys",
-        "usr_someone",
+        "key_0123456789abcdef",
         T0_MS + 60,
     );
     successor.rotated_from = Some(key.public_id());
@@ -917,7 +917,7 @@ pub async fn api_keys_are_objects_created_listed_rotated_and_touched(store: Arc<
         KeyKind::Issuer,
         owner.clone(),
         "ci",
-        "usr_someone",
+        "key_0123456789abcdef",
         T0_MS + 70,
     );
     let old2 = store
