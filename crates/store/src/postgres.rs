@@ -2794,29 +2794,9 @@ impl Store for PostgresStore {
         in_write_tx!(self, |tx| {
             // The log head first (as every audited write): settings changes queue.
             let log = log::lock(&mut *tx).await?;
-            let current: Option<String> =
-                sqlx::query_scalar("SELECT value FROM rate_limit_settings WHERE name = $1")
-                    .bind(name)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(db_err)?;
-            if current.as_deref() == value {
+            if !set_named_value(&mut tx, rows::RATE_LIMIT_SETTINGS, name, value, now_ms).await? {
                 return Ok(false);
             }
-            match value {
-                Some(v) => sqlx::query(
-                    "INSERT INTO rate_limit_settings (name, value, set_at_ms) VALUES ($1, $2, $3) \
-                     ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value, \
-                     set_at_ms = EXCLUDED.set_at_ms",
-                )
-                .bind(name)
-                .bind(v)
-                .bind(now_ms),
-                None => sqlx::query("DELETE FROM rate_limit_settings WHERE name = $1").bind(name),
-            }
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
             log.append(&mut *tx, std::slice::from_ref(audit), &[])
                 .await?;
             Ok(true)
@@ -2873,29 +2853,9 @@ impl Store for PostgresStore {
             if exists.is_none() {
                 return Err(StoreError::NotFound);
             }
-            let current: Option<String> =
-                sqlx::query_scalar("SELECT plan FROM org_plans WHERE org_id = $1")
-                    .bind(org.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(db_err)?;
-            if current.as_deref() == plan {
+            if !set_named_value(&mut tx, rows::ORG_PLANS, org.as_str(), plan, now_ms).await? {
                 return Ok(false);
             }
-            match plan {
-                Some(p) => sqlx::query(
-                    "INSERT INTO org_plans (org_id, plan, set_at_ms) VALUES ($1, $2, $3) \
-                     ON CONFLICT (org_id) DO UPDATE SET plan = EXCLUDED.plan, \
-                     set_at_ms = EXCLUDED.set_at_ms",
-                )
-                .bind(org.as_str())
-                .bind(p)
-                .bind(now_ms),
-                None => sqlx::query("DELETE FROM org_plans WHERE org_id = $1").bind(org.as_str()),
-            }
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
             log.append(&mut *tx, std::slice::from_ref(audit), &[])
                 .await?;
             Ok(true)
@@ -5233,6 +5193,50 @@ async fn prefix_taken(conn: &mut PgConnection, hash: &ApiKeyHash) -> Result<bool
         .fetch_one(conn)
         .await
         .map_err(db_err)
+}
+
+/// Sets `key`'s value in a [`rows::NamedValues`] table (`None`: removes it) unless it
+/// is that already: whether it changed. Inside the caller's audited write, which
+/// appends its entry only on a change.
+async fn set_named_value(
+    conn: &mut PgConnection,
+    t: rows::NamedValues,
+    key: &str,
+    value: Option<&str>,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    let current: Option<String> = sqlx::query_scalar(safe_sql(format!(
+        "SELECT {} FROM {} WHERE {} = $1",
+        t.value, t.table, t.key
+    )))
+    .bind(key)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    if current.as_deref() == value {
+        return Ok(false);
+    }
+    match value {
+        Some(v) => sqlx::query(safe_sql(format!(
+            "INSERT INTO {table} ({k}, {v}, set_at_ms) VALUES ($1, $2, $3) \
+             ON CONFLICT ({k}) DO UPDATE SET {v} = EXCLUDED.{v}, set_at_ms = EXCLUDED.set_at_ms",
+            table = t.table,
+            k = t.key,
+            v = t.value
+        )))
+        .bind(key)
+        .bind(v)
+        .bind(now_ms),
+        None => sqlx::query(safe_sql(format!(
+            "DELETE FROM {} WHERE {} = $1",
+            t.table, t.key
+        )))
+        .bind(key),
+    }
+    .execute(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    Ok(true)
 }
 
 /// `Conflict(MakerNotMember)` if `r` names a person as its maker (the root of its

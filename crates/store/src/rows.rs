@@ -734,6 +734,32 @@ pub(crate) fn safe_sql(sql: String) -> sqlx::AssertSqlSafe<String> {
     sqlx::AssertSqlSafe(sql)
 }
 
+/// A table holding one optional value per name, set by an audited write that writes
+/// (and audits) only a change: rate-limit settings, organisations' plans.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NamedValues {
+    /// The table.
+    pub table: &'static str,
+    /// Its key column.
+    pub key: &'static str,
+    /// Its value column (beside `set_at_ms`).
+    pub value: &'static str,
+}
+
+/// `rate_limit_settings (name → value)`.
+pub(crate) const RATE_LIMIT_SETTINGS: NamedValues = NamedValues {
+    table: "rate_limit_settings",
+    key: "name",
+    value: "value",
+};
+
+/// `org_plans (org_id → plan)`.
+pub(crate) const ORG_PLANS: NamedValues = NamedValues {
+    table: "org_plans",
+    key: "org_id",
+    value: "plan",
+};
+
 /// A stored slot as the domain type.
 pub(crate) fn status_slot(list_id: i64, idx: i64) -> Result<crate::StatusSlot, StoreError> {
     Ok(crate::StatusSlot {
