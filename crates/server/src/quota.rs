@@ -2,12 +2,12 @@
 //!
 //! **What counts.** A verification (`POST /v1/verify`, `GET /v1/verify/{token}`,
 //! `POST /v1/introspect`, `POST /v1/agents/{id}/verify-action` and the compatibility
-//! surfaces' verify calls) made with a receiver key whose receiver an organisation
-//! owns counts against that organisation's quota, whatever the token turns out to be
-//! (a verification was asked and answered). Anonymous verifies, and those made with
-//! an admin key, an issuer key or the key of a receiver no organisation owns, count
-//! against no quota: they have no organisation to bill, and the rate limits (per
-//! address, per token issuer) bound them instead.
+//! surfaces' verify calls, and `/v1/simulate`) made with the key of a receiver or an
+//! issuer an organisation owns counts against that organisation's quota, whatever the
+//! token turns out to be (a verification was asked and answered). Anonymous verifies,
+//! and those made with an admin key or the key of an identity no organisation owns,
+//! count against no quota: they have no organisation to bill, and the rate limits
+//! (per address, per token issuer) bound them instead.
 //!
 //! **Exactly, in the decision's transaction.** A counted verification is counted in
 //! the same store transaction that records its decision (the audit committer's
@@ -378,11 +378,15 @@ pub async fn counting(state: &AppState, caller: &Caller) -> Result<Counting, Api
     if !quotas.plans.enabled {
         return Ok(Counting::default());
     }
-    let Caller::Receiver(receiver) = caller else {
-        return Ok(Counting::default());
-    };
-    let Ok(receiver) = ReceiverId::try_from(receiver.as_str()) else {
-        return Ok(Counting::default());
+    // Whichever of an organisation's identities asks (a receiver, or one of its
+    // issuers verifying), the organisation is billed.
+    let owned = match caller {
+        Caller::Receiver(id) => match ReceiverId::try_from(id.as_str()) {
+            Ok(r) => Owned::Receiver(r),
+            Err(_) => return Ok(Counting::default()),
+        },
+        Caller::Issuer(id) => Owned::Issuer(id.clone()),
+        Caller::Admin | Caller::Anonymous => return Ok(Counting::default()),
     };
     let now_ms = state.now_ms();
     // The layer found the presented key's organisation already (the same credential
@@ -402,7 +406,7 @@ pub async fn counting(state: &AppState, caller: &Caller) -> Result<Counting, Api
         Some(org) => Some(org),
         None => {
             quotas
-                .org_of(state.store.as_ref(), Owned::Receiver(receiver), now_ms)
+                .org_of(state.store.as_ref(), owned, now_ms)
                 .await?
         }
     };

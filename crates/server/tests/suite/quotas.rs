@@ -852,3 +852,29 @@ async fn aim_sdk_verifications_count_whatever_their_signature() {
     assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS, "{}", a.body);
     assert_eq!(used(&h, &key).await, 2);
 }
+
+/// An organisation's issuer key verifying is the organisation's verification too:
+/// counted against its quota like its receivers' (not a way around it).
+#[tokio::test]
+async fn an_organisations_issuer_keys_verify_within_its_quota() {
+    let clock = Arc::new(ManualClock::at(DEC_31_23H_MS));
+    let h = server(plans(&["free=2"]), clock.clone()).await;
+    let (org, owner) = org(&h, "issuing").await;
+    let a = call(
+        &h,
+        "POST",
+        &format!("/v1/orgs/{org}/issuers"),
+        Some(&owner),
+        Some(json!({"name": "issuing-agents"})),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    let key = a.body["api_key"].as_str().unwrap().to_owned();
+    for _ in 0..2 {
+        assert_eq!(verify(&h, Some(&key)).await.status, StatusCode::OK);
+    }
+    let over = verify(&h, Some(&key)).await;
+    assert_eq!(over.status, StatusCode::TOO_MANY_REQUESTS, "{}", over.body);
+    assert_eq!(over.body["error"]["code"], "QUOTA_EXCEEDED");
+}
+
