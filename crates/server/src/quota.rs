@@ -404,11 +404,7 @@ pub async fn counting(state: &AppState, caller: &Caller) -> Result<Counting, Api
         .flatten();
     let org = match known {
         Some(org) => Some(org),
-        None => {
-            quotas
-                .org_of(state.store.as_ref(), owned, now_ms)
-                .await?
-        }
+        None => quotas.org_of(state.store.as_ref(), owned, now_ms).await?,
     };
     let Some(org) = org else {
         return Ok(Counting::default());

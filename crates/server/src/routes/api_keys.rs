@@ -1124,6 +1124,17 @@ async fn refresh_key_session(
                 "the client credentials are not this refresh token's key",
             ));
         }
+        // Each refresh writes an audit entry: it spends the key's own bucket, as the
+        // exchange does.
+        if let Some(record) = state
+            .api_key(&family)
+            .await
+            .map_err(|e| OAuthError::from(ApiError::from(e)))?
+        {
+            crate::ratelimit::charge_key(state, record.kind, family)
+                .await
+                .map_err(OAuthError::from)?;
+        }
     }
     let rotated = rotate_family(state, &presented, Family::Key, ip)
         .await

@@ -877,4 +877,3 @@ async fn an_organisations_issuer_keys_verify_within_its_quota() {
     assert_eq!(over.status, StatusCode::TOO_MANY_REQUESTS, "{}", over.body);
     assert_eq!(over.body["error"]["code"], "QUOTA_EXCEEDED");
 }
-

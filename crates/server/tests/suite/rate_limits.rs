@@ -705,9 +705,9 @@ async fn made_and_rotated_keys_keep_their_limit_and_live_keys_per_identity_are_c
     }
 }
 
-/// A client-credentials exchange names its key in the body, not the headers: it spends
-/// that key's own bucket (each exchange stores a session and an audit entry), not only
-/// the caller's address.
+/// A client-credentials exchange or refresh names its key in the body, not the
+/// headers: it spends that key's own bucket (each writes an audit entry), not only the
+/// caller's address.
 #[tokio::test]
 async fn a_keys_token_exchanges_spend_its_own_bucket() {
     let (h, _clock) = limited(&["issuer=2/min", "ip=100/min"], &[]).await;
@@ -720,10 +720,21 @@ async fn a_keys_token_exchanges_spend_its_own_bucket() {
             ("client_secret", key.as_str()),
         ])
     };
-    for _ in 0..2 {
-        let a = send(&h, exchange()).await;
-        assert_eq!(a.status, StatusCode::OK, "{}", a.body);
-    }
+    let a = send(&h, exchange()).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    // A refresh spends the key's bucket too (each writes an audit entry).
+    let refresh = a.body["refresh_token"].as_str().unwrap().to_owned();
+    let a = send(
+        &h,
+        h.http.post(format!("{}/v1/oauth/token", h.base)).form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh.as_str()),
+            ("client_id", id.as_str()),
+            ("client_secret", key.as_str()),
+        ]),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
     let a = send(&h, exchange()).await;
     assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS, "{}", a.body);
     assert!(
