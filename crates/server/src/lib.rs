@@ -419,6 +419,7 @@ impl Server {
         let rotation = tokio::spawn(rotation::run(Arc::clone(&self.state)));
         let rate_limits = tokio::spawn(ratelimit::maintain(Arc::clone(&self.state)));
         let quotas = tokio::spawn(quota::maintain(Arc::clone(&self.state)));
+        let departed = tokio::spawn(routes::api_keys::sweep_departed(Arc::clone(&self.state)));
         let webhooks = tokio::spawn(events::webhooks::run(Arc::clone(&self.state)));
         // Proofs read the upper levels of the tree from memory once warm; a failure
         // only leaves them to be read on demand.
@@ -464,6 +465,7 @@ impl Server {
         rotation.abort();
         rate_limits.abort();
         quotas.abort();
+        departed.abort();
         // What this replica counted since the last flush (usage, not the quota,
         // which is counted in the store as it is admitted).
         if let Err(e) = self

@@ -573,6 +573,9 @@ impl Store for CountingStore {
     async fn api_keys_created_by(&self, c: &str) -> StoreResult<Vec<ApiKeyRecord>> {
         self.inner.api_keys_created_by(c).await
     }
+    async fn api_keys_of_departed_makers(&self, limit: u32) -> StoreResult<Vec<ApiKeyRecord>> {
+        self.inner.api_keys_of_departed_makers(limit).await
+    }
     async fn rotate_api_key(
         &self,
         o: &ApiKeyHash,

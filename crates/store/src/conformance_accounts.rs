@@ -480,6 +480,47 @@ pub async fn accounts_an_org_identitys_first_key_is_its_makers(store: Arc<dyn St
         Err(StoreError::Conflict(ConflictKind::MakerNotMember))
     );
     assert_eq!(store.audit_size().await.unwrap(), size, "nothing written");
+    // A member who made a key and then left: the key is found for the sweep that
+    // finishes removals; the remaining owner's are not.
+    let mail = email();
+    let inv = invitation(&o.id, &mail, Role::Member);
+    store.create_invitation(&inv, &audit_note()).await.unwrap();
+    let (q, _) = store
+        .accept_invitation(&inv.token_hash, &person(&mail), T0_MS + 2, &audit_note())
+        .await
+        .unwrap();
+    let qs = key(q.id.as_str());
+    store
+        .create_api_key(&qs, None, &audit_note())
+        .await
+        .unwrap();
+    assert!(
+        store
+            .api_keys_of_departed_makers(100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    store
+        .remove_member(&o.id, &q.id, T0_MS + 3, &audit_note())
+        .await
+        .unwrap();
+    let departed = store.api_keys_of_departed_makers(100).await.unwrap();
+    assert_eq!(
+        departed.iter().map(|r| r.hash).collect::<Vec<_>>(),
+        vec![qs.hash]
+    );
+    store
+        .revoke_api_key(&qs.hash, T0_MS + 4, &audit_note())
+        .await
+        .unwrap();
+    assert!(
+        store
+            .api_keys_of_departed_makers(100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// A cap on an identity's live keys holds in the transaction: creating or rotating

@@ -1443,6 +1443,13 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// The live keys `created_by` made (a person leaving an organisation), oldest
     /// first.
     async fn api_keys_created_by(&self, created_by: &str) -> Result<Vec<ApiKeyRecord>, StoreError>;
+    /// Unrevoked keys whose maker is a person who is not a member of the organisation
+    /// owning the key's identity (any more), at most `limit`: what a member's removal
+    /// revokes, for a sweep that finishes a removal whose revocations failed.
+    async fn api_keys_of_departed_makers(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<ApiKeyRecord>, StoreError>;
     /// Rotates a key: stores `new` (its `rotated_from` names `old`) and makes `old`
     /// expire at `old_expires_at_ms` (never later than it would have), in one
     /// transaction with the audit entry; replicas forget their cached `old`

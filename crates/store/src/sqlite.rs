@@ -678,6 +678,28 @@ impl Store for SqliteStore {
         .collect()
     }
 
+    async fn api_keys_of_departed_makers(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        sqlx::query_as::<_, ApiKeyRow>(concat!(
+            "SELECT ",
+            api_key_columns!(),
+            " FROM api_keys k WHERE k.revoked_at_ms IS NULL AND k.created_by LIKE 'usr\\_%' ESCAPE '\\' \
+             AND NOT EXISTS (SELECT 1 FROM memberships m WHERE m.person_id = k.created_by \
+             AND m.org_id IN (SELECT org_id FROM org_issuers WHERE issuer_id = k.owner \
+             UNION SELECT org_id FROM org_receivers WHERE receiver_id = k.owner)) \
+             ORDER BY k.created_at_ms, k.hash LIMIT ?"
+        ))
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?
+        .into_iter()
+        .map(ApiKeyRow::into_record)
+        .collect()
+    }
+
     async fn api_keys_created_by(&self, created_by: &str) -> Result<Vec<ApiKeyRecord>, StoreError> {
         sqlx::query_as::<_, ApiKeyRow>(concat!(
             "SELECT ",

@@ -805,41 +805,84 @@ pub async fn revoke_created_by(
             KeyOwner::Issuer(id) => owned.contains(&Owned::Issuer(id.clone())),
             KeyOwner::Receiver(id) => owned.contains(&Owned::Receiver(id.clone())),
         };
-        if !ours {
-            continue;
-        }
-        let id = record.hash.public_id();
-        let audit = audit_change(
-            EventType::KeyRevoked,
-            now_ms,
-            actor.clone(),
-            None,
-            owner.issuer(),
-            |e| {
-                e.kid = Some(id.clone());
-                e.target = owner.id();
-                e.note = Some(format!(
-                    "its creator {person} was removed from the organisation"
-                ));
-            },
-        )?;
-        match state
-            .store
-            .revoke_api_key(&record.hash, now_ms, &audit)
-            .await
-        {
-            Ok(_) => {
-                state.forget_api_key(&record.hash);
-                revoked += 1;
-            }
-            Err(StoreError::NotFound) => {}
-            Err(e) => return Err(e.into()),
+        if ours && revoke_departed(state, &record, actor.clone(), now_ms).await? {
+            revoked += 1;
         }
     }
     if revoked > 0 {
         tracing::info!(%person, revoked, "API keys of a removed member revoked");
     }
     Ok(revoked)
+}
+
+/// Revokes one key whose maker left the organisation owning it (audited, naming
+/// them); `false` if it was revoked already.
+async fn revoke_departed(
+    state: &AppState,
+    record: &ApiKeyRecord,
+    actor: Actor,
+    now_ms: i64,
+) -> Result<bool, ApiError> {
+    let owner = KeyOwner::of(record)?;
+    let id = record.hash.public_id();
+    let maker = record.created_by.clone().unwrap_or_default();
+    let audit = audit_change(
+        EventType::KeyRevoked,
+        now_ms,
+        actor,
+        None,
+        owner.issuer(),
+        |e| {
+            e.kid = Some(id.clone());
+            e.target = owner.id();
+            e.note = Some(format!(
+                "its creator {maker} was removed from the organisation"
+            ));
+        },
+    )?;
+    match state
+        .store
+        .revoke_api_key(&record.hash, now_ms, &audit)
+        .await
+    {
+        Ok(_) => {
+            state.forget_api_key(&record.hash);
+            Ok(true)
+        }
+        Err(StoreError::NotFound) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Finishes removals whose revocations did not all happen (the store failed, the
+/// process stopped): every minute, the keys whose maker is no longer a member of the
+/// organisation owning them are revoked, so none outlives a removal for long
+/// whatever happened to the request that made it.
+pub async fn sweep_departed(state: std::sync::Arc<AppState>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let found = match state.store.api_keys_of_departed_makers(1000).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not look for keys of removed members");
+                continue;
+            }
+        };
+        let now_ms = state.now_ms();
+        for record in found.iter().filter(|r| r.live_at(now_ms)) {
+            match revoke_departed(&state, record, Actor::Registry, now_ms).await {
+                Ok(true) => {
+                    tracing::info!(key = %record.hash.public_id(), "a removed member's key revoked by the sweep")
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e.message, "could not revoke a removed member's key")
+                }
+            }
+        }
+    }
 }
 
 // ---- OAuth 2.0 client credentials (RFC 6749 §4.4)
