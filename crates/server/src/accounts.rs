@@ -280,25 +280,6 @@ pub async fn key_of_token(
     Ok(Some(record))
 }
 
-/// The API key a key's access token names, if the token verifies and the key is live;
-/// its session is not read (the rate limiter's cheap check, as
-/// [`PersonAuth::person_of_token`]: the route still refuses a token whose session ended).
-pub async fn key_named_by_token(
-    state: &AppState,
-    token: &str,
-) -> Result<Option<bonafide_store::ApiKeyRecord>, ApiError> {
-    let claims = verified_claims(state, token, "ask for a new token")?;
-    let Some(prefix) = bonafide_core::apikey::parse_public_id(&claims.sub) else {
-        return Ok(None);
-    };
-    let now_ms = state.now_ms();
-    Ok(state
-        .store
-        .api_key_by_prefix(&prefix)
-        .await?
-        .filter(|r| r.hash.public_id() == claims.sub && r.live_at(now_ms)))
-}
-
 /// What a role may do in its organisation: the README's table, enforced here for
 /// people and by the API-key extractors for keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -187,6 +187,60 @@ pub enum Credential<'a> {
     Person(&'a str),
 }
 
+/// A request's API key (itself, or an access token issued for it at
+/// `/v1/oauth/token`), looked up once by the front layer ([`crate::front`]) and handed
+/// to the extractors in the request's extensions, so the key is parsed, hashed and
+/// looked up once per request. Its liveness and scopes are checked where the route
+/// is known ([`check_record`]), as for a key looked up there.
+#[derive(Clone)]
+#[allow(missing_debug_implementations)] // holds the credential's text: never printed
+pub struct ResolvedKey {
+    /// The credential as presented: the hand-over applies to it alone.
+    presented: Box<str>,
+    record: Arc<ApiKeyRecord>,
+}
+
+impl ResolvedKey {
+    /// The key's record, if it is live at `now_ms`.
+    pub fn live_record(&self, now_ms: i64) -> Option<&ApiKeyRecord> {
+        self.record.live_at(now_ms).then_some(&*self.record)
+    }
+}
+
+/// The key a request presents (as [`presented`] classifies it), looked up: `None`
+/// for no key, a person's access token, or a credential that does not resolve (the
+/// extractors then resolve it themselves and give their own errors).
+pub async fn resolve_key(state: &AppState, headers: &axum::http::HeaderMap) -> Option<ResolvedKey> {
+    let (presented, record) = match presented(headers) {
+        Presented::Person(token) => (
+            token,
+            crate::accounts::key_of_token(state, token).await.ok()??,
+        ),
+        Presented::Key(text) => {
+            let hash = ApiKey::parse(text).ok()?.hash();
+            let record = state.api_key(&hash).await.ok()??;
+            if !bonafide_core::ct_eq(&record.hash.0, &hash.0) {
+                return None;
+            }
+            (text, record)
+        }
+        Presented::Malformed(_) | Presented::None => return None,
+    };
+    Some(ResolvedKey {
+        presented: presented.into(),
+        record,
+    })
+}
+
+/// The record the front layer resolved for exactly this credential text.
+fn handed(parts: &Parts, presented: &str) -> Option<Arc<ApiKeyRecord>> {
+    parts
+        .extensions
+        .get::<ResolvedKey>()
+        .filter(|r| bonafide_core::ct_eq(r.presented.as_bytes(), presented.as_bytes()))
+        .map(|r| Arc::clone(&r.record))
+}
+
 /// Reads and checks the request's credential ([`Credential`]), as [`presented`]
 /// classifies it.
 pub async fn credential<'a>(
@@ -194,10 +248,18 @@ pub async fn credential<'a>(
     state: &AppState,
 ) -> Result<Credential<'a>, ApiError> {
     if let Some(token) = crate::accounts::bearer_access_token(parts) {
+        if let Some(record) = handed(parts, token) {
+            return check_record(parts, state, record).map(Credential::Key);
+        }
         return match crate::accounts::key_of_token(state, token).await? {
             Some(record) => check_record(parts, state, record).map(Credential::Key),
             None => Ok(Credential::Person(token)),
         };
+    }
+    if let Presented::Key(text) = presented(&parts.headers)
+        && let Some(record) = handed(parts, text)
+    {
+        return check_record(parts, state, record).map(Credential::Key);
     }
     match presented_key(parts)? {
         None => Ok(Credential::Nothing),
@@ -390,23 +452,6 @@ impl FromRequestParts<Arc<AppState>> for Caller {
     }
 }
 
-/// The caller an API key's text makes (401 for a malformed or unknown key).
-pub async fn caller_of_key(state: &AppState, text: &str) -> Result<Caller, ApiError> {
-    let key =
-        ApiKey::parse(text).map_err(|e| ApiError::unauthorized(format!("invalid API key: {e}")))?;
-    caller_of(state, &key).await
-}
-
-async fn caller_of(state: &AppState, key: &ApiKey) -> Result<Caller, ApiError> {
-    let hash = key.hash();
-    let record = state
-        .api_key(&hash)
-        .await?
-        .filter(|r| bonafide_core::ct_eq(&r.hash.0, &hash.0) && r.live_at(state.now_ms()))
-        .ok_or_else(|| ApiError::unauthorized("unknown, revoked or expired API key"))?;
-    caller_of_record(&record)
-}
-
 /// The caller a key's record makes: its kind and owner.
 pub fn caller_of_record(record: &ApiKeyRecord) -> Result<Caller, ApiError> {
     let owner = || {
@@ -422,4 +467,48 @@ pub fn caller_of_record(record: &ApiKeyRecord) -> Result<Caller, ApiError> {
         ),
         KeyKind::Receiver => Caller::Receiver(owner()?),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts_presenting(key: &str) -> Parts {
+        let (parts, ()) = axum::http::Request::builder()
+            .header("x-api-key", key)
+            .body(())
+            .unwrap()
+            .into_parts();
+        parts
+    }
+
+    fn resolved(key: &ApiKey) -> ResolvedKey {
+        ResolvedKey {
+            presented: key.expose_secret().into(),
+            record: Arc::new(ApiKeyRecord::new(
+                key.hash(),
+                KeyKind::Receiver,
+                Some("rcv_test".into()),
+                "test",
+                "admin",
+                0,
+            )),
+        }
+    }
+
+    #[test]
+    fn a_resolved_key_is_handed_over_only_to_the_credential_it_was_resolved_for() {
+        let a = ApiKey::from_random(KeyKind::Receiver, [1; 20]);
+        let b = ApiKey::from_random(KeyKind::Receiver, [2; 20]);
+        let mut parts = parts_presenting(a.expose_secret());
+        parts.extensions.insert(resolved(&a));
+        let handed_a = handed(&parts, a.expose_secret()).map(|r| r.hash);
+        assert_eq!(handed_a, Some(a.hash()));
+        // Another credential (a request rebuilt with other headers keeps its
+        // extensions) never gets the record resolved for the first.
+        assert!(handed(&parts, b.expose_secret()).is_none());
+        let mut other = parts_presenting(b.expose_secret());
+        other.extensions.insert(resolved(&a));
+        assert!(handed(&other, b.expose_secret()).is_none());
+    }
 }

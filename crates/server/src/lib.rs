@@ -31,6 +31,7 @@ pub mod delegation;
 pub mod error;
 pub mod events;
 pub mod fetch;
+pub mod front;
 pub mod metrics;
 pub mod openapi;
 pub mod proof;
@@ -560,7 +561,6 @@ async fn refresh(state: Arc<AppState>) {
 pub fn router(state: Arc<AppState>) -> Router {
     let max_body = state.config.max_body_bytes;
     let request_timeout = state.config.request_timeout;
-    let quotas = state.config.plans.enabled;
     let app = Router::new()
         .route("/v1/issuers", post(routes::admin::create_issuer))
         .route("/v1/receivers", post(routes::admin::create_receiver))
@@ -732,21 +732,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route_layer(middleware::from_fn(cache::public_routes))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
-    // Usage counts and quota headers, when quotas are on (inside the rate limit: a
-    // refused request was not served).
-    let app = if quotas {
-        app.layer(middleware::from_fn_with_state(
-            Arc::clone(&state),
-            quota::layer,
-        ))
-    } else {
-        app
-    };
     app
-        // Before any handler reads a body; inside the request id and `no-store`.
+        // The credential resolved once, its rate limit spent before any handler reads
+        // a body, usage counts and quota headers; inside the request id and `no-store`.
         .layer(middleware::from_fn_with_state(
             Arc::clone(&state),
-            ratelimit::layer,
+            front::layer,
         ))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(CatchPanicLayer::custom(|_panic| {

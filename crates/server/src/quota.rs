@@ -43,10 +43,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
-use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode};
-use axum::middleware::Next;
+use axum::http::StatusCode;
 use axum::response::Response;
+use bonafide_core::apikey::ApiKeyHash;
 use bonafide_core::ids::{OrgId, ReceiverId};
 use bonafide_store::{Owned, QuotaClaim, QuotaGrant, QuotaTake, Store, StoreError, UsageCount};
 use tokio::sync::{mpsc, oneshot};
@@ -160,6 +159,23 @@ pub fn day_of(ms: i64) -> String {
     format!("{:04}-{:02}-{:02}", date.year(), date.month(), date.day())
 }
 
+const DAY_MS: i64 = 86_400_000;
+
+/// A usage row while in memory: organisation, UTC day (days since the epoch), key
+/// (its hash: the public id is made when the row is written) and route template.
+type UsageKey = (OrgId, i64, ApiKeyHash, String);
+
+/// A usage row as stored.
+fn usage_count((org, day, key, route): &UsageKey, count: u64) -> UsageCount {
+    UsageCount {
+        org_id: org.clone(),
+        day: day_of(day.saturating_mul(DAY_MS)),
+        key: key.public_id(),
+        route: route.clone(),
+        count,
+    }
+}
+
 /// The count at which a month's warning is due: 80 % of `limit`, rounded up.
 pub fn warn_at(limit: u64) -> u64 {
     limit.saturating_mul(4).div_ceil(5)
@@ -189,9 +205,9 @@ const MAX_PENDING_USAGE: usize = 50_000;
 pub struct Quotas {
     plans: Plans,
     assigned: ArcSwap<HashMap<OrgId, String>>,
-    owners: Mutex<HashMap<String, (Option<OrgId>, i64)>>,
+    owners: Mutex<HashMap<Owned, (Option<OrgId>, i64)>>,
     asks: mpsc::UnboundedSender<Ask>,
-    pending: Mutex<HashMap<(OrgId, String, String, String), u64>>,
+    pending: Mutex<HashMap<UsageKey, u64>>,
     owner_ttl_ms: i64,
 }
 
@@ -260,11 +276,7 @@ impl Quotas {
         what: Owned,
         now_ms: i64,
     ) -> Result<Option<OrgId>, StoreError> {
-        let name = match &what {
-            Owned::Issuer(id) => format!("i:{id}"),
-            Owned::Receiver(id) => format!("r:{id}"),
-        };
-        if let Some((org, at)) = self.lock_owners().get(&name)
+        if let Some((org, at)) = self.lock_owners().get(&what)
             && now_ms.saturating_sub(*at) < self.owner_ttl_ms
             && now_ms >= *at
         {
@@ -275,26 +287,24 @@ impl Quotas {
         if owners.len() >= MAX_OWNERS {
             owners.clear();
         }
-        owners.insert(name, (org.clone(), now_ms));
+        owners.insert(what, (org.clone(), now_ms));
         Ok(org)
     }
 
-    fn lock_owners(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Option<OrgId>, i64)>> {
+    fn lock_owners(&self) -> std::sync::MutexGuard<'_, HashMap<Owned, (Option<OrgId>, i64)>> {
         self.owners.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn lock_pending(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<(OrgId, String, String, String), u64>> {
+    fn lock_pending(&self) -> std::sync::MutexGuard<'_, HashMap<UsageKey, u64>> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Counts one request of `key` (an organisation's) on `route` at `now_ms`; whether
     /// the pending counts should be flushed now (too many rows).
-    pub fn count_usage(&self, org: OrgId, key: String, route: String, now_ms: i64) -> bool {
+    pub fn count_usage(&self, org: OrgId, key: ApiKeyHash, route: String, now_ms: i64) -> bool {
         let mut pending = self.lock_pending();
         *pending
-            .entry((org, day_of(now_ms), key, route))
+            .entry((org, now_ms.div_euclid(DAY_MS), key, route))
             .or_insert(0) += 1;
         pending.len() >= MAX_PENDING_USAGE
     }
@@ -304,13 +314,7 @@ impl Quotas {
         self.lock_pending()
             .iter()
             .filter(|((o, ..), _)| o == org)
-            .map(|((o, day, key, route), n)| UsageCount {
-                org_id: o.clone(),
-                day: day.clone(),
-                key: key.clone(),
-                route: route.clone(),
-                count: *n,
-            })
+            .map(|(k, n)| usage_count(k, *n))
             .collect()
     }
 
@@ -321,16 +325,7 @@ impl Quotas {
         if taken.is_empty() {
             return Ok(());
         }
-        let rows: Vec<UsageCount> = taken
-            .iter()
-            .map(|((o, day, key, route), n)| UsageCount {
-                org_id: o.clone(),
-                day: day.clone(),
-                key: key.clone(),
-                route: route.clone(),
-                count: *n,
-            })
-            .collect();
+        let rows: Vec<UsageCount> = taken.iter().map(|(k, n)| usage_count(k, *n)).collect();
         if let Err(e) = store.add_usage(&rows).await {
             let mut pending = self.lock_pending();
             for (k, n) in taken {
@@ -340,18 +335,6 @@ impl Quotas {
         }
         Ok(())
     }
-}
-
-/// What the quota said of this request, for its answer's headers.
-#[derive(Debug, Clone, Default)]
-struct Note {
-    warning: Option<String>,
-    /// The organisation the presented key belongs to, found once per request.
-    subject: Option<Subject>,
-}
-
-tokio::task_local! {
-    static NOTE: Arc<Mutex<Note>>;
 }
 
 /// One verification to count against an organisation's quota, resolved before it is
@@ -389,19 +372,9 @@ pub async fn counting(state: &AppState, caller: &Caller) -> Result<Counting, Api
         Caller::Admin | Caller::Anonymous => return Ok(Counting::default()),
     };
     let now_ms = state.now_ms();
-    // The layer found the presented key's organisation already (the same credential
-    // rule as the caller's): asked again only when it did not.
-    let known = NOTE
-        .try_with(|n| {
-            n.lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .subject
-                .as_ref()
-                .filter(|s| s.caller == *caller)
-                .map(|s| s.org.clone())
-        })
-        .ok()
-        .flatten();
+    // The front layer found the presented key's organisation already (the same
+    // credential rule as the caller's): asked again only when it did not.
+    let known = crate::front::usage_org(caller);
     let org = match known {
         Some(org) => Some(org),
         None => quotas.org_of(state.store.as_ref(), owned, now_ms).await?,
@@ -493,10 +466,7 @@ impl Counting {
         let limit = q.claim.limit;
         if grant.used >= q.claim.warn_at {
             let reset = crate::time::rfc3339_s(q.reset_ms / 1000);
-            let text = format!("{}/{limit}; reset={reset}", grant.used);
-            let _ = NOTE.try_with(|n| {
-                n.lock().unwrap_or_else(|p| p.into_inner()).warning = Some(text);
-            });
+            crate::front::set_quota_warning(format!("{}/{limit}; reset={reset}", grant.used));
         }
     }
 
@@ -554,66 +524,38 @@ async fn warn_once(state: &AppState, org: &OrgId, month: &str, used: u64, limit:
     }
 }
 
-/// Answers' quota headers and usage counting (only when quotas are on): every
-/// request made with an organisation's issuer or receiver key is counted by day,
-/// key and route template; a counted verification at or over 80 % carries
-/// `Bonafide-Quota-Warning`.
-pub async fn layer(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    let usage = usage_subject(&state, req.headers()).await;
-    let note = Arc::new(Mutex::new(Note {
-        warning: None,
-        subject: usage.clone(),
-    }));
-    let mut resp = NOTE.scope(Arc::clone(&note), next.run(req)).await;
-    let warning = note
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .warning
-        .take();
-    if let Some(w) = warning
-        && let Ok(v) = HeaderValue::from_str(&w)
+/// Counts an answered request of an organisation's key in the usage table (called by
+/// the front layer, [`crate::front`], when quotas are on): by day, key and the route
+/// template the request matched (an unrouted one is not counted).
+pub(crate) fn count_usage(state: &Arc<AppState>, usage: Subject, resp: &mut Response) {
+    // Taken: no layer outside this one reads it.
+    let Some(route) = resp.extensions_mut().remove::<crate::RouteTemplate>() else {
+        return;
+    };
+    if state
+        .quotas
+        .count_usage(usage.org, usage.key, route.0, state.now_ms())
     {
-        resp.headers_mut().insert("bonafide-quota-warning", v);
-    }
-    if let Some(Subject { org, key, .. }) = usage
-        && let Some(route) = resp.extensions().get::<crate::RouteTemplate>()
-        && state
-            .quotas
-            .count_usage(org, key, route.0.clone(), state.now_ms())
-    {
-        let state = Arc::clone(&state);
+        let state = Arc::clone(state);
         tokio::spawn(async move {
             if let Err(e) = state.quotas.flush_usage(state.store.as_ref()).await {
                 tracing::warn!(error = %e, "usage counts not flushed; kept for the next try");
             }
         });
     }
-    resp
 }
 
-/// The organisation and usage name of the key a request presents, when an
-/// organisation owns it (the credential authentication uses: [`crate::auth::presented`]).
-/// A key is named by its public id (`key_…`, as `GET /v1/api-keys` lists it), an
-/// access token issued for a key by that key's id, never by a secret or hash.
-async fn usage_subject(state: &AppState, headers: &axum::http::HeaderMap) -> Option<Subject> {
-    let (caller, key) = match crate::auth::presented(headers) {
-        crate::auth::Presented::Key(text) => {
-            let caller = crate::auth::caller_of_key(state, text).await.ok()?;
-            let id = bonafide_core::apikey::ApiKey::parse(text)
-                .ok()?
-                .hash()
-                .public_id();
-            (caller, id)
-        }
-        crate::auth::Presented::Person(token) => {
-            let record = crate::accounts::key_of_token(state, token).await.ok()??;
-            (
-                crate::auth::caller_of_record(&record).ok()?,
-                record.hash.public_id(),
-            )
-        }
-        crate::auth::Presented::Malformed(_) | crate::auth::Presented::None => return None,
-    };
+/// The organisation and usage name of the key a request presents (as the front layer
+/// resolved it: the credential authentication uses), when an organisation owns it and
+/// the key is live. A key is named by its public id (`key_…`, as `GET /v1/api-keys`
+/// lists it), an access token issued for a key by that key's id, never by a secret or
+/// hash.
+pub(crate) async fn usage_subject(
+    state: &AppState,
+    resolved: Option<&crate::auth::ResolvedKey>,
+) -> Option<Subject> {
+    let record = resolved?.live_record(state.now_ms())?;
+    let caller = crate::auth::caller_of_record(record).ok()?;
     let owned = match &caller {
         Caller::Issuer(id) => Owned::Issuer(id.clone()),
         Caller::Receiver(id) => Owned::Receiver(ReceiverId::try_from(id.as_str()).ok()?),
@@ -624,15 +566,19 @@ async fn usage_subject(state: &AppState, headers: &axum::http::HeaderMap) -> Opt
         .org_of(state.store.as_ref(), owned, state.now_ms())
         .await
         .ok()??;
-    Some(Subject { caller, org, key })
+    Some(Subject {
+        caller,
+        org,
+        key: record.hash,
+    })
 }
 
 /// Whose key a request presents, as [`usage_subject`] found it.
 #[derive(Debug, Clone)]
-struct Subject {
-    caller: Caller,
-    org: OrgId,
-    key: String,
+pub(crate) struct Subject {
+    pub(crate) caller: Caller,
+    pub(crate) org: OrgId,
+    key: ApiKeyHash,
 }
 
 /// Keeps plan assignments current (every `key_refresh`, so one made on another

@@ -24,11 +24,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Request};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use bonafide_core::apikey::{ApiKey, ApiKeyHash, KeyKind};
+use bonafide_core::apikey::{ApiKeyHash, KeyKind};
 
 use crate::auth::Presented;
 use bonafide_store::{RateGrant, RateTake, Store, StoreError, limits};
@@ -620,10 +618,14 @@ impl Limiter {
 
     /// The limit a subject gets: an admin's per-key limit, else its policy's.
     pub fn limit_of(&self, subject: &Subject) -> Limit {
-        if let Subject::Key(_, hash) = subject
-            && let Some(limit) = self.overrides.load().get(&hash.key_id())
-        {
-            return *limit;
+        if let Subject::Key(_, hash) = subject {
+            let overrides = self.overrides.load();
+            // The id is text made per call: not made while no key has a limit of its own.
+            if !overrides.is_empty()
+                && let Some(limit) = overrides.get(&hash.key_id())
+            {
+                return *limit;
+            }
         }
         self.limits.get(subject.policy())
     }
@@ -882,53 +884,33 @@ async fn lease_task(
     }
 }
 
-tokio::task_local! {
-    /// Outcomes of limits applied inside a handler (the issuer limit of an anonymous
-    /// verify), for the middleware to write into the answer's headers.
-    static SLOT: Arc<Mutex<Vec<Outcome>>>;
-}
-
 /// Paths never limited: health checks read memory only, and a load balancer's probes
 /// must not be refused.
-const EXEMPT: [&str; 3] = ["/healthz", "/health", "/v1/health"];
+pub(crate) const EXEMPT: [&str; 3] = ["/healthz", "/health", "/v1/health"];
 
-/// Middleware: the key or client-address limit before the handler, and the
-/// `RateLimit` / `RateLimit-Policy` fields (and `Retry-After` when refused) on every
-/// answer a limit applied to.
-pub async fn layer(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    let limiter = &state.limiter;
-    if !limiter.limits.enabled || EXEMPT.contains(&req.uri().path()) {
-        return next.run(req).await;
+/// Whom a request's front limit is charged to ([`crate::front`]): the key it presents
+/// (itself, or an access token issued for it at `/v1/oauth/token`), as resolved once
+/// for the request, while it is live; else the person whose access token it is; else
+/// its client address (a revoked, expired, unknown or malformed credential counts
+/// against its address: making keys up must not escape the address limit; the route
+/// answers 401 for it).
+pub fn subject_of(
+    state: &AppState,
+    resolved: Option<&crate::auth::ResolvedKey>,
+    req: &Request,
+) -> Subject {
+    if let Some(record) = resolved.and_then(|r| r.live_record(state.now_ms())) {
+        return Subject::Key(record.kind, record.hash);
     }
-    let subject = match crate::auth::presented(req.headers()) {
-        // An access token issued for a key (`/v1/oauth/token`) spends its key's
-        // bucket; a person's, that person's; one that does not verify, its address's.
-        Presented::Person(token) => {
-            match crate::accounts::key_named_by_token(&state, token).await {
-                Ok(Some(record)) => Some(Subject::Key(record.kind, record.hash)),
-                _ => {
-                    crate::accounts::PersonAuth::person_of_token(&state, token).map(Subject::Person)
-                }
-            }
-        }
-        Presented::Key(text) => presented_key(&state, text).await,
-        Presented::Malformed(_) | Presented::None => None,
+    if resolved.is_none()
+        && let Presented::Person(token) = crate::auth::presented(req.headers())
+        && let Some(person) = crate::accounts::PersonAuth::person_of_token(state, token)
+        // A key's token whose key did not resolve is no person's.
+        && !person.starts_with("key_")
+    {
+        return Subject::Person(person);
     }
-    .unwrap_or_else(|| address_subject(limiter.client_of(&req)));
-    let mut outcomes = Vec::with_capacity(2);
-    let outcome = limiter.check(subject, state.now_ms()).await;
-    if outcome.retry_after_s.is_some() {
-        tracing::info!(policy = outcome.policy.name(), "rate limit: refused");
-        let mut resp = refusal(&outcome).into_response();
-        write_headers(resp.headers_mut(), &[outcome]);
-        return resp;
-    }
-    outcomes.push(outcome);
-    let slot = Arc::new(Mutex::new(outcomes));
-    let mut resp = SLOT.scope(Arc::clone(&slot), next.run(req)).await;
-    let outcomes = slot.lock().unwrap_or_else(|p| p.into_inner());
-    write_headers(resp.headers_mut(), &outcomes);
-    resp
+    address_subject(state.limiter.client_of(req))
 }
 
 /// Who a request without a usable credential counts against: its client address,
@@ -937,19 +919,6 @@ pub async fn layer(State(state): State<Arc<AppState>>, req: Request, next: Next)
 /// unauthenticated calls are never unlimited.
 pub fn address_subject(client: Option<IpAddr>) -> Subject {
     client.map_or(Subject::UnknownAddress, Subject::Ip)
-}
-
-/// The key a request presents (the credential authentication uses, from
-/// [`crate::auth::presented`]), if this registry knows it (an unknown or malformed
-/// key counts against its address: making keys up must not escape the address
-/// limit; the route answers 401 for it).
-async fn presented_key(state: &AppState, text: &str) -> Option<Subject> {
-    let key = ApiKey::parse(text).ok()?;
-    let hash = key.hash();
-    let record = state.api_key(&hash).await.ok()??;
-    // A revoked or expired key is no key: it counts against its address.
-    (bonafide_core::ct_eq(&record.hash.0, &hash.0) && record.live_at(state.now_ms()))
-        .then_some(Subject::Key(record.kind, hash))
 }
 
 /// [`charge_issuer`] for an anonymous caller's verify of a genuine token of `agent`
@@ -1000,16 +969,14 @@ pub async fn charge_allocation(state: &AppState, issuer_id: &str) -> Result<(), 
 }
 
 /// Spends one request of `subject`'s bucket inside a handler; its outcome goes into
-/// the answer's headers ([`layer`]).
+/// the answer's headers ([`crate::front`]).
 async fn charge(state: &AppState, subject: Subject) -> Result<(), ApiError> {
     let limiter = &state.limiter;
     if !limiter.limits.enabled {
         return Ok(());
     }
     let outcome = limiter.check(subject, state.now_ms()).await;
-    let _ = SLOT.try_with(|slot| {
-        slot.lock().unwrap_or_else(|p| p.into_inner()).push(outcome);
-    });
+    crate::front::push_outcome(outcome);
     match outcome.retry_after_s {
         Some(_) => {
             tracing::info!(policy = outcome.policy.name(), "rate limit: refused");
@@ -1023,9 +990,9 @@ async fn charge(state: &AppState, subject: Subject) -> Result<(), ApiError> {
 /// the address's bucket. Applied whether or not the other limits are on (the
 /// playground signs for anyone who asks, so it is never unlimited); a request without
 /// a peer address (a router driven without a listener) counts against one bucket
-/// shared by all such requests. The outcome goes to the middleware's headers when the
-/// other limits are on; otherwise it is handed back (`Some`) for the caller to write
-/// with [`write_headers`].
+/// shared by all such requests. The outcome goes to the answer's headers through the
+/// front layer when it runs (limits or quotas on); otherwise it is handed back
+/// (`Some`) for the caller to write with [`write_headers`].
 pub async fn charge_playground(
     state: &AppState,
     client: Option<IpAddr>,
@@ -1035,11 +1002,7 @@ pub async fn charge_playground(
         .limiter
         .check(Subject::Playground(ip), state.now_ms())
         .await;
-    let pushed = SLOT
-        .try_with(|slot| {
-            slot.lock().unwrap_or_else(|p| p.into_inner()).push(outcome);
-        })
-        .is_ok();
+    let pushed = crate::front::push_outcome(outcome);
     let verdict = match outcome.retry_after_s {
         Some(_) => {
             tracing::info!(policy = outcome.policy.name(), "rate limit: refused");
@@ -1050,7 +1013,7 @@ pub async fn charge_playground(
     (verdict, (!pushed).then_some(outcome))
 }
 
-fn refusal(o: &Outcome) -> ApiError {
+pub(crate) fn refusal(o: &Outcome) -> ApiError {
     let what = match o.policy {
         Policy::Ip => "calls without a key from this address",
         Policy::Iss => "anonymous verifies of this issuer's tokens",
@@ -1077,23 +1040,19 @@ pub fn write_headers(headers: &mut HeaderMap, outcomes: &[Outcome]) {
     if outcomes.is_empty() {
         return;
     }
-    let policy = outcomes
-        .iter()
-        .map(|o| {
-            format!(
-                "\"{}\";q={};w={}",
-                o.policy.name(),
-                o.limit.quota,
-                o.limit.window_s
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
-    let current = outcomes
-        .iter()
-        .map(|o| format!("\"{}\";r={};t={}", o.policy.name(), o.remaining, o.reset_s))
-        .collect::<Vec<_>>()
-        .join(", ");
+    use std::fmt::Write as _;
+    let (mut policy, mut current) = (String::with_capacity(64), String::with_capacity(64));
+    for (i, o) in outcomes.iter().enumerate() {
+        let sep = if i == 0 { "" } else { ", " };
+        let name = o.policy.name();
+        // Writing into a String cannot fail.
+        let _ = write!(
+            policy,
+            "{sep}\"{name}\";q={};w={}",
+            o.limit.quota, o.limit.window_s
+        );
+        let _ = write!(current, "{sep}\"{name}\";r={};t={}", o.remaining, o.reset_s);
+    }
     if let Ok(v) = HeaderValue::from_str(&policy) {
         headers.insert("ratelimit-policy", v);
     }

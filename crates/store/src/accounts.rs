@@ -237,7 +237,7 @@ pub enum Rotation {
 }
 
 /// Who owns an issuer or a receiver.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Owned {
     /// An issuer.
     Issuer(IssuerId),
