@@ -1280,8 +1280,9 @@ impl Store for CountingStore {
     async fn quota_take(
         &self,
         takes: &[bonafide_store::QuotaTake],
+        now_ms: i64,
     ) -> StoreResult<Vec<bonafide_store::QuotaGrant>> {
-        self.inner.quota_take(takes).await
+        self.inner.quota_take(takes, now_ms).await
     }
     async fn quota_used(&self, org: &bonafide_core::ids::OrgId, month: &str) -> StoreResult<u64> {
         self.inner.quota_used(org, month).await

@@ -1073,6 +1073,7 @@ pub async fn quota_counts_exactly_across_concurrent_batches_and_warns_once(store
     use crate::QuotaTake;
     let (a, _) = org_with_owner(store.as_ref()).await;
     let (b, _) = org_with_owner(store.as_ref()).await;
+    let before = store.audit_size().await.unwrap();
     let take = |org: &OrgId, month: &str, want| QuotaTake {
         org_id: org.clone(),
         month: month.to_owned(),
@@ -1092,7 +1093,7 @@ pub async fn quota_counts_exactly_across_concurrent_batches_and_warns_once(store
                 if i % 2 == 1 {
                     takes.reverse();
                 }
-                let grants = store.quota_take(&takes).await.unwrap();
+                let grants = store.quota_take(&takes, T0_MS).await.unwrap();
                 for (t, g) in takes.iter().zip(&grants) {
                     assert!(g.granted <= t.want && g.used <= 50);
                     if t.org_id == a {
@@ -1112,10 +1113,27 @@ pub async fn quota_counts_exactly_across_concurrent_batches_and_warns_once(store
     }
     // 8 tasks × 5 batches × 2 = 80 asked of `a`: 50 admitted, one warning.
     assert_eq!((got, warned), (50, 1));
+    // Each organisation's warning was appended with the take that set its flag: one
+    // `quota.warning` entry each (`b` reached its 40 too), nothing else.
+    assert_eq!(
+        quota_warnings(store.as_ref(), before).await,
+        [
+            (
+                a.id.to_string(),
+                "2026-12: 40 of 50 verifications".to_owned()
+            ),
+            (
+                b.id.to_string(),
+                "2026-12: 40 of 50 verifications".to_owned()
+            ),
+        ]
+        .into_iter()
+        .collect::<std::collections::BTreeSet<_>>()
+    );
     assert_eq!(store.quota_used(&a.id, "2026-12").await.unwrap(), 50);
     assert_eq!(store.quota_used(&b.id, "2026-12").await.unwrap(), 40);
     let full = store
-        .quota_take(&[take(&a.id, "2026-12", 1)])
+        .quota_take(&[take(&a.id, "2026-12", 1)], T0_MS)
         .await
         .unwrap();
     assert_eq!(
@@ -1124,11 +1142,31 @@ pub async fn quota_counts_exactly_across_concurrent_batches_and_warns_once(store
     );
     assert_eq!(store.quota_used(&a.id, "2027-01").await.unwrap(), 0);
     let next = store
-        .quota_take(&[take(&a.id, "2027-01", 1)])
+        .quota_take(&[take(&a.id, "2027-01", 1)], T0_MS)
         .await
         .unwrap();
     assert_eq!((next[0].granted, next[0].used), (1, 1));
-    assert!(store.quota_take(&[]).await.unwrap().is_empty());
+    assert!(store.quota_take(&[], T0_MS).await.unwrap().is_empty());
+}
+
+/// The `quota.warning` entries appended from index `from` on: (org, note), each once.
+async fn quota_warnings(
+    store: &dyn Store,
+    from: u64,
+) -> std::collections::BTreeSet<(String, String)> {
+    let end = store.audit_size().await.unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for row in store.audit_entries(from, end).await.unwrap() {
+        let v: serde_json::Value = serde_json::from_slice(&row.entry).unwrap_or_default();
+        if v["type"] == "quota.warning" {
+            let entry = (
+                v["org"].as_str().unwrap_or_default().to_owned(),
+                v["note"].as_str().unwrap_or_default().to_owned(),
+            );
+            assert!(seen.insert(entry.clone()), "twice: {entry:?}");
+        }
+    }
+    seen
 }
 
 /// Verifications counted in the decision batches that record them (as every replica's
@@ -1154,7 +1192,7 @@ pub async fn quota_counted_with_decisions_admits_exactly_the_limit(store: Arc<dy
             let (mut taken, mut admitted, mut refused, mut warned) = (0u64, 0u64, 0u64, 0u64);
             for round in 0..4u64 {
                 if (i + round) % 3 == 0 {
-                    let g = store.quota_take(&[claim.take(2)]).await.unwrap();
+                    let g = store.quota_take(&[claim.take(2)], T0_MS).await.unwrap();
                     taken += g[0].granted;
                     refused += 2 - g[0].granted;
                     warned += u64::from(g[0].warn);
@@ -1214,10 +1252,19 @@ pub async fn quota_counted_with_decisions_admits_exactly_the_limit(store: Arc<dy
     // 8 rounds of takes (2 each) and 16 of decisions (3 each) asked 64: 30 admitted.
     assert_eq!((taken + admitted, refused, warned), (30, 34, 1));
     assert_eq!(store.quota_used(&a.id, "2026-12").await.unwrap(), 30);
-    // An entry for each decision admitted, none for the refused.
-    assert_eq!(store.audit_size().await.unwrap() - before, admitted);
+    // An entry for each decision admitted, none for the refused, and the month's one
+    // `quota.warning`, appended in the transaction that set its flag.
+    assert_eq!(store.audit_size().await.unwrap() - before, admitted + 1);
+    let warnings = quota_warnings(store.as_ref(), before).await;
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings.iter().all(|(org, note)| *org == a.id.to_string()
+        && note.starts_with("2026-12: ")
+        && note.ends_with(" of 30 verifications")));
     let full: QuotaTake = claim.take(1);
-    assert_eq!(store.quota_take(&[full]).await.unwrap()[0].granted, 0);
+    assert_eq!(
+        store.quota_take(&[full], T0_MS).await.unwrap()[0].granted,
+        0
+    );
 }
 
 /// A plan assignment is audited only when it changes; an unknown organisation is

@@ -663,7 +663,10 @@ pub struct DecisionItem {
     /// nothing is claimed, decided or written and the outcome is
     /// [`DecisionOutcome::QuotaExceeded`]; otherwise it is counted with the decision
     /// (not when `decide` fails, nor for a replayed idempotency key: the same answer
-    /// given again is not another verification).
+    /// given again is not another verification). The decision that sets the month's
+    /// warning flag has the month's `quota.warning` entry
+    /// ([`quota::warning_record`]) appended right after its own, in the same
+    /// transaction.
     pub quota: Option<QuotaClaim>,
     /// Makes the decision once the budget is read.
     pub decide: Decide,
@@ -2020,8 +2023,14 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Counts verifications against organisations' monthly quotas ([`quota::take`]'s
     /// rule), all in one short transaction (each month's row locked while it is read
     /// and written; callers pass each organisation and month once): one grant per
-    /// take, in order. Not audited (the server audits the warning a grant reports).
-    async fn quota_take(&self, takes: &[QuotaTake]) -> Result<Vec<QuotaGrant>, StoreError>;
+    /// take, in order. A take that sets its month's warning flag appends the month's
+    /// `quota.warning` audit entry ([`quota::warning_record`], at `now_ms`) in the
+    /// same transaction.
+    async fn quota_take(
+        &self,
+        takes: &[QuotaTake],
+        now_ms: i64,
+    ) -> Result<Vec<QuotaGrant>, StoreError>;
     /// An organisation's count for a month (0 if nothing was counted).
     async fn quota_used(&self, org: &OrgId, month: &str) -> Result<u64, StoreError>;
     /// Every organisation's assigned plan (organisations without one are on the

@@ -2825,12 +2825,16 @@ impl Store for PostgresStore {
         })
     }
 
-    async fn quota_take(&self, takes: &[QuotaTake]) -> Result<Vec<QuotaGrant>, StoreError> {
+    async fn quota_take(
+        &self,
+        takes: &[QuotaTake],
+        now_ms: i64,
+    ) -> Result<Vec<QuotaGrant>, StoreError> {
         if takes.is_empty() {
             return Ok(Vec::new());
         }
         in_write_tx!(self, |tx| {
-            crate::ledger::quota_take(&mut *tx, takes).await
+            crate::ledger::quota_take(&mut *tx, takes, now_ms).await
         })
     }
 

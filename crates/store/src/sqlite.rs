@@ -2751,14 +2751,18 @@ impl Store for SqliteStore {
         Ok(true)
     }
 
-    async fn quota_take(&self, takes: &[QuotaTake]) -> Result<Vec<QuotaGrant>, StoreError> {
+    async fn quota_take(
+        &self,
+        takes: &[QuotaTake],
+        now_ms: i64,
+    ) -> Result<Vec<QuotaGrant>, StoreError> {
         if takes.is_empty() {
             return Ok(Vec::new());
         }
         // One write transaction per batch (SQLite's one writer serialises replicas'
         // batches on one data dir).
         let mut tx = self.write_tx().await?;
-        let grants = crate::ledger::quota_take(&mut *tx, takes).await?;
+        let grants = crate::ledger::quota_take(&mut *tx, takes, now_ms).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(grants)
     }
