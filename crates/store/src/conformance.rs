@@ -207,6 +207,7 @@ macro_rules! __conformance_cases {
             accounts_password_change_ends_other_sessions,
             accounts_totp_steps_and_recovery_codes_are_single_use,
             accounts_login_throttle_and_security_events,
+            accounts_ended_sessions_are_purged_with_their_tokens,
             accounts_any_api_key_is_revoked_by_hash_but_not_the_last_admin,
             api_keys_are_objects_created_listed_rotated_and_touched,
             api_key_expired_admin_keys_do_not_count_as_the_last,

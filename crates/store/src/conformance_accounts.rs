@@ -788,6 +788,145 @@ pub async fn accounts_login_throttle_and_security_events(store: Arc<dyn Store>) 
     );
 }
 
+/// The periodic purge deletes sessions that can no longer be used (revoked, or
+/// expired with every refresh token, before its time bound) with their refresh tokens,
+/// and refresh tokens that expired before it, in chunks; a live session, its tokens
+/// not yet expired (used ones too: reuse detection) and a recently ended session stay.
+pub async fn accounts_ended_sessions_are_purged_with_their_tokens(store: Arc<dyn Store>) {
+    const DAY: i64 = 86_400_000;
+    let (_, p) = org_with_owner(store.as_ref()).await;
+    let new = |expires_at_ms: i64| Session {
+        expires_at_ms,
+        ..session(&p.id)
+    };
+    let make = |s: Session, token_expires_at_ms: i64| {
+        let store = Arc::clone(&store);
+        async move {
+            let t = refresh(token_expires_at_ms);
+            store.create_session(&s, &t, &audit_note()).await.unwrap();
+            (s, t)
+        }
+    };
+    // Live, rotated once: the used token and the current one stay.
+    let (live, a) = make(new(T0_MS + 12 * DAY), T0_MS + 12 * DAY).await;
+    let b = refresh(T0_MS + 20 * DAY);
+    let rotated = store
+        .rotate_refresh(&a.hash, &b, T0_MS + 10, &audit_note())
+        .await
+        .unwrap();
+    assert_eq!(rotated, Rotation::Rotated);
+    // Live, its first token expired long ago (rotated since): that token goes.
+    let (live2, f) = make(new(T0_MS + 1000), T0_MS + 1000).await;
+    let g = refresh(T0_MS + 20 * DAY);
+    let rotated = store
+        .rotate_refresh(&f.hash, &g, T0_MS + 20, &audit_note())
+        .await
+        .unwrap();
+    assert_eq!(rotated, Rotation::Rotated);
+    // Revoked before the bound: goes, with its token (not expired yet).
+    let (revoked, r) = make(new(T0_MS + 7 * DAY), T0_MS + 15 * DAY).await;
+    assert!(
+        store
+            .revoke_session(&revoked.id, T0_MS + 30, "logout", &audit_note())
+            .await
+            .unwrap()
+    );
+    // Revoked after the bound: stays (until a later purge).
+    let (recent, r2) = make(new(T0_MS + 20 * DAY), T0_MS + 20 * DAY).await;
+    assert!(
+        store
+            .revoke_session(&recent.id, T0_MS + 11 * DAY, "logout", &audit_note())
+            .await
+            .unwrap()
+    );
+    // Expired before the bound with its token: goes.
+    let (expired, e) = make(new(T0_MS + 7 * DAY), T0_MS + 7 * DAY).await;
+    // Expired, but a token of its family still valid after the bound: stays.
+    let (odd, e2) = make(new(T0_MS + DAY), T0_MS + 20 * DAY).await;
+    // More ended sessions than one chunk: all go.
+    let mut many = Vec::new();
+    for _ in 0..510 {
+        many.push(make(new(T0_MS + 2 * DAY), T0_MS + 2 * DAY).await);
+    }
+    let before = store.audit_size().await.unwrap();
+    store.purge_security_events(T0_MS + 10 * DAY).await.unwrap();
+    // Deleting what ended is not a change anyone audits.
+    assert_eq!(store.audit_size().await.unwrap(), before);
+    for (kept, s) in [
+        (true, &live),
+        (true, &live2),
+        (false, &revoked),
+        (true, &recent),
+        (false, &expired),
+        (true, &odd),
+    ] {
+        assert_eq!(
+            store.session(&s.id).await.unwrap().is_some(),
+            kept,
+            "session expires {} revoked {:?}",
+            s.expires_at_ms - T0_MS,
+            store.session(&s.id).await.unwrap().map(|s| s.revoked_at_ms)
+        );
+    }
+    for (kept, t) in [
+        (true, &a),
+        (true, &b),
+        (false, &f),
+        (true, &g),
+        (false, &r),
+        (true, &r2),
+        (false, &e),
+        (true, &e2),
+    ] {
+        assert_eq!(
+            store.refresh_token(&t.hash).await.unwrap().is_some(),
+            kept,
+            "token expiring {}",
+            t.expires_at_ms - T0_MS
+        );
+    }
+    for (s, t) in &many {
+        assert!(store.session(&s.id).await.unwrap().is_none());
+        assert!(store.refresh_token(&t.hash).await.unwrap().is_none());
+    }
+    // The live sessions work on: their current token rotates, a used one is still
+    // caught as reuse.
+    let rotated = store
+        .rotate_refresh(
+            &b.hash,
+            &refresh(T0_MS + 21 * DAY),
+            T0_MS + 10 * DAY,
+            &audit_note(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(rotated, Rotation::Rotated);
+    let reused = store
+        .rotate_refresh(
+            &a.hash,
+            &refresh(T0_MS + 21 * DAY),
+            T0_MS + 10 * DAY,
+            &audit_note(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reused, Rotation::AlreadyUsed);
+    let rotated = store
+        .rotate_refresh(
+            &g.hash,
+            &refresh(T0_MS + 21 * DAY),
+            T0_MS + 10 * DAY,
+            &audit_note(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(rotated, Rotation::Rotated);
+    // Purging again finds nothing more to delete.
+    store.purge_security_events(T0_MS + 10 * DAY).await.unwrap();
+    assert!(store.session(&live.id).await.unwrap().is_some());
+    assert!(store.session(&recent.id).await.unwrap().is_some());
+}
+
 pub async fn accounts_any_api_key_is_revoked_by_hash_but_not_the_last_admin(store: Arc<dyn Store>) {
     use bonafide_core::apikey::{ApiKey, KeyKind};
     let (iss, key) = issuer(store.as_ref()).await;

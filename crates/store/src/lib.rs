@@ -2265,8 +2265,12 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         after_id: i64,
         limit: u32,
     ) -> Result<Vec<SecurityEvent>, StoreError>;
-    /// Drops security events older than `before_ms`, expired sessions' refresh tokens
-    /// and stale login failures; how many security events went.
+    /// Drops security events older than `before_ms` and stale login failures, refresh
+    /// tokens that expired before `before_ms`, and sessions that ended before it
+    /// (revoked, or expired with every refresh token of theirs) with their tokens, in
+    /// short chunks; how many security events went. A session still usable, and its
+    /// tokens that have not expired by `before_ms` (a past time: the server passes
+    /// now minus the security events' retention), are kept.
     async fn purge_security_events(&self, before_ms: i64) -> Result<u64, StoreError>;
 
     // ---- health

@@ -103,6 +103,14 @@ const AUDIT_ROWS_PER_INSERT: usize = 256;
 const MAX_IN_LIST: usize = 512;
 /// Idempotency records deleted per purge statement.
 const PURGE_CHUNK: i64 = 5_000;
+/// Sessions deleted per transaction by the purge (each with its refresh tokens).
+const SESSION_PURGE_CHUNK: i64 = 500;
+/// A session `s` that ended before the time bound as `$1`: revoked then, or expired
+/// then with every refresh token of its family expired then too. Nothing of it can
+/// be used again (a refresh is refused, its access tokens are refused once their
+/// session is: see `Store::session`), so it may be deleted with its tokens.
+const SESSION_ENDED: &str = "(s.revoked_at_ms < $1 OR (s.expires_at_ms < $1 AND NOT EXISTS \
+     (SELECT 1 FROM refresh_tokens r WHERE r.session_id = s.id AND r.expires_at_ms >= $1)))";
 /// Largest range `audit_entries` reads at once, whatever the caller asks.
 const MAX_AUDIT_RANGE: u64 = 10_000;
 /// Receipt and idempotency rows per multi-row `INSERT` (6 bound values each).
@@ -3968,7 +3976,7 @@ impl Store for PostgresStore {
     }
 
     async fn purge_security_events(&self, before_ms: i64) -> Result<u64, StoreError> {
-        in_write_tx!(self, |tx| {
+        let gone = in_write_tx!(self, |tx| {
             let gone = sqlx::query("DELETE FROM security_events WHERE created_at_ms < $1")
                 .bind(before_ms)
                 .execute(&mut *tx)
@@ -3981,7 +3989,15 @@ impl Store for PostgresStore {
                 .await
                 .map_err(db_err)?;
             Ok(gone)
-        })
+        })?;
+        self.purge_in_chunks(
+            "DELETE FROM refresh_tokens WHERE token_hash IN \
+             (SELECT token_hash FROM refresh_tokens WHERE expires_at_ms < $1 LIMIT $2)",
+            before_ms,
+        )
+        .await?;
+        self.purge_sessions(before_ms).await?;
+        Ok(gone)
     }
 
     async fn create_org_issuer(
@@ -4337,6 +4353,44 @@ impl PostgresStore {
             private_pem,
             created_at_ms,
         })
+    }
+
+    /// Deletes the sessions that ended before `before_ms` ([`SESSION_ENDED`]) with
+    /// their refresh tokens, [`SESSION_PURGE_CHUNK`] sessions per short transaction.
+    /// Each round deletes the chunk's tokens, then as many ended sessions left without
+    /// tokens (at least the chunk's), so it stops once fewer than a chunk remain.
+    async fn purge_sessions(&self, before_ms: i64) -> Result<u64, StoreError> {
+        let tokens = format!(
+            "DELETE FROM refresh_tokens WHERE session_id IN \
+             (SELECT s.id FROM sessions s WHERE {SESSION_ENDED} ORDER BY s.id LIMIT $2)"
+        );
+        let sessions = format!(
+            "DELETE FROM sessions WHERE id IN (SELECT s.id FROM sessions s WHERE {SESSION_ENDED} \
+             AND NOT EXISTS (SELECT 1 FROM refresh_tokens r WHERE r.session_id = s.id) \
+             ORDER BY s.id LIMIT $2)"
+        );
+        let mut total = 0;
+        loop {
+            let deleted = in_write_tx!(self, |tx| {
+                sqlx::query(safe_sql(tokens.clone()))
+                    .bind(before_ms)
+                    .bind(SESSION_PURGE_CHUNK)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+                Ok(sqlx::query(safe_sql(sessions.clone()))
+                    .bind(before_ms)
+                    .bind(SESSION_PURGE_CHUNK)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?
+                    .rows_affected())
+            })?;
+            total += deleted;
+            if deleted < SESSION_PURGE_CHUNK as u64 {
+                return Ok(total);
+            }
+        }
     }
 
     /// Runs `delete` (binding a time and [`PURGE_CHUNK`]) until it deletes less than a

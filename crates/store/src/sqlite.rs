@@ -80,6 +80,14 @@ const AUDIT_ROWS_PER_INSERT: usize = 256;
 const MAX_IN_LIST: usize = 512;
 /// Idempotency records deleted per purge transaction.
 const PURGE_CHUNK: i64 = 5_000;
+/// Sessions deleted per transaction by the purge (each with its refresh tokens).
+const SESSION_PURGE_CHUNK: i64 = 500;
+/// A session `s` that ended before the time bound as `?1`: revoked then, or expired
+/// then with every refresh token of its family expired then too. Nothing of it can
+/// be used again (a refresh is refused, its access tokens are refused once their
+/// session is: see `Store::session`), so it may be deleted with its tokens.
+const SESSION_ENDED: &str = "(s.revoked_at_ms < ?1 OR (s.expires_at_ms < ?1 AND NOT EXISTS \
+     (SELECT 1 FROM refresh_tokens r WHERE r.session_id = s.id AND r.expires_at_ms >= ?1)))";
 /// Largest range `audit_entries` reads at once, whatever the caller asks.
 const MAX_AUDIT_RANGE: u64 = 10_000;
 /// Receipt and idempotency rows per multi-row `INSERT` (6 bound values each).
@@ -3883,6 +3891,13 @@ impl Store for SqliteStore {
             .await
             .map_err(db_err)?;
         tx.commit().await.map_err(db_err)?;
+        self.purge_in_chunks(
+            "DELETE FROM refresh_tokens WHERE token_hash IN \
+             (SELECT token_hash FROM refresh_tokens WHERE expires_at_ms < ? LIMIT ?)",
+            before_ms,
+        )
+        .await?;
+        self.purge_sessions(before_ms).await?;
         Ok(gone)
     }
 
@@ -4181,6 +4196,44 @@ impl SqliteStore {
             private_pem,
             created_at_ms,
         })
+    }
+
+    /// Deletes the sessions that ended before `before_ms` ([`SESSION_ENDED`]) with
+    /// their refresh tokens, [`SESSION_PURGE_CHUNK`] sessions per short transaction.
+    /// Each round deletes the chunk's tokens, then as many ended sessions left without
+    /// tokens (at least the chunk's), so it stops once fewer than a chunk remain.
+    async fn purge_sessions(&self, before_ms: i64) -> Result<u64, StoreError> {
+        let tokens = format!(
+            "DELETE FROM refresh_tokens WHERE session_id IN \
+             (SELECT s.id FROM sessions s WHERE {SESSION_ENDED} ORDER BY s.id LIMIT ?)"
+        );
+        let sessions = format!(
+            "DELETE FROM sessions WHERE id IN (SELECT s.id FROM sessions s WHERE {SESSION_ENDED} \
+             AND NOT EXISTS (SELECT 1 FROM refresh_tokens r WHERE r.session_id = s.id) \
+             ORDER BY s.id LIMIT ?)"
+        );
+        let mut total = 0;
+        loop {
+            let mut tx = self.write_tx().await?;
+            sqlx::query(safe_sql(tokens.clone()))
+                .bind(before_ms)
+                .bind(SESSION_PURGE_CHUNK)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            let deleted = sqlx::query(safe_sql(sessions.clone()))
+                .bind(before_ms)
+                .bind(SESSION_PURGE_CHUNK)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?
+                .rows_affected();
+            tx.commit().await.map_err(db_err)?;
+            total += deleted;
+            if deleted < SESSION_PURGE_CHUNK as u64 {
+                return Ok(total);
+            }
+        }
     }
 
     /// Runs `delete` (binding a time and [`PURGE_CHUNK`]) until it deletes less than a
