@@ -210,6 +210,7 @@ macro_rules! __conformance_cases {
             accounts_ended_sessions_are_purged_with_their_tokens,
             accounts_any_api_key_is_revoked_by_hash_but_not_the_last_admin,
             api_keys_are_objects_created_listed_rotated_and_touched,
+            api_key_inherited_limit_is_set_in_the_keys_transaction,
             api_key_expired_admin_keys_do_not_count_as_the_last,
             quota_counts_exactly_across_concurrent_batches_and_warns_once,
             quota_counted_with_decisions_admits_exactly_the_limit,

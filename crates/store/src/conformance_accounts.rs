@@ -455,14 +455,14 @@ pub async fn accounts_an_org_identitys_first_key_is_its_makers(store: Arc<dyn St
         )
     };
     store
-        .create_api_key(&key(p.id.as_str()), None, &audit_note())
+        .create_api_key(&key(p.id.as_str()), None, None, &audit_note())
         .await
         .unwrap();
     let (_, stranger) = org_with_owner(store.as_ref()).await;
     let size = store.audit_size().await.unwrap();
     assert_eq!(
         store
-            .create_api_key(&key(stranger.id.as_str()), None, &audit_note())
+            .create_api_key(&key(stranger.id.as_str()), None, None, &audit_note())
             .await,
         Err(StoreError::Conflict(ConflictKind::MakerNotMember))
     );
@@ -473,6 +473,7 @@ pub async fn accounts_an_org_identitys_first_key_is_its_makers(store: Arc<dyn St
                 &key(stranger.id.as_str()),
                 T0_MS,
                 T0_MS,
+                None,
                 None,
                 &audit_note()
             )
@@ -491,7 +492,7 @@ pub async fn accounts_an_org_identitys_first_key_is_its_makers(store: Arc<dyn St
         .unwrap();
     let qs = key(q.id.as_str());
     store
-        .create_api_key(&qs, None, &audit_note())
+        .create_api_key(&qs, None, None, &audit_note())
         .await
         .unwrap();
     assert!(
@@ -543,13 +544,13 @@ pub async fn api_keys_live_per_identity_are_capped(store: Arc<dyn Store>) {
     };
     let second = new_key(T0_MS);
     store
-        .create_api_key(&second, Some(2), &audit_note())
+        .create_api_key(&second, Some(2), None, &audit_note())
         .await
         .unwrap();
     let size = store.audit_size().await.unwrap();
     assert_eq!(
         store
-            .create_api_key(&new_key(T0_MS), Some(2), &audit_note())
+            .create_api_key(&new_key(T0_MS), Some(2), None, &audit_note())
             .await,
         Err(StoreError::Conflict(ConflictKind::TooManyKeys))
     );
@@ -562,6 +563,7 @@ pub async fn api_keys_live_per_identity_are_capped(store: Arc<dyn Store>) {
                 T0_MS + 1000,
                 T0_MS + 1,
                 Some(2),
+                None,
                 &audit_note()
             )
             .await,
@@ -585,6 +587,7 @@ pub async fn api_keys_live_per_identity_are_capped(store: Arc<dyn Store>) {
             T0_MS + 2,
             T0_MS + 2,
             Some(2),
+            None,
             &audit_note(),
         )
         .await
@@ -598,7 +601,11 @@ pub async fn api_keys_live_per_identity_are_capped(store: Arc<dyn Store>) {
     for _ in 0..4 {
         let store = Arc::clone(&store);
         let key = new_key(T0_MS + 4);
-        tasks.spawn(async move { store.create_api_key(&key, Some(2), &audit_note()).await });
+        tasks.spawn(async move {
+            store
+                .create_api_key(&key, Some(2), None, &audit_note())
+                .await
+        });
     }
     let mut made = 0;
     while let Some(r) = tasks.join_next().await {
@@ -610,7 +617,7 @@ pub async fn api_keys_live_per_identity_are_capped(store: Arc<dyn Store>) {
     assert_eq!(made, 1);
     // No cap: no limit.
     store
-        .create_api_key(&new_key(T0_MS + 5), None, &audit_note())
+        .create_api_key(&new_key(T0_MS + 5), None, None, &audit_note())
         .await
         .unwrap();
 }
@@ -983,6 +990,149 @@ pub async fn accounts_any_api_key_is_revoked_by_hash_but_not_the_last_admin(stor
     }
 }
 
+/// A key's inherited rate limit is decided from the settings as stored in the key's
+/// own transaction and written with it (its entry after the key's), or not at all:
+/// nothing when the rule says so, and nothing when the key is refused.
+pub async fn api_key_inherited_limit_is_set_in_the_keys_transaction(store: Arc<dyn Store>) {
+    use bonafide_core::apikey::{ApiKey, KeyKind};
+    use std::sync::Mutex;
+    let (iss, _) = issuer(store.as_ref()).await;
+    let new_key = |at: i64| {
+        crate::ApiKeyRecord::new(
+            ApiKey::from_random(KeyKind::Issuer, unique()).hash(),
+            KeyKind::Issuer,
+            Some(iss.id.as_str().to_owned()),
+            "k",
+            "admin",
+            at,
+        )
+    };
+    let seen: Arc<Mutex<Vec<Vec<Option<String>>>>> = Arc::default();
+    // The rule under test: the lowest stored count wins; none stored, nothing set.
+    let inherit = |name: &str, from: &[&str]| {
+        let seen = Arc::clone(&seen);
+        crate::InheritedLimit {
+            name: name.to_owned(),
+            from: from.iter().map(|f| (*f).to_owned()).collect(),
+            decide: Box::new(move |stored: &[Option<String>]| {
+                seen.lock().unwrap().push(stored.to_vec());
+                Ok(stored
+                    .iter()
+                    .flatten()
+                    .min_by_key(|v| v.split('/').next().and_then(|n| n.parse::<u64>().ok()))
+                    .map(|v| (v.clone(), audit_note())))
+            }),
+        }
+    };
+    store
+        .set_rate_limit_setting("key:maker", Some("7/60s"), T0_MS, &audit_note())
+        .await
+        .unwrap();
+    let setting = |name: &'static str| {
+        let store = Arc::clone(&store);
+        async move {
+            store
+                .rate_limit_settings()
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|s| s.name == name)
+                .map(|s| (s.value, s.set_at_ms))
+        }
+    };
+    // Made by a key with a limit: the new key has it, in the same write (2 entries).
+    let before = store.audit_size().await.unwrap();
+    let made = new_key(T0_MS + 1);
+    store
+        .create_api_key(
+            &made,
+            None,
+            Some(&inherit("key:made", &["key:maker", "key:none"])),
+            &audit_note(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.audit_size().await.unwrap(), before + 2);
+    assert_eq!(setting("key:made").await, Some(("7/60s".into(), T0_MS + 1)));
+    assert_eq!(
+        seen.lock().unwrap().last().cloned(),
+        Some(vec![Some("7/60s".to_owned()), None])
+    );
+    // Nothing stored to inherit: the key alone.
+    let before = store.audit_size().await.unwrap();
+    store
+        .create_api_key(
+            &new_key(T0_MS + 2),
+            None,
+            Some(&inherit("key:plain", &["key:none"])),
+            &audit_note(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.audit_size().await.unwrap(), before + 1);
+    assert_eq!(setting("key:plain").await, None);
+    // A refused key (its id taken) sets no limit either.
+    assert_eq!(
+        store
+            .create_api_key(
+                &made,
+                None,
+                Some(&inherit("key:twice", &["key:maker"])),
+                &audit_note()
+            )
+            .await,
+        Err(StoreError::Conflict(ConflictKind::IdTaken))
+    );
+    assert_eq!(setting("key:twice").await, None);
+    assert_eq!(store.audit_size().await.unwrap(), before + 1);
+    // A rotation reads every bound as stored now (a setting changed since anyone
+    // cached it included) and writes the lowest with the new key.
+    store
+        .set_rate_limit_setting("key:made", Some("50/60s"), T0_MS + 3, &audit_note())
+        .await
+        .unwrap();
+    store
+        .set_rate_limit_setting("key:maker", Some("9/60s"), T0_MS + 3, &audit_note())
+        .await
+        .unwrap();
+    let next = new_key(T0_MS + 4);
+    let before = store.audit_size().await.unwrap();
+    store
+        .rotate_api_key(
+            &made.hash,
+            &next,
+            T0_MS + 100,
+            T0_MS + 4,
+            None,
+            Some(&inherit("key:next", &["key:made", "key:maker"])),
+            &audit_note(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.audit_size().await.unwrap(), before + 2);
+    assert_eq!(setting("key:next").await, Some(("9/60s".into(), T0_MS + 4)));
+    assert_eq!(
+        seen.lock().unwrap().last().cloned(),
+        Some(vec![Some("50/60s".to_owned()), Some("9/60s".to_owned())])
+    );
+    // A refused rotation (the old key is no longer live) sets nothing.
+    assert_eq!(
+        store
+            .rotate_api_key(
+                &made.hash,
+                &new_key(T0_MS + 200),
+                T0_MS + 300,
+                T0_MS + 200,
+                None,
+                Some(&inherit("key:late", &["key:made"])),
+                &audit_note(),
+            )
+            .await,
+        Err(StoreError::NotFound)
+    );
+    assert_eq!(setting("key:late").await, None);
+}
+
 pub async fn api_keys_are_objects_created_listed_rotated_and_touched(store: Arc<dyn Store>) {
     use bonafide_core::apikey::{ApiKey, KeyKind};
     let (iss, first) = issuer(store.as_ref()).await;
@@ -1000,14 +1150,16 @@ pub async fn api_keys_are_objects_created_listed_rotated_and_touched(store: Arc<
     record.expires_at_ms = Some(T0_MS + 1_000_000);
     let before = store.audit_size().await.unwrap();
     store
-        .create_api_key(&record, None, &audit_note())
+        .create_api_key(&record, None, None, &audit_note())
         .await
         .unwrap();
     assert_eq!(store.audit_size().await.unwrap(), before + 1);
     assert_eq!(store.api_key(&key).await.unwrap(), Some(record.clone()));
     // The same hash, or another hash with the same public id: refused, nothing added.
     assert_eq!(
-        store.create_api_key(&record, None, &audit_note()).await,
+        store
+            .create_api_key(&record, None, None, &audit_note())
+            .await,
         Err(StoreError::Conflict(ConflictKind::IdTaken))
     );
     let mut twin = key.0;
@@ -1015,7 +1167,9 @@ pub async fn api_keys_are_objects_created_listed_rotated_and_touched(store: Arc<
     let mut clash = record.clone();
     clash.hash = bonafide_core::apikey::ApiKeyHash(twin);
     assert_eq!(
-        store.create_api_key(&clash, None, &audit_note()).await,
+        store
+            .create_api_key(&clash, None, None, &audit_note())
+            .await,
         Err(StoreError::Conflict(ConflictKind::IdTaken))
     );
     assert_eq!(store.audit_size().await.unwrap(), before + 1);
@@ -1081,6 +1235,7 @@ pub async fn api_keys_are_objects_created_listed_rotated_and_touched(store: Arc<
             T0_MS + 2_000_000,
             T0_MS + 60,
             None,
+            None,
             &audit_note(),
         )
         .await
@@ -1107,6 +1262,7 @@ pub async fn api_keys_are_objects_created_listed_rotated_and_touched(store: Arc<
             T0_MS + 100,
             T0_MS + 70,
             None,
+            None,
             &audit_note(),
         )
         .await
@@ -1130,6 +1286,7 @@ pub async fn api_keys_are_objects_created_listed_rotated_and_touched(store: Arc<
                 T0_MS + 500,
                 T0_MS + 100,
                 None,
+                None,
                 &audit_note()
             )
             .await,
@@ -1141,7 +1298,15 @@ pub async fn api_keys_are_objects_created_listed_rotated_and_touched(store: Arc<
         .unwrap();
     assert_eq!(
         store
-            .rotate_api_key(&first, &fourth, T0_MS + 500, T0_MS + 1, None, &audit_note())
+            .rotate_api_key(
+                &first,
+                &fourth,
+                T0_MS + 500,
+                T0_MS + 1,
+                None,
+                None,
+                &audit_note()
+            )
             .await,
         Err(StoreError::NotFound)
     );
@@ -1179,7 +1344,7 @@ pub async fn api_key_expired_admin_keys_do_not_count_as_the_last(store: Arc<dyn 
     );
     a2.expires_at_ms = Some(T0_MS + 100);
     store
-        .create_api_key(&a2, None, &audit_note())
+        .create_api_key(&a2, None, None, &audit_note())
         .await
         .unwrap();
     assert_eq!(

@@ -57,7 +57,7 @@ pub use accounts::{
     SecurityEvent, Session, SessionSubject, Throttle, ThrottleRule,
 };
 pub use events::{EventAck, Paused, Webhook, WebhookFailure};
-pub use limits::{RateGrant, RateLimitSetting, RateTake};
+pub use limits::{InheritDecide, InheritedLimit, RateGrant, RateLimitSetting, RateTake};
 pub use postgres::{PostgresOptions, PostgresStore};
 pub use quota::{QuotaClaim, QuotaGrant, QuotaTake, UsageCount};
 pub use sdk_verifications::{
@@ -1425,11 +1425,14 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// hash, or its public id (the hash's first 8 bytes), is taken;
     /// `Conflict(TooManyKeys)` if its identity (kind and owner) would then have more
     /// than `max_live` keys live at its creation time (counted in the transaction, so
-    /// concurrent creations never pass the cap together).
+    /// concurrent creations never pass the cap together). With `limit`, the per-key
+    /// rate limit it inherits is decided and set in the same transaction (its own
+    /// entry appended after `audit`).
     async fn create_api_key(
         &self,
         record: &ApiKeyRecord,
         max_live: Option<u32>,
+        limit: Option<&InheritedLimit>,
         audit: &AuditRecord,
     ) -> Result<(), StoreError>;
     /// The key whose public id is `key_` + hex of `prefix` (the hash's first 8
@@ -1459,7 +1462,8 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// (`Change::ApiKeyRevoked`). `NotFound` if `old` is revoked, expired at `now_ms`
     /// or unknown; `Conflict(IdTaken)` and `Conflict(TooManyKeys)` as
     /// [`Store::create_api_key`] (at `now_ms`, the old key counted while its grace
-    /// period lasts). The old record as it is now.
+    /// period lasts); `limit` as [`Store::create_api_key`]. The old record as it is now.
+    #[allow(clippy::too_many_arguments)]
     async fn rotate_api_key(
         &self,
         old: &ApiKeyHash,
@@ -1467,6 +1471,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         old_expires_at_ms: i64,
         now_ms: i64,
         max_live: Option<u32>,
+        limit: Option<&InheritedLimit>,
         audit: &AuditRecord,
     ) -> Result<ApiKeyRecord, StoreError>;
     /// Records a key's use at `now_ms` (only ever moves forward). Telemetry, not a

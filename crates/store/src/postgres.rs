@@ -86,12 +86,12 @@ use crate::{
     StatusListRecord, StatusSlot, StatusSubject, Store, StoreError, TokenRecord,
 };
 use crate::{EventAck, Webhook, WebhookFailure};
+use crate::{InheritedLimit, QuotaGrant, QuotaTake, UsageCount, quota};
 use crate::{
     Invitation, Membership, NewRefresh, Organisation, Owned, Person, RefreshRecord, Role, Rotation,
     SecurityEvent, Session, Throttle, ThrottleRule,
 };
 use crate::{NewSdkVerification, ReportOutcome, SdkReportKind, SdkVerification};
-use crate::{QuotaGrant, QuotaTake, UsageCount, quota};
 use crate::{RateGrant, RateLimitSetting, RateTake, limits};
 use bonafide_core::ids::{OrgId, PersonId, SessionId};
 
@@ -665,6 +665,7 @@ impl Store for PostgresStore {
         &self,
         record: &ApiKeyRecord,
         max_live: Option<u32>,
+        limit: Option<&InheritedLimit>,
         audit: &AuditRecord,
     ) -> Result<(), StoreError> {
         in_write_tx!(self, |tx| {
@@ -675,8 +676,8 @@ impl Store for PostgresStore {
             insert_api_key(&mut tx, record).await?;
             live_keys_within(&mut tx, record, record.created_at_ms, max_live).await?;
             maker_still_member(&mut tx, record).await?;
-            log.append(&mut *tx, std::slice::from_ref(audit), &[])
-                .await?;
+            let audits = inherit_limit(&mut tx, limit, record.created_at_ms, audit).await?;
+            log.append(&mut *tx, &audits, &[]).await?;
             Ok(())
         })
     }
@@ -766,6 +767,7 @@ impl Store for PostgresStore {
         old_expires_at_ms: i64,
         now_ms: i64,
         max_live: Option<u32>,
+        limit: Option<&InheritedLimit>,
         audit: &AuditRecord,
     ) -> Result<ApiKeyRecord, StoreError> {
         in_write_tx!(self, |tx| {
@@ -798,12 +800,9 @@ impl Store for PostgresStore {
             insert_api_key(&mut tx, new).await?;
             live_keys_within(&mut tx, new, now_ms, max_live).await?;
             maker_still_member(&mut tx, new).await?;
-            log.append(
-                &mut *tx,
-                std::slice::from_ref(audit),
-                &[Change::ApiKeyRevoked(*old)],
-            )
-            .await?;
+            let audits = inherit_limit(&mut tx, limit, now_ms, audit).await?;
+            log.append(&mut *tx, &audits, &[Change::ApiKeyRevoked(*old)])
+                .await?;
             Ok(ApiKeyRecord {
                 expires_at_ms: Some(expires),
                 ..record
@@ -5278,6 +5277,41 @@ async fn prefix_taken(conn: &mut PgConnection, hash: &ApiKeyHash) -> Result<bool
 /// Sets `key`'s value in a [`rows::NamedValues`] table (`None`: removes it) unless it
 /// is that already: whether it changed. Inside the caller's audited write, which
 /// appends its entry only on a change.
+/// Decides and sets a new key's inherited limit ([`InheritedLimit`]) in the caller's
+/// write transaction, from the settings stored now (the log head, which every setting
+/// change takes first, is held): the audit entries to append (`audit`, then the
+/// limit's own if one was set).
+async fn inherit_limit(
+    conn: &mut PgConnection,
+    limit: Option<&InheritedLimit>,
+    now_ms: i64,
+    audit: &AuditRecord,
+) -> Result<Vec<AuditRecord>, StoreError> {
+    let mut audits = vec![audit.clone()];
+    let Some(limit) = limit else {
+        return Ok(audits);
+    };
+    let t = rows::RATE_LIMIT_SETTINGS;
+    let mut stored = Vec::with_capacity(limit.from.len());
+    for name in &limit.from {
+        let value: Option<String> = sqlx::query_scalar(safe_sql(format!(
+            "SELECT {} FROM {} WHERE {} = $1",
+            t.value, t.table, t.key
+        )))
+        .bind(name)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db_err)?;
+        stored.push(value);
+    }
+    if let Some((value, entry)) = (limit.decide)(&stored)?
+        && set_named_value(conn, t, &limit.name, Some(&value), now_ms).await?
+    {
+        audits.push(entry);
+    }
+    Ok(audits)
+}
+
 async fn set_named_value(
     conn: &mut PgConnection,
     t: rows::NamedValues,

@@ -57,12 +57,12 @@ use crate::{
     StatusListRecord, StatusSlot, StatusSubject, Store, StoreError, TokenRecord,
 };
 use crate::{EventAck, Webhook, WebhookFailure};
+use crate::{InheritedLimit, QuotaGrant, QuotaTake, UsageCount, quota};
 use crate::{
     Invitation, Membership, NewRefresh, Organisation, Owned, Person, RefreshRecord, Role, Rotation,
     SecurityEvent, Session, Throttle, ThrottleRule,
 };
 use crate::{NewSdkVerification, ReportOutcome, SdkReportKind, SdkVerification};
-use crate::{QuotaGrant, QuotaTake, UsageCount, quota};
 use crate::{RateGrant, RateLimitSetting, RateTake, limits};
 use bonafide_core::ids::{OrgId, PersonId, SessionId};
 
@@ -623,6 +623,7 @@ impl Store for SqliteStore {
         &self,
         record: &ApiKeyRecord,
         max_live: Option<u32>,
+        limit: Option<&InheritedLimit>,
         audit: &AuditRecord,
     ) -> Result<(), StoreError> {
         let mut tx = self.write_tx().await?;
@@ -642,8 +643,8 @@ impl Store for SqliteStore {
         insert_api_key(&mut tx, record).await?;
         live_keys_within(&mut tx, record, record.created_at_ms, max_live).await?;
         maker_still_member(&mut tx, record).await?;
-        log.append(&mut *tx, std::slice::from_ref(audit), &[])
-            .await?;
+        let audits = inherit_limit(&mut tx, limit, record.created_at_ms, audit).await?;
+        log.append(&mut *tx, &audits, &[]).await?;
         tx.commit().await.map_err(db_err)
     }
 
@@ -731,6 +732,7 @@ impl Store for SqliteStore {
         old_expires_at_ms: i64,
         now_ms: i64,
         max_live: Option<u32>,
+        limit: Option<&InheritedLimit>,
         audit: &AuditRecord,
     ) -> Result<ApiKeyRecord, StoreError> {
         let mut tx = self.write_tx().await?;
@@ -772,12 +774,9 @@ impl Store for SqliteStore {
         insert_api_key(&mut tx, new).await?;
         live_keys_within(&mut tx, new, now_ms, max_live).await?;
         maker_still_member(&mut tx, new).await?;
-        log.append(
-            &mut *tx,
-            std::slice::from_ref(audit),
-            &[Change::ApiKeyRevoked(*old)],
-        )
-        .await?;
+        let audits = inherit_limit(&mut tx, limit, now_ms, audit).await?;
+        log.append(&mut *tx, &audits, &[Change::ApiKeyRevoked(*old)])
+            .await?;
         tx.commit().await.map_err(db_err)?;
         Ok(ApiKeyRecord {
             expires_at_ms: Some(expires),
@@ -5085,6 +5084,40 @@ async fn set_named_value(
     .await
     .map_err(db_err)?;
     Ok(true)
+}
+
+/// Decides and sets a new key's inherited limit ([`InheritedLimit`]) in the caller's
+/// write transaction, from the settings stored now: the audit entries to append
+/// (`audit`, then the limit's own if one was set).
+async fn inherit_limit(
+    conn: &mut SqliteConnection,
+    limit: Option<&InheritedLimit>,
+    now_ms: i64,
+    audit: &AuditRecord,
+) -> Result<Vec<AuditRecord>, StoreError> {
+    let mut audits = vec![audit.clone()];
+    let Some(limit) = limit else {
+        return Ok(audits);
+    };
+    let t = rows::RATE_LIMIT_SETTINGS;
+    let mut stored = Vec::with_capacity(limit.from.len());
+    for name in &limit.from {
+        let value: Option<String> = sqlx::query_scalar(safe_sql(format!(
+            "SELECT {} FROM {} WHERE {} = ?",
+            t.value, t.table, t.key
+        )))
+        .bind(name)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db_err)?;
+        stored.push(value);
+    }
+    if let Some((value, entry)) = (limit.decide)(&stored)?
+        && set_named_value(conn, t, &limit.name, Some(&value), now_ms).await?
+    {
+        audits.push(entry);
+    }
+    Ok(audits)
 }
 
 /// `Conflict(MakerNotMember)` if `r` names a person as its maker (the root of its
