@@ -4361,12 +4361,12 @@ impl PostgresStore {
     async fn purge_sessions(&self, before_ms: i64) -> Result<u64, StoreError> {
         let tokens = format!(
             "DELETE FROM refresh_tokens WHERE session_id IN \
-             (SELECT s.id FROM sessions s WHERE {SESSION_ENDED} ORDER BY s.id LIMIT $2)"
+             (SELECT s.id FROM sessions s WHERE {SESSION_ENDED} LIMIT $2)"
         );
         let sessions = format!(
             "DELETE FROM sessions WHERE id IN (SELECT s.id FROM sessions s WHERE {SESSION_ENDED} \
              AND NOT EXISTS (SELECT 1 FROM refresh_tokens r WHERE r.session_id = s.id) \
-             ORDER BY s.id LIMIT $2)"
+             LIMIT $2)"
         );
         let mut total = 0;
         loop {

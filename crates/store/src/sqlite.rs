@@ -4204,12 +4204,12 @@ impl SqliteStore {
     async fn purge_sessions(&self, before_ms: i64) -> Result<u64, StoreError> {
         let tokens = format!(
             "DELETE FROM refresh_tokens WHERE session_id IN \
-             (SELECT s.id FROM sessions s WHERE {SESSION_ENDED} ORDER BY s.id LIMIT ?)"
+             (SELECT s.id FROM sessions s WHERE {SESSION_ENDED} LIMIT ?)"
         );
         let sessions = format!(
             "DELETE FROM sessions WHERE id IN (SELECT s.id FROM sessions s WHERE {SESSION_ENDED} \
              AND NOT EXISTS (SELECT 1 FROM refresh_tokens r WHERE r.session_id = s.id) \
-             ORDER BY s.id LIMIT ?)"
+             LIMIT ?)"
         );
         let mut total = 0;
         loop {
