@@ -672,24 +672,9 @@ async fn commit_loop(
 ) {
     let mut items = Vec::with_capacity(MAX_BATCH);
     let mut waiters = Vec::with_capacity(MAX_BATCH);
-    // Entries the committer owes: the `quota.warning` of a decision that crossed its
-    // month's 80 % (written here, not by the request, which may be gone by then).
-    let mut owed: Vec<Pending> = Vec::new();
-    loop {
-        let first = if owed.is_empty() {
-            match rx.recv().await {
-                Some(p) => p,
-                None => break,
-            }
-        } else {
-            owed.remove(0)
-        };
+    while let Some(first) = rx.recv().await {
         items.push(first.item);
         waiters.push(first.done);
-        for p in owed.drain(..) {
-            items.push(p.item);
-            waiters.push(p.done);
-        }
         while items.len() < MAX_BATCH {
             match rx.try_recv() {
                 Ok(p) => {
@@ -700,8 +685,6 @@ async fn commit_loop(
             }
         }
         let count = items.len();
-        let claims: Vec<Option<bonafide_store::QuotaClaim>> =
-            items.iter().map(|i| i.quota.clone()).collect();
         let started = std::time::Instant::now();
         let result = store
             .record_decisions(std::mem::take(&mut items), crate::time::now_ms())
@@ -712,16 +695,15 @@ async fn commit_loop(
             .observe(started.elapsed().as_secs_f64());
         match result {
             Ok(outcomes) if outcomes.len() == waiters.len() => {
-                for (outcome, claim) in outcomes.iter().zip(&claims) {
-                    if let (
-                        Ok(DecisionOutcome::Recorded {
-                            quota: Some(grant), ..
-                        }),
-                        Some(claim),
-                    ) = (outcome, claim)
+                // A decision that crossed its month's 80 % had its `quota.warning`
+                // entry appended by the store in this same transaction.
+                for outcome in &outcomes {
+                    if let Ok(DecisionOutcome::Recorded {
+                        quota: Some(grant), ..
+                    }) = outcome
                         && grant.warn
                     {
-                        owed.extend(quota_warning(claim, grant));
+                        tracing::info!(used = grant.used, "quota: 80 % reached");
                     }
                 }
                 for (outcome, done) in outcomes.into_iter().zip(waiters.drain(..)) {
@@ -773,32 +755,6 @@ fn appending(
             })
         }),
     }
-}
-
-/// The month's one `quota.warning` entry, for the decision whose count first reached
-/// 80 % of `claim`'s limit (the month's flag was set in the same transaction, so it
-/// is owed exactly once), as an item for the committer's next batch.
-fn quota_warning(claim: &bonafide_store::QuotaClaim, grant: &QuotaGrant) -> Option<Pending> {
-    use bonafide_core::audit::{Actor, EventType};
-    let mut entry = AuditEntry::new(EventType::QuotaWarning, now_ms(), Actor::Registry);
-    entry.org = Some(claim.org_id.to_string());
-    entry.note = Some(format!(
-        "{}: {} of {} verifications",
-        claim.month, grant.used, claim.limit
-    ));
-    let record = match record(&entry, None, None) {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!(org = %claim.org_id, error = %e, "quota warning not audited");
-            return None;
-        }
-    };
-    tracing::info!(org = %claim.org_id, month = claim.month, used = grant.used, "quota: 80 % reached");
-    let (done, _) = oneshot::channel();
-    Some(Pending {
-        item: appending(record, None, None),
-        done,
-    })
 }
 
 #[cfg(test)]

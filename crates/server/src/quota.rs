@@ -28,9 +28,9 @@
 //!
 //! **Warning.** The take that first reaches 80 % of the limit in a month is told so
 //! by the store (a flag set in the same transaction, so once per organisation and
-//! month across replicas); its request writes a `quota.warning` audit entry and counts
-//! it in `/metrics` (if this process stops between the two, that month's entry is
-//! missing: the flag is not set twice). Every counted answer at or over 80 % carries
+//! month across replicas), and that transaction appends the month's `quota.warning`
+//! audit entry with it: the flag and the entry are durable together or not at all.
+//! Its request counts it in `/metrics`. Every counted answer at or over 80 % carries
 //! `Bonafide-Quota-Warning: USED/LIMIT; reset=…`. Over the limit: 429
 //! `QUOTA_EXCEEDED` with `Retry-After` and `reset`, the next month's start (UTC).
 //!
@@ -186,6 +186,8 @@ struct Ask {
     org: OrgId,
     month: String,
     limit: u64,
+    /// When it was asked (the time of a `quota.warning` entry it may bring).
+    now_ms: i64,
     answer: oneshot::Sender<Result<QuotaGrant, StoreError>>,
 }
 
@@ -420,6 +422,7 @@ impl Counting {
                 org: q.claim.org_id.clone(),
                 month: q.claim.month.clone(),
                 limit: q.claim.limit,
+                now_ms: q.now_ms,
                 answer: tx,
             })
             .map_err(|_| ApiError::from(StoreError::Unavailable("quota task gone".into())))?;
@@ -430,24 +433,17 @@ impl Counting {
             return Err(self.exceeded(state, grant.used));
         }
         if grant.warn {
+            // Its `quota.warning` entry was appended in the take's transaction.
             state.metrics.quota_warned();
-            warn_once(
-                state,
-                &q.claim.org_id,
-                &q.claim.month,
-                grant.used,
-                q.claim.limit,
-                q.now_ms,
-            )
-            .await;
+            tracing::info!(org = %q.claim.org_id, month = q.claim.month, used = grant.used, "quota: 80 % reached");
         }
         self.warning_header(grant);
         Ok(())
     }
 
     /// What the transaction that counted it in a decision's batch granted: the
-    /// answer's warning header from 80 % (the month's one `quota.warning` entry is
-    /// the audit committer's to write, in its next batch: see `crate::audit`).
+    /// answer's warning header from 80 % (the month's one `quota.warning` entry was
+    /// appended by that same transaction).
     pub fn granted(&self, state: &AppState, grant: Option<QuotaGrant>) {
         let Some(grant) = grant else {
             return;
@@ -498,29 +494,6 @@ impl Counting {
                 ),
             )
         }
-    }
-}
-
-/// The month's one `quota.warning` audit entry (a failure is logged: the verification
-/// it came with is not refused for it).
-async fn warn_once(state: &AppState, org: &OrgId, month: &str, used: u64, limit: u64, now_ms: i64) {
-    use bonafide_core::audit::{Actor, AuditEntry, EventType};
-    let mut entry = AuditEntry::new(EventType::QuotaWarning, now_ms, Actor::Registry);
-    entry.org = Some(org.to_string());
-    entry.note = Some(format!("{month}: {used} of {limit} verifications"));
-    entry.request_id = Some(crate::request_id::current().to_string());
-    let written = match crate::audit::record(&entry, None, None) {
-        Ok(record) => state
-            .audit
-            .append(record)
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
-    match written {
-        Ok(()) => tracing::info!(%org, month, used, limit, "quota: 80 % reached"),
-        Err(e) => tracing::error!(%org, month, error = %e, "quota warning not audited"),
     }
 }
 
@@ -633,7 +606,8 @@ async fn quota_task(mut rx: mpsc::UnboundedReceiver<Ask>, store: Arc<dyn Store>)
             }
             of_ask.push(i);
         }
-        match store.quota_take(&takes).await {
+        let now_ms = batch.iter().map(|a| a.now_ms).max().unwrap_or(0);
+        match store.quota_take(&takes, now_ms).await {
             Ok(grants) => {
                 // Admitted in order: the first `granted` asks of each take; the warning
                 // goes to the first of them.

@@ -556,9 +556,10 @@ impl Store for CountingStore {
         &self,
         r: &ApiKeyRecord,
         m: Option<u32>,
+        l: Option<&bonafide_store::InheritedLimit>,
         a: &AuditRecord,
     ) -> StoreResult<()> {
-        self.inner.create_api_key(r, m, a).await
+        self.inner.create_api_key(r, m, l, a).await
     }
     async fn api_key_by_prefix(&self, p: &[u8; 8]) -> StoreResult<Option<ApiKeyRecord>> {
         self.inner.api_key_by_prefix(p).await
@@ -583,9 +584,10 @@ impl Store for CountingStore {
         e: i64,
         t: i64,
         m: Option<u32>,
+        l: Option<&bonafide_store::InheritedLimit>,
         a: &AuditRecord,
     ) -> StoreResult<ApiKeyRecord> {
-        self.inner.rotate_api_key(o, n, e, t, m, a).await
+        self.inner.rotate_api_key(o, n, e, t, m, l, a).await
     }
     async fn touch_api_key(&self, h: &ApiKeyHash, t: i64) -> StoreResult<()> {
         self.inner.touch_api_key(h, t).await
@@ -1280,8 +1282,9 @@ impl Store for CountingStore {
     async fn quota_take(
         &self,
         takes: &[bonafide_store::QuotaTake],
+        now_ms: i64,
     ) -> StoreResult<Vec<bonafide_store::QuotaGrant>> {
-        self.inner.quota_take(takes).await
+        self.inner.quota_take(takes, now_ms).await
     }
     async fn quota_used(&self, org: &bonafide_core::ids::OrgId, month: &str) -> StoreResult<u64> {
         self.inner.quota_used(org, month).await

@@ -455,14 +455,14 @@ pub async fn accounts_an_org_identitys_first_key_is_its_makers(store: Arc<dyn St
         )
     };
     store
-        .create_api_key(&key(p.id.as_str()), None, &audit_note())
+        .create_api_key(&key(p.id.as_str()), None, None, &audit_note())
         .await
         .unwrap();
     let (_, stranger) = org_with_owner(store.as_ref()).await;
     let size = store.audit_size().await.unwrap();
     assert_eq!(
         store
-            .create_api_key(&key(stranger.id.as_str()), None, &audit_note())
+            .create_api_key(&key(stranger.id.as_str()), None, None, &audit_note())
             .await,
         Err(StoreError::Conflict(ConflictKind::MakerNotMember))
     );
@@ -473,6 +473,7 @@ pub async fn accounts_an_org_identitys_first_key_is_its_makers(store: Arc<dyn St
                 &key(stranger.id.as_str()),
                 T0_MS,
                 T0_MS,
+                None,
                 None,
                 &audit_note()
             )
@@ -491,7 +492,7 @@ pub async fn accounts_an_org_identitys_first_key_is_its_makers(store: Arc<dyn St
         .unwrap();
     let qs = key(q.id.as_str());
     store
-        .create_api_key(&qs, None, &audit_note())
+        .create_api_key(&qs, None, None, &audit_note())
         .await
         .unwrap();
     assert!(
@@ -543,13 +544,13 @@ pub async fn api_keys_live_per_identity_are_capped(store: Arc<dyn Store>) {
     };
     let second = new_key(T0_MS);
     store
-        .create_api_key(&second, Some(2), &audit_note())
+        .create_api_key(&second, Some(2), None, &audit_note())
         .await
         .unwrap();
     let size = store.audit_size().await.unwrap();
     assert_eq!(
         store
-            .create_api_key(&new_key(T0_MS), Some(2), &audit_note())
+            .create_api_key(&new_key(T0_MS), Some(2), None, &audit_note())
             .await,
         Err(StoreError::Conflict(ConflictKind::TooManyKeys))
     );
@@ -562,6 +563,7 @@ pub async fn api_keys_live_per_identity_are_capped(store: Arc<dyn Store>) {
                 T0_MS + 1000,
                 T0_MS + 1,
                 Some(2),
+                None,
                 &audit_note()
             )
             .await,
@@ -585,6 +587,7 @@ pub async fn api_keys_live_per_identity_are_capped(store: Arc<dyn Store>) {
             T0_MS + 2,
             T0_MS + 2,
             Some(2),
+            None,
             &audit_note(),
         )
         .await
@@ -598,7 +601,11 @@ pub async fn api_keys_live_per_identity_are_capped(store: Arc<dyn Store>) {
     for _ in 0..4 {
         let store = Arc::clone(&store);
         let key = new_key(T0_MS + 4);
-        tasks.spawn(async move { store.create_api_key(&key, Some(2), &audit_note()).await });
+        tasks.spawn(async move {
+            store
+                .create_api_key(&key, Some(2), None, &audit_note())
+                .await
+        });
     }
     let mut made = 0;
     while let Some(r) = tasks.join_next().await {
@@ -610,7 +617,7 @@ pub async fn api_keys_live_per_identity_are_capped(store: Arc<dyn Store>) {
     assert_eq!(made, 1);
     // No cap: no limit.
     store
-        .create_api_key(&new_key(T0_MS + 5), None, &audit_note())
+        .create_api_key(&new_key(T0_MS + 5), None, None, &audit_note())
         .await
         .unwrap();
 }
@@ -788,6 +795,145 @@ pub async fn accounts_login_throttle_and_security_events(store: Arc<dyn Store>) 
     );
 }
 
+/// The periodic purge deletes sessions that can no longer be used (revoked, or
+/// expired with every refresh token, before its time bound) with their refresh tokens,
+/// and refresh tokens that expired before it, in chunks; a live session, its tokens
+/// not yet expired (used ones too: reuse detection) and a recently ended session stay.
+pub async fn accounts_ended_sessions_are_purged_with_their_tokens(store: Arc<dyn Store>) {
+    const DAY: i64 = 86_400_000;
+    let (_, p) = org_with_owner(store.as_ref()).await;
+    let new = |expires_at_ms: i64| Session {
+        expires_at_ms,
+        ..session(&p.id)
+    };
+    let make = |s: Session, token_expires_at_ms: i64| {
+        let store = Arc::clone(&store);
+        async move {
+            let t = refresh(token_expires_at_ms);
+            store.create_session(&s, &t, &audit_note()).await.unwrap();
+            (s, t)
+        }
+    };
+    // Live, rotated once: the used token and the current one stay.
+    let (live, a) = make(new(T0_MS + 12 * DAY), T0_MS + 12 * DAY).await;
+    let b = refresh(T0_MS + 20 * DAY);
+    let rotated = store
+        .rotate_refresh(&a.hash, &b, T0_MS + 10, &audit_note())
+        .await
+        .unwrap();
+    assert_eq!(rotated, Rotation::Rotated);
+    // Live, its first token expired long ago (rotated since): that token goes.
+    let (live2, f) = make(new(T0_MS + 1000), T0_MS + 1000).await;
+    let g = refresh(T0_MS + 20 * DAY);
+    let rotated = store
+        .rotate_refresh(&f.hash, &g, T0_MS + 20, &audit_note())
+        .await
+        .unwrap();
+    assert_eq!(rotated, Rotation::Rotated);
+    // Revoked before the bound: goes, with its token (not expired yet).
+    let (revoked, r) = make(new(T0_MS + 7 * DAY), T0_MS + 15 * DAY).await;
+    assert!(
+        store
+            .revoke_session(&revoked.id, T0_MS + 30, "logout", &audit_note())
+            .await
+            .unwrap()
+    );
+    // Revoked after the bound: stays (until a later purge).
+    let (recent, r2) = make(new(T0_MS + 20 * DAY), T0_MS + 20 * DAY).await;
+    assert!(
+        store
+            .revoke_session(&recent.id, T0_MS + 11 * DAY, "logout", &audit_note())
+            .await
+            .unwrap()
+    );
+    // Expired before the bound with its token: goes.
+    let (expired, e) = make(new(T0_MS + 7 * DAY), T0_MS + 7 * DAY).await;
+    // Expired, but a token of its family still valid after the bound: stays.
+    let (odd, e2) = make(new(T0_MS + DAY), T0_MS + 20 * DAY).await;
+    // More ended sessions than one chunk: all go.
+    let mut many = Vec::new();
+    for _ in 0..510 {
+        many.push(make(new(T0_MS + 2 * DAY), T0_MS + 2 * DAY).await);
+    }
+    let before = store.audit_size().await.unwrap();
+    store.purge_security_events(T0_MS + 10 * DAY).await.unwrap();
+    // Deleting what ended is not a change anyone audits.
+    assert_eq!(store.audit_size().await.unwrap(), before);
+    for (kept, s) in [
+        (true, &live),
+        (true, &live2),
+        (false, &revoked),
+        (true, &recent),
+        (false, &expired),
+        (true, &odd),
+    ] {
+        assert_eq!(
+            store.session(&s.id).await.unwrap().is_some(),
+            kept,
+            "session expires {} revoked {:?}",
+            s.expires_at_ms - T0_MS,
+            store.session(&s.id).await.unwrap().map(|s| s.revoked_at_ms)
+        );
+    }
+    for (kept, t) in [
+        (true, &a),
+        (true, &b),
+        (false, &f),
+        (true, &g),
+        (false, &r),
+        (true, &r2),
+        (false, &e),
+        (true, &e2),
+    ] {
+        assert_eq!(
+            store.refresh_token(&t.hash).await.unwrap().is_some(),
+            kept,
+            "token expiring {}",
+            t.expires_at_ms - T0_MS
+        );
+    }
+    for (s, t) in &many {
+        assert!(store.session(&s.id).await.unwrap().is_none());
+        assert!(store.refresh_token(&t.hash).await.unwrap().is_none());
+    }
+    // The live sessions work on: their current token rotates, a used one is still
+    // caught as reuse.
+    let rotated = store
+        .rotate_refresh(
+            &b.hash,
+            &refresh(T0_MS + 21 * DAY),
+            T0_MS + 10 * DAY,
+            &audit_note(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(rotated, Rotation::Rotated);
+    let reused = store
+        .rotate_refresh(
+            &a.hash,
+            &refresh(T0_MS + 21 * DAY),
+            T0_MS + 10 * DAY,
+            &audit_note(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reused, Rotation::AlreadyUsed);
+    let rotated = store
+        .rotate_refresh(
+            &g.hash,
+            &refresh(T0_MS + 21 * DAY),
+            T0_MS + 10 * DAY,
+            &audit_note(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(rotated, Rotation::Rotated);
+    // Purging again finds nothing more to delete.
+    store.purge_security_events(T0_MS + 10 * DAY).await.unwrap();
+    assert!(store.session(&live.id).await.unwrap().is_some());
+    assert!(store.session(&recent.id).await.unwrap().is_some());
+}
+
 pub async fn accounts_any_api_key_is_revoked_by_hash_but_not_the_last_admin(store: Arc<dyn Store>) {
     use bonafide_core::apikey::{ApiKey, KeyKind};
     let (iss, key) = issuer(store.as_ref()).await;
@@ -844,6 +990,149 @@ pub async fn accounts_any_api_key_is_revoked_by_hash_but_not_the_last_admin(stor
     }
 }
 
+/// A key's inherited rate limit is decided from the settings as stored in the key's
+/// own transaction and written with it (its entry after the key's), or not at all:
+/// nothing when the rule says so, and nothing when the key is refused.
+pub async fn api_key_inherited_limit_is_set_in_the_keys_transaction(store: Arc<dyn Store>) {
+    use bonafide_core::apikey::{ApiKey, KeyKind};
+    use std::sync::Mutex;
+    let (iss, _) = issuer(store.as_ref()).await;
+    let new_key = |at: i64| {
+        crate::ApiKeyRecord::new(
+            ApiKey::from_random(KeyKind::Issuer, unique()).hash(),
+            KeyKind::Issuer,
+            Some(iss.id.as_str().to_owned()),
+            "k",
+            "admin",
+            at,
+        )
+    };
+    let seen: Arc<Mutex<Vec<Vec<Option<String>>>>> = Arc::default();
+    // The rule under test: the lowest stored count wins; none stored, nothing set.
+    let inherit = |name: &str, from: &[&str]| {
+        let seen = Arc::clone(&seen);
+        crate::InheritedLimit {
+            name: name.to_owned(),
+            from: from.iter().map(|f| (*f).to_owned()).collect(),
+            decide: Box::new(move |stored: &[Option<String>]| {
+                seen.lock().unwrap().push(stored.to_vec());
+                Ok(stored
+                    .iter()
+                    .flatten()
+                    .min_by_key(|v| v.split('/').next().and_then(|n| n.parse::<u64>().ok()))
+                    .map(|v| (v.clone(), audit_note())))
+            }),
+        }
+    };
+    store
+        .set_rate_limit_setting("key:maker", Some("7/60s"), T0_MS, &audit_note())
+        .await
+        .unwrap();
+    let setting = |name: &'static str| {
+        let store = Arc::clone(&store);
+        async move {
+            store
+                .rate_limit_settings()
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|s| s.name == name)
+                .map(|s| (s.value, s.set_at_ms))
+        }
+    };
+    // Made by a key with a limit: the new key has it, in the same write (2 entries).
+    let before = store.audit_size().await.unwrap();
+    let made = new_key(T0_MS + 1);
+    store
+        .create_api_key(
+            &made,
+            None,
+            Some(&inherit("key:made", &["key:maker", "key:none"])),
+            &audit_note(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.audit_size().await.unwrap(), before + 2);
+    assert_eq!(setting("key:made").await, Some(("7/60s".into(), T0_MS + 1)));
+    assert_eq!(
+        seen.lock().unwrap().last().cloned(),
+        Some(vec![Some("7/60s".to_owned()), None])
+    );
+    // Nothing stored to inherit: the key alone.
+    let before = store.audit_size().await.unwrap();
+    store
+        .create_api_key(
+            &new_key(T0_MS + 2),
+            None,
+            Some(&inherit("key:plain", &["key:none"])),
+            &audit_note(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.audit_size().await.unwrap(), before + 1);
+    assert_eq!(setting("key:plain").await, None);
+    // A refused key (its id taken) sets no limit either.
+    assert_eq!(
+        store
+            .create_api_key(
+                &made,
+                None,
+                Some(&inherit("key:twice", &["key:maker"])),
+                &audit_note()
+            )
+            .await,
+        Err(StoreError::Conflict(ConflictKind::IdTaken))
+    );
+    assert_eq!(setting("key:twice").await, None);
+    assert_eq!(store.audit_size().await.unwrap(), before + 1);
+    // A rotation reads every bound as stored now (a setting changed since anyone
+    // cached it included) and writes the lowest with the new key.
+    store
+        .set_rate_limit_setting("key:made", Some("50/60s"), T0_MS + 3, &audit_note())
+        .await
+        .unwrap();
+    store
+        .set_rate_limit_setting("key:maker", Some("9/60s"), T0_MS + 3, &audit_note())
+        .await
+        .unwrap();
+    let next = new_key(T0_MS + 4);
+    let before = store.audit_size().await.unwrap();
+    store
+        .rotate_api_key(
+            &made.hash,
+            &next,
+            T0_MS + 100,
+            T0_MS + 4,
+            None,
+            Some(&inherit("key:next", &["key:made", "key:maker"])),
+            &audit_note(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.audit_size().await.unwrap(), before + 2);
+    assert_eq!(setting("key:next").await, Some(("9/60s".into(), T0_MS + 4)));
+    assert_eq!(
+        seen.lock().unwrap().last().cloned(),
+        Some(vec![Some("50/60s".to_owned()), Some("9/60s".to_owned())])
+    );
+    // A refused rotation (the old key is no longer live) sets nothing.
+    assert_eq!(
+        store
+            .rotate_api_key(
+                &made.hash,
+                &new_key(T0_MS + 200),
+                T0_MS + 300,
+                T0_MS + 200,
+                None,
+                Some(&inherit("key:late", &["key:made"])),
+                &audit_note(),
+            )
+            .await,
+        Err(StoreError::NotFound)
+    );
+    assert_eq!(setting("key:late").await, None);
+}
+
 pub async fn api_keys_are_objects_created_listed_rotated_and_touched(store: Arc<dyn Store>) {
     use bonafide_core::apikey::{ApiKey, KeyKind};
     let (iss, first) = issuer(store.as_ref()).await;
@@ -861,14 +1150,16 @@ pub async fn api_keys_are_objects_created_listed_rotated_and_touched(store: Arc<
     record.expires_at_ms = Some(T0_MS + 1_000_000);
     let before = store.audit_size().await.unwrap();
     store
-        .create_api_key(&record, None, &audit_note())
+        .create_api_key(&record, None, None, &audit_note())
         .await
         .unwrap();
     assert_eq!(store.audit_size().await.unwrap(), before + 1);
     assert_eq!(store.api_key(&key).await.unwrap(), Some(record.clone()));
     // The same hash, or another hash with the same public id: refused, nothing added.
     assert_eq!(
-        store.create_api_key(&record, None, &audit_note()).await,
+        store
+            .create_api_key(&record, None, None, &audit_note())
+            .await,
         Err(StoreError::Conflict(ConflictKind::IdTaken))
     );
     let mut twin = key.0;
@@ -876,7 +1167,9 @@ pub async fn api_keys_are_objects_created_listed_rotated_and_touched(store: Arc<
     let mut clash = record.clone();
     clash.hash = bonafide_core::apikey::ApiKeyHash(twin);
     assert_eq!(
-        store.create_api_key(&clash, None, &audit_note()).await,
+        store
+            .create_api_key(&clash, None, None, &audit_note())
+            .await,
         Err(StoreError::Conflict(ConflictKind::IdTaken))
     );
     assert_eq!(store.audit_size().await.unwrap(), before + 1);
@@ -942,6 +1235,7 @@ pub async fn api_keys_are_objects_created_listed_rotated_and_touched(store: Arc<
             T0_MS + 2_000_000,
             T0_MS + 60,
             None,
+            None,
             &audit_note(),
         )
         .await
@@ -968,6 +1262,7 @@ pub async fn api_keys_are_objects_created_listed_rotated_and_touched(store: Arc<
             T0_MS + 100,
             T0_MS + 70,
             None,
+            None,
             &audit_note(),
         )
         .await
@@ -991,6 +1286,7 @@ pub async fn api_keys_are_objects_created_listed_rotated_and_touched(store: Arc<
                 T0_MS + 500,
                 T0_MS + 100,
                 None,
+                None,
                 &audit_note()
             )
             .await,
@@ -1002,7 +1298,15 @@ pub async fn api_keys_are_objects_created_listed_rotated_and_touched(store: Arc<
         .unwrap();
     assert_eq!(
         store
-            .rotate_api_key(&first, &fourth, T0_MS + 500, T0_MS + 1, None, &audit_note())
+            .rotate_api_key(
+                &first,
+                &fourth,
+                T0_MS + 500,
+                T0_MS + 1,
+                None,
+                None,
+                &audit_note()
+            )
             .await,
         Err(StoreError::NotFound)
     );
@@ -1040,7 +1344,7 @@ pub async fn api_key_expired_admin_keys_do_not_count_as_the_last(store: Arc<dyn 
     );
     a2.expires_at_ms = Some(T0_MS + 100);
     store
-        .create_api_key(&a2, None, &audit_note())
+        .create_api_key(&a2, None, None, &audit_note())
         .await
         .unwrap();
     assert_eq!(
@@ -1073,6 +1377,7 @@ pub async fn quota_counts_exactly_across_concurrent_batches_and_warns_once(store
     use crate::QuotaTake;
     let (a, _) = org_with_owner(store.as_ref()).await;
     let (b, _) = org_with_owner(store.as_ref()).await;
+    let before = store.audit_size().await.unwrap();
     let take = |org: &OrgId, month: &str, want| QuotaTake {
         org_id: org.clone(),
         month: month.to_owned(),
@@ -1092,7 +1397,7 @@ pub async fn quota_counts_exactly_across_concurrent_batches_and_warns_once(store
                 if i % 2 == 1 {
                     takes.reverse();
                 }
-                let grants = store.quota_take(&takes).await.unwrap();
+                let grants = store.quota_take(&takes, T0_MS).await.unwrap();
                 for (t, g) in takes.iter().zip(&grants) {
                     assert!(g.granted <= t.want && g.used <= 50);
                     if t.org_id == a {
@@ -1112,10 +1417,27 @@ pub async fn quota_counts_exactly_across_concurrent_batches_and_warns_once(store
     }
     // 8 tasks × 5 batches × 2 = 80 asked of `a`: 50 admitted, one warning.
     assert_eq!((got, warned), (50, 1));
+    // Each organisation's warning was appended with the take that set its flag: one
+    // `quota.warning` entry each (`b` reached its 40 too), nothing else.
+    assert_eq!(
+        quota_warnings(store.as_ref(), before).await,
+        [
+            (
+                a.id.to_string(),
+                "2026-12: 40 of 50 verifications".to_owned()
+            ),
+            (
+                b.id.to_string(),
+                "2026-12: 40 of 50 verifications".to_owned()
+            ),
+        ]
+        .into_iter()
+        .collect::<std::collections::BTreeSet<_>>()
+    );
     assert_eq!(store.quota_used(&a.id, "2026-12").await.unwrap(), 50);
     assert_eq!(store.quota_used(&b.id, "2026-12").await.unwrap(), 40);
     let full = store
-        .quota_take(&[take(&a.id, "2026-12", 1)])
+        .quota_take(&[take(&a.id, "2026-12", 1)], T0_MS)
         .await
         .unwrap();
     assert_eq!(
@@ -1124,11 +1446,31 @@ pub async fn quota_counts_exactly_across_concurrent_batches_and_warns_once(store
     );
     assert_eq!(store.quota_used(&a.id, "2027-01").await.unwrap(), 0);
     let next = store
-        .quota_take(&[take(&a.id, "2027-01", 1)])
+        .quota_take(&[take(&a.id, "2027-01", 1)], T0_MS)
         .await
         .unwrap();
     assert_eq!((next[0].granted, next[0].used), (1, 1));
-    assert!(store.quota_take(&[]).await.unwrap().is_empty());
+    assert!(store.quota_take(&[], T0_MS).await.unwrap().is_empty());
+}
+
+/// The `quota.warning` entries appended from index `from` on: (org, note), each once.
+async fn quota_warnings(
+    store: &dyn Store,
+    from: u64,
+) -> std::collections::BTreeSet<(String, String)> {
+    let end = store.audit_size().await.unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for row in store.audit_entries(from, end).await.unwrap() {
+        let v: serde_json::Value = serde_json::from_slice(&row.entry).unwrap_or_default();
+        if v["type"] == "quota.warning" {
+            let entry = (
+                v["org"].as_str().unwrap_or_default().to_owned(),
+                v["note"].as_str().unwrap_or_default().to_owned(),
+            );
+            assert!(seen.insert(entry.clone()), "twice: {entry:?}");
+        }
+    }
+    seen
 }
 
 /// Verifications counted in the decision batches that record them (as every replica's
@@ -1154,7 +1496,7 @@ pub async fn quota_counted_with_decisions_admits_exactly_the_limit(store: Arc<dy
             let (mut taken, mut admitted, mut refused, mut warned) = (0u64, 0u64, 0u64, 0u64);
             for round in 0..4u64 {
                 if (i + round) % 3 == 0 {
-                    let g = store.quota_take(&[claim.take(2)]).await.unwrap();
+                    let g = store.quota_take(&[claim.take(2)], T0_MS).await.unwrap();
                     taken += g[0].granted;
                     refused += 2 - g[0].granted;
                     warned += u64::from(g[0].warn);
@@ -1214,10 +1556,19 @@ pub async fn quota_counted_with_decisions_admits_exactly_the_limit(store: Arc<dy
     // 8 rounds of takes (2 each) and 16 of decisions (3 each) asked 64: 30 admitted.
     assert_eq!((taken + admitted, refused, warned), (30, 34, 1));
     assert_eq!(store.quota_used(&a.id, "2026-12").await.unwrap(), 30);
-    // An entry for each decision admitted, none for the refused.
-    assert_eq!(store.audit_size().await.unwrap() - before, admitted);
+    // An entry for each decision admitted, none for the refused, and the month's one
+    // `quota.warning`, appended in the transaction that set its flag.
+    assert_eq!(store.audit_size().await.unwrap() - before, admitted + 1);
+    let warnings = quota_warnings(store.as_ref(), before).await;
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings.iter().all(|(org, note)| *org == a.id.to_string()
+        && note.starts_with("2026-12: ")
+        && note.ends_with(" of 30 verifications")));
     let full: QuotaTake = claim.take(1);
-    assert_eq!(store.quota_take(&[full]).await.unwrap()[0].granted, 0);
+    assert_eq!(
+        store.quota_take(&[full], T0_MS).await.unwrap()[0].granted,
+        0
+    );
 }
 
 /// A plan assignment is audited only when it changes; an unknown organisation is

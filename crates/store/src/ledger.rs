@@ -207,11 +207,32 @@ pub async fn record_decisions<T: LedgerTx + ?Sized>(
         };
         // 3 and 4, in memory; written below. The verification is counted with it.
         let mut outcome = batch.decide(item, spent);
-        if let (Ok(DecisionOutcome::Recorded { quota, .. }), Some(claim), Some(grant)) =
-            (&mut outcome, &item.quota, grant)
+        if let (
+            Ok(DecisionOutcome::Recorded {
+                quota, audit_index, ..
+            }),
+            Some(claim),
+            Some(grant),
+        ) = (&mut outcome, &item.quota, grant)
         {
             batch.count_quota(claim, grant);
             *quota = Some(grant);
+            if grant.warn {
+                // The month's flag is set by this transaction: its `quota.warning`
+                // entry goes in with it, right after the decision's own entry (at
+                // the decision's time).
+                let at_ms = match audit_index {
+                    Some(_) => batch.audits.last().map_or(now_ms, |a| a.created_at_ms),
+                    None => now_ms,
+                };
+                batch.audits.push(quota::warning_record(
+                    &claim.org_id,
+                    &claim.month,
+                    grant.used,
+                    claim.limit,
+                    at_ms,
+                )?);
+            }
         }
         outcomes.push(outcome);
     }
@@ -221,11 +242,16 @@ pub async fn record_decisions<T: LedgerTx + ?Sized>(
 
 /// [`Store::quota_take`](crate::Store::quota_take) over a backend's write
 /// transaction: every (organisation, month) read and locked once, in one order, the
-/// takes applied in the order asked ([`quota::take`]), then each counted row written.
+/// takes applied in the order asked ([`quota::take`]), then each counted row written,
+/// and the `quota.warning` entry of each take that set its month's flag appended.
+/// The log head is taken first (the lock order of every audited write), so the flag
+/// and its entry commit together.
 pub async fn quota_take<T: LedgerTx + ?Sized>(
     tx: &mut T,
     takes: &[QuotaTake],
+    now_ms: i64,
 ) -> Result<Vec<QuotaGrant>, StoreError> {
+    let head = log::lock(tx).await?;
     let mut months: Vec<(&OrgId, &str)> = takes
         .iter()
         .map(|t| (&t.org_id, t.month.as_str()))
@@ -241,12 +267,18 @@ pub async fn quota_take<T: LedgerTx + ?Sized>(
     let mut rows: HashMap<(&OrgId, &str), Option<(u64, bool)>> =
         months.iter().copied().zip(stored).collect();
     let mut grants = Vec::with_capacity(takes.len());
+    let mut warnings = Vec::new();
     for t in takes {
         let row = rows
             .get_mut(&(&t.org_id, t.month.as_str()))
             .ok_or_else(|| StoreError::Backend("quota month not read".into()))?;
         let (grant, used, warned) = quota::take(*row, t);
         *row = Some((used, warned));
+        if grant.warn {
+            warnings.push(quota::warning_record(
+                &t.org_id, &t.month, grant.used, t.limit, now_ms,
+            )?);
+        }
         grants.push(grant);
     }
     let mut written: Vec<(&OrgId, &str, u64, bool)> = rows
@@ -255,6 +287,7 @@ pub async fn quota_take<T: LedgerTx + ?Sized>(
         .collect();
     written.sort_unstable();
     tx.write_quotas(&written).await?;
+    head.append(tx, &warnings, &[]).await?;
     Ok(grants)
 }
 
@@ -860,8 +893,36 @@ mod tests {
             "{outcomes:?}"
         );
         assert_eq!(grant(&outcomes[6]), None);
+        // The crossing decision's `quota.warning` is appended right after its own
+        // entry, in the same transaction as the month's flag; later indexes follow.
         let written: Vec<&[u8]> = tx.audits.iter().map(|a| a.entry.as_slice()).collect();
-        assert_eq!(written, [&b"a"[..], b"c", b"d", b"f"]);
+        assert_eq!(written.len(), 5, "{written:?}");
+        assert_eq!(
+            [written[0], written[2], written[3], written[4]],
+            [&b"a"[..], b"c", b"d", b"f"]
+        );
+        let warning = String::from_utf8_lossy(written[1]);
+        assert!(
+            warning.contains("\"quota.warning\"")
+                && warning.contains("2026-12: 8 of 10 verifications"),
+            "{warning}"
+        );
+        assert_eq!(
+            tx.audits[1].created_at_ms, 1,
+            "at the crossing decision's time"
+        );
+        let index = |o: &Result<DecisionOutcome, StoreError>| match o {
+            Ok(DecisionOutcome::Recorded { audit_index, .. }) => *audit_index,
+            other => panic!("not recorded: {other:?}"),
+        };
+        assert_eq!(
+            [
+                index(&outcomes[0]),
+                index(&outcomes[3]),
+                index(&outcomes[6])
+            ],
+            [Some(7), Some(9), Some(11)]
+        );
         assert_eq!(tx.quota_written, [(10, true)]);
         // Nothing counted, nothing written back.
         let mut none = Recorder {

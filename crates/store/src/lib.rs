@@ -57,7 +57,7 @@ pub use accounts::{
     SecurityEvent, Session, SessionSubject, Throttle, ThrottleRule,
 };
 pub use events::{EventAck, Paused, Webhook, WebhookFailure};
-pub use limits::{RateGrant, RateLimitSetting, RateTake};
+pub use limits::{InheritDecide, InheritedLimit, RateGrant, RateLimitSetting, RateTake};
 pub use postgres::{PostgresOptions, PostgresStore};
 pub use quota::{QuotaClaim, QuotaGrant, QuotaTake, UsageCount};
 pub use sdk_verifications::{
@@ -663,7 +663,10 @@ pub struct DecisionItem {
     /// nothing is claimed, decided or written and the outcome is
     /// [`DecisionOutcome::QuotaExceeded`]; otherwise it is counted with the decision
     /// (not when `decide` fails, nor for a replayed idempotency key: the same answer
-    /// given again is not another verification).
+    /// given again is not another verification). The decision that sets the month's
+    /// warning flag has the month's `quota.warning` entry
+    /// ([`quota::warning_record`]) appended right after its own, in the same
+    /// transaction.
     pub quota: Option<QuotaClaim>,
     /// Makes the decision once the budget is read.
     pub decide: Decide,
@@ -1422,11 +1425,14 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// hash, or its public id (the hash's first 8 bytes), is taken;
     /// `Conflict(TooManyKeys)` if its identity (kind and owner) would then have more
     /// than `max_live` keys live at its creation time (counted in the transaction, so
-    /// concurrent creations never pass the cap together).
+    /// concurrent creations never pass the cap together). With `limit`, the per-key
+    /// rate limit it inherits is decided and set in the same transaction (its own
+    /// entry appended after `audit`).
     async fn create_api_key(
         &self,
         record: &ApiKeyRecord,
         max_live: Option<u32>,
+        limit: Option<&InheritedLimit>,
         audit: &AuditRecord,
     ) -> Result<(), StoreError>;
     /// The key whose public id is `key_` + hex of `prefix` (the hash's first 8
@@ -1456,7 +1462,8 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// (`Change::ApiKeyRevoked`). `NotFound` if `old` is revoked, expired at `now_ms`
     /// or unknown; `Conflict(IdTaken)` and `Conflict(TooManyKeys)` as
     /// [`Store::create_api_key`] (at `now_ms`, the old key counted while its grace
-    /// period lasts). The old record as it is now.
+    /// period lasts); `limit` as [`Store::create_api_key`]. The old record as it is now.
+    #[allow(clippy::too_many_arguments)]
     async fn rotate_api_key(
         &self,
         old: &ApiKeyHash,
@@ -1464,6 +1471,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         old_expires_at_ms: i64,
         now_ms: i64,
         max_live: Option<u32>,
+        limit: Option<&InheritedLimit>,
         audit: &AuditRecord,
     ) -> Result<ApiKeyRecord, StoreError>;
     /// Records a key's use at `now_ms` (only ever moves forward). Telemetry, not a
@@ -2020,8 +2028,14 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Counts verifications against organisations' monthly quotas ([`quota::take`]'s
     /// rule), all in one short transaction (each month's row locked while it is read
     /// and written; callers pass each organisation and month once): one grant per
-    /// take, in order. Not audited (the server audits the warning a grant reports).
-    async fn quota_take(&self, takes: &[QuotaTake]) -> Result<Vec<QuotaGrant>, StoreError>;
+    /// take, in order. A take that sets its month's warning flag appends the month's
+    /// `quota.warning` audit entry ([`quota::warning_record`], at `now_ms`) in the
+    /// same transaction.
+    async fn quota_take(
+        &self,
+        takes: &[QuotaTake],
+        now_ms: i64,
+    ) -> Result<Vec<QuotaGrant>, StoreError>;
     /// An organisation's count for a month (0 if nothing was counted).
     async fn quota_used(&self, org: &OrgId, month: &str) -> Result<u64, StoreError>;
     /// Every organisation's assigned plan (organisations without one are on the
@@ -2256,8 +2270,12 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         after_id: i64,
         limit: u32,
     ) -> Result<Vec<SecurityEvent>, StoreError>;
-    /// Drops security events older than `before_ms`, expired sessions' refresh tokens
-    /// and stale login failures; how many security events went.
+    /// Drops security events older than `before_ms` and stale login failures, refresh
+    /// tokens that expired before `before_ms`, and sessions that ended before it
+    /// (revoked, or expired with every refresh token of theirs) with their tokens, in
+    /// short chunks; how many security events went. A session still usable, and its
+    /// tokens that have not expired by `before_ms` (a past time: the server passes
+    /// now minus the security events' retention), are kept.
     async fn purge_security_events(&self, before_ms: i64) -> Result<u64, StoreError>;
 
     // ---- health

@@ -48,6 +48,39 @@ pub struct RateLimitSetting {
     pub set_at_ms: i64,
 }
 
+/// The per-key limit a new key inherits, decided and written in the transaction that
+/// stores the key ([`crate::Store::create_api_key`], [`crate::Store::rotate_api_key`]):
+/// the settings it depends on are read there, under the log head's lock that every
+/// setting change takes, so no change to them (on any replica) slips between the read
+/// and the key, and the key never exists without its limit.
+pub struct InheritedLimit {
+    /// The new key's setting name.
+    pub name: String,
+    /// The settings that bound it (its maker's key, the rotated key), by name.
+    pub from: Vec<String>,
+    /// Given each of `from`'s stored value (`None`: none set), the new key's value and
+    /// the audit entry recording it, or `None` to set nothing (the kind's default
+    /// applies). The server's rule: the store keeps the values opaque. `Fn`: a backend
+    /// may run a transaction again.
+    pub decide: InheritDecide,
+}
+
+/// [`InheritedLimit::decide`].
+pub type InheritDecide = Box<
+    dyn Fn(&[Option<String>]) -> Result<Option<(String, crate::AuditRecord)>, crate::StoreError>
+        + Send
+        + Sync,
+>;
+
+impl std::fmt::Debug for InheritedLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InheritedLimit")
+            .field("name", &self.name)
+            .field("from", &self.from)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A full bucket's level (what a missing row stands for).
 pub fn full_level(quota: u64, window_ms: i64) -> i64 {
     i64::try_from(i128::from(quota.max(1)) * i128::from(window_ms.max(1))).unwrap_or(i64::MAX)

@@ -4,7 +4,10 @@
 //! route ([`crate::Store::add_usage`]). The counting rule is written here once, for
 //! both backends; each keeps only its SQL.
 
+use bonafide_core::audit::{Actor, AuditEntry, EventType};
 use bonafide_core::ids::OrgId;
+
+use crate::{AuditRecord, StoreError};
 
 /// Verifications asked of one organisation's quota for one month, in one batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +62,31 @@ pub struct QuotaGrant {
     /// This take crossed `warn_at` first: exactly one take per organisation and month
     /// gets `true`, whichever replica made it.
     pub warn: bool,
+}
+
+/// The month's one `quota.warning` audit entry (`org`, `note` the month and count),
+/// for the take that first reached `warn_at`: the store appends it in the
+/// transaction that sets the month's flag, so the flag and the entry are durable
+/// together or not at all (a warning owed by a later write could be lost).
+pub fn warning_record(
+    org: &OrgId,
+    month: &str,
+    used: u64,
+    limit: u64,
+    at_ms: i64,
+) -> Result<AuditRecord, StoreError> {
+    let mut entry = AuditEntry::new(EventType::QuotaWarning, at_ms, Actor::Registry);
+    entry.org = Some(org.to_string());
+    entry.note = Some(format!("{month}: {used} of {limit} verifications"));
+    let entry = entry
+        .to_canonical()
+        .map_err(|e| StoreError::Backend(format!("quota warning entry: {e}")))?;
+    Ok(AuditRecord {
+        entry,
+        agent_id: None,
+        issuer_id: None,
+        created_at_ms: at_ms,
+    })
 }
 
 /// One day's requests with one key on one route.

@@ -57,12 +57,12 @@ use crate::{
     StatusListRecord, StatusSlot, StatusSubject, Store, StoreError, TokenRecord,
 };
 use crate::{EventAck, Webhook, WebhookFailure};
+use crate::{InheritedLimit, QuotaGrant, QuotaTake, UsageCount, quota};
 use crate::{
     Invitation, Membership, NewRefresh, Organisation, Owned, Person, RefreshRecord, Role, Rotation,
     SecurityEvent, Session, Throttle, ThrottleRule,
 };
 use crate::{NewSdkVerification, ReportOutcome, SdkReportKind, SdkVerification};
-use crate::{QuotaGrant, QuotaTake, UsageCount, quota};
 use crate::{RateGrant, RateLimitSetting, RateTake, limits};
 use bonafide_core::ids::{OrgId, PersonId, SessionId};
 
@@ -80,6 +80,14 @@ const AUDIT_ROWS_PER_INSERT: usize = 256;
 const MAX_IN_LIST: usize = 512;
 /// Idempotency records deleted per purge transaction.
 const PURGE_CHUNK: i64 = 5_000;
+/// Sessions deleted per transaction by the purge (each with its refresh tokens).
+const SESSION_PURGE_CHUNK: i64 = 500;
+/// A session `s` that ended before the time bound as `?1`: revoked then, or expired
+/// then with every refresh token of its family expired then too. Nothing of it can
+/// be used again (a refresh is refused, its access tokens are refused once their
+/// session is: see `Store::session`), so it may be deleted with its tokens.
+const SESSION_ENDED: &str = "(s.revoked_at_ms < ?1 OR (s.expires_at_ms < ?1 AND NOT EXISTS \
+     (SELECT 1 FROM refresh_tokens r WHERE r.session_id = s.id AND r.expires_at_ms >= ?1)))";
 /// Largest range `audit_entries` reads at once, whatever the caller asks.
 const MAX_AUDIT_RANGE: u64 = 10_000;
 /// Receipt and idempotency rows per multi-row `INSERT` (6 bound values each).
@@ -615,6 +623,7 @@ impl Store for SqliteStore {
         &self,
         record: &ApiKeyRecord,
         max_live: Option<u32>,
+        limit: Option<&InheritedLimit>,
         audit: &AuditRecord,
     ) -> Result<(), StoreError> {
         let mut tx = self.write_tx().await?;
@@ -634,8 +643,8 @@ impl Store for SqliteStore {
         insert_api_key(&mut tx, record).await?;
         live_keys_within(&mut tx, record, record.created_at_ms, max_live).await?;
         maker_still_member(&mut tx, record).await?;
-        log.append(&mut *tx, std::slice::from_ref(audit), &[])
-            .await?;
+        let audits = inherit_limit(&mut tx, limit, record.created_at_ms, audit).await?;
+        log.append(&mut *tx, &audits, &[]).await?;
         tx.commit().await.map_err(db_err)
     }
 
@@ -723,6 +732,7 @@ impl Store for SqliteStore {
         old_expires_at_ms: i64,
         now_ms: i64,
         max_live: Option<u32>,
+        limit: Option<&InheritedLimit>,
         audit: &AuditRecord,
     ) -> Result<ApiKeyRecord, StoreError> {
         let mut tx = self.write_tx().await?;
@@ -764,12 +774,9 @@ impl Store for SqliteStore {
         insert_api_key(&mut tx, new).await?;
         live_keys_within(&mut tx, new, now_ms, max_live).await?;
         maker_still_member(&mut tx, new).await?;
-        log.append(
-            &mut *tx,
-            std::slice::from_ref(audit),
-            &[Change::ApiKeyRevoked(*old)],
-        )
-        .await?;
+        let audits = inherit_limit(&mut tx, limit, now_ms, audit).await?;
+        log.append(&mut *tx, &audits, &[Change::ApiKeyRevoked(*old)])
+            .await?;
         tx.commit().await.map_err(db_err)?;
         Ok(ApiKeyRecord {
             expires_at_ms: Some(expires),
@@ -2751,14 +2758,18 @@ impl Store for SqliteStore {
         Ok(true)
     }
 
-    async fn quota_take(&self, takes: &[QuotaTake]) -> Result<Vec<QuotaGrant>, StoreError> {
+    async fn quota_take(
+        &self,
+        takes: &[QuotaTake],
+        now_ms: i64,
+    ) -> Result<Vec<QuotaGrant>, StoreError> {
         if takes.is_empty() {
             return Ok(Vec::new());
         }
         // One write transaction per batch (SQLite's one writer serialises replicas'
         // batches on one data dir).
         let mut tx = self.write_tx().await?;
-        let grants = crate::ledger::quota_take(&mut *tx, takes).await?;
+        let grants = crate::ledger::quota_take(&mut *tx, takes, now_ms).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(grants)
     }
@@ -3879,6 +3890,13 @@ impl Store for SqliteStore {
             .await
             .map_err(db_err)?;
         tx.commit().await.map_err(db_err)?;
+        self.purge_in_chunks(
+            "DELETE FROM refresh_tokens WHERE token_hash IN \
+             (SELECT token_hash FROM refresh_tokens WHERE expires_at_ms < ? LIMIT ?)",
+            before_ms,
+        )
+        .await?;
+        self.purge_sessions(before_ms).await?;
         Ok(gone)
     }
 
@@ -4177,6 +4195,44 @@ impl SqliteStore {
             private_pem,
             created_at_ms,
         })
+    }
+
+    /// Deletes the sessions that ended before `before_ms` ([`SESSION_ENDED`]) with
+    /// their refresh tokens, [`SESSION_PURGE_CHUNK`] sessions per short transaction.
+    /// Each round deletes the chunk's tokens, then as many ended sessions left without
+    /// tokens (at least the chunk's), so it stops once fewer than a chunk remain.
+    async fn purge_sessions(&self, before_ms: i64) -> Result<u64, StoreError> {
+        let tokens = format!(
+            "DELETE FROM refresh_tokens WHERE session_id IN \
+             (SELECT s.id FROM sessions s WHERE {SESSION_ENDED} LIMIT ?)"
+        );
+        let sessions = format!(
+            "DELETE FROM sessions WHERE id IN (SELECT s.id FROM sessions s WHERE {SESSION_ENDED} \
+             AND NOT EXISTS (SELECT 1 FROM refresh_tokens r WHERE r.session_id = s.id) \
+             LIMIT ?)"
+        );
+        let mut total = 0;
+        loop {
+            let mut tx = self.write_tx().await?;
+            sqlx::query(safe_sql(tokens.clone()))
+                .bind(before_ms)
+                .bind(SESSION_PURGE_CHUNK)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            let deleted = sqlx::query(safe_sql(sessions.clone()))
+                .bind(before_ms)
+                .bind(SESSION_PURGE_CHUNK)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?
+                .rows_affected();
+            tx.commit().await.map_err(db_err)?;
+            total += deleted;
+            if deleted < SESSION_PURGE_CHUNK as u64 {
+                return Ok(total);
+            }
+        }
     }
 
     /// Runs `delete` (binding a time and [`PURGE_CHUNK`]) until it deletes less than a
@@ -5028,6 +5084,40 @@ async fn set_named_value(
     .await
     .map_err(db_err)?;
     Ok(true)
+}
+
+/// Decides and sets a new key's inherited limit ([`InheritedLimit`]) in the caller's
+/// write transaction, from the settings stored now: the audit entries to append
+/// (`audit`, then the limit's own if one was set).
+async fn inherit_limit(
+    conn: &mut SqliteConnection,
+    limit: Option<&InheritedLimit>,
+    now_ms: i64,
+    audit: &AuditRecord,
+) -> Result<Vec<AuditRecord>, StoreError> {
+    let mut audits = vec![audit.clone()];
+    let Some(limit) = limit else {
+        return Ok(audits);
+    };
+    let t = rows::RATE_LIMIT_SETTINGS;
+    let mut stored = Vec::with_capacity(limit.from.len());
+    for name in &limit.from {
+        let value: Option<String> = sqlx::query_scalar(safe_sql(format!(
+            "SELECT {} FROM {} WHERE {} = ?",
+            t.value, t.table, t.key
+        )))
+        .bind(name)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db_err)?;
+        stored.push(value);
+    }
+    if let Some((value, entry)) = (limit.decide)(&stored)?
+        && set_named_value(conn, t, &limit.name, Some(&value), now_ms).await?
+    {
+        audits.push(entry);
+    }
+    Ok(audits)
 }
 
 /// `Conflict(MakerNotMember)` if `r` names a person as its maker (the root of its

@@ -9,20 +9,22 @@
 //! than itself.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::extract::{FromRequestParts, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use bonafide_core::apikey::{ApiKey, KeyKind, KeyScope, parse_public_id};
-use bonafide_core::audit::{Actor, EventType};
+use bonafide_core::audit::{Actor, AuditEntry, EventType};
 use bonafide_core::ids::{IssuerId, ReceiverId};
-use bonafide_store::{ApiKeyRecord, Owned, StoreError};
+use bonafide_store::{ApiKeyRecord, InheritedLimit, Owned, StoreError};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{audit_change, check_text, random20};
 use crate::accounts::{Permission, PersonAuth};
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorCode};
+use crate::ratelimit::{Limit, Policy};
 use crate::state::AppState;
 use crate::time::rfc3339_ms;
 
@@ -415,56 +417,94 @@ fn key_cap(state: &AppState, owner: &KeyOwner) -> Option<u32> {
     }
 }
 
-/// The lowest (by rate) of the per-key limits set for these keys, if any is set.
-fn lowest_limit<'a>(
-    state: &AppState,
-    keys: impl IntoIterator<Item = &'a ApiKeyRecord>,
-) -> Option<crate::ratelimit::Limit> {
-    let overrides = state.limiter.overrides();
-    keys.into_iter()
-        .filter_map(|k| overrides.get(&k.hash.key_id()).copied())
-        .min_by(|a, b| {
-            // a.quota / a.window_s against b.quota / b.window_s, without division.
-            (u128::from(a.quota) * u128::from(b.window_s))
-                .cmp(&(u128::from(b.quota) * u128::from(a.window_s)))
-        })
+/// The limit a key of `kind` runs at when no per-key limit is set.
+fn default_limit(state: &AppState, kind: KeyKind) -> Limit {
+    state.limiter.limits().get(match kind {
+        KeyKind::Admin => Policy::Admin,
+        KeyKind::Issuer => Policy::Issuer,
+        KeyKind::Receiver => Policy::Receiver,
+    })
 }
 
-/// Gives a new key the per-key rate limit it inherits (its maker's, or the rotated
-/// key's), audited, before its secret is answered: a key whose limit an admin set
-/// cannot be escaped by making or rotating keys (their own bucket would otherwise
-/// start at the kind's default). Other replicas apply it within `key_refresh`.
-async fn inherit_limit(
+/// Whether `a` allows fewer requests a second than `b`.
+fn slower(a: Limit, b: Limit) -> bool {
+    // a.quota / a.window_s against b.quota / b.window_s, without division.
+    u128::from(a.quota) * u128::from(b.window_s) < u128::from(b.quota) * u128::from(a.window_s)
+}
+
+/// The per-key rate limit `new` inherits, for the store to decide and set in the
+/// transaction that stores the key (so a crash cannot leave the key without it, and a
+/// limit set meanwhile on any replica is seen): the slowest of the effective limits of
+/// `bounds` (a key's setting as stored, else its kind's default) and, for a key made
+/// (`capped`), the new key's own kind's default: a key makes keys no faster than
+/// itself, and a raised limit is not passed on; a rotation keeps the rotated key's.
+/// Set (and audited) only when it differs from the new key's default. `set` tells,
+/// after the store's call, whether it was.
+fn inherited(
     state: &AppState,
     new: &ApiKeyRecord,
-    limit: Option<crate::ratelimit::Limit>,
+    bounds: &[&ApiKeyRecord],
+    capped: bool,
     actor: &Actor,
-    from: &str,
     now: i64,
-) -> Result<(), ApiError> {
-    let Some(limit) = limit else {
-        return Ok(());
-    };
+) -> (InheritedLimit, Arc<AtomicBool>) {
+    let own = default_limit(state, new.kind);
+    let sources: Vec<(String, Limit)> = bounds
+        .iter()
+        .map(|k| (k.hash.public_id(), default_limit(state, k.kind)))
+        .collect();
     let id = new.hash.key_id();
     let name = crate::ratelimit::key_setting(&id);
-    let value = limit.to_string();
-    let audit = audit_change(
-        EventType::RateLimitSet,
-        now,
-        actor.clone(),
-        None,
-        None,
-        |e| {
-            e.target = Some(name.clone());
-            e.kid = Some(id.clone());
-            e.note = Some(format!("{value}, inherited from {from}"));
-        },
-    )?;
-    state
-        .store
-        .set_rate_limit_setting(&name, Some(&value), now, &audit)
-        .await?;
-    state.limiter.load_overrides(state.store.as_ref()).await?;
+    let mut entry = AuditEntry::new(EventType::RateLimitSet, now, actor.clone());
+    entry.request_id = Some(crate::request_id::current().to_string());
+    entry.person = crate::request_id::acting_person();
+    entry.target = Some(name.clone());
+    entry.kid = Some(id);
+    let set = Arc::new(AtomicBool::new(false));
+    let told = Arc::clone(&set);
+    let decide = move |stored: &[Option<String>]| {
+        // A stored value that does not parse is ignored by every limiter (the kind's
+        // default applies), so it counts as the default here too.
+        let mut lowest: Option<(Limit, &str)> = capped.then_some((own, "the kind's default"));
+        for ((from, default), value) in sources.iter().zip(stored) {
+            let limit = value
+                .as_deref()
+                .and_then(|v| Limit::parse(v).ok())
+                .unwrap_or(*default);
+            if lowest.is_none_or(|(l, _)| slower(limit, l)) {
+                lowest = Some((limit, from.as_str()));
+            }
+        }
+        let inherited = lowest.filter(|(l, _)| *l != own);
+        told.store(inherited.is_some(), Ordering::Relaxed);
+        let Some((limit, from)) = inherited else {
+            return Ok(None);
+        };
+        let value = limit.to_string();
+        let mut entry = entry.clone();
+        entry.note = Some(format!("{value}, inherited from {from}"));
+        let record = crate::audit::record(&entry, None, None)
+            .map_err(|e| StoreError::Backend(format!("inherited limit's audit entry: {e}")))?;
+        Ok(Some((value, record)))
+    };
+    let limit = InheritedLimit {
+        name,
+        from: bounds
+            .iter()
+            .map(|k| crate::ratelimit::key_setting(&k.hash.key_id()))
+            .collect(),
+        decide: Box::new(decide),
+    };
+    (limit, set)
+}
+
+/// After a key's store call: if it set an inherited limit, this replica applies it
+/// before the secret is answered (nobody holds the key until then); other replicas
+/// within `key_refresh`.
+async fn apply_inherited(state: &AppState, set: &AtomicBool) -> Result<(), ApiError> {
+    if set.load(Ordering::Relaxed) {
+        state.limiter.load_overrides(state.store.as_ref()).await?;
+    }
     Ok(())
 }
 
@@ -527,16 +567,30 @@ pub async fn create(
             e.note = Some(format!("API key created: {name}"));
         },
     )?;
+    // A key makes keys no faster than itself (a person's keys start at the default).
+    let inheritance = match &who {
+        KeyManager::Key(maker) => Some(inherited(
+            &state,
+            &record,
+            &[maker.as_ref()],
+            true,
+            &actor,
+            now,
+        )),
+        KeyManager::Person(_) => None,
+    };
     state
         .store
-        .create_api_key(&record, key_cap(&state, &owner), &audit)
+        .create_api_key(
+            &record,
+            key_cap(&state, &owner),
+            inheritance.as_ref().map(|(l, _)| l),
+            &audit,
+        )
         .await
         .map_err(store_conflict)?;
-    // A key makes keys no faster than itself. Set before the answer: nobody holds the
-    // new key until then.
-    if let KeyManager::Key(maker) = &who {
-        let limit = lowest_limit(&state, [maker.as_ref()]);
-        inherit_limit(&state, &record, limit, &actor, &maker.hash.public_id(), now).await?;
+    if let Some((_, set)) = &inheritance {
+        apply_inherited(&state, set).await?;
     }
     tracing::info!(%id, kind = record.kind.as_str(), "API key created");
     Ok((
@@ -751,6 +805,12 @@ pub async fn rotate(
             ));
         },
     )?;
+    // The new key keeps the old one's limit, and no more than a rotating key's own.
+    let bounds: Vec<&ApiKeyRecord> = match &who {
+        KeyManager::Key(by) => vec![&old, by.as_ref()],
+        KeyManager::Person(_) => vec![&old],
+    };
+    let (limit, set) = inherited(&state, &record, &bounds, false, &actor, now);
     let previous = state
         .store
         .rotate_api_key(
@@ -759,6 +819,7 @@ pub async fn rotate(
             grace_end,
             now,
             key_cap(&state, &owner),
+            Some(&limit),
             &audit,
         )
         .await
@@ -766,13 +827,7 @@ pub async fn rotate(
             StoreError::NotFound => ApiError::not_found("API key (revoked or expired)"),
             other => store_conflict(other),
         })?;
-    // The new key keeps the old one's limit (and no more than a rotating key's own),
-    // set before the answer: nobody holds the new key until then.
-    let limit = match &who {
-        KeyManager::Key(by) => lowest_limit(&state, [&old, by.as_ref()]),
-        KeyManager::Person(_) => lowest_limit(&state, [&old]),
-    };
-    inherit_limit(&state, &record, limit, &actor, &id, now).await?;
+    apply_inherited(&state, &set).await?;
     state.forget_api_key(&old.hash);
     tracing::info!(old = %id, new = %new_id, "API key rotated");
     Ok((

@@ -270,6 +270,60 @@ async fn the_quota_warns_at_80_percent_refuses_at_100_survives_a_restart_and_res
     assert_eq!(audit_of(&h, "quota.warning").await.len(), 1);
 }
 
+/// A verification whose decision is recorded (an agent's token) and crosses 80 % has
+/// the month's `quota.warning` at the next index of the log, appended in the same
+/// transaction as its own entry: durable with the flag, never owed to a later write.
+#[tokio::test]
+async fn the_warning_of_a_recorded_decision_is_written_with_it() {
+    let clock = Arc::new(ManualClock::at(DEC_31_23H_MS - 86_400_000));
+    let h = server(plans(&["free=5"]), clock).await;
+    let (org, owner) = org(&h, "recorded").await;
+    let (_, key) = receiver(&h, &org, &owner, "api.recorded.example").await;
+    let issuer = h.issuer("tokens.recorded.example").await;
+    let reg = h
+        .register(&issuer, json!({"name": "bot", "scopes": ["read:x"]}))
+        .await;
+    let token = reg["token"].as_str().unwrap().to_owned();
+    let mut indexes = Vec::new();
+    for n in 1..=4 {
+        let a = send(
+            h.http
+                .post(format!("{}/v1/verify", h.base))
+                .bearer_auth(&key)
+                .json(&json!({"token": token})),
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::OK, "{n}: {}", a.body);
+        assert_eq!(a.body["valid"], true, "{}", a.body);
+        indexes.push(a.body["audit_index"].as_u64().unwrap());
+        if n < 4 {
+            assert!(audit_of(&h, "quota.warning").await.is_empty(), "{n}");
+        }
+    }
+    // The 4th of 5 crossed 80 %: its warning follows its own entry, already stored.
+    let crossing = indexes[3];
+    let a = call(
+        &h,
+        "GET",
+        &format!("/v1/audit/entries?start={crossing}&end={}", crossing + 2),
+        Some(&h.admin),
+        None,
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let entries: Vec<Value> = a.body["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| serde_json::from_str(e["entry"].as_str().unwrap()).unwrap())
+        .collect();
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    assert_eq!(entries[1]["type"], "quota.warning", "{entries:?}");
+    assert_eq!(entries[1]["org"], org.as_str());
+    assert_eq!(entries[1]["note"], "2026-12: 4 of 5 verifications");
+    assert_eq!(audit_of(&h, "quota.warning").await.len(), 1);
+}
+
 #[tokio::test]
 async fn two_replicas_on_one_store_admit_exactly_the_quota() {
     let clock = Arc::new(ManualClock::at(DEC_31_23H_MS - 86_400_000));

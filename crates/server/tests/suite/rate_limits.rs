@@ -569,6 +569,102 @@ async fn concurrent_requests_take_one_lease_at_a_time_and_never_more_than_the_bu
     assert_eq!(allowed, 40);
 }
 
+/// A new key's limit is decided from the store, in the transaction that stores it: the
+/// slowest of the rotated key's and the rotating key's effective limits (no setting:
+/// the kind's default). A key at the default that rotates a key the admin raised gets
+/// a key at the default, not a way to the raised limit; a raised key makes keys at the
+/// kind's default; a rotation by a key that is not slower keeps the raised limit.
+#[tokio::test]
+async fn a_raised_limit_is_not_handed_on_by_a_key_at_the_default() {
+    let h = start_with_config(Config {
+        rate_limits: limits(&["issuer=100/min"]),
+        ..config()
+    })
+    .await;
+    let first = h.issuer("raised.example").await;
+    let create = |by: String, name: &'static str| {
+        let h = &h;
+        async move {
+            let (st, v) = h
+                .call(
+                    "POST",
+                    "/v1/api-keys",
+                    Some(&by),
+                    Some(json!({"name": name})),
+                )
+                .await;
+            assert_eq!(st, StatusCode::CREATED, "{v}");
+            v["secret"].as_str().unwrap().to_owned()
+        }
+    };
+    let rotate = |by: String, key: String| {
+        let h = &h;
+        async move {
+            let id = ApiKey::parse(&key).unwrap().hash().public_id();
+            let (st, v) = h
+                .call(
+                    "POST",
+                    &format!("/v1/api-keys/{id}/rotate"),
+                    Some(&by),
+                    Some(json!({"grace_seconds": 3600})),
+                )
+                .await;
+            assert_eq!(st, StatusCode::CREATED, "{v}");
+            v["secret"].as_str().unwrap().to_owned()
+        }
+    };
+    let policy = |key: String| {
+        let h = &h;
+        async move {
+            let a = get(h, "/v1/issuer", Some(&key)).await;
+            assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+            a.policy.unwrap_or_default()
+        }
+    };
+    let raised = create(first.clone(), "raised").await;
+    assert_eq!(policy(raised.clone()).await, "\"issuer\";q=100;w=60");
+    let hash = ApiKey::parse(&raised).unwrap().hash();
+    let (st, v) = h
+        .call(
+            "PUT",
+            &format!("/v1/admin/rate-limits/keys/{}", hash.key_id()),
+            Some(&h.admin),
+            Some(json!({"limit": "1000/min"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(policy(raised.clone()).await, "\"issuer\";q=1000;w=60");
+    // `first` (at the default 100/min) rotates the raised key: the new one is at 100.
+    let next = rotate(first.clone(), raised.clone()).await;
+    assert_eq!(policy(next).await, "\"issuer\";q=100;w=60");
+    // The raised key makes a key: at the kind's default, not its own raised limit.
+    let made = create(raised.clone(), "made").await;
+    assert_eq!(policy(made).await, "\"issuer\";q=100;w=60");
+    // The admin key (5,000/min) rotates it: the rotated key's raised limit is kept.
+    let kept = rotate(h.admin.clone(), raised.clone()).await;
+    assert_eq!(policy(kept).await, "\"issuer\";q=1000;w=60");
+    // Only the raised key and the key that keeps its limit have a setting, the
+    // latter recorded as inherited.
+    let (st, v) = h
+        .call("GET", "/v1/admin/rate-limits", Some(&h.admin), None)
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["keys"].as_array().unwrap().len(), 2, "{v}");
+    let inherited: Vec<Value> = audit_entries(&h)
+        .await
+        .into_iter()
+        .filter(|e| {
+            e["type"] == "rate_limit.set"
+                && e["note"].as_str().is_some_and(|n| n.contains("inherited"))
+        })
+        .collect();
+    assert_eq!(inherited.len(), 1, "{inherited:?}");
+    assert_eq!(
+        inherited[0]["note"],
+        format!("1000/60s, inherited from {}", hash.public_id())
+    );
+}
+
 /// An identity cannot multiply its rate limit through keys: a key whose limit the
 /// admin set passes it to the keys it makes and to its rotation's new key (audited),
 /// and an identity has at most `max_keys_per_identity` live keys (a rotation's grace
