@@ -51,8 +51,8 @@ pub async fn get(
                     .audit_index
                     .ok_or_else(|| internal("no audit index".to_owned()))?;
                 let row = state
-                    .store
-                    .audit_entries(index, index.saturating_add(1))
+                    .audit
+                    .entries(index, index.saturating_add(1))
                     .await?
                     .into_iter()
                     .next()
