@@ -746,8 +746,9 @@ impl AuditLog {
         const BATCH: usize = 1024;
         let mut batch = Vec::with_capacity(BATCH);
         let mut level = UPPER_LEVEL;
+        // Another replica may have pruned since this one started.
+        let pruned = self.refresh_pruned().await?;
         while u32::from(level) < u64::BITS && (size >> level) > 0 {
-            let pruned = self.pruned.load(std::sync::atomic::Ordering::Relaxed);
             for n in 0..(size >> level) {
                 if self.upper.len() + batch.len() >= MAX_UPPER_HASHES {
                     break;
