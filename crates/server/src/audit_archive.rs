@@ -11,8 +11,8 @@
 //! is refused with [`ArchiveError::Mismatch`], never served.
 //!
 //! Memory: at most [`CACHED_TILES`] verified tiles are kept (least recently used
-//! first out), each its 256 entries and its 511 hashes below the root: about 100 KB
-//! for entries of ~300 bytes, 6–7 MB in all.
+//! first out), each its 256 entries and its 511 hashes below the root: about 150 KB
+//! for verify entries (about 500 bytes each), under 10 MB in all.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;

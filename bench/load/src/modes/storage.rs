@@ -85,6 +85,9 @@ struct StorageReport {
     file_bytes_per_verify_after_prune: f64,
     /// The export's files, bytes.
     archive_bytes: u64,
+    /// The prune request's wall time (every tile read back and compared, then the
+    /// chunks deleted), seconds.
+    prune_seconds: f64,
     /// Mean stored bytes of the run's entries and receipts (the `entry` and `claims`
     /// columns).
     entry_stored_mean: f64,
@@ -201,6 +204,7 @@ async fn measure(
     let after = usage(&db).await?;
 
     let archive_bytes = export_full_tiles(&local, archive_dir.path()).await?;
+    let prune_started = Instant::now();
     let pruned = call(
         &local.http,
         &format!("{}/v1/admin/audit/prune", local.base),
@@ -209,6 +213,7 @@ async fn measure(
         200,
     )
     .await?;
+    let prune_seconds = prune_started.elapsed().as_secs_f64();
     let pruned_through = pruned["through"].as_u64().context("prune answer")?;
     local.servers.stop().await?;
     let pruned_usage = usage(&db).await?;
@@ -260,6 +265,7 @@ async fn measure(
         free_bytes_after_prune: pruned_usage.get("<free>").map_or(0, |f| f.bytes),
         file_bytes_per_verify_after_prune: per_verify(file_pruned.bytes, file_before.bytes),
         archive_bytes,
+        prune_seconds,
         entry_stored_mean: sizes.0,
         receipt_claims_stored_mean: sizes.1,
         sample_entry: sizes.2,
@@ -483,9 +489,10 @@ fn print(r: &StorageReport) {
         if r.goal_met { "met" } else { "MISSED" }
     );
     println!(
-        "after exporting ({} B of files) and pruning the records below {}: {:.1} B/verify in pages in use, {} B of pages freed (reused by later writes), file {:.1} B/verify",
+        "after exporting ({} B of files) and pruning the records below {} ({:.2} s): {:.1} B/verify in pages in use, {} B of pages freed (reused by later writes), file {:.1} B/verify",
         r.archive_bytes,
         r.pruned_through,
+        r.prune_seconds,
         r.bytes_per_verify_after_prune,
         r.free_bytes_after_prune,
         r.file_bytes_per_verify_after_prune
