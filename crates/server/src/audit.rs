@@ -1048,6 +1048,109 @@ mod tests {
             .collect()
     }
 
+    /// After a prune, every hash and entry reads as before: those below level 8 of
+    /// the pruned tiles recomputed from the archive, checked against the tile roots
+    /// kept; a pruned record is found by its leaf hash; an archive tile that differs
+    /// is refused, one missing is unavailable, and without an archive the pruned
+    /// records are `NotConfigured` while the rest still reads.
+    #[tokio::test]
+    async fn a_pruned_log_reads_as_before_through_its_archive() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
+        let size = 700u64;
+        let all = records(700);
+        store.audit_append(&all).await.unwrap();
+        let every: Vec<u64> = (0..merkle::stored_hash_count(size)).collect();
+        let hashes = store.audit_hashes(&every).await.unwrap();
+        let entries = store.audit_entries(0, size).await.unwrap();
+        for n in 0..2u64 {
+            let mut body = Vec::new();
+            for r in &all[(n as usize * 256)..(n as usize + 1) * 256] {
+                body.extend_from_slice(&(r.entry.len() as u16).to_be_bytes());
+                body.extend_from_slice(&r.entry);
+            }
+            let path = archive.path().join(format!("tile/entries/00{n}"));
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, body).unwrap();
+        }
+        let log = AuditLog::open(
+            Arc::clone(&store) as Arc<dyn Store>,
+            "test.example/audit",
+            &crate::sealing::ephemeral_kek().unwrap(),
+        )
+        .await
+        .unwrap();
+        // Signed and stored: the leaf index covers the log, as a prune needs.
+        assert_eq!(log.checkpoint_now().await.unwrap().size, size);
+        store.audit_prune(0, 512, None).await.unwrap();
+        // Not configured: the pruned records are refused, the others read.
+        assert!(matches!(
+            log.entries(0, 10).await,
+            Err(AuditLogError::Archive(ArchiveError::NotConfigured {
+                pruned: 512
+            }))
+        ));
+        assert!(matches!(
+            log.hashes(&[merkle::stored_hash_index(0, 3)]).await,
+            Err(AuditLogError::Archive(ArchiveError::NotConfigured { .. }))
+        ));
+        assert_eq!(log.entries(512, 700).await.unwrap(), entries[512..]);
+        log.set_archive(Arc::new(
+            AuditArchive::open(archive.path().to_str().unwrap()).unwrap(),
+        ));
+        assert_eq!(log.hashes(&every).await.unwrap(), hashes);
+        assert_eq!(log.entries(0, size).await.unwrap(), entries);
+        assert_eq!(log.entries(250, 260).await.unwrap(), entries[250..260]);
+        for i in [0usize, 255, 300, 511, 600] {
+            let leaf = merkle::leaf_hash(&all[i].entry);
+            assert_eq!(log.find(&leaf).await.unwrap(), Some(i as u64), "{i}");
+        }
+        assert_eq!(log.find(&Hash([0; 32])).await.unwrap(), None);
+
+        // A fresh log (nothing cached) over an altered and a missing tile.
+        let bundle1 = archive.path().join("tile/entries/001");
+        let mut altered = std::fs::read(&bundle1).unwrap();
+        altered[5] ^= 1;
+        std::fs::write(&bundle1, &altered).unwrap();
+        std::fs::remove_file(archive.path().join("tile/entries/000")).unwrap();
+        let log = AuditLog::open(
+            Arc::clone(&store) as Arc<dyn Store>,
+            "test.example/audit",
+            &crate::sealing::ephemeral_kek().unwrap(),
+        )
+        .await
+        .unwrap();
+        log.set_archive(Arc::new(
+            AuditArchive::open(archive.path().to_str().unwrap()).unwrap(),
+        ));
+        assert!(matches!(
+            log.entries(256, 260).await,
+            Err(AuditLogError::Archive(ArchiveError::Mismatch { .. }))
+        ));
+        assert!(matches!(
+            log.hashes(&[merkle::stored_hash_index(1, 130)]).await,
+            Err(AuditLogError::Archive(ArchiveError::Mismatch { .. }))
+        ));
+        assert!(matches!(
+            log.entries(0, 1).await,
+            Err(AuditLogError::Archive(ArchiveError::Unavailable(_)))
+        ));
+        // What the store keeps needs no archive: a tile root, the kept last record.
+        assert_eq!(
+            log.hashes(&[
+                merkle::stored_hash_index(8, 1),
+                merkle::stored_hash_index(0, 511)
+            ])
+            .await
+            .unwrap(),
+            vec![
+                hashes[merkle::stored_hash_index(8, 1) as usize],
+                hashes[merkle::stored_hash_index(0, 511) as usize]
+            ]
+        );
+    }
+
     /// Served hashes are the store's, cold or with the upper levels in memory; the
     /// upper levels are all that is kept; a hash beyond the log is `NotFound` and is
     /// not kept.
