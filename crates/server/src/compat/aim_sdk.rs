@@ -420,7 +420,7 @@ async fn poll(
         .audit
         .entries(index, index.saturating_add(1))
         .await
-        .map_err(ApiError::from)?;
+        .map_err(crate::routes::audit::read_error)?;
     let entry = rows
         .first()
         .filter(|row| row.index == index)

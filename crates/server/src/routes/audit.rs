@@ -75,6 +75,15 @@ impl From<AuditLogError> for ApiError {
     }
 }
 
+/// A read of the log failed: the store's errors answer as everywhere (as they did
+/// before reads went through the archive), the archive's as above.
+pub(crate) fn read_error(e: AuditLogError) -> ApiError {
+    match e {
+        AuditLogError::Store(e) => ApiError::from(e),
+        other => ApiError::from(other),
+    }
+}
+
 fn text_plain(body: String) -> impl IntoResponse {
     (
         [
@@ -98,7 +107,7 @@ async fn prefetch(state: &AppState, indexes: Vec<u64>) -> Result<Prefetched, Api
             ApiError::internal("audit hashes: a stored hash is missing")
         }
         // The store being away is a 503, as everywhere; the archive's 502/503.
-        other => ApiError::from(other),
+        other => read_error(other),
     })?;
     Prefetched::new(indexes, hashes).map_err(|e| ApiError::internal(e.to_string()))
 }
@@ -228,7 +237,11 @@ pub async fn entries(
         Some(end) => end,
         None => q.start.saturating_add(DEFAULT_ENTRIES).min(size),
     };
-    let rows = state.audit.entries(q.start, end).await?;
+    let rows = state
+        .audit
+        .entries(q.start, end)
+        .await
+        .map_err(read_error)?;
     Ok(ApiJson(Entries {
         entries: rows
             .into_iter()
@@ -286,7 +299,8 @@ pub async fn inclusion(
             state
                 .audit
                 .find(&leaf)
-                .await?
+                .await
+                .map_err(read_error)?
                 .ok_or_else(|| ApiError::not_found("entry with this leaf hash"))?
         }
         _ => {
@@ -411,7 +425,8 @@ pub async fn bundle(
         state
             .audit
             .entries(q.index, q.index + 1)
-            .await?
+            .await
+            .map_err(read_error)?
             .into_iter()
             .find(|row| may_read(&caller, row.owner.as_ref()))
             .map(|row| row.entry)
@@ -521,7 +536,7 @@ async fn entry_bundle(
     if end > size {
         return Err(ApiError::not_found("entry bundle"));
     }
-    let rows = state.audit.entries(start, end).await?;
+    let rows = state.audit.entries(start, end).await.map_err(read_error)?;
     if rows.len() as u64 != end - start {
         return Err(ApiError::internal("audit entries missing from the store"));
     }

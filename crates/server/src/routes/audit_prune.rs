@@ -126,7 +126,7 @@ pub async fn prune(
         AuditLogError::Store(StoreError::NotFound) => conflict(format!(
             "the archive's checkpoint covers {archive_size} records, more than this log holds: it is another log's; nothing was pruned"
         )),
-        other => ApiError::from(other),
+        other => crate::routes::audit::read_error(other),
     })?;
     let root = Prefetched::new(idx, hashes)
         .and_then(|pre| merkle::tree_hash(archive_size, &pre))

@@ -53,7 +53,8 @@ pub async fn get(
                 let row = state
                     .audit
                     .entries(index, index.saturating_add(1))
-                    .await?
+                    .await
+                    .map_err(crate::routes::audit::read_error)?
                     .into_iter()
                     .next()
                     .ok_or_else(|| internal(format!("audit entry {index} is not stored")))?;
