@@ -104,6 +104,12 @@ codes! {
     StoreUnavailable = "STORE_UNAVAILABLE",
     /// 503: the audit log cannot take the decision.
     AuditUnavailable = "AUDIT_UNAVAILABLE",
+    /// 503: the audit log's pruned records are served from its export
+    /// (`serve --audit-archive`), which is not configured or cannot be read now.
+    AuditArchiveUnavailable = "AUDIT_ARCHIVE_UNAVAILABLE",
+    /// 502: a tile read from the audit log's export does not hash to the tile root the
+    /// registry kept: the export was altered; nothing of it is served.
+    AuditArchiveMismatch = "AUDIT_ARCHIVE_MISMATCH",
     /// 503: the answer took longer than the request timeout.
     Timeout = "TIMEOUT",
     /// 503: a status list is not published yet (a new list is within a second), or no

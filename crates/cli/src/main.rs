@@ -225,6 +225,23 @@ enum AuditCmd {
         /// The entry's index.
         index: u64,
     },
+    /// Drop the records below N from the registry's database: they are served from
+    /// the export the server reads (`serve --audit-archive`), which is checked tile by
+    /// tile against the database first (a difference refuses, nothing dropped). The
+    /// hashes at level 8 and above stay. Needs an admin key (BONAFIDE_API_KEY).
+    Prune {
+        /// Prune below this index: a multiple of 256, within the latest signed
+        /// checkpoint and the archive's.
+        #[arg(
+            long,
+            required_unless_present = "exported",
+            conflicts_with = "exported"
+        )]
+        through: Option<u64>,
+        /// Prune every full tile the archive's checkpoint covers.
+        #[arg(long)]
+        exported: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -286,6 +303,12 @@ struct ServeArgs {
     /// ever.
     #[arg(long, env = "BONAFIDE_RECEIPT_RETENTION", value_parser = duration::retention)]
     receipt_retention: Option<std::time::Duration>,
+    /// Where the audit log's pruned records are read from: the export `bonafide audit
+    /// export --to` wrote, as a directory or the http(s) base URL serving it. Needed
+    /// to prune (`bonafide audit prune`) and, once pruned, to serve the pruned
+    /// entries, proofs and tiles. Default: none.
+    #[arg(long, env = "BONAFIDE_AUDIT_ARCHIVE", value_name = "DIR_OR_URL")]
+    audit_archive: Option<String>,
     /// How long receivers may cache a status list (its `ttl` and `Cache-Control:
     /// max-age`): 1s to 30m. Default 60s. Shorter: revocations reach offline
     /// receivers sooner, for more fetches.
@@ -964,6 +987,26 @@ async fn run(cli: Cli, out: Out) -> Result<ExitCode> {
         Command::Audit(AuditCmd::LogKey) => audit::log_key(&cli.url, out).await,
         Command::Audit(AuditCmd::Entry { index }) => audit::entry(&cli.url, index, out).await,
         Command::Audit(AuditCmd::Proof { index }) => audit::proof(&cli.url, index).await,
+        Command::Audit(AuditCmd::Prune { through, exported }) => {
+            let client = client(&cli.url, KeyKind::Admin)?;
+            let body = match through {
+                Some(through) => json!({ "through": through }),
+                None => json!({ "exported": exported }),
+            };
+            let v: Value = client
+                .post("/v1/admin/audit/prune", &body)
+                .await
+                .map_err(explain)?;
+            if out.json {
+                out.json_out(&v);
+            } else {
+                println!(
+                    "pruned {} records: records below {} are served from the archive (its checkpoint covers {})",
+                    v["pruned"], v["through"], v["archive_size"]
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Receipt(ReceiptCmd::Verify(args)) => receipt::verify(args, out).await,
         Command::Keys(KeysCmd::NewKek { out: Some(path) }) => {
             kek::create(&path)?;
@@ -1172,7 +1215,14 @@ async fn serve(args: ServeArgs) -> Result<()> {
             .apply(assignment)
             .map_err(|e| Failure::usage(format!("--plan {e}")))?;
     }
+    let audit_archive = match &args.audit_archive {
+        Some(location) => Some(std::sync::Arc::new(
+            bonafide_server::audit_archive::AuditArchive::open(location).map_err(Failure::usage)?,
+        )),
+        None => None,
+    };
     let config = Config {
+        audit_archive,
         rate_limits,
         plans,
         trusted_proxies: args.trusted_proxy.clone(),

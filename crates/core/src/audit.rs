@@ -156,6 +156,10 @@ pub enum EventType {
     /// TOTP was turned off, or a recovery code was used (`note` says which).
     #[serde(rename = "totp.changed")]
     TotpChanged,
+    /// Records of the log were pruned from the registry's database (they are served
+    /// from its export): `target` the end of the pruned prefix, `note` how many.
+    #[serde(rename = "audit.pruned")]
+    AuditPruned,
 }
 
 impl EventType {
@@ -194,6 +198,7 @@ impl EventType {
             EventType::PasswordChanged => "password.changed",
             EventType::TotpEnabled => "totp.enabled",
             EventType::TotpChanged => "totp.changed",
+            EventType::AuditPruned => "audit.pruned",
         }
     }
 }

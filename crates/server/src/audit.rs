@@ -38,6 +38,7 @@ use bonafide_store::{
 };
 use tokio::sync::{mpsc, oneshot};
 
+use crate::audit_archive::{ArchiveError, AuditArchive};
 use crate::time::now_ms;
 
 /// Most entries in one group commit.
@@ -77,6 +78,10 @@ pub enum AuditLogError {
     /// Signing the checkpoint failed.
     #[error("checkpoint signing: {0}")]
     Note(#[from] note::NoteError),
+    /// A pruned record (or a hash below its tile's root) could not be read from the
+    /// log's export.
+    #[error("{0}")]
+    Archive(#[from] ArchiveError),
     /// Another replica signs checkpoints and has not signed one covering what was
     /// asked yet (or none leads: the database is away).
     #[error("no checkpoint covering {size} records signed yet: another replica signs them")]
@@ -186,6 +191,11 @@ pub struct AuditLog {
     /// Whether this process signed checkpoints at its last tick (a hint for
     /// [`AuditLog::checkpoint_covering`]; signing asks the store again).
     leading: std::sync::atomic::AtomicBool,
+    /// Where the pruned records are read from (`serve --audit-archive`).
+    archive: std::sync::OnceLock<Arc<AuditArchive>>,
+    /// Where the pruned prefix ends, as last read from the store. It only grows; a
+    /// read that misses a record reads it again (another replica may have pruned).
+    pruned: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -265,6 +275,7 @@ impl AuditLog {
                 note: String::new(),
             },
         };
+        let pruned = store.audit_pruned().await?;
         let (queue, rx) = mpsc::channel(QUEUE);
         let log = Arc::new(AuditLog {
             store: Arc::clone(&store),
@@ -277,6 +288,8 @@ impl AuditLog {
             latest: ArcSwap::from_pointee(latest),
             sign_lock: tokio::sync::Mutex::new(()),
             leading: std::sync::atomic::AtomicBool::new(false),
+            archive: std::sync::OnceLock::new(),
+            pruned: std::sync::atomic::AtomicU64::new(pruned),
         });
         tokio::spawn(commit_loop(store, rx, log.commit_metrics.clone()));
         Ok(log)
@@ -474,10 +487,221 @@ impl AuditLog {
         Ok(next)
     }
 
-    /// The stored hashes at `indexes`, in order, for proofs and tiles: the upper levels
-    /// of the tree from memory once read ([`UPPER_LEVEL`]), the rest in one store read.
-    /// `NotFound` if one is not stored (beyond the log).
-    pub async fn hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, StoreError> {
+    /// Sets where pruned records are read from (once; later calls change nothing).
+    pub fn set_archive(&self, archive: Arc<AuditArchive>) {
+        let _first = self.archive.set(archive);
+    }
+
+    /// Where pruned records are read from, if configured.
+    pub fn archive(&self) -> Option<&Arc<AuditArchive>> {
+        self.archive.get()
+    }
+
+    /// Where the pruned prefix ends, read from the store now.
+    pub async fn refresh_pruned(&self) -> Result<u64, StoreError> {
+        let read = self.store.audit_pruned().await?;
+        let before = self
+            .pruned
+            .fetch_max(read, std::sync::atomic::Ordering::Relaxed);
+        Ok(before.max(read))
+    }
+
+    /// The hashes at `indexes`, in order, for proofs and tiles: those the store keeps
+    /// ([`AuditLog::kept_hashes`]), and those below level 8 in a pruned tile
+    /// recomputed from the archive's copy of the tile, checked against the tile root
+    /// the store kept. `Store(NotFound)` if one is beyond the log.
+    pub async fn hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, AuditLogError> {
+        let pruned = self.pruned.load(std::sync::atomic::Ordering::Relaxed);
+        match self.hashes_below(indexes, pruned).await {
+            Err(AuditLogError::Store(StoreError::NotFound)) => {
+                // Pruned meanwhile (by another replica, or a prune here)?
+                let now = self.refresh_pruned().await?;
+                if now > pruned {
+                    self.hashes_below(indexes, now).await
+                } else {
+                    Err(AuditLogError::Store(StoreError::NotFound))
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// Where a hash lives if the store no longer has it: its level, position and
+    /// pruned tile; `None` if the store keeps it.
+    fn archived(index: u64, pruned: u64) -> Option<(u8, u64, u64)> {
+        let (level, k) = merkle::split_stored_hash_index(index);
+        if level >= bonafide_store::PRUNE_TILE_LEVEL {
+            return None;
+        }
+        let last_leaf = k
+            .checked_add(1)?
+            .checked_shl(u32::from(level))?
+            .checked_sub(1)?;
+        let tile = u64::from(merkle::TILE_WIDTH);
+        (last_leaf < pruned && last_leaf % tile != tile - 1).then_some((level, k, last_leaf / tile))
+    }
+
+    async fn hashes_below(&self, indexes: &[u64], pruned: u64) -> Result<Vec<Hash>, AuditLogError> {
+        let mut tiles: std::collections::BTreeMap<u64, Vec<(usize, u8, u64)>> =
+            std::collections::BTreeMap::new();
+        let mut kept = Vec::with_capacity(indexes.len());
+        let mut kept_at = Vec::with_capacity(indexes.len());
+        for (at, &index) in indexes.iter().enumerate() {
+            match Self::archived(index, pruned) {
+                Some((level, k, n)) => tiles.entry(n).or_default().push((at, level, k)),
+                None => {
+                    kept.push(index);
+                    kept_at.push(at);
+                }
+            }
+        }
+        if tiles.is_empty() {
+            return Ok(self.kept_hashes(indexes).await?);
+        }
+        // The tile roots, read with the rest.
+        let roots: Vec<u64> = tiles
+            .keys()
+            .map(|n| merkle::stored_hash_index(bonafide_store::PRUNE_TILE_LEVEL, *n))
+            .collect();
+        let asked = kept.len();
+        kept.extend_from_slice(&roots);
+        let read = self.kept_hashes(&kept).await?;
+        let mut found: Vec<Option<Hash>> = vec![None; indexes.len()];
+        for (at, hash) in kept_at.iter().zip(&read) {
+            found[*at] = Some(*hash);
+        }
+        let archive = self
+            .archive
+            .get()
+            .ok_or(ArchiveError::NotConfigured { pruned })?;
+        for ((n, wanted), root) in tiles.iter().zip(read.get(asked..).unwrap_or_default()) {
+            let tile = archive.tile(*n, root).await?;
+            for (at, level, k) in wanted {
+                found[*at] = tile.hash(*level, *k);
+            }
+        }
+        found
+            .into_iter()
+            .map(|h| {
+                h.ok_or_else(|| {
+                    AuditLogError::Store(StoreError::Backend("audit hash missing".into()))
+                })
+            })
+            .collect()
+    }
+
+    /// Records `[start, end)` (`end` within the log, at most 10,000 records): the
+    /// store's, and those of pruned tiles from the archive (checked against their tile
+    /// roots). A pruned record's readers come from its entry: the issuer it names,
+    /// else its agent's issuer (what the store resolved for it before).
+    pub async fn entries(
+        &self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<bonafide_store::AuditRow>, AuditLogError> {
+        let rows = self.store.audit_entries(start, end).await?;
+        let complete = rows.first().is_some_and(|r| r.index == start)
+            && rows.len() as u64 == end.saturating_sub(start);
+        if complete || start >= end {
+            return Ok(rows);
+        }
+        let pruned = self.refresh_pruned().await?;
+        let upto = pruned.min(end);
+        if start >= upto {
+            return Ok(rows);
+        }
+        let archive = self
+            .archive
+            .get()
+            .ok_or(ArchiveError::NotConfigured { pruned })?;
+        let width = u64::from(merkle::TILE_WIDTH);
+        let mut out = Vec::with_capacity(usize::try_from(end - start).unwrap_or(0));
+        let mut owners: std::collections::HashMap<String, Option<IssuerId>> =
+            std::collections::HashMap::new();
+        let mut index = start;
+        while index < upto {
+            let n = index / width;
+            let root = self
+                .kept_hashes(&[merkle::stored_hash_index(
+                    bonafide_store::PRUNE_TILE_LEVEL,
+                    n,
+                )])
+                .await?;
+            let root = root
+                .first()
+                .ok_or_else(|| StoreError::Backend("tile root missing".into()))?;
+            let tile = archive.tile(n, root).await?;
+            let tile_end = ((n + 1) * width).min(upto);
+            for i in index..tile_end {
+                let entry = tile
+                    .entry(i)
+                    .ok_or_else(|| StoreError::Backend("archived entry missing".into()))?;
+                out.push(bonafide_store::AuditRow {
+                    index: i,
+                    leaf_hash: merkle::leaf_hash(entry),
+                    entry: entry.to_vec(),
+                    owner: self.owner_of(entry, &mut owners).await?,
+                });
+            }
+            index = tile_end;
+        }
+        // Rows read before a prune that ran meanwhile are in `out` already.
+        out.extend(rows.into_iter().filter(|r| r.index >= upto));
+        Ok(out)
+    }
+
+    /// The index of the first record with this leaf hash: a pruned one (found by its
+    /// prefix in the leaf index, its full hash checked in the archive's tile) or one
+    /// the store keeps.
+    pub async fn find(&self, leaf_hash: &Hash) -> Result<Option<u64>, AuditLogError> {
+        let mut pruned = None;
+        for candidate in self.store.audit_find_pruned(leaf_hash).await? {
+            let rows = self.entries(candidate, candidate.saturating_add(1)).await?;
+            if rows
+                .first()
+                .is_some_and(|r| r.index == candidate && r.leaf_hash == *leaf_hash)
+            {
+                pruned = Some(candidate);
+                break;
+            }
+        }
+        let kept = self.store.audit_find(leaf_hash).await?;
+        Ok(match (pruned, kept) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })
+    }
+
+    /// Who may read a pruned entry besides admins, from the entry itself.
+    async fn owner_of(
+        &self,
+        entry: &[u8],
+        agents: &mut std::collections::HashMap<String, Option<IssuerId>>,
+    ) -> Result<Option<IssuerId>, StoreError> {
+        let Ok(parsed) = AuditEntry::from_canonical(entry) else {
+            return Ok(None);
+        };
+        if let Some(issuer) = parsed.issuer.as_deref() {
+            return Ok(IssuerId::try_from(issuer).ok());
+        }
+        let Some(agent) = parsed.agent else {
+            return Ok(None);
+        };
+        if let Some(known) = agents.get(&agent) {
+            return Ok(known.clone());
+        }
+        let owner = match AgentId::try_from(agent.as_str()) {
+            Ok(id) => self.store.agent(&id).await?.map(|a| a.issuer_id),
+            Err(_) => None,
+        };
+        agents.insert(agent, owner.clone());
+        Ok(owner)
+    }
+
+    /// The hashes the store keeps at `indexes`, in order: the upper levels of the tree
+    /// from memory once read ([`UPPER_LEVEL`]), the rest in one store read.
+    /// `NotFound` if one is not stored (beyond the log, or pruned).
+    pub async fn kept_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, StoreError> {
         let mut found: Vec<Option<Hash>> = {
             let upper = self.upper.read();
             indexes.iter().map(|i| upper.get(i).copied()).collect()
@@ -522,21 +746,28 @@ impl AuditLog {
         const BATCH: usize = 1024;
         let mut batch = Vec::with_capacity(BATCH);
         let mut level = UPPER_LEVEL;
+        // Another replica may have pruned since this one started.
+        let pruned = self.refresh_pruned().await?;
         while u32::from(level) < u64::BITS && (size >> level) > 0 {
             for n in 0..(size >> level) {
                 if self.upper.len() + batch.len() >= MAX_UPPER_HASHES {
                     break;
                 }
-                batch.push(merkle::stored_hash_index(level, n));
+                let index = merkle::stored_hash_index(level, n);
+                // Not the archive's: those are read on demand.
+                if Self::archived(index, pruned).is_some() {
+                    continue;
+                }
+                batch.push(index);
                 if batch.len() == BATCH {
-                    self.hashes(&batch).await?;
+                    self.kept_hashes(&batch).await?;
                     batch.clear();
                 }
             }
             level += 1;
         }
         if !batch.is_empty() {
-            self.hashes(&batch).await?;
+            self.kept_hashes(&batch).await?;
         }
         Ok(())
     }
@@ -773,6 +1004,109 @@ mod tests {
             .collect()
     }
 
+    /// After a prune, every hash and entry reads as before: those below level 8 of
+    /// the pruned tiles recomputed from the archive, checked against the tile roots
+    /// kept; a pruned record is found by its leaf hash; an archive tile that differs
+    /// is refused, one missing is unavailable, and without an archive the pruned
+    /// records are `NotConfigured` while the rest still reads.
+    #[tokio::test]
+    async fn a_pruned_log_reads_as_before_through_its_archive() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
+        let size = 700u64;
+        let all = records(700);
+        store.audit_append(&all).await.unwrap();
+        let every: Vec<u64> = (0..merkle::stored_hash_count(size)).collect();
+        let hashes = store.audit_hashes(&every).await.unwrap();
+        let entries = store.audit_entries(0, size).await.unwrap();
+        for n in 0..2u64 {
+            let mut body = Vec::new();
+            for r in &all[(n as usize * 256)..(n as usize + 1) * 256] {
+                body.extend_from_slice(&(r.entry.len() as u16).to_be_bytes());
+                body.extend_from_slice(&r.entry);
+            }
+            let path = archive.path().join(format!("tile/entries/00{n}"));
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, body).unwrap();
+        }
+        let log = AuditLog::open(
+            Arc::clone(&store) as Arc<dyn Store>,
+            "test.example/audit",
+            &crate::sealing::ephemeral_kek().unwrap(),
+        )
+        .await
+        .unwrap();
+        // Signed and stored: the leaf index covers the log, as a prune needs.
+        assert_eq!(log.checkpoint_now().await.unwrap().size, size);
+        store.audit_prune(0, 512, None).await.unwrap();
+        // Not configured: the pruned records are refused, the others read.
+        assert!(matches!(
+            log.entries(0, 10).await,
+            Err(AuditLogError::Archive(ArchiveError::NotConfigured {
+                pruned: 512
+            }))
+        ));
+        assert!(matches!(
+            log.hashes(&[merkle::stored_hash_index(0, 3)]).await,
+            Err(AuditLogError::Archive(ArchiveError::NotConfigured { .. }))
+        ));
+        assert_eq!(log.entries(512, 700).await.unwrap(), entries[512..]);
+        log.set_archive(Arc::new(
+            AuditArchive::open(archive.path().to_str().unwrap()).unwrap(),
+        ));
+        assert_eq!(log.hashes(&every).await.unwrap(), hashes);
+        assert_eq!(log.entries(0, size).await.unwrap(), entries);
+        assert_eq!(log.entries(250, 260).await.unwrap(), entries[250..260]);
+        for i in [0usize, 255, 300, 511, 600] {
+            let leaf = merkle::leaf_hash(&all[i].entry);
+            assert_eq!(log.find(&leaf).await.unwrap(), Some(i as u64), "{i}");
+        }
+        assert_eq!(log.find(&Hash([0; 32])).await.unwrap(), None);
+
+        // A fresh log (nothing cached) over an altered and a missing tile.
+        let bundle1 = archive.path().join("tile/entries/001");
+        let mut altered = std::fs::read(&bundle1).unwrap();
+        altered[5] ^= 1;
+        std::fs::write(&bundle1, &altered).unwrap();
+        std::fs::remove_file(archive.path().join("tile/entries/000")).unwrap();
+        let log = AuditLog::open(
+            Arc::clone(&store) as Arc<dyn Store>,
+            "test.example/audit",
+            &crate::sealing::ephemeral_kek().unwrap(),
+        )
+        .await
+        .unwrap();
+        log.set_archive(Arc::new(
+            AuditArchive::open(archive.path().to_str().unwrap()).unwrap(),
+        ));
+        assert!(matches!(
+            log.entries(256, 260).await,
+            Err(AuditLogError::Archive(ArchiveError::Mismatch { .. }))
+        ));
+        assert!(matches!(
+            log.hashes(&[merkle::stored_hash_index(1, 130)]).await,
+            Err(AuditLogError::Archive(ArchiveError::Mismatch { .. }))
+        ));
+        assert!(matches!(
+            log.entries(0, 1).await,
+            Err(AuditLogError::Archive(ArchiveError::Unavailable(_)))
+        ));
+        // What the store keeps needs no archive: a tile root, the kept last record.
+        assert_eq!(
+            log.hashes(&[
+                merkle::stored_hash_index(8, 1),
+                merkle::stored_hash_index(0, 511)
+            ])
+            .await
+            .unwrap(),
+            vec![
+                hashes[merkle::stored_hash_index(8, 1) as usize],
+                hashes[merkle::stored_hash_index(0, 511) as usize]
+            ]
+        );
+    }
+
     /// Served hashes are the store's, cold or with the upper levels in memory; the
     /// upper levels are all that is kept; a hash beyond the log is `NotFound` and is
     /// not kept.
@@ -826,10 +1160,10 @@ mod tests {
         }
         // The next level-8 node does not exist yet (2048 records would complete it).
         let beyond = merkle::stored_hash_index(8, 7);
-        assert_eq!(
+        assert!(matches!(
             log.hashes(&[merkle::stored_hash_index(8, 0), beyond]).await,
-            Err(StoreError::NotFound)
-        );
+            Err(AuditLogError::Store(StoreError::NotFound))
+        ));
         assert_eq!(log.upper_hashes_held(), upper);
         // Once the log grows past it, it is served (and then kept).
         store.audit_append(&records(48)).await.unwrap();

@@ -21,6 +21,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 pub mod accounts;
 pub mod audit;
+pub mod audit_archive;
 pub mod auth;
 pub mod bounded;
 pub mod cache;
@@ -93,6 +94,10 @@ pub struct Config {
     /// How long stored receipts are kept: older ones are purged hourly (their audit
     /// entries stay, so the decision remains provable). Default `None`: kept for ever.
     pub receipt_retention: Option<Duration>,
+    /// Where the pruned prefix of the audit log is read from: the export `bonafide
+    /// audit export` wrote (a directory or an http(s) base URL). Default `None`: reads
+    /// of pruned records fail with `AUDIT_ARCHIVE_UNAVAILABLE`, and nothing is pruned.
+    pub audit_archive: Option<Arc<audit_archive::AuditArchive>>,
     /// A Status List Token's `ttl`: how long receivers may cache it (also its
     /// `Cache-Control: max-age`). Default 60 s.
     pub status_list_ttl: Duration,
@@ -211,6 +216,7 @@ impl Default for Config {
             checkpoint_interval: Duration::from_millis(500),
             idempotency_ttl: Duration::from_secs(24 * 3600),
             receipt_retention: None,
+            audit_archive: None,
             status_list_ttl: Duration::from_secs(60),
             status_list_validity: Duration::from_secs(3600),
             status_list_size: 1 << 20,
@@ -574,6 +580,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/receipts/{id}", get(routes::receipts::get))
         .route("/v1/admin/keys/rotate", post(routes::admin::rotate_keys))
         .route("/v1/admin/api-keys", get(routes::admin::admin_keys))
+        .route("/v1/admin/audit/prune", post(routes::audit_prune::prune))
         .route(
             "/v1/api-keys",
             post(routes::api_keys::create).get(routes::api_keys::list),

@@ -40,6 +40,7 @@ use crate::routes::{
         crate::routes::token_exchange::exchange,
         verify::verify_get, verify::verify_post, verify::simulate, verify::introspect, receipts::get,
         audit::checkpoint, audit::entries, audit::inclusion, audit::consistency, audit::bundle, audit::tile,
+        crate::routes::audit_prune::prune,
         crate::status_lists::get_list, crate::status_lists::allocate, crate::status_lists::jwks,
         crate::routes::events::stream_events, crate::routes::events::ack, crate::routes::events::acks,
         crate::routes::events::create_webhook, crate::routes::events::list_webhooks,

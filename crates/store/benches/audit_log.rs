@@ -1070,6 +1070,20 @@ impl Store for CountingStore {
     async fn audit_find(&self, leaf: &Hash) -> StoreResult<Option<u64>> {
         self.inner.audit_find(leaf).await
     }
+    async fn audit_pruned(&self) -> StoreResult<u64> {
+        self.inner.audit_pruned().await
+    }
+    async fn audit_prune(
+        &self,
+        from: u64,
+        to: u64,
+        audit: Option<&AuditRecord>,
+    ) -> StoreResult<u64> {
+        self.inner.audit_prune(from, to, audit).await
+    }
+    async fn audit_find_pruned(&self, leaf: &Hash) -> StoreResult<Vec<u64>> {
+        self.inner.audit_find_pruned(leaf).await
+    }
     async fn audit_add_checkpoint(&self, c: &CheckpointRecord) -> StoreResult<()> {
         self.inner.audit_add_checkpoint(c).await
     }

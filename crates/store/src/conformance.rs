@@ -142,6 +142,7 @@ macro_rules! __conformance_cases {
             audit_find_across_checkpoints,
             audit_find_across_epochs,
             audit_missing_hashes_are_not_found,
+            audit_prune_drops_entries_and_keeps_tile_roots,
             audit_checkpoints_keep_latest_and_refuse_another_root,
             audit_log_key_is_created_once,
             concurrent_audit_appends_form_one_sequence,
@@ -2292,6 +2293,175 @@ pub async fn audit_find_across_epochs(store: Arc<dyn Store>) {
         Some(N as u64 + 1)
     );
     assert_eq!(store.audit_find(&Hash([0; 32])).await.unwrap(), None);
+}
+
+/// Pruning drops whole tiles of records from the hot database: the entries go, the
+/// last record of each tile keeps its hashes (so every hash at level >= 8, the tile
+/// roots among them, stays readable and appends and roots are unchanged); the mark
+/// moves with each prune, which continues it by whole tiles within the signed and
+/// indexed log or is refused with nothing written; the audit record is appended with
+/// it; pruned records are found by leaf-hash prefix.
+pub async fn audit_prune_drops_entries_and_keeps_tile_roots(store: Arc<dyn Store>) {
+    use crate::PRUNE_TILE_LEVEL;
+    let records: Vec<AuditRecord> = (0..1000).map(|_| audit_note()).collect();
+    for chunk in records.chunks(300) {
+        store.audit_append(chunk).await.unwrap();
+    }
+    let mut entries: Vec<Vec<u8>> = records.iter().map(|r| r.entry.clone()).collect();
+    let mut expected: Vec<Hash> = Vec::new();
+    for (n, entry) in entries.iter().enumerate() {
+        expected.extend(merkle::stored_hashes(n as u64, entry, &expected).unwrap());
+    }
+    let cp = |size: u64, expected: &[Hash]| CheckpointRecord {
+        size,
+        root: merkle::tree_hash(size, expected).unwrap(),
+        note: format!("note {size}\n"),
+        created_at_ms: T0_MS,
+    };
+    store
+        .audit_add_checkpoint(&cp(600, &expected))
+        .await
+        .unwrap();
+    assert_eq!(store.audit_pruned().await.unwrap(), 0);
+    assert!(
+        store
+            .audit_find_pruned(&merkle::leaf_hash(&entries[3]))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Refused, nothing written: not whole tiles, not from the mark, beyond the
+    // latest checkpoint (600), empty.
+    for (from, to) in [(0, 100), (0, 300), (256, 512), (0, 768), (0, 0), (256, 0)] {
+        assert_eq!(
+            store.audit_prune(from, to, Some(&audit_note())).await,
+            Err(StoreError::Conflict(ConflictKind::PruneRange)),
+            "[{from}, {to})"
+        );
+    }
+    assert_eq!(store.audit_pruned().await.unwrap(), 0);
+    assert_eq!(store.audit_size().await.unwrap(), 1000);
+    assert_eq!(store.audit_entries(0, 1000).await.unwrap().len(), 1000);
+
+    let note = audit_note();
+    assert_eq!(store.audit_prune(0, 256, Some(&note)).await.unwrap(), 256);
+    entries.push(note.entry.clone());
+    expected.extend(merkle::stored_hashes(1000, &note.entry, &expected).unwrap());
+    assert_eq!(store.audit_pruned().await.unwrap(), 256);
+    assert_eq!(store.audit_size().await.unwrap(), 1001);
+    assert_eq!(entry_at(&*store, 1000).await, note.entry);
+    // Continuing from the mark; the same range again is refused.
+    assert_eq!(store.audit_prune(256, 512, None).await.unwrap(), 256);
+    assert_eq!(
+        store.audit_prune(256, 512, None).await,
+        Err(StoreError::Conflict(ConflictKind::PruneRange))
+    );
+    assert_eq!(store.audit_pruned().await.unwrap(), 512);
+
+    // The entries below the mark are gone, the rest as they were.
+    let rows = store.audit_entries(0, 600).await.unwrap();
+    assert_eq!(rows.first().map(|r| r.index), Some(512));
+    assert_eq!(rows.len(), 88);
+    for row in &rows {
+        assert_eq!(row.entry, entries[row.index as usize]);
+    }
+    // Every hash at level >= 8 is kept, and each tile's last leaf; the other
+    // hashes below the mark are not.
+    let mut kept = Vec::new();
+    let mut gone = Vec::new();
+    for i in 0..expected.len() as u64 {
+        let (level, n) = merkle::split_stored_hash_index(i);
+        let last_leaf = ((n + 1) << level) - 1;
+        let pruned = last_leaf < 512;
+        if !pruned || level >= PRUNE_TILE_LEVEL || last_leaf % 256 == 255 {
+            kept.push(i);
+        } else {
+            gone.push(i);
+        }
+    }
+    let read = store.audit_hashes(&kept).await.unwrap();
+    for (i, h) in kept.iter().zip(&read) {
+        assert_eq!(*h, expected[*i as usize], "stored hash {i}");
+    }
+    // Per tile: 510 hashes below level 8, 8 of them (the rightmost of each level) kept.
+    assert_eq!(gone.len(), 2 * (510 - 8));
+    for i in [gone[0], gone[gone.len() / 2], gone[gone.len() - 1]] {
+        assert_eq!(
+            store.audit_hashes(&[i]).await,
+            Err(StoreError::NotFound),
+            "{i}"
+        );
+    }
+    // Appends and roots over the kept hashes are unchanged.
+    let more: Vec<AuditRecord> = (0..20).map(|_| audit_note()).collect();
+    assert_eq!(store.audit_append(&more).await.unwrap(), 1001);
+    for r in &more {
+        let n = entries.len() as u64;
+        expected.extend(merkle::stored_hashes(n, &r.entry, &expected).unwrap());
+        entries.push(r.entry.clone());
+    }
+    for size in [512u64, 600, 1021] {
+        let idx = merkle::tree_hash_indexes(size);
+        let got =
+            merkle::Prefetched::new(idx.clone(), store.audit_hashes(&idx).await.unwrap()).unwrap();
+        assert_eq!(
+            merkle::tree_hash(size, &got).unwrap(),
+            merkle::tree_hash(size, &expected).unwrap(),
+            "root at {size}"
+        );
+    }
+
+    // Lookup by leaf hash: a pruned record by its prefix, the kept last record of a
+    // tile and the records above the mark as before.
+    for i in [0usize, 3, 254, 256, 510] {
+        let leaf = merkle::leaf_hash(&entries[i]);
+        assert_eq!(
+            store.audit_find_pruned(&leaf).await.unwrap(),
+            vec![i as u64],
+            "{i}"
+        );
+        assert_eq!(store.audit_find(&leaf).await.unwrap(), None, "{i}");
+    }
+    for i in [255usize, 511, 512, 599, 1020] {
+        let leaf = merkle::leaf_hash(&entries[i]);
+        assert!(
+            store.audit_find_pruned(&leaf).await.unwrap().is_empty(),
+            "{i}"
+        );
+        assert_eq!(
+            store.audit_find(&leaf).await.unwrap(),
+            Some(i as u64),
+            "{i}"
+        );
+    }
+    assert!(
+        store
+            .audit_find_pruned(&Hash([0; 32]))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Not beyond the leaf index either: a checkpoint past the log indexes what is
+    // there, and the prune stops at the last whole tile of it.
+    store
+        .audit_add_checkpoint(&cp(1021, &expected))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.audit_prune(512, 1280, None).await,
+        Err(StoreError::Conflict(ConflictKind::PruneRange))
+    );
+    assert_eq!(
+        store.audit_prune(512, 1024, None).await,
+        Err(StoreError::Conflict(ConflictKind::PruneRange))
+    );
+    assert_eq!(store.audit_prune(512, 768, None).await.unwrap(), 256);
+    assert_eq!(
+        store.audit_entries(0, 2000).await.unwrap().len(),
+        1021 - 768
+    );
 }
 
 /// Hashes beyond the log, or at absurd indexes, are `NotFound`, never a panic.

@@ -46,6 +46,7 @@ pub const TABLES: &[&str] = &[
     "audit_log",
     "audit_leaf_index",
     "audit_leaf_progress",
+    "audit_pruned",
     "audit_checkpoints",
     "audit_log_key",
     "budgets",
@@ -264,11 +265,19 @@ async fn copy_in_snapshot(
         .fetch_one(&mut *tx)
         .await
         .map_err(crate::postgres::db_err)?;
-    if count != size {
+    // A pruned prefix keeps one record of each tile of 256 (`Store::audit_prune`).
+    let pruned: i64 =
+        sqlx::query_scalar("SELECT COALESCE((SELECT through FROM audit_pruned WHERE id = 1), 0)")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(crate::postgres::db_err)?;
+    if count != size - pruned + pruned / 256 {
         return Err(CopyError::Value {
             table: "audit_log".to_owned(),
             column: "idx".to_owned(),
-            reason: format!("the source log has gaps ({count} records, highest index {size} - 1)"),
+            reason: format!(
+                "the source log has gaps ({count} records, highest index {size} - 1, pruned below {pruned})"
+            ),
         });
     }
     sqlx::query("UPDATE log_head SET size = $1 WHERE id = 1")

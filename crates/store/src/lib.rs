@@ -253,6 +253,9 @@ pub enum ConflictKind {
     MakerNotMember,
     /// Two-factor authentication is on already.
     TotpEnabled,
+    /// An audit prune that does not continue the pruned prefix up to a tile boundary
+    /// within the signed, indexed log.
+    PruneRange,
 }
 
 impl ConflictKind {
@@ -288,6 +291,9 @@ impl ConflictKind {
             Self::LastOwner => "an organisation needs an owner: make another member owner first",
             Self::TooManyKeys => {
                 "this identity has as many live API keys as it may have: revoke one first (or rotate without a grace period)"
+            }
+            Self::PruneRange => {
+                "the audit log is pruned from where its pruned prefix ends, by whole tiles of 256 records, up to its latest signed checkpoint"
             }
             Self::MakerNotMember => {
                 "the person whose key made this one is no longer a member of the organisation that owns it: their keys are revoked"
@@ -1328,6 +1334,19 @@ pub struct AuditRow {
     pub owner: Option<IssuerId>,
 }
 
+/// Tiles of 2^8 records: the unit the log is pruned by (C2SP tlog-tiles' width).
+/// Every hash at this level and above is kept by a prune.
+pub const PRUNE_TILE_LEVEL: u8 = 8;
+/// Records pruned per transaction (`Store::audit_prune` chunks): 64 tiles.
+pub const AUDIT_PRUNE_CHUNK: u64 = 16_384;
+
+/// Whether `[from, to)` is a prunable range by shape alone (tile boundaries, not
+/// empty); the store checks the rest under its lock.
+pub fn prune_range_is_tiled(from: u64, to: u64) -> bool {
+    let tile = 1u64 << PRUNE_TILE_LEVEL;
+    from < to && from.is_multiple_of(tile) && to.is_multiple_of(tile)
+}
+
 /// A checkpoint the registry signed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckpointRecord {
@@ -1800,6 +1819,30 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     async fn audit_latest_checkpoint(&self) -> Result<Option<CheckpointRecord>, StoreError>;
     /// The log key: the stored one, or `candidate` stored now if there is none.
     async fn audit_log_key(&self, candidate: &LogKeyRecord) -> Result<LogKeyRecord, StoreError>;
+    /// Where the pruned prefix of the log ends (0: nothing pruned). Below it the
+    /// records' entries are gone from the store (served from an export of the log's
+    /// tiles, `bonafide audit export`); every hash at level >= [`PRUNE_TILE_LEVEL`]
+    /// stays (the records with index % 256 == 255 keep their hashes), so proofs above
+    /// a tile and appends need nothing else, and each full tile's root is kept.
+    async fn audit_pruned(&self) -> Result<u64, StoreError>;
+    /// Prunes records `[from, to)`, in one transaction: deletes them except the last
+    /// of each tile of 256 (index % 256 == 255), whose entry and readers are emptied
+    /// while its hashes stay; moves the pruned mark to `to`; appends `audit` (if any)
+    /// in the same transaction. `from` must be the current mark, `from < to`, both
+    /// multiples of 256, and `to` at most the latest stored checkpoint's size and the
+    /// leaf index's progress: else `Conflict(PruneRange)` and nothing is written.
+    /// Returns how many records were pruned (`to - from`). Callers prune in chunks
+    /// ([`AUDIT_PRUNE_CHUNK`]) so that appends keep committing meanwhile.
+    async fn audit_prune(
+        &self,
+        from: u64,
+        to: u64,
+        audit: Option<&AuditRecord>,
+    ) -> Result<u64, StoreError>;
+    /// The pruned records (below the mark, entry gone) whose leaf hash may be
+    /// `leaf_hash`, ascending: the leaf index keeps 8 bytes of each hash, so the
+    /// caller checks the full hash against the export.
+    async fn audit_find_pruned(&self, leaf_hash: &Hash) -> Result<Vec<u64>, StoreError>;
 
     // ---- decisions: budgets, idempotency, receipts
     /// Records verify decisions in order, in one durable transaction. For each item:

@@ -1985,7 +1985,7 @@ impl Store for PostgresStore {
         sqlx::query_as::<_, AuditEntryRow>(
             "SELECT a.idx, a.leaf_hash, a.entry, COALESCE(a.issuer_id, g.issuer_id) AS owner \
              FROM audit_log a LEFT JOIN agents g ON g.id = a.agent_id \
-             WHERE a.idx >= $1 AND a.idx < $2 ORDER BY a.idx",
+             WHERE a.idx >= $1 AND a.idx < $2 AND octet_length(a.entry) > 0 ORDER BY a.idx",
         )
         // Indexes past i64::MAX cannot exist: clamp rather than fail.
         .bind(i64::try_from(start).unwrap_or(i64::MAX))
@@ -2020,6 +2020,92 @@ impl Store for PostgresStore {
         .map_err(db_err)?;
         idx.map(|i| u64::try_from(i).map_err(|_| corrupt("audit index")))
             .transpose()
+    }
+
+    async fn audit_pruned(&self) -> Result<u64, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(db_err)?;
+        audit_pruned(&mut conn).await
+    }
+
+    async fn audit_prune(
+        &self,
+        from: u64,
+        to: u64,
+        audit: Option<&AuditRecord>,
+    ) -> Result<u64, StoreError> {
+        if !crate::prune_range_is_tiled(from, to) {
+            return Err(StoreError::Conflict(ConflictKind::PruneRange));
+        }
+        let start = to_i64(from)?;
+        let end = to_i64(to)?;
+        in_write_tx!(self, |tx| {
+            // The log head first (lock order): one pruner at a time, and every
+            // checkpoint and leaf-index extension read below has committed.
+            let log = log::lock(&mut *tx).await?;
+            let pruned = audit_pruned(&mut tx).await?;
+            let (signed, indexed): (i64, i64) = sqlx::query_as(
+                "SELECT COALESCE((SELECT MAX(size) FROM audit_checkpoints), 0), \
+                        COALESCE((SELECT upto FROM audit_leaf_progress WHERE id = 1), 0)",
+            )
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            if pruned != from || end > signed || end > indexed || to > log.size() {
+                return Err(StoreError::Conflict(ConflictKind::PruneRange));
+            }
+            // The last record of each tile keeps its hashes (every node at level >= 8).
+            sqlx::query(
+                "DELETE FROM audit_log WHERE idx >= $1 AND idx < $2 AND (idx & 255) <> 255",
+            )
+            .bind(start)
+            .bind(end)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            sqlx::query(
+                "UPDATE audit_log SET entry = ''::bytea, agent_id = NULL, issuer_id = NULL \
+                 WHERE idx >= $1 AND idx < $2 AND (idx & 255) = 255",
+            )
+            .bind(start)
+            .bind(end)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            sqlx::query(
+                "INSERT INTO audit_pruned (id, through) VALUES (1, $1) \
+                 ON CONFLICT (id) DO UPDATE SET through = excluded.through",
+            )
+            .bind(end)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            log.append(&mut *tx, audit.map_or(&[], std::slice::from_ref), &[])
+                .await?;
+            Ok(to - from)
+        })
+    }
+
+    async fn audit_find_pruned(&self, leaf_hash: &Hash) -> Result<Vec<u64>, StoreError> {
+        // One seek per epoch below the mark by the hash's first 8 bytes; a record whose
+        // row is gone is a pruned one (the last of each tile keeps its row and its
+        // full leaf hash: `audit_find` finds it).
+        let found: Vec<i64> = sqlx::query_scalar(
+            "SELECT x.idx FROM audit_pruned p \
+                CROSS JOIN LATERAL generate_series(0::bigint, (p.through - 1) >> 15) AS g(e) \
+                JOIN audit_leaf_index x \
+                  ON x.epoch = g.e AND x.leaf_prefix = substring($1 from 1 for 8) \
+             WHERE p.id = 1 AND x.idx < p.through \
+               AND NOT EXISTS (SELECT 1 FROM audit_log a WHERE a.idx = x.idx) \
+             ORDER BY x.idx",
+        )
+        .bind(leaf_hash.as_bytes().as_slice())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        found
+            .into_iter()
+            .map(|i| u64::try_from(i).map_err(|_| corrupt("audit index")))
+            .collect()
     }
 
     async fn audit_add_checkpoint(&self, checkpoint: &CheckpointRecord) -> Result<(), StoreError> {
@@ -4769,6 +4855,16 @@ async fn extend_leaf_index(tx: &mut PgConnection, size: u64) -> Result<(), Store
         .await
         .map_err(db_err)?;
     Ok(())
+}
+
+/// Where the pruned prefix of the log ends (no row: 0).
+async fn audit_pruned(conn: &mut PgConnection) -> Result<u64, StoreError> {
+    let through: i64 =
+        sqlx::query_scalar("SELECT COALESCE((SELECT through FROM audit_pruned WHERE id = 1), 0)")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(db_err)?;
+    u64::try_from(through).map_err(|_| corrupt("audit pruned mark"))
 }
 
 /// The log's size as `log_head` holds it (committed with the rows it counts), for

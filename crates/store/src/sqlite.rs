@@ -1962,7 +1962,7 @@ impl Store for SqliteStore {
         sqlx::query_as::<_, AuditEntryRow>(
             "SELECT a.idx, a.leaf_hash, a.entry, COALESCE(a.issuer_id, g.issuer_id) AS owner \
              FROM audit_log a LEFT JOIN agents g ON g.id = a.agent_id \
-             WHERE a.idx >= ? AND a.idx < ? ORDER BY a.idx",
+             WHERE a.idx >= ? AND a.idx < ? AND length(a.entry) > 0 ORDER BY a.idx",
         )
         // Indexes past i64::MAX cannot exist: clamp rather than fail.
         .bind(i64::try_from(start).unwrap_or(i64::MAX))
@@ -2001,6 +2001,91 @@ impl Store for SqliteStore {
         .map_err(db_err)?;
         idx.map(|i| u64::try_from(i).map_err(|_| corrupt("audit index")))
             .transpose()
+    }
+
+    async fn audit_pruned(&self) -> Result<u64, StoreError> {
+        let mut conn = self.reader.acquire().await.map_err(db_err)?;
+        audit_pruned(&mut conn).await
+    }
+
+    async fn audit_prune(
+        &self,
+        from: u64,
+        to: u64,
+        audit: Option<&AuditRecord>,
+    ) -> Result<u64, StoreError> {
+        if !crate::prune_range_is_tiled(from, to) {
+            return Err(StoreError::Conflict(ConflictKind::PruneRange));
+        }
+        let mut tx = self.write_tx().await?;
+        // The log head first (lock order), then the mark: one pruner at a time.
+        let log = log::lock(&mut *tx).await?;
+        let pruned = audit_pruned(&mut tx).await?;
+        let (signed, indexed): (i64, i64) = sqlx::query_as(
+            "SELECT COALESCE((SELECT MAX(size) FROM audit_checkpoints), 0), \
+                    COALESCE((SELECT upto FROM audit_leaf_progress WHERE id = 1), 0)",
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let end = to_i64(to)?;
+        if pruned != from || end > signed || end > indexed || to > log.size() {
+            return Err(StoreError::Conflict(ConflictKind::PruneRange));
+        }
+        let start = to_i64(from)?;
+        // The last record of each tile keeps its hashes (every node at level >= 8).
+        sqlx::query("DELETE FROM audit_log WHERE idx >= ? AND idx < ? AND (idx & 255) <> 255")
+            .bind(start)
+            .bind(end)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        sqlx::query(
+            "UPDATE audit_log SET entry = x'', agent_id = NULL, issuer_id = NULL \
+             WHERE idx >= ? AND idx < ? AND (idx & 255) = 255",
+        )
+        .bind(start)
+        .bind(end)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        sqlx::query(
+            "INSERT INTO audit_pruned (id, through) VALUES (1, ?) \
+             ON CONFLICT (id) DO UPDATE SET through = excluded.through",
+        )
+        .bind(end)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        log.append(&mut *tx, audit.map_or(&[], std::slice::from_ref), &[])
+            .await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(to - from)
+    }
+
+    async fn audit_find_pruned(&self, leaf_hash: &Hash) -> Result<Vec<u64>, StoreError> {
+        // One seek per epoch below the mark by the hash's first 8 bytes; a record whose
+        // row is gone is a pruned one (the last of each tile keeps its row and its
+        // full leaf hash: `audit_find` finds it).
+        let found: Vec<i64> = sqlx::query_scalar(
+            "WITH RECURSIVE \
+                mark(t) AS (SELECT COALESCE((SELECT through FROM audit_pruned WHERE id = 1), 0)), \
+                epochs(e) AS (SELECT 0 FROM mark WHERE mark.t > 0 \
+                              UNION ALL SELECT epochs.e + 1 FROM epochs, mark \
+                              WHERE epochs.e < (mark.t - 1) >> 15) \
+             SELECT i.idx FROM epochs, mark JOIN audit_leaf_index i \
+                ON i.epoch = epochs.e AND i.leaf_prefix = substr(?1, 1, 8) \
+             WHERE i.idx < mark.t AND NOT EXISTS (SELECT 1 FROM audit_log a WHERE a.idx = i.idx) \
+             ORDER BY i.idx",
+        )
+        .bind(leaf_hash.as_bytes().as_slice())
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?;
+        found
+            .into_iter()
+            .map(|i| u64::try_from(i).map_err(|_| corrupt("audit index")))
+            .collect()
     }
 
     async fn audit_add_checkpoint(&self, checkpoint: &CheckpointRecord) -> Result<(), StoreError> {
@@ -4590,6 +4675,16 @@ async fn extend_leaf_index(tx: &mut SqliteConnection, size: u64) -> Result<(), S
     .await
     .map_err(db_err)?;
     Ok(())
+}
+
+/// Where the pruned prefix of the log ends (no row: 0).
+async fn audit_pruned(conn: &mut SqliteConnection) -> Result<u64, StoreError> {
+    let through: i64 =
+        sqlx::query_scalar("SELECT COALESCE((SELECT through FROM audit_pruned WHERE id = 1), 0)")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(db_err)?;
+    u64::try_from(through).map_err(|_| corrupt("audit pruned mark"))
 }
 
 async fn audit_size(conn: &mut SqliteConnection) -> Result<u64, StoreError> {

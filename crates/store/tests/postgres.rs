@@ -761,6 +761,49 @@ async fn a_sqlite_registry_is_copied_whole_and_only_into_an_empty_database() {
     assert_eq!(target.audit_size().await.unwrap(), before + 2);
 }
 
+/// A pruned log (`Store::audit_prune`) is copied as it is: the mark, the kept last
+/// record of each pruned tile, the rest; the target reads, finds and appends as the
+/// source does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pruned_log_is_copied_as_it_is() {
+    let tmp = tempfile::tempdir().unwrap();
+    let source = bonafide_store::SqliteStore::open(tmp.path()).await.unwrap();
+    let records: Vec<_> = (0..600).map(|_| audit_note()).collect();
+    source.audit_append(&records).await.unwrap();
+    source
+        .audit_add_checkpoint(&bonafide_store::CheckpointRecord {
+            size: 600,
+            root: [7; 32].into(),
+            note: "a signed note".to_owned(),
+            created_at_ms: T0_MS,
+        })
+        .await
+        .unwrap();
+    source
+        .audit_prune(0, 512, Some(&audit_note()))
+        .await
+        .unwrap();
+    let (target, _db) = fresh().await;
+    let keep = |_: &bonafide_store::PrivateKeySlot, _: &str| Ok(None);
+    let report = bonafide_store::copy::sqlite_to_postgres(&source, &target, &keep)
+        .await
+        .unwrap();
+    assert_eq!(report.audit_size, 601);
+    assert_eq!(target.audit_pruned().await.unwrap(), 512);
+    assert_eq!(
+        target.audit_entries(0, 601).await.unwrap(),
+        source.audit_entries(0, 601).await.unwrap()
+    );
+    let idx = merkle::tree_hash_indexes(601);
+    assert_eq!(
+        target.audit_hashes(&idx).await.unwrap(),
+        source.audit_hashes(&idx).await.unwrap()
+    );
+    let leaf = merkle::leaf_hash(&records[3].entry);
+    assert_eq!(target.audit_find_pruned(&leaf).await.unwrap(), vec![3]);
+    assert_eq!(target.audit_append(&[audit_note()]).await.unwrap(), 601);
+}
+
 /// A write to the source while it is read (a server still running on it) aborts the
 /// copy with nothing written to the target; a re-sealing failure does too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,6 +6,12 @@
 //! in steady state), the server stops and the database is read with SQLite's `dbstat`
 //! virtual table: pages per table and index before and after, divided by N.
 //!
+//! Then the retention path: the full tiles the latest checkpoint covers are exported
+//! (entry bundles, level-0 hash tiles and the checkpoint, as `bonafide audit export`
+//! writes them) into a directory the server reads as its `--audit-archive`, pruned
+//! with `POST /v1/admin/audit/prune {"exported": true}` (which checks every tile
+//! against the database first), and the database measured again.
+//!
 //! Over HTTP and not at the store level, so that the bytes are the real entry, receipt
 //! and answers a deployment writes. Not a throughput measurement: the load is only the
 //! way to write N decisions (a debug build is enough).
@@ -42,6 +48,8 @@ struct Line {
     name: String,
     bytes_before: u64,
     bytes_after: u64,
+    /// After the export and prune.
+    bytes_after_prune: u64,
     /// (after − before) / verifies.
     bytes_per_verify: f64,
     payload_per_verify: f64,
@@ -66,6 +74,20 @@ struct StorageReport {
     file_bytes_per_verify: f64,
     goal_bytes_per_verify: u64,
     goal_met: bool,
+    /// Records below this were exported and pruned.
+    pruned_through: u64,
+    /// Whole database (pages in use) after the prune, − before, per verify.
+    bytes_per_verify_after_prune: f64,
+    /// Pages the prune freed (SQLite's freelist, reused by later writes; the file
+    /// shrinks only with `VACUUM`), bytes.
+    free_bytes_after_prune: u64,
+    /// The database file after the prune, − before, per verify.
+    file_bytes_per_verify_after_prune: f64,
+    /// The export's files, bytes.
+    archive_bytes: u64,
+    /// The prune request's wall time (every tile read back and compared, then the
+    /// chunks deleted), seconds.
+    prune_seconds: f64,
     /// Mean stored bytes of the run's entries and receipts (the `entry` and `claims`
     /// columns).
     entry_stored_mean: f64,
@@ -101,7 +123,16 @@ async fn measure(
     command: String,
     date: String,
 ) -> Result<StorageReport> {
-    let mut local = Local::start("storage", Config::default(), args.data_dir.as_deref()).await?;
+    let archive_dir = setup::temp_dir(args.data_dir.as_deref())?;
+    let archive = bonafide_server::audit_archive::AuditArchive::open(
+        archive_dir.path().to_str().context("archive path")?,
+    )
+    .map_err(anyhow::Error::msg)?;
+    let config = Config {
+        audit_archive: Some(std::sync::Arc::new(archive)),
+        ..Config::default()
+    };
+    let mut local = Local::start("storage", config, args.data_dir.as_deref()).await?;
     let dir = local.servers.dir.take().context("no data dir")?;
     let data_dir = format!(
         "{} ({})",
@@ -167,11 +198,25 @@ async fn measure(
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    local.servers.stop().await?;
-
+    // Measured with the server still up (idle: the log no longer grows), to prune after.
     let (audit_after, receipts_after) = rows(&db).await?;
     let sizes = stored_sizes(&db, audit_before).await?;
     let after = usage(&db).await?;
+
+    let archive_bytes = export_full_tiles(&local, archive_dir.path()).await?;
+    let prune_started = Instant::now();
+    let pruned = call(
+        &local.http,
+        &format!("{}/v1/admin/audit/prune", local.base),
+        Some(local.admin.expose_secret()),
+        Some(json!({"exported": true})),
+        200,
+    )
+    .await?;
+    let prune_seconds = prune_started.elapsed().as_secs_f64();
+    let pruned_through = pruned["through"].as_u64().context("prune answer")?;
+    local.servers.stop().await?;
+    let pruned_usage = usage(&db).await?;
     let file_before = before.get("<file>").copied().unwrap_or_default();
     let file_after = after.get("<file>").copied().unwrap_or_default();
     let per_verify = |a: u64, b: u64| (a as f64 - b as f64) / verifies as f64;
@@ -184,6 +229,7 @@ async fn measure(
                 name: name.clone(),
                 bytes_before: b.bytes,
                 bytes_after: a.bytes,
+                bytes_after_prune: pruned_usage.get(name).map_or(0, |p| p.bytes),
                 bytes_per_verify: per_verify(a.bytes, b.bytes),
                 payload_per_verify: per_verify(a.payload, b.payload),
             }
@@ -194,7 +240,10 @@ async fn measure(
     let total_before = before.get("<all>").copied().unwrap_or_default();
     let total_after = after.get("<all>").copied().unwrap_or_default();
     let bytes_per_verify = per_verify(total_after.bytes, total_before.bytes);
+    let total_pruned = pruned_usage.get("<all>").copied().unwrap_or_default();
+    let file_pruned = pruned_usage.get("<file>").copied().unwrap_or_default();
     drop(dir);
+    drop(archive_dir);
     Ok(StorageReport {
         mode: Mode::AuditStorage,
         date,
@@ -211,12 +260,63 @@ async fn measure(
         file_bytes_per_verify: per_verify(file_after.bytes, file_before.bytes),
         goal_bytes_per_verify: 500,
         goal_met: bytes_per_verify <= 500.0,
+        pruned_through,
+        bytes_per_verify_after_prune: per_verify(total_pruned.bytes, total_before.bytes),
+        free_bytes_after_prune: pruned_usage.get("<free>").map_or(0, |f| f.bytes),
+        file_bytes_per_verify_after_prune: per_verify(file_pruned.bytes, file_before.bytes),
+        archive_bytes,
+        prune_seconds,
         entry_stored_mean: sizes.0,
         receipt_claims_stored_mean: sizes.1,
         sample_entry: sizes.2,
         sample_entry_stored: sizes.3,
         tables,
     })
+}
+
+/// Writes what a prune needs of the log as `bonafide audit export` lays it out: the
+/// latest checkpoint, and each full tile's entry bundle and level-0 hash tile below
+/// its size. The bytes written.
+async fn export_full_tiles(local: &Local, dir: &Path) -> Result<u64> {
+    use bonafide_core::merkle::{EntryBundle, TILE_WIDTH, Tile};
+    let get = |path: String| async move {
+        let url = format!("{}/v1/audit/{path}", local.base);
+        let resp = local
+            .http
+            .get(&url)
+            .bearer_auth(local.admin.expose_secret())
+            .send()
+            .await
+            .with_context(|| format!("fetching {url}"))?;
+        ensure!(resp.status() == 200, "{url} answered {}", resp.status());
+        Ok::<_, anyhow::Error>(resp.bytes().await?.to_vec())
+    };
+    let checkpoint = get("checkpoint".to_owned()).await?;
+    let size: u64 = std::str::from_utf8(&checkpoint)?
+        .lines()
+        .nth(1)
+        .and_then(|l| l.parse().ok())
+        .context("the checkpoint has no size line")?;
+    let mut written = 0u64;
+    let mut write = |path: String, bytes: &[u8]| -> Result<()> {
+        let file = dir.join(path);
+        if let Some(parent) = file.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&file, bytes).with_context(|| format!("writing {}", file.display()))?;
+        written += bytes.len() as u64;
+        Ok(())
+    };
+    for n in 0..size / u64::from(TILE_WIDTH) {
+        let bundle = EntryBundle::new(n, TILE_WIDTH)?.path();
+        let body = get(bundle.clone()).await?;
+        write(bundle, &body)?;
+        let tile = Tile::new(0, n, TILE_WIDTH)?.path();
+        let body = get(tile.clone()).await?;
+        write(tile, &body)?;
+    }
+    write("checkpoint".to_owned(), &checkpoint)?;
+    Ok(written)
 }
 
 async fn open(db: &Path) -> Result<SqliteConnection> {
@@ -256,6 +356,17 @@ async fn usage(db: &Path) -> Result<BTreeMap<String, Usage>> {
     let page: i64 = sqlx::query_scalar("PRAGMA page_size")
         .fetch_one(&mut conn)
         .await?;
+    let free: i64 = sqlx::query_scalar("PRAGMA freelist_count")
+        .fetch_one(&mut conn)
+        .await?;
+    out.insert(
+        "<free>".to_owned(),
+        Usage {
+            pages: u64::try_from(free)?,
+            bytes: u64::try_from(free.saturating_mul(page))?,
+            ..Usage::default()
+        },
+    );
     out.insert(
         "<page>".to_owned(),
         Usage {
@@ -347,13 +458,18 @@ fn print(r: &StorageReport) {
     );
     println!();
     println!(
-        "{:<34} {:>14} {:>14} {:>10} {:>10}",
-        "table / index", "bytes before", "bytes after", "B/verify", "payload/v"
+        "{:<34} {:>14} {:>14} {:>10} {:>10} {:>14}",
+        "table / index", "bytes before", "bytes after", "B/verify", "payload/v", "after prune"
     );
     for l in &r.tables {
         println!(
-            "{:<34} {:>14} {:>14} {:>10.1} {:>10.1}",
-            l.name, l.bytes_before, l.bytes_after, l.bytes_per_verify, l.payload_per_verify
+            "{:<34} {:>14} {:>14} {:>10.1} {:>10.1} {:>14}",
+            l.name,
+            l.bytes_before,
+            l.bytes_after,
+            l.bytes_per_verify,
+            l.payload_per_verify,
+            l.bytes_after_prune
         );
     }
     println!();
@@ -371,5 +487,14 @@ fn print(r: &StorageReport) {
         r.file_bytes_per_verify,
         r.goal_bytes_per_verify,
         if r.goal_met { "met" } else { "MISSED" }
+    );
+    println!(
+        "after exporting ({} B of files) and pruning the records below {} ({:.2} s): {:.1} B/verify in pages in use, {} B of pages freed (reused by later writes), file {:.1} B/verify",
+        r.archive_bytes,
+        r.pruned_through,
+        r.prune_seconds,
+        r.bytes_per_verify_after_prune,
+        r.free_bytes_after_prune,
+        r.file_bytes_per_verify_after_prune
     );
 }

@@ -9,6 +9,7 @@ mod aim_sdk;
 mod apikeys;
 mod audit;
 mod audit_export;
+mod audit_prune;
 mod basics;
 mod domain;
 mod durability;

@@ -417,9 +417,10 @@ async fn poll(
         .ok_or_else(missing)?;
     let index = verification.record.audit_index;
     let rows = state
-        .store
-        .audit_entries(index, index.saturating_add(1))
-        .await?;
+        .audit
+        .entries(index, index.saturating_add(1))
+        .await
+        .map_err(crate::routes::audit::read_error)?;
     let entry = rows
         .first()
         .filter(|row| row.index == index)

@@ -21,6 +21,7 @@ use utoipa::IntoParams;
 use bonafide_store::StoreError;
 
 use crate::audit::{AuditLogError, SignedCheckpoint};
+use crate::audit_archive::ArchiveError;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorCode};
 use crate::state::AppState;
@@ -39,6 +40,26 @@ impl From<AuditLogError> for ApiError {
             AuditLogError::Store(e @ (StoreError::Full(_) | StoreError::Unavailable(_))) => {
                 ApiError::from(e)
             }
+            // Pruned records come from the log's export: away or unconfigured is a
+            // passing condition for the operator to fix; altered is never served.
+            AuditLogError::Archive(e @ ArchiveError::Mismatch { .. }) => {
+                let mut err = ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    ErrorCode::AuditArchiveMismatch,
+                    format!("{e}; nothing of it is served"),
+                );
+                err.internal = Some(e.to_string());
+                err
+            }
+            AuditLogError::Archive(e) => {
+                let mut err = ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorCode::AuditArchiveUnavailable,
+                    e.to_string(),
+                );
+                err.internal = Some(e.to_string());
+                err
+            }
             // The log refuses to sign or to take entries: a state the operator must
             // look at, not the client's fault; 503 so clients retry elsewhere/later.
             other => {
@@ -51,6 +72,15 @@ impl From<AuditLogError> for ApiError {
                 err
             }
         }
+    }
+}
+
+/// A read of the log failed: the store's errors answer as everywhere (as they did
+/// before reads went through the archive), the archive's as above.
+pub(crate) fn read_error(e: AuditLogError) -> ApiError {
+    match e {
+        AuditLogError::Store(e) => ApiError::from(e),
+        other => ApiError::from(other),
     }
 }
 
@@ -73,11 +103,11 @@ async fn store_size(state: &AppState) -> Result<u64, ApiError> {
 async fn prefetch(state: &AppState, indexes: Vec<u64>) -> Result<Prefetched, ApiError> {
     let hashes = state.audit.hashes(&indexes).await.map_err(|e| match e {
         // Asked for by the Merkle math within the log's size: the store lost it.
-        bonafide_store::StoreError::NotFound => {
+        AuditLogError::Store(StoreError::NotFound) => {
             ApiError::internal("audit hashes: a stored hash is missing")
         }
-        // The store being away is a 503, as everywhere.
-        other => ApiError::from(other),
+        // The store being away is a 503, as everywhere; the archive's 502/503.
+        other => read_error(other),
     })?;
     Prefetched::new(indexes, hashes).map_err(|e| ApiError::internal(e.to_string()))
 }
@@ -207,7 +237,11 @@ pub async fn entries(
         Some(end) => end,
         None => q.start.saturating_add(DEFAULT_ENTRIES).min(size),
     };
-    let rows = state.store.audit_entries(q.start, end).await?;
+    let rows = state
+        .audit
+        .entries(q.start, end)
+        .await
+        .map_err(read_error)?;
     Ok(ApiJson(Entries {
         entries: rows
             .into_iter()
@@ -263,9 +297,10 @@ pub async fn inclusion(
                 .await
                 .map_err(|_| ApiError::internal("leaf-hash lookups closed"))?;
             state
-                .store
-                .audit_find(&leaf)
-                .await?
+                .audit
+                .find(&leaf)
+                .await
+                .map_err(read_error)?
                 .ok_or_else(|| ApiError::not_found("entry with this leaf hash"))?
         }
         _ => {
@@ -388,9 +423,10 @@ pub async fn bundle(
         None
     } else {
         state
-            .store
-            .audit_entries(q.index, q.index + 1)
-            .await?
+            .audit
+            .entries(q.index, q.index + 1)
+            .await
+            .map_err(read_error)?
             .into_iter()
             .find(|row| may_read(&caller, row.owner.as_ref()))
             .map(|row| row.entry)
@@ -500,7 +536,7 @@ async fn entry_bundle(
     if end > size {
         return Err(ApiError::not_found("entry bundle"));
     }
-    let rows = state.store.audit_entries(start, end).await?;
+    let rows = state.audit.entries(start, end).await.map_err(read_error)?;
     if rows.len() as u64 != end - start {
         return Err(ApiError::internal("audit entries missing from the store"));
     }

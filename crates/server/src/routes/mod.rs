@@ -6,6 +6,7 @@ pub mod agent_keys;
 pub mod agents;
 pub mod api_keys;
 pub mod audit;
+pub mod audit_prune;
 pub mod auth_sessions;
 pub mod events;
 pub mod issuer_domain;

@@ -51,9 +51,10 @@ pub async fn get(
                     .audit_index
                     .ok_or_else(|| internal("no audit index".to_owned()))?;
                 let row = state
-                    .store
-                    .audit_entries(index, index.saturating_add(1))
-                    .await?
+                    .audit
+                    .entries(index, index.saturating_add(1))
+                    .await
+                    .map_err(crate::routes::audit::read_error)?
                     .into_iter()
                     .next()
                     .ok_or_else(|| internal(format!("audit entry {index} is not stored")))?;

@@ -154,6 +154,9 @@ impl AppState {
             .clone()
             .unwrap_or_else(|| crate::audit::default_origin(&config.public_url));
         let audit = AuditLog::open(Arc::clone(&store), &origin, &kek).await?;
+        if let Some(archive) = &config.audit_archive {
+            audit.set_archive(Arc::clone(archive));
+        }
         // An origin asked for explicitly but not used must not pass unnoticed: the
         // log's name is fixed when it is created (checkpoints already name it).
         if config.audit_origin.is_some() && audit.origin() != origin {
