@@ -96,6 +96,17 @@ pub trait LedgerTx: LogTx {
     ) -> Result<Vec<Option<(u64, bool)>>, StoreError>;
     /// Writes each (organisation, month)'s count and warning flag.
     async fn write_quotas(&mut self, rows: &[(&OrgId, &str, u64, bool)]) -> Result<(), StoreError>;
+    /// Adds `n` to the month's stored count if its row exists and the count stays
+    /// under `below` (so no warning and no refusal is due): the new count, or `None`,
+    /// changing nothing, when it does not. One statement, which locks the row it
+    /// changes.
+    async fn add_quota_below(
+        &mut self,
+        org: &OrgId,
+        month: &str,
+        n: u64,
+        below: u64,
+    ) -> Result<Option<u64>, StoreError>;
 }
 
 /// [`Store::record_decisions`](crate::Store::record_decisions) over a backend's write
@@ -126,7 +137,7 @@ pub async fn record_decisions<T: LedgerTx + ?Sized>(
             tx.existing_agents(&agents).await?,
         )
     };
-    // The months the batch counts against, read and locked once, in one order.
+    // The months the batch counts against, in one order.
     let mut months: Vec<(&OrgId, &str)> = items
         .iter()
         .filter_map(|i| i.quota.as_ref())
@@ -134,6 +145,41 @@ pub async fn record_decisions<T: LedgerTx + ?Sized>(
         .collect();
     months.sort_unstable();
     months.dedup();
+    // A batch counting against one month (the usual case) is first decided without
+    // reading the month's row, as if nothing were counted yet, and its count added in
+    // one statement that applies only while the month stays under its warning
+    // threshold (so no warning or refusal was due, and no decision could differ).
+    // Otherwise nothing was written, and the batch is decided again below on the row
+    // as read and locked: the same outcomes as if it had been read first.
+    if let [(org, month)] = months[..] {
+        let provisional =
+            HashMap::from([((org.clone(), month.to_owned()), (Some((0, false)), false))]);
+        let mut batch = Batch::new(
+            first_index,
+            provisional,
+            stored_claims.clone(),
+            live.clone(),
+            now_ms,
+        );
+        let mut outcomes = decide_all(tx, items, &agents, &mut batch, now_ms).await?;
+        if let Some(counted) = batch.provisional_count(&outcomes) {
+            let below = items
+                .iter()
+                .filter_map(|i| i.quota.as_ref())
+                .map(|q| q.warn_at.min(q.limit))
+                .min()
+                .unwrap_or(0);
+            // Asked even when nothing was counted: an item that passed the
+            // provisional check and then failed must still see a used-up month
+            // refused, as the read-first path would (the condition reads the row).
+            if let Some(after) = tx.add_quota_below(org, month, counted, below).await? {
+                batch.confirm_provisional(&mut outcomes, after.saturating_sub(counted));
+                batch.write(tx, head).await?;
+                return Ok(outcomes);
+            }
+        }
+    }
+    // Read and locked once, in one order.
     let quotas = if months.is_empty() {
         HashMap::new()
     } else {
@@ -149,18 +195,21 @@ pub async fn record_decisions<T: LedgerTx + ?Sized>(
             .map(|(&(org, month), row)| ((org.clone(), month.to_owned()), (row, false)))
             .collect()
     };
-    let mut batch = Batch {
-        first_index,
-        quotas,
-        claims: stored_claims,
-        new_claims: Vec::new(),
-        budgets: HashMap::new(),
-        audits: Vec::new(),
-        receipts: Vec::new(),
-        nonces_used: live,
-        nonces_claimed: Vec::new(),
-        now_ms,
-    };
+    let mut batch = Batch::new(first_index, quotas, stored_claims, live, now_ms);
+    let outcomes = decide_all(tx, items, &agents, &mut batch, now_ms).await?;
+    batch.write(tx, head).await?;
+    Ok(outcomes)
+}
+
+/// Decides every item of a batch in order, in memory (reading budgets' rows as
+/// needed): the outcomes, and in `batch` what is to be written.
+async fn decide_all<'i, T: LedgerTx + ?Sized>(
+    tx: &mut T,
+    items: &'i [DecisionItem],
+    agents: &HashSet<AgentId>,
+    batch: &mut Batch<'i>,
+    now_ms: i64,
+) -> Result<Vec<Result<DecisionOutcome, StoreError>>, StoreError> {
     let mut outcomes = Vec::with_capacity(items.len());
     for item in items {
         // 1. A key seen before (stored, or earlier in this batch): nothing written.
@@ -236,7 +285,6 @@ pub async fn record_decisions<T: LedgerTx + ?Sized>(
         }
         outcomes.push(outcome);
     }
-    batch.write(tx, head).await?;
     Ok(outcomes)
 }
 
@@ -332,7 +380,72 @@ struct Batch<'i> {
     now_ms: i64,
 }
 
-impl Batch<'_> {
+impl<'i> Batch<'i> {
+    fn new(
+        first_index: u64,
+        quotas: HashMap<(OrgId, String), MonthCount>,
+        claims: HashMap<(ReceiverId, String), Claimed>,
+        nonces_used: HashSet<(AgentId, String)>,
+        now_ms: i64,
+    ) -> Self {
+        Batch {
+            first_index,
+            quotas,
+            claims,
+            new_claims: Vec::new(),
+            budgets: HashMap::new(),
+            audits: Vec::new(),
+            receipts: Vec::new(),
+            nonces_used,
+            nonces_claimed: Vec::new(),
+            now_ms,
+        }
+    }
+
+    /// After a pass decided on a month counted from zero (see [`record_decisions`]):
+    /// how many verifications it counted, or `None` if that pass gave a warning or a
+    /// refusal, which only the stored count can decide.
+    fn provisional_count(&self, outcomes: &[Result<DecisionOutcome, StoreError>]) -> Option<u64> {
+        let refused_or_warned = outcomes.iter().any(|o| {
+            matches!(
+                o,
+                Ok(DecisionOutcome::QuotaExceeded { .. })
+                    | Ok(DecisionOutcome::Recorded {
+                        quota: Some(QuotaGrant { warn: true, .. }),
+                        ..
+                    })
+            )
+        });
+        if refused_or_warned {
+            return None;
+        }
+        let [(row, _)] = self.quotas.values().collect::<Vec<_>>()[..] else {
+            return None;
+        };
+        Some(row.map_or(0, |(used, _)| used))
+    }
+
+    /// The provisional pass's count was added to the stored one, which was `base`:
+    /// each grant's `used` becomes the month's count after it, and the month is not
+    /// written again.
+    fn confirm_provisional(
+        &mut self,
+        outcomes: &mut [Result<DecisionOutcome, StoreError>],
+        base: u64,
+    ) {
+        for outcome in outcomes.iter_mut() {
+            if let Ok(DecisionOutcome::Recorded {
+                quota: Some(grant), ..
+            }) = outcome
+            {
+                grant.used = grant.used.saturating_add(base);
+            }
+        }
+        for (_, counted) in self.quotas.values_mut() {
+            *counted = false;
+        }
+    }
+
     /// What counting one more verification of `claim` would give: the grant, or the
     /// month's count when it is used up. Counted only by [`Batch::count_quota`].
     fn quota_grant(&self, claim: &QuotaClaim) -> Result<Result<QuotaGrant, u64>, StoreError> {
@@ -698,6 +811,7 @@ mod tests {
             months: &[(&OrgId, &str)],
         ) -> Result<Vec<Option<(u64, bool)>>, StoreError> {
             self.calls.push("read");
+            self.calls.push("quota-read");
             Ok(months.iter().map(|_| self.quota).collect())
         }
         async fn write_quotas(
@@ -707,6 +821,24 @@ mod tests {
             self.calls.push("write");
             self.quota_written = rows.iter().map(|r| (r.2, r.3)).collect();
             Ok(())
+        }
+        async fn add_quota_below(
+            &mut self,
+            _: &OrgId,
+            _: &str,
+            n: u64,
+            below: u64,
+        ) -> Result<Option<u64>, StoreError> {
+            self.calls.push("add");
+            let Some((used, warned)) = self.quota else {
+                return Ok(None);
+            };
+            if used + n >= below {
+                return Ok(None);
+            }
+            self.quota = Some((used + n, warned));
+            self.quota_written = vec![(used + n, warned)];
+            Ok(Some(used + n))
         }
     }
 
@@ -936,5 +1068,96 @@ mod tests {
             Ok(DecisionOutcome::QuotaExceeded { used: 10 })
         ));
         assert!(none.quota_written.is_empty() && none.audits.is_empty());
+    }
+
+    #[test]
+    fn a_batch_well_under_its_quota_counts_in_one_statement_with_the_same_outcomes() {
+        let claim = QuotaClaim {
+            org_id: OrgId::from_random([9; 16]),
+            month: "2026-12".into(),
+            limit: 10,
+            warn_at: 8,
+        };
+        let counted = |tag: &'static str| DecisionItem {
+            quota: Some(claim.clone()),
+            ..logged(tag, None)
+        };
+        let items = vec![
+            counted("a"),
+            DecisionItem {
+                budget: None,
+                idempotency: None,
+                nonce: None,
+                quota: Some(claim.clone()),
+                decide: Box::new(|_| Err(StoreError::Conflict(ConflictKind::BudgetCharge))),
+            },
+            counted("b"),
+            logged("c", None),
+            counted("d"),
+        ];
+        let used = |outcomes: &[Result<DecisionOutcome, StoreError>]| -> Vec<Option<u64>> {
+            outcomes
+                .iter()
+                .map(|o| match o {
+                    Ok(DecisionOutcome::Recorded { quota, .. }) => quota.map(|g| g.used),
+                    _ => None,
+                })
+                .collect()
+        };
+        // 2 counted: 3 more stay under the warning at 8, so the row is not read
+        // first; the grants still say the month's count after each.
+        let mut tx = Recorder {
+            quota: Some((2, false)),
+            ..Recorder::default()
+        };
+        let outcomes =
+            block_on(record_decisions(&mut tx, &items, 5)).unwrap_or_else(|e| panic!("batch: {e}"));
+        assert_eq!(used(&outcomes), [Some(3), None, Some(4), None, Some(5)]);
+        assert_eq!(tx.quota_written, [(5, false)]);
+        assert_eq!(tx.calls.iter().filter(|c| **c == "add").count(), 1);
+        assert_eq!(tx.calls.iter().filter(|c| **c == "quota-read").count(), 0);
+        // 5 counted: the batch reaches the warning, so it is decided again on the
+        // row as read, and the crossing decision's warning goes in with it.
+        let mut near = Recorder {
+            quota: Some((5, false)),
+            ..Recorder::default()
+        };
+        let outcomes = block_on(record_decisions(&mut near, &items, 5))
+            .unwrap_or_else(|e| panic!("batch: {e}"));
+        assert_eq!(used(&outcomes), [Some(6), None, Some(7), None, Some(8)]);
+        assert_eq!(near.calls.iter().filter(|c| **c == "quota-read").count(), 1);
+        assert_eq!(near.quota_written, [(8, true)]);
+        let warnings = near
+            .audits
+            .iter()
+            .filter(|a| String::from_utf8_lossy(&a.entry).contains("quota.warning"))
+            .count();
+        assert_eq!(warnings, 1, "{:?}", near.calls);
+        // A used-up month: an item whose `decide` fails is refused for the quota
+        // (nothing claimed), as when the row is read first, though it counted none.
+        let failing = [DecisionItem {
+            budget: None,
+            idempotency: None,
+            nonce: None,
+            quota: Some(claim.clone()),
+            decide: Box::new(|_| Err(StoreError::Conflict(ConflictKind::BudgetCharge))),
+        }];
+        let mut full = Recorder {
+            quota: Some((10, true)),
+            ..Recorder::default()
+        };
+        let outcomes = block_on(record_decisions(&mut full, &failing, 5))
+            .unwrap_or_else(|e| panic!("batch: {e}"));
+        assert!(
+            matches!(outcomes[0], Ok(DecisionOutcome::QuotaExceeded { used: 10 })),
+            "{outcomes:?}"
+        );
+        // The month's first verification: no row to add to, so it is read (and
+        // written) as before.
+        let mut first = Recorder::default();
+        let outcomes = block_on(record_decisions(&mut first, &items, 5))
+            .unwrap_or_else(|e| panic!("batch: {e}"));
+        assert_eq!(used(&outcomes), [Some(1), None, Some(2), None, Some(3)]);
+        assert_eq!(first.quota_written, [(3, false)]);
     }
 }

@@ -4722,6 +4722,27 @@ impl LedgerTx for PgConnection {
         }
         Ok(())
     }
+
+    async fn add_quota_below(
+        &mut self,
+        org: &OrgId,
+        month: &str,
+        n: u64,
+        below: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        let after: Option<i64> = sqlx::query_scalar(
+            "UPDATE quota_usage SET used = used + $1 WHERE org_id = $2 AND month = $3 \
+             AND used + $1 < $4 RETURNING used",
+        )
+        .bind(to_i64(n)?)
+        .bind(org.as_str())
+        .bind(month)
+        .bind(to_i64(below)?)
+        .fetch_optional(&mut *self)
+        .await
+        .map_err(db_err)?;
+        Ok(after.map(|u| u64::try_from(u).unwrap_or(0)))
+    }
 }
 
 /// `Conflict(KeyHeldElsewhere)` if the key (`jkt`) is, or was, an agent key of
@@ -5370,9 +5391,6 @@ async fn prefix_taken(conn: &mut PgConnection, hash: &ApiKeyHash) -> Result<bool
         .map_err(db_err)
 }
 
-/// Sets `key`'s value in a [`rows::NamedValues`] table (`None`: removes it) unless it
-/// is that already: whether it changed. Inside the caller's audited write, which
-/// appends its entry only on a change.
 /// Decides and sets a new key's inherited limit ([`InheritedLimit`]) in the caller's
 /// write transaction, from the settings stored now (the log head, which every setting
 /// change takes first, is held): the audit entries to append (`audit`, then the
@@ -5408,6 +5426,9 @@ async fn inherit_limit(
     Ok(audits)
 }
 
+/// Sets `key`'s value in a [`rows::NamedValues`] table (`None`: removes it) unless it
+/// is that already: whether it changed. Inside the caller's audited write, which
+/// appends its entry only on a change.
 async fn set_named_value(
     conn: &mut PgConnection,
     t: rows::NamedValues,

@@ -4554,6 +4554,27 @@ impl LedgerTx for SqliteConnection {
         }
         Ok(())
     }
+
+    async fn add_quota_below(
+        &mut self,
+        org: &OrgId,
+        month: &str,
+        n: u64,
+        below: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        let after: Option<i64> = sqlx::query_scalar(
+            "UPDATE quota_usage SET used = used + ?1 WHERE org_id = ?2 AND month = ?3 \
+             AND used + ?1 < ?4 RETURNING used",
+        )
+        .bind(to_i64(n)?)
+        .bind(org.as_str())
+        .bind(month)
+        .bind(to_i64(below)?)
+        .fetch_optional(&mut *self)
+        .await
+        .map_err(db_err)?;
+        Ok(after.map(|u| u64::try_from(u).unwrap_or(0)))
+    }
 }
 
 /// `Conflict(KeyHeldElsewhere)` if the key (`jkt`) is, or was, an agent key of
