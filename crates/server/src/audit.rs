@@ -599,6 +599,18 @@ impl AuditLog {
         start: u64,
         end: u64,
     ) -> Result<Vec<bonafide_store::AuditRow>, AuditLogError> {
+        self.entries_read_by(start, end, true).await
+    }
+
+    /// [`AuditLog::entries`], with the readers of pruned records found only if
+    /// `owners` (a caller who reads every entry, or none, needs no owner: finding
+    /// them reads the store once per agent).
+    pub async fn entries_read_by(
+        &self,
+        start: u64,
+        end: u64,
+        owners: bool,
+    ) -> Result<Vec<bonafide_store::AuditRow>, AuditLogError> {
         let rows = self.store.audit_entries(start, end).await?;
         let complete = rows.first().is_some_and(|r| r.index == start)
             && rows.len() as u64 == end.saturating_sub(start);
@@ -616,7 +628,8 @@ impl AuditLog {
             .ok_or(ArchiveError::NotConfigured { pruned })?;
         let width = u64::from(merkle::TILE_WIDTH);
         let mut out = Vec::with_capacity(usize::try_from(end - start).unwrap_or(0));
-        let mut owners: std::collections::HashMap<String, Option<IssuerId>> =
+        let find_owners = owners;
+        let mut owner_cache: std::collections::HashMap<String, Option<IssuerId>> =
             std::collections::HashMap::new();
         let mut index = start;
         while index < upto {
@@ -640,7 +653,11 @@ impl AuditLog {
                     index: i,
                     leaf_hash: merkle::leaf_hash(entry),
                     entry: entry.to_vec(),
-                    owner: self.owner_of(entry, &mut owners).await?,
+                    owner: if find_owners {
+                        self.owner_of(entry, &mut owner_cache).await?
+                    } else {
+                        None
+                    },
                 });
             }
             index = tile_end;
@@ -656,7 +673,9 @@ impl AuditLog {
     pub async fn find(&self, leaf_hash: &Hash) -> Result<Option<u64>, AuditLogError> {
         let mut pruned = None;
         for candidate in self.store.audit_find_pruned(leaf_hash).await? {
-            let rows = self.entries(candidate, candidate.saturating_add(1)).await?;
+            let rows = self
+                .entries_read_by(candidate, candidate.saturating_add(1), false)
+                .await?;
             if rows
                 .first()
                 .is_some_and(|r| r.index == candidate && r.leaf_hash == *leaf_hash)

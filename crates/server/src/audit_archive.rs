@@ -25,6 +25,8 @@ use bonafide_core::merkle::{self, EntryBundle, Hash, TILE_WIDTH, Tile};
 pub const CACHED_TILES: usize = 64;
 /// Longest an archive read may take (connect and body).
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Archive reads in flight at once.
+const ARCHIVE_READS: usize = 4;
 /// Largest file read from an archive: a full entry bundle of 256 entries of at most
 /// 65,535 bytes each, with their 2-byte lengths.
 const MAX_FILE: usize = 256 * (65_535 + 2);
@@ -153,6 +155,10 @@ enum Source {
 pub struct AuditArchive {
     source: Source,
     cache: Mutex<VecDeque<Arc<ArchivedTile>>>,
+    /// Tile reads in flight at once: anyone may ask for proofs over pruned records, so
+    /// reads (each up to a whole bundle, then hashed) are bounded, and requests for a
+    /// tile being read wait for it and find it cached.
+    reads: tokio::sync::Semaphore,
 }
 
 impl std::fmt::Debug for AuditArchive {
@@ -191,6 +197,7 @@ impl AuditArchive {
         Ok(AuditArchive {
             source,
             cache: Mutex::new(VecDeque::with_capacity(CACHED_TILES)),
+            reads: tokio::sync::Semaphore::new(ARCHIVE_READS),
         })
     }
 
@@ -269,6 +276,15 @@ impl AuditArchive {
         if let Some(tile) = self.cached(n).filter(|t| t.root() == *root) {
             return Ok(tile);
         }
+        let _permit = self
+            .reads
+            .acquire()
+            .await
+            .map_err(|_| ArchiveError::Unavailable("the archive is closed".to_owned()))?;
+        // Read meanwhile by the request this one waited for?
+        if let Some(tile) = self.cached(n).filter(|t| t.root() == *root) {
+            return Ok(tile);
+        }
         let path = EntryBundle::new(n, TILE_WIDTH)
             .map_err(|e| ArchiveError::Unavailable(e.to_string()))?
             .path();
@@ -298,6 +314,11 @@ impl AuditArchive {
         let path = Tile::new(0, n, TILE_WIDTH)
             .map_err(|e| ArchiveError::Unavailable(e.to_string()))?
             .path();
+        let _permit = self
+            .reads
+            .acquire()
+            .await
+            .map_err(|_| ArchiveError::Unavailable("the archive is closed".to_owned()))?;
         self.require(&path).await
     }
 

@@ -497,6 +497,12 @@ fn a_pruned_log_serves_every_read_from_its_export_and_refuses_a_tampered_one() {
         Some(&issuer_key),
     );
     assert_eq!(status, 503, "{body}");
+    // Callers who read no receipt get the one 404, not the archive's error (which
+    // would tell that the receipt exists).
+    for key in [None, Some(admin.as_str())] {
+        let (status, body) = get(&format!("{}/v1/receipts/{receipt_id}", s.url), key);
+        assert_eq!(status, 404, "{body}");
+    }
     refused(
         &prune(&s.url, &admin, &["--through", "512"]),
         "no audit archive is configured",

@@ -501,11 +501,14 @@ fn inherited(
 /// After a key's store call: if it set an inherited limit, this replica applies it
 /// before the secret is answered (nobody holds the key until then); other replicas
 /// within `key_refresh`.
-async fn apply_inherited(state: &AppState, set: &AtomicBool) -> Result<(), ApiError> {
-    if set.load(Ordering::Relaxed) {
-        state.limiter.load_overrides(state.store.as_ref()).await?;
+async fn apply_inherited(state: &AppState, set: &AtomicBool) {
+    // The key is committed: its secret must reach the caller whatever happens here.
+    // A reread that fails leaves the limit to the next periodic one (`key_refresh`).
+    if set.load(Ordering::Relaxed)
+        && let Err(e) = state.limiter.load_overrides(state.store.as_ref()).await
+    {
+        tracing::warn!(error = %e, "inherited rate limit not reread now; the next refresh applies it");
     }
-    Ok(())
 }
 
 /// Creates an API key. The answer holds the key once; the registry keeps only its
@@ -590,7 +593,7 @@ pub async fn create(
         .await
         .map_err(store_conflict)?;
     if let Some((_, set)) = &inheritance {
-        apply_inherited(&state, set).await?;
+        apply_inherited(&state, set).await;
     }
     tracing::info!(%id, kind = record.kind.as_str(), "API key created");
     Ok((
@@ -827,7 +830,7 @@ pub async fn rotate(
             StoreError::NotFound => ApiError::not_found("API key (revoked or expired)"),
             other => store_conflict(other),
         })?;
-    apply_inherited(&state, &set).await?;
+    apply_inherited(&state, &set).await;
     state.forget_api_key(&old.hash);
     tracing::info!(old = %id, new = %new_id, "API key rotated");
     Ok((

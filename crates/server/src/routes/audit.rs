@@ -237,9 +237,15 @@ pub async fn entries(
         Some(end) => end,
         None => q.start.saturating_add(DEFAULT_ENTRIES).min(size),
     };
+    // Whose entries a caller may read depends on their owners only for issuers and
+    // people: admins read all, anonymous callers and receivers none.
+    let owners = matches!(
+        caller,
+        AuditReader::Key(Caller::Issuer(_)) | AuditReader::Person(_)
+    );
     let rows = state
         .audit
-        .entries(q.start, end)
+        .entries_read_by(q.start, end, owners)
         .await
         .map_err(read_error)?;
     Ok(ApiJson(Entries {

@@ -53,16 +53,33 @@ pub struct Pruned {
     pub pruned: u64,
     /// The size of the archive's checkpoint.
     pub archive_size: u64,
+    /// Whether the prune reached what was asked. A call stops starting new chunks
+    /// after about 10 s (so it answers within the request timeout); `false` means ask
+    /// again to go on (`bonafide audit prune` does).
+    pub complete: bool,
 }
 
 fn conflict(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict, message)
 }
 
-/// An archive that cannot be read, or does not match, refuses the prune.
+/// An archive that cannot be read (503: try again) or does not match (409) refuses
+/// the prune.
 fn refused(e: ArchiveError) -> ApiError {
-    conflict(format!("{e}; nothing was pruned"))
+    match e {
+        ArchiveError::Unavailable(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::AuditArchiveUnavailable,
+            format!("{e}; nothing more was pruned"),
+        ),
+        ArchiveError::NotConfigured { .. } | ArchiveError::Mismatch { .. } => {
+            conflict(format!("{e}; nothing more was pruned"))
+        }
+    }
 }
+
+/// How long one prune call goes on starting chunks: well within the request timeout.
+const PRUNE_CALL_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Prunes the audit log below `through`: records whose tiles the archive
 /// (`serve --audit-archive`) holds, checked against the database, are deleted from it
@@ -72,7 +89,8 @@ fn refused(e: ArchiveError) -> ApiError {
     responses((status = 200, body = Pruned),
               (status = 400, description = "`through` not a multiple of 256, or not exactly one of `through` and `exported`"),
               (status = 401), (status = 403),
-              (status = 409, description = "no archive configured; beyond the latest signed checkpoint or the archive's; the archive lacks a tile or differs from the log (what differs is said); nothing was pruned")))]
+              (status = 409, description = "no archive configured; beyond the latest signed checkpoint or the archive's; the archive lacks a tile or differs from the log (what differs is said); nothing more was pruned"),
+              (status = 503, description = "the archive cannot be read now; nothing more was pruned")))]
 pub async fn prune(
     State(state): State<Arc<AppState>>,
     _admin: Admin,
@@ -103,6 +121,7 @@ pub async fn prune(
             through: pruned,
             pruned: 0,
             archive_size,
+            complete: true,
         }));
     }
     let signed = state
@@ -140,7 +159,8 @@ pub async fn prune(
     }
     let mut from = pruned;
     let mut done = 0u64;
-    while from < through {
+    let started = std::time::Instant::now();
+    while from < through && (done == 0 || started.elapsed() < PRUNE_CALL_BUDGET) {
         let to = through.min(from.saturating_add(AUDIT_PRUNE_CHUNK));
         for n in from / width..to / width {
             check_tile(&state, &archive, n).await.map_err(|e| {
@@ -173,12 +193,14 @@ pub async fn prune(
         }
         from = to;
     }
+    let target = through;
     let through = state.audit.refresh_pruned().await?;
     tracing::info!(through, pruned = done, archive = %archive.location(), "audit log pruned");
     Ok(ApiJson(Pruned {
         through,
         pruned: done,
         archive_size,
+        complete: through >= target,
     }))
 }
 
@@ -209,8 +231,9 @@ async fn check_tile(state: &AppState, archive: &AuditArchive, n: u64) -> Result<
     let start = n * width;
     let rows = state.store.audit_entries(start, start + width).await?;
     if rows.len() as u64 != width || rows.first().map(|r| r.index) != Some(start) {
-        return Err(ApiError::internal(format!(
-            "audit records {start}..{} are not all stored",
+        // Another replica pruned them meanwhile.
+        return Err(conflict(format!(
+            "audit records {start}..{} are not all stored any more: another prune ran meanwhile; ask again",
             start + width
         )));
     }
