@@ -18,7 +18,9 @@ use bonafide_core::policy::{
     self, BudgetPeriod, Decimal, Money, Policy, PolicyRequest, ResourceRef, Timestamp,
 };
 use bonafide_core::receipt::ReceiptClaims;
-use bonafide_store::{BudgetCharge, BudgetKey, ConflictKind, Decided, ReceiptRecord, StoreError};
+use bonafide_store::{
+    AuditRecord, BudgetCharge, BudgetKey, ConflictKind, Decided, ReceiptRecord, StoreError,
+};
 
 pub use bonafide_api::verify::{RemainingView, VerifiedAgent, VerifyResponse};
 use bonafide_api::{ErrorCode, ErrorDetail};
@@ -430,9 +432,19 @@ impl Deciding {
     }
 
     /// What the store writes for this decision: run inside its transaction.
-    pub fn decided(&self, spent: Option<Decimal>, audited: bool) -> Result<Decided, StoreError> {
+    /// `unspent`: the audit record already made for this decision with nothing spent
+    /// ([`Deciding::unspent_record`]), used as is when the store reports no spending
+    /// (it is the same entry: everything else it says is fixed before the store runs).
+    pub fn decided(
+        &self,
+        spent: Option<Decimal>,
+        audited: bool,
+        unspent: Option<&AuditRecord>,
+    ) -> Result<Decided, StoreError> {
         let o = self.outcome(spent);
-        let audit = if audited {
+        let audit = if let (true, None, Some(record)) = (audited, spent, unspent) {
+            Some(record.clone())
+        } else if audited {
             let entry = self.audit_entry(&o);
             Some(
                 crate::audit::record(&entry, self.subject().map(|(a, _)| a), None).map_err(
@@ -472,6 +484,19 @@ impl Deciding {
             charge: o.charge,
             answer,
         })
+    }
+}
+
+impl Deciding {
+    /// The audit record of this decision with nothing spent, as [`Deciding::decided`]
+    /// makes it: made before the store's transaction (off the committer's path), and
+    /// so checked to be auditable before anything is asked of the store.
+    pub fn unspent_record(&self) -> Result<AuditRecord, bonafide_core::audit::AuditError> {
+        crate::audit::record(
+            &self.audit_entry(&self.outcome(None)),
+            self.subject().map(|(a, _)| a),
+            None,
+        )
     }
 }
 

@@ -211,19 +211,26 @@ pub(super) async fn record_decision(
             .map_err(|e| ApiError::internal(e.to_string()))?;
         return Ok(json_response(StatusCode::OK, body, false));
     }
+    // Fail here, with a clear 422, rather than inside the store's transaction: the
+    // entry as decided with nothing spent, made once. Without a budget it is the
+    // entry the store writes (handed to `decided`); with one, the real spending can
+    // only add `LIMIT_PER_PERIOD` (known inside the transaction), so size for it.
+    let cannot_audit = |e: bonafide_core::audit::AuditError| {
+        ApiError::invalid(format!(
+            "this request cannot be audited: {e}; send fewer or shorter `scopes_requested`, or a shorter audience, resource or idempotency key"
+        ))
+    };
+    let mut unspent = None;
     if audited {
-        // Fail here, with a clear 422, rather than inside the store's transaction.
-        // The entry as decided with nothing spent; the budget's real spending can
-        // only add `LIMIT_PER_PERIOD` (known inside the transaction), so size for it.
-        let mut probe = deciding.audit_entry(&deciding.outcome(None));
-        if budget.is_some() && !probe.reasons.iter().any(|r| r == LIMIT_PER_PERIOD) {
-            probe.reasons.push(LIMIT_PER_PERIOD.to_owned());
+        if budget.is_none() {
+            unspent = Some(deciding.unspent_record().map_err(cannot_audit)?);
+        } else {
+            let mut probe = deciding.audit_entry(&deciding.outcome(None));
+            if !probe.reasons.iter().any(|r| r == LIMIT_PER_PERIOD) {
+                probe.reasons.push(LIMIT_PER_PERIOD.to_owned());
+            }
+            crate::audit::record(&probe, None, None).map_err(cannot_audit)?;
         }
-        crate::audit::record(&probe, None, None).map_err(|e| {
-            ApiError::invalid(format!(
-                "this request cannot be audited: {e}; send fewer or shorter `scopes_requested`, or a shorter audience, resource or idempotency key"
-            ))
-        })?;
     }
     let deciding = Arc::new(deciding);
     let inner = Arc::clone(&deciding);
@@ -236,7 +243,7 @@ pub(super) async fn record_decision(
         // unwind through the committer (it would stop every later decision).
         decide: Box::new(move |spent| {
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                inner.decided(spent, audited)
+                inner.decided(spent, audited, unspent.as_ref())
             }))
             .unwrap_or_else(|_| {
                 Err(bonafide_store::StoreError::Backend(
