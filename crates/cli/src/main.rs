@@ -1004,9 +1004,17 @@ async fn run(cli: Cli, out: Out) -> Result<ExitCode> {
                     .map_err(explain)?;
                 let pruned = v["pruned"].as_u64().unwrap_or(0);
                 total += pruned;
-                if v["complete"] != json!(false) || pruned == 0 {
+                if v["complete"] != json!(false) {
                     v["pruned"] = json!(total);
                     break v;
+                }
+                if pruned == 0 {
+                    // Stopped short without progress: say so, never a silent success.
+                    bail!(
+                        "the prune stopped at record {} and made no progress ({} records pruned by this command); run `bonafide audit prune` again, and check the server's log if it persists",
+                        v["through"],
+                        total
+                    );
                 }
                 if through.is_none() {
                     // The same target as the first call, even if the archive grew.
