@@ -4,6 +4,10 @@
 //! Full means emptied, not evicted one by one: the caches hold what is cheap to read
 //! again (a policy parse, a store row), so the simplest bound that can never grow
 //! without limit is enough, and a hit is one read lock and a clone of an `Arc`.
+//!
+//! A value read from the store while a write drops its key may predate the write: a
+//! fill is therefore taken with a [`Fill`] before the read and kept only if nothing
+//! was dropped since ([`Bounded::fill`]), so a dropped entry never comes back stale.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -13,18 +17,34 @@ use std::time::{Duration, Instant};
 /// At most `max` entries; with a `ttl`, an entry older than that is a miss.
 #[derive(Debug)]
 pub struct Bounded<K, V> {
-    map: RwLock<HashMap<K, (Instant, V)>>,
+    map: RwLock<Entries<K, V>>,
     max: usize,
     ttl: Option<Duration>,
     /// Hits and misses, for the metrics (counted only once [`Bounded::counted`]).
     counters: Option<crate::metrics::CacheCounters>,
 }
 
+#[derive(Debug)]
+struct Entries<K, V> {
+    map: HashMap<K, (Instant, V)>,
+    /// How many times an entry was dropped ([`Bounded::remove`]): a [`Fill`] taken
+    /// before one is refused.
+    removals: u64,
+}
+
+/// A read from the store about to fill a [`Bounded`], taken before the read.
+#[derive(Debug, Clone, Copy)]
+#[must_use]
+pub struct Fill(u64);
+
 impl<K: Eq + Hash + Clone, V: Clone> Bounded<K, V> {
     /// An empty cache of at most `max` entries, each kept for `ttl` if given.
     pub fn new(max: usize, ttl: Option<Duration>) -> Self {
         Bounded {
-            map: RwLock::new(HashMap::new()),
+            map: RwLock::new(Entries {
+                map: HashMap::new(),
+                removals: 0,
+            }),
             max: max.max(1),
             ttl,
             counters: None,
@@ -57,29 +77,59 @@ impl<K: Eq + Hash + Clone, V: Clone> Bounded<K, V> {
     }
 
     fn lookup(&self, key: &K, accept: impl FnOnce(&V) -> bool) -> Option<V> {
-        let map = self.map.read().unwrap_or_else(PoisonError::into_inner);
-        let (at, value) = map.get(key)?;
+        let entries = self.map.read().unwrap_or_else(PoisonError::into_inner);
+        let (at, value) = entries.map.get(key)?;
         if self.ttl.is_some_and(|ttl| at.elapsed() >= ttl) || !accept(value) {
             return None;
         }
         Some(value.clone())
     }
 
-    /// Keeps `value` for `key` (emptying the cache first if it is full).
+    /// Keeps `value` for `key` (emptying the cache first if it is full), for values
+    /// that never change once written (a parse of the key itself); a value read from
+    /// a store that writes may drop goes in by [`Bounded::fill`].
     pub fn insert(&self, key: K, value: V) {
-        let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
-        if map.len() >= self.max && !map.contains_key(&key) {
-            map.clear();
-        }
-        map.insert(key, (Instant::now(), value));
+        let mut entries = self.map.write().unwrap_or_else(PoisonError::into_inner);
+        Self::put(&mut entries, self.max, key, value);
     }
 
-    /// Drops `key`'s entry.
+    fn put(entries: &mut Entries<K, V>, max: usize, key: K, value: V) {
+        if entries.map.len() >= max && !entries.map.contains_key(&key) {
+            entries.map.clear();
+        }
+        entries.map.insert(key, (Instant::now(), value));
+    }
+
+    /// Taken before reading the store for a value to [`Bounded::fill`] with.
+    pub fn start_fill(&self) -> Fill {
+        Fill(
+            self.map
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .removals,
+        )
+    }
+
+    /// Keeps `value` for `key` if no entry was dropped since `fill` was taken: the
+    /// value may have been read before the write that dropped it committed, and a
+    /// dropped entry must not come back stale. Whether it was kept.
+    pub fn fill(&self, fill: Fill, key: K, value: V) -> bool {
+        let mut entries = self.map.write().unwrap_or_else(PoisonError::into_inner);
+        if entries.removals != fill.0 {
+            return false;
+        }
+        Self::put(&mut entries, self.max, key, value);
+        true
+    }
+
+    /// Drops `key`'s entry, and refuses every fill started before.
+    ///
+    /// INVARIANT: a write that changes what a key's entry would hold calls this after
+    /// it commits and before it answers.
     pub fn remove(&self, key: &K) {
-        self.map
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(key);
+        let mut entries = self.map.write().unwrap_or_else(PoisonError::into_inner);
+        entries.removals = entries.removals.wrapping_add(1);
+        entries.map.remove(key);
     }
 
     /// Entries held now.
@@ -87,6 +137,7 @@ impl<K: Eq + Hash + Clone, V: Clone> Bounded<K, V> {
         self.map
             .read()
             .unwrap_or_else(PoisonError::into_inner)
+            .map
             .len()
     }
 
@@ -135,5 +186,26 @@ mod tests {
         assert_eq!(c.get_if(&"k", |v| *v == 1), Some(1));
         c.remove(&"k");
         assert!(c.is_empty());
+    }
+
+    #[test]
+    fn a_fill_started_before_a_removal_is_refused() {
+        let c = Bounded::new(8, None);
+        // Read before the write that drops the key: the value may be stale.
+        let before = c.start_fill();
+        c.remove(&"k");
+        assert!(!c.fill(before, "k", "stale"));
+        assert_eq!(c.get(&"k"), None);
+        // A removal of another key refuses it too (one counter for the cache).
+        let before = c.start_fill();
+        c.remove(&"other");
+        assert!(!c.fill(before, "k", "stale"));
+        // Read after the removal: kept.
+        let after = c.start_fill();
+        assert!(c.fill(after, "k", "fresh"));
+        assert_eq!(c.get(&"k"), Some("fresh"));
+        // A fill that went in before the removal is dropped by it.
+        c.remove(&"k");
+        assert_eq!(c.get(&"k"), None);
     }
 }

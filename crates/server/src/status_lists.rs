@@ -45,6 +45,7 @@ use bonafide_core::sealed::Kek;
 use bonafide_core::status_list::{
     self, Bits, LogPosition, Status, StatusClaim, StatusList, StatusListClaims, StatusRef,
 };
+use bonafide_core::token::TokenError;
 use bonafide_store::{
     AncestorKey, Change as FeedChange, ChangePosition, EntryCursor, ListShape, PrivateKeySlot,
     PublishedStatusList, ReceiptKeyRecord, StatusEntry, StatusEntryRow, StatusSubject, Store,
@@ -672,8 +673,14 @@ fn status_of(
     }
     for key in &row.entry.keys {
         let keys = agent_keys.get(&key.agent).map_or(&[][..], |k| &k[..]);
-        if verdict::key_standing(&snapshot.issuer_keys, keys, key, now_ms).is_some() {
-            return Status::Invalid;
+        match verdict::key_standing(&snapshot.issuer_keys, keys, key, now_ms) {
+            None => {}
+            // A key not registered (yet): agent keys are never deleted, so this is a
+            // registration whose token's entry was allocated before its agent and
+            // key committed (or one that failed, whose token nobody holds). Not
+            // revoked: the key's `AgentKeysChanged` reads the entry again.
+            Some(TokenError::Claims(_)) => {}
+            Some(_) => return Status::Invalid,
         }
         if let Some(jkt) = &key.jkt
             && let Some(entry) = keys.iter().find(|k| k.record.jkt == *jkt)

@@ -479,6 +479,11 @@ pub(crate) async fn register_agent_as(
         .store
         .create_agent(&agent, &record, key_record.as_ref(), &audit)
         .await?;
+    if key_record.is_some() {
+        // Its token's status entry was allocated before this commit: the status
+        // publisher may have read the agent's keys meanwhile and found none.
+        state.forget_agent_keys(&agent.id);
+    }
     tracing::info!(issuer_id = %issuer.id, agent_id = %agent.id, jti = %record.jti, "agent registered");
     Ok(Registered {
         issuer,

@@ -65,8 +65,11 @@ impl AppState {
         if let Some(keys) = self.agent_keys.get(agent) {
             return Ok(keys);
         }
+        // Kept only if no key write dropped an entry meanwhile: read before a
+        // registration or rotation committed, it would hide the new key.
+        let fill = self.agent_keys.start_fill();
         let keys = load_agent_keys(self.store.agent_keys(agent).await?);
-        self.agent_keys.insert(agent.clone(), Arc::clone(&keys));
+        self.agent_keys.fill(fill, agent.clone(), Arc::clone(&keys));
         Ok(keys)
     }
 
@@ -79,12 +82,13 @@ impl AppState {
         if let Some(list) = self.receiver_audiences.get(receiver) {
             return Ok(Some(list));
         }
+        let fill = self.receiver_audiences.start_fill();
         let Some(record) = self.store.receiver(receiver).await? else {
             return Ok(None);
         };
         let list: Arc<[String]> = record.audiences.into();
         self.receiver_audiences
-            .insert(receiver.clone(), Arc::clone(&list));
+            .fill(fill, receiver.clone(), Arc::clone(&list));
         Ok(Some(list))
     }
 
@@ -97,17 +101,14 @@ impl AppState {
         if let Some(record) = self.api_keys.get(hash) {
             return Ok(Some(record));
         }
-        let before = *self.api_key_epoch();
+        // Cached only if no revocation was applied while the store was read: the
+        // record read may predate it, and a revoked key must never come back.
+        let fill = self.api_keys.start_fill();
         let Some(record) = self.store.api_key(hash).await? else {
             return Ok(None);
         };
         let record = Arc::new(record);
-        // Cached only if no revocation was applied while the store was read: the
-        // record read may predate it, and a revoked key must never come back.
-        let epoch = self.api_key_epoch();
-        if *epoch == before {
-            self.api_keys.insert(*hash, Arc::clone(&record));
-        }
+        self.api_keys.fill(fill, *hash, Arc::clone(&record));
         Ok(Some(record))
     }
 
@@ -117,8 +118,6 @@ impl AppState {
     /// INVARIANT: call after the revocation commits and before answering, and for
     /// every `ApiKeyRevoked` the change feed brings.
     pub fn forget_api_key(&self, hash: &ApiKeyHash) {
-        let mut epoch = self.api_key_epoch();
-        *epoch = epoch.wrapping_add(1);
         self.api_keys.remove(hash);
     }
 
@@ -155,13 +154,6 @@ impl AppState {
         });
     }
 
-    fn api_key_epoch(&self) -> std::sync::MutexGuard<'_, u64> {
-        // The guarded value is a counter: a panic elsewhere cannot leave it torn.
-        self.api_key_epoch
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
     /// Drops the cached audiences of a receiver.
     ///
     /// INVARIANT: call after a local change commits and before answering.
@@ -169,10 +161,12 @@ impl AppState {
         self.receiver_audiences.remove(receiver);
     }
 
-    /// Drops the cached keys of an agent.
+    /// Drops the cached keys of an agent, and refuses every fill of the cache read
+    /// before (it may predate the change).
     ///
-    /// INVARIANT: call after a local rotation commits and before answering, so the
-    /// next verify in this process reads the new key set.
+    /// INVARIANT: call after a local key change (a registration with a key, a
+    /// rotation) commits and before answering, so the next verify in this process
+    /// reads the new key set.
     pub fn forget_agent_keys(&self, agent: &AgentId) {
         self.agent_keys.remove(agent);
     }

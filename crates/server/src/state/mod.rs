@@ -70,7 +70,8 @@ pub struct AppState {
     agents: Bounded<AgentId, Arc<Agent>>,
     /// Agents' own keys by agent, each entry read from the store at most
     /// [`Config::key_refresh`] ago (rotations by another process arrive within that);
-    /// a local rotation drops its agent's entry after the commit.
+    /// a local registration or rotation drops its agent's entry after the commit, and
+    /// with it any fill read before ([`Bounded::fill`]).
     agent_keys: Bounded<AgentId, Arc<[AgentKeyEntry]>>,
     /// Delegated tokens' chains by `jti` (see [`crate::delegation`]).
     pub delegations: Bounded<TokenId, Arc<crate::delegation::Chain>>,
@@ -78,10 +79,9 @@ pub struct AppState {
     /// its receiver's entry after the commit.
     receiver_audiences: Bounded<ReceiverId, Arc<[String]>>,
     /// API keys by hash, until revoked: every authenticated request looks its key
-    /// up. Revocations (local, or from the change feed) drop the entry under
-    /// `api_key_epoch`, which a lookup checks before caching what it read.
+    /// up. Revocations (local, or from the change feed) drop the entry, which also
+    /// refuses any lookup's fill read before ([`Bounded::fill`]).
     api_keys: Bounded<bonafide_core::apikey::ApiKeyHash, Arc<bonafide_store::ApiKeyRecord>>,
-    api_key_epoch: std::sync::Mutex<u64>,
     /// When this process last wrote each key's `last_used_at` ([`AppState::note_key_use`]).
     key_uses: std::sync::Mutex<std::collections::HashMap<bonafide_core::apikey::ApiKeyHash, i64>>,
     /// What `/metrics` serves.
@@ -262,7 +262,6 @@ impl AppState {
             unverifiable_tokens: std::sync::atomic::AtomicU64::new(0),
             api_keys: Bounded::new(MAX_CACHED_AGENTS, None)
                 .counted(metrics.cache_counters("api_keys")),
-            api_key_epoch: std::sync::Mutex::new(0),
             key_uses: std::sync::Mutex::new(std::collections::HashMap::new()),
             delegations: Bounded::new(MAX_CACHED_DELEGATIONS, None)
                 .counted(metrics.cache_counters("delegations")),

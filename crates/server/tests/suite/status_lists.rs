@@ -1339,3 +1339,63 @@ async fn a_closed_list_whose_tokens_all_expired_is_retired() {
     let (st, _) = get(first.clone()).await;
     assert_eq!(st, StatusCode::NOT_FOUND, "published again after retiring");
 }
+
+/// A registration allocates its token's slot before its agent and key commit: a
+/// publisher round that reads the slot in between finds no such key, and must not
+/// publish the token as revoked (it did, until the key's commit read it again).
+#[tokio::test]
+async fn a_slot_read_before_its_agents_key_commits_is_not_published_revoked() {
+    use bonafide_core::ids::{AgentId, IssuerId, TokenId};
+    use bonafide_server::status_lists::{DependsOn, entry_of};
+    let h = start_with_config(Config::default()).await;
+    let key = h.issuer("lists.example").await;
+    let (revoked_agent, revoked_token) = agent(&h, &key, "Revoked").await;
+    let (uri, revoked_idx) = slot(&revoked_token);
+    until_status(&h, &uri, revoked_idx, Status::Valid).await;
+
+    // The slot of a token bound to a key of an agent not committed yet.
+    let pending = AgentId::from_random(common::rand20()[..16].try_into().unwrap());
+    let jti = TokenId::from_random(common::rand20()[..16].try_into().unwrap());
+    let entry = entry_of(
+        &jti,
+        &pending,
+        &IssuerId::from_random([9; 16]),
+        now_s() + 3600,
+        DependsOn {
+            keys: vec![bonafide_store::AncestorKey {
+                agent: pending.clone(),
+                issuer_kid: None,
+                jkt: Some("not-registered-yet".into()),
+                policy_revocation: None,
+            }],
+            ..Default::default()
+        },
+    );
+    let claim = h
+        .state
+        .status_lists
+        .allocate(&h.state, &entry)
+        .await
+        .unwrap();
+    let pending_ref = claim.status_list.expect("in a status list");
+    assert_eq!(pending_ref.uri, uri, "one list is shared");
+
+    // A revocation allocated after it: a round that publishes the revocation has
+    // read the pending slot too.
+    let (st, v) = h
+        .call(
+            "POST",
+            &format!("/v1/agents/{revoked_agent}/revoke"),
+            Some(&key),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    until_status(&h, &uri, revoked_idx, Status::Invalid).await;
+    let (_, list, _) = fetch(&h, &uri).await;
+    assert_eq!(
+        list.get(pending_ref.idx).unwrap(),
+        Status::Valid,
+        "a token whose key is not committed yet is not revoked"
+    );
+}
