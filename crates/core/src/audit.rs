@@ -344,13 +344,128 @@ impl AuditEntry {
     }
 
     /// The RFC 8785 canonical JSON bytes: what is stored and hashed.
+    ///
+    /// Written directly, members in their sorted order, rather than through a
+    /// canonicalizer that sorts every object through a map: every verify decision
+    /// makes one. `tests::the_direct_writer_is_rfc_8785` holds it to the general
+    /// canonicalizer, which still writes a `time_ms` beyond 2^53 (an ECMAScript
+    /// number's exact range, where JCS formatting differs from the integer's digits).
     pub fn to_canonical(&self) -> Result<Vec<u8>, AuditError> {
-        let bytes = serde_json_canonicalizer::to_vec(self)
-            .map_err(|e| AuditError::Encode(e.to_string()))?;
+        const EXACT: i64 = 1 << 53;
+        let bytes = if (-EXACT..=EXACT).contains(&self.time_ms) {
+            self.write_canonical()
+        } else {
+            serde_json_canonicalizer::to_vec(self).map_err(|e| AuditError::Encode(e.to_string()))?
+        };
         if bytes.len() > MAX_ENTRY_BYTES {
             return Err(AuditError::TooLarge(bytes.len()));
         }
         Ok(bytes)
+    }
+
+    /// The canonical bytes, members in RFC 8785 order (byte order of their names, all
+    /// ASCII): `actor`, `agent`, `amount`, `decision`, `issuer`, `jti`, `kid`,
+    /// `list_sha256`, `note`, `org`, `person`, `policy_hash`, `reasons`, `receipt`,
+    /// `request_id`, `request_sha256`, `scopes`, `target`, `time_ms`, `token_sha256`,
+    /// `type`, `v`; absent options and empty lists left out, as serde does.
+    fn write_canonical(&self) -> Vec<u8> {
+        // Every member named: a member added to the struct must be added here too.
+        let AuditEntry {
+            v,
+            event,
+            time_ms,
+            actor,
+            agent,
+            issuer,
+            token_sha256,
+            jti,
+            kid,
+            decision,
+            reasons,
+            scopes,
+            target,
+            note,
+            request_id,
+            receipt,
+            request_sha256,
+            policy_hash,
+            amount,
+            list_sha256,
+            org,
+            person,
+        } = self;
+        let mut out = Vec::with_capacity(384);
+        out.push(b'{');
+        out.extend_from_slice(b"\"actor\":{");
+        let (kind, id) = match actor {
+            Actor::Admin => ("admin", None),
+            Actor::Issuer { id } => ("issuer", Some(id)),
+            Actor::Receiver { id } => ("receiver", Some(id)),
+            Actor::Registry => ("registry", None),
+            Actor::Anonymous => ("anonymous", None),
+            Actor::Person { id } => ("person", Some(id)),
+        };
+        if let Some(id) = id {
+            out.extend_from_slice(b"\"id\":");
+            json_string(&mut out, id);
+            out.push(b',');
+        }
+        out.extend_from_slice(b"\"kind\":");
+        json_string(&mut out, kind);
+        out.push(b'}');
+        let text = |out: &mut Vec<u8>, name: &str, value: &Option<String>| {
+            if let Some(v) = value {
+                member(out, name);
+                json_string(out, v);
+            }
+        };
+        let list = |out: &mut Vec<u8>, name: &str, values: &[String]| {
+            if let Some((first, rest)) = values.split_first() {
+                member(out, name);
+                out.push(b'[');
+                json_string(out, first);
+                for v in rest {
+                    out.push(b',');
+                    json_string(out, v);
+                }
+                out.push(b']');
+            }
+        };
+        text(&mut out, "agent", agent);
+        text(&mut out, "amount", amount);
+        if let Some(d) = decision {
+            member(&mut out, "decision");
+            json_string(
+                &mut out,
+                match d {
+                    Decision::Allow => "allow",
+                    Decision::Deny => "deny",
+                },
+            );
+        }
+        text(&mut out, "issuer", issuer);
+        text(&mut out, "jti", jti);
+        text(&mut out, "kid", kid);
+        text(&mut out, "list_sha256", list_sha256);
+        text(&mut out, "note", note);
+        text(&mut out, "org", org);
+        text(&mut out, "person", person);
+        text(&mut out, "policy_hash", policy_hash);
+        list(&mut out, "reasons", reasons);
+        text(&mut out, "receipt", receipt);
+        text(&mut out, "request_id", request_id);
+        text(&mut out, "request_sha256", request_sha256);
+        list(&mut out, "scopes", scopes);
+        text(&mut out, "target", target);
+        member(&mut out, "time_ms");
+        out.extend_from_slice(time_ms.to_string().as_bytes());
+        text(&mut out, "token_sha256", token_sha256);
+        member(&mut out, "type");
+        json_string(&mut out, event.as_str());
+        member(&mut out, "v");
+        out.extend_from_slice(v.to_string().as_bytes());
+        out.push(b'}');
+        out
     }
 
     /// Parses stored entry bytes and checks they are canonical (so that
@@ -374,6 +489,47 @@ impl AuditEntry {
         }
         Ok(entry)
     }
+}
+
+/// `,"name":` (every member but the first, `actor`, follows another).
+fn member(out: &mut Vec<u8>, name: &str) {
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":");
+}
+
+/// A JSON string as RFC 8785 §3.2.2.2 writes it (ECMAScript `JSON.stringify`): `"` and
+/// `\\` escaped, the five control characters with a short form by it, the other
+/// controls below U+0020 as `\u00xx` in lowercase hex, everything else as is.
+fn json_string(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let short: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(bytes.get(start..i).unwrap_or_default());
+        if short.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX.get(usize::from(b >> 4)).copied().unwrap_or(b'0'));
+            out.push(HEX.get(usize::from(b & 0xf)).copied().unwrap_or(b'0'));
+        } else {
+            out.extend_from_slice(short);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(bytes.get(start..).unwrap_or_default());
+    out.push(b'"');
 }
 
 /// The leaf hash of canonical entry bytes (re-exported here for the reader's sake).
@@ -403,6 +559,112 @@ mod tests {
         e.scopes = vec!["read:data".into(), "write:ä".into()];
         e.target = Some("https://api.example".into());
         e
+    }
+
+    fn any_entry() -> impl proptest::strategy::Strategy<Value = AuditEntry> {
+        use proptest::prelude::*;
+        // Text with quotes, backslashes, every control character, DEL, U+2028 and
+        // characters beyond the BMP: what JSON escaping treats differently.
+        let text = || {
+            proptest::collection::vec(
+                prop_oneof![
+                    0u32..0x80,
+                    Just(0x2028u32),
+                    Just(0x7fu32),
+                    0x80u32..0x800,
+                    0x1_0000u32..0x1_0400
+                ],
+                0..12,
+            )
+            .prop_map(|cs| {
+                cs.into_iter()
+                    .filter_map(char::from_u32)
+                    .collect::<String>()
+            })
+        };
+        let opt = move || proptest::option::of(text());
+        let actor = prop_oneof![
+            Just(Actor::Admin),
+            Just(Actor::Registry),
+            Just(Actor::Anonymous),
+            text().prop_map(|id| Actor::Issuer { id }),
+            text().prop_map(|id| Actor::Receiver { id }),
+            text().prop_map(|id| Actor::Person { id }),
+        ];
+        let events = [
+            EventType::Verify,
+            EventType::AgentRegistered,
+            EventType::QuotaWarning,
+        ];
+        (
+            (
+                actor,
+                0..events.len(),
+                -(1i64 << 53)..=(1i64 << 53),
+                any::<u8>(),
+            ),
+            (opt(), opt(), opt(), opt(), opt(), opt(), opt()),
+            (opt(), opt(), opt(), opt(), opt(), opt(), opt(), opt()),
+            (
+                proptest::option::of(any::<bool>()),
+                proptest::collection::vec(text(), 0..3),
+                proptest::collection::vec(text(), 0..3),
+            ),
+        )
+            .prop_map(
+                move |((actor, ev, time_ms, v), a, b, (decision, reasons, scopes))| {
+                    let mut e = AuditEntry::new(events[ev], time_ms, actor);
+                    e.v = v;
+                    (
+                        e.agent,
+                        e.issuer,
+                        e.token_sha256,
+                        e.jti,
+                        e.kid,
+                        e.target,
+                        e.note,
+                    ) = a;
+                    (
+                        e.request_id,
+                        e.receipt,
+                        e.request_sha256,
+                        e.policy_hash,
+                        e.amount,
+                        e.list_sha256,
+                        e.org,
+                        e.person,
+                    ) = b;
+                    e.decision = decision.map(|d| if d { Decision::Allow } else { Decision::Deny });
+                    e.reasons = reasons;
+                    e.scopes = scopes;
+                    e
+                },
+            )
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        /// The direct writer's bytes are the general RFC 8785 canonicalizer's, byte
+        /// for byte, for any content.
+        #[test]
+        fn the_direct_writer_is_rfc_8785(e in any_entry()) {
+            let general = serde_json_canonicalizer::to_vec(&e).unwrap();
+            let direct = e.write_canonical();
+            proptest::prop_assert_eq!(
+                String::from_utf8_lossy(&direct),
+                String::from_utf8_lossy(&general)
+            );
+            proptest::prop_assert_eq!(e.to_canonical().unwrap(), general);
+        }
+    }
+
+    #[test]
+    fn a_time_beyond_the_exact_range_is_written_as_jcs_writes_it() {
+        let e = AuditEntry::new(EventType::Verify, i64::MAX, Actor::Admin);
+        assert_eq!(
+            e.to_canonical().unwrap(),
+            serde_json_canonicalizer::to_vec(&e).unwrap()
+        );
     }
 
     #[test]

@@ -76,6 +76,10 @@ pub const DICTIONARY: [&str; 28] = [
     "\",\"jti\":\"",
 ];
 
+/// Every first byte of a [`DICTIONARY`] word: a position starting with another byte
+/// is not looked up (`tests::dictionary_first_bytes_are_complete`).
+const DICTIONARY_FIRST_BYTES: [u8; 5] = [b'{', b'"', b',', b'a', b'r'];
+
 const HEX: &[u8; 16] = b"0123456789abcdef";
 const BASE32: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
 
@@ -127,19 +131,20 @@ fn run(rest: &[u8], n: usize, ok: fn(u8) -> Option<u8>) -> Option<&[u8]> {
 
 /// The decimal run at the start of `rest` worth coding: its length and value.
 fn decimal(rest: &[u8]) -> Option<(usize, u64)> {
-    let digits: Vec<u8> = rest
+    // Tried at every position not coded otherwise: no allocation.
+    let len = rest
         .iter()
         .take(19)
         .take_while(|b| b.is_ascii_digit())
-        .copied()
-        .collect();
-    if digits.len() < 4 || digits.first() == Some(&b'0') {
+        .count();
+    let digits = rest.get(..len)?;
+    if len < 4 || digits.first() == Some(&b'0') {
         return None;
     }
     let value = digits.iter().try_fold(0u64, |v, &d| {
         v.checked_mul(10)?.checked_add(u64::from(d - b'0'))
     })?;
-    Some((digits.len(), value))
+    Some((len, value))
 }
 
 /// The stored form of `entry`: packed, unless it holds a byte below 0x20 (then it is
@@ -176,7 +181,7 @@ pub fn pack(entry: &[u8]) -> Cow<'_, [u8]> {
                 out.push(low | 0x80);
             }
             len
-        } else {
+        } else if DICTIONARY_FIRST_BYTES.contains(&first) {
             for (code, word) in (FIRST_WORD..).zip(DICTIONARY) {
                 if let Some(after) = rest.strip_prefix(word.as_bytes()) {
                     out.push(code);
@@ -184,6 +189,9 @@ pub fn pack(entry: &[u8]) -> Cow<'_, [u8]> {
                     continue 'next;
                 }
             }
+            out.push(first);
+            1
+        } else {
             out.push(first);
             1
         };
@@ -273,6 +281,18 @@ pub fn unpack(stored: &[u8]) -> Result<Cow<'_, [u8]>, AuditError> {
 mod tests {
     use super::*;
     use crate::audit::{Actor, AuditEntry, Decision, EventType};
+
+    #[test]
+    fn dictionary_first_bytes_are_complete() {
+        for word in DICTIONARY {
+            assert!(
+                word.bytes()
+                    .next()
+                    .is_some_and(|b| DICTIONARY_FIRST_BYTES.contains(&b)),
+                "{word}"
+            );
+        }
+    }
 
     fn verify_entry(actor: Actor, decision: Decision) -> Vec<u8> {
         let mut e = AuditEntry::new(EventType::Verify, 1_764_950_400_123, actor);
