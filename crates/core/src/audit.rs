@@ -395,8 +395,7 @@ impl AuditEntry {
             person,
         } = self;
         let mut out = Vec::with_capacity(384);
-        out.push(b'{');
-        out.extend_from_slice(b"\"actor\":{");
+        let mut o = crate::jcs::Object::open(&mut out);
         let (kind, id) = match actor {
             Actor::Admin => ("admin", None),
             Actor::Issuer { id } => ("issuer", Some(id)),
@@ -405,66 +404,39 @@ impl AuditEntry {
             Actor::Anonymous => ("anonymous", None),
             Actor::Person { id } => ("person", Some(id)),
         };
-        if let Some(id) = id {
-            out.extend_from_slice(b"\"id\":");
-            json_string(&mut out, id);
-            out.push(b',');
-        }
-        out.extend_from_slice(b"\"kind\":");
-        json_string(&mut out, kind);
-        out.push(b'}');
-        let text = |out: &mut Vec<u8>, name: &str, value: &Option<String>| {
-            if let Some(v) = value {
-                member(out, name);
-                json_string(out, v);
-            }
-        };
-        let list = |out: &mut Vec<u8>, name: &str, values: &[String]| {
-            if let Some((first, rest)) = values.split_first() {
-                member(out, name);
-                out.push(b'[');
-                json_string(out, first);
-                for v in rest {
-                    out.push(b',');
-                    json_string(out, v);
-                }
-                out.push(b']');
-            }
-        };
-        text(&mut out, "agent", agent);
-        text(&mut out, "amount", amount);
-        if let Some(d) = decision {
-            member(&mut out, "decision");
-            json_string(
-                &mut out,
-                match d {
-                    Decision::Allow => "allow",
-                    Decision::Deny => "deny",
-                },
-            );
-        }
-        text(&mut out, "issuer", issuer);
-        text(&mut out, "jti", jti);
-        text(&mut out, "kid", kid);
-        text(&mut out, "list_sha256", list_sha256);
-        text(&mut out, "note", note);
-        text(&mut out, "org", org);
-        text(&mut out, "person", person);
-        text(&mut out, "policy_hash", policy_hash);
-        list(&mut out, "reasons", reasons);
-        text(&mut out, "receipt", receipt);
-        text(&mut out, "request_id", request_id);
-        text(&mut out, "request_sha256", request_sha256);
-        list(&mut out, "scopes", scopes);
-        text(&mut out, "target", target);
-        member(&mut out, "time_ms");
-        out.extend_from_slice(time_ms.to_string().as_bytes());
-        text(&mut out, "token_sha256", token_sha256);
-        member(&mut out, "type");
-        json_string(&mut out, event.as_str());
-        member(&mut out, "v");
-        out.extend_from_slice(v.to_string().as_bytes());
-        out.push(b'}');
+        let mut a = crate::jcs::Object::open(o.member("actor"));
+        a.opt_string("id", id.map(String::as_str));
+        a.string("kind", kind);
+        a.close();
+        o.opt_string("agent", agent.as_deref());
+        o.opt_string("amount", amount.as_deref());
+        o.opt_string(
+            "decision",
+            decision.map(|d| match d {
+                Decision::Allow => "allow",
+                Decision::Deny => "deny",
+            }),
+        );
+        o.opt_string("issuer", issuer.as_deref());
+        o.opt_string("jti", jti.as_deref());
+        o.opt_string("kid", kid.as_deref());
+        o.opt_string("list_sha256", list_sha256.as_deref());
+        o.opt_string("note", note.as_deref());
+        o.opt_string("org", org.as_deref());
+        o.opt_string("person", person.as_deref());
+        o.opt_string("policy_hash", policy_hash.as_deref());
+        o.strings("reasons", reasons.iter().map(String::as_str));
+        o.opt_string("receipt", receipt.as_deref());
+        o.opt_string("request_id", request_id.as_deref());
+        o.opt_string("request_sha256", request_sha256.as_deref());
+        o.strings("scopes", scopes.iter().map(String::as_str));
+        o.opt_string("target", target.as_deref());
+        o.member("time_ms")
+            .extend_from_slice(time_ms.to_string().as_bytes());
+        o.opt_string("token_sha256", token_sha256.as_deref());
+        o.string("type", event.as_str());
+        o.member("v").extend_from_slice(v.to_string().as_bytes());
+        o.close();
         out
     }
 
@@ -489,47 +461,6 @@ impl AuditEntry {
         }
         Ok(entry)
     }
-}
-
-/// `,"name":` (every member but the first, `actor`, follows another).
-fn member(out: &mut Vec<u8>, name: &str) {
-    out.extend_from_slice(b",\"");
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b"\":");
-}
-
-/// A JSON string as RFC 8785 §3.2.2.2 writes it (ECMAScript `JSON.stringify`): `"` and
-/// `\\` escaped, the five control characters with a short form by it, the other
-/// controls below U+0020 as `\u00xx` in lowercase hex, everything else as is.
-fn json_string(out: &mut Vec<u8>, s: &str) {
-    out.push(b'"');
-    let bytes = s.as_bytes();
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let short: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x08 => b"\\b",
-            0x0c => b"\\f",
-            0..=0x1f => b"",
-            _ => continue,
-        };
-        out.extend_from_slice(bytes.get(start..i).unwrap_or_default());
-        if short.is_empty() {
-            const HEX: &[u8; 16] = b"0123456789abcdef";
-            out.extend_from_slice(b"\\u00");
-            out.push(HEX.get(usize::from(b >> 4)).copied().unwrap_or(b'0'));
-            out.push(HEX.get(usize::from(b & 0xf)).copied().unwrap_or(b'0'));
-        } else {
-            out.extend_from_slice(short);
-        }
-        start = i + 1;
-    }
-    out.extend_from_slice(bytes.get(start..).unwrap_or_default());
-    out.push(b'"');
 }
 
 /// The leaf hash of canonical entry bytes (re-exported here for the reader's sake).

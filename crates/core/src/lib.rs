@@ -25,6 +25,7 @@ pub mod domain_proof;
 pub mod dpop;
 pub mod httpsig;
 pub mod ids;
+mod jcs;
 pub mod json;
 pub mod jws;
 pub mod key_proof;

@@ -114,15 +114,32 @@ impl RequestFacts {
     /// ```text
     /// {"action":"payments.send","amount":"10.00","audience":"https://api.shop.example","currency":"USD","resource":{"id":"airbnb","type":"merchant"},"scopes_requested":["payments:write","read:account"]}
     /// ```
-    #[expect(
-        clippy::expect_used,
-        reason = "the canonicaliser fails only on non-finite numbers, raw values and duplicate names; this object holds strings under distinct fixed names"
-    )]
     pub fn canonical(&self) -> Vec<u8> {
-        // INVARIANT: `to_value` builds an object of strings (and an array of strings)
-        // under fixed, distinct names, which RFC 8785 canonicalisation cannot refuse.
-        serde_json_canonicalizer::to_vec(&self.to_value())
-            .expect("an object of strings always canonicalises")
+        // Written directly, members in RFC 8785 order (`crate::jcs`); held to the
+        // general canonicalizer of `to_value` by `tests::the_direct_writer_is_rfc_8785`.
+        let mut out = Vec::with_capacity(128);
+        let mut o = crate::jcs::Object::open(&mut out);
+        o.opt_string("action", self.action.as_deref());
+        if let Some(m) = &self.money {
+            o.string("amount", &amount_text(m));
+        }
+        o.opt_string("audience", self.audience.as_deref());
+        if let Some(m) = &self.money {
+            o.string("currency", m.currency.code());
+        }
+        o.opt_string("idempotency_key", self.idempotency_key.as_deref());
+        if let Some((kind, id)) = &self.resource {
+            let mut r = crate::jcs::Object::open(o.member("resource"));
+            r.string("id", id);
+            r.string("type", kind);
+            r.close();
+        }
+        let mut scopes: Vec<&str> = self.scopes_requested.iter().map(String::as_str).collect();
+        scopes.sort_unstable();
+        scopes.dedup();
+        o.strings("scopes_requested", scopes);
+        o.close();
+        out
     }
 
     /// Lowercase hex SHA-256 of [`RequestFacts::canonical`]: the `request_sha256` of
@@ -131,6 +148,9 @@ impl RequestFacts {
         crate::hex(&crate::sha256(&self.canonical()))
     }
 
+    /// The facts as a JSON value, for the general canonicalizer the direct writer is
+    /// tested against.
+    #[cfg(test)]
     fn to_value(&self) -> Value {
         let mut out = Map::new();
         let mut put = |name: &str, value: Value| {
@@ -708,6 +728,39 @@ mod tests {
                 currency: Currency::USD,
             }),
             ..RequestFacts::default()
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1000))]
+        /// The direct writer's bytes are the general RFC 8785 canonicalizer's.
+        #[test]
+        fn the_direct_writer_is_rfc_8785(
+            action in proptest::option::of("(?s).{0,12}"),
+            resource in proptest::option::of(("(?s).{0,8}", "(?s).{0,8}")),
+            money in proptest::option::of((-100_000i64..100_000, 0u32..5, 0usize..3)),
+            audience in proptest::option::of("(?s).{0,12}"),
+            scopes_requested in proptest::collection::vec("[a-z:é\"\\\n]{0,6}", 0..4),
+            idempotency_key in proptest::option::of("(?s).{0,12}"),
+        ) {
+            let currencies = [Currency::USD, Currency::JPY, Currency::EUR];
+            let facts = RequestFacts {
+                action,
+                resource,
+                money: money.map(|(n, scale, c)| Money {
+                    amount: Decimal::new(n, scale),
+                    currency: currencies[c],
+                }),
+                audience,
+                scopes_requested,
+                idempotency_key,
+            };
+            let general = serde_json_canonicalizer::to_vec(&facts.to_value()).unwrap();
+            let direct = facts.canonical();
+            proptest::prop_assert_eq!(
+                String::from_utf8_lossy(&direct),
+                String::from_utf8_lossy(&general)
+            );
         }
     }
 
