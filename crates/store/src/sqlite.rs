@@ -76,9 +76,11 @@ const READERS: u32 = 4;
 const MAX_PAGE: u32 = 1000;
 /// Audit rows per multi-row `INSERT` (7 bound values each, well under SQLite's limit).
 const AUDIT_ROWS_PER_INSERT: usize = 256;
-/// Prepared statements the writer keeps: every row count of the batch inserts, for
-/// the few tables a verify batch writes, and the rest (a few MB at most).
-const WRITER_STATEMENTS: usize = 1024;
+/// Prepared statements the writer keeps. Batch statements are written for row counts
+/// rounded up to a power of two ([`push_padded_values`], [`pad_in_list`]): at most ten
+/// texts per statement, all of which stay prepared (~2 MB for the largest ones);
+/// sqlx's default of 100 prepared a batch's statements again and again.
+const WRITER_STATEMENTS: usize = 256;
 /// Bound values per `IN (…)` list when reading stored hashes or ranges.
 const MAX_IN_LIST: usize = 512;
 /// Idempotency records deleted per purge transaction.
@@ -260,10 +262,9 @@ impl SqliteStore {
                 options
                     .clone()
                     .journal_mode(SqliteJournalMode::Wal)
-                    // Every batch's multi-row INSERTs have a text per row count (up to
-                    // AUDIT_ROWS_PER_INSERT): with the default 100 statements they
-                    // were prepared again batch after batch (a tenth of the writer
-                    // thread's time under verify load).
+                    // Its batch statements stay prepared (see WRITER_STATEMENTS):
+                    // re-preparing them was a tenth of the writer thread's time
+                    // under verify load.
                     .statement_cache_capacity(WRITER_STATEMENTS),
             )
             .await
@@ -4394,6 +4395,7 @@ impl LedgerTx for SqliteConnection {
                     .push_bind_unseparated(n.nonce.as_str())
                     .push_unseparated(")");
             }
+            pad_in_list(&mut list, chunk.len(), "(NULL, NULL)");
             select.push(")");
             let rows: Vec<(String, String, i64)> = select
                 .build_query_as()
@@ -4425,6 +4427,7 @@ impl LedgerTx for SqliteConnection {
             for agent in chunk {
                 list.push_bind(agent.as_str());
             }
+            pad_in_list(&mut list, chunk.len(), "NULL");
             select.push(")");
             let ids: Vec<String> = select
                 .build_query_scalar()
@@ -4488,14 +4491,19 @@ impl LedgerTx for SqliteConnection {
                 "INSERT INTO receipts \
                  (id, receiver_id, issuer_id, claims, audit_index, created_at_ms) ",
             );
-            insert.push_values(chunk, |mut row, (receipt, audit_index)| {
-                row.push_bind(receipt.id.as_str())
-                    .push_bind(receipt.receiver_id.as_ref().map(ReceiverId::as_str))
-                    .push_bind(receipt.issuer_id.as_ref().map(IssuerId::as_str))
-                    .push_bind(receipt.claims.as_slice())
-                    .push_bind(*audit_index)
-                    .push_bind(receipt.created_at_ms);
-            });
+            push_padded_values(
+                &mut insert,
+                chunk.iter().copied(),
+                6,
+                |mut row, (receipt, audit_index)| {
+                    row.push_bind(receipt.id.as_str())
+                        .push_bind(receipt.receiver_id.as_ref().map(ReceiverId::as_str))
+                        .push_bind(receipt.issuer_id.as_ref().map(IssuerId::as_str))
+                        .push_bind(receipt.claims.as_slice())
+                        .push_bind(audit_index)
+                        .push_bind(receipt.created_at_ms);
+                },
+            );
             insert.build().execute(&mut *self).await.map_err(db_err)?;
         }
         Ok(())
@@ -4516,14 +4524,19 @@ impl LedgerTx for SqliteConnection {
                 "INSERT INTO idempotency \
                  (receiver_id, key, request_sha256, answer, audit_index, created_at_ms) ",
             );
-            insert.push_values(chunk, |mut row, ((receiver, key), claimed, audit_index)| {
-                row.push_bind(receiver.as_str())
-                    .push_bind(key.as_str())
-                    .push_bind(claimed.request_sha256.as_slice())
-                    .push_bind(claimed.answer.as_slice())
-                    .push_bind(*audit_index)
-                    .push_bind(claimed.created_at_ms);
-            });
+            push_padded_values(
+                &mut insert,
+                chunk.iter().copied(),
+                6,
+                |mut row, ((receiver, key), claimed, audit_index)| {
+                    row.push_bind(receiver.as_str())
+                        .push_bind(key.as_str())
+                        .push_bind(claimed.request_sha256.as_slice())
+                        .push_bind(claimed.answer.as_slice())
+                        .push_bind(audit_index)
+                        .push_bind(claimed.created_at_ms);
+                },
+            );
             insert.build().execute(&mut *self).await.map_err(db_err)?;
         }
         Ok(())
@@ -4635,6 +4648,47 @@ async fn read_budget(
 
 /// The stored idempotency records these claims name: per receiver, `IN` lists on the
 /// primary key.
+/// Appends `SELECT * FROM (VALUES …) WHERE column1 IS NOT NULL` to an `INSERT INTO t
+/// (…) ` of `columns` columns: `rows`, then rows of NULLs up to the next power of two,
+/// which the `WHERE` drops. A connection then sees one text per power of two (not one
+/// per row count) and keeps them prepared. The first column of every real row must
+/// not be NULL.
+fn push_padded_values<T>(
+    insert: &mut QueryBuilder<Sqlite>,
+    rows: impl IntoIterator<Item = T, IntoIter: ExactSizeIterator>,
+    columns: usize,
+    mut push: impl FnMut(sqlx::query_builder::Separated<'_, Sqlite, &'static str>, T),
+) {
+    let rows = rows.into_iter();
+    let padding = rows.len().next_power_of_two() - rows.len();
+    insert.push("SELECT * FROM (");
+    insert.push_values(
+        rows.map(Some)
+            .chain(std::iter::repeat_with(|| None).take(padding)),
+        |mut b, row| match row {
+            Some(row) => push(b, row),
+            None => {
+                for _ in 0..columns {
+                    b.push("NULL");
+                }
+            }
+        },
+    );
+    insert.push(") WHERE column1 IS NOT NULL");
+}
+
+/// Pads an `IN (…)` list of `n` items with `pad` (`NULL`, or a row of NULLs), which
+/// matches nothing, up to the next power of two: one text per power of two.
+fn pad_in_list(
+    list: &mut sqlx::query_builder::Separated<'_, Sqlite, &'static str>,
+    n: usize,
+    pad: &'static str,
+) {
+    for _ in n..n.next_power_of_two() {
+        list.push(pad);
+    }
+}
+
 async fn read_claims(
     conn: &mut SqliteConnection,
     claims: &[&IdempotencyClaim],
@@ -4658,6 +4712,7 @@ async fn read_claims(
             for key in chunk {
                 list.push_bind(*key);
             }
+            pad_in_list(&mut list, chunk.len(), "NULL");
             select.push(")");
             let rows: Vec<ClaimRow> = select
                 .build_query_as()
@@ -4751,6 +4806,7 @@ impl log::LogRead for SqliteConnection {
             for r in chunk {
                 list.push_bind(to_i64(*r)?);
             }
+            pad_in_list(&mut list, chunk.len(), "NULL");
             select.push(")");
             let rows: Vec<(i64, Vec<u8>, Vec<u8>)> = select
                 .build_query_as()
@@ -4829,7 +4885,7 @@ impl log::LogTx for SqliteConnection {
                 "INSERT INTO audit_log \
                  (idx, leaf_hash, nodes, entry, agent_id, issuer_id, created_at_ms) ",
             );
-            insert.push_values(chunk, |mut b, (index, row)| {
+            push_padded_values(&mut insert, chunk, 7, |mut b, (index, row)| {
                 let nodes: Vec<u8> = row.run.nodes.iter().flat_map(|h| h.0).collect();
                 b.push_bind(index)
                     .push_bind(row.run.leaf.0.to_vec())
@@ -4853,7 +4909,7 @@ impl log::LogTx for SqliteConnection {
             let mut insert = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO changes (pos, kind, subject, expires_at_s) ",
             );
-            insert.push_values(chunk, |mut b, (pos, row)| {
+            push_padded_values(&mut insert, chunk, 4, |mut b, (pos, row)| {
                 b.push_bind(pos)
                     .push_bind(row.kind.clone())
                     .push_bind(row.subject.clone())
@@ -5337,6 +5393,49 @@ async fn insert_api_key(conn: &mut SqliteConnection, r: &ApiKeyRecord) -> Result
 mod tests {
     use super::*;
     use crate::conformance::audit_note;
+
+    #[tokio::test]
+    async fn padded_batches_insert_and_match_only_their_own_rows() {
+        use sqlx::Connection;
+        let mut conn = SqliteConnection::connect("sqlite::memory:").await.unwrap();
+        sqlx::query("CREATE TABLE t (a INTEGER NOT NULL, b TEXT)")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let mut total = 0i64;
+        for n in [1usize, 2, 3, 5, 8, 9, 200] {
+            let rows: Vec<(i64, String)> = (0..n)
+                .map(|i| (total + i as i64, format!("r{i}")))
+                .collect();
+            let mut insert = QueryBuilder::<Sqlite>::new("INSERT INTO t (a, b) ");
+            push_padded_values(&mut insert, rows.clone(), 2, |mut b, (a, text)| {
+                b.push_bind(a).push_bind(text);
+            });
+            let done = insert.build().execute(&mut conn).await.unwrap();
+            assert_eq!(done.rows_affected(), n as u64, "{n} rows, padded");
+            total += n as i64;
+            // An IN list padded with NULLs matches exactly its items.
+            let mut select = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM t WHERE a IN (");
+            let mut list = select.separated(", ");
+            for (a, _) in &rows {
+                list.push_bind(*a);
+            }
+            pad_in_list(&mut list, rows.len(), "NULL");
+            select.push(")");
+            let found: i64 = select
+                .build_query_scalar()
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+            assert_eq!(found, n as i64);
+        }
+        let (count, nulls): (i64, i64) =
+            sqlx::query_as("SELECT COUNT(*), COUNT(*) - COUNT(b) FROM t")
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+        assert_eq!((count, nulls), (total, 0), "no padding row was inserted");
+    }
 
     fn issuer(n: u32) -> (Issuer, ApiKeyHash) {
         let mut id = [0u8; 16];
