@@ -6,11 +6,12 @@
 //! without limit is enough, and a hit is one read lock and a clone of an `Arc`.
 //!
 //! A value read from the store while a write drops its key may predate the write: a
-//! fill is therefore taken with a [`Fill`] before the read and kept only if nothing
-//! was dropped since ([`Bounded::fill`]), so a dropped entry never comes back stale.
+//! fill is therefore taken with a [`Fill`] before the read and kept only if no key of
+//! its bucket was dropped since ([`Bounded::fill`]), so a dropped entry never comes
+//! back stale.
 
 use std::collections::HashMap;
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash, RandomState};
 use std::sync::{PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -20,6 +21,8 @@ pub struct Bounded<K, V> {
     map: RwLock<Entries<K, V>>,
     max: usize,
     ttl: Option<Duration>,
+    /// Chooses a key's removal bucket.
+    hasher: RandomState,
     /// Hits and misses, for the metrics (counted only once [`Bounded::counted`]).
     counters: Option<crate::metrics::CacheCounters>,
 }
@@ -27,15 +30,23 @@ pub struct Bounded<K, V> {
 #[derive(Debug)]
 struct Entries<K, V> {
     map: HashMap<K, (Instant, V)>,
-    /// How many times an entry was dropped ([`Bounded::remove`]): a [`Fill`] taken
-    /// before one is refused.
-    removals: u64,
+    /// Per bucket of keys, how many times one of its keys was dropped
+    /// ([`Bounded::remove`]): a [`Fill`] of a key taken before one in its bucket is
+    /// refused. Buckets, not one counter, so that a busy writer (registrations, the
+    /// change feed) does not refuse every fill of the cache.
+    removals: [u64; BUCKETS],
 }
+
+/// Buckets of keys the removals are counted in.
+const BUCKETS: usize = 64;
 
 /// A read from the store about to fill a [`Bounded`], taken before the read.
 #[derive(Debug, Clone, Copy)]
 #[must_use]
-pub struct Fill(u64);
+pub struct Fill {
+    bucket: usize,
+    removals: u64,
+}
 
 impl<K: Eq + Hash + Clone, V: Clone> Bounded<K, V> {
     /// An empty cache of at most `max` entries, each kept for `ttl` if given.
@@ -43,10 +54,11 @@ impl<K: Eq + Hash + Clone, V: Clone> Bounded<K, V> {
         Bounded {
             map: RwLock::new(Entries {
                 map: HashMap::new(),
-                removals: 0,
+                removals: [0; BUCKETS],
             }),
             max: max.max(1),
             ttl,
+            hasher: RandomState::new(),
             counters: None,
         }
     }
@@ -100,35 +112,46 @@ impl<K: Eq + Hash + Clone, V: Clone> Bounded<K, V> {
         entries.map.insert(key, (Instant::now(), value));
     }
 
-    /// Taken before reading the store for a value to [`Bounded::fill`] with.
-    pub fn start_fill(&self) -> Fill {
-        Fill(
-            self.map
-                .read()
-                .unwrap_or_else(PoisonError::into_inner)
-                .removals,
-        )
+    fn bucket(&self, key: &K) -> usize {
+        // The remainder is below BUCKETS: the cast back cannot truncate.
+        (self.hasher.hash_one(key) % BUCKETS as u64) as usize
     }
 
-    /// Keeps `value` for `key` if no entry was dropped since `fill` was taken: the
-    /// value may have been read before the write that dropped it committed, and a
-    /// dropped entry must not come back stale. Whether it was kept.
+    /// Taken before reading the store for `key`'s value to [`Bounded::fill`] with.
+    pub fn start_fill(&self, key: &K) -> Fill {
+        let bucket = self.bucket(key);
+        let entries = self.map.read().unwrap_or_else(PoisonError::into_inner);
+        Fill {
+            bucket,
+            removals: entries.removals.get(bucket).copied().unwrap_or_default(),
+        }
+    }
+
+    /// Keeps `value` for `key` if no key of its bucket was dropped since `fill` was
+    /// taken: the value may have been read before the write that dropped it committed,
+    /// and a dropped entry must not come back stale. Whether it was kept.
     pub fn fill(&self, fill: Fill, key: K, value: V) -> bool {
         let mut entries = self.map.write().unwrap_or_else(PoisonError::into_inner);
-        if entries.removals != fill.0 {
+        if fill.bucket != self.bucket(&key)
+            || entries.removals.get(fill.bucket).copied() != Some(fill.removals)
+        {
             return false;
         }
         Self::put(&mut entries, self.max, key, value);
         true
     }
 
-    /// Drops `key`'s entry, and refuses every fill started before.
+    /// Drops `key`'s entry, and refuses every fill of a key of its bucket started
+    /// before.
     ///
     /// INVARIANT: a write that changes what a key's entry would hold calls this after
     /// it commits and before it answers.
     pub fn remove(&self, key: &K) {
+        let bucket = self.bucket(key);
         let mut entries = self.map.write().unwrap_or_else(PoisonError::into_inner);
-        entries.removals = entries.removals.wrapping_add(1);
+        if let Some(n) = entries.removals.get_mut(bucket) {
+            *n = n.wrapping_add(1);
+        }
         entries.map.remove(key);
     }
 
@@ -192,20 +215,24 @@ mod tests {
     fn a_fill_started_before_a_removal_is_refused() {
         let c = Bounded::new(8, None);
         // Read before the write that drops the key: the value may be stale.
-        let before = c.start_fill();
-        c.remove(&"k");
-        assert!(!c.fill(before, "k", "stale"));
-        assert_eq!(c.get(&"k"), None);
-        // A removal of another key refuses it too (one counter for the cache).
-        let before = c.start_fill();
-        c.remove(&"other");
-        assert!(!c.fill(before, "k", "stale"));
-        // Read after the removal: kept.
-        let after = c.start_fill();
-        assert!(c.fill(after, "k", "fresh"));
-        assert_eq!(c.get(&"k"), Some("fresh"));
+        let before = c.start_fill(&"k".to_string());
+        c.remove(&"k".to_string());
+        assert!(!c.fill(before, "k".to_string(), "stale"));
+        assert_eq!(c.get(&"k".to_string()), None);
+        // A removal of a key in another bucket leaves the fill alone.
+        let other = (0..1000)
+            .map(|i| format!("other{i}"))
+            .find(|o| c.bucket(o) != c.bucket(&"k".to_string()))
+            .unwrap();
+        let before = c.start_fill(&"k".to_string());
+        c.remove(&other);
+        assert!(c.fill(before, "k".to_string(), "fresh"));
+        assert_eq!(c.get(&"k".to_string()), Some("fresh"));
         // A fill that went in before the removal is dropped by it.
-        c.remove(&"k");
-        assert_eq!(c.get(&"k"), None);
+        c.remove(&"k".to_string());
+        assert_eq!(c.get(&"k".to_string()), None);
+        // A fill is for the key it was taken for (`other` is of another bucket).
+        let taken = c.start_fill(&"k".to_string());
+        assert!(!c.fill(taken, other, "wrong key"));
     }
 }

@@ -636,19 +636,43 @@ async fn new_entries(
 /// The keys of every agent an entry of `rows` is bound to a key of, read before the
 /// statuses are worked out from memory ([`status_of`]).
 async fn agent_keys_of(state: &AppState, rows: &[StatusEntryRow]) -> Result<AgentKeys, StoreError> {
-    let mut keys = AgentKeys::new();
+    let mut keys = AgentKeys::default();
     for row in rows {
         for key in &row.entry.keys {
-            if key.jkt.is_some() && !keys.contains_key(&key.agent) {
-                keys.insert(key.agent.clone(), state.agent_keys(&key.agent).await?);
+            let Some(jkt) = &key.jkt else { continue };
+            if !keys.usable.contains_key(&key.agent) {
+                keys.usable
+                    .insert(key.agent.clone(), state.agent_keys(&key.agent).await?);
+            }
+            let known = keys
+                .usable
+                .get(&key.agent)
+                .is_some_and(|entries| entries.iter().any(|e| e.record.jkt == *jkt));
+            // Not among the keys that load: stored but unusable (a JWK that no longer
+            // parses), or not committed yet. Rare: the store tells which.
+            if !known
+                && state
+                    .store
+                    .agent_keys(&key.agent)
+                    .await?
+                    .iter()
+                    .any(|stored| stored.jkt == *jkt)
+            {
+                keys.unusable.insert((key.agent.clone(), jkt.clone()));
             }
         }
     }
     Ok(keys)
 }
 
-/// Agents' keys, by agent.
-type AgentKeys = HashMap<AgentId, Arc<[crate::state::AgentKeyEntry]>>;
+/// Agents' keys, by agent, for [`status_of`].
+#[derive(Default)]
+struct AgentKeys {
+    /// The keys that load, by agent.
+    usable: HashMap<AgentId, Arc<[crate::state::AgentKeyEntry]>>,
+    /// (agent, jkt) of keys stored but not loadable: their tokens fail every verify.
+    unusable: HashSet<(AgentId, String)>,
+}
 
 /// What a verify of the entry's token would find of its standing: revocation and
 /// suspension along its chain ([`verdict::list_status`]), then the keys behind it
@@ -672,10 +696,23 @@ fn status_of(
         return status;
     }
     for key in &row.entry.keys {
-        let keys = agent_keys.get(&key.agent).map_or(&[][..], |k| &k[..]);
+        let keys = agent_keys
+            .usable
+            .get(&key.agent)
+            .map_or(&[][..], |k| &k[..]);
         match verdict::key_standing(&snapshot.issuer_keys, keys, key, now_ms) {
             None => {}
-            // A key not registered (yet): agent keys are never deleted, so this is a
+            // A key stored but that no longer loads: no verify accepts its tokens.
+            Some(TokenError::Claims(_))
+                if key.jkt.as_ref().is_some_and(|jkt| {
+                    agent_keys
+                        .unusable
+                        .contains(&(key.agent.clone(), jkt.clone()))
+                }) =>
+            {
+                return Status::Invalid;
+            }
+            // A key not stored (yet): agent keys are never deleted, so this is a
             // registration whose token's entry was allocated before its agent and
             // key committed (or one that failed, whose token nobody holds). Not
             // revoked: the key's `AgentKeysChanged` reads the entry again.

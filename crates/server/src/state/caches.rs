@@ -67,7 +67,7 @@ impl AppState {
         }
         // Kept only if no key write dropped an entry meanwhile: read before a
         // registration or rotation committed, it would hide the new key.
-        let fill = self.agent_keys.start_fill();
+        let fill = self.agent_keys.start_fill(agent);
         let keys = load_agent_keys(self.store.agent_keys(agent).await?);
         self.agent_keys.fill(fill, agent.clone(), Arc::clone(&keys));
         Ok(keys)
@@ -82,7 +82,7 @@ impl AppState {
         if let Some(list) = self.receiver_audiences.get(receiver) {
             return Ok(Some(list));
         }
-        let fill = self.receiver_audiences.start_fill();
+        let fill = self.receiver_audiences.start_fill(receiver);
         let Some(record) = self.store.receiver(receiver).await? else {
             return Ok(None);
         };
@@ -103,7 +103,7 @@ impl AppState {
         }
         // Cached only if no revocation was applied while the store was read: the
         // record read may predate it, and a revoked key must never come back.
-        let fill = self.api_keys.start_fill();
+        let fill = self.api_keys.start_fill(hash);
         let Some(record) = self.store.api_key(hash).await? else {
             return Ok(None);
         };

@@ -1399,3 +1399,74 @@ async fn a_slot_read_before_its_agents_key_commits_is_not_published_revoked() {
         "a token whose key is not committed yet is not revoked"
     );
 }
+
+/// A key stored but that no longer loads (its JWK edited behind the server's back, as
+/// a damaged row or a dropped key form would leave it) fails every verify: a slot
+/// bound to it is published revoked, unlike a key not stored yet.
+#[tokio::test]
+async fn a_slot_bound_to_a_stored_key_that_no_longer_loads_is_published_revoked() {
+    use bonafide_core::ids::TokenId;
+    use bonafide_core::keys::{Algorithm, SigningKey};
+    use bonafide_server::status_lists::{DependsOn, entry_of};
+    let h = start_with_config(Config {
+        // The agent's keys are read again soon after the edit below.
+        key_refresh: Duration::from_millis(200),
+        ..Config::default()
+    })
+    .await;
+    let me = h.issuer_full("lists.example").await;
+    let sk = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    let reg = h
+        .register(
+            &me.key,
+            json!({"name": "Bound", "scopes": ["read:x"], "public_key": public_jwk(&sk)}),
+        )
+        .await;
+    let agent_id = reg["agent_id"].as_str().unwrap().to_owned();
+    let jkt = sk.kid().to_owned();
+    {
+        use sqlx::Connection;
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&h.db_path)
+            .busy_timeout(Duration::from_secs(10));
+        let mut db = sqlx::sqlite::SqliteConnection::connect_with(&options)
+            .await
+            .unwrap();
+        let done = sqlx::query("UPDATE agent_keys SET jwk = ? WHERE agent_id = ? AND jkt = ?")
+            .bind(r#"{"kty":"OKP","crv":"Ed25519","x":"AAAA"}"#)
+            .bind(&agent_id)
+            .bind(&jkt)
+            .execute(&mut db)
+            .await
+            .unwrap();
+        assert_eq!(done.rows_affected(), 1);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let agent = bonafide_core::ids::AgentId::try_from(agent_id.as_str()).unwrap();
+    let issuer = bonafide_core::ids::IssuerId::try_from(me.id.as_str()).unwrap();
+    let jti = TokenId::from_random(common::rand20()[..16].try_into().unwrap());
+    let entry = entry_of(
+        &jti,
+        &agent,
+        &issuer,
+        now_s() + 3600,
+        DependsOn {
+            keys: vec![bonafide_store::AncestorKey {
+                agent: agent.clone(),
+                issuer_kid: None,
+                jkt: Some(jkt),
+                policy_revocation: None,
+            }],
+            ..Default::default()
+        },
+    );
+    let claim = h
+        .state
+        .status_lists
+        .allocate(&h.state, &entry)
+        .await
+        .unwrap();
+    let slot = claim.status_list.expect("in a status list");
+    until_status(&h, &slot.uri, slot.idx, Status::Invalid).await;
+}
