@@ -483,13 +483,7 @@ async fn a_key_past_its_expiry_makes_its_tokens_expired() {
     assert_eq!(verify_bound(&h, &key, &token).await["valid"], true);
 
     {
-        use sqlx::Connection;
-        let options = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(&h.db_path)
-            .busy_timeout(Duration::from_secs(10));
-        let mut db = sqlx::sqlite::SqliteConnection::connect_with(&options)
-            .await
-            .unwrap();
+        let mut db = h.db().await;
         sqlx::query("UPDATE agent_keys SET expires_at_ms = ? WHERE agent_id = ?")
             .bind(bonafide_server::time::now_ms() - 1)
             .bind(&agent_id)

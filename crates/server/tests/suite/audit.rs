@@ -2075,12 +2075,7 @@ async fn the_log_stays_consistent_while_it_grows_concurrently() {
     // Every checkpoint the server ever signed (its own table, read behind its back)
     // opens with the log key and is a prefix of the final tree: it never signed two
     // inconsistent ones.
-    let options = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(&h.db_path)
-        .busy_timeout(Duration::from_secs(10));
-    let mut db = <sqlx::sqlite::SqliteConnection as sqlx::Connection>::connect_with(&options)
-        .await
-        .unwrap();
+    let mut db = h.db().await;
     let signed: Vec<(i64, Vec<u8>, String)> =
         sqlx::query_as("SELECT size, root, note FROM audit_checkpoints ORDER BY size")
             .fetch_all(&mut db)
@@ -2325,12 +2320,7 @@ async fn a_tampered_store_is_never_signed_over() {
     let old = wait_checkpoint(&api, &log, n).await;
     assert_eq!(old.size, n);
 
-    let options = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(&h.db_path)
-        .busy_timeout(Duration::from_secs(10));
-    let mut db = sqlx::sqlite::SqliteConnection::connect_with(&options)
-        .await
-        .unwrap();
+    let mut db = h.db().await;
     let changed = sqlx::query("UPDATE audit_log SET leaf_hash = ? WHERE idx = ?")
         .bind(vec![0xA5u8; 32])
         .bind(i64::try_from(n - 1).unwrap())
@@ -2413,12 +2403,7 @@ async fn a_rolled_back_store_is_never_signed_over() {
     assert_eq!(old.size, n);
 
     // Drop the last two entries behind the server's back.
-    let options = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(&h.db_path)
-        .busy_timeout(Duration::from_secs(10));
-    let mut db = sqlx::sqlite::SqliteConnection::connect_with(&options)
-        .await
-        .unwrap();
+    let mut db = h.db().await;
     let deleted = sqlx::query("DELETE FROM audit_log WHERE idx >= ?")
         .bind(i64::try_from(n - 2).unwrap())
         .execute(&mut db)

@@ -1340,32 +1340,27 @@ async fn a_closed_list_whose_tokens_all_expired_is_retired() {
     assert_eq!(st, StatusCode::NOT_FOUND, "published again after retiring");
 }
 
-/// A registration allocates its token's slot before its agent and key commit: a
-/// publisher round that reads the slot in between finds no such key, and must not
-/// publish the token as revoked (it did, until the key's commit read it again).
-#[tokio::test]
-async fn a_slot_read_before_its_agents_key_commits_is_not_published_revoked() {
-    use bonafide_core::ids::{AgentId, IssuerId, TokenId};
+/// Allocates the slot of a token `jti` of `agent` (issuer `issuer`) bound to its key
+/// `jkt`, as the registry does before signing it: straight through the server's
+/// allocator, so the agent and key need not be committed (or loadable).
+async fn allocate_bound(
+    h: &Harness,
+    agent: &bonafide_core::ids::AgentId,
+    issuer: &bonafide_core::ids::IssuerId,
+    jkt: &str,
+) -> status_list::StatusRef {
     use bonafide_server::status_lists::{DependsOn, entry_of};
-    let h = start_with_config(Config::default()).await;
-    let key = h.issuer("lists.example").await;
-    let (revoked_agent, revoked_token) = agent(&h, &key, "Revoked").await;
-    let (uri, revoked_idx) = slot(&revoked_token);
-    until_status(&h, &uri, revoked_idx, Status::Valid).await;
-
-    // The slot of a token bound to a key of an agent not committed yet.
-    let pending = AgentId::from_random(common::rand20()[..16].try_into().unwrap());
-    let jti = TokenId::from_random(common::rand20()[..16].try_into().unwrap());
+    let jti = bonafide_core::ids::TokenId::from_random(common::rand20()[..16].try_into().unwrap());
     let entry = entry_of(
         &jti,
-        &pending,
-        &IssuerId::from_random([9; 16]),
+        agent,
+        issuer,
         now_s() + 3600,
         DependsOn {
             keys: vec![bonafide_store::AncestorKey {
-                agent: pending.clone(),
+                agent: agent.clone(),
                 issuer_kid: None,
-                jkt: Some("not-registered-yet".into()),
+                jkt: Some(jkt.to_owned()),
                 policy_revocation: None,
             }],
             ..Default::default()
@@ -1377,7 +1372,30 @@ async fn a_slot_read_before_its_agents_key_commits_is_not_published_revoked() {
         .allocate(&h.state, &entry)
         .await
         .unwrap();
-    let pending_ref = claim.status_list.expect("in a status list");
+    claim.status_list.expect("in a status list")
+}
+
+/// A registration allocates its token's slot before its agent and key commit: a
+/// publisher round that reads the slot in between finds no such key, and must not
+/// publish the token as revoked (it did, until the key's commit read it again).
+#[tokio::test]
+async fn a_slot_read_before_its_agents_key_commits_is_not_published_revoked() {
+    use bonafide_core::ids::{AgentId, IssuerId};
+    let h = start_with_config(Config::default()).await;
+    let key = h.issuer("lists.example").await;
+    let (revoked_agent, revoked_token) = agent(&h, &key, "Revoked").await;
+    let (uri, revoked_idx) = slot(&revoked_token);
+    until_status(&h, &uri, revoked_idx, Status::Valid).await;
+
+    // The slot of a token bound to a key of an agent not committed yet.
+    let pending = AgentId::from_random(common::rand20()[..16].try_into().unwrap());
+    let pending_ref = allocate_bound(
+        &h,
+        &pending,
+        &IssuerId::from_random([9; 16]),
+        "not-registered-yet",
+    )
+    .await;
     assert_eq!(pending_ref.uri, uri, "one list is shared");
 
     // A revocation allocated after it: a round that publishes the revocation has
@@ -1405,9 +1423,7 @@ async fn a_slot_read_before_its_agents_key_commits_is_not_published_revoked() {
 /// bound to it is published revoked, unlike a key not stored yet.
 #[tokio::test]
 async fn a_slot_bound_to_a_stored_key_that_no_longer_loads_is_published_revoked() {
-    use bonafide_core::ids::TokenId;
     use bonafide_core::keys::{Algorithm, SigningKey};
-    use bonafide_server::status_lists::{DependsOn, entry_of};
     let h = start_with_config(Config {
         // The agent's keys are read again soon after the edit below.
         key_refresh: Duration::from_millis(200),
@@ -1425,13 +1441,7 @@ async fn a_slot_bound_to_a_stored_key_that_no_longer_loads_is_published_revoked(
     let agent_id = reg["agent_id"].as_str().unwrap().to_owned();
     let jkt = sk.kid().to_owned();
     {
-        use sqlx::Connection;
-        let options = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(&h.db_path)
-            .busy_timeout(Duration::from_secs(10));
-        let mut db = sqlx::sqlite::SqliteConnection::connect_with(&options)
-            .await
-            .unwrap();
+        let mut db = h.db().await;
         let done = sqlx::query("UPDATE agent_keys SET jwk = ? WHERE agent_id = ? AND jkt = ?")
             .bind(r#"{"kty":"OKP","crv":"Ed25519","x":"AAAA"}"#)
             .bind(&agent_id)
@@ -1445,28 +1455,6 @@ async fn a_slot_bound_to_a_stored_key_that_no_longer_loads_is_published_revoked(
 
     let agent = bonafide_core::ids::AgentId::try_from(agent_id.as_str()).unwrap();
     let issuer = bonafide_core::ids::IssuerId::try_from(me.id.as_str()).unwrap();
-    let jti = TokenId::from_random(common::rand20()[..16].try_into().unwrap());
-    let entry = entry_of(
-        &jti,
-        &agent,
-        &issuer,
-        now_s() + 3600,
-        DependsOn {
-            keys: vec![bonafide_store::AncestorKey {
-                agent: agent.clone(),
-                issuer_kid: None,
-                jkt: Some(jkt),
-                policy_revocation: None,
-            }],
-            ..Default::default()
-        },
-    );
-    let claim = h
-        .state
-        .status_lists
-        .allocate(&h.state, &entry)
-        .await
-        .unwrap();
-    let slot = claim.status_list.expect("in a status list");
+    let slot = allocate_bound(&h, &agent, &issuer, &jkt).await;
     until_status(&h, &slot.uri, slot.idx, Status::Invalid).await;
 }

@@ -107,6 +107,18 @@ async fn boot(
 }
 
 impl Harness {
+    /// A connection of its own to the server's SQLite database, for tests that look
+    /// or change things behind the server's back (as another process would).
+    pub async fn db(&self) -> sqlx::sqlite::SqliteConnection {
+        use sqlx::Connection;
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&self.db_path)
+            .busy_timeout(std::time::Duration::from_secs(10));
+        sqlx::sqlite::SqliteConnection::connect_with(&options)
+            .await
+            .unwrap()
+    }
+
     /// Stops this server (waiting for it to finish) and starts a new one on the same
     /// data dir and config: what a registry restart keeps, the new one has.
     pub async fn restart(self) -> Harness {
