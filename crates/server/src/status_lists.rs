@@ -644,21 +644,25 @@ async fn agent_keys_of(state: &AppState, rows: &[StatusEntryRow]) -> Result<Agen
                 keys.usable
                     .insert(key.agent.clone(), state.agent_keys(&key.agent).await?);
             }
-            let known = keys
-                .usable
-                .get(&key.agent)
-                .is_some_and(|entries| entries.iter().any(|e| e.record.jkt == *jkt));
-            // Not among the keys that load: stored but unusable (a JWK that no longer
-            // parses), or not committed yet. Rare: the store tells which.
-            if !known
-                && state
-                    .store
-                    .agent_keys(&key.agent)
-                    .await?
-                    .iter()
-                    .any(|stored| stored.jkt == *jkt)
-            {
-                keys.unusable.insert((key.agent.clone(), jkt.clone()));
+            let known = |keys: &AgentKeys| {
+                keys.usable
+                    .get(&key.agent)
+                    .is_some_and(|entries| entries.iter().any(|e| e.record.jkt == *jkt))
+            };
+            let pair = (key.agent.clone(), jkt.clone());
+            if known(&keys) || keys.unusable.contains(&pair) || !keys.asked.insert(pair.clone()) {
+                continue;
+            }
+            // Not among the keys the cache holds: a cache older than the key (another
+            // replica's registration, until the feed drops it), a key stored but that
+            // no longer loads (a damaged JWK), or one not committed yet. Rare: the
+            // store, read afresh and loaded, tells which, once per (agent, key).
+            let stored = state.store.agent_keys(&key.agent).await?;
+            let has_row = stored.iter().any(|s| s.jkt == *jkt);
+            let fresh = crate::state::load_agent_keys(stored);
+            keys.usable.insert(key.agent.clone(), fresh);
+            if has_row && !known(&keys) {
+                keys.unusable.insert(pair);
             }
         }
     }
@@ -672,6 +676,8 @@ struct AgentKeys {
     usable: HashMap<AgentId, Arc<[crate::state::AgentKeyEntry]>>,
     /// (agent, jkt) of keys stored but not loadable: their tokens fail every verify.
     unusable: HashSet<(AgentId, String)>,
+    /// (agent, jkt) already read afresh from the store.
+    asked: HashSet<(AgentId, String)>,
 }
 
 /// What a verify of the entry's token would find of its standing: revocation and

@@ -24,6 +24,7 @@ mod revocations;
 mod trust;
 mod view;
 
+pub(crate) use self::agent_keys::load_agent_keys;
 #[cfg(test)]
 pub(crate) use self::agent_keys::test_entry;
 pub use self::agent_keys::{AgentKeyEntry, bound_key};
