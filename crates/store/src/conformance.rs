@@ -167,6 +167,7 @@ macro_rules! __conformance_cases {
             sdk_verification_reports_are_kept_once,
             receipt_without_audit_has_no_index,
             failed_batch_writes_nothing,
+            the_log_stays_whole_across_failed_batches_and_other_appends,
             purge_idempotency_deletes_only_older_records,
             receipt_key_is_created_once,
             push_events_store_webhooks_and_acks,
@@ -3560,6 +3561,63 @@ pub async fn failed_batch_writes_nothing(store: Arc<dyn Store>) {
         }),
         "the stored receipt is untouched"
     );
+}
+
+/// Decision batches, a batch that fails after its entries were appended (and so is
+/// rolled back), and appends by other writes, interleaved: every stored hash is still
+/// the one its entries give. (A writer that keeps the tree's frontier between commits
+/// must drop what a rolled-back batch appended: other appends then reach the same
+/// size with other entries.)
+pub async fn the_log_stays_whole_across_failed_batches_and_other_appends(store: Arc<dyn Store>) {
+    let decide = |store: Arc<dyn Store>, n: usize| async move {
+        let items = (0..n).map(|_| item(None, None, logged(None, ""))).collect();
+        let out = store.record_decisions(items, T0_MS).await.unwrap();
+        assert!(out.iter().all(Result::is_ok), "{out:?}");
+    };
+    decide(Arc::clone(&store), 1).await;
+    let first = logged(None, "");
+    let first_receipt = first.receipt.clone().unwrap();
+    store
+        .record_decisions(vec![item(None, None, first)], T0_MS)
+        .await
+        .unwrap();
+    let size = store.audit_size().await.unwrap();
+    // Two entries, then a receipt id already stored.
+    let mut clash = logged(None, "clash");
+    if let Some(r) = clash.receipt.as_mut() {
+        r.id = first_receipt.id.clone();
+    }
+    let failed = store
+        .record_decisions(
+            vec![item(None, None, logged(None, "")), item(None, None, clash)],
+            T0_MS,
+        )
+        .await;
+    if failed.is_err() {
+        assert_eq!(store.audit_size().await.unwrap(), size, "rolled back");
+        // Other writes append two other entries: the log is again as long as the
+        // failed batch had made it.
+        store
+            .audit_append(&[audit_note(), audit_note()])
+            .await
+            .unwrap();
+    }
+    // Enough entries to complete the node over every entry so far: its left half is
+    // the frontier the writer holds.
+    let grown = store.audit_size().await.unwrap();
+    decide(Arc::clone(&store), grown.next_power_of_two() as usize).await;
+    store.audit_append(&[audit_note()]).await.unwrap();
+    decide(Arc::clone(&store), 1).await;
+    decide(Arc::clone(&store), 2).await;
+    let size = store.audit_size().await.unwrap();
+    let entries: Vec<Vec<u8>> = store
+        .audit_entries(0, size)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| row.entry)
+        .collect();
+    assert_log_matches(&*store, &entries).await;
 }
 
 /// Records of decisions made before the cut-off are deleted; a later one stays. A

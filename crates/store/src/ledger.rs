@@ -731,16 +731,6 @@ mod tests {
             self.calls.push("read");
             Ok(0)
         }
-        async fn read_changes(
-            &mut self,
-            _: u64,
-            _: u64,
-            _: i64,
-            _: u32,
-        ) -> Result<Vec<(u64, ChangeRow)>, StoreError> {
-            self.calls.push("read");
-            Ok(Vec::new())
-        }
     }
 
     #[async_trait]

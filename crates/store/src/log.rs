@@ -152,6 +152,24 @@ pub trait LogRead: Send {
     ) -> Result<HashMap<u64, HashRun>, StoreError>;
     /// The position of the last change recorded (0 if none).
     async fn change_head(&mut self) -> Result<u64, StoreError>;
+    /// The frontier of a log of `size` entries that this connection kept from its
+    /// last committed append (see [`LogRead::keep_frontier`]), if it has one of that
+    /// size: [`lock`] then reads no hashes. A log only grows and its entries never
+    /// change, so a frontier of the same size is the log's.
+    fn kept_frontier(&mut self, _size: u64) -> Option<Frontier> {
+        None
+    }
+    /// Offers the frontier after this transaction's append. A backend keeping it
+    /// must keep it only once the transaction has committed (a rolled-back append
+    /// leaves the log at its old size, and another writer may then append other
+    /// entries up to the same size).
+    fn keep_frontier(&mut self, _frontier: &Frontier) {}
+}
+
+/// What the change feed's readers read besides the head (any connection; a write
+/// transaction never pages the feed).
+#[async_trait]
+pub trait ChangeRead: LogRead {
     /// The changes at positions in `(after, up_to]`, in position order, at most
     /// `limit`, leaving out rows whose `expires_at_s` is at or before `expired_by_s`.
     async fn read_changes(
@@ -189,8 +207,13 @@ pub struct Head {
 /// so every read of a write comes before its first write.
 pub async fn lock<T: LogTx + ?Sized>(tx: &mut T) -> Result<Head, StoreError> {
     let size = tx.log_head().await?;
-    let hashes = read_hashes(tx, &Frontier::indexes(size)).await?;
-    let frontier = Frontier::from_hashes(size, hashes).map_err(log_err)?;
+    let frontier = match tx.kept_frontier(size) {
+        Some(kept) => kept,
+        None => {
+            let hashes = read_hashes(tx, &Frontier::indexes(size)).await?;
+            Frontier::from_hashes(size, hashes).map_err(log_err)?
+        }
+    };
     Ok(Head { size, frontier })
 }
 
@@ -240,6 +263,7 @@ impl Head {
             });
         }
         tx.insert_audit_rows(&rows).await?;
+        tx.keep_frontier(&frontier);
         Ok(self.size)
     }
 }
@@ -304,7 +328,7 @@ pub async fn read_hashes<T: LogRead + ?Sized>(
 /// connection. The head position is read first and the rows only up to it: a change
 /// committed meanwhile is left to the next read, never skipped, even without a
 /// snapshot (every position up to a visible one has committed, see the module docs).
-pub async fn changes_since<T: LogRead + ?Sized>(
+pub async fn changes_since<T: ChangeRead + ?Sized>(
     tx: &mut T,
     after: ChangePosition,
     expired_by_s: i64,
@@ -369,6 +393,10 @@ mod tests {
         async fn change_head(&mut self) -> Result<u64, StoreError> {
             Ok(self.changes.last().map_or(0, |(p, _)| *p))
         }
+    }
+
+    #[async_trait]
+    impl ChangeRead for Memory {
         async fn read_changes(
             &mut self,
             after: u64,

@@ -4958,7 +4958,11 @@ impl log::LogRead for PgConnection {
             .map_err(db_err)?;
         u64::try_from(head).map_err(|_| corrupt("change position"))
     }
+}
 
+/// The change feed's pages ([`log::ChangeRead`]).
+#[async_trait]
+impl log::ChangeRead for PgConnection {
     async fn read_changes(
         &mut self,
         after: u64,

@@ -22,7 +22,7 @@
 //!
 //! Architecture invariant: SQL stays in this file and in `migrations/sqlite/`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -35,26 +35,25 @@ use bonafide_core::ids::{AgentId, IssuerId, ReceiptId, ReceiverId, TokenId};
 use bonafide_core::merkle::Hash;
 use bonafide_core::names;
 use bonafide_core::policy::Decimal;
-use sqlx::error::DatabaseError;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Connection, QueryBuilder, Sqlite, SqliteConnection, SqlitePool, Transaction};
+use sqlx::{Connection, Sqlite, SqliteConnection, SqlitePool, Transaction};
 
 use crate::ConflictKind;
 use crate::accounts::{
     InvitationRow, MembershipRow, OrgRow, PersonRow, RefreshRow, SecurityEventRow, SessionRow,
     person_columns, session_columns,
 };
-use crate::ledger::{self, BudgetRow, Claimed, LedgerTx};
+use crate::ledger;
 use crate::log;
 use crate::rows::{self, *};
 use crate::{
     Agent, AgentKey, AgentStatus, ApiKeyRecord, AuditRecord, AuditRow, BudgetKey, Change,
     ChangeFeed, ChangePosition, CheckpointRecord, Cursor, DecisionItem, DecisionOutcome,
-    DelegationRecord, IdempotencyClaim, Issuer, IssuerKey, KeyState, ListShape, LogKeyRecord,
-    NonceClaim, Page, PolicyRevocation, PrivateKeySlot, PublishedStatusList, ReceiptKeyRecord,
-    ReceiptRecord, Receiver, Reseal, Revocations, SigningKeyRecord, StatusEntry, StatusEntryRow,
-    StatusListRecord, StatusSlot, StatusSubject, Store, StoreError, TokenRecord,
+    DelegationRecord, Issuer, IssuerKey, KeyState, ListShape, LogKeyRecord, Page, PolicyRevocation,
+    PrivateKeySlot, PublishedStatusList, ReceiptKeyRecord, ReceiptRecord, Receiver, Reseal,
+    Revocations, SigningKeyRecord, StatusEntry, StatusEntryRow, StatusListRecord, StatusSlot,
+    StatusSubject, Store, StoreError, TokenRecord,
 };
 use crate::{EventAck, Webhook, WebhookFailure};
 use crate::{InheritedLimit, QuotaGrant, QuotaTake, UsageCount, quota};
@@ -129,13 +128,22 @@ macro_rules! issuer_key_columns {
     };
 }
 
+mod writer;
+
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// The SQLite [`Store`]. Cheap to share behind an `Arc`; `Debug` shows only the path.
 pub struct SqliteStore {
     path: PathBuf,
-    /// Exactly one connection: the only writer (see the module docs).
+    /// Exactly one connection: the writer of everything but the ledger's
+    /// transactions (see the module docs).
     writer: SqlitePool,
+    /// The writer of decision batches and quota takes, on a thread of its own
+    /// (`writer.rs`).
+    ledger: writer::LedgerWriter,
+    /// Taken by both writers before `BEGIN IMMEDIATE`: they queue here, in order,
+    /// not in SQLite's busy handler.
+    gate: Arc<tokio::sync::Mutex<()>>,
     /// Read-only use by convention: nothing but `SELECT` runs on it.
     reader: SqlitePool,
     /// The latest write's failure, while writes fail.
@@ -289,12 +297,17 @@ impl SqliteStore {
         ] {
             restrict_file(&file).await?;
         }
+        let health = Arc::<WriteHealth>::default();
+        let gate = Arc::new(tokio::sync::Mutex::new(()));
+        let ledger = writer::LedgerWriter::start(&path, Arc::clone(&health), Arc::clone(&gate))?;
         tracing::debug!(path = %path.display(), "sqlite store open");
         Ok(SqliteStore {
             path,
             writer,
+            ledger,
+            gate,
             reader,
-            health: Arc::default(),
+            health,
         })
     }
 
@@ -314,14 +327,17 @@ impl SqliteStore {
     /// SQLite checkpoints the WAL into the main file.
     pub async fn close(&self) {
         self.reader.close().await;
+        self.ledger.close().await;
         self.writer.close().await;
     }
 
     /// Starts a write transaction holding SQLite's write lock from its first statement.
     async fn write_tx(&self) -> Result<WriteTx<'_>, StoreError> {
+        let gate = Arc::clone(&self.gate).lock_owned().await;
         match self.writer.begin_with("BEGIN IMMEDIATE").await {
             Ok(tx) => Ok(WriteTx {
                 tx: Some(tx),
+                gate: Some(gate),
                 health: &self.health,
             }),
             Err(e) => {
@@ -389,6 +405,9 @@ impl SqliteStore {
 struct WriteTx<'a> {
     /// `None` only inside `commit` and `drop`.
     tx: Option<Transaction<'static, Sqlite>>,
+    /// The store's write gate, held until the transaction has ended (so after a
+    /// drop's rollback too).
+    gate: Option<tokio::sync::OwnedMutexGuard<()>>,
     health: &'a Arc<WriteHealth>,
 }
 
@@ -425,6 +444,7 @@ impl Drop for WriteTx<'_> {
             return;
         };
         let health = Arc::clone(self.health);
+        let gate = self.gate.take();
         runtime.spawn(async move {
             if let Ok(mut handle) = tx.lock_handle().await
                 && let Some(e) = handle.last_error()
@@ -432,6 +452,8 @@ impl Drop for WriteTx<'_> {
                 health.failed(&db_err(sqlx::Error::Database(Box::new(e))));
             }
             drop(tx);
+            // The rollback is queued on the connection before the gate opens.
+            drop(gate);
         });
     }
 }
@@ -2178,10 +2200,10 @@ impl Store for SqliteStore {
         }
         // The write lock is taken at BEGIN IMMEDIATE: everything the batch reads is
         // read under it, so nothing changes between the reads, decisions and writes.
-        let mut tx = self.write_tx().await?;
-        let outcomes = ledger::record_decisions(&mut *tx, &items, now_ms).await?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(outcomes)
+        // The whole transaction runs on the ledger writer's thread.
+        self.ledger
+            .run(move |tx| writer::finish(ledger::record_decisions(tx, &items, now_ms))?)
+            .await
     }
 
     async fn budget_spent(&self, key: &BudgetKey) -> Result<Decimal, StoreError> {
@@ -2866,10 +2888,10 @@ impl Store for SqliteStore {
         }
         // One write transaction per batch (SQLite's one writer serialises replicas'
         // batches on one data dir).
-        let mut tx = self.write_tx().await?;
-        let grants = crate::ledger::quota_take(&mut *tx, takes, now_ms).await?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(grants)
+        let takes = takes.to_vec();
+        self.ledger
+            .run(move |tx| writer::finish(ledger::quota_take(tx, &takes, now_ms))?)
+            .await
     }
 
     async fn quota_used(&self, org: &OrgId, month: &str) -> Result<u64, StoreError> {
@@ -4360,247 +4382,7 @@ impl SqliteStore {
     }
 }
 
-// ---- decisions internals
-
-/// The ledger's reads and writes ([`LedgerTx`]) on SQLite's write transaction.
-#[async_trait]
-impl LedgerTx for SqliteConnection {
-    async fn read_claims(
-        &mut self,
-        claims: &[&IdempotencyClaim],
-    ) -> Result<HashMap<(ReceiverId, String), Claimed>, StoreError> {
-        read_claims(self, claims).await
-    }
-
-    async fn read_budget(&mut self, key: &BudgetKey) -> Result<Option<Decimal>, StoreError> {
-        read_budget(self, key).await
-    }
-
-    async fn live_nonces(
-        &mut self,
-        nonces: &[&NonceClaim],
-    ) -> Result<HashSet<(AgentId, String)>, StoreError> {
-        // Stored values, read in a few statements (row values, two binds each).
-        let mut stored: HashMap<(String, String), i64> = HashMap::new();
-        for chunk in nonces.chunks(MAX_IN_LIST / 2) {
-            let mut select = QueryBuilder::<Sqlite>::new(
-                "SELECT agent_id, nonce, expires_at_ms FROM action_nonces \
-                 WHERE (agent_id, nonce) IN (",
-            );
-            let mut list = select.separated(", ");
-            for n in chunk {
-                list.push("(")
-                    .push_bind_unseparated(n.agent.as_str())
-                    .push_unseparated(", ")
-                    .push_bind_unseparated(n.nonce.as_str())
-                    .push_unseparated(")");
-            }
-            pad_in_list(&mut list, chunk.len(), "(NULL, NULL)");
-            select.push(")");
-            let rows: Vec<(String, String, i64)> = select
-                .build_query_as()
-                .fetch_all(&mut *self)
-                .await
-                .map_err(db_err)?;
-            stored.extend(rows.into_iter().map(|(a, n, until)| ((a, n), until)));
-        }
-        // Live at each claim's own time: one that expired by then gives way.
-        Ok(nonces
-            .iter()
-            .filter(|n| {
-                stored
-                    .get(&(n.agent.as_str().to_owned(), n.nonce.clone()))
-                    .is_some_and(|until| *until > n.now_ms)
-            })
-            .map(|n| (n.agent.clone(), n.nonce.clone()))
-            .collect())
-    }
-
-    async fn existing_agents(
-        &mut self,
-        agents: &[&AgentId],
-    ) -> Result<HashSet<AgentId>, StoreError> {
-        let mut found = HashSet::new();
-        for chunk in agents.chunks(MAX_IN_LIST) {
-            let mut select = QueryBuilder::<Sqlite>::new("SELECT id FROM agents WHERE id IN (");
-            let mut list = select.separated(", ");
-            for agent in chunk {
-                list.push_bind(agent.as_str());
-            }
-            pad_in_list(&mut list, chunk.len(), "NULL");
-            select.push(")");
-            let ids: Vec<String> = select
-                .build_query_scalar()
-                .fetch_all(&mut *self)
-                .await
-                .map_err(db_err)?;
-            for id in ids {
-                found.insert(AgentId::try_from(id.as_str()).map_err(|_| corrupt("agent id"))?);
-            }
-        }
-        Ok(found)
-    }
-
-    async fn upsert_nonces(&mut self, nonces: &[&NonceClaim]) -> Result<(), StoreError> {
-        for n in nonces {
-            // Decided already: a stored row here is one that expired, replaced.
-            sqlx::query(
-                "INSERT INTO action_nonces (agent_id, nonce, expires_at_ms) VALUES (?, ?, ?) \
-                 ON CONFLICT (agent_id, nonce) DO UPDATE SET expires_at_ms = excluded.expires_at_ms",
-            )
-            .bind(n.agent.as_str())
-            .bind(&n.nonce)
-            .bind(n.expires_at_ms)
-            .execute(&mut *self)
-            .await
-            .map_err(db_err)?;
-        }
-        Ok(())
-    }
-
-    async fn upsert_budgets(&mut self, rows: &[BudgetRow<'_>]) -> Result<(), StoreError> {
-        for row in rows {
-            sqlx::query(
-                "INSERT INTO budgets \
-                 (issuer_id, policy_id, period_key, currency, spent, cap, updated_at_ms) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?) \
-                 ON CONFLICT (issuer_id, policy_id, period_key, currency) DO UPDATE SET \
-                 spent = excluded.spent, cap = excluded.cap, updated_at_ms = excluded.updated_at_ms",
-            )
-            .bind(row.key.issuer_id.as_str())
-            .bind(&row.key.policy_id)
-            .bind(&row.key.period_key)
-            .bind(&row.key.currency)
-            .bind(row.spent.to_string())
-            .bind(row.cap.to_string())
-            .bind(row.at_ms)
-            .execute(&mut *self)
-            .await
-            .map_err(db_err)?;
-        }
-        Ok(())
-    }
-
-    async fn insert_receipts(&mut self, receipts: &[ReceiptRecord]) -> Result<(), StoreError> {
-        let rows: Vec<(&ReceiptRecord, Option<i64>)> = receipts
-            .iter()
-            .map(|r| Ok((r, r.audit_index.map(to_i64).transpose()?)))
-            .collect::<Result<_, StoreError>>()?;
-        for chunk in rows.chunks(DECISION_ROWS_PER_INSERT) {
-            let mut insert = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO receipts \
-                 (id, receiver_id, issuer_id, claims, audit_index, created_at_ms) ",
-            );
-            push_padded_values(
-                &mut insert,
-                chunk.iter().copied(),
-                6,
-                |mut row, (receipt, audit_index)| {
-                    row.push_bind(receipt.id.as_str())
-                        .push_bind(receipt.receiver_id.as_ref().map(ReceiverId::as_str))
-                        .push_bind(receipt.issuer_id.as_ref().map(IssuerId::as_str))
-                        .push_bind(receipt.claims.as_slice())
-                        .push_bind(audit_index)
-                        .push_bind(receipt.created_at_ms);
-                },
-            );
-            insert.build().execute(&mut *self).await.map_err(db_err)?;
-        }
-        Ok(())
-    }
-
-    async fn insert_claims(
-        &mut self,
-        claims: &[(&(ReceiverId, String), &Claimed)],
-    ) -> Result<(), StoreError> {
-        let rows: Vec<(&(ReceiverId, String), &Claimed, Option<i64>)> = claims
-            .iter()
-            .map(|(key, claimed)| {
-                Ok((*key, *claimed, claimed.audit_index.map(to_i64).transpose()?))
-            })
-            .collect::<Result<_, StoreError>>()?;
-        for chunk in rows.chunks(DECISION_ROWS_PER_INSERT) {
-            let mut insert = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO idempotency \
-                 (receiver_id, key, request_sha256, answer, audit_index, created_at_ms) ",
-            );
-            push_padded_values(
-                &mut insert,
-                chunk.iter().copied(),
-                6,
-                |mut row, ((receiver, key), claimed, audit_index)| {
-                    row.push_bind(receiver.as_str())
-                        .push_bind(key.as_str())
-                        .push_bind(claimed.request_sha256.as_slice())
-                        .push_bind(claimed.answer.as_slice())
-                        .push_bind(audit_index)
-                        .push_bind(claimed.created_at_ms);
-                },
-            );
-            insert.build().execute(&mut *self).await.map_err(db_err)?;
-        }
-        Ok(())
-    }
-
-    async fn read_quotas(
-        &mut self,
-        months: &[(&OrgId, &str)],
-    ) -> Result<Vec<Option<(u64, bool)>>, StoreError> {
-        // SQLite's one writer holds the database: a count read here is the count written.
-        let mut rows = Vec::with_capacity(months.len());
-        for (org, month) in months {
-            let stored: Option<(i64, bool)> = sqlx::query_as(
-                "SELECT used, warned FROM quota_usage WHERE org_id = ? AND month = ?",
-            )
-            .bind(org.as_str())
-            .bind(*month)
-            .fetch_optional(&mut *self)
-            .await
-            .map_err(db_err)?;
-            rows.push(stored.map(|(u, w)| (u64::try_from(u).unwrap_or(0), w)));
-        }
-        Ok(rows)
-    }
-
-    async fn write_quotas(&mut self, rows: &[(&OrgId, &str, u64, bool)]) -> Result<(), StoreError> {
-        for (org, month, used, warned) in rows {
-            sqlx::query(
-                "INSERT INTO quota_usage (org_id, month, used, warned) VALUES (?, ?, ?, ?) \
-                 ON CONFLICT (org_id, month) DO UPDATE SET used = excluded.used, \
-                 warned = excluded.warned",
-            )
-            .bind(org.as_str())
-            .bind(*month)
-            .bind(to_i64(*used)?)
-            .bind(*warned)
-            .execute(&mut *self)
-            .await
-            .map_err(db_err)?;
-        }
-        Ok(())
-    }
-
-    async fn add_quota_below(
-        &mut self,
-        org: &OrgId,
-        month: &str,
-        n: u64,
-        below: u64,
-    ) -> Result<Option<u64>, StoreError> {
-        let after: Option<i64> = sqlx::query_scalar(
-            "UPDATE quota_usage SET used = used + ?1 WHERE org_id = ?2 AND month = ?3 \
-             AND used + ?1 < ?4 RETURNING used",
-        )
-        .bind(to_i64(n)?)
-        .bind(org.as_str())
-        .bind(month)
-        .bind(to_i64(below)?)
-        .fetch_optional(&mut *self)
-        .await
-        .map_err(db_err)?;
-        Ok(after.map(|u| u64::try_from(u).unwrap_or(0)))
-    }
-}
+// ---- decisions: the ledger's transactions run on the ledger writer (`writer.rs`)
 
 /// `Conflict(KeyHeldElsewhere)` if the key (`jkt`) is, or was, an agent key of
 /// another issuer's agent: an issuer cannot take over a key another issuer's agent
@@ -4630,102 +4412,119 @@ async fn read_budget(
     conn: &mut SqliteConnection,
     key: &BudgetKey,
 ) -> Result<Option<Decimal>, StoreError> {
-    let spent: Option<String> = sqlx::query_scalar(
-        "SELECT spent FROM budgets \
-         WHERE issuer_id = ? AND policy_id = ? AND period_key = ? AND currency = ?",
-    )
-    .bind(key.issuer_id.as_str())
-    .bind(&key.policy_id)
-    .bind(&key.period_key)
-    .bind(&key.currency)
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(db_err)?;
+    let spent: Option<String> = sqlx::query_scalar(BUDGET_SPENT_SQL)
+        .bind(key.issuer_id.as_str())
+        .bind(&key.policy_id)
+        .bind(&key.period_key)
+        .bind(&key.currency)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db_err)?;
     spent
         .map(|text| text.parse::<Decimal>().map_err(|_| corrupt("budget spent")))
         .transpose()
 }
 
-/// The stored idempotency records these claims name: per receiver, `IN` lists on the
-/// primary key.
-/// Appends `SELECT * FROM (VALUES …) WHERE column1 IS NOT NULL` to an `INSERT INTO t
-/// (…) ` of `columns` columns: `rows`, then rows of NULLs up to the next power of two,
-/// which the `WHERE` drops. A connection then sees one text per power of two (not one
-/// per row count) and keeps them prepared. The first column of every real row must
-/// not be NULL.
-fn push_padded_values<T>(
-    insert: &mut QueryBuilder<Sqlite>,
-    rows: impl IntoIterator<Item = T, IntoIter: ExactSizeIterator>,
-    columns: usize,
-    mut push: impl FnMut(sqlx::query_builder::Separated<'_, Sqlite, &'static str>, T),
-) {
-    let rows = rows.into_iter();
-    let padding = rows.len().next_power_of_two() - rows.len();
-    insert.push("SELECT * FROM (");
-    insert.push_values(
-        rows.map(Some)
-            .chain(std::iter::repeat_with(|| None).take(padding)),
-        |mut b, row| match row {
-            Some(row) => push(b, row),
-            None => {
-                for _ in 0..columns {
-                    b.push("NULL");
-                }
-            }
-        },
-    );
-    insert.push(") WHERE column1 IS NOT NULL");
+/// Appends `SELECT * FROM (VALUES …) WHERE column1 IS NOT NULL` to `head` (an `INSERT
+/// INTO t (…) ` of `columns` columns): `rows` rows of parameters, then rows of NULLs
+/// up to the next power of two, which the `WHERE` drops. A connection then sees one
+/// text per power of two (not one per row count) and keeps them prepared. The first
+/// column of every real row must not be NULL. Both writers build batches with it.
+fn padded_values_sql(head: &str, columns: usize, rows: usize) -> String {
+    let row = |item: &str| format!("({})", vec![item; columns].join(", "));
+    let (real, pad) = (row("?"), row("NULL"));
+    let all: Vec<&str> = std::iter::repeat_n(real.as_str(), rows)
+        .chain(std::iter::repeat_n(
+            pad.as_str(),
+            rows.next_power_of_two() - rows,
+        ))
+        .collect();
+    format!(
+        "{head}SELECT * FROM (VALUES {}) WHERE column1 IS NOT NULL",
+        all.join(", ")
+    )
 }
 
-/// Pads an `IN (…)` list of `n` items with `pad` (`NULL`, or a row of NULLs), which
-/// matches nothing, up to the next power of two: one text per power of two.
-fn pad_in_list(
-    list: &mut sqlx::query_builder::Separated<'_, Sqlite, &'static str>,
-    n: usize,
-    pad: &'static str,
-) {
-    for _ in n..n.next_power_of_two() {
-        list.push(pad);
+/// `(item, …, pad, …)`: an `IN` list of `n` items (`?`, or a row value of them) padded
+/// with `pad` (`NULL`, or a row of NULLs), which matches nothing, up to the next power
+/// of two: one text per power of two.
+fn padded_in_list_sql(item: &str, pad: &str, n: usize) -> String {
+    let all: Vec<&str> = std::iter::repeat_n(item, n)
+        .chain(std::iter::repeat_n(pad, n.next_power_of_two() - n))
+        .collect();
+    format!("({})", all.join(", "))
+}
+
+/// The log's size: `idx` is the rowid, so MAX is one B-tree descent.
+const AUDIT_SIZE_SQL: &str = "SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_log";
+/// The change feed's head: `pos` is the rowid.
+const CHANGE_HEAD_SQL: &str = "SELECT COALESCE(MAX(pos), 0) FROM changes";
+/// What a budget has spent.
+const BUDGET_SPENT_SQL: &str = "SELECT spent FROM budgets \
+     WHERE issuer_id = ? AND policy_id = ? AND period_key = ? AND currency = ?";
+
+/// The stored hash runs of `n` records (parameters: their indexes).
+fn hash_rows_sql(n: usize) -> String {
+    format!(
+        "SELECT idx, leaf_hash, nodes FROM audit_log WHERE idx IN {}",
+        padded_in_list_sql("?", "NULL", n)
+    )
+}
+
+/// Inserts `n` audit rows (parameters: [`AuditRowValues`] in order, per row).
+fn audit_rows_sql(n: usize) -> String {
+    padded_values_sql(
+        "INSERT INTO audit_log \
+         (idx, leaf_hash, nodes, entry, agent_id, issuer_id, created_at_ms) ",
+        7,
+        n,
+    )
+}
+
+/// Inserts `n` change rows (parameters: position, kind, subject, expiry, per row).
+fn change_rows_sql(n: usize) -> String {
+    padded_values_sql(
+        "INSERT INTO changes (pos, kind, subject, expires_at_s) ",
+        4,
+        n,
+    )
+}
+
+/// One audit row's columns, in [`audit_rows_sql`]'s order.
+struct AuditRowValues<'a> {
+    index: i64,
+    leaf: &'a [u8],
+    /// The run's interior hashes, 32 bytes each (0002_audit.sql).
+    nodes: Vec<u8>,
+    /// Packed (`core::audit_pack`).
+    entry: std::borrow::Cow<'a, [u8]>,
+    agent_id: Option<&'a str>,
+    issuer_id: Option<&'a str>,
+    created_at_ms: i64,
+}
+
+impl<'a> AuditRowValues<'a> {
+    fn of(row: &'a log::LogRow<'a>) -> Result<Self, StoreError> {
+        Ok(AuditRowValues {
+            index: to_i64(row.index)?,
+            leaf: &row.run.leaf.0,
+            nodes: row.run.nodes.iter().flat_map(|h| h.0).collect(),
+            entry: bonafide_core::audit_pack::pack(&row.record.entry),
+            agent_id: row.record.agent_id.as_ref().map(AgentId::as_str),
+            issuer_id: row.record.issuer_id.as_ref().map(IssuerId::as_str),
+            created_at_ms: row.record.created_at_ms,
+        })
     }
 }
 
-async fn read_claims(
-    conn: &mut SqliteConnection,
-    claims: &[&IdempotencyClaim],
-) -> Result<HashMap<(ReceiverId, String), Claimed>, StoreError> {
-    let mut by_receiver: HashMap<&ReceiverId, Vec<&str>> = HashMap::new();
-    for claim in claims {
-        by_receiver
-            .entry(&claim.receiver_id)
-            .or_default()
-            .push(claim.key.as_str());
-    }
-    let mut found = HashMap::new();
-    for (receiver, keys) in by_receiver {
-        for chunk in keys.chunks(MAX_IN_LIST) {
-            let mut select = QueryBuilder::<Sqlite>::new(
-                "SELECT key, request_sha256, answer, audit_index, created_at_ms \
-                 FROM idempotency WHERE receiver_id = ",
-            );
-            select.push_bind(receiver.as_str()).push(" AND key IN (");
-            let mut list = select.separated(", ");
-            for key in chunk {
-                list.push_bind(*key);
-            }
-            pad_in_list(&mut list, chunk.len(), "NULL");
-            select.push(")");
-            let rows: Vec<ClaimRow> = select
-                .build_query_as()
-                .fetch_all(&mut *conn)
-                .await
-                .map_err(db_err)?;
-            for row in rows {
-                let (key, claimed) = row.into_claimed()?;
-                found.insert((receiver.clone(), key), claimed);
-            }
-        }
-    }
-    Ok(found)
+/// A stored run as read: the leaf hash and the interior hashes, 32 bytes each.
+fn hash_run(leaf: &[u8], nodes: &[u8]) -> Result<log::HashRun, StoreError> {
+    let nodes = nodes
+        .chunks(32)
+        .map(|h| Hash::try_from(h).map_err(|_| corrupt("audit hashes")))
+        .collect::<Result<_, _>>()?;
+    let leaf = Hash::try_from(leaf).map_err(|_| corrupt("audit leaf hash"))?;
+    Ok(log::HashRun { leaf, nodes })
 }
 
 // ---- audit log internals
@@ -4776,8 +4575,7 @@ async fn audit_pruned(conn: &mut SqliteConnection) -> Result<u64, StoreError> {
 }
 
 async fn audit_size(conn: &mut SqliteConnection) -> Result<u64, StoreError> {
-    // `idx` is the rowid: MAX is one B-tree descent.
-    let size: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_log")
+    let size: i64 = sqlx::query_scalar(AUDIT_SIZE_SQL)
         .fetch_one(&mut *conn)
         .await
         .map_err(db_err)?;
@@ -4799,44 +4597,33 @@ impl log::LogRead for SqliteConnection {
     ) -> Result<HashMap<u64, log::HashRun>, StoreError> {
         let mut runs = HashMap::with_capacity(records.len());
         for chunk in records.chunks(MAX_IN_LIST) {
-            let mut select = QueryBuilder::<Sqlite>::new(
-                "SELECT idx, leaf_hash, nodes FROM audit_log WHERE idx IN (",
-            );
-            let mut list = select.separated(", ");
+            let sql = hash_rows_sql(chunk.len());
+            let mut select = sqlx::query_as(sqlx::AssertSqlSafe(sql));
             for r in chunk {
-                list.push_bind(to_i64(*r)?);
+                select = select.bind(to_i64(*r)?);
             }
-            pad_in_list(&mut list, chunk.len(), "NULL");
-            select.push(")");
-            let rows: Vec<(i64, Vec<u8>, Vec<u8>)> = select
-                .build_query_as()
-                .fetch_all(&mut *self)
-                .await
-                .map_err(db_err)?;
+            let rows: Vec<(i64, Vec<u8>, Vec<u8>)> =
+                select.fetch_all(&mut *self).await.map_err(db_err)?;
             for (idx, leaf, nodes) in rows {
                 let idx = u64::try_from(idx).map_err(|_| corrupt("audit index"))?;
-                // `nodes` is the run's interior hashes, 32 bytes each (0002_audit.sql).
-                let nodes = nodes
-                    .chunks(32)
-                    .map(|h| Hash::try_from(h).map_err(|_| corrupt("audit hashes")))
-                    .collect::<Result<_, _>>()?;
-                let leaf =
-                    Hash::try_from(leaf.as_slice()).map_err(|_| corrupt("audit leaf hash"))?;
-                runs.insert(idx, log::HashRun { leaf, nodes });
+                runs.insert(idx, hash_run(&leaf, &nodes)?);
             }
         }
         Ok(runs)
     }
 
     async fn change_head(&mut self) -> Result<u64, StoreError> {
-        // `pos` is the rowid: MAX is one B-tree descent.
-        let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(pos), 0) FROM changes")
+        let head: i64 = sqlx::query_scalar(CHANGE_HEAD_SQL)
             .fetch_one(&mut *self)
             .await
             .map_err(db_err)?;
         u64::try_from(head).map_err(|_| corrupt("change position"))
     }
+}
 
+/// The change feed's pages ([`log::ChangeRead`]).
+#[async_trait]
+impl log::ChangeRead for SqliteConnection {
     async fn read_changes(
         &mut self,
         after: u64,
@@ -4877,45 +4664,37 @@ impl log::LogRead for SqliteConnection {
 impl log::LogTx for SqliteConnection {
     async fn insert_audit_rows(&mut self, rows: &[log::LogRow<'_>]) -> Result<(), StoreError> {
         for chunk in rows.chunks(AUDIT_ROWS_PER_INSERT) {
-            let chunk: Vec<(i64, &log::LogRow<'_>)> = chunk
+            let values = chunk
                 .iter()
-                .map(|row| Ok((to_i64(row.index)?, row)))
-                .collect::<Result<_, StoreError>>()?;
-            let mut insert = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO audit_log \
-                 (idx, leaf_hash, nodes, entry, agent_id, issuer_id, created_at_ms) ",
-            );
-            push_padded_values(&mut insert, chunk, 7, |mut b, (index, row)| {
-                let nodes: Vec<u8> = row.run.nodes.iter().flat_map(|h| h.0).collect();
-                b.push_bind(index)
-                    .push_bind(row.run.leaf.0.to_vec())
-                    .push_bind(nodes)
-                    .push_bind(bonafide_core::audit_pack::pack(&row.record.entry).into_owned())
-                    .push_bind(row.record.agent_id.as_ref().map(|a| a.as_str().to_owned()))
-                    .push_bind(row.record.issuer_id.as_ref().map(|i| i.as_str().to_owned()))
-                    .push_bind(row.record.created_at_ms);
-            });
-            insert.build().execute(&mut *self).await.map_err(db_err)?;
+                .map(AuditRowValues::of)
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut insert = sqlx::query(sqlx::AssertSqlSafe(audit_rows_sql(chunk.len())));
+            for v in &values {
+                insert = insert
+                    .bind(v.index)
+                    .bind(v.leaf)
+                    .bind(v.nodes.as_slice())
+                    .bind(&*v.entry)
+                    .bind(v.agent_id)
+                    .bind(v.issuer_id)
+                    .bind(v.created_at_ms);
+            }
+            insert.execute(&mut *self).await.map_err(db_err)?;
         }
         Ok(())
     }
 
     async fn insert_changes(&mut self, rows: &[(u64, log::ChangeRow)]) -> Result<(), StoreError> {
         for chunk in rows.chunks(AUDIT_ROWS_PER_INSERT) {
-            let chunk: Vec<(i64, &log::ChangeRow)> = chunk
-                .iter()
-                .map(|(pos, row)| Ok((to_i64(*pos)?, row)))
-                .collect::<Result<_, StoreError>>()?;
-            let mut insert = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO changes (pos, kind, subject, expires_at_s) ",
-            );
-            push_padded_values(&mut insert, chunk, 4, |mut b, (pos, row)| {
-                b.push_bind(pos)
-                    .push_bind(row.kind.clone())
-                    .push_bind(row.subject.clone())
-                    .push_bind(row.expires_at_s);
-            });
-            insert.build().execute(&mut *self).await.map_err(db_err)?;
+            let mut insert = sqlx::query(sqlx::AssertSqlSafe(change_rows_sql(chunk.len())));
+            for (pos, row) in chunk {
+                insert = insert
+                    .bind(to_i64(*pos)?)
+                    .bind(row.kind.as_str())
+                    .bind(row.subject.as_deref())
+                    .bind(row.expires_at_s);
+            }
+            insert.execute(&mut *self).await.map_err(db_err)?;
         }
         Ok(())
     }
@@ -5060,7 +4839,7 @@ fn db_err_ref(e: &sqlx::Error) -> StoreError {
     const CANTOPEN: i32 = 14;
     match e {
         sqlx::Error::Database(db) if db.is_unique_violation() => {
-            StoreError::Conflict(conflict_kind(db.as_ref()))
+            StoreError::Conflict(conflict_kind(db.message()))
         }
         sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound,
         sqlx::Error::Database(db) => {
@@ -5093,7 +4872,7 @@ fn db_err_ref(e: &sqlx::Error) -> StoreError {
 }
 
 /// SQLite says `UNIQUE constraint failed: <table>.<column>`; say it in domain words.
-fn conflict_kind(db: &dyn DatabaseError) -> ConflictKind {
+fn conflict_kind(message: &str) -> ConflictKind {
     const KINDS: [(&str, ConflictKind); 17] = [
         ("organisations.name", ConflictKind::OrgNameTaken),
         ("issuers.name_key", ConflictKind::IssuerNameTaken),
@@ -5113,7 +4892,6 @@ fn conflict_kind(db: &dyn DatabaseError) -> ConflictKind {
         ("issuer_keys.alias", ConflictKind::IssuerKeyAliasTaken),
         ("issuer_domains.domain", ConflictKind::DomainTaken),
     ];
-    let message = db.message();
     KINDS
         .iter()
         .find(|(column, _)| message.contains(column))
@@ -5407,26 +5185,27 @@ mod tests {
             let rows: Vec<(i64, String)> = (0..n)
                 .map(|i| (total + i as i64, format!("r{i}")))
                 .collect();
-            let mut insert = QueryBuilder::<Sqlite>::new("INSERT INTO t (a, b) ");
-            push_padded_values(&mut insert, rows.clone(), 2, |mut b, (a, text)| {
-                b.push_bind(a).push_bind(text);
-            });
-            let done = insert.build().execute(&mut conn).await.unwrap();
+            let mut insert = sqlx::query(sqlx::AssertSqlSafe(padded_values_sql(
+                "INSERT INTO t (a, b) ",
+                2,
+                n,
+            )));
+            for (a, text) in &rows {
+                insert = insert.bind(*a).bind(text.as_str());
+            }
+            let done = insert.execute(&mut conn).await.unwrap();
             assert_eq!(done.rows_affected(), n as u64, "{n} rows, padded");
             total += n as i64;
             // An IN list padded with NULLs matches exactly its items.
-            let mut select = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM t WHERE a IN (");
-            let mut list = select.separated(", ");
+            let sql = format!(
+                "SELECT COUNT(*) FROM t WHERE a IN {}",
+                padded_in_list_sql("?", "NULL", n)
+            );
+            let mut select = sqlx::query_scalar(sqlx::AssertSqlSafe(sql));
             for (a, _) in &rows {
-                list.push_bind(*a);
+                select = select.bind(*a);
             }
-            pad_in_list(&mut list, rows.len(), "NULL");
-            select.push(")");
-            let found: i64 = select
-                .build_query_scalar()
-                .fetch_one(&mut conn)
-                .await
-                .unwrap();
+            let found: i64 = select.fetch_one(&mut conn).await.unwrap();
             assert_eq!(found, n as i64);
         }
         let (count, nulls): (i64, i64) =
