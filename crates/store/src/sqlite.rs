@@ -1,7 +1,9 @@
 //! The embedded backend: one SQLite file, `<data_dir>/bonafide.db`, in WAL mode.
 //!
 //! SQLite allows one writer at a time. Writes therefore go through a pool of exactly
-//! one connection, and every multi-statement write is a `BEGIN IMMEDIATE` transaction:
+//! one connection (and the ledger's transactions through the ledger writer, `writer`,
+//! a second connection behind the same write gate), and every multi-statement write
+//! is a `BEGIN IMMEDIATE` transaction:
 //! concurrent callers queue on the pool instead of failing with `SQLITE_BUSY`, and no
 //! transaction ever upgrades from a read lock to a write lock (the one case SQLite's
 //! busy handler cannot wait out). Reads use a separate small pool; WAL lets them run
@@ -20,7 +22,8 @@
 //! [`StoreError::Full`] or [`StoreError::Unavailable`], and the latest one is kept for
 //! [`Store::writable`] until a commit succeeds or a probe of the data dir shows space.
 //!
-//! Architecture invariant: SQL stays in this file and in `migrations/sqlite/`.
+//! Architecture invariant: SQL stays in this file, `sqlite/writer.rs` and
+//! `migrations/sqlite/`.
 
 use std::collections::HashMap;
 use std::fmt;

@@ -758,6 +758,82 @@ impl LedgerTx for Tx<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{AuditRecord, Decided, DecisionItem, Store};
+
+    /// A decision whose audit entry is `bytes` long.
+    fn big_decision(n: u32, bytes: usize) -> DecisionItem {
+        let record = AuditRecord {
+            entry: format!("{{\"n\":{n},\"pad\":\"{}\"}}", "x".repeat(bytes)).into_bytes(),
+            agent_id: None,
+            issuer_id: None,
+            created_at_ms: 0,
+        };
+        DecisionItem {
+            budget: None,
+            idempotency: None,
+            nonce: None,
+            quota: None,
+            decide: Box::new(move |_| {
+                Ok(Decided {
+                    audit: Some(record.clone()),
+                    receipt: None,
+                    charge: None,
+                    answer: Vec::new(),
+                })
+            }),
+        }
+    }
+
+    /// SQLite rolls a transaction back by itself when a write finds no space (here:
+    /// the ledger connection's `max_page_count`, as a full disk would): the batch is
+    /// `Full`, the store says it cannot write, nothing of the batch is stored, and
+    /// once there is room again the same writer commits and the store is writable.
+    #[tokio::test]
+    async fn a_ledger_batch_that_finds_no_space_fails_whole_and_the_writer_recovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = super::super::SqliteStore::open(dir.path()).await.unwrap();
+        let pages = store
+            .ledger
+            .run(|tx| {
+                let pages = tx.scalar("PRAGMA page_count")?;
+                tx.scalar(&format!("PRAGMA max_page_count = {}", pages + 8))?;
+                Ok(pages)
+            })
+            .await
+            .unwrap();
+        let mut failure = None;
+        for n in 0..200 {
+            match store.record_decisions(vec![big_decision(n, 3000)], 0).await {
+                Ok(out) => assert!(out[0].is_ok(), "{out:?}"),
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        let failure = failure.expect("a batch past max_page_count failed");
+        assert!(matches!(failure, StoreError::Full(_)), "{failure:?}");
+        let size = store.audit_size().await.unwrap();
+        assert!(size > 0, "some batches fitted");
+        let said = store.writable().await;
+        assert!(matches!(said, Err(StoreError::Full(_))), "{said:?}");
+        // Nothing of the failed batch was written, and the writer is not wedged.
+        assert_eq!(store.audit_size().await.unwrap(), size);
+        store
+            .ledger
+            .run(move |tx| tx.scalar(&format!("PRAGMA max_page_count = {}", pages * 1000)))
+            .await
+            .unwrap();
+        let out = store
+            .record_decisions(vec![big_decision(999, 3000)], 0)
+            .await
+            .unwrap();
+        assert!(matches!(
+            out[0],
+            Ok(crate::DecisionOutcome::Recorded { audit_index: Some(i), .. }) if i == size
+        ));
+        assert_eq!(store.writable().await, Ok(()));
+    }
 
     #[test]
     fn work_that_waits_on_anything_but_its_statements_is_refused() {
