@@ -78,10 +78,10 @@ const READERS: u32 = 4;
 const MAX_PAGE: u32 = 1000;
 /// Audit rows per multi-row `INSERT` (7 bound values each, well under SQLite's limit).
 const AUDIT_ROWS_PER_INSERT: usize = 256;
-/// Prepared statements the writer keeps. Batch statements are written for row counts
-/// rounded up to a power of two ([`push_padded_values`], [`pad_in_list`]): at most ten
-/// texts per statement, all of which stay prepared (~2 MB for the largest ones);
-/// sqlx's default of 100 prepared a batch's statements again and again.
+/// Prepared statements each writer keeps. Batch statements are written for row counts
+/// rounded up to a power of two ([`padded_values_sql`], [`padded_in_list_sql`]): at
+/// most ten texts per statement, all of which stay prepared (~2 MB for the largest
+/// ones); sqlx's default of 100 prepared a batch's statements again and again.
 const WRITER_STATEMENTS: usize = 256;
 /// Bound values per `IN (…)` list when reading stored hashes or ranges.
 const MAX_IN_LIST: usize = 512;
@@ -99,6 +99,10 @@ const SESSION_ENDED: &str = "(s.revoked_at_ms < ?1 OR (s.expires_at_ms < ?1 AND 
 const MAX_AUDIT_RANGE: u64 = 10_000;
 /// Receipt and idempotency rows per multi-row `INSERT` (6 bound values each).
 const DECISION_ROWS_PER_INSERT: usize = 256;
+/// How long a writer waits for the other at the store's write gate before the write
+/// fails `Unavailable` (and `writable` says so): what sqlx's pool waited for its one
+/// connection before the gate existed.
+const GATE_WAIT: Duration = Duration::from_secs(30);
 /// While writes fail, how often `writable` may probe the data dir for space.
 const PROBE_EVERY: Duration = Duration::from_secs(1);
 /// How long the probe waits for the database's write lock.
@@ -336,7 +340,7 @@ impl SqliteStore {
 
     /// Starts a write transaction holding SQLite's write lock from its first statement.
     async fn write_tx(&self) -> Result<WriteTx<'_>, StoreError> {
-        let gate = Arc::clone(&self.gate).lock_owned().await;
+        let gate = self.enter_gate().await?;
         match self.writer.begin_with("BEGIN IMMEDIATE").await {
             Ok(tx) => Ok(WriteTx {
                 tx: Some(tx),
@@ -345,6 +349,22 @@ impl SqliteStore {
             }),
             Err(e) => {
                 let e = db_err(e);
+                self.health.failed(&e);
+                Err(e)
+            }
+        }
+    }
+
+    /// The store's write gate, waited for at most [`GATE_WAIT`]: a writer stuck
+    /// behind it (a hung disk) fails `Unavailable` and is recorded for `writable`.
+    async fn enter_gate(&self) -> Result<tokio::sync::OwnedMutexGuard<()>, StoreError> {
+        match tokio::time::timeout(GATE_WAIT, Arc::clone(&self.gate).lock_owned()).await {
+            Ok(gate) => Ok(gate),
+            Err(_) => {
+                let e = StoreError::Unavailable(format!(
+                    "no write finished within {} s",
+                    GATE_WAIT.as_secs()
+                ));
                 self.health.failed(&e);
                 Err(e)
             }
@@ -454,8 +474,10 @@ impl Drop for WriteTx<'_> {
             {
                 health.failed(&db_err(sqlx::Error::Database(Box::new(e))));
             }
-            drop(tx);
-            // The rollback is queued on the connection before the gate opens.
+            // Rolled back before the gate opens: the other writer's `BEGIN` must not
+            // meet this transaction's lock. A rollback that fails leaves the
+            // connection to the pool's check (see the module docs).
+            let _ = tx.rollback().await;
             drop(gate);
         });
     }
@@ -1966,6 +1988,8 @@ impl Store for SqliteStore {
             // Copies the new pages into the main file and empties the WAL. Readers
             // still on old pages may keep it from finishing: it is retried on the
             // next write, so only the zeroing above is relied upon for the file.
+            // Behind the write gate: it holds the write lock while it waits.
+            let _gate = self.enter_gate().await?;
             sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
                 .execute(&self.writer)
                 .await

@@ -37,8 +37,8 @@ use rusqlite::{Connection, OpenFlags, Statement, ffi};
 
 use super::{
     AUDIT_SIZE_SQL, BUDGET_SPENT_SQL, BUSY_TIMEOUT, CHANGE_HEAD_SQL, DECISION_ROWS_PER_INSERT,
-    MAX_IN_LIST, WRITER_STATEMENTS, WriteHealth, audit_rows_sql, change_rows_sql, conflict_kind,
-    hash_rows_sql, padded_in_list_sql, padded_values_sql,
+    GATE_WAIT, MAX_IN_LIST, WRITER_STATEMENTS, WriteHealth, audit_rows_sql, change_rows_sql,
+    conflict_kind, hash_rows_sql, padded_in_list_sql, padded_values_sql,
 };
 use crate::ledger::{BudgetRow, Claimed, LedgerTx};
 use crate::log::{self, ChangeRow, HashRun, LogRow};
@@ -77,7 +77,16 @@ impl LedgerWriter {
             .spawn(move || {
                 // Ends when the store is closed or dropped (every sender gone).
                 for job in queue {
-                    job(&mut writer);
+                    // A panic outside a job's own work (in SQLite's wrapper, say) ends
+                    // that job, whose caller is told the writer stopped, not the
+                    // thread: the connection, perhaps mid-transaction, is reopened.
+                    if std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut writer))).is_err() {
+                        writer.conn = None;
+                        writer.frontier = None;
+                        writer.health.failed(&StoreError::Unavailable(
+                            "the ledger writer failed a transaction".into(),
+                        ));
+                    }
                 }
             })
             .map_err(|e| StoreError::Unavailable(format!("cannot start the ledger writer: {e}")))?;
@@ -145,7 +154,17 @@ impl Writer {
         work: impl FnOnce(&mut Tx<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         // The store's write gate, as the sqlx writer takes it (see the module docs).
-        let _gate = self.gate.blocking_lock();
+        let _gate = match enter_gate(&self.gate) {
+            Some(gate) => gate,
+            None => {
+                let e = StoreError::Unavailable(format!(
+                    "no write finished within {} s",
+                    GATE_WAIT.as_secs()
+                ));
+                self.health.failed(&e);
+                return Err(e);
+            }
+        };
         let conn = match &mut self.conn {
             Some(conn) => conn,
             None => match open(&self.path) {
@@ -201,6 +220,24 @@ impl Writer {
             }
         }
         done
+    }
+}
+
+/// The write gate, waited for at most [`GATE_WAIT`] (`None` past it). Free but for a
+/// moment of the other writer's, it is taken at once; otherwise polled, a little
+/// less often the longer it is held (a tokio mutex has no timed blocking lock).
+fn enter_gate(gate: &tokio::sync::Mutex<()>) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+    let deadline = std::time::Instant::now() + GATE_WAIT;
+    let mut pause = std::time::Duration::from_micros(20);
+    loop {
+        if let Ok(held) = gate.try_lock() {
+            return Some(held);
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(std::time::Duration::from_millis(1));
     }
 }
 
@@ -802,9 +839,13 @@ mod tests {
             .await
             .unwrap();
         let mut failure = None;
+        let mut committed = 0;
         for n in 0..200 {
             match store.record_decisions(vec![big_decision(n, 3000)], 0).await {
-                Ok(out) => assert!(out[0].is_ok(), "{out:?}"),
+                Ok(out) => {
+                    assert!(out[0].is_ok(), "{out:?}");
+                    committed += 1;
+                }
                 Err(e) => {
                     failure = Some(e);
                     break;
@@ -813,12 +854,12 @@ mod tests {
         }
         let failure = failure.expect("a batch past max_page_count failed");
         assert!(matches!(failure, StoreError::Full(_)), "{failure:?}");
+        // Nothing of the failed batch was written.
         let size = store.audit_size().await.unwrap();
         assert!(size > 0, "some batches fitted");
+        assert_eq!(size, committed);
         let said = store.writable().await;
         assert!(matches!(said, Err(StoreError::Full(_))), "{said:?}");
-        // Nothing of the failed batch was written, and the writer is not wedged.
-        assert_eq!(store.audit_size().await.unwrap(), size);
         store
             .ledger
             .run(move |tx| tx.scalar(&format!("PRAGMA max_page_count = {}", pages * 1000)))
@@ -831,6 +872,38 @@ mod tests {
         assert!(matches!(
             out[0],
             Ok(crate::DecisionOutcome::Recorded { audit_index: Some(i), .. }) if i == size
+        ));
+        assert_eq!(store.writable().await, Ok(()));
+    }
+
+    /// A decision whose closure panics fails its batch (rolled back), not the writer:
+    /// the next batch commits at the same index.
+    #[tokio::test]
+    async fn a_panicking_decision_fails_its_batch_and_the_writer_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = super::super::SqliteStore::open(dir.path()).await.unwrap();
+        let panics = DecisionItem {
+            budget: None,
+            idempotency: None,
+            nonce: None,
+            quota: None,
+            decide: Box::new(|_| panic!("a decision that panics")),
+        };
+        let failed = store
+            .record_decisions(vec![big_decision(0, 10), panics], 0)
+            .await;
+        assert!(matches!(failed, Err(StoreError::Backend(_))), "{failed:?}");
+        assert_eq!(store.audit_size().await.unwrap(), 0);
+        let out = store
+            .record_decisions(vec![big_decision(1, 10)], 0)
+            .await
+            .unwrap();
+        assert!(matches!(
+            out[0],
+            Ok(crate::DecisionOutcome::Recorded {
+                audit_index: Some(0),
+                ..
+            })
         ));
         assert_eq!(store.writable().await, Ok(()));
     }
