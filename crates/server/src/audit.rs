@@ -218,6 +218,7 @@ pub fn record(
         agent_id: agent.cloned(),
         issuer_id: issuer.cloned(),
         created_at_ms: entry.time_ms,
+        prepared: None,
     })
 }
 
@@ -1019,6 +1020,7 @@ mod tests {
                 agent_id: None,
                 issuer_id: None,
                 created_at_ms: 0,
+                prepared: None,
             })
             .collect()
     }

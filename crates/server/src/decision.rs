@@ -492,11 +492,15 @@ impl Deciding {
     /// makes it: made before the store's transaction (off the committer's path), and
     /// so checked to be auditable before anything is asked of the store.
     pub fn unspent_record(&self) -> Result<AuditRecord, bonafide_core::audit::AuditError> {
-        crate::audit::record(
+        let mut record = crate::audit::record(
             &self.audit_entry(&self.outcome(None)),
             self.subject().map(|(a, _)| a),
             None,
-        )
+        )?;
+        // Its leaf hash and packed form made here, on the request's task: off the
+        // store's one commit path, which every audited verify waits on.
+        record.prepare();
+        Ok(record)
     }
 }
 

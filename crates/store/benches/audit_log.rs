@@ -139,6 +139,7 @@ impl Entries {
             agent_id: Some(self.agent.clone()),
             issuer_id: None,
             created_at_ms: time_ms,
+            prepared: None,
         }
     }
 

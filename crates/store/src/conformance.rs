@@ -380,6 +380,7 @@ fn audit_record(agent: Option<&AgentId>, issuer: Option<&IssuerId>) -> AuditReco
         agent_id: agent.cloned(),
         issuer_id: issuer.cloned(),
         created_at_ms: T0_MS,
+        prepared: None,
     }
 }
 
@@ -3642,7 +3643,16 @@ pub async fn concurrent_decisions_and_other_appends_form_one_log(store: Arc<dyn 
                     .map(|(r, i)| (i, r.entry))
                     .collect::<Vec<_>>()
             } else {
-                let decided: Vec<Decided> = (0..=t % 4).map(|_| logged(None, "")).collect();
+                // Half of them made ahead as the server makes them (prepared).
+                let decided: Vec<Decided> = (0..=t % 4)
+                    .map(|k| {
+                        let mut d = logged(None, "");
+                        if let Some(a) = d.audit.as_mut().filter(|_| k % 2 == 0) {
+                            a.prepare();
+                        }
+                        d
+                    })
+                    .collect();
                 let items = decided
                     .iter()
                     .cloned()

@@ -1515,6 +1515,7 @@ pub async fn quota_counted_with_decisions_admits_exactly_the_limit(store: Arc<dy
                                     agent_id: None,
                                     issuer_id: None,
                                     created_at_ms: T0_MS,
+                                    prepared: None,
                                 }),
                                 receipt: None,
                                 charge: None,

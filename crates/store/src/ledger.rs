@@ -838,6 +838,7 @@ mod tests {
             agent_id: None,
             issuer_id: None,
             created_at_ms: 1,
+            prepared: None,
         }
     }
 

@@ -1308,7 +1308,7 @@ pub type Reseal<'a> =
 
 /// An audit entry to append: canonical JSON bytes (`bonafide_core::audit`) and who may
 /// read them in full.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct AuditRecord {
     /// RFC 8785 canonical JSON of the entry; hashed as the Merkle leaf.
     pub entry: Vec<u8>,
@@ -1318,7 +1318,64 @@ pub struct AuditRecord {
     pub issuer_id: Option<IssuerId>,
     /// When it was appended.
     pub created_at_ms: i64,
+    /// The entry's leaf hash and packed form, made ahead of its transaction by
+    /// [`AuditRecord::prepare`] (on the caller's task, off the store's serial
+    /// commit path); `None`: made when it is appended. Only `prepare` makes one,
+    /// from `entry` as it then is: change `entry` only before.
+    pub prepared: Option<PreparedEntry>,
 }
+
+/// What [`AuditRecord::prepare`] makes: the entry's leaf hash (`SHA-256(0x00 ‖
+/// entry)`) and packed form (`core::audit_pack`, as stored).
+#[derive(Debug, Clone)]
+pub struct PreparedEntry {
+    leaf: Hash,
+    /// Shared: a record is cloned into its decision (on the store's commit path).
+    packed: std::sync::Arc<[u8]>,
+}
+
+impl AuditRecord {
+    /// Makes the entry's leaf hash and packed form now, so that appending it does
+    /// not (see [`AuditRecord::prepared`]).
+    pub fn prepare(&mut self) {
+        self.prepared = Some(PreparedEntry {
+            leaf: bonafide_core::merkle::leaf_hash(&self.entry),
+            packed: bonafide_core::audit_pack::pack(&self.entry).into(),
+        });
+    }
+
+    /// The entry's Merkle leaf hash.
+    pub fn leaf_hash(&self) -> Hash {
+        match &self.prepared {
+            Some(p) => {
+                debug_assert_eq!(p.leaf, bonafide_core::merkle::leaf_hash(&self.entry));
+                p.leaf
+            }
+            None => bonafide_core::merkle::leaf_hash(&self.entry),
+        }
+    }
+
+    /// The entry as stored (`core::audit_pack`).
+    pub fn packed(&self) -> std::borrow::Cow<'_, [u8]> {
+        match &self.prepared {
+            Some(p) => std::borrow::Cow::Borrowed(&p.packed),
+            None => bonafide_core::audit_pack::pack(&self.entry),
+        }
+    }
+}
+
+/// Records are the same when their entry and readers are: whether one was prepared
+/// (its derived forms made early) is no part of it.
+impl PartialEq for AuditRecord {
+    fn eq(&self, other: &Self) -> bool {
+        self.entry == other.entry
+            && self.agent_id == other.agent_id
+            && self.issuer_id == other.issuer_id
+            && self.created_at_ms == other.created_at_ms
+    }
+}
+
+impl Eq for AuditRecord {}
 
 /// A stored audit record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -2364,6 +2421,33 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
 #[cfg(test)]
 mod tests {
+
+    /// A prepared record appends as the same record: its leaf hash and packed form
+    /// are the entry's, and it equals the record unprepared.
+    #[test]
+    fn a_prepared_record_is_the_record_it_was() {
+        let plain = AuditRecord {
+            entry: br#"{"decision":"allowed","kind":"verify","reasons":[]}"#.to_vec(),
+            agent_id: None,
+            issuer_id: None,
+            created_at_ms: 1,
+            prepared: None,
+        };
+        let mut prepared = plain.clone();
+        prepared.prepare();
+        assert!(prepared.prepared.is_some());
+        assert_eq!(prepared, plain);
+        assert_eq!(
+            prepared.leaf_hash(),
+            bonafide_core::merkle::leaf_hash(&plain.entry)
+        );
+        assert_eq!(prepared.leaf_hash(), plain.leaf_hash());
+        assert_eq!(prepared.packed(), plain.packed());
+        assert_eq!(
+            bonafide_core::audit_pack::unpack(&prepared.packed()).unwrap(),
+            plain.entry
+        );
+    }
     use super::*;
 
     #[test]

@@ -247,9 +247,7 @@ impl Head {
         let mut rows = Vec::with_capacity(records.len());
         for record in records {
             let index = frontier.size();
-            let stored = frontier
-                .append(merkle::leaf_hash(&record.entry))
-                .map_err(log_err)?;
+            let stored = frontier.append(record.leaf_hash()).map_err(log_err)?;
             let (leaf, nodes) = stored
                 .split_first()
                 .ok_or_else(|| StoreError::Backend("audit log: no leaf hash".into()))?;
@@ -437,6 +435,7 @@ mod tests {
             agent_id: None,
             issuer_id: None,
             created_at_ms: 0,
+            prepared: None,
         }
     }
 

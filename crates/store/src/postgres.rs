@@ -5019,7 +5019,7 @@ impl log::LogTx for PgConnection {
                 b.push_bind(index)
                     .push_bind(row.run.leaf.0.to_vec())
                     .push_bind(nodes)
-                    .push_bind(bonafide_core::audit_pack::pack(&row.record.entry).into_owned())
+                    .push_bind(row.record.packed().into_owned())
                     .push_bind(row.record.agent_id.as_ref().map(|a| a.as_str().to_owned()))
                     .push_bind(row.record.issuer_id.as_ref().map(|i| i.as_str().to_owned()))
                     .push_bind(row.record.created_at_ms);

@@ -86,6 +86,7 @@ pub fn warning_record(
         agent_id: None,
         issuer_id: None,
         created_at_ms: at_ms,
+        prepared: None,
     })
 }
 

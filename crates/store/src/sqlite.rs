@@ -4536,7 +4536,7 @@ impl<'a> AuditRowValues<'a> {
             index: to_i64(row.index)?,
             leaf: &row.run.leaf.0,
             nodes: row.run.nodes.iter().flat_map(|h| h.0).collect(),
-            entry: bonafide_core::audit_pack::pack(&row.record.entry),
+            entry: row.record.packed(),
             agent_id: row.record.agent_id.as_ref().map(AgentId::as_str),
             issuer_id: row.record.issuer_id.as_ref().map(IssuerId::as_str),
             created_at_ms: row.record.created_at_ms,

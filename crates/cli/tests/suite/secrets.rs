@@ -239,6 +239,7 @@ fn a_plaintext_database_is_sealed_in_place() {
             agent_id: None,
             issuer_id: None,
             created_at_ms: 1,
+            prepared: None,
         };
         store.rotate_signing_key(&record, 0, &audit).await.unwrap();
         let receipt = SigningKey::generate(Algorithm::EdDSA).unwrap();

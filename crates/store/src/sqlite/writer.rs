@@ -804,6 +804,7 @@ mod tests {
             agent_id: None,
             issuer_id: None,
             created_at_ms: 0,
+            prepared: None,
         };
         DecisionItem {
             budget: None,
