@@ -154,7 +154,7 @@ impl Writer {
         work: impl FnOnce(&mut Tx<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         // The store's write gate, as the sqlx writer takes it (see the module docs).
-        let _gate = match enter_gate(&self.gate) {
+        let _gate = match enter_gate(&self.gate, GATE_WAIT) {
             Some(gate) => gate,
             None => {
                 let e = StoreError::Unavailable(format!(
@@ -223,21 +223,33 @@ impl Writer {
     }
 }
 
-/// The write gate, waited for at most [`GATE_WAIT`] (`None` past it). Free but for a
-/// moment of the other writer's, it is taken at once; otherwise polled, a little
-/// less often the longer it is held (a tokio mutex has no timed blocking lock).
-fn enter_gate(gate: &tokio::sync::Mutex<()>) -> Option<tokio::sync::MutexGuard<'_, ()>> {
-    let deadline = std::time::Instant::now() + GATE_WAIT;
-    let mut pause = std::time::Duration::from_micros(20);
+/// The write gate, waited for at most [`GATE_WAIT`] (`None` past it): its lock
+/// future polled on this thread, which sleeps until the gate wakes it (as tokio's
+/// `blocking_lock`, which has no time limit) or the deadline passes.
+fn enter_gate(
+    gate: &tokio::sync::Mutex<()>,
+    wait: std::time::Duration,
+) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let deadline = std::time::Instant::now() + wait;
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut lock = pin!(gate.lock());
     loop {
-        if let Ok(held) = gate.try_lock() {
+        if let Poll::Ready(held) = lock.as_mut().poll(&mut cx) {
             return Some(held);
         }
-        if std::time::Instant::now() >= deadline {
+        let now = std::time::Instant::now();
+        if now >= deadline {
             return None;
         }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(std::time::Duration::from_millis(1));
+        // A spurious wake-up only polls again.
+        std::thread::park_timeout(deadline - now);
     }
 }
 
@@ -907,6 +919,28 @@ mod tests {
             })
         ));
         assert_eq!(store.writable().await, Ok(()));
+    }
+
+    /// The writer's thread waits for the gate until it is free (woken, not polling
+    /// past its deadline), and gives up at the deadline while another holds it.
+    #[test]
+    fn the_gate_is_entered_once_free_and_given_up_at_the_deadline() {
+        let gate = Arc::new(tokio::sync::Mutex::new(()));
+        let held = gate.try_lock().unwrap();
+        assert!(enter_gate(&gate, std::time::Duration::from_millis(30)).is_none());
+        let waiting = {
+            let gate = Arc::clone(&gate);
+            std::thread::spawn(move || {
+                enter_gate(&gate, std::time::Duration::from_secs(60)).is_some()
+            })
+        };
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        drop(held);
+        assert!(waiting.join().unwrap(), "entered once the holder left");
+        assert!(
+            enter_gate(&gate, std::time::Duration::ZERO).is_some(),
+            "free: at once"
+        );
     }
 
     #[test]
