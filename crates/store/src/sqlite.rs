@@ -4855,7 +4855,11 @@ pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
     db_err_ref(&e)
 }
 
-fn db_err_ref(e: &sqlx::Error) -> StoreError {
+/// A failure SQLite reported with `code` (a result code, extended or not), other than
+/// a constraint: no space is `Full`; the file, its lock or memory unusable is
+/// `Unavailable` (both recorded for `writable`); anything else `Backend`. Both
+/// writers' errors are classified by it.
+fn sqlite_failure(code: Option<i32>, text: String) -> StoreError {
     // SQLite's primary result codes (the low byte of an extended code).
     const BUSY: i32 = 5;
     const LOCKED: i32 = 6;
@@ -4864,23 +4868,21 @@ fn db_err_ref(e: &sqlx::Error) -> StoreError {
     const IOERR: i32 = 10;
     const FULL: i32 = 13;
     const CANTOPEN: i32 = 14;
+    match code.map(|c| c & 0xff) {
+        Some(FULL) => StoreError::Full(text),
+        Some(BUSY | LOCKED | NOMEM | READONLY | IOERR | CANTOPEN) => StoreError::Unavailable(text),
+        _ => StoreError::Backend(text),
+    }
+}
+
+fn db_err_ref(e: &sqlx::Error) -> StoreError {
     match e {
         sqlx::Error::Database(db) if db.is_unique_violation() => {
             StoreError::Conflict(conflict_kind(db.message()))
         }
         sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound,
         sqlx::Error::Database(db) => {
-            let primary = db
-                .code()
-                .and_then(|c| c.parse::<i32>().ok())
-                .map(|c| c & 0xff);
-            match primary {
-                Some(FULL) => StoreError::Full(e.to_string()),
-                Some(BUSY | LOCKED | NOMEM | READONLY | IOERR | CANTOPEN) => {
-                    StoreError::Unavailable(e.to_string())
-                }
-                _ => StoreError::Backend(e.to_string()),
-            }
+            sqlite_failure(db.code().and_then(|c| c.parse::<i32>().ok()), e.to_string())
         }
         sqlx::Error::Io(io)
             if matches!(

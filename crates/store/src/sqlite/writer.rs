@@ -292,26 +292,13 @@ pub(super) fn finish<F: Future>(work: F) -> Result<F::Output, StoreError> {
 /// (`super::db_err`): a unique violation is a conflict, a foreign key a missing row,
 /// no space `Full`, the file or lock unusable `Unavailable`.
 fn sql_err(e: rusqlite::Error) -> StoreError {
-    const BUSY: i32 = 5;
-    const LOCKED: i32 = 6;
-    const NOMEM: i32 = 7;
-    const READONLY: i32 = 8;
-    const IOERR: i32 = 10;
-    const FULL: i32 = 13;
-    const CANTOPEN: i32 = 14;
     match &e {
         rusqlite::Error::SqliteFailure(failure, message) => match failure.extended_code {
             ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY => {
                 StoreError::Conflict(conflict_kind(message.as_deref().unwrap_or("")))
             }
             ffi::SQLITE_CONSTRAINT_FOREIGNKEY => StoreError::NotFound,
-            code => match code & 0xff {
-                FULL => StoreError::Full(e.to_string()),
-                BUSY | LOCKED | NOMEM | READONLY | IOERR | CANTOPEN => {
-                    StoreError::Unavailable(e.to_string())
-                }
-                _ => StoreError::Backend(e.to_string()),
-            },
+            code => super::sqlite_failure(Some(code), e.to_string()),
         },
         _ => StoreError::Backend(e.to_string()),
     }
