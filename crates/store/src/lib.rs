@@ -1321,7 +1321,9 @@ pub struct AuditRecord {
     /// The entry's leaf hash and packed form, made ahead of its transaction by
     /// [`AuditRecord::prepare`] (on the caller's task, off the store's serial
     /// commit path); `None`: made when it is appended. Only `prepare` makes one,
-    /// from `entry` as it then is: change `entry` only before.
+    /// from `entry` as it then is: change `entry` only before (nothing does after;
+    /// tests assert the hash against `entry`). Both forms come from the same bytes,
+    /// so the stored entry and its leaf hash always agree.
     pub prepared: Option<PreparedEntry>,
 }
 

@@ -4702,7 +4702,10 @@ impl LedgerTx for PgConnection {
             .fetch_one(&mut *self)
             .await
             .map_err(db_err)?;
-            rows.push(Some((u64::try_from(used).unwrap_or(0), warned)));
+            rows.push(Some((
+                u64::try_from(used).map_err(|_| corrupt("quota count"))?,
+                warned,
+            )));
         }
         Ok(rows)
     }
@@ -4741,7 +4744,9 @@ impl LedgerTx for PgConnection {
         .fetch_optional(&mut *self)
         .await
         .map_err(db_err)?;
-        Ok(after.map(|u| u64::try_from(u).unwrap_or(0)))
+        after
+            .map(|u| u64::try_from(u).map_err(|_| corrupt("quota count")))
+            .transpose()
     }
 }
 

@@ -161,8 +161,8 @@ impl AppState {
         self.receiver_audiences.remove(receiver);
     }
 
-    /// Drops the cached keys of an agent, and refuses every fill of the cache read
-    /// before (it may predate the change).
+    /// Drops the cached keys of an agent, and refuses every fill of its bucket (its
+    /// own among them) read before (it may predate the change).
     ///
     /// INVARIANT: call after a local key change (a registration with a key, a
     /// rotation) commits and before answering, so the next verify in this process

@@ -737,7 +737,7 @@ impl LedgerTx for Tx<'_> {
                 |row| {
                     let used: i64 = row.get(0).map_err(sql_err)?;
                     let warned: bool = row.get(1).map_err(sql_err)?;
-                    Ok((u64::try_from(used).unwrap_or(0), warned))
+                    Ok((to_u64(used, "quota count")?, warned))
                 },
             )?;
             out.push(row.into_iter().next());
@@ -784,10 +784,11 @@ impl LedgerTx for Tx<'_> {
             },
             |row| row.get::<_, i64>(0).map_err(sql_err),
         )?;
-        Ok(after
+        after
             .into_iter()
             .next()
-            .map(|u| u64::try_from(u).unwrap_or(0)))
+            .map(|u| to_u64(u, "quota count"))
+            .transpose()
     }
 }
 
