@@ -223,6 +223,23 @@ fn read_agent_key(path: &Path) -> Result<Value> {
     Ok(json!({ "signing_key_pub": text, "key_algorithm": key.alg().as_str() }))
 }
 
+/// The agent public key in a key file (a JWK, or a PEM public key), as
+/// `agent keys register` sends it: `token sign --bind` binds a token to its
+/// thumbprint (`cnf.jkt`). A private key is refused before it is parsed.
+pub(crate) fn agent_public_key(path: &Path) -> Result<VerifyingKey> {
+    let body = read_agent_key(path)?;
+    let parsed = match (body.get("public_key"), body.get("signing_key_pub")) {
+        (Some(jwk), _) => serde_json::from_value(jwk.clone())
+            .map_err(|e| anyhow!("`{}` is not a JWK: {e}", path.display()))
+            .and_then(|jwk| VerifyingKey::from_jwk(&jwk).map_err(anyhow::Error::from)),
+        (None, Some(Value::String(pem))) => {
+            VerifyingKey::from_public_pem(pem).map_err(anyhow::Error::from)
+        }
+        _ => bail!("`{}` holds no public key", path.display()),
+    };
+    parsed.map_err(|e| anyhow!("`{}` is not a usable agent key: {e}", path.display()))
+}
+
 /// `bonafide token exchange`: `POST /v1/token` (RFC 8693), as a JSON object with the
 /// form's members. Its errors are OAuth's shape, which the client reads.
 pub async fn exchange(url: &str, args: ExchangeArgs, out: Out) -> Result<ExitCode> {

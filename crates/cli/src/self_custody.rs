@@ -24,7 +24,9 @@ use bonafide_core::json::{self, JsonLimits};
 use bonafide_core::key_proof::{self, KeyProofClaims};
 use bonafide_core::keys::{Algorithm, SigningKey};
 use bonafide_core::policy::Policy;
-use bonafide_core::token::{self, AgentClaims, AgentInfo, Audience, DEFAULT_MAX_TOKEN_BYTES};
+use bonafide_core::token::{
+    self, AgentClaims, AgentInfo, Audience, Confirmation, DEFAULT_MAX_TOKEN_BYTES,
+};
 use bonafide_core::{apikey::KeyKind, scopes};
 use clap::Args;
 use serde_json::{Value, json};
@@ -87,6 +89,13 @@ pub struct SignArgs {
     /// The agent's display name in the token (default: the agent id).
     #[arg(long)]
     pub name: Option<String>,
+    /// The agent's public key file (JWK or PEM, as registered with `bonafide agent
+    /// keys register`): the token is bound to it (`cnf.jkt`, the key's RFC 7638
+    /// thumbprint), so only the holder of its private half can present it, with a
+    /// DPoP proof or a signed request. Required for an agent that has keys and was
+    /// registered without `allow_bearer_tokens`: its unbound tokens never verify.
+    #[arg(long, value_name = "FILE")]
+    pub bind: Option<PathBuf>,
     /// Sign without a status-list slot. By default, when BONAFIDE_API_KEY holds your
     /// issuer key, the registry at --url allocates one (`status` claim), so receivers
     /// verifying offline see the token's revocation; without a key the token has none.
@@ -206,6 +215,17 @@ pub async fn sign(url: &str, args: SignArgs, out: Out) -> Result<ExitCode> {
         }
         None => (None, None),
     };
+    // The agent's public key is read before the issuer's private one, as every
+    // argument is.
+    let cnf = match &args.bind {
+        Some(path) => Some(Confirmation {
+            jkt: crate::agent::agent_public_key(path)
+                .context("--bind")?
+                .kid()
+                .to_owned(),
+        }),
+        None => None,
+    };
     let key = read_signing_key(&args.key)?;
 
     let now = bonafide_server::time::now_ms() / 1000;
@@ -233,7 +253,7 @@ pub async fn sign(url: &str, args: SignArgs, out: Out) -> Result<ExitCode> {
         user: args.user,
         policy,
         policy_hash,
-        cnf: None,
+        cnf,
         act: None,
         ancestor_jtis: None,
         status: None,
@@ -295,6 +315,11 @@ async fn allocate_status(
         "expires_at": claims.exp,
         "kid": kid,
     });
+    // A bound token: that key rotated out turns its slot invalid too. The registry
+    // refuses a slot without it for an agent whose tokens must be bound.
+    if let Some(cnf) = &claims.cnf {
+        body["jkt"] = json!(cnf.jkt);
+    }
     // A token carrying a policy: revoking that policy turns its slot invalid too.
     if let Some(id) = claims
         .policy
@@ -310,7 +335,11 @@ async fn allocate_status(
     )
     .await
     .map_err(explain)
-    .context("no status-list slot (pass --no-status to sign without one)")?;
+    .context(if claims.cnf.is_none() {
+        "no status-list slot (pass --bind AGENT_KEY.pub.jwk if the agent's tokens must be bound to its key, or --no-status to sign without a slot)"
+    } else {
+        "no status-list slot (pass --no-status to sign without one)"
+    })?;
     let status = serde_json::from_value(answer["status"].clone())
         .map_err(|e| anyhow!("the registry's status-list slot does not parse: {e}"))?;
     Ok(Some(status))

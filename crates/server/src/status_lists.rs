@@ -1013,6 +1013,8 @@ pub struct AllocateStatus {
     pub kid: Option<String>,
     /// The token's `cnf.jkt`, when it is bound to one of the agent's registered keys:
     /// that key rotated out past its grace then revokes the token in its list.
+    /// Required when the agent has keys and was not registered with
+    /// `allow_bearer_tokens` (its unbound tokens never verify).
     #[serde(default)]
     pub jkt: Option<String>,
     /// The `id` of the consent policy the token carries (`policy.id`), if it carries
@@ -1038,7 +1040,7 @@ pub struct StatusAllocated {
     request_body = AllocateStatus, security(("api_key" = [])),
     responses((status = 201, body = StatusAllocated), (status = 401), (status = 404),
         (status = 409, description = "the agent is revoked or suspended, or the jti is another token's"),
-        (status = 422, description = "a bad `jti`, `expires_at` or `policy_id`, no `kid` or one that is not a live key of the issuer, a `jkt` that is no usable key of the agent (`INVALID_REQUEST`)"),
+        (status = 422, description = "a bad `jti`, `expires_at` or `policy_id`, no `kid` or one that is not a live key of the issuer, a `jkt` that is no usable key of the agent, or none for an agent whose tokens must be bound (`INVALID_REQUEST`)"),
         (status = 429, description = "the issuer's allocation limit (`allocations`, default 1000/min) is reached (`RATE_LIMITED`, with `Retry-After` and the `RateLimit` fields)")))]
 pub async fn allocate(
     State(state): State<Arc<AppState>>,
@@ -1105,6 +1107,14 @@ pub async fn allocate(
                 "`kid` names no live key of yours: give the kid (RFC 7638 thumbprint) of the issuer key that signs the token",
             ));
         }
+    }
+    if body.jkt.is_none() && crate::token_check::agent_refuses_bearer(&state, &agent.id).await? {
+        // Verify refuses this agent's unbound tokens (`BINDING_REQUIRED`); a slot
+        // naming no key would also stay valid after the key's rotation, for receivers
+        // checking only the list offline.
+        return Err(ApiError::invalid(
+            "`jkt` is required: this agent has keys of its own and does not allow bearer tokens, so its tokens must be bound to one of them (`cnf.jkt`); give that key's thumbprint",
+        ));
     }
     if let Some(jkt) = &body.jkt {
         let keys = state.agent_keys(&agent.id).await?;

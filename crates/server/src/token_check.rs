@@ -218,7 +218,17 @@ async fn genuine_subject(
 /// (`allow_bearer_tokens`). Both reads are the verify caches (agent keys, agent
 /// record), so the store is touched only on a miss.
 async fn bearer_refused(state: &AppState, claims: &token::AgentClaims) -> Result<bool, ApiError> {
-    let holder = bonafide_core::delegation::current_actor(claims);
+    agent_refuses_bearer(state, bonafide_core::delegation::current_actor(claims)).await
+}
+
+/// The rule of [`bearer_refused`] for one agent (the token's holder): its tokens must
+/// be bound to one of its keys (`cnf.jkt`). A status-list slot asked for such an
+/// agent must name that key too (`POST /v1/status-lists/allocations`), or the slot
+/// would not follow the key's rotation.
+pub(crate) async fn agent_refuses_bearer(
+    state: &AppState,
+    holder: &AgentId,
+) -> Result<bool, ApiError> {
     if state.agent_keys(holder).await?.is_empty() {
         return Ok(false);
     }

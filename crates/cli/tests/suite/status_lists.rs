@@ -531,3 +531,133 @@ fn revoke_by_policy_refuses_its_tokens_and_flips_their_slots() {
     let at = again["revoked_at"].as_str().unwrap();
     assert!(first.contains(&format!(" at {at}:")), "{first} / {again}");
 }
+
+/// `token sign --bind` binds a self-signed token to the agent's key (`cnf.jkt`, its
+/// thumbprint) and names that key in the token's slot. An agent with a key of its
+/// own (and no `allow_bearer_tokens`) gets no slot for an unbound token: the
+/// registry's 422, with the flag that fixes it. A private key or a missing file
+/// given to `--bind` is refused before any request.
+#[test]
+fn token_sign_binds_to_the_agent_key_and_its_slot_names_it() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let srv = serve(data.path(), &[]);
+    let admin = srv.admin_printed.clone().unwrap();
+    let out = run(
+        &srv.url,
+        Some(&admin),
+        &["issuer", "create", "--name", "bind.example", "--json"],
+    );
+    assert_exit(&out, 0);
+    let v = json_of(&out);
+    let (issuer_key, issuer) = (
+        v["api_key"].as_str().unwrap().to_owned(),
+        v["issuer_id"].as_str().unwrap().to_owned(),
+    );
+    let out = run(
+        &srv.url,
+        Some(&issuer_key),
+        &[
+            "agent", "register", "--name", "Bound", "--scope", "read:x", "--json",
+        ],
+    );
+    assert_exit(&out, 0);
+    let agent = json_of(&out)["agent_id"].as_str().unwrap().to_owned();
+    let generate = |name: &str| {
+        let file = dir.path().join(name).to_str().unwrap().to_owned();
+        let out = run(
+            &srv.url,
+            None,
+            &[
+                "keys", "generate", "--alg", "EdDSA", "--out", &file, "--json",
+            ],
+        );
+        assert_exit(&out, 0);
+        let kid = json_of(&out)["kid"].as_str().unwrap().to_owned();
+        (file, kid)
+    };
+    let (k, _) = generate("issuer.pem");
+    assert_exit(
+        &run(
+            &srv.url,
+            Some(&issuer_key),
+            &["issuer-key", "add", &format!("{k}.pub.jwk")],
+        ),
+        0,
+    );
+    let (agent_pem, agent_jkt) = generate("agent.pem");
+    let agent_pub = format!("{agent_pem}.pub.jwk");
+    let sign = |extra: &[&str]| {
+        let mut args = vec![
+            "token", "sign", "--key", &k, "--issuer", &issuer, "--agent", &agent, "--scope",
+            "read:x", "--ttl", "1h",
+        ];
+        args.extend_from_slice(extra);
+        run(&srv.url, Some(&issuer_key), &args)
+    };
+    // Before the agent has a key, an unbound token gets its slot.
+    let out = sign(&[]);
+    assert_exit(&out, 0);
+    assert!(slot(String::from_utf8(out.stdout.clone()).unwrap().trim()).is_some());
+
+    assert_exit(
+        &run(
+            &srv.url,
+            Some(&issuer_key),
+            &[
+                "agent",
+                "keys",
+                "register",
+                &agent,
+                "--public-key",
+                &agent_pub,
+            ],
+        ),
+        0,
+    );
+    let out = sign(&[]);
+    assert_exit(&out, 2);
+    assert!(text(&out).contains("`jkt` is required"), "{}", text(&out));
+    assert!(text(&out).contains("--bind"), "{}", text(&out));
+
+    let out = sign(&["--bind", &agent_pub]);
+    assert_exit(&out, 0);
+    let token = String::from_utf8(out.stdout.clone())
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert_eq!(payload(&token)["cnf"]["jkt"], agent_jkt.as_str());
+    let (uri, idx) = slot(&token).expect("a status slot");
+    until_status(&uri, idx, Status::Valid);
+    // Only with a proof by the agent's key does it verify.
+    let verify = |extra: &[&str]| {
+        let mut args = vec!["verify", token.as_str(), "--scope", "read:x"];
+        args.extend_from_slice(extra);
+        run(&srv.url, None, &args)
+    };
+    assert_exit(&verify(&[]), 1);
+    assert_exit(
+        &verify(&[
+            "--dpop-key",
+            &agent_pem,
+            "--htm",
+            "GET",
+            "--htu",
+            "https://api.example/x",
+        ]),
+        0,
+    );
+
+    // The private key, a missing file, a file that is no key: refused locally.
+    let not_a_key = dir.path().join("notes.txt");
+    std::fs::write(&not_a_key, "hello").unwrap();
+    for (file, says) in [
+        (agent_pem.as_str(), "private key"),
+        ("/nonexistent/agent.pub.jwk", "--bind"),
+        (not_a_key.to_str().unwrap(), "not a JWK"),
+    ] {
+        let out = sign(&["--bind", file]);
+        assert_exit(&out, 2);
+        assert!(text(&out).contains(says), "{file}: {}", text(&out));
+    }
+}

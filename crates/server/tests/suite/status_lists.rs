@@ -775,6 +775,125 @@ async fn a_bound_token_is_revoked_in_its_list_when_its_rotated_key_is_past_its_g
     assert_eq!(list.get(new_idx).unwrap(), Status::Valid);
 }
 
+/// An agent whose tokens must be bound (it has a key and no `allow_bearer_tokens`)
+/// gets an issuer-signed token's slot only naming that key (`jkt`): a slot without
+/// it would stay valid after the key's rotation, though verify refuses the token.
+/// The slot that names it flips once the key is rotated out past its grace. An agent
+/// that allows bearer tokens, or has no key, needs no `jkt`.
+#[tokio::test]
+async fn a_slot_for_an_agent_whose_tokens_must_be_bound_names_its_key() {
+    use bonafide_core::keys::{Algorithm, SigningKey};
+    let clock = std::sync::Arc::new(bonafide_server::time::ManualClock::now());
+    let h = start_with_config(Config {
+        clock: clock.clone(),
+        ..Config::default()
+    })
+    .await;
+    let iss = h.issuer_full("must-bind.example").await;
+    let kid = signing_kid(&h, &iss.key, &iss.id).await;
+    let (first, second, bearer_key) = (
+        SigningKey::generate(Algorithm::EdDSA).unwrap(),
+        SigningKey::generate(Algorithm::EdDSA).unwrap(),
+        SigningKey::generate(Algorithm::EdDSA).unwrap(),
+    );
+    let register = |body: Value| {
+        let h = &h;
+        let key = iss.key.clone();
+        async move {
+            h.register(&key, body).await["agent_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let bound =
+        register(json!({"name": "Bound", "scopes": ["read:x"], "public_key": public_jwk(&first)}))
+            .await;
+    let bearer = register(json!({"name": "Bearer", "scopes": ["read:x"],
+        "public_key": public_jwk(&bearer_key), "allow_bearer_tokens": true}))
+    .await;
+    let keyless = register(json!({"name": "Keyless", "scopes": ["read:x"]})).await;
+    let allocate = |agent_id: &str, jkt: Option<&str>| {
+        let mut body = json!({
+            "agent_id": agent_id,
+            "jti": bonafide_core::ids::TokenId::from_random(
+                common::rand20()[..16].try_into().unwrap()
+            )
+            .to_string(),
+            "expires_at": now_s() + 3600,
+            "kid": kid,
+        });
+        if let Some(jkt) = jkt {
+            body["jkt"] = json!(jkt);
+        }
+        let h = &h;
+        let key = iss.key.clone();
+        async move {
+            h.call(
+                "POST",
+                "/v1/status-lists/allocations",
+                Some(&key),
+                Some(body),
+            )
+            .await
+        }
+    };
+    let (st, v) = allocate(&bound, None).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["error"]["code"], "INVALID_REQUEST", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`jkt` is required"),
+        "{v}"
+    );
+    // Another agent's key is no key of this one.
+    let (st, v) = allocate(&bound, Some(bearer_key.kid())).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    for (agent_id, jkt) in [
+        (&bearer, None),
+        (&bearer, Some(bearer_key.kid())),
+        (&keyless, None),
+    ] {
+        let (st, v) = allocate(agent_id, jkt).await;
+        assert_eq!(st, StatusCode::CREATED, "{agent_id} {jkt:?}: {v}");
+    }
+    let (st, v) = allocate(&bound, Some(first.kid())).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let slot_of = |v: &Value| {
+        (
+            v["status"]["status_list"]["uri"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+            v["status"]["status_list"]["idx"].as_u64().unwrap(),
+        )
+    };
+    let (uri, idx) = slot_of(&v);
+    until_status(&h, &uri, idx, Status::Valid).await;
+    let (st, rotated) = h
+        .call(
+            "PUT",
+            &format!("/v1/agents/{bound}/keys"),
+            Some(&iss.key),
+            Some(json!({"public_key": public_jwk(&second), "grace_seconds": 60})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{rotated}");
+    // The old key, within its grace, still gets a slot; the new one does.
+    for jkt in [first.kid(), second.kid()] {
+        let (st, v) = allocate(&bound, Some(jkt)).await;
+        assert_eq!(st, StatusCode::CREATED, "{jkt}: {v}");
+    }
+    clock.advance(Duration::from_secs(61));
+    until_status(&h, &uri, idx, Status::Invalid).await;
+    let (st, v) = allocate(&bound, Some(first.kid())).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let (st, v) = allocate(&bound, None).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+}
+
 /// An issuer-signed token whose slot names the key that signs it (`kid`) is revoked
 /// in its list when that key is revoked; another key's token is not. A `kid` or `jkt`
 /// that is not the issuer's or the agent's is refused at allocation.
