@@ -184,6 +184,79 @@ impl ReceiptId {
         rest.copy_from_slice(&random);
         Self::from_random(bytes)
     }
+
+    /// The id's first 48 bits read as a time in milliseconds: the time it was made
+    /// with, for an id of [`ReceiptId::from_time_and_random`]; for any other id, a
+    /// meaningless number (its random bits).
+    pub fn time_ms(&self) -> u64 {
+        let digits = self.0.bytes().skip(Self::PREFIX.len());
+        let mut time = 0u64;
+        for (i, c) in digits.take(10).enumerate() {
+            let value = u64::from(digit_value(c));
+            // Nine whole characters (45 bits), then the tenth's top 3 bits.
+            time = if i < 9 {
+                (time << 5) | value
+            } else {
+                (time << 3) | (value >> 2)
+            };
+        }
+        time
+    }
+
+    /// The half-open text ranges `[lo, hi)` that hold exactly the ids of
+    /// [`ReceiptId::from_time_and_random`] whose time is before `time_ms`, so that a
+    /// store keyed by the id text (byte order) finds them without an index on age.
+    /// One range is not enough: the alphabet's digits (`2`–`7`, values 26–31) sort
+    /// before its letters (`a`, value 0), so text order is time order only digit by
+    /// digit. For each of the time's ten characters: the ids that agree with
+    /// `time_ms` before it and are smaller at it, a letters range and, where the
+    /// character is past `z`, a digits range: at most 20. An id made otherwise
+    /// ([`ReceiptId::from_random`]) falls in them by chance (its first 48 bits read
+    /// as a time): a store must check the row's own age as well.
+    pub fn ranges_before(time_ms: u64) -> Vec<(String, String)> {
+        let limit = Self::from_time_and_random(time_ms, [0; Self::TIMED_RANDOM_BYTES]);
+        let text = limit.as_str();
+        let prefix_len = Self::PREFIX.len();
+        // 48 bits of time are 9 whole characters and the top 3 bits of the tenth; the
+        // tenth's low 2 bits are random, here 0, so "smaller at it" stays `< value`.
+        let mut ranges = Vec::new();
+        for (i, c) in text.bytes().skip(prefix_len).take(10).enumerate() {
+            let Some(head) = text.get(..prefix_len + i) else {
+                break;
+            };
+            let value = digit_value(c);
+            let letters_end = value.min(26);
+            if letters_end > 0 {
+                ranges.push(range_of(head, b'a', b'a' + letters_end as u8));
+            }
+            if value > 26 {
+                ranges.push(range_of(head, b'2', b'2' + (value - 26) as u8));
+            }
+        }
+        ranges
+    }
+}
+
+/// The value (0–31) of a character of [`ALPHABET`].
+fn digit_value(c: u8) -> u32 {
+    match c {
+        b'a'..=b'z' => u32::from(c - b'a'),
+        b'2'..=b'7' => 26 + u32::from(c - b'2'),
+        // INVARIANT: only called on text `base32` wrote.
+        _ => 0,
+    }
+}
+
+/// `[head + first, head + end)`: every text starting with `head` and then a
+/// character from `first` up to (not including) `end`.
+fn range_of(head: &str, first: u8, end: u8) -> (String, String) {
+    let mut lo = String::with_capacity(head.len() + 1);
+    lo.push_str(head);
+    lo.push(char::from(first));
+    let mut hi = String::with_capacity(head.len() + 1);
+    hi.push_str(head);
+    hi.push(char::from(end));
+    (lo, hi)
 }
 
 #[cfg(test)]
@@ -217,6 +290,59 @@ mod tests {
                 bytes
             })
         );
+    }
+
+    /// An id is in `ranges_before(t)` exactly when its time is before `t`: times on
+    /// both sides of limits with every kind of digit (letters only, past `z`, at the
+    /// edges), random bytes all ones and all zeros, and a pseudo-random sweep.
+    #[test]
+    fn ranges_before_hold_exactly_the_earlier_timed_ids() {
+        let inside = |ranges: &[(String, String)], id: &ReceiptId| {
+            ranges
+                .iter()
+                .any(|(lo, hi)| lo.as_str() <= id.as_str() && id.as_str() < hi.as_str())
+        };
+        let max = (1u64 << 48) - 1;
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            // splitmix64: enough spread for a sweep, no dependency.
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        };
+        let mut limits = vec![0, 1, 31, 32, max, max - 1, 1_764_900_000_000, 1u64 << 47];
+        limits.extend((0..40).map(|_| next() & max));
+        for limit in limits {
+            let ranges = ReceiptId::ranges_before(limit);
+            assert!(ranges.len() <= 20, "{limit}: {}", ranges.len());
+            let mut times = vec![0, max, limit, limit.saturating_sub(1), (limit + 1).min(max)];
+            // Near the limit in every digit: one step of each 5 bits either way.
+            for shift in (3..48).step_by(5) {
+                times.push(limit.saturating_sub(1 << shift));
+                times.push((limit + (1 << shift)).min(max));
+            }
+            times.extend((0..200).map(|_| next() & max));
+            for t in times {
+                for random in [[0u8; 10], [0xff; 10], [0x5a; 10]] {
+                    let id = ReceiptId::from_time_and_random(t, random);
+                    assert_eq!(
+                        inside(&ranges, &id),
+                        t < limit,
+                        "limit {limit}, time {t}, id {id}, ranges {ranges:?}"
+                    );
+                }
+            }
+        }
+        // Nothing is before time 0.
+        assert!(ReceiptId::ranges_before(0).is_empty());
+        // The time is read back from the id, whatever its random part.
+        for t in [0, 1, 1_764_900_000_000, max - 1, max] {
+            for random in [[0u8; 10], [0xff; 10]] {
+                assert_eq!(ReceiptId::from_time_and_random(t, random).time_ms(), t);
+            }
+        }
     }
 
     #[test]

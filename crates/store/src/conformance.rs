@@ -3421,24 +3421,51 @@ pub async fn receipts_carry_their_audit_index(store: Arc<dyn Store>) {
     );
 }
 
+/// The id of a receipt of kind `n % 4` made at `at_ms` in the purge test: each kind
+/// a store may meet. The server's (its time is the receipt's), one dated earlier,
+/// a random one (as ids were before they carried their time), one dated later than
+/// the receipt (`ReceiptRecord::dated_by_id` false: its time does not find it).
+fn purge_test_receipt_id(n: usize, at_ms: i64) -> ReceiptId {
+    let random = |shift: u8| -> [u8; ReceiptId::TIMED_RANDOM_BYTES] {
+        let mut out: [u8; ReceiptId::TIMED_RANDOM_BYTES] = unique();
+        out[0] ^= shift;
+        out
+    };
+    let at = u64::try_from(at_ms).unwrap_or(0);
+    match n % 4 {
+        0 => ReceiptId::from_time_and_random(at, random(0)),
+        1 => ReceiptId::from_time_and_random(at - 3_600_000, random(1)),
+        2 => ReceiptId::from_random(unique()),
+        _ => ReceiptId::from_time_and_random(at + 86_400_000, random(3)),
+    }
+}
+
 /// Receipts created before the cut are purged, all of them (more than one chunk)
-/// and only them; their audit entries stay, byte for byte, and the log does not move.
+/// and only them, whatever their ids say of their time; their audit entries stay,
+/// byte for byte, and the log does not move.
 pub async fn purged_receipts_leave_their_audit_entries(store: Arc<dyn Store>) {
     let (issuer, _) = issuer(&*store).await;
     let rcv = receiver(&*store).await;
     let cut = T0_MS + 100_000;
     let first = store.audit_size().await.unwrap();
-    // 5,003 receipts before the cut (past one purge chunk of 5,000), 3 from it on.
-    let times: Vec<i64> = (0..5_003)
-        .map(|n| T0_MS + n)
-        .chain([cut, cut + 1, cut + 2])
+    // Before the cut: 5,003 of the server's receipts made in one millisecond and
+    // 5,003 random ids (each past one purge chunk of 5,000 found one way), then 400
+    // of every kind in turn; from the cut on, 4 of every kind.
+    let times: Vec<(i64, usize)> = std::iter::repeat_n((T0_MS, 0), 5_003)
+        .chain(std::iter::repeat_n((T0_MS + 1, 2), 5_003))
+        .chain((0..400).map(|n| (T0_MS + 2 + n, n as usize)))
+        .chain((0..4).map(|n| (cut + n, n as usize)))
         .collect();
+    let before_cut = times.len() - 4;
     let mut made = Vec::new();
     for chunk in times.chunks(1_000) {
         let mut items = Vec::new();
-        for &at in chunk {
+        for &(at, kind) in chunk {
             let audit = audit_record(None, Some(&issuer.id));
-            let receipt = new_receipt(Some(&rcv.id), Some(&issuer.id), at);
+            let receipt = ReceiptRecord {
+                id: purge_test_receipt_id(kind, at),
+                ..new_receipt(Some(&rcv.id), Some(&issuer.id), at)
+            };
             made.push((receipt.id.clone(), at, audit.entry.clone()));
             items.push(item(
                 None,
@@ -3456,7 +3483,7 @@ pub async fn purged_receipts_leave_their_audit_entries(store: Arc<dyn Store>) {
     }
     let size = store.audit_size().await.unwrap();
     assert_eq!(size, first + times.len() as u64);
-    assert_eq!(store.purge_receipts(cut).await.unwrap(), 5_003);
+    assert_eq!(store.purge_receipts(cut).await.unwrap(), before_cut as u64);
     for (n, (id, at, entry)) in made.iter().enumerate() {
         let stored = store.receipt(id).await.unwrap();
         assert_eq!(stored.is_some(), *at >= cut, "receipt {n} made at {at}");
@@ -3470,6 +3497,7 @@ pub async fn purged_receipts_leave_their_audit_entries(store: Arc<dyn Store>) {
     // Nothing left before the cut; the rest go with a later one.
     assert_eq!(store.purge_receipts(cut).await.unwrap(), 0);
     assert_eq!(store.purge_receipts(cut + 3).await.unwrap(), 3);
+    assert_eq!(store.purge_receipts(cut + 4).await.unwrap(), 1);
 }
 
 /// A receipt of a decision that was not logged is stored without an audit index.

@@ -615,6 +615,18 @@ pub struct ReceiptRecord {
     pub created_at_ms: i64,
 }
 
+impl ReceiptRecord {
+    /// True when the id's time ([`ReceiptId::time_ms`]) is no later than the
+    /// receipt's creation, as for every id the server makes
+    /// ([`ReceiptId::from_time_and_random`] at the decision's time): a store that
+    /// purges by the id's time ([`ReceiptId::ranges_before`]) then reaches it at its
+    /// retention's end. Any other receipt (a random id, one made before ids carried
+    /// their time) must be found by its age another way.
+    pub fn dated_by_id(&self) -> bool {
+        u64::try_from(self.created_at_ms).is_ok_and(|created| self.id.time_ms() <= created)
+    }
+}
+
 /// What one decision writes. Built by [`DecisionItem::decide`] inside the store's
 /// transaction, after the store has read the budget.
 #[derive(Debug, Clone, PartialEq, Eq)]

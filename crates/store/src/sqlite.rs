@@ -4223,14 +4223,66 @@ impl Store for SqliteStore {
         .await
     }
 
+    /// By the ids' time, without an index on age (0039): each of
+    /// [`ReceiptId::ranges_before`]'s ranges a chunk at a time, every row's own
+    /// `created_at_ms` checked too; first those kept by age (`receipts_undated`).
     async fn purge_receipts(&self, before_ms: i64) -> Result<u64, StoreError> {
-        self.purge_in_chunks(
-            "DELETE FROM receipts WHERE id IN \
-             (SELECT id FROM receipts WHERE created_at_ms < ? \
-              ORDER BY created_at_ms LIMIT ?)",
-            before_ms,
-        )
-        .await
+        let mut total = 0;
+        loop {
+            let mut tx = self.write_tx().await?;
+            let ids: Vec<String> = sqlx::query_scalar(
+                "DELETE FROM receipts_undated WHERE (created_at_ms, id) IN \
+                 (SELECT created_at_ms, id FROM receipts_undated WHERE created_at_ms < ? \
+                  ORDER BY created_at_ms, id LIMIT ?) RETURNING id",
+            )
+            .bind(before_ms)
+            .bind(PURGE_CHUNK)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            if !ids.is_empty() {
+                let list = serde_json::to_string(&ids)
+                    .map_err(|e| StoreError::Backend(format!("receipt ids: {e}")))?;
+                total += sqlx::query(
+                    "DELETE FROM receipts WHERE id IN (SELECT value FROM json_each(?))",
+                )
+                .bind(list)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?
+                .rows_affected();
+            }
+            tx.commit().await.map_err(db_err)?;
+            if ids.len() < PURGE_CHUNK as usize {
+                break;
+            }
+        }
+        // Nothing is dated before the epoch.
+        let before = u64::try_from(before_ms).unwrap_or(0);
+        for (lo, hi) in ReceiptId::ranges_before(before) {
+            loop {
+                let mut tx = self.write_tx().await?;
+                let deleted = sqlx::query(
+                    "DELETE FROM receipts WHERE id IN \
+                     (SELECT id FROM receipts WHERE id >= ? AND id < ? AND created_at_ms < ? \
+                      LIMIT ?)",
+                )
+                .bind(&lo)
+                .bind(&hi)
+                .bind(before_ms)
+                .bind(PURGE_CHUNK)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?
+                .rows_affected();
+                tx.commit().await.map_err(db_err)?;
+                total += deleted;
+                if deleted < PURGE_CHUNK as u64 {
+                    break;
+                }
+            }
+        }
+        Ok(total)
     }
 
     async fn record_sdk_verification(&self, v: &NewSdkVerification) -> Result<(), StoreError> {

@@ -833,3 +833,86 @@ async fn sessions_and_refresh_tokens_survive_the_key_sessions_rebuild() {
     .await;
     assert!(orphan.is_err(), "{orphan:?}");
 }
+
+/// A database from before receipts were purged by their ids (0039) keeps every
+/// receipt it holds by age: ones with random ids (as all were before ids carried
+/// their time) are purged at their retention's end, and only they; the age index
+/// is gone from the commit path.
+#[tokio::test]
+async fn receipts_from_before_dated_ids_are_purged_by_age() {
+    use bonafide_core::ids::ReceiptId;
+    let (store, dir) = fresh().await;
+    let path = store.path().to_path_buf();
+    store.close().await;
+    drop(store);
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
+        "sqlite://{}",
+        path.display()
+    ))
+    .await
+    .unwrap();
+    for sql in [
+        "DROP TABLE receipts_undated",
+        "CREATE INDEX receipts_by_age ON receipts (created_at_ms)",
+        "DELETE FROM _sqlx_migrations WHERE version = 39",
+    ] {
+        sqlx::query(sql).execute(&mut conn).await.unwrap();
+    }
+    // Random ids, as the store was given them then: 20 old, 20 young.
+    let made: Vec<(ReceiptId, i64)> = (1..=40u8)
+        .map(|n| {
+            let mut bytes = [n; 16];
+            bytes[15] = n.wrapping_mul(37);
+            (
+                ReceiptId::from_random(bytes),
+                if n <= 20 {
+                    1_000 + i64::from(n)
+                } else {
+                    10_000
+                },
+            )
+        })
+        .collect();
+    for (id, at) in &made {
+        sqlx::query(
+            "INSERT INTO receipts (id, receiver_id, issuer_id, claims, audit_index, created_at_ms) \
+             VALUES (?, NULL, NULL, x'7b7d', NULL, ?)",
+        )
+        .bind(id.as_str())
+        .bind(at)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    <sqlx::SqliteConnection as sqlx::Connection>::close(conn)
+        .await
+        .unwrap();
+
+    let store = SqliteStore::open(&dir.path().join("data")).await.unwrap();
+    assert_eq!(store.purge_receipts(5_000).await.unwrap(), 20);
+    for (id, at) in &made {
+        assert_eq!(
+            store.receipt(id).await.unwrap().is_some(),
+            *at >= 5_000,
+            "{id} made at {at}"
+        );
+    }
+    assert_eq!(store.purge_receipts(5_000).await.unwrap(), 0);
+    assert_eq!(store.purge_receipts(10_001).await.unwrap(), 20);
+    let path = store.path().to_path_buf();
+    store.close().await;
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
+        "sqlite://{}",
+        path.display()
+    ))
+    .await
+    .unwrap();
+    let (age_index, undated): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT COUNT(*) FROM sqlite_schema WHERE name = 'receipts_by_age'), \
+                (SELECT COUNT(*) FROM receipts_undated)",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!((age_index, undated), (0, 0));
+}
