@@ -169,6 +169,9 @@ id_type!(
 impl ReceiptId {
     /// Bytes of randomness in a [`ReceiptId::from_time_and_random`] id (80 bits).
     pub const TIMED_RANDOM_BYTES: usize = 10;
+    /// The first time (ms) an id's 48 bits of time cannot hold (the year 10889):
+    /// [`ReceiptId::from_time_and_random`] keeps the low 48 bits of a later one.
+    pub const TIME_LIMIT_MS: u64 = 1 << 48;
 
     /// A receipt id whose first 48 bits are `time_ms` (big-endian) and whose other 80
     /// are the caller's random bytes: ids made close in time share a prefix, so the
@@ -214,6 +217,10 @@ impl ReceiptId {
     /// ([`ReceiptId::from_random`]) falls in them by chance (its first 48 bits read
     /// as a time): a store must check the row's own age as well.
     pub fn ranges_before(time_ms: u64) -> Vec<(String, String)> {
+        if time_ms >= Self::TIME_LIMIT_MS {
+            // Every id's time is before it: the range of every id (`{` follows `z`).
+            return vec![(Self::PREFIX.to_owned(), format!("{}{{", Self::PREFIX))];
+        }
         let limit = Self::from_time_and_random(time_ms, [0; Self::TIMED_RANDOM_BYTES]);
         let text = limit.as_str();
         let prefix_len = Self::PREFIX.len();
@@ -335,8 +342,17 @@ mod tests {
                 }
             }
         }
-        // Nothing is before time 0.
+        // Nothing is before time 0; everything is before the last time ids hold.
         assert!(ReceiptId::ranges_before(0).is_empty());
+        for beyond in [ReceiptId::TIME_LIMIT_MS, u64::MAX] {
+            let all = ReceiptId::ranges_before(beyond);
+            for t in [0, 1_764_900_000_000, max] {
+                for random in [[0u8; 10], [0xff; 10]] {
+                    let id = ReceiptId::from_time_and_random(t, random);
+                    assert!(inside(&all, &id), "{beyond}: {id}");
+                }
+            }
+        }
         // The time is read back from the id, whatever its random part.
         for t in [0, 1, 1_764_900_000_000, max - 1, max] {
             for random in [[0u8; 10], [0xff; 10]] {

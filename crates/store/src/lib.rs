@@ -623,7 +623,9 @@ impl ReceiptRecord {
     /// retention's end. Any other receipt (a random id, one made before ids carried
     /// their time) must be found by its age another way.
     pub fn dated_by_id(&self) -> bool {
-        u64::try_from(self.created_at_ms).is_ok_and(|created| self.id.time_ms() <= created)
+        // Past the times ids hold, an id's time has wrapped: not a date.
+        u64::try_from(self.created_at_ms)
+            .is_ok_and(|created| created < ReceiptId::TIME_LIMIT_MS && self.id.time_ms() <= created)
     }
 }
 

@@ -666,6 +666,61 @@ async fn sqlite_registry(dir: &std::path::Path) -> (bonafide_store::SqliteStore,
     (store, ids)
 }
 
+/// SQLite keeps receipts whose ids do not date them by age in a table of its own
+/// (`receipts_undated`, 0039), which the copy leaves behind (`copy::SQLITE_ONLY`):
+/// the receipts arrive, and PostgreSQL's purge finds them by their age.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_sqlite_keeps_by_age_are_copied_and_purged_by_age() {
+    use bonafide_core::ids::ReceiptId;
+    let tmp = tempfile::tempdir().unwrap();
+    let source = bonafide_store::SqliteStore::open(tmp.path()).await.unwrap();
+    let path = source.path().to_path_buf();
+    source.close().await;
+    drop(source);
+    let made = [
+        (ReceiptId::from_random([0x61; 16]), 1_000i64),
+        (ReceiptId::from_random([0x62; 16]), 10_000),
+    ];
+    let mut raw = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
+        "sqlite://{}",
+        path.display()
+    ))
+    .await
+    .unwrap();
+    for (id, at) in &made {
+        for sql in [
+            "INSERT INTO receipts (id, receiver_id, issuer_id, claims, audit_index, created_at_ms) \
+             VALUES (?1, NULL, NULL, x'7b7d', NULL, ?2)",
+            "INSERT INTO receipts_undated (id, created_at_ms) VALUES (?1, ?2)",
+        ] {
+            sqlx::query(sql)
+                .bind(id.as_str())
+                .bind(at)
+                .execute(&mut raw)
+                .await
+                .unwrap();
+        }
+    }
+    <sqlx::SqliteConnection as sqlx::Connection>::close(raw)
+        .await
+        .unwrap();
+    let source = bonafide_store::SqliteStore::open(tmp.path()).await.unwrap();
+    let (target, _db) = fresh().await;
+    let keep = |_: &bonafide_store::PrivateKeySlot, text: &str| Ok(Some(text.to_owned()));
+    let report = bonafide_store::copy::sqlite_to_postgres(&source, &target, &keep)
+        .await
+        .unwrap();
+    let rows: std::collections::BTreeMap<_, _> = report.tables.iter().cloned().collect();
+    assert_eq!(rows["receipts"], 2);
+    assert!(!rows.contains_key("receipts_undated"), "{rows:?}");
+    for (id, _) in &made {
+        assert!(target.receipt(id).await.unwrap().is_some(), "{id}");
+    }
+    assert_eq!(target.purge_receipts(5_000).await.unwrap(), 1);
+    assert!(target.receipt(&made[0].0).await.unwrap().is_none());
+    assert!(target.receipt(&made[1].0).await.unwrap().is_some());
+}
+
 /// Everything a reader of either backend sees is the same after the copy; the keys
 /// went through the re-sealing callback; a second copy into the same database is
 /// refused and changes nothing.

@@ -9,6 +9,9 @@
 -- Receipts whose id does not carry their time (made before ids did, or with a later
 -- time than their creation: `ReceiptRecord::dated_by_id`) are kept here by age, as
 -- the index kept them; the purge empties this table as they pass their retention.
+-- Copying them is a one-off write about the size of the dropped index, at the first
+-- start after the upgrade; the index's pages go to SQLite's free list (reused by later
+-- writes; `VACUUM` returns them to the file system).
 CREATE TABLE receipts_undated (
     created_at_ms INTEGER NOT NULL,
     id            TEXT    NOT NULL,
