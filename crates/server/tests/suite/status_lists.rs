@@ -894,6 +894,90 @@ async fn a_slot_for_an_agent_whose_tokens_must_be_bound_names_its_key() {
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
 }
 
+/// A token issued before its agent had a key is unbound: once the agent is given
+/// one (and was not registered with `allow_bearer_tokens`), verify refuses it
+/// (`BINDING_REQUIRED`) and its list says so too, whether the registry minted it or
+/// the issuer allocated its slot. An agent that allows bearer tokens keeps its
+/// unbound token valid in both.
+#[tokio::test]
+async fn an_unbound_token_is_revoked_in_its_list_when_its_agent_must_bind() {
+    use bonafide_core::keys::{Algorithm, SigningKey};
+    let h = start_with_config(Config::default()).await;
+    let iss = h.issuer_full("gains-key.example").await;
+    let kid = signing_kid(&h, &iss.key, &iss.id).await;
+    let register = |body: Value| {
+        let h = &h;
+        let key = iss.key.clone();
+        async move {
+            let reg = h.register(&key, body).await;
+            (
+                reg["agent_id"].as_str().unwrap().to_owned(),
+                reg["token"].as_str().unwrap().to_owned(),
+            )
+        }
+    };
+    let (strict, strict_token) = register(json!({"name": "Strict", "scopes": ["read:x"]})).await;
+    let (lenient, lenient_token) =
+        register(json!({"name": "Lenient", "scopes": ["read:x"], "allow_bearer_tokens": true}))
+            .await;
+    let (st, own) = h
+        .call(
+            "POST",
+            "/v1/status-lists/allocations",
+            Some(&iss.key),
+            Some(json!({
+                "agent_id": strict,
+                "jti": bonafide_core::ids::TokenId::from_random(
+                    common::rand20()[..16].try_into().unwrap()
+                )
+                .to_string(),
+                "expires_at": now_s() + 3600,
+                "kid": kid,
+            })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{own}");
+    let own_slot = (
+        own["status"]["status_list"]["uri"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+        own["status"]["status_list"]["idx"].as_u64().unwrap(),
+    );
+    let slots = [slot(&strict_token), own_slot, slot(&lenient_token)];
+    for (uri, idx) in &slots {
+        until_status(&h, uri, *idx, Status::Valid).await;
+    }
+    for agent in [&strict, &lenient] {
+        let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+        let (st, v) = h
+            .call(
+                "PUT",
+                &format!("/v1/agents/{agent}/keys"),
+                Some(&iss.key),
+                Some(json!({"public_key": public_jwk(&key)})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+    }
+    let refused = h.verify_token(&strict_token).await;
+    assert_eq!(refused["valid"], false, "{refused}");
+    assert!(
+        refused["reasons"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("BINDING_REQUIRED")),
+        "{refused}"
+    );
+    assert_eq!(h.verify_token(&lenient_token).await["valid"], true);
+    for (uri, idx) in &slots[..2] {
+        until_status(&h, uri, *idx, Status::Invalid).await;
+    }
+    let (uri, idx) = &slots[2];
+    let (_, list, _) = fetch(&h, uri).await;
+    assert_eq!(list.get(*idx).unwrap(), Status::Valid);
+}
+
 /// An issuer-signed token whose slot names the key that signs it (`kid`) is revoked
 /// in its list when that key is revoked; another key's token is not. A `kid` or `jkt`
 /// that is not the issuer's or the agent's is refused at allocation.
