@@ -4260,27 +4260,15 @@ impl Store for SqliteStore {
         // Nothing is dated before the epoch.
         let before = u64::try_from(before_ms).unwrap_or(0);
         for (lo, hi) in ReceiptId::ranges_before(before) {
-            loop {
-                let mut tx = self.write_tx().await?;
-                let deleted = sqlx::query(
+            total += self
+                .purge_in_chunks_with(
                     "DELETE FROM receipts WHERE id IN \
-                     (SELECT id FROM receipts WHERE id >= ? AND id < ? AND created_at_ms < ? \
-                      LIMIT ?)",
+                     (SELECT id FROM receipts WHERE id >= ?3 AND id < ?4 AND created_at_ms < ?1 \
+                      LIMIT ?2)",
+                    before_ms,
+                    &[&lo, &hi],
                 )
-                .bind(&lo)
-                .bind(&hi)
-                .bind(before_ms)
-                .bind(PURGE_CHUNK)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?
-                .rows_affected();
-                tx.commit().await.map_err(db_err)?;
-                total += deleted;
-                if deleted < PURGE_CHUNK as u64 {
-                    break;
-                }
-            }
+                .await?;
         }
         Ok(total)
     }
@@ -4442,12 +4430,24 @@ impl SqliteStore {
         delete: &'static str,
         before_ms: i64,
     ) -> Result<u64, StoreError> {
+        self.purge_in_chunks_with(delete, before_ms, &[]).await
+    }
+
+    /// [`SqliteStore::purge_in_chunks`] with more parameters, bound after those two.
+    async fn purge_in_chunks_with(
+        &self,
+        delete: &'static str,
+        before_ms: i64,
+        more: &[&str],
+    ) -> Result<u64, StoreError> {
         let mut total = 0;
         loop {
             let mut tx = self.write_tx().await?;
-            let deleted = sqlx::query(delete)
-                .bind(before_ms)
-                .bind(PURGE_CHUNK)
+            let mut query = sqlx::query(delete).bind(before_ms).bind(PURGE_CHUNK);
+            for value in more {
+                query = query.bind(*value);
+            }
+            let deleted = query
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err)?
