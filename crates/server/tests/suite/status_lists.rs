@@ -376,6 +376,71 @@ async fn a_delegated_token_flips_with_its_actor_and_its_parent() {
     until_status(&h, &uri, child2_idx, Status::Invalid).await;
 }
 
+/// A token delegated twice is presented by its current actor (the outermost `act`):
+/// once that actor is given a key, verify refuses the unbound token
+/// (`BINDING_REQUIRED`) and its list says so; the parent, held by the first actor,
+/// stays valid in both.
+#[tokio::test]
+async fn a_twice_delegated_unbound_token_follows_its_current_actor() {
+    use bonafide_core::keys::{Algorithm, SigningKey};
+    let h = start_with_config(Config::default()).await;
+    let key = h.issuer("chain-bind.example").await;
+    let (_, root) = agent(&h, &key, "Root").await;
+    let (_, first) = agent(&h, &key, "First").await;
+    let (current_id, current) = agent(&h, &key, "Current").await;
+    let exchange = |subject: String, actor: String| {
+        let h = &h;
+        let key = key.clone();
+        async move {
+            let resp = h
+                .http
+                .post(format!("{}/v1/token", h.base))
+                .header("authorization", format!("Bearer {key}"))
+                .form(&[
+                    ("grant_type", GRANT),
+                    ("subject_token", subject.as_str()),
+                    ("subject_token_type", JWT),
+                    ("actor_token", actor.as_str()),
+                    ("actor_token_type", JWT),
+                ])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), StatusCode::OK);
+            let v: Value = resp.json().await.unwrap();
+            v["access_token"].as_str().unwrap().to_owned()
+        }
+    };
+    let child = exchange(root.clone(), first.clone()).await;
+    let grandchild = exchange(child.clone(), current.clone()).await;
+    let (uri, child_idx) = slot(&child);
+    let (grand_uri, grand_idx) = slot(&grandchild);
+    until_status(&h, &grand_uri, grand_idx, Status::Valid).await;
+    let agent_key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    let (st, v) = h
+        .call(
+            "PUT",
+            &format!("/v1/agents/{current_id}/keys"),
+            Some(&key),
+            Some(json!({"public_key": public_jwk(&agent_key)})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let refused = h.verify_token(&grandchild).await;
+    assert_eq!(refused["valid"], false, "{refused}");
+    assert!(
+        refused["reasons"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("BINDING_REQUIRED")),
+        "{refused}"
+    );
+    assert_eq!(h.verify_token(&child).await["valid"], true);
+    until_status(&h, &grand_uri, grand_idx, Status::Invalid).await;
+    let (_, list, _) = fetch(&h, &uri).await;
+    assert_eq!(list.get(child_idx).unwrap(), Status::Valid);
+}
+
 #[tokio::test]
 async fn issuers_allocate_slots_for_their_own_tokens_and_bad_requests_are_refused() {
     let h = start_with_config(Config::default()).await;
