@@ -701,11 +701,10 @@ struct AgentKeys {
     must_bind: HashSet<AgentId>,
 }
 
-/// The agent that presents the entry's token: its current actor, else its subject
-/// (as `delegation::current_actor` reads the token). `actors` is in the order of
-/// `Actor::iter`: the outermost `act`, the current actor, first.
+/// The agent that presents the entry's token: its last actor, else its subject (as
+/// `delegation::current_actor` reads the token).
 fn holder_of(entry: &StatusEntry) -> &AgentId {
-    entry.actors.first().unwrap_or(&entry.agent_id)
+    entry.actors.last().unwrap_or(&entry.agent_id)
 }
 
 /// The entry's holder, if the token itself is unbound. The token's own binding is
