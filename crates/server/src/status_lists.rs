@@ -638,23 +638,6 @@ async fn new_entries(
 async fn agent_keys_of(state: &AppState, rows: &[StatusEntryRow]) -> Result<AgentKeys, StoreError> {
     let mut keys = AgentKeys::default();
     for row in rows {
-        // An unbound token of a holder that must bind: verify refuses it
-        // (`BINDING_REQUIRED`), however it came to be (issued before the agent's
-        // first key). Its keys are read afresh, once per holder: the verify cache may
-        // not have seen that key yet, and a key, once registered, is never deleted.
-        if unbound_holder(&row.entry).is_some_and(|h| keys.holders_read.insert(h.clone())) {
-            let holder = holder_of(&row.entry);
-            let has_keys =
-                !crate::state::load_agent_keys(state.store.agent_keys(holder).await?).is_empty();
-            let agent = if has_keys {
-                state.agent_record(holder).await?
-            } else {
-                None
-            };
-            if crate::token_check::refuses_bearer(has_keys, agent.as_deref()) {
-                keys.must_bind.insert(holder.clone());
-            }
-        }
         for key in &row.entry.keys {
             let Some(jkt) = &key.jkt else { continue };
             if !keys.usable.contains_key(&key.agent) {
@@ -695,28 +678,6 @@ struct AgentKeys {
     unusable: HashSet<(AgentId, String)>,
     /// (agent, jkt) already read afresh from the store.
     asked: HashSet<(AgentId, String)>,
-    /// Holders of unbound tokens whose keys were read afresh.
-    holders_read: HashSet<AgentId>,
-    /// Of those, the ones whose tokens must be bound: their unbound ones are invalid.
-    must_bind: HashSet<AgentId>,
-}
-
-/// The agent that presents the entry's token: its last actor, else its subject (as
-/// `delegation::current_actor` reads the token).
-fn holder_of(entry: &StatusEntry) -> &AgentId {
-    entry.actors.last().unwrap_or(&entry.agent_id)
-}
-
-/// The entry's holder, if the token itself is unbound. The token's own binding is
-/// the last key recorded (a delegated token's follows its ancestors'; other tokens
-/// have only their own): bound if that key is its holder's and names a `jkt`.
-fn unbound_holder(entry: &StatusEntry) -> Option<&AgentId> {
-    let holder = holder_of(entry);
-    let bound = entry
-        .keys
-        .last()
-        .is_some_and(|k| k.agent == *holder && k.jkt.is_some());
-    (!bound).then_some(holder)
 }
 
 /// What a verify of the entry's token would find of its standing: revocation and
@@ -739,9 +700,6 @@ fn status_of(
     );
     if status == Status::Invalid {
         return status;
-    }
-    if unbound_holder(&row.entry).is_some_and(|h| agent_keys.must_bind.contains(h)) {
-        return Status::Invalid;
     }
     for key in &row.entry.keys {
         let keys = agent_keys

@@ -232,19 +232,11 @@ pub(crate) async fn agent_refuses_bearer(
     if state.agent_keys(holder).await?.is_empty() {
         return Ok(false);
     }
-    let agent = state.agent_record(holder).await?;
-    Ok(refuses_bearer(true, agent.as_deref()))
-}
-
-/// The rule itself, for readers that have the agent's keys and record already (the
-/// status-list publisher reads the keys afresh, so that a token whose agent gained a
-/// key is revoked in its list as verify refuses it).
-pub(crate) fn refuses_bearer(has_keys: bool, agent: Option<&bonafide_store::Agent>) -> bool {
-    match agent {
-        Some(agent) => has_keys && !agent.allow_bearer_tokens,
+    Ok(match state.agent_record(holder).await? {
+        Some(agent) => !agent.allow_bearer_tokens,
         // A key without its agent cannot be; refusing is the safe answer.
-        None => has_keys,
-    }
+        None => true,
+    })
 }
 
 /// The reason that follows the error code when a key or a policy decided it:
