@@ -1012,7 +1012,9 @@ pub struct AllocateStatus {
     #[schema(required = true)]
     pub kid: Option<String>,
     /// The token's `cnf.jkt`, when it is bound to one of the agent's registered keys:
-    /// that key rotated out past its grace then revokes the token in its list.
+    /// that key rotated out past its grace then revokes the token in its list. It
+    /// must be the `cnf.jkt` the token carries, and absent only if the token has no
+    /// `cnf`: the list follows what is asked here, not the token signed later.
     /// Required when the agent has keys and was not registered with
     /// `allow_bearer_tokens` (its unbound tokens never verify).
     #[serde(default)]

@@ -648,6 +648,20 @@ fn token_sign_binds_to_the_agent_key_and_its_slot_names_it() {
         0,
     );
 
+    // The same key as a PEM public key (SubjectPublicKeyInfo): the same binding.
+    let private = std::fs::read_to_string(&agent_pem).unwrap();
+    let public_pem = SigningKey::from_pkcs8_pem(&private)
+        .unwrap()
+        .verifying_key()
+        .public_pem()
+        .unwrap();
+    let pem_file = dir.path().join("agent.pub.pem");
+    std::fs::write(&pem_file, public_pem).unwrap();
+    let out = sign(&["--bind", pem_file.to_str().unwrap()]);
+    assert_exit(&out, 0);
+    let by_pem = String::from_utf8(out.stdout.clone()).unwrap();
+    assert_eq!(payload(by_pem.trim())["cnf"]["jkt"], agent_jkt.as_str());
+
     // The private key, a missing file, a file that is no key: refused locally.
     let not_a_key = dir.path().join("notes.txt");
     std::fs::write(&not_a_key, "hello").unwrap();
