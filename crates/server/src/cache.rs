@@ -9,10 +9,10 @@
 //! included) is `no-store` unless its handler set a stricter header itself.
 
 use axum::extract::{MatchedPath, Request};
-use axum::http::HeaderValue;
 use axum::http::header::CACHE_CONTROL;
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::http::{HeaderValue, Response};
+
+use crate::layers::Hook;
 
 /// Keys change only by rotation, and a rotated-out key stays published until its
 /// tokens expire, so five minutes of caching never hides a key a token needs.
@@ -64,29 +64,43 @@ fn public_value(route: &str) -> Option<&'static str> {
 
 /// Route layer: a successful answer of a route in [`PUBLIC`] without a
 /// `Cache-Control` of its own gets the route's.
-pub async fn public_routes(req: Request, next: Next) -> Response {
-    let public = req
-        .extensions()
-        .get::<MatchedPath>()
-        .and_then(|p| public_value(p.as_str()));
-    let mut resp = next.run(req).await;
-    if let Some(value) = public
-        && resp.status().is_success()
-        && !resp.headers().contains_key(CACHE_CONTROL)
-    {
-        resp.headers_mut()
-            .insert(CACHE_CONTROL, HeaderValue::from_static(value));
+#[derive(Clone)]
+pub(crate) struct PublicRoutes;
+
+impl Hook for PublicRoutes {
+    type Noted = Option<&'static str>;
+
+    fn before(&self, req: &Request) -> Self::Noted {
+        req.extensions()
+            .get::<MatchedPath>()
+            .and_then(|p| public_value(p.as_str()))
     }
-    resp
+
+    fn after<B>(&self, public: Self::Noted, resp: &mut Response<B>) {
+        if let Some(value) = public
+            && resp.status().is_success()
+            && !resp.headers().contains_key(CACHE_CONTROL)
+        {
+            resp.headers_mut()
+                .insert(CACHE_CONTROL, HeaderValue::from_static(value));
+        }
+    }
 }
 
 /// Outer layer: every answer still without a `Cache-Control` gets `no-store`.
-pub async fn no_store_by_default(req: Request, next: Next) -> Response {
-    let mut resp = next.run(req).await;
-    resp.headers_mut()
-        .entry(CACHE_CONTROL)
-        .or_insert(HeaderValue::from_static("no-store"));
-    resp
+#[derive(Clone)]
+pub(crate) struct NoStoreByDefault;
+
+impl Hook for NoStoreByDefault {
+    type Noted = ();
+
+    fn before(&self, _: &Request) {}
+
+    fn after<B>(&self, (): (), resp: &mut Response<B>) {
+        resp.headers_mut()
+            .entry(CACHE_CONTROL)
+            .or_insert(HeaderValue::from_static("no-store"));
+    }
 }
 
 #[cfg(test)]

@@ -9,13 +9,15 @@
 //! read what anyone may read anonymously.
 
 use axum::extract::{MatchedPath, Request};
+use axum::http;
 use axum::http::header::{
     ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
     ACCESS_CONTROL_MAX_AGE,
 };
 use axum::http::{HeaderValue, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+
+use crate::layers::Hook;
 
 /// Route templates (as in [`crate::router`]) open to every origin.
 pub const ROUTES: &[&str] = &[
@@ -53,17 +55,24 @@ fn is_open(route: &str) -> bool {
 
 /// Route layer: every answer of a route in [`ROUTES`], errors included (so a page
 /// can read why), carries `Access-Control-Allow-Origin: *`.
-pub async fn allow_any_origin(req: Request, next: Next) -> Response {
-    let open = req
-        .extensions()
-        .get::<MatchedPath>()
-        .is_some_and(|p| is_open(p.as_str()));
-    let mut resp = next.run(req).await;
-    if open {
-        resp.headers_mut()
-            .insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+#[derive(Clone)]
+pub(crate) struct AllowAnyOrigin;
+
+impl Hook for AllowAnyOrigin {
+    type Noted = bool;
+
+    fn before(&self, req: &Request) -> bool {
+        req.extensions()
+            .get::<MatchedPath>()
+            .is_some_and(|p| is_open(p.as_str()))
     }
-    resp
+
+    fn after<B>(&self, open: bool, resp: &mut http::Response<B>) {
+        if open {
+            resp.headers_mut()
+                .insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+        }
+    }
 }
 
 /// `OPTIONS` on a route in [`ROUTES`]: the CORS preflight, 204.

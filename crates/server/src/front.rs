@@ -14,13 +14,16 @@
 //! into the answer's headers here.
 
 use std::cell::RefCell;
+use std::convert::Infallible;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::HeaderValue;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bonafide_core::ids::OrgId;
+use futures_util::future::{BoxFuture, Either};
+use tower::{Layer, Service};
 
 use crate::auth::Caller;
 use crate::quota;
@@ -70,13 +73,73 @@ pub fn usage_org(caller: &Caller) -> Option<OrgId> {
         .flatten()
 }
 
-/// The middleware. A no-op when rate limits and quotas are both off.
-pub async fn layer(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
-    let limits = state.limiter.limits().enabled && !ratelimit::EXEMPT.contains(&req.uri().path());
-    let quotas = state.quotas.plans().enabled;
-    if !limits && !quotas {
-        return next.run(req).await;
+/// The layer. A no-op when rate limits and quotas are both off.
+#[derive(Clone)]
+pub(crate) struct FrontLayer(pub Arc<AppState>);
+
+impl<S> Layer<S> for FrontLayer {
+    type Service = Front<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Front {
+            inner,
+            state: Arc::clone(&self.0),
+        }
     }
+}
+
+/// A service behind the front: see [`FrontLayer`].
+#[derive(Clone)]
+pub(crate) struct Front<S> {
+    inner: S,
+    state: Arc<AppState>,
+}
+
+impl<S> Service<Request> for Front<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Either<S::Future, BoxFuture<'static, Result<Response, Infallible>>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let state = &self.state;
+        let limits =
+            state.limiter.limits().enabled && !ratelimit::EXEMPT.contains(&req.uri().path());
+        let quotas = state.quotas.plans().enabled;
+        if !limits && !quotas {
+            return Either::Left(self.inner.call(req));
+        }
+        // The service made ready is the one called, after the look-ups (tower's rule).
+        let clone = self.inner.clone();
+        let ready = std::mem::replace(&mut self.inner, clone);
+        Either::Right(Box::pin(front(
+            Arc::clone(state),
+            limits,
+            quotas,
+            req,
+            ready,
+        )))
+    }
+}
+
+/// The front's work for one request, with limits or quotas on.
+async fn front<S>(
+    state: Arc<AppState>,
+    limits: bool,
+    quotas: bool,
+    mut req: Request,
+    mut inner: S,
+) -> Result<Response, Infallible>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
     let resolved = crate::auth::resolve_key(&state, req.headers()).await;
     let mut per = PerRequest::default();
     if limits {
@@ -86,7 +149,7 @@ pub async fn layer(State(state): State<Arc<AppState>>, mut req: Request, next: N
             tracing::info!(policy = outcome.policy.name(), "rate limit: refused");
             let mut resp = ratelimit::refusal(&outcome).into_response();
             ratelimit::write_headers(resp.headers_mut(), &[outcome]);
-            return resp;
+            return Ok(resp);
         }
         per.outcomes.push(outcome);
     }
@@ -96,8 +159,8 @@ pub async fn layer(State(state): State<Arc<AppState>>, mut req: Request, next: N
     if let Some(resolved) = resolved {
         req.extensions_mut().insert(resolved);
     }
-    let mut scoped = std::pin::pin!(FRONT.scope(RefCell::new(per), next.run(req)));
-    let mut resp = scoped.as_mut().await;
+    let mut scoped = std::pin::pin!(FRONT.scope(RefCell::new(per), inner.call(req)));
+    let Ok(mut resp) = scoped.as_mut().await;
     let per = scoped
         .as_mut()
         .take_value()
@@ -112,5 +175,5 @@ pub async fn layer(State(state): State<Arc<AppState>>, mut req: Request, next: N
     if let Some(usage) = per.usage {
         quota::count_usage(&state, usage, &mut resp);
     }
-    resp
+    Ok(resp)
 }

@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::StatusCode;
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use axum::routing::{get, post, put};
 use bonafide_core::keys::Algorithm;
 use bonafide_store::{Store, StoreError};
@@ -33,6 +32,7 @@ pub mod error;
 pub mod events;
 pub mod fetch;
 pub mod front;
+mod layers;
 pub mod metrics;
 pub mod openapi;
 pub mod proof;
@@ -54,6 +54,7 @@ pub mod write;
 pub use state::AppState;
 
 use error::{ApiError, ErrorCode};
+use layers::HookLayer;
 
 /// Server settings. Every field has a default ([`Config::default`]).
 #[derive(Debug, Clone)]
@@ -455,7 +456,7 @@ impl Server {
                 .fallback(not_found)
                 .with_state(Arc::clone(&self.state));
             // The main listener's bounds (timeouts, connection cap), and `no-store`.
-            let app = app.layer(middleware::from_fn(cache::no_store_by_default));
+            let app = app.layer(HookLayer(cache::NoStoreByDefault));
             tokio::spawn(serve::serve(listener, app, limits, std::future::pending()))
         });
         let app = router(Arc::clone(&self.state));
@@ -730,85 +731,95 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(routes::accounts::routes())
         // Other products' paths and shapes over the same checks (issue 21).
         .merge(compat::routes())
-        .route_layer(middleware::from_fn(cors::allow_any_origin))
-        .route_layer(middleware::from_fn(access_log))
-        .route_layer(middleware::from_fn_with_state(
-            Arc::clone(&state),
-            count_request,
-        ))
-        .route_layer(middleware::from_fn(cache::public_routes))
+        .route_layer(HookLayer(cors::AllowAnyOrigin))
+        .route_layer(HookLayer(AccessLog))
+        .route_layer(HookLayer(CountRequest(Arc::clone(&state))))
+        .route_layer(HookLayer(cache::PublicRoutes))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
-    app
+    let app = app
         // The credential resolved once, its rate limit spent before any handler reads
         // a body, usage counts and quota headers; inside the request id and `no-store`.
-        .layer(middleware::from_fn_with_state(
-            Arc::clone(&state),
-            front::layer,
-        ))
-        .layer(DefaultBodyLimit::max(max_body))
+        .layer(front::FrontLayer(Arc::clone(&state)))
+        .with_state(state);
+    around_every_route(app, max_body, request_timeout)
+}
+
+/// The layers around every route and the fallback, innermost first: the body limit;
+/// the request timeout; a caught panic's 500; `no-store` unless the answer set its
+/// own `Cache-Control`; the request id, whose scope the others run in (so a
+/// timeout's or a panic's answer carries the id and is `no-store` too).
+fn around_every_route(app: Router, max_body: usize, request_timeout: Duration) -> Router {
+    app.layer(DefaultBodyLimit::max(max_body))
+        .layer(serve::RequestTimeoutLayer(request_timeout))
         .layer(CatchPanicLayer::custom(|_panic| {
             ApiError::internal("handler panicked").into_response()
         }))
-        // Inside the request id's scope, so a timeout's answer carries the id.
-        .layer(middleware::from_fn_with_state(
-            request_timeout,
-            serve::request_timeout,
-        ))
-        // Outside the timeout, so its answers are `no-store` too.
-        .layer(middleware::from_fn(cache::no_store_by_default))
-        .layer(middleware::from_fn(request_id::layer))
-        .with_state(state)
+        .layer(HookLayer(cache::NoStoreByDefault))
+        .layer(request_id::RequestIdLayer)
 }
 
 /// One log line per request: method, route template (never the raw path, which may
 /// hold a token), status, latency, request id.
-async fn access_log(req: Request, next: Next) -> Response {
-    if !tracing::enabled!(tracing::Level::INFO) {
-        return next.run(req).await;
+#[derive(Clone)]
+struct AccessLog;
+
+impl layers::Hook for AccessLog {
+    type Noted = Option<(Instant, axum::http::Method, Option<MatchedPath>)>;
+
+    fn before(&self, req: &Request) -> Self::Noted {
+        if !tracing::enabled!(tracing::Level::INFO) {
+            return None;
+        }
+        let route = req.extensions().get::<MatchedPath>().cloned();
+        Some((Instant::now(), req.method().clone(), route))
     }
-    let started = Instant::now();
-    let method = req.method().clone();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "-".to_owned(), |p| p.as_str().to_owned());
-    let resp = next.run(req).await;
-    tracing::info!(
-        request_id = %request_id::current(),
-        %method,
-        route,
-        status = resp.status().as_u16(),
-        micros = started.elapsed().as_micros() as u64,
-        "request"
-    );
-    resp
+
+    fn after<B>(&self, noted: Self::Noted, resp: &mut axum::http::Response<B>) {
+        let Some((started, method, route)) = noted else {
+            return;
+        };
+        tracing::info!(
+            request_id = %request_id::current(),
+            %method,
+            route = route.as_ref().map_or("-", MatchedPath::as_str),
+            status = resp.status().as_u16(),
+            micros = started.elapsed().as_micros() as u64,
+            "request"
+        );
+    }
 }
 
 /// Counts each routed request in the metrics by its route template (never the path).
-async fn count_request(
-    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let started = Instant::now();
-    let method = req.method().clone();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let mut resp = next.run(req).await;
-    state
-        .metrics
-        .observe_request(&route, &method, resp.status().as_u16(), started.elapsed());
-    resp.extensions_mut().insert(RouteTemplate(route));
-    resp
+#[derive(Clone)]
+struct CountRequest(Arc<AppState>);
+
+impl layers::Hook for CountRequest {
+    type Noted = (Instant, axum::http::Method, Option<MatchedPath>);
+
+    fn before(&self, req: &Request) -> Self::Noted {
+        let route = req.extensions().get::<MatchedPath>().cloned();
+        (Instant::now(), req.method().clone(), route)
+    }
+
+    fn after<B>(&self, (started, method, route): Self::Noted, resp: &mut axum::http::Response<B>) {
+        let template = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+        self.0.metrics.observe_request(
+            template,
+            &method,
+            resp.status().as_u16(),
+            started.elapsed(),
+        );
+        if let Some(route) = route {
+            resp.extensions_mut().insert(RouteTemplate(route));
+        }
+    }
 }
 
 /// The route template a request matched (`/v1/agents/{id}`), on its response for the
 /// layers outside routing (usage counts).
 #[derive(Debug, Clone)]
-pub struct RouteTemplate(pub String);
+pub struct RouteTemplate(pub MatchedPath);
 
 async fn not_found() -> ApiError {
     ApiError::new(
@@ -824,4 +835,105 @@ async fn method_not_allowed() -> ApiError {
         ErrorCode::MethodNotAllowed,
         "method not allowed on this endpoint; see /openapi.json",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::{Body, Bytes, to_bytes};
+    use axum::http::header::{CACHE_CONTROL, CONNECTION};
+    use tower::ServiceExt;
+
+    use super::*;
+
+    /// The outer layers around routes that panic, answer late, read a body, or set
+    /// their own `Cache-Control`.
+    fn app() -> Router {
+        let routes = Router::new()
+            .route(
+                "/panic",
+                get(|| async {
+                    if std::hint::black_box(true) {
+                        panic!("a handler that panics, on purpose");
+                    }
+                    "unreachable"
+                }),
+            )
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    "late"
+                }),
+            )
+            .route("/echo", post(|body: Bytes| async move { body }))
+            .route(
+                "/cached",
+                get(|| async { ([(CACHE_CONTROL, "public, max-age=1")], "ok") }),
+            );
+        around_every_route(routes, 16, Duration::from_millis(200))
+    }
+
+    /// The answer's status, headers and JSON error body (`Null` when not JSON).
+    async fn send(req: Request) -> (StatusCode, axum::http::HeaderMap, serde_json::Value) {
+        let resp = app().oneshot(req).await.unwrap();
+        let (parts, body) = resp.into_parts();
+        let bytes = to_bytes(body, 1 << 16).await.unwrap();
+        let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        (parts.status, parts.headers, json)
+    }
+
+    fn get_req(path: &str) -> Request {
+        Request::get(path).body(Body::empty()).unwrap()
+    }
+
+    /// An error's body names the request id its header carries.
+    fn assert_id_matches(headers: &axum::http::HeaderMap, json: &serde_json::Value) {
+        let id = headers["x-request-id"].to_str().unwrap();
+        assert!(id.starts_with("req_"), "{id}");
+        assert_eq!(json["error"]["request_id"], id);
+    }
+
+    #[tokio::test]
+    async fn a_panic_is_a_500_with_the_request_id_and_no_store() {
+        let (status, headers, json) = send(get_req("/panic")).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(headers[CACHE_CONTROL], "no-store");
+        assert_id_matches(&headers, &json);
+    }
+
+    #[tokio::test]
+    async fn a_late_answer_is_a_503_that_closes_with_the_request_id_and_no_store() {
+        let (status, headers, json) = send(get_req("/slow")).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(json["error"]["code"], "TIMEOUT");
+        assert_eq!(headers[CONNECTION], "close");
+        assert_eq!(headers[CACHE_CONTROL], "no-store");
+        assert_id_matches(&headers, &json);
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_is_refused_and_one_under_it_read() {
+        let big = Request::post("/echo")
+            .body(Body::from(vec![b'x'; 17]))
+            .unwrap();
+        let (status, headers, _) = send(big).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(headers[CACHE_CONTROL], "no-store");
+        assert!(headers.contains_key("x-request-id"));
+
+        let small = Request::post("/echo").body(Body::from("abc")).unwrap();
+        let resp = app().oneshot(small).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(to_bytes(resp.into_body(), 64).await.unwrap(), "abc");
+    }
+
+    #[tokio::test]
+    async fn an_answer_keeps_its_own_cache_control_and_ids_differ() {
+        let (status, first, _) = send(get_req("/cached")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(first[CACHE_CONTROL], "public, max-age=1");
+        let (_, second, _) = send(get_req("/nowhere")).await;
+        assert_eq!(second[CACHE_CONTROL], "no-store");
+        assert_ne!(first["x-request-id"], second["x-request-id"]);
+    }
 }

@@ -505,10 +505,12 @@ pub(crate) fn count_usage(state: &Arc<AppState>, usage: Subject, resp: &mut Resp
     let Some(route) = resp.extensions_mut().remove::<crate::RouteTemplate>() else {
         return;
     };
-    if state
-        .quotas
-        .count_usage(usage.org, usage.key, route.0, state.now_ms())
-    {
+    if state.quotas.count_usage(
+        usage.org,
+        usage.key,
+        route.0.as_str().to_owned(),
+        state.now_ms(),
+    ) {
         let state = Arc::clone(state);
         tokio::spawn(async move {
             if let Err(e) = state.quotas.flush_usage(state.store.as_ref()).await {

@@ -1,22 +1,27 @@
 //! A request id for every request: in the `X-Request-Id` response header, in every
 //! error body, and in the log lines of that request.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, ready};
 
 use axum::extract::Request;
-use axum::http::HeaderValue;
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::http::{self, HeaderValue};
+use pin_project_lite::pin_project;
+use tokio::task::futures::TaskLocalFuture;
+use tower::{Layer, Service};
 
 tokio::task_local! {
     static REQUEST_ID: String;
     /// The person acting for an issuer in this request (issue 18), set once by the
     /// extractor that authenticated them: every audit entry the request writes names
     /// them beside the issuer.
-    static ACTING_PERSON: std::sync::OnceLock<String>;
+    static ACTING_PERSON: OnceLock<String>;
     /// The API key (its public id, `key_…`) that authenticated this request, set once
     /// by `auth::check_record`: what per-key usage is counted by.
-    static ACTING_KEY: std::sync::OnceLock<String>;
+    static ACTING_KEY: OnceLock<String>;
 }
 
 /// Records the API key (`key_…`) this request is authenticated by.
@@ -75,22 +80,80 @@ fn fresh() -> String {
     format!("req_{}", bonafide_core::hex(&bytes))
 }
 
-/// Middleware: assigns the id and runs the rest of the stack inside its scope.
-pub async fn layer(req: Request, next: Next) -> Response {
-    let id = fresh();
-    let mut resp = REQUEST_ID
-        .scope(
-            id.clone(),
-            ACTING_PERSON.scope(
-                std::sync::OnceLock::new(),
-                ACTING_KEY.scope(std::sync::OnceLock::new(), next.run(req)),
-            ),
-        )
-        .await;
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        resp.headers_mut().insert("x-request-id", v);
+/// The layer that assigns the id and runs the rest of the stack inside its scope
+/// (and the acting person's and key's).
+#[derive(Clone)]
+pub(crate) struct RequestIdLayer;
+
+impl<S> Layer<S> for RequestIdLayer {
+    type Service = RequestId<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestId { inner }
     }
-    resp
+}
+
+/// A service whose every request has an id: see [`RequestIdLayer`].
+#[derive(Clone)]
+pub(crate) struct RequestId<S> {
+    inner: S,
+}
+
+/// The scopes a request runs in, innermost last.
+type Scoped<F> = TaskLocalFuture<
+    String,
+    TaskLocalFuture<OnceLock<String>, TaskLocalFuture<OnceLock<String>, F>>,
+>;
+
+impl<S, B> Service<Request> for RequestId<S>
+where
+    S: Service<Request, Response = http::Response<B>>,
+{
+    type Response = http::Response<B>;
+    type Error = S::Error;
+    type Future = RequestIdFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let id = fresh();
+        let header = HeaderValue::from_str(&id).ok();
+        let inner = self.inner.call(req);
+        RequestIdFuture {
+            inner: REQUEST_ID.scope(
+                id,
+                ACTING_PERSON.scope(OnceLock::new(), ACTING_KEY.scope(OnceLock::new(), inner)),
+            ),
+            header,
+        }
+    }
+}
+
+pin_project! {
+    /// The future of a [`RequestId`] service.
+    pub(crate) struct RequestIdFuture<F> {
+        #[pin]
+        inner: Scoped<F>,
+        header: Option<HeaderValue>,
+    }
+}
+
+impl<F, B, E> Future for RequestIdFuture<F>
+where
+    F: Future<Output = Result<http::Response<B>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut out = ready!(this.inner.poll(cx));
+        if let (Ok(resp), Some(v)) = (&mut out, this.header.take()) {
+            resp.headers_mut().insert("x-request-id", v);
+        }
+        Poll::Ready(out)
+    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 //! - awaiting a request's headers: from the connection's start (its first request) or
 //!   from the request's first byte (later ones), `header_read_timeout`;
 //! - busy, from the headers until the answer is written: no connection bound, the
-//!   request timeout (middleware [`request_timeout`]) bounds receiving and deciding;
+//!   request timeout (middleware [`RequestTimeoutLayer`]) bounds receiving and deciding;
 //! - idle between requests: `idle_timeout` for the next one's first byte.
 //!
 //! A watchdog per connection closes it when its phase's deadline passes. hyper's own
@@ -23,24 +23,24 @@ use std::io;
 use std::pin::{Pin, pin};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes, HttpBody};
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use pin_project_lite::pin_project;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, Sleep};
-use tower::ServiceExt;
+use tower::{Layer, Service, ServiceExt};
 
 use crate::error::{ApiError, ErrorCode};
 use crate::request_id;
@@ -411,25 +411,73 @@ impl AsyncWrite for Watched {
 /// answer not ready 503 `TIMEOUT` (we are); both close the connection. Dropping the
 /// handler loses only its answer: a decision already handed to the audit committer,
 /// or a write running in its spawned task, completes whole all the same.
-pub(crate) async fn request_timeout(
-    State(limit): State<Duration>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let received = Arc::new(AtomicBool::new(false));
-    let req = req.map(|body| {
-        if body.is_end_stream() {
-            received.store(true, Ordering::Release);
+#[derive(Clone)]
+pub(crate) struct RequestTimeoutLayer(pub Duration);
+
+impl<S> Layer<S> for RequestTimeoutLayer {
+    type Service = RequestTimeout<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestTimeout {
+            inner,
+            limit: self.0,
         }
-        Body::new(Received {
-            body,
-            received: Arc::clone(&received),
-        })
-    });
-    let method = req.method().clone();
-    let Ok(resp) = tokio::time::timeout(limit, next.run(req)).await else {
-        let secs = limit.as_secs_f64();
-        let err = if received.load(Ordering::Acquire) {
+    }
+}
+
+/// A service bounded by [`RequestTimeoutLayer`]'s limit.
+#[derive(Clone)]
+pub(crate) struct RequestTimeout<S> {
+    inner: S,
+    limit: Duration,
+}
+
+impl<S> Service<Request> for RequestTimeout<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = RequestTimeoutFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let received = Arc::new(AtomicBool::new(false));
+        let req = req.map(|body| {
+            if body.is_end_stream() {
+                received.store(true, Ordering::Release);
+            }
+            Body::new(Received {
+                body,
+                received: Arc::clone(&received),
+            })
+        });
+        let method = req.method().clone();
+        RequestTimeoutFuture {
+            inner: tokio::time::timeout(self.limit, self.inner.call(req)),
+            late: Late {
+                received,
+                method,
+                limit: self.limit,
+            },
+        }
+    }
+}
+
+/// What a late request's answer needs.
+struct Late {
+    received: Arc<AtomicBool>,
+    method: axum::http::Method,
+    limit: Duration,
+}
+
+impl Late {
+    fn answer(&self) -> Response {
+        let secs = self.limit.as_secs_f64();
+        let err = if self.received.load(Ordering::Acquire) {
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 ErrorCode::Timeout,
@@ -447,16 +495,39 @@ pub(crate) async fn request_timeout(
         };
         tracing::warn!(
             request_id = %request_id::current(),
-            %method,
+            method = %self.method,
             status = err.status.as_u16(),
             "request timed out"
         );
         let mut resp = err.into_response();
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        return resp;
-    };
-    resp
+        resp
+    }
+}
+
+pin_project! {
+    /// The future of a [`RequestTimeout`] service.
+    pub(crate) struct RequestTimeoutFuture<F> {
+        #[pin]
+        inner: tokio::time::Timeout<F>,
+        late: Late,
+    }
+}
+
+impl<F> Future for RequestTimeoutFuture<F>
+where
+    F: Future<Output = Result<Response, Infallible>>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        match ready!(this.inner.poll(cx)) {
+            Ok(out) => Poll::Ready(out),
+            Err(_elapsed) => Poll::Ready(Ok(this.late.answer())),
+        }
+    }
 }
 
 /// A request body that notes when it has been received in full.
