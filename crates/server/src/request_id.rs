@@ -31,7 +31,7 @@ pub fn set_acting_key(id: &str) {
 
 /// The public id (`key_…`) of the API key this request was authenticated by, if one
 /// was (directly, or through an access token issued for it); readable after the
-/// handler ran, by a layer inside [`layer`].
+/// handler ran, by a layer inside the request id's (`RequestIdLayer`).
 pub fn acting_key() -> Option<String> {
     ACTING_KEY
         .try_with(|cell| cell.get().cloned())
@@ -120,7 +120,10 @@ where
     fn call(&mut self, req: Request) -> Self::Future {
         let id = fresh();
         let header = HeaderValue::from_str(&id).ok();
-        let inner = self.inner.call(req);
+        // What the services inside do in their own `call` (before any poll) sees the
+        // id too, however they are stacked. The acting person and key are set by
+        // handlers, so their scopes start with the first poll.
+        let inner = REQUEST_ID.sync_scope(id.clone(), || self.inner.call(req));
         RequestIdFuture {
             inner: REQUEST_ID.scope(
                 id,
@@ -170,6 +173,32 @@ mod tests {
             })
             .await;
         assert_eq!(super::acting_key(), None);
+    }
+
+    #[tokio::test]
+    async fn the_id_is_current_in_the_inner_call_and_its_future_and_is_the_header() {
+        use axum::body::Body;
+        use tower::{Layer, ServiceExt};
+
+        // `service_fn` runs its closure in `call`, before the future is polled.
+        let inner = tower::service_fn(|_req: super::Request| {
+            let in_call = super::current();
+            async move {
+                let in_future = super::current();
+                let body = format!("{in_call} {in_future}");
+                Ok::<_, std::convert::Infallible>(super::http::Response::new(Body::from(body)))
+            }
+        });
+        let resp = super::RequestIdLayer
+            .layer(inner)
+            .oneshot(super::Request::new(Body::empty()))
+            .await
+            .unwrap();
+        let header = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+        assert!(header.starts_with("req_"), "{header}");
+        let body = axum::body::to_bytes(resp.into_body(), 1024).await.unwrap();
+        assert_eq!(body, format!("{header} {header}"));
+        assert_eq!(super::current(), "-");
     }
 
     #[test]
