@@ -23,6 +23,20 @@ mod conformance {
     bonafide_store::conformance_tests!(super::fresh);
 }
 
+/// A connection of its own to the database file at `path`, outside the store: to put
+/// a database back to what an older build left.
+async fn raw_connection(path: &Path) -> sqlx::SqliteConnection {
+    <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap()
+}
+
+async fn close_raw(conn: sqlx::SqliteConnection) {
+    <sqlx::SqliteConnection as sqlx::Connection>::close(conn)
+        .await
+        .unwrap();
+}
+
 /// The whole suite once more against the store at `BONAFIDE_TEST_STORE_URL`, when it
 /// is set: a second backend's (or SQLite's elsewhere, `sqlite://<parent dir>`), each
 /// case on a fresh, empty store. An unknown or unsupported scheme fails here.
@@ -225,21 +239,14 @@ async fn the_change_feed_starts_with_the_revocations_made_before_it() {
     drop(store);
 
     // Back to the schema before 0011 (which 0018 dropped again), without 0017's feed.
-    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
-        "sqlite://{}",
-        path.display()
-    ))
-    .await
-    .unwrap();
+    let mut conn = raw_connection(&path).await;
     for sql in [
         "DROP TABLE changes",
         "DELETE FROM _sqlx_migrations WHERE version IN (11, 17, 18)",
     ] {
         sqlx::query(sql).execute(&mut conn).await.unwrap();
     }
-    <sqlx::SqliteConnection as sqlx::Connection>::close(conn)
-        .await
-        .unwrap();
+    close_raw(conn).await;
 
     let store = SqliteStore::open(&dir.path().join("data")).await.unwrap();
     let feed = store
@@ -279,12 +286,7 @@ async fn a_corrupt_row_is_a_backend_error() {
         .unwrap();
 
     // Edit the file behind the store's back, as a damaged or hand-edited file would be.
-    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
-        "sqlite://{}",
-        store.path().display()
-    ))
-    .await
-    .unwrap();
+    let mut conn = raw_connection(store.path()).await;
     sqlx::query("UPDATE agents SET scopes = 'not json' WHERE id = ?")
         .bind(agent.id.as_str())
         .execute(&mut conn)
@@ -337,12 +339,7 @@ async fn a_corrupt_budget_is_a_backend_error() {
     assert_eq!(store.budget_spent(&key).await.unwrap().to_string(), "1.50");
     let size = store.audit_size().await.unwrap();
 
-    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
-        "sqlite://{}",
-        store.path().display()
-    ))
-    .await
-    .unwrap();
+    let mut conn = raw_connection(store.path()).await;
     sqlx::query("UPDATE budgets SET spent = '1.5 EUR'")
         .execute(&mut conn)
         .await
@@ -397,12 +394,7 @@ async fn the_schema_never_holds_a_suspended_revoked_agent() {
         .await
         .unwrap();
 
-    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
-        "sqlite://{}",
-        store.path().display()
-    ))
-    .await
-    .unwrap();
+    let mut conn = raw_connection(store.path()).await;
     for (sql, id) in [
         (
             "UPDATE agents SET suspended_at_ms = 1 WHERE id = ?",
@@ -455,12 +447,7 @@ async fn issuer_twins_from_before_name_keys_leave_the_name_to_the_oldest() {
             .unwrap();
     }
     // As a registry from before 0013 holds them: twins, no name keys.
-    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
-        "sqlite://{}",
-        store.path().display()
-    ))
-    .await
-    .unwrap();
+    let mut conn = raw_connection(store.path()).await;
     for (i, name, at) in [
         (&younger, "https://Twin.example.", T0_MS + 1),
         (&older, "twin.example", T0_MS),
@@ -538,12 +525,7 @@ async fn a_database_from_before_the_change_feed_keeps_paging_and_its_revocations
     drop(store);
 
     // Back to the schema before 0016.
-    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
-        "sqlite://{}",
-        path.display()
-    ))
-    .await
-    .unwrap();
+    let mut conn = raw_connection(&path).await;
     for sql in [
         "DROP TABLE changes",
         "DROP INDEX agents_by_issuer_list_pos",
@@ -553,9 +535,7 @@ async fn a_database_from_before_the_change_feed_keeps_paging_and_its_revocations
     ] {
         sqlx::query(sql).execute(&mut conn).await.unwrap();
     }
-    <sqlx::SqliteConnection as sqlx::Connection>::close(conn)
-        .await
-        .unwrap();
+    close_raw(conn).await;
 
     let store = SqliteStore::open(&dir.path().join("data")).await.unwrap();
     let page = store.list_agents(&iss.id, None, 2).await.unwrap();
@@ -611,12 +591,7 @@ async fn a_log_from_before_the_deferred_leaf_index_is_indexed_whole() {
     store.close().await;
     drop(store);
 
-    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
-        "sqlite://{}",
-        path.display()
-    ))
-    .await
-    .unwrap();
+    let mut conn = raw_connection(&path).await;
     for sql in [
         "DROP TABLE audit_leaf_index",
         "DROP TABLE audit_leaf_progress",
@@ -626,9 +601,7 @@ async fn a_log_from_before_the_deferred_leaf_index_is_indexed_whole() {
     ] {
         sqlx::query(sql).execute(&mut conn).await.unwrap();
     }
-    <sqlx::SqliteConnection as sqlx::Connection>::close(conn)
-        .await
-        .unwrap();
+    close_raw(conn).await;
 
     let store = SqliteStore::open(&dir.path().join("data")).await.unwrap();
     for (i, r) in records.iter().enumerate() {
@@ -643,12 +616,7 @@ async fn a_log_from_before_the_deferred_leaf_index_is_indexed_whole() {
     }
     let path = store.path().to_path_buf();
     store.close().await;
-    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
-        "sqlite://{}",
-        path.display()
-    ))
-    .await
-    .unwrap();
+    let mut conn = raw_connection(&path).await;
     let (indexed, upto, old_index): (i64, i64, i64) = sqlx::query_as(
         "SELECT (SELECT COUNT(*) FROM audit_leaf_index), \
                 (SELECT upto FROM audit_leaf_progress WHERE id = 1), \
@@ -671,12 +639,7 @@ async fn a_leaf_hash_prefix_shared_with_another_record_is_not_a_match() {
     let path = store.path().to_path_buf();
     store.close().await;
     drop(store);
-    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
-        "sqlite://{}",
-        path.display()
-    ))
-    .await
-    .unwrap();
+    let mut conn = raw_connection(&path).await;
     // Record 3 indexed under record 10's prefix too (what a 2^-64 collision looks
     // like), below record 10 itself.
     for sql in [
@@ -689,9 +652,7 @@ async fn a_leaf_hash_prefix_shared_with_another_record_is_not_a_match() {
     ] {
         sqlx::query(sql).execute(&mut conn).await.unwrap();
     }
-    <sqlx::SqliteConnection as sqlx::Connection>::close(conn)
-        .await
-        .unwrap();
+    close_raw(conn).await;
     let store = SqliteStore::open(&dir.path().join("data")).await.unwrap();
     for (i, r) in records.iter().enumerate() {
         assert_eq!(
@@ -731,12 +692,7 @@ async fn policy_revocations_from_before_their_stored_id_are_found_by_it() {
         .await
         .unwrap();
     // A row as the store wrote it before 0033: no revocation id.
-    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
-        "sqlite://{}",
-        store.path().display()
-    ))
-    .await
-    .unwrap();
+    let mut conn = raw_connection(store.path()).await;
     sqlx::query(
         "INSERT INTO revoked_policies (issuer_id, policy_id, revoked_at_ms) VALUES (?, 'pol_old', ?)",
     )
@@ -752,9 +708,7 @@ async fn policy_revocations_from_before_their_stored_id_are_found_by_it() {
             .unwrap();
     let new_id = bonafide_core::token::policy_revocation_id(&iss.id, "pol_new");
     assert_eq!(stored.as_deref(), Some(new_id.as_str()));
-    <sqlx::SqliteConnection as sqlx::Connection>::close(conn)
-        .await
-        .unwrap();
+    close_raw(conn).await;
     for (policy, at) in [("pol_new", T0_MS), ("pol_old", T0_MS - 1)] {
         let id = bonafide_core::token::policy_revocation_id(&iss.id, policy);
         let found = store.policy_revocation_by_id(&id).await.unwrap().unwrap();
@@ -805,9 +759,7 @@ async fn sessions_and_refresh_tokens_survive_the_key_sessions_rebuild() {
     ] {
         sqlx::query(sql).execute(&mut conn).await.unwrap();
     }
-    <sqlx::SqliteConnection as sqlx::Connection>::close(conn)
-        .await
-        .unwrap();
+    close_raw(conn).await;
 
     let store = SqliteStore::open(&dir.path().join("data")).await.unwrap();
     store.close().await;
@@ -845,12 +797,7 @@ async fn receipts_from_before_dated_ids_are_purged_by_age() {
     let path = store.path().to_path_buf();
     store.close().await;
     drop(store);
-    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
-        "sqlite://{}",
-        path.display()
-    ))
-    .await
-    .unwrap();
+    let mut conn = raw_connection(&path).await;
     for sql in [
         "DROP TABLE receipts_undated",
         "CREATE INDEX receipts_by_age ON receipts (created_at_ms)",
@@ -884,9 +831,7 @@ async fn receipts_from_before_dated_ids_are_purged_by_age() {
         .await
         .unwrap();
     }
-    <sqlx::SqliteConnection as sqlx::Connection>::close(conn)
-        .await
-        .unwrap();
+    close_raw(conn).await;
 
     let store = SqliteStore::open(&dir.path().join("data")).await.unwrap();
     assert_eq!(store.purge_receipts(5_000).await.unwrap(), 20);
@@ -901,12 +846,7 @@ async fn receipts_from_before_dated_ids_are_purged_by_age() {
     assert_eq!(store.purge_receipts(10_001).await.unwrap(), 20);
     let path = store.path().to_path_buf();
     store.close().await;
-    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
-        "sqlite://{}",
-        path.display()
-    ))
-    .await
-    .unwrap();
+    let mut conn = raw_connection(&path).await;
     let (age_index, undated): (i64, i64) = sqlx::query_as(
         "SELECT (SELECT COUNT(*) FROM sqlite_schema WHERE name = 'receipts_by_age'), \
                 (SELECT COUNT(*) FROM receipts_undated)",

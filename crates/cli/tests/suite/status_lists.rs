@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use bonafide_core::keys::SigningKey;
 use bonafide_core::status_list::{self, Status, StatusList, StatusListClaims};
 use bonafide_store::{PrivateKeySlot, PublishedStatusList, ReceiptKeyRecord, Store};
-use common::{json_of, run, serve, text};
+use common::{Served, json_of, run, serve, text};
 use serde_json::Value;
 
 fn block_on<F: Future>(f: F) -> F::Output {
@@ -118,16 +118,14 @@ fn forged(token: &str, idx: u64, status: Status, version: u64, key: &SigningKey)
     status_list::sign(key, &claims).unwrap()
 }
 
-#[test]
-fn token_sign_gets_a_slot_and_audit_verify_catches_a_split_view() {
-    let data = tempfile::tempdir().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let srv = serve(data.path(), &[]);
+/// An issuer created by the admin (its API key and id) and an agent it registered
+/// with scope `read:x`, both through the CLI.
+fn issuer_and_agent(srv: &Served, issuer_name: &str, agent_name: &str) -> (String, String, String) {
     let admin = srv.admin_printed.clone().unwrap();
     let out = run(
         &srv.url,
         Some(&admin),
-        &["issuer", "create", "--name", "lists.example", "--json"],
+        &["issuer", "create", "--name", issuer_name, "--json"],
     );
     assert_exit(&out, 0);
     let v = json_of(&out);
@@ -139,11 +137,21 @@ fn token_sign_gets_a_slot_and_audit_verify_catches_a_split_view() {
         &srv.url,
         Some(&issuer_key),
         &[
-            "agent", "register", "--name", "Bot", "--scope", "read:x", "--json",
+            "agent", "register", "--name", agent_name, "--scope", "read:x", "--json",
         ],
     );
     assert_exit(&out, 0);
     let agent = json_of(&out)["agent_id"].as_str().unwrap().to_owned();
+    (issuer_key, issuer, agent)
+}
+
+#[test]
+fn token_sign_gets_a_slot_and_audit_verify_catches_a_split_view() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let srv = serve(data.path(), &[]);
+    let admin = srv.admin_printed.clone().unwrap();
+    let (issuer_key, issuer, agent) = issuer_and_agent(&srv, "lists.example", "Bot");
     let key = dir.path().join("k.pem");
     let k = key.to_str().unwrap();
     assert_exit(
@@ -542,27 +550,7 @@ fn token_sign_binds_to_the_agent_key_and_its_slot_names_it() {
     let data = tempfile::tempdir().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let srv = serve(data.path(), &[]);
-    let admin = srv.admin_printed.clone().unwrap();
-    let out = run(
-        &srv.url,
-        Some(&admin),
-        &["issuer", "create", "--name", "bind.example", "--json"],
-    );
-    assert_exit(&out, 0);
-    let v = json_of(&out);
-    let (issuer_key, issuer) = (
-        v["api_key"].as_str().unwrap().to_owned(),
-        v["issuer_id"].as_str().unwrap().to_owned(),
-    );
-    let out = run(
-        &srv.url,
-        Some(&issuer_key),
-        &[
-            "agent", "register", "--name", "Bound", "--scope", "read:x", "--json",
-        ],
-    );
-    assert_exit(&out, 0);
-    let agent = json_of(&out)["agent_id"].as_str().unwrap().to_owned();
+    let (issuer_key, issuer, agent) = issuer_and_agent(&srv, "bind.example", "Bound");
     let generate = |name: &str| {
         let file = dir.path().join(name).to_str().unwrap().to_owned();
         let out = run(

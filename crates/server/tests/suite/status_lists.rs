@@ -713,6 +713,44 @@ async fn a_token_revoked_under_its_legacy_consent_id_is_revoked_in_its_list() {
     until_status(&h, &kept_uri, kept_idx, Status::Valid).await;
 }
 
+/// The body of an allocation for a fresh `jti` of `agent_id`, an hour to live, with
+/// `fields` (`kid`, `jkt`, `policy_id`, another `expires_at`…) set as given: a `null`
+/// is sent as `null`.
+fn allocation(agent_id: &str, fields: Value) -> Value {
+    let mut body = json!({
+        "agent_id": agent_id,
+        "jti": bonafide_core::ids::TokenId::from_random(common::rand20()[..16].try_into().unwrap())
+            .to_string(),
+        "expires_at": now_s() + 3600,
+    });
+    for (name, value) in fields.as_object().unwrap() {
+        body[name] = value.clone();
+    }
+    body
+}
+
+/// Asks for a slot with `key`.
+async fn allocate_slot(h: &Harness, key: &str, body: Value) -> (StatusCode, Value) {
+    h.call(
+        "POST",
+        "/v1/status-lists/allocations",
+        Some(key),
+        Some(body),
+    )
+    .await
+}
+
+/// The list and index an allocation's answer gives.
+fn allocated_slot(v: &Value) -> (String, u64) {
+    (
+        v["status"]["status_list"]["uri"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+        v["status"]["status_list"]["idx"].as_u64().unwrap(),
+    )
+}
+
 fn public_jwk(sk: &bonafide_core::keys::SigningKey) -> Value {
     serde_json::to_value(sk.verifying_key().jwk()).unwrap()
 }
@@ -814,29 +852,11 @@ async fn a_slot_for_an_agent_whose_tokens_must_be_bound_names_its_key() {
     .await;
     let keyless = register(json!({"name": "Keyless", "scopes": ["read:x"]})).await;
     let allocate = |agent_id: &str, jkt: Option<&str>| {
-        let mut body = json!({
-            "agent_id": agent_id,
-            "jti": bonafide_core::ids::TokenId::from_random(
-                common::rand20()[..16].try_into().unwrap()
-            )
-            .to_string(),
-            "expires_at": now_s() + 3600,
-            "kid": kid,
-        });
+        let mut fields = json!({"kid": kid});
         if let Some(jkt) = jkt {
-            body["jkt"] = json!(jkt);
+            fields["jkt"] = json!(jkt);
         }
-        let h = &h;
-        let key = iss.key.clone();
-        async move {
-            h.call(
-                "POST",
-                "/v1/status-lists/allocations",
-                Some(&key),
-                Some(body),
-            )
-            .await
-        }
+        allocate_slot(&h, &iss.key, allocation(agent_id, fields))
     };
     let (st, v) = allocate(&bound, None).await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
@@ -861,16 +881,7 @@ async fn a_slot_for_an_agent_whose_tokens_must_be_bound_names_its_key() {
     }
     let (st, v) = allocate(&bound, Some(first.kid())).await;
     assert_eq!(st, StatusCode::CREATED, "{v}");
-    let slot_of = |v: &Value| {
-        (
-            v["status"]["status_list"]["uri"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-            v["status"]["status_list"]["idx"].as_u64().unwrap(),
-        )
-    };
-    let (uri, idx) = slot_of(&v);
+    let (uri, idx) = allocated_slot(&v);
     until_status(&h, &uri, idx, Status::Valid).await;
     let (st, rotated) = h
         .call(
@@ -924,36 +935,12 @@ async fn an_issuer_signed_token_is_revoked_in_its_list_with_the_key_that_signed_
         assert_eq!(st, StatusCode::CREATED, "{v}");
         kids.push(sk.kid().to_owned());
     }
+    // `None` is sent as `null`, as a client may.
     let allocate = |kid: Option<&str>, jkt: Option<&str>| {
-        let body = json!({
-            "agent_id": agent_id,
-            "jti": bonafide_core::ids::TokenId::from_random(
-                common::rand20()[..16].try_into().unwrap()
-            )
-            .to_string(),
-            "expires_at": now_s() + 3600,
-            "kid": kid,
-            "jkt": jkt,
-        });
-        let h = &h;
-        let key = iss.key.clone();
-        async move {
-            h.call(
-                "POST",
-                "/v1/status-lists/allocations",
-                Some(&key),
-                Some(body),
-            )
-            .await
-        }
-    };
-    let slot_of = |v: &Value| {
-        (
-            v["status"]["status_list"]["uri"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-            v["status"]["status_list"]["idx"].as_u64().unwrap(),
+        allocate_slot(
+            &h,
+            &iss.key,
+            allocation(&agent_id, json!({"kid": kid, "jkt": jkt})),
         )
     };
     let (st, signed) = allocate(Some(&kids[0]), None).await;
@@ -972,8 +959,8 @@ async fn an_issuer_signed_token_is_revoked_in_its_list_with_the_key_that_signed_
         assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{kid:?} {jkt:?}: {v}");
         assert_eq!(v["error"]["code"], "INVALID_REQUEST", "{v}");
     }
-    let (uri, idx) = slot_of(&signed);
-    let (other_uri, other_idx) = slot_of(&by_other_key);
+    let (uri, idx) = allocated_slot(&signed);
+    let (other_uri, other_idx) = allocated_slot(&by_other_key);
     until_status(&h, &uri, idx, Status::Valid).await;
     let (st, v) = h
         .call(
@@ -1022,38 +1009,16 @@ async fn a_revoked_policy_flips_every_slot_of_a_token_carrying_it() {
     let (other_uri, other_idx) = slot(&other);
     // An issuer's own token's slot, with and without the policy's id.
     let allocate = |policy_id: Option<&str>| {
-        let h = &h;
-        let key = &key;
-        let agent_id = &agent_id;
-        let mut body = json!({
-            "agent_id": agent_id,
-            "jti": bonafide_core::ids::TokenId::from_random(
-                common::rand20()[..16].try_into().unwrap()
-            )
-            .to_string(),
-            "expires_at": now_s() + 3600,
-            "kid": kid,
-        });
+        let mut fields = json!({"kid": kid});
         if let Some(p) = policy_id {
-            body["policy_id"] = json!(p);
+            fields["policy_id"] = json!(p);
         }
+        let body = allocation(&agent_id, fields);
+        let (h, key) = (&h, &key);
         async move {
-            let (st, v) = h
-                .call(
-                    "POST",
-                    "/v1/status-lists/allocations",
-                    Some(key),
-                    Some(body),
-                )
-                .await;
+            let (st, v) = allocate_slot(h, key, body).await;
             assert_eq!(st, StatusCode::CREATED, "{v}");
-            (
-                v["status"]["status_list"]["uri"]
-                    .as_str()
-                    .unwrap()
-                    .to_owned(),
-                v["status"]["status_list"]["idx"].as_u64().unwrap(),
-            )
+            allocated_slot(&v)
         }
     };
     let (own_uri, own_idx) = allocate(Some("pol_lists_1")).await;
@@ -1373,34 +1338,15 @@ async fn a_closed_list_whose_tokens_all_expired_is_retired() {
     let kid = signing_kid(&h, &iss.key, &iss.id).await;
     let (agent_id, token) = agent(&h, &iss.key, "Bot").await;
     let allocate = || {
-        let body = json!({
-            "agent_id": agent_id,
-            "jti": bonafide_core::ids::TokenId::from_random(
-                common::rand20()[..16].try_into().unwrap()
-            )
-            .to_string(),
-            "expires_at": h.state.now_ms() / 1000 + 600,
-            "kid": kid,
-        });
-        let h = &h;
-        let key = iss.key.clone();
+        let body = allocation(
+            &agent_id,
+            json!({"kid": kid, "expires_at": h.state.now_ms() / 1000 + 600}),
+        );
+        let (h, key) = (&h, &iss.key);
         async move {
-            let (st, v) = h
-                .call(
-                    "POST",
-                    "/v1/status-lists/allocations",
-                    Some(&key),
-                    Some(body),
-                )
-                .await;
+            let (st, v) = allocate_slot(h, key, body).await;
             assert_eq!(st, StatusCode::CREATED, "{v}");
-            (
-                v["status"]["status_list"]["uri"]
-                    .as_str()
-                    .unwrap()
-                    .to_owned(),
-                v["status"]["status_list"]["idx"].as_u64().unwrap(),
-            )
+            allocated_slot(&v)
         }
     };
     // Fill the first list to half (it then takes no new slots) and open a second.
