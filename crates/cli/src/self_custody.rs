@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
+use bonafide_client::ClientError;
 use bonafide_core::domain_proof::{self, DomainProofClaims};
 use bonafide_core::ids::{AgentId, IssuerId, TokenId};
 use bonafide_core::json::{self, JsonLimits};
@@ -334,11 +335,16 @@ async fn allocate_status(
         client.post("/v1/status-lists/allocations", &body),
     )
     .await
-    .map_err(explain)
-    .context(if claims.cnf.is_none() {
-        "no status-list slot (pass --bind AGENT_KEY.pub.jwk if the agent's tokens must be bound to its key, or --no-status to sign without a slot)"
-    } else {
-        "no status-list slot (pass --no-status to sign without one)"
+    .map_err(|e| {
+        // Binding is the fix only for a request the registry found invalid; an agent
+        // suspended or revoked (409) or a limit reached (429) is not fixed by it.
+        let hint = match &e {
+            ClientError::Api { status: 422, .. } if claims.cnf.is_none() => {
+                "no status-list slot (pass --bind AGENT_KEY.pub.jwk if the agent's tokens must be bound to its key, or --no-status to sign without a slot)"
+            }
+            _ => "no status-list slot (pass --no-status to sign without one)",
+        };
+        explain(e).context(hint)
     })?;
     let status = serde_json::from_value(answer["status"].clone())
         .map_err(|e| anyhow!("the registry's status-list slot does not parse: {e}"))?;

@@ -662,4 +662,20 @@ fn token_sign_binds_to_the_agent_key_and_its_slot_names_it() {
         assert_exit(&out, 2);
         assert!(text(&out).contains(says), "{file}: {}", text(&out));
     }
+
+    // A slot refused for another reason (a suspended agent) does not send the user
+    // to `--bind`.
+    let out = run(
+        &srv.url,
+        Some(&issuer_key),
+        &["agent", "suspend", &agent, "--reason", "audit"],
+    );
+    assert_exit(&out, 0);
+    let out = sign(&["--bind", &agent_pub]);
+    assert_exit(&out, 2);
+    assert!(text(&out).contains("no status-list slot"), "{}", text(&out));
+    assert!(!text(&out).contains("pass --bind"), "{}", text(&out));
+    let out = sign(&[]);
+    assert_exit(&out, 2);
+    assert!(!text(&out).contains("pass --bind"), "{}", text(&out));
 }
