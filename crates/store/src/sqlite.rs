@@ -4243,10 +4243,15 @@ impl Store for SqliteStore {
             if !ids.is_empty() {
                 let list = serde_json::to_string(&ids)
                     .map_err(|e| StoreError::Backend(format!("receipt ids: {e}")))?;
+                // The receipt's own age is checked too, as in the ranges below: the two
+                // rows are written together with one time, and if they ever differ the
+                // receipt is kept, never dropped early.
                 total += sqlx::query(
-                    "DELETE FROM receipts WHERE id IN (SELECT value FROM json_each(?))",
+                    "DELETE FROM receipts WHERE id IN (SELECT value FROM json_each(?)) \
+                     AND created_at_ms < ?",
                 )
                 .bind(list)
+                .bind(before_ms)
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err)?

@@ -786,6 +786,42 @@ async fn sessions_and_refresh_tokens_survive_the_key_sessions_rebuild() {
     assert!(orphan.is_err(), "{orphan:?}");
 }
 
+/// A receipt kept by age is dropped only when its own row is old enough too: an
+/// undated row that says it is older (the store never writes one so) does not drop
+/// a young receipt.
+#[tokio::test]
+async fn an_undated_row_never_drops_a_young_receipt() {
+    use bonafide_core::ids::ReceiptId;
+    let (store, dir) = fresh().await;
+    let path = store.path().to_path_buf();
+    store.close().await;
+    drop(store);
+    let id = ReceiptId::from_random([9; 16]);
+    let mut conn = raw_connection(&path).await;
+    sqlx::query(
+        "INSERT INTO receipts (id, receiver_id, issuer_id, claims, audit_index, created_at_ms) \
+         VALUES (?, NULL, NULL, x'7b7d', NULL, 10000)",
+    )
+    .bind(id.as_str())
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    sqlx::query("INSERT INTO receipts_undated (created_at_ms, id) VALUES (1000, ?)")
+        .bind(id.as_str())
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    close_raw(conn).await;
+    let store = SqliteStore::open(&dir.path().join("data")).await.unwrap();
+    assert_eq!(store.purge_receipts(5_000).await.unwrap(), 0);
+    assert!(store.receipt(&id).await.unwrap().is_some());
+    assert_eq!(
+        store.purge_receipts(20_000).await.unwrap(),
+        0,
+        "its undated row went first"
+    );
+}
+
 /// A database from before receipts were purged by their ids (0039) keeps every
 /// receipt it holds by age: ones with random ids (as all were before ids carried
 /// their time) are purged at their retention's end, and only they; the age index
